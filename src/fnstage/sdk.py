@@ -1,0 +1,78 @@
+"""What a function's code sees: `ctx`, `Response` and `HTTPError` (importable as `fnstage.*`)."""
+
+from __future__ import annotations
+
+import json as _json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class HTTPError(Exception):
+    """Raise from `main` to answer with an error status and message."""
+
+    def __init__(self, status: int, message: str = "", headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+@dataclass
+class Response:
+    """Return from `main` to choose the status and headers; `body` is str, bytes, or JSON-able data."""
+
+    body: Any = b""
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    name: str
+    version: int
+    semver: str
+
+
+class Log:
+    """Lines a function logs during one invocation; kept per invocation and readable with `fnstage logs`."""
+
+    def __init__(self, limit: int = 200) -> None:
+        self.lines: list[str] = []
+        self._limit = limit
+
+    def __call__(self, *parts: Any) -> None:
+        if len(self.lines) < self._limit:
+            self.lines.append(" ".join(str(p) for p in parts)[:4000])
+
+    info = __call__
+
+    def error(self, *parts: Any) -> None:
+        self("ERROR", *parts)
+
+
+@dataclass
+class Context:
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+    env: str
+    function: FunctionInfo
+    config: Mapping[str, Any]
+    log: Log
+    request_id: str
+    _json: Any = field(default=None, repr=False)
+    _json_parsed: bool = field(default=False, repr=False)
+
+    @property
+    def json(self) -> Any:
+        """The body parsed as JSON, or None when it is empty or not JSON."""
+        if not self._json_parsed:
+            self._json_parsed = True
+            try:
+                self._json = _json.loads(self.body) if self.body else None
+            except ValueError:
+                self._json = None
+        return self._json
