@@ -1,0 +1,111 @@
+"""The runtime's side of the store: read what is published and what changed since a sequence.
+
+Runtimes never read the control-plane tables: only `published` and `publish_log`. On SQLite, a change
+is noticed through the database folder (inotify) and confirmed with `PRAGMA data_version`, which
+changes whenever another connection commits: about 3 us a call, cheap enough to poll as a safety net.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Row, and_, or_, select
+
+from fnstage.store import schema as t
+from fnstage.store.engine import is_sqlite, make_engine
+from fnstage.store.records import FeedEvent, PublishedFunction
+
+
+def _published(row: Row[Any]) -> PublishedFunction:
+    return PublishedFunction(
+        gateway=row.gateway_id,
+        name=row.name,
+        version=row.version,
+        semver=row.semver,
+        entrypoint=row.entrypoint,
+        compiled=bytes(row.compiled),
+        source=dict(row.source),
+        bundle_hash=row.bundle_hash,
+        methods=list(row.methods),
+        config=dict(row.config),
+        seq=row.seq,
+    )
+
+
+class FeedReader:
+    """Synchronous reads for one runtime worker; call from a thread, not the event loop."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        self.database_dir: Path | None = None
+        self._probe: sqlite3.Connection | None = None
+        if is_sqlite(self.engine):
+            database = self.engine.url.database
+            assert database
+            self.database_dir = Path(database).parent
+            self._probe = sqlite3.connect(database, check_same_thread=False)
+
+    def snapshot(self, gateway: str | None) -> tuple[list[PublishedFunction], dict[str, int]]:
+        """Every published function (of one gateway, or all) and each gateway's last sequence, read
+        in one transaction so the two agree."""
+        with self.engine.connect() as conn, conn.begin():
+            stmt = select(t.published)
+            gw_stmt = select(t.gateways.c.id, t.gateways.c.publish_seq)
+            if gateway is not None:
+                stmt = stmt.where(t.published.c.gateway_id == gateway)
+                gw_stmt = gw_stmt.where(t.gateways.c.id == gateway)
+            functions = [_published(r) for r in conn.execute(stmt)]
+            positions = {row.id: int(row.publish_seq) for row in conn.execute(gw_stmt)}
+        return functions, positions
+
+    def events_after(self, positions: dict[str, int], gateway: str | None) -> list[FeedEvent] | None:
+        """Log entries after each gateway's position, in order; None when the log no longer reaches
+        back to a position (pruned) or a gateway appeared that is not in `positions`: resync then."""
+        with self.engine.connect() as conn, conn.begin():
+            gw_stmt = select(t.gateways.c.id, t.gateways.c.publish_seq)
+            if gateway is not None:
+                gw_stmt = gw_stmt.where(t.gateways.c.id == gateway)
+            heads = {row.id: int(row.publish_seq) for row in conn.execute(gw_stmt)}
+            behind = {gw: head for gw, head in heads.items() if head > positions.get(gw, 0)}
+            if not behind:
+                return []
+            cond = [
+                and_(t.publish_log.c.gateway_id == gw, t.publish_log.c.seq > positions.get(gw, 0))
+                for gw in behind
+            ]
+            rows = conn.execute(
+                select(t.publish_log)
+                .where(or_(*cond))
+                .order_by(t.publish_log.c.gateway_id, t.publish_log.c.seq)
+            ).all()
+        events = [FeedEvent(r.gateway_id, int(r.seq), r.name, r.version, r.action) for r in rows]
+        for gw, head in behind.items():
+            mine = [e.seq for e in events if e.gateway == gw]
+            expected = list(range(positions.get(gw, 0) + 1, head + 1))
+            if mine[: len(expected)] != expected:
+                return None
+        return events
+
+    def fetch(self, gateway: str, names: list[str]) -> list[PublishedFunction]:
+        if not names:
+            return []
+        with self.engine.connect() as conn, conn.begin():
+            rows = conn.execute(
+                select(t.published).where(
+                    t.published.c.gateway_id == gateway, t.published.c.name.in_(sorted(set(names)))
+                )
+            )
+            return [_published(r) for r in rows]
+
+    def change_token(self) -> int:
+        """Changes whenever the database changed (SQLite: data_version); 0 where there is no such probe."""
+        if self._probe is None:
+            return 0
+        return int(self._probe.execute("PRAGMA data_version").fetchone()[0])
+
+    def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+        self.engine.dispose()

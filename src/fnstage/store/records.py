@@ -1,0 +1,121 @@
+"""Rows as the rest of fnstage sees them: plain frozen dataclasses, no SQL types leak out of `store`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+
+def utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; everything fnstage stores is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class GatewayRecord:
+    id: str
+    allow_dev_to_prod: bool
+    history_limit: int | None
+    dependencies: list[str]
+    publish_seq: int
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    name: str
+    is_admin: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: int
+    user_id: int
+    name: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class FunctionRecord:
+    id: int
+    gateway_id: str
+    env: str
+    base: str
+    entrypoint: str
+    files: dict[str, str]  # path -> sha256
+    bundle_hash: str
+    compiled: bytes
+    version: int
+    semver: str
+    methods: list[str]
+    description: str
+    tags: list[str]
+    config: dict[str, Any]
+    history_id: int | None
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.env}/{self.base}"
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    id: int
+    gateway_id: str
+    function_id: int
+    env: str
+    base: str
+    kind: str
+    version: int
+    semver: str
+    entrypoint: str
+    files: dict[str, str]  # path -> sha256
+    bundle_hash: str
+    changelog: str | None
+    actor: str
+    dependencies: list[str]
+    source_env: str | None
+    source_history_id: int | None
+    source_version: int | None
+    created_at: datetime
+
+    @property
+    def name(self) -> str:
+        return f"{self.env}/{self.base}"
+
+
+@dataclass(frozen=True)
+class PublishedFunction:
+    """What a runtime loads: one published entry of a gateway."""
+
+    gateway: str
+    name: str
+    version: int
+    semver: str
+    entrypoint: str
+    compiled: bytes
+    source: dict[str, str]
+    bundle_hash: str
+    methods: list[str]
+    config: dict[str, Any]
+    seq: int
+
+
+@dataclass(frozen=True)
+class FeedEvent:
+    gateway: str
+    seq: int
+    name: str
+    version: int
+    action: str  # "upsert" | "delete"

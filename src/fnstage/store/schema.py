@@ -1,0 +1,157 @@
+"""The one schema, for SQLite and PostgreSQL alike (SQLAlchemy Core; migrations in `migrations/`).
+
+Three places, as in the seed: `functions` (the active version of each environment's function),
+`history` (a snapshot of every deployment) and `published` (what runtimes read), plus `publish_log`,
+the change feed: a sequence per gateway, allocated under the gateway row's lock inside the deploying
+transaction, so log entries of one gateway commit in sequence order and a reader that has seen N can
+safely read `seq > N`.
+
+File contents live once in `blobs` (zlib-compressed, keyed by gateway and sha256, reference-counted),
+so a history entry costs a manifest of hashes plus the files that really changed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# BigInteger ids with a SQLite-friendly variant: SQLite only auto-increments INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+)
+
+gateways = Table(
+    "gateways",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("allow_dev_to_prod", Boolean, nullable=False, default=False),
+    Column("history_limit", Integer),  # None: the server's default
+    Column("dependencies", JSON, nullable=False),  # ["requests==2.32.3", ...], sorted
+    Column("publish_seq", BigInteger, nullable=False, default=0),  # last seq handed out
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64), nullable=False),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("size", Integer, nullable=False),  # uncompressed bytes
+    Column("refs", Integer, nullable=False),  # rows of functions + history that name it
+    Column("content", LargeBinary, nullable=False),  # zlib
+)
+
+functions = Table(
+    "functions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), nullable=False),
+    Column("env", String(16), nullable=False),
+    Column("base", String(200), nullable=False),
+    Column("entrypoint", String(255), nullable=False),
+    Column("files", JSON, nullable=False),  # {path: sha256}
+    Column("bundle_hash", String(64), nullable=False),
+    Column("compiled", LargeBinary, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("semver", String(64), nullable=False),
+    Column("methods", JSON, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("tags", JSON, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("history_id", BigInteger),  # the history entry that made this version
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    UniqueConstraint("gateway_id", "env", "base", name="uq_functions_name"),
+)
+
+history = Table(
+    "history",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), nullable=False),
+    Column("function_id", BigInteger, nullable=False),  # survives the function's rename and delete
+    Column("env", String(16), nullable=False),
+    Column("base", String(200), nullable=False),  # the name at the time
+    Column("kind", String(16), nullable=False),  # create|save|promote|release|rollback|rename|delete
+    Column("version", Integer, nullable=False),
+    Column("semver", String(64), nullable=False),
+    Column("entrypoint", String(255), nullable=False),
+    Column("files", JSON, nullable=False),  # {path: sha256}
+    Column("bundle_hash", String(64), nullable=False),
+    Column("changelog", Text),
+    Column("actor", String(64), nullable=False),
+    Column("dependencies", JSON, nullable=False),  # the gateway's pins when this was deployed
+    Column("source_env", String(16)),  # promote/release: where the code came from
+    Column("source_history_id", BigInteger),  # release/rollback: which entry
+    Column("source_version", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_history_function", history.c.gateway_id, history.c.function_id, history.c.id)
+Index("ix_history_name", history.c.gateway_id, history.c.env, history.c.base, history.c.id)
+
+published = Table(
+    "published",
+    metadata,
+    Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(220), primary_key=True),  # "env/base"
+    Column("version", Integer, nullable=False),
+    Column("semver", String(64), nullable=False),
+    Column("entrypoint", String(255), nullable=False),
+    Column("compiled", LargeBinary, nullable=False),
+    Column("source", JSON, nullable=False),  # {path: text}, to rebuild on another Python
+    Column("bundle_hash", String(64), nullable=False),
+    Column("methods", JSON, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("seq", BigInteger, nullable=False),  # the publish_log entry that wrote it
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+publish_log = Table(
+    "publish_log",
+    metadata,
+    Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("name", String(220), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("action", String(8), nullable=False),  # "upsert" | "delete"
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

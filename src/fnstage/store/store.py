@@ -1,0 +1,429 @@
+"""The only module that speaks SQL for the control plane: a Store hands out transactions (`Tx`).
+
+Every use case runs in ONE `Store.write()` transaction, so the active version, its history record and
+the published entry commit together or not at all (invariant 1).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, and_, delete, func, insert, select, update
+
+from fnstage.build.bundle import sha256_text
+from fnstage.store import schema as t
+from fnstage.store.engine import make_engine, migrate, upsert
+from fnstage.store.records import (
+    FunctionRecord,
+    GatewayRecord,
+    HistoryRecord,
+    TokenRecord,
+    UserRecord,
+    utc,
+)
+
+PUBLISH_LOG_KEEP = 10_000  # log entries kept per gateway; a reader further behind resyncs
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str, *, run_migrations: bool = True) -> Store:
+        store = cls(make_engine(url))
+        if run_migrations:
+            migrate(store.engine)
+        return store
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        with self.engine.connect() as conn:
+            conn.execution_options(fnstage_write=True)
+            with conn.begin():
+                yield Tx(conn)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        with self.engine.connect() as conn, conn.begin():
+            yield Tx(conn)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _gateway(row: Row[Any]) -> GatewayRecord:
+    return GatewayRecord(
+        id=row.id,
+        allow_dev_to_prod=bool(row.allow_dev_to_prod),
+        history_limit=row.history_limit,
+        dependencies=list(row.dependencies),
+        publish_seq=row.publish_seq,
+        created_at=utc(row.created_at),
+        created_by=row.created_by,
+    )
+
+
+def _function(row: Row[Any]) -> FunctionRecord:
+    return FunctionRecord(
+        id=row.id,
+        gateway_id=row.gateway_id,
+        env=row.env,
+        base=row.base,
+        entrypoint=row.entrypoint,
+        files=dict(row.files),
+        bundle_hash=row.bundle_hash,
+        compiled=bytes(row.compiled),
+        version=row.version,
+        semver=row.semver,
+        methods=list(row.methods),
+        description=row.description,
+        tags=list(row.tags),
+        config=dict(row.config),
+        history_id=row.history_id,
+        created_at=utc(row.created_at),
+        created_by=row.created_by,
+        updated_at=utc(row.updated_at),
+        updated_by=row.updated_by,
+    )
+
+
+def _history(row: Row[Any]) -> HistoryRecord:
+    return HistoryRecord(
+        id=row.id,
+        gateway_id=row.gateway_id,
+        function_id=row.function_id,
+        env=row.env,
+        base=row.base,
+        kind=row.kind,
+        version=row.version,
+        semver=row.semver,
+        entrypoint=row.entrypoint,
+        files=dict(row.files),
+        bundle_hash=row.bundle_hash,
+        changelog=row.changelog,
+        actor=row.actor,
+        dependencies=list(row.dependencies),
+        source_env=row.source_env,
+        source_history_id=row.source_history_id,
+        source_version=row.source_version,
+        created_at=utc(row.created_at),
+    )
+
+
+def _token(row: Row[Any]) -> TokenRecord:
+    return TokenRecord(
+        id=row.id,
+        user_id=row.user_id,
+        name=row.name,
+        created_at=utc(row.created_at),
+        expires_at=utc(row.expires_at) if row.expires_at else None,
+        revoked_at=utc(row.revoked_at) if row.revoked_at else None,
+        last_used_at=utc(row.last_used_at) if row.last_used_at else None,
+    )
+
+
+class Tx:
+    """One transaction's operations. Methods take and return records, never SQL."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    # users and tokens -----------------------------------------------------------------------------
+    def count_users(self) -> int:
+        return int(self.conn.scalar(select(func.count()).select_from(t.users)) or 0)
+
+    def create_user(self, name: str, is_admin: bool) -> UserRecord:
+        created = now()
+        result = self.conn.execute(insert(t.users).values(name=name, is_admin=is_admin, created_at=created))
+        assert result.inserted_primary_key is not None
+        return UserRecord(int(result.inserted_primary_key[0]), name, is_admin, created)
+
+    def get_user(self, user_id: int) -> UserRecord | None:
+        row = self.conn.execute(select(t.users).where(t.users.c.id == user_id)).first()
+        if row is None:
+            return None
+        return UserRecord(row.id, row.name, bool(row.is_admin), utc(row.created_at))
+
+    def get_user_by_name(self, name: str) -> UserRecord | None:
+        row = self.conn.execute(select(t.users).where(t.users.c.name == name)).first()
+        if row is None:
+            return None
+        return UserRecord(row.id, row.name, bool(row.is_admin), utc(row.created_at))
+
+    def create_token(
+        self, user_id: int, name: str, token_hash: str, expires_at: datetime | None
+    ) -> TokenRecord:
+        created = now()
+        result = self.conn.execute(
+            insert(t.tokens).values(
+                user_id=user_id, name=name, token_hash=token_hash, created_at=created, expires_at=expires_at
+            )
+        )
+        assert result.inserted_primary_key is not None
+        return TokenRecord(
+            int(result.inserted_primary_key[0]), user_id, name, created, expires_at, None, None
+        )
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        row = self.conn.execute(select(t.tokens).where(t.tokens.c.token_hash == token_hash)).first()
+        return _token(row) if row else None
+
+    # gateways -------------------------------------------------------------------------------------
+    def create_gateway(self, gateway_id: str, allow_dev_to_prod: bool, actor: str) -> GatewayRecord:
+        record = GatewayRecord(
+            id=gateway_id,
+            allow_dev_to_prod=allow_dev_to_prod,
+            history_limit=None,
+            dependencies=[],
+            publish_seq=0,
+            created_at=now(),
+            created_by=actor,
+        )
+        self.conn.execute(insert(t.gateways).values(**asdict(record)))
+        return record
+
+    def get_gateway(self, gateway_id: str) -> GatewayRecord | None:
+        row = self.conn.execute(select(t.gateways).where(t.gateways.c.id == gateway_id)).first()
+        return _gateway(row) if row else None
+
+    def list_gateways(self) -> list[GatewayRecord]:
+        return [_gateway(r) for r in self.conn.execute(select(t.gateways).order_by(t.gateways.c.id))]
+
+    def update_gateway(self, gateway_id: str, **values: Any) -> None:
+        self.conn.execute(update(t.gateways).where(t.gateways.c.id == gateway_id).values(**values))
+
+    def lock_gateway(self, gateway_id: str) -> GatewayRecord | None:
+        """Take the gateway's row lock (PostgreSQL); deployments of one gateway then run one at a time."""
+        stmt = select(t.gateways).where(t.gateways.c.id == gateway_id)
+        if self.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        return _gateway(row) if row else None
+
+    # blobs ----------------------------------------------------------------------------------------
+    def put_files(self, gateway_id: str, files: Mapping[str, str]) -> dict[str, str]:
+        """Store file contents once by sha256 (without taking a reference); return {path: sha256}."""
+        manifest = {path: sha256_text(text) for path, text in files.items()}
+        by_sha = {manifest[path]: text for path, text in files.items()}
+        existing = set(
+            self.conn.scalars(
+                select(t.blobs.c.sha256).where(
+                    t.blobs.c.gateway_id == gateway_id, t.blobs.c.sha256.in_(list(by_sha))
+                )
+            )
+        )
+        new = [
+            dict(
+                gateway_id=gateway_id,
+                sha256=sha,
+                size=len(text.encode()),
+                refs=0,
+                content=zlib.compress(text.encode(), 6),
+            )
+            for sha, text in by_sha.items()
+            if sha not in existing
+        ]
+        if new:
+            self.conn.execute(insert(t.blobs), new)
+        return manifest
+
+    def add_refs(self, gateway_id: str, shas: Iterable[str]) -> None:
+        self._change_refs(gateway_id, Counter(shas), +1)
+
+    def drop_refs(self, gateway_id: str, shas: Iterable[str]) -> None:
+        """Release references; a blob nobody references any more is deleted at once."""
+        counts = Counter(shas)
+        self._change_refs(gateway_id, counts, -1)
+        if counts:
+            self.conn.execute(
+                delete(t.blobs).where(
+                    t.blobs.c.gateway_id == gateway_id,
+                    t.blobs.c.sha256.in_(list(counts)),
+                    t.blobs.c.refs <= 0,
+                )
+            )
+
+    def _change_refs(self, gateway_id: str, counts: Counter[str], sign: int) -> None:
+        # Sorted, so two transactions touching the same blobs lock them in the same order.
+        for sha in sorted(counts):
+            self.conn.execute(
+                update(t.blobs)
+                .where(t.blobs.c.gateway_id == gateway_id, t.blobs.c.sha256 == sha)
+                .values(refs=t.blobs.c.refs + sign * counts[sha])
+            )
+
+    def get_texts(self, gateway_id: str, shas: Iterable[str]) -> dict[str, str]:
+        wanted = list(set(shas))
+        rows = self.conn.execute(
+            select(t.blobs.c.sha256, t.blobs.c.content).where(
+                t.blobs.c.gateway_id == gateway_id, t.blobs.c.sha256.in_(wanted)
+            )
+        )
+        return {row.sha256: zlib.decompress(row.content).decode() for row in rows}
+
+    def read_files(self, gateway_id: str, manifest: Mapping[str, str]) -> dict[str, str]:
+        texts = self.get_texts(gateway_id, manifest.values())
+        return {path: texts[sha] for path, sha in sorted(manifest.items())}
+
+    # functions ------------------------------------------------------------------------------------
+    def get_function(self, gateway_id: str, env: str, base: str) -> FunctionRecord | None:
+        row = self.conn.execute(
+            select(t.functions).where(
+                t.functions.c.gateway_id == gateway_id, t.functions.c.env == env, t.functions.c.base == base
+            )
+        ).first()
+        return _function(row) if row else None
+
+    def list_functions(self, gateway_id: str, env: str | None = None) -> list[FunctionRecord]:
+        stmt = select(t.functions).where(t.functions.c.gateway_id == gateway_id)
+        if env:
+            stmt = stmt.where(t.functions.c.env == env)
+        stmt = stmt.order_by(t.functions.c.base, t.functions.c.env)
+        return [_function(r) for r in self.conn.execute(stmt)]
+
+    def insert_function(self, values: dict[str, Any]) -> int:
+        result = self.conn.execute(insert(t.functions).values(**values))
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])
+
+    def update_function(self, function_id: int, values: dict[str, Any]) -> None:
+        self.conn.execute(update(t.functions).where(t.functions.c.id == function_id).values(**values))
+
+    def delete_function(self, function_id: int) -> None:
+        self.conn.execute(delete(t.functions).where(t.functions.c.id == function_id))
+
+    # history --------------------------------------------------------------------------------------
+    def insert_history(self, values: dict[str, Any]) -> HistoryRecord:
+        result = self.conn.execute(insert(t.history).values(**values))
+        assert result.inserted_primary_key is not None
+        return HistoryRecord(id=int(result.inserted_primary_key[0]), **values)
+
+    def get_history(self, gateway_id: str, history_id: int) -> HistoryRecord | None:
+        row = self.conn.execute(
+            select(t.history).where(t.history.c.gateway_id == gateway_id, t.history.c.id == history_id)
+        ).first()
+        return _history(row) if row else None
+
+    def list_history(
+        self,
+        gateway_id: str,
+        *,
+        function_id: int | None = None,
+        env: str | None = None,
+        base: str | None = None,
+        limit: int = 30,
+        before: int | None = None,
+        semver: str | None = None,
+    ) -> list[HistoryRecord]:
+        """Newest first; by the function's id (follows renames) or, for a deleted one, by its name."""
+        cond = [t.history.c.gateway_id == gateway_id]
+        if function_id is not None:
+            cond.append(t.history.c.function_id == function_id)
+        else:
+            cond += [t.history.c.env == env, t.history.c.base == base]
+        if before is not None:
+            cond.append(t.history.c.id < before)
+        if semver is not None:
+            cond.append(t.history.c.semver == semver)
+        stmt = select(t.history).where(and_(*cond)).order_by(t.history.c.id.desc()).limit(limit)
+        return [_history(r) for r in self.conn.execute(stmt)]
+
+    def prune_history(self, gateway_id: str, function_id: int, env: str, keep: int) -> int:
+        """Delete this function's entries in `env` beyond the newest `keep`, sparing any entry that is
+        some environment's current source; release their blobs. Returns how many were deleted."""
+        old = self.conn.execute(
+            select(t.history.c.id, t.history.c.files)
+            .where(
+                t.history.c.gateway_id == gateway_id,
+                t.history.c.function_id == function_id,
+                t.history.c.env == env,
+            )
+            .order_by(t.history.c.id.desc())
+            .offset(keep)
+        ).all()
+        if not old:
+            return 0
+        ids = [row.id for row in old]
+        protected = set(
+            self.conn.scalars(
+                select(t.functions.c.history_id).where(
+                    t.functions.c.gateway_id == gateway_id, t.functions.c.history_id.in_(ids)
+                )
+            )
+        )
+        doomed = [row for row in old if row.id not in protected]
+        if not doomed:
+            return 0
+        self.conn.execute(delete(t.history).where(t.history.c.id.in_([row.id for row in doomed])))
+        self.drop_refs(gateway_id, [sha for row in doomed for sha in row.files.values()])
+        return len(doomed)
+
+    # published and the change feed ----------------------------------------------------------------
+    def _next_seq(self, gateway_id: str) -> int:
+        self.conn.execute(
+            update(t.gateways)
+            .where(t.gateways.c.id == gateway_id)
+            .values(publish_seq=t.gateways.c.publish_seq + 1)
+        )
+        return int(self.conn.scalar(select(t.gateways.c.publish_seq).where(t.gateways.c.id == gateway_id)))
+
+    def _log(self, gateway_id: str, name: str, version: int, action: str) -> int:
+        seq = self._next_seq(gateway_id)
+        self.conn.execute(
+            insert(t.publish_log).values(
+                gateway_id=gateway_id, seq=seq, name=name, version=version, action=action, created_at=now()
+            )
+        )
+        if seq % 500 == 0:
+            self.conn.execute(
+                delete(t.publish_log).where(
+                    t.publish_log.c.gateway_id == gateway_id, t.publish_log.c.seq <= seq - PUBLISH_LOG_KEEP
+                )
+            )
+        return seq
+
+    def publish(self, fn: FunctionRecord, source: Mapping[str, str], old_name: str | None = None) -> int:
+        """Write `fn` where runtimes read it, replacing the entry in place; a rename also removes
+        `old_name` in the same transaction. Returns the feed sequence of the upsert."""
+        if old_name and old_name != fn.name:
+            self.unpublish(fn.gateway_id, old_name, fn.version)
+        seq = self._log(fn.gateway_id, fn.name, fn.version, "upsert")
+        values = dict(
+            gateway_id=fn.gateway_id,
+            name=fn.name,
+            version=fn.version,
+            semver=fn.semver,
+            entrypoint=fn.entrypoint,
+            compiled=fn.compiled,
+            source=dict(source),
+            bundle_hash=fn.bundle_hash,
+            methods=list(fn.methods),
+            config=dict(fn.config),
+            seq=seq,
+            updated_at=now(),
+        )
+        self.conn.execute(upsert(self.conn.engine, t.published, values, ["gateway_id", "name"]))
+        return seq
+
+    def unpublish(self, gateway_id: str, name: str, version: int) -> int:
+        seq = self._log(gateway_id, name, version, "delete")
+        self.conn.execute(
+            delete(t.published).where(t.published.c.gateway_id == gateway_id, t.published.c.name == name)
+        )
+        return seq
+
+    def get_published(self, gateway_id: str, name: str) -> Row[Any] | None:
+        return self.conn.execute(
+            select(t.published).where(t.published.c.gateway_id == gateway_id, t.published.c.name == name)
+        ).first()
