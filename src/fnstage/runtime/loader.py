@@ -1,0 +1,317 @@
+"""Turn a published bundle into a callable `main`, without the file system and without `sys.modules`.
+
+Each loaded function version gets its own synthetic package (`_fnstage.<token>`) of module objects made
+with `types.ModuleType`. Every module of the function shares one `__builtins__` dict whose `__import__`
+resolves the function's own modules first (`import utils`, `from lib import db`, `from . import utils`)
+and hands everything else (the standard library, dependencies, `fnstage`) to the real `__import__`.
+Nothing is registered globally, so two functions that both have `utils.py` never meet, and an old
+version is garbage once no request holds its `LiveVersion`.
+
+Limits worth knowing: `importlib.import_module("utils")` and `pickle` of a function's own classes go
+through `sys.modules` and do not see the function's modules.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import inspect
+import threading
+import time
+import traceback
+import types
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fnstage.build.bundle import CompiledModule, load_modules, module_name
+
+DEFAULT_METHODS: tuple[str, ...] = ("GET", "POST")
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_LOAD_TIMEOUT_S = 10.0
+PACKAGE_ROOT = "_fnstage"
+
+
+class LoadError(Exception):
+    """A function version could not be loaded; the previous version (if any) keeps serving."""
+
+    def __init__(self, summary: str, traceback_text: str = "") -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.traceback = traceback_text
+
+
+@dataclass(frozen=True, eq=False)
+class LiveVersion:
+    """One loaded function version, ready to be invoked. Immutable: a deploy swaps in a new one."""
+
+    gateway: str
+    name: str  # "dev/user/me"
+    version: int
+    semver: str
+    methods: frozenset[str]
+    config: Mapping[str, Any]
+    main: Callable[..., Any] = field(repr=False)
+    is_async: bool
+    timeout_s: float
+    loaded_at: float  # time.time()
+    bundle_hash: str = ""
+    load_ms: float = 0.0
+
+    @property
+    def env(self) -> str:
+        return self.name.split("/", 1)[0]
+
+
+def load_function(
+    name: str,
+    version: int,
+    semver: str,
+    entrypoint: str,
+    compiled: bytes,
+    source: Mapping[str, str],
+    config: Mapping[str, Any] | None = None,
+    methods: Collection[str] | None = None,
+    *,
+    gateway: str = "",
+    bundle_hash: str = "",
+    timeout_s: float | None = None,
+    load_timeout_s: float | None = DEFAULT_LOAD_TIMEOUT_S,
+    dependencies: Sequence[str] = (),
+) -> LiveVersion:
+    """Load one function version; raises `LoadError` with a one-line summary and the traceback.
+
+    Module-level code runs once, here, in a worker thread limited to `load_timeout_s` seconds
+    (None: run inline without a limit). A `compiled` built by another interpreter version is rebuilt
+    from `source`.
+    """
+    started = time.perf_counter()
+    modules = load_modules(compiled) if compiled else None
+    if modules is None:
+        modules = _rebuild(source, entrypoint, dependencies)
+    entry_module, _ = module_name(entrypoint)
+    if entry_module not in modules:
+        raise LoadError(f"the entrypoint {entrypoint} is not part of the bundle")
+    token = hashlib.sha1(f"{gateway}\0{name}\0{version}\0{id(modules)}".encode()).hexdigest()[:12]
+    namespace = _Namespace(f"{PACKAGE_ROOT}.f{token}", modules, source)
+    main = _run_with_limit(lambda: namespace.import_entry(entry_module), load_timeout_s, namespace)
+    return LiveVersion(
+        gateway=gateway,
+        name=name,
+        version=version,
+        semver=semver,
+        methods=frozenset(m.upper() for m in (methods or DEFAULT_METHODS)),
+        config=types.MappingProxyType(dict(config or {})),
+        main=main,
+        is_async=_is_async(main),
+        timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
+        loaded_at=time.time(),
+        bundle_hash=bundle_hash,
+        load_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+def _is_async(main: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(main) or inspect.iscoroutinefunction(
+        getattr(main, "__call__", None)  # noqa: B004 - an object with `async def __call__`
+    )
+
+
+def _rebuild(
+    source: Mapping[str, str], entrypoint: str, dependencies: Sequence[str]
+) -> dict[str, CompiledModule]:
+    """The bundle was compiled by another Python: build it again from its files."""
+    from fnstage.build import build  # late: the runtime needs the builder only on this rare path
+
+    try:
+        bundle = build(dict(source), entrypoint, list(dependencies))
+    except Exception as exc:
+        raise LoadError(f"rebuilding from source failed: {exc}", traceback.format_exc()) from exc
+    modules = load_modules(bundle.compiled)
+    if modules is None:  # pragma: no cover - the builder uses this interpreter's magic
+        raise LoadError("rebuilding from source produced a bundle for another Python version")
+    return modules
+
+
+def _run_with_limit(
+    load: Callable[[], Callable[..., Any]], limit_s: float | None, namespace: _Namespace
+) -> Callable[..., Any]:
+    if limit_s is None:
+        return _guarded(load, namespace)
+    result: list[Callable[..., Any]] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(_guarded(load, namespace))
+        except BaseException as exc:
+            failure.append(exc)
+
+    # A daemon thread of its own: a load that never finishes cannot be killed, only abandoned.
+    thread = threading.Thread(target=target, name="fnstage-load", daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    if thread.is_alive():
+        raise LoadError(f"loading took longer than {limit_s:g} s (module-level code must finish quickly)")
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def _guarded(load: Callable[[], Callable[..., Any]], namespace: _Namespace) -> Callable[..., Any]:
+    try:
+        return load()
+    except LoadError:
+        raise
+    except BaseException as exc:
+        raise LoadError(
+            describe_exception(exc, namespace.files), format_traceback(exc, namespace.files)
+        ) from None
+
+
+class _Namespace:
+    """The modules of one function version and the `__import__` that finds them."""
+
+    def __init__(self, prefix: str, modules: Mapping[str, CompiledModule], files: Mapping[str, str]) -> None:
+        self.prefix = prefix
+        self.compiled = modules
+        self.files = files
+        # every importable name, including folders without __init__.py (namespace packages)
+        self.names = {".".join(m.split(".")[: i + 1]) for m in modules for i in range(m.count(".") + 1)}
+        self.loaded: dict[str, types.ModuleType] = {}  # function-relative name ("" is the root package)
+        self.lock = threading.RLock()
+        self.builtins = dict(builtins.__dict__)
+        self.builtins["__import__"] = self.import_
+        root = types.ModuleType(prefix)
+        root.__path__ = []
+        root.__package__ = prefix
+        self.loaded[""] = root
+
+    def import_entry(self, entry: str) -> Callable[..., Any]:
+        module = self.load(entry)
+        main = getattr(module, "main", None)
+        if not callable(main):
+            raise LoadError(f"{self.compiled[entry].path} does not define a callable main(ctx)")
+        return main  # type: ignore[no-any-return]
+
+    def is_own(self, name: str) -> bool:
+        return name in self.names
+
+    def import_(
+        self,
+        name: str,
+        globals: Mapping[str, Any] | None = None,
+        locals: Mapping[str, Any] | None = None,
+        fromlist: Sequence[str] | None = (),
+        level: int = 0,
+    ) -> types.ModuleType:
+        if level > 0:
+            target = self._resolve_relative(name, globals, level)
+        elif self.is_own(name.partition(".")[0]):
+            target = name
+        else:
+            return builtins.__import__(name, globals, locals, fromlist or (), level)
+        module = self.load(target)
+        if fromlist:
+            for item in fromlist:
+                child = f"{target}.{item}" if target else item
+                if item != "*" and not hasattr(module, item) and self.is_own(child):
+                    self.load(child)
+            return module
+        if level > 0:
+            return module
+        return self.loaded[target.partition(".")[0]]
+
+    def _resolve_relative(self, name: str, globals: Mapping[str, Any] | None, level: int) -> str:
+        package = (globals or {}).get("__package__") or ""
+        if package != self.prefix and not package.startswith(self.prefix + "."):
+            raise ImportError("attempted relative import with no known parent package")
+        parts = package[len(self.prefix) + 1 :].split(".") if package != self.prefix else []
+        if level - 1 > len(parts):
+            raise ImportError("attempted relative import beyond top-level package")
+        base = ".".join(parts[: len(parts) - (level - 1)])
+        target = f"{base}.{name}" if base and name else (base or name)
+        if target and not self.is_own(target):
+            raise ModuleNotFoundError(f"No module named {target!r} in this function", name=target)
+        return target
+
+    def load(self, name: str) -> types.ModuleType:
+        module = self.loaded.get(name)
+        if module is not None:
+            return module
+        with self.lock:
+            module = self.loaded.get(name)
+            if module is not None:
+                return module
+            parent_name, _, child = name.rpartition(".")
+            parent = self.load(parent_name)
+            module = self._create(name)
+            self.loaded[name] = module  # before running: circular imports see the partial module
+            compiled = self.compiled.get(name)
+            if compiled is not None:
+                try:
+                    exec(compiled.code, module.__dict__)
+                except BaseException:
+                    del self.loaded[name]
+                    raise
+            setattr(parent, child, module)
+            return module
+
+    def _create(self, name: str) -> types.ModuleType:
+        compiled = self.compiled.get(name)
+        module = types.ModuleType(f"{self.prefix}.{name}")
+        is_package = compiled is None or compiled.is_package  # no file: a namespace package
+        if is_package:
+            module.__path__ = []
+            module.__package__ = module.__name__
+        else:
+            module.__package__ = module.__name__.rpartition(".")[0]
+        if compiled is not None:
+            module.__file__ = compiled.path
+        module.__dict__["__builtins__"] = self.builtins
+        return module
+
+
+def _own_frames(exc: BaseException, files: Mapping[str, str]) -> list[traceback.FrameSummary]:
+    frames = []
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        filename = frame.f_code.co_filename
+        if filename in files:
+            line = _source_line(files[filename], lineno)
+            frames.append(traceback.FrameSummary(filename, lineno, frame.f_code.co_name, line=line))
+    return frames
+
+
+def _source_line(text: str, lineno: int) -> str:
+    lines = text.splitlines()
+    return lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
+
+
+def describe_exception(exc: BaseException, files: Mapping[str, str]) -> str:
+    """One line: "NameError at utils.py:3: name 'x' is not defined"."""
+    where = ""
+    if isinstance(exc, SyntaxError) and exc.filename in files:
+        where = f" at {exc.filename}:{exc.lineno}"
+    else:
+        own = _own_frames(exc, files)
+        if own:
+            where = f" at {own[-1].filename}:{own[-1].lineno}"
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}{where}: {message}" if message else f"{type(exc).__name__}{where}"
+
+
+def format_traceback(exc: BaseException, files: Mapping[str, str]) -> str:
+    """The traceback, with source lines of the function's own files taken from `files` (there is no
+    file on disk to read them from)."""
+    stack = []
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        filename = frame.f_code.co_filename
+        line = _source_line(files[filename], lineno) if filename in files else None
+        stack.append(
+            traceback.FrameSummary(
+                filename, lineno, frame.f_code.co_name, lookup_line=line is None, line=line
+            )
+        )
+    summary = traceback.StackSummary.from_list(stack)
+    head = "Traceback (most recent call last):\n" if stack else ""
+    return head + "".join(summary.format()) + "".join(traceback.format_exception_only(exc))

@@ -1,0 +1,156 @@
+"""The loader: bundles become callables, each function version with modules of its own."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from fnstage.build.bundle import CompiledModule, module_name, serialize_modules
+from fnstage.runtime.loader import LiveVersion, LoadError, load_function
+
+
+def compile_files(files: Mapping[str, str]) -> bytes:
+    modules = {}
+    for path, text in files.items():
+        name, is_package = module_name(path)
+        modules[name] = CompiledModule(name, path, is_package, compile(text, path, "exec"))
+    return serialize_modules(modules)
+
+
+def load(files: Mapping[str, str], name: str = "dev/hello", version: int = 1, **kwargs: Any) -> LiveVersion:
+    return load_function(
+        name, version, "0.1.0", "index.py", compile_files(files), files, {}, None, gateway="demo", **kwargs
+    )
+
+
+def test_loads_main_and_metadata() -> None:
+    live = load({"index.py": "def main(ctx):\n    return 'hi'\n"}, version=3)
+    assert live.main(None) == "hi"
+    assert (live.gateway, live.name, live.version, live.semver, live.env) == ("demo", "dev/hello", 3, "0.1.0", "dev")
+    assert live.methods == {"GET", "POST"}
+    assert live.is_async is False
+    assert live.timeout_s == 30.0
+
+
+def test_async_main_is_detected() -> None:
+    assert load({"index.py": "async def main(ctx):\n    return 1\n"}).is_async
+
+
+def test_two_functions_with_utils_never_collide() -> None:
+    entry = "from utils import value\nimport utils\ndef main(ctx):\n    return value, utils.value\n"
+    one = load({"index.py": entry, "utils.py": "value = 'one'\n"}, name="dev/one")
+    two = load({"index.py": entry, "utils.py": "value = 'two'\n"}, name="dev/two")
+    assert one.main(None) == ("one", "one")
+    assert two.main(None) == ("two", "two")
+    assert "utils" not in sys.modules
+    assert not any(m.startswith("_fnstage") for m in sys.modules)
+
+
+def test_relative_imports_and_packages() -> None:
+    files = {
+        "index.py": (
+            "from . import utils\n"
+            "from .lib import db\n"
+            "import lib.db\n"
+            "from lib.db import NAME\n"
+            "def main(ctx):\n"
+            "    return utils.X, db.NAME, lib.db.NAME, NAME, db.helper()\n"
+        ),
+        "utils.py": "X = 1\n",
+        "lib/__init__.py": "",
+        "lib/db.py": "from .. import utils\nfrom . import extra\nNAME = 'db'\ndef helper():\n    return extra.Y + utils.X\n",
+        "lib/extra.py": "Y = 41\n",
+    }
+    assert load(files).main(None) == (1, "db", "db", "db", 42)
+
+
+def test_namespace_package_without_init() -> None:
+    files = {"index.py": "from lib.db import NAME\ndef main(ctx):\n    return NAME\n", "lib/db.py": "NAME = 'ns'\n"}
+    assert load(files).main(None) == "ns"
+
+
+def test_stdlib_and_fnstage_imports_use_the_real_import() -> None:
+    files = {"index.py": "import json\nfrom fnstage import Response\ndef main(ctx):\n    return json, Response\n"}
+    mod, response = load(files).main(None)
+    assert mod is sys.modules["json"]
+    from fnstage import Response
+
+    assert response is Response
+
+
+def test_imports_inside_main_run_at_call_time() -> None:
+    files = {"index.py": "def main(ctx):\n    import later\n    return later.V\n", "later.py": "V = 7\n"}
+    assert load(files).main(None) == 7
+
+
+def test_module_level_runs_once() -> None:
+    files = {
+        "index.py": "import counter\ncounter.n += 1\nimport counter\ndef main(ctx):\n    return counter.n\n",
+        "counter.py": "n = 0\n",
+    }
+    assert load(files).main(None) == 1
+
+
+def test_module_level_error_names_file_and_line() -> None:
+    files = {"index.py": "import utils\ndef main(ctx):\n    pass\n", "utils.py": "a = 1\nb = 2\nc = x\n"}
+    with pytest.raises(LoadError) as info:
+        load(files)
+    assert info.value.summary == "NameError at utils.py:3: name 'x' is not defined"
+    assert 'File "utils.py", line 3' in info.value.traceback
+    assert "c = x" in info.value.traceback
+
+
+def test_missing_module_is_a_load_error() -> None:
+    with pytest.raises(LoadError, match=r"ModuleNotFoundError at index.py:1: No module named 'nope_xyz'"):
+        load({"index.py": "import nope_xyz\ndef main(ctx):\n    pass\n"})
+
+
+def test_relative_import_of_missing_module() -> None:
+    with pytest.raises(LoadError, match="ModuleNotFoundError at index.py:1"):
+        load({"index.py": "from .missing import x\ndef main(ctx):\n    pass\n"})
+
+
+def test_missing_main_is_a_load_error() -> None:
+    with pytest.raises(LoadError, match="index.py does not define a callable main"):
+        load({"index.py": "x = 1\n"})
+
+
+def test_load_timeout_is_a_load_error() -> None:
+    files = {"index.py": "import threading\nthreading.Event().wait(5)\ndef main(ctx):\n    pass\n"}
+    with pytest.raises(LoadError, match="longer than 0.05 s"):
+        load(files, load_timeout_s=0.05)
+
+
+def test_load_without_time_limit_runs_inline() -> None:
+    assert load({"index.py": "def main(ctx):\n    return 1\n"}, load_timeout_s=None).main(None) == 1
+
+
+def test_other_python_magic_rebuilds_from_source() -> None:
+    files = {"index.py": "from utils import v\ndef main(ctx):\n    return v\n", "utils.py": "v = 'rebuilt'\n"}
+    compiled = b"\x00\x00\r\n" + compile_files(files)[4:]
+    live = load_function("dev/x", 1, "0.1.0", "index.py", compiled, files, {}, ["GET"])
+    assert live.main(None) == "rebuilt"
+    assert live.methods == {"GET"}
+
+
+def test_rebuild_failure_is_a_load_error() -> None:
+    files = {"index.py": "def main(ctx):\n    return (\n"}
+    with pytest.raises(LoadError, match="rebuilding from source failed"):
+        load_function("dev/x", 1, "0.1.0", "index.py", b"nope", files)
+
+
+def test_old_versions_are_garbage_collectable() -> None:
+    files = {"index.py": "import utils\ndef main(ctx):\n    return utils.big\n", "utils.py": "big = [0] * 1000\n"}
+    refs = []
+    for version in range(1, 6):
+        live = load(files, version=version)
+        refs.append(weakref.ref(live))
+        refs.append(weakref.ref(live.main))
+    del live
+    gc.collect()
+    assert [r() for r in refs] == [None] * len(refs)
