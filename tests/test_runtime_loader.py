@@ -31,7 +31,13 @@ def load(files: Mapping[str, str], name: str = "dev/hello", version: int = 1, **
 def test_loads_main_and_metadata() -> None:
     live = load({"index.py": "def main(ctx):\n    return 'hi'\n"}, version=3)
     assert live.main(None) == "hi"
-    assert (live.gateway, live.name, live.version, live.semver, live.env) == ("demo", "dev/hello", 3, "0.1.0", "dev")
+    assert (live.gateway, live.name, live.version, live.semver, live.env) == (
+        "demo",
+        "dev/hello",
+        3,
+        "0.1.0",
+        "dev",
+    )
     assert live.methods == {"GET", "POST"}
     assert live.is_async is False
     assert live.timeout_s == 30.0
@@ -63,19 +69,27 @@ def test_relative_imports_and_packages() -> None:
         ),
         "utils.py": "X = 1\n",
         "lib/__init__.py": "",
-        "lib/db.py": "from .. import utils\nfrom . import extra\nNAME = 'db'\ndef helper():\n    return extra.Y + utils.X\n",
+        "lib/db.py": (
+            "from .. import utils\nfrom . import extra\nNAME = 'db'\n"
+            "def helper():\n    return extra.Y + utils.X\n"
+        ),
         "lib/extra.py": "Y = 41\n",
     }
     assert load(files).main(None) == (1, "db", "db", "db", 42)
 
 
 def test_namespace_package_without_init() -> None:
-    files = {"index.py": "from lib.db import NAME\ndef main(ctx):\n    return NAME\n", "lib/db.py": "NAME = 'ns'\n"}
+    files = {
+        "index.py": "from lib.db import NAME\ndef main(ctx):\n    return NAME\n",
+        "lib/db.py": "NAME = 'ns'\n",
+    }
     assert load(files).main(None) == "ns"
 
 
 def test_stdlib_and_fnstage_imports_use_the_real_import() -> None:
-    files = {"index.py": "import json\nfrom fnstage import Response\ndef main(ctx):\n    return json, Response\n"}
+    files = {
+        "index.py": "import json\nfrom fnstage import Response\ndef main(ctx):\n    return json, Response\n"
+    }
     mod, response = load(files).main(None)
     assert mod is sys.modules["json"]
     from fnstage import Response
@@ -111,18 +125,18 @@ def test_missing_module_is_a_load_error() -> None:
 
 
 def test_relative_import_of_missing_module() -> None:
-    with pytest.raises(LoadError, match="ModuleNotFoundError at index.py:1"):
+    with pytest.raises(LoadError, match=r"ModuleNotFoundError at index.py:1"):
         load({"index.py": "from .missing import x\ndef main(ctx):\n    pass\n"})
 
 
 def test_missing_main_is_a_load_error() -> None:
-    with pytest.raises(LoadError, match="index.py does not define a callable main"):
+    with pytest.raises(LoadError, match=r"index.py does not define a callable main"):
         load({"index.py": "x = 1\n"})
 
 
 def test_load_timeout_is_a_load_error() -> None:
     files = {"index.py": "import threading\nthreading.Event().wait(5)\ndef main(ctx):\n    pass\n"}
-    with pytest.raises(LoadError, match="longer than 0.05 s"):
+    with pytest.raises(LoadError, match=r"longer than 0.05 s"):
         load(files, load_timeout_s=0.05)
 
 
@@ -145,7 +159,10 @@ def test_rebuild_failure_is_a_load_error() -> None:
 
 
 def test_old_versions_are_garbage_collectable() -> None:
-    files = {"index.py": "import utils\ndef main(ctx):\n    return utils.big\n", "utils.py": "big = [0] * 1000\n"}
+    files = {
+        "index.py": "import utils\ndef main(ctx):\n    return utils.big\n",
+        "utils.py": "big = [0] * 1000\n",
+    }
     refs = []
     for version in range(1, 6):
         live = load(files, version=version)

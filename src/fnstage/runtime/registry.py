@@ -1,0 +1,92 @@
+"""The registry: which version of each function is live, per gateway, and which versions failed to load.
+
+Reads (`get`) are a plain dict lookup with no lock: a swap replaces one dict item, which is atomic, and
+a request keeps the `LiveVersion` it looked up for its whole life. Writers take a lock so that
+"compare with the live version, then swap" is one step: versions only go forward (invariant 2).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from fnstage.runtime.loader import LiveVersion, LoadError
+
+Key = tuple[str, str]  # (gateway, "env/base")
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    gateway: str
+    name: str
+    version: int
+    summary: str
+    traceback: str
+    at: float  # time.time()
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._live: dict[Key, LiveVersion] = {}
+        self._failures: dict[Key, LoadFailure] = {}
+        self._lock = threading.Lock()
+
+    def get(self, gateway: str, name: str) -> LiveVersion | None:
+        return self._live.get((gateway, name))
+
+    def apply(self, live: LiveVersion, *, allow_older: bool = False) -> bool:
+        """Make `live` the served version; False (and nothing changes) when the live version is the
+        same or newer. `allow_older` is for a resync only, where the published table is the truth
+        (a function deleted and created again starts its versions anew)."""
+        key = (live.gateway, live.name)
+        with self._lock:
+            current = self._live.get(key)
+            if current is not None and (
+                live.version == current.version or (live.version < current.version and not allow_older)
+            ):
+                return False
+            self._live[key] = live
+            failure = self._failures.get(key)
+            if failure is not None and failure.version <= live.version:
+                del self._failures[key]
+            return True
+
+    def remove(self, gateway: str, name: str, version: int | None = None) -> bool:
+        """Unload a function; a delete older than the live version is ignored (it arrived late)."""
+        key = (gateway, name)
+        with self._lock:
+            current = self._live.get(key)
+            self._failures.pop(key, None)
+            if current is None or (version is not None and version < current.version):
+                return False
+            del self._live[key]
+            return True
+
+    def record_failure(self, gateway: str, name: str, version: int, error: LoadError) -> None:
+        key = (gateway, name)
+        with self._lock:
+            current = self._live.get(key)
+            if current is not None and current.version >= version:
+                return  # a newer version already serves: the failure is history
+            self._failures[key] = LoadFailure(
+                gateway, name, version, error.summary, error.traceback, time.time()
+            )
+
+    def failure(self, gateway: str, name: str) -> LoadFailure | None:
+        return self._failures.get((gateway, name))
+
+    def failures(self) -> list[LoadFailure]:
+        return sorted(self._failures.values(), key=lambda f: (f.gateway, f.name))
+
+    def live_versions(self, gateway: str | None = None) -> list[LiveVersion]:
+        items = list(self._live.values())
+        return sorted(
+            (v for v in items if gateway is None or v.gateway == gateway), key=lambda v: (v.gateway, v.name)
+        )
+
+    def names(self, gateway: str | None = None) -> set[Key]:
+        return {key for key in list(self._live) if gateway is None or key[0] == gateway}
+
+    def __len__(self) -> int:
+        return len(self._live)

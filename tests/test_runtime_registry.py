@@ -1,0 +1,96 @@
+"""The registry: versions only go forward, whatever order loads and deletes arrive in."""
+
+from __future__ import annotations
+
+import time
+
+from fnstage.runtime.loader import LiveVersion, LoadError
+from fnstage.runtime.registry import Registry
+
+
+def live(version: int, name: str = "dev/user/me", gateway: str = "demo") -> LiveVersion:
+    return LiveVersion(
+        gateway=gateway,
+        name=name,
+        version=version,
+        semver=f"0.{version}.0",
+        methods=frozenset({"GET"}),
+        config={},
+        main=lambda ctx: version,
+        is_async=False,
+        timeout_s=30.0,
+        loaded_at=time.time(),
+    )
+
+
+def test_apply_and_get() -> None:
+    registry = Registry()
+    v1 = live(1)
+    assert registry.get("demo", "dev/user/me") is None
+    assert registry.apply(v1)
+    assert registry.get("demo", "dev/user/me") is v1
+    assert registry.get("other", "dev/user/me") is None
+    assert len(registry) == 1
+
+
+def test_newer_replaces_older_is_ignored() -> None:
+    registry = Registry()
+    v3 = live(3)
+    assert registry.apply(live(2))
+    assert registry.apply(v3)
+    assert not registry.apply(live(1))
+    assert not registry.apply(live(3))
+    assert registry.get("demo", "dev/user/me") is v3
+
+
+def test_allow_older_is_for_resync() -> None:
+    registry = Registry()
+    registry.apply(live(5))
+    v1 = live(1)
+    assert registry.apply(v1, allow_older=True)
+    assert registry.get("demo", "dev/user/me") is v1
+
+
+def test_gateways_are_separate() -> None:
+    registry = Registry()
+    registry.apply(live(5, gateway="a"))
+    assert registry.apply(live(1, gateway="b"))
+    assert [v.gateway for v in registry.live_versions()] == ["a", "b"]
+    assert [v.gateway for v in registry.live_versions("b")] == ["b"]
+    assert registry.names("a") == {("a", "dev/user/me")}
+
+
+def test_remove() -> None:
+    registry = Registry()
+    registry.apply(live(2))
+    assert registry.remove("demo", "dev/user/me", 2)
+    assert registry.get("demo", "dev/user/me") is None
+    assert not registry.remove("demo", "dev/user/me", 2)
+
+
+def test_delete_older_than_live_is_ignored() -> None:
+    registry = Registry()
+    v4 = live(4)
+    registry.apply(v4)
+    assert not registry.remove("demo", "dev/user/me", 3)
+    assert registry.get("demo", "dev/user/me") is v4
+    assert registry.remove("demo", "dev/user/me", 5)  # e.g. a rename, logged with the new version
+
+
+def test_load_failures_are_remembered_until_a_newer_version_serves() -> None:
+    registry = Registry()
+    registry.apply(live(1))
+    registry.record_failure("demo", "dev/user/me", 2, LoadError("NameError at index.py:1: x", "tb"))
+    failure = registry.failure("demo", "dev/user/me")
+    assert failure is not None and (failure.version, failure.summary) == (2, "NameError at index.py:1: x")
+    assert registry.get("demo", "dev/user/me").version == 1  # type: ignore[union-attr]
+    assert [f.version for f in registry.failures()] == [2]
+    registry.apply(live(3))
+    assert registry.failure("demo", "dev/user/me") is None
+
+
+def test_failure_older_than_live_is_not_recorded() -> None:
+    registry = Registry()
+    registry.apply(live(3))
+    registry.record_failure("demo", "dev/user/me", 2, LoadError("late"))
+    assert registry.failures() == []
