@@ -1,0 +1,174 @@
+"""A small client of the fnstage HTTP API: base URL, bearer token, and errors as `CliError`.
+
+Every failure a user can meet (the server refused the request, the server is not running, the answer
+is not what the API promises) becomes one `CliError` carrying the API's own message and field, so the
+commands never handle HTTP details themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+API_PREFIX = "/api/v1"
+DEFAULT_TIMEOUT = 30.0
+
+
+class CliError(Exception):
+    """A failure to report to the user in one line; `hint` says what to do next, when we know."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        details: Any = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.code = code
+        self.status = status
+        self.details = details
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} (field: {self.field})" if self.field else self.message
+
+
+def path_of(*segments: str) -> str:
+    """Join URL path segments, quoting each one but keeping a function base's `/` separators."""
+    return "/".join(quote(segment, safe="/") for segment in segments)
+
+
+class ApiClient:
+    """Talks to one fnstage server; use as a context manager so the connection pool is closed."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Accept": "application/json", "User-Agent": "fnstage-cli"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.has_token = bool(token)
+        self._http = httpx.Client(
+            base_url=self.url + API_PREFIX, headers=headers, transport=transport, timeout=timeout
+        )
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """Send one request and return the decoded JSON body; raise `CliError` for any failure."""
+        clean_params = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = self._http.request(method, "/" + path.lstrip("/"), params=clean_params, json=json)
+        except httpx.ConnectError:
+            raise CliError(f"cannot reach fnstage at {self.url}: is `fnstage up` running?") from None
+        except httpx.TimeoutException:
+            raise CliError(f"fnstage at {self.url} did not answer in time: try again") from None
+        except httpx.HTTPError as error:
+            raise CliError(f"request to fnstage at {self.url} failed: {error}") from None
+        if response.status_code >= 400:
+            raise self._error_of(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise CliError(
+                f"fnstage at {self.url} answered {method} {path} with something that is not JSON "
+                f"(HTTP {response.status_code}): is FNSTAGE_URL pointing at an fnstage server?"
+            ) from None
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self.request("POST", path, json=body)
+
+    def put(self, path: str, body: Any) -> Any:
+        return self.request("PUT", path, json=body)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, json=body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def _error_of(self, response: httpx.Response) -> CliError:
+        status = response.status_code
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            field = error.get("field")
+            return CliError(
+                error["message"],
+                field=field if isinstance(field, str) and field else None,
+                code=error.get("code") if isinstance(error.get("code"), str) else None,
+                status=status,
+                details=error.get("details"),
+                hint=self._hint_for(status, error.get("code")),
+            )
+        # Not the API's error envelope: a framework default (unknown route, validation) or a proxy.
+        detail = body.get("detail") if isinstance(body, dict) else None
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            first = detail[0]
+            location = [str(part) for part in first.get("loc", []) if part not in ("body", "query", "path")]
+            return CliError(
+                str(first.get("msg", "invalid request")),
+                field=".".join(location) or None,
+                code="invalid",
+                status=status,
+                details=detail,
+            )
+        message = detail if isinstance(detail, str) else response.reason_phrase or "request failed"
+        return CliError(
+            f"HTTP {status} from {self.url}: {message}",
+            code="http_" + str(status),
+            status=status,
+            hint=self._hint_for(status, None),
+        )
+
+    def _hint_for(self, status: int, code: Any) -> str | None:
+        if status == 401:
+            if self.has_token:
+                return "the token was refused: set FNSTAGE_TOKEN to a valid token"
+            return "no token found: set FNSTAGE_TOKEN, or run `fnstage up`, which writes the credentials file"
+        if code == "stale_version":
+            return "pull the current version, merge your change into it, and push again"
+        return None

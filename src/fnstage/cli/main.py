@@ -1,0 +1,714 @@
+"""The `fnstage` command: thin commands over the HTTP API (client.py), folders (sync.py) and Rich (render.py).
+
+Each command parses its arguments, makes one or two API calls and prints the result; every failure is
+a `CliError`, printed by `_command` as one red line on stderr with exit code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import click
+import httpx
+import typer
+
+from fnstage import __version__
+from fnstage.cli import config, render, sync
+from fnstage.cli.client import ApiClient, CliError, path_of
+from fnstage.domain.errors import FnstageError
+from fnstage.domain.names import FunctionName
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HELP = """\
+Deploy Python functions to dev, then promote them to staging and prod: every release recorded,
+every rollback one command.
+
+\b
+A typical day:
+  fnstage up                                   # run fnstage locally (API, runtime, SQLite)
+  fnstage gateway create demo
+  export FNSTAGE_GATEWAY=demo
+  fnstage push ./me dev/user/me                # save a folder of .py files to dev
+  fnstage promote dev/user/me --to staging --semver 1.0.0-rc.1 --note "QA build"
+  fnstage release user/me --from staging --to prod --semver 1.0.0 --note "first release"
+  fnstage status user/me
+
+The server is $FNSTAGE_URL (default http://127.0.0.1:8470); the token is $FNSTAGE_TOKEN or the
+credentials file `fnstage up` writes ($FNSTAGE_CONFIG_DIR/credentials.json).
+"""
+
+app = typer.Typer(
+    name="fnstage",
+    help=HELP,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold the token
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+gateway_app = typer.Typer(
+    help="Create, list and configure gateways (a gateway groups functions and their dependencies).",
+    no_args_is_help=True,
+)
+deps_app = typer.Typer(
+    help="Pin the Python packages a gateway's functions may import (NAME==VERSION).",
+    no_args_is_help=True,
+)
+app.add_typer(gateway_app, name="gateway")
+app.add_typer(deps_app, name="deps")
+
+
+class Environment(StrEnum):
+    dev = "dev"
+    staging = "staging"
+    prod = "prod"
+
+
+GatewayOption = Annotated[
+    str | None,
+    typer.Option(
+        "--gateway",
+        "-g",
+        metavar="ID",
+        help="Gateway to act on. (default: $FNSTAGE_GATEWAY)",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")]
+SemverOption = Annotated[
+    str | None,
+    typer.Option(
+        "--semver", metavar="X.Y.Z", help="Semver of the new version; must be greater than the target's."
+    ),
+]
+NoteOption = Annotated[
+    str | None,
+    typer.Option("--note", "-m", metavar="TEXT", help="Release note, recorded in history (required)."),
+]
+
+
+def _command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
+    """Register a command whose `CliError`s are printed as one red line and exit with status 1."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except CliError as error:
+                render.print_error(error)
+                raise typer.Exit(1) from None
+
+        group.command(name)(run)
+        return func
+
+    return decorate
+
+
+def _api() -> ApiClient:
+    """A client for the configured server (tests pass an httpx transport as the click context's obj)."""
+    settings = config.resolve()
+    context = click.get_current_context(silent=True)
+    transport = context.find_object(httpx.BaseTransport) if context is not None else None
+    return ApiClient(settings.url, settings.token, transport=transport)
+
+
+def _name(text: str, field: str = "name") -> FunctionName:
+    try:
+        return FunctionName.parse(text, field=field)
+    except FnstageError as error:
+        raise CliError(error.message) from None
+
+
+def _function_path(gateway: str, name: FunctionName) -> str:
+    return path_of("gateways", gateway, "functions", name.env, name.base)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _outcome(result: dict[str, Any]) -> str:
+    """`prod/user/me: version 3, semver 1.0.2 (history #17)` from a release's answer."""
+    function = result.get("function") or {}
+    history = result.get("history") or {}
+    line = f"{function.get('name')}: version {function.get('version')}, semver {function.get('semver')}"
+    if history.get("id") is not None:
+        line += f" (history #{history['id']})"
+    return line
+
+
+# --- server and identity -----------------------------------------------------------------------
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"fnstage {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
+@_command(app)
+def up(
+    data: Annotated[
+        Path, typer.Option("--data", metavar="DIR", help="Folder for the SQLite store and logs.")
+    ] = Path(".fnstage"),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the API and the web console.")] = 8470,
+    runtime_port: Annotated[int, typer.Option(help="Port of the runtime that serves the functions.")] = 8471,
+) -> None:
+    """Run fnstage on this machine: API, console and runtime on an embedded SQLite store.
+
+    The first start creates an admin user and writes the CLI's credentials file, so every other
+    command works at once from this machine. Stop with Ctrl+C.
+    """
+    try:
+        from fnstage.server import serve_up
+    except ModuleNotFoundError as error:
+        if error.name != "fnstage.server":
+            raise
+        raise CliError("this installation of fnstage has no server (fnstage.server is missing)") from None
+    serve_up(data_dir=data, host=host, port=port, runtime_port=runtime_port)
+
+
+@_command(app)
+def whoami(json_output: JsonOption = False) -> None:
+    """Show who the configured token belongs to, and on which server."""
+    with _api() as api:
+        me = api.get("me")
+        if json_output:
+            render.print_json(me)
+            return
+        role = "admin" if me.get("is_admin") else "user"
+        render.say(f"{me.get('name')} ({role}) at {api.url}")
+
+
+# --- gateways and dependencies -----------------------------------------------------------------
+
+
+@_command(gateway_app, "create")
+def gateway_create(
+    gateway_id: Annotated[str, typer.Argument(metavar="ID", help="Lowercase letters, digits and '-'.")],
+    allow_dev_to_prod: Annotated[
+        bool, typer.Option(help="Let releases go from dev straight to prod, skipping staging.")
+    ] = False,
+) -> None:
+    """Create a gateway: a group of functions served under ID.<env>.<domain>."""
+    with _api() as api:
+        gateway = api.post("gateways", {"id": gateway_id, "allow_dev_to_prod": allow_dev_to_prod})
+    render.say(f"created gateway {gateway.get('id')}")
+
+
+@_command(gateway_app, "ls")
+def gateway_ls(json_output: JsonOption = False) -> None:
+    """List the gateways you can see."""
+    with _api() as api:
+        data = api.get("gateways")
+    if json_output:
+        render.print_json(data)
+    elif not data.get("gateways"):
+        render.say("no gateways yet: create one with `fnstage gateway create ID`")
+    else:
+        render.console().print(render.gateways_table(data["gateways"]))
+
+
+@_command(gateway_app, "show")
+def gateway_show(
+    gateway_id: Annotated[str, typer.Argument(metavar="ID")],
+    json_output: JsonOption = False,
+) -> None:
+    """Show a gateway's settings and dependencies."""
+    with _api() as api:
+        gateway = api.get(path_of("gateways", gateway_id))
+    if json_output:
+        render.print_json(gateway)
+    else:
+        render.console().print(render.gateway_card(gateway))
+
+
+@_command(gateway_app, "set")
+def gateway_set(
+    gateway_id: Annotated[str, typer.Argument(metavar="ID")],
+    allow_dev_to_prod: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-dev-to-prod/--no-allow-dev-to-prod",
+            help="Whether releases may go from dev straight to prod.",
+            show_default=False,
+        ),
+    ] = None,
+    history_limit: Annotated[
+        int | None,
+        typer.Option("--history-limit", metavar="N", min=1, help="History entries kept per function."),
+    ] = None,
+) -> None:
+    """Change a gateway's settings; only the options you pass are changed."""
+    changes: dict[str, Any] = {}
+    if allow_dev_to_prod is not None:
+        changes["allow_dev_to_prod"] = allow_dev_to_prod
+    if history_limit is not None:
+        changes["history_limit"] = history_limit
+    if not changes:
+        raise CliError(
+            "nothing to change: pass --allow-dev-to-prod/--no-allow-dev-to-prod or --history-limit N"
+        )
+    with _api() as api:
+        gateway = api.patch(path_of("gateways", gateway_id), changes)
+    render.console().print(render.gateway_card(gateway))
+
+
+def _dependencies_path(gateway: str | None) -> str:
+    return path_of("gateways", config.resolve_gateway(gateway), "dependencies")
+
+
+@_command(deps_app, "set")
+def deps_set(
+    requirements: Annotated[
+        list[str], typer.Argument(metavar="REQ...", help="Pinned requirements such as requests==2.32.3.")
+    ],
+    gateway: GatewayOption = None,
+) -> None:
+    """Replace the gateway's dependencies with exactly these pins.
+
+    Each history entry records the pins of its time, so an old release rebuilds the same way later.
+    """
+    with _api() as api:
+        result = api.put(_dependencies_path(gateway), {"dependencies": requirements})
+    pins = result.get("dependencies") or []
+    render.say(f"{result.get('id', 'gateway')} dependencies: {', '.join(pins) if pins else 'none'}")
+
+
+@_command(deps_app, "clear")
+def deps_clear(gateway: GatewayOption = None) -> None:
+    """Remove every dependency of the gateway."""
+    with _api() as api:
+        result = api.put(_dependencies_path(gateway), {"dependencies": []})
+    render.say(f"{result.get('id', 'gateway')} dependencies: none")
+
+
+@_command(deps_app, "show")
+def deps_show(gateway: GatewayOption = None, json_output: JsonOption = False) -> None:
+    """Show the gateway's pinned dependencies, one per line."""
+    with _api() as api:
+        data = api.get(_dependencies_path(gateway))
+    if json_output:
+        render.print_json(data)
+        return
+    pins = data.get("dependencies") or []
+    if not pins:
+        render.say("no dependencies: pin some with `fnstage deps set requests==2.32.3`")
+    for pin in pins:
+        render.say(pin)
+
+
+# --- functions ---------------------------------------------------------------------------------
+
+
+def _current_function(api: ApiClient, path: str, **params: Any) -> dict[str, Any] | None:
+    """The function at `path`, or None when the API says it does not exist."""
+    try:
+        function: dict[str, Any] = api.get(path, **params)
+    except CliError as error:
+        if error.status == 404 and error.code == "not_found":
+            return None
+        raise
+    return function
+
+
+def _methods(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [method.strip().upper() for method in text.split(",") if method.strip()]
+
+
+@_command(app)
+def push(
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Folder of the function's .py files.", show_default=False)
+    ],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Function to save, such as dev/user/me.")],
+    semver: Annotated[
+        str | None, typer.Option(metavar="X.Y.Z", help="Set the semver (dev uses 0.x.y).")
+    ] = None,
+    changelog: Annotated[
+        str | None, typer.Option("--changelog", "-m", metavar="TEXT", help="What changed, for the history.")
+    ] = None,
+    entrypoint: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PATH",
+            help="File that defines main(ctx). (default: the current one, else index.py)",
+            show_default=False,
+        ),
+    ] = None,
+    expected_version: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Save only if the current version is N. (default: the version read just before saving)",
+            show_default=False,
+        ),
+    ] = None,
+    methods: Annotated[
+        str | None, typer.Option(metavar="GET,POST", help="HTTP methods the function answers.")
+    ] = None,
+    gateway: GatewayOption = None,
+) -> None:
+    """Save a folder of .py files as a dev function; it is live within a second.
+
+    Every .py file under DIR is sent (hidden folders, __pycache__ and virtual environments are
+    skipped). When nothing changed, nothing is saved. The save is refused if someone else saved the
+    function since it was read, so a teammate's work is never overwritten.
+    """
+    fn = _name(name)
+    files = sync.read_function_dir(directory)
+    gw = config.resolve_gateway(gateway)
+    path = _function_path(gw, fn)
+    method_list = _methods(methods)
+    with _api() as api:
+        current = _current_function(api, path)
+        entry = entrypoint or (current or {}).get("entrypoint") or "index.py"
+        if entry not in files:
+            raise CliError(
+                f"entrypoint {entry} is not among the {_plural(len(files), 'file')} read from {directory}",
+                field="entrypoint",
+                hint="pass --entrypoint PATH to name the file that defines main(ctx)",
+            )
+        changes = sync.compare_hashes(sync.hash_files(files), (current or {}).get("file_hashes") or {})
+        wants_meta = semver is not None or changelog is not None or method_list is not None
+        if current and not changes.count and entry == current.get("entrypoint") and not wants_meta:
+            render.say(f"unchanged: {fn} is already version {current.get('version')}")
+            return
+        body: dict[str, Any] = {"files": files, "entrypoint": entry}
+        if semver is not None:
+            body["semver"] = semver
+        if changelog is not None:
+            body["changelog"] = changelog
+        if method_list is not None:
+            body["methods"] = method_list
+        # Save only onto the version just read (0: only if it still does not exist), so a concurrent
+        # save by a teammate is refused with 409 instead of being overwritten.
+        if expected_version is not None:
+            body["expected_version"] = expected_version
+        else:
+            body["expected_version"] = current.get("version") if current is not None else 0
+        result = api.put(path, body)
+    function = result.get("function") or {}
+    if current is None:
+        render.say(f"{fn}: created version {function.get('version')} ({_plural(len(files), 'file')})")
+    elif result.get("changed") is False:
+        render.say(f"unchanged: {fn} is already version {function.get('version')}")
+    else:
+        render.say(
+            f"{fn}: version {current.get('version')} -> {function.get('version')} "
+            f"({_plural(len(files), 'file')}, {changes.count} changed)"
+        )
+
+
+@_command(app)
+def pull(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Function to fetch, such as prod/user/me.")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Folder to write the files into.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", "-f", help="Write into a non-empty folder, deleting .py files not in the function."
+        ),
+    ] = False,
+    gateway: GatewayOption = None,
+) -> None:
+    """Write a function's current files into a folder, ready to edit and push."""
+    fn = _name(name)
+    with _api() as api:
+        function = api.get(_function_path(config.resolve_gateway(gateway), fn), files="true")
+    result = sync.write_function_dir(directory, function.get("files") or {}, force=force)
+    render.say(
+        f"pulled {fn} version {function.get('version')} ({function.get('semver')}) into {directory}: "
+        f"{_plural(len(result.written), 'file')}"
+    )
+    if result.deleted:
+        render.say(
+            f"deleted {_plural(len(result.deleted), 'file')} not in the function: {', '.join(result.deleted)}"
+        )
+
+
+@_command(app, "ls")
+def list_functions(
+    env: Annotated[Environment | None, typer.Option(help="Only this environment.")] = None,
+    gateway: GatewayOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List the gateway's functions with their version, semver and last change."""
+    gw = config.resolve_gateway(gateway)
+    with _api() as api:
+        data = api.get(path_of("gateways", gw, "functions"), env=env.value if env else None)
+    if json_output:
+        render.print_json(data)
+    elif not data.get("functions"):
+        where = f" in {env.value}" if env else ""
+        render.say(f"no functions{where} on gateway {gw}: save one with `fnstage push DIR dev/NAME`")
+    else:
+        render.console().print(render.functions_table(data["functions"]))
+
+
+@_command(app)
+def promote(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Source function, such as dev/user/me.")],
+    to: Annotated[
+        Environment | None,
+        typer.Option("--to", help="Target environment. (default: the next one)"),
+    ] = None,
+    semver: SemverOption = None,
+    note: NoteOption = None,
+    gateway: GatewayOption = None,
+) -> None:
+    """Copy a function's current code to the next environment, as it is (no rebuild)."""
+    fn = _name(name)
+    target = to.value if to else _next_environment(fn.env)
+    with _api() as api:
+        result = api.post(
+            path_of("gateways", config.resolve_gateway(gateway), "promote"),
+            {"name": str(fn), "target": target, "semver": semver, "note": note},
+        )
+    render.say(f"promoted {fn} → {_outcome(result)}")
+
+
+def _next_environment(env: str) -> str:
+    order = [e.value for e in Environment]
+    if env == order[-1]:
+        raise CliError(f"{env} is the last environment: there is nothing to promote it to")
+    return order[order.index(env) + 1]
+
+
+def _history_id(text: str) -> int | None:
+    """`#42` or `42` -> 42; anything else (a semver, an environment) -> None."""
+    digits = text[1:] if text.startswith("#") else text
+    return int(digits) if digits.isdigit() else None
+
+
+@_command(app)
+def release(
+    base: Annotated[
+        str, typer.Argument(metavar="BASE", help="Function without environment, such as user/me.")
+    ],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            metavar="ENV|ID",
+            help="Release this environment's current code, or history entry ID (e.g. 42 or #42).",
+        ),
+    ],
+    to: Annotated[Environment, typer.Option("--to", help="Target environment.")],
+    semver: SemverOption = None,
+    note: NoteOption = None,
+    gateway: GatewayOption = None,
+) -> None:
+    """Release code into an environment from another environment or from any history entry.
+
+    The code is rebuilt with the dependencies recorded when it was deployed. Examples:
+
+    \b
+      fnstage release user/me --from staging --to prod --semver 1.0.0 --note "first release"
+      fnstage release user/me --from 42 --to staging --semver 1.1.0-rc.2 --note "retry rc.1's code"
+    """
+    gw = config.resolve_gateway(gateway)
+    body: dict[str, Any] = {"base": base, "target": to.value, "semver": semver, "note": note}
+    with _api() as api:
+        history_id = _history_id(source)
+        if history_id is not None:
+            entry = api.get(path_of("gateways", gw, "history-entries", str(history_id)))
+            body.update(source_env=entry.get("env"), source_history_id=history_id)
+        elif source in {e.value for e in Environment}:
+            body.update(source_env=source, source_history_id=None)
+        else:
+            raise CliError(
+                f"--from {source!r} is neither an environment (dev, staging, prod) "
+                "nor a history id such as 42",
+                field="from",
+            )
+        result = api.post(path_of("gateways", gw, "release"), body)
+    render.say(f"released {source} → {_outcome(result)}")
+
+
+@_command(app)
+def rollback(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Function to roll back, such as prod/user/me.")],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            metavar="SEMVER|#ID",
+            help="The earlier release to bring back: its semver, or #ID of history.",
+        ),
+    ],
+    semver: SemverOption = None,
+    note: NoteOption = None,
+    gateway: GatewayOption = None,
+) -> None:
+    """Bring an earlier release's code back, as a new version with a greater semver.
+
+    The code goes back, the version goes forward: if 1.0.1 is bad, release 1.0.0's code as 1.0.2.
+
+    \b
+      fnstage rollback prod/user/me --to 1.0.0 --semver 1.0.2 --note "1.0.1 breaks login"
+    """
+    fn = _name(name)
+    history_id = _history_id(to)
+    body = {
+        "name": str(fn),
+        "to_semver": None if history_id is not None else to,
+        "to_history_id": history_id,
+        "semver": semver,
+        "note": note,
+    }
+    with _api() as api:
+        result = api.post(path_of("gateways", config.resolve_gateway(gateway), "rollback"), body)
+    render.say(f"rolled back to {to}: {_outcome(result)}")
+
+
+@_command(app)
+def history(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Function, such as prod/user/me.")],
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many entries to show.")] = 30,
+    before: Annotated[
+        int | None, typer.Option(metavar="ID", help="Only entries older than history entry ID (paging).")
+    ] = None,
+    gateway: GatewayOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show a function's deployments, newest first: who, when, which version and why."""
+    fn = _name(name)
+    gw = config.resolve_gateway(gateway)
+    with _api() as api:
+        data = api.get(path_of("gateways", gw, "history", fn.env, fn.base), limit=limit, before=before)
+    if json_output:
+        render.print_json(data)
+        return
+    entries = data.get("entries") or []
+    if not entries:
+        render.say(f"no history for {fn}")
+        return
+    render.console().print(render.history_table(entries))
+    if data.get("next_before") is not None:
+        render.say(f"older entries: fnstage history {fn} --before {data['next_before']}", style="dim")
+
+
+@_command(app)
+def diff(
+    a: Annotated[str, typer.Argument(metavar="A", help="dev/user/me, prod/user/me@1.0.0 or #42.")],
+    b: Annotated[str, typer.Argument(metavar="B", help="Same forms as A.")],
+    gateway: GatewayOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show what changes from A to B, file by file.
+
+    A reference is a function's current code (dev/user/me), a release of it by semver
+    (prod/user/me@1.0.0), or a history entry (#42).
+    """
+    with _api() as api:
+        data = api.get(path_of("gateways", config.resolve_gateway(gateway), "diff"), a=a, b=b)
+    if json_output:
+        render.print_json(data)
+        return
+    out = render.console()
+    for line in render.diff_view(data):
+        out.print(line, soft_wrap=True)
+
+
+@_command(app)
+def status(
+    base: Annotated[
+        str, typer.Argument(metavar="BASE", help="Function without environment, such as user/me.")
+    ],
+    gateway: GatewayOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show a function across dev → staging → prod: semver, version, who, when, and state."""
+    with _api() as api:
+        data = api.get(path_of("gateways", config.resolve_gateway(gateway), "overview", base))
+    if json_output:
+        render.print_json(data)
+    else:
+        render.console().print(render.status_view(data))
+
+
+@_command(app)
+def rename(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Current name, such as dev/user/me.")],
+    new_name: Annotated[str, typer.Argument(metavar="NEW_NAME", help="New name in the same environment.")],
+    gateway: GatewayOption = None,
+) -> None:
+    """Rename a function; it is served under the new name at once, and its history follows it."""
+    fn = _name(name)
+    new = _name(new_name, field="new_name")
+    with _api() as api:
+        result = api.post(
+            path_of("gateways", config.resolve_gateway(gateway), "rename"),
+            {"name": str(fn), "new_name": str(new)},
+        )
+    function = result.get("function") or {}
+    render.say(f"renamed {fn} → {function.get('name', new)} (version {function.get('version')})")
+
+
+@_command(app, "rm")
+def remove(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Function to delete, such as dev/user/me.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    gateway: GatewayOption = None,
+) -> None:
+    """Delete a function: it stops serving at once; its history is kept."""
+    fn = _name(name)
+    gw = config.resolve_gateway(gateway)
+    if not yes:
+        typer.confirm(f"Delete {fn} from gateway {gw}? It stops serving at once.", abort=True)
+    with _api() as api:
+        result = api.delete(_function_path(gw, fn))
+    entry = result.get("history") or {}
+    suffix = f" (history #{entry['id']} records it)" if entry.get("id") is not None else ""
+    render.say(f"deleted {result.get('deleted', fn)}{suffix}")
+
+
+@_command(app)
+def logs(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Function, such as dev/user/me.")],
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many invocations to show.")] = 50,
+    gateway: GatewayOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show the function's recent invocations and the lines it logged with ctx.log."""
+    fn = _name(name)
+    gw = config.resolve_gateway(gateway)
+    with _api() as api:
+        try:
+            data = api.get(path_of("gateways", gw, "logs", fn.env, fn.base), limit=limit)
+        except CliError as error:
+            # A missing route answers the framework's bare "Not Found"; a missing function names itself.
+            if error.status == 404 and error.message in ("Not Found", f"HTTP 404 from {api.url}: Not Found"):
+                raise CliError(
+                    f"this fnstage server does not offer invocation logs yet (no logs endpoint at {api.url})"
+                ) from None
+            raise
+    if json_output:
+        render.print_json(data)
+        return
+    invocations = data.get("invocations") or []
+    if not invocations:
+        render.say(f"no invocations of {fn} recorded yet")
+    out = render.console()
+    for line in render.logs_view(invocations):
+        out.print(line, soft_wrap=True)

@@ -1,0 +1,354 @@
+"""How the CLI shows things: Rich tables and cards, coloured diffs, relative times, errors.
+
+Every function here turns API JSON into a Rich renderable (or prints it); none of them talk to the
+server, so they are easy to test with a recording console.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from fnstage.cli.client import CliError
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console on the current stdout/stderr (made per use, so redirected streams are honoured)."""
+    return Console(stderr=stderr, highlight=False)
+
+
+def say(message: str | Text, *, style: str | None = None) -> None:
+    """Print one line, never wrapped (so it can be copied and grepped)."""
+    console().print(message, style=style, soft_wrap=True)
+
+
+def print_error(error: CliError) -> None:
+    err = console(stderr=True)
+    line = Text.assemble(("error: ", "bold red"), (str(error), "red"))
+    err.print(line, soft_wrap=True)
+    # A build failure's message is its first problem; list them all when there are more.
+    problems = _detail_lines(error.details) if error.code == "build_failed" else []
+    for detail in problems if len(problems) > 1 else []:
+        err.print(Text("  " + detail, style="red"), soft_wrap=True)
+    if error.hint:
+        err.print(Text.assemble(("hint: ", "bold"), error.hint), soft_wrap=True)
+
+
+def _detail_lines(details: Any) -> list[str]:
+    """Build problems and similar lists, one per line: `utils.py:3:1: cannot resolve requests`."""
+    if not isinstance(details, list):
+        return []
+    lines = []
+    for item in details[:20]:
+        if isinstance(item, str):
+            lines.append(item)
+        elif isinstance(item, dict) and isinstance(item.get("message"), str):
+            place = [str(item[k]) for k in ("file", "line", "col", "column") if item.get(k) is not None]
+            lines.append(":".join(place) + ": " + item["message"] if place else item["message"])
+    return lines
+
+
+def print_json(data: Any) -> None:
+    """The API's JSON, unchanged, for scripts (`--json`)."""
+    console().out(json.dumps(data, indent=2, ensure_ascii=False), highlight=False)
+
+
+# --- times -------------------------------------------------------------------------------------
+
+
+def parse_time(value: Any) -> datetime | None:
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, tz=UTC)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def relative_time(value: Any, now: datetime | None = None) -> str:
+    """`3 min ago`, `2 h ago`, `5 days ago`; a date after 30 days; `-` when unknown."""
+    when = parse_time(value)
+    if when is None:
+        return "-"
+    seconds = ((now or datetime.now(UTC)) - when).total_seconds()
+    if seconds < 10:
+        return "just now"
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min ago"
+    hours = minutes // 60
+    if hours < 24:
+        return f"{hours} h ago"
+    days = hours // 24
+    if days < 30:
+        return "1 day ago" if days == 1 else f"{days} days ago"
+    return when.date().isoformat()
+
+
+# --- gateways ----------------------------------------------------------------------------------
+
+
+def _text(value: Any, default: str = "-") -> str:
+    if value is None or value == "":
+        return default
+    if isinstance(value, dict) and "name" in value:
+        return str(value["name"])
+    return str(value)
+
+
+def gateways_table(gateways: Sequence[Mapping[str, Any]], now: datetime | None = None) -> Table:
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("gateway", "dev → prod", "history limit", "dependencies", "created"):
+        table.add_column(column)
+    for gateway in gateways:
+        table.add_row(
+            Text(_text(gateway.get("id")), style="bold"),
+            "allowed" if gateway.get("allow_dev_to_prod") else "via staging",
+            _text(gateway.get("history_limit"), "default"),
+            str(len(gateway.get("dependencies") or [])),
+            f"{relative_time(gateway.get('created_at'), now)} by {_text(gateway.get('created_by'))}",
+        )
+    return table
+
+
+def gateway_card(gateway: Mapping[str, Any], now: datetime | None = None) -> Panel:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim")
+    grid.add_column()
+    grid.add_row(
+        "dev → prod",
+        "allowed directly" if gateway.get("allow_dev_to_prod") else "only through staging",
+    )
+    grid.add_row("history limit", _text(gateway.get("history_limit"), "server default"))
+    dependencies = gateway.get("dependencies") or []
+    grid.add_row("dependencies", "\n".join(dependencies) if dependencies else "none")
+    grid.add_row(
+        "created", f"{relative_time(gateway.get('created_at'), now)} by {_text(gateway.get('created_by'))}"
+    )
+    return Panel(grid, title=Text(_text(gateway.get("id")), style="bold"), title_align="left", expand=False)
+
+
+# --- functions and history ---------------------------------------------------------------------
+
+
+def functions_table(functions: Sequence[Mapping[str, Any]], now: datetime | None = None) -> Table:
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("function", "version", "semver", "files", "methods", "updated", "by"):
+        table.add_column(column, justify="right" if column in ("version", "files") else "left")
+    for function in functions:
+        table.add_row(
+            Text(_text(function.get("name")), style="bold"),
+            _text(function.get("version")),
+            _text(function.get("semver")),
+            str(len(function.get("file_hashes") or {})),
+            ",".join(function.get("methods") or []) or "any",
+            relative_time(function.get("updated_at"), now),
+            _text(function.get("updated_by")),
+        )
+    return table
+
+
+KIND_STYLES = {
+    "create": "green",
+    "save": "",
+    "promote": "cyan",
+    "release": "magenta",
+    "rollback": "yellow",
+    "rename": "blue",
+    "delete": "red",
+}
+
+
+def history_table(entries: Sequence[Mapping[str, Any]], now: datetime | None = None) -> Table:
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("id", justify="right")
+    table.add_column("version", justify="right")
+    table.add_column("semver")
+    table.add_column("kind")
+    table.add_column("when")
+    table.add_column("who")
+    table.add_column("changelog", overflow="fold")
+    for entry in entries:
+        kind = _text(entry.get("kind"))
+        table.add_row(
+            f"#{_text(entry.get('id'))}",
+            _text(entry.get("version")),
+            _text(entry.get("semver")),
+            Text(kind, style=KIND_STYLES.get(kind, "")),
+            relative_time(entry.get("created_at"), now),
+            _text(entry.get("actor")),
+            _text(entry.get("changelog"), ""),
+        )
+    return table
+
+
+def describe_entry(entry: Mapping[str, Any] | None) -> str:
+    if not entry:
+        return ""
+    return f"history #{entry.get('id')}"
+
+
+# --- diff --------------------------------------------------------------------------------------
+
+
+def diff_lines(path: str, a: str | None, b: str | None, a_label: str = "a", b_label: str = "b") -> list[Text]:
+    """One file's unified diff as coloured lines: additions green, removals red, hunks cyan."""
+    old = (a or "").splitlines(keepends=True)
+    new = (b or "").splitlines(keepends=True)
+    lines: list[Text] = []
+    for raw in difflib.unified_diff(
+        old,
+        new,
+        fromfile=f"{a_label}/{path}" if a is not None else "/dev/null",
+        tofile=f"{b_label}/{path}" if b is not None else "/dev/null",
+        lineterm="",
+    ):
+        line = raw.rstrip("\r\n")
+        if line.startswith(("---", "+++")):
+            lines.append(Text(line, style="bold"))
+        else:
+            lines.append(Text(line, style=DIFF_STYLES.get(line[:1], "")))
+    return lines
+
+
+def diff_view(diff: Mapping[str, Any]) -> list[Text]:
+    """Every changed file's diff, then a summary line."""
+    a_label = _text((diff.get("a") or {}).get("label") or (diff.get("a") or {}).get("ref"), "a")
+    b_label = _text((diff.get("b") or {}).get("label") or (diff.get("b") or {}).get("ref"), "b")
+    out: list[Text] = [
+        Text.assemble(("diff ", "bold"), (a_label, "red"), " → ", (b_label, "green")),
+    ]
+    counts: dict[str, int] = {}
+    for file in diff.get("files") or []:
+        status = str(file.get("status"))
+        counts[status] = counts.get(status, 0) + 1
+        if status == "unchanged":
+            continue
+        out.append(Text(""))
+        out.extend(diff_lines(str(file.get("path")), file.get("a"), file.get("b"), "a", "b"))
+    changed = sum(n for status, n in counts.items() if status != "unchanged")
+    out.append(Text(""))
+    if changed == 0:
+        out.append(Text("no differences: both have the same files", style="dim"))
+    else:
+        parts = [f"{counts[s]} {s}" for s in ("modified", "added", "removed") if counts.get(s)]
+        summary = f"{changed} file{'s' if changed != 1 else ''} changed ({', '.join(parts)})"
+        if counts.get("unchanged"):
+            summary += f", {counts['unchanged']} unchanged"
+        out.append(Text(summary, style="dim"))
+    return out
+
+
+# --- status ------------------------------------------------------------------------------------
+
+
+def state_style(state: str) -> str:
+    lowered = state.lower()
+    if "fail" in lowered or "error" in lowered:
+        return "bold red"
+    if lowered.startswith(("serving", "live")):
+        return "bold green"
+    if "qa" in lowered:
+        return "bold yellow"
+    return "bold blue"
+
+
+def environment_panel(env: str, function: Mapping[str, Any] | None, now: datetime | None = None) -> Panel:
+    if not function:
+        body: RenderableType = Text("not deployed", style="dim")
+        return Panel(body, title=env, title_align="left", border_style="dim", padding=(1, 2))
+    state = _text(function.get("state"), "")
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column()
+    grid.add_row(Text(_text(function.get("semver")), style="bold"))
+    grid.add_row(Text(f"version {_text(function.get('version'))}", style="dim"))
+    if state:
+        grid.add_row(Text(state, style=state_style(state)))
+    who = function.get("deployed_by") or function.get("updated_by") or function.get("created_by")
+    when = function.get("deployed_at") or function.get("updated_at") or function.get("created_at")
+    grid.add_row(f"{_text(who)}, {relative_time(when, now)}")
+    note = function.get("note")
+    if note:
+        grid.add_row(Text(f"“{note}”", style="italic"))
+    border = state_style(state).replace("bold ", "") if state else "white"
+    return Panel(grid, title=Text(env, style="bold"), title_align="left", border_style=border, padding=(1, 2))
+
+
+def status_view(overview: Mapping[str, Any], now: datetime | None = None) -> RenderableType:
+    """dev → staging → prod as three panels side by side."""
+    environments = overview.get("environments") or {}
+    grid = Table.grid(expand=True, padding=(0, 1))
+    cells: list[RenderableType] = []
+    for index, env in enumerate(ENVIRONMENTS):
+        if index:
+            grid.add_column(vertical="middle", width=1)
+            cells.append(Text("→", style="dim"))
+        grid.add_column(ratio=1)
+        cells.append(environment_panel(env, environments.get(env), now))
+    grid.add_row(*cells)
+    title = Text(_text(overview.get("base")), style="bold")
+    return Group(title, grid)
+
+
+# --- logs --------------------------------------------------------------------------------------
+
+
+def _first(item: Mapping[str, Any], keys: Iterable[str]) -> Any:
+    for key in keys:
+        if item.get(key) is not None:
+            return item[key]
+    return None
+
+
+def logs_view(invocations: Sequence[Mapping[str, Any]], now: datetime | None = None) -> list[Text]:
+    """One header line per invocation (when, status, method path, duration), then its log lines."""
+    out: list[Text] = []
+    for invocation in invocations:
+        status = _first(invocation, ("status", "status_code"))
+        status_style = "red" if isinstance(status, int) and status >= 500 else "yellow"
+        if isinstance(status, int) and status < 400:
+            status_style = "green"
+        duration = _first(invocation, ("duration_ms", "duration"))
+        header = Text.assemble(
+            (relative_time(_first(invocation, ("at", "started_at", "created_at", "timestamp")), now), "dim"),
+            "  ",
+            (_text(status), status_style),
+            "  ",
+            f"{_text(invocation.get('method'), '')} {_text(invocation.get('path'), '')}".strip(),
+        )
+        if duration is not None:
+            header.append(f"  {duration} ms", style="dim")
+        version = invocation.get("version")
+        if version is not None:
+            header.append(f"  v{version}", style="dim")
+        request_id = invocation.get("request_id")
+        if request_id:
+            header.append(f"  {request_id}", style="dim")
+        out.append(header)
+        lines = _first(invocation, ("logs", "log", "lines")) or []
+        if isinstance(lines, str):
+            lines = lines.splitlines()
+        for line in lines:
+            out.append(Text("  " + str(line)))
+        error = _first(invocation, ("error", "traceback"))
+        if error:
+            for line in str(error).splitlines():
+                out.append(Text("  " + line, style="red"))
+    return out
