@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from fnstage.build import build
 from fnstage.build.bundle import CompiledModule, module_name, serialize_modules
 from fnstage.runtime.loader import LiveVersion, LoadError, load_function
 
@@ -171,3 +172,20 @@ def test_old_versions_are_garbage_collectable() -> None:
     del live
     gc.collect()
     assert [r() for r in refs] == [None] * len(refs)
+
+
+def test_rebuild_counts_installed_distributions_as_dependencies() -> None:
+    files = {"index.py": "import httpx\ndef main(ctx):\n    return httpx.__name__\n"}
+    live = load_function("dev/x", 1, "0.1.0", "index.py", b"other-python", files)
+    assert live.main(None) == "httpx"
+
+
+def test_loads_a_bundle_from_the_builder() -> None:
+    files = {
+        "index.py": "from lib.db import NAME\nfrom . import utils\ndef main(ctx):\n    return NAME, utils.V\n",
+        "lib/db.py": "NAME = 'db'\n",
+        "utils.py": "V = 2\n",
+    }
+    bundle = build(files, "index.py")
+    live = load_function("dev/x", 1, "0.1.0", bundle.entrypoint, bundle.compiled, bundle.files)
+    assert live.main(None) == ("db", 2)

@@ -14,7 +14,9 @@ through `sys.modules` and do not see the function's modules.
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
+import importlib.metadata
 import inspect
 import threading
 import time
@@ -25,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fnstage.build.bundle import CompiledModule, load_modules, module_name
+from fnstage.domain.dependencies import parse_requirement
+from fnstage.domain.errors import FnstageError
 
 DEFAULT_METHODS: tuple[str, ...] = ("GET", "POST")
 DEFAULT_TIMEOUT_S = 30.0
@@ -57,6 +61,7 @@ class LiveVersion:
     loaded_at: float  # time.time()
     bundle_hash: str = ""
     load_ms: float = 0.0
+    files: Mapping[str, str] = field(default_factory=dict, repr=False)  # for tracebacks with source lines
 
     @property
     def env(self) -> str:
@@ -77,13 +82,13 @@ def load_function(
     bundle_hash: str = "",
     timeout_s: float | None = None,
     load_timeout_s: float | None = DEFAULT_LOAD_TIMEOUT_S,
-    dependencies: Sequence[str] = (),
+    dependencies: Sequence[str] | None = None,
 ) -> LiveVersion:
     """Load one function version; raises `LoadError` with a one-line summary and the traceback.
 
     Module-level code runs once, here, in a worker thread limited to `load_timeout_s` seconds
     (None: run inline without a limit). A `compiled` built by another interpreter version is rebuilt
-    from `source`.
+    from `source` with `dependencies` (the gateway's pins; None: whatever is installed here).
     """
     started = time.perf_counter()
     modules = load_modules(compiled) if compiled else None
@@ -108,6 +113,7 @@ def load_function(
         loaded_at=time.time(),
         bundle_hash=bundle_hash,
         load_ms=(time.perf_counter() - started) * 1000,
+        files=source,
     )
 
 
@@ -118,19 +124,35 @@ def _is_async(main: Callable[..., Any]) -> bool:
 
 
 def _rebuild(
-    source: Mapping[str, str], entrypoint: str, dependencies: Sequence[str]
+    source: Mapping[str, str], entrypoint: str, dependencies: Sequence[str] | None
 ) -> dict[str, CompiledModule]:
-    """The bundle was compiled by another Python: build it again from its files."""
+    """The bundle was compiled by another Python: build it again from its files. Without the gateway's
+    dependency pins, whatever is installed here counts as declared (the code was checked at deploy)."""
     from fnstage.build import build  # late: the runtime needs the builder only on this rare path
 
+    pins = installed_pins() if dependencies is None else list(dependencies)
     try:
-        bundle = build(dict(source), entrypoint, list(dependencies))
+        bundle = build(dict(source), entrypoint, pins)
     except Exception as exc:
         raise LoadError(f"rebuilding from source failed: {exc}", traceback.format_exc()) from exc
     modules = load_modules(bundle.compiled)
     if modules is None:  # pragma: no cover - the builder uses this interpreter's magic
         raise LoadError("rebuilding from source produced a bundle for another Python version")
     return modules
+
+
+@functools.cache
+def installed_pins() -> tuple[str, ...]:
+    """`name==version` of every distribution installed in this interpreter."""
+    pins = []
+    for dist in importlib.metadata.distributions():
+        pin = f"{dist.metadata['Name']}=={dist.version}"
+        try:
+            parse_requirement(pin)
+        except FnstageError:
+            continue
+        pins.append(pin)
+    return tuple(sorted(set(pins)))
 
 
 def _run_with_limit(

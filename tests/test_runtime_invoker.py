@@ -1,0 +1,196 @@
+"""The invoker: ctx in, status/headers/body out; failures become answers, never crashes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from fnstage.build import build
+from fnstage.runtime.invoker import InvocationLogs, Outcome, invoke
+from fnstage.runtime.loader import LiveVersion, load_function
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def live(code: str, files: Mapping[str, str] | None = None, **kwargs: Any) -> LiveVersion:
+    all_files = {"index.py": code, **(files or {})}
+    bundle = build(all_files, "index.py")
+    return load_function(
+        "dev/user/me",
+        7,
+        "0.7.0",
+        "index.py",
+        bundle.compiled,
+        bundle.files,
+        {"greeting": "hello"},
+        None,
+        gateway="demo",
+        **kwargs,
+    )
+
+
+async def call(fn: LiveVersion, logs: InvocationLogs | None = None, **kwargs: Any) -> Outcome:
+    request: dict[str, Any] = {"method": "GET", "path": "/user/me", "request_id": "req-1", **kwargs}
+    return await invoke(fn, logs=logs, **request)
+
+
+def content_type(outcome: Outcome) -> str:
+    return dict(outcome.headers)["content-type"]
+
+
+async def test_context_fields() -> None:
+    fn = live(
+        "async def main(ctx):\n"
+        "    return {'method': ctx.method, 'path': ctx.path, 'query': dict(ctx.query),\n"
+        "            'header': ctx.headers['x-thing'], 'body': ctx.body.decode(), 'json': ctx.json,\n"
+        "            'env': ctx.env, 'function': [ctx.function.name, ctx.function.version, ctx.function.semver],\n"
+        "            'config': dict(ctx.config), 'request_id': ctx.request_id}\n"
+    )
+    outcome = await call(
+        fn,
+        method="POST",
+        query_string=b"name=ada&x=%C3%A9",
+        headers=[(b"X-Thing", b"a"), (b"x-thing", b"b")],
+        body=b'{"k": 1}',
+    )
+    assert outcome.status == 200
+    assert json.loads(outcome.body) == {
+        "method": "POST",
+        "path": "/user/me",
+        "query": {"name": "ada", "x": "é"},
+        "header": "a, b",
+        "body": '{"k": 1}',
+        "json": {"k": 1},
+        "env": "dev",
+        "function": ["dev/user/me", 7, "0.7.0"],
+        "config": {"greeting": "hello"},
+        "request_id": "req-1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("returned", "status", "ctype", "body"),
+    [
+        ("{'a': 1}", 200, "application/json", b'{"a":1}'),
+        ("[1, 'é']", 200, "application/json", '[1,"é"]'.encode()),
+        ("'hi'", 200, "text/plain; charset=utf-8", b"hi"),
+        ("b'\\x00\\x01'", 200, "application/octet-stream", b"\x00\x01"),
+        ("Response('made', status=201, headers={'X-A': 'b'})", 201, "text/plain; charset=utf-8", b"made"),
+        ("Response({'ok': True}, status=202)", 202, "application/json", b'{"ok":true}'),
+        ("Response(b'<p>', headers={'Content-Type': 'text/html'})", 200, "text/html", b"<p>"),
+    ],
+)
+async def test_return_types(returned: str, status: int, ctype: str, body: bytes) -> None:
+    fn = live(f"from fnstage import Response\nasync def main(ctx):\n    return {returned}\n")
+    outcome = await call(fn)
+    assert (outcome.status, content_type(outcome), outcome.body) == (status, ctype, body)
+
+
+async def test_none_is_204() -> None:
+    outcome = await call(live("def main(ctx):\n    return None\n"))
+    assert (outcome.status, outcome.body, outcome.headers) == (204, b"", [])
+
+
+async def test_response_headers_are_kept_but_never_split() -> None:
+    fn = live(
+        "from fnstage import Response\ndef main(ctx):\n    return Response('x', headers={'X-A': '1', 'X-B': 'a\\r\\nb'})\n"
+    )
+    headers = dict((await call(fn)).headers)
+    assert headers["x-a"] == "1"
+    assert "x-b" not in headers
+
+
+async def test_http_error() -> None:
+    fn = live(
+        "from fnstage import HTTPError\ndef main(ctx):\n    raise HTTPError(404, 'no such user', {'X-Why': 'gone'})\n"
+    )
+    outcome = await call(fn)
+    assert outcome.status == 404
+    assert json.loads(outcome.body) == {"error": {"code": "function_error", "message": "no such user"}}
+    assert dict(outcome.headers)["x-why"] == "gone"
+
+
+async def test_exception_is_500_with_request_id_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    fn = live(
+        "import helper\ndef main(ctx):\n    return helper.boom()\n",
+        {"helper.py": "def boom():\n    return 1 / 0\n"},
+    )
+    logs = InvocationLogs()
+    with caplog.at_level(logging.ERROR, logger="fnstage.runtime"):
+        outcome = await call(fn, logs=logs, request_id="abc123")
+    assert outcome.status == 500
+    error = json.loads(outcome.body)["error"]
+    assert error["request_id"] == "abc123"
+    assert "abc123" in caplog.text and "ZeroDivisionError" in caplog.text and "return 1 / 0" in caplog.text
+    (entry,) = logs.recent("demo", "dev/user/me")
+    assert entry.status == 500
+    assert entry.error is not None and entry.error.startswith(
+        "ZeroDivisionError at helper.py:2: division by zero"
+    )
+
+
+async def test_system_exit_in_a_function_does_not_stop_the_runtime() -> None:
+    outcome = await call(live("import sys\nasync def main(ctx):\n    sys.exit(3)\n"))
+    assert outcome.status == 500
+
+
+async def test_unjsonable_return_is_500() -> None:
+    outcome = await call(live("def main(ctx):\n    return object()\n"))
+    assert outcome.status == 500
+
+
+async def test_sync_main_runs_in_a_worker_thread() -> None:
+    fn = live("import threading\ndef main(ctx):\n    return threading.current_thread().name\n")
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fn-worker") as executor:
+        outcome = await invoke(fn, method="GET", path="/", request_id="r", executor=executor)
+    assert outcome.body.startswith(b"fn-worker")
+    assert outcome.body.decode() != threading.current_thread().name
+
+
+async def test_async_timeout_is_504() -> None:
+    fn = live("import asyncio\nasync def main(ctx):\n    await asyncio.sleep(10)\n", timeout_s=0.05)
+    logs = InvocationLogs()
+    outcome = await call(fn, logs=logs)
+    assert outcome.status == 504
+    assert json.loads(outcome.body)["error"]["code"] == "timeout"
+    assert logs.recent("demo", "dev/user/me")[0].status == 504
+
+
+async def test_sync_timeout_is_504() -> None:
+    fn = live(
+        "import threading\nstop = threading.Event()\ndef main(ctx):\n    stop.wait(2)\n", timeout_s=0.05
+    )
+    outcome = await call(fn)
+    assert outcome.status == 504
+    fn.main.__globals__["stop"].set()  # type: ignore[attr-defined]
+
+
+async def test_a_timeout_error_raised_by_the_function_is_a_500() -> None:
+    outcome = await call(live("async def main(ctx):\n    raise TimeoutError('upstream')\n"))
+    assert outcome.status == 500
+
+
+async def test_log_lines_are_kept_per_function_in_a_ring() -> None:
+    fn = live(
+        "def main(ctx):\n    ctx.log('hello', ctx.request_id)\n    ctx.log.error('bad')\n    return 'ok'\n"
+    )
+    logs = InvocationLogs(per_function=3)
+    for i in range(5):
+        outcome = await call(fn, logs=logs, request_id=f"r{i}")
+    assert outcome.lines == ["hello r4", "ERROR bad"]
+    recent = logs.recent("demo", "dev/user/me")
+    assert [e.request_id for e in recent] == ["r2", "r3", "r4"]
+    assert recent[-1].lines == ["hello r4", "ERROR bad"]
+    assert recent[-1].status == 200 and recent[-1].version == 7 and recent[-1].duration_ms >= 0
+    assert logs.recent("demo", "dev/other") == []
