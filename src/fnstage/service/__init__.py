@@ -1,0 +1,26 @@
+"""The use cases of fnstage, each one transaction; the API and tests call these, never the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fnstage.service.deployments import DEFAULT_HISTORY_LIMIT, Deployed, Deployments
+from fnstage.service.gateways import Gateways
+from fnstage.service.identity import Actor
+from fnstage.service.queries import Queries
+from fnstage.store.store import Store
+
+
+@dataclass(frozen=True)
+class Services:
+    store: Store
+    gateways: Gateways
+    deployments: Deployments
+    queries: Queries
+
+    @classmethod
+    def create(cls, store: Store, history_limit: int = DEFAULT_HISTORY_LIMIT) -> Services:
+        return cls(store, Gateways(store), Deployments(store, history_limit), Queries(store))
+
+
+__all__ = ["Actor", "Deployed", "Deployments", "Gateways", "Queries", "Services"]

@@ -1,0 +1,76 @@
+"""The control-plane HTTP API (FastAPI, under /api/v1): every use case, one JSON error shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import fnstage
+from fnstage.api import routes_functions, routes_gateways, routes_releases
+from fnstage.domain.errors import FnstageError
+from fnstage.service import Services
+
+PREFIX = "/api/v1"
+
+
+def _error(
+    status: int, code: str, message: str, field: str | None = None, details: Any = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message, "field": field}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def _on_fnstage_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, FnstageError)
+    return _error(exc.status, exc.code, exc.message, exc.field, exc.details)
+
+
+def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path")]
+        problems.append({"field": ".".join(loc) or None, "message": str(err.get("msg", "invalid"))})
+    first = problems[0] if problems else {"field": None, "message": "invalid request"}
+    where = f"{first['field']}: " if first["field"] else ""
+    return _error(422, "invalid", f"{where}{first['message']}", first["field"], problems)
+
+
+def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
+        exc.status_code, "http_error"
+    )
+    response = _error(exc.status_code, code, str(exc.detail))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="fnstage",
+        version=fnstage.__version__,
+        description="Serverless Python functions with instant, recorded, reversible releases.",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=f"{PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.services = services
+    app.add_exception_handler(FnstageError, _on_fnstage_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+
+    @app.get(f"{PREFIX}/health", tags=["health"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": fnstage.__version__}
+
+    for module in (routes_gateways, routes_functions, routes_releases):
+        app.include_router(module.router, prefix=PREFIX)
+    return app

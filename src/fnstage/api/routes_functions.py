@@ -1,0 +1,134 @@
+"""Functions: read, save (create or update, dev only), delete, history, diff and the overview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from fnstage.api import serialize
+from fnstage.api.auth import current_actor
+from fnstage.api.routes_gateways import services
+from fnstage.api.schemas import Save
+from fnstage.service import Actor, Services
+
+router = APIRouter(tags=["functions"])
+
+
+@router.get("/gateways/{gateway}/functions")
+def list_functions(
+    gateway: str,
+    env: str | None = Query(default=None, max_length=16),
+    _: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    return {"functions": [serialize.function(f) for f in svc.queries.functions(gateway, env)]}
+
+
+@router.get("/gateways/{gateway}/functions/{env}/{base:path}")
+def get_function(
+    gateway: str,
+    env: str,
+    base: str,
+    files: bool = False,
+    _: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    fn, texts = svc.queries.function(gateway, f"{env}/{base}")
+    return serialize.function(fn, texts if files else None)
+
+
+@router.put("/gateways/{gateway}/functions/{env}/{base:path}")
+def save_function(
+    gateway: str,
+    env: str,
+    base: str,
+    body: Save,
+    response: Response,
+    actor: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    deployed = svc.deployments.save(
+        actor,
+        gateway,
+        f"{env}/{base}",
+        body.files,
+        body.entrypoint,
+        semver=body.semver,
+        changelog=body.changelog,
+        expected_version=body.expected_version,
+        methods=body.methods,
+        description=body.description,
+        tags=body.tags,
+        config=body.config,
+    )
+    if deployed.history is not None and deployed.history.kind == "create":
+        response.status_code = 201
+    return {
+        "function": serialize.function(deployed.function),
+        "history": serialize.entry(deployed.history) if deployed.history else None,
+        "changed": deployed.changed,
+    }
+
+
+@router.delete("/gateways/{gateway}/functions/{env}/{base:path}")
+def delete_function(
+    gateway: str,
+    env: str,
+    base: str,
+    actor: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    record = svc.deployments.delete(actor, gateway, f"{env}/{base}")
+    return {"deleted": f"{env}/{base}", "history": serialize.entry(record)}
+
+
+@router.get("/gateways/{gateway}/history/{env}/{base:path}")
+def history(
+    gateway: str,
+    env: str,
+    base: str,
+    limit: int = Query(default=30, ge=1, le=200),
+    before: int | None = Query(default=None, ge=1),
+    _: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    entries = svc.queries.history(gateway, f"{env}/{base}", limit=limit, before=before)
+    next_before = entries[-1].id if len(entries) == limit else None
+    return {"entries": [serialize.entry(e) for e in entries], "next_before": next_before}
+
+
+@router.get("/gateways/{gateway}/history-entries/{history_id}")
+def history_entry(
+    gateway: str,
+    history_id: int,
+    files: bool = False,
+    _: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    entry, texts = svc.queries.entry(gateway, history_id)
+    return serialize.entry(entry, texts if files else None)
+
+
+@router.get("/gateways/{gateway}/diff")
+def diff(
+    gateway: str,
+    a: str = Query(max_length=300, description="dev/user/me, prod/user/me@1.0.0, prod/user/me@v3 or #42"),
+    b: str = Query(max_length=300),
+    _: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    left, right, files = svc.queries.diff(gateway, a, b)
+    return {
+        "a": serialize.version(left),
+        "b": serialize.version(right),
+        "files": [serialize.file_diff(d) for d in files],
+    }
+
+
+@router.get("/gateways/{gateway}/overview/{base:path}")
+def overview(
+    gateway: str, base: str, _: Actor = Depends(current_actor), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    cards = svc.queries.overview(gateway, base)
+    return {"base": base, "environments": {env: serialize.card(c) for env, c in cards.items()}}

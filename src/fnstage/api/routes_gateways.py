@@ -1,0 +1,67 @@
+"""Gateways, their settings and their pinned dependencies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from fnstage.api import serialize
+from fnstage.api.auth import current_actor
+from fnstage.api.schemas import Dependencies, GatewayCreate, GatewayUpdate
+from fnstage.service import Actor, Services
+
+router = APIRouter(tags=["gateways"])
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+@router.get("/me")
+def me(actor: Actor = Depends(current_actor)) -> dict[str, Any]:
+    return {"name": actor.name, "is_admin": actor.is_admin}
+
+
+@router.post("/gateways", status_code=201)
+def create_gateway(
+    body: GatewayCreate, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    return serialize.gateway(svc.gateways.create(actor, body.id, body.allow_dev_to_prod))
+
+
+@router.get("/gateways")
+def list_gateways(_: Actor = Depends(current_actor), svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"gateways": [serialize.gateway(g) for g in svc.gateways.list()]}
+
+
+@router.get("/gateways/{gateway}")
+def get_gateway(
+    gateway: str, _: Actor = Depends(current_actor), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    return serialize.gateway(svc.gateways.get(gateway))
+
+
+@router.patch("/gateways/{gateway}")
+def update_gateway(
+    gateway: str, body: GatewayUpdate, _: Actor = Depends(current_actor), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    updated = svc.gateways.update(
+        gateway, allow_dev_to_prod=body.allow_dev_to_prod, history_limit=body.history_limit
+    )
+    return serialize.gateway(updated)
+
+
+@router.get("/gateways/{gateway}/dependencies")
+def get_dependencies(
+    gateway: str, _: Actor = Depends(current_actor), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    return {"dependencies": svc.gateways.get(gateway).dependencies}
+
+
+@router.put("/gateways/{gateway}/dependencies")
+def set_dependencies(
+    gateway: str, body: Dependencies, _: Actor = Depends(current_actor), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    return serialize.gateway(svc.gateways.set_dependencies(gateway, body.dependencies))

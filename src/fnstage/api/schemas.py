@@ -1,0 +1,68 @@
+"""Request bodies. Pydantic checks shapes and sizes (field-level 422s); the domain checks meaning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_FILES = 100
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GatewayCreate(Body):
+    id: str = Field(max_length=40, description="DNS label: lowercase letters, digits and '-'")
+    allow_dev_to_prod: bool = False
+
+
+class GatewayUpdate(Body):
+    allow_dev_to_prod: bool | None = None
+    history_limit: int | None = Field(default=None, ge=1, le=1000)
+
+
+class Dependencies(Body):
+    dependencies: list[str] = Field(max_length=200, description="pinned requirements: NAME==VERSION")
+
+
+class Save(Body):
+    files: dict[str, str] = Field(max_length=MAX_FILES, description="path -> source text")
+    entrypoint: str = Field(default="index.py", max_length=255)
+    semver: str | None = Field(default=None, max_length=64)
+    changelog: str | None = Field(default=None, max_length=2000)
+    expected_version: int | None = Field(default=None, ge=0, description="refuse (409) unless current")
+    methods: list[str] | None = Field(default=None, max_length=7)
+    description: str | None = Field(default=None, max_length=1000)
+    tags: list[str] | None = Field(default=None, max_length=20)
+    config: dict[str, Any] | None = None
+
+
+class Promote(Body):
+    name: str = Field(max_length=220, description="source: env/path, e.g. dev/user/me")
+    target: str = Field(max_length=16)
+    semver: str | None = Field(default=None, max_length=64)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class Release(Body):
+    base: str = Field(max_length=200, description="the function's path without environment: user/me")
+    source_env: str | None = Field(default=None, max_length=16)
+    source_history_id: int | None = Field(default=None, ge=1)
+    target: str = Field(max_length=16)
+    semver: str | None = Field(default=None, max_length=64)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class Rollback(Body):
+    name: str = Field(max_length=220)
+    to_semver: str | None = Field(default=None, max_length=64)
+    to_history_id: int | None = Field(default=None, ge=1)
+    semver: str | None = Field(default=None, max_length=64)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class Rename(Body):
+    name: str = Field(max_length=220)
+    new_name: str = Field(max_length=220)

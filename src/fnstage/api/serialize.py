@@ -1,0 +1,92 @@
+"""Records to the API's JSON: one function per record type so every route answers the same shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fnstage.service.queries import EnvironmentCard, FileDiff, Version
+from fnstage.store.records import FunctionRecord, GatewayRecord, HistoryRecord
+
+
+def gateway(g: GatewayRecord) -> dict[str, Any]:
+    return {
+        "id": g.id,
+        "allow_dev_to_prod": g.allow_dev_to_prod,
+        "history_limit": g.history_limit,
+        "dependencies": g.dependencies,
+        "created_at": g.created_at.isoformat(),
+        "created_by": g.created_by,
+    }
+
+
+def function(f: FunctionRecord, files: dict[str, str] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "gateway": f.gateway_id,
+        "name": f.name,
+        "env": f.env,
+        "base": f.base,
+        "version": f.version,
+        "semver": f.semver,
+        "entrypoint": f.entrypoint,
+        "file_hashes": f.files,
+        "bundle_hash": f.bundle_hash,
+        "methods": f.methods,
+        "description": f.description,
+        "tags": f.tags,
+        "config": f.config,
+        "history_id": f.history_id,
+        "created_at": f.created_at.isoformat(),
+        "created_by": f.created_by,
+        "updated_at": f.updated_at.isoformat(),
+        "updated_by": f.updated_by,
+    }
+    if files is not None:
+        body["files"] = files
+    return body
+
+
+def entry(h: HistoryRecord, files: dict[str, str] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": h.id,
+        "gateway": h.gateway_id,
+        "name": h.name,
+        "env": h.env,
+        "base": h.base,
+        "kind": h.kind,
+        "version": h.version,
+        "semver": h.semver,
+        "changelog": h.changelog,
+        "actor": h.actor,
+        "created_at": h.created_at.isoformat(),
+        "dependencies": h.dependencies,
+        "source_env": h.source_env,
+        "source_history_id": h.source_history_id,
+        "source_version": h.source_version,
+        "entrypoint": h.entrypoint,
+        "file_hashes": h.files,
+        "bundle_hash": h.bundle_hash,
+    }
+    if files is not None:
+        body["files"] = files
+    return body
+
+
+def version(v: Version) -> dict[str, Any]:
+    return {"ref": v.ref, "label": v.label, "entrypoint": v.entrypoint}
+
+
+def file_diff(d: FileDiff) -> dict[str, Any]:
+    return {"path": d.path, "status": d.status, "a": d.a, "b": d.b}
+
+
+def card(c: EnvironmentCard | None) -> dict[str, Any] | None:
+    if c is None:
+        return None
+    return {
+        **function(c.function),
+        "state": c.state,
+        "note": c.entry.changelog if c.entry else None,
+        "kind": c.entry.kind if c.entry else None,
+        "deployed_by": c.entry.actor if c.entry else c.function.updated_by,
+        "deployed_at": (c.entry.created_at if c.entry else c.function.updated_at).isoformat(),
+    }

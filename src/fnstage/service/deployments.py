@@ -1,0 +1,515 @@
+"""The use cases that change what runs: save, promote, release, rollback, rename, delete.
+
+Each is ONE write transaction through `_commit` (or `_unpublish`): the active version, a history
+record built from the NEW state, history pruning and the published entry commit together. Builds run
+before the transaction so the write lock is held for milliseconds, not for a compile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fnstage.build import Bundle, build
+from fnstage.domain.errors import Conflict, InvalidInput, NotFound, StaleVersion
+from fnstage.domain.names import FunctionName, check_base, check_environment, check_gateway_id
+from fnstage.domain.policy import (
+    check_note,
+    check_release_semver,
+    check_release_target,
+    check_save_environment,
+    needs_note_and_greater_semver,
+)
+from fnstage.domain.versions import INITIAL_SEMVER, parse_semver
+from fnstage.service.identity import Actor
+from fnstage.service.metadata import Metadata, merge
+from fnstage.store.records import FunctionRecord, GatewayRecord, HistoryRecord
+from fnstage.store.store import Store, Tx, now
+
+DEFAULT_HISTORY_LIMIT = 30
+MAX_CHANGELOG = 2000
+
+Builder = Callable[[Mapping[str, str], str, Iterable[str]], Bundle]
+
+
+@dataclass(frozen=True)
+class Deployed:
+    function: FunctionRecord
+    history: HistoryRecord | None
+    changed: bool = True
+
+
+@dataclass(frozen=True)
+class Code:
+    """What a deployment puts live: source, entrypoint and the compiled bundle built from them."""
+
+    files: Mapping[str, str]
+    entrypoint: str
+    compiled: bytes
+    bundle_hash: str
+    dependencies: list[str]
+
+    @classmethod
+    def of(cls, bundle: Bundle, dependencies: list[str]) -> Code:
+        return cls(bundle.files, bundle.entrypoint, bundle.compiled, bundle.hash, list(dependencies))
+
+
+def _belongs(tx: Tx, entry: HistoryRecord, base: str) -> bool:
+    """An entry belongs to `base` when it was made under that name or by the function now called so."""
+    if entry.base == base:
+        return True
+    fn = tx.get_function(entry.gateway_id, entry.env, base)
+    return fn is not None and fn.id == entry.function_id
+
+
+def _metadata(fn: FunctionRecord | None) -> Metadata:
+    if fn is None:
+        return Metadata()
+    return Metadata(list(fn.methods), fn.description, list(fn.tags), dict(fn.config))
+
+
+class Deployments:
+    def __init__(
+        self, store: Store, history_limit: int = DEFAULT_HISTORY_LIMIT, builder: Builder = build
+    ) -> None:
+        self.store = store
+        self.history_limit = history_limit
+        self.build = builder
+
+    # save -----------------------------------------------------------------------------------------
+    def save(
+        self,
+        actor: Actor,
+        gateway: str,
+        name: str,
+        files: Mapping[str, str],
+        entrypoint: str = "index.py",
+        *,
+        semver: str | None = None,
+        changelog: str | None = None,
+        expected_version: int | None = None,
+        methods: list[str] | None = None,
+        description: str | None = None,
+        tags: list[str] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> Deployed:
+        """Build and deploy new code to dev (the web IDE's Save, the CLI's push)."""
+        fname = FunctionName.parse(name)
+        check_save_environment(fname.env)
+        if semver is not None:
+            parse_semver(semver)
+        changelog = check_note(changelog, required=False, field="changelog")
+        if expected_version is not None and (not isinstance(expected_version, int) or expected_version < 0):
+            raise InvalidInput("expected_version must be a whole number >= 0", field="expected_version")
+        pins = self._gateway(gateway).dependencies
+        bundle = self.build(files, entrypoint, pins)
+        with self.store.write() as tx:
+            gw = self._lock(tx, gateway)
+            if gw.dependencies != pins:  # the pins changed while we built: build against the new ones
+                bundle = self.build(files, entrypoint, gw.dependencies)
+            current = tx.get_function(gateway, fname.env, fname.base)
+            if expected_version is not None:
+                have = current.version if current else 0
+                if have != expected_version:
+                    raise StaleVersion(
+                        f"{fname} is at version {have} but this save was based on version "
+                        f"{expected_version}: someone else saved meanwhile; pull, merge and save again",
+                        field="expected_version",
+                        details={"current_version": have},
+                    )
+            meta = merge(
+                _metadata(current), methods=methods, description=description, tags=tags, config=config
+            )
+            new_semver = semver or (current.semver if current else INITIAL_SEMVER)
+            if (
+                current is not None
+                and current.bundle_hash == bundle.hash
+                and new_semver == current.semver
+                and meta == _metadata(current)
+            ):
+                return Deployed(current, None, changed=False)
+            return self._commit(
+                tx,
+                gw,
+                fname,
+                current,
+                Code.of(bundle, gw.dependencies),
+                meta,
+                kind="create" if current is None else "save",
+                semver=new_semver,
+                changelog=changelog,
+                actor=actor,
+            )
+
+    # promote, release, rollback -------------------------------------------------------------------
+    def promote(
+        self, actor: Actor, gateway: str, name: str, target: str, semver: str | None, note: str | None
+    ) -> Deployed:
+        """Copy an environment's current version, compiled code included, forward to `target`."""
+        fname = FunctionName.parse(name)
+        return self.release(actor, gateway, fname.base, fname.env, None, target, semver, note)
+
+    def rollback(
+        self,
+        actor: Actor,
+        gateway: str,
+        name: str,
+        *,
+        to_semver: str | None,
+        to_history_id: int | None,
+        semver: str | None,
+        note: str | None,
+    ) -> Deployed:
+        """Bring back an earlier version of this environment's code, released as a NEW version."""
+        fname = FunctionName.parse(name)
+        entry = self._find_entry(gateway, fname, to_semver, to_history_id)
+        return self.release(actor, gateway, fname.base, fname.env, entry.id, fname.env, semver, note)
+
+    def release(
+        self,
+        actor: Actor,
+        gateway: str,
+        base: str,
+        source_env: str | None,
+        source_history_id: int | None,
+        target: str,
+        semver: str | None,
+        note: str | None,
+    ) -> Deployed:
+        """Release an environment's current version or any history entry into `target`."""
+        check_base(base, field="base")
+        check_environment(target, field="target")
+        gw = self._gateway(gateway)
+        entry: HistoryRecord | None = None
+        code: Code | None = None
+        if source_history_id is not None:
+            entry, code = self._rebuild_entry(gw, base, source_env, source_history_id)
+            source_env = entry.env
+        if source_env is None:
+            raise InvalidInput(
+                "say where the code comes from: source_env or source_history_id", field="source_env"
+            )
+        check_environment(source_env, field="source_env")
+        is_rollback = check_release_target(source_env, target, gw.allow_dev_to_prod)
+        if is_rollback and entry is None:
+            raise Conflict(
+                f"{target}/{base} is already {target}'s current version: to bring back older code, "
+                "release a history entry",
+                field="source_history_id",
+            )
+        strict = needs_note_and_greater_semver(target, is_rollback)
+        note = check_note(note, required=strict)
+        fname = FunctionName(target, base)
+        with self.store.write() as tx:
+            gw = self._lock(tx, gateway)
+            current = tx.get_function(gateway, target, base)
+            check_release_semver(semver, target, current.semver if current else None, required=strict)
+            if entry is None:
+                source = tx.get_function(gateway, source_env, base)
+                if source is None:
+                    raise NotFound(f"no function {source_env}/{base} to release from", field="source_env")
+                code = self._current_code(tx, source, gw)
+                meta = _metadata(source)
+                source_semver, source_version, source_history = (
+                    source.semver,
+                    source.version,
+                    source.history_id,
+                )
+                kind = "promote"
+            else:
+                assert code is not None
+                meta = _metadata(current) if current else Metadata()
+                source_semver, source_version, source_history = entry.semver, entry.version, entry.id
+                kind = "rollback" if is_rollback else "release"
+            if current is not None:  # an environment keeps its own settings
+                meta = Metadata(meta.methods, meta.description, meta.tags, dict(current.config))
+            if note is None:
+                note = f"Deployed from {source_env} to {target} (version: {source_semver})"
+            return self._commit(
+                tx,
+                gw,
+                fname,
+                current,
+                code,
+                meta,
+                kind=kind,
+                semver=semver or source_semver,
+                changelog=note,
+                actor=actor,
+                source_env=source_env,
+                source_history_id=source_history,
+                source_version=source_version,
+            )
+
+    # rename, delete -------------------------------------------------------------------------------
+    def rename(self, actor: Actor, gateway: str, name: str, new_name: str) -> Deployed:
+        """Publish under the new name and remove the old one in the same transaction."""
+        old = FunctionName.parse(name)
+        new = FunctionName.parse(new_name, field="new_name")
+        if new.env != old.env:
+            raise InvalidInput(
+                "a rename keeps the environment: to move code between environments, promote it",
+                field="new_name",
+            )
+        if new == old:
+            raise InvalidInput("the new name is the current name", field="new_name")
+        with self.store.write() as tx:
+            gw = self._lock(tx, gateway)
+            current = self._existing(tx, gateway, old)
+            if tx.get_function(gateway, new.env, new.base):
+                raise Conflict(f"{new} exists already", field="new_name")
+            code = self._current_code(tx, current, gw)
+            return self._commit(
+                tx,
+                gw,
+                new,
+                current,
+                code,
+                _metadata(current),
+                kind="rename",
+                semver=current.semver,
+                changelog=f"Renamed from {old} to {new}",
+                actor=actor,
+                old_name=old,
+            )
+
+    def delete(self, actor: Actor, gateway: str, name: str) -> HistoryRecord:
+        """Unpublish and remove the active version; its history stays, so it can be released again."""
+        fname = FunctionName.parse(name)
+        with self.store.write() as tx:
+            gw = self._lock(tx, gateway)
+            current = self._existing(tx, gateway, fname)
+            record = self._history(
+                tx,
+                gw,
+                current.id,
+                fname,
+                current.version + 1,
+                "delete",
+                current.semver,
+                current.entrypoint,
+                current.files,
+                current.bundle_hash,
+                f"Deleted {fname}",
+                actor,
+                self._dependencies_of(tx, current, gw),
+            )
+            tx.delete_function(current.id)
+            tx.drop_refs(gateway, current.files.values())
+            tx.unpublish(gateway, str(fname), current.version + 1)
+            return record
+
+    # the one commit step --------------------------------------------------------------------------
+    def _commit(
+        self,
+        tx: Tx,
+        gw: GatewayRecord,
+        fname: FunctionName,
+        current: FunctionRecord | None,
+        code: Code,
+        meta: Metadata,
+        *,
+        kind: str,
+        semver: str,
+        changelog: str | None,
+        actor: Actor,
+        source_env: str | None = None,
+        source_history_id: int | None = None,
+        source_version: int | None = None,
+        old_name: FunctionName | None = None,
+    ) -> Deployed:
+        manifest = tx.put_files(gw.id, code.files)
+        version = self._next_version(tx, gw.id, fname, current)
+        stamp = now()
+        values: dict[str, Any] = dict(
+            gateway_id=gw.id,
+            env=fname.env,
+            base=fname.base,
+            entrypoint=code.entrypoint,
+            files=manifest,
+            bundle_hash=code.bundle_hash,
+            compiled=code.compiled,
+            version=version,
+            semver=semver,
+            methods=meta.methods,
+            description=meta.description,
+            tags=meta.tags,
+            config=meta.config,
+            updated_at=stamp,
+            updated_by=actor.name,
+        )
+        if current is None:
+            function_id = tx.insert_function(
+                {**values, "created_at": stamp, "created_by": actor.name, "history_id": None}
+            )
+        else:
+            function_id = current.id
+            tx.drop_refs(gw.id, current.files.values())
+        tx.add_refs(gw.id, manifest.values())
+        record = self._history(
+            tx,
+            gw,
+            function_id,
+            fname,
+            version,
+            kind,
+            semver,
+            code.entrypoint,
+            manifest,
+            code.bundle_hash,
+            changelog,
+            actor,
+            code.dependencies,
+            source_env=source_env,
+            source_history_id=source_history_id,
+            source_version=source_version,
+        )
+        tx.update_function(function_id, {**values, "history_id": record.id})
+        limit = gw.history_limit or self.history_limit
+        tx.prune_history(gw.id, function_id, fname.env, limit)
+        function = tx.get_function(gw.id, fname.env, fname.base)
+        assert function is not None
+        tx.publish(function, code.files, old_name=str(old_name) if old_name else None)
+        return Deployed(function, record)
+
+    def _history(
+        self,
+        tx: Tx,
+        gw: GatewayRecord,
+        function_id: int,
+        fname: FunctionName,
+        version: int,
+        kind: str,
+        semver: str,
+        entrypoint: str,
+        manifest: Mapping[str, str],
+        bundle_hash: str,
+        changelog: str | None,
+        actor: Actor,
+        dependencies: list[str],
+        *,
+        source_env: str | None = None,
+        source_history_id: int | None = None,
+        source_version: int | None = None,
+    ) -> HistoryRecord:
+        tx.add_refs(gw.id, manifest.values())
+        return tx.insert_history(
+            dict(
+                gateway_id=gw.id,
+                function_id=function_id,
+                env=fname.env,
+                base=fname.base,
+                kind=kind,
+                version=version,
+                semver=semver,
+                entrypoint=entrypoint,
+                files=dict(manifest),
+                bundle_hash=bundle_hash,
+                changelog=changelog,
+                actor=actor.name,
+                dependencies=list(dependencies),
+                source_env=source_env,
+                source_history_id=source_history_id,
+                source_version=source_version,
+                created_at=now(),
+            )
+        )
+
+    # helpers --------------------------------------------------------------------------------------
+    def _next_version(self, tx: Tx, gateway: str, fname: FunctionName, current: FunctionRecord | None) -> int:
+        """+1 on every deployment; a name that was deleted (or renamed away) continues its numbering,
+        so a runtime never sees a name's version go backwards."""
+        latest = current.version if current else 0
+        previous = tx.list_history(gateway, env=fname.env, base=fname.base, limit=1)
+        if previous:
+            latest = max(latest, previous[0].version)
+        return latest + 1
+
+    def _gateway(self, gateway: str) -> GatewayRecord:
+        check_gateway_id(gateway)
+        with self.store.read() as tx:
+            gw = tx.get_gateway(gateway)
+        if gw is None:
+            raise NotFound(f"no gateway {gateway!r}", field="gateway")
+        return gw
+
+    def _lock(self, tx: Tx, gateway: str) -> GatewayRecord:
+        gw = tx.lock_gateway(gateway)
+        if gw is None:
+            raise NotFound(f"no gateway {gateway!r}", field="gateway")
+        return gw
+
+    def _existing(self, tx: Tx, gateway: str, fname: FunctionName) -> FunctionRecord:
+        current = tx.get_function(gateway, fname.env, fname.base)
+        if current is None:
+            raise NotFound(f"no function {fname} in gateway {gateway!r}", field="name")
+        return current
+
+    def _dependencies_of(self, tx: Tx, fn: FunctionRecord, gw: GatewayRecord) -> list[str]:
+        entry = tx.get_history(gw.id, fn.history_id) if fn.history_id else None
+        return entry.dependencies if entry else gw.dependencies
+
+    def _current_code(self, tx: Tx, fn: FunctionRecord, gw: GatewayRecord) -> Code:
+        return Code(
+            files=tx.read_files(gw.id, fn.files),
+            entrypoint=fn.entrypoint,
+            compiled=fn.compiled,
+            bundle_hash=fn.bundle_hash,
+            dependencies=self._dependencies_of(tx, fn, gw),
+        )
+
+    def _rebuild_entry(
+        self, gw: GatewayRecord, base: str, source_env: str | None, history_id: int
+    ) -> tuple[HistoryRecord, Code]:
+        """History keeps source only: rebuild it with the dependency pins it was deployed with."""
+        with self.store.read() as tx:
+            entry = tx.get_history(gw.id, history_id)
+            if entry is None:
+                raise NotFound(
+                    f"no history entry #{history_id} in gateway {gw.id!r}", field="source_history_id"
+                )
+            files = tx.read_files(gw.id, entry.files)
+            belongs = _belongs(tx, entry, base)
+        if not belongs:
+            raise InvalidInput(
+                f"history entry #{history_id} belongs to {entry.name}, not to {base}",
+                field="source_history_id",
+            )
+        if source_env is not None and entry.env != source_env:
+            raise InvalidInput(
+                f"history entry #{history_id} is from {entry.env}, not {source_env}",
+                field="source_history_id",
+            )
+        bundle = self.build(files, entry.entrypoint, entry.dependencies)
+        return entry, Code.of(bundle, entry.dependencies)
+
+    def _find_entry(
+        self, gateway: str, fname: FunctionName, to_semver: str | None, to_history_id: int | None
+    ) -> HistoryRecord:
+        if (to_semver is None) == (to_history_id is None):
+            raise InvalidInput(
+                "say which version to roll back to: to_semver or to_history_id", field="to_semver"
+            )
+        self._gateway(gateway)
+        with self.store.read() as tx:
+            if to_history_id is not None:
+                entry = tx.get_history(gateway, to_history_id)
+                if entry is None or entry.env != fname.env or not _belongs(tx, entry, fname.base):
+                    raise NotFound(f"no history entry #{to_history_id} of {fname}", field="to_history_id")
+                return entry
+            assert to_semver is not None
+            parse_semver(to_semver, field="to_semver")
+            fn = tx.get_function(gateway, fname.env, fname.base)
+            matches = tx.list_history(
+                gateway,
+                function_id=fn.id if fn else None,
+                env=fname.env,
+                base=fname.base,
+                semver=to_semver,
+                limit=10,
+            )
+        matches = [m for m in matches if m.env == fname.env and m.kind != "delete"]
+        if not matches:
+            raise NotFound(f"{fname} has no history entry with semver {to_semver}", field="to_semver")
+        return matches[0]

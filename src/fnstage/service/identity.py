@@ -1,0 +1,61 @@
+"""Who is acting: API tokens (random, shown once, stored as sha256) and the first-start admin."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fnstage.domain.errors import Unauthorized
+from fnstage.store.store import Store
+
+TOKEN_PREFIX = "fns_"
+
+
+@dataclass(frozen=True)
+class Actor:
+    user_id: int
+    name: str
+    is_admin: bool
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def bootstrap_admin(store: Store, name: str = "admin") -> str | None:
+    """Create the first user, an admin, and return its token; None when users exist already."""
+    with store.write() as tx:
+        if tx.count_users():
+            return None
+        user = tx.create_user(name, is_admin=True)
+        token = new_token()
+        tx.create_token(user.id, "bootstrap", hash_token(token), None)
+        return token
+
+
+def create_token(store: Store, actor: Actor, name: str, expires_at: datetime | None = None) -> str:
+    token = new_token()
+    with store.write() as tx:
+        tx.create_token(actor.user_id, name, hash_token(token), expires_at)
+    return token
+
+
+def authenticate(store: Store, token: str | None) -> Actor:
+    if not token:
+        raise Unauthorized("missing token: send `Authorization: Bearer <token>`")
+    with store.read() as tx:
+        record = tx.find_token(hash_token(token))
+        user = tx.get_user(record.user_id) if record else None
+    if record is None or user is None:
+        raise Unauthorized("unknown token")
+    if record.revoked_at is not None:
+        raise Unauthorized("this token was revoked")
+    if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
+        raise Unauthorized("this token has expired")
+    return Actor(user.id, user.name, user.is_admin)

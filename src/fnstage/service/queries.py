@@ -1,0 +1,177 @@
+"""Reading use cases: functions, history, diffs between any two versions, the environment overview."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from fnstage.domain.errors import InvalidInput, NotFound
+from fnstage.domain.names import ENVIRONMENTS, FunctionName, check_base, check_environment, check_gateway_id
+from fnstage.domain.versions import parse_semver
+from fnstage.store.records import FunctionRecord, HistoryRecord
+from fnstage.store.store import Store, Tx
+
+MAX_HISTORY_PAGE = 200
+_REF_RE = re.compile(r"^#?(\d+)$")
+STATE_BY_ENV = {"dev": "in development", "staging": "QA in progress", "prod": "serving"}
+
+
+@dataclass(frozen=True)
+class Version:
+    """One side of a diff: a label a person can read, and the files."""
+
+    ref: str
+    label: str
+    entrypoint: str
+    files: dict[str, str]
+
+
+@dataclass(frozen=True)
+class FileDiff:
+    path: str
+    status: str  # added | removed | modified | unchanged
+    a: str | None
+    b: str | None
+
+
+@dataclass(frozen=True)
+class EnvironmentCard:
+    function: FunctionRecord
+    entry: HistoryRecord | None  # the history entry that made the current version
+    state: str
+
+
+class Queries:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _gateway(self, tx: Tx, gateway: str) -> None:
+        check_gateway_id(gateway)
+        if tx.get_gateway(gateway) is None:
+            raise NotFound(f"no gateway {gateway!r}", field="gateway")
+
+    def function(self, gateway: str, name: str) -> tuple[FunctionRecord, dict[str, str]]:
+        fname = FunctionName.parse(name)
+        with self.store.read() as tx:
+            self._gateway(tx, gateway)
+            fn = tx.get_function(gateway, fname.env, fname.base)
+            if fn is None:
+                raise NotFound(f"no function {fname} in gateway {gateway!r}", field="name")
+            return fn, tx.read_files(gateway, fn.files)
+
+    def functions(self, gateway: str, env: str | None = None) -> list[FunctionRecord]:
+        if env is not None:
+            check_environment(env, field="env")
+        with self.store.read() as tx:
+            self._gateway(tx, gateway)
+            return tx.list_functions(gateway, env)
+
+    def history(
+        self, gateway: str, name: str, limit: int = 30, before: int | None = None
+    ) -> list[HistoryRecord]:
+        """Newest first. Follows the function through renames; a deleted one is found by its name."""
+        fname = FunctionName.parse(name)
+        if not 1 <= limit <= MAX_HISTORY_PAGE:
+            raise InvalidInput(f"limit must be 1 to {MAX_HISTORY_PAGE}", field="limit")
+        with self.store.read() as tx:
+            self._gateway(tx, gateway)
+            fn = tx.get_function(gateway, fname.env, fname.base)
+            entries = tx.list_history(
+                gateway,
+                function_id=fn.id if fn else None,
+                env=fname.env,
+                base=fname.base,
+                limit=limit,
+                before=before,
+            )
+        if fn is None and not entries and before is None:
+            raise NotFound(f"no function {fname} and no history under that name", field="name")
+        return entries
+
+    def entry(self, gateway: str, history_id: int) -> tuple[HistoryRecord, dict[str, str]]:
+        with self.store.read() as tx:
+            self._gateway(tx, gateway)
+            entry = tx.get_history(gateway, history_id)
+            if entry is None:
+                raise NotFound(f"no history entry #{history_id} in gateway {gateway!r}", field="id")
+            return entry, tx.read_files(gateway, entry.files)
+
+    def resolve(self, gateway: str, ref: str, field: str = "ref") -> Version:
+        """`dev/user/me` (current), `prod/user/me@1.0.0` (newest entry with that semver),
+        `prod/user/me@v3` (version 3), or `#42` (history entry 42)."""
+        if not isinstance(ref, str) or not ref.strip():
+            raise InvalidInput("empty version reference", field=field)
+        ref = ref.strip()
+        with self.store.read() as tx:
+            self._gateway(tx, gateway)
+            match = _REF_RE.match(ref)
+            if match:
+                entry = tx.get_history(gateway, int(match.group(1)))
+                if entry is None:
+                    raise NotFound(f"no history entry {ref}", field=field)
+                return _entry_version(tx, ref, entry)
+            name, _, selector = ref.partition("@")
+            fname = FunctionName.parse(name, field=field)
+            fn = tx.get_function(gateway, fname.env, fname.base)
+            if not selector:
+                if fn is None:
+                    raise NotFound(f"no function {fname}", field=field)
+                label = f"{fname} current (v{fn.version}, {fn.semver})"
+                return Version(ref, label, fn.entrypoint, tx.read_files(gateway, fn.files))
+            fid = fn.id if fn else None
+            if re.fullmatch(r"v\d+", selector):
+                entries = [
+                    e
+                    for e in tx.list_history(
+                        gateway, function_id=fid, env=fname.env, base=fname.base, limit=200
+                    )
+                    if e.version == int(selector[1:])
+                ]
+            else:
+                parse_semver(selector, field=field)
+                entries = tx.list_history(
+                    gateway, function_id=fid, env=fname.env, base=fname.base, semver=selector, limit=1
+                )
+            if not entries:
+                raise NotFound(f"{fname} has no history entry {selector}", field=field)
+            return _entry_version(tx, ref, entries[0])
+
+    def diff(self, gateway: str, a: str, b: str) -> tuple[Version, Version, list[FileDiff]]:
+        left, right = self.resolve(gateway, a, "a"), self.resolve(gateway, b, "b")
+        files: list[FileDiff] = []
+        for path in sorted(set(left.files) | set(right.files)):
+            old, new = left.files.get(path), right.files.get(path)
+            status = (
+                "added"
+                if old is None
+                else "removed"
+                if new is None
+                else "unchanged"
+                if old == new
+                else "modified"
+            )
+            files.append(FileDiff(path, status, old, new))
+        return left, right, files
+
+    def overview(self, gateway: str, base: str) -> dict[str, EnvironmentCard | None]:
+        """Dev -> staging -> prod of one function: what each environment runs and how it got there."""
+        check_base(base)
+        cards: dict[str, EnvironmentCard | None] = {}
+        with self.store.read() as tx:
+            self._gateway(tx, gateway)
+            for env in ENVIRONMENTS:
+                fn = tx.get_function(gateway, env, base)
+                if fn is None:
+                    cards[env] = None
+                    continue
+                entry = tx.get_history(gateway, fn.history_id) if fn.history_id else None
+                cards[env] = EnvironmentCard(fn, entry, STATE_BY_ENV[env])
+        if all(card is None for card in cards.values()):
+            raise NotFound(f"no function {base} in any environment of gateway {gateway!r}", field="name")
+        return cards
+
+
+def _entry_version(tx: Tx, ref: str, entry: HistoryRecord) -> Version:
+    note = f" - {entry.changelog}" if entry.changelog else ""
+    label = f"#{entry.id} {entry.name} v{entry.version} ({entry.semver}, {entry.kind}){note}"
+    return Version(ref, label, entry.entrypoint, tx.read_files(entry.gateway_id, entry.files))

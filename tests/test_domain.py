@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fnstage.domain.dependencies import check_requirements, import_names
+from fnstage.domain.errors import FnstageError, InvalidInput, PolicyViolation
+from fnstage.domain.names import FunctionName, check_base, check_gateway_id
+from fnstage.domain.policy import (
+    check_note,
+    check_release_semver,
+    check_release_target,
+    promotion_refusal,
+)
+from fnstage.domain.versions import is_greater, parse_semver, suggest_next
+
+
+def test_function_name_parses_env_and_base() -> None:
+    name = FunctionName.parse("prod/user/me")
+    assert (name.env, name.base, str(name)) == ("prod", "user/me", "prod/user/me")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "user/me",
+        "qa/user/me",
+        "dev/",
+        "dev/User/me",
+        "dev/user//me",
+        "dev/../me",
+        "dev/-x",
+        "dev/a b",
+        "dev/" + "/".join(["a"] * 9),
+        "dev/" + "a" * 201,
+    ],
+)
+def test_bad_function_names_are_refused_with_the_field(text: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        FunctionName.parse(text)
+    assert err.value.field == "name"
+
+
+def test_eight_segments_and_200_chars_are_allowed() -> None:
+    check_base("/".join(["a"] * 8))
+    check_base("a" * 200)
+
+
+@pytest.mark.parametrize("gateway", ["", "-a", "a-", "A", "a_b", "a" * 41, "a.b"])
+def test_bad_gateway_ids(gateway: str) -> None:
+    with pytest.raises(InvalidInput):
+        check_gateway_id(gateway)
+
+
+def test_semver_ordering_includes_prereleases() -> None:
+    assert is_greater("1.0.0", "1.0.0-rc.1")
+    assert is_greater("1.0.0-rc.2", "1.0.0-rc.1")
+    assert not is_greater("1.0.0", "1.0.0")
+    with pytest.raises(InvalidInput) as err:
+        parse_semver("1.0")
+    assert "MAJOR.MINOR.PATCH" in err.value.message
+
+
+def test_suggest_next() -> None:
+    assert suggest_next(None) == "1.0.0"
+    assert suggest_next("1.0.0-rc.1") == "1.0.0"
+    assert suggest_next("1.0.0-rc.1", "rc") == "1.0.0-rc.2"
+    assert suggest_next("1.0.1") == "1.0.2"
+
+
+def test_promotion_is_forward_and_sequential_unless_allowed() -> None:
+    assert promotion_refusal("dev", "staging", False) is None
+    assert promotion_refusal("staging", "prod", False) is None
+    assert "skips staging" in (promotion_refusal("dev", "prod", False) or "")
+    assert promotion_refusal("dev", "prod", True) is None
+    assert "forward only" in (promotion_refusal("prod", "staging", True) or "")
+    assert check_release_target("prod", "prod", False) is True
+    with pytest.raises(PolicyViolation):
+        check_release_target("staging", "dev", True)
+
+
+def test_release_semver_must_increase_when_required() -> None:
+    assert check_release_semver("1.0.1", "prod", "1.0.0", required=True) == "1.0.1"
+    with pytest.raises(PolicyViolation) as err:
+        check_release_semver("1.0.0", "prod", "1.0.0", required=True)
+    assert err.value.field == "semver"
+    with pytest.raises(InvalidInput) as missing:
+        check_release_semver(None, "prod", "1.0.0", required=True)
+    assert "currently 1.0.0" in missing.value.message
+    assert check_release_semver(None, "dev", "0.1.0", required=False) is None
+
+
+def test_note_required_and_bounded() -> None:
+    with pytest.raises(InvalidInput):
+        check_note("   ", required=True)
+    assert check_note("  fix  ", required=True) == "fix"
+    with pytest.raises(InvalidInput):
+        check_note("x" * 2001, required=False)
+
+
+def test_requirements_are_pinned_and_canonical() -> None:
+    assert check_requirements(["Requests==2.32.3", "pyyaml==6.0.1"]) == ["pyyaml==6.0.1", "requests==2.32.3"]
+    for bad in ["requests", "requests>=2", "requests==", "==1"]:
+        with pytest.raises(InvalidInput):
+            check_requirements([bad])
+    with pytest.raises(InvalidInput):
+        check_requirements(["a==1", "A==2"])
+    assert {"yaml", "pyyaml", "requests"} <= import_names(["PyYAML==6.0.1", "requests==2.32.3"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_no_text_makes_name_parsing_raise_anything_but_fnstage_errors(text: str) -> None:
+    try:
+        FunctionName.parse(text)
+    except FnstageError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80), st.text(max_size=80))
+def test_no_text_makes_semver_rules_raise_anything_but_fnstage_errors(a: str, b: str) -> None:
+    try:
+        check_release_semver(a, "prod", b, required=True)
+    except FnstageError:
+        pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.tuples(st.integers(0, 50), st.integers(0, 50), st.integers(0, 50)),
+    st.tuples(st.integers(0, 50), st.integers(0, 50), st.integers(0, 50)),
+)
+def test_semver_order_matches_tuple_order(a: tuple[int, int, int], b: tuple[int, int, int]) -> None:
+    assert is_greater(".".join(map(str, a)), ".".join(map(str, b))) == (a > b)
