@@ -54,7 +54,8 @@ async def test_context_fields() -> None:
         "async def main(ctx):\n"
         "    return {'method': ctx.method, 'path': ctx.path, 'query': dict(ctx.query),\n"
         "            'header': ctx.headers['x-thing'], 'body': ctx.body.decode(), 'json': ctx.json,\n"
-        "            'env': ctx.env, 'function': [ctx.function.name, ctx.function.version, ctx.function.semver],\n"
+        "            'env': ctx.env,\n"
+        "            'function': [ctx.function.name, ctx.function.version, ctx.function.semver],\n"
         "            'config': dict(ctx.config), 'request_id': ctx.request_id}\n"
     )
     outcome = await call(
@@ -104,7 +105,8 @@ async def test_none_is_204() -> None:
 
 async def test_response_headers_are_kept_but_never_split() -> None:
     fn = live(
-        "from fnstage import Response\ndef main(ctx):\n    return Response('x', headers={'X-A': '1', 'X-B': 'a\\r\\nb'})\n"
+        "from fnstage import Response\ndef main(ctx):\n"
+        "    return Response('x', headers={'X-A': '1', 'X-B': 'a\\r\\nb'})\n"
     )
     headers = dict((await call(fn)).headers)
     assert headers["x-a"] == "1"
@@ -113,7 +115,8 @@ async def test_response_headers_are_kept_but_never_split() -> None:
 
 async def test_http_error() -> None:
     fn = live(
-        "from fnstage import HTTPError\ndef main(ctx):\n    raise HTTPError(404, 'no such user', {'X-Why': 'gone'})\n"
+        "from fnstage import HTTPError\ndef main(ctx):\n"
+        "    raise HTTPError(404, 'no such user', {'X-Why': 'gone'})\n"
     )
     outcome = await call(fn)
     assert outcome.status == 404
@@ -173,7 +176,7 @@ async def test_sync_timeout_is_504() -> None:
     )
     outcome = await call(fn)
     assert outcome.status == 504
-    fn.main.__globals__["stop"].set()  # type: ignore[attr-defined]
+    fn.main.__globals__["stop"].set()
 
 
 async def test_a_timeout_error_raised_by_the_function_is_a_500() -> None:

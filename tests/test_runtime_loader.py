@@ -164,7 +164,7 @@ def test_old_versions_are_garbage_collectable() -> None:
         "index.py": "import utils\ndef main(ctx):\n    return utils.big\n",
         "utils.py": "big = [0] * 1000\n",
     }
-    refs = []
+    refs: list[weakref.ref[Any]] = []
     for version in range(1, 6):
         live = load(files, version=version)
         refs.append(weakref.ref(live))
@@ -182,7 +182,8 @@ def test_rebuild_counts_installed_distributions_as_dependencies() -> None:
 
 def test_loads_a_bundle_from_the_builder() -> None:
     files = {
-        "index.py": "from lib.db import NAME\nfrom . import utils\ndef main(ctx):\n    return NAME, utils.V\n",
+        "index.py": "from lib.db import NAME\nfrom . import utils\ndef main(ctx):\n"
+        "    return NAME, utils.V\n",
         "lib/db.py": "NAME = 'db'\n",
         "utils.py": "V = 2\n",
     }
