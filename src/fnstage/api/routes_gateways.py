@@ -33,7 +33,7 @@ def create_gateway(
 
 @router.get("/gateways")
 def list_gateways(_: Actor = Depends(current_actor), svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"gateways": [serialize.gateway(g) for g in svc.gateways.list()]}
+    return {"gateways": [serialize.gateway(g) for g in svc.gateways.all()]}
 
 
 @router.get("/gateways/{gateway}")

@@ -28,7 +28,7 @@ class Gateways:
         except IntegrityError:
             raise Conflict(f"gateway {gateway_id!r} exists already", field="id") from None
 
-    def list(self) -> list[GatewayRecord]:
+    def all(self) -> list[GatewayRecord]:
         with self.store.read() as tx:
             return tx.list_gateways()
 

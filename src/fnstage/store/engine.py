@@ -58,10 +58,15 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def upsert(engine: Engine, table: Table, values: dict[str, Any], keys: list[str]) -> Insert:
     """INSERT ... ON CONFLICT (keys) DO UPDATE: replaces a row in place, never delete-then-insert."""
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(**values)
-    update = {k: stmt.excluded[k] for k in values if k not in keys}
-    return stmt.on_conflict_do_update(index_elements=keys, set_=update)
+    if engine.dialect.name == "postgresql":
+        pg = postgresql.insert(table).values(**values)
+        return pg.on_conflict_do_update(
+            index_elements=keys, set_={k: pg.excluded[k] for k in values if k not in keys}
+        )
+    lite = sqlite.insert(table).values(**values)
+    return lite.on_conflict_do_update(
+        index_elements=keys, set_={k: lite.excluded[k] for k in values if k not in keys}
+    )
 
 
 def migrate(engine: Engine) -> None:

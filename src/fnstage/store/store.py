@@ -376,7 +376,9 @@ class Tx:
             .where(t.gateways.c.id == gateway_id)
             .values(publish_seq=t.gateways.c.publish_seq + 1)
         )
-        return int(self.conn.scalar(select(t.gateways.c.publish_seq).where(t.gateways.c.id == gateway_id)))
+        seq = self.conn.scalar(select(t.gateways.c.publish_seq).where(t.gateways.c.id == gateway_id))
+        assert seq is not None
+        return int(seq)
 
     def _log(self, gateway_id: str, name: str, version: int, action: str) -> int:
         seq = self._next_seq(gateway_id)
