@@ -197,12 +197,26 @@ def _encode(value: Any) -> tuple[str, bytes]:
         ) from None
 
 
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
+
+
 def _safe_headers(headers: Mapping[str, str] | None) -> Headers:
-    """The function's headers, minus any that could split the response (CR or LF)."""
+    """The function's headers, minus framing ones (the runtime sets those) and any that could split
+    the response (CR or LF) or cannot be sent (not latin-1)."""
     safe = []
     for key, value in (headers or {}).items():
-        key, value = str(key), str(value)
-        if "\r" in key or "\n" in key or "\r" in value or "\n" in value:
+        key, value = str(key).lower(), str(value)
+        if key in _FRAMING or "\r" in key or "\n" in key or "\r" in value or "\n" in value:
             continue
-        safe.append((key.lower(), value))
+        if not (key.isascii() and _is_latin1(value)):
+            continue
+        safe.append((key, value))
     return safe
+
+
+def _is_latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -1,0 +1,270 @@
+"""The runtime's ASGI app: route a request to a live function version and invoke it.
+
+Raw ASGI on purpose: this is the hot path, and a framework's routing and request objects cost more than
+everything here. The request looks up its `LiveVersion` once and keeps it, so a deploy that swaps the
+registry mid-request never touches it (invariant 4).
+
+Internal endpoints live under `/_fnstage/` (a prefix no function can have: names start with a letter
+or digit): `health`, `status` (live versions, load failures, the watcher's position) and
+`logs?gateway=&name=` (the last invocations of a function).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import Any, Protocol
+from urllib.parse import parse_qsl
+
+from fnstage.runtime.invoker import InvocationLogs, error_body, invoke
+from fnstage.runtime.registry import Registry
+from fnstage.runtime.router import Router
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+logger = logging.getLogger("fnstage.runtime")
+
+DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
+INTERNAL_PREFIX = "/_fnstage/"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class BackgroundService(Protocol):
+    """Something that runs beside the app for its lifetime, such as the watcher."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+class RuntimeApp:
+    def __init__(
+        self,
+        registry: Registry,
+        router: Router | None = None,
+        *,
+        watcher: BackgroundService | None = None,
+        logs: InvocationLogs | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_threads: int = 32,
+        internal_token: str | None = None,
+    ) -> None:
+        self.registry = registry
+        self.router = router or Router()
+        self.watcher = watcher
+        self.logs = logs if logs is not None else InvocationLogs()
+        self.max_body_bytes = max_body_bytes
+        self.internal_token = internal_token
+        # sync `main`s run here; bounded so a flood of slow functions cannot spawn threads without end
+        self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="fnstage-fn")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self.watcher is not None:
+                        await self.watcher.start()
+                except Exception as exc:
+                    logger.exception("runtime failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.watcher is not None:
+                    await self.watcher.stop()
+                self.executor.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path.startswith(INTERNAL_PREFIX):
+            await self._internal(scope, send)
+            return
+        host = content_length = request_id = None
+        for key, value in scope["headers"]:
+            if key == b"host":
+                host = value.decode("latin-1")
+            elif key == b"content-length":
+                content_length = value
+            elif key == b"x-request-id":
+                request_id = value.decode("latin-1")
+        if request_id is None or not _REQUEST_ID_RE.match(request_id):
+            request_id = uuid.uuid4().hex
+        route = self.router.route(host, path)
+        live = self.registry.get(*route) if route is not None else None
+        if live is None:
+            await self._no_function(send, route, host, path, request_id)
+            return
+        method: str = scope["method"]
+        head = False
+        if method not in live.methods:
+            allow = _allow(live.methods)
+            if method == "HEAD" and "GET" in live.methods:
+                method, head = "GET", True
+            elif method == "OPTIONS":
+                await _send(send, 204, [(b"allow", allow)], b"", request_id)
+                return
+            else:
+                message = f"{method} is not allowed for {live.name}: use {allow.decode()}"
+                body = error_body("method_not_allowed", message, request_id)
+                await _send(send, 405, [*_JSON_HEADERS, (b"allow", allow)], body, request_id)
+                return
+        try:
+            if content_length is not None and int(content_length) > self.max_body_bytes:
+                raise _TooLarge
+            body = await self._read_body(receive)
+        except _TooLarge:
+            message = f"the request body is larger than {self.max_body_bytes} bytes"
+            headers = [*_JSON_HEADERS, (b"connection", b"close")]
+            await _send(send, 413, headers, error_body("too_large", message, request_id), request_id)
+            return
+        except ValueError:
+            await _send(send, 400, _JSON_HEADERS, error_body("bad_request", "bad content-length"), request_id)
+            return
+        except _Disconnected:
+            return
+        outcome = await invoke(
+            live,
+            method=method,
+            path=path,
+            query_string=scope.get("query_string", b""),
+            headers=scope["headers"],
+            body=body,
+            request_id=request_id,
+            executor=self.executor,
+            logs=self.logs,
+        )
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
+        headers.append((b"x-fnstage-version", str(live.version).encode()))
+        await _send(send, outcome.status, headers, outcome.body, request_id, head=head)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _no_function(
+        self, send: Send, route: tuple[str, str] | None, host: str | None, path: str, request_id: str
+    ) -> None:
+        if route is None:
+            body = error_body("not_found", f"no function is served at {host or ''}{path}", request_id)
+            await _send(send, 404, _JSON_HEADERS, body, request_id)
+            return
+        gateway, name = route
+        failure = self.registry.failure(gateway, name)
+        if failure is not None:
+            message = f"{name} version {failure.version} failed to load: {failure.summary}"
+            await _send(send, 503, _JSON_HEADERS, error_body("load_failed", message, request_id), request_id)
+            return
+        message = f"no function {name} is live on gateway {gateway}"
+        await _send(send, 404, _JSON_HEADERS, error_body("not_found", message, request_id), request_id)
+
+    async def _internal(self, scope: Scope, send: Send) -> None:
+        what = scope["path"][len(INTERNAL_PREFIX) :].rstrip("/")
+        request_id = uuid.uuid4().hex
+        if what == "health":
+            await _send_json(send, 200, {"status": "ok", "live": len(self.registry)}, request_id)
+            return
+        if self.internal_token is not None:
+            expected = f"Bearer {self.internal_token}".encode()
+            if dict(scope["headers"]).get(b"authorization") != expected:
+                body = error_body("unauthorized", "internal endpoints need the runtime's token")
+                await _send(send, 401, _JSON_HEADERS, body, request_id)
+                return
+        if what == "status":
+            await _send_json(send, 200, self.status(), request_id)
+        elif what == "logs":
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            entries = self.logs.recent(query.get("gateway", ""), query.get("name", ""))
+            await _send_json(send, 200, {"invocations": [asdict(e) for e in entries]}, request_id)
+        else:
+            body = error_body("not_found", f"no internal endpoint {scope['path']}", request_id)
+            await _send(send, 404, _JSON_HEADERS, body, request_id)
+
+    def status(self) -> dict[str, Any]:
+        """What this runtime worker serves, and what failed to load: for `/_fnstage/status`."""
+        return {
+            "pid": os.getpid(),
+            "gateway": self.router.gateway,
+            "functions": [
+                {
+                    "gateway": v.gateway,
+                    "name": v.name,
+                    "version": v.version,
+                    "semver": v.semver,
+                    "methods": sorted(v.methods),
+                    "bundle_hash": v.bundle_hash,
+                    "loaded_at": v.loaded_at,
+                    "load_ms": round(v.load_ms, 3),
+                }
+                for v in self.registry.live_versions()
+            ],
+            "load_failures": [asdict(f) for f in self.registry.failures()],
+            "watcher": self.watcher.status() if self.watcher is not None else None,
+        }
+
+
+def _allow(methods: frozenset[str]) -> bytes:
+    allowed = set(methods) | {"OPTIONS"}
+    if "GET" in methods:
+        allowed.add("HEAD")
+    return ", ".join(sorted(allowed)).encode()
+
+
+async def _send(
+    send: Send,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    request_id: str,
+    *,
+    head: bool = False,
+) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode()), (b"x-request-id", request_id.encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def _send_json(send: Send, status: int, data: Any, request_id: str) -> None:
+    await _send(send, status, _JSON_HEADERS, json.dumps(data).encode(), request_id)

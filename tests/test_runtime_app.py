@@ -1,0 +1,264 @@
+"""The ASGI app, through httpx: routing, 404/405/413, internal endpoints, and hot swap mid-request."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import pytest
+
+from fnstage.build import build
+from fnstage.runtime.app import RuntimeApp
+from fnstage.runtime.loader import LiveVersion, LoadError, load_function
+from fnstage.runtime.registry import Registry
+from fnstage.runtime.router import Router
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def live(
+    code: str,
+    *,
+    name: str = "dev/user/me",
+    version: int = 1,
+    gateway: str = "demo",
+    methods: list[str] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> LiveVersion:
+    bundle = build({"index.py": code}, "index.py")
+    return load_function(
+        name,
+        version,
+        f"0.{version}.0",
+        "index.py",
+        bundle.compiled,
+        bundle.files,
+        config,
+        methods,
+        gateway=gateway,
+    )
+
+
+ECHO = "async def main(ctx):\n    return {'name': ctx.function.name, 'method': ctx.method, 'size': len(ctx.body)}\n"
+
+
+def client(app: RuntimeApp, host: str = "demo.dev.localhost") -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{host}")
+
+
+@pytest.fixture
+def registry() -> Registry:
+    registry = Registry()
+    registry.apply(live(ECHO))
+    registry.apply(live(ECHO, name="prod/user/me", version=4))
+    registry.apply(live(ECHO, gateway="other"))
+    return registry
+
+
+async def test_host_routing(registry: Registry) -> None:
+    async with client(RuntimeApp(registry)) as http:
+        response = await http.get("/user/me")
+    assert response.status_code == 200
+    assert response.json() == {"name": "dev/user/me", "method": "GET", "size": 0}
+    assert response.headers["x-fnstage-version"] == "1"
+    assert len(response.headers["x-request-id"]) == 32
+
+
+async def test_incoming_request_id_is_kept(registry: Registry) -> None:
+    async with client(RuntimeApp(registry)) as http:
+        response = await http.get("/user/me", headers={"x-request-id": "trace-42"})
+        bad = await http.get("/user/me", headers={"x-request-id": "no spaces please"})
+    assert response.headers["x-request-id"] == "trace-42"
+    assert bad.headers["x-request-id"] != "no spaces please"
+
+
+async def test_path_routing_unbound(registry: Registry) -> None:
+    async with client(RuntimeApp(registry), host="127.0.0.1:8000") as http:
+        prod = await http.get("/demo/prod/user/me")
+        other = await http.get("/other/dev/user/me")
+    assert (prod.json()["name"], prod.headers["x-fnstage-version"]) == ("prod/user/me", "4")
+    assert other.status_code == 200
+
+
+async def test_path_routing_bound_to_a_gateway(registry: Registry) -> None:
+    app = RuntimeApp(registry, Router(gateway="demo"))
+    async with client(app, host="runtime:9000") as http:
+        assert (await http.get("/prod/user/me")).json()["name"] == "prod/user/me"
+    async with client(app, host="other.dev.localhost") as http:
+        assert (await http.get("/user/me")).status_code == 404
+
+
+async def test_unknown_function_is_404_json(registry: Registry) -> None:
+    async with client(RuntimeApp(registry)) as http:
+        unknown = await http.get("/nobody")
+        unrouted = await http.get("/", headers={"host": "example.com"})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "not_found"
+    assert "dev/nobody" in unknown.json()["error"]["message"]
+    assert unrouted.status_code == 404
+
+
+async def test_function_that_failed_to_load_is_503(registry: Registry) -> None:
+    registry.record_failure(
+        "demo", "dev/broken", 1, LoadError("NameError at index.py:1: name 'x' is not defined")
+    )
+    async with client(RuntimeApp(registry)) as http:
+        response = await http.get("/broken")
+    assert response.status_code == 503
+    assert "NameError at index.py:1" in response.json()["error"]["message"]
+
+
+async def test_method_not_allowed_has_allow(registry: Registry) -> None:
+    async with client(RuntimeApp(registry)) as http:
+        response = await http.delete("/user/me")
+        options = await http.options("/user/me")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD, OPTIONS, POST"
+    assert options.status_code == 204
+    assert options.headers["allow"] == "GET, HEAD, OPTIONS, POST"
+
+
+async def test_declared_methods() -> None:
+    registry = Registry()
+    registry.apply(live(ECHO, methods=["PUT", "delete"]))
+    async with client(RuntimeApp(registry)) as http:
+        assert (await http.delete("/user/me")).json()["method"] == "DELETE"
+        get = await http.get("/user/me")
+    assert get.status_code == 405
+    assert get.headers["allow"] == "DELETE, OPTIONS, PUT"
+
+
+async def test_head_runs_get_without_a_body(registry: Registry) -> None:
+    async with client(RuntimeApp(registry)) as http:
+        response = await http.head("/user/me")
+    assert response.status_code == 200
+    assert response.content == b""
+    assert int(response.headers["content-length"]) > 0
+
+
+async def test_post_body_reaches_the_function(registry: Registry) -> None:
+    async with client(RuntimeApp(registry)) as http:
+        response = await http.post("/user/me", content=b"x" * 1000)
+    assert response.json() == {"name": "dev/user/me", "method": "POST", "size": 1000}
+
+
+async def test_body_over_the_limit_by_content_length_is_413(registry: Registry) -> None:
+    async with client(RuntimeApp(registry, max_body_bytes=100)) as http:
+        ok = await http.post("/user/me", content=b"x" * 100)
+        too_large = await http.post("/user/me", content=b"x" * 101)
+    assert ok.status_code == 200
+    assert too_large.status_code == 413
+    assert too_large.json()["error"]["code"] == "too_large"
+
+
+async def test_streamed_body_over_the_limit_is_413_without_reading_it_all(registry: Registry) -> None:
+    sent = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(100):
+            sent += 1
+            yield b"x" * 10
+
+    async with client(RuntimeApp(registry, max_body_bytes=25)) as http:
+        response = await http.post("/user/me", content=chunks())
+    assert response.status_code == 413
+    assert sent < 10
+
+
+async def test_internal_endpoints(registry: Registry) -> None:
+    registry.record_failure("demo", "dev/broken", 3, LoadError("SyntaxError at index.py:2: bad", "tb"))
+    app = RuntimeApp(registry)
+    async with client(app) as http:
+        await http.get("/user/me")
+        health = await http.get("/_fnstage/health")
+        status = await http.get("/_fnstage/status")
+        logs = await http.get("/_fnstage/logs", params={"gateway": "demo", "name": "dev/user/me"})
+        missing = await http.get("/_fnstage/nope")
+    assert health.json() == {"status": "ok", "live": 3}
+    functions = status.json()["functions"]
+    assert [(f["gateway"], f["name"], f["version"]) for f in functions] == [
+        ("demo", "dev/user/me", 1),
+        ("demo", "prod/user/me", 4),
+        ("other", "dev/user/me", 1),
+    ]
+    assert status.json()["load_failures"][0]["summary"] == "SyntaxError at index.py:2: bad"
+    (entry,) = logs.json()["invocations"]
+    assert entry["status"] == 200
+    assert missing.status_code == 404
+
+
+async def test_internal_token(registry: Registry) -> None:
+    app = RuntimeApp(registry, internal_token="s3cret")
+    async with client(app) as http:
+        assert (await http.get("/_fnstage/health")).status_code == 200
+        assert (await http.get("/_fnstage/status")).status_code == 401
+        ok = await http.get("/_fnstage/status", headers={"authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+
+
+async def test_function_errors_keep_the_runtime_serving(registry: Registry) -> None:
+    registry.apply(live("def main(ctx):\n    raise RuntimeError('boom')\n", name="dev/bad"))
+    async with client(RuntimeApp(registry)) as http:
+        bad = await http.get("/bad")
+        good = await http.get("/user/me")
+    assert bad.status_code == 500
+    assert bad.json()["error"]["request_id"] == bad.headers["x-request-id"]
+    assert good.status_code == 200
+
+
+async def test_hot_swap_mid_request_finishes_on_the_old_version() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    slow_v1 = (
+        "async def main(ctx):\n"
+        "    ctx.config['started'].set()\n"
+        "    await ctx.config['release'].wait()\n"
+        "    return 'v1'\n"
+    )
+    registry = Registry()
+    registry.apply(live(slow_v1, config={"started": started, "release": release}))
+    async with client(RuntimeApp(registry)) as http:
+        slow = asyncio.create_task(http.get("/user/me"))
+        await started.wait()
+        assert registry.apply(live("async def main(ctx):\n    return 'v2'\n", version=2))
+        release.set()
+        first = await slow
+        second = await http.get("/user/me")
+    assert (first.text, first.headers["x-fnstage-version"]) == ("v1", "1")
+    assert (second.text, second.headers["x-fnstage-version"]) == ("v2", "2")
+
+
+async def test_lifespan_starts_and_stops_the_watcher(registry: Registry) -> None:
+    events: list[str] = []
+
+    class FakeWatcher:
+        async def start(self) -> None:
+            events.append("start")
+
+        async def stop(self) -> None:
+            events.append("stop")
+
+        def status(self) -> dict[str, Any]:
+            return {"positions": {}}
+
+    app = RuntimeApp(registry, watcher=FakeWatcher())
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(message["type"])
+
+    await app({"type": "lifespan"}, receive, send)
+    assert events == ["start", "stop"]
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert app.status()["watcher"] == {"positions": {}}
