@@ -7,7 +7,9 @@ commands never handle HTTP details themselves.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -43,6 +45,19 @@ class CliError(Exception):
         return f"{self.message} (field: {self.field})" if self.field else self.message
 
 
+_transport_override: ContextVar[httpx.BaseTransport | None] = ContextVar("fnstage_transport", default=None)
+
+
+@contextmanager
+def using_transport(transport: httpx.BaseTransport) -> Iterator[None]:
+    """Send the CLI's requests through `transport` (an httpx.MockTransport, an in-process app) meanwhile."""
+    reset = _transport_override.set(transport)
+    try:
+        yield
+    finally:
+        _transport_override.reset(reset)
+
+
 def path_of(*segments: str) -> str:
     """Join URL path segments, quoting each one but keeping a function base's `/` separators."""
     return "/".join(quote(segment, safe="/") for segment in segments)
@@ -65,7 +80,10 @@ class ApiClient:
             headers["Authorization"] = f"Bearer {token}"
         self.has_token = bool(token)
         self._http = httpx.Client(
-            base_url=self.url + API_PREFIX, headers=headers, transport=transport, timeout=timeout
+            base_url=self.url + API_PREFIX,
+            headers=headers,
+            transport=transport or _transport_override.get(),
+            timeout=timeout,
         )
 
     def __enter__(self) -> ApiClient:

@@ -12,8 +12,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
-import httpx
 import typer
 
 from fnstage import __version__
@@ -109,11 +107,8 @@ def _command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
 
 
 def _api() -> ApiClient:
-    """A client for the configured server (tests pass an httpx transport as the click context's obj)."""
     settings = config.resolve()
-    context = click.get_current_context(silent=True)
-    transport = context.find_object(httpx.BaseTransport) if context is not None else None
-    return ApiClient(settings.url, settings.token, transport=transport)
+    return ApiClient(settings.url, settings.token)
 
 
 def _name(text: str, field: str = "name") -> FunctionName:
