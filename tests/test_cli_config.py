@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fnstage import settings
 from fnstage.cli import config
 from fnstage.cli.client import CliError
 
@@ -28,6 +29,28 @@ def test_defaults_without_environment_or_credentials(tmp_path: Path) -> None:
 def test_config_dir_defaults_to_home_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     assert config.credentials_path({}) == tmp_path / ".config" / "fnstage" / "credentials.json"
+    xdg = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    assert config.credentials_path(xdg) == tmp_path / "xdg" / "fnstage" / "credentials.json"
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {},
+        {"XDG_CONFIG_HOME": "xdg"},
+        {"FNSTAGE_CONFIG_DIR": "cfg"},
+        {"XDG_CONFIG_HOME": "x", "FNSTAGE_CONFIG_DIR": "c"},
+    ],
+)
+def test_reads_credentials_where_fnstage_up_writes_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variables: dict[str, str]
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("XDG_CONFIG_HOME", "FNSTAGE_CONFIG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, str(tmp_path / value))
+    assert config.credentials_path() == settings.credentials_path()
 
 
 def test_credentials_file_gives_url_token_and_user(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@
   the same server (a local admin token is never sent to another URL).
 - Gateway: `-g/--gateway`, else `FNSTAGE_GATEWAY`.
 
-The credentials file is `$FNSTAGE_CONFIG_DIR/credentials.json` (default `~/.config/fnstage/`), JSON
-`{"url": ..., "token": ..., "user": ...}`; `fnstage up` writes it.
+The credentials file is `$FNSTAGE_CONFIG_DIR/credentials.json` (default `$XDG_CONFIG_HOME/fnstage/`, else
+`~/.config/fnstage/`), JSON `{"url": ..., "token": ..., "user": ...}`; `fnstage up` writes it (through
+`fnstage.settings`, whose path rules these mirror).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def config_dir(environ: Mapping[str, str] | None = None) -> Path:
     configured = environ.get("FNSTAGE_CONFIG_DIR")
     if configured:
         return Path(configured).expanduser()
-    return Path("~/.config/fnstage").expanduser()
+    base = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "fnstage"
 
 
 def credentials_path(environ: Mapping[str, str] | None = None) -> Path:

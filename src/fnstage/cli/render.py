@@ -271,22 +271,23 @@ def state_style(state: str) -> str:
 
 
 def environment_panel(env: str, function: Mapping[str, Any] | None, now: datetime | None = None) -> Panel:
-    if not function:
-        body: RenderableType = Text("not deployed", style="dim")
-        return Panel(body, title=env, title_align="left", border_style="dim", padding=(1, 2))
-    state = _text(function.get("state"), "")
+    """One environment's card; every card has the same five rows so cards side by side line up."""
     grid = Table.grid(padding=(0, 1))
     grid.add_column()
-    grid.add_row(Text(_text(function.get("semver")), style="bold"))
-    grid.add_row(Text(f"version {_text(function.get('version'))}", style="dim"))
-    if state:
-        grid.add_row(Text(state, style=state_style(state)))
+    if not function:
+        rows: list[Text] = [Text("not deployed", style="dim")] + [Text("")] * 4
+        for row in rows:
+            grid.add_row(row)
+        return Panel(grid, title=env, title_align="left", border_style="dim", padding=(1, 2))
+    state = _text(function.get("state"), "")
     who = function.get("deployed_by") or function.get("updated_by") or function.get("created_by")
     when = function.get("deployed_at") or function.get("updated_at") or function.get("created_at")
-    grid.add_row(f"{_text(who)}, {relative_time(when, now)}")
     note = function.get("note")
-    if note:
-        grid.add_row(Text(f"“{note}”", style="italic"))
+    grid.add_row(Text(_text(function.get("semver")), style="bold"))
+    grid.add_row(Text(f"version {_text(function.get('version'))}", style="dim"))
+    grid.add_row(Text(state, style=state_style(state)) if state else Text(""))
+    grid.add_row(Text(f"{_text(who)}, {relative_time(when, now)}"))
+    grid.add_row(Text(f"“{note}”", style="italic") if note else Text(""))
     border = state_style(state).replace("bold ", "") if state else "white"
     return Panel(grid, title=Text(env, style="bold"), title_align="left", border_style=border, padding=(1, 2))
 
