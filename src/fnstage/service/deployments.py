@@ -296,7 +296,7 @@ class Deployments:
                 self._dependencies_of(tx, current, gw),
             )
             tx.delete_function(current.id)
-            tx.drop_refs(gateway, current.files.values())
+            tx.change_refs(gateway, minus=current.files.values())
             tx.unpublish(gateway, str(fname), current.version + 1)
             return record
 
@@ -345,8 +345,8 @@ class Deployments:
             )
         else:
             function_id = current.id
-            tx.drop_refs(gw.id, current.files.values())
-        tx.add_refs(gw.id, manifest.values())
+        # The active row now names the new files instead of the old ones.
+        tx.change_refs(gw.id, plus=manifest.values(), minus=current.files.values() if current else ())
         record = self._history(
             tx,
             gw,
@@ -393,7 +393,7 @@ class Deployments:
         source_history_id: int | None = None,
         source_version: int | None = None,
     ) -> HistoryRecord:
-        tx.add_refs(gw.id, manifest.values())
+        tx.change_refs(gw.id, plus=manifest.values())
         return tx.insert_history(
             dict(
                 gateway_id=gw.id,

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, and_, bindparam, delete, func, insert, select, update
 
 from fnstage.build.bundle import sha256_text
 from fnstage.store import schema as t
@@ -238,29 +238,27 @@ class Tx:
             self.conn.execute(insert(t.blobs), new)
         return manifest
 
-    def add_refs(self, gateway_id: str, shas: Iterable[str]) -> None:
-        self._change_refs(gateway_id, Counter(shas), +1)
-
-    def drop_refs(self, gateway_id: str, shas: Iterable[str]) -> None:
-        """Release references; a blob nobody references any more is deleted at once."""
-        counts = Counter(shas)
-        self._change_refs(gateway_id, counts, -1)
-        if counts:
+    def change_refs(self, gateway_id: str, plus: Iterable[str] = (), minus: Iterable[str] = ()) -> None:
+        """Apply net reference changes in one statement; a blob nobody references any more is deleted
+        at once, in this same transaction."""
+        delta: Counter[str] = Counter(plus)
+        delta.subtract(Counter(minus))
+        rows = [{"g": gateway_id, "s": sha, "d": n} for sha, n in sorted(delta.items()) if n]
+        if not rows:
+            return
+        # Sorted, so two transactions touching the same blobs lock them in the same order.
+        self.conn.execute(
+            update(t.blobs)
+            .where(t.blobs.c.gateway_id == bindparam("g"), t.blobs.c.sha256 == bindparam("s"))
+            .values(refs=t.blobs.c.refs + bindparam("d")),
+            rows,
+        )
+        released = [row["s"] for row in rows if row["d"] < 0]
+        if released:
             self.conn.execute(
                 delete(t.blobs).where(
-                    t.blobs.c.gateway_id == gateway_id,
-                    t.blobs.c.sha256.in_(list(counts)),
-                    t.blobs.c.refs <= 0,
+                    t.blobs.c.gateway_id == gateway_id, t.blobs.c.sha256.in_(released), t.blobs.c.refs <= 0
                 )
-            )
-
-    def _change_refs(self, gateway_id: str, counts: Counter[str], sign: int) -> None:
-        # Sorted, so two transactions touching the same blobs lock them in the same order.
-        for sha in sorted(counts):
-            self.conn.execute(
-                update(t.blobs)
-                .where(t.blobs.c.gateway_id == gateway_id, t.blobs.c.sha256 == sha)
-                .values(refs=t.blobs.c.refs + sign * counts[sha])
             )
 
     def get_texts(self, gateway_id: str, shas: Iterable[str]) -> dict[str, str]:
@@ -366,7 +364,7 @@ class Tx:
         if not doomed:
             return 0
         self.conn.execute(delete(t.history).where(t.history.c.id.in_([row.id for row in doomed])))
-        self.drop_refs(gateway_id, [sha for row in doomed for sha in row.files.values()])
+        self.change_refs(gateway_id, minus=[sha for row in doomed for sha in row.files.values()])
         return len(doomed)
 
     # published and the change feed ----------------------------------------------------------------
