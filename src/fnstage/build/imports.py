@@ -70,10 +70,8 @@ class ImportResolver:
             package = module.split(".") if is_package else module.split(".")[:-1]
             if node.level - 1 > len(package):
                 return [_message(written, path, node, "it goes above the function's top folder")]
-            parts = package[: len(package) - (node.level - 1)] + (
-                node.module.split(".") if node.module else []
-            )
-            target = ".".join(parts)
+            base = package[: len(package) - (node.level - 1)]
+            target = ".".join([*base, node.module] if node.module else base)
             if target and target not in self._modules:
                 return [_message(written, path, node, _no_module(target))]
         if target not in self._empty_packages:
