@@ -1,0 +1,330 @@
+"""The watcher keeps one worker's registry equal to the store's published state.
+
+On start, and after any error, it resyncs from a snapshot of the published table (invariant 3: changes
+made while it was away are never lost). Between resyncs it follows the publish log from the positions
+the snapshot gave it. It wakes on a change in the database folder (inotify through watchfiles, confirmed
+by the reader's cheap `change_token`), on `poke()`, or on a slow poll as a safety net.
+
+Every call into the reader and every load runs on one dedicated thread: the event loop keeps serving
+while a function loads, and a SQLite connection is only ever used from the thread that made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_function
+from fnstage.runtime.registry import Registry
+from fnstage.store.records import FeedEvent, PublishedFunction
+
+logger = logging.getLogger("fnstage.runtime")
+
+T = TypeVar("T")
+Key = tuple[str, str]
+
+
+class FeedReaderLike(Protocol):
+    """What the watcher needs from the store (`fnstage.store.feed.FeedReader`); synchronous."""
+
+    database_dir: Path | None
+
+    def snapshot(self, gateway: str | None) -> tuple[list[PublishedFunction], dict[str, int]]: ...
+
+    def events_after(self, positions: dict[str, int], gateway: str | None) -> list[FeedEvent] | None: ...
+
+    def fetch(self, gateway: str, names: list[str]) -> list[PublishedFunction]: ...
+
+    def change_token(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class Watcher:
+    def __init__(
+        self,
+        registry: Registry,
+        reader_factory: Callable[[], FeedReaderLike],
+        *,
+        gateway: str | None = None,
+        poll_interval_s: float = 1.0,
+        retry_delays_s: Sequence[float] = (0.05, 0.5, 1.0, 5.0),
+        load_timeout_s: float | None = DEFAULT_LOAD_TIMEOUT_S,
+        watch_files: bool = True,
+        startup_timeout_s: float = 10.0,
+    ) -> None:
+        self.registry = registry
+        self.gateway = gateway
+        self.poll_interval_s = poll_interval_s
+        self.retry_delays_s = tuple(retry_delays_s)
+        self.load_timeout_s = load_timeout_s
+        self.watch_files = watch_files
+        self.startup_timeout_s = startup_timeout_s
+        self._reader_factory = reader_factory
+        self._reader: FeedReaderLike | None = None
+        self._positions: dict[str, int] = {}
+        self._token: int | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._synced = asyncio.Event()
+        self._file_stop: Any = None
+        self.resyncs = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.last_change_at: float | None = None
+
+    # lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start following the feed; returns once the first sync is done (or `startup_timeout_s`)."""
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnstage-watcher")
+        self._tasks.append(asyncio.create_task(self._run(), name="fnstage-watcher"))
+        try:
+            await asyncio.wait_for(asyncio.shield(self._synced.wait()), self.startup_timeout_s)
+        except TimeoutError:
+            logger.warning("runtime: first sync with the store not done after %g s", self.startup_timeout_s)
+
+    async def stop(self) -> None:
+        if self._file_stop is not None:
+            self._file_stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._executor is not None:
+            if self._reader is not None:
+                await self._call(self._reader.close)
+            self._executor.shutdown(wait=False)
+            self._executor = None
+        self._reader = None
+
+    def poke(self) -> None:
+        """Check the feed now (e.g. after a NOTIFY, or in tests)."""
+        self._wake.set()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "gateway": self.gateway,
+            "synced": self._synced.is_set(),
+            "positions": dict(self._positions),
+            "resyncs": self.resyncs,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "last_change_at": self.last_change_at,
+        }
+
+    async def wait_for(self, gateway: str, name: str, version: int, timeout: float = 5.0) -> LiveVersion:
+        """Wait until `version` (or newer) of a function is live; LoadError if it failed to load."""
+        async with asyncio.timeout(timeout):
+            while True:
+                changed = self._changed
+                live = self.registry.get(gateway, name)
+                if live is not None and live.version >= version:
+                    return live
+                failure = self.registry.failure(gateway, name)
+                if failure is not None and failure.version >= version:
+                    raise LoadError(failure.summary, failure.traceback)
+                await changed.wait()
+
+    async def wait_for_removal(self, gateway: str, name: str, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while True:
+                changed = self._changed
+                if self.registry.get(gateway, name) is None:
+                    return
+                await changed.wait()
+
+    # the loop ------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                if self._reader is None:
+                    self._reader = await self._call(self._reader_factory)
+                    self._start_file_watch(self._reader.database_dir)
+                await self._resync()
+                attempt = 0
+                while True:
+                    await self._wait_for_change()
+                    await self._catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                delay = self.retry_delays_s[min(attempt, len(self.retry_delays_s) - 1)]
+                attempt += 1
+                logger.warning(
+                    "runtime: feed error (%s); resync in %g s", self.last_error, delay, exc_info=True
+                )
+                await asyncio.sleep(delay)
+
+    async def _resync(self) -> None:
+        assert self._reader is not None
+        rows, positions = await self._call(self._reader.snapshot, self.gateway)
+        published = {(r.gateway, r.name): r for r in rows}
+        stale = []
+        for row in rows:
+            live = self.registry.get(row.gateway, row.name)
+            failure = self.registry.failure(row.gateway, row.name)
+            if live is not None and live.version == row.version:
+                continue
+            if failure is not None and failure.version == row.version:
+                continue  # already tried: a load error is reported, not retried on every resync
+            stale.append(row)
+        await self._load(stale, allow_older=True)
+        for gateway, name in self.registry.names(self.gateway) - published.keys():
+            self.registry.remove(gateway, name)
+            logger.info("runtime: unloaded %s/%s (no longer published)", gateway, name)
+        self._positions = positions
+        self.resyncs += 1
+        self._synced.set()
+        self._notify()
+        logger.info("runtime: synced %d function(s) at %s", len(rows), positions)
+
+    async def _wait_for_change(self) -> None:
+        assert self._reader is not None
+        while True:
+            woken = False
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+                woken = True
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            # A commit's file write can be seen a moment before the commit itself: look again shortly.
+            for delay in (0.0, 0.002, 0.01, 0.05) if woken else (0.0,):
+                if delay:
+                    await asyncio.sleep(delay)
+                token = await self._call(self._reader.change_token)
+                if token == 0 or token != self._token:  # 0: the reader cannot tell; always look
+                    self._token = token
+                    return
+
+    async def _catch_up(self) -> None:
+        assert self._reader is not None
+        events = await self._call(self._reader.events_after, dict(self._positions), self.gateway)
+        if events is None:
+            logger.info("runtime: the publish log no longer reaches back to %s; resyncing", self._positions)
+            await self._resync()
+            return
+        if not events:
+            return
+        last: dict[Key, FeedEvent] = {}
+        deleted: dict[Key, FeedEvent] = {}
+        for event in events:
+            key = (event.gateway, event.name)
+            last[key] = event
+            if event.action == "delete":
+                deleted[key] = event
+        for event in deleted.values():  # before any later upsert of the name (delete, then create again)
+            if self.registry.remove(event.gateway, event.name, event.version):
+                logger.info("runtime: unloaded %s/%s v%d", event.gateway, event.name, event.version)
+        wanted: dict[str, list[str]] = {}
+        for (gateway, name), event in last.items():
+            if event.action == "upsert":
+                wanted.setdefault(gateway, []).append(name)
+        rows: list[PublishedFunction] = []
+        for gateway, names in wanted.items():
+            rows.extend(await self._call(self._reader.fetch, gateway, names))
+        await self._load(rows, allow_older=False)
+        for event in events:
+            self._positions[event.gateway] = max(self._positions.get(event.gateway, 0), event.seq)
+        self._notify()
+
+    # loading -------------------------------------------------------------------------------------
+    async def _load(self, rows: list[PublishedFunction], *, allow_older: bool) -> None:
+        if not rows:
+            return
+        results = await self._call(self._load_all, rows)
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, LoadError):
+                self.registry.record_failure(row.gateway, row.name, row.version, result)
+                logger.warning(
+                    "runtime: %s/%s v%d failed to load: %s",
+                    row.gateway,
+                    row.name,
+                    row.version,
+                    result.summary,
+                )
+            elif self.registry.apply(result, allow_older=allow_older):
+                logger.info(
+                    "runtime: %s/%s v%d (%s) live, loaded in %.2f ms",
+                    row.gateway,
+                    row.name,
+                    row.version,
+                    row.semver,
+                    result.load_ms,
+                )
+
+    def _load_all(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
+        results: list[LiveVersion | LoadError] = []
+        for row in rows:
+            live = self.registry.get(row.gateway, row.name)
+            if live is not None and live.version == row.version:
+                results.append(live)  # already live (an event we had seen through a snapshot)
+                continue
+            try:
+                results.append(
+                    load_function(
+                        row.name,
+                        row.version,
+                        row.semver,
+                        row.entrypoint,
+                        row.compiled,
+                        row.source,
+                        row.config,
+                        row.methods,
+                        gateway=row.gateway,
+                        bundle_hash=row.bundle_hash,
+                        load_timeout_s=self.load_timeout_s,
+                    )
+                )
+            except LoadError as exc:
+                results.append(exc)
+        return results
+
+    # helpers -------------------------------------------------------------------------------------
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self._executor is not None
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _notify(self) -> None:
+        self.last_change_at = time.time()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def _start_file_watch(self, folder: Path | None) -> None:
+        if folder is None or not self.watch_files:
+            return
+        import anyio
+
+        self._file_stop = anyio.Event()
+        self._tasks.append(asyncio.create_task(self._watch_folder(folder), name="fnstage-watch-files"))
+
+    async def _watch_folder(self, folder: Path) -> None:
+        from watchfiles import awatch
+
+        try:
+            async for _ in awatch(
+                folder,
+                watch_filter=None,
+                debounce=20,
+                step=1,
+                stop_event=self._file_stop,
+                recursive=False,
+                rust_timeout=500,
+            ):
+                self._wake.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning(
+                "runtime: cannot watch %s; polling every %g s", folder, self.poll_interval_s, exc_info=True
+            )

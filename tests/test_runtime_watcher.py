@@ -1,0 +1,264 @@
+"""The watcher, against a fake feed: snapshot on start, follow the log, resync after errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from fnstage.build import build
+from fnstage.runtime.loader import LoadError
+from fnstage.runtime.registry import Registry
+from fnstage.runtime.watcher import Watcher
+from fnstage.store.records import FeedEvent, PublishedFunction
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class FakeFeed:
+    """The store's FeedReader, in memory. Thread-safe enough: the watcher calls it from one thread."""
+
+    database_dir: Path | None = None
+
+    def __init__(self) -> None:
+        self.published: dict[tuple[str, str], PublishedFunction] = {}
+        self.log: list[FeedEvent] = []
+        self.seq: dict[str, int] = {}
+        self.pruned_before: dict[str, int] = {}
+        self.fail = False
+        self.calls: list[tuple[str, str | None]] = []
+        self.closed = False
+        self._lock = threading.Lock()
+
+    # writing, as the store would
+    def publish(
+        self, gateway: str, name: str, version: int, body: str = "", *, methods: list[str] | None = None
+    ) -> None:
+        code = body or f"def main(ctx):\n    return {{'version': {version}}}\n"
+        bundle = build({"index.py": code}, "index.py")
+        with self._lock:
+            seq = self._next(gateway)
+            self.published[(gateway, name)] = PublishedFunction(
+                gateway,
+                name,
+                version,
+                f"0.{version}.0",
+                "index.py",
+                bundle.compiled,
+                dict(bundle.files),
+                bundle.hash,
+                methods or ["GET", "POST"],
+                {},
+                seq,
+            )
+            self.log.append(FeedEvent(gateway, seq, name, version, "upsert"))
+
+    def unpublish(self, gateway: str, name: str, version: int) -> None:
+        with self._lock:
+            seq = self._next(gateway)
+            self.published.pop((gateway, name), None)
+            self.log.append(FeedEvent(gateway, seq, name, version, "delete"))
+
+    def _next(self, gateway: str) -> int:
+        self.seq[gateway] = self.seq.get(gateway, 0) + 1
+        return self.seq[gateway]
+
+    # reading, as the runtime does
+    def snapshot(self, gateway: str | None) -> tuple[list[PublishedFunction], dict[str, int]]:
+        self.calls.append(("snapshot", gateway))
+        self._maybe_fail()
+        with self._lock:
+            rows = [r for r in self.published.values() if gateway in (None, r.gateway)]
+            return rows, {g: s for g, s in self.seq.items() if gateway in (None, g)}
+
+    def events_after(self, positions: dict[str, int], gateway: str | None) -> list[FeedEvent] | None:
+        self.calls.append(("events_after", gateway))
+        self._maybe_fail()
+        with self._lock:
+            for g, since in positions.items():
+                if since < self.pruned_before.get(g, 0):
+                    return None
+            if any(g not in positions for g in self.seq if gateway in (None, g)):
+                return None
+            return [
+                e for e in self.log if gateway in (None, e.gateway) and e.seq > positions.get(e.gateway, 0)
+            ]
+
+    def fetch(self, gateway: str, names: list[str]) -> list[PublishedFunction]:
+        self._maybe_fail()
+        with self._lock:
+            return [self.published[(gateway, n)] for n in names if (gateway, n) in self.published]
+
+    def change_token(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self.closed = True
+
+    def _maybe_fail(self) -> None:
+        if self.fail:
+            raise ConnectionError("database went away")
+
+
+@pytest.fixture
+def feed() -> FakeFeed:
+    feed = FakeFeed()
+    feed.publish("demo", "dev/a", 1)
+    feed.publish("demo", "prod/a", 3)
+    feed.publish("other", "dev/a", 9)
+    return feed
+
+
+@pytest.fixture
+async def watcher(feed: FakeFeed) -> AsyncIterator[Watcher]:
+    watcher = Watcher(Registry(), lambda: feed, poll_interval_s=30, retry_delays_s=[0.001])
+    await watcher.start()
+    yield watcher
+    await watcher.stop()
+
+
+def versions(watcher: Watcher) -> dict[tuple[str, str], int]:
+    return {(v.gateway, v.name): v.version for v in watcher.registry.live_versions()}
+
+
+async def test_start_loads_the_snapshot(watcher: Watcher, feed: FakeFeed) -> None:
+    assert versions(watcher) == {("demo", "dev/a"): 1, ("demo", "prod/a"): 3, ("other", "dev/a"): 9}
+    live = watcher.registry.get("demo", "prod/a")
+    assert live is not None and live.main(None) == {"version": 3}
+    assert watcher.status()["positions"] == {"demo": 2, "other": 1}
+
+
+async def test_follows_upserts_and_deletes(watcher: Watcher, feed: FakeFeed) -> None:
+    feed.publish("demo", "dev/a", 2)
+    feed.publish("demo", "dev/b", 1)
+    watcher.poke()
+    live = await watcher.wait_for("demo", "dev/a", 2)
+    assert live.main(None) == {"version": 2}
+    await watcher.wait_for("demo", "dev/b", 1)
+    feed.unpublish("demo", "dev/a", 2)
+    watcher.poke()
+    await watcher.wait_for_removal("demo", "dev/a")
+    assert ("demo", "dev/a") not in versions(watcher)
+    assert watcher.status()["positions"]["demo"] == 5
+
+
+async def test_an_older_version_never_replaces_a_newer_one(watcher: Watcher, feed: FakeFeed) -> None:
+    feed.publish("demo", "dev/a", 5)
+    watcher.poke()
+    await watcher.wait_for("demo", "dev/a", 5)
+    feed.publish("demo", "dev/a", 4)  # a late, older publish (events out of order)
+    feed.publish("demo", "dev/marker", 1)
+    watcher.poke()
+    await watcher.wait_for("demo", "dev/marker", 1)
+    assert versions(watcher)[("demo", "dev/a")] == 5
+
+
+async def test_a_delete_older_than_the_live_version_is_ignored(watcher: Watcher, feed: FakeFeed) -> None:
+    feed.publish("demo", "dev/a", 5)
+    watcher.poke()
+    await watcher.wait_for("demo", "dev/a", 5)
+    with feed._lock:  # a stale delete in the log; the row stays published
+        feed.log.append(FeedEvent("demo", feed._next("demo"), "dev/a", 4, "delete"))
+    feed.publish("demo", "dev/marker", 1)
+    watcher.poke()
+    await watcher.wait_for("demo", "dev/marker", 1)
+    assert versions(watcher)[("demo", "dev/a")] == 5
+
+
+async def test_delete_then_create_again_in_one_batch(watcher: Watcher, feed: FakeFeed) -> None:
+    feed.publish("demo", "dev/a", 6)
+    watcher.poke()
+    await watcher.wait_for("demo", "dev/a", 6)
+    feed.unpublish("demo", "dev/a", 7)  # e.g. renamed away
+    feed.publish("demo", "dev/a", 1)  # a new function with the old name starts again at 1
+    feed.publish("demo", "dev/marker", 1)
+    watcher.poke()
+    await watcher.wait_for("demo", "dev/marker", 1)
+    assert versions(watcher)[("demo", "dev/a")] == 1
+
+
+async def test_resync_after_an_error_catches_up_on_missed_changes(watcher: Watcher, feed: FakeFeed) -> None:
+    feed.fail = True
+    feed.publish("demo", "dev/a", 2)
+    feed.unpublish("demo", "prod/a", 3)
+    watcher.poke()
+    async with asyncio.timeout(5):
+        while watcher.errors == 0:
+            await asyncio.sleep(0.001)
+    feed.fail = False
+    await watcher.wait_for("demo", "dev/a", 2)
+    await watcher.wait_for_removal("demo", "prod/a")
+    assert watcher.status()["resyncs"] >= 2
+    assert "database went away" in (watcher.last_error or "")
+
+
+async def test_a_pruned_log_means_resync(watcher: Watcher, feed: FakeFeed) -> None:
+    feed.publish("demo", "dev/a", 2)
+    feed.pruned_before["demo"] = 10**6
+    watcher.poke()
+    await watcher.wait_for("demo", "dev/a", 2)
+    assert watcher.resyncs == 2
+
+
+async def test_a_load_error_keeps_the_previous_version_serving(watcher: Watcher, feed: FakeFeed) -> None:
+    feed.publish("demo", "dev/a", 3, "x = 1 / 0\ndef main(ctx):\n    pass\n")
+    watcher.poke()
+    with pytest.raises(LoadError, match=r"ZeroDivisionError at index\.py:1"):
+        await watcher.wait_for("demo", "dev/a", 3)
+    assert versions(watcher)[("demo", "dev/a")] == 1
+    failure = watcher.registry.failure("demo", "dev/a")
+    assert failure is not None and failure.version == 3
+
+
+async def test_a_load_does_not_block_the_event_loop(watcher: Watcher, feed: FakeFeed) -> None:
+    slow = "import threading\nthreading.Event().wait(0.3)\ndef main(ctx):\n    return 'slow'\n"
+    feed.publish("demo", "dev/slow", 1, slow)
+    watcher.poke()
+    ticks = 0
+    waiting = asyncio.create_task(watcher.wait_for("demo", "dev/slow", 1))
+    while not waiting.done():
+        ticks += 1
+        await asyncio.sleep(0.005)
+    await waiting
+    assert ticks > 5
+
+
+async def test_removes_what_is_no_longer_published_on_resync(feed: FakeFeed) -> None:
+    registry = Registry()
+    first = Watcher(registry, lambda: feed, poll_interval_s=30)
+    await first.start()
+    await first.stop()
+    feed.published.pop(("demo", "prod/a"))  # gone while no watcher was looking, log lost too
+    second = Watcher(registry, lambda: feed, poll_interval_s=30)
+    await second.start()
+    await second.stop()
+    assert ("demo", "prod/a") not in versions(second)
+    assert feed.closed
+
+
+async def test_a_gateway_bound_watcher_reads_only_its_gateway(feed: FakeFeed) -> None:
+    watcher = Watcher(Registry(), lambda: feed, gateway="demo", poll_interval_s=30)
+    await watcher.start()
+    feed.publish("other", "dev/a", 10)
+    feed.publish("demo", "dev/a", 2)
+    watcher.poke()
+    await watcher.wait_for("demo", "dev/a", 2)
+    await watcher.stop()
+    assert {g for g, _ in versions(watcher)} == {"demo"}
+    assert {gw for _, gw in feed.calls} == {"demo"}
+
+
+async def test_slow_poll_is_a_safety_net(feed: FakeFeed) -> None:
+    watcher = Watcher(Registry(), lambda: feed, poll_interval_s=0.01)
+    await watcher.start()
+    feed.publish("demo", "dev/a", 2)  # no poke
+    await watcher.wait_for("demo", "dev/a", 2)
+    await watcher.stop()
