@@ -1,0 +1,5 @@
+"""`python -m fnstage ...` is the `fnstage` command."""
+
+from fnstage.cli.main import app
+
+app()

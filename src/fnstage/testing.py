@@ -1,0 +1,87 @@
+"""Run a real `fnstage up` on loopback, for end-to-end tests and benchmarks.
+
+A separate process, so a test sees what a user sees (and a benchmark's client does not share the
+server's interpreter lock).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class UpProcess:
+    """`fnstage up` with its own data folder, config folder and ports."""
+
+    def __init__(self, root: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.data_dir = root / "data"
+        self.config_dir = root / "config"
+        self.port = free_port()
+        self.runtime_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.runtime_url = f"http://127.0.0.1:{self.runtime_port}"
+        self.log_path = root / "up.log"
+        self.env = {**os.environ, "FNSTAGE_CONFIG_DIR": str(self.config_dir), **(extra_env or {})}
+        self.env.pop("FNSTAGE_TOKEN", None)
+        self.env.pop("FNSTAGE_URL", None)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> UpProcess:
+        args = [sys.executable, "-m", "fnstage", "up", "--data", str(self.data_dir)]
+        args += ["--port", str(self.port), "--runtime-port", str(self.runtime_port)]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"fnstage up exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"fnstage up was not ready within {timeout} s:\n{self.log()}")
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "admin-token").read_text().strip()
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment a user's shell has on this machine after `fnstage up`."""
+        return {**self.env, "FNSTAGE_URL": self.url}
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> UpProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
