@@ -782,3 +782,28 @@ def test_help_texts(cli: Callable[..., Result]) -> None:
     for command in ("push", "pull", "promote", "release", "rollback", "history", "diff", "status", "gateway"):
         assert command in result.stdout
     assert "--semver" in cli("rollback", "--help").stdout
+
+
+def test_framework_validation_error_names_the_field(cli: Callable[..., Result], api: FakeApi) -> None:
+    detail = [{"loc": ["body", "history_limit"], "msg": "Input should be greater than or equal to 1"}]
+    api.on("PATCH", "gateways/demo", httpx.Response(422, json={"detail": detail}))
+    result = cli("gateway", "set", "demo", "--allow-dev-to-prod")
+    assert result.exit_code == 1
+    assert result.stderr == "error: Input should be greater than or equal to 1 (field: history_limit)\n"
+
+
+def test_framework_error_string_detail(cli: Callable[..., Result], api: FakeApi) -> None:
+    api.on("GET", "gateways", httpx.Response(405, json={"detail": "Method Not Allowed"}))
+    result = cli("gateway", "ls")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: HTTP 405 from {URL}: Method Not Allowed\n"
+
+
+def test_status_with_an_environment_prefix_suggests_the_base(
+    cli: Callable[..., Result], api: FakeApi
+) -> None:
+    empty = {"base": "dev/user/me", "environments": {"dev": None, "staging": None, "prod": None}}
+    api.on("GET", "gateways/demo/overview/dev/user/me", empty)
+    result = cli("status", "dev/user/me")
+    assert result.exit_code == 0, result.output
+    assert "did you mean `fnstage status user/me`?" in result.stdout

@@ -638,8 +638,15 @@ def status(
         data = api.get(path_of("gateways", config.resolve_gateway(gateway), "overview", base))
     if json_output:
         render.print_json(data)
-    else:
-        render.console().print(render.status_view(data))
+        return
+    render.console().print(render.status_view(data))
+    prefix, _, rest = base.partition("/")
+    if (
+        rest
+        and prefix in {e.value for e in Environment}
+        and not any((data.get("environments") or {}).values())
+    ):
+        render.say(f"status takes a name without environment: did you mean `fnstage status {rest}`?")
 
 
 @_command(app)
