@@ -262,3 +262,35 @@ async def test_slow_poll_is_a_safety_net(feed: FakeFeed) -> None:
     feed.publish("demo", "dev/a", 2)  # no poke
     await watcher.wait_for("demo", "dev/a", 2)
     await watcher.stop()
+
+
+async def test_follows_a_real_sqlite_store_through_inotify(tmp_path: Path) -> None:
+    from fnstage.service.deployments import Deployments
+    from fnstage.service.gateways import Gateways
+    from fnstage.service.identity import Actor
+    from fnstage.store.engine import sqlite_url
+    from fnstage.store.feed import FeedReader
+    from fnstage.store.store import Store
+
+    url = sqlite_url(tmp_path)
+    store = Store.open(url)
+    actor = Actor(1, "ada", True)
+    Gateways(store).create(actor, "demo")
+    deployments = Deployments(store)
+    deployments.save(actor, "demo", "dev/hello", {"index.py": "def main(ctx):\n    return 'one'\n"})
+    # the slow poll is out of the picture: only the folder watch can wake the watcher
+    watcher = Watcher(Registry(), lambda: FeedReader(url), gateway="demo", poll_interval_s=60)
+    await watcher.start()
+    try:
+        first = watcher.registry.get("demo", "dev/hello")
+        assert first is not None and first.main(None) == "one"
+        await asyncio.to_thread(
+            deployments.save, actor, "demo", "dev/hello", {"index.py": "def main(ctx):\n    return 'two'\n"}
+        )
+        second = await watcher.wait_for("demo", "dev/hello", first.version + 1)
+        assert second.main(None) == "two"
+        await asyncio.to_thread(deployments.delete, actor, "demo", "dev/hello")
+        await watcher.wait_for_removal("demo", "dev/hello")
+    finally:
+        await watcher.stop()
+        store.close()

@@ -86,7 +86,8 @@ class Watcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnstage-watcher")
         self._tasks.append(asyncio.create_task(self._run(), name="fnstage-watcher"))
         try:
-            await asyncio.wait_for(asyncio.shield(self._synced.wait()), self.startup_timeout_s)
+            async with asyncio.timeout(self.startup_timeout_s):
+                await self._synced.wait()
         except TimeoutError:
             logger.warning("runtime: first sync with the store not done after %g s", self.startup_timeout_s)
 
@@ -193,7 +194,9 @@ class Watcher:
         while True:
             woken = False
             try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation (stop())
+                async with asyncio.timeout(self.poll_interval_s):
+                    await self._wake.wait()
                 woken = True
             except TimeoutError:
                 pass
