@@ -126,6 +126,19 @@ def diff(
     }
 
 
+@router.get("/gateways/{gateway}/rollout/{env}/{base:path}")
+def rollout(
+    gateway: str,
+    env: str,
+    base: str,
+    version: int | None = Query(default=None, ge=1),
+    _: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """Where a version is live: what `--wait` polls."""
+    return serialize.rollout(svc.queries.rollout(gateway, f"{env}/{base}", version))
+
+
 @router.get("/gateways/{gateway}/overview/{base:path}")
 def overview(
     gateway: str, base: str, _: Actor = Depends(current_actor), svc: Services = Depends(services)

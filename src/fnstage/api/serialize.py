@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fnstage.service.queries import EnvironmentCard, FileDiff, Version
+from fnstage.service.rollouts import Rollout
 from fnstage.store.records import FunctionRecord, GatewayRecord, HistoryRecord
 
 
@@ -89,4 +90,35 @@ def card(c: EnvironmentCard | None) -> dict[str, Any] | None:
         "kind": c.entry.kind if c.entry else None,
         "deployed_by": c.entry.actor if c.entry else c.function.updated_by,
         "deployed_at": (c.entry.created_at if c.entry else c.function.updated_at).isoformat(),
+        "runtime": rollout(c.rollout),
+    }
+
+
+def rollout(r: Rollout) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "version": r.version,
+        "committed_at": r.committed_at.isoformat(),
+        "live": r.count("live"),
+        "failed": r.count("failed"),
+        "pending": r.count("pending"),
+        "silent": r.count("silent"),
+        "active": r.active,
+        "done": r.done,
+        "latency_ms": r.latency_ms,
+        "summary": r.summary,
+        "runtimes": [
+            {
+                "id": s.runtime_id,
+                "host": s.host,
+                "pid": s.pid,
+                "state": s.state,
+                "version": s.version,
+                "error": s.error,
+                "loaded_at": s.loaded_at.isoformat() if s.loaded_at else None,
+                "heartbeat_at": s.heartbeat_at.isoformat(),
+                "feed_state": s.feed_state,
+            }
+            for s in r.runtimes
+        ],
     }

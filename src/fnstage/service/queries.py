@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fnstage.domain.errors import InvalidInput, NotFound
 from fnstage.domain.names import ENVIRONMENTS, FunctionName, check_base, check_environment, check_gateway_id
 from fnstage.domain.versions import parse_semver
+from fnstage.service.rollouts import Rollout, rollout
 from fnstage.store.records import FunctionRecord, HistoryRecord
 from fnstage.store.store import Store, Tx
 
@@ -39,6 +40,7 @@ class EnvironmentCard:
     function: FunctionRecord
     entry: HistoryRecord | None  # the history entry that made the current version
     state: str
+    rollout: Rollout
 
 
 class Queries:
@@ -136,6 +138,26 @@ class Queries:
                 raise NotFound(f"{fname} has no history entry {selector}", field=field)
             return _entry_version(tx, ref, entries[0])
 
+    def rollout(self, gateway: str, name: str, version: int | None = None) -> Rollout:
+        """Where `version` (default: the current one) of `name` is live."""
+        fname = FunctionName.parse(name)
+        with self.store.read() as tx:
+            self._gateway(tx, gateway)
+            fn = tx.get_function(gateway, fname.env, fname.base)
+            if fn is None:
+                raise NotFound(f"no function {fname} in gateway {gateway!r}", field="name")
+            if version is not None and version > fn.version:
+                raise InvalidInput(
+                    f"{fname} has no version {version} yet (current: {fn.version})", field="version"
+                )
+            committed = fn.updated_at
+            if version is not None and version != fn.version:
+                older = [
+                    e for e in tx.list_history(gateway, function_id=fn.id, limit=200) if e.version == version
+                ]
+                committed = older[0].created_at if older else fn.updated_at
+            return rollout(tx, gateway, fn.name, version or fn.version, committed)
+
     def diff(self, gateway: str, a: str, b: str) -> tuple[Version, Version, list[FileDiff]]:
         left, right = self.resolve(gateway, a, "a"), self.resolve(gateway, b, "b")
         files: list[FileDiff] = []
@@ -165,7 +187,8 @@ class Queries:
                     cards[env] = None
                     continue
                 entry = tx.get_history(gateway, fn.history_id) if fn.history_id else None
-                cards[env] = EnvironmentCard(fn, entry, STATE_BY_ENV[env])
+                live = rollout(tx, gateway, fn.name, fn.version, fn.updated_at)
+                cards[env] = EnvironmentCard(fn, entry, STATE_BY_ENV[env], live)
         if all(card is None for card in cards.values()):
             raise NotFound(f"no function {base} in any environment of gateway {gateway!r}", field="name")
         return cards

@@ -119,3 +119,28 @@ class FeedEvent:
     name: str
     version: int
     action: str  # "upsert" | "delete"
+
+
+@dataclass(frozen=True)
+class RuntimeRecord:
+    id: str
+    gateway: str | None
+    host: str
+    pid: int
+    url: str
+    control_key: str
+    started_at: datetime
+    heartbeat_at: datetime
+    feed_state: str
+    feed_since: datetime
+
+
+@dataclass(frozen=True)
+class RuntimeFunctionRecord:
+    runtime_id: str
+    gateway: str
+    name: str
+    version: int | None
+    loaded_at: datetime | None
+    failed_version: int | None
+    error: str | None

@@ -155,3 +155,32 @@ publish_log = Table(
     Column("action", String(8), nullable=False),  # "upsert" | "delete"
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Runtimes report back what they serve: the control plane's "live 2/2" and `--wait` read these.
+runtimes = Table(
+    "runtimes",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("gateway_id", String(40)),  # None: serves every gateway (`fnstage up`)
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("url", String(255), nullable=False),  # where the control plane reaches it (logs)
+    Column("control_key", String(64), nullable=False),  # the control plane's key for that URL
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    Column("feed_state", String(16), nullable=False),  # "connected" | "disconnected"
+    Column("feed_since", DateTime(timezone=True), nullable=False),
+)
+
+runtime_functions = Table(
+    "runtime_functions",
+    metadata,
+    Column("runtime_id", String(36), ForeignKey("runtimes.id", ondelete="CASCADE"), primary_key=True),
+    Column("gateway_id", String(40), primary_key=True),
+    Column("name", String(220), primary_key=True),
+    Column("version", Integer),  # live version; None when nothing is live
+    Column("loaded_at", DateTime(timezone=True)),
+    Column("failed_version", Integer),  # the newest version that failed to load here, if any
+    Column("error", Text),
+    Column("failed_at", DateTime(timezone=True)),
+)

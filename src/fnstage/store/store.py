@@ -14,7 +14,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, and_, bindparam, delete, func, insert, or_, select, update
 
 from fnstage.build.bundle import sha256_text
 from fnstage.store import schema as t
@@ -23,6 +23,8 @@ from fnstage.store.records import (
     FunctionRecord,
     GatewayRecord,
     HistoryRecord,
+    RuntimeFunctionRecord,
+    RuntimeRecord,
     TokenRecord,
     UserRecord,
     utc,
@@ -243,17 +245,17 @@ class Tx:
         at once, in this same transaction."""
         delta: Counter[str] = Counter(plus)
         delta.subtract(Counter(minus))
-        rows = [{"g": gateway_id, "s": sha, "d": n} for sha, n in sorted(delta.items()) if n]
-        if not rows:
+        changes = [(sha, n) for sha, n in sorted(delta.items()) if n]
+        if not changes:
             return
         # Sorted, so two transactions touching the same blobs lock them in the same order.
         self.conn.execute(
             update(t.blobs)
             .where(t.blobs.c.gateway_id == bindparam("g"), t.blobs.c.sha256 == bindparam("s"))
             .values(refs=t.blobs.c.refs + bindparam("d")),
-            rows,
+            [{"g": gateway_id, "s": sha, "d": n} for sha, n in changes],
         )
-        released = [row["s"] for row in rows if row["d"] < 0]
+        released = [sha for sha, n in changes if n < 0]
         if released:
             self.conn.execute(
                 delete(t.blobs).where(
@@ -422,6 +424,54 @@ class Tx:
             delete(t.published).where(t.published.c.gateway_id == gateway_id, t.published.c.name == name)
         )
         return seq
+
+    # runtimes' reports ---------------------------------------------------------------------------
+    def list_runtimes(self, gateway_id: str) -> list[RuntimeRecord]:
+        """Runtimes that serve this gateway (bound to it, or serving every gateway)."""
+        rows = self.conn.execute(
+            select(t.runtimes)
+            .where(or_(t.runtimes.c.gateway_id == gateway_id, t.runtimes.c.gateway_id.is_(None)))
+            .order_by(t.runtimes.c.started_at)
+        )
+        return [
+            RuntimeRecord(
+                id=r.id,
+                gateway=r.gateway_id,
+                host=r.host,
+                pid=r.pid,
+                url=r.url,
+                control_key=r.control_key,
+                started_at=utc(r.started_at),
+                heartbeat_at=utc(r.heartbeat_at),
+                feed_state=r.feed_state,
+                feed_since=utc(r.feed_since),
+            )
+            for r in rows
+        ]
+
+    def runtime_functions(self, gateway_id: str, name: str) -> list[RuntimeFunctionRecord]:
+        rows = self.conn.execute(
+            select(t.runtime_functions).where(
+                t.runtime_functions.c.gateway_id == gateway_id, t.runtime_functions.c.name == name
+            )
+        )
+        return [
+            RuntimeFunctionRecord(
+                runtime_id=r.runtime_id,
+                gateway=r.gateway_id,
+                name=r.name,
+                version=r.version,
+                loaded_at=utc(r.loaded_at) if r.loaded_at else None,
+                failed_version=r.failed_version,
+                error=r.error,
+            )
+            for r in rows
+        ]
+
+    def forget_runtimes(self, silent_before: datetime) -> int:
+        """Drop runtimes silent since before `silent_before` (long gone; their rows go with them)."""
+        result = self.conn.execute(delete(t.runtimes).where(t.runtimes.c.heartbeat_at < silent_before))
+        return int(result.rowcount or 0)
 
     def get_published(self, gateway_id: str, name: str) -> Row[Any] | None:
         return self.conn.execute(

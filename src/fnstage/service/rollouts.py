@@ -1,0 +1,106 @@
+"""Where a version is live: each runtime serving the gateway has it, is loading it, failed, or is silent.
+
+Read from what runtimes report (`store.runtime_status`). This answers `--wait` and the "live 2/2" or
+"failed on 1: NameError at utils.py:3" that the overview and the console show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from fnstage.store.records import RuntimeFunctionRecord, RuntimeRecord
+from fnstage.store.store import Tx, now
+
+SILENT_AFTER = timedelta(seconds=10)  # runtimes heartbeat every 2 s
+FORGOTTEN_AFTER = timedelta(hours=1)  # a runtime silent this long is no longer listed
+
+
+@dataclass(frozen=True)
+class RuntimeState:
+    runtime_id: str
+    host: str
+    pid: int
+    state: str  # live | pending | failed | silent
+    version: int | None  # what it has live for this function
+    error: str | None
+    loaded_at: datetime | None
+    heartbeat_at: datetime
+    feed_state: str
+
+
+@dataclass(frozen=True)
+class Rollout:
+    name: str
+    version: int
+    committed_at: datetime
+    runtimes: list[RuntimeState]
+
+    def count(self, state: str) -> int:
+        return sum(1 for r in self.runtimes if r.state == state)
+
+    @property
+    def active(self) -> int:
+        return sum(1 for r in self.runtimes if r.state != "silent")
+
+    @property
+    def done(self) -> bool:
+        """Every active runtime has the version live, or some runtime refused it."""
+        return self.count("failed") > 0 or (self.active > 0 and self.count("live") == self.active)
+
+    @property
+    def latency_ms(self) -> float | None:
+        """Commit to the last active runtime having it live."""
+        loaded = [r.loaded_at for r in self.runtimes if r.state == "live" and r.loaded_at]
+        if not loaded or self.count("live") != self.active:
+            return None
+        return max(0.0, (max(loaded) - self.committed_at).total_seconds() * 1000)
+
+    @property
+    def summary(self) -> str:
+        if not self.runtimes:
+            return "no runtime"
+        parts = [f"live {self.count('live')}/{self.active}"]
+        failed = [r for r in self.runtimes if r.state == "failed"]
+        if failed:
+            parts.append(f"failed on {len(failed)}: {failed[0].error}")
+        if self.count("silent"):
+            parts.append(f"{self.count('silent')} silent")
+        return ", ".join(parts)
+
+
+def rollout(tx: Tx, gateway: str, name: str, version: int, committed_at: datetime) -> Rollout:
+    clock = now()
+    reports = {r.runtime_id: r for r in tx.runtime_functions(gateway, name)}
+    states = [
+        _state(runtime, reports.get(runtime.id), version, clock)
+        for runtime in tx.list_runtimes(gateway)
+        if clock - runtime.heartbeat_at < FORGOTTEN_AFTER
+    ]
+    return Rollout(name, version, committed_at, states)
+
+
+def _state(
+    runtime: RuntimeRecord, report: RuntimeFunctionRecord | None, version: int, clock: datetime
+) -> RuntimeState:
+    live = report.version if report else None
+    error = None
+    if clock - runtime.heartbeat_at > SILENT_AFTER:
+        state = "silent"
+    elif live is not None and live >= version:
+        state = "live"
+    elif report is not None and report.failed_version is not None and report.failed_version >= version:
+        state, error = "failed", report.error
+    else:
+        state = "pending"
+    return RuntimeState(
+        runtime_id=runtime.id,
+        host=runtime.host,
+        pid=runtime.pid,
+        state=state,
+        version=live,
+        error=error,
+        loaded_at=report.loaded_at if report else None,
+        heartbeat_at=runtime.heartbeat_at,
+        feed_state=runtime.feed_state,
+    )

@@ -1,0 +1,113 @@
+"""Runtimes report back: which version of each function is live here, or why loading failed.
+
+A runtime registers on start, heartbeats, and writes a row per function when a load succeeds or fails
+(off the request path: the watcher's thread). The control plane reads these rows for "live 2/2",
+"failed on 1: ..." and `--wait`; a runtime whose heartbeat stopped is shown as silent.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, insert, update
+
+from fnstage.store import schema as t
+from fnstage.store.engine import make_engine, upsert
+from fnstage.store.store import now
+
+
+@dataclass(frozen=True)
+class RuntimeIdentity:
+    id: str
+    gateway: str | None
+    host: str
+    pid: int
+    url: str
+    control_key: str
+
+    @classmethod
+    def new(cls, gateway: str | None, url: str, pid: int) -> RuntimeIdentity:
+        return cls(str(uuid.uuid4()), gateway, socket.gethostname(), pid, url, secrets.token_urlsafe(32))
+
+
+class RuntimeReporter:
+    """Synchronous; call from the watcher's thread."""
+
+    def __init__(self, database_url: str, identity: RuntimeIdentity) -> None:
+        self.engine = make_engine(database_url)
+        self.identity = identity
+
+    def register(self) -> None:
+        stamp = now()
+        i = self.identity
+        with self.engine.connect() as conn:
+            conn.execution_options(fnstage_write=True)
+            with conn.begin():
+                conn.execute(
+                    insert(t.runtimes).values(
+                        id=i.id,
+                        gateway_id=i.gateway,
+                        host=i.host,
+                        pid=i.pid,
+                        url=i.url,
+                        control_key=i.control_key,
+                        started_at=stamp,
+                        heartbeat_at=stamp,
+                        feed_state="connected",
+                        feed_since=stamp,
+                    )
+                )
+
+    def heartbeat(self, feed_state: str = "connected", feed_since: datetime | None = None) -> None:
+        values: dict[str, object] = {"heartbeat_at": now(), "feed_state": feed_state}
+        if feed_since is not None:
+            values["feed_since"] = feed_since
+        self._write_runtime(values)
+
+    def live(self, gateway: str, name: str, version: int) -> None:
+        """`version` is live here; an earlier failure of an older or equal version is resolved."""
+        self._write_function(gateway, name, {"version": version, "loaded_at": now(), "error": None})
+
+    def failed(self, gateway: str, name: str, version: int, error: str) -> None:
+        self._write_function(
+            gateway, name, {"failed_version": version, "error": error[:2000], "failed_at": now()}
+        )
+
+    def removed(self, gateway: str, name: str) -> None:
+        with self.engine.connect() as conn:
+            conn.execution_options(fnstage_write=True)
+            with conn.begin():
+                conn.execute(
+                    delete(t.runtime_functions).where(
+                        t.runtime_functions.c.runtime_id == self.identity.id,
+                        t.runtime_functions.c.gateway_id == gateway,
+                        t.runtime_functions.c.name == name,
+                    )
+                )
+
+    def deregister(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execution_options(fnstage_write=True)
+            with conn.begin():
+                conn.execute(delete(t.runtimes).where(t.runtimes.c.id == self.identity.id))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _write_runtime(self, values: dict[str, object]) -> None:
+        with self.engine.connect() as conn:
+            conn.execution_options(fnstage_write=True)
+            with conn.begin():
+                conn.execute(update(t.runtimes).where(t.runtimes.c.id == self.identity.id).values(**values))
+
+    def _write_function(self, gateway: str, name: str, values: dict[str, object]) -> None:
+        row = {"runtime_id": self.identity.id, "gateway_id": gateway, "name": name, **values}
+        stmt = upsert(self.engine, t.runtime_functions, row, ["runtime_id", "gateway_id", "name"])
+        with self.engine.connect() as conn:
+            conn.execution_options(fnstage_write=True)
+            with conn.begin():
+                conn.execute(stmt)

@@ -1,0 +1,74 @@
+"""What runtimes report, read back as "live 2/2", "failed on 1: ...", silent runtimes and `--wait`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from conftest import hello_files
+from fnstage.service import Actor, Services
+from fnstage.store import schema as t
+from fnstage.store.runtime_status import RuntimeIdentity, RuntimeReporter
+from fnstage.store.store import Store, now
+
+
+def reporter(store: Store, gateway: str | None) -> RuntimeReporter:
+    url = store.engine.url.render_as_string(hide_password=False)
+    r = RuntimeReporter(url, RuntimeIdentity.new(gateway, "http://127.0.0.1:1", pid=1))
+    r.register()
+    return r
+
+
+def test_rollout_counts_live_pending_failed_and_silent(
+    services: Services, actor: Actor, gateway: str, store: Store
+) -> None:
+    services.deployments.save(actor, gateway, "dev/user/me", hello_files())
+    a, b = reporter(store, gateway), reporter(store, None)  # one bound to the gateway, one serving all
+    other = reporter(store, "elsewhere")  # serves another gateway: not counted
+    try:
+        r = services.queries.rollout(gateway, "dev/user/me")
+        assert (r.count("pending"), r.active, r.done, r.summary) == (2, 2, False, "live 0/2")
+        a.live(gateway, "dev/user/me", 1)
+        b.live(gateway, "dev/user/me", 1)
+        r = services.queries.rollout(gateway, "dev/user/me")
+        assert (r.summary, r.done) == ("live 2/2", True) and r.latency_ms is not None
+
+        services.deployments.save(actor, gateway, "dev/user/me", hello_files("Hi"))
+        a.live(gateway, "dev/user/me", 2)
+        b.failed(gateway, "dev/user/me", 2, "NameError at utils.py:3: name 'x' is not defined")
+        r = services.queries.rollout(gateway, "dev/user/me")
+        assert (
+            r.done and r.summary == "live 1/2, failed on 1: NameError at utils.py:3: name 'x' is not defined"
+        )
+        assert services.queries.rollout(gateway, "dev/user/me", version=1).summary == "live 2/2"
+
+        with store.write() as tx:  # b stops heartbeating
+            tx.conn.execute(
+                update(t.runtimes)
+                .where(t.runtimes.c.id == b.identity.id)
+                .values(heartbeat_at=now() - timedelta(seconds=30))
+            )
+        r = services.queries.rollout(gateway, "dev/user/me")
+        assert r.summary == "live 1/1, 1 silent" and r.done
+
+        card = services.queries.overview(gateway, "user/me")["dev"]
+        assert card is not None and card.rollout.summary == "live 1/1, 1 silent"
+    finally:
+        for rep in (a, b, other):
+            rep.close()
+
+
+def test_no_runtime_means_nothing_is_done(services: Services, actor: Actor, gateway: str) -> None:
+    services.deployments.save(actor, gateway, "dev/user/me", hello_files())
+    r = services.queries.rollout(gateway, "dev/user/me")
+    assert (r.summary, r.done, r.latency_ms) == ("no runtime", False, None)
+
+
+def test_a_deregistered_runtime_is_gone(services: Services, actor: Actor, gateway: str, store: Store) -> None:
+    services.deployments.save(actor, gateway, "dev/user/me", hello_files())
+    a = reporter(store, gateway)
+    a.live(gateway, "dev/user/me", 1)
+    a.deregister()
+    a.close()
+    assert services.queries.rollout(gateway, "dev/user/me").runtimes == []
