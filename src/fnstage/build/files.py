@@ -62,7 +62,7 @@ def check_files(files: object, entrypoint: object, limits: BuildLimits) -> dict[
     if total > limits.max_total_bytes:
         raise TooLarge(
             f"the files total {total:,} bytes: a function may have at most "
-            f"{limits.max_total_bytes:,} bytes ({_mib(limits.max_total_bytes)}) in all",
+            f"{limits.max_total_bytes:,} bytes{_in_mib(limits.max_total_bytes)} in all",
             field="files",
             details={"size": total, "limit": limits.max_total_bytes},
         )
@@ -182,8 +182,8 @@ def _text_size(path: str, text: object, limits: BuildLimits) -> int:
         ) from None
     if size > limits.max_file_bytes:
         raise TooLarge(
-            f"{path} is {size:,} bytes: a file may have at most {limits.max_file_bytes:,} bytes "
-            f"({_mib(limits.max_file_bytes)})",
+            f"{path} is {size:,} bytes: a file may have at most "
+            f"{limits.max_file_bytes:,} bytes{_in_mib(limits.max_file_bytes)}",
             field="files",
             details={"path": path, "size": size, "limit": limits.max_file_bytes},
         )
@@ -201,5 +201,5 @@ def _show(path: object) -> str:
     return repr(text[:60]) + ("..." if len(text) > 60 else "")
 
 
-def _mib(size: int) -> str:
-    return f"{size / MiB:g} MiB"
+def _in_mib(size: int) -> str:
+    return f" ({size // MiB} MiB)" if size % MiB == 0 else ""
