@@ -224,3 +224,19 @@ def test_logs_view_shows_invocations_and_their_lines() -> None:
     text = "\n".join(line.plain for line in render.logs_view(invocations, NOW))
     assert "30 s ago  500  GET /user/me  12 ms  v3  r1" in text
     assert "  hello" in text and "  ValueError" in text
+
+
+def test_status_card_shows_where_the_version_is_live() -> None:
+    card = {
+        "semver": "1.0.2",
+        "version": 3,
+        "state": "serving",
+        "deployed_by": "ada",
+        "deployed_at": ago(minutes=5),
+        "note": "fix",
+        "runtime": {"summary": "live 1/2, failed on 1: NameError at utils.py:3"},
+    }
+    text = plain(render.environment_panel("prod", card, NOW))
+    assert "serving · live 1/2, failed on 1: NameError" in text.replace("\n", " ") or "failed on 1" in text
+    assert render.state_style("serving · live 1/2, failed on 1: x") == "bold red"
+    assert render.state_style("serving · live 2/2") == "bold green"

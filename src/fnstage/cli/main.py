@@ -17,6 +17,7 @@ import typer
 from fnstage import __version__
 from fnstage.cli import config, render, sync
 from fnstage.cli.client import ApiClient, CliError, path_of
+from fnstage.cli.waiting import WaitOption, WaitTimeoutOption, wait_until_live
 from fnstage.domain.errors import FnstageError
 from fnstage.domain.names import FunctionName
 
@@ -361,6 +362,8 @@ def push(
     methods: Annotated[
         str | None, typer.Option(metavar="GET,POST", help="HTTP methods the function answers.")
     ] = None,
+    wait: WaitOption = False,
+    wait_timeout: WaitTimeoutOption = 30.0,
     gateway: GatewayOption = None,
 ) -> None:
     """Save a folder of .py files as a dev function; it is live within a second.
@@ -402,16 +405,19 @@ def push(
         else:
             body["expected_version"] = current.get("version") if current is not None else 0
         result = api.put(path, body)
-    function = result.get("function") or {}
-    if current is None:
-        render.say(f"{fn}: created version {function.get('version')} ({_plural(len(files), 'file')})")
-    elif result.get("changed") is False:
-        render.say(f"unchanged: {fn} is already version {function.get('version')}")
-    else:
-        render.say(
-            f"{fn}: version {current.get('version')} -> {function.get('version')} "
-            f"({_plural(len(files), 'file')}, {changes.count} changed)"
-        )
+        function = result.get("function") or {}
+        if current is None:
+            render.say(f"{fn}: created version {function.get('version')} ({_plural(len(files), 'file')})")
+        elif result.get("changed") is False:
+            render.say(f"unchanged: {fn} is already version {function.get('version')}")
+            return
+        else:
+            render.say(
+                f"{fn}: version {current.get('version')} -> {function.get('version')} "
+                f"({_plural(len(files), 'file')}, {changes.count} changed)"
+            )
+        if wait:
+            wait_until_live(api, gw, function, wait_timeout)
 
 
 @_command(app)
@@ -469,17 +475,22 @@ def promote(
     ] = None,
     semver: SemverOption = None,
     note: NoteOption = None,
+    wait: WaitOption = False,
+    wait_timeout: WaitTimeoutOption = 30.0,
     gateway: GatewayOption = None,
 ) -> None:
     """Copy a function's current code to the next environment, as it is (no rebuild)."""
     fn = _name(name)
     target = to.value if to else _next_environment(fn.env)
+    gw = config.resolve_gateway(gateway)
     with _api() as api:
         result = api.post(
-            path_of("gateways", config.resolve_gateway(gateway), "promote"),
+            path_of("gateways", gw, "promote"),
             {"name": str(fn), "target": target, "semver": semver, "note": note},
         )
-    render.say(f"promoted {fn} → {_outcome(result)}")
+        render.say(f"promoted {fn} → {_outcome(result)}")
+        if wait:
+            wait_until_live(api, gw, result["function"], wait_timeout)
 
 
 def _next_environment(env: str) -> str:
@@ -511,6 +522,8 @@ def release(
     to: Annotated[Environment, typer.Option("--to", help="Target environment.")],
     semver: SemverOption = None,
     note: NoteOption = None,
+    wait: WaitOption = False,
+    wait_timeout: WaitTimeoutOption = 30.0,
     gateway: GatewayOption = None,
 ) -> None:
     """Release code into an environment from another environment or from any history entry.
@@ -537,7 +550,9 @@ def release(
                 field="from",
             )
         result = api.post(path_of("gateways", gw, "release"), body)
-    render.say(f"released {source} → {_outcome(result)}")
+        render.say(f"released {source} → {_outcome(result)}")
+        if wait:
+            wait_until_live(api, gw, result["function"], wait_timeout)
 
 
 @_command(app)
@@ -553,6 +568,8 @@ def rollback(
     ],
     semver: SemverOption = None,
     note: NoteOption = None,
+    wait: WaitOption = False,
+    wait_timeout: WaitTimeoutOption = 30.0,
     gateway: GatewayOption = None,
 ) -> None:
     """Bring an earlier release's code back, as a new version with a greater semver.
@@ -572,8 +589,11 @@ def rollback(
         "note": note,
     }
     with _api() as api:
-        result = api.post(path_of("gateways", config.resolve_gateway(gateway), "rollback"), body)
-    render.say(f"rolled back to {to}: {_outcome(result)}")
+        gw = config.resolve_gateway(gateway)
+        result = api.post(path_of("gateways", gw, "rollback"), body)
+        render.say(f"rolled back to {to}: {_outcome(result)}")
+        if wait:
+            wait_until_live(api, gw, result["function"], wait_timeout)
 
 
 @_command(app)

@@ -261,7 +261,7 @@ def diff_view(diff: Mapping[str, Any]) -> list[Text]:
 
 def state_style(state: str) -> str:
     lowered = state.lower()
-    if "fail" in lowered or "error" in lowered:
+    if "fail" in lowered or "error" in lowered or "silent" in lowered:
         return "bold red"
     if lowered.startswith(("serving", "live")):
         return "bold green"
@@ -280,6 +280,9 @@ def environment_panel(env: str, function: Mapping[str, Any] | None, now: datetim
             grid.add_row(row)
         return Panel(grid, title=env, title_align="left", border_style="dim", padding=(1, 2))
     state = _text(function.get("state"), "")
+    runtime = function.get("runtime") or {}
+    if runtime.get("summary") and runtime.get("summary") != "no runtime":
+        state = f"{state} · {runtime['summary']}" if state else str(runtime["summary"])
     who = function.get("deployed_by") or function.get("updated_by") or function.get("created_by")
     when = function.get("deployed_at") or function.get("updated_at") or function.get("created_at")
     note = function.get("note")
