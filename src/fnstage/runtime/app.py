@@ -15,14 +15,13 @@ import json
 import logging
 import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
-from fnstage.runtime.invoker import InvocationLogs, error_body, invoke
+from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invoke
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
 
@@ -77,6 +76,7 @@ class RuntimeApp:
         self.internal_token = internal_token
         # sync `main`s run here; bounded so a flood of slow functions cannot spawn threads without end
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="fnstage-fn")
+        self.deadlines = Deadlines()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -120,7 +120,7 @@ class RuntimeApp:
             elif key == b"x-request-id":
                 request_id = value.decode("latin-1")
         if request_id is None or not _REQUEST_ID_RE.match(request_id):
-            request_id = uuid.uuid4().hex
+            request_id = os.urandom(16).hex()
         route = self.router.route(host, path)
         live = self.registry.get(*route) if route is not None else None
         if live is None:
@@ -164,6 +164,7 @@ class RuntimeApp:
             request_id=request_id,
             executor=self.executor,
             logs=self.logs,
+            deadlines=self.deadlines,
         )
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
         headers.append((b"x-fnstage-version", str(live.version).encode()))
@@ -202,7 +203,7 @@ class RuntimeApp:
 
     async def _internal(self, scope: Scope, send: Send) -> None:
         what = scope["path"][len(INTERNAL_PREFIX) :].rstrip("/")
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(16).hex()
         if what == "health":
             await _send_json(send, 200, {"status": "ok", "live": len(self.registry)}, request_id)
             return
@@ -217,7 +218,7 @@ class RuntimeApp:
         elif what == "logs":
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             entries = self.logs.recent(query.get("gateway", ""), query.get("name", ""))
-            await _send_json(send, 200, {"invocations": [asdict(e) for e in entries]}, request_id)
+            await _send_json(send, 200, {"invocations": [e._asdict() for e in entries]}, request_id)
         else:
             body = error_body("not_found", f"no internal endpoint {scope['path']}", request_id)
             await _send(send, 404, _JSON_HEADERS, body, request_id)

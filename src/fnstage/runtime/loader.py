@@ -29,6 +29,7 @@ from typing import Any
 from fnstage.build.bundle import CompiledModule, load_modules, module_name
 from fnstage.domain.dependencies import parse_requirement
 from fnstage.domain.errors import FnstageError
+from fnstage.sdk import FunctionInfo
 
 DEFAULT_METHODS: tuple[str, ...] = ("GET", "POST")
 DEFAULT_TIMEOUT_S = 30.0
@@ -63,9 +64,12 @@ class LiveVersion:
     load_ms: float = 0.0
     files: Mapping[str, str] = field(default_factory=dict, repr=False)  # for tracebacks with source lines
 
-    @property
-    def env(self) -> str:
-        return self.name.split("/", 1)[0]
+    env: str = field(init=False)
+    info: FunctionInfo = field(init=False, repr=False)  # what `ctx.function` shows
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "env", self.name.split("/", 1)[0])
+        object.__setattr__(self, "info", FunctionInfo(self.name, self.version, self.semver))
 
 
 def load_function(

@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 from fnstage.domain.names import ENVIRONMENTS
 
+_CACHE_SIZE = 4096
+
 
 class Route(NamedTuple):
     gateway: str
@@ -26,8 +28,21 @@ class Router:
         self.domain = domain.lower().strip(".")
         self.gateway = gateway
         self._suffix = "." + self.domain
+        self._cache: dict[tuple[str | None, str], Route | None] = {}
 
     def route(self, host: str | None, path: str) -> Route | None:
+        key = (host, path)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        route = self._route(host, path)
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache.clear()  # bounded: any client can make up paths
+        self._cache[key] = route
+        return route
+
+    def _route(self, host: str | None, path: str) -> Route | None:
         base = _base(path)
         if base is None:
             return None
