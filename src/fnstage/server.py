@@ -52,9 +52,8 @@ def serve_up(
     api_url = f"http://{host}:{port}"
     bootstrap(store, data_dir, api_url)
     services = Services.create(store)
-    api = uvicorn.Server(
-        uvicorn.Config(create_app(services), host=host, port=port, log_level="warning", lifespan="on")
-    )
+    app = create_app(services, runtime_url=f"http://{host}:{runtime_port}")  # runtime_url: console's try it
+    api = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     servers = [api]
     runtime = _runtime_server(store, host, runtime_port)
     if runtime is not None:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import fnstage
+from fnstage import console
 from fnstage.api import routes_functions, routes_gateways, routes_releases
 from fnstage.domain.errors import FnstageError
 from fnstage.service import Services
@@ -53,7 +54,7 @@ def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
     return response
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, runtime_url: str | None = None) -> FastAPI:
     app = FastAPI(
         title="fnstage",
         version=fnstage.__version__,
@@ -68,9 +69,12 @@ def create_app(services: Services) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
 
     @app.get(f"{PREFIX}/health", tags=["health"])
-    def health() -> dict[str, str]:
-        return {"status": "ok", "version": fnstage.__version__}
+    def health() -> dict[str, str | None]:
+        # runtime_url: where `fnstage up`'s runtime answers (the console's "try it"), None if unknown
+        return {"status": "ok", "version": fnstage.__version__, "runtime_url": runtime_url}
 
     for module in (routes_gateways, routes_functions, routes_releases):
         app.include_router(module.router, prefix=PREFIX)
+    # the web console at / (static files) and its "try it" route: after the API, which they never shadow
+    console.mount(app, runtime_url)
     return app
