@@ -31,6 +31,7 @@ def live(
     gateway: str = "demo",
     methods: list[str] | None = None,
     config: Mapping[str, Any] | None = None,
+    timeout_s: float | None = None,
 ) -> LiveVersion:
     bundle = build({"index.py": code}, "index.py")
     return load_function(
@@ -43,6 +44,7 @@ def live(
         config,
         methods,
         gateway=gateway,
+        timeout_s=timeout_s,
     )
 
 
@@ -262,3 +264,26 @@ async def test_lifespan_starts_and_stops_the_watcher(registry: Registry) -> None
     assert events == ["start", "stop"]
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert app.status()["watcher"] == {"positions": {}}
+
+
+async def test_time_limits_through_the_deadline_sweeper() -> None:
+    registry = Registry()
+    registry.apply(live("import asyncio\nasync def main(ctx):\n    await asyncio.sleep(5)\n", timeout_s=0.05))
+    sync = "import threading\nstop = threading.Event()\ndef main(ctx):\n    stop.wait(5)\n"
+    registry.apply(live(sync, name="dev/sync", timeout_s=0.05))
+    registry.apply(live("async def main(ctx):\n    return 'quick'\n", name="dev/quick", timeout_s=0.05))
+    app = RuntimeApp(registry)
+    async with client(app) as http:
+        slow, slow_sync, quick = await asyncio.gather(
+            http.get("/user/me"), http.get("/sync"), http.get("/quick")
+        )
+        again = await http.get("/quick")
+    assert (slow.status_code, slow.json()["error"]["code"]) == (504, "timeout")
+    assert slow_sync.status_code == 504
+    assert quick.text == again.text == "quick"
+    sync_live = registry.get("demo", "dev/sync")
+    assert sync_live is not None
+    sync_live.main.__globals__["stop"].set()
+    async with asyncio.timeout(2):  # the sweeper stops once nothing is in flight
+        while app.deadlines._sweeper is not None:
+            await asyncio.sleep(0.01)

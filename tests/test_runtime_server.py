@@ -1,0 +1,111 @@
+"""The runtime served for real: granian, worker processes, a SQLite store, publish -> live."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fnstage.service.deployments import Deployments
+from fnstage.service.gateways import Gateways
+from fnstage.service.identity import Actor
+from fnstage.store.engine import sqlite_url
+from fnstage.store.store import Store
+
+ADA = Actor(1, "ada", True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def deployments(tmp_path: Path) -> Iterator[tuple[str, Deployments]]:
+    url = sqlite_url(tmp_path)
+    store = Store.open(url)
+    Gateways(store).create(ADA, "demo")
+    Gateways(store).create(ADA, "other")
+    deployments = Deployments(store)
+    deployments.save(ADA, "demo", "dev/hello", {"index.py": "def main(ctx):\n    return {'v': 1}\n"})
+    deployments.save(ADA, "other", "dev/hello", {"index.py": "def main(ctx):\n    return {'other': True}\n"})
+    yield url, deployments
+    store.close()
+
+
+def start(url: str, port: int, workers: int, gateway: str | None) -> subprocess.Popen[bytes]:
+    code = (
+        "import functools\n"
+        "from fnstage.store.feed import FeedReader\n"
+        "from fnstage.runtime.server import serve_runtime\n"
+        f"serve_runtime(functools.partial(FeedReader, {url!r}), port={port}, workers={workers}, "
+        f"gateway={gateway!r}, log_level='warning')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/_fnstage/health").status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.05)
+    stop(proc)
+    raise AssertionError("the runtime did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(10)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("workers", [1, 2])
+def test_publish_becomes_live_in_every_worker(deployments: tuple[str, Deployments], workers: int) -> None:
+    url, service = deployments
+    port = free_port()
+    proc = start(url, port, workers, None)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            assert http.get("/demo/dev/hello").json() == {"v": 1}
+            host = {"host": f"demo.dev.localhost:{port}"}
+            assert http.get("/hello", headers=host).json() == {"v": 1}
+            service.save(ADA, "demo", "dev/hello", {"index.py": "def main(ctx):\n    return {'v': 2}\n"})
+            deadline = time.monotonic() + 5
+            seen: list[int] = []
+            while len(seen) < 20 and time.monotonic() < deadline:  # 20 answers in a row from v2,
+                response = http.get("/demo/dev/hello", headers={"connection": "close"})  # any worker
+                seen = [*seen, 2] if response.json() == {"v": 2} else []
+            assert len(seen) == 20
+            assert http.get("/demo/dev/hello").headers["x-fnstage-version"] == "2"
+            service.delete(ADA, "demo", "dev/hello")
+            deadline = time.monotonic() + 5
+            while http.get("/demo/dev/hello").status_code != 404 and time.monotonic() < deadline:
+                pass
+            for _ in range(10):
+                assert http.get("/demo/dev/hello", headers={"connection": "close"}).status_code == 404
+    finally:
+        stop(proc)
+
+
+@pytest.mark.e2e
+def test_a_gateway_runtime_serves_only_its_gateway(deployments: tuple[str, Deployments]) -> None:
+    url, _ = deployments
+    port = free_port()
+    proc = start(url, port, 1, "demo")
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            assert http.get("/dev/hello").json() == {"v": 1}
+            assert http.get("/hello", headers={"host": "other.dev.localhost"}).status_code == 404
+            status = http.get("/_fnstage/status").json()
+            assert [(f["gateway"], f["name"]) for f in status["functions"]] == [("demo", "dev/hello")]
+    finally:
+        stop(proc)
