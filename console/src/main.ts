@@ -1,0 +1,657 @@
+// The fnstage console: sign in, pick a gateway, its functions, and a function's page (environment cards,
+// editor, try it, release sheet, history). A client of /api/v1 only, like the CLI.
+
+import { api, ApiError, type Card, type FileDiff, type FunctionInfo, type Gateway, getToken, gw, type HistoryEntry, pathOf, type Problem, request, setToken, setUnauthorizedHandler } from "./api";
+import { FileEditor } from "./editor";
+import { openHistorySheet } from "./history";
+import { openReleaseSheet } from "./release";
+import { Sheet } from "./sheet";
+import { tryPanel } from "./tryit";
+import { clear, ENV_LABEL, ENVS, formatTime, h, icon, timeAgo, uid } from "./util";
+
+const GATEWAY_KEY = "fnstage.gateway";
+const TEMPLATE = `async def main(ctx):
+    name = ctx.query.get("name", "world")
+    ctx.log("greeting", name)
+    return {"message": f"Hello, {name}!"}
+`;
+
+interface Session {
+  me: { name: string; is_admin: boolean };
+  gateways: Gateway[];
+  runtimeUrl: string | null;
+}
+
+let session: Session | null = null;
+let leaveGuard: (() => boolean) | null = null; // true when leaving would lose unsaved work
+let currentHash = location.hash;
+let ignoreHashChange = false;
+let pageCleanup: (() => void) | null = null;
+
+const root = document.getElementById("app")!;
+const main = h("main", { id: "main", tabindex: "-1" });
+
+// ---------- routing ----------
+
+type Route = { page: "home" } | { page: "gateway"; gateway: string } | { page: "function"; gateway: string; base: string };
+
+function parseRoute(hash: string): Route {
+  const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  if (parts[0] === "g" && parts[1]) {
+    if (parts[2] === "f" && parts.length > 3) return { page: "function", gateway: parts[1], base: parts.slice(3).join("/") };
+    return { page: "gateway", gateway: parts[1] };
+  }
+  return { page: "home" };
+}
+
+export function gatewayHref(gateway: string): string {
+  return `#/g/${encodeURIComponent(gateway)}`;
+}
+export function functionHref(gateway: string, base: string): string {
+  return `${gatewayHref(gateway)}/f/${pathOf(base)}`;
+}
+
+function confirmLeave(): boolean {
+  if (!leaveGuard || !leaveGuard()) return true;
+  return window.confirm("You have unsaved changes in the editor. Leave this page and lose them?");
+}
+
+window.addEventListener("hashchange", () => {
+  if (ignoreHashChange) {
+    ignoreHashChange = false;
+    return;
+  }
+  if (!confirmLeave()) {
+    ignoreHashChange = true;
+    location.hash = currentHash;
+    return;
+  }
+  currentHash = location.hash;
+  render();
+});
+
+window.addEventListener("beforeunload", (e) => {
+  if (leaveGuard && leaveGuard()) {
+    e.preventDefault();
+    e.returnValue = "";
+  }
+});
+
+// ---------- shell ----------
+
+function signOut(message?: string): void {
+  if (!confirmLeave()) return;
+  leaveGuard = null;
+  setToken(null);
+  session = null;
+  renderSignIn(message);
+}
+
+setUnauthorizedHandler((error) => {
+  if (session) signOut(`Signed out: ${error.message}`);
+});
+
+async function start(): Promise<void> {
+  if (!getToken()) {
+    renderSignIn();
+    return;
+  }
+  try {
+    await loadSession();
+  } catch (err) {
+    renderSignIn(err instanceof ApiError && err.status === 401 ? `Your token was refused: ${err.message}` : (err as Error).message);
+    return;
+  }
+  render();
+}
+
+async function loadSession(): Promise<void> {
+  const [me, gateways, health] = await Promise.all([api.get("me"), api.get("gateways"), api.get("health")]);
+  session = { me, gateways: gateways.gateways, runtimeUrl: health.runtime_url ?? null };
+}
+
+function topbar(activeGateway: string | null): HTMLElement {
+  const s = session!;
+  const select = h(
+    "select",
+    {
+      id: "gateway-select",
+      "aria-label": "Gateway",
+      onchange: () => {
+        if (select.value === "__new__") {
+          select.value = activeGateway ?? "";
+          openNewGateway();
+        } else {
+          location.hash = gatewayHref(select.value);
+        }
+      },
+    },
+    activeGateway ? null : h("option", { value: "", selected: true, disabled: true }, "Choose a gateway"),
+    s.gateways.map((g) => h("option", { value: g.id, selected: g.id === activeGateway }, g.id)),
+    h("option", { value: "__new__" }, "+ New gateway…"),
+  );
+  return h(
+    "header",
+    { class: "topbar" },
+    h("a", { class: "skip", href: "#main", onclick: (e: Event) => (e.preventDefault(), main.focus()) }, "Skip to content"),
+    h("a", { class: "brand", href: activeGateway ? gatewayHref(activeGateway) : "#/" }, h("span", { class: "logo", "aria-hidden": "true" }, "ƒ"), "fnstage"),
+    h("div", { class: "gateway-pick" }, h("span", { class: "muted", "aria-hidden": "true" }, "Gateway"), select),
+    h("div", { class: "spacer" }),
+    h("span", { class: "who", title: s.me.is_admin ? "admin" : undefined }, h("span", { class: "avatar", "aria-hidden": "true" }, s.me.name.slice(0, 1).toUpperCase()), s.me.name),
+    h("button", { class: "btn ghost small", type: "button", onclick: () => signOut() }, "Sign out"),
+  );
+}
+
+function render(): void {
+  pageCleanup?.();
+  pageCleanup = null;
+  leaveGuard = null;
+  if (!session) {
+    renderSignIn();
+    return;
+  }
+  const route = parseRoute(location.hash);
+  if (route.page === "home") {
+    const remembered = localStorage.getItem(GATEWAY_KEY);
+    const pick = session.gateways.find((g) => g.id === remembered) ?? session.gateways[0];
+    if (pick) {
+      ignoreHashChange = true;
+      location.replace(gatewayHref(pick.id));
+      currentHash = location.hash;
+      ignoreHashChange = false;
+      renderGateway(pick.id);
+    } else {
+      renderNoGateway();
+    }
+    return;
+  }
+  localStorage.setItem(GATEWAY_KEY, route.gateway);
+  if (route.page === "gateway") renderGateway(route.gateway);
+  else renderFunction(route.gateway, route.base);
+}
+
+function shell(activeGateway: string | null, ...content: (Node | null)[]): void {
+  clear(main, ...content);
+  clear(root, topbar(activeGateway), main);
+}
+
+// ---------- sign in ----------
+
+function renderSignIn(message?: string): void {
+  const input = h("input", { id: "token", type: "password", autocomplete: "current-password", required: true, spellcheck: "false", class: "mono" });
+  const error = h("p", { class: "error-text", role: "alert" }, message ?? "");
+  const button = h("button", { class: "btn primary wide", type: "submit" }, "Sign in");
+  const form = h(
+    "form",
+    {
+      class: "signin-card",
+      "aria-labelledby": "signin-title",
+      onsubmit: async (e: Event) => {
+        e.preventDefault();
+        const token = input.value.trim();
+        if (!token) {
+          error.textContent = "Paste an API token.";
+          return;
+        }
+        button.disabled = true;
+        try {
+          await request("GET", "me", undefined, token);
+          setToken(token);
+          await loadSession();
+          render();
+        } catch (err) {
+          error.textContent = (err as Error).message;
+          button.disabled = false;
+        }
+      },
+    },
+    h("div", { class: "brand big" }, h("span", { class: "logo", "aria-hidden": "true" }, "ƒ"), "fnstage"),
+    h("h1", { id: "signin-title" }, "Sign in"),
+    h("p", { class: "muted" }, "Serverless Python functions with instant, recorded, reversible releases."),
+    h("label", { class: "label", for: "token" }, "API token"),
+    input,
+    h("p", { class: "hint" }, "`fnstage up` wrote the admin's token to .fnstage/admin-token."),
+    error,
+    button,
+  );
+  clear(root, h("div", { class: "signin" }, form));
+  input.focus();
+}
+
+// ---------- gateways ----------
+
+function openNewGateway(): void {
+  const sheet = new Sheet({ title: "New gateway", subtitle: "A gateway groups functions, their dependencies and their URLs: ID.env.your-domain." });
+  const idInput = h("input", { id: "new-gateway-id", class: "mono", placeholder: "demo", autocomplete: "off", spellcheck: "false", required: true });
+  const allow = h("input", { id: "new-gateway-skip", type: "checkbox" });
+  const error = h("p", { class: "error-text", role: "alert" });
+  const create = h("button", { class: "btn primary", type: "submit", form: "new-gateway-form" }, "Create gateway");
+  sheet.body.append(
+    h(
+      "form",
+      {
+        id: "new-gateway-form",
+        class: "stack",
+        onsubmit: async (e: Event) => {
+          e.preventDefault();
+          create.disabled = true;
+          try {
+            const g = await api.post("gateways", { id: idInput.value.trim(), allow_dev_to_prod: allow.checked });
+            session!.gateways.push(g);
+            sheet.close(true);
+            location.hash = gatewayHref(g.id);
+          } catch (err) {
+            error.textContent = (err as Error).message;
+            create.disabled = false;
+          }
+        },
+      },
+      h("label", { class: "label", for: "new-gateway-id" }, "Gateway ID"),
+      idInput,
+      h("p", { class: "hint" }, "Lowercase letters, digits and '-' (a DNS label)."),
+      h("label", { class: "check" }, allow, "Allow releases straight from dev to prod"),
+      error,
+    ),
+  );
+  sheet.footer.append(h("span"), h("div", { class: "footer-buttons" }, h("button", { class: "btn", type: "button", onclick: () => sheet.close() }, "Cancel"), create));
+  idInput.focus();
+}
+
+function renderNoGateway(): void {
+  shell(
+    null,
+    h(
+      "div",
+      { class: "empty-state" },
+      h("h1", null, "Create your first gateway"),
+      h("p", { class: "muted" }, "Functions live in a gateway. Each has its dev, staging and prod."),
+      h("button", { class: "btn primary", type: "button", onclick: openNewGateway }, icon("plus"), "New gateway"),
+    ),
+  );
+}
+
+async function renderGateway(gateway: string): Promise<void> {
+  const list = h("div", { class: "fn-list", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading functions…"));
+  const pathInput = h("input", { id: "new-fn-path", class: "mono", placeholder: "user/me", autocomplete: "off", spellcheck: "false" });
+  const error = h("p", { class: "error-text", role: "alert" });
+  const form = h(
+    "form",
+    {
+      class: "new-fn",
+      onsubmit: async (e: Event) => {
+        e.preventDefault();
+        const base = pathInput.value.trim().replace(/^\/+|\/+$/g, "");
+        try {
+          await api.put(`${gw(gateway)}/functions/dev/${pathOf(base)}`, { files: { "index.py": TEMPLATE }, entrypoint: "index.py", expected_version: 0 });
+          location.hash = functionHref(gateway, base);
+        } catch (err) {
+          error.textContent = (err as Error).message;
+        }
+      },
+    },
+    h("label", { class: "label", for: "new-fn-path" }, "New function path"),
+    h("div", { class: "inline" }, pathInput, h("button", { class: "btn", type: "submit" }, icon("plus"), "Create in dev")),
+    error,
+  );
+  shell(
+    gateway,
+    h("div", { class: "page-head" }, h("div", null, h("p", { class: "crumbs" }, "Gateway"), h("h1", null, gateway)), form),
+    list,
+  );
+  let functions: FunctionInfo[];
+  try {
+    functions = (await api.get(`${gw(gateway)}/functions`)).functions;
+  } catch (err) {
+    clear(list, h("p", { class: "error-text", role: "alert" }, (err as Error).message));
+    return;
+  }
+  const byBase = new Map<string, Record<string, FunctionInfo>>();
+  for (const f of functions) byBase.set(f.base, { ...(byBase.get(f.base) ?? {}), [f.env]: f });
+  if (!byBase.size) {
+    clear(list, h("div", { class: "empty-state" }, h("h2", null, "No functions yet"), h("p", { class: "muted" }, "Create one above, or push with the CLI: fnstage push . dev/user/me")));
+    return;
+  }
+  clear(
+    list,
+    h(
+      "ul",
+      { class: "fn-rows", "aria-label": "Functions" },
+      [...byBase.entries()]
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([base, envs]) => {
+          const latest = Object.values(envs).sort((a, b) => b.updated_at.localeCompare(a.updated_at))[0];
+          return h(
+            "li",
+            null,
+            h(
+              "a",
+              { class: "fn-row", href: functionHref(gateway, base) },
+              h("span", { class: "fn-name mono" }, base),
+              h(
+                "span",
+                { class: "badges" },
+                ENVS.map((env) =>
+                  envs[env]
+                    ? h("span", { class: `badge env-${env}`, title: `${env}: version ${envs[env].version}` }, h("span", { class: "badge-env" }, env), `v${envs[env].semver}`)
+                    : h("span", { class: "badge empty", title: `nothing in ${env}` }, h("span", { class: "badge-env" }, env), "—"),
+                ),
+              ),
+              h("span", { class: "muted small" }, `updated ${timeAgo(latest.updated_at)} by ${latest.updated_by}`),
+            ),
+          );
+        }),
+    ),
+  );
+}
+
+// ---------- the function page ----------
+
+function runtimeClass(card: Card): string {
+  const r = card.runtime;
+  if (r.failed > 0) return "failed";
+  if (!r.runtimes.length) return "idle";
+  if (r.active > 0 && r.live === r.active) return "live";
+  return "pending";
+}
+
+function renderCards(container: HTMLElement, gateway: Gateway, base: string, cards: Record<string, Card | null>, actions: { release: (env: string) => void; history: (env: string) => void }): void {
+  const items: Node[] = [];
+  ENVS.forEach((env, i) => {
+    if (i > 0) items.push(h("div", { class: "flow-arrow", "aria-hidden": "true" }, icon("arrow")));
+    const card = cards[env];
+    const titleId = uid("card");
+    items.push(
+      h(
+        "article",
+        { class: `env-card env-${env}${card ? "" : " empty"}`, "aria-labelledby": titleId, "data-env": env },
+        h("header", null, h("h3", { id: titleId }, h("span", { class: "env-dot", "aria-hidden": "true" }), ENV_LABEL[env]), card ? h("span", { class: "state" }, card.state) : null),
+        card
+          ? [
+              h("div", { class: "semver-line" }, h("span", { class: "semver mono", "data-testid": `semver-${env}` }, `v${card.semver}`), h("span", { class: "version" }, `version ${card.version}`)),
+              h("div", { class: `runtime-state ${runtimeClass(card)}`, title: card.runtime.runtimes.map((r) => r.error).filter(Boolean).join("\n") || undefined }, h("span", { class: "pulse", "aria-hidden": "true" }), card.runtime.summary),
+              h("p", { class: "note" }, card.note ? `“${card.note}”` : h("span", { class: "muted" }, card.kind === "create" ? "created" : "no note")),
+              h("p", { class: "meta" }, h("span", { class: "avatar small", "aria-hidden": "true" }, card.deployed_by.slice(0, 1).toUpperCase()), `${card.deployed_by} · `, h("time", { datetime: card.deployed_at, title: formatTime(card.deployed_at) }, timeAgo(card.deployed_at)), card.kind ? ` · ${card.kind}` : ""),
+              h(
+                "div",
+                { class: "card-actions" },
+                h("button", { class: "btn small ghost", type: "button", "aria-label": `History of ${env}`, onclick: () => actions.history(env) }, icon("history"), "History"),
+                env !== "prod" ? h("button", { class: "btn small", type: "button", "aria-label": `Release from ${env}`, onclick: () => actions.release(env) }, "Release", icon("arrow")) : null,
+              ),
+            ]
+          : h("div", { class: "empty-card" }, h("p", { class: "muted" }, "Not released here yet"), h("p", { class: "small muted" }, env === "dev" ? "Save in the editor to deploy to dev." : `Release to ${env} from ${env === "staging" ? "dev" : "staging"}.`)),
+      ),
+    );
+  });
+  clear(container, items);
+}
+
+async function renderFunction(gateway: string, base: string): Promise<void> {
+  const cardsEl = h("section", { class: "pipeline", "aria-label": "Environments, left to right" }, h("p", { class: "muted" }, "Loading…"));
+  const saveStatus = h("span", { class: "save-status", role: "status", "aria-live": "polite" });
+  const banner = h("div", { class: "banner", hidden: true, role: "alert" });
+  const noteInput = h("input", { id: "save-note", placeholder: "Change note (optional)", autocomplete: "off", class: "note-input" });
+  const saveBtn = h("button", { class: "btn primary", type: "button", title: "Save to dev (Ctrl+S / ⌘S)" }, "Save", h("kbd", null, navigator.platform.includes("Mac") ? "⌘S" : "Ctrl+S"));
+  const basedOn = h("span", { class: "muted small" });
+  let gw0: Gateway = session!.gateways.find((g) => g.id === gateway) ?? { id: gateway, allow_dev_to_prod: false, history_limit: 30 };
+  let cards: Record<string, Card | null> = { dev: null, staging: null, prod: null };
+  let baseVersion = 0;
+  let saving = false;
+  let openSheet: Sheet | null = null;
+
+  const editor = new FileEditor({ onSave: () => save(), onChange: () => updateDirty() });
+  leaveGuard = () => editor.dirty();
+
+  const releaseBtn = h("button", { class: "btn primary", type: "button", onclick: () => openRelease("dev") }, icon("rocket"), "Release…");
+  const historyBtn = h("button", { class: "btn", type: "button", onclick: () => openHistory("prod") }, icon("history"), "History");
+
+  shell(
+    gateway,
+    h(
+      "div",
+      { class: "page-head" },
+      h("div", null, h("p", { class: "crumbs" }, h("a", { href: gatewayHref(gateway) }, gateway), " / function"), h("h1", { class: "mono" }, base)),
+      h("div", { class: "head-actions" }, historyBtn, releaseBtn),
+    ),
+    cardsEl,
+    h(
+      "div",
+      { class: "workbench" },
+      h(
+        "section",
+        { class: "panel code", "aria-labelledby": "code-title" },
+        h(
+          "div",
+          { class: "panel-head" },
+          h("div", null, h("h2", { id: "code-title" }, "Code ", h("span", { class: "env-tag env-dev" }, "dev")), basedOn),
+          h("div", { class: "save-bar" }, saveStatus, h("label", { class: "sr-only", for: "save-note" }, "Change note (optional)"), noteInput, saveBtn),
+        ),
+        banner,
+        editor.el,
+      ),
+      tryPanel({ gateway, base, runtimeUrl: session!.runtimeUrl, envs: () => ENVS.filter((e) => cards[e]) }),
+    ),
+  );
+  saveBtn.addEventListener("click", () => save());
+
+  const onKey = (e: KeyboardEvent) => {
+    if ((e.metaKey || e.ctrlKey) && e.key.toLowerCase() === "s" && !document.body.classList.contains("sheet-open")) {
+      e.preventDefault();
+      save();
+    }
+  };
+  document.addEventListener("keydown", onKey);
+  pageCleanup = () => {
+    document.removeEventListener("keydown", onKey);
+    openSheet?.close(true);
+  };
+
+  function updateDirty(): void {
+    const dirty = editor.dirty();
+    if (!saving && !banner.dataset.kind) {
+      saveStatus.className = `save-status ${dirty ? "dirty" : ""}`;
+      saveStatus.textContent = dirty ? "Unsaved changes" : saveStatus.dataset.saved ?? "";
+    }
+  }
+
+  function showBanner(kind: "error" | "conflict" | null, ...content: (Node | string | null)[]): void {
+    banner.hidden = !kind;
+    banner.className = `banner ${kind ?? ""}`;
+    if (kind) banner.dataset.kind = kind;
+    else delete banner.dataset.kind;
+    clear(banner, ...content);
+  }
+
+  async function refreshCards(): Promise<void> {
+    try {
+      const data = await api.get(`${gw(gateway)}/overview/${pathOf(base)}`);
+      cards = data.environments;
+    } catch (err) {
+      clear(cardsEl, h("p", { class: "error-text", role: "alert" }, (err as Error).message));
+      return;
+    }
+    renderCards(cardsEl, gw0, base, cards, { release: openRelease, history: openHistory });
+    releaseBtn.disabled = !(cards.dev || cards.staging);
+  }
+
+  function setBase(fn: FunctionInfo): void {
+    baseVersion = fn.version;
+    basedOn.textContent = `editing version ${fn.version} (v${fn.semver}), saved ${timeAgo(fn.updated_at)} by ${fn.updated_by}`;
+  }
+
+  async function save(overwrite = false): Promise<void> {
+    if (saving) return;
+    const files = editor.files();
+    if (!overwrite && !editor.dirty() && baseVersion > 0) {
+      saveStatus.textContent = "Nothing to save";
+      return;
+    }
+    saving = true;
+    saveBtn.disabled = true;
+    saveStatus.className = "save-status";
+    clear(saveStatus, h("span", { class: "spinner", "aria-hidden": "true" }), "Saving to dev…");
+    try {
+      const note = noteInput.value.trim();
+      const result = await api.put(`${gw(gateway)}/functions/dev/${pathOf(base)}`, {
+        files,
+        entrypoint: editor.entrypoint,
+        expected_version: baseVersion,
+        ...(note ? { changelog: note } : {}),
+      });
+      saving = false;
+      showBanner(null);
+      editor.markSaved(files);
+      noteInput.value = "";
+      setBase(result.function);
+      const saved = result.changed === false ? `No change: still version ${result.function.version}` : `Saved version ${result.function.version}`;
+      saveStatus.dataset.saved = saved;
+      saveStatus.className = "save-status ok";
+      saveStatus.textContent = saved;
+      await refreshCards();
+      watchDev(result.function.version, saved);
+    } catch (err) {
+      saving = false;
+      const e = err as ApiError;
+      saveStatus.className = "save-status bad";
+      if (e.code === "build_failed") {
+        const problems = (Array.isArray(e.details) ? e.details : []) as Problem[];
+        editor.setProblems(problems.length ? problems : [{ file: editor.activePath(), line: null, col: null, message: e.message }]);
+        saveStatus.textContent = "Build failed: not saved";
+        showBanner(null);
+        const first = problems.find((p) => p.line);
+        if (first) editor.goTo(first);
+      } else if (e.code === "stale_version") {
+        saveStatus.textContent = "Not saved: conflict";
+        showConflict(e);
+      } else {
+        saveStatus.textContent = "Not saved";
+        showBanner("error", icon("alert"), h("span", null, `Not saved: ${e.message}`), h("span", { class: "muted" }, " Your text is kept."));
+      }
+    } finally {
+      saving = false;
+      saveBtn.disabled = false;
+    }
+  }
+
+  async function watchDev(version: number, saved: string): Promise<void> {
+    const started = Date.now();
+    while (Date.now() - started < 5000 && baseVersion === version) {
+      try {
+        const r = await api.get(`${gw(gateway)}/rollout/dev/${pathOf(base)}?version=${version}`);
+        if (baseVersion !== version || editor.dirty()) return;
+        if (r.done || (!r.runtimes.length && Date.now() - started > 1500)) {
+          saveStatus.textContent = `${saved} · ${r.summary}${r.latency_ms != null ? ` in ${Math.round(r.latency_ms)} ms` : ""}`;
+          saveStatus.dataset.saved = saveStatus.textContent;
+          saveStatus.className = `save-status ${r.failed ? "bad" : "ok"}`;
+          refreshCards();
+          return;
+        }
+      } catch {
+        return;
+      }
+      await new Promise((res) => setTimeout(res, 200));
+    }
+  }
+
+  function showConflict(e: ApiError): void {
+    const theirs = (e.details as { current_version?: number } | undefined)?.current_version;
+    showBanner(
+      "conflict",
+      h("div", { class: "banner-text" }, h("strong", null, icon("alert"), "Someone else saved meanwhile. Nothing was overwritten."), h("span", null, e.message), h("span", { class: "muted" }, "Your text is kept in the editor.")),
+      h(
+        "div",
+        { class: "banner-actions" },
+        h("button", { class: "btn small", type: "button", onclick: () => compareWithTheirs() }, "Compare yours with theirs"),
+        h(
+          "button",
+          {
+            class: "btn small danger",
+            type: "button",
+            onclick: async () => {
+              const fn = (await api.get(`${gw(gateway)}/functions/dev/${pathOf(base)}`)) as FunctionInfo;
+              baseVersion = fn.version;
+              save(true);
+            },
+          },
+          theirs ? `Save mine over version ${theirs}` : "Save mine over theirs",
+        ),
+        h(
+          "button",
+          {
+            class: "btn small ghost",
+            type: "button",
+            onclick: async () => {
+              await loadCode();
+              showBanner(null);
+              saveStatus.textContent = "Loaded their version; your changes were discarded";
+            },
+          },
+          "Discard mine, load theirs",
+        ),
+      ),
+    );
+  }
+
+  async function compareWithTheirs(): Promise<void> {
+    const mine = editor.files();
+    const [mod, theirs] = await Promise.all([import("./diff"), api.get(`${gw(gateway)}/functions/dev/${pathOf(base)}?files=true`) as Promise<FunctionInfo>]);
+    const files: FileDiff[] = [...new Set([...Object.keys(theirs.files!), ...Object.keys(mine)])].sort().map((path) => {
+      const a = theirs.files![path] ?? null;
+      const b = mine[path] ?? null;
+      return { path, a, b, status: a === null ? "added" : b === null ? "removed" : a === b ? "unchanged" : "modified" };
+    });
+    openSheet = new Sheet({ title: "Your changes vs theirs", subtitle: `dev/${base} version ${theirs.version} (saved by ${theirs.updated_by} ${timeAgo(theirs.updated_at)}) on the left, your unsaved text on the right.`, wide: true });
+    openSheet.panel.classList.add("conflict-sheet");
+    const box = h("div", { class: "diff" });
+    openSheet.body.append(box);
+    const destroy = mod.renderDiff(box, files, { a: `Theirs: version ${theirs.version}`, b: "Yours (unsaved)" });
+    const s = openSheet;
+    s.footer.append(h("span"), h("button", { class: "btn", type: "button", onclick: () => (destroy(), s.close()) }, "Close"));
+  }
+
+  function openRelease(env: string, historyId?: number, target?: string): void {
+    openSheet = openReleaseSheet({ gateway: gw0, base, cards, sourceEnv: cards[env] ? env : "dev", sourceHistoryId: historyId ?? null, target, onReleased: () => refreshCards() });
+  }
+
+  function openHistory(env: string): void {
+    openSheet = openHistorySheet({
+      gateway: gw0,
+      base,
+      env,
+      cards,
+      onRollback: (e: string, entry: HistoryEntry) => openRelease(e, entry.id, e),
+    });
+  }
+
+  async function loadCode(): Promise<void> {
+    let fn: FunctionInfo | null = null;
+    try {
+      fn = await api.get(`${gw(gateway)}/functions/dev/${pathOf(base)}?files=true`);
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 404)) throw err;
+    }
+    if (fn) {
+      editor.load(fn.files!, fn.entrypoint);
+      setBase(fn);
+    } else {
+      const other = ENVS.map((e) => cards[e]).find(Boolean);
+      const source = other ? await api.get(`${gw(gateway)}/functions/${other.env}/${pathOf(base)}?files=true`) : null;
+      editor.load(source?.files ?? { "index.py": TEMPLATE }, source?.entrypoint ?? "index.py");
+      baseVersion = 0;
+      basedOn.textContent = source ? `not in dev: starting from ${source.env}'s code; Save creates it in dev` : "new function";
+    }
+    saveStatus.textContent = "";
+    delete saveStatus.dataset.saved;
+  }
+
+  try {
+    const [g] = await Promise.all([api.get(gw(gateway)) as Promise<Gateway>, refreshCards()]);
+    gw0 = g;
+    await loadCode();
+  } catch (err) {
+    clear(cardsEl, h("p", { class: "error-text", role: "alert" }, (err as Error).message));
+  }
+  performance.mark("fnstage:function-page-ready");
+  updateDirty();
+}
+
+start();

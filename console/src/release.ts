@@ -1,0 +1,337 @@
+// The release sheet: source environment and version (current or any history entry), target (forward
+// only; a history entry may also go back into its own environment: a rollback), new semver, note, the
+// side-by-side diff of source vs target, then progress until the runtimes confirm.
+
+import { api, ApiError, type Card, type FileDiff, type Gateway, gw, type HistoryEntry, pathOf, type Rollout } from "./api";
+import * as semver from "./semver";
+import { Sheet } from "./sheet";
+import { clear, ENV_LABEL, ENVS, h, icon, sleep, timeAgo, uid } from "./util";
+
+export interface ReleaseContext {
+  gateway: Gateway;
+  base: string;
+  cards: Record<string, Card | null>;
+  sourceEnv: string;
+  sourceHistoryId?: number | null;
+  target?: string;
+  onReleased: (target: string) => void;
+}
+
+const rank = (env: string) => ENVS.indexOf(env as (typeof ENVS)[number]);
+
+export function entryLabel(e: HistoryEntry): string {
+  return `v${e.semver} (${timeAgo(e.created_at)})${e.changelog ? ` - ${e.changelog}` : ""}`;
+}
+
+export function openReleaseSheet(ctx: ReleaseContext): Sheet {
+  let inFlight = false;
+  const sheet = new Sheet({
+    title: `Release ${ctx.base}`,
+    subtitle: `Gateway ${ctx.gateway.id}: code moves forward dev → staging → prod; every release carries a note and a greater semver.`,
+    wide: true,
+    canClose: () => !inFlight,
+  });
+  sheet.panel.classList.add("release-sheet");
+
+  let sourceEnv = ctx.sourceEnv;
+  let source: "current" | number = ctx.sourceHistoryId ?? "current";
+  let target = "";
+  let entries: HistoryEntry[] = [];
+  let semverTouched = false;
+  let diffToken = 0;
+  let destroyDiff: (() => void) | null = null;
+
+  const ids = { semver: uid("semver"), note: uid("note"), version: uid("version"), semverHint: uid("hint"), noteHint: uid("hint") };
+  const sourceEnvGroup = h("div", { class: "segmented", role: "radiogroup", "aria-label": "Source environment" });
+  const versionSelect = h("select", { id: ids.version, onchange: () => {
+    source = versionSelect.value === "current" ? "current" : Number(versionSelect.value);
+    if (target === sourceEnv && source === "current") target = "";
+    renderTargets();
+    loadDiff();
+  } });
+  const targetGroup = h("div", { class: "targets", role: "radiogroup", "aria-label": "Target environment" });
+  const semverInput = h("input", {
+    id: ids.semver,
+    class: "mono",
+    autocomplete: "off",
+    spellcheck: "false",
+    "aria-describedby": ids.semverHint,
+    oninput: () => {
+      semverTouched = true;
+      validate();
+    },
+  });
+  const semverHint = h("p", { class: "hint", id: ids.semverHint });
+  const noteInput = h("textarea", {
+    id: ids.note,
+    rows: "3",
+    placeholder: "What changes for users, and why",
+    "aria-describedby": ids.noteHint,
+    required: true,
+    oninput: () => validate(),
+  });
+  const noteHint = h("p", { class: "hint", id: ids.noteHint }, "Required. Shown on the environment card and in its history.");
+  const diffTitle = h("h3", null, "Changes");
+  const diffBox = h("div", { class: "diff", "aria-live": "polite" });
+  const status = h("div", { class: "release-status", role: "status", "aria-live": "polite" });
+  const releaseBtn = h("button", { class: "btn primary", type: "button", disabled: true, onclick: () => submit() }, icon("rocket"), "Release");
+  const cancelBtn = h("button", { class: "btn", type: "button", onclick: () => sheet.close() }, "Cancel");
+
+  sheet.body.append(
+    h(
+      "div",
+      { class: "release-form" },
+      h("div", { class: "field" }, h("span", { class: "label", id: uid("l") }, "Source environment"), sourceEnvGroup),
+      h("div", { class: "field" }, h("label", { class: "label", for: ids.version }, "Source version"), versionSelect),
+      h("div", { class: "field span2" }, h("span", { class: "label" }, "Target environment"), targetGroup),
+      h("div", { class: "field" }, h("label", { class: "label", for: ids.semver }, "New semver"), semverInput, semverHint),
+      h("div", { class: "field" }, h("label", { class: "label", for: ids.note }, "Release note"), noteInput, noteHint),
+    ),
+    h("section", { class: "diff-section", "aria-label": "Differences between source and target" }, diffTitle, diffBox),
+  );
+  sheet.footer.append(status, h("div", { class: "footer-buttons" }, cancelBtn, releaseBtn));
+
+  function targetRefusal(t: string): string | null {
+    if (t === sourceEnv) {
+      return source === "current" ? `${ENV_LABEL[t]} already runs this: pick a history entry to roll back to` : null;
+    }
+    if (rank(t) < rank(sourceEnv)) return `forward only: ${sourceEnv} → ${t} would go back`;
+    if (rank(t) - rank(sourceEnv) > 1 && !ctx.gateway.allow_dev_to_prod) {
+      return "skips staging: release to staging first (this gateway does not allow dev → prod)";
+    }
+    return null;
+  }
+
+  function renderSourceEnvs(): void {
+    clear(
+      sourceEnvGroup,
+      ENVS.map((env) => {
+        const card = ctx.cards[env];
+        const input = h("input", {
+          type: "radio",
+          name: "source-env",
+          value: env,
+          checked: env === sourceEnv,
+          disabled: !card,
+          onchange: () => {
+            sourceEnv = env;
+            source = "current";
+            target = "";
+            semverTouched = false;
+            loadHistory();
+          },
+        });
+        return h("label", { class: "seg", title: card ? undefined : `nothing is deployed in ${env}` }, input, h("span", null, ENV_LABEL[env]));
+      }),
+    );
+  }
+
+  async function loadHistory(): Promise<void> {
+    renderSourceEnvs();
+    const card = ctx.cards[sourceEnv];
+    clear(versionSelect, h("option", { value: "current" }, card ? `Current: v${card.semver} (version ${card.version})` : "Current"));
+    entries = [];
+    renderTargets();
+    loadDiff();
+    try {
+      const data = await api.get(`${gw(ctx.gateway.id)}/history/${sourceEnv}/${pathOf(ctx.base)}?limit=30`);
+      entries = data.entries as HistoryEntry[];
+    } catch (err) {
+      status.textContent = `Could not load ${sourceEnv}'s history: ${(err as Error).message}`;
+    }
+    for (const e of entries) {
+      if (e.kind === "delete") continue;
+      versionSelect.append(h("option", { value: String(e.id), selected: source === e.id }, `${entryLabel(e)} · #${e.id}`));
+    }
+    versionSelect.value = String(source);
+    if (versionSelect.value !== String(source)) {
+      source = "current";
+      versionSelect.value = "current";
+    }
+    renderTargets();
+  }
+
+  function renderTargets(): void {
+    const allowed = ENVS.filter((env) => !targetRefusal(env));
+    if (!target || targetRefusal(target)) {
+      target = ctx.target && !targetRefusal(ctx.target) ? ctx.target : allowed.find((e) => rank(e) > rank(sourceEnv)) ?? allowed[0] ?? "";
+      ctx.target = undefined;
+      semverTouched = false;
+    }
+    clear(
+      targetGroup,
+      ENVS.map((env) => {
+        const refusal = targetRefusal(env);
+        const current = ctx.cards[env];
+        const reasonId = uid("reason");
+        return h(
+          "label",
+          { class: `target${refusal ? " disabled" : ""}${env === target ? " selected" : ""}`, "data-env": env },
+          h("input", {
+            type: "radio",
+            name: "target-env",
+            value: env,
+            checked: env === target,
+            disabled: Boolean(refusal),
+            "aria-describedby": reasonId,
+            onchange: () => {
+              target = env;
+              semverTouched = false;
+              renderTargets();
+              loadDiff();
+            },
+          }),
+          h(
+            "span",
+            { class: "target-text" },
+            h("span", { class: `env-name env-${env}` }, ENV_LABEL[env], env === sourceEnv && !refusal ? " (roll back)" : ""),
+            h("span", { class: "reason", id: reasonId }, refusal ?? (current ? `now v${current.semver}` : "nothing deployed yet")),
+          ),
+        );
+      }),
+    );
+    if (!semverTouched) semverInput.value = target ? semver.suggest(sourceSemver(), target, ctx.cards[target]?.semver ?? null) : "";
+    validate();
+  }
+
+  function sourceSemver(): string | null {
+    if (source === "current") return ctx.cards[sourceEnv]?.semver ?? null;
+    return entries.find((e) => e.id === source)?.semver ?? null;
+  }
+
+  function problems(): string[] {
+    const out: string[] = [];
+    if (!target) out.push("choose a target environment");
+    const value = semverInput.value.trim();
+    const current = target ? ctx.cards[target]?.semver ?? null : null;
+    if (!value) out.push("enter a new semver");
+    else if (!semver.parse(value)) out.push(`${value} is not a semver such as 1.2.3 or 1.2.3-rc.1`);
+    else if (current && !semver.isGreater(value, current)) out.push(`the new semver must be greater than ${target}'s current ${current}`);
+    if (!noteInput.value.trim()) out.push("write a release note");
+    return out;
+  }
+
+  function validate(): boolean {
+    const list = problems();
+    const current = target ? ctx.cards[target]?.semver : null;
+    const semverProblem = list.find((p) => p.includes("semver"));
+    semverHint.textContent = semverProblem ? semverProblem : current ? `Must be greater than ${current} (${target} now).` : "The first release of this function here.";
+    semverHint.classList.toggle("field-error", Boolean(semverProblem && semverInput.value.trim()));
+    semverInput.setAttribute("aria-invalid", String(Boolean(semverProblem && semverInput.value.trim())));
+    releaseBtn.disabled = inFlight || list.length > 0;
+    if (!inFlight && !status.dataset.sticky) status.textContent = list.length ? `To release: ${list.join("; ")}.` : "Ready to release.";
+    return list.length === 0;
+  }
+
+  async function loadDiff(): Promise<void> {
+    const token = ++diffToken;
+    destroyDiff?.();
+    destroyDiff = null;
+    if (!target) {
+      clear(diffBox, h("p", { class: "muted" }, "Choose a target to see what changes."));
+      return;
+    }
+    const sourceRef = source === "current" ? `${sourceEnv}/${ctx.base}` : `#${source}`;
+    const sourceName = source === "current" ? `${ENV_LABEL[sourceEnv]} current (v${ctx.cards[sourceEnv]?.semver})` : `${ENV_LABEL[sourceEnv]} #${source} (v${sourceSemver()})`;
+    const targetCard = ctx.cards[target];
+    const targetName = targetCard ? `${ENV_LABEL[target]} now (v${targetCard.semver})` : `${ENV_LABEL[target]} (nothing yet)`;
+    clear(diffTitle, "Changes ", h("span", { class: "muted" }, `${targetName} → ${sourceName}`));
+    clear(diffBox, h("p", { class: "muted loading" }, "Loading the diff…"));
+    try {
+      let files: FileDiff[];
+      const [mod, data] = await Promise.all([
+        import("./diff"),
+        targetCard
+          ? api.get(`${gw(ctx.gateway.id)}/diff?a=${encodeURIComponent(`${target}/${ctx.base}`)}&b=${encodeURIComponent(sourceRef)}`)
+          : source === "current"
+            ? api.get(`${gw(ctx.gateway.id)}/functions/${sourceEnv}/${pathOf(ctx.base)}?files=true`)
+            : api.get(`${gw(ctx.gateway.id)}/history-entries/${source}?files=true`),
+      ]);
+      if (token !== diffToken) return;
+      files = targetCard
+        ? (data.files as FileDiff[])
+        : Object.entries(data.files as Record<string, string>).map(([path, b]) => ({ path, status: "added" as const, a: null, b }));
+      destroyDiff = mod.renderDiff(diffBox, files, { a: targetName, b: sourceName });
+    } catch (err) {
+      if (token === diffToken) clear(diffBox, h("p", { class: "error-text", role: "alert" }, (err as Error).message));
+    }
+  }
+
+  async function submit(): Promise<void> {
+    if (!validate() || inFlight) return;
+    inFlight = true;
+    releaseBtn.disabled = true;
+    cancelBtn.disabled = true;
+    status.dataset.sticky = "1";
+    const body = {
+      target,
+      semver: semverInput.value.trim(),
+      note: noteInput.value.trim(),
+    };
+    clear(status, h("span", { class: "spinner", "aria-hidden": "true" }), `Releasing to ${target}…`);
+    try {
+      const result =
+        source === "current"
+          ? await api.post(`${gw(ctx.gateway.id)}/promote`, { name: `${sourceEnv}/${ctx.base}`, ...body })
+          : await api.post(`${gw(ctx.gateway.id)}/release`, { base: ctx.base, source_env: sourceEnv, source_history_id: source, ...body });
+      const fn = result.function;
+      const rollout = await waitForRuntimes(fn.env, fn.version, (r) =>
+        clear(status, h("span", { class: "spinner", "aria-hidden": "true" }), `Released ${fn.name} v${fn.semver} (version ${fn.version}). Waiting for the runtimes: ${r.summary}`),
+      );
+      inFlight = false;
+      ctx.onReleased(target);
+      const confirmed = rollout?.done && rollout.failed === 0;
+      clear(
+        status,
+        icon(confirmed ? "check" : "alert"),
+        confirmed
+          ? `Released ${fn.name} v${fn.semver}: ${rollout!.summary}${rollout!.latency_ms != null ? ` in ${Math.round(rollout!.latency_ms)} ms` : ""}.`
+          : `Released ${fn.name} v${fn.semver} (version ${fn.version}); runtimes: ${rollout?.summary ?? "unknown"}.`,
+      );
+      status.className = `release-status ${confirmed ? "ok" : rollout && rollout.failed ? "bad" : "warn"}`;
+      cancelBtn.disabled = false;
+      cancelBtn.textContent = "Close";
+      if (confirmed) setTimeout(() => sheet.close(), 900);
+    } catch (err) {
+      inFlight = false;
+      cancelBtn.disabled = false;
+      delete status.dataset.sticky;
+      const e = err as ApiError;
+      clear(status, h("span", { class: "error-text", role: "alert" }, icon("alert"), `Refused: ${e.message}`));
+      status.className = "release-status bad";
+      releaseBtn.disabled = false;
+      status.dataset.sticky = "1";
+      const clearSticky = () => {
+        delete status.dataset.sticky;
+        status.className = "release-status";
+        validate();
+      };
+      semverInput.addEventListener("input", clearSticky, { once: true });
+      noteInput.addEventListener("input", clearSticky, { once: true });
+    }
+  }
+
+  async function waitForRuntimes(env: string, version: number, progress: (r: Rollout) => void): Promise<Rollout | null> {
+    const started = Date.now();
+    let last: Rollout | null = null;
+    while (Date.now() - started < 15000) {
+      try {
+        last = (await api.get(`${gw(ctx.gateway.id)}/rollout/${env}/${pathOf(ctx.base)}?version=${version}`)) as Rollout;
+      } catch {
+        return last;
+      }
+      progress(last);
+      if (last.done) return last;
+      if (last.runtimes.length === 0 && Date.now() - started > 2000) return last; // nothing will confirm
+      await sleep(250);
+    }
+    return last;
+  }
+
+  sheet.panel.addEventListener("keydown", (e) => {
+    if ((e.metaKey || e.ctrlKey) && e.key === "Enter") submit();
+  });
+  loadHistory();
+  queueMicrotask(() => noteInput.focus());
+  return sheet;
+}
