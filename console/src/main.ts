@@ -483,6 +483,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
     const files = editor.files();
     if (!overwrite && !editor.dirty() && baseVersion > 0) {
       saveStatus.textContent = "Nothing to save";
+      editor.setProblems([]); // the saved version built
       return;
     }
     saving = true;

@@ -164,6 +164,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
         const refusal = targetRefusal(env);
         const current = ctx.cards[env];
         const reasonId = uid("reason");
+        const nameId = uid("target-name");
         return h(
           "label",
           { class: `target${refusal ? " disabled" : ""}${env === target ? " selected" : ""}`, "data-env": env },
@@ -173,6 +174,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
             value: env,
             checked: env === target,
             disabled: Boolean(refusal),
+            "aria-labelledby": nameId,
             "aria-describedby": reasonId,
             onchange: () => {
               target = env;
@@ -184,7 +186,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
           h(
             "span",
             { class: "target-text" },
-            h("span", { class: `env-name env-${env}` }, ENV_LABEL[env], env === sourceEnv && !refusal ? " (roll back)" : ""),
+            h("span", { class: `env-name env-${env}`, id: nameId }, ENV_LABEL[env], env === sourceEnv && !refusal ? " (roll back)" : ""),
             h("span", { class: "reason", id: reasonId }, refusal ?? (current ? `now v${current.semver}` : "nothing deployed yet")),
           ),
         );

@@ -1,0 +1,126 @@
+"""Fixtures and helpers for the console's browser tests (loaded by tests/test_console_*.py through `pytest_plugins`):
+Playwright (Python) driving Debian's Chromium against a real `fnstage up` on loopback. Never a
+downloaded browser build: `.ci/run` installs /usr/bin/chromium.
+
+Without /usr/bin/chromium these tests skip loudly on a workstation and FAIL under CI (CI=true).
+Not a conftest.py: the other tests import helpers `from conftest`, which a second conftest would shadow.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page
+
+from fnstage.testing import UpProcess
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+
+INDEX = (
+    "from utils import greet\n\n\n"
+    "async def main(ctx):\n"
+    '    name = ctx.query.get("name", "world")\n'
+    '    ctx.log("greeting", name)\n'
+    '    return {"message": greet(name)}\n'
+)
+UTILS = 'def greet(name):\n    return f"Hello, {name}!"\n'
+
+
+def ok(response: httpx.Response) -> Any:
+    assert response.status_code < 300, response.text
+    return response.json()
+
+
+def seed(api: httpx.Client, gateway: str, *, released: bool = True) -> None:
+    """A gateway with user/me: dev v2 ("Hi"), and (when released) staging 1.0.0-rc.1 and prod 1.0.0
+    with the first code ("Hello")."""
+    ok(api.post("/gateways", json={"id": gateway}))
+    files = {"index.py": INDEX, "utils.py": UTILS}
+    ok(api.put(f"/gateways/{gateway}/functions/dev/user/me", json={"files": files, "expected_version": 0}))
+    if released:
+        promote = {"name": "dev/user/me", "target": "staging", "semver": "1.0.0-rc.1", "note": "QA round 1"}
+        ok(api.post(f"/gateways/{gateway}/promote", json=promote))
+        promote = {"name": "staging/user/me", "target": "prod", "semver": "1.0.0", "note": "First release"}
+        ok(api.post(f"/gateways/{gateway}/promote", json=promote))
+    hi = {"index.py": INDEX, "utils.py": UTILS.replace("Hello", "Hi")}
+    body = {"files": hi, "expected_version": 1, "semver": "0.2.0", "changelog": "Say hi"}
+    ok(api.put(f"/gateways/{gateway}/functions/dev/user/me", json=body))
+
+
+def runtime_answers(up: UpProcess) -> bool:
+    try:
+        return httpx.get(f"{up.runtime_url}/_fnstage/health", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def open_console(page: Page, up: UpProcess, hash_path: str = "") -> Page:
+    """Open the console already signed in (the token in localStorage, as after signing in)."""
+    page.add_init_script(f"localStorage.setItem('fnstage.token', {up.token!r})")
+    page.goto(f"{up.url}/{hash_path}")
+    return page
+
+
+def open_function(page: Page, up: UpProcess, gateway: str, base: str = "user/me") -> Page:
+    open_console(page, up, f"#/g/{gateway}/f/{base}")
+    page.wait_for_selector(".env-card[data-env=dev] .semver")
+    page.wait_for_selector(".tab.selected")
+    return page
+
+
+def replace_editor_text(page: Page, text: str) -> None:
+    page.locator(".editor .cm-content").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text(text)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    if not CHROMIUM.exists():
+        reason = (
+            "/usr/bin/chromium is missing: the console's browser tests need Debian's Chromium "
+            "(apt-get install -y chromium; .ci/run installs it)"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(f"SKIPPING BROWSER TESTS: {reason}")
+    return {
+        **browser_type_launch_args,
+        "executable_path": str(CHROMIUM),
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
+    return {**browser_context_args, "viewport": {"width": 1440, "height": 900}}
+
+
+@pytest.fixture(scope="session")
+def console_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
+    with UpProcess(tmp_path_factory.mktemp("console-up")) as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def console_api(console_up: UpProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=f"{console_up.url}/api/v1",
+        headers={"Authorization": f"Bearer {console_up.token}"},
+        timeout=30,
+    ) as client:
+        yield client

@@ -1,0 +1,173 @@
+"""The console's editor: sign in, functions by base, edit and save to dev, build errors inline,
+file tabs, unsaved-change warnings, and "try it" through the runtime."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from fnstage.testing import UpProcess
+
+pytest.register_assert_rewrite("conftest_browser")  # before its import: pytest_plugins loads it too
+from conftest_browser import INDEX, UTILS, open_function, replace_editor_text, runtime_answers, seed  # noqa: E402
+
+pytest_plugins = ["conftest_browser"]  # the browser fixtures: Chromium, a real fnstage up
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+
+def test_sign_in_pick_a_gateway_and_see_functions_grouped(
+    page: Page, console_up: UpProcess, console_api: httpx.Client
+) -> None:
+    seed(console_api, "signin")
+    console_api.put(
+        "/gateways/signin/functions/dev/orders/list",
+        json={"files": {"index.py": "def main(ctx):\n    return []\n"}},
+    )
+    page.goto(console_up.url + "/")
+    page.get_by_label("API token").fill("not-a-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).not_to_be_empty()  # the API's own words about the bad token
+    page.get_by_label("API token").fill(console_up.token)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Gateway").select_option("signin")
+    row = page.locator(".fn-row", has_text="user/me")
+    expect(row.locator(".badge.env-dev")).to_contain_text("v0.2.0")
+    expect(row.locator(".badge.env-staging")).to_contain_text("v1.0.0-rc.1")
+    expect(row.locator(".badge.env-prod")).to_contain_text("v1.0.0")
+    expect(page.locator(".fn-row", has_text="orders/list").locator(".badge.empty")).to_have_count(2)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API token")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('fnstage.token')") is None
+
+
+def test_edit_save_and_the_function_returns_the_new_output(
+    page: Page, console_up: UpProcess, console_api: httpx.Client
+) -> None:
+    seed(console_api, "edit")
+    open_function(page, console_up, "edit")
+    cards = page.locator(".env-card")
+    expect(cards).to_have_count(3)
+    expect(cards.nth(0)).to_contain_text("v0.2.0")
+    expect(cards.nth(1)).to_contain_text("v1.0.0-rc.1")
+    expect(cards.nth(2)).to_contain_text("First release")
+    page.get_by_role("tab", name="utils.py").click()
+    replace_editor_text(page, UTILS.replace("Hello", "Howdy"))
+    expect(page.locator(".save-status")).to_have_text("Unsaved changes")
+    page.keyboard.press("Control+s")
+    expect(page.locator(".save-status")).to_contain_text("Saved version 3")
+    fn = console_api.get("/gateways/edit/functions/dev/user/me", params={"files": "true"}).json()
+    assert fn["version"] == 3
+    assert "Howdy" in fn["files"]["utils.py"]
+    expect(page.locator(".env-card[data-env=dev]")).to_contain_text("version 3")
+
+    if not runtime_answers(console_up):
+        pytest.skip(
+            "saved as version 3 (checked through the API); the runtime does not answer in `fnstage up` yet"
+        )
+    deadline = time.monotonic() + 5
+    while True:  # "live in dev within a second": the console's try it goes through the runtime
+        page.get_by_label("Query").fill("name=Ada")
+        page.get_by_role("button", name="Send").click()
+        body = page.locator(".try-body")
+        expect(body).to_be_visible()
+        if "Howdy, Ada!" in body.inner_text() or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    expect(page.locator(".try-body")).to_contain_text("Howdy, Ada!")
+    expect(page.locator("[data-testid=try-status]")).to_have_text("200")
+
+
+def test_a_build_error_is_shown_inline_and_nothing_is_saved(
+    page: Page, console_up: UpProcess, console_api: httpx.Client
+) -> None:
+    seed(console_api, "broken", released=False)
+    open_function(page, console_up, "broken")
+    broken = INDEX.replace('return {"message": greet(name)}', 'return {"message": greet(name)')
+    replace_editor_text(page, broken)
+    page.get_by_role("button", name="Save").click()
+    problems = page.locator(".problems")
+    expect(problems).to_contain_text("Build failed: nothing was saved")
+    expect(problems).to_contain_text("index.py:7")
+    expect(page.locator(".save-status")).to_have_text("Build failed: not saved")
+    expect(page.locator(".tab.has-problem")).to_have_text("index.pymain")
+    # the error is marked in the editor at its line, and the unsaved text is kept
+    expect(page.locator(".editor .cm-lintRange-error").first).to_be_visible()
+    expect(page.locator(".editor .cm-gutter-lint .cm-lint-marker-error")).to_have_count(1)
+    assert "greet(name)}" not in page.locator(".editor .cm-content").inner_text()
+    assert console_api.get("/gateways/broken/functions/dev/user/me").json()["version"] == 2
+    # fixing it saves, and clears the problems
+    replace_editor_text(page, INDEX.replace("greeting", "greeting you"))
+    page.keyboard.press("Control+s")
+    expect(page.locator(".save-status")).to_contain_text("Saved version 3")
+    expect(problems).to_be_hidden()
+
+
+def test_add_rename_and_delete_files_then_save(
+    page: Page, console_up: UpProcess, console_api: httpx.Client
+) -> None:
+    seed(console_api, "files", released=False)
+    open_function(page, console_up, "files")
+    page.get_by_role("button", name="Add file").click()
+    page.get_by_label("New file name").fill("helpers.py")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("tab", name="helpers.py")).to_have_attribute("aria-selected", "true")
+    page.keyboard.insert_text("PI = 3\n")
+    page.get_by_role("button", name="Rename helpers.py").click()
+    page.get_by_label("New name for helpers.py").fill("consts.py")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("tab", name="consts.py")).to_be_visible()
+    page.get_by_role("tab", name="utils.py").click()
+    page.get_by_role("button", name="Delete utils.py").click()
+    expect(page.get_by_role("tab", name="utils.py")).to_have_count(0)
+    # index.py still imports utils: the server refuses, and says which import cannot resolve
+    page.keyboard.press("Control+s")
+    expect(page.locator(".problems")).to_contain_text("utils")
+    page.get_by_role("tab", name="index.py").click()
+    replace_editor_text(page, "from consts import PI\n\n\ndef main(ctx):\n    return {'pi': PI}\n")
+    page.keyboard.press("Control+s")
+    expect(page.locator(".save-status")).to_contain_text("Saved version 3")
+    fn = console_api.get("/gateways/files/functions/dev/user/me", params={"files": "true"}).json()
+    assert sorted(fn["files"]) == ["consts.py", "index.py"]
+    assert fn["files"]["consts.py"] == "PI = 3\n"
+
+
+def test_leaving_with_unsaved_changes_asks_first(
+    page: Page, console_up: UpProcess, console_api: httpx.Client
+) -> None:
+    seed(console_api, "leave", released=False)
+    open_function(page, console_up, "leave")
+    replace_editor_text(page, INDEX + "# more\n")
+    asked: list[str] = []
+
+    def dismiss(dialog) -> None:  # type: ignore[no-untyped-def]
+        asked.append(dialog.type)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    page.get_by_role("link", name="leave").click()  # the breadcrumb back to the gateway
+    expect(page.locator(".editor .cm-content")).to_contain_text("# more")
+    assert asked == ["confirm"]
+    assert "/f/user/me" in page.url
+    # closing the tab asks too (beforeunload)
+    with page.expect_event("dialog") as event:
+        page.close(run_before_unload=True)
+    assert event.value.type == "beforeunload"
+
+
+def test_try_it_without_a_runtime_says_so(
+    page: Page, console_up: UpProcess, console_api: httpx.Client
+) -> None:
+    seed(console_api, "tryit", released=False)
+    open_function(page, console_up, "tryit")
+    page.get_by_role("button", name="Send").click()
+    output = page.locator(".try-output")
+    if runtime_answers(console_up):
+        expect(output.locator("[data-testid=try-status]")).to_have_text("200")
+        expect(output).to_contain_text("Hi, world!")
+        expect(output).to_contain_text(re.compile("greeting world|logs not available yet"))
+    else:
+        expect(output).to_contain_text("did not answer")
