@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from fnstage.service.deployments import Deployments
 from fnstage.service.gateways import Gateways
@@ -44,11 +45,9 @@ def deployments(tmp_path: Path) -> Iterator[tuple[str, Deployments]]:
 
 def start(url: str, port: int, workers: int, gateway: str | None) -> subprocess.Popen[bytes]:
     code = (
-        "import functools\n"
-        "from fnstage.store.feed import FeedReader\n"
-        "from fnstage.runtime.server import serve_runtime\n"
-        f"serve_runtime(functools.partial(FeedReader, {url!r}), port={port}, workers={workers}, "
-        f"gateway={gateway!r}, log_level='warning')\n"
+        "from fnstage.runtime.server import serve_runtime, store_feed, store_reporter\n"
+        f"serve_runtime(store_feed({url!r}), port={port}, workers={workers}, gateway={gateway!r},\n"
+        f"    log_level='warning', reporter_factory=store_reporter({url!r}, {gateway!r}, 'http://x:{port}'))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     deadline = time.monotonic() + 20
@@ -86,6 +85,15 @@ def test_publish_becomes_live_in_every_worker(deployments: tuple[str, Deployment
                 seen = [*seen, 2] if response.json() == {"v": 2} else []
             assert len(seen) == 20
             assert http.get("/demo/dev/hello").headers["x-fnstage-version"] == "2"
+            deadline = time.monotonic() + 5
+            reported: list[int] = []
+            while reported.count(2) < workers and time.monotonic() < deadline:  # every worker reports v2
+                with service.store.read() as tx:
+                    rows = tx.conn.execute(
+                        text("select version from runtime_functions where name = 'dev/hello'")
+                    )
+                    reported = [r[0] for r in rows]
+            assert reported.count(2) == workers, reported
             service.delete(ADA, "demo", "dev/hello")
             deadline = time.monotonic() + 5
             gone = 0

@@ -294,3 +294,51 @@ async def test_follows_a_real_sqlite_store_through_inotify(tmp_path: Path) -> No
     finally:
         await watcher.stop()
         store.close()
+
+
+class FakeReporter:
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, ...]] = []
+
+    def register(self) -> None:
+        self.calls.append(("register",))
+
+    def heartbeat(self, feed_state: str = "connected", feed_since: object = None) -> None:
+        self.calls.append(("heartbeat",))
+
+    def live(self, gateway: str, name: str, version: int) -> None:
+        self.calls.append(("live", gateway, name, version))
+
+    def failed(self, gateway: str, name: str, version: int, error: str) -> None:
+        self.calls.append(("failed", gateway, name, version, error))
+
+    def removed(self, gateway: str, name: str) -> None:
+        self.calls.append(("removed", gateway, name))
+
+    def deregister(self) -> None:
+        self.calls.append(("deregister",))
+
+    def close(self) -> None:
+        self.calls.append(("close",))
+
+
+async def test_reports_what_is_live_failed_and_removed(feed: FakeFeed) -> None:
+    reporter = FakeReporter()
+    watcher = Watcher(
+        Registry(), lambda: feed, gateway="demo", poll_interval_s=30, reporter_factory=lambda: reporter
+    )
+    await watcher.start()
+    feed.publish("demo", "dev/a", 2, "x = 1 / 0\ndef main(ctx):\n    pass\n")
+    feed.unpublish("demo", "prod/a", 3)
+    watcher.poke()
+    with pytest.raises(LoadError):
+        await watcher.wait_for("demo", "dev/a", 2)
+    await watcher.wait_for_removal("demo", "prod/a")
+    await watcher.stop()
+    calls = [c for c in reporter.calls if c != ("heartbeat",)]
+    assert calls[0] == ("register",)
+    assert set(calls[1:3]) == {("live", "demo", "dev/a", 1), ("live", "demo", "prod/a", 3)}
+    assert ("removed", "demo", "prod/a") in calls
+    assert ("failed", "demo", "dev/a", 2, "ZeroDivisionError at index.py:1: division by zero") in calls
+    assert calls[-2:] == [("deregister",), ("close",)]
+    assert ("heartbeat",) in reporter.calls

@@ -11,17 +11,37 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 
 from fnstage.runtime.app import DEFAULT_MAX_BODY_BYTES, RuntimeApp
 from fnstage.runtime.invoker import InvocationLogs
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
-from fnstage.runtime.watcher import FeedReaderLike, Watcher
+from fnstage.runtime.watcher import FeedReaderLike, ReporterLike, Watcher
 
 logger = logging.getLogger("fnstage.runtime")
 
 ReaderFactory = Callable[[], FeedReaderLike]
+ReporterFactory = Callable[[], ReporterLike]
+
+
+def store_feed(database_url: str) -> ReaderFactory:
+    """A picklable factory of the store's FeedReader, for `serve_runtime` / `build_app`."""
+    from fnstage.store.feed import FeedReader
+
+    return functools.partial(FeedReader, database_url)
+
+
+def store_reporter(database_url: str, gateway: str | None, public_url: str) -> ReporterFactory:
+    """A picklable factory of the store's RuntimeReporter; each worker registers as its own runtime."""
+    return functools.partial(_make_reporter, database_url, gateway, public_url)
+
+
+def _make_reporter(database_url: str, gateway: str | None, public_url: str) -> ReporterLike:
+    from fnstage.store.runtime_status import RuntimeIdentity, RuntimeReporter
+
+    return RuntimeReporter(database_url, RuntimeIdentity.new(gateway, public_url, os.getpid()))
 
 
 def build_app(
@@ -34,13 +54,21 @@ def build_app(
     internal_token: str | None = None,
     poll_interval_s: float = 1.0,
     logs: InvocationLogs | None = None,
+    reporter_factory: ReporterFactory | None = None,
 ) -> RuntimeApp:
     """One worker's runtime: an ASGI app whose lifespan starts a watcher on the store's feed.
 
     `gateway`: serve only this gateway (reads only its published functions); None serves them all.
+    `reporter_factory`: called once in the worker; tells the control plane what is live here.
     """
     registry = Registry()
-    watcher = Watcher(registry, feed_reader_factory, gateway=gateway, poll_interval_s=poll_interval_s)
+    watcher = Watcher(
+        registry,
+        feed_reader_factory,
+        gateway=gateway,
+        poll_interval_s=poll_interval_s,
+        reporter_factory=reporter_factory,
+    )
     return RuntimeApp(
         registry,
         Router(domain=domain, gateway=gateway),
@@ -63,6 +91,7 @@ def serve_runtime(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     internal_token: str | None = None,
     log_level: str = "info",
+    reporter_factory: ReporterFactory | None = None,
 ) -> None:
     """Serve the runtime until interrupted (blocking). `feed_reader_factory` is called once in every
     worker process; make it picklable (e.g. `functools.partial(FeedReader, url)`)."""
@@ -77,6 +106,7 @@ def serve_runtime(
         domain,
         max_body_bytes=max_body_bytes,
         internal_token=internal_token,
+        reporter_factory=reporter_factory,
     )
     server = Server(
         "fnstage.runtime",  # a label only: the app comes from `loader`

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -45,6 +46,24 @@ class FeedReaderLike(Protocol):
     def close(self) -> None: ...
 
 
+class ReporterLike(Protocol):
+    """Tells the control plane what is live here (`fnstage.store.runtime_status.RuntimeReporter`)."""
+
+    def register(self) -> None: ...
+
+    def heartbeat(self, feed_state: str = "connected", feed_since: datetime | None = None) -> None: ...
+
+    def live(self, gateway: str, name: str, version: int) -> None: ...
+
+    def failed(self, gateway: str, name: str, version: int, error: str) -> None: ...
+
+    def removed(self, gateway: str, name: str) -> None: ...
+
+    def deregister(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Watcher:
     def __init__(
         self,
@@ -57,6 +76,8 @@ class Watcher:
         load_timeout_s: float | None = DEFAULT_LOAD_TIMEOUT_S,
         watch_files: bool = True,
         startup_timeout_s: float = 10.0,
+        reporter_factory: Callable[[], ReporterLike] | None = None,
+        heartbeat_interval_s: float = 3.0,
     ) -> None:
         self.registry = registry
         self.gateway = gateway
@@ -67,6 +88,10 @@ class Watcher:
         self.startup_timeout_s = startup_timeout_s
         self._reader_factory = reader_factory
         self._reader: FeedReaderLike | None = None
+        self._reporter_factory = reporter_factory
+        self._reporter: ReporterLike | None = None
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._last_heartbeat = 0.0
         self._positions: dict[str, int] = {}
         self._token: int | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -99,6 +124,10 @@ class Watcher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self._executor is not None:
+            if self._reporter is not None:
+                await self._report("deregister")
+                await self._report("close")
+                self._reporter = None
             if self._reader is not None:
                 await self._call(self._reader.close)
             self._executor.shutdown(wait=False)
@@ -149,6 +178,9 @@ class Watcher:
                 if self._reader is None:
                     self._reader = await self._call(self._reader_factory)
                     self._start_file_watch(self._reader.database_dir)
+                if self._reporter is None and self._reporter_factory is not None:
+                    self._reporter = await self._call(self._reporter_factory)
+                    await self._report("register")
                 await self._resync()
                 attempt = 0
                 while True:
@@ -182,6 +214,7 @@ class Watcher:
         await self._load(stale, allow_older=True)
         for gateway, name in self.registry.names(self.gateway) - published.keys():
             self.registry.remove(gateway, name)
+            await self._report("removed", gateway, name)
             logger.info("runtime: unloaded %s/%s (no longer published)", gateway, name)
         self._positions = positions
         self.resyncs += 1
@@ -201,6 +234,12 @@ class Watcher:
             except TimeoutError:
                 pass
             self._wake.clear()
+            if (
+                self._reporter is not None
+                and time.monotonic() - self._last_heartbeat >= self.heartbeat_interval_s
+            ):
+                self._last_heartbeat = time.monotonic()
+                await self._report("heartbeat")
             # A commit's file write can be seen a moment before the commit itself: look again shortly.
             for delay in (0.0, 0.002, 0.01, 0.05) if woken else (0.0,):
                 if delay:
@@ -228,6 +267,7 @@ class Watcher:
                 deleted[key] = event
         for event in deleted.values():  # before any later upsert of the name (delete, then create again)
             if self.registry.remove(event.gateway, event.name, event.version):
+                await self._report("removed", event.gateway, event.name)
                 logger.info("runtime: unloaded %s/%s v%d", event.gateway, event.name, event.version)
         wanted: dict[str, list[str]] = {}
         for (gateway, name), event in last.items():
@@ -249,6 +289,7 @@ class Watcher:
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, LoadError):
                 self.registry.record_failure(row.gateway, row.name, row.version, result)
+                await self._report("failed", row.gateway, row.name, row.version, result.summary)
                 logger.warning(
                     "runtime: %s/%s v%d failed to load: %s",
                     row.gateway,
@@ -257,6 +298,7 @@ class Watcher:
                     result.summary,
                 )
             elif self.registry.apply(result, allow_older=allow_older):
+                await self._report("live", row.gateway, row.name, row.version)
                 logger.info(
                     "runtime: %s/%s v%d (%s) live, loaded in %.2f ms",
                     row.gateway,
@@ -297,6 +339,15 @@ class Watcher:
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._executor is not None
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _report(self, what: str, *args: Any) -> None:
+        """Tell the control plane; a failure to report is logged, never a reason to stop serving."""
+        if self._reporter is None:
+            return
+        try:
+            await self._call(getattr(self._reporter, what), *args)
+        except Exception:
+            logger.warning("runtime: could not report %s%s", what, args, exc_info=True)
 
     def _notify(self) -> None:
         self.last_change_at = time.time()
