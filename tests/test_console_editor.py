@@ -13,7 +13,15 @@ from playwright.sync_api import Page, expect
 from fnstage.testing import UpProcess
 
 pytest.register_assert_rewrite("conftest_browser")  # before its import: pytest_plugins loads it too
-from conftest_browser import INDEX, UTILS, open_function, replace_editor_text, runtime_answers, seed  # noqa: E402
+from conftest_browser import (  # noqa: E402
+    INDEX,
+    SCREENSHOTS,
+    UTILS,
+    open_function,
+    replace_editor_text,
+    runtime_answers,
+    seed,
+)
 
 pytest_plugins = ["conftest_browser"]  # the browser fixtures: Chromium, a real fnstage up
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -98,6 +106,7 @@ def test_a_build_error_is_shown_inline_and_nothing_is_saved(
     expect(page.locator(".editor .cm-lintRange-error").first).to_be_visible()
     expect(page.locator(".editor .cm-gutter-lint .cm-lint-marker-error")).to_have_count(1)
     assert "greet(name)}" not in page.locator(".editor .cm-content").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "build-error.png"))
     assert console_api.get("/gateways/broken/functions/dev/user/me").json()["version"] == 2
     # fixing it saves, and clears the problems
     replace_editor_text(page, INDEX.replace("greeting", "greeting you"))

@@ -21,7 +21,7 @@ export function tryPanel(ctx: TryContext): HTMLElement {
   const bodyInput = h("textarea", { id: ids.body, class: "mono", rows: "4", placeholder: '{"name": "world"}', spellcheck: "false" });
   const bodyField = h("div", { class: "field", hidden: true }, h("label", { class: "label", for: ids.body }, "Body (JSON or text)"), bodyInput);
   const url = h("code", { class: "url" });
-  const output = h("div", { class: "try-output", "aria-live": "polite" });
+  const output = h("div", { class: "try-output", "aria-live": "polite" }, h("p", { class: "muted" }, "Send a request to see the status, the response body and its ctx.log lines."));
   const sendBtn = h("button", { class: "btn primary", type: "submit" }, icon("play"), "Send");
 
   function toggleBody(): void {
