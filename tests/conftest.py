@@ -1,4 +1,9 @@
-"""Shared fixtures: a real SQLite store in a temporary folder, the services over it, an actor."""
+"""Shared fixtures: a real store on each engine (SQLite in a temporary folder, PostgreSQL in a fresh
+database of its own), the services over it, an actor.
+
+Tests using `store` run once per engine. A test about one engine's own mechanics says so with
+`@pytest.mark.engine("sqlite")` and is not collected for the other.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,68 @@ from pathlib import Path
 
 import pytest
 
+import pg
 from fnstage.service import Actor, Services
 from fnstage.store.engine import sqlite_url
 from fnstage.store.store import Store
 
 INDEX = 'from utils import greet\n\n\nasync def main(ctx):\n    return {"message": greet(ctx.query.get("name", "world"))}\n'
 UTILS = 'def greet(name):\n    return f"Hello, {name}!"\n'
+ENGINES = ["sqlite", "postgres"]
 
 
 def hello_files(greeting: str = "Hello") -> dict[str, str]:
     return {"index.py": INDEX, "utils.py": UTILS.replace("Hello", greeting)}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "engine(name): only for that store engine (sqlite or postgres)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop the other engine's instance of an engine-specific test (not a skip: it does not apply)."""
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        marker = item.get_closest_marker("engine")
+        params = getattr(item, "callspec", None)
+        engine = params.params.get("store") if params else None
+        if marker and engine and engine != marker.args[0]:
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pg.PgServer]:
+    with pg.server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres: pg.PgServer) -> Iterator[str]:
+    """A database migrated once per session; every test's database is a clone of it."""
+    name = postgres.create_database()
+    Store.open(postgres.database_url(name)).close()
+    yield name
+    postgres.drop_database(name)
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store.open(sqlite_url(tmp_path))
+def postgres_url(postgres: pg.PgServer, postgres_template: str) -> Iterator[str]:
+    """A fresh database of this test's own, already migrated."""
+    name = postgres.create_database(template=postgres_template)
+    yield postgres.database_url(name)
+    postgres.drop_database(name)
+
+
+@pytest.fixture(params=ENGINES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else sqlite_url(tmp_path)
+    store = Store.open(url)
     yield store
     store.close()
 

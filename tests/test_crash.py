@@ -6,17 +6,17 @@ statements it makes; after each, the store must look exactly as if the use case 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 
 from conftest import hello_files
 from fnstage.service import Actor, Services
+from fnstage.store import schema
 from fnstage.store.store import Store
 
 
@@ -74,9 +74,9 @@ def check_consistent(store: Store) -> None:
     assert all(hid in history_ids for *_, hid in state["functions"])
     with store.read() as tx:
         refs: Counter[str] = Counter()
-        for table in ("functions", "history"):
-            for (files,) in tx.conn.execute(text(f"select files from {table}")):
-                refs.update(json.loads(files).values())
+        for table in (schema.functions, schema.history):  # JSON decoded alike on both engines
+            for files in tx.conn.scalars(select(table.c.files)):
+                refs.update(files.values())
     assert dict(state["blobs"]) == dict(refs)
     heads = dict(state["seq"])
     for gateway, head in heads.items():

@@ -3,16 +3,67 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
+import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import Engine, event, text
 
+import pg
 from conftest import hello_files
 from fnstage.service import Actor, Services
-from fnstage.store.engine import MIGRATIONS
+from fnstage.store.engine import MIGRATIONS, sqlite_url
 from fnstage.store.feed import FeedReader
 from fnstage.store.store import Store
+
+
+@pytest.fixture
+def empty_url(store: Store, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of the store's engine with nothing in it, not even the schema."""
+    if store.engine.dialect.name == "sqlite":
+        (tmp_path / "empty").mkdir()
+        yield sqlite_url(tmp_path / "empty")
+        return
+    server: pg.PgServer = request.getfixturevalue("postgres")
+    name = server.create_database()
+    yield server.database_url(name)
+    server.drop_database(name)
+
+
+def run_at_once(jobs: list[Callable[[], object]]) -> list[BaseException]:
+    """Run the jobs in threads released together; return what they raised."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(jobs))
+
+    def run(job: Callable[[], object]) -> None:
+        start.wait()
+        try:
+            job()
+        except BaseException as exc:  # collected and asserted by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def before_statement(engine: Engine, marker: str, action: Callable[[], object]) -> None:
+    """Run `action` once, just before the first statement on `engine` whose SQL contains `marker`."""
+    done = False
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        nonlocal done
+        if not done and marker in statement:
+            done = True
+            action()
+
+    event.listen(engine, "before_cursor_execute", before)
 
 
 def test_migrations_are_idempotent(store: Store) -> None:
@@ -25,6 +76,19 @@ def test_migrations_are_idempotent(store: Store) -> None:
     assert version == ScriptDirectory.from_config(config).get_current_head()
 
 
+def test_processes_starting_at_once_on_an_empty_database_all_migrate_it(empty_url: str) -> None:
+    """A server and its runtimes start together on a new database: each runs the migrations."""
+    errors = run_at_once([lambda: Store.open(empty_url).close() for _ in range(4)])
+    assert errors == []
+    store = Store.open(empty_url, run_migrations=False)
+    try:
+        with store.read() as tx:
+            assert tx.conn.execute(text("select count(*) from alembic_version")).scalar() == 1
+    finally:
+        store.close()
+
+
+@pytest.mark.engine("sqlite")
 def test_sqlite_runs_in_wal_mode(store: Store) -> None:
     with store.read() as tx:
         assert tx.conn.execute(text("pragma journal_mode")).scalar() == "wal"
@@ -75,7 +139,10 @@ def test_feed_reader_snapshot_events_and_gaps(
         assert functions == [] and positions == {gateway: 0}
         token = reader.change_token()
         services.deployments.save(actor, gateway, "dev/user/me", hello_files())
-        assert reader.change_token() != token  # another connection committed
+        if store.engine.dialect.name == "sqlite":
+            assert reader.change_token() != token  # another connection committed
+        else:  # PostgreSQL has no such probe: its runtimes learn of changes by LISTEN/NOTIFY
+            assert reader.change_token() == token == 0
         events = reader.events_after(positions, None)
         assert [(e.seq, e.name, e.version, e.action) for e in events or []] == [
             (1, "dev/user/me", 1, "upsert")
@@ -92,6 +159,39 @@ def test_feed_reader_snapshot_events_and_gaps(
         assert [(f.name, f.version) for f in functions] == [("dev/user/me", 2)] and positions == {gateway: 2}
     finally:
         reader.close()
+
+
+def test_a_snapshot_agrees_with_its_positions_while_saves_commit(
+    services: Services, actor: Actor, gateway: str, store: Store
+) -> None:
+    """The published rows and the log positions are read at one instant: a runtime resuming from
+    those positions must not skip a save that committed between the two reads."""
+    services.deployments.save(actor, gateway, "dev/user/me", hello_files())
+    reader = FeedReader(store.engine.url.render_as_string(hide_password=False))
+    try:
+        save = lambda: services.deployments.save(actor, gateway, "dev/user/me", hello_files("Hi"))  # noqa: E731
+        before_statement(reader.engine, "publish_seq", save)  # between the two reads
+        functions, positions = reader.snapshot(gateway)
+        [fn] = functions
+        assert (fn.version, fn.seq) == (1, 1) and positions == {gateway: 1}
+        assert [e.version for e in reader.events_after(positions, gateway) or []] == [2]
+    finally:
+        reader.close()
+
+
+def test_a_read_sees_one_snapshot_while_a_save_collects_blobs(
+    services: Services, actor: Actor, gateway: str, store: Store
+) -> None:
+    """Reading a function's files after its row: a save committed in between (which released the old
+    files' blobs) must not make the read fail or mix versions."""
+    services.gateways.update(gateway, history_limit=1)
+    services.deployments.save(actor, gateway, "dev/user/me", hello_files())
+    save = lambda: services.deployments.save(actor, gateway, "dev/user/me", hello_files("Hi"))  # noqa: E731
+    before_statement(store.engine, "FROM blobs", save)
+    fn, files = services.queries.function(gateway, "dev/user/me")
+    assert fn.version == 1 and files == hello_files()
+    fn, files = services.queries.function(gateway, "dev/user/me")
+    assert fn.version == 2 and files == hello_files("Hi")
 
 
 def test_concurrent_saves_serialise_without_losing_one(

@@ -3,18 +3,21 @@
 Runtimes never read the control-plane tables: only `published` and `publish_log`. On SQLite, a change
 is noticed through the database folder (inotify) and confirmed with `PRAGMA data_version`, which
 changes whenever another connection commits: about 3 us a call, cheap enough to poll as a safety net.
+On PostgreSQL, a change is announced by NOTIFY (`notifications.PgNotifications`); `change_token` is 0.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, select
+from sqlalchemy import Connection, Row, and_, or_, select
 
 from fnstage.store import schema as t
-from fnstage.store.engine import is_sqlite, make_engine
+from fnstage.store.engine import is_sqlite, make_engine, read_options
 from fnstage.store.records import FeedEvent, PublishedFunction
 
 
@@ -47,10 +50,18 @@ class FeedReader:
             self.database_dir = Path(database).parent
             self._probe = sqlite3.connect(database, check_same_thread=False)
 
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """One snapshot for all statements of a read (see `engine.read_options`)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**read_options(self.engine))
+            with conn.begin():
+                yield conn
+
     def snapshot(self, gateway: str | None) -> tuple[list[PublishedFunction], dict[str, int]]:
         """Every published function (of one gateway, or all) and each gateway's last sequence, read
         in one transaction so the two agree."""
-        with self.engine.connect() as conn, conn.begin():
+        with self._read() as conn:
             stmt = select(t.published)
             gw_stmt = select(t.gateways.c.id, t.gateways.c.publish_seq)
             if gateway is not None:
@@ -63,7 +74,7 @@ class FeedReader:
     def events_after(self, positions: dict[str, int], gateway: str | None) -> list[FeedEvent] | None:
         """Log entries after each gateway's position, in order; None when the log no longer reaches
         back to a position (pruned) or a gateway appeared that is not in `positions`: resync then."""
-        with self.engine.connect() as conn, conn.begin():
+        with self._read() as conn:
             gw_stmt = select(t.gateways.c.id, t.gateways.c.publish_seq)
             if gateway is not None:
                 gw_stmt = gw_stmt.where(t.gateways.c.id == gateway)
@@ -91,7 +102,7 @@ class FeedReader:
     def fetch(self, gateway: str, names: list[str]) -> list[PublishedFunction]:
         if not names:
             return []
-        with self.engine.connect() as conn, conn.begin():
+        with self._read() as conn:
             rows = conn.execute(
                 select(t.published).where(
                     t.published.c.gateway_id == gateway, t.published.c.name.in_(sorted(set(names)))

@@ -18,8 +18,9 @@ from sqlalchemy import Connection, Engine, Row, and_, bindparam, delete, func, i
 
 from fnstage.build.bundle import sha256_text
 from fnstage.store import schema as t
-from fnstage.store.engine import make_engine, migrate, upsert
+from fnstage.store.engine import make_engine, migrate, notify_feed, read_options, upsert, write_options
 from fnstage.store.records import (
+    FeedEvent,
     FunctionRecord,
     GatewayRecord,
     HistoryRecord,
@@ -51,14 +52,17 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Tx]:
         with self.engine.connect() as conn:
-            conn.execution_options(fnstage_write=True)
+            conn.execution_options(**write_options(self.engine))
             with conn.begin():
                 yield Tx(conn)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
-        with self.engine.connect() as conn, conn.begin():
-            yield Tx(conn)
+        """A transaction whose statements all see one snapshot (see `engine.read_options`)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**read_options(self.engine))
+            with conn.begin():
+                yield Tx(conn)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -371,12 +375,14 @@ class Tx:
 
     # published and the change feed ----------------------------------------------------------------
     def _next_seq(self, gateway_id: str) -> int:
-        self.conn.execute(
+        """The gateway's next publish sequence, in one statement (both engines support RETURNING);
+        the update holds the gateway row until commit, so sequences commit in order."""
+        seq = self.conn.scalar(
             update(t.gateways)
             .where(t.gateways.c.id == gateway_id)
             .values(publish_seq=t.gateways.c.publish_seq + 1)
+            .returning(t.gateways.c.publish_seq)
         )
-        seq = self.conn.scalar(select(t.gateways.c.publish_seq).where(t.gateways.c.id == gateway_id))
         assert seq is not None
         return int(seq)
 
@@ -387,6 +393,7 @@ class Tx:
                 gateway_id=gateway_id, seq=seq, name=name, version=version, action=action, created_at=now()
             )
         )
+        notify_feed(self.conn, FeedEvent(gateway_id, seq, name, version, action))
         if seq % 500 == 0:
             self.conn.execute(
                 delete(t.publish_log).where(
