@@ -178,11 +178,23 @@ async def test_delete_then_create_again_in_one_batch(watcher: Watcher, feed: Fak
     watcher.poke()
     await watcher.wait_for("demo", "dev/a", 6)
     feed.unpublish("demo", "dev/a", 7)  # e.g. renamed away
-    feed.publish("demo", "dev/a", 1)  # a new function with the old name starts again at 1
+    feed.publish("demo", "dev/a", 8)  # a new function with the old name continues its numbering
     feed.publish("demo", "dev/marker", 1)
     watcher.poke()
     await watcher.wait_for("demo", "dev/marker", 1)
-    assert versions(watcher)[("demo", "dev/a")] == 1
+    assert versions(watcher)[("demo", "dev/a")] == 8
+
+
+async def test_a_lagging_snapshot_never_takes_a_version_back(watcher: Watcher, feed: FakeFeed) -> None:
+    feed.publish("demo", "dev/a", 5)
+    watcher.poke()
+    await watcher.wait_for("demo", "dev/a", 5)
+    feed.publish("demo", "dev/a", 4)  # what a read replica behind the primary would still show
+    feed.pruned_before["demo"] = 10**6  # force the next read to be a resync from the snapshot
+    feed.publish("demo", "dev/marker", 1)
+    watcher.poke()
+    await watcher.wait_for("demo", "dev/marker", 1)
+    assert versions(watcher)[("demo", "dev/a")] == 5
 
 
 async def test_resync_after_an_error_catches_up_on_missed_changes(watcher: Watcher, feed: FakeFeed) -> None:

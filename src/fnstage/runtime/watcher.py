@@ -211,7 +211,9 @@ class Watcher:
             if failure is not None and failure.version == row.version:
                 continue  # already tried: a load error is reported, not retried on every resync
             stale.append(row)
-        await self._load(stale, allow_older=True)
+        # Never backwards, even on resync: the store continues a name's numbering after a delete or a
+        # rename, so an older snapshot row only means a lagging read (a replica), never newer truth.
+        await self._load(stale, allow_older=False)
         for gateway, name in self.registry.names(self.gateway) - published.keys():
             self.registry.remove(gateway, name)
             await self._report("removed", gateway, name)
