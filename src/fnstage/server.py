@@ -6,8 +6,11 @@ start an admin is created and its token written where the CLI finds it.
 
 from __future__ import annotations
 
-import asyncio
 import os
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import uvicorn
@@ -48,30 +51,60 @@ def serve_up(
     runtime_port: int = 8471,
     database_url: str | None = None,
 ) -> None:
+    """The API and console in this process; a runtime for every gateway in a supervised child process,
+    on the same server (granian) and code path as a production `fnstage runtime`."""
     store = open_store(data_dir, database_url)
+    url = store.engine.url.render_as_string(hide_password=False)
     api_url = f"http://{host}:{port}"
+    runtime_url = f"http://{host}:{runtime_port}"
     bootstrap(store, data_dir, api_url)
-    services = Services.create(store)
-    app = create_app(services, runtime_url=f"http://{host}:{runtime_port}")  # runtime_url: console's try it
+    app = create_app(Services.create(store), runtime_url=runtime_url)  # runtime_url: the console's try it
     api = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
-    servers = [api]
-    runtime = _runtime_server(store, host, runtime_port)
-    if runtime is not None:
-        servers.append(runtime)
+    runtime = RuntimeProcess(url, host, runtime_port, data_dir / "runtime.log")
+    runtime.start()
     console.print(f"fnstage API and console: {api_url}  (data: {data_dir.resolve()})")
-    if runtime is not None:
-        console.print(f"Functions answer at http://GATEWAY.ENV.localhost:{runtime_port}/PATH")
-    asyncio.run(_serve_all(servers))
-
-
-def _runtime_server(store: Store, host: str, port: int) -> uvicorn.Server | None:
+    console.print(f"Functions answer at http://GATEWAY.ENV.localhost:{runtime_port}/PATH")
+    console.print(f"Runtime log: {runtime.log_path}")
     try:
-        from fnstage.runtime.embedded import create_embedded_runtime
-    except ImportError:
-        return None
-    app = create_embedded_runtime(str(store.engine.url.render_as_string(hide_password=False)))
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+        api.run()
+    finally:
+        runtime.stop()
 
 
-async def _serve_all(servers: list[uvicorn.Server]) -> None:
-    await asyncio.gather(*(server.serve() for server in servers))
+class RuntimeProcess:
+    """`fnstage runtime` as a child process, restarted if it dies (its deaths are logged)."""
+
+    def __init__(self, database_url: str, host: str, port: int, log_path: Path) -> None:
+        self.args = [sys.executable, "-m", "fnstage", "runtime", "--database-url", database_url]
+        self.args += ["--host", host, "--port", str(port), "--log-level", "warning"]
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._supervise, name="fnstage-runtime", daemon=True)
+
+    def start(self) -> None:
+        self._spawn()
+        self._thread.start()
+
+    def _spawn(self) -> None:
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
+
+    def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            assert self._process is not None
+            code = self._process.wait()
+            if self._stopping.is_set():
+                return
+            console.print(f"[red]the runtime exited with {code}; restarting it[/] (see {self.log_path})")
+            time.sleep(1)
+            self._spawn()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()

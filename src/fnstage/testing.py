@@ -49,7 +49,9 @@ class UpProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"fnstage up exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
+                api = httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code
+                runtime = httpx.get(f"{self.runtime_url}/_fnstage/health", timeout=1).status_code
+                if api == runtime == 200:
                     return self
             except httpx.TransportError:
                 pass
@@ -69,7 +71,9 @@ class UpProcess:
         return {**self.env, "FNSTAGE_URL": self.url}
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """What `fnstage up` and its runtime printed."""
+        parts = [self.log_path, self.data_dir / "runtime.log"]
+        return "\n".join(p.read_text(errors="replace") for p in parts if p.exists())
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -139,6 +139,21 @@ def rollout(
     return serialize.rollout(svc.queries.rollout(gateway, f"{env}/{base}", version))
 
 
+@router.get("/gateways/{gateway}/logs/{env}/{base:path}")
+def invocation_logs(
+    gateway: str,
+    env: str,
+    base: str,
+    limit: int = Query(default=50, ge=1, le=1000),
+    request_id: str | None = Query(default=None, max_length=64),
+    _: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """Recent invocations (newest first) with their `ctx.log` lines, from every runtime serving it."""
+    found = svc.logs.recent(gateway, f"{env}/{base}", limit=limit, request_id=request_id)
+    return {"invocations": found.entries, "runtimes": {"asked": found.asked, "answered": found.answered}}
+
+
 @router.get("/gateways/{gateway}/overview/{base:path}")
 def overview(
     gateway: str, base: str, _: Actor = Depends(current_actor), svc: Services = Depends(services)

@@ -166,6 +166,16 @@ def up(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the API and the web console.")] = 8470,
     runtime_port: Annotated[int, typer.Option(help="Port of the runtime that serves the functions.")] = 8471,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="FNSTAGE_DATABASE_URL",
+            metavar="URL",
+            help="Use this store instead of SQLite in --data (postgresql://...).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run fnstage on this machine: API, console and runtime on an embedded SQLite store.
 
@@ -178,7 +188,58 @@ def up(
         if error.name != "fnstage.server":
             raise
         raise CliError("this installation of fnstage has no server (fnstage.server is missing)") from None
-    serve_up(data_dir=data, host=host, port=port, runtime_port=runtime_port)
+    serve_up(data_dir=data, host=host, port=port, runtime_port=runtime_port, database_url=database_url)
+
+
+@_command(app)
+def runtime(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="FNSTAGE_DATABASE_URL",
+            metavar="URL",
+            help="The store to serve: sqlite:///PATH or postgresql://... (default: the --data folder's).",
+            show_default=False,
+        ),
+    ] = None,
+    data: Annotated[
+        Path, typer.Option("--data", metavar="DIR", help="Folder of the embedded SQLite store.")
+    ] = Path(".fnstage"),
+    gateway: Annotated[
+        str | None,
+        typer.Option(
+            "--gateway", "-g", metavar="ID", help="Serve only this gateway. (default: every gateway)"
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8471,
+    domain: Annotated[
+        str, typer.Option(help="Functions answer at GATEWAY.ENV.DOMAIN (and /ENV/PATH when bound).")
+    ] = "localhost",
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL", help="Where the control plane reaches this runtime (for logs).", show_default=False
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option(metavar="LEVEL", help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve published functions and hot-reload every change, with no restart.
+
+    Production runs one per gateway (`--gateway`), as many as you like, on the shared database;
+    `fnstage up` runs one for every gateway beside the API.
+    """
+    from fnstage.runtime.server import run_runtime
+    from fnstage.store.engine import sqlite_url
+
+    url = database_url or sqlite_url(data)
+    if not database_url and not (data / "fnstage.db").exists():
+        raise CliError(
+            f"no fnstage store in {data}: pass --database-url, or --data with a folder `fnstage up` made"
+        )
+    run_runtime(url, host, port, workers, gateway, domain, public_url, log_level)
 
 
 @_command(app)

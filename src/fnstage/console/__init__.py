@@ -11,17 +11,18 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from fnstage.api.auth import current_actor
 from fnstage.domain.errors import InvalidInput
 from fnstage.domain.names import FunctionName, check_gateway_id
-from fnstage.service import Actor
+from fnstage.service import Actor, Services
 
 STATIC_DIR = Path(__file__).parent / "static"
 TRY_PATH = "/console/try"
@@ -69,7 +70,7 @@ async def try_function(
                 "error": f"the runtime at {runtime_url} did not answer: {exc}",
             }
         request_id = answer.headers.get("x-request-id")
-        logs = await _logs(client, runtime_url, body.gateway, str(name), request_id)
+    logs = await _logs(request, body.gateway, str(name), request_id)
     text = answer.content[:MAX_SHOWN_BODY].decode("utf-8", errors="replace")
     return {
         "reached": True,
@@ -85,23 +86,16 @@ async def try_function(
     }
 
 
-async def _logs(
-    client: httpx.AsyncClient, runtime_url: str, gateway: str, name: str, request_id: str | None
-) -> dict[str, Any] | None:
-    """This invocation's log entry from the runtime, or None when the runtime does not offer logs."""
+async def _logs(request: Request, gateway: str, name: str, request_id: str | None) -> dict[str, Any] | None:
+    """This invocation's log entry, read from the runtimes like `fnstage logs`; None when absent."""
     if not request_id:
         return None
-    query = urlencode({"gateway": gateway, "name": name})
-    try:
-        answer = await client.get(f"{runtime_url}/_fnstage/logs?{query}", timeout=3)
-        if answer.status_code != 200:
-            return None
-        for entry in answer.json().get("invocations", []):
-            if entry.get("request_id") == request_id:
-                return {"lines": entry.get("lines", []), "error": entry.get("error")}
-    except (httpx.HTTPError, ValueError):
+    services: Services = request.app.state.services
+    found = await run_in_threadpool(services.logs.recent, gateway, name, 1, request_id)
+    if not found.entries:
         return None
-    return None
+    entry = found.entries[0]
+    return {"lines": entry.get("lines", []), "error": entry.get("error")}
 
 
 def mount(app: FastAPI, runtime_url: str | None) -> None:

@@ -11,6 +11,7 @@ or digit): `health`, `status` (live versions, load failures, the watcher's posit
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -209,7 +210,7 @@ class RuntimeApp:
             return
         if self.internal_token is not None:
             expected = f"Bearer {self.internal_token}".encode()
-            if dict(scope["headers"]).get(b"authorization") != expected:
+            if not hmac.compare_digest(dict(scope["headers"]).get(b"authorization", b""), expected):
                 body = error_body("unauthorized", "internal endpoints need the runtime's token")
                 await _send(send, 401, _JSON_HEADERS, body, request_id)
                 return

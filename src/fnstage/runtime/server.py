@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import secrets
 from collections.abc import Callable
 
 from fnstage.runtime.app import DEFAULT_MAX_BODY_BYTES, RuntimeApp
@@ -33,15 +34,49 @@ def store_feed(database_url: str) -> ReaderFactory:
     return functools.partial(FeedReader, database_url)
 
 
-def store_reporter(database_url: str, gateway: str | None, public_url: str) -> ReporterFactory:
+def store_reporter(
+    database_url: str, gateway: str | None, public_url: str, control_key: str | None = None
+) -> ReporterFactory:
     """A picklable factory of the store's RuntimeReporter; each worker registers as its own runtime."""
-    return functools.partial(_make_reporter, database_url, gateway, public_url)
+    return functools.partial(_make_reporter, database_url, gateway, public_url, control_key)
 
 
-def _make_reporter(database_url: str, gateway: str | None, public_url: str) -> ReporterLike:
+def _make_reporter(
+    database_url: str, gateway: str | None, public_url: str, control_key: str | None
+) -> ReporterLike:
     from fnstage.store.runtime_status import RuntimeIdentity, RuntimeReporter
 
-    return RuntimeReporter(database_url, RuntimeIdentity.new(gateway, public_url, os.getpid()))
+    identity = RuntimeIdentity.new(gateway, public_url, os.getpid(), control_key)
+    return RuntimeReporter(database_url, identity)
+
+
+def run_runtime(
+    database_url: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    gateway: str | None = None,
+    domain: str = "localhost",
+    public_url: str | None = None,
+    log_level: str = "info",
+) -> None:
+    """`fnstage runtime`: serve a store's published functions, reporting back to the control plane.
+
+    One random internal token guards every worker's `/_fnstage/` endpoints; it is registered with the
+    runtime so the control plane (and nobody else) can read this runtime's logs and status."""
+    token = secrets.token_urlsafe(32)
+    url = public_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    serve_runtime(
+        store_feed(database_url),
+        host,
+        port,
+        workers,
+        gateway,
+        domain,
+        internal_token=token,
+        log_level=log_level,
+        reporter_factory=store_reporter(database_url, gateway, url, token),
+    )
 
 
 def build_app(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fnstage.service.deployments import DEFAULT_HISTORY_LIMIT, Deployed, Deployments
 from fnstage.service.gateways import Gateways
 from fnstage.service.identity import Actor
+from fnstage.service.invocation_logs import InvocationLogReader
 from fnstage.service.queries import Queries
 from fnstage.store.store import Store
 
@@ -17,10 +18,18 @@ class Services:
     gateways: Gateways
     deployments: Deployments
     queries: Queries
+    logs: InvocationLogReader
 
     @classmethod
     def create(cls, store: Store, history_limit: int = DEFAULT_HISTORY_LIMIT) -> Services:
-        return cls(store, Gateways(store), Deployments(store, history_limit), Queries(store))
+        queries = Queries(store)
+        return cls(
+            store,
+            Gateways(store),
+            Deployments(store, history_limit),
+            queries,
+            InvocationLogReader(store, queries),
+        )
 
 
 __all__ = ["Actor", "Deployed", "Deployments", "Gateways", "Queries", "Services"]

@@ -69,6 +69,12 @@ class Rollout:
         return ", ".join(parts)
 
 
+def serving(tx: Tx, gateway: str) -> list[RuntimeRecord]:
+    """The runtimes serving `gateway` that are heard from (not silent)."""
+    clock = now()
+    return [r for r in tx.list_runtimes(gateway) if clock - r.heartbeat_at <= SILENT_AFTER]
+
+
 def rollout(tx: Tx, gateway: str, name: str, version: int, committed_at: datetime) -> Rollout:
     clock = now()
     reports = {r.runtime_id: r for r in tx.runtime_functions(gateway, name)}

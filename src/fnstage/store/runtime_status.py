@@ -30,8 +30,11 @@ class RuntimeIdentity:
     control_key: str
 
     @classmethod
-    def new(cls, gateway: str | None, url: str, pid: int) -> RuntimeIdentity:
-        return cls(str(uuid.uuid4()), gateway, socket.gethostname(), pid, url, secrets.token_urlsafe(32))
+    def new(cls, gateway: str | None, url: str, pid: int, control_key: str | None = None) -> RuntimeIdentity:
+        """`control_key`: the token that guards the runtime's `/_fnstage/` endpoints, which the
+        control plane uses to read its logs; shared by the worker processes behind one port."""
+        key = control_key or secrets.token_urlsafe(32)
+        return cls(str(uuid.uuid4()), gateway, socket.gethostname(), pid, url, key)
 
 
 class RuntimeReporter:
