@@ -9,6 +9,7 @@ Not a conftest.py: the other tests import helpers `from conftest`, which a secon
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,12 @@ from fnstage.testing import UpProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+# Screenshots go to a scratch folder so a test run leaves the tree clean; refresh the ones in the docs
+# with  FNSTAGE_SCREENSHOTS=docs/screenshots ./scripts/test -m browser
+SCREENSHOTS = Path(
+    os.environ.get("FNSTAGE_SCREENSHOTS") or Path(tempfile.gettempdir()) / "fnstage-screenshots"
+)
+SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
 INDEX = (
     "from utils import greet\n\n\n"
