@@ -354,3 +354,29 @@ async def test_reports_what_is_live_failed_and_removed(feed: FakeFeed) -> None:
     assert ("failed", "demo", "dev/a", 2, "ZeroDivisionError at index.py:1: division by zero") in calls
     assert calls[-2:] == [("deregister",), ("close",)]
     assert ("heartbeat",) in reporter.calls
+
+
+class TokenFeed(FakeFeed):
+    """A feed whose change token moves only when something is published (like SQLite's data_version)."""
+
+    def change_token(self) -> int:
+        with self._lock:
+            return 1 + len(self.log)
+
+
+async def test_a_wake_that_finds_no_change_does_not_delay_the_next_one() -> None:
+    # A file event seen before its commit finds no change yet; the watcher looks again later. A real
+    # change announced meanwhile must be read at once, not after that later look (publish -> live).
+    feed = TokenFeed()
+    feed.publish("demo", "dev/a", 1)
+    watcher = Watcher(Registry(), lambda: feed, poll_interval_s=30, recheck_delays_s=(5.0,))
+    await watcher.start()
+    try:
+        for _ in range(2):  # the first look records the token; the second finds it unchanged
+            watcher.poke()  # nothing changed: the watcher will look again in 5 s
+            await asyncio.sleep(0.02)
+        feed.publish("demo", "dev/a", 2)
+        watcher.poke()
+        await watcher.wait_for("demo", "dev/a", 2, timeout=2)
+    finally:
+        await watcher.stop()

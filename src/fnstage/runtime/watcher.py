@@ -27,6 +27,10 @@ from fnstage.store.records import FeedEvent, PublishedFunction
 logger = logging.getLogger("fnstage.runtime")
 
 T = TypeVar("T")
+# A commit's write to the WAL file is seen (inotify) a moment before the commit is visible
+# (`data_version` moves when the wal-index is updated): after a wake that finds no change, look again
+# after these delays (each cut short by a new wake).
+RECHECK_DELAYS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 Key = tuple[str, str]
 
 
@@ -78,10 +82,12 @@ class Watcher:
         startup_timeout_s: float = 10.0,
         reporter_factory: Callable[[], ReporterLike] | None = None,
         heartbeat_interval_s: float = 3.0,
+        recheck_delays_s: Sequence[float] = RECHECK_DELAYS_S,
     ) -> None:
         self.registry = registry
         self.gateway = gateway
         self.poll_interval_s = poll_interval_s
+        self.recheck_delays_s = tuple(recheck_delays_s)
         self.retry_delays_s = tuple(retry_delays_s)
         self.load_timeout_s = load_timeout_s
         self.watch_files = watch_files
@@ -227,29 +233,43 @@ class Watcher:
     async def _wait_for_change(self) -> None:
         assert self._reader is not None
         while True:
-            woken = False
-            try:
-                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation (stop())
-                async with asyncio.timeout(self.poll_interval_s):
-                    await self._wake.wait()
-                woken = True
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            woken = await self._woken_within(self.poll_interval_s)
             if (
                 self._reporter is not None
                 and time.monotonic() - self._last_heartbeat >= self.heartbeat_interval_s
             ):
                 self._last_heartbeat = time.monotonic()
                 await self._report("heartbeat")
-            # A commit's file write can be seen a moment before the commit itself: look again shortly.
-            for delay in (0.0, 0.002, 0.01, 0.05) if woken else (0.0,):
-                if delay:
-                    await asyncio.sleep(delay)
-                token = await self._call(self._reader.change_token)
-                if token == 0 or token != self._token:  # 0: the reader cannot tell; always look
-                    self._token = token
+            if await self._token_moved():
+                return
+            if not woken:
+                continue
+            # A commit's file write can be seen a moment before the commit itself: look again shortly,
+            # and at once on the next wake (a sleep here would make the very next commit wait for it).
+            for delay in self.recheck_delays_s:
+                await self._woken_within(delay)
+                if await self._token_moved():
                     return
+
+    async def _woken_within(self, timeout_s: float) -> bool:
+        """Wait for a wake (True) or `timeout_s` (False), and clear it: a wake after this returns counts."""
+        try:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation (stop())
+            async with asyncio.timeout(timeout_s):
+                await self._wake.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._wake.clear()
+
+    async def _token_moved(self) -> bool:
+        assert self._reader is not None
+        token = await self._call(self._reader.change_token)
+        if token == 0 or token != self._token:  # 0: the reader cannot tell; always look
+            self._token = token
+            return True
+        return False
 
     async def _catch_up(self) -> None:
         assert self._reader is not None
