@@ -153,3 +153,21 @@ def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def test_a_function_over_its_time_limit_answers_504_and_others_keep_answering(
+    up: UpProcess, tmp_path: Path
+) -> None:
+    cli = Cli(up)
+    src = write(
+        tmp_path / "slow",
+        {"index.py": "import asyncio\n\nasync def main(ctx):\n    await asyncio.sleep(30)\n"},
+    )
+    cli.run("push", str(src), "dev/slow/fn", "--timeout", "0.5", "--wait")
+    started = time.monotonic()
+    r = call(up, "dev", "/slow/fn")
+    assert r.status_code == 504 and time.monotonic() - started < 3
+    assert r.json()["error"]["request_id"] == r.headers["x-request-id"]
+    fast = write(tmp_path / "fast", {"index.py": VERSIONED % 1})
+    cli.run("push", str(fast), "dev/fast/fn", "--wait")
+    assert call(up, "dev", "/fast/fn").status_code == 200

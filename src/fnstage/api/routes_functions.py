@@ -61,6 +61,7 @@ def save_function(
         description=body.description,
         tags=body.tags,
         config=body.config,
+        timeout_s=body.timeout_s,
     )
     if deployed.history is not None and deployed.history.kind == "create":
         response.status_code = 201

@@ -37,6 +37,7 @@ class Save(Body):
     description: str | None = Field(default=None, max_length=1000)
     tags: list[str] | None = Field(default=None, max_length=20)
     config: dict[str, Any] | None = None
+    timeout_s: float | None = Field(default=None, ge=0.1, le=900, description="seconds per invocation")
 
 
 class Promote(Body):

@@ -35,6 +35,7 @@ def function(f: FunctionRecord, files: dict[str, str] | None = None) -> dict[str
         "description": f.description,
         "tags": f.tags,
         "config": f.config,
+        "timeout_s": f.timeout_s,
         "history_id": f.history_id,
         "created_at": f.created_at.isoformat(),
         "created_by": f.created_by,

@@ -423,6 +423,10 @@ def push(
     methods: Annotated[
         str | None, typer.Option(metavar="GET,POST", help="HTTP methods the function answers.")
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(metavar="SECONDS", min=0.1, max=900, help="Time limit per invocation (default 30)."),
+    ] = None,
     wait: WaitOption = False,
     wait_timeout: WaitTimeoutOption = 30.0,
     gateway: GatewayOption = None,
@@ -448,7 +452,7 @@ def push(
                 hint="pass --entrypoint PATH to name the file that defines main(ctx)",
             )
         changes = sync.compare_hashes(sync.hash_files(files), (current or {}).get("file_hashes") or {})
-        wants_meta = semver is not None or changelog is not None or method_list is not None
+        wants_meta = any(x is not None for x in (semver, changelog, method_list, timeout))
         if current and not changes.count and entry == current.get("entrypoint") and not wants_meta:
             render.say(f"unchanged: {fn} is already version {current.get('version')}")
             return
@@ -459,6 +463,8 @@ def push(
             body["changelog"] = changelog
         if method_list is not None:
             body["methods"] = method_list
+        if timeout is not None:
+            body["timeout_s"] = timeout
         # Save only onto the version just read (0: only if it still does not exist), so a concurrent
         # save by a teammate is refused with 409 instead of being overwritten.
         if expected_version is not None:

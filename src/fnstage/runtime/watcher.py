@@ -350,6 +350,7 @@ class Watcher:
                         row.methods,
                         gateway=row.gateway,
                         bundle_hash=row.bundle_hash,
+                        timeout_s=row.timeout_s,
                         load_timeout_s=self.load_timeout_s,
                     )
                 )

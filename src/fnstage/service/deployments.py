@@ -66,7 +66,7 @@ def _belongs(tx: Tx, entry: HistoryRecord, base: str) -> bool:
 def _metadata(fn: FunctionRecord | None) -> Metadata:
     if fn is None:
         return Metadata()
-    return Metadata(list(fn.methods), fn.description, list(fn.tags), dict(fn.config))
+    return Metadata(list(fn.methods), fn.description, list(fn.tags), dict(fn.config), fn.timeout_s)
 
 
 class Deployments:
@@ -93,6 +93,7 @@ class Deployments:
         description: str | None = None,
         tags: list[str] | None = None,
         config: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
     ) -> Deployed:
         """Build and deploy new code to dev (the web IDE's Save, the CLI's push)."""
         fname = FunctionName.parse(name)
@@ -119,7 +120,12 @@ class Deployments:
                         details={"current_version": have},
                     )
             meta = merge(
-                _metadata(current), methods=methods, description=description, tags=tags, config=config
+                _metadata(current),
+                methods=methods,
+                description=description,
+                tags=tags,
+                config=config,
+                timeout_s=timeout_s,
             )
             new_semver = semver or (current.semver if current else INITIAL_SEMVER)
             if (
@@ -223,7 +229,9 @@ class Deployments:
                 source_semver, source_version, source_history = entry.semver, entry.version, entry.id
                 kind = "rollback" if is_rollback else "release"
             if current is not None:  # an environment keeps its own settings
-                meta = Metadata(meta.methods, meta.description, meta.tags, dict(current.config))
+                meta = Metadata(
+                    meta.methods, meta.description, meta.tags, dict(current.config), meta.timeout_s
+                )
             if note is None:
                 note = f"Deployed from {source_env} to {target} (version: {source_semver})"
             return self._commit(
@@ -336,6 +344,7 @@ class Deployments:
             description=meta.description,
             tags=meta.tags,
             config=meta.config,
+            timeout_s=meta.timeout_s,
             updated_at=stamp,
             updated_by=actor.name,
         )

@@ -14,6 +14,8 @@ MAX_DESCRIPTION = 1000
 MAX_TAGS = 20
 MAX_TAG = 64
 MAX_CONFIG_BYTES = 64 * 1024
+DEFAULT_TIMEOUT_S = 30.0
+MAX_TIMEOUT_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class Metadata:
     description: str = ""
     tags: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float = DEFAULT_TIMEOUT_S
 
 
 def check_methods(methods: list[str]) -> list[str]:
@@ -68,6 +71,18 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def check_timeout(timeout_s: float) -> float:
+    if (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, int | float)
+        or not 0.1 <= timeout_s <= MAX_TIMEOUT_S
+    ):
+        raise InvalidInput(
+            f"timeout_s must be a number of seconds from 0.1 to {MAX_TIMEOUT_S:g}", field="timeout_s"
+        )
+    return float(timeout_s)
+
+
 def merge(
     base: Metadata,
     *,
@@ -75,6 +90,7 @@ def merge(
     description: str | None = None,
     tags: list[str] | None = None,
     config: dict[str, Any] | None = None,
+    timeout_s: float | None = None,
 ) -> Metadata:
     """Validated `base` with the given fields replaced."""
     return Metadata(
@@ -82,4 +98,5 @@ def merge(
         description=check_description(description) if description is not None else base.description,
         tags=check_tags(tags) if tags is not None else base.tags,
         config=check_config(config) if config is not None else base.config,
+        timeout_s=check_timeout(timeout_s) if timeout_s is not None else base.timeout_s,
     )

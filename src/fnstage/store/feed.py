@@ -34,6 +34,7 @@ def _published(row: Row[Any]) -> PublishedFunction:
         methods=list(row.methods),
         config=dict(row.config),
         seq=row.seq,
+        timeout_s=float(row.timeout_s),
     )
 
 

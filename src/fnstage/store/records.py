@@ -58,6 +58,7 @@ class FunctionRecord:
     description: str
     tags: list[str]
     config: dict[str, Any]
+    timeout_s: float
     history_id: int | None
     created_at: datetime
     created_by: str
@@ -110,6 +111,7 @@ class PublishedFunction:
     methods: list[str]
     config: dict[str, Any]
     seq: int
+    timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -95,6 +96,7 @@ functions = Table(
     Column("description", Text, nullable=False, default=""),
     Column("tags", JSON, nullable=False),
     Column("config", JSON, nullable=False),
+    Column("timeout_s", Float, nullable=False, server_default="30"),  # per invocation
     Column("history_id", BigInteger),  # the history entry that made this version
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(64), nullable=False),
@@ -141,6 +143,7 @@ published = Table(
     Column("bundle_hash", String(64), nullable=False),
     Column("methods", JSON, nullable=False),
     Column("config", JSON, nullable=False),
+    Column("timeout_s", Float, nullable=False, server_default="30"),
     Column("seq", BigInteger, nullable=False),  # the publish_log entry that wrote it
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -96,6 +96,7 @@ def _function(row: Row[Any]) -> FunctionRecord:
         description=row.description,
         tags=list(row.tags),
         config=dict(row.config),
+        timeout_s=float(row.timeout_s),
         history_id=row.history_id,
         created_at=utc(row.created_at),
         created_by=row.created_by,
@@ -419,6 +420,7 @@ class Tx:
             bundle_hash=fn.bundle_hash,
             methods=list(fn.methods),
             config=dict(fn.config),
+            timeout_s=fn.timeout_s,
             seq=seq,
             updated_at=now(),
         )
