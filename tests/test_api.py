@@ -143,6 +143,22 @@ def test_walk_over_http(client: TestClient) -> None:
             "methods",
         ),
         (
+            "put",
+            "/functions/dev/user/me",
+            {"files": hello_files(), "timeout_s": 0},
+            422,
+            "invalid",
+            "timeout_s",
+        ),
+        (
+            "put",
+            "/functions/dev/user/me",
+            {"files": hello_files(), "timeout_s": 901},
+            422,
+            "invalid",
+            "timeout_s",
+        ),
+        (
             "post",
             "/promote",
             {"name": "dev/user/none", "target": "staging", "semver": "1.0.0", "note": "x"},
