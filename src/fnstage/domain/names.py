@@ -29,7 +29,7 @@ def check_environment(env: str, field: str = "environment") -> str:
 
 
 def check_gateway_id(gateway: str, field: str = "gateway") -> str:
-    if not isinstance(gateway, str) or not GATEWAY_RE.match(gateway):
+    if not isinstance(gateway, str) or not GATEWAY_RE.fullmatch(gateway):
         raise InvalidInput(
             f"invalid gateway id {gateway!r}: use 1-40 lowercase letters, digits and '-', "
             "starting and ending with a letter or digit (it becomes part of a host name)",
@@ -54,7 +54,7 @@ def check_base(base: str, field: str = "name") -> str:
             field=field,
         )
     for segment in segments:
-        if not SEGMENT_RE.match(segment):
+        if not SEGMENT_RE.fullmatch(segment):
             raise InvalidInput(
                 f"invalid segment {segment!r} in function name {base!r}: each segment is lowercase "
                 "letters, digits, '_' and '-', starting with a letter or digit",
