@@ -187,3 +187,29 @@ runtime_functions = Table(
     Column("error", Text),
     Column("failed_at", DateTime(timezone=True)),
 )
+
+# Who may act on a gateway, and how (viewer < developer < releaser < owner); admins need no row.
+members = Table(
+    "members",
+    metadata,
+    Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+    Column("added_by", String(64), nullable=False),
+)
+Index("ix_members_user", members.c.user_id)
+
+# Who changed access or settings, what and when. No foreign key: the record outlives a deleted gateway.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(40)),  # None: not about one gateway (tokens, users)
+    Column("actor", String(64), nullable=False),
+    Column("action", String(32), nullable=False),  # member.add, token.revoke, gateway.update, ...
+    Column("target", String(255), nullable=False),  # a user name, a token id, the gateway
+    Column("details", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_audit_gateway", audit_log.c.gateway_id, audit_log.c.id)

@@ -1,0 +1,176 @@
+"""SQL for who may do what: gateway members, tokens, users and the audit log.
+
+Functions take the caller's `Tx`, so a change and its audit record commit together. Kept apart from
+`store.py` on purpose: access control is its own concern, and reads no other table's internals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+
+from fnstage.store import schema as t
+from fnstage.store.records import TokenRecord, UserRecord, utc
+from fnstage.store.store import Tx, now
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    gateway_id: str
+    user_id: int
+    user: str
+    role: str
+    added_at: datetime
+    added_by: str
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    gateway_id: str | None
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    created_at: datetime
+
+
+# members --------------------------------------------------------------------------------------------
+def role_of(tx: Tx, gateway_id: str, user_id: int) -> str | None:
+    """The user's role on the gateway; None when not a member (or no such gateway)."""
+    role = tx.conn.scalar(
+        select(t.members.c.role).where(t.members.c.gateway_id == gateway_id, t.members.c.user_id == user_id)
+    )
+    return str(role) if role is not None else None
+
+
+def set_member(tx: Tx, gateway_id: str, user_id: int, role: str, added_by: str) -> None:
+    """Add a member, or change an existing member's role (keeping when and by whom they were added)."""
+    found = tx.conn.execute(
+        update(t.members)
+        .where(t.members.c.gateway_id == gateway_id, t.members.c.user_id == user_id)
+        .values(role=role)
+    )
+    if found.rowcount == 0:
+        tx.conn.execute(
+            insert(t.members).values(
+                gateway_id=gateway_id, user_id=user_id, role=role, added_at=now(), added_by=added_by
+            )
+        )
+
+
+def remove_member(tx: Tx, gateway_id: str, user_id: int) -> bool:
+    result = tx.conn.execute(
+        delete(t.members).where(t.members.c.gateway_id == gateway_id, t.members.c.user_id == user_id)
+    )
+    return bool(result.rowcount)
+
+
+def list_members(tx: Tx, gateway_id: str) -> list[MemberRecord]:
+    rows = tx.conn.execute(
+        select(t.members, t.users.c.name)
+        .join(t.users, t.users.c.id == t.members.c.user_id)
+        .where(t.members.c.gateway_id == gateway_id)
+        .order_by(t.users.c.name)
+    )
+    return [MemberRecord(r.gateway_id, r.user_id, r.name, r.role, utc(r.added_at), r.added_by) for r in rows]
+
+
+def count_role(tx: Tx, gateway_id: str, role: str) -> int:
+    count = tx.conn.scalar(
+        select(func.count())
+        .select_from(t.members)
+        .where(t.members.c.gateway_id == gateway_id, t.members.c.role == role)
+    )
+    return int(count or 0)
+
+
+def gateways_of(tx: Tx, user_id: int) -> set[str]:
+    rows = tx.conn.execute(select(t.members.c.gateway_id).where(t.members.c.user_id == user_id))
+    return {str(r.gateway_id) for r in rows}
+
+
+def delete_gateway(tx: Tx, gateway_id: str) -> bool:
+    """Remove the gateway row; its history, blobs, log and members go with it (ON DELETE CASCADE)."""
+    return bool(tx.conn.execute(delete(t.gateways).where(t.gateways.c.id == gateway_id)).rowcount)
+
+
+def count_functions(tx: Tx, gateway_id: str) -> int:
+    count = tx.conn.scalar(
+        select(func.count()).select_from(t.functions).where(t.functions.c.gateway_id == gateway_id)
+    )
+    return int(count or 0)
+
+
+# users and tokens -------------------------------------------------------------------------------------
+def list_users(tx: Tx) -> list[UserRecord]:
+    rows = tx.conn.execute(select(t.users).order_by(t.users.c.name))
+    return [UserRecord(r.id, r.name, bool(r.is_admin), utc(r.created_at)) for r in rows]
+
+
+def list_tokens(tx: Tx, user_id: int) -> list[TokenRecord]:
+    rows = tx.conn.execute(select(t.tokens).where(t.tokens.c.user_id == user_id).order_by(t.tokens.c.id))
+    return [
+        TokenRecord(
+            id=r.id,
+            user_id=r.user_id,
+            name=r.name,
+            created_at=utc(r.created_at),
+            expires_at=utc(r.expires_at) if r.expires_at else None,
+            revoked_at=utc(r.revoked_at) if r.revoked_at else None,
+            last_used_at=utc(r.last_used_at) if r.last_used_at else None,
+        )
+        for r in rows
+    ]
+
+
+def token_owner(tx: Tx, token_id: int) -> int | None:
+    owner = tx.conn.scalar(select(t.tokens.c.user_id).where(t.tokens.c.id == token_id))
+    return int(owner) if owner is not None else None
+
+
+def revoke_token(tx: Tx, token_id: int) -> bool:
+    """Mark the token revoked (once: revoking again keeps the first time); False when already revoked."""
+    result = tx.conn.execute(
+        update(t.tokens)
+        .where(t.tokens.c.id == token_id, t.tokens.c.revoked_at.is_(None))
+        .values(revoked_at=now())
+    )
+    return bool(result.rowcount)
+
+
+# audit --------------------------------------------------------------------------------------------------
+def record_audit(
+    tx: Tx, actor: str, action: str, target: str, gateway_id: str | None = None, **details: Any
+) -> None:
+    tx.conn.execute(
+        insert(t.audit_log).values(
+            gateway_id=gateway_id,
+            actor=actor,
+            action=action,
+            target=target,
+            details=details,
+            created_at=now(),
+        )
+    )
+
+
+def list_audit(
+    tx: Tx, gateway_id: str | None, *, limit: int = 50, before: int | None = None
+) -> list[AuditRecord]:
+    """Newest first; `gateway_id=None` lists the records that are about no gateway (tokens, users)."""
+    query = select(t.audit_log)
+    if gateway_id is None:
+        query = query.where(t.audit_log.c.gateway_id.is_(None))
+    else:
+        query = query.where(t.audit_log.c.gateway_id == gateway_id)
+    if before is not None:
+        query = query.where(t.audit_log.c.id < before)
+    rows = tx.conn.execute(query.order_by(t.audit_log.c.id.desc()).limit(limit))
+    return [
+        AuditRecord(r.id, r.gateway_id, r.actor, r.action, r.target, dict(r.details), utc(r.created_at))
+        for r in rows
+    ]
