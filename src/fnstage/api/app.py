@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import fnstage
 from fnstage import console
-from fnstage.api import routes_functions, routes_gateways, routes_releases
+from fnstage.api import routes_access, routes_functions, routes_gateways, routes_releases
+from fnstage.api.authorization import authorize
+from fnstage.api.limits import LimitRequests, RequestLimits
+from fnstage.api.schemas import ERROR_RESPONSES
 from fnstage.domain.errors import FnstageError
 from fnstage.service import Services
 
@@ -45,7 +48,7 @@ def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
+    code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 400: "bad_request"}.get(
         exc.status_code, "http_error"
     )
     response = _error(exc.status_code, code, str(exc.detail))
@@ -54,8 +57,12 @@ def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
     return response
 
 
-def create_app(services: Services, runtime_url: str | None = None) -> FastAPI:
+def create_app(
+    services: Services, runtime_url: str | None = None, limits: RequestLimits | None = None
+) -> FastAPI:
     app = FastAPI(
+        # every route is authorised here, by its rule in `authorization.RULES` (fail closed)
+        dependencies=[Depends(authorize)],
         title="fnstage",
         version=fnstage.__version__,
         description="Serverless Python functions with instant, recorded, reversible releases.",
@@ -64,6 +71,9 @@ def create_app(services: Services, runtime_url: str | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.services = services
+    app.state.api_prefix = PREFIX
+    # outermost: sizes, depth and the body's deadline are checked before any route or parser runs
+    app.add_middleware(LimitRequests, limits=limits or RequestLimits())
     app.add_exception_handler(FnstageError, _on_fnstage_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
@@ -73,8 +83,8 @@ def create_app(services: Services, runtime_url: str | None = None) -> FastAPI:
         # runtime_url: where `fnstage up`'s runtime answers (the console's "try it"), None if unknown
         return {"status": "ok", "version": fnstage.__version__, "runtime_url": runtime_url}
 
-    for module in (routes_gateways, routes_functions, routes_releases):
-        app.include_router(module.router, prefix=PREFIX)
+    for module in (routes_gateways, routes_functions, routes_releases, routes_access):
+        app.include_router(module.router, prefix=PREFIX, responses=ERROR_RESPONSES)
     # the web console at / (static files) and its "try it" route: after the API, which they never shadow
     console.mount(app, runtime_url)
     return app

@@ -1,17 +1,8 @@
-"""Authentication for every API route: `Authorization: Bearer <token>`."""
+"""Authentication for every API route (`Authorization: Bearer <token>`): see `authorization`, which
+authenticates and authorises every request in one place."""
 
 from __future__ import annotations
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fnstage.api.authorization import bearer, current_actor
 
-from fnstage.service.identity import Actor, authenticate
-
-bearer = HTTPBearer(auto_error=False, description="an fnstage API token")
-
-
-def current_actor(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
-) -> Actor:
-    token = credentials.credentials if credentials else None
-    return authenticate(request.app.state.services.store, token)
+__all__ = ["bearer", "current_actor"]

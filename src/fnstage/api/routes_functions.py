@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from fnstage.api import serialize
 from fnstage.api.auth import current_actor
 from fnstage.api.routes_gateways import services
-from fnstage.api.schemas import Save
+from fnstage.api.schemas import MAX_ID, Save
 from fnstage.service import Actor, Services
 
 router = APIRouter(tags=["functions"])
@@ -90,7 +90,7 @@ def history(
     env: str,
     base: str,
     limit: int = Query(default=30, ge=1, le=200),
-    before: int | None = Query(default=None, ge=1),
+    before: int | None = Query(default=None, ge=1, le=MAX_ID),
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
@@ -102,7 +102,7 @@ def history(
 @router.get("/gateways/{gateway}/history-entries/{history_id}")
 def history_entry(
     gateway: str,
-    history_id: int,
+    history_id: int = Path(ge=1, le=MAX_ID),
     files: bool = False,
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),
@@ -132,7 +132,7 @@ def rollout(
     gateway: str,
     env: str,
     base: str,
-    version: int | None = Query(default=None, ge=1),
+    version: int | None = Query(default=None, ge=1, le=MAX_ID),
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:

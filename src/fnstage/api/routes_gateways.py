@@ -32,8 +32,10 @@ def create_gateway(
 
 
 @router.get("/gateways")
-def list_gateways(_: Actor = Depends(current_actor), svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"gateways": [serialize.gateway(g) for g in svc.gateways.all()]}
+def list_gateways(actor: Actor = Depends(current_actor), svc: Services = Depends(services)) -> dict[str, Any]:
+    """The gateways the caller is a member of (every gateway for an admin)."""
+    visible = svc.members.visible_gateways(actor)
+    return {"gateways": [serialize.gateway(g) for g in svc.gateways.all(only=visible)]}
 
 
 @router.get("/gateways/{gateway}")
@@ -45,12 +47,24 @@ def get_gateway(
 
 @router.patch("/gateways/{gateway}")
 def update_gateway(
-    gateway: str, body: GatewayUpdate, _: Actor = Depends(current_actor), svc: Services = Depends(services)
+    gateway: str,
+    body: GatewayUpdate,
+    actor: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
 ) -> dict[str, Any]:
     updated = svc.gateways.update(
-        gateway, allow_dev_to_prod=body.allow_dev_to_prod, history_limit=body.history_limit
+        gateway, allow_dev_to_prod=body.allow_dev_to_prod, history_limit=body.history_limit, actor=actor
     )
     return serialize.gateway(updated)
+
+
+@router.delete("/gateways/{gateway}")
+def delete_gateway(
+    gateway: str, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """Delete an empty gateway (delete its functions first), with its history and members."""
+    svc.gateways.delete(actor, gateway)
+    return {"deleted": gateway}
 
 
 @router.get("/gateways/{gateway}/dependencies")
@@ -62,6 +76,6 @@ def get_dependencies(
 
 @router.put("/gateways/{gateway}/dependencies")
 def set_dependencies(
-    gateway: str, body: Dependencies, _: Actor = Depends(current_actor), svc: Services = Depends(services)
+    gateway: str, body: Dependencies, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
-    return serialize.gateway(svc.gateways.set_dependencies(gateway, body.dependencies))
+    return serialize.gateway(svc.gateways.set_dependencies(gateway, body.dependencies, actor=actor))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fnstage.service.accounts import Accounts
+from fnstage.service.audit import Audit
 from fnstage.service.deployments import DEFAULT_HISTORY_LIMIT, Deployed, Deployments
 from fnstage.service.gateways import Gateways
 from fnstage.service.identity import Actor
 from fnstage.service.invocation_logs import InvocationLogReader
+from fnstage.service.members import Members
 from fnstage.service.queries import Queries
 from fnstage.store.store import Store
 
@@ -19,6 +22,9 @@ class Services:
     deployments: Deployments
     queries: Queries
     logs: InvocationLogReader
+    members: Members
+    accounts: Accounts
+    audit: Audit
 
     @classmethod
     def create(cls, store: Store, history_limit: int = DEFAULT_HISTORY_LIMIT) -> Services:
@@ -29,6 +35,9 @@ class Services:
             Deployments(store, history_limit),
             queries,
             InvocationLogReader(store, queries),
+            Members(store),
+            Accounts(store),
+            Audit(store),
         )
 
 

@@ -8,6 +8,8 @@ from fnstage.domain.dependencies import check_requirements
 from fnstage.domain.errors import Conflict, InvalidInput, NotFound
 from fnstage.domain.names import check_gateway_id
 from fnstage.service.identity import Actor
+from fnstage.service.roles import OWNER
+from fnstage.store import access
 from fnstage.store.records import GatewayRecord
 from fnstage.store.store import Store
 
@@ -24,13 +26,24 @@ class Gateways:
             with self.store.write() as tx:
                 if tx.get_gateway(gateway_id):
                     raise Conflict(f"gateway {gateway_id!r} exists already", field="id")
-                return tx.create_gateway(gateway_id, allow_dev_to_prod, actor.name)
+                gateway = tx.create_gateway(gateway_id, allow_dev_to_prod, actor.name)
+                access.set_member(tx, gateway_id, actor.user_id, OWNER, actor.name)  # the creator owns it
+                access.record_audit(
+                    tx,
+                    actor.name,
+                    "gateway.create",
+                    gateway_id,
+                    gateway_id,
+                    allow_dev_to_prod=allow_dev_to_prod,
+                )
+                return gateway
         except IntegrityError:
             raise Conflict(f"gateway {gateway_id!r} exists already", field="id") from None
 
-    def all(self) -> list[GatewayRecord]:
+    def all(self, only: set[str] | None = None) -> list[GatewayRecord]:
+        """Every gateway, or those named in `only` (the ones a user is a member of)."""
         with self.store.read() as tx:
-            return tx.list_gateways()
+            return [g for g in tx.list_gateways() if only is None or g.id in only]
 
     def get(self, gateway_id: str) -> GatewayRecord:
         check_gateway_id(gateway_id)
@@ -46,6 +59,7 @@ class Gateways:
         *,
         allow_dev_to_prod: bool | None = None,
         history_limit: int | None = None,
+        actor: Actor | None = None,
     ) -> GatewayRecord:
         values: dict[str, object] = {}
         if allow_dev_to_prod is not None:
@@ -61,15 +75,39 @@ class Gateways:
         with self.store.write() as tx:
             if values:
                 tx.update_gateway(gateway_id, **values)
+                access.record_audit(tx, _who(actor), "gateway.update", gateway_id, gateway_id, **values)
             gateway = tx.get_gateway(gateway_id)
         assert gateway is not None
         return gateway
 
-    def set_dependencies(self, gateway_id: str, requirements: list[str]) -> GatewayRecord:
+    def set_dependencies(
+        self, gateway_id: str, requirements: list[str], actor: Actor | None = None
+    ) -> GatewayRecord:
         canonical = check_requirements(requirements)
         self.get(gateway_id)
         with self.store.write() as tx:
             tx.update_gateway(gateway_id, dependencies=canonical)
+            access.record_audit(
+                tx, _who(actor), "gateway.dependencies", gateway_id, gateway_id, dependencies=canonical
+            )
             gateway = tx.get_gateway(gateway_id)
         assert gateway is not None
         return gateway
+
+    def delete(self, actor: Actor, gateway_id: str) -> None:
+        """Remove an empty gateway with its history and members. Functions must be deleted first, each
+        through its own unpublish, so every runtime unloads them (invariant 3)."""
+        self.get(gateway_id)
+        with self.store.write() as tx:
+            count = access.count_functions(tx, gateway_id)
+            if count:
+                raise Conflict(
+                    f"gateway {gateway_id} still has {count} function(s): delete them first (`fnstage rm`)",
+                    field="gateway",
+                )
+            access.delete_gateway(tx, gateway_id)
+            access.record_audit(tx, actor.name, "gateway.delete", gateway_id, gateway_id)
+
+
+def _who(actor: Actor | None) -> str:
+    return actor.name if actor is not None else "system"

@@ -17,6 +17,9 @@ _REF_RE = re.compile(r"^#?(\d+)$")
 STATE_BY_ENV = {"dev": "in development", "staging": "QA in progress", "prod": "serving"}
 
 
+MAX_ID = 2**63 - 1  # the largest id a store column holds; a bigger number names nothing
+
+
 @dataclass(frozen=True)
 class Version:
     """One side of a diff: a label a person can read, and the files."""
@@ -108,7 +111,8 @@ class Queries:
             self._gateway(tx, gateway)
             match = _REF_RE.match(ref)
             if match:
-                entry = tx.get_history(gateway, int(match.group(1)))
+                number = int(match.group(1))
+                entry = tx.get_history(gateway, number) if number <= MAX_ID else None
                 if entry is None:
                     raise NotFound(f"no history entry {ref}", field=field)
                 return _entry_version(tx, ref, entry)

@@ -1,0 +1,211 @@
+"""Who may call which route: THE one place where every API request is authorised.
+
+`RULES` maps each route (method, path template) to what it needs: nobody (`PUBLIC`), a valid token
+(`SIGNED_IN`), an admin (`ADMIN`), or a role on the gateway the request names (`Gateway`). `authorize`
+runs before every route (an app-wide dependency), finds the route's rule, and refuses what it does not
+allow. A route without a rule is refused (fail closed), and tests walk every route to prove each has
+one, so a new route cannot ship unguarded.
+
+Gateways are secret to non-members: every refusal that would tell a non-member a gateway exists is the
+same 404 as for a gateway that does not exist. A member lacking the role gets a 403 naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from fnstage.domain.errors import Forbidden
+from fnstage.domain.names import check_gateway_id
+from fnstage.service import Services
+from fnstage.service.identity import Actor, authenticate
+from fnstage.service.members import no_gateway
+from fnstage.service.roles import allows
+
+bearer = HTTPBearer(auto_error=False, description="an fnstage API token")
+
+# what a rule needs from a request when the role depends on it: path parameters and the JSON body
+RoleOf = Callable[[Mapping[str, str], Mapping[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class Public:
+    """No token needed (health)."""
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """Any valid token: the route acts on the caller's own things (tokens, the gateways they see)."""
+
+
+@dataclass(frozen=True)
+class Admin:
+    """Only an admin (users.is_admin)."""
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """A role on the gateway named by the path (or, for the console, the body's `gateway`)."""
+
+    role: str | RoleOf
+    gateway_in_body: bool = False
+
+    def needed(self, path: Mapping[str, str], body: Mapping[str, Any]) -> str:
+        return self.role if isinstance(self.role, str) else self.role(path, body)
+
+
+Rule = Public | SignedIn | Admin | Gateway
+PUBLIC, SIGNED_IN, ADMIN = Public(), SignedIn(), Admin()
+
+
+# the roles that depend on where code goes ------------------------------------------------------------
+def role_to_change(env: object) -> str:
+    """Changing dev (save, rename, delete, promote into staging) is a developer's work; anything
+    touching staging's or prod's running code beyond that, or a value we do not know, a releaser's."""
+    return "developer" if env == "dev" else "releaser"
+
+
+def role_for_release(path: Mapping[str, str], body: Mapping[str, Any]) -> str:
+    """THE function deciding the role a promote, release, rollback, rename or delete needs.
+
+    - promote: into staging (from dev) a developer; into prod a releaser
+    - release: the current version of an environment into staging a developer; a history entry
+      (possibly a rollback) or anything into prod a releaser
+    - rollback: a releaser, anywhere
+    - rename and delete: in dev a developer; in staging or prod a releaser
+    A body we cannot read asks for the lowest role the route allows at all, so a member's malformed
+    request gets the usual field-level 422 rather than a 403.
+    """
+    kind = path["route"]
+    if kind == "rollback":
+        return "releaser"
+    if kind == "promote":
+        return "developer" if body.get("target") in (None, "dev", "staging") else "releaser"
+    if kind == "release":
+        from_history = body.get("source_history_id") is not None
+        return (
+            "developer" if not from_history and body.get("target") in (None, "dev", "staging") else "releaser"
+        )
+    if kind == "rename":
+        name = body.get("name")
+        return role_to_change(name.split("/", 1)[0] if isinstance(name, str) else "dev")
+    if kind == "delete":
+        return role_to_change(path.get("env"))
+    raise AssertionError(f"no release rule for {kind!r}")
+
+
+def _release(kind: str) -> RoleOf:
+    def role(path: Mapping[str, str], body: Mapping[str, Any]) -> str:
+        return role_for_release({**path, "route": kind}, body)
+
+    role.__name__ = f"role_for_{kind}"
+    return role
+
+
+F = "/gateways/{gateway}"
+RULES: dict[tuple[str, str], Rule] = {
+    ("GET", "/health"): PUBLIC,
+    ("GET", "/me"): SIGNED_IN,
+    # users and tokens
+    ("GET", "/users"): ADMIN,
+    ("POST", "/users"): ADMIN,
+    ("GET", "/tokens"): SIGNED_IN,
+    ("POST", "/tokens"): SIGNED_IN,
+    ("DELETE", "/tokens/{token_id}"): SIGNED_IN,  # one's own; an admin's: anyone's
+    ("GET", "/audit"): ADMIN,
+    # gateways
+    ("GET", "/gateways"): SIGNED_IN,  # lists only the caller's gateways
+    ("POST", "/gateways"): ADMIN,
+    ("GET", F): Gateway("viewer"),
+    ("PATCH", F): Gateway("owner"),
+    ("DELETE", F): Gateway("owner"),
+    ("GET", F + "/dependencies"): Gateway("viewer"),
+    ("PUT", F + "/dependencies"): Gateway("owner"),
+    ("GET", F + "/members"): Gateway("viewer"),
+    ("PUT", F + "/members/{user}"): Gateway("owner"),
+    ("DELETE", F + "/members/{user}"): Gateway("owner"),
+    ("GET", F + "/audit"): Gateway("viewer"),
+    # functions
+    ("GET", F + "/functions"): Gateway("viewer"),
+    ("GET", F + "/functions/{env}/{base}"): Gateway("viewer"),
+    ("PUT", F + "/functions/{env}/{base}"): Gateway("developer"),  # the release policy allows dev only
+    ("DELETE", F + "/functions/{env}/{base}"): Gateway(_release("delete")),
+    ("GET", F + "/history/{env}/{base}"): Gateway("viewer"),
+    ("GET", F + "/history-entries/{history_id}"): Gateway("viewer"),
+    ("GET", F + "/diff"): Gateway("viewer"),
+    ("GET", F + "/rollout/{env}/{base}"): Gateway("viewer"),
+    ("GET", F + "/logs/{env}/{base}"): Gateway("viewer"),
+    ("GET", F + "/overview/{base}"): Gateway("viewer"),
+    # releases
+    ("POST", F + "/promote"): Gateway(_release("promote")),
+    ("POST", F + "/release"): Gateway(_release("release")),
+    ("POST", F + "/rollback"): Gateway(_release("rollback")),
+    ("POST", F + "/rename"): Gateway(_release("rename")),
+    # the console's "try it": invoking a function is reading it (the runtime serves it publicly anyway)
+    ("POST", "/console/try"): Gateway("viewer", gateway_in_body=True),
+}
+
+
+def rule_for(method: str, path_template: str, prefix: str = "") -> Rule | None:
+    """The rule of a route, by its method and path template (`{base}`, not `{base:path}`)."""
+    template = path_template[len(prefix) :] if prefix and path_template.startswith(prefix) else path_template
+    return RULES.get((method, template))
+
+
+async def authorize(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> Actor | None:
+    """Run before every route: authenticate when the rule needs it, then check the rule."""
+    route = request.scope.get("route")
+    template: str = getattr(route, "path_format", request.url.path)
+    rule = rule_for(request.method, template, request.app.state.api_prefix)
+    if rule is None:
+        raise Forbidden(f"no authorization rule for {request.method} {template}: refused")
+    if isinstance(rule, Public):
+        return None
+    services: Services = request.app.state.services
+    token = credentials.credentials if credentials else None
+    actor = await run_in_threadpool(authenticate, services.store, token)
+    request.state.actor = actor
+    if isinstance(rule, Admin) and not actor.is_admin:
+        raise Forbidden("only an admin may do this", details={"needs": "admin"})
+    if isinstance(rule, Gateway):
+        # the body is read only when the rule depends on it (FastAPI reuses Starlette's cached bytes)
+        body = await _json_body(request) if rule.gateway_in_body or callable(rule.role) else {}
+        gateway = body.get("gateway") if rule.gateway_in_body else request.path_params.get("gateway")
+        if not isinstance(gateway, str):
+            return actor  # no gateway to check: the route's validation answers 422
+        check_gateway_id(gateway)
+        role = await run_in_threadpool(services.members.role_of, actor, gateway)
+        if role is None:
+            raise no_gateway(gateway)
+        needed = rule.needed(request.path_params, body)
+        if not allows(role, needed):
+            raise Forbidden(
+                f"this needs the {needed} role on gateway {gateway}; you are {role}",
+                details={"needs": needed, "role": role},
+            )
+    return actor
+
+
+async def _json_body(request: Request) -> Mapping[str, Any]:
+    """The request's JSON object (cached by Starlette: FastAPI parses the same one), {} if none."""
+    if request.method in ("GET", "HEAD", "DELETE"):
+        return {}
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def current_actor(request: Request, _: Actor | None = Depends(authorize)) -> Actor:
+    """The authenticated caller, for routes that need their name (history names its actor)."""
+    actor: Actor = request.state.actor
+    return actor

@@ -1,0 +1,162 @@
+"""Limits on every API request, checked before any route runs, so a refused request changed nothing.
+
+An ASGI middleware (outermost): headers and query string sizes, the body's size (413 from the
+`content-length` alone when it says too much, or as soon as the streamed bytes pass the limit, before
+anything is parsed), a deadline for receiving the whole body (a client trickling bytes is cut off with
+408), and the nesting depth of a JSON body (422). Each refusal is the API's error shape and names
+what was too big and what is allowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MiB = 1024 * 1024
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    max_body_bytes: int = 8 * MiB  # a function's files are at most 5 MiB; JSON escaping adds a little
+    body_timeout_s: float = 30.0  # the whole body must arrive within this, however it is trickled
+    max_json_depth: int = 32
+    max_header_bytes: int = 16 * 1024  # all header names and values together
+    max_query_bytes: int = 4096
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text (brackets inside strings do not count)."""
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    return max(accumulate(_DEPTH_STEP[b] for b in brackets))
+
+
+class LimitRequests:
+    def __init__(self, app: ASGIApp, limits: RequestLimits | None = None) -> None:
+        self.app = app
+        self.limits = limits or RequestLimits()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            self._check_head(scope)
+            body = await self._read_body(scope, receive)
+        except _Refused as refusal:
+            await _refuse(send, refusal)
+            return
+        except _ClientGone:
+            return
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()  # after the body: only http.disconnect comes
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def _check_head(self, scope: Scope) -> None:
+        lim = self.limits
+        query = scope.get("query_string", b"")
+        if len(query) > lim.max_query_bytes:
+            raise _Refused(
+                414, "too_large", f"the query string is {len(query)} bytes: at most {lim.max_query_bytes}"
+            )
+        size = sum(len(k) + len(v) for k, v in scope["headers"])
+        if size > lim.max_header_bytes:
+            raise _Refused(
+                431, "too_large", f"the request headers are {size} bytes: at most {lim.max_header_bytes}"
+            )
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise _Refused(400, "bad_request", "content-length is not a number") from None
+                if declared > lim.max_body_bytes:
+                    raise self._too_large(declared)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        lim = self.limits
+        chunks: list[bytes] = []
+        size = 0
+        deadline = time.monotonic() + lim.body_timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(left, 0.001))
+            except TimeoutError:
+                raise _Refused(
+                    408, "timeout", f"the request body did not arrive within {lim.body_timeout_s:g} s"
+                ) from None
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > lim.max_body_bytes:
+                raise self._too_large(size)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if body.lstrip()[:1] in (b"[", b"{"):  # JSON, whatever its content-type says
+            depth = json_depth(body)
+            if depth > lim.max_json_depth:
+                raise _Refused(
+                    422,
+                    "invalid",
+                    f"the JSON body nests {depth} levels deep: at most {lim.max_json_depth} are allowed",
+                    "body",
+                )
+        return body
+
+    def _too_large(self, size: int) -> _Refused:
+        limit = self.limits.max_body_bytes
+        return _Refused(
+            413,
+            "too_large",
+            f"the request body is {size:,} bytes or more: at most {limit:,} bytes are allowed",
+        )
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def _refuse(send: Send, refusal: _Refused) -> None:
+    body = json.dumps(
+        {"error": {"code": refusal.code, "message": refusal.message, "field": refusal.field}}
+    ).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

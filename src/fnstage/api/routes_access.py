@@ -1,0 +1,133 @@
+"""Who may act: users (admin), one's own API tokens, gateway members, and the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from fnstage.api.auth import current_actor
+from fnstage.api.routes_gateways import services
+from fnstage.api.schemas import MAX_ID, MemberSet, TokenCreate, UserCreate
+from fnstage.service import Actor, Services
+from fnstage.store.access import AuditRecord, MemberRecord
+from fnstage.store.records import TokenRecord, UserRecord
+
+router = APIRouter(tags=["access"])
+
+
+def _user(u: UserRecord) -> dict[str, Any]:
+    return {"id": u.id, "name": u.name, "is_admin": u.is_admin, "created_at": u.created_at.isoformat()}
+
+
+def _token(t: TokenRecord) -> dict[str, Any]:
+    """A token as listed: never its secret, which is shown once, when it is made."""
+    return {
+        "id": t.id,
+        "name": t.name,
+        "created_at": t.created_at.isoformat(),
+        "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+        "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+    }
+
+
+def _member(m: MemberRecord) -> dict[str, Any]:
+    return {"user": m.user, "role": m.role, "added_at": m.added_at.isoformat(), "added_by": m.added_by}
+
+
+def _audit(a: AuditRecord) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "gateway": a.gateway_id,
+        "actor": a.actor,
+        "action": a.action,
+        "target": a.target,
+        "details": a.details,
+        "created_at": a.created_at.isoformat(),
+    }
+
+
+# users ----------------------------------------------------------------------------------------------
+@router.get("/users")
+def list_users(svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"users": [_user(u) for u in svc.accounts.users()]}
+
+
+@router.post("/users", status_code=201)
+def create_user(
+    body: UserCreate, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """A new user and their first token: hand it over now, it is never shown again."""
+    user, token = svc.accounts.create_user(actor, body.name, body.is_admin)
+    return {"user": _user(user), "token": {**_token(token.record), "secret": token.secret}}
+
+
+# tokens ---------------------------------------------------------------------------------------------
+@router.get("/tokens")
+def list_tokens(actor: Actor = Depends(current_actor), svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"tokens": [_token(t) for t in svc.accounts.tokens(actor)]}
+
+
+@router.post("/tokens", status_code=201)
+def create_token(
+    body: TokenCreate, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """A new token for the caller; the answer is the only time its secret is shown."""
+    token = svc.accounts.create_token(actor, body.name, body.expires_in_seconds)
+    return {**_token(token.record), "secret": token.secret}
+
+
+@router.delete("/tokens/{token_id}")
+def revoke_token(
+    token_id: int = Path(ge=1, le=MAX_ID),
+    actor: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    return _token(svc.accounts.revoke_token(actor, token_id))
+
+
+@router.get("/audit")
+def global_audit(
+    limit: int = Query(default=50, ge=1, le=500),
+    before: int | None = Query(default=None, ge=1, le=MAX_ID),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """Changes about no one gateway: users and tokens, newest first."""
+    return {"records": [_audit(a) for a in svc.audit.records(None, limit, before)]}
+
+
+# members and a gateway's audit ------------------------------------------------------------------------
+@router.get("/gateways/{gateway}/members")
+def list_members(gateway: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"members": [_member(m) for m in svc.members.list(gateway)]}
+
+
+@router.put("/gateways/{gateway}/members/{user}")
+def set_member(
+    gateway: str,
+    user: str,
+    body: MemberSet,
+    actor: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """Add a user to the gateway with a role, or change their role."""
+    return _member(svc.members.set(actor, gateway, user, body.role))
+
+
+@router.delete("/gateways/{gateway}/members/{user}")
+def remove_member(
+    gateway: str, user: str, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    svc.members.remove(actor, gateway, user)
+    return {"removed": user}
+
+
+@router.get("/gateways/{gateway}/audit")
+def gateway_audit(
+    gateway: str,
+    limit: int = Query(default=50, ge=1, le=500),
+    before: int | None = Query(default=None, ge=1, le=MAX_ID),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """Member and setting changes of this gateway, newest first (deployments are in its history)."""
+    return {"records": [_audit(a) for a in svc.audit.records(gateway, limit, before)]}
