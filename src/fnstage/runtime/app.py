@@ -112,12 +112,14 @@ class RuntimeApp:
         if path.startswith(INTERNAL_PREFIX):
             await self._internal(scope, send)
             return
-        host = content_length = request_id = None
+        host = content_length = transfer_encoding = request_id = None
         for key, value in scope["headers"]:
             if key == b"host":
                 host = value.decode("latin-1")
             elif key == b"content-length":
                 content_length = value
+            elif key == b"transfer-encoding":
+                transfer_encoding = value
             elif key == b"x-request-id":
                 request_id = value.decode("latin-1")
         if request_id is None or not _REQUEST_ID_RE.match(request_id):
@@ -142,9 +144,12 @@ class RuntimeApp:
                 await _send(send, 405, [*_JSON_HEADERS, (b"allow", allow)], body, request_id)
                 return
         try:
-            if content_length is not None and int(content_length) > self.max_body_bytes:
+            if transfer_encoding is None and (content_length is None or content_length == b"0"):
+                body = b""  # HTTP/1.1: no body; a receive() would be a round trip to the server for nothing
+            elif content_length is not None and int(content_length) > self.max_body_bytes:
                 raise _TooLarge
-            body = await self._read_body(receive)
+            else:
+                body = await self._read_body(receive)
         except _TooLarge:
             message = f"the request body is larger than {self.max_body_bytes} bytes"
             headers = [*_JSON_HEADERS, (b"connection", b"close")]
