@@ -147,7 +147,9 @@ def server() -> Iterator[PgServer]:
         try:
             found.admin().close()
         except psycopg.Error as exc:
-            unavailable(f"{URL_VARIABLE}={url} is set but the server cannot be reached: {str(exc).splitlines()[0]}")
+            unavailable(
+                f"{URL_VARIABLE}={url} is set but the server cannot be reached: {str(exc).splitlines()[0]}"
+            )
         yield found
         return
     bindir = find_bindir()

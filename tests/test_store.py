@@ -243,3 +243,41 @@ def test_concurrent_saves_with_expected_version_have_one_winner(
         thread.join()
     assert sorted(outcomes) == ["StaleVersion"] * 7 + ["won"]
     assert [h.version for h in services.queries.history(gateway, "dev/user/me")] == [2, 1]
+
+
+def test_concurrent_deployments_of_many_functions_keep_the_log_contiguous(
+    services: Services, actor: Actor, gateway: str, store: Store
+) -> None:
+    """Each publish takes the next sequence of its gateway: no gap, no duplicate, in commit order."""
+    saves = [
+        lambda i=i: services.deployments.save(
+            actor, gateway, f"dev/fn{i % 4}", {"index.py": f"def main(ctx):\n    return {i}\n"}
+        )
+        for i in range(12)
+    ]
+    assert run_at_once(saves) == []
+    with store.read() as tx:
+        log = tx.conn.execute(text("select seq, name, version from publish_log order by seq")).all()
+        published = dict(tx.conn.execute(text("select name, seq from published")).all())
+    assert [seq for seq, _, _ in log] == list(range(1, 13))
+    for i in range(4):  # per function: versions 1, 2, 3 in log order, the last one published
+        mine = [(seq, version) for seq, name, version in log if name == f"dev/fn{i}"]
+        assert [version for _, version in mine] == [1, 2, 3] and published[f"dev/fn{i}"] == mine[-1][0]
+
+
+@pytest.mark.engine("postgres")
+def test_the_pool_replaces_connections_the_server_dropped(
+    services: Services, actor: Actor, gateway: str, store: Store
+) -> None:
+    """A PostgreSQL restart or failover drops every pooled connection: the next use case still works."""
+    services.deployments.save(actor, gateway, "dev/user/me", hello_files())
+    run_at_once([lambda: services.queries.functions(gateway)] * 3)  # several pooled connections
+    with store.engine.connect() as conn:
+        conn.execute(
+            text(
+                "select pg_terminate_backend(pid) from pg_stat_activity"
+                " where datname = current_database() and pid <> pg_backend_pid()"
+            )
+        )
+    assert services.deployments.save(actor, gateway, "dev/user/me", hello_files("Hi")).function.version == 2
+    assert [f.version for f in services.queries.functions(gateway)] == [2]
