@@ -15,6 +15,7 @@ from sqlalchemy import event, text
 
 from conftest import hello_files
 from fnstage.service import Actor, Services
+from fnstage.store.engine import feed_payload
 from fnstage.store.notifications import (
     Connected,
     Disconnected,
@@ -173,6 +174,12 @@ async def test_an_unreachable_server_is_reported_and_retried_with_backoff() -> N
 def test_backoff_doubles_to_a_cap_with_jitter() -> None:
     assert [backoff(n, rng=lambda: 1.0) for n in range(8)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
     assert [backoff(n, rng=lambda: 0.0) for n in (0, 10)] == [0.025, 1.0]
+
+
+def test_payloads_stay_far_below_the_notify_limit() -> None:
+    widest = FeedEvent("g" * 40, 2**63 - 1, "dev/" + "\u00e9" * 216, 2**31 - 1, "delete")  # column maxima
+    assert len(feed_payload(widest).encode()) < 1500 < 8000
+    assert parse_event(feed_payload(widest)) == widest
 
 
 def test_only_our_payloads_become_events() -> None:

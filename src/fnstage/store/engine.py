@@ -129,14 +129,10 @@ def upsert(engine: Engine, table: Table, values: dict[str, Any], keys: list[str]
     )
 
 
-def notify_feed(conn: Connection, event: FeedEvent) -> None:
-    """PostgreSQL: tell listening runtimes about a publish log entry, inside the publishing
-    transaction, so it is delivered at commit and never for a rollback. The payload names the entry
-    (at most about 350 bytes, far below NOTIFY's 8,000); runtimes read the code from `published`.
-    SQLite: nothing to do, runtimes watch the database file."""
-    if conn.dialect.name != "postgresql":
-        return
-    payload = json.dumps(
+def feed_payload(event: FeedEvent) -> str:
+    """The NOTIFY payload: which log entry, never the code. Bounded by the column sizes to a few hundred
+    bytes (under 1,500 even if every character of the names needed a \\u escape), far below 8,000."""
+    return json.dumps(
         {
             "gateway": event.gateway,
             "seq": event.seq,
@@ -146,7 +142,14 @@ def notify_feed(conn: Connection, event: FeedEvent) -> None:
         },
         separators=(",", ":"),
     )
-    conn.execute(select(func.pg_notify(FEED_CHANNEL, payload)))
+
+
+def notify_feed(conn: Connection, event: FeedEvent) -> None:
+    """PostgreSQL: tell listening runtimes about a publish log entry, inside the publishing
+    transaction, so it is delivered at commit and never for a rollback; runtimes then read the code
+    from `published`. SQLite: nothing to do, runtimes watch the database file."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_notify(FEED_CHANNEL, feed_payload(event))))
 
 
 def migrate(engine: Engine) -> None:
