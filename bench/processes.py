@@ -1,0 +1,71 @@
+"""Process helpers for benchmarks: CPU time of a process tree, and stopping one without leaving orphans."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (from /proc/<pid>/task/*/children)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            found.extend(descendants(int(child)))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pids: list[int]) -> float:
+    """Resident memory of these processes (sum), in MiB."""
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        except OSError:
+            continue
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
+def stop_tree(pids: list[int], timeout: float = 10.0) -> None:
+    """SIGTERM these processes, then SIGKILL whatever is still there after `timeout`. A pid is only
+    signalled while it still runs the command it ran when this was called (pids get reused)."""
+    commands = {pid: _cmdline(pid) for pid in pids}
+    mine = [pid for pid, cmd in commands.items() if cmd]
+
+    def signal_all(sig: int) -> None:
+        for pid in mine:
+            if _cmdline(pid) == commands[pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+
+    signal_all(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_cmdline(pid) == commands[pid] for pid in mine):
+        time.sleep(0.05)
+    signal_all(signal.SIGKILL)

@@ -1,0 +1,170 @@
+"""Publish -> live: how long from sending a save to the first response served by the new version?
+
+    /work/venv/bin/python bench/publish_to_live.py [--saves 200]
+
+A real `fnstage up` (API in its process, runtime in a child process on granian, SQLite in a temporary
+folder). A poller thread hammers the runtime over one keep-alive connection and notes, for every
+`x-fnstage-version` it sees, the first time it saw it. The main thread saves a 3-file function through
+the HTTP API 200 times; for each save, client-side latency = first response carrying the new version
+minus the moment the PUT was sent. Server-side, the rollout's `latency_ms` (commit -> the runtime
+reported it live) is read from `GET /api/v1/gateways/{gw}/rollout/{env}/{base}?version=N`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from machine import describe, median, percentile
+from processes import descendants, stop_tree
+
+from fnstage.testing import UpProcess
+
+INDEX = (
+    "from utils import greet\n\n\nasync def main(ctx):\n"
+    "    return {'message': greet(ctx.query.get('name', 'world'))}\n"
+)
+UTILS = "from helpers import shout\n\n\ndef greet(name):\n    return shout(f'Hello, {name}! #{N}')\n"
+HELPERS = "def shout(text):\n    return text.upper()\n"
+PATH = "/bench/dev/user/me?name=Ada"
+
+
+class Poller(threading.Thread):
+    """GET the function in a loop on one keep-alive connection; first time each version was seen."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(name="poller", daemon=True)
+        self.port = port
+        self.first_seen: dict[int, float] = {}
+        self.requests = 0
+        self.errors = 0
+        self.went_back = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        highest = 0
+        while not self._halt.is_set():
+            try:
+                conn.request("GET", PATH)
+                response = conn.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException):
+                self.errors += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                continue
+            seen = time.perf_counter()
+            self.requests += 1
+            version = int(response.headers.get("x-fnstage-version") or 0)
+            if version > highest:
+                highest = version
+                self.first_seen[version] = seen
+            elif version < highest:
+                self.went_back += 1
+        conn.close()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+    def wait_for(self, version: int, timeout: float = 10.0) -> float:
+        deadline = time.monotonic() + timeout
+        while version not in self.first_seen:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"version {version} never served")
+            time.sleep(0.0005)
+        return self.first_seen[version]
+
+
+@contextmanager
+def running_up(root: Path) -> Iterator[UpProcess]:
+    """`fnstage up`, and afterwards its whole process tree stopped: a SIGTERM to `fnstage up` leaves
+    its runtime child running (uvicorn re-raises the signal before `serve_up`'s `finally`)."""
+    up = UpProcess(root).start()
+    assert up.process is not None
+    tree = descendants(up.process.pid)
+    try:
+        yield up
+    finally:
+        up.stop()
+        stop_tree(tree)
+
+
+def files(i: int) -> dict[str, str]:
+    return {"index.py": INDEX, "utils.py": UTILS.replace("{N}", str(i)), "helpers.py": HELPERS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--saves", type=int, default=200)
+    args = parser.parse_args()
+    machine_before = describe()
+    client_ms: list[float] = []
+    save_ms: list[float] = []
+    server_ms: list[float] = []
+    missing_server = 0
+    with tempfile.TemporaryDirectory() as tmp, running_up(Path(tmp) / "up") as up, up.client() as api:
+        api.post("/api/v1/gateways", json={"id": "bench"}).raise_for_status()
+        fn = "/api/v1/gateways/bench/functions/dev/user/me"
+        version = api.put(fn, json={"files": files(0)}).json()["function"]["version"]
+        poller = Poller(up.runtime_port)
+        poller.start()
+        poller.wait_for(version)
+        for i in range(1, args.saves + 1):
+            sent = time.perf_counter()
+            response = api.put(fn, json={"files": files(i), "changelog": f"save {i}"})
+            answered = time.perf_counter()
+            response.raise_for_status()
+            version = response.json()["function"]["version"]
+            seen = poller.wait_for(version)
+            client_ms.append((seen - sent) * 1000)
+            save_ms.append((answered - sent) * 1000)
+            for _ in range(200):  # the runtime reports live from its watcher thread, just after the swap
+                rollout = api.get(
+                    "/api/v1/gateways/bench/rollout/dev/user/me", params={"version": version}
+                ).json()
+                if rollout["latency_ms"] is not None:
+                    server_ms.append(rollout["latency_ms"])
+                    break
+                time.sleep(0.005)
+            else:
+                missing_server += 1
+            time.sleep(0.01)  # let the poller settle between saves (a user does not save every ms)
+        poller.stop()
+        results = {
+            "saves": args.saves,
+            "send_to_first_new_response_ms": {
+                "p50": round(median(client_ms), 2),
+                "p99": round(percentile(client_ms, 0.99), 2),
+                "max": round(max(client_ms), 2),
+            },
+            "save_request_ms": {
+                "p50": round(median(save_ms), 2),
+                "p99": round(percentile(save_ms, 0.99), 2),
+            },
+            "server_commit_to_live_ms": {
+                "p50": round(median(server_ms), 2) if server_ms else None,
+                "p99": round(percentile(server_ms, 0.99), 2) if server_ms else None,
+                "missing": missing_server,
+            },
+            "served_after_save_answered_ms_p50": round(
+                median([c - s for c, s in zip(client_ms, save_ms, strict=True)]), 2
+            ),
+            "poller": {"requests": poller.requests, "errors": poller.errors, "went_back": poller.went_back},
+            "goal": "p50 <= 10 ms, p99 <= 50 ms",
+            "machine_before": machine_before,
+            "machine_after": describe(),
+        }
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
