@@ -13,10 +13,10 @@ import threading
 import time
 from pathlib import Path
 
-import uvicorn
 from rich.console import Console
 
 from fnstage.api.app import create_app
+from fnstage.api.serving import api_server
 from fnstage.service import Services
 from fnstage.service.identity import bootstrap_admin
 from fnstage.settings import write_credentials, write_private
@@ -59,7 +59,7 @@ def serve_up(
     runtime_url = f"http://{host}:{runtime_port}"
     bootstrap(store, data_dir, api_url)
     app = create_app(Services.create(store), runtime_url=runtime_url)  # runtime_url: the console's try it
-    api = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    api = api_server(app, host, port)  # with limits on slow and oversized clients
     runtime = RuntimeProcess(url, host, runtime_port, data_dir / "runtime.log")
     runtime.start()
     console.print(f"fnstage API and console: {api_url}  (data: {data_dir.resolve()})")

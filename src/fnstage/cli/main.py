@@ -801,3 +801,7 @@ def logs(
     out = render.console()
     for line in render.logs_view(invocations):
         out.print(line, soft_wrap=True)
+
+
+# token, user, member and audit live in their own module, which registers them on `app`
+from fnstage.cli import access as _access  # noqa: E402, F401
