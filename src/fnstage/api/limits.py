@@ -13,10 +13,11 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Any
+
+from starlette.concurrency import run_in_threadpool
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -25,9 +26,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MiB = 1024 * 1024
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # unrolled: C speed on long strings
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_OPENERS_AS_SQUARE = bytes.maketrans(b"{}", b"[]")
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,33 @@ class _Refused(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
-def json_depth(body: bytes) -> int:
-    """How deeply arrays and objects nest in a JSON text (brackets inside strings do not count)."""
-    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
-    if not brackets:
-        return 0
-    return max(accumulate(_DEPTH_STEP[b] for b in brackets))
+def json_too_deep(body: bytes, limit: int) -> bool:
+    """Do arrays and objects nest more than `limit` deep (brackets inside strings do not count)?
+
+    Block by block at C speed (`bytes.count`); only a block that could cross the limit is walked
+    bracket by bracket. About 0.05 s for 8 MiB of a function's files; a body shaped to hover at the
+    limit costs up to about a second, and runs off the event loop (see `LimitRequests`)."""
+    brackets = _STRING.sub(b"", body).translate(_OPENERS_AS_SQUARE, _NOT_BRACKETS)
+    depth = 0
+    for block in _blocks(brackets, 256):
+        opens = block.count(b"[")
+        if depth + opens <= limit:  # cannot cross the limit inside this block
+            depth += 2 * opens - len(block)
+            continue
+        for small in _blocks(block, 16):
+            opens = small.count(b"[")
+            if depth + opens <= limit:
+                depth += 2 * opens - len(small)
+                continue
+            for char in small:
+                depth += 1 if char == 0x5B else -1  # "["
+                if depth > limit:
+                    return True
+    return False
+
+
+def _blocks(data: bytes, size: int) -> Iterator[bytes]:
+    return (data[i : i + size] for i in range(0, len(data), size))
 
 
 class LimitRequests:
@@ -125,15 +147,14 @@ class LimitRequests:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if body.lstrip()[:1] in (b"[", b"{"):  # JSON, whatever its content-type says
-            depth = json_depth(body)
-            if depth > lim.max_json_depth:
-                raise _Refused(
-                    422,
-                    "invalid",
-                    f"the JSON body nests {depth} levels deep: at most {lim.max_json_depth} are allowed",
-                    "body",
-                )
+        looks_like_json = body.lstrip()[:1] in (b"[", b"{")  # whatever its content-type says
+        if looks_like_json and await run_in_threadpool(json_too_deep, body, lim.max_json_depth):
+            raise _Refused(
+                422,
+                "invalid",
+                f"the JSON body nests arrays and objects more than {lim.max_json_depth} levels deep",
+                "body",
+            )
         return body
 
     def _too_large(self, size: int) -> _Refused:
