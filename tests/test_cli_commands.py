@@ -773,7 +773,15 @@ def test_up_calls_serve_up(
     monkeypatch.setitem(sys.modules, "fnstage.server", fake)
     result = cli("up", "--data", str(tmp_path / "data"), "--port", "9000")
     assert result.exit_code == 0, result.output
-    assert calls == [{"data_dir": tmp_path / "data", "host": "127.0.0.1", "port": 9000, "runtime_port": 8471}]
+    assert calls == [
+        {
+            "data_dir": tmp_path / "data",
+            "host": "127.0.0.1",
+            "port": 9000,
+            "runtime_port": 8471,
+            "database_url": None,
+        }
+    ]
 
 
 def test_help_texts(cli: Callable[..., Result]) -> None:

@@ -132,3 +132,9 @@ def test_no_text_makes_semver_rules_raise_anything_but_fnstage_errors(a: str, b:
 )
 def test_semver_order_matches_tuple_order(a: tuple[int, int, int], b: tuple[int, int, int]) -> None:
     assert is_greater(".".join(map(str, a)), ".".join(map(str, b))) == (a > b)
+
+
+def test_notes_refuse_control_characters() -> None:
+    with pytest.raises(InvalidInput, match="control characters"):
+        check_note("fixed\x00it", required=True)
+    assert check_note("line one\nline two\tindented", required=True) == "line one\nline two\tindented"

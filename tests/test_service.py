@@ -245,3 +245,14 @@ def test_unknown_gateway(services: Services, actor: Actor) -> None:
     with pytest.raises(Conflict):
         services.gateways.create(actor, "dup")
         services.gateways.create(actor, "dup")
+
+
+def test_a_nul_in_a_changelog_or_description_is_refused_on_every_engine(
+    services: Services, actor: Actor, gateway: str
+) -> None:
+    with pytest.raises(InvalidInput, match="control characters"):
+        services.deployments.save(actor, gateway, "dev/user/me", hello_files(), changelog="bad\x00note")
+    with pytest.raises(InvalidInput, match="control characters"):
+        services.deployments.save(actor, gateway, "dev/user/me", hello_files(), description="x\x00")
+    with pytest.raises(NotFound):
+        services.queries.history(gateway, "dev/user/me")

@@ -49,6 +49,10 @@ def check_note(note: str | None, required: bool, field: str = "note") -> str | N
             "a release note is required for staging and prod releases and for every rollback",
             field=field,
         )
+    if note is not None and any(ord(c) < 32 and c not in "\n\t" for c in note):
+        raise InvalidInput(
+            "note contains control characters: only printable text, newlines and tabs", field=field
+        )
     if note is not None and len(note) > MAX_NOTE_LENGTH:
         raise InvalidInput(
             f"note is {len(note)} characters long: at most {MAX_NOTE_LENGTH} are allowed", field=field

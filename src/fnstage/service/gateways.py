@@ -38,6 +38,10 @@ class Gateways:
                 )
                 return gateway
         except IntegrityError:
+            # A concurrent create won the race; any other integrity error is a real fault to surface.
+            with self.store.read() as tx:
+                if tx.get_gateway(gateway_id) is None:
+                    raise
             raise Conflict(f"gateway {gateway_id!r} exists already", field="id") from None
 
     def all(self, only: set[str] | None = None) -> list[GatewayRecord]:

@@ -56,6 +56,10 @@ def check_description(description: str) -> str:
         raise InvalidInput(
             f"description must be text of at most {MAX_DESCRIPTION} characters", field="description"
         )
+    if any(ord(c) < 32 and c not in "\n\t" for c in description):
+        raise InvalidInput(
+            "description contains control characters: only printable text", field="description"
+        )
     return description
 
 
