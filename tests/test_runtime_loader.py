@@ -190,3 +190,33 @@ def test_loads_a_bundle_from_the_builder() -> None:
     bundle = build(files, "index.py")
     live = load_function("dev/x", 1, "0.1.0", bundle.entrypoint, bundle.compiled, bundle.files)
     assert live.main(None) == ("db", 2)
+
+
+def test_a_batch_loads_on_one_thread_each_load_still_limited(monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+    import threading
+
+    from fnstage.runtime.loader import load_batch
+
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def counting_start(self: threading.Thread) -> None:
+        started.append(self.name)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    ok = {"index.py": "def main(ctx):\n    return 'ok'\n"}
+    stuck = {"index.py": "import threading\nthreading.Event().wait(5)\ndef main(ctx):\n    pass\n"}
+    broken = {"index.py": "x = 1 / 0\n"}
+    batch = [ok] * 20 + [stuck, broken] + [ok] * 5
+
+    def one(files: Mapping[str, str], version: int) -> LiveVersion:
+        return load(files, version=version, load_timeout_s=None)
+
+    results = load_batch([functools.partial(one, f, i + 1) for i, f in enumerate(batch)], 0.2)
+    assert [r.version for r in results[:20] if isinstance(r, LiveVersion)] == list(range(1, 21))
+    assert isinstance(results[20], LoadError) and "longer than 0.2 s" in results[20].summary
+    assert isinstance(results[21], LoadError) and results[21].summary.startswith("ZeroDivisionError")
+    assert all(isinstance(r, LiveVersion) and r.main(None) == "ok" for r in results[22:])
+    assert started.count("fnstage-load") == 2  # one thread, and one more after the stuck load

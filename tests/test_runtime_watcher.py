@@ -380,3 +380,40 @@ async def test_a_wake_that_finds_no_change_does_not_delay_the_next_one() -> None
         await watcher.wait_for("demo", "dev/a", 2, timeout=2)
     finally:
         await watcher.stop()
+
+
+class BlockedReporter(FakeReporter):
+    """A control plane that is slow to write: every report waits for `release`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def live(self, gateway: str, name: str, version: int) -> None:
+        self.release.wait(10)
+        super().live(gateway, name, version)
+
+
+async def test_serving_and_following_the_feed_never_wait_for_reports(feed: FakeFeed) -> None:
+    # A cold start of 10,000 functions writes 10,000 report rows: they must not hold back readiness, nor
+    # the next change from the feed. Reports still all arrive, in order, before stop() returns.
+    reporter = BlockedReporter()
+    watcher = Watcher(
+        Registry(),
+        lambda: feed,
+        poll_interval_s=30,
+        startup_timeout_s=20,
+        reporter_factory=lambda: reporter,
+    )
+    try:
+        await asyncio.wait_for(watcher.start(), 5)
+        assert versions(watcher) == {("demo", "dev/a"): 1, ("demo", "prod/a"): 3, ("other", "dev/a"): 9}
+        feed.publish("demo", "dev/a", 2)
+        watcher.poke()
+        await watcher.wait_for("demo", "dev/a", 2, timeout=5)
+    finally:
+        reporter.release.set()
+        await watcher.stop()
+    lives = [c for c in reporter.calls if c[0] == "live"]
+    assert len(lives) == 4 and lives[-1] == ("live", "demo", "dev/a", 2)
+    assert reporter.calls[-2:] == [("deregister",), ("close",)]

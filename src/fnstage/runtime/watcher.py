@@ -12,6 +12,7 @@ while a function loads, and a SQLite connection is only ever used from the threa
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +21,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_function
+from fnstage.runtime.loader import (
+    DEFAULT_LOAD_TIMEOUT_S,
+    LiveVersion,
+    LoadError,
+    load_batch,
+    load_function,
+)
 from fnstage.runtime.registry import Registry
 from fnstage.store.records import FeedEvent, PublishedFunction
 
@@ -101,6 +108,9 @@ class Watcher:
         self._positions: dict[str, int] = {}
         self._token: int | None = None
         self._executor: ThreadPoolExecutor | None = None
+        # reports have a thread of their own: the feed and the loads never wait on the control plane's
+        # bookkeeping (a cold start of 10,000 functions writes 10,000 rows)
+        self._report_executor: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
@@ -115,6 +125,7 @@ class Watcher:
     async def start(self) -> None:
         """Start following the feed; returns once the first sync is done (or `startup_timeout_s`)."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnstage-watcher")
+        self._report_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnstage-report")
         self._tasks.append(asyncio.create_task(self._run(), name="fnstage-watcher"))
         try:
             async with asyncio.timeout(self.startup_timeout_s):
@@ -129,11 +140,16 @@ class Watcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self._executor is not None:
+        if self._report_executor is not None:
             if self._reporter is not None:
-                await self._report("deregister")
-                await self._report("close")
+                self._report("deregister")
+                self._report("close")
                 self._reporter = None
+            # every queued report is written before stop returns
+            await asyncio.get_running_loop().run_in_executor(self._report_executor, lambda: None)
+            self._report_executor.shutdown(wait=False)
+            self._report_executor = None
+        if self._executor is not None:
             if self._reader is not None:
                 await self._call(self._reader.close)
             self._executor.shutdown(wait=False)
@@ -185,8 +201,11 @@ class Watcher:
                     self._reader = await self._call(self._reader_factory)
                     self._start_file_watch(self._reader.database_dir)
                 if self._reporter is None and self._reporter_factory is not None:
-                    self._reporter = await self._call(self._reporter_factory)
-                    await self._report("register")
+                    assert self._report_executor is not None
+                    self._reporter = await asyncio.get_running_loop().run_in_executor(
+                        self._report_executor, self._reporter_factory
+                    )
+                    self._report("register")
                 await self._resync()
                 attempt = 0
                 while True:
@@ -222,7 +241,7 @@ class Watcher:
         await self._load(stale, allow_older=False)
         for gateway, name in self.registry.names(self.gateway) - published.keys():
             self.registry.remove(gateway, name)
-            await self._report("removed", gateway, name)
+            self._report("removed", gateway, name)
             logger.info("runtime: unloaded %s/%s (no longer published)", gateway, name)
         self._positions = positions
         self.resyncs += 1
@@ -239,7 +258,7 @@ class Watcher:
                 and time.monotonic() - self._last_heartbeat >= self.heartbeat_interval_s
             ):
                 self._last_heartbeat = time.monotonic()
-                await self._report("heartbeat")
+                self._report("heartbeat")
             if await self._token_moved():
                 return
             if not woken:
@@ -289,7 +308,7 @@ class Watcher:
                 deleted[key] = event
         for event in deleted.values():  # before any later upsert of the name (delete, then create again)
             if self.registry.remove(event.gateway, event.name, event.version):
-                await self._report("removed", event.gateway, event.name)
+                self._report("removed", event.gateway, event.name)
                 logger.info("runtime: unloaded %s/%s v%d", event.gateway, event.name, event.version)
         wanted: dict[str, list[str]] = {}
         for (gateway, name), event in last.items():
@@ -311,7 +330,7 @@ class Watcher:
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, LoadError):
                 self.registry.record_failure(row.gateway, row.name, row.version, result)
-                await self._report("failed", row.gateway, row.name, row.version, result.summary)
+                self._report("failed", row.gateway, row.name, row.version, result.summary)
                 logger.warning(
                     "runtime: %s/%s v%d failed to load: %s",
                     row.gateway,
@@ -320,7 +339,7 @@ class Watcher:
                     result.summary,
                 )
             elif self.registry.apply(result, allow_older=allow_older):
-                await self._report("live", row.gateway, row.name, row.version)
+                self._report("live", row.gateway, row.name, row.version)
                 logger.info(
                     "runtime: %s/%s v%d (%s) live, loaded in %.2f ms",
                     row.gateway,
@@ -331,44 +350,49 @@ class Watcher:
                 )
 
     def _load_all(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
-        results: list[LiveVersion | LoadError] = []
+        results: list[LiveVersion | LoadError | None] = []
+        loads: list[Callable[[], LiveVersion]] = []
         for row in rows:
             live = self.registry.get(row.gateway, row.name)
             if live is not None and live.version == row.version:
                 results.append(live)  # already live (an event we had seen through a snapshot)
                 continue
-            try:
-                results.append(
-                    load_function(
-                        row.name,
-                        row.version,
-                        row.semver,
-                        row.entrypoint,
-                        row.compiled,
-                        row.source,
-                        row.config,
-                        row.methods,
-                        gateway=row.gateway,
-                        bundle_hash=row.bundle_hash,
-                        timeout_s=row.timeout_s,
-                        load_timeout_s=self.load_timeout_s,
-                    )
+            results.append(None)
+            loads.append(
+                functools.partial(
+                    load_function,
+                    row.name,
+                    row.version,
+                    row.semver,
+                    row.entrypoint,
+                    row.compiled,
+                    row.source,
+                    row.config,
+                    row.methods,
+                    gateway=row.gateway,
+                    bundle_hash=row.bundle_hash,
+                    load_timeout_s=None,  # limited by load_batch, one thread for the whole batch
                 )
-            except LoadError as exc:
-                results.append(exc)
-        return results
+            )
+        loaded = iter(load_batch(loads, self.load_timeout_s))
+        return [result if result is not None else next(loaded) for result in results]
 
     # helpers -------------------------------------------------------------------------------------
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._executor is not None
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def _report(self, what: str, *args: Any) -> None:
-        """Tell the control plane; a failure to report is logged, never a reason to stop serving."""
-        if self._reporter is None:
+    def _report(self, what: str, *args: Any) -> None:
+        """Tell the control plane, in order, on the report thread, without waiting for it; a failure to
+        report is logged, never a reason to stop serving."""
+        if self._reporter is None or self._report_executor is None:
             return
+        self._report_executor.submit(self._write_report, self._reporter, what, args)
+
+    @staticmethod
+    def _write_report(reporter: ReporterLike, what: str, args: tuple[Any, ...]) -> None:
         try:
-            await self._call(getattr(self._reporter, what), *args)
+            getattr(reporter, what)(*args)
         except Exception:
             logger.warning("runtime: could not report %s%s", what, args, exc_info=True)
 
