@@ -109,7 +109,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         403: "a member lacking the role this needs",
         404: "no such thing, or a gateway the caller is not a member of",
         409: "a conflict with the current state",
+        408: "the request body did not arrive in time",
         413: "a body or a function larger than allowed",
+        414: "a query string larger than allowed",
         422: "a field is invalid",
+        431: "request headers larger than allowed",
     }.items()
 }
