@@ -65,7 +65,9 @@ def published_count() -> int:
 )
 def test_save_never_answers_500(name: str, files: dict[str, str], extra: dict[str, Any]) -> None:
     before = published_count()
-    r = _client.put(f"/api/v1/gateways/fuzz/functions/{quote(name, safe='/')}", json={"files": files, **extra})
+    r = _client.put(
+        f"/api/v1/gateways/fuzz/functions/{quote(name, safe='/')}", json={"files": files, **extra}
+    )
     assert r.status_code < 500, r.text
     if r.status_code >= 400:
         assert set(r.json()) == {"error"} and r.json()["error"]["message"]
@@ -93,3 +95,75 @@ def test_release_routes_never_answer_500(body: dict[str, Any], route: str) -> No
 def test_diff_refs_never_answer_500(a: str, b: str) -> None:
     r = _client.get("/api/v1/gateways/fuzz/diff", params={"a": a, "b": b})
     assert r.status_code < 500, r.text
+
+
+def access_rows() -> tuple[int, int, int, int]:
+    """Users, tokens, members and audit records: what access changes write."""
+    from sqlalchemy import func, select
+
+    from fnstage.store import schema as t
+
+    with _store.read() as tx:
+        count = lambda table: int(tx.conn.scalar(select(func.count()).select_from(table)) or 0)  # noqa: E731
+        return count(t.users), count(t.tokens), count(t.members), count(t.audit_log)
+
+
+unicode_names = st.one_of(
+    st.text(max_size=70),
+    st.from_regex(r"[a-z][a-z0-9._-]{0,70}", fullmatch=True),
+    st.sampled_from(["bob\n", "b\u043eb", "\uff42ob", "../bob", "bob\x00", "Bob", " bob", "bob/../x"]),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=unicode_names, admin=st.booleans())
+def test_user_names_never_answer_500_and_refusals_write_nothing(name: str, admin: bool) -> None:
+    before = access_rows()
+    r = _client.post("/api/v1/users", json={"name": name, "is_admin": admin})
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.json()["error"]["message"] and access_rows() == before
+    else:
+        assert name.isascii() and name.isprintable() and "/" not in name
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    user=unicode_names,
+    role=st.one_of(st.text(max_size=12), st.sampled_from(["viewer", "owner", "developer"])),
+)
+def test_member_changes_never_answer_500_and_refusals_write_nothing(user: str, role: str) -> None:
+    before = access_rows()
+    r = _client.put(f"/api/v1/gateways/fuzz/members/{quote(user, safe='')}", json={"role": role})
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.json()["error"]["message"] and access_rows() == before
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.one_of(st.text(max_size=70), st.sampled_from(["ci", "laptop 2", "x\n", "\u202eevil"])),
+    expires=st.one_of(st.none(), st.integers(), st.text(max_size=5), st.floats()),
+)
+def test_token_requests_never_answer_500_and_refusals_write_nothing(name: str, expires: object) -> None:
+    before = access_rows()
+    r = _client.post("/api/v1/tokens", json={"name": name, "expires_in_seconds": expires})
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.json()["error"]["message"] and access_rows() == before
+    else:
+        assert r.json()["secret"].startswith("fns_") and name.isascii()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(gateway=st.one_of(st.text(max_size=50), st.from_regex(r"[a-z0-9-]{1,45}", fullmatch=True)))
+def test_gateway_ids_never_answer_500_and_refusals_write_nothing(gateway: str) -> None:
+    before = access_rows()
+    r = _client.post("/api/v1/gateways", json={"id": gateway})
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.json()["error"]["message"] and access_rows() == before
+    else:
+        assert gateway.isascii() and "\n" not in gateway
+    for path in ("", "/members", "/audit", "/functions"):
+        assert _client.get(f"/api/v1/gateways/{quote(gateway, safe='')}{path}").status_code < 500
