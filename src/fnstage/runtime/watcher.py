@@ -371,6 +371,7 @@ class Watcher:
                     row.methods,
                     gateway=row.gateway,
                     bundle_hash=row.bundle_hash,
+                    timeout_s=row.timeout_s,
                     load_timeout_s=None,  # limited by load_batch, one thread for the whole batch
                 )
             )
