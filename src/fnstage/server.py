@@ -6,7 +6,9 @@ start an admin is created and its token written where the CLI finds it.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -71,6 +73,16 @@ def serve_up(
         runtime.stop()
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when `fnstage up` dies, even by SIGKILL,
+    so a killed `up` never leaves an orphaned runtime holding its port. A no-op elsewhere."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
+
+
 class RuntimeProcess:
     """`fnstage runtime` as a child process, restarted if it dies (its deaths are logged)."""
 
@@ -88,7 +100,9 @@ class RuntimeProcess:
 
     def _spawn(self) -> None:
         with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
+            self._process = subprocess.Popen(
+                self.args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
 
     def _supervise(self) -> None:
         while not self._stopping.is_set():
