@@ -417,3 +417,46 @@ async def test_serving_and_following_the_feed_never_wait_for_reports(feed: FakeF
     lives = [c for c in reporter.calls if c[0] == "live"]
     assert len(lives) == 4 and lives[-1] == ("live", "demo", "dev/a", 2)
     assert reporter.calls[-2:] == [("deregister",), ("close",)]
+
+
+async def test_a_commit_to_a_real_sqlite_store_wakes_the_watcher_through_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    import sys
+
+    from fnstage.runtime.inotify import FolderWatch
+    from fnstage.service.deployments import Deployments
+    from fnstage.service.gateways import Gateways
+    from fnstage.service.identity import Actor
+    from fnstage.store.engine import sqlite_url
+    from fnstage.store.feed import FeedReader
+    from fnstage.store.store import Store
+
+    url = sqlite_url(tmp_path)
+    store = Store.open(url)
+    with store.write() as tx:
+        user = tx.create_user("ada", is_admin=True)
+    actor = Actor(user.id, user.name, True)
+    Gateways(store).create(actor, "demo")
+    deployments = Deployments(store)
+    deployments.save(actor, "demo", "dev/hello", {"index.py": "def main(ctx):\n    return 'one'\n"})
+    # the slow poll is out of the picture: only the folder watch can wake the watcher
+    watcher = Watcher(Registry(), lambda: FeedReader(url), gateway="demo", poll_interval_s=60)
+    await watcher.start()
+    try:
+        if sys.platform.startswith("linux"):
+            assert isinstance(watcher._folder_watch, FolderWatch)  # no watchfiles thread polling the GIL
+        for text in ("two", "three"):
+            saved = await asyncio.to_thread(
+                deployments.save,
+                actor,
+                "demo",
+                "dev/hello",
+                {"index.py": f"def main(ctx):\n    return {text!r}\n"},
+            )
+            live = await watcher.wait_for("demo", "dev/hello", saved.function.version, timeout=5)
+            assert live.main(None) == text
+    finally:
+        await watcher.stop()
+        store.close()
+    assert watcher._folder_watch is None
