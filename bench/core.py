@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sqlite3
 import statistics
 import sys
@@ -24,6 +22,7 @@ import time
 from pathlib import Path
 
 import httpx
+from machine import describe, percentile
 from sqlalchemy import text
 
 from fnstage.service import Actor, Services
@@ -31,17 +30,14 @@ from fnstage.store.engine import sqlite_url
 from fnstage.store.store import Store
 from fnstage.testing import UpProcess
 
+sys.path.insert(0, str(Path(__file__).parent))
+
 INDEX = (
     "from utils import greet\n\n\nasync def main(ctx):\n"
     "    return {'message': greet(ctx.query.get('name', 'world'))}\n"
 )
 UTILS = "from helpers import shout\n\n\ndef greet(name):\n    return shout(f'Hello, {name}! #{N}')\n"
 HELPERS = "def shout(text):\n    return text.upper()\n"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def stdlib_sources(count: int) -> list[str]:
@@ -192,7 +188,7 @@ def main() -> None:
         storage = Path(tmp) / "storage"
         storage.mkdir()
         results.update(bench_history_storage(storage, args.history_saves))
-    results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+    results["machine"] = describe()
     print(json.dumps(results, indent=2))
 
 
