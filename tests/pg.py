@@ -161,3 +161,20 @@ def server() -> Iterator[PgServer]:
         yield PgServer(cluster.url)
     finally:
         cluster.remove()
+
+
+@contextmanager
+def own_cluster() -> Iterator[PgCluster]:
+    """A cluster of the test's own, which it may stop, restart or cut connections on (fault tests);
+    removed afterwards. Needs the server binaries: skipped without them (failed under CI)."""
+    bindir = find_bindir()
+    if bindir is None:
+        unavailable(
+            "fault tests start a cluster of their own, and no server binaries (initdb, pg_ctl) were found"
+        )
+    cluster = PgCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()

@@ -7,6 +7,7 @@ server's interpreter lock).
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +26,10 @@ def free_port() -> int:
 class UpProcess:
     """`fnstage up` with its own data folder, config folder and ports."""
 
-    def __init__(self, root: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, extra_env: dict[str, str] | None = None, database_url: str | None = None
+    ) -> None:
+        self.database_url = database_url  # None: SQLite in the data folder
         self.data_dir = root / "data"
         self.config_dir = root / "config"
         self.port = free_port()
@@ -41,6 +45,8 @@ class UpProcess:
     def start(self, timeout: float = 30) -> UpProcess:
         args = [sys.executable, "-m", "fnstage", "up", "--data", str(self.data_dir)]
         args += ["--port", str(self.port), "--runtime-port", str(self.runtime_port)]
+        if self.database_url:
+            args += ["--database-url", self.database_url]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
@@ -85,6 +91,67 @@ class UpProcess:
                 self.process.wait()
 
     def __enter__(self) -> UpProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class RuntimeServer:
+    """`fnstage runtime` on a port of its own, serving one gateway of a database (a production runtime,
+    as one host of many runs it)."""
+
+    def __init__(
+        self, database_url: str, gateway: str, log_path: Path, *, workers: int = 1, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.args = [sys.executable, "-m", "fnstage", "runtime", "--database-url", database_url]
+        self.args += ["--gateway", gateway, "--port", str(self.port), "--workers", str(workers)]
+        self.args += ["--log-level", "info"]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> RuntimeServer:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"fnstage runtime exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/_fnstage/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"fnstage runtime was not ready within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        """SIGTERM (granian stops its workers, each deregisters), SIGKILL after 10 s."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def kill(self) -> None:
+        """Gone without a word, as a crashed host, workers and all (its own process group): its runtime
+        rows stay until they go silent."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> RuntimeServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as db
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import fnstage
@@ -57,6 +58,20 @@ def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+def _on_database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """The store cannot be reached (a restart, a failover, a full pool): nothing was written, so the
+    client may simply retry; a 503 with a reason, never a 500 traceback."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    response = _error(
+        503,
+        "unavailable",
+        "the database is unavailable; nothing was changed, try again shortly",
+        details={"reason": reason[0][:200] if reason else type(exc).__name__},
+    )
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 def create_app(
     services: Services, runtime_url: str | None = None, limits: RequestLimits | None = None
 ) -> FastAPI:
@@ -77,6 +92,9 @@ def create_app(
     app.add_exception_handler(FnstageError, _on_fnstage_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    # a connection refused or lost, a pool timeout; SQLite's "database is locked" past its timeout
+    app.add_exception_handler(db.OperationalError, _on_database_unavailable)
+    app.add_exception_handler(db.TimeoutError, _on_database_unavailable)
 
     @app.get(f"{PREFIX}/health", tags=["health"])
     def health() -> dict[str, str | None]:

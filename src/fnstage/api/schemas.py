@@ -114,5 +114,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         414: "a query string larger than allowed",
         422: "a field is invalid",
         431: "request headers larger than allowed",
+        503: "the database is unavailable for the moment (nothing was changed): retry",
     }.items()
 }

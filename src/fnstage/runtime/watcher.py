@@ -2,9 +2,14 @@
 
 On start, and after any error, it resyncs from a snapshot of the published table (invariant 3: changes
 made while it was away are never lost). Between resyncs it follows the publish log from the positions
-the snapshot gave it. It wakes on a change in the database folder (inotify read by the event loop,
-`runtime.inotify`, or watchfiles where that is missing; confirmed by the reader's cheap `change_token`),
-on `poke()`, or on a slow poll as a safety net.
+the snapshot gave it. It wakes on a change in the database folder (inotify through watchfiles, confirmed
+by the reader's cheap `change_token`), on `poke()`, or on a slow poll as a safety net.
+
+On PostgreSQL the reader also offers `notifications()` (LISTEN/NOTIFY, `store.notifications`): an event
+wakes the watcher (the payload is only a hint: it reads the log from its positions); on every
+(re)connect it catches up (the first time, from the log: it has just synced) or resyncs from a snapshot
+(after an outage: whatever happened meanwhile); while disconnected it keeps serving from memory and its
+heartbeat says "feed disconnected since ...".
 
 Every call into the reader and every load runs on one dedicated thread: the event loop keeps serving
 while a function loads, and a SQLite connection is only ever used from the thread that made it.
@@ -13,16 +18,16 @@ while a function loads, and a SQLite connection is only ever used from the threa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from fnstage.runtime.inotify import FolderWatch
 from fnstage.runtime.loader import (
     DEFAULT_LOAD_TIMEOUT_S,
     LiveVersion,
@@ -31,6 +36,7 @@ from fnstage.runtime.loader import (
     load_function,
 )
 from fnstage.runtime.registry import Registry
+from fnstage.store.notifications import Connected, Disconnected, Signal
 from fnstage.store.records import FeedEvent, PublishedFunction
 
 logger = logging.getLogger("fnstage.runtime")
@@ -57,6 +63,8 @@ class FeedReaderLike(Protocol):
     def change_token(self) -> int: ...
 
     def close(self) -> None: ...
+
+    # optional: `notifications() -> AsyncIterator[Signal] | None`, a push feed (PostgreSQL's NOTIFY)
 
 
 class ReporterLike(Protocol):
@@ -118,11 +126,15 @@ class Watcher:
         self._changed = asyncio.Event()
         self._synced = asyncio.Event()
         self._file_stop: Any = None
-        self._folder_watch: FolderWatch | None = None
         self.resyncs = 0
         self.errors = 0
         self.last_error: str | None = None
         self.last_change_at: float | None = None
+        self.feed_state = "connected"  # "disconnected" while a push feed (NOTIFY) is down
+        self.feed_since = datetime.now(UTC)
+        self._resync_wanted = False
+        self._heard_once = False
+        self._reconnected = asyncio.Event()
 
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -137,9 +149,6 @@ class Watcher:
             logger.warning("runtime: first sync with the store not done after %g s", self.startup_timeout_s)
 
     async def stop(self) -> None:
-        if self._folder_watch is not None:
-            self._folder_watch.close()
-            self._folder_watch = None
         if self._file_stop is not None:
             self._file_stop.set()
         for task in self._tasks:
@@ -175,6 +184,8 @@ class Watcher:
             "errors": self.errors,
             "last_error": self.last_error,
             "last_change_at": self.last_change_at,
+            "feed_state": self.feed_state,
+            "feed_since": self.feed_since.isoformat(),
         }
 
     async def wait_for(self, gateway: str, name: str, version: int, timeout: float = 5.0) -> LiveVersion:
@@ -206,6 +217,7 @@ class Watcher:
                 if self._reader is None:
                     self._reader = await self._call(self._reader_factory)
                     self._start_file_watch(self._reader.database_dir)
+                    self._start_notifications(self._reader)
                 if self._reporter is None and self._reporter_factory is not None:
                     assert self._report_executor is not None
                     self._reporter = await asyncio.get_running_loop().run_in_executor(
@@ -216,7 +228,10 @@ class Watcher:
                 attempt = 0
                 while True:
                     await self._wait_for_change()
-                    await self._catch_up()
+                    if self._resync_wanted:
+                        await self._resync()
+                    else:
+                        await self._catch_up()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -227,10 +242,15 @@ class Watcher:
                 logger.warning(
                     "runtime: feed error (%s); resync in %g s", self.last_error, delay, exc_info=True
                 )
-                await asyncio.sleep(delay)
+                # a push feed connecting again means the database is back: resync at once
+                self._reconnected.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._reconnected.wait()
 
     async def _resync(self) -> None:
         assert self._reader is not None
+        self._resync_wanted = False
         rows, positions = await self._call(self._reader.snapshot, self.gateway)
         published = {(r.gateway, r.name): r for r in rows}
         stale = []
@@ -264,8 +284,8 @@ class Watcher:
                 and time.monotonic() - self._last_heartbeat >= self.heartbeat_interval_s
             ):
                 self._last_heartbeat = time.monotonic()
-                self._report("heartbeat")
-            if await self._token_moved():
+                self._report("heartbeat", self.feed_state, self.feed_since)
+            if self._resync_wanted or await self._token_moved():
                 return
             if not woken:
                 continue
@@ -408,12 +428,38 @@ class Watcher:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
+    def _start_notifications(self, reader: FeedReaderLike) -> None:
+        listen: Callable[[], AsyncIterator[Signal] | None] | None = getattr(reader, "notifications", None)
+        signals = listen() if listen is not None else None
+        if signals is not None:
+            self._tasks.append(asyncio.create_task(self._follow(signals), name="fnstage-notifications"))
+
+    async def _follow(self, signals: AsyncIterator[Signal]) -> None:
+        """Turn the push feed's signals into wakes, resyncs and the feed state the heartbeat reports."""
+        async for signal in signals:
+            if isinstance(signal, FeedEvent):
+                self._wake.set()
+            elif isinstance(signal, Connected):
+                # LISTEN is on: whatever commits from now on arrives as an event; what committed
+                # before is read now. First time: from the log (the start just synced); after an
+                # outage: a snapshot, whatever happened meanwhile (a restore, a pruned log).
+                self._resync_wanted = self._heard_once
+                self._heard_once = True
+                self._set_feed_state("connected", signal.at)
+                self._wake.set()
+                self._reconnected.set()
+            elif isinstance(signal, Disconnected) and self.feed_state != "disconnected":
+                self._set_feed_state("disconnected", signal.since)
+
+    def _set_feed_state(self, state: str, since: datetime) -> None:
+        self.feed_state, self.feed_since = state, since
+        if state == "disconnected":
+            logger.warning("runtime: feed disconnected since %s; serving from memory", since.isoformat())
+        self._last_heartbeat = time.monotonic()
+        self._report("heartbeat", state, since)
+
     def _start_file_watch(self, folder: Path | None) -> None:
-        if folder is None or not self.watch_files or self._folder_watch is not None:
-            return
-        # inotify on the event loop where there is one (no thread, no polling); watchfiles elsewhere
-        self._folder_watch = FolderWatch.open(folder, self._wake.set)
-        if self._folder_watch is not None:
+        if folder is None or not self.watch_files:
             return
         import anyio
 

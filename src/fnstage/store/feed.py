@@ -3,13 +3,14 @@
 Runtimes never read the control-plane tables: only `published` and `publish_log`. On SQLite, a change
 is noticed through the database folder (inotify) and confirmed with `PRAGMA data_version`, which
 changes whenever another connection commits: about 3 us a call, cheap enough to poll as a safety net.
-On PostgreSQL, a change is announced by NOTIFY (`notifications.PgNotifications`); `change_token` is 0.
+On PostgreSQL, a change is announced by NOTIFY: `notifications()` yields `notifications.PgNotifications`
+signals (one dedicated listening connection per reader, i.e. per runtime worker); `change_token` is 0.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, or_, select
 
 from fnstage.store import schema as t
-from fnstage.store.engine import is_sqlite, make_engine, read_options
+from fnstage.store.engine import is_postgres, is_sqlite, make_engine, read_options
+from fnstage.store.notifications import PgNotifications, Signal
 from fnstage.store.records import FeedEvent, PublishedFunction
 
 
@@ -110,6 +112,14 @@ class FeedReader:
                 )
             )
             return [_published(r) for r in rows]
+
+    def notifications(self) -> AsyncIterator[Signal] | None:
+        """PostgreSQL: the publish events, and every (re)connect and loss of the listening connection
+        (call from the event loop that consumes them). None where changes are not pushed (SQLite)."""
+        if not is_postgres(self.engine):
+            return None
+        url = self.engine.url.render_as_string(hide_password=False)
+        return PgNotifications(url).signals()
 
     def change_token(self) -> int:
         """Changes whenever the database changed (SQLite: data_version); 0 where there is no such probe."""
