@@ -2,8 +2,9 @@
 
 On start, and after any error, it resyncs from a snapshot of the published table (invariant 3: changes
 made while it was away are never lost). Between resyncs it follows the publish log from the positions
-the snapshot gave it. It wakes on a change in the database folder (inotify through watchfiles, confirmed
-by the reader's cheap `change_token`), on `poke()`, or on a slow poll as a safety net.
+the snapshot gave it. It wakes on a change in the database folder (inotify read by the event loop,
+`runtime.inotify`, or watchfiles where that is missing; confirmed by the reader's cheap `change_token`),
+on `poke()`, or on a slow poll as a safety net.
 
 On PostgreSQL the reader also offers `notifications()` (LISTEN/NOTIFY, `store.notifications`): an event
 wakes the watcher (the payload is only a hint: it reads the log from its positions); on every
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from fnstage.runtime.inotify import FolderWatch
 from fnstage.runtime.loader import (
     DEFAULT_LOAD_TIMEOUT_S,
     LiveVersion,
@@ -126,6 +128,7 @@ class Watcher:
         self._changed = asyncio.Event()
         self._synced = asyncio.Event()
         self._file_stop: Any = None
+        self._folder_watch: FolderWatch | None = None
         self.resyncs = 0
         self.errors = 0
         self.last_error: str | None = None
@@ -149,6 +152,9 @@ class Watcher:
             logger.warning("runtime: first sync with the store not done after %g s", self.startup_timeout_s)
 
     async def stop(self) -> None:
+        if self._folder_watch is not None:
+            self._folder_watch.close()
+            self._folder_watch = None
         if self._file_stop is not None:
             self._file_stop.set()
         for task in self._tasks:
@@ -459,7 +465,11 @@ class Watcher:
         self._report("heartbeat", state, since)
 
     def _start_file_watch(self, folder: Path | None) -> None:
-        if folder is None or not self.watch_files:
+        if folder is None or not self.watch_files or self._folder_watch is not None:
+            return
+        # inotify on the event loop where there is one (no thread, no polling); watchfiles elsewhere
+        self._folder_watch = FolderWatch.open(folder, self._wake.set)
+        if self._folder_watch is not None:
             return
         import anyio
 
