@@ -240,3 +240,18 @@ def test_status_card_shows_where_the_version_is_live() -> None:
     assert "serving · live 1/2, failed on 1: NameError" in text.replace("\n", " ") or "failed on 1" in text
     assert render.state_style("serving · live 1/2, failed on 1: x") == "bold red"
     assert render.state_style("serving · live 2/2") == "bold green"
+
+
+def test_logs_view_reads_the_runtimes_invocation_records() -> None:
+    record = {
+        "request_id": "abc",
+        "time": (NOW.timestamp() - 120),
+        "version": 2,
+        "status": 200,
+        "duration_ms": 0.10362800003349548,
+        "lines": ["hello Ada"],
+        "error": None,
+    }
+    header, line = (plain(t) for t in render.logs_view([record], NOW))
+    assert header.startswith("2 min ago  200") and "0.1 ms" in header and "v2" in header
+    assert line.strip() == "hello Ada"

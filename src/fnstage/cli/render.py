@@ -308,7 +308,26 @@ def status_view(overview: Mapping[str, Any], now: datetime | None = None) -> Ren
         cells.append(environment_panel(env, environments.get(env), now))
     grid.add_row(*cells)
     title = Text(_text(overview.get("base")), style="bold")
-    return Group(title, grid)
+    return Group(title, grid, *runtime_alerts(environments, now))
+
+
+def runtime_alerts(environments: Mapping[str, Any], now: datetime | None = None) -> list[Text]:
+    """A line for every runtime that is not well: silent (no heartbeat), or serving from memory
+    because its change feed is disconnected."""
+    out: list[Text] = []
+    for env in ENVIRONMENTS:
+        runtime = (environments.get(env) or {}).get("runtime") or {}
+        for r in runtime.get("runtimes") or []:
+            where = f"{env}: runtime {_text(r.get('host'))} pid {_text(r.get('pid'))}"
+            if r.get("state") == "silent":
+                heard = relative_time(r.get("heartbeat_at"), now)
+                out.append(Text(f"{where} is silent (last heard {heard})", style="red"))
+            elif r.get("feed_state") == "disconnected":
+                since = relative_time(r.get("feed_since"), now)
+                out.append(
+                    Text(f"{where}: feed disconnected since {since}, serving from memory", style="yellow")
+                )
+    return out
 
 
 # --- logs --------------------------------------------------------------------------------------
@@ -331,14 +350,14 @@ def logs_view(invocations: Sequence[Mapping[str, Any]], now: datetime | None = N
             status_style = "green"
         duration = _first(invocation, ("duration_ms", "duration"))
         header = Text.assemble(
-            (relative_time(_first(invocation, ("at", "started_at", "created_at", "timestamp")), now), "dim"),
+            (relative_time(_first(invocation, ("time", "at", "started_at", "created_at")), now), "dim"),
             "  ",
             (_text(status), status_style),
             "  ",
             f"{_text(invocation.get('method'), '')} {_text(invocation.get('path'), '')}".strip(),
         )
-        if duration is not None:
-            header.append(f"  {duration} ms", style="dim")
+        if isinstance(duration, int | float):
+            header.append(f"  {round(duration, 1):g} ms", style="dim")
         version = invocation.get("version")
         if version is not None:
             header.append(f"  v{version}", style="dim")
