@@ -52,9 +52,11 @@ def serve_up(
     port: int = 8470,
     runtime_port: int = 8471,
     database_url: str | None = None,
+    with_runtime: bool = True,
 ) -> None:
     """The API and console in this process; a runtime for every gateway in a supervised child process,
-    on the same server (granian) and code path as a production `fnstage runtime`."""
+    on the same server (granian) and code path as a production `fnstage runtime`. Without the runtime
+    (`with_runtime=False`), the control plane alone: runtimes run elsewhere (`fnstage runtime`)."""
     store = open_store(data_dir, database_url)
     url = store.engine.url.render_as_string(hide_password=False)
     api_url = f"http://{host}:{port}"
@@ -62,9 +64,13 @@ def serve_up(
     bootstrap(store, data_dir, api_url)
     app = create_app(Services.create(store), runtime_url=runtime_url)  # runtime_url: the console's try it
     api = api_server(app, host, port)  # with limits on slow and oversized clients
+    console.print(f"fnstage API and console: {api_url}  (data: {data_dir.resolve()})")
+    if not with_runtime:
+        console.print("No runtime here: start `fnstage runtime --database-url ... --gateway GW` processes.")
+        api.run()
+        return
     runtime = RuntimeProcess(url, host, runtime_port, data_dir / "runtime.log")
     runtime.start()
-    console.print(f"fnstage API and console: {api_url}  (data: {data_dir.resolve()})")
     console.print(f"Functions answer at http://GATEWAY.ENV.localhost:{runtime_port}/PATH")
     console.print(f"Runtime log: {runtime.log_path}")
     try:

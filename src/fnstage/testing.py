@@ -27,9 +27,14 @@ class UpProcess:
     """`fnstage up` with its own data folder, config folder and ports."""
 
     def __init__(
-        self, root: Path, extra_env: dict[str, str] | None = None, database_url: str | None = None
+        self,
+        root: Path,
+        extra_env: dict[str, str] | None = None,
+        database_url: str | None = None,
+        with_runtime: bool = True,
     ) -> None:
         self.database_url = database_url  # None: SQLite in the data folder
+        self.with_runtime = with_runtime  # False: the control plane alone (`--no-runtime`)
         self.data_dir = root / "data"
         self.config_dir = root / "config"
         self.port = free_port()
@@ -47,6 +52,8 @@ class UpProcess:
         args += ["--port", str(self.port), "--runtime-port", str(self.runtime_port)]
         if self.database_url:
             args += ["--database-url", self.database_url]
+        if not self.with_runtime:
+            args.append("--no-runtime")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
@@ -56,7 +63,9 @@ class UpProcess:
                 raise RuntimeError(f"fnstage up exited with {self.process.returncode}:\n{self.log()}")
             try:
                 api = httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code
-                runtime = httpx.get(f"{self.runtime_url}/_fnstage/health", timeout=1).status_code
+                runtime = 200
+                if self.with_runtime:
+                    runtime = httpx.get(f"{self.runtime_url}/_fnstage/health", timeout=1).status_code
                 if api == runtime == 200:
                     return self
             except httpx.TransportError:

@@ -119,6 +119,7 @@ def rollout(r: Rollout) -> dict[str, Any]:
                 "loaded_at": s.loaded_at.isoformat() if s.loaded_at else None,
                 "heartbeat_at": s.heartbeat_at.isoformat(),
                 "feed_state": s.feed_state,
+                "feed_since": s.feed_since.isoformat(),
             }
             for s in r.runtimes
         ],

@@ -176,6 +176,14 @@ def up(
             show_default=False,
         ),
     ] = None,
+    with_runtime: Annotated[
+        bool,
+        typer.Option(
+            "--runtime/--no-runtime",
+            help="Run a runtime for every gateway beside the API; --no-runtime when runtimes run "
+            "elsewhere (`fnstage runtime --gateway GW` on the same database).",
+        ),
+    ] = True,
 ) -> None:
     """Run fnstage on this machine: API, console and runtime on an embedded SQLite store.
 
@@ -188,7 +196,14 @@ def up(
         if error.name != "fnstage.server":
             raise
         raise CliError("this installation of fnstage has no server (fnstage.server is missing)") from None
-    serve_up(data_dir=data, host=host, port=port, runtime_port=runtime_port, database_url=database_url)
+    serve_up(
+        data_dir=data,
+        host=host,
+        port=port,
+        runtime_port=runtime_port,
+        database_url=database_url,
+        with_runtime=with_runtime,
+    )
 
 
 @_command(app)

@@ -6,13 +6,16 @@ Read from what runtimes report (`store.runtime_status`). This answers `--wait` a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from fnstage.store.records import RuntimeFunctionRecord, RuntimeRecord
 from fnstage.store.store import Tx, now
 
-SILENT_AFTER = timedelta(seconds=10)  # runtimes heartbeat every 2 s
+# Runtimes heartbeat every 3 s. FNSTAGE_SILENT_AFTER_S (read by the API process at start) shortens this
+# for tests that stop a runtime; production has no reason to change it.
+SILENT_AFTER = timedelta(seconds=float(os.environ.get("FNSTAGE_SILENT_AFTER_S") or 10))
 FORGOTTEN_AFTER = timedelta(hours=1)  # a runtime silent this long is no longer listed
 
 
@@ -27,6 +30,7 @@ class RuntimeState:
     loaded_at: datetime | None
     heartbeat_at: datetime
     feed_state: str
+    feed_since: datetime
 
 
 @dataclass(frozen=True)
@@ -109,4 +113,5 @@ def _state(
         loaded_at=report.loaded_at if report else None,
         heartbeat_at=runtime.heartbeat_at,
         feed_state=runtime.feed_state,
+        feed_since=runtime.feed_since,
     )

@@ -1,0 +1,87 @@
+"""Many runtimes on one PostgreSQL database, as production runs them: `fnstage up --no-runtime` for the
+control plane, three `fnstage runtime --gateway demo` on ports of their own. A push goes live on all
+three; a runtime that dies is shown as silent, the other two keep the count."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fnstage.testing import RuntimeServer, UpProcess
+from test_e2e_cli import Cli, write
+
+pytestmark = [pytest.mark.e2e, pytest.mark.engine("postgres"), pytest.mark.timeout(240)]
+
+# FNSTAGE_SILENT_AFTER_S for the API: a killed runtime is silent in 6 s, not 10 (runtimes heartbeat
+# every 3 s, on a wake that comes at least every second: never more than 4 s apart)
+SILENT_AFTER_S = 6.0
+
+
+@pytest.fixture
+def up(postgres_url: str, tmp_path: Path) -> Iterator[UpProcess]:
+    process = UpProcess(
+        tmp_path / "up",
+        database_url=postgres_url,
+        with_runtime=False,
+        extra_env={"FNSTAGE_SILENT_AFTER_S": str(SILENT_AFTER_S)},
+    )
+    with process.start(timeout=90):
+        Cli(process).run("gateway", "create", "demo")
+        yield process
+
+
+def test_three_runtimes_go_live_and_a_dead_one_is_shown_silent(
+    up: UpProcess, postgres_url: str, tmp_path: Path
+) -> None:
+    cli = Cli(up)
+    runtimes = [RuntimeServer(postgres_url, "demo", tmp_path / f"runtime{i}.log") for i in range(3)]
+    with contextlib.ExitStack() as stack:
+        for runtime in runtimes:
+            stack.callback(runtime.stop)
+            runtime.start(timeout=90)
+        src = write(tmp_path / "fn", {"index.py": "def main(ctx):\n    return {'hello': 'world'}\n"})
+        out = cli.run("push", str(src), "dev/hello", "--wait").stdout
+        assert "live on 3/3 runtimes" in out, out
+        for runtime in runtimes:
+            r = httpx.get(f"{runtime.url}/dev/hello", timeout=5)
+            assert r.json() == {"hello": "world"} and r.headers["x-fnstage-version"] == "1"
+
+        gone = runtimes[0]
+        gone.kill()  # a crashed host: no deregistration
+        assert gone.process is not None
+        time.sleep(SILENT_AFTER_S + 0.5)
+        status = cli.run("status", "hello").stdout
+        assert "live 2/2, 1 silent" in status, status
+        assert f"pid {gone.process.pid}" in status or "is silent" in status, status
+        assert "is silent (last heard" in status, status
+
+        # the two left still take a new version, and --wait counts only them
+        write(src, {"index.py": "def main(ctx):\n    return {'hello': 'again'}\n"})
+        out = cli.run("push", str(src), "dev/hello", "--wait").stdout
+        assert "live on 2/2 runtimes" in out and "1 silent" in out, out
+        for runtime in runtimes[1:]:
+            assert httpx.get(f"{runtime.url}/dev/hello", timeout=5).json() == {"hello": "again"}
+
+
+def test_status_names_silent_runtimes_and_disconnected_feeds() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from fnstage.cli.render import runtime_alerts
+
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    ago = (now - timedelta(seconds=42)).isoformat()
+    runtimes = [
+        {"host": "a", "pid": 1, "state": "live", "feed_state": "connected", "heartbeat_at": ago},
+        {"host": "b", "pid": 2, "state": "live", "feed_state": "disconnected", "feed_since": ago},
+        {"host": "c", "pid": 3, "state": "silent", "feed_state": "connected", "heartbeat_at": ago},
+    ]
+    lines = [str(t) for t in runtime_alerts({"dev": {"runtime": {"runtimes": runtimes}}}, now)]
+    assert lines == [
+        "dev: runtime b pid 2: feed disconnected since 42 s ago, serving from memory",
+        "dev: runtime c pid 3 is silent (last heard 42 s ago)",
+    ]
