@@ -66,7 +66,9 @@ def test_tokens_are_stored_as_hashes_and_belong_to_their_user(store: Store, serv
         authenticate(store, first.secret)
 
 
-@pytest.mark.parametrize("name", ["", "Bob", "bob\n", "bo b", "b" * 65, "bøb", "\uff42ob", "../bob", "bob\x00"])
+@pytest.mark.parametrize(
+    "name", ["", "Bob", "bob\n", "bo b", "b" * 65, "bøb", "\uff42ob", "../bob", "bob\x00"]
+)
 def test_user_names_are_plain_ascii(services: Services, actor: Actor, name: str) -> None:
     with pytest.raises(InvalidInput):
         services.accounts.create_user(actor, name)

@@ -27,7 +27,10 @@ class Gateways:
                 if tx.get_gateway(gateway_id):
                     raise Conflict(f"gateway {gateway_id!r} exists already", field="id")
                 gateway = tx.create_gateway(gateway_id, allow_dev_to_prod, actor.name)
-                access.set_member(tx, gateway_id, actor.user_id, OWNER, actor.name)  # the creator owns it
+                if (
+                    tx.get_user(actor.user_id) is not None
+                ):  # the creator owns it (a script's actor may be no user)
+                    access.set_member(tx, gateway_id, actor.user_id, OWNER, actor.name)
                 access.record_audit(
                     tx,
                     actor.name,
