@@ -285,6 +285,42 @@ def gateway_create(
     render.say(f"created gateway {gateway.get('id')}")
 
 
+@_command(gateway_app, "credentials")
+def gateway_credentials(
+    gateway_id: Annotated[str, typer.Argument(metavar="ID", help="The gateway its runtimes serve.")],
+    database_url: Annotated[
+        str,
+        typer.Option(
+            "--database-url",
+            envvar="FNSTAGE_DATABASE_URL",
+            metavar="URL",
+            help="The control plane's PostgreSQL URL (the tables' owner): a server-side command.",
+        ),
+    ],
+) -> None:
+    """Create or rotate the database login of ID's runtimes and print its URL (PostgreSQL only).
+
+    The login reads only ID's published functions and writes only its runtimes' status rows; use it
+    with `fnstage runtime --gateway ID --database-url URL`. Running it again rotates the password.
+    """
+    from fnstage.store.credentials import runtime_credentials
+    from fnstage.store.engine import is_postgres, make_engine
+
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        if not is_postgres(engine):
+            raise CliError(
+                "runtime credentials need PostgreSQL: SQLite has no roles (see docs/postgresql.md)"
+            )
+        url = runtime_credentials(engine, gateway_id)
+    finally:
+        engine.dispose()
+    hint = render.console(stderr=True)
+    hint.print(f"runtime login for gateway {gateway_id} (a new password if it existed); on stdout, for:")
+    hint.print(f"  fnstage runtime --gateway {gateway_id} --database-url URL")
+    typer.echo(url)
+
+
 @_command(gateway_app, "ls")
 def gateway_ls(json_output: JsonOption = False) -> None:
     """List the gateways you can see."""
