@@ -189,7 +189,7 @@ def test_two_sessions_save_the_same_function_and_the_second_sees_the_conflict(
         bob.close()
 
 
-def test_function_page_first_paint_is_under_a_second(
+def test_function_page_reports_its_first_paint_and_ready_marks(
     page: Page, console_up: UpProcess, console_api: httpx.Client
 ) -> None:
     seed(console_api, "paint")
@@ -211,5 +211,5 @@ def test_function_page_first_paint_is_under_a_second(
         f"\nfunction page: first contentful paint {timing['fcp']:.0f} ms, cards and editor ready {timing['ready']:.0f} ms, "
         f"DOMContentLoaded {timing['dcl']:.0f} ms, {timing['bytes'] / 1024:.0f} KiB of resources"
     )
-    assert timing["fcp"] is not None and timing["fcp"] < 1000
-    assert timing["ready"] is not None and timing["ready"] < 1000
+    # The time itself is a benchmark (bench/console_first_paint.py, BENCHMARKS.md), not a test bound.
+    assert timing["fcp"] is not None and timing["ready"] is not None
