@@ -14,6 +14,8 @@ Reads run in REPEATABLE READ: several statements see one snapshot, as a SQLite r
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,15 +101,29 @@ def read_options(engine: Engine) -> dict[str, Any]:
     return {}
 
 
+def _enter_wal(cursor: Any, attempts: int = 200) -> None:
+    """Switch to WAL mode. Only the first opening of a new database changes anything, and that change
+    needs an exclusive lock which SQLite may refuse at once ("database is locked") instead of waiting,
+    when several processes open the new file together: retry it for up to about 10 s."""
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        _enter_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
