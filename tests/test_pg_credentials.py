@@ -22,7 +22,7 @@ from fnstage.store.runtime_status import RuntimeIdentity, RuntimeReporter
 from fnstage.store.store import Store
 from fnstage.testing import RuntimeServer
 
-pytestmark = [pytest.mark.engine("postgres"), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.postgres, pytest.mark.engine("postgres"), pytest.mark.timeout(120)]
 
 
 @pytest.fixture

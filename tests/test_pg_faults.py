@@ -30,7 +30,7 @@ from fnstage.store.feed import FeedReader
 from fnstage.store.store import Store
 from fnstage.testing import RuntimeServer, UpProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(120)]
 
 VERSIONED = "def main(ctx):\n    return {'n': %d}\n"
 

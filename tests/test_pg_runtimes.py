@@ -15,7 +15,7 @@ import pytest
 from fnstage.testing import RuntimeServer, UpProcess
 from test_e2e_cli import Cli, write
 
-pytestmark = [pytest.mark.e2e, pytest.mark.engine("postgres"), pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.engine("postgres"), pytest.mark.timeout(240)]
 
 # FNSTAGE_SILENT_AFTER_S for the API: a killed runtime is silent in 6 s, not 10 (runtimes heartbeat
 # every 3 s, on a wake that comes at least every second: never more than 4 s apart)

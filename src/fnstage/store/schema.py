@@ -104,6 +104,8 @@ functions = Table(
     Column("updated_by", String(64), nullable=False),
     UniqueConstraint("gateway_id", "env", "base", name="uq_functions_name"),
 )
+# Pruning history asks "is this entry some function's current source?": without it, a scan of the gateway
+Index("ix_functions_history", functions.c.gateway_id, functions.c.history_id)
 
 history = Table(
     "history",
