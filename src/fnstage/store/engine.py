@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -173,6 +171,9 @@ def migrate(engine: Engine) -> None:
 
     Processes starting together (a server and its runtimes) migrate one at a time: SQLite under the
     write lock taken at BEGIN, PostgreSQL under an advisory lock held until commit."""
+    from alembic import command  # imported here: runtimes never migrate, and alembic is slow to import
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.connect() as conn:
