@@ -68,8 +68,10 @@ class RuntimeApp:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_threads: int = 32,
         internal_token: str | None = None,
+        watchdog: BackgroundService | None = None,
     ) -> None:
         self.registry = registry
+        self.watchdog = watchdog  # runtime.watchdog: runaway functions, stalled loop, memory limit
         self.router = router or Router()
         self.watcher = watcher
         self.logs = logs if logs is not None else InvocationLogs()
@@ -95,12 +97,16 @@ class RuntimeApp:
                 try:
                     if self.watcher is not None:
                         await self.watcher.start()
+                    if self.watchdog is not None:
+                        await self.watchdog.start()
                 except Exception as exc:
                     logger.exception("runtime failed to start")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.watchdog is not None:
+                    await self.watchdog.stop()
                 if self.watcher is not None:
                     await self.watcher.stop()
                 self.executor.shutdown(wait=False, cancel_futures=True)
@@ -249,6 +255,7 @@ class RuntimeApp:
             ],
             "load_failures": [asdict(f) for f in self.registry.failures()],
             "watcher": self.watcher.status() if self.watcher is not None else None,
+            "watchdog": self.watchdog.status() if self.watchdog is not None else None,
         }
 
 

@@ -9,16 +9,19 @@ each has its own registry and its own watcher, started by the ASGI lifespan.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import secrets
+import tempfile
 from collections.abc import Callable
 
 from fnstage.runtime.app import DEFAULT_MAX_BODY_BYTES, RuntimeApp
 from fnstage.runtime.invoker import InvocationLogs
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
+from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
 from fnstage.runtime.watcher import FeedReaderLike, ReporterLike, Watcher
 
 logger = logging.getLogger("fnstage.runtime")
@@ -90,11 +93,13 @@ def build_app(
     poll_interval_s: float = 1.0,
     logs: InvocationLogs | None = None,
     reporter_factory: ReporterFactory | None = None,
+    watchdog: WatchdogSettings | None = None,
 ) -> RuntimeApp:
     """One worker's runtime: an ASGI app whose lifespan starts a watcher on the store's feed.
 
     `gateway`: serve only this gateway (reads only its published functions); None serves them all.
     `reporter_factory`: called once in the worker; tells the control plane what is live here.
+    `watchdog`: guard this worker against runaway functions (`runtime.watchdog`); `serve_runtime` does.
     """
     registry = Registry()
     watcher = Watcher(
@@ -104,15 +109,27 @@ def build_app(
         poll_interval_s=poll_interval_s,
         reporter_factory=reporter_factory,
     )
+    guard = None
+    if watchdog is not None:
+        reporter = lambda: getattr(watcher, "_reporter", None)  # noqa: E731 - the watcher's, once made
+        guard = Watchdog(watchdog, live_versions=registry.live_versions, reporter=reporter)
     return RuntimeApp(
         registry,
         Router(domain=domain, gateway=gateway),
         watcher=watcher,
+        watchdog=guard,
         logs=logs,
         max_body_bytes=max_body_bytes,
         max_threads=max_threads,
         internal_token=internal_token,
     )
+
+
+def _events_file() -> str:
+    """A file the workers of this runtime share for the watchdog's events (they outlive a worker)."""
+    fd, path = tempfile.mkstemp(prefix="fnstage-runtime-", suffix=".events")
+    os.close(fd)
+    return path
 
 
 def serve_runtime(
@@ -134,6 +151,7 @@ def serve_runtime(
     from granian.log import LogLevels
     from granian.server import Server
 
+    events_path = _events_file()
     loader = functools.partial(
         build_app,
         feed_reader_factory,
@@ -142,6 +160,7 @@ def serve_runtime(
         max_body_bytes=max_body_bytes,
         internal_token=internal_token,
         reporter_factory=reporter_factory,
+        watchdog=WatchdogSettings.from_env(events_path),
     )
     server = Server(
         "fnstage.runtime",  # a label only: the app comes from `loader`
@@ -154,7 +173,13 @@ def serve_runtime(
         websockets=False,
         log_level=LogLevels(log_level),
         log_access=False,
+        # a worker the watchdog recycles (or that crashes) is replaced; the others keep serving
+        respawn_failed_workers=True,
     )
     where = f"gateway {gateway}" if gateway else "every gateway"
     logger.info("runtime: serving %s on http://%s:%d with %d worker(s)", where, host, port, workers)
-    server.serve(target_loader=loader, wrap_loader=False)
+    try:
+        server.serve(target_loader=loader, wrap_loader=False)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(events_path)
