@@ -72,3 +72,20 @@ def test_a_deregistered_runtime_is_gone(services: Services, actor: Actor, gatewa
     a.deregister()
     a.close()
     assert services.queries.rollout(gateway, "dev/user/me").runtimes == []
+
+
+def test_a_load_batch_is_reported_live_in_one_call(
+    services: Services, actor: Actor, gateway: str, store: Store
+) -> None:
+    for name in ("dev/a", "dev/b"):
+        services.deployments.save(actor, gateway, name, hello_files())
+    services.deployments.save(actor, gateway, "dev/a", hello_files("Hi"))
+    r = reporter(store, gateway)
+    try:
+        r.live_many([(gateway, "dev/a", 2), (gateway, "dev/b", 1)])
+        assert services.queries.rollout(gateway, "dev/a").summary == "live 1/1"
+        assert services.queries.rollout(gateway, "dev/b").summary == "live 1/1"
+        r.live_many([(gateway, "dev/a", 2)])  # again: replaced in place, not duplicated
+        assert len(services.queries.rollout(gateway, "dev/a").runtimes) == 1
+    finally:
+        r.close()

@@ -321,6 +321,10 @@ class FakeReporter:
     def live(self, gateway: str, name: str, version: int) -> None:
         self.calls.append(("live", gateway, name, version))
 
+    def live_many(self, items: list[tuple[str, str, int]]) -> None:
+        for gateway, name, version in items:
+            self.live(gateway, name, version)
+
     def failed(self, gateway: str, name: str, version: int, error: str) -> None:
         self.calls.append(("failed", gateway, name, version, error))
 

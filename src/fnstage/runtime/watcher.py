@@ -78,6 +78,8 @@ class ReporterLike(Protocol):
 
     def live(self, gateway: str, name: str, version: int) -> None: ...
 
+    def live_many(self, items: list[tuple[str, str, int]]) -> None: ...
+
     def failed(self, gateway: str, name: str, version: int, error: str) -> None: ...
 
     def removed(self, gateway: str, name: str) -> None: ...
@@ -359,6 +361,7 @@ class Watcher:
         if not rows:
             return
         results = await self._call(self._load_all, rows)
+        lives: list[tuple[str, str, int]] = []  # reported together: one write for a whole batch
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, LoadError):
                 self.registry.record_failure(row.gateway, row.name, row.version, result)
@@ -371,7 +374,7 @@ class Watcher:
                     result.summary,
                 )
             elif self.registry.apply(result, allow_older=allow_older):
-                self._report("live", row.gateway, row.name, row.version)
+                lives.append((row.gateway, row.name, row.version))
                 logger.info(
                     "runtime: %s/%s v%d (%s) live, loaded in %.2f ms",
                     row.gateway,
@@ -380,6 +383,8 @@ class Watcher:
                     row.semver,
                     result.load_ms,
                 )
+        if lives:
+            self._report("live_many", lives)
 
     def _load_all(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
         results: list[LiveVersion | LoadError | None] = []

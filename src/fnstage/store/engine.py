@@ -143,6 +143,19 @@ def upsert(engine: Engine, table: Table, values: dict[str, Any], keys: list[str]
     )
 
 
+def upsert_many(engine: Engine, table: Table, columns: list[str], keys: list[str]) -> Insert:
+    """The same upsert for many rows: execute it with a list of row dicts as parameters."""
+    if engine.dialect.name == "postgresql":
+        pg = postgresql.insert(table)
+        return pg.on_conflict_do_update(
+            index_elements=keys, set_={c: pg.excluded[c] for c in columns if c not in keys}
+        )
+    lite = sqlite.insert(table)
+    return lite.on_conflict_do_update(
+        index_elements=keys, set_={c: lite.excluded[c] for c in columns if c not in keys}
+    )
+
+
 def feed_payload(event: FeedEvent) -> str:
     """The NOTIFY payload: which log entry, never the code. Bounded by the column sizes to a few hundred
     bytes (under 1,500 even if every character of the names needed a \\u escape), far below 8,000."""

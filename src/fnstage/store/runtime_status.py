@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import delete, insert, update
 
 from fnstage.store import schema as t
-from fnstage.store.engine import make_engine, upsert
+from fnstage.store.engine import make_engine, upsert, upsert_many
 from fnstage.store.store import now
 
 
@@ -74,6 +74,29 @@ class RuntimeReporter:
     def live(self, gateway: str, name: str, version: int) -> None:
         """`version` is live here; an earlier failure of an older or equal version is resolved."""
         self._write_function(gateway, name, {"version": version, "loaded_at": now(), "error": None})
+
+    def live_many(self, items: list[tuple[str, str, int]]) -> None:
+        """`live` for a whole load batch in one transaction: a cold start of 10,000 functions is one
+        write, not 10,000 (about 1 ms each)."""
+        stamp = now()
+        rows = [
+            {
+                "runtime_id": self.identity.id,
+                "gateway_id": g,
+                "name": n,
+                "version": v,
+                "loaded_at": stamp,
+                "error": None,
+            }
+            for g, n, v in items
+        ]
+        stmt = upsert_many(
+            self.engine, t.runtime_functions, list(rows[0]), ["runtime_id", "gateway_id", "name"]
+        )
+        with self.engine.connect() as conn:
+            conn.execution_options(fnstage_write=True)
+            with conn.begin():
+                conn.execute(stmt, rows)
 
     def failed(self, gateway: str, name: str, version: int, error: str) -> None:
         self._write_function(
