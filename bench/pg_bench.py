@@ -1,0 +1,214 @@
+"""PostgreSQL: publish -> live, and save latency with 10 vs 10,000 functions in the gateway.
+
+    /work/venv/bin/python bench/pg_bench.py live [--saves 200] [--server URL]
+    /work/venv/bin/python bench/pg_bench.py scale [--functions 10000] [--saves 200] [--server URL]
+
+`--server`: a PostgreSQL server where the user may create databases (default: the local one on
+127.0.0.1:5432); each run creates a database of its own and drops it afterwards.
+
+`live`: as bench/publish_to_live.py, on PostgreSQL: a real `fnstage up --database-url` (API, and its
+runtime in a child process woken by LISTEN/NOTIFY), a poller hammering the runtime on one keep-alive
+connection, 200 saves of a 3-file function through the HTTP API; client-side latency = first response
+carrying the new version minus the moment the PUT was sent; server-side, commit -> the runtime reported
+it live (the rollout's `latency_ms`).
+
+`scale`: in-process saves through the service layer (what the API calls, no HTTP), of one function in a
+gateway holding 10 functions, then in one holding N: the median save must not grow with N (goal: ratio
+<= 1.2). Prints the EXPLAIN of the save's statements that touch a gateway's tables, in the big gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from machine import describe, median, percentile
+from processes import descendants, stop_tree
+from publish_to_live import Poller, files
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+from fnstage.service import Actor, Services
+from fnstage.store.store import Store
+from fnstage.testing import UpProcess
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextmanager
+def scratch_database(server: str) -> Iterator[str]:
+    name = f"fnstage_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(median(values), 2),
+        "p99": round(percentile(values, 0.99), 2),
+        "max": round(max(values), 2),
+    }
+
+
+def live(args: argparse.Namespace) -> dict[str, object]:
+    client_ms: list[float] = []
+    save_ms: list[float] = []
+    server_ms: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp, scratch_database(args.server) as url:
+        up = UpProcess(Path(tmp) / "up", database_url=url).start(timeout=90)
+        assert up.process is not None
+        tree = descendants(up.process.pid)
+        try:
+            with up.client() as api:
+                api.post("/api/v1/gateways", json={"id": "bench"}).raise_for_status()
+                fn = "/api/v1/gateways/bench/functions/dev/user/me"
+                version = api.put(fn, json={"files": files(0)}).json()["function"]["version"]
+                poller = Poller(up.runtime_port)
+                poller.start()
+                poller.wait_for(version)
+                for i in range(1, args.saves + 1):
+                    sent = time.perf_counter()
+                    response = api.put(fn, json={"files": files(i), "changelog": f"save {i}"})
+                    answered = time.perf_counter()
+                    response.raise_for_status()
+                    version = response.json()["function"]["version"]
+                    seen = poller.wait_for(version)
+                    client_ms.append((seen - sent) * 1000)
+                    save_ms.append((answered - sent) * 1000)
+                    for _ in range(200):  # the runtime reports live from its report thread
+                        rollout = api.get(
+                            "/api/v1/gateways/bench/rollout/dev/user/me", params={"version": version}
+                        ).json()
+                        if rollout["latency_ms"] is not None:
+                            server_ms.append(rollout["latency_ms"])
+                            break
+                        time.sleep(0.005)
+                    time.sleep(0.01)
+                poller.stop()
+        finally:
+            up.stop()
+            stop_tree(tree)
+    return {
+        "saves": args.saves,
+        "send_to_first_new_response_ms": stats(client_ms),
+        "save_request_ms": stats(save_ms),
+        "server_commit_to_live_ms": stats(server_ms),
+        "served_after_save_answered_ms": stats([c - s for c, s in zip(client_ms, save_ms, strict=True)]),
+        "poller": {"requests": poller.requests, "errors": poller.errors, "went_back": poller.went_back},
+        "goal": "p50 <= 10 ms, p99 <= 50 ms",
+    }
+
+
+def timed_saves(services: Services, actor: Actor, gateway: str, saves: int) -> list[float]:
+    times = []
+    for i in range(saves):
+        body = {"index.py": f"def main(ctx):\n    return {{'n': {i}}}\n"}
+        start = time.perf_counter()
+        services.deployments.save(actor, gateway, "dev/measured", body)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def scale(args: argparse.Namespace) -> dict[str, object]:
+    with scratch_database(args.server) as url:
+        store = Store.open(url)
+        services = Services.create(store)
+        with store.write() as tx:
+            user = tx.create_user("bench", is_admin=True)
+        actor = Actor(user.id, user.name, True)
+        sizes = {"small": 10, "big": args.functions}
+        fill_s = {}
+        for gateway, count in sizes.items():
+            services.gateways.create(actor, gateway)
+            start = time.perf_counter()
+            for i in range(count - 1):  # plus the measured one
+                body = {"index.py": f"def main(ctx):\n    return {{'fn': {i}}}\n"}
+                services.deployments.save(actor, gateway, f"dev/fn/f{i:05d}", body)
+            fill_s[gateway] = round(time.perf_counter() - start, 1)
+        with store.engine.connect() as conn:  # fresh planner statistics after the bulk fill
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()
+        timed_saves(services, actor, "small", 20)  # warm up both
+        timed_saves(services, actor, "big", 20)
+        rounds: dict[str, list[float]] = {"small": [], "big": []}
+        for _ in range(args.rounds):  # interleaved, so a burst of load hits both alike
+            for gateway in ("small", "big"):
+                rounds[gateway].extend(timed_saves(services, actor, gateway, args.saves // args.rounds))
+        plans = explain_a_save(store, services, actor, "big")
+        store.close()
+    small, big = statistics.median(rounds["small"]), statistics.median(rounds["big"])
+    return {
+        "functions": sizes,
+        "fill_seconds": fill_s,
+        "save_ms": {gw: stats(values) for gw, values in rounds.items()},
+        "ratio_big_to_small_p50": round(big / small, 3),
+        "goal": "ratio <= 1.2",
+        "plans": plans,
+    }
+
+
+def explain_a_save(store: Store, services: Services, actor: Actor, gateway: str) -> list[str]:
+    """One save's statements, each EXPLAINed (no ANALYZE, so nothing runs twice): the plans that
+    read a table of the gateway must be index scans, never a scan of the gateway's rows."""
+    statements: list[tuple[str, object]] = []
+
+    def capture(conn: object, cursor: object, statement: str, parameters: object, *rest: object) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE", "INSERT")):
+            statements.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        services.deployments.save(
+            actor, gateway, "dev/measured", {"index.py": "def main(ctx):\n    return 1\n"}
+        )
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    out = []
+    with store.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        with raw.cursor() as cursor:
+            for statement, parameters in statements:
+                if "pg_notify" in statement or "pg_advisory" in statement:
+                    continue
+                if isinstance(parameters, list | tuple):  # executemany: one row's parameters do
+                    parameters = parameters[0]
+                try:
+                    cursor.execute("EXPLAIN " + statement, parameters)  # type: ignore[arg-type]
+                    plan = " | ".join(row[0].strip() for row in cursor.fetchall())
+                except psycopg.Error as exc:
+                    raw.rollback()
+                    plan = f"(not explained: {type(exc).__name__})"
+                out.append(f"{' '.join(statement.split())[:90]}  =>  {plan[:220]}")
+        raw.rollback()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("what", choices=["live", "scale"])
+    parser.add_argument("--server", default=DEFAULT_SERVER)
+    parser.add_argument("--saves", type=int, default=200)
+    parser.add_argument("--functions", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    before = describe()
+    results = live(args) if args.what == "live" else scale(args)
+    print(json.dumps({**results, "machine_before": before, "machine_after": describe()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
