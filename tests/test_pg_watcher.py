@@ -163,3 +163,24 @@ async def test_a_reconnect_ends_the_wait_before_retrying_a_failed_read() -> None
         await watcher.wait_for("demo", "dev/a", 2, timeout=1)
     finally:
         await watcher.stop()
+
+
+async def test_a_push_feed_that_breaks_is_reported_and_polling_goes_on() -> None:
+    class Broken(PushFeed):
+        def notifications(self) -> AsyncIterator[Signal]:
+            async def signals() -> AsyncIterator[Signal]:
+                yield connected()
+                raise RuntimeError("a bug in the listener")
+
+            return signals()
+
+    feed = Broken()
+    feed.publish("demo", "dev/a", 1)
+    watcher = Watcher(Registry(), lambda: feed, poll_interval_s=0.05, watch_files=False)
+    await watcher.start()
+    try:
+        await eventually(lambda: watcher.status()["feed_state"] == "disconnected")
+        feed.publish("demo", "dev/a", 2)  # the safety-net poll still follows the log
+        await watcher.wait_for("demo", "dev/a", 2, timeout=1)
+    finally:
+        await watcher.stop()

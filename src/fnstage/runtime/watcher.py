@@ -446,7 +446,18 @@ class Watcher:
             self._tasks.append(asyncio.create_task(self._follow(signals), name="fnstage-notifications"))
 
     async def _follow(self, signals: AsyncIterator[Signal]) -> None:
-        """Turn the push feed's signals into wakes, resyncs and the feed state the heartbeat reports."""
+        """Turn the push feed's signals into wakes, resyncs and the feed state the heartbeat reports.
+        Should the feed itself fail, say so: the slow poll keeps the runtime following the log."""
+        try:
+            await self._follow_signals(signals)
+        except Exception as exc:
+            logger.error(
+                "runtime: the change feed failed; polling every %g s", self.poll_interval_s, exc_info=True
+            )
+            self._set_feed_state("disconnected", datetime.now(UTC))
+            self.last_error = f"change feed: {type(exc).__name__}: {exc}"
+
+    async def _follow_signals(self, signals: AsyncIterator[Signal]) -> None:
         async for signal in signals:
             if isinstance(signal, FeedEvent):
                 self._wake.set()
