@@ -780,8 +780,13 @@ def test_up_calls_serve_up(
             "port": 9000,
             "runtime_port": 8471,
             "database_url": None,
+            "with_runtime": True,
         }
     ]
+    calls.clear()
+    result = cli("up", "--data", str(tmp_path / "data"), "--no-runtime")
+    assert result.exit_code == 0, result.output
+    assert calls[0]["with_runtime"] is False
 
 
 def test_help_texts(cli: Callable[..., Result]) -> None:
