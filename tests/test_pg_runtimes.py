@@ -85,3 +85,17 @@ def test_status_names_silent_runtimes_and_disconnected_feeds() -> None:
         "dev: runtime b pid 2: feed disconnected since 42 s ago, serving from memory",
         "dev: runtime c pid 3 is silent (last heard 42 s ago)",
     ]
+
+
+def test_entering_a_started_process_does_not_start_another(tmp_path: Path) -> None:
+    # `with UpProcess(...).start(timeout=90):` started a second `fnstage up` and left the first running
+    up = UpProcess(tmp_path / "up")
+    started = up.start(timeout=90)
+    first = up.process
+    try:
+        with started as entered:
+            assert entered is up and up.process is first
+        assert first is not None and first.poll() is not None
+    finally:
+        if first is not None and first.poll() is None:
+            first.kill()

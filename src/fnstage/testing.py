@@ -100,7 +100,8 @@ class UpProcess:
                 self.process.wait()
 
     def __enter__(self) -> UpProcess:
-        return self.start()
+        # `with UpProcess(...).start(timeout=90):` must not start a second one on the same ports
+        return self if self.process is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -161,7 +162,7 @@ class RuntimeServer:
             self.process.wait()
 
     def __enter__(self) -> RuntimeServer:
-        return self.start()
+        return self if self.process is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
