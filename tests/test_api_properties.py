@@ -143,7 +143,10 @@ def test_member_changes_never_answer_500_and_refusals_write_nothing(user: str, r
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     name=st.one_of(st.text(max_size=70), st.sampled_from(["ci", "laptop 2", "x\n", "\u202eevil"])),
-    expires=st.one_of(st.none(), st.integers(), st.text(max_size=5), st.floats()),
+    # Finite floats: the client cannot encode NaN or infinity as JSON (the raw literals are tested below).
+    expires=st.one_of(
+        st.none(), st.integers(), st.text(max_size=5), st.floats(allow_nan=False, allow_infinity=False)
+    ),
 )
 def test_token_requests_never_answer_500_and_refusals_write_nothing(name: str, expires: object) -> None:
     before = access_rows()
@@ -167,3 +170,18 @@ def test_gateway_ids_never_answer_500_and_refusals_write_nothing(gateway: str) -
         assert gateway.isascii() and "\n" not in gateway
     for path in ("", "/members", "/audit", "/functions"):
         assert _client.get(f"/api/v1/gateways/{quote(gateway, safe='')}{path}").status_code < 500
+
+
+def test_nan_and_infinity_literals_in_a_raw_body_are_refused_not_500() -> None:
+    for literal in ("NaN", "Infinity", "-Infinity"):
+        body = '{"name": "ci", "expires_in_seconds": ' + literal + "}"
+        r = _client.post("/api/v1/tokens", content=body, headers={"content-type": "application/json"})
+        assert 400 <= r.status_code < 500, (literal, r.status_code, r.text)
+        r = _client.put(
+            "/api/v1/gateways/fuzz/functions/dev/nan/fn",
+            content='{"files": {"index.py": "def main(ctx):\\n    return 1\\n"}, "timeout_s": '
+            + literal
+            + "}",
+            headers={"content-type": "application/json"},
+        )
+        assert 400 <= r.status_code < 500, (literal, r.status_code, r.text)
