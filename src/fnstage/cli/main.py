@@ -76,6 +76,16 @@ GatewayOption = Annotated[
         show_default=False,
     ),
 ]
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="FNSTAGE_DATABASE_URL",
+        metavar="URL",
+        help="The store: postgresql://... or sqlite:///PATH (default: SQLite in the --data folder).",
+        show_default=False,
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")]
 SemverOption = Annotated[
     str | None,
@@ -166,16 +176,7 @@ def up(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the API and the web console.")] = 8470,
     runtime_port: Annotated[int, typer.Option(help="Port of the runtime that serves the functions.")] = 8471,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            "--database-url",
-            envvar="FNSTAGE_DATABASE_URL",
-            metavar="URL",
-            help="Use this store instead of SQLite in --data (postgresql://...).",
-            show_default=False,
-        ),
-    ] = None,
+    database_url: DatabaseUrlOption = None,
     with_runtime: Annotated[
         bool,
         typer.Option(
@@ -208,16 +209,7 @@ def up(
 
 @_command(app)
 def runtime(
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            "--database-url",
-            envvar="FNSTAGE_DATABASE_URL",
-            metavar="URL",
-            help="The store to serve: sqlite:///PATH or postgresql://... (default: the --data folder's).",
-            show_default=False,
-        ),
-    ] = None,
+    database_url: DatabaseUrlOption = None,
     data: Annotated[
         Path, typer.Option("--data", metavar="DIR", help="Folder of the embedded SQLite store.")
     ] = Path(".fnstage"),
