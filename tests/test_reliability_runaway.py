@@ -123,6 +123,9 @@ def test_a_sync_cpu_loop_answers_504_and_its_thread_is_stopped(up: UpProcess) ->
     pid = get(base, "ok").json()["pid"]
     with Prober(base) as prober:
         r, took = timed(base, "spin/sync")
+    print(
+        f"\nsync CPU loop: {r.status_code} in {took:.2f} s; ok probes {len(prober.latencies)}, failed {len(prober.failures)}"
+    )
     assert r.status_code == 504 and took < ANSWER_WITHIN_S, (r.status_code, took)
     assert prober.latencies and not prober.failures, prober.failures
     # the thread that kept spinning after the 504 is stopped by the watchdog, in place
@@ -147,6 +150,10 @@ def test_an_async_cpu_loop_is_stopped_in_place_with_a_504(up: UpProcess) -> None
     with Prober(base) as prober:
         time.sleep(0.3)
         r, took = timed(base, "spin/async")
+    print(
+        f"\nasync CPU loop: {r.status_code} in {took:.2f} s; ok probes {len(prober.latencies)}, "
+        f"failed {len(prober.failures)}, slowest {max(prober.latencies):.2f} s"
+    )
     assert r.status_code == 504 and took < ANSWER_WITHIN_S, (r.status_code, took, r.text)
     assert "did not answer within 1 s" in r.json()["error"]["message"]
     assert not prober.failures, prober.failures  # they waited, none failed
@@ -162,6 +169,7 @@ def test_sleeping_forever_answers_504_sync_and_async(up: UpProcess) -> None:
     base = up.runtime_url
     for name in ("sleep/async", "sleep/sync"):
         r, took = timed(base, name)
+        print(f"\n{name}: {r.status_code} in {took:.2f} s")
         assert r.status_code == 504 and took < ANSWER_WITHIN_S, (name, r.status_code, took)
         assert get(base, "ok").status_code == 200
     # a sync sleep cannot be interrupted: its thread is counted as stuck
@@ -178,6 +186,7 @@ def test_an_allocation_without_bound_is_a_500_and_the_worker_survives(up: UpProc
     watchdog = status(up, base)["watchdog"]
     assert watchdog["memory_limit_bytes"], watchdog
     r, took = timed(base, name)
+    print(f"\n{name}: {r.status_code} in {took:.2f} s")
     assert r.status_code == 500 and took < 20, (r.status_code, took)
     for _ in range(3):
         assert get(base, "ok").json()["pid"] == pid  # the same worker answers: it survived
@@ -196,6 +205,7 @@ def test_a_loop_that_cannot_be_stopped_in_place_gets_its_worker_replaced(up: UpP
     except httpx.HTTPError as exc:  # the worker left with the request: its connection is closed
         outcome = type(exc).__name__
     took = time.monotonic() - started
+    print(f"\nblocking call on the loop: {outcome} after {took:.2f} s")
     assert took < 30, (outcome, took)
     deadline = time.monotonic() + 60
     new = None
@@ -208,6 +218,7 @@ def test_a_loop_that_cannot_be_stopped_in_place_gets_its_worker_replaced(up: UpP
             pass
         time.sleep(0.2)
     assert new is not None and new != old, (old, new)
+    print(f"a new worker answered {time.monotonic() - started:.2f} s after the blocking request began")
     events = status(up, base)["watchdog"]["events"]
     recycled = [e for e in events if e["kind"] == "recycled" and e["pid"] == old]
     assert recycled and recycled[0]["function"] == "dev/block/async", events
@@ -216,7 +227,10 @@ def test_a_loop_that_cannot_be_stopped_in_place_gets_its_worker_replaced(up: UpP
     # the new worker has every function live again, and the gateway still has exactly one runtime
     for name in ("spin/sync", "sleep/async"):
         assert get(base, name).status_code == 504
-    assert "live 1/1" in Cli(up).run("status", "ok").stdout
+    deadline = time.monotonic() + 15  # the new worker reports from a thread of its own: soon, not at once
+    while "live 1/1" not in (shown := Cli(up).run("status", "ok").stdout):
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.5)
 
 
 def test_two_workers_one_replaced_the_other_keeps_its_requests(up: UpProcess, tmp_path: Path) -> None:
@@ -258,8 +272,9 @@ def test_two_workers_one_replaced_the_other_keeps_its_requests(up: UpProcess, tm
             f"the blocked request: {blocked['r']}"
         )
         assert blocked["r"] in ("RemoteProtocolError", "ReadError"), blocked  # it left with its worker
-        assert len(during) >= 3  # the other worker kept answering while one was stuck
-        # a sequential client loses at most the one request the stuck worker accepted before it left
+        # the other worker kept answering while one was stuck; the stuck one kept accepting connections
+        # (granian accepts in Rust), so each client loses at most the one request it accepted, when it left
+        assert len(during) >= 1
         assert all(len(p.failures) <= 1 for p in probers), failures
         assert all("RemoteProtocolError" in f or "ReadError" in f for f in failures), failures
         deadline = time.monotonic() + 60

@@ -19,7 +19,9 @@ One thread per worker process, beside the event loop, looks every `tick_s` at:
 - **memory**: at start, `RLIMIT_AS` is set to the worker's address space plus `memory_mb`, so a function
   that allocates without bound gets a MemoryError (a 500 for its request) instead of the machine's OOM
   killer taking the worker or a neighbour. glibc's malloc arenas reserve 64 MiB of address space each,
-  so their number is capped (`M_ARENA_MAX`) while the limit is on. A limit per function is not something
+  so their number is capped (`M_ARENA_MAX` 4) while the limit is on, and the limit leaves room for their
+reservations and for 64 more threads' stacks on top of the headroom (a thread that cannot get its
+stack is a worker that cannot serve). A limit per function is not something
   the OS offers to threads of one process: the limit is per worker.
 
 Settings, read from the environment in each worker: FNSTAGE_WORKER_MEMORY_MB (headroom over the
@@ -53,9 +55,10 @@ from fnstage.runtime.loader import LiveVersion
 logger = logging.getLogger("fnstage.runtime")
 
 # granian exits altogether when a respawned worker dies again within 5.5 s ("crash loop"): a worker
-# younger than this waits before it exits
+# younger than this that may be a respawn waits before it exits
 MIN_WORKER_AGE_S = 6.5
 M_ARENA_MAX = -8  # mallopt parameter (glibc)
+ARENAS = 4
 EXIT_CODE = 75  # EX_TEMPFAIL: "recycled by the watchdog", in granian's log
 
 
@@ -104,14 +107,20 @@ def raise_in_thread(ident: int, exc_type: type[BaseException]) -> bool:
     return bool(done == 1)
 
 
-def apply_memory_limit(headroom_mb: int) -> int | None:
-    """RLIMIT_AS = this process's address space now + `headroom_mb`; returns the limit in bytes."""
+def apply_memory_limit(headroom_mb: int, threads: int = 64) -> int | None:
+    """RLIMIT_AS = this process's address space now + `headroom_mb` + what `threads` more threads and
+    the malloc arenas reserve without using it (stacks: RLIMIT_STACK each, 8 MiB by default; arenas:
+    64 MiB each, at most ARENAS); returns the limit in bytes."""
     if headroom_mb <= 0 or not sys.platform.startswith("linux"):
         return None
     with contextlib.suppress(OSError, AttributeError):  # not glibc: no cap
-        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 4)
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, ARENAS)
+    stack = threading.stack_size() or resource.getrlimit(resource.RLIMIT_STACK)[0]
+    if stack <= 0 or stack == resource.RLIM_INFINITY:
+        stack = 8 * 1024 * 1024
+    reserved = threads * stack + ARENAS * 64 * 1024 * 1024
     size = _address_space()
-    limit = size + headroom_mb * 1024 * 1024
+    limit = size + headroom_mb * 1024 * 1024 + reserved
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
@@ -330,25 +339,34 @@ class Watchdog:
         return event
 
     def recycle(self, reason: str, culprit: _Culprit | None = None) -> None:
-        """Leave: record why, deregister, exit; granian starts a fresh worker in this one's place."""
+        """Leave: record why, deregister, exit; granian starts a fresh worker in this one's place. The
+        exit happens whatever fails before it (a worker that cannot record its death still dies)."""
         if self.recycling is not None:
             return
         self.recycling = reason
-        event = self._event("recycled", culprit, f"worker {os.getpid()} recycled: {reason}")
-        if self.settings.events_path:
-            try:
+        try:
+            event = self._event("recycled", culprit, f"worker {os.getpid()} recycled: {reason}")
+            if self.settings.events_path:
                 with open(self.settings.events_path, "a") as out:
                     out.write(json.dumps(event) + "\n")
-            except OSError:
-                logger.warning("runtime watchdog: could not record the event", exc_info=True)
-        self._deregister()
-        wait = MIN_WORKER_AGE_S - (time.monotonic() - self._born)
-        if wait > 0:
-            time.sleep(wait)
-        for handler in logging.getLogger().handlers + logger.handlers:
-            with contextlib.suppress(Exception):
-                handler.flush()
-        self._exit(EXIT_CODE)
+            self._deregister()
+        except BaseException:
+            logger.exception("runtime watchdog: recycling worker %d anyway", os.getpid())
+        finally:
+            wait = MIN_WORKER_AGE_S - (time.monotonic() - self._born)
+            if wait > 0 and self._may_be_a_respawn():
+                time.sleep(wait)
+            for handler in logging.getLogger().handlers + logger.handlers:
+                with contextlib.suppress(Exception):
+                    handler.flush()
+            self._exit(EXIT_CODE)
+
+    def _may_be_a_respawn(self) -> bool:
+        """granian's crash-loop guard only concerns respawned workers: a runtime that never recycled a
+        worker (no earlier "recycled" event) has none, and its first stuck worker leaves at once."""
+        if not self.settings.events_path:
+            return True
+        return any(e.get("kind") == "recycled" and e.get("pid") != os.getpid() for e in self.read_events())
 
     def _deregister(self) -> None:
         """Remove this worker from the control plane's runtimes (its successor registers anew);
