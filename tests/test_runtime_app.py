@@ -328,3 +328,30 @@ async def test_time_limits_through_the_deadline_sweeper() -> None:
     async with asyncio.timeout(2):  # the sweeper stops once nothing is in flight
         while app.deadlines._sweeper is not None:
             await asyncio.sleep(0.01)
+
+
+async def test_a_body_that_stops_arriving_is_cut_off_with_408(registry: Registry) -> None:
+    app = RuntimeApp(registry, body_timeout_s=0.2)
+    sent: list[dict[str, Any]] = []
+    chunks = [{"type": "http.request", "body": b"x" * 10, "more_body": True}]
+
+    async def receive() -> dict[str, Any]:
+        if chunks:
+            return chunks.pop()
+        await asyncio.sleep(3600)  # the client never sends the rest
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/user/me",
+        "query_string": b"",
+        "headers": [(b"host", b"demo.dev.localhost"), (b"content-length", b"100")],
+    }
+    async with asyncio.timeout(5):
+        await app(scope, receive, send)
+    start = sent[0]
+    assert start["status"] == 408 and (b"connection", b"close") in start["headers"]

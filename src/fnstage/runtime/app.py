@@ -11,6 +11,7 @@ or digit): `health`, `status` (live versions, load failures, the watcher's posit
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -34,6 +35,7 @@ Send = Callable[[Message], Awaitable[None]]
 logger = logging.getLogger("fnstage.runtime")
 
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
+DEFAULT_BODY_TIMEOUT_S = 30.0
 INTERNAL_PREFIX = "/_fnstage/"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -69,6 +71,7 @@ class RuntimeApp:
         max_threads: int = 32,
         internal_token: str | None = None,
         watchdog: BackgroundService | None = None,
+        body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     ) -> None:
         self.registry = registry
         self.watchdog = watchdog  # runtime.watchdog: runaway functions, stalled loop, memory limit
@@ -76,6 +79,7 @@ class RuntimeApp:
         self.watcher = watcher
         self.logs = logs if logs is not None else InvocationLogs()
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s  # a client trickling its body cannot hold a request forever
         self.internal_token = internal_token
         # sync `main`s run here; bounded so a flood of slow functions cannot spawn threads without end
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="fnstage-fn")
@@ -155,7 +159,13 @@ class RuntimeApp:
             elif content_length is not None and int(content_length) > self.max_body_bytes:
                 raise _TooLarge
             else:
-                body = await self._read_body(receive)
+                async with asyncio.timeout(self.body_timeout_s):
+                    body = await self._read_body(receive)
+        except TimeoutError:
+            message = f"the request body did not arrive within {self.body_timeout_s:g} s"
+            headers = [*_JSON_HEADERS, (b"connection", b"close")]
+            await _send(send, 408, headers, error_body("request_timeout", message, request_id), request_id)
+            return
         except _TooLarge:
             message = f"the request body is larger than {self.max_body_bytes} bytes"
             headers = [*_JSON_HEADERS, (b"connection", b"close")]
