@@ -283,3 +283,25 @@ def test_two_workers_one_replaced_the_other_keeps_its_requests(up: UpProcess, tm
             now.add(get(base, "ok").json()["pid"])
         assert len(now) == 2 and len(now & pids) == 1, (pids, now)  # one old, one new: respawned
         assert "recycled" in runtime.log() and "Respawning worker" in runtime.log()
+
+
+def test_a_client_repeating_the_blocking_request_never_takes_the_runtime_down(up: UpProcess) -> None:
+    """Each repeat blocks the fresh worker again. granian gives up on a worker that dies within 5.5 s of
+    its respawn ("crash loop": the whole server exits), so a respawned worker waits out that much
+    before it leaves; the runtime keeps coming back, and `ok` answers between the repeats."""
+    base = up.runtime_url
+    pids = []
+    for _ in range(3):
+        with contextlib.suppress(httpx.HTTPError):
+            get(base, "block/async", timeout=30)
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                r = get(base, "ok", timeout=5)
+                if r.status_code == 200 and r.json()["pid"] not in pids:
+                    pids.append(r.json()["pid"])
+                    break
+            assert time.monotonic() < deadline, (pids, up.log()[-3000:])
+            time.sleep(0.2)
+    assert len(set(pids)) == 3
+    assert "the runtime exited" not in up.log()  # granian respawned each time: no whole-runtime restart
