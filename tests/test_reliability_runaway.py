@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -305,3 +306,20 @@ def test_a_client_repeating_the_blocking_request_never_takes_the_runtime_down(up
             time.sleep(0.2)
     assert len(set(pids)) == 3
     assert "the runtime exited" not in up.log()  # granian respawned each time: no whole-runtime restart
+
+
+def test_a_runtime_with_a_stuck_function_thread_still_stops_on_sigterm(up: UpProcess, tmp_path: Path) -> None:
+    """A sync `time.sleep(forever)` keeps its thread after its 504; SIGTERM must still stop the runtime
+    (workers and all) in bounded time, or `fnstage up`'s stop leaves it holding its port."""
+    runtime = RuntimeServer(sqlite_url(up.data_dir), "demo", tmp_path / "runtime.log", workers=1)
+    with runtime:
+        assert get(runtime.url, "sleep/sync").status_code == 504
+        assert runtime.process is not None
+        started = time.monotonic()
+        runtime.process.terminate()
+        try:
+            runtime.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the runtime ignored SIGTERM for 20 s:\n{runtime.log()[-2000:]}")
+        took = time.monotonic() - started
+    print(f"\nSIGTERM with a stuck function thread: stopped in {took:.2f} s")

@@ -107,7 +107,11 @@ class RuntimeProcess:
     def _spawn(self) -> None:
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                self.args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                self.args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+                process_group=0,  # its own group: `stop` can kill granian's workers with it
             )
 
     def _supervise(self) -> None:
@@ -127,4 +131,6 @@ class RuntimeProcess:
             try:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self._process.kill()
+                # the whole group: killing granian's main process alone would orphan its workers
+                os.killpg(self._process.pid, signal.SIGKILL)
+                self._process.wait()

@@ -175,6 +175,8 @@ def serve_runtime(
         log_access=False,
         # a worker the watchdog recycles (or that crashes) is replaced; the others keep serving
         respawn_failed_workers=True,
+        # a worker that does not stop (its event loop blocked) is killed: SIGTERM always ends the runtime
+        workers_kill_timeout=15,
     )
     where = f"gateway {gateway}" if gateway else "every gateway"
     logger.info("runtime: serving %s on http://%s:%d with %d worker(s)", where, host, port, workers)

@@ -76,6 +76,7 @@ class WatchdogSettings:
     max_stuck_threads: int = 8
     memory_mb: int = 4096  # 0: no address-space limit
     events_path: str | None = None  # JSON lines shared by the workers of one runtime
+    shutdown_grace_s: float = 5.0  # after the lifespan's shutdown, the worker exits within this
 
     @classmethod
     def from_env(cls, events_path: str | None = None) -> WatchdogSettings:
@@ -181,7 +182,13 @@ class Watchdog:
         self._thread.start()
 
     async def stop(self) -> None:
+        """The worker is stopping: after `shutdown_grace_s` it exits whatever still runs. A function
+        thread stuck in a C call (time.sleep) would otherwise hold the interpreter's exit forever (it
+        joins the pool's threads), and the runtime would ignore SIGTERM."""
         self._stop.set()
+        deadline = threading.Timer(self.settings.shutdown_grace_s, self._exit_stuck)
+        deadline.daemon = True
+        deadline.start()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -360,6 +367,16 @@ class Watchdog:
                 with contextlib.suppress(Exception):
                     handler.flush()
             self._exit(EXIT_CODE)
+
+    def _exit_stuck(self) -> None:
+        stuck = [t.name for t in threading.enumerate() if t.name.startswith("fnstage-fn") and t.is_alive()]
+        logger.warning(
+            "runtime watchdog (worker %d): still running %g s after shutdown (threads %s): exiting",
+            os.getpid(),
+            self.settings.shutdown_grace_s,
+            ", ".join(stuck) or "none",
+        )
+        self._exit(0)
 
     def _may_be_a_respawn(self) -> bool:
         """granian's crash-loop guard only concerns respawned workers: a runtime that never recycled a
