@@ -171,3 +171,20 @@ def test_a_function_over_its_time_limit_answers_504_and_others_keep_answering(
     fast = write(tmp_path / "fast", {"index.py": VERSIONED % 1})
     cli.run("push", str(fast), "dev/fast/fn", "--wait")
     assert call(up, "dev", "/fast/fn").status_code == 200
+
+
+def test_a_runtime_whose_up_died_before_it_started_leaves_at_once(tmp_path: Path) -> None:
+    """The die-with-parent request of `fnstage up`'s runtime child comes after the fork; if `up` died in
+    between, the child must not live on as an orphan."""
+    import os
+    import subprocess
+    import sys
+
+    from fnstage.server import _die_with_parent
+
+    not_my_parent = os.getpid() + 10**6  # the child's parent is this process, so this "died"
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        preexec_fn=lambda: _die_with_parent(not_my_parent),
+    )
+    assert child.wait(timeout=10) == 1

@@ -7,6 +7,7 @@ start an admin is created and its token written where the CLI finds it.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -79,11 +80,16 @@ def serve_up(
         runtime.stop()
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """In the child, before exec: ask Linux to send SIGTERM when `fnstage up` dies, even by SIGKILL,
-    so a killed `up` never leaves an orphaned runtime holding its port. A no-op elsewhere."""
+    so a killed `up` never leaves an orphaned runtime holding its port. A no-op elsewhere.
+
+    If `up` died between the fork and this call, the request comes too late (nothing will signal us):
+    the parent is no longer `parent`, so leave at once instead of running as an orphan."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
 
 
 PR_SET_PDEATHSIG = 1
@@ -110,7 +116,7 @@ class RuntimeProcess:
                 self.args,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=functools.partial(_die_with_parent, os.getpid()),
                 process_group=0,  # its own group: `stop` can kill granian's workers with it
             )
 
