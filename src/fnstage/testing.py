@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,42 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _wait_until_healthy(
+    process: subprocess.Popen[bytes],
+    urls: list[str],
+    what: str,
+    timeout: float,
+    log: Callable[[], str],
+    stop: Callable[[], None],
+) -> None:
+    """Until every URL answers 200; fail with the process's log if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log()}")
+        try:
+            if all(httpx.get(url, timeout=1).status_code == 200 for url in urls):
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    stop()
+    raise RuntimeError(f"{what} was not ready within {timeout} s:\n{log()}")
+
+
+def _terminate(process: subprocess.Popen[bytes] | None, kill: Callable[[], None] | None) -> None:
+    """SIGTERM, then `kill` if it has not exited within 10 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        if kill is not None:
+            kill()
+        process.wait()
 
 
 class UpProcess:
@@ -57,22 +94,11 @@ class UpProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"fnstage up exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                api = httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code
-                runtime = 200
-                if self.with_runtime:
-                    runtime = httpx.get(f"{self.runtime_url}/_fnstage/health", timeout=1).status_code
-                if api == runtime == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"fnstage up was not ready within {timeout} s:\n{self.log()}")
+        health = [f"{self.url}/api/v1/health"]
+        if self.with_runtime:
+            health.append(f"{self.runtime_url}/_fnstage/health")
+        _wait_until_healthy(self.process, health, "fnstage up", timeout, self.log, self.stop)
+        return self
 
     @property
     def token(self) -> str:
@@ -91,13 +117,7 @@ class UpProcess:
         return "\n".join(p.read_text(errors="replace") for p in parts if p.exists())
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _terminate(self.process, self.process.kill if self.process else None)
 
     def __enter__(self) -> UpProcess:
         # `with UpProcess(...).start(timeout=90):` must not start a second one on the same ports
@@ -128,31 +148,16 @@ class RuntimeServer:
             self.process = subprocess.Popen(
                 self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"fnstage runtime exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/_fnstage/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"fnstage runtime was not ready within {timeout} s:\n{self.log()}")
+        health = [f"{self.url}/_fnstage/health"]
+        _wait_until_healthy(self.process, health, "fnstage runtime", timeout, self.log, self.stop)
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
         """SIGTERM (granian stops its workers, each deregisters), SIGKILL after 10 s."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        _terminate(self.process, self.kill)
 
     def kill(self) -> None:
         """Gone without a word, as a crashed host, workers and all (its own process group): its runtime
