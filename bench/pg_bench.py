@@ -187,7 +187,7 @@ def explain_a_save(store: Store, services: Services, actor: Actor, gateway: str)
                 if isinstance(parameters, list | tuple):  # executemany: one row's parameters do
                     parameters = parameters[0]
                 try:
-                    cursor.execute("EXPLAIN " + statement, parameters)  # type: ignore[arg-type]
+                    cursor.execute("EXPLAIN " + statement, parameters)
                     plan = " | ".join(row[0].strip() for row in cursor.fetchall())
                 except psycopg.Error as exc:
                     raw.rollback()

@@ -18,7 +18,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-async def hello(scope, receive, send):  # type: ignore[no-untyped-def]
+async def hello(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -29,7 +29,7 @@ async def hello(scope, receive, send):  # type: ignore[no-untyped-def]
     await send({"type": "http.response.body", "body": b"hello"})
 
 
-def runtime_app():  # type: ignore[no-untyped-def]
+def runtime_app():
     from fnstage.build import build
     from fnstage.runtime.app import RuntimeApp
     from fnstage.runtime.loader import load_function

@@ -42,7 +42,7 @@ PROJECT_EXAMPLES = settings(FUZZ, max_examples=60)  # each example builds a whol
 
 def refused(files: object, entrypoint: object = "index.py", **kwargs: Any) -> FnstageError:
     with pytest.raises(FnstageError) as info:
-        build(files, entrypoint, **kwargs)  # type: ignore[arg-type]
+        build(files, entrypoint, **kwargs)
     return info.value
 
 

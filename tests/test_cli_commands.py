@@ -769,7 +769,7 @@ def test_up_calls_serve_up(
 
     calls: list[dict[str, Any]] = []
     fake = types.ModuleType("fnstage.server")
-    fake.serve_up = lambda **kwargs: calls.append(kwargs)  # type: ignore[attr-defined]
+    fake.serve_up = lambda **kwargs: calls.append(kwargs)
     monkeypatch.setitem(sys.modules, "fnstage.server", fake)
     result = cli("up", "--data", str(tmp_path / "data"), "--port", "9000")
     assert result.exit_code == 0, result.output

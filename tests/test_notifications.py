@@ -96,7 +96,7 @@ async def test_events_arrive_at_commit_and_match_the_publish_log(
         await asyncio.to_thread(services.deployments.rename, actor, gateway, "dev/user/me", "dev/user/you")
         heard = [await next_signal(queue) for _ in range(3)]
         assert heard == log_entries(store)[1:]
-        assert [(e.name, e.version, e.action) for e in heard] == [  # type: ignore[union-attr]
+        assert [(e.name, e.version, e.action) for e in heard] == [
             ("dev/user/me", 1, "upsert"),
             ("dev/user/me", 2, "delete"),
             ("dev/user/you", 2, "upsert"),

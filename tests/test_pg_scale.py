@@ -57,7 +57,7 @@ def test_every_statement_of_a_save_uses_an_index(
                 if isinstance(parameters, list | tuple):  # executemany: one row's parameters do
                     parameters = parameters[0]
                 cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
-                plan = cursor.fetchone()[0][0]["Plan"]  # type: ignore[index]
+                plan = cursor.fetchone()[0][0]["Plan"]
                 if read_too_much(plan):
                     scans.append(f"{' '.join(statement.split())[:160]}\n{plan}")
         raw.rollback()

@@ -72,7 +72,7 @@ async def started(feed: PushFeed, reporter: StateReporter | None = None) -> Watc
 
 async def eventually(check: object, timeout: float = 2.0) -> None:
     async with asyncio.timeout(timeout):
-        while not check():  # type: ignore[operator]
+        while not check():
             await asyncio.sleep(0.005)
 
 
@@ -112,7 +112,7 @@ async def test_a_reconnect_resyncs_what_changed_while_away() -> None:
         feed.publish("demo", "dev/a", 2)
         feed.unpublish("demo", "dev/gone", 2)
         feed.pruned_before["demo"] = 10**6  # and the log no longer reaches back
-        assert watcher.registry.get("demo", "dev/a").version == 1  # type: ignore[union-attr]
+        assert watcher.registry.get("demo", "dev/a").version == 1
         # still disconnected on retries: the reported outage keeps its start
         feed.signals.put_nowait(Disconnected(datetime.now(UTC), "refused", 0.1))
         feed.signals.put_nowait(connected())

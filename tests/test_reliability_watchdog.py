@@ -25,7 +25,7 @@ def ctx(request_id: str) -> Context:
     return Context("GET", "/", {}, {}, b"", "dev", FunctionInfo("dev/x", 1, "0.1.0"), {}, Log(), request_id)
 
 
-def live(code: str, name: str, timeout_s: float = 0.2):  # type: ignore[no-untyped-def]
+def live(code: str, name: str, timeout_s: float = 0.2):
     from fnstage.build import build
 
     bundle = build({"index.py": code}, "index.py")
@@ -34,7 +34,7 @@ def live(code: str, name: str, timeout_s: float = 0.2):  # type: ignore[no-untyp
     )
 
 
-def watch_until(dog: Watchdog, check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+def watch_until(dog: Watchdog, check, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, dog.status()
@@ -93,7 +93,7 @@ def test_a_worker_recycles_even_when_recording_its_death_fails() -> None:
     def cannot_start_a_thread() -> None:
         raise RuntimeError("can't start new thread")
 
-    dog._deregister = cannot_start_a_thread  # type: ignore[method-assign]
+    dog._deregister = cannot_start_a_thread
     dog.recycle("the event loop has not run for 61.0 s")
     assert exits == [75]
 

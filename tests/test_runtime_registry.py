@@ -83,7 +83,7 @@ def test_load_failures_are_remembered_until_a_newer_version_serves() -> None:
     registry.record_failure("demo", "dev/user/me", 2, LoadError("NameError at index.py:1: x", "tb"))
     failure = registry.failure("demo", "dev/user/me")
     assert failure is not None and (failure.version, failure.summary) == (2, "NameError at index.py:1: x")
-    assert registry.get("demo", "dev/user/me").version == 1  # type: ignore[union-attr]
+    assert registry.get("demo", "dev/user/me").version == 1
     assert [f.version for f in registry.failures()] == [2]
     registry.apply(live(3))
     assert registry.failure("demo", "dev/user/me") is None

@@ -30,6 +30,8 @@ class BoundedHttpTools(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
 
+    # uvicorn's own signature takes asyncio.Transport where asyncio.Protocol says BaseTransport; we
+    # keep uvicorn's, which is what it calls us with.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()

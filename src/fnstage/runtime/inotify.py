@@ -33,8 +33,9 @@ def _libc() -> ctypes.CDLL | None:
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.inotify_init1  # noqa: B018 - present?
-        libc.inotify_add_watch  # noqa: B018
+        # Looking the symbols up raises AttributeError on a libc without inotify: then poll instead.
+        libc.inotify_init1  # noqa: B018 - the lookup is the check
+        libc.inotify_add_watch  # noqa: B018 - the lookup is the check
     except (OSError, AttributeError):
         return None
     return libc

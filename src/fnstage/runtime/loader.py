@@ -24,7 +24,7 @@ import traceback
 import types
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from fnstage.build.bundle import CompiledModule, load_modules, module_name
 from fnstage.domain.dependencies import parse_requirement
@@ -121,6 +121,12 @@ def load_function(
     )
 
 
+def _filled(results: list[LiveVersion | LoadError | None]) -> list[LiveVersion | LoadError]:
+    """Every slot is set once the batch is done (a load or its time-out error)."""
+    assert all(r is not None for r in results)
+    return cast(list[LiveVersion | LoadError], results)
+
+
 def _is_async(main: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(main) or inspect.iscoroutinefunction(
         getattr(main, "__call__", None)  # noqa: B004 - an object with `async def __call__`
@@ -203,7 +209,7 @@ def load_batch(
                 current, began = run.current, run.began
             if current >= len(loads):
                 run.join()
-                return results  # type: ignore[return-value]
+                return _filled(results)
             left = began + limit_s - time.monotonic()
             if left > 0:
                 run.join(left)
@@ -217,7 +223,7 @@ def load_batch(
             )
             start = current + 1
             break
-    return results  # type: ignore[return-value]
+    return _filled(results)
 
 
 class _BatchRun(threading.Thread):
@@ -291,7 +297,7 @@ class _Namespace:
         main = getattr(module, "main", None)
         if not callable(main):
             raise LoadError(f"{self.compiled[entry].path} does not define a callable main(ctx)")
-        return main  # type: ignore[no-any-return]
+        return cast(Callable[..., Any], main)
 
     def is_own(self, name: str) -> bool:
         return name in self.names
