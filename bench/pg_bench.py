@@ -32,7 +32,7 @@ from pathlib import Path
 import psycopg
 from machine import describe, median, percentile
 from processes import descendants, stop_tree
-from publish_to_live import Poller, files
+from publish_to_live import measure_saves
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
@@ -64,9 +64,6 @@ def stats(values: list[float]) -> dict[str, float]:
 
 
 def live(args: argparse.Namespace) -> dict[str, object]:
-    client_ms: list[float] = []
-    save_ms: list[float] = []
-    server_ms: list[float] = []
     with tempfile.TemporaryDirectory() as tmp, scratch_database(args.server) as url:
         up = UpProcess(Path(tmp) / "up", database_url=url).start(timeout=90)
         assert up.process is not None
@@ -74,40 +71,23 @@ def live(args: argparse.Namespace) -> dict[str, object]:
         try:
             with up.client() as api:
                 api.post("/api/v1/gateways", json={"id": "bench"}).raise_for_status()
-                fn = "/api/v1/gateways/bench/functions/dev/user/me"
-                version = api.put(fn, json={"files": files(0)}).json()["function"]["version"]
-                poller = Poller(up.runtime_port)
-                poller.start()
-                poller.wait_for(version)
-                for i in range(1, args.saves + 1):
-                    sent = time.perf_counter()
-                    response = api.put(fn, json={"files": files(i), "changelog": f"save {i}"})
-                    answered = time.perf_counter()
-                    response.raise_for_status()
-                    version = response.json()["function"]["version"]
-                    seen = poller.wait_for(version)
-                    client_ms.append((seen - sent) * 1000)
-                    save_ms.append((answered - sent) * 1000)
-                    for _ in range(200):  # the runtime reports live from its report thread
-                        rollout = api.get(
-                            "/api/v1/gateways/bench/rollout/dev/user/me", params={"version": version}
-                        ).json()
-                        if rollout["latency_ms"] is not None:
-                            server_ms.append(rollout["latency_ms"])
-                            break
-                        time.sleep(0.005)
-                    time.sleep(0.01)
-                poller.stop()
+                saves = measure_saves(api, up.runtime_port, args.saves)
         finally:
             up.stop()
             stop_tree(tree)
     return {
         "saves": args.saves,
-        "send_to_first_new_response_ms": stats(client_ms),
-        "save_request_ms": stats(save_ms),
-        "server_commit_to_live_ms": stats(server_ms),
-        "served_after_save_answered_ms": stats([c - s for c, s in zip(client_ms, save_ms, strict=True)]),
-        "poller": {"requests": poller.requests, "errors": poller.errors, "went_back": poller.went_back},
+        "send_to_first_new_response_ms": stats(saves.client_ms),
+        "save_request_ms": stats(saves.save_ms),
+        "server_commit_to_live_ms": stats(saves.server_ms),
+        "served_after_save_answered_ms": stats(
+            [c - s for c, s in zip(saves.client_ms, saves.save_ms, strict=True)]
+        ),
+        "poller": {
+            "requests": saves.poller.requests,
+            "errors": saves.poller.errors,
+            "went_back": saves.poller.went_back,
+        },
         "goal": "p50 <= 10 ms, p99 <= 50 ms",
     }
 

@@ -20,8 +20,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from machine import describe, median, percentile
 from processes import descendants, stop_tree
 
@@ -102,43 +104,56 @@ def files(i: int) -> dict[str, str]:
     return {"index.py": INDEX, "utils.py": UTILS.replace("{N}", str(i)), "helpers.py": HELPERS}
 
 
+@dataclass
+class Saves:
+    client_ms: list[float]  # save sent -> first response from the new version
+    save_ms: list[float]  # the save request itself
+    server_ms: list[float]  # the rollout's commit -> live
+    missing_server: int  # saves whose rollout never reported a latency
+    poller: Poller
+
+
+def measure_saves(api: httpx.Client, runtime_port: int, count: int) -> Saves:
+    """`count` saves of dev/user/me in gateway `bench`, each timed until the runtime serves it."""
+    result = Saves([], [], [], 0, Poller(runtime_port))
+    fn = "/api/v1/gateways/bench/functions/dev/user/me"
+    version = api.put(fn, json={"files": files(0)}).json()["function"]["version"]
+    result.poller.start()
+    result.poller.wait_for(version)
+    for i in range(1, count + 1):
+        sent = time.perf_counter()
+        response = api.put(fn, json={"files": files(i), "changelog": f"save {i}"})
+        answered = time.perf_counter()
+        response.raise_for_status()
+        version = response.json()["function"]["version"]
+        seen = result.poller.wait_for(version)
+        result.client_ms.append((seen - sent) * 1000)
+        result.save_ms.append((answered - sent) * 1000)
+        for _ in range(200):  # the runtime reports live from its report thread, just after the swap
+            rollout = api.get(
+                "/api/v1/gateways/bench/rollout/dev/user/me", params={"version": version}
+            ).json()
+            if rollout["latency_ms"] is not None:
+                result.server_ms.append(rollout["latency_ms"])
+                break
+            time.sleep(0.005)
+        else:
+            result.missing_server += 1
+        time.sleep(0.01)  # let the poller settle between saves (a user does not save every ms)
+    result.poller.stop()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--saves", type=int, default=200)
     args = parser.parse_args()
     machine_before = describe()
-    client_ms: list[float] = []
-    save_ms: list[float] = []
-    server_ms: list[float] = []
-    missing_server = 0
     with tempfile.TemporaryDirectory() as tmp, running_up(Path(tmp) / "up") as up, up.client() as api:
         api.post("/api/v1/gateways", json={"id": "bench"}).raise_for_status()
-        fn = "/api/v1/gateways/bench/functions/dev/user/me"
-        version = api.put(fn, json={"files": files(0)}).json()["function"]["version"]
-        poller = Poller(up.runtime_port)
-        poller.start()
-        poller.wait_for(version)
-        for i in range(1, args.saves + 1):
-            sent = time.perf_counter()
-            response = api.put(fn, json={"files": files(i), "changelog": f"save {i}"})
-            answered = time.perf_counter()
-            response.raise_for_status()
-            version = response.json()["function"]["version"]
-            seen = poller.wait_for(version)
-            client_ms.append((seen - sent) * 1000)
-            save_ms.append((answered - sent) * 1000)
-            for _ in range(200):  # the runtime reports live from its watcher thread, just after the swap
-                rollout = api.get(
-                    "/api/v1/gateways/bench/rollout/dev/user/me", params={"version": version}
-                ).json()
-                if rollout["latency_ms"] is not None:
-                    server_ms.append(rollout["latency_ms"])
-                    break
-                time.sleep(0.005)
-            else:
-                missing_server += 1
-            time.sleep(0.01)  # let the poller settle between saves (a user does not save every ms)
-        poller.stop()
+        saves = measure_saves(api, up.runtime_port, args.saves)
+        client_ms, save_ms, server_ms = saves.client_ms, saves.save_ms, saves.server_ms
+        missing_server, poller = saves.missing_server, saves.poller
         results = {
             "saves": args.saves,
             "send_to_first_new_response_ms": {
