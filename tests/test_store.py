@@ -108,6 +108,22 @@ def test_identical_files_are_stored_once_compressed(
     assert size == len(big) and stored < size / 20 and refs == 4  # 2 functions + 2 history entries
 
 
+def test_pruning_spares_an_entry_a_function_is_made_from_and_returns_the_released_files(
+    store: Store, services: Services, actor: Actor, gateway: str
+) -> None:
+    for i in range(4):
+        services.deployments.save(actor, gateway, "dev/a", {"index.py": f"def main(ctx):\n    return {i}\n"})
+    with store.write() as tx:
+        fn = tx.get_function(gateway, "dev", "a")
+        assert fn is not None
+        oldest = tx.list_history(gateway, function_id=fn.id, limit=10)[-1]
+        tx.update_function(fn.id, {"history_id": oldest.id})  # as if the function were made from it
+        released = tx.prune_history(gateway, fn.id, "dev", keep=1)
+        left = [h.version for h in tx.list_history(gateway, function_id=fn.id, limit=10)]
+    assert left == [4, 1]  # the newest kept, the oldest spared, 2 and 3 deleted
+    assert len(released) == 2  # each deleted entry's one file, for the caller to release
+
+
 def test_publish_log_sequences_are_contiguous_per_gateway(
     services: Services, actor: Actor, store: Store
 ) -> None:

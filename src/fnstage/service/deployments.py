@@ -304,7 +304,7 @@ class Deployments:
                 self._dependencies_of(tx, current, gw),
             )
             tx.delete_function(current.id)
-            tx.change_refs(gateway, minus=current.files.values())
+            # the history entry now holds the references the deleted row held: no change
             tx.unpublish(gateway, str(fname), current.version + 1)
             return record
 
@@ -349,13 +349,13 @@ class Deployments:
             updated_by=actor.name,
         )
         if current is None:
+            created_at, created_by = stamp, actor.name
             function_id = tx.insert_function(
-                {**values, "created_at": stamp, "created_by": actor.name, "history_id": None}
+                {**values, "created_at": created_at, "created_by": created_by, "history_id": None}
             )
         else:
+            created_at, created_by = current.created_at, current.created_by
             function_id = current.id
-        # The active row now names the new files instead of the old ones.
-        tx.change_refs(gw.id, plus=manifest.values(), minus=current.files.values() if current else ())
         record = self._history(
             tx,
             gw,
@@ -376,9 +376,21 @@ class Deployments:
         )
         tx.update_function(function_id, {**values, "history_id": record.id})
         limit = gw.history_limit or self.history_limit
-        tx.prune_history(gw.id, function_id, fname.env, limit)
-        function = tx.get_function(gw.id, fname.env, fname.base)
-        assert function is not None
+        pruned = tx.prune_history(gw.id, function_id, fname.env, limit)
+        # One statement for every reference this deployment changes: the active row and the new history
+        # entry now name the new files; the row no longer names the old ones, nor pruned entries theirs.
+        tx.change_refs(
+            gw.id,
+            plus=[*manifest.values(), *manifest.values()],
+            minus=[*(current.files.values() if current else ()), *pruned],
+        )
+        function = FunctionRecord(
+            **{**values, "timeout_s": float(meta.timeout_s)},
+            id=function_id,
+            history_id=record.id,
+            created_at=created_at,
+            created_by=created_by,
+        )
         tx.publish(function, code.files, old_name=str(old_name) if old_name else None)
         return Deployed(function, record)
 
@@ -402,7 +414,7 @@ class Deployments:
         source_history_id: int | None = None,
         source_version: int | None = None,
     ) -> HistoryRecord:
-        tx.change_refs(gw.id, plus=manifest.values())
+        """The history entry of a deployment; the caller takes its references to the files."""
         return tx.insert_history(
             dict(
                 gateway_id=gw.id,
@@ -430,10 +442,7 @@ class Deployments:
         """+1 on every deployment; a name that was deleted (or renamed away) continues its numbering,
         so a runtime never sees a name's version go backwards."""
         latest = current.version if current else 0
-        previous = tx.list_history(gateway, env=fname.env, base=fname.base, limit=1)
-        if previous:
-            latest = max(latest, previous[0].version)
-        return latest + 1
+        return max(latest, tx.latest_version(gateway, fname.env, fname.base)) + 1
 
     def _gateway(self, gateway: str) -> GatewayRecord:
         check_gateway_id(gateway)

@@ -13,9 +13,11 @@ Reads run in REPEATABLE READ: several statements see one snapshot, as a SQLite r
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -143,16 +145,17 @@ def upsert(engine: Engine, table: Table, values: dict[str, Any], keys: list[str]
     )
 
 
-def upsert_many(engine: Engine, table: Table, columns: list[str], keys: list[str]) -> Insert:
-    """The same upsert for many rows: execute it with a list of row dicts as parameters."""
-    if engine.dialect.name == "postgresql":
-        pg = postgresql.insert(table)
-        return pg.on_conflict_do_update(
-            index_elements=keys, set_={c: pg.excluded[c] for c in columns if c not in keys}
-        )
-    lite = sqlite.insert(table)
-    return lite.on_conflict_do_update(
-        index_elements=keys, set_={c: lite.excluded[c] for c in columns if c not in keys}
+def upsert_many(engine: Engine, table: Table, columns: Iterable[str], keys: Iterable[str]) -> Insert:
+    """The same upsert for many rows: execute it with a list of row dicts as parameters. Built once per
+    dialect, table and columns, so SQLAlchemy reuses its compiled form (see `_upsert_statement`)."""
+    return _upsert_statement(engine.dialect.name, table, tuple(columns), tuple(keys))
+
+
+@functools.cache
+def _upsert_statement(dialect: str, table: Table, columns: tuple[str, ...], keys: tuple[str, ...]) -> Insert:
+    stmt = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns if c not in keys}
     )
 
 
