@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from fnstage.domain.errors import Forbidden
 from fnstage.domain.names import check_gateway_id
 from fnstage.service import Services
-from fnstage.service.identity import Actor, authenticate
+from fnstage.service.identity import Actor, authenticate, authenticate_in
 from fnstage.service.members import no_gateway
 from fnstage.service.roles import allows
 
@@ -171,27 +171,39 @@ async def authorize(
         return None
     services: Services = request.app.state.services
     token = credentials.credentials if credentials else None
-    actor = await run_in_threadpool(authenticate, services.store, token)
+    if not isinstance(rule, Gateway):
+        actor = await run_in_threadpool(authenticate, services.store, token)
+        request.state.actor = actor
+        if isinstance(rule, Admin) and not actor.is_admin:
+            raise Forbidden("only an admin may do this", details={"needs": "admin"})
+        return actor
+    # the body is read only when the rule depends on it (FastAPI reuses Starlette's cached bytes)
+    body = await _json_body(request) if rule.gateway_in_body or callable(rule.role) else {}
+    gateway = body.get("gateway") if rule.gateway_in_body else request.path_params.get("gateway")
+    actor, role = await run_in_threadpool(_actor_and_role, services, token, gateway)
     request.state.actor = actor
-    if isinstance(rule, Admin) and not actor.is_admin:
-        raise Forbidden("only an admin may do this", details={"needs": "admin"})
-    if isinstance(rule, Gateway):
-        # the body is read only when the rule depends on it (FastAPI reuses Starlette's cached bytes)
-        body = await _json_body(request) if rule.gateway_in_body or callable(rule.role) else {}
-        gateway = body.get("gateway") if rule.gateway_in_body else request.path_params.get("gateway")
-        if not isinstance(gateway, str):
-            return actor  # no gateway to check: the route's validation answers 422
-        check_gateway_id(gateway)
-        role = await run_in_threadpool(services.members.role_of, actor, gateway)
-        if role is None:
-            raise no_gateway(gateway)
-        needed = rule.needed(request.path_params, body)
-        if not allows(role, needed):
-            raise Forbidden(
-                f"this needs the {needed} role on gateway {gateway}; you are {role}",
-                details={"needs": needed, "role": role},
-            )
+    if not isinstance(gateway, str):
+        return actor  # no gateway to check: the route's validation answers 422
+    if role is None:
+        raise no_gateway(gateway)
+    needed = rule.needed(request.path_params, body)
+    if not allows(role, needed):
+        raise Forbidden(
+            f"this needs the {needed} role on gateway {gateway}; you are {role}",
+            details={"needs": needed, "role": role},
+        )
     return actor
+
+
+def _actor_and_role(services: Services, token: str | None, gateway: object) -> tuple[Actor, str | None]:
+    """The caller and their role on the gateway, in one read transaction on one worker thread: every
+    API request pays for this, a save included, so it is two indexed reads and one thread hop."""
+    with services.store.read() as tx:
+        actor = authenticate_in(tx, token)
+        if not isinstance(gateway, str):
+            return actor, None
+        check_gateway_id(gateway)
+        return actor, services.members.role_in(tx, actor, gateway)
 
 
 async def _json_body(request: Request) -> Mapping[str, Any]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fnstage.domain.errors import Unauthorized
-from fnstage.store.store import Store
+from fnstage.store.store import Store, Tx
 
 TOKEN_PREFIX = "fns_"
 
@@ -50,8 +50,15 @@ def authenticate(store: Store, token: str | None) -> Actor:
     if not token:
         raise Unauthorized("missing token: send `Authorization: Bearer <token>`")
     with store.read() as tx:
-        record = tx.find_token(hash_token(token))
-        user = tx.get_user(record.user_id) if record else None
+        return authenticate_in(tx, token)
+
+
+def authenticate_in(tx: Tx, token: str | None) -> Actor:
+    """`authenticate` inside a transaction of the caller's (the API reads the role in the same one)."""
+    if not token:
+        raise Unauthorized("missing token: send `Authorization: Bearer <token>`")
+    record = tx.find_token(hash_token(token))
+    user = tx.get_user(record.user_id) if record else None
     if record is None or user is None:
         raise Unauthorized("unknown token")
     if record.revoked_at is not None:

@@ -23,9 +23,14 @@ class Members:
     def role_of(self, actor: Actor, gateway_id: str) -> str | None:
         """The actor's role on the gateway: an admin is an owner of every gateway that exists."""
         with self.store.read() as tx:
-            if actor.is_admin:
-                return OWNER if tx.get_gateway(gateway_id) is not None else None
-            return access.role_of(tx, gateway_id, actor.user_id)
+            return self.role_in(tx, actor, gateway_id)
+
+    @staticmethod
+    def role_in(tx: Tx, actor: Actor, gateway_id: str) -> str | None:
+        """`role_of` inside a transaction of the caller's."""
+        if actor.is_admin:
+            return OWNER if tx.get_gateway(gateway_id) is not None else None
+        return access.role_of(tx, gateway_id, actor.user_id)
 
     def visible_gateways(self, actor: Actor) -> set[str] | None:
         """The gateways the actor may know about; None: every gateway (an admin)."""

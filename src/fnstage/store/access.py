@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from fnstage.store import schema as t
 from fnstage.store.records import TokenRecord, UserRecord, utc
@@ -39,11 +39,15 @@ class AuditRecord:
 
 
 # members --------------------------------------------------------------------------------------------
+# built once: every API request of a non-admin reads it (see `fnstage.store.store`'s statements)
+_ROLE = select(t.members.c.role).where(
+    t.members.c.gateway_id == bindparam("gateway_id"), t.members.c.user_id == bindparam("user_id")
+)
+
+
 def role_of(tx: Tx, gateway_id: str, user_id: int) -> str | None:
     """The user's role on the gateway; None when not a member (or no such gateway)."""
-    role = tx.conn.scalar(
-        select(t.members.c.role).where(t.members.c.gateway_id == gateway_id, t.members.c.user_id == user_id)
-    )
+    role = tx.conn.scalar(_ROLE, {"gateway_id": gateway_id, "user_id": user_id})
     return str(role) if role is not None else None
 
 
