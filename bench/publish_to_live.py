@@ -3,11 +3,12 @@
     /work/venv/bin/python bench/publish_to_live.py [--saves 200]
 
 A real `fnstage up` (API in its process, runtime in a child process on granian, SQLite in a temporary
-folder). A poller thread hammers the runtime over one keep-alive connection and notes, for every
-`x-fnstage-version` it sees, the first time it saw it. The main thread saves a 3-file function through
-the HTTP API 200 times; for each save, client-side latency = first response carrying the new version
-minus the moment the PUT was sent. Server-side, the rollout's `latency_ms` (commit -> the runtime
-reported it live) is read from `GET /api/v1/gateways/{gw}/rollout/{env}/{base}?version=N`.
+folder). A poller process hammers the runtime over one keep-alive connection and notes, for every
+`x-fnstage-version` it sees, the first time it saw it (`time.monotonic()`, one clock for all
+processes). The main process saves a 3-file function through the HTTP API 200 times; for each
+save, client-side latency = first response carrying the new version minus the moment the PUT was
+sent. Server-side, the rollout's `latency_ms` (commit -> the runtime reported it live) is read from
+`GET /api/v1/gateways/{gw}/rollout/{env}/{base}?version=N`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import httpx
@@ -38,51 +41,80 @@ HELPERS = "def shout(text):\n    return text.upper()\n"
 PATH = "/bench/dev/user/me?name=Ada"
 
 
-class Poller(threading.Thread):
-    """GET the function in a loop on one keep-alive connection; first time each version was seen."""
+def _poll(port: int, out: Connection, halt: EventType, interval_s: float) -> None:
+    """The poller process: GET the function in a loop on one keep-alive connection, `interval_s`
+    apart, and send (version, time first seen) for every new version; at the end, its counts."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    highest = requests = errors = went_back = 0
+    while not halt.is_set():
+        try:
+            conn.request("GET", PATH)
+            response = conn.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            errors += 1
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            continue
+        seen = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the machine
+        requests += 1
+        version = int(response.headers.get("x-fnstage-version") or 0)
+        if version > highest:
+            highest = version
+            out.send((version, seen))
+        elif version < highest:
+            went_back += 1
+        if interval_s:
+            time.sleep(interval_s)
+    conn.close()
+    out.send((None, (requests, errors, went_back)))
 
-    def __init__(self, port: int) -> None:
-        super().__init__(name="poller", daemon=True)
-        self.port = port
+
+class Poller:
+    """The first time each version was served, seen by a poller in a process of its own: a poller
+    thread in the saving process would take the GIL from the save request it is timing (it did:
+    the save measured 3-4 ms slower with the poller in the same process)."""
+
+    def __init__(self, port: int, interval_s: float = 0.0) -> None:
+        context = multiprocessing.get_context("fork")
+        self._inbox, outbox = context.Pipe(duplex=False)
+        self._halt = context.Event()
+        self._process = context.Process(
+            target=_poll, args=(port, outbox, self._halt, interval_s), daemon=True
+        )
         self.first_seen: dict[int, float] = {}
         self.requests = 0
         self.errors = 0
         self.went_back = 0
-        self._halt = threading.Event()
+        self._done = False
 
-    def run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        highest = 0
-        while not self._halt.is_set():
-            try:
-                conn.request("GET", PATH)
-                response = conn.getresponse()
-                response.read()
-            except (OSError, http.client.HTTPException):
-                self.errors += 1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                continue
-            seen = time.perf_counter()
-            self.requests += 1
-            version = int(response.headers.get("x-fnstage-version") or 0)
-            if version > highest:
-                highest = version
-                self.first_seen[version] = seen
-            elif version < highest:
-                self.went_back += 1
-        conn.close()
+    def start(self) -> None:
+        self._process.start()
+
+    def _take(self, timeout: float) -> bool:
+        if not self._inbox.poll(timeout):
+            return False
+        version, value = self._inbox.recv()
+        if version is None:
+            self.requests, self.errors, self.went_back = value
+            self._done = True
+        else:
+            self.first_seen[version] = value
+        return True
 
     def stop(self) -> None:
         self._halt.set()
-        self.join(10)
+        deadline = time.monotonic() + 10
+        while not self._done and time.monotonic() < deadline:
+            self._take(0.1)
+        self._process.join(10)
 
     def wait_for(self, version: int, timeout: float = 10.0) -> float:
+        """When `version` was first served (a `time.monotonic()` reading)."""
         deadline = time.monotonic() + timeout
         while version not in self.first_seen:
-            if time.monotonic() > deadline:
+            if not self._take(max(0.0, deadline - time.monotonic())):
                 raise TimeoutError(f"version {version} never served")
-            time.sleep(0.0005)
         return self.first_seen[version]
 
 
@@ -113,17 +145,18 @@ class Saves:
     poller: Poller
 
 
-def measure_saves(api: httpx.Client, runtime_port: int, count: int) -> Saves:
-    """`count` saves of dev/user/me in gateway `bench`, each timed until the runtime serves it."""
-    result = Saves([], [], [], 0, Poller(runtime_port))
+def measure_saves(api: httpx.Client, runtime_port: int, count: int, poll_interval_ms: float = 0.0) -> Saves:
+    """`count` saves of dev/user/me in gateway `bench`, each timed until the runtime serves it; the
+    poller waits `poll_interval_ms` between its requests (0: back to back)."""
+    result = Saves([], [], [], 0, Poller(runtime_port, poll_interval_ms / 1000))
     fn = "/api/v1/gateways/bench/functions/dev/user/me"
     version = api.put(fn, json={"files": files(0)}).json()["function"]["version"]
     result.poller.start()
     result.poller.wait_for(version)
     for i in range(1, count + 1):
-        sent = time.perf_counter()
+        sent = time.monotonic()
         response = api.put(fn, json={"files": files(i), "changelog": f"save {i}"})
-        answered = time.perf_counter()
+        answered = time.monotonic()
         response.raise_for_status()
         version = response.json()["function"]["version"]
         seen = result.poller.wait_for(version)
@@ -147,15 +180,23 @@ def measure_saves(api: httpx.Client, runtime_port: int, count: int) -> Saves:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--saves", type=int, default=200)
+    parser.add_argument(
+        "--poll-interval-ms",
+        type=float,
+        default=0.0,
+        help="pause of the poller between requests: 0 measures to within one round trip, but the poller "
+        "and the runtime it hammers then take most of a core of their own",
+    )
     args = parser.parse_args()
     machine_before = describe()
     with tempfile.TemporaryDirectory() as tmp, running_up(Path(tmp) / "up") as up, up.client() as api:
         api.post("/api/v1/gateways", json={"id": "bench"}).raise_for_status()
-        saves = measure_saves(api, up.runtime_port, args.saves)
+        saves = measure_saves(api, up.runtime_port, args.saves, args.poll_interval_ms)
         client_ms, save_ms, server_ms = saves.client_ms, saves.save_ms, saves.server_ms
         missing_server, poller = saves.missing_server, saves.poller
         results = {
             "saves": args.saves,
+            "poll_interval_ms": args.poll_interval_ms,
             "send_to_first_new_response_ms": {
                 "p50": round(median(client_ms), 2),
                 "p99": round(percentile(client_ms, 0.99), 2),
