@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from fnstage.api.app import PREFIX, create_app
 from fnstage.domain.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from fnstage.service import Actor, Services
-from fnstage.service.identity import authenticate, bootstrap_admin, hash_token
+from fnstage.service.identity import authenticate, bootstrap_admin, hash_token, note_use
 from fnstage.store.store import Store
 
 
@@ -37,6 +37,35 @@ def test_a_revoked_token_is_refused_at_once(api: TestClient) -> None:
     assert api.delete(f"{PREFIX}/tokens/{made['id']}").json()["revoked_at"]
     r = api.get(f"{PREFIX}/me", headers=mine)
     assert r.status_code == 401 and r.json()["error"]["message"] == "this token was revoked"
+
+
+def test_a_token_shows_when_it_was_last_used(api: TestClient) -> None:
+    made = api.post(f"{PREFIX}/tokens", json={"name": "laptop"}).json()
+    assert made["last_used_at"] is None
+
+    def listed() -> dict[str, str | None]:
+        return {t["name"]: t["last_used_at"] for t in api.get(f"{PREFIX}/tokens").json()["tokens"]}
+
+    assert listed()["laptop"] is None and listed()["bootstrap"] is not None  # the admin's is in use
+    before = datetime.now(UTC)
+    mine = {"Authorization": f"Bearer {made['secret']}"}
+    assert api.get(f"{PREFIX}/gateways/demo", headers=mine).status_code == 200  # a gateway route too
+    used = listed()["laptop"]
+    assert used is not None and datetime.fromisoformat(used) >= before - timedelta(seconds=1)
+
+
+def test_a_token_s_last_use_is_written_at_most_once_a_minute(store: Store) -> None:
+    token = bootstrap_admin(store)
+    with store.read() as tx:
+        record = tx.find_token(hash_token(token or ""))
+    assert record is not None and record.last_used_at is None
+    first = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    assert note_use(store, record, first)
+    with store.read() as tx:
+        record = tx.find_token(hash_token(token or ""))
+    assert record is not None and record.last_used_at == first
+    assert not note_use(store, record, first + timedelta(seconds=59))  # no write for every request
+    assert note_use(store, record, first + timedelta(seconds=60))
 
 
 def test_an_expired_token_is_refused_at_once(api: TestClient) -> None:

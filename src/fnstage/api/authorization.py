@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from fnstage.domain.errors import Forbidden
 from fnstage.domain.names import check_gateway_id
 from fnstage.service import Services
-from fnstage.service.identity import Actor, authenticate, authenticate_in
+from fnstage.service.identity import Actor, authenticate, check_token, note_use
 from fnstage.service.members import no_gateway
 from fnstage.service.roles import allows
 
@@ -199,11 +199,13 @@ def _actor_and_role(services: Services, token: str | None, gateway: object) -> t
     """The caller and their role on the gateway, in one read transaction on one worker thread: every
     API request pays for this, a save included, so it is two indexed reads and one thread hop."""
     with services.store.read() as tx:
-        actor = authenticate_in(tx, token)
-        if not isinstance(gateway, str):
-            return actor, None
-        check_gateway_id(gateway)
-        return actor, services.members.role_in(tx, actor, gateway)
+        actor, used = check_token(tx, token)
+        role = None
+        if isinstance(gateway, str):
+            check_gateway_id(gateway)
+            role = services.members.role_in(tx, actor, gateway)
+    note_use(services.store, used)
+    return actor, role
 
 
 async def _json_body(request: Request) -> Mapping[str, Any]:

@@ -85,10 +85,17 @@ def token_ls(json_output: JsonOption = False) -> None:
         render.print_json(data)
         return
     rows = [
-        (t["id"], t["name"], _when(t["created_at"]), t.get("expires_at") or "never", _state(t))
+        (
+            t["id"],
+            t["name"],
+            _when(t["created_at"]),
+            _when(t["last_used_at"]) if t.get("last_used_at") else "never",
+            t.get("expires_at") or "never",
+            _state(t),
+        )
         for t in data["tokens"]
     ]
-    render.console().print(_table(("ID", "NAME", "CREATED", "EXPIRES", "STATE"), rows))
+    render.console().print(_table(("ID", "NAME", "CREATED", "LAST USED", "EXPIRES", "STATE"), rows))
 
 
 def _state(token: Mapping[str, Any]) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fnstage.domain.errors import Unauthorized
+from fnstage.store.records import TokenRecord
 from fnstage.store.store import Store, Tx
 
 TOKEN_PREFIX = "fns_"
+LAST_USE_RESOLUTION = timedelta(minutes=1)  # how stale a token's `last_used_at` may be
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,14 @@ def authenticate(store: Store, token: str | None) -> Actor:
     if not token:
         raise Unauthorized("missing token: send `Authorization: Bearer <token>`")
     with store.read() as tx:
-        return authenticate_in(tx, token)
+        actor, record = check_token(tx, token)
+    note_use(store, record)
+    return actor
 
 
-def authenticate_in(tx: Tx, token: str | None) -> Actor:
-    """`authenticate` inside a transaction of the caller's (the API reads the role in the same one)."""
+def check_token(tx: Tx, token: str | None) -> tuple[Actor, TokenRecord]:
+    """The token's user, or Unauthorized; inside a transaction of the caller's (the API reads the
+    caller's role in the same one). The caller then passes the record to `note_use`."""
     if not token:
         raise Unauthorized("missing token: send `Authorization: Bearer <token>`")
     record = tx.find_token(hash_token(token))
@@ -65,4 +70,16 @@ def authenticate_in(tx: Tx, token: str | None) -> Actor:
         raise Unauthorized("this token was revoked")
     if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
         raise Unauthorized("this token has expired")
-    return Actor(user.id, user.name, user.is_admin)
+    return Actor(user.id, user.name, user.is_admin), record
+
+
+def note_use(store: Store, record: TokenRecord, at: datetime | None = None) -> bool:
+    """Record when a token was last used (`fnstage token ls`: a token nobody uses can go; one used
+    when its owner did not use it is a stolen one), to the minute: writing on every request would
+    put every read of the API in the queue for SQLite's one writer. True when it wrote."""
+    at = at or datetime.now(UTC)
+    if record.last_used_at is not None and at - record.last_used_at < LAST_USE_RESOLUTION:
+        return False
+    with store.write() as tx:
+        tx.token_used(record.id, at)
+    return True

@@ -92,6 +92,9 @@ _INSERT_HISTORY = insert(t.history)
 _INSERT_LOG = insert(t.publish_log)
 _TOKEN = select(t.tokens).where(t.tokens.c.token_hash == bindparam("token_hash"))
 _USER = select(t.users).where(t.users.c.id == bindparam("user_id"))
+_TOKEN_USED = (
+    update(t.tokens).where(t.tokens.c.id == bindparam("token_id")).values(last_used_at=bindparam("at"))
+)
 _PUBLISHED_COLUMNS = tuple(c.name for c in t.published.columns)
 _PUBLISHED_KEYS = ("gateway_id", "name")
 
@@ -247,6 +250,9 @@ class Tx:
     def find_token(self, token_hash: str) -> TokenRecord | None:
         row = self.conn.execute(_TOKEN, {"token_hash": token_hash}).first()
         return _token(row) if row else None
+
+    def token_used(self, token_id: int, at: datetime) -> None:
+        self.conn.execute(_TOKEN_USED, {"token_id": token_id, "at": at})
 
     # gateways -------------------------------------------------------------------------------------
     def create_gateway(self, gateway_id: str, allow_dev_to_prod: bool, actor: str) -> GatewayRecord:
