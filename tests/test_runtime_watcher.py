@@ -464,3 +464,50 @@ async def test_a_commit_to_a_real_sqlite_store_wakes_the_watcher_through_the_eve
         await watcher.stop()
         store.close()
     assert watcher._folder_watch is None
+
+
+GC_PROBE = "import gc\nENABLED = gc.isenabled()\n\ndef main(ctx):\n    return ENABLED\n"
+
+
+async def test_a_cold_start_loads_without_collections_and_a_change_thaws_them(feed: FakeFeed) -> None:
+    # A cold start's bulk load runs with the cyclic collector off and freezes what it loaded (the
+    # collections 10,000 loads trigger cost more than the loads); the next change must thaw it, or a
+    # replaced version (its modules are a reference cycle) would never be freed.
+    import gc
+    import weakref
+
+    feed.publish("demo", "dev/probe", 1, GC_PROBE)
+    watcher = Watcher(Registry(), lambda: feed, poll_interval_s=30, bulk_load=4)
+    try:
+        await watcher.start()
+        assert len(watcher.registry) == 4
+        probe = watcher.registry.get("demo", "dev/probe")
+        assert probe is not None and probe.main(None) is False  # loaded with the collector off
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        live = watcher.registry.get("demo", "dev/a")
+        assert live is not None
+        old_main = weakref.ref(live.main)
+        del live
+        feed.publish("demo", "dev/a", 2)
+        watcher.poke()
+        await watcher.wait_for("demo", "dev/a", 2)
+        assert gc.get_freeze_count() == 0
+        gc.collect()
+        assert old_main() is None, "the replaced version was never collected"
+    finally:
+        gc.unfreeze()
+        await watcher.stop()
+
+
+async def test_a_small_first_load_leaves_the_collector_alone(feed: FakeFeed) -> None:
+    import gc
+
+    feed.publish("demo", "dev/probe", 1, GC_PROBE)
+    watcher = Watcher(Registry(), lambda: feed, poll_interval_s=30)  # 4 functions, below BULK_LOAD
+    try:
+        await watcher.start()
+        probe = watcher.registry.get("demo", "dev/probe")
+        assert probe is not None and probe.main(None) is True
+        assert gc.isenabled() and gc.get_freeze_count() == 0
+    finally:
+        await watcher.stop()

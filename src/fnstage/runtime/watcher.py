@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +50,12 @@ T = TypeVar("T")
 # after these delays (each cut short by a new wake).
 RECHECK_DELAYS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 Key = tuple[str, str]
+# A first load at least this large (a cold start) runs with the cyclic garbage collector paused, and what
+# it loaded is then frozen (`gc.freeze`): measured with 10,000 3-file functions, the collections that
+# the load's ~470,000 new objects trigger took longer (0.7 s) than the loads themselves (0.55 s), and
+# re-enabling the collector without freezing only moves that cost onto the first requests. The frozen
+# objects are thawed (`gc.unfreeze`) at the next change, so a replaced version is collected as usual.
+BULK_LOAD = 1000
 
 
 class FeedReaderLike(Protocol):
@@ -104,11 +111,14 @@ class Watcher:
         reporter_factory: Callable[[], ReporterLike] | None = None,
         heartbeat_interval_s: float = 3.0,
         recheck_delays_s: Sequence[float] = RECHECK_DELAYS_S,
+        bulk_load: int = BULK_LOAD,
     ) -> None:
         self.registry = registry
         self.gateway = gateway
         self.poll_interval_s = poll_interval_s
         self.recheck_delays_s = tuple(recheck_delays_s)
+        self.bulk_load = bulk_load
+        self._frozen = False  # this watcher froze a cold start's objects (gc.freeze), not thawed yet
         self.retry_delays_s = tuple(retry_delays_s)
         self.load_timeout_s = load_timeout_s
         self.watch_files = watch_files
@@ -274,6 +284,7 @@ class Watcher:
         # rename, so an older snapshot row only means a lagging read (a replica), never newer truth.
         await self._load(stale, allow_older=False)
         for gateway, name in self.registry.names(self.gateway) - published.keys():
+            self._thaw()
             self.registry.remove(gateway, name)
             self._report("removed", gateway, name)
             logger.info("runtime: unloaded %s/%s (no longer published)", gateway, name)
@@ -341,6 +352,7 @@ class Watcher:
             if event.action == "delete":
                 deleted[key] = event
         for event in deleted.values():  # before any later upsert of the name (delete, then create again)
+            self._thaw()
             if self.registry.remove(event.gateway, event.name, event.version):
                 self._report("removed", event.gateway, event.name)
                 logger.info("runtime: unloaded %s/%s v%d", event.gateway, event.name, event.version)
@@ -360,6 +372,17 @@ class Watcher:
     async def _load(self, rows: list[PublishedFunction], *, allow_older: bool) -> None:
         if not rows:
             return
+        if len(rows) >= self.bulk_load and len(self.registry) == 0:
+            # a cold start: nothing loaded before, so no replaced version becomes garbage meanwhile
+            with _collector_paused():
+                await self._load_rows(rows, allow_older=allow_older)
+                gc.freeze()
+                self._frozen = True
+            return
+        self._thaw()
+        await self._load_rows(rows, allow_older=allow_older)
+
+    async def _load_rows(self, rows: list[PublishedFunction], *, allow_older: bool) -> None:
         results = await self._call(self._load_all, rows)
         lives: list[tuple[str, str, int]] = []  # reported together: one write for a whole batch
         for row, result in zip(rows, results, strict=True):
@@ -414,6 +437,13 @@ class Watcher:
             )
         loaded = iter(load_batch(loads, self.load_timeout_s))
         return [result if result is not None else next(loaded) for result in results]
+
+    def _thaw(self) -> None:
+        """Before a change after a cold start: let the collector see the frozen objects again (a replaced
+        version's modules are a reference cycle, freed only by the collector)."""
+        if self._frozen:
+            self._frozen = False
+            gc.unfreeze()
 
     # helpers -------------------------------------------------------------------------------------
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -512,3 +542,16 @@ class Watcher:
             logger.warning(
                 "runtime: cannot watch %s; polling every %g s", folder, self.poll_interval_s, exc_info=True
             )
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a bulk load (process-wide; reference counting still frees
+    everything that is not in a cycle); back on after, unless it was off before."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
