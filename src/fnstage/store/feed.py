@@ -9,35 +9,68 @@ signals (one dedicated listening connection per reader, i.e. per runtime worker)
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, and_, or_, select
+from sqlalchemy import Connection, Select, Text, and_, cast, or_, select
 
 from fnstage.store import schema as t
 from fnstage.store.engine import is_postgres, is_sqlite, make_engine, read_options
-from fnstage.store.notifications import PgNotifications, Signal
 from fnstage.store.records import FeedEvent, PublishedFunction
 
+if TYPE_CHECKING:  # psycopg is imported only where changes are pushed (PostgreSQL)
+    from fnstage.store.notifications import Signal
 
-def _published(row: Row[Any]) -> PublishedFunction:
-    return PublishedFunction(
-        gateway=row.gateway_id,
-        name=row.name,
-        version=row.version,
-        semver=row.semver,
-        entrypoint=row.entrypoint,
-        compiled=bytes(row.compiled),
-        source=dict(row.source),
-        bundle_hash=row.bundle_hash,
-        methods=list(row.methods),
-        config=dict(row.config),
-        seq=row.seq,
-        timeout_s=float(row.timeout_s),
-    )
+_p = t.published.c
+# The published columns a runtime loads, the JSON ones as text decoded here: SQLAlchemy's per-row result
+# processing made the snapshot of 10,000 functions 0.24 s, against 0.13 s this way.
+_LOADED = (
+    _p.gateway_id,
+    _p.name,
+    _p.version,
+    _p.semver,
+    _p.entrypoint,
+    _p.compiled,
+    cast(_p.source, Text),
+    _p.bundle_hash,
+    cast(_p.methods, Text),
+    cast(_p.config, Text),
+    _p.seq,
+    _p.timeout_s,
+)
+
+
+def _published(rows: Iterable[Any]) -> list[PublishedFunction]:
+    loads = json.loads
+    functions = []
+    for row in rows:
+        (gateway, name, version, semver, entrypoint, compiled) = row[:6]
+        (source, bundle_hash, methods, config, seq, timeout_s) = row[6:]
+        functions.append(
+            PublishedFunction(
+                gateway=gateway,
+                name=name,
+                version=version,
+                semver=semver,
+                entrypoint=entrypoint,
+                compiled=bytes(compiled),
+                source=loads(source),
+                bundle_hash=bundle_hash,
+                methods=loads(methods),
+                config=loads(config),
+                seq=seq,
+                timeout_s=float(timeout_s),
+            )
+        )
+    return functions
+
+
+def _select_published() -> Select[Any]:
+    return select(*_LOADED)
 
 
 class FeedReader:
@@ -65,12 +98,12 @@ class FeedReader:
         """Every published function (of one gateway, or all) and each gateway's last sequence, read
         in one transaction so the two agree."""
         with self._read() as conn:
-            stmt = select(t.published)
+            stmt = _select_published()
             gw_stmt = select(t.gateways.c.id, t.gateways.c.publish_seq)
             if gateway is not None:
                 stmt = stmt.where(t.published.c.gateway_id == gateway)
                 gw_stmt = gw_stmt.where(t.gateways.c.id == gateway)
-            functions = [_published(r) for r in conn.execute(stmt)]
+            functions = _published(conn.execute(stmt))
             positions = {row.id: int(row.publish_seq) for row in conn.execute(gw_stmt)}
         return functions, positions
 
@@ -107,17 +140,19 @@ class FeedReader:
             return []
         with self._read() as conn:
             rows = conn.execute(
-                select(t.published).where(
+                _select_published().where(
                     t.published.c.gateway_id == gateway, t.published.c.name.in_(sorted(set(names)))
                 )
             )
-            return [_published(r) for r in rows]
+            return _published(rows)
 
     def notifications(self) -> AsyncIterator[Signal] | None:
         """PostgreSQL: the publish events, and every (re)connect and loss of the listening connection
         (call from the event loop that consumes them). None where changes are not pushed (SQLite)."""
         if not is_postgres(self.engine):
             return None
+        from fnstage.store.notifications import PgNotifications
+
         url = self.engine.url.render_as_string(hide_password=False)
         return PgNotifications(url).signals()
 
