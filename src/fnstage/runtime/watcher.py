@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from fnstage.runtime.inotify import FolderWatch
 from fnstage.runtime.loader import (
@@ -39,8 +39,10 @@ from fnstage.runtime.loader import (
     load_function,
 )
 from fnstage.runtime.registry import Registry
-from fnstage.store.notifications import Connected, Disconnected, Signal
 from fnstage.store.records import FeedEvent, PublishedFunction
+
+if TYPE_CHECKING:  # psycopg: imported only where a reader pushes changes (PostgreSQL)
+    from fnstage.store.notifications import Signal
 
 logger = logging.getLogger("fnstage.runtime")
 
@@ -269,20 +271,23 @@ class Watcher:
     async def _resync(self) -> None:
         assert self._reader is not None
         self._resync_wanted = False
-        rows, positions = await self._call(self._reader.snapshot, self.gateway)
-        published = {(r.gateway, r.name): r for r in rows}
-        stale = []
-        for row in rows:
-            live = self.registry.get(row.gateway, row.name)
-            failure = self.registry.failure(row.gateway, row.name)
-            if live is not None and live.version == row.version:
-                continue
-            if failure is not None and failure.version == row.version:
-                continue  # already tried: a load error is reported, not retried on every resync
-            stale.append(row)
-        # Never backwards, even on resync: the store continues a name's numbering after a delete or a
-        # rename, so an older snapshot row only means a lagging read (a replica), never newer truth.
-        await self._load(stale, allow_older=False)
+        # a cold start (nothing loaded): read and load with the collector paused, see BULK_LOAD
+        cold = len(self.registry) == 0
+        with _collector_paused() if cold else contextlib.nullcontext():
+            rows, positions = await self._call(self._reader.snapshot, self.gateway)
+            published = {(r.gateway, r.name): r for r in rows}
+            stale = []
+            for row in rows:
+                live = self.registry.get(row.gateway, row.name)
+                failure = self.registry.failure(row.gateway, row.name)
+                if live is not None and live.version == row.version:
+                    continue
+                if failure is not None and failure.version == row.version:
+                    continue  # already tried: a load error is reported, not retried on every resync
+                stale.append(row)
+            # Never backwards, even on resync: the store continues a name's numbering after a delete or
+            # a rename, so an older snapshot row only means a lagging read (a replica), never newer truth.
+            await self._load(stale, allow_older=False, freeze=cold and len(stale) >= self.bulk_load)
         for gateway, name in self.registry.names(self.gateway) - published.keys():
             self._thaw()
             self.registry.remove(gateway, name)
@@ -369,20 +374,13 @@ class Watcher:
         self._notify()
 
     # loading -------------------------------------------------------------------------------------
-    async def _load(self, rows: list[PublishedFunction], *, allow_older: bool) -> None:
+    async def _load(self, rows: list[PublishedFunction], *, allow_older: bool, freeze: bool = False) -> None:
+        """Load and apply `rows`; `freeze`: a cold start's bulk load (called with the collector paused;
+        nothing was loaded before, so no replaced version became garbage meanwhile)."""
         if not rows:
             return
-        if len(rows) >= self.bulk_load and len(self.registry) == 0:
-            # a cold start: nothing loaded before, so no replaced version becomes garbage meanwhile
-            with _collector_paused():
-                await self._load_rows(rows, allow_older=allow_older)
-                gc.freeze()
-                self._frozen = True
-            return
-        self._thaw()
-        await self._load_rows(rows, allow_older=allow_older)
-
-    async def _load_rows(self, rows: list[PublishedFunction], *, allow_older: bool) -> None:
+        if not freeze:
+            self._thaw()
         results = await self._call(self._load_all, rows)
         lives: list[tuple[str, str, int]] = []  # reported together: one write for a whole batch
         for row, result in zip(rows, results, strict=True):
@@ -408,6 +406,9 @@ class Watcher:
                 )
         if lives:
             self._report("live_many", lives)
+        if freeze:
+            gc.freeze()
+            self._frozen = True
 
     def _load_all(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
         results: list[LiveVersion | LoadError | None] = []
@@ -488,6 +489,8 @@ class Watcher:
             self.last_error = f"change feed: {type(exc).__name__}: {exc}"
 
     async def _follow_signals(self, signals: AsyncIterator[Signal]) -> None:
+        from fnstage.store.notifications import Connected, Disconnected
+
         async for signal in signals:
             if isinstance(signal, FeedEvent):
                 self._wake.set()
