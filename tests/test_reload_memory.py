@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import weakref
 
 from fnstage.build import build
 from fnstage.runtime.loader import LoadError, describe_exception, format_traceback, load_function
@@ -61,3 +62,23 @@ def test_reloads_keep_no_memory_per_version() -> None:
     assert after - warm < 300, f"{after - warm} more memory blocks after 1,000 more reloads"
     assert len(registry) == 1
     assert registry.failure("demo", "dev/broken") is not None
+
+
+def test_a_replaced_version_is_freed_when_its_last_request_is_done_not_when_gc_runs() -> None:
+    files = {"index.py": "class Big:\n    pass\n\n\nBIG = Big()\n\n\ndef main(ctx):\n    return BIG\n"}
+    compiled = build(files, "index.py", []).compiled
+    registry = Registry()
+    gc.disable()  # what is freed below is freed by reference counting alone
+    try:
+        assert registry.apply(load_function("dev/big", 1, "0.1.0", "index.py", compiled, files, gateway="d"))
+        in_flight = registry.get("d", "dev/big")  # a request that began on version 1
+        assert in_flight is not None
+        big = weakref.ref(in_flight.main(None))
+        assert registry.apply(load_function("dev/big", 2, "0.1.0", "index.py", compiled, files, gateway="d"))
+        assert in_flight.main(None) is big()  # the request in flight finishes on the version it began on
+        del in_flight
+        assert big() is None
+        live = registry.get("d", "dev/big")
+        assert live is not None and live.version == 2 and live.main(None) is not None  # the new one works
+    finally:
+        gc.enable()

@@ -91,7 +91,8 @@ def test_stdlib_and_fnstage_imports_use_the_real_import() -> None:
     files = {
         "index.py": "import json\nfrom fnstage import Response\ndef main(ctx):\n    return json, Response\n"
     }
-    mod, response = load(files).main(None)
+    live = load(files)  # held while its code runs, as the runtime holds it for a request
+    mod, response = live.main(None)
     assert mod is sys.modules["json"]
     from fnstage import Response
 

@@ -22,6 +22,7 @@ import threading
 import time
 import traceback
 import types
+import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -48,7 +49,10 @@ class LoadError(Exception):
 
 @dataclass(frozen=True, eq=False)
 class LiveVersion:
-    """One loaded function version, ready to be invoked. Immutable: a deploy swaps in a new one."""
+    """One loaded function version, ready to be invoked. Immutable: a deploy swaps in a new one.
+
+    Hold it, not just its `main`, while its code runs: when the last holder lets go, the version's
+    modules are emptied (`_Namespace.release`)."""
 
     gateway: str
     name: str  # "dev/user/me"
@@ -104,7 +108,7 @@ def load_function(
     token = hashlib.sha1(f"{gateway}\0{name}\0{version}\0{id(modules)}".encode()).hexdigest()[:12]
     namespace = _Namespace(f"{PACKAGE_ROOT}.f{token}", modules, source)
     main = _run_with_limit(lambda: namespace.import_entry(entry_module), load_timeout_s, namespace)
-    return LiveVersion(
+    live = LiveVersion(
         gateway=gateway,
         name=name,
         version=version,
@@ -119,6 +123,10 @@ def load_function(
         load_ms=(time.perf_counter() - started) * 1000,
         files=source,
     )
+    # Once the registry has replaced this version and its last request is done, nothing holds `live`:
+    # its modules are released then (see `_Namespace.release`), not whenever the cycle collector runs.
+    weakref.finalize(live, namespace.release).atexit = False
+    return live
 
 
 def _filled(results: list[LiveVersion | LoadError | None]) -> list[LiveVersion | LoadError]:
@@ -291,6 +299,22 @@ class _Namespace:
         root.__path__ = []
         root.__package__ = prefix
         self.loaded[""] = root
+
+    def release(self) -> None:
+        """Empty this version's modules. A module's functions refer to its globals and the globals to
+        the functions, so without this an old version is freed only when the cycle collector next
+        runs, which counts objects, not bytes: a function with a large module-level value, saved
+        often, kept dozens of old copies of it alive (BENCHMARKS.md, "Reload memory"). Emptied,
+        what the modules held is freed at once. The contract this
+        gives function code: work a request starts ends with that request (serverless platforms
+        keep nothing running after the answer); a thread or task left running past a replaced
+        version's last request finds its module globals gone."""
+        with self.lock:
+            modules = list(self.loaded.values())
+            self.loaded.clear()
+        for module in modules:
+            module.__dict__.clear()
+        self.builtins.clear()
 
     def import_entry(self, entry: str) -> Callable[..., Any]:
         module = self.load(entry)
