@@ -52,6 +52,8 @@ T = TypeVar("T")
 # after these delays (each cut short by a new wake).
 RECHECK_DELAYS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 Key = tuple[str, str]
+# a catch-up's reads and loads: the log entries, the deletes among them, the rows to load, their loads
+Changes = tuple[list[FeedEvent], list[FeedEvent], list[PublishedFunction], list[LiveVersion | LoadError]]
 # A first load at least this large (a cold start) runs with the cyclic garbage collector paused, and what
 # it loaded is then frozen (`gc.freeze`): measured with 10,000 3-file functions, the collections that
 # the load's ~470,000 new objects trigger took longer (0.7 s) than the loads themselves (0.55 s), and
@@ -341,14 +343,32 @@ class Watcher:
         return False
 
     async def _catch_up(self) -> None:
-        assert self._reader is not None
-        events = await self._call(self._reader.events_after, dict(self._positions), self.gateway)
-        if events is None:
+        changes = await self._call(self._read_and_load, dict(self._positions))
+        if changes is None:
             logger.info("runtime: the publish log no longer reaches back to %s; resyncing", self._positions)
             await self._resync()
             return
+        events, deleted, rows, results = changes
         if not events:
             return
+        self._thaw()
+        for event in deleted:  # before any later upsert of the name (delete, then create again)
+            if self.registry.remove(event.gateway, event.name, event.version):
+                self._report("removed", event.gateway, event.name)
+                logger.info("runtime: unloaded %s/%s v%d", event.gateway, event.name, event.version)
+        self._apply(rows, results, allow_older=False)
+        for event in events:
+            self._positions[event.gateway] = max(self._positions.get(event.gateway, 0), event.seq)
+        self._notify()
+
+    def _read_and_load(self, positions: dict[str, int]) -> Changes | None:
+        """On the reader's thread, in ONE hop from the event loop (each hop wakes the loop and a thread,
+        on the path of every save): the log entries after `positions`, the deletes among them, and the
+        names whose last entry is an upsert, read and loaded; the loop then applies them. None: resync."""
+        assert self._reader is not None
+        events = self._reader.events_after(positions, self.gateway)
+        if not events:
+            return None if events is None else ([], [], [], [])
         last: dict[Key, FeedEvent] = {}
         deleted: dict[Key, FeedEvent] = {}
         for event in events:
@@ -356,22 +376,12 @@ class Watcher:
             last[key] = event
             if event.action == "delete":
                 deleted[key] = event
-        for event in deleted.values():  # before any later upsert of the name (delete, then create again)
-            self._thaw()
-            if self.registry.remove(event.gateway, event.name, event.version):
-                self._report("removed", event.gateway, event.name)
-                logger.info("runtime: unloaded %s/%s v%d", event.gateway, event.name, event.version)
         wanted: dict[str, list[str]] = {}
         for (gateway, name), event in last.items():
             if event.action == "upsert":
                 wanted.setdefault(gateway, []).append(name)
-        rows: list[PublishedFunction] = []
-        for gateway, names in wanted.items():
-            rows.extend(await self._call(self._reader.fetch, gateway, names))
-        await self._load(rows, allow_older=False)
-        for event in events:
-            self._positions[event.gateway] = max(self._positions.get(event.gateway, 0), event.seq)
-        self._notify()
+        rows = [row for gateway, names in wanted.items() for row in self._reader.fetch(gateway, names)]
+        return events, list(deleted.values()), rows, self._load_all(rows)
 
     # loading -------------------------------------------------------------------------------------
     async def _load(self, rows: list[PublishedFunction], *, allow_older: bool, freeze: bool = False) -> None:
@@ -381,8 +391,16 @@ class Watcher:
             return
         if not freeze:
             self._thaw()
-        results = await self._call(self._load_all, rows)
-        lives: list[tuple[str, str, int]] = []  # reported together: one write for a whole batch
+        self._apply(rows, await self._call(self._load_all, rows), allow_older=allow_older)
+        if freeze:
+            gc.freeze()
+            self._frozen = True
+
+    def _apply(
+        self, rows: list[PublishedFunction], results: list[LiveVersion | LoadError], *, allow_older: bool
+    ) -> None:
+        """Swap in what loaded, record what failed, and report both (the lives in one write)."""
+        lives: list[tuple[str, str, int]] = []
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, LoadError):
                 self.registry.record_failure(row.gateway, row.name, row.version, result)
@@ -406,9 +424,6 @@ class Watcher:
                 )
         if lives:
             self._report("live_many", lives)
-        if freeze:
-            gc.freeze()
-            self._frozen = True
 
     def _load_all(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
         results: list[LiveVersion | LoadError | None] = []

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Select, Text, and_, cast, or_, select
+from sqlalchemy import Connection, Select, Text, bindparam, cast, select
 
 from fnstage.store import schema as t
 from fnstage.store.engine import is_postgres, is_sqlite, make_engine, read_options
@@ -73,6 +73,21 @@ def _select_published() -> Select[Any]:
     return select(*_LOADED)
 
 
+# The statements of a catch-up, built once (every save wakes every runtime worker to run them; see
+# `fnstage.store.store` on why a statement built per call costs more than it runs).
+_HEADS = select(t.gateways.c.id, t.gateways.c.publish_seq)
+_HEAD = _HEADS.where(t.gateways.c.id == bindparam("gateway"))
+_LOG_AFTER = (
+    select(t.publish_log)
+    .where(t.publish_log.c.gateway_id == bindparam("gateway"), t.publish_log.c.seq > bindparam("after"))
+    .order_by(t.publish_log.c.seq)
+)
+_FETCH = _select_published().where(
+    t.published.c.gateway_id == bindparam("gateway"),
+    t.published.c.name.in_(bindparam("names", expanding=True)),
+)
+
+
 class FeedReader:
     """Synchronous reads for one runtime worker; call from a thread, not the event loop."""
 
@@ -111,22 +126,18 @@ class FeedReader:
         """Log entries after each gateway's position, in order; None when the log no longer reaches
         back to a position (pruned) or a gateway appeared that is not in `positions`: resync then."""
         with self._read() as conn:
-            gw_stmt = select(t.gateways.c.id, t.gateways.c.publish_seq)
-            if gateway is not None:
-                gw_stmt = gw_stmt.where(t.gateways.c.id == gateway)
-            heads = {row.id: int(row.publish_seq) for row in conn.execute(gw_stmt)}
+            heads_rows = (
+                conn.execute(_HEADS) if gateway is None else conn.execute(_HEAD, {"gateway": gateway})
+            )
+            heads = {row.id: int(row.publish_seq) for row in heads_rows}
             behind = {gw: head for gw, head in heads.items() if head > positions.get(gw, 0)}
             if not behind:
                 return []
-            cond = [
-                and_(t.publish_log.c.gateway_id == gw, t.publish_log.c.seq > positions.get(gw, 0))
-                for gw in behind
+            rows = [
+                row
+                for gw in sorted(behind)
+                for row in conn.execute(_LOG_AFTER, {"gateway": gw, "after": positions.get(gw, 0)})
             ]
-            rows = conn.execute(
-                select(t.publish_log)
-                .where(or_(*cond))
-                .order_by(t.publish_log.c.gateway_id, t.publish_log.c.seq)
-            ).all()
         events = [FeedEvent(r.gateway_id, int(r.seq), r.name, r.version, r.action) for r in rows]
         for gw, head in behind.items():
             mine = [e.seq for e in events if e.gateway == gw]
@@ -139,12 +150,7 @@ class FeedReader:
         if not names:
             return []
         with self._read() as conn:
-            rows = conn.execute(
-                _select_published().where(
-                    t.published.c.gateway_id == gateway, t.published.c.name.in_(sorted(set(names)))
-                )
-            )
-            return _published(rows)
+            return _published(conn.execute(_FETCH, {"gateway": gateway, "names": sorted(set(names))}))
 
     def notifications(self) -> AsyncIterator[Signal] | None:
         """PostgreSQL: the publish events, and every (re)connect and loss of the listening connection
