@@ -177,3 +177,27 @@ def test_try_it_without_a_runtime_says_so(
         expect(output).to_contain_text(re.compile("greeting world|logs not available yet"))
     else:
         expect(output).to_contain_text("did not answer")
+
+
+def test_a_live_version_whose_requests_fail_is_flagged_on_its_card(
+    page: Page, console_up: UpProcess, console_api: httpx.Client
+) -> None:
+    ok = console_api.post("/gateways", json={"id": "flaky"})
+    assert ok.status_code == 201, ok.text
+    failing = {"files": {"index.py": "def main(ctx):\n    return 1 / 0\n"}}
+    assert console_api.put("/gateways/flaky/functions/dev/user/me", json=failing).status_code == 201
+    host = {"Host": "flaky.dev.localhost"}
+    deadline = time.monotonic() + 10
+    answered = 0
+    while answered < 3 and time.monotonic() < deadline:  # until it is live, then three failures
+        if httpx.get(f"{console_up.runtime_url}/user/me", headers=host).status_code == 500:
+            answered += 1
+    assert answered == 3
+    deadline = time.monotonic() + 15  # the runtime reports counts with its heartbeat (every 3 s)
+    while console_api.get("/gateways/flaky/rollout/dev/user/me").json()["errors"] < 3:
+        assert time.monotonic() < deadline, "the failures never reached the control plane"
+        time.sleep(0.2)
+    open_function(page, console_up, "flaky")
+    state = page.locator(".env-card[data-env=dev] .runtime-state")
+    expect(state).to_have_class(re.compile(r"\berroring\b"))
+    expect(state).to_contain_text("3 of 3 requests failed: ZeroDivisionError at index.py:2")

@@ -115,6 +115,20 @@ def test_a_module_failing_at_load_keeps_the_old_version_serving(up: UpProcess, t
     assert "failed on 1" in status
 
 
+def test_a_version_whose_main_raises_shows_its_failures_in_status(up: UpProcess, tmp_path: Path) -> None:
+    cli = Cli(up)
+    src = write(tmp_path / "fn", {"index.py": "def main(ctx):\n    return {'ratio': 1 / 0}\n"})
+    cli.run("push", str(src), "dev/always/fails", "--wait")  # it loads: live, and --wait says so
+    for _ in range(3):
+        assert call(up, "dev", "/always/fails").status_code == 500
+
+    def failures_shown() -> bool:  # the runtime reports counts with its heartbeat (every 3 s)
+        status = cli.run("status", "always/fails").stdout
+        return "3 of 3 requests failed" in status and "ZeroDivisionError at index.py:2" in status
+
+    assert _eventually(failures_shown, timeout=15)
+
+
 def test_errors_methods_and_limits(up: UpProcess, tmp_path: Path) -> None:
     cli = Cli(up)
     src = write(

@@ -12,6 +12,7 @@ rollback ... --wait`, brings the previous code back live on 3/3.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections import Counter
@@ -165,6 +166,16 @@ def test_a_release_whose_main_raises_on_one_host_answers_500_there_only_and_roll
         assert all(served(r) == (200, "1.1.0") for r in runtimes[1:])
         logs = cli.run("logs", "prod/shop/pay").stdout
         assert "RuntimeError: the payment key is missing on this host" in logs, logs
+        deadline = time.monotonic() + 15  # runtimes report their counts with the heartbeat (3 s)
+        while True:
+            status = json.loads(cli.run("status", "shop/pay", "--json").stdout)["environments"]["prod"][
+                "runtime"
+            ]["summary"]
+            if "requests failed: RuntimeError at index.py" in status:
+                break
+            assert time.monotonic() < deadline, status
+        assert "live 3/3" in status  # it loaded everywhere; its requests fail on one host
+        print(f"\nstatus while main raises on 1 of 3: {status}")
         back = cli.run(
             "rollback", "prod/shop/pay", "--to", "1.0.0", "--semver", "1.1.1", "-m", "500s", "--wait"
         )

@@ -9,6 +9,7 @@ from sqlalchemy import update
 from conftest import hello_files
 from fnstage.service import Actor, Services
 from fnstage.store import schema as t
+from fnstage.store.records import FunctionCounts
 from fnstage.store.runtime_status import RuntimeIdentity, RuntimeReporter
 from fnstage.store.store import Store, now
 
@@ -89,3 +90,27 @@ def test_a_load_batch_is_reported_live_in_one_call(
         assert len(services.queries.rollout(gateway, "dev/a").runtimes) == 1
     finally:
         r.close()
+
+
+def test_a_live_version_that_fails_its_requests_says_so(
+    services: Services, actor: Actor, gateway: str, store: Store
+) -> None:
+    services.deployments.save(actor, gateway, "dev/user/me", hello_files())
+    a, b = reporter(store, gateway), reporter(store, gateway)
+    try:
+        for rep in (a, b):
+            rep.live(gateway, "dev/user/me", 1)
+        a.counts([FunctionCounts(gateway, "dev/user/me", 1, 10, 0, None)])
+        b.counts([FunctionCounts(gateway, "dev/user/me", 1, 20, 5, "ZeroDivisionError at index.py:2")])
+        r = services.queries.rollout(gateway, "dev/user/me")
+        assert r.summary == "live 2/2, 5 of 30 requests failed: ZeroDivisionError at index.py:2"
+        assert r.done  # `--wait` is about loading; failing requests show, they do not block it
+
+        services.deployments.save(actor, gateway, "dev/user/me", hello_files("Hi"))
+        for rep in (a, b):
+            rep.live(gateway, "dev/user/me", 2)
+        r = services.queries.rollout(gateway, "dev/user/me")
+        assert r.summary == "live 2/2"  # version 1's failures are not version 2's
+    finally:
+        for rep in (a, b):
+            rep.close()

@@ -143,6 +143,34 @@ async def test_exception_is_500_with_request_id_and_logged(caplog: pytest.LogCap
     )
 
 
+async def test_each_live_version_counts_its_requests_and_failures() -> None:
+    code = (
+        "from fnstage import HTTPError\ndef main(ctx):\n    if ctx.query.get('fail'):\n        return 1 / 0\n"
+        "    if ctx.query.get('teapot'):\n        raise HTTPError(418, 'short')\n    return 'ok'\n"
+    )
+    logs = InvocationLogs()
+    v7 = live(code)
+    for query in (b"", b"fail=1", b"teapot=1", b"fail=1"):
+        await call(v7, logs=logs, query_string=query)
+    (counts,) = logs.take_counts()
+    assert (counts.version, counts.requests, counts.errors) == (7, 4, 2)  # an HTTPError is an answer
+    assert counts.last_error == "ZeroDivisionError at index.py:4: division by zero"
+    assert logs.take_counts() == []  # only what changed since the last report
+    v8 = load_function(
+        "dev/user/me",
+        8,
+        "0.8.0",
+        "index.py",
+        build({"index.py": code}, "index.py").compiled,
+        {"index.py": code},
+        gateway="demo",
+    )
+    await call(v8, logs=logs)
+    await call(v7, logs=logs, query_string=b"fail=1")  # began on 7 while 8 went live: not 8's failure
+    (counts,) = logs.take_counts()
+    assert (counts.version, counts.requests, counts.errors, counts.last_error) == (8, 1, 0, None)
+
+
 async def test_system_exit_in_a_function_does_not_stop_the_runtime() -> None:
     outcome = await call(live("import sys\nasync def main(ctx):\n    sys.exit(3)\n"))
     assert outcome.status == 500

@@ -8,13 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event, text
 
 import pg
 from conftest import hello_files
 from fnstage.service import Actor, Services
+from fnstage.store import schema
 from fnstage.store.engine import MIGRATIONS, sqlite_url
 from fnstage.store.feed import FeedReader
 from fnstage.store.store import Store
@@ -74,6 +77,12 @@ def test_migrations_are_idempotent(store: Store) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     assert version == ScriptDirectory.from_config(config).get_current_head()
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_declares(store: Store) -> None:
+    """schema.py is what the code queries, the migrations are what a database gets: they must agree."""
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
 
 
 def test_processes_starting_at_once_on_an_empty_database_all_migrate_it(empty_url: str) -> None:

@@ -117,8 +117,10 @@ export interface Rollout {
   active: number;
   done: boolean;
   latency_ms: number | null;
+  requests: number;
+  errors: number; // requests the live version failed (exception or time-out) since it went live
   summary: string;
-  runtimes: { state: string; error: string | null }[];
+  runtimes: { state: string; error: string | null; last_error: string | null }[];
 }
 
 export interface HistoryEntry {

@@ -349,6 +349,7 @@ async function renderGateway(gateway: string): Promise<void> {
 function runtimeClass(card: Card): string {
   const r = card.runtime;
   if (r.failed > 0) return "failed";
+  if (r.errors > 0) return "erroring"; // live, but its requests fail: the summary says how many and why
   if (!r.runtimes.length) return "idle";
   if (r.active > 0 && r.live === r.active) return "live";
   return "pending";
@@ -368,7 +369,7 @@ function renderCards(container: HTMLElement, gateway: Gateway, base: string, car
         card
           ? [
               h("div", { class: "semver-line" }, h("span", { class: "semver mono", "data-testid": `semver-${env}` }, `v${card.semver}`), h("span", { class: "version" }, `version ${card.version}`)),
-              h("div", { class: `runtime-state ${runtimeClass(card)}`, title: card.runtime.runtimes.map((r) => r.error).filter(Boolean).join("\n") || undefined }, h("span", { class: "pulse", "aria-hidden": "true" }), card.runtime.summary),
+              h("div", { class: `runtime-state ${runtimeClass(card)}`, title: card.runtime.runtimes.map((r) => r.error ?? r.last_error).filter(Boolean).join("\n") || undefined }, h("span", { class: "pulse", "aria-hidden": "true" }), card.runtime.summary),
               h("p", { class: "note" }, card.note ? `“${card.note}”` : h("span", { class: "muted" }, card.kind === "create" ? "created" : "no note")),
               h("p", { class: "meta" }, h("span", { class: "avatar small", "aria-hidden": "true" }, card.deployed_by.slice(0, 1).toUpperCase()), `${card.deployed_by} · `, h("time", { datetime: card.deployed_at, title: formatTime(card.deployed_at) }, timeAgo(card.deployed_at)), card.kind ? ` · ${card.kind}` : ""),
               h(

@@ -107,6 +107,8 @@ def rollout(r: Rollout) -> dict[str, Any]:
         "active": r.active,
         "done": r.done,
         "latency_ms": r.latency_ms,
+        "requests": sum(s.requests for s in r.runtimes),
+        "errors": sum(s.errors for s in r.runtimes),
         "summary": r.summary,
         "runtimes": [
             {
@@ -120,6 +122,9 @@ def rollout(r: Rollout) -> dict[str, Any]:
                 "heartbeat_at": s.heartbeat_at.isoformat(),
                 "feed_state": s.feed_state,
                 "feed_since": s.feed_since.isoformat(),
+                "requests": s.requests,
+                "errors": s.errors,
+                "last_error": s.last_error,
             }
             for s in r.runtimes
         ],

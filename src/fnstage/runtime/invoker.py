@@ -12,11 +12,13 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Iterable, Mapping
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from fnstage.runtime.loader import LiveVersion, describe_exception, format_traceback
 from fnstage.sdk import Context, HTTPError, Log, Response
+from fnstage.store.records import FunctionCounts
 
 logger = logging.getLogger("fnstage.runtime")
 
@@ -46,24 +48,59 @@ class InvocationLog(NamedTuple):
     error: str | None = None  # one-line summary, then the traceback
 
 
+@dataclass
+class Counts:
+    """Requests one function version answered on this worker since it went live, and how many failed
+    (an exception or a time-out: the function's fault, not an `HTTPError` it chose to raise)."""
+
+    version: int
+    requests: int = 0
+    errors: int = 0
+    last_error: str | None = None  # the last failure's one-line summary
+
+
 class InvocationLogs:
-    """The last `per_function` invocations of each function, newest last."""
+    """The last `per_function` invocations of each function, newest last, and each function's counts."""
 
     def __init__(self, per_function: int = 100) -> None:
         self.per_function = per_function
         self._logs: dict[tuple[str, str], deque[InvocationLog]] = {}
+        self._counts: dict[tuple[str, str], Counts] = {}
+        self._counted: set[tuple[str, str]] = set()  # counts changed since `take_counts`
 
     def record(self, gateway: str, name: str, entry: InvocationLog) -> None:
-        ring = self._logs.get((gateway, name))
+        key = (gateway, name)
+        ring = self._logs.get(key)
         if ring is None:
-            ring = self._logs.setdefault((gateway, name), deque(maxlen=self.per_function))
+            ring = self._logs.setdefault(key, deque(maxlen=self.per_function))
         ring.append(entry)
+        counts = self._counts.get(key)
+        if counts is None or entry.version > counts.version:
+            counts = self._counts[key] = Counts(entry.version)
+        elif entry.version < counts.version:
+            return  # a request that began on the version before: the new one's counts are not its
+        counts.requests += 1
+        if entry.error is not None:
+            counts.errors += 1
+            counts.last_error = entry.error.partition("\n")[0][:500]
+        self._counted.add(key)
 
     def recent(self, gateway: str, name: str) -> list[InvocationLog]:
         return list(self._logs.get((gateway, name), ()))
 
+    def take_counts(self) -> list[FunctionCounts]:
+        """The counts that changed since the last call (the watcher reports them with its heartbeat)."""
+        keys, self._counted = self._counted, set()
+        return [
+            FunctionCounts(g, n, c.version, c.requests, c.errors, c.last_error)
+            for g, n in sorted(keys)
+            if (c := self._counts.get((g, n))) is not None
+        ]
+
     def forget(self, gateway: str, name: str) -> None:
         self._logs.pop((gateway, name), None)
+        self._counts.pop((gateway, name), None)
+        self._counted.discard((gateway, name))
 
 
 class Expired(Exception):

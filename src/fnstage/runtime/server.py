@@ -102,12 +102,14 @@ def build_app(
     `watchdog`: guard this worker against runaway functions (`runtime.watchdog`); `serve_runtime` does.
     """
     registry = Registry()
+    logs = logs if logs is not None else InvocationLogs()
     watcher = Watcher(
         registry,
         feed_reader_factory,
         gateway=gateway,
         poll_interval_s=poll_interval_s,
         reporter_factory=reporter_factory,
+        counts=logs.take_counts,
     )
     guard = None
     if watchdog is not None:

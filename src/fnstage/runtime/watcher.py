@@ -39,7 +39,7 @@ from fnstage.runtime.loader import (
     load_function,
 )
 from fnstage.runtime.registry import Registry
-from fnstage.store.records import FeedEvent, PublishedFunction
+from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
 
 if TYPE_CHECKING:  # psycopg: imported only where a reader pushes changes (PostgreSQL)
     from fnstage.store.notifications import Signal
@@ -95,6 +95,8 @@ class ReporterLike(Protocol):
 
     def removed(self, gateway: str, name: str) -> None: ...
 
+    def counts(self, items: list[FunctionCounts]) -> None: ...
+
     def deregister(self) -> None: ...
 
     def close(self) -> None: ...
@@ -116,8 +118,10 @@ class Watcher:
         heartbeat_interval_s: float = 3.0,
         recheck_delays_s: Sequence[float] = RECHECK_DELAYS_S,
         bulk_load: int = BULK_LOAD,
+        counts: Callable[[], list[FunctionCounts]] | None = None,
     ) -> None:
         self.registry = registry
+        self._counts = counts  # requests and failures per live version, reported with the heartbeat
         self.gateway = gateway
         self.poll_interval_s = poll_interval_s
         self.recheck_delays_s = tuple(recheck_delays_s)
@@ -311,6 +315,9 @@ class Watcher:
             ):
                 self._last_heartbeat = time.monotonic()
                 self._report("heartbeat", self.feed_state, self.feed_since)
+                counted = self._counts() if self._counts is not None else []
+                if counted:
+                    self._report("counts", counted)
             if self._resync_wanted or await self._token_moved():
                 return
             if not woken:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from fnstage.store.records import RuntimeFunctionRecord, RuntimeRecord
 from fnstage.store.store import Tx, now
@@ -31,6 +32,9 @@ class RuntimeState:
     heartbeat_at: datetime
     feed_state: str
     feed_since: datetime
+    requests: int = 0  # answered by the live version here since it went live (heartbeat, <= 3 s old)
+    errors: int = 0  # of which failed: an exception or a time-out
+    last_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,12 @@ class Rollout:
         failed = [r for r in self.runtimes if r.state == "failed"]
         if failed:
             parts.append(f"failed on {len(failed)}: {failed[0].error}")
+        live = [r for r in self.runtimes if r.state == "live"]
+        errors = sum(r.errors for r in live)
+        if errors:
+            requests = sum(r.requests for r in live)
+            last = next((r.last_error for r in live if r.errors and r.last_error), "see fnstage logs")
+            parts.append(f"{errors} of {requests} requests failed: {last}")
         if self.count("silent"):
             parts.append(f"{self.count('silent')} silent")
         return ", ".join(parts)
@@ -114,4 +124,12 @@ def _state(
         heartbeat_at=runtime.heartbeat_at,
         feed_state=runtime.feed_state,
         feed_since=runtime.feed_since,
+        **_counts(report, state, live),
     )
+
+
+def _counts(report: RuntimeFunctionRecord | None, state: str, live: int | None) -> dict[str, Any]:
+    """The live version's requests and failures here; counts of an earlier version do not count."""
+    if report is None or state != "live" or report.counted_version != live:
+        return {}
+    return {"requests": report.requests, "errors": report.errors, "last_error": report.last_error}

@@ -146,3 +146,20 @@ class RuntimeFunctionRecord:
     loaded_at: datetime | None
     failed_version: int | None
     error: str | None
+    counted_version: int | None = None  # the version `requests` and `errors` are for
+    requests: int = 0
+    errors: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class FunctionCounts:
+    """What a runtime worker reports with its heartbeat: requests one live version answered there since
+    it went live, and how many failed (an exception or a time-out), with the last failure's summary."""
+
+    gateway: str
+    name: str
+    version: int
+    requests: int
+    errors: int
+    last_error: str | None

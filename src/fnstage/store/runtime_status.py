@@ -13,11 +13,18 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import bindparam, delete, insert, update
 
 from fnstage.store import schema as t
 from fnstage.store.engine import make_engine, upsert, upsert_many
+from fnstage.store.records import FunctionCounts
 from fnstage.store.store import now
+
+_WRITE_COUNTS = update(t.runtime_functions).where(
+    t.runtime_functions.c.runtime_id == bindparam("rid"),
+    t.runtime_functions.c.gateway_id == bindparam("gw"),
+    t.runtime_functions.c.name == bindparam("fn"),
+)
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,26 @@ class RuntimeReporter:
         self._write_function(
             gateway, name, {"failed_version": version, "error": error[:2000], "failed_at": now()}
         )
+
+    def counts(self, items: list[FunctionCounts]) -> None:
+        """Requests and failures of live versions here (with the heartbeat, only those that changed),
+        in one write."""
+        rows = [
+            {
+                "rid": self.identity.id,
+                "gw": c.gateway,
+                "fn": c.name,
+                "counted_version": c.version,
+                "requests": c.requests,
+                "errors": c.errors,
+                "last_error": c.last_error,
+            }
+            for c in items
+        ]
+        with self.engine.connect() as conn:
+            conn.execution_options(fnstage_write=True)
+            with conn.begin():
+                conn.execute(_WRITE_COUNTS, rows)
 
     def removed(self, gateway: str, name: str) -> None:
         with self.engine.connect() as conn:

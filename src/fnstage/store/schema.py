@@ -188,6 +188,11 @@ runtime_functions = Table(
     Column("failed_version", Integer),  # the newest version that failed to load here, if any
     Column("error", Text),
     Column("failed_at", DateTime(timezone=True)),
+    # requests answered and failed (500/504) by `counted_version` here since it went live, with the heartbeat
+    Column("counted_version", Integer),
+    Column("requests", BigInteger, nullable=False, server_default="0"),
+    Column("errors", BigInteger, nullable=False, server_default="0"),
+    Column("last_error", Text),
 )
 
 # Who may act on a gateway, and how (viewer < developer < releaser < owner); admins need no row.

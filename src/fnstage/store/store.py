@@ -504,6 +504,10 @@ class Tx:
                 loaded_at=utc(r.loaded_at) if r.loaded_at else None,
                 failed_version=r.failed_version,
                 error=r.error,
+                counted_version=r.counted_version,
+                requests=int(r.requests or 0),
+                errors=int(r.errors or 0),
+                last_error=r.last_error,
             )
             for r in rows
         ]
