@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from conftest import hello_files
 from fnstage.api.app import PREFIX, create_app
-from fnstage.api.limits import LimitRequests, RequestLimits, json_too_deep
+from fnstage.api.limits import INLINE_DEPTH_CHECK_BYTES, LimitRequests, RequestLimits, json_too_deep
 from fnstage.service import Services
 from fnstage.service.identity import bootstrap_admin
 from fnstage.store.engine import sqlite_url
@@ -56,11 +56,13 @@ def test_a_streamed_body_past_the_limit_is_refused(api: TestClient) -> None:
     _nothing_saved(api)
 
 
-def test_deep_json_is_refused_with_a_clear_error(api: TestClient) -> None:
+@pytest.mark.parametrize("padding", [0, INLINE_DEPTH_CHECK_BYTES], ids=["inline", "in-a-thread"])
+def test_deep_json_is_refused_with_a_clear_error(api: TestClient, padding: int) -> None:
     config: Any = 1
     for _ in range(40):
         config = {"a": config}
-    r = api.put(SAVE, json={"files": hello_files(), "config": config})
+    files = {**hello_files(), "pad.py": f"PAD = {'x' * padding!r}\n"}
+    r = api.put(SAVE, json={"files": files, "config": config})
     assert r.status_code == 422 and r.json()["error"]["field"] == "body"
     assert "more than 32 levels deep" in r.json()["error"]["message"]
     _nothing_saved(api)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MiB = 1024 * 1024
+# A JSON body up to this size has its depth checked on the event loop: 7 us for a 3-file save, 0.8 ms
+# for 32 KiB shaped to hover at the limit. A hop to the thread pool costs more than that for every save.
+INLINE_DEPTH_CHECK_BYTES = 32 * 1024
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # unrolled: C speed on long strings
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _OPENERS_AS_SQUARE = bytes.maketrans(b"{}", b"[]")
@@ -128,27 +130,27 @@ class LimitRequests:
         lim = self.limits
         chunks: list[bytes] = []
         size = 0
-        deadline = time.monotonic() + lim.body_timeout_s
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                message = await asyncio.wait_for(receive(), timeout=max(left, 0.001))
-            except TimeoutError:
-                raise _Refused(
-                    408, "timeout", f"the request body did not arrive within {lim.body_timeout_s:g} s"
-                ) from None
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > lim.max_body_bytes:
-                raise self._too_large(size)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            # one deadline for the whole body (asyncio.timeout: no task per receive, as wait_for makes)
+            async with asyncio.timeout(lim.body_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _ClientGone
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > lim.max_body_bytes:
+                        raise self._too_large(size)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise _Refused(
+                408, "timeout", f"the request body did not arrive within {lim.body_timeout_s:g} s"
+            ) from None
         body = b"".join(chunks)
         looks_like_json = body.lstrip()[:1] in (b"[", b"{")  # whatever its content-type says
-        if looks_like_json and await run_in_threadpool(json_too_deep, body, lim.max_json_depth):
+        if looks_like_json and await _too_deep(body, lim.max_json_depth):
             raise _Refused(
                 422,
                 "invalid",
@@ -168,6 +170,12 @@ class LimitRequests:
 
 class _ClientGone(Exception):
     pass
+
+
+async def _too_deep(body: bytes, limit: int) -> bool:
+    if len(body) <= INLINE_DEPTH_CHECK_BYTES:
+        return json_too_deep(body, limit)
+    return await run_in_threadpool(json_too_deep, body, limit)
 
 
 async def _refuse(send: Send, refusal: _Refused) -> None:
