@@ -1,6 +1,7 @@
 // The fnstage console: sign in, pick a gateway, its functions, and a function's page (environment cards,
 // editor, try it, release sheet, history). A client of /api/v1 only, like the CLI.
 
+import { renderAccess } from "./access";
 import { api, ApiError, type Card, type FileDiff, type FunctionInfo, type Gateway, getToken, gw, type HistoryEntry, pathOf, type Problem, request, setToken, setUnauthorizedHandler } from "./api";
 import { FileEditor } from "./editor";
 import { openHistorySheet } from "./history";
@@ -33,12 +34,17 @@ const main = h("main", { id: "main", tabindex: "-1" });
 
 // ---------- routing ----------
 
-type Route = { page: "home" } | { page: "gateway"; gateway: string } | { page: "function"; gateway: string; base: string };
+type Route =
+  | { page: "home" }
+  | { page: "gateway"; gateway: string }
+  | { page: "access"; gateway: string }
+  | { page: "function"; gateway: string; base: string };
 
 function parseRoute(hash: string): Route {
   const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
   if (parts[0] === "g" && parts[1]) {
     if (parts[2] === "f" && parts.length > 3) return { page: "function", gateway: parts[1], base: parts.slice(3).join("/") };
+    if (parts[2] === "access" && parts.length === 3) return { page: "access", gateway: parts[1] };
     return { page: "gateway", gateway: parts[1] };
   }
   return { page: "home" };
@@ -46,6 +52,9 @@ function parseRoute(hash: string): Route {
 
 export function gatewayHref(gateway: string): string {
   return `#/g/${encodeURIComponent(gateway)}`;
+}
+export function accessHref(gateway: string): string {
+  return `${gatewayHref(gateway)}/access`;
 }
 export function functionHref(gateway: string, base: string): string {
   return `${gatewayHref(gateway)}/f/${pathOf(base)}`;
@@ -167,6 +176,7 @@ function render(): void {
   }
   localStorage.setItem(GATEWAY_KEY, route.gateway);
   if (route.page === "gateway") renderGateway(route.gateway);
+  else if (route.page === "access") renderAccessPage(route.gateway);
   else renderFunction(route.gateway, route.base);
 }
 
@@ -295,7 +305,12 @@ async function renderGateway(gateway: string): Promise<void> {
   );
   shell(
     gateway,
-    h("div", { class: "page-head" }, h("div", null, h("p", { class: "crumbs" }, "Gateway"), h("h1", null, gateway)), form),
+    h(
+      "div",
+      { class: "page-head" },
+      h("div", null, h("p", { class: "crumbs" }, "Gateway"), h("h1", null, gateway), h("a", { class: "small", href: accessHref(gateway) }, "Members and tokens")),
+      form,
+    ),
     list,
   );
   let functions: FunctionInfo[];
@@ -342,6 +357,16 @@ async function renderGateway(gateway: string): Promise<void> {
         }),
     ),
   );
+}
+
+function renderAccessPage(gateway: string): void {
+  const body = h("div", { class: "access-page" });
+  shell(
+    gateway,
+    h("div", { class: "page-head" }, h("div", null, h("p", { class: "crumbs" }, h("a", { href: gatewayHref(gateway) }, gateway)), h("h1", null, "Members and tokens"))),
+    body,
+  );
+  renderAccess(body, gateway);
 }
 
 // ---------- the function page ----------
