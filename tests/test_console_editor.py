@@ -201,3 +201,23 @@ def test_a_live_version_whose_requests_fail_is_flagged_on_its_card(
     state = page.locator(".env-card[data-env=dev] .runtime-state")
     expect(state).to_have_class(re.compile(r"\berroring\b"))
     expect(state).to_contain_text("3 of 3 requests failed: ZeroDivisionError at index.py:2")
+
+
+def test_dev_semver_is_set_from_the_editor_and_a_bad_one_is_refused(
+    page: Page, console_up: UpProcess, console_api: httpx.Client
+) -> None:
+    seed(console_api, "semver", released=False)
+    open_function(page, console_up, "semver")
+    semver = page.get_by_label("Dev semver (optional)")
+    expect(semver).to_have_attribute("placeholder", "v0.2.0")
+    semver.fill("not-a-version")
+    page.get_by_role("button", name=re.compile("^Save")).click()
+    expect(page.locator(".banner")).to_contain_text("semver")  # the API's words, nothing saved
+    assert console_api.get("/gateways/semver/functions/dev/user/me").json()["version"] == 2
+    semver.fill("0.3.0")
+    page.get_by_role("button", name=re.compile("^Save")).click()  # no file changed: the semver alone
+    expect(page.locator(".save-status")).to_contain_text("Saved version 3")
+    expect(page.locator(".env-card[data-env=dev]")).to_contain_text("v0.3.0")
+    assert console_api.get("/gateways/semver/functions/dev/user/me").json()["semver"] == "0.3.0"
+    expect(semver).to_have_value("")
+    expect(semver).to_have_attribute("placeholder", "v0.3.0")

@@ -416,6 +416,8 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
   const saveStatus = h("span", { class: "save-status", role: "status", "aria-live": "polite" });
   const banner = h("div", { class: "banner", hidden: true, role: "alert" });
   const noteInput = h("input", { id: "save-note", placeholder: "Change note (optional)", autocomplete: "off", class: "note-input" });
+  // dev's semver: kept from save to save unless set here (the release sheet sets the others)
+  const semverInput = h("input", { id: "save-semver", placeholder: "semver", autocomplete: "off", spellcheck: "false", class: "semver-input mono", title: "Dev's semver for this save; empty keeps the current one" });
   const saveBtn = h("button", { class: "btn primary", type: "button", title: "Save to dev (Ctrl+S / ⌘S)" }, "Save", h("kbd", null, navigator.platform.includes("Mac") ? "⌘S" : "Ctrl+S"));
   const basedOn = h("span", { class: "muted small" });
   let gw0: Gateway = session!.gateways.find((g) => g.id === gateway) ?? { id: gateway, allow_dev_to_prod: false, history_limit: 30 };
@@ -449,7 +451,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
           "div",
           { class: "panel-head" },
           h("div", null, h("h2", { id: "code-title" }, "Code ", h("span", { class: "env-tag env-dev" }, "dev")), basedOn),
-          h("div", { class: "save-bar" }, saveStatus, h("label", { class: "sr-only", for: "save-note" }, "Change note (optional)"), noteInput, saveBtn),
+          h("div", { class: "save-bar" }, saveStatus, h("label", { class: "sr-only", for: "save-note" }, "Change note (optional)"), noteInput, h("label", { class: "sr-only", for: "save-semver" }, "Dev semver (optional)"), semverInput, saveBtn),
         ),
         banner,
         editor.el,
@@ -501,13 +503,15 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
 
   function setBase(fn: FunctionInfo): void {
     baseVersion = fn.version;
+    semverInput.placeholder = `v${fn.semver}`;
     basedOn.textContent = `editing version ${fn.version} (v${fn.semver}), saved ${timeAgo(fn.updated_at)} by ${fn.updated_by}`;
   }
 
   async function save(overwrite = false): Promise<void> {
     if (saving) return;
     const files = editor.files();
-    if (!overwrite && !editor.dirty() && baseVersion > 0) {
+    const semver = semverInput.value.trim().replace(/^v/, "");
+    if (!overwrite && !editor.dirty() && baseVersion > 0 && !semver) {
       saveStatus.textContent = "Nothing to save";
       editor.setProblems([]); // the saved version built
       return;
@@ -523,11 +527,13 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
         entrypoint: editor.entrypoint,
         expected_version: baseVersion,
         ...(note ? { changelog: note } : {}),
+        ...(semver ? { semver } : {}),
       });
       saving = false;
       showBanner(null);
       editor.markSaved(files);
       noteInput.value = "";
+      semverInput.value = "";
       setBase(result.function);
       const saved = result.changed === false ? `No change: still version ${result.function.version}` : `Saved version ${result.function.version}`;
       saveStatus.dataset.saved = saved;
