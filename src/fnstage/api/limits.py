@@ -18,6 +18,8 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from fnstage.http_body import BodyTooLarge, ClientGone, read_body
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -92,7 +94,7 @@ class LimitRequests:
         except _Refused as refusal:
             await _refuse(send, refusal)
             return
-        except _ClientGone:
+        except ClientGone:
             return
         delivered = False
 
@@ -128,27 +130,15 @@ class LimitRequests:
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         lim = self.limits
-        chunks: list[bytes] = []
-        size = 0
         try:
-            # one deadline for the whole body (asyncio.timeout: no task per receive, as wait_for makes)
-            async with asyncio.timeout(lim.body_timeout_s):
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise _ClientGone
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > lim.max_body_bytes:
-                        raise self._too_large(size)
-                    chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        break
+            async with asyncio.timeout(lim.body_timeout_s):  # one deadline for the whole body
+                body = await read_body(receive, lim.max_body_bytes)
+        except BodyTooLarge as exc:
+            raise self._too_large(exc.size) from None
         except TimeoutError:
             raise _Refused(
                 408, "timeout", f"the request body did not arrive within {lim.body_timeout_s:g} s"
             ) from None
-        body = b"".join(chunks)
         looks_like_json = body.lstrip()[:1] in (b"[", b"{")  # whatever its content-type says
         if looks_like_json and await _too_deep(body, lim.max_json_depth):
             raise _Refused(
@@ -166,10 +156,6 @@ class LimitRequests:
             "too_large",
             f"the request body is {size:,} bytes or more: at most {limit:,} bytes are allowed",
         )
-
-
-class _ClientGone(Exception):
-    pass
 
 
 async def _too_deep(body: bytes, limit: int) -> bool:

@@ -23,6 +23,7 @@ from dataclasses import asdict
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
+from fnstage.http_body import BodyTooLarge, ClientGone, read_body
 from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invoke
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
@@ -39,14 +40,6 @@ DEFAULT_BODY_TIMEOUT_S = 30.0
 INTERNAL_PREFIX = "/_fnstage/"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _Disconnected(Exception):
-    pass
 
 
 class BackgroundService(Protocol):
@@ -157,16 +150,16 @@ class RuntimeApp:
             if transfer_encoding is None and (content_length is None or content_length == b"0"):
                 body = b""  # HTTP/1.1: no body; a receive() would be a round trip to the server for nothing
             elif content_length is not None and int(content_length) > self.max_body_bytes:
-                raise _TooLarge
+                raise BodyTooLarge(int(content_length))
             else:
                 async with asyncio.timeout(self.body_timeout_s):
-                    body = await self._read_body(receive)
+                    body = await read_body(receive, self.max_body_bytes)
         except TimeoutError:
             message = f"the request body did not arrive within {self.body_timeout_s:g} s"
             headers = [*_JSON_HEADERS, (b"connection", b"close")]
             await _send(send, 408, headers, error_body("request_timeout", message, request_id), request_id)
             return
-        except _TooLarge:
+        except BodyTooLarge:
             message = f"the request body is larger than {self.max_body_bytes} bytes"
             headers = [*_JSON_HEADERS, (b"connection", b"close")]
             await _send(send, 413, headers, error_body("too_large", message, request_id), request_id)
@@ -174,7 +167,7 @@ class RuntimeApp:
         except ValueError:
             await _send(send, 400, _JSON_HEADERS, error_body("bad_request", "bad content-length"), request_id)
             return
-        except _Disconnected:
+        except ClientGone:
             return
         outcome = await invoke(
             live,
@@ -191,21 +184,6 @@ class RuntimeApp:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
         headers.append((b"x-fnstage-version", str(live.version).encode()))
         await _send(send, outcome.status, headers, outcome.body, request_id, head=head)
-
-    async def _read_body(self, receive: Receive) -> bytes:
-        chunks = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise _TooLarge
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _no_function(
         self, send: Send, route: tuple[str, str] | None, host: str | None, path: str, request_id: str
