@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,3 +119,32 @@ def test_a_gateway_runtime_serves_only_its_gateway(deployments: tuple[str, Deplo
             assert [(f["gateway"], f["name"]) for f in status["functions"]] == [("demo", "dev/hello")]
     finally:
         stop(proc)
+
+
+def test_a_signal_arriving_inside_a_signal_handler_cannot_deadlock_the_server() -> None:
+    """granian's handler sets a threading.Event, holding its lock; a second signal arriving just then
+    runs the handler again in the same thread. It must return, not wait for that lock forever (a
+    runtime in CI stayed up that way after its `fnstage up` was killed)."""
+    from granian.constants import Interfaces
+
+    from fnstage.runtime.server import granian_server
+
+    server = granian_server()(
+        "fnstage.runtime", address="127.0.0.1", port=free_port(), interface=Interfaces.ASGI
+    )
+    event = server.main_loop_interrupt
+    plain_set = event.set
+
+    def set_while_a_signal_arrives() -> None:
+        with event._cond:  # the lock Event.set holds: a signal lands while it is held
+            server.signal_handler_interrupt(signal.SIGTERM, None)
+        plain_set()
+
+    event.set = set_while_a_signal_arrives
+    handler = threading.Thread(
+        target=server.signal_handler_interrupt, args=(signal.SIGTERM, None), daemon=True
+    )
+    handler.start()
+    handler.join(5)
+    assert not handler.is_alive(), "the nested signal handler waits for a lock its own thread holds"
+    assert event.is_set() and server.interrupt_signal

@@ -16,6 +16,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Callable
+from typing import Any
 
 from fnstage.runtime.app import DEFAULT_MAX_BODY_BYTES, RuntimeApp
 from fnstage.runtime.invoker import InvocationLogs
@@ -28,6 +29,39 @@ logger = logging.getLogger("fnstage.runtime")
 
 ReaderFactory = Callable[[], FeedReaderLike]
 ReporterFactory = Callable[[], ReporterLike]
+
+
+@functools.cache
+def granian_server() -> type[Any]:
+    """granian's server, with signal handlers that a second signal cannot deadlock.
+
+    granian's handlers call `threading.Event.set`, which holds a plain lock; a signal arriving while a
+    handler holds it runs the handler again in the same thread, which then waits for that lock forever.
+    Seen in CI: a runtime whose `fnstage up` was SIGKILLed (its SIGTERM from PR_SET_PDEATHSIG, then
+    another) stayed up, its supervisor stuck three handlers deep. A signal that arrives while a handler
+    runs is dropped: the one running already stops (or reloads) the server."""
+    # granian's `Server` is MPServer wherever there is a GIL, which is every Python fnstage runs on
+    from granian.server import MPServer
+
+    class GuardedServer(MPServer):
+        _in_handler = False
+
+        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            self._guarded(super().signal_handler_interrupt, *args, **kwargs)
+
+        def signal_handler_reload(self, *args: Any, **kwargs: Any) -> None:
+            self._guarded(super().signal_handler_reload, *args, **kwargs)
+
+        def _guarded(self, handler: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+            if self._in_handler:
+                return
+            self._in_handler = True
+            try:
+                handler(*args, **kwargs)
+            finally:
+                self._in_handler = False
+
+    return GuardedServer
 
 
 def store_feed(database_url: str) -> ReaderFactory:
@@ -151,7 +185,6 @@ def serve_runtime(
     worker process; make it picklable (e.g. `functools.partial(FeedReader, url)`)."""
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.log import LogLevels
-    from granian.server import Server
 
     events_path = _events_file()
     loader = functools.partial(
@@ -164,7 +197,7 @@ def serve_runtime(
         reporter_factory=reporter_factory,
         watchdog=WatchdogSettings.from_env(events_path),
     )
-    server = Server(
+    server = granian_server()(
         "fnstage.runtime",  # a label only: the app comes from `loader`
         address=host,
         port=port,
