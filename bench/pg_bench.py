@@ -31,14 +31,13 @@ from pathlib import Path
 
 import psycopg
 from machine import describe, median, percentile
-from processes import descendants, stop_tree
+from processes import running_up
 from publish_to_live import measure_saves
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from fnstage.service import Actor, Services
 from fnstage.store.store import Store
-from fnstage.testing import UpProcess
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -64,17 +63,14 @@ def stats(values: list[float]) -> dict[str, float]:
 
 
 def live(args: argparse.Namespace) -> dict[str, object]:
-    with tempfile.TemporaryDirectory() as tmp, scratch_database(args.server) as url:
-        up = UpProcess(Path(tmp) / "up", database_url=url).start(timeout=90)
-        assert up.process is not None
-        tree = descendants(up.process.pid)
-        try:
-            with up.client() as api:
-                api.post("/api/v1/gateways", json={"id": "bench"}).raise_for_status()
-                saves = measure_saves(api, up.runtime_port, args.saves)
-        finally:
-            up.stop()
-            stop_tree(tree)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        scratch_database(args.server) as url,
+        running_up(Path(tmp) / "up", database_url=url, timeout=90) as up,
+        up.client() as api,
+    ):
+        api.post("/api/v1/gateways", json={"id": "bench"}).raise_for_status()
+        saves = measure_saves(api, up.runtime_port, args.saves)
     return {
         "saves": args.saves,
         "send_to_first_new_response_ms": stats(saves.client_ms),

@@ -1,4 +1,5 @@
-"""Process helpers for benchmarks: CPU time of a process tree, and stopping one without leaving orphans."""
+"""Process helpers for benchmarks: CPU time of a process tree, stopping one without leaving orphans, and
+a real `fnstage up` that is stopped that way."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+from fnstage.testing import UpProcess
 
 
 def descendants(pid: int) -> list[int]:
@@ -69,3 +73,17 @@ def stop_tree(pids: list[int], timeout: float = 10.0) -> None:
     while time.monotonic() < deadline and any(_cmdline(pid) == commands[pid] for pid in mine):
         time.sleep(0.05)
     signal_all(signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running_up(root: Path, database_url: str | None = None, timeout: float = 30) -> Iterator[UpProcess]:
+    """`fnstage up`, and afterwards its whole process tree stopped (its runtime child dies with it, but
+    a benchmark that leaves a process behind skews every figure after it, so this makes sure)."""
+    up = UpProcess(root, database_url=database_url).start(timeout=timeout)
+    assert up.process is not None
+    tree = descendants(up.process.pid)
+    try:
+        yield up
+    finally:
+        up.stop()
+        stop_tree(tree)

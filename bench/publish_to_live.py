@@ -19,8 +19,6 @@ import json
 import multiprocessing
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as EventType
@@ -28,9 +26,7 @@ from pathlib import Path
 
 import httpx
 from machine import describe, median, percentile
-from processes import descendants, stop_tree
-
-from fnstage.testing import UpProcess
+from processes import running_up
 
 INDEX = (
     "from utils import greet\n\n\nasync def main(ctx):\n"
@@ -116,20 +112,6 @@ class Poller:
             if not self._take(max(0.0, deadline - time.monotonic())):
                 raise TimeoutError(f"version {version} never served")
         return self.first_seen[version]
-
-
-@contextmanager
-def running_up(root: Path) -> Iterator[UpProcess]:
-    """`fnstage up`, and afterwards its whole process tree stopped: a SIGTERM to `fnstage up` leaves
-    its runtime child running (uvicorn re-raises the signal before `serve_up`'s `finally`)."""
-    up = UpProcess(root).start()
-    assert up.process is not None
-    tree = descendants(up.process.pid)
-    try:
-        yield up
-    finally:
-        up.stop()
-        stop_tree(tree)
 
 
 def files(i: int) -> dict[str, str]:

@@ -21,16 +21,12 @@ import json
 import multiprocessing
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
 from machine import describe
-from processes import descendants, stop_tree
-
-from fnstage.testing import UpProcess
+from processes import running_up
 
 INDEX = (
     "from utils import greet\n\n\nasync def main(ctx):\n"
@@ -114,20 +110,6 @@ def run_load(port: int, connections: int, stop: Event, max_seconds: float, out: 
 
 
 # the saves ------------------------------------------------------------------------------------------------
-@contextmanager
-def running_up(root: Path) -> Iterator[UpProcess]:
-    """`fnstage up`, and afterwards its whole process tree stopped (a SIGTERM to `fnstage up` leaves its
-    runtime child running)."""
-    up = UpProcess(root).start()
-    assert up.process is not None
-    tree = descendants(up.process.pid)
-    try:
-        yield up
-    finally:
-        up.stop()
-        stop_tree(tree)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--versions", type=int, default=100)
