@@ -36,7 +36,8 @@ def granian_server() -> type[Any]:
     """granian's server, with signal handlers that a second signal cannot deadlock.
 
     granian's handlers call `threading.Event.set`, which holds a plain lock; a signal arriving while a
-    handler holds it runs the handler again in the same thread, which then waits for that lock forever.
+    handler holds it runs the handler again in the same thread, which then waits for that lock forever
+    (the general problem: python/cpython#126434).
     Seen in CI: a runtime whose `fnstage up` was SIGKILLed (its SIGTERM from PR_SET_PDEATHSIG, then
     another) stayed up, its supervisor stuck three handlers deep. A signal that arrives while a handler
     runs is dropped: the one running already stops (or reloads) the server."""
