@@ -161,6 +161,21 @@ def test_release_from_history_rebuilds_with_the_recorded_pins(
     assert released.history.kind == "release" and released.history.dependencies == ["requests==2.32.3"]
 
 
+def test_a_save_builds_against_the_pins_even_when_another_process_changed_them(
+    store: Store, actor: Actor, gateway: str
+) -> None:
+    here, elsewhere = Services.create(store), Services.create(store)  # two API processes, one store
+    here.deployments.save(actor, gateway, "dev/api/x", {"index.py": "def main(ctx):\n    return 1\n"})
+    elsewhere.gateways.set_dependencies(gateway, ["requests==2.32.3"])
+    uses = {"index.py": "import requests\n\ndef main(ctx):\n    return 'ok'\n"}
+    saved = here.deployments.save(actor, gateway, "dev/api/x", uses)  # the pins here were stale
+    assert saved.history is not None and saved.history.dependencies == ["requests==2.32.3"]
+    elsewhere.gateways.set_dependencies(gateway, [])
+    with pytest.raises(BuildFailed, match="requests"):  # built here with stale pins: refused at commit
+        here.deployments.save(actor, gateway, "dev/api/x", {**uses, "extra.py": "X = 1\n"})
+    assert here.queries.function(gateway, "dev/api/x")[0].version == 2  # nothing was written
+
+
 def test_rename_moves_the_published_entry_and_history(
     services: Services, actor: Actor, gateway: str, store: Store
 ) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fnstage.build import Bundle, build
-from fnstage.domain.errors import Conflict, InvalidInput, NotFound, StaleVersion
+from fnstage.domain.errors import BuildFailed, Conflict, InvalidInput, NotFound, StaleVersion
 from fnstage.domain.names import FunctionName, check_base, check_environment, check_gateway_id
 from fnstage.domain.policy import (
     check_note,
@@ -76,6 +76,8 @@ class Deployments:
         self.store = store
         self.history_limit = history_limit
         self.build = builder
+        # each gateway's dependency pins as this process last saw them (see `_build`)
+        self._known_pins: dict[str, list[str]] = {}
 
     # save -----------------------------------------------------------------------------------------
     def save(
@@ -103,11 +105,11 @@ class Deployments:
         changelog = check_note(changelog, required=False, field="changelog")
         if expected_version is not None and (not isinstance(expected_version, int) or expected_version < 0):
             raise InvalidInput("expected_version must be a whole number >= 0", field="expected_version")
-        pins = self._gateway(gateway).dependencies
-        bundle = self.build(files, entrypoint, pins)
+        bundle, pins = self._build(gateway, files, entrypoint)
         with self.store.write() as tx:
             gw = self._lock(tx, gateway)
-            if gw.dependencies != pins:  # the pins changed while we built: build against the new ones
+            self._known_pins[gateway] = gw.dependencies
+            if gw.dependencies != pins:  # the pins changed since: build against the gateway's pins now
                 bundle = self.build(files, entrypoint, gw.dependencies)
             current = tx.get_function(gateway, fname.env, fname.base)
             if expected_version is not None:
@@ -443,6 +445,22 @@ class Deployments:
         so a runtime never sees a name's version go backwards."""
         latest = current.version if current else 0
         return max(latest, tx.latest_version(gateway, fname.env, fname.base)) + 1
+
+    def _build(self, gateway: str, files: Mapping[str, str], entrypoint: str) -> tuple[Bundle, list[str]]:
+        """Build before the write transaction (the gateway's lock is then held for milliseconds, not
+        for a compile), against the gateway's pins as this process last saw them: reading them costs
+        a transaction on every save. The write transaction compares them with the pins under the
+        gateway's lock and builds again if they changed. A build that fails with the remembered pins
+        is tried once more with the pins read now, since it may fail only because they changed."""
+        known = self._known_pins.get(gateway)
+        if known is not None:
+            try:
+                return self.build(files, entrypoint, known), known
+            except BuildFailed:
+                self._known_pins.pop(gateway, None)  # read them below, and build again with them
+        pins = self._gateway(gateway).dependencies
+        self._known_pins[gateway] = pins
+        return self.build(files, entrypoint, pins), pins
 
     def _gateway(self, gateway: str) -> GatewayRecord:
         check_gateway_id(gateway)
