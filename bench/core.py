@@ -24,8 +24,9 @@ from pathlib import Path
 import httpx
 from machine import describe, percentile
 from sqlalchemy import text
+from stores import bench_admin
 
-from fnstage.service import Actor, Services
+from fnstage.service import Services
 from fnstage.store.engine import sqlite_url
 from fnstage.store.store import Store
 from fnstage.testing import UpProcess
@@ -125,9 +126,7 @@ def bench_save_and_rollback(client: httpx.Client, saves: int) -> dict[str, float
 def bench_history_storage(root: Path, saves: int) -> dict[str, float]:
     store = Store.open(sqlite_url(root))
     services = Services.create(store)
-    with store.write() as tx:
-        user = tx.create_user("bench", is_admin=True)
-    actor = Actor(user.id, user.name, True)
+    actor = bench_admin(store)
     services.gateways.create(actor, "storage")
     services.gateways.update("storage", history_limit=saves)
     sources = stdlib_sources(19)

@@ -79,16 +79,16 @@ def serve_starlette(port: int) -> None:
 
 
 def publish_hello(root: Path) -> str:
-    from fnstage.service import Actor, Services
+    from stores import bench_admin
+
+    from fnstage.service import Services
     from fnstage.store.engine import sqlite_url
     from fnstage.store.store import Store
 
     url = sqlite_url(root)
     store = Store.open(url)
     services = Services.create(store)
-    with store.write() as tx:
-        user = tx.create_user("bench", is_admin=True)
-    actor = Actor(user.id, user.name, True)
+    actor = bench_admin(store)
     services.gateways.create(actor, "bench")
     services.deployments.save(actor, "bench", "dev/hello", {"index.py": FUNCTION})
     store.close()

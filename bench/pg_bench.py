@@ -35,6 +35,7 @@ from processes import running_up
 from publish_to_live import measure_saves
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from stores import bench_admin
 
 from fnstage.service import Actor, Services
 from fnstage.store.store import Store
@@ -102,9 +103,7 @@ def scale(args: argparse.Namespace) -> dict[str, object]:
     with scratch_database(args.server) as url:
         store = Store.open(url)
         services = Services.create(store)
-        with store.write() as tx:
-            user = tx.create_user("bench", is_admin=True)
-        actor = Actor(user.id, user.name, True)
+        actor = bench_admin(store)
         sizes = {"small": 10, "big": args.functions}
         fill_s = {}
         for gateway, count in sizes.items():

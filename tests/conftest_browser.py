@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from fnstage.testing import UpProcess
+from fnstage.testing import CHROMIUM_ARGS, UpProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -85,16 +85,6 @@ def replace_editor_text(page: Page, text: str) -> None:
     page.locator(".editor .cm-content").click()
     page.keyboard.press("Control+a")
     page.keyboard.insert_text(text)
-
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,17 @@ from pathlib import Path
 
 import httpx
 
+# Headless Chromium as browser tests and the console benchmark start it: without the networking flags,
+# Chromium keeps trying to reach Google's services, which a closed network refuses, many at a time.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
 
 def free_port() -> int:
     with socket.socket() as sock:
