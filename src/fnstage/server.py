@@ -70,6 +70,7 @@ def serve_up(
         console.print("No runtime here: start `fnstage runtime --database-url ... --gateway GW` processes.")
         api.run()
         return
+    say_sandbox()
     runtime = RuntimeProcess(url, host, runtime_port, data_dir / "runtime.log")
     runtime.start()
     console.print(f"Functions answer at http://GATEWAY.ENV.localhost:{runtime_port}/PATH")
@@ -78,6 +79,19 @@ def serve_up(
         api.run()
     finally:
         runtime.stop()
+
+
+def say_sandbox() -> None:
+    """Say plainly which protections function code runs without here (no Landlock, not root, ...)."""
+    from fnstage.runtime.cells import probe_sandbox
+
+    missing = probe_sandbox()
+    if not missing:
+        console.print("Function code runs in sandboxed cells, one per gateway and environment.")
+        return
+    console.print("[yellow]Function code runs in cells, one per gateway and environment, WITHOUT:[/]")
+    for line in missing:
+        console.print(f"[yellow]  - {line}[/]")
 
 
 def _die_with_parent(parent: int) -> None:
@@ -99,8 +113,10 @@ class RuntimeProcess:
     """`fnstage runtime` as a child process, restarted if it dies (its deaths are logged)."""
 
     def __init__(self, database_url: str, host: str, port: int, log_path: Path) -> None:
-        self.args = [sys.executable, "-m", "fnstage", "runtime", "--database-url", database_url]
+        # the store's URL (and any password in it) goes in the environment, not argv: argv is public
+        self.args = [sys.executable, "-m", "fnstage", "runtime"]
         self.args += ["--host", host, "--port", str(port), "--log-level", "warning"]
+        self.env = {**os.environ, "FNSTAGE_DATABASE_URL": database_url}
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
@@ -116,6 +132,7 @@ class RuntimeProcess:
                 self.args,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env=self.env,
                 preexec_fn=functools.partial(_die_with_parent, os.getpid()),
                 process_group=0,  # its own group: `stop` can kill granian's workers with it
             )

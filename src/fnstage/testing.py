@@ -95,7 +95,7 @@ class UpProcess:
         self.env.pop("FNSTAGE_URL", None)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30) -> UpProcess:
+    def start(self, timeout: float = 60) -> UpProcess:
         args = [sys.executable, "-m", "fnstage", "up", "--data", str(self.data_dir)]
         args += ["--port", str(self.port), "--runtime-port", str(self.runtime_port)]
         if self.database_url:

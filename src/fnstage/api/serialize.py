@@ -122,6 +122,8 @@ def rollout(r: Rollout) -> dict[str, Any]:
                 "heartbeat_at": s.heartbeat_at.isoformat(),
                 "feed_state": s.feed_state,
                 "feed_since": s.feed_since.isoformat(),
+                "environment": s.environment,
+                "sandbox": s.sandbox,
                 "requests": s.requests,
                 "errors": s.errors,
                 "last_error": s.last_error,

@@ -219,7 +219,16 @@ def runtime(
             "--gateway", "-g", metavar="ID", help="Serve only this gateway. (default: every gateway)"
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            metavar="ENV",
+            help="Serve only this environment of --gateway: one cell, on --port itself (production, "
+            "behind a proxy). (default: every environment, behind a front on --port)",
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Ignored: every cell is a process.")] = 1,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8471,
     domain: Annotated[
@@ -246,7 +255,11 @@ def runtime(
         raise CliError(
             f"no fnstage store in {data}: pass --database-url, or --data with a folder `fnstage up` made"
         )
-    run_runtime(url, host, port, workers, gateway, domain, public_url, log_level)
+    if env is not None and gateway is None:
+        raise CliError("--env needs --gateway: a cell serves one environment of one gateway")
+    if env is not None and env not in ("dev", "staging", "prod"):
+        raise CliError(f"--env: {env!r} is not an environment; use dev, staging or prod")
+    run_runtime(url, host, port, workers, gateway, domain, public_url, log_level, env=env)
 
 
 @_command(app)

@@ -210,6 +210,9 @@ class RuntimeApp:
         if self.internal_token is not None:
             expected = f"Bearer {self.internal_token}".encode()
             if not hmac.compare_digest(dict(scope["headers"]).get(b"authorization", b""), expected):
+                if what == "status":  # what anyone may know: which protections this cell runs without
+                    await _send_json(send, 200, self.public_status(), request_id)
+                    return
                 body = error_body("unauthorized", "internal endpoints need the runtime's token")
                 await _send(send, 401, _JSON_HEADERS, body, request_id)
                 return
@@ -222,6 +225,12 @@ class RuntimeApp:
         else:
             body = error_body("not_found", f"no internal endpoint {scope['path']}", request_id)
             await _send(send, 404, _JSON_HEADERS, body, request_id)
+
+    def public_status(self) -> dict[str, Any]:
+        """`/_fnstage/status` without the runtime's token: its sandbox (protections in force and
+        missing, with reasons), nothing about its functions."""
+        watcher = self.watcher.status() if self.watcher is not None else {}
+        return {"pid": os.getpid(), "gateway": self.router.gateway, "sandbox": watcher.get("sandbox")}
 
     def status(self) -> dict[str, Any]:
         """What this runtime worker serves, and what failed to load: for `/_fnstage/status`."""

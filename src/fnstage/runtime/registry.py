@@ -37,13 +37,16 @@ class Registry:
 
     def apply(self, live: LiveVersion, *, allow_older: bool = False) -> bool:
         """Make `live` the served version; False (and nothing changes) when the live version is the
-        same or newer. `allow_older` is for a resync only, where the published table is the truth
-        (a function deleted and created again starts its versions anew)."""
+        same (version and bundle hash) or newer. A version is identified by its number and its bundle's
+        hash: a published row with the live number but another hash is what the store now holds (a row
+        written behind the control plane's back must not stay live), so it replaces the live one.
+        `allow_older` is for a resync only, where the published table is the truth."""
         key = (live.gateway, live.name)
         with self._lock:
             current = self._live.get(key)
             if current is not None and (
-                live.version == current.version or (live.version < current.version and not allow_older)
+                (live.version == current.version and live.bundle_hash == current.bundle_hash)
+                or (live.version < current.version and not allow_older)
             ):
                 return False
             self._live[key] = live

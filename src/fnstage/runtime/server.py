@@ -13,7 +13,6 @@ import contextlib
 import functools
 import logging
 import os
-import secrets
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -97,24 +96,21 @@ def run_runtime(
     domain: str = "localhost",
     public_url: str | None = None,
     log_level: str = "info",
+    env: str | None = None,
 ) -> None:
-    """`fnstage runtime`: serve a store's published functions, reporting back to the control plane.
+    """`fnstage runtime`: a supervisor that serves a store's published functions from sandboxed cells,
+    one per (gateway, environment), and reports back to the control plane (`runtime.supervisor`).
 
-    One random internal token guards every worker's `/_fnstage/` endpoints; it is registered with the
-    runtime so the control plane (and nobody else) can read this runtime's logs and status."""
-    token = secrets.token_urlsafe(32)
-    url = public_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    serve_runtime(
-        store_feed(database_url),
-        host,
-        port,
-        workers,
-        gateway,
-        domain,
-        internal_token=token,
-        log_level=log_level,
-        reporter_factory=store_reporter(database_url, gateway, url, token),
+    `workers` is kept for the command line's sake: a cell is one process, and a gateway's environments
+    are cells of their own, so one supervisor already uses every core it is given."""
+    from fnstage.runtime.supervisor import SupervisorSettings, run_supervisor
+
+    if workers > 1:
+        logger.warning("runtime: --workers is ignored: each (gateway, environment) runs in a cell of its own")
+    settings = SupervisorSettings(
+        database_url, host, port, gateway, env, domain, public_url, log_level, sandbox=True
     )
+    run_supervisor(settings)
 
 
 def build_app(

@@ -89,7 +89,7 @@ class ReporterLike(Protocol):
 
     def live(self, gateway: str, name: str, version: int) -> None: ...
 
-    def live_many(self, items: list[tuple[str, str, int]]) -> None: ...
+    def live_many(self, items: list[tuple[str, str, int, str]]) -> None: ...
 
     def failed(self, gateway: str, name: str, version: int, error: str) -> None: ...
 
@@ -119,8 +119,11 @@ class Watcher:
         recheck_delays_s: Sequence[float] = RECHECK_DELAYS_S,
         bulk_load: int = BULK_LOAD,
         counts: Callable[[], list[FunctionCounts]] | None = None,
+        load_rows: Callable[[list[PublishedFunction]], list[LiveVersion | LoadError]] | None = None,
     ) -> None:
         self.registry = registry
+        # where rows are loaded: here by default; a supervisor hands them to its cells
+        self._load_rows = load_rows if load_rows is not None else self._load_here
         self._counts = counts  # requests and failures per live version, reported with the heartbeat
         self.gateway = gateway
         self.poll_interval_s = poll_interval_s
@@ -286,7 +289,7 @@ class Watcher:
             for row in rows:
                 live = self.registry.get(row.gateway, row.name)
                 failure = self.registry.failure(row.gateway, row.name)
-                if live is not None and live.version == row.version:
+                if live is not None and live.version == row.version and live.bundle_hash == row.bundle_hash:
                     continue
                 if failure is not None and failure.version == row.version:
                     continue  # already tried: a load error is reported, not retried on every resync
@@ -407,7 +410,7 @@ class Watcher:
         self, rows: list[PublishedFunction], results: list[LiveVersion | LoadError], *, allow_older: bool
     ) -> None:
         """Swap in what loaded, record what failed, and report both (the lives in one write)."""
-        lives: list[tuple[str, str, int]] = []
+        lives: list[tuple[str, str, int, str]] = []
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, LoadError):
                 self.registry.record_failure(row.gateway, row.name, row.version, result)
@@ -420,7 +423,7 @@ class Watcher:
                     result.summary,
                 )
             elif self.registry.apply(result, allow_older=allow_older):
-                lives.append((row.gateway, row.name, row.version))
+                lives.append((row.gateway, row.name, row.version, row.bundle_hash))
                 logger.info(
                     "runtime: %s/%s v%d (%s) live, loaded in %.2f ms",
                     row.gateway,
@@ -434,32 +437,38 @@ class Watcher:
 
     def _load_all(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
         results: list[LiveVersion | LoadError | None] = []
-        loads: list[Callable[[], LiveVersion]] = []
+        wanted: list[PublishedFunction] = []
         for row in rows:
             live = self.registry.get(row.gateway, row.name)
-            if live is not None and live.version == row.version:
+            if live is not None and live.version == row.version and live.bundle_hash == row.bundle_hash:
                 results.append(live)  # already live (an event we had seen through a snapshot)
                 continue
             results.append(None)
-            loads.append(
-                functools.partial(
-                    load_function,
-                    row.name,
-                    row.version,
-                    row.semver,
-                    row.entrypoint,
-                    row.compiled,
-                    row.source,
-                    row.config,
-                    row.methods,
-                    gateway=row.gateway,
-                    bundle_hash=row.bundle_hash,
-                    timeout_s=row.timeout_s,
-                    load_timeout_s=None,  # limited by load_batch, one thread for the whole batch
-                )
-            )
-        loaded = iter(load_batch(loads, self.load_timeout_s))
+            wanted.append(row)
+        loaded = iter(self._load_rows(wanted) if wanted else [])
         return [result if result is not None else next(loaded) for result in results]
+
+    def _load_here(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
+        """Load in this process (tests, and the cells' own loads); a supervisor passes `load_rows`."""
+        loads = [
+            functools.partial(
+                load_function,
+                row.name,
+                row.version,
+                row.semver,
+                row.entrypoint,
+                row.compiled,
+                row.source,
+                row.config,
+                row.methods,
+                gateway=row.gateway,
+                bundle_hash=row.bundle_hash,
+                timeout_s=row.timeout_s,
+                load_timeout_s=None,  # limited by load_batch, one thread for the whole batch
+            )
+            for row in rows
+        ]
+        return load_batch(loads, self.load_timeout_s)
 
     def _thaw(self) -> None:
         """Before a change after a cold start: let the collector see the frozen objects again (a replaced

@@ -7,6 +7,8 @@ and merges the answers newest first.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -19,6 +21,19 @@ from fnstage.service.rollouts import serving
 from fnstage.store.store import Store
 
 ASK_TIMEOUT_S = 2.0
+
+
+@contextmanager
+def _client(url: str) -> Iterator[tuple[httpx.Client, str]]:
+    """A client for a runtime's URL: `http://...`, or `unix:/path` for a cell behind `fnstage up`'s
+    front (its socket, which only this machine's control plane can reach)."""
+    if url.startswith("unix:"):
+        transport = httpx.HTTPTransport(uds=url[len("unix:") :])
+        with httpx.Client(transport=transport, timeout=ASK_TIMEOUT_S) as client:
+            yield client, "http://cell"
+    else:
+        with httpx.Client(timeout=ASK_TIMEOUT_S) as client:
+            yield client, url.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -37,23 +52,23 @@ class InvocationLogReader:
         fname = FunctionName.parse(name)
         self.queries.function(gateway, str(fname))  # 404 for an unknown gateway or function
         with self.store.read() as tx:
-            targets = serving(tx, gateway)
+            targets = serving(tx, gateway, fname.env)
         seen: dict[str, dict[str, Any]] = {}
         answered = 0
         query = urlencode({"gateway": gateway, "name": str(fname)})
-        with httpx.Client(timeout=ASK_TIMEOUT_S) as client:
-            for runtime in {r.url: r for r in targets}.values():  # workers behind one URL: ask once
-                try:
+        for runtime in {r.url: r for r in targets}.values():  # workers behind one URL: ask once
+            try:
+                with _client(runtime.url) as (client, base):
                     answer = client.get(
-                        f"{runtime.url}/_fnstage/logs?{query}",
+                        f"{base}/_fnstage/logs?{query}",
                         headers={"Authorization": f"Bearer {runtime.control_key}"},
                     )
-                    answer.raise_for_status()
-                    for entry in answer.json().get("invocations", []):
-                        seen.setdefault(str(entry.get("request_id")), {**entry, "runtime": runtime.id})
-                    answered += 1
-                except (httpx.HTTPError, ValueError):
-                    continue
+                answer.raise_for_status()
+                for entry in answer.json().get("invocations", []):
+                    seen.setdefault(str(entry.get("request_id")), {**entry, "runtime": runtime.id})
+                answered += 1
+            except (httpx.HTTPError, ValueError):
+                continue
         entries = sorted(seen.values(), key=lambda e: e.get("time") or 0, reverse=True)
         if request_id is not None:
             entries = [e for e in entries if e.get("request_id") == request_id]

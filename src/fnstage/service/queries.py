@@ -160,7 +160,10 @@ class Queries:
                     e for e in tx.list_history(gateway, function_id=fn.id, limit=200) if e.version == version
                 ]
                 committed = older[0].created_at if older else fn.updated_at
-            return rollout(tx, gateway, fn.name, version or fn.version, committed)
+            current = version is None or version == fn.version
+            return rollout(
+                tx, gateway, fn.name, version or fn.version, committed, fn.bundle_hash if current else None
+            )
 
     def diff(self, gateway: str, a: str, b: str) -> tuple[Version, Version, list[FileDiff]]:
         left, right = self.resolve(gateway, a, "a"), self.resolve(gateway, b, "b")
@@ -191,7 +194,7 @@ class Queries:
                     cards[env] = None
                     continue
                 entry = tx.get_history(gateway, fn.history_id) if fn.history_id else None
-                live = rollout(tx, gateway, fn.name, fn.version, fn.updated_at)
+                live = rollout(tx, gateway, fn.name, fn.version, fn.updated_at, fn.bundle_hash)
                 cards[env] = EnvironmentCard(fn, entry, STATE_BY_ENV[env], live)
         if all(card is None for card in cards.values()):
             raise NotFound(f"no function {base} in any environment of gateway {gateway!r}", field="name")

@@ -32,6 +32,8 @@ class RuntimeState:
     heartbeat_at: datetime
     feed_state: str
     feed_since: datetime
+    environment: str | None = None  # the cell's environment (None: a runtime serving every one)
+    sandbox: dict[str, Any] | None = None  # the cell's protections in force and missing
     requests: int = 0  # answered by the live version here since it went live (heartbeat, <= 3 s old)
     errors: int = 0  # of which failed: an exception or a time-out
     last_error: str | None = None
@@ -83,31 +85,47 @@ class Rollout:
         return ", ".join(parts)
 
 
-def serving(tx: Tx, gateway: str) -> list[RuntimeRecord]:
-    """The runtimes serving `gateway` that are heard from (not silent)."""
+def serving(tx: Tx, gateway: str, environment: str | None = None) -> list[RuntimeRecord]:
+    """The runtimes serving `gateway` (and `environment`, given one) that are heard from (not silent)."""
     clock = now()
-    return [r for r in tx.list_runtimes(gateway) if clock - r.heartbeat_at <= SILENT_AFTER]
+    return [r for r in tx.list_runtimes(gateway, environment) if clock - r.heartbeat_at <= SILENT_AFTER]
 
 
-def rollout(tx: Tx, gateway: str, name: str, version: int, committed_at: datetime) -> Rollout:
+def rollout(
+    tx: Tx, gateway: str, name: str, version: int, committed_at: datetime, bundle_hash: str | None = None
+) -> Rollout:
+    """Where `version` of `name` is live: on the runtimes (cells) that serve its environment. Given
+    `bundle_hash`, "live" means that very code: the same number with another hash is still pending."""
     clock = now()
     reports = {r.runtime_id: r for r in tx.runtime_functions(gateway, name)}
+    environment = name.split("/", 1)[0]
     states = [
-        _state(runtime, reports.get(runtime.id), version, clock)
-        for runtime in tx.list_runtimes(gateway)
+        _state(runtime, reports.get(runtime.id), version, clock, bundle_hash)
+        for runtime in tx.list_runtimes(gateway, environment)
         if clock - runtime.heartbeat_at < FORGOTTEN_AFTER
     ]
     return Rollout(name, version, committed_at, states)
 
 
 def _state(
-    runtime: RuntimeRecord, report: RuntimeFunctionRecord | None, version: int, clock: datetime
+    runtime: RuntimeRecord,
+    report: RuntimeFunctionRecord | None,
+    version: int,
+    clock: datetime,
+    bundle_hash: str | None = None,
 ) -> RuntimeState:
     live = report.version if report else None
     error = None
+    same_code = (
+        bundle_hash is None
+        or report is None
+        or report.bundle_hash is None  # a runtime that does not report hashes
+        or live != version
+        or report.bundle_hash == bundle_hash
+    )
     if clock - runtime.heartbeat_at > SILENT_AFTER:
         state = "silent"
-    elif live is not None and live >= version:
+    elif live is not None and live >= version and same_code:
         state = "live"
     elif report is not None and report.failed_version is not None and report.failed_version >= version:
         state, error = "failed", report.error
@@ -124,6 +142,8 @@ def _state(
         heartbeat_at=runtime.heartbeat_at,
         feed_state=runtime.feed_state,
         feed_since=runtime.feed_since,
+        environment=runtime.environment,
+        sandbox=runtime.sandbox,
         **_counts(report, state, live),
     )
 

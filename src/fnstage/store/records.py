@@ -135,6 +135,8 @@ class RuntimeRecord:
     heartbeat_at: datetime
     feed_state: str
     feed_since: datetime
+    environment: str | None = None  # a cell serves one environment; None: every environment
+    sandbox: dict[str, Any] | None = None  # protections in force and missing (`runtime.sandbox`)
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,7 @@ class RuntimeFunctionRecord:
     loaded_at: datetime | None
     failed_version: int | None
     error: str | None
+    bundle_hash: str | None = None  # of the live version
     counted_version: int | None = None  # the version `requests` and `errors` are for
     requests: int = 0
     errors: int = 0

@@ -7,13 +7,15 @@ A runtime registers on start, heartbeats, and writes a row per function when a l
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, update
+from sqlalchemy import Engine, bindparam, delete, insert, update
 
 from fnstage.store import schema as t
 from fnstage.store.engine import make_engine, upsert, upsert_many
@@ -35,20 +37,30 @@ class RuntimeIdentity:
     pid: int
     url: str
     control_key: str
+    environment: str | None = None  # a cell's environment; None: every environment
 
     @classmethod
-    def new(cls, gateway: str | None, url: str, pid: int, control_key: str | None = None) -> RuntimeIdentity:
+    def new(
+        cls,
+        gateway: str | None,
+        url: str,
+        pid: int,
+        control_key: str | None = None,
+        environment: str | None = None,
+    ) -> RuntimeIdentity:
         """`control_key`: the token that guards the runtime's `/_fnstage/` endpoints, which the
         control plane uses to read its logs; shared by the worker processes behind one port."""
         key = control_key or secrets.token_urlsafe(32)
-        return cls(str(uuid.uuid4()), gateway, socket.gethostname(), pid, url, key)
+        return cls(str(uuid.uuid4()), gateway, socket.gethostname(), pid, url, key, environment)
 
 
 class RuntimeReporter:
-    """Synchronous; call from the watcher's thread."""
+    """Synchronous; call from the watcher's thread. Reporters of one process may share an `engine`
+    (a supervisor reports for each of its cells)."""
 
-    def __init__(self, database_url: str, identity: RuntimeIdentity) -> None:
-        self.engine = make_engine(database_url)
+    def __init__(self, database_url: str, identity: RuntimeIdentity, engine: Engine | None = None) -> None:
+        self._owns_engine = engine is None
+        self.engine = engine if engine is not None else make_engine(database_url)
         self.identity = identity
 
     def register(self) -> None:
@@ -65,6 +77,7 @@ class RuntimeReporter:
                         pid=i.pid,
                         url=i.url,
                         control_key=i.control_key,
+                        environment=i.environment,
                         started_at=stamp,
                         heartbeat_at=stamp,
                         feed_state="connected",
@@ -78,24 +91,30 @@ class RuntimeReporter:
             values["feed_since"] = feed_since
         self._write_runtime(values)
 
-    def live(self, gateway: str, name: str, version: int) -> None:
-        """`version` is live here; an earlier failure of an older or equal version is resolved."""
-        self._write_function(gateway, name, {"version": version, "loaded_at": now(), "error": None})
+    def sandbox(self, report: dict[str, Any]) -> None:
+        """The cell's protections in force and missing, for status."""
+        self._write_runtime({"sandbox": json.dumps(report)})
 
-    def live_many(self, items: list[tuple[str, str, int]]) -> None:
+    def live(self, gateway: str, name: str, version: int, bundle_hash: str | None = None) -> None:
+        """`version` is live here; an earlier failure of an older or equal version is resolved."""
+        values = {"version": version, "bundle_hash": bundle_hash, "loaded_at": now(), "error": None}
+        self._write_function(gateway, name, values)
+
+    def live_many(self, items: list[tuple[str, str, int] | tuple[str, str, int, str]]) -> None:
         """`live` for a whole load batch in one transaction: a cold start of 10,000 functions is one
-        write, not 10,000 (about 1 ms each)."""
+        write, not 10,000 (about 1 ms each). Items: (gateway, name, version[, bundle hash])."""
         stamp = now()
         rows = [
             {
                 "runtime_id": self.identity.id,
-                "gateway_id": g,
-                "name": n,
-                "version": v,
+                "gateway_id": item[0],
+                "name": item[1],
+                "version": item[2],
+                "bundle_hash": item[3] if len(item) > 3 else None,
                 "loaded_at": stamp,
                 "error": None,
             }
-            for g, n, v in items
+            for item in items
         ]
         stmt = upsert_many(
             self.engine, t.runtime_functions, list(rows[0]), ["runtime_id", "gateway_id", "name"]
@@ -149,7 +168,8 @@ class RuntimeReporter:
                 conn.execute(delete(t.runtimes).where(t.runtimes.c.id == self.identity.id))
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._owns_engine:
+            self.engine.dispose()
 
     def _write_runtime(self, values: dict[str, object]) -> None:
         with self.engine.connect() as conn:

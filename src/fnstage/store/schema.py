@@ -166,7 +166,9 @@ runtimes = Table(
     "runtimes",
     metadata,
     Column("id", String(36), primary_key=True),
-    Column("gateway_id", String(40)),  # None: serves every gateway (`fnstage up`)
+    Column("gateway_id", String(40)),  # None: serves every gateway
+    Column("environment", String(16)),  # a cell serves one environment; None: every environment
+    Column("sandbox", Text),  # JSON: the cell's protections in force and missing (`runtime.sandbox`)
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
     Column("url", String(255), nullable=False),  # where the control plane reaches it (logs)
@@ -184,6 +186,7 @@ runtime_functions = Table(
     Column("gateway_id", String(40), primary_key=True),
     Column("name", String(220), primary_key=True),
     Column("version", Integer),  # live version; None when nothing is live
+    Column("bundle_hash", String(64)),  # ... and its bundle's hash: a version is number and hash
     Column("loaded_at", DateTime(timezone=True)),
     Column("failed_version", Integer),  # the newest version that failed to load here, if any
     Column("error", Text),

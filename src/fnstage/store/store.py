@@ -6,6 +6,7 @@ the published entry commit together or not at all (invariant 1).
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -466,13 +467,17 @@ class Tx:
         return seq
 
     # runtimes' reports ---------------------------------------------------------------------------
-    def list_runtimes(self, gateway_id: str) -> list[RuntimeRecord]:
-        """Runtimes that serve this gateway (bound to it, or serving every gateway)."""
-        rows = self.conn.execute(
-            select(t.runtimes)
-            .where(or_(t.runtimes.c.gateway_id == gateway_id, t.runtimes.c.gateway_id.is_(None)))
-            .order_by(t.runtimes.c.started_at)
+    def list_runtimes(self, gateway_id: str, environment: str | None = None) -> list[RuntimeRecord]:
+        """Runtimes that serve this gateway (bound to it, or serving every gateway), and, given an
+        environment, that environment (cells serve one)."""
+        query = select(t.runtimes).where(
+            or_(t.runtimes.c.gateway_id == gateway_id, t.runtimes.c.gateway_id.is_(None))
         )
+        if environment is not None:
+            query = query.where(
+                or_(t.runtimes.c.environment == environment, t.runtimes.c.environment.is_(None))
+            )
+        rows = self.conn.execute(query.order_by(t.runtimes.c.started_at))
         return [
             RuntimeRecord(
                 id=r.id,
@@ -485,6 +490,8 @@ class Tx:
                 heartbeat_at=utc(r.heartbeat_at),
                 feed_state=r.feed_state,
                 feed_since=utc(r.feed_since),
+                environment=r.environment,
+                sandbox=json.loads(r.sandbox) if r.sandbox else None,
             )
             for r in rows
         ]
@@ -501,6 +508,7 @@ class Tx:
                 gateway=r.gateway_id,
                 name=r.name,
                 version=r.version,
+                bundle_hash=r.bundle_hash,
                 loaded_at=utc(r.loaded_at) if r.loaded_at else None,
                 failed_version=r.failed_version,
                 error=r.error,

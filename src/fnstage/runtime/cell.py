@@ -1,0 +1,248 @@
+"""A cell: the only kind of process that runs function code.
+
+One cell serves the functions of one (gateway, environment). It is forked from a forkserver that has
+already imported the runtime (so it starts in milliseconds and shares those pages), sandboxes itself
+before it touches any function code (`runtime.sandbox`), then serves HTTP itself on its own Unix
+socket or port with granian, embedded in the cell's event loop. It has no database, no token, no
+data folder: its supervisor sends it the rows to load over a private channel (`runtime.channel`), and
+it answers with load results and request counts. When the supervisor goes, the cell goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from fnstage.runtime.app import DEFAULT_MAX_BODY_BYTES, RuntimeApp
+from fnstage.runtime.channel import CellEnd, ChannelClosed
+from fnstage.runtime.invoker import InvocationLogs
+from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_batch, load_function
+from fnstage.runtime.registry import Registry
+from fnstage.runtime.router import Router
+from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
+from fnstage.store.records import PublishedFunction
+
+logger = logging.getLogger("fnstage.runtime")
+
+COUNTS_INTERVAL_S = 3.0
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Everything a cell needs, sent by its supervisor: no credentials among it."""
+
+    gateway: str
+    env: str
+    temp_dir: Path  # private, writable; the Unix socket lives here when `uds` is set
+    control_key: str  # guards the cell's /_fnstage/ endpoints (the control plane reads logs with it)
+    host: str = "127.0.0.1"
+    port: int | None = None  # serve on host:port (production: one cell behind nginx)
+    uds: Path | None = None  # or on this Unix socket (behind `fnstage up`'s front)
+    domain: str = "localhost"
+    sandbox: bool = True
+    log_level: str = "warning"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S
+    watchdog: WatchdogSettings = field(default_factory=WatchdogSettings.from_env)
+
+    @property
+    def key(self) -> str:
+        return f"{self.gateway}/{self.env}"
+
+
+def run_cell(spec: CellSpec, conn: Connection) -> None:
+    """The cell process's target (forked from the forkserver): sandbox, then serve until told to stop
+    or until the supervisor is gone."""
+    logging.basicConfig(level=spec.log_level.upper(), format="cell %(process)d: %(message)s")
+    channel = CellEnd(conn)
+    sandbox = _sandbox(spec, keep_fds=[conn.fileno(), 0, 1, 2])
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        runner = asyncio.run
+    runner(_serve(spec, channel, sandbox))
+    os._exit(0)  # granian's threads and the function threads must not hold the exit
+
+
+def _sandbox(spec: CellSpec, keep_fds: list[int]) -> dict[str, Any]:
+    from fnstage.runtime import sandbox
+
+    if not spec.sandbox:
+        return {"protections": {}, "missing": ["sandbox: turned off for this runtime"]}
+    policy = sandbox.default_policy(spec.temp_dir, key=spec.key, keep_fds=keep_fds)
+    if policy.max_data_bytes is not None:
+        # the watchdog's headroom (FNSTAGE_WORKER_MEMORY_MB) over what the cell holds now; 0: no limit
+        headroom = spec.watchdog.memory_mb
+        limit = _data_bytes() + headroom * 1024 * 1024 if headroom else None
+        policy = replace(policy, max_data_bytes=limit)
+    report = sandbox.apply(policy)
+    return {"protections": report.as_dict()["protections"], "missing": [str(p) for p in report.missing]}
+
+
+def _data_bytes() -> int:
+    """The private data this process has mapped (what RLIMIT_DATA counts), read before Landlock closes
+    /proc to the cell."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmData:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> None:
+    from granian.constants import HTTPModes, Interfaces
+    from granian.log import LogLevels
+    from granian.server.embed import Server
+
+    registry = Registry()
+    logs = InvocationLogs()
+    link = SupervisorLink(channel, registry, logs, sandbox, spec.load_timeout_s)
+    # the memory limit is the sandbox's (RLIMIT_DATA, set before the cell dropped its privileges)
+    watchdog = Watchdog(replace(spec.watchdog, memory_mb=0), live_versions=registry.live_versions)
+    app = RuntimeApp(
+        registry,
+        # behind a front: the request as the client sent it (host or /gateway/env/path); alone on its port
+        # (production, one cell per host name): bound to its gateway, as a gateway's runtime always was
+        Router(domain=spec.domain, gateway=spec.gateway if spec.uds is None else None),
+        watcher=link,
+        watchdog=watchdog,
+        logs=logs,
+        max_body_bytes=spec.max_body_bytes,
+        internal_token=spec.control_key,
+    )
+    where: dict[str, Any] = {"uds": spec.uds} if spec.uds is not None else {"port": spec.port}
+    server = Server(
+        app,
+        address=spec.host,
+        **where,
+        interface=Interfaces.ASGI,
+        http=HTTPModes.http1,
+        websockets=False,
+        log_enabled=False,
+        log_level=LogLevels(spec.log_level),
+        log_access=False,
+    )
+    link.stop_server = server.stop
+    await server.serve()
+
+
+class SupervisorLink:
+    """The cell's side of the channel, run for the app's lifetime (its lifespan starts and stops it).
+
+    A thread reads the supervisor's commands: `load` (rows: load each, swap it in, answer with the
+    results), `remove`, `fail` (a load the supervisor saw kill this cell: answer 503 for it) and
+    `stop`. Counts of requests per live version go back every few seconds."""
+
+    def __init__(
+        self,
+        channel: CellEnd,
+        registry: Registry,
+        logs: InvocationLogs,
+        sandbox: dict[str, Any],
+        load_timeout_s: float | None,
+    ) -> None:
+        self.channel = channel
+        self.registry = registry
+        self.logs = logs
+        self.sandbox = sandbox
+        self.load_timeout_s = load_timeout_s
+        self.stop_server: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._counts_task: asyncio.Task[None] | None = None
+        self.loads = 0
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        threading.Thread(target=self._read, name="fnstage-cell-link", daemon=True).start()
+        self._counts_task = asyncio.create_task(self._send_counts())
+        self.channel.send({"t": "ready", "pid": os.getpid(), "sandbox": self.sandbox})
+
+    async def stop(self) -> None:
+        if self._counts_task is not None:
+            self._counts_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._counts_task
+
+    def status(self) -> dict[str, Any]:
+        return {"loads": self.loads, "sandbox": {"missing": self.sandbox.get("missing", [])}}
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self.channel.receive()
+            except ChannelClosed:
+                os._exit(0)  # the supervisor is gone: so is this cell
+            kind = message[0]
+            if kind == "load":
+                self._load(message[1], message[2])
+            elif kind == "remove":
+                for gateway, name, version in message[1]:
+                    if self.registry.remove(gateway, name, version):
+                        self.logs.forget(gateway, name)
+            elif kind == "fail":
+                _, gateway, name, version, summary = message
+                self.registry.record_failure(gateway, name, version, LoadError(summary))
+            elif kind == "stop":
+                self._stop()
+                return
+
+    def _load(self, batch: int, rows: list[PublishedFunction]) -> None:
+        loads = [
+            lambda row=row: load_function(
+                row.name,
+                row.version,
+                row.semver,
+                row.entrypoint,
+                row.compiled,
+                row.source,
+                row.config,
+                row.methods,
+                gateway=row.gateway,
+                bundle_hash=row.bundle_hash,
+                timeout_s=row.timeout_s,
+                load_timeout_s=None,
+            )
+            for row in rows
+        ]
+        results = load_batch(loads, self.load_timeout_s)
+        answers: list[dict[str, Any]] = []
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, LiveVersion):
+                # the supervisor decides what goes live (forward only); the cell does as it is told
+                self.registry.apply(result, allow_older=True)
+                answers.append({"ok": True, "load_ms": result.load_ms})
+            else:
+                self.registry.record_failure(row.gateway, row.name, row.version, result)
+                answers.append({"ok": False, "summary": result.summary, "traceback": result.traceback})
+        self.loads += len(rows)
+        self.channel.send({"t": "loaded", "batch": batch, "results": answers})
+
+    def _stop(self) -> None:
+        if self._loop is not None and self.stop_server is not None:
+            self._loop.call_soon_threadsafe(self.stop_server)
+            # a server that does not stop in time (a function holding the loop) is not waited for
+            threading.Timer(10.0, os._exit, args=(0,)).start()
+        else:
+            os._exit(0)
+
+    async def _send_counts(self) -> None:
+        while True:
+            await asyncio.sleep(COUNTS_INTERVAL_S)
+            counted = self.logs.take_counts()
+            if counted:
+                items = [[c.gateway, c.name, c.version, c.requests, c.errors, c.last_error] for c in counted]
+                with contextlib.suppress(ChannelClosed):
+                    self.channel.send({"t": "counts", "items": items, "at": time.time()})

@@ -1,0 +1,556 @@
+"""The supervisor's side of its cells: start them, load into them, restart and quarantine.
+
+Cells are forked by a zygote (`runtime.zygote`) that has imported the runtime and nothing else: no
+store, no credentials. A cell costs a fork and a few megabytes of its own, not an interpreter start.
+
+A cell that dies is restarted and given back what was live in it. A load that kills its cell is
+retried once, alone, in the restarted cell; if it kills the cell again it is quarantined: reported as
+failed ("killed its cell at load: exit code 3"), never loaded again, and the version that was live
+before keeps serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing import Pipe
+from pathlib import Path
+from typing import Any
+
+from fnstage.runtime.cell import CellSpec
+from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
+from fnstage.runtime.loader import LiveVersion, LoadError
+from fnstage.runtime.zygote import Zygote
+from fnstage.store.records import FunctionCounts, PublishedFunction
+
+logger = logging.getLogger("fnstage.runtime")
+
+Slot = tuple[str, str]  # (gateway, environment)
+READY_TIMEOUT_S = 30.0
+LOAD_TIMEOUT_S = 120.0  # a batch; each load in it is limited by the cell (DEFAULT_LOAD_TIMEOUT_S)
+RESTART_DELAYS_S = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
+STABLE_AFTER_S = 30.0  # a cell that lived this long starts its restart delays afresh
+
+
+class CellDied(Exception):
+    def __init__(self, exitcode: int | None) -> None:
+        super().__init__(describe_exit(exitcode))
+        self.exitcode = exitcode
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}" + (" (out of memory?)" if -code == signal.SIGKILL else "")
+    return f"exit code {code}"
+
+
+@dataclass
+class _Pending:
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: dict[str, Any] | None = None
+    died: CellDied | None = None
+
+
+class Cell:
+    """One cell process and its channel."""
+
+    def __init__(
+        self,
+        spec: CellSpec,
+        zygote: Zygote,
+        on_counts: Callable[[Cell, list[FunctionCounts]], None],
+        on_exit: Callable[[Cell], None],
+    ) -> None:
+        self.spec = spec
+        self._zygote = zygote
+        self._on_counts = on_counts
+        self._on_exit = on_exit
+        self.ready = threading.Event()
+        self.sandbox: dict[str, Any] = {}
+        self.pid: int | None = None
+        self.exitcode: int | None = None
+        self.dead = threading.Event()
+        self.started_at = 0.0
+        self._pending: dict[int, _Pending] = {}
+        self._batches = itertools.count(1)
+        self._lock = threading.Lock()
+        self._channel: SupervisorEnd | None = None
+        self._exited = threading.Event()
+        self.stopping = False
+
+    def start(self) -> None:
+        _fresh_folder(self.spec.temp_dir)
+        ours, theirs = Pipe(duplex=True)
+        self.started_at = time.monotonic()
+        try:
+            self.pid = self._zygote.fork(self.spec, theirs.fileno(), self._set_exitcode)
+        finally:
+            theirs.close()
+        self._channel = SupervisorEnd(ours)
+        threading.Thread(target=self._read, name=f"fnstage-cell-{self.spec.key}", daemon=True).start()
+
+    def _set_exitcode(self, code: int) -> None:
+        self.exitcode = code
+        self._exited.set()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.ready.is_set():
+            if self.dead.is_set() or time.monotonic() >= deadline:
+                return False
+            self.ready.wait(0.05)
+        return True
+
+    def load(self, rows: list[PublishedFunction]) -> list[dict[str, Any]]:
+        """Load `rows` in the cell; one answer per row. Raises CellDied if the cell died meanwhile."""
+        pending = _Pending()
+        batch = next(self._batches)
+        with self._lock:
+            if self.dead.is_set():
+                raise CellDied(self.exitcode)
+            self._pending[batch] = pending
+        try:
+            assert self._channel is not None
+            self._channel.send(("load", batch, rows))
+        except ChannelClosed:
+            self.dead.wait(5.0)
+            raise CellDied(self.exitcode) from None
+        if not pending.done.wait(LOAD_TIMEOUT_S):
+            self.kill()
+            self.dead.wait(5.0)
+            raise CellDied(None)
+        if pending.died is not None:
+            raise pending.died
+        assert pending.answer is not None
+        results = pending.answer.get("results")
+        if not isinstance(results, list) or len(results) != len(rows):
+            raise CellDied(None)
+        return results
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        if self._channel is not None and not self.dead.is_set():
+            with contextlib.suppress(ChannelClosed):
+                self._channel.send(message)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopping = True
+        self.send(("stop",))
+        if not self._exited.wait(timeout):
+            self.kill()
+            self._exited.wait(5.0)
+
+    def kill(self) -> None:
+        if self.pid is not None and not self._exited.is_set():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)  # the cell leads its own group: children go too
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    def _read(self) -> None:
+        assert self._channel is not None
+        while True:
+            try:
+                message = self._channel.receive()
+            except ChannelClosed:
+                break
+            except ValueError:
+                logger.warning("cell %s sent a malformed message; stopping it", self.spec.key)
+                self.kill()
+                break
+            try:
+                self._handle(message)
+            except (TypeError, ValueError, KeyError):
+                logger.warning("cell %s sent a message that does not fit; ignored", self.spec.key)
+        if not self._exited.wait(10.0):  # closed its channel but lives on: no half cells
+            self.kill()
+            self._exited.wait(5.0)
+        with self._lock:
+            self.dead.set()
+            pending, self._pending = self._pending, {}
+        for waiting in pending.values():
+            waiting.died = CellDied(self.exitcode)
+            waiting.done.set()
+        self._channel.close()
+        self._on_exit(self)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["t"]
+        if kind == "ready":
+            self.sandbox = message["sandbox"] if isinstance(message.get("sandbox"), dict) else {}
+            self.ready.set()
+        elif kind == "loaded":
+            with self._lock:
+                pending = self._pending.pop(int(message["batch"]), None)
+            if pending is not None:
+                pending.answer = message
+                pending.done.set()
+        elif kind == "counts":
+            counts = [_counts(item, self.spec) for item in message["items"]]
+            self._on_counts(self, [c for c in counts if c is not None])
+
+
+def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
+    """A cell's counts, believed only for its own gateway and environment."""
+    gateway, name, version, requests, errors, last_error = item
+    if gateway != spec.gateway or not str(name).startswith(f"{spec.env}/"):
+        return None
+    return FunctionCounts(
+        str(gateway),
+        str(name),
+        int(version),
+        int(requests),
+        int(errors),
+        str(last_error)[:2000] if last_error is not None else None,
+    )
+
+
+def _fresh_folder(folder: Path) -> None:
+    """The cell's private temp folder, empty at every start (nothing of a dead cell's is kept)."""
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, mode=0o700)
+
+
+class CellEvents:
+    """What the cell set tells its supervisor (the reporter, the front's routes)."""
+
+    def ready(self, slot: Slot, cell: Cell) -> None: ...
+
+    def restarting(self, slot: Slot, cause: str) -> None: ...
+
+    def stopped(self, slot: Slot) -> None: ...
+
+    def cell_counts(self, slot: Slot, items: list[FunctionCounts]) -> None: ...
+
+    def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None: ...
+
+
+@dataclass
+class _SlotState:
+    cell: Cell | None = None
+    live: dict[str, PublishedFunction] = field(default_factory=dict)  # name -> row live in the cell
+    names: set[str] = field(default_factory=set)  # published names sent here (live or failed)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    deaths: int = 0
+    restarts: int = 0
+    last_cause: str | None = None
+
+
+class CellSet:
+    """The cells of one supervisor, one per (gateway, environment) slot."""
+
+    def __init__(
+        self,
+        make_spec: Callable[[Slot], CellSpec],
+        events: CellEvents,
+        zygote: Zygote,
+        *,
+        keep_empty: bool = False,
+    ) -> None:
+        self._make_spec = make_spec
+        self.events = events
+        self._zygote = zygote
+        self._slots: dict[Slot, _SlotState] = {}
+        self._lock = threading.Lock()
+        self._stopping = False
+        self.keep_empty = keep_empty  # production's one cell serves (404s) even with nothing published
+        self.quarantined: dict[tuple[str, str, int, str], str] = {}  # (gateway, name, version, hash)
+
+    # what the watcher calls (its reader thread) ---------------------------------------------------
+    def load(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
+        results: dict[int, LiveVersion | LoadError] = {}
+        by_slot: dict[Slot, list[tuple[int, PublishedFunction]]] = {}
+        for index, row in enumerate(rows):
+            by_slot.setdefault((row.gateway, row.name.split("/", 1)[0]), []).append((index, row))
+        for slot, items in by_slot.items():
+            for index, result in zip(
+                (i for i, _ in items), self._load_slot(slot, [r for _, r in items]), strict=True
+            ):
+                results[index] = result
+        return [results[i] for i in range(len(rows))]
+
+    def remove(self, gateway: str, name: str, version: int | None = None) -> None:
+        """Unload `name` from its cell; a removal older than the version live there is ignored (the
+        function was deleted and created again). A cell left with nothing stops."""
+        slot = (gateway, name.split("/", 1)[0])
+        state = self._slots.get(slot)
+        if state is None:
+            return
+        with state.lock:
+            live = state.live.get(name)
+            if version is not None and live is not None and live.version > version:
+                return
+            state.live.pop(name, None)
+            state.names.discard(name)
+            if state.cell is not None:
+                state.cell.send(("remove", [(gateway, name, version)]))
+            if not state.names and not self.keep_empty:
+                self._stop_slot(slot, state)
+
+    def ensure(self, slot: Slot) -> Cell | None:
+        """The slot's cell, started (and ready) if it was not."""
+        state = self._state(slot)
+        with state.lock:
+            return self._ensure(slot, state)
+
+    def spec_of(self, slot: Slot) -> CellSpec | None:
+        state = self._slots.get(slot)
+        cell = state.cell if state is not None else None
+        return cell.spec if cell is not None and cell.ready.is_set() and not cell.dead.is_set() else None
+
+    def status(self) -> list[dict[str, Any]]:
+        out = []
+        for (gateway, env), state in sorted(self._slots.items()):
+            cell = state.cell
+            out.append(
+                {
+                    "gateway": gateway,
+                    "env": env,
+                    "pid": cell.pid if cell else None,
+                    "ready": bool(cell and cell.ready.is_set() and not cell.dead.is_set()),
+                    "functions": len(state.live),
+                    "restarts": state.restarts,
+                    "last_exit": state.last_cause,
+                    "sandbox": cell.sandbox if cell else None,
+                }
+            )
+        return out
+
+    def quarantine_list(self) -> list[dict[str, Any]]:
+        return [
+            {"gateway": g, "name": n, "version": v, "cause": cause}
+            for (g, n, v, _), cause in sorted(self.quarantined.items())
+        ]
+
+    def stop_all(self) -> None:
+        self._stopping = True
+        for slot, state in list(self._slots.items()):
+            with state.lock:
+                self._stop_slot(slot, state)
+
+    # internals -----------------------------------------------------------------------------------
+    def _state(self, slot: Slot) -> _SlotState:
+        with self._lock:
+            state = self._slots.get(slot)
+            if state is None:
+                state = self._slots[slot] = _SlotState()
+            return state
+
+    def _ensure(self, slot: Slot, state: _SlotState) -> Cell | None:
+        if state.cell is not None and not state.cell.dead.is_set():
+            return state.cell if state.cell.wait_ready() else None
+        if self._stopping:
+            return None
+        return self._start(slot, state)
+
+    def _start(self, slot: Slot, state: _SlotState) -> Cell | None:
+        """Start the slot's cell and give it back what was live; None if it cannot come up."""
+        for attempt, delay in enumerate(RESTART_DELAYS_S):
+            if self._stopping:
+                return None
+            if delay and attempt:
+                time.sleep(delay)
+            cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited)
+            state.cell = cell
+            cell.start()
+            if not cell.wait_ready():
+                cell.kill()
+                cell.dead.wait(5.0)
+                state.last_cause = f"did not start: {describe_exit(cell.exitcode)}"
+                continue
+            if self._reload(slot, state, cell):
+                self.events.ready(slot, cell)
+                return cell
+        logger.error("cell %s/%s cannot start: %s", *slot, state.last_cause)
+        return None
+
+    def _reload(self, slot: Slot, state: _SlotState, cell: Cell) -> bool:
+        """Load what was live into a fresh cell; a row that now kills it is dropped (and reported)."""
+        rows = list(state.live.values())
+        if not rows:
+            return True
+        try:
+            cell.load(rows)
+            return True
+        except CellDied:
+            pass
+        # one of them kills the cell: find it, one load at a time, each in a cell of its own
+        for row in rows:
+            probe = Cell(self._make_spec(slot), self._zygote, self._counts, lambda cell: None)
+            probe.start()
+            if not probe.wait_ready():
+                return False
+            try:
+                probe.load([row])
+            except CellDied as died:
+                cause = f"killed its cell at load: {died}"
+                state.live.pop(row.name, None)
+                self._quarantine(row, cause)
+                self.events.lost(slot, row, cause)
+            finally:
+                probe.stop()
+        # the survivors, together, in a fresh cell
+        cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited)
+        state.cell = cell
+        cell.start()
+        if not cell.wait_ready():
+            return False
+        try:
+            cell.load(list(state.live.values()))
+        except CellDied:
+            return False
+        return True
+
+    def _load_slot(self, slot: Slot, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
+        state = self._state(slot)
+        with state.lock:
+            state.names.update(row.name for row in rows)
+            out: list[LiveVersion | LoadError | None] = [None] * len(rows)
+            todo: list[int] = []
+            for i, row in enumerate(rows):
+                cause = self.quarantined.get((row.gateway, row.name, row.version, row.bundle_hash))
+                if cause is not None:
+                    out[i] = LoadError(cause)
+                else:
+                    todo.append(i)
+            cell = self._ensure(slot, state)
+            if cell is None:
+                for i in todo:
+                    out[i] = LoadError(f"its cell cannot start: {state.last_cause or 'unknown cause'}")
+                return [r for r in out if r is not None]
+            try:
+                answers = cell.load([rows[i] for i in todo])
+                for i, answer in zip(todo, answers, strict=True):
+                    out[i] = self._result(state, rows[i], answer)
+            except CellDied:
+                # the batch killed the cell: bring it back with what was live, then each load alone;
+                # one that kills it a second time is quarantined
+                for i in todo:
+                    out[i] = self._load_alone(slot, state, rows[i])
+            return [r if r is not None else LoadError("not loaded") for r in out]
+
+    def _load_alone(self, slot: Slot, state: _SlotState, row: PublishedFunction) -> LiveVersion | LoadError:
+        cell = self._ensure(slot, state)
+        if cell is None:
+            return LoadError(f"its cell cannot start: {state.last_cause or 'unknown cause'}")
+        try:
+            return self._result(state, row, cell.load([row])[0])
+        except CellDied as died:
+            cause = f"killed its cell at load: {died}"
+            self._quarantine(row, cause)
+            self._ensure(slot, state)  # back up, with what was live before
+            if state.cell is not None:
+                state.cell.send(("fail", row.gateway, row.name, row.version, cause))
+            return LoadError(cause)
+
+    def _quarantine(self, row: PublishedFunction, cause: str) -> None:
+        logger.error("runtime: %s/%s v%d quarantined: %s", row.gateway, row.name, row.version, cause)
+        self.quarantined[(row.gateway, row.name, row.version, row.bundle_hash)] = cause
+
+    def _result(self, state: _SlotState, row: PublishedFunction, answer: Any) -> LiveVersion | LoadError:
+        if not isinstance(answer, dict) or not answer.get("ok"):
+            summary = answer.get("summary") if isinstance(answer, dict) else None
+            trace = answer.get("traceback") if isinstance(answer, dict) else None
+            return LoadError(str(summary or "failed to load"), str(trace or ""))
+        state.live[row.name] = row
+        return _mirror(row, float(answer.get("load_ms") or 0.0))
+
+    def _counts(self, cell: Cell, items: list[FunctionCounts]) -> None:
+        if items:
+            self.events.cell_counts((cell.spec.gateway, cell.spec.env), items)
+
+    def _exited(self, cell: Cell) -> None:
+        """A cell's channel closed: a stop we asked for, or a death to recover from."""
+        slot = (cell.spec.gateway, cell.spec.env)
+        state = self._slots.get(slot)
+        if state is None or cell.stopping or self._stopping or state.cell is not cell:
+            return
+        cause = describe_exit(cell.exitcode)
+        state.deaths += 1
+        state.last_cause = cause
+        logger.warning("runtime: cell %s/%s %s; restarting it", *slot, cause)
+        self.events.restarting(slot, cause)
+        threading.Thread(target=self._restart, args=(slot, state, cell), daemon=True).start()
+
+    def _restart(self, slot: Slot, state: _SlotState, dead: Cell) -> None:
+        with state.lock:
+            if state.cell is not dead:  # a load already brought it back
+                return
+            state.restarts += 1
+            if time.monotonic() - dead.started_at < STABLE_AFTER_S:
+                time.sleep(min(5.0, 0.1 * 2 ** min(state.deaths, 6)))
+            self._start(slot, state)
+
+    def _stop_slot(self, slot: Slot, state: _SlotState) -> None:
+        cell, state.cell = state.cell, None
+        if cell is not None:
+            cell.stop()
+            shutil.rmtree(cell.spec.temp_dir, ignore_errors=True)
+            self.events.stopped(slot)
+
+
+def _mirror(row: PublishedFunction, load_ms: float) -> LiveVersion:
+    """What the supervisor's registry holds for a version live in a cell: its identity, not its code."""
+    return LiveVersion(
+        gateway=row.gateway,
+        name=row.name,
+        version=row.version,
+        semver=row.semver,
+        methods=frozenset(row.methods),
+        config={},
+        main=_in_cell,
+        is_async=False,
+        timeout_s=row.timeout_s,
+        loaded_at=time.time(),
+        bundle_hash=row.bundle_hash,
+        load_ms=load_ms,
+    )
+
+
+def _in_cell(*_: Any) -> Any:
+    raise RuntimeError("this version runs in its cell, not in the supervisor")
+
+
+def probe_sandbox() -> list[str]:
+    """The protections a cell started now would run without, each with its reason: a throwaway child
+    applies the sandbox and reports (for `fnstage up`'s start-up message, before any cell exists)."""
+    import json
+    import tempfile
+
+    from fnstage.runtime import sandbox
+
+    folder = tempfile.mkdtemp(prefix="fnstage-probe-")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.close(read)
+            policy = sandbox.default_policy(folder, key="probe/sandbox", keep_fds=[0, 1, 2, write])
+            report = sandbox.apply(policy)
+            os.write(write, json.dumps([str(p) for p in report.missing]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        data = answer.read()
+    os.waitpid(pid, 0)
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        missing = json.loads(data)
+    except ValueError:
+        return ["sandbox: the probe could not report (see the runtime log)"]
+    return [str(m) for m in missing]

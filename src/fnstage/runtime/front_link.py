@@ -1,0 +1,107 @@
+"""The supervisor's front: its public port, routing each request to the cell of its (gateway, env).
+
+The front (`fnstage.front`) knows nothing of cells; this is where the supervisor tells it which cell
+listens where (ready), which is coming back (restarting: 503 with Retry-After) and which is gone
+(stopped: 404), and answers the front's own `/_fnstage/` paths: `health`, and `status`, which says
+which cells run and which sandbox protections are missing (no secrets: open to anyone who can reach
+the port, like a cell's health).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
+
+from fnstage.front import Front, InternalRequest, InternalResponse, RouteTable
+
+if TYPE_CHECKING:
+    from fnstage.runtime.supervisor import Supervisor, SupervisorSettings
+
+Slot = tuple[str, str]
+_JSON = [(b"content-type", b"application/json")]
+
+
+class FrontLink:
+    def __init__(self, supervisor: Supervisor, settings: SupervisorSettings) -> None:
+        self.supervisor = supervisor
+        self.routes = RouteTable()
+        self.front = Front(
+            self.routes,
+            host=settings.host,
+            port=settings.port,
+            domain=settings.domain,
+            internal=self._internal,
+        )
+
+    async def start(self) -> None:
+        await self.front.start()
+
+    async def close(self) -> None:
+        await self.front.stop()
+
+    # what the cells' events say (any thread: the route table is thread-safe) ------------------------
+    def cell_ready(self, slot: Slot, uds: Path) -> None:
+        self.routes.set(slot[0], slot[1], f"unix:{uds}")
+
+    def cell_restarting(self, slot: Slot, cause: str) -> None:
+        self.routes.set_starting(slot[0], slot[1])
+
+    def cell_stopped(self, slot: Slot) -> None:
+        self.routes.remove(slot[0], slot[1])
+
+    async def _internal(self, request: InternalRequest) -> InternalResponse:
+        what = request.path[len("/_fnstage/") :].split("?", 1)[0].rstrip("/")
+        if what == "health":
+            return _json(200, {"status": "ok", "cells": len(self.routes)})
+        authorized = _authorized(request, self.supervisor.control_key)
+        if what == "status":
+            return _json(200, self.supervisor.status() if authorized else self.supervisor.public_status())
+        if not authorized:
+            return _error(401, "unauthorized", "internal endpoints need the runtime's token")
+        if what == "logs":
+            return await self._logs(request)
+        return _error(404, "not_found", f"no internal endpoint {request.path}")
+
+    async def _logs(self, request: InternalRequest) -> InternalResponse:
+        """A function's recent invocations, from its cell (which alone keeps them)."""
+        import httpx
+
+        query = dict(parse_qsl(request.query_string.decode("latin-1")))
+        gateway, name = query.get("gateway", ""), query.get("name", "")
+        where = self.supervisor.cell_socket((gateway, name.split("/", 1)[0]))
+        if where is None:
+            return _json(200, {"invocations": []})
+        uds, key = where
+        transport = httpx.AsyncHTTPTransport(uds=str(uds))
+        async with httpx.AsyncClient(transport=transport, timeout=5.0) as client:
+            try:
+                answer = await client.get(
+                    "http://cell/_fnstage/logs",
+                    params={"gateway": gateway, "name": name},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+            except httpx.HTTPError as exc:
+                return _error(502, "cell_unavailable", f"the cell of {gateway}/{name} did not answer: {exc}")
+        return InternalResponse(answer.status_code, _JSON, answer.content)
+
+
+def _authorized(request: InternalRequest, key: str) -> bool:
+    given = next((v for k, v in request.headers if k.lower() == b"authorization"), b"")
+    return hmac.compare_digest(given, f"Bearer {key}".encode())
+
+
+def _json(status: int, body: object) -> InternalResponse:
+    return InternalResponse(status, list(_JSON), json.dumps(body, default=str).encode())
+
+
+def _error(status: int, code: str, message: str) -> InternalResponse:
+    return _json(status, {"error": {"code": code, "message": message}})
+
+
+async def start_front(supervisor: Supervisor, settings: SupervisorSettings) -> FrontLink:
+    link = FrontLink(supervisor, settings)
+    await link.start()
+    return link

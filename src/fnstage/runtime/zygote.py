@@ -1,0 +1,178 @@
+"""The zygote: a process that has imported the runtime and nothing else, and forks cells on request.
+
+A cell forked from it starts in milliseconds and shares the zygote's pages (the interpreter, granian,
+the runtime) until it writes to them, so a cell costs a few megabytes of its own instead of an
+interpreter start. The zygote is started clean: a fresh interpreter with an environment that holds no
+credential, no connection and no secret, so a cell inherits nothing of the supervisor.
+
+Why not `multiprocessing`'s forkserver: it sends each child the parent's preparation data, and the
+child then re-imports the parent's `__main__` (the whole CLI, for `python -m fnstage`), which costs
+seconds on a busy machine and runs code a cell has no use for.
+
+Protocol, on a SOCK_SEQPACKET socketpair (one message a packet): the supervisor sends
+`("fork", request_id, CellSpec)` pickled, with the cell's channel as an attached file descriptor; the
+zygote answers `("forked", request_id, pid)` and, when a cell ends, `("exited", pid, code)` (code as
+`multiprocessing` gives it: the exit status, or minus the signal that killed it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+MAX_PACKET = 1 << 20
+
+
+def main(fd: int) -> None:
+    """The zygote process: `python -c 'from fnstage.runtime.zygote import main; main(FD)'`."""
+    from fnstage.runtime.cell import run_cell  # what every cell runs: imported once, here
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    control = socket.socket(fileno=fd)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd hears of it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the supervisor, which stops cells
+    while True:
+        ready, _, _ = select.select([control, wake_read], [], [])
+        if wake_read in ready:
+            os.read(wake_read, 4096)
+        _reap(control)
+        if control not in ready:
+            continue
+        try:
+            data, fds, _, _ = socket.recv_fds(control, MAX_PACKET, 1)
+        except OSError:
+            data, fds = b"", []
+        if not data:  # the supervisor is gone: so are its cells (their parent-death signal)
+            os._exit(0)
+        _, request, spec = pickle.loads(data)
+        pid = os.fork()
+        if pid == 0:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            control.close()
+            os.close(wake_read)
+            os.close(wake_write)
+            code = 1
+            try:
+                run_cell(spec, Connection(fds[0]))
+                code = 0
+            finally:
+                os._exit(code)
+        for descriptor in fds:
+            os.close(descriptor)
+        control.send(pickle.dumps(("forked", request, pid)))
+
+
+def _reap(control: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        control.send(pickle.dumps(("exited", pid, code)))
+
+
+class Zygote:
+    """The supervisor's handle on its zygote: start it, fork cells, hear when they exit."""
+
+    def __init__(self, environment: dict[str, str] | None = None) -> None:
+        self._environment = environment
+        self._process: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._requests = 0
+        self._forked: dict[int, tuple[threading.Event, list[int]]] = {}
+        self._exits: dict[int, int] = {}
+        self._on_exit: dict[int, Callable[[int], None]] = {}
+
+    def start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        command = f"from fnstage.runtime.zygote import main; main({theirs.fileno()})"
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", command],
+            pass_fds=[theirs.fileno()],
+            env=self._environment if self._environment is not None else clean_environment(),
+            cwd="/",
+        )
+        theirs.close()
+        self._control = ours
+        threading.Thread(target=self._read, name="fnstage-zygote", daemon=True).start()
+
+    def fork(self, spec: Any, channel_fd: int, on_exit: Callable[[int], None], timeout: float = 30.0) -> int:
+        """Fork a cell running `run_cell(spec, channel)`; `on_exit(code)` is called when it ends."""
+        assert self._control is not None
+        done = threading.Event()
+        answer: list[int] = []
+        with self._lock:
+            self._requests += 1
+            request = self._requests
+            self._forked[request] = (done, answer)
+        socket.send_fds(self._control, [pickle.dumps(("fork", request, spec))], [channel_fd])
+        if not done.wait(timeout) or not answer:
+            raise RuntimeError("the zygote did not fork the cell (is it running? see the runtime log)")
+        pid = answer[0]
+        with self._lock:
+            code = self._exits.pop(pid, None)
+            if code is None:
+                self._on_exit[pid] = on_exit
+        if code is not None:
+            on_exit(code)
+        return pid
+
+    def stop(self) -> None:
+        if self._control is not None:
+            self._control.close()
+        if self._process is not None:
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    def _read(self) -> None:
+        assert self._control is not None
+        while True:
+            try:
+                data = self._control.recv(MAX_PACKET)
+            except OSError:
+                return
+            if not data:
+                return
+            message = pickle.loads(data)  # from the zygote, which runs no function code
+            if message[0] == "forked":
+                with self._lock:
+                    done, answer = self._forked.pop(message[1])
+                answer.append(message[2])
+                done.set()
+            elif message[0] == "exited":
+                _, pid, code = message
+                with self._lock:
+                    callback = self._on_exit.pop(pid, None)
+                    if callback is None:
+                        self._exits[pid] = code
+                if callback is not None:
+                    callback(code)
+
+
+def clean_environment() -> dict[str, str]:
+    """What a cell may inherit of this process's environment: nothing that names a store or a token."""
+    keep = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR", "PYTHONPATH", "FNSTAGE_SANDBOX_DISABLE")
+    return {k: v for k, v in os.environ.items() if k in keep or k.startswith("FNSTAGE_WATCHDOG_")}
