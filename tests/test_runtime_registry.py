@@ -94,3 +94,16 @@ def test_failure_older_than_live_is_not_recorded() -> None:
     registry.apply(live(3))
     registry.record_failure("demo", "dev/user/me", 2, LoadError("late"))
     assert registry.failures() == []
+
+
+def test_the_same_number_with_another_bundle_replaces_the_live_version() -> None:
+    """A version is its number and its bundle's hash: a published row rewritten behind the control
+    plane's back (same number, other code) must not leave the old code live, nor hide the new."""
+    from dataclasses import replace
+
+    registry = Registry()
+    registry.apply(replace(live(3), bundle_hash="a" * 64))
+    other = replace(live(3), bundle_hash="b" * 64)
+    assert registry.apply(other)
+    assert registry.get("demo", "dev/user/me") is other
+    assert not registry.apply(replace(live(3), bundle_hash="b" * 64))  # the same code again: nothing

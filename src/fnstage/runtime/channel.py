@@ -9,8 +9,9 @@ and dataclasses as they are, with no copy through base64.
 
 from __future__ import annotations
 
-import json
 import threading
+from json import dumps as _dumps  # bound now: a function that patches json.dumps changes its own code,
+from json import loads as _loads  # never the channel that reports its cell's work
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -42,7 +43,7 @@ class SupervisorEnd:
             data = self.conn.recv_bytes(MAX_CELL_MESSAGE_BYTES)
         except (OSError, EOFError) as exc:
             raise ChannelClosed(str(exc)) from exc
-        message = json.loads(data)
+        message = _loads(data)
         if not isinstance(message, dict) or not isinstance(message.get("t"), str):
             raise ValueError("a cell message is a JSON object with a string 't'")
         return message
@@ -59,7 +60,7 @@ class CellEnd:
         self._send_lock = threading.Lock()
 
     def send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message, separators=(",", ":"), default=str).encode()
+        data = _dumps(message, separators=(",", ":"), default=str).encode()
         try:
             with self._send_lock:
                 self.conn.send_bytes(data)

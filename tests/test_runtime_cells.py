@@ -1,0 +1,209 @@
+"""Cells, through a real zygote: loads, deaths, restarts, quarantine; and the channel's trust rules."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from collections.abc import Iterator
+from multiprocessing import Pipe
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fnstage.build import build
+from fnstage.runtime.cell import CellSpec
+from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot, describe_exit
+from fnstage.runtime.channel import CellEnd, SupervisorEnd
+from fnstage.runtime.loader import LiveVersion, LoadError
+from fnstage.runtime.supervisor import EnvironmentFeed
+from fnstage.runtime.zygote import Zygote
+from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def row(name: str, version: int, body: str, gateway: str = "demo") -> PublishedFunction:
+    bundle = build({"index.py": body}, "index.py")
+    return PublishedFunction(
+        gateway,
+        name,
+        version,
+        f"0.{version}.0",
+        "index.py",
+        bundle.compiled,
+        dict(bundle.files),
+        bundle.hash,
+        ["GET"],
+        {},
+        version,
+    )
+
+
+ANSWER = "def main(ctx):\n    return {'version': %d}\n"
+
+
+class Events(CellEvents):
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, Slot, Any]] = []
+
+    def ready(self, slot: Slot, cell: Cell) -> None:
+        self.seen.append(("ready", slot, cell.pid))
+
+    def restarting(self, slot: Slot, cause: str) -> None:
+        self.seen.append(("restarting", slot, cause))
+
+    def stopped(self, slot: Slot) -> None:
+        self.seen.append(("stopped", slot, None))
+
+    def cell_counts(self, slot: Slot, items: list[FunctionCounts]) -> None:
+        self.seen.append(("counts", slot, items))
+
+    def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None:
+        self.seen.append(("lost", slot, cause))
+
+
+@pytest.fixture(scope="module")
+def zygote() -> Iterator[Zygote]:
+    z = Zygote()
+    z.start()
+    yield z
+    z.stop()
+
+
+@pytest.fixture
+def cells(zygote: Zygote, tmp_path: Path) -> Iterator[tuple[CellSet, Events]]:
+    events = Events()
+
+    def spec(slot: Slot) -> CellSpec:
+        folder = tmp_path / f"{slot[0]}.{slot[1]}"
+        return CellSpec(slot[0], slot[1], folder, "key", uds=folder / "cell.sock")
+
+    cell_set = CellSet(spec, events, zygote)
+    yield cell_set, events
+    cell_set.stop_all()
+
+
+def get(cell_set: CellSet, slot: Slot, path: str) -> httpx.Response:
+    spec = cell_set.spec_of(slot)
+    assert spec is not None and spec.uds is not None
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(spec.uds)), timeout=10) as client:
+        return client.get(f"http://{slot[0]}.{slot[1]}.localhost{path}")
+
+
+def test_a_cell_starts_on_its_first_function_and_serves_it(cells: tuple[CellSet, Events]) -> None:
+    cell_set, events = cells
+    [result] = cell_set.load([row("dev/user/me", 1, ANSWER % 1)])
+    assert isinstance(result, LiveVersion) and result.version == 1
+    assert get(cell_set, ("demo", "dev"), "/user/me").json() == {"version": 1}
+    assert [kind for kind, *_ in events.seen] == ["ready"]
+    cell_set.remove("demo", "dev/user/me")
+    assert cell_set.spec_of(("demo", "dev")) is None  # nothing left: the cell stopped
+    assert events.seen[-1][0] == "stopped"
+
+
+def test_a_load_that_kills_its_cell_twice_is_quarantined_and_the_good_version_serves(
+    cells: tuple[CellSet, Events],
+) -> None:
+    cell_set, _ = cells
+    cell_set.load([row("dev/user/me", 1, ANSWER % 1), row("dev/other", 1, ANSWER % 7)])
+    killer = "import os\nos._exit(3)\n" + ANSWER % 2
+    [result] = cell_set.load([row("dev/user/me", 2, killer)])
+    assert isinstance(result, LoadError)
+    assert result.summary == "killed its cell at load: exit code 3"
+    # the cell came back with what was live before: the good version and the other function
+    assert get(cell_set, ("demo", "dev"), "/user/me").json() == {"version": 1}
+    assert get(cell_set, ("demo", "dev"), "/other").json() == {"version": 7}
+    assert [q["cause"] for q in cell_set.quarantine_list()] == ["killed its cell at load: exit code 3"]
+    # a quarantined version is never loaded again (a resync would otherwise kill the cell again)
+    [again] = cell_set.load([row("dev/user/me", 2, killer)])
+    assert isinstance(again, LoadError) and "killed its cell" in again.summary
+    assert get(cell_set, ("demo", "dev"), "/user/me").json() == {"version": 1}
+
+
+def test_a_cell_that_dies_serving_is_restarted_with_its_functions(cells: tuple[CellSet, Events]) -> None:
+    cell_set, events = cells
+    crash = "import os\ndef main(ctx):\n    if ctx.query.get('die'):\n        os._exit(9)\n    return 'ok'\n"
+    cell_set.load([row("prod/crashy", 1, crash)])
+    with pytest.raises(httpx.HTTPError):
+        get(cell_set, ("demo", "prod"), "/crashy?die=1")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if [e for e in events.seen if e[0] == "ready"][1:]:
+            break
+        time.sleep(0.05)
+    assert ("restarting", ("demo", "prod"), "exit code 9") in events.seen
+    assert get(cell_set, ("demo", "prod"), "/crashy").text == "ok"
+
+
+def test_cells_of_two_environments_do_not_share_a_process(cells: tuple[CellSet, Events]) -> None:
+    cell_set, _ = cells
+    patch = "import json\njson.dumps = lambda *a, **k: 'patched'\ndef main(ctx):\n    return json.dumps(1)\n"
+    cell_set.load([row("dev/patch", 1, patch), row("prod/plain", 1, "import json\n" + ANSWER % 1)])
+    assert get(cell_set, ("demo", "dev"), "/patch").text == "patched"
+    assert get(cell_set, ("demo", "prod"), "/plain").json() == {"version": 1}
+    dev, prod = cell_set.spec_of(("demo", "dev")), cell_set.spec_of(("demo", "prod"))
+    assert dev is not None and prod is not None and dev.uds != prod.uds
+
+
+def test_the_supervisor_never_unpickles_what_a_cell_sends() -> None:
+    ours, theirs = Pipe(duplex=True)
+    supervisor = SupervisorEnd(ours)
+    evil = pickle.dumps(("ready",))  # a pickle is code for whoever loads it
+    theirs.send_bytes(evil)
+    with pytest.raises(ValueError):
+        supervisor.receive()
+    CellEnd(theirs).send({"t": "ready", "pid": 1})
+    assert supervisor.receive() == {"t": "ready", "pid": 1}
+    theirs.send_bytes(json.dumps(["not", "an", "object"]).encode())
+    with pytest.raises(ValueError):
+        supervisor.receive()
+
+
+def test_counts_a_cell_sends_for_another_environment_are_ignored(cells: tuple[CellSet, Events]) -> None:
+    from fnstage.runtime.cells import _counts
+
+    spec = CellSpec("demo", "dev", Path("/nonexistent"), "key")
+    assert _counts(["demo", "dev/a", 1, 5, 1, "KeyError"], spec) == FunctionCounts("demo", "dev/a", 1, 5, 1, "KeyError")
+    assert _counts(["demo", "prod/a", 1, 5, 1, None], spec) is None
+    assert _counts(["other", "dev/a", 1, 5, 1, None], spec) is None
+
+
+def test_exit_codes_are_described_for_people() -> None:
+    assert describe_exit(3) == "exit code 3"
+    assert describe_exit(-11) == "killed by SIGSEGV"
+    assert describe_exit(-9) == "killed by SIGKILL (out of memory?)"
+    assert describe_exit(None) == "stopped answering"
+
+
+class _Log:
+    database_dir = None
+
+    def __init__(self, events: list[FeedEvent]) -> None:
+        self.events = events
+
+    def events_after(self, positions: dict[str, int], gateway: str | None) -> list[FeedEvent] | None:
+        return self.events
+
+    def snapshot(self, gateway: str | None) -> tuple[list[PublishedFunction], dict[str, int]]:
+        return [row("dev/a", 1, ANSWER % 1), row("prod/b", 1, ANSWER % 1)], {"demo": 2}
+
+    def fetch(self, gateway: str, names: list[str]) -> list[PublishedFunction]:
+        return [row(n, 1, ANSWER % 1) for n in names]
+
+    def change_token(self) -> int:
+        return 1
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_runtime_of_one_environment_sees_only_its_rows_and_still_moves_forward() -> None:
+    events = [FeedEvent("demo", 5, "dev/a", 3, "upsert"), FeedEvent("demo", 6, "dev/b", 1, "delete")]
+    feed = EnvironmentFeed(_Log(events), "prod")
+    mine = feed.events_after({"demo": 4}, "demo")
+    assert mine == [FeedEvent("demo", 6, "", 0, "skip")]  # nothing of dev, but the position moves on
+    assert [r.name for r in feed.snapshot("demo")[0]] == ["prod/b"]
+    assert feed.fetch("demo", ["dev/a", "prod/b"])[0].name == "prod/b"
