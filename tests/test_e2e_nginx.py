@@ -1,5 +1,6 @@
 """The example reverse-proxy config (deploy/nginx/fnstage.conf), tested with Debian's nginx in front of
-a gateway-bound `fnstage runtime`: the seed's public URL works through it."""
+one cell per environment of a gateway (`fnstage runtime --gateway demo --env ENV`): the seed's public
+URL works through it."""
 
 from __future__ import annotations
 
@@ -33,26 +34,20 @@ if not Path(NGINX).exists():
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UpProcess, int]]:
     root = tmp_path_factory.mktemp("nginx")
-    with UpProcess(root / "up") as up:
-        runtime_port, nginx_port = free_port(), free_port()
-        runtime = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fnstage",
-                "runtime",
-                "--gateway",
-                "demo",
-                "--port",
-                str(runtime_port),
-                "--data",
-                str(up.data_dir),
-                "--log-level",
-                "warning",
-            ],
-            env=up.env,
-        )
-        conf = CONFIG.read_text().replace("127.0.0.1:8481", f"127.0.0.1:{runtime_port}")
+    with UpProcess(root / "up", with_runtime=False) as up:
+        ports = {env: free_port() for env in ("dev", "staging", "prod")}
+        nginx_port = free_port()
+        cells = {
+            env: subprocess.Popen(
+                [sys.executable, "-m", "fnstage", "runtime", "--gateway", "demo", "--env", env]
+                + ["--port", str(port), "--data", str(up.data_dir), "--log-level", "warning"],
+                env=up.env,
+            )
+            for env, port in ports.items()
+        }
+        conf = CONFIG.read_text()
+        for env, default in (("dev", 8481), ("staging", 8482), ("prod", 8483)):
+            conf = conf.replace(f"127.0.0.1:{default}", f"127.0.0.1:{ports[env]}")
         conf = conf.replace("listen 80;", f"listen 127.0.0.1:{nginx_port};")
         (root / "logs").mkdir()
         (root / "nginx.conf").write_text(
@@ -63,14 +58,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UpProcess,
         (root / "tmp").mkdir()
         nginx = subprocess.Popen([NGINX, "-p", str(root), "-c", "nginx.conf", "-g", "daemon off;"])
         try:
-            _wait(lambda: httpx.get(f"http://127.0.0.1:{runtime_port}/_fnstage/health").status_code == 200)
+            for port in ports.values():
+                _wait(
+                    lambda port=port: httpx.get(f"http://127.0.0.1:{port}/_fnstage/health").status_code == 200
+                )
             _wait(lambda: httpx.get(f"http://127.0.0.1:{nginx_port}/").status_code > 0)
             yield up, nginx_port
         finally:
             nginx.terminate()
-            runtime.terminate()
+            for cell in cells.values():
+                cell.terminate()
             nginx.wait(10)
-            runtime.wait(10)
+            for cell in cells.values():
+                cell.wait(15)
 
 
 def _wait(check: Callable[[], bool], timeout: float = 20) -> None:
@@ -94,14 +94,18 @@ def test_the_public_url_reaches_the_gateways_runtime(stack: tuple[UpProcess, int
         tmp_path / "fn", {"index.py": "def main(ctx):\n    return {'env': ctx.env, 'path': ctx.path}\n"}
     )
     cli.run("push", str(src), "dev/user/me", "--wait")
+    cli.run("promote", "dev/user/me", "--to", "staging", "--semver", "1.0.0-rc.1", "--note", "QA", "--wait")
     cli.env["FNSTAGE_GATEWAY"] = "other"
-    cli.run("push", str(src), "dev/user/me", "--wait")
+    cli.run("push", str(src), "dev/user/me")  # no cell serves gateway other behind this proxy
 
     def get(host: str, path: str = "/user/me") -> httpx.Response:
         return httpx.get(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
 
     r = get("demo.dev.api.example.com")
     assert r.status_code == 200 and r.json()["env"] == "dev", (r.status_code, r.text, r.headers)
+    r = get("demo.staging.api.example.com")  # the staging cell, on a port of its own
+    assert r.status_code == 200 and r.json()["env"] == "staging", (r.status_code, r.text)
     assert get("demo.prod.api.example.com").status_code == 404  # not in prod
+    assert get("demo.test.api.example.com").status_code == 404  # no such environment
     assert get("other.dev.api.example.com").status_code == 404  # no runtime mapped for that gateway here
     assert get("demo.dev.api.example.com", "/_fnstage/status").status_code == 404  # internal stays internal

@@ -1,12 +1,13 @@
 """Runaway functions (issue 7, part 3): a CPU loop (sync and async), a sleep without end, an allocation
 without bound. The stuck request answers 504 (or 500 for memory) within its limit plus a margin, the
-gateway's other functions keep answering, a worker that cannot be recovered in place is replaced by a
-fresh one (granian respawns it; its watcher resyncs), and every event shows in status and the log.
+gateway's other functions keep answering, a cell that cannot be recovered in place is replaced by a
+fresh one (its supervisor starts it again with what was live), and every event shows in status and the
+log; another environment's cell never notices.
 
-Against a real `fnstage up` (one runtime worker, as a laptop runs it) and a `fnstage runtime` with two
-workers (as a host runs it). Limits: every function has a 1 s time limit; the watchdog's margin is
-0.5 s; the worker's memory headroom 256 MiB. The machine is shared and loaded: the bounds below allow
-for it (a 1 s limit must answer within 4 s), and every wait is bounded.
+Against a real `fnstage up` (a cell per environment, as a laptop runs it) and a `fnstage runtime` (as a
+host runs it). Limits: every function has a 1 s time limit; the watchdog's margin is 0.5 s; the cell's
+memory headroom 256 MiB. The machine is shared and loaded: the bounds below allow for it (a 1 s limit
+must answer within 4 s), and every wait is bounded.
 """
 
 from __future__ import annotations
@@ -62,18 +63,21 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
         yield process
 
 
-def get(base: str, name: str, timeout: float = 30) -> httpx.Response:
-    return httpx.get(f"{base}/{name}", headers={"Host": "demo.dev.localhost"}, timeout=timeout)
+def get(base: str, name: str, timeout: float = 30, env: str = "dev") -> httpx.Response:
+    return httpx.get(f"{base}/{name}", headers={"Host": f"demo.{env}.localhost"}, timeout=timeout)
 
 
-def status(up: UpProcess, base: str) -> dict[str, Any]:
-    """A runtime's `/_fnstage/status`, with the token it registered with the control plane."""
+def status(up: UpProcess, base: str, env: str = "dev") -> dict[str, Any]:
+    """The `/_fnstage/status` of the cell serving demo's `env`, read through its runtime with the token
+    the runtime registered with the control plane."""
     with sqlite3.connect(up.data_dir / "fnstage.db") as db:
         keys = [row[0] for row in db.execute("select control_key from runtimes")]
     for key in keys:
         r = httpx.get(f"{base}/_fnstage/status", headers={"Authorization": f"Bearer {key}"}, timeout=10)
         if r.status_code == 200:
-            return dict(r.json())
+            cells = [c for c in r.json()["cells"] if (c["gateway"], c["env"]) == ("demo", env)]
+            assert cells and "status" in cells[0], r.json()
+            return dict(cells[0]["status"])
     raise AssertionError(f"no runtime token opens {base}/_fnstage/status")
 
 
@@ -86,8 +90,9 @@ def timed(base: str, name: str) -> tuple[httpx.Response, float]:
 class Prober:
     """Calls `ok` back to back on a thread of its own while something else goes wrong."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, env: str = "dev") -> None:
         self.base = base
+        self.env = env
         self.latencies: list[float] = []
         self.failures: list[str] = []
         self.answered_at: list[float] = []  # monotonic, for each 200
@@ -99,7 +104,7 @@ class Prober:
         while not self._stop.is_set():
             started = time.monotonic()
             try:
-                r = get(self.base, "ok", timeout=15)
+                r = get(self.base, "ok", timeout=15, env=self.env)
                 if r.status_code == 200:
                     self.pids.add(r.json()["pid"])
                     self.answered_at.append(time.monotonic())
@@ -195,8 +200,8 @@ def test_an_allocation_without_bound_is_a_500_and_the_worker_survives(up: UpProc
 
 
 def test_a_loop_that_cannot_be_stopped_in_place_gets_its_worker_replaced(up: UpProcess) -> None:
-    """`fnstage up`'s single worker: blocked by time.sleep on the event loop, recycled by the watchdog,
-    respawned by granian; the new worker resyncs and serves every function again."""
+    """dev's cell: blocked by time.sleep on the event loop, recycled by the watchdog, started again by
+    its supervisor with every function that was live in it."""
     base = up.runtime_url
     old = get(base, "ok").json()["pid"]
     started = time.monotonic()
@@ -234,62 +239,58 @@ def test_a_loop_that_cannot_be_stopped_in_place_gets_its_worker_replaced(up: UpP
         time.sleep(0.5)
 
 
-def test_two_workers_one_replaced_the_other_keeps_its_requests(up: UpProcess, tmp_path: Path) -> None:
-    """`fnstage runtime --workers 2`: requests in flight on the other worker finish; after the recycle
-    both workers serve."""
-    runtime = RuntimeServer(sqlite_url(up.data_dir), "demo", tmp_path / "runtime.log", workers=2)
-    with runtime:
-        base = runtime.url
-        # both workers up and synced
-        deadline = time.monotonic() + 60
-        pids: set[int] = set()
-        while len(pids) < 2 and time.monotonic() < deadline:
-            pids.add(get(base, "ok").json()["pid"])
-        assert len(pids) == 2, pids
-        blocked: dict[str, Any] = {}
+def test_a_cell_replaced_costs_no_request_of_another_cell(up: UpProcess, tmp_path: Path) -> None:
+    """dev's cell is stuck and replaced; staging's cell, another process, answers every request meanwhile.
+    (Before cells, one worker served every environment: a stuck dev function cost staging its requests.)"""
+    cli = Cli(up)
+    cli.run("promote", "dev/ok", "--to", "staging", "--semver", "1.0.0", "--note", "staging's", "--wait")
+    base = up.runtime_url
+    dev_pid = get(base, "ok").json()["pid"]
+    staging_pid = get(base, "ok", env="staging").json()["pid"]
+    assert dev_pid != staging_pid
+    blocked: dict[str, Any] = {}
 
-        def block() -> None:
-            blocked["started"] = time.monotonic()
-            try:
-                blocked["r"] = get(base, "block/async", timeout=60).status_code
-            except httpx.HTTPError as exc:
-                blocked["r"] = type(exc).__name__
-            blocked["ended"] = time.monotonic()
+    def block() -> None:
+        blocked["started"] = time.monotonic()
+        try:
+            blocked["r"] = get(base, "block/async", timeout=60).status_code
+        except httpx.HTTPError as exc:
+            blocked["r"] = type(exc).__name__
+        blocked["ended"] = time.monotonic()
 
-        with contextlib.ExitStack() as stack:
-            probers = [stack.enter_context(Prober(base)) for _ in range(3)]
-            time.sleep(0.5)
-            thread = threading.Thread(target=block)
-            thread.start()
-            thread.join(60)
-            time.sleep(2)
-        window = (blocked["started"], blocked["ended"])
-        during = [t for p in probers for t in p.answered_at if window[0] < t < window[1]]
-        failures = [f for p in probers for f in p.failures]
-        sent = sum(len(p.latencies) for p in probers)
-        print(
-            f"\n2 workers, one recycled after {window[1] - window[0]:.1f} s: {sent} probes from 3 clients, "
-            f"{len(during)} answered while it was stuck, {len(failures)} failed {failures}; "
-            f"the blocked request: {blocked['r']}"
-        )
-        assert blocked["r"] in ("RemoteProtocolError", "ReadError"), blocked  # it left with its worker
-        # the other worker kept answering while one was stuck; the stuck one kept accepting connections
-        # (granian accepts in Rust), so each client loses at most the one request it accepted, when it left
-        assert len(during) >= 1
-        assert all(len(p.failures) <= 1 for p in probers), failures
-        assert all("RemoteProtocolError" in f or "ReadError" in f for f in failures), failures
-        deadline = time.monotonic() + 60
-        now: set[int] = set()
-        while time.monotonic() < deadline and not (len(now) == 2 and now != pids):
-            now.add(get(base, "ok").json()["pid"])
-        assert len(now) == 2 and len(now & pids) == 1, (pids, now)  # one old, one new: respawned
-        assert "recycled" in runtime.log() and "Respawning worker" in runtime.log()
+    with contextlib.ExitStack() as stack:
+        probers = [stack.enter_context(Prober(base, env="staging")) for _ in range(3)]
+        time.sleep(0.5)
+        thread = threading.Thread(target=block)
+        thread.start()
+        thread.join(60)
+        time.sleep(2)
+    window = (blocked["started"], blocked["ended"])
+    during = [t for p in probers for t in p.answered_at if window[0] < t < window[1]]
+    failures = [f for p in probers for f in p.failures]
+    sent = sum(len(p.latencies) for p in probers)
+    print(
+        f"\ndev's cell recycled after {window[1] - window[0]:.1f} s: staging got {sent} probes from 3 clients, "
+        f"{len(during)} answered while dev was stuck, {len(failures)} failed {failures}; "
+        f"the blocked request: {blocked['r']}"
+    )
+    assert blocked["r"] in (502, 503, "RemoteProtocolError", "ReadError"), blocked  # it left with its cell
+    assert len(during) >= 1 and failures == []
+    assert all(p.pids == {staging_pid} for p in probers)  # staging's cell was never touched
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            r = get(base, "ok", timeout=5)
+            if r.status_code == 200 and r.json()["pid"] != dev_pid:
+                break
+        assert time.monotonic() < deadline, up.log()[-3000:]
+        time.sleep(0.1)
+    assert "exit code 75" in up.log()  # recycled by the watchdog, restarted by its supervisor
 
 
 def test_a_client_repeating_the_blocking_request_never_takes_the_runtime_down(up: UpProcess) -> None:
-    """Each repeat blocks the fresh worker again. granian gives up on a worker that dies within 5.5 s of
-    its respawn ("crash loop": the whole server exits), so a respawned worker waits out that much
-    before it leaves; the runtime keeps coming back, and `ok` answers between the repeats."""
+    """Each repeat blocks the fresh cell again; its supervisor starts it again each time (with a growing
+    delay), and `ok` answers between the repeats."""
     base = up.runtime_url
     pids = []
     for _ in range(3):
@@ -305,7 +306,7 @@ def test_a_client_repeating_the_blocking_request_never_takes_the_runtime_down(up
             assert time.monotonic() < deadline, (pids, up.log()[-3000:])
             time.sleep(0.2)
     assert len(set(pids)) == 3
-    assert "the runtime exited" not in up.log()  # granian respawned each time: no whole-runtime restart
+    assert "the runtime exited" not in up.log()  # the cell was restarted each time, never the runtime
 
 
 def test_a_runtime_with_a_stuck_function_thread_still_stops_on_sigterm(up: UpProcess, tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ class CellSpec:
     port: int | None = None  # serve on host:port (production: one cell behind nginx)
     uds: Path | None = None  # or on this Unix socket (behind `fnstage up`'s front)
     domain: str = "localhost"
+    bound: bool = True  # routes as a runtime bound to its gateway (`/ENV/PATH`); False: `/GW/ENV/PATH`
     sandbox: bool = True
     log_level: str = "warning"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -111,12 +112,17 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
     logs = InvocationLogs()
     link = SupervisorLink(channel, registry, logs, sandbox, spec.load_timeout_s)
     # the memory limit is the sandbox's (RLIMIT_DATA, set before the cell dropped its privileges)
-    watchdog = Watchdog(replace(spec.watchdog, memory_mb=0), live_versions=registry.live_versions)
+    watchdog = Watchdog(
+        replace(spec.watchdog, memory_mb=0, events_path=None),
+        live_versions=registry.live_versions,
+        on_event=link.event,
+        respawn_guard=False,
+    )
     app = RuntimeApp(
         registry,
-        # behind a front: the request as the client sent it (host or /gateway/env/path); alone on its port
-        # (production, one cell per host name): bound to its gateway, as a gateway's runtime always was
-        Router(domain=spec.domain, gateway=spec.gateway if spec.uds is None else None),
+        # the request as its client sent it: host `{gateway}.{env}.<domain>`, or the path form of a
+        # runtime bound to its gateway (`/ENV/PATH`) or serving every gateway (`/GATEWAY/ENV/PATH`)
+        Router(domain=spec.domain, gateway=spec.gateway if spec.bound else None),
         watcher=link,
         watchdog=watchdog,
         logs=logs,
@@ -178,6 +184,11 @@ class SupervisorLink:
 
     def status(self) -> dict[str, Any]:
         return {"loads": self.loads, "sandbox": {"missing": self.sandbox.get("missing", [])}}
+
+    def event(self, event: dict[str, Any]) -> None:
+        """A watchdog event: the supervisor keeps it, so status shows it after this cell is gone."""
+        with contextlib.suppress(ChannelClosed):
+            self.channel.send({"t": "event", "event": event})
 
     def _read(self) -> None:
         while True:

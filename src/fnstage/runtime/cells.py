@@ -19,6 +19,7 @@ import shutil
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing import Pipe
@@ -74,11 +75,13 @@ class Cell:
         zygote: Zygote,
         on_counts: Callable[[Cell, list[FunctionCounts]], None],
         on_exit: Callable[[Cell], None],
+        on_event: Callable[[Cell, dict[str, Any]], None] = lambda cell, event: None,
     ) -> None:
         self.spec = spec
         self._zygote = zygote
         self._on_counts = on_counts
         self._on_exit = on_exit
+        self._on_event = on_event
         self.ready = threading.Event()
         self.sandbox: dict[str, Any] = {}
         self.pid: int | None = None
@@ -198,6 +201,9 @@ class Cell:
             if pending is not None:
                 pending.answer = message
                 pending.done.set()
+        elif kind == "event" and isinstance(message.get("event"), dict):
+            event = {k: v for k, v in message["event"].items() if isinstance(v, str | int | float | None)}
+            self._on_event(self, event)
         elif kind == "counts":
             counts = [_counts(item, self.spec) for item in message["items"]]
             self._on_counts(self, [c for c in counts if c is not None])
@@ -247,6 +253,7 @@ class _SlotState:
     lock: threading.RLock = field(default_factory=threading.RLock)
     deaths: int = 0
     restarts: int = 0
+    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))  # the watchdog's
     last_cause: str | None = None
 
 
@@ -364,7 +371,7 @@ class CellSet:
                 return None
             if delay and attempt:
                 time.sleep(delay)
-            cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited)
+            cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event)
             state.cell = cell
             cell.start()
             if not cell.wait_ready():
@@ -404,7 +411,7 @@ class CellSet:
             finally:
                 probe.stop()
         # the survivors, together, in a fresh cell
-        cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited)
+        cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event)
         state.cell = cell
         cell.start()
         if not cell.wait_ready():
@@ -468,6 +475,15 @@ class CellSet:
             return LoadError(str(summary or "failed to load"), str(trace or ""))
         state.live[row.name] = row
         return _mirror(row, float(answer.get("load_ms") or 0.0))
+
+    def _event(self, cell: Cell, event: dict[str, Any]) -> None:
+        state = self._slots.get((cell.spec.gateway, cell.spec.env))
+        if state is not None:
+            state.events.append(event)
+
+    def events_of(self, slot: Slot) -> list[dict[str, Any]]:
+        state = self._slots.get(slot)
+        return list(state.events) if state is not None else []
 
     def _counts(self, cell: Cell, items: list[FunctionCounts]) -> None:
         if items:

@@ -9,10 +9,11 @@ the port, like a cell's health).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from fnstage.front import Front, InternalRequest, InternalResponse, RouteTable
@@ -54,38 +55,65 @@ class FrontLink:
 
     async def _internal(self, request: InternalRequest) -> InternalResponse:
         what = request.path[len("/_fnstage/") :].split("?", 1)[0].rstrip("/")
-        if what == "health":
+        if what == "health":  # ready once the first sync has given every cell its functions
+            if not self.supervisor.synced:
+                return _json(503, {"status": "starting", "cells": len(self.routes)})
             return _json(200, {"status": "ok", "cells": len(self.routes)})
         authorized = _authorized(request, self.supervisor.control_key)
         if what == "status":
-            return _json(200, self.supervisor.status() if authorized else self.supervisor.public_status())
+            if not authorized:
+                return _json(200, self.supervisor.public_status())
+            return _json(200, await self._status())
         if not authorized:
             return _error(401, "unauthorized", "internal endpoints need the runtime's token")
         if what == "logs":
             return await self._logs(request)
         return _error(404, "not_found", f"no internal endpoint {request.path}")
 
+    async def _status(self) -> dict[str, Any]:
+        """The supervisor's status, and each cell's own (its functions, load failures, watchdog), with
+        the watchdog events of the cells before it (a recycled cell's last word)."""
+        status = self.supervisor.status()
+
+        async def cell_status(cell: dict[str, Any]) -> None:
+            slot = (cell["gateway"], cell["env"])
+            where = self.supervisor.cell_socket(slot)
+            answer = await _ask(where, "/_fnstage/status", {}) if where is not None else None
+            if answer is not None and answer.status_code == 200:
+                cell["status"] = answer.json()
+                watchdog = cell["status"].get("watchdog")
+                if isinstance(watchdog, dict):
+                    watchdog["events"] = self.supervisor.cells.events_of(slot)[-20:]
+
+        await asyncio.gather(*(cell_status(cell) for cell in status["cells"]))
+        return status
+
     async def _logs(self, request: InternalRequest) -> InternalResponse:
         """A function's recent invocations, from its cell (which alone keeps them)."""
-        import httpx
-
         query = dict(parse_qsl(request.query_string.decode("latin-1")))
         gateway, name = query.get("gateway", ""), query.get("name", "")
         where = self.supervisor.cell_socket((gateway, name.split("/", 1)[0]))
         if where is None:
             return _json(200, {"invocations": []})
-        uds, key = where
-        transport = httpx.AsyncHTTPTransport(uds=str(uds))
-        async with httpx.AsyncClient(transport=transport, timeout=5.0) as client:
-            try:
-                answer = await client.get(
-                    "http://cell/_fnstage/logs",
-                    params={"gateway": gateway, "name": name},
-                    headers={"Authorization": f"Bearer {key}"},
-                )
-            except httpx.HTTPError as exc:
-                return _error(502, "cell_unavailable", f"the cell of {gateway}/{name} did not answer: {exc}")
-        return InternalResponse(answer.status_code, _JSON, answer.content)
+        answer = await _ask(where, "/_fnstage/logs", {"gateway": gateway, "name": name})
+        if answer is None:
+            return _error(502, "cell_unavailable", f"the cell of {gateway}/{name} did not answer")
+        return InternalResponse(answer.status_code, list(_JSON), answer.content)
+
+
+async def _ask(where: tuple[Path, str], path: str, params: dict[str, str]) -> Any:
+    """GET one of a cell's internal endpoints over its socket, with its key; None if it does not answer."""
+    import httpx
+
+    uds, key = where
+    transport = httpx.AsyncHTTPTransport(uds=str(uds))
+    async with httpx.AsyncClient(transport=transport, timeout=5.0) as client:
+        try:
+            return await client.get(
+                f"http://cell{path}", params=params, headers={"Authorization": f"Bearer {key}"}
+            )
+        except httpx.HTTPError:
+            return None
 
 
 def _authorized(request: InternalRequest, key: str) -> bool:

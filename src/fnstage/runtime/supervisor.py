@@ -208,6 +208,7 @@ class Supervisor:
             control_key=self.control_key if self.settings.env is not None else self.keys[slot],
             host=self.settings.host,
             domain=self.settings.domain,
+            bound=self.settings.gateway is not None,
             sandbox=self.settings.sandbox,
             log_level="warning" if self.settings.log_level == "info" else self.settings.log_level,
             watchdog=self._watchdog,
@@ -227,6 +228,10 @@ class Supervisor:
         reporter = RuntimeReporter(s.database_url, identity)
         self.reports.reporter = reporter
         return reporter
+
+    @property
+    def synced(self) -> bool:
+        return bool(self.watcher.status()["synced"])
 
     def public_status(self) -> dict[str, Any]:
         """What anyone who reaches the port may know: which protections the cells run without."""

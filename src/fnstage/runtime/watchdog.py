@@ -149,8 +149,14 @@ class Watchdog:
         live_versions: Callable[[], Iterable[LiveVersion]] = tuple,
         reporter: Callable[[], Any] | None = None,
         exit_process: Callable[[int], None] = os._exit,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        respawn_guard: bool = True,
     ) -> None:
         self.settings = settings or WatchdogSettings.from_env()
+        # a cell tells its supervisor of every event (they outlive the cell); granian's crash-loop
+        # guard (`respawn_guard`) concerns granian's workers only, not cells
+        self._on_event = on_event
+        self._respawn_guard = respawn_guard
         self._live_versions = live_versions
         self._reporter = reporter
         self._exit = exit_process
@@ -174,7 +180,11 @@ class Watchdog:
         self._loop_thread = threading.get_ident()
         self._born = self._beat = time.monotonic()
         try:
-            self.memory_limit = apply_memory_limit(self.settings.memory_mb)
+            if self.settings.memory_mb:
+                self.memory_limit = apply_memory_limit(self.settings.memory_mb)
+            else:  # a limit set before this process ran function code (a cell's RLIMIT_DATA), if any
+                soft = resource.getrlimit(resource.RLIMIT_DATA)[0]
+                self.memory_limit = None if soft == resource.RLIM_INFINITY else soft
         except (OSError, ValueError) as exc:
             logger.warning("runtime: no memory limit for this worker: %s", exc)
         self._task = asyncio.get_running_loop().create_task(self._heartbeat(), name="fnstage-watchdog")
@@ -341,6 +351,9 @@ class Watchdog:
         if culprit is not None:
             event.update(function=culprit.name, version=culprit.version, request_id=culprit.key[1])
         self.events.append(event)
+        if self._on_event is not None:
+            with contextlib.suppress(Exception):
+                self._on_event(event)
         log = logger.error if kind == "recycled" else logger.warning
         log("runtime watchdog (worker %d): %s", os.getpid(), message)
         return event
@@ -361,7 +374,7 @@ class Watchdog:
             logger.exception("runtime watchdog: recycling worker %d anyway", os.getpid())
         finally:
             wait = MIN_WORKER_AGE_S - (time.monotonic() - self._born)
-            if wait > 0 and self._may_be_a_respawn():
+            if wait > 0 and self._respawn_guard and self._may_be_a_respawn():
                 time.sleep(wait)
             for handler in logging.getLogger().handlers + logger.handlers:
                 with contextlib.suppress(Exception):
