@@ -166,7 +166,9 @@ def test_counts_a_cell_sends_for_another_environment_are_ignored(cells: tuple[Ce
     from fnstage.runtime.cells import _counts
 
     spec = CellSpec("demo", "dev", Path("/nonexistent"), "key")
-    assert _counts(["demo", "dev/a", 1, 5, 1, "KeyError"], spec) == FunctionCounts("demo", "dev/a", 1, 5, 1, "KeyError")
+    assert _counts(["demo", "dev/a", 1, 5, 1, "KeyError"], spec) == FunctionCounts(
+        "demo", "dev/a", 1, 5, 1, "KeyError"
+    )
     assert _counts(["demo", "prod/a", 1, 5, 1, None], spec) is None
     assert _counts(["other", "dev/a", 1, 5, 1, None], spec) is None
 

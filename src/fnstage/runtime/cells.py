@@ -344,10 +344,16 @@ class CellSet:
         ]
 
     def stop_all(self) -> None:
+        """Stop every cell, all at once (each has a few seconds to finish its requests)."""
         self._stopping = True
-        for slot, state in list(self._slots.items()):
-            with state.lock:
-                self._stop_slot(slot, state)
+        stoppers = [
+            threading.Thread(target=self._stop_slot, args=(slot, state), daemon=True)
+            for slot, state in list(self._slots.items())
+        ]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join(15.0)
 
     # internals -----------------------------------------------------------------------------------
     def _state(self, slot: Slot) -> _SlotState:

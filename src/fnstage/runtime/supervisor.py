@@ -270,6 +270,9 @@ class Supervisor:
         try:
             await stop.wait()
         finally:
+            if front is not None:  # the port first: a runtime started in this one's place can listen
+                with contextlib.suppress(Exception):
+                    await front.close()
             await self.watcher.stop()
             await loop.run_in_executor(None, self.cells.stop_all)
             shutil.rmtree(self.folder, ignore_errors=True)
@@ -318,12 +321,7 @@ async def _main(settings: SupervisorSettings, zygote: Zygote) -> None:
     front = None
     if settings.env is None:
         front = await _start_front(supervisor, settings)
-    try:
-        await supervisor.run(stop, front)
-    finally:
-        if front is not None:
-            with contextlib.suppress(Exception):
-                await front.close()
+    await supervisor.run(stop, front)
 
 
 async def _start_front(supervisor: Supervisor, settings: SupervisorSettings) -> Any:
