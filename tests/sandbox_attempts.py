@@ -115,6 +115,25 @@ def allocate(size: int) -> str:
     return f"allocated {len(block)} bytes"
 
 
+def open_until_refused(most: int) -> dict[str, Any]:
+    """Open /dev/null until the open-files limit refuses or `most` are open; then close them."""
+    opened: list[int] = []
+    refused = ""
+    try:
+        while len(opened) < most:
+            opened.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError as error:
+        refused = f"{type(error).__name__}: {error}"
+    for fd in opened:
+        os.close(fd)
+    return {"opened": len(opened), "refused": refused}
+
+
+def run(argv: list[str]) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    return done.stdout.strip()
+
+
 def setuid_root() -> str:
     os.setuid(0)
     return f"uid {os.getuid()}"
@@ -149,6 +168,8 @@ ATTEMPTS = {
         connect_abstract_unix,
         kill,
         fork_until_refused,
+        open_until_refused,
+        run,
         allocate,
         setuid_root,
         fd_is_open,

@@ -13,6 +13,7 @@ dedicated-user cases need root; elsewhere they are skipped with a reason saying 
 from __future__ import annotations
 
 import ast
+import errno
 import os
 import select
 import shutil
@@ -330,6 +331,17 @@ def test_allocating_beyond_the_memory_limit_raises_memory_error_and_the_cell_liv
     assert assert_worked(unlimited) == f"allocated {1 << 30} bytes"
 
 
+def test_opening_beyond_the_open_files_limit_fails(cells: Cells) -> None:
+    bounded = cells.run("open_until_refused", 100, overrides={"max_open_files": 32})
+    assert protection(bounded, "open_files_limit") == {"in_force": True, "detail": "32 open files"}
+    outcome = assert_worked(bounded)
+    assert outcome["opened"] < 32 and "Too many open files" in outcome["refused"], outcome
+
+    unbounded = cells.run("open_until_refused", 100, disable="open_files_limit")
+    assert_switched_off(unbounded, "open_files_limit")
+    assert assert_worked(unbounded) == {"opened": 100, "refused": ""}
+
+
 # -- the dedicated user ---------------------------------------------------------------------------------
 
 
@@ -348,6 +360,34 @@ def test_a_cell_runs_as_its_own_user_and_cannot_become_root_again(cells: Cells) 
     as_root = cells.run("setuid_root", disable="user", overrides=ONLY_TEMP)
     assert_switched_off(as_root, "dedicated_user")
     assert assert_worked(as_root) == "uid 0"
+
+
+@needs_root
+def test_a_set_uid_program_gives_a_cell_nothing(cells: Cells, cell_root: Path) -> None:
+    programs = cell_root / f"bin-{uuid.uuid4().hex[:8]}"
+    programs.mkdir(mode=0o755)
+    setuid_id = programs / "id"
+    shutil.copy("/usr/bin/id", setuid_id)
+    setuid_id.chmod(0o4755)  # owned by root: without no_new_privs it runs as root
+    system = {
+        "read_paths": ("/usr", "/lib", "/lib64", "/bin", str(programs)),
+        "read_files": ("/etc/ld.so.cache",),
+    }
+
+    confined = cells.run("run", [str(setuid_id), "-u"], overrides=system)
+    assert (
+        protection(confined, "dedicated_user")["in_force"]
+        and protection(confined, "no_new_privs")["in_force"]
+    )
+    assert assert_worked(confined) == str(sandbox.cell_id(confined["key"]))
+
+    escalated = cells.run("run", [str(setuid_id), "-u"], disable="no_new_privs", overrides=system)
+    assert_switched_off(escalated, "no_new_privs")
+    assert protection(escalated, "landlock") == {
+        "in_force": False,
+        "detail": "needs no_new_privs, which is missing",
+    }
+    assert assert_worked(escalated) == "0"
 
 
 @needs_root
@@ -599,6 +639,14 @@ def test_landlock_handles_every_right_the_abi_knows() -> None:
         landlock.handled_rights(3) & landlock.TRUNCATE and not landlock.handled_rights(4) & landlock.IOCTL_DEV
     )
     assert landlock.handled_rights(7) == (1 << 16) - 1
+
+
+def test_a_kernel_without_landlock_is_named_plainly(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_such_call(number: int, *args: object) -> int:
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+
+    monkeypatch.setattr(landlock, "_call", no_such_call)
+    assert landlock.abi_version() == (0, "kernel does not support it (ABI 0)")
 
 
 @needs_landlock
