@@ -36,7 +36,7 @@ def start_one(kind: str, root: Path, n: int) -> tuple[float, float, float]:
     """
     read_end, write_end = os.pipe()
     began = time.perf_counter()
-    policy = sandbox.default_policy(root / f"cell-{n}", key=f"bench/{n}", keep_fds=(0, 1, 2, write_end))
+    policy = sandbox.default_policy(root / f"cell-{n}", key=f"bench/{n}", keep_fds=(1, 2, write_end))
     if kind == "dedicated user":
         policy = dataclasses.replace(policy, read_paths=(), read_files=(), write_files=())
     built = time.perf_counter() - began if kind != "fork" else 0.0

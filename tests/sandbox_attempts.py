@@ -147,6 +147,11 @@ def fd_is_open(fd: int) -> bool:
     return True
 
 
+def is_dev_null(fd: int) -> bool:
+    null, opened = os.stat("/dev/null"), os.fstat(fd)
+    return (opened.st_dev, opened.st_ino) == (null.st_dev, null.st_ino)
+
+
 def environment() -> dict[str, str]:
     return dict(os.environ)
 
@@ -173,10 +178,28 @@ ATTEMPTS = {
         allocate,
         setuid_root,
         fd_is_open,
+        is_dev_null,
         environment,
         nothing,
     )
 }
+
+
+def wait_for_parent_death() -> None:
+    while True:
+        signal.pause()
+
+
+def serve_http(port: int) -> None:
+    """Serve the ASGI app `hello:app` from the cell's temp folder through granian, as a cell will."""
+    from granian.constants import Interfaces
+    from granian.server import MPServer
+
+    sys.path.insert(0, os.environ["TMPDIR"])
+    MPServer("hello:app", address="127.0.0.1", port=port, interface=Interfaces.ASGI, workers=1).serve()
+
+
+RUN_UNTIL_KILLED = {f.__name__: f for f in (wait_for_parent_death, serve_http)}
 
 
 def _cell(request: dict[str, Any], result_fd: int, leaked_fd: int) -> None:
@@ -193,7 +216,7 @@ def _cell(request: dict[str, Any], result_fd: int, leaked_fd: int) -> None:
         policy = sandbox.default_policy(
             request["temp"],
             key=request["key"],
-            keep_fds=(0, 1, 2, result_fd, *request.get("keep", ())),
+            keep_fds=(1, 2, result_fd),
             environ={sandbox.DISABLE_ENV: request.get("disable", "")},
         )
         overrides = dict(request.get("overrides", {}))
@@ -204,12 +227,12 @@ def _cell(request: dict[str, Any], result_fd: int, leaked_fd: int) -> None:
         outcome["report"] = report.as_dict()
         outcome["summary"] = report.summary()
         args = [leaked_fd if a == "LEAKED_FD" else a for a in request.get("args", [])]
-        if request["attempt"] == "wait_for_parent_death":
-            outcome["value"] = os.getpid()
+        if request["attempt"] in RUN_UNTIL_KILLED:  # answer now, then run until killed
+            outcome.update(ok=True, value=os.getpid())
             os.write(result_fd, repr(outcome).encode())
             os.close(result_fd)
-            while True:
-                signal.pause()
+            RUN_UNTIL_KILLED[request["attempt"]](*args)
+            os._exit(0)
         outcome["value"] = ATTEMPTS[request["attempt"]](*args)
         outcome["ok"] = True
     except BaseException as error:
@@ -221,6 +244,8 @@ def _cell(request: dict[str, Any], result_fd: int, leaked_fd: int) -> None:
 
 def serve() -> None:
     """Fork one cell per request line; answer with what happened to it."""
+    answers = os.fdopen(os.dup(1), "w")  # answers go here; what cells print goes to stderr
+    os.dup2(2, 1)
     for line in sys.stdin:
         request = ast.literal_eval(line)
         read_end, result_fd = os.pipe()
@@ -241,9 +266,9 @@ def serve() -> None:
         os.close(read_end)
         os.close(leaked_read)
         answer: dict[str, Any] = {"pid": pid}
-        if request["attempt"] != "wait_for_parent_death":
+        if request["attempt"] not in RUN_UNTIL_KILLED:
             _, status = os.waitpid(pid, 0)
             answer["status"] = os.waitstatus_to_exitcode(status)
         answer.update(ast.literal_eval(b"".join(chunks).decode()) if chunks else {})
-        sys.stdout.write(repr(answer) + "\n")
-        sys.stdout.flush()
+        answers.write(repr(answer) + "\n")
+        answers.flush()

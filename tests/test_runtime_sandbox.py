@@ -30,10 +30,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import fnstage
 from fnstage.runtime import landlock, sandbox
+from fnstage.testing import free_port
 
 TESTS = Path(__file__).resolve().parent
 CHECKOUT = TESTS.parent
@@ -252,6 +254,55 @@ def test_outbound_tcp_stays_open(cells: Cells) -> None:
         connection, _ = listener.accept()
         with connection:
             assert connection.recv(100) == b"hello from a cell"
+
+
+HELLO_APP = """
+async def app(scope, receive, send):
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"hello from a sandboxed cell"})
+"""
+
+
+def test_a_sandboxed_cell_serves_http_through_granian_within_its_memory_limit(cells: Cells) -> None:
+    temp = cells.root / f"cell-{uuid.uuid4().hex[:12]}"
+    temp.mkdir()
+    (temp / "hello.py").write_text(HELLO_APP)
+    port = free_port()
+    answer = cells.run("serve_http", port, temp=str(temp), overrides={"max_data_bytes": 256 << 20})
+    cell = assert_worked(answer)
+    try:
+        assert protection(answer, "memory_limit")["detail"] == "256 MiB of data (RLIMIT_DATA)"
+        if ABI >= 1:
+            assert protection(answer, "landlock")["in_force"]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the cell never served"
+                time.sleep(0.1)
+        assert (response.status_code, response.text) == (200, "hello from a sandboxed cell")
+    finally:
+        os.killpg(cell, signal.SIGKILL)  # the cell leads its process group: granian's worker goes with it
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in _group_members(cell)):
+        time.sleep(0.05)
+    assert not [pid for pid in _group_members(cell) if _alive(pid)]
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[2]) == pgid:
+                members.append(int(entry.name))
+    return members
 
 
 # -- signals and sockets outside the cell ---------------------------------------------------------------
@@ -488,6 +539,13 @@ def test_inherited_file_descriptors_are_closed(cells: Cells) -> None:
     inherited = cells.run("fd_is_open", "LEAKED_FD", disable="closed_fds")
     assert_switched_off(inherited, "closed_fds")
     assert assert_worked(inherited) is True
+
+
+def test_stdin_is_dev_null_not_the_supervisors(cells: Cells) -> None:
+    answer = cells.run("is_dev_null", 0)  # the forkserver's stdin is the test's request pipe
+    assert assert_worked(answer) is True
+    assert protection(answer, "closed_fds")["detail"].endswith("; 0 now /dev/null")
+    assert assert_worked(cells.run("is_dev_null", 0, disable="closed_fds")) is False
 
 
 def test_the_environment_is_scrubbed_to_an_allow_list(cells: Cells) -> None:

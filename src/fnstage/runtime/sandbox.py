@@ -12,7 +12,8 @@ everything function code must not have:
    (RLIMIT_DATA: see `SandboxPolicy.max_data_bytes`), open files (RLIMIT_NOFILE). Set while still root,
    so the hard limits can be lowered but never raised again;
 4. **every file descriptor not in `keep_fds` closed**: no listening socket, store connection or log
-   file reaches function code;
+   file reaches function code; a standard stream not kept (stdin by default: the supervisor's
+   terminal or pipe) becomes /dev/null, so no file or socket opened later takes its number;
 5. **a dedicated user** when started as root: supplementary groups dropped, then gid, then uid (real,
    effective and saved), then proof that `setuid(0)` fails. The kernel clears the parent-death signal
    when the credentials change, so step 2 is armed again here;
@@ -156,7 +157,7 @@ class SandboxPolicy:
     die_with_parent: bool = True
     parent_pid: int | None = None  # the process that forked the cell; None: the parent at `apply`
     new_session: bool = True
-    keep_fds: tuple[int, ...] = (0, 1, 2)
+    keep_fds: tuple[int, ...] = (1, 2)  # a standard stream not kept becomes /dev/null
     close_fds: bool = True
     no_new_privs: bool = True
     landlock: bool = True
@@ -204,7 +205,7 @@ def default_policy(
     *,
     key: str,
     extra_read: Iterable[str | os.PathLike[str]] = (),
-    keep_fds: Iterable[int] = (0, 1, 2),
+    keep_fds: Iterable[int] = (1, 2),
     parent_pid: int | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> SandboxPolicy:
@@ -419,6 +420,16 @@ def _close_fds(policy: SandboxPolicy, steps: _Steps, off: str, upper: int) -> No
         low = max(low, fd + 1)
     os.closerange(low, upper + 1)  # close_range(2): one system call, however wide
     kept = ", ".join(str(fd) for fd in sorted(set(policy.keep_fds))) or "none"
+    streams = [fd for fd in (0, 1, 2) if fd not in policy.keep_fds]
+    if streams:  # a standard stream left closed would be the number of the next file or socket opened
+        null = os.open("/dev/null", os.O_RDWR)  # the lowest free number: the first of `streams`
+        for fd in streams:
+            if fd != null:
+                os.dup2(null, fd)
+        os.set_inheritable(streams[0], True)
+        if null not in streams:
+            os.close(null)
+        kept += "; " + ", ".join(str(fd) for fd in streams) + " now /dev/null"
     steps.ok("closed_fds", f"every inherited file descriptor closed but {kept}")
 
 
