@@ -238,6 +238,7 @@ def _cell(request: dict[str, Any], result_fd: int, leaked_fd: int) -> None:
     except BaseException as error:
         outcome["ok"] = False
         outcome["error"] = f"{type(error).__name__}: {error}"
+        outcome["own_session"] = os.getsid(0) == os.getpid()  # whether apply got as far as step 1
     os.write(result_fd, repr(outcome).encode())
     os.close(result_fd)
 

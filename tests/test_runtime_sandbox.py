@@ -575,6 +575,17 @@ def test_apply_refuses_a_process_with_threads(cells: Cells) -> None:
     )
 
 
+def test_a_temp_folder_that_cannot_be_made_is_refused_before_anything_changes(
+    cells: Cells, data_folder: Path
+) -> None:
+    temp = data_folder / "admin-token" / "cell"  # beneath a file
+    answer = cells.run("nothing", temp=str(temp))
+    assert_refused(
+        answer, f"SandboxError: temp_dir: cannot make {temp} the cell's folder: [Errno 20] Not a directory"
+    )
+    assert "report" not in answer and answer["own_session"] is False
+
+
 @needs_landlock
 def test_the_report_names_every_protection_missing_when_all_are_switched_off(
     cells: Cells, data_folder: Path

@@ -45,6 +45,7 @@ import signal
 import stat
 import sys
 import tempfile
+import threading
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -312,12 +313,15 @@ def apply(policy: SandboxPolicy) -> SandboxReport:
     """Sandbox the calling process, for good, and report what is in force.
 
     Call it in a freshly forked, single-threaded cell before any function code runs: Landlock and
-    no_new_privs confine the calling thread only. Missing protections are reported, never raised;
-    SandboxError means the call itself is wrong (threads running, an impossible policy).
+    no_new_privs confine the calling thread only. Missing protections are reported, never raised.
+    SandboxError means the call is wrong (threads running, a temp folder that cannot be made), raised
+    before anything changed; or, half-way, that the kernel broke a promise (`setuid(0)` worked after the
+    switch): then the process must exit, not run function code.
     """
-    threads = len(os.listdir("/proc/self/task"))
+    threads = _thread_count()
     if threads != 1:
         raise SandboxError(f"apply must run in a single-threaded process; this one has {threads} threads")
+    _make_temp(policy)  # before any change: a SandboxError leaves the process as it was
     off = f"switched off by {policy.switched_off_by}"
     steps = _Steps()
     parent = policy.parent_pid or os.getppid()
@@ -340,6 +344,14 @@ def apply(policy: SandboxPolicy) -> SandboxReport:
     _private_tmp(policy, steps, switched, landlocked)
     _clean_env(policy, steps, off)
     return steps.report()
+
+
+def _thread_count() -> int:
+    """Every thread of the process, native ones too (`threading` sees only Python's)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
 
 
 def _new_session(policy: SandboxPolicy, steps: _Steps, off: str) -> None:
@@ -365,11 +377,11 @@ def _arm_parent_death(parent: int) -> None:
 
 def _set_rlimits(policy: SandboxPolicy, steps: _Steps, off: str) -> None:
     limits = (
-        ("process_limit", resource.RLIMIT_NPROC, policy.max_processes, "processes and threads"),
-        ("memory_limit", resource.RLIMIT_DATA, policy.max_data_bytes, "bytes of data (RLIMIT_DATA)"),
-        ("open_files_limit", resource.RLIMIT_NOFILE, policy.max_open_files, "open files"),
+        ("process_limit", resource.RLIMIT_NPROC, policy.max_processes, "{} processes and threads"),
+        ("memory_limit", resource.RLIMIT_DATA, policy.max_data_bytes, "{} MiB of data (RLIMIT_DATA)"),
+        ("open_files_limit", resource.RLIMIT_NOFILE, policy.max_open_files, "{} open files"),
     )
-    for name, which, value, unit in limits:
+    for name, which, value, shown in limits:
         if value is None:
             steps.missing(name, off)
             continue
@@ -380,10 +392,8 @@ def _set_rlimits(policy: SandboxPolicy, steps: _Steps, off: str) -> None:
         except (ValueError, OSError) as error:
             steps.missing(name, f"setrlimit refused {limit}: {error}")
             continue
-        shown = (
-            f"{limit >> 20} MiB of data (RLIMIT_DATA)" if which == resource.RLIMIT_DATA else f"{limit} {unit}"
-        )
-        steps.ok(name, shown + (f" (the hard limit was {hard})" if limit < value else ""))
+        detail = shown.format(limit >> 20 if which == resource.RLIMIT_DATA else limit)
+        steps.ok(name, detail + (f" (the hard limit was {hard})" if limit < value else ""))
 
 
 def _highest_possible_fd() -> int:
@@ -437,18 +447,15 @@ def _switch_user(policy: SandboxPolicy, steps: _Steps, off: str) -> bool:
     """Become the cell's dedicated user; False (and reported missing) where that cannot be done."""
     if policy.uid is None or policy.gid is None:
         steps.missing("dedicated_user", "not started as root" if os.geteuid() != 0 else off)
-        _prepare_temp(policy, None, None)
         return False
     if os.geteuid() != 0:
         steps.missing("dedicated_user", "not started as root")
-        _prepare_temp(policy, None, None)
         return False
     unreachable = _unreachable_for_others([*policy.read_paths, *policy.write_paths])
     if unreachable:
         steps.missing("dedicated_user", f"uid {policy.uid} could not read what the cell needs: {unreachable}")
-        _prepare_temp(policy, None, None)
         return False
-    _prepare_temp(policy, policy.uid, policy.gid)
+    os.chown(policy.temp_dir, policy.uid, policy.gid)
     os.setgroups([])
     os.setresgid(policy.gid, policy.gid, policy.gid)
     os.setresuid(policy.uid, policy.uid, policy.uid)
@@ -479,12 +486,13 @@ def _unreachable_for_others(paths: Iterable[str]) -> str:
     return ""
 
 
-def _prepare_temp(policy: SandboxPolicy, uid: int | None, gid: int | None) -> None:
-    """The cell's temp folder exists, is mode 0700 and belongs to the user the cell runs as."""
-    os.makedirs(policy.temp_dir, mode=0o700, exist_ok=True)
-    if uid is not None and gid is not None:
-        os.chown(policy.temp_dir, uid, gid)
-    os.chmod(policy.temp_dir, 0o700)
+def _make_temp(policy: SandboxPolicy) -> None:
+    """The cell's temp folder exists with mode 0700 (`_switch_user` gives it to the cell's user)."""
+    try:
+        os.makedirs(policy.temp_dir, mode=0o700, exist_ok=True)
+        os.chmod(policy.temp_dir, 0o700)
+    except OSError as error:
+        raise SandboxError(f"temp_dir: cannot make {policy.temp_dir} the cell's folder: {error}") from None
 
 
 def _no_new_privs(policy: SandboxPolicy, steps: _Steps, off: str) -> bool:
