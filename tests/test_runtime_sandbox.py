@@ -500,13 +500,17 @@ def test_a_cell_dies_when_its_parent_is_killed(cell_root: Path, overrides: dict[
     # which clears it
     with cell_server(cell_root) as parent:
         cell = parent.run("wait_for_parent_death", overrides=overrides)["value"]
-        assert _alive(cell)
-        parent.process.kill()
-        parent.process.wait()
-        deadline = time.monotonic() + 10
-        while _alive(cell) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _alive(cell)
+        try:
+            assert _alive(cell)
+            parent.process.kill()
+            parent.process.wait()
+            deadline = time.monotonic() + 10
+            while _alive(cell) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _alive(cell)
+        finally:
+            if _alive(cell):  # a failed run must not leave the cell behind
+                os.kill(cell, signal.SIGKILL)
 
 
 def test_a_cell_outlives_its_parent_when_die_with_parent_is_switched_off(cell_root: Path) -> None:
