@@ -178,6 +178,8 @@ def _add_path_rule(ruleset: int, rule: PathRule, handled: int) -> str:
         rights = rule.rights & handled
         if not stat.S_ISDIR(os.fstat(fd).st_mode):
             rights &= FILE_RIGHTS
+        if not rights:  # only folder rights asked for a file: nothing to allow (the kernel says ENOMSG)
+            return "a file, and only folder rights were asked"
         attr = _PathBeneathAttr(allowed_access=rights, parent_fd=fd)
         try:
             _call(
