@@ -1,0 +1,870 @@
+"""The front's proxy: client connections, and the `Exchange` that carries one request to its cell and
+the cell's response back.
+
+asyncio protocols with httptools on both sides, no coroutine per request: when a pooled connection to
+the cell is idle (the common case) a request is forwarded from inside `data_received`, and its response
+is written to the client from inside the cell connection's `data_received`. A task is started only to
+connect, or to wait for `on_miss` or an internal endpoint.
+
+Bodies stream both ways (Content-Length as is, chunked re-framed), with backpressure: a client whose
+socket is full pauses reading from the cell, a cell whose socket is full pauses reading from the client.
+Requests pipelined on one connection are answered in order. Hop-by-hop headers (RFC 9110 7.6.1, and
+any a `Connection` header names) are dropped in both directions; the request line's method and target
+and the Host header go to the cell unchanged (HTTP/1.1 on the cell's side), with X-Forwarded-For and
+X-Forwarded-Proto added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any
+from urllib.parse import unquote
+
+import httptools
+
+from fnstage.front.hooks import INTERNAL_PREFIX, Internal, InternalRequest, OnMiss
+from fnstage.front.limits import FrontLimits
+from fnstage.front.responses import error_response, request_id, simple_response
+from fnstage.front.routes import STARTING, Destination, RouteTable, Upstream, destination
+from fnstage.front.upstream import UpstreamConnection, UpstreamPool
+from fnstage.runtime.router import Router
+
+logger = logging.getLogger("fnstage.front")
+
+# RFC 9110 7.6.1 (and Trailer, Proxy-Connection as nginx and others treat them); `expect` is answered by
+# the front itself (100 Continue), `x-forwarded-proto` is the front's to say
+_HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
+)
+# request headers the front looks at (every other one goes to the cell as it is)
+_NOTABLE = _HOP_BY_HOP | {
+    b"host",
+    b"content-length",
+    b"expect",
+    b"x-request-id",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+}
+_DEST_CACHE_SIZE = 4096
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+_BUFFER_WHILE_CONNECTING = 64 * 1024  # request body held for a cell not yet connected; then pause
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+
+# what a client connection is waiting for, i.e. which deadline applies
+_IDLE, _HEAD, _BODY, _WAIT = range(4)
+
+# what an exchange does with its request
+_PENDING, _PROXY, _LOCAL, _INTERNAL = range(4)
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class Proxy:
+    """What every connection of one front shares: routes, limits, hooks and the pools to the cells."""
+
+    def __init__(
+        self,
+        routes: RouteTable,
+        *,
+        domain: str = "localhost",
+        limits: FrontLimits | None = None,
+        on_miss: OnMiss | None = None,
+        internal: Internal | None = None,
+    ) -> None:
+        self.routes = routes
+        self.router = Router(domain=domain)
+        self.limits = limits or FrontLimits()
+        self.on_miss = on_miss
+        self.internal = internal
+        self.pools: dict[Upstream, UpstreamPool] = {}
+        self.clients: set[ClientConnection] = set()
+        self._misses: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._destinations: dict[tuple[bytes | None, bytes], Destination | None] = {}
+
+    def connection(self) -> ClientConnection:
+        return ClientConnection(self)
+
+    def pool(self, upstream: Upstream) -> UpstreamPool:
+        pool = self.pools.get(upstream)
+        if pool is None:
+            pool = self.pools[upstream] = UpstreamPool(
+                upstream,
+                max_idle=self.limits.max_idle_upstream,
+                connect_timeout_s=self.limits.connect_timeout_s,
+            )
+        return pool
+
+    def destination(self, host: bytes | None, target: bytes) -> Destination | None:
+        """Where a request goes, remembered per (host, path): the runtime's parsing, done once."""
+        path = target.partition(b"?")[0] if target.startswith(b"/") else target
+        key = (host, path)
+        try:
+            return self._destinations[key]
+        except KeyError:
+            pass
+        found = destination(self.router, host.decode("latin-1") if host else None, _path(target))
+        if len(self._destinations) >= _DEST_CACHE_SIZE:
+            self._destinations.clear()  # bounded: any client can make up hosts and paths
+        self._destinations[key] = found
+        return found
+
+    def forget(self, upstream: Upstream) -> None:
+        """No route leads to `upstream` any more: close its idle connections (busy ones finish)."""
+        pool = self.pools.pop(upstream, None)
+        if pool is not None:
+            pool.close()
+
+    async def miss(self, gateway: str, env: str) -> None:
+        """Await `on_miss(gateway, env)`, bounded; every request for the same pair shares one call."""
+        assert self.on_miss is not None
+        key = (gateway, env)
+        pending = self._misses.get(key)
+        if pending is None:
+            pending = self._misses[key] = asyncio.ensure_future(self.on_miss(gateway, env))
+            pending.add_done_callback(lambda done: self._missed(key, done))
+        await asyncio.wait_for(asyncio.shield(pending), self.limits.miss_timeout_s)
+
+    def _missed(self, key: tuple[str, str], done: asyncio.Future[None]) -> None:
+        self._misses.pop(key, None)
+        if not done.cancelled() and done.exception() is not None:
+            logger.error("on_miss%s failed", key, exc_info=done.exception())
+
+    def sweep(self, now: float) -> None:
+        """Enforce the deadlines (head, body, idle, a cell's answer); close long-idle cell connections."""
+        for client in list(self.clients):
+            client.check(now)
+        for pool in list(self.pools.values()):
+            pool.close_idle(now - self.limits.idle_timeout_s)
+
+    def close(self) -> None:
+        for client in list(self.clients):
+            client.close()
+        for pool in self.pools.values():
+            pool.close_all()
+        for pending in self._misses.values():
+            pending.cancel()
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client's connection: parses its requests and answers them in order."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.limits = proxy.limits
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peer = b""
+        self.current: Exchange | None = None  # the request being received
+        self.active: Exchange | None = None  # the request being answered: the oldest one
+        self.queue: deque[Exchange] = deque()  # pipelined requests waiting for their turn
+        self.closing = False
+        self.write_paused = False
+        self.state = _IDLE
+        self.deadline = 0.0
+        self._parser = httptools.HttpRequestParser(self)
+        self._paused: set[str] = set()
+        self._advancing = False
+        self._eof = False
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._head_bytes = 0
+
+    # asyncio ------------------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and peer:
+            self.peer = str(peer[0]).encode("latin-1")
+        self.proxy.clients.add(self)
+        self._idle()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing or self._eof:
+            return
+        if self.state <= _HEAD:  # a head is arriving (or about to): count it against its limit
+            self._head_bytes += len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            refusal = exc.__context__
+            if isinstance(refusal, _Refusal):
+                self._refuse(refusal.status, refusal.code, refusal.message)
+            else:
+                logger.error("front: a request broke the proxy", exc_info=refusal or exc)
+                self._refuse(500, "front_failed", "the front failed to handle this request")
+            return
+        except httptools.HttpParserUpgrade:
+            # the request asked to switch protocols; cells speak only HTTP/1.1, and what follows the
+            # head is not HTTP: answer this request, then close
+            self._eof = True
+            return
+        except httptools.HttpParserError as exc:
+            self._refuse(400, "bad_request", f"the request is not valid HTTP/1.1: {exc}")
+            return
+        if self.state == _HEAD and self._head_bytes > self.limits.max_head_bytes:
+            limit = self.limits.max_head_bytes
+            self._refuse(431, "too_large", f"the request head is more than {limit:,} bytes: at most {limit:,}")
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        # a client that half-closes after its request still gets the answer
+        return True if self.active is not None else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.proxy.clients.discard(self)
+        for exchange in {self.active, self.current, *self.queue}:
+            if exchange is not None:
+                exchange.abandon()
+        self.queue.clear()
+        self.active = self.current = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        active = self.active
+        if active is not None and active.upstream is not None:
+            active.upstream.pause_reading(True)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        active = self.active
+        if active is not None and active.upstream is not None:
+            active.upstream.pause_reading(False)
+
+    # httptools ----------------------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.state = _HEAD
+        self.deadline = self.loop.time() + self.limits.head_timeout_s
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.state != _HEAD:
+            return  # a chunked body's trailer fields: not forwarded
+        self._header_bytes += len(name) + len(value)
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._head_bytes = 0
+        limit = self.limits.max_header_bytes
+        if self._header_bytes > limit:
+            raise _Refusal(431, "too_large", f"the request headers are {self._header_bytes} bytes: at most {limit}")
+        parser = self._parser
+        exchange = Exchange(
+            self,
+            parser.get_method(),
+            self._url,
+            self._headers,
+            keep_alive=parser.should_keep_alive(),
+            http10=parser.get_http_version() == "1.0",
+        )
+        self.current = exchange
+        if exchange.has_body:
+            self.state = _BODY
+            self.deadline = self.loop.time() + self.limits.body_timeout_s
+        else:
+            self.state = _WAIT
+        if self.active is None:
+            self.active = exchange
+            exchange.start()
+        else:
+            self.queue.append(exchange)
+            self.pause("pipeline")  # answered in order: hold further requests until this one's turn
+
+    def on_body(self, body: bytes) -> None:
+        if self.current is not None:
+            self.current.request_body(body)
+
+    def on_message_complete(self) -> None:
+        exchange, self.current = self.current, None
+        self.state = _WAIT
+        if exchange is not None:
+            exchange.request_complete()
+        if self.active is None and self.current is None and not self.closing:
+            self._idle()
+
+    # answering ----------------------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if not self.closing and self.transport is not None:
+            self.transport.write(data)
+
+    def writelines(self, parts: list[bytes]) -> None:
+        if not self.closing and self.transport is not None:
+            self.transport.writelines(parts)
+
+    def exchange_done(self, exchange: Exchange, close: bool) -> None:
+        """`exchange`'s response is complete: close, or answer the next request."""
+        if exchange is not self.active or self.closing:
+            return
+        self.resume("upstream")
+        if close or self._eof and not self.queue and self.current is None:
+            self.close()
+            return
+        self.active = None
+        self._advance()
+
+    def _advance(self) -> None:
+        if self._advancing:  # an exchange started below finished at once: the loop below goes on
+            return
+        self._advancing = True
+        try:
+            while self.active is None and self.queue and not self.closing:
+                self.active = self.queue.popleft()
+                if not self.queue:
+                    self.resume("pipeline")
+                self.active.start()
+        finally:
+            self._advancing = False
+        if self.active is None and self.current is None and not self.closing:
+            self._idle()
+
+    def pause(self, reason: str) -> None:
+        if not self._paused and self.transport is not None and not self.closing:
+            self.transport.pause_reading()
+        self._paused.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason in self._paused:
+            self._paused.discard(reason)
+            if not self._paused and self.transport is not None and not self.closing:
+                self.transport.resume_reading()
+
+    def close(self) -> None:
+        """Close after what has been written is sent."""
+        if not self.closing:
+            self.closing = True
+            if self.transport is not None:
+                self.transport.close()
+
+    def _idle(self) -> None:
+        self.state = _IDLE
+        self.deadline = self.loop.time() + self.limits.idle_timeout_s
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        """Answer a request the front will not forward, then close: the stream cannot be trusted."""
+        active = self.active
+        if active is not None and (active is not self.current or active.response_started):
+            self.close()  # an earlier request is still being answered: nothing can go before it
+            return
+        if active is not None:
+            active.abandon()
+        self.write(error_response(status, code, message, request_id(None), close=True))
+        self.close()
+
+    def check(self, now: float) -> None:
+        """Enforce this connection's deadline (called by the front's sweep)."""
+        active = self.active
+        if active is not None and active.upstream is not None and now > active.upstream_deadline:
+            active.timed_out()
+            return
+        if now <= self.deadline or self.closing:
+            return
+        state = self.state
+        if state == _IDLE:
+            self.close()
+        elif state == _HEAD:
+            self._refuse(
+                408,
+                "request_timeout",
+                f"the request head did not arrive within {self.limits.head_timeout_s:g} s",
+            )
+        elif state == _BODY:
+            self._refuse(
+                408,
+                "request_timeout",
+                f"the request body did not arrive within {self.limits.body_timeout_s:g} s",
+            )
+
+
+class Exchange:
+    """One request on a client connection, and its response: from the cell, or from the front."""
+
+    __slots__ = (
+        "abandoned",
+        "chunk_down",
+        "chunked_up",
+        "client",
+        "close_after",
+        "content_length",
+        "dest",
+        "expect_continue",
+        "fields",
+        "forwarded_for",
+        "has_body",
+        "headers",
+        "host",
+        "http10",
+        "keep_alive",
+        "kind",
+        "local",
+        "method",
+        "out",
+        "pending",
+        "pending_bytes",
+        "pool",
+        "received",
+        "request_done",
+        "request_id_header",
+        "response_done",
+        "response_started",
+        "retried",
+        "target",
+        "task",
+        "upstream",
+        "upstream_deadline",
+    )
+
+    def __init__(
+        self,
+        client: ClientConnection,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        keep_alive: bool,
+        http10: bool,
+    ) -> None:
+        self.client = client
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.http10 = http10
+        self.host: bytes | None = None
+        self.content_length: int | None = None
+        self.chunked_up = self.expect_continue = False
+        self.request_id_header: bytes | None = None
+        self.forwarded_for = b""
+        # the header lines the cell gets, built in the same single pass over the headers
+        fields: list[bytes] = []
+        listed: frozenset[bytes] = frozenset()
+        for name, value in headers:
+            lower = name.lower()
+            if lower not in _NOTABLE:
+                fields.append(b"%s: %s\r\n" % (name, value))
+            elif lower == b"host":
+                self.host = value
+                fields.append(b"%s: %s\r\n" % (name, value))
+            elif lower == b"content-length":
+                self.content_length = int(value)  # llhttp has checked it is a number
+                fields.append(b"%s: %s\r\n" % (name, value))
+            elif lower == b"transfer-encoding":
+                self.chunked_up = True  # llhttp accepts only chunked as the last coding of a request
+            elif lower == b"x-request-id":
+                self.request_id_header = value
+                fields.append(b"%s: %s\r\n" % (name, value))
+            elif lower == b"expect":
+                self.expect_continue = value.lower() == b"100-continue"
+            elif lower == b"x-forwarded-for":
+                self.forwarded_for += value + b", "
+            elif lower == b"connection":
+                listed = _tokens(value, listed)
+        self.fields = _without(fields, listed) if listed else fields
+        self.has_body = self.chunked_up or bool(self.content_length)
+        self.kind = _PENDING
+        self.dest: Destination | None = None
+        self.local: tuple[bytes, bool] | None = None
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.out: list[bytes] = []  # response bytes for the client, written once per read from the cell
+        self.received = 0
+        self.pool: UpstreamPool | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.upstream_deadline = 0.0
+        self.task: asyncio.Task[None] | None = None
+        self.request_done = self.response_started = self.response_done = False
+        self.chunk_down = self.close_after = self.retried = self.abandoned = False
+
+    # where the request goes ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Its turn to be answered: decide where it goes, and start sending it there."""
+        try:
+            self._start()
+        except Exception:
+            logger.exception("front: routing %r failed", self.target)
+            self._drop_upstream()
+            self.respond_error(500, "front_failed", "the front failed to handle this request", close=True)
+
+    def _start(self) -> None:
+        proxy = self.client.proxy
+        limits = proxy.limits
+        if self.target.startswith(INTERNAL_PREFIX):
+            self._start_internal(proxy.internal)
+            return
+        if self.content_length is not None and self.content_length > limits.max_body_bytes:
+            self.too_large()
+            return
+        dest = self.dest = proxy.destination(self.host, self.target)
+        if dest is None:
+            host = self.host.decode("latin-1") if self.host else ""
+            message = f"no function is served at {host}{_path(self.target)}"
+            self.respond_error(404, "not_found", message)
+            return
+        entry = proxy.routes.get(dest.gateway, dest.env)
+        if isinstance(entry, Upstream):
+            self.kind = _PROXY
+            self.pool = proxy.pool(entry)
+            connection = self.pool.take()
+            if connection is not None:
+                self.attach(connection)
+            else:
+                self._spawn(self._connect(entry))
+        elif entry is STARTING:
+            self._starting()
+            return
+        elif proxy.on_miss is not None:
+            self.kind = _PROXY
+            self._spawn(self._connect(None))
+        else:
+            self._not_live()
+            return
+        if self.expect_continue and not self.request_done:
+            self.client.write(_CONTINUE)
+
+    def _start_internal(self, internal: Internal | None) -> None:
+        if internal is None:
+            self.respond_error(404, "not_found", f"no internal endpoint {_path(self.target)}")
+            return
+        self.kind = _INTERNAL
+        if self.expect_continue and not self.request_done:
+            self.client.write(_CONTINUE)
+        if self.request_done:
+            self._spawn(self._internal(internal))
+
+    async def _connect(self, entry: Upstream | None) -> None:
+        dest = self.dest
+        assert dest is not None
+        proxy = self.client.proxy
+        if entry is None:
+            try:
+                await proxy.miss(dest.gateway, dest.env)
+            except TimeoutError:
+                self._starting(f"did not start within {proxy.limits.miss_timeout_s:g} s")
+                return
+            except Exception as exc:
+                self._starting(f"could not be started ({type(exc).__name__}: {exc})")
+                return
+            found = proxy.routes.get(dest.gateway, dest.env)
+            if found is None:
+                self._not_live()
+                return
+            if not isinstance(found, Upstream):
+                self._starting()
+                return
+            entry = found
+            self.pool = proxy.pool(entry)
+        pool = self.pool
+        assert pool is not None
+        connection = pool.take()
+        if connection is None:
+            try:
+                connection = await pool.connect()
+            except (OSError, TimeoutError) as exc:
+                self._starting(f"is not accepting connections ({exc or type(exc).__name__})")
+                return
+        if self.abandoned:
+            pool.release(connection)
+            return
+        self.attach(connection)
+
+    def attach(self, connection: UpstreamConnection) -> None:
+        """Send the request (head, body so far) on `connection`; the rest follows as it arrives."""
+        self.upstream = connection
+        connection.bind(self)
+        parts = [self._upstream_head()]
+        if self.chunked_up:
+            for chunk in self.pending:
+                parts.extend((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+            if self.request_done:
+                parts.append(_LAST_CHUNK)
+        else:
+            parts.extend(self.pending)
+        self.pending = []
+        self.pending_bytes = 0
+        connection.writelines(parts)
+        client = self.client
+        client.resume("waiting")
+        self.upstream_deadline = client.loop.time() + client.limits.upstream_timeout_s
+        if client.write_paused:
+            connection.pause_reading(True)
+
+    def _upstream_head(self) -> bytes:
+        peer = self.client.peer
+        lines = [b"%s %s HTTP/1.1\r\n" % (self.method, self.target), *self.fields]
+        if peer or self.forwarded_for:
+            lines.append(b"x-forwarded-for: %s%s\r\n" % (self.forwarded_for, peer or b"unknown"))
+        lines.append(b"x-forwarded-proto: http\r\n")
+        if self.chunked_up:
+            lines.append(b"transfer-encoding: chunked\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    # the request's body -------------------------------------------------------------------------------
+    def request_body(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        limits = self.client.limits
+        if self.received > limits.max_body_bytes:
+            self.too_large()
+            return
+        upstream = self.upstream
+        if upstream is not None:
+            if self.chunked_up:
+                upstream.writelines([b"%x\r\n" % len(chunk), chunk, b"\r\n"])
+            else:
+                upstream.write(chunk)
+        elif self.kind != _LOCAL and not self.abandoned:
+            self.pending.append(chunk)
+            self.pending_bytes += len(chunk)
+            if self.kind != _INTERNAL and self.pending_bytes > _BUFFER_WHILE_CONNECTING:
+                self.client.pause("waiting")
+
+    def request_complete(self) -> None:
+        self.request_done = True
+        if self.upstream is not None:
+            if self.chunked_up:
+                self.upstream.write(_LAST_CHUNK)
+        elif self.local is not None:
+            response, close = self.local
+            self.local = None
+            self.finish(response, close)
+        elif self.kind == _INTERNAL and self.task is None:
+            internal = self.client.proxy.internal
+            assert internal is not None
+            self._spawn(self._internal(internal))
+
+    def too_large(self) -> None:
+        limit = self.client.limits.max_body_bytes
+        if self is not self.client.active or self.response_started:
+            self.client.close()
+            return
+        self._drop_upstream()
+        self.respond_error(413, "too_large", f"the request body is larger than {limit} bytes", close=True)
+
+    # the response -------------------------------------------------------------------------------------
+    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Write the cell's response head to the client (at the next flush); True when the response
+        has its own framing (content-length or chunked), False when it ends when the cell closes."""
+        self.response_started = True
+        fields: list[bytes] = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        listed: frozenset[bytes] = frozenset()
+        content_length = chunked = False
+        for name, value in headers:
+            lower = name.lower()
+            if lower not in _HOP_BY_HOP:
+                if lower == b"content-length":
+                    content_length = True
+                fields.append(b"%s: %s\r\n" % (name, value))
+            elif lower == b"transfer-encoding":
+                chunked = True
+            elif lower == b"connection":
+                listed = _tokens(value, listed)
+        if listed:
+            fields = [fields[0], *_without(fields[1:], listed)]
+        close = not self.keep_alive or self.client._eof
+        if self.method == b"HEAD" or status in (204, 304) or content_length:
+            pass
+        elif not self.http10:
+            fields.append(b"transfer-encoding: chunked\r\n")
+            self.chunk_down = True
+        else:
+            close = True  # an HTTP/1.0 client reads this body until the connection closes
+        if close:
+            fields.append(b"connection: close\r\n")
+        elif self.http10:
+            fields.append(b"connection: keep-alive\r\n")
+        fields.append(b"\r\n")
+        self.close_after = close
+        self.out.append(b"".join(fields))
+        return content_length or chunked
+
+    def response_body(self, data: bytes) -> None:
+        if self.chunk_down:
+            self.out.extend((b"%x\r\n" % len(data), data, b"\r\n"))
+        else:
+            self.out.append(data)
+
+    def flush(self) -> None:
+        """Write what the cell's last read brought: one system call for a head and its body."""
+        out = self.out
+        if out:
+            self.out = []
+            if len(out) == 1:
+                self.client.write(out[0])
+            elif len(out) == 2 and len(out[1]) < 4096:
+                self.client.write(out[0] + out[1])
+            else:
+                self.client.writelines(out)
+
+    def response_complete(self) -> None:
+        self.upstream = None
+        if self.chunk_down:
+            self.out.append(_LAST_CHUNK)
+        self.flush()
+        self.response_done = True
+        self.client.exchange_done(self, self.close_after or not self.request_done)
+
+    def upstream_failed(self, connection: UpstreamConnection, reason: str) -> None:
+        if self.abandoned or connection is not self.upstream:
+            return
+        self.upstream = None
+        self.flush()
+        if (
+            not self.response_started
+            and connection.reused
+            and not connection.got_bytes
+            and not self.has_body
+            and not self.retried
+            and self.method in _IDEMPOTENT
+        ):
+            # a kept-alive connection the cell had closed just before this request went out: nothing
+            # was done; send it once more, on a new connection
+            self.retried = True
+            assert self.pool is not None
+            self._spawn(self._reconnect(self.pool))
+            return
+        if self.response_started:
+            self.client.close()  # the client sees a truncated response, never a made-up end
+            return
+        dest = self.dest
+        where = f"gateway {dest.gateway}, environment {dest.env}" if dest else "this request"
+        self.respond_error(502, "bad_gateway", f"the cell for {where} failed mid-request: {reason}")
+
+    async def _reconnect(self, pool: UpstreamPool) -> None:
+        try:
+            connection = await pool.connect()
+        except (OSError, TimeoutError) as exc:
+            self._starting(f"is not accepting connections ({exc or type(exc).__name__})")
+            return
+        if self.abandoned:
+            pool.release(connection)
+            return
+        self.attach(connection)
+
+    def upstream_paused(self, paused: bool) -> None:
+        if paused:
+            self.client.pause("upstream")
+        else:
+            self.client.resume("upstream")
+
+    def timed_out(self) -> None:
+        """The cell has not answered within upstream_timeout_s."""
+        limit = self.client.limits.upstream_timeout_s
+        self._drop_upstream()
+        if self.response_started:
+            self.client.close()
+            return
+        self.respond_error(504, "gateway_timeout", f"the cell did not answer within {limit:g} s", close=True)
+
+    # answers from the front itself --------------------------------------------------------------------
+    def respond_error(self, status: int, code: str, message: str, *, close: bool = False) -> None:
+        rid = request_id(self.request_id_header)
+        extra: tuple[tuple[bytes, bytes], ...] = ()
+        if status == 503:
+            extra = ((b"retry-after", str(self.client.limits.retry_after_s).encode()),)
+        close = close or not self.keep_alive
+        response = error_response(
+            status, code, message, rid, close=close, head=self.method == b"HEAD", extra=extra
+        )
+        self.respond(response, close)
+
+    def respond(self, response: bytes, close: bool) -> None:
+        """Answer with `response`: now if the request is complete (or has a body the front will not
+        read: then close), else as soon as its (empty) body is."""
+        self.kind = _LOCAL
+        self.pending = []
+        if self.request_done:
+            self.finish(response, close)
+        elif self.has_body:
+            self.finish(response, True)
+        else:
+            self.local = (response, close)
+
+    def finish(self, response: bytes, close: bool) -> None:
+        self.response_started = self.response_done = True
+        self.client.write(response)
+        self.client.exchange_done(self, close or not self.request_done)
+
+    def _starting(self, why: str = "is starting") -> None:
+        dest = self.dest
+        assert dest is not None
+        message = f"the cell for gateway {dest.gateway}, environment {dest.env} {why}: retry in a moment"
+        self.respond_error(503, "starting", message)
+
+    def _not_live(self) -> None:
+        dest = self.dest
+        assert dest is not None
+        self.respond_error(404, "not_found", f"no function {dest.name} is live on gateway {dest.gateway}")
+
+    async def _internal(self, internal: Internal) -> None:
+        path, _, query = self.target.partition(b"?")
+        request = InternalRequest(
+            method=self.method.decode("latin-1"),
+            path=path.decode("latin-1"),
+            query_string=query,
+            headers=list(self.headers),
+            body=b"".join(self.pending),
+        )
+        self.pending = []
+        try:
+            answer = await internal(request)
+        except Exception:
+            logger.exception("front: internal endpoint %s failed", request.path)
+            self.respond_error(500, "internal_failed", f"the internal endpoint {request.path} failed")
+            return
+        if self.abandoned:
+            return
+        close = not self.keep_alive
+        response = simple_response(answer.status, answer.headers, answer.body, close=close)
+        self.finish(response, close)
+
+    # endings ------------------------------------------------------------------------------------------
+    def abandon(self) -> None:
+        """The client is gone: stop whatever is in flight for it."""
+        self.abandoned = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self._drop_upstream()
+
+    def _drop_upstream(self) -> None:
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.close()  # mid-exchange: its state is unknown, so it is never reused
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self.task = self.client.loop.create_task(work)
+
+
+def _path(target: bytes) -> str:
+    """The path a request target names, percent-decoded as ASGI servers give it to the cell's app."""
+    if target.startswith(b"/"):
+        path = target.partition(b"?")[0]
+    else:  # absolute-form: http://host/path
+        try:
+            path = httptools.parse_url(target).path or b"/"
+        except httptools.HttpParserInvalidURLError:
+            return ""  # names no function
+    text = path.decode("latin-1")
+    return unquote(text) if "%" in text else text
+
+
+def _tokens(value: bytes, listed: frozenset[bytes]) -> frozenset[bytes]:
+    """Header names a `Connection` header lists: hop-by-hop as well (RFC 9110 7.6.1)."""
+    tokens = {t.strip().lower() for t in value.split(b",")} - {b"close", b"keep-alive", b""}
+    return listed | tokens
+
+
+def _without(fields: list[bytes], names: frozenset[bytes]) -> list[bytes]:
+    return [f for f in fields if f.partition(b":")[0].lower() not in names]
