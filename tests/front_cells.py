@@ -89,9 +89,7 @@ class RawCell:
 
         def run() -> None:
             asyncio.set_event_loop(self.loop)
-            self._server = self.loop.run_until_complete(
-                asyncio.start_server(self._accept, "127.0.0.1", 0)
-            )
+            self._server = self.loop.run_until_complete(asyncio.start_server(self._accept, "127.0.0.1", 0))
             self.port = self._server.sockets[0].getsockname()[1]
             started.set()
             self.loop.run_forever()

@@ -180,7 +180,9 @@ def test_routes_by_host_and_by_path_to_unix_and_tcp_cells(
     by_host = client.get("/user/me?name=Ada", host=f"demo.dev.localhost:{front.port}")
     assert by_host.status == 200
     echo = by_host.json()
-    assert echo["path"] == "/user/me" and echo["query"] == "name=Ada" and echo["client"][0] == ""  # the Unix socket
+    assert (
+        echo["path"] == "/user/me" and echo["query"] == "name=Ada" and echo["client"][0] == ""
+    )  # the Unix socket
     assert [f"demo.dev.localhost:{front.port}"] == [v for k, v in echo["headers"] if k == "host"]
 
     by_path = client.get("/demo/prod/user/me%20too")
@@ -217,7 +219,9 @@ def test_the_front_reads_urls_exactly_as_the_runtime_router_does() -> None:
             assert found.env == route.name.split("/")[0]
 
 
-def test_hop_by_hop_headers_are_not_forwarded_either_way(routes: RouteTable, start_front: Callable[..., Front]) -> None:
+def test_hop_by_hop_headers_are_not_forwarded_either_way(
+    routes: RouteTable, start_front: Callable[..., Front]
+) -> None:
     seen: dict[bytes, bytes] = {}
 
     async def cell(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -305,13 +309,20 @@ def test_big_bodies_stream_both_ways_chunked_and_with_length(
     front = start_front()
     client = Client(front.port)
     upload = os.urandom(5 * 1024 * 1024)
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(upload[i : i + 100_000]), upload[i : i + 100_000]) for i in range(0, len(upload), 100_000))
-    client.send(b"POST /demo/dev/up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(upload[i : i + 100_000]), upload[i : i + 100_000])
+        for i in range(0, len(upload), 100_000)
+    )
+    client.send(
+        b"POST /demo/dev/up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    )
     echo = client.read().json()
     assert echo["body_size"] == len(upload) and echo["body_sha256"] == hashlib.sha256(upload).hexdigest()
     assert ["transfer-encoding", "chunked"] in echo["headers"]
 
-    client.send(b"POST /demo/dev/up HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s" % (len(upload), upload))
+    client.send(
+        b"POST /demo/dev/up HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s" % (len(upload), upload)
+    )
     echo = client.read().json()
     assert echo["body_size"] == len(upload) and echo["body_sha256"] == hashlib.sha256(upload).hexdigest()
 
@@ -469,7 +480,9 @@ def test_a_cell_that_dies_mid_response_gives_502_and_the_next_request_works(
         raw.close()
 
 
-def test_a_restarted_cell_is_reached_again(routes: RouteTable, start_front: Callable[..., Front], tmp_path: Path) -> None:
+def test_a_restarted_cell_is_reached_again(
+    routes: RouteTable, start_front: Callable[..., Front], tmp_path: Path
+) -> None:
     uds = tmp_path / "cell.sock"
     routes.set("demo", "dev", str(uds))
     front = start_front()
@@ -525,7 +538,9 @@ def test_unknown_gateway_or_environment_or_path_gets_404_json(
     assert client.get("/demo/dev/x").status == 200  # the connection stays usable
 
 
-def test_a_starting_cell_gets_503_with_retry_after(routes: RouteTable, start_front: Callable[..., Front]) -> None:
+def test_a_starting_cell_gets_503_with_retry_after(
+    routes: RouteTable, start_front: Callable[..., Front]
+) -> None:
     routes.set_starting("demo", "dev")
     front = start_front()
     response = Client(front.port).get("/demo/dev/x")
@@ -563,7 +578,9 @@ def test_on_miss_brings_a_cell_up_once_for_every_waiting_request(
     assert calls == [("demo", "staging"), ("nobody", "dev")]
 
 
-def test_on_miss_that_takes_too_long_or_fails_gives_503(routes: RouteTable, start_front: Callable[..., Front]) -> None:
+def test_on_miss_that_takes_too_long_or_fails_gives_503(
+    routes: RouteTable, start_front: Callable[..., Front]
+) -> None:
     async def on_miss(gateway: str, env: str) -> None:
         if gateway == "broken":
             raise RuntimeError("no room for another cell")
@@ -588,10 +605,17 @@ def test_internal_paths_go_to_their_hook_not_to_a_cell(
 
     front = start_front(internal=internal)
     client = Client(front.port)
-    client.send(b"POST /_fnstage/status?x=1 HTTP/1.1\r\nHost: demo.dev.localhost\r\nContent-Length: 4\r\n\r\nping")
+    client.send(
+        b"POST /_fnstage/status?x=1 HTTP/1.1\r\nHost: demo.dev.localhost\r\nContent-Length: 4\r\n\r\nping"
+    )
     response = client.read()
     assert response.status == 200 and response.json() == {"cells": 1}
-    assert (seen[0].method, seen[0].path, seen[0].query_string, seen[0].body) == ("POST", "/_fnstage/status", b"x=1", b"ping")
+    assert (seen[0].method, seen[0].path, seen[0].query_string, seen[0].body) == (
+        "POST",
+        "/_fnstage/status",
+        b"x=1",
+        b"ping",
+    )
     assert client.get("/demo/dev/x").status == 200
 
     bare = start_front()
@@ -615,7 +639,9 @@ def test_ten_thousand_idle_connections_and_requests_still_answered(cells: dict[s
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     port = free_port()
     front = subprocess.Popen(
-        [sys.executable, "-c", FRONT_PROCESS, str(port), cells["unix"]], stdout=subprocess.PIPE, start_new_session=True
+        [sys.executable, "-c", FRONT_PROCESS, str(port), cells["unix"]],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
     )
     idle: list[socket.socket] = []
     try:

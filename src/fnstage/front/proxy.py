@@ -212,7 +212,8 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.state == _HEAD and self._head_bytes > self.limits.max_head_bytes:
             limit = self.limits.max_head_bytes
-            self._refuse(431, "too_large", f"the request head is more than {limit:,} bytes: at most {limit:,}")
+            message = f"the request head is more than {limit:,} bytes: at most {limit:,}"
+            self._refuse(431, "too_large", message)
 
     def eof_received(self) -> bool | None:
         self._eof = True
@@ -261,7 +262,8 @@ class ClientConnection(asyncio.Protocol):
         self._head_bytes = 0
         limit = self.limits.max_header_bytes
         if self._header_bytes > limit:
-            raise _Refusal(431, "too_large", f"the request headers are {self._header_bytes} bytes: at most {limit}")
+            message = f"the request headers are {self._header_bytes} bytes: at most {limit}"
+            raise _Refusal(431, "too_large", message)
         parser = self._parser
         exchange = Exchange(
             self,
@@ -310,7 +312,7 @@ class ClientConnection(asyncio.Protocol):
         if exchange is not self.active or self.closing:
             return
         self.resume("upstream")
-        if close or self._eof and not self.queue and self.current is None:
+        if close or (self._eof and not self.queue and self.current is None):
             self.close()
             return
         self.active = None

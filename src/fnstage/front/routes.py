@@ -99,7 +99,9 @@ class RouteTable:
 
     def set(self, gateway: str, env: str, upstream: str | Upstream) -> Upstream:
         """Route (gateway, env) to a cell that is ready at `upstream`."""
-        return self._put(gateway, env, parse_upstream(upstream))  # type: ignore[return-value]
+        parsed = parse_upstream(upstream)
+        self._put(gateway, env, parsed)
+        return parsed
 
     def set_starting(self, gateway: str, env: str) -> None:
         """(gateway, env) has a cell that is (re)starting: answer 503 with Retry-After until `set`."""
@@ -128,14 +130,13 @@ class RouteTable:
     def remove_listener(self, listener: Callable[[Upstream], None]) -> None:
         self._listeners.remove(listener)
 
-    def _put(self, gateway: str, env: str, target: Upstream | _Starting) -> Upstream | _Starting:
+    def _put(self, gateway: str, env: str, target: Upstream | _Starting) -> None:
         _check_key(gateway, env)
         with self._lock:
             old = self._routes.get((gateway, env))
             self._routes[(gateway, env)] = target
             unused = self._unused(old) if old != target else None
         self._tell(unused)
-        return target
 
     def _unused(self, old: Upstream | _Starting | None) -> Upstream | None:
         if isinstance(old, Upstream) and old not in self._routes.values():

@@ -172,9 +172,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _done(self) -> None:
         sink, self.sink = self.sink, None
-        reusable = (
-            sink is not None and sink.request_done and not self._trailing and not self.closed and self._keep_alive
-        )
+        reusable = sink is not None and sink.request_done and self._keep_alive
+        reusable = reusable and not self._trailing and not self.closed
         self.reused = True
         if reusable:
             self.pause_reading(False)
@@ -220,6 +219,7 @@ class UpstreamPool:
                     lambda: UpstreamConnection(self), upstream.unix_path
                 )
             else:
+                assert upstream.host is not None and upstream.port is not None
                 _, protocol = await loop.create_connection(
                     lambda: UpstreamConnection(self), upstream.host, upstream.port
                 )
