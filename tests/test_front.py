@@ -301,6 +301,61 @@ def test_an_http10_client_gets_its_answer_and_the_connection_closes(
     assert body == pattern(100000)  # delimited by the close, as HTTP/1.0 reads it
 
 
+def test_head_requests_get_no_body_and_the_connection_stays_in_step(
+    routes: RouteTable, start_front: Callable[..., Front], cells: dict[str, str]
+) -> None:
+    routes.set("demo", "dev", cells["tcp"])
+    front = start_front()
+    client = Client(front.port)
+    cell_side = client.get("/demo/dev/x").json()["client"]
+    client.send(b"HEAD /demo/dev/big?size=1000 HTTP/1.1\r\nHost: h\r\n\r\n")
+    head = client.read(method="HEAD")
+    assert head.status == 200 and head.headers["content-length"] == "1000" and head.body == b""
+    after = client.get("/demo/dev/y").json()
+    assert after["path"] == "/demo/dev/y" and after["client"] == cell_side  # the cell connection was reused
+
+
+def test_expect_100_continue_is_answered_by_the_front(
+    routes: RouteTable, start_front: Callable[..., Front], cells: dict[str, str]
+) -> None:
+    routes.set("demo", "dev", cells["unix"])
+    front = start_front()
+    client = Client(front.port)
+    client.send(b"POST /demo/dev/x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+    assert client._file.readline() == b"HTTP/1.1 100 Continue\r\n" and client._file.readline() == b"\r\n"
+    client.send(b"hello")
+    echo = client.read().json()
+    assert echo["body_size"] == 5 and "expect" not in dict(echo["headers"])
+
+
+def test_a_client_leaving_mid_response_does_not_disturb_the_next_ones(
+    routes: RouteTable, start_front: Callable[..., Front], cells: dict[str, str]
+) -> None:
+    routes.set("demo", "dev", cells["tcp"])
+    front = start_front()
+    for _ in range(3):
+        leaving = Client(front.port)
+        leaving.send(b"GET /demo/dev/stream?size=50000000 HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert leaving.sock.recv(1000).startswith(b"HTTP/1.1 200")
+        leaving.close()
+    client = Client(front.port)
+    for i in range(5):
+        assert client.get(f"/demo/dev/after{i}").json()["path"] == f"/demo/dev/after{i}"
+
+
+def test_a_changed_route_takes_effect_at_once(
+    routes: RouteTable, start_front: Callable[..., Front], cells: dict[str, str]
+) -> None:
+    routes.set("demo", "dev", cells["unix"])
+    front = start_front()
+    client = Client(front.port)
+    assert client.get("/demo/dev/x").json()["client"][0] == ""
+    routes.set("demo", "dev", cells["tcp"])
+    assert client.get("/demo/dev/x").json()["client"][0] == "127.0.0.1"
+    routes.remove("demo", "dev")
+    assert client.get("/demo/dev/x").status == 404
+
+
 # streaming ----------------------------------------------------------------------------------------------
 def test_big_bodies_stream_both_ways_chunked_and_with_length(
     routes: RouteTable, start_front: Callable[..., Front], cells: dict[str, str]
@@ -489,6 +544,12 @@ def test_a_restarted_cell_is_reached_again(
     client = Client(front.port)
     with granian_cell(uds=uds):
         first = client.get("/demo/dev/x").json()["pid"]
+    refused_at = time.monotonic() + 20
+    while time.monotonic() < refused_at:  # until the kernel has closed the dead cell's socket
+        with socket.socket(socket.AF_UNIX) as probe:
+            if probe.connect_ex(str(uds)) != 0:
+                break
+        time.sleep(0.02)
     response = client.get("/demo/dev/x")  # the cell is gone; its pooled connection too
     assert response.status == 503 and response.headers["retry-after"] == "1"
     uds.unlink(missing_ok=True)
