@@ -185,7 +185,10 @@ def cases(tmp: Path, ff_venv: Path | None) -> dict[str, tuple[list[list[str]], i
             front_port,
         ),
         "(b') front -> cell (loopback port)": (
-            [[*py, "serve-cell", str(cell_port)], [*py, "serve-front", str(front_tcp_port), f"127.0.0.1:{cell_port}"]],
+            [
+                [*py, "serve-cell", str(cell_port)],
+                [*py, "serve-front", str(front_tcp_port), f"127.0.0.1:{cell_port}"],
+            ],
             front_tcp_port,
         ),
     }
@@ -223,7 +226,8 @@ def main() -> None:
                 result = measure(commands, f"http://127.0.0.1:{port}{path}", args.seconds, args.connections)
                 runs.setdefault(label, []).append(result)
                 print(
-                    f"round {round_ + 1} {label:36} {result['rps']:9.0f} req/s  p99 {result['p99_ms']:7.2f} ms"
+                    f"round {round_ + 1} {label:36} {result['rps']:9.0f} req/s"
+                    f"  p99 {result['p99_ms']:7.2f} ms"
                     f"  cpu {result['cpu_us_per_request']:6.1f} us/req  (load {loads[-1]})",
                     file=sys.stderr,
                     flush=True,
