@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import deque
 from collections.abc import Coroutine
 from typing import Any
@@ -49,6 +50,11 @@ _NOTABLE = _HOP_BY_HOP | {
     b"x-forwarded-proto",
 }
 _DEST_CACHE_SIZE = 4096
+# a response head with none of these can go to the client as it is (names end at the colon: RFC 9112)
+_HOP_RE = re.compile(
+    rb"\r\n(?:connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade):", re.IGNORECASE
+)
+_LENGTH_RE = re.compile(rb"\r\ncontent-length:", re.IGNORECASE)
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 _BUFFER_WHILE_CONNECTING = 64 * 1024  # request body held for a cell not yet connected; then pause
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -656,19 +662,29 @@ class Exchange:
         self.respond_error(413, "too_large", f"the request body is larger than {limit} bytes", close=True)
 
     # the response -------------------------------------------------------------------------------------
-    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
-        """Write the cell's response head to the client (at the next flush); True when the response
-        has its own framing (content-length or chunked), False when it ends when the cell closes."""
+    def response_head(self, status: int, head: bytes) -> bool:
+        """Pass the cell's response head (status line to blank line, as received) on to the client, at
+        the next flush; True when the response has its own framing (content-length or chunked), False
+        when it ends when the cell closes. The usual head goes as it is: HTTP/1.1, a content-length,
+        nothing hop-by-hop, a client keeping its connection alive."""
         self.response_started = True
-        fields: list[bytes] = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        hop = _HOP_RE.search(head)
+        keep = self.keep_alive and not self.http10 and not self.client._eof
+        if hop is None and keep and head.startswith(b"HTTP/1.1 "):
+            if _LENGTH_RE.search(head) is not None or self.method == b"HEAD" or status in (204, 304):
+                self.out.append(head)
+                return True
+        lines = head.split(b"\r\n")
+        fields: list[bytes] = [b"HTTP/1.1%s\r\n" % lines[0][8:]]
         listed: frozenset[bytes] = frozenset()
         content_length = chunked = False
-        for name, value in headers:
+        for line in lines[1:-2]:
+            name, _, value = line.partition(b":")
             lower = name.lower()
             if lower not in _HOP_BY_HOP:
                 if lower == b"content-length":
                     content_length = True
-                fields.append(b"%s: %s\r\n" % (name, value))
+                fields.append(line + b"\r\n")
             elif lower == b"transfer-encoding":
                 chunked = True
             elif lower == b"connection":

@@ -18,6 +18,8 @@ from fnstage.front.routes import Upstream
 
 logger = logging.getLogger("fnstage.front")
 
+MAX_RESPONSE_HEAD_BYTES = 64 * 1024
+
 
 class ResponseSink(Protocol):
     """The exchange a connection answers: where the cell's response goes."""
@@ -25,7 +27,7 @@ class ResponseSink(Protocol):
     method: bytes
     request_done: bool  # the whole request has been written: only then may the connection be reused
 
-    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bool: ...
+    def response_head(self, status: int, head: bytes) -> bool: ...
 
     def response_body(self, data: bytes) -> None: ...
 
@@ -48,8 +50,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
-        self._reason = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._head = b""  # the raw bytes of a response head still arriving (and what follows it)
         self._until_close = False  # a response framed by closing the connection
         self._started = False  # a final (non-1xx) response head has arrived
         self._complete = False
@@ -66,6 +67,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self.sink is None:  # a cell talking out of turn: nobody may receive this
             self.close()
             return
+        if not self._started:  # the head goes to the client as it came, where it can: keep its bytes
+            self._head = self._head + data if self._head else data
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -73,6 +76,9 @@ class UpstreamConnection(asyncio.Protocol):
                 self._fail(f"the cell sent a malformed response ({exc})")
                 return
             self._trailing = True
+        if not self._started and len(self._head) > MAX_RESPONSE_HEAD_BYTES:
+            self._fail(f"the cell's response head is larger than {MAX_RESPONSE_HEAD_BYTES} bytes")
+            return
         if self._complete:
             self._done()
         elif self.sink is not None:
@@ -102,26 +108,24 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self._complete:
             self._trailing = True
-        self._reason = b""
-        self._headers = []
-
-    def on_status(self, reason: bytes) -> None:
-        self._reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        status = self._parser.get_status_code()
-        if status < 200 or self._complete:
-            return  # an interim response (100 Continue): the final one follows
-        sink = self.sink
-        if sink is None:
+        if self._complete:
             return
+        raw = self._head
+        end = raw.find(b"\r\n\r\n") + 4  # llhttp accepts only CRLF line ends: the head ends here
+        status = self._parser.get_status_code()
+        if status < 200:
+            self._head = raw[end:]  # an interim response (100 Continue): the final one follows
+            return
+        sink = self.sink
+        if sink is None or end < 4:
+            return
+        self._head = b""
         self._started = True
         self._keep_alive = self._parser.should_keep_alive()  # llhttp forgets it once the message ends
         no_body = sink.method == b"HEAD" or status in (204, 304)
-        framed = sink.response_head(status, self._reason, self._headers)
+        framed = sink.response_head(status, raw[:end])
         self._until_close = not framed and not no_body
         if sink.method == b"HEAD":
             # httptools cannot be told a response has no body: this one ends here, and the parser that
@@ -143,6 +147,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink = sink
         self.got_bytes = False
         self._started = self._complete = self._trailing = self._until_close = self._keep_alive = False
+        self._head = b""
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
