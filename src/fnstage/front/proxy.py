@@ -400,40 +400,24 @@ class ClientConnection(asyncio.Protocol):
 class Exchange:
     """One request on a client connection, and its response: from the cell, or from the front."""
 
-    __slots__ = (
-        "abandoned",
-        "chunk_down",
-        "chunked_up",
-        "client",
-        "close_after",
-        "content_length",
-        "dest",
-        "expect_continue",
-        "fields",
-        "forwarded_for",
-        "has_body",
-        "headers",
-        "host",
-        "http10",
-        "keep_alive",
-        "kind",
-        "local",
-        "method",
-        "out",
-        "pending",
-        "pending_bytes",
-        "pool",
-        "received",
-        "request_done",
-        "request_id_header",
-        "response_done",
-        "response_started",
-        "retried",
-        "target",
-        "task",
-        "upstream",
-        "upstream_deadline",
-    )
+    # what most requests never change is a class default, so a request sets only what it has
+    host: bytes | None = None
+    content_length: int | None = None
+    chunked_up = False
+    expect_continue = False
+    request_id_header: bytes | None = None
+    forwarded_for = b""
+    kind = _PENDING
+    dest: Destination | None = None
+    local: tuple[bytes, bool] | None = None
+    pending_bytes = 0
+    received = 0
+    pool: UpstreamPool | None = None
+    upstream: UpstreamConnection | None = None
+    upstream_deadline = 0.0
+    task: asyncio.Task[None] | None = None
+    request_done = response_started = response_done = False
+    chunk_down = close_after = retried = abandoned = False
 
     def __init__(
         self,
@@ -451,11 +435,6 @@ class Exchange:
         self.headers = headers
         self.keep_alive = keep_alive
         self.http10 = http10
-        self.host: bytes | None = None
-        self.content_length: int | None = None
-        self.chunked_up = self.expect_continue = False
-        self.request_id_header: bytes | None = None
-        self.forwarded_for = b""
         # the header lines the cell gets, built in the same single pass over the headers
         fields: list[bytes] = []
         listed: frozenset[bytes] = frozenset()
@@ -482,19 +461,8 @@ class Exchange:
                 listed = _tokens(value, listed)
         self.fields = _without(fields, listed) if listed else fields
         self.has_body = self.chunked_up or bool(self.content_length)
-        self.kind = _PENDING
-        self.dest: Destination | None = None
-        self.local: tuple[bytes, bool] | None = None
-        self.pending: list[bytes] = []
-        self.pending_bytes = 0
+        self.pending: list[bytes] = []  # request body held until a cell connection is there
         self.out: list[bytes] = []  # response bytes for the client, written once per read from the cell
-        self.received = 0
-        self.pool: UpstreamPool | None = None
-        self.upstream: UpstreamConnection | None = None
-        self.upstream_deadline = 0.0
-        self.task: asyncio.Task[None] | None = None
-        self.request_done = self.response_started = self.response_done = False
-        self.chunk_down = self.close_after = self.retried = self.abandoned = False
 
     # where the request goes ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -668,12 +636,15 @@ class Exchange:
         when it ends when the cell closes. The usual head goes as it is: HTTP/1.1, a content-length,
         nothing hop-by-hop, a client keeping its connection alive."""
         self.response_started = True
-        hop = _HOP_RE.search(head)
         keep = self.keep_alive and not self.http10 and not self.client._eof
-        if hop is None and keep and head.startswith(b"HTTP/1.1 "):
-            if _LENGTH_RE.search(head) is not None or self.method == b"HEAD" or status in (204, 304):
-                self.out.append(head)
-                return True
+        if (
+            keep
+            and head.startswith(b"HTTP/1.1 ")
+            and _HOP_RE.search(head) is None
+            and (_LENGTH_RE.search(head) is not None or self.method == b"HEAD" or status in (204, 304))
+        ):
+            self.out.append(head)
+            return True
         lines = head.split(b"\r\n")
         fields: list[bytes] = [b"HTTP/1.1%s\r\n" % lines[0][8:]]
         listed: frozenset[bytes] = frozenset()

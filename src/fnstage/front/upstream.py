@@ -202,6 +202,7 @@ class UpstreamPool:
         self.upstream = upstream
         self.max_idle = max_idle
         self.connect_timeout_s = connect_timeout_s
+        self._loop = asyncio.get_running_loop()  # pools are made on the front's loop, when first used
         self._idle: list[UpstreamConnection] = []
         self._open: set[UpstreamConnection] = set()
         self.closed = False
@@ -238,7 +239,7 @@ class UpstreamPool:
         if self.closed or len(self._idle) >= self.max_idle:
             connection.close()
             return
-        connection.idle_since = asyncio.get_running_loop().time()
+        connection.idle_since = self._loop.time()
         self._idle.append(connection)
 
     def discard(self, connection: UpstreamConnection) -> None:
