@@ -493,6 +493,34 @@ def test_a_body_over_the_limit_gets_413_and_headers_over_it_431(
     assert fine.read().json()["body_size"] == 1000
 
 
+def test_idle_connections_are_closed_after_the_idle_timeout(
+    routes: RouteTable, start_front: Callable[..., Front], cells: dict[str, str]
+) -> None:
+    routes.set("demo", "dev", cells["unix"])
+    front = start_front(limits=FrontLimits(idle_timeout_s=0.3))
+    never_asked = Client(front.port)
+    asked_once = Client(front.port)
+    assert asked_once.get("/demo/dev/x").status == 200
+    assert never_asked.sock.recv(100) == b""  # closed without a word: it had no request in progress
+    assert asked_once.sock.recv(100) == b""
+
+
+def test_a_cell_that_never_answers_gets_504(routes: RouteTable, start_front: Callable[..., Front]) -> None:
+    async def cell(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        await reader.read()  # holds the request forever
+
+    raw = RawCell(cell)
+    try:
+        routes.set("demo", "dev", raw.address)
+        front = start_front(limits=FrontLimits(upstream_timeout_s=0.5))
+        response = Client(front.port).get("/demo/dev/x")
+        assert response.status == 504 and response.json()["error"]["code"] == "gateway_timeout"
+        assert response.json()["error"]["message"] == "the cell did not answer within 0.5 s"
+    finally:
+        raw.close()
+
+
 # failures -----------------------------------------------------------------------------------------------
 def test_a_cell_that_dies_mid_response_gives_502_and_the_next_request_works(
     routes: RouteTable, start_front: Callable[..., Front]

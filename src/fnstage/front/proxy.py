@@ -317,12 +317,16 @@ class ClientConnection(asyncio.Protocol):
         """`exchange`'s response is complete: close, or answer the next request."""
         if exchange is not self.active or self.closing:
             return
-        self.resume("upstream")
+        if self._paused:
+            self.resume("upstream")
         if close or (self._eof and not self.queue and self.current is None):
             self.close()
             return
         self.active = None
-        self._advance()
+        if self.queue:
+            self._advance()
+        elif self.current is None:
+            self._idle()
 
     def _advance(self) -> None:
         if self._advancing:  # an exchange started below finished at once: the loop below goes on
@@ -492,7 +496,7 @@ class Exchange:
         entry = proxy.routes.get(dest.gateway, dest.env)
         if isinstance(entry, Upstream):
             self.kind = _PROXY
-            self.pool = proxy.pool(entry)
+            self.pool = proxy.pools.get(entry) or proxy.pool(entry)
             connection = self.pool.take()
             if connection is not None:
                 self.attach(connection)
@@ -572,7 +576,8 @@ class Exchange:
         self.pending_bytes = 0
         connection.writelines(parts)
         client = self.client
-        client.resume("waiting")
+        if client._paused:
+            client.resume("waiting")
         self.upstream_deadline = client.loop.time() + client.limits.upstream_timeout_s
         if client.write_paused:
             connection.pause_reading(True)
