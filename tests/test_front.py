@@ -267,6 +267,7 @@ def test_keep_alive_is_reused_on_both_sides(
     client = Client(front.port)
     cell_sides = {tuple(client.get(f"/demo/dev/n{i}").json()["client"]) for i in range(30)}
     assert len(cell_sides) == 1  # one pooled connection to the cell served all 30
+    assert front.stats()["cell_connections"] == {cells["tcp"]: 1}
     # one client connection served all 30 (http.client would raise on a closed one)
     assert client.get("/demo/dev/last").status == 200
     other = Client(front.port)

@@ -385,6 +385,8 @@ class ClientConnection(asyncio.Protocol):
         if now <= self.deadline or self.closing:
             return
         state = self.state
+        if self._paused and state != _IDLE:
+            return  # the front itself is not reading (answers in order, a full cell): not the client's delay
         if state == _IDLE:
             self.close()
         elif state == _HEAD:
@@ -555,7 +557,7 @@ class Exchange:
             except (OSError, TimeoutError) as exc:
                 self._starting(f"is not accepting connections ({exc or type(exc).__name__})")
                 return
-        if self.abandoned:
+        if self.abandoned or self.response_done:  # the client left, or was answered meanwhile (413)
             pool.release(connection)
             return
         self.attach(connection)
@@ -742,7 +744,7 @@ class Exchange:
         except (OSError, TimeoutError) as exc:
             self._starting(f"is not accepting connections ({exc or type(exc).__name__})")
             return
-        if self.abandoned:
+        if self.abandoned or self.response_done:  # the client left, or was answered meanwhile (413)
             pool.release(connection)
             return
         self.attach(connection)

@@ -15,6 +15,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from fnstage.front.hooks import Internal, OnMiss
 from fnstage.front.limits import FrontLimits
@@ -144,6 +145,14 @@ class Front:
             return
         asyncio.run_coroutine_threadsafe(self.stop(), self._loop).result(timeout)
         self._thread.join(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        """What the front holds now: for the supervisor's status page."""
+        return {
+            "client_connections": len(self.proxy.clients),
+            "cell_connections": {str(u): len(pool) for u, pool in list(self.proxy.pools.items())},
+            "routes": len(self.routes),
+        }
 
     def call_soon(self, callback: Callable[[], None]) -> None:
         """Run `callback` on the front's loop, from any thread."""
