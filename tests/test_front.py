@@ -712,6 +712,25 @@ def test_internal_paths_go_to_their_hook_not_to_a_cell(
     assert Client(bare.port).get("/_fnstage/status").status == 404
 
 
+def test_a_failing_internal_hook_or_a_malformed_request_gets_a_json_error(
+    routes: RouteTable, start_front: Callable[..., Front]
+) -> None:
+    async def internal(request: InternalRequest) -> InternalResponse:
+        raise RuntimeError("status broke")
+
+    front = start_front(internal=internal)
+    client = Client(front.port)
+    response = client.get("/_fnstage/status")
+    assert response.status == 500 and response.json()["error"]["code"] == "internal_failed"
+    assert client.get("/nothing").status == 404  # the connection goes on
+
+    malformed = Client(front.port)
+    malformed.send(b"GET /demo/dev/x HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+    response = malformed.read()
+    assert response.status == 400 and response.json()["error"]["code"] == "bad_request"
+    assert malformed.closed_by_peer()
+
+
 # many idle connections ----------------------------------------------------------------------------------
 FRONT_PROCESS = """
 import sys
