@@ -5,7 +5,8 @@
     serve_front(routes, port=8471, on_miss=start_cell, internal=status)
 
 routes (host or path -> (gateway, env) -> upstream, the runtime's own parsing) -> proxy (client
-connections, one `Exchange` per request) -> upstream (pooled keep-alive connections to cells).
+connections) -> exchange (one request and its answer) -> upstream (pooled keep-alive connections to
+cells); server runs it, limits and responses hold the numbers and the front's own answers.
 """
 
 from fnstage.front.hooks import Internal, InternalRequest, InternalResponse, OnMiss
