@@ -11,6 +11,7 @@ import builtins
 import contextlib
 import ctypes
 import datetime
+import fcntl
 import gc
 import importlib
 import json
@@ -387,7 +388,9 @@ def file_descriptors(ctx) -> dict:
                 finally:
                     sock.close()
         elif stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
-            entry.update(kind="file", dev=st.st_dev, ino=st.st_ino)
+            access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+            readable = access in (os.O_RDONLY, os.O_RDWR)
+            entry.update(kind="file", dev=st.st_dev, ino=st.st_ino, readable=readable)
         else:
             entry["kind"] = "other"
         held.append(entry)
