@@ -193,7 +193,7 @@ def write_store(ctx) -> dict:
     result: dict = {}
     path = os.path.join(config["data_dir"], "fnstage.db")
     try:
-        conn = sqlite3.connect(path, timeout=5)
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=5)  # never create one
         try:
             _plant_sql(conn, config, "?")
             conn.commit()
@@ -323,6 +323,7 @@ def fork(ctx) -> dict:
     """Fork children that keep running: one plain, one that starts a session of its own and double-forks
     to leave its process group. At most MAX_CHILDREN processes, each gone after CHILD_LIFETIME_S."""
     read_fd, write_fd = os.pipe()
+    booted_s = time.clock_gettime(time.CLOCK_BOOTTIME)  # lets the test tell our children from pid reuse
     started = 0
     pid = os.fork()
     if pid == 0:
@@ -350,7 +351,7 @@ def fork(ctx) -> dict:
         pids = [int(p) for p in buffer.split()]
     os.close(read_fd)
     assert len(pids) <= MAX_CHILDREN
-    return {"children": pids, "parent": os.getpid()}
+    return {"children": pids, "parent": os.getpid(), "forked_at_boot_s": booted_s}
 
 
 def file_descriptors(ctx) -> dict:
