@@ -301,15 +301,17 @@ def test_forked_children_die_with_their_cell_and_hold_no_socket(stage: Stage) ->
             with contextlib.suppress(httpx.HTTPError):
                 stage.get(OWN, "dev", HOSTILE, timeout=20, attack="crash", how="abort")
             _wait_until_answering(stage, timeout=30)
-            hung = []
-            for _ in range(30):  # none may hang: 5 s each at most
+            failed = []
+            for _ in range(30):  # none may hang (5 s each at most) or be cut off
                 try:
                     r = stage.get(OWN, "dev", HOSTILE, timeout=5)
-                except httpx.TimeoutException as exc:
-                    hung.append(repr(exc))
+                except httpx.HTTPError as exc:
+                    failed.append(repr(exc))
                     continue
                 assert r.status_code == 200, r.text
-            assert hung == [], f"{len(hung)} of 30 requests to the restarted cell hung: {forked}"
+            assert failed == [], (
+                f"{len(failed)} of 30 requests to the restarted cell failed: {failed}, {forked}"
+            )
         alive = lambda: [p for p in forked["children"] if _is_our_child(p, forked["forked_at_boot_s"])]  # noqa: E731
         deadline = time.monotonic() + 10
         while alive() and time.monotonic() < deadline:
@@ -333,7 +335,7 @@ def test_function_code_holds_no_database_token_or_platform_socket(stage: Stage) 
     others = stage.ports - ({int(own_cell.rsplit(":", 1)[1])} if stage.layout == "cells-postgres" else set())
     database_port = 5432
     if stage.layout == "cells-postgres":
-        database_port = int(stage.up.database_url.rsplit(":", 1)[1].split("/")[0])  # type: ignore[union-attr]
+        database_port = int(str(stage.up.database_url).rsplit(":", 1)[1].split("/")[0])
     secret_files = _files_named(
         stage.up.data_dir, stage.up.config_dir, "fnstage.db*", "admin-token", "*.json"
     )

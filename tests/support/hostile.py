@@ -216,40 +216,52 @@ class Stage:
 
 
 class VictimLoad:
-    """A small, bounded load on the victims' URLs in a thread of its own, counting what failed: an error
-    status, a different body, or no answer within 5 s."""
+    """A small, bounded load on the victims' URLs, one thread per victim so each nearly always has a
+    request in flight, counting what failed: an error status, a different body, or no answer in 5 s."""
 
     def __init__(self, stage: Stage, max_requests: int = 4000, max_seconds: float = 180) -> None:
         self.stage = stage
-        self.max_requests = max_requests
+        self.max_requests = max_requests  # per victim
         self.max_seconds = max_seconds
         self.sent = 0
         self.failures: list[str] = []
         self.report: object = None  # the hostile function's answer, for the failure messages
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="victim-load", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, args=victim, name=f"victim-{'-'.join(victim)}", daemon=True)
+            for victim in VICTIMS
+        ]
 
     def __enter__(self) -> VictimLoad:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(30)
+        for thread in self._threads:
+            thread.join(30)
 
-    def _run(self) -> None:
+    def _run(self, gw: str, env: str) -> None:
         deadline = time.monotonic() + self.max_seconds
-        while not self._stop.is_set() and self.sent < self.max_requests and time.monotonic() < deadline:
-            for gw, env in VICTIMS:
-                self.sent += 1
-                what = f"{gw}/{env}/{KNOWN}"
-                try:
-                    r = self.stage.get(gw, env, KNOWN, timeout=5)
-                except httpx.HTTPError as exc:
-                    self.failures.append(f"{what}: {exc!r}")
-                    continue
+        what = f"{gw}/{env}/{KNOWN}"
+        expected = known_answer(gw, env)
+        for _ in range(self.max_requests):
+            if self._stop.is_set() or time.monotonic() > deadline:
+                return
+            failure = None
+            try:
+                r = self.stage.get(gw, env, KNOWN, timeout=5)
+            except httpx.HTTPError as exc:
+                failure = f"{what}: {exc!r}"
+            else:
                 if r.status_code != 200:
-                    self.failures.append(f"{what}: {r.status_code} {r.text[:200]}")
-                elif _json_or_none(r) != known_answer(gw, env):
-                    self.failures.append(f"{what}: answered {r.text[:200]}")
-            time.sleep(0.02)
+                    failure = f"{what}: {r.status_code} {r.text[:200]}"
+                elif _json_or_none(r) != expected:
+                    failure = f"{what}: answered {r.text[:200]}"
+            with self._lock:
+                self.sent += 1
+                if failure:
+                    self.failures.append(failure)
+            time.sleep(0.01)
