@@ -256,6 +256,14 @@ def test_exiting_at_load_takes_nothing_else_down(stage: Stage) -> None:
     assert "exit code 3" in status.stdout, status.stdout + status.stderr
 
 
+def test_killing_its_parent_fails(stage: Stage) -> None:
+    """SIGKILL to the process that started the function's process (the runtime; a cell's supervisor,
+    whose death would take every cell with it) is refused."""
+    with stage.unharmed(settle_s=3.0) as load:
+        load.report = sent = stage.attack("signal-parent")
+    assert sent["killed"] is False, sent
+
+
 @pytest.mark.parametrize("how", ["abort", "segfault"])
 def test_crashing_at_request_time_takes_nothing_else_down(stage: Stage, how: str) -> None:
     with stage.unharmed(settle_s=3.0) as load:

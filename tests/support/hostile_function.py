@@ -17,6 +17,7 @@ import importlib
 import json
 import os
 import re
+import signal
 import socket
 import sqlite3
 import stat
@@ -299,6 +300,18 @@ def patch_modules(ctx) -> dict:
     return {"patched": ["json.dumps", "json.JSONEncoder.encode", "builtins.sorted"]}
 
 
+def signal_parent(ctx) -> dict:
+    """SIGKILL the process that started this one: the runtime, or a cell's supervisor."""
+    parent = os.getppid()
+    if parent <= 1:  # no parent of ours to see (init, or another pid namespace): nothing to try
+        return {"parent": parent, "killed": False, "error": "no parent visible"}
+    try:
+        os.kill(parent, signal.SIGKILL)
+    except Exception as exc:
+        return {"parent": parent, "killed": False, "error": type(exc).__name__}
+    return {"parent": parent, "killed": True}
+
+
 # crashing, forking, holding file descriptors ----------------------------------------------------------------
 def crash(ctx) -> dict:
     how = ctx.query.get("how", "abort")
@@ -405,6 +418,7 @@ ATTACKS = {
     "call-api": call_api,
     "rewrite-memory": rewrite_memory,
     "patch-modules": patch_modules,
+    "signal-parent": signal_parent,
     "crash": crash,
     "fork": fork,
     "file-descriptors": file_descriptors,
