@@ -309,7 +309,7 @@ def signal_parent(ctx) -> dict:
         os.kill(parent, signal.SIGKILL)
     except Exception as exc:
         return {"parent": parent, "killed": False, "error": type(exc).__name__}
-    return {"parent": parent, "killed": True}
+    return {"parent": parent, "killed": True, "self": os.getpid()}
 
 
 # crashing, forking, holding file descriptors ----------------------------------------------------------------
