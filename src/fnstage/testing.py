@@ -143,21 +143,32 @@ class RuntimeServer:
     as one host of many runs it)."""
 
     def __init__(
-        self, database_url: str, gateway: str, log_path: Path, *, workers: int = 1, port: int | None = None
+        self,
+        database_url: str,
+        gateway: str,
+        log_path: Path,
+        *,
+        workers: int = 1,
+        port: int | None = None,
+        env: str | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.args = [sys.executable, "-m", "fnstage", "runtime", "--database-url", database_url]
         self.args += ["--gateway", gateway, "--port", str(self.port), "--workers", str(workers)]
+        if env is not None:  # one cell: only this environment of the gateway
+            self.args += ["--env", env]
         self.args += ["--log-level", "info"]
+        self.env = {**os.environ, **(extra_env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> RuntimeServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.env
             )
         health = [f"{self.url}/_fnstage/health"]
         _wait_until_healthy(self.process, health, "fnstage runtime", timeout, self.log, self.stop)

@@ -1,0 +1,1 @@
+"""Helpers shared by test modules that are too big to live in one test file."""
