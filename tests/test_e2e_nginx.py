@@ -39,8 +39,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UpProcess,
         nginx_port = free_port()
         cells = {
             env: subprocess.Popen(
-                [sys.executable, "-m", "fnstage", "runtime", "--gateway", "demo", "--env", env]
-                + ["--port", str(port), "--data", str(up.data_dir), "--log-level", "warning"],
+                [
+                    *(sys.executable, "-m", "fnstage", "runtime", "--gateway", "demo", "--env", env),
+                    *("--port", str(port), "--data", str(up.data_dir), "--log-level", "warning"),
+                ],
                 env=up.env,
             )
             for env, port in ports.items()

@@ -49,12 +49,14 @@ class Proxy:
         routes: RouteTable,
         *,
         domain: str = "localhost",
+        gateway: str | None = None,
         limits: FrontLimits | None = None,
         on_miss: OnMiss | None = None,
         internal: Internal | None = None,
     ) -> None:
         self.routes = routes
-        self.router = Router(domain=domain)
+        # `gateway`: the front of a runtime bound to one gateway, whose path form is `/ENV/PATH`
+        self.router = Router(domain=domain, gateway=gateway)
         self.limits = limits or FrontLimits()
         self.on_miss = on_miss
         self.internal = internal

@@ -57,6 +57,7 @@ class Front:
         host: str = "127.0.0.1",
         port: int = 8471,
         domain: str = "localhost",
+        gateway: str | None = None,
         limits: FrontLimits | None = None,
         on_miss: OnMiss | None = None,
         internal: Internal | None = None,
@@ -65,7 +66,9 @@ class Front:
         self.routes = routes
         self.host = host
         self.port = port
-        self.proxy = Proxy(routes, domain=domain, limits=limits, on_miss=on_miss, internal=internal)
+        self.proxy = Proxy(
+            routes, domain=domain, gateway=gateway, limits=limits, on_miss=on_miss, internal=internal
+        )
         self._sock = sock
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None

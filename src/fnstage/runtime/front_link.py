@@ -34,6 +34,7 @@ class FrontLink:
             host=settings.host,
             port=settings.port,
             domain=settings.domain,
+            gateway=settings.gateway,
             internal=self._internal,
         )
 

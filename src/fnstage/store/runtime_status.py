@@ -11,6 +11,7 @@ import json
 import secrets
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -97,10 +98,15 @@ class RuntimeReporter:
 
     def live(self, gateway: str, name: str, version: int, bundle_hash: str | None = None) -> None:
         """`version` is live here; an earlier failure of an older or equal version is resolved."""
-        values = {"version": version, "bundle_hash": bundle_hash, "loaded_at": now(), "error": None}
+        values: dict[str, object] = {
+            "version": version,
+            "bundle_hash": bundle_hash,
+            "loaded_at": now(),
+            "error": None,
+        }
         self._write_function(gateway, name, values)
 
-    def live_many(self, items: list[tuple[str, str, int] | tuple[str, str, int, str]]) -> None:
+    def live_many(self, items: Sequence[tuple[str, str, int] | tuple[str, str, int, str]]) -> None:
         """`live` for a whole load batch in one transaction: a cold start of 10,000 functions is one
         write, not 10,000 (about 1 ms each). Items: (gateway, name, version[, bundle hash])."""
         stamp = now()
