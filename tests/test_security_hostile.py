@@ -429,11 +429,11 @@ def test_a_missing_protection_is_named_and_cells_still_run(unprotected: Stage) -
     stage = unprotected
     for gw, env in VICTIMS:  # cells still run
         assert stage.get(gw, env, KNOWN).status_code == 200
-    expected = "landlock: disabled by FNSTAGE_SANDBOX_DISABLE"
+    expected = "landlock: switched off by FNSTAGE_SANDBOX_DISABLE"
     for url in sorted(set(stage.cells.values())):
         missing = _cell_status(url)["sandbox"].get("missing")
         assert expected in missing, f"{url}: {missing}"
-        assert any(m.startswith("user:") for m in missing), f"{url}: {missing}"
+        assert any(m.startswith("dedicated user:") for m in missing), f"{url}: {missing}"
     for runtime in _runtimes_in_status(stage):
         sandbox = runtime.get("sandbox") or {}
         assert expected in sandbox.get("missing", []), f"fnstage status --json: {runtime}"

@@ -225,9 +225,16 @@ class Supervisor:
         host = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host
         url = s.public_url or f"http://{host}:{s.port}"
         identity = RuntimeIdentity.new(s.gateway, url, os.getpid(), self.control_key, environment=s.env)
-        reporter = RuntimeReporter(s.database_url, identity)
-        self.reports.reporter = reporter
-        return reporter
+        reports = self.reports
+
+        class SupervisorReporter(RuntimeReporter):
+            def register(self) -> None:
+                super().register()
+                reports.reporter = self
+                if reports.missing:  # cells that started before the row existed (a runtime's one cell)
+                    self.sandbox(reports.sandbox())
+
+        return SupervisorReporter(s.database_url, identity)
 
     @property
     def synced(self) -> bool:
