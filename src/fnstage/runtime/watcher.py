@@ -48,9 +48,12 @@ logger = logging.getLogger("fnstage.runtime")
 
 T = TypeVar("T")
 # A commit's write to the WAL file is seen (inotify) a moment before the commit is visible
-# (`data_version` moves when the wal-index is updated): after a wake that finds no change, look again
-# after these delays (each cut short by a new wake).
-RECHECK_DELAYS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+# (`data_version` moves when the wal-index, a shared memory map, is updated; writes to a memory map make
+# no inotify event): after a wake that finds no change, look again after these delays (each cut short
+# by a new wake). They reach past the 1 s poll: a writer descheduled between its WAL write and the
+# index update (a busy machine) once made about 1 save in 800 wait for the poll (issue 11, part 5);
+# a look is a `PRAGMA data_version`, about 3 us.
+RECHECK_DELAYS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.3)
 Key = tuple[str, str]
 # a catch-up's reads and loads: the log entries, the deletes among them, the rows to load, their loads
 Changes = tuple[list[FeedEvent], list[FeedEvent], list[PublishedFunction], list[LiveVersion | LoadError]]

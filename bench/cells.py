@@ -1,0 +1,220 @@
+"""Cells (issue 11): what running function code in sandboxed cells costs, side by side with the runtime
+before cells.
+
+    .venv/bin/python bench/cells.py --baseline /tmp/base/src [--rounds 5] [--seconds 5] [--cold 10000]
+
+1. **Invocation**, wrk -t1 -c64 against one small async function, rounds interleaved, each server
+   started afresh: (a) the runtime before cells (`--baseline SRC`: another checkout's `fnstage runtime
+   --gateway bench`, one granian worker), (b) a cell served directly (`fnstage runtime --gateway bench
+   --env dev`), (c) the same through the front (`fnstage runtime --gateway bench`, as `fnstage up`
+   runs it). Ratios b/a and c/b.
+2. **An idle cell**: the time from asking for a cell to its first answer (fork from the zygote,
+   sandbox, granian listening, the supervisor told), and its memory of its own (USS: private pages,
+   from /proc/PID/smaps_rollup), for 10 cells started one after another.
+3. **Cold start**: `--cold N` functions spread over 10 gateways' dev (10 cells), then a runtime
+   without --env starts; "ready" is its first healthy answer (the front answers 503 until the first
+   sync has loaded every function into its cell) followed by every cell answering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from machine import describe
+from processes import descendants, stop_tree
+
+FUNCTION = "async def main(ctx):\n    return 'Hello, world!'\n"
+
+
+def publish(root: Path, gateways: int, per_gateway: int) -> str:
+    from stores import bench_admin
+
+    from fnstage.service import Services
+    from fnstage.store.engine import sqlite_url
+    from fnstage.store.store import Store
+
+    url = sqlite_url(root)
+    store = Store.open(url)
+    services = Services.create(store)
+    actor = bench_admin(store)
+    for g in range(gateways):
+        gateway = "bench" if g == 0 else f"bench{g}"
+        services.gateways.create(actor, gateway)
+        for i in range(per_gateway):
+            name = "dev/hello" if i == 0 else f"dev/fn/{i}"
+            services.deployments.save(actor, gateway, name, {"files": {"index.py": FUNCTION}})
+    store.close()
+    return url
+
+
+def start(args: list[str], port: int, src: str | None, health_host: str | None = None) -> subprocess.Popen[bytes]:
+    env = {**os.environ}
+    if src:
+        env["PYTHONPATH"] = src
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fnstage", "runtime", *args, "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(
+                f"http://127.0.0.1:{port}/hello",
+                headers={"Host": health_host or "bench.dev.localhost"},
+                timeout=2,
+            )
+            if r.status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    stop_tree([process.pid, *descendants(process.pid)])
+    raise RuntimeError(f"fnstage runtime {' '.join(args)} did not answer within 120 s")
+
+
+def wrk(port: int, seconds: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t1", "-c64", f"-d{seconds}s", "-H", "Host: bench.dev.localhost", f"http://127.0.0.1:{port}/hello"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw failures:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def invocation(url: str, baseline: str | None, rounds: int, seconds: int) -> dict[str, list[float]]:
+    here = str(Path(__file__).resolve().parents[1] / "src")
+    servers: dict[str, tuple[list[str], str | None]] = {
+        "(b) cell direct": (["--database-url", url, "--gateway", "bench", "--env", "dev"], here),
+        "(c) front -> cell": (["--database-url", url, "--gateway", "bench"], here),
+    }
+    if baseline:
+        servers = {"(a) runtime before cells": (["--database-url", url, "--gateway", "bench"], baseline), **servers}
+    results: dict[str, list[float]] = {name: [] for name in servers}
+    for round_ in range(rounds):
+        for name, (args, src) in servers.items():
+            port = free_port()
+            process = start(args, port, src)
+            try:
+                wrk(port, 1)  # warm-up
+                results[name].append(wrk(port, seconds))
+            finally:
+                stop_tree([process.pid, *descendants(process.pid)])
+            print(f"round {round_ + 1} {name}: {results[name][-1]:,.0f} req/s", flush=True)
+    return results
+
+
+def idle_cells(count: int) -> list[tuple[float, float]]:
+    """(ms to the first answer, USS MiB) of `count` cells started one after another."""
+    from fnstage.runtime.cell import CellSpec
+    from fnstage.runtime.cells import Cell, CellEvents, CellSet
+    from fnstage.runtime.zygote import Zygote
+
+    zygote = Zygote()
+    zygote.start()
+    root = Path(tempfile.mkdtemp(prefix="fnstage-bench-cells-"))
+    os.chmod(root, 0o711)
+
+    def spec(slot: tuple[str, str]) -> CellSpec:
+        folder = root / f"{slot[0]}.{slot[1]}"
+        return CellSpec(slot[0], slot[1], folder, "key", uds=folder / "cell.sock")
+
+    cells = CellSet(spec, CellEvents(), zygote)
+    out = []
+    try:
+        cells.ensure(("warm", "dev"))  # the zygote's first fork pays for its own start
+        for i in range(count):
+            started = time.perf_counter()
+            cell: Cell | None = cells.ensure((f"g{i}", "dev"))
+            assert cell is not None and cell.pid is not None
+            transport = httpx.HTTPTransport(uds=str(cell.spec.uds))
+            with httpx.Client(transport=transport) as client:
+                client.get("http://cell/_fnstage/health").raise_for_status()
+            took = (time.perf_counter() - started) * 1000
+            time.sleep(0.5)
+            out.append((took, uss_mib(cell.pid)))
+    finally:
+        cells.stop_all()
+        zygote.stop()
+    return out
+
+
+def uss_mib(pid: int) -> float:
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, value = line.split(":", 1)
+        fields[key] = int(value.split()[0])
+    return (fields["Private_Clean"] + fields["Private_Dirty"]) / 1024
+
+
+def cold_start(count: int) -> float:
+    with tempfile.TemporaryDirectory(prefix="fnstage-bench-cold-") as folder:
+        started = time.perf_counter()
+        url = publish(Path(folder), 10, count // 10)
+        print(f"published {count:,} functions in {time.perf_counter() - started:.0f} s", flush=True)
+        port = free_port()
+        started = time.perf_counter()
+        process = start(["--database-url", url], port, None, health_host="bench.dev.localhost")
+        try:
+            for g in range(1, 10):
+                r = httpx.get(f"http://127.0.0.1:{port}/hello", headers={"Host": f"bench{g}.dev.localhost"})
+                r.raise_for_status()
+            return time.perf_counter() - started
+        finally:
+            stop_tree([process.pid, *descendants(process.pid)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--baseline", help="src folder of the checkout before cells")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--cells", type=int, default=10)
+    parser.add_argument("--cold", type=int, default=0, help="functions for the cold start (0: skip)")
+    args = parser.parse_args()
+    print(describe(), flush=True)
+    report: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="fnstage-bench-cells-") as folder:
+        url = publish(Path(folder), 1, 1)
+        results = invocation(url, args.baseline, args.rounds, args.seconds)
+    medians = {name: statistics.median(values) for name, values in results.items()}
+    for name, value in medians.items():
+        print(f"{name}: median {value:,.0f} req/s  (rounds {', '.join(f'{v:,.0f}' for v in results[name])})")
+    names = list(medians)
+    if args.baseline:
+        print(f"cell direct / before cells: {medians[names[1]] / medians[names[0]]:.3f}")
+    print(f"front / cell direct: {medians[names[-1]] / medians[names[-2]]:.3f}")
+    idle = idle_cells(args.cells)
+    times, uss = [t for t, _ in idle], [u for _, u in idle]
+    print(f"idle cell: start to first answer median {statistics.median(times):.1f} ms (max {max(times):.1f}); "
+          f"USS median {statistics.median(uss):.1f} MiB (max {max(uss):.1f})")
+    report["idle"] = idle
+    if args.cold:
+        print(f"cold start, {args.cold:,} functions in 10 cells: ready in {cold_start(args.cold):.2f} s")
+
+
+if __name__ == "__main__":
+    main()
