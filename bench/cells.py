@@ -52,7 +52,7 @@ def publish(root: Path, gateways: int, per_gateway: int) -> str:
         services.gateways.create(actor, gateway)
         for i in range(per_gateway):
             name = "dev/hello" if i == 0 else f"dev/fn/{i}"
-            services.deployments.save(actor, gateway, name, {"files": {"index.py": FUNCTION}})
+            services.deployments.save(actor, gateway, name, {"index.py": FUNCTION})
     store.close()
     return url
 

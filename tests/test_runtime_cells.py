@@ -209,3 +209,41 @@ def test_a_runtime_of_one_environment_sees_only_its_rows_and_still_moves_forward
     assert mine == [FeedEvent("demo", 6, "", 0, "skip")]  # nothing of dev, but the position moves on
     assert [r.name for r in feed.snapshot("demo")[0]] == ["prod/b"]
     assert feed.fetch("demo", ["dev/a", "prod/b"])[0].name == "prod/b"
+
+
+FORKER = """import os, time
+
+def main(ctx):
+    if ctx.query.get("die"):
+        os._exit(9)
+    read, write = os.pipe()
+    if os.fork() == 0:  # a child that leaves its cell's session, then a grandchild that outlives it
+        os.setsid()
+        if os.fork() == 0:
+            os.write(write, str(os.getpid()).encode())
+            time.sleep(600)
+        os._exit(0)
+    return {"escaped": int(os.read(read, 32))}
+"""
+
+
+def test_what_a_function_forks_dies_with_its_cell_even_in_a_session_of_its_own(
+    cells: tuple[CellSet, Events],
+) -> None:
+    cell_set, _ = cells
+    cell_set.load([row("dev/forker", 1, FORKER)])
+    escaped = get(cell_set, ("demo", "dev"), "/forker").json()["escaped"]
+    assert Path(f"/proc/{escaped}").exists()
+    with pytest.raises(httpx.HTTPError):
+        get(cell_set, ("demo", "dev"), "/forker?die=1")
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{escaped}").exists() and _state(escaped) != "Z":
+        assert time.monotonic() < deadline, f"process {escaped}, forked by a function, outlived its cell"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

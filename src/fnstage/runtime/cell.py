@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import threading
@@ -33,6 +34,7 @@ from fnstage.store.records import PublishedFunction
 logger = logging.getLogger("fnstage.runtime")
 
 COUNTS_INTERVAL_S = 3.0
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ def run_cell(spec: CellSpec, conn: Connection) -> None:
     """The cell process's target (forked from the forkserver): sandbox, then serve until told to stop
     or until the supervisor is gone."""
     logging.basicConfig(level=spec.log_level.upper(), format="cell %(process)d: %(message)s")
+    # orphans of the function's children stay under the cell (not init) while it lives; its zygote kills
+    # whatever is left when it ends
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1)
     channel = CellEnd(conn)
     sandbox = _sandbox(spec, keep_fds=[conn.fileno(), 0, 1, 2])
     try:

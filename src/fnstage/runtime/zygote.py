@@ -17,6 +17,7 @@ zygote answers `("forked", request_id, pid)` and, when a cell ends, `("exited", 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import pickle
@@ -31,6 +32,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 MAX_PACKET = 1 << 20
 
 
@@ -38,7 +40,12 @@ def main(fd: int) -> None:
     """The zygote process: `python -c 'from fnstage.runtime.zygote import main; main(FD)'`."""
     from fnstage.runtime.cell import run_cell  # what every cell runs: imported once, here
 
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    # what a dead cell leaves behind (a child it forked, even in a session of its own) becomes ours,
+    # and is killed: children a function forks die with its cell
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    cells: set[int] = set()
     control = socket.socket(fileno=fd)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
@@ -49,7 +56,7 @@ def main(fd: int) -> None:
         ready, _, _ = select.select([control.fileno(), wake_read], [], [])
         if wake_read in ready:
             os.read(wake_read, 4096)
-        _reap(control)
+        _reap(control, cells)
         if control.fileno() not in ready:
             continue
         try:
@@ -75,19 +82,44 @@ def main(fd: int) -> None:
                 os._exit(code)
         for descriptor in fds:
             os.close(descriptor)
+        cells.add(pid)
         control.send(pickle.dumps(("forked", request, pid)))
 
 
-def _reap(control: socket.socket) -> None:
+def _reap(control: socket.socket, cells: set[int]) -> None:
+    """Collect ended children: a cell's end is reported; when one ends, whatever it left is killed."""
+    ended = False
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            break
         if pid == 0:
-            return
-        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        control.send(pickle.dumps(("exited", pid, code)))
+            break
+        if pid in cells:
+            cells.discard(pid)
+            ended = True
+            code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            control.send(pickle.dumps(("exited", pid, code)))
+    if ended:
+        _kill_orphans(cells)
+
+
+def _kill_orphans(cells: set[int]) -> None:
+    """SIGKILL every child of this zygote that is not a cell: descendants of a cell that ended (the
+    zygote is their subreaper), whatever session or group they moved to."""
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in cells:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:  # the parent pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry), signal.SIGKILL)
 
 
 class Zygote:
