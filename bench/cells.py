@@ -57,7 +57,9 @@ def publish(root: Path, gateways: int, per_gateway: int) -> str:
     return url
 
 
-def start(args: list[str], port: int, src: str | None, health_host: str | None = None) -> subprocess.Popen[bytes]:
+def start(
+    args: list[str], port: int, src: str | None, health_host: str | None = None
+) -> subprocess.Popen[bytes]:
     env = {**os.environ}
     if src:
         env["PYTHONPATH"] = src
@@ -87,7 +89,15 @@ def start(args: list[str], port: int, src: str | None, health_host: str | None =
 
 def wrk(port: int, seconds: int) -> float:
     out = subprocess.run(
-        ["wrk", "-t1", "-c64", f"-d{seconds}s", "-H", "Host: bench.dev.localhost", f"http://127.0.0.1:{port}/hello"],
+        [
+            "wrk",
+            "-t1",
+            "-c64",
+            f"-d{seconds}s",
+            "-H",
+            "Host: bench.dev.localhost",
+            f"http://127.0.0.1:{port}/hello",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -112,7 +122,10 @@ def invocation(url: str, baseline: str | None, rounds: int, seconds: int) -> dic
         "(c) front -> cell": (["--database-url", url, "--gateway", "bench"], here),
     }
     if baseline:
-        servers = {"(a) runtime before cells": (["--database-url", url, "--gateway", "bench"], baseline), **servers}
+        servers = {
+            "(a) runtime before cells": (["--database-url", url, "--gateway", "bench"], baseline),
+            **servers,
+        }
     results: dict[str, list[float]] = {name: [] for name in servers}
     for round_ in range(rounds):
         for name, (args, src) in servers.items():
@@ -209,8 +222,10 @@ def main() -> None:
     print(f"front / cell direct: {medians[names[-1]] / medians[names[-2]]:.3f}")
     idle = idle_cells(args.cells)
     times, uss = [t for t, _ in idle], [u for _, u in idle]
-    print(f"idle cell: start to first answer median {statistics.median(times):.1f} ms (max {max(times):.1f}); "
-          f"USS median {statistics.median(uss):.1f} MiB (max {max(uss):.1f})")
+    print(
+        f"idle cell: start to first answer median {statistics.median(times):.1f} ms (max {max(times):.1f}); "
+        f"USS median {statistics.median(uss):.1f} MiB (max {max(uss):.1f})"
+    )
     report["idle"] = idle
     if args.cold:
         print(f"cold start, {args.cold:,} functions in 10 cells: ready in {cold_start(args.cold):.2f} s")
