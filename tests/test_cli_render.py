@@ -255,3 +255,20 @@ def test_logs_view_reads_the_runtimes_invocation_records() -> None:
     header, line = (plain(t) for t in render.logs_view([record], NOW))
     assert header.startswith("2 min ago  200") and "0.1 ms" in header and "v2" in header
     assert line.strip() == "hello Ada"
+
+
+def test_status_says_which_protection_a_runtimes_cells_run_without() -> None:
+    runtime = {
+        "host": "h1",
+        "pid": 7,
+        "state": "live",
+        "feed_state": "connected",
+        "sandbox": {"missing": ["landlock: kernel does not support it (ABI 0)"]},
+    }
+    environments = {"dev": {"runtime": {"runtimes": [runtime]}}, "staging": None, "prod": None}
+    lines = [line.plain for line in render.runtime_alerts(environments, NOW)]
+    assert lines == [
+        "dev: runtime h1 pid 7: its cells run without landlock: kernel does not support it (ABI 0)"
+    ]
+    runtime["sandbox"] = {"missing": []}
+    assert render.runtime_alerts(environments, NOW) == []

@@ -312,8 +312,8 @@ def status_view(overview: Mapping[str, Any], now: datetime | None = None) -> Ren
 
 
 def runtime_alerts(environments: Mapping[str, Any], now: datetime | None = None) -> list[Text]:
-    """A line for every runtime that is not well: silent (no heartbeat), or serving from memory
-    because its change feed is disconnected."""
+    """A line for every runtime that is not well: silent (no heartbeat), serving from memory because
+    its change feed is disconnected, or running its cells without a sandbox protection."""
     out: list[Text] = []
     for env in ENVIRONMENTS:
         runtime = (environments.get(env) or {}).get("runtime") or {}
@@ -326,6 +326,11 @@ def runtime_alerts(environments: Mapping[str, Any], now: datetime | None = None)
                 since = relative_time(r.get("feed_since"), now)
                 out.append(
                     Text(f"{where}: feed disconnected since {since}, serving from memory", style="yellow")
+                )
+            missing = (r.get("sandbox") or {}).get("missing") or []
+            if missing:
+                out.append(
+                    Text(f"{where}: its cells run without " + "; ".join(map(str, missing)), style="yellow")
                 )
     return out
 
