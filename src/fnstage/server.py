@@ -22,17 +22,18 @@ from fnstage.api.app import create_app
 from fnstage.api.serving import api_server
 from fnstage.service import Services
 from fnstage.service.identity import bootstrap_admin
-from fnstage.settings import write_credentials, write_private
-from fnstage.store.engine import sqlite_url
+from fnstage.settings import prepare_data_dir, private_file, write_credentials, write_private
+from fnstage.store.engine import SQLITE_FILENAME, sqlite_url
 from fnstage.store.store import Store
 
 console = Console(stderr=True)
 
 
 def open_store(data_dir: Path, database_url: str | None) -> Store:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    url = database_url or os.environ.get("FNSTAGE_DATABASE_URL") or sqlite_url(data_dir)
-    return Store.open(url)
+    """The store, in a data folder only its owner can read (tokens, the database, logs)."""
+    url = database_url or os.environ.get("FNSTAGE_DATABASE_URL")
+    prepare_data_dir(data_dir, sqlite_file=None if url else SQLITE_FILENAME)
+    return Store.open(url or sqlite_url(data_dir))
 
 
 def bootstrap(store: Store, data_dir: Path, api_url: str) -> None:
@@ -70,6 +71,7 @@ def serve_up(
         console.print("No runtime here: start `fnstage runtime --database-url ... --gateway GW` processes.")
         api.run()
         return
+    private_file(data_dir / "runtime.log")  # before the child opens it with the umask's mode
     runtime = RuntimeProcess(url, host, runtime_port, data_dir / "runtime.log")
     runtime.start()
     console.print(f"Functions answer at http://GATEWAY.ENV.localhost:{runtime_port}/PATH")

@@ -23,6 +23,27 @@ def credentials_path() -> Path:
     return config_dir() / "credentials.json"
 
 
+def prepare_data_dir(data_dir: Path, sqlite_file: str | None = None) -> None:
+    """Make the data folder private to its owner: the folder 0700, each file directly in it 0600.
+
+    An older folder made with the umask's 0755/0644 is tightened. `sqlite_file` (the embedded
+    store's file name) is created empty at 0600 before SQLite opens it, because SQLite creates its
+    WAL and SHM files with the database file's permissions."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    if sqlite_file is not None:
+        private_file(data_dir / sqlite_file)
+    for path in data_dir.iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o600)
+
+
+def private_file(path: Path) -> None:
+    """Create `path` empty and readable by its owner only, unless it exists (never truncated)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    path.chmod(0o600)
+
+
 def write_private(path: Path, text: str) -> None:
     """Write a secret readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
