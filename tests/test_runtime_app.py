@@ -377,4 +377,4 @@ def test_the_runtime_header_limit_matches_the_api() -> None:
     from fnstage.api.limits import RequestLimits
     from fnstage.runtime.app import DEFAULT_MAX_HEADER_BYTES
 
-    assert DEFAULT_MAX_HEADER_BYTES == RequestLimits().max_header_bytes
+    assert RequestLimits().max_header_bytes == DEFAULT_MAX_HEADER_BYTES

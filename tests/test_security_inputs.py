@@ -141,7 +141,12 @@ def test_logs_from_a_runtime_answering_malformed_json_are_a_502(
 def test_a_release_with_a_semver_beyond_the_limit_is_refused_and_changes_nothing(api: TestClient) -> None:
     r = api.post(
         f"{GW}/promote",
-        json={"name": "dev/user/me", "target": "staging", "semver": "99999999999999999999999.0.0", "note": "x"},
+        json={
+            "name": "dev/user/me",
+            "target": "staging",
+            "semver": "99999999999999999999999.0.0",
+            "note": "x",
+        },
     )
     assert r.status_code == 422 and r.json()["error"]["field"] == "semver"
     assert "at most 999999999" in r.json()["error"]["message"]
