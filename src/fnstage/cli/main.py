@@ -17,6 +17,7 @@ import typer
 from fnstage import __version__
 from fnstage.cli import config, render, sync
 from fnstage.cli.client import ApiClient, CliError, path_of
+from fnstage.cli.database_url import DatabaseUrlFileOption, DatabaseUrlOption, database_url_of
 from fnstage.cli.waiting import WaitOption, WaitTimeoutOption, wait_until_live
 from fnstage.domain.errors import FnstageError
 from fnstage.domain.names import FunctionName
@@ -73,16 +74,6 @@ GatewayOption = Annotated[
         "-g",
         metavar="ID",
         help="Gateway to act on. (default: $FNSTAGE_GATEWAY)",
-        show_default=False,
-    ),
-]
-DatabaseUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        envvar="FNSTAGE_DATABASE_URL",
-        metavar="URL",
-        help="The store: postgresql://... or sqlite:///PATH (default: SQLite in the --data folder).",
         show_default=False,
     ),
 ]
@@ -170,6 +161,7 @@ def _main(
 
 @_command(app)
 def up(
+    ctx: typer.Context,
     data: Annotated[
         Path, typer.Option("--data", metavar="DIR", help="Folder for the SQLite store and logs.")
     ] = Path(".fnstage"),
@@ -177,6 +169,7 @@ def up(
     port: Annotated[int, typer.Option(help="Port of the API and the web console.")] = 8470,
     runtime_port: Annotated[int, typer.Option(help="Port of the runtime that serves the functions.")] = 8471,
     database_url: DatabaseUrlOption = None,
+    database_url_file: DatabaseUrlFileOption = None,
     with_runtime: Annotated[
         bool,
         typer.Option(
@@ -197,6 +190,7 @@ def up(
         if error.name != "fnstage.server":
             raise
         raise CliError("this installation of fnstage has no server (fnstage.server is missing)") from None
+    database_url = database_url_of(ctx, database_url, database_url_file)
     serve_up(
         data_dir=data,
         host=host,
@@ -209,7 +203,9 @@ def up(
 
 @_command(app)
 def runtime(
+    ctx: typer.Context,
     database_url: DatabaseUrlOption = None,
+    database_url_file: DatabaseUrlFileOption = None,
     data: Annotated[
         Path, typer.Option("--data", metavar="DIR", help="Folder of the embedded SQLite store.")
     ] = Path(".fnstage"),
@@ -241,6 +237,7 @@ def runtime(
     from fnstage.runtime.server import run_runtime
     from fnstage.store.engine import sqlite_url
 
+    database_url = database_url_of(ctx, database_url, database_url_file)
     url = database_url or sqlite_url(data)
     if not database_url and not (data / "fnstage.db").exists():
         raise CliError(
@@ -279,16 +276,18 @@ def gateway_create(
 
 @_command(gateway_app, "credentials")
 def gateway_credentials(
+    ctx: typer.Context,
     gateway_id: Annotated[str, typer.Argument(metavar="ID", help="The gateway its runtimes serve.")],
     database_url: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--database-url",
             envvar="FNSTAGE_DATABASE_URL",
             metavar="URL",
             help="The control plane's PostgreSQL URL (the tables' owner): a server-side command.",
         ),
-    ],
+    ] = None,
+    database_url_file: DatabaseUrlFileOption = None,
 ) -> None:
     """Create or rotate the database login of ID's runtimes and print its URL (PostgreSQL only).
 
@@ -298,6 +297,9 @@ def gateway_credentials(
     from fnstage.store.credentials import runtime_credentials
     from fnstage.store.engine import is_postgres, make_engine
 
+    database_url = database_url_of(ctx, database_url, database_url_file)
+    if database_url is None:
+        raise CliError("no database URL: set FNSTAGE_DATABASE_URL or pass --database-url-file FILE")
     engine = make_engine(database_url, pool_size=1, max_overflow=0)
     try:
         if not is_postgres(engine):
