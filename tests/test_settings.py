@@ -1,12 +1,19 @@
-"""The data folder `fnstage up` keeps: private to its owner (0700), every file in it 0600."""
+"""What `fnstage up` takes on this machine: a private data folder (0700, files 0600) and two free ports."""
 
 from __future__ import annotations
 
+import os
+import socket
 import stat
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from fnstage.server import bootstrap, open_store
 from fnstage.settings import prepare_data_dir
+from fnstage.testing import free_port
 
 
 def _mode(path: Path) -> int:
@@ -40,3 +47,39 @@ def test_an_existing_readable_data_folder_is_made_private(tmp_path: Path) -> Non
     assert _mode(data) == 0o700
     assert _mode(data / "fnstage.db") == 0o600 and _mode(data / "runtime.log") == 0o600
     assert (data / "runtime.log").read_text() == "old lines\n"  # tightened, never truncated
+
+
+# --- ports: both checked before anything starts ----------------------------------------------------
+def _up(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FNSTAGE_CONFIG_DIR": str(tmp_path / "config")}
+    env.pop("FNSTAGE_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "fnstage", "up", "--data", str(tmp_path / "data"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("which", ["--port", "--runtime-port"])
+def test_up_refuses_a_port_in_use_in_one_line_naming_it_and_its_holder(tmp_path: Path, which: str) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        held = holder.getsockname()[1]
+        ports = {"--port": str(free_port()), "--runtime-port": str(free_port())} | {which: str(held)}
+        done = _up(*(item for pair in ports.items() for item in pair), tmp_path=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"port {held}" in lines[0] and f"pid {os.getpid()}" in lines[0], lines[0]
+    purpose = "(for the runtime)" if which == "--runtime-port" else "(for the API and console)"
+    assert purpose in lines[0]
+    assert not (tmp_path / "data").exists()  # nothing started, nothing written
+
+
+def test_up_refuses_one_port_for_both(tmp_path: Path) -> None:
+    port = str(free_port())
+    done = _up("--port", port, "--runtime-port", port, tmp_path=tmp_path)
+    assert done.returncode == 1 and "the same port" in done.stderr and not (tmp_path / "data").exists()

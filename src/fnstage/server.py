@@ -20,6 +20,7 @@ from rich.console import Console
 
 from fnstage.api.app import create_app
 from fnstage.api.serving import api_server
+from fnstage.ports import check_ports_free
 from fnstage.service import Services
 from fnstage.service.identity import bootstrap_admin
 from fnstage.settings import prepare_data_dir, private_file, write_credentials, write_private
@@ -59,6 +60,8 @@ def serve_up(
     """The API and console in this process; a runtime for every gateway in a supervised child process,
     on the same server (granian) and code path as a production `fnstage runtime`. Without the runtime
     (`with_runtime=False`), the control plane alone: runtimes run elsewhere (`fnstage runtime`)."""
+    ports = {"API and console": port} | ({"runtime": runtime_port} if with_runtime else {})
+    check_ports_free(host, ports)  # before anything starts or is written
     store = open_store(data_dir, database_url)
     url = store.engine.url.render_as_string(hide_password=False)
     api_url = f"http://{host}:{port}"

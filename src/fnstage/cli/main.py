@@ -190,15 +190,20 @@ def up(
         if error.name != "fnstage.server":
             raise
         raise CliError("this installation of fnstage has no server (fnstage.server is missing)") from None
+    from fnstage.ports import PortInUse
+
     database_url = database_url_of(ctx, database_url, database_url_file)
-    serve_up(
-        data_dir=data,
-        host=host,
-        port=port,
-        runtime_port=runtime_port,
-        database_url=database_url,
-        with_runtime=with_runtime,
-    )
+    try:
+        serve_up(
+            data_dir=data,
+            host=host,
+            port=port,
+            runtime_port=runtime_port,
+            database_url=database_url,
+            with_runtime=with_runtime,
+        )
+    except PortInUse as error:
+        raise CliError(str(error)) from None
 
 
 @_command(app)
