@@ -133,8 +133,10 @@ def test_connection_refused_says_to_start_fnstage(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["gateway", "ls"], env=env)
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert (
-        result.stderr == f"error: cannot reach fnstage at http://127.0.0.1:{port}: is `fnstage up` running?\n"
+    assert result.stderr == (
+        f"error: cannot reach fnstage at http://127.0.0.1:{port}: is `fnstage up` running?\n"
+        "hint: the URL comes from FNSTAGE_URL: start that instance, or point the CLI at another with "
+        "`fnstage context use URL` (`fnstage context ls` lists them) or FNSTAGE_URL\n"
     )
 
 

@@ -42,9 +42,11 @@ def bootstrap(store: Store, data_dir: Path, api_url: str) -> None:
     token_file = data_dir / "admin-token"
     if token is not None:
         write_private(token_file, token + "\n")
-        path = write_credentials(api_url, token, "admin")
+        path, before = write_credentials(api_url, token, "admin")
         console.print(f"[bold green]Created the admin user.[/] Its token is in {token_file}")
-        console.print(f"The CLI on this machine will use it from {path}.")
+        console.print(f"The CLI on this machine now uses it (context {api_url} in {path}).")
+        if before:
+            console.print(f"The CLI used {before} before; `fnstage context use {before}` goes back.")
     elif token_file.exists():
         console.print(f"Admin token: {token_file}")
 

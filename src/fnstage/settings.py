@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
+
+from fnstage import contexts
 
 DEFAULT_API_PORT = 8470
 DEFAULT_RUNTIME_PORT = 8471
@@ -52,7 +53,8 @@ def write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def write_credentials(url: str, token: str, user: str) -> Path:
+def write_credentials(url: str, token: str, user: str) -> tuple[Path, str | None]:
+    """Add this instance's context to the CLI's credentials file and make it current; return the
+    file and the context that was current before, if another (its entry is kept)."""
     path = credentials_path()
-    write_private(path, json.dumps({"url": url, "token": token, "user": user}, indent=2) + "\n")
-    return path
+    return path, contexts.remember(path, url, token, user)

@@ -17,6 +17,7 @@ import typer
 from fnstage import __version__
 from fnstage.cli import config, render, sync
 from fnstage.cli.client import ApiClient, CliError, path_of
+from fnstage.cli.contexts import context_app
 from fnstage.cli.database_url import DatabaseUrlFileOption, DatabaseUrlOption, database_url_of
 from fnstage.cli.waiting import WaitOption, WaitTimeoutOption, wait_until_live
 from fnstage.domain.errors import FnstageError
@@ -58,6 +59,7 @@ deps_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(context_app, name="context")
 app.add_typer(deps_app, name="deps")
 
 
@@ -110,7 +112,7 @@ def _command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
 
 def _api() -> ApiClient:
     settings = config.resolve()
-    return ApiClient(settings.url, settings.token)
+    return ApiClient(settings.url, settings.token, url_from=settings.url_from)
 
 
 def _name(text: str, field: str = "name") -> FunctionName:
