@@ -151,3 +151,45 @@ def test_a_release_with_a_semver_beyond_the_limit_is_refused_and_changes_nothing
     assert r.status_code == 422 and r.json()["error"]["field"] == "semver"
     assert "at most 999999999" in r.json()["error"]["message"]
     assert api.get(f"{GW}/overview/user/me").json()["environments"]["staging"] is None
+
+
+# --- the contract: 405 lists the resource's real methods; open routes are declared open ---------------
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [
+        (f"{PREFIX}/gateways", {"GET", "POST"}),
+        (f"{GW}", {"GET", "PATCH", "DELETE"}),
+        (f"{GW}/functions/dev/user/me", {"GET", "PUT", "DELETE"}),
+        (f"{PREFIX}/tokens/1", {"DELETE"}),
+    ],
+)
+def test_405_lists_every_method_the_resource_supports(api: TestClient, path: str, methods: set[str]) -> None:
+    r = api.options(path)
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert set(r.headers["allow"].split(", ")) == methods
+
+
+def test_the_open_routes_are_declared_open_and_the_rest_need_a_token(api: TestClient) -> None:
+    from fnstage.api.authorization import RULES, Public
+
+    document = api.get(f"{PREFIX}/openapi.json").json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            rule = RULES[(method.upper(), path.removeprefix(PREFIX))]
+            assert (operation.get("security") == []) is isinstance(rule, Public), (method, path)
+
+
+def test_the_document_declares_the_patterns_the_server_enforces(api: TestClient) -> None:
+    document = api.get(f"{PREFIX}/openapi.json").json()
+    parameters = {
+        p["name"]: p["schema"]
+        for p in document["paths"][f"{PREFIX}/gateways/{{gateway}}/functions/{{env}}/{{base}}"]["get"][
+            "parameters"
+        ]
+    }
+    assert parameters["gateway"]["pattern"] and parameters["base"]["pattern"]
+    assert parameters["env"]["enum"] == ["dev", "staging", "prod"]
+    schemas = document["components"]["schemas"]
+    assert schemas["GatewayCreate"]["properties"]["id"]["pattern"]
+    assert schemas["TokenCreate"]["properties"]["name"]["pattern"]
+    assert schemas["Promote"]["properties"]["semver"]["pattern"]
