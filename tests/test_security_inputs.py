@@ -193,3 +193,11 @@ def test_the_document_declares_the_patterns_the_server_enforces(api: TestClient)
     assert schemas["GatewayCreate"]["properties"]["id"]["pattern"]
     assert schemas["TokenCreate"]["properties"]["name"]["pattern"]
     assert schemas["Promote"]["properties"]["semver"]["pattern"]
+
+
+def test_renaming_to_the_same_name_is_a_conflict_and_a_loose_type_is_refused(api: TestClient) -> None:
+    r = api.post(f"{GW}/rename", json={"name": "dev/user/me", "new_name": "dev/user/me"})
+    assert r.status_code == 409 and r.json()["error"]["field"] == "new_name"
+    r = api.patch(GW, json={"allow_dev_to_prod": "yes"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "allow_dev_to_prod"
+    assert api.get(GW).json()["allow_dev_to_prod"] is False

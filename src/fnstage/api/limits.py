@@ -43,7 +43,8 @@ class RequestLimits:
     body_timeout_s: float = 30.0  # the whole body must arrive within this, however it is trickled
     max_json_depth: int = 32
     max_header_bytes: int = 16 * 1024  # all header names and values together
-    max_query_bytes: int = 4096
+    # two 300-character `diff` references, percent-encoded UTF-8, fit: a query the document allows
+    max_query_bytes: int = 8192
 
 
 class _Refused(Exception):

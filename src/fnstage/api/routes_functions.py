@@ -9,7 +9,15 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from fnstage.api import serialize
 from fnstage.api.auth import current_actor
 from fnstage.api.routes_gateways import services
-from fnstage.api.schemas import ENVIRONMENTS, MAX_ID, EnvironmentName, FunctionBase, GatewayId, Save
+from fnstage.api.schemas import (
+    ENVIRONMENTS,
+    MAX_ID,
+    REF_PATTERN,
+    EnvironmentName,
+    FunctionBase,
+    GatewayId,
+    Save,
+)
 from fnstage.service import Actor, Services
 
 router = APIRouter(tags=["functions"])
@@ -114,8 +122,12 @@ def history_entry(
 @router.get("/gateways/{gateway}/diff")
 def diff(
     gateway: GatewayId,
-    a: str = Query(max_length=300, description="dev/user/me, prod/user/me@1.0.0, prod/user/me@v3 or #42"),
-    b: str = Query(max_length=300),
+    a: str = Query(
+        max_length=300,
+        description="dev/user/me, prod/user/me@1.0.0, prod/user/me@v3 or #42",
+        json_schema_extra={"pattern": REF_PATTERN},
+    ),
+    b: str = Query(max_length=300, json_schema_extra={"pattern": REF_PATTERN}),
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:

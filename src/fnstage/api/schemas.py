@@ -26,6 +26,15 @@ _IDENT = r"(?:0|[1-9][0-9]{0,8}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
 SEMVER_PATTERN = (
     rf"^{_NUMBER}\.{_NUMBER}\.{_NUMBER}(?:-{_IDENT}(?:\.{_IDENT})*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
 )
+_ANY_NUMBER = r"(?:0|[1-9][0-9]*)"
+_SEMVER_ANY = rf"{_ANY_NUMBER}\.{_ANY_NUMBER}\.{_ANY_NUMBER}(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"
+# a version reference (`fnstage diff`): dev/user/me, prod/user/me@1.0.0, prod/user/me@v3 or #42
+_NAME = rf"(?:dev|staging|prod)/{_SEGMENT}(?:/{_SEGMENT}){{0,7}}"
+REF_PATTERN = rf"^\s*(?:#?[0-9]+|{_NAME}(?:@(?:v[0-9]+|{_SEMVER_ANY}))?)\s*$"
+REQUIREMENT_PATTERN = (
+    r"^\s*[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9.+!_-]*\s*$"  # domain.dependencies
+)
+MAX_NAME = 204  # "dev/" and a 200-character base; the API refuses longer names, whatever the environment
 # a note: printable text, newlines and tabs, and at least one visible character
 NOTE_PATTERN = r"^[\t\n\r ]*[^\x00-\x20\x7f][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
@@ -53,7 +62,8 @@ UserName = Annotated[str, Path(max_length=64, json_schema_extra={"pattern": USER
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `"allow_dev_to_prod": "yes"` is refused, as the document's types say, not read as True
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class GatewayCreate(Body):
@@ -71,7 +81,9 @@ class GatewayUpdate(Body):
 
 
 class Dependencies(Body):
-    dependencies: list[str] = Field(max_length=200, description="pinned requirements: NAME==VERSION")
+    dependencies: list[
+        Annotated[str, Field(max_length=200, json_schema_extra={"pattern": REQUIREMENT_PATTERN})]
+    ] = Field(max_length=200, description="pinned requirements: NAME==VERSION")
 
 
 class Save(Body):
@@ -91,7 +103,7 @@ class Save(Body):
 
 class Promote(Body):
     name: str = Field(
-        max_length=220,
+        max_length=MAX_NAME,
         json_schema_extra={"pattern": NAME_PATTERN},
         description="source: env/path, e.g. dev/user/me",
     )
@@ -100,7 +112,24 @@ class Promote(Body):
     note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
 
 
+def _one_of_present(choices: dict[str, dict[str, Any]], only_one: bool) -> dict[str, Any]:
+    """JSON Schema for "give (exactly) one of these fields, not null" (each with its own schema): the
+    document's form of a rule the service checks (`say where the code comes from: ...`)."""
+    options = [{"required": [name], "properties": {name: schema}} for name, schema in choices.items()]
+    return {"oneOf": options} if only_one else {"anyOf": options}
+
+
+_HISTORY_ID: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+_SEMVER_TEXT: dict[str, Any] = {"type": "string", "maxLength": 64, "pattern": SEMVER_PATTERN}
+
+
 class Release(Body):
+    model_config = ConfigDict(
+        json_schema_extra=_one_of_present(
+            {"source_env": {"enum": ENVIRONMENTS}, "source_history_id": _HISTORY_ID}, only_one=False
+        )
+    )
+
     base: str = Field(
         max_length=200,
         json_schema_extra={"pattern": BASE_PATTERN},
@@ -116,7 +145,13 @@ class Release(Body):
 
 
 class Rollback(Body):
-    name: str = Field(max_length=220, json_schema_extra={"pattern": NAME_PATTERN})
+    model_config = ConfigDict(
+        json_schema_extra=_one_of_present(
+            {"to_semver": _SEMVER_TEXT, "to_history_id": _HISTORY_ID}, only_one=True
+        )
+    )
+
+    name: str = Field(max_length=MAX_NAME, json_schema_extra={"pattern": NAME_PATTERN})
     to_semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     to_history_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
@@ -124,8 +159,8 @@ class Rollback(Body):
 
 
 class Rename(Body):
-    name: str = Field(max_length=220, json_schema_extra={"pattern": NAME_PATTERN})
-    new_name: str = Field(max_length=220, json_schema_extra={"pattern": NAME_PATTERN})
+    name: str = Field(max_length=MAX_NAME, json_schema_extra={"pattern": NAME_PATTERN})
+    new_name: str = Field(max_length=MAX_NAME, json_schema_extra={"pattern": NAME_PATTERN})
 
 
 class UserCreate(Body):

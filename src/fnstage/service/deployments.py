@@ -263,7 +263,7 @@ class Deployments:
                 field="new_name",
             )
         if new == old:
-            raise InvalidInput("the new name is the current name", field="new_name")
+            raise Conflict("the new name is the current name: nothing to rename", field="new_name")
         with self.store.write() as tx:
             gw = self._lock(tx, gateway)
             current = self._existing(tx, gateway, old)
