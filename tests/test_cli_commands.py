@@ -822,3 +822,15 @@ def test_status_with_an_environment_prefix_suggests_the_base(
     result = cli("status", "dev/user/me")
     assert result.exit_code == 0, result.output
     assert "did you mean `fnstage status user/me`?" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "api_maximum"),
+    [(("history", "dev/user/me", "--limit"), 200), (("gateway", "set", "demo", "--history-limit"), 1000)],
+)
+def test_cli_limits_agree_with_the_api(
+    cli: Callable[..., Result], api: FakeApi, args: tuple[str, ...], api_maximum: int
+) -> None:
+    result = cli(*args, str(api_maximum + 1))
+    assert result.exit_code == 2 and f"less than or equal to {api_maximum}" in result.stderr
+    assert api.requests == []

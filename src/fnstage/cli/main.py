@@ -362,7 +362,9 @@ def gateway_set(
     ] = None,
     history_limit: Annotated[
         int | None,
-        typer.Option("--history-limit", metavar="N", min=1, help="History entries kept per function."),
+        typer.Option(
+            "--history-limit", metavar="N", min=1, max=1000, help="History entries kept per function."
+        ),
     ] = None,
 ) -> None:
     """Change a gateway's settings; only the options you pass are changed."""
@@ -718,7 +720,9 @@ def rollback(
 @_command(app)
 def history(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Function, such as prod/user/me.")],
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many entries to show.")] = 30,
+    limit: Annotated[
+        int, typer.Option(min=1, max=200, help="How many entries to show (the API gives at most 200).")
+    ] = 30,
     before: Annotated[
         int | None, typer.Option(metavar="ID", help="Only entries older than history entry ID (paging).")
     ] = None,
