@@ -133,8 +133,10 @@ def test_connection_refused_says_to_start_fnstage(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["gateway", "ls"], env=env)
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert (
-        result.stderr == f"error: cannot reach fnstage at http://127.0.0.1:{port}: is `fnstage up` running?\n"
+    assert result.stderr == (
+        f"error: cannot reach fnstage at http://127.0.0.1:{port}: is `fnstage up` running?\n"
+        "hint: the URL comes from FNSTAGE_URL: start that instance, or point the CLI at another with "
+        "`fnstage context use URL` (`fnstage context ls` lists them) or FNSTAGE_URL\n"
     )
 
 
@@ -820,3 +822,15 @@ def test_status_with_an_environment_prefix_suggests_the_base(
     result = cli("status", "dev/user/me")
     assert result.exit_code == 0, result.output
     assert "did you mean `fnstage status user/me`?" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "api_maximum"),
+    [(("history", "dev/user/me", "--limit"), 200), (("gateway", "set", "demo", "--history-limit"), 1000)],
+)
+def test_cli_limits_agree_with_the_api(
+    cli: Callable[..., Result], api: FakeApi, args: tuple[str, ...], api_maximum: int
+) -> None:
+    result = cli(*args, str(api_maximum + 1))
+    assert result.exit_code == 2 and f"less than or equal to {api_maximum}" in result.stderr
+    assert api.requests == []

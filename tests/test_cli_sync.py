@@ -112,3 +112,39 @@ def test_write_refuses_paths_escaping_the_folder(tmp_path: Path, bad: str) -> No
     with pytest.raises(CliError, match="stay inside its folder"):
         write_function_dir(tmp_path / "fn", {bad: "x"})
     assert not (tmp_path / "evil.py").exists()
+
+
+def test_a_link_leaving_the_folder_is_refused_naming_it_and_its_target(tmp_path: Path) -> None:
+    outside = tmp_path / "secret.py"
+    outside.write_text("TOKEN = 'not for the server'\n")
+    folder = tmp_path / "fn"
+    folder.mkdir()
+    (folder / "index.py").write_text("def main(ctx):\n    return 1\n")
+    (folder / "utils.py").symlink_to(outside)
+    with pytest.raises(CliError, match=r"utils\.py is a link to .*secret\.py, outside") as err:
+        read_function_dir(folder)
+    assert "not for the server" not in str(err.value)
+
+
+def test_a_linked_folder_leaving_the_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "db.py").write_text("X = 1\n")
+    folder = tmp_path / "fn"
+    folder.mkdir()
+    (folder / "index.py").write_text("def main(ctx):\n    return 1\n")
+    (folder / "lib").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(CliError, match=r"lib is a link to .*elsewhere, outside"):
+        read_function_dir(folder)
+
+
+def test_a_link_inside_the_folder_is_read_as_its_target(tmp_path: Path) -> None:
+    folder = tmp_path / "fn"
+    (folder / "lib").mkdir(parents=True)
+    (folder / "index.py").write_text("def main(ctx):\n    return 1\n")
+    (folder / "lib" / "db.py").write_text("X = 1\n")
+    (folder / "db.py").symlink_to(folder / "lib" / "db.py")
+    assert read_function_dir(folder) == {
+        "db.py": "X = 1\n",
+        "index.py": "def main(ctx):\n    return 1\n",
+        "lib/db.py": "X = 1\n",
+    }

@@ -138,3 +138,25 @@ def test_notes_refuse_control_characters() -> None:
     with pytest.raises(InvalidInput, match="control characters"):
         check_note("fixed\x00it", required=True)
     assert check_note("line one\nline two\tindented", required=True) == "line one\nline two\tindented"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["99999999999999999999999.0.0", "1.1000000000.0", "1.0.1000000000", "1.0.0-rc.1000000000"],
+)
+def test_a_semver_part_beyond_the_limit_is_refused_with_the_limit(text: str) -> None:
+    # past it, every later release would need a still bigger number: one typo would end releasing
+    with pytest.raises(InvalidInput, match="at most 999999999") as err:
+        parse_semver(text)
+    assert err.value.field == "semver"
+
+
+def test_the_largest_semver_parts_are_allowed() -> None:
+    assert str(parse_semver("999999999.999999999.999999999-rc.999999999")) == (
+        "999999999.999999999.999999999-rc.999999999"
+    )
+
+
+def test_a_current_semver_stored_before_the_limit_is_still_ordered() -> None:
+    with pytest.raises(PolicyViolation, match="not greater"):
+        check_release_semver("2.0.0", "prod", "99999999999999999999999.0.0", required=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -157,3 +158,11 @@ def test_a_wrong_token_and_an_unreachable_server_are_clear(up: UpProcess) -> Non
     cli.refused("gateway", "ls", says="unknown token")
     cli.env["FNSTAGE_URL"] = "http://127.0.0.1:9"
     cli.refused("gateway", "ls", says="cannot reach")
+
+
+def test_up_keeps_its_data_folder_private(up: UpProcess) -> None:
+    """Tokens, the database and its WAL, and the runtime's log: the owner's alone (0700 and 0600)."""
+    assert stat.S_IMODE(up.data_dir.stat().st_mode) == 0o700
+    files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in up.data_dir.iterdir() if p.is_file()}
+    assert {"fnstage.db", "fnstage.db-wal", "admin-token", "runtime.log"} <= set(files)
+    assert files == dict.fromkeys(files, 0o600)

@@ -145,6 +145,8 @@ def test_errors_methods_and_limits(up: UpProcess, tmp_path: Path) -> None:
     assert r.status_code == 405 and r.headers["allow"].startswith("GET")
     r = call(up, "dev", "/err/fn", method="GET", content=b"x" * (7 * 1024 * 1024))
     assert r.status_code == 413
+    r = httpx.get(f"{up.runtime_url}/demo/dev/err/fn", headers={"x-big": "v" * (100 * 1024)}, timeout=30)
+    assert r.status_code == 431 and "at most 16384" in r.json()["error"]["message"]
     logs = cli.run("logs", "dev/err/fn").stdout
     assert "about to fail" in logs and "ValueError" in logs
 

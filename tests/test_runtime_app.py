@@ -355,3 +355,26 @@ async def test_a_body_that_stops_arriving_is_cut_off_with_408(registry: Registry
         await app(scope, receive, send)
     start = sent[0]
     assert start["status"] == 408 and (b"connection", b"close") in start["headers"]
+
+
+async def test_request_headers_larger_than_the_limit_are_refused_before_the_function_runs() -> None:
+    registry = Registry()
+    registry.apply(live("calls = []\n\ndef main(ctx):\n    calls.append(1)\n    return len(calls)\n"))
+    app = RuntimeApp(registry, max_header_bytes=16 * 1024)
+    async with client(app) as http:
+        one_big = await http.get("/user/me", headers={"x-big": "v" * (100 * 1024)})
+        many = await http.get("/user/me", headers={f"x-h{i}": "v" * 1000 for i in range(20)})
+        fits = await http.get("/user/me", headers={"x-fits": "v" * (8 * 1024)})
+    for refused in (one_big, many):
+        assert refused.status_code == 431
+        assert refused.json()["error"]["code"] == "too_large"
+        assert "request headers are" in refused.json()["error"]["message"]
+        assert "at most 16384 bytes" in refused.json()["error"]["message"]
+    assert fits.status_code == 200 and fits.json() == 1  # the refused two never ran it
+
+
+def test_the_runtime_header_limit_matches_the_api() -> None:
+    from fnstage.api.limits import RequestLimits
+    from fnstage.runtime.app import DEFAULT_MAX_HEADER_BYTES
+
+    assert RequestLimits().max_header_bytes == DEFAULT_MAX_HEADER_BYTES

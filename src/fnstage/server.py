@@ -20,19 +20,21 @@ from rich.console import Console
 
 from fnstage.api.app import create_app
 from fnstage.api.serving import api_server
+from fnstage.ports import check_ports_free
 from fnstage.service import Services
 from fnstage.service.identity import bootstrap_admin
-from fnstage.settings import write_credentials, write_private
-from fnstage.store.engine import sqlite_url
+from fnstage.settings import prepare_data_dir, private_file, write_credentials, write_private
+from fnstage.store.engine import SQLITE_FILENAME, sqlite_url
 from fnstage.store.store import Store
 
 console = Console(stderr=True)
 
 
 def open_store(data_dir: Path, database_url: str | None) -> Store:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    url = database_url or os.environ.get("FNSTAGE_DATABASE_URL") or sqlite_url(data_dir)
-    return Store.open(url)
+    """The store, in a data folder only its owner can read (tokens, the database, logs)."""
+    url = database_url or os.environ.get("FNSTAGE_DATABASE_URL")
+    prepare_data_dir(data_dir, sqlite_file=None if url else SQLITE_FILENAME)
+    return Store.open(url or sqlite_url(data_dir))
 
 
 def bootstrap(store: Store, data_dir: Path, api_url: str) -> None:
@@ -40,9 +42,11 @@ def bootstrap(store: Store, data_dir: Path, api_url: str) -> None:
     token_file = data_dir / "admin-token"
     if token is not None:
         write_private(token_file, token + "\n")
-        path = write_credentials(api_url, token, "admin")
+        path, before = write_credentials(api_url, token, "admin")
         console.print(f"[bold green]Created the admin user.[/] Its token is in {token_file}")
-        console.print(f"The CLI on this machine will use it from {path}.")
+        console.print(f"The CLI on this machine now uses it (context {api_url} in {path}).")
+        if before:
+            console.print(f"The CLI used {before} before; `fnstage context use {before}` goes back.")
     elif token_file.exists():
         console.print(f"Admin token: {token_file}")
 
@@ -58,6 +62,8 @@ def serve_up(
     """The API and console in this process; a runtime for every gateway in a supervised child process,
     on the same server (granian) and code path as a production `fnstage runtime`. Without the runtime
     (`with_runtime=False`), the control plane alone: runtimes run elsewhere (`fnstage runtime`)."""
+    ports = {"API and console": port} | ({"runtime": runtime_port} if with_runtime else {})
+    check_ports_free(host, ports)  # before anything starts or is written
     store = open_store(data_dir, database_url)
     url = store.engine.url.render_as_string(hide_password=False)
     api_url = f"http://{host}:{port}"
@@ -71,6 +77,7 @@ def serve_up(
         api.run()
         return
     say_sandbox()
+    private_file(data_dir / "runtime.log")  # before the child opens it with the umask's mode
     runtime = RuntimeProcess(url, host, runtime_port, data_dir / "runtime.log")
     runtime.start()
     console.print(f"Functions answer at http://GATEWAY.ENV.localhost:{runtime_port}/PATH")

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as db
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route, compile_path
 
 import fnstage
 from fnstage import console
 from fnstage.api import routes_access, routes_functions, routes_gateways, routes_releases
-from fnstage.api.authorization import authorize
+from fnstage.api.authorization import RULES, Public, authorize
 from fnstage.api.limits import LimitRequests, RequestLimits
 from fnstage.api.schemas import ERROR_RESPONSES
 from fnstage.domain.errors import FnstageError
@@ -47,15 +51,40 @@ def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     return _error(422, "invalid", f"{where}{first['message']}", first["field"], problems)
 
 
-def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
+def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 400: "bad_request"}.get(
         exc.status_code, "http_error"
     )
-    response = _error(exc.status_code, code, str(exc.detail))
+    message = str(exc.detail)
+    allowed = _methods_of(request) if exc.status_code == 405 else None
+    if allowed:
+        message = f"{request.method} is not allowed here: use {', '.join(allowed)}"
+    response = _error(exc.status_code, code, message)
     if exc.headers:
         response.headers.update(exc.headers)
+    if allowed:
+        response.headers["Allow"] = ", ".join(allowed)
     return response
+
+
+def _methods_of(request: Request) -> list[str]:
+    """Every method the API serves at this path. Starlette's 405 names one route's methods only
+    (FastAPI makes a route per method), or the console's static files' GET and HEAD when they
+    answered; RFC 9110 asks `Allow` to list what the resource supports."""
+    path = request.scope["path"]
+    routes: list[tuple[re.Pattern[str], set[str]]] = request.app.state.route_methods
+    return sorted({m for pattern, methods in routes if pattern.match(path) for m in methods})
+
+
+def _route_methods(routers: list[APIRouter]) -> list[tuple[re.Pattern[str], set[str]]]:
+    found = []
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, Route) and route.methods:
+                pattern, _, _ = compile_path(PREFIX + route.path)
+                found.append((pattern, set(route.methods)))
+    return found
 
 
 def _on_database_unavailable(_: Request, exc: Exception) -> JSONResponse:
@@ -101,8 +130,29 @@ def create_app(
         # runtime_url: where `fnstage up`'s runtime answers (the console's "try it"), None if unknown
         return {"status": "ok", "version": fnstage.__version__, "runtime_url": runtime_url}
 
-    for module in (routes_gateways, routes_functions, routes_releases, routes_access):
-        app.include_router(module.router, prefix=PREFIX, responses=ERROR_RESPONSES)
+    routers = [m.router for m in (routes_gateways, routes_functions, routes_releases, routes_access)]
+    for router in routers:
+        app.include_router(router, prefix=PREFIX, responses=ERROR_RESPONSES)
+    app.state.route_methods = _route_methods(routers)  # for 405's Allow
     # the web console at / (static files) and its "try it" route: after the API, which they never shadow
     console.mount(app, runtime_url)
+    app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with the routes that need no token declared so (`security: []`): the
+    app-wide bearer dependency otherwise marks every operation as needing one."""
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        for path, operations in document.get("paths", {}).items():
+            for method, operation in operations.items():
+                if isinstance(RULES.get((method.upper(), path.removeprefix(PREFIX))), Public):
+                    operation["security"] = []
+        app.openapi_schema = document
+    return app.openapi_schema

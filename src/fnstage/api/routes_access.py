@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from fnstage.api.auth import current_actor
 from fnstage.api.routes_gateways import services
-from fnstage.api.schemas import MAX_ID, MemberSet, TokenCreate, UserCreate
+from fnstage.api.schemas import MAX_ID, GatewayId, MemberSet, TokenCreate, UserCreate, UserName
 from fnstage.service import Actor, Services
 from fnstage.store.access import AuditRecord, MemberRecord
 from fnstage.store.records import TokenRecord, UserRecord
@@ -99,14 +99,14 @@ def global_audit(
 
 # members and a gateway's audit ------------------------------------------------------------------------
 @router.get("/gateways/{gateway}/members")
-def list_members(gateway: str, svc: Services = Depends(services)) -> dict[str, Any]:
+def list_members(gateway: GatewayId, svc: Services = Depends(services)) -> dict[str, Any]:
     return {"members": [_member(m) for m in svc.members.list(gateway)]}
 
 
 @router.put("/gateways/{gateway}/members/{user}")
 def set_member(
-    gateway: str,
-    user: str,
+    gateway: GatewayId,
+    user: UserName,
     body: MemberSet,
     actor: Actor = Depends(current_actor),
     svc: Services = Depends(services),
@@ -117,7 +117,10 @@ def set_member(
 
 @router.delete("/gateways/{gateway}/members/{user}")
 def remove_member(
-    gateway: str, user: str, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
+    gateway: GatewayId,
+    user: UserName,
+    actor: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
 ) -> dict[str, Any]:
     svc.members.remove(actor, gateway, user)
     return {"removed": user}
@@ -125,7 +128,7 @@ def remove_member(
 
 @router.get("/gateways/{gateway}/audit")
 def gateway_audit(
-    gateway: str,
+    gateway: GatewayId,
     limit: int = Query(default=50, ge=1, le=500),
     before: int | None = Query(default=None, ge=1, le=MAX_ID),
     svc: Services = Depends(services),

@@ -9,7 +9,15 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from fnstage.api import serialize
 from fnstage.api.auth import current_actor
 from fnstage.api.routes_gateways import services
-from fnstage.api.schemas import MAX_ID, Save
+from fnstage.api.schemas import (
+    ENVIRONMENTS,
+    MAX_ID,
+    REF_PATTERN,
+    EnvironmentName,
+    FunctionBase,
+    GatewayId,
+    Save,
+)
 from fnstage.service import Actor, Services
 
 router = APIRouter(tags=["functions"])
@@ -17,8 +25,8 @@ router = APIRouter(tags=["functions"])
 
 @router.get("/gateways/{gateway}/functions")
 def list_functions(
-    gateway: str,
-    env: str | None = Query(default=None, max_length=16),
+    gateway: GatewayId,
+    env: str | None = Query(default=None, max_length=16, json_schema_extra={"enum": [*ENVIRONMENTS, None]}),
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
@@ -27,9 +35,9 @@ def list_functions(
 
 @router.get("/gateways/{gateway}/functions/{env}/{base:path}")
 def get_function(
-    gateway: str,
-    env: str,
-    base: str,
+    gateway: GatewayId,
+    env: EnvironmentName,
+    base: FunctionBase,
     files: bool = False,
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),
@@ -40,9 +48,9 @@ def get_function(
 
 @router.put("/gateways/{gateway}/functions/{env}/{base:path}")
 def save_function(
-    gateway: str,
-    env: str,
-    base: str,
+    gateway: GatewayId,
+    env: EnvironmentName,
+    base: FunctionBase,
     body: Save,
     response: Response,
     actor: Actor = Depends(current_actor),
@@ -74,9 +82,9 @@ def save_function(
 
 @router.delete("/gateways/{gateway}/functions/{env}/{base:path}")
 def delete_function(
-    gateway: str,
-    env: str,
-    base: str,
+    gateway: GatewayId,
+    env: EnvironmentName,
+    base: FunctionBase,
     actor: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
@@ -86,9 +94,9 @@ def delete_function(
 
 @router.get("/gateways/{gateway}/history/{env}/{base:path}")
 def history(
-    gateway: str,
-    env: str,
-    base: str,
+    gateway: GatewayId,
+    env: EnvironmentName,
+    base: FunctionBase,
     limit: int = Query(default=30, ge=1, le=200),
     before: int | None = Query(default=None, ge=1, le=MAX_ID),
     _: Actor = Depends(current_actor),
@@ -101,7 +109,7 @@ def history(
 
 @router.get("/gateways/{gateway}/history-entries/{history_id}")
 def history_entry(
-    gateway: str,
+    gateway: GatewayId,
     history_id: int = Path(ge=1, le=MAX_ID),
     files: bool = False,
     _: Actor = Depends(current_actor),
@@ -113,9 +121,13 @@ def history_entry(
 
 @router.get("/gateways/{gateway}/diff")
 def diff(
-    gateway: str,
-    a: str = Query(max_length=300, description="dev/user/me, prod/user/me@1.0.0, prod/user/me@v3 or #42"),
-    b: str = Query(max_length=300),
+    gateway: GatewayId,
+    a: str = Query(
+        max_length=300,
+        description="dev/user/me, prod/user/me@1.0.0, prod/user/me@v3 or #42",
+        json_schema_extra={"pattern": REF_PATTERN},
+    ),
+    b: str = Query(max_length=300, json_schema_extra={"pattern": REF_PATTERN}),
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
@@ -129,9 +141,9 @@ def diff(
 
 @router.get("/gateways/{gateway}/rollout/{env}/{base:path}")
 def rollout(
-    gateway: str,
-    env: str,
-    base: str,
+    gateway: GatewayId,
+    env: EnvironmentName,
+    base: FunctionBase,
     version: int | None = Query(default=None, ge=1, le=MAX_ID),
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),
@@ -142,9 +154,9 @@ def rollout(
 
 @router.get("/gateways/{gateway}/logs/{env}/{base:path}")
 def invocation_logs(
-    gateway: str,
-    env: str,
-    base: str,
+    gateway: GatewayId,
+    env: EnvironmentName,
+    base: FunctionBase,
     limit: int = Query(default=50, ge=1, le=1000),
     request_id: str | None = Query(default=None, max_length=64),
     _: Actor = Depends(current_actor),
@@ -157,7 +169,10 @@ def invocation_logs(
 
 @router.get("/gateways/{gateway}/overview/{base:path}")
 def overview(
-    gateway: str, base: str, _: Actor = Depends(current_actor), svc: Services = Depends(services)
+    gateway: GatewayId,
+    base: FunctionBase,
+    _: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
 ) -> dict[str, Any]:
     cards = svc.queries.overview(gateway, base)
     return {"base": base, "environments": {env: serialize.card(c) for env, c in cards.items()}}

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from fnstage.api import serialize
 from fnstage.api.auth import current_actor
-from fnstage.api.schemas import Dependencies, GatewayCreate, GatewayUpdate
+from fnstage.api.schemas import Dependencies, GatewayCreate, GatewayId, GatewayUpdate
 from fnstage.service import Actor, Services
 
 router = APIRouter(tags=["gateways"])
@@ -40,14 +40,14 @@ def list_gateways(actor: Actor = Depends(current_actor), svc: Services = Depends
 
 @router.get("/gateways/{gateway}")
 def get_gateway(
-    gateway: str, _: Actor = Depends(current_actor), svc: Services = Depends(services)
+    gateway: GatewayId, _: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     return serialize.gateway(svc.gateways.get(gateway))
 
 
 @router.patch("/gateways/{gateway}")
 def update_gateway(
-    gateway: str,
+    gateway: GatewayId,
     body: GatewayUpdate,
     actor: Actor = Depends(current_actor),
     svc: Services = Depends(services),
@@ -60,7 +60,7 @@ def update_gateway(
 
 @router.delete("/gateways/{gateway}")
 def delete_gateway(
-    gateway: str, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
+    gateway: GatewayId, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """Delete an empty gateway (delete its functions first), with its history and members."""
     svc.gateways.delete(actor, gateway)
@@ -69,13 +69,16 @@ def delete_gateway(
 
 @router.get("/gateways/{gateway}/dependencies")
 def get_dependencies(
-    gateway: str, _: Actor = Depends(current_actor), svc: Services = Depends(services)
+    gateway: GatewayId, _: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     return {"dependencies": svc.gateways.get(gateway).dependencies}
 
 
 @router.put("/gateways/{gateway}/dependencies")
 def set_dependencies(
-    gateway: str, body: Dependencies, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
+    gateway: GatewayId,
+    body: Dependencies,
+    actor: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
 ) -> dict[str, Any]:
     return serialize.gateway(svc.gateways.set_dependencies(gateway, body.dependencies, actor=actor))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from fnstage.api import serialize
 from fnstage.api.auth import current_actor
 from fnstage.api.routes_gateways import services
-from fnstage.api.schemas import Promote, Release, Rename, Rollback
+from fnstage.api.schemas import GatewayId, Promote, Release, Rename, Rollback
 from fnstage.service import Actor, Deployed, Services
 
 router = APIRouter(tags=["releases"])
@@ -24,14 +24,20 @@ def _deployed(d: Deployed) -> dict[str, Any]:
 
 @router.post("/gateways/{gateway}/promote")
 def promote(
-    gateway: str, body: Promote, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
+    gateway: GatewayId,
+    body: Promote,
+    actor: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
 ) -> dict[str, Any]:
     return _deployed(svc.deployments.promote(actor, gateway, body.name, body.target, body.semver, body.note))
 
 
 @router.post("/gateways/{gateway}/release")
 def release(
-    gateway: str, body: Release, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
+    gateway: GatewayId,
+    body: Release,
+    actor: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
 ) -> dict[str, Any]:
     deployed = svc.deployments.release(
         actor,
@@ -48,7 +54,10 @@ def release(
 
 @router.post("/gateways/{gateway}/rollback")
 def rollback(
-    gateway: str, body: Rollback, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
+    gateway: GatewayId,
+    body: Rollback,
+    actor: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
 ) -> dict[str, Any]:
     deployed = svc.deployments.rollback(
         actor,
@@ -64,6 +73,6 @@ def rollback(
 
 @router.post("/gateways/{gateway}/rename")
 def rename(
-    gateway: str, body: Rename, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
+    gateway: GatewayId, body: Rename, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     return _deployed(svc.deployments.rename(actor, gateway, body.name, body.new_name))

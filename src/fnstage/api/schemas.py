@@ -2,20 +2,76 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
+
+from fnstage.service.roles import ROLES
 
 MAX_FILES = 100
 MAX_ID = 2**63 - 1  # ids and versions are 64-bit in the store: a bigger number names nothing
 
+# What the server enforces, declared in the OpenAPI document (`json_schema_extra`) so it promises
+# exactly what is accepted; the domain's checks stay the authority and give the clear messages
+# (these mirror `domain.names`, `service.accounts`, `domain.versions` and `domain.policy`).
+GATEWAY_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
+_SEGMENT = r"[a-z0-9][a-z0-9_-]*"
+BASE_PATTERN = rf"^{_SEGMENT}(?:/{_SEGMENT}){{0,7}}$"
+NAME_PATTERN = rf"^(?:dev|staging|prod)/{_SEGMENT}(?:/{_SEGMENT}){{0,7}}$"
+USER_PATTERN = r"^[a-z][a-z0-9._-]{0,63}$"
+TOKEN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._:@-]{0,63}$"
+_NUMBER = r"(?:0|[1-9][0-9]{0,8})"  # at most domain.versions.MAX_SEMVER_PART
+_IDENT = r"(?:0|[1-9][0-9]{0,8}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
+SEMVER_PATTERN = (
+    rf"^{_NUMBER}\.{_NUMBER}\.{_NUMBER}(?:-{_IDENT}(?:\.{_IDENT})*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
+)
+_ANY_NUMBER = r"(?:0|[1-9][0-9]*)"
+_SEMVER_ANY = rf"{_ANY_NUMBER}\.{_ANY_NUMBER}\.{_ANY_NUMBER}(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"
+# a version reference (`fnstage diff`): dev/user/me, prod/user/me@1.0.0, prod/user/me@v3 or #42
+_NAME = rf"(?:dev|staging|prod)/{_SEGMENT}(?:/{_SEGMENT}){{0,7}}"
+REF_PATTERN = rf"^\s*(?:#?[0-9]+|{_NAME}(?:@(?:v[0-9]+|{_SEMVER_ANY}))?)\s*$"
+REQUIREMENT_PATTERN = (
+    r"^\s*[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9.+!_-]*\s*$"  # domain.dependencies
+)
+MAX_NAME = 204  # "dev/" and a 200-character base; the API refuses longer names, whatever the environment
+# a note: printable text, newlines and tabs, and at least one visible character
+NOTE_PATTERN = r"^[\t\n\r ]*[^\x00-\x20\x7f][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+
+ENVIRONMENTS: list[Any] = ["dev", "staging", "prod"]  # JSON values for `enum`
+GatewayId = Annotated[
+    str,
+    Path(
+        max_length=40,
+        json_schema_extra={"pattern": GATEWAY_PATTERN},
+        description="DNS label: lowercase letters, digits, '-'",
+    ),
+]
+EnvironmentName = Annotated[
+    str, Path(max_length=16, description="dev, staging or prod", json_schema_extra={"enum": ENVIRONMENTS})
+]
+FunctionBase = Annotated[
+    str,
+    Path(
+        max_length=200,
+        json_schema_extra={"pattern": BASE_PATTERN},
+        description="the name without environment: user/me",
+    ),
+]
+UserName = Annotated[str, Path(max_length=64, json_schema_extra={"pattern": USER_PATTERN})]
+
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `"allow_dev_to_prod": "yes"` is refused, as the document's types say, not read as True
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class GatewayCreate(Body):
-    id: str = Field(max_length=40, description="DNS label: lowercase letters, digits and '-'")
+    id: str = Field(
+        max_length=40,
+        json_schema_extra={"pattern": GATEWAY_PATTERN},
+        description="DNS label: lowercase letters, digits and '-'",
+    )
     allow_dev_to_prod: bool = False
 
 
@@ -25,13 +81,15 @@ class GatewayUpdate(Body):
 
 
 class Dependencies(Body):
-    dependencies: list[str] = Field(max_length=200, description="pinned requirements: NAME==VERSION")
+    dependencies: list[
+        Annotated[str, Field(max_length=200, json_schema_extra={"pattern": REQUIREMENT_PATTERN})]
+    ] = Field(max_length=200, description="pinned requirements: NAME==VERSION")
 
 
 class Save(Body):
     files: dict[str, str] = Field(max_length=MAX_FILES, description="path -> source text")
     entrypoint: str = Field(default="index.py", max_length=255)
-    semver: str | None = Field(default=None, max_length=64)
+    semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     changelog: str | None = Field(default=None, max_length=2000)
     expected_version: int | None = Field(
         default=None, ge=0, le=MAX_ID, description="refuse (409) unless current"
@@ -44,48 +102,89 @@ class Save(Body):
 
 
 class Promote(Body):
-    name: str = Field(max_length=220, description="source: env/path, e.g. dev/user/me")
-    target: str = Field(max_length=16)
-    semver: str | None = Field(default=None, max_length=64)
-    note: str | None = Field(default=None, max_length=2000)
+    name: str = Field(
+        max_length=MAX_NAME,
+        json_schema_extra={"pattern": NAME_PATTERN},
+        description="source: env/path, e.g. dev/user/me",
+    )
+    target: str = Field(max_length=16, json_schema_extra={"enum": ENVIRONMENTS})
+    semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
+    note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
+
+
+def _one_of_present(choices: dict[str, dict[str, Any]], only_one: bool) -> dict[str, Any]:
+    """JSON Schema for "give (exactly) one of these fields, not null" (each with its own schema): the
+    document's form of a rule the service checks (`say where the code comes from: ...`)."""
+    options = [{"required": [name], "properties": {name: schema}} for name, schema in choices.items()]
+    return {"oneOf": options} if only_one else {"anyOf": options}
+
+
+_HISTORY_ID: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+_SEMVER_TEXT: dict[str, Any] = {"type": "string", "maxLength": 64, "pattern": SEMVER_PATTERN}
 
 
 class Release(Body):
-    base: str = Field(max_length=200, description="the function's path without environment: user/me")
-    source_env: str | None = Field(default=None, max_length=16)
+    model_config = ConfigDict(
+        json_schema_extra=_one_of_present(
+            {"source_env": {"enum": ENVIRONMENTS}, "source_history_id": _HISTORY_ID}, only_one=False
+        )
+    )
+
+    base: str = Field(
+        max_length=200,
+        json_schema_extra={"pattern": BASE_PATTERN},
+        description="the function's path without environment: user/me",
+    )
+    source_env: str | None = Field(
+        default=None, max_length=16, json_schema_extra={"enum": [*ENVIRONMENTS, None]}
+    )
     source_history_id: int | None = Field(default=None, ge=1, le=MAX_ID)
-    target: str = Field(max_length=16)
-    semver: str | None = Field(default=None, max_length=64)
-    note: str | None = Field(default=None, max_length=2000)
+    target: str = Field(max_length=16, json_schema_extra={"enum": ENVIRONMENTS})
+    semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
+    note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
 
 
 class Rollback(Body):
-    name: str = Field(max_length=220)
-    to_semver: str | None = Field(default=None, max_length=64)
+    model_config = ConfigDict(
+        json_schema_extra=_one_of_present(
+            {"to_semver": _SEMVER_TEXT, "to_history_id": _HISTORY_ID}, only_one=True
+        )
+    )
+
+    name: str = Field(max_length=MAX_NAME, json_schema_extra={"pattern": NAME_PATTERN})
+    to_semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     to_history_id: int | None = Field(default=None, ge=1, le=MAX_ID)
-    semver: str | None = Field(default=None, max_length=64)
-    note: str | None = Field(default=None, max_length=2000)
+    semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
+    note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
 
 
 class Rename(Body):
-    name: str = Field(max_length=220)
-    new_name: str = Field(max_length=220)
+    name: str = Field(max_length=MAX_NAME, json_schema_extra={"pattern": NAME_PATTERN})
+    new_name: str = Field(max_length=MAX_NAME, json_schema_extra={"pattern": NAME_PATTERN})
 
 
 class UserCreate(Body):
-    name: str = Field(max_length=64, description="lowercase letters, digits, '.', '_' and '-'")
+    name: str = Field(
+        max_length=64,
+        json_schema_extra={"pattern": USER_PATTERN},
+        description="lowercase letters, digits, '.', '_' and '-'",
+    )
     is_admin: bool = False
 
 
 class TokenCreate(Body):
-    name: str = Field(default="cli", max_length=64)
+    name: str = Field(default="cli", max_length=64, json_schema_extra={"pattern": TOKEN_NAME_PATTERN})
     expires_in_seconds: int | None = Field(
         default=None, ge=1, le=3650 * 86400, description="none: until revoked"
     )
 
 
 class MemberSet(Body):
-    role: str = Field(max_length=16, description="viewer, developer, releaser or owner")
+    role: str = Field(
+        max_length=16,
+        description="viewer, developer, releaser or owner",
+        json_schema_extra={"enum": list[Any](ROLES)},
+    )
 
 
 class ErrorDetail(BaseModel):

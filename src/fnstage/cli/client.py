@@ -73,8 +73,10 @@ class ApiClient:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        url_from: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.url_from = url_from  # "the current context in FILE": named when the server is unreachable
         headers = {"Accept": "application/json", "User-Agent": "fnstage-cli"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -113,7 +115,10 @@ class ApiClient:
         try:
             response = self._http.request(method, "/" + path.lstrip("/"), params=clean_params, json=json)
         except httpx.ConnectError:
-            raise CliError(f"cannot reach fnstage at {self.url}: is `fnstage up` running?") from None
+            raise CliError(
+                f"cannot reach fnstage at {self.url}: is `fnstage up` running?",
+                hint=self._unreachable_hint(),
+            ) from None
         except httpx.TimeoutException:
             raise CliError(f"fnstage at {self.url} did not answer in time: try again") from None
         except httpx.HTTPError as error:
@@ -180,6 +185,14 @@ class ApiClient:
             code="http_" + str(status),
             status=status,
             hint=self._hint_for(status, None),
+        )
+
+    def _unreachable_hint(self) -> str | None:
+        if self.url_from is None:
+            return None
+        return (
+            f"the URL comes from {self.url_from}: start that instance, or point the CLI at another with "
+            "`fnstage context use URL` (`fnstage context ls` lists them) or FNSTAGE_URL"
         )
 
     def _hint_for(self, status: int, code: Any) -> str | None:

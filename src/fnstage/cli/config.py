@@ -1,28 +1,29 @@
 """Where the CLI finds the server, the token and the gateway.
 
-- URL: `FNSTAGE_URL`, else the credentials file's `url`, else http://127.0.0.1:8470.
-- Token: `FNSTAGE_TOKEN`, else the credentials file's `token`, but only when that file was written for
-  the same server (a local admin token is never sent to another URL).
+- URL: `FNSTAGE_URL`, else the credentials file's current context, else http://127.0.0.1:8470.
+- Token: `FNSTAGE_TOKEN`, else the token of that URL's context in the credentials file (a token is
+  only ever sent to the instance it was stored for).
 - Gateway: `-g/--gateway`, else `FNSTAGE_GATEWAY`.
 
 The credentials file is `$FNSTAGE_CONFIG_DIR/credentials.json` (default `$XDG_CONFIG_HOME/fnstage/`, else
-`~/.config/fnstage/`), JSON `{"url": ..., "token": ..., "user": ...}`; `fnstage up` writes it (through
-`fnstage.settings`, whose path rules these mirror).
+`~/.config/fnstage/`), one context per instance keyed by URL (`fnstage.contexts`); `fnstage up` adds its
+own (through `fnstage.settings`, whose path rules these mirror), `fnstage context use URL` switches.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from fnstage import contexts
 from fnstage.cli.client import CliError
+from fnstage.contexts import DEFAULT_URL, normalize_url
 
-DEFAULT_URL = "http://127.0.0.1:8470"
 CREDENTIALS_FILE = "credentials.json"
+
+__all__ = ["DEFAULT_URL", "Settings", "normalize_url", "resolve", "resolve_gateway"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Settings:
     token: str | None
     user: str | None
     credentials_path: Path
+    url_from: str  # where the URL came from, for error messages: FNSTAGE_URL, the file, the default
 
 
 def config_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -46,43 +48,29 @@ def credentials_path(environ: Mapping[str, str] | None = None) -> Path:
     return config_dir(environ) / CREDENTIALS_FILE
 
 
-def read_credentials(path: Path) -> dict[str, Any]:
-    """The credentials file's content, or {} when there is none."""
+def read_contexts(path: Path) -> contexts.Contexts:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as error:
-        raise CliError(f"cannot read credentials file {path}: {error.strerror}") from None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise CliError(
-            f"credentials file {path} is not valid JSON: fix or delete it, or set FNSTAGE_TOKEN"
-        ) from None
-    if not isinstance(data, dict):
-        raise CliError(f"credentials file {path} must hold a JSON object with url and token")
-    return data
-
-
-def normalize_url(url: str) -> str:
-    return url.strip().rstrip("/")
+        return contexts.load(path)
+    except contexts.CredentialsFileError as error:
+        raise CliError(str(error)) from None
 
 
 def resolve(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     path = credentials_path(environ)
-    stored = read_credentials(path)
-    stored_url = stored.get("url") if isinstance(stored.get("url"), str) else None
-    url = normalize_url(environ.get("FNSTAGE_URL") or stored_url or DEFAULT_URL)
+    stored = read_contexts(path)
+    if environ.get("FNSTAGE_URL"):
+        url, url_from = normalize_url(environ["FNSTAGE_URL"]), "FNSTAGE_URL"
+    elif stored.current:
+        url, url_from = stored.current, f"the current context in {path}"
+    else:
+        url, url_from = DEFAULT_URL, f"the default (no context in {path})"
     token = environ.get("FNSTAGE_TOKEN") or None
     user = None
-    # The stored token belongs to the server that wrote it: send it nowhere else.
-    same_server = stored_url is None or normalize_url(stored_url) == url
-    if token is None and isinstance(stored.get("token"), str) and same_server:
-        token = stored["token"]
-        user = stored.get("user") if isinstance(stored.get("user"), str) else None
-    return Settings(url=url, token=token, user=user, credentials_path=path)
+    context = stored.entries.get(url)
+    if token is None and context is not None:  # the stored token belongs to its own instance only
+        token, user = context.token, context.user
+    return Settings(url=url, token=token, user=user, credentials_path=path, url_from=url_from)
 
 
 def resolve_gateway(option: str | None, environ: Mapping[str, str] | None = None) -> str:

@@ -17,6 +17,8 @@ import typer
 from fnstage import __version__
 from fnstage.cli import config, render, sync
 from fnstage.cli.client import ApiClient, CliError, path_of
+from fnstage.cli.contexts import context_app
+from fnstage.cli.database_url import DatabaseUrlFileOption, DatabaseUrlOption, database_url_of
 from fnstage.cli.waiting import WaitOption, WaitTimeoutOption, wait_until_live
 from fnstage.domain.errors import FnstageError
 from fnstage.domain.names import FunctionName
@@ -57,6 +59,7 @@ deps_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(context_app, name="context")
 app.add_typer(deps_app, name="deps")
 
 
@@ -73,16 +76,6 @@ GatewayOption = Annotated[
         "-g",
         metavar="ID",
         help="Gateway to act on. (default: $FNSTAGE_GATEWAY)",
-        show_default=False,
-    ),
-]
-DatabaseUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        envvar="FNSTAGE_DATABASE_URL",
-        metavar="URL",
-        help="The store: postgresql://... or sqlite:///PATH (default: SQLite in the --data folder).",
         show_default=False,
     ),
 ]
@@ -119,7 +112,7 @@ def _command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
 
 def _api() -> ApiClient:
     settings = config.resolve()
-    return ApiClient(settings.url, settings.token)
+    return ApiClient(settings.url, settings.token, url_from=settings.url_from)
 
 
 def _name(text: str, field: str = "name") -> FunctionName:
@@ -170,6 +163,7 @@ def _main(
 
 @_command(app)
 def up(
+    ctx: typer.Context,
     data: Annotated[
         Path, typer.Option("--data", metavar="DIR", help="Folder for the SQLite store and logs.")
     ] = Path(".fnstage"),
@@ -177,6 +171,7 @@ def up(
     port: Annotated[int, typer.Option(help="Port of the API and the web console.")] = 8470,
     runtime_port: Annotated[int, typer.Option(help="Port of the runtime that serves the functions.")] = 8471,
     database_url: DatabaseUrlOption = None,
+    database_url_file: DatabaseUrlFileOption = None,
     with_runtime: Annotated[
         bool,
         typer.Option(
@@ -197,19 +192,27 @@ def up(
         if error.name != "fnstage.server":
             raise
         raise CliError("this installation of fnstage has no server (fnstage.server is missing)") from None
-    serve_up(
-        data_dir=data,
-        host=host,
-        port=port,
-        runtime_port=runtime_port,
-        database_url=database_url,
-        with_runtime=with_runtime,
-    )
+    from fnstage.ports import PortInUse
+
+    database_url = database_url_of(ctx, database_url, database_url_file)
+    try:
+        serve_up(
+            data_dir=data,
+            host=host,
+            port=port,
+            runtime_port=runtime_port,
+            database_url=database_url,
+            with_runtime=with_runtime,
+        )
+    except PortInUse as error:
+        raise CliError(str(error)) from None
 
 
 @_command(app)
 def runtime(
+    ctx: typer.Context,
     database_url: DatabaseUrlOption = None,
+    database_url_file: DatabaseUrlFileOption = None,
     data: Annotated[
         Path, typer.Option("--data", metavar="DIR", help="Folder of the embedded SQLite store.")
     ] = Path(".fnstage"),
@@ -250,6 +253,7 @@ def runtime(
     from fnstage.runtime.server import run_runtime
     from fnstage.store.engine import sqlite_url
 
+    database_url = database_url_of(ctx, database_url, database_url_file)
     url = database_url or sqlite_url(data)
     if not database_url and not (data / "fnstage.db").exists():
         raise CliError(
@@ -292,16 +296,18 @@ def gateway_create(
 
 @_command(gateway_app, "credentials")
 def gateway_credentials(
+    ctx: typer.Context,
     gateway_id: Annotated[str, typer.Argument(metavar="ID", help="The gateway its runtimes serve.")],
     database_url: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--database-url",
             envvar="FNSTAGE_DATABASE_URL",
             metavar="URL",
             help="The control plane's PostgreSQL URL (the tables' owner): a server-side command.",
         ),
-    ],
+    ] = None,
+    database_url_file: DatabaseUrlFileOption = None,
 ) -> None:
     """Create or rotate the database login of ID's runtimes and print its URL (PostgreSQL only).
 
@@ -311,6 +317,9 @@ def gateway_credentials(
     from fnstage.store.credentials import runtime_credentials
     from fnstage.store.engine import is_postgres, make_engine
 
+    database_url = database_url_of(ctx, database_url, database_url_file)
+    if database_url is None:
+        raise CliError("no database URL: set FNSTAGE_DATABASE_URL or pass --database-url-file FILE")
     engine = make_engine(database_url, pool_size=1, max_overflow=0)
     try:
         if not is_postgres(engine):
@@ -366,7 +375,9 @@ def gateway_set(
     ] = None,
     history_limit: Annotated[
         int | None,
-        typer.Option("--history-limit", metavar="N", min=1, help="History entries kept per function."),
+        typer.Option(
+            "--history-limit", metavar="N", min=1, max=1000, help="History entries kept per function."
+        ),
     ] = None,
 ) -> None:
     """Change a gateway's settings; only the options you pass are changed."""
@@ -722,7 +733,9 @@ def rollback(
 @_command(app)
 def history(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Function, such as prod/user/me.")],
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many entries to show.")] = 30,
+    limit: Annotated[
+        int, typer.Option(min=1, max=200, help="How many entries to show (the API gives at most 200).")
+    ] = 30,
     before: Annotated[
         int | None, typer.Option(metavar="ID", help="Only entries older than history entry ID (paging).")
     ] = None,

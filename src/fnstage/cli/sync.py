@@ -27,19 +27,25 @@ def read_function_dir(root: Path) -> dict[str, str]:
     """Every .py file under `root` as {relative posix path: text}, sorted by path.
 
     Skips hidden files and folders, `__pycache__`, and virtual environments (any folder holding a
-    `pyvenv.cfg`, or named venv/env), so a function folder can live beside its tooling.
+    `pyvenv.cfg`, or named venv/env), so a function folder can live beside its tooling. A link whose
+    target is outside `root` is refused: a push must never upload a file from elsewhere on the
+    machine (`utils.py -> /etc/passwd`). Links to folders are not followed.
     """
     if not root.is_dir():
         raise CliError(f"{root} is not a folder: push reads the .py files of a folder")
+    inside = root.resolve()
     files: dict[str, str] = {}
     for current, dirnames, filenames in os.walk(root):
         here = Path(current)
         dirnames[:] = sorted(d for d in dirnames if not _skipped_dir(here / d))
+        for name in dirnames:
+            _refuse_link_out(root, inside, here / name)
         for name in sorted(filenames):
             if not name.endswith(".py") or name.startswith("."):
                 continue
             path = here / name
             relative = path.relative_to(root).as_posix()
+            _refuse_link_out(root, inside, path)
             try:
                 files[relative] = path.read_bytes().decode("utf-8")
             except UnicodeDecodeError as error:
@@ -51,6 +57,18 @@ def read_function_dir(root: Path) -> dict[str, str]:
     if not files:
         raise CliError(f"no .py files found under {root}")
     return dict(sorted(files.items()))
+
+
+def _refuse_link_out(root: Path, inside: Path, path: Path) -> None:
+    if not path.is_symlink():
+        return
+    target = path.resolve()
+    if not target.is_relative_to(inside):
+        relative = path.relative_to(root).as_posix()
+        raise CliError(
+            f"{relative} is a link to {target}, outside {root}: push sends only files inside the "
+            "function's folder; copy the file in, or remove the link"
+        )
 
 
 def hash_files(files: Mapping[str, str]) -> dict[str, str]:

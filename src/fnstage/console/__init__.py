@@ -9,6 +9,7 @@ runtime's `/_fnstage/logs` when the runtime offers them.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,6 +28,8 @@ from fnstage.service import Actor, Services
 STATIC_DIR = Path(__file__).parent / "static"
 TRY_PATH = "/console/try"
 MAX_SHOWN_BODY = 256 * 1024
+_URL_QUERY = re.compile(r"[!-~]*")  # what may follow '?' in a URL as sent: visible ASCII
+_HEADER_VALUE = re.compile(r"[ -~]*")  # one line of printable ASCII: httpx sends nothing else
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
@@ -53,12 +56,24 @@ async def try_function(
     method = body.method.upper()
     if method not in METHODS:
         raise InvalidInput(f"method must be one of {', '.join(METHODS)}", field="method")
+    query = body.query.lstrip("?")
+    if not _URL_QUERY.fullmatch(query):
+        raise InvalidInput(
+            "query must be URL-encoded printable ASCII with no spaces, tabs or line breaks "
+            "(write a space as %20): name=world&x=1",
+            field="query",
+        )
+    if body.content_type is not None and not _HEADER_VALUE.fullmatch(body.content_type):
+        raise InvalidInput(
+            "content_type must be printable ASCII on one line, such as application/json",
+            field="content_type",
+        )
     runtime_url: str | None = request.app.state.runtime_url
     if not runtime_url:
         raise InvalidInput("this API process does not know a runtime URL", field="runtime")
     url = f"{runtime_url}/{quote(body.gateway)}/{quote(name.env)}/{quote(name.base)}"
-    if body.query.lstrip("?"):
-        url += "?" + body.query.lstrip("?")
+    if query:
+        url += "?" + query
     headers = {"content-type": body.content_type} if body.content_type else {}
     async with httpx.AsyncClient(timeout=35) as client:
         try:

@@ -81,3 +81,10 @@ class PolicyViolation(Conflict):
 class TooLarge(FnstageError):
     status = 413
     code = "too_large"
+
+
+class BadGateway(FnstageError):
+    """A runtime the control plane asked answered something it cannot read (not its own shape)."""
+
+    status = 502
+    code = "bad_gateway"

@@ -37,6 +37,7 @@ logger = logging.getLogger("fnstage.runtime")
 
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT_S = 30.0
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # all names and values together, as the API's limit
 INTERNAL_PREFIX = "/_fnstage/"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -65,6 +66,7 @@ class RuntimeApp:
         internal_token: str | None = None,
         watchdog: BackgroundService | None = None,
         body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     ) -> None:
         self.registry = registry
         self.watchdog = watchdog  # runtime.watchdog: runaway functions, stalled loop, memory limit
@@ -73,6 +75,7 @@ class RuntimeApp:
         self.logs = logs if logs is not None else InvocationLogs()
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s  # a client trickling its body cannot hold a request forever
+        self.max_header_bytes = max_header_bytes  # granian reads a 100 KiB header whole: refuse it here
         self.internal_token = internal_token
         # sync `main`s run here; bounded so a flood of slow functions cannot spawn threads without end
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="fnstage-fn")
@@ -116,7 +119,9 @@ class RuntimeApp:
             await self._internal(scope, send)
             return
         host = content_length = transfer_encoding = request_id = None
+        header_bytes = 0
         for key, value in scope["headers"]:
+            header_bytes += len(key) + len(value)
             if key == b"host":
                 host = value.decode("latin-1")
             elif key == b"content-length":
@@ -127,6 +132,11 @@ class RuntimeApp:
                 request_id = value.decode("latin-1")
         if request_id is None or not _REQUEST_ID_RE.match(request_id):
             request_id = os.urandom(16).hex()
+        if header_bytes > self.max_header_bytes:
+            message = f"the request headers are {header_bytes} bytes: at most {self.max_header_bytes} bytes"
+            headers = [*_JSON_HEADERS, (b"connection", b"close")]
+            await _send(send, 431, headers, error_body("too_large", message, request_id), request_id)
+            return
         route = self.router.route(host, path)
         live = self.registry.get(*route) if route is not None else None
         if live is None:

@@ -21,7 +21,7 @@ from fnstage.domain.policy import (
     check_save_environment,
     needs_note_and_greater_semver,
 )
-from fnstage.domain.versions import INITIAL_SEMVER, parse_semver
+from fnstage.domain.versions import INITIAL_SEMVER, parse_semver, read_semver
 from fnstage.service.identity import Actor
 from fnstage.service.metadata import Metadata, merge
 from fnstage.store.records import FunctionRecord, GatewayRecord, HistoryRecord
@@ -263,7 +263,7 @@ class Deployments:
                 field="new_name",
             )
         if new == old:
-            raise InvalidInput("the new name is the current name", field="new_name")
+            raise Conflict("the new name is the current name: nothing to rename", field="new_name")
         with self.store.write() as tx:
             gw = self._lock(tx, gateway)
             current = self._existing(tx, gateway, old)
@@ -535,7 +535,7 @@ class Deployments:
                     raise NotFound(f"no history entry #{to_history_id} of {fname}", field="to_history_id")
                 return entry
             assert to_semver is not None
-            parse_semver(to_semver, field="to_semver")
+            read_semver(to_semver, field="to_semver")
             fn = tx.get_function(gateway, fname.env, fname.base)
             matches = tx.list_history(
                 gateway,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from fnstage.domain.errors import InvalidInput, NotFound
 from fnstage.domain.names import ENVIRONMENTS, FunctionName, check_base, check_environment, check_gateway_id
-from fnstage.domain.versions import parse_semver
+from fnstage.domain.versions import read_semver
 from fnstage.service.rollouts import Rollout, rollout
 from fnstage.store.records import FunctionRecord, HistoryRecord
 from fnstage.store.store import Store, Tx
@@ -134,7 +134,7 @@ class Queries:
                     if e.version == int(selector[1:])
                 ]
             else:
-                parse_semver(selector, field=field)
+                read_semver(selector, field=field)
                 entries = tx.list_history(
                     gateway, function_id=fid, env=fname.env, base=fname.base, semver=selector, limit=1
                 )
