@@ -4,6 +4,7 @@
 import { renderAccess } from "./access";
 import { api, ApiError, type Card, type FileDiff, type FunctionInfo, type Gateway, getToken, gw, type HistoryEntry, pathOf, type Problem, request, setToken, setUnauthorizedHandler } from "./api";
 import { FileEditor } from "./editor";
+import { renderFunctionList } from "./functions";
 import { openHistorySheet } from "./history";
 import { openReleaseSheet } from "./release";
 import { Sheet } from "./sheet";
@@ -224,7 +225,7 @@ function renderSignIn(message?: string): void {
     error,
     button,
   );
-  clear(root, h("div", { class: "signin" }, form));
+  clear(root, h("main", { class: "signin" }, form));
   input.focus();
 }
 
@@ -281,7 +282,7 @@ function renderNoGateway(): void {
 }
 
 async function renderGateway(gateway: string): Promise<void> {
-  const list = h("div", { class: "fn-list", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading functions…"));
+  const list = h("div", { class: "fn-list" }, h("p", { class: "muted", role: "status" }, "Loading functions…"));
   const pathInput = h("input", { id: "new-fn-path", class: "mono", placeholder: "user/me", autocomplete: "off", spellcheck: "false" });
   const error = h("p", { class: "error-text", role: "alert" });
   const form = h(
@@ -315,48 +316,18 @@ async function renderGateway(gateway: string): Promise<void> {
   );
   let functions: FunctionInfo[];
   try {
-    functions = (await api.get(`${gw(gateway)}/functions`)).functions;
+    functions = (await api.get(`${gw(gateway)}/functions?runtime=true`)).functions;
   } catch (err) {
     clear(list, h("p", { class: "error-text", role: "alert" }, (err as Error).message));
     return;
   }
-  const byBase = new Map<string, Record<string, FunctionInfo>>();
-  for (const f of functions) byBase.set(f.base, { ...(byBase.get(f.base) ?? {}), [f.env]: f });
-  if (!byBase.size) {
+  performance.mark("fnstage:functions-loaded");
+  if (!functions.length) {
     clear(list, h("div", { class: "empty-state" }, h("h2", null, "No functions yet"), h("p", { class: "muted" }, "Create one above, or push with the CLI: fnstage push . dev/user/me")));
     return;
   }
-  clear(
-    list,
-    h(
-      "ul",
-      { class: "fn-rows", "aria-label": "Functions" },
-      [...byBase.entries()]
-        .sort(([a], [b]) => a.localeCompare(b))
-        .map(([base, envs]) => {
-          const latest = Object.values(envs).sort((a, b) => b.updated_at.localeCompare(a.updated_at))[0];
-          return h(
-            "li",
-            null,
-            h(
-              "a",
-              { class: "fn-row", href: functionHref(gateway, base) },
-              h("span", { class: "fn-name mono" }, base),
-              h(
-                "span",
-                { class: "badges" },
-                ENVS.map((env) =>
-                  envs[env]
-                    ? h("span", { class: `badge env-${env}`, title: `${env}: version ${envs[env].version}` }, h("span", { class: "badge-env" }, env), `v${envs[env].semver}`)
-                    : h("span", { class: "badge empty", title: `nothing in ${env}` }, h("span", { class: "badge-env" }, env), "—"),
-                ),
-              ),
-              h("span", { class: "muted small" }, `updated ${timeAgo(latest.updated_at)} by ${latest.updated_by}`),
-            ),
-          );
-        }),
-    ),
-  );
+  renderFunctionList(list, functions, (base) => functionHref(gateway, base));
+  performance.mark("fnstage:functions-rendered");
 }
 
 function renderAccessPage(gateway: string): void {
@@ -380,6 +351,17 @@ function runtimeClass(card: Card): string {
   return "pending";
 }
 
+/** The card's runtime line; when it carries an error, the whole text shows on hover and when expanded
+ * (the line itself is cut to the card's width). */
+function runtimeState(card: Card): HTMLElement {
+  const summary = card.runtime.summary;
+  const errors = [...new Set(card.runtime.runtimes.map((r) => r.error ?? r.last_error).filter((e): e is string => Boolean(e)))];
+  const full = [summary, ...errors.filter((e) => !summary.includes(e))].join("\n");
+  const line = h("span", { class: `runtime-state ${runtimeClass(card)}`, title: full }, h("span", { class: "pulse", "aria-hidden": "true" }), summary);
+  if (!errors.length) return line;
+  return h("details", { class: "runtime-details" }, h("summary", { title: full }, line), h("p", { class: "runtime-full", "data-testid": `runtime-error-${card.env}` }, full));
+}
+
 function renderCards(container: HTMLElement, gateway: Gateway, base: string, cards: Record<string, Card | null>, actions: { release: (env: string) => void; history: (env: string) => void }): void {
   const items: Node[] = [];
   ENVS.forEach((env, i) => {
@@ -390,11 +372,11 @@ function renderCards(container: HTMLElement, gateway: Gateway, base: string, car
       h(
         "article",
         { class: `env-card env-${env}${card ? "" : " empty"}`, "aria-labelledby": titleId, "data-env": env },
-        h("header", null, h("h3", { id: titleId }, h("span", { class: "env-dot", "aria-hidden": "true" }), ENV_LABEL[env]), card ? h("span", { class: "state" }, card.state) : null),
+        h("div", { class: "env-card-head" }, h("h2", { id: titleId }, h("span", { class: "env-dot", "aria-hidden": "true" }), ENV_LABEL[env]), card ? h("span", { class: "state" }, card.state) : null),
         card
           ? [
               h("div", { class: "semver-line" }, h("span", { class: "semver mono", "data-testid": `semver-${env}` }, `v${card.semver}`), h("span", { class: "version" }, `version ${card.version}`)),
-              h("div", { class: `runtime-state ${runtimeClass(card)}`, title: card.runtime.runtimes.map((r) => r.error ?? r.last_error).filter(Boolean).join("\n") || undefined }, h("span", { class: "pulse", "aria-hidden": "true" }), card.runtime.summary),
+              runtimeState(card),
               h("p", { class: "note" }, card.note ? `“${card.note}”` : h("span", { class: "muted" }, card.kind === "create" ? "created" : "no note")),
               h("p", { class: "meta" }, h("span", { class: "avatar small", "aria-hidden": "true" }, card.deployed_by.slice(0, 1).toUpperCase()), `${card.deployed_by} · `, h("time", { datetime: card.deployed_at, title: formatTime(card.deployed_at) }, timeAgo(card.deployed_at)), card.kind ? ` · ${card.kind}` : ""),
               h(

@@ -2,7 +2,7 @@
 // only; a history entry may also go back into its own environment: a rollback), new semver, note, the
 // side-by-side diff of source vs target, then progress until the runtimes confirm.
 
-import { api, ApiError, type Card, type FileDiff, type Gateway, gw, type HistoryEntry, pathOf, type Rollout } from "./api";
+import { api, type ApiError, type Card, type FileDiff, type Gateway, gw, type HistoryEntry, pathOf, type Rollout } from "./api";
 import * as semver from "./semver";
 import { Sheet } from "./sheet";
 import { clear, ENV_LABEL, ENVS, h, icon, sleep, timeAgo, uid } from "./util";

@@ -34,7 +34,7 @@ export class Sheet {
         tabindex: "-1",
       },
       h(
-        "header",
+        "div", // not <header>: a second banner landmark beside the page's
         { class: "sheet-header" },
         h("div", null, h("h2", { id: titleId }, options.title), options.subtitle ? h("p", { class: "muted" }, options.subtitle) : null),
         h("button", { class: "icon-btn", type: "button", "aria-label": "Close", onclick: () => this.close() }, icon("x")),
