@@ -2,7 +2,7 @@
 
 import { api, type Card, type Gateway, gw, type HistoryEntry, pathOf } from "./api";
 import { Sheet } from "./sheet";
-import { clear, ENV_LABEL, ENVS, formatTime, h, icon, timeAgo } from "./util";
+import { clear, ENV_LABEL, ENVS, formatTime, h, icon, keepFocusIn, timeAgo } from "./util";
 
 export interface HistoryContext {
   gateway: Gateway;
@@ -24,6 +24,7 @@ export function openHistorySheet(ctx: HistoryContext): Sheet {
   sheet.footer.append(h("span"), h("button", { class: "btn", type: "button", onclick: () => sheet.close() }, "Close"));
 
   function renderTabs(): void {
+    const hadFocus = tabs.contains(document.activeElement);
     clear(
       tabs,
       ENVS.map((e) =>
@@ -35,6 +36,7 @@ export function openHistorySheet(ctx: HistoryContext): Sheet {
         ),
       ),
     );
+    if (hadFocus) keepFocusIn(tabs);
   }
 
   async function load(): Promise<void> {

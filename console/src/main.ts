@@ -153,6 +153,13 @@ function topbar(activeGateway: string | null): HTMLElement {
 }
 
 function render(): void {
+  renderPage();
+  // the element that had focus (a link, the gateway picker, Sign in) was replaced: a keyboard goes on
+  // from the page's content, not from the top of a document it cannot see
+  if (session && (!document.activeElement || document.activeElement === document.body)) main.focus({ preventScroll: true });
+}
+
+function renderPage(): void {
   pageCleanup?.();
   pageCleanup = null;
   leaveGuard = null;
@@ -359,7 +366,7 @@ function runtimeState(card: Card): HTMLElement {
   const full = [summary, ...errors.filter((e) => !summary.includes(e))].join("\n");
   const line = h("span", { class: `runtime-state ${runtimeClass(card)}`, title: full }, h("span", { class: "pulse", "aria-hidden": "true" }), summary);
   if (!errors.length) return line;
-  return h("details", { class: "runtime-details" }, h("summary", { title: full }, line), h("p", { class: "runtime-full", "data-testid": `runtime-error-${card.env}` }, full));
+  return h("details", { class: "runtime-details" }, h("summary", { title: full }, line, icon("chevron")), h("p", { class: "runtime-full", "data-testid": `runtime-error-${card.env}` }, full));
 }
 
 function renderCards(container: HTMLElement, gateway: Gateway, base: string, cards: Record<string, Card | null>, actions: { release: (env: string) => void; history: (env: string) => void }): void {
