@@ -248,7 +248,11 @@ export class FileEditor {
       append(actions, [
         input,
         h("button", { class: "btn small", type: "button", onclick: () => this.commitName(input.value) }, this.naming.mode === "add" ? "Add" : "Rename"),
-        h("button", { class: "btn small ghost", type: "button", onclick: () => ((this.naming = null), this.renderTabs()) }, "Cancel"),
+        h("button", { class: "btn small ghost", type: "button", onclick: () => {
+              this.naming = null;
+              this.renderTabs();
+            },
+          }, "Cancel"),
         this.naming.error ? h("span", { class: "field-error", role: "alert" }, this.naming.error) : null,
       ]);
       queueMicrotask(() => {

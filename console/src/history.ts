@@ -31,7 +31,11 @@ export function openHistorySheet(ctx: HistoryContext): Sheet {
         h(
           "label",
           { class: "seg" },
-          h("input", { type: "radio", name: "history-env", value: e, checked: e === env, onchange: () => ((env = e), load()) }),
+          h("input", { type: "radio", name: "history-env", value: e, checked: e === env, onchange: () => {
+              env = e;
+              load();
+            },
+          }),
           h("span", null, ENV_LABEL[e]),
         ),
       ),

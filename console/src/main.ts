@@ -62,7 +62,7 @@ export function functionHref(gateway: string, base: string): string {
 }
 
 function confirmLeave(): boolean {
-  if (!leaveGuard || !leaveGuard()) return true;
+  if (!leaveGuard?.()) return true;
   return window.confirm("You have unsaved changes in the editor. Leave this page and lose them?");
 }
 
@@ -81,7 +81,7 @@ window.addEventListener("hashchange", () => {
 });
 
 window.addEventListener("beforeunload", (e) => {
-  if (leaveGuard && leaveGuard()) {
+  if (leaveGuard?.()) {
     e.preventDefault();
     e.returnValue = "";
   }
@@ -143,7 +143,11 @@ function topbar(activeGateway: string | null): HTMLElement {
   return h(
     "header",
     { class: "topbar" },
-    h("a", { class: "skip", href: "#main", onclick: (e: Event) => (e.preventDefault(), main.focus()) }, "Skip to content"),
+    h("a", { class: "skip", href: "#main", onclick: (e: Event) => {
+          e.preventDefault();
+          main.focus();
+        },
+      }, "Skip to content"),
     h("a", { class: "brand", href: activeGateway ? gatewayHref(activeGateway) : "#/" }, h("span", { class: "logo", "aria-hidden": "true" }, "ƒ"), "fnstage"),
     h("div", { class: "gateway-pick" }, h("span", { class: "muted", "aria-hidden": "true" }, "Gateway"), select),
     h("div", { class: "spacer" }),
@@ -369,7 +373,7 @@ function runtimeState(card: Card): HTMLElement {
   return h("details", { class: "runtime-details" }, h("summary", { title: full }, line, icon("chevron")), h("p", { class: "runtime-full", "data-testid": `runtime-error-${card.env}` }, full));
 }
 
-function renderCards(container: HTMLElement, gateway: Gateway, base: string, cards: Record<string, Card | null>, actions: { release: (env: string) => void; history: (env: string) => void }): void {
+function renderCards(container: HTMLElement, cards: Record<string, Card | null>, actions: { release: (env: string) => void; history: (env: string) => void }): void {
   const items: Node[] = [];
   ENVS.forEach((env, i) => {
     if (i > 0) items.push(h("div", { class: "flow-arrow", "aria-hidden": "true" }, icon("arrow")));
@@ -486,7 +490,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
       clear(cardsEl, h("p", { class: "error-text", role: "alert" }, (err as Error).message));
       return;
     }
-    renderCards(cardsEl, gw0, base, cards, { release: openRelease, history: openHistory });
+    renderCards(cardsEl, cards, { release: openRelease, history: openHistory });
     releaseBtn.disabled = !(cards.dev || cards.staging);
   }
 
@@ -627,7 +631,11 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
     openSheet.body.append(box);
     const destroy = mod.renderDiff(box, files, { a: `Theirs: version ${theirs.version}`, b: "Yours (unsaved)" });
     const s = openSheet;
-    s.footer.append(h("span"), h("button", { class: "btn", type: "button", onclick: () => (destroy(), s.close()) }, "Close"));
+    s.footer.append(h("span"), h("button", { class: "btn", type: "button", onclick: () => {
+          destroy();
+          s.close();
+        },
+      }, "Close"));
   }
 
   function openRelease(env: string, historyId?: number, target?: string): void {

@@ -244,7 +244,6 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     clear(diffTitle, "Changes ", h("span", { class: "muted" }, `${targetName} → ${sourceName}`));
     clear(diffBox, h("p", { class: "muted loading" }, "Loading the diff…"));
     try {
-      let files: FileDiff[];
       const [mod, data] = await Promise.all([
         import("./diff"),
         targetCard
@@ -254,7 +253,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
             : api.get(`${gw(ctx.gateway.id)}/history-entries/${source}?files=true`),
       ]);
       if (token !== diffToken) return;
-      files = targetCard
+      const files: FileDiff[] = targetCard
         ? (data.files as FileDiff[])
         : Object.entries(data.files as Record<string, string>).map(([path, b]) => ({ path, status: "added" as const, a: null, b }));
       destroyDiff = mod.renderDiff(diffBox, files, { a: targetName, b: sourceName });
@@ -294,7 +293,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
           ? `Released ${fn.name} v${fn.semver}: ${rollout!.summary}${rollout!.latency_ms != null ? ` in ${Math.round(rollout!.latency_ms)} ms` : ""}.`
           : `Released ${fn.name} v${fn.semver} (version ${fn.version}); runtimes: ${rollout?.summary ?? "unknown"}.`,
       );
-      status.className = `release-status ${confirmed ? "ok" : rollout && rollout.failed ? "bad" : "warn"}`;
+      status.className = `release-status ${confirmed ? "ok" : rollout?.failed ? "bad" : "warn"}`;
       cancelBtn.disabled = false;
       cancelBtn.textContent = "Close";
       if (!sheet.panel.contains(document.activeElement)) cancelBtn.focus(); // the disabled Release button lost it
