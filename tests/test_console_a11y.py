@@ -15,6 +15,7 @@ from fnstage.testing import UpProcess
 
 pytest.register_assert_rewrite("conftest_browser")  # before its import: pytest_plugins loads it too
 from conftest_browser import (  # noqa: E402
+    SCREENSHOTS,
     axe_violations,
     open_function,
     replace_editor_text,
@@ -82,6 +83,8 @@ def test_every_page_and_sheet_has_no_violations(
 
     open_function(page, console_up, audited)
     audit("function page")
+    theme = "dark" if page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") else "light"
+    page.screenshot(path=str(SCREENSHOTS / f"function-page-{theme}.png"))
     replace_editor_text(page, "def main(:\n")
     page.keyboard.press("Control+s")
     expect(page.locator(".problems")).to_contain_text("Build failed")
@@ -111,6 +114,8 @@ def test_every_page_and_sheet_has_no_violations(
     page.get_by_role("button", name="Create token").click()
     expect(page.get_by_test_id("token-secret")).to_be_visible()
     audit("members and tokens")
+    if theme == "light":
+        page.screenshot(path=str(SCREENSHOTS / "members-and-tokens.png"))
 
     failures = {what: v for what, v in found.items() if v}
     assert not failures, "axe-core violations:\n" + "\n".join(

@@ -14,7 +14,7 @@ from playwright.sync_api import Page, Route, expect
 from fnstage.testing import UpProcess
 
 pytest.register_assert_rewrite("conftest_browser")  # before its import: pytest_plugins loads it too
-from conftest_browser import FAILING_ERROR, open_console, open_function, seed, seed_failing  # noqa: E402
+from conftest_browser import FAILING_ERROR, SCREENSHOTS, open_console, open_function, seed, seed_failing  # noqa: E402
 
 pytest_plugins = ["conftest_browser"]  # the browser fixtures: Chromium, a real fnstage up
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -36,6 +36,7 @@ def test_failing_functions_are_marked_and_the_list_filters_by_name_environment_a
     expect(page.locator(".fn-row", has_text="user/me").locator(".fn-state")).to_have_text("Live")
     heights = page.evaluate(ROW_HEIGHTS)
     assert len(set(heights)) == 1, f"rows of different heights: {heights}"
+    page.screenshot(path=str(SCREENSHOTS / "gateway-page.png"))
 
     state = page.get_by_label("State")
     expect(state.locator("option[value=failing]")).to_have_text("Failing (1)")
@@ -134,7 +135,7 @@ def _expected(functions: list[dict[str, Any]], *, query: str = "", env: str = ""
         by_base.setdefault(f["base"], {})[f["env"]] = f["runtime"]
     kept = 0
     for base, envs in by_base.items():
-        if (query and query not in base) or (env and env not in envs):
+        if not all(word in base for word in query.split()) or (env and env not in envs):
             continue
         considered = [envs[env]] if env else list(envs.values())
         states = {
@@ -157,25 +158,46 @@ def test_a_thousand_functions_render_in_rows_of_one_height_and_filter_exactly(
 
     page.route(re.compile(r".*/api/v1/gateways/big/functions\?runtime=true$"), serve)
     open_console(page, console_up, "#/g/big")
-    expect(page.locator(".fn-count")).to_have_text("1,000 functions")
-    rows = page.locator(".fn-rows li:not([hidden])")
-    expect(rows).to_have_count(1000)
-    long_row = page.locator(".fn-row").first
-    expect(long_row).to_contain_text("a-very-long-name-")
+    count = page.locator(".fn-count")
+    expect(count).to_have_text("1,000 functions")
+    rows = page.locator(".fn-rows li")
+    expect(rows.first).to_contain_text("a-very-long-name-")  # sorted by name; cut, not wrapped
+    expect(rows.first).to_have_attribute("aria-setsize", "1000")
+    in_dom = rows.count()
+    assert 15 <= in_dom < 100, f"{in_dom} rows in the DOM: the list should hold the rows in view, not all"
     heights = page.evaluate(ROW_HEIGHTS)
-    assert len(heights) == 40 and len(set(heights)) == 1, f"rows of different heights: {heights}"
+    assert len(set(heights)) == 1, f"rows of different heights: {heights}"
+
+    # scrolled to the end, the last function is there, in its place
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    last = page.locator(".fn-rows li", has_text="team9/fn-0999")
+    expect(last).to_be_visible()
+    expect(last).to_have_attribute("aria-posinset", "1000")
+    page.evaluate("window.scrollTo(0, 0)")
+
+    # Tab goes from row to row past the rows first drawn
+    page.locator(".fn-row").first.focus()
+    for step in range(2, 42):
+        page.keyboard.press("Tab")
+        position = page.evaluate("document.activeElement.closest('li')?.getAttribute('aria-posinset')")
+        assert position == str(step), f"Tab {step - 1} from the first row focused row {position}"
 
     search = page.get_by_label("Search functions")
-    for query in ("fn-09", "team3/", "fn-0999"):
+    for query in ("fn-09", "team3/", "fn-0999", "TEAM1 fn-01"):
         search.fill(query)
-        n = _expected(functions, query=query)
-        expect(rows).to_have_count(n)
-        expect(page.locator(".fn-count")).to_have_text(f"Showing {n:,} of 1,000 functions")
+        n = _expected(functions, query=query.lower())
+        expect(count).to_have_text(f"Showing {n:,} of 1,000 functions")
+        if n < 15:
+            expect(rows).to_have_count(n)
+        else:
+            expect(rows.first).to_have_attribute("aria-setsize", str(n))
     search.fill("")
     for env, state in (("", "failing"), ("prod", "not-live"), ("staging", "live"), ("prod", "")):
         page.get_by_label("Environment").select_option(env)
         page.get_by_label("State").select_option(state)
-        expect(rows).to_have_count(_expected(functions, env=env, state=state))
+        n = _expected(functions, env=env, state=state)
+        expect(count).to_have_text(f"Showing {n:,} of 1,000 functions")
+        expect(rows.first).to_have_attribute("aria-setsize", str(n))
     page.get_by_label("Environment").select_option("")
     expect(page.get_by_label("State").locator("option[value=failing]")).to_have_text(
         f"Failing ({_expected(functions, state='failing')})"

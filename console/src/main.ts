@@ -339,6 +339,8 @@ async function renderGateway(gateway: string): Promise<void> {
   }
   renderFunctionList(list, functions, (base) => functionHref(gateway, base));
   performance.mark("fnstage:functions-rendered");
+  // the frame after it: a requestAnimationFrame callback runs before the paint, a task queued there after
+  requestAnimationFrame(() => setTimeout(() => performance.mark("fnstage:functions-painted"), 0));
 }
 
 function renderAccessPage(gateway: string): void {
