@@ -120,6 +120,11 @@ async function loadSession(): Promise<void> {
   session = { me, gateways: gateways.gateways, runtimeUrl: health.runtime_url ?? null };
 }
 
+function skipToContent(e: Event): void {
+  e.preventDefault();
+  main.focus();
+}
+
 function topbar(activeGateway: string | null): HTMLElement {
   const s = session!;
   const select = h(
@@ -143,11 +148,7 @@ function topbar(activeGateway: string | null): HTMLElement {
   return h(
     "header",
     { class: "topbar" },
-    h("a", { class: "skip", href: "#main", onclick: (e: Event) => {
-          e.preventDefault();
-          main.focus();
-        },
-      }, "Skip to content"),
+    h("a", { class: "skip", href: "#main", onclick: skipToContent }, "Skip to content"),
     h("a", { class: "brand", href: activeGateway ? gatewayHref(activeGateway) : "#/" }, h("span", { class: "logo", "aria-hidden": "true" }, "ƒ"), "fnstage"),
     h("div", { class: "gateway-pick" }, h("span", { class: "muted", "aria-hidden": "true" }, "Gateway"), select),
     h("div", { class: "spacer" }),
@@ -633,11 +634,11 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
     openSheet.body.append(box);
     const destroy = mod.renderDiff(box, files, { a: `Theirs: version ${theirs.version}`, b: "Yours (unsaved)" });
     const s = openSheet;
-    s.footer.append(h("span"), h("button", { class: "btn", type: "button", onclick: () => {
-          destroy();
-          s.close();
-        },
-      }, "Close"));
+    const close = () => {
+      destroy();
+      s.close();
+    };
+    s.footer.append(h("span"), h("button", { class: "btn", type: "button", onclick: close }, "Close"));
   }
 
   function openRelease(env: string, historyId?: number, target?: string): void {
