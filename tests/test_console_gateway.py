@@ -175,6 +175,7 @@ def test_a_thousand_functions_render_in_rows_of_one_height_and_filter_exactly(
     expect(last).to_be_visible(timeout=SLOW)
     expect(last).to_have_attribute("aria-posinset", "1000")
     page.evaluate("window.scrollTo(0, 0)")
+    expect(rows.first).to_have_attribute("aria-posinset", "1", timeout=SLOW)  # redrawn on the next frame
 
     # Tab goes from row to row past the rows first drawn
     page.locator(".fn-row").first.focus()
