@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build the console into the Python package (src/fnstage/console/static), committed so users need no Node.
-# Usage: console/build.sh   (runs `npm ci` first when node_modules is missing)
+# Usage: console/build.sh [OUT]   (OUT defaults to that folder; runs `npm ci` first when node_modules is
+# missing). console/check.sh builds into a scratch OUT to prove the committed bundle matches its sources.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-out="$here/../src/fnstage/console/static"
+out="${1:-$here/../src/fnstage/console/static}"
 cd "$here"
 [ -d node_modules ] || npm ci --no-audit --no-fund
 rm -rf "$out/assets"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from fnstage.testing import CHROMIUM_ARGS, UpProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
+# axe-core, the accessibility engine browsers' audit tools use: pinned in console/package.json's
+# devDependencies and injected by the tests only; the console's bundle never contains it.
+AXE_JS = Path(__file__).resolve().parents[1] / "console" / "node_modules" / "axe-core" / "axe.min.js"
 
 # Screenshots go to a scratch folder so a test run leaves the tree clean; refresh the ones in the docs
 # with  FNSTAGE_SCREENSHOTS=docs/screenshots ./scripts/test -m browser
@@ -60,6 +64,30 @@ def seed(api: httpx.Client, gateway: str, *, released: bool = True) -> None:
     ok(api.put(f"/gateways/{gateway}/functions/dev/user/me", json=body))
 
 
+# A function whose every request fails with a long message: its cards turn red, the list marks it
+FAILING_ERROR = (
+    "the greeting service refused the request because the account's quota for this month is spent; "
+    "raise the quota in settings or wait for the first of next month"
+)
+FAILING_INDEX = f'async def main(ctx):\n    raise RuntimeError("{FAILING_ERROR}")\n'
+
+
+def seed_failing(api: httpx.Client, up: UpProcess, gateway: str, base: str = "user/broken") -> None:
+    """`base` saved to dev and promoted to staging, where its requests fail: called until the runtime's
+    heartbeat has reported the failures (every 3 s at most)."""
+    ok(api.put(f"/gateways/{gateway}/functions/dev/{base}", json={"files": {"index.py": FAILING_INDEX}}))
+    promote = {"name": f"dev/{base}", "target": "staging", "semver": "0.1.0-rc.1", "note": "try the quota"}
+    ok(api.post(f"/gateways/{gateway}/promote", json=promote))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        httpx.get(f"{up.runtime_url}/{gateway}/staging/{base}", timeout=5)
+        listed = ok(api.get(f"/gateways/{gateway}/functions", params={"runtime": "true", "env": "staging"}))
+        if any(f["base"] == base and f["runtime"]["errors"] for f in listed["functions"]):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the runtime never reported staging/{base}'s failures")
+
+
 def runtime_answers(up: UpProcess) -> bool:
     try:
         return httpx.get(f"{up.runtime_url}/_fnstage/health", timeout=1).status_code == 200
@@ -87,19 +115,40 @@ def replace_editor_text(page: Page, text: str) -> None:
     page.keyboard.insert_text(text)
 
 
+def _missing(reason: str) -> None:
+    """Skip loudly on a workstation; fail under CI, which must have everything."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(f"SKIPPING BROWSER TESTS: {reason}")
+
+
+def axe_violations(page: Page) -> list[str]:
+    """Run axe-core on the page as it is now (every rule but the experimental ones) and return one line
+    per violation: rule, impact, what it means, and the elements that break it."""
+    if not AXE_JS.exists():
+        _missing(f"{AXE_JS} is missing: run `npm ci` in console/ (.ci/run does)")
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.add_script_tag(content=AXE_JS.read_text())
+    found = page.evaluate(
+        """async () => {
+          const result = await axe.run(document, {resultTypes: ['violations']});
+          return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help}: ` +
+            v.nodes.slice(0, 5).map((n) => `${n.target.join(' ')} [${(n.failureSummary || '').replace(/\\s+/g, ' ')}]`).join('; '));
+        }"""
+    )
+    return list(found)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Debian's Chromium, for one test module. Playwright's sync API runs an event loop on the main
     thread while it is started, so it is stopped after each module: the asyncio tests that run later
     in the same session could not start their own loops otherwise."""
     if not CHROMIUM.exists():
-        reason = (
+        _missing(
             "/usr/bin/chromium is missing: the console's browser tests need Debian's Chromium "
             "(apt-get install -y chromium; .ci/run installs it)"
         )
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(f"SKIPPING BROWSER TESTS: {reason}")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium

@@ -199,3 +199,24 @@ def test_unknown_routes_and_gateways_answer_in_the_error_shape(client: TestClien
 def test_openapi_document_lists_the_routes(client: TestClient) -> None:
     paths = client.get("/api/v1/openapi.json").json()["paths"]
     assert "/api/v1/gateways/{gateway}/promote" in paths and "/api/v1/gateways/{gateway}/diff" in paths
+
+
+def test_the_function_list_carries_each_functions_runtime_state_when_asked(client: TestClient) -> None:
+    base = "/api/v1/gateways/demo"
+    client.put(f"{base}/functions/dev/user/me", json={"files": hello_files()}).raise_for_status()
+    plain = client.get(f"{base}/functions").json()["functions"]
+    assert [f["name"] for f in plain] == ["dev/user/me"] and "runtime" not in plain[0]
+    listed = client.get(f"{base}/functions", params={"runtime": "true"}).json()["functions"]
+    assert [f["name"] for f in listed] == ["dev/user/me"]
+    assert listed[0]["runtime"] == {
+        "live": 0,
+        "failed": 0,
+        "pending": 0,
+        "silent": 0,
+        "active": 0,
+        "requests": 0,
+        "errors": 0,
+        "summary": "no runtime",
+    }
+    r = client.get(f"{base}/functions", params={"runtime": "perhaps"})
+    assert r.status_code == 422 and error(r)["field"] == "runtime"

@@ -46,7 +46,7 @@ def test_sign_in_pick_a_gateway_and_see_functions_grouped(
     expect(row.locator(".badge.env-dev")).to_contain_text("v0.2.0")
     expect(row.locator(".badge.env-staging")).to_contain_text("v1.0.0-rc.1")
     expect(row.locator(".badge.env-prod")).to_contain_text("v1.0.0")
-    expect(page.locator(".fn-row", has_text="orders/list").locator(".badge.empty")).to_have_count(2)
+    expect(page.locator(".fn-row", has_text="orders/list").locator(".badge.absent")).to_have_count(2)
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("API token")).to_be_visible()
     assert page.evaluate("localStorage.getItem('fnstage.token')") is None

@@ -114,3 +114,28 @@ def test_a_live_version_that_fails_its_requests_says_so(
     finally:
         for rep in (a, b):
             rep.close()
+
+
+def test_every_function_of_a_gateway_is_read_with_its_rollout_in_one_call(
+    services: Services, actor: Actor, gateway: str, store: Store
+) -> None:
+    for name in ("dev/ok", "dev/raises", "dev/broken", "dev/unloaded"):
+        services.deployments.save(actor, gateway, name, hello_files())
+    services.deployments.save(actor, gateway, "dev/broken", hello_files("Hi"))
+    a = reporter(store, gateway)
+    try:
+        a.live_many([(gateway, "dev/ok", 1), (gateway, "dev/raises", 1), (gateway, "dev/broken", 1)])
+        a.failed(gateway, "dev/broken", 2, "NameError at utils.py:3: name 'x' is not defined")
+        a.counts([FunctionCounts(gateway, "dev/raises", 1, 4, 3, "KeyError at index.py:7")])
+        listed = {f.name: r for f, r in services.queries.functions_with_rollouts(gateway)}
+        assert {name: r.summary for name, r in listed.items()} == {
+            "dev/ok": "live 1/1",
+            "dev/raises": "live 1/1, 3 of 4 requests failed: KeyError at index.py:7",
+            "dev/broken": "live 0/1, failed on 1: NameError at utils.py:3: name 'x' is not defined",
+            "dev/unloaded": "live 0/1",
+        }
+        # the same answer as asking for each function alone
+        for name, r in listed.items():
+            assert r.summary == services.queries.rollout(gateway, name).summary
+    finally:
+        a.close()

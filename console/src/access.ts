@@ -214,7 +214,7 @@ export function renderAccess(container: HTMLElement, gateway: string): void {
   );
 
   const table = (headers: string[], body: HTMLElement) =>
-    h("table", { class: "table" }, h("thead", null, h("tr", null, headers.map((x) => h("th", { scope: "col" }, x)))), body);
+    h("table", { class: "table" }, h("thead", null, h("tr", null, headers.map((x) => h("th", { scope: "col" }, x || h("span", { class: "sr-only" }, "Actions"))))), body);
 
   clear(
     container,

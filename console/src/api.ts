@@ -97,6 +97,19 @@ export interface FunctionInfo {
   updated_at: string;
   updated_by: string;
   history_id: number | null;
+  runtime?: RuntimeSummary; // with `functions?runtime=true`: where the current version is live
+}
+
+/** A rollout's counts without the per-runtime list (the function list's `runtime`). */
+export interface RuntimeSummary {
+  live: number;
+  failed: number; // runtimes that refused to load the version
+  pending: number;
+  silent: number;
+  active: number;
+  requests: number;
+  errors: number; // requests the live version failed since it went live
+  summary: string;
 }
 
 export interface Card extends FunctionInfo {
@@ -108,18 +121,10 @@ export interface Card extends FunctionInfo {
   runtime: Rollout;
 }
 
-export interface Rollout {
+export interface Rollout extends RuntimeSummary {
   version: number;
-  live: number;
-  failed: number;
-  pending: number;
-  silent: number;
-  active: number;
   done: boolean;
   latency_ms: number | null;
-  requests: number;
-  errors: number; // requests the live version failed (exception or time-out) since it went live
-  summary: string;
   runtimes: { state: string; error: string | null; last_error: string | null }[];
 }
 

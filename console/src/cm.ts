@@ -3,7 +3,7 @@
 import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
 import { python } from "@codemirror/lang-python";
 import { bracketMatching, HighlightStyle, indentOnInput, indentUnit, syntaxHighlighting } from "@codemirror/language";
-import { type Extension } from "@codemirror/state";
+import type { Extension } from "@codemirror/state";
 import {
   drawSelection,
   EditorView,
@@ -15,26 +15,30 @@ import {
 } from "@codemirror/view";
 import { tags as t } from "@lezer/highlight";
 
+// Colours are the stylesheet's variables, so the light and the dark theme (the system setting) both apply.
 const highlight = HighlightStyle.define([
-  { tag: [t.keyword, t.controlKeyword, t.definitionKeyword, t.moduleKeyword], color: "#7c3aed" },
-  { tag: [t.string, t.special(t.string)], color: "#0f766e" },
-  { tag: [t.number, t.bool, t.null], color: "#b45309" },
-  { tag: t.comment, color: "#64748b", fontStyle: "italic" },
-  { tag: [t.function(t.variableName), t.function(t.definition(t.variableName))], color: "#1d4ed8" },
-  { tag: t.definition(t.className), color: "#be185d" },
-  { tag: [t.self, t.special(t.variableName)], color: "#c2410c" },
-  { tag: [t.operator, t.punctuation], color: "#475569" },
-  { tag: t.propertyName, color: "#0e7490" },
-  { tag: t.invalid, color: "#dc2626" },
+  { tag: [t.keyword, t.controlKeyword, t.definitionKeyword, t.moduleKeyword], color: "var(--hl-keyword)" },
+  { tag: [t.string, t.special(t.string)], color: "var(--hl-string)" },
+  { tag: [t.number, t.bool, t.null], color: "var(--hl-number)" },
+  { tag: t.comment, color: "var(--hl-comment)", fontStyle: "italic" },
+  { tag: [t.function(t.variableName), t.function(t.definition(t.variableName))], color: "var(--hl-function)" },
+  { tag: t.definition(t.className), color: "var(--hl-class)" },
+  { tag: [t.self, t.special(t.variableName)], color: "var(--hl-self)" },
+  { tag: [t.operator, t.punctuation], color: "var(--hl-operator)" },
+  { tag: t.propertyName, color: "var(--hl-property)" },
+  { tag: t.invalid, color: "var(--hl-invalid)" },
 ]);
 
 export const theme = EditorView.theme({
-  "&": { fontSize: "13.5px", height: "100%" },
-  ".cm-content": { fontFamily: "var(--mono)", padding: "10px 0" },
-  ".cm-gutters": { background: "#f8fafc", color: "#94a3b8", borderRight: "1px solid #e2e8f0" },
-  ".cm-activeLine": { background: "#f1f5f980" },
-  ".cm-activeLineGutter": { background: "#eef2ff", color: "#4338ca" },
-  "&.cm-focused": { outline: "none" },
+  "&": { fontSize: "13.5px", height: "100%", color: "var(--text)", backgroundColor: "var(--panel)" },
+  ".cm-content": { fontFamily: "var(--mono)", padding: "10px 0", caretColor: "var(--text)" },
+  ".cm-cursor, .cm-dropCursor": { borderLeftColor: "var(--text)" },
+  ".cm-gutters": { background: "var(--cm-gutter)", color: "var(--cm-gutter-text)", borderRight: "1px solid var(--border)" },
+  ".cm-activeLine": { background: "var(--cm-active-line)" },
+  ".cm-activeLineGutter": { background: "var(--accent-soft)", color: "var(--accent-2)" },
+  "&.cm-focused .cm-selectionBackground, .cm-selectionBackground": { background: "var(--accent-ring)" },
+  // keyboard users must see where focus is: the editor is outlined like every focused control
+  "&.cm-focused": { outline: "2px solid var(--accent)", outlineOffset: "-2px" },
   ".cm-scroller": { lineHeight: "1.6" },
 });
 
@@ -65,6 +69,7 @@ export function readOnlySetup(): Extension[] {
     python(),
     theme,
     EditorView.editable.of(false),
-    EditorView.contentAttributes.of({ "aria-readonly": "true" }),
+    // focusable, so a keyboard can scroll a long diff (axe: scrollable-region-focusable)
+    EditorView.contentAttributes.of({ "aria-readonly": "true", tabindex: "0" }),
   ];
 }

@@ -83,5 +83,7 @@ export function renderDiff(container: HTMLElement, files: FileDiff[], labels: Di
     if (section.open) mount();
     else section.addEventListener("toggle", mount, { once: true });
   }
-  return () => views.forEach((v) => v.destroy());
+  return () => {
+    for (const v of views) v.destroy();
+  };
 }

@@ -29,7 +29,7 @@ export class FileEditor {
   entrypoint = "index.py";
 
   constructor(private callbacks: EditorCallbacks) {
-    this.tabs = h("div", { class: "tabs", role: "tablist", "aria-label": "Files of this function" });
+    this.tabs = h("div", { class: "tabs" });
     this.problemsEl = h("div", { class: "problems", role: "alert", hidden: true });
     this.host = h("div", { class: "editor-host", id: "editor-panel", role: "tabpanel" });
     this.el = h("div", { class: "editor" }, this.tabs, this.problemsEl, this.host);
@@ -52,7 +52,8 @@ export class FileEditor {
       ),
       ...pythonSetup(),
       lintGutter(),
-      EditorView.contentAttributes.of({ "aria-label": "Code editor" }),
+      // tabindex: axe counts a scroller's contenteditable as not focusable (a long line scrolls sideways)
+      EditorView.contentAttributes.of({ "aria-label": "Code editor", tabindex: "0" }),
       EditorView.updateListener.of((u) => {
         if (u.docChanged) {
           this.callbacks.onChange();
@@ -247,7 +248,11 @@ export class FileEditor {
       append(actions, [
         input,
         h("button", { class: "btn small", type: "button", onclick: () => this.commitName(input.value) }, this.naming.mode === "add" ? "Add" : "Rename"),
-        h("button", { class: "btn small ghost", type: "button", onclick: () => ((this.naming = null), this.renderTabs()) }, "Cancel"),
+        h("button", { class: "btn small ghost", type: "button", onclick: () => {
+              this.naming = null;
+              this.renderTabs();
+            },
+          }, "Cancel"),
         this.naming.error ? h("span", { class: "field-error", role: "alert" }, this.naming.error) : null,
       ]);
       queueMicrotask(() => {
@@ -272,7 +277,7 @@ export class FileEditor {
         ),
       );
     }
-    clear(this.tabs, h("div", { class: "tab-list" }, tabs), actions);
+    clear(this.tabs, h("div", { class: "tab-list", role: "tablist", "aria-label": "Files of this function" }, tabs), actions);
   }
 
   private startNaming(mode: "add" | "rename"): void {

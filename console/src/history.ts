@@ -2,7 +2,7 @@
 
 import { api, type Card, type Gateway, gw, type HistoryEntry, pathOf } from "./api";
 import { Sheet } from "./sheet";
-import { clear, ENV_LABEL, ENVS, formatTime, h, icon, timeAgo } from "./util";
+import { clear, ENV_LABEL, ENVS, formatTime, h, icon, keepFocusIn, timeAgo } from "./util";
 
 export interface HistoryContext {
   gateway: Gateway;
@@ -24,17 +24,23 @@ export function openHistorySheet(ctx: HistoryContext): Sheet {
   sheet.footer.append(h("span"), h("button", { class: "btn", type: "button", onclick: () => sheet.close() }, "Close"));
 
   function renderTabs(): void {
+    const hadFocus = tabs.contains(document.activeElement);
     clear(
       tabs,
       ENVS.map((e) =>
         h(
           "label",
           { class: "seg" },
-          h("input", { type: "radio", name: "history-env", value: e, checked: e === env, onchange: () => ((env = e), load()) }),
+          h("input", { type: "radio", name: "history-env", value: e, checked: e === env, onchange: () => {
+              env = e;
+              load();
+            },
+          }),
           h("span", null, ENV_LABEL[e]),
         ),
       ),
     );
+    if (hadFocus) keepFocusIn(tabs);
   }
 
   async function load(): Promise<void> {

@@ -4,6 +4,7 @@
 import { renderAccess } from "./access";
 import { api, ApiError, type Card, type FileDiff, type FunctionInfo, type Gateway, getToken, gw, type HistoryEntry, pathOf, type Problem, request, setToken, setUnauthorizedHandler } from "./api";
 import { FileEditor } from "./editor";
+import { renderFunctionList } from "./functions";
 import { openHistorySheet } from "./history";
 import { openReleaseSheet } from "./release";
 import { Sheet } from "./sheet";
@@ -61,7 +62,7 @@ export function functionHref(gateway: string, base: string): string {
 }
 
 function confirmLeave(): boolean {
-  if (!leaveGuard || !leaveGuard()) return true;
+  if (!leaveGuard?.()) return true;
   return window.confirm("You have unsaved changes in the editor. Leave this page and lose them?");
 }
 
@@ -80,7 +81,7 @@ window.addEventListener("hashchange", () => {
 });
 
 window.addEventListener("beforeunload", (e) => {
-  if (leaveGuard && leaveGuard()) {
+  if (leaveGuard?.()) {
     e.preventDefault();
     e.returnValue = "";
   }
@@ -119,6 +120,11 @@ async function loadSession(): Promise<void> {
   session = { me, gateways: gateways.gateways, runtimeUrl: health.runtime_url ?? null };
 }
 
+function skipToContent(e: Event): void {
+  e.preventDefault();
+  main.focus();
+}
+
 function topbar(activeGateway: string | null): HTMLElement {
   const s = session!;
   const select = h(
@@ -142,7 +148,7 @@ function topbar(activeGateway: string | null): HTMLElement {
   return h(
     "header",
     { class: "topbar" },
-    h("a", { class: "skip", href: "#main", onclick: (e: Event) => (e.preventDefault(), main.focus()) }, "Skip to content"),
+    h("a", { class: "skip", href: "#main", onclick: skipToContent }, "Skip to content"),
     h("a", { class: "brand", href: activeGateway ? gatewayHref(activeGateway) : "#/" }, h("span", { class: "logo", "aria-hidden": "true" }, "ƒ"), "fnstage"),
     h("div", { class: "gateway-pick" }, h("span", { class: "muted", "aria-hidden": "true" }, "Gateway"), select),
     h("div", { class: "spacer" }),
@@ -152,6 +158,13 @@ function topbar(activeGateway: string | null): HTMLElement {
 }
 
 function render(): void {
+  renderPage();
+  // the element that had focus (a link, the gateway picker, Sign in) was replaced: a keyboard goes on
+  // from the page's content, not from the top of a document it cannot see
+  if (session && (!document.activeElement || document.activeElement === document.body)) main.focus({ preventScroll: true });
+}
+
+function renderPage(): void {
   pageCleanup?.();
   pageCleanup = null;
   leaveGuard = null;
@@ -224,7 +237,7 @@ function renderSignIn(message?: string): void {
     error,
     button,
   );
-  clear(root, h("div", { class: "signin" }, form));
+  clear(root, h("main", { class: "signin" }, form));
   input.focus();
 }
 
@@ -281,7 +294,7 @@ function renderNoGateway(): void {
 }
 
 async function renderGateway(gateway: string): Promise<void> {
-  const list = h("div", { class: "fn-list", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading functions…"));
+  const list = h("div", { class: "fn-list" }, h("p", { class: "muted", role: "status" }, "Loading functions…"));
   const pathInput = h("input", { id: "new-fn-path", class: "mono", placeholder: "user/me", autocomplete: "off", spellcheck: "false" });
   const error = h("p", { class: "error-text", role: "alert" });
   const form = h(
@@ -315,48 +328,20 @@ async function renderGateway(gateway: string): Promise<void> {
   );
   let functions: FunctionInfo[];
   try {
-    functions = (await api.get(`${gw(gateway)}/functions`)).functions;
+    functions = (await api.get(`${gw(gateway)}/functions?runtime=true`)).functions;
   } catch (err) {
     clear(list, h("p", { class: "error-text", role: "alert" }, (err as Error).message));
     return;
   }
-  const byBase = new Map<string, Record<string, FunctionInfo>>();
-  for (const f of functions) byBase.set(f.base, { ...(byBase.get(f.base) ?? {}), [f.env]: f });
-  if (!byBase.size) {
+  performance.mark("fnstage:functions-loaded");
+  if (!functions.length) {
     clear(list, h("div", { class: "empty-state" }, h("h2", null, "No functions yet"), h("p", { class: "muted" }, "Create one above, or push with the CLI: fnstage push . dev/user/me")));
     return;
   }
-  clear(
-    list,
-    h(
-      "ul",
-      { class: "fn-rows", "aria-label": "Functions" },
-      [...byBase.entries()]
-        .sort(([a], [b]) => a.localeCompare(b))
-        .map(([base, envs]) => {
-          const latest = Object.values(envs).sort((a, b) => b.updated_at.localeCompare(a.updated_at))[0];
-          return h(
-            "li",
-            null,
-            h(
-              "a",
-              { class: "fn-row", href: functionHref(gateway, base) },
-              h("span", { class: "fn-name mono" }, base),
-              h(
-                "span",
-                { class: "badges" },
-                ENVS.map((env) =>
-                  envs[env]
-                    ? h("span", { class: `badge env-${env}`, title: `${env}: version ${envs[env].version}` }, h("span", { class: "badge-env" }, env), `v${envs[env].semver}`)
-                    : h("span", { class: "badge empty", title: `nothing in ${env}` }, h("span", { class: "badge-env" }, env), "—"),
-                ),
-              ),
-              h("span", { class: "muted small" }, `updated ${timeAgo(latest.updated_at)} by ${latest.updated_by}`),
-            ),
-          );
-        }),
-    ),
-  );
+  renderFunctionList(list, functions, (base) => functionHref(gateway, base));
+  performance.mark("fnstage:functions-rendered");
+  // the frame after it: a requestAnimationFrame callback runs before the paint, a task queued there after
+  requestAnimationFrame(() => setTimeout(() => performance.mark("fnstage:functions-painted"), 0));
 }
 
 function renderAccessPage(gateway: string): void {
@@ -380,7 +365,18 @@ function runtimeClass(card: Card): string {
   return "pending";
 }
 
-function renderCards(container: HTMLElement, gateway: Gateway, base: string, cards: Record<string, Card | null>, actions: { release: (env: string) => void; history: (env: string) => void }): void {
+/** The card's runtime line; when it carries an error, the whole text shows on hover and when expanded
+ * (the line itself is cut to the card's width). */
+function runtimeState(card: Card): HTMLElement {
+  const summary = card.runtime.summary;
+  const errors = [...new Set(card.runtime.runtimes.map((r) => r.error ?? r.last_error).filter((e): e is string => Boolean(e)))];
+  const full = [summary, ...errors.filter((e) => !summary.includes(e))].join("\n");
+  const line = h("span", { class: `runtime-state ${runtimeClass(card)}`, title: full }, h("span", { class: "pulse", "aria-hidden": "true" }), summary);
+  if (!errors.length) return line;
+  return h("details", { class: "runtime-details" }, h("summary", { title: full }, line, icon("chevron")), h("p", { class: "runtime-full", "data-testid": `runtime-error-${card.env}` }, full));
+}
+
+function renderCards(container: HTMLElement, cards: Record<string, Card | null>, actions: { release: (env: string) => void; history: (env: string) => void }): void {
   const items: Node[] = [];
   ENVS.forEach((env, i) => {
     if (i > 0) items.push(h("div", { class: "flow-arrow", "aria-hidden": "true" }, icon("arrow")));
@@ -390,11 +386,11 @@ function renderCards(container: HTMLElement, gateway: Gateway, base: string, car
       h(
         "article",
         { class: `env-card env-${env}${card ? "" : " empty"}`, "aria-labelledby": titleId, "data-env": env },
-        h("header", null, h("h3", { id: titleId }, h("span", { class: "env-dot", "aria-hidden": "true" }), ENV_LABEL[env]), card ? h("span", { class: "state" }, card.state) : null),
+        h("div", { class: "env-card-head" }, h("h2", { id: titleId }, h("span", { class: "env-dot", "aria-hidden": "true" }), ENV_LABEL[env]), card ? h("span", { class: "state" }, card.state) : null),
         card
           ? [
               h("div", { class: "semver-line" }, h("span", { class: "semver mono", "data-testid": `semver-${env}` }, `v${card.semver}`), h("span", { class: "version" }, `version ${card.version}`)),
-              h("div", { class: `runtime-state ${runtimeClass(card)}`, title: card.runtime.runtimes.map((r) => r.error ?? r.last_error).filter(Boolean).join("\n") || undefined }, h("span", { class: "pulse", "aria-hidden": "true" }), card.runtime.summary),
+              runtimeState(card),
               h("p", { class: "note" }, card.note ? `“${card.note}”` : h("span", { class: "muted" }, card.kind === "create" ? "created" : "no note")),
               h("p", { class: "meta" }, h("span", { class: "avatar small", "aria-hidden": "true" }, card.deployed_by.slice(0, 1).toUpperCase()), `${card.deployed_by} · `, h("time", { datetime: card.deployed_at, title: formatTime(card.deployed_at) }, timeAgo(card.deployed_at)), card.kind ? ` · ${card.kind}` : ""),
               h(
@@ -497,7 +493,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
       clear(cardsEl, h("p", { class: "error-text", role: "alert" }, (err as Error).message));
       return;
     }
-    renderCards(cardsEl, gw0, base, cards, { release: openRelease, history: openHistory });
+    renderCards(cardsEl, cards, { release: openRelease, history: openHistory });
     releaseBtn.disabled = !(cards.dev || cards.staging);
   }
 
@@ -638,7 +634,11 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
     openSheet.body.append(box);
     const destroy = mod.renderDiff(box, files, { a: `Theirs: version ${theirs.version}`, b: "Yours (unsaved)" });
     const s = openSheet;
-    s.footer.append(h("span"), h("button", { class: "btn", type: "button", onclick: () => (destroy(), s.close()) }, "Close"));
+    const close = () => {
+      destroy();
+      s.close();
+    };
+    s.footer.append(h("span"), h("button", { class: "btn", type: "button", onclick: close }, "Close"));
   }
 
   function openRelease(env: string, historyId?: number, target?: string): void {

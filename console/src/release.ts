@@ -2,10 +2,10 @@
 // only; a history entry may also go back into its own environment: a rollback), new semver, note, the
 // side-by-side diff of source vs target, then progress until the runtimes confirm.
 
-import { api, ApiError, type Card, type FileDiff, type Gateway, gw, type HistoryEntry, pathOf, type Rollout } from "./api";
+import { api, type ApiError, type Card, type FileDiff, type Gateway, gw, type HistoryEntry, pathOf, type Rollout } from "./api";
 import * as semver from "./semver";
 import { Sheet } from "./sheet";
-import { clear, ENV_LABEL, ENVS, h, icon, sleep, timeAgo, uid } from "./util";
+import { clear, ENV_LABEL, ENVS, h, icon, keepFocusIn, sleep, timeAgo, uid } from "./util";
 
 export interface ReleaseContext {
   gateway: Gateway;
@@ -103,6 +103,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
   }
 
   function renderSourceEnvs(): void {
+    const hadFocus = sourceEnvGroup.contains(document.activeElement);
     clear(
       sourceEnvGroup,
       ENVS.map((env) => {
@@ -124,6 +125,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
         return h("label", { class: "seg", title: card ? undefined : `nothing is deployed in ${env}` }, input, h("span", null, ENV_LABEL[env]));
       }),
     );
+    if (hadFocus) keepFocusIn(sourceEnvGroup);
   }
 
   async function loadHistory(): Promise<void> {
@@ -152,6 +154,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
   }
 
   function renderTargets(): void {
+    const hadFocus = targetGroup.contains(document.activeElement);
     const allowed = ENVS.filter((env) => !targetRefusal(env));
     if (!target || targetRefusal(target)) {
       target = ctx.target && !targetRefusal(ctx.target) ? ctx.target : allowed.find((e) => rank(e) > rank(sourceEnv)) ?? allowed[0] ?? "";
@@ -192,6 +195,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
         );
       }),
     );
+    if (hadFocus) keepFocusIn(targetGroup);
     if (!semverTouched) semverInput.value = target ? semver.suggest(sourceSemver(), target, ctx.cards[target]?.semver ?? null) : "";
     validate();
   }
@@ -240,7 +244,6 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     clear(diffTitle, "Changes ", h("span", { class: "muted" }, `${targetName} → ${sourceName}`));
     clear(diffBox, h("p", { class: "muted loading" }, "Loading the diff…"));
     try {
-      let files: FileDiff[];
       const [mod, data] = await Promise.all([
         import("./diff"),
         targetCard
@@ -250,7 +253,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
             : api.get(`${gw(ctx.gateway.id)}/history-entries/${source}?files=true`),
       ]);
       if (token !== diffToken) return;
-      files = targetCard
+      const files: FileDiff[] = targetCard
         ? (data.files as FileDiff[])
         : Object.entries(data.files as Record<string, string>).map(([path, b]) => ({ path, status: "added" as const, a: null, b }));
       destroyDiff = mod.renderDiff(diffBox, files, { a: targetName, b: sourceName });
@@ -290,9 +293,10 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
           ? `Released ${fn.name} v${fn.semver}: ${rollout!.summary}${rollout!.latency_ms != null ? ` in ${Math.round(rollout!.latency_ms)} ms` : ""}.`
           : `Released ${fn.name} v${fn.semver} (version ${fn.version}); runtimes: ${rollout?.summary ?? "unknown"}.`,
       );
-      status.className = `release-status ${confirmed ? "ok" : rollout && rollout.failed ? "bad" : "warn"}`;
+      status.className = `release-status ${confirmed ? "ok" : rollout?.failed ? "bad" : "warn"}`;
       cancelBtn.disabled = false;
       cancelBtn.textContent = "Close";
+      if (!sheet.panel.contains(document.activeElement)) cancelBtn.focus(); // the disabled Release button lost it
       if (confirmed) setTimeout(() => sheet.close(), 900);
     } catch (err) {
       inFlight = false;
@@ -302,6 +306,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
       clear(status, h("span", { class: "error-text", role: "alert" }, icon("alert"), `Refused: ${e.message}`));
       status.className = "release-status bad";
       releaseBtn.disabled = false;
+      if (!sheet.panel.contains(document.activeElement)) releaseBtn.focus();
       status.dataset.sticky = "1";
       const clearSticky = () => {
         delete status.dataset.sticky;

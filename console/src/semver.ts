@@ -34,7 +34,7 @@ export function compare(a: SemVer, b: SemVer): number {
 }
 
 export function format(v: SemVer): string {
-  return `${v.major}.${v.minor}.${v.patch}${v.pre.length ? "-" + v.pre.join(".") : ""}`;
+  return `${v.major}.${v.minor}.${v.patch}${v.pre.length ? `-${v.pre.join(".")}` : ""}`;
 }
 
 export function isGreater(a: string, b: string | null | undefined): boolean {

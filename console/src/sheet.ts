@@ -11,6 +11,18 @@ export interface SheetOptions {
   canClose?: () => boolean;
 }
 
+/** Focus the element that opened a sheet; when the page re-rendered it meanwhile (a release redraws the
+ * cards), its replacement, found by the same id or accessible name; else the page's main content. */
+function returnFocusTo(el: Element | null): void {
+  let target = el instanceof HTMLElement && el.isConnected ? el : null;
+  if (!target && el instanceof HTMLElement) {
+    const label = el.getAttribute("aria-label");
+    const selector = el.id ? `#${CSS.escape(el.id)}` : label ? `${el.tagName.toLowerCase()}[aria-label="${CSS.escape(label)}"]` : null;
+    target = selector ? document.querySelector<HTMLElement>(selector) : null;
+  }
+  (target ?? document.getElementById("main"))?.focus();
+}
+
 export class Sheet {
   readonly body: HTMLElement;
   readonly footer: HTMLElement;
@@ -34,7 +46,7 @@ export class Sheet {
         tabindex: "-1",
       },
       h(
-        "header",
+        "div", // not <header>: a second banner landmark beside the page's
         { class: "sheet-header" },
         h("div", null, h("h2", { id: titleId }, options.title), options.subtitle ? h("p", { class: "muted" }, options.subtitle) : null),
         h("button", { class: "icon-btn", type: "button", "aria-label": "Close", onclick: () => this.close() }, icon("x")),
@@ -43,19 +55,29 @@ export class Sheet {
       this.footer,
     );
     this.root = h("div", { class: "sheet-root" }, h("div", { class: "scrim", onclick: () => this.close() }), this.panel);
-    this.root.addEventListener("keydown", (e) => {
-      if (e.key === "Escape" && !e.defaultPrevented) {
-        e.preventDefault();
-        this.close();
-      } else if (e.key === "Tab") {
-        this.trapFocus(e);
-      }
-    });
+    // on the document, not the sheet: focus can fall to <body> (a focused button that gets disabled
+    // loses it), and Escape and Tab must still act on the topmost sheet
+    document.addEventListener("keydown", this.onKey);
     document.body.append(this.root);
     document.body.classList.add("sheet-open");
     requestAnimationFrame(() => this.root.classList.add("open"));
     this.panel.focus();
   }
+
+  private onKey = (e: KeyboardEvent): void => {
+    if ([...document.querySelectorAll(".sheet-root")].pop() !== this.root) return; // another sheet is on top
+    if (e.key === "Escape" && !e.defaultPrevented) {
+      e.preventDefault();
+      this.close();
+    } else if (e.key === "Tab") {
+      if (!this.panel.contains(document.activeElement)) {
+        e.preventDefault();
+        this.panel.focus();
+      } else {
+        this.trapFocus(e);
+      }
+    }
+  };
 
   private trapFocus(e: KeyboardEvent): void {
     const focusable = [...this.panel.querySelectorAll<HTMLElement>("button, input, select, textarea, summary, [tabindex='0'], .cm-content")].filter(
@@ -77,10 +99,11 @@ export class Sheet {
     if (this.closed) return;
     if (!force && this.options.canClose && !this.options.canClose()) return;
     this.closed = true;
+    document.removeEventListener("keydown", this.onKey);
     this.root.remove();
     if (!document.querySelector(".sheet-root")) document.body.classList.remove("sheet-open");
     this.options.onClose?.();
-    if (this.returnFocus instanceof HTMLElement) this.returnFocus.focus();
+    returnFocusTo(this.returnFocus);
   }
 
   get isClosed(): boolean {

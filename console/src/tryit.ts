@@ -1,7 +1,7 @@
 // Try the function: method, query, body; the response and its ctx.log lines. The API process forwards
 // the request to the runtime (`POST /console/try`): the runtime is another origin without CORS.
 
-import { ApiError, request } from "./api";
+import { type ApiError, request } from "./api";
 import { clear, ENV_LABEL, ENVS, h, icon, uid } from "./util";
 
 export interface TryContext {

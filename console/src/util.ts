@@ -41,6 +41,11 @@ export function clear(el: Element, ...children: Child[]): void {
   append(el, children);
 }
 
+/** After a radio group is redrawn under the keyboard's focus: focus its checked radio again. */
+export function keepFocusIn(group: Element): void {
+  group.querySelector<HTMLInputElement>("input:checked")?.focus();
+}
+
 export function timeAgo(iso: string | null | undefined, now = Date.now()): string {
   if (!iso) return "";
   const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
@@ -76,9 +81,10 @@ export function uid(prefix: string): string {
   return `${prefix}-${idCounter}`;
 }
 
-export function icon(name: "arrow" | "plus" | "x" | "check" | "alert" | "clock" | "play" | "history" | "rocket"): SVGSVGElement {
+export function icon(name: "arrow" | "plus" | "x" | "check" | "alert" | "clock" | "play" | "history" | "rocket" | "chevron"): SVGSVGElement {
   const paths: Record<string, string> = {
     arrow: "M5 12h14M13 6l6 6-6 6",
+    chevron: "M9 6l6 6-6 6",
     plus: "M12 5v14M5 12h14",
     x: "M6 6l12 12M18 6L6 18",
     check: "M5 13l4 4L19 7",
@@ -91,7 +97,7 @@ export function icon(name: "arrow" | "plus" | "x" | "check" | "alert" | "clock" 
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", "0 0 24 24");
   svg.setAttribute("aria-hidden", "true");
-  svg.setAttribute("class", `icon icon-${name}`);
+  svg.setAttribute("class", `icon icon-${name}${name === "chevron" ? " chevron" : ""}`);
   const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
   path.setAttribute("d", paths[name]);
   svg.appendChild(path);

@@ -27,10 +27,20 @@ router = APIRouter(tags=["functions"])
 def list_functions(
     gateway: GatewayId,
     env: str | None = Query(default=None, max_length=16, json_schema_extra={"enum": [*ENVIRONMENTS, None]}),
+    runtime: bool = Query(
+        default=False, description="add each function's `runtime`: where its current version is live"
+    ),
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
-    return {"functions": [serialize.function(f) for f in svc.queries.functions(gateway, env)]}
+    if not runtime:
+        return {"functions": [serialize.function(f) for f in svc.queries.functions(gateway, env)]}
+    return {
+        "functions": [
+            {**serialize.function(f), "runtime": serialize.rollout_summary(r)}
+            for f, r in svc.queries.functions_with_rollouts(gateway, env)
+        ]
+    }
 
 
 @router.get("/gateways/{gateway}/functions/{env}/{base:path}")

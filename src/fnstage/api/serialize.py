@@ -131,3 +131,17 @@ def rollout(r: Rollout) -> dict[str, Any]:
             for s in r.runtimes
         ],
     }
+
+
+def rollout_summary(r: Rollout) -> dict[str, Any]:
+    """A rollout's counts and summary without the per-runtime list: a function list's rows are many."""
+    return {
+        "live": r.count("live"),
+        "failed": r.count("failed"),
+        "pending": r.count("pending"),
+        "silent": r.count("silent"),
+        "active": r.active,
+        "requests": sum(s.requests for s in r.runtimes),
+        "errors": sum(s.errors for s in r.runtimes),
+        "summary": r.summary,
+    }

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from fnstage.domain.errors import InvalidInput, NotFound
 from fnstage.domain.names import ENVIRONMENTS, FunctionName, check_base, check_environment, check_gateway_id
 from fnstage.domain.versions import read_semver
-from fnstage.service.rollouts import Rollout, rollout
+from fnstage.service.rollouts import Rollout, current_rollouts, rollout
 from fnstage.store.records import FunctionRecord, HistoryRecord
 from fnstage.store.store import Store, Tx
 
@@ -70,6 +70,18 @@ class Queries:
         with self.store.read() as tx:
             self._gateway(tx, gateway)
             return tx.list_functions(gateway, env)
+
+    def functions_with_rollouts(
+        self, gateway: str, env: str | None = None
+    ) -> list[tuple[FunctionRecord, Rollout]]:
+        """The gateway's functions, each with where its current version is live (one read)."""
+        if env is not None:
+            check_environment(env, field="env")
+        with self.store.read() as tx:
+            self._gateway(tx, gateway)
+            functions = tx.list_functions(gateway, env)
+            live = current_rollouts(tx, gateway, functions)
+            return [(f, live[f.name]) for f in functions]
 
     def history(
         self, gateway: str, name: str, limit: int = 30, before: int | None = None

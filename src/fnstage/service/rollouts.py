@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from fnstage.store.records import RuntimeFunctionRecord, RuntimeRecord
+from fnstage.store.records import FunctionRecord, RuntimeFunctionRecord, RuntimeRecord
 from fnstage.store.store import Tx, now
 
 # Runtimes heartbeat every 3 s. FNSTAGE_SILENT_AFTER_S (read by the API process at start) shortens this
@@ -98,10 +98,39 @@ def rollout(
     `bundle_hash`, "live" means that very code: the same number with another hash is still pending."""
     clock = now()
     reports = {r.runtime_id: r for r in tx.runtime_functions(gateway, name)}
-    environment = name.split("/", 1)[0]
+    return _rollout(tx.list_runtimes(gateway), reports, name, version, committed_at, clock, bundle_hash)
+
+
+def current_rollouts(tx: Tx, gateway: str, functions: list[FunctionRecord]) -> dict[str, Rollout]:
+    """Where each function's current version is live, read in two queries whatever their number:
+    the console's function list marks failing and not-live functions from this."""
+    clock = now()
+    runtimes = tx.list_runtimes(gateway)
+    reports: dict[str, dict[str, RuntimeFunctionRecord]] = {}
+    for report in tx.runtime_functions(gateway):
+        reports.setdefault(report.name, {})[report.runtime_id] = report
+    return {
+        f.name: _rollout(
+            runtimes, reports.get(f.name, {}), f.name, f.version, f.updated_at, clock, f.bundle_hash
+        )
+        for f in functions
+    }
+
+
+def _rollout(
+    runtimes: list[RuntimeRecord],
+    reports: dict[str, RuntimeFunctionRecord],
+    name: str,
+    version: int,
+    committed_at: datetime,
+    clock: datetime,
+    bundle_hash: str | None = None,
+) -> Rollout:
+    environment = name.split("/", 1)[0]  # a runtime of one environment serves only its functions
     states = [
         _state(runtime, reports.get(runtime.id), version, clock, bundle_hash)
-        for runtime in tx.list_runtimes(gateway, environment)
+        for runtime in runtimes
+        if runtime.environment in (None, environment)
         if clock - runtime.heartbeat_at < FORGOTTEN_AFTER
     ]
     return Rollout(name, version, committed_at, states)

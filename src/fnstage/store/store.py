@@ -496,12 +496,12 @@ class Tx:
             for r in rows
         ]
 
-    def runtime_functions(self, gateway_id: str, name: str) -> list[RuntimeFunctionRecord]:
-        rows = self.conn.execute(
-            select(t.runtime_functions).where(
-                t.runtime_functions.c.gateway_id == gateway_id, t.runtime_functions.c.name == name
-            )
-        )
+    def runtime_functions(self, gateway_id: str, name: str | None = None) -> list[RuntimeFunctionRecord]:
+        """What each runtime reported for `name`, or for every function of the gateway (one query)."""
+        stmt = select(t.runtime_functions).where(t.runtime_functions.c.gateway_id == gateway_id)
+        if name is not None:
+            stmt = stmt.where(t.runtime_functions.c.name == name)
+        rows = self.conn.execute(stmt)
         return [
             RuntimeFunctionRecord(
                 runtime_id=r.runtime_id,
