@@ -118,9 +118,16 @@ def test_trigger_names() -> None:
 
 
 # the service -----------------------------------------------------------------------------------------
-def test_add_list_pause_resume_remove(triggers: Triggers, actor: Actor, gateway: str, fn: str, clock: Clock) -> None:
+def test_add_list_pause_resume_remove(
+    triggers: Triggers, actor: Actor, gateway: str, fn: str, clock: Clock
+) -> None:
     added = triggers.add(actor, gateway, fn, "*/5 * * * *", "Europe/Berlin", payload={"full": True})
-    assert (added.env, added.name, added.base, added.paused) == ("dev", "reports-daily", "reports/daily", False)
+    assert (added.env, added.name, added.base, added.paused) == (
+        "dev",
+        "reports-daily",
+        "reports/daily",
+        False,
+    )
     assert added.next_tick == datetime(2030, 1, 1, 11, 0, tzinfo=UTC)  # 12:00 in Berlin, a multiple of 5
     assert [t.name for t in triggers.find(gateway, "dev", "reports/daily")] == ["reports-daily"]
     assert triggers.find(gateway, "prod") == []
@@ -143,7 +150,9 @@ def test_add_list_pause_resume_remove(triggers: Triggers, actor: Actor, gateway:
         triggers.get(gateway, "dev", "hourly")
 
 
-def test_bad_input_is_refused_and_changes_nothing(triggers: Triggers, actor: Actor, gateway: str, fn: str) -> None:
+def test_bad_input_is_refused_and_changes_nothing(
+    triggers: Triggers, actor: Actor, gateway: str, fn: str
+) -> None:
     cases = [
         (("dev/reports/nothing", "* * * * *"), {}, "function"),
         (("reports/daily", "* * * * *"), {}, "function"),
@@ -279,8 +288,6 @@ def test_a_run_whose_scheduler_vanished_shows_as_lost(
     _, views = triggers.runs(gateway, "dev", trigger.name)
     assert [v.status for v in views] == ["running"]
     with store.write() as tx:  # as if it had been claimed long ago by a scheduler that then died
-        tx.conn.execute(
-            sql.t.trigger_runs.update().values(deadline_at=datetime(2020, 1, 1, tzinfo=UTC))
-        )
+        tx.conn.execute(sql.t.trigger_runs.update().values(deadline_at=datetime(2020, 1, 1, tzinfo=UTC)))
     _, views = triggers.runs(gateway, "dev", trigger.name)
     assert [v.status for v in views] == ["lost"] and views[0].run.id == claimed.run_id
