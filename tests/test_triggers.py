@@ -181,6 +181,11 @@ def test_triggers_stay_in_their_environment_when_the_function_is_promoted(
     assert [t.env for t in triggers.find(gateway)] == ["dev"]
 
 
+def _race(scheduler: Scheduler, gate: threading.Barrier, claimed: list[object]) -> None:
+    gate.wait()
+    claimed.extend(scheduler.tick())
+
+
 # the scheduler's claims ---------------------------------------------------------------------------------
 def test_each_tick_is_claimed_once_however_many_schedulers_race(
     store: Store, triggers: Triggers, actor: Actor, gateway: str, fn: str, clock: Clock
@@ -192,12 +197,7 @@ def test_each_tick_is_claimed_once_however_many_schedulers_race(
         clock.move(minutes=1)  # 11:00:30, 11:01:30, 11:02:30
         claimed: list[object] = []
         gate = threading.Barrier(len(schedulers))
-
-        def race(scheduler: Scheduler) -> None:
-            gate.wait()
-            claimed.extend(scheduler.tick())
-
-        threads = [threading.Thread(target=race, args=(s,)) for s in schedulers]
+        threads = [threading.Thread(target=_race, args=(s, gate, claimed)) for s in schedulers]
         for thread in threads:
             thread.start()
         for thread in threads:
