@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import fnstage
 from fnstage import console
-from fnstage.api import routes_access, routes_functions, routes_gateways, routes_releases
+from fnstage.api import routes_access, routes_functions, routes_gateways, routes_releases, routes_triggers
 from fnstage.api.authorization import authorize
 from fnstage.api.limits import LimitRequests, RequestLimits
 from fnstage.api.schemas import ERROR_RESPONSES
@@ -101,7 +101,7 @@ def create_app(
         # runtime_url: where `fnstage up`'s runtime answers (the console's "try it"), None if unknown
         return {"status": "ok", "version": fnstage.__version__, "runtime_url": runtime_url}
 
-    for module in (routes_gateways, routes_functions, routes_releases, routes_access):
+    for module in (routes_gateways, routes_functions, routes_releases, routes_access, routes_triggers):
         app.include_router(module.router, prefix=PREFIX, responses=ERROR_RESPONSES)
     # the web console at / (static files) and its "try it" route: after the API, which they never shadow
     console.mount(app, runtime_url)
