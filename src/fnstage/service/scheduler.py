@@ -118,6 +118,7 @@ class Scheduler:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop claiming; runs not begun are recorded as failed, runs under way get `timeout` s."""
         self._stopping.set()
+        self.runner.stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
         with self._lock:

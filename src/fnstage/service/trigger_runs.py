@@ -4,13 +4,16 @@ The run goes to a runtime serving the gateway that has the function live, throug
 `/_fnstage/invoke`, guarded by the key the runtime registered (as `fnstage logs` reads logs): the
 runtime runs it like a request (the function's time limit, its logs, its counts) with `ctx.trigger`
 set. Only a runtime that certainly did not run it (unreachable, or without the function live) is
-passed over for the next; a run that timed out is never sent again.
+passed over for the next; a run that timed out is never sent again. When no runtime has the function
+live yet (`fnstage up` catching up a missed tick while its runtime still starts, say), the run waits
+up to `WAIT_FOR_RUNTIME_S` for one before it fails.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +30,8 @@ from fnstage.store.triggers import TriggerRecord
 logger = logging.getLogger("fnstage.scheduler")
 
 ANSWER_GRACE_S = 10.0  # past the function's own time limit, for the runtime's answer to arrive
+WAIT_FOR_RUNTIME_S = 30.0  # for a runtime that has the function live, before the run fails
+RETRY_EVERY_S = 0.25
 MAX_ERROR_CHARS = 4000
 
 
@@ -52,8 +57,10 @@ class RunResult:
 
 
 class TriggerRunner:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, wait_for_runtime_s: float = WAIT_FOR_RUNTIME_S) -> None:
         self.store = store
+        self.wait_for_runtime_s = wait_for_runtime_s
+        self.stopping = threading.Event()  # set: stop waiting for runtimes
 
     def run(self, claimed: ClaimedRun) -> RunResult:
         """Invoke and record; never raises (a failure is the run's result)."""
@@ -82,6 +89,15 @@ class TriggerRunner:
             )
 
     def _invoke(self, claimed: ClaimedRun, started: float) -> RunResult:
+        """Ask runtimes until one runs it; while none could have, try again until the wait is over."""
+        give_up = time.monotonic() + self.wait_for_runtime_s
+        while True:
+            result, retry = self._attempt(claimed, started)
+            if not retry or time.monotonic() >= give_up or self.stopping.wait(RETRY_EVERY_S):
+                return result
+
+    def _attempt(self, claimed: ClaimedRun, started: float) -> tuple[RunResult, bool]:
+        """The result, and whether trying again may help (no runtime ran it, none may have)."""
         trigger = claimed.trigger
         name = trigger.function
         with self.store.read() as tx:
@@ -89,12 +105,12 @@ class TriggerRunner:
             runtimes = serving(tx, trigger.gateway_id)
             live_on = {r.runtime_id for r in tx.runtime_functions(trigger.gateway_id, name) if r.version}
         if function is None:
-            return _failed(
-                f"no function {name} in gateway {trigger.gateway_id} (deleted or renamed?)", started
-            )
+            message = f"no function {name} in gateway {trigger.gateway_id} (deleted or renamed?)"
+            return _failed(message, started), False
         candidates = list({r.url: r for r in runtimes if r.id in live_on}.values())
         if not candidates:
-            return _failed(f"no runtime serving gateway {trigger.gateway_id} has {name} live", started)
+            message = f"no runtime serving gateway {trigger.gateway_id} had {name} live"
+            return _failed(f"{message} within {self.wait_for_runtime_s:g} s", started), True
         random.shuffle(candidates)  # spread runs over the runtimes
         order = {
             "gateway": trigger.gateway_id,
@@ -114,11 +130,11 @@ class TriggerRunner:
             for runtime in candidates:
                 outcome, reason, may_have_run = _ask(client, runtime, order)
                 if outcome is not None:
-                    return _result(outcome, runtime, started)
+                    return _result(outcome, runtime, started), False
                 if may_have_run:  # never run a tick twice
-                    return _failed(reason, started, runtime.id)
+                    return _failed(reason, started, runtime.id), False
                 reasons.append(reason)
-        return _failed("; ".join(reasons), started)
+        return _failed("; ".join(reasons), started), True
 
 
 def _ask(client: httpx.Client, runtime: RuntimeRecord, order: dict[str, Any]) -> tuple[Any, str, bool]:
@@ -169,4 +185,4 @@ def _failed(error: str, started: float, runtime_id: str | None = None) -> RunRes
 
 def run_deadline(started_at: datetime, timeout_s: float) -> datetime:
     """When a run claimed at `started_at` (wall clock) has certainly ended, answered or not."""
-    return started_at + timedelta(seconds=timeout_s + 2 * ANSWER_GRACE_S)
+    return started_at + timedelta(seconds=WAIT_FOR_RUNTIME_S + timeout_s + 2 * ANSWER_GRACE_S)
