@@ -16,6 +16,7 @@ from fnstage.domain.errors import Conflict, FnstageError, InvalidInput, NotFound
 from fnstage.domain.schedules import Schedule, check_trigger_name, plan_tick
 from fnstage.service import Actor, Services
 from fnstage.service.scheduler import Scheduler
+from fnstage.service.trigger_runs import RunResult, TriggerRunner
 from fnstage.service.triggers import Triggers, default_name
 from fnstage.store import triggers as sql
 from fnstage.store.store import Store
@@ -291,3 +292,59 @@ def test_a_run_whose_scheduler_vanished_shows_as_lost(
         tx.conn.execute(sql.t.trigger_runs.update().values(deadline_at=datetime(2020, 1, 1, tzinfo=UTC)))
     _, views = triggers.runs(gateway, "dev", trigger.name)
     assert [v.status for v in views] == ["lost"] and views[0].run.id == claimed.run_id
+
+
+# running a claimed tick: what is recorded when it cannot run --------------------------------------------
+def test_a_run_with_no_runtime_waits_for_one_then_is_recorded_failed_and_the_next_tick_still_fires(
+    store: Store, triggers: Triggers, actor: Actor, gateway: str, fn: str, clock: Clock
+) -> None:
+    trigger = triggers.add(actor, gateway, fn, "* * * * *")
+    scheduler = Scheduler(store, clock, runner=TriggerRunner(store, wait_for_runtime_s=0.3))
+    clock.move(minutes=1)
+    (claimed,) = scheduler.tick()
+    result = scheduler.run(claimed)
+    assert result.status == "failed" and result.duration_ms >= 300
+    (run,) = _runs(store, trigger.id)
+    assert run.status == "failed" and run.finished_at is not None
+    assert run.error == "no runtime serving gateway demo had dev/reports/daily live within 0.3 s"
+    clock.move(minutes=1)
+    assert [c.tick.minute for c in scheduler.tick()] == [1]
+
+
+def test_a_run_of_a_deleted_function_fails_at_once_naming_it(
+    services: Services, store: Store, triggers: Triggers, actor: Actor, gateway: str, fn: str, clock: Clock
+) -> None:
+    trigger = triggers.add(actor, gateway, fn, "* * * * *")
+    services.deployments.delete(actor, gateway, fn)
+    scheduler = Scheduler(store, clock, runner=TriggerRunner(store, wait_for_runtime_s=30))
+    clock.move(minutes=1)
+    (claimed,) = scheduler.tick()
+    assert scheduler.run(claimed).duration_ms < 30_000
+    (run,) = _runs(store, trigger.id)
+    assert run.status == "failed" and "no function dev/reports/daily in gateway demo" in (run.error or "")
+
+
+def test_a_recorded_result_is_never_rewritten_by_a_late_one(
+    store: Store, triggers: Triggers, actor: Actor, gateway: str, fn: str, clock: Clock
+) -> None:
+    trigger = triggers.add(actor, gateway, fn, "* * * * *")
+    runner = TriggerRunner(store, wait_for_runtime_s=0)
+    clock.move(minutes=1)
+    (claimed,) = Scheduler(store, clock, runner=runner).tick()
+    runner.record(claimed.run_id, RunResult("ok", 200, 1, None, 5.0, None, ["done"]))
+    runner.record(claimed.run_id, RunResult("failed", None, None, None, 0.0, "stopped", []))
+    (run,) = _runs(store, trigger.id)
+    assert (run.status, run.lines, run.error) == ("ok", ["done"], None)
+
+
+def test_deleting_a_gateway_takes_its_triggers_and_runs(
+    services: Services, store: Store, triggers: Triggers, actor: Actor, gateway: str, fn: str, clock: Clock
+) -> None:
+    trigger = triggers.add(actor, gateway, fn, "* * * * *")
+    clock.move(minutes=1)
+    assert len(Scheduler(store, clock).tick()) == 1
+    services.deployments.delete(actor, gateway, fn)  # a gateway is deleted once its functions are
+    services.gateways.delete(actor, gateway)
+    with store.read() as tx:
+        assert sql.get_trigger_by_id(tx, trigger.id) is None
+        assert sql.list_runs(tx, trigger.id) == []
