@@ -6,6 +6,7 @@ import hashlib
 import json
 import socket
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -783,12 +784,16 @@ def test_up_calls_serve_up(
             "runtime_port": 8471,
             "database_url": None,
             "with_runtime": True,
+            "catch_up": timedelta(seconds=900),
         }
     ]
     calls.clear()
-    result = cli("up", "--data", str(tmp_path / "data"), "--no-runtime")
+    result = cli("up", "--data", str(tmp_path / "data"), "--no-runtime", "--catch-up", "60")
     assert result.exit_code == 0, result.output
-    assert calls[0]["with_runtime"] is False
+    assert calls[0]["with_runtime"] is False and calls[0]["catch_up"] == timedelta(seconds=60)
+    calls.clear()
+    result = cli("up", "--catch-up", "-1")
+    assert result.exit_code != 0 and calls == []
 
 
 def test_help_texts(cli: Callable[..., Result]) -> None:
@@ -834,3 +839,95 @@ def test_cli_limits_agree_with_the_api(
     result = cli(*args, str(api_maximum + 1))
     assert result.exit_code == 2 and f"less than or equal to {api_maximum}" in result.stderr
     assert api.requests == []
+
+
+# trigger ---------------------------------------------------------------------------------------------
+TRIGGER = {
+    "gateway": "demo",
+    "env": "prod",
+    "name": "reports-daily",
+    "function": "prod/reports/daily",
+    "cron": "0 3 * * *",
+    "timezone": "Europe/Berlin",
+    "payload": {"full": True},
+    "paused": False,
+    "next_tick": "2030-01-02T02:00:00+00:00",
+}
+
+
+def test_trigger_add_sends_the_schedule_and_payload(cli: Callable[..., Result], api: FakeApi) -> None:
+    api.on("POST", "gateways/demo/triggers", TRIGGER, status=201)
+    result = cli(
+        "trigger",
+        "add",
+        "prod/reports/daily",
+        "--cron",
+        "0 3 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--payload",
+        '{"full": true}',
+    )
+    assert result.exit_code == 0, result.output
+    assert api.body() == {
+        "function": "prod/reports/daily",
+        "cron": "0 3 * * *",
+        "timezone": "Europe/Berlin",
+        "payload": {"full": True},
+    }
+    assert (
+        "added trigger prod/reports-daily runs prod/reports/daily at '0 3 * * *' (Europe/Berlin)"
+        in result.output
+    )
+    assert "next tick 2030-01-02 02:00 UTC" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            ("trigger", "add", "prod/reports/daily", "--cron", "* * * * *", "--payload", "{nope"),
+            "--payload is not JSON",
+        ),
+        (("trigger", "add", "reports/daily", "--cron", "* * * * *"), "unknown environment 'reports'"),
+        (("trigger", "runs", "reports-daily"), "expected ENV/NAME"),
+        (("trigger", "pause", "prod/Bad Name"), "invalid trigger name"),
+        (("trigger", "ls", "qa"), "give an environment"),
+    ],
+)
+def test_trigger_commands_refuse_bad_input_before_asking_the_api(
+    cli: Callable[..., Result], api: FakeApi, args: tuple[str, ...], says: str
+) -> None:
+    result = cli(*args)
+    assert result.exit_code == 1 and says in result.output, result.output
+    assert api.requests == []
+
+
+def test_trigger_ls_and_runs_render_what_the_api_answers(cli: Callable[..., Result], api: FakeApi) -> None:
+    api.on(
+        "GET", "gateways/demo/triggers", {"triggers": [TRIGGER, {**TRIGGER, "name": "held", "paused": True}]}
+    )
+    listed = cli("trigger", "ls", "prod/reports/daily")
+    assert listed.exit_code == 0, listed.output
+    assert dict(api.sent()[-1].url.params) == {"env": "prod", "base": "reports/daily"}
+    assert "prod/reports-daily" in listed.output and "2030-01-02 02:00 UTC" in listed.output
+    assert "prod/held" in listed.output and "paused" in listed.output
+    run = {
+        "tick": "2030-01-02T02:00:00+00:00",
+        "status": "failed",
+        "http_status": 500,
+        "duration_ms": 12.5,
+        "version": 3,
+        "request_id": "trigger-1",
+        "skipped": 2,
+        "lines": ["starting"],
+        "error": "KeyError at index.py:4: 'day'\nTraceback ...",
+    }
+    api.on("GET", "gateways/demo/triggers/prod/reports-daily/runs", {"trigger": TRIGGER, "runs": [run]})
+    shown = cli("trigger", "runs", "prod/reports-daily")
+    assert shown.exit_code == 0, shown.output
+    first, *rest = shown.output.splitlines()
+    assert first.startswith(
+        "2030-01-02 02:00 UTC  failed 500  12.5 ms  v3  trigger-1  (2 earlier ticks missed"
+    )
+    assert rest[:2] == ["  starting", "  KeyError at index.py:4: 'day'"]

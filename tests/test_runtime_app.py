@@ -378,3 +378,85 @@ def test_the_runtime_header_limit_matches_the_api() -> None:
     from fnstage.runtime.app import DEFAULT_MAX_HEADER_BYTES
 
     assert RequestLimits().max_header_bytes == DEFAULT_MAX_HEADER_BYTES
+
+
+# scheduled runs: `/_fnstage/invoke` -------------------------------------------------------------------
+WHY = (
+    "async def main(ctx):\n"
+    "    t = ctx.trigger\n"
+    "    ctx.log('why', None if t is None else (t.name, t.schedule, t.timezone, t.tick.isoformat()))\n"
+    "    return {'trigger': None if t is None else t.name, 'json': ctx.json, 'method': ctx.method}\n"
+)
+ORDER = {
+    "gateway": "demo",
+    "name": "dev/user/why",
+    "request_id": "trigger-abc",
+    "payload": {"full": True},
+    "trigger": {
+        "name": "nightly",
+        "schedule": "0 3 * * *",
+        "timezone": "UTC",
+        "tick": "2030-01-01T03:00:00+00:00",
+    },
+}
+
+
+async def test_a_scheduled_run_sets_ctx_trigger_and_is_logged_as_one() -> None:
+    registry = Registry()
+    registry.apply(live(WHY, name="dev/user/why", methods=["GET"]))  # a trigger is not an HTTP method
+    app = RuntimeApp(registry, internal_token="s3cret")
+    async with client(app) as http:
+        answer = await http.post("/_fnstage/invoke", json=ORDER, headers={"Authorization": "Bearer s3cret"})
+        plain = await http.get("/user/why")
+    assert answer.status_code == 200, answer.text
+    outcome = answer.json()
+    assert outcome["status"] == 200 and outcome["version"] == 1 and outcome["request_id"] == "trigger-abc"
+    assert outcome["error"] is None and outcome["duration_ms"] >= 0
+    assert outcome["lines"] == ["why ('nightly', '0 3 * * *', 'UTC', '2030-01-01T03:00:00+00:00')"]
+    assert plain.json() == {"trigger": None, "json": None, "method": "GET"}
+    (run, request) = app.logs.recent("demo", "dev/user/why")
+    assert (run.request_id, run.trigger) == ("trigger-abc", "nightly")
+    assert request.trigger is None
+
+
+async def test_a_failing_scheduled_run_answers_its_error() -> None:
+    registry = Registry()
+    registry.apply(live("def main(ctx):\n    return 1 / 0\n", name="dev/user/why"))
+    app = RuntimeApp(registry, internal_token="s3cret")
+    async with client(app) as http:
+        answer = await http.post("/_fnstage/invoke", json=ORDER, headers={"Authorization": "Bearer s3cret"})
+    outcome = answer.json()
+    assert outcome["status"] == 500 and outcome["error"].startswith("ZeroDivisionError")
+
+
+async def test_nobody_but_the_control_plane_can_pose_as_a_schedule() -> None:
+    registry = Registry()
+    registry.apply(live(WHY, name="dev/user/why"))
+    guarded = RuntimeApp(registry, internal_token="s3cret")
+    open_app = RuntimeApp(registry)  # no token: internal reads are open (tests), scheduled runs never
+    async with client(guarded) as http:
+        anonymous = await http.post("/_fnstage/invoke", json=ORDER)
+        wrong = await http.post("/_fnstage/invoke", json=ORDER, headers={"Authorization": "Bearer guess"})
+        # a public request that names a trigger anywhere still has none
+        forged = await http.post(
+            "/user/why?trigger=nightly",
+            json={"trigger": ORDER["trigger"]},
+            headers={"x-fnstage-trigger": "nightly"},
+        )
+    async with client(open_app) as http:
+        tokenless = await http.post("/_fnstage/invoke", json=ORDER)
+    assert anonymous.status_code == wrong.status_code == 401
+    assert tokenless.status_code == 403 and "internal token" in tokenless.json()["error"]["message"]
+    assert forged.json()["trigger"] is None
+    assert [e.trigger for e in guarded.logs.recent("demo", "dev/user/why")] == [None]
+
+
+async def test_a_scheduled_run_of_a_function_not_live_here_or_a_bad_order_is_refused() -> None:
+    app = RuntimeApp(Registry(), internal_token="s3cret")
+    auth = {"Authorization": "Bearer s3cret"}
+    async with client(app) as http:
+        missing = await http.post("/_fnstage/invoke", json=ORDER, headers=auth)
+        bad = await http.post("/_fnstage/invoke", json={"gateway": "demo"}, headers=auth)
+        not_json = await http.post("/_fnstage/invoke", content=b"{", headers=auth)
+    assert missing.status_code == 404
+    assert bad.status_code == not_json.status_code == 400

@@ -40,6 +40,7 @@ PATH_VALUES = {
     "history_id": "1",
     "user": "carol",
     "token_id": "999999",
+    "name": "nothing",  # a trigger's
 }
 QUERY = {("GET", "/gateways/{gateway}/diff"): {"a": "dev/user/me", "b": "dev/user/me"}}
 BODIES: dict[tuple[str, str], Any] = {
@@ -94,9 +95,29 @@ EXPECTED_RELEASE_ROLES: list[tuple[str, str, dict[str, Any], str]] = [
     ("DELETE", "/gateways/{gateway}/functions/staging/user/nothing", {}, "releaser"),
     ("DELETE", "/gateways/{gateway}/functions/prod/user/nothing", {}, "releaser"),
 ]
+# Triggers, as the issue states them: creating (or changing) one in staging or prod needs a releaser
+EXPECTED_TRIGGER_ROLES: list[tuple[str, str, dict[str, Any], str]] = [
+    *[
+        (
+            "POST",
+            "/gateways/{gateway}/triggers",
+            {"function": f"{env}/user/nothing", "cron": "0 3 * * *"},
+            need,
+        )
+        for env, need in (("dev", "developer"), ("staging", "releaser"), ("prod", "releaser"))
+    ],
+    *[
+        (method, f"/gateways/{{gateway}}/triggers/{env}/nothing{suffix}", {}, need)
+        for method, suffix in (("DELETE", ""), ("POST", "/pause"), ("POST", "/resume"))
+        for env, need in (("dev", "developer"), ("staging", "releaser"), ("prod", "releaser"))
+    ],
+]
 DYNAMIC = {
     (m, re.sub(r"/functions/\w+/user/nothing$", "/functions/{env}/{base}", p))
     for m, p, _, _ in EXPECTED_RELEASE_ROLES
+} | {
+    (m, re.sub(r"/triggers/\w+/nothing", "/triggers/{env}/{name}", p))
+    for m, p, _, _ in EXPECTED_TRIGGER_ROLES
 }
 
 
@@ -230,8 +251,8 @@ def test_every_route_allows_or_refuses_as_the_table_says(
 @pytest.mark.parametrize("who", WHO)
 @pytest.mark.parametrize(
     ("method", "path", "body", "need"),
-    EXPECTED_RELEASE_ROLES,
-    ids=[f"{m} {p} {b}" for m, p, b, _ in EXPECTED_RELEASE_ROLES],
+    EXPECTED_RELEASE_ROLES + EXPECTED_TRIGGER_ROLES,
+    ids=[f"{m} {p} {b}" for m, p, b, _ in EXPECTED_RELEASE_ROLES + EXPECTED_TRIGGER_ROLES],
 )
 def test_moving_code_needs_the_role_of_the_environment_it_touches(
     world, who, method, path, body, need
@@ -274,6 +295,9 @@ SPEC = {
             "/rollout/{env}/{base}",
             "/logs/{env}/{base}",
             "/overview/{base}",
+            "/triggers",
+            "/triggers/{env}/{name}",
+            "/triggers/{env}/{name}/runs",
         )
     }
     | {("POST", "/console/try")},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json as _json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -32,6 +33,17 @@ class FunctionInfo:
     name: str
     version: int
     semver: str
+
+
+@dataclass(frozen=True)
+class TriggerInfo:
+    """Why a scheduled run runs: `ctx.trigger` (None for an HTTP request). `tick` is the scheduled
+    time (UTC), not when the run started: a run caught up after an outage still knows its tick."""
+
+    name: str
+    schedule: str  # the cron expression
+    timezone: str
+    tick: datetime
 
 
 class Log:
@@ -63,6 +75,7 @@ class Context:
     config: Mapping[str, Any]
     log: Log
     request_id: str
+    trigger: TriggerInfo | None = None
     _json: Any = field(default=None, repr=False)
     _json_parsed: bool = field(default=False, repr=False)
 

@@ -1,7 +1,8 @@
-"""`fnstage up`: the control-plane API and a runtime for every gateway, in one process.
+"""`fnstage up`: the control-plane API, its scheduler, and a runtime for every gateway, in one process.
 
 The embedded default: a SQLite database in a data folder of its own, migrated on start. On the first
-start an admin is created and its token written where the CLI finds it.
+start an admin is created and its token written where the CLI finds it. The scheduler (triggers) runs
+in every `fnstage up`, with or without the runtime: several on one database run each tick once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -22,7 +24,9 @@ from fnstage.api.app import create_app
 from fnstage.api.serving import api_server
 from fnstage.ports import check_ports_free
 from fnstage.service import Services
+from fnstage.service.clock import CLOCK_FILE_VARIABLE, clock_from_env
 from fnstage.service.identity import bootstrap_admin
+from fnstage.service.scheduler import DEFAULT_CATCH_UP, DEFAULT_POLL_S, Scheduler
 from fnstage.settings import prepare_data_dir, private_file, write_credentials, write_private
 from fnstage.store.engine import SQLITE_FILENAME, sqlite_url
 from fnstage.store.store import Store
@@ -58,10 +62,12 @@ def serve_up(
     runtime_port: int = 8471,
     database_url: str | None = None,
     with_runtime: bool = True,
+    catch_up: timedelta = DEFAULT_CATCH_UP,
 ) -> None:
     """The API and console in this process; a runtime for every gateway in a supervised child process,
     on the same server (granian) and code path as a production `fnstage runtime`. Without the runtime
-    (`with_runtime=False`), the control plane alone: runtimes run elsewhere (`fnstage runtime`)."""
+    (`with_runtime=False`), the control plane alone: runtimes run elsewhere (`fnstage runtime`).
+    `catch_up`: a tick missed while no control plane ran still runs at start if at most this old."""
     ports = {"API and console": port} | ({"runtime": runtime_port} if with_runtime else {})
     check_ports_free(host, ports)  # before anything starts or is written
     store = open_store(data_dir, database_url)
@@ -69,23 +75,34 @@ def serve_up(
     api_url = f"http://{host}:{port}"
     runtime_url = f"http://{host}:{runtime_port}"
     bootstrap(store, data_dir, api_url)
-    app = create_app(Services.create(store), runtime_url=runtime_url)  # runtime_url: the console's try it
+    clock, clock_file = clock_from_env()
+    if clock_file is not None:
+        console.print(
+            f"[bold yellow]Triggers use the time in {clock_file} ({CLOCK_FILE_VARIABLE}): tests only[/]"
+        )
+    services = Services.create(store, clock=clock)
+    app = create_app(services, runtime_url=runtime_url)  # runtime_url: the console's try it
     api = api_server(app, host, port)  # with limits on slow and oversized clients
+    poll_s = float(os.environ.get("FNSTAGE_SCHEDULER_POLL_S") or DEFAULT_POLL_S)
+    scheduler = Scheduler(store, clock, catch_up=catch_up, poll_s=poll_s)
     console.print(f"fnstage API and console: {api_url}  (data: {data_dir.resolve()})")
-    if not with_runtime:
+    runtime = None
+    if with_runtime:
+        say_sandbox()
+        private_file(data_dir / "runtime.log")  # before the child opens it with the umask's mode
+        runtime = RuntimeProcess(url, host, runtime_port, data_dir / "runtime.log")
+        runtime.start()
+        console.print(f"Functions answer at http://GATEWAY.ENV.localhost:{runtime_port}/PATH")
+        console.print(f"Runtime log: {runtime.log_path}")
+    else:
         console.print("No runtime here: start `fnstage runtime --database-url ... --gateway GW` processes.")
-        api.run()
-        return
-    say_sandbox()
-    private_file(data_dir / "runtime.log")  # before the child opens it with the umask's mode
-    runtime = RuntimeProcess(url, host, runtime_port, data_dir / "runtime.log")
-    runtime.start()
-    console.print(f"Functions answer at http://GATEWAY.ENV.localhost:{runtime_port}/PATH")
-    console.print(f"Runtime log: {runtime.log_path}")
+    scheduler.start()
     try:
         api.run()
     finally:
-        runtime.stop()
+        scheduler.stop()
+        if runtime is not None:
+            runtime.stop()
 
 
 def say_sandbox() -> None:

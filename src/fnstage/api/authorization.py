@@ -100,6 +100,17 @@ def role_for_release(path: Mapping[str, str], body: Mapping[str, Any]) -> str:
     raise AssertionError(f"no release rule for {kind!r}")
 
 
+def role_for_trigger(path: Mapping[str, str], body: Mapping[str, Any]) -> str:
+    """Adding, removing, pausing or resuming a trigger: in dev a developer's, in staging or prod a
+    releaser's (a schedule changes what runs there as surely as a release does). The environment is
+    the path's, or for a new trigger the first segment of the body's `function`."""
+    env = path.get("env")
+    if env is None:
+        function = body.get("function")
+        env = function.split("/", 1)[0] if isinstance(function, str) else "dev"
+    return role_to_change(env)
+
+
 def _release(kind: str) -> RoleOf:
     def role(path: Mapping[str, str], body: Mapping[str, Any]) -> str:
         return role_for_release({**path, "route": kind}, body)
@@ -147,6 +158,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", F + "/release"): Gateway(_release("release")),
     ("POST", F + "/rollback"): Gateway(_release("rollback")),
     ("POST", F + "/rename"): Gateway(_release("rename")),
+    # triggers: a schedule belongs to one environment; changing it needs that environment's role
+    ("GET", F + "/triggers"): Gateway("viewer"),
+    ("POST", F + "/triggers"): Gateway(role_for_trigger),
+    ("GET", F + "/triggers/{env}/{name}"): Gateway("viewer"),
+    ("DELETE", F + "/triggers/{env}/{name}"): Gateway(role_for_trigger),
+    ("POST", F + "/triggers/{env}/{name}/pause"): Gateway(role_for_trigger),
+    ("POST", F + "/triggers/{env}/{name}/resume"): Gateway(role_for_trigger),
+    ("GET", F + "/triggers/{env}/{name}/runs"): Gateway("viewer"),
     # the console's "try it": invoking a function is reading it (the runtime serves it publicly anyway)
     ("POST", "/console/try"): Gateway("viewer", gateway_in_body=True),
 }

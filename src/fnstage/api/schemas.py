@@ -216,3 +216,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         503: "the database is unavailable for the moment (nothing was changed): retry",
     }.items()
 }
+
+
+class TriggerCreate(Body):
+    function: str = Field(max_length=220, description="env/path of the function it runs: prod/reports/daily")
+    cron: str = Field(max_length=120, description="five cron fields, such as '0 3 * * *', or @hourly")
+    timezone: str = Field(default="UTC", max_length=64, description="IANA name, such as Europe/Berlin")
+    name: str | None = Field(default=None, max_length=64, description="default: the function's path, dashed")
+    payload: Any = Field(default=None, description="JSON the function receives as ctx.json")

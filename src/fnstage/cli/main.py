@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -180,6 +181,17 @@ def up(
             "elsewhere (`fnstage runtime --gateway GW` on the same database).",
         ),
     ] = True,
+    catch_up: Annotated[
+        int,
+        typer.Option(
+            "--catch-up",
+            envvar="FNSTAGE_TRIGGER_CATCH_UP_S",
+            min=0,
+            max=7 * 86400,
+            metavar="SECONDS",
+            help="A trigger's tick missed while no `fnstage up` ran runs once at start if at most this old.",
+        ),
+    ] = 900,
 ) -> None:
     """Run fnstage on this machine: API, console and runtime on an embedded SQLite store.
 
@@ -203,6 +215,7 @@ def up(
             runtime_port=runtime_port,
             database_url=database_url,
             with_runtime=with_runtime,
+            catch_up=timedelta(seconds=catch_up),
         )
     except PortInUse as error:
         raise CliError(str(error)) from None
@@ -872,5 +885,6 @@ def logs(
         out.print(line, soft_wrap=True)
 
 
-# token, user, member and audit live in their own module, which registers them on `app`
+# token, user, member, audit and trigger live in their own modules, which register them on `app`
 from fnstage.cli import access as _access  # noqa: E402, F401
+from fnstage.cli import triggers as _triggers  # noqa: E402, F401

@@ -361,6 +361,8 @@ def logs_view(invocations: Sequence[Mapping[str, Any]], now: datetime | None = N
             "  ",
             f"{_text(invocation.get('method'), '')} {_text(invocation.get('path'), '')}".strip(),
         )
+        if invocation.get("trigger"):  # a scheduled run, not an HTTP request
+            header.append(f"trigger {invocation['trigger']}", style="cyan")
         if isinstance(duration, int | float):
             header.append(f"  {round(duration, 1):g} ms", style="dim")
         version = invocation.get("version")

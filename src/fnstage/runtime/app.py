@@ -5,8 +5,10 @@ everything here. The request looks up its `LiveVersion` once and keeps it, so a 
 registry mid-request never touches it (invariant 4).
 
 Internal endpoints live under `/_fnstage/` (a prefix no function can have: names start with a letter
-or digit): `health`, `status` (live versions, load failures, the watcher's position) and
-`logs?gateway=&name=` (the last invocations of a function).
+or digit): `health`, `status` (live versions, load failures, the watcher's position),
+`logs?gateway=&name=` (the last invocations of a function) and `invoke` (a scheduled run: the control
+plane's scheduler calls a function with `ctx.trigger` set; refused without the runtime's token, so no
+HTTP client can pose as a schedule).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
@@ -27,6 +31,7 @@ from fnstage.http_body import BodyTooLarge, ClientGone, read_body
 from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invoke
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
+from fnstage.sdk import TriggerInfo
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -116,7 +121,7 @@ class RuntimeApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         if path.startswith(INTERNAL_PREFIX):
-            await self._internal(scope, send)
+            await self._internal(scope, receive, send)
             return
         host = content_length = transfer_encoding = request_id = None
         header_bytes = 0
@@ -211,11 +216,16 @@ class RuntimeApp:
         message = f"no function {name} is live on gateway {gateway}"
         await _send(send, 404, _JSON_HEADERS, error_body("not_found", message, request_id), request_id)
 
-    async def _internal(self, scope: Scope, send: Send) -> None:
+    async def _internal(self, scope: Scope, receive: Receive, send: Send) -> None:
         what = scope["path"][len(INTERNAL_PREFIX) :].rstrip("/")
         request_id = os.urandom(16).hex()
         if what == "health":
             await _send_json(send, 200, {"status": "ok", "live": len(self.registry)}, request_id)
+            return
+        if what == "invoke" and self.internal_token is None:
+            # a runtime without a token cannot tell its control plane from anyone else: no trigger runs
+            body = error_body("forbidden", "scheduled runs need a runtime started with an internal token")
+            await _send(send, 403, _JSON_HEADERS, body, request_id)
             return
         if self.internal_token is not None:
             expected = f"Bearer {self.internal_token}".encode()
@@ -232,6 +242,8 @@ class RuntimeApp:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             entries = self.logs.recent(query.get("gateway", ""), query.get("name", ""))
             await _send_json(send, 200, {"invocations": [e._asdict() for e in entries]}, request_id)
+        elif what == "invoke" and scope["method"] == "POST":
+            await self._invoke_for_trigger(receive, send, request_id)
         else:
             body = error_body("not_found", f"no internal endpoint {scope['path']}", request_id)
             await _send(send, 404, _JSON_HEADERS, body, request_id)
@@ -241,6 +253,59 @@ class RuntimeApp:
         missing, with reasons), nothing about its functions."""
         watcher = self.watcher.status() if self.watcher is not None else {}
         return {"pid": os.getpid(), "gateway": self.router.gateway, "sandbox": watcher.get("sandbox")}
+
+    async def _invoke_for_trigger(self, receive: Receive, send: Send, request_id: str) -> None:
+        """A scheduled run: `{gateway, name, request_id, payload, trigger: {name, schedule, timezone,
+        tick}}` in, the outcome out (status, version, duration, the function's log lines and error).
+        It runs through `invoke` like a request (time limit, logs, counts), as a POST of the payload."""
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                raw = await read_body(receive, self.max_body_bytes)
+            order = json.loads(raw)
+            gateway, name = str(order["gateway"]), str(order["name"])
+            spec = order["trigger"]
+            trigger = TriggerInfo(
+                name=str(spec["name"]),
+                schedule=str(spec["schedule"]),
+                timezone=str(spec["timezone"]),
+                tick=datetime.fromisoformat(str(spec["tick"])),
+            )
+            given_id = order.get("request_id")
+            if isinstance(given_id, str) and _REQUEST_ID_RE.match(given_id):
+                request_id = given_id
+            payload = order.get("payload")
+        except (TimeoutError, BodyTooLarge, ClientGone, ValueError, KeyError, TypeError) as exc:
+            message = f"a scheduled run needs JSON with gateway, name and trigger: {type(exc).__name__}"
+            await _send(send, 400, _JSON_HEADERS, error_body("bad_request", message, request_id), request_id)
+            return
+        live = self.registry.get(gateway, name)
+        if live is None:
+            await self._no_function(send, (gateway, name), None, "/", request_id)
+            return
+        body = b"" if payload is None else json.dumps(payload).encode()
+        headers = [(b"content-type", b"application/json")] if body else []
+        started = time.perf_counter()
+        outcome = await invoke(
+            live,
+            method="POST",
+            path="/" + name.split("/", 1)[-1],
+            headers=headers,
+            body=body,
+            request_id=request_id,
+            executor=self.executor,
+            logs=self.logs,
+            deadlines=self.deadlines,
+            trigger=trigger,
+        )
+        result = {
+            "status": outcome.status,
+            "version": live.version,
+            "request_id": request_id,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "lines": outcome.lines,
+            "error": outcome.error,
+        }
+        await _send_json(send, 200, result, request_id)
 
     def status(self) -> dict[str, Any]:
         """What this runtime worker serves, and what failed to load: for `/_fnstage/status`."""

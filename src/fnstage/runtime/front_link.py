@@ -69,6 +69,8 @@ class FrontLink:
             return _error(401, "unauthorized", "internal endpoints need the runtime's token")
         if what == "logs":
             return await self._logs(request)
+        if what == "invoke":
+            return await self._invoke(request)
         return _error(404, "not_found", f"no internal endpoint {request.path}")
 
     async def _status(self) -> dict[str, Any]:
@@ -102,17 +104,46 @@ class FrontLink:
         return InternalResponse(answer.status_code, list(_JSON), answer.content)
 
 
-async def _ask(where: tuple[Path, str], path: str, params: dict[str, str]) -> Any:
-    """GET one of a cell's internal endpoints over its socket, with its key; None if it does not answer."""
+    async def _invoke(self, request: InternalRequest) -> InternalResponse:
+        """A scheduled run (`runtime.app`'s `/_fnstage/invoke`), passed on to the function's cell."""
+        try:
+            order = json.loads(request.body)
+            gateway, name = str(order["gateway"]), str(order["name"])
+        except (ValueError, KeyError, TypeError):
+            return _error(400, "bad_request", "a scheduled run needs JSON with gateway, name and trigger")
+        where = self.supervisor.cell_socket((gateway, name.split("/", 1)[0]))
+        if where is None:
+            return _error(404, "not_found", f"no function {name} is live on gateway {gateway}")
+        answer = await _ask(where, "/_fnstage/invoke", {}, body=request.body, timeout=RUN_TIMEOUT_S)
+        if answer is None:
+            return _error(502, "cell_unavailable", f"the cell of {gateway}/{name} did not answer")
+        return InternalResponse(answer.status_code, list(_JSON), answer.content)
+
+
+RUN_TIMEOUT_S = 960.0  # a scheduled run lasts as long as its function's time limit allows
+
+
+async def _ask(
+    where: tuple[Path, str],
+    path: str,
+    params: dict[str, str],
+    *,
+    body: bytes | None = None,
+    timeout: float = 5.0,
+) -> Any:
+    """One of a cell's internal endpoints (GET, or POST with `body`) over its socket, with its key;
+    None if the cell does not answer."""
     import httpx
 
     uds, key = where
     transport = httpx.AsyncHTTPTransport(uds=str(uds))
-    async with httpx.AsyncClient(transport=transport, timeout=5.0) as client:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
         try:
-            return await client.get(
-                f"http://cell{path}", params=params, headers={"Authorization": f"Bearer {key}"}
-            )
+            if body is None:
+                return await client.get(f"http://cell{path}", params=params, headers=headers)
+            headers["content-type"] = "application/json"
+            return await client.post(f"http://cell{path}", content=body, headers=headers)
         except httpx.HTTPError:
             return None
 

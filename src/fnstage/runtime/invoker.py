@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from fnstage.runtime.loader import LiveVersion, describe_exception, format_traceback
-from fnstage.sdk import Context, HTTPError, Log, Response
+from fnstage.sdk import Context, HTTPError, Log, Response, TriggerInfo
 from fnstage.store.records import FunctionCounts
 
 logger = logging.getLogger("fnstage.runtime")
@@ -36,6 +36,7 @@ class Outcome(NamedTuple):
     headers: Headers
     body: bytes
     lines: list[str]
+    error: str | None = None  # the function's failure (summary, then traceback) or time-out
 
 
 class InvocationLog(NamedTuple):
@@ -46,6 +47,7 @@ class InvocationLog(NamedTuple):
     duration_ms: float
     lines: list[str]
     error: str | None = None  # one-line summary, then the traceback
+    trigger: str | None = None  # the trigger's name when a schedule ran it, None for an HTTP request
 
 
 @dataclass
@@ -179,6 +181,7 @@ def make_context(
     headers: Iterable[tuple[bytes, bytes]],
     body: bytes,
     request_id: str,
+    trigger: TriggerInfo | None = None,
 ) -> Context:
     pairs = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers]
     header_map = dict(pairs)
@@ -198,6 +201,7 @@ def make_context(
         config=live.config,
         log=Log(),
         request_id=request_id,
+        trigger=trigger,
     )
 
 
@@ -213,12 +217,15 @@ async def invoke(
     executor: Executor | None = None,
     logs: InvocationLogs | None = None,
     deadlines: Deadlines | None = None,
+    trigger: TriggerInfo | None = None,
 ) -> Outcome:
     """Run `live.main` for one request. A sync `main` runs in `executor` (a bounded thread pool).
-    `deadlines` enforces the time limit more cheaply than a timer per call (the app has one)."""
+    `deadlines` enforces the time limit more cheaply than a timer per call (the app has one).
+    `trigger`: the schedule that runs it (`ctx.trigger`); only the runtime's guarded internal
+    endpoint passes one, so no HTTP client can pose as a schedule."""
     started_at = time.time()
     started = time.perf_counter()
-    ctx = make_context(live, method, path, query_string, headers, body, request_id)
+    ctx = make_context(live, method, path, query_string, headers, body, request_id, trigger)
     error: str | None = None
     try:
         if live.is_async:
@@ -257,9 +264,18 @@ async def invoke(
     lines = ctx.log.lines
     if logs is not None:
         duration_ms = (time.perf_counter() - started) * 1000
-        entry = InvocationLog(request_id, started_at, live.version, status, duration_ms, lines, error)
+        entry = InvocationLog(
+            request_id,
+            started_at,
+            live.version,
+            status,
+            duration_ms,
+            lines,
+            error,
+            trigger.name if trigger is not None else None,
+        )
         logs.record(live.gateway, live.name, entry)
-    return Outcome(status, out_headers, out_body, lines)
+    return Outcome(status, out_headers, out_body, lines, error)
 
 
 def _http_error(exc: HTTPError) -> tuple[int, Headers, bytes]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from fnstage.service.accounts import Accounts
 from fnstage.service.audit import Audit
@@ -12,7 +14,8 @@ from fnstage.service.identity import Actor
 from fnstage.service.invocation_logs import InvocationLogReader
 from fnstage.service.members import Members
 from fnstage.service.queries import Queries
-from fnstage.store.store import Store
+from fnstage.service.triggers import Triggers
+from fnstage.store.store import Store, now
 
 
 @dataclass(frozen=True)
@@ -25,9 +28,16 @@ class Services:
     members: Members
     accounts: Accounts
     audit: Audit
+    triggers: Triggers
 
     @classmethod
-    def create(cls, store: Store, history_limit: int = DEFAULT_HISTORY_LIMIT) -> Services:
+    def create(
+        cls,
+        store: Store,
+        history_limit: int = DEFAULT_HISTORY_LIMIT,
+        clock: Callable[[], datetime] = now,
+    ) -> Services:
+        """`clock`: the scheduler's (`service.clock`), from which a new trigger's first tick is set."""
         queries = Queries(store)
         return cls(
             store,
@@ -38,6 +48,7 @@ class Services:
             Members(store),
             Accounts(store),
             Audit(store),
+            Triggers(store, clock),
         )
 
 

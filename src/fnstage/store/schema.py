@@ -223,3 +223,52 @@ audit_log = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_audit_gateway", audit_log.c.gateway_id, audit_log.c.id)
+
+# Scheduled runs. A trigger belongs to one environment's function (never copied by promotion).
+# `next_tick` is the tick not yet claimed: a scheduler claims it with one conditional UPDATE
+# (`WHERE next_tick = :expected`) in the transaction that inserts the run, so two control planes on
+# one database run each tick once; `trigger_runs`' unique (trigger, tick) says so a second time.
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), nullable=False),
+    Column("env", String(16), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("base", String(200), nullable=False),  # the function it runs: env/base
+    Column("cron", String(120), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("payload", JSON),  # the run's body (ctx.json); None: no body
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("next_tick", DateTime(timezone=True), nullable=False),  # UTC
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    UniqueConstraint("gateway_id", "env", "name", name="uq_triggers_name"),
+)
+# the scheduler's one question, every second: which unpaused triggers are due?
+Index("ix_triggers_due", triggers.c.paused, triggers.c.next_tick)
+
+trigger_runs = Table(
+    "trigger_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("trigger_id", Id, ForeignKey("triggers.id", ondelete="CASCADE"), nullable=False),
+    Column("tick", DateTime(timezone=True), nullable=False),  # the scheduled time it runs for
+    Column("status", String(16), nullable=False),  # running | ok | failed | missed
+    Column("claimed_by", String(80), nullable=False),  # host:pid of the scheduler that claimed it
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("deadline_at", DateTime(timezone=True), nullable=False),  # past it, "running" means lost
+    Column("finished_at", DateTime(timezone=True)),
+    Column("duration_ms", Float),
+    Column("http_status", Integer),
+    Column("version", Integer),  # of the function that ran
+    Column("request_id", String(64), nullable=False),
+    Column("runtime_id", String(36)),
+    Column("skipped", Integer, nullable=False, default=0),  # earlier ticks missed while nothing ran
+    Column("error", Text),
+    Column("lines", JSON),  # what the function logged with ctx.log
+    UniqueConstraint("trigger_id", "tick", name="uq_trigger_runs_tick"),
+)
+Index("ix_trigger_runs_trigger", trigger_runs.c.trigger_id, trigger_runs.c.id)
