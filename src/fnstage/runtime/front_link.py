@@ -103,7 +103,6 @@ class FrontLink:
             return _error(502, "cell_unavailable", f"the cell of {gateway}/{name} did not answer")
         return InternalResponse(answer.status_code, list(_JSON), answer.content)
 
-
     async def _invoke(self, request: InternalRequest) -> InternalResponse:
         """A scheduled run (`runtime.app`'s `/_fnstage/invoke`), passed on to the function's cell."""
         try:
