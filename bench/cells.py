@@ -192,6 +192,8 @@ def cold_start(count: int) -> float:
         started = time.perf_counter()
         process = start(["--database-url", url], port, None, health_host="bench.dev.localhost")
         try:
+            while httpx.get(f"http://127.0.0.1:{port}/_fnstage/health").status_code != 200:
+                time.sleep(0.005)  # 503 until the first sync has loaded every cell
             for g in range(1, 10):
                 r = httpx.get(f"http://127.0.0.1:{port}/hello", headers={"Host": f"bench{g}.dev.localhost"})
                 r.raise_for_status()

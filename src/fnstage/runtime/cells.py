@@ -21,6 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import Pipe
 from pathlib import Path
@@ -283,11 +284,19 @@ class CellSet:
         by_slot: dict[Slot, list[tuple[int, PublishedFunction]]] = {}
         for index, row in enumerate(rows):
             by_slot.setdefault((row.gateway, row.name.split("/", 1)[0]), []).append((index, row))
-        for slot, items in by_slot.items():
+
+        def load_slot(slot: Slot, items: list[tuple[int, PublishedFunction]]) -> None:
             for index, result in zip(
                 (i for i, _ in items), self._load_slot(slot, [r for _, r in items]), strict=True
             ):
                 results[index] = result
+
+        if len(by_slot) == 1:
+            load_slot(*next(iter(by_slot.items())))
+        else:  # cells load side by side (a cold start of many cells; a resync touching several)
+            with ThreadPoolExecutor(max_workers=min(8, len(by_slot))) as pool:
+                for done in [pool.submit(load_slot, slot, items) for slot, items in by_slot.items()]:
+                    done.result()
         return [results[i] for i in range(len(rows))]
 
     def remove(self, gateway: str, name: str, version: int | None = None) -> None:

@@ -35,6 +35,7 @@ class FrontLink:
             port=settings.port,
             domain=settings.domain,
             gateway=settings.gateway,
+            on_miss=self._miss,
             internal=self._internal,
         )
 
@@ -53,6 +54,13 @@ class FrontLink:
 
     def cell_stopped(self, slot: Slot) -> None:
         self.routes.remove(slot[0], slot[1])
+
+    async def _miss(self, gateway: str, env: str) -> None:
+        """A request for a pair with no cell: before the first sync has started every cell, wait for
+        it (the front bounds the wait, then answers 503), so a cold start never answers 404 for a
+        function that exists; after it, no cell means no function (404)."""
+        while not self.supervisor.synced:
+            await asyncio.sleep(0.02)
 
     async def _internal(self, request: InternalRequest) -> InternalResponse:
         what = request.path[len("/_fnstage/") :].split("?", 1)[0].rstrip("/")

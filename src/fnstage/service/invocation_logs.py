@@ -33,6 +33,7 @@ class LoggedInvocation(BaseModel):
     duration_ms: float
     lines: list[str]
     error: str | None = None
+    trigger: str | None = None  # the trigger's name when a schedule ran it
 
 
 class RuntimeLogsAnswer(BaseModel):
