@@ -110,18 +110,26 @@ async def test_a_save_that_fails_after_its_notify_is_never_heard(
 ) -> None:
     services.deployments.save(actor, gateway, "dev/user/me", hello_files())
 
-    def fail_after_notify(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("INSERT INTO published"):  # the statement after pg_notify
+    notified: list[Any] = []
+
+    def note_notify(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "pg_notify" in statement:
+            notified.append(conn)
+
+    def fail_after_notify(conn: Any) -> None:  # at COMMIT, once pg_notify has run in this transaction
+        if conn in notified:
             raise RuntimeError("the database went away mid-save")
 
     async with listening(url_of(store)) as (_, queue):
         assert isinstance(await next_signal(queue), Connected)
-        event.listen(store.engine, "before_cursor_execute", fail_after_notify)
+        event.listen(store.engine, "before_cursor_execute", note_notify)
+        event.listen(store.engine, "commit", fail_after_notify)
         with pytest.raises(RuntimeError, match="went away"):
             await asyncio.to_thread(
                 services.deployments.save, actor, gateway, "dev/user/me", hello_files("Hi")
             )
-        event.remove(store.engine, "before_cursor_execute", fail_after_notify)
+        event.remove(store.engine, "before_cursor_execute", note_notify)
+        event.remove(store.engine, "commit", fail_after_notify)
         await assert_quiet(queue)
 
         saved = await asyncio.to_thread(

@@ -141,18 +141,26 @@ async def test_a_save_failing_after_its_notify_is_never_seen_by_a_runtime(
     watcher = Watcher(registry, lambda: FeedReader(database), gateway="demo", poll_interval_s=0.05)
     await watcher.start()
 
-    def fail_after_notify(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("INSERT INTO published"):  # pg_notify has run in this transaction
+    notified: list[Any] = []
+
+    def note_notify(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "pg_notify" in statement:
+            notified.append(conn)
+
+    def fail_after_notify(conn: Any) -> None:  # at COMMIT, once pg_notify has run in this transaction
+        if conn in notified:
             raise RuntimeError("the database went away mid-save")
 
     try:
         await watcher.wait_for("demo", "dev/user/me", 1)
-        event.listen(store.engine, "before_cursor_execute", fail_after_notify)
+        event.listen(store.engine, "before_cursor_execute", note_notify)
+        event.listen(store.engine, "commit", fail_after_notify)
         with pytest.raises(RuntimeError, match="went away"):
             await asyncio.to_thread(
                 services.deployments.save, actor, "demo", "dev/user/me", hello_files("Never")
             )
-        event.remove(store.engine, "before_cursor_execute", fail_after_notify)
+        event.remove(store.engine, "before_cursor_execute", note_notify)
+        event.remove(store.engine, "commit", fail_after_notify)
         await asyncio.sleep(0.5)  # ten polls and any notification: nothing new
         saved = await asyncio.to_thread(
             services.deployments.save, actor, "demo", "dev/user/me", hello_files("Yo")

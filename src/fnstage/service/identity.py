@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from fnstage.domain.errors import Unauthorized
+from fnstage.service.roles import OWNER
+from fnstage.store import access
 from fnstage.store.records import TokenRecord
 from fnstage.store.store import Store, Tx
 
@@ -71,6 +73,25 @@ def check_token(tx: Tx, token: str | None) -> tuple[Actor, TokenRecord]:
     if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
         raise Unauthorized("this token has expired")
     return Actor(user.id, user.name, user.is_admin), record
+
+
+def identify(tx: Tx, token: str | None, gateway_id: str | None) -> tuple[Actor, TokenRecord, str | None]:
+    """The caller and their role on `gateway_id` (None: no role, no such gateway, or none asked), in
+    ONE statement; Unauthorized as `check_token`. An admin is an owner of every gateway that exists."""
+    if not token:
+        raise Unauthorized("missing token: send `Authorization: Bearer <token>`")
+    found = access.credentials(tx, hash_token(token), gateway_id)
+    if found is None:
+        raise Unauthorized("unknown token")
+    record, user = found.token, found.user
+    if record.revoked_at is not None:
+        raise Unauthorized("this token was revoked")
+    if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
+        raise Unauthorized("this token has expired")
+    role = found.role
+    if user.is_admin:
+        role = OWNER if found.gateway_exists else None
+    return Actor(user.id, user.name, user.is_admin), record, role
 
 
 def note_use(store: Store, record: TokenRecord, at: datetime | None = None) -> bool:

@@ -38,6 +38,58 @@ class AuditRecord:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """What one API request needs to know about its caller, read in one statement (`credentials`)."""
+
+    token: TokenRecord
+    user: UserRecord
+    role: str | None  # the user's role on the gateway asked about (None: not a member, or none asked)
+    gateway_exists: bool  # whether the gateway asked about exists
+
+
+# credentials ----------------------------------------------------------------------------------------
+# Every API request reads its token, its user and (for a gateway route) the role: one statement, so
+# a PostgreSQL control plane pays one round trip for it (see `Store.read_one`).
+_CREDENTIALS = (
+    select(
+        t.tokens,
+        t.users.c.name.label("user_name"),
+        t.users.c.is_admin,
+        t.users.c.created_at.label("user_created_at"),
+        select(t.members.c.role)
+        .where(t.members.c.gateway_id == bindparam("gateway_id"), t.members.c.user_id == t.users.c.id)
+        .scalar_subquery()
+        .label("role"),
+        select(t.gateways.c.id)
+        .where(t.gateways.c.id == bindparam("gateway_id"))
+        .exists()
+        .label("gateway_exists"),
+    )
+    .select_from(t.tokens.join(t.users, t.users.c.id == t.tokens.c.user_id))
+    .where(t.tokens.c.token_hash == bindparam("token_hash"))
+)
+
+
+def credentials(tx: Tx, token_hash: str, gateway_id: str | None) -> Credentials | None:
+    """The token with this hash, its user, and their role on `gateway_id`; None: no such token."""
+    row = tx.conn.execute(_CREDENTIALS, {"token_hash": token_hash, "gateway_id": gateway_id}).first()
+    if row is None:
+        return None
+    token = TokenRecord(
+        id=row.id,
+        user_id=row.user_id,
+        name=row.name,
+        created_at=utc(row.created_at),
+        expires_at=utc(row.expires_at) if row.expires_at else None,
+        revoked_at=utc(row.revoked_at) if row.revoked_at else None,
+        last_used_at=utc(row.last_used_at) if row.last_used_at else None,
+    )
+    user = UserRecord(row.user_id, row.user_name, bool(row.is_admin), utc(row.user_created_at))
+    role = str(row.role) if row.role is not None else None
+    return Credentials(token, user, role, bool(row.gateway_exists))
+
+
 # members --------------------------------------------------------------------------------------------
 # built once: every API request of a non-admin reads it (see `fnstage.store.store`'s statements)
 _ROLE = select(t.members.c.role).where(

@@ -15,11 +15,36 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 
 from fnstage.build.bundle import sha256_text
 from fnstage.store import schema as t
-from fnstage.store.engine import make_engine, migrate, notify_feed, read_options, upsert_many, write_options
+from fnstage.store.engine import (
+    FEED_CHANNEL,
+    make_engine,
+    migrate,
+    notify_feed,
+    read_options,
+    upsert_many,
+    write_options,
+)
 from fnstage.store.records import (
     FeedEvent,
     FunctionRecord,
@@ -100,6 +125,56 @@ _PUBLISHED_COLUMNS = tuple(c.name for c in t.published.columns)
 _PUBLISHED_KEYS = ("gateway_id", "name")
 
 
+def _publish_in_one_statement() -> Select[Any]:
+    """PostgreSQL: a publish as ONE statement (one round trip instead of four): take the gateway's
+    next sequence, append it to the log, upsert the published row with it and NOTIFY, as data-modifying
+    CTEs. Each part reads the one before it, so they run in order, in the caller's transaction; the
+    NOTIFY is delivered at commit. SQLite runs the same steps as separate statements (`Tx._log`)."""
+    seq = _NEXT_SEQ.cte("next_seq")
+    log = (
+        insert(t.publish_log)
+        .from_select(
+            ["gateway_id", "seq", "name", "version", "action", "created_at"],
+            select(
+                bindparam("gateway_id", type_=t.publish_log.c.gateway_id.type),
+                seq.c.publish_seq,
+                bindparam("name", type_=t.publish_log.c.name.type),
+                bindparam("version", type_=t.publish_log.c.version.type),
+                literal("upsert", t.publish_log.c.action.type),
+                bindparam("updated_at", type_=t.publish_log.c.created_at.type),
+            ),
+        )
+        .returning(t.publish_log.c.seq)
+        .cte("logged")
+    )
+    values = [
+        log.c.seq if name == "seq" else bindparam(name, type_=t.published.c[name].type)
+        for name in _PUBLISHED_COLUMNS
+    ]
+    upsert = postgresql.insert(t.published).from_select(list(_PUBLISHED_COLUMNS), select(*values))
+    upsert = upsert.on_conflict_do_update(
+        index_elements=list(_PUBLISHED_KEYS),
+        set_={c: upsert.excluded[c] for c in _PUBLISHED_COLUMNS if c not in _PUBLISHED_KEYS},
+    )
+    payload = func.json_build_object(
+        "gateway",
+        bindparam("gateway_id", type_=t.publish_log.c.gateway_id.type),
+        "seq",
+        log.c.seq,
+        "name",
+        bindparam("name", type_=t.publish_log.c.name.type),
+        "version",
+        bindparam("version", type_=t.publish_log.c.version.type),
+        "action",
+        literal("upsert", t.publish_log.c.action.type),
+    )
+    notify = func.pg_notify(FEED_CHANNEL, cast(payload, Text))
+    return select(log.c.seq, notify).add_cte(upsert.cte("upserted"))
+
+
+_PUBLISH_POSTGRES = _publish_in_one_statement()
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -129,6 +204,18 @@ class Store:
             conn.execution_options(**read_options(self.engine))
             with conn.begin():
                 yield Tx(conn)
+
+    @contextmanager
+    def read_one(self) -> Iterator[Tx]:
+        """For a read of ONE statement, which sees one snapshot by itself: PostgreSQL runs it without
+        BEGIN and COMMIT (two round trips of the three); SQLite as `read()`, where they cost nothing."""
+        if self.engine.dialect.name != "postgresql":
+            with self.read() as tx:
+                yield tx
+            return
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield Tx(conn)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -425,20 +512,23 @@ class Tx:
             dict(gateway_id=gateway_id, seq=seq, name=name, version=version, action=action, created_at=now()),
         )
         notify_feed(self.conn, FeedEvent(gateway_id, seq, name, version, action))
+        self._trim_log(gateway_id, seq)
+        return seq
+
+    def _trim_log(self, gateway_id: str, seq: int) -> None:
+        """Every 500 entries, drop the gateway's log entries older than the newest PUBLISH_LOG_KEEP."""
         if seq % 500 == 0:
             self.conn.execute(
                 delete(t.publish_log).where(
                     t.publish_log.c.gateway_id == gateway_id, t.publish_log.c.seq <= seq - PUBLISH_LOG_KEEP
                 )
             )
-        return seq
 
     def publish(self, fn: FunctionRecord, source: Mapping[str, str], old_name: str | None = None) -> int:
         """Write `fn` where runtimes read it, replacing the entry in place; a rename also removes
         `old_name` in the same transaction. Returns the feed sequence of the upsert."""
         if old_name and old_name != fn.name:
             self.unpublish(fn.gateway_id, old_name, fn.version)
-        seq = self._log(fn.gateway_id, fn.name, fn.version, "upsert")
         values = dict(
             gateway_id=fn.gateway_id,
             name=fn.name,
@@ -451,11 +541,16 @@ class Tx:
             methods=list(fn.methods),
             config=dict(fn.config),
             timeout_s=fn.timeout_s,
-            seq=seq,
             updated_at=now(),
         )
+        if self.conn.dialect.name == "postgresql":
+            seq = int(self.conn.execute(_PUBLISH_POSTGRES, values).one().seq)
+            self._trim_log(fn.gateway_id, seq)
+            return seq
+        seq = self._log(fn.gateway_id, fn.name, fn.version, "upsert")
         self.conn.execute(
-            upsert_many(self.conn.engine, t.published, _PUBLISHED_COLUMNS, _PUBLISHED_KEYS), values
+            upsert_many(self.conn.engine, t.published, _PUBLISHED_COLUMNS, _PUBLISHED_KEYS),
+            {**values, "seq": seq},
         )
         return seq
 
