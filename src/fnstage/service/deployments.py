@@ -107,11 +107,10 @@ class Deployments:
             raise InvalidInput("expected_version must be a whole number >= 0", field="expected_version")
         bundle, pins = self._build(gateway, files, entrypoint)
         with self.store.write() as tx:
-            gw = self._lock(tx, gateway)
+            gw, current, latest = self._lock_target(tx, gateway, fname)
             self._known_pins[gateway] = gw.dependencies
             if gw.dependencies != pins:  # the pins changed since: build against the gateway's pins now
                 bundle = self.build(files, entrypoint, gw.dependencies)
-            current = tx.get_function(gateway, fname.env, fname.base)
             if expected_version is not None:
                 have = current.version if current else 0
                 if have != expected_version:
@@ -148,6 +147,7 @@ class Deployments:
                 semver=new_semver,
                 changelog=changelog,
                 actor=actor,
+                latest_version=latest,
             )
 
     # promote, release, rollback -------------------------------------------------------------------
@@ -210,8 +210,7 @@ class Deployments:
         note = check_note(note, required=strict)
         fname = FunctionName(target, base)
         with self.store.write() as tx:
-            gw = self._lock(tx, gateway)
-            current = tx.get_function(gateway, target, base)
+            gw, current, latest = self._lock_target(tx, gateway, fname)
             check_release_semver(semver, target, current.semver if current else None, required=strict)
             if entry is None:
                 source = tx.get_function(gateway, source_env, base)
@@ -250,6 +249,7 @@ class Deployments:
                 source_env=source_env,
                 source_history_id=source_history,
                 source_version=source_version,
+                latest_version=latest,
             )
 
     # rename, delete -------------------------------------------------------------------------------
@@ -328,9 +328,10 @@ class Deployments:
         source_history_id: int | None = None,
         source_version: int | None = None,
         old_name: FunctionName | None = None,
+        latest_version: int | None = None,
     ) -> Deployed:
         manifest = tx.put_files(gw.id, code.files)
-        version = self._next_version(tx, gw.id, fname, current)
+        version = self._next_version(tx, gw.id, fname, current, latest_version)
         stamp = now()
         values: dict[str, Any] = dict(
             gateway_id=gw.id,
@@ -440,11 +441,21 @@ class Deployments:
         )
 
     # helpers --------------------------------------------------------------------------------------
-    def _next_version(self, tx: Tx, gateway: str, fname: FunctionName, current: FunctionRecord | None) -> int:
+    def _next_version(
+        self,
+        tx: Tx,
+        gateway: str,
+        fname: FunctionName,
+        current: FunctionRecord | None,
+        latest_version: int | None = None,
+    ) -> int:
         """+1 on every deployment; a name that was deleted (or renamed away) continues its numbering,
-        so a runtime never sees a name's version go backwards."""
+        so a runtime never sees a name's version go backwards. `latest_version`: the name's highest
+        version in history, when the caller read it already (`Tx.lock_for_deploy`)."""
         latest = current.version if current else 0
-        return max(latest, tx.latest_version(gateway, fname.env, fname.base)) + 1
+        if latest_version is None:
+            latest_version = tx.latest_version(gateway, fname.env, fname.base)
+        return max(latest, latest_version) + 1
 
     def _build(self, gateway: str, files: Mapping[str, str], entrypoint: str) -> tuple[Bundle, list[str]]:
         """Build before the write transaction (the gateway's lock is then held for milliseconds, not
@@ -469,6 +480,15 @@ class Deployments:
         if gw is None:
             raise NotFound(f"no gateway {gateway!r}", field="gateway")
         return gw
+
+    def _lock_target(
+        self, tx: Tx, gateway: str, fname: FunctionName
+    ) -> tuple[GatewayRecord, FunctionRecord | None, int]:
+        """Lock the gateway and read what a deployment to `fname` needs, in one statement."""
+        gw, current, latest = tx.lock_for_deploy(gateway, fname.env, fname.base)
+        if gw is None:
+            raise NotFound(f"no gateway {gateway!r}", field="gateway")
+        return gw, current, latest
 
     def _lock(self, tx: Tx, gateway: str) -> GatewayRecord:
         gw = tx.lock_gateway(gateway)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -88,26 +89,55 @@ _LATEST_VERSION = select(func.max(t.history.c.version)).where(
     t.history.c.env == bindparam("env"),
     t.history.c.base == bindparam("base"),
 )
-# Entries beyond the newest `keep`, each with whether some environment's current version is made
-# from it (those are spared): one statement instead of a select and a lookup.
-_PRUNABLE = (
-    select(
-        t.history.c.id,
-        t.history.c.files,
-        select(t.functions.c.id)
-        .where(t.functions.c.gateway_id == t.history.c.gateway_id, t.functions.c.history_id == t.history.c.id)
-        .exists()
-        .label("protected"),
-    )
+# Delete a function's entries beyond the newest `keep` in one statement, sparing those that some
+# environment's current version is made from, and return the files each deleted one referenced.
+_OLDER = t.history.alias("older")
+_PRUNE = (
+    delete(t.history)
     .where(
-        t.history.c.gateway_id == bindparam("gateway_id"),
-        t.history.c.function_id == bindparam("function_id"),
-        t.history.c.env == bindparam("env"),
+        t.history.c.id.in_(
+            select(_OLDER.c.id)
+            .where(
+                _OLDER.c.gateway_id == bindparam("gateway_id"),
+                _OLDER.c.function_id == bindparam("function_id"),
+                _OLDER.c.env == bindparam("env"),
+            )
+            .order_by(_OLDER.c.id.desc())
+            .offset(bindparam("keep"))
+        ),
+        ~select(t.functions.c.id)
+        .where(t.functions.c.gateway_id == t.history.c.gateway_id, t.functions.c.history_id == t.history.c.id)
+        .exists(),
     )
-    .order_by(t.history.c.id.desc())
-    .offset(bindparam("keep"))
+    .returning(t.history.c.files)
 )
-_DELETE_HISTORY = delete(t.history).where(t.history.c.id.in_(bindparam("ids", expanding=True)))
+# What a deployment reads once it holds the gateway's lock: the gateway, the function at the name and
+# the highest version the name ever had, in one round trip (see `Tx.lock_for_deploy`).
+_DEPLOY_TARGET = (
+    select(
+        *[c.label(f"g_{c.name}") for c in t.gateways.c],
+        *[c.label(f"f_{c.name}") for c in t.functions.c],
+        select(func.max(t.history.c.version))
+        .where(
+            t.history.c.gateway_id == t.gateways.c.id,
+            t.history.c.env == bindparam("env"),
+            t.history.c.base == bindparam("base"),
+        )
+        .scalar_subquery()
+        .label("latest_version"),
+    )
+    .select_from(
+        t.gateways.outerjoin(
+            t.functions,
+            and_(
+                t.functions.c.gateway_id == t.gateways.c.id,
+                t.functions.c.env == bindparam("env"),
+                t.functions.c.base == bindparam("base"),
+            ),
+        )
+    )
+    .where(t.gateways.c.id == bindparam("gateway_id"))
+)
 _NEXT_SEQ = (
     update(t.gateways)
     .where(t.gateways.c.id == bindparam("gateway_id"))
@@ -293,6 +323,12 @@ def _token(row: Row[Any]) -> TokenRecord:
     )
 
 
+def _prefixed(values: Mapping[Any, Any], prefix: str, names: Iterable[str]) -> Any:
+    """The columns of one table out of a joined row whose columns carry `prefix`, readable as
+    `row.name` (what `_gateway` and `_function` read)."""
+    return SimpleNamespace(**{name: values[prefix + name] for name in names})
+
+
 class Tx:
     """One transaction's operations. Methods take and return records, never SQL."""
 
@@ -371,6 +407,27 @@ class Tx:
         stmt = _GATEWAY_FOR_UPDATE if self.conn.dialect.name == "postgresql" else _GATEWAY
         row = self.conn.execute(stmt, {"gateway_id": gateway_id}).first()
         return _gateway(row) if row else None
+
+    def lock_for_deploy(
+        self, gateway_id: str, env: str, base: str
+    ) -> tuple[GatewayRecord | None, FunctionRecord | None, int]:
+        """A deployment's first step: take the gateway's row lock, and read the gateway, the function
+        at env/base (None: none) and the highest version that name ever had (0: never) in one statement
+        where it was three. On PostgreSQL the lock is a statement of its own, before the read: a
+        statement that waits for a row lock re-reads only the locked row, so a function a deployment
+        that held the lock created would be missed by a join in the locking statement. SQLite's
+        writer holds the whole database from BEGIN IMMEDIATE, so there the read is all."""
+        if self.conn.dialect.name == "postgresql" and self.lock_gateway(gateway_id) is None:
+            return None, None, 0
+        row = self.conn.execute(_DEPLOY_TARGET, {"gateway_id": gateway_id, "env": env, "base": base}).first()
+        if row is None:
+            return None, None, 0
+        values = row._mapping
+        gateway = _gateway(_prefixed(values, "g_", t.gateways.c.keys()))
+        function = None
+        if values["f_id"] is not None:
+            function = _function(_prefixed(values, "f_", t.functions.c.keys()))
+        return gateway, function, int(values["latest_version"] or 0)
 
     # blobs ----------------------------------------------------------------------------------------
     def put_files(self, gateway_id: str, files: Mapping[str, str]) -> dict[str, str]:
@@ -486,16 +543,13 @@ class Tx:
 
     def prune_history(self, gateway_id: str, function_id: int, env: str, keep: int) -> list[str]:
         """Delete this function's entries in `env` beyond the newest `keep`, sparing any entry that is
-        some environment's current source. Returns the blobs the deleted entries referenced (one sha
-        per reference), for the caller to release with its own reference changes in one statement."""
-        old = self.conn.execute(
-            _PRUNABLE, {"gateway_id": gateway_id, "function_id": function_id, "env": env, "keep": keep}
+        some environment's current source, in one statement. Returns the blobs the deleted entries
+        referenced (one sha per reference), for the caller to release with its own reference changes
+        in one statement."""
+        deleted = self.conn.execute(
+            _PRUNE, {"gateway_id": gateway_id, "function_id": function_id, "env": env, "keep": keep}
         ).all()
-        doomed = [row for row in old if not row.protected]
-        if not doomed:
-            return []
-        self.conn.execute(_DELETE_HISTORY, {"ids": [row.id for row in doomed]})
-        return [sha for row in doomed for sha in row.files.values()]
+        return [sha for row in deleted for sha in row.files.values()]
 
     # published and the change feed ----------------------------------------------------------------
     def _next_seq(self, gateway_id: str) -> int:
