@@ -25,7 +25,7 @@ from typing import Any
 from fnstage.runtime.app import DEFAULT_MAX_BODY_BYTES, RuntimeApp
 from fnstage.runtime.channel import CellEnd, ChannelClosed
 from fnstage.runtime.invoker import InvocationLogs
-from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_batch, load_function
+from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_rows
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
@@ -216,24 +216,7 @@ class SupervisorLink:
                 return
 
     def _load(self, batch: int, rows: list[PublishedFunction]) -> None:
-        loads = [
-            lambda row=row: load_function(
-                row.name,
-                row.version,
-                row.semver,
-                row.entrypoint,
-                row.compiled,
-                row.source,
-                row.config,
-                row.methods,
-                gateway=row.gateway,
-                bundle_hash=row.bundle_hash,
-                timeout_s=row.timeout_s,
-                load_timeout_s=None,
-            )
-            for row in rows
-        ]
-        results = load_batch(loads, self.load_timeout_s)
+        results = load_rows(rows, self.load_timeout_s)
         answers: list[dict[str, Any]] = []
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, LiveVersion):

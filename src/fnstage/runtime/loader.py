@@ -25,7 +25,7 @@ import types
 import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from fnstage.build.bundle import CompiledModule, load_modules, module_name
 from fnstage.domain.dependencies import parse_requirement
@@ -444,3 +444,32 @@ def format_traceback(exc: BaseException, files: Mapping[str, str]) -> str:
     summary = traceback.StackSummary.from_list(stack)
     head = "Traceback (most recent call last):\n" if stack else ""
     return head + "".join(summary.format()) + "".join(traceback.format_exception_only(exc))
+
+
+if TYPE_CHECKING:  # a store record, read only for its fields
+    from fnstage.store.records import PublishedFunction
+
+
+def load_rows(
+    rows: Sequence[PublishedFunction], limit_s: float | None = DEFAULT_LOAD_TIMEOUT_S
+) -> list[LiveVersion | LoadError]:
+    """Load published rows, one after another on one thread, each limited to `limit_s` (`load_batch`)."""
+    loads = [
+        functools.partial(
+            load_function,
+            row.name,
+            row.version,
+            row.semver,
+            row.entrypoint,
+            row.compiled,
+            row.source,
+            row.config,
+            row.methods,
+            gateway=row.gateway,
+            bundle_hash=row.bundle_hash,
+            timeout_s=row.timeout_s,
+            load_timeout_s=None,  # limited by load_batch, one thread for the whole batch
+        )
+        for row in rows
+    ]
+    return load_batch(loads, limit_s)

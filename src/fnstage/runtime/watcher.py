@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import logging
 import time
@@ -35,8 +34,7 @@ from fnstage.runtime.loader import (
     DEFAULT_LOAD_TIMEOUT_S,
     LiveVersion,
     LoadError,
-    load_batch,
-    load_function,
+    load_rows,
 )
 from fnstage.runtime.registry import Registry
 from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
@@ -453,25 +451,7 @@ class Watcher:
 
     def _load_here(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
         """Load in this process (tests, and the cells' own loads); a supervisor passes `load_rows`."""
-        loads = [
-            functools.partial(
-                load_function,
-                row.name,
-                row.version,
-                row.semver,
-                row.entrypoint,
-                row.compiled,
-                row.source,
-                row.config,
-                row.methods,
-                gateway=row.gateway,
-                bundle_hash=row.bundle_hash,
-                timeout_s=row.timeout_s,
-                load_timeout_s=None,  # limited by load_batch, one thread for the whole batch
-            )
-            for row in rows
-        ]
-        return load_batch(loads, self.load_timeout_s)
+        return load_rows(rows, self.load_timeout_s)
 
     def _thaw(self) -> None:
         """Before a change after a cold start: let the collector see the frozen objects again (a replaced
