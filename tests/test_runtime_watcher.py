@@ -321,8 +321,8 @@ class FakeReporter:
     def live(self, gateway: str, name: str, version: int) -> None:
         self.calls.append(("live", gateway, name, version))
 
-    def live_many(self, items: list[tuple[str, str, int]]) -> None:
-        for gateway, name, version in items:
+    def live_many(self, items: list[tuple[str, str, int, str]]) -> None:
+        for gateway, name, version, _bundle_hash in items:
             self.live(gateway, name, version)
 
     def failed(self, gateway: str, name: str, version: int, error: str) -> None:
