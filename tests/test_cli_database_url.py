@@ -62,7 +62,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The database URLs `fnstage runtime` would have served from (nothing is started)."""
     urls: list[str] = []
 
-    def run_runtime(url: str, *args: Any) -> None:
+    def run_runtime(url: str, *args: Any, **kwargs: Any) -> None:
         urls.append(url)
 
     monkeypatch.setattr("fnstage.runtime.server.run_runtime", run_runtime)
