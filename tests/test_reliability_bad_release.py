@@ -1,7 +1,7 @@
 """Bad releases (issue 7, part 4): a prod release that fails to load, or whose `main` raises on every
 call, on ONE of three runtimes (`fnstage runtime --gateway demo`, each a host of its own, on one store).
 The failure is host-specific: the function reads FNSTAGE_TEST_BAD_HOST at module level, and only the
-first runtime has it set.
+first runtime has it set and passes it to its cells (`FNSTAGE_CELL_ENV`).
 
 What must hold: the other two runtimes serve the new release without a failed request; the failing
 runtime keeps the previous release live (load failure) or answers 500s (raising main); `fnstage
@@ -51,20 +51,25 @@ def main(ctx):
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[UpProcess, list[RuntimeServer]]]:
+def fleet(tmp_path: Path) -> Iterator[tuple[UpProcess, list[RuntimeServer]]]:
     up = UpProcess(tmp_path / "up", with_runtime=False)
     with contextlib.ExitStack() as stack:
         stack.enter_context(up)
         Cli(up).run("gateway", "create", "demo")
+        # the bad host, which passes the variable to function code (cells get no other of the host's)
+        bad = {"FNSTAGE_TEST_BAD_HOST": "1", "FNSTAGE_CELL_ENV": "FNSTAGE_TEST_BAD_HOST"}
         runtimes = [
-            RuntimeServer(sqlite_url(up.data_dir), "demo", tmp_path / f"runtime{i}.log") for i in range(3)
+            RuntimeServer(
+                sqlite_url(up.data_dir),
+                "demo",
+                tmp_path / f"runtime{i}.log",
+                extra_env=bad if i == 0 else None,
+            )
+            for i in range(3)
         ]
-        for i, runtime in enumerate(runtimes):
+        for runtime in runtimes:
             stack.callback(runtime.stop)
-            with monkeypatch.context() as env:
-                if i == 0:  # the bad host
-                    env.setenv("FNSTAGE_TEST_BAD_HOST", "1")
-                runtime.start(timeout=90)
+            runtime.start(timeout=90)
         yield up, runtimes
 
 

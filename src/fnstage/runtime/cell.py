@@ -29,6 +29,7 @@ from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadErro
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
+from fnstage.runtime.zygote import passed_to_cells
 from fnstage.store.records import PublishedFunction
 
 logger = logging.getLogger("fnstage.runtime")
@@ -91,7 +92,9 @@ def _sandbox(spec: CellSpec, keep_fds: list[int]) -> dict[str, Any]:
         headroom = spec.watchdog.memory_mb
         limit = _data_bytes() + headroom * 1024 * 1024 if headroom else None
         policy = replace(policy, max_data_bytes=limit)
+    passed = {name: os.environ[name] for name in passed_to_cells(os.environ) if name in os.environ}
     report = sandbox.apply(policy)
+    os.environ.update(passed)  # what the operator gives function code, by name (FNSTAGE_CELL_ENV)
     return {"protections": report.as_dict()["protections"], "missing": [str(p) for p in report.missing]}
 
 

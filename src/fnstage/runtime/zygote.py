@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -204,7 +204,26 @@ class Zygote:
                     callback(code)
 
 
+CELL_ENV = "FNSTAGE_CELL_ENV"  # names of this host's variables that function code may read
+
+
 def clean_environment() -> dict[str, str]:
-    """What a cell may inherit of this process's environment: nothing that names a store or a token."""
-    keep = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR", "PYTHONPATH", "FNSTAGE_SANDBOX_DISABLE")
-    return {k: v for k, v in os.environ.items() if k in keep or k.startswith("FNSTAGE_WATCHDOG_")}
+    """What a cell may inherit of this process's environment: nothing that names a store or a token,
+    and the variables the operator passes to function code by name (`FNSTAGE_CELL_ENV=REGION,...`)."""
+    keep = {
+        "PATH",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "HOME",
+        "TMPDIR",
+        "PYTHONPATH",
+        "FNSTAGE_SANDBOX_DISABLE",
+        CELL_ENV,
+    }
+    keep |= set(passed_to_cells(os.environ))
+    return {k: v for k, v in os.environ.items() if k in keep}
+
+
+def passed_to_cells(environ: Mapping[str, str]) -> list[str]:
+    return [name.strip() for name in environ.get(CELL_ENV, "").split(",") if name.strip()]
