@@ -217,8 +217,8 @@ def test_a_loop_that_cannot_be_stopped_in_place_gets_its_worker_replaced(up: UpP
     new = None
     while time.monotonic() < deadline:
         try:
-            new = get(base, "ok", timeout=5).json()["pid"]
-            if new != old:
+            r = get(base, "ok", timeout=5)  # 503 with Retry-After while the cell is coming back
+            if r.status_code == 200 and (new := r.json()["pid"]) != old:
                 break
         except httpx.HTTPError:
             pass
