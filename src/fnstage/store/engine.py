@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import functools
 import json
-import select as select_module
 import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, exc, func, select
+from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fnstage.store.records import FeedEvent
@@ -34,16 +33,14 @@ MIGRATION_LOCK = 0x666E7374  # pg_advisory_xact_lock key held while migrating ("
 
 # The control plane's pool (SQLAlchemy's QueuePool over psycopg 3): a handful of kept connections
 # for the API's worker threads plus a bounded overflow for bursts, so one control-plane process
-# holds at most 15 of the server's connections (100 by default). A connection the server dropped (a
-# restart) is replaced at checkout by `_drop_closed_connections`, which looks at the socket instead
-# of pinging (a ping is a round trip on every transaction); one that dies later fails its statement,
-# is invalidated, and the next checkout opens a fresh one. Recycling after 30 minutes lets a failover
-# or a pooler rebalance; TCP keepalives notice a dead host within about a minute instead of hanging.
+# holds at most 15 of the server's connections (100 by default). Pre-ping replaces a connection the
+# server dropped (a restart) before it is used; recycling after 30 minutes lets a failover or a
+# pooler rebalance; TCP keepalives notice a dead host within about a minute instead of hanging.
 POSTGRES_POOL: dict[str, Any] = {
     "pool_size": 5,
     "max_overflow": 10,
     "pool_timeout": 30,
-    "pool_pre_ping": False,
+    "pool_pre_ping": True,
     "pool_recycle": 1800,
 }
 POSTGRES_CONNECT_ARGS: dict[str, Any] = {
@@ -85,27 +82,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    engine = create_engine(url, connect_args=POSTGRES_CONNECT_ARGS, **{**POSTGRES_POOL, **kwargs})
-    event.listen(engine, "checkout", _drop_closed_connections)
-    return engine
-
-
-def _drop_closed_connections(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    """Refuse a pooled PostgreSQL connection the server has closed, without a round trip.
-
-    An idle connection in the pool has nothing to read: every answer was read with its query, and
-    pooled connections never LISTEN. So a readable socket means the server said something on its own,
-    which for an idle session is a termination notice (restart, `pg_terminate_backend`, idle timeout)
-    followed by the close. SQLAlchemy then discards the connection and checks out another (or opens a
-    fresh one). Costs a `select()` of a few microseconds instead of pre-ping's `SELECT 1`."""
-    from psycopg.pq import ConnStatus  # here: SQLite processes never import psycopg
-
-    pgconn = dbapi_connection.pgconn
-    if pgconn.status != ConnStatus.OK:
-        raise exc.DisconnectionError("the connection is broken")
-    readable, _, _ = select_module.select([pgconn.socket], [], [], 0)
-    if readable:
-        raise exc.DisconnectionError("the server closed the connection (or sent something unasked)")
+    return create_engine(url, connect_args=POSTGRES_CONNECT_ARGS, **{**POSTGRES_POOL, **kwargs})
 
 
 def write_options(engine: Engine) -> dict[str, Any]:
