@@ -50,10 +50,9 @@ def statements_of(store: Store) -> list[str]:
     return sent
 
 
-def test_a_pooled_connection_the_server_closed_is_replaced_without_a_ping(
-    postgres: pg.PgServer, pg_store: Store
-) -> None:
-    assert not pg_store.engine.pool._pre_ping  # no SELECT 1 before every transaction
+def test_a_pooled_connection_the_server_closed_is_replaced(postgres: pg.PgServer, pg_store: Store) -> None:
+    """A terminated backend is never used again. (Noticing it from its socket instead of a ping per
+    checkout raced with the termination under load, and was taken back: issue 17 keeps the ping.)"""
     with pg_store.read_one() as tx:
         first = tx.conn.scalar(select(func.pg_backend_pid()))
     with postgres.admin() as admin:  # what a server restart or an idle timeout does to it

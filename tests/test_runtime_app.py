@@ -242,9 +242,11 @@ async def test_internal_token(registry: Registry) -> None:
     app = RuntimeApp(registry, internal_token="s3cret")
     async with client(app) as http:
         assert (await http.get("/_fnstage/health")).status_code == 200
-        assert (await http.get("/_fnstage/status")).status_code == 401
+        assert (await http.get("/_fnstage/logs?gateway=demo&name=dev/user/me")).status_code == 401
+        public = await http.get("/_fnstage/status")  # anyone may learn which protections are missing
         ok = await http.get("/_fnstage/status", headers={"authorization": "Bearer s3cret"})
-    assert ok.status_code == 200
+    assert public.status_code == 200 and set(public.json()) == {"pid", "gateway", "sandbox"}
+    assert ok.status_code == 200 and "functions" in ok.json()
 
 
 async def test_function_errors_keep_the_runtime_serving(registry: Registry) -> None:
