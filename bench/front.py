@@ -43,6 +43,7 @@ PATH = "/demo/dev/hello"
 
 
 # the servers (run as `bench/front.py serve-cell ...` / `serve-front ...`) ---------------------------------
+# an ASGI app factory handed to granian by import path; granian gives it no types to check against
 def cell_app():  # type: ignore[no-untyped-def]
     """Today's RuntimeApp with one function live, as a cell would hold it (no store, no watcher)."""
     from fnstage.build import build
@@ -75,6 +76,7 @@ def serve_cell(where: str) -> None:
         websockets=False,
         log_level=LogLevels("warning"),
         log_access=False,
+        # host/port or uds: granian types each keyword apart
         **address,  # type: ignore[arg-type]
     )
     server.serve(target_loader=cell_app, wrap_loader=False)

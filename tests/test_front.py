@@ -79,6 +79,7 @@ class Client:
         self.sock.sendall(raw)
 
     def read(self, method: str = "GET") -> Response:
+        # http.client reads from any object with makefile(); typeshed wants a socket
         response = http.client.HTTPResponse(self, method=method)  # type: ignore[arg-type]
         response.begin()
         body = response.read()
@@ -420,6 +421,7 @@ def test_bodies_are_streamed_not_buffered(routes: RouteTable, start_front: Calla
         client.send(b"POST /demo/dev/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n")
         assert first_up.wait(20), "the front held the first chunk back"
         client.send(b"3\r\ntwo\r\n0\r\n\r\n")
+        # http.client reads from any object with makefile(); typeshed wants a socket
         response = http.client.HTTPResponse(client, method="POST")  # type: ignore[arg-type]
         response.begin()
         assert response.read1(5) == b"first"  # arrives while the cell still holds "second"
@@ -767,6 +769,7 @@ def test_ten_thousand_idle_connections_and_requests_still_answered(cells: dict[s
         while connected < len(idle) and time.monotonic() < deadline:
             for key, _ in selector.select(1):
                 selector.unregister(key.fileobj)
+                # the selector holds sockets only; typeshed types fileobj as any file-like
                 assert key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0  # type: ignore[union-attr]
                 connected += 1
         assert connected == 10_000

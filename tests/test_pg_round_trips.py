@@ -75,6 +75,7 @@ def test_the_callers_credentials_are_one_statement_outside_a_transaction(
     sent = statements_of(pg_store)
     with pg_store.read_one() as tx:
         actor, record, role = identify(tx, token, "demo")
+        # psycopg's connection, behind SQLAlchemy's untyped DBAPI wrapper
         assert tx.conn.connection.dbapi_connection.autocommit  # type: ignore[union-attr]
     assert (actor, record.name, role) == (admin, "ci", "owner")
     assert len(sent) == 1, sent

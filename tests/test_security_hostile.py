@@ -340,7 +340,10 @@ def test_forked_children_die_with_their_cell_and_hold_no_socket(stage: Stage) ->
             assert failed == [], (
                 f"{len(failed)} of 30 requests to the restarted cell failed: {failed}, {forked}"
             )
-        alive = lambda: [p for p in forked["children"] if _is_our_child(p, forked["forked_at_boot_s"])]  # noqa: E731
+
+        def alive() -> list[int]:
+            return [p for p in forked["children"] if _is_our_child(p, forked["forked_at_boot_s"])]
+
         deadline = time.monotonic() + 10
         while alive() and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -147,7 +147,10 @@ def test_writing_the_store_publishes_its_code_as_the_other_gateways_prod(
     before = _published_row(store, OTHER, f"prod/{KNOWN}")
     # only this process's environment: other processes on the machine (another run of this very suite,
     # say) must not have their databases written by a probe that nothing sandboxes here
-    only_ours = lambda: [("os.environ", "\n".join(f"{k}={v}" for k, v in os.environ.items()))]  # noqa: E731
+
+    def only_ours() -> list[tuple[str, str]]:
+        return [("os.environ", "\n".join(f"{k}={v}" for k, v in os.environ.items()))]
+
     monkeypatch.setattr(hostile, "_process_texts", only_ours)
     data_dir = tmp_path  # the `store` fixture's SQLite file is tmp_path/fnstage.db
     if store.engine.dialect.name == "postgresql":

@@ -174,7 +174,10 @@ class Stage:
 
     def state(self) -> dict[str, Any]:
         """What the control plane says about both gateways and the accounts: must not change."""
-        get = lambda path: _ok(self.admin.get(path))  # noqa: E731
+
+        def get(path: str) -> Any:
+            return _ok(self.admin.get(path))
+
         state: dict[str, Any] = {}
         for gw in GATEWAYS:
             functions = get(f"gateways/{gw}/functions")["functions"]

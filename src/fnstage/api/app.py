@@ -137,6 +137,7 @@ def create_app(
     app.state.route_methods = _route_methods(routers)  # for 405's Allow
     # the web console at / (static files) and its "try it" route: after the API, which they never shadow
     console.mount(app, runtime_url)
+    # FastAPI's documented way to change the OpenAPI document is to replace app.openapi
     app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
     return app
 

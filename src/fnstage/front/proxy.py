@@ -156,6 +156,7 @@ class ClientConnection(asyncio.Protocol):
 
     # asyncio ------------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio passes a BaseTransport; a TCP/Unix server's is always a Transport
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:

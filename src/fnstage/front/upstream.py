@@ -60,6 +60,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # asyncio ------------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio passes a BaseTransport; a stream connection's is always a Transport
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:

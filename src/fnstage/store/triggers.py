@@ -152,17 +152,17 @@ def delete_trigger(tx: Tx, trigger_id: int) -> None:
 # the scheduler's statements, built once: it asks every second
 _DUE = (
     select(t.triggers)
-    .where(t.triggers.c.paused == False, t.triggers.c.next_tick <= bindparam("now"))  # noqa: E712
+    .where(t.triggers.c.paused.is_(False), t.triggers.c.next_tick <= bindparam("now"))
     .order_by(t.triggers.c.next_tick)
     .limit(bindparam("limit"))
 )
-_EARLIEST = select(func.min(t.triggers.c.next_tick)).where(t.triggers.c.paused == False)  # noqa: E712
+_EARLIEST = select(func.min(t.triggers.c.next_tick)).where(t.triggers.c.paused.is_(False))
 _CLAIM = (
     update(t.triggers)
     .where(
         t.triggers.c.id == bindparam("trigger_id"),
         t.triggers.c.next_tick == bindparam("expected"),
-        t.triggers.c.paused == False,  # noqa: E712
+        t.triggers.c.paused.is_(False),
     )
     .values(next_tick=bindparam("following"))
 )
