@@ -23,6 +23,14 @@ from rich.console import Console
 from fnstage.api.app import create_app
 from fnstage.api.serving import api_server
 from fnstage.ports import check_ports_free
+from fnstage.secretbox import (
+    KEY_ENV,
+    KEY_FILE_ENV,
+    KEY_FILENAME,
+    KeyRing,
+    SecretKeyError,
+    create_key_file,
+)
 from fnstage.service import Services
 from fnstage.service.clock import CLOCK_FILE_VARIABLE, clock_from_env
 from fnstage.service.identity import bootstrap_admin
@@ -63,6 +71,7 @@ def serve_up(
     database_url: str | None = None,
     with_runtime: bool = True,
     catch_up: timedelta = DEFAULT_CATCH_UP,
+    secret_key_file: Path | None = None,
 ) -> None:
     """The API and console in this process; a runtime for every gateway in a supervised child process,
     on the same server (granian) and code path as a production `fnstage runtime`. Without the runtime
@@ -75,12 +84,13 @@ def serve_up(
     api_url = f"http://{host}:{port}"
     runtime_url = f"http://{host}:{runtime_port}"
     bootstrap(store, data_dir, api_url)
+    keyring, key_file = server_keyring(data_dir, secret_key_file)
     clock, clock_file = clock_from_env()
     if clock_file is not None:
         console.print(
             f"[bold yellow]Triggers use the time in {clock_file} ({CLOCK_FILE_VARIABLE}): tests only[/]"
         )
-    services = Services.create(store, clock=clock)
+    services = Services.create(store, clock=clock, keyring=keyring)
     app = create_app(services, runtime_url=runtime_url)  # runtime_url: the console's try it
     api = api_server(app, host, port)  # with limits on slow and oversized clients
     poll_s = float(os.environ.get("FNSTAGE_SCHEDULER_POLL_S") or DEFAULT_POLL_S)
@@ -90,7 +100,7 @@ def serve_up(
     if with_runtime:
         say_sandbox()
         private_file(data_dir / "runtime.log")  # before the child opens it with the umask's mode
-        runtime = RuntimeProcess(url, host, runtime_port, data_dir / "runtime.log")
+        runtime = RuntimeProcess(url, host, runtime_port, data_dir / "runtime.log", key_file)
         runtime.start()
         console.print(f"Functions answer at http://GATEWAY.ENV.localhost:{runtime_port}/PATH")
         console.print(f"Runtime log: {runtime.log_path}")
@@ -103,6 +113,25 @@ def serve_up(
         scheduler.stop()
         if runtime is not None:
             runtime.stop()
+
+
+def server_keyring(data_dir: Path, given: Path | None) -> tuple[KeyRing, Path | None]:
+    """The server key: `FNSTAGE_SECRET_KEY`, else the key file given, else `secret-key` in the data
+    folder, created (mode 0600) on the first start. Returns it and the file it came from, if any."""
+    if os.environ.get(KEY_ENV):
+        return KeyRing.parse(os.environ[KEY_ENV], f"${KEY_ENV}"), None
+    path = given or (Path(os.environ[KEY_FILE_ENV]) if os.environ.get(KEY_FILE_ENV) else None)
+    if path is None:
+        path = data_dir / KEY_FILENAME
+        if create_key_file(path):
+            console.print(
+                f"[bold green]Created the secret key[/] in {path} (mode 0600): it encrypts secrets in the "
+                "store; keep a copy apart from the database, which cannot be read without it"
+            )
+    try:
+        return KeyRing.from_file(path), path
+    except SecretKeyError as error:
+        raise SystemExit(str(error)) from None
 
 
 def say_sandbox() -> None:
@@ -136,11 +165,15 @@ PR_SET_PDEATHSIG = 1
 class RuntimeProcess:
     """`fnstage runtime` as a child process, restarted if it dies (its deaths are logged)."""
 
-    def __init__(self, database_url: str, host: str, port: int, log_path: Path) -> None:
+    def __init__(
+        self, database_url: str, host: str, port: int, log_path: Path, key_file: Path | None = None
+    ) -> None:
         # the store's URL (and any password in it) goes in the environment, not argv: argv is public
         self.args = [sys.executable, "-m", "fnstage", "runtime"]
         self.args += ["--host", host, "--port", str(port), "--log-level", "warning"]
         self.env = {**os.environ, "FNSTAGE_DATABASE_URL": database_url}
+        if key_file is not None:  # the key's file, not the key, as the URL: nothing secret in argv
+            self.env[KEY_FILE_ENV] = str(key_file.resolve())
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()

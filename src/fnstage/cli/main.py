@@ -19,7 +19,12 @@ from fnstage import __version__
 from fnstage.cli import config, render, sync
 from fnstage.cli.client import ApiClient, CliError, path_of
 from fnstage.cli.contexts import context_app
-from fnstage.cli.database_url import DatabaseUrlFileOption, DatabaseUrlOption, database_url_of
+from fnstage.cli.database_url import (
+    DatabaseUrlFileOption,
+    DatabaseUrlOption,
+    SecretKeyFileOption,
+    database_url_of,
+)
 from fnstage.cli.waiting import WaitOption, WaitTimeoutOption, wait_until_live
 from fnstage.domain.errors import FnstageError
 from fnstage.domain.names import FunctionName
@@ -173,6 +178,7 @@ def up(
     runtime_port: Annotated[int, typer.Option(help="Port of the runtime that serves the functions.")] = 8471,
     database_url: DatabaseUrlOption = None,
     database_url_file: DatabaseUrlFileOption = None,
+    secret_key_file: SecretKeyFileOption = None,
     with_runtime: Annotated[
         bool,
         typer.Option(
@@ -216,6 +222,7 @@ def up(
             database_url=database_url,
             with_runtime=with_runtime,
             catch_up=timedelta(seconds=catch_up),
+            secret_key_file=secret_key_file,
         )
     except PortInUse as error:
         raise CliError(str(error)) from None
@@ -226,6 +233,7 @@ def runtime(
     ctx: typer.Context,
     database_url: DatabaseUrlOption = None,
     database_url_file: DatabaseUrlFileOption = None,
+    secret_key_file: SecretKeyFileOption = None,
     data: Annotated[
         Path, typer.Option("--data", metavar="DIR", help="Folder of the embedded SQLite store.")
     ] = Path(".fnstage"),
@@ -276,7 +284,13 @@ def runtime(
         raise CliError("--env needs --gateway: a cell serves one environment of one gateway")
     if env is not None and env not in ("dev", "staging", "prod"):
         raise CliError(f"--env: {env!r} is not an environment; use dev, staging or prod")
-    run_runtime(url, host, port, workers, gateway, domain, public_url, log_level, env=env)
+    from fnstage.secretbox import KeyRing, SecretKeyError
+
+    try:
+        keyring = KeyRing.from_env(secret_key_file)
+    except SecretKeyError as error:
+        raise CliError(str(error)) from None
+    run_runtime(url, host, port, workers, gateway, domain, public_url, log_level, env=env, keyring=keyring)
 
 
 @_command(app)

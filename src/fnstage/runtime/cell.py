@@ -24,6 +24,7 @@ from typing import Any
 
 from fnstage.runtime.app import DEFAULT_MAX_BODY_BYTES, RuntimeApp
 from fnstage.runtime.channel import CellEnd, ChannelClosed
+from fnstage.runtime.configuration import CellConfiguration
 from fnstage.runtime.invoker import InvocationLogs
 from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_rows
 from fnstage.runtime.registry import Registry
@@ -118,7 +119,8 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
 
     registry = Registry()
     logs = InvocationLogs()
-    link = SupervisorLink(channel, registry, logs, sandbox, spec.load_timeout_s)
+    configuration = CellConfiguration(spec.env)
+    link = SupervisorLink(channel, registry, logs, sandbox, spec.load_timeout_s, configuration)
     # the memory limit is the sandbox's (RLIMIT_DATA, set before the cell dropped its privileges)
     watchdog = Watchdog(
         replace(spec.watchdog, memory_mb=0, events_path=None),
@@ -136,6 +138,7 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
         logs=logs,
         max_body_bytes=spec.max_body_bytes,
         internal_token=spec.control_key,
+        configuration=configuration,
     )
     where: dict[str, Any] = {"uds": spec.uds} if spec.uds is not None else {"port": spec.port}
     server = Server(
@@ -157,7 +160,7 @@ class SupervisorLink:
     """The cell's side of the channel, run for the app's lifetime (its lifespan starts and stops it).
 
     A thread reads the supervisor's commands: `load` (rows: load each, swap it in, answer with the
-    results), `remove`, `fail` (a load the supervisor saw kill this cell: answer 503 for it) and
+    results), `config` (this environment's configuration and secrets: a new snapshot), `remove`, `fail` (a load the supervisor saw kill this cell: answer 503 for it) and
     `stop`. Counts of requests per live version go back every few seconds."""
 
     def __init__(
@@ -167,8 +170,10 @@ class SupervisorLink:
         logs: InvocationLogs,
         sandbox: dict[str, Any],
         load_timeout_s: float | None,
+        configuration: CellConfiguration | None = None,
     ) -> None:
         self.channel = channel
+        self.configuration = configuration
         self.registry = registry
         self.logs = logs
         self.sandbox = sandbox
@@ -214,6 +219,8 @@ class SupervisorLink:
             elif kind == "fail":
                 _, gateway, name, version, summary = message
                 self.registry.record_failure(gateway, name, version, LoadError(summary))
+            elif kind == "config" and self.configuration is not None:
+                self.configuration.apply(message[1])  # this environment's, from the supervisor only
             elif kind == "stop":
                 self._stop()
                 return

@@ -277,6 +277,7 @@ class CellSet:
         self._stopping = False
         self.keep_empty = keep_empty  # production's one cell serves (404s) even with nothing published
         self.quarantined: dict[tuple[str, str, int, str], str] = {}  # (gateway, name, version, hash)
+        self.configs: dict[Slot, dict[str, Any]] = {}  # slot -> its newest configuration (decrypted)
 
     # what the watcher calls (its reader thread) ---------------------------------------------------
     def load(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
@@ -316,6 +317,25 @@ class CellSet:
                 state.cell.send(("remove", [(gateway, name, version)]))
             if not state.names and not self.keep_empty:
                 self._stop_slot(slot, state)
+
+    def configure(self, slot: Slot, payload: dict[str, Any]) -> None:
+        """Keep the slot's newest configuration and send it to the slot's cell, the only one that ever
+        receives it; a cell started later gets it before anything else (`_send_config`)."""
+        with self._lock:
+            held = self.configs.get(slot)
+            if held is not None and held["version"] > payload["version"]:
+                return
+            self.configs[slot] = payload
+            state = self._slots.get(slot)
+        cell = state.cell if state is not None else None
+        if cell is not None:
+            cell.send(("config", payload))
+
+    def _send_config(self, slot: Slot, cell: Cell) -> None:
+        with self._lock:
+            payload = self.configs.get(slot)
+        if payload is not None:
+            cell.send(("config", payload))
 
     def ensure(self, slot: Slot) -> Cell | None:
         """The slot's cell, started (and ready) if it was not."""
@@ -394,6 +414,7 @@ class CellSet:
                 cell.dead.wait(5.0)
                 state.last_cause = f"did not start: {describe_exit(cell.exitcode)}"
                 continue
+            self._send_config(slot, cell)
             if self._reload(slot, state, cell):
                 self.events.ready(slot, cell)
                 return cell
@@ -431,6 +452,7 @@ class CellSet:
         cell.start()
         if not cell.wait_ready():
             return False
+        self._send_config(slot, cell)
         try:
             cell.load(list(state.live.values()))
         except CellDied:

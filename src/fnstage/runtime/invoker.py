@@ -182,7 +182,10 @@ def make_context(
     body: bytes,
     request_id: str,
     trigger: TriggerInfo | None = None,
+    settings: tuple[Mapping[str, Any], Mapping[str, str]] | None = None,
 ) -> Context:
+    """`settings`: (ctx.config, ctx.secrets), this environment's snapshot, taken once per request;
+    None (a runtime without cells, tests): the config the version was loaded with, no secrets."""
     pairs = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers]
     header_map = dict(pairs)
     if len(header_map) < len(pairs):  # a repeated header: join its values, as HTTP allows
@@ -198,10 +201,11 @@ def make_context(
         body=body,
         env=live.env,
         function=live.info,
-        config=live.config,
+        config=settings[0] if settings is not None else live.config,
         log=Log(),
         request_id=request_id,
         trigger=trigger,
+        **({"secrets": settings[1]} if settings is not None else {}),
     )
 
 
@@ -218,6 +222,7 @@ async def invoke(
     logs: InvocationLogs | None = None,
     deadlines: Deadlines | None = None,
     trigger: TriggerInfo | None = None,
+    settings: tuple[Mapping[str, Any], Mapping[str, str]] | None = None,
 ) -> Outcome:
     """Run `live.main` for one request. A sync `main` runs in `executor` (a bounded thread pool).
     `deadlines` enforces the time limit more cheaply than a timer per call (the app has one).
@@ -225,7 +230,7 @@ async def invoke(
     endpoint passes one, so no HTTP client can pose as a schedule."""
     started_at = time.time()
     started = time.perf_counter()
-    ctx = make_context(live, method, path, query_string, headers, body, request_id, trigger)
+    ctx = make_context(live, method, path, query_string, headers, body, request_id, trigger, settings)
     error: str | None = None
     try:
         if live.is_async:

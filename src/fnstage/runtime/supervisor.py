@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from fnstage.runtime.cell import CellSpec
+from fnstage.runtime.configuration import ConfigDelivery
 from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
@@ -53,6 +54,7 @@ class SupervisorSettings:
     public_url: str | None = None
     log_level: str = "info"
     sandbox: bool = True
+    keyring: Any = None  # fnstage.secretbox.KeyRing: opens the secrets this runtime's cells receive
 
 
 class EnvironmentFeed:
@@ -189,12 +191,17 @@ class Supervisor:
         self.cells = CellSet(self._spec, self.reports, zygote, keep_empty=settings.env is not None)
         self.registry = MirrorRegistry(self.cells)
         reader = functools.partial(_feed_reader, settings.database_url, settings.env)
+        # configuration and secrets: read and decrypted here, sent to their own environment's cell only
+        self.configuration = ConfigDelivery(
+            settings.database_url, settings.gateway, settings.env, settings.keyring, self.cells.configure
+        )
         self.watcher = Watcher(
             self.registry,
             reader,
             gateway=settings.gateway,
             reporter_factory=self._reporter,
             load_rows=self.cells.load,
+            on_config=self.configuration.refresh,
         )
 
     def _spec(self, slot: Slot) -> CellSpec:
@@ -281,6 +288,7 @@ class Supervisor:
                 with contextlib.suppress(Exception):
                     await front.close()
             await self.watcher.stop()
+            self.configuration.close()
             await loop.run_in_executor(None, self.cells.stop_all)
             shutil.rmtree(self.folder, ignore_errors=True)
 

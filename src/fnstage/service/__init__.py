@@ -8,6 +8,8 @@ from datetime import datetime
 
 from fnstage.service.accounts import Accounts
 from fnstage.service.audit import Audit
+from fnstage.secretbox import KeyRing
+from fnstage.service.configuration import Configurations
 from fnstage.service.deployments import DEFAULT_HISTORY_LIMIT, Deployed, Deployments
 from fnstage.service.gateways import Gateways
 from fnstage.service.identity import Actor
@@ -29,6 +31,7 @@ class Services:
     accounts: Accounts
     audit: Audit
     triggers: Triggers
+    configurations: Configurations
 
     @classmethod
     def create(
@@ -36,6 +39,7 @@ class Services:
         store: Store,
         history_limit: int = DEFAULT_HISTORY_LIMIT,
         clock: Callable[[], datetime] = now,
+        keyring: KeyRing | None = None,
     ) -> Services:
         """`clock`: the scheduler's (`service.clock`), from which a new trigger's first tick is set."""
         queries = Queries(store)
@@ -49,6 +53,7 @@ class Services:
             Accounts(store),
             Audit(store),
             Triggers(store, clock),
+            Configurations(store, keyring),
         )
 
 

@@ -272,3 +272,34 @@ trigger_runs = Table(
     UniqueConstraint("trigger_id", "tick", name="uq_trigger_runs_tick"),
 )
 Index("ix_trigger_runs_trigger", trigger_runs.c.trigger_id, trigger_runs.c.id)
+
+# Configuration and secrets of one (gateway, environment), versioned apart from code (issue 13). A row is
+# the whole state after a change: `settings` {scope: {key: value}} and `secrets` {scope: {key: {token,
+# fingerprint, set_by, set_at}}}, where scope "" is the environment's and "user/me" one function's
+# override; a secret is stored only as a Fernet token under its gateway's data key (`secret_keys`).
+# `changes` names what changed (keys, never values of secrets). Promotion never touches these rows.
+config_versions = Table(
+    "config_versions",
+    metadata,
+    Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), primary_key=True),
+    Column("env", String(16), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),  # set | unset | rollback | import
+    Column("note", Text),
+    Column("actor", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("settings", JSON, nullable=False),
+    Column("secrets", JSON, nullable=False),
+    Column("changes", JSON, nullable=False),
+    Column("source_version", Integer),  # rollback: the version restored
+)
+
+# Each gateway's data key, wrapped by the server key (`fnstage.secretbox`); the server key is never here.
+secret_keys = Table(
+    "secret_keys",
+    metadata,
+    Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), primary_key=True),
+    Column("wrapped", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64), nullable=False),
+)
