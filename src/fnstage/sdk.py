@@ -58,7 +58,7 @@ class Settings(Mapping[str, Any]):
     read-only. A missing key raises `MissingSetting` (a KeyError) naming the key and the environment.
     A secret's value never shows in `repr` (a function that logs `ctx.secrets` logs only the keys)."""
 
-    __slots__ = ("_values", "kind", "env", "_reason")
+    __slots__ = ("_reason", "_values", "env", "kind")
 
     def __init__(
         self, values: Mapping[str, Any], *, kind: str = "config", env: str = "", reason: str | None = None

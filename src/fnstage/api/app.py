@@ -137,7 +137,14 @@ def create_app(
         # runtime_url: where `fnstage up`'s runtime answers (the console's "try it"), None if unknown
         return {"status": "ok", "version": fnstage.__version__, "runtime_url": runtime_url}
 
-    modules = (routes_gateways, routes_functions, routes_releases, routes_access, routes_triggers, routes_configuration)
+    modules = (
+        routes_gateways,
+        routes_functions,
+        routes_releases,
+        routes_access,
+        routes_triggers,
+        routes_configuration,
+    )
     routers = [m.router for m in modules]
     for router in routers:
         app.include_router(router, prefix=PREFIX, responses=ERROR_RESPONSES)

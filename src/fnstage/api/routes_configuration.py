@@ -36,7 +36,9 @@ class ConfigChange(_Body):
     set: dict[str, Any] = Field(default_factory=dict, description="keys to set, with their values (JSON)")
     unset: list[str] = Field(default_factory=list, max_length=200, description="keys to remove")
     function: str | None = Field(
-        default=None, max_length=200, description="a function's own override (user/me); none: the environment's"
+        default=None,
+        max_length=200,
+        description="a function's own override (user/me); none: the environment's",
     )
     note: str | None = Field(default=None, max_length=2000)
 

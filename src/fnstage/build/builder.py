@@ -24,9 +24,9 @@ from fnstage.build.bundle import (
     sha256_text,
     source_hash,
 )
+from fnstage.build.declared_keys import declared_in
 from fnstage.build.files import BuildLimits, check_files, line_and_column, module_layout, split_lines
 from fnstage.build.imports import ImportResolver
-from fnstage.build.declared_keys import declared_in
 from fnstage.domain.dependencies import import_names
 from fnstage.domain.errors import BuildFailed, InvalidInput
 

@@ -34,12 +34,14 @@ def declared_keys(source: str, path: str = "index.py") -> DeclaredKeys:
 def declared_in(tree: ast.Module, path: str) -> DeclaredKeys:
     found: dict[str, tuple[str, ...]] = {}
     for stmt in tree.body:
-        targets = stmt.targets if isinstance(stmt, ast.Assign) else []
-        if isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
-            targets = [stmt.target]
+        if isinstance(stmt, ast.Assign):
+            targets, value = stmt.targets, stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            targets, value = [stmt.target], stmt.value
+        else:
+            continue
         for target in targets:
             if isinstance(target, ast.Name) and target.id in NAMES:
-                value = stmt.value  # type: ignore[union-attr]  # Assign and AnnAssign both have one
                 found[target.id] = _keys(value, target.id, path, stmt.lineno)
     return DeclaredKeys(found.get("CONFIG", ()), found.get("SECRETS", ()))
 
@@ -50,8 +52,7 @@ def _keys(value: ast.expr | None, name: str, path: str, line: int) -> tuple[str,
         isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts
     ):
         raise BuildFailed(
-            f"{where}: {name} must be a list of key names as string literals, e.g. "
-            f'{name} = ["DATABASE_URL"]',
+            f'{where}: {name} must be a list of key names as string literals, e.g. {name} = ["DATABASE_URL"]',
             field="files",
             details=[{"file": path, "line": line, "col": None, "message": f"{name}: not a list of strings"}],
         )

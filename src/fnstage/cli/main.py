@@ -901,4 +901,5 @@ def logs(
 
 # token, user, member, audit and trigger live in their own modules, which register them on `app`
 from fnstage.cli import access as _access  # noqa: E402, F401
+from fnstage.cli import configuration as _configuration  # noqa: E402, F401
 from fnstage.cli import triggers as _triggers  # noqa: E402, F401

@@ -160,8 +160,9 @@ class SupervisorLink:
     """The cell's side of the channel, run for the app's lifetime (its lifespan starts and stops it).
 
     A thread reads the supervisor's commands: `load` (rows: load each, swap it in, answer with the
-    results), `config` (this environment's configuration and secrets: a new snapshot), `remove`, `fail` (a load the supervisor saw kill this cell: answer 503 for it) and
-    `stop`. Counts of requests per live version go back every few seconds."""
+    results), `config` (this environment's configuration and secrets: a new snapshot), `remove`, `fail`
+    (a load the supervisor saw kill this cell: answer 503 for it) and `stop`. Counts of requests per
+    live version go back every few seconds."""
 
     def __init__(
         self,

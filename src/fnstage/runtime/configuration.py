@@ -82,7 +82,9 @@ class ConfigDelivery:
                     raise secretbox.SecretKeyError("the gateway has no data key")
                 data_key = self.keyring.unwrap(wrapped)
                 secrets = {
-                    scope: {key: secretbox.decrypt(data_key, entry["token"]) for key, entry in entries.items()}
+                    scope: {
+                        key: secretbox.decrypt(data_key, entry["token"]) for key, entry in entries.items()
+                    }
                     for scope, entries in version.secrets.items()
                 }
             except secretbox.SecretKeyError as exc:

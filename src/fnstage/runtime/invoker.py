@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from fnstage.runtime.loader import LiveVersion, describe_exception, format_traceback
-from fnstage.sdk import Context, HTTPError, Log, Response, TriggerInfo
+from fnstage.sdk import Context, HTTPError, Log, Response, Settings, TriggerInfo
 from fnstage.store.records import FunctionCounts
 
 logger = logging.getLogger("fnstage.runtime")
@@ -193,6 +193,11 @@ def make_context(
         for key, value in pairs:
             header_map[key] = f"{header_map[key]}, {value}" if key in header_map else value
     query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)) if query_string else {}
+    if settings is None:
+        config: Mapping[str, Any] = live.config
+        secrets: Mapping[str, str] = Settings({}, kind="secret", env=live.env)
+    else:
+        config, secrets = settings
     return Context(
         method=method,
         path=path,
@@ -201,11 +206,11 @@ def make_context(
         body=body,
         env=live.env,
         function=live.info,
-        config=settings[0] if settings is not None else live.config,
+        config=config,
         log=Log(),
         request_id=request_id,
         trigger=trigger,
-        **({"secrets": settings[1]} if settings is not None else {}),
+        secrets=secrets,
     )
 
 

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from fnstage.runtime.cell import CellSpec
-from fnstage.runtime.configuration import ConfigDelivery
 from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot
+from fnstage.runtime.configuration import ConfigDelivery
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.watcher import FeedReaderLike, Watcher

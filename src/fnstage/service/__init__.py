@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from fnstage.secretbox import KeyRing
 from fnstage.service.accounts import Accounts
 from fnstage.service.audit import Audit
-from fnstage.secretbox import KeyRing
 from fnstage.service.configuration import Configurations
 from fnstage.service.deployments import DEFAULT_HISTORY_LIMIT, Deployed, Deployments
 from fnstage.service.gateways import Gateways

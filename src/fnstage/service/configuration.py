@@ -324,9 +324,7 @@ def _check_change(change: Change) -> None:
         if not isinstance(value, str) or not value:
             raise InvalidInput(f"secret {key}: the value must be a non-empty string", field="value")
         if len(value.encode()) > MAX_VALUE_BYTES:
-            raise InvalidInput(
-                f"secret {key}: the value is more than {MAX_VALUE_BYTES} bytes", field="value"
-            )
+            raise InvalidInput(f"secret {key}: the value is more than {MAX_VALUE_BYTES} bytes", field="value")
     both = set(change.set_config) & set(change.unset_config)
     if both:
         raise InvalidInput(f"both set and unset: {', '.join(sorted(both))}", field="unset")
@@ -376,5 +374,3 @@ def _gateway(tx: Tx, gateway: str) -> None:
 def _lock(tx: Tx, gateway: str) -> None:
     if tx.lock_gateway(gateway) is None:
         raise NotFound(f"no gateway {gateway!r}", field="gateway")
-
-

@@ -98,9 +98,7 @@ def versions_with_secrets(tx: Tx, gateway_id: str) -> list[ConfigVersion]:
 def replace_secrets(tx: Tx, version: ConfigVersion, secrets: dict[str, Any]) -> None:
     tx.conn.execute(
         update(t.config_versions)
-        .where(
-            _c.gateway_id == version.gateway_id, _c.env == version.env, _c.version == version.version
-        )
+        .where(_c.gateway_id == version.gateway_id, _c.env == version.env, _c.version == version.version)
         .values(secrets=secrets)
     )
 
