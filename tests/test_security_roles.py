@@ -124,16 +124,17 @@ EXPECTED_CONFIG_ROLES: list[tuple[str, str, dict[str, Any], str]] = [
     )
     for env, need in (("dev", "developer"), ("staging", "releaser"), ("prod", "releaser"))
 ]
-DYNAMIC = {
-    (m, re.sub(r"/functions/\w+/user/nothing$", "/functions/{env}/{base}", p))
-    for m, p, _, _ in EXPECTED_RELEASE_ROLES
-} | {
-    (m, re.sub(r"/triggers/\w+/nothing", "/triggers/{env}/{name}", p))
-    for m, p, _, _ in EXPECTED_TRIGGER_ROLES
-} | {
-    (m, re.sub(r"/(config|secrets)/\w+", r"/\1/{env}", p))
-    for m, p, _, _ in EXPECTED_CONFIG_ROLES
-}
+DYNAMIC = (
+    {
+        (m, re.sub(r"/functions/\w+/user/nothing$", "/functions/{env}/{base}", p))
+        for m, p, _, _ in EXPECTED_RELEASE_ROLES
+    }
+    | {
+        (m, re.sub(r"/triggers/\w+/nothing", "/triggers/{env}/{name}", p))
+        for m, p, _, _ in EXPECTED_TRIGGER_ROLES
+    }
+    | {(m, re.sub(r"/(config|secrets)/\w+", r"/\1/{env}", p)) for m, p, _, _ in EXPECTED_CONFIG_ROLES}
+)
 
 
 def _routes(app: FastAPI) -> list[tuple[str, str]]:
