@@ -95,20 +95,17 @@ def main() -> None:
 
         failures: list[str] = []
 
-        code, n, s = 0, 0, 0
         wait("c0-0-s0")
-        for _ in range(args.changes):
-            n += 1
+        for n in range(1, args.changes + 1):
+            s = code = n
             sent = time.monotonic()
             api.patch(f"{base}/config/dev", json={"set": {"N": str(n)}}).raise_for_status()
-            timings["config"].append((wait(f"c{code}-{n}-s{s}") - sent) * 1000)
+            timings["config"].append((wait(f"c{n - 1}-{n}-s{n - 1}") - sent) * 1000)
             time.sleep(0.01)
-            s += 1
             sent = time.monotonic()
             api.put(f"{base}/secrets/dev/S", json={"value": f"s{s}"}).raise_for_status()
-            timings["secret"].append((wait(f"c{code}-{n}-s{s}") - sent) * 1000)
+            timings["secret"].append((wait(f"c{n - 1}-{n}-s{s}") - sent) * 1000)
             time.sleep(0.01)
-            code += 1
             sent = time.monotonic()
             api.put(fn, json={"files": {"index.py": CODE.replace("{CODE}", str(code))}}).raise_for_status()
             timings["code"].append((wait(f"c{code}-{n}-s{s}") - sent) * 1000)
