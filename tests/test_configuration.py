@@ -166,7 +166,14 @@ def test_a_release_missing_a_declared_key_is_refused_and_promotion_copies_no_con
         svc.deployments.promote(actor, gw, "dev/user/me", "staging", "1.0.0-rc.1", "qa")
     # a function's own override counts for that function
     cfg.change(actor, gw, "staging", Change(set_secrets={"STRIPE_KEY": "sk_st"}), function="user/me")
+    assert cfg.required(gw, "prod", "user/me", "dev", None) == {
+        "env": "prod",
+        "config": [{"key": "DATABASE_URL", "present": False}],
+        "secrets": [{"key": "STRIPE_KEY", "present": False}],
+        "missing": ["config DATABASE_URL", "secret STRIPE_KEY"],
+    }
     svc.deployments.promote(actor, gw, "dev/user/me", "staging", "1.0.0-rc.1", "qa")
+    assert cfg.required(gw, "staging", "user/me", "dev", None)["missing"] == []
     staging = cfg.current(gw, "staging")
     assert staging is not None and staging.version == 2  # the promote made no configuration version
     assert staging.settings == {"": {"DATABASE_URL": "pg://staging"}}

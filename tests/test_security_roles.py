@@ -43,7 +43,10 @@ PATH_VALUES = {
     "name": "nothing",  # a trigger's
     "key": "STRIPE_KEY",  # a secret's
 }
-QUERY = {("GET", "/gateways/{gateway}/diff"): {"a": "dev/user/me", "b": "dev/user/me"}}
+QUERY = {
+    ("GET", "/gateways/{gateway}/diff"): {"a": "dev/user/me", "b": "dev/user/me"},
+    ("GET", "/gateways/{gateway}/config/{env}/required/{base}"): {"source": "dev"},
+}
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/users"): {"name": "someone"},
     ("POST", "/tokens"): {"name": "matrix"},
@@ -319,6 +322,7 @@ SPEC = {
             "/triggers/{env}/{name}/runs",
             "/config/{env}",
             "/config/{env}/history",
+            "/config/{env}/required/{base}",
         )
     }
     | {("POST", "/console/try")},

@@ -177,6 +177,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", F + "/config/{env}"): Gateway("viewer"),
     ("PATCH", F + "/config/{env}"): Gateway(role_for_configuration),
     ("GET", F + "/config/{env}/history"): Gateway("viewer"),
+    ("GET", F + "/config/{env}/required/{base}"): Gateway("viewer"),
     ("POST", F + "/config/{env}/rollback"): Gateway(role_for_configuration),
     ("PUT", F + "/secrets/{env}/{key}"): Gateway(role_for_configuration),
     ("DELETE", F + "/secrets/{env}/{key}"): Gateway(role_for_configuration),

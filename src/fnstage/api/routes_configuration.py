@@ -97,6 +97,20 @@ def config_history(
     return {"versions": [version_summary(v) for v in svc.configurations.history(gateway, env, limit)]}
 
 
+@router.get(C + "/required/{base:path}")
+def required_keys(
+    gateway: str,
+    env: str,
+    base: str,
+    source: str | None = Query(default=None, max_length=16, description="the environment released from"),
+    history_id: int | None = Query(default=None, ge=1, le=2**63 - 1, description="or this history entry"),
+    _: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """The keys the code declares (`CONFIG`, `SECRETS`) and whether `env` has each: the release sheet."""
+    return svc.configurations.required(gateway, env, base, source, history_id)
+
+
 @router.post(C + "/rollback")
 def rollback_config(
     gateway: str,

@@ -185,6 +185,36 @@ class Configurations:
             access.record_audit(tx, actor.name, "secrets.rotate_key", gateway, gateway, tokens=count)
             return count
 
+    def required(
+        self, gateway: str, env: str, base: str, source: str | None, history_id: int | None
+    ) -> dict[str, Any]:
+        """What the code to be released into `env` declares it needs, and which of it `env` has: the
+        release sheet's list. The code is `source`'s current version (an environment) or a history entry."""
+        check_environment(env, field="env")
+        check_base(base, field="base")
+        with self.store.read() as tx:
+            _gateway(tx, gateway)
+            if history_id is not None:
+                entry = tx.get_history(gateway, history_id)
+                if entry is None or entry.kind == "delete":
+                    raise NotFound(f"no history entry #{history_id}", field="history_id")
+                manifest, entrypoint = entry.files, entry.entrypoint
+            else:
+                source_env = check_environment(source or "", field="source")
+                fn = tx.get_function(gateway, source_env, base)
+                if fn is None:
+                    raise NotFound(f"no function {source_env}/{base}", field="source")
+                manifest, entrypoint = fn.files, fn.entrypoint
+            text = tx.read_files(gateway, {entrypoint: manifest[entrypoint]})[entrypoint]
+            declared = declared_keys(text, entrypoint)
+            missing = set(missing_keys(sql.current(tx, gateway, env), base, declared))
+        return {
+            "env": env,
+            "config": [{"key": k, "present": f"config {k}" not in missing} for k in declared.config],
+            "secrets": [{"key": k, "present": f"secret {k}" not in missing} for k in declared.secrets],
+            "missing": sorted(missing),
+        }
+
     # releases ---------------------------------------------------------------------------------------
     @staticmethod
     def missing_for_release(
