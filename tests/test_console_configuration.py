@@ -30,19 +30,19 @@ def test_settings_and_secrets_are_set_masked_and_rolled_back(
     expect(page.get_by_role("heading", name="Configuration: prod")).to_be_visible()
 
     settings = page.locator("section", has=page.get_by_role("heading", name="Settings"))
-    settings.get_by_label("Key").fill("DATABASE_URL")
-    settings.get_by_label("Value").fill("postgresql://prod-db/app")
+    settings.get_by_label("Key", exact=True).fill("DATABASE_URL")
+    settings.get_by_label("Value", exact=True).fill("postgresql://prod-db/app")
     settings.get_by_role("button", name="Set").click()
     expect(settings.locator("tr[data-key=DATABASE_URL]")).to_contain_text("postgresql://prod-db/app")
 
     secrets = page.locator("section", has=page.get_by_role("heading", name="Secrets"))
-    secrets.get_by_label("Key").fill("STRIPE_KEY")
-    secrets.get_by_label("Value").fill(SECRET)
+    secrets.get_by_label("Key", exact=True).fill("STRIPE_KEY")
+    secrets.get_by_label("Value", exact=True).fill(SECRET)
     secrets.get_by_role("button", name="Set secret").click()
     row = secrets.locator("tr[data-key=STRIPE_KEY]")
     expect(row).to_contain_text("••••")
     expect(row).to_contain_text("by admin")
-    assert secrets.get_by_label("Value").input_value() == ""  # out of the form at once
+    assert secrets.get_by_label("Value", exact=True).input_value() == ""  # out of the form at once
     page.reload()
     expect(secrets.locator("tr[data-key=STRIPE_KEY]")).to_be_visible()
     assert SECRET not in page.content()

@@ -193,7 +193,7 @@ export function renderConfiguration(container: HTMLElement, gateway: string, env
   const setConfig = h(
     "form",
     {
-      class: "inline access-form",
+      class: "inline access-form config-form",
       onsubmit: async (e: Event) => {
         e.preventDefault();
         configError.textContent = "";
@@ -222,7 +222,7 @@ export function renderConfiguration(container: HTMLElement, gateway: string, env
   const setSecret = h(
     "form",
     {
-      class: "inline access-form",
+      class: "inline access-form config-form",
       onsubmit: async (e: Event) => {
         e.preventDefault();
         secretsError.textContent = "";
