@@ -214,12 +214,19 @@ def test_the_sdk_names_the_missing_key_and_environment_and_never_shows_a_secret(
 
 def test_a_cell_keeps_its_newest_configuration_and_a_request_keeps_its_snapshot() -> None:
     cell = CellConfiguration("prod")
-    payload = {"env": "prod", "version": 2, "settings": {"": {"A": 1}, "user/me": {"A": 2}}, "secrets": {}}
+    payload = {
+        "env": "prod",
+        "version": 2,
+        "seq": 2,
+        "settings": {"": {"A": 1}, "user/me": {"A": 2}},
+        "secrets": {},
+    }
     assert cell.apply(payload)
     snapshot = cell.current.for_function("user/me")
     assert snapshot[0]["A"] == 2 and cell.current.for_function("other")[0]["A"] == 1
-    assert not cell.apply({**payload, "version": 1, "settings": {"": {"A": 0}}})  # late and older
-    assert cell.apply({**payload, "version": 3, "settings": {"": {"A": 3}}})
+    assert not cell.apply({**payload, "seq": 1, "settings": {"": {"A": 0}}})  # a late resend
+    # delivery order, not the version: a gateway deleted and made again starts at version 1
+    assert cell.apply({**payload, "version": 1, "seq": 3, "settings": {"": {"A": 3}}})
     assert snapshot[0]["A"] == 2  # what a request in flight took stays as it was
     assert cell.current.for_function("user/me")[0]["A"] == 3
 

@@ -278,6 +278,7 @@ class CellSet:
         self.keep_empty = keep_empty  # production's one cell serves (404s) even with nothing published
         self.quarantined: dict[tuple[str, str, int, str], str] = {}  # (gateway, name, version, hash)
         self.configs: dict[Slot, dict[str, Any]] = {}  # slot -> its newest configuration (decrypted)
+        self._config_seq = itertools.count(1)
 
     # what the watcher calls (its reader thread) ---------------------------------------------------
     def load(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
@@ -322,9 +323,9 @@ class CellSet:
         """Keep the slot's newest configuration and send it to the slot's cell, the only one that ever
         receives it; a cell started later gets it before anything else (`_send_config`)."""
         with self._lock:
-            held = self.configs.get(slot)
-            if held is not None and held["version"] > payload["version"]:
-                return
+            # the order of delivery, not the version, says which is newer: a gateway deleted and made
+            # again starts its versions at 1, and a restarted cell may get a resend after a newer one
+            payload = {**payload, "seq": next(self._config_seq)}
             self.configs[slot] = payload
             state = self._slots.get(slot)
         cell = state.cell if state is not None else None

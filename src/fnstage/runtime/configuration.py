@@ -6,7 +6,7 @@ that environment, and to no other, over the private channel (`ConfigDelivery`). 
 resync and whenever the change feed announces a new version (a `config` entry), so a change applies
 without a restart, like code.
 
-In the cell, `CellConfiguration` holds the newest version it was sent (never an older one) as an
+In the cell, `CellConfiguration` holds the newest delivery it was sent (never an earlier one) as an
 immutable snapshot; a request takes the snapshot once, when its context is made, so it sees one
 consistent configuration from start to end even if a new one arrives meanwhile.
 """
@@ -112,6 +112,7 @@ class EnvironmentConfiguration:
 
     env: str
     version: int = 0
+    seq: int = 0  # the supervisor's delivery order: a higher one is newer
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     secrets_error: str | None = None
@@ -122,6 +123,7 @@ class EnvironmentConfiguration:
         return cls(
             env=str(payload["env"]),
             version=int(payload["version"]),
+            seq=int(payload.get("seq", 0)),
             settings=payload.get("settings") or {},
             secrets=payload.get("secrets") or {},
             secrets_error=payload.get("secrets_error"),
@@ -150,10 +152,10 @@ class CellConfiguration:
         self._lock = threading.Lock()
 
     def apply(self, payload: Mapping[str, Any]) -> bool:
-        """Take `payload` if it is newer than what is held (a late, older one is ignored)."""
+        """Take `payload` unless it was delivered before what is held (a late resend is ignored)."""
         incoming = EnvironmentConfiguration.from_payload(payload)
         with self._lock:
-            if incoming.version < self.current.version:
+            if incoming.seq < self.current.seq:
                 return False
             self.current = incoming
         return True
