@@ -11,6 +11,7 @@ the store holds no secret's plaintext.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import stat
 import subprocess
@@ -40,6 +41,38 @@ DEV_SECRET = "sk_dev_4f1e9a77c0de"
 PROD_SECRET = "sk_live_93b2d8e6aa51"
 STAGING_SECRET = "sk_staging_7c3a0b5d21"
 SECRETS = (DEV_SECRET, PROD_SECRET, STAGING_SECRET)
+# Searches its cell's memory (every container the collector knows, and what they refer to) for strings whose
+# sha256 it is given: the hashes travel in the URL, never the values, so they are not in memory by it.
+PROBE = """import gc
+import hashlib
+
+
+def main(ctx):
+    wanted = set(ctx.query["h"].split(","))
+    found = set()
+
+    def check(value):
+        if isinstance(value, str) and hashlib.sha256(value.encode()).hexdigest() in wanted:
+            found.add(hashlib.sha256(value.encode()).hexdigest())
+
+    def look(container):
+        if isinstance(container, dict):
+            for key, value in list(container.items()):
+                check(key)
+                check(value)
+        elif isinstance(container, (list, tuple, set, frozenset)):
+            for value in list(container):
+                check(value)
+
+    # a dict of strings only is not tracked by the collector: reach it from what refers to it
+    for obj in gc.get_objects():
+        look(obj)
+        for ref in gc.get_referents(obj):
+            check(ref)
+            if not gc.is_tracked(ref):
+                look(ref)
+    return {"found": sorted(found)}
+"""
 
 
 class Layout:
@@ -173,6 +206,11 @@ def test_configuration_and_secrets_per_environment(layout: Layout, tmp_path: Pat
     prod = {"env": "prod", "db": "postgresql://prod-db/app", "stripe": PROD_SECRET}
     wait_for(layout, "prod", prod)
     assert layout.get("dev").json() == dev  # dev and prod answer differently, side by side
+    # only prod's cell ever received prod's values: dev's memory holds dev's secret, not prod's
+    cli.run("push", str(write(tmp_path / "probe", {"index.py": PROBE})), "dev/probe", "--wait")
+    digests = {s: hashlib.sha256(s.encode()).hexdigest() for s in SECRETS}
+    found = layout.get("dev", "probe?h=" + ",".join(digests.values())).json()["found"]
+    assert found == [digests[DEV_SECRET]], found  # the probe finds what is there, and only that
     assert cli.json("config", "ls", "prod") == prod_before  # the promote changed no configuration
     listed = cli.json("config", "ls", "prod")
     assert [c["value"] for c in listed["config"]] == ["postgresql://prod-db/app"]
