@@ -292,3 +292,10 @@ def test_a_runtime_role_reads_only_its_own_gateways_configuration(
             role = runtime_role(gw)
             conn.execute(text(f"DROP OWNED BY {role}"))
             conn.execute(text(f"DROP ROLE {role}"))
+
+
+def test_the_server_key_is_never_passed_to_function_code_even_when_named() -> None:
+    from fnstage.runtime.zygote import passed_to_cells
+
+    environ = {"FNSTAGE_CELL_ENV": "REGION, FNSTAGE_SECRET_KEY,FNSTAGE_SECRET_KEY_FILE,FNSTAGE_DATABASE_URL"}
+    assert passed_to_cells(environ) == ["REGION"]
