@@ -37,7 +37,8 @@ class Services:
         history_limit: int = DEFAULT_HISTORY_LIMIT,
         clock: Callable[[], datetime] = now,
     ) -> Services:
-        """`clock`: the scheduler's (`service.clock`), from which a new trigger's first tick is set."""
+        """`clock`: the scheduler's (`service.clock`), from which a new trigger's first tick is set, and
+        the one tokens expire by."""
         queries = Queries(store)
         return cls(
             store,
@@ -46,7 +47,7 @@ class Services:
             queries,
             InvocationLogReader(store, queries),
             Members(store),
-            Accounts(store),
+            Accounts(store, clock),
             Audit(store),
             Triggers(store, clock),
         )
