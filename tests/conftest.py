@@ -12,18 +12,13 @@ from pathlib import Path
 
 import pytest
 
-import pg
 from fnstage.service import Actor, Services
 from fnstage.store.engine import sqlite_url
 from fnstage.store.store import Store
+from support import pg
+from support.functions import hello_files  # noqa: F401  (for branches written before tests/support/)
 
-INDEX = 'from utils import greet\n\n\nasync def main(ctx):\n    return {"message": greet(ctx.query.get("name", "world"))}\n'
-UTILS = 'def greet(name):\n    return f"Hello, {name}!"\n'
 ENGINES = ["sqlite", "postgres"]
-
-
-def hello_files(greeting: str = "Hello") -> dict[str, str]:
-    return {"index.py": INDEX, "utils.py": UTILS.replace("Hello", greeting)}
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -199,12 +199,6 @@ def history_table(entries: Sequence[Mapping[str, Any]], now: datetime | None = N
     return table
 
 
-def describe_entry(entry: Mapping[str, Any] | None) -> str:
-    if not entry:
-        return ""
-    return f"history #{entry.get('id')}"
-
-
 # --- diff --------------------------------------------------------------------------------------
 
 

@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -345,16 +344,6 @@ async def _start_front(supervisor: Supervisor, settings: SupervisorSettings) -> 
     front = await start_front(supervisor, settings)
     supervisor.reports.front = front
     return front
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 _ = LiveVersion  # the mirror holds LiveVersions made by runtime.cells

@@ -41,7 +41,8 @@ class Services:
         clock: Callable[[], datetime] = now,
         keyring: KeyRing | None = None,
     ) -> Services:
-        """`clock`: the scheduler's (`service.clock`), from which a new trigger's first tick is set."""
+        """`clock`: the scheduler's (`service.clock`), from which a new trigger's first tick is set, and
+        the one tokens expire by."""
         queries = Queries(store)
         return cls(
             store,
@@ -50,7 +51,7 @@ class Services:
             queries,
             InvocationLogReader(store, queries),
             Members(store),
-            Accounts(store),
+            Accounts(store, clock),
             Audit(store),
             Triggers(store, clock),
             Configurations(store, keyring),

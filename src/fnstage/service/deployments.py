@@ -29,7 +29,6 @@ from fnstage.store.records import FunctionRecord, GatewayRecord, HistoryRecord
 from fnstage.store.store import Store, Tx, now
 
 DEFAULT_HISTORY_LIMIT = 30
-MAX_CHANGELOG = 2000
 
 Builder = Callable[[Mapping[str, str], str, Iterable[str]], Bundle]
 
