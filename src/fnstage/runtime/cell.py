@@ -62,6 +62,17 @@ class CellSpec:
         return f"{self.gateway}/{self.env}"
 
 
+def preload() -> None:
+    """Import, once in the zygote, everything a cell imports when it starts, so that each forked cell
+    finds it imported (and shares its pages) instead of reading and running it again: granian's
+    embedded server, uvloop and the sandbox were about 40 of the 55 ms of a cell's start on a quiet
+    machine (BENCHMARKS.md, "Cells")."""
+    import uvloop  # noqa: F401
+
+    import fnstage.runtime.cell_server  # noqa: F401  (granian's embedded server)
+    import fnstage.runtime.sandbox  # noqa: F401
+
+
 def run_cell(spec: CellSpec, conn: Connection) -> None:
     """The cell process's target (forked from the forkserver): sandbox, then serve until told to stop
     or until the supervisor is gone."""
@@ -114,7 +125,8 @@ def _data_bytes() -> int:
 async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> None:
     from granian.constants import HTTPModes, Interfaces
     from granian.log import LogLevels
-    from granian.server.embed import Server
+
+    from fnstage.runtime.cell_server import ListeningServer, listen
 
     registry = Registry()
     logs = InvocationLogs()
@@ -137,11 +149,11 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
         max_body_bytes=spec.max_body_bytes,
         internal_token=spec.control_key,
     )
-    where: dict[str, Any] = {"uds": spec.uds} if spec.uds is not None else {"port": spec.port}
-    server = Server(
+    # listening before the lifespan says ready: the front routes to this cell from then on
+    listener = listen(uds=spec.uds, host=spec.host, port=spec.port)
+    server = ListeningServer(
         app,
-        address=spec.host,
-        **where,
+        listener,
         interface=Interfaces.ASGI,
         http=HTTPModes.http1,
         websockets=False,

@@ -38,7 +38,9 @@ MAX_PACKET = 1 << 20
 
 def main(fd: int) -> None:
     """The zygote process: `python -c 'from fnstage.runtime.zygote import main; main(FD)'`."""
-    from fnstage.runtime.cell import run_cell  # what every cell runs: imported once, here
+    from fnstage.runtime.cell import preload, run_cell  # what every cell runs: imported once, here
+
+    preload()
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
