@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import threading
@@ -28,6 +29,7 @@ from fnstage.runtime.invoker import InvocationLogs
 from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_rows
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
+from fnstage.runtime.watcher import BULK_LOAD
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
 from fnstage.runtime.zygote import passed_to_cells
 from fnstage.store.records import PublishedFunction
@@ -189,6 +191,7 @@ class SupervisorLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counts_task: asyncio.Task[None] | None = None
         self.loads = 0
+        self._frozen = False  # a bulk load's objects are frozen (gc.freeze) until the next change
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -220,6 +223,7 @@ class SupervisorLink:
             if kind == "load":
                 self._load(message[1], message[2])
             elif kind == "remove":
+                self._thaw()
                 for gateway, name, version in message[1]:
                     if self.registry.remove(gateway, name, version):
                         self.logs.forget(gateway, name)
@@ -231,7 +235,23 @@ class SupervisorLink:
                 return
 
     def _load(self, batch: int, rows: list[PublishedFunction]) -> None:
-        results = load_rows(rows, self.load_timeout_s)
+        # As the watcher does for a cold start (watcher.BULK_LOAD): a big first batch loads with the
+        # collector paused, and what it made is frozen, thawed again at the next change (a replaced
+        # version's modules are a cycle only the collector frees); the collections that a thousand
+        # loads trigger otherwise cost about as much as the loads.
+        self._thaw()
+        bulk = len(rows) >= BULK_LOAD and not self.registry
+        paused = bulk and gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            results = load_rows(rows, self.load_timeout_s)
+        finally:
+            if paused:
+                gc.enable()
+        if bulk:
+            gc.freeze()
+            self._frozen = True
         answers: list[dict[str, Any]] = []
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, LiveVersion):
@@ -243,6 +263,11 @@ class SupervisorLink:
                 answers.append({"ok": False, "summary": result.summary, "traceback": result.traceback})
         self.loads += len(rows)
         self.channel.send({"t": "loaded", "batch": batch, "results": answers})
+
+    def _thaw(self) -> None:
+        if self._frozen:
+            self._frozen = False
+            gc.unfreeze()
 
     def _stop(self) -> None:
         if self._loop is not None and self.stop_server is not None:

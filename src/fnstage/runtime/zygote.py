@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import pickle
 import select
@@ -41,6 +42,10 @@ def main(fd: int) -> None:
     from fnstage.runtime.cell import preload, run_cell  # what every cell runs: imported once, here
 
     preload()
+    # what is imported now is shared by every cell: out of the collector's reach, so that a cell's
+    # collections never write to (and so copy) those pages
+    gc.collect()
+    gc.freeze()
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
