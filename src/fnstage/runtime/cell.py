@@ -29,8 +29,8 @@ from fnstage.runtime.invoker import InvocationLogs
 from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_rows
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
-from fnstage.runtime.watcher import BULK_LOAD
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
+from fnstage.runtime.watcher import BULK_LOAD
 from fnstage.runtime.zygote import passed_to_cells
 from fnstage.store.records import PublishedFunction
 
@@ -71,7 +71,7 @@ def preload() -> None:
     machine (BENCHMARKS.md, "Cells")."""
     import uvloop  # noqa: F401
 
-    import fnstage.runtime.cell_server  # noqa: F401  (granian's embedded server)
+    import fnstage.runtime.cell_server
     import fnstage.runtime.sandbox  # noqa: F401
 
 
