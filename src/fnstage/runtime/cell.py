@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import threading
@@ -30,6 +31,7 @@ from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadErro
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
+from fnstage.runtime.watcher import BULK_LOAD
 from fnstage.runtime.zygote import passed_to_cells
 from fnstage.store.records import PublishedFunction
 
@@ -61,6 +63,17 @@ class CellSpec:
     @property
     def key(self) -> str:
         return f"{self.gateway}/{self.env}"
+
+
+def preload() -> None:
+    """Import, once in the zygote, everything a cell imports when it starts, so that each forked cell
+    finds it imported (and shares its pages) instead of reading and running it again: granian's
+    embedded server, uvloop and the sandbox were about 40 of the 55 ms of a cell's start on a quiet
+    machine (BENCHMARKS.md, "Cells")."""
+    import uvloop  # noqa: F401
+
+    import fnstage.runtime.cell_server
+    import fnstage.runtime.sandbox  # noqa: F401
 
 
 def run_cell(spec: CellSpec, conn: Connection) -> None:
@@ -115,7 +128,8 @@ def _data_bytes() -> int:
 async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> None:
     from granian.constants import HTTPModes, Interfaces
     from granian.log import LogLevels
-    from granian.server.embed import Server
+
+    from fnstage.runtime.cell_server import ListeningServer, listen
 
     registry = Registry()
     logs = InvocationLogs()
@@ -140,11 +154,11 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
         internal_token=spec.control_key,
         configuration=configuration,
     )
-    where: dict[str, Any] = {"uds": spec.uds} if spec.uds is not None else {"port": spec.port}
-    server = Server(
+    # listening before the lifespan says ready: the front routes to this cell from then on
+    listener = listen(uds=spec.uds, host=spec.host, port=spec.port)
+    server = ListeningServer(
         app,
-        address=spec.host,
-        **where,
+        listener,
         interface=Interfaces.ASGI,
         http=HTTPModes.http1,
         websockets=False,
@@ -183,6 +197,7 @@ class SupervisorLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counts_task: asyncio.Task[None] | None = None
         self.loads = 0
+        self._frozen = False  # a bulk load's objects are frozen (gc.freeze) until the next change
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -214,6 +229,7 @@ class SupervisorLink:
             if kind == "load":
                 self._load(message[1], message[2])
             elif kind == "remove":
+                self._thaw()
                 for gateway, name, version in message[1]:
                     if self.registry.remove(gateway, name, version):
                         self.logs.forget(gateway, name)
@@ -227,7 +243,23 @@ class SupervisorLink:
                 return
 
     def _load(self, batch: int, rows: list[PublishedFunction]) -> None:
-        results = load_rows(rows, self.load_timeout_s)
+        # As the watcher does for a cold start (watcher.BULK_LOAD): a big first batch loads with the
+        # collector paused, and what it made is frozen, thawed again at the next change (a replaced
+        # version's modules are a cycle only the collector frees); the collections that a thousand
+        # loads trigger otherwise cost about as much as the loads.
+        self._thaw()
+        bulk = len(rows) >= BULK_LOAD and not self.registry
+        paused = bulk and gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            results = load_rows(rows, self.load_timeout_s)
+        finally:
+            if paused:
+                gc.enable()
+        if bulk:
+            gc.freeze()
+            self._frozen = True
         answers: list[dict[str, Any]] = []
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, LiveVersion):
@@ -239,6 +271,11 @@ class SupervisorLink:
                 answers.append({"ok": False, "summary": result.summary, "traceback": result.traceback})
         self.loads += len(rows)
         self.channel.send({"t": "loaded", "batch": batch, "results": answers})
+
+    def _thaw(self) -> None:
+        if self._frozen:
+            self._frozen = False
+            gc.unfreeze()
 
     def _stop(self) -> None:
         if self._loop is not None and self.stop_server is not None:

@@ -40,6 +40,7 @@ READY_TIMEOUT_S = 30.0
 LOAD_TIMEOUT_S = 120.0  # a batch; each load in it is limited by the cell (DEFAULT_LOAD_TIMEOUT_S)
 RESTART_DELAYS_S = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
 STABLE_AFTER_S = 30.0  # a cell that lived this long starts its restart delays afresh
+MAX_PARALLEL_SLOTS = 64  # cells started and loaded at once (10 gateways x 3 environments fit)
 
 
 class CellDied(Exception):
@@ -296,7 +297,9 @@ class CellSet:
         if len(by_slot) == 1:
             load_slot(*next(iter(by_slot.items())))
         else:  # cells load side by side (a cold start of many cells; a resync touching several)
-            with ThreadPoolExecutor(max_workers=min(8, len(by_slot))) as pool:
+            # a thread per cell: each only waits for its cell, which loads in its own process; with a
+            # pool of 8, a cold start of 10 cells forked and loaded the last two only after the others
+            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_SLOTS, len(by_slot))) as pool:
                 for done in [pool.submit(load_slot, slot, items) for slot, items in by_slot.items()]:
                     done.result()
         return [results[i] for i in range(len(rows))]
