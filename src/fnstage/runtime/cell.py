@@ -35,6 +35,9 @@ from fnstage.store.records import PublishedFunction
 logger = logging.getLogger("fnstage.runtime")
 
 COUNTS_INTERVAL_S = 3.0
+LOGS_INTERVAL_S = 0.2  # how often a cell ships its invocations to its supervisor (`--follow` < 1 s)
+LOG_OUTBOX = 20_000  # invocations a cell queues between two shipments; past it, dropped and counted
+LOG_MESSAGE_BYTES = 2 * 1024 * 1024  # one shipment is cut into messages of about this many characters
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -56,6 +59,7 @@ class CellSpec:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S
     watchdog: WatchdogSettings = field(default_factory=WatchdogSettings.from_env)
+    ship_logs: bool = False  # send every invocation to the supervisor (it keeps durable logs)
 
     @property
     def key(self) -> str:
@@ -117,7 +121,7 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
     from granian.server.embed import Server
 
     registry = Registry()
-    logs = InvocationLogs()
+    logs = InvocationLogs(outbox=LOG_OUTBOX if spec.ship_logs else 0)
     link = SupervisorLink(channel, registry, logs, sandbox, spec.load_timeout_s)
     # the memory limit is the sandbox's (RLIMIT_DATA, set before the cell dropped its privileges)
     watchdog = Watchdog(
@@ -176,19 +180,24 @@ class SupervisorLink:
         self.stop_server: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counts_task: asyncio.Task[None] | None = None
+        self._logs_task: asyncio.Task[None] | None = None
         self.loads = 0
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         threading.Thread(target=self._read, name="fnstage-cell-link", daemon=True).start()
         self._counts_task = asyncio.create_task(self._send_counts())
+        if self.logs.outbox_size:
+            self._logs_task = asyncio.create_task(self._send_logs())
         self.channel.send({"t": "ready", "pid": os.getpid(), "sandbox": self.sandbox})
 
     async def stop(self) -> None:
-        if self._counts_task is not None:
-            self._counts_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._counts_task
+        for task in (self._counts_task, self._logs_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self.ship_logs()  # what the last requests logged
 
     def status(self) -> dict[str, Any]:
         return {"loads": self.loads, "sandbox": {"missing": self.sandbox.get("missing", [])}}
@@ -248,3 +257,38 @@ class SupervisorLink:
                 items = [[c.gateway, c.name, c.version, c.requests, c.errors, c.last_error] for c in counted]
                 with contextlib.suppress(ChannelClosed):
                     self.channel.send({"t": "counts", "items": items, "at": time.time()})
+
+    async def _send_logs(self) -> None:
+        while True:
+            await asyncio.sleep(LOGS_INTERVAL_S)
+            self.ship_logs()
+
+    def ship_logs(self) -> None:
+        """Send the invocations queued since the last shipment, in messages of bounded size."""
+        entries, dropped = self.logs.take_outbox()
+        if not entries and not dropped:
+            return
+        items: list[list[Any]] = []
+        size = 0
+        with contextlib.suppress(ChannelClosed):
+            for gateway, name, e in entries:
+                items.append(
+                    [
+                        gateway,
+                        name,
+                        e.request_id,
+                        e.time,
+                        e.version,
+                        e.status,
+                        e.duration_ms,
+                        e.lines,
+                        e.error,
+                        e.trigger,
+                    ]
+                )
+                size += 200 + sum(len(line) for line in e.lines) + len(e.error or "")
+                if size >= LOG_MESSAGE_BYTES:
+                    self.channel.send({"t": "logs", "items": items, "dropped": dropped})
+                    items, size, dropped = [], 0, 0
+            if items or dropped:
+                self.channel.send({"t": "logs", "items": items, "dropped": dropped})

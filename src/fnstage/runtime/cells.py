@@ -31,6 +31,7 @@ from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError
 from fnstage.runtime.zygote import Zygote
+from fnstage.store.invocation_log import LogRecord
 from fnstage.store.records import FunctionCounts, PublishedFunction
 
 logger = logging.getLogger("fnstage.runtime")
@@ -77,8 +78,10 @@ class Cell:
         on_counts: Callable[[Cell, list[FunctionCounts]], None],
         on_exit: Callable[[Cell], None],
         on_event: Callable[[Cell, dict[str, Any]], None] = lambda cell, event: None,
+        on_logs: Callable[[Cell, list[LogRecord], int], None] = lambda cell, records, dropped: None,
     ) -> None:
         self.spec = spec
+        self._on_logs = on_logs
         self._zygote = zygote
         self._on_counts = on_counts
         self._on_exit = on_exit
@@ -208,6 +211,10 @@ class Cell:
         elif kind == "counts":
             counts = [_counts(item, self.spec) for item in message["items"]]
             self._on_counts(self, [c for c in counts if c is not None])
+        elif kind == "logs":
+            records = [_log_record(item, self.spec) for item in message["items"]]
+            dropped = max(0, int(message.get("dropped") or 0))
+            self._on_logs(self, [r for r in records if r is not None], dropped)
 
 
 def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
@@ -222,6 +229,31 @@ def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
         int(requests),
         int(errors),
         str(last_error)[:2000] if last_error is not None else None,
+    )
+
+
+def _text(value: Any, limit: int) -> str:
+    return str(value)[:limit]
+
+
+def _log_record(item: Any, spec: CellSpec) -> LogRecord | None:
+    """A cell's invocation, believed only for its own gateway and environment, every field checked."""
+    gateway, name, request_id, started, version, status, duration_ms, lines, error, trigger = item
+    if gateway != spec.gateway or not isinstance(name, str) or not name.startswith(f"{spec.env}/"):
+        return None
+    if not isinstance(lines, list):
+        raise TypeError("lines")
+    return LogRecord(
+        gateway=spec.gateway,
+        name=name[:220],
+        version=int(version),
+        request_id=_text(request_id, 64),
+        started_at=float(started),
+        status=int(status),
+        duration_ms=float(duration_ms),
+        lines=[_text(line, 4000) for line in lines[:200]],
+        error=_text(error, 20_000) if error is not None else None,
+        trigger=_text(trigger, 64) if trigger is not None else None,
     )
 
 
@@ -244,6 +276,8 @@ class CellEvents:
     def cell_counts(self, slot: Slot, items: list[FunctionCounts]) -> None: ...
 
     def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None: ...
+
+    def cell_logs(self, slot: Slot, records: list[LogRecord], dropped: int) -> None: ...
 
 
 @dataclass
@@ -386,7 +420,9 @@ class CellSet:
                 return None
             if delay and attempt:
                 time.sleep(delay)
-            cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event)
+            cell = Cell(
+                self._make_spec(slot), self._zygote, self._counts, self._exited, self._event, self._logs
+            )
             state.cell = cell
             cell.start()
             if not cell.wait_ready():
@@ -426,7 +462,7 @@ class CellSet:
             finally:
                 probe.stop()
         # the survivors, together, in a fresh cell
-        cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event)
+        cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event, self._logs)
         state.cell = cell
         cell.start()
         if not cell.wait_ready():
@@ -503,6 +539,10 @@ class CellSet:
     def _counts(self, cell: Cell, items: list[FunctionCounts]) -> None:
         if items:
             self.events.cell_counts((cell.spec.gateway, cell.spec.env), items)
+
+    def _logs(self, cell: Cell, records: list[LogRecord], dropped: int) -> None:
+        if records or dropped:
+            self.events.cell_logs((cell.spec.gateway, cell.spec.env), records, dropped)
 
     def _exited(self, cell: Cell) -> None:
         """A cell's channel closed: a stop we asked for, or a death to recover from."""

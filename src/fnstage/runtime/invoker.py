@@ -62,13 +62,19 @@ class Counts:
 
 
 class InvocationLogs:
-    """The last `per_function` invocations of each function, newest last, and each function's counts."""
+    """The last `per_function` invocations of each function, newest last, and each function's counts.
 
-    def __init__(self, per_function: int = 100) -> None:
+    With `outbox` > 0 (a cell whose supervisor keeps durable logs), every invocation is also queued to
+    be shipped (`take_outbox`); a full outbox drops the newest and counts it, never waits."""
+
+    def __init__(self, per_function: int = 100, outbox: int = 0) -> None:
         self.per_function = per_function
         self._logs: dict[tuple[str, str], deque[InvocationLog]] = {}
         self._counts: dict[tuple[str, str], Counts] = {}
         self._counted: set[tuple[str, str]] = set()  # counts changed since `take_counts`
+        self.outbox_size = outbox
+        self._outbox: list[tuple[str, str, InvocationLog]] = []
+        self._dropped = 0
 
     def record(self, gateway: str, name: str, entry: InvocationLog) -> None:
         key = (gateway, name)
@@ -76,6 +82,11 @@ class InvocationLogs:
         if ring is None:
             ring = self._logs.setdefault(key, deque(maxlen=self.per_function))
         ring.append(entry)
+        if self.outbox_size:
+            if len(self._outbox) < self.outbox_size:
+                self._outbox.append((gateway, name, entry))
+            else:
+                self._dropped += 1
         counts = self._counts.get(key)
         if counts is None or entry.version > counts.version:
             counts = self._counts[key] = Counts(entry.version)
@@ -98,6 +109,12 @@ class InvocationLogs:
             for g, n in sorted(keys)
             if (c := self._counts.get((g, n))) is not None
         ]
+
+    def take_outbox(self) -> tuple[list[tuple[str, str, InvocationLog]], int]:
+        """The invocations queued since the last call, and how many a full outbox dropped meanwhile."""
+        entries, self._outbox = self._outbox, []
+        dropped, self._dropped = self._dropped, 0
+        return entries, dropped
 
     def forget(self, gateway: str, name: str) -> None:
         self._logs.pop((gateway, name), None)

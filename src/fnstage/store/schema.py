@@ -272,3 +272,28 @@ trigger_runs = Table(
     UniqueConstraint("trigger_id", "tick", name="uq_trigger_runs_tick"),
 )
 Index("ix_trigger_runs_trigger", trigger_runs.c.trigger_id, trigger_runs.c.id)
+
+# Every invocation a runtime served, written by its supervisor in batches off the request path
+# (`runtime.log_writer`), bounded per function by count and age (`store.invocation_log`).
+invocation_logs = Table(
+    "invocation_logs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),  # the follow cursor: ids only grow
+    Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(220), nullable=False),  # env/base
+    Column("version", Integer, nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("started_at", Float, nullable=False),  # seconds since the epoch, when the request started
+    Column("status", Integer, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("lines", JSON, nullable=False),  # what the function logged with ctx.log
+    Column("error", Text),  # one-line summary, then the traceback
+    Column("trigger", String(64)),  # the trigger's name when a schedule ran it
+    Column("runtime_id", String(36)),
+)
+# a function's page, `--follow` and the count bound: newest ids of one function
+Index(
+    "ix_invocation_logs_function", invocation_logs.c.gateway_id, invocation_logs.c.name, invocation_logs.c.id
+)
+# the age bound and the charts' time windows
+Index("ix_invocation_logs_started", invocation_logs.c.started_at)
