@@ -180,24 +180,26 @@ class SupervisorLink:
         self.stop_server: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counts_task: asyncio.Task[None] | None = None
-        self._logs_task: asyncio.Task[None] | None = None
+        self._shipping = threading.Event()  # set: stop shipping
+        self._ship_lock = threading.Lock()
         self.loads = 0
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         threading.Thread(target=self._read, name="fnstage-cell-link", daemon=True).start()
         self._counts_task = asyncio.create_task(self._send_counts())
-        if self.logs.outbox_size:
-            self._logs_task = asyncio.create_task(self._send_logs())
+        if self.logs.outbox_size:  # a thread: a supervisor slow to read never holds the event loop
+            threading.Thread(target=self._ship_logs, name="fnstage-cell-logs", daemon=True).start()
         self.channel.send({"t": "ready", "pid": os.getpid(), "sandbox": self.sandbox})
 
     async def stop(self) -> None:
-        for task in (self._counts_task, self._logs_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self.ship_logs()  # what the last requests logged
+        if self._counts_task is not None:
+            self._counts_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._counts_task
+        self._shipping.set()
+        if self.logs.outbox_size:
+            self.ship_logs()  # what the last requests logged
 
     def status(self) -> dict[str, Any]:
         return {"loads": self.loads, "sandbox": {"missing": self.sandbox.get("missing", [])}}
@@ -258,14 +260,16 @@ class SupervisorLink:
                 with contextlib.suppress(ChannelClosed):
                     self.channel.send({"t": "counts", "items": items, "at": time.time()})
 
-    async def _send_logs(self) -> None:
-        while True:
-            await asyncio.sleep(LOGS_INTERVAL_S)
+    def _ship_logs(self) -> None:
+        while not self._shipping.wait(LOGS_INTERVAL_S):
             self.ship_logs()
 
     def ship_logs(self) -> None:
         """Send the invocations queued since the last shipment, in messages of bounded size."""
-        entries, dropped = self.logs.take_outbox()
+        with self._ship_lock:
+            self._ship(*self.logs.take_outbox())
+
+    def _ship(self, entries: list[Any], dropped: int) -> None:
         if not entries and not dropped:
             return
         items: list[list[Any]] = []

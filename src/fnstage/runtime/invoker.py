@@ -65,7 +65,8 @@ class InvocationLogs:
     """The last `per_function` invocations of each function, newest last, and each function's counts.
 
     With `outbox` > 0 (a cell whose supervisor keeps durable logs), every invocation is also queued to
-    be shipped (`take_outbox`); a full outbox drops the newest and counts it, never waits."""
+    be shipped (`take_outbox`, from another thread: the queue is a deque, appended by the event loop
+    only); a full outbox drops the newest and counts it, never waits."""
 
     def __init__(self, per_function: int = 100, outbox: int = 0) -> None:
         self.per_function = per_function
@@ -73,8 +74,9 @@ class InvocationLogs:
         self._counts: dict[tuple[str, str], Counts] = {}
         self._counted: set[tuple[str, str]] = set()  # counts changed since `take_counts`
         self.outbox_size = outbox
-        self._outbox: list[tuple[str, str, InvocationLog]] = []
-        self._dropped = 0
+        self._outbox: deque[tuple[str, str, InvocationLog]] = deque()
+        self._dropped = 0  # ever, written by the recording thread only
+        self._dropped_taken = 0  # ... of which `take_outbox` reported
 
     def record(self, gateway: str, name: str, entry: InvocationLog) -> None:
         key = (gateway, name)
@@ -112,8 +114,10 @@ class InvocationLogs:
 
     def take_outbox(self) -> tuple[list[tuple[str, str, InvocationLog]], int]:
         """The invocations queued since the last call, and how many a full outbox dropped meanwhile."""
-        entries, self._outbox = self._outbox, []
-        dropped, self._dropped = self._dropped, 0
+        outbox = self._outbox
+        entries = [outbox.popleft() for _ in range(len(outbox))]
+        dropped_total = self._dropped
+        dropped, self._dropped_taken = dropped_total - self._dropped_taken, dropped_total
         return entries, dropped
 
     def forget(self, gateway: str, name: str) -> None:

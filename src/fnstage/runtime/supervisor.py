@@ -130,6 +130,7 @@ class CellReports(CellEvents):
         self.log_writer: LogWriter | None = None  # durable invocation logs, when they are on
         self.missing: dict[Slot, list[str]] = {}
         self._lock = threading.Lock()
+        self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnstage-counts")
 
     def ready(self, slot: Slot, cell: Cell) -> None:
         missing = [str(m) for m in cell.sandbox.get("missing") or []]
@@ -152,8 +153,10 @@ class CellReports(CellEvents):
             self.front.cell_stopped(slot)
 
     def cell_counts(self, slot: Slot, items: list[FunctionCounts]) -> None:
+        # on a thread of its own: a cell's channel reader that waited on the store (SQLite locked,
+        # PostgreSQL gone) would stop reading, and the cell's next message would block the cell
         if self.reporter is not None:
-            _quietly(self.reporter.counts, items)
+            self._writes.submit(_quietly, self.reporter.counts, items)
 
     def cell_logs(self, slot: Slot, records: list[LogRecord], dropped: int) -> None:
         if self.log_writer is not None:
@@ -319,7 +322,7 @@ class _Keys(dict[Slot, str]):
 def _engine(database_url: str) -> Any:
     from fnstage.store.engine import make_engine
 
-    return make_engine(database_url, pool_size=1)
+    return make_engine(database_url)
 
 
 def _feed_reader(database_url: str, env: str | None) -> FeedReaderLike:
