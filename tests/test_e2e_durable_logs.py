@@ -81,9 +81,14 @@ def test_logs_survive_a_restart_follow_within_a_second_and_filter(
     with up.start():  # the same data folder or database: a new API, runtime and cells
         cli = Cli(up)
         entries = stored(cli)
-        assert [e["request_id"] for e in entries][1:] == [failed.headers["x-request-id"], ok.headers["x-request-id"]]
+        assert [e["request_id"] for e in entries][1:] == [
+            failed.headers["x-request-id"],
+            ok.headers["x-request-id"],
+        ]
         assert entries[2]["lines"] == ["serving 1"] and entries[2]["status"] == 200
-        assert "ValueError: asked to fail" in str(entries[1]["error"]) and "Traceback" in str(entries[1]["error"])
+        assert "ValueError: asked to fail" in str(entries[1]["error"]) and "Traceback" in str(
+            entries[1]["error"]
+        )
         text = cli.run("logs", "dev/logs/fn").stdout
         assert "serving 2" in text and "ValueError" in text
         # filters

@@ -22,7 +22,9 @@ from fnstage.store.invocation_log import LogFilter, LogRecord
 from fnstage.store.store import Store
 
 
-def record(n: int, *, name: str = "dev/user/me", version: int = 1, status: int = 200, at: float = 0.0) -> LogRecord:
+def record(
+    n: int, *, name: str = "dev/user/me", version: int = 1, status: int = 200, at: float = 0.0
+) -> LogRecord:
     return LogRecord(
         gateway="demo",
         name=name,
@@ -69,9 +71,9 @@ def test_written_entries_read_back_newest_first_with_filters(store: Store, demo:
 def test_entries_of_an_unknown_gateway_are_skipped_not_failed(store: Store, demo: str) -> None:
     stray = LogRecord("gone", "dev/x", 1, "r", 1.0, 200, 1.0, [])
     invocation_log.write(store.engine, [stray, record(1)])
-    assert [e["request_id"] for e in invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())[0]] == [
-        "req-1"
-    ]
+    assert [
+        e["request_id"] for e in invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())[0]
+    ] == ["req-1"]
 
 
 def test_prune_keeps_each_functions_newest_and_drops_the_old(store: Store, demo: str) -> None:
@@ -197,7 +199,9 @@ def test_a_cell_is_believed_only_for_its_own_gateway_and_environment(tmp_path: A
 def test_since_and_status_as_typed() -> None:
     assert log_filters.moment("--since", "10m", now=1000.0) == 400.0
     assert log_filters.moment("--since", "1.5h", now=10_000.0) == 10_000.0 - 5400
-    assert log_filters.moment("--since", "2026-11-30T18:00") == log_filters.moment("--since", "2026-11-30T18:00Z")
+    assert log_filters.moment("--since", "2026-11-30T18:00") == log_filters.moment(
+        "--since", "2026-11-30T18:00Z"
+    )
     with pytest.raises(CliError, match="neither a duration"):
         log_filters.moment("--since", "yesterday")
     assert log_filters.status("5XX") == "5xx" and log_filters.status("404") == "404"
