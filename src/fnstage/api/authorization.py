@@ -166,6 +166,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", F + "/triggers/{env}/{name}/pause"): Gateway(role_for_trigger),
     ("POST", F + "/triggers/{env}/{name}/resume"): Gateway(role_for_trigger),
     ("GET", F + "/triggers/{env}/{name}/runs"): Gateway("viewer"),
+    # deploy webhooks: a receiver sees every deployment of the gateway, so only an owner adds one
+    ("GET", F + "/webhooks"): Gateway("viewer"),
+    ("POST", F + "/webhooks"): Gateway("owner"),
+    ("DELETE", F + "/webhooks/{webhook_id}"): Gateway("owner"),
+    ("GET", F + "/webhooks/{webhook_id}/deliveries"): Gateway("viewer"),
     # the console's "try it": invoking a function is reading it (the runtime serves it publicly anyway)
     ("POST", "/console/try"): Gateway("viewer", gateway_in_body=True),
 }

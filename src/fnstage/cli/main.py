@@ -946,3 +946,4 @@ def _follow_logs(
 # token, user, member, audit and trigger live in their own modules, which register them on `app`
 from fnstage.cli import access as _access  # noqa: E402, F401
 from fnstage.cli import triggers as _triggers  # noqa: E402, F401
+from fnstage.cli import webhooks as _webhooks  # noqa: E402, F401

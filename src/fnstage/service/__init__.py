@@ -15,6 +15,7 @@ from fnstage.service.invocation_logs import InvocationLogReader
 from fnstage.service.members import Members
 from fnstage.service.queries import Queries
 from fnstage.service.triggers import Triggers
+from fnstage.service.webhooks import Webhooks
 from fnstage.store.store import Store, now
 
 
@@ -29,6 +30,7 @@ class Services:
     accounts: Accounts
     audit: Audit
     triggers: Triggers
+    webhooks: Webhooks
 
     @classmethod
     def create(
@@ -49,6 +51,7 @@ class Services:
             Accounts(store),
             Audit(store),
             Triggers(store, clock),
+            Webhooks(store),
         )
 
 
