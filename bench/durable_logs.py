@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/durable_logs.py [--rounds 5] [--seconds 5] [--database-url URL]
 
-wrk -t1 -c64 against one small async function that logs one line with `ctx.log`, through the front as
-`fnstage up` runs it (`fnstage runtime --gateway bench`), each server started afresh, rounds
-interleaved: `FNSTAGE_LOGS=on` (every invocation shipped to the supervisor and written to the store in
+wrk -t1 -c64 against one small async function that logs one line with `ctx.log`, in both layouts: a
+cell serving its port directly (`fnstage runtime --gateway bench --env dev`, production behind a
+proxy) and through the front as `fnstage up` runs it (`fnstage runtime --gateway bench`, the front in
+the supervisor's process, beside the log writer); each server started afresh, rounds interleaved:
+`FNSTAGE_LOGS=on` (every invocation shipped to the supervisor and written to the store in
 batches) and `FNSTAGE_LOGS=off` (memory only, as before). After each "on" round it counts the rows
 the store gained against the requests wrk made (`FNSTAGE_LOG_KEEP` is raised so pruning does not
 hide them), so a writer that falls behind shows as dropped entries, not as a fast number.
@@ -90,7 +92,8 @@ def main() -> None:
     args = parser.parse_args()
     print(describe(), flush=True)
     src = str(Path(__file__).resolve().parents[1] / "src")
-    results: dict[str, list[float]] = {"logs on": [], "logs off": []}
+    layouts = {"cell": ["--env", "dev"], "front": []}
+    results: dict[str, list[float]] = {f"{layout} logs {m}": [] for layout in layouts for m in ("on", "off")}
     kept: list[float] = []
     with tempfile.TemporaryDirectory(prefix="fnstage-bench-logs-") as folder:
         url = publish(args.database_url, Path(folder))
@@ -98,23 +101,29 @@ def main() -> None:
         os.environ["FNSTAGE_LOG_QUEUE"] = "1000000"
         for round_ in range(args.rounds):
             for name in results:
-                os.environ["FNSTAGE_LOGS"] = "on" if name == "logs on" else "off"
+                layout, _, mode = name.split()
+                os.environ["FNSTAGE_LOGS"] = mode
                 port = free_port()
-                process = start(["--database-url", url, "--gateway", "bench"], port, src)
+                process = start(["--database-url", url, "--gateway", "bench", *layouts[layout]], port, src)
                 try:
                     wrk(port, 1)  # warm-up
                     time.sleep(1.5)  # its entries written before counting
                     before = stored_rows(url)
                     rate, total = wrk(port, args.seconds)
                     results[name].append(rate)
-                    if name == "logs on":
+                    if mode == "on":
                         time.sleep(3)  # the writer's last batches
                         kept.append((stored_rows(url) - before) / total)
                 finally:
                     stop_tree([process.pid, *descendants(process.pid)])
                 print(f"round {round_ + 1} {name}: {rate:,.0f} req/s", flush=True)
-    on, off = statistics.median(results["logs on"]), statistics.median(results["logs off"])
-    print(f"median logs on {on:,.0f} req/s, logs off {off:,.0f} req/s, ratio on/off {on / off:.2f}")
+    for layout in layouts:
+        on = statistics.median(results[f"{layout} logs on"])
+        off = statistics.median(results[f"{layout} logs off"])
+        print(
+            f"{layout}: median logs on {on:,.0f} req/s, logs off {off:,.0f} req/s, "
+            f"ratio on/off {on / off:.2f}"
+        )
     print(f"rows written per request made (logs on, each round): {', '.join(f'{k:.3f}' for k in kept)}")
 
 

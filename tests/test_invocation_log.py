@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from fnstage.cli import log_filters
 from fnstage.cli.client import CliError
 from fnstage.runtime.cell import CellSpec
-from fnstage.runtime.cells import _log_record
+from fnstage.runtime.cells import _log_records
 from fnstage.runtime.invoker import InvocationLog, InvocationLogs
 from fnstage.runtime.log_writer import LogSettings, LogSettingsError, LogWriter
 from fnstage.service import Actor, Services
@@ -33,7 +33,7 @@ def record(
         started_at=at or 1_000_000.0 + n,
         status=status,
         duration_ms=1.5,
-        lines=[f"line {n}"],
+        lines=f'["line {n}"]',
         error="ValueError: boom\nTraceback ..." if status == 500 else None,
     )
 
@@ -69,7 +69,7 @@ def test_written_entries_read_back_newest_first_with_filters(store: Store, demo:
 
 
 def test_entries_of_an_unknown_gateway_are_skipped_not_failed(store: Store, demo: str) -> None:
-    stray = LogRecord("gone", "dev/x", 1, "r", 1.0, 200, 1.0, [])
+    stray = LogRecord("gone", "dev/x", 1, "r", 1.0, 200, 1.0, "[]")
     invocation_log.write(store.engine, [stray, record(1)])
     assert [
         e["request_id"] for e in invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())[0]
@@ -185,15 +185,25 @@ def test_the_outbox_is_bounded_and_counts_what_it_drops() -> None:
 
 def test_a_cell_is_believed_only_for_its_own_gateway_and_environment(tmp_path: Any) -> None:
     spec = CellSpec(gateway="demo", env="dev", temp_dir=tmp_path, control_key="k")
-    item = ["demo", "dev/a", "r1", 5.0, 3, 200, 1.0, ["x" * 5000] * 300, None, None]
-    mine = _log_record(item, spec)
-    assert mine is not None and len(mine.lines) == 200 and len(mine.lines[0]) == 4000
-    assert _log_record(["other", *item[1:]], spec) is None
-    assert _log_record([item[0], "prod/a", *item[2:]], spec) is None
+    row = ["r1", 5.0, 3, 200, 1.0, '["a line"]', None, None]
+    (mine,) = _log_records([["demo", "dev/a", [row]]], spec)
+    assert mine.lines == '["a line"]' and mine.version == 3
+    (huge,) = _log_records([["demo", "dev/a", [[*row[:5], "x" * 2_000_000, None, None]]]], spec)
+    assert huge.lines == '["(cut: 2000000 characters of lines)"]'
+    assert _log_records([["other", "dev/a", [row]], ["demo", "prod/a", [row]]], spec) == []
     with pytest.raises(TypeError):
-        _log_record([*item[:7], "not a list", None, None], spec)
+        _log_records([["demo", "dev/a", [[*row[:5], ["not", "text"], None, None]]]], spec)
     with pytest.raises(ValueError):
-        _log_record(item[:5], spec)
+        _log_records([["demo", "dev/a", [row[:5]]]], spec)
+    with pytest.raises(ValueError):
+        _log_records([["demo", "dev/a", [["r", "soon", *row[2:]]]]], spec)
+
+
+def test_lines_a_cell_wrote_are_read_defensively() -> None:
+    assert invocation_log.read_lines('["a", "b"]') == ["a", "b"]
+    assert invocation_log.read_lines('["a", {"b": 1}]') == ["a", '{"b": 1}']
+    assert invocation_log.read_lines("[1") == ["(these lines could not be read: not JSON)"]
+    assert invocation_log.read_lines('{"a": 1}') == ["(these lines could not be read: not a list)"]
 
 
 def test_since_and_status_as_typed() -> None:

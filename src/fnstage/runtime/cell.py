@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import threading
@@ -270,29 +271,42 @@ class SupervisorLink:
             self._ship(*self.logs.take_outbox())
 
     def _ship(self, entries: list[Any], dropped: int) -> None:
+        """Grouped by function (the supervisor checks each function once, not each invocation)."""
         if not entries and not dropped:
             return
-        items: list[list[Any]] = []
+        groups: dict[tuple[str, str], list[list[Any]]] = {}
         size = 0
         with contextlib.suppress(ChannelClosed):
             for gateway, name, e in entries:
-                items.append(
+                rows = groups.get((gateway, name))
+                if rows is None:
+                    rows = groups[(gateway, name)] = []
+                rows.append(
                     [
-                        gateway,
-                        name,
                         e.request_id,
                         e.time,
                         e.version,
                         e.status,
                         e.duration_ms,
-                        e.lines,
+                        _lines(e.lines),
                         e.error,
                         e.trigger,
                     ]
                 )
                 size += 200 + sum(len(line) for line in e.lines) + len(e.error or "")
                 if size >= LOG_MESSAGE_BYTES:
-                    self.channel.send({"t": "logs", "items": items, "dropped": dropped})
-                    items, size, dropped = [], 0, 0
-            if items or dropped:
-                self.channel.send({"t": "logs", "items": items, "dropped": dropped})
+                    self._send_groups(groups, dropped)
+                    groups, size, dropped = {}, 0, 0
+            if groups or dropped:
+                self._send_groups(groups, dropped)
+
+    def _send_groups(self, groups: dict[tuple[str, str], list[list[Any]]], dropped: int) -> None:
+        items = [[gateway, name, rows] for (gateway, name), rows in groups.items()]
+        self.channel.send({"t": "logs", "groups": items, "dropped": dropped})
+
+
+_encode_lines = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # bound at import
+
+
+def _lines(lines: list[str]) -> str:
+    return _encode_lines(lines) if lines else "[]"

@@ -212,9 +212,9 @@ class Cell:
             counts = [_counts(item, self.spec) for item in message["items"]]
             self._on_counts(self, [c for c in counts if c is not None])
         elif kind == "logs":
-            records = [_log_record(item, self.spec) for item in message["items"]]
+            records = _log_records(message["groups"], self.spec)
             dropped = max(0, int(message.get("dropped") or 0))
-            self._on_logs(self, [r for r in records if r is not None], dropped)
+            self._on_logs(self, records, dropped)
 
 
 def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
@@ -232,29 +232,41 @@ def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
     )
 
 
-def _text(value: Any, limit: int) -> str:
-    return str(value)[:limit]
+MAX_LOGGED_CHARS = 1_000_000  # of one invocation's lines as JSON (`sdk.Log` keeps 200 of 4,000)
 
 
-def _log_record(item: Any, spec: CellSpec) -> LogRecord | None:
-    """A cell's invocation, believed only for its own gateway and environment, every field checked."""
-    gateway, name, request_id, started, version, status, duration_ms, lines, error, trigger = item
-    if gateway != spec.gateway or not isinstance(name, str) or not name.startswith(f"{spec.env}/"):
-        return None
-    if not isinstance(lines, list):
-        raise TypeError("lines")
-    return LogRecord(
-        gateway=spec.gateway,
-        name=name[:220],
-        version=int(version),
-        request_id=_text(request_id, 64),
-        started_at=float(started),
-        status=int(status),
-        duration_ms=float(duration_ms),
-        lines=[_text(line, 4000) for line in lines[:200]],
-        error=_text(error, 20_000) if error is not None else None,
-        trigger=_text(trigger, 64) if trigger is not None else None,
-    )
+def _log_records(groups: Any, spec: CellSpec) -> list[LogRecord]:
+    """A cell's invocations, grouped by function: believed only for its own gateway and environment
+    (another function's group is dropped), every field converted to its type (a wrong one raises and
+    the message is ignored); strings cut to their columns' sizes. `lines` stays the JSON text the cell
+    encoded: parsing it here cost the supervisor (which also runs the front) more than the rest of its
+    work per invocation; readers parse it (`store.invocation_log.read_lines`)."""
+    out: list[LogRecord] = []
+    prefix = f"{spec.env}/"
+    for gateway, name, rows in groups:
+        if gateway != spec.gateway or not isinstance(name, str) or not name.startswith(prefix):
+            continue
+        name = name[:220]
+        for request_id, started, version, status, duration_ms, lines, error, trigger in rows:
+            if type(lines) is not str:
+                raise TypeError("lines")
+            if len(lines) > MAX_LOGGED_CHARS:
+                lines = f'["(cut: {len(lines)} characters of lines)"]'
+            out.append(
+                LogRecord(
+                    spec.gateway,
+                    name,
+                    int(version),
+                    str(request_id)[:64],
+                    float(started),
+                    int(status),
+                    float(duration_ms),
+                    lines,
+                    None if error is None else str(error)[:20_000],
+                    None if trigger is None else str(trigger)[:64],
+                )
+            )
+    return out
 
 
 def _fresh_folder(folder: Path) -> None:

@@ -158,12 +158,10 @@ class LogWriter:
             batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
         if not batch:
             return False
-        if self.runtime_id is not None:
-            batch = [replace(r, runtime_id=self.runtime_id) for r in batch]
         try:
             if self._engine is None:
                 self._engine = self._engine_factory()
-            invocation_log.write(self._engine, batch)
+            invocation_log.write(self._engine, batch, self.runtime_id)
         except Exception as error:  # any store failure: the batch is lost, counted, and reported
             with self._lock:
                 self.dropped["store_failed"] += len(batch)

@@ -286,7 +286,9 @@ invocation_logs = Table(
     Column("started_at", Float, nullable=False),  # seconds since the epoch, when the request started
     Column("status", Integer, nullable=False),
     Column("duration_ms", Float, nullable=False),
-    Column("lines", JSON, nullable=False),  # what the function logged with ctx.log
+    # what the function logged with ctx.log: a JSON list of strings, encoded by the cell (text, not JSON:
+    # a supervisor passes it on unparsed; readers parse it and show an unreadable one as such)
+    Column("lines", Text, nullable=False),
     Column("error", Text),  # one-line summary, then the traceback
     Column("trigger", String(64)),  # the trigger's name when a schedule ran it
     Column("runtime_id", String(36)),

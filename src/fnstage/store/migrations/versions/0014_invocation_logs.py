@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.Column("started_at", sa.Float(), nullable=False),
         sa.Column("status", sa.Integer(), nullable=False),
         sa.Column("duration_ms", sa.Float(), nullable=False),
-        sa.Column("lines", sa.JSON(), nullable=False),
+        sa.Column("lines", sa.Text(), nullable=False),  # a JSON list, as the cell encoded it
         sa.Column("error", sa.Text()),
         sa.Column("trigger", sa.String(64)),
         sa.Column("runtime_id", sa.String(36)),
