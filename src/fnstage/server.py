@@ -35,6 +35,7 @@ from fnstage.service import Services
 from fnstage.service.clock import CLOCK_FILE_VARIABLE, clock_from_env
 from fnstage.service.identity import bootstrap_admin
 from fnstage.service.scheduler import DEFAULT_CATCH_UP, DEFAULT_POLL_S, Scheduler
+from fnstage.service.webhook_delivery import WebhookDeliverer
 from fnstage.settings import prepare_data_dir, private_file, write_credentials, write_private
 from fnstage.store.engine import SQLITE_FILENAME, sqlite_url
 from fnstage.store.store import Store
@@ -95,6 +96,7 @@ def serve_up(
     api = api_server(app, host, port)  # with limits on slow and oversized clients
     poll_s = float(os.environ.get("FNSTAGE_SCHEDULER_POLL_S") or DEFAULT_POLL_S)
     scheduler = Scheduler(store, clock, catch_up=catch_up, poll_s=poll_s)
+    webhooks = WebhookDeliverer(store)
     console.print(f"fnstage API and console: {api_url}  (data: {data_dir.resolve()})")
     runtime = None
     if with_runtime:
@@ -107,9 +109,11 @@ def serve_up(
     else:
         console.print("No runtime here: start `fnstage runtime --database-url ... --gateway GW` processes.")
     scheduler.start()
+    webhooks.start()
     try:
         api.run()
     finally:
+        webhooks.stop()
         scheduler.stop()
         if runtime is not None:
             runtime.stop()

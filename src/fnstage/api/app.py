@@ -23,6 +23,7 @@ from fnstage.api import (
     routes_gateways,
     routes_releases,
     routes_triggers,
+    routes_webhooks,
 )
 from fnstage.api.authorization import RULES, Public, authorize
 from fnstage.api.limits import LimitRequests, RequestLimits
@@ -144,6 +145,7 @@ def create_app(
         routes_access,
         routes_triggers,
         routes_configuration,
+        routes_webhooks,
     )
     routers = [m.router for m in modules]
     for router in routers:

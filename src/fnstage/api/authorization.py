@@ -182,6 +182,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", F + "/secrets/{env}/{key}"): Gateway(role_for_configuration),
     ("DELETE", F + "/secrets/{env}/{key}"): Gateway(role_for_configuration),
     ("POST", F + "/secrets/rotate-key"): Gateway("owner"),
+    # deploy webhooks: a receiver sees every deployment of the gateway, so only an owner adds one
+    ("GET", F + "/webhooks"): Gateway("viewer"),
+    ("POST", F + "/webhooks"): Gateway("owner"),
+    ("DELETE", F + "/webhooks/{webhook_id}"): Gateway("owner"),
+    ("GET", F + "/webhooks/{webhook_id}/deliveries"): Gateway("viewer"),
     # the console's "try it": invoking a function is reading it (the runtime serves it publicly anyway)
     ("POST", "/console/try"): Gateway("viewer", gateway_in_body=True),
 }

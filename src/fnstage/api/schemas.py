@@ -280,3 +280,13 @@ class TriggerCreate(Body):
         description="default: the function's path, dashed",
     )
     payload: Any = Field(default=None, description="JSON the function receives as ctx.json")
+
+
+class WebhookCreate(Body):
+    url: str = Field(max_length=2000, description="where to POST each event: http:// or https://")
+    events: list[str] | None = Field(
+        default=None,
+        max_length=10,
+        description="the events it wants (create, save, promote, release, rollback, rename, delete); "
+        "none: all",
+    )

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import json
 import logging
 import os
 import threading
@@ -38,6 +39,9 @@ from fnstage.store.records import PublishedFunction
 logger = logging.getLogger("fnstage.runtime")
 
 COUNTS_INTERVAL_S = 3.0
+LOGS_INTERVAL_S = 0.2  # how often a cell ships its invocations to its supervisor (`--follow` < 1 s)
+LOG_OUTBOX = 20_000  # invocations a cell queues between two shipments; past it, dropped and counted
+LOG_MESSAGE_BYTES = 2 * 1024 * 1024  # one shipment is cut into messages of about this many characters
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -59,6 +63,7 @@ class CellSpec:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S
     watchdog: WatchdogSettings = field(default_factory=WatchdogSettings.from_env)
+    ship_logs: bool = False  # send every invocation to the supervisor (it keeps durable logs)
 
     @property
     def key(self) -> str:
@@ -132,7 +137,7 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
     from fnstage.runtime.cell_server import ListeningServer, listen
 
     registry = Registry()
-    logs = InvocationLogs()
+    logs = InvocationLogs(outbox=LOG_OUTBOX if spec.ship_logs else 0)
     configuration = CellConfiguration(spec.env)
     link = SupervisorLink(channel, registry, logs, sandbox, spec.load_timeout_s, configuration)
     # the memory limit is the sandbox's (RLIMIT_DATA, set before the cell dropped its privileges)
@@ -196,6 +201,8 @@ class SupervisorLink:
         self.stop_server: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counts_task: asyncio.Task[None] | None = None
+        self._shipping = threading.Event()  # set: stop shipping
+        self._ship_lock = threading.Lock()
         self.loads = 0
         self._frozen = False  # a bulk load's objects are frozen (gc.freeze) until the next change
 
@@ -203,6 +210,8 @@ class SupervisorLink:
         self._loop = asyncio.get_running_loop()
         threading.Thread(target=self._read, name="fnstage-cell-link", daemon=True).start()
         self._counts_task = asyncio.create_task(self._send_counts())
+        if self.logs.outbox_size:  # a thread: a supervisor slow to read never holds the event loop
+            threading.Thread(target=self._ship_logs, name="fnstage-cell-logs", daemon=True).start()
         self.channel.send({"t": "ready", "pid": os.getpid(), "sandbox": self.sandbox})
 
     async def stop(self) -> None:
@@ -210,6 +219,9 @@ class SupervisorLink:
             self._counts_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._counts_task
+        self._shipping.set()
+        if self.logs.outbox_size:
+            self.ship_logs()  # what the last requests logged
 
     def status(self) -> dict[str, Any]:
         return {"loads": self.loads, "sandbox": {"missing": self.sandbox.get("missing", [])}}
@@ -293,3 +305,53 @@ class SupervisorLink:
                 items = [[c.gateway, c.name, c.version, c.requests, c.errors, c.last_error] for c in counted]
                 with contextlib.suppress(ChannelClosed):
                     self.channel.send({"t": "counts", "items": items, "at": time.time()})
+
+    def _ship_logs(self) -> None:
+        while not self._shipping.wait(LOGS_INTERVAL_S):
+            self.ship_logs()
+
+    def ship_logs(self) -> None:
+        """Send the invocations queued since the last shipment, in messages of bounded size."""
+        with self._ship_lock:
+            self._ship(*self.logs.take_outbox())
+
+    def _ship(self, entries: list[Any], dropped: int) -> None:
+        """Grouped by function (the supervisor checks each function once, not each invocation)."""
+        if not entries and not dropped:
+            return
+        groups: dict[tuple[str, str], list[list[Any]]] = {}
+        size = 0
+        with contextlib.suppress(ChannelClosed):
+            for gateway, name, e in entries:
+                rows = groups.get((gateway, name))
+                if rows is None:
+                    rows = groups[(gateway, name)] = []
+                rows.append(
+                    [
+                        e.request_id,
+                        e.time,
+                        e.version,
+                        e.status,
+                        e.duration_ms,
+                        _lines(e.lines),
+                        e.error,
+                        e.trigger,
+                    ]
+                )
+                size += 200 + sum(len(line) for line in e.lines) + len(e.error or "")
+                if size >= LOG_MESSAGE_BYTES:
+                    self._send_groups(groups, dropped)
+                    groups, size, dropped = {}, 0, 0
+            if groups or dropped:
+                self._send_groups(groups, dropped)
+
+    def _send_groups(self, groups: dict[tuple[str, str], list[list[Any]]], dropped: int) -> None:
+        items = [[gateway, name, rows] for (gateway, name), rows in groups.items()]
+        self.channel.send({"t": "logs", "groups": items, "dropped": dropped})
+
+
+_encode_lines = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # bound at import
+
+
+def _lines(lines: list[str]) -> str:
+    return _encode_lines(lines) if lines else "[]"

@@ -34,9 +34,11 @@ from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot
 from fnstage.runtime.configuration import ConfigDelivery
 from fnstage.runtime.loader import LiveVersion
+from fnstage.runtime.log_writer import LogSettings, LogWriter
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
 from fnstage.runtime.zygote import Zygote
+from fnstage.store.invocation_log import LogRecord
 from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
 
 logger = logging.getLogger("fnstage.runtime")
@@ -126,8 +128,10 @@ class CellReports(CellEvents):
     def __init__(self) -> None:
         self.reporter: Any = None  # the watcher's, once made
         self.front: Any = None  # set when a front routes to the cells
+        self.log_writer: LogWriter | None = None  # durable invocation logs, when they are on
         self.missing: dict[Slot, list[str]] = {}
         self._lock = threading.Lock()
+        self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnstage-counts")
 
     def ready(self, slot: Slot, cell: Cell) -> None:
         missing = [str(m) for m in cell.sandbox.get("missing") or []]
@@ -150,8 +154,14 @@ class CellReports(CellEvents):
             self.front.cell_stopped(slot)
 
     def cell_counts(self, slot: Slot, items: list[FunctionCounts]) -> None:
+        # on a thread of its own: a cell's channel reader that waited on the store (SQLite locked,
+        # PostgreSQL gone) would stop reading, and the cell's next message would block the cell
         if self.reporter is not None:
-            _quietly(self.reporter.counts, items)
+            self._writes.submit(_quietly, self.reporter.counts, items)
+
+    def cell_logs(self, slot: Slot, records: list[LogRecord], dropped: int) -> None:
+        if self.log_writer is not None:
+            self.log_writer.offer(records, dropped)
 
     def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None:
         if self.reporter is not None:
@@ -187,6 +197,11 @@ class Supervisor:
         self.control_key = secrets.token_urlsafe(32)  # the control plane's key to this runtime
         self.reports = CellReports()
         self._watchdog = WatchdogSettings.from_env()
+        self.log_settings = LogSettings.from_env()
+        if self.log_settings.enabled:
+            self.reports.log_writer = LogWriter(
+                functools.partial(_engine, settings.database_url), self.log_settings
+            )
         self.cells = CellSet(self._spec, self.reports, zygote, keep_empty=settings.env is not None)
         self.registry = MirrorRegistry(self.cells)
         reader = functools.partial(_feed_reader, settings.database_url, settings.env)
@@ -218,6 +233,7 @@ class Supervisor:
             sandbox=self.settings.sandbox,
             log_level="warning" if self.settings.log_level == "info" else self.settings.log_level,
             watchdog=self._watchdog,
+            ship_logs=self.reports.log_writer is not None,
         )
         if self.settings.env is not None:
             return replace(spec, port=self.settings.port)
@@ -237,6 +253,8 @@ class Supervisor:
             def register(self) -> None:
                 super().register()
                 reports.reporter = self
+                if reports.log_writer is not None:
+                    reports.log_writer.runtime_id = self.identity.id
                 if reports.missing:  # cells that started before the row existed (a runtime's one cell)
                     self.sandbox(reports.sandbox())
 
@@ -268,10 +286,14 @@ class Supervisor:
             "cells": cells,
             "quarantined": self.cells.quarantine_list(),
             "watcher": self.watcher.status(),
+            "logs": self.reports.log_writer.stats() if self.reports.log_writer is not None else None,
         }
 
     async def run(self, stop: asyncio.Event, front: Any = None) -> None:
         loop = asyncio.get_running_loop()
+        writer = self.reports.log_writer
+        if writer is not None:
+            writer.start()
         if self.settings.env is not None:
             slot = (self.settings.gateway or "", self.settings.env)
             cell = await loop.run_in_executor(None, self.cells.ensure, slot)
@@ -289,6 +311,8 @@ class Supervisor:
             await self.watcher.stop()
             self.configuration.close()
             await loop.run_in_executor(None, self.cells.stop_all)
+            if writer is not None:  # after the cells: their last shipments are written too
+                await loop.run_in_executor(None, writer.stop)
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -300,6 +324,12 @@ class _Keys(dict[Slot, str]):
 
         key = self[slot] = secrets.token_urlsafe(32)
         return key
+
+
+def _engine(database_url: str) -> Any:
+    from fnstage.store.engine import make_engine
+
+    return make_engine(database_url)
 
 
 def _feed_reader(database_url: str, env: str | None) -> FeedReaderLike:

@@ -17,6 +17,7 @@ from fnstage.service.invocation_logs import InvocationLogReader
 from fnstage.service.members import Members
 from fnstage.service.queries import Queries
 from fnstage.service.triggers import Triggers
+from fnstage.service.webhooks import Webhooks
 from fnstage.store.store import Store, now
 
 
@@ -32,6 +33,7 @@ class Services:
     audit: Audit
     triggers: Triggers
     configurations: Configurations
+    webhooks: Webhooks
 
     @classmethod
     def create(
@@ -55,6 +57,7 @@ class Services:
             Audit(store),
             Triggers(store, clock),
             Configurations(store, keyring),
+            Webhooks(store),
         )
 
 
