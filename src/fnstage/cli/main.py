@@ -257,6 +257,25 @@ def runtime(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(metavar="LEVEL", help="debug, info, warning or error.")] = "info",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="FNSTAGE_METRICS_PORT",
+            min=1,
+            max=65535,
+            metavar="PORT",
+            help="Count requests, loads and restarts, and serve them for Prometheus at "
+            "http://METRICS_HOST:PORT/metrics. (default: metrics off, nothing counted)",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            envvar="FNSTAGE_METRICS_HOST",
+            help="Address of --metrics-port: anyone who reaches it reads the metrics (no token).",
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Serve published functions and hot-reload every change, with no restart.
 
@@ -276,7 +295,28 @@ def runtime(
         raise CliError("--env needs --gateway: a cell serves one environment of one gateway")
     if env is not None and env not in ("dev", "staging", "prod"):
         raise CliError(f"--env: {env!r} is not an environment; use dev, staging or prod")
-    run_runtime(url, host, port, workers, gateway, domain, public_url, log_level, env=env)
+    if metrics_port is not None:
+        from fnstage.runtime.supervisor import port_is_free
+
+        if metrics_port == port:
+            raise CliError(
+                f"--metrics-port: {metrics_port} is --port already; give metrics a port of their own"
+            )
+        if not port_is_free(metrics_host, metrics_port):
+            raise CliError(f"--metrics-port: {metrics_host}:{metrics_port} is in use; choose another port")
+    run_runtime(
+        url,
+        host,
+        port,
+        workers,
+        gateway,
+        domain,
+        public_url,
+        log_level,
+        env=env,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+    )
 
 
 @_command(app)

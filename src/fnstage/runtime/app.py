@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl
 from fnstage.http_body import BodyTooLarge, ClientGone, read_body
 from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invoke
 from fnstage.runtime.registry import Registry
+from fnstage.runtime.request_metrics import RequestMetrics
 from fnstage.runtime.router import Router
 from fnstage.sdk import TriggerInfo
 
@@ -72,8 +73,10 @@ class RuntimeApp:
         watchdog: BackgroundService | None = None,
         body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
         max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        metrics: RequestMetrics | None = None,
     ) -> None:
         self.registry = registry
+        self.metrics = metrics  # counts per version for the supervisor's /metrics; None: not counted
         self.watchdog = watchdog  # runtime.watchdog: runaway functions, stalled loop, memory limit
         self.router = router or Router()
         self.watcher = watcher
@@ -184,18 +187,31 @@ class RuntimeApp:
             return
         except ClientGone:
             return
-        outcome = await invoke(
-            live,
-            method=method,
-            path=path,
-            query_string=scope.get("query_string", b""),
-            headers=scope["headers"],
-            body=body,
-            request_id=request_id,
-            executor=self.executor,
-            logs=self.logs,
-            deadlines=self.deadlines,
-        )
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight += 1
+            started = time.perf_counter()
+        try:
+            outcome = await invoke(
+                live,
+                method=method,
+                path=path,
+                query_string=scope.get("query_string", b""),
+                headers=scope["headers"],
+                body=body,
+                request_id=request_id,
+                executor=self.executor,
+                logs=self.logs,
+                deadlines=self.deadlines,
+            )
+        finally:
+            if metrics is not None:
+                metrics.in_flight -= 1
+        if metrics is not None:
+            seconds = time.perf_counter() - started
+            metrics.observe(
+                live.gateway, live.name, live.version, outcome.status, seconds, outcome.error is not None
+            )
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
         headers.append((b"x-fnstage-version", str(live.version).encode()))
         await _send(send, outcome.status, headers, outcome.body, request_id, head=head)

@@ -27,6 +27,7 @@ from fnstage.runtime.channel import CellEnd, ChannelClosed
 from fnstage.runtime.invoker import InvocationLogs
 from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_rows
 from fnstage.runtime.registry import Registry
+from fnstage.runtime.request_metrics import RequestMetrics
 from fnstage.runtime.router import Router
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
 from fnstage.runtime.zygote import passed_to_cells
@@ -56,6 +57,7 @@ class CellSpec:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S
     watchdog: WatchdogSettings = field(default_factory=WatchdogSettings.from_env)
+    metrics: bool = True  # count requests per version for the supervisor's /metrics (FNSTAGE_METRICS)
 
     @property
     def key(self) -> str:
@@ -119,6 +121,7 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
     registry = Registry()
     logs = InvocationLogs()
     link = SupervisorLink(channel, registry, logs, sandbox, spec.load_timeout_s)
+    link.metrics = RequestMetrics() if spec.metrics else None
     # the memory limit is the sandbox's (RLIMIT_DATA, set before the cell dropped its privileges)
     watchdog = Watchdog(
         replace(spec.watchdog, memory_mb=0, events_path=None),
@@ -136,6 +139,7 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
         logs=logs,
         max_body_bytes=spec.max_body_bytes,
         internal_token=spec.control_key,
+        metrics=link.metrics,
     )
     where: dict[str, Any] = {"uds": spec.uds} if spec.uds is not None else {"port": spec.port}
     server = Server(
@@ -177,6 +181,8 @@ class SupervisorLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counts_task: asyncio.Task[None] | None = None
         self.loads = 0
+        self.metrics: RequestMetrics | None = None  # what the cell counts for /metrics, sent with the counts
+        self._in_flight_sent = 0
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -189,6 +195,7 @@ class SupervisorLink:
             self._counts_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._counts_task
+        self._send_metrics()  # what the last requests counted
 
     def status(self) -> dict[str, Any]:
         return {"loads": self.loads, "sandbox": {"missing": self.sandbox.get("missing", [])}}
@@ -248,3 +255,14 @@ class SupervisorLink:
                 items = [[c.gateway, c.name, c.version, c.requests, c.errors, c.last_error] for c in counted]
                 with contextlib.suppress(ChannelClosed):
                     self.channel.send({"t": "counts", "items": items, "at": time.time()})
+            self._send_metrics()
+
+    def _send_metrics(self) -> None:
+        """What the cell counted for /metrics since the last time (the supervisor keeps the totals)."""
+        if self.metrics is None:
+            return
+        rows, in_flight = self.metrics.take(), self.metrics.in_flight
+        if rows or in_flight != self._in_flight_sent:
+            self._in_flight_sent = in_flight
+            with contextlib.suppress(ChannelClosed):
+                self.channel.send({"t": "metrics", "rows": rows, "in_flight": in_flight})

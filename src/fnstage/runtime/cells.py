@@ -30,6 +30,7 @@ from typing import Any
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError
+from fnstage.runtime.metrics import RuntimeMetrics
 from fnstage.runtime.zygote import Zygote
 from fnstage.store.records import FunctionCounts, PublishedFunction
 
@@ -77,8 +78,11 @@ class Cell:
         on_counts: Callable[[Cell, list[FunctionCounts]], None],
         on_exit: Callable[[Cell], None],
         on_event: Callable[[Cell, dict[str, Any]], None] = lambda cell, event: None,
+        *,
+        on_metrics: Callable[[Cell, dict[str, Any]], None] = lambda cell, message: None,
     ) -> None:
         self.spec = spec
+        self._on_metrics = on_metrics
         self._zygote = zygote
         self._on_counts = on_counts
         self._on_exit = on_exit
@@ -208,6 +212,8 @@ class Cell:
         elif kind == "counts":
             counts = [_counts(item, self.spec) for item in message["items"]]
             self._on_counts(self, [c for c in counts if c is not None])
+        elif kind == "metrics":
+            self._on_metrics(self, message)
 
 
 def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
@@ -277,6 +283,7 @@ class CellSet:
         self._stopping = False
         self.keep_empty = keep_empty  # production's one cell serves (404s) even with nothing published
         self.quarantined: dict[tuple[str, str, int, str], str] = {}  # (gateway, name, version, hash)
+        self.metrics: RuntimeMetrics | None = None  # the supervisor's /metrics, when it keeps them
 
     # what the watcher calls (its reader thread) ---------------------------------------------------
     def load(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
@@ -386,7 +393,14 @@ class CellSet:
                 return None
             if delay and attempt:
                 time.sleep(delay)
-            cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event)
+            cell = Cell(
+                self._make_spec(slot),
+                self._zygote,
+                self._counts,
+                self._exited,
+                self._event,
+                on_metrics=self._metrics,
+            )
             state.cell = cell
             cell.start()
             if not cell.wait_ready():
@@ -426,7 +440,14 @@ class CellSet:
             finally:
                 probe.stop()
         # the survivors, together, in a fresh cell
-        cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event)
+        cell = Cell(
+            self._make_spec(slot),
+            self._zygote,
+            self._counts,
+            self._exited,
+            self._event,
+            on_metrics=self._metrics,
+        )
         state.cell = cell
         cell.start()
         if not cell.wait_ready():
@@ -482,6 +503,8 @@ class CellSet:
     def _quarantine(self, row: PublishedFunction, cause: str) -> None:
         logger.error("runtime: %s/%s v%d quarantined: %s", row.gateway, row.name, row.version, cause)
         self.quarantined[(row.gateway, row.name, row.version, row.bundle_hash)] = cause
+        if self.metrics is not None:
+            self.metrics.quarantined(row.gateway, row.name)
 
     def _result(self, state: _SlotState, row: PublishedFunction, answer: Any) -> LiveVersion | LoadError:
         if not isinstance(answer, dict) or not answer.get("ok"):
@@ -504,6 +527,10 @@ class CellSet:
         if items:
             self.events.cell_counts((cell.spec.gateway, cell.spec.env), items)
 
+    def _metrics(self, cell: Cell, message: dict[str, Any]) -> None:
+        if self.metrics is not None:
+            self.metrics.add_cell((cell.spec.gateway, cell.spec.env), message["rows"], message["in_flight"])
+
     def _exited(self, cell: Cell) -> None:
         """A cell's channel closed: a stop we asked for, or a death to recover from."""
         slot = (cell.spec.gateway, cell.spec.env)
@@ -522,6 +549,8 @@ class CellSet:
             if state.cell is not dead:  # a load already brought it back
                 return
             state.restarts += 1
+            if self.metrics is not None:
+                self.metrics.cell_restarted(slot)
             if time.monotonic() - dead.started_at < STABLE_AFTER_S:
                 time.sleep(min(5.0, 0.1 * 2 ** min(state.deaths, 6)))
             self._start(slot, state)
@@ -530,6 +559,8 @@ class CellSet:
         cell, state.cell = state.cell, None
         if cell is not None:
             cell.stop()
+            if self.metrics is not None:
+                self.metrics.forget_cell(slot)
             shutil.rmtree(cell.spec.temp_dir, ignore_errors=True)
             self.events.stopped(slot)
 

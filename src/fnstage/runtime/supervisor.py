@@ -34,6 +34,7 @@ from typing import Any
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot
 from fnstage.runtime.loader import LiveVersion
+from fnstage.runtime.metrics import RuntimeMetrics, serve_metrics
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
 from fnstage.runtime.zygote import Zygote
@@ -53,6 +54,12 @@ class SupervisorSettings:
     public_url: str | None = None
     log_level: str = "info"
     sandbox: bool = True
+    metrics_port: int | None = None  # serve /metrics there (runtime.metrics); None: nothing is counted
+    metrics_host: str = "127.0.0.1"
+
+    @property
+    def metrics(self) -> bool:
+        return self.metrics_port is not None
 
 
 class EnvironmentFeed:
@@ -188,6 +195,9 @@ class Supervisor:
         self._watchdog = WatchdogSettings.from_env()
         self.cells = CellSet(self._spec, self.reports, zygote, keep_empty=settings.env is not None)
         self.registry = MirrorRegistry(self.cells)
+        self.metrics = RuntimeMetrics(self._live_version) if settings.metrics else None
+        self.cells.metrics = self.metrics
+        self._metrics_server: Any = None
         reader = functools.partial(_feed_reader, settings.database_url, settings.env)
         self.watcher = Watcher(
             self.registry,
@@ -195,7 +205,12 @@ class Supervisor:
             gateway=settings.gateway,
             reporter_factory=self._reporter,
             load_rows=self.cells.load,
+            metrics=self.metrics,
         )
+
+    def _live_version(self, gateway: str, name: str) -> int | None:
+        live = self.registry.get(gateway, name)
+        return live.version if live is not None else None
 
     def _spec(self, slot: Slot) -> CellSpec:
         gateway, env = slot
@@ -212,6 +227,7 @@ class Supervisor:
             sandbox=self.settings.sandbox,
             log_level="warning" if self.settings.log_level == "info" else self.settings.log_level,
             watchdog=self._watchdog,
+            metrics=self.metrics is not None,
         )
         if self.settings.env is not None:
             return replace(spec, port=self.settings.port)
@@ -266,6 +282,10 @@ class Supervisor:
 
     async def run(self, stop: asyncio.Event, front: Any = None) -> None:
         loop = asyncio.get_running_loop()
+        if self.metrics is not None and self.settings.metrics_port is not None:
+            self._metrics_server = serve_metrics(
+                self.metrics, self.settings.metrics_host, self.settings.metrics_port
+            )
         if self.settings.env is not None:
             slot = (self.settings.gateway or "", self.settings.env)
             cell = await loop.run_in_executor(None, self.cells.ensure, slot)
@@ -283,6 +303,9 @@ class Supervisor:
             await self.watcher.stop()
             await loop.run_in_executor(None, self.cells.stop_all)
             shutil.rmtree(self.folder, ignore_errors=True)
+            if self._metrics_server is not None:
+                self._metrics_server.shutdown()
+                self._metrics_server.server_close()
 
 
 class _Keys(dict[Slot, str]):

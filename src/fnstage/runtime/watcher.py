@@ -121,8 +121,10 @@ class Watcher:
         bulk_load: int = BULK_LOAD,
         counts: Callable[[], list[FunctionCounts]] | None = None,
         load_rows: Callable[[list[PublishedFunction]], list[LiveVersion | LoadError]] | None = None,
+        metrics: LoadMetrics | None = None,
     ) -> None:
         self.registry = registry
+        self.metrics = metrics  # loads, their failures and publish -> live, for /metrics
         # where rows are loaded: here by default; a supervisor hands them to its cells
         self._load_rows = load_rows if load_rows is not None else self._load_here
         self._counts = counts  # requests and failures per live version, reported with the heartbeat
@@ -367,7 +369,7 @@ class Watcher:
             if self.registry.remove(event.gateway, event.name, event.version):
                 self._report("removed", event.gateway, event.name)
                 logger.info("runtime: unloaded %s/%s v%d", event.gateway, event.name, event.version)
-        self._apply(rows, results, allow_older=False)
+        self._apply(rows, results, allow_older=False, just_published=True)
         for event in events:
             self._positions[event.gateway] = max(self._positions.get(event.gateway, 0), event.seq)
         self._notify()
@@ -408,11 +410,21 @@ class Watcher:
             self._frozen = True
 
     def _apply(
-        self, rows: list[PublishedFunction], results: list[LiveVersion | LoadError], *, allow_older: bool
+        self,
+        rows: list[PublishedFunction],
+        results: list[LiveVersion | LoadError],
+        *,
+        allow_older: bool,
+        just_published: bool = False,
     ) -> None:
-        """Swap in what loaded, record what failed, and report both (the lives in one write)."""
+        """Swap in what loaded, record what failed, and report both (the lives in one write).
+        `just_published`: rows the feed announced now (a catch-up), whose publish -> live is measured;
+        a resync's rows may have been published long before this runtime started."""
         lives: list[tuple[str, str, int, str]] = []
+        metrics = self.metrics
         for row, result in zip(rows, results, strict=True):
+            if metrics is not None and self.registry.get(row.gateway, row.name) is not result:
+                _measure(metrics, row, result, just_published)
             if isinstance(result, LoadError):
                 self.registry.record_failure(row.gateway, row.name, row.version, result)
                 self._report("failed", row.gateway, row.name, row.version, result.summary)
@@ -559,6 +571,27 @@ class Watcher:
             logger.warning(
                 "runtime: cannot watch %s; polling every %g s", folder, self.poll_interval_s, exc_info=True
             )
+
+
+class LoadMetrics(Protocol):
+    """Where the watcher counts loads (`runtime.metrics.RuntimeMetrics`)."""
+
+    def loaded(self, gateway: str, name: str, seconds: float) -> None: ...
+
+    def load_failed(self, gateway: str, name: str, seconds: float | None) -> None: ...
+
+    def live_after_publish(self, gateway: str, name: str, seconds: float) -> None: ...
+
+
+def _measure(  # a load done now (not a version that was already live)
+    metrics: LoadMetrics, row: PublishedFunction, result: LiveVersion | LoadError, just_published: bool
+) -> None:
+    if isinstance(result, LoadError):
+        metrics.load_failed(row.gateway, row.name, None)
+        return
+    metrics.loaded(row.gateway, row.name, result.load_ms / 1000)
+    if just_published and row.published_at is not None:
+        metrics.live_after_publish(row.gateway, row.name, time.time() - row.published_at)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Select, Text, bindparam, cast, select
 
 from fnstage.store import schema as t
 from fnstage.store.engine import is_postgres, is_sqlite, make_engine, read_options
-from fnstage.store.records import FeedEvent, PublishedFunction
+from fnstage.store.records import FeedEvent, PublishedFunction, utc
 
 if TYPE_CHECKING:  # psycopg is imported only where changes are pushed (PostgreSQL)
     from fnstage.store.notifications import Signal
@@ -41,6 +41,7 @@ _LOADED = (
     cast(_p.config, Text),
     _p.seq,
     _p.timeout_s,
+    _p.updated_at,
 )
 
 
@@ -49,7 +50,7 @@ def _published(rows: Iterable[Any]) -> list[PublishedFunction]:
     functions = []
     for row in rows:
         (gateway, name, version, semver, entrypoint, compiled) = row[:6]
-        (source, bundle_hash, methods, config, seq, timeout_s) = row[6:]
+        (source, bundle_hash, methods, config, seq, timeout_s, updated_at) = row[6:]
         functions.append(
             PublishedFunction(
                 gateway=gateway,
@@ -64,6 +65,7 @@ def _published(rows: Iterable[Any]) -> list[PublishedFunction]:
                 config=loads(config),
                 seq=seq,
                 timeout_s=float(timeout_s),
+                published_at=utc(updated_at).timestamp() if updated_at is not None else None,
             )
         )
     return functions

@@ -112,6 +112,7 @@ class PublishedFunction:
     config: dict[str, Any]
     seq: int
     timeout_s: float = 30.0
+    published_at: float | None = None  # the commit's time (epoch seconds, the store's clock)
 
 
 @dataclass(frozen=True)
