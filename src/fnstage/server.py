@@ -18,9 +18,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from prometheus_client import start_http_server
 from rich.console import Console
 
 from fnstage.api.app import create_app
+from fnstage.api.metrics import ApiMetrics
 from fnstage.api.serving import api_server
 from fnstage.ports import check_ports_free
 from fnstage.service import Services
@@ -63,6 +65,9 @@ def serve_up(
     database_url: str | None = None,
     with_runtime: bool = True,
     catch_up: timedelta = DEFAULT_CATCH_UP,
+    metrics_port: int | None = None,
+    runtime_metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> None:
     """The API and console in this process; a runtime for every gateway in a supervised child process,
     on the same server (granian) and code path as a production `fnstage runtime`. Without the runtime
@@ -70,6 +75,11 @@ def serve_up(
     `catch_up`: a tick missed while no control plane ran still runs at start if at most this old."""
     ports = {"API and console": port} | ({"runtime": runtime_port} if with_runtime else {})
     check_ports_free(host, ports)  # before anything starts or is written
+    metrics_ports = {"API's metrics": metrics_port} if metrics_port is not None else {}
+    if with_runtime and runtime_metrics_port is not None:
+        metrics_ports["runtime's metrics"] = runtime_metrics_port
+    if metrics_ports:
+        check_ports_free(metrics_host, ports | metrics_ports if metrics_host == host else metrics_ports)
     store = open_store(data_dir, database_url)
     url = store.engine.url.render_as_string(hide_password=False)
     api_url = f"http://{host}:{port}"
@@ -81,16 +91,23 @@ def serve_up(
             f"[bold yellow]Triggers use the time in {clock_file} ({CLOCK_FILE_VARIABLE}): tests only[/]"
         )
     services = Services.create(store, clock=clock)
-    app = create_app(services, runtime_url=runtime_url)  # runtime_url: the console's try it
+    api_metrics = ApiMetrics() if metrics_port is not None else None
+    app = create_app(services, runtime_url=runtime_url, metrics=api_metrics)  # runtime_url: try it
     api = api_server(app, host, port)  # with limits on slow and oversized clients
     poll_s = float(os.environ.get("FNSTAGE_SCHEDULER_POLL_S") or DEFAULT_POLL_S)
     scheduler = Scheduler(store, clock, catch_up=catch_up, poll_s=poll_s)
     console.print(f"fnstage API and console: {api_url}  (data: {data_dir.resolve()})")
+    if api_metrics is not None and metrics_port is not None:
+        start_http_server(metrics_port, addr=metrics_host, registry=api_metrics.registry)
+        console.print(f"API metrics: http://{metrics_host}:{metrics_port}/metrics")
     runtime = None
     if with_runtime:
         say_sandbox()
         private_file(data_dir / "runtime.log")  # before the child opens it with the umask's mode
         runtime = RuntimeProcess(url, host, runtime_port, data_dir / "runtime.log")
+        if runtime_metrics_port is not None:
+            runtime.args += ["--metrics-port", str(runtime_metrics_port), "--metrics-host", metrics_host]
+            console.print(f"Runtime metrics: http://{metrics_host}:{runtime_metrics_port}/metrics")
         runtime.start()
         console.print(f"Functions answer at http://GATEWAY.ENV.localhost:{runtime_port}/PATH")
         console.print(f"Runtime log: {runtime.log_path}")

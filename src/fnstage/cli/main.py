@@ -192,6 +192,30 @@ def up(
             help="A trigger's tick missed while no `fnstage up` ran runs once at start if at most this old.",
         ),
     ] = 900,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            metavar="PORT",
+            help="Serve the API's metrics for Prometheus at http://METRICS_HOST:PORT/metrics. (default: off)",
+            show_default=False,
+        ),
+    ] = None,
+    runtime_metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            metavar="PORT",
+            help="Count the runtime's requests, loads and restarts and serve them at "
+            "http://METRICS_HOST:PORT/metrics. (default: off, nothing counted)",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address of the metrics ports: anyone who reaches it reads them (no token).")
+    ] = "127.0.0.1",
 ) -> None:
     """Run fnstage on this machine: API, console and runtime on an embedded SQLite store.
 
@@ -216,6 +240,9 @@ def up(
             database_url=database_url,
             with_runtime=with_runtime,
             catch_up=timedelta(seconds=catch_up),
+            metrics_port=metrics_port,
+            runtime_metrics_port=runtime_metrics_port,
+            metrics_host=metrics_host,
         )
     except PortInUse as error:
         raise CliError(str(error)) from None
