@@ -28,6 +28,7 @@ from fnstage.ports import check_ports_free
 from fnstage.service import Services
 from fnstage.service.clock import CLOCK_FILE_VARIABLE, clock_from_env
 from fnstage.service.identity import bootstrap_admin
+from fnstage.service.runtime_reaper import RuntimeReaper
 from fnstage.service.scheduler import DEFAULT_CATCH_UP, DEFAULT_POLL_S, Scheduler
 from fnstage.settings import prepare_data_dir, private_file, write_credentials, write_private
 from fnstage.store.engine import SQLITE_FILENAME, sqlite_url
@@ -68,6 +69,7 @@ def serve_up(
     metrics_port: int | None = None,
     runtime_metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    log_format: str = "text",
 ) -> None:
     """The API and console in this process; a runtime for every gateway in a supervised child process,
     on the same server (granian) and code path as a production `fnstage runtime`. Without the runtime
@@ -105,6 +107,7 @@ def serve_up(
         say_sandbox()
         private_file(data_dir / "runtime.log")  # before the child opens it with the umask's mode
         runtime = RuntimeProcess(url, host, runtime_port, data_dir / "runtime.log")
+        runtime.args += ["--log-format", log_format]
         if runtime_metrics_port is not None:
             runtime.args += ["--metrics-port", str(runtime_metrics_port), "--metrics-host", metrics_host]
             console.print(f"Runtime metrics: http://{metrics_host}:{runtime_metrics_port}/metrics")
@@ -114,9 +117,12 @@ def serve_up(
     else:
         console.print("No runtime here: start `fnstage runtime --database-url ... --gateway GW` processes.")
     scheduler.start()
+    reaper = RuntimeReaper(store)
+    reaper.start()
     try:
         api.run()
     finally:
+        reaper.stop()
         scheduler.stop()
         if runtime is not None:
             runtime.stop()
@@ -156,7 +162,8 @@ class RuntimeProcess:
     def __init__(self, database_url: str, host: str, port: int, log_path: Path) -> None:
         # the store's URL (and any password in it) goes in the environment, not argv: argv is public
         self.args = [sys.executable, "-m", "fnstage", "runtime"]
-        self.args += ["--host", host, "--port", str(port), "--log-level", "warning"]
+        # info: the runtime's events (start, feed, each load, cells, stop) go to its log, one line each
+        self.args += ["--host", host, "--port", str(port), "--log-level", "info"]
         self.env = {**os.environ, "FNSTAGE_DATABASE_URL": database_url}
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None

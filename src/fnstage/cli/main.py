@@ -162,6 +162,18 @@ def _main(
     pass
 
 
+LogFormatOption = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        envvar="FNSTAGE_LOG_FORMAT",
+        metavar="FORMAT",
+        help="The runtime's event lines (start, feed, loads, failures, cells, stop), each with a UTC "
+        "timestamp: text, or json (one object per line).",
+    ),
+]
+
+
 @_command(app)
 def up(
     ctx: typer.Context,
@@ -216,6 +228,7 @@ def up(
     metrics_host: Annotated[
         str, typer.Option(help="Address of the metrics ports: anyone who reaches it reads them (no token).")
     ] = "127.0.0.1",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Run fnstage on this machine: API, console and runtime on an embedded SQLite store.
 
@@ -231,6 +244,8 @@ def up(
     from fnstage.ports import PortInUse
 
     database_url = database_url_of(ctx, database_url, database_url_file)
+    if log_format not in ("text", "json"):
+        raise CliError(f"--log-format: {log_format!r} is not a format; use text or json")
     try:
         serve_up(
             data_dir=data,
@@ -243,6 +258,7 @@ def up(
             metrics_port=metrics_port,
             runtime_metrics_port=runtime_metrics_port,
             metrics_host=metrics_host,
+            log_format=log_format,
         )
     except PortInUse as error:
         raise CliError(str(error)) from None
@@ -303,6 +319,7 @@ def runtime(
             help="Address of --metrics-port: anyone who reaches it reads the metrics (no token).",
         ),
     ] = "127.0.0.1",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Serve published functions and hot-reload every change, with no restart.
 
@@ -320,6 +337,8 @@ def runtime(
         )
     if env is not None and gateway is None:
         raise CliError("--env needs --gateway: a cell serves one environment of one gateway")
+    if log_format not in ("text", "json"):
+        raise CliError(f"--log-format: {log_format!r} is not a format; use text or json")
     if env is not None and env not in ("dev", "staging", "prod"):
         raise CliError(f"--env: {env!r} is not an environment; use dev, staging or prod")
     if metrics_port is not None:
@@ -343,6 +362,7 @@ def runtime(
         env=env,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        log_format=log_format,
     )
 
 

@@ -26,6 +26,7 @@ from fnstage.runtime.app import DEFAULT_MAX_BODY_BYTES, RuntimeApp
 from fnstage.runtime.channel import CellEnd, ChannelClosed
 from fnstage.runtime.invoker import InvocationLogs
 from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_rows
+from fnstage.runtime.log_format import configure
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.request_metrics import RequestMetrics
 from fnstage.runtime.router import Router
@@ -57,7 +58,8 @@ class CellSpec:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S
     watchdog: WatchdogSettings = field(default_factory=WatchdogSettings.from_env)
-    metrics: bool = True  # count requests per version for the supervisor's /metrics (FNSTAGE_METRICS)
+    metrics: bool = True  # count requests per version for the supervisor's /metrics (--metrics-port)
+    log_format: str = "text"  # or "json" (runtime.log_format)
 
     @property
     def key(self) -> str:
@@ -67,7 +69,7 @@ class CellSpec:
 def run_cell(spec: CellSpec, conn: Connection) -> None:
     """The cell process's target (forked from the forkserver): sandbox, then serve until told to stop
     or until the supervisor is gone."""
-    logging.basicConfig(level=spec.log_level.upper(), format="cell %(process)d: %(message)s")
+    configure(spec.log_level, spec.log_format, cell=os.getpid())
     # orphans of the function's children stay under the cell (not init) while it lives; its zygote kills
     # whatever is left when it ends
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1)

@@ -30,6 +30,7 @@ from typing import Any
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError
+from fnstage.runtime.log_format import fields
 from fnstage.runtime.metrics import RuntimeMetrics
 from fnstage.runtime.zygote import Zygote
 from fnstage.store.records import FunctionCounts, PublishedFunction
@@ -409,6 +410,13 @@ class CellSet:
                 state.last_cause = f"did not start: {describe_exit(cell.exitcode)}"
                 continue
             if self._reload(slot, state, cell):
+                logger.info(
+                    "runtime: cell %s/%s started (pid %s) with %d function(s)",
+                    *slot,
+                    cell.pid,
+                    len(state.live),
+                    extra=fields(event="cell_started", gateway=slot[0], env=slot[1], pid=cell.pid),
+                )
                 self.events.ready(slot, cell)
                 return cell
         logger.error("cell %s/%s cannot start: %s", *slot, state.last_cause)
@@ -501,7 +509,16 @@ class CellSet:
             return LoadError(cause)
 
     def _quarantine(self, row: PublishedFunction, cause: str) -> None:
-        logger.error("runtime: %s/%s v%d quarantined: %s", row.gateway, row.name, row.version, cause)
+        logger.error(
+            "runtime: %s v%d quarantined (gateway %s): %s",
+            row.name,
+            row.version,
+            row.gateway,
+            cause,
+            extra=fields(
+                event="quarantined", gateway=row.gateway, name=row.name, version=row.version, cause=cause
+            ),
+        )
         self.quarantined[(row.gateway, row.name, row.version, row.bundle_hash)] = cause
         if self.metrics is not None:
             self.metrics.quarantined(row.gateway, row.name)
@@ -540,7 +557,13 @@ class CellSet:
         cause = describe_exit(cell.exitcode)
         state.deaths += 1
         state.last_cause = cause
-        logger.warning("runtime: cell %s/%s %s; restarting it", *slot, cause)
+        logger.warning(
+            "runtime: cell %s/%s (pid %s) %s; restarting it",
+            *slot,
+            cell.pid,
+            cause,
+            extra=fields(event="cell_exited", gateway=slot[0], env=slot[1], pid=cell.pid, cause=cause),
+        )
         self.events.restarting(slot, cause)
         threading.Thread(target=self._restart, args=(slot, state, cell), daemon=True).start()
 
@@ -559,6 +582,11 @@ class CellSet:
         cell, state.cell = state.cell, None
         if cell is not None:
             cell.stop()
+            logger.info(
+                "runtime: cell %s/%s stopped",
+                *slot,
+                extra=fields(event="cell_stopped", gateway=slot[0], env=slot[1], pid=cell.pid),
+            )
             if self.metrics is not None:
                 self.metrics.forget_cell(slot)
             shutil.rmtree(cell.spec.temp_dir, ignore_errors=True)

@@ -99,6 +99,7 @@ def run_runtime(
     env: str | None = None,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    log_format: str = "text",
 ) -> None:
     """`fnstage runtime`: a supervisor that serves a store's published functions from sandboxed cells,
     one per (gateway, environment), and reports back to the control plane (`runtime.supervisor`).
@@ -121,6 +122,7 @@ def run_runtime(
         sandbox=True,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        log_format=log_format,
     )
     run_supervisor(settings)
 

@@ -34,6 +34,7 @@ from typing import Any
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot
 from fnstage.runtime.loader import LiveVersion
+from fnstage.runtime.log_format import configure, fields
 from fnstage.runtime.metrics import RuntimeMetrics, serve_metrics
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
@@ -56,6 +57,7 @@ class SupervisorSettings:
     sandbox: bool = True
     metrics_port: int | None = None  # serve /metrics there (runtime.metrics); None: nothing is counted
     metrics_host: str = "127.0.0.1"
+    log_format: str = "text"  # or "json" (runtime.log_format)
 
     @property
     def metrics(self) -> bool:
@@ -226,6 +228,7 @@ class Supervisor:
             bound=self.settings.gateway is not None,
             sandbox=self.settings.sandbox,
             log_level="warning" if self.settings.log_level == "info" else self.settings.log_level,
+            log_format=self.settings.log_format,
             watchdog=self._watchdog,
             metrics=self.metrics is not None,
         )
@@ -293,13 +296,22 @@ class Supervisor:
                 raise SystemExit(f"the cell for {slot[0]}/{slot[1]} cannot start")
         await self.watcher.start()
         where = f"gateway {self.settings.gateway}" if self.settings.gateway else "every gateway"
-        logger.info("runtime: supervising cells of %s on port %d", where, self.settings.port)
+        logger.info(
+            "runtime: started (pid %d), supervising cells of %s on port %d",
+            os.getpid(),
+            where,
+            self.settings.port,
+            extra=fields(
+                event="started", gateway=self.settings.gateway, env=self.settings.env, port=self.settings.port
+            ),
+        )
         try:
             await stop.wait()
         finally:
             if front is not None:  # the port first: a runtime started in this one's place can listen
                 with contextlib.suppress(Exception):
                     await front.close()
+            logger.info("runtime: stopping", extra=fields(event="stopping"))
             await self.watcher.stop()
             await loop.run_in_executor(None, self.cells.stop_all)
             shutil.rmtree(self.folder, ignore_errors=True)
@@ -327,7 +339,7 @@ def _feed_reader(database_url: str, env: str | None) -> FeedReaderLike:
 
 def run_supervisor(settings: SupervisorSettings) -> None:
     """`fnstage runtime`: supervise cells until SIGTERM or SIGINT (blocking)."""
-    logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
+    configure(settings.log_level, settings.log_format)
     # the zygote first: a fresh interpreter, started before this process opens any connection
     zygote = Zygote()
     zygote.start()
@@ -340,6 +352,7 @@ def run_supervisor(settings: SupervisorSettings) -> None:
             asyncio.run(_main(settings, zygote))
     finally:
         zygote.stop()
+        logger.info("runtime: stopped (pid %d)", os.getpid(), extra=fields(event="stopped"))
 
 
 async def _main(settings: SupervisorSettings, zygote: Zygote) -> None:

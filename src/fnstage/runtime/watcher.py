@@ -36,6 +36,7 @@ from fnstage.runtime.loader import (
     LoadError,
     load_rows,
 )
+from fnstage.runtime.log_format import fields
 from fnstage.runtime.registry import Registry
 from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
 
@@ -309,7 +310,13 @@ class Watcher:
         self.resyncs += 1
         self._synced.set()
         self._notify()
-        logger.info("runtime: synced %d function(s) at %s", len(rows), positions)
+        logger.info(
+            "runtime: %s: %d function(s) published, at %s",
+            "synced" if self.resyncs == 1 else "resynced",
+            len(rows),
+            positions,
+            extra=fields(event="sync" if self.resyncs == 1 else "resync", functions=len(rows)),
+        )
 
     async def _wait_for_change(self) -> None:
         assert self._reader is not None
@@ -429,21 +436,36 @@ class Watcher:
                 self.registry.record_failure(row.gateway, row.name, row.version, result)
                 self._report("failed", row.gateway, row.name, row.version, result.summary)
                 logger.warning(
-                    "runtime: %s/%s v%d failed to load: %s",
-                    row.gateway,
+                    "runtime: %s v%d failed to load (gateway %s): %s",
                     row.name,
                     row.version,
+                    row.gateway,
                     result.summary,
+                    extra=fields(
+                        event="load_failed",
+                        gateway=row.gateway,
+                        name=row.name,
+                        version=row.version,
+                        error=result.summary,
+                    ),
                 )
             elif self.registry.apply(result, allow_older=allow_older):
                 lives.append((row.gateway, row.name, row.version, row.bundle_hash))
                 logger.info(
-                    "runtime: %s/%s v%d (%s) live, loaded in %.2f ms",
-                    row.gateway,
+                    "runtime: loaded %s v%d (%s) in %.2f ms (gateway %s)",
                     row.name,
                     row.version,
                     row.semver,
                     result.load_ms,
+                    row.gateway,
+                    extra=fields(
+                        event="loaded",
+                        gateway=row.gateway,
+                        name=row.name,
+                        version=row.version,
+                        semver=row.semver,
+                        ms=round(result.load_ms, 3),
+                    ),
                 )
         if lives:
             self._report("live_many", lives)
@@ -521,6 +543,11 @@ class Watcher:
             if isinstance(signal, FeedEvent):
                 self._wake.set()
             elif isinstance(signal, Connected):
+                logger.info(
+                    "runtime: change feed %s",
+                    "reconnected" if self._heard_once else "connected",
+                    extra=fields(event="feed_reconnected" if self._heard_once else "feed_connected"),
+                )
                 # LISTEN is on: whatever commits from now on arrives as an event; what committed
                 # before is read now. First time: from the log (the start just synced); after an
                 # outage: a snapshot, whatever happened meanwhile (a restore, a pruned log).
@@ -535,7 +562,11 @@ class Watcher:
     def _set_feed_state(self, state: str, since: datetime) -> None:
         self.feed_state, self.feed_since = state, since
         if state == "disconnected":
-            logger.warning("runtime: feed disconnected since %s; serving from memory", since.isoformat())
+            logger.warning(
+                "runtime: feed disconnected since %s; serving from memory",
+                since.isoformat(),
+                extra=fields(event="feed_disconnected"),
+            )
         self._last_heartbeat = time.monotonic()
         self._report("heartbeat", state, since)
 
