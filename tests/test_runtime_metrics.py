@@ -221,3 +221,17 @@ def test_a_quarantine_is_counted(metered: tuple[CellSet, RuntimeMetrics]) -> Non
     cell_set.load([row("dev/user/me", 1, ANSWER % 1)])
     cell_set.load([row("dev/user/me", 2, "import os\nos._exit(3)\n" + ANSWER % 2)])
     assert value(metrics, "fnstage_quarantines_total", gateway="demo", env="dev") == 1
+
+
+def test_the_cli_refuses_a_metrics_port_that_is_the_functions_port(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fnstage.cli.main import app
+    from fnstage.store.engine import sqlite_url
+    from fnstage.store.store import Store
+
+    Store.open(sqlite_url(tmp_path)).close()
+    args = ["runtime", "--data", str(tmp_path), "--port", "45123", "--metrics-port", "45123"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0
+    assert "--metrics-port: 45123 is --port already" in result.output
