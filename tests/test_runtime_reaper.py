@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fnstage.service.clock import now
 from fnstage.service.rollouts import FORGOTTEN_AFTER
 from fnstage.service.runtime_reaper import RuntimeReaper
 from fnstage.store.runtime_status import RuntimeIdentity, RuntimeReporter
-from fnstage.store.store import Store
+from fnstage.store.store import Store, now
 
 
 def test_a_runtime_silent_past_the_window_is_forgotten_and_one_heard_from_is_kept(store: Store) -> None:

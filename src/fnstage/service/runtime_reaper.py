@@ -14,9 +14,8 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from fnstage.service.clock import now
 from fnstage.service.rollouts import FORGOTTEN_AFTER
-from fnstage.store.store import Store
+from fnstage.store.store import Store, now
 
 logger = logging.getLogger("fnstage.service")
 
