@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -145,3 +146,30 @@ def test_label_sets_stay_bounded_after_a_thousand_saves(metered: Metered) -> Non
     # one version: requests by status (1), errors (1), histogram buckets (16) + count + sum
     assert len(churn) <= 20, len(churn)
     assert len(everything) < 200
+
+
+def test_a_production_runtime_of_one_cell_serves_its_metrics_on_their_port(tmp_path: Path) -> None:
+    from fnstage.service import Actor, Services
+    from fnstage.store.engine import sqlite_url
+    from fnstage.store.store import Store
+    from fnstage.testing import RuntimeServer
+
+    store = Store.open(sqlite_url(tmp_path))
+    with store.write() as tx:
+        user = tx.create_user("ada", is_admin=True)
+    actor = Actor(user.id, user.name, True)
+    services = Services.create(store)
+    services.gateways.create(actor, "demo")
+    services.deployments.save(actor, "demo", "dev/user/me", {"index.py": FUNCTION % 1})
+    metrics_port = free_port()
+    runtime = RuntimeServer(sqlite_url(tmp_path), "demo", tmp_path / "runtime.log", env="dev")
+    runtime.args += ["--metrics-port", str(metrics_port)]
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with runtime:
+        until(lambda: httpx.get(f"{runtime.url}/dev/user/me").status_code == 200)
+        assert httpx.get(f"{runtime.url}/metrics").status_code == 404  # never on the functions' port
+        labels = {"gateway": "demo", "env": "dev", "function": "user/me", "version": "1"}
+        count = key("fnstage_request_duration_seconds_count", **labels)
+        until(lambda: scrape(url).get(count) == 1)
+        assert scrape(url)[key("fnstage_loads_total", gateway="demo", env="dev")] == 1
+    store.close()

@@ -235,3 +235,23 @@ def test_the_cli_refuses_a_metrics_port_that_is_the_functions_port(tmp_path: Pat
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0
     assert "--metrics-port: 45123 is --port already" in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-30 18:40:01.500000", 1796064001.5),  # SQLite: naive, UTC
+        ("2026-11-30 18:40:01.5+00", 1796064001.5),  # PostgreSQL's text of a timestamptz
+        ("2026-11-30 19:40:01.5+01:00", 1796064001.5),  # a session in another time zone
+        ("not a time", None),
+        (None, None),
+    ],
+)
+def test_the_commit_time_of_a_published_row_is_read_from_either_store(
+    text: str | None, expected: float | None
+) -> None:
+    from dataclasses import replace
+
+    from fnstage.store.records import published_time
+
+    assert published_time(replace(row("dev/a", 1, ANSWER % 1), published_at=text)) == expected

@@ -38,7 +38,7 @@ from fnstage.runtime.loader import (
 )
 from fnstage.runtime.log_format import fields
 from fnstage.runtime.registry import Registry
-from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
+from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction, published_time
 
 if TYPE_CHECKING:  # psycopg: imported only where a reader pushes changes (PostgreSQL)
     from fnstage.store.notifications import Signal
@@ -621,8 +621,9 @@ def _measure(  # a load done now (not a version that was already live)
         metrics.load_failed(row.gateway, row.name, None)
         return
     metrics.loaded(row.gateway, row.name, result.load_ms / 1000)
-    if just_published and row.published_at is not None:
-        metrics.live_after_publish(row.gateway, row.name, time.time() - row.published_at)
+    published = published_time(row) if just_published else None
+    if published is not None:
+        metrics.live_after_publish(row.gateway, row.name, time.time() - published)
 
 
 @contextlib.contextmanager

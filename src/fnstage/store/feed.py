@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Select, Text, bindparam, cast, select
 
 from fnstage.store import schema as t
 from fnstage.store.engine import is_postgres, is_sqlite, make_engine, read_options
-from fnstage.store.records import FeedEvent, PublishedFunction, utc
+from fnstage.store.records import FeedEvent, PublishedFunction
 
 if TYPE_CHECKING:  # psycopg is imported only where changes are pushed (PostgreSQL)
     from fnstage.store.notifications import Signal
@@ -41,7 +41,7 @@ _LOADED = (
     cast(_p.config, Text),
     _p.seq,
     _p.timeout_s,
-    _p.updated_at,
+    cast(_p.updated_at, Text),  # as text: parsed only to measure publish -> live (runtime.metrics)
 )
 
 
@@ -65,7 +65,7 @@ def _published(rows: Iterable[Any]) -> list[PublishedFunction]:
                 config=loads(config),
                 seq=seq,
                 timeout_s=float(timeout_s),
-                published_at=utc(updated_at).timestamp() if updated_at is not None else None,
+                published_at=updated_at,
             )
         )
     return functions
