@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pg
 import pytest
 
-import pg
 from fnstage.store.store import Store
 from fnstage.testing import UpProcess
 from test_e2e_cli import Cli, write

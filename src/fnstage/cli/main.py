@@ -167,6 +167,18 @@ def _main(
     pass
 
 
+LogFormatOption = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        envvar="FNSTAGE_LOG_FORMAT",
+        metavar="FORMAT",
+        help="The runtime's event lines (start, feed, loads, failures, cells, stop), each with a UTC "
+        "timestamp: text, or json (one object per line).",
+    ),
+]
+
+
 @_command(app)
 def up(
     ctx: typer.Context,
@@ -198,6 +210,31 @@ def up(
             help="A trigger's tick missed while no `fnstage up` ran runs once at start if at most this old.",
         ),
     ] = 900,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            metavar="PORT",
+            help="Serve the API's metrics for Prometheus at http://METRICS_HOST:PORT/metrics. (default: off)",
+            show_default=False,
+        ),
+    ] = None,
+    runtime_metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            metavar="PORT",
+            help="Count the runtime's requests, loads and restarts and serve them at "
+            "http://METRICS_HOST:PORT/metrics. (default: off, nothing counted)",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address of the metrics ports: anyone who reaches it reads them (no token).")
+    ] = "127.0.0.1",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Run fnstage on this machine: API, console and runtime on an embedded SQLite store.
 
@@ -213,6 +250,8 @@ def up(
     from fnstage.ports import PortInUse
 
     database_url = database_url_of(ctx, database_url, database_url_file)
+    if log_format not in ("text", "json"):
+        raise CliError(f"--log-format: {log_format!r} is not a format; use text or json")
     try:
         serve_up(
             data_dir=data,
@@ -223,6 +262,10 @@ def up(
             with_runtime=with_runtime,
             catch_up=timedelta(seconds=catch_up),
             secret_key_file=secret_key_file,
+            metrics_port=metrics_port,
+            runtime_metrics_port=runtime_metrics_port,
+            metrics_host=metrics_host,
+            log_format=log_format,
         )
     except PortInUse as error:
         raise CliError(str(error)) from None
@@ -265,6 +308,26 @@ def runtime(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(metavar="LEVEL", help="debug, info, warning or error.")] = "info",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="FNSTAGE_METRICS_PORT",
+            min=1,
+            max=65535,
+            metavar="PORT",
+            help="Count requests, loads and restarts, and serve them for Prometheus at "
+            "http://METRICS_HOST:PORT/metrics. (default: metrics off, nothing counted)",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            envvar="FNSTAGE_METRICS_HOST",
+            help="Address of --metrics-port: anyone who reaches it reads the metrics (no token).",
+        ),
+    ] = "127.0.0.1",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Serve published functions and hot-reload every change, with no restart.
 
@@ -282,15 +345,40 @@ def runtime(
         )
     if env is not None and gateway is None:
         raise CliError("--env needs --gateway: a cell serves one environment of one gateway")
+    if log_format not in ("text", "json"):
+        raise CliError(f"--log-format: {log_format!r} is not a format; use text or json")
     if env is not None and env not in ("dev", "staging", "prod"):
         raise CliError(f"--env: {env!r} is not an environment; use dev, staging or prod")
+    if metrics_port is not None:
+        from fnstage.runtime.supervisor import port_is_free
+
+        if metrics_port == port:
+            raise CliError(
+                f"--metrics-port: {metrics_port} is --port already; give metrics a port of their own"
+            )
+        if not port_is_free(metrics_host, metrics_port):
+            raise CliError(f"--metrics-port: {metrics_host}:{metrics_port} is in use; choose another port")
     from fnstage.secretbox import KeyRing, SecretKeyError
 
     try:
         keyring = KeyRing.from_env(secret_key_file)
     except SecretKeyError as error:
         raise CliError(str(error)) from None
-    run_runtime(url, host, port, workers, gateway, domain, public_url, log_level, env=env, keyring=keyring)
+    run_runtime(
+        url,
+        host,
+        port,
+        workers,
+        gateway,
+        domain,
+        public_url,
+        log_level,
+        env=env,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        log_format=log_format,
+        keyring=keyring,
+    )
 
 
 @_command(app)

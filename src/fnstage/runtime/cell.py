@@ -29,7 +29,9 @@ from fnstage.runtime.channel import CellEnd, ChannelClosed
 from fnstage.runtime.configuration import CellConfiguration
 from fnstage.runtime.invoker import InvocationLogs
 from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_rows
+from fnstage.runtime.log_format import configure
 from fnstage.runtime.registry import Registry
+from fnstage.runtime.request_metrics import RequestMetrics
 from fnstage.runtime.router import Router
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
 from fnstage.runtime.watcher import BULK_LOAD
@@ -64,6 +66,8 @@ class CellSpec:
     load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S
     watchdog: WatchdogSettings = field(default_factory=WatchdogSettings.from_env)
     ship_logs: bool = False  # send every invocation to the supervisor (it keeps durable logs)
+    metrics: bool = True  # count requests per version for the supervisor's /metrics (--metrics-port)
+    log_format: str = "text"  # or "json" (runtime.log_format)
 
     @property
     def key(self) -> str:
@@ -84,7 +88,7 @@ def preload() -> None:
 def run_cell(spec: CellSpec, conn: Connection) -> None:
     """The cell process's target (forked from the forkserver): sandbox, then serve until told to stop
     or until the supervisor is gone."""
-    logging.basicConfig(level=spec.log_level.upper(), format="cell %(process)d: %(message)s")
+    configure(spec.log_level, spec.log_format, cell=os.getpid())
     # orphans of the function's children stay under the cell (not init) while it lives; its zygote kills
     # whatever is left when it ends
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1)
@@ -140,6 +144,7 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
     logs = InvocationLogs(outbox=LOG_OUTBOX if spec.ship_logs else 0)
     configuration = CellConfiguration(spec.env)
     link = SupervisorLink(channel, registry, logs, sandbox, spec.load_timeout_s, configuration)
+    link.metrics = RequestMetrics() if spec.metrics else None
     # the memory limit is the sandbox's (RLIMIT_DATA, set before the cell dropped its privileges)
     watchdog = Watchdog(
         replace(spec.watchdog, memory_mb=0, events_path=None),
@@ -158,6 +163,7 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
         max_body_bytes=spec.max_body_bytes,
         internal_token=spec.control_key,
         configuration=configuration,
+        metrics=link.metrics,
     )
     # listening before the lifespan says ready: the front routes to this cell from then on
     listener = listen(uds=spec.uds, host=spec.host, port=spec.port)
@@ -205,6 +211,8 @@ class SupervisorLink:
         self._ship_lock = threading.Lock()
         self.loads = 0
         self._frozen = False  # a bulk load's objects are frozen (gc.freeze) until the next change
+        self.metrics: RequestMetrics | None = None  # what the cell counts for /metrics, sent with the counts
+        self._in_flight_sent = 0
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -222,6 +230,7 @@ class SupervisorLink:
         self._shipping.set()
         if self.logs.outbox_size:
             self.ship_logs()  # what the last requests logged
+        self._send_metrics()  # what the last requests counted
 
     def status(self) -> dict[str, Any]:
         return {"loads": self.loads, "sandbox": {"missing": self.sandbox.get("missing", [])}}
@@ -305,6 +314,17 @@ class SupervisorLink:
                 items = [[c.gateway, c.name, c.version, c.requests, c.errors, c.last_error] for c in counted]
                 with contextlib.suppress(ChannelClosed):
                     self.channel.send({"t": "counts", "items": items, "at": time.time()})
+            self._send_metrics()
+
+    def _send_metrics(self) -> None:
+        """What the cell counted for /metrics since the last time (the supervisor keeps the totals)."""
+        if self.metrics is None:
+            return
+        rows, in_flight = self.metrics.take(), self.metrics.in_flight
+        if rows or in_flight != self._in_flight_sent:
+            self._in_flight_sent = in_flight
+            with contextlib.suppress(ChannelClosed):
+                self.channel.send({"t": "metrics", "rows": rows, "in_flight": in_flight})
 
     def _ship_logs(self) -> None:
         while not self._shipping.wait(LOGS_INTERVAL_S):

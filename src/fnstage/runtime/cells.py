@@ -30,6 +30,8 @@ from typing import Any
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError
+from fnstage.runtime.log_format import fields
+from fnstage.runtime.metrics import RuntimeMetrics
 from fnstage.runtime.zygote import Zygote
 from fnstage.store.invocation_log import LogRecord
 from fnstage.store.records import FunctionCounts, PublishedFunction
@@ -80,9 +82,12 @@ class Cell:
         on_exit: Callable[[Cell], None],
         on_event: Callable[[Cell, dict[str, Any]], None] = lambda cell, event: None,
         on_logs: Callable[[Cell, list[LogRecord], int], None] = lambda cell, records, dropped: None,
+        *,
+        on_metrics: Callable[[Cell, dict[str, Any]], None] = lambda cell, message: None,
     ) -> None:
         self.spec = spec
         self._on_logs = on_logs
+        self._on_metrics = on_metrics
         self._zygote = zygote
         self._on_counts = on_counts
         self._on_exit = on_exit
@@ -216,6 +221,8 @@ class Cell:
             records = _log_records(message["groups"], self.spec)
             dropped = max(0, int(message.get("dropped") or 0))
             self._on_logs(self, records, dropped)
+        elif kind == "metrics":
+            self._on_metrics(self, message)
 
 
 def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
@@ -326,6 +333,7 @@ class CellSet:
         self.quarantined: dict[tuple[str, str, int, str], str] = {}  # (gateway, name, version, hash)
         self.configs: dict[Slot, dict[str, Any]] = {}  # slot -> its newest configuration (decrypted)
         self._config_seq = itertools.count(1)
+        self.metrics: RuntimeMetrics | None = None  # the supervisor's /metrics, when it keeps them
 
     # what the watcher calls (its reader thread) ---------------------------------------------------
     def load(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
@@ -457,7 +465,13 @@ class CellSet:
             if delay and attempt:
                 time.sleep(delay)
             cell = Cell(
-                self._make_spec(slot), self._zygote, self._counts, self._exited, self._event, self._logs
+                self._make_spec(slot),
+                self._zygote,
+                self._counts,
+                self._exited,
+                self._event,
+                self._logs,
+                on_metrics=self._metrics,
             )
             state.cell = cell
             cell.start()
@@ -468,6 +482,13 @@ class CellSet:
                 continue
             self._send_config(slot, cell)
             if self._reload(slot, state, cell):
+                logger.info(
+                    "runtime: cell %s/%s started (pid %s) with %d function(s)",
+                    *slot,
+                    cell.pid,
+                    len(state.live),
+                    extra=fields(event="cell_started", gateway=slot[0], env=slot[1], pid=cell.pid),
+                )
                 self.events.ready(slot, cell)
                 return cell
         logger.error("cell %s/%s cannot start: %s", *slot, state.last_cause)
@@ -499,7 +520,15 @@ class CellSet:
             finally:
                 probe.stop()
         # the survivors, together, in a fresh cell
-        cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event, self._logs)
+        cell = Cell(
+            self._make_spec(slot),
+            self._zygote,
+            self._counts,
+            self._exited,
+            self._event,
+            self._logs,
+            on_metrics=self._metrics,
+        )
         state.cell = cell
         cell.start()
         if not cell.wait_ready():
@@ -554,8 +583,19 @@ class CellSet:
             return LoadError(cause)
 
     def _quarantine(self, row: PublishedFunction, cause: str) -> None:
-        logger.error("runtime: %s/%s v%d quarantined: %s", row.gateway, row.name, row.version, cause)
+        logger.error(
+            "runtime: %s v%d quarantined (gateway %s): %s",
+            row.name,
+            row.version,
+            row.gateway,
+            cause,
+            extra=fields(
+                event="quarantined", gateway=row.gateway, name=row.name, version=row.version, cause=cause
+            ),
+        )
         self.quarantined[(row.gateway, row.name, row.version, row.bundle_hash)] = cause
+        if self.metrics is not None:
+            self.metrics.quarantined(row.gateway, row.name)
 
     def _result(self, state: _SlotState, row: PublishedFunction, answer: Any) -> LiveVersion | LoadError:
         if not isinstance(answer, dict) or not answer.get("ok"):
@@ -582,6 +622,10 @@ class CellSet:
         if records or dropped:
             self.events.cell_logs((cell.spec.gateway, cell.spec.env), records, dropped)
 
+    def _metrics(self, cell: Cell, message: dict[str, Any]) -> None:
+        if self.metrics is not None:
+            self.metrics.add_cell((cell.spec.gateway, cell.spec.env), message["rows"], message["in_flight"])
+
     def _exited(self, cell: Cell) -> None:
         """A cell's channel closed: a stop we asked for, or a death to recover from."""
         slot = (cell.spec.gateway, cell.spec.env)
@@ -591,7 +635,13 @@ class CellSet:
         cause = describe_exit(cell.exitcode)
         state.deaths += 1
         state.last_cause = cause
-        logger.warning("runtime: cell %s/%s %s; restarting it", *slot, cause)
+        logger.warning(
+            "runtime: cell %s/%s (pid %s) %s; restarting it",
+            *slot,
+            cell.pid,
+            cause,
+            extra=fields(event="cell_exited", gateway=slot[0], env=slot[1], pid=cell.pid, cause=cause),
+        )
         self.events.restarting(slot, cause)
         threading.Thread(target=self._restart, args=(slot, state, cell), daemon=True).start()
 
@@ -600,6 +650,8 @@ class CellSet:
             if state.cell is not dead:  # a load already brought it back
                 return
             state.restarts += 1
+            if self.metrics is not None:
+                self.metrics.cell_restarted(slot)
             if time.monotonic() - dead.started_at < STABLE_AFTER_S:
                 time.sleep(min(5.0, 0.1 * 2 ** min(state.deaths, 6)))
             self._start(slot, state)
@@ -608,6 +660,13 @@ class CellSet:
         cell, state.cell = state.cell, None
         if cell is not None:
             cell.stop()
+            logger.info(
+                "runtime: cell %s/%s stopped",
+                *slot,
+                extra=fields(event="cell_stopped", gateway=slot[0], env=slot[1], pid=cell.pid),
+            )
+            if self.metrics is not None:
+                self.metrics.forget_cell(slot)
             shutil.rmtree(cell.spec.temp_dir, ignore_errors=True)
             self.events.stopped(slot)
 

@@ -23,6 +23,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,9 @@ from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot
 from fnstage.runtime.configuration import ConfigDelivery
 from fnstage.runtime.loader import LiveVersion
+from fnstage.runtime.log_format import configure, fields
 from fnstage.runtime.log_writer import LogSettings, LogWriter
+from fnstage.runtime.metrics import RuntimeMetrics, serve_metrics
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
 from fnstage.runtime.zygote import Zygote
@@ -56,6 +59,13 @@ class SupervisorSettings:
     log_level: str = "info"
     sandbox: bool = True
     keyring: Any = None  # fnstage.secretbox.KeyRing: opens the secrets this runtime's cells receive
+    metrics_port: int | None = None  # serve /metrics there (runtime.metrics); None: nothing is counted
+    metrics_host: str = "127.0.0.1"
+    log_format: str = "text"  # or "json" (runtime.log_format)
+
+    @property
+    def metrics(self) -> bool:
+        return self.metrics_port is not None
 
 
 class EnvironmentFeed:
@@ -204,6 +214,9 @@ class Supervisor:
             )
         self.cells = CellSet(self._spec, self.reports, zygote, keep_empty=settings.env is not None)
         self.registry = MirrorRegistry(self.cells)
+        self.metrics = RuntimeMetrics(self._live_version) if settings.metrics else None
+        self.cells.metrics = self.metrics
+        self._metrics_server: Any = None
         reader = functools.partial(_feed_reader, settings.database_url, settings.env)
         # configuration and secrets: read and decrypted here, sent to their own environment's cell only
         self.configuration = ConfigDelivery(
@@ -216,7 +229,12 @@ class Supervisor:
             reporter_factory=self._reporter,
             load_rows=self.cells.load,
             on_config=self.configuration.refresh,
+            metrics=self.metrics,
         )
+
+    def _live_version(self, gateway: str, name: str) -> int | None:
+        live = self.registry.get(gateway, name)
+        return live.version if live is not None else None
 
     def _spec(self, slot: Slot) -> CellSpec:
         gateway, env = slot
@@ -232,8 +250,10 @@ class Supervisor:
             bound=self.settings.gateway is not None,
             sandbox=self.settings.sandbox,
             log_level="warning" if self.settings.log_level == "info" else self.settings.log_level,
+            log_format=self.settings.log_format,
             watchdog=self._watchdog,
             ship_logs=self.reports.log_writer is not None,
+            metrics=self.metrics is not None,
         )
         if self.settings.env is not None:
             return replace(spec, port=self.settings.port)
@@ -294,6 +314,10 @@ class Supervisor:
         writer = self.reports.log_writer
         if writer is not None:
             writer.start()
+        if self.metrics is not None and self.settings.metrics_port is not None:
+            self._metrics_server = serve_metrics(
+                self.metrics, self.settings.metrics_host, self.settings.metrics_port
+            )
         if self.settings.env is not None:
             slot = (self.settings.gateway or "", self.settings.env)
             cell = await loop.run_in_executor(None, self.cells.ensure, slot)
@@ -301,19 +325,31 @@ class Supervisor:
                 raise SystemExit(f"the cell for {slot[0]}/{slot[1]} cannot start")
         await self.watcher.start()
         where = f"gateway {self.settings.gateway}" if self.settings.gateway else "every gateway"
-        logger.info("runtime: supervising cells of %s on port %d", where, self.settings.port)
+        logger.info(
+            "runtime: started (pid %d), supervising cells of %s on port %d",
+            os.getpid(),
+            where,
+            self.settings.port,
+            extra=fields(
+                event="started", gateway=self.settings.gateway, env=self.settings.env, port=self.settings.port
+            ),
+        )
         try:
             await stop.wait()
         finally:
             if front is not None:  # the port first: a runtime started in this one's place can listen
                 with contextlib.suppress(Exception):
                     await front.close()
+            logger.info("runtime: stopping", extra=fields(event="stopping"))
             await self.watcher.stop()
             self.configuration.close()
             await loop.run_in_executor(None, self.cells.stop_all)
             if writer is not None:  # after the cells: their last shipments are written too
                 await loop.run_in_executor(None, writer.stop)
             shutil.rmtree(self.folder, ignore_errors=True)
+            if self._metrics_server is not None:
+                self._metrics_server.shutdown()
+                self._metrics_server.server_close()
 
 
 class _Keys(dict[Slot, str]):
@@ -341,7 +377,7 @@ def _feed_reader(database_url: str, env: str | None) -> FeedReaderLike:
 
 def run_supervisor(settings: SupervisorSettings) -> None:
     """`fnstage runtime`: supervise cells until SIGTERM or SIGINT (blocking)."""
-    logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
+    configure(settings.log_level, settings.log_format)
     # the zygote first: a fresh interpreter, started before this process opens any connection
     zygote = Zygote()
     zygote.start()
@@ -354,6 +390,7 @@ def run_supervisor(settings: SupervisorSettings) -> None:
             asyncio.run(_main(settings, zygote))
     finally:
         zygote.stop()
+        logger.info("runtime: stopped (pid %d)", os.getpid(), extra=fields(event="stopped"))
 
 
 async def _main(settings: SupervisorSettings, zygote: Zygote) -> None:
@@ -374,6 +411,16 @@ async def _start_front(supervisor: Supervisor, settings: SupervisorSettings) -> 
     front = await start_front(supervisor, settings)
     supervisor.reports.front = front
     return front
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 _ = LiveVersion  # the mirror holds LiveVersions made by runtime.cells

@@ -672,6 +672,11 @@ class Tx:
             for r in rows
         ]
 
+    def forget_runtimes(self, silent_before: datetime) -> int:
+        """Drop runtimes silent since before `silent_before` (long gone; their rows go with them)."""
+        result = self.conn.execute(delete(t.runtimes).where(t.runtimes.c.heartbeat_at < silent_before))
+        return int(result.rowcount or 0)
+
     def get_published(self, gateway_id: str, name: str) -> Row[Any] | None:
         return self.conn.execute(
             select(t.published).where(t.published.c.gateway_id == gateway_id, t.published.c.name == name)
