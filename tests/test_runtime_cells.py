@@ -97,10 +97,10 @@ def test_a_cell_starts_on_its_first_function_and_serves_it(cells: tuple[CellSet,
     cell_set, events = cells
     [result] = cell_set.load([row("dev/user/me", 1, ANSWER % 1)])
     assert isinstance(result, LiveVersion) and result.version == 1
-    assert get(cell_set, ("demo", "dev"), "/user/me").json() == {"version": 1}
+    assert get(cell_set, ("demo", "dev", ""), "/user/me").json() == {"version": 1}
     assert [kind for kind, *_ in events.seen] == ["ready"]
     cell_set.remove("demo", "dev/user/me")
-    assert cell_set.spec_of(("demo", "dev")) is None  # nothing left: the cell stopped
+    assert cell_set.spec_of(("demo", "dev", "")) is None  # nothing left: the cell stopped
     assert events.seen[-1][0] == "stopped"
 
 
@@ -114,13 +114,13 @@ def test_a_load_that_kills_its_cell_twice_is_quarantined_and_the_good_version_se
     assert isinstance(result, LoadError)
     assert result.summary == "killed its cell at load: exit code 3"
     # the cell came back with what was live before: the good version and the other function
-    assert get(cell_set, ("demo", "dev"), "/user/me").json() == {"version": 1}
-    assert get(cell_set, ("demo", "dev"), "/other").json() == {"version": 7}
+    assert get(cell_set, ("demo", "dev", ""), "/user/me").json() == {"version": 1}
+    assert get(cell_set, ("demo", "dev", ""), "/other").json() == {"version": 7}
     assert [q["cause"] for q in cell_set.quarantine_list()] == ["killed its cell at load: exit code 3"]
     # a quarantined version is never loaded again (a resync would otherwise kill the cell again)
     [again] = cell_set.load([row("dev/user/me", 2, killer)])
     assert isinstance(again, LoadError) and "killed its cell" in again.summary
-    assert get(cell_set, ("demo", "dev"), "/user/me").json() == {"version": 1}
+    assert get(cell_set, ("demo", "dev", ""), "/user/me").json() == {"version": 1}
 
 
 def test_a_cell_that_dies_serving_is_restarted_with_its_functions(cells: tuple[CellSet, Events]) -> None:
@@ -128,23 +128,23 @@ def test_a_cell_that_dies_serving_is_restarted_with_its_functions(cells: tuple[C
     crash = "import os\ndef main(ctx):\n    if ctx.query.get('die'):\n        os._exit(9)\n    return 'ok'\n"
     cell_set.load([row("prod/crashy", 1, crash)])
     with pytest.raises(httpx.HTTPError):
-        get(cell_set, ("demo", "prod"), "/crashy?die=1")
+        get(cell_set, ("demo", "prod", ""), "/crashy?die=1")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if [e for e in events.seen if e[0] == "ready"][1:]:
             break
         time.sleep(0.05)
-    assert ("restarting", ("demo", "prod"), "exit code 9") in events.seen
-    assert get(cell_set, ("demo", "prod"), "/crashy").text == "ok"
+    assert ("restarting", ("demo", "prod", ""), "exit code 9") in events.seen
+    assert get(cell_set, ("demo", "prod", ""), "/crashy").text == "ok"
 
 
 def test_cells_of_two_environments_do_not_share_a_process(cells: tuple[CellSet, Events]) -> None:
     cell_set, _ = cells
     patch = "import json\njson.dumps = lambda *a, **k: 'patched'\ndef main(ctx):\n    return json.dumps(1)\n"
     cell_set.load([row("dev/patch", 1, patch), row("prod/plain", 1, "import json\n" + ANSWER % 1)])
-    assert get(cell_set, ("demo", "dev"), "/patch").text == "patched"
-    assert get(cell_set, ("demo", "prod"), "/plain").json() == {"version": 1}
-    dev, prod = cell_set.spec_of(("demo", "dev")), cell_set.spec_of(("demo", "prod"))
+    assert get(cell_set, ("demo", "dev", ""), "/patch").text == "patched"
+    assert get(cell_set, ("demo", "prod", ""), "/plain").json() == {"version": 1}
+    dev, prod = cell_set.spec_of(("demo", "dev", "")), cell_set.spec_of(("demo", "prod", ""))
     assert dev is not None and prod is not None and dev.uds != prod.uds
 
 
@@ -232,10 +232,10 @@ def test_what_a_function_forks_dies_with_its_cell_even_in_a_session_of_its_own(
 ) -> None:
     cell_set, _ = cells
     cell_set.load([row("dev/forker", 1, FORKER)])
-    escaped = get(cell_set, ("demo", "dev"), "/forker").json()["escaped"]
+    escaped = get(cell_set, ("demo", "dev", ""), "/forker").json()["escaped"]
     assert Path(f"/proc/{escaped}").exists()
     with pytest.raises(httpx.HTTPError):
-        get(cell_set, ("demo", "dev"), "/forker?die=1")
+        get(cell_set, ("demo", "dev", ""), "/forker?die=1")
     deadline = time.monotonic() + 30
     while Path(f"/proc/{escaped}").exists() and _state(escaped) != "Z":
         assert time.monotonic() < deadline, f"process {escaped}, forked by a function, outlived its cell"

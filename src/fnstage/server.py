@@ -80,6 +80,9 @@ def serve_up(
         console.print(
             f"[bold yellow]Triggers use the time in {clock_file} ({CLOCK_FILE_VARIABLE}): tests only[/]"
         )
+    # environments of dependency locks: in the data folder, shared by the API (which installs before a
+    # `deps set` is acknowledged) and the runtime child (which inherits the variable); survives restarts
+    os.environ.setdefault("FNSTAGE_ENVIRONMENTS_DIR", str((data_dir / "environments").resolve()))
     services = Services.create(store, clock=clock)
     app = create_app(services, runtime_url=runtime_url)  # runtime_url: the console's try it
     api = api_server(app, host, port)  # with limits on slow and oversized clients

@@ -3,6 +3,12 @@
 Cells are forked by a zygote (`runtime.zygote`) that has imported the runtime and nothing else: no
 store, no credentials. A cell costs a fork and a few megabytes of its own, not an interpreter start.
 
+A cell runs one (gateway, environment, dependency lock): a function whose version has a lock lives in
+that lock's cell, whose `sys.path` has the lock's environment (`fnstage.deps.environments`), so two
+versions of one package never meet in one process. A function that changes lock is loaded into the
+new lock's cell first, then routed there (`CellEvents.moved`), then removed from the old one; a cell
+left with no function stops.
+
 A cell that dies is restarted and given back what was live in it. A load that kills its cell is
 retried once, alone, in the restarted cell; if it kills the cell again it is quarantined: reported as
 failed ("killed its cell at load: exit code 3"), never loaded again, and the version that was live
@@ -35,7 +41,7 @@ from fnstage.store.records import FunctionCounts, PublishedFunction
 
 logger = logging.getLogger("fnstage.runtime")
 
-Slot = tuple[str, str]  # (gateway, environment)
+Slot = tuple[str, str, str]  # (gateway, environment, lock hash; "": no dependencies)
 READY_TIMEOUT_S = 30.0
 LOAD_TIMEOUT_S = 120.0  # a batch; each load in it is limited by the cell (DEFAULT_LOAD_TIMEOUT_S)
 RESTART_DELAYS_S = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
@@ -245,6 +251,14 @@ class CellEvents:
 
     def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None: ...
 
+    def moved(self, gateway: str, name: str, slot: Slot, cell: Cell) -> None:
+        """`name` is now live in `slot`'s cell (route it there); called before it leaves its old cell."""
+
+
+def slot_key(slot: Slot) -> str:
+    """`demo/dev`, or `demo/dev@3f2a9c1b0d4e` for a lock's cell."""
+    return f"{slot[0]}/{slot[1]}" + (f"@{slot[2][:12]}" if slot[2] else "")
+
 
 @dataclass
 class _SlotState:
@@ -268,8 +282,13 @@ class CellSet:
         zygote: Zygote,
         *,
         keep_empty: bool = False,
+        prepare: Callable[[PublishedFunction], None] | None = None,
     ) -> None:
         self._make_spec = make_spec
+        # installs a row's lock on this host before it loads (None: one cell per (gateway, env), no locks)
+        self._prepare = prepare
+        self._where: dict[tuple[str, str], Slot] = {}  # (gateway, name) -> the slot it is live in
+        self.installing: set[str] = set()  # lock hashes being installed now (status says so)
         self.events = events
         self._zygote = zygote
         self._slots: dict[Slot, _SlotState] = {}
@@ -279,11 +298,19 @@ class CellSet:
         self.quarantined: dict[tuple[str, str, int, str], str] = {}  # (gateway, name, version, hash)
 
     # what the watcher calls (its reader thread) ---------------------------------------------------
+    def slot_of(self, row: PublishedFunction) -> Slot:
+        lock = (row.lock_hash or "") if self._prepare is not None else ""
+        return (row.gateway, row.name.split("/", 1)[0], lock)
+
     def load(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
         results: dict[int, LiveVersion | LoadError] = {}
         by_slot: dict[Slot, list[tuple[int, PublishedFunction]]] = {}
         for index, row in enumerate(rows):
-            by_slot.setdefault((row.gateway, row.name.split("/", 1)[0]), []).append((index, row))
+            failed = self._install(row)
+            if failed is not None:
+                results[index] = failed
+                continue
+            by_slot.setdefault(self.slot_of(row), []).append((index, row))
 
         def load_slot(slot: Slot, items: list[tuple[int, PublishedFunction]]) -> None:
             for index, result in zip(
@@ -293,29 +320,73 @@ class CellSet:
 
         if len(by_slot) == 1:
             load_slot(*next(iter(by_slot.items())))
-        else:  # cells load side by side (a cold start of many cells; a resync touching several)
+        elif by_slot:  # cells load side by side (a cold start of many cells; a resync touching several)
             with ThreadPoolExecutor(max_workers=min(8, len(by_slot))) as pool:
                 for done in [pool.submit(load_slot, slot, items) for slot, items in by_slot.items()]:
                     done.result()
+        # route each function loaded to its (new) cell, then take it out of the cell it left: after
+        # every slot's load, so no slot's lock is held while another's is taken
+        for slot, items in by_slot.items():
+            for index, row in items:
+                if isinstance(results[index], LiveVersion):
+                    self._settle(slot, row)
         return [results[i] for i in range(len(rows))]
+
+    def _install(self, row: PublishedFunction) -> LoadError | None:
+        """Install the row's lock on this host if it lacks it (before any cell is routed to it)."""
+        if self._prepare is None or not row.lock_hash:
+            return None
+        self.installing.add(row.lock_hash)
+        try:
+            self._prepare(row)
+        except Exception as error:  # reported as the version's load failure; the old one keeps serving
+            message = getattr(error, "message", None) or str(error)
+            return LoadError(f"installing dependencies failed: {message}")
+        finally:
+            self.installing.discard(row.lock_hash)
+        return None
+
+    def _settle(self, slot: Slot, row: PublishedFunction) -> None:
+        key = (row.gateway, row.name)
+        old = self._where.get(key)
+        state = self._slots.get(slot)
+        cell = state.cell if state is not None else None
+        if cell is not None:
+            self.events.moved(row.gateway, row.name, slot, cell)
+        self._where[key] = slot
+        if old is not None and old != slot:
+            self._remove_from(old, row.gateway, row.name, None)
 
     def remove(self, gateway: str, name: str, version: int | None = None) -> None:
         """Unload `name` from its cell; a removal older than the version live there is ignored (the
         function was deleted and created again). A cell left with nothing stops."""
-        slot = (gateway, name.split("/", 1)[0])
+        slot = self._where.get((gateway, name)) or (gateway, name.split("/", 1)[0], "")
+        live = self._remove_from(slot, gateway, name, version)
+        if live and self._where.get((gateway, name)) == slot:
+            self._where.pop((gateway, name), None)
+
+    def _remove_from(self, slot: Slot, gateway: str, name: str, version: int | None) -> bool:
         state = self._slots.get(slot)
         if state is None:
-            return
+            return True
         with state.lock:
             live = state.live.get(name)
             if version is not None and live is not None and live.version > version:
-                return
+                return False
             state.live.pop(name, None)
             state.names.discard(name)
             if state.cell is not None:
                 state.cell.send(("remove", [(gateway, name, version)]))
-            if not state.names and not self.keep_empty:
+            if not state.names and not (self.keep_empty and not slot[2]):
                 self._stop_slot(slot, state)
+        return True
+
+    def live_names(self, slot: Slot) -> list[str]:
+        state = self._slots.get(slot)
+        return list(state.live) if state is not None else []
+
+    def slot_of_function(self, gateway: str, name: str) -> Slot:
+        return self._where.get((gateway, name)) or (gateway, name.split("/", 1)[0], "")
 
     def ensure(self, slot: Slot) -> Cell | None:
         """The slot's cell, started (and ready) if it was not."""
@@ -330,12 +401,13 @@ class CellSet:
 
     def status(self) -> list[dict[str, Any]]:
         out = []
-        for (gateway, env), state in sorted(self._slots.items()):
+        for (gateway, env, lock), state in sorted(self._slots.items()):
             cell = state.cell
             out.append(
                 {
                     "gateway": gateway,
                     "env": env,
+                    "lock": lock or None,
                     "pid": cell.pid if cell else None,
                     "ready": bool(cell and cell.ready.is_set() and not cell.dead.is_set()),
                     "functions": len(state.live),
@@ -397,7 +469,7 @@ class CellSet:
             if self._reload(slot, state, cell):
                 self.events.ready(slot, cell)
                 return cell
-        logger.error("cell %s/%s cannot start: %s", *slot, state.last_cause)
+        logger.error("cell %s cannot start: %s", slot_key(slot), state.last_cause)
         return None
 
     def _reload(self, slot: Slot, state: _SlotState, cell: Cell) -> bool:
@@ -492,7 +564,7 @@ class CellSet:
         return _mirror(row, float(answer.get("load_ms") or 0.0))
 
     def _event(self, cell: Cell, event: dict[str, Any]) -> None:
-        state = self._slots.get((cell.spec.gateway, cell.spec.env))
+        state = self._slots.get(cell.spec.slot)
         if state is not None:
             state.events.append(event)
 
@@ -502,18 +574,18 @@ class CellSet:
 
     def _counts(self, cell: Cell, items: list[FunctionCounts]) -> None:
         if items:
-            self.events.cell_counts((cell.spec.gateway, cell.spec.env), items)
+            self.events.cell_counts(cell.spec.slot, items)
 
     def _exited(self, cell: Cell) -> None:
         """A cell's channel closed: a stop we asked for, or a death to recover from."""
-        slot = (cell.spec.gateway, cell.spec.env)
+        slot = cell.spec.slot
         state = self._slots.get(slot)
         if state is None or cell.stopping or self._stopping or state.cell is not cell:
             return
         cause = describe_exit(cell.exitcode)
         state.deaths += 1
         state.last_cause = cause
-        logger.warning("runtime: cell %s/%s %s; restarting it", *slot, cause)
+        logger.warning("runtime: cell %s %s; restarting it", slot_key(slot), cause)
         self.events.restarting(slot, cause)
         threading.Thread(target=self._restart, args=(slot, state, cell), daemon=True).start()
 

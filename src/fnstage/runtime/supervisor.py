@@ -31,8 +31,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fnstage.deps.environments import Environments
 from fnstage.runtime.cell import CellSpec
-from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot
+from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot, slot_key
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
@@ -126,6 +127,7 @@ class CellReports(CellEvents):
         self.reporter: Any = None  # the watcher's, once made
         self.front: Any = None  # set when a front routes to the cells
         self.missing: dict[Slot, list[str]] = {}
+        self.sockets: dict[Slot, Path] = {}  # where each ready cell listens (a lock cell's routes go)
         self._lock = threading.Lock()
 
     def ready(self, slot: Slot, cell: Cell) -> None:
@@ -134,19 +136,26 @@ class CellReports(CellEvents):
             changed = self.missing.get(slot) != missing
             self.missing[slot] = missing
         if missing and changed:
-            logger.warning("runtime: cell %s/%s runs without: %s", *slot, "; ".join(missing))
+            logger.warning("runtime: cell %s runs without: %s", slot_key(slot), "; ".join(missing))
         if changed:
             self._report_sandbox()
+        if cell.spec.uds is not None:
+            self.sockets[slot] = cell.spec.uds
         if self.front is not None and cell.spec.uds is not None:
             self.front.cell_ready(slot, cell.spec.uds)
+
+    def moved(self, gateway: str, name: str, slot: Slot, cell: Cell) -> None:
+        if self.front is not None and cell.spec.uds is not None:
+            self.front.function_moved(gateway, name, slot, cell.spec.uds)
 
     def restarting(self, slot: Slot, cause: str) -> None:
         if self.front is not None:
             self.front.cell_restarting(slot, cause)
 
     def stopped(self, slot: Slot) -> None:
+        uds = self.sockets.pop(slot, None)
         if self.front is not None:
-            self.front.cell_stopped(slot)
+            self.front.cell_stopped(slot, uds)
 
     def cell_counts(self, slot: Slot, items: list[FunctionCounts]) -> None:
         if self.reporter is not None:
@@ -186,7 +195,15 @@ class Supervisor:
         self.control_key = secrets.token_urlsafe(32)  # the control plane's key to this runtime
         self.reports = CellReports()
         self._watchdog = WatchdogSettings.from_env()
-        self.cells = CellSet(self._spec, self.reports, zygote, keep_empty=settings.env is not None)
+        # one cell per lock behind the front; a runtime alone on its port (--env) has one cell only
+        self.environments = Environments()
+        self.cells = CellSet(
+            self._spec,
+            self.reports,
+            zygote,
+            keep_empty=settings.env is not None,
+            prepare=self._install if settings.env is None else None,
+        )
         self.registry = MirrorRegistry(self.cells)
         reader = functools.partial(_feed_reader, settings.database_url, settings.env)
         self.watcher = Watcher(
@@ -197,12 +214,26 @@ class Supervisor:
             load_rows=self.cells.load,
         )
 
+    def _install(self, row: PublishedFunction) -> None:
+        """A lock this host lacks (another machine saved it; a rollback to an old one) is installed
+        before the function is loaded and routed; installed ones cost a stat."""
+        if row.lock_hash and row.lock and not self.environments.has(row.lock_hash):
+            logger.info(
+                "runtime: installing dependencies of %s/%s (lock %s)",
+                row.gateway,
+                row.name,
+                row.lock_hash[:12],
+            )
+            self.environments.ensure(row.lock)
+
     def _spec(self, slot: Slot) -> CellSpec:
-        gateway, env = slot
-        folder = self.folder / f"{gateway}.{env}"
+        gateway, env, lock = slot
+        folder = self.folder / (f"{gateway}.{env}" + (f".{lock[:16]}" if lock else ""))
         spec = CellSpec(
             gateway=gateway,
             env=env,
+            lock=lock,
+            site_packages=self.environments.path(lock) if lock else None,
             temp_dir=folder,
             # alone on its port, the cell is what the control plane reaches with the runtime's key
             control_key=self.control_key if self.settings.env is not None else self.keys[slot],
@@ -245,6 +276,10 @@ class Supervisor:
         s = self.settings
         return {"pid": os.getpid(), "gateway": s.gateway, "env": s.env, "sandbox": self.reports.sandbox()}
 
+    def function_socket(self, gateway: str, name: str) -> tuple[Path, str] | None:
+        """Where the cell that serves `name` listens, and its key."""
+        return self.cell_socket(self.cells.slot_of_function(gateway, name))
+
     def cell_socket(self, slot: Slot) -> tuple[Path, str] | None:
         """Where the slot's cell listens and its key, for the control plane's requests (logs)."""
         spec = self.cells.spec_of(slot)
@@ -260,6 +295,7 @@ class Supervisor:
             "env": self.settings.env,
             "sandbox": self.reports.sandbox(),
             "cells": cells,
+            "installing": sorted(self.cells.installing),
             "quarantined": self.cells.quarantine_list(),
             "watcher": self.watcher.status(),
         }
@@ -267,7 +303,7 @@ class Supervisor:
     async def run(self, stop: asyncio.Event, front: Any = None) -> None:
         loop = asyncio.get_running_loop()
         if self.settings.env is not None:
-            slot = (self.settings.gateway or "", self.settings.env)
+            slot = (self.settings.gateway or "", self.settings.env, "")
             cell = await loop.run_in_executor(None, self.cells.ensure, slot)
             if cell is None:
                 raise SystemExit(f"the cell for {slot[0]}/{slot[1]} cannot start")

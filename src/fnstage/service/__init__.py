@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from fnstage.deps.environments import Environments
 from fnstage.service.accounts import Accounts
 from fnstage.service.audit import Audit
 from fnstage.service.deployments import DEFAULT_HISTORY_LIMIT, Deployed, Deployments
@@ -39,10 +40,11 @@ class Services:
     ) -> Services:
         """`clock`: the scheduler's (`service.clock`), from which a new trigger's first tick is set."""
         queries = Queries(store)
+        environments = Environments()
         return cls(
             store,
-            Gateways(store),
-            Deployments(store, history_limit),
+            Gateways(store, environments),
+            Deployments(store, history_limit, environments=environments),
             queries,
             InvocationLogReader(store, queries),
             Members(store),

@@ -41,6 +41,8 @@ _LOADED = (
     cast(_p.config, Text),
     _p.seq,
     _p.timeout_s,
+    _p.lock_hash,
+    _p.lock,
 )
 
 
@@ -49,7 +51,7 @@ def _published(rows: Iterable[Any]) -> list[PublishedFunction]:
     functions = []
     for row in rows:
         (gateway, name, version, semver, entrypoint, compiled) = row[:6]
-        (source, bundle_hash, methods, config, seq, timeout_s) = row[6:]
+        (source, bundle_hash, methods, config, seq, timeout_s, lock_hash, lock) = row[6:]
         functions.append(
             PublishedFunction(
                 gateway=gateway,
@@ -64,6 +66,8 @@ def _published(rows: Iterable[Any]) -> list[PublishedFunction]:
                 config=loads(config),
                 seq=seq,
                 timeout_s=float(timeout_s),
+                lock_hash=lock_hash,
+                lock=lock,
             )
         )
     return functions

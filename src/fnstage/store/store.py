@@ -260,6 +260,7 @@ def _gateway(row: Row[Any]) -> GatewayRecord:
         publish_seq=row.publish_seq,
         created_at=utc(row.created_at),
         created_by=row.created_by,
+        lock_hash=row.lock_hash,
     )
 
 
@@ -285,6 +286,7 @@ def _function(row: Row[Any]) -> FunctionRecord:
         created_by=row.created_by,
         updated_at=utc(row.updated_at),
         updated_by=row.updated_by,
+        lock_hash=row.lock_hash,
     )
 
 
@@ -308,6 +310,7 @@ def _history(row: Row[Any]) -> HistoryRecord:
         source_history_id=row.source_history_id,
         source_version=row.source_version,
         created_at=utc(row.created_at),
+        lock_hash=row.lock_hash,
     )
 
 
@@ -578,7 +581,21 @@ class Tx:
                 )
             )
 
-    def publish(self, fn: FunctionRecord, source: Mapping[str, str], old_name: str | None = None) -> int:
+    def put_lock(self, lock_hash: str, text: str) -> None:
+        """Store a lock once (content-addressed: an existing hash already holds this very text)."""
+        if self.get_lock(lock_hash) is None:
+            self.conn.execute(insert(t.locks).values(hash=lock_hash, text=text, created_at=now()))
+
+    def get_lock(self, lock_hash: str) -> str | None:
+        return self.conn.execute(select(t.locks.c.text).where(t.locks.c.hash == lock_hash)).scalar()
+
+    def publish(
+        self,
+        fn: FunctionRecord,
+        source: Mapping[str, str],
+        old_name: str | None = None,
+        lock: str | None = None,
+    ) -> int:
         """Write `fn` where runtimes read it, replacing the entry in place; a rename also removes
         `old_name` in the same transaction. Returns the feed sequence of the upsert."""
         if old_name and old_name != fn.name:
@@ -596,6 +613,8 @@ class Tx:
             config=dict(fn.config),
             timeout_s=fn.timeout_s,
             updated_at=now(),
+            lock_hash=fn.lock_hash,
+            lock=lock,
         )
         if self.conn.dialect.name == "postgresql":
             seq = int(self.conn.execute(_PUBLISH_POSTGRES, values).one().seq)
