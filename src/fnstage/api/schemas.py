@@ -112,6 +112,7 @@ class Promote(Body):
     target: str = Field(max_length=16, json_schema_extra={"enum": ENVIRONMENTS})
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
+    force: bool = Field(default=False, description="release even a version that failed to load")
 
 
 def _one_of_present(choices: dict[str, dict[str, Any]], only_one: bool) -> dict[str, Any]:
@@ -144,6 +145,7 @@ class Release(Body):
     target: str = Field(max_length=16, json_schema_extra={"enum": ENVIRONMENTS})
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
+    force: bool = Field(default=False, description="release even a version that failed to load")
 
 
 class Rollback(Body):

@@ -679,6 +679,15 @@ def list_functions(
         render.console().print(render.functions_table(data["functions"]))
 
 
+ForceReleaseOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Release even a version that failed to load on its runtimes (history records it).",
+    ),
+]
+
+
 @_command(app)
 def promote(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Source function, such as dev/user/me.")],
@@ -691,15 +700,17 @@ def promote(
     wait: WaitOption = False,
     wait_timeout: WaitTimeoutOption = 30.0,
     gateway: GatewayOption = None,
+    force: ForceReleaseOption = False,
 ) -> None:
-    """Copy a function's current code to the next environment, as it is (no rebuild)."""
+    """Copy a function's current code and its dependency lock to the next environment, as it is (no
+    rebuild). A version that failed to load on its runtimes is refused unless --force."""
     fn = _name(name)
     target = to.value if to else _next_environment(fn.env)
     gw = config.resolve_gateway(gateway)
     with _api() as api:
         result = api.post(
             path_of("gateways", gw, "promote"),
-            {"name": str(fn), "target": target, "semver": semver, "note": note},
+            {"name": str(fn), "target": target, "semver": semver, "note": note, "force": force},
         )
         render.say(f"promoted {fn} → {_outcome(result)}")
         if wait:
@@ -738,6 +749,7 @@ def release(
     wait: WaitOption = False,
     wait_timeout: WaitTimeoutOption = 30.0,
     gateway: GatewayOption = None,
+    force: ForceReleaseOption = False,
 ) -> None:
     """Release code into an environment from another environment or from any history entry.
 
@@ -748,7 +760,7 @@ def release(
       fnstage release user/me --from 42 --to staging --semver 1.1.0-rc.2 --note "retry rc.1's code"
     """
     gw = config.resolve_gateway(gateway)
-    body: dict[str, Any] = {"base": base, "target": to.value, "semver": semver, "note": note}
+    body: dict[str, Any] = {"base": base, "target": to.value, "semver": semver, "note": note, "force": force}
     with _api() as api:
         history_id = _history_id(source)
         if history_id is not None:

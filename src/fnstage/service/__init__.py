@@ -37,10 +37,12 @@ class Services:
         store: Store,
         history_limit: int = DEFAULT_HISTORY_LIMIT,
         clock: Callable[[], datetime] = now,
+        environments: Environments | None = None,
     ) -> Services:
-        """`clock`: the scheduler's (`service.clock`), from which a new trigger's first tick is set."""
+        """`clock`: the scheduler's (`service.clock`), from which a new trigger's first tick is set.
+        `environments`: where dependency locks are installed (default: FNSTAGE_ENVIRONMENTS_DIR)."""
         queries = Queries(store)
-        environments = Environments()
+        environments = environments or Environments()
         return cls(
             store,
             Gateways(store, environments),

@@ -26,6 +26,7 @@ from fnstage.domain.policy import (
 from fnstage.domain.versions import INITIAL_SEMVER, parse_semver, read_semver
 from fnstage.service.identity import Actor
 from fnstage.service.metadata import Metadata, merge
+from fnstage.service.rollouts import rollout
 from fnstage.store.records import FunctionRecord, GatewayRecord, HistoryRecord
 from fnstage.store.store import Store, Tx, now
 
@@ -69,6 +70,16 @@ def _belongs(tx: Tx, entry: HistoryRecord, base: str) -> bool:
         return True
     fn = tx.get_function(entry.gateway_id, entry.env, base)
     return fn is not None and fn.id == entry.function_id
+
+
+def load_failure(tx: Tx, fn: FunctionRecord) -> str | None:
+    """ "dev/user/me v7 failed to load on 1/1: ModuleNotFoundError ..." when runtimes refused this very
+    version (its code, by hash); None when none did (live, still loading, or no runtime heard of)."""
+    state = rollout(tx, fn.gateway_id, fn.name, fn.version, fn.updated_at, fn.bundle_hash)
+    failed = [r for r in state.runtimes if r.state == "failed"]
+    if not failed:
+        return None
+    return f"{fn.name} v{fn.version} failed to load on {len(failed)}/{state.active}: {failed[0].error}"
 
 
 def _metadata(fn: FunctionRecord | None) -> Metadata:
@@ -170,11 +181,19 @@ class Deployments:
 
     # promote, release, rollback -------------------------------------------------------------------
     def promote(
-        self, actor: Actor, gateway: str, name: str, target: str, semver: str | None, note: str | None
+        self,
+        actor: Actor,
+        gateway: str,
+        name: str,
+        target: str,
+        semver: str | None,
+        note: str | None,
+        *,
+        force: bool = False,
     ) -> Deployed:
-        """Copy an environment's current version, compiled code included, forward to `target`."""
+        """Copy an environment's current version, compiled code and lock included, forward to `target`."""
         fname = FunctionName.parse(name)
-        return self.release(actor, gateway, fname.base, fname.env, None, target, semver, note)
+        return self.release(actor, gateway, fname.base, fname.env, None, target, semver, note, force=force)
 
     def rollback(
         self,
@@ -202,8 +221,11 @@ class Deployments:
         target: str,
         semver: str | None,
         note: str | None,
+        *,
+        force: bool = False,
     ) -> Deployed:
-        """Release an environment's current version or any history entry into `target`."""
+        """Release an environment's current version or any history entry into `target`. A current
+        version that failed to load on its runtimes is refused unless `force` (history says so)."""
         check_base(base, field="base")
         check_environment(target, field="target")
         gw = self._gateway(gateway)
@@ -227,6 +249,7 @@ class Deployments:
         strict = needs_note_and_greater_semver(target, is_rollback)
         note = check_note(note, required=strict)
         fname = FunctionName(target, base)
+        forced = ""
         with self.store.write() as tx:
             gw, current, latest = self._lock_target(tx, gateway, fname)
             check_release_semver(semver, target, current.semver if current else None, required=strict)
@@ -234,6 +257,15 @@ class Deployments:
                 source = tx.get_function(gateway, source_env, base)
                 if source is None:
                     raise NotFound(f"no function {source_env}/{base} to release from", field="source_env")
+                failure = load_failure(tx, source)
+                if failure is not None and not force:
+                    raise Conflict(
+                        f"{failure}: fix it and save again, or release it anyway with --force",
+                        field="force",
+                        code="failed_to_load",
+                    )
+                if failure is not None:
+                    forced = f"forced past: {failure}"
                 code = self._current_code(tx, source, gw)
                 meta = _metadata(source)
                 source_semver, source_version, source_history = (
@@ -253,6 +285,8 @@ class Deployments:
                 )
             if note is None:
                 note = f"Deployed from {source_env} to {target} (version: {source_semver})"
+            if forced:
+                note = f"{note} [{forced}]"
             return self._commit(
                 tx,
                 gw,

@@ -98,14 +98,14 @@ class Gateways:
         record this lock; versions already live keep theirs."""
         canonical = check_requirements(requirements)
         self.get(gateway_id)
-        lock = resolve(canonical) if canonical else None
+        lock = resolve(canonical, self.environments.settings) if canonical else None
         if lock is not None:
             self.environments.ensure(lock.text)
         with self.store.write() as tx:
             if lock is not None:
                 tx.put_lock(lock.hash, lock.text)
             tx.update_gateway(
-                gateway_id, dependencies=canonical, lock_hash=lock.hash if lock is not None else None
+                gateway_id, dependencies=canonical, deps_lock_hash=lock.hash if lock is not None else None
             )
             access.record_audit(
                 tx,

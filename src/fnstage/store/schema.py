@@ -67,7 +67,9 @@ gateways = Table(
     Column("publish_seq", BigInteger, nullable=False, default=0),  # last seq handed out
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(64), nullable=False),
-    Column("lock_hash", String(64)),  # locks.hash of the dependencies resolved; None: none
+    # locks.hash of the dependencies resolved (None: none). Not `lock_hash`: a column named like a
+    # parameter of the publish statement would be set by the UPDATE of `publish_seq` inside it
+    Column("deps_lock_hash", String(64)),
 )
 
 # A lock (`fnstage.deps.locks`): uv's resolution of a requirement set, named by the sha256 of its text.

@@ -260,7 +260,7 @@ def _gateway(row: Row[Any]) -> GatewayRecord:
         publish_seq=row.publish_seq,
         created_at=utc(row.created_at),
         created_by=row.created_by,
-        lock_hash=row.lock_hash,
+        lock_hash=row.deps_lock_hash,
     )
 
 
@@ -392,7 +392,9 @@ class Tx:
             created_at=now(),
             created_by=actor,
         )
-        self.conn.execute(insert(t.gateways).values(**asdict(record)))
+        values = asdict(record)
+        values["deps_lock_hash"] = values.pop("lock_hash")
+        self.conn.execute(insert(t.gateways).values(**values))
         return record
 
     def get_gateway(self, gateway_id: str) -> GatewayRecord | None:

@@ -25,7 +25,9 @@ def upgrade() -> None:
         sa.Column("text", sa.Text, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
-    for table in ("gateways", "functions", "history", "published"):
+    with op.batch_alter_table("gateways") as batch:
+        batch.add_column(sa.Column("deps_lock_hash", sa.String(64)))
+    for table in ("functions", "history", "published"):
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("lock_hash", sa.String(64)))
     with op.batch_alter_table("published") as batch:
@@ -35,7 +37,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("published") as batch:
         batch.drop_column("lock")
-    for table in ("published", "history", "functions", "gateways"):
+    for table in ("published", "history", "functions"):
         with op.batch_alter_table(table) as batch:
             batch.drop_column("lock_hash")
+    with op.batch_alter_table("gateways") as batch:
+        batch.drop_column("deps_lock_hash")
     op.drop_table("locks")
