@@ -69,8 +69,10 @@ def resolve(requirements: list[str], settings: IndexSettings | None = None) -> L
     try:
         text = run_uv(args, stdin="\n".join(requirements) + "\n")
     except UvFailed as error:
+        # one line: uv's "No solution found" and its "cause:", which names the requirement
+        said = " ".join(line.strip().removeprefix("cause: ") for line in error.message.splitlines())
         raise ResolutionFailed(
-            f"the requirements cannot be resolved: {error.message}",
+            f"the requirements cannot be resolved: {said}",
             field="dependencies",
             details={"resolver": error.message, "requirements": list(requirements)},
         ) from None
