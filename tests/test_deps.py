@@ -44,7 +44,10 @@ def services(store: Store, environments: Environments) -> Services:
 
 
 def test_requirements_accept_ranges_and_refuse_urls_and_options() -> None:
-    assert check_requirements(["Pydantic>=2,<3", "requests==2.32.3"]) == ["pydantic<3,>=2", "requests==2.32.3"]
+    assert check_requirements(["Pydantic>=2,<3", "requests==2.32.3"]) == [
+        "pydantic<3,>=2",
+        "requests==2.32.3",
+    ]
     for bad, says in [
         ("-e .", "invalid dependency"),
         ("--index-url http://evil", "invalid dependency"),
@@ -124,7 +127,9 @@ def test_a_crash_mid_install_leaves_only_debris_that_is_never_used(
     assert not debris.exists() and environments.installed() == [lock.hash]
 
 
-def test_collect_removes_environments_nothing_keeps(environments: Environments, settings: IndexSettings) -> None:
+def test_collect_removes_environments_nothing_keeps(
+    environments: Environments, settings: IndexSettings
+) -> None:
     one = resolve(["fnpkg==1.0"], settings)
     two = resolve(["fnpkg==2.0"], settings)
     environments.ensure(one.text)

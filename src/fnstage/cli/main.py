@@ -688,6 +688,10 @@ ForceReleaseOption = Annotated[
 ]
 
 
+def _forced(force: bool) -> dict[str, Any]:
+    return {"force": True} if force else {}
+
+
 @_command(app)
 def promote(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Source function, such as dev/user/me.")],
@@ -710,7 +714,7 @@ def promote(
     with _api() as api:
         result = api.post(
             path_of("gateways", gw, "promote"),
-            {"name": str(fn), "target": target, "semver": semver, "note": note, "force": force},
+            {"name": str(fn), "target": target, "semver": semver, "note": note} | _forced(force),
         )
         render.say(f"promoted {fn} → {_outcome(result)}")
         if wait:
@@ -760,7 +764,7 @@ def release(
       fnstage release user/me --from 42 --to staging --semver 1.1.0-rc.2 --note "retry rc.1's code"
     """
     gw = config.resolve_gateway(gateway)
-    body: dict[str, Any] = {"base": base, "target": to.value, "semver": semver, "note": note, "force": force}
+    body: dict[str, Any] = {"base": base, "target": to.value, "semver": semver, "note": note} | _forced(force)
     with _api() as api:
         history_id = _history_id(source)
         if history_id is not None:
