@@ -7,6 +7,8 @@ Tests using `store` run once per engine. A test about one engine's own mechanics
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,14 @@ import pg
 from fnstage.service import Actor, Services
 from fnstage.store.engine import sqlite_url
 from fnstage.store.store import Store
+
+# No test resolves or installs dependencies from the internet: uv sees no index unless a test names a
+# folder of wheels it built (`support.wheels`), and environments go to a folder of this session's.
+os.environ["FNSTAGE_NO_INDEX"] = "1"
+os.environ.pop("FNSTAGE_INDEX_URL", None)
+os.environ.pop("FNSTAGE_EXTRA_INDEX_URLS", None)
+os.environ.pop("FNSTAGE_FIND_LINKS", None)
+os.environ["FNSTAGE_ENVIRONMENTS_DIR"] = tempfile.mkdtemp(prefix="fnstage-test-environments-")
 
 INDEX = 'from utils import greet\n\n\nasync def main(ctx):\n    return {"message": greet(ctx.query.get("name", "world"))}\n'
 UTILS = 'def greet(name):\n    return f"Hello, {name}!"\n'
