@@ -217,3 +217,17 @@ def test_a_function_without_dependencies_has_no_lock(services: Services, gateway
     assert saved.function.lock_hash is None
     services.gateways.set_dependencies(gateway, [], actor=actor)
     assert services.gateways.get(gateway).lock_hash is None
+
+
+def test_environments_nothing_names_are_collected(
+    services: Services, gateway: str, actor: Actor, environments: Environments
+) -> None:
+    one = services.gateways.set_dependencies(gateway, ["fnpkg==1.0"], actor=actor).lock_hash
+    services.deployments.save(actor, gateway, "dev/f", {"index.py": USES_FNPKG})  # history keeps `one`
+    two = services.gateways.set_dependencies(gateway, ["fnpkg==2.0"], actor=actor).lock_hash
+    three = services.gateways.set_dependencies(gateway, ["alpha-pkg"], actor=actor).lock_hash
+    assert one and two and three
+    for name in (one, two, three):
+        os.utime(environments.path(name), (0, 0))  # old enough to be collected
+    assert services.gateways.collect_environments() == [two]  # nothing names the 2.0 lock any more
+    assert set(environments.installed()) == {one, three}

@@ -118,12 +118,14 @@ class Environments:
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
-    def collect(self, keep: Iterable[str]) -> list[str]:
-        """Remove every environment not in `keep` and old partial installs; returns the removed hashes."""
+    def collect(self, keep: Iterable[str], min_age_s: float = 0.0) -> list[str]:
+        """Remove every environment not in `keep` (and older than `min_age_s`: one installed for a
+        `deps set` that has not committed yet is not collected by another) and old partial installs;
+        returns the removed hashes."""
         kept = set(keep)
         removed = []
         for name in self.installed():
-            if name not in kept:
+            if name not in kept and time.time() - self.path(name).stat().st_mtime >= min_age_s:
                 shutil.rmtree(self.path(name), ignore_errors=True)
                 removed.append(name)
         if self.root.is_dir():

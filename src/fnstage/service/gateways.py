@@ -16,6 +16,7 @@ from fnstage.store.records import GatewayRecord
 from fnstage.store.store import Store
 
 MAX_HISTORY_LIMIT = 1000
+COLLECT_AFTER_S = 600.0  # an environment younger than this may belong to a `deps set` not yet committed
 
 
 class Gateways:
@@ -118,7 +119,14 @@ class Gateways:
             )
             gateway = tx.get_gateway(gateway_id)
         assert gateway is not None
+        self.collect_environments()
         return gateway
+
+    def collect_environments(self) -> list[str]:
+        """Remove this host's environments that no gateway, function or kept history entry names."""
+        with self.store.read() as tx:
+            keep = tx.lock_hashes_in_use()
+        return self.environments.collect(keep, min_age_s=COLLECT_AFTER_S)
 
     def lock_text(self, gateway_id: str) -> str | None:
         """The text of the gateway's current lock (None: no dependencies)."""

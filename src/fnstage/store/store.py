@@ -31,6 +31,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    union,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -587,6 +588,15 @@ class Tx:
         """Store a lock once (content-addressed: an existing hash already holds this very text)."""
         if self.get_lock(lock_hash) is None:
             self.conn.execute(insert(t.locks).values(hash=lock_hash, text=text, created_at=now()))
+
+    def lock_hashes_in_use(self) -> set[str]:
+        """Every lock a gateway, a function or a kept history entry names (what must stay installed)."""
+        stmt = union(
+            select(t.gateways.c.deps_lock_hash),
+            select(t.functions.c.lock_hash),
+            select(t.history.c.lock_hash),
+        )
+        return {row[0] for row in self.conn.execute(stmt) if row[0]}
 
     def get_lock(self, lock_hash: str) -> str | None:
         return self.conn.execute(select(t.locks.c.text).where(t.locks.c.hash == lock_hash)).scalar()
