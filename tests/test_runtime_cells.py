@@ -6,6 +6,7 @@ import json
 import pickle
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from multiprocessing import Pipe
 from pathlib import Path
 from typing import Any
@@ -247,3 +248,48 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+class MoveEvents(Events):
+    def __init__(self) -> None:
+        super().__init__()
+        self.moves: list[tuple[str, Slot]] = []
+
+    def moved(self, gateway: str, name: str, slot: Slot, cell: Cell) -> None:
+        self.moves.append((name, slot))
+
+
+def test_a_function_moves_to_its_locks_cell_and_the_cell_it_left_stops(
+    zygote: Zygote, tmp_path: Path
+) -> None:
+    """One cell per (gateway, env, lock): a version with another lock loads in that lock's cell, is
+    routed there (`moved`) and only then leaves its old cell, which stops once empty."""
+    events = MoveEvents()
+    prepared: list[str] = []
+
+    def spec(slot: Slot) -> CellSpec:
+        folder = tmp_path / f"{slot[0]}.{slot[1]}.{slot[2][:8] or 'none'}"
+        return CellSpec(slot[0], slot[1], folder, "key", uds=folder / "cell.sock", lock=slot[2])
+
+    cell_set = CellSet(spec, events, zygote, prepare=lambda r: prepared.append(r.lock_hash or ""))
+    try:
+        one, two = ("demo", "dev", "a" * 64), ("demo", "dev", "b" * 64)
+        first = replace(row("dev/f", 1, ANSWER % 1), lock_hash=one[2], lock="x")
+        other = replace(row("dev/g", 1, ANSWER % 7), lock_hash=one[2], lock="x")
+        assert all(isinstance(r, LiveVersion) for r in cell_set.load([first, other]))
+        assert events.moves == [("dev/f", one), ("dev/g", one)]
+        first_pid = cell_set.status()[0]["pid"]
+        [moved] = cell_set.load([replace(row("dev/f", 2, ANSWER % 2), lock_hash=two[2], lock="y")])
+        assert isinstance(moved, LiveVersion)
+        assert events.moves[-1] == ("dev/f", two) and cell_set.slot_of_function("demo", "dev/f") == two
+        assert get(cell_set, two, "/f").json() == {"version": 2}
+        assert get(cell_set, one, "/g").json() == {"version": 7}  # still in the 1.0 lock's cell
+        assert cell_set.live_names(one) == ["dev/g"] and cell_set.live_names(two) == ["dev/f"]
+        cells = {c["lock"]: c["pid"] for c in cell_set.status()}
+        assert cells[one[2]] == first_pid and cells[two[2]] != first_pid  # two processes
+        cell_set.remove("demo", "dev/g", 1)
+        assert cell_set.spec_of(one) is None  # nothing left in it: stopped
+        assert ("stopped", one, None) in events.seen
+        assert prepared == [one[2], one[2], two[2]]
+    finally:
+        cell_set.stop_all()
