@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fnstage.testing import UpProcess
+from fnstage.store.engine import sqlite_url
+from fnstage.testing import RuntimeServer, UpProcess
 from support.wheels import offline_env, wheelhouse
 from test_e2e_cli import Cli, write
 
@@ -143,3 +144,20 @@ def test_each_version_runs_with_the_packages_of_its_lock(up: UpProcess, tmp_path
     assert answer(up, "a") == "1.0" and answer(up, "b") == "1.0"
     after = {p.name: p.stat().st_ino for p in environments.iterdir() if not p.name.startswith(".")}
     assert after == before
+
+    # another host (a runtime with environments of its own) installs each lock before serving it
+    elsewhere = tmp_path / "host2"
+    other = RuntimeServer(
+        up.database_url or sqlite_url(up.data_dir),
+        "demo",
+        tmp_path / "host2.log",
+        extra_env={**up.env, "FNSTAGE_ENVIRONMENTS_DIR": str(elsewhere)},
+    )
+    try:
+        other.start(timeout=90)
+        r = httpx.get(f"{other.url}/dev/a", timeout=15)
+        assert r.status_code == 200 and r.json()["version"] == "1.0", r.text
+        # dev/a and dev/b run the 1.0 lock, dev/c and staging/c the 2.0 one: both installed there
+        assert {p.name for p in elsewhere.iterdir() if not p.name.startswith(".")} == set(before)
+    finally:
+        other.stop()

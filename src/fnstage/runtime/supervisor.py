@@ -161,6 +161,11 @@ class CellReports(CellEvents):
         if self.reporter is not None:
             _quietly(self.reporter.counts, items)
 
+    def installing(self, row: PublishedFunction) -> None:
+        """Status and `--wait` say "installing dependencies" for this version meanwhile."""
+        if self.reporter is not None:
+            _quietly(self.reporter.installing, row.gateway, row.name)
+
     def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None:
         if self.reporter is not None:
             _quietly(self.reporter.failed, row.gateway, row.name, row.version, cause)
@@ -218,6 +223,7 @@ class Supervisor:
         """A lock this host lacks (another machine saved it; a rollback to an old one) is installed
         before the function is loaded and routed; installed ones cost a stat."""
         if row.lock_hash and row.lock and not self.environments.has(row.lock_hash):
+            self.reports.installing(row)
             logger.info(
                 "runtime: installing dependencies of %s/%s (lock %s)",
                 row.gateway,
