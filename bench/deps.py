@@ -23,6 +23,7 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -42,7 +43,7 @@ def install_rounds(requirements: list[str], base: IndexSettings, root: Path, rou
     cold, warm, installed = [], [], []
     for i in range(rounds):
         cache = root / f"cache-{i}"
-        settings = IndexSettings(base.index_url, base.extra_index_urls, base.find_links, base.no_index, str(cache))
+        settings = replace(base, cache_dir=str(cache))
         envs = Environments(root / f"envs-{i}", settings)
         start = time.perf_counter()
         envs.ensure(resolve(requirements, settings).text)
