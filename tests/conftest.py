@@ -18,13 +18,15 @@ import pg
 from fnstage.service import Actor, Services
 from fnstage.store.engine import sqlite_url
 from fnstage.store.store import Store
+from fnstage.testing import wheelhouse
 
-# No test resolves or installs dependencies from the internet: uv sees no index unless a test names a
-# folder of wheels it built (`support.wheels`), and environments go to a folder of this session's.
+# No test resolves or installs dependencies from the internet: uv sees no index, only a folder of small
+# wheels built for the session (`fnstage.testing.wheelhouse`: fnpkg 1.0 and 2.0, native-thing, ...),
+# and environments go to a folder of this session's.
 os.environ["FNSTAGE_NO_INDEX"] = "1"
 os.environ.pop("FNSTAGE_INDEX_URL", None)
 os.environ.pop("FNSTAGE_EXTRA_INDEX_URLS", None)
-os.environ.pop("FNSTAGE_FIND_LINKS", None)
+os.environ["FNSTAGE_FIND_LINKS"] = str(wheelhouse(Path(tempfile.mkdtemp(prefix="fnstage-test-wheels-"))))
 os.environ["FNSTAGE_ENVIRONMENTS_DIR"] = tempfile.mkdtemp(prefix="fnstage-test-environments-")
 
 INDEX = 'from utils import greet\n\n\nasync def main(ctx):\n    return {"message": greet(ctx.query.get("name", "world"))}\n'
