@@ -287,9 +287,14 @@ def test_a_function_moves_to_its_locks_cell_and_the_cell_it_left_stops(
         assert cell_set.live_names(one) == ["dev/g"] and cell_set.live_names(two) == ["dev/f"]
         cells = {c["lock"]: c["pid"] for c in cell_set.status()}
         assert cells[one[2]] == first_pid and cells[two[2]] != first_pid  # two processes
+        three = ("demo", "dev", "c" * 64)
+        broken = replace(row("dev/g", 2, "raise ImportError('no')\n" + ANSWER % 8), lock_hash=three[2])
+        assert isinstance(cell_set.load([broken])[0], LoadError)
+        assert get(cell_set, one, "/g").json() == {"version": 7}  # the version before keeps serving
+        assert cell_set.spec_of(three) is None and cell_set.slot_of_function("demo", "dev/g") == one
         cell_set.remove("demo", "dev/g", 1)
         assert cell_set.spec_of(one) is None  # nothing left in it: stopped
         assert ("stopped", one, None) in events.seen
-        assert prepared == [one[2], one[2], two[2]]
+        assert prepared == [one[2], one[2], two[2], three[2]]
     finally:
         cell_set.stop_all()

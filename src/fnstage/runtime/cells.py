@@ -330,7 +330,22 @@ class CellSet:
             for index, row in items:
                 if isinstance(results[index], LiveVersion):
                     self._settle(slot, row)
+                elif self._where.get((row.gateway, row.name), slot) != slot:
+                    # failed in the cell of its new lock: it keeps serving from its old cell, and the
+                    # new one, if it holds nothing else, stops
+                    self._forget(slot, row.name)
         return [results[i] for i in range(len(rows))]
+
+    def _forget(self, slot: Slot, name: str) -> None:
+        state = self._slots.get(slot)
+        if state is None:
+            return
+        with state.lock:
+            if name in state.live:
+                return
+            state.names.discard(name)
+            if not state.names and not (self.keep_empty and not slot[2]):
+                self._stop_slot(slot, state)
 
     def _install(self, row: PublishedFunction) -> LoadError | None:
         """Install the row's lock on this host if it lacks it (before any cell is routed to it)."""
