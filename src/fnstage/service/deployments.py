@@ -529,8 +529,10 @@ class Deployments:
             except BuildFailed:
                 self._known_pins.pop(gateway, None)  # read them below, and build again with them
         gw = self._gateway(gateway)
-        with self.store.read() as tx:
-            lock = self._lock_text(tx, gw.lock_hash)
+        lock = None
+        if gw.lock_hash is not None and gw.lock_hash not in self._lock_texts:
+            with self.store.read() as tx:
+                lock = self._lock_text(tx, gw.lock_hash)
         pins = (gw.dependencies, gw.lock_hash)
         self._known_pins[gateway] = pins
         return self.build(files, entrypoint, self._importable(gw.dependencies, gw.lock_hash, lock)), pins
