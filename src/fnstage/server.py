@@ -103,6 +103,9 @@ def serve_up(
         console.print(
             f"[bold yellow]Triggers use the time in {clock_file} ({CLOCK_FILE_VARIABLE}): tests only[/]"
         )
+    # environments of dependency locks: in the data folder, shared by the API (which installs before a
+    # `deps set` is acknowledged) and the runtime child (which inherits the variable); survives restarts
+    os.environ.setdefault("FNSTAGE_ENVIRONMENTS_DIR", str((data_dir / "environments").resolve()))
     services = Services.create(store, clock=clock, keyring=keyring)
     api_metrics = ApiMetrics() if metrics_port is not None else None
     app = create_app(services, runtime_url=runtime_url, metrics=api_metrics)  # runtime_url: try it

@@ -514,44 +514,110 @@ def _dependencies_path(gateway: str | None) -> str:
     return path_of("gateways", config.resolve_gateway(gateway), "dependencies")
 
 
+def _put_dependencies(gateway: str | None, requirements: list[str]) -> None:
+    """Resolve and install on the server (uv), with a spinner meanwhile; then show the lock."""
+    spinner = render.console().status("resolving and installing dependencies ...", spinner="dots")
+    with _api() as api, spinner:
+        result = api.put(_dependencies_path(gateway), {"dependencies": requirements})
+    requirements = result.get("dependencies") or []
+    render.say(
+        f"{result.get('id', 'gateway')} dependencies: {', '.join(requirements) if requirements else 'none'}"
+    )
+    lock = result.get("lock")
+    if lock:
+        render.say(render.lock_summary(lock), style="dim")
+
+
+def _requirement_name(text: str) -> str:
+    from fnstage.domain.dependencies import parse_any_requirement
+    from fnstage.domain.errors import InvalidInput
+
+    try:
+        return parse_any_requirement(text)[0]
+    except InvalidInput as error:
+        raise CliError(f"{error.message} (field: dependencies)") from None
+
+
 @_command(deps_app, "set")
 def deps_set(
     requirements: Annotated[
-        list[str], typer.Argument(metavar="REQ...", help="Pinned requirements such as requests==2.32.3.")
+        list[str],
+        typer.Argument(metavar="REQ...", help="Requirements such as requests==2.32.3 or 'pydantic>=2,<3'."),
     ],
     gateway: GatewayOption = None,
 ) -> None:
-    """Replace the gateway's dependencies with exactly these pins.
+    """Replace the gateway's dependencies with exactly these requirements.
 
-    Each history entry records the pins of its time, so an old release rebuilds the same way later.
+    uv resolves them into a lock (exact versions and hashes) and installs it before this answers; a
+    requirement that cannot be resolved is refused and nothing changes. Every save records the lock
+    it was built with, so a history entry, a promotion or a rollback runs with the same packages.
     """
+    _put_dependencies(gateway, requirements)
+
+
+@_command(deps_app, "add")
+def deps_add(
+    requirements: Annotated[
+        list[str],
+        typer.Argument(metavar="REQ...", help="Requirements to add or replace, such as humanize==4.9.0."),
+    ],
+    gateway: GatewayOption = None,
+) -> None:
+    """Add requirements (or replace the one of the same package), keeping the others."""
+    added = {_requirement_name(r): r for r in requirements}
     with _api() as api:
-        result = api.put(_dependencies_path(gateway), {"dependencies": requirements})
-    pins = result.get("dependencies") or []
-    render.say(f"{result.get('id', 'gateway')} dependencies: {', '.join(pins) if pins else 'none'}")
+        current = api.get(_dependencies_path(gateway)).get("dependencies") or []
+    kept = [r for r in current if _requirement_name(r) not in added]
+    _put_dependencies(gateway, kept + list(added.values()))
+
+
+@_command(deps_app, "rm")
+def deps_rm(
+    names: Annotated[
+        list[str], typer.Argument(metavar="NAME...", help="Packages to remove, such as humanize.")
+    ],
+    gateway: GatewayOption = None,
+) -> None:
+    """Remove packages from the gateway's requirements."""
+    removed = {_requirement_name(n) for n in names}
+    with _api() as api:
+        current = api.get(_dependencies_path(gateway)).get("dependencies") or []
+    missing = removed - {_requirement_name(r) for r in current}
+    if missing:
+        raise CliError(f"not a dependency of this gateway: {', '.join(sorted(missing))}")
+    _put_dependencies(gateway, [r for r in current if _requirement_name(r) not in removed])
 
 
 @_command(deps_app, "clear")
 def deps_clear(gateway: GatewayOption = None) -> None:
     """Remove every dependency of the gateway."""
-    with _api() as api:
-        result = api.put(_dependencies_path(gateway), {"dependencies": []})
-    render.say(f"{result.get('id', 'gateway')} dependencies: none")
+    _put_dependencies(gateway, [])
 
 
 @_command(deps_app, "show")
-def deps_show(gateway: GatewayOption = None, json_output: JsonOption = False) -> None:
-    """Show the gateway's pinned dependencies, one per line."""
+def deps_show(
+    gateway: GatewayOption = None,
+    json_output: JsonOption = False,
+    lock: Annotated[bool, typer.Option("--lock", help="Print the lock itself (uv's, with hashes).")] = False,
+) -> None:
+    """Show the gateway's requirements, one per line, and the versions its lock resolved them to."""
     with _api() as api:
         data = api.get(_dependencies_path(gateway))
     if json_output:
         render.print_json(data)
         return
-    pins = data.get("dependencies") or []
-    if not pins:
-        render.say("no dependencies: pin some with `fnstage deps set requests==2.32.3`")
-    for pin in pins:
-        render.say(pin)
+    if lock:
+        render.console().print(
+            (data.get("lock") or {}).get("text") or "", end="", markup=False, highlight=False
+        )
+        return
+    requirements = data.get("dependencies") or []
+    if not requirements:
+        render.say("no dependencies: add some with `fnstage deps add requests==2.32.3`")
+    for requirement in requirements:
+        render.say(requirement)
+    if data.get("lock"):
+        render.say(render.lock_summary(data["lock"]), style="dim")
 
 
 # --- functions ---------------------------------------------------------------------------------
@@ -715,6 +781,19 @@ def list_functions(
         render.console().print(render.functions_table(data["functions"]))
 
 
+ForceReleaseOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Release even a version that failed to load on its runtimes (history records it).",
+    ),
+]
+
+
+def _forced(force: bool) -> dict[str, Any]:
+    return {"force": True} if force else {}
+
+
 @_command(app)
 def promote(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Source function, such as dev/user/me.")],
@@ -727,15 +806,17 @@ def promote(
     wait: WaitOption = False,
     wait_timeout: WaitTimeoutOption = 30.0,
     gateway: GatewayOption = None,
+    force: ForceReleaseOption = False,
 ) -> None:
-    """Copy a function's current code to the next environment, as it is (no rebuild)."""
+    """Copy a function's current code and its dependency lock to the next environment, as it is (no
+    rebuild). A version that failed to load on its runtimes is refused unless --force."""
     fn = _name(name)
     target = to.value if to else _next_environment(fn.env)
     gw = config.resolve_gateway(gateway)
     with _api() as api:
         result = api.post(
             path_of("gateways", gw, "promote"),
-            {"name": str(fn), "target": target, "semver": semver, "note": note},
+            {"name": str(fn), "target": target, "semver": semver, "note": note} | _forced(force),
         )
         render.say(f"promoted {fn} → {_outcome(result)}")
         if wait:
@@ -774,6 +855,7 @@ def release(
     wait: WaitOption = False,
     wait_timeout: WaitTimeoutOption = 30.0,
     gateway: GatewayOption = None,
+    force: ForceReleaseOption = False,
 ) -> None:
     """Release code into an environment from another environment or from any history entry.
 
@@ -784,7 +866,7 @@ def release(
       fnstage release user/me --from 42 --to staging --semver 1.1.0-rc.2 --note "retry rc.1's code"
     """
     gw = config.resolve_gateway(gateway)
-    body: dict[str, Any] = {"base": base, "target": to.value, "semver": semver, "note": note}
+    body: dict[str, Any] = {"base": base, "target": to.value, "semver": semver, "note": note} | _forced(force)
     with _api() as api:
         history_id = _history_id(source)
         if history_id is not None:

@@ -14,9 +14,11 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import importlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -68,10 +70,16 @@ class CellSpec:
     ship_logs: bool = False  # send every invocation to the supervisor (it keeps durable logs)
     metrics: bool = True  # count requests per version for the supervisor's /metrics (--metrics-port)
     log_format: str = "text"  # or "json" (runtime.log_format)
+    lock: str = ""  # the dependency lock this cell runs ("": none)
+    site_packages: Path | None = None  # that lock's environment: first on sys.path, readable in the sandbox
 
     @property
     def key(self) -> str:
-        return f"{self.gateway}/{self.env}"
+        return f"{self.gateway}/{self.env}" + (f"@{self.lock[:12]}" if self.lock else "")
+
+    @property
+    def slot(self) -> tuple[str, str, str]:
+        return (self.gateway, self.env, self.lock)
 
 
 def preload() -> None:
@@ -94,6 +102,10 @@ def run_cell(spec: CellSpec, conn: Connection) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1)
     channel = CellEnd(conn)
     sandbox = _sandbox(spec, keep_fds=[conn.fileno(), 0, 1, 2])
+    if spec.site_packages is not None:
+        # the lock's packages come before anything the runtime's own interpreter has installed
+        sys.path.insert(0, str(spec.site_packages))
+        importlib.invalidate_caches()
     try:
         import uvloop
 
@@ -109,7 +121,8 @@ def _sandbox(spec: CellSpec, keep_fds: list[int]) -> dict[str, Any]:
 
     if not spec.sandbox:
         return {"protections": {}, "missing": ["sandbox: turned off for this runtime"]}
-    policy = sandbox.default_policy(spec.temp_dir, key=spec.key, keep_fds=keep_fds)
+    extra = [spec.site_packages] if spec.site_packages is not None else []
+    policy = sandbox.default_policy(spec.temp_dir, key=spec.key, keep_fds=keep_fds, extra_read=extra)
     if policy.max_data_bytes is not None:
         # the watchdog's headroom (FNSTAGE_WORKER_MEMORY_MB) over what the cell holds now; 0: no limit
         headroom = spec.watchdog.memory_mb

@@ -31,8 +31,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fnstage.deps.environments import Environments
 from fnstage.runtime.cell import CellSpec
-from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot
+from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot, slot_key
 from fnstage.runtime.configuration import ConfigDelivery
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.log_format import configure, fields
@@ -140,6 +141,7 @@ class CellReports(CellEvents):
         self.front: Any = None  # set when a front routes to the cells
         self.log_writer: LogWriter | None = None  # durable invocation logs, when they are on
         self.missing: dict[Slot, list[str]] = {}
+        self.sockets: dict[Slot, Path] = {}  # where each ready cell listens (a lock cell's routes go)
         self._lock = threading.Lock()
         self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnstage-counts")
 
@@ -149,19 +151,26 @@ class CellReports(CellEvents):
             changed = self.missing.get(slot) != missing
             self.missing[slot] = missing
         if missing and changed:
-            logger.warning("runtime: cell %s/%s runs without: %s", *slot, "; ".join(missing))
+            logger.warning("runtime: cell %s runs without: %s", slot_key(slot), "; ".join(missing))
         if changed:
             self._report_sandbox()
+        if cell.spec.uds is not None:
+            self.sockets[slot] = cell.spec.uds
         if self.front is not None and cell.spec.uds is not None:
             self.front.cell_ready(slot, cell.spec.uds)
+
+    def moved(self, gateway: str, name: str, slot: Slot, cell: Cell) -> None:
+        if self.front is not None and cell.spec.uds is not None:
+            self.front.function_moved(gateway, name, slot, cell.spec.uds)
 
     def restarting(self, slot: Slot, cause: str) -> None:
         if self.front is not None:
             self.front.cell_restarting(slot, cause)
 
     def stopped(self, slot: Slot) -> None:
+        uds = self.sockets.pop(slot, None)
         if self.front is not None:
-            self.front.cell_stopped(slot)
+            self.front.cell_stopped(slot, uds)
 
     def cell_counts(self, slot: Slot, items: list[FunctionCounts]) -> None:
         # on a thread of its own: a cell's channel reader that waited on the store (SQLite locked,
@@ -172,6 +181,11 @@ class CellReports(CellEvents):
     def cell_logs(self, slot: Slot, records: list[LogRecord], dropped: int) -> None:
         if self.log_writer is not None:
             self.log_writer.offer(records, dropped)
+
+    def installing(self, row: PublishedFunction) -> None:
+        """Status and `--wait` say "installing dependencies" for this version meanwhile."""
+        if self.reporter is not None:
+            _quietly(self.reporter.installing, row.gateway, row.name)
 
     def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None:
         if self.reporter is not None:
@@ -213,6 +227,15 @@ class Supervisor:
                 functools.partial(_engine, settings.database_url), self.log_settings
             )
         self.cells = CellSet(self._spec, self.reports, zygote, keep_empty=settings.env is not None)
+        # one cell per lock behind the front; a runtime alone on its port (--env) has one cell only
+        self.environments = Environments()
+        self.cells = CellSet(
+            self._spec,
+            self.reports,
+            zygote,
+            keep_empty=settings.env is not None,
+            prepare=self._install if settings.env is None else None,
+        )
         self.registry = MirrorRegistry(self.cells)
         self.metrics = RuntimeMetrics(self._live_version) if settings.metrics else None
         self.cells.metrics = self.metrics
@@ -236,12 +259,27 @@ class Supervisor:
         live = self.registry.get(gateway, name)
         return live.version if live is not None else None
 
+    def _install(self, row: PublishedFunction) -> None:
+        """A lock this host lacks (another machine saved it; a rollback to an old one) is installed
+        before the function is loaded and routed; installed ones cost a stat."""
+        if row.lock_hash and row.lock and not self.environments.has(row.lock_hash):
+            self.reports.installing(row)
+            logger.info(
+                "runtime: installing dependencies of %s/%s (lock %s)",
+                row.gateway,
+                row.name,
+                row.lock_hash[:12],
+            )
+            self.environments.ensure(row.lock)
+
     def _spec(self, slot: Slot) -> CellSpec:
-        gateway, env = slot
-        folder = self.folder / f"{gateway}.{env}"
+        gateway, env, lock = slot
+        folder = self.folder / (f"{gateway}.{env}" + (f".{lock[:16]}" if lock else ""))
         spec = CellSpec(
             gateway=gateway,
             env=env,
+            lock=lock,
+            site_packages=self.environments.path(lock) if lock else None,
             temp_dir=folder,
             # alone on its port, the cell is what the control plane reaches with the runtime's key
             control_key=self.control_key if self.settings.env is not None else self.keys[slot],
@@ -289,6 +327,10 @@ class Supervisor:
         s = self.settings
         return {"pid": os.getpid(), "gateway": s.gateway, "env": s.env, "sandbox": self.reports.sandbox()}
 
+    def function_socket(self, gateway: str, name: str) -> tuple[Path, str] | None:
+        """Where the cell that serves `name` listens, and its key."""
+        return self.cell_socket(self.cells.slot_of_function(gateway, name))
+
     def cell_socket(self, slot: Slot) -> tuple[Path, str] | None:
         """Where the slot's cell listens and its key, for the control plane's requests (logs)."""
         spec = self.cells.spec_of(slot)
@@ -304,6 +346,7 @@ class Supervisor:
             "env": self.settings.env,
             "sandbox": self.reports.sandbox(),
             "cells": cells,
+            "installing": sorted(self.cells.installing),
             "quarantined": self.cells.quarantine_list(),
             "watcher": self.watcher.status(),
             "logs": self.reports.log_writer.stats() if self.reports.log_writer is not None else None,
@@ -319,7 +362,7 @@ class Supervisor:
                 self.metrics, self.settings.metrics_host, self.settings.metrics_port
             )
         if self.settings.env is not None:
-            slot = (self.settings.gateway or "", self.settings.env)
+            slot = (self.settings.gateway or "", self.settings.env, "")
             cell = await loop.run_in_executor(None, self.cells.ensure, slot)
             if cell is None:
                 raise SystemExit(f"the cell for {slot[0]}/{slot[1]} cannot start")

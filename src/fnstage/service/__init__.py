@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from fnstage.deps.environments import Environments
 from fnstage.secretbox import KeyRing
 from fnstage.service.accounts import Accounts
 from fnstage.service.audit import Audit
@@ -42,14 +43,17 @@ class Services:
         history_limit: int = DEFAULT_HISTORY_LIMIT,
         clock: Callable[[], datetime] = now,
         keyring: KeyRing | None = None,
+        environments: Environments | None = None,
     ) -> Services:
         """`clock`: the scheduler's (`service.clock`), from which a new trigger's first tick is set, and
-        the one tokens expire by."""
+        the one tokens expire by. `environments`: where dependency locks are installed (default:
+        FNSTAGE_ENVIRONMENTS_DIR)."""
         queries = Queries(store)
+        environments = environments or Environments()
         return cls(
             store,
-            Gateways(store),
-            Deployments(store, history_limit),
+            Gateways(store, environments),
+            Deployments(store, history_limit, environments=environments),
             queries,
             InvocationLogReader(store, queries),
             Members(store),

@@ -67,6 +67,19 @@ gateways = Table(
     Column("publish_seq", BigInteger, nullable=False, default=0),  # last seq handed out
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(64), nullable=False),
+    # locks.hash of the dependencies resolved (None: none). Not `lock_hash`: a column named like a
+    # parameter of the publish statement would be set by the UPDATE of `publish_seq` inside it
+    Column("deps_lock_hash", String(64)),
+)
+
+# A lock (`fnstage.deps.locks`): uv's resolution of a requirement set, named by the sha256 of its text.
+# Content-addressed and never changed, so every gateway, version and history entry shares one copy.
+locks = Table(
+    "locks",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 blobs = Table(
@@ -102,6 +115,7 @@ functions = Table(
     Column("created_by", String(64), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("updated_by", String(64), nullable=False),
+    Column("lock_hash", String(64)),  # the lock this version runs with; None: no dependencies
     UniqueConstraint("gateway_id", "env", "base", name="uq_functions_name"),
 )
 # Pruning history asks "is this entry some function's current source?": without it, a scan of the gateway
@@ -124,6 +138,7 @@ history = Table(
     Column("changelog", Text),
     Column("actor", String(64), nullable=False),
     Column("dependencies", JSON, nullable=False),  # the gateway's pins when this was deployed
+    Column("lock_hash", String(64)),  # the lock it was built with; None: no dependencies
     Column("source_env", String(16)),  # promote/release: where the code came from
     Column("source_history_id", BigInteger),  # release/rollback: which entry
     Column("source_version", Integer),
@@ -148,6 +163,9 @@ published = Table(
     Column("timeout_s", Float, nullable=False, server_default="30"),
     Column("seq", BigInteger, nullable=False),  # the publish_log entry that wrote it
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # the version's lock, text included: a runtime host that lacks its environment installs it from here
+    Column("lock_hash", String(64)),
+    Column("lock", Text),
 )
 
 publish_log = Table(
