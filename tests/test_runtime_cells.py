@@ -257,7 +257,7 @@ def test_a_cell_accepts_connections_as_soon_as_it_is_called_ready(cells: tuple[C
     which was after the cell said ready.)"""
     cell_set, _ = cells
     for i in range(8):
-        slot = (f"gw{i}", "dev")
+        slot = (f"gw{i}", "dev", "")
         cell = cell_set.ensure(slot)
         assert cell is not None and cell.spec.uds is not None
         with socket.socket(socket.AF_UNIX) as sock:

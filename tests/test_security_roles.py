@@ -42,6 +42,7 @@ PATH_VALUES = {
     "token_id": "999999",
     "name": "nothing",  # a trigger's
     "key": "STRIPE_KEY",  # a secret's
+    "webhook_id": "999999",  # a webhook's
 }
 QUERY = {
     ("GET", "/gateways/{gateway}/diff"): {"a": "dev/user/me", "b": "dev/user/me"},
