@@ -18,7 +18,7 @@ from fnstage.runtime.cells import CellSet, Slot
 from fnstage.runtime.metrics import RuntimeMetrics
 from fnstage.runtime.request_metrics import BUCKETS, RequestMetrics, parse_row
 from fnstage.runtime.zygote import Zygote
-from test_runtime_cells import ANSWER, Events, get, row
+from support.cells import ANSWER, Events, get, row
 
 pytestmark = pytest.mark.timeout(120)
 
