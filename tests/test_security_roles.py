@@ -19,7 +19,6 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
-from conftest import hello_files
 from fnstage.api.app import PREFIX, create_app
 from fnstage.api.authorization import ADMIN, PUBLIC, RULES, SIGNED_IN, Gateway, rule_for
 from fnstage.service import Services
@@ -27,6 +26,7 @@ from fnstage.service.identity import bootstrap_admin
 from fnstage.service.roles import ROLES, allows
 from fnstage.store.engine import sqlite_url
 from fnstage.store.store import Store
+from support.functions import hello_files
 
 WHO = ("anonymous", "outsider", *ROLES, "admin")
 GW = "alpha"
@@ -42,6 +42,7 @@ PATH_VALUES = {
     "token_id": "999999",
     "name": "nothing",  # a trigger's
     "key": "STRIPE_KEY",  # a secret's
+    "webhook_id": "999999",  # a webhook's
 }
 QUERY = {
     ("GET", "/gateways/{gateway}/diff"): {"a": "dev/user/me", "b": "dev/user/me"},

@@ -7,6 +7,7 @@ import { api, ApiError, type Card, type FileDiff, type FunctionInfo, type Gatewa
 import { FileEditor } from "./editor";
 import { renderFunctionList } from "./functions";
 import { openHistorySheet } from "./history";
+import { openLogsSheet } from "./logs";
 import { openReleaseSheet } from "./release";
 import { Sheet } from "./sheet";
 import { tryPanel } from "./tryit";
@@ -441,6 +442,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
 
   const releaseBtn = h("button", { class: "btn primary", type: "button", onclick: () => openRelease("dev") }, icon("rocket"), "Release…");
   const historyBtn = h("button", { class: "btn", type: "button", onclick: () => openHistory("prod") }, icon("history"), "History");
+  const logsBtn = h("button", { class: "btn", type: "button", onclick: () => { openSheet = openLogsSheet({ gateway: gw0, base, env: "dev" }); } }, "Logs");
 
   shell(
     gateway,
@@ -448,7 +450,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
       "div",
       { class: "page-head" },
       h("div", null, h("p", { class: "crumbs" }, h("a", { href: gatewayHref(gateway) }, gateway), " / function"), h("h1", { class: "mono" }, base)),
-      h("div", { class: "head-actions" }, historyBtn, releaseBtn),
+      h("div", { class: "head-actions" }, logsBtn, historyBtn, releaseBtn),
     ),
     cardsEl,
     h(

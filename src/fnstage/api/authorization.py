@@ -182,6 +182,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", F + "/secrets/{env}/{key}"): Gateway(role_for_configuration),
     ("DELETE", F + "/secrets/{env}/{key}"): Gateway(role_for_configuration),
     ("POST", F + "/secrets/rotate-key"): Gateway("owner"),
+    # deploy webhooks: a receiver sees every deployment of the gateway, so only an owner adds one
+    ("GET", F + "/webhooks"): Gateway("viewer"),
+    ("POST", F + "/webhooks"): Gateway("owner"),
+    ("DELETE", F + "/webhooks/{webhook_id}"): Gateway("owner"),
+    ("GET", F + "/webhooks/{webhook_id}/deliveries"): Gateway("viewer"),
     # the console's "try it": invoking a function is reading it (the runtime serves it publicly anyway)
     ("POST", "/console/try"): Gateway("viewer", gateway_in_body=True),
 }
@@ -237,7 +242,7 @@ def _actor_and_role(services: Services, token: str | None, gateway: object) -> t
     token is checked before the gateway's name, as a caller without a valid token learns nothing."""
     valid_gateway = gateway if isinstance(gateway, str) and _is_gateway_id(gateway) else None
     with services.store.read_one() as tx:
-        actor, used, role = identify(tx, token, valid_gateway)
+        actor, used, role = identify(tx, token, valid_gateway, services.accounts.clock())
     if isinstance(gateway, str) and valid_gateway is None:
         check_gateway_id(gateway)  # raises, naming the field and what is allowed
     note_use(services.store, used)

@@ -32,6 +32,7 @@ from fnstage.runtime.configuration import CellConfiguration
 from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invoke
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
+from fnstage.runtime.request_metrics import RequestMetrics
 from fnstage.runtime.router import Router
 from fnstage.sdk import TriggerInfo
 
@@ -75,9 +76,11 @@ class RuntimeApp:
         body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
         max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
         configuration: CellConfiguration | None = None,
+        metrics: RequestMetrics | None = None,
     ) -> None:
         self.registry = registry
         self.configuration = configuration  # a cell's: ctx.config and ctx.secrets of its environment
+        self.metrics = metrics  # counts per version for the supervisor's /metrics; None: not counted
         self.watchdog = watchdog  # runtime.watchdog: runaway functions, stalled loop, memory limit
         self.router = router or Router()
         self.watcher = watcher
@@ -188,19 +191,32 @@ class RuntimeApp:
             return
         except ClientGone:
             return
-        outcome = await invoke(
-            live,
-            method=method,
-            path=path,
-            query_string=scope.get("query_string", b""),
-            headers=scope["headers"],
-            body=body,
-            request_id=request_id,
-            executor=self.executor,
-            logs=self.logs,
-            deadlines=self.deadlines,
-            settings=self._settings(live),
-        )
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight += 1
+            started = time.perf_counter()
+        try:
+            outcome = await invoke(
+                live,
+                method=method,
+                path=path,
+                query_string=scope.get("query_string", b""),
+                headers=scope["headers"],
+                body=body,
+                request_id=request_id,
+                executor=self.executor,
+                logs=self.logs,
+                deadlines=self.deadlines,
+                settings=self._settings(live),
+            )
+        finally:
+            if metrics is not None:
+                metrics.in_flight -= 1
+        if metrics is not None:
+            seconds = time.perf_counter() - started
+            metrics.observe(
+                live.gateway, live.name, live.version, outcome.status, seconds, outcome.error is not None
+            )
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
         headers.append((b"x-fnstage-version", str(live.version).encode()))
         await _send(send, outcome.status, headers, outcome.body, request_id, head=head)

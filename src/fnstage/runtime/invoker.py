@@ -62,13 +62,21 @@ class Counts:
 
 
 class InvocationLogs:
-    """The last `per_function` invocations of each function, newest last, and each function's counts."""
+    """The last `per_function` invocations of each function, newest last, and each function's counts.
 
-    def __init__(self, per_function: int = 100) -> None:
+    With `outbox` > 0 (a cell whose supervisor keeps durable logs), every invocation is also queued to
+    be shipped (`take_outbox`, from another thread: the queue is a deque, appended by the event loop
+    only); a full outbox drops the newest and counts it, never waits."""
+
+    def __init__(self, per_function: int = 100, outbox: int = 0) -> None:
         self.per_function = per_function
         self._logs: dict[tuple[str, str], deque[InvocationLog]] = {}
         self._counts: dict[tuple[str, str], Counts] = {}
         self._counted: set[tuple[str, str]] = set()  # counts changed since `take_counts`
+        self.outbox_size = outbox
+        self._outbox: deque[tuple[str, str, InvocationLog]] = deque()
+        self._dropped = 0  # ever, written by the recording thread only
+        self._dropped_taken = 0  # ... of which `take_outbox` reported
 
     def record(self, gateway: str, name: str, entry: InvocationLog) -> None:
         key = (gateway, name)
@@ -76,6 +84,11 @@ class InvocationLogs:
         if ring is None:
             ring = self._logs.setdefault(key, deque(maxlen=self.per_function))
         ring.append(entry)
+        if self.outbox_size:
+            if len(self._outbox) < self.outbox_size:
+                self._outbox.append((gateway, name, entry))
+            else:
+                self._dropped += 1
         counts = self._counts.get(key)
         if counts is None or entry.version > counts.version:
             counts = self._counts[key] = Counts(entry.version)
@@ -98,6 +111,14 @@ class InvocationLogs:
             for g, n in sorted(keys)
             if (c := self._counts.get((g, n))) is not None
         ]
+
+    def take_outbox(self) -> tuple[list[tuple[str, str, InvocationLog]], int]:
+        """The invocations queued since the last call, and how many a full outbox dropped meanwhile."""
+        outbox = self._outbox
+        entries = [outbox.popleft() for _ in range(len(outbox))]
+        dropped_total = self._dropped
+        dropped, self._dropped_taken = dropped_total - self._dropped_taken, dropped_total
+        return entries, dropped
 
     def forget(self, gateway: str, name: str) -> None:
         self._logs.pop((gateway, name), None)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import pickle
 import select
@@ -38,7 +39,13 @@ MAX_PACKET = 1 << 20
 
 def main(fd: int) -> None:
     """The zygote process: `python -c 'from fnstage.runtime.zygote import main; main(FD)'`."""
-    from fnstage.runtime.cell import run_cell  # what every cell runs: imported once, here
+    from fnstage.runtime.cell import preload, run_cell  # what every cell runs: imported once, here
+
+    preload()
+    # what is imported now is shared by every cell: out of the collector's reach, so that a cell's
+    # collections never write to (and so copy) those pages
+    gc.collect()
+    gc.freeze()
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
