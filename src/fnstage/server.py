@@ -18,11 +18,9 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from prometheus_client import start_http_server
 from rich.console import Console
 
 from fnstage.api.app import create_app
-from fnstage.api.metrics import ApiMetrics
 from fnstage.api.serving import api_server
 from fnstage.ports import check_ports_free
 from fnstage.service import Services
@@ -93,13 +91,19 @@ def serve_up(
             f"[bold yellow]Triggers use the time in {clock_file} ({CLOCK_FILE_VARIABLE}): tests only[/]"
         )
     services = Services.create(store, clock=clock)
-    api_metrics = ApiMetrics() if metrics_port is not None else None
+    api_metrics = None
+    if metrics_port is not None:  # prometheus_client is imported only when asked for
+        from fnstage.api.metrics import ApiMetrics
+
+        api_metrics = ApiMetrics()
     app = create_app(services, runtime_url=runtime_url, metrics=api_metrics)  # runtime_url: try it
     api = api_server(app, host, port)  # with limits on slow and oversized clients
     poll_s = float(os.environ.get("FNSTAGE_SCHEDULER_POLL_S") or DEFAULT_POLL_S)
     scheduler = Scheduler(store, clock, catch_up=catch_up, poll_s=poll_s)
     console.print(f"fnstage API and console: {api_url}  (data: {data_dir.resolve()})")
     if api_metrics is not None and metrics_port is not None:
+        from prometheus_client import start_http_server
+
         start_http_server(metrics_port, addr=metrics_host, registry=api_metrics.registry)
         console.print(f"API metrics: http://{metrics_host}:{metrics_port}/metrics")
     runtime = None

@@ -25,15 +25,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import Pipe
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError
 from fnstage.runtime.log_format import fields
-from fnstage.runtime.metrics import RuntimeMetrics
 from fnstage.runtime.zygote import Zygote
 from fnstage.store.records import FunctionCounts, PublishedFunction
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked for
+    from fnstage.runtime.metrics import RuntimeMetrics
 
 logger = logging.getLogger("fnstage.runtime")
 

@@ -74,7 +74,7 @@ class RuntimeMetrics:
         )
         self.load_seconds = Histogram(
             "fnstage_load_duration_seconds",
-            "Time a cell took to load a function version (failed loads included)",
+            "Time a cell took to load a function version that went live",
             _SLOT,
             buckets=LOAD_BUCKETS,
             registry=self.registry,

@@ -29,17 +29,19 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.log_format import configure, fields
-from fnstage.runtime.metrics import RuntimeMetrics, serve_metrics
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
 from fnstage.runtime.zygote import Zygote
 from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
+
+if TYPE_CHECKING:
+    from fnstage.runtime.metrics import RuntimeMetrics
 
 logger = logging.getLogger("fnstage.runtime")
 
@@ -197,7 +199,11 @@ class Supervisor:
         self._watchdog = WatchdogSettings.from_env()
         self.cells = CellSet(self._spec, self.reports, zygote, keep_empty=settings.env is not None)
         self.registry = MirrorRegistry(self.cells)
-        self.metrics = RuntimeMetrics(self._live_version) if settings.metrics else None
+        self.metrics: RuntimeMetrics | None = None
+        if settings.metrics:  # prometheus_client is imported only when metrics are asked for
+            from fnstage.runtime.metrics import RuntimeMetrics
+
+            self.metrics = RuntimeMetrics(self._live_version)
         self.cells.metrics = self.metrics
         self._metrics_server: Any = None
         reader = functools.partial(_feed_reader, settings.database_url, settings.env)
@@ -286,6 +292,8 @@ class Supervisor:
     async def run(self, stop: asyncio.Event, front: Any = None) -> None:
         loop = asyncio.get_running_loop()
         if self.metrics is not None and self.settings.metrics_port is not None:
+            from fnstage.runtime.metrics import serve_metrics
+
             self._metrics_server = serve_metrics(
                 self.metrics, self.settings.metrics_host, self.settings.metrics_port
             )
