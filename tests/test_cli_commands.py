@@ -785,6 +785,7 @@ def test_up_calls_serve_up(
             "database_url": None,
             "with_runtime": True,
             "catch_up": timedelta(seconds=900),
+            "secret_key_file": None,
             "metrics_port": None,
             "runtime_metrics_port": None,
             "metrics_host": "127.0.0.1",
@@ -800,6 +801,9 @@ def test_up_calls_serve_up(
     calls.clear()
     result = cli("up", "--log-format", "yaml")
     assert result.exit_code != 0 and "use text or json" in result.output and calls == []
+    calls.clear()
+    result = cli("up", "--data", str(tmp_path / "data"), "--secret-key-file", str(tmp_path / "key"))
+    assert result.exit_code == 0 and calls[0]["secret_key_file"] == tmp_path / "key"
     calls.clear()
     result = cli("up", "--data", str(tmp_path / "data"), "--no-runtime", "--catch-up", "60")
     assert result.exit_code == 0, result.output

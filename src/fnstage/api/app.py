@@ -16,7 +16,15 @@ from starlette.routing import Route, compile_path
 
 import fnstage
 from fnstage import console
-from fnstage.api import routes_access, routes_functions, routes_gateways, routes_releases, routes_triggers
+from fnstage.api import (
+    routes_access,
+    routes_configuration,
+    routes_functions,
+    routes_gateways,
+    routes_releases,
+    routes_triggers,
+    routes_webhooks,
+)
 from fnstage.api.authorization import RULES, Public, authorize
 from fnstage.api.limits import LimitRequests, RequestLimits
 from fnstage.api.schemas import ERROR_RESPONSES
@@ -140,7 +148,15 @@ def create_app(
         # runtime_url: where `fnstage up`'s runtime answers (the console's "try it"), None if unknown
         return {"status": "ok", "version": fnstage.__version__, "runtime_url": runtime_url}
 
-    modules = (routes_gateways, routes_functions, routes_releases, routes_access, routes_triggers)
+    modules = (
+        routes_gateways,
+        routes_functions,
+        routes_releases,
+        routes_access,
+        routes_triggers,
+        routes_configuration,
+        routes_webhooks,
+    )
     routers = [m.router for m in modules]
     for router in routers:
         app.include_router(router, prefix=PREFIX, responses=ERROR_RESPONSES)

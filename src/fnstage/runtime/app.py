@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime
@@ -28,7 +28,9 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from fnstage.http_body import BodyTooLarge, ClientGone, read_body
+from fnstage.runtime.configuration import CellConfiguration
 from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invoke
+from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.request_metrics import RequestMetrics
 from fnstage.runtime.router import Router
@@ -73,9 +75,11 @@ class RuntimeApp:
         watchdog: BackgroundService | None = None,
         body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
         max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        configuration: CellConfiguration | None = None,
         metrics: RequestMetrics | None = None,
     ) -> None:
         self.registry = registry
+        self.configuration = configuration  # a cell's: ctx.config and ctx.secrets of its environment
         self.metrics = metrics  # counts per version for the supervisor's /metrics; None: not counted
         self.watchdog = watchdog  # runtime.watchdog: runaway functions, stalled loop, memory limit
         self.router = router or Router()
@@ -203,6 +207,7 @@ class RuntimeApp:
                 executor=self.executor,
                 logs=self.logs,
                 deadlines=self.deadlines,
+                settings=self._settings(live),
             )
         finally:
             if metrics is not None:
@@ -311,6 +316,7 @@ class RuntimeApp:
             executor=self.executor,
             logs=self.logs,
             deadlines=self.deadlines,
+            settings=self._settings(live),
             trigger=trigger,
         )
         result = {
@@ -322,6 +328,12 @@ class RuntimeApp:
             "error": outcome.error,
         }
         await _send_json(send, 200, result, request_id)
+
+    def _settings(self, live: LiveVersion) -> tuple[Mapping[str, Any], Mapping[str, str]] | None:
+        """This request's configuration: the snapshot current now, whatever arrives meanwhile."""
+        if self.configuration is None:
+            return None
+        return self.configuration.current.for_function(live.name.split("/", 1)[-1])
 
     def status(self) -> dict[str, Any]:
         """What this runtime worker serves, and what failed to load: for `/_fnstage/status`."""

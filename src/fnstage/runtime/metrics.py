@@ -65,7 +65,7 @@ class RuntimeMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._lock = threading.Lock()
         self._requests: dict[Key, _Counted] = {}
-        self._in_flight: dict[tuple[str, str], int] = {}
+        self._in_flight: dict[tuple[str, ...], int] = {}  # per cell (gateway, env, lock)
         self.loads = Counter(
             "fnstage_loads", "Function versions loaded into cells", _SLOT, registry=self.registry
         )
@@ -98,9 +98,9 @@ class RuntimeMetrics:
         self.registry.register(_RequestCollector(self))
 
     # what cells send (their reader threads) -------------------------------------------------------
-    def add_cell(self, slot: tuple[str, str], rows: Any, in_flight: Any) -> None:
+    def add_cell(self, slot: tuple[str, ...], rows: Any, in_flight: Any) -> None:
         """A cell's counts since its last report; believed only for its own gateway and environment."""
-        gateway, env = slot
+        gateway, env = slot[:2]
         now = time.monotonic()
         parsed = [parse_row(row) for row in rows] if isinstance(rows, list) else [None]
         if any(p is None for p in parsed) or type(in_flight) is not int or in_flight < 0:
@@ -127,7 +127,7 @@ class RuntimeMetrics:
                 counted.touched = now
             self._prune(now)
 
-    def forget_cell(self, slot: tuple[str, str]) -> None:
+    def forget_cell(self, slot: tuple[str, ...]) -> None:
         with self._lock:
             self._in_flight.pop(slot, None)
 
@@ -146,8 +146,8 @@ class RuntimeMetrics:
     def live_after_publish(self, gateway: str, name: str, seconds: float) -> None:
         self.publish_to_live.labels(gateway, name.split("/", 1)[0]).observe(max(0.0, seconds))
 
-    def cell_restarted(self, slot: tuple[str, str]) -> None:
-        self.cell_restarts.labels(*slot).inc()
+    def cell_restarted(self, slot: tuple[str, ...]) -> None:
+        self.cell_restarts.labels(*slot[:2]).inc()
 
     def quarantined(self, gateway: str, name: str) -> None:
         self.quarantines.labels(gateway, name.split("/", 1)[0]).inc()
@@ -175,7 +175,7 @@ class RuntimeMetrics:
             return now - self._requests[key].touched > GRACE_S
         return key[2] < live
 
-    def _snapshot(self) -> tuple[list[tuple[list[str], _Counted]], dict[tuple[str, str], int]]:
+    def _snapshot(self) -> tuple[list[tuple[list[str], _Counted]], dict[tuple[str, ...], int]]:
         with self._lock:
             self._prune(time.monotonic())
             rows = []
@@ -228,8 +228,11 @@ class _RequestCollector:
             "Requests a cell was answering at its last report (every few seconds)",
             labels=list(_SLOT),
         )
-        for slot, n in sorted(in_flight.items()):
-            gauge.add_metric(list(slot), n)
+        per_env: dict[tuple[str, ...], int] = {}  # a (gateway, env) may have a cell per lock
+        for slot, n in in_flight.items():
+            per_env[slot[:2]] = per_env.get(slot[:2], 0) + n
+        for key, n in sorted(per_env.items()):
+            gauge.add_metric(list(key), n)
         yield requests
         yield failures
         yield latency

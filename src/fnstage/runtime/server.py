@@ -97,6 +97,7 @@ def run_runtime(
     public_url: str | None = None,
     log_level: str = "info",
     env: str | None = None,
+    keyring: Any = None,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
     log_format: str = "text",
@@ -123,6 +124,7 @@ def run_runtime(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         log_format=log_format,
+        keyring=keyring,
     )
     run_supervisor(settings)
 

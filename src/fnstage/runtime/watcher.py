@@ -122,9 +122,13 @@ class Watcher:
         bulk_load: int = BULK_LOAD,
         counts: Callable[[], list[FunctionCounts]] | None = None,
         load_rows: Callable[[list[PublishedFunction]], list[LiveVersion | LoadError]] | None = None,
+        on_config: Callable[[list[tuple[str, str]] | None], None] | None = None,
         metrics: LoadMetrics | None = None,
     ) -> None:
         self.registry = registry
+        # a supervisor's configuration delivery: called (on the reader's thread) with the (gateway, env)
+        # pairs whose configuration the feed announced, or None after a resync (every pair)
+        self._on_config = on_config
         self.metrics = metrics  # loads, their failures and publish -> live, for /metrics
         # where rows are loaded: here by default; a supervisor hands them to its cells
         self._load_rows = load_rows if load_rows is not None else self._load_here
@@ -288,6 +292,8 @@ class Watcher:
         cold = len(self.registry) == 0
         with _collector_paused() if cold else contextlib.nullcontext():
             rows, positions = await self._call(self._reader.snapshot, self.gateway)
+            if self._on_config is not None:
+                await self._call(self._on_config, None)
             published = {(r.gateway, r.name): r for r in rows}
             stale = []
             for row in rows:
@@ -397,9 +403,14 @@ class Watcher:
             if event.action == "delete":
                 deleted[key] = event
         wanted: dict[str, list[str]] = {}
+        configured: list[tuple[str, str]] = []
         for (gateway, name), event in last.items():
             if event.action == "upsert":
                 wanted.setdefault(gateway, []).append(name)
+            elif event.action == "config":  # name "ENV/": that environment has a new configuration
+                configured.append((gateway, name.split("/", 1)[0]))
+        if configured and self._on_config is not None:
+            self._on_config(configured)
         rows = [row for gateway, names in wanted.items() for row in self._reader.fetch(gateway, names)]
         return events, list(deleted.values()), rows, self._load_all(rows)
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fnstage.store.records import FunctionRecord, RuntimeFunctionRecord, RuntimeRecord
+from fnstage.store.runtime_status import INSTALLING
 from fnstage.store.store import Tx, now
 
 # Runtimes heartbeat every 3 s. FNSTAGE_SILENT_AFTER_S (read by the API process at start) shortens this
@@ -81,6 +82,9 @@ class Rollout:
             requests = sum(r.requests for r in live)
             last = next((r.last_error for r in live if r.errors and r.last_error), "see fnstage logs")
             parts.append(f"{errors} of {requests} requests failed: {last}")
+        installing = sum(1 for r in self.runtimes if r.state == "pending" and r.error == INSTALLING)
+        if installing:
+            parts.append(f"installing dependencies on {installing}")
         if self.count("silent"):
             parts.append(f"{self.count('silent')} silent")
         return ", ".join(parts)
@@ -161,6 +165,8 @@ def _state(
         state, error = "failed", report.error
     else:
         state = "pending"
+        if report is not None and report.error == INSTALLING:
+            error = INSTALLING  # the runtime installs the version's dependency lock before loading it
     return RuntimeState(
         runtime_id=runtime.id,
         host=runtime.host,
