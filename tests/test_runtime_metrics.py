@@ -178,7 +178,7 @@ def metered(zygote: Zygote, tmp_path: Path) -> Iterator[tuple[CellSet, RuntimeMe
     cell_set = CellSet(spec, Events(), zygote)
 
     def live_version(gateway: str, name: str) -> int | None:
-        state = cell_set._slots.get((gateway, name.split("/", 1)[0]))
+        state = cell_set._slots.get((gateway, name.split("/", 1)[0], ""))  # no lock: one cell per env
         row = state.live.get(name) if state is not None else None
         return row.version if row is not None else None
 
@@ -203,15 +203,15 @@ def test_a_cell_sends_what_it_answered_and_its_restarts_are_counted(
     crash = "import os\ndef main(ctx):\n    if ctx.query.get('die'):\n        os._exit(9)\n    return 'ok'\n"
     cell_set.load([row("prod/crashy", 1, crash)])
     for _ in range(5):
-        assert get(cell_set, ("demo", "prod"), "/crashy").text == "ok"
+        assert get(cell_set, ("demo", "prod", ""), "/crashy").text == "ok"
     labels = {"gateway": "demo", "env": "prod", "function": "crashy", "version": "1"}
     wait_for(lambda: value(metrics, "fnstage_request_duration_seconds_count", **labels) == 5)
     assert value(metrics, "fnstage_requests_total", **labels, status="2xx") == 5
     with pytest.raises(httpx.HTTPError):
-        get(cell_set, ("demo", "prod"), "/crashy?die=1")
+        get(cell_set, ("demo", "prod", ""), "/crashy?die=1")
     wait_for(lambda: value(metrics, "fnstage_cell_restarts_total", gateway="demo", env="prod") == 1)
-    wait_for(lambda: cell_set.spec_of(("demo", "prod")) is not None)
-    assert get(cell_set, ("demo", "prod"), "/crashy").text == "ok"
+    wait_for(lambda: cell_set.spec_of(("demo", "prod", "")) is not None)
+    assert get(cell_set, ("demo", "prod", ""), "/crashy").text == "ok"
     # the totals are the supervisor's: the new cell's request adds to what the dead one sent
     wait_for(lambda: value(metrics, "fnstage_request_duration_seconds_count", **labels) == 6)
 
