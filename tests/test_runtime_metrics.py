@@ -12,7 +12,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fnstage.runtime import metrics as metrics_module
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import CellSet, Slot
 from fnstage.runtime.metrics import RuntimeMetrics
@@ -120,7 +119,7 @@ def test_totals_add_up_across_reports_and_the_histogram_is_cumulative() -> None:
     assert value(metrics, "fnstage_request_duration_seconds_bucket", **labels, le="+Inf") == 2
 
 
-def test_a_version_that_stops_serving_drops_out(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_version_that_stops_serving_drops_out() -> None:
     live = Live()
     metrics = RuntimeMetrics(live)
     for version in range(1, 101):
@@ -129,16 +128,26 @@ def test_a_version_that_stops_serving_drops_out(monkeypatch: pytest.MonkeyPatch)
         # a request that began on the version before, reported late, does not bring it back
         metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", version - 1, 200, 0.001, False)), 0)
     assert [s["version"] for s in series_of(metrics, "fnstage_function_errors_total")] == ["100"]
-    # counted before the supervisor heard it went live: kept (it is newer)
+    # counted before the supervisor heard it went live: kept (the version after the live one)
     metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", 101, 200, 0.001, False)), 0)
     assert metrics.series() == 2
-    # removed: nothing is live; its series go once nothing was counted for GRACE_S
-    del live.versions[("demo", "dev/a")]
-    assert metrics.series() == 2
-    monkeypatch.setattr(metrics_module, "GRACE_S", 0.0)
-    time.sleep(0.01)
+    del live.versions[("demo", "dev/a")]  # removed: nothing is live, its series go
     assert metrics.series() == 0
     assert series_of(metrics, "fnstage_requests_total") == []
+
+
+def test_a_cell_that_forges_its_reports_cannot_grow_the_label_sets() -> None:
+    live = Live()
+    live.versions[("demo", "dev/a")] = 7
+    metrics = RuntimeMetrics(live)
+    forged = counted(
+        *[("demo", f"dev/invented/{i}", 1, 200, 0.001, False) for i in range(100)],  # names not live here
+        *[("demo", "dev/a", v, 200, 0.001, False) for v in range(9, 1000)],  # versions far ahead
+        ("demo", "dev/a", 7, 200, 0.001, False),
+    )
+    metrics.add_cell(("demo", "dev"), forged, 0)
+    assert metrics.series() == 1
+    assert [s["version"] for s in series_of(metrics, "fnstage_function_errors_total")] == ["7"]
 
 
 def test_loads_publish_to_live_restarts_and_quarantines_are_counted() -> None:
