@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import CellSet, Slot
+from fnstage.runtime.loader import LoadError
 from fnstage.runtime.metrics import RuntimeMetrics
 from fnstage.runtime.request_metrics import BUCKETS, RequestMetrics, parse_row
 from fnstage.runtime.zygote import Zygote
@@ -264,3 +265,22 @@ def test_the_commit_time_of_a_published_row_is_read_from_either_store(
     from fnstage.store.records import published_time
 
     assert published_time(replace(row("dev/a", 1, ANSWER % 1), published_at=text)) == expected
+
+
+def test_a_failed_load_is_timed_in_its_cell_and_the_watcher_counts_its_duration(
+    metered: tuple[CellSet, RuntimeMetrics],
+) -> None:
+    from fnstage.runtime.watcher import _measure
+
+    cell_set, metrics = metered
+    failing = "import time\ntime.sleep(0.05)\nraise KeyError('no')\n" + ANSWER % 1
+    published = row("dev/broken", 1, failing)
+    [result] = cell_set.load([published])
+    assert isinstance(result, LoadError) and "KeyError" in result.summary
+    assert result.load_ms is not None and result.load_ms >= 50  # timed in the cell, sent with the failure
+    _measure(metrics, published, result, just_published=False)
+    slot = {"gateway": "demo", "env": "dev"}
+    assert value(metrics, "fnstage_load_failures_total", **slot) == 1
+    assert value(metrics, "fnstage_load_duration_seconds_count", **slot) == 1
+    assert value(metrics, "fnstage_load_duration_seconds_bucket", **slot, le="0.025") == 0
+    assert value(metrics, "fnstage_load_duration_seconds_bucket", **slot, le="5.0") == 1

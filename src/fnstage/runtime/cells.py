@@ -688,7 +688,9 @@ class CellSet:
         if not isinstance(answer, dict) or not answer.get("ok"):
             summary = answer.get("summary") if isinstance(answer, dict) else None
             trace = answer.get("traceback") if isinstance(answer, dict) else None
-            return LoadError(str(summary or "failed to load"), str(trace or ""))
+            took = answer.get("load_ms") if isinstance(answer, dict) else None
+            load_ms = float(took) if isinstance(took, int | float) and 0 <= took < 1e9 else None
+            return LoadError(str(summary or "failed to load"), str(trace or ""), load_ms)
         state.live[row.name] = row
         return _mirror(row, float(answer.get("load_ms") or 0.0))
 

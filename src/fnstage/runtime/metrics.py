@@ -72,7 +72,7 @@ class RuntimeMetrics:
         )
         self.load_seconds = Histogram(
             "fnstage_load_duration_seconds",
-            "Time a cell took to load a function version that went live",
+            "Time a cell took to load a function version, failed ones too (not those cut off by its limit)",
             _SLOT,
             buckets=LOAD_BUCKETS,
             registry=self.registry,
