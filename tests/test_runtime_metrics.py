@@ -18,7 +18,7 @@ from fnstage.runtime.loader import LoadError
 from fnstage.runtime.metrics import RuntimeMetrics
 from fnstage.runtime.request_metrics import BUCKETS, RequestMetrics, parse_row
 from fnstage.runtime.zygote import Zygote
-from test_runtime_cells import ANSWER, Events, get, row
+from support.cells import ANSWER, Events, get, row
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -81,9 +81,9 @@ def test_rows_that_do_not_fit_are_refused() -> None:
     assert parse_row([*good[:9], float("nan"), *good[10:]]) is None  # NaN seconds
     metrics = RuntimeMetrics(Live())
     with pytest.raises(ValueError):
-        metrics.add_cell(("demo", "dev"), [good[:-1]], 0)
+        metrics.add_cell(("demo", "dev", ""), [good[:-1]], 0)
     with pytest.raises(ValueError):
-        metrics.add_cell(("demo", "dev"), [good], -1)
+        metrics.add_cell(("demo", "dev", ""), [good], -1)
     assert metrics.series() == 0  # nothing of a message that does not fit is kept
 
 
@@ -96,7 +96,7 @@ def test_a_cell_is_believed_only_for_its_own_gateway_and_environment() -> None:
         ("demo", "prod/a", 1, 200, 0.001, False),
         ("other", "dev/a", 1, 200, 0.001, False),
     )
-    metrics.add_cell(("demo", "dev"), rows, 3)
+    metrics.add_cell(("demo", "dev", ""), rows, 3)
     assert series_of(metrics, "fnstage_requests_total") == [
         {"gateway": "demo", "env": "dev", "function": "a", "version": "1", "status": "2xx"}
     ]
@@ -107,8 +107,8 @@ def test_totals_add_up_across_reports_and_the_histogram_is_cumulative() -> None:
     live = Live()
     live.versions[("demo", "dev/a")] = 4
     metrics = RuntimeMetrics(live)
-    metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", 4, 200, 0.003, False)), 0)
-    metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", 4, 500, 0.003, True)), 0)
+    metrics.add_cell(("demo", "dev", ""), counted(("demo", "dev/a", 4, 200, 0.003, False)), 0)
+    metrics.add_cell(("demo", "dev", ""), counted(("demo", "dev/a", 4, 500, 0.003, True)), 0)
     labels = {"gateway": "demo", "env": "dev", "function": "a", "version": "4"}
     assert value(metrics, "fnstage_requests_total", **labels, status="2xx") == 1
     assert value(metrics, "fnstage_requests_total", **labels, status="5xx") == 1
@@ -125,12 +125,12 @@ def test_a_version_that_stops_serving_drops_out() -> None:
     metrics = RuntimeMetrics(live)
     for version in range(1, 101):
         live.versions[("demo", "dev/a")] = version
-        metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", version, 200, 0.001, False)), 0)
+        metrics.add_cell(("demo", "dev", ""), counted(("demo", "dev/a", version, 200, 0.001, False)), 0)
         # a request that began on the version before, reported late, does not bring it back
-        metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", version - 1, 200, 0.001, False)), 0)
+        metrics.add_cell(("demo", "dev", ""), counted(("demo", "dev/a", version - 1, 200, 0.001, False)), 0)
     assert [s["version"] for s in series_of(metrics, "fnstage_function_errors_total")] == ["100"]
     # counted before the supervisor heard it went live: kept (the version after the live one)
-    metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", 101, 200, 0.001, False)), 0)
+    metrics.add_cell(("demo", "dev", ""), counted(("demo", "dev/a", 101, 200, 0.001, False)), 0)
     assert metrics.series() == 2
     del live.versions[("demo", "dev/a")]  # removed: nothing is live, its series go
     assert metrics.series() == 0
@@ -146,7 +146,7 @@ def test_a_cell_that_forges_its_reports_cannot_grow_the_label_sets() -> None:
         *[("demo", "dev/a", v, 200, 0.001, False) for v in range(9, 1000)],  # versions far ahead
         ("demo", "dev/a", 7, 200, 0.001, False),
     )
-    metrics.add_cell(("demo", "dev"), forged, 0)
+    metrics.add_cell(("demo", "dev", ""), forged, 0)
     assert metrics.series() == 1
     assert [s["version"] for s in series_of(metrics, "fnstage_function_errors_total")] == ["7"]
 
@@ -156,7 +156,7 @@ def test_loads_publish_to_live_restarts_and_quarantines_are_counted() -> None:
     metrics.loaded("demo", "dev/a", 0.0009)
     metrics.load_failed("demo", "dev/b", None)
     metrics.live_after_publish("demo", "dev/a", 0.004)
-    metrics.cell_restarted(("demo", "prod"))
+    metrics.cell_restarted(("demo", "prod", ""))
     metrics.quarantined("demo", "prod/x")
     slot = {"gateway": "demo", "env": "dev"}
     assert value(metrics, "fnstage_loads_total", **slot) == 1
