@@ -12,9 +12,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fnstage.runtime import metrics as metrics_module
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import CellSet, Slot
+from fnstage.runtime.loader import LoadError
 from fnstage.runtime.metrics import RuntimeMetrics
 from fnstage.runtime.request_metrics import BUCKETS, RequestMetrics, parse_row
 from fnstage.runtime.zygote import Zygote
@@ -120,7 +120,7 @@ def test_totals_add_up_across_reports_and_the_histogram_is_cumulative() -> None:
     assert value(metrics, "fnstage_request_duration_seconds_bucket", **labels, le="+Inf") == 2
 
 
-def test_a_version_that_stops_serving_drops_out(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_version_that_stops_serving_drops_out() -> None:
     live = Live()
     metrics = RuntimeMetrics(live)
     for version in range(1, 101):
@@ -129,16 +129,26 @@ def test_a_version_that_stops_serving_drops_out(monkeypatch: pytest.MonkeyPatch)
         # a request that began on the version before, reported late, does not bring it back
         metrics.add_cell(("demo", "dev", ""), counted(("demo", "dev/a", version - 1, 200, 0.001, False)), 0)
     assert [s["version"] for s in series_of(metrics, "fnstage_function_errors_total")] == ["100"]
-    # counted before the supervisor heard it went live: kept (it is newer)
+    # counted before the supervisor heard it went live: kept (the version after the live one)
     metrics.add_cell(("demo", "dev", ""), counted(("demo", "dev/a", 101, 200, 0.001, False)), 0)
     assert metrics.series() == 2
-    # removed: nothing is live; its series go once nothing was counted for GRACE_S
-    del live.versions[("demo", "dev/a")]
-    assert metrics.series() == 2
-    monkeypatch.setattr(metrics_module, "GRACE_S", 0.0)
-    time.sleep(0.01)
+    del live.versions[("demo", "dev/a")]  # removed: nothing is live, its series go
     assert metrics.series() == 0
     assert series_of(metrics, "fnstage_requests_total") == []
+
+
+def test_a_cell_that_forges_its_reports_cannot_grow_the_label_sets() -> None:
+    live = Live()
+    live.versions[("demo", "dev/a")] = 7
+    metrics = RuntimeMetrics(live)
+    forged = counted(
+        *[("demo", f"dev/invented/{i}", 1, 200, 0.001, False) for i in range(100)],  # names not live here
+        *[("demo", "dev/a", v, 200, 0.001, False) for v in range(9, 1000)],  # versions far ahead
+        ("demo", "dev/a", 7, 200, 0.001, False),
+    )
+    metrics.add_cell(("demo", "dev", ""), forged, 0)
+    assert metrics.series() == 1
+    assert [s["version"] for s in series_of(metrics, "fnstage_function_errors_total")] == ["7"]
 
 
 def test_loads_publish_to_live_restarts_and_quarantines_are_counted() -> None:
@@ -178,7 +188,7 @@ def metered(zygote: Zygote, tmp_path: Path) -> Iterator[tuple[CellSet, RuntimeMe
     cell_set = CellSet(spec, Events(), zygote)
 
     def live_version(gateway: str, name: str) -> int | None:
-        state = cell_set._slots.get((gateway, name.split("/", 1)[0]))
+        state = cell_set._slots.get((gateway, name.split("/", 1)[0], ""))  # no lock: one cell per env
         row = state.live.get(name) if state is not None else None
         return row.version if row is not None else None
 
@@ -255,3 +265,22 @@ def test_the_commit_time_of_a_published_row_is_read_from_either_store(
     from fnstage.store.records import published_time
 
     assert published_time(replace(row("dev/a", 1, ANSWER % 1), published_at=text)) == expected
+
+
+def test_a_failed_load_is_timed_in_its_cell_and_the_watcher_counts_its_duration(
+    metered: tuple[CellSet, RuntimeMetrics],
+) -> None:
+    from fnstage.runtime.watcher import _measure
+
+    cell_set, metrics = metered
+    failing = "import time\ntime.sleep(0.05)\nraise KeyError('no')\n" + ANSWER % 1
+    published = row("dev/broken", 1, failing)
+    [result] = cell_set.load([published])
+    assert isinstance(result, LoadError) and "KeyError" in result.summary
+    assert result.load_ms is not None and result.load_ms >= 50  # timed in the cell, sent with the failure
+    _measure(metrics, published, result, just_published=False)
+    slot = {"gateway": "demo", "env": "dev"}
+    assert value(metrics, "fnstage_load_failures_total", **slot) == 1
+    assert value(metrics, "fnstage_load_duration_seconds_count", **slot) == 1
+    assert value(metrics, "fnstage_load_duration_seconds_bucket", **slot, le="0.025") == 0
+    assert value(metrics, "fnstage_load_duration_seconds_bucket", **slot, le="5.0") == 1

@@ -18,11 +18,9 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from prometheus_client import start_http_server
 from rich.console import Console
 
 from fnstage.api.app import create_app
-from fnstage.api.metrics import ApiMetrics
 from fnstage.api.serving import api_server
 from fnstage.ports import check_ports_free
 from fnstage.secretbox import (
@@ -107,7 +105,11 @@ def serve_up(
     # `deps set` is acknowledged) and the runtime child (which inherits the variable); survives restarts
     os.environ.setdefault("FNSTAGE_ENVIRONMENTS_DIR", str((data_dir / "environments").resolve()))
     services = Services.create(store, clock=clock, keyring=keyring)
-    api_metrics = ApiMetrics() if metrics_port is not None else None
+    api_metrics = None
+    if metrics_port is not None:  # prometheus_client is imported only when asked for
+        from fnstage.api.metrics import ApiMetrics
+
+        api_metrics = ApiMetrics()
     app = create_app(services, runtime_url=runtime_url, metrics=api_metrics)  # runtime_url: try it
     api = api_server(app, host, port)  # with limits on slow and oversized clients
     poll_s = float(os.environ.get("FNSTAGE_SCHEDULER_POLL_S") or DEFAULT_POLL_S)
@@ -115,6 +117,8 @@ def serve_up(
     webhooks = WebhookDeliverer(store)
     console.print(f"fnstage API and console: {api_url}  (data: {data_dir.resolve()})")
     if api_metrics is not None and metrics_port is not None:
+        from prometheus_client import start_http_server
+
         start_http_server(metrics_port, addr=metrics_host, registry=api_metrics.registry)
         console.print(f"API metrics: http://{metrics_host}:{metrics_port}/metrics")
     runtime = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,10 +27,12 @@ from fnstage.api import (
 )
 from fnstage.api.authorization import RULES, Public, authorize
 from fnstage.api.limits import LimitRequests, RequestLimits
-from fnstage.api.metrics import ApiMetrics, CountRequests
 from fnstage.api.schemas import ERROR_RESPONSES
 from fnstage.domain.errors import FnstageError
 from fnstage.service import Services
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked for
+    from fnstage.api.metrics import ApiMetrics
 
 PREFIX = "/api/v1"
 
@@ -131,6 +133,8 @@ def create_app(
     # outermost: sizes, depth and the body's deadline are checked before any route or parser runs
     app.add_middleware(LimitRequests, limits=limits or RequestLimits())
     if metrics is not None:  # outermost of all: a request refused by the limits is counted too
+        from fnstage.api.metrics import CountRequests
+
         app.add_middleware(CountRequests, metrics=metrics, prefix=PREFIX)
     app.add_exception_handler(FnstageError, _on_fnstage_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)

@@ -302,7 +302,14 @@ class SupervisorLink:
                 answers.append({"ok": True, "load_ms": result.load_ms})
             else:
                 self.registry.record_failure(row.gateway, row.name, row.version, result)
-                answers.append({"ok": False, "summary": result.summary, "traceback": result.traceback})
+                answers.append(
+                    {
+                        "ok": False,
+                        "summary": result.summary,
+                        "traceback": result.traceback,
+                        "load_ms": result.load_ms,
+                    }
+                )
         self.loads += len(rows)
         self.channel.send({"t": "loaded", "batch": batch, "results": answers})
 

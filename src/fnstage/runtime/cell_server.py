@@ -19,7 +19,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from granian.net import SocketHolder
+# granian's stub declares SocketHolder in granian._granian without its constructor; net re-exports it
+from granian.net import SocketHolder  # type: ignore[attr-defined]
 from granian.server.embed import Server
 
 BACKLOG = 1024  # the front opens many connections at once under load; they wait here, not refused
@@ -73,6 +74,7 @@ class ListeningServer(Server):
         # granian owns the descriptor from here (its worker closes it when it ends): detached, so that
         # the Python socket object never closes the same number again
         fd = self._listener.detach()
-        self._shd = SocketHolder(fd, self._is_uds, self.backlog)
-        self._sfd = fd
+        # the base class types both as None (it sets them later than this override does)
+        self._shd = SocketHolder(fd, self._is_uds, self.backlog)  # type: ignore[call-arg,assignment]
+        self._sfd = fd  # type: ignore[assignment]
         self._ssp = None

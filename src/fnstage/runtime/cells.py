@@ -31,16 +31,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import Pipe
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError
 from fnstage.runtime.log_format import fields
-from fnstage.runtime.metrics import RuntimeMetrics
 from fnstage.runtime.zygote import Zygote
 from fnstage.store.invocation_log import LogRecord
 from fnstage.store.records import FunctionCounts, PublishedFunction
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked for
+    from fnstage.runtime.metrics import RuntimeMetrics
 
 logger = logging.getLogger("fnstage.runtime")
 
@@ -686,7 +688,9 @@ class CellSet:
         if not isinstance(answer, dict) or not answer.get("ok"):
             summary = answer.get("summary") if isinstance(answer, dict) else None
             trace = answer.get("traceback") if isinstance(answer, dict) else None
-            return LoadError(str(summary or "failed to load"), str(trace or ""))
+            took = answer.get("load_ms") if isinstance(answer, dict) else None
+            load_ms = float(took) if isinstance(took, int | float) and 0 <= took < 1e9 else None
+            return LoadError(str(summary or "failed to load"), str(trace or ""), load_ms)
         state.live[row.name] = row
         return _mirror(row, float(answer.get("load_ms") or 0.0))
 

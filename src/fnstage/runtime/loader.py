@@ -41,10 +41,11 @@ PACKAGE_ROOT = "_fnstage"
 class LoadError(Exception):
     """A function version could not be loaded; the previous version (if any) keeps serving."""
 
-    def __init__(self, summary: str, traceback_text: str = "") -> None:
+    def __init__(self, summary: str, traceback_text: str = "", load_ms: float | None = None) -> None:
         super().__init__(summary)
         self.summary = summary
         self.traceback = traceback_text
+        self.load_ms = load_ms  # how long the failed load took, when it got as far as being timed
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,15 +100,19 @@ def load_function(
     from `source` with `dependencies` (the gateway's pins; None: whatever is installed here).
     """
     started = time.perf_counter()
-    modules = load_modules(compiled) if compiled else None
-    if modules is None:
-        modules = _rebuild(source, entrypoint, dependencies)
-    entry_module, _ = module_name(entrypoint)
-    if entry_module not in modules:
-        raise LoadError(f"the entrypoint {entrypoint} is not part of the bundle")
-    token = hashlib.sha1(f"{gateway}\0{name}\0{version}\0{id(modules)}".encode()).hexdigest()[:12]
-    namespace = _Namespace(f"{PACKAGE_ROOT}.f{token}", modules, source)
-    main = _run_with_limit(lambda: namespace.import_entry(entry_module), load_timeout_s, namespace)
+    try:
+        modules = load_modules(compiled) if compiled else None
+        if modules is None:
+            modules = _rebuild(source, entrypoint, dependencies)
+        entry_module, _ = module_name(entrypoint)
+        if entry_module not in modules:
+            raise LoadError(f"the entrypoint {entrypoint} is not part of the bundle")
+        token = hashlib.sha1(f"{gateway}\0{name}\0{version}\0{id(modules)}".encode()).hexdigest()[:12]
+        namespace = _Namespace(f"{PACKAGE_ROOT}.f{token}", modules, source)
+        main = _run_with_limit(lambda: namespace.import_entry(entry_module), load_timeout_s, namespace)
+    except LoadError as error:  # timed as a load that succeeds is (the metrics' load duration)
+        error.load_ms = (time.perf_counter() - started) * 1000
+        raise
     live = LiveVersion(
         gateway=gateway,
         name=name,

@@ -6,10 +6,11 @@ failures with their duration, publish -> live latency, cell restarts and quarant
 the supervisor's, so a cell that dies and comes back does not reset them (what a dead cell counted in
 its last seconds, before sending it, is lost).
 
-Label sets stay bounded: request series exist only for the version of a function that is live (or
-newer: counted before the supervisor heard it went live). A version that stops serving (replaced,
-removed) drops out; a name with nothing live is dropped once nothing was counted for it for
-`GRACE_S`. Load, restart and quarantine series are per (gateway, environment), which is per cell.
+Label sets stay bounded: request series exist only for the version of a function that is live here,
+or the one after it (counted before the supervisor heard it went live). A version that stops serving
+(replaced, removed) drops out; a report for any other name or version is refused, so not even a cell
+whose function code forges its reports can grow them. Load, restart and quarantine series are per
+(gateway, environment).
 
 `serve_metrics` answers `GET /metrics` on its own address (`--metrics-port`, loopback by default), not
 on the functions' port: the exporter convention, which keeps the public port free of it and leaves
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,7 +31,6 @@ from fnstage.runtime.request_metrics import BUCKETS, STATUS_CLASSES, Key, parse_
 
 logger = logging.getLogger("fnstage.runtime")
 
-GRACE_S = 60.0
 LOAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 LIVE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _LABELS = ("gateway", "env", "function", "version")
@@ -41,14 +40,13 @@ _SLOT = ("gateway", "env")
 class _Counted:
     """One version's totals: requests per status class, failures, seconds, per bucket."""
 
-    __slots__ = ("buckets", "by_class", "failures", "seconds", "touched")
+    __slots__ = ("buckets", "by_class", "failures", "seconds")
 
     def __init__(self) -> None:
         self.by_class = [0] * len(STATUS_CLASSES)
         self.failures = 0
         self.seconds = 0.0
         self.buckets = [0] * (len(BUCKETS) + 1)
-        self.touched = 0.0
 
 
 def _labels(key: Key) -> list[str]:
@@ -74,7 +72,7 @@ class RuntimeMetrics:
         )
         self.load_seconds = Histogram(
             "fnstage_load_duration_seconds",
-            "Time a cell took to load a function version (failed loads included)",
+            "Time a cell took to load a function version, failed ones too (not those cut off by its limit)",
             _SLOT,
             buckets=LOAD_BUCKETS,
             registry=self.registry,
@@ -101,7 +99,6 @@ class RuntimeMetrics:
     def add_cell(self, slot: tuple[str, ...], rows: Any, in_flight: Any) -> None:
         """A cell's counts since its last report; believed only for its own gateway and environment."""
         gateway, env = slot[:2]
-        now = time.monotonic()
         parsed = [parse_row(row) for row in rows] if isinstance(rows, list) else [None]
         if any(p is None for p in parsed) or type(in_flight) is not int or in_flight < 0:
             raise ValueError("metrics that do not fit")
@@ -113,8 +110,10 @@ class RuntimeMetrics:
                 if key[0] != gateway or not key[1].startswith(f"{env}/"):
                     continue
                 live = self.live_version(key[0], key[1])
-                if live is not None and key[2] < live:
-                    continue  # a request that began on the version before: it has dropped out
+                if live is None or not live <= key[2] <= live + 1:
+                    # older: a request that began on the version before, which has dropped out; a name
+                    # not live here, or a version far ahead: refused, so no cell can grow the label sets
+                    continue
                 counted = self._requests.get(key)
                 if counted is None:
                     counted = self._requests[key] = _Counted()
@@ -124,8 +123,7 @@ class RuntimeMetrics:
                 counted.seconds += seconds
                 for i, n in enumerate(buckets):
                     counted.buckets[i] += n
-                counted.touched = now
-            self._prune(now)
+            self._prune()
 
     def forget_cell(self, slot: tuple[str, ...]) -> None:
         with self._lock:
@@ -160,24 +158,22 @@ class RuntimeMetrics:
     def series(self) -> int:
         """How many request label sets are kept now (what a test of boundedness counts)."""
         with self._lock:
-            self._prune(time.monotonic())
+            self._prune()
             return len(self._requests)
 
-    def _prune(self, now: float) -> None:
+    def _prune(self) -> None:
         """Drop versions that stopped serving: older than the live one, or of a name with nothing live
-        that counted nothing for GRACE_S (removed; or a first version the supervisor never saw live)."""
-        for key in [k for k in self._requests if self._stale(k, now)]:
+        (removed)."""
+        for key in [k for k in self._requests if self._stale(k)]:
             del self._requests[key]
 
-    def _stale(self, key: Key, now: float) -> bool:
+    def _stale(self, key: Key) -> bool:
         live = self.live_version(key[0], key[1])
-        if live is None:
-            return now - self._requests[key].touched > GRACE_S
-        return key[2] < live
+        return live is None or key[2] < live
 
     def _snapshot(self) -> tuple[list[tuple[list[str], _Counted]], dict[tuple[str, ...], int]]:
         with self._lock:
-            self._prune(time.monotonic())
+            self._prune()
             rows = []
             for key, counted in sorted(self._requests.items()):
                 copy = _Counted()

@@ -29,7 +29,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fnstage.deps.environments import Environments
 from fnstage.runtime.cell import CellSpec
@@ -38,12 +38,14 @@ from fnstage.runtime.configuration import ConfigDelivery
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.log_format import configure, fields
 from fnstage.runtime.log_writer import LogSettings, LogWriter
-from fnstage.runtime.metrics import RuntimeMetrics, serve_metrics
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
 from fnstage.runtime.zygote import Zygote
 from fnstage.store.invocation_log import LogRecord
 from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
+
+if TYPE_CHECKING:
+    from fnstage.runtime.metrics import RuntimeMetrics
 
 logger = logging.getLogger("fnstage.runtime")
 
@@ -226,7 +228,6 @@ class Supervisor:
             self.reports.log_writer = LogWriter(
                 functools.partial(_engine, settings.database_url), self.log_settings
             )
-        self.cells = CellSet(self._spec, self.reports, zygote, keep_empty=settings.env is not None)
         # one cell per lock behind the front; a runtime alone on its port (--env) has one cell only
         self.environments = Environments()
         self.cells = CellSet(
@@ -237,7 +238,11 @@ class Supervisor:
             prepare=self._install if settings.env is None else None,
         )
         self.registry = MirrorRegistry(self.cells)
-        self.metrics = RuntimeMetrics(self._live_version) if settings.metrics else None
+        self.metrics: RuntimeMetrics | None = None
+        if settings.metrics:  # prometheus_client is imported only when metrics are asked for
+            from fnstage.runtime.metrics import RuntimeMetrics
+
+            self.metrics = RuntimeMetrics(self._live_version)
         self.cells.metrics = self.metrics
         self._metrics_server: Any = None
         reader = functools.partial(_feed_reader, settings.database_url, settings.env)
@@ -358,6 +363,8 @@ class Supervisor:
         if writer is not None:
             writer.start()
         if self.metrics is not None and self.settings.metrics_port is not None:
+            from fnstage.runtime.metrics import serve_metrics
+
             self._metrics_server = serve_metrics(
                 self.metrics, self.settings.metrics_host, self.settings.metrics_port
             )

@@ -629,7 +629,8 @@ def _measure(  # a load done now (not a version that was already live)
     metrics: LoadMetrics, row: PublishedFunction, result: LiveVersion | LoadError, just_published: bool
 ) -> None:
     if isinstance(result, LoadError):
-        metrics.load_failed(row.gateway, row.name, None)
+        seconds = result.load_ms / 1000 if result.load_ms is not None else None
+        metrics.load_failed(row.gateway, row.name, seconds)
         return
     metrics.loaded(row.gateway, row.name, result.load_ms / 1000)
     published = published_time(row) if just_published else None
