@@ -12,9 +12,8 @@ from sqlalchemy import Engine
 
 from fnstage.cli import log_filters
 from fnstage.cli.client import CliError
-from fnstage.runtime.cell import CellSpec
-from fnstage.runtime.cells import _log_records
 from fnstage.runtime.invoker import InvocationLog, InvocationLogs
+from fnstage.runtime.log_process import records_of, shipment_size
 from fnstage.runtime.log_writer import LogSettings, LogSettingsError, LogWriter
 from fnstage.service import Actor, Services
 from fnstage.store import invocation_log
@@ -184,7 +183,10 @@ def test_the_outbox_is_bounded_and_counts_what_it_drops() -> None:
 
 
 def test_a_cell_is_believed_only_for_its_own_gateway_and_environment(tmp_path: Any) -> None:
-    spec = CellSpec(gateway="demo", env="dev", temp_dir=tmp_path, control_key="k")
+    def _log_records(groups: Any, spec: None) -> list[LogRecord]:
+        return records_of(groups, "demo", "dev")
+
+    spec = None
     row = ["r1", 5.0, 3, 200, 1.0, '["a line"]', None, None]
     (mine,) = _log_records([["demo", "dev/a", [row]]], spec)
     assert mine.lines == '["a line"]' and mine.version == 3
@@ -197,6 +199,12 @@ def test_a_cell_is_believed_only_for_its_own_gateway_and_environment(tmp_path: A
         _log_records([["demo", "dev/a", [row[:5]]]], spec)
     with pytest.raises(ValueError):
         _log_records([["demo", "dev/a", [["r", "soon", *row[2:]]]]], spec)
+
+
+def test_the_supervisor_counts_a_shipment_without_parsing_it() -> None:
+    assert shipment_size(b'{"t":"logs","n":612,"groups":[]}') == 612
+    assert shipment_size(b'{"t":"logs","groups":[]}') == 0
+    assert shipment_size(b'{"t":"counts","n":5}') == 0
 
 
 def test_lines_a_cell_wrote_are_read_defensively() -> None:

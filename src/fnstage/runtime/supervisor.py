@@ -34,11 +34,11 @@ from typing import Any
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot
 from fnstage.runtime.loader import LiveVersion
-from fnstage.runtime.log_writer import LogSettings, LogWriter
+from fnstage.runtime.log_process import LogProcess
+from fnstage.runtime.log_writer import LogSettings
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
 from fnstage.runtime.zygote import Zygote
-from fnstage.store.invocation_log import LogRecord
 from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
 
 logger = logging.getLogger("fnstage.runtime")
@@ -127,7 +127,7 @@ class CellReports(CellEvents):
     def __init__(self) -> None:
         self.reporter: Any = None  # the watcher's, once made
         self.front: Any = None  # set when a front routes to the cells
-        self.log_writer: LogWriter | None = None  # durable invocation logs, when they are on
+        self.log_writer: LogProcess | None = None  # durable invocation logs, when they are on
         self.missing: dict[Slot, list[str]] = {}
         self._lock = threading.Lock()
         self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnstage-counts")
@@ -158,9 +158,9 @@ class CellReports(CellEvents):
         if self.reporter is not None:
             self._writes.submit(_quietly, self.reporter.counts, items)
 
-    def cell_logs(self, slot: Slot, records: list[LogRecord], dropped: int) -> None:
+    def cell_logs(self, slot: Slot, data: bytes) -> None:
         if self.log_writer is not None:
-            self.log_writer.offer(records, dropped)
+            self.log_writer.offer(slot[0], slot[1], data)
 
     def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None:
         if self.reporter is not None:
@@ -198,9 +198,7 @@ class Supervisor:
         self._watchdog = WatchdogSettings.from_env()
         self.log_settings = LogSettings.from_env()
         if self.log_settings.enabled:
-            self.reports.log_writer = LogWriter(
-                functools.partial(_engine, settings.database_url), self.log_settings
-            )
+            self.reports.log_writer = LogProcess(settings.database_url, self.log_settings)
         self.cells = CellSet(self._spec, self.reports, zygote, keep_empty=settings.env is not None)
         self.registry = MirrorRegistry(self.cells)
         reader = functools.partial(_feed_reader, settings.database_url, settings.env)
@@ -317,12 +315,6 @@ class _Keys(dict[Slot, str]):
 
         key = self[slot] = secrets.token_urlsafe(32)
         return key
-
-
-def _engine(database_url: str) -> Any:
-    from fnstage.store.engine import make_engine
-
-    return make_engine(database_url)
 
 
 def _feed_reader(database_url: str, env: str | None) -> FeedReaderLike:
