@@ -41,6 +41,7 @@ PATH_VALUES = {
     "user": "carol",
     "token_id": "999999",
     "name": "nothing",  # a trigger's
+    "webhook_id": "999999",
 }
 QUERY = {("GET", "/gateways/{gateway}/diff"): {"a": "dev/user/me", "b": "dev/user/me"}}
 BODIES: dict[tuple[str, str], Any] = {
@@ -52,6 +53,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/gateways/{gateway}/members/{user}"): {"role": "viewer"},
     ("PUT", "/gateways/{gateway}/functions/{env}/{base}"): {"files": hello_files()},
     ("POST", "/console/try"): {"gateway": GW, "name": "dev/user/me"},
+    ("POST", "/gateways/{gateway}/webhooks"): {"url": "http://127.0.0.1:9/hook"},
 }
 
 # The roles that depend on where code goes, as the issue states them: (method, path, body, env) -> role
@@ -298,6 +300,8 @@ SPEC = {
             "/triggers",
             "/triggers/{env}/{name}",
             "/triggers/{env}/{name}/runs",
+            "/webhooks",
+            "/webhooks/{webhook_id}/deliveries",
         )
     }
     | {("POST", "/console/try")},
@@ -309,6 +313,8 @@ SPEC = {
         ("PUT", G + "/dependencies"),
         ("PUT", G + "/members/{user}"),
         ("DELETE", G + "/members/{user}"),
+        ("POST", G + "/webhooks"),  # a receiver sees every deployment of the gateway
+        ("DELETE", G + "/webhooks/{webhook_id}"),
     },
 }
 
