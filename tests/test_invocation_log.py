@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from fnstage.cli import log_filters
 from fnstage.cli.client import CliError
+from fnstage.domain.errors import InvalidInput
 from fnstage.runtime.invoker import InvocationLog, InvocationLogs
 from fnstage.runtime.log_process import records_of, shipment_size
 from fnstage.runtime.log_writer import LogSettings, LogSettingsError, LogWriter
@@ -225,3 +226,30 @@ def test_since_and_status_as_typed() -> None:
     assert log_filters.status("5XX") == "5xx" and log_filters.status("404") == "404"
     with pytest.raises(CliError, match="not an HTTP status"):
         log_filters.status("700")
+
+
+def test_charts_are_computed_per_version_and_bucket_with_releases(
+    services: Services, actor: Actor, demo: str, store: Store
+) -> None:
+    from conftest import hello_files
+    from fnstage.service.invocation_stats import InvocationStats, percentile
+
+    services.deployments.save(actor, demo, "dev/user/me", hello_files())
+    services.deployments.save(actor, demo, "dev/user/me", hello_files("Hi"))
+    now = time.time()
+    start = (int(now // 60) + 1) * 60 - 3600  # the hour's first bucket
+    records = [record(n, version=1, at=start + 5, status=200) for n in range(1, 11)]
+    records = [r._replace(duration_ms=float(n)) for n, r in enumerate(records, 1)]  # 1..10 ms
+    records += [record(20, version=2, at=start + 65, status=500), record(21, version=2, at=start + 70)]
+    records += [record(30, version=2, at=start - 10)]  # before the window
+    invocation_log.write(store.engine, records)
+    chart = InvocationStats(store, services.queries, clock=lambda: now).chart("demo", "dev/user/me", "hour")
+    assert chart["bucket_s"] == 60 and len(chart["times"]) == 60 and chart["times"][0] == start
+    v1, v2 = chart["versions"]["1"], chart["versions"]["2"]
+    assert v1["requests"][0] == 10 and sum(v1["requests"]) == 10 and v1["errors"][0] == 0
+    assert (v1["p50_ms"][0], v1["p95_ms"][0]) == (5.0, 10.0) and v1["p50_ms"][1] is None
+    assert v2["requests"][1] == 2 and v2["errors"][1] == 1 and sum(v2["requests"]) == 2
+    assert [(r["version"], r["kind"]) for r in chart["releases"]] == [(1, "create"), (2, "save")]
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0 and percentile([7.0], 95) == 7.0
+    with pytest.raises(InvalidInput, match="window 'week' is not one of: hour, day"):
+        InvocationStats(store, services.queries).chart("demo", "dev/user/me", "week")

@@ -296,6 +296,7 @@ SPEC = {
             "/diff",
             "/rollout/{env}/{base}",
             "/logs/{env}/{base}",
+            "/stats/{env}/{base}",
             "/overview/{base}",
             "/triggers",
             "/triggers/{env}/{name}",

@@ -12,6 +12,7 @@ from fnstage.service.deployments import DEFAULT_HISTORY_LIMIT, Deployed, Deploym
 from fnstage.service.gateways import Gateways
 from fnstage.service.identity import Actor
 from fnstage.service.invocation_logs import InvocationLogReader
+from fnstage.service.invocation_stats import InvocationStats
 from fnstage.service.members import Members
 from fnstage.service.queries import Queries
 from fnstage.service.triggers import Triggers
@@ -31,6 +32,7 @@ class Services:
     audit: Audit
     triggers: Triggers
     webhooks: Webhooks
+    stats: InvocationStats
 
     @classmethod
     def create(
@@ -52,6 +54,7 @@ class Services:
             Audit(store),
             Triggers(store, clock),
             Webhooks(store),
+            InvocationStats(store, queries),
         )
 
 
