@@ -2,6 +2,7 @@
 // editor, try it, release sheet, history). A client of /api/v1 only, like the CLI.
 
 import { renderAccess } from "./access";
+import { configHref, renderConfiguration } from "./configuration";
 import { api, ApiError, type Card, type FileDiff, type FunctionInfo, type Gateway, getToken, gw, type HistoryEntry, pathOf, type Problem, request, setToken, setUnauthorizedHandler } from "./api";
 import { FileEditor } from "./editor";
 import { renderFunctionList } from "./functions";
@@ -40,6 +41,7 @@ type Route =
   | { page: "home" }
   | { page: "gateway"; gateway: string }
   | { page: "access"; gateway: string }
+  | { page: "config"; gateway: string; env: string }
   | { page: "function"; gateway: string; base: string };
 
 function parseRoute(hash: string): Route {
@@ -47,6 +49,7 @@ function parseRoute(hash: string): Route {
   if (parts[0] === "g" && parts[1]) {
     if (parts[2] === "f" && parts.length > 3) return { page: "function", gateway: parts[1], base: parts.slice(3).join("/") };
     if (parts[2] === "access" && parts.length === 3) return { page: "access", gateway: parts[1] };
+    if (parts[2] === "config" && parts.length === 4) return { page: "config", gateway: parts[1], env: parts[3] };
     return { page: "gateway", gateway: parts[1] };
   }
   return { page: "home" };
@@ -191,6 +194,7 @@ function renderPage(): void {
   localStorage.setItem(GATEWAY_KEY, route.gateway);
   if (route.page === "gateway") renderGateway(route.gateway);
   else if (route.page === "access") renderAccessPage(route.gateway);
+  else if (route.page === "config") renderConfigPage(route.gateway, route.env);
   else renderFunction(route.gateway, route.base);
 }
 
@@ -322,7 +326,7 @@ async function renderGateway(gateway: string): Promise<void> {
     h(
       "div",
       { class: "page-head" },
-      h("div", null, h("p", { class: "crumbs" }, "Gateway"), h("h1", null, gateway), h("a", { class: "small", href: accessHref(gateway) }, "Members and tokens")),
+      h("div", null, h("p", { class: "crumbs" }, "Gateway"), h("h1", null, gateway), h("a", { class: "small", href: accessHref(gateway) }, "Members and tokens"), " · ", h("a", { class: "small", href: configHref(gatewayHref(gateway), "dev") }, "Configuration and secrets")),
       form,
     ),
     list,
@@ -353,6 +357,16 @@ function renderAccessPage(gateway: string): void {
     body,
   );
   renderAccess(body, gateway);
+}
+
+function renderConfigPage(gateway: string, env: string): void {
+  const body = h("div", { class: "access-page" });
+  shell(
+    gateway,
+    h("div", { class: "page-head" }, h("div", null, h("p", { class: "crumbs" }, h("a", { href: gatewayHref(gateway) }, gateway)), h("h1", null, `Configuration: ${env}`))),
+    body,
+  );
+  renderConfiguration(body, gateway, env, (e) => configHref(gatewayHref(gateway), e));
 }
 
 // ---------- the function page ----------

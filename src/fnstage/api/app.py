@@ -18,6 +18,7 @@ import fnstage
 from fnstage import console
 from fnstage.api import (
     routes_access,
+    routes_configuration,
     routes_functions,
     routes_gateways,
     routes_releases,
@@ -26,6 +27,7 @@ from fnstage.api import (
 )
 from fnstage.api.authorization import RULES, Public, authorize
 from fnstage.api.limits import LimitRequests, RequestLimits
+from fnstage.api.metrics import ApiMetrics, CountRequests
 from fnstage.api.schemas import ERROR_RESPONSES
 from fnstage.domain.errors import FnstageError
 from fnstage.service import Services
@@ -109,7 +111,10 @@ def _on_database_unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(
-    services: Services, runtime_url: str | None = None, limits: RequestLimits | None = None
+    services: Services,
+    runtime_url: str | None = None,
+    limits: RequestLimits | None = None,
+    metrics: ApiMetrics | None = None,
 ) -> FastAPI:
     app = FastAPI(
         # every route is authorised here, by its rule in `authorization.RULES` (fail closed)
@@ -125,6 +130,8 @@ def create_app(
     app.state.api_prefix = PREFIX
     # outermost: sizes, depth and the body's deadline are checked before any route or parser runs
     app.add_middleware(LimitRequests, limits=limits or RequestLimits())
+    if metrics is not None:  # outermost of all: a request refused by the limits is counted too
+        app.add_middleware(CountRequests, metrics=metrics, prefix=PREFIX)
     app.add_exception_handler(FnstageError, _on_fnstage_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
@@ -143,6 +150,7 @@ def create_app(
         routes_releases,
         routes_access,
         routes_triggers,
+        routes_configuration,
         routes_webhooks,
     )
     routers = [m.router for m in modules]

@@ -19,6 +19,7 @@ from fnstage.api.schemas import (
     Save,
 )
 from fnstage.service import Actor, Services
+from fnstage.service.queries import lock_changes
 from fnstage.store.invocation_log import LogFilter
 
 router = APIRouter(tags=["functions"])
@@ -147,6 +148,7 @@ def diff(
         "a": serialize.version(left),
         "b": serialize.version(right),
         "files": [serialize.file_diff(d) for d in files],
+        "lock": lock_changes(left, right),
     }
 
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from fnstage.runtime.loader import LiveVersion, describe_exception, format_traceback
-from fnstage.sdk import Context, HTTPError, Log, Response, TriggerInfo
+from fnstage.sdk import Context, HTTPError, Log, Response, Settings, TriggerInfo
 from fnstage.store.records import FunctionCounts
 
 logger = logging.getLogger("fnstage.runtime")
@@ -203,7 +203,10 @@ def make_context(
     body: bytes,
     request_id: str,
     trigger: TriggerInfo | None = None,
+    settings: tuple[Mapping[str, Any], Mapping[str, str]] | None = None,
 ) -> Context:
+    """`settings`: (ctx.config, ctx.secrets), this environment's snapshot, taken once per request;
+    None (a runtime without cells, tests): the config the version was loaded with, no secrets."""
     pairs = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers]
     header_map = dict(pairs)
     if len(header_map) < len(pairs):  # a repeated header: join its values, as HTTP allows
@@ -211,6 +214,11 @@ def make_context(
         for key, value in pairs:
             header_map[key] = f"{header_map[key]}, {value}" if key in header_map else value
     query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)) if query_string else {}
+    if settings is None:
+        config: Mapping[str, Any] = live.config
+        secrets: Mapping[str, str] = Settings({}, kind="secret", env=live.env)
+    else:
+        config, secrets = settings
     return Context(
         method=method,
         path=path,
@@ -219,10 +227,11 @@ def make_context(
         body=body,
         env=live.env,
         function=live.info,
-        config=live.config,
+        config=config,
         log=Log(),
         request_id=request_id,
         trigger=trigger,
+        secrets=secrets,
     )
 
 
@@ -239,6 +248,7 @@ async def invoke(
     logs: InvocationLogs | None = None,
     deadlines: Deadlines | None = None,
     trigger: TriggerInfo | None = None,
+    settings: tuple[Mapping[str, Any], Mapping[str, str]] | None = None,
 ) -> Outcome:
     """Run `live.main` for one request. A sync `main` runs in `executor` (a bounded thread pool).
     `deadlines` enforces the time limit more cheaply than a timer per call (the app has one).
@@ -246,7 +256,7 @@ async def invoke(
     endpoint passes one, so no HTTP client can pose as a schedule."""
     started_at = time.time()
     started = time.perf_counter()
-    ctx = make_context(live, method, path, query_string, headers, body, request_id, trigger)
+    ctx = make_context(live, method, path, query_string, headers, body, request_id, trigger, settings)
     error: str | None = None
     try:
         if live.is_async:

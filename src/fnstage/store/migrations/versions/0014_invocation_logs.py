@@ -3,7 +3,7 @@
 Written by runtime supervisors in batches, off the request path; bounded per function by count and age.
 
 Revision ID: 0014
-Revises: 0010
+Revises: 0012
 Create Date: 2026-11-30 18:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0010"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
