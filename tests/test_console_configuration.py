@@ -14,7 +14,7 @@ pytest.register_assert_rewrite("support.browser")  # before its import: pytest_p
 from support.browser import open_console, open_function  # noqa: E402
 
 pytest_plugins = ["support.browser"]  # the browser fixtures: Chromium, a real fnstage up
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.long]
 
 SECRET = "sk_live_console_5e1f2a"
 NEEDS = 'CONFIG = ["DATABASE_URL"]\nSECRETS = ["STRIPE_KEY"]\n\n\ndef main(ctx):\n    return "ok"\n'
