@@ -111,7 +111,7 @@ def main() -> None:
                     before = stored_rows(url)
                     rate, total = wrk(port, args.seconds)
                     results[name].append(rate)
-                    if mode == "on":
+                    if mode == "on" and total:
                         time.sleep(3)  # the writer's last batches
                         kept.append((stored_rows(url) - before) / total)
                 finally:

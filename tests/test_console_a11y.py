@@ -109,6 +109,22 @@ def test_every_page_and_sheet_has_no_violations(
     audit("history sheet with a diff")
     page.keyboard.press("Escape")
 
+    for _ in range(100):  # an invocation of dev's user/me, for the sheet's list and charts
+        if httpx.get(f"{console_up.runtime_url}/{audited}/dev/user/me", timeout=10).status_code == 200:
+            break
+        time.sleep(0.1)
+    for _ in range(100):  # ... written to the durable log, which the charts read
+        logged = console_api.get(f"/gateways/{audited}/logs/dev/user/me").json()["invocations"]
+        if any(e.get("id") for e in logged):
+            break
+        time.sleep(0.1)
+    page.get_by_role("button", name="Logs", exact=True).click()
+    logs = page.get_by_role("dialog", name="Logs of user/me")
+    expect(logs.locator(".logs-entry").first).to_be_visible(timeout=15_000)
+    expect(logs.locator(".chart canvas")).to_have_count(2)
+    audit("logs sheet with its charts")
+    page.keyboard.press("Escape")
+
     page.goto(f"{console_up.url}/#/g/{audited}/access")
     expect(page.locator("tr[data-user=admin]")).to_be_visible()
     page.get_by_label("Name", exact=True).fill(f"audit-{time.monotonic_ns()}")

@@ -31,7 +31,7 @@ def test_logs_show_live_and_a_request_id_opens_its_traceback(
         deadline = time.monotonic() + 15
         while True:  # until it is live
             r = httpx.get(f"{console_up.runtime_url}/user/me{query}", headers=host, timeout=10)
-            if r.status_code != 404 or time.monotonic() > deadline:
+            if r.status_code not in (404, 503) or time.monotonic() > deadline:  # not live yet
                 return r
 
     assert call("?n=1").status_code == 200
@@ -52,6 +52,12 @@ def test_logs_show_live_and_a_request_id_opens_its_traceback(
     fresh = call("?n=3").headers["x-request-id"]
     expect(page.locator(f".logs-entry[data-request-id='{fresh}']")).to_be_visible(timeout=10_000)
     expect(entries.first).to_have_attribute("data-request-id", fresh)
+    # the charts: requests and errors, then latency, per version, drawn by uPlot
+    expect(page.locator(".chart[data-chart='Requests and errors'] canvas")).to_have_count(1)
+    expect(page.locator(".chart[data-chart='Latency (ms)'] canvas")).to_have_count(1)
+    expect(page.locator(".chart[data-chart='Requests and errors']")).to_contain_text("v1 requests")
+    page.get_by_role("radio", name="Last day").check()
+    expect(page.locator(".chart[data-chart='Latency (ms)']")).to_contain_text("v1 p95")
     page.get_by_label("Errors only").check()
     expect(entries).to_have_count(1)
     expect(entries.first).to_have_attribute("data-request-id", rid)

@@ -12,9 +12,9 @@ from sqlalchemy import Engine
 
 from fnstage.cli import log_filters
 from fnstage.cli.client import CliError
-from fnstage.runtime.cell import CellSpec
-from fnstage.runtime.cells import _log_records
+from fnstage.domain.errors import InvalidInput
 from fnstage.runtime.invoker import InvocationLog, InvocationLogs
+from fnstage.runtime.log_process import records_of, shipment_size
 from fnstage.runtime.log_writer import LogSettings, LogSettingsError, LogWriter
 from fnstage.service import Actor, Services
 from fnstage.store import invocation_log
@@ -184,7 +184,10 @@ def test_the_outbox_is_bounded_and_counts_what_it_drops() -> None:
 
 
 def test_a_cell_is_believed_only_for_its_own_gateway_and_environment(tmp_path: Any) -> None:
-    spec = CellSpec(gateway="demo", env="dev", temp_dir=tmp_path, control_key="k")
+    def _log_records(groups: Any, spec: None) -> list[LogRecord]:
+        return records_of(groups, "demo", "dev")
+
+    spec = None
     row = ["r1", 5.0, 3, 200, 1.0, '["a line"]', None, None]
     (mine,) = _log_records([["demo", "dev/a", [row]]], spec)
     assert mine.lines == '["a line"]' and mine.version == 3
@@ -197,6 +200,12 @@ def test_a_cell_is_believed_only_for_its_own_gateway_and_environment(tmp_path: A
         _log_records([["demo", "dev/a", [row[:5]]]], spec)
     with pytest.raises(ValueError):
         _log_records([["demo", "dev/a", [["r", "soon", *row[2:]]]]], spec)
+
+
+def test_the_supervisor_counts_a_shipment_without_parsing_it() -> None:
+    assert shipment_size(b'{"t":"logs","n":612,"groups":[]}') == 612
+    assert shipment_size(b'{"t":"logs","groups":[]}') == 0
+    assert shipment_size(b'{"t":"counts","n":5}') == 0
 
 
 def test_lines_a_cell_wrote_are_read_defensively() -> None:
@@ -217,3 +226,30 @@ def test_since_and_status_as_typed() -> None:
     assert log_filters.status("5XX") == "5xx" and log_filters.status("404") == "404"
     with pytest.raises(CliError, match="not an HTTP status"):
         log_filters.status("700")
+
+
+def test_charts_are_computed_per_version_and_bucket_with_releases(
+    services: Services, actor: Actor, demo: str, store: Store
+) -> None:
+    from conftest import hello_files
+    from fnstage.service.invocation_stats import InvocationStats, percentile
+
+    services.deployments.save(actor, demo, "dev/user/me", hello_files())
+    services.deployments.save(actor, demo, "dev/user/me", hello_files("Hi"))
+    now = time.time()
+    start = (int(now // 60) + 1) * 60 - 3600  # the hour's first bucket
+    records = [record(n, version=1, at=start + 5, status=200) for n in range(1, 11)]
+    records = [r._replace(duration_ms=float(n)) for n, r in enumerate(records, 1)]  # 1..10 ms
+    records += [record(20, version=2, at=start + 65, status=500), record(21, version=2, at=start + 70)]
+    records += [record(30, version=2, at=start - 10)]  # before the window
+    invocation_log.write(store.engine, records)
+    chart = InvocationStats(store, services.queries, clock=lambda: now).chart("demo", "dev/user/me", "hour")
+    assert chart["bucket_s"] == 60 and len(chart["times"]) == 60 and chart["times"][0] == start
+    v1, v2 = chart["versions"]["1"], chart["versions"]["2"]
+    assert v1["requests"][0] == 10 and sum(v1["requests"]) == 10 and v1["errors"][0] == 0
+    assert (v1["p50_ms"][0], v1["p95_ms"][0]) == (5.0, 10.0) and v1["p50_ms"][1] is None
+    assert v2["requests"][1] == 2 and v2["errors"][1] == 1 and sum(v2["requests"]) == 2
+    assert [(r["version"], r["kind"]) for r in chart["releases"]] == [(1, "create"), (2, "save")]
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0 and percentile([7.0], 95) == 7.0
+    with pytest.raises(InvalidInput, match="window 'week' is not one of: hour, day"):
+        InvocationStats(store, services.queries).chart("demo", "dev/user/me", "week")

@@ -57,6 +57,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/gateways/{gateway}/members/{user}"): {"role": "viewer"},
     ("PUT", "/gateways/{gateway}/functions/{env}/{base}"): {"files": hello_files()},
     ("POST", "/console/try"): {"gateway": GW, "name": "dev/user/me"},
+    ("POST", "/gateways/{gateway}/webhooks"): {"url": "http://127.0.0.1:9/hook"},
 }
 
 # The roles that depend on where code goes, as the issue states them: (method, path, body, env) -> role
@@ -317,10 +318,13 @@ SPEC = {
             "/diff",
             "/rollout/{env}/{base}",
             "/logs/{env}/{base}",
+            "/stats/{env}/{base}",
             "/overview/{base}",
             "/triggers",
             "/triggers/{env}/{name}",
             "/triggers/{env}/{name}/runs",
+            "/webhooks",
+            "/webhooks/{webhook_id}/deliveries",
             "/config/{env}",
             "/config/{env}/history",
             "/config/{env}/required/{base}",
@@ -335,6 +339,8 @@ SPEC = {
         ("PUT", G + "/dependencies"),
         ("PUT", G + "/members/{user}"),
         ("DELETE", G + "/members/{user}"),
+        ("POST", G + "/webhooks"),  # a receiver sees every deployment of the gateway
+        ("DELETE", G + "/webhooks/{webhook_id}"),
         ("POST", G + "/secrets/rotate-key"),
     },
 }

@@ -46,7 +46,21 @@ export function openLogsSheet(ctx: LogsContext): Sheet {
   const tabs = h("div", { class: "segmented", role: "radiogroup", "aria-label": "Environment" });
   const errorsOnly = h("input", { type: "checkbox", onchange: () => load() }) as HTMLInputElement;
   const list = h("div", { class: "logs-list", "aria-live": "polite" });
-  sheet.body.append(h("div", { class: "logs-bar" }, tabs, h("label", { class: "check" }, errorsOnly, " Errors only")), list);
+  let window_: "hour" | "day" = "hour";
+  const charts = h("section", { class: "charts", "aria-label": "Charts" });
+  const spans = h(
+    "div",
+    { class: "segmented", role: "radiogroup", "aria-label": "Chart window" },
+    (["hour", "day"] as const).map((w) =>
+      h("label", { class: "seg" }, h("input", { type: "radio", name: "chart-window", value: w, checked: w === window_, onchange: () => { window_ = w; drawCharts(); } }), h("span", null, w === "hour" ? "Last hour" : "Last day")),
+    ),
+  );
+  sheet.body.append(h("div", { class: "logs-bar" }, tabs, spans, h("label", { class: "check" }, errorsOnly, " Errors only")), charts, list);
+
+  async function drawCharts(): Promise<void> {
+    const mod = await import("./charts");
+    await mod.renderCharts(charts, ctx.gateway, env, ctx.base, window_);
+  }
   sheet.footer.append(h("span", { class: "muted" }, "Updates every second"), h("button", { class: "btn", type: "button", onclick: () => sheet.close() }, "Close"));
 
   function renderTabs(): void {
@@ -120,6 +134,7 @@ export function openLogsSheet(ctx: LogsContext): Sheet {
       shown = data.invocations as Invocation[];
       cursor = data.cursor ?? 0;
       render();
+      drawCharts();
     } catch (err) {
       clear(list, h("p", { class: "muted" }, (err as Error).message));
     }

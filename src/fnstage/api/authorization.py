@@ -158,6 +158,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", F + "/diff"): Gateway("viewer"),
     ("GET", F + "/rollout/{env}/{base}"): Gateway("viewer"),
     ("GET", F + "/logs/{env}/{base}"): Gateway("viewer"),
+    ("GET", F + "/stats/{env}/{base}"): Gateway("viewer"),
     ("GET", F + "/overview/{base}"): Gateway("viewer"),
     # releases
     ("POST", F + "/promote"): Gateway(_release("promote")),

@@ -206,6 +206,22 @@ def invocation_logs(
     }
 
 
+@router.get("/gateways/{gateway}/stats/{env}/{base:path}")
+def invocation_stats(
+    gateway: GatewayId,
+    env: EnvironmentName,
+    base: FunctionBase,
+    window: str = Query(
+        default="hour", pattern="^(hour|day)$", description="hour (1-minute buckets) or day (15)"
+    ),
+    _: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """Requests, errors and p50/p95 latency per version, per time bucket, and the releases in the window:
+    the console's charts, computed from the durable invocation log."""
+    return svc.stats.chart(gateway, f"{env}/{base}", window)
+
+
 @router.get("/gateways/{gateway}/overview/{base:path}")
 def overview(
     gateway: GatewayId,

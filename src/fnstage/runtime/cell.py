@@ -387,7 +387,9 @@ class SupervisorLink:
 
     def _send_groups(self, groups: dict[tuple[str, str], list[list[Any]]], dropped: int) -> None:
         items = [[gateway, name, rows] for (gateway, name), rows in groups.items()]
-        self.channel.send({"t": "logs", "groups": items, "dropped": dropped})
+        count = sum(len(rows) for rows in groups.values())
+        # "t" then "n" first: the supervisor reads only that much and passes the rest to its log writer
+        self.channel.send({"t": "logs", "n": count, "groups": items, "dropped": dropped})
 
 
 _encode_lines = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # bound at import

@@ -38,7 +38,6 @@ from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError
 from fnstage.runtime.log_format import fields
 from fnstage.runtime.zygote import Zygote
-from fnstage.store.invocation_log import LogRecord
 from fnstage.store.records import FunctionCounts, PublishedFunction
 
 if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked for
@@ -89,7 +88,7 @@ class Cell:
         on_counts: Callable[[Cell, list[FunctionCounts]], None],
         on_exit: Callable[[Cell], None],
         on_event: Callable[[Cell, dict[str, Any]], None] = lambda cell, event: None,
-        on_logs: Callable[[Cell, list[LogRecord], int], None] = lambda cell, records, dropped: None,
+        on_logs: Callable[[Cell, bytes], None] = lambda cell, data: None,
         *,
         on_metrics: Callable[[Cell, dict[str, Any]], None] = lambda cell, message: None,
     ) -> None:
@@ -185,7 +184,11 @@ class Cell:
         assert self._channel is not None
         while True:
             try:
-                message = self._channel.receive()
+                data = self._channel.receive_bytes()
+                if data.startswith(LOGS_MESSAGE):  # passed on unparsed: the log writer's process checks it
+                    self._on_logs(self, data)
+                    continue
+                message = self._channel.parse(data)
             except ChannelClosed:
                 break
             except ValueError:
@@ -225,10 +228,6 @@ class Cell:
         elif kind == "counts":
             counts = [_counts(item, self.spec) for item in message["items"]]
             self._on_counts(self, [c for c in counts if c is not None])
-        elif kind == "logs":
-            records = _log_records(message["groups"], self.spec)
-            dropped = max(0, int(message.get("dropped") or 0))
-            self._on_logs(self, records, dropped)
         elif kind == "metrics":
             self._on_metrics(self, message)
 
@@ -248,41 +247,7 @@ def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
     )
 
 
-MAX_LOGGED_CHARS = 1_000_000  # of one invocation's lines as JSON (`sdk.Log` keeps 200 of 4,000)
-
-
-def _log_records(groups: Any, spec: CellSpec) -> list[LogRecord]:
-    """A cell's invocations, grouped by function: believed only for its own gateway and environment
-    (another function's group is dropped), every field converted to its type (a wrong one raises and
-    the message is ignored); strings cut to their columns' sizes. `lines` stays the JSON text the cell
-    encoded: parsing it here cost the supervisor (which also runs the front) more than the rest of its
-    work per invocation; readers parse it (`store.invocation_log.read_lines`)."""
-    out: list[LogRecord] = []
-    prefix = f"{spec.env}/"
-    for gateway, name, rows in groups:
-        if gateway != spec.gateway or not isinstance(name, str) or not name.startswith(prefix):
-            continue
-        name = name[:220]
-        for request_id, started, version, status, duration_ms, lines, error, trigger in rows:
-            if type(lines) is not str:
-                raise TypeError("lines")
-            if len(lines) > MAX_LOGGED_CHARS:
-                lines = f'["(cut: {len(lines)} characters of lines)"]'
-            out.append(
-                LogRecord(
-                    spec.gateway,
-                    name,
-                    int(version),
-                    str(request_id)[:64],
-                    float(started),
-                    int(status),
-                    float(duration_ms),
-                    lines,
-                    None if error is None else str(error)[:20_000],
-                    None if trigger is None else str(trigger)[:64],
-                )
-            )
-    return out
+LOGS_MESSAGE = b'{"t":"logs",'  # how a cell's log shipment begins (`cell.SupervisorLink._send_groups`)
 
 
 def _fresh_folder(folder: Path) -> None:
@@ -305,7 +270,8 @@ class CellEvents:
 
     def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None: ...
 
-    def cell_logs(self, slot: Slot, records: list[LogRecord], dropped: int) -> None: ...
+    def cell_logs(self, slot: Slot, data: bytes) -> None: ...
+
     def moved(self, gateway: str, name: str, slot: Slot, cell: Cell) -> None:
         """`name` is now live in `slot`'s cell (route it there); called before it leaves its old cell."""
 
@@ -711,9 +677,8 @@ class CellSet:
     def _slot_of(cell: Cell) -> Slot:
         return (cell.spec.gateway, cell.spec.env, cell.spec.lock)
 
-    def _logs(self, cell: Cell, records: list[LogRecord], dropped: int) -> None:
-        if records or dropped:
-            self.events.cell_logs(self._slot_of(cell), records, dropped)
+    def _logs(self, cell: Cell, data: bytes) -> None:
+        self.events.cell_logs(self._slot_of(cell), data)
 
     def _metrics(self, cell: Cell, message: dict[str, Any]) -> None:
         if self.metrics is not None:

@@ -39,10 +39,17 @@ class SupervisorEnd:
 
     def receive(self) -> dict[str, Any]:
         """The next message from the cell; `ValueError` for one that is not a JSON object."""
+        return self.parse(self.receive_bytes())
+
+    def receive_bytes(self) -> bytes:
+        """The next message from the cell, unparsed (invocation logs are parsed by their writer)."""
         try:
-            data = self.conn.recv_bytes(MAX_CELL_MESSAGE_BYTES)
+            return self.conn.recv_bytes(MAX_CELL_MESSAGE_BYTES)
         except (OSError, EOFError) as exc:
             raise ChannelClosed(str(exc)) from exc
+
+    @staticmethod
+    def parse(data: bytes) -> dict[str, Any]:
         message = _loads(data)
         if not isinstance(message, dict) or not isinstance(message.get("t"), str):
             raise ValueError("a cell message is a JSON object with a string 't'")

@@ -37,11 +37,12 @@ from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot, slot_key
 from fnstage.runtime.configuration import ConfigDelivery
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.log_format import configure, fields
-from fnstage.runtime.log_writer import LogSettings, LogWriter
+from fnstage.runtime.log_process import LogProcess
+from fnstage.runtime.log_writer import LogSettings
+from fnstage.runtime.metrics import RuntimeMetrics, serve_metrics
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
 from fnstage.runtime.zygote import Zygote
-from fnstage.store.invocation_log import LogRecord
 from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
 
 if TYPE_CHECKING:
@@ -141,7 +142,7 @@ class CellReports(CellEvents):
     def __init__(self) -> None:
         self.reporter: Any = None  # the watcher's, once made
         self.front: Any = None  # set when a front routes to the cells
-        self.log_writer: LogWriter | None = None  # durable invocation logs, when they are on
+        self.log_writer: LogProcess | None = None  # durable invocation logs, when they are on
         self.missing: dict[Slot, list[str]] = {}
         self.sockets: dict[Slot, Path] = {}  # where each ready cell listens (a lock cell's routes go)
         self._lock = threading.Lock()
@@ -180,9 +181,9 @@ class CellReports(CellEvents):
         if self.reporter is not None:
             self._writes.submit(_quietly, self.reporter.counts, items)
 
-    def cell_logs(self, slot: Slot, records: list[LogRecord], dropped: int) -> None:
+    def cell_logs(self, slot: Slot, data: bytes) -> None:
         if self.log_writer is not None:
-            self.log_writer.offer(records, dropped)
+            self.log_writer.offer(slot[0], slot[1], data)
 
     def installing(self, row: PublishedFunction) -> None:
         """Status and `--wait` say "installing dependencies" for this version meanwhile."""
@@ -225,9 +226,7 @@ class Supervisor:
         self._watchdog = WatchdogSettings.from_env()
         self.log_settings = LogSettings.from_env()
         if self.log_settings.enabled:
-            self.reports.log_writer = LogWriter(
-                functools.partial(_engine, settings.database_url), self.log_settings
-            )
+            self.reports.log_writer = LogProcess(settings.database_url, self.log_settings)
         # one cell per lock behind the front; a runtime alone on its port (--env) has one cell only
         self.environments = Environments()
         self.cells = CellSet(
@@ -410,12 +409,6 @@ class _Keys(dict[Slot, str]):
 
         key = self[slot] = secrets.token_urlsafe(32)
         return key
-
-
-def _engine(database_url: str) -> Any:
-    from fnstage.store.engine import make_engine
-
-    return make_engine(database_url)
 
 
 def _feed_reader(database_url: str, env: str | None) -> FeedReaderLike:

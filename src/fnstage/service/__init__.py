@@ -15,6 +15,7 @@ from fnstage.service.deployments import DEFAULT_HISTORY_LIMIT, Deployed, Deploym
 from fnstage.service.gateways import Gateways
 from fnstage.service.identity import Actor
 from fnstage.service.invocation_logs import InvocationLogReader
+from fnstage.service.invocation_stats import InvocationStats
 from fnstage.service.members import Members
 from fnstage.service.queries import Queries
 from fnstage.service.triggers import Triggers
@@ -35,6 +36,7 @@ class Services:
     triggers: Triggers
     configurations: Configurations
     webhooks: Webhooks
+    stats: InvocationStats
 
     @classmethod
     def create(
@@ -62,6 +64,7 @@ class Services:
             Triggers(store, clock),
             Configurations(store, keyring),
             Webhooks(store),
+            InvocationStats(store, queries),
         )
 
 

@@ -181,3 +181,17 @@ def read_lines(text: str | None) -> list[str]:
     if not isinstance(lines, list):
         return ["(these lines could not be read: not a list)"]
     return [line if isinstance(line, str) else json.dumps(line) for line in lines]
+
+
+def samples(engine: Engine, gateway: str, name: str, since: float) -> list[tuple[float, int, int, float]]:
+    """(started_at, version, status, duration_ms) of one function's invocations since `since`, oldest
+    first: what its charts are computed from."""
+    query = (
+        select(_LOGS.c.started_at, _LOGS.c.version, _LOGS.c.status, _LOGS.c.duration_ms)
+        .where(_LOGS.c.gateway_id == gateway, _LOGS.c.name == name, _LOGS.c.started_at >= since)
+        .order_by(_LOGS.c.id)
+    )
+    with engine.connect() as conn:
+        conn.execution_options(**read_options(engine))
+        with conn.begin():
+            return [(float(r[0]), int(r[1]), int(r[2]), float(r[3])) for r in conn.execute(query)]
