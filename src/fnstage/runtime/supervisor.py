@@ -39,7 +39,6 @@ from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.log_format import configure, fields
 from fnstage.runtime.log_process import LogProcess
 from fnstage.runtime.log_writer import LogSettings
-from fnstage.runtime.metrics import RuntimeMetrics, serve_metrics
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
 from fnstage.runtime.zygote import Zygote
