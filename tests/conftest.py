@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-import pg
 from fnstage.service import Actor, Services
 from fnstage.store.engine import sqlite_url
 from fnstage.store.store import Store
 from fnstage.testing import wheelhouse
+from support import pg
+from support.functions import hello_files  # noqa: F401  (for branches written before tests/support/)
 
 # No test resolves or installs dependencies from the internet: uv sees no index, only a folder of small
 # wheels built for the session (`fnstage.testing.wheelhouse`: fnpkg 1.0 and 2.0, native-thing, ...),
@@ -29,13 +30,7 @@ os.environ.pop("FNSTAGE_EXTRA_INDEX_URLS", None)
 os.environ["FNSTAGE_FIND_LINKS"] = str(wheelhouse(Path(tempfile.mkdtemp(prefix="fnstage-test-wheels-"))))
 os.environ["FNSTAGE_ENVIRONMENTS_DIR"] = tempfile.mkdtemp(prefix="fnstage-test-environments-")
 
-INDEX = 'from utils import greet\n\n\nasync def main(ctx):\n    return {"message": greet(ctx.query.get("name", "world"))}\n'
-UTILS = 'def greet(name):\n    return f"Hello, {name}!"\n'
 ENGINES = ["sqlite", "postgres"]
-
-
-def hello_files(greeting: str = "Hello") -> dict[str, str]:
-    return {"index.py": INDEX, "utils.py": UTILS.replace("Hello", greeting)}
 
 
 def pytest_configure(config: pytest.Config) -> None:

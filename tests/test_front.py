@@ -38,7 +38,7 @@ from fnstage.front import (
 from fnstage.front.routes import destination
 from fnstage.runtime.router import Router
 from fnstage.testing import free_port
-from front_cells import RawCell, pattern, read_chunked, read_head
+from support.front_cells import RawCell, pattern, read_chunked, read_head
 
 TESTS = Path(__file__).resolve().parent
 
@@ -117,7 +117,7 @@ def granian_cell(*, uds: Path | None = None, port: int | None = None) -> Iterato
     """The echo app on granian (one worker), as a cell serves: on a Unix socket or a loopback port."""
     where = ["--uds", str(uds)] if uds else ["--host", "127.0.0.1", "--port", str(port)]
     command = [sys.executable, "-m", "granian", "--interface", "asgi", *where, "--workers", "1"]
-    command += ["--no-ws", "--log-level", "warning", "front_cells:echo_app"]
+    command += ["--no-ws", "--log-level", "warning", "support.front_cells:echo_app"]
     env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     process = subprocess.Popen(command, env=env, start_new_session=True)
     try:

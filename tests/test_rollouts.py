@@ -6,12 +6,12 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from conftest import hello_files
 from fnstage.service import Actor, Services
 from fnstage.store import schema as t
 from fnstage.store.records import FunctionCounts
 from fnstage.store.runtime_status import RuntimeIdentity, RuntimeReporter
 from fnstage.store.store import Store, now
+from support.functions import hello_files
 
 
 def reporter(store: Store, gateway: str | None) -> RuntimeReporter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -248,6 +249,21 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_a_cell_accepts_connections_as_soon_as_it_is_called_ready(cells: tuple[CellSet, Events]) -> None:
+    """The front routes to a cell the moment its supervisor calls it ready: a refused connection then
+    is a 503 for a client. (granian binds a Unix socket at once but listens only when its worker runs,
+    which was after the cell said ready.)"""
+    cell_set, _ = cells
+    for i in range(8):
+        slot = (f"gw{i}", "dev", "")
+        cell = cell_set.ensure(slot)
+        assert cell is not None and cell.spec.uds is not None
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(cell.spec.uds))  # at once: no retry
+            sock.sendall(b"GET /_fnstage/health HTTP/1.1\r\nHost: cell\r\nConnection: close\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
 
 
 class MoveEvents(Events):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import hello_files
 from fnstage.domain.errors import BuildFailed, Conflict, InvalidInput, NotFound, PolicyViolation, StaleVersion
 from fnstage.service import Actor, Services
 from fnstage.store.store import Store
+from support.functions import hello_files
 
 
 def published(store: Store, gateway: str, name: str) -> tuple[int, str] | None:

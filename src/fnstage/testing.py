@@ -83,8 +83,10 @@ class UpProcess:
         extra_env: dict[str, str] | None = None,
         database_url: str | None = None,
         with_runtime: bool = True,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.database_url = database_url  # None: SQLite in the data folder
+        self.extra_args = list(extra_args or [])  # more of `fnstage up`'s options
         self.with_runtime = with_runtime  # False: the control plane alone (`--no-runtime`)
         self.data_dir = root / "data"
         self.config_dir = root / "config"
@@ -105,6 +107,7 @@ class UpProcess:
             args += ["--database-url", self.database_url]
         if not self.with_runtime:
             args.append("--no-runtime")
+        args += self.extra_args
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT)

@@ -36,7 +36,10 @@ from typing import Any
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError
+from fnstage.runtime.log_format import fields
+from fnstage.runtime.metrics import RuntimeMetrics
 from fnstage.runtime.zygote import Zygote
+from fnstage.store.invocation_log import LogRecord
 from fnstage.store.records import FunctionCounts, PublishedFunction
 
 logger = logging.getLogger("fnstage.runtime")
@@ -46,6 +49,7 @@ READY_TIMEOUT_S = 30.0
 LOAD_TIMEOUT_S = 120.0  # a batch; each load in it is limited by the cell (DEFAULT_LOAD_TIMEOUT_S)
 RESTART_DELAYS_S = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
 STABLE_AFTER_S = 30.0  # a cell that lived this long starts its restart delays afresh
+MAX_PARALLEL_SLOTS = 64  # cells started and loaded at once (10 gateways x 3 environments fit)
 
 
 class CellDied(Exception):
@@ -83,8 +87,13 @@ class Cell:
         on_counts: Callable[[Cell, list[FunctionCounts]], None],
         on_exit: Callable[[Cell], None],
         on_event: Callable[[Cell, dict[str, Any]], None] = lambda cell, event: None,
+        on_logs: Callable[[Cell, list[LogRecord], int], None] = lambda cell, records, dropped: None,
+        *,
+        on_metrics: Callable[[Cell, dict[str, Any]], None] = lambda cell, message: None,
     ) -> None:
         self.spec = spec
+        self._on_logs = on_logs
+        self._on_metrics = on_metrics
         self._zygote = zygote
         self._on_counts = on_counts
         self._on_exit = on_exit
@@ -214,6 +223,12 @@ class Cell:
         elif kind == "counts":
             counts = [_counts(item, self.spec) for item in message["items"]]
             self._on_counts(self, [c for c in counts if c is not None])
+        elif kind == "logs":
+            records = _log_records(message["groups"], self.spec)
+            dropped = max(0, int(message.get("dropped") or 0))
+            self._on_logs(self, records, dropped)
+        elif kind == "metrics":
+            self._on_metrics(self, message)
 
 
 def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
@@ -229,6 +244,43 @@ def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
         int(errors),
         str(last_error)[:2000] if last_error is not None else None,
     )
+
+
+MAX_LOGGED_CHARS = 1_000_000  # of one invocation's lines as JSON (`sdk.Log` keeps 200 of 4,000)
+
+
+def _log_records(groups: Any, spec: CellSpec) -> list[LogRecord]:
+    """A cell's invocations, grouped by function: believed only for its own gateway and environment
+    (another function's group is dropped), every field converted to its type (a wrong one raises and
+    the message is ignored); strings cut to their columns' sizes. `lines` stays the JSON text the cell
+    encoded: parsing it here cost the supervisor (which also runs the front) more than the rest of its
+    work per invocation; readers parse it (`store.invocation_log.read_lines`)."""
+    out: list[LogRecord] = []
+    prefix = f"{spec.env}/"
+    for gateway, name, rows in groups:
+        if gateway != spec.gateway or not isinstance(name, str) or not name.startswith(prefix):
+            continue
+        name = name[:220]
+        for request_id, started, version, status, duration_ms, lines, error, trigger in rows:
+            if type(lines) is not str:
+                raise TypeError("lines")
+            if len(lines) > MAX_LOGGED_CHARS:
+                lines = f'["(cut: {len(lines)} characters of lines)"]'
+            out.append(
+                LogRecord(
+                    spec.gateway,
+                    name,
+                    int(version),
+                    str(request_id)[:64],
+                    float(started),
+                    int(status),
+                    float(duration_ms),
+                    lines,
+                    None if error is None else str(error)[:20_000],
+                    None if trigger is None else str(trigger)[:64],
+                )
+            )
+    return out
 
 
 def _fresh_folder(folder: Path) -> None:
@@ -251,6 +303,7 @@ class CellEvents:
 
     def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None: ...
 
+    def cell_logs(self, slot: Slot, records: list[LogRecord], dropped: int) -> None: ...
     def moved(self, gateway: str, name: str, slot: Slot, cell: Cell) -> None:
         """`name` is now live in `slot`'s cell (route it there); called before it leaves its old cell."""
 
@@ -296,6 +349,9 @@ class CellSet:
         self._stopping = False
         self.keep_empty = keep_empty  # production's one cell serves (404s) even with nothing published
         self.quarantined: dict[tuple[str, str, int, str], str] = {}  # (gateway, name, version, hash)
+        self.configs: dict[tuple[str, ...], dict[str, Any]] = {}  # (gateway, env) -> newest (decrypted)
+        self._config_seq = itertools.count(1)
+        self.metrics: RuntimeMetrics | None = None  # the supervisor's /metrics, when it keeps them
 
     # what the watcher calls (its reader thread) ---------------------------------------------------
     def slot_of(self, row: PublishedFunction) -> Slot:
@@ -321,7 +377,9 @@ class CellSet:
         if len(by_slot) == 1:
             load_slot(*next(iter(by_slot.items())))
         elif by_slot:  # cells load side by side (a cold start of many cells; a resync touching several)
-            with ThreadPoolExecutor(max_workers=min(8, len(by_slot))) as pool:
+            # a thread per cell: each only waits for its cell, which loads in its own process; with a
+            # pool of 8, a cold start of 10 cells forked and loaded the last two only after the others
+            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_SLOTS, len(by_slot))) as pool:
                 for done in [pool.submit(load_slot, slot, items) for slot, items in by_slot.items()]:
                     done.result()
         # route each function loaded to its (new) cell, then take it out of the cell it left: after
@@ -403,6 +461,24 @@ class CellSet:
     def slot_of_function(self, gateway: str, name: str) -> Slot:
         return self._where.get((gateway, name)) or (gateway, name.split("/", 1)[0], "")
 
+    def configure(self, slot: tuple[str, ...], payload: dict[str, Any]) -> None:
+        """Keep a (gateway, env)'s newest configuration and send it to that environment's cells (one per
+        lock), the only ones that ever receive it; a cell started later gets it before anything else."""
+        with self._lock:
+            # the order of delivery, not the version, says which is newer: a gateway deleted and made
+            # again starts its versions at 1, and a restarted cell may get a resend after a newer one
+            payload = {**payload, "seq": next(self._config_seq)}
+            self.configs[slot[:2]] = payload
+            cells = [s.cell for key, s in self._slots.items() if key[:2] == slot[:2] and s.cell is not None]
+        for cell in cells:
+            cell.send(("config", payload))
+
+    def _send_config(self, slot: Slot, cell: Cell) -> None:
+        with self._lock:
+            payload = self.configs.get(slot[:2])
+        if payload is not None:
+            cell.send(("config", payload))
+
     def ensure(self, slot: Slot) -> Cell | None:
         """The slot's cell, started (and ready) if it was not."""
         state = self._state(slot)
@@ -473,7 +549,15 @@ class CellSet:
                 return None
             if delay and attempt:
                 time.sleep(delay)
-            cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event)
+            cell = Cell(
+                self._make_spec(slot),
+                self._zygote,
+                self._counts,
+                self._exited,
+                self._event,
+                self._logs,
+                on_metrics=self._metrics,
+            )
             state.cell = cell
             cell.start()
             if not cell.wait_ready():
@@ -481,7 +565,15 @@ class CellSet:
                 cell.dead.wait(5.0)
                 state.last_cause = f"did not start: {describe_exit(cell.exitcode)}"
                 continue
+            self._send_config(slot, cell)
             if self._reload(slot, state, cell):
+                logger.info(
+                    "runtime: cell %s started (pid %s) with %d function(s)",
+                    slot_key(slot),
+                    cell.pid,
+                    len(state.live),
+                    extra=fields(event="cell_started", gateway=slot[0], env=slot[1], pid=cell.pid),
+                )
                 self.events.ready(slot, cell)
                 return cell
         logger.error("cell %s cannot start: %s", slot_key(slot), state.last_cause)
@@ -513,11 +605,20 @@ class CellSet:
             finally:
                 probe.stop()
         # the survivors, together, in a fresh cell
-        cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event)
+        cell = Cell(
+            self._make_spec(slot),
+            self._zygote,
+            self._counts,
+            self._exited,
+            self._event,
+            self._logs,
+            on_metrics=self._metrics,
+        )
         state.cell = cell
         cell.start()
         if not cell.wait_ready():
             return False
+        self._send_config(slot, cell)
         try:
             cell.load(list(state.live.values()))
         except CellDied:
@@ -567,8 +668,19 @@ class CellSet:
             return LoadError(cause)
 
     def _quarantine(self, row: PublishedFunction, cause: str) -> None:
-        logger.error("runtime: %s/%s v%d quarantined: %s", row.gateway, row.name, row.version, cause)
+        logger.error(
+            "runtime: %s v%d quarantined (gateway %s): %s",
+            row.name,
+            row.version,
+            row.gateway,
+            cause,
+            extra=fields(
+                event="quarantined", gateway=row.gateway, name=row.name, version=row.version, cause=cause
+            ),
+        )
         self.quarantined[(row.gateway, row.name, row.version, row.bundle_hash)] = cause
+        if self.metrics is not None:
+            self.metrics.quarantined(row.gateway, row.name)
 
     def _result(self, state: _SlotState, row: PublishedFunction, answer: Any) -> LiveVersion | LoadError:
         if not isinstance(answer, dict) or not answer.get("ok"):
@@ -591,6 +703,18 @@ class CellSet:
         if items:
             self.events.cell_counts(cell.spec.slot, items)
 
+    @staticmethod
+    def _slot_of(cell: Cell) -> Slot:
+        return (cell.spec.gateway, cell.spec.env, cell.spec.lock)
+
+    def _logs(self, cell: Cell, records: list[LogRecord], dropped: int) -> None:
+        if records or dropped:
+            self.events.cell_logs(self._slot_of(cell), records, dropped)
+
+    def _metrics(self, cell: Cell, message: dict[str, Any]) -> None:
+        if self.metrics is not None:
+            self.metrics.add_cell(self._slot_of(cell), message["rows"], message["in_flight"])
+
     def _exited(self, cell: Cell) -> None:
         """A cell's channel closed: a stop we asked for, or a death to recover from."""
         slot = cell.spec.slot
@@ -600,7 +724,13 @@ class CellSet:
         cause = describe_exit(cell.exitcode)
         state.deaths += 1
         state.last_cause = cause
-        logger.warning("runtime: cell %s %s; restarting it", slot_key(slot), cause)
+        logger.warning(
+            "runtime: cell %s (pid %s) %s; restarting it",
+            slot_key(slot),
+            cell.pid,
+            cause,
+            extra=fields(event="cell_exited", gateway=slot[0], env=slot[1], pid=cell.pid, cause=cause),
+        )
         self.events.restarting(slot, cause)
         threading.Thread(target=self._restart, args=(slot, state, cell), daemon=True).start()
 
@@ -609,6 +739,8 @@ class CellSet:
             if state.cell is not dead:  # a load already brought it back
                 return
             state.restarts += 1
+            if self.metrics is not None:
+                self.metrics.cell_restarted(slot)
             if time.monotonic() - dead.started_at < STABLE_AFTER_S:
                 time.sleep(min(5.0, 0.1 * 2 ** min(state.deaths, 6)))
             self._start(slot, state)
@@ -617,6 +749,13 @@ class CellSet:
         cell, state.cell = state.cell, None
         if cell is not None:
             cell.stop()
+            logger.info(
+                "runtime: cell %s stopped",
+                slot_key(slot),
+                extra=fields(event="cell_stopped", gateway=slot[0], env=slot[1], pid=cell.pid),
+            )
+            if self.metrics is not None:
+                self.metrics.forget_cell(slot)
             shutil.rmtree(cell.spec.temp_dir, ignore_errors=True)
             self.events.stopped(slot)
 

@@ -24,14 +24,14 @@ from fnstage.domain.policy import (
     needs_note_and_greater_semver,
 )
 from fnstage.domain.versions import INITIAL_SEMVER, parse_semver, read_semver
+from fnstage.service.configuration import Configurations
 from fnstage.service.identity import Actor
-from fnstage.service.metadata import Metadata, merge
+from fnstage.service.metadata import Metadata, check_config, merge
 from fnstage.service.rollouts import rollout
 from fnstage.store.records import FunctionRecord, GatewayRecord, HistoryRecord
 from fnstage.store.store import Store, Tx, now
 
 DEFAULT_HISTORY_LIMIT = 30
-MAX_CHANGELOG = 2000
 
 Builder = Callable[[Mapping[str, str], str, Iterable[str]], Bundle]
 
@@ -132,6 +132,13 @@ class Deployments:
         changelog = check_note(changelog, required=False, field="changelog")
         if expected_version is not None and (not isinstance(expected_version, int) or expected_version < 0):
             raise InvalidInput("expected_version must be a whole number >= 0", field="expected_version")
+        if config:
+            check_config(config)
+            raise InvalidInput(
+                "config is set per environment now, not with the code: fnstage config set dev KEY=VALUE "
+                "(or PATCH /gateways/GW/config/dev)",
+                field="config",
+            )
         bundle, pins = self._build(gateway, files, entrypoint)
         with self.store.write() as tx:
             gw, current, latest = self._lock_target(tx, gateway, fname)
@@ -279,9 +286,19 @@ class Deployments:
                 meta = _metadata(current) if current else Metadata()
                 source_semver, source_version, source_history = entry.semver, entry.version, entry.id
                 kind = "rollback" if is_rollback else "release"
-            if current is not None:  # an environment keeps its own settings
-                meta = Metadata(
-                    meta.methods, meta.description, meta.tags, dict(current.config), meta.timeout_s
+            # configuration belongs to its environment (`service.configuration`): never carried
+            meta = Metadata(meta.methods, meta.description, meta.tags, {}, meta.timeout_s)
+            assert code is not None
+            missing = Configurations.missing_for_release(
+                tx, gateway, target, base, dict(code.files), code.entrypoint
+            )
+            if missing:
+                raise Conflict(
+                    f"{fname} needs what {target} does not have: {', '.join(missing)}. Set them first "
+                    f"(fnstage config set {target} KEY=VALUE, fnstage secret set {target} KEY)",
+                    field="target",
+                    code="missing_configuration",
+                    details={"missing": missing, "env": target},
                 )
             if note is None:
                 note = f"Deployed from {source_env} to {target} (version: {source_semver})"

@@ -18,7 +18,8 @@ from fnstage.store.store import Tx, now
 # Runtimes heartbeat every 3 s. FNSTAGE_SILENT_AFTER_S (read by the API process at start) shortens this
 # for tests that stop a runtime; production has no reason to change it.
 SILENT_AFTER = timedelta(seconds=float(os.environ.get("FNSTAGE_SILENT_AFTER_S") or 10))
-FORGOTTEN_AFTER = timedelta(hours=1)  # a runtime silent this long is no longer listed
+# A runtime silent this long is no longer listed, and the control plane deletes it (runtime_reaper).
+FORGOTTEN_AFTER = timedelta(seconds=float(os.environ.get("FNSTAGE_FORGET_RUNTIMES_AFTER_S") or 900))
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,19 @@ class PublishedFunction:
     timeout_s: float = 30.0
     lock_hash: str | None = None
     lock: str | None = None
+    published_at: str | None = None  # the commit's time as the store's text (`published_time` parses it)
+
+
+def published_time(row: PublishedFunction) -> float | None:
+    """When `row` was committed, in epoch seconds (the store's clock); None if unknown or unreadable.
+    A naive time is UTC, as everything fnstage stores."""
+    if row.published_at is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(row.published_at)
+    except ValueError:
+        return None
+    return utc(moment).timestamp()
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from sqlalchemy.dialects import postgresql
 
 from fnstage.build.bundle import sha256_text
 from fnstage.store import schema as t
+from fnstage.store import webhooks
 from fnstage.store.engine import (
     FEED_CHANNEL,
     make_engine,
@@ -510,7 +511,9 @@ class Tx:
     def insert_history(self, values: dict[str, Any]) -> HistoryRecord:
         result = self.conn.execute(_INSERT_HISTORY, values)
         assert result.inserted_primary_key is not None
-        return HistoryRecord(id=int(result.inserted_primary_key[0]), **values)
+        record = HistoryRecord(id=int(result.inserted_primary_key[0]), **values)
+        webhooks.history_event(self.conn, record)  # the deploy webhooks' outbox, in this transaction
+        return record
 
     def get_history(self, gateway_id: str, history_id: int) -> HistoryRecord | None:
         row = self.conn.execute(
