@@ -107,13 +107,28 @@ class Traffic:
         self._thread.join(30)
 
 
-def release(cli: Cli, src: Path, code: str, semver: str, *, ok: bool = True) -> str:
-    """dev -> staging -> prod, as a team releases; returns what the prod promotion printed."""
+def release(cli: Cli, src: Path, code: str, semver: str, *, ok: bool = True, force: bool = False) -> str:
+    """dev -> staging -> prod, as a team releases; returns what the prod promotion printed. `force`:
+    past the promotion gate (a version that failed to load on a runtime is refused without it)."""
     write(src, {"index.py": code % semver})
-    cli.run("push", str(src), "dev/shop/pay")
-    cli.run("promote", "dev/shop/pay", "--to", "staging", "--semver", f"{semver}-rc.1", "--note", "QA")
+    cli.run("push", str(src), "dev/shop/pay", "--wait", ok=not force)
+    forced = ["--force"] if force else []
+    note = ["--note", "QA", *forced]
+    cli.run(
+        "promote", "dev/shop/pay", "--to", "staging", "--semver", f"{semver}-rc.1", *note, "--wait", ok=ok
+    )
     result = cli.run(
-        "promote", "staging/shop/pay", "--to", "prod", "--semver", semver, "--note", "ship", "--wait", ok=ok
+        "promote",
+        "staging/shop/pay",
+        "--to",
+        "prod",
+        "--semver",
+        semver,
+        "--note",
+        "ship",
+        *forced,
+        "--wait",
+        ok=ok,
     )
     return result.stdout + result.stderr
 
@@ -131,7 +146,22 @@ def test_a_release_failing_at_load_on_one_host_keeps_the_previous_release_there_
     src = tmp_path / "pay"
     assert "3/3" in release(cli, src, GOOD, "1.0.0")
     with Traffic(runtimes) as traffic:
-        out = release(cli, src, FAILS_AT_LOAD, "1.0.1", ok=False)
+        # the promotion gate refuses a version that failed to load on one host of three ...
+        write(src, {"index.py": FAILS_AT_LOAD % "1.0.1"})
+        cli.run("push", str(src), "dev/shop/pay", "--wait", ok=False)
+        cli.refused(
+            "promote",
+            "dev/shop/pay",
+            "--to",
+            "staging",
+            "--semver",
+            "1.0.1-rc.1",
+            "-m",
+            "QA",
+            says="dev/shop/pay v2 failed to load on 1/3: RuntimeError",
+        )
+        # ... and a team that forces it past the gate gets the bad release to prod
+        out = release(cli, src, FAILS_AT_LOAD, "1.0.1", ok=False, force=True)
         assert "failed" in out and "no settings file on this host" in out, out
         assert served(runtimes[0]) == (200, "1.0.0")  # the bad host keeps the previous release
         assert all(served(r) == (200, "1.0.1") for r in runtimes[1:])

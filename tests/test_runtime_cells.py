@@ -252,6 +252,11 @@ def test_a_function_moves_to_its_locks_cell_and_the_cell_it_left_stops(
         assert events.moves[-1] == ("dev/f", two) and cell_set.slot_of_function("demo", "dev/f") == two
         assert get(cell_set, two, "/f").json() == {"version": 2}
         assert get(cell_set, one, "/g").json() == {"version": 7}  # still in the 1.0 lock's cell
+        # the old cell keeps it a moment, for requests routed there just before the move
+        assert "dev/f" in cell_set.live_names(one) and get(cell_set, one, "/f").json() == {"version": 1}
+        deadline = time.monotonic() + 10
+        while "dev/f" in cell_set.live_names(one) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert cell_set.live_names(one) == ["dev/g"] and cell_set.live_names(two) == ["dev/f"]
         cells = {c["lock"]: c["pid"] for c in cell_set.status()}
         assert cells[one[2]] == first_pid and cells[two[2]] != first_pid  # two processes

@@ -139,6 +139,8 @@ def gateway_card(gateway: Mapping[str, Any], now: datetime | None = None) -> Pan
     grid.add_row("history limit", _text(gateway.get("history_limit"), "server default"))
     dependencies = gateway.get("dependencies") or []
     grid.add_row("dependencies", "\n".join(dependencies) if dependencies else "none")
+    if gateway.get("lock_hash"):
+        grid.add_row("lock", str(gateway["lock_hash"])[:12])
     grid.add_row(
         "created", f"{relative_time(gateway.get('created_at'), now)} by {_text(gateway.get('created_by'))}"
     )

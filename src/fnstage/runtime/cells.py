@@ -50,6 +50,7 @@ READY_TIMEOUT_S = 30.0
 LOAD_TIMEOUT_S = 120.0  # a batch; each load in it is limited by the cell (DEFAULT_LOAD_TIMEOUT_S)
 RESTART_DELAYS_S = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
 STABLE_AFTER_S = 30.0  # a cell that lived this long starts its restart delays afresh
+MOVE_GRACE_S = 2.0  # a function that moved to another lock's cell leaves its old cell this much later
 MAX_PARALLEL_SLOTS = 64  # cells started and loaded at once (10 gateways x 3 environments fit)
 
 
@@ -396,7 +397,16 @@ class CellSet:
             self.events.moved(row.gateway, row.name, slot, cell)
         self._where[key] = slot
         if old is not None and old != slot:
-            self._remove_from(old, row.gateway, row.name, None)
+            # not at once: a request the front routed to the old cell just before the route changed is
+            # still on its way there, and must find the function (its old version) when it arrives
+            timer = threading.Timer(MOVE_GRACE_S, self._left, args=(old, row.gateway, row.name))
+            timer.daemon = True
+            timer.start()
+
+    def _left(self, old: Slot, gateway: str, name: str) -> None:
+        """Take a moved function out of the cell it left, unless it has moved back there since."""
+        if self._where.get((gateway, name)) != old and not self._stopping:
+            self._remove_from(old, gateway, name, None)
 
     def remove(self, gateway: str, name: str, version: int | None = None) -> None:
         """Unload `name` from its cell; a removal older than the version live there is ignored (the
