@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from fnstage.api import serialize
 from fnstage.api.auth import current_actor
@@ -18,6 +18,7 @@ from fnstage.api.schemas import (
     GatewayId,
     Save,
 )
+from fnstage.api.version_urls import with_url
 from fnstage.service import Actor, Services
 
 router = APIRouter(tags=["functions"])
@@ -62,6 +63,7 @@ def save_function(
     env: EnvironmentName,
     base: FunctionBase,
     body: Save,
+    request: Request,
     response: Response,
     actor: Actor = Depends(current_actor),
     svc: Services = Depends(services),
@@ -85,7 +87,7 @@ def save_function(
         response.status_code = 201
     return {
         "function": serialize.function(deployed.function),
-        "history": serialize.entry(deployed.history) if deployed.history else None,
+        "history": with_url(request, serialize.entry(deployed.history)) if deployed.history else None,
         "changed": deployed.changed,
     }
 
@@ -107,6 +109,7 @@ def history(
     gateway: GatewayId,
     env: EnvironmentName,
     base: FunctionBase,
+    request: Request,
     limit: int = Query(default=30, ge=1, le=200),
     before: int | None = Query(default=None, ge=1, le=MAX_ID),
     _: Actor = Depends(current_actor),
@@ -114,7 +117,7 @@ def history(
 ) -> dict[str, Any]:
     entries = svc.queries.history(gateway, f"{env}/{base}", limit=limit, before=before)
     next_before = entries[-1].id if len(entries) == limit else None
-    return {"entries": [serialize.entry(e) for e in entries], "next_before": next_before}
+    return {"entries": [with_url(request, serialize.entry(e)) for e in entries], "next_before": next_before}
 
 
 @router.get("/gateways/{gateway}/history-entries/{history_id}")

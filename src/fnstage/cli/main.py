@@ -563,6 +563,9 @@ def push(
                 f"{fn}: version {current.get('version')} -> {function.get('version')} "
                 f"({_plural(len(files), 'file')}, {changes.count} changed)"
             )
+        url = (result.get("history") or {}).get("url")
+        if url:
+            render.say(f"this version answers at {url}", style="dim")
         if wait:
             wait_until_live(api, gw, function, wait_timeout)
 

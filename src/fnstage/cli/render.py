@@ -185,9 +185,12 @@ def history_table(entries: Sequence[Mapping[str, Any]], now: datetime | None = N
     table.add_column("when")
     table.add_column("who")
     table.add_column("changelog", overflow="fold")
+    with_urls = any(entry.get("url") for entry in entries)
+    if with_urls:  # each version's own URL (issue 14), when the control plane knows the runtime's
+        table.add_column("url", overflow="fold")
     for entry in entries:
         kind = _text(entry.get("kind"))
-        table.add_row(
+        cells: list[str | Text] = [
             f"#{_text(entry.get('id'))}",
             _text(entry.get("version")),
             _text(entry.get("semver")),
@@ -195,7 +198,10 @@ def history_table(entries: Sequence[Mapping[str, Any]], now: datetime | None = N
             relative_time(entry.get("created_at"), now),
             _text(entry.get("actor")),
             _text(entry.get("changelog"), ""),
-        )
+        ]
+        if with_urls:
+            cells.append(_text(entry.get("url"), ""))
+        table.add_row(*cells)
     return table
 
 

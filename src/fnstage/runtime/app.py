@@ -29,8 +29,10 @@ from urllib.parse import parse_qsl
 
 from fnstage.http_body import BodyTooLarge, ClientGone, read_body
 from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invoke
+from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
-from fnstage.runtime.router import Router
+from fnstage.runtime.router import Route, Router
+from fnstage.runtime.versions import ExtraVersions, VersionUnavailable
 from fnstage.sdk import TriggerInfo
 
 Scope = MutableMapping[str, Any]
@@ -72,8 +74,10 @@ class RuntimeApp:
         watchdog: BackgroundService | None = None,
         body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
         max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        versions: ExtraVersions | None = None,
     ) -> None:
         self.registry = registry
+        self.versions = versions  # version URLs: versions of the history beside the live ones
         self.watchdog = watchdog  # runtime.watchdog: runaway functions, stalled loop, memory limit
         self.router = router or Router()
         self.watcher = watcher
@@ -143,10 +147,14 @@ class RuntimeApp:
             await _send(send, 431, headers, error_body("too_large", message, request_id), request_id)
             return
         route = self.router.route(host, path)
-        live = self.registry.get(*route) if route is not None else None
+        live = self.registry.get(route.gateway, route.name) if route is not None else None
         if live is None:
             await self._no_function(send, route, host, path, request_id)
             return
+        if route is not None and route.version is not None and route.version != live.version:
+            live = await self._other_version(send, route, request_id)
+            if live is None:
+                return
         method: str = scope["method"]
         head = False
         if method not in live.methods:
@@ -200,14 +208,28 @@ class RuntimeApp:
         headers.append((b"x-fnstage-version", str(live.version).encode()))
         await _send(send, outcome.status, headers, outcome.body, request_id, head=head)
 
+    async def _other_version(self, send: Send, route: Route, request_id: str) -> LiveVersion | None:
+        """A version URL's version, loaded beside the live one; None once the error is answered."""
+        assert route.version is not None
+        if self.versions is None:
+            status, message = 404, "this runtime serves only the live versions (no version URLs)"
+        else:
+            try:
+                return await self.versions.get(route.gateway, route.name, route.version)
+            except VersionUnavailable as exc:
+                status, message = exc.status, exc.message
+        code = "not_found" if status == 404 else "unavailable"
+        await _send(send, status, _JSON_HEADERS, error_body(code, message, request_id), request_id)
+        return None
+
     async def _no_function(
-        self, send: Send, route: tuple[str, str] | None, host: str | None, path: str, request_id: str
+        self, send: Send, route: Route | tuple[str, str] | None, host: str | None, path: str, request_id: str
     ) -> None:
         if route is None:
             body = error_body("not_found", f"no function is served at {host or ''}{path}", request_id)
             await _send(send, 404, _JSON_HEADERS, body, request_id)
             return
-        gateway, name = route
+        gateway, name = route[0], route[1]
         failure = self.registry.failure(gateway, name)
         if failure is not None:
             message = f"{name} version {failure.version} failed to load: {failure.summary}"
@@ -326,6 +348,7 @@ class RuntimeApp:
                 for v in self.registry.live_versions()
             ],
             "load_failures": [asdict(f) for f in self.registry.failures()],
+            "versions": self.versions.status() if self.versions is not None else None,
             "watcher": self.watcher.status() if self.watcher is not None else None,
             "watchdog": self.watchdog.status() if self.watchdog is not None else None,
         }

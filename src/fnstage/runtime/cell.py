@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import itertools
 import logging
 import os
 import threading
@@ -28,6 +29,7 @@ from fnstage.runtime.invoker import InvocationLogs
 from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_rows
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
+from fnstage.runtime.versions import ExtraVersions, VersionUnavailable
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
 from fnstage.runtime.zygote import passed_to_cells
 from fnstage.store.records import PublishedFunction
@@ -136,6 +138,7 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
         logs=logs,
         max_body_bytes=spec.max_body_bytes,
         internal_token=spec.control_key,
+        versions=link.versions,
     )
     where: dict[str, Any] = {"uds": spec.uds} if spec.uds is not None else {"port": spec.port}
     server = Server(
@@ -177,6 +180,9 @@ class SupervisorLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counts_task: asyncio.Task[None] | None = None
         self.loads = 0
+        self.versions = ExtraVersions(self.fetch_version)
+        self._wanted: dict[int, asyncio.Future[LiveVersion]] = {}
+        self._wants = itertools.count(1)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -198,6 +204,45 @@ class SupervisorLink:
         with contextlib.suppress(ChannelClosed):
             self.channel.send({"t": "event", "event": event})
 
+    async def fetch_version(self, gateway: str, name: str, version: int) -> LiveVersion:
+        """Ask the supervisor for a version of the history (a version URL); it answers with a row to
+        load, which the reading thread loads, or why there is none."""
+        assert self._loop is not None
+        want = next(self._wants)
+        waiting: asyncio.Future[LiveVersion] = self._loop.create_future()
+        self._wanted[want] = waiting
+        try:
+            self.channel.send({"t": "want", "id": want, "gateway": gateway, "name": name, "version": version})
+            return await waiting
+        except ChannelClosed:
+            raise VersionUnavailable(503, "the runtime is stopping") from None
+        finally:
+            self._wanted.pop(want, None)
+
+    def _version(self, want: int, row: PublishedFunction | None, why: str | None, status: int) -> None:
+        """The supervisor's answer to a `want`: load the row here (this thread), hand the result over."""
+        result: LiveVersion | VersionUnavailable
+        if row is None:
+            result = VersionUnavailable(status, why or "no such version")
+        else:
+            loaded = load_rows([row], self.load_timeout_s)[0]
+            if isinstance(loaded, LiveVersion):
+                result = loaded
+            else:
+                message = f"version {row.version} of {row.name} failed to load: {loaded.summary}"
+                result = VersionUnavailable(503, message)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._settle, want, result)
+
+    def _settle(self, want: int, result: LiveVersion | VersionUnavailable) -> None:
+        waiting = self._wanted.get(want)
+        if waiting is None or waiting.done():
+            return
+        if isinstance(result, LiveVersion):
+            waiting.set_result(result)
+        else:
+            waiting.set_exception(result)
+
     def _read(self) -> None:
         while True:
             try:
@@ -211,6 +256,11 @@ class SupervisorLink:
                 for gateway, name, version in message[1]:
                     if self.registry.remove(gateway, name, version):
                         self.logs.forget(gateway, name)
+                        if self._loop is not None:
+                            self._loop.call_soon_threadsafe(self.versions.forget, gateway, name)
+            elif kind == "version":
+                _, want, row, why, status = message
+                self._version(want, row, why, status)
             elif kind == "fail":
                 _, gateway, name, version, summary = message
                 self.registry.record_failure(gateway, name, version, LoadError(summary))

@@ -95,6 +95,8 @@ class Cell:
         self._channel: SupervisorEnd | None = None
         self._exited = threading.Event()
         self.stopping = False
+        # a version URL's version asked for by the cell: (cell, want id, gateway, name, version)
+        self.on_want: Callable[[Cell, int, str, str, int], None] | None = None
 
     def start(self) -> None:
         _fresh_folder(self.spec.temp_dir)
@@ -208,6 +210,19 @@ class Cell:
         elif kind == "counts":
             counts = [_counts(item, self.spec) for item in message["items"]]
             self._on_counts(self, [c for c in counts if c is not None])
+        elif kind == "want":
+            want, gateway, name, version = (
+                int(message["id"]),
+                str(message["gateway"]),
+                str(message["name"]),
+                int(message["version"]),
+            )
+            if gateway != self.spec.gateway or not name.startswith(f"{self.spec.env}/") or version < 1:
+                self.send(("version", want, None, f"{gateway}/{name} is not served by this cell", 404))
+            elif self.on_want is None:
+                self.send(("version", want, None, "this runtime serves no version URLs", 404))
+            else:
+                self.on_want(self, want, gateway, name, version)
 
 
 def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
@@ -277,6 +292,8 @@ class CellSet:
         self._stopping = False
         self.keep_empty = keep_empty  # production's one cell serves (404s) even with nothing published
         self.quarantined: dict[tuple[str, str, int, str], str] = {}  # (gateway, name, version, hash)
+        self.version_source: Any = None  # runtime.version_source.VersionSource: what version URLs run
+        self._fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fnstage-versions")
 
     # what the watcher calls (its reader thread) ---------------------------------------------------
     def load(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
@@ -386,7 +403,7 @@ class CellSet:
                 return None
             if delay and attempt:
                 time.sleep(delay)
-            cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event)
+            cell = self._new_cell(slot)
             state.cell = cell
             cell.start()
             if not cell.wait_ready():
@@ -426,7 +443,7 @@ class CellSet:
             finally:
                 probe.stop()
         # the survivors, together, in a fresh cell
-        cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event)
+        cell = self._new_cell(slot)
         state.cell = cell
         cell.start()
         if not cell.wait_ready():
@@ -491,6 +508,19 @@ class CellSet:
         state.live[row.name] = row
         return _mirror(row, float(answer.get("load_ms") or 0.0))
 
+    def _new_cell(self, slot: Slot) -> Cell:
+        cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event)
+        cell.on_want = self._want
+        return cell
+
+    def _want(self, cell: Cell, want: int, gateway: str, name: str, version: int) -> None:
+        """A cell asks for a version of the history (a version URL): read it on a thread of ours."""
+        source = self.version_source
+        if source is None:
+            cell.send(("version", want, None, "this runtime serves no version URLs", 404))
+            return
+        self._fetcher.submit(_logged_fetch, source, cell, want, gateway, name, version)
+
     def _event(self, cell: Cell, event: dict[str, Any]) -> None:
         state = self._slots.get((cell.spec.gateway, cell.spec.env))
         if state is not None:
@@ -532,6 +562,21 @@ class CellSet:
             cell.stop()
             shutil.rmtree(cell.spec.temp_dir, ignore_errors=True)
             self.events.stopped(slot)
+
+
+def _logged_fetch(source: Any, cell: Cell, want: int, gateway: str, name: str, version: int) -> None:
+    """Read the version for the cell and send it; never leave the cell's request waiting unanswered."""
+    from fnstage.runtime.version_source import VersionNotFound
+
+    try:
+        row = source.row(gateway, name, version)
+    except VersionNotFound as exc:
+        cell.send(("version", want, None, str(exc), 404))
+    except Exception as exc:
+        logger.warning("runtime: reading version %d of %s/%s failed", version, gateway, name, exc_info=True)
+        cell.send(("version", want, None, f"version {version} of {name} could not be read: {exc}", 503))
+    else:
+        cell.send(("version", want, row, None, 200))
 
 
 def _mirror(row: PublishedFunction, load_ms: float) -> LiveVersion:

@@ -35,6 +35,7 @@ from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
+from fnstage.runtime.version_source import VersionSource
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
 from fnstage.runtime.zygote import Zygote
 from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
@@ -188,6 +189,8 @@ class Supervisor:
         self._watchdog = WatchdogSettings.from_env()
         self.cells = CellSet(self._spec, self.reports, zygote, keep_empty=settings.env is not None)
         self.registry = MirrorRegistry(self.cells)
+        self.versions = VersionSource(settings.database_url)  # what version URLs run (history entries)
+        self.cells.version_source = self.versions
         reader = functools.partial(_feed_reader, settings.database_url, settings.env)
         self.watcher = Watcher(
             self.registry,
@@ -282,6 +285,7 @@ class Supervisor:
                     await front.close()
             await self.watcher.stop()
             await loop.run_in_executor(None, self.cells.stop_all)
+            self.versions.close()
             shutil.rmtree(self.folder, ignore_errors=True)
 
 

@@ -6,7 +6,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fnstage.domain.dependencies import check_requirements
 from fnstage.domain.errors import Conflict, InvalidInput, NotFound
-from fnstage.domain.names import check_gateway_id
+from fnstage.domain.names import check_gateway_id, check_new_gateway_id
 from fnstage.service.identity import Actor
 from fnstage.service.roles import OWNER
 from fnstage.store import access
@@ -21,7 +21,7 @@ class Gateways:
         self.store = store
 
     def create(self, actor: Actor, gateway_id: str, allow_dev_to_prod: bool = False) -> GatewayRecord:
-        check_gateway_id(gateway_id, field="id")
+        check_new_gateway_id(gateway_id, field="id")
         try:
             with self.store.write() as tx:
                 if tx.get_gateway(gateway_id):
