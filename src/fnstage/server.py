@@ -24,6 +24,7 @@ from fnstage.api.app import create_app
 from fnstage.api.serving import api_server
 from fnstage.ports import check_ports_free
 from fnstage.service import Services
+from fnstage.service.canaries import CanaryJudge
 from fnstage.service.clock import CLOCK_FILE_VARIABLE, clock_from_env
 from fnstage.service.identity import bootstrap_admin
 from fnstage.service.scheduler import DEFAULT_CATCH_UP, DEFAULT_POLL_S, Scheduler
@@ -85,6 +86,8 @@ def serve_up(
     api = api_server(app, host, port)  # with limits on slow and oversized clients
     poll_s = float(os.environ.get("FNSTAGE_SCHEDULER_POLL_S") or DEFAULT_POLL_S)
     scheduler = Scheduler(store, clock, catch_up=catch_up, poll_s=poll_s)
+    # canary releases are judged here, once per decision whatever the number of control planes
+    judge = CanaryJudge(services.canaries, poll_s=float(os.environ.get("FNSTAGE_CANARY_POLL_S") or 1.0))
     console.print(f"fnstage API and console: {api_url}  (data: {data_dir.resolve()})")
     runtime = None
     if with_runtime:
@@ -97,9 +100,11 @@ def serve_up(
     else:
         console.print("No runtime here: start `fnstage runtime --database-url ... --gateway GW` processes.")
     scheduler.start()
+    judge.start()
     try:
         api.run()
     finally:
+        judge.stop()
         scheduler.stop()
         if runtime is not None:
             runtime.stop()

@@ -32,6 +32,7 @@ from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invok
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Route, Router
+from fnstage.runtime.split import Split, SplitKey, SplitStats, client_key, to_canary
 from fnstage.runtime.versions import ExtraVersions, VersionUnavailable
 from fnstage.sdk import TriggerInfo
 
@@ -78,6 +79,8 @@ class RuntimeApp:
     ) -> None:
         self.registry = registry
         self.versions = versions  # version URLs: versions of the history beside the live ones
+        self.splits: dict[SplitKey, Split] = {}  # canary releases running here (`runtime.split`)
+        self.split_stats = SplitStats()
         self.watchdog = watchdog  # runtime.watchdog: runaway functions, stalled loop, memory limit
         self.router = router or Router()
         self.watcher = watcher
@@ -151,10 +154,22 @@ class RuntimeApp:
         if live is None:
             await self._no_function(send, route, host, path, request_id)
             return
-        if route is not None and route.version is not None and route.version != live.version:
-            live = await self._other_version(send, route, request_id)
-            if live is None:
-                return
+        counted = True  # the live version's request: its counts are the environment's status
+        split = self.splits.get((live.gateway, live.name)) if self.splits else None
+        if route is not None and route.version is not None:
+            split = None  # a version URL names its version: never split
+            if route.version != live.version:
+                counted = False
+                live = await self._other_version(send, route, request_id)
+                if live is None:
+                    return
+        elif split is not None and split.stable == live.version:
+            if to_canary(split, client_key(scope["headers"])):
+                canary = await self._canary(split, live)
+                if canary is not None:
+                    live, counted = canary, False
+        else:
+            split = None
         method: str = scope["method"]
         head = False
         if method not in live.methods:
@@ -192,6 +207,7 @@ class RuntimeApp:
             return
         except ClientGone:
             return
+        started = time.perf_counter() if split is not None else 0.0
         outcome = await invoke(
             live,
             method=method,
@@ -203,10 +219,33 @@ class RuntimeApp:
             executor=self.executor,
             logs=self.logs,
             deadlines=self.deadlines,
+            count=counted,
         )
+        if split is not None:
+            ms = (time.perf_counter() - started) * 1000
+            self.split_stats.record(live.gateway, live.name, live.version, outcome.error is not None, ms)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
         headers.append((b"x-fnstage-version", str(live.version).encode()))
         await _send(send, outcome.status, headers, outcome.body, request_id, head=head)
+
+    async def _canary(self, split: Split, stable: LiveVersion) -> LiveVersion | None:
+        """The canary's version for a request the split sent to it; None (the stable version serves,
+        and the canary is charged a failure) when it cannot be loaded."""
+        if self.versions is None:
+            return None
+        canary = self.versions.cached(stable.gateway, stable.name, split.canary)
+        if canary is not None:
+            return canary
+        try:
+            return await self.versions.get(stable.gateway, stable.name, split.canary)
+        except VersionUnavailable:
+            self.split_stats.record(stable.gateway, stable.name, split.canary, True, 0.0)
+            return None
+
+    def set_splits(self, splits: dict[SplitKey, Split]) -> None:
+        """The canaries now running here, as the supervisor says (on the event loop)."""
+        self.splits = splits
+        self.split_stats.keep_only(splits)
 
     async def _other_version(self, send: Send, route: Route, request_id: str) -> LiveVersion | None:
         """A version URL's version, loaded beside the live one; None once the error is answered."""

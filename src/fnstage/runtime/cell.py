@@ -29,6 +29,7 @@ from fnstage.runtime.invoker import InvocationLogs
 from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_rows
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
+from fnstage.runtime.split import Split
 from fnstage.runtime.versions import ExtraVersions, VersionUnavailable
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
 from fnstage.runtime.zygote import passed_to_cells
@@ -37,6 +38,7 @@ from fnstage.store.records import PublishedFunction
 logger = logging.getLogger("fnstage.runtime")
 
 COUNTS_INTERVAL_S = 3.0
+SPLIT_COUNTS_INTERVAL_S = 1.0
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -153,6 +155,7 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
         log_access=False,
     )
     link.stop_server = server.stop
+    link.app = app
     await server.serve()
 
 
@@ -177,6 +180,7 @@ class SupervisorLink:
         self.sandbox = sandbox
         self.load_timeout_s = load_timeout_s
         self.stop_server: Any = None
+        self.app: RuntimeApp | None = None  # set once made: canary splits are the app's
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counts_task: asyncio.Task[None] | None = None
         self.loads = 0
@@ -258,6 +262,10 @@ class SupervisorLink:
                         self.logs.forget(gateway, name)
                         if self._loop is not None:
                             self._loop.call_soon_threadsafe(self.versions.forget, gateway, name)
+            elif kind == "splits":
+                splits = {(g, n): Split(int(st), int(ca), int(sh)) for g, n, st, ca, sh in message[1]}
+                if self._loop is not None and self.app is not None:
+                    self._loop.call_soon_threadsafe(self.app.set_splits, splits)
             elif kind == "version":
                 _, want, row, why, status = message
                 self._version(want, row, why, status)
@@ -291,8 +299,17 @@ class SupervisorLink:
             os._exit(0)
 
     async def _send_counts(self) -> None:
+        ticks = 0
         while True:
-            await asyncio.sleep(COUNTS_INTERVAL_S)
+            await asyncio.sleep(SPLIT_COUNTS_INTERVAL_S)
+            if self.app is not None:  # a canary's counts: every second, so a regression is acted on soon
+                split_items = self.app.split_stats.take()
+                if split_items:
+                    with contextlib.suppress(ChannelClosed):
+                        self.channel.send({"t": "split_counts", "items": split_items})
+            ticks += 1
+            if ticks % round(COUNTS_INTERVAL_S / SPLIT_COUNTS_INTERVAL_S):
+                continue
             counted = self.logs.take_counts()
             if counted:
                 items = [[c.gateway, c.name, c.version, c.requests, c.errors, c.last_error] for c in counted]

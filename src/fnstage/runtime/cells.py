@@ -27,6 +27,7 @@ from multiprocessing import Pipe
 from pathlib import Path
 from typing import Any
 
+from fnstage.domain.canary import BUCKETS_MS, ArmCounts
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError
@@ -97,6 +98,8 @@ class Cell:
         self.stopping = False
         # a version URL's version asked for by the cell: (cell, want id, gateway, name, version)
         self.on_want: Callable[[Cell, int, str, str, int], None] | None = None
+        # a canary's counts per version: (cell, [(gateway, name, version, ArmCounts)])
+        self.on_split_counts: Callable[[Cell, list[tuple[str, str, int, ArmCounts]]], None] | None = None
 
     def start(self) -> None:
         _fresh_folder(self.spec.temp_dir)
@@ -210,6 +213,9 @@ class Cell:
         elif kind == "counts":
             counts = [_counts(item, self.spec) for item in message["items"]]
             self._on_counts(self, [c for c in counts if c is not None])
+        elif kind == "split_counts" and self.on_split_counts is not None:
+            items = [_split_counts(item, self.spec) for item in message["items"]]
+            self.on_split_counts(self, [i for i in items if i is not None])
         elif kind == "want":
             want, gateway, name, version = (
                 int(message["id"]),
@@ -238,6 +244,17 @@ def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
         int(errors),
         str(last_error)[:2000] if last_error is not None else None,
     )
+
+
+def _split_counts(item: Any, spec: CellSpec) -> tuple[str, str, int, ArmCounts] | None:
+    """A cell's canary counts, believed only for its own gateway and environment, and well formed."""
+    gateway, name, version, requests, errors, latency = item
+    if gateway != spec.gateway or not str(name).startswith(f"{spec.env}/"):
+        return None
+    buckets = [int(n) for n in latency]
+    if len(buckets) != len(BUCKETS_MS) or min(buckets) < 0 or int(requests) < 0 or int(errors) < 0:
+        return None
+    return str(gateway), str(name), int(version), ArmCounts(int(requests), int(errors), buckets)
 
 
 def _fresh_folder(folder: Path) -> None:
@@ -293,6 +310,7 @@ class CellSet:
         self.keep_empty = keep_empty  # production's one cell serves (404s) even with nothing published
         self.quarantined: dict[tuple[str, str, int, str], str] = {}  # (gateway, name, version, hash)
         self.version_source: Any = None  # runtime.version_source.VersionSource: what version URLs run
+        self.split_sink: Callable[[list[tuple[str, str, int, ArmCounts]]], None] | None = None
         self._fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fnstage-versions")
 
     # what the watcher calls (its reader thread) ---------------------------------------------------
@@ -511,7 +529,18 @@ class CellSet:
     def _new_cell(self, slot: Slot) -> Cell:
         cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event)
         cell.on_want = self._want
+        cell.on_split_counts = self._split_counts
         return cell
+
+    def _split_counts(self, cell: Cell, items: list[tuple[str, str, int, ArmCounts]]) -> None:
+        if items and self.split_sink is not None:
+            self.split_sink(items)
+
+    def cell_of(self, slot: Slot) -> Cell | None:
+        """The slot's cell, if it is up (a canary's split is sent to it)."""
+        state = self._slots.get(slot)
+        cell = state.cell if state is not None else None
+        return cell if cell is not None and cell.ready.is_set() and not cell.dead.is_set() else None
 
     def _want(self, cell: Cell, want: int, gateway: str, name: str, version: int) -> None:
         """A cell asks for a version of the history (a version URL): read it on a thread of ours."""

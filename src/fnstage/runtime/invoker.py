@@ -70,12 +70,16 @@ class InvocationLogs:
         self._counts: dict[tuple[str, str], Counts] = {}
         self._counted: set[tuple[str, str]] = set()  # counts changed since `take_counts`
 
-    def record(self, gateway: str, name: str, entry: InvocationLog) -> None:
+    def record(self, gateway: str, name: str, entry: InvocationLog, *, count: bool = True) -> None:
+        """Keep `entry`; count it unless `count` is False (a version URL's or canary's version: the
+        live version's counts are the status of what the environment serves)."""
         key = (gateway, name)
         ring = self._logs.get(key)
         if ring is None:
             ring = self._logs.setdefault(key, deque(maxlen=self.per_function))
         ring.append(entry)
+        if not count:
+            return
         counts = self._counts.get(key)
         if counts is None or entry.version > counts.version:
             counts = self._counts[key] = Counts(entry.version)
@@ -218,6 +222,7 @@ async def invoke(
     logs: InvocationLogs | None = None,
     deadlines: Deadlines | None = None,
     trigger: TriggerInfo | None = None,
+    count: bool = True,
 ) -> Outcome:
     """Run `live.main` for one request. A sync `main` runs in `executor` (a bounded thread pool).
     `deadlines` enforces the time limit more cheaply than a timer per call (the app has one).
@@ -274,7 +279,7 @@ async def invoke(
             error,
             trigger.name if trigger is not None else None,
         )
-        logs.record(live.gateway, live.name, entry)
+        logs.record(live.gateway, live.name, entry, count=count)
     return Outcome(status, out_headers, out_body, lines, error)
 
 

@@ -35,6 +35,7 @@ from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
+from fnstage.runtime.split_follower import SplitFollower
 from fnstage.runtime.version_source import VersionSource
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
 from fnstage.runtime.zygote import Zygote
@@ -191,6 +192,9 @@ class Supervisor:
         self.registry = MirrorRegistry(self.cells)
         self.versions = VersionSource(settings.database_url)  # what version URLs run (history entries)
         self.cells.version_source = self.versions
+        self.splits = SplitFollower(
+            settings.database_url, self.cells, self._runtime_id, gateway=settings.gateway, env=settings.env
+        )
         reader = functools.partial(_feed_reader, settings.database_url, settings.env)
         self.watcher = Watcher(
             self.registry,
@@ -219,6 +223,10 @@ class Supervisor:
         if self.settings.env is not None:
             return replace(spec, port=self.settings.port)
         return replace(spec, uds=folder / "cell.sock")
+
+    def _runtime_id(self) -> str | None:
+        reporter = self.reports.reporter
+        return reporter.identity.id if reporter is not None else None
 
     def _reporter(self) -> Any:
         """The supervisor's row in the store (on the watcher's report thread)."""
@@ -275,6 +283,7 @@ class Supervisor:
             if cell is None:
                 raise SystemExit(f"the cell for {slot[0]}/{slot[1]} cannot start")
         await self.watcher.start()
+        self.splits.start()
         where = f"gateway {self.settings.gateway}" if self.settings.gateway else "every gateway"
         logger.info("runtime: supervising cells of %s on port %d", where, self.settings.port)
         try:
@@ -283,6 +292,7 @@ class Supervisor:
             if front is not None:  # the port first: a runtime started in this one's place can listen
                 with contextlib.suppress(Exception):
                     await front.close()
+            await loop.run_in_executor(None, self.splits.stop)
             await self.watcher.stop()
             await loop.run_in_executor(None, self.cells.stop_all)
             self.versions.close()

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from fnstage.service.accounts import Accounts
 from fnstage.service.audit import Audit
+from fnstage.service.canaries import Canaries
 from fnstage.service.deployments import DEFAULT_HISTORY_LIMIT, Deployed, Deployments
 from fnstage.service.gateways import Gateways
 from fnstage.service.identity import Actor
@@ -29,6 +30,7 @@ class Services:
     accounts: Accounts
     audit: Audit
     triggers: Triggers
+    canaries: Canaries
 
     @classmethod
     def create(
@@ -39,16 +41,18 @@ class Services:
     ) -> Services:
         """`clock`: the scheduler's (`service.clock`), from which a new trigger's first tick is set."""
         queries = Queries(store)
+        deployments = Deployments(store, history_limit)
         return cls(
             store,
             Gateways(store),
-            Deployments(store, history_limit),
+            deployments,
             queries,
             InvocationLogReader(store, queries),
             Members(store),
             Accounts(store),
             Audit(store),
             Triggers(store, clock),
+            Canaries(store, deployments),
         )
 
 

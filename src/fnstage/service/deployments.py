@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fnstage.build import Bundle, build
+from fnstage.domain.canary import CanarySpec
+from fnstage.domain.canary import check_spec as check_canary_spec
 from fnstage.domain.errors import BuildFailed, Conflict, InvalidInput, NotFound, StaleVersion
 from fnstage.domain.names import FunctionName, check_base, check_environment, check_gateway_id
 from fnstage.domain.policy import (
@@ -22,6 +24,7 @@ from fnstage.domain.policy import (
     needs_note_and_greater_semver,
 )
 from fnstage.domain.versions import INITIAL_SEMVER, parse_semver, read_semver
+from fnstage.service.canaries import refuse_while_canary_runs, start_canary
 from fnstage.service.identity import Actor
 from fnstage.service.metadata import Metadata, merge
 from fnstage.store.records import FunctionRecord, GatewayRecord, HistoryRecord
@@ -108,6 +111,7 @@ class Deployments:
         bundle, pins = self._build(gateway, files, entrypoint)
         with self.store.write() as tx:
             gw, current, latest = self._lock_target(tx, gateway, fname)
+            refuse_while_canary_runs(tx, gateway, fname)
             self._known_pins[gateway] = gw.dependencies
             if gw.dependencies != pins:  # the pins changed since: build against the gateway's pins now
                 bundle = self.build(files, entrypoint, gw.dependencies)
@@ -152,11 +156,18 @@ class Deployments:
 
     # promote, release, rollback -------------------------------------------------------------------
     def promote(
-        self, actor: Actor, gateway: str, name: str, target: str, semver: str | None, note: str | None
+        self,
+        actor: Actor,
+        gateway: str,
+        name: str,
+        target: str,
+        semver: str | None,
+        note: str | None,
+        canary: CanarySpec | None = None,
     ) -> Deployed:
         """Copy an environment's current version, compiled code included, forward to `target`."""
         fname = FunctionName.parse(name)
-        return self.release(actor, gateway, fname.base, fname.env, None, target, semver, note)
+        return self.release(actor, gateway, fname.base, fname.env, None, target, semver, note, canary)
 
     def rollback(
         self,
@@ -168,11 +179,12 @@ class Deployments:
         to_history_id: int | None,
         semver: str | None,
         note: str | None,
+        canary: CanarySpec | None = None,
     ) -> Deployed:
         """Bring back an earlier version of this environment's code, released as a NEW version."""
         fname = FunctionName.parse(name)
         entry = self._find_entry(gateway, fname, to_semver, to_history_id)
-        return self.release(actor, gateway, fname.base, fname.env, entry.id, fname.env, semver, note)
+        return self.release(actor, gateway, fname.base, fname.env, entry.id, fname.env, semver, note, canary)
 
     def release(
         self,
@@ -184,10 +196,14 @@ class Deployments:
         target: str,
         semver: str | None,
         note: str | None,
+        canary: CanarySpec | None = None,
     ) -> Deployed:
-        """Release an environment's current version or any history entry into `target`."""
+        """Release an environment's current version or any history entry into `target`; with `canary`,
+        to a share of its requests first (`service.canaries`)."""
         check_base(base, field="base")
         check_environment(target, field="target")
+        if canary is not None:
+            check_canary_spec(canary)
         gw = self._gateway(gateway)
         entry: HistoryRecord | None = None
         code: Code | None = None
@@ -211,6 +227,7 @@ class Deployments:
         fname = FunctionName(target, base)
         with self.store.write() as tx:
             gw, current, latest = self._lock_target(tx, gateway, fname)
+            refuse_while_canary_runs(tx, gateway, fname)
             check_release_semver(semver, target, current.semver if current else None, required=strict)
             if entry is None:
                 source = tx.get_function(gateway, source_env, base)
@@ -235,6 +252,23 @@ class Deployments:
                 )
             if note is None:
                 note = f"Deployed from {source_env} to {target} (version: {source_semver})"
+            if canary is not None:
+                return start_canary(
+                    self,
+                    tx,
+                    gw,
+                    fname,
+                    current,
+                    code,
+                    canary,
+                    semver=semver or source_semver,
+                    note=note,
+                    actor=actor,
+                    source_env=source_env,
+                    source_history_id=source_history,
+                    source_version=source_version,
+                    latest_version=latest,
+                )
             return self._commit(
                 tx,
                 gw,
@@ -310,7 +344,7 @@ class Deployments:
             tx.unpublish(gateway, str(fname), current.version + 1)
             return record
 
-    # the one commit step --------------------------------------------------------------------------
+    # the one commit step (also how a canary decision is written: service.canaries) ------------------
     def _commit(
         self,
         tx: Tx,
