@@ -141,6 +141,7 @@ export interface HistoryEntry {
   created_at: string;
   source_env: string | null;
   source_version: number | null;
+  url?: string | null; // the version's own URL (issue 14), when the control plane knows the runtime's
 }
 
 export interface FileDiff {
