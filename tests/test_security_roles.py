@@ -118,16 +118,20 @@ EXPECTED_CANARY_ROLES: list[tuple[str, str, dict[str, Any], str]] = [
     for action in ("promote", "abort")
     for env, need in (("dev", "developer"), ("staging", "releaser"), ("prod", "releaser"))
 ]
-DYNAMIC = {
-    (m, re.sub(r"/functions/\w+/user/nothing$", "/functions/{env}/{base}", p))
-    for m, p, _, _ in EXPECTED_RELEASE_ROLES
-} | {
-    (m, re.sub(r"/canary/\w+/user/nothing/", "/canary/{env}/{base}/", p))
-    for m, p, _, _ in EXPECTED_CANARY_ROLES
-} | {
-    (m, re.sub(r"/triggers/\w+/nothing", "/triggers/{env}/{name}", p))
-    for m, p, _, _ in EXPECTED_TRIGGER_ROLES
-}
+DYNAMIC = (
+    {
+        (m, re.sub(r"/functions/\w+/user/nothing$", "/functions/{env}/{base}", p))
+        for m, p, _, _ in EXPECTED_RELEASE_ROLES
+    }
+    | {
+        (m, re.sub(r"/canary/\w+/user/nothing/", "/canary/{env}/{base}/", p))
+        for m, p, _, _ in EXPECTED_CANARY_ROLES
+    }
+    | {
+        (m, re.sub(r"/triggers/\w+/nothing", "/triggers/{env}/{name}", p))
+        for m, p, _, _ in EXPECTED_TRIGGER_ROLES
+    }
+)
 
 
 def _routes(app: FastAPI) -> list[tuple[str, str]]:

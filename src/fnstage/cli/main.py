@@ -681,7 +681,7 @@ def promote(
     target = to.value if to else _next_environment(fn.env)
     gw = config.resolve_gateway(gateway)
     body: dict[str, Any] = {"name": str(fn), "target": target, "semver": semver, "note": note}
-    body["canary"] = _canary(canary, bake, max_error_rate, max_p95_ratio, min_requests)
+    _with_canary(body, canary, bake, max_error_rate, max_p95_ratio, min_requests)
     with _api() as api:
         result = api.post(path_of("gateways", gw, "promote"), body)
         if _said_canary(result):
@@ -691,16 +691,20 @@ def promote(
             wait_until_live(api, gw, result["function"], wait_timeout)
 
 
-def _canary(
+def _with_canary(
+    body: dict[str, Any],
     canary: str | None,
     bake: str | None,
     max_error_rate: float | None,
     max_p95_ratio: float | None,
     min_requests: int | None,
-) -> dict[str, Any] | None:
+) -> None:
+    """Add the API's `canary` to a release's body, given --canary (checked here: a clear error early)."""
     from fnstage.cli.rollouts import canary_body
 
-    return canary_body(canary, bake, max_error_rate, max_p95_ratio, min_requests)
+    spec = canary_body(canary, bake, max_error_rate, max_p95_ratio, min_requests)
+    if spec is not None:
+        body["canary"] = spec
 
 
 def _said_canary(result: dict[str, Any]) -> bool:
@@ -767,7 +771,7 @@ def release(
     """
     gw = config.resolve_gateway(gateway)
     body: dict[str, Any] = {"base": base, "target": to.value, "semver": semver, "note": note}
-    body["canary"] = _canary(canary, bake, max_error_rate, max_p95_ratio, min_requests)
+    _with_canary(body, canary, bake, max_error_rate, max_p95_ratio, min_requests)
     with _api() as api:
         history_id = _history_id(source)
         if history_id is not None:
@@ -820,14 +824,14 @@ def rollback(
     """
     fn = _name(name)
     history_id = _history_id(to)
-    body = {
+    body: dict[str, Any] = {
         "name": str(fn),
         "to_semver": None if history_id is not None else to,
         "to_history_id": history_id,
         "semver": semver,
         "note": note,
-        "canary": _canary(canary, bake, max_error_rate, max_p95_ratio, min_requests),
     }
+    _with_canary(body, canary, bake, max_error_rate, max_p95_ratio, min_requests)
     with _api() as api:
         gw = config.resolve_gateway(gateway)
         result = api.post(path_of("gateways", gw, "rollback"), body)
