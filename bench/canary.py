@@ -105,13 +105,74 @@ def split_cost(rounds: int, seconds: int) -> dict[str, list[float]]:
                 "bench.prod.localhost",
             )
             try:
-                if "canary" in name:
+                if name.startswith("(b)"):
                     wait_for_split(port)
                 wrk(port, 1)  # warm-up
                 results[name].append(wrk(port, seconds))
             finally:
                 stop_tree([process.pid, *descendants(process.pid)])
             print(f"round {round_ + 1} {name}: {results[name][-1]:,.0f} req/s", flush=True)
+    return results
+
+
+def in_process(rounds: int, requests: int = 20000) -> dict[str, list[float]]:
+    """CPU microseconds of the runtime app's own work per request (no network, no server), with and without
+    a 10% split: the split's cost without the noise of a shared machine's scheduler."""
+    import asyncio
+
+    from fnstage.build import build
+    from fnstage.runtime.app import RuntimeApp
+    from fnstage.runtime.loader import LiveVersion, load_function
+    from fnstage.runtime.registry import Registry
+    from fnstage.runtime.split import Split
+    from fnstage.runtime.versions import ExtraVersions
+
+    def live(version: int) -> LiveVersion:
+        bundle = build({"index.py": FUNCTION}, "index.py")
+        return load_function(
+            "prod/hello", version, "1.0.0", "index.py", bundle.compiled, bundle.files, gateway="bench"
+        )
+
+    canary = live(2)
+
+    async def fetch(gateway: str, name: str, version: int) -> LiveVersion:
+        return canary
+
+    def app(split: bool) -> RuntimeApp:
+        registry = Registry()
+        registry.apply(live(1))
+        made = RuntimeApp(registry, versions=ExtraVersions(fetch))
+        if split:
+            made.set_splits({("bench", "prod/hello"): Split(1, 2, 10)})
+        return made
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/hello",
+        "query_string": b"",
+        "headers": [(b"host", b"bench.prod.localhost"), (b"user-agent", b"bench")],
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: object) -> None:
+        return None
+
+    async def run(target: RuntimeApp) -> float:
+        for _ in range(200):
+            await target(scope, receive, send)
+        started = time.process_time()  # CPU time: what other processes on the machine do not change
+        for _ in range(requests):
+            await target(scope, receive, send)
+        return (time.process_time() - started) / requests * 1e6
+
+    results: dict[str, list[float]] = {"(a) no canary": [], "(b) canary at 10%": []}
+    apps = {"(a) no canary": app(False), "(b) canary at 10%": app(True)}
+    for _ in range(rounds):
+        for name, target in apps.items():
+            results[name].append(asyncio.run(run(target)))
     return results
 
 
@@ -206,6 +267,11 @@ def main() -> None:
     parser.add_argument("--regressions", type=int, default=3)
     args = parser.parse_args()
     print(describe(), flush=True)
+    cpu = in_process(args.rounds)
+    for name, values in cpu.items():
+        print(f"in process, median {name}: {statistics.median(values):.1f} us per request", flush=True)
+    ratio = statistics.median(cpu["(a) no canary"]) / statistics.median(cpu["(b) canary at 10%"])
+    print(f"in process, split / no split (requests per CPU second): {ratio:.3f}", flush=True)
     costs = split_cost(args.rounds, args.seconds)
     medians = {name: statistics.median(values) for name, values in costs.items()}
     base, split = medians["(a) no canary"], medians["(b) canary at 10%"]

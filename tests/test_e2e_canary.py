@@ -149,6 +149,8 @@ def test_canaries_complete_roll_back_by_themselves_and_obey_a_hand(up: UpProcess
     bad = status["canary"]["version"]  # type: ignore[index]
     failed = [v for v, code in load.answers if code != 200]
     assert failed and set(failed) == {bad}, Counter(failed)  # no failure beyond the canary's share
+    card = _cli(up, "status", "user/me").stdout  # the environment's card says what happened and why
+    assert "was rolled back" in card and "decided by fnstage: error rate" in card, card
     back = _prod_version(up)
     assert back > bad and httpx.get(f"{up.runtime_url}/demo/prod/user/me").json() == {"code": "1.1"}
     assert load.answers[-1] == (back, 200)
@@ -183,3 +185,86 @@ def test_canaries_complete_roll_back_by_themselves_and_obey_a_hand(up: UpProcess
     ]
     rolled_back = _history(up)[4]
     assert "error rate" in str(rolled_back["changelog"])
+
+
+@pytest.mark.postgres
+def test_two_runtimes_split_alike_and_the_canary_is_rolled_back_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Two production runtimes of prod (`--env prod`) behind a control plane without a runtime of its
+    own: both split, both report, the judge adds them up and rolls back once."""
+    from fnstage.store import canaries as sql
+    from fnstage.store.store import Store
+    from fnstage.testing import RuntimeServer
+
+    env = {"FNSTAGE_CANARY_POLL_S": "0.5"}
+    with UpProcess(tmp_path / "up", extra_env=env, database_url=postgres_url, with_runtime=False).start(
+        timeout=90
+    ) as up:
+        _cli(up, "gateway", "create", "demo")
+        src = tmp_path / "fn"
+        src.mkdir()
+        (src / "index.py").write_text(GOOD % "1.0")
+        _cli(up, "push", str(src), "dev/user/me")
+        _cli(up, "promote", "dev/user/me", "--to", "staging", "--semver", "1.0.0-rc.1", "--note", "qa")
+        _cli(up, "promote", "staging/user/me", "--to", "prod", "--semver", "1.0.0", "--note", "go")
+        runtimes = [
+            RuntimeServer(postgres_url, "demo", tmp_path / f"rt{i}.log", env="prod").start(timeout=60)
+            for i in range(2)
+        ]
+        try:
+            answers: list[tuple[int, int, int]] = []  # (runtime, version, status)
+            stop = threading.Event()
+
+            def load(index: int) -> None:
+                with httpx.Client(timeout=30) as client:
+                    while not stop.is_set():
+                        r = client.get(
+                            f"{runtimes[index].url}/user/me", headers={"host": "demo.prod.localhost"}
+                        )
+                        answers.append((index, int(r.headers.get("x-fnstage-version", 0)), r.status_code))
+
+            threads = [threading.Thread(target=load, args=(i % 2,)) for i in range(4)]
+            for thread in threads:
+                thread.start()
+            try:
+                (src / "index.py").write_text(FLAKY % "1.1")
+                _cli(up, "push", str(src), "dev/user/me")
+                _cli(
+                    up, "promote", "dev/user/me", "--to", "staging", "--semver", "1.1.0-rc.1", "--note", "qa"
+                )
+                _cli(
+                    up, "promote", "staging/user/me", "--to", "prod", "--semver", "1.1.0", "--note", "flaky",
+                    "--canary", "25%", "--bake", "120s", "--min-requests", "30",
+                )  # fmt: skip
+                status = _wait_state(up, "rolled_back", timeout=90)
+            finally:
+                stop.set()
+                for thread in threads:
+                    thread.join(30)
+            assert status["state"] == "rolled_back", status
+            bad = status["canary"]["version"]  # type: ignore[index]
+            on_canary = {index for index, version, _ in answers if version == bad}
+            assert on_canary == {0, 1}, "both runtimes split"
+            assert {v for _, v, code in answers if code != 200} == {bad}
+            store = Store.open(postgres_url, run_migrations=False)
+            try:
+                with store.read() as tx:
+                    canary = sql.latest(tx, "demo", "prod", "user/me")
+                    assert canary is not None
+                    reporters = {
+                        row.runtime_id
+                        for row in tx.conn.execute(
+                            sql.select(sql.t.canary_counts).where(
+                                sql.t.canary_counts.c.canary_id == canary.id
+                            )
+                        )
+                    }
+                assert len(reporters) == 2, "each runtime reports its own counts"
+            finally:
+                store.close()
+            kinds = [(e["kind"], e["actor"]) for e in _history(up)]
+            assert kinds.count(("rollback", "fnstage")) == 1, kinds
+        finally:
+            for runtime in runtimes:
+                runtime.stop()

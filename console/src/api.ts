@@ -119,6 +119,27 @@ export interface Card extends FunctionInfo {
   deployed_by: string;
   deployed_at: string;
   runtime: Rollout;
+  canary?: CanaryStatus | null; // a running canary, or the decision that made the current version
+}
+
+export interface CanaryArm {
+  version: number;
+  semver: string;
+  requests: number;
+  errors: number;
+  p95_ms: number | null;
+}
+
+export interface CanaryStatus {
+  name: string;
+  state: "running" | "completed" | "rolled_back" | "aborted";
+  share: number;
+  steps: number[];
+  time_left_s: number;
+  stable: CanaryArm;
+  canary: CanaryArm;
+  reason: string | null;
+  decided_by: string | null;
 }
 
 export interface Rollout extends RuntimeSummary {

@@ -188,4 +188,10 @@ def overview(
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
     cards = svc.queries.overview(gateway, base)
-    return {"base": base, "environments": {env: serialize.card(c) for env, c in cards.items()}}
+    environments: dict[str, Any] = {}
+    for env, card in cards.items():
+        environments[env] = serialize.card(card)
+        if card is not None and environments[env] is not None:
+            # a running canary, or the decision that made the current version (issue 14)
+            environments[env]["canary"] = svc.canaries.card(gateway, env, base, card.function.updated_at)
+    return {"base": base, "environments": environments}

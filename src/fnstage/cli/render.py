@@ -314,7 +314,21 @@ def status_view(overview: Mapping[str, Any], now: datetime | None = None) -> Ren
         cells.append(environment_panel(env, environments.get(env), now))
     grid.add_row(*cells)
     title = Text(_text(overview.get("base")), style="bold")
-    return Group(title, grid, *runtime_alerts(environments, now))
+    return Group(title, grid, *canary_lines(environments), *runtime_alerts(environments, now))
+
+
+def canary_lines(environments: Mapping[str, Any]) -> list[Text]:
+    """A running canary per environment (share, time left, both sides), or the decision that made the
+    current version, with its reason."""
+    from fnstage.cli.rollouts import describe
+
+    out: list[Text] = []
+    for env in ENVIRONMENTS:
+        canary = (environments.get(env) or {}).get("canary")
+        if canary:
+            style = "red" if canary.get("state") in ("rolled_back", "aborted") else "cyan"
+            out.extend(Text(line, style=style) for line in describe(canary))
+    return out
 
 
 def runtime_alerts(environments: Mapping[str, Any], now: datetime | None = None) -> list[Text]:

@@ -16,7 +16,9 @@ import zlib
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 
-from fnstage.domain.canary import ArmCounts
+from bisect import bisect_left as _bisect_left
+
+from fnstage.domain.canary import BUCKETS_MS, ArmCounts
 
 KEY_HEADER = b"x-fnstage-key"
 KEY_COOKIE = "fnstage-key"
@@ -65,11 +67,15 @@ class SplitStats:
         self._changed: set[tuple[str, str, int]] = set()
 
     def record(self, gateway: str, name: str, version: int, failed: bool, ms: float) -> None:
+        """On every split request: kept to a few dict and list operations (the hot path)."""
         key = (gateway, name, version)
         counts = self._counts.get(key)
         if counts is None:
             counts = self._counts[key] = ArmCounts()
-        counts.record(failed, ms)
+        counts.requests += 1
+        if failed:
+            counts.errors += 1
+        counts.latency[_bisect_left(BUCKETS_MS, ms)] += 1  # the last bucket is +inf: always in range
         self._changed.add(key)
 
     def take(self) -> list[list[object]]:

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fnstage.build import build
@@ -187,6 +187,19 @@ class Canaries:
             if canary is None:
                 raise NotFound(f"{fname} has had no canary release", field="name")
             return CanaryView(canary, sql.counts(tx, canary.id), now())
+
+    def card(self, gateway: str, env: str, base: str, current_since: datetime) -> dict[str, Any] | None:
+        """What an environment card shows: the running canary, or the decision that made the current
+        version (`current_since`: when it was deployed); None otherwise."""
+        with self.store.read() as tx:
+            canary = sql.latest(tx, gateway, env, base)
+            if canary is None:
+                return None
+            decided = canary.decided_at
+            stale = decided is None or decided < current_since - timedelta(seconds=5)
+            if canary.state != sql.RUNNING and stale:
+                return None
+            return CanaryView(canary, sql.counts(tx, canary.id), now()).as_dict()
 
     def promote(self, actor: Actor, gateway: str, name: str) -> CanaryView:
         """Give the canary all traffic now."""
