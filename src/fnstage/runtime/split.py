@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import random
 import zlib
+from bisect import bisect_left as _bisect_left
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
-
-from bisect import bisect_left as _bisect_left
 
 from fnstage.domain.canary import BUCKETS_MS, ArmCounts
 
