@@ -52,7 +52,7 @@ def publish(root: Path, with_canary: bool) -> str:
     if with_canary:  # the same code again as 1.0.1, at 10%, baking longer than the benchmark runs
         services.deployments.save(actor, "bench", "dev/hello", {"index.py": FUNCTION + "\n"})
         spec = CanarySpec((10,), bake_s=7 * 24 * 3600)
-        services.deployments.promote(actor, "bench", "dev/hello", "prod", "1.0.1", "canary", spec)
+        services.deployments.promote(actor, "bench", "dev/hello", "prod", "1.0.1", "canary", canary=spec)
     store.close()
     return url
 

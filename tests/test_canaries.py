@@ -75,7 +75,7 @@ def _canary_started(services: Services, actor: Actor, gateway: str, **spec: obje
         "staging",
         "1.1.0",
         "canary",
-        CanarySpec((10,), **spec),  # type: ignore[arg-type]
+        canary=CanarySpec((10,), **spec),  # type: ignore[arg-type]
     )
 
 
@@ -90,7 +90,7 @@ def test_a_canary_changes_nothing_served_until_decided_and_blocks_other_releases
     assert "canary" in refused.value.message
     with pytest.raises(Conflict):
         services.deployments.promote(
-            actor, gateway, "dev/user/me", "staging", "1.2.0", "again", CanarySpec((10,))
+            actor, gateway, "dev/user/me", "staging", "1.2.0", "again", canary=CanarySpec((10,))
         )
 
 
@@ -134,7 +134,7 @@ def test_a_baked_canary_steps_then_completes_as_a_new_version_with_its_code(
     services.deployments.promote(actor, gateway, "dev/user/me", "staging", "1.0.0", "ok")
     services.deployments.save(actor, gateway, "dev/user/me", hello_files("Hi"), "index.py")
     services.deployments.promote(
-        actor, gateway, "dev/user/me", "staging", "1.1.0", "two steps", CanarySpec((10, 50), bake_s=5)
+        actor, gateway, "dev/user/me", "staging", "1.1.0", "two steps", canary=CanarySpec((10, 50), bake_s=5)
     )
 
     def bake() -> None:  # as if the step had begun long ago

@@ -51,7 +51,14 @@ def promote(
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
     deployed = svc.deployments.promote(
-        actor, gateway, body.name, body.target, body.semver, body.note, _canary(body.canary)
+        actor,
+        gateway,
+        body.name,
+        body.target,
+        body.semver,
+        body.note,
+        force=body.force,
+        canary=_canary(body.canary),
     )
     return _deployed(deployed, svc)
 
@@ -72,7 +79,8 @@ def release(
         body.target,
         body.semver,
         body.note,
-        _canary(body.canary),
+        force=body.force,
+        canary=_canary(body.canary),
     )
     return _deployed(deployed, svc)
 

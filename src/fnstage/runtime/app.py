@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime
@@ -28,9 +28,11 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from fnstage.http_body import BodyTooLarge, ClientGone, read_body
+from fnstage.runtime.configuration import CellConfiguration
 from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invoke
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
+from fnstage.runtime.request_metrics import RequestMetrics
 from fnstage.runtime.router import Route, Router
 from fnstage.runtime.split import Split, SplitKey, SplitStats, client_key, to_canary
 from fnstage.runtime.versions import ExtraVersions, VersionUnavailable
@@ -75,9 +77,13 @@ class RuntimeApp:
         watchdog: BackgroundService | None = None,
         body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
         max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        configuration: CellConfiguration | None = None,
+        metrics: RequestMetrics | None = None,
         versions: ExtraVersions | None = None,
     ) -> None:
         self.registry = registry
+        self.configuration = configuration  # a cell's: ctx.config and ctx.secrets of its environment
+        self.metrics = metrics  # counts per version for the supervisor's /metrics; None: not counted
         self.versions = versions  # version URLs: versions of the history beside the live ones
         self.splits: dict[SplitKey, Split] = {}  # canary releases running here (`runtime.split`)
         self.split_stats = SplitStats()
@@ -207,23 +213,38 @@ class RuntimeApp:
             return
         except ClientGone:
             return
-        started = time.perf_counter() if split is not None else 0.0
-        outcome = await invoke(
-            live,
-            method=method,
-            path=path,
-            query_string=scope.get("query_string", b""),
-            headers=scope["headers"],
-            body=body,
-            request_id=request_id,
-            executor=self.executor,
-            logs=self.logs,
-            deadlines=self.deadlines,
-            count=counted,
-        )
-        if split is not None:
-            ms = (time.perf_counter() - started) * 1000
-            self.split_stats.record(live.gateway, live.name, live.version, outcome.error is not None, ms)
+        metrics = self.metrics
+        timed = metrics is not None or split is not None
+        started = time.perf_counter() if timed else 0.0
+        if metrics is not None:
+            metrics.in_flight += 1
+        try:
+            outcome = await invoke(
+                live,
+                method=method,
+                path=path,
+                query_string=scope.get("query_string", b""),
+                headers=scope["headers"],
+                body=body,
+                request_id=request_id,
+                executor=self.executor,
+                logs=self.logs,
+                deadlines=self.deadlines,
+                settings=self._settings(live),
+                count=counted,
+            )
+        finally:
+            if metrics is not None:
+                metrics.in_flight -= 1
+        if timed:
+            seconds = time.perf_counter() - started
+            if metrics is not None:
+                metrics.observe(
+                    live.gateway, live.name, live.version, outcome.status, seconds, outcome.error is not None
+                )
+            if split is not None:
+                failed = outcome.error is not None
+                self.split_stats.record(live.gateway, live.name, live.version, failed, seconds * 1000)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
         headers.append((b"x-fnstage-version", str(live.version).encode()))
         await _send(send, outcome.status, headers, outcome.body, request_id, head=head)
@@ -356,6 +377,7 @@ class RuntimeApp:
             executor=self.executor,
             logs=self.logs,
             deadlines=self.deadlines,
+            settings=self._settings(live),
             trigger=trigger,
         )
         result = {
@@ -367,6 +389,12 @@ class RuntimeApp:
             "error": outcome.error,
         }
         await _send_json(send, 200, result, request_id)
+
+    def _settings(self, live: LiveVersion) -> tuple[Mapping[str, Any], Mapping[str, str]] | None:
+        """This request's configuration: the snapshot current now, whatever arrives meanwhile."""
+        if self.configuration is None:
+            return None
+        return self.configuration.current.for_function(live.name.split("/", 1)[-1])
 
     def status(self) -> dict[str, Any]:
         """What this runtime worker serves, and what failed to load: for `/_fnstage/status`."""

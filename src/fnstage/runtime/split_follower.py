@@ -81,7 +81,7 @@ class SplitFollower:
             self._store = Store.open(self.database_url, run_migrations=False)
         with self._store.read() as tx:
             running = sql.running(tx, self.gateway, self.env)
-        wanted: dict[Slot, list[tuple[str, str, int, int, int]]] = {}
+        wanted: dict[tuple[str, str], list[tuple[str, str, int, int, int]]] = {}
         arms: dict[tuple[str, str, int], tuple[int, str]] = {}
         for c in running:
             wanted.setdefault((c.gateway_id, c.env), []).append(
@@ -92,14 +92,12 @@ class SplitFollower:
         with self._lock:
             self._arms = arms
             pending, self._pending = self._pending, {}
-        for slot in set(wanted) | set(self._sent):
-            cell = self.cells.cell_of(slot)
-            if cell is None or cell.pid is None:
-                continue
-            splits = wanted.get(slot, [])
-            if self._sent.get(slot) != (cell.pid, splits):
-                cell.send(("splits", splits))
-                self._sent[slot] = (cell.pid, splits)
+        for pair in set(wanted) | {(slot[0], slot[1]) for slot in self._sent}:
+            splits = wanted.get(pair, [])
+            for slot, cell in self.cells.cells_of(*pair).items():  # every lock's cell of the pair
+                if cell.pid is not None and self._sent.get(slot) != (cell.pid, splits):
+                    cell.send(("splits", splits))
+                    self._sent[slot] = (cell.pid, splits)
         runtime_id = self.runtime_id()
         if pending and runtime_id is not None:
             with self._store.write() as tx:

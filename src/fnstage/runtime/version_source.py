@@ -4,7 +4,9 @@ A cell has no store. When a request names a version that is not the live one (`v
 the cell asks its supervisor, which reads the function's history entry for that version and its files,
 compiles them with the dependency pins the entry recorded (compiling runs no function code), and sends
 the cell a row to load beside the live version. Methods, time limit and configuration are the
-environment's current ones: configuration stays in its environment, a version URL changes only code.
+environment's current ones: configuration stays in its environment (the cell has it), a version URL
+changes only code. A version recorded with a dependency lock runs in the cell of the function's current
+version, with that cell's packages: the cell rebuilds its source against what it has installed.
 """
 
 from __future__ import annotations
@@ -49,21 +51,23 @@ class VersionSource:
                     f"(versions go up to {newest}; the oldest entries are pruned: gateway history limit)"
                 )
             files = tx.read_files(gateway, entry.files)
-        try:
-            bundle = build(files, entry.entrypoint, entry.dependencies)
-        except FnstageError as exc:
-            raise VersionNotFound(f"version {version} of {name} no longer builds: {exc}") from exc
+        compiled = b""  # a version with a dependency lock: the cell rebuilds it against what it has
+        if entry.lock_hash is None:
+            try:
+                compiled = build(files, entry.entrypoint, entry.dependencies).compiled
+            except FnstageError as exc:
+                raise VersionNotFound(f"version {version} of {name} no longer builds: {exc}") from exc
         return PublishedFunction(
             gateway=gateway,
             name=name,
             version=entry.version,
             semver=entry.semver,
             entrypoint=entry.entrypoint,
-            compiled=bundle.compiled,
+            compiled=compiled,
             source=files,
             bundle_hash=entry.bundle_hash,
             methods=list(function.methods),
-            config=dict(function.config),
+            config={},  # the cell holds its environment's configuration (`runtime.configuration`)
             seq=0,
             timeout_s=function.timeout_s,
         )

@@ -6,9 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from fnstage.deps.environments import Environments
+from fnstage.secretbox import KeyRing
 from fnstage.service.accounts import Accounts
 from fnstage.service.audit import Audit
 from fnstage.service.canaries import Canaries
+from fnstage.service.configuration import Configurations
 from fnstage.service.deployments import DEFAULT_HISTORY_LIMIT, Deployed, Deployments
 from fnstage.service.gateways import Gateways
 from fnstage.service.identity import Actor
@@ -16,6 +19,7 @@ from fnstage.service.invocation_logs import InvocationLogReader
 from fnstage.service.members import Members
 from fnstage.service.queries import Queries
 from fnstage.service.triggers import Triggers
+from fnstage.service.webhooks import Webhooks
 from fnstage.store.store import Store, now
 
 
@@ -30,6 +34,8 @@ class Services:
     accounts: Accounts
     audit: Audit
     triggers: Triggers
+    configurations: Configurations
+    webhooks: Webhooks
     canaries: Canaries
 
     @classmethod
@@ -38,20 +44,27 @@ class Services:
         store: Store,
         history_limit: int = DEFAULT_HISTORY_LIMIT,
         clock: Callable[[], datetime] = now,
+        keyring: KeyRing | None = None,
+        environments: Environments | None = None,
     ) -> Services:
-        """`clock`: the scheduler's (`service.clock`), from which a new trigger's first tick is set."""
+        """`clock`: the scheduler's (`service.clock`), from which a new trigger's first tick is set, and
+        the one tokens expire by. `environments`: where dependency locks are installed (default:
+        FNSTAGE_ENVIRONMENTS_DIR)."""
         queries = Queries(store)
-        deployments = Deployments(store, history_limit)
+        environments = environments or Environments()
+        deployments = Deployments(store, history_limit, environments=environments)
         return cls(
             store,
-            Gateways(store),
+            Gateways(store, environments),
             deployments,
             queries,
             InvocationLogReader(store, queries),
             Members(store),
-            Accounts(store),
+            Accounts(store, clock),
             Audit(store),
             Triggers(store, clock),
+            Configurations(store, keyring),
+            Webhooks(store),
             Canaries(store, deployments),
         )
 

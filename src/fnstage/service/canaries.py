@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from fnstage.build import build
 from fnstage.domain.canary import ArmCounts, CanarySpec, judge
 from fnstage.domain.errors import Conflict, NotFound
 from fnstage.domain.names import FunctionName
@@ -95,6 +94,7 @@ def start_canary(
         note,
         actor,
         code.dependencies,
+        lock_hash=code.lock_hash,
         source_env=source_env,
         source_history_id=source_history_id,
         source_version=source_version,
@@ -253,18 +253,16 @@ class Canaries:
         counts: dict[str, ArmCounts] | None = None,
     ) -> bool:
         """Decide `canary` (once) and write the consequence as a deployment, in one transaction."""
-        from fnstage.service.deployments import Code, _metadata
+        from fnstage.service.deployments import _metadata
+        from fnstage.service.metadata import Metadata
 
         fname = FunctionName(canary.env, canary.base)
         canary_code: Code | None = None
         if state == "completed":  # build before the transaction: the lock is held for milliseconds
-            with self.store.read() as tx:
-                entry = tx.get_history(canary.gateway_id, canary.canary_history_id)
-                if entry is None:
-                    raise NotFound(f"the canary's history entry #{canary.canary_history_id} is gone")
-                files = tx.read_files(canary.gateway_id, entry.files)
-            bundle = build(files, entry.entrypoint, entry.dependencies)
-            canary_code = Code.of(bundle, list(entry.dependencies))
+            gateway = self.deployments._gateway(canary.gateway_id)
+            _, canary_code = self.deployments._rebuild_entry(
+                gateway, canary.base, canary.env, canary.canary_history_id
+            )
         with self.store.write() as tx:
             gw, current, latest = self.deployments._lock_target(tx, canary.gateway_id, fname)
             if counts is None:
@@ -296,13 +294,14 @@ class Canaries:
                 verb = "rolled back" if state == "rolled_back" else "aborted"
                 note = f"canary {canary.canary_semver} {verb}: {reason}"
                 source = (canary.env, current.history_id, current.version)
+            meta = _metadata(current)  # configuration belongs to the environment: never carried
             self.deployments._commit(
                 tx,
                 gw,
                 fname,
                 current,
                 code,
-                _metadata(current),
+                Metadata(meta.methods, meta.description, meta.tags, {}, meta.timeout_s),
                 kind=kind,
                 semver=semver,
                 changelog=note[:2000],

@@ -1,7 +1,7 @@
 """canary releases: the running canary of a function, and the counts its runtimes report per arm
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0015
 Create Date: 2026-11-30 18:30:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0010"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
