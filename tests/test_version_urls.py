@@ -148,7 +148,7 @@ def test_a_cell_runs_an_old_version_beside_the_live_one(zygote: Zygote, tmp_path
     cells.version_source = history
     try:
         cells.load([_row("prod/user/me", 3, ANSWER % 3)])
-        where = cells.spec_of(("demo", "prod"))
+        where = cells.spec_of(("demo", "prod", ""))
         assert where is not None and where.uds is not None
         transport = httpx.HTTPTransport(uds=str(where.uds))
         with httpx.Client(transport=transport, timeout=30) as client:
