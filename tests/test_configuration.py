@@ -15,7 +15,6 @@ from alembic.config import Config
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from conftest import hello_files
 from fnstage import secretbox
 from fnstage.build.declared_keys import DeclaredKeys, declared_keys
 from fnstage.domain.errors import BuildFailed, Conflict, InvalidInput, NotFound
@@ -27,6 +26,7 @@ from fnstage.store import schema
 from fnstage.store.credentials import runtime_credentials, runtime_role
 from fnstage.store.engine import MIGRATIONS, sqlite_url
 from fnstage.store.store import Store
+from support.functions import hello_files
 
 NEEDS = 'CONFIG = ["DATABASE_URL"]\nSECRETS = ["STRIPE_KEY"]\n\ndef main(ctx):\n    return "ok"\n'
 
@@ -242,29 +242,44 @@ def test_the_key_file_is_made_once_with_mode_0600_and_a_bad_key_is_named(tmp_pat
 
 
 def test_the_functions_own_config_moves_into_its_environment(tmp_path: Path) -> None:
+    """A database at 0010 (before configuration) with a function whose own `config` is set: the
+    migration moves it into its environment's configuration and empties the column."""
     url = sqlite_url(tmp_path)
     store = Store.open(url, run_migrations=False)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    stamp = "2026-11-30 12:00:00"
     with store.engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "0010")
-    svc = Services.create(Store.open(url, run_migrations=False))
-    with store.write() as tx:
-        user = tx.create_user("ada", is_admin=True)
-    actor = Actor(user.id, user.name, True)
-    svc.gateways.create(actor, "demo")
-    svc.deployments.save(actor, "demo", "dev/user/me", hello_files())
-    with store.engine.begin() as conn:
-        conn.execute(text("UPDATE functions SET config = :c"), {"c": json.dumps({"API_KEY": "s3cret"})})
+        conn.execute(
+            text(
+                "INSERT INTO gateways (id, allow_dev_to_prod, dependencies, publish_seq, created_at, created_by)"
+                " VALUES ('demo', 0, '[]', 0, :t, 'ada')"
+            ),
+            {"t": stamp},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO functions (gateway_id, env, base, entrypoint, files, bundle_hash, compiled,"
+                " version, semver, methods, description, tags, config, timeout_s, created_at, created_by,"
+                " updated_at, updated_by) VALUES ('demo', :env, 'user/me', 'index.py', '{}', 'h', x'00', 1,"
+                " '0.1.0', '[]', '', '[]', :config, 30, :t, 'ada', :t, 'ada')"
+            ),
+            [
+                {"env": "dev", "config": json.dumps({"API_KEY": "s3cret"}), "t": stamp},
+                {"env": "staging", "config": "{}", "t": stamp},
+            ],
+        )
     store.close()
     store = Store.open(url)  # migrates to the head
     svc = Services.create(store)
     moved = svc.configurations.current("demo", "dev")
-    assert moved is not None and moved.kind == "import"
+    assert moved is not None and moved.kind == "import" and moved.version == 1
     assert moved.settings == {"user/me": {"API_KEY": "s3cret"}}
+    assert svc.configurations.current("demo", "staging") is None
     with store.read() as tx:
-        assert tx.get_function("demo", "dev", "user/me").config == {}  # type: ignore[union-attr]
+        assert {row[0] for row in tx.conn.execute(text("SELECT config FROM functions"))} == {"{}"}
     store.close()
 
 

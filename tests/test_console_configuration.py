@@ -10,11 +10,11 @@ from playwright.sync_api import Page, expect
 
 from fnstage.testing import UpProcess
 
-pytest.register_assert_rewrite("conftest_browser")  # before its import: pytest_plugins loads it too
-from conftest_browser import open_console, open_function  # noqa: E402
+pytest.register_assert_rewrite("support.browser")  # before its import: pytest_plugins loads it too
+from support.browser import open_console, open_function  # noqa: E402
 
-pytest_plugins = ["conftest_browser"]  # the browser fixtures: Chromium, a real fnstage up
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+pytest_plugins = ["support.browser"]  # the browser fixtures: Chromium, a real fnstage up
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.long]
 
 SECRET = "sk_live_console_5e1f2a"
 NEEDS = 'CONFIG = ["DATABASE_URL"]\nSECRETS = ["STRIPE_KEY"]\n\n\ndef main(ctx):\n    return "ok"\n'

@@ -11,10 +11,10 @@ from playwright.sync_api import Page, expect
 
 from fnstage.testing import UpProcess
 
-pytest.register_assert_rewrite("conftest_browser")
-from conftest_browser import ok, open_function  # noqa: E402
+pytest.register_assert_rewrite("support.browser")
+from support.browser import ok, open_function  # noqa: E402
 
-pytest_plugins = ["conftest_browser"]
+pytest_plugins = ["support.browser"]
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 FUNCTION = "def main(ctx):\n    ctx.log('serving', ctx.query.get('n'))\n    if ctx.query.get('fail'):\n        raise KeyError('no such thing')\n    return 'ok'\n"

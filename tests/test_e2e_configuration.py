@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from fnstage.testing import RuntimeServer, UpProcess
-from test_e2e_cli import Cli, write
+from support.cli import Cli, write
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

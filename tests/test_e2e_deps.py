@@ -20,8 +20,8 @@ import pytest
 
 from fnstage.store.engine import sqlite_url
 from fnstage.testing import RuntimeServer, UpProcess
+from support.cli import Cli, write
 from support.wheels import offline_env, wheelhouse
-from test_e2e_cli import Cli, write
 
 pytestmark = pytest.mark.e2e
 

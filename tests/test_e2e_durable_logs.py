@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import pg
 import pytest
 
 from fnstage.store.store import Store
 from fnstage.testing import UpProcess
-from test_e2e_cli import Cli, write
+from support import pg
+from support.cli import Cli, write
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

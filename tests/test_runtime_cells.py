@@ -10,61 +10,20 @@ from collections.abc import Iterator
 from dataclasses import replace
 from multiprocessing import Pipe
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from fnstage.build import build
 from fnstage.runtime.cell import CellSpec
-from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot, describe_exit
+from fnstage.runtime.cells import Cell, CellSet, Slot, describe_exit
 from fnstage.runtime.channel import CellEnd, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError
 from fnstage.runtime.supervisor import EnvironmentFeed
 from fnstage.runtime.zygote import Zygote
 from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
+from support.cells import ANSWER, Events, get, row
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def row(name: str, version: int, body: str, gateway: str = "demo") -> PublishedFunction:
-    bundle = build({"index.py": body}, "index.py")
-    return PublishedFunction(
-        gateway,
-        name,
-        version,
-        f"0.{version}.0",
-        "index.py",
-        bundle.compiled,
-        dict(bundle.files),
-        bundle.hash,
-        ["GET"],
-        {},
-        version,
-    )
-
-
-ANSWER = "def main(ctx):\n    return {'version': %d}\n"
-
-
-class Events(CellEvents):
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, Slot, Any]] = []
-
-    def ready(self, slot: Slot, cell: Cell) -> None:
-        self.seen.append(("ready", slot, cell.pid))
-
-    def restarting(self, slot: Slot, cause: str) -> None:
-        self.seen.append(("restarting", slot, cause))
-
-    def stopped(self, slot: Slot) -> None:
-        self.seen.append(("stopped", slot, None))
-
-    def cell_counts(self, slot: Slot, items: list[FunctionCounts]) -> None:
-        self.seen.append(("counts", slot, items))
-
-    def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None:
-        self.seen.append(("lost", slot, cause))
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +45,6 @@ def cells(zygote: Zygote, tmp_path: Path) -> Iterator[tuple[CellSet, Events]]:
     cell_set = CellSet(spec, events, zygote)
     yield cell_set, events
     cell_set.stop_all()
-
-
-def get(cell_set: CellSet, slot: Slot, path: str) -> httpx.Response:
-    spec = cell_set.spec_of(slot)
-    assert spec is not None and spec.uds is not None
-    with httpx.Client(transport=httpx.HTTPTransport(uds=str(spec.uds)), timeout=10) as client:
-        return client.get(f"http://{slot[0]}.{slot[1]}.localhost{path}")
 
 
 def test_a_cell_starts_on_its_first_function_and_serves_it(cells: tuple[CellSet, Events]) -> None:

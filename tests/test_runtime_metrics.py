@@ -18,7 +18,7 @@ from fnstage.runtime.cells import CellSet, Slot
 from fnstage.runtime.metrics import RuntimeMetrics
 from fnstage.runtime.request_metrics import BUCKETS, RequestMetrics, parse_row
 from fnstage.runtime.zygote import Zygote
-from test_runtime_cells import ANSWER, Events, get, row
+from support.cells import ANSWER, Events, get, row
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -81,9 +81,9 @@ def test_rows_that_do_not_fit_are_refused() -> None:
     assert parse_row([*good[:9], float("nan"), *good[10:]]) is None  # NaN seconds
     metrics = RuntimeMetrics(Live())
     with pytest.raises(ValueError):
-        metrics.add_cell(("demo", "dev"), [good[:-1]], 0)
+        metrics.add_cell(("demo", "dev", ""), [good[:-1]], 0)
     with pytest.raises(ValueError):
-        metrics.add_cell(("demo", "dev"), [good], -1)
+        metrics.add_cell(("demo", "dev", ""), [good], -1)
     assert metrics.series() == 0  # nothing of a message that does not fit is kept
 
 
@@ -96,7 +96,7 @@ def test_a_cell_is_believed_only_for_its_own_gateway_and_environment() -> None:
         ("demo", "prod/a", 1, 200, 0.001, False),
         ("other", "dev/a", 1, 200, 0.001, False),
     )
-    metrics.add_cell(("demo", "dev"), rows, 3)
+    metrics.add_cell(("demo", "dev", ""), rows, 3)
     assert series_of(metrics, "fnstage_requests_total") == [
         {"gateway": "demo", "env": "dev", "function": "a", "version": "1", "status": "2xx"}
     ]
@@ -107,8 +107,8 @@ def test_totals_add_up_across_reports_and_the_histogram_is_cumulative() -> None:
     live = Live()
     live.versions[("demo", "dev/a")] = 4
     metrics = RuntimeMetrics(live)
-    metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", 4, 200, 0.003, False)), 0)
-    metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", 4, 500, 0.003, True)), 0)
+    metrics.add_cell(("demo", "dev", ""), counted(("demo", "dev/a", 4, 200, 0.003, False)), 0)
+    metrics.add_cell(("demo", "dev", ""), counted(("demo", "dev/a", 4, 500, 0.003, True)), 0)
     labels = {"gateway": "demo", "env": "dev", "function": "a", "version": "4"}
     assert value(metrics, "fnstage_requests_total", **labels, status="2xx") == 1
     assert value(metrics, "fnstage_requests_total", **labels, status="5xx") == 1
@@ -125,12 +125,12 @@ def test_a_version_that_stops_serving_drops_out(monkeypatch: pytest.MonkeyPatch)
     metrics = RuntimeMetrics(live)
     for version in range(1, 101):
         live.versions[("demo", "dev/a")] = version
-        metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", version, 200, 0.001, False)), 0)
+        metrics.add_cell(("demo", "dev", ""), counted(("demo", "dev/a", version, 200, 0.001, False)), 0)
         # a request that began on the version before, reported late, does not bring it back
-        metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", version - 1, 200, 0.001, False)), 0)
+        metrics.add_cell(("demo", "dev", ""), counted(("demo", "dev/a", version - 1, 200, 0.001, False)), 0)
     assert [s["version"] for s in series_of(metrics, "fnstage_function_errors_total")] == ["100"]
     # counted before the supervisor heard it went live: kept (it is newer)
-    metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", 101, 200, 0.001, False)), 0)
+    metrics.add_cell(("demo", "dev", ""), counted(("demo", "dev/a", 101, 200, 0.001, False)), 0)
     assert metrics.series() == 2
     # removed: nothing is live; its series go once nothing was counted for GRACE_S
     del live.versions[("demo", "dev/a")]
@@ -146,7 +146,7 @@ def test_loads_publish_to_live_restarts_and_quarantines_are_counted() -> None:
     metrics.loaded("demo", "dev/a", 0.0009)
     metrics.load_failed("demo", "dev/b", None)
     metrics.live_after_publish("demo", "dev/a", 0.004)
-    metrics.cell_restarted(("demo", "prod"))
+    metrics.cell_restarted(("demo", "prod", ""))
     metrics.quarantined("demo", "prod/x")
     slot = {"gateway": "demo", "env": "dev"}
     assert value(metrics, "fnstage_loads_total", **slot) == 1
@@ -203,15 +203,15 @@ def test_a_cell_sends_what_it_answered_and_its_restarts_are_counted(
     crash = "import os\ndef main(ctx):\n    if ctx.query.get('die'):\n        os._exit(9)\n    return 'ok'\n"
     cell_set.load([row("prod/crashy", 1, crash)])
     for _ in range(5):
-        assert get(cell_set, ("demo", "prod"), "/crashy").text == "ok"
+        assert get(cell_set, ("demo", "prod", ""), "/crashy").text == "ok"
     labels = {"gateway": "demo", "env": "prod", "function": "crashy", "version": "1"}
     wait_for(lambda: value(metrics, "fnstage_request_duration_seconds_count", **labels) == 5)
     assert value(metrics, "fnstage_requests_total", **labels, status="2xx") == 5
     with pytest.raises(httpx.HTTPError):
-        get(cell_set, ("demo", "prod"), "/crashy?die=1")
+        get(cell_set, ("demo", "prod", ""), "/crashy?die=1")
     wait_for(lambda: value(metrics, "fnstage_cell_restarts_total", gateway="demo", env="prod") == 1)
-    wait_for(lambda: cell_set.spec_of(("demo", "prod")) is not None)
-    assert get(cell_set, ("demo", "prod"), "/crashy").text == "ok"
+    wait_for(lambda: cell_set.spec_of(("demo", "prod", "")) is not None)
+    assert get(cell_set, ("demo", "prod", ""), "/crashy").text == "ok"
     # the totals are the supervisor's: the new cell's request adds to what the dead one sent
     wait_for(lambda: value(metrics, "fnstage_request_duration_seconds_count", **labels) == 6)
 

@@ -22,7 +22,7 @@ from fnstage.domain.errors import Conflict, InvalidInput, NotFound
 from fnstage.service import Actor, Services
 from fnstage.service.webhook_delivery import SIGNATURE_HEADER, WebhookDeliverer, retry_delay
 from fnstage.testing import UpProcess, free_port
-from test_e2e_cli import Cli, write
+from support.cli import Cli, write
 
 pytestmark = pytest.mark.timeout(180)
 

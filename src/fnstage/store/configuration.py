@@ -87,7 +87,7 @@ def insert_version(tx: Tx, version: ConfigVersion) -> None:
 
 def announce(tx: Tx, gateway_id: str, env: str, version: int) -> None:
     """Tell runtimes (the change feed, NOTIFY on PostgreSQL) that (gateway, env) has a new version."""
-    tx._log(gateway_id, f"{env}/", version, FEED_ACTION)
+    tx.log_change(gateway_id, f"{env}/", version, FEED_ACTION)
 
 
 def versions_with_secrets(tx: Tx, gateway_id: str) -> list[ConfigVersion]:

@@ -595,6 +595,11 @@ class Tx:
         self._trim_log(gateway_id, seq)
         return seq
 
+    def log_change(self, gateway_id: str, name: str, version: int, action: str) -> int:
+        """Append an entry that is not a function's publish to the change feed (configuration: action
+        `config`, name `ENV/`), with its NOTIFY; runtimes read what it names from its own table."""
+        return self._log(gateway_id, name, version, action)
+
     def _trim_log(self, gateway_id: str, seq: int) -> None:
         """Every 500 entries, drop the gateway's log entries older than the newest PUBLISH_LOG_KEEP."""
         if seq % 500 == 0:
