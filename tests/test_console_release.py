@@ -213,3 +213,33 @@ def test_function_page_reports_its_first_paint_and_ready_marks(
     )
     # The time itself is a benchmark (bench/console_first_paint.py, BENCHMARKS.md), not a test bound.
     assert timing["fcp"] is not None and timing["ready"] is not None
+
+
+def test_a_canary_from_the_release_sheet_shows_on_the_card_and_its_end_says_why(
+    page: Page, console_up: UpProcess, console_api: httpx.Client
+) -> None:
+    seed(console_api, "canary")
+    open_function(page, console_up, "canary")
+    page.locator(".env-card[data-env=dev]").get_by_role("button", name="Release from dev").click()
+    sheet = page.get_by_role("dialog", name="Release user/me")
+    expect(sheet).to_be_visible()
+    sheet.get_by_label("Release note").fill("try hi on a tenth of staging")
+    share = sheet.get_by_label("Share (%)")
+    expect(share).to_be_disabled()
+    sheet.get_by_label("Canary release").check()
+    share.fill("10")
+    sheet.get_by_label("Bake time").fill("10m")
+    sheet.get_by_role("button", name="Release", exact=True).click()
+    expect(sheet.locator(".release-status")).to_contain_text(
+        "Canary v1.0.0-rc.2 started: 10% of staging's requests"
+    )
+    sheet.locator(".footer-buttons").get_by_role("button", name="Close").click()
+    card = page.locator(".env-card[data-env=staging]")
+    expect(card.get_by_test_id("canary")).to_contain_text("Canary v1.0.0-rc.2: 10% of requests")
+    expect(card.locator(".semver")).to_have_text("v1.0.0-rc.1")  # staging still serves its version
+    aborted = console_api.post("/gateways/canary/canary/staging/user/me/abort")
+    assert aborted.status_code == 200, aborted.text
+    page.reload()
+    expect(card.get_by_test_id("canary")).to_contain_text(
+        "Canary v1.0.0-rc.2 aborted by admin: aborted by hand"
+    )

@@ -129,10 +129,20 @@ EXPECTED_CONFIG_ROLES: list[tuple[str, str, dict[str, Any], str]] = [
     )
     for env, need in (("dev", "developer"), ("staging", "releaser"), ("prod", "releaser"))
 ]
+# Canaries (issue 14): deciding one by hand needs the role that changes that environment's code
+EXPECTED_CANARY_ROLES: list[tuple[str, str, dict[str, Any], str]] = [
+    ("POST", f"/gateways/{{gateway}}/canary/{env}/user/nothing/{action}", {}, need)
+    for action in ("promote", "abort")
+    for env, need in (("dev", "developer"), ("staging", "releaser"), ("prod", "releaser"))
+]
 DYNAMIC = (
     {
         (m, re.sub(r"/functions/\w+/user/nothing$", "/functions/{env}/{base}", p))
         for m, p, _, _ in EXPECTED_RELEASE_ROLES
+    }
+    | {
+        (m, re.sub(r"/canary/\w+/user/nothing/", "/canary/{env}/{base}/", p))
+        for m, p, _, _ in EXPECTED_CANARY_ROLES
     }
     | {
         (m, re.sub(r"/triggers/\w+/nothing", "/triggers/{env}/{name}", p))
@@ -272,10 +282,13 @@ def test_every_route_allows_or_refuses_as_the_table_says(
 @pytest.mark.parametrize("who", WHO)
 @pytest.mark.parametrize(
     ("method", "path", "body", "need"),
-    EXPECTED_RELEASE_ROLES + EXPECTED_TRIGGER_ROLES + EXPECTED_CONFIG_ROLES,
+    EXPECTED_RELEASE_ROLES + EXPECTED_TRIGGER_ROLES + EXPECTED_CONFIG_ROLES + EXPECTED_CANARY_ROLES,
     ids=[
         f"{m} {p} {b}"
-        for m, p, b, _ in EXPECTED_RELEASE_ROLES + EXPECTED_TRIGGER_ROLES + EXPECTED_CONFIG_ROLES
+        for m, p, b, _ in EXPECTED_RELEASE_ROLES
+        + EXPECTED_TRIGGER_ROLES
+        + EXPECTED_CONFIG_ROLES
+        + EXPECTED_CANARY_ROLES
     ],
 )
 def test_moving_code_needs_the_role_of_the_environment_it_touches(
@@ -316,6 +329,7 @@ SPEC = {
             "/history/{env}/{base}",
             "/history-entries/{history_id}",
             "/diff",
+            "/canary/{env}/{base}",
             "/rollout/{env}/{base}",
             "/logs/{env}/{base}",
             "/stats/{env}/{base}",

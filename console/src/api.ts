@@ -119,6 +119,27 @@ export interface Card extends FunctionInfo {
   deployed_by: string;
   deployed_at: string;
   runtime: Rollout;
+  canary?: CanaryStatus | null; // a running canary, or the decision that made the current version
+}
+
+export interface CanaryArm {
+  version: number;
+  semver: string;
+  requests: number;
+  errors: number;
+  p95_ms: number | null;
+}
+
+export interface CanaryStatus {
+  name: string;
+  state: "running" | "completed" | "rolled_back" | "aborted";
+  share: number;
+  steps: number[];
+  time_left_s: number;
+  stable: CanaryArm;
+  canary: CanaryArm;
+  reason: string | null;
+  decided_by: string | null;
 }
 
 export interface Rollout extends RuntimeSummary {
@@ -141,6 +162,7 @@ export interface HistoryEntry {
   created_at: string;
   source_env: string | null;
   source_version: number | null;
+  url?: string | null; // the version's own URL (issue 14), when the control plane knows the runtime's
 }
 
 export interface FileDiff {

@@ -63,7 +63,13 @@ export function openHistorySheet(ctx: HistoryContext): Sheet {
         "tr",
         { "data-id": String(e.id), class: isCurrent ? "current" : "" },
         h("td", { class: "mono" }, `v${e.semver}`, isCurrent ? h("span", { class: "pill live" }, "current") : null),
-        h("td", { class: "num" }, String(e.version)),
+        h(
+          "td",
+          { class: "num" },
+          e.url
+            ? h("a", { href: e.url, target: "_blank", rel: "noopener", "aria-label": `Open version ${e.version} at its own URL`, title: e.url }, String(e.version))
+            : String(e.version),
+        ),
         h("td", { title: formatTime(e.created_at) }, timeAgo(e.created_at)),
         h("td", null, e.actor),
         h("td", null, h("span", { class: `pill kind kind-${e.kind}` }, e.kind)),

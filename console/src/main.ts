@@ -3,7 +3,7 @@
 
 import { renderAccess } from "./access";
 import { configHref, renderConfiguration } from "./configuration";
-import { api, ApiError, type Card, type FileDiff, type FunctionInfo, type Gateway, getToken, gw, type HistoryEntry, pathOf, type Problem, request, setToken, setUnauthorizedHandler } from "./api";
+import { api, ApiError, type CanaryStatus, type Card, type FileDiff, type FunctionInfo, type Gateway, getToken, gw, type HistoryEntry, pathOf, type Problem, request, setToken, setUnauthorizedHandler } from "./api";
 import { FileEditor } from "./editor";
 import { renderFunctionList } from "./functions";
 import { openHistorySheet } from "./history";
@@ -391,6 +391,16 @@ function runtimeState(card: Card): HTMLElement {
   return h("details", { class: "runtime-details" }, h("summary", { title: full }, line, icon("chevron")), h("p", { class: "runtime-full", "data-testid": `runtime-error-${card.env}` }, full));
 }
 
+function canaryLine(c: CanaryStatus): HTMLElement {
+  const counts = `canary ${c.canary.errors} of ${c.canary.requests} failed · stable ${c.stable.errors} of ${c.stable.requests} failed`;
+  if (c.state === "running") {
+    const left = c.time_left_s >= 60 ? `${Math.floor(c.time_left_s / 60)}m ${Math.round(c.time_left_s % 60)}s` : `${Math.round(c.time_left_s)}s`;
+    return h("p", { class: "canary running", "data-testid": "canary" }, `Canary v${c.canary.semver}: ${c.share}% of requests, ${left} left · ${counts}`);
+  }
+  const verb = c.state === "completed" ? "took all traffic" : c.state === "aborted" ? "aborted" : "rolled back";
+  return h("p", { class: `canary ${c.state}`, "data-testid": "canary" }, `Canary v${c.canary.semver} ${verb}${c.decided_by ? ` by ${c.decided_by}` : ""}: ${c.reason ?? counts}`);
+}
+
 function renderCards(container: HTMLElement, cards: Record<string, Card | null>, actions: { release: (env: string) => void; history: (env: string) => void }): void {
   const items: Node[] = [];
   ENVS.forEach((env, i) => {
@@ -406,6 +416,7 @@ function renderCards(container: HTMLElement, cards: Record<string, Card | null>,
           ? [
               h("div", { class: "semver-line" }, h("span", { class: "semver mono", "data-testid": `semver-${env}` }, `v${card.semver}`), h("span", { class: "version" }, `version ${card.version}`)),
               runtimeState(card),
+              card.canary ? canaryLine(card.canary) : null,
               h("p", { class: "note" }, card.note ? `“${card.note}”` : h("span", { class: "muted" }, card.kind === "create" ? "created" : "no note")),
               h("p", { class: "meta" }, h("span", { class: "avatar small", "aria-hidden": "true" }, card.deployed_by.slice(0, 1).toUpperCase()), `${card.deployed_by} · `, h("time", { datetime: card.deployed_at, title: formatTime(card.deployed_at) }, timeAgo(card.deployed_at)), card.kind ? ` · ${card.kind}` : ""),
               h(

@@ -71,6 +71,22 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     oninput: () => validate(),
   });
   const noteHint = h("p", { class: "hint", id: ids.noteHint }, "Required. Shown on the environment card and in its history.");
+  // a canary release (issue 14): the target serves the new version to a share of requests first
+  const canaryIds = { on: uid("canary"), share: uid("share"), bake: uid("bake"), hint: uid("canary-hint") };
+  const canaryShare = h("input", { id: canaryIds.share, type: "number", min: "1", max: "99", value: "10", class: "mono short", disabled: true, "aria-describedby": canaryIds.hint });
+  const canaryBake = h("input", { id: canaryIds.bake, value: "10m", class: "mono short", autocomplete: "off", spellcheck: "false", disabled: true, "aria-describedby": canaryIds.hint });
+  const canaryOn = h("input", {
+    id: canaryIds.on,
+    type: "checkbox",
+    onchange: () => {
+      canaryShare.disabled = canaryBake.disabled = !canaryOn.checked;
+    },
+  });
+  const canaryHint = h(
+    "p",
+    { class: "hint", id: canaryIds.hint },
+    "The target serves the new version to this share of requests for the bake time (30s, 10m, 1h), then all of them; it is rolled back by itself if it fails more, or is slower, than the current version.",
+  );
   const requiredBox = h("div", { class: "required-keys", "aria-live": "polite" });
   const diffTitle = h("h3", null, "Changes");
   const diffBox = h("div", { class: "diff", "aria-live": "polite" });
@@ -87,6 +103,16 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
       h("div", { class: "field span2" }, h("span", { class: "label" }, "Target environment"), targetGroup),
       h("div", { class: "field" }, h("label", { class: "label", for: ids.semver }, "New semver"), semverInput, semverHint),
       h("div", { class: "field" }, h("label", { class: "label", for: ids.note }, "Release note"), noteInput, noteHint),
+      h(
+        "div",
+        { class: "field span2 canary-field" },
+        h("label", { class: "check", for: canaryIds.on }, canaryOn, " Canary release"),
+        h("label", { class: "label", for: canaryIds.share }, "Share (%)"),
+        canaryShare,
+        h("label", { class: "label", for: canaryIds.bake }, "Bake time"),
+        canaryBake,
+        canaryHint,
+      ),
     ),
     requiredBox,
     h("section", { class: "diff-section", "aria-label": "Differences between source and target" }, diffTitle, diffBox),
@@ -304,11 +330,12 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     releaseBtn.disabled = true;
     cancelBtn.disabled = true;
     status.dataset.sticky = "1";
-    const body = {
+    const body: Record<string, unknown> = {
       target,
       semver: semverInput.value.trim(),
       note: noteInput.value.trim(),
     };
+    if (canaryOn.checked) body.canary = { steps: [Number(canaryShare.value)], bake_s: bakeSeconds(canaryBake.value) };
     clear(status, h("span", { class: "spinner", "aria-hidden": "true" }), `Releasing to ${target}…`);
     try {
       const result =
@@ -316,6 +343,17 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
           ? await api.post(`${gw(ctx.gateway.id)}/promote`, { name: `${sourceEnv}/${ctx.base}`, ...body })
           : await api.post(`${gw(ctx.gateway.id)}/release`, { base: ctx.base, source_env: sourceEnv, source_history_id: source, ...body });
       const fn = result.function;
+      if (result.canary) {
+        const c = result.canary;
+        inFlight = false;
+        ctx.onReleased(target);
+        clear(status, icon("check"), `Canary v${c.canary.semver} started: ${c.share}% of ${target}'s requests, ${Math.round(c.time_left_s)} s of baking.`);
+        status.className = "release-status ok";
+        cancelBtn.disabled = false;
+        cancelBtn.textContent = "Close";
+        if (!sheet.panel.contains(document.activeElement)) cancelBtn.focus();
+        return;
+      }
       const rollout = await waitForRuntimes(fn.env, fn.version, (r) =>
         clear(status, h("span", { class: "spinner", "aria-hidden": "true" }), `Released ${fn.name} v${fn.semver} (version ${fn.version}). Waiting for the runtimes: ${r.summary}`),
       );
@@ -377,4 +415,11 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
   loadHistory();
   queueMicrotask(() => noteInput.focus());
   return sheet;
+}
+
+/** `30s`, `10m`, `1h` or a number of seconds -> seconds (the server checks the range and says so). */
+function bakeSeconds(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$/.exec(text);
+  if (!m) return Number.NaN;
+  return Number(m[1]) * ({ s: 1, m: 60, h: 3600 } as Record<string, number>)[m[2] ?? "s"];
 }

@@ -32,6 +32,7 @@ from fnstage.secretbox import (
     create_key_file,
 )
 from fnstage.service import Services
+from fnstage.service.canaries import CanaryJudge
 from fnstage.service.clock import CLOCK_FILE_VARIABLE, clock_from_env
 from fnstage.service.identity import bootstrap_admin
 from fnstage.service.runtime_reaper import RuntimeReaper
@@ -114,6 +115,8 @@ def serve_up(
     api = api_server(app, host, port)  # with limits on slow and oversized clients
     poll_s = float(os.environ.get("FNSTAGE_SCHEDULER_POLL_S") or DEFAULT_POLL_S)
     scheduler = Scheduler(store, clock, catch_up=catch_up, poll_s=poll_s)
+    # canary releases are judged here, once per decision whatever the number of control planes
+    judge = CanaryJudge(services.canaries, poll_s=float(os.environ.get("FNSTAGE_CANARY_POLL_S") or 1.0))
     webhooks = WebhookDeliverer(store)
     console.print(f"fnstage API and console: {api_url}  (data: {data_dir.resolve()})")
     if api_metrics is not None and metrics_port is not None:
@@ -139,9 +142,11 @@ def serve_up(
     webhooks.start()
     reaper = RuntimeReaper(store)
     reaper.start()
+    judge.start()
     try:
         api.run()
     finally:
+        judge.stop()
         reaper.stop()
         webhooks.stop()
         scheduler.stop()

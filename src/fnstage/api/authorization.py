@@ -71,6 +71,11 @@ def role_to_change(env: object) -> str:
     return "developer" if env == "dev" else "releaser"
 
 
+def role_for_canary(path: Mapping[str, str], body: Mapping[str, Any]) -> str:
+    """Promoting or aborting a canary by hand: the role that changes that environment's code."""
+    return role_to_change(path.get("env"))
+
+
 def role_for_release(path: Mapping[str, str], body: Mapping[str, Any]) -> str:
     """THE function deciding the role a promote, release, rollback, rename or delete needs.
 
@@ -165,6 +170,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", F + "/release"): Gateway(_release("release")),
     ("POST", F + "/rollback"): Gateway(_release("rollback")),
     ("POST", F + "/rename"): Gateway(_release("rename")),
+    # canary releases: reading one is reading; deciding one by hand changes what the environment serves
+    ("GET", F + "/canary/{env}/{base}"): Gateway("viewer"),
+    ("POST", F + "/canary/{env}/{base}/promote"): Gateway(role_for_canary),
+    ("POST", F + "/canary/{env}/{base}/abort"): Gateway(role_for_canary),
     # triggers: a schedule belongs to one environment; changing it needs that environment's role
     ("GET", F + "/triggers"): Gateway("viewer"),
     ("POST", F + "/triggers"): Gateway(role_for_trigger),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from fnstage.api import serialize
 from fnstage.api.auth import current_actor
@@ -18,6 +18,7 @@ from fnstage.api.schemas import (
     GatewayId,
     Save,
 )
+from fnstage.api.version_urls import with_url
 from fnstage.service import Actor, Services
 from fnstage.service.queries import lock_changes
 from fnstage.store.invocation_log import LogFilter
@@ -64,6 +65,7 @@ def save_function(
     env: EnvironmentName,
     base: FunctionBase,
     body: Save,
+    request: Request,
     response: Response,
     actor: Actor = Depends(current_actor),
     svc: Services = Depends(services),
@@ -87,7 +89,7 @@ def save_function(
         response.status_code = 201
     return {
         "function": serialize.function(deployed.function),
-        "history": serialize.entry(deployed.history) if deployed.history else None,
+        "history": with_url(request, serialize.entry(deployed.history)) if deployed.history else None,
         "changed": deployed.changed,
     }
 
@@ -109,6 +111,7 @@ def history(
     gateway: GatewayId,
     env: EnvironmentName,
     base: FunctionBase,
+    request: Request,
     limit: int = Query(default=30, ge=1, le=200),
     before: int | None = Query(default=None, ge=1, le=MAX_ID),
     _: Actor = Depends(current_actor),
@@ -116,7 +119,7 @@ def history(
 ) -> dict[str, Any]:
     entries = svc.queries.history(gateway, f"{env}/{base}", limit=limit, before=before)
     next_before = entries[-1].id if len(entries) == limit else None
-    return {"entries": [serialize.entry(e) for e in entries], "next_before": next_before}
+    return {"entries": [with_url(request, serialize.entry(e)) for e in entries], "next_before": next_before}
 
 
 @router.get("/gateways/{gateway}/history-entries/{history_id}")
@@ -230,4 +233,10 @@ def overview(
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
     cards = svc.queries.overview(gateway, base)
-    return {"base": base, "environments": {env: serialize.card(c) for env, c in cards.items()}}
+    environments: dict[str, Any] = {}
+    for env, card in cards.items():
+        environments[env] = serialize.card(card)
+        if card is not None and environments[env] is not None:
+            # a running canary, or the decision that made the current version (issue 14)
+            environments[env]["canary"] = svc.canaries.card(gateway, env, base, card.function.updated_at)
+    return {"base": base, "environments": environments}

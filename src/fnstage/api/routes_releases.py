@@ -9,17 +9,38 @@ from fastapi import APIRouter, Depends
 from fnstage.api import serialize
 from fnstage.api.auth import current_actor
 from fnstage.api.routes_gateways import services
-from fnstage.api.schemas import GatewayId, Promote, Release, Rename, Rollback
+from fnstage.api.schemas import (
+    Canary,
+    EnvironmentName,
+    FunctionBase,
+    GatewayId,
+    Promote,
+    Release,
+    Rename,
+    Rollback,
+)
+from fnstage.domain.canary import CanarySpec
 from fnstage.service import Actor, Deployed, Services
 
 router = APIRouter(tags=["releases"])
 
 
-def _deployed(d: Deployed) -> dict[str, Any]:
-    return {
+def _deployed(d: Deployed, svc: Services | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "function": serialize.function(d.function),
         "history": serialize.entry(d.history) if d.history else None,
     }
+    if svc is not None and d.history is not None and d.history.kind == "canary":
+        body["canary"] = svc.canaries.status(d.history.gateway_id, d.history.name).as_dict()
+    return body
+
+
+def _canary(body: Canary | None) -> CanarySpec | None:
+    if body is None:
+        return None
+    return CanarySpec(
+        tuple(body.steps), body.bake_s, body.max_error_rate_increase, body.max_p95_ratio, body.min_requests
+    )
 
 
 @router.post("/gateways/{gateway}/promote")
@@ -29,11 +50,17 @@ def promote(
     actor: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
-    return _deployed(
-        svc.deployments.promote(
-            actor, gateway, body.name, body.target, body.semver, body.note, force=body.force
-        )
+    deployed = svc.deployments.promote(
+        actor,
+        gateway,
+        body.name,
+        body.target,
+        body.semver,
+        body.note,
+        force=body.force,
+        canary=_canary(body.canary),
     )
+    return _deployed(deployed, svc)
 
 
 @router.post("/gateways/{gateway}/release")
@@ -53,8 +80,9 @@ def release(
         body.semver,
         body.note,
         force=body.force,
+        canary=_canary(body.canary),
     )
-    return _deployed(deployed)
+    return _deployed(deployed, svc)
 
 
 @router.post("/gateways/{gateway}/rollback")
@@ -72,8 +100,9 @@ def rollback(
         to_history_id=body.to_history_id,
         semver=body.semver,
         note=body.note,
+        canary=_canary(body.canary),
     )
-    return _deployed(deployed)
+    return _deployed(deployed, svc)
 
 
 @router.post("/gateways/{gateway}/rename")
@@ -81,3 +110,39 @@ def rename(
     gateway: GatewayId, body: Rename, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     return _deployed(svc.deployments.rename(actor, gateway, body.name, body.new_name))
+
+
+@router.get("/gateways/{gateway}/canary/{env}/{base:path}")
+def canary_status(
+    gateway: GatewayId,
+    env: EnvironmentName,
+    base: FunctionBase,
+    _: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """The function's running (or last) canary: share, time left, both versions' counts, the reason."""
+    return svc.canaries.status(gateway, f"{env}/{base}").as_dict()
+
+
+@router.post("/gateways/{gateway}/canary/{env}/{base:path}/promote")
+def canary_promote(
+    gateway: GatewayId,
+    env: EnvironmentName,
+    base: FunctionBase,
+    actor: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """Give the running canary all traffic now (recorded in history as a promote)."""
+    return svc.canaries.promote(actor, gateway, f"{env}/{base}").as_dict()
+
+
+@router.post("/gateways/{gateway}/canary/{env}/{base:path}/abort")
+def canary_abort(
+    gateway: GatewayId,
+    env: EnvironmentName,
+    base: FunctionBase,
+    actor: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """Send all traffic back to the stable version now (recorded in history as a rollback)."""
+    return svc.canaries.abort(actor, gateway, f"{env}/{base}").as_dict()

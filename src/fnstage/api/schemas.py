@@ -131,6 +131,17 @@ class Save(Body):
     timeout_s: float | None = Field(default=None, ge=0.1, le=900, description="seconds per invocation")
 
 
+class Canary(Body):
+    """A canary release: the new version serves `share` percent of requests (or `steps`, going up)
+    for `bake_s` seconds per step, and is rolled back on a regression (defaults in `domain.canary`)."""
+
+    steps: list[int] = Field(min_length=1, max_length=10, description="canary share per step, in percent")
+    bake_s: float = Field(default=600.0, ge=1, le=7 * 24 * 3600, description="seconds per step")
+    max_error_rate_increase: float = Field(default=0.05, ge=0, le=1)
+    max_p95_ratio: float = Field(default=1.5, ge=1, le=100)
+    min_requests: int = Field(default=50, ge=1, le=1_000_000)
+
+
 class Promote(Body):
     name: str = Field(
         max_length=MAX_NAME,
@@ -141,6 +152,7 @@ class Promote(Body):
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
     force: bool = Field(default=False, description="release even a version that failed to load")
+    canary: Canary | None = None
 
 
 def _one_of_present(choices: dict[str, dict[str, Any]], only_one: bool) -> dict[str, Any]:
@@ -174,6 +186,7 @@ class Release(Body):
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
     force: bool = Field(default=False, description="release even a version that failed to load")
+    canary: Canary | None = None
 
 
 class Rollback(Body):
@@ -188,6 +201,7 @@ class Rollback(Body):
     to_history_id: JsonInt | None = Field(default=None, ge=1, le=MAX_ID)
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
+    canary: Canary | None = None
 
 
 class Rename(Body):

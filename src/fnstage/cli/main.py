@@ -92,6 +92,44 @@ SemverOption = Annotated[
         "--semver", metavar="X.Y.Z", help="Semver of the new version; must be greater than the target's."
     ),
 ]
+CanaryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--canary",
+        metavar="PCT[,PCT...]",
+        help="Canary release: serve the new version to this share of requests first (10%, or steps 10,50).",
+    ),
+]
+BakeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--bake", metavar="DURATION", help="With --canary: time per step, such as 30s or 10m (default 10m)."
+    ),
+]
+MaxErrorRateOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-error-rate",
+        metavar="POINTS",
+        help="With --canary: roll back when its error rate is this many points above stable's (default 5).",
+    ),
+]
+MaxP95RatioOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-p95-ratio",
+        metavar="X",
+        help="With --canary: roll back when its p95 latency is X times stable's (default 1.5).",
+    ),
+]
+MinRequestsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--min-requests",
+        metavar="N",
+        help="With --canary: requests on each side before judging (default 50).",
+    ),
+]
 NoteOption = Annotated[
     str | None,
     typer.Option("--note", "-m", metavar="TEXT", help="Release note, recorded in history (required)."),
@@ -731,6 +769,9 @@ def push(
                 f"{fn}: version {current.get('version')} -> {function.get('version')} "
                 f"({_plural(len(files), 'file')}, {changes.count} changed)"
             )
+        url = (result.get("history") or {}).get("url")
+        if url:
+            render.say(f"this version answers at {url}", style="dim")
         if wait:
             wait_until_live(api, gw, function, wait_timeout)
 
@@ -803,24 +844,66 @@ def promote(
     ] = None,
     semver: SemverOption = None,
     note: NoteOption = None,
+    canary: CanaryOption = None,
+    bake: BakeOption = None,
+    max_error_rate: MaxErrorRateOption = None,
+    max_p95_ratio: MaxP95RatioOption = None,
+    min_requests: MinRequestsOption = None,
     wait: WaitOption = False,
     wait_timeout: WaitTimeoutOption = 30.0,
     gateway: GatewayOption = None,
     force: ForceReleaseOption = False,
 ) -> None:
     """Copy a function's current code and its dependency lock to the next environment, as it is (no
-    rebuild). A version that failed to load on its runtimes is refused unless --force."""
+    rebuild). A version that failed to load on its runtimes is refused unless --force.
+
+    With --canary, the target serves it to that share of requests first, and the control plane
+    promotes it at the end of --bake or rolls it back on a regression (see `fnstage rollout`).
+    """
     fn = _name(name)
     target = to.value if to else _next_environment(fn.env)
     gw = config.resolve_gateway(gateway)
+    body: dict[str, Any] = {"name": str(fn), "target": target, "semver": semver, "note": note}
+    _with_canary(body, canary, bake, max_error_rate, max_p95_ratio, min_requests)
     with _api() as api:
-        result = api.post(
-            path_of("gateways", gw, "promote"),
-            {"name": str(fn), "target": target, "semver": semver, "note": note} | _forced(force),
-        )
+        result = api.post(path_of("gateways", gw, "promote"), body | _forced(force))
+        if _said_canary(result):
+            return
         render.say(f"promoted {fn} → {_outcome(result)}")
         if wait:
             wait_until_live(api, gw, result["function"], wait_timeout)
+
+
+def _with_canary(
+    body: dict[str, Any],
+    canary: str | None,
+    bake: str | None,
+    max_error_rate: float | None,
+    max_p95_ratio: float | None,
+    min_requests: int | None,
+) -> None:
+    """Add the API's `canary` to a release's body, given --canary (checked here: a clear error early)."""
+    from fnstage.cli.rollouts import canary_body
+
+    spec = canary_body(canary, bake, max_error_rate, max_p95_ratio, min_requests)
+    if spec is not None:
+        body["canary"] = spec
+
+
+def _said_canary(result: dict[str, Any]) -> bool:
+    """A release that started a canary: say so (the environment's version has not changed yet)."""
+    status = result.get("canary")
+    if not status:
+        return False
+    from fnstage.cli.rollouts import describe
+
+    for line in describe(status):
+        render.say(line)
+    name = status.get("name")
+    render.say(
+        f"watch it: fnstage rollout status {name}; decide by hand: fnstage rollout promote|abort {name}"
+    )
+    return True
 
 
 def _next_environment(env: str) -> str:
@@ -852,6 +935,11 @@ def release(
     to: Annotated[Environment, typer.Option("--to", help="Target environment.")],
     semver: SemverOption = None,
     note: NoteOption = None,
+    canary: CanaryOption = None,
+    bake: BakeOption = None,
+    max_error_rate: MaxErrorRateOption = None,
+    max_p95_ratio: MaxP95RatioOption = None,
+    min_requests: MinRequestsOption = None,
     wait: WaitOption = False,
     wait_timeout: WaitTimeoutOption = 30.0,
     gateway: GatewayOption = None,
@@ -867,6 +955,7 @@ def release(
     """
     gw = config.resolve_gateway(gateway)
     body: dict[str, Any] = {"base": base, "target": to.value, "semver": semver, "note": note} | _forced(force)
+    _with_canary(body, canary, bake, max_error_rate, max_p95_ratio, min_requests)
     with _api() as api:
         history_id = _history_id(source)
         if history_id is not None:
@@ -881,6 +970,8 @@ def release(
                 field="from",
             )
         result = api.post(path_of("gateways", gw, "release"), body)
+        if _said_canary(result):
+            return
         render.say(f"released {source} → {_outcome(result)}")
         if wait:
             wait_until_live(api, gw, result["function"], wait_timeout)
@@ -899,6 +990,11 @@ def rollback(
     ],
     semver: SemverOption = None,
     note: NoteOption = None,
+    canary: CanaryOption = None,
+    bake: BakeOption = None,
+    max_error_rate: MaxErrorRateOption = None,
+    max_p95_ratio: MaxP95RatioOption = None,
+    min_requests: MinRequestsOption = None,
     wait: WaitOption = False,
     wait_timeout: WaitTimeoutOption = 30.0,
     gateway: GatewayOption = None,
@@ -912,16 +1008,19 @@ def rollback(
     """
     fn = _name(name)
     history_id = _history_id(to)
-    body = {
+    body: dict[str, Any] = {
         "name": str(fn),
         "to_semver": None if history_id is not None else to,
         "to_history_id": history_id,
         "semver": semver,
         "note": note,
     }
+    _with_canary(body, canary, bake, max_error_rate, max_p95_ratio, min_requests)
     with _api() as api:
         gw = config.resolve_gateway(gateway)
         result = api.post(path_of("gateways", gw, "rollback"), body)
+        if _said_canary(result):
+            return
         render.say(f"rolled back to {to}: {_outcome(result)}")
         if wait:
             wait_until_live(api, gw, result["function"], wait_timeout)
@@ -1130,5 +1229,6 @@ def _follow_logs(
 # token, user, member, audit and trigger live in their own modules, which register them on `app`
 from fnstage.cli import access as _access  # noqa: E402, F401
 from fnstage.cli import configuration as _configuration  # noqa: E402, F401
+from fnstage.cli import rollouts as _rollouts  # noqa: E402, F401
 from fnstage.cli import triggers as _triggers  # noqa: E402, F401
 from fnstage.cli import webhooks as _webhooks  # noqa: E402, F401

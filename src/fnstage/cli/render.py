@@ -188,9 +188,12 @@ def history_table(entries: Sequence[Mapping[str, Any]], now: datetime | None = N
     table.add_column("who")
     table.add_column("lock")
     table.add_column("changelog", overflow="fold")
+    with_urls = any(entry.get("url") for entry in entries)
+    if with_urls:  # each version's own URL (issue 14), when the control plane knows the runtime's
+        table.add_column("url", overflow="fold")
     for entry in entries:
         kind = _text(entry.get("kind"))
-        table.add_row(
+        cells: list[str | Text] = [
             f"#{_text(entry.get('id'))}",
             _text(entry.get("version")),
             _text(entry.get("semver")),
@@ -199,7 +202,10 @@ def history_table(entries: Sequence[Mapping[str, Any]], now: datetime | None = N
             _text(entry.get("actor")),
             str(entry.get("lock_hash") or "none")[:12],
             _text(entry.get("changelog"), ""),
-        )
+        ]
+        if with_urls:
+            cells.append(_text(entry.get("url"), ""))
+        table.add_row(*cells)
     return table
 
 
@@ -333,7 +339,21 @@ def status_view(overview: Mapping[str, Any], now: datetime | None = None) -> Ren
         cells.append(environment_panel(env, environments.get(env), now))
     grid.add_row(*cells)
     title = Text(_text(overview.get("base")), style="bold")
-    return Group(title, grid, *runtime_alerts(environments, now))
+    return Group(title, grid, *canary_lines(environments), *runtime_alerts(environments, now))
+
+
+def canary_lines(environments: Mapping[str, Any]) -> list[Text]:
+    """A running canary per environment (share, time left, both sides), or the decision that made the
+    current version, with its reason."""
+    from fnstage.cli.rollouts import describe
+
+    out: list[Text] = []
+    for env in ENVIRONMENTS:
+        canary = (environments.get(env) or {}).get("canary")
+        if canary:
+            style = "red" if canary.get("state") in ("rolled_back", "aborted") else "cyan"
+            out.extend(Text(line, style=style) for line in describe(canary))
+    return out
 
 
 def runtime_alerts(environments: Mapping[str, Any], now: datetime | None = None) -> list[Text]:

@@ -38,6 +38,22 @@ def check_gateway_id(gateway: str, field: str = "gateway") -> str:
     return gateway
 
 
+VERSION_TAGGED_RE = re.compile(r"^v[1-9][0-9]*--.")  # `v7--demo.prod.<domain>` is a version URL
+
+
+def check_new_gateway_id(gateway: str, field: str = "id") -> str:
+    """A gateway id for a new gateway: also not `v<number>--...`, which a host name reads as a version
+    URL (`v7--demo.prod.localhost` is version 7 of gateway demo)."""
+    check_gateway_id(gateway, field=field)
+    if VERSION_TAGGED_RE.match(gateway):
+        raise InvalidInput(
+            f"invalid gateway id {gateway!r}: an id starting with 'v<number>--' would read as a version "
+            "URL in host names (v7--demo.prod.<domain> is version 7 of gateway demo)",
+            field=field,
+        )
+    return gateway
+
+
 def check_base(base: str, field: str = "name") -> str:
     """Validate a function's base path such as `user/me` (the name without its environment)."""
     if not isinstance(base, str) or not base:

@@ -33,7 +33,9 @@ from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invok
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.request_metrics import RequestMetrics
-from fnstage.runtime.router import Router
+from fnstage.runtime.router import Route, Router
+from fnstage.runtime.split import Split, SplitKey, SplitStats, client_key, to_canary
+from fnstage.runtime.versions import ExtraVersions, VersionUnavailable
 from fnstage.sdk import TriggerInfo
 
 Scope = MutableMapping[str, Any]
@@ -77,10 +79,14 @@ class RuntimeApp:
         max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
         configuration: CellConfiguration | None = None,
         metrics: RequestMetrics | None = None,
+        versions: ExtraVersions | None = None,
     ) -> None:
         self.registry = registry
         self.configuration = configuration  # a cell's: ctx.config and ctx.secrets of its environment
         self.metrics = metrics  # counts per version for the supervisor's /metrics; None: not counted
+        self.versions = versions  # version URLs: versions of the history beside the live ones
+        self.splits: dict[SplitKey, Split] = {}  # canary releases running here (`runtime.split`)
+        self.split_stats = SplitStats()
         self.watchdog = watchdog  # runtime.watchdog: runaway functions, stalled loop, memory limit
         self.router = router or Router()
         self.watcher = watcher
@@ -150,10 +156,26 @@ class RuntimeApp:
             await _send(send, 431, headers, error_body("too_large", message, request_id), request_id)
             return
         route = self.router.route(host, path)
-        live = self.registry.get(*route) if route is not None else None
+        live = self.registry.get(route.gateway, route.name) if route is not None else None
         if live is None:
             await self._no_function(send, route, host, path, request_id)
             return
+        counted = True  # the live version's request: its counts are the environment's status
+        split = self.splits.get((live.gateway, live.name)) if self.splits else None
+        if route is not None and route.version is not None:
+            split = None  # a version URL names its version: never split
+            if route.version != live.version:
+                counted = False
+                live = await self._other_version(send, route, request_id)
+                if live is None:
+                    return
+        elif split is not None and split.stable == live.version:
+            if to_canary(split, client_key(scope["headers"])):
+                canary = await self._canary(split, live)
+                if canary is not None:
+                    live, counted = canary, False
+        else:
+            split = None
         method: str = scope["method"]
         head = False
         if method not in live.methods:
@@ -192,9 +214,10 @@ class RuntimeApp:
         except ClientGone:
             return
         metrics = self.metrics
+        timed = metrics is not None or split is not None
+        started = time.perf_counter() if timed else 0.0
         if metrics is not None:
             metrics.in_flight += 1
-            started = time.perf_counter()
         try:
             outcome = await invoke(
                 live,
@@ -208,27 +231,65 @@ class RuntimeApp:
                 logs=self.logs,
                 deadlines=self.deadlines,
                 settings=self._settings(live),
+                count=counted,
             )
         finally:
             if metrics is not None:
                 metrics.in_flight -= 1
-        if metrics is not None:
+        if timed:
             seconds = time.perf_counter() - started
-            metrics.observe(
-                live.gateway, live.name, live.version, outcome.status, seconds, outcome.error is not None
-            )
+            if metrics is not None:
+                metrics.observe(
+                    live.gateway, live.name, live.version, outcome.status, seconds, outcome.error is not None
+                )
+            if split is not None:
+                failed = outcome.error is not None
+                self.split_stats.record(live.gateway, live.name, live.version, failed, seconds * 1000)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
         headers.append((b"x-fnstage-version", str(live.version).encode()))
         await _send(send, outcome.status, headers, outcome.body, request_id, head=head)
 
+    async def _canary(self, split: Split, stable: LiveVersion) -> LiveVersion | None:
+        """The canary's version for a request the split sent to it; None (the stable version serves,
+        and the canary is charged a failure) when it cannot be loaded."""
+        if self.versions is None:
+            return None
+        canary = self.versions.cached(stable.gateway, stable.name, split.canary)
+        if canary is not None:
+            return canary
+        try:
+            return await self.versions.get(stable.gateway, stable.name, split.canary)
+        except VersionUnavailable:
+            self.split_stats.record(stable.gateway, stable.name, split.canary, True, 0.0)
+            return None
+
+    def set_splits(self, splits: dict[SplitKey, Split]) -> None:
+        """The canaries now running here, as the supervisor says (on the event loop)."""
+        self.splits = splits
+        self.split_stats.keep_only(splits)
+
+    async def _other_version(self, send: Send, route: Route, request_id: str) -> LiveVersion | None:
+        """A version URL's version, loaded beside the live one; None once the error is answered."""
+        assert route.version is not None
+        if self.versions is None:
+            status, message = 404, "this runtime serves only the live versions (no version URLs)"
+        else:
+            try:
+                return await self.versions.get(route.gateway, route.name, route.version)
+            except VersionUnavailable as exc:
+                status, message = exc.status, exc.message
+        code = "not_found" if status == 404 else "unavailable"
+        await _send(send, status, _JSON_HEADERS, error_body(code, message, request_id), request_id)
+        return None
+
     async def _no_function(
-        self, send: Send, route: tuple[str, str] | None, host: str | None, path: str, request_id: str
+        self, send: Send, route: Route | tuple[str, str] | None, host: str | None, path: str, request_id: str
     ) -> None:
         if route is None:
             body = error_body("not_found", f"no function is served at {host or ''}{path}", request_id)
             await _send(send, 404, _JSON_HEADERS, body, request_id)
             return
-        gateway, name = route
+        gateway, name = route[0], route[1]
         failure = self.registry.failure(gateway, name)
         if failure is not None:
             message = f"{name} version {failure.version} failed to load: {failure.summary}"
@@ -354,6 +415,7 @@ class RuntimeApp:
                 for v in self.registry.live_versions()
             ],
             "load_failures": [asdict(f) for f in self.registry.failures()],
+            "versions": self.versions.status() if self.versions is not None else None,
             "watcher": self.watcher.status() if self.watcher is not None else None,
             "watchdog": self.watchdog.status() if self.watchdog is not None else None,
         }

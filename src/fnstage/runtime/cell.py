@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import gc
 import importlib
+import itertools
 import json
 import logging
 import os
@@ -35,6 +36,8 @@ from fnstage.runtime.log_format import configure
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.request_metrics import RequestMetrics
 from fnstage.runtime.router import Router
+from fnstage.runtime.split import Split
+from fnstage.runtime.versions import ExtraVersions, VersionUnavailable
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
 from fnstage.runtime.watcher import BULK_LOAD
 from fnstage.runtime.zygote import passed_to_cells
@@ -43,6 +46,7 @@ from fnstage.store.records import PublishedFunction
 logger = logging.getLogger("fnstage.runtime")
 
 COUNTS_INTERVAL_S = 3.0
+SPLIT_COUNTS_INTERVAL_S = 1.0
 LOGS_INTERVAL_S = 0.2  # how often a cell ships its invocations to its supervisor (`--follow` < 1 s)
 LOG_OUTBOX = 20_000  # invocations a cell queues between two shipments; past it, dropped and counted
 LOG_MESSAGE_BYTES = 2 * 1024 * 1024  # one shipment is cut into messages of about this many characters
@@ -175,6 +179,7 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
         logs=logs,
         max_body_bytes=spec.max_body_bytes,
         internal_token=spec.control_key,
+        versions=link.versions,
         configuration=configuration,
         metrics=link.metrics,
     )
@@ -191,6 +196,7 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
         log_access=False,
     )
     link.stop_server = server.stop
+    link.app = app
     await server.serve()
 
 
@@ -218,11 +224,15 @@ class SupervisorLink:
         self.sandbox = sandbox
         self.load_timeout_s = load_timeout_s
         self.stop_server: Any = None
+        self.app: RuntimeApp | None = None  # set once made: canary splits are the app's
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counts_task: asyncio.Task[None] | None = None
         self._shipping = threading.Event()  # set: stop shipping
         self._ship_lock = threading.Lock()
         self.loads = 0
+        self.versions = ExtraVersions(self.fetch_version)
+        self._wanted: dict[int, asyncio.Future[LiveVersion]] = {}
+        self._wants = itertools.count(1)
         self._frozen = False  # a bulk load's objects are frozen (gc.freeze) until the next change
         self.metrics: RequestMetrics | None = None  # what the cell counts for /metrics, sent with the counts
         self._in_flight_sent = 0
@@ -253,6 +263,45 @@ class SupervisorLink:
         with contextlib.suppress(ChannelClosed):
             self.channel.send({"t": "event", "event": event})
 
+    async def fetch_version(self, gateway: str, name: str, version: int) -> LiveVersion:
+        """Ask the supervisor for a version of the history (a version URL); it answers with a row to
+        load, which the reading thread loads, or why there is none."""
+        assert self._loop is not None
+        want = next(self._wants)
+        waiting: asyncio.Future[LiveVersion] = self._loop.create_future()
+        self._wanted[want] = waiting
+        try:
+            self.channel.send({"t": "want", "id": want, "gateway": gateway, "name": name, "version": version})
+            return await waiting
+        except ChannelClosed:
+            raise VersionUnavailable(503, "the runtime is stopping") from None
+        finally:
+            self._wanted.pop(want, None)
+
+    def _version(self, want: int, row: PublishedFunction | None, why: str | None, status: int) -> None:
+        """The supervisor's answer to a `want`: load the row here (this thread), hand the result over."""
+        result: LiveVersion | VersionUnavailable
+        if row is None:
+            result = VersionUnavailable(status, why or "no such version")
+        else:
+            loaded = load_rows([row], self.load_timeout_s)[0]
+            if isinstance(loaded, LiveVersion):
+                result = loaded
+            else:
+                message = f"version {row.version} of {row.name} failed to load: {loaded.summary}"
+                result = VersionUnavailable(503, message)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._settle, want, result)
+
+    def _settle(self, want: int, result: LiveVersion | VersionUnavailable) -> None:
+        waiting = self._wanted.get(want)
+        if waiting is None or waiting.done():
+            return
+        if isinstance(result, LiveVersion):
+            waiting.set_result(result)
+        else:
+            waiting.set_exception(result)
+
     def _read(self) -> None:
         while True:
             try:
@@ -267,6 +316,15 @@ class SupervisorLink:
                 for gateway, name, version in message[1]:
                     if self.registry.remove(gateway, name, version):
                         self.logs.forget(gateway, name)
+                        if self._loop is not None:
+                            self._loop.call_soon_threadsafe(self.versions.forget, gateway, name)
+            elif kind == "splits":
+                splits = {(g, n): Split(int(st), int(ca), int(sh)) for g, n, st, ca, sh in message[1]}
+                if self._loop is not None and self.app is not None:
+                    self._loop.call_soon_threadsafe(self.app.set_splits, splits)
+            elif kind == "version":
+                _, want, row, why, status = message
+                self._version(want, row, why, status)
             elif kind == "fail":
                 _, gateway, name, version, summary = message
                 self.registry.record_failure(gateway, name, version, LoadError(summary))
@@ -327,8 +385,17 @@ class SupervisorLink:
             os._exit(0)
 
     async def _send_counts(self) -> None:
+        ticks = 0
         while True:
-            await asyncio.sleep(COUNTS_INTERVAL_S)
+            await asyncio.sleep(SPLIT_COUNTS_INTERVAL_S)
+            if self.app is not None:  # a canary's counts: every second, so a regression is acted on soon
+                split_items = self.app.split_stats.take()
+                if split_items:
+                    with contextlib.suppress(ChannelClosed):
+                        self.channel.send({"t": "split_counts", "items": split_items})
+            ticks += 1
+            if ticks % round(COUNTS_INTERVAL_S / SPLIT_COUNTS_INTERVAL_S):
+                continue
             counted = self.logs.take_counts()
             if counted:
                 items = [[c.gateway, c.name, c.version, c.requests, c.errors, c.last_error] for c in counted]

@@ -33,6 +33,7 @@ from multiprocessing import Pipe
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fnstage.domain.canary import BUCKETS_MS, ArmCounts
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError
@@ -112,6 +113,10 @@ class Cell:
         self._channel: SupervisorEnd | None = None
         self._exited = threading.Event()
         self.stopping = False
+        # a version URL's version asked for by the cell: (cell, want id, gateway, name, version)
+        self.on_want: Callable[[Cell, int, str, str, int], None] | None = None
+        # a canary's counts per version: (cell, [(gateway, name, version, ArmCounts)])
+        self.on_split_counts: Callable[[Cell, list[tuple[str, str, int, ArmCounts]]], None] | None = None
 
     def start(self) -> None:
         _fresh_folder(self.spec.temp_dir)
@@ -231,6 +236,22 @@ class Cell:
             self._on_counts(self, [c for c in counts if c is not None])
         elif kind == "metrics":
             self._on_metrics(self, message)
+        elif kind == "split_counts" and self.on_split_counts is not None:
+            items = [_split_counts(item, self.spec) for item in message["items"]]
+            self.on_split_counts(self, [i for i in items if i is not None])
+        elif kind == "want":
+            want, gateway, name, version = (
+                int(message["id"]),
+                str(message["gateway"]),
+                str(message["name"]),
+                int(message["version"]),
+            )
+            if gateway != self.spec.gateway or not name.startswith(f"{self.spec.env}/") or version < 1:
+                self.send(("version", want, None, f"{gateway}/{name} is not served by this cell", 404))
+            elif self.on_want is None:
+                self.send(("version", want, None, "this runtime serves no version URLs", 404))
+            else:
+                self.on_want(self, want, gateway, name, version)
 
 
 def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
@@ -249,6 +270,17 @@ def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
 
 
 LOGS_MESSAGE = b'{"t":"logs",'  # how a cell's log shipment begins (`cell.SupervisorLink._send_groups`)
+
+
+def _split_counts(item: Any, spec: CellSpec) -> tuple[str, str, int, ArmCounts] | None:
+    """A cell's canary counts, believed only for its own gateway and environment, and well formed."""
+    gateway, name, version, requests, errors, latency = item
+    if gateway != spec.gateway or not str(name).startswith(f"{spec.env}/"):
+        return None
+    buckets = [int(n) for n in latency]
+    if len(buckets) != len(BUCKETS_MS) or min(buckets) < 0 or int(requests) < 0 or int(errors) < 0:
+        return None
+    return str(gateway), str(name), int(version), ArmCounts(int(requests), int(errors), buckets)
 
 
 def _fresh_folder(folder: Path) -> None:
@@ -321,6 +353,9 @@ class CellSet:
         self.configs: dict[tuple[str, ...], dict[str, Any]] = {}  # (gateway, env) -> newest (decrypted)
         self._config_seq = itertools.count(1)
         self.metrics: RuntimeMetrics | None = None  # the supervisor's /metrics, when it keeps them
+        self.version_source: Any = None  # runtime.version_source.VersionSource: what version URLs run
+        self.split_sink: Callable[[list[tuple[str, str, int, ArmCounts]]], None] | None = None
+        self._fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fnstage-versions")
 
     # what the watcher calls (its reader thread) ---------------------------------------------------
     def slot_of(self, row: PublishedFunction) -> Slot:
@@ -527,15 +562,7 @@ class CellSet:
                 return None
             if delay and attempt:
                 time.sleep(delay)
-            cell = Cell(
-                self._make_spec(slot),
-                self._zygote,
-                self._counts,
-                self._exited,
-                self._event,
-                self._logs,
-                on_metrics=self._metrics,
-            )
+            cell = self._new_cell(slot)
             state.cell = cell
             cell.start()
             if not cell.wait_ready():
@@ -583,15 +610,7 @@ class CellSet:
             finally:
                 probe.stop()
         # the survivors, together, in a fresh cell
-        cell = Cell(
-            self._make_spec(slot),
-            self._zygote,
-            self._counts,
-            self._exited,
-            self._event,
-            self._logs,
-            on_metrics=self._metrics,
-        )
+        cell = self._new_cell(slot)
         state.cell = cell
         cell.start()
         if not cell.wait_ready():
@@ -670,6 +689,47 @@ class CellSet:
         state.live[row.name] = row
         return _mirror(row, float(answer.get("load_ms") or 0.0))
 
+    def _new_cell(self, slot: Slot) -> Cell:
+        cell = Cell(
+            self._make_spec(slot),
+            self._zygote,
+            self._counts,
+            self._exited,
+            self._event,
+            self._logs,
+            on_metrics=self._metrics,
+        )
+        cell.on_want = self._want
+        cell.on_split_counts = self._split_counts
+        return cell
+
+    def _split_counts(self, cell: Cell, items: list[tuple[str, str, int, ArmCounts]]) -> None:
+        if items and self.split_sink is not None:
+            self.split_sink(items)
+
+    def cells_of(self, gateway: str, env: str) -> dict[Slot, Cell]:
+        """The cells of (gateway, env) that are up, one per dependency lock (a canary's split is sent
+        to each: a function lives in the cell of its lock)."""
+        found: dict[Slot, Cell] = {}
+        for slot, state in list(self._slots.items()):
+            cell = state.cell
+            if (
+                slot[:2] == (gateway, env)
+                and cell is not None
+                and cell.ready.is_set()
+                and not cell.dead.is_set()
+            ):
+                found[slot] = cell
+        return found
+
+    def _want(self, cell: Cell, want: int, gateway: str, name: str, version: int) -> None:
+        """A cell asks for a version of the history (a version URL): read it on a thread of ours."""
+        source = self.version_source
+        if source is None:
+            cell.send(("version", want, None, "this runtime serves no version URLs", 404))
+            return
+        self._fetcher.submit(_logged_fetch, source, cell, want, gateway, name, version)
+
     def _event(self, cell: Cell, event: dict[str, Any]) -> None:
         state = self._slots.get(cell.spec.slot)
         if state is not None:
@@ -737,6 +797,21 @@ class CellSet:
                 self.metrics.forget_cell(slot)
             shutil.rmtree(cell.spec.temp_dir, ignore_errors=True)
             self.events.stopped(slot)
+
+
+def _logged_fetch(source: Any, cell: Cell, want: int, gateway: str, name: str, version: int) -> None:
+    """Read the version for the cell and send it; never leave the cell's request waiting unanswered."""
+    from fnstage.runtime.version_source import VersionNotFound
+
+    try:
+        row = source.row(gateway, name, version)
+    except VersionNotFound as exc:
+        cell.send(("version", want, None, str(exc), 404))
+    except Exception as exc:
+        logger.warning("runtime: reading version %d of %s/%s failed", version, gateway, name, exc_info=True)
+        cell.send(("version", want, None, f"version {version} of {name} could not be read: {exc}", 503))
+    else:
+        cell.send(("version", want, row, None, 200))
 
 
 def _mirror(row: PublishedFunction, load_ms: float) -> LiveVersion:

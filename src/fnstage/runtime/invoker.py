@@ -78,7 +78,9 @@ class InvocationLogs:
         self._dropped = 0  # ever, written by the recording thread only
         self._dropped_taken = 0  # ... of which `take_outbox` reported
 
-    def record(self, gateway: str, name: str, entry: InvocationLog) -> None:
+    def record(self, gateway: str, name: str, entry: InvocationLog, *, count: bool = True) -> None:
+        """Keep `entry`; count it unless `count` is False (a version URL's or canary's version: the
+        live version's counts are the status of what the environment serves)."""
         key = (gateway, name)
         ring = self._logs.get(key)
         if ring is None:
@@ -89,6 +91,8 @@ class InvocationLogs:
                 self._outbox.append((gateway, name, entry))
             else:
                 self._dropped += 1
+        if not count:
+            return
         counts = self._counts.get(key)
         if counts is None or entry.version > counts.version:
             counts = self._counts[key] = Counts(entry.version)
@@ -249,6 +253,7 @@ async def invoke(
     deadlines: Deadlines | None = None,
     trigger: TriggerInfo | None = None,
     settings: tuple[Mapping[str, Any], Mapping[str, str]] | None = None,
+    count: bool = True,
 ) -> Outcome:
     """Run `live.main` for one request. A sync `main` runs in `executor` (a bounded thread pool).
     `deadlines` enforces the time limit more cheaply than a timer per call (the app has one).
@@ -305,7 +310,7 @@ async def invoke(
             error,
             trigger.name if trigger is not None else None,
         )
-        logs.record(live.gateway, live.name, entry)
+        logs.record(live.gateway, live.name, entry, count=count)
     return Outcome(status, out_headers, out_body, lines, error)
 
 

@@ -5,6 +5,10 @@ Three forms, tried in this order:
 - bound to one gateway: path `/{env}/user/me` on any host (what a reverse proxy rewrites to);
 - serving every gateway: path `/{gateway}/{env}/user/me` (handy on localhost, for `fnstage up`).
 
+A version of the function's history (issue 14) is named in the host, `v7--{gateway}.{env}.{domain}`, or
+by a `_v/7/` segment right before the function's path in any form (`/_v/7/user/me`,
+`/{gateway}/{env}/_v/7/user/me`); `Route.version` is then 7, else None (the environment's current one).
+
 A host naming another gateway than the one a runtime is bound to matches nothing: a gateway's runtime
 serves only its own functions.
 """
@@ -18,9 +22,15 @@ from fnstage.domain.names import ENVIRONMENTS
 _CACHE_SIZE = 4096
 
 
+VERSION_PREFIX = "_v"  # `/_v/7/user/me`: no function's path starts with `_`
+HOST_VERSION_SEPARATOR = "--"  # `v7--demo.prod.localhost`: gateway ids cannot start with `v<digits>--`
+MAX_VERSION = 2**31 - 1
+
+
 class Route(NamedTuple):
     gateway: str
     name: str  # "env/base"
+    version: int | None = None  # a version URL's version; None: what the environment serves now
 
 
 class Router:
@@ -48,22 +58,22 @@ class Router:
             return None
         by_host = self._host(host)
         if by_host is not None:
-            gateway, env = by_host
+            gateway, env, version = by_host
             if self.gateway is not None and gateway != self.gateway:
                 return None
-            return Route(gateway, f"{env}/{base}")
+            return _versioned(gateway, env, base, version)
         first, _, rest = base.partition("/")
         if self.gateway is not None:
             if first in ENVIRONMENTS and rest:
-                return Route(self.gateway, base)
+                return _versioned(self.gateway, first, rest, None)
             return None
         env, _, rest = rest.partition("/")
         if env in ENVIRONMENTS and rest:
-            return Route(first, f"{env}/{rest}")
+            return _versioned(first, env, rest, None)
         return None
 
-    def _host(self, host: str | None) -> tuple[str, str] | None:
-        """`demo.dev.localhost:8000` -> ("demo", "dev")."""
+    def _host(self, host: str | None) -> tuple[str, str, int | None] | None:
+        """`demo.dev.localhost:8000` -> ("demo", "dev", None); `v7--demo.dev.localhost` -> (.., 7)."""
         if not host:
             return None
         host = host.lower()
@@ -75,7 +85,34 @@ class Router:
         gateway, dot, env = host[: -len(self._suffix)].partition(".")
         if not dot or not gateway or env not in ENVIRONMENTS:
             return None
-        return gateway, env
+        version = None
+        tag, separator, rest = gateway.partition(HOST_VERSION_SEPARATOR)
+        if separator and rest:
+            version = _version(tag[1:]) if tag.startswith("v") else None
+            if version is None:
+                return None  # `x--demo`, `v0--demo`: names nothing
+            gateway = rest
+        return gateway, env, version
+
+
+def _version(text: str) -> int | None:
+    """`7` -> 7; None for anything that is not a version number (`07`, `0`, `x`, too large)."""
+    if not text.isascii() or not text.isdigit() or text.startswith("0") or len(text) > 10:
+        return None
+    number = int(text)
+    return number if number <= MAX_VERSION else None
+
+
+def _versioned(gateway: str, env: str, rest: str, version: int | None) -> Route | None:
+    """The route of `rest` (`user/me`, or `_v/7/user/me`) in gateway and env; one version tag at most."""
+    first, _, after = rest.partition("/")
+    if first == VERSION_PREFIX:
+        number, _, base = after.partition("/")
+        tagged = _version(number)
+        if tagged is None or not base or version is not None:
+            return None
+        return Route(gateway, f"{env}/{base}", tagged)
+    return Route(gateway, f"{env}/{rest}", version)
 
 
 def _base(path: str) -> str | None:

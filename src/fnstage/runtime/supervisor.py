@@ -40,6 +40,8 @@ from fnstage.runtime.log_format import configure, fields
 from fnstage.runtime.log_process import LogProcess
 from fnstage.runtime.log_writer import LogSettings
 from fnstage.runtime.registry import Registry
+from fnstage.runtime.split_follower import SplitFollower
+from fnstage.runtime.version_source import VersionSource
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
 from fnstage.runtime.zygote import Zygote
 from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
@@ -243,6 +245,11 @@ class Supervisor:
             self.metrics = RuntimeMetrics(self._live_version)
         self.cells.metrics = self.metrics
         self._metrics_server: Any = None
+        self.versions = VersionSource(settings.database_url)  # what version URLs run (history entries)
+        self.cells.version_source = self.versions
+        self.splits = SplitFollower(
+            settings.database_url, self.cells, self._runtime_id, gateway=settings.gateway, env=settings.env
+        )
         reader = functools.partial(_feed_reader, settings.database_url, settings.env)
         # configuration and secrets: read and decrypted here, sent to their own environment's cell only
         self.configuration = ConfigDelivery(
@@ -299,6 +306,10 @@ class Supervisor:
         if self.settings.env is not None:
             return replace(spec, port=self.settings.port)
         return replace(spec, uds=folder / "cell.sock")
+
+    def _runtime_id(self) -> str | None:
+        reporter = self.reports.reporter
+        return reporter.identity.id if reporter is not None else None
 
     def _reporter(self) -> Any:
         """The supervisor's row in the store (on the watcher's report thread)."""
@@ -372,6 +383,7 @@ class Supervisor:
             if cell is None:
                 raise SystemExit(f"the cell for {slot[0]}/{slot[1]} cannot start")
         await self.watcher.start()
+        self.splits.start()
         where = f"gateway {self.settings.gateway}" if self.settings.gateway else "every gateway"
         logger.info(
             "runtime: started (pid %d), supervising cells of %s on port %d",
@@ -389,11 +401,13 @@ class Supervisor:
                 with contextlib.suppress(Exception):
                     await front.close()
             logger.info("runtime: stopping", extra=fields(event="stopping"))
+            await loop.run_in_executor(None, self.splits.stop)
             await self.watcher.stop()
             self.configuration.close()
             await loop.run_in_executor(None, self.cells.stop_all)
             if writer is not None:  # after the cells: their last shipments are written too
                 await loop.run_in_executor(None, writer.stop)
+            self.versions.close()
             shutil.rmtree(self.folder, ignore_errors=True)
             if self._metrics_server is not None:
                 self._metrics_server.shutdown()

@@ -10,6 +10,7 @@ from fnstage.deps.environments import Environments
 from fnstage.secretbox import KeyRing
 from fnstage.service.accounts import Accounts
 from fnstage.service.audit import Audit
+from fnstage.service.canaries import Canaries
 from fnstage.service.configuration import Configurations
 from fnstage.service.deployments import DEFAULT_HISTORY_LIMIT, Deployed, Deployments
 from fnstage.service.gateways import Gateways
@@ -37,6 +38,7 @@ class Services:
     configurations: Configurations
     webhooks: Webhooks
     stats: InvocationStats
+    canaries: Canaries
 
     @classmethod
     def create(
@@ -52,10 +54,11 @@ class Services:
         FNSTAGE_ENVIRONMENTS_DIR)."""
         queries = Queries(store)
         environments = environments or Environments()
+        deployments = Deployments(store, history_limit, environments=environments)
         return cls(
             store,
             Gateways(store, environments),
-            Deployments(store, history_limit, environments=environments),
+            deployments,
             queries,
             InvocationLogReader(store, queries),
             Members(store),
@@ -65,6 +68,7 @@ class Services:
             Configurations(store, keyring),
             Webhooks(store),
             InvocationStats(store, queries),
+            Canaries(store, deployments),
         )
 
 

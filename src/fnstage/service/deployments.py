@@ -13,6 +13,8 @@ from typing import Any
 
 from fnstage.build import Bundle, build
 from fnstage.deps.environments import Environments, top_level_modules
+from fnstage.domain.canary import CanarySpec
+from fnstage.domain.canary import check_spec as check_canary_spec
 from fnstage.domain.dependencies import ImportableModules
 from fnstage.domain.errors import BuildFailed, Conflict, InvalidInput, NotFound, StaleVersion
 from fnstage.domain.names import FunctionName, check_base, check_environment, check_gateway_id
@@ -24,6 +26,7 @@ from fnstage.domain.policy import (
     needs_note_and_greater_semver,
 )
 from fnstage.domain.versions import INITIAL_SEMVER, parse_semver, read_semver
+from fnstage.service.canaries import refuse_while_canary_runs, start_canary
 from fnstage.service.configuration import Configurations
 from fnstage.service.identity import Actor
 from fnstage.service.metadata import Metadata, check_config, merge
@@ -142,6 +145,7 @@ class Deployments:
         bundle, pins = self._build(gateway, files, entrypoint)
         with self.store.write() as tx:
             gw, current, latest = self._lock_target(tx, gateway, fname)
+            refuse_while_canary_runs(tx, gateway, fname)
             self._known_pins[gateway] = (gw.dependencies, gw.lock_hash)
             lock = self._lock_text(tx, gw.lock_hash)
             if (gw.dependencies, gw.lock_hash) != pins:  # changed since: build against the gateway's now
@@ -197,10 +201,13 @@ class Deployments:
         note: str | None,
         *,
         force: bool = False,
+        canary: CanarySpec | None = None,
     ) -> Deployed:
         """Copy an environment's current version, compiled code and lock included, forward to `target`."""
         fname = FunctionName.parse(name)
-        return self.release(actor, gateway, fname.base, fname.env, None, target, semver, note, force=force)
+        return self.release(
+            actor, gateway, fname.base, fname.env, None, target, semver, note, force=force, canary=canary
+        )
 
     def rollback(
         self,
@@ -212,11 +219,14 @@ class Deployments:
         to_history_id: int | None,
         semver: str | None,
         note: str | None,
+        canary: CanarySpec | None = None,
     ) -> Deployed:
         """Bring back an earlier version of this environment's code, released as a NEW version."""
         fname = FunctionName.parse(name)
         entry = self._find_entry(gateway, fname, to_semver, to_history_id)
-        return self.release(actor, gateway, fname.base, fname.env, entry.id, fname.env, semver, note)
+        return self.release(
+            actor, gateway, fname.base, fname.env, entry.id, fname.env, semver, note, canary=canary
+        )
 
     def release(
         self,
@@ -230,11 +240,15 @@ class Deployments:
         note: str | None,
         *,
         force: bool = False,
+        canary: CanarySpec | None = None,
     ) -> Deployed:
         """Release an environment's current version or any history entry into `target`. A current
-        version that failed to load on its runtimes is refused unless `force` (history says so)."""
+        version that failed to load on its runtimes is refused unless `force` (history says so). With
+        `canary`, to a share of its requests first (`service.canaries`)."""
         check_base(base, field="base")
         check_environment(target, field="target")
+        if canary is not None:
+            check_canary_spec(canary)
         gw = self._gateway(gateway)
         entry: HistoryRecord | None = None
         code: Code | None = None
@@ -259,6 +273,7 @@ class Deployments:
         forced = ""
         with self.store.write() as tx:
             gw, current, latest = self._lock_target(tx, gateway, fname)
+            refuse_while_canary_runs(tx, gateway, fname)
             check_release_semver(semver, target, current.semver if current else None, required=strict)
             if entry is None:
                 source = tx.get_function(gateway, source_env, base)
@@ -304,6 +319,23 @@ class Deployments:
                 note = f"Deployed from {source_env} to {target} (version: {source_semver})"
             if forced:
                 note = f"{note} [{forced}]"
+            if canary is not None:
+                return start_canary(
+                    self,
+                    tx,
+                    gw,
+                    fname,
+                    current,
+                    code,
+                    canary,
+                    semver=semver or source_semver,
+                    note=note,
+                    actor=actor,
+                    source_env=source_env,
+                    source_history_id=source_history,
+                    source_version=source_version,
+                    latest_version=latest,
+                )
             return self._commit(
                 tx,
                 gw,
@@ -380,7 +412,7 @@ class Deployments:
             tx.unpublish(gateway, str(fname), current.version + 1)
             return record
 
-    # the one commit step --------------------------------------------------------------------------
+    # the one commit step (also how a canary decision is written: service.canaries) ------------------
     def _commit(
         self,
         tx: Tx,

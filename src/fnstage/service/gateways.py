@@ -8,7 +8,7 @@ from fnstage.deps.environments import Environments
 from fnstage.deps.locks import resolve
 from fnstage.domain.dependencies import check_requirements
 from fnstage.domain.errors import Conflict, InvalidInput, NotFound
-from fnstage.domain.names import check_gateway_id
+from fnstage.domain.names import check_gateway_id, check_new_gateway_id
 from fnstage.service.identity import Actor
 from fnstage.service.roles import OWNER
 from fnstage.store import access
@@ -25,7 +25,7 @@ class Gateways:
         self.environments = environments or Environments()
 
     def create(self, actor: Actor, gateway_id: str, allow_dev_to_prod: bool = False) -> GatewayRecord:
-        check_gateway_id(gateway_id, field="id")
+        check_new_gateway_id(gateway_id, field="id")
         try:
             with self.store.write() as tx:
                 if tx.get_gateway(gateway_id):

@@ -291,6 +291,53 @@ trigger_runs = Table(
 )
 Index("ix_trigger_runs_trigger", trigger_runs.c.trigger_id, trigger_runs.c.id)
 
+# Canary releases (issue 14). While one runs, the function's row and published entry stay the stable
+# version; the canary is a history entry (kind `canary`) that cells load beside it and serve to `share`
+# percent of requests. The decision (promote, or roll back) moves `state` away from `running` with one
+# conditional UPDATE (`WHERE state = 'running' AND step = :step`): taken once, however many control
+# planes judge. Cells' counts per arm arrive through their runtimes into `canary_counts`.
+canaries = Table(
+    "canaries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), nullable=False),
+    Column("env", String(16), nullable=False),
+    Column("base", String(200), nullable=False),
+    Column("function_id", BigInteger, nullable=False),
+    Column("stable_version", Integer, nullable=False),
+    Column("stable_semver", String(64), nullable=False),
+    Column("canary_version", Integer, nullable=False),
+    Column("canary_semver", String(64), nullable=False),
+    Column("canary_history_id", BigInteger, nullable=False),
+    Column("steps", JSON, nullable=False),  # shares in percent, e.g. [10, 50]
+    Column("step", Integer, nullable=False),  # index into steps
+    Column("bake_s", Float, nullable=False),  # per step
+    Column("max_error_rate_increase", Float, nullable=False),  # canary minus stable, 0..1
+    Column("max_p95_ratio", Float, nullable=False),  # canary p95 / stable p95
+    Column("min_requests", Integer, nullable=False),  # per arm, before judging
+    Column("state", String(16), nullable=False),  # running | completed | rolled_back | aborted
+    Column("reason", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("started_by", String(64), nullable=False),
+    Column("step_started_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("decided_by", String(64)),
+    Column("measured", JSON),  # both arms' counts when decided
+)
+Index("ix_canaries_function", canaries.c.gateway_id, canaries.c.env, canaries.c.base, canaries.c.id)
+Index("ix_canaries_state", canaries.c.state)
+
+canary_counts = Table(
+    "canary_counts",
+    metadata,
+    Column("canary_id", Id, ForeignKey("canaries.id", ondelete="CASCADE"), primary_key=True),
+    Column("runtime_id", String(36), primary_key=True),
+    Column("arm", String(8), primary_key=True),  # canary | stable
+    Column("requests", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("latency", JSON, nullable=False),  # counts per latency bucket (`domain.canary.BUCKETS_MS`)
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
 # Configuration and secrets of one (gateway, environment), versioned apart from code (issue 13). A row is
 # the whole state after a change: `settings` {scope: {key: value}} and `secrets` {scope: {key: {token,
 # fingerprint, set_by, set_at}}}, where scope "" is the environment's and "user/me" one function's

@@ -545,6 +545,23 @@ class Tx:
         stmt = select(t.history).where(and_(*cond)).order_by(t.history.c.id.desc()).limit(limit)
         return [_history(r) for r in self.conn.execute(stmt)]
 
+    def history_version(self, gateway_id: str, function_id: int, version: int) -> HistoryRecord | None:
+        """The newest entry of this function that made `version` (not its deletion), if still kept."""
+        h = t.history
+        stmt = (
+            select(h)
+            .where(
+                h.c.gateway_id == gateway_id,
+                h.c.function_id == function_id,
+                h.c.version == version,
+                h.c.kind != "delete",
+            )
+            .order_by(h.c.id.desc())
+            .limit(1)
+        )
+        row = self.conn.execute(stmt).first()
+        return _history(row) if row else None
+
     def latest_version(self, gateway_id: str, env: str, base: str) -> int:
         """The highest version any history entry of this name has (0: none), deleted functions included."""
         found = self.conn.scalar(_LATEST_VERSION, {"gateway_id": gateway_id, "env": env, "base": base})
