@@ -1,6 +1,6 @@
 """canary releases: the running canary of a function, and the counts its runtimes report per arm
 
-Revision ID: 0013
+Revision ID: 0016
 Revises: 0015
 Create Date: 2026-11-30 18:30:00
 """
@@ -8,7 +8,7 @@ Create Date: 2026-11-30 18:30:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
+revision = "0016"
 down_revision = "0015"
 branch_labels = None
 depends_on = None
