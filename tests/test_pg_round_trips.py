@@ -81,16 +81,19 @@ def test_the_callers_credentials_are_one_statement_outside_a_transaction(
     assert len(sent) == 1, sent
 
 
-def test_a_save_is_ten_statements_and_its_publish_one(pg_store: Store, admin: Actor) -> None:
+def test_a_save_is_twelve_statements_and_its_publish_one(pg_store: Store, admin: Actor) -> None:
     services = Services.create(pg_store)
     services.gateways.create(admin, "demo")
     for n in range(3):  # an existing function with history; the gateway's pins known
         services.deployments.save(admin, "demo", "dev/user/me", hello_files(f"Hello {n}"))
     sent = statements_of(pg_store)
     services.deployments.save(admin, "demo", "dev/user/me", hello_files("Hi"))
-    # lock the gateway, then read it with the function and its latest version, known blobs, new
-    # blobs, history, the function, pruned history, references, unreferenced blobs, and publish (log,
-    # row, NOTIFY)
-    assert len(sent) == 10, sent
+    # lock the gateway, then read it with the function and its latest version, the function's running
+    # canary (none: a save to it would be refused), known blobs, new blobs, history, the deploy
+    # webhooks' outbox (one INSERT ... SELECT, receivers or not), the function, pruned history,
+    # references, unreferenced blobs, and publish (log, row, NOTIFY). Ten before canaries and webhooks.
+    assert len(sent) == 12, sent
+    assert any(s.startswith("SELECT canaries.") for s in sent)
+    assert any(s.startswith("INSERT INTO webhook_deliveries") for s in sent)
     assert sent[0].startswith("SELECT gateways.id") and sent[1] == "SELECT gateways.id AS"
     assert sent[-1].startswith("WITH next_seq AS")
