@@ -12,7 +12,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-\nimport pytest
+
+import pytest
 
 from fnstage.runtime.loader import load_function
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
