@@ -7,7 +7,9 @@ before cells.
    started afresh: (a) the runtime before cells (`--baseline SRC`: another checkout's `fnstage runtime
    --gateway bench`, one granian worker), (b) a cell served directly (`fnstage runtime --gateway bench
    --env dev`), (c) the same through the front (`fnstage runtime --gateway bench`, as `fnstage up`
-   runs it). Ratios b/a and c/b.
+   runs it). Ratios b/a and c/b, in req/s and in requests per CPU-second of the server's whole
+   process tree (supervisor, zygote and cell; or runtime and worker), which a busy machine disturbs
+   far less than req/s.
 2. **An idle cell**: the time from asking for a cell to its first answer (fork from the zygote,
    sandbox, granian listening, the supervisor told), and its memory of its own (USS: private pages,
    from /proc/PID/smaps_rollup), for 10 cells started one after another.
@@ -21,18 +23,21 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 from machine import describe
-from processes import descendants, stop_tree
+from processes import cpu_seconds, descendants, stop_tree
 
+# one client for every request: each `httpx.get` makes a client, and with it an SSL context (about 0.1 s
+# on a busy machine), which the first cold-start figures counted as the runtime's
+CLIENT = httpx.Client(timeout=10)
 FUNCTION = "async def main(ctx):\n    return 'Hello, world!'\n"
 
 
@@ -73,7 +78,7 @@ def start(
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            r = httpx.get(
+            r = CLIENT.get(
                 f"http://127.0.0.1:{port}/hello",
                 headers={"Host": health_host or "bench.dev.localhost"},
                 timeout=2,
@@ -87,7 +92,8 @@ def start(
     raise RuntimeError(f"fnstage runtime {' '.join(args)} did not answer within 120 s")
 
 
-def wrk(port: int, seconds: int) -> float:
+def wrk(port: int, seconds: int) -> tuple[float, int]:
+    """(requests per second, requests answered) of one wrk run."""
     out = subprocess.run(
         [
             "wrk",
@@ -105,20 +111,25 @@ def wrk(port: int, seconds: int) -> float:
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw failures:\n{out}")
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if found is None:
+    answered = re.search(r"(\d+) requests in", out)
+    if found is None or answered is None:
         raise RuntimeError(f"wrk printed no Requests/sec:\n{out}")
-    return float(found.group(1))
+    return float(found.group(1)), int(answered.group(1))
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def invocation(url: str, baseline: str | None, rounds: int, seconds: int) -> dict[str, list[float]]:
+def invocation(
+    url: str, baseline: str | None, rounds: int, seconds: int
+) -> dict[str, list[tuple[float, float]]]:
+    """Per server, per round: (requests per second, CPU microseconds per request of its whole process
+    tree). The second is what a busy machine disturbs least: req/s depends on how much of the two
+    cores the other engineers' work leaves the server in those seconds, the CPU a request costs much
+    less so."""
     here = str(Path(__file__).resolve().parents[1] / "src")
     servers: dict[str, tuple[list[str], str | None]] = {
         "(b) cell direct": (["--database-url", url, "--gateway", "bench", "--env", "dev"], here),
@@ -129,17 +140,25 @@ def invocation(url: str, baseline: str | None, rounds: int, seconds: int) -> dic
             "(a) runtime before cells": (["--database-url", url, "--gateway", "bench"], baseline),
             **servers,
         }
-    results: dict[str, list[float]] = {name: [] for name in servers}
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
     for round_ in range(rounds):
         for name, (args, src) in servers.items():
             port = free_port()
             process = start(args, port, src)
             try:
                 wrk(port, 1)  # warm-up
-                results[name].append(wrk(port, seconds))
+                tree = descendants(process.pid)
+                cpu_before = cpu_seconds(tree)
+                rate, answered = wrk(port, seconds)
+                cpu_us = (cpu_seconds(tree) - cpu_before) / answered * 1e6
+                results[name].append((rate, cpu_us))
             finally:
                 stop_tree([process.pid, *descendants(process.pid)])
-            print(f"round {round_ + 1} {name}: {results[name][-1]:,.0f} req/s", flush=True)
+            print(
+                f"round {round_ + 1} {name}: {rate:,.0f} req/s, {cpu_us:.1f} CPU-us/request "
+                f"(load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
     return results
 
 
@@ -165,10 +184,8 @@ def idle_cells(count: int) -> list[tuple[float, float]]:
         for i in range(count):
             started = time.perf_counter()
             cell: Cell | None = cells.ensure((f"g{i}", "dev"))
-            assert cell is not None and cell.pid is not None
-            transport = httpx.HTTPTransport(uds=str(cell.spec.uds))
-            with httpx.Client(transport=transport) as client:
-                client.get("http://cell/_fnstage/health").raise_for_status()
+            assert cell is not None and cell.pid is not None and cell.spec.uds is not None
+            health(cell.spec.uds)
             took = (time.perf_counter() - started) * 1000
             time.sleep(0.5)
             out.append((took, uss_mib(cell.pid)))
@@ -176,6 +193,20 @@ def idle_cells(count: int) -> list[tuple[float, float]]:
         cells.stop_all()
         zygote.stop()
     return out
+
+
+def health(uds: Path) -> None:
+    """GET /_fnstage/health on a cell's socket, once: a cell its supervisor calls ready must accept.
+
+    A plain socket, not an httpx client: making one builds an SSL context (tens of milliseconds on a
+    busy machine), which the first measurements of this script counted as the cell's start."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(uds))
+        sock.sendall(b"GET /_fnstage/health HTTP/1.1\r\nHost: cell\r\nConnection: close\r\n\r\n")
+        head = sock.recv(65536)
+    if not head.startswith(b"HTTP/1.1 200 "):
+        raise RuntimeError(f"the cell's health answered {head[:200]!r}")
 
 
 def uss_mib(pid: int) -> float:
@@ -186,54 +217,89 @@ def uss_mib(pid: int) -> float:
     return (fields["Private_Clean"] + fields["Private_Dirty"]) / 1024
 
 
-def cold_start(count: int) -> float:
+def cold_start(count: int, baseline: str | None, rounds: int) -> dict[str, list[float]]:
+    """Seconds from starting `fnstage runtime` (no --env) on a store of `count` functions in 10
+    gateways' dev to every gateway answering; with `baseline`, the runtime before cells too, on the same
+    store, rounds interleaved."""
+    here = str(Path(__file__).resolve().parents[1] / "src")
+    sources = {"cells": here, **({"before cells": baseline} if baseline else {})}
+    out: dict[str, list[float]] = {name: [] for name in sources}
     with tempfile.TemporaryDirectory(prefix="fnstage-bench-cold-") as folder:
         started = time.perf_counter()
         url = publish(Path(folder), 10, count // 10)
         print(f"published {count:,} functions in {time.perf_counter() - started:.0f} s", flush=True)
-        port = free_port()
-        started = time.perf_counter()
-        process = start(["--database-url", url], port, None, health_host="bench.dev.localhost")
-        try:
-            while httpx.get(f"http://127.0.0.1:{port}/_fnstage/health").status_code != 200:
-                time.sleep(0.005)  # 503 until the first sync has loaded every cell
-            for g in range(1, 10):
-                r = httpx.get(f"http://127.0.0.1:{port}/hello", headers={"Host": f"bench{g}.dev.localhost"})
-                r.raise_for_status()
-            return time.perf_counter() - started
-        finally:
-            stop_tree([process.pid, *descendants(process.pid)])
+        for round_ in range(rounds):
+            for name, src in sources.items():
+                port = free_port()
+                started = time.perf_counter()
+                process = start(["--database-url", url], port, src, health_host="bench.dev.localhost")
+                try:
+                    while CLIENT.get(f"http://127.0.0.1:{port}/_fnstage/health").status_code != 200:
+                        time.sleep(0.005)  # 503 until the first sync has loaded every cell
+                    for g in range(1, 10):
+                        r = CLIENT.get(
+                            f"http://127.0.0.1:{port}/hello", headers={"Host": f"bench{g}.dev.localhost"}
+                        )
+                        r.raise_for_status()
+                    out[name].append(time.perf_counter() - started)
+                finally:
+                    stop_tree([process.pid, *descendants(process.pid)])
+                print(
+                    f"round {round_ + 1} cold start, {name}: ready in {out[name][-1]:.2f} s "
+                    f"(load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
+    return out
+
+
+def report_invocation(results: dict[str, list[tuple[float, float]]], baseline: bool) -> None:
+    medians = {name: statistics.median(rate for rate, _ in values) for name, values in results.items()}
+    cpu = {name: statistics.median(us for _, us in values) for name, values in results.items()}
+    for name, value in medians.items():
+        rounds = ", ".join(f"{rate:,.0f}" for rate, _ in results[name])
+        print(f"{name}: median {value:,.0f} req/s, {cpu[name]:.1f} CPU-us/request  (rounds {rounds})")
+    names = list(medians)
+    if baseline:
+        print(
+            f"cell direct / before cells: {medians[names[1]] / medians[names[0]]:.3f} in req/s, "
+            f"{cpu[names[0]] / cpu[names[1]]:.3f} in requests per CPU-second"
+        )
+    print(
+        f"front / cell direct: {medians[names[-1]] / medians[names[-2]]:.3f} in req/s, "
+        f"{cpu[names[-2]] / cpu[names[-1]]:.3f} in requests per CPU-second"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--baseline", help="src folder of the checkout before cells")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="invocation rounds (0: skip that part)")
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--cells", type=int, default=10)
+    parser.add_argument("--cells", type=int, default=10, help="idle cells to start (0: skip that part)")
     parser.add_argument("--cold", type=int, default=0, help="functions for the cold start (0: skip)")
+    parser.add_argument("--cold-rounds", type=int, default=3)
     args = parser.parse_args()
     print(describe(), flush=True)
-    report: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="fnstage-bench-cells-") as folder:
-        url = publish(Path(folder), 1, 1)
-        results = invocation(url, args.baseline, args.rounds, args.seconds)
-    medians = {name: statistics.median(values) for name, values in results.items()}
-    for name, value in medians.items():
-        print(f"{name}: median {value:,.0f} req/s  (rounds {', '.join(f'{v:,.0f}' for v in results[name])})")
-    names = list(medians)
-    if args.baseline:
-        print(f"cell direct / before cells: {medians[names[1]] / medians[names[0]]:.3f}")
-    print(f"front / cell direct: {medians[names[-1]] / medians[names[-2]]:.3f}")
-    idle = idle_cells(args.cells)
-    times, uss = [t for t, _ in idle], [u for _, u in idle]
-    print(
-        f"idle cell: start to first answer median {statistics.median(times):.1f} ms (max {max(times):.1f}); "
-        f"USS median {statistics.median(uss):.1f} MiB (max {max(uss):.1f})"
-    )
-    report["idle"] = idle
+    if args.rounds:
+        with tempfile.TemporaryDirectory(prefix="fnstage-bench-cells-") as folder:
+            url = publish(Path(folder), 1, 1)
+            results = invocation(url, args.baseline, args.rounds, args.seconds)
+        report_invocation(results, bool(args.baseline))
+    if args.cells:
+        idle = idle_cells(args.cells)
+        times, uss = [t for t, _ in idle], [u for _, u in idle]
+        print(
+            f"idle cell: start to first answer median {statistics.median(times):.1f} ms "
+            f"(max {max(times):.1f}); USS median {statistics.median(uss):.1f} MiB (max {max(uss):.1f}) "
+            f"(load {os.getloadavg()[0]:.1f})"
+        )
     if args.cold:
-        print(f"cold start, {args.cold:,} functions in 10 cells: ready in {cold_start(args.cold):.2f} s")
+        for name, seconds in cold_start(args.cold, args.baseline, args.cold_rounds).items():
+            print(
+                f"cold start, {args.cold:,} functions in 10 gateways, {name}: ready in "
+                f"{statistics.median(seconds):.2f} s median (rounds {', '.join(f'{s:.2f}' for s in seconds)})"
+            )
+    print(describe(), flush=True)
 
 
 if __name__ == "__main__":

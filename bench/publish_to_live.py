@@ -187,6 +187,7 @@ def main() -> None:
             "save_request_ms": {
                 "p50": round(median(save_ms), 2),
                 "p99": round(percentile(save_ms, 0.99), 2),
+                "max": round(max(save_ms), 2),
             },
             "server_commit_to_live_ms": {
                 "p50": round(median(server_ms), 2) if server_ms else None,
@@ -196,6 +197,11 @@ def main() -> None:
             "served_after_save_answered_ms_p50": round(
                 median([c - s for c, s in zip(client_ms, save_ms, strict=True)]), 2
             ),
+            # where the slowest saves lost their time: the save request itself, or after its answer
+            "slowest": [
+                {"save_ms": round(save, 1), "served_after_answer_ms": round(client - save, 1)}
+                for client, save in sorted(zip(client_ms, save_ms, strict=True), reverse=True)[:5]
+            ],
             "poller": {"requests": poller.requests, "errors": poller.errors, "went_back": poller.went_back},
             "goal": "p50 <= 10 ms, p99 <= 50 ms",
             "machine_before": machine_before,

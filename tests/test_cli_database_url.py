@@ -86,3 +86,24 @@ def test_runtime_takes_the_url_from_a_file(started: list[str], tmp_path: Path) -
     (tmp_path / "db-url").write_text(PG + "\n")
     result = CliRunner().invoke(app, ["runtime", "--database-url-file", str(tmp_path / "db-url")])
     assert result.exit_code == 0 and started == [PG] and result.stderr == ""
+
+
+def test_runtime_reads_the_server_key_file_and_names_a_bad_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from cryptography.fernet import Fernet
+
+    rings: list[Any] = []
+    monkeypatch.setattr(
+        "fnstage.runtime.server.run_runtime", lambda *args, **kwargs: rings.append(kwargs["keyring"])
+    )
+    monkeypatch.delenv("FNSTAGE_SECRET_KEY", raising=False)
+    key = tmp_path / "secret-key"
+    key.write_text(Fernet.generate_key().decode() + "\n")
+    args = ["runtime", "--database-url", "sqlite:///x.db", "--secret-key-file", str(key)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert rings[0].source == str(key) and len(rings[0].keys) == 1
+    key.write_text("not a key\n")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "key 1 in" in result.stderr and "not a Fernet key" in result.stderr

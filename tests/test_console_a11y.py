@@ -118,6 +118,17 @@ def test_every_page_and_sheet_has_no_violations(
     if theme == "light":
         page.screenshot(path=str(SCREENSHOTS / "members-and-tokens.png"))
 
+    page.goto(f"{console_up.url}/#/g/{audited}/config/prod")
+    expect(page.get_by_role("heading", name="Configuration: prod")).to_be_visible()
+    secrets = page.locator("section", has=page.get_by_role("heading", name="Secrets"))
+    secrets.get_by_label("Key", exact=True).fill("STRIPE_KEY")
+    secrets.get_by_label("Value", exact=True).fill("sk_audit")
+    secrets.get_by_role("button", name="Set secret").click()
+    expect(secrets.locator("tr[data-key=STRIPE_KEY]")).to_be_visible()
+    audit("configuration page")
+    if theme == "light":
+        page.screenshot(path=str(SCREENSHOTS / "configuration-page.png"))
+
     failures = {what: v for what, v in found.items() if v}
     assert not failures, "axe-core violations:\n" + "\n".join(
         f"- {what}: {line}" for what, lines in failures.items() for line in lines

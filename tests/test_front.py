@@ -358,6 +358,25 @@ def test_a_changed_route_takes_effect_at_once(
     assert client.get("/demo/dev/x").status == 404
 
 
+def test_a_function_routed_on_its_own_goes_to_its_cell_and_back_to_its_environments(
+    routes: RouteTable, start_front: Callable[..., Front], cells: dict[str, str]
+) -> None:
+    """A function whose version runs with a dependency lock is routed to that lock's cell by name."""
+    routes.set("demo", "dev", cells["unix"])
+    front = start_front()
+    client = Client(front.port)
+    routes.set_function("demo", "dev/moved", cells["tcp"])
+    assert client.get("/demo/dev/moved").json()["client"][0] == "127.0.0.1"
+    assert client.get("/demo/dev/other").json()["client"][0] == ""  # the environment's cell
+    routes.set_function("demo", "dev/moved", None)
+    assert client.get("/demo/dev/moved").json()["client"][0] == ""
+    routes.set_function("demo", "dev/moved", cells["tcp"])
+    routes.forget_functions_at(cells["tcp"])  # its cell stopped
+    assert routes.function_routes() == {}
+    with pytest.raises(InvalidInput):
+        routes.set_function("demo", "nowhere/x", cells["tcp"])
+
+
 # streaming ----------------------------------------------------------------------------------------------
 def test_big_bodies_stream_both_ways_chunked_and_with_length(
     routes: RouteTable, start_front: Callable[..., Front], cells: dict[str, str]

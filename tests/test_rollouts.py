@@ -139,3 +139,18 @@ def test_every_function_of_a_gateway_is_read_with_its_rollout_in_one_call(
             assert r.summary == services.queries.rollout(gateway, name).summary
     finally:
         a.close()
+
+
+def test_a_runtime_installing_a_versions_dependencies_says_so_until_it_is_live(
+    services: Services, actor: Actor, gateway: str, store: Store
+) -> None:
+    services.deployments.save(actor, gateway, "dev/user/me", hello_files())
+    a = reporter(store, gateway)
+    try:
+        a.installing(gateway, "dev/user/me")
+        r = services.queries.rollout(gateway, "dev/user/me")
+        assert (r.summary, r.done) == ("live 0/1, installing dependencies on 1", False)
+        a.live(gateway, "dev/user/me", 1)
+        assert services.queries.rollout(gateway, "dev/user/me").summary == "live 1/1"
+    finally:
+        a.close()

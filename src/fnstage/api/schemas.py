@@ -33,9 +33,8 @@ _SEMVER_ANY = rf"{_ANY_NUMBER}\.{_ANY_NUMBER}\.{_ANY_NUMBER}(?:-[0-9A-Za-z.-]+)?
 # a version reference (`fnstage diff`): dev/user/me, prod/user/me@1.0.0, prod/user/me@v3 or #42
 _NAME = rf"(?:dev|staging|prod)/{_SEGMENT}(?:/{_SEGMENT}){{0,7}}"
 REF_PATTERN = rf"^\s*(?:#?[0-9]+|{_NAME}(?:@(?:v[0-9]+|{_SEMVER_ANY}))?)\s*$"
-REQUIREMENT_PATTERN = (
-    r"^\s*[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9.+!_-]*\s*$"  # domain.dependencies
-)
+# a requirement such as requests==2.32.3 or pydantic>=2,<3 (one line; `domain.dependencies` checks the rest)
+REQUIREMENT_PATTERN = r"^\s*[A-Za-z0-9][^\n\r]*$"
 MAX_NAME = 204  # "dev/" and a 200-character base; the API refuses longer names, whatever the environment
 # a note: printable text, newlines and tabs, and at least one visible character
 NOTE_PATTERN = r"^[\t\n\r ]*[^\x00-\x20\x7f][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
@@ -113,7 +112,10 @@ class GatewayUpdate(Body):
 class Dependencies(Body):
     dependencies: list[
         Annotated[str, Field(max_length=200, json_schema_extra={"pattern": REQUIREMENT_PATTERN})]
-    ] = Field(max_length=200, description="pinned requirements: NAME==VERSION")
+    ] = Field(
+        max_length=200,
+        description="requirements such as requests==2.32.3 or pydantic>=2,<3, resolved by uv into a lock",
+    )
 
 
 class Save(Body):
@@ -140,6 +142,7 @@ class Promote(Body):
     target: str = Field(max_length=16, json_schema_extra={"enum": ENVIRONMENTS})
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
+    force: bool = Field(default=False, description="release even a version that failed to load")
 
 
 def _one_of_present(choices: dict[str, dict[str, Any]], only_one: bool) -> dict[str, Any]:
@@ -172,6 +175,7 @@ class Release(Body):
     target: str = Field(max_length=16, json_schema_extra={"enum": ENVIRONMENTS})
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
+    force: bool = Field(default=False, description="release even a version that failed to load")
 
 
 class Rollback(Body):
@@ -282,3 +286,13 @@ class TriggerCreate(Body):
         description="default: the function's path, dashed",
     )
     payload: Any = Field(default=None, description="JSON the function receives as ctx.json")
+
+
+class WebhookCreate(Body):
+    url: str = Field(max_length=2000, description="where to POST each event: http:// or https://")
+    events: list[str] | None = Field(
+        default=None,
+        max_length=10,
+        description="the events it wants (create, save, promote, release, rollback, rename, delete); "
+        "none: all",
+    )

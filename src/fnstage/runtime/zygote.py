@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import pickle
 import select
@@ -38,7 +39,13 @@ MAX_PACKET = 1 << 20
 
 def main(fd: int) -> None:
     """The zygote process: `python -c 'from fnstage.runtime.zygote import main; main(FD)'`."""
-    from fnstage.runtime.cell import run_cell  # what every cell runs: imported once, here
+    from fnstage.runtime.cell import preload, run_cell  # what every cell runs: imported once, here
+
+    preload()
+    # what is imported now is shared by every cell: out of the collector's reach, so that a cell's
+    # collections never write to (and so copy) those pages
+    gc.collect()
+    gc.freeze()
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -225,5 +232,12 @@ def clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in keep}
 
 
+# never passed to function code, even when named in FNSTAGE_CELL_ENV: the store and the server key
+NEVER_PASSED = frozenset(
+    {"FNSTAGE_DATABASE_URL", "FNSTAGE_SECRET_KEY", "FNSTAGE_SECRET_KEY_FILE", "FNSTAGE_TOKEN"}
+)
+
+
 def passed_to_cells(environ: Mapping[str, str]) -> list[str]:
-    return [name.strip() for name in environ.get(CELL_ENV, "").split(",") if name.strip()]
+    names = [name.strip() for name in environ.get(CELL_ENV, "").split(",") if name.strip()]
+    return [name for name in names if name not in NEVER_PASSED]

@@ -1,0 +1,58 @@
+"""Cells for tests: a function row, a recording `CellEvents`, and a GET through a cell's Unix socket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from fnstage.build import build
+from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot
+from fnstage.store.records import FunctionCounts, PublishedFunction
+
+
+def row(name: str, version: int, body: str, gateway: str = "demo") -> PublishedFunction:
+    bundle = build({"index.py": body}, "index.py")
+    return PublishedFunction(
+        gateway,
+        name,
+        version,
+        f"0.{version}.0",
+        "index.py",
+        bundle.compiled,
+        dict(bundle.files),
+        bundle.hash,
+        ["GET"],
+        {},
+        version,
+    )
+
+
+ANSWER = "def main(ctx):\n    return {'version': %d}\n"
+
+
+class Events(CellEvents):
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, Slot, Any]] = []
+
+    def ready(self, slot: Slot, cell: Cell) -> None:
+        self.seen.append(("ready", slot, cell.pid))
+
+    def restarting(self, slot: Slot, cause: str) -> None:
+        self.seen.append(("restarting", slot, cause))
+
+    def stopped(self, slot: Slot) -> None:
+        self.seen.append(("stopped", slot, None))
+
+    def cell_counts(self, slot: Slot, items: list[FunctionCounts]) -> None:
+        self.seen.append(("counts", slot, items))
+
+    def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None:
+        self.seen.append(("lost", slot, cause))
+
+
+def get(cell_set: CellSet, slot: Slot, path: str) -> httpx.Response:
+    spec = cell_set.spec_of(slot)
+    assert spec is not None and spec.uds is not None
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(spec.uds)), timeout=10) as client:
+        return client.get(f"http://{slot[0]}.{slot[1]}.localhost{path}")
