@@ -15,7 +15,7 @@ pytest.register_assert_rewrite("support.browser")
 from support.browser import ok, open_function  # noqa: E402
 
 pytest_plugins = ["support.browser"]
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.long]
 
 FUNCTION = "def main(ctx):\n    ctx.log('serving', ctx.query.get('n'))\n    if ctx.query.get('fail'):\n        raise KeyError('no such thing')\n    return 'ok'\n"
 

@@ -22,7 +22,11 @@ import pytest
 from fnstage.testing import UpProcess
 from support.cli import Cli, write
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # restarts `fnstage up` on a shared machine
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.long,
+    pytest.mark.timeout(600),
+]  # restarts `fnstage up` on a shared machine
 
 T0 = datetime(2030, 1, 1, 10, 59, 30, tzinfo=UTC)
 REPORT = (

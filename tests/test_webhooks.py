@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from conftest import hello_files
 from fnstage.domain.errors import Conflict, InvalidInput, NotFound
 from fnstage.service import Actor, Services
 from fnstage.service.webhook_delivery import SIGNATURE_HEADER, WebhookDeliverer, retry_delay
 from fnstage.testing import UpProcess, free_port
 from support.cli import Cli, write
+from support.functions import hello_files
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -222,7 +222,7 @@ async def authorize(
     services: Services = request.app.state.services
     token = credentials.credentials if credentials else None
     if not isinstance(rule, Gateway):
-        actor = await run_in_threadpool(authenticate, services.store, token)
+        actor = await run_in_threadpool(authenticate, services.store, token, services.accounts.clock())
         request.state.actor = actor
         if isinstance(rule, Admin) and not actor.is_admin:
             raise Forbidden("only an admin may do this", details={"needs": "admin"})

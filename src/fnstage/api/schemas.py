@@ -85,7 +85,9 @@ def _integral(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-JsonInt = Annotated[int, BeforeValidator(_integral)]
+# the validator wraps `int | None` whole: on `Annotated[int, ...] | None` pydantic would write the field's
+# ge/le into the document as unknown keys instead of minimum/maximum
+JsonIntOrNone = Annotated[int | None, BeforeValidator(_integral)]
 
 
 class Body(BaseModel):
@@ -104,7 +106,7 @@ class GatewayCreate(Body):
 
 class GatewayUpdate(Body):
     allow_dev_to_prod: bool | None = None
-    history_limit: JsonInt | None = Field(default=None, ge=1, le=1000)
+    history_limit: JsonIntOrNone = Field(default=None, ge=1, le=1000)
 
 
 class Dependencies(Body):
@@ -121,7 +123,7 @@ class Save(Body):
     entrypoint: str = Field(default="index.py", max_length=255)
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     changelog: str | None = Field(default=None, max_length=2000)
-    expected_version: JsonInt | None = Field(
+    expected_version: JsonIntOrNone = Field(
         default=None, ge=0, le=MAX_ID, description="refuse (409) unless current"
     )
     methods: list[str] | None = Field(default=None, max_length=7)
@@ -181,7 +183,7 @@ class Release(Body):
     source_env: str | None = Field(
         default=None, max_length=16, json_schema_extra={"enum": [*ENVIRONMENTS, None]}
     )
-    source_history_id: JsonInt | None = Field(default=None, ge=1, le=MAX_ID)
+    source_history_id: JsonIntOrNone = Field(default=None, ge=1, le=MAX_ID)
     target: str = Field(max_length=16, json_schema_extra={"enum": ENVIRONMENTS})
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
@@ -198,7 +200,7 @@ class Rollback(Body):
 
     name: str = Field(max_length=MAX_NAME, json_schema_extra={"pattern": NAME_PATTERN})
     to_semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
-    to_history_id: JsonInt | None = Field(default=None, ge=1, le=MAX_ID)
+    to_history_id: JsonIntOrNone = Field(default=None, ge=1, le=MAX_ID)
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
     canary: Canary | None = None
@@ -230,7 +232,7 @@ class UserCreate(Body):
 
 class TokenCreate(Body):
     name: str = Field(default="cli", max_length=64, json_schema_extra={"pattern": TOKEN_NAME_PATTERN})
-    expires_in_seconds: JsonInt | None = Field(
+    expires_in_seconds: JsonIntOrNone = Field(
         default=None, ge=1, le=3650 * 86400, description="none: until revoked"
     )
 

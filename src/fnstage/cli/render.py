@@ -209,12 +209,6 @@ def history_table(entries: Sequence[Mapping[str, Any]], now: datetime | None = N
     return table
 
 
-def describe_entry(entry: Mapping[str, Any] | None) -> str:
-    if not entry:
-        return ""
-    return f"history #{entry.get('id')}"
-
-
 def lock_summary(lock: Mapping[str, Any]) -> str:
     """`lock 3f2a9c1b0d4e: humanize 4.9.0, requests 2.32.3`"""
     packages = lock.get("packages") or {}

@@ -7,7 +7,6 @@ import re
 from fnstage.domain.errors import InvalidInput
 
 KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-CONFIG_TYPES = ("config", "secret")
 
 
 def check_key(key: object, field: str = "key") -> str:

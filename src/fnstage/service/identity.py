@@ -50,16 +50,16 @@ def create_token(store: Store, actor: Actor, name: str, expires_at: datetime | N
     return token
 
 
-def authenticate(store: Store, token: str | None) -> Actor:
+def authenticate(store: Store, token: str | None, at: datetime | None = None) -> Actor:
     if not token:
         raise Unauthorized("missing token: send `Authorization: Bearer <token>`")
     with store.read() as tx:
-        actor, record = check_token(tx, token)
+        actor, record = check_token(tx, token, at)
     note_use(store, record)
     return actor
 
 
-def check_token(tx: Tx, token: str | None) -> tuple[Actor, TokenRecord]:
+def check_token(tx: Tx, token: str | None, at: datetime | None = None) -> tuple[Actor, TokenRecord]:
     """The token's user, or Unauthorized; inside a transaction of the caller's (the API reads the
     caller's role in the same one). The caller then passes the record to `note_use`."""
     if not token:
@@ -70,7 +70,7 @@ def check_token(tx: Tx, token: str | None) -> tuple[Actor, TokenRecord]:
         raise Unauthorized("unknown token")
     if record.revoked_at is not None:
         raise Unauthorized("this token was revoked")
-    if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
+    if record.expires_at is not None and record.expires_at <= (at or datetime.now(UTC)):
         raise Unauthorized("this token has expired")
     return Actor(user.id, user.name, user.is_admin), record
 
