@@ -7,23 +7,30 @@ Tests using `store` run once per engine. A test about one engine's own mechanics
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-import pg
 from fnstage.service import Actor, Services
 from fnstage.store.engine import sqlite_url
 from fnstage.store.store import Store
+from fnstage.testing import wheelhouse
+from support import pg
+from support.functions import hello_files  # noqa: F401  (for branches written before tests/support/)
 
-INDEX = 'from utils import greet\n\n\nasync def main(ctx):\n    return {"message": greet(ctx.query.get("name", "world"))}\n'
-UTILS = 'def greet(name):\n    return f"Hello, {name}!"\n'
+# No test resolves or installs dependencies from the internet: uv sees no index, only a folder of small
+# wheels built for the session (`fnstage.testing.wheelhouse`: fnpkg 1.0 and 2.0, native-thing, ...),
+# and environments go to a folder of this session's.
+os.environ["FNSTAGE_NO_INDEX"] = "1"
+os.environ.pop("FNSTAGE_INDEX_URL", None)
+os.environ.pop("FNSTAGE_EXTRA_INDEX_URLS", None)
+os.environ["FNSTAGE_FIND_LINKS"] = str(wheelhouse(Path(tempfile.mkdtemp(prefix="fnstage-test-wheels-"))))
+os.environ["FNSTAGE_ENVIRONMENTS_DIR"] = tempfile.mkdtemp(prefix="fnstage-test-environments-")
+
 ENGINES = ["sqlite", "postgres"]
-
-
-def hello_files(greeting: str = "Hello") -> dict[str, str]:
-    return {"index.py": INDEX, "utils.py": UTILS.replace("Hello", greeting)}
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import hello_files
 from fnstage.api.app import create_app
 from fnstage.service import Services
 from fnstage.service.identity import bootstrap_admin
 from fnstage.store.store import Store
+from support.functions import hello_files
 
 
 @pytest.fixture

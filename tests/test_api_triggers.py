@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import hello_files
 from fnstage.api.app import create_app
 from fnstage.service import Services
 from fnstage.service.identity import bootstrap_admin
 from fnstage.service.scheduler import Scheduler
 from fnstage.store.store import Store
+from support.functions import hello_files
 
 NOW = datetime(2030, 1, 1, 10, 59, 30, tzinfo=UTC)
 T = "/api/v1/gateways/demo/triggers"

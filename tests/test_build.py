@@ -256,7 +256,7 @@ def test_refuses_too_many_bytes_in_all() -> None:
 # --- dependencies ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dependencies", ["requests==2.32.3", b"x", 5, ["requests>=2"], [None]])
+@pytest.mark.parametrize("dependencies", ["requests==2.32.3", b"x", 5, ["requests>="], [None]])
 def test_refuses_malformed_dependencies(dependencies: object) -> None:
     error = refused({"index.py": MAIN}, dependencies=dependencies)
     assert isinstance(error, InvalidInput) and error.field == "dependencies"

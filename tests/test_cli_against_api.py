@@ -19,23 +19,32 @@ from typer.testing import CliRunner, Result
 
 from fnstage.api.app import create_app
 from fnstage.cli.main import app
+from fnstage.deps.environments import Environments
+from fnstage.deps.uv import IndexSettings
 from fnstage.service import Services
 from fnstage.service.identity import bootstrap_admin
 from fnstage.store.store import Store
+from support.wheels import wheelhouse
 
 INDEX = 'from utils import greet\n\n\nasync def main(ctx):\n    return {"message": greet("world")}\n'
 UTILS = 'def greet(name):\n    return f"Hello, {name}!"\n'
 
 
 @pytest.fixture
-def server(store: Store) -> Iterator[tuple[str, str]]:
-    """(url, admin token) of the API running in a thread on a free loopback port."""
+def server(store: Store, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(url, admin token) of the API running in a thread on a free loopback port; dependencies come
+    from a folder of wheels built here."""
     token = bootstrap_admin(store)
+    wheels = wheelhouse(tmp_path / "wheels")
+    settings = IndexSettings(find_links=(str(wheels),), no_index=True, cache_dir=str(tmp_path / "uv-cache"))
+    environments = Environments(tmp_path / "environments", settings)
     assert token is not None
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(Services.create(store)), log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        create_app(Services.create(store, environments=environments)), log_level="warning", lifespan="off"
+    )
     uvicorn_server = uvicorn.Server(config)
     thread = threading.Thread(target=uvicorn_server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -166,10 +175,10 @@ def test_a_teammates_save_is_not_overwritten(cli: Callable[..., Result], tmp_pat
 
 def test_build_errors_and_unknown_things(cli: Callable[..., Result], tmp_path: Path) -> None:
     ok(cli("gateway", "create", "demo"))
-    broken = write(tmp_path / "broken", {"index.py": "import requests\n\ndef main(ctx):\n    return 1\n"})
+    broken = write(tmp_path / "broken", {"index.py": "import fnpkg\n\ndef main(ctx):\n    return 1\n"})
     result = cli("push", str(broken), "dev/user/me")
     assert result.exit_code == 1
-    assert "requests" in result.stderr and "(field: files)" in result.stderr
+    assert "fnpkg" in result.stderr and "(field: files)" in result.stderr
 
     missing = cli("status", "user/me", "-g", "nope")
     assert missing.exit_code == 1 and missing.stderr.startswith("error: ")
@@ -177,8 +186,14 @@ def test_build_errors_and_unknown_things(cli: Callable[..., Result], tmp_path: P
     logs = cli("logs", "dev/user/me")
     assert logs.exit_code == 1 and logs.stderr.startswith("error: ")
 
-    bad_dep = cli("deps", "set", "requests")
+    bad_dep = cli("deps", "set", "fnpkg==")
     assert bad_dep.exit_code == 1 and "(field: dependencies)" in bad_dep.stderr
-    ok(cli("deps", "set", "requests==2.32.3"))
-    assert ok(cli("deps", "show")) == "requests==2.32.3\n"
+    unresolvable = cli("deps", "set", "fnpkg==3.0")
+    assert unresolvable.exit_code == 1 and "fnpkg" in unresolvable.stderr
+    ok(cli("deps", "set", "fnpkg==1.0"))
+    assert ok(cli("deps", "show")).startswith("fnpkg==1.0\nlock ")
+    ok(cli("deps", "add", "native-thing"))
+    assert ok(cli("deps", "show")).startswith("fnpkg==1.0\nnative-thing\n")
+    ok(cli("deps", "rm", "native-thing"))
+    assert ok(cli("deps", "show")).startswith("fnpkg==1.0\nlock ")
     assert ok(cli("push", str(broken), "dev/user/me")) == "dev/user/me: created version 1 (1 file)\n"

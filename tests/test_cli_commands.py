@@ -785,8 +785,25 @@ def test_up_calls_serve_up(
             "database_url": None,
             "with_runtime": True,
             "catch_up": timedelta(seconds=900),
+            "secret_key_file": None,
+            "metrics_port": None,
+            "runtime_metrics_port": None,
+            "metrics_host": "127.0.0.1",
+            "log_format": "text",
         }
     ]
+    calls.clear()
+    args = ["--metrics-port", "9470", "--runtime-metrics-port", "9471", "--log-format", "json"]
+    result = cli("up", "--data", str(tmp_path / "data"), *args)
+    assert result.exit_code == 0, result.output
+    assert calls[0]["metrics_port"] == 9470 and calls[0]["runtime_metrics_port"] == 9471
+    assert calls[0]["log_format"] == "json"
+    calls.clear()
+    result = cli("up", "--log-format", "yaml")
+    assert result.exit_code != 0 and "use text or json" in result.output and calls == []
+    calls.clear()
+    result = cli("up", "--data", str(tmp_path / "data"), "--secret-key-file", str(tmp_path / "key"))
+    assert result.exit_code == 0 and calls[0]["secret_key_file"] == tmp_path / "key"
     calls.clear()
     result = cli("up", "--data", str(tmp_path / "data"), "--no-runtime", "--catch-up", "60")
     assert result.exit_code == 0, result.output

@@ -13,8 +13,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from fnstage.testing import UpProcess
 
-pytest.register_assert_rewrite("conftest_browser")  # before its import: pytest_plugins loads it too
-from conftest_browser import (  # noqa: E402
+pytest.register_assert_rewrite("support.browser")  # before its import: pytest_plugins loads it too
+from support.browser import (  # noqa: E402
     SCREENSHOTS,
     axe_violations,
     open_function,
@@ -23,8 +23,8 @@ from conftest_browser import (  # noqa: E402
     seed_failing,
 )
 
-pytest_plugins = ["conftest_browser"]  # the browser fixtures: Chromium, a real fnstage up
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+pytest_plugins = ["support.browser"]  # the browser fixtures: Chromium, a real fnstage up
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.long]
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +117,17 @@ def test_every_page_and_sheet_has_no_violations(
     audit("members and tokens")
     if theme == "light":
         page.screenshot(path=str(SCREENSHOTS / "members-and-tokens.png"))
+
+    page.goto(f"{console_up.url}/#/g/{audited}/config/prod")
+    expect(page.get_by_role("heading", name="Configuration: prod")).to_be_visible()
+    secrets = page.locator("section", has=page.get_by_role("heading", name="Secrets"))
+    secrets.get_by_label("Key", exact=True).fill("STRIPE_KEY")
+    secrets.get_by_label("Value", exact=True).fill("sk_audit")
+    secrets.get_by_role("button", name="Set secret").click()
+    expect(secrets.locator("tr[data-key=STRIPE_KEY]")).to_be_visible()
+    audit("configuration page")
+    if theme == "light":
+        page.screenshot(path=str(SCREENSHOTS / "configuration-page.png"))
 
     failures = {what: v for what, v in found.items() if v}
     assert not failures, "axe-core violations:\n" + "\n".join(

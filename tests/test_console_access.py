@@ -12,11 +12,11 @@ from playwright.sync_api import Page, expect
 
 from fnstage.testing import UpProcess
 
-pytest.register_assert_rewrite("conftest_browser")  # before its import: pytest_plugins loads it too
-from conftest_browser import open_console  # noqa: E402
+pytest.register_assert_rewrite("support.browser")  # before its import: pytest_plugins loads it too
+from support.browser import open_console  # noqa: E402
 
-pytest_plugins = ["conftest_browser"]  # the browser fixtures: Chromium, a real fnstage up
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+pytest_plugins = ["support.browser"]  # the browser fixtures: Chromium, a real fnstage up
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.long]
 
 
 def test_members_are_added_changed_and_removed(

@@ -12,8 +12,8 @@ from playwright.sync_api import Page, expect
 
 from fnstage.testing import UpProcess
 
-pytest.register_assert_rewrite("conftest_browser")  # before its import: pytest_plugins loads it too
-from conftest_browser import (  # noqa: E402
+pytest.register_assert_rewrite("support.browser")  # before its import: pytest_plugins loads it too
+from support.browser import (  # noqa: E402
     INDEX,
     SCREENSHOTS,
     UTILS,
@@ -23,8 +23,8 @@ from conftest_browser import (  # noqa: E402
     seed,
 )
 
-pytest_plugins = ["conftest_browser"]  # the browser fixtures: Chromium, a real fnstage up
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+pytest_plugins = ["support.browser"]  # the browser fixtures: Chromium, a real fnstage up
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.long]
 
 
 def test_sign_in_pick_a_gateway_and_see_functions_grouped(

@@ -13,11 +13,11 @@ from playwright.sync_api import Page, Route, expect
 
 from fnstage.testing import UpProcess
 
-pytest.register_assert_rewrite("conftest_browser")  # before its import: pytest_plugins loads it too
-from conftest_browser import FAILING_ERROR, SCREENSHOTS, open_console, open_function, seed, seed_failing  # noqa: E402
+pytest.register_assert_rewrite("support.browser")  # before its import: pytest_plugins loads it too
+from support.browser import FAILING_ERROR, SCREENSHOTS, open_console, open_function, seed, seed_failing  # noqa: E402
 
-pytest_plugins = ["conftest_browser"]  # the browser fixtures: Chromium, a real fnstage up
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+pytest_plugins = ["support.browser"]  # the browser fixtures: Chromium, a real fnstage up
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.long]
 
 SLOW = 15_000  # ms: a shared machine under load can take seconds to draw a frame
 ROW_HEIGHTS = "() => [...document.querySelectorAll('.fn-rows li:not([hidden])')].slice(0, 40).map((li) => li.getBoundingClientRect().height)"

@@ -11,11 +11,11 @@ from playwright.sync_api import Page, expect
 
 from fnstage.testing import UpProcess
 
-pytest.register_assert_rewrite("conftest_browser")  # before its import: pytest_plugins loads it too
-from conftest_browser import UTILS, seed  # noqa: E402
+pytest.register_assert_rewrite("support.browser")  # before its import: pytest_plugins loads it too
+from support.browser import UTILS, seed  # noqa: E402
 
-pytest_plugins = ["conftest_browser"]  # the browser fixtures: Chromium, a real fnstage up
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+pytest_plugins = ["support.browser"]  # the browser fixtures: Chromium, a real fnstage up
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.long]
 
 # Where focus is, and whether a sighted keyboard user can see it: an outline of at least 2px on the
 # element, on the styled sibling of a hidden radio (the segmented controls), or on the code editor.

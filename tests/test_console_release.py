@@ -10,11 +10,11 @@ from playwright.sync_api import Browser, Page, expect
 
 from fnstage.testing import UpProcess
 
-pytest.register_assert_rewrite("conftest_browser")  # before its import: pytest_plugins loads it too
-from conftest_browser import SCREENSHOTS, UTILS, open_console, open_function, replace_editor_text, seed  # noqa: E402
+pytest.register_assert_rewrite("support.browser")  # before its import: pytest_plugins loads it too
+from support.browser import SCREENSHOTS, UTILS, open_console, open_function, replace_editor_text, seed  # noqa: E402
 
-pytest_plugins = ["conftest_browser"]  # the browser fixtures: Chromium, a real fnstage up
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+pytest_plugins = ["support.browser"]  # the browser fixtures: Chromium, a real fnstage up
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.long]
 
 
 def test_release_dev_to_staging_with_the_diff_and_the_rules(

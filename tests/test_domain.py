@@ -101,9 +101,11 @@ def test_note_required_and_bounded() -> None:
         check_note("x" * 2001, required=False)
 
 
-def test_requirements_are_pinned_and_canonical() -> None:
+def test_requirements_are_canonical_and_ranges_are_allowed() -> None:
     assert check_requirements(["Requests==2.32.3", "pyyaml==6.0.1"]) == ["pyyaml==6.0.1", "requests==2.32.3"]
-    for bad in ["requests", "requests>=2", "requests==", "==1"]:
+    # uv resolves ranges into a lock of exact versions, which each deployment records
+    assert check_requirements(["requests", "Pydantic>=2,<3"]) == ["pydantic<3,>=2", "requests"]
+    for bad in ["requests==", "==1", "-e .", "x @ https://example.com/x.whl", "a b"]:
         with pytest.raises(InvalidInput):
             check_requirements([bad])
     with pytest.raises(InvalidInput):

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import INDEX, UTILS
 from fnstage.testing import UpProcess
+from support.cli import Cli, write
+from support.functions import INDEX, UTILS
 
 pytestmark = pytest.mark.e2e
 
@@ -23,40 +21,6 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
         yield process
 
 
-class Cli:
-    def __init__(self, up: UpProcess) -> None:
-        self.env = {**up.cli_env(), "FNSTAGE_GATEWAY": "demo", "COLUMNS": "200", "NO_COLOR": "1"}
-
-    def run(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "fnstage", *args], env=self.env, capture_output=True, text=True, timeout=60
-        )
-        if ok:
-            assert result.returncode == 0, f"fnstage {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-        return result
-
-    def refused(self, *args: str, says: str) -> str:
-        result = self.run(*args, ok=False)
-        assert result.returncode == 1, f"{args} should fail:\n{result.stdout}\n{result.stderr}"
-        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-        # One error line; only a `hint:` or the build's per-problem lines may follow it.
-        assert lines[0].startswith("error:") and not any(line.startswith("error:") for line in lines[1:])
-        assert all(line.startswith(("hint:", " ")) for line in lines[1:]), result.stderr
-        assert says in lines[0], lines[0]
-        return lines[0]
-
-    def json(self, *args: str) -> object:
-        return json.loads(self.run(*args, "--json").stdout)
-
-
-def write(folder: Path, files: dict[str, str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for path, text in files.items():
-        (folder / path).parent.mkdir(parents=True, exist_ok=True)
-        (folder / path).write_text(text)
-    return folder
-
-
 def test_the_core_walk_through_the_cli(up: UpProcess, tmp_path: Path) -> None:
     cli = Cli(up)
     cli.run("gateway", "create", "demo")
@@ -65,7 +29,7 @@ def test_the_core_walk_through_the_cli(up: UpProcess, tmp_path: Path) -> None:
     assert "version 1" in cli.run("push", str(src), "dev/user/me").stdout
     write(src, {"utils.py": UTILS.replace("Hello", "Hi")})
     out = cli.run("push", str(src), "dev/user/me", "--changelog", "Say hi").stdout
-    assert "1 -> 2" in out or "1 → 2" in out
+    assert "dev/user/me: version 1 -> 2" in out, out
     assert "unchanged" in cli.run("push", str(src), "dev/user/me").stdout
 
     cli.run("promote", "dev/user/me", "--to", "staging", "--semver", "1.0.0-rc.1", "--note", "QA round 1")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from fnstage.testing import UpProcess, free_port
-from test_e2e_cli import Cli, write
+from support.cli import Cli, write
 
 pytestmark = pytest.mark.e2e
 CONFIG = Path(__file__).parent.parent / "deploy" / "nginx" / "fnstage.conf"

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from fnstage.testing import UpProcess
-from test_e2e_cli import Cli, write
+from support.cli import Cli, write
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # restarts `fnstage up` on a shared machine
 

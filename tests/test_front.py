@@ -38,7 +38,7 @@ from fnstage.front import (
 from fnstage.front.routes import destination
 from fnstage.runtime.router import Router
 from fnstage.testing import free_port
-from front_cells import RawCell, pattern, read_chunked, read_head
+from support.front_cells import RawCell, pattern, read_chunked, read_head
 
 TESTS = Path(__file__).resolve().parent
 
@@ -117,7 +117,7 @@ def granian_cell(*, uds: Path | None = None, port: int | None = None) -> Iterato
     """The echo app on granian (one worker), as a cell serves: on a Unix socket or a loopback port."""
     where = ["--uds", str(uds)] if uds else ["--host", "127.0.0.1", "--port", str(port)]
     command = [sys.executable, "-m", "granian", "--interface", "asgi", *where, "--workers", "1"]
-    command += ["--no-ws", "--log-level", "warning", "front_cells:echo_app"]
+    command += ["--no-ws", "--log-level", "warning", "support.front_cells:echo_app"]
     env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     process = subprocess.Popen(command, env=env, start_new_session=True)
     try:
@@ -356,6 +356,25 @@ def test_a_changed_route_takes_effect_at_once(
     assert client.get("/demo/dev/x").json()["client"][0] == "127.0.0.1"
     routes.remove("demo", "dev")
     assert client.get("/demo/dev/x").status == 404
+
+
+def test_a_function_routed_on_its_own_goes_to_its_cell_and_back_to_its_environments(
+    routes: RouteTable, start_front: Callable[..., Front], cells: dict[str, str]
+) -> None:
+    """A function whose version runs with a dependency lock is routed to that lock's cell by name."""
+    routes.set("demo", "dev", cells["unix"])
+    front = start_front()
+    client = Client(front.port)
+    routes.set_function("demo", "dev/moved", cells["tcp"])
+    assert client.get("/demo/dev/moved").json()["client"][0] == "127.0.0.1"
+    assert client.get("/demo/dev/other").json()["client"][0] == ""  # the environment's cell
+    routes.set_function("demo", "dev/moved", None)
+    assert client.get("/demo/dev/moved").json()["client"][0] == ""
+    routes.set_function("demo", "dev/moved", cells["tcp"])
+    routes.forget_functions_at(cells["tcp"])  # its cell stopped
+    assert routes.function_routes() == {}
+    with pytest.raises(InvalidInput):
+        routes.set_function("demo", "nowhere/x", cells["tcp"])
 
 
 # streaming ----------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from conftest import hello_files
 from fnstage.service import Actor, Services
 from fnstage.store.engine import feed_payload
 from fnstage.store.notifications import (
@@ -27,6 +26,7 @@ from fnstage.store.notifications import (
 )
 from fnstage.store.records import FeedEvent
 from fnstage.store.store import Store, Tx
+from support.functions import hello_files
 
 pytestmark = [pytest.mark.engine("postgres"), pytest.mark.timeout(60)]  # store-using tests: postgres only
 

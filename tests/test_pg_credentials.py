@@ -14,13 +14,13 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from conftest import hello_files
 from fnstage.service import Actor, Services
 from fnstage.store.credentials import runtime_credentials, runtime_role
 from fnstage.store.feed import FeedReader
 from fnstage.store.runtime_status import RuntimeIdentity, RuntimeReporter
 from fnstage.store.store import Store
 from fnstage.testing import RuntimeServer
+from support.functions import hello_files
 
 pytestmark = [pytest.mark.postgres, pytest.mark.engine("postgres"), pytest.mark.timeout(120)]
 

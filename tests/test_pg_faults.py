@@ -19,8 +19,6 @@ import psycopg
 import pytest
 from sqlalchemy import event
 
-import pg
-from conftest import hello_files
 from fnstage.build import build
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
@@ -29,8 +27,10 @@ from fnstage.service import Actor, Services
 from fnstage.store.feed import FeedReader
 from fnstage.store.store import Store
 from fnstage.testing import RuntimeServer, UpProcess
+from support import pg
+from support.functions import hello_files
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.long, pytest.mark.timeout(120)]
 
 VERSIONED = "def main(ctx):\n    return {'n': %d}\n"
 

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
-import pg
-from conftest import hello_files
 from fnstage.service import Actor, Services
 from fnstage.service.identity import create_token, identify
 from fnstage.store.store import Store
+from support import pg
+from support.functions import hello_files
 
 pytestmark = pytest.mark.postgres
 

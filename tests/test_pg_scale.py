@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from conftest import hello_files
 from fnstage.service import Actor, Services
 from fnstage.store.store import Store
+from support.functions import hello_files
 
 pytestmark = [pytest.mark.postgres, pytest.mark.engine("postgres"), pytest.mark.timeout(120)]
 

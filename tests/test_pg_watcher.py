@@ -13,7 +13,7 @@ from fnstage.runtime.registry import Registry
 from fnstage.runtime.watcher import Watcher
 from fnstage.store.notifications import Connected, Disconnected, Signal
 from fnstage.store.records import FeedEvent
-from test_runtime_watcher import FakeFeed, FakeReporter
+from support.watcher_fakes import FakeFeed, FakeReporter
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
 

@@ -24,9 +24,9 @@ import pytest
 
 from fnstage.store.engine import sqlite_url
 from fnstage.testing import RuntimeServer, UpProcess
-from test_e2e_cli import Cli, write
+from support.cli import Cli, write
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.long, pytest.mark.timeout(300)]
 
 GOOD = "def main(ctx):\n    return {'release': '%s'}\n"
 FAILS_AT_LOAD = """import os

@@ -21,9 +21,9 @@ import pytest
 from fnstage.store.engine import sqlite_url
 from fnstage.store.store import Store
 from fnstage.testing import UpProcess
-from test_crash import check_consistent
+from support.consistency import check_consistent
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long]
 ATTEMPTS = 200
 
 

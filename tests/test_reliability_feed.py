@@ -151,6 +151,7 @@ async def test_sqlite_reader_failing_serves_from_memory_and_converges_after(tmp_
 
 @pytest.mark.e2e
 @pytest.mark.postgres
+@pytest.mark.long
 @pytest.mark.timeout(240)
 def test_soak_short_form_postgres_restarts(tmp_path: Path) -> None:
     result = load_soak().run("postgres", duration_s=60, restart_every_s=20, root=tmp_path)
@@ -162,6 +163,7 @@ def test_soak_short_form_postgres_restarts(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.long
 @pytest.mark.timeout(240)
 def test_soak_short_form_sqlite_control_plane_restarts(tmp_path: Path) -> None:
     result = load_soak().run("sqlite", duration_s=45, restart_every_s=15, root=tmp_path)

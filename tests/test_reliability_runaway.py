@@ -26,9 +26,9 @@ import pytest
 
 from fnstage.store.engine import sqlite_url
 from fnstage.testing import RuntimeServer, UpProcess
-from test_e2e_cli import Cli, write
+from support.cli import Cli, write
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.long, pytest.mark.timeout(240)]
 
 LIMIT_S = 1.0
 MARGIN_S = 0.5

@@ -6,12 +6,12 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from conftest import hello_files
 from fnstage.service import Actor, Services
 from fnstage.store import schema as t
 from fnstage.store.records import FunctionCounts
 from fnstage.store.runtime_status import RuntimeIdentity, RuntimeReporter
 from fnstage.store.store import Store, now
+from support.functions import hello_files
 
 
 def reporter(store: Store, gateway: str | None) -> RuntimeReporter:
@@ -137,5 +137,20 @@ def test_every_function_of_a_gateway_is_read_with_its_rollout_in_one_call(
         # the same answer as asking for each function alone
         for name, r in listed.items():
             assert r.summary == services.queries.rollout(gateway, name).summary
+    finally:
+        a.close()
+
+
+def test_a_runtime_installing_a_versions_dependencies_says_so_until_it_is_live(
+    services: Services, actor: Actor, gateway: str, store: Store
+) -> None:
+    services.deployments.save(actor, gateway, "dev/user/me", hello_files())
+    a = reporter(store, gateway)
+    try:
+        a.installing(gateway, "dev/user/me")
+        r = services.queries.rollout(gateway, "dev/user/me")
+        assert (r.summary, r.done) == ("live 0/1, installing dependencies on 1", False)
+        a.live(gateway, "dev/user/me", 1)
+        assert services.queries.rollout(gateway, "dev/user/me").summary == "live 1/1"
     finally:
         a.close()

@@ -7,6 +7,7 @@ import pickle
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from multiprocessing import Pipe
 from pathlib import Path
 from typing import Any
@@ -98,10 +99,10 @@ def test_a_cell_starts_on_its_first_function_and_serves_it(cells: tuple[CellSet,
     cell_set, events = cells
     [result] = cell_set.load([row("dev/user/me", 1, ANSWER % 1)])
     assert isinstance(result, LiveVersion) and result.version == 1
-    assert get(cell_set, ("demo", "dev"), "/user/me").json() == {"version": 1}
+    assert get(cell_set, ("demo", "dev", ""), "/user/me").json() == {"version": 1}
     assert [kind for kind, *_ in events.seen] == ["ready"]
     cell_set.remove("demo", "dev/user/me")
-    assert cell_set.spec_of(("demo", "dev")) is None  # nothing left: the cell stopped
+    assert cell_set.spec_of(("demo", "dev", "")) is None  # nothing left: the cell stopped
     assert events.seen[-1][0] == "stopped"
 
 
@@ -115,13 +116,13 @@ def test_a_load_that_kills_its_cell_twice_is_quarantined_and_the_good_version_se
     assert isinstance(result, LoadError)
     assert result.summary == "killed its cell at load: exit code 3"
     # the cell came back with what was live before: the good version and the other function
-    assert get(cell_set, ("demo", "dev"), "/user/me").json() == {"version": 1}
-    assert get(cell_set, ("demo", "dev"), "/other").json() == {"version": 7}
+    assert get(cell_set, ("demo", "dev", ""), "/user/me").json() == {"version": 1}
+    assert get(cell_set, ("demo", "dev", ""), "/other").json() == {"version": 7}
     assert [q["cause"] for q in cell_set.quarantine_list()] == ["killed its cell at load: exit code 3"]
     # a quarantined version is never loaded again (a resync would otherwise kill the cell again)
     [again] = cell_set.load([row("dev/user/me", 2, killer)])
     assert isinstance(again, LoadError) and "killed its cell" in again.summary
-    assert get(cell_set, ("demo", "dev"), "/user/me").json() == {"version": 1}
+    assert get(cell_set, ("demo", "dev", ""), "/user/me").json() == {"version": 1}
 
 
 def test_a_cell_that_dies_serving_is_restarted_with_its_functions(cells: tuple[CellSet, Events]) -> None:
@@ -129,23 +130,23 @@ def test_a_cell_that_dies_serving_is_restarted_with_its_functions(cells: tuple[C
     crash = "import os\ndef main(ctx):\n    if ctx.query.get('die'):\n        os._exit(9)\n    return 'ok'\n"
     cell_set.load([row("prod/crashy", 1, crash)])
     with pytest.raises(httpx.HTTPError):
-        get(cell_set, ("demo", "prod"), "/crashy?die=1")
+        get(cell_set, ("demo", "prod", ""), "/crashy?die=1")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if [e for e in events.seen if e[0] == "ready"][1:]:
             break
         time.sleep(0.05)
-    assert ("restarting", ("demo", "prod"), "exit code 9") in events.seen
-    assert get(cell_set, ("demo", "prod"), "/crashy").text == "ok"
+    assert ("restarting", ("demo", "prod", ""), "exit code 9") in events.seen
+    assert get(cell_set, ("demo", "prod", ""), "/crashy").text == "ok"
 
 
 def test_cells_of_two_environments_do_not_share_a_process(cells: tuple[CellSet, Events]) -> None:
     cell_set, _ = cells
     patch = "import json\njson.dumps = lambda *a, **k: 'patched'\ndef main(ctx):\n    return json.dumps(1)\n"
     cell_set.load([row("dev/patch", 1, patch), row("prod/plain", 1, "import json\n" + ANSWER % 1)])
-    assert get(cell_set, ("demo", "dev"), "/patch").text == "patched"
-    assert get(cell_set, ("demo", "prod"), "/plain").json() == {"version": 1}
-    dev, prod = cell_set.spec_of(("demo", "dev")), cell_set.spec_of(("demo", "prod"))
+    assert get(cell_set, ("demo", "dev", ""), "/patch").text == "patched"
+    assert get(cell_set, ("demo", "prod", ""), "/plain").json() == {"version": 1}
+    dev, prod = cell_set.spec_of(("demo", "dev", "")), cell_set.spec_of(("demo", "prod", ""))
     assert dev is not None and prod is not None and dev.uds != prod.uds
 
 
@@ -233,10 +234,10 @@ def test_what_a_function_forks_dies_with_its_cell_even_in_a_session_of_its_own(
 ) -> None:
     cell_set, _ = cells
     cell_set.load([row("dev/forker", 1, FORKER)])
-    escaped = get(cell_set, ("demo", "dev"), "/forker").json()["escaped"]
+    escaped = get(cell_set, ("demo", "dev", ""), "/forker").json()["escaped"]
     assert Path(f"/proc/{escaped}").exists()
     with pytest.raises(httpx.HTTPError):
-        get(cell_set, ("demo", "dev"), "/forker?die=1")
+        get(cell_set, ("demo", "dev", ""), "/forker?die=1")
     deadline = time.monotonic() + 30
     while Path(f"/proc/{escaped}").exists() and _state(escaped) != "Z":
         assert time.monotonic() < deadline, f"process {escaped}, forked by a function, outlived its cell"
@@ -256,10 +257,60 @@ def test_a_cell_accepts_connections_as_soon_as_it_is_called_ready(cells: tuple[C
     which was after the cell said ready.)"""
     cell_set, _ = cells
     for i in range(8):
-        slot = (f"gw{i}", "dev")
+        slot = (f"gw{i}", "dev", "")
         cell = cell_set.ensure(slot)
         assert cell is not None and cell.spec.uds is not None
         with socket.socket(socket.AF_UNIX) as sock:
             sock.connect(str(cell.spec.uds))  # at once: no retry
             sock.sendall(b"GET /_fnstage/health HTTP/1.1\r\nHost: cell\r\nConnection: close\r\n\r\n")
             assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+class MoveEvents(Events):
+    def __init__(self) -> None:
+        super().__init__()
+        self.moves: list[tuple[str, Slot]] = []
+
+    def moved(self, gateway: str, name: str, slot: Slot, cell: Cell) -> None:
+        self.moves.append((name, slot))
+
+
+def test_a_function_moves_to_its_locks_cell_and_the_cell_it_left_stops(
+    zygote: Zygote, tmp_path: Path
+) -> None:
+    """One cell per (gateway, env, lock): a version with another lock loads in that lock's cell, is
+    routed there (`moved`) and only then leaves its old cell, which stops once empty."""
+    events = MoveEvents()
+    prepared: list[str] = []
+
+    def spec(slot: Slot) -> CellSpec:
+        folder = tmp_path / f"{slot[0]}.{slot[1]}.{slot[2][:8] or 'none'}"
+        return CellSpec(slot[0], slot[1], folder, "key", uds=folder / "cell.sock", lock=slot[2])
+
+    cell_set = CellSet(spec, events, zygote, prepare=lambda r: prepared.append(r.lock_hash or ""))
+    try:
+        one, two = ("demo", "dev", "a" * 64), ("demo", "dev", "b" * 64)
+        first = replace(row("dev/f", 1, ANSWER % 1), lock_hash=one[2], lock="x")
+        other = replace(row("dev/g", 1, ANSWER % 7), lock_hash=one[2], lock="x")
+        assert all(isinstance(r, LiveVersion) for r in cell_set.load([first, other]))
+        assert events.moves == [("dev/f", one), ("dev/g", one)]
+        first_pid = cell_set.status()[0]["pid"]
+        [moved] = cell_set.load([replace(row("dev/f", 2, ANSWER % 2), lock_hash=two[2], lock="y")])
+        assert isinstance(moved, LiveVersion)
+        assert events.moves[-1] == ("dev/f", two) and cell_set.slot_of_function("demo", "dev/f") == two
+        assert get(cell_set, two, "/f").json() == {"version": 2}
+        assert get(cell_set, one, "/g").json() == {"version": 7}  # still in the 1.0 lock's cell
+        assert cell_set.live_names(one) == ["dev/g"] and cell_set.live_names(two) == ["dev/f"]
+        cells = {c["lock"]: c["pid"] for c in cell_set.status()}
+        assert cells[one[2]] == first_pid and cells[two[2]] != first_pid  # two processes
+        three = ("demo", "dev", "c" * 64)
+        broken = replace(row("dev/g", 2, "raise ImportError('no')\n" + ANSWER % 8), lock_hash=three[2])
+        assert isinstance(cell_set.load([broken])[0], LoadError)
+        assert get(cell_set, one, "/g").json() == {"version": 7}  # the version before keeps serving
+        assert cell_set.spec_of(three) is None and cell_set.slot_of_function("demo", "dev/g") == one
+        cell_set.remove("demo", "dev/g", 1)
+        assert cell_set.spec_of(one) is None  # nothing left in it: stopped
+        assert ("stopped", one, None) in events.seen
+        assert prepared == [one[2], one[2], two[2], three[2]]
+    finally:
+        cell_set.stop_all()

@@ -11,7 +11,7 @@ import pytest
 
 from fnstage.api.serving import HEAD_TIMEOUT_S
 from fnstage.testing import UpProcess
-from test_e2e_cli import Cli, write
+from support.cli import Cli, write
 
 pytestmark = pytest.mark.e2e
 

@@ -33,7 +33,7 @@ import pytest
 from fnstage.testing import RuntimeServer, UpProcess
 from support.hostile import ENVIRONMENTS, GATEWAYS, HOSTILE, KNOWN, OTHER, OWN, VICTIMS, Stage
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.long, pytest.mark.timeout(300)]
 
 LAYOUTS = [
     pytest.param("up-sqlite", id="up-sqlite"),

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import hello_files
 from fnstage.api.app import PREFIX, create_app
 from fnstage.service import Services
 from fnstage.service.identity import bootstrap_admin
@@ -18,6 +17,7 @@ from fnstage.store.engine import sqlite_url
 from fnstage.store.runtime_status import RuntimeIdentity, RuntimeReporter
 from fnstage.store.store import Store
 from fnstage.testing import free_port
+from support.functions import hello_files
 
 GW = f"{PREFIX}/gateways/demo"
 

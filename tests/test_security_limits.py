@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import hello_files
 from fnstage.api.app import PREFIX, create_app
 from fnstage.api.limits import INLINE_DEPTH_CHECK_BYTES, LimitRequests, RequestLimits, json_too_deep
 from fnstage.service import Services
 from fnstage.service.identity import bootstrap_admin
 from fnstage.store.engine import sqlite_url
 from fnstage.store.store import Store
+from support.functions import hello_files
 
 SAVE = f"{PREFIX}/gateways/demo/functions/dev/user/me"
 

@@ -19,7 +19,6 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
-from conftest import hello_files
 from fnstage.api.app import PREFIX, create_app
 from fnstage.api.authorization import ADMIN, PUBLIC, RULES, SIGNED_IN, Gateway, rule_for
 from fnstage.service import Services
@@ -27,6 +26,7 @@ from fnstage.service.identity import bootstrap_admin
 from fnstage.service.roles import ROLES, allows
 from fnstage.store.engine import sqlite_url
 from fnstage.store.store import Store
+from support.functions import hello_files
 
 WHO = ("anonymous", "outsider", *ROLES, "admin")
 GW = "alpha"
@@ -41,8 +41,13 @@ PATH_VALUES = {
     "user": "carol",
     "token_id": "999999",
     "name": "nothing",  # a trigger's
+    "key": "STRIPE_KEY",  # a secret's
+    "webhook_id": "999999",  # a webhook's
 }
-QUERY = {("GET", "/gateways/{gateway}/diff"): {"a": "dev/user/me", "b": "dev/user/me"}}
+QUERY = {
+    ("GET", "/gateways/{gateway}/diff"): {"a": "dev/user/me", "b": "dev/user/me"},
+    ("GET", "/gateways/{gateway}/config/{env}/required/{base}"): {"source": "dev"},
+}
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/users"): {"name": "someone"},
     ("POST", "/tokens"): {"name": "matrix"},
@@ -112,13 +117,28 @@ EXPECTED_TRIGGER_ROLES: list[tuple[str, str, dict[str, Any], str]] = [
         for env, need in (("dev", "developer"), ("staging", "releaser"), ("prod", "releaser"))
     ],
 ]
-DYNAMIC = {
-    (m, re.sub(r"/functions/\w+/user/nothing$", "/functions/{env}/{base}", p))
-    for m, p, _, _ in EXPECTED_RELEASE_ROLES
-} | {
-    (m, re.sub(r"/triggers/\w+/nothing", "/triggers/{env}/{name}", p))
-    for m, p, _, _ in EXPECTED_TRIGGER_ROLES
-}
+# Configuration and secrets, as the issue states them: developers set dev's, releasers staging's and prod's
+EXPECTED_CONFIG_ROLES: list[tuple[str, str, dict[str, Any], str]] = [
+    (method, f"/gateways/{{gateway}}/{what.format(env=env)}", body, need)
+    for method, what, body in (
+        ("PATCH", "config/{env}", {"set": {"LIMIT": "5"}}),
+        ("POST", "config/{env}/rollback", {"to": 1}),
+        ("PUT", "secrets/{env}/{{key}}", {"value": "s3cret"}),
+        ("DELETE", "secrets/{env}/{{key}}", {}),
+    )
+    for env, need in (("dev", "developer"), ("staging", "releaser"), ("prod", "releaser"))
+]
+DYNAMIC = (
+    {
+        (m, re.sub(r"/functions/\w+/user/nothing$", "/functions/{env}/{base}", p))
+        for m, p, _, _ in EXPECTED_RELEASE_ROLES
+    }
+    | {
+        (m, re.sub(r"/triggers/\w+/nothing", "/triggers/{env}/{name}", p))
+        for m, p, _, _ in EXPECTED_TRIGGER_ROLES
+    }
+    | {(m, re.sub(r"/(config|secrets)/\w+", r"/\1/{env}", p)) for m, p, _, _ in EXPECTED_CONFIG_ROLES}
+)
 
 
 def _routes(app: FastAPI) -> list[tuple[str, str]]:
@@ -251,8 +271,11 @@ def test_every_route_allows_or_refuses_as_the_table_says(
 @pytest.mark.parametrize("who", WHO)
 @pytest.mark.parametrize(
     ("method", "path", "body", "need"),
-    EXPECTED_RELEASE_ROLES + EXPECTED_TRIGGER_ROLES,
-    ids=[f"{m} {p} {b}" for m, p, b, _ in EXPECTED_RELEASE_ROLES + EXPECTED_TRIGGER_ROLES],
+    EXPECTED_RELEASE_ROLES + EXPECTED_TRIGGER_ROLES + EXPECTED_CONFIG_ROLES,
+    ids=[
+        f"{m} {p} {b}"
+        for m, p, b, _ in EXPECTED_RELEASE_ROLES + EXPECTED_TRIGGER_ROLES + EXPECTED_CONFIG_ROLES
+    ],
 )
 def test_moving_code_needs_the_role_of_the_environment_it_touches(
     world, who, method, path, body, need
@@ -298,6 +321,9 @@ SPEC = {
             "/triggers",
             "/triggers/{env}/{name}",
             "/triggers/{env}/{name}/runs",
+            "/config/{env}",
+            "/config/{env}/history",
+            "/config/{env}/required/{base}",
         )
     }
     | {("POST", "/console/try")},
@@ -309,6 +335,7 @@ SPEC = {
         ("PUT", G + "/dependencies"),
         ("PUT", G + "/members/{user}"),
         ("DELETE", G + "/members/{user}"),
+        ("POST", G + "/secrets/rotate-key"),
     },
 }
 

@@ -21,12 +21,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conftest import hello_files
 from fnstage.api.app import PREFIX, create_app
 from fnstage.service import Services
 from fnstage.service.identity import bootstrap_admin
 from fnstage.store.engine import sqlite_url
 from fnstage.store.store import Store
+from support.functions import hello_files
 
 _tmp = tempfile.TemporaryDirectory()
 _store = Store.open(sqlite_url(Path(_tmp.name)))

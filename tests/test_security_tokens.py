@@ -5,7 +5,6 @@ On every store engine (the `store` fixture): nothing here depends on SQLite or P
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +15,7 @@ from fnstage.domain.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from fnstage.service import Actor, Services
 from fnstage.service.identity import authenticate, bootstrap_admin, hash_token, note_use
 from fnstage.store.store import Store
+from support.clock import Clock
 
 
 @pytest.fixture
@@ -68,12 +68,16 @@ def test_a_token_s_last_use_is_written_at_most_once_a_minute(store: Store) -> No
     assert note_use(store, record, first + timedelta(seconds=60))
 
 
-def test_an_expired_token_is_refused_at_once(api: TestClient) -> None:
-    made = api.post(f"{PREFIX}/tokens", json={"name": "short", "expires_in_seconds": 1}).json()
-    assert datetime.fromisoformat(made["expires_at"]) <= datetime.now(UTC) + timedelta(seconds=1)
+def test_an_expired_token_is_refused_at_once(store: Store) -> None:
+    clock = Clock(datetime.now(UTC))
+    api = TestClient(create_app(Services.create(store, clock=clock)))
+    api.headers["Authorization"] = f"Bearer {bootstrap_admin(store)}"
+    made = api.post(f"{PREFIX}/tokens", json={"name": "short", "expires_in_seconds": 60}).json()
+    assert datetime.fromisoformat(made["expires_at"]) == clock() + timedelta(seconds=60)
     mine = {"Authorization": f"Bearer {made['secret']}"}
+    clock.move(seconds=59.9)
     assert api.get(f"{PREFIX}/me", headers=mine).status_code == 200
-    time.sleep(1.1)
+    clock.move(seconds=0.1)  # its expiry: refused from that instant on
     r = api.get(f"{PREFIX}/me", headers=mine)
     assert r.status_code == 401 and r.json()["error"]["message"] == "this token has expired"
 

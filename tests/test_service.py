@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import hello_files
 from fnstage.domain.errors import BuildFailed, Conflict, InvalidInput, NotFound, PolicyViolation, StaleVersion
 from fnstage.service import Actor, Services
 from fnstage.store.store import Store
+from support.functions import hello_files
 
 
 def published(store: Store, gateway: str, name: str) -> tuple[int, str] | None:
@@ -148,17 +148,17 @@ def test_rollback_needs_note_and_greater_semver(services: Services, actor: Actor
 def test_release_from_history_rebuilds_with_the_recorded_pins(
     services: Services, actor: Actor, gateway: str
 ) -> None:
-    services.gateways.set_dependencies(gateway, ["requests==2.32.3"])
-    files = {"index.py": "import requests\n\ndef main(ctx):\n    return 'ok'\n"}
+    services.gateways.set_dependencies(gateway, ["fnpkg==1.0"])
+    files = {"index.py": "import fnpkg\n\ndef main(ctx):\n    return 'ok'\n"}
     first = services.deployments.save(actor, gateway, "dev/api/x", files)
-    assert first.history.dependencies == ["requests==2.32.3"]
+    assert first.history.dependencies == ["fnpkg==1.0"]
     services.gateways.set_dependencies(gateway, [])  # a month later, the pin is gone
-    with pytest.raises(BuildFailed, match="requests"):
+    with pytest.raises(BuildFailed, match="fnpkg"):
         services.deployments.save(actor, gateway, "dev/api/x", {**files, "extra.py": "X = 1\n"})
     released = services.deployments.release(
         actor, gateway, "api/x", None, first.history.id, "staging", "1.0.0-rc.1", "old build"
     )
-    assert released.history.kind == "release" and released.history.dependencies == ["requests==2.32.3"]
+    assert released.history.kind == "release" and released.history.dependencies == ["fnpkg==1.0"]
 
 
 def test_a_save_builds_against_the_pins_even_when_another_process_changed_them(
@@ -166,12 +166,12 @@ def test_a_save_builds_against_the_pins_even_when_another_process_changed_them(
 ) -> None:
     here, elsewhere = Services.create(store), Services.create(store)  # two API processes, one store
     here.deployments.save(actor, gateway, "dev/api/x", {"index.py": "def main(ctx):\n    return 1\n"})
-    elsewhere.gateways.set_dependencies(gateway, ["requests==2.32.3"])
-    uses = {"index.py": "import requests\n\ndef main(ctx):\n    return 'ok'\n"}
+    elsewhere.gateways.set_dependencies(gateway, ["fnpkg==1.0"])
+    uses = {"index.py": "import fnpkg\n\ndef main(ctx):\n    return 'ok'\n"}
     saved = here.deployments.save(actor, gateway, "dev/api/x", uses)  # the pins here were stale
-    assert saved.history is not None and saved.history.dependencies == ["requests==2.32.3"]
+    assert saved.history is not None and saved.history.dependencies == ["fnpkg==1.0"]
     elsewhere.gateways.set_dependencies(gateway, [])
-    with pytest.raises(BuildFailed, match="requests"):  # built here with stale pins: refused at commit
+    with pytest.raises(BuildFailed, match="fnpkg"):  # built here with stale pins: refused at commit
         here.deployments.save(actor, gateway, "dev/api/x", {**uses, "extra.py": "X = 1\n"})
     assert here.queries.function(gateway, "dev/api/x")[0].version == 2  # nothing was written
 

@@ -14,13 +14,13 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event, text
 
-import pg
-from conftest import hello_files
 from fnstage.service import Actor, Services
 from fnstage.store import schema
 from fnstage.store.engine import MIGRATIONS, sqlite_url
 from fnstage.store.feed import FeedReader
 from fnstage.store.store import Store
+from support import pg
+from support.functions import hello_files
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conftest import hello_files
 from fnstage.domain.errors import Conflict, FnstageError, InvalidInput, NotFound
 from fnstage.domain.schedules import Schedule, check_trigger_name, plan_tick
 from fnstage.service import Actor, Services
@@ -20,21 +19,10 @@ from fnstage.service.trigger_runs import RunResult, TriggerRunner
 from fnstage.service.triggers import Triggers, default_name
 from fnstage.store import triggers as sql
 from fnstage.store.store import Store
+from support.clock import Clock
+from support.functions import hello_files
 
 T0 = datetime(2030, 1, 1, 10, 59, 30, tzinfo=UTC)
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, at: datetime = T0) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def move(self, **delta: float) -> None:
-        self.at += timedelta(**delta)
 
 
 @pytest.fixture

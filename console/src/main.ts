@@ -2,10 +2,12 @@
 // editor, try it, release sheet, history). A client of /api/v1 only, like the CLI.
 
 import { renderAccess } from "./access";
+import { configHref, renderConfiguration } from "./configuration";
 import { api, ApiError, type Card, type FileDiff, type FunctionInfo, type Gateway, getToken, gw, type HistoryEntry, pathOf, type Problem, request, setToken, setUnauthorizedHandler } from "./api";
 import { FileEditor } from "./editor";
 import { renderFunctionList } from "./functions";
 import { openHistorySheet } from "./history";
+import { openLogsSheet } from "./logs";
 import { openReleaseSheet } from "./release";
 import { Sheet } from "./sheet";
 import { tryPanel } from "./tryit";
@@ -39,6 +41,7 @@ type Route =
   | { page: "home" }
   | { page: "gateway"; gateway: string }
   | { page: "access"; gateway: string }
+  | { page: "config"; gateway: string; env: string }
   | { page: "function"; gateway: string; base: string };
 
 function parseRoute(hash: string): Route {
@@ -46,6 +49,7 @@ function parseRoute(hash: string): Route {
   if (parts[0] === "g" && parts[1]) {
     if (parts[2] === "f" && parts.length > 3) return { page: "function", gateway: parts[1], base: parts.slice(3).join("/") };
     if (parts[2] === "access" && parts.length === 3) return { page: "access", gateway: parts[1] };
+    if (parts[2] === "config" && parts.length === 4) return { page: "config", gateway: parts[1], env: parts[3] };
     return { page: "gateway", gateway: parts[1] };
   }
   return { page: "home" };
@@ -190,6 +194,7 @@ function renderPage(): void {
   localStorage.setItem(GATEWAY_KEY, route.gateway);
   if (route.page === "gateway") renderGateway(route.gateway);
   else if (route.page === "access") renderAccessPage(route.gateway);
+  else if (route.page === "config") renderConfigPage(route.gateway, route.env);
   else renderFunction(route.gateway, route.base);
 }
 
@@ -321,7 +326,7 @@ async function renderGateway(gateway: string): Promise<void> {
     h(
       "div",
       { class: "page-head" },
-      h("div", null, h("p", { class: "crumbs" }, "Gateway"), h("h1", null, gateway), h("a", { class: "small", href: accessHref(gateway) }, "Members and tokens")),
+      h("div", null, h("p", { class: "crumbs" }, "Gateway"), h("h1", null, gateway), h("a", { class: "small", href: accessHref(gateway) }, "Members and tokens"), " · ", h("a", { class: "small", href: configHref(gatewayHref(gateway), "dev") }, "Configuration and secrets")),
       form,
     ),
     list,
@@ -352,6 +357,16 @@ function renderAccessPage(gateway: string): void {
     body,
   );
   renderAccess(body, gateway);
+}
+
+function renderConfigPage(gateway: string, env: string): void {
+  const body = h("div", { class: "access-page" });
+  shell(
+    gateway,
+    h("div", { class: "page-head" }, h("div", null, h("p", { class: "crumbs" }, h("a", { href: gatewayHref(gateway) }, gateway)), h("h1", null, `Configuration: ${env}`))),
+    body,
+  );
+  renderConfiguration(body, gateway, env, (e) => configHref(gatewayHref(gateway), e));
 }
 
 // ---------- the function page ----------
@@ -427,6 +442,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
 
   const releaseBtn = h("button", { class: "btn primary", type: "button", onclick: () => openRelease("dev") }, icon("rocket"), "Release…");
   const historyBtn = h("button", { class: "btn", type: "button", onclick: () => openHistory("prod") }, icon("history"), "History");
+  const logsBtn = h("button", { class: "btn", type: "button", onclick: () => { openSheet = openLogsSheet({ gateway: gw0, base, env: "dev" }); } }, "Logs");
 
   shell(
     gateway,
@@ -434,7 +450,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
       "div",
       { class: "page-head" },
       h("div", null, h("p", { class: "crumbs" }, h("a", { href: gatewayHref(gateway) }, gateway), " / function"), h("h1", { class: "mono" }, base)),
-      h("div", { class: "head-actions" }, historyBtn, releaseBtn),
+      h("div", { class: "head-actions" }, logsBtn, historyBtn, releaseBtn),
     ),
     cardsEl,
     h(

@@ -71,6 +71,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     oninput: () => validate(),
   });
   const noteHint = h("p", { class: "hint", id: ids.noteHint }, "Required. Shown on the environment card and in its history.");
+  const requiredBox = h("div", { class: "required-keys", "aria-live": "polite" });
   const diffTitle = h("h3", null, "Changes");
   const diffBox = h("div", { class: "diff", "aria-live": "polite" });
   const status = h("div", { class: "release-status", role: "status", "aria-live": "polite" });
@@ -87,6 +88,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
       h("div", { class: "field" }, h("label", { class: "label", for: ids.semver }, "New semver"), semverInput, semverHint),
       h("div", { class: "field" }, h("label", { class: "label", for: ids.note }, "Release note"), noteInput, noteHint),
     ),
+    requiredBox,
     h("section", { class: "diff-section", "aria-label": "Differences between source and target" }, diffTitle, diffBox),
   );
   sheet.footer.append(status, h("div", { class: "footer-buttons" }, cancelBtn, releaseBtn));
@@ -229,8 +231,42 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     return list.length === 0;
   }
 
+  /** The keys the code declares (CONFIG, SECRETS) and whether the target has each: a release missing one
+   * is refused by the server, so the sheet says so before. */
+  async function loadRequired(token: number): Promise<void> {
+    clear(requiredBox);
+    if (!target) return;
+    const query = source === "current" ? `source=${encodeURIComponent(sourceEnv)}` : `history_id=${source}`;
+    let data: { config: { key: string; present: boolean }[]; secrets: { key: string; present: boolean }[]; missing: string[] };
+    try {
+      data = await api.get(`${gw(ctx.gateway.id)}/config/${encodeURIComponent(target)}/required/${pathOf(ctx.base)}?${query}`);
+    } catch (err) {
+      if (token === diffToken) clear(requiredBox, h("p", { class: "error-text", role: "alert" }, (err as Error).message));
+      return;
+    }
+    if (token !== diffToken) return;
+    const items = [...data.config.map((c) => ({ ...c, kind: "config" })), ...data.secrets.map((c) => ({ ...c, kind: "secret" }))];
+    if (!items.length) return;
+    const configPage = `#/g/${encodeURIComponent(ctx.gateway.id)}/config/${encodeURIComponent(target)}`;
+    clear(
+      requiredBox,
+      h("h3", null, `Configuration ${ENV_LABEL[target]} needs`),
+      h(
+        "ul",
+        { class: "required-list" },
+        items.map((i) =>
+          h("li", { "data-key": i.key, class: i.present ? "present" : "missing" }, icon(i.present ? "check" : "alert"), h("span", { class: "mono" }, `${i.kind} ${i.key}`), i.present ? ` set in ${target}` : ` missing in ${target}`),
+        ),
+      ),
+      data.missing.length
+        ? h("p", { class: "error-text", role: "alert" }, `${ENV_LABEL[target]} lacks ${data.missing.join(", ")}: the release will be refused. `, h("a", { href: configPage }, `Set them on ${target}'s configuration page`), ".")
+        : null,
+    );
+  }
+
   async function loadDiff(): Promise<void> {
     const token = ++diffToken;
+    void loadRequired(token);
     destroyDiff?.();
     destroyDiff = null;
     if (!target) {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json as _json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -46,6 +46,51 @@ class TriggerInfo:
     tick: datetime
 
 
+class MissingSetting(KeyError):
+    """`ctx.config["KEY"]` or `ctx.secrets["KEY"]` for a key this environment does not have."""
+
+    def __str__(self) -> str:  # KeyError's own str() quotes its message
+        return str(self.args[0]) if self.args else ""
+
+
+class Settings(Mapping[str, Any]):
+    """`ctx.config` and `ctx.secrets`: this environment's values (a function's own override first),
+    read-only. A missing key raises `MissingSetting` (a KeyError) naming the key and the environment.
+    A secret's value never shows in `repr` (a function that logs `ctx.secrets` logs only the keys)."""
+
+    __slots__ = ("_reason", "_values", "env", "kind")
+
+    def __init__(
+        self, values: Mapping[str, Any], *, kind: str = "config", env: str = "", reason: str | None = None
+    ) -> None:
+        self._values = dict(values)
+        self.kind = kind
+        self.env = env
+        self._reason = reason
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            command = "config set" if self.kind == "config" else "secret set"
+            why = f" ({self._reason})" if self._reason else ""
+            raise MissingSetting(
+                f"{self.kind} {key!r} is not set in {self.env or 'this environment'}{why}: "
+                f"`fnstage {command} {self.env or 'ENV'} {key}{'=VALUE' if self.kind == 'config' else ''}`"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        if self.kind == "secret":
+            return f"<secrets of {self.env}: {', '.join(sorted(self._values)) or 'none'}>"
+        return f"<config of {self.env}: {self._values!r}>"
+
+
 class Log:
     """Lines a function logs during one invocation; kept per invocation and readable with `fnstage logs`."""
 
@@ -76,6 +121,7 @@ class Context:
     log: Log
     request_id: str
     trigger: TriggerInfo | None = None
+    secrets: Mapping[str, str] = field(default_factory=lambda: Settings({}, kind="secret"))
     _json: Any = field(default=None, repr=False)
     _json_parsed: bool = field(default=False, repr=False)
 

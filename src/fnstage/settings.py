@@ -7,10 +7,6 @@ from pathlib import Path
 
 from fnstage import contexts
 
-DEFAULT_API_PORT = 8470
-DEFAULT_RUNTIME_PORT = 8471
-DEFAULT_DATA_DIR = Path(".fnstage")
-
 
 def config_dir() -> Path:
     configured = os.environ.get("FNSTAGE_CONFIG_DIR")

@@ -16,9 +16,18 @@ from starlette.routing import Route, compile_path
 
 import fnstage
 from fnstage import console
-from fnstage.api import routes_access, routes_functions, routes_gateways, routes_releases, routes_triggers
+from fnstage.api import (
+    routes_access,
+    routes_configuration,
+    routes_functions,
+    routes_gateways,
+    routes_releases,
+    routes_triggers,
+    routes_webhooks,
+)
 from fnstage.api.authorization import RULES, Public, authorize
 from fnstage.api.limits import LimitRequests, RequestLimits
+from fnstage.api.metrics import ApiMetrics, CountRequests
 from fnstage.api.schemas import ERROR_RESPONSES
 from fnstage.domain.errors import FnstageError
 from fnstage.service import Services
@@ -102,7 +111,10 @@ def _on_database_unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(
-    services: Services, runtime_url: str | None = None, limits: RequestLimits | None = None
+    services: Services,
+    runtime_url: str | None = None,
+    limits: RequestLimits | None = None,
+    metrics: ApiMetrics | None = None,
 ) -> FastAPI:
     app = FastAPI(
         # every route is authorised here, by its rule in `authorization.RULES` (fail closed)
@@ -118,6 +130,8 @@ def create_app(
     app.state.api_prefix = PREFIX
     # outermost: sizes, depth and the body's deadline are checked before any route or parser runs
     app.add_middleware(LimitRequests, limits=limits or RequestLimits())
+    if metrics is not None:  # outermost of all: a request refused by the limits is counted too
+        app.add_middleware(CountRequests, metrics=metrics, prefix=PREFIX)
     app.add_exception_handler(FnstageError, _on_fnstage_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
@@ -130,7 +144,15 @@ def create_app(
         # runtime_url: where `fnstage up`'s runtime answers (the console's "try it"), None if unknown
         return {"status": "ok", "version": fnstage.__version__, "runtime_url": runtime_url}
 
-    modules = (routes_gateways, routes_functions, routes_releases, routes_access, routes_triggers)
+    modules = (
+        routes_gateways,
+        routes_functions,
+        routes_releases,
+        routes_access,
+        routes_triggers,
+        routes_configuration,
+        routes_webhooks,
+    )
     routers = [m.router for m in modules]
     for router in routers:
         app.include_router(router, prefix=PREFIX, responses=ERROR_RESPONSES)

@@ -111,6 +111,12 @@ def role_for_trigger(path: Mapping[str, str], body: Mapping[str, Any]) -> str:
     return role_to_change(env)
 
 
+def role_for_configuration(path: Mapping[str, str], body: Mapping[str, Any]) -> str:
+    """Changing an environment's configuration or secrets: dev's a developer's, staging's and prod's a
+    releaser's (a setting changes what runs there as surely as a release does)."""
+    return role_to_change(path.get("env"))
+
+
 def _release(kind: str) -> RoleOf:
     def role(path: Mapping[str, str], body: Mapping[str, Any]) -> str:
         return role_for_release({**path, "route": kind}, body)
@@ -166,6 +172,21 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", F + "/triggers/{env}/{name}/pause"): Gateway(role_for_trigger),
     ("POST", F + "/triggers/{env}/{name}/resume"): Gateway(role_for_trigger),
     ("GET", F + "/triggers/{env}/{name}/runs"): Gateway("viewer"),
+    # configuration and secrets: viewers read keys only (the handler hides values); a secret's value
+    # is never read back by anyone
+    ("GET", F + "/config/{env}"): Gateway("viewer"),
+    ("PATCH", F + "/config/{env}"): Gateway(role_for_configuration),
+    ("GET", F + "/config/{env}/history"): Gateway("viewer"),
+    ("GET", F + "/config/{env}/required/{base}"): Gateway("viewer"),
+    ("POST", F + "/config/{env}/rollback"): Gateway(role_for_configuration),
+    ("PUT", F + "/secrets/{env}/{key}"): Gateway(role_for_configuration),
+    ("DELETE", F + "/secrets/{env}/{key}"): Gateway(role_for_configuration),
+    ("POST", F + "/secrets/rotate-key"): Gateway("owner"),
+    # deploy webhooks: a receiver sees every deployment of the gateway, so only an owner adds one
+    ("GET", F + "/webhooks"): Gateway("viewer"),
+    ("POST", F + "/webhooks"): Gateway("owner"),
+    ("DELETE", F + "/webhooks/{webhook_id}"): Gateway("owner"),
+    ("GET", F + "/webhooks/{webhook_id}/deliveries"): Gateway("viewer"),
     # the console's "try it": invoking a function is reading it (the runtime serves it publicly anyway)
     ("POST", "/console/try"): Gateway("viewer", gateway_in_body=True),
 }
@@ -201,6 +222,7 @@ async def authorize(
     gateway = body.get("gateway") if rule.gateway_in_body else request.path_params.get("gateway")
     actor, role = await run_in_threadpool(_actor_and_role, services, token, gateway)
     request.state.actor = actor
+    request.state.role = role  # handlers that show less to lower roles (configuration values)
     if not isinstance(gateway, str):
         return actor  # no gateway to check: the route's validation answers 422
     if role is None:
@@ -220,7 +242,7 @@ def _actor_and_role(services: Services, token: str | None, gateway: object) -> t
     token is checked before the gateway's name, as a caller without a valid token learns nothing."""
     valid_gateway = gateway if isinstance(gateway, str) and _is_gateway_id(gateway) else None
     with services.store.read_one() as tx:
-        actor, used, role = identify(tx, token, valid_gateway)
+        actor, used, role = identify(tx, token, valid_gateway, services.accounts.clock())
     if isinstance(gateway, str) and valid_gateway is None:
         check_gateway_id(gateway)  # raises, naming the field and what is allowed
     note_use(services.store, used)

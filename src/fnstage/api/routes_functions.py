@@ -19,6 +19,8 @@ from fnstage.api.schemas import (
     Save,
 )
 from fnstage.service import Actor, Services
+from fnstage.service.queries import lock_changes
+from fnstage.store.invocation_log import LogFilter
 
 router = APIRouter(tags=["functions"])
 
@@ -146,6 +148,7 @@ def diff(
         "a": serialize.version(left),
         "b": serialize.version(right),
         "files": [serialize.file_diff(d) for d in files],
+        "lock": lock_changes(left, right),
     }
 
 
@@ -169,12 +172,38 @@ def invocation_logs(
     base: FunctionBase,
     limit: int = Query(default=50, ge=1, le=1000),
     request_id: str | None = Query(default=None, max_length=64),
+    version: int | None = Query(default=None, ge=1, le=MAX_ID, description="only this version's"),
+    status: str | None = Query(
+        default=None,
+        pattern=r"^(ok|error|4xx|5xx|[1-5][0-9][0-9])$",
+        description="an HTTP status (500), or a class: ok (< 400), error or 5xx (>= 500), 4xx",
+    ),
+    since: float | None = Query(
+        default=None, ge=0, description="started at or after (seconds since the epoch)"
+    ),
+    until: float | None = Query(default=None, ge=0, description="started before (seconds since the epoch)"),
+    after: int | None = Query(
+        default=None, ge=0, le=MAX_ID, description="follow: entries written after this cursor, oldest first"
+    ),
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
-    """Recent invocations (newest first) with their `ctx.log` lines, from every runtime serving it."""
-    found = svc.logs.recent(gateway, f"{env}/{base}", limit=limit, request_id=request_id)
-    return {"invocations": found.entries, "runtimes": {"asked": found.asked, "answered": found.answered}}
+    """Invocations (newest first) with their `ctx.log` lines: the durable log, plus what the runtimes
+    serving it hold in memory. With `after`, only the durable log's newer entries: `cursor` in each
+    answer is where to follow from."""
+    wanted = LogFilter(
+        version=version,
+        status=int(status) if status is not None and status.isdigit() else status,
+        since=since,
+        until=until,
+        after=after,
+    )
+    found = svc.logs.recent(gateway, f"{env}/{base}", limit=limit, request_id=request_id, wanted=wanted)
+    return {
+        "invocations": found.entries,
+        "runtimes": {"asked": found.asked, "answered": found.answered},
+        "cursor": found.cursor,
+    }
 
 
 @router.get("/gateways/{gateway}/overview/{base:path}")

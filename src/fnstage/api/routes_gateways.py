@@ -71,7 +71,11 @@ def delete_gateway(
 def get_dependencies(
     gateway: GatewayId, _: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
-    return {"dependencies": svc.gateways.get(gateway).dependencies}
+    record = svc.gateways.get(gateway)
+    return {
+        "dependencies": record.dependencies,
+        "lock": serialize.lock(record.lock_hash, svc.gateways.lock_text(gateway)),
+    }
 
 
 @router.put("/gateways/{gateway}/dependencies")
@@ -81,4 +85,10 @@ def set_dependencies(
     actor: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
-    return serialize.gateway(svc.gateways.set_dependencies(gateway, body.dependencies, actor=actor))
+    """Resolve the requirements into a lock with uv and install it on this host, then store both: a
+    requirement that cannot be resolved is refused with the resolver's message, and nothing changes."""
+    record = svc.gateways.set_dependencies(gateway, body.dependencies, actor=actor)
+    return {
+        **serialize.gateway(record),
+        "lock": serialize.lock(record.lock_hash, svc.gateways.lock_text(gateway)),
+    }

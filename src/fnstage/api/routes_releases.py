@@ -29,7 +29,11 @@ def promote(
     actor: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
-    return _deployed(svc.deployments.promote(actor, gateway, body.name, body.target, body.semver, body.note))
+    return _deployed(
+        svc.deployments.promote(
+            actor, gateway, body.name, body.target, body.semver, body.note, force=body.force
+        )
+    )
 
 
 @router.post("/gateways/{gateway}/release")
@@ -48,6 +52,7 @@ def release(
         body.target,
         body.semver,
         body.note,
+        force=body.force,
     )
     return _deployed(deployed)
 

@@ -12,7 +12,14 @@ from fastapi import APIRouter, Depends, Query
 
 from fnstage.api.auth import current_actor
 from fnstage.api.routes_gateways import services
-from fnstage.api.schemas import TriggerCreate
+from fnstage.api.schemas import (
+    BASE_PATTERN,
+    ENVIRONMENTS,
+    EnvironmentName,
+    GatewayId,
+    TriggerCreate,
+    TriggerName,
+)
 from fnstage.service import Actor, Services
 from fnstage.service.triggers import RunView
 from fnstage.store.triggers import TriggerRecord
@@ -61,9 +68,14 @@ def run(view: RunView) -> dict[str, Any]:
 
 @router.get(T)
 def list_triggers(
-    gateway: str,
-    env: str | None = Query(default=None, max_length=16),
-    base: str | None = Query(default=None, max_length=200, description="only this function's (user/me)"),
+    gateway: GatewayId,
+    env: str | None = Query(default=None, max_length=16, json_schema_extra={"enum": ENVIRONMENTS}),
+    base: str | None = Query(
+        default=None,
+        max_length=200,
+        json_schema_extra={"pattern": BASE_PATTERN},
+        description="only this function's (user/me)",
+    ),
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
@@ -72,7 +84,7 @@ def list_triggers(
 
 @router.post(T, status_code=201)
 def add_trigger(
-    gateway: str,
+    gateway: GatewayId,
     body: TriggerCreate,
     actor: Actor = Depends(current_actor),
     svc: Services = Depends(services),
@@ -85,16 +97,20 @@ def add_trigger(
 
 @router.get(T + "/{env}/{name}")
 def get_trigger(
-    gateway: str, env: str, name: str, _: Actor = Depends(current_actor), svc: Services = Depends(services)
+    gateway: GatewayId,
+    env: EnvironmentName,
+    name: TriggerName,
+    _: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
 ) -> dict[str, Any]:
     return trigger(svc.triggers.get(gateway, env, name))
 
 
 @router.delete(T + "/{env}/{name}")
 def remove_trigger(
-    gateway: str,
-    env: str,
-    name: str,
+    gateway: GatewayId,
+    env: EnvironmentName,
+    name: TriggerName,
     actor: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
@@ -103,9 +119,9 @@ def remove_trigger(
 
 @router.post(T + "/{env}/{name}/pause")
 def pause_trigger(
-    gateway: str,
-    env: str,
-    name: str,
+    gateway: GatewayId,
+    env: EnvironmentName,
+    name: TriggerName,
     actor: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
@@ -114,9 +130,9 @@ def pause_trigger(
 
 @router.post(T + "/{env}/{name}/resume")
 def resume_trigger(
-    gateway: str,
-    env: str,
-    name: str,
+    gateway: GatewayId,
+    env: EnvironmentName,
+    name: TriggerName,
     actor: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
@@ -125,9 +141,9 @@ def resume_trigger(
 
 @router.get(T + "/{env}/{name}/runs")
 def trigger_runs(
-    gateway: str,
-    env: str,
-    name: str,
+    gateway: GatewayId,
+    env: EnvironmentName,
+    name: TriggerName,
     limit: int = Query(default=20, ge=1, le=100),
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),

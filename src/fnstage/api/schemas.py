@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from fnstage.service.roles import ROLES
 
 MAX_FILES = 100
-MAX_ID = 2**63 - 1  # ids and versions are 64-bit in the store: a bigger number names nothing
+# Ids and versions are 64-bit in the store, but JSON numbers are doubles to most readers (JavaScript, and
+# schemathesis comparing against `maximum`): 2**53 - 1 is the largest the document states exactly.
+MAX_ID = 2**53 - 1
 
 # What the server enforces, declared in the OpenAPI document (`json_schema_extra`) so it promises
 # exactly what is accepted; the domain's checks stay the authority and give the clear messages
@@ -31,9 +33,8 @@ _SEMVER_ANY = rf"{_ANY_NUMBER}\.{_ANY_NUMBER}\.{_ANY_NUMBER}(?:-[0-9A-Za-z.-]+)?
 # a version reference (`fnstage diff`): dev/user/me, prod/user/me@1.0.0, prod/user/me@v3 or #42
 _NAME = rf"(?:dev|staging|prod)/{_SEGMENT}(?:/{_SEGMENT}){{0,7}}"
 REF_PATTERN = rf"^\s*(?:#?[0-9]+|{_NAME}(?:@(?:v[0-9]+|{_SEMVER_ANY}))?)\s*$"
-REQUIREMENT_PATTERN = (
-    r"^\s*[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9.+!_-]*\s*$"  # domain.dependencies
-)
+# a requirement such as requests==2.32.3 or pydantic>=2,<3 (one line; `domain.dependencies` checks the rest)
+REQUIREMENT_PATTERN = r"^\s*[A-Za-z0-9][^\n\r]*$"
 MAX_NAME = 204  # "dev/" and a 200-character base; the API refuses longer names, whatever the environment
 # a note: printable text, newlines and tabs, and at least one visible character
 NOTE_PATTERN = r"^[\t\n\r ]*[^\x00-\x20\x7f][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
@@ -59,6 +60,32 @@ FunctionBase = Annotated[
     ),
 ]
 UserName = Annotated[str, Path(max_length=64, json_schema_extra={"pattern": USER_PATTERN})]
+TRIGGER_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"  # domain.schedules.TRIGGER_NAME_RE
+TriggerName = Annotated[
+    str,
+    Path(
+        max_length=64,
+        json_schema_extra={"pattern": TRIGGER_NAME_PATTERN},
+        description="lowercase letters, digits and '-': nightly-report",
+    ),
+]
+# The shape of a cron expression (an @shorthand, or five fields of cron's characters); its ranges and
+# whether the date exists (`0 0 31 2 *`) are the domain's to check (a 422 naming `cron`).
+CRON_PATTERN = (
+    r"^\s*(?:@(?:yearly|annually|monthly|weekly|daily|midnight|hourly)"
+    r"|[0-9A-Za-z*/,?LW#-]+(?:\s+[0-9A-Za-z*/,?LW#-]+){4})\s*$"
+)
+TIMEZONE_PATTERN = (
+    r"^[A-Za-z][A-Za-z0-9_+/-]{0,63}$"  # the IANA name's characters; zoneinfo knows which exist
+)
+
+
+def _integral(value: Any) -> Any:
+    """`12.0` is an integer to JSON Schema; strict pydantic would refuse it (and still refuses `"12"`)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral)]
 
 
 class Body(BaseModel):
@@ -77,21 +104,24 @@ class GatewayCreate(Body):
 
 class GatewayUpdate(Body):
     allow_dev_to_prod: bool | None = None
-    history_limit: int | None = Field(default=None, ge=1, le=1000)
+    history_limit: JsonInt | None = Field(default=None, ge=1, le=1000)
 
 
 class Dependencies(Body):
     dependencies: list[
         Annotated[str, Field(max_length=200, json_schema_extra={"pattern": REQUIREMENT_PATTERN})]
-    ] = Field(max_length=200, description="pinned requirements: NAME==VERSION")
+    ] = Field(
+        max_length=200,
+        description="requirements such as requests==2.32.3 or pydantic>=2,<3, resolved by uv into a lock",
+    )
 
 
 class Save(Body):
-    files: dict[str, str] = Field(max_length=MAX_FILES, description="path -> source text")
+    files: dict[str, str] = Field(min_length=1, max_length=MAX_FILES, description="path -> source text")
     entrypoint: str = Field(default="index.py", max_length=255)
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     changelog: str | None = Field(default=None, max_length=2000)
-    expected_version: int | None = Field(
+    expected_version: JsonInt | None = Field(
         default=None, ge=0, le=MAX_ID, description="refuse (409) unless current"
     )
     methods: list[str] | None = Field(default=None, max_length=7)
@@ -110,6 +140,7 @@ class Promote(Body):
     target: str = Field(max_length=16, json_schema_extra={"enum": ENVIRONMENTS})
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
+    force: bool = Field(default=False, description="release even a version that failed to load")
 
 
 def _one_of_present(choices: dict[str, dict[str, Any]], only_one: bool) -> dict[str, Any]:
@@ -138,10 +169,11 @@ class Release(Body):
     source_env: str | None = Field(
         default=None, max_length=16, json_schema_extra={"enum": [*ENVIRONMENTS, None]}
     )
-    source_history_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    source_history_id: JsonInt | None = Field(default=None, ge=1, le=MAX_ID)
     target: str = Field(max_length=16, json_schema_extra={"enum": ENVIRONMENTS})
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
+    force: bool = Field(default=False, description="release even a version that failed to load")
 
 
 class Rollback(Body):
@@ -153,12 +185,22 @@ class Rollback(Body):
 
     name: str = Field(max_length=MAX_NAME, json_schema_extra={"pattern": NAME_PATTERN})
     to_semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
-    to_history_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    to_history_id: JsonInt | None = Field(default=None, ge=1, le=MAX_ID)
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
     note: str | None = Field(default=None, max_length=2000, json_schema_extra={"pattern": NOTE_PATTERN})
 
 
 class Rename(Body):
+    # a rename keeps the environment (moving code between environments is a promotion)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"properties": {"name": {"pattern": f"^{env}/"}, "new_name": {"pattern": f"^{env}/"}}}
+                for env in ENVIRONMENTS
+            ]
+        }
+    )
+
     name: str = Field(max_length=MAX_NAME, json_schema_extra={"pattern": NAME_PATTERN})
     new_name: str = Field(max_length=MAX_NAME, json_schema_extra={"pattern": NAME_PATTERN})
 
@@ -174,7 +216,7 @@ class UserCreate(Body):
 
 class TokenCreate(Body):
     name: str = Field(default="cli", max_length=64, json_schema_extra={"pattern": TOKEN_NAME_PATTERN})
-    expires_in_seconds: int | None = Field(
+    expires_in_seconds: JsonInt | None = Field(
         default=None, ge=1, le=3650 * 86400, description="none: until revoked"
     )
 
@@ -219,8 +261,36 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class TriggerCreate(Body):
-    function: str = Field(max_length=220, description="env/path of the function it runs: prod/reports/daily")
-    cron: str = Field(max_length=120, description="five cron fields, such as '0 3 * * *', or @hourly")
-    timezone: str = Field(default="UTC", max_length=64, description="IANA name, such as Europe/Berlin")
-    name: str | None = Field(default=None, max_length=64, description="default: the function's path, dashed")
+    function: str = Field(
+        max_length=MAX_NAME,
+        json_schema_extra={"pattern": NAME_PATTERN},
+        description="env/path of the function it runs: prod/reports/daily",
+    )
+    cron: str = Field(
+        max_length=120,
+        json_schema_extra={"pattern": CRON_PATTERN},
+        description="five cron fields, such as '0 3 * * *', or @hourly",
+    )
+    timezone: str = Field(
+        default="UTC",
+        max_length=64,
+        json_schema_extra={"pattern": TIMEZONE_PATTERN},
+        description="IANA name, such as Europe/Berlin",
+    )
+    name: str | None = Field(
+        default=None,
+        max_length=64,
+        json_schema_extra={"pattern": TRIGGER_NAME_PATTERN},
+        description="default: the function's path, dashed",
+    )
     payload: Any = Field(default=None, description="JSON the function receives as ctx.json")
+
+
+class WebhookCreate(Body):
+    url: str = Field(max_length=2000, description="where to POST each event: http:// or https://")
+    events: list[str] | None = Field(
+        default=None,
+        max_length=10,
+        description="the events it wants (create, save, promote, release, rollback, rename, delete); "
+        "none: all",
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fnstage.deps.locks import locked_packages
 from fnstage.service.queries import EnvironmentCard, FileDiff, Version
 from fnstage.service.rollouts import Rollout
 from fnstage.store.records import FunctionRecord, GatewayRecord, HistoryRecord
@@ -15,9 +16,17 @@ def gateway(g: GatewayRecord) -> dict[str, Any]:
         "allow_dev_to_prod": g.allow_dev_to_prod,
         "history_limit": g.history_limit,
         "dependencies": g.dependencies,
+        "lock_hash": g.lock_hash,
         "created_at": g.created_at.isoformat(),
         "created_by": g.created_by,
     }
+
+
+def lock(lock_hash: str | None, text: str | None) -> dict[str, Any] | None:
+    """A lock as the API shows it: its hash, {package: version} and uv's text (with the hashes)."""
+    if lock_hash is None or text is None:
+        return None
+    return {"hash": lock_hash, "packages": locked_packages(text), "text": text}
 
 
 def function(f: FunctionRecord, files: dict[str, str] | None = None) -> dict[str, Any]:
@@ -37,6 +46,7 @@ def function(f: FunctionRecord, files: dict[str, str] | None = None) -> dict[str
         "config": f.config,
         "timeout_s": f.timeout_s,
         "history_id": f.history_id,
+        "lock_hash": f.lock_hash,
         "created_at": f.created_at.isoformat(),
         "created_by": f.created_by,
         "updated_at": f.updated_at.isoformat(),
@@ -61,6 +71,7 @@ def entry(h: HistoryRecord, files: dict[str, str] | None = None) -> dict[str, An
         "actor": h.actor,
         "created_at": h.created_at.isoformat(),
         "dependencies": h.dependencies,
+        "lock_hash": h.lock_hash,
         "source_env": h.source_env,
         "source_history_id": h.source_history_id,
         "source_version": h.source_version,
@@ -74,7 +85,7 @@ def entry(h: HistoryRecord, files: dict[str, str] | None = None) -> dict[str, An
 
 
 def version(v: Version) -> dict[str, Any]:
-    return {"ref": v.ref, "label": v.label, "entrypoint": v.entrypoint}
+    return {"ref": v.ref, "label": v.label, "entrypoint": v.entrypoint, "lock_hash": v.lock_hash}
 
 
 def file_diff(d: FileDiff) -> dict[str, Any]:

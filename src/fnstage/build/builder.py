@@ -24,6 +24,7 @@ from fnstage.build.bundle import (
     sha256_text,
     source_hash,
 )
+from fnstage.build.declared_keys import declared_in
 from fnstage.build.files import BuildLimits, check_files, line_and_column, module_layout, split_lines
 from fnstage.build.imports import ImportResolver
 from fnstage.domain.dependencies import import_names
@@ -85,6 +86,11 @@ def build(
         problems.extend(sorted(found, key=lambda problem: (problem.line or 0, problem.col or 0)))
         if module.path == entrypoint and not _defines_main(tree.body):
             problems.append(Problem(module.path, None, None, NO_MAIN))
+        if module.path == entrypoint:
+            try:  # CONFIG = [...] / SECRETS = [...]: refused now if unreadable, not at release
+                declared_in(tree, module.path)
+            except InvalidInput as bad:
+                problems.append(Problem(module.path, None, None, bad.message))
     if problems:
         raise _failure(problems)
     file_hashes = {path: sha256_text(text) for path, text in sources.items()}

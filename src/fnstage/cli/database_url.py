@@ -85,3 +85,16 @@ def _read_url_file(file: Path) -> str:
     if len(lines) > 1:
         raise CliError(f"the database URL file {file} must hold one line, the URL; it has {len(lines)}")
     return lines[0]
+
+
+SecretKeyFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--secret-key-file",
+        envvar="FNSTAGE_SECRET_KEY_FILE",
+        metavar="FILE",
+        help="The server key that encrypts secrets (Fernet keys, one a line, newest first), unless "
+        "$FNSTAGE_SECRET_KEY holds it. `fnstage up` makes DATA/secret-key on its first start.",
+        show_default=False,
+    ),
+]

@@ -16,10 +16,15 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from fnstage import __version__
-from fnstage.cli import config, render, sync
+from fnstage.cli import config, log_filters, render, sync
 from fnstage.cli.client import ApiClient, CliError, path_of
 from fnstage.cli.contexts import context_app
-from fnstage.cli.database_url import DatabaseUrlFileOption, DatabaseUrlOption, database_url_of
+from fnstage.cli.database_url import (
+    DatabaseUrlFileOption,
+    DatabaseUrlOption,
+    SecretKeyFileOption,
+    database_url_of,
+)
 from fnstage.cli.waiting import WaitOption, WaitTimeoutOption, wait_until_live
 from fnstage.domain.errors import FnstageError
 from fnstage.domain.names import FunctionName
@@ -162,6 +167,18 @@ def _main(
     pass
 
 
+LogFormatOption = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        envvar="FNSTAGE_LOG_FORMAT",
+        metavar="FORMAT",
+        help="The runtime's event lines (start, feed, loads, failures, cells, stop), each with a UTC "
+        "timestamp: text, or json (one object per line).",
+    ),
+]
+
+
 @_command(app)
 def up(
     ctx: typer.Context,
@@ -173,6 +190,7 @@ def up(
     runtime_port: Annotated[int, typer.Option(help="Port of the runtime that serves the functions.")] = 8471,
     database_url: DatabaseUrlOption = None,
     database_url_file: DatabaseUrlFileOption = None,
+    secret_key_file: SecretKeyFileOption = None,
     with_runtime: Annotated[
         bool,
         typer.Option(
@@ -192,6 +210,31 @@ def up(
             help="A trigger's tick missed while no `fnstage up` ran runs once at start if at most this old.",
         ),
     ] = 900,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            metavar="PORT",
+            help="Serve the API's metrics for Prometheus at http://METRICS_HOST:PORT/metrics. (default: off)",
+            show_default=False,
+        ),
+    ] = None,
+    runtime_metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            metavar="PORT",
+            help="Count the runtime's requests, loads and restarts and serve them at "
+            "http://METRICS_HOST:PORT/metrics. (default: off, nothing counted)",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address of the metrics ports: anyone who reaches it reads them (no token).")
+    ] = "127.0.0.1",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Run fnstage on this machine: API, console and runtime on an embedded SQLite store.
 
@@ -207,6 +250,8 @@ def up(
     from fnstage.ports import PortInUse
 
     database_url = database_url_of(ctx, database_url, database_url_file)
+    if log_format not in ("text", "json"):
+        raise CliError(f"--log-format: {log_format!r} is not a format; use text or json")
     try:
         serve_up(
             data_dir=data,
@@ -216,6 +261,11 @@ def up(
             database_url=database_url,
             with_runtime=with_runtime,
             catch_up=timedelta(seconds=catch_up),
+            secret_key_file=secret_key_file,
+            metrics_port=metrics_port,
+            runtime_metrics_port=runtime_metrics_port,
+            metrics_host=metrics_host,
+            log_format=log_format,
         )
     except PortInUse as error:
         raise CliError(str(error)) from None
@@ -226,6 +276,7 @@ def runtime(
     ctx: typer.Context,
     database_url: DatabaseUrlOption = None,
     database_url_file: DatabaseUrlFileOption = None,
+    secret_key_file: SecretKeyFileOption = None,
     data: Annotated[
         Path, typer.Option("--data", metavar="DIR", help="Folder of the embedded SQLite store.")
     ] = Path(".fnstage"),
@@ -257,6 +308,26 @@ def runtime(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(metavar="LEVEL", help="debug, info, warning or error.")] = "info",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="FNSTAGE_METRICS_PORT",
+            min=1,
+            max=65535,
+            metavar="PORT",
+            help="Count requests, loads and restarts, and serve them for Prometheus at "
+            "http://METRICS_HOST:PORT/metrics. (default: metrics off, nothing counted)",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            envvar="FNSTAGE_METRICS_HOST",
+            help="Address of --metrics-port: anyone who reaches it reads the metrics (no token).",
+        ),
+    ] = "127.0.0.1",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Serve published functions and hot-reload every change, with no restart.
 
@@ -274,9 +345,40 @@ def runtime(
         )
     if env is not None and gateway is None:
         raise CliError("--env needs --gateway: a cell serves one environment of one gateway")
+    if log_format not in ("text", "json"):
+        raise CliError(f"--log-format: {log_format!r} is not a format; use text or json")
     if env is not None and env not in ("dev", "staging", "prod"):
         raise CliError(f"--env: {env!r} is not an environment; use dev, staging or prod")
-    run_runtime(url, host, port, workers, gateway, domain, public_url, log_level, env=env)
+    if metrics_port is not None:
+        from fnstage.runtime.supervisor import port_is_free
+
+        if metrics_port == port:
+            raise CliError(
+                f"--metrics-port: {metrics_port} is --port already; give metrics a port of their own"
+            )
+        if not port_is_free(metrics_host, metrics_port):
+            raise CliError(f"--metrics-port: {metrics_host}:{metrics_port} is in use; choose another port")
+    from fnstage.secretbox import KeyRing, SecretKeyError
+
+    try:
+        keyring = KeyRing.from_env(secret_key_file)
+    except SecretKeyError as error:
+        raise CliError(str(error)) from None
+    run_runtime(
+        url,
+        host,
+        port,
+        workers,
+        gateway,
+        domain,
+        public_url,
+        log_level,
+        env=env,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        log_format=log_format,
+        keyring=keyring,
+    )
 
 
 @_command(app)
@@ -412,44 +514,110 @@ def _dependencies_path(gateway: str | None) -> str:
     return path_of("gateways", config.resolve_gateway(gateway), "dependencies")
 
 
+def _put_dependencies(gateway: str | None, requirements: list[str]) -> None:
+    """Resolve and install on the server (uv), with a spinner meanwhile; then show the lock."""
+    spinner = render.console().status("resolving and installing dependencies ...", spinner="dots")
+    with _api() as api, spinner:
+        result = api.put(_dependencies_path(gateway), {"dependencies": requirements})
+    requirements = result.get("dependencies") or []
+    render.say(
+        f"{result.get('id', 'gateway')} dependencies: {', '.join(requirements) if requirements else 'none'}"
+    )
+    lock = result.get("lock")
+    if lock:
+        render.say(render.lock_summary(lock), style="dim")
+
+
+def _requirement_name(text: str) -> str:
+    from fnstage.domain.dependencies import parse_any_requirement
+    from fnstage.domain.errors import InvalidInput
+
+    try:
+        return parse_any_requirement(text)[0]
+    except InvalidInput as error:
+        raise CliError(f"{error.message} (field: dependencies)") from None
+
+
 @_command(deps_app, "set")
 def deps_set(
     requirements: Annotated[
-        list[str], typer.Argument(metavar="REQ...", help="Pinned requirements such as requests==2.32.3.")
+        list[str],
+        typer.Argument(metavar="REQ...", help="Requirements such as requests==2.32.3 or 'pydantic>=2,<3'."),
     ],
     gateway: GatewayOption = None,
 ) -> None:
-    """Replace the gateway's dependencies with exactly these pins.
+    """Replace the gateway's dependencies with exactly these requirements.
 
-    Each history entry records the pins of its time, so an old release rebuilds the same way later.
+    uv resolves them into a lock (exact versions and hashes) and installs it before this answers; a
+    requirement that cannot be resolved is refused and nothing changes. Every save records the lock
+    it was built with, so a history entry, a promotion or a rollback runs with the same packages.
     """
+    _put_dependencies(gateway, requirements)
+
+
+@_command(deps_app, "add")
+def deps_add(
+    requirements: Annotated[
+        list[str],
+        typer.Argument(metavar="REQ...", help="Requirements to add or replace, such as humanize==4.9.0."),
+    ],
+    gateway: GatewayOption = None,
+) -> None:
+    """Add requirements (or replace the one of the same package), keeping the others."""
+    added = {_requirement_name(r): r for r in requirements}
     with _api() as api:
-        result = api.put(_dependencies_path(gateway), {"dependencies": requirements})
-    pins = result.get("dependencies") or []
-    render.say(f"{result.get('id', 'gateway')} dependencies: {', '.join(pins) if pins else 'none'}")
+        current = api.get(_dependencies_path(gateway)).get("dependencies") or []
+    kept = [r for r in current if _requirement_name(r) not in added]
+    _put_dependencies(gateway, kept + list(added.values()))
+
+
+@_command(deps_app, "rm")
+def deps_rm(
+    names: Annotated[
+        list[str], typer.Argument(metavar="NAME...", help="Packages to remove, such as humanize.")
+    ],
+    gateway: GatewayOption = None,
+) -> None:
+    """Remove packages from the gateway's requirements."""
+    removed = {_requirement_name(n) for n in names}
+    with _api() as api:
+        current = api.get(_dependencies_path(gateway)).get("dependencies") or []
+    missing = removed - {_requirement_name(r) for r in current}
+    if missing:
+        raise CliError(f"not a dependency of this gateway: {', '.join(sorted(missing))}")
+    _put_dependencies(gateway, [r for r in current if _requirement_name(r) not in removed])
 
 
 @_command(deps_app, "clear")
 def deps_clear(gateway: GatewayOption = None) -> None:
     """Remove every dependency of the gateway."""
-    with _api() as api:
-        result = api.put(_dependencies_path(gateway), {"dependencies": []})
-    render.say(f"{result.get('id', 'gateway')} dependencies: none")
+    _put_dependencies(gateway, [])
 
 
 @_command(deps_app, "show")
-def deps_show(gateway: GatewayOption = None, json_output: JsonOption = False) -> None:
-    """Show the gateway's pinned dependencies, one per line."""
+def deps_show(
+    gateway: GatewayOption = None,
+    json_output: JsonOption = False,
+    lock: Annotated[bool, typer.Option("--lock", help="Print the lock itself (uv's, with hashes).")] = False,
+) -> None:
+    """Show the gateway's requirements, one per line, and the versions its lock resolved them to."""
     with _api() as api:
         data = api.get(_dependencies_path(gateway))
     if json_output:
         render.print_json(data)
         return
-    pins = data.get("dependencies") or []
-    if not pins:
-        render.say("no dependencies: pin some with `fnstage deps set requests==2.32.3`")
-    for pin in pins:
-        render.say(pin)
+    if lock:
+        render.console().print(
+            (data.get("lock") or {}).get("text") or "", end="", markup=False, highlight=False
+        )
+        return
+    requirements = data.get("dependencies") or []
+    if not requirements:
+        render.say("no dependencies: add some with `fnstage deps add requests==2.32.3`")
+    for requirement in requirements:
+        render.say(requirement)
+    if data.get("lock"):
+        render.say(render.lock_summary(data["lock"]), style="dim")
 
 
 # --- functions ---------------------------------------------------------------------------------
@@ -613,6 +781,19 @@ def list_functions(
         render.console().print(render.functions_table(data["functions"]))
 
 
+ForceReleaseOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Release even a version that failed to load on its runtimes (history records it).",
+    ),
+]
+
+
+def _forced(force: bool) -> dict[str, Any]:
+    return {"force": True} if force else {}
+
+
 @_command(app)
 def promote(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Source function, such as dev/user/me.")],
@@ -625,15 +806,17 @@ def promote(
     wait: WaitOption = False,
     wait_timeout: WaitTimeoutOption = 30.0,
     gateway: GatewayOption = None,
+    force: ForceReleaseOption = False,
 ) -> None:
-    """Copy a function's current code to the next environment, as it is (no rebuild)."""
+    """Copy a function's current code and its dependency lock to the next environment, as it is (no
+    rebuild). A version that failed to load on its runtimes is refused unless --force."""
     fn = _name(name)
     target = to.value if to else _next_environment(fn.env)
     gw = config.resolve_gateway(gateway)
     with _api() as api:
         result = api.post(
             path_of("gateways", gw, "promote"),
-            {"name": str(fn), "target": target, "semver": semver, "note": note},
+            {"name": str(fn), "target": target, "semver": semver, "note": note} | _forced(force),
         )
         render.say(f"promoted {fn} → {_outcome(result)}")
         if wait:
@@ -672,6 +855,7 @@ def release(
     wait: WaitOption = False,
     wait_timeout: WaitTimeoutOption = 30.0,
     gateway: GatewayOption = None,
+    force: ForceReleaseOption = False,
 ) -> None:
     """Release code into an environment from another environment or from any history entry.
 
@@ -682,7 +866,7 @@ def release(
       fnstage release user/me --from 42 --to staging --semver 1.1.0-rc.2 --note "retry rc.1's code"
     """
     gw = config.resolve_gateway(gateway)
-    body: dict[str, Any] = {"base": base, "target": to.value, "semver": semver, "note": note}
+    body: dict[str, Any] = {"base": base, "target": to.value, "semver": semver, "note": note} | _forced(force)
     with _api() as api:
         history_id = _history_id(source)
         if history_id is not None:
@@ -858,15 +1042,34 @@ def remove(
 def logs(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Function, such as dev/user/me.")],
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many invocations to show.")] = 50,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="Keep showing new invocations as they happen (Ctrl-C stops)."),
+    ] = False,
+    version: Annotated[int | None, typer.Option("--version", min=1, help="Only this version's.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="An HTTP status (500) or ok, error (5xx), 4xx.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Started after: 30s, 10m, 2h, 1d ago, or a time (UTC).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Started before: as --since.")] = None,
     gateway: GatewayOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Show the function's recent invocations and the lines it logged with ctx.log."""
+    """Show the function's invocations and the lines it logged with ctx.log (kept across restarts)."""
     fn = _name(name)
     gw = config.resolve_gateway(gateway)
+    filters: dict[str, Any] = {
+        "version": version,
+        "status": log_filters.status(status) if status is not None else None,
+        "since": log_filters.moment("--since", since) if since is not None else None,
+        "until": log_filters.moment("--until", until) if until is not None else None,
+    }
+    path = path_of("gateways", gw, "logs", fn.env, fn.base)
     with _api() as api:
         try:
-            data = api.get(path_of("gateways", gw, "logs", fn.env, fn.base), limit=limit)
+            data = api.get(path, limit=limit, **filters)
         except CliError as error:
             # A missing route answers the framework's bare "Not Found"; a missing function names itself.
             if error.status == 404 and error.message in ("Not Found", f"HTTP 404 from {api.url}: Not Found"):
@@ -874,10 +1077,15 @@ def logs(
                     f"this fnstage server does not offer invocation logs yet (no logs endpoint at {api.url})"
                 ) from None
             raise
+        invocations = data.get("invocations") or []
+        if follow:
+            _follow_logs(
+                api, path, filters, list(reversed(invocations)), int(data.get("cursor") or 0), json_output
+            )
+            return
     if json_output:
         render.print_json(data)
         return
-    invocations = data.get("invocations") or []
     if not invocations:
         render.say(f"no invocations of {fn} recorded yet")
     out = render.console()
@@ -885,6 +1093,42 @@ def logs(
         out.print(line, soft_wrap=True)
 
 
+FOLLOW_INTERVAL_S = 0.25
+
+
+def _follow_logs(
+    api: Any, path: str, filters: dict[str, Any], shown: list[dict[str, Any]], cursor: int, json_lines: bool
+) -> None:
+    """Print `shown` (oldest first), then every invocation the durable log gains, until Ctrl-C. With
+    --json, one JSON object a line."""
+    import json
+    import sys
+    import time
+
+    out = render.console()
+
+    def show(entries: list[dict[str, Any]]) -> None:
+        for entry in entries:
+            if json_lines:
+                sys.stdout.write(json.dumps(entry) + "\n")
+            else:
+                for line in render.logs_view([entry]):
+                    out.print(line, soft_wrap=True)
+        sys.stdout.flush()
+
+    show(shown)
+    try:
+        while True:
+            time.sleep(FOLLOW_INTERVAL_S)
+            data = api.get(path, limit=1000, after=cursor, **filters)
+            show(data.get("invocations") or [])
+            cursor = max(cursor, int(data.get("cursor") or 0))
+    except KeyboardInterrupt:
+        return
+
+
 # token, user, member, audit and trigger live in their own modules, which register them on `app`
 from fnstage.cli import access as _access  # noqa: E402, F401
+from fnstage.cli import configuration as _configuration  # noqa: E402, F401
 from fnstage.cli import triggers as _triggers  # noqa: E402, F401
+from fnstage.cli import webhooks as _webhooks  # noqa: E402, F401

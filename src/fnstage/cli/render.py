@@ -184,6 +184,7 @@ def history_table(entries: Sequence[Mapping[str, Any]], now: datetime | None = N
     table.add_column("kind")
     table.add_column("when")
     table.add_column("who")
+    table.add_column("lock")
     table.add_column("changelog", overflow="fold")
     for entry in entries:
         kind = _text(entry.get("kind"))
@@ -194,6 +195,7 @@ def history_table(entries: Sequence[Mapping[str, Any]], now: datetime | None = N
             Text(kind, style=KIND_STYLES.get(kind, "")),
             relative_time(entry.get("created_at"), now),
             _text(entry.get("actor")),
+            str(entry.get("lock_hash") or "none")[:12],
             _text(entry.get("changelog"), ""),
         )
     return table
@@ -203,6 +205,24 @@ def describe_entry(entry: Mapping[str, Any] | None) -> str:
     if not entry:
         return ""
     return f"history #{entry.get('id')}"
+
+
+def lock_summary(lock: Mapping[str, Any]) -> str:
+    """`lock 3f2a9c1b0d4e: humanize 4.9.0, requests 2.32.3`"""
+    packages = lock.get("packages") or {}
+    listed = ", ".join(f"{name} {version}" for name, version in sorted(packages.items()))
+    return f"lock {str(lock.get('hash', ''))[:12]}: {listed or 'no packages'}"
+
+
+def lock_change_line(change: Mapping[str, Any]) -> Text:
+    """One package of a diff's lock: `lock: fnpkg 1.0 → 2.0`, added green, removed red."""
+    status = change.get("status")
+    name = _text(change.get("name"))
+    if status == "added":
+        return Text(f"lock: + {name} {_text(change.get('b'))}", style="green")
+    if status == "removed":
+        return Text(f"lock: - {name} {_text(change.get('a'))}", style="red")
+    return Text(f"lock: {name} {_text(change.get('a'))} → {_text(change.get('b'))}", style="yellow")
 
 
 # --- diff --------------------------------------------------------------------------------------
@@ -243,6 +263,9 @@ def diff_view(diff: Mapping[str, Any]) -> list[Text]:
             continue
         out.append(Text(""))
         out.extend(diff_lines(str(file.get("path")), file.get("a"), file.get("b"), "a", "b"))
+    for change in diff.get("lock") or []:
+        out.append(Text(""))
+        out.append(lock_change_line(change))
     changed = sum(n for status, n in counts.items() if status != "unchanged")
     out.append(Text(""))
     if changed == 0:

@@ -28,8 +28,12 @@ def wait_until_live(api: ApiClient, gateway: str, function: dict[str, Any], time
     env, base = name.split("/", 1)
     path = path_of("gateways", gateway, "rollout", env, base)
     deadline = time.monotonic() + timeout_s
+    said_installing = False
     while True:
         rollout = api.get(path, params={"version": version})
+        if not said_installing and "installing dependencies" in str(rollout.get("summary") or ""):
+            render.say(f"{name}: installing dependencies on the runtimes ...", style="dim")
+            said_installing = True
         if rollout.get("failed"):
             failed = [r for r in rollout.get("runtimes", []) if r.get("state") == "failed"]
             raise CliError(

@@ -87,8 +87,5 @@ class FunctionName:
     def of(cls, env: str, base: str, field: str = "name") -> FunctionName:
         return cls(check_environment(env, field=field), check_base(base, field=field))
 
-    def with_env(self, env: str) -> FunctionName:
-        return FunctionName(check_environment(env), self.base)
-
     def __str__(self) -> str:
         return f"{self.env}/{self.base}"

@@ -149,7 +149,7 @@ class Exchange:
             message = f"no function is served at {host}{request_path(self.target)}"
             self.respond_error(404, "not_found", message)
             return
-        entry = proxy.routes.get(dest.gateway, dest.env)
+        entry = proxy.routes.get(dest.gateway, dest.env, dest.name)
         if isinstance(entry, Upstream):
             self.kind = _PROXY
             self.pool = proxy.pools.get(entry) or proxy.pool(entry)
@@ -193,7 +193,7 @@ class Exchange:
             except Exception as exc:
                 self._starting(f"could not be started ({type(exc).__name__}: {exc})")
                 return
-            found = proxy.routes.get(dest.gateway, dest.env)
+            found = proxy.routes.get(dest.gateway, dest.env, dest.name)
             if found is None:
                 self._not_live()
                 return

@@ -89,11 +89,15 @@ def destination(router: Router, host: str | None, path: str) -> Destination | No
 class RouteTable:
     """(gateway, env) -> the cell's `Upstream`, or `STARTING`. Safe to change from any thread.
 
+    A function can be routed on its own, (gateway, name) -> upstream, ahead of its environment's cell:
+    a function whose version runs with a dependency lock lives in that lock's cell (`runtime.cells`).
+
     `on_change` listeners hear of every upstream that a change leaves unused, so the front can close
     its pooled connections to it."""
 
     def __init__(self) -> None:
         self._routes: dict[tuple[str, str], Upstream | _Starting] = {}
+        self._functions: dict[tuple[str, str], Upstream | _Starting] = {}  # (gateway, "env/base")
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Upstream], None]] = []
 
@@ -114,8 +118,40 @@ class RouteTable:
             unused = self._unused(old)
         self._tell(unused)
 
-    def get(self, gateway: str, env: str) -> Upstream | _Starting | None:
+    def get(self, gateway: str, env: str, name: str | None = None) -> Upstream | _Starting | None:
+        """Where a request for `name` (in env) goes: its own route if it has one, else its env's cell."""
+        if name is not None and self._functions:
+            own = self._functions.get((gateway, name))
+            if own is not None:
+                return own
         return self._routes.get((gateway, env))
+
+    def set_function(self, gateway: str, name: str, target: str | Upstream | _Starting | None) -> None:
+        """Route one function (`env/base`) to `target` (None: back to its environment's cell)."""
+        check_gateway_id(gateway)
+        check_environment(name.partition("/")[0], field="env")
+        parsed = target if target is None or isinstance(target, _Starting) else parse_upstream(target)
+        with self._lock:
+            if parsed is None:
+                old = self._functions.pop((gateway, name), None)
+            else:
+                old = self._functions.get((gateway, name))
+                self._functions[(gateway, name)] = parsed
+            unused = self._unused(old) if old != parsed else None
+        self._tell(unused)
+
+    def forget_functions_at(self, upstream: str | Upstream) -> None:
+        """Drop every function route to `upstream` (its cell stopped)."""
+        parsed = parse_upstream(upstream)
+        with self._lock:
+            for key in [k for k, v in self._functions.items() if v == parsed]:
+                del self._functions[key]
+            unused = self._unused(parsed)
+        self._tell(unused)
+
+    def function_routes(self) -> dict[tuple[str, str], Upstream | _Starting]:
+        with self._lock:
+            return dict(self._functions)
 
     def items(self) -> Iterator[tuple[tuple[str, str], Upstream | _Starting]]:
         with self._lock:
@@ -139,7 +175,11 @@ class RouteTable:
         self._tell(unused)
 
     def _unused(self, old: Upstream | _Starting | None) -> Upstream | None:
-        if isinstance(old, Upstream) and old not in self._routes.values():
+        if (
+            isinstance(old, Upstream)
+            and old not in self._routes.values()
+            and old not in self._functions.values()
+        ):
             return old
         return None
 

@@ -112,11 +112,6 @@ class Front:
         if self._stopped is not None:
             self._stopped.set()
 
-    async def serve_until_stopped(self) -> None:
-        await self.start()
-        assert self._stopped is not None
-        await self._stopped.wait()
-
     def start_in_thread(self) -> None:
         """Serve from a new thread with its own event loop (tests); returns once it listens."""
         ready = threading.Event()
@@ -156,11 +151,6 @@ class Front:
             "cell_connections": {str(u): len(pool) for u, pool in list(self.proxy.pools.items())},
             "routes": len(self.routes),
         }
-
-    def call_soon(self, callback: Callable[[], None]) -> None:
-        """Run `callback` on the front's loop, from any thread."""
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(callback)
 
     def _forget(self, upstream: Upstream) -> None:
         loop = self._loop

@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime
@@ -28,8 +28,11 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from fnstage.http_body import BodyTooLarge, ClientGone, read_body
+from fnstage.runtime.configuration import CellConfiguration
 from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invoke
+from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
+from fnstage.runtime.request_metrics import RequestMetrics
 from fnstage.runtime.router import Router
 from fnstage.sdk import TriggerInfo
 
@@ -72,8 +75,12 @@ class RuntimeApp:
         watchdog: BackgroundService | None = None,
         body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
         max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        configuration: CellConfiguration | None = None,
+        metrics: RequestMetrics | None = None,
     ) -> None:
         self.registry = registry
+        self.configuration = configuration  # a cell's: ctx.config and ctx.secrets of its environment
+        self.metrics = metrics  # counts per version for the supervisor's /metrics; None: not counted
         self.watchdog = watchdog  # runtime.watchdog: runaway functions, stalled loop, memory limit
         self.router = router or Router()
         self.watcher = watcher
@@ -184,18 +191,32 @@ class RuntimeApp:
             return
         except ClientGone:
             return
-        outcome = await invoke(
-            live,
-            method=method,
-            path=path,
-            query_string=scope.get("query_string", b""),
-            headers=scope["headers"],
-            body=body,
-            request_id=request_id,
-            executor=self.executor,
-            logs=self.logs,
-            deadlines=self.deadlines,
-        )
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight += 1
+            started = time.perf_counter()
+        try:
+            outcome = await invoke(
+                live,
+                method=method,
+                path=path,
+                query_string=scope.get("query_string", b""),
+                headers=scope["headers"],
+                body=body,
+                request_id=request_id,
+                executor=self.executor,
+                logs=self.logs,
+                deadlines=self.deadlines,
+                settings=self._settings(live),
+            )
+        finally:
+            if metrics is not None:
+                metrics.in_flight -= 1
+        if metrics is not None:
+            seconds = time.perf_counter() - started
+            metrics.observe(
+                live.gateway, live.name, live.version, outcome.status, seconds, outcome.error is not None
+            )
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
         headers.append((b"x-fnstage-version", str(live.version).encode()))
         await _send(send, outcome.status, headers, outcome.body, request_id, head=head)
@@ -295,6 +316,7 @@ class RuntimeApp:
             executor=self.executor,
             logs=self.logs,
             deadlines=self.deadlines,
+            settings=self._settings(live),
             trigger=trigger,
         )
         result = {
@@ -306,6 +328,12 @@ class RuntimeApp:
             "error": outcome.error,
         }
         await _send_json(send, 200, result, request_id)
+
+    def _settings(self, live: LiveVersion) -> tuple[Mapping[str, Any], Mapping[str, str]] | None:
+        """This request's configuration: the snapshot current now, whatever arrives meanwhile."""
+        if self.configuration is None:
+            return None
+        return self.configuration.current.for_function(live.name.split("/", 1)[-1])
 
     def status(self) -> dict[str, Any]:
         """What this runtime worker serves, and what failed to load: for `/_fnstage/status`."""

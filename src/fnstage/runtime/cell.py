@@ -14,8 +14,11 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import importlib
+import json
 import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -25,9 +28,12 @@ from typing import Any
 
 from fnstage.runtime.app import DEFAULT_MAX_BODY_BYTES, RuntimeApp
 from fnstage.runtime.channel import CellEnd, ChannelClosed
+from fnstage.runtime.configuration import CellConfiguration
 from fnstage.runtime.invoker import InvocationLogs
 from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_rows
+from fnstage.runtime.log_format import configure
 from fnstage.runtime.registry import Registry
+from fnstage.runtime.request_metrics import RequestMetrics
 from fnstage.runtime.router import Router
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
 from fnstage.runtime.watcher import BULK_LOAD
@@ -37,6 +43,9 @@ from fnstage.store.records import PublishedFunction
 logger = logging.getLogger("fnstage.runtime")
 
 COUNTS_INTERVAL_S = 3.0
+LOGS_INTERVAL_S = 0.2  # how often a cell ships its invocations to its supervisor (`--follow` < 1 s)
+LOG_OUTBOX = 20_000  # invocations a cell queues between two shipments; past it, dropped and counted
+LOG_MESSAGE_BYTES = 2 * 1024 * 1024  # one shipment is cut into messages of about this many characters
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -58,10 +67,19 @@ class CellSpec:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S
     watchdog: WatchdogSettings = field(default_factory=WatchdogSettings.from_env)
+    ship_logs: bool = False  # send every invocation to the supervisor (it keeps durable logs)
+    metrics: bool = True  # count requests per version for the supervisor's /metrics (--metrics-port)
+    log_format: str = "text"  # or "json" (runtime.log_format)
+    lock: str = ""  # the dependency lock this cell runs ("": none)
+    site_packages: Path | None = None  # that lock's environment: first on sys.path, readable in the sandbox
 
     @property
     def key(self) -> str:
-        return f"{self.gateway}/{self.env}"
+        return f"{self.gateway}/{self.env}" + (f"@{self.lock[:12]}" if self.lock else "")
+
+    @property
+    def slot(self) -> tuple[str, str, str]:
+        return (self.gateway, self.env, self.lock)
 
 
 def preload() -> None:
@@ -78,12 +96,16 @@ def preload() -> None:
 def run_cell(spec: CellSpec, conn: Connection) -> None:
     """The cell process's target (forked from the forkserver): sandbox, then serve until told to stop
     or until the supervisor is gone."""
-    logging.basicConfig(level=spec.log_level.upper(), format="cell %(process)d: %(message)s")
+    configure(spec.log_level, spec.log_format, cell=os.getpid())
     # orphans of the function's children stay under the cell (not init) while it lives; its zygote kills
     # whatever is left when it ends
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1)
     channel = CellEnd(conn)
     sandbox = _sandbox(spec, keep_fds=[conn.fileno(), 0, 1, 2])
+    if spec.site_packages is not None:
+        # the lock's packages come before anything the runtime's own interpreter has installed
+        sys.path.insert(0, str(spec.site_packages))
+        importlib.invalidate_caches()
     try:
         import uvloop
 
@@ -99,7 +121,8 @@ def _sandbox(spec: CellSpec, keep_fds: list[int]) -> dict[str, Any]:
 
     if not spec.sandbox:
         return {"protections": {}, "missing": ["sandbox: turned off for this runtime"]}
-    policy = sandbox.default_policy(spec.temp_dir, key=spec.key, keep_fds=keep_fds)
+    extra = [spec.site_packages] if spec.site_packages is not None else []
+    policy = sandbox.default_policy(spec.temp_dir, key=spec.key, keep_fds=keep_fds, extra_read=extra)
     if policy.max_data_bytes is not None:
         # the watchdog's headroom (FNSTAGE_WORKER_MEMORY_MB) over what the cell holds now; 0: no limit
         headroom = spec.watchdog.memory_mb
@@ -131,8 +154,10 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
     from fnstage.runtime.cell_server import ListeningServer, listen
 
     registry = Registry()
-    logs = InvocationLogs()
-    link = SupervisorLink(channel, registry, logs, sandbox, spec.load_timeout_s)
+    logs = InvocationLogs(outbox=LOG_OUTBOX if spec.ship_logs else 0)
+    configuration = CellConfiguration(spec.env)
+    link = SupervisorLink(channel, registry, logs, sandbox, spec.load_timeout_s, configuration)
+    link.metrics = RequestMetrics() if spec.metrics else None
     # the memory limit is the sandbox's (RLIMIT_DATA, set before the cell dropped its privileges)
     watchdog = Watchdog(
         replace(spec.watchdog, memory_mb=0, events_path=None),
@@ -150,6 +175,8 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
         logs=logs,
         max_body_bytes=spec.max_body_bytes,
         internal_token=spec.control_key,
+        configuration=configuration,
+        metrics=link.metrics,
     )
     # listening before the lifespan says ready: the front routes to this cell from then on
     listener = listen(uds=spec.uds, host=spec.host, port=spec.port)
@@ -171,8 +198,9 @@ class SupervisorLink:
     """The cell's side of the channel, run for the app's lifetime (its lifespan starts and stops it).
 
     A thread reads the supervisor's commands: `load` (rows: load each, swap it in, answer with the
-    results), `remove`, `fail` (a load the supervisor saw kill this cell: answer 503 for it) and
-    `stop`. Counts of requests per live version go back every few seconds."""
+    results), `config` (this environment's configuration and secrets: a new snapshot), `remove`, `fail`
+    (a load the supervisor saw kill this cell: answer 503 for it) and `stop`. Counts of requests per
+    live version go back every few seconds."""
 
     def __init__(
         self,
@@ -181,8 +209,10 @@ class SupervisorLink:
         logs: InvocationLogs,
         sandbox: dict[str, Any],
         load_timeout_s: float | None,
+        configuration: CellConfiguration | None = None,
     ) -> None:
         self.channel = channel
+        self.configuration = configuration
         self.registry = registry
         self.logs = logs
         self.sandbox = sandbox
@@ -190,13 +220,19 @@ class SupervisorLink:
         self.stop_server: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counts_task: asyncio.Task[None] | None = None
+        self._shipping = threading.Event()  # set: stop shipping
+        self._ship_lock = threading.Lock()
         self.loads = 0
         self._frozen = False  # a bulk load's objects are frozen (gc.freeze) until the next change
+        self.metrics: RequestMetrics | None = None  # what the cell counts for /metrics, sent with the counts
+        self._in_flight_sent = 0
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         threading.Thread(target=self._read, name="fnstage-cell-link", daemon=True).start()
         self._counts_task = asyncio.create_task(self._send_counts())
+        if self.logs.outbox_size:  # a thread: a supervisor slow to read never holds the event loop
+            threading.Thread(target=self._ship_logs, name="fnstage-cell-logs", daemon=True).start()
         self.channel.send({"t": "ready", "pid": os.getpid(), "sandbox": self.sandbox})
 
     async def stop(self) -> None:
@@ -204,6 +240,10 @@ class SupervisorLink:
             self._counts_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._counts_task
+        self._shipping.set()
+        if self.logs.outbox_size:
+            self.ship_logs()  # what the last requests logged
+        self._send_metrics()  # what the last requests counted
 
     def status(self) -> dict[str, Any]:
         return {"loads": self.loads, "sandbox": {"missing": self.sandbox.get("missing", [])}}
@@ -230,6 +270,8 @@ class SupervisorLink:
             elif kind == "fail":
                 _, gateway, name, version, summary = message
                 self.registry.record_failure(gateway, name, version, LoadError(summary))
+            elif kind == "config" and self.configuration is not None:
+                self.configuration.apply(message[1])  # this environment's, from the supervisor only
             elif kind == "stop":
                 self._stop()
                 return
@@ -285,3 +327,64 @@ class SupervisorLink:
                 items = [[c.gateway, c.name, c.version, c.requests, c.errors, c.last_error] for c in counted]
                 with contextlib.suppress(ChannelClosed):
                     self.channel.send({"t": "counts", "items": items, "at": time.time()})
+            self._send_metrics()
+
+    def _send_metrics(self) -> None:
+        """What the cell counted for /metrics since the last time (the supervisor keeps the totals)."""
+        if self.metrics is None:
+            return
+        rows, in_flight = self.metrics.take(), self.metrics.in_flight
+        if rows or in_flight != self._in_flight_sent:
+            self._in_flight_sent = in_flight
+            with contextlib.suppress(ChannelClosed):
+                self.channel.send({"t": "metrics", "rows": rows, "in_flight": in_flight})
+
+    def _ship_logs(self) -> None:
+        while not self._shipping.wait(LOGS_INTERVAL_S):
+            self.ship_logs()
+
+    def ship_logs(self) -> None:
+        """Send the invocations queued since the last shipment, in messages of bounded size."""
+        with self._ship_lock:
+            self._ship(*self.logs.take_outbox())
+
+    def _ship(self, entries: list[Any], dropped: int) -> None:
+        """Grouped by function (the supervisor checks each function once, not each invocation)."""
+        if not entries and not dropped:
+            return
+        groups: dict[tuple[str, str], list[list[Any]]] = {}
+        size = 0
+        with contextlib.suppress(ChannelClosed):
+            for gateway, name, e in entries:
+                rows = groups.get((gateway, name))
+                if rows is None:
+                    rows = groups[(gateway, name)] = []
+                rows.append(
+                    [
+                        e.request_id,
+                        e.time,
+                        e.version,
+                        e.status,
+                        e.duration_ms,
+                        _lines(e.lines),
+                        e.error,
+                        e.trigger,
+                    ]
+                )
+                size += 200 + sum(len(line) for line in e.lines) + len(e.error or "")
+                if size >= LOG_MESSAGE_BYTES:
+                    self._send_groups(groups, dropped)
+                    groups, size, dropped = {}, 0, 0
+            if groups or dropped:
+                self._send_groups(groups, dropped)
+
+    def _send_groups(self, groups: dict[tuple[str, str], list[list[Any]]], dropped: int) -> None:
+        items = [[gateway, name, rows] for (gateway, name), rows in groups.items()]
+        self.channel.send({"t": "logs", "groups": items, "dropped": dropped})
+
+
+_encode_lines = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # bound at import
+
+
+def _lines(lines: list[str]) -> str:
+    return _encode_lines(lines) if lines else "[]"

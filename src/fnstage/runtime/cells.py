@@ -3,6 +3,12 @@
 Cells are forked by a zygote (`runtime.zygote`) that has imported the runtime and nothing else: no
 store, no credentials. A cell costs a fork and a few megabytes of its own, not an interpreter start.
 
+A cell runs one (gateway, environment, dependency lock): a function whose version has a lock lives in
+that lock's cell, whose `sys.path` has the lock's environment (`fnstage.deps.environments`), so two
+versions of one package never meet in one process. A function that changes lock is loaded into the
+new lock's cell first, then routed there (`CellEvents.moved`), then removed from the old one; a cell
+left with no function stops.
+
 A cell that dies is restarted and given back what was live in it. A load that kills its cell is
 retried once, alone, in the restarted cell; if it kills the cell again it is quarantined: reported as
 failed ("killed its cell at load: exit code 3"), never loaded again, and the version that was live
@@ -30,12 +36,15 @@ from typing import Any
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError
+from fnstage.runtime.log_format import fields
+from fnstage.runtime.metrics import RuntimeMetrics
 from fnstage.runtime.zygote import Zygote
+from fnstage.store.invocation_log import LogRecord
 from fnstage.store.records import FunctionCounts, PublishedFunction
 
 logger = logging.getLogger("fnstage.runtime")
 
-Slot = tuple[str, str]  # (gateway, environment)
+Slot = tuple[str, str, str]  # (gateway, environment, lock hash; "": no dependencies)
 READY_TIMEOUT_S = 30.0
 LOAD_TIMEOUT_S = 120.0  # a batch; each load in it is limited by the cell (DEFAULT_LOAD_TIMEOUT_S)
 RESTART_DELAYS_S = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
@@ -78,8 +87,13 @@ class Cell:
         on_counts: Callable[[Cell, list[FunctionCounts]], None],
         on_exit: Callable[[Cell], None],
         on_event: Callable[[Cell, dict[str, Any]], None] = lambda cell, event: None,
+        on_logs: Callable[[Cell, list[LogRecord], int], None] = lambda cell, records, dropped: None,
+        *,
+        on_metrics: Callable[[Cell, dict[str, Any]], None] = lambda cell, message: None,
     ) -> None:
         self.spec = spec
+        self._on_logs = on_logs
+        self._on_metrics = on_metrics
         self._zygote = zygote
         self._on_counts = on_counts
         self._on_exit = on_exit
@@ -209,6 +223,12 @@ class Cell:
         elif kind == "counts":
             counts = [_counts(item, self.spec) for item in message["items"]]
             self._on_counts(self, [c for c in counts if c is not None])
+        elif kind == "logs":
+            records = _log_records(message["groups"], self.spec)
+            dropped = max(0, int(message.get("dropped") or 0))
+            self._on_logs(self, records, dropped)
+        elif kind == "metrics":
+            self._on_metrics(self, message)
 
 
 def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
@@ -224,6 +244,43 @@ def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
         int(errors),
         str(last_error)[:2000] if last_error is not None else None,
     )
+
+
+MAX_LOGGED_CHARS = 1_000_000  # of one invocation's lines as JSON (`sdk.Log` keeps 200 of 4,000)
+
+
+def _log_records(groups: Any, spec: CellSpec) -> list[LogRecord]:
+    """A cell's invocations, grouped by function: believed only for its own gateway and environment
+    (another function's group is dropped), every field converted to its type (a wrong one raises and
+    the message is ignored); strings cut to their columns' sizes. `lines` stays the JSON text the cell
+    encoded: parsing it here cost the supervisor (which also runs the front) more than the rest of its
+    work per invocation; readers parse it (`store.invocation_log.read_lines`)."""
+    out: list[LogRecord] = []
+    prefix = f"{spec.env}/"
+    for gateway, name, rows in groups:
+        if gateway != spec.gateway or not isinstance(name, str) or not name.startswith(prefix):
+            continue
+        name = name[:220]
+        for request_id, started, version, status, duration_ms, lines, error, trigger in rows:
+            if type(lines) is not str:
+                raise TypeError("lines")
+            if len(lines) > MAX_LOGGED_CHARS:
+                lines = f'["(cut: {len(lines)} characters of lines)"]'
+            out.append(
+                LogRecord(
+                    spec.gateway,
+                    name,
+                    int(version),
+                    str(request_id)[:64],
+                    float(started),
+                    int(status),
+                    float(duration_ms),
+                    lines,
+                    None if error is None else str(error)[:20_000],
+                    None if trigger is None else str(trigger)[:64],
+                )
+            )
+    return out
 
 
 def _fresh_folder(folder: Path) -> None:
@@ -245,6 +302,15 @@ class CellEvents:
     def cell_counts(self, slot: Slot, items: list[FunctionCounts]) -> None: ...
 
     def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None: ...
+
+    def cell_logs(self, slot: Slot, records: list[LogRecord], dropped: int) -> None: ...
+    def moved(self, gateway: str, name: str, slot: Slot, cell: Cell) -> None:
+        """`name` is now live in `slot`'s cell (route it there); called before it leaves its old cell."""
+
+
+def slot_key(slot: Slot) -> str:
+    """`demo/dev`, or `demo/dev@3f2a9c1b0d4e` for a lock's cell."""
+    return f"{slot[0]}/{slot[1]}" + (f"@{slot[2][:12]}" if slot[2] else "")
 
 
 @dataclass
@@ -269,8 +335,13 @@ class CellSet:
         zygote: Zygote,
         *,
         keep_empty: bool = False,
+        prepare: Callable[[PublishedFunction], None] | None = None,
     ) -> None:
         self._make_spec = make_spec
+        # installs a row's lock on this host before it loads (None: one cell per (gateway, env), no locks)
+        self._prepare = prepare
+        self._where: dict[tuple[str, str], Slot] = {}  # (gateway, name) -> the slot it is live in
+        self.installing: set[str] = set()  # lock hashes being installed now (status says so)
         self.events = events
         self._zygote = zygote
         self._slots: dict[Slot, _SlotState] = {}
@@ -278,13 +349,24 @@ class CellSet:
         self._stopping = False
         self.keep_empty = keep_empty  # production's one cell serves (404s) even with nothing published
         self.quarantined: dict[tuple[str, str, int, str], str] = {}  # (gateway, name, version, hash)
+        self.configs: dict[tuple[str, ...], dict[str, Any]] = {}  # (gateway, env) -> newest (decrypted)
+        self._config_seq = itertools.count(1)
+        self.metrics: RuntimeMetrics | None = None  # the supervisor's /metrics, when it keeps them
 
     # what the watcher calls (its reader thread) ---------------------------------------------------
+    def slot_of(self, row: PublishedFunction) -> Slot:
+        lock = (row.lock_hash or "") if self._prepare is not None else ""
+        return (row.gateway, row.name.split("/", 1)[0], lock)
+
     def load(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
         results: dict[int, LiveVersion | LoadError] = {}
         by_slot: dict[Slot, list[tuple[int, PublishedFunction]]] = {}
         for index, row in enumerate(rows):
-            by_slot.setdefault((row.gateway, row.name.split("/", 1)[0]), []).append((index, row))
+            failed = self._install(row)
+            if failed is not None:
+                results[index] = failed
+                continue
+            by_slot.setdefault(self.slot_of(row), []).append((index, row))
 
         def load_slot(slot: Slot, items: list[tuple[int, PublishedFunction]]) -> None:
             for index, result in zip(
@@ -294,31 +376,108 @@ class CellSet:
 
         if len(by_slot) == 1:
             load_slot(*next(iter(by_slot.items())))
-        else:  # cells load side by side (a cold start of many cells; a resync touching several)
+        elif by_slot:  # cells load side by side (a cold start of many cells; a resync touching several)
             # a thread per cell: each only waits for its cell, which loads in its own process; with a
             # pool of 8, a cold start of 10 cells forked and loaded the last two only after the others
             with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_SLOTS, len(by_slot))) as pool:
                 for done in [pool.submit(load_slot, slot, items) for slot, items in by_slot.items()]:
                     done.result()
+        # route each function loaded to its (new) cell, then take it out of the cell it left: after
+        # every slot's load, so no slot's lock is held while another's is taken
+        for slot, items in by_slot.items():
+            for index, row in items:
+                if isinstance(results[index], LiveVersion):
+                    self._settle(slot, row)
+                elif self._where.get((row.gateway, row.name), slot) != slot:
+                    # failed in the cell of its new lock: it keeps serving from its old cell, and the
+                    # new one, if it holds nothing else, stops
+                    self._forget(slot, row.name)
         return [results[i] for i in range(len(rows))]
 
-    def remove(self, gateway: str, name: str, version: int | None = None) -> None:
-        """Unload `name` from its cell; a removal older than the version live there is ignored (the
-        function was deleted and created again). A cell left with nothing stops."""
-        slot = (gateway, name.split("/", 1)[0])
+    def _forget(self, slot: Slot, name: str) -> None:
         state = self._slots.get(slot)
         if state is None:
             return
         with state.lock:
+            if name in state.live:
+                return
+            state.names.discard(name)
+            if not state.names and not (self.keep_empty and not slot[2]):
+                self._stop_slot(slot, state)
+
+    def _install(self, row: PublishedFunction) -> LoadError | None:
+        """Install the row's lock on this host if it lacks it (before any cell is routed to it)."""
+        if self._prepare is None or not row.lock_hash:
+            return None
+        self.installing.add(row.lock_hash)
+        try:
+            self._prepare(row)
+        except Exception as error:  # reported as the version's load failure; the old one keeps serving
+            message = getattr(error, "message", None) or str(error)
+            return LoadError(f"installing dependencies failed: {message}")
+        finally:
+            self.installing.discard(row.lock_hash)
+        return None
+
+    def _settle(self, slot: Slot, row: PublishedFunction) -> None:
+        key = (row.gateway, row.name)
+        old = self._where.get(key)
+        state = self._slots.get(slot)
+        cell = state.cell if state is not None else None
+        if cell is not None:
+            self.events.moved(row.gateway, row.name, slot, cell)
+        self._where[key] = slot
+        if old is not None and old != slot:
+            self._remove_from(old, row.gateway, row.name, None)
+
+    def remove(self, gateway: str, name: str, version: int | None = None) -> None:
+        """Unload `name` from its cell; a removal older than the version live there is ignored (the
+        function was deleted and created again). A cell left with nothing stops."""
+        slot = self._where.get((gateway, name)) or (gateway, name.split("/", 1)[0], "")
+        live = self._remove_from(slot, gateway, name, version)
+        if live and self._where.get((gateway, name)) == slot:
+            self._where.pop((gateway, name), None)
+
+    def _remove_from(self, slot: Slot, gateway: str, name: str, version: int | None) -> bool:
+        state = self._slots.get(slot)
+        if state is None:
+            return True
+        with state.lock:
             live = state.live.get(name)
             if version is not None and live is not None and live.version > version:
-                return
+                return False
             state.live.pop(name, None)
             state.names.discard(name)
             if state.cell is not None:
                 state.cell.send(("remove", [(gateway, name, version)]))
-            if not state.names and not self.keep_empty:
+            if not state.names and not (self.keep_empty and not slot[2]):
                 self._stop_slot(slot, state)
+        return True
+
+    def live_names(self, slot: Slot) -> list[str]:
+        state = self._slots.get(slot)
+        return list(state.live) if state is not None else []
+
+    def slot_of_function(self, gateway: str, name: str) -> Slot:
+        return self._where.get((gateway, name)) or (gateway, name.split("/", 1)[0], "")
+
+    def configure(self, slot: tuple[str, ...], payload: dict[str, Any]) -> None:
+        """Keep a (gateway, env)'s newest configuration and send it to that environment's cells (one per
+        lock), the only ones that ever receive it; a cell started later gets it before anything else."""
+        with self._lock:
+            # the order of delivery, not the version, says which is newer: a gateway deleted and made
+            # again starts its versions at 1, and a restarted cell may get a resend after a newer one
+            payload = {**payload, "seq": next(self._config_seq)}
+            self.configs[slot[:2]] = payload
+            cells = [s.cell for key, s in self._slots.items() if key[:2] == slot[:2] and s.cell is not None]
+        for cell in cells:
+            cell.send(("config", payload))
+
+    def _send_config(self, slot: Slot, cell: Cell) -> None:
+        with self._lock:
+            payload = self.configs.get(slot[:2])
+        if payload is not None:
+            cell.send(("config", payload))
 
     def ensure(self, slot: Slot) -> Cell | None:
         """The slot's cell, started (and ready) if it was not."""
@@ -333,12 +492,13 @@ class CellSet:
 
     def status(self) -> list[dict[str, Any]]:
         out = []
-        for (gateway, env), state in sorted(self._slots.items()):
+        for (gateway, env, lock), state in sorted(self._slots.items()):
             cell = state.cell
             out.append(
                 {
                     "gateway": gateway,
                     "env": env,
+                    "lock": lock or None,
                     "pid": cell.pid if cell else None,
                     "ready": bool(cell and cell.ready.is_set() and not cell.dead.is_set()),
                     "functions": len(state.live),
@@ -389,7 +549,15 @@ class CellSet:
                 return None
             if delay and attempt:
                 time.sleep(delay)
-            cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event)
+            cell = Cell(
+                self._make_spec(slot),
+                self._zygote,
+                self._counts,
+                self._exited,
+                self._event,
+                self._logs,
+                on_metrics=self._metrics,
+            )
             state.cell = cell
             cell.start()
             if not cell.wait_ready():
@@ -397,10 +565,18 @@ class CellSet:
                 cell.dead.wait(5.0)
                 state.last_cause = f"did not start: {describe_exit(cell.exitcode)}"
                 continue
+            self._send_config(slot, cell)
             if self._reload(slot, state, cell):
+                logger.info(
+                    "runtime: cell %s started (pid %s) with %d function(s)",
+                    slot_key(slot),
+                    cell.pid,
+                    len(state.live),
+                    extra=fields(event="cell_started", gateway=slot[0], env=slot[1], pid=cell.pid),
+                )
                 self.events.ready(slot, cell)
                 return cell
-        logger.error("cell %s/%s cannot start: %s", *slot, state.last_cause)
+        logger.error("cell %s cannot start: %s", slot_key(slot), state.last_cause)
         return None
 
     def _reload(self, slot: Slot, state: _SlotState, cell: Cell) -> bool:
@@ -429,11 +605,20 @@ class CellSet:
             finally:
                 probe.stop()
         # the survivors, together, in a fresh cell
-        cell = Cell(self._make_spec(slot), self._zygote, self._counts, self._exited, self._event)
+        cell = Cell(
+            self._make_spec(slot),
+            self._zygote,
+            self._counts,
+            self._exited,
+            self._event,
+            self._logs,
+            on_metrics=self._metrics,
+        )
         state.cell = cell
         cell.start()
         if not cell.wait_ready():
             return False
+        self._send_config(slot, cell)
         try:
             cell.load(list(state.live.values()))
         except CellDied:
@@ -483,8 +668,19 @@ class CellSet:
             return LoadError(cause)
 
     def _quarantine(self, row: PublishedFunction, cause: str) -> None:
-        logger.error("runtime: %s/%s v%d quarantined: %s", row.gateway, row.name, row.version, cause)
+        logger.error(
+            "runtime: %s v%d quarantined (gateway %s): %s",
+            row.name,
+            row.version,
+            row.gateway,
+            cause,
+            extra=fields(
+                event="quarantined", gateway=row.gateway, name=row.name, version=row.version, cause=cause
+            ),
+        )
         self.quarantined[(row.gateway, row.name, row.version, row.bundle_hash)] = cause
+        if self.metrics is not None:
+            self.metrics.quarantined(row.gateway, row.name)
 
     def _result(self, state: _SlotState, row: PublishedFunction, answer: Any) -> LiveVersion | LoadError:
         if not isinstance(answer, dict) or not answer.get("ok"):
@@ -495,7 +691,7 @@ class CellSet:
         return _mirror(row, float(answer.get("load_ms") or 0.0))
 
     def _event(self, cell: Cell, event: dict[str, Any]) -> None:
-        state = self._slots.get((cell.spec.gateway, cell.spec.env))
+        state = self._slots.get(cell.spec.slot)
         if state is not None:
             state.events.append(event)
 
@@ -505,18 +701,36 @@ class CellSet:
 
     def _counts(self, cell: Cell, items: list[FunctionCounts]) -> None:
         if items:
-            self.events.cell_counts((cell.spec.gateway, cell.spec.env), items)
+            self.events.cell_counts(cell.spec.slot, items)
+
+    @staticmethod
+    def _slot_of(cell: Cell) -> Slot:
+        return (cell.spec.gateway, cell.spec.env, cell.spec.lock)
+
+    def _logs(self, cell: Cell, records: list[LogRecord], dropped: int) -> None:
+        if records or dropped:
+            self.events.cell_logs(self._slot_of(cell), records, dropped)
+
+    def _metrics(self, cell: Cell, message: dict[str, Any]) -> None:
+        if self.metrics is not None:
+            self.metrics.add_cell(self._slot_of(cell), message["rows"], message["in_flight"])
 
     def _exited(self, cell: Cell) -> None:
         """A cell's channel closed: a stop we asked for, or a death to recover from."""
-        slot = (cell.spec.gateway, cell.spec.env)
+        slot = cell.spec.slot
         state = self._slots.get(slot)
         if state is None or cell.stopping or self._stopping or state.cell is not cell:
             return
         cause = describe_exit(cell.exitcode)
         state.deaths += 1
         state.last_cause = cause
-        logger.warning("runtime: cell %s/%s %s; restarting it", *slot, cause)
+        logger.warning(
+            "runtime: cell %s (pid %s) %s; restarting it",
+            slot_key(slot),
+            cell.pid,
+            cause,
+            extra=fields(event="cell_exited", gateway=slot[0], env=slot[1], pid=cell.pid, cause=cause),
+        )
         self.events.restarting(slot, cause)
         threading.Thread(target=self._restart, args=(slot, state, cell), daemon=True).start()
 
@@ -525,6 +739,8 @@ class CellSet:
             if state.cell is not dead:  # a load already brought it back
                 return
             state.restarts += 1
+            if self.metrics is not None:
+                self.metrics.cell_restarted(slot)
             if time.monotonic() - dead.started_at < STABLE_AFTER_S:
                 time.sleep(min(5.0, 0.1 * 2 ** min(state.deaths, 6)))
             self._start(slot, state)
@@ -533,6 +749,13 @@ class CellSet:
         cell, state.cell = state.cell, None
         if cell is not None:
             cell.stop()
+            logger.info(
+                "runtime: cell %s stopped",
+                slot_key(slot),
+                extra=fields(event="cell_stopped", gateway=slot[0], env=slot[1], pid=cell.pid),
+            )
+            if self.metrics is not None:
+                self.metrics.forget_cell(slot)
             shutil.rmtree(cell.spec.temp_dir, ignore_errors=True)
             self.events.stopped(slot)
 

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from fnstage.front import Front, InternalRequest, InternalResponse, RouteTable
+from fnstage.front.routes import STARTING
 
 if TYPE_CHECKING:
     from fnstage.runtime.supervisor import Supervisor, SupervisorSettings
 
-Slot = tuple[str, str]
+Slot = tuple[str, str, str]  # (gateway, env, lock hash or "")
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -46,14 +47,31 @@ class FrontLink:
         await self.front.stop()
 
     # what the cells' events say (any thread: the route table is thread-safe) ------------------------
+    # An environment's cell (no lock) is its (gateway, env) route; a lock's cell is a route of each
+    # function live in it, set once the function has loaded there (`function_moved`).
     def cell_ready(self, slot: Slot, uds: Path) -> None:
-        self.routes.set(slot[0], slot[1], f"unix:{uds}")
+        if not slot[2]:
+            self.routes.set(slot[0], slot[1], f"unix:{uds}")
+            return
+        for name in self.supervisor.cells.live_names(slot):  # a restarted cell, given back its functions
+            self.routes.set_function(slot[0], name, f"unix:{uds}")
 
     def cell_restarting(self, slot: Slot, cause: str) -> None:
-        self.routes.set_starting(slot[0], slot[1])
+        if not slot[2]:
+            self.routes.set_starting(slot[0], slot[1])
+            return
+        for name in self.supervisor.cells.live_names(slot):
+            self.routes.set_function(slot[0], name, STARTING)
 
-    def cell_stopped(self, slot: Slot) -> None:
-        self.routes.remove(slot[0], slot[1])
+    def cell_stopped(self, slot: Slot, uds: Path | None = None) -> None:
+        if not slot[2]:
+            self.routes.remove(slot[0], slot[1])
+        elif uds is not None:
+            self.routes.forget_functions_at(f"unix:{uds}")
+
+    def function_moved(self, gateway: str, name: str, slot: Slot, uds: Path) -> None:
+        """`name` loaded in `slot`'s cell: route it there (its env's cell: no route of its own)."""
+        self.routes.set_function(gateway, name, f"unix:{uds}" if slot[2] else None)
 
     async def _miss(self, gateway: str, env: str) -> None:
         """A request for a pair with no cell: before the first sync has started every cell, wait for
@@ -87,7 +105,7 @@ class FrontLink:
         status = self.supervisor.status()
 
         async def cell_status(cell: dict[str, Any]) -> None:
-            slot = (cell["gateway"], cell["env"])
+            slot = (cell["gateway"], cell["env"], cell.get("lock") or "")
             where = self.supervisor.cell_socket(slot)
             answer = await _ask(where, "/_fnstage/status", {}) if where is not None else None
             if answer is not None and answer.status_code == 200:
@@ -103,7 +121,7 @@ class FrontLink:
         """A function's recent invocations, from its cell (which alone keeps them)."""
         query = dict(parse_qsl(request.query_string.decode("latin-1")))
         gateway, name = query.get("gateway", ""), query.get("name", "")
-        where = self.supervisor.cell_socket((gateway, name.split("/", 1)[0]))
+        where = self.supervisor.function_socket(gateway, name)
         if where is None:
             return _json(200, {"invocations": []})
         answer = await _ask(where, "/_fnstage/logs", {"gateway": gateway, "name": name})
@@ -118,7 +136,7 @@ class FrontLink:
             gateway, name = str(order["gateway"]), str(order["name"])
         except (ValueError, KeyError, TypeError):
             return _error(400, "bad_request", "a scheduled run needs JSON with gateway, name and trigger")
-        where = self.supervisor.cell_socket((gateway, name.split("/", 1)[0]))
+        where = self.supervisor.function_socket(gateway, name)
         if where is None:
             return _error(404, "not_found", f"no function {name} is live on gateway {gateway}")
         answer = await _ask(where, "/_fnstage/invoke", {}, body=request.body, timeout=RUN_TIMEOUT_S)

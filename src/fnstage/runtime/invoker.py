@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from fnstage.runtime.loader import LiveVersion, describe_exception, format_traceback
-from fnstage.sdk import Context, HTTPError, Log, Response, TriggerInfo
+from fnstage.sdk import Context, HTTPError, Log, Response, Settings, TriggerInfo
 from fnstage.store.records import FunctionCounts
 
 logger = logging.getLogger("fnstage.runtime")
@@ -62,13 +62,21 @@ class Counts:
 
 
 class InvocationLogs:
-    """The last `per_function` invocations of each function, newest last, and each function's counts."""
+    """The last `per_function` invocations of each function, newest last, and each function's counts.
 
-    def __init__(self, per_function: int = 100) -> None:
+    With `outbox` > 0 (a cell whose supervisor keeps durable logs), every invocation is also queued to
+    be shipped (`take_outbox`, from another thread: the queue is a deque, appended by the event loop
+    only); a full outbox drops the newest and counts it, never waits."""
+
+    def __init__(self, per_function: int = 100, outbox: int = 0) -> None:
         self.per_function = per_function
         self._logs: dict[tuple[str, str], deque[InvocationLog]] = {}
         self._counts: dict[tuple[str, str], Counts] = {}
         self._counted: set[tuple[str, str]] = set()  # counts changed since `take_counts`
+        self.outbox_size = outbox
+        self._outbox: deque[tuple[str, str, InvocationLog]] = deque()
+        self._dropped = 0  # ever, written by the recording thread only
+        self._dropped_taken = 0  # ... of which `take_outbox` reported
 
     def record(self, gateway: str, name: str, entry: InvocationLog) -> None:
         key = (gateway, name)
@@ -76,6 +84,11 @@ class InvocationLogs:
         if ring is None:
             ring = self._logs.setdefault(key, deque(maxlen=self.per_function))
         ring.append(entry)
+        if self.outbox_size:
+            if len(self._outbox) < self.outbox_size:
+                self._outbox.append((gateway, name, entry))
+            else:
+                self._dropped += 1
         counts = self._counts.get(key)
         if counts is None or entry.version > counts.version:
             counts = self._counts[key] = Counts(entry.version)
@@ -98,6 +111,14 @@ class InvocationLogs:
             for g, n in sorted(keys)
             if (c := self._counts.get((g, n))) is not None
         ]
+
+    def take_outbox(self) -> tuple[list[tuple[str, str, InvocationLog]], int]:
+        """The invocations queued since the last call, and how many a full outbox dropped meanwhile."""
+        outbox = self._outbox
+        entries = [outbox.popleft() for _ in range(len(outbox))]
+        dropped_total = self._dropped
+        dropped, self._dropped_taken = dropped_total - self._dropped_taken, dropped_total
+        return entries, dropped
 
     def forget(self, gateway: str, name: str) -> None:
         self._logs.pop((gateway, name), None)
@@ -182,7 +203,10 @@ def make_context(
     body: bytes,
     request_id: str,
     trigger: TriggerInfo | None = None,
+    settings: tuple[Mapping[str, Any], Mapping[str, str]] | None = None,
 ) -> Context:
+    """`settings`: (ctx.config, ctx.secrets), this environment's snapshot, taken once per request;
+    None (a runtime without cells, tests): the config the version was loaded with, no secrets."""
     pairs = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers]
     header_map = dict(pairs)
     if len(header_map) < len(pairs):  # a repeated header: join its values, as HTTP allows
@@ -190,6 +214,11 @@ def make_context(
         for key, value in pairs:
             header_map[key] = f"{header_map[key]}, {value}" if key in header_map else value
     query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)) if query_string else {}
+    if settings is None:
+        config: Mapping[str, Any] = live.config
+        secrets: Mapping[str, str] = Settings({}, kind="secret", env=live.env)
+    else:
+        config, secrets = settings
     return Context(
         method=method,
         path=path,
@@ -198,10 +227,11 @@ def make_context(
         body=body,
         env=live.env,
         function=live.info,
-        config=live.config,
+        config=config,
         log=Log(),
         request_id=request_id,
         trigger=trigger,
+        secrets=secrets,
     )
 
 
@@ -218,6 +248,7 @@ async def invoke(
     logs: InvocationLogs | None = None,
     deadlines: Deadlines | None = None,
     trigger: TriggerInfo | None = None,
+    settings: tuple[Mapping[str, Any], Mapping[str, str]] | None = None,
 ) -> Outcome:
     """Run `live.main` for one request. A sync `main` runs in `executor` (a bounded thread pool).
     `deadlines` enforces the time limit more cheaply than a timer per call (the app has one).
@@ -225,7 +256,7 @@ async def invoke(
     endpoint passes one, so no HTTP client can pose as a schedule."""
     started_at = time.time()
     started = time.perf_counter()
-    ctx = make_context(live, method, path, query_string, headers, body, request_id, trigger)
+    ctx = make_context(live, method, path, query_string, headers, body, request_id, trigger, settings)
     error: str | None = None
     try:
         if live.is_async:

@@ -97,6 +97,10 @@ def run_runtime(
     public_url: str | None = None,
     log_level: str = "info",
     env: str | None = None,
+    keyring: Any = None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+    log_format: str = "text",
 ) -> None:
     """`fnstage runtime`: a supervisor that serves a store's published functions from sandboxed cells,
     one per (gateway, environment), and reports back to the control plane (`runtime.supervisor`).
@@ -108,7 +112,19 @@ def run_runtime(
     if workers > 1:
         logger.warning("runtime: --workers is ignored: each (gateway, environment) runs in a cell of its own")
     settings = SupervisorSettings(
-        database_url, host, port, gateway, env, domain, public_url, log_level, sandbox=True
+        database_url,
+        host,
+        port,
+        gateway,
+        env,
+        domain,
+        public_url,
+        log_level,
+        sandbox=True,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        log_format=log_format,
+        keyring=keyring,
     )
     run_supervisor(settings)
 

@@ -31,12 +31,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fnstage.deps.environments import Environments
 from fnstage.runtime.cell import CellSpec
-from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot
+from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot, slot_key
+from fnstage.runtime.configuration import ConfigDelivery
 from fnstage.runtime.loader import LiveVersion
+from fnstage.runtime.log_format import configure, fields
+from fnstage.runtime.log_writer import LogSettings, LogWriter
+from fnstage.runtime.metrics import RuntimeMetrics, serve_metrics
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
 from fnstage.runtime.zygote import Zygote
+from fnstage.store.invocation_log import LogRecord
 from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
 
 logger = logging.getLogger("fnstage.runtime")
@@ -53,6 +59,14 @@ class SupervisorSettings:
     public_url: str | None = None
     log_level: str = "info"
     sandbox: bool = True
+    keyring: Any = None  # fnstage.secretbox.KeyRing: opens the secrets this runtime's cells receive
+    metrics_port: int | None = None  # serve /metrics there (runtime.metrics); None: nothing is counted
+    metrics_host: str = "127.0.0.1"
+    log_format: str = "text"  # or "json" (runtime.log_format)
+
+    @property
+    def metrics(self) -> bool:
+        return self.metrics_port is not None
 
 
 class EnvironmentFeed:
@@ -125,8 +139,11 @@ class CellReports(CellEvents):
     def __init__(self) -> None:
         self.reporter: Any = None  # the watcher's, once made
         self.front: Any = None  # set when a front routes to the cells
+        self.log_writer: LogWriter | None = None  # durable invocation logs, when they are on
         self.missing: dict[Slot, list[str]] = {}
+        self.sockets: dict[Slot, Path] = {}  # where each ready cell listens (a lock cell's routes go)
         self._lock = threading.Lock()
+        self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnstage-counts")
 
     def ready(self, slot: Slot, cell: Cell) -> None:
         missing = [str(m) for m in cell.sandbox.get("missing") or []]
@@ -134,23 +151,41 @@ class CellReports(CellEvents):
             changed = self.missing.get(slot) != missing
             self.missing[slot] = missing
         if missing and changed:
-            logger.warning("runtime: cell %s/%s runs without: %s", *slot, "; ".join(missing))
+            logger.warning("runtime: cell %s runs without: %s", slot_key(slot), "; ".join(missing))
         if changed:
             self._report_sandbox()
+        if cell.spec.uds is not None:
+            self.sockets[slot] = cell.spec.uds
         if self.front is not None and cell.spec.uds is not None:
             self.front.cell_ready(slot, cell.spec.uds)
+
+    def moved(self, gateway: str, name: str, slot: Slot, cell: Cell) -> None:
+        if self.front is not None and cell.spec.uds is not None:
+            self.front.function_moved(gateway, name, slot, cell.spec.uds)
 
     def restarting(self, slot: Slot, cause: str) -> None:
         if self.front is not None:
             self.front.cell_restarting(slot, cause)
 
     def stopped(self, slot: Slot) -> None:
+        uds = self.sockets.pop(slot, None)
         if self.front is not None:
-            self.front.cell_stopped(slot)
+            self.front.cell_stopped(slot, uds)
 
     def cell_counts(self, slot: Slot, items: list[FunctionCounts]) -> None:
+        # on a thread of its own: a cell's channel reader that waited on the store (SQLite locked,
+        # PostgreSQL gone) would stop reading, and the cell's next message would block the cell
         if self.reporter is not None:
-            _quietly(self.reporter.counts, items)
+            self._writes.submit(_quietly, self.reporter.counts, items)
+
+    def cell_logs(self, slot: Slot, records: list[LogRecord], dropped: int) -> None:
+        if self.log_writer is not None:
+            self.log_writer.offer(records, dropped)
+
+    def installing(self, row: PublishedFunction) -> None:
+        """Status and `--wait` say "installing dependencies" for this version meanwhile."""
+        if self.reporter is not None:
+            _quietly(self.reporter.installing, row.gateway, row.name)
 
     def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None:
         if self.reporter is not None:
@@ -186,23 +221,65 @@ class Supervisor:
         self.control_key = secrets.token_urlsafe(32)  # the control plane's key to this runtime
         self.reports = CellReports()
         self._watchdog = WatchdogSettings.from_env()
+        self.log_settings = LogSettings.from_env()
+        if self.log_settings.enabled:
+            self.reports.log_writer = LogWriter(
+                functools.partial(_engine, settings.database_url), self.log_settings
+            )
         self.cells = CellSet(self._spec, self.reports, zygote, keep_empty=settings.env is not None)
+        # one cell per lock behind the front; a runtime alone on its port (--env) has one cell only
+        self.environments = Environments()
+        self.cells = CellSet(
+            self._spec,
+            self.reports,
+            zygote,
+            keep_empty=settings.env is not None,
+            prepare=self._install if settings.env is None else None,
+        )
         self.registry = MirrorRegistry(self.cells)
+        self.metrics = RuntimeMetrics(self._live_version) if settings.metrics else None
+        self.cells.metrics = self.metrics
+        self._metrics_server: Any = None
         reader = functools.partial(_feed_reader, settings.database_url, settings.env)
+        # configuration and secrets: read and decrypted here, sent to their own environment's cell only
+        self.configuration = ConfigDelivery(
+            settings.database_url, settings.gateway, settings.env, settings.keyring, self.cells.configure
+        )
         self.watcher = Watcher(
             self.registry,
             reader,
             gateway=settings.gateway,
             reporter_factory=self._reporter,
             load_rows=self.cells.load,
+            on_config=self.configuration.refresh,
+            metrics=self.metrics,
         )
 
+    def _live_version(self, gateway: str, name: str) -> int | None:
+        live = self.registry.get(gateway, name)
+        return live.version if live is not None else None
+
+    def _install(self, row: PublishedFunction) -> None:
+        """A lock this host lacks (another machine saved it; a rollback to an old one) is installed
+        before the function is loaded and routed; installed ones cost a stat."""
+        if row.lock_hash and row.lock and not self.environments.has(row.lock_hash):
+            self.reports.installing(row)
+            logger.info(
+                "runtime: installing dependencies of %s/%s (lock %s)",
+                row.gateway,
+                row.name,
+                row.lock_hash[:12],
+            )
+            self.environments.ensure(row.lock)
+
     def _spec(self, slot: Slot) -> CellSpec:
-        gateway, env = slot
-        folder = self.folder / f"{gateway}.{env}"
+        gateway, env, lock = slot
+        folder = self.folder / (f"{gateway}.{env}" + (f".{lock[:16]}" if lock else ""))
         spec = CellSpec(
             gateway=gateway,
             env=env,
+            lock=lock,
+            site_packages=self.environments.path(lock) if lock else None,
             temp_dir=folder,
             # alone on its port, the cell is what the control plane reaches with the runtime's key
             control_key=self.control_key if self.settings.env is not None else self.keys[slot],
@@ -211,7 +288,10 @@ class Supervisor:
             bound=self.settings.gateway is not None,
             sandbox=self.settings.sandbox,
             log_level="warning" if self.settings.log_level == "info" else self.settings.log_level,
+            log_format=self.settings.log_format,
             watchdog=self._watchdog,
+            ship_logs=self.reports.log_writer is not None,
+            metrics=self.metrics is not None,
         )
         if self.settings.env is not None:
             return replace(spec, port=self.settings.port)
@@ -231,6 +311,8 @@ class Supervisor:
             def register(self) -> None:
                 super().register()
                 reports.reporter = self
+                if reports.log_writer is not None:
+                    reports.log_writer.runtime_id = self.identity.id
                 if reports.missing:  # cells that started before the row existed (a runtime's one cell)
                     self.sandbox(reports.sandbox())
 
@@ -244,6 +326,10 @@ class Supervisor:
         """What anyone who reaches the port may know: which protections the cells run without."""
         s = self.settings
         return {"pid": os.getpid(), "gateway": s.gateway, "env": s.env, "sandbox": self.reports.sandbox()}
+
+    def function_socket(self, gateway: str, name: str) -> tuple[Path, str] | None:
+        """Where the cell that serves `name` listens, and its key."""
+        return self.cell_socket(self.cells.slot_of_function(gateway, name))
 
     def cell_socket(self, slot: Slot) -> tuple[Path, str] | None:
         """Where the slot's cell listens and its key, for the control plane's requests (logs)."""
@@ -260,29 +346,53 @@ class Supervisor:
             "env": self.settings.env,
             "sandbox": self.reports.sandbox(),
             "cells": cells,
+            "installing": sorted(self.cells.installing),
             "quarantined": self.cells.quarantine_list(),
             "watcher": self.watcher.status(),
+            "logs": self.reports.log_writer.stats() if self.reports.log_writer is not None else None,
         }
 
     async def run(self, stop: asyncio.Event, front: Any = None) -> None:
         loop = asyncio.get_running_loop()
+        writer = self.reports.log_writer
+        if writer is not None:
+            writer.start()
+        if self.metrics is not None and self.settings.metrics_port is not None:
+            self._metrics_server = serve_metrics(
+                self.metrics, self.settings.metrics_host, self.settings.metrics_port
+            )
         if self.settings.env is not None:
-            slot = (self.settings.gateway or "", self.settings.env)
+            slot = (self.settings.gateway or "", self.settings.env, "")
             cell = await loop.run_in_executor(None, self.cells.ensure, slot)
             if cell is None:
                 raise SystemExit(f"the cell for {slot[0]}/{slot[1]} cannot start")
         await self.watcher.start()
         where = f"gateway {self.settings.gateway}" if self.settings.gateway else "every gateway"
-        logger.info("runtime: supervising cells of %s on port %d", where, self.settings.port)
+        logger.info(
+            "runtime: started (pid %d), supervising cells of %s on port %d",
+            os.getpid(),
+            where,
+            self.settings.port,
+            extra=fields(
+                event="started", gateway=self.settings.gateway, env=self.settings.env, port=self.settings.port
+            ),
+        )
         try:
             await stop.wait()
         finally:
             if front is not None:  # the port first: a runtime started in this one's place can listen
                 with contextlib.suppress(Exception):
                     await front.close()
+            logger.info("runtime: stopping", extra=fields(event="stopping"))
             await self.watcher.stop()
+            self.configuration.close()
             await loop.run_in_executor(None, self.cells.stop_all)
+            if writer is not None:  # after the cells: their last shipments are written too
+                await loop.run_in_executor(None, writer.stop)
             shutil.rmtree(self.folder, ignore_errors=True)
+            if self._metrics_server is not None:
+                self._metrics_server.shutdown()
+                self._metrics_server.server_close()
 
 
 class _Keys(dict[Slot, str]):
@@ -295,6 +405,12 @@ class _Keys(dict[Slot, str]):
         return key
 
 
+def _engine(database_url: str) -> Any:
+    from fnstage.store.engine import make_engine
+
+    return make_engine(database_url)
+
+
 def _feed_reader(database_url: str, env: str | None) -> FeedReaderLike:
     from fnstage.store.feed import FeedReader
 
@@ -304,7 +420,7 @@ def _feed_reader(database_url: str, env: str | None) -> FeedReaderLike:
 
 def run_supervisor(settings: SupervisorSettings) -> None:
     """`fnstage runtime`: supervise cells until SIGTERM or SIGINT (blocking)."""
-    logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
+    configure(settings.log_level, settings.log_format)
     # the zygote first: a fresh interpreter, started before this process opens any connection
     zygote = Zygote()
     zygote.start()
@@ -317,6 +433,7 @@ def run_supervisor(settings: SupervisorSettings) -> None:
             asyncio.run(_main(settings, zygote))
     finally:
         zygote.stop()
+        logger.info("runtime: stopped (pid %d)", os.getpid(), extra=fields(event="stopped"))
 
 
 async def _main(settings: SupervisorSettings, zygote: Zygote) -> None:

@@ -36,8 +36,9 @@ from fnstage.runtime.loader import (
     LoadError,
     load_rows,
 )
+from fnstage.runtime.log_format import fields
 from fnstage.runtime.registry import Registry
-from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
+from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction, published_time
 
 if TYPE_CHECKING:  # psycopg: imported only where a reader pushes changes (PostgreSQL)
     from fnstage.store.notifications import Signal
@@ -121,8 +122,14 @@ class Watcher:
         bulk_load: int = BULK_LOAD,
         counts: Callable[[], list[FunctionCounts]] | None = None,
         load_rows: Callable[[list[PublishedFunction]], list[LiveVersion | LoadError]] | None = None,
+        on_config: Callable[[list[tuple[str, str]] | None], None] | None = None,
+        metrics: LoadMetrics | None = None,
     ) -> None:
         self.registry = registry
+        # a supervisor's configuration delivery: called (on the reader's thread) with the (gateway, env)
+        # pairs whose configuration the feed announced, or None after a resync (every pair)
+        self._on_config = on_config
+        self.metrics = metrics  # loads, their failures and publish -> live, for /metrics
         # where rows are loaded: here by default; a supervisor hands them to its cells
         self._load_rows = load_rows if load_rows is not None else self._load_here
         self._counts = counts  # requests and failures per live version, reported with the heartbeat
@@ -285,6 +292,8 @@ class Watcher:
         cold = len(self.registry) == 0
         with _collector_paused() if cold else contextlib.nullcontext():
             rows, positions = await self._call(self._reader.snapshot, self.gateway)
+            if self._on_config is not None:
+                await self._call(self._on_config, None)
             published = {(r.gateway, r.name): r for r in rows}
             stale = []
             for row in rows:
@@ -307,7 +316,13 @@ class Watcher:
         self.resyncs += 1
         self._synced.set()
         self._notify()
-        logger.info("runtime: synced %d function(s) at %s", len(rows), positions)
+        logger.info(
+            "runtime: %s: %d function(s) published, at %s",
+            "synced" if self.resyncs == 1 else "resynced",
+            len(rows),
+            positions,
+            extra=fields(event="sync" if self.resyncs == 1 else "resync", functions=len(rows)),
+        )
 
     async def _wait_for_change(self) -> None:
         assert self._reader is not None
@@ -367,7 +382,7 @@ class Watcher:
             if self.registry.remove(event.gateway, event.name, event.version):
                 self._report("removed", event.gateway, event.name)
                 logger.info("runtime: unloaded %s/%s v%d", event.gateway, event.name, event.version)
-        self._apply(rows, results, allow_older=False)
+        self._apply(rows, results, allow_older=False, just_published=True)
         for event in events:
             self._positions[event.gateway] = max(self._positions.get(event.gateway, 0), event.seq)
         self._notify()
@@ -388,9 +403,14 @@ class Watcher:
             if event.action == "delete":
                 deleted[key] = event
         wanted: dict[str, list[str]] = {}
+        configured: list[tuple[str, str]] = []
         for (gateway, name), event in last.items():
             if event.action == "upsert":
                 wanted.setdefault(gateway, []).append(name)
+            elif event.action == "config":  # name "ENV/": that environment has a new configuration
+                configured.append((gateway, name.split("/", 1)[0]))
+        if configured and self._on_config is not None:
+            self._on_config(configured)
         rows = [row for gateway, names in wanted.items() for row in self._reader.fetch(gateway, names)]
         return events, list(deleted.values()), rows, self._load_all(rows)
 
@@ -408,30 +428,55 @@ class Watcher:
             self._frozen = True
 
     def _apply(
-        self, rows: list[PublishedFunction], results: list[LiveVersion | LoadError], *, allow_older: bool
+        self,
+        rows: list[PublishedFunction],
+        results: list[LiveVersion | LoadError],
+        *,
+        allow_older: bool,
+        just_published: bool = False,
     ) -> None:
-        """Swap in what loaded, record what failed, and report both (the lives in one write)."""
+        """Swap in what loaded, record what failed, and report both (the lives in one write).
+        `just_published`: rows the feed announced now (a catch-up), whose publish -> live is measured;
+        a resync's rows may have been published long before this runtime started."""
         lives: list[tuple[str, str, int, str]] = []
+        metrics = self.metrics
         for row, result in zip(rows, results, strict=True):
+            if metrics is not None and self.registry.get(row.gateway, row.name) is not result:
+                _measure(metrics, row, result, just_published)
             if isinstance(result, LoadError):
                 self.registry.record_failure(row.gateway, row.name, row.version, result)
                 self._report("failed", row.gateway, row.name, row.version, result.summary)
                 logger.warning(
-                    "runtime: %s/%s v%d failed to load: %s",
-                    row.gateway,
+                    "runtime: %s v%d failed to load (gateway %s): %s",
                     row.name,
                     row.version,
+                    row.gateway,
                     result.summary,
+                    extra=fields(
+                        event="load_failed",
+                        gateway=row.gateway,
+                        name=row.name,
+                        version=row.version,
+                        error=result.summary,
+                    ),
                 )
             elif self.registry.apply(result, allow_older=allow_older):
                 lives.append((row.gateway, row.name, row.version, row.bundle_hash))
                 logger.info(
-                    "runtime: %s/%s v%d (%s) live, loaded in %.2f ms",
-                    row.gateway,
+                    "runtime: loaded %s v%d (%s) in %.2f ms (gateway %s)",
                     row.name,
                     row.version,
                     row.semver,
                     result.load_ms,
+                    row.gateway,
+                    extra=fields(
+                        event="loaded",
+                        gateway=row.gateway,
+                        name=row.name,
+                        version=row.version,
+                        semver=row.semver,
+                        ms=round(result.load_ms, 3),
+                    ),
                 )
         if lives:
             self._report("live_many", lives)
@@ -509,6 +554,11 @@ class Watcher:
             if isinstance(signal, FeedEvent):
                 self._wake.set()
             elif isinstance(signal, Connected):
+                logger.info(
+                    "runtime: change feed %s",
+                    "reconnected" if self._heard_once else "connected",
+                    extra=fields(event="feed_reconnected" if self._heard_once else "feed_connected"),
+                )
                 # LISTEN is on: whatever commits from now on arrives as an event; what committed
                 # before is read now. First time: from the log (the start just synced); after an
                 # outage: a snapshot, whatever happened meanwhile (a restore, a pruned log).
@@ -523,7 +573,11 @@ class Watcher:
     def _set_feed_state(self, state: str, since: datetime) -> None:
         self.feed_state, self.feed_since = state, since
         if state == "disconnected":
-            logger.warning("runtime: feed disconnected since %s; serving from memory", since.isoformat())
+            logger.warning(
+                "runtime: feed disconnected since %s; serving from memory",
+                since.isoformat(),
+                extra=fields(event="feed_disconnected"),
+            )
         self._last_heartbeat = time.monotonic()
         self._report("heartbeat", state, since)
 
@@ -559,6 +613,28 @@ class Watcher:
             logger.warning(
                 "runtime: cannot watch %s; polling every %g s", folder, self.poll_interval_s, exc_info=True
             )
+
+
+class LoadMetrics(Protocol):
+    """Where the watcher counts loads (`runtime.metrics.RuntimeMetrics`)."""
+
+    def loaded(self, gateway: str, name: str, seconds: float) -> None: ...
+
+    def load_failed(self, gateway: str, name: str, seconds: float | None) -> None: ...
+
+    def live_after_publish(self, gateway: str, name: str, seconds: float) -> None: ...
+
+
+def _measure(  # a load done now (not a version that was already live)
+    metrics: LoadMetrics, row: PublishedFunction, result: LiveVersion | LoadError, just_published: bool
+) -> None:
+    if isinstance(result, LoadError):
+        metrics.load_failed(row.gateway, row.name, None)
+        return
+    metrics.loaded(row.gateway, row.name, result.load_ms / 1000)
+    published = published_time(row) if just_published else None
+    if published is not None:
+        metrics.live_after_publish(row.gateway, row.name, time.time() - published)
 
 
 @contextlib.contextmanager

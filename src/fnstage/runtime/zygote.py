@@ -232,5 +232,12 @@ def clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in keep}
 
 
+# never passed to function code, even when named in FNSTAGE_CELL_ENV: the store and the server key
+NEVER_PASSED = frozenset(
+    {"FNSTAGE_DATABASE_URL", "FNSTAGE_SECRET_KEY", "FNSTAGE_SECRET_KEY_FILE", "FNSTAGE_TOKEN"}
+)
+
+
 def passed_to_cells(environ: Mapping[str, str]) -> list[str]:
-    return [name.strip() for name in environ.get(CELL_ENV, "").split(",") if name.strip()]
+    names = [name.strip() for name in environ.get(CELL_ENV, "").split(",") if name.strip()]
+    return [name for name in names if name not in NEVER_PASSED]

@@ -6,6 +6,7 @@ A token's secret is shown once, when it is made; only its sha256 is stored (see 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +16,7 @@ from fnstage.domain.errors import Conflict, InvalidInput, NotFound
 from fnstage.service.identity import Actor, hash_token, new_token
 from fnstage.store import access
 from fnstage.store.records import TokenRecord, UserRecord
-from fnstage.store.store import Store
+from fnstage.store.store import Store, now
 
 USER_NAME_RE = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 TOKEN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._:@-]{0,63}")
@@ -48,18 +49,21 @@ def check_token_name(name: object, field: str = "name") -> str:
     return name
 
 
-def expiry(expires_in_seconds: int | None, field: str = "expires_in_seconds") -> datetime | None:
+def expiry(
+    expires_in_seconds: int | None, field: str = "expires_in_seconds", start: datetime | None = None
+) -> datetime | None:
     if expires_in_seconds is None:
         return None
     limit = int(MAX_TOKEN_LIFETIME.total_seconds())
     if not isinstance(expires_in_seconds, int) or not 1 <= expires_in_seconds <= limit:
         raise InvalidInput(f"a token lives 1 second to {limit} seconds (10 years)", field=field)
-    return datetime.now(UTC) + timedelta(seconds=expires_in_seconds)
+    return (start or datetime.now(UTC)) + timedelta(seconds=expires_in_seconds)
 
 
 class Accounts:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Callable[[], datetime] = now) -> None:
         self.store = store
+        self.clock = clock  # when tokens expire from, and are checked against (`Services.create`)
 
     # users ------------------------------------------------------------------------------------------
     def create_user(self, actor: Actor, name: str, is_admin: bool = False) -> tuple[UserRecord, NewToken]:
@@ -84,7 +88,7 @@ class Accounts:
     # tokens -----------------------------------------------------------------------------------------
     def create_token(self, actor: Actor, name: str, expires_in_seconds: int | None = None) -> NewToken:
         check_token_name(name)
-        expires_at = expiry(expires_in_seconds)
+        expires_at = expiry(expires_in_seconds, start=self.clock())
         secret = new_token()
         with self.store.write() as tx:
             record = tx.create_token(actor.user_id, name, hash_token(secret), expires_at)

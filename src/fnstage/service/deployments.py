@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fnstage.build import Bundle, build
+from fnstage.deps.environments import Environments, top_level_modules
+from fnstage.domain.dependencies import ImportableModules
 from fnstage.domain.errors import BuildFailed, Conflict, InvalidInput, NotFound, StaleVersion
 from fnstage.domain.names import FunctionName, check_base, check_environment, check_gateway_id
 from fnstage.domain.policy import (
@@ -22,13 +24,14 @@ from fnstage.domain.policy import (
     needs_note_and_greater_semver,
 )
 from fnstage.domain.versions import INITIAL_SEMVER, parse_semver, read_semver
+from fnstage.service.configuration import Configurations
 from fnstage.service.identity import Actor
-from fnstage.service.metadata import Metadata, merge
+from fnstage.service.metadata import Metadata, check_config, merge
+from fnstage.service.rollouts import rollout
 from fnstage.store.records import FunctionRecord, GatewayRecord, HistoryRecord
 from fnstage.store.store import Store, Tx, now
 
 DEFAULT_HISTORY_LIMIT = 30
-MAX_CHANGELOG = 2000
 
 Builder = Callable[[Mapping[str, str], str, Iterable[str]], Bundle]
 
@@ -49,10 +52,16 @@ class Code:
     compiled: bytes
     bundle_hash: str
     dependencies: list[str]
+    lock_hash: str | None = None
+    lock: str | None = None  # the lock's text, published with the code
 
     @classmethod
-    def of(cls, bundle: Bundle, dependencies: list[str]) -> Code:
-        return cls(bundle.files, bundle.entrypoint, bundle.compiled, bundle.hash, list(dependencies))
+    def of(
+        cls, bundle: Bundle, dependencies: list[str], lock_hash: str | None = None, lock: str | None = None
+    ) -> Code:
+        return cls(
+            bundle.files, bundle.entrypoint, bundle.compiled, bundle.hash, list(dependencies), lock_hash, lock
+        )
 
 
 def _belongs(tx: Tx, entry: HistoryRecord, base: str) -> bool:
@@ -63,6 +72,16 @@ def _belongs(tx: Tx, entry: HistoryRecord, base: str) -> bool:
     return fn is not None and fn.id == entry.function_id
 
 
+def load_failure(tx: Tx, fn: FunctionRecord) -> str | None:
+    """ "dev/user/me v7 failed to load on 1/1: ModuleNotFoundError ..." when runtimes refused this very
+    version (its code, by hash); None when none did (live, still loading, or no runtime heard of)."""
+    state = rollout(tx, fn.gateway_id, fn.name, fn.version, fn.updated_at, fn.bundle_hash)
+    failed = [r for r in state.runtimes if r.state == "failed"]
+    if not failed:
+        return None
+    return f"{fn.name} v{fn.version} failed to load on {len(failed)}/{state.active}: {failed[0].error}"
+
+
 def _metadata(fn: FunctionRecord | None) -> Metadata:
     if fn is None:
         return Metadata()
@@ -71,13 +90,21 @@ def _metadata(fn: FunctionRecord | None) -> Metadata:
 
 class Deployments:
     def __init__(
-        self, store: Store, history_limit: int = DEFAULT_HISTORY_LIMIT, builder: Builder = build
+        self,
+        store: Store,
+        history_limit: int = DEFAULT_HISTORY_LIMIT,
+        builder: Builder = build,
+        environments: Environments | None = None,
     ) -> None:
         self.store = store
         self.history_limit = history_limit
         self.build = builder
-        # each gateway's dependency pins as this process last saw them (see `_build`)
-        self._known_pins: dict[str, list[str]] = {}
+        self.environments = environments or Environments()
+        # each gateway's (dependency pins, lock) as this process last saw them (see `_build`)
+        self._known_pins: dict[str, tuple[list[str], str | None]] = {}
+        # lock texts and the modules their environments provide, by lock hash (never change)
+        self._lock_texts: dict[str, str] = {}
+        self._modules: dict[str, ImportableModules] = {}
 
     # save -----------------------------------------------------------------------------------------
     def save(
@@ -105,12 +132,20 @@ class Deployments:
         changelog = check_note(changelog, required=False, field="changelog")
         if expected_version is not None and (not isinstance(expected_version, int) or expected_version < 0):
             raise InvalidInput("expected_version must be a whole number >= 0", field="expected_version")
+        if config:
+            check_config(config)
+            raise InvalidInput(
+                "config is set per environment now, not with the code: fnstage config set dev KEY=VALUE "
+                "(or PATCH /gateways/GW/config/dev)",
+                field="config",
+            )
         bundle, pins = self._build(gateway, files, entrypoint)
         with self.store.write() as tx:
             gw, current, latest = self._lock_target(tx, gateway, fname)
-            self._known_pins[gateway] = gw.dependencies
-            if gw.dependencies != pins:  # the pins changed since: build against the gateway's pins now
-                bundle = self.build(files, entrypoint, gw.dependencies)
+            self._known_pins[gateway] = (gw.dependencies, gw.lock_hash)
+            lock = self._lock_text(tx, gw.lock_hash)
+            if (gw.dependencies, gw.lock_hash) != pins:  # changed since: build against the gateway's now
+                bundle = self.build(files, entrypoint, self._importable(gw.dependencies, gw.lock_hash, lock))
             if expected_version is not None:
                 have = current.version if current else 0
                 if have != expected_version:
@@ -132,6 +167,7 @@ class Deployments:
             if (
                 current is not None
                 and current.bundle_hash == bundle.hash
+                and current.lock_hash == gw.lock_hash
                 and new_semver == current.semver
                 and meta == _metadata(current)
             ):
@@ -141,7 +177,7 @@ class Deployments:
                 gw,
                 fname,
                 current,
-                Code.of(bundle, gw.dependencies),
+                Code.of(bundle, gw.dependencies, gw.lock_hash, lock),
                 meta,
                 kind="create" if current is None else "save",
                 semver=new_semver,
@@ -152,11 +188,19 @@ class Deployments:
 
     # promote, release, rollback -------------------------------------------------------------------
     def promote(
-        self, actor: Actor, gateway: str, name: str, target: str, semver: str | None, note: str | None
+        self,
+        actor: Actor,
+        gateway: str,
+        name: str,
+        target: str,
+        semver: str | None,
+        note: str | None,
+        *,
+        force: bool = False,
     ) -> Deployed:
-        """Copy an environment's current version, compiled code included, forward to `target`."""
+        """Copy an environment's current version, compiled code and lock included, forward to `target`."""
         fname = FunctionName.parse(name)
-        return self.release(actor, gateway, fname.base, fname.env, None, target, semver, note)
+        return self.release(actor, gateway, fname.base, fname.env, None, target, semver, note, force=force)
 
     def rollback(
         self,
@@ -184,8 +228,11 @@ class Deployments:
         target: str,
         semver: str | None,
         note: str | None,
+        *,
+        force: bool = False,
     ) -> Deployed:
-        """Release an environment's current version or any history entry into `target`."""
+        """Release an environment's current version or any history entry into `target`. A current
+        version that failed to load on its runtimes is refused unless `force` (history says so)."""
         check_base(base, field="base")
         check_environment(target, field="target")
         gw = self._gateway(gateway)
@@ -209,6 +256,7 @@ class Deployments:
         strict = needs_note_and_greater_semver(target, is_rollback)
         note = check_note(note, required=strict)
         fname = FunctionName(target, base)
+        forced = ""
         with self.store.write() as tx:
             gw, current, latest = self._lock_target(tx, gateway, fname)
             check_release_semver(semver, target, current.semver if current else None, required=strict)
@@ -216,6 +264,15 @@ class Deployments:
                 source = tx.get_function(gateway, source_env, base)
                 if source is None:
                     raise NotFound(f"no function {source_env}/{base} to release from", field="source_env")
+                failure = load_failure(tx, source)
+                if failure is not None and not force:
+                    raise Conflict(
+                        f"{failure}: fix it and save again, or release it anyway with --force",
+                        field="force",
+                        code="failed_to_load",
+                    )
+                if failure is not None:
+                    forced = f"forced past: {failure}"
                 code = self._current_code(tx, source, gw)
                 meta = _metadata(source)
                 source_semver, source_version, source_history = (
@@ -229,12 +286,24 @@ class Deployments:
                 meta = _metadata(current) if current else Metadata()
                 source_semver, source_version, source_history = entry.semver, entry.version, entry.id
                 kind = "rollback" if is_rollback else "release"
-            if current is not None:  # an environment keeps its own settings
-                meta = Metadata(
-                    meta.methods, meta.description, meta.tags, dict(current.config), meta.timeout_s
+            # configuration belongs to its environment (`service.configuration`): never carried
+            meta = Metadata(meta.methods, meta.description, meta.tags, {}, meta.timeout_s)
+            assert code is not None
+            missing = Configurations.missing_for_release(
+                tx, gateway, target, base, dict(code.files), code.entrypoint
+            )
+            if missing:
+                raise Conflict(
+                    f"{fname} needs what {target} does not have: {', '.join(missing)}. Set them first "
+                    f"(fnstage config set {target} KEY=VALUE, fnstage secret set {target} KEY)",
+                    field="target",
+                    code="missing_configuration",
+                    details={"missing": missing, "env": target},
                 )
             if note is None:
                 note = f"Deployed from {source_env} to {target} (version: {source_semver})"
+            if forced:
+                note = f"{note} [{forced}]"
             return self._commit(
                 tx,
                 gw,
@@ -304,6 +373,7 @@ class Deployments:
                 f"Deleted {fname}",
                 actor,
                 self._dependencies_of(tx, current, gw),
+                lock_hash=current.lock_hash,
             )
             tx.delete_function(current.id)
             # the history entry now holds the references the deleted row held: no change
@@ -350,6 +420,7 @@ class Deployments:
             timeout_s=meta.timeout_s,
             updated_at=stamp,
             updated_by=actor.name,
+            lock_hash=code.lock_hash,
         )
         if current is None:
             created_at, created_by = stamp, actor.name
@@ -373,6 +444,7 @@ class Deployments:
             changelog,
             actor,
             code.dependencies,
+            lock_hash=code.lock_hash,
             source_env=source_env,
             source_history_id=source_history_id,
             source_version=source_version,
@@ -394,7 +466,7 @@ class Deployments:
             created_at=created_at,
             created_by=created_by,
         )
-        tx.publish(function, code.files, old_name=str(old_name) if old_name else None)
+        tx.publish(function, code.files, old_name=str(old_name) if old_name else None, lock=code.lock)
         return Deployed(function, record)
 
     def _history(
@@ -413,6 +485,7 @@ class Deployments:
         actor: Actor,
         dependencies: list[str],
         *,
+        lock_hash: str | None = None,
         source_env: str | None = None,
         source_history_id: int | None = None,
         source_version: int | None = None,
@@ -433,6 +506,7 @@ class Deployments:
                 changelog=changelog,
                 actor=actor.name,
                 dependencies=list(dependencies),
+                lock_hash=lock_hash,
                 source_env=source_env,
                 source_history_id=source_history_id,
                 source_version=source_version,
@@ -457,21 +531,55 @@ class Deployments:
             latest_version = tx.latest_version(gateway, fname.env, fname.base)
         return max(latest, latest_version) + 1
 
-    def _build(self, gateway: str, files: Mapping[str, str], entrypoint: str) -> tuple[Bundle, list[str]]:
+    def _build(
+        self, gateway: str, files: Mapping[str, str], entrypoint: str
+    ) -> tuple[Bundle, tuple[list[str], str | None]]:
         """Build before the write transaction (the gateway's lock is then held for milliseconds, not
         for a compile), against the gateway's pins as this process last saw them: reading them costs
         a transaction on every save. The write transaction compares them with the pins under the
         gateway's lock and builds again if they changed. A build that fails with the remembered pins
         is tried once more with the pins read now, since it may fail only because they changed."""
         known = self._known_pins.get(gateway)
-        if known is not None:
+        if known is not None and (known[1] is None or known[1] in self._modules):
             try:
-                return self.build(files, entrypoint, known), known
+                return self.build(files, entrypoint, self._importable(known[0], known[1], None)), known
             except BuildFailed:
                 self._known_pins.pop(gateway, None)  # read them below, and build again with them
-        pins = self._gateway(gateway).dependencies
+        gw = self._gateway(gateway)
+        lock = None
+        if gw.lock_hash is not None and gw.lock_hash not in self._lock_texts:
+            with self.store.read() as tx:
+                lock = self._lock_text(tx, gw.lock_hash)
+        pins = (gw.dependencies, gw.lock_hash)
         self._known_pins[gateway] = pins
-        return self.build(files, entrypoint, pins), pins
+        return self.build(files, entrypoint, self._importable(gw.dependencies, gw.lock_hash, lock)), pins
+
+    def _lock_text(self, tx: Tx, lock_hash: str | None) -> str | None:
+        """A lock's text, read once per process (a lock never changes: its hash names it)."""
+        if lock_hash is None:
+            return None
+        text = self._lock_texts.get(lock_hash)
+        if text is None:
+            text = tx.get_lock(lock_hash)
+            if text is None:
+                raise NotFound(f"lock {lock_hash[:12]} is missing from the store", field="dependencies")
+            self._lock_texts[lock_hash] = text
+        return text
+
+    def _importable(self, requirements: list[str], lock_hash: str | None, lock: str | None) -> Iterable[str]:
+        """What a build may import: the top-level modules of the lock's installed environment (from the
+        distributions' metadata: `yaml` for PyYAML), installing it on this host first if it lacks it."""
+        if lock_hash is None:
+            return requirements
+        modules = self._modules.get(lock_hash)
+        if modules is None:
+            if lock is None:
+                with self.store.read() as tx:
+                    lock = self._lock_text(tx, lock_hash)
+            assert lock is not None
+            modules = ImportableModules(top_level_modules(self.environments.ensure(lock)))
+            self._modules[lock_hash] = modules
+        return modules
 
     def _gateway(self, gateway: str) -> GatewayRecord:
         check_gateway_id(gateway)
@@ -507,12 +615,15 @@ class Deployments:
         return entry.dependencies if entry else gw.dependencies
 
     def _current_code(self, tx: Tx, fn: FunctionRecord, gw: GatewayRecord) -> Code:
+        """A version's code with the lock it was built with: promote and rename carry both."""
         return Code(
             files=tx.read_files(gw.id, fn.files),
             entrypoint=fn.entrypoint,
             compiled=fn.compiled,
             bundle_hash=fn.bundle_hash,
             dependencies=self._dependencies_of(tx, fn, gw),
+            lock_hash=fn.lock_hash,
+            lock=self._lock_text(tx, fn.lock_hash),
         )
 
     def _rebuild_entry(
@@ -527,6 +638,7 @@ class Deployments:
                 )
             files = tx.read_files(gw.id, entry.files)
             belongs = _belongs(tx, entry, base)
+            lock = self._lock_text(tx, entry.lock_hash)
         if not belongs:
             raise InvalidInput(
                 f"history entry #{history_id} belongs to {entry.name}, not to {base}",
@@ -537,8 +649,11 @@ class Deployments:
                 f"history entry #{history_id} is from {entry.env}, not {source_env}",
                 field="source_history_id",
             )
-        bundle = self.build(files, entry.entrypoint, entry.dependencies)
-        return entry, Code.of(bundle, entry.dependencies)
+        # the entry's own lock, not the gateway's current one: a rollback brings back its packages too
+        bundle = self.build(
+            files, entry.entrypoint, self._importable(entry.dependencies, entry.lock_hash, lock)
+        )
+        return entry, Code.of(bundle, entry.dependencies, entry.lock_hash, lock)
 
     def _find_entry(
         self, gateway: str, fname: FunctionName, to_semver: str | None, to_history_id: int | None

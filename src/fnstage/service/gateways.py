@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 
+from fnstage.deps.environments import Environments
+from fnstage.deps.locks import resolve
 from fnstage.domain.dependencies import check_requirements
 from fnstage.domain.errors import Conflict, InvalidInput, NotFound
 from fnstage.domain.names import check_gateway_id
@@ -14,11 +16,13 @@ from fnstage.store.records import GatewayRecord
 from fnstage.store.store import Store
 
 MAX_HISTORY_LIMIT = 1000
+COLLECT_AFTER_S = 600.0  # an environment younger than this may belong to a `deps set` not yet committed
 
 
 class Gateways:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, environments: Environments | None = None) -> None:
         self.store = store
+        self.environments = environments or Environments()
 
     def create(self, actor: Actor, gateway_id: str, allow_dev_to_prod: bool = False) -> GatewayRecord:
         check_gateway_id(gateway_id, field="id")
@@ -90,16 +94,47 @@ class Gateways:
     def set_dependencies(
         self, gateway_id: str, requirements: list[str], actor: Actor | None = None
     ) -> GatewayRecord:
+        """Resolve the requirements with uv into a lock and install its environment on this host, both
+        before anything is stored: a resolver or install error changes nothing. Saves from now on
+        record this lock; versions already live keep theirs."""
         canonical = check_requirements(requirements)
         self.get(gateway_id)
+        lock = resolve(canonical, self.environments.settings) if canonical else None
+        if lock is not None:
+            self.environments.ensure(lock.text)
         with self.store.write() as tx:
-            tx.update_gateway(gateway_id, dependencies=canonical)
+            if lock is not None:
+                tx.put_lock(lock.hash, lock.text)
+            tx.update_gateway(
+                gateway_id, dependencies=canonical, deps_lock_hash=lock.hash if lock is not None else None
+            )
             access.record_audit(
-                tx, _who(actor), "gateway.dependencies", gateway_id, gateway_id, dependencies=canonical
+                tx,
+                _who(actor),
+                "gateway.dependencies",
+                gateway_id,
+                gateway_id,
+                dependencies=canonical,
+                lock_hash=lock.hash if lock is not None else None,
             )
             gateway = tx.get_gateway(gateway_id)
         assert gateway is not None
+        self.collect_environments()
         return gateway
+
+    def collect_environments(self) -> list[str]:
+        """Remove this host's environments that no gateway, function or kept history entry names."""
+        with self.store.read() as tx:
+            keep = tx.lock_hashes_in_use()
+        return self.environments.collect(keep, min_age_s=COLLECT_AFTER_S)
+
+    def lock_text(self, gateway_id: str) -> str | None:
+        """The text of the gateway's current lock (None: no dependencies)."""
+        gateway = self.get(gateway_id)
+        if gateway.lock_hash is None:
+            return None
+        with self.store.read() as tx:
+            return tx.get_lock(gateway.lock_hash)
 
     def delete(self, actor: Actor, gateway_id: str) -> None:
         """Remove an empty gateway with its history and members. Functions must be deleted first, each

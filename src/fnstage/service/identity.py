@@ -75,7 +75,9 @@ def check_token(tx: Tx, token: str | None) -> tuple[Actor, TokenRecord]:
     return Actor(user.id, user.name, user.is_admin), record
 
 
-def identify(tx: Tx, token: str | None, gateway_id: str | None) -> tuple[Actor, TokenRecord, str | None]:
+def identify(
+    tx: Tx, token: str | None, gateway_id: str | None, at: datetime | None = None
+) -> tuple[Actor, TokenRecord, str | None]:
     """The caller and their role on `gateway_id` (None: no role, no such gateway, or none asked), in
     ONE statement; Unauthorized as `check_token`. An admin is an owner of every gateway that exists."""
     if not token:
@@ -86,7 +88,7 @@ def identify(tx: Tx, token: str | None, gateway_id: str | None) -> tuple[Actor, 
     record, user = found.token, found.user
     if record.revoked_at is not None:
         raise Unauthorized("this token was revoked")
-    if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
+    if record.expires_at is not None and record.expires_at <= (at or datetime.now(UTC)):
         raise Unauthorized("this token has expired")
     role = found.role
     if user.is_admin:

@@ -1,13 +1,15 @@
-"""A function's recent invocations and their `ctx.log` lines, read from the runtimes that ran them.
+"""A function's invocations and their `ctx.log` lines: the durable log, plus what the runtimes hold.
 
-Logs stay in each runtime's memory (a bounded ring per function) so the request path never writes to
-the database; the control plane asks every runtime serving the gateway, with the key each registered,
-and merges the answers newest first.
+Runtime supervisors write every invocation to the store in batches, off the request path
+(`runtime.log_writer`), so logs survive restarts and can be followed with a cursor. Each runtime also
+keeps the last invocations of each function in memory; a listing (not a follow) asks the runtimes
+serving the function too, with the key each registered, so what a supervisor has not written yet (or
+could not: a store that was down) still shows. Both are merged by request id, newest first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,6 +20,8 @@ from fnstage.domain.errors import BadGateway
 from fnstage.domain.names import FunctionName
 from fnstage.service.queries import Queries
 from fnstage.service.rollouts import serving
+from fnstage.store import invocation_log
+from fnstage.store.invocation_log import LogFilter
 from fnstage.store.store import Store
 
 ASK_TIMEOUT_S = 2.0
@@ -42,9 +46,10 @@ class RuntimeLogsAnswer(BaseModel):
 
 @dataclass(frozen=True)
 class Invocations:
-    entries: list[dict[str, Any]]  # newest first
+    entries: list[dict[str, Any]]  # newest first (oldest first after a cursor)
     asked: int  # runtimes asked
     answered: int
+    cursor: int = 0  # the newest id of the durable log: follow from there with `after`
 
 
 class InvocationLogReader:
@@ -52,9 +57,30 @@ class InvocationLogReader:
         self.store = store
         self.queries = queries
 
-    def recent(self, gateway: str, name: str, limit: int = 50, request_id: str | None = None) -> Invocations:
+    def recent(
+        self,
+        gateway: str,
+        name: str,
+        limit: int = 50,
+        request_id: str | None = None,
+        wanted: LogFilter | None = None,
+    ) -> Invocations:
         fname = FunctionName.parse(name)
         self.queries.function(gateway, str(fname))  # 404 for an unknown gateway or function
+        wanted = wanted or LogFilter()
+        wanted = replace(wanted, limit=limit, request_id=request_id or wanted.request_id)
+        stored, cursor = invocation_log.read(self.store.engine, gateway, str(fname), wanted)
+        if wanted.after is not None:  # following: the durable log only, in the order it was written
+            return Invocations(stored, 0, 0, max([cursor, *(e["id"] for e in stored)]))
+        live = self._from_runtimes(gateway, fname)
+        seen = {e["request_id"]: e for e in stored}
+        for entry in live.entries:
+            if entry["request_id"] not in seen and _matches(entry, wanted):
+                seen[entry["request_id"]] = entry
+        entries = sorted(seen.values(), key=lambda e: e["time"], reverse=True)
+        return Invocations(entries[:limit], live.asked, live.answered, cursor)
+
+    def _from_runtimes(self, gateway: str, fname: FunctionName) -> Invocations:
         with self.store.read() as tx:
             targets = serving(tx, gateway, fname.env)  # the runtimes of its environment
         seen: dict[str, dict[str, Any]] = {}
@@ -73,10 +99,27 @@ class InvocationLogReader:
                 for entry in _read_answer(runtime.url, answer.content).invocations:
                     seen.setdefault(entry.request_id, {**entry.model_dump(), "runtime": runtime.id})
                 answered += 1
-        entries = sorted(seen.values(), key=lambda e: e["time"], reverse=True)
-        if request_id is not None:
-            entries = [e for e in entries if e.get("request_id") == request_id]
-        return Invocations(entries[:limit], len({r.url for r in targets}), answered)
+        return Invocations(list(seen.values()), len({r.url for r in targets}), answered)
+
+
+def _matches(entry: dict[str, Any], wanted: LogFilter) -> bool:
+    """The durable log's filters (`store.invocation_log.read`), for an entry a runtime holds in memory."""
+    status = entry["status"]
+    checks = [
+        wanted.version is None or entry["version"] == wanted.version,
+        wanted.since is None or entry["time"] >= wanted.since,
+        wanted.until is None or entry["time"] < wanted.until,
+        wanted.request_id is None or entry["request_id"] == wanted.request_id,
+    ]
+    if isinstance(wanted.status, int):
+        checks.append(status == wanted.status)
+    elif wanted.status is not None:
+        checks.append(
+            {"ok": status < 400, "error": status >= 500, "4xx": 400 <= status < 500, "5xx": status >= 500}[
+                wanted.status
+            ]
+        )
+    return all(checks)
 
 
 def _read_answer(url: str, content: bytes) -> RuntimeLogsAnswer:

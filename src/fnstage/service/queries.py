@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from fnstage.deps.locks import diff_locks
 from fnstage.domain.errors import InvalidInput, NotFound
 from fnstage.domain.names import ENVIRONMENTS, FunctionName, check_base, check_environment, check_gateway_id
 from fnstage.domain.versions import read_semver
@@ -28,6 +29,8 @@ class Version:
     label: str
     entrypoint: str
     files: dict[str, str]
+    lock_hash: str | None = None
+    lock: str = ""  # the lock's text ("" : no dependencies)
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,14 @@ class Queries:
                 if fn is None:
                     raise NotFound(f"no function {fname}", field=field)
                 label = f"{fname} current (v{fn.version}, {fn.semver})"
-                return Version(ref, label, fn.entrypoint, tx.read_files(gateway, fn.files))
+                return Version(
+                    ref,
+                    label,
+                    fn.entrypoint,
+                    tx.read_files(gateway, fn.files),
+                    fn.lock_hash,
+                    _lock_text(tx, fn.lock_hash),
+                )
             fid = fn.id if fn else None
             if re.fullmatch(r"v\d+", selector):
                 entries = [
@@ -216,4 +226,20 @@ class Queries:
 def _entry_version(tx: Tx, ref: str, entry: HistoryRecord) -> Version:
     note = f" - {entry.changelog}" if entry.changelog else ""
     label = f"#{entry.id} {entry.name} v{entry.version} ({entry.semver}, {entry.kind}){note}"
-    return Version(ref, label, entry.entrypoint, tx.read_files(entry.gateway_id, entry.files))
+    return Version(
+        ref,
+        label,
+        entry.entrypoint,
+        tx.read_files(entry.gateway_id, entry.files),
+        entry.lock_hash,
+        _lock_text(tx, entry.lock_hash),
+    )
+
+
+def _lock_text(tx: Tx, lock_hash: str | None) -> str:
+    return (tx.get_lock(lock_hash) or "") if lock_hash else ""
+
+
+def lock_changes(a: Version, b: Version) -> list[dict[str, str | None]]:
+    """What a diff shows beside the files: each package whose locked version changes from a to b."""
+    return diff_locks(a.lock, b.lock)

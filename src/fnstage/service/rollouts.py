@@ -12,12 +12,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fnstage.store.records import FunctionRecord, RuntimeFunctionRecord, RuntimeRecord
+from fnstage.store.runtime_status import INSTALLING
 from fnstage.store.store import Tx, now
 
 # Runtimes heartbeat every 3 s. FNSTAGE_SILENT_AFTER_S (read by the API process at start) shortens this
 # for tests that stop a runtime; production has no reason to change it.
 SILENT_AFTER = timedelta(seconds=float(os.environ.get("FNSTAGE_SILENT_AFTER_S") or 10))
-FORGOTTEN_AFTER = timedelta(hours=1)  # a runtime silent this long is no longer listed
+# A runtime silent this long is no longer listed, and the control plane deletes it (runtime_reaper).
+FORGOTTEN_AFTER = timedelta(seconds=float(os.environ.get("FNSTAGE_FORGET_RUNTIMES_AFTER_S") or 900))
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ class Rollout:
             requests = sum(r.requests for r in live)
             last = next((r.last_error for r in live if r.errors and r.last_error), "see fnstage logs")
             parts.append(f"{errors} of {requests} requests failed: {last}")
+        installing = sum(1 for r in self.runtimes if r.state == "pending" and r.error == INSTALLING)
+        if installing:
+            parts.append(f"installing dependencies on {installing}")
         if self.count("silent"):
             parts.append(f"{self.count('silent')} silent")
         return ", ".join(parts)
@@ -160,6 +165,8 @@ def _state(
         state, error = "failed", report.error
     else:
         state = "pending"
+        if report is not None and report.error == INSTALLING:
+            error = INSTALLING  # the runtime installs the version's dependency lock before loading it
     return RuntimeState(
         runtime_id=runtime.id,
         host=runtime.host,

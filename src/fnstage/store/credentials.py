@@ -5,8 +5,9 @@ published functions and feed, and writes only its own runtimes' status rows (inv
     # fnstage runtime --gateway shop --database-url <url>
 
 Enforced by the server, not by fnstage: table privileges (the role may touch nothing but `published`,
-`publish_log`, `gateways(id, publish_seq)`, `runtimes` and `runtime_functions`; `functions`, `history`,
-`blobs`, users and tokens are refused outright) and row-level security policies on those five tables
+`publish_log`, `config_versions`, `secret_keys` (wrapped: opening them needs the server key too),
+`gateways(id, publish_seq)`, `runtimes` and `runtime_functions`; `functions`, `history`, `blobs`,
+users and tokens are refused outright) and row-level security policies on those tables
 (rows of its own gateway only; an insert or update naming another gateway is refused). Row-level
 security does not apply to the tables' owner, the user that runs the migrations and the control plane.
 
@@ -32,6 +33,9 @@ RUNTIME_TABLES = {
     "gateways": ("id", "SELECT"),
     "runtimes": ("gateway_id", "ALL"),
     "runtime_functions": ("gateway_id", "ALL"),
+    # configuration: the supervisor decrypts its gateway's secrets (with the server key it is given)
+    "config_versions": ("gateway_id", "SELECT"),
+    "secret_keys": ("gateway_id", "SELECT"),
 }
 
 
@@ -64,7 +68,7 @@ def _grant(conn: Connection, role: str, gateway: str) -> None:
     q = conn.dialect.identifier_preparer.quote
     conn.execute(text(f"GRANT CONNECT ON DATABASE {q(str(database))} TO {role}"))
     conn.execute(text(f"GRANT USAGE ON SCHEMA {q(str(schema))} TO {role}"))
-    conn.execute(text(f"GRANT SELECT ON published, publish_log TO {role}"))
+    conn.execute(text(f"GRANT SELECT ON published, publish_log, config_versions, secret_keys TO {role}"))
     conn.execute(text(f"GRANT SELECT (id, publish_seq) ON gateways TO {role}"))
     conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON runtimes, runtime_functions TO {role}"))
     literal = "'" + gateway + "'"  # validated: [a-z0-9-] only

@@ -41,6 +41,9 @@ _LOADED = (
     cast(_p.config, Text),
     _p.seq,
     _p.timeout_s,
+    cast(_p.updated_at, Text),  # as text: parsed only to measure publish -> live (runtime.metrics)
+    _p.lock_hash,
+    _p.lock,
 )
 
 
@@ -49,7 +52,7 @@ def _published(rows: Iterable[Any]) -> list[PublishedFunction]:
     functions = []
     for row in rows:
         (gateway, name, version, semver, entrypoint, compiled) = row[:6]
-        (source, bundle_hash, methods, config, seq, timeout_s) = row[6:]
+        (source, bundle_hash, methods, config, seq, timeout_s, updated_at, lock_hash, lock) = row[6:]
         functions.append(
             PublishedFunction(
                 gateway=gateway,
@@ -64,6 +67,9 @@ def _published(rows: Iterable[Any]) -> list[PublishedFunction]:
                 config=loads(config),
                 seq=seq,
                 timeout_s=float(timeout_s),
+                published_at=updated_at,
+                lock_hash=lock_hash,
+                lock=lock,
             )
         )
     return functions

@@ -21,6 +21,7 @@ class GatewayRecord:
     publish_seq: int
     created_at: datetime
     created_by: str
+    lock_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class FunctionRecord:
     created_by: str
     updated_at: datetime
     updated_by: str
+    lock_hash: str | None = None
 
     @property
     def name(self) -> str:
@@ -90,6 +92,7 @@ class HistoryRecord:
     source_history_id: int | None
     source_version: int | None
     created_at: datetime
+    lock_hash: str | None = None
 
     @property
     def name(self) -> str:
@@ -112,6 +115,21 @@ class PublishedFunction:
     config: dict[str, Any]
     seq: int
     timeout_s: float = 30.0
+    lock_hash: str | None = None
+    lock: str | None = None
+    published_at: str | None = None  # the commit's time as the store's text (`published_time` parses it)
+
+
+def published_time(row: PublishedFunction) -> float | None:
+    """When `row` was committed, in epoch seconds (the store's clock); None if unknown or unreadable.
+    A naive time is UTC, as everything fnstage stores."""
+    if row.published_at is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(row.published_at)
+    except ValueError:
+        return None
+    return utc(moment).timestamp()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ _WRITE_COUNTS = update(t.runtime_functions).where(
     t.runtime_functions.c.name == bindparam("fn"),
 )
 
+INSTALLING = "installing dependencies"  # a pending version's note while its lock installs
+
 
 @dataclass(frozen=True)
 class RuntimeIdentity:
@@ -129,6 +131,10 @@ class RuntimeReporter:
             conn.execution_options(fnstage_write=True)
             with conn.begin():
                 conn.execute(stmt, rows)
+
+    def installing(self, gateway: str, name: str) -> None:
+        """This runtime is installing the dependency lock of `name`'s new version before loading it."""
+        self._write_function(gateway, name, {"error": INSTALLING})
 
     def failed(self, gateway: str, name: str, version: int, error: str) -> None:
         self._write_function(

@@ -67,6 +67,19 @@ gateways = Table(
     Column("publish_seq", BigInteger, nullable=False, default=0),  # last seq handed out
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(64), nullable=False),
+    # locks.hash of the dependencies resolved (None: none). Not `lock_hash`: a column named like a
+    # parameter of the publish statement would be set by the UPDATE of `publish_seq` inside it
+    Column("deps_lock_hash", String(64)),
+)
+
+# A lock (`fnstage.deps.locks`): uv's resolution of a requirement set, named by the sha256 of its text.
+# Content-addressed and never changed, so every gateway, version and history entry shares one copy.
+locks = Table(
+    "locks",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 blobs = Table(
@@ -102,6 +115,7 @@ functions = Table(
     Column("created_by", String(64), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("updated_by", String(64), nullable=False),
+    Column("lock_hash", String(64)),  # the lock this version runs with; None: no dependencies
     UniqueConstraint("gateway_id", "env", "base", name="uq_functions_name"),
 )
 # Pruning history asks "is this entry some function's current source?": without it, a scan of the gateway
@@ -124,6 +138,7 @@ history = Table(
     Column("changelog", Text),
     Column("actor", String(64), nullable=False),
     Column("dependencies", JSON, nullable=False),  # the gateway's pins when this was deployed
+    Column("lock_hash", String(64)),  # the lock it was built with; None: no dependencies
     Column("source_env", String(16)),  # promote/release: where the code came from
     Column("source_history_id", BigInteger),  # release/rollback: which entry
     Column("source_version", Integer),
@@ -148,6 +163,9 @@ published = Table(
     Column("timeout_s", Float, nullable=False, server_default="30"),
     Column("seq", BigInteger, nullable=False),  # the publish_log entry that wrote it
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # the version's lock, text included: a runtime host that lacks its environment installs it from here
+    Column("lock_hash", String(64)),
+    Column("lock", Text),
 )
 
 publish_log = Table(
@@ -272,3 +290,95 @@ trigger_runs = Table(
     UniqueConstraint("trigger_id", "tick", name="uq_trigger_runs_tick"),
 )
 Index("ix_trigger_runs_trigger", trigger_runs.c.trigger_id, trigger_runs.c.id)
+
+# Configuration and secrets of one (gateway, environment), versioned apart from code (issue 13). A row is
+# the whole state after a change: `settings` {scope: {key: value}} and `secrets` {scope: {key: {token,
+# fingerprint, set_by, set_at}}}, where scope "" is the environment's and "user/me" one function's
+# override; a secret is stored only as a Fernet token under its gateway's data key (`secret_keys`).
+# `changes` names what changed (keys, never values of secrets). Promotion never touches these rows.
+config_versions = Table(
+    "config_versions",
+    metadata,
+    Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), primary_key=True),
+    Column("env", String(16), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),  # set | unset | rollback | import
+    Column("note", Text),
+    Column("actor", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("settings", JSON, nullable=False),
+    Column("secrets", JSON, nullable=False),
+    Column("changes", JSON, nullable=False),
+    Column("source_version", Integer),  # rollback: the version restored
+)
+
+# Each gateway's data key, wrapped by the server key (`fnstage.secretbox`); the server key is never here.
+secret_keys = Table(
+    "secret_keys",
+    metadata,
+    Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), primary_key=True),
+    Column("wrapped", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64), nullable=False),
+)
+# Every invocation a runtime served, written by its supervisor in batches off the request path
+# (`runtime.log_writer`), bounded per function by count and age (`store.invocation_log`).
+invocation_logs = Table(
+    "invocation_logs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),  # the follow cursor: ids only grow
+    Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(220), nullable=False),  # env/base
+    Column("version", Integer, nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("started_at", Float, nullable=False),  # seconds since the epoch, when the request started
+    Column("status", Integer, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    # what the function logged with ctx.log: a JSON list of strings, encoded by the cell (text, not JSON:
+    # a supervisor passes it on unparsed; readers parse it and show an unreadable one as such)
+    Column("lines", Text, nullable=False),
+    Column("error", Text),  # one-line summary, then the traceback
+    Column("trigger", String(64)),  # the trigger's name when a schedule ran it
+    Column("runtime_id", String(36)),
+)
+# a function's page, `--follow` and the count bound: newest ids of one function
+Index(
+    "ix_invocation_logs_function", invocation_logs.c.gateway_id, invocation_logs.c.name, invocation_logs.c.id
+)
+# the age bound and the charts' time windows
+Index("ix_invocation_logs_started", invocation_logs.c.started_at)
+
+# Deploy webhooks: a gateway's receivers, and the outbox of what to POST them. A delivery row is written
+# in the deploying transaction (with the history entry: `store.webhooks.emit`), so the deployment never
+# waits on a receiver and no event is lost or invented; the control plane's loop delivers it.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("secret", String(100), nullable=False),  # HMAC-SHA256 key: the receiver holds it too
+    Column("events", JSON, nullable=False),  # the history kinds it wants; empty: all
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64), nullable=False),
+)
+Index("ix_webhooks_gateway", webhooks.c.gateway_id)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("webhook_id", Id, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),  # also the claim: moved ahead
+    Column("last_status", Integer),  # the receiver's HTTP status at the last attempt
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+# the delivery loop's one question: which pending deliveries are due?
+Index("ix_webhook_deliveries_due", webhook_deliveries.c.status, webhook_deliveries.c.next_attempt_at)
+Index("ix_webhook_deliveries_webhook", webhook_deliveries.c.webhook_id, webhook_deliveries.c.id)

@@ -31,12 +31,14 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    union,
     update,
 )
 from sqlalchemy.dialects import postgresql
 
 from fnstage.build.bundle import sha256_text
 from fnstage.store import schema as t
+from fnstage.store import webhooks
 from fnstage.store.engine import (
     FEED_CHANNEL,
     make_engine,
@@ -260,6 +262,7 @@ def _gateway(row: Row[Any]) -> GatewayRecord:
         publish_seq=row.publish_seq,
         created_at=utc(row.created_at),
         created_by=row.created_by,
+        lock_hash=row.deps_lock_hash,
     )
 
 
@@ -285,6 +288,7 @@ def _function(row: Row[Any]) -> FunctionRecord:
         created_by=row.created_by,
         updated_at=utc(row.updated_at),
         updated_by=row.updated_by,
+        lock_hash=row.lock_hash,
     )
 
 
@@ -308,6 +312,7 @@ def _history(row: Row[Any]) -> HistoryRecord:
         source_history_id=row.source_history_id,
         source_version=row.source_version,
         created_at=utc(row.created_at),
+        lock_hash=row.lock_hash,
     )
 
 
@@ -389,7 +394,9 @@ class Tx:
             created_at=now(),
             created_by=actor,
         )
-        self.conn.execute(insert(t.gateways).values(**asdict(record)))
+        values = asdict(record)
+        values["deps_lock_hash"] = values.pop("lock_hash")
+        self.conn.execute(insert(t.gateways).values(**values))
         return record
 
     def get_gateway(self, gateway_id: str) -> GatewayRecord | None:
@@ -504,7 +511,9 @@ class Tx:
     def insert_history(self, values: dict[str, Any]) -> HistoryRecord:
         result = self.conn.execute(_INSERT_HISTORY, values)
         assert result.inserted_primary_key is not None
-        return HistoryRecord(id=int(result.inserted_primary_key[0]), **values)
+        record = HistoryRecord(id=int(result.inserted_primary_key[0]), **values)
+        webhooks.history_event(self.conn, record)  # the deploy webhooks' outbox, in this transaction
+        return record
 
     def get_history(self, gateway_id: str, history_id: int) -> HistoryRecord | None:
         row = self.conn.execute(
@@ -578,7 +587,30 @@ class Tx:
                 )
             )
 
-    def publish(self, fn: FunctionRecord, source: Mapping[str, str], old_name: str | None = None) -> int:
+    def put_lock(self, lock_hash: str, text: str) -> None:
+        """Store a lock once (content-addressed: an existing hash already holds this very text)."""
+        if self.get_lock(lock_hash) is None:
+            self.conn.execute(insert(t.locks).values(hash=lock_hash, text=text, created_at=now()))
+
+    def lock_hashes_in_use(self) -> set[str]:
+        """Every lock a gateway, a function or a kept history entry names (what must stay installed)."""
+        stmt = union(
+            select(t.gateways.c.deps_lock_hash),
+            select(t.functions.c.lock_hash),
+            select(t.history.c.lock_hash),
+        )
+        return {row[0] for row in self.conn.execute(stmt) if row[0]}
+
+    def get_lock(self, lock_hash: str) -> str | None:
+        return self.conn.execute(select(t.locks.c.text).where(t.locks.c.hash == lock_hash)).scalar()
+
+    def publish(
+        self,
+        fn: FunctionRecord,
+        source: Mapping[str, str],
+        old_name: str | None = None,
+        lock: str | None = None,
+    ) -> int:
         """Write `fn` where runtimes read it, replacing the entry in place; a rename also removes
         `old_name` in the same transaction. Returns the feed sequence of the upsert."""
         if old_name and old_name != fn.name:
@@ -596,6 +628,8 @@ class Tx:
             config=dict(fn.config),
             timeout_s=fn.timeout_s,
             updated_at=now(),
+            lock_hash=fn.lock_hash,
+            lock=lock,
         )
         if self.conn.dialect.name == "postgresql":
             seq = int(self.conn.execute(_PUBLISH_POSTGRES, values).one().seq)

@@ -3,7 +3,7 @@ Playwright (Python) driving Debian's Chromium against a real `fnstage up` on loo
 downloaded browser build: `.ci/run` installs /usr/bin/chromium.
 
 Without /usr/bin/chromium these tests skip loudly on a workstation and FAIL under CI (CI=true).
-Not a conftest.py: the other tests import helpers `from conftest`, which a second conftest would shadow.
+Not a conftest.py, so that only the browser tests load it.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from fnstage.testing import CHROMIUM_ARGS, UpProcess
 CHROMIUM = Path("/usr/bin/chromium")
 # axe-core, the accessibility engine browsers' audit tools use: pinned in console/package.json's
 # devDependencies and injected by the tests only; the console's bundle never contains it.
-AXE_JS = Path(__file__).resolve().parents[1] / "console" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_JS = Path(__file__).resolve().parents[2] / "console" / "node_modules" / "axe-core" / "axe.min.js"
 
 # Screenshots go to a scratch folder so a test run leaves the tree clean; refresh the ones in the docs
-# with  FNSTAGE_SCREENSHOTS=docs/screenshots ./scripts/test -m browser
+# with  FNSTAGE_SCREENSHOTS=docs/screenshots ./scripts/test-long -m browser
 SCREENSHOTS = Path(
     os.environ.get("FNSTAGE_SCREENSHOTS") or Path(tempfile.gettempdir()) / "fnstage-screenshots"
 )

@@ -1,0 +1,1 @@
+"""Real dependencies: requirements resolved by uv into locks, locks installed into environments."""

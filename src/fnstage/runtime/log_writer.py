@@ -1,0 +1,206 @@
+"""The supervisor's writer of durable invocation logs: cells ship what they served, this writes it.
+
+Cells send their invocations every 0.2 s over the channel (`runtime.cell`); the supervisor's reader
+thread hands them here without waiting: a bounded queue, drained by one thread that writes batches in
+one transaction each and prunes every function it wrote to (count and age bounds). A full queue, a
+slow store (SQLite locked by a long write) or a stopped one (PostgreSQL down) never reaches a
+request: what cannot be kept is dropped, counted by cause, logged, and shown in the runtime's status.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import Engine
+
+from fnstage.store import invocation_log
+from fnstage.store.invocation_log import LogRecord
+
+logger = logging.getLogger("fnstage.runtime")
+
+BATCH = 2000  # invocations per transaction
+FLUSH_INTERVAL_S = 0.1
+PRUNE_INTERVAL_S = 30.0
+RETRY_AFTER_S = 1.0  # after a failed write, before the next attempt
+REPORT_INTERVAL_S = 10.0  # losses are logged at most this often
+
+
+class LogSettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """`FNSTAGE_LOGS=off` keeps logs in the cells' memory only (as before durable logs);
+    `FNSTAGE_LOG_KEEP` invocations kept per function (default 1000), `FNSTAGE_LOG_DAYS` how long
+    (default 7, fractions allowed), `FNSTAGE_LOG_QUEUE` invocations waiting to be written before new
+    ones are dropped (default 50000)."""
+
+    enabled: bool = True
+    keep: int = 1000
+    max_age_s: float = 7 * 86400.0
+    queue: int = 50_000
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> LogSettings:
+        env = os.environ if environ is None else environ
+        settings = cls()
+        switch = env.get("FNSTAGE_LOGS", "on").strip().lower()
+        if switch not in ("on", "off", "1", "0", "true", "false"):
+            raise LogSettingsError(f"FNSTAGE_LOGS must be on or off, not {switch!r}")
+        settings = replace(settings, enabled=switch in ("on", "1", "true"))
+        keep = _number(env, "FNSTAGE_LOG_KEEP", settings.keep, 1, 1_000_000)
+        days = _number(env, "FNSTAGE_LOG_DAYS", settings.max_age_s / 86400, 0.001, 3650)
+        queue = _number(env, "FNSTAGE_LOG_QUEUE", settings.queue, 1, 10_000_000)
+        return replace(settings, keep=int(keep), max_age_s=float(days) * 86400, queue=int(queue))
+
+
+def _number(env: Any, name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise LogSettingsError(f"{name} must be a number from {low:g} to {high:g}, not {raw!r}") from None
+    if not low <= value <= high:
+        raise LogSettingsError(f"{name} must be a number from {low:g} to {high:g}, not {raw!r}")
+    return value
+
+
+class LogWriter:
+    """Bounded queue in, batched transactions out, on a thread of its own."""
+
+    def __init__(
+        self,
+        engine_factory: Callable[[], Engine],
+        settings: LogSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._engine_factory = engine_factory
+        self._engine: Engine | None = None
+        self._clock = clock
+        self._queue: deque[LogRecord] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._touched: set[tuple[str, str]] = set()
+        self._last_prune = 0.0
+        self._last_report = 0.0
+        self._reported: dict[str, int] = {}
+        self.runtime_id: str | None = None
+        self.written = 0
+        self.pruned = 0
+        self.dropped = {"queue_full": 0, "store_failed": 0, "cell_outbox_full": 0}
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="fnstage-log-writer", daemon=True)
+        self._thread.start()
+
+    def offer(self, records: list[LogRecord], dropped_by_cell: int = 0) -> None:
+        """Queue `records` (never blocks): what does not fit is dropped and counted."""
+        with self._lock:
+            self.dropped["cell_outbox_full"] += dropped_by_cell
+            room = self.settings.queue - len(self._queue)
+            if room < len(records):
+                self.dropped["queue_full"] += len(records) - max(room, 0)
+                records = records[: max(room, 0)]
+            self._queue.extend(records)
+        if records:
+            self._wake.set()
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            waiting = len(self._queue)
+        return {
+            "written": self.written,
+            "waiting": waiting,
+            "pruned": self.pruned,
+            "dropped": dict(self.dropped),
+            "last_error": self.last_error,
+        }
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Write what is queued (for at most `timeout`), then stop."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._engine is not None:
+            self._engine.dispose()
+
+    # the writer thread --------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(FLUSH_INTERVAL_S)
+            self._wake.clear()
+            while self._write_batch():
+                pass
+            self._maybe_prune()
+            self._maybe_report()
+            if self._stopping.is_set():
+                with self._lock:
+                    if not self._queue:
+                        return
+
+    def _write_batch(self) -> bool:
+        with self._lock:
+            batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+        if not batch:
+            return False
+        try:
+            if self._engine is None:
+                self._engine = self._engine_factory()
+            invocation_log.write(self._engine, batch, self.runtime_id)
+        except Exception as error:  # any store failure: the batch is lost, counted, and reported
+            with self._lock:
+                self.dropped["store_failed"] += len(batch)
+            self.last_error = (
+                f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
+            )
+            self._maybe_report()
+            if not self._stopping.is_set():
+                self._stopping.wait(RETRY_AFTER_S)
+            return False
+        self.written += len(batch)
+        self.last_error = None
+        self._touched.update((r.gateway, r.name) for r in batch)
+        return True
+
+    def _maybe_prune(self) -> None:
+        now = self._clock()
+        if not self._touched or now - self._last_prune < PRUNE_INTERVAL_S or self._engine is None:
+            return
+        touched, self._touched = self._touched, set()
+        try:
+            self.pruned += invocation_log.prune(
+                self._engine, touched, self.settings.keep, now - self.settings.max_age_s
+            )
+            self._last_prune = now
+        except Exception:
+            self._touched |= touched  # next time
+            logger.warning("runtime: could not prune the invocation log", exc_info=True)
+
+    def _maybe_report(self) -> None:
+        now = time.monotonic()
+        if now - self._last_report < REPORT_INTERVAL_S:
+            return
+        with self._lock:
+            lost = {cause: n - self._reported.get(cause, 0) for cause, n in self.dropped.items()}
+            self._reported = dict(self.dropped)
+        lost = {cause: n for cause, n in lost.items() if n}
+        if lost:
+            self._last_report = now
+            causes = ", ".join(f"{n} ({cause.replace('_', ' ')})" for cause, n in lost.items())
+            suffix = f"; last error: {self.last_error}" if self.last_error else ""
+            logger.warning("runtime: invocation log entries dropped: %s%s", causes, suffix)

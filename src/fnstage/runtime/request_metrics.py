@@ -1,0 +1,94 @@
+"""Request metrics as a cell keeps them: plain integers in a dict, on the hot path.
+
+A cell cannot be scraped (it has no port of its own behind the front, and nothing in it should answer
+a monitoring system), so it only counts: per (gateway, name, version), requests by status class,
+function failures, the sum of durations and a count per latency bucket. Every few seconds the cell
+sends what it counted since the last time (`take`) to its supervisor, which adds it to the totals it
+exposes (`runtime.metrics`). Counting costs a dict lookup, a bisect and a few additions per request;
+prometheus_client's labelled metrics cost a lock and a label lookup per metric instead.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any
+
+# The latency histogram's upper bounds in seconds (Prometheus `le`), +Inf after the last one.
+BUCKETS: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+# one counted version: [requests per status class (5), failures, seconds, per bucket (len(BUCKETS)+1)]
+_FAILURES = len(STATUS_CLASSES)
+_SECONDS = _FAILURES + 1
+_FIRST_BUCKET = _SECONDS + 1
+SLOTS = _FIRST_BUCKET + len(BUCKETS) + 1
+
+Key = tuple[str, str, int]  # (gateway, name "env/base", version)
+
+
+class RequestMetrics:
+    """What one cell answered since it last reported, and how many requests it holds right now."""
+
+    def __init__(self) -> None:
+        self._counted: dict[Key, list[Any]] = {}
+        self.in_flight = 0
+
+    def observe(
+        self, gateway: str, name: str, version: int, status: int, seconds: float, failed: bool
+    ) -> None:
+        """One answered request; `failed`: the function raised or ran out of time (not an HTTPError)."""
+        key = (gateway, name, version)
+        counted = self._counted.get(key)
+        if counted is None:
+            counted = self._counted[key] = [0] * _SECONDS + [0.0] + [0] * (len(BUCKETS) + 1)
+        klass = status // 100 - 1
+        counted[klass if 0 <= klass < _FAILURES else _FAILURES - 1] += 1
+        if failed:
+            counted[_FAILURES] += 1
+        counted[_SECONDS] += seconds
+        counted[_FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
+
+    def take(self) -> list[list[Any]]:
+        """What was counted since the last call, as JSON-ready rows `[gateway, name, version, *slots]`;
+        the counts start again from zero."""
+        counted, self._counted = self._counted, {}
+        return [[gateway, name, version, *values] for (gateway, name, version), values in counted.items()]
+
+
+def parse_row(row: Any) -> tuple[Key, list[int], int, float, list[int]] | None:
+    """A row a cell sent, checked (a cell is not trusted): (key, per status class, failures, seconds,
+    per bucket), or None if it does not fit."""
+    if not isinstance(row, list) or len(row) != 3 + SLOTS:
+        return None
+    gateway, name, version = row[:3]
+    values = row[3:]
+    if not isinstance(gateway, str) or not isinstance(name, str) or type(version) is not int:
+        return None
+    counts = [values[i] for i in range(SLOTS) if i != _SECONDS]
+    if any(type(c) is not int or c < 0 for c in counts):
+        return None
+    seconds = values[_SECONDS]
+    if not isinstance(seconds, int | float) or not seconds >= 0:  # NaN fails too
+        return None
+    return (
+        (gateway, name, version),
+        values[:_FAILURES],
+        values[_FAILURES],
+        float(seconds),
+        values[_FIRST_BUCKET:],
+    )

@@ -1,0 +1,45 @@
+"""schemathesis hooks for `scripts/contract`: the run's admin token, renewed if the run revokes it.
+
+As an admin, the run may revoke any token, its own included (`DELETE /tokens/{id}` is under test like
+every other operation). Afterwards every request would be refused with 401 and the rest of the run
+would test nothing, so before each request the provider checks its token in the store, and when it was
+revoked it makes a new one for the same admin, as an operator with access to the store would.
+`missing_auth` (schemathesis.toml) fails the run if requests were refused for want of a token anyway.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import schemathesis
+
+from fnstage.domain.errors import Unauthorized
+from fnstage.service.identity import Actor, check_token, create_token
+from fnstage.store.store import Store
+
+
+@schemathesis.auth(refresh_interval=None)
+class RenewedAdminToken:
+    def __init__(self) -> None:
+        self.store: Store | None = None
+        self.secret = os.environ["FNSTAGE_CONTRACT_TOKEN"]
+        self.renewed = 0
+
+    def get(self, case: Any, context: Any) -> str:
+        if self.store is None:
+            self.store = Store.open(os.environ["FNSTAGE_CONTRACT_DATABASE_URL"])
+        with self.store.read() as tx:
+            try:
+                check_token(tx, self.secret)
+                return self.secret
+            except Unauthorized:
+                pass
+            admin = tx.get_user_by_name(os.environ.get("FNSTAGE_CONTRACT_ADMIN", "admin"))
+        assert admin is not None and admin.is_admin, "the contract run's admin user is gone"
+        self.renewed += 1
+        self.secret = create_token(self.store, Actor(admin.id, admin.name, True), f"contract-{self.renewed}")
+        return self.secret
+
+    def set(self, case: Any, data: str, context: Any) -> None:
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}

@@ -1,0 +1,219 @@
+"""The durable invocation log's pure parts and its store, on both engines: writes, bounds (count and
+age), filters and the follow cursor; the supervisor's writer never blocks and counts what it drops."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from fnstage.cli import log_filters
+from fnstage.cli.client import CliError
+from fnstage.runtime.cell import CellSpec
+from fnstage.runtime.cells import _log_records
+from fnstage.runtime.invoker import InvocationLog, InvocationLogs
+from fnstage.runtime.log_writer import LogSettings, LogSettingsError, LogWriter
+from fnstage.service import Actor, Services
+from fnstage.store import invocation_log
+from fnstage.store.invocation_log import LogFilter, LogRecord
+from fnstage.store.store import Store
+
+
+def record(
+    n: int, *, name: str = "dev/user/me", version: int = 1, status: int = 200, at: float = 0.0
+) -> LogRecord:
+    return LogRecord(
+        gateway="demo",
+        name=name,
+        version=version,
+        request_id=f"req-{n}",
+        started_at=at or 1_000_000.0 + n,
+        status=status,
+        duration_ms=1.5,
+        lines=f'["line {n}"]',
+        error="ValueError: boom\nTraceback ..." if status == 500 else None,
+    )
+
+
+@pytest.fixture
+def demo(services: Services, actor: Actor) -> str:
+    services.gateways.create(actor, "demo")
+    return "demo"
+
+
+def test_written_entries_read_back_newest_first_with_filters(store: Store, demo: str) -> None:
+    records = [record(1), record(2, status=500), record(3, version=2), record(4, version=2, status=404)]
+    invocation_log.write(store.engine, records)
+    entries, cursor = invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())
+    assert [e["request_id"] for e in entries] == ["req-4", "req-3", "req-2", "req-1"]
+    assert cursor == entries[0]["id"]
+    assert entries[2]["error"].startswith("ValueError") and entries[3]["lines"] == ["line 1"]
+
+    def ids(**wanted: Any) -> list[str]:
+        found, _ = invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter(**wanted))
+        return [e["request_id"] for e in found]
+
+    assert ids(version=2) == ["req-4", "req-3"]
+    assert ids(status="error") == ["req-2"] and ids(status=500) == ["req-2"]
+    assert ids(status="4xx") == ["req-4"] and ids(status="ok") == ["req-3", "req-1"]
+    assert ids(since=1_000_002.0, until=1_000_004.0) == ["req-3", "req-2"]
+    assert ids(request_id="req-3") == ["req-3"]
+    assert ids(limit=2) == ["req-4", "req-3"]
+    # following: what came after a cursor, oldest first
+    first, _ = invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter(request_id="req-2"))
+    assert ids(after=first[0]["id"]) == ["req-3", "req-4"]
+    assert ids(after=cursor) == []
+
+
+def test_entries_of_an_unknown_gateway_are_skipped_not_failed(store: Store, demo: str) -> None:
+    stray = LogRecord("gone", "dev/x", 1, "r", 1.0, 200, 1.0, "[]")
+    invocation_log.write(store.engine, [stray, record(1)])
+    assert [
+        e["request_id"] for e in invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())[0]
+    ] == ["req-1"]
+
+
+def test_prune_keeps_each_functions_newest_and_drops_the_old(store: Store, demo: str) -> None:
+    now = 2_000_000.0
+    invocation_log.write(store.engine, [record(n, at=now - 100 + n) for n in range(10)])
+    invocation_log.write(store.engine, [record(n, name="dev/other", at=now - 100 + n) for n in range(3)])
+    invocation_log.write(store.engine, [record(99, name="dev/old", at=now - 10_000)])
+    dropped = invocation_log.prune(store.engine, [("demo", "dev/user/me")], keep=4, older_than=now - 5_000)
+    assert dropped == 6 + 1  # six beyond the count, one past the age
+    kept = invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())[0]
+    assert [e["request_id"] for e in kept] == ["req-9", "req-8", "req-7", "req-6"]
+    assert len(invocation_log.read(store.engine, "demo", "dev/other", LogFilter())[0]) == 3  # not touched
+    assert invocation_log.read(store.engine, "demo", "dev/old", LogFilter())[0] == []
+
+
+def test_the_writer_writes_batches_and_prunes(store: Store, demo: str) -> None:
+    writer = LogWriter(lambda: store.engine, LogSettings(keep=5))
+    writer.start()
+    writer.offer([record(n, at=time.time()) for n in range(20)])
+    deadline = time.monotonic() + 10
+    while writer.stats()["written"] < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    writer.stop()
+    assert writer.stats()["written"] == 20 and writer.stats()["pruned"] == 15
+    assert len(invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())[0]) == 5
+
+
+class _BrokenEngine:
+    """An engine whose every connection fails, as a stopped PostgreSQL does."""
+
+    def connect(self) -> Any:
+        raise ConnectionRefusedError("connection refused")
+
+    def dispose(self) -> None:
+        pass
+
+
+def test_a_stopped_store_drops_counts_and_never_blocks_the_caller() -> None:
+    writer = LogWriter(lambda: _BrokenEngine(), LogSettings(queue=100))  # type: ignore[arg-type,return-value]
+    writer.start()
+    started = time.perf_counter()
+    for n in range(50):
+        writer.offer([record(n * 10 + i) for i in range(10)], dropped_by_cell=1 if n == 0 else 0)
+    offered_in = time.perf_counter() - started
+    deadline = time.monotonic() + 10
+    while writer.stats()["waiting"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    writer.stop(timeout=3)
+    stats = writer.stats()
+    assert offered_in < 0.1  # 500 offers: queueing only
+    dropped = stats["dropped"]
+    assert dropped["store_failed"] + dropped["queue_full"] == 500 and dropped["queue_full"] >= 400
+    assert dropped["cell_outbox_full"] == 1 and stats["written"] == 0
+    assert "ConnectionRefusedError" in stats["last_error"]
+
+
+def test_a_slow_store_fills_the_queue_and_the_rest_is_dropped(store: Store, demo: str) -> None:
+    gate = threading.Event()
+
+    class SlowEngine:
+        def __init__(self, engine: Engine) -> None:
+            self.engine = engine
+
+        def connect(self) -> Any:
+            gate.wait(10)
+            return self.engine.connect()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.engine, name)
+
+        def dispose(self) -> None:
+            pass
+
+    writer = LogWriter(lambda: SlowEngine(store.engine), LogSettings(queue=30))  # type: ignore[arg-type,return-value]
+    writer.start()
+    writer.offer([record(0)])
+    time.sleep(0.3)  # the writer now waits on the store with that one
+    writer.offer([record(n) for n in range(1, 51)])
+    assert writer.stats()["dropped"]["queue_full"] == 20
+    gate.set()
+    writer.stop()
+    assert writer.stats()["written"] == 31
+
+
+def test_log_settings_from_the_environment_and_their_errors() -> None:
+    assert LogSettings.from_env({}) == LogSettings()
+    s = LogSettings.from_env({"FNSTAGE_LOGS": "off", "FNSTAGE_LOG_KEEP": "20", "FNSTAGE_LOG_DAYS": "0.5"})
+    assert (s.enabled, s.keep, s.max_age_s) == (False, 20, 43200.0)
+    with pytest.raises(LogSettingsError, match="FNSTAGE_LOG_KEEP must be a number from 1 to"):
+        LogSettings.from_env({"FNSTAGE_LOG_KEEP": "0"})
+    with pytest.raises(LogSettingsError, match="FNSTAGE_LOG_DAYS must be a number"):
+        LogSettings.from_env({"FNSTAGE_LOG_DAYS": "a week"})
+    with pytest.raises(LogSettingsError, match="FNSTAGE_LOGS must be on or off"):
+        LogSettings.from_env({"FNSTAGE_LOGS": "maybe"})
+
+
+def test_the_outbox_is_bounded_and_counts_what_it_drops() -> None:
+    logs = InvocationLogs(outbox=3)
+    for n in range(5):
+        logs.record("demo", "dev/a", InvocationLog(f"r{n}", 1.0, 1, 200, 1.0, []))
+    entries, dropped = logs.take_outbox()
+    assert [e.request_id for _, _, e in entries] == ["r0", "r1", "r2"] and dropped == 2
+    assert logs.take_outbox() == ([], 0)
+    assert len(logs.recent("demo", "dev/a")) == 5  # the in-memory ring is as before
+    off = InvocationLogs()
+    off.record("demo", "dev/a", InvocationLog("r", 1.0, 1, 200, 1.0, []))
+    assert off.take_outbox() == ([], 0)
+
+
+def test_a_cell_is_believed_only_for_its_own_gateway_and_environment(tmp_path: Any) -> None:
+    spec = CellSpec(gateway="demo", env="dev", temp_dir=tmp_path, control_key="k")
+    row = ["r1", 5.0, 3, 200, 1.0, '["a line"]', None, None]
+    (mine,) = _log_records([["demo", "dev/a", [row]]], spec)
+    assert mine.lines == '["a line"]' and mine.version == 3
+    (huge,) = _log_records([["demo", "dev/a", [[*row[:5], "x" * 2_000_000, None, None]]]], spec)
+    assert huge.lines == '["(cut: 2000000 characters of lines)"]'
+    assert _log_records([["other", "dev/a", [row]], ["demo", "prod/a", [row]]], spec) == []
+    with pytest.raises(TypeError):
+        _log_records([["demo", "dev/a", [[*row[:5], ["not", "text"], None, None]]]], spec)
+    with pytest.raises(ValueError):
+        _log_records([["demo", "dev/a", [row[:5]]]], spec)
+    with pytest.raises(ValueError):
+        _log_records([["demo", "dev/a", [["r", "soon", *row[2:]]]]], spec)
+
+
+def test_lines_a_cell_wrote_are_read_defensively() -> None:
+    assert invocation_log.read_lines('["a", "b"]') == ["a", "b"]
+    assert invocation_log.read_lines('["a", {"b": 1}]') == ["a", '{"b": 1}']
+    assert invocation_log.read_lines("[1") == ["(these lines could not be read: not JSON)"]
+    assert invocation_log.read_lines('{"a": 1}') == ["(these lines could not be read: not a list)"]
+
+
+def test_since_and_status_as_typed() -> None:
+    assert log_filters.moment("--since", "10m", now=1000.0) == 400.0
+    assert log_filters.moment("--since", "1.5h", now=10_000.0) == 10_000.0 - 5400
+    assert log_filters.moment("--since", "2026-11-30T18:00") == log_filters.moment(
+        "--since", "2026-11-30T18:00Z"
+    )
+    with pytest.raises(CliError, match="neither a duration"):
+        log_filters.moment("--since", "yesterday")
+    assert log_filters.status("5XX") == "5xx" and log_filters.status("404") == "404"
+    with pytest.raises(CliError, match="not an HTTP status"):
+        log_filters.status("700")

@@ -1,0 +1,101 @@
+"""Runtime events: one line each with a UTC timestamp, as text for people or JSON for log shippers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fnstage.runtime.log_format import JsonFormatter, TextFormatter, configure, fields
+from fnstage.service import Actor, Services
+from fnstage.store.engine import sqlite_url
+from fnstage.store.store import Store
+from fnstage.testing import RuntimeServer
+
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
+    entry = logging.LogRecord("fnstage.runtime", logging.INFO, __file__, 1, message, args, None)
+    for key, value in extra.items():
+        setattr(entry, key, value)
+    return entry
+
+
+def test_a_text_line_has_a_utc_timestamp_and_a_level() -> None:
+    line = TextFormatter().format(record("runtime: loaded %s v%d in %.2f ms", "prod/user/me", 7, 0.9))
+    assert re.fullmatch(STAMP + r" info    runtime: loaded prod/user/me v7 in 0\.90 ms", line), line
+
+
+def test_a_json_line_carries_the_event_and_its_fields() -> None:
+    entry = record("runtime: loaded %s v%d", "prod/user/me", 7, **fields(event="loaded", version=7, ms=0.9))
+    line = json.loads(JsonFormatter({"cell": 12}).format(entry))
+    assert re.fullmatch(STAMP, line.pop("time"))
+    assert line == {
+        "level": "info",
+        "logger": "fnstage.runtime",
+        "cell": 12,
+        "message": "runtime: loaded prod/user/me v7",
+        "event": "loaded",
+        "version": 7,
+        "ms": 0.9,
+    }
+
+
+def test_an_unknown_format_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="use text or json"):
+        configure("info", "yaml")
+
+
+def test_the_cli_refuses_an_unknown_format_and_changes_nothing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fnstage.cli.main import app
+
+    Store.open(sqlite_url(tmp_path)).close()
+    result = CliRunner().invoke(app, ["runtime", "--data", str(tmp_path), "--log-format", "yaml"])
+    assert result.exit_code != 0
+    assert "--log-format: 'yaml' is not a format; use text or json" in result.output
+
+
+def answers(runtime: RuntimeServer, text: str) -> None:
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{runtime.url}/dev/user/me").text != text:
+        assert time.monotonic() < deadline, runtime.log()
+        time.sleep(0.05)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_a_runtime_tells_its_start_its_sync_each_load_its_cells_and_its_stop_in_json(tmp_path: Path) -> None:
+    store = Store.open(sqlite_url(tmp_path))
+    with store.write() as tx:
+        user = tx.create_user("ada", is_admin=True)
+    actor = Actor(user.id, user.name, True)
+    services = Services.create(store)
+    services.gateways.create(actor, "demo")
+    services.deployments.save(actor, "demo", "dev/user/me", {"index.py": "def main(ctx):\n    return 1\n"})
+    url = store.engine.url.render_as_string(hide_password=False)
+    runtime = RuntimeServer(url, "demo", tmp_path / "runtime.log", env="dev")
+    runtime.args += ["--log-format", "json"]
+    with runtime:
+        answers(runtime, "1")  # the first sync is done (the cell's health answers before it)
+        services.deployments.save(
+            actor, "demo", "dev/user/me", {"index.py": "def main(ctx):\n    return 2\n"}
+        )
+        answers(runtime, "2")
+    lines = [json.loads(line) for line in runtime.log().splitlines() if line.startswith("{")]
+    assert all(re.fullmatch(STAMP, line["time"]) for line in lines)
+    events = [line.get("event") for line in lines]
+    for expected in ("cell_started", "started", "sync", "loaded", "stopping", "cell_stopped", "stopped"):
+        assert expected in events, (expected, runtime.log())
+    loads = [line for line in lines if line.get("event") == "loaded"]
+    assert [(x["name"], x["version"]) for x in loads] == [("dev/user/me", 1), ("dev/user/me", 2)]
+    assert all(isinstance(x["ms"], float) for x in loads)
+    assert "loaded dev/user/me v2" in loads[-1]["message"]
+    store.close()

@@ -1,0 +1,257 @@
+"""Metrics: what a cell counts, what its supervisor believes of it, and what Prometheus reads.
+
+Every exposition here is read back with prometheus_client's own parser, as a Prometheus server would."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fnstage.runtime import metrics as metrics_module
+from fnstage.runtime.cell import CellSpec
+from fnstage.runtime.cells import CellSet, Slot
+from fnstage.runtime.metrics import RuntimeMetrics
+from fnstage.runtime.request_metrics import BUCKETS, RequestMetrics, parse_row
+from fnstage.runtime.zygote import Zygote
+from test_runtime_cells import ANSWER, Events, get, row
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def samples(metrics: RuntimeMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the exposition, parsed: {(name, sorted labels): value}."""
+    out = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def value(metrics: RuntimeMetrics, name: str, **labels: str) -> float | None:
+    return samples(metrics).get((name, tuple(sorted(labels.items()))))
+
+
+def series_of(metrics: RuntimeMetrics, name: str) -> list[dict[str, str]]:
+    return [dict(labels) for (n, labels) in samples(metrics) if n == name]
+
+
+class Live:
+    """What the supervisor's registry says is live: {(gateway, name): version}."""
+
+    def __init__(self) -> None:
+        self.versions: dict[tuple[str, str], int] = {}
+
+    def __call__(self, gateway: str, name: str) -> int | None:
+        return self.versions.get((gateway, name))
+
+
+def counted(*requests: tuple[str, str, int, int, float, bool]) -> list[list[object]]:
+    cell = RequestMetrics()
+    for gateway, name, version, status, seconds, failed in requests:
+        cell.observe(gateway, name, version, status, seconds, failed)
+    return cell.take()
+
+
+def test_a_cell_counts_per_version_and_starts_again_after_each_report() -> None:
+    cell = RequestMetrics()
+    cell.observe("demo", "dev/a", 1, 200, 0.0003, False)
+    cell.observe("demo", "dev/a", 1, 500, 0.2, True)
+    cell.observe("demo", "dev/a", 2, 404, 50.0, False)
+    rows = {tuple(r[:3]): r[3:] for r in cell.take()}
+    one = rows[("demo", "dev/a", 1)]
+    assert one[:5] == [0, 1, 0, 0, 1]  # per status class: one 2xx, one 5xx
+    assert one[5] == 1  # one failure
+    assert one[6] == pytest.approx(0.2003)
+    assert one[7] == 1 and one[7 + BUCKETS.index(0.25)] == 1  # 0.3 ms in the first bucket, 0.2 s in 0.25
+    assert rows[("demo", "dev/a", 2)][-1] == 1  # 50 s: past the last bound, +Inf
+    assert cell.take() == []
+
+
+def test_rows_that_do_not_fit_are_refused() -> None:
+    [good] = counted(("demo", "dev/a", 1, 200, 0.001, False))
+    assert parse_row(good) is not None
+    assert parse_row(good[:-1]) is None
+    assert parse_row(["demo", "dev/a", "1", *good[3:]]) is None  # version not an int
+    assert parse_row([*good[:3], -1, *good[4:]]) is None  # a negative count
+    assert parse_row([*good[:9], float("nan"), *good[10:]]) is None  # NaN seconds
+    metrics = RuntimeMetrics(Live())
+    with pytest.raises(ValueError):
+        metrics.add_cell(("demo", "dev"), [good[:-1]], 0)
+    with pytest.raises(ValueError):
+        metrics.add_cell(("demo", "dev"), [good], -1)
+    assert metrics.series() == 0  # nothing of a message that does not fit is kept
+
+
+def test_a_cell_is_believed_only_for_its_own_gateway_and_environment() -> None:
+    live = Live()
+    live.versions[("demo", "dev/a")] = 1
+    metrics = RuntimeMetrics(live)
+    rows = counted(
+        ("demo", "dev/a", 1, 200, 0.001, False),
+        ("demo", "prod/a", 1, 200, 0.001, False),
+        ("other", "dev/a", 1, 200, 0.001, False),
+    )
+    metrics.add_cell(("demo", "dev"), rows, 3)
+    assert series_of(metrics, "fnstage_requests_total") == [
+        {"gateway": "demo", "env": "dev", "function": "a", "version": "1", "status": "2xx"}
+    ]
+    assert value(metrics, "fnstage_requests_in_flight", gateway="demo", env="dev") == 3
+
+
+def test_totals_add_up_across_reports_and_the_histogram_is_cumulative() -> None:
+    live = Live()
+    live.versions[("demo", "dev/a")] = 4
+    metrics = RuntimeMetrics(live)
+    metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", 4, 200, 0.003, False)), 0)
+    metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", 4, 500, 0.003, True)), 0)
+    labels = {"gateway": "demo", "env": "dev", "function": "a", "version": "4"}
+    assert value(metrics, "fnstage_requests_total", **labels, status="2xx") == 1
+    assert value(metrics, "fnstage_requests_total", **labels, status="5xx") == 1
+    assert value(metrics, "fnstage_function_errors_total", **labels) == 1
+    assert value(metrics, "fnstage_request_duration_seconds_count", **labels) == 2
+    assert value(metrics, "fnstage_request_duration_seconds_sum", **labels) == pytest.approx(0.006)
+    assert value(metrics, "fnstage_request_duration_seconds_bucket", **labels, le="0.0025") == 0
+    assert value(metrics, "fnstage_request_duration_seconds_bucket", **labels, le="0.005") == 2
+    assert value(metrics, "fnstage_request_duration_seconds_bucket", **labels, le="+Inf") == 2
+
+
+def test_a_version_that_stops_serving_drops_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    live = Live()
+    metrics = RuntimeMetrics(live)
+    for version in range(1, 101):
+        live.versions[("demo", "dev/a")] = version
+        metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", version, 200, 0.001, False)), 0)
+        # a request that began on the version before, reported late, does not bring it back
+        metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", version - 1, 200, 0.001, False)), 0)
+    assert [s["version"] for s in series_of(metrics, "fnstage_function_errors_total")] == ["100"]
+    # counted before the supervisor heard it went live: kept (it is newer)
+    metrics.add_cell(("demo", "dev"), counted(("demo", "dev/a", 101, 200, 0.001, False)), 0)
+    assert metrics.series() == 2
+    # removed: nothing is live; its series go once nothing was counted for GRACE_S
+    del live.versions[("demo", "dev/a")]
+    assert metrics.series() == 2
+    monkeypatch.setattr(metrics_module, "GRACE_S", 0.0)
+    time.sleep(0.01)
+    assert metrics.series() == 0
+    assert series_of(metrics, "fnstage_requests_total") == []
+
+
+def test_loads_publish_to_live_restarts_and_quarantines_are_counted() -> None:
+    metrics = RuntimeMetrics(Live())
+    metrics.loaded("demo", "dev/a", 0.0009)
+    metrics.load_failed("demo", "dev/b", None)
+    metrics.live_after_publish("demo", "dev/a", 0.004)
+    metrics.cell_restarted(("demo", "prod"))
+    metrics.quarantined("demo", "prod/x")
+    slot = {"gateway": "demo", "env": "dev"}
+    assert value(metrics, "fnstage_loads_total", **slot) == 1
+    assert value(metrics, "fnstage_load_failures_total", **slot) == 1
+    assert value(metrics, "fnstage_load_duration_seconds_bucket", **slot, le="0.001") == 1
+    assert value(metrics, "fnstage_publish_to_live_seconds_bucket", **slot, le="0.005") == 1
+    assert value(metrics, "fnstage_publish_to_live_seconds_bucket", **slot, le="0.0025") == 0
+    assert value(metrics, "fnstage_cell_restarts_total", gateway="demo", env="prod") == 1
+    assert value(metrics, "fnstage_quarantines_total", gateway="demo", env="prod") == 1
+
+
+# --- through real cells -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def zygote() -> Iterator[Zygote]:
+    z = Zygote()
+    z.start()
+    yield z
+    z.stop()
+
+
+@pytest.fixture
+def metered(zygote: Zygote, tmp_path: Path) -> Iterator[tuple[CellSet, RuntimeMetrics]]:
+    def spec(slot: Slot) -> CellSpec:
+        folder = tmp_path / f"{slot[0]}.{slot[1]}"
+        return CellSpec(slot[0], slot[1], folder, "key", uds=folder / "cell.sock", metrics=True)
+
+    cell_set = CellSet(spec, Events(), zygote)
+
+    def live_version(gateway: str, name: str) -> int | None:
+        state = cell_set._slots.get((gateway, name.split("/", 1)[0]))
+        row = state.live.get(name) if state is not None else None
+        return row.version if row is not None else None
+
+    metrics = cell_set.metrics = RuntimeMetrics(live_version)
+    yield cell_set, metrics
+    cell_set.stop_all()
+
+
+def wait_for(check: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("not seen in time")
+
+
+def test_a_cell_sends_what_it_answered_and_its_restarts_are_counted(
+    metered: tuple[CellSet, RuntimeMetrics],
+) -> None:
+    cell_set, metrics = metered
+    crash = "import os\ndef main(ctx):\n    if ctx.query.get('die'):\n        os._exit(9)\n    return 'ok'\n"
+    cell_set.load([row("prod/crashy", 1, crash)])
+    for _ in range(5):
+        assert get(cell_set, ("demo", "prod"), "/crashy").text == "ok"
+    labels = {"gateway": "demo", "env": "prod", "function": "crashy", "version": "1"}
+    wait_for(lambda: value(metrics, "fnstage_request_duration_seconds_count", **labels) == 5)
+    assert value(metrics, "fnstage_requests_total", **labels, status="2xx") == 5
+    with pytest.raises(httpx.HTTPError):
+        get(cell_set, ("demo", "prod"), "/crashy?die=1")
+    wait_for(lambda: value(metrics, "fnstage_cell_restarts_total", gateway="demo", env="prod") == 1)
+    wait_for(lambda: cell_set.spec_of(("demo", "prod")) is not None)
+    assert get(cell_set, ("demo", "prod"), "/crashy").text == "ok"
+    # the totals are the supervisor's: the new cell's request adds to what the dead one sent
+    wait_for(lambda: value(metrics, "fnstage_request_duration_seconds_count", **labels) == 6)
+
+
+def test_a_quarantine_is_counted(metered: tuple[CellSet, RuntimeMetrics]) -> None:
+    cell_set, metrics = metered
+    cell_set.load([row("dev/user/me", 1, ANSWER % 1)])
+    cell_set.load([row("dev/user/me", 2, "import os\nos._exit(3)\n" + ANSWER % 2)])
+    assert value(metrics, "fnstage_quarantines_total", gateway="demo", env="dev") == 1
+
+
+def test_the_cli_refuses_a_metrics_port_that_is_the_functions_port(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fnstage.cli.main import app
+    from fnstage.store.engine import sqlite_url
+    from fnstage.store.store import Store
+
+    Store.open(sqlite_url(tmp_path)).close()
+    args = ["runtime", "--data", str(tmp_path), "--port", "45123", "--metrics-port", "45123"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0
+    assert "--metrics-port: 45123 is --port already" in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-30 18:40:01.500000", 1796064001.5),  # SQLite: naive, UTC
+        ("2026-11-30 18:40:01.5+00", 1796064001.5),  # PostgreSQL's text of a timestamptz
+        ("2026-11-30 19:40:01.5+01:00", 1796064001.5),  # a session in another time zone
+        ("not a time", None),
+        (None, None),
+    ],
+)
+def test_the_commit_time_of_a_published_row_is_read_from_either_store(
+    text: str | None, expected: float | None
+) -> None:
+    from dataclasses import replace
+
+    from fnstage.store.records import published_time
+
+    assert published_time(replace(row("dev/a", 1, ANSWER % 1), published_at=text)) == expected
