@@ -7,7 +7,7 @@ Every entry says why it is used; dead code goes instead of coming here.
 from bench import runtime_servers
 from tests.support import front_cells
 
-from fnstage.runtime import landlock, server
+from fnstage.runtime import cell_server, landlock, server
 from fnstage.testing import UpProcess
 
 # The kernel's Landlock ABI, named in full: the ruleset handles every right, allowed or not.
@@ -19,3 +19,6 @@ server.store_feed, server.store_reporter
 UpProcess.cli_env
 # ASGI apps that granian imports by name ("module:attribute") in a child process.
 front_cells.echo_app, runtime_servers.runtime_app
+# granian's embedded server calls this hook and reads what it sets (runtime/cell_server.py).
+cell_server.ListeningServer._init_shared_socket
+cell_server.ListeningServer._shd, cell_server.ListeningServer._sfd, cell_server.ListeningServer._ssp
