@@ -129,7 +129,11 @@ class Stage:
     def save_hostile(self, source: str = HOSTILE_SOURCE) -> int:
         """The developer saves the hostile function to OWN's dev (no `--wait`: its load may kill)."""
         files = {"index.py": source}
-        return self.save(self.developer, OWN, HOSTILE, files, config=self.hostile_config())
+        # configuration is set per environment, apart from the code (issue 13): the function's own
+        # override, so the victims of OWN's dev keep theirs
+        change = {"set": self.hostile_config(), "function": HOSTILE, "note": "what an attacker knows"}
+        _ok(self.admin.patch(f"gateways/{OWN}/config/dev", json=change))
+        return self.save(self.developer, OWN, HOSTILE, files)
 
     def wait_for_hostile(self, version: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

@@ -19,6 +19,6 @@ server.store_feed, server.store_reporter
 UpProcess.cli_env
 # ASGI apps that granian imports by name ("module:attribute") in a child process.
 front_cells.echo_app, runtime_servers.runtime_app
-# granian's embed server calls this method and reads these attributes (the cell's shared socket).
+# granian's embedded server calls this hook and reads what it sets (runtime/cell_server.py).
 cell_server.ListeningServer._init_shared_socket
 cell_server.ListeningServer._shd, cell_server.ListeningServer._sfd, cell_server.ListeningServer._ssp

@@ -19,8 +19,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-# granian's stub declares SocketHolder in granian._granian without its constructor; net re-exports it
-from granian.net import SocketHolder  # type: ignore[attr-defined]
+from granian._granian import SocketHolder
 from granian.server.embed import Server
 
 BACKLOG = 1024  # the front opens many connections at once under load; they wait here, not refused
@@ -74,7 +73,10 @@ class ListeningServer(Server):
         # granian owns the descriptor from here (its worker closes it when it ends): detached, so that
         # the Python socket object never closes the same number again
         fd = self._listener.detach()
-        # the base class types both as None (it sets them later than this override does)
-        self._shd = SocketHolder(fd, self._is_uds, self.backlog)  # type: ignore[call-arg,assignment]
-        self._sfd = fd  # type: ignore[assignment]
+        # granian's stub declares no constructor arguments; the class takes its pickled state, which
+        # is (fd, is_uds, backlog) (granian.net registers exactly that with copyreg)
+        holder: Any = SocketHolder(fd, self._is_uds, self.backlog)  # type: ignore[call-arg]
+        server: Any = self  # granian initialises these two as None, untyped
+        server._shd = holder
+        server._sfd = fd
         self._ssp = None
