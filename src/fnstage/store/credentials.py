@@ -6,7 +6,8 @@ published functions and feed, and writes only its own runtimes' status rows (inv
 
 Enforced by the server, not by fnstage: table privileges (the role may touch nothing but `published`,
 `publish_log`, `config_versions`, `secret_keys` (wrapped: opening them needs the server key too),
-`gateways(id, publish_seq)`, `runtimes` and `runtime_functions`; `functions`, `history`, `blobs`,
+`gateways(id, publish_seq)`, `canaries` (read), `canary_counts`, `invocation_logs`, `runtimes` and
+`runtime_functions`; `functions`, `history`, `blobs`,
 users and tokens are refused outright) and row-level security policies on those tables
 (rows of its own gateway only; an insert or update naming another gateway is refused). Row-level
 security does not apply to the tables' owner, the user that runs the migrations and the control plane.
@@ -36,6 +37,11 @@ RUNTIME_TABLES = {
     # configuration: the supervisor decrypts its gateway's secrets (with the server key it is given)
     "config_versions": ("gateway_id", "SELECT"),
     "secret_keys": ("gateway_id", "SELECT"),
+    # canaries: the runtime follows its gateway's running ones and reports each arm's counts
+    "canaries": ("gateway_id", "SELECT"),
+    "canary_counts": ("canary_id", "ALL"),  # rows of its gateway's canaries (`_owned`)
+    # durable invocation logs: the supervisor's writer inserts what its cells served and prunes them
+    "invocation_logs": ("gateway_id", "ALL"),
 }
 
 
@@ -71,13 +77,20 @@ def _grant(conn: Connection, role: str, gateway: str) -> None:
     conn.execute(text(f"GRANT SELECT ON published, publish_log, config_versions, secret_keys TO {role}"))
     conn.execute(text(f"GRANT SELECT (id, publish_seq) ON gateways TO {role}"))
     conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON runtimes, runtime_functions TO {role}"))
+    conn.execute(text(f"GRANT SELECT ON canaries TO {role}"))
+    conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON canary_counts, invocation_logs TO {role}"))
+    conn.execute(text(f"GRANT USAGE ON SEQUENCE invocation_logs_id_seq TO {role}"))
     literal = "'" + gateway + "'"  # validated: [a-z0-9-] only
     for table, (column, command) in RUNTIME_TABLES.items():
         conn.execute(text(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"))
         conn.execute(text(f"DROP POLICY IF EXISTS {role} ON {table}"))
-        check = f" WITH CHECK ({column} = {literal})" if command == "ALL" else ""
-        conn.execute(
-            text(
-                f"CREATE POLICY {role} ON {table} FOR {command} TO {role} USING ({column} = {literal}){check}"
-            )
-        )
+        owned = _owned(table, column, literal)
+        check = f" WITH CHECK ({owned})" if command == "ALL" else ""
+        conn.execute(text(f"CREATE POLICY {role} ON {table} FOR {command} TO {role} USING ({owned}){check}"))
+
+
+def _owned(table: str, column: str, literal: str) -> str:
+    """The policy's condition: the row is the gateway's (a canary's counts: through their canary)."""
+    if table == "canary_counts":
+        return f"{column} IN (SELECT id FROM canaries WHERE gateway_id = {literal})"
+    return f"{column} = {literal}"
