@@ -394,3 +394,32 @@ async def test_a_small_cold_start_freezes_nothing(feed: FakeFeed) -> None:
         assert gc.isenabled() and gc.get_freeze_count() == 0
     finally:
         await watcher.stop()
+
+
+async def test_a_load_under_way_when_the_watcher_stops_is_still_applied_and_logged(
+    feed: FakeFeed, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cell swaps a version in (and serves it) before its answer reaches the supervisor: a stop in
+    between must not drop the answer, or the version serves unannounced (no "loaded" line, no report)."""
+    loading, release = threading.Event(), threading.Event()
+    watcher = Watcher(Registry(), lambda: feed, poll_interval_s=30)
+
+    def load_rows(rows: list) -> list:  # type: ignore[type-arg]
+        if any(row.version == 2 for row in rows):
+            loading.set()
+            release.wait(5)
+        return watcher._load_here(rows)
+
+    watcher._load_rows = load_rows
+    await watcher.start()
+    feed.publish("demo", "dev/a", 2)
+    watcher.poke()
+    assert await asyncio.to_thread(loading.wait, 5)
+    caplog.set_level("INFO", logger="fnstage.runtime")
+    stopping = asyncio.create_task(watcher.stop())
+    await asyncio.sleep(0.05)
+    release.set()
+    await stopping
+    assert versions(watcher)[("demo", "dev/a")] == 2
+    loads = [r.fields for r in caplog.records if getattr(r, "fields", {}).get("event") == "loaded"]
+    assert [(x["name"], x["version"]) for x in loads] == [("dev/a", 2)]

@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # psycopg: imported only where a reader pushes changes (Postg
 logger = logging.getLogger("fnstage.runtime")
 
 T = TypeVar("T")
+R = TypeVar("R")
 # A commit's write to the WAL file is seen (inotify) a moment before the commit is visible
 # (`data_version` moves when the wal-index, a shared memory map, is updated; writes to a memory map make
 # no inotify event): after a wake that finds no change, look again after these delays (each cut short
@@ -369,14 +370,17 @@ class Watcher:
         return False
 
     async def _catch_up(self) -> None:
-        changes = await self._call(self._read_and_load, dict(self._positions))
-        if changes is None:
+        if await self._load_then(self._apply_changes, self._read_and_load, dict(self._positions)):
             logger.info("runtime: the publish log no longer reaches back to %s; resyncing", self._positions)
             await self._resync()
-            return
+
+    def _apply_changes(self, changes: Changes | None) -> bool:
+        """Apply what `_read_and_load` read and loaded; True: the log no longer reaches back, resync."""
+        if changes is None:
+            return True
         events, deleted, rows, results = changes
         if not events:
-            return
+            return False
         self._thaw()
         for event in deleted:  # before any later upsert of the name (delete, then create again)
             if self.registry.remove(event.gateway, event.name, event.version):
@@ -386,6 +390,7 @@ class Watcher:
         for event in events:
             self._positions[event.gateway] = max(self._positions.get(event.gateway, 0), event.seq)
         self._notify()
+        return False
 
     def _read_and_load(self, positions: dict[str, int]) -> Changes | None:
         """On the reader's thread, in ONE hop from the event loop (each hop wakes the loop and a thread,
@@ -422,7 +427,9 @@ class Watcher:
             return
         if not freeze:
             self._thaw()
-        self._apply(rows, await self._call(self._load_all, rows), allow_older=allow_older)
+        await self._load_then(
+            lambda results: self._apply(rows, results, allow_older=allow_older), self._load_all, rows
+        )
         if freeze:
             gc.freeze()
             self._frozen = True
@@ -506,6 +513,22 @@ class Watcher:
             gc.unfreeze()
 
     # helpers -------------------------------------------------------------------------------------
+    async def _load_then(self, then: Callable[[T], R], fn: Callable[..., T], *args: Any) -> R:
+        """`fn` (a load) on the reader's thread, then `then` with its result on the loop. A cell serves
+        a version as soon as it has loaded it: a stop() that cancels meanwhile waits for the load to end
+        and applies it (registry, "loaded" line, live report) before the cancellation goes on, or the
+        version would serve unannounced."""
+        assert self._executor is not None
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await asyncio.wait([future])
+            if future.exception() is None:
+                then(future.result())
+            raise
+        return then(result)
+
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._executor is not None
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
