@@ -161,6 +161,10 @@ def test_a_release_with_a_semver_beyond_the_limit_is_refused_and_changes_nothing
         (f"{GW}", {"GET", "PATCH", "DELETE"}),
         (f"{GW}/functions/dev/user/me", {"GET", "PUT", "DELETE"}),
         (f"{PREFIX}/tokens/1", {"DELETE"}),
+        # `{base:path}` also reads these as the canary status of `user/me/abort`: the literal template wins
+        (f"{GW}/canary/dev/user/me/abort", {"POST"}),
+        (f"{GW}/canary/dev/user/me/promote", {"POST"}),
+        (f"{GW}/canary/dev/user/me", {"GET"}),
     ],
 )
 def test_405_lists_every_method_the_resource_supports(api: TestClient, path: str, methods: set[str]) -> None:
