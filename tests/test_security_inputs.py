@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fnstage.api.app import PREFIX, create_app
+from fnstage.api.schemas import OPTIONAL_NOTE_PATTERN
+from fnstage.domain.errors import InvalidInput
+from fnstage.domain.policy import check_note
 from fnstage.service import Services
 from fnstage.service.identity import bootstrap_admin
 from fnstage.store.engine import sqlite_url
@@ -161,6 +165,10 @@ def test_a_release_with_a_semver_beyond_the_limit_is_refused_and_changes_nothing
         (f"{GW}", {"GET", "PATCH", "DELETE"}),
         (f"{GW}/functions/dev/user/me", {"GET", "PUT", "DELETE"}),
         (f"{PREFIX}/tokens/1", {"DELETE"}),
+        # `{base:path}` also reads these as the canary status of `user/me/abort`: the literal template wins
+        (f"{GW}/canary/dev/user/me/abort", {"POST"}),
+        (f"{GW}/canary/dev/user/me/promote", {"POST"}),
+        (f"{GW}/canary/dev/user/me", {"GET"}),
     ],
 )
 def test_405_lists_every_method_the_resource_supports(api: TestClient, path: str, methods: set[str]) -> None:
@@ -193,6 +201,26 @@ def test_the_document_declares_the_patterns_the_server_enforces(api: TestClient)
     assert schemas["GatewayCreate"]["properties"]["id"]["pattern"]
     assert schemas["TokenCreate"]["properties"]["name"]["pattern"]
     assert schemas["Promote"]["properties"]["semver"]["pattern"]
+    secret = document["paths"][f"{PREFIX}/gateways/{{gateway}}/secrets/{{env}}/{{key}}"]["put"]
+    declared = {p["name"]: p["schema"] for p in secret["parameters"]}
+    assert declared["gateway"]["pattern"] and declared["key"]["pattern"]
+    assert declared["env"]["enum"] == ["dev", "staging", "prod"]
+    change = schemas["ConfigChange"]
+    assert change["properties"]["set"]["propertyNames"]["pattern"] and change["anyOf"]
+
+
+@pytest.mark.parametrize("note", ["", "  ", "a note", " two\nlines\t"])
+def test_a_blank_or_plain_optional_note_fits_the_documented_pattern(note: str) -> None:
+    assert re.search(OPTIONAL_NOTE_PATTERN, note) and check_note(note, required=False) == (
+        note.strip() or None
+    )
+
+
+@pytest.mark.parametrize("note", ["a\rb", "a\x01b", "x\x1fy"])
+def test_a_note_with_a_control_character_fails_the_pattern_and_the_server(note: str) -> None:
+    assert not re.search(OPTIONAL_NOTE_PATTERN, note)
+    with pytest.raises(InvalidInput):
+        check_note(note, required=False)
 
 
 def test_renaming_to_the_same_name_is_a_conflict_and_a_loose_type_is_refused(api: TestClient) -> None:

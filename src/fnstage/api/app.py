@@ -82,10 +82,24 @@ def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 def _methods_of(request: Request) -> list[str]:
     """Every method the API serves at this path. Starlette's 405 names one route's methods only
     (FastAPI makes a route per method), or the console's static files' GET and HEAD when they
-    answered; RFC 9110 asks `Allow` to list what the resource supports."""
+    answered; RFC 9110 asks `Allow` to list what the resource supports.
+
+    A path may fit two templates when a `{base:path}` takes slashes: `/canary/dev/user/me/abort` is
+    the abort of `user/me` (POST) and, read as the status of a function `user/me/abort`, a GET. The
+    document's templates take a parameter as one segment (OpenAPI's path parameters hold no `/`), so
+    the resource is the template that matches with the least text in its parameters: the one whose
+    literal segments matched (`.../{base}/abort`), and `Allow` names its methods."""
     path = request.scope["path"]
     routes: list[tuple[re.Pattern[str], set[str]]] = request.app.state.route_methods
-    return sorted({m for pattern, methods in routes if pattern.match(path) for m in methods})
+    fits = [(_captured(found), methods) for pattern, methods in routes if (found := pattern.match(path))]
+    if not fits:
+        return []
+    least = min(size for size, _ in fits)
+    return sorted({m for size, methods in fits if size == least for m in methods})
+
+
+def _captured(found: re.Match[str]) -> int:
+    return sum(len(value) for value in found.groupdict().values() if value)
 
 
 def _route_methods(routers: list[APIRouter]) -> list[tuple[re.Pattern[str], set[str]]]:

@@ -10,10 +10,24 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from fnstage.api.auth import current_actor
 from fnstage.api.routes_gateways import services
+from fnstage.api.schemas import (
+    BASE_PATTERN,
+    ENVIRONMENTS,
+    KEY_PATTERN,
+    MAX_ID,
+    MAX_KEY,
+    OPTIONAL_NOTE_PATTERN,
+    Body,
+    ConfigKey,
+    EnvironmentName,
+    FunctionBase,
+    GatewayId,
+    JsonInt,
+)
 from fnstage.service import Actor, Services
 from fnstage.service.configuration import (
     MAX_VALUE_BYTES,
@@ -28,30 +42,58 @@ C = "/gateways/{gateway}/config/{env}"
 S = "/gateways/{gateway}/secrets/{env}/{key}"
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# What `service.configuration` enforces, declared so the document promises what is accepted: keys
+# (`domain.keys`), a function's scope (`domain.names.check_base`; empty is the environment's), notes
+# (`domain.policy.check_note`, optional here). The service stays the authority and names the field.
+_KEY: dict[str, Any] = {"type": "string", "maxLength": MAX_KEY, "pattern": KEY_PATTERN}
+_SCOPE_PATTERN = rf"^(?:{BASE_PATTERN[1:-1]})?$"  # a base, or "" (the environment's own)
 
 
-class ConfigChange(_Body):
-    set: dict[str, Any] = Field(default_factory=dict, description="keys to set, with their values (JSON)")
-    unset: list[str] = Field(default_factory=list, max_length=200, description="keys to remove")
-    function: str | None = Field(
+def _scope() -> Any:
+    return Field(
         default=None,
         max_length=200,
-        description="a function's own override (user/me); none: the environment's",
+        json_schema_extra={"pattern": _SCOPE_PATTERN},
+        description="a function's own override (user/me); none or empty: the environment's",
     )
-    note: str | None = Field(default=None, max_length=2000)
 
 
-class SecretSet(_Body):
+def _note() -> Any:
+    return Field(default=None, max_length=2000, json_schema_extra={"pattern": OPTIONAL_NOTE_PATTERN})
+
+
+class ConfigChange(Body):
+    # a change changes something: a key to set or one to unset
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["set"], "properties": {"set": {"minProperties": 1}}},
+                {"required": ["unset"], "properties": {"unset": {"minItems": 1}}},
+            ]
+        }
+    )
+
+    set: dict[str, Any] = Field(
+        default_factory=dict,
+        json_schema_extra={"propertyNames": _KEY},
+        description="keys to set, with their values (JSON)",
+    )
+    unset: list[str] = Field(
+        default_factory=list, max_length=200, json_schema_extra={"items": _KEY}, description="keys to remove"
+    )
+    function: str | None = _scope()
+    note: str | None = _note()
+
+
+class SecretSet(Body):
     value: str = Field(min_length=1, max_length=MAX_VALUE_BYTES, description="never returned after this")
-    function: str | None = Field(default=None, max_length=200)
-    note: str | None = Field(default=None, max_length=2000)
+    function: str | None = _scope()
+    note: str | None = _note()
 
 
-class ConfigRollback(_Body):
-    to: int = Field(ge=1, le=2**31 - 1, description="the configuration version to restore")
-    note: str | None = Field(default=None, max_length=2000)
+class ConfigRollback(Body):
+    to: JsonInt = Field(ge=1, le=2**31 - 1, description="the configuration version to restore")
+    note: str | None = _note()
 
 
 def _values_shown(request: Request) -> bool:
@@ -62,8 +104,8 @@ def _values_shown(request: Request) -> bool:
 
 @router.get(C)
 def get_config(
-    gateway: str,
-    env: str,
+    gateway: GatewayId,
+    env: EnvironmentName,
     request: Request,
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),
@@ -74,8 +116,8 @@ def get_config(
 
 @router.patch(C)
 def change_config(
-    gateway: str,
-    env: str,
+    gateway: GatewayId,
+    env: EnvironmentName,
     body: ConfigChange,
     request: Request,
     actor: Actor = Depends(current_actor),
@@ -88,8 +130,8 @@ def change_config(
 
 @router.get(C + "/history")
 def config_history(
-    gateway: str,
-    env: str,
+    gateway: GatewayId,
+    env: EnvironmentName,
     limit: int = Query(default=50, ge=1, le=200),
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),
@@ -99,11 +141,16 @@ def config_history(
 
 @router.get(C + "/required/{base:path}")
 def required_keys(
-    gateway: str,
-    env: str,
-    base: str,
-    source: str | None = Query(default=None, max_length=16, description="the environment released from"),
-    history_id: int | None = Query(default=None, ge=1, le=2**63 - 1, description="or this history entry"),
+    gateway: GatewayId,
+    env: EnvironmentName,
+    base: FunctionBase,
+    source: str | None = Query(
+        default=None,
+        max_length=16,
+        json_schema_extra={"enum": ENVIRONMENTS},
+        description="the environment released from",
+    ),
+    history_id: int | None = Query(default=None, ge=1, le=MAX_ID, description="or this history entry"),
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
@@ -113,8 +160,8 @@ def required_keys(
 
 @router.post(C + "/rollback")
 def rollback_config(
-    gateway: str,
-    env: str,
+    gateway: GatewayId,
+    env: EnvironmentName,
     body: ConfigRollback,
     actor: Actor = Depends(current_actor),
     svc: Services = Depends(services),
@@ -125,9 +172,9 @@ def rollback_config(
 
 @router.put(S)
 def set_secret(
-    gateway: str,
-    env: str,
-    key: str,
+    gateway: GatewayId,
+    env: EnvironmentName,
+    key: ConfigKey,
     body: SecretSet,
     actor: Actor = Depends(current_actor),
     svc: Services = Depends(services),
@@ -139,11 +186,20 @@ def set_secret(
 
 @router.delete(S)
 def remove_secret(
-    gateway: str,
-    env: str,
-    key: str,
-    function: str | None = Query(default=None, max_length=200),
-    note: str | None = Query(default=None, max_length=2000),
+    gateway: GatewayId,
+    env: EnvironmentName,
+    key: ConfigKey,
+    function: str | None = Query(
+        default=None,
+        max_length=200,
+        json_schema_extra={"pattern": _SCOPE_PATTERN},
+        description="a function's own secret (user/me); none or empty: the environment's",
+    ),
+    # in the query string, a note is at most 500 characters: 500 four-byte characters percent-encoded
+    # (6000 bytes) and a function's path still fit the query's limit (`limits.RequestLimits`, 8 KiB)
+    note: str | None = Query(
+        default=None, max_length=500, json_schema_extra={"pattern": OPTIONAL_NOTE_PATTERN}
+    ),
     actor: Actor = Depends(current_actor),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
@@ -154,6 +210,6 @@ def remove_secret(
 
 @router.post("/gateways/{gateway}/secrets/rotate-key")
 def rotate_key(
-    gateway: str, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
+    gateway: GatewayId, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     return {"gateway": gateway, "rotated": svc.configurations.rotate_key(actor, gateway)}

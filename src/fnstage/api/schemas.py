@@ -39,6 +39,14 @@ MAX_NAME = 204  # "dev/" and a 200-character base; the API refuses longer names,
 # a note: printable text, newlines and tabs, and at least one visible character
 NOTE_PATTERN = r"^[\t\n\r ]*[^\x00-\x20\x7f][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
+# an optional note (`domain.policy.check_note`, not required): blank is none; once stripped, no control
+# character but newlines and tabs. (Python's `\s`, as schemathesis reads it, is what `str.strip` strips.)
+_NOTE_EDGE = r"[^\s\x00-\x1f]"
+OPTIONAL_NOTE_PATTERN = rf"^\s*(?:{_NOTE_EDGE}(?:[^\x00-\x08\x0b-\x1f]*{_NOTE_EDGE})?)?\s*$"
+# a configuration or secret key (`domain.keys.KEY_PATTERN`), like an environment variable's name
+KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+MAX_KEY = 128
+
 ENVIRONMENTS: list[Any] = ["dev", "staging", "prod"]  # JSON values for `enum`
 GatewayId = Annotated[
     str,
@@ -57,6 +65,14 @@ FunctionBase = Annotated[
         max_length=200,
         json_schema_extra={"pattern": BASE_PATTERN},
         description="the name without environment: user/me",
+    ),
+]
+ConfigKey = Annotated[
+    str,
+    Path(
+        max_length=MAX_KEY,
+        json_schema_extra={"pattern": KEY_PATTERN},
+        description="letters, digits and '_', not starting with a digit: DATABASE_URL",
     ),
 ]
 UserName = Annotated[str, Path(max_length=64, json_schema_extra={"pattern": USER_PATTERN})]
@@ -85,6 +101,7 @@ def _integral(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+JsonInt = Annotated[int, BeforeValidator(_integral)]
 # the validator wraps `int | None` whole: on `Annotated[int, ...] | None` pydantic would write the field's
 # ge/le into the document as unknown keys instead of minimum/maximum
 JsonIntOrNone = Annotated[int | None, BeforeValidator(_integral)]
