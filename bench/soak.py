@@ -6,7 +6,7 @@
 
 A control plane (`fnstage up --no-runtime`) and `--runtimes` production runtimes (`fnstage runtime
 --gateway demo`, each its own process) on one store. PostgreSQL: a cluster of the soak's own
-(tests/pg.py), stopped (`pg_ctl stop -m fast`) and started again every `--restart-every` seconds,
+(tests/support/pg.py), stopped (`pg_ctl stop -m fast`) and started again every `--restart-every` seconds,
 down `--outage` seconds each time. SQLite has no server: its "restart" is the control plane (the one
 writer) killed with SIGKILL and started again; the runtimes keep reading the file.
 
@@ -111,7 +111,7 @@ def store_for(engine: str, root: Path) -> Iterator[tuple[str, Any]]:
         yield url, None
         return
     sys.path.insert(0, str(ROOT / "tests"))
-    import pg  # tests/pg.py: a throwaway cluster of our own
+    from support import pg  # tests/support/pg.py: a throwaway cluster of our own
 
     with pg.own_cluster() as cluster:
         server = pg.PgServer(cluster.url)
