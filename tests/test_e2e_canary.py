@@ -118,10 +118,17 @@ def test_canaries_complete_roll_back_by_themselves_and_obey_a_hand(up: UpProcess
     _release_to_prod(up, src, GOOD % "1.0", "1.0.0")
     stable = _prod_version(up)
 
-    # a good canary, 30% then 60%, completes at the end of its bake under load
+    # a good canary, 30% then 60%, completes at the end of its bake under load. Its latency is not what
+    # this part proves (`judge`'s p95 rule: tests/test_domain_canary.py): with 20 requests a side, p95 is about the
+    # slowest one, and one request stalled by a loaded machine (a CI neighbour) rolled a good canary
+    # back in about 1 run of 3; the error-rate rule still applies.
     with Load(up) as load:
         out = _release_to_prod(
-            up, src, GOOD % "1.1", "1.1.0", "--canary", "30,60", "--bake", "3s", "--min-requests", "20"
+            up,
+            src,
+            GOOD % "1.1",
+            "1.1.0",
+            *("--canary", "30,60", "--bake", "3s", "--min-requests", "20", "--max-p95-ratio", "100"),
         )
         assert "serves 30% of requests" in out
         status = _wait_state(up, "completed", timeout=60)
