@@ -19,7 +19,6 @@ from fnstage.store.engine import sqlite_url
 from fnstage.store.store import Store
 from fnstage.testing import wheelhouse
 from support import pg
-from support.functions import hello_files  # noqa: F401  (for branches written before tests/support/)
 
 # No test resolves or installs dependencies from the internet: uv sees no index, only a folder of small
 # wheels built for the session (`fnstage.testing.wheelhouse`: fnpkg 1.0 and 2.0, native-thing, ...),

@@ -8,13 +8,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from conftest import hello_files
 from fnstage.domain.canary import ArmCounts, CanarySpec, judge, parse_duration, parse_steps
 from fnstage.domain.errors import Conflict, InvalidInput
 from fnstage.runtime.split import Split, client_key, to_canary
 from fnstage.service import Actor, Services
 from fnstage.store import canaries as sql
 from fnstage.store import schema as t
+from support.functions import hello_files
 
 
 def test_steps_and_bake_times_read_as_people_write_them() -> None:

@@ -231,8 +231,8 @@ def test_since_and_status_as_typed() -> None:
 def test_charts_are_computed_per_version_and_bucket_with_releases(
     services: Services, actor: Actor, demo: str, store: Store
 ) -> None:
-    from conftest import hello_files
     from fnstage.service.invocation_stats import InvocationStats, percentile
+    from support.functions import hello_files
 
     services.deployments.save(actor, demo, "dev/user/me", hello_files())
     services.deployments.save(actor, demo, "dev/user/me", hello_files("Hi"))
