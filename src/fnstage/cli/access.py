@@ -1,7 +1,4 @@
-"""`fnstage token|user|member|audit`: who may act, and the record of who changed access.
-
-Registered on the main app when `fnstage.cli.main` is imported (see its last lines).
-"""
+"""`fnstage whoami|token|user|member|audit`: who may act, and the record of who changed access."""
 
 from __future__ import annotations
 
@@ -15,7 +12,8 @@ from rich.table import Table
 
 from fnstage.cli import config, render
 from fnstage.cli.client import CliError, path_of
-from fnstage.cli.main import GatewayOption, JsonOption, _api, _command, app, gateway_app
+from fnstage.cli.command import command, connect
+from fnstage.cli.options import GatewayOption, JsonOption
 
 ROLES = ("viewer", "developer", "releaser", "owner")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -28,9 +26,20 @@ user_app = typer.Typer(
 member_app = typer.Typer(
     help="Who may act on a gateway: viewer < developer < releaser < owner.", no_args_is_help=True
 )
-app.add_typer(token_app, name="token")
-app.add_typer(user_app, name="user")
-app.add_typer(member_app, name="member")
+
+access_commands = typer.Typer()
+
+
+@command(access_commands)
+def whoami(json_output: JsonOption = False) -> None:
+    """Show who the configured token belongs to, and on which server."""
+    with connect() as api:
+        me = api.get("me")
+        if json_output:
+            render.print_json(me)
+            return
+        role = "admin" if me.get("is_admin") else "user"
+        render.say(f"{me.get('name')} ({role}) at {api.url}")
 
 
 def parse_duration(text: str) -> int:
@@ -53,7 +62,7 @@ def _when(value: Any) -> str:
 
 
 # tokens ---------------------------------------------------------------------------------------------
-@_command(token_app, "create")
+@command(token_app, "create")
 def token_create(
     name: Annotated[str, typer.Option("--name", "-n", metavar="NAME", help="What the token is for.")] = "cli",
     expires_in: Annotated[
@@ -66,7 +75,7 @@ def token_create(
     body: dict[str, Any] = {"name": name}
     if expires_in is not None:
         body["expires_in_seconds"] = parse_duration(expires_in)
-    with _api() as api:
+    with connect() as api:
         token = api.post("tokens", body)
     if json_output:
         render.print_json(token)
@@ -76,10 +85,10 @@ def token_create(
     typer.echo(token["secret"])
 
 
-@_command(token_app, "ls")
+@command(token_app, "ls")
 def token_ls(json_output: JsonOption = False) -> None:
     """List your tokens (never their secrets)."""
-    with _api() as api:
+    with connect() as api:
         data = api.get("tokens")
     if json_output:
         render.print_json(data)
@@ -107,23 +116,23 @@ def _state(token: Mapping[str, Any]) -> str:
     return "active"
 
 
-@_command(token_app, "revoke")
+@command(token_app, "revoke")
 def token_revoke(token_id: Annotated[int, typer.Argument(metavar="ID", min=1)]) -> None:
     """Revoke a token: it is refused from the next request on."""
-    with _api() as api:
+    with connect() as api:
         api.delete(path_of("tokens", str(token_id)))
     render.say(f"revoked token {token_id}")
 
 
 # users ----------------------------------------------------------------------------------------------
-@_command(user_app, "create")
+@command(user_app, "create")
 def user_create(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Lowercase letters, digits, '.', '_', '-'.")],
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Create a user and print their first token (hand it over: it is shown only once)."""
-    with _api() as api:
+    with connect() as api:
         created = api.post("users", {"name": name, "is_admin": admin})
     if json_output:
         render.print_json(created)
@@ -132,10 +141,10 @@ def user_create(
     typer.echo(created["token"]["secret"])
 
 
-@_command(user_app, "ls")
+@command(user_app, "ls")
 def user_ls(json_output: JsonOption = False) -> None:
     """List users."""
-    with _api() as api:
+    with connect() as api:
         data = api.get("users")
     if json_output:
         render.print_json(data)
@@ -149,7 +158,7 @@ def _members_path(gateway: str | None, *rest: str) -> str:
     return path_of("gateways", config.resolve_gateway(gateway), "members", *rest)
 
 
-@_command(member_app, "add")
+@command(member_app, "add")
 def member_add(
     user: Annotated[str, typer.Argument(metavar="USER")],
     role: Annotated[str, typer.Argument(metavar="ROLE", help="viewer, developer, releaser or owner.")],
@@ -158,15 +167,15 @@ def member_add(
     """Add USER to the gateway with ROLE, or change the role they have (owners only)."""
     if role not in ROLES:
         raise CliError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
-    with _api() as api:
+    with connect() as api:
         member = api.put(_members_path(gateway, user), {"role": role})
     render.say(f"{member['user']} is now {member['role']} of {config.resolve_gateway(gateway)}")
 
 
-@_command(member_app, "ls")
+@command(member_app, "ls")
 def member_ls(gateway: GatewayOption = None, json_output: JsonOption = False) -> None:
     """List the gateway's members and their roles."""
-    with _api() as api:
+    with connect() as api:
         data = api.get(_members_path(gateway))
     if json_output:
         render.print_json(data)
@@ -175,16 +184,16 @@ def member_ls(gateway: GatewayOption = None, json_output: JsonOption = False) ->
     render.console().print(_table(("USER", "ROLE", "ADDED", "BY"), rows))
 
 
-@_command(member_app, "rm")
+@command(member_app, "rm")
 def member_rm(user: Annotated[str, typer.Argument(metavar="USER")], gateway: GatewayOption = None) -> None:
     """Remove USER from the gateway (owners only; the last owner stays)."""
-    with _api() as api:
+    with connect() as api:
         api.delete(_members_path(gateway, user))
     render.say(f"removed {user} from {config.resolve_gateway(gateway)}")
 
 
 # audit ---------------------------------------------------------------------------------------------------
-@_command(app, "audit")
+@command(access_commands, "audit")
 def audit(
     gateway: GatewayOption = None,
     accounts: Annotated[
@@ -195,7 +204,7 @@ def audit(
 ) -> None:
     """Who changed members, tokens and settings, and when (deployments are in `fnstage history`)."""
     path = "audit" if accounts else path_of("gateways", config.resolve_gateway(gateway), "audit")
-    with _api() as api:
+    with connect() as api:
         data = api.get(path, limit=limit)
     if json_output:
         render.print_json(data)
@@ -209,11 +218,3 @@ def audit(
 
 def _details(details: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in details.items() if v is not None)
-
-
-@_command(gateway_app, "rm")
-def gateway_rm(gateway_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Delete an empty gateway, its history and members (owners only; `fnstage rm` its functions first)."""
-    with _api() as api:
-        api.delete(path_of("gateways", gateway_id))
-    render.say(f"deleted gateway {gateway_id}")

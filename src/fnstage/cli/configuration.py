@@ -2,8 +2,7 @@
 
 Configuration belongs to an environment (promotion never copies it); `--function user/me` narrows a
 key to one function. A secret's value is read from stdin (`--value-from-stdin`) or a hidden prompt,
-never from the command line (argv is public to every local user). Registered on the main app when
-`fnstage.cli.main` is imported.
+never from the command line (argv is public to every local user).
 """
 
 from __future__ import annotations
@@ -19,7 +18,8 @@ from rich.table import Table
 
 from fnstage.cli import config, render
 from fnstage.cli.client import CliError, path_of
-from fnstage.cli.main import GatewayOption, JsonOption, _api, _command, app
+from fnstage.cli.command import command, connect
+from fnstage.cli.options import GatewayOption, JsonOption
 from fnstage.domain.names import ENVIRONMENTS
 
 config_app = typer.Typer(
@@ -30,9 +30,6 @@ secret_app = typer.Typer(
     help="An environment's secrets (ctx.secrets): set, remove, list (names only), rotate the key.",
     no_args_is_help=True,
 )
-app.add_typer(config_app, name="config")
-app.add_typer(secret_app, name="secret")
-app.add_typer(secret_app, name="secrets", hidden=True)  # `fnstage secrets rotate-key` reads well too
 
 EnvArgument = Annotated[str, typer.Argument(metavar="ENV", help="dev, staging or prod.")]
 FunctionOption = Annotated[
@@ -63,7 +60,7 @@ def _summary(view: Mapping[str, Any]) -> str:
     return f"{view['env']} is at configuration version {view['version']}"
 
 
-@_command(config_app, "set")
+@command(config_app, "set")
 def config_set(
     env: EnvArgument,
     pairs: Annotated[list[str], typer.Argument(metavar="KEY=VALUE...", help="Plain settings (not secrets).")],
@@ -89,7 +86,7 @@ def config_set(
                 raise CliError(f"{key}: the value is not JSON ({error})") from None
         else:
             values[key] = value
-    with _api() as api:
+    with connect() as api:
         view = api.patch(_config_path(gateway, env), {"set": values, "function": function, "note": note})
     if json_output:
         render.print_json(view)
@@ -97,7 +94,7 @@ def config_set(
     render.say(f"set {', '.join(values)}: {_summary(view)}")
 
 
-@_command(config_app, "unset")
+@command(config_app, "unset")
 def config_unset(
     env: EnvArgument,
     keys: Annotated[list[str], typer.Argument(metavar="KEY...")],
@@ -107,7 +104,7 @@ def config_unset(
     json_output: JsonOption = False,
 ) -> None:
     """Remove plain settings of ENV."""
-    with _api() as api:
+    with connect() as api:
         view = api.patch(_config_path(gateway, env), {"unset": keys, "function": function, "note": note})
     if json_output:
         render.print_json(view)
@@ -115,10 +112,10 @@ def config_unset(
     render.say(f"unset {', '.join(keys)}: {_summary(view)}")
 
 
-@_command(config_app, "ls")
+@command(config_app, "ls")
 def config_ls(env: EnvArgument, gateway: GatewayOption = None, json_output: JsonOption = False) -> None:
     """List ENV's settings and secrets (secrets by name, who set them and when; never their values)."""
-    with _api() as api:
+    with connect() as api:
         view = api.get(_config_path(gateway, env))
     if json_output:
         render.print_json(view)
@@ -143,7 +140,7 @@ def _print_view(view: Mapping[str, Any]) -> None:
         render.say("no settings or secrets")
 
 
-@_command(config_app, "history")
+@command(config_app, "history")
 def config_history(
     env: EnvArgument,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=200)] = 20,
@@ -151,7 +148,7 @@ def config_history(
     json_output: JsonOption = False,
 ) -> None:
     """ENV's configuration versions, newest first: who, when, the note, which keys changed."""
-    with _api() as api:
+    with connect() as api:
         data = api.get(_config_path(gateway, env, "history"), limit=limit)
     if json_output:
         render.print_json(data)
@@ -174,7 +171,7 @@ def config_history(
     render.console().print(table)
 
 
-@_command(config_app, "rollback")
+@command(config_app, "rollback")
 def config_rollback(
     env: EnvArgument,
     to: Annotated[
@@ -185,7 +182,7 @@ def config_rollback(
     json_output: JsonOption = False,
 ) -> None:
     """Restore ENV's configuration version N (as a new version), live without restart."""
-    with _api() as api:
+    with connect() as api:
         done = api.post(_config_path(gateway, env, "rollback"), {"to": to, "note": note})
     if json_output:
         render.print_json(done)
@@ -194,7 +191,7 @@ def config_rollback(
 
 
 # secrets -------------------------------------------------------------------------------------------
-@_command(secret_app, "set")
+@command(secret_app, "set")
 def secret_set(
     env: EnvArgument,
     key: Annotated[str, typer.Argument(metavar="KEY")],
@@ -222,7 +219,7 @@ def secret_set(
     if not value:
         raise CliError("the value is empty: a secret needs a value (remove one with `fnstage secret rm`)")
     path = path_of("gateways", config.resolve_gateway(gateway), "secrets", _env(env), key)
-    with _api() as api:
+    with connect() as api:
         view = api.put(path, {"value": value, "function": function, "note": note})
     if json_output:
         render.print_json(view)
@@ -231,7 +228,7 @@ def secret_set(
     render.say(f"secret {key} set in {env} (fingerprint {mine.get('fingerprint')}): {_summary(view)}")
 
 
-@_command(secret_app, "rm")
+@command(secret_app, "rm")
 def secret_rm(
     env: EnvArgument,
     key: Annotated[str, typer.Argument(metavar="KEY")],
@@ -243,7 +240,7 @@ def secret_rm(
     """Remove the secret KEY of ENV."""
     query = {k: v for k, v in (("function", function), ("note", note)) if v}
     path = path_of("gateways", config.resolve_gateway(gateway), "secrets", _env(env), key)
-    with _api() as api:
+    with connect() as api:
         view = api.delete(path + (f"?{urlencode(query)}" if query else ""))
     if json_output:
         render.print_json(view)
@@ -251,10 +248,10 @@ def secret_rm(
     render.say(f"secret {key} removed from {env}: {_summary(view)}")
 
 
-@_command(secret_app, "ls")
+@command(secret_app, "ls")
 def secret_ls(env: EnvArgument, gateway: GatewayOption = None, json_output: JsonOption = False) -> None:
     """List ENV's secrets: names, who set them, when, fingerprints. Never values."""
-    with _api() as api:
+    with connect() as api:
         view = api.get(_config_path(gateway, env))
     if json_output:
         render.print_json({"env": view["env"], "version": view["version"], "secrets": view["secrets"]})
@@ -262,12 +259,12 @@ def secret_ls(env: EnvArgument, gateway: GatewayOption = None, json_output: Json
     _print_view({**view, "config": []})
 
 
-@_command(secret_app, "rotate-key")
+@command(secret_app, "rotate-key")
 def secret_rotate_key(gateway: GatewayOption = None, json_output: JsonOption = False) -> None:
     """Re-encrypt every secret of the gateway (all versions) under a new data key, wrapped with the
     server's newest key. Owners only."""
     gw = config.resolve_gateway(gateway)
-    with _api() as api:
+    with connect() as api:
         done = api.post(path_of("gateways", gw, "secrets", "rotate-key"), {})
     if json_output:
         render.print_json(done)

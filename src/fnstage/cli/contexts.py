@@ -1,6 +1,6 @@
 """`fnstage context ls|use`: which fnstage instance the CLI talks to, one context per instance URL.
 
-Kept apart from `cli/main.py` (and never importing it) so the command group stands alone.
+Kept apart from the other commands so the command group stands alone.
 """
 
 from __future__ import annotations

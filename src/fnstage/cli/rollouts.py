@@ -2,7 +2,6 @@
 
 A canary starts with `--canary 10%` (or steps, `--canary 10,50`) and `--bake 10m` on promote, release
 or rollback; the control plane promotes it at the end of the bake or rolls it back on a regression.
-Registered on the main app when `fnstage.cli.main` is imported.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ import typer
 
 from fnstage.cli import config, render
 from fnstage.cli.client import CliError, path_of
-from fnstage.cli.main import GatewayOption, JsonOption, _api, _command, _name, app
+from fnstage.cli.command import command, connect, function_name
+from fnstage.cli.options import GatewayOption, JsonOption
 from fnstage.domain.canary import parse_duration, parse_steps
 from fnstage.domain.errors import FnstageError
 
@@ -22,7 +22,6 @@ rollout_app = typer.Typer(
     help="A canary release: see it (share, time left, both versions' counts), promote it or abort it.",
     no_args_is_help=True,
 )
-app.add_typer(rollout_app, name="rollout")
 
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="Function, such as prod/user/me.")]
 
@@ -84,12 +83,12 @@ def describe(status: Mapping[str, Any]) -> list[str]:
 
 
 def _call(method: str, name: str, gateway: str | None, action: str | None, json_output: bool) -> None:
-    fn = _name(name)
+    fn = function_name(name)
     gw = config.resolve_gateway(gateway)
     parts = ["gateways", gw, "canary", fn.env, *fn.base.split("/")]
     if action is not None:
         parts.append(action)
-    with _api() as api:
+    with connect() as api:
         result = api.get(path_of(*parts)) if method == "GET" else api.post(path_of(*parts), {})
     if json_output:
         render.print_json(result)
@@ -98,7 +97,7 @@ def _call(method: str, name: str, gateway: str | None, action: str | None, json_
         render.say(line)
 
 
-@_command(rollout_app, "status")
+@command(rollout_app, "status")
 def rollout_status(
     name: NameArgument, gateway: GatewayOption = None, json_output: JsonOption = False
 ) -> None:
@@ -106,7 +105,7 @@ def rollout_status(
     _call("GET", name, gateway, None, json_output)
 
 
-@_command(rollout_app, "promote")
+@command(rollout_app, "promote")
 def rollout_promote(
     name: NameArgument, gateway: GatewayOption = None, json_output: JsonOption = False
 ) -> None:
@@ -114,7 +113,7 @@ def rollout_promote(
     _call("POST", name, gateway, "promote", json_output)
 
 
-@_command(rollout_app, "abort")
+@command(rollout_app, "abort")
 def rollout_abort(name: NameArgument, gateway: GatewayOption = None, json_output: JsonOption = False) -> None:
     """Send all traffic back to the stable version now (recorded in history as a rollback)."""
     _call("POST", name, gateway, "abort", json_output)

@@ -1,7 +1,7 @@
 """`fnstage trigger add|ls|rm|pause|resume|runs`: run a function on a cron schedule.
 
 A trigger is named `ENV/NAME` (such as `prod/reports-daily`): it belongs to one environment and is
-not copied by promotion. Registered on the main app when `fnstage.cli.main` is imported.
+not copied by promotion.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from rich.text import Text
 
 from fnstage.cli import config, render
 from fnstage.cli.client import CliError, path_of
-from fnstage.cli.main import GatewayOption, JsonOption, _api, _command, _name, app
+from fnstage.cli.command import command, connect, function_name
+from fnstage.cli.options import GatewayOption, JsonOption
 from fnstage.domain.errors import FnstageError
 from fnstage.domain.names import ENVIRONMENTS
 from fnstage.domain.schedules import check_trigger_name
@@ -25,7 +26,6 @@ trigger_app = typer.Typer(
     help="Run a function on a cron schedule: add, list, pause, resume, remove, and see its runs.",
     no_args_is_help=True,
 )
-app.add_typer(trigger_app, name="trigger")
 
 TriggerArgument = Annotated[
     str, typer.Argument(metavar="ENV/NAME", help="The trigger, such as prod/reports-daily (see trigger ls).")
@@ -55,7 +55,7 @@ def _time(value: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
 
 
-@_command(trigger_app, "add")
+@command(trigger_app, "add")
 def trigger_add(
     function: Annotated[
         str, typer.Argument(metavar="FUNCTION", help="What it runs, such as prod/reports/daily.")
@@ -82,7 +82,7 @@ def trigger_add(
     json_output: JsonOption = False,
 ) -> None:
     """Run FUNCTION on a schedule. In staging and prod this needs the releaser role."""
-    fn = _name(function, field="function")
+    fn = function_name(function, field="function")
     body: dict[str, Any] = {"function": str(fn), "cron": cron, "timezone": timezone}
     if name is not None:
         body["name"] = name
@@ -92,7 +92,7 @@ def trigger_add(
         except ValueError as error:
             raise CliError(f"--payload is not JSON: {error}") from None
     gw = config.resolve_gateway(gateway)
-    with _api() as api:
+    with connect() as api:
         added = api.post(path_of("gateways", gw, "triggers"), body)
     if json_output:
         render.print_json(added)
@@ -100,7 +100,7 @@ def trigger_add(
     render.say(f"added trigger {_describe(added)}")
 
 
-@_command(trigger_app, "ls")
+@command(trigger_app, "ls")
 def trigger_ls(
     what: Annotated[
         str | None,
@@ -113,7 +113,7 @@ def trigger_ls(
     params: dict[str, str] = {}
     if what:
         if "/" in what:
-            fn = _name(what, field="function")
+            fn = function_name(what, field="function")
             params = {"env": fn.env, "base": fn.base}
         elif what in ENVIRONMENTS:
             params = {"env": what}
@@ -122,7 +122,7 @@ def trigger_ls(
                 f"invalid filter {what!r}: give an environment ({', '.join(ENVIRONMENTS)}) or ENV/PATH"
             )
     gw = config.resolve_gateway(gateway)
-    with _api() as api:
+    with connect() as api:
         data = api.get(path_of("gateways", gw, "triggers"), **params)
     if json_output:
         render.print_json(data)
@@ -138,7 +138,7 @@ def trigger_ls(
     render.console().print(table)
 
 
-@_command(trigger_app, "rm")
+@command(trigger_app, "rm")
 def trigger_rm(
     trigger: TriggerArgument,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -149,30 +149,30 @@ def trigger_rm(
     path = _trigger_path(gw, trigger)
     if not yes:
         typer.confirm(f"Remove trigger {trigger} of gateway {gw}, and its runs?", abort=True)
-    with _api() as api:
+    with connect() as api:
         api.delete(path)
     render.say(f"removed trigger {trigger}")
 
 
-@_command(trigger_app, "pause")
+@command(trigger_app, "pause")
 def trigger_pause(trigger: TriggerArgument, gateway: GatewayOption = None) -> None:
     """Stop a trigger firing until it is resumed."""
     gw = config.resolve_gateway(gateway)
-    with _api() as api:
+    with connect() as api:
         paused = api.post(_trigger_path(gw, trigger, "pause"), {})
     render.say(f"paused {_describe(paused)}")
 
 
-@_command(trigger_app, "resume")
+@command(trigger_app, "resume")
 def trigger_resume(trigger: TriggerArgument, gateway: GatewayOption = None) -> None:
     """Fire again from the next tick on (ticks that passed while paused are not caught up)."""
     gw = config.resolve_gateway(gateway)
-    with _api() as api:
+    with connect() as api:
         resumed = api.post(_trigger_path(gw, trigger, "resume"), {})
     render.say(f"resumed {_describe(resumed)}")
 
 
-@_command(trigger_app, "runs")
+@command(trigger_app, "runs")
 def trigger_runs(
     trigger: TriggerArgument,
     limit: Annotated[int, typer.Option(min=1, max=100, help="How many runs to show, newest first.")] = 20,
@@ -181,7 +181,7 @@ def trigger_runs(
 ) -> None:
     """Show a trigger's runs: tick, status, duration, version, what the function logged, its error."""
     gw = config.resolve_gateway(gateway)
-    with _api() as api:
+    with connect() as api:
         data = api.get(_trigger_path(gw, trigger, "runs"), limit=limit)
     if json_output:
         render.print_json(data)

@@ -1,7 +1,4 @@
-"""`fnstage webhook add|ls|rm|deliveries`: tell another system (a team's chat) about every deployment.
-
-Registered on the main app when `fnstage.cli.main` is imported.
-"""
+"""`fnstage webhook add|ls|rm|deliveries`: tell another system (a team's chat) about every deployment."""
 
 from __future__ import annotations
 
@@ -12,19 +9,19 @@ from rich.table import Table
 
 from fnstage.cli import config, render
 from fnstage.cli.client import path_of
-from fnstage.cli.main import GatewayOption, JsonOption, _api, _command, app
+from fnstage.cli.command import command, connect
+from fnstage.cli.options import GatewayOption, JsonOption
 
 webhook_app = typer.Typer(
     help="POST every save, release and rollback of a gateway to a URL (Slack-compatible, signed).",
     no_args_is_help=True,
 )
-app.add_typer(webhook_app, name="webhook")
 
 IdArgument = Annotated[int, typer.Argument(metavar="ID", min=1, help="The webhook's id (see webhook ls).")]
 STATUS_STYLES = {"delivered": "green", "failed": "red", "pending": "yellow"}
 
 
-@_command(webhook_app, "add")
+@command(webhook_app, "add")
 def webhook_add(
     url: Annotated[
         str, typer.Argument(metavar="URL", help="Where to POST, such as a Slack incoming webhook.")
@@ -45,7 +42,7 @@ def webhook_add(
     body: dict[str, Any] = {"url": url}
     if events:
         body["events"] = events
-    with _api() as api:
+    with connect() as api:
         added = api.post(path_of("gateways", gw, "webhooks"), body)
     if json_output:
         render.print_json(added)
@@ -58,11 +55,11 @@ def webhook_add(
     )
 
 
-@_command(webhook_app, "ls")
+@command(webhook_app, "ls")
 def webhook_ls(gateway: GatewayOption = None, json_output: JsonOption = False) -> None:
     """List the gateway's webhooks."""
     gw = config.resolve_gateway(gateway)
-    with _api() as api:
+    with connect() as api:
         data = api.get(path_of("gateways", gw, "webhooks"))
     if json_output:
         render.print_json(data)
@@ -77,16 +74,16 @@ def webhook_ls(gateway: GatewayOption = None, json_output: JsonOption = False) -
     render.console().print(table)
 
 
-@_command(webhook_app, "rm")
+@command(webhook_app, "rm")
 def webhook_rm(webhook_id: IdArgument, gateway: GatewayOption = None) -> None:
     """Remove a webhook; its queued deliveries go with it."""
     gw = config.resolve_gateway(gateway)
-    with _api() as api:
+    with connect() as api:
         removed = api.delete(path_of("gateways", gw, "webhooks", str(webhook_id)))["removed"]
     render.say(f"removed webhook {removed['id']} ({removed['url']})")
 
 
-@_command(webhook_app, "deliveries")
+@command(webhook_app, "deliveries")
 def webhook_deliveries(
     webhook_id: IdArgument,
     limit: Annotated[int, typer.Option(min=1, max=200, help="How many to show.")] = 20,
@@ -95,7 +92,7 @@ def webhook_deliveries(
 ) -> None:
     """A webhook's deliveries, newest first: delivered, pending (with its next attempt) or failed."""
     gw = config.resolve_gateway(gateway)
-    with _api() as api:
+    with connect() as api:
         data = api.get(path_of("gateways", gw, "webhooks", str(webhook_id), "deliveries"), limit=limit)
     if json_output:
         render.print_json(data)
