@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fnstage.build.bundle import sha256_text
 from fnstage.cli.client import CliError
 from fnstage.cli.sync import compare_hashes, hash_files, read_function_dir, write_function_dir
 
@@ -70,6 +71,11 @@ def test_empty_folder_and_missing_folder(tmp_path: Path) -> None:
 
 def test_hashes_are_sha256_of_utf8_text() -> None:
     assert hash_files({"a.py": "é"}) == {"a.py": hashlib.sha256("é".encode()).hexdigest()}
+
+
+def test_hashes_match_the_ones_the_server_builds() -> None:
+    files = {"index.py": "def main(ctx):\n    return 'é'\n", "lib/x.py": ""}
+    assert hash_files(files) == {path: sha256_text(text) for path, text in files.items()}
 
 
 def test_compare_hashes_classifies_every_path() -> None:

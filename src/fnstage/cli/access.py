@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from fnstage.cli import config, render
 from fnstage.cli.client import CliError, path_of
 from fnstage.cli.command import command, connect
 from fnstage.cli.options import GatewayOption, JsonOption
+
+if TYPE_CHECKING:  # rich is imported when something is printed, not at start-up
+    from rich.table import Table
 
 ROLES = ("viewer", "developer", "releaser", "owner")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -51,6 +53,8 @@ def parse_duration(text: str) -> int:
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(*columns, box=None, pad_edge=False)
     for row in rows:
         table.add_row(*("-" if value is None else str(value) for value in row))

@@ -11,10 +11,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
+if TYPE_CHECKING:  # httpx is imported when a command first talks to the server, not at start-up
+    import httpx
 
 API_PREFIX = "/api/v1"
 DEFAULT_TIMEOUT = 30.0
@@ -81,6 +82,8 @@ class ApiClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.has_token = bool(token)
+        import httpx
+
         self._http = httpx.Client(
             base_url=self.url + API_PREFIX,
             headers=headers,
@@ -111,6 +114,8 @@ class ApiClient:
         json: Any = None,
     ) -> Any:
         """Send one request and return the decoded JSON body; raise `CliError` for any failure."""
+        import httpx
+
         clean_params = {k: v for k, v in (params or {}).items() if v is not None}
         try:
             response = self._http.request(method, "/" + path.lstrip("/"), params=clean_params, json=json)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
 import typer
-from rich.table import Table
 
 from fnstage.cli import config, render
 from fnstage.cli.client import CliError, path_of
 from fnstage.cli.command import command, connect
 from fnstage.cli.options import GatewayOption, JsonOption
 from fnstage.domain.names import ENVIRONMENTS
+
+if TYPE_CHECKING:  # rich is imported when something is printed, not at start-up
+    pass
 
 config_app = typer.Typer(
     help="An environment's configuration (ctx.config): set, unset, list, history, rollback.",
@@ -124,6 +126,8 @@ def config_ls(env: EnvArgument, gateway: GatewayOption = None, json_output: Json
 
 
 def _print_view(view: Mapping[str, Any]) -> None:
+    from rich.table import Table
+
     render.say(f"{_summary(view)}" + (f", by {view['updated_by']}" if view.get("updated_by") else ""))
     table = Table("KIND", "KEY", "FUNCTION", "VALUE", box=None, pad_edge=False)
     for item in view.get("config") or []:
@@ -148,6 +152,8 @@ def config_history(
     json_output: JsonOption = False,
 ) -> None:
     """ENV's configuration versions, newest first: who, when, the note, which keys changed."""
+    from rich.table import Table
+
     with connect() as api:
         data = api.get(_config_path(gateway, env, "history"), limit=limit)
     if json_output:

@@ -6,14 +6,16 @@ Kept apart from the other commands so the command group stands alone.
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from fnstage import contexts
 from fnstage.cli import config, render
 from fnstage.cli.client import CliError
+
+if TYPE_CHECKING:  # rich is imported when something is printed, not at start-up
+    pass
 
 context_app = typer.Typer(
     help="The fnstage instances this machine has credentials for (one per URL), and which one the CLI uses.",
@@ -24,6 +26,8 @@ context_app = typer.Typer(
 @context_app.command("ls")
 def context_ls(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List the contexts (URL and user; tokens are never shown); * marks the one in use."""
+    from rich.table import Table
+
     settings = config.resolve()
     try:
         stored = config.read_contexts(settings.credentials_path)

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import difflib
 import json
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-from rich import box
-from rich.console import Console, Group, RenderableType
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from fnstage.cli.client import CliError
+
+if TYPE_CHECKING:  # rich is imported when something is printed, not at start-up
+    from rich.console import Console, RenderableType
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}
@@ -26,6 +27,8 @@ DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}
 
 def console(*, stderr: bool = False) -> Console:
     """A console on the current stdout/stderr (made per use, so redirected streams are honoured)."""
+    from rich.console import Console
+
     return Console(stderr=stderr, highlight=False)
 
 
@@ -35,6 +38,8 @@ def say(message: str | Text, *, style: str | None = None) -> None:
 
 
 def print_error(error: CliError) -> None:
+    from rich.text import Text
+
     err = console(stderr=True)
     line = Text.assemble(("error: ", "bold red"), (str(error), "red"))
     err.print(line, soft_wrap=True)
@@ -61,8 +66,8 @@ def _detail_lines(details: Any) -> list[str]:
 
 
 def print_json(data: Any) -> None:
-    """The API's JSON, unchanged, for scripts (`--json`)."""
-    console().out(json.dumps(data, indent=2, ensure_ascii=False), highlight=False)
+    """The API's JSON, unchanged, for scripts (`--json`); written directly, so rich is never imported."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 # --- times -------------------------------------------------------------------------------------
@@ -114,6 +119,10 @@ def _text(value: Any, default: str = "-") -> str:
 
 
 def gateways_table(gateways: Sequence[Mapping[str, Any]], now: datetime | None = None) -> Table:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("gateway", "dev → prod", "history limit", "dependencies", "created"):
         table.add_column(column)
@@ -129,6 +138,10 @@ def gateways_table(gateways: Sequence[Mapping[str, Any]], now: datetime | None =
 
 
 def gateway_card(gateway: Mapping[str, Any], now: datetime | None = None) -> Panel:
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim")
     grid.add_column()
@@ -151,6 +164,10 @@ def gateway_card(gateway: Mapping[str, Any], now: datetime | None = None) -> Pan
 
 
 def functions_table(functions: Sequence[Mapping[str, Any]], now: datetime | None = None) -> Table:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("function", "version", "semver", "files", "methods", "updated", "by"):
         table.add_column(column, justify="right" if column in ("version", "files") else "left")
@@ -179,6 +196,10 @@ KIND_STYLES = {
 
 
 def history_table(entries: Sequence[Mapping[str, Any]], now: datetime | None = None) -> Table:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=box.SIMPLE_HEAD)
     table.add_column("id", justify="right")
     table.add_column("version", justify="right")
@@ -218,6 +239,8 @@ def lock_summary(lock: Mapping[str, Any]) -> str:
 
 def lock_change_line(change: Mapping[str, Any]) -> Text:
     """One package of a diff's lock: `lock: fnpkg 1.0 → 2.0`, added green, removed red."""
+    from rich.text import Text
+
     status = change.get("status")
     name = _text(change.get("name"))
     if status == "added":
@@ -232,6 +255,8 @@ def lock_change_line(change: Mapping[str, Any]) -> Text:
 
 def diff_lines(path: str, a: str | None, b: str | None, a_label: str = "a", b_label: str = "b") -> list[Text]:
     """One file's unified diff as coloured lines: additions green, removals red, hunks cyan."""
+    from rich.text import Text
+
     old = (a or "").splitlines(keepends=True)
     new = (b or "").splitlines(keepends=True)
     lines: list[Text] = []
@@ -252,6 +277,8 @@ def diff_lines(path: str, a: str | None, b: str | None, a_label: str = "a", b_la
 
 def diff_view(diff: Mapping[str, Any]) -> list[Text]:
     """Every changed file's diff, then a summary line."""
+    from rich.text import Text
+
     a_label = _text((diff.get("a") or {}).get("label") or (diff.get("a") or {}).get("ref"), "a")
     b_label = _text((diff.get("b") or {}).get("label") or (diff.get("b") or {}).get("ref"), "b")
     out: list[Text] = [
@@ -297,6 +324,10 @@ def state_style(state: str) -> str:
 
 def environment_panel(env: str, function: Mapping[str, Any] | None, now: datetime | None = None) -> Panel:
     """One environment's card; every card has the same five rows so cards side by side line up."""
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
     grid = Table.grid(padding=(0, 1))
     grid.add_column()
     if not function:
@@ -322,6 +353,10 @@ def environment_panel(env: str, function: Mapping[str, Any] | None, now: datetim
 
 def status_view(overview: Mapping[str, Any], now: datetime | None = None) -> RenderableType:
     """dev → staging → prod as three panels side by side."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     environments = overview.get("environments") or {}
     grid = Table.grid(expand=True, padding=(0, 1))
     cells: list[RenderableType] = []
@@ -339,6 +374,8 @@ def status_view(overview: Mapping[str, Any], now: datetime | None = None) -> Ren
 def canary_lines(environments: Mapping[str, Any]) -> list[Text]:
     """A running canary per environment (share, time left, both sides), or the decision that made the
     current version, with its reason."""
+    from rich.text import Text
+
     from fnstage.cli.rollouts import describe
 
     out: list[Text] = []
@@ -353,6 +390,8 @@ def canary_lines(environments: Mapping[str, Any]) -> list[Text]:
 def runtime_alerts(environments: Mapping[str, Any], now: datetime | None = None) -> list[Text]:
     """A line for every runtime that is not well: silent (no heartbeat), serving from memory because
     its change feed is disconnected, or running its cells without a sandbox protection."""
+    from rich.text import Text
+
     out: list[Text] = []
     for env in ENVIRONMENTS:
         runtime = (environments.get(env) or {}).get("runtime") or {}
@@ -386,6 +425,8 @@ def _first(item: Mapping[str, Any], keys: Iterable[str]) -> Any:
 
 def logs_view(invocations: Sequence[Mapping[str, Any]], now: datetime | None = None) -> list[Text]:
     """One header line per invocation (when, status, method path, duration), then its log lines."""
+    from rich.text import Text
+
     out: list[Text] = []
     for invocation in invocations:
         status = _first(invocation, ("status", "status_code"))

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from fnstage.build.bundle import sha256_text
 from fnstage.cli.client import CliError
 
 # Folders that never belong to a function: caches, virtual environments, installed packages.
@@ -72,8 +71,14 @@ def _refuse_link_out(root: Path, inside: Path, path: Path) -> None:
 
 
 def hash_files(files: Mapping[str, str]) -> dict[str, str]:
-    """{path: sha256 of the UTF-8 text}: the same hashes the API reports as `file_hashes`."""
-    return {path: sha256_text(text) for path, text in files.items()}
+    """{path: sha256 of the UTF-8 text}: the same hashes the API reports as `file_hashes`.
+
+    Computed here rather than with `fnstage.build.bundle.sha256_text`, whose package imports the
+    whole builder at the start of every `push` (a test checks both agree).
+    """
+    import hashlib  # loads OpenSSL: only for a push, not at start-up
+
+    return {path: hashlib.sha256(text.encode("utf-8")).hexdigest() for path, text in files.items()}
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from fnstage.cli import config, render
 from fnstage.cli.client import CliError, path_of
@@ -20,7 +18,9 @@ from fnstage.cli.command import command, connect, function_name
 from fnstage.cli.options import GatewayOption, JsonOption
 from fnstage.domain.errors import FnstageError
 from fnstage.domain.names import ENVIRONMENTS
-from fnstage.domain.schedules import check_trigger_name
+
+if TYPE_CHECKING:  # rich is imported when something is printed, not at start-up
+    from rich.text import Text
 
 trigger_app = typer.Typer(
     help="Run a function on a cron schedule: add, list, pause, resume, remove, and see its runs.",
@@ -38,6 +38,8 @@ def _trigger_path(gateway: str, ref: str, *rest: str) -> str:
     if env not in ENVIRONMENTS or not name:
         raise CliError(f"invalid trigger {ref!r}: expected ENV/NAME such as prod/reports-daily")
     try:
+        from fnstage.domain.schedules import check_trigger_name  # zoneinfo: only when used
+
         check_trigger_name(name)
     except FnstageError as error:
         raise CliError(error.message) from None
@@ -110,6 +112,9 @@ def trigger_ls(
     json_output: JsonOption = False,
 ) -> None:
     """List the gateway's triggers, with their schedules and next ticks."""
+    from rich.table import Table
+    from rich.text import Text
+
     params: dict[str, str] = {}
     if what:
         if "/" in what:
@@ -197,6 +202,8 @@ def trigger_runs(
 
 def runs_view(runs: Sequence[Mapping[str, Any]]) -> list[Text]:
     """One line per run (tick, status, duration, version, request id), then its log lines and error."""
+    from rich.text import Text
+
     out: list[Text] = []
     for run in runs:
         status = str(run.get("status"))

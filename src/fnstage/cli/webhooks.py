@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from fnstage.cli import config, render
 from fnstage.cli.client import path_of
 from fnstage.cli.command import command, connect
 from fnstage.cli.options import GatewayOption, JsonOption
+
+if TYPE_CHECKING:  # rich is imported when something is printed, not at start-up
+    pass
 
 webhook_app = typer.Typer(
     help="POST every save, release and rollback of a gateway to a URL (Slack-compatible, signed).",
@@ -58,6 +60,8 @@ def webhook_add(
 @command(webhook_app, "ls")
 def webhook_ls(gateway: GatewayOption = None, json_output: JsonOption = False) -> None:
     """List the gateway's webhooks."""
+    from rich.table import Table
+
     gw = config.resolve_gateway(gateway)
     with connect() as api:
         data = api.get(path_of("gateways", gw, "webhooks"))
@@ -91,6 +95,8 @@ def webhook_deliveries(
     json_output: JsonOption = False,
 ) -> None:
     """A webhook's deliveries, newest first: delivered, pending (with its next attempt) or failed."""
+    from rich.table import Table
+
     gw = config.resolve_gateway(gateway)
     with connect() as api:
         data = api.get(path_of("gateways", gw, "webhooks", str(webhook_id), "deliveries"), limit=limit)
