@@ -74,11 +74,26 @@ def test_walk_over_http(client: TestClient) -> None:
     assert [e["semver"] for e in r.json()["entries"]] == ["1.0.1"] and r.json()["next_before"]
     r = client.get(f"{base}/history/prod/user/me", params={"before": r.json()["next_before"]})
     assert [e["semver"] for e in r.json()["entries"]] == ["1.0.0"]
+    entries_id = r.json()["entries"][0]["id"]
     r = client.get(f"{base}/diff", params={"a": "dev/user/me@v1", "b": "dev/user/me"})
     assert {f["path"]: f["status"] for f in r.json()["files"]} == {
         "index.py": "unchanged",
         "utils.py": "modified",
     }
+    r = client.get(f"{base}/release-options/user/me", params={"source_env": "staging", "semver": "1.0.1"})
+    options = r.json()
+    assert options["source"] == {"env": "staging", "history_id": None, "semver": "1.0.0-rc.1"}
+    assert options["default_target"] == "prod"
+    targets = {t["env"]: t for t in options["targets"]}
+    assert "forward only" in targets["dev"]["refusal"] and targets["dev"]["suggested_semver"] is None
+    assert targets["prod"]["current_semver"] == "1.0.1" and targets["prod"]["suggested_semver"] == "1.0.2"
+    assert "not greater than prod's current 1.0.1" in targets["prod"]["semver_problem"]
+    r = client.get(f"{base}/release-options/user/me", params={"source_history_id": entries_id})
+    assert {t["env"]: t["is_rollback"] for t in r.json()["targets"]}["prod"] is True
+    r = client.get(f"{base}/release-options/user/me")
+    assert r.status_code == 422 and error(r)["field"] == "source_env"
+    r = client.get(f"{base}/release-options/user/nobody", params={"source_env": "dev"})
+    assert r.status_code == 404 and error(r)["field"] == "source_env"
     r = client.get(f"{base}/overview/user/me")
     envs = r.json()["environments"]
     assert envs["prod"]["note"] == "again" and envs["staging"]["state"] == "QA in progress"

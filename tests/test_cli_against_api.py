@@ -152,7 +152,7 @@ def test_release_rollback_and_refusals(cli: Callable[..., Result], tmp_path: Pat
     )
     assert not_greater.exit_code == 1
     assert not_greater.stderr.startswith("error: ") and "(field: semver)" in not_greater.stderr
-    assert len(not_greater.stderr.splitlines()) == 1
+    assert not_greater.stderr.splitlines()[1] == "hint: the server suggests --semver 1.0.3 for prod"
 
     skip = cli("promote", "dev/user/me", "--to", "prod", "--semver", "2.0.0", "--note", "x")
     assert skip.exit_code == 1 and "skips staging" in skip.stderr

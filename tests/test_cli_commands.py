@@ -500,11 +500,31 @@ def released(name: str, version: int, semver: str, history_id: int) -> dict[str,
     return {"function": {**function(version), "name": name, "semver": semver}, "history": {"id": history_id}}
 
 
-def test_promote_defaults_to_the_next_environment(cli: Callable[..., Result], api: FakeApi) -> None:
+def options(source_env: str, default: str | None, **refusals: str) -> dict[str, Any]:
+    """A release-options answer: every environment allowed (suggesting 1.0.0) unless refused."""
+    targets = [
+        {
+            "env": env,
+            "refusal": refusals.get(env),
+            "is_rollback": False,
+            "current_semver": None,
+            "suggested_semver": None if env in refusals else "1.0.0",
+            "needs_note_and_greater_semver": env != "dev",
+            "semver_problem": None,
+        }
+        for env in ("dev", "staging", "prod")
+    ]
+    source = {"env": source_env, "history_id": None, "semver": "0.1.0"}
+    return {"base": "user/me", "source": source, "targets": targets, "default_target": default}
+
+
+def test_promote_defaults_to_the_target_the_server_names(cli: Callable[..., Result], api: FakeApi) -> None:
+    api.on("GET", "gateways/demo/release-options/user/me", options("dev", "staging", dev="already"))
     api.on("POST", "gateways/demo/promote", released("staging/user/me", 1, "1.0.0-rc.1", 12))
     result = cli("promote", "dev/user/me", "--semver", "1.0.0-rc.1", "--note", "QA build")
     assert result.exit_code == 0, result.output
-    assert api.body() == {
+    assert api.sent("GET")[0].url.params["source_env"] == "dev"
+    assert api.body(method="POST") == {
         "name": "dev/user/me",
         "target": "staging",
         "semver": "1.0.0-rc.1",
@@ -527,9 +547,35 @@ def test_promote_policy_refusal(cli: Callable[..., Result], api: FakeApi) -> Non
 
 
 def test_promote_from_prod_has_nowhere_to_go(cli: Callable[..., Result], api: FakeApi) -> None:
+    refused = {"dev": "forward only: prod -> dev is not", "staging": "forward only", "prod": "already"}
+    api.on("GET", "gateways/demo/release-options/user/me", options("prod", None, **refused))
     result = cli("promote", "prod/user/me")
     assert result.exit_code == 1
-    assert "prod is the last environment" in result.stderr
+    assert result.stderr.startswith("error: nothing to promote prod/user/me to (dev: forward only: prod")
+    assert api.sent("POST") == []
+
+
+def test_release_without_to_lists_where_the_server_allows(cli: Callable[..., Result], api: FakeApi) -> None:
+    api.on("GET", "gateways/demo/release-options/user/me", options("dev", "staging", prod="skips staging"))
+    result = cli("release", "user/me", "--from", "dev")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "user/me from dev (0.1.0) can go to:"
+    assert lines[1].split() == ["TARGET", "NOW", "RELEASE"]
+    assert "yes: --semver 1.0.0" in lines[3] and lines[4].split()[-2:] == ["skips", "staging"]
+    assert api.sent("POST") == []
+
+
+def test_a_semver_refusal_carries_the_server_s_suggestion(cli: Callable[..., Result], api: FakeApi) -> None:
+    message = "a semver is required for a release to prod: it must be greater than the target's current one"
+    api.on("POST", "gateways/demo/release", api_error(422, "invalid", message, "semver"))
+    api.on("GET", "gateways/demo/release-options/user/me", options("staging", "prod"))
+    result = cli("release", "user/me", "--from", "staging", "--to", "prod", "--note", "go")
+    assert result.exit_code == 1
+    assert (
+        result.stderr
+        == f"error: {message} (field: semver)\nhint: the server suggests --semver 1.0.0 for prod\n"
+    )
 
 
 def test_release_from_an_environment(cli: Callable[..., Result], api: FakeApi) -> None:

@@ -14,8 +14,9 @@ from fnstage.domain.policy import (
     check_release_semver,
     check_release_target,
     promotion_refusal,
+    release_options,
 )
-from fnstage.domain.versions import is_greater, parse_semver, suggest_next
+from fnstage.domain.versions import is_greater, parse_semver, suggest_semver
 
 
 def test_function_name_parses_env_and_base() -> None:
@@ -64,11 +65,55 @@ def test_semver_ordering_includes_prereleases() -> None:
     assert "MAJOR.MINOR.PATCH" in err.value.message
 
 
-def test_suggest_next() -> None:
-    assert suggest_next(None) == "1.0.0"
-    assert suggest_next("1.0.0-rc.1") == "1.0.0"
-    assert suggest_next("1.0.0-rc.1", "rc") == "1.0.0-rc.2"
-    assert suggest_next("1.0.1") == "1.0.2"
+@pytest.mark.parametrize(
+    ("source", "target", "current", "suggested"),
+    [
+        # what the console's release sheet suggested before the rule moved to the server
+        ("0.1.3", "staging", None, "1.0.0-rc.1"),
+        ("1.2.0", "staging", None, "1.2.0-rc.1"),
+        ("0.1.3", "staging", "1.0.0-rc.1", "1.0.0-rc.2"),
+        ("0.1.3", "staging", "1.0.0", "1.0.1-rc.1"),
+        ("1.0.0-rc.2", "prod", None, "1.0.0"),
+        ("1.0.0-rc.2", "prod", "1.0.0", "1.0.1"),
+        ("1.0.1-rc.1", "prod", "1.0.0", "1.0.1"),
+        ("0.1.3", "prod", None, "1.0.0"),
+        ("0.1.3", "dev", None, "0.1.4"),
+        (None, "dev", None, "0.1.0"),
+        ("1.0.0", "dev", "0.1.3", "0.1.4"),
+        ("1.0.0", "dev", "0.2.0-rc", "0.2.0-rc.1"),
+        ("not a semver", "prod", "also not", "1.0.0"),
+    ],
+)
+def test_suggested_semver_is_greater_than_the_target_s(
+    source: str | None, target: str, current: str | None, suggested: str
+) -> None:
+    assert suggest_semver(source, target, current) == suggested
+    if current is not None and current != "also not":
+        assert is_greater(suggested, current)
+
+
+def test_release_options_say_why_each_refused_target_is_refused() -> None:
+    currents = {"dev": "0.1.3", "staging": "1.0.0-rc.1", "prod": None}
+    options = {o.env: o for o in release_options("dev", "0.1.3", False, currents, allow_skip=False)}
+    assert options["dev"].refusal == "dev already runs this: release a history entry of it to roll back"
+    assert options["staging"].refusal is None and options["staging"].suggested_semver == "1.0.0-rc.2"
+    assert "skips staging" in (options["prod"].refusal or "") and options["prod"].suggested_semver is None
+    allowed = release_options("dev", "0.1.3", False, currents, allow_skip=True)
+    assert [o.env for o in allowed if o.refusal is None] == ["staging", "prod"]
+    back = {o.env: o for o in release_options("staging", "1.0.0-rc.1", True, currents, allow_skip=False)}
+    assert back["staging"].is_rollback and back["staging"].suggested_semver == "1.0.0-rc.2"
+    assert "forward only" in (back["dev"].refusal or "")
+
+
+def test_release_options_check_a_semver_against_each_target() -> None:
+    currents = {"dev": "0.1.3", "staging": "1.0.0-rc.5", "prod": None}
+    options = {o.env: o for o in release_options("dev", "0.1.3", False, currents, False, semver="1.0.0-rc.2")}
+    assert "not greater than staging's current 1.0.0-rc.5" in (options["staging"].semver_problem or "")
+    assert options["prod"].semver_problem is None  # refused anyway: nothing to check
+    fine = release_options("dev", "0.1.3", False, currents, False, semver="1.0.0-rc.6")
+    assert [o.semver_problem for o in fine] == [None, None, None]
+    bad = {o.env: o for o in release_options("dev", "0.1.3", False, currents, False, semver="1.0")}
+    assert "MAJOR.MINOR.PATCH" in (bad["staging"].semver_problem or "")
 
 
 def test_promotion_is_forward_and_sequential_unless_allowed() -> None:

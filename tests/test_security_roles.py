@@ -47,6 +47,7 @@ PATH_VALUES = {
 QUERY = {
     ("GET", "/gateways/{gateway}/diff"): {"a": "dev/user/me", "b": "dev/user/me"},
     ("GET", "/gateways/{gateway}/config/{env}/required/{base}"): {"source": "dev"},
+    ("GET", "/gateways/{gateway}/release-options/{base}"): {"source_env": "dev"},
 }
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/users"): {"name": "someone"},
@@ -334,6 +335,7 @@ SPEC = {
             "/logs/{env}/{base}",
             "/stats/{env}/{base}",
             "/overview/{base}",
+            "/release-options/{base}",
             "/triggers",
             "/triggers/{env}/{name}",
             "/triggers/{env}/{name}/runs",

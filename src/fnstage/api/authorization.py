@@ -166,6 +166,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", F + "/stats/{env}/{base}"): Gateway("viewer"),
     ("GET", F + "/overview/{base}"): Gateway("viewer"),
     # releases
+    ("GET", F + "/release-options/{base}"): Gateway("viewer"),
     ("POST", F + "/promote"): Gateway(_release("promote")),
     ("POST", F + "/release"): Gateway(_release("release")),
     ("POST", F + "/rollback"): Gateway(_release("rollback")),

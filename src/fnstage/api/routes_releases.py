@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from fnstage.api import serialize
 from fnstage.api.auth import current_actor
 from fnstage.api.routes_gateways import services
 from fnstage.api.schemas import (
+    MAX_ID,
     Canary,
     EnvironmentName,
     FunctionBase,
@@ -20,6 +22,7 @@ from fnstage.api.schemas import (
     Rollback,
 )
 from fnstage.domain.canary import CanarySpec
+from fnstage.domain.names import ENVIRONMENTS
 from fnstage.service import Actor, Deployed, Services
 
 router = APIRouter(tags=["releases"])
@@ -41,6 +44,36 @@ def _canary(body: Canary | None) -> CanarySpec | None:
     return CanarySpec(
         tuple(body.steps), body.bake_s, body.max_error_rate_increase, body.max_p95_ratio, body.min_requests
     )
+
+
+@router.get("/gateways/{gateway}/release-options/{base:path}")
+def release_options(
+    gateway: GatewayId,
+    base: FunctionBase,
+    source_env: str | None = Query(
+        default=None,
+        max_length=16,
+        description="dev, staging or prod",
+        json_schema_extra={"enum": ENVIRONMENTS},
+    ),
+    source_history_id: int | None = Query(default=None, ge=1, le=MAX_ID),
+    semver: str | None = Query(default=None, max_length=64, description="a semver to check per target"),
+    _: Actor = Depends(current_actor),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """Where code from `source_env` (its current version) or history entry `source_history_id` may be
+    released: per environment, allowed or the reason it is not, and the suggested next semver. The
+    release policy lives on the server only; the CLI and the console show this answer."""
+    env, source_semver, options = svc.queries.release_options(
+        gateway, base, source_env, source_history_id, semver
+    )
+    default = next((o.env for o in options if o.refusal is None and not o.is_rollback and o.env != env), None)
+    return {
+        "base": base,
+        "source": {"env": env, "history_id": source_history_id, "semver": source_semver},
+        "targets": [asdict(option) for option in options],
+        "default_target": default,
+    }
 
 
 @router.post("/gateways/{gateway}/promote")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,7 +15,7 @@ from fnstage.cli.command import command, connect
 from fnstage.cli.options import GatewayOption, JsonOption
 
 if TYPE_CHECKING:  # rich is imported when something is printed, not at start-up
-    from rich.table import Table
+    pass
 
 ROLES = ("viewer", "developer", "releaser", "owner")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -50,15 +50,6 @@ def parse_duration(text: str) -> int:
     if not match:
         raise CliError(f"invalid duration {text!r}: use a number and a unit s, m, h, d or w, such as 30d")
     return int(match.group(1)) * _UNITS[match.group(2)]
-
-
-def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    from rich.table import Table
-
-    table = Table(*columns, box=None, pad_edge=False)
-    for row in rows:
-        table.add_row(*("-" if value is None else str(value) for value in row))
-    return table
 
 
 def _when(value: Any) -> str:
@@ -108,7 +99,9 @@ def token_ls(json_output: JsonOption = False) -> None:
         )
         for t in data["tokens"]
     ]
-    render.console().print(_table(("ID", "NAME", "CREATED", "LAST USED", "EXPIRES", "STATE"), rows))
+    render.console().print(
+        render.plain_table(("ID", "NAME", "CREATED", "LAST USED", "EXPIRES", "STATE"), rows)
+    )
 
 
 def _state(token: Mapping[str, Any]) -> str:
@@ -154,7 +147,7 @@ def user_ls(json_output: JsonOption = False) -> None:
         render.print_json(data)
         return
     rows = [(u["name"], "admin" if u["is_admin"] else "user", _when(u["created_at"])) for u in data["users"]]
-    render.console().print(_table(("NAME", "KIND", "CREATED"), rows))
+    render.console().print(render.plain_table(("NAME", "KIND", "CREATED"), rows))
 
 
 # members ----------------------------------------------------------------------------------------------
@@ -185,7 +178,7 @@ def member_ls(gateway: GatewayOption = None, json_output: JsonOption = False) ->
         render.print_json(data)
         return
     rows = [(m["user"], m["role"], _when(m["added_at"]), m["added_by"]) for m in data["members"]]
-    render.console().print(_table(("USER", "ROLE", "ADDED", "BY"), rows))
+    render.console().print(render.plain_table(("USER", "ROLE", "ADDED", "BY"), rows))
 
 
 @command(member_app, "rm")
@@ -217,7 +210,7 @@ def audit(
         (_when(r["created_at"]), r["actor"], r["action"], r["target"], _details(r["details"]))
         for r in data["records"]
     ]
-    render.console().print(_table(("WHEN", "WHO", "WHAT", "TARGET", "DETAILS"), rows))
+    render.console().print(render.plain_table(("WHEN", "WHO", "WHAT", "TARGET", "DETAILS"), rows))
 
 
 def _details(details: Mapping[str, Any]) -> str:

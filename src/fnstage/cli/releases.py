@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 
 from fnstage.cli import config, render
-from fnstage.cli.client import CliError, path_of
+from fnstage.cli.client import ApiClient, CliError, path_of
 from fnstage.cli.command import command, connect, function_name
 from fnstage.cli.options import (
     BakeOption,
@@ -66,12 +68,20 @@ def promote(
     promotes it at the end of --bake or rolls it back on a regression (see `fnstage rollout`).
     """
     fn = function_name(name)
-    target = to.value if to else _next_environment(fn.env)
     gw = config.resolve_gateway(gateway)
-    body: dict[str, Any] = {"name": str(fn), "target": target, "semver": semver, "note": note}
+    body: dict[str, Any] = {
+        "name": str(fn),
+        "target": to.value if to else None,
+        "semver": semver,
+        "note": note,
+    }
     _with_canary(body, canary, bake, max_error_rate, max_p95_ratio, min_requests)
     with connect() as api:
-        result = api.post(path_of("gateways", gw, "promote"), body | _forced(force))
+        source = {"source_env": fn.env}
+        if to is None:
+            body["target"] = _default_target(release_options(api, gw, fn.base, source), str(fn))
+        with _suggesting_semver(api, gw, fn.base, source, body["target"], semver):
+            result = api.post(path_of("gateways", gw, "promote"), body | _forced(force))
         if _said_canary(result):
             return
         render.say(f"promoted {fn} → {_outcome(result)}")
@@ -111,11 +121,57 @@ def _said_canary(result: dict[str, Any]) -> bool:
     return True
 
 
-def _next_environment(env: str) -> str:
-    order = [e.value for e in Environment]
-    if env == order[-1]:
-        raise CliError(f"{env} is the last environment: there is nothing to promote it to")
-    return order[order.index(env) + 1]
+def release_options(api: ApiClient, gateway: str, base: str, source: dict[str, Any]) -> dict[str, Any]:
+    """The server's answer to "where may this code go": every environment, allowed or why not, and
+    the semver it suggests. The release policy lives there; the CLI only shows it."""
+    answer: dict[str, Any] = api.get(path_of("gateways", gateway, "release-options", base), **source)
+    return answer
+
+
+def _default_target(options: dict[str, Any], what: str) -> str:
+    target = options.get("default_target")
+    if isinstance(target, str):
+        return target
+    reasons = "; ".join(
+        f"{t['env']}: {t['refusal']}" for t in options.get("targets") or [] if t.get("refusal")
+    )
+    raise CliError(f"nothing to promote {what} to ({reasons})", field="to")
+
+
+@contextmanager
+def _suggesting_semver(
+    api: ApiClient, gateway: str, base: str, source: dict[str, Any], target: str, semver: str | None
+) -> Iterator[None]:
+    """A release refused for its semver gets the server's suggestion as a hint (asked only then)."""
+    try:
+        yield
+    except CliError as error:
+        if error.field != "semver" or error.hint:
+            raise
+        try:
+            options = release_options(api, gateway, base, source)
+        except CliError:
+            raise error from None
+        suggested = next((t["suggested_semver"] for t in options["targets"] if t["env"] == target), None)
+        if suggested and suggested != semver:
+            error.hint = f"the server suggests --semver {suggested} for {target}"
+        raise error from None
+
+
+def _show_options(options: dict[str, Any]) -> None:
+    """Every environment as a target: allowed (with the suggested semver) or the reason it is not."""
+    source = options.get("source") or {}
+    where = f"#{source['history_id']}" if source.get("history_id") else source.get("env")
+    render.say(f"{options.get('base')} from {where} ({source.get('semver') or 'no semver'}) can go to:")
+    rows = [
+        (
+            t["env"] + (" (roll back)" if t.get("is_rollback") else ""),
+            t.get("current_semver") or "-",
+            t["refusal"] if t.get("refusal") else f"yes: --semver {t['suggested_semver']}",
+        )
+        for t in options.get("targets") or []
+    ]
+    render.console().print(render.plain_table(("TARGET", "NOW", "RELEASE"), rows))
 
 
 def _history_id(text: str) -> int | None:
@@ -137,7 +193,10 @@ def release(
             help="Release this environment's current code, or history entry ID (e.g. 42 or #42).",
         ),
     ],
-    to: Annotated[Environment, typer.Option("--to", help="Target environment.")],
+    to: Annotated[
+        Environment | None,
+        typer.Option("--to", help="Target environment. (default: list where it may go, and stop)"),
+    ] = None,
     semver: SemverOption = None,
     note: NoteOption = None,
     canary: CanaryOption = None,
@@ -152,14 +211,16 @@ def release(
 ) -> None:
     """Release code into an environment from another environment or from any history entry.
 
-    The code is rebuilt with the dependencies recorded when it was deployed. Examples:
+    The code is rebuilt with the dependencies recorded when it was deployed. Without --to, list
+    where it may go (the server's release policy) and the semver it suggests. Examples:
 
     \b
       fnstage release user/me --from staging --to prod --semver 1.0.0 --note "first release"
       fnstage release user/me --from 42 --to staging --semver 1.1.0-rc.2 --note "retry rc.1's code"
     """
     gw = config.resolve_gateway(gateway)
-    body: dict[str, Any] = {"base": base, "target": to.value, "semver": semver, "note": note} | _forced(force)
+    target = to.value if to else None
+    body: dict[str, Any] = {"base": base, "target": target, "semver": semver, "note": note} | _forced(force)
     _with_canary(body, canary, bake, max_error_rate, max_p95_ratio, min_requests)
     with connect() as api:
         history_id = _history_id(source)
@@ -174,7 +235,12 @@ def release(
                 "nor a history id such as 42",
                 field="from",
             )
-        result = api.post(path_of("gateways", gw, "release"), body)
+        options_of = {"source_env": body["source_env"], "source_history_id": body["source_history_id"]}
+        if target is None:
+            _show_options(release_options(api, gw, base, options_of))
+            return
+        with _suggesting_semver(api, gw, base, options_of, target, semver):
+            result = api.post(path_of("gateways", gw, "release"), body)
         if _said_canary(result):
             return
         render.say(f"released {source} → {_outcome(result)}")

@@ -65,6 +65,16 @@ def _detail_lines(details: Any) -> list[str]:
     return lines
 
 
+def plain_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    """Columns under upper-case headers, no borders: a listing that fits a terminal and greps well."""
+    from rich.table import Table
+
+    table = Table(*columns, box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(*("-" if value is None else str(value) for value in row))
+    return table
+
+
 def print_json(data: Any) -> None:
     """The API's JSON, unchanged, for scripts (`--json`); written directly, so rich is never imported."""
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")

@@ -6,9 +6,11 @@ enforced on the server, so the CLI, the API and the console cannot disagree.
 
 from __future__ import annotations
 
-from fnstage.domain.errors import InvalidInput, PolicyViolation
+from dataclasses import dataclass
+
+from fnstage.domain.errors import FnstageError, InvalidInput, PolicyViolation
 from fnstage.domain.names import ENVIRONMENTS
-from fnstage.domain.versions import is_greater, parse_semver
+from fnstage.domain.versions import is_greater, parse_semver, suggest_semver
 
 MAX_NOTE_LENGTH = 2000
 SAVE_ENVIRONMENTS = ("dev",)
@@ -93,3 +95,59 @@ def check_save_environment(env: str) -> None:
             f"{env} receives code only through promote or release; save (push) to dev, then promote",
             field="name",
         )
+
+
+@dataclass(frozen=True)
+class TargetOption:
+    """Whether code may be released into one environment, and what such a release needs."""
+
+    env: str
+    refusal: str | None  # why it may not; None when it may
+    is_rollback: bool  # the code comes from this environment's own history
+    current_semver: str | None
+    suggested_semver: str | None  # None when refused
+    needs_note_and_greater_semver: bool
+    semver_problem: str | None  # what is wrong with the semver asked about; None when fine or not asked
+
+
+def release_options(
+    source_env: str,
+    source_semver: str | None,
+    from_history: bool,
+    current_semvers: dict[str, str | None],
+    allow_skip: bool,
+    semver: str | None = None,
+) -> list[TargetOption]:
+    """Every environment as a release target of code from `source_env` (its current version, or a
+    history entry when `from_history`): THE answer the CLI and the console show, so the rules above
+    are applied in one place. `semver`, when given, is checked against each allowed target."""
+    options = []
+    for env in ENVIRONMENTS:
+        current = current_semvers.get(env)
+        if env == source_env:
+            refusal = (
+                None
+                if from_history
+                else f"{env} already runs this: release a history entry of it to roll back"
+            )
+        else:
+            refusal = promotion_refusal(source_env, env, allow_skip)
+        strict = needs_note_and_greater_semver(env, env == source_env)
+        problem = None
+        if refusal is None and semver is not None:
+            try:
+                check_release_semver(semver, env, current, required=strict)
+            except FnstageError as error:
+                problem = error.message
+        options.append(
+            TargetOption(
+                env=env,
+                refusal=refusal,
+                is_rollback=env == source_env and refusal is None,
+                current_semver=current,
+                suggested_semver=None if refusal else suggest_semver(source_semver, env, current),
+                needs_note_and_greater_semver=strict,
+                semver_problem=problem,
+            )
+        )
+    return options

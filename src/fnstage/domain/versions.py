@@ -46,15 +46,50 @@ def is_greater(new: str, current: str) -> bool:
     return parse_semver(new) > read_semver(current, "semver")
 
 
-def suggest_next(current: str | None, prerelease: str | None = None) -> str:
-    """The next patch release after `current` (a prerelease becomes its final release)."""
-    if current is None:
-        return "1.0.0-rc.1" if prerelease == "rc" else "1.0.0"
-    version = read_semver(current)
-    if version.prerelease:
-        if prerelease == "rc":
-            return str(version.bump_prerelease())
-        return str(version.finalize_version())
-    if prerelease == "rc":
-        return f"{version.bump_patch()}-rc.1"
-    return str(version.bump_patch())
+def suggest_semver(source: str | None, target: str, current: str | None) -> str:
+    """The semver to suggest for releasing code whose semver is `source` into `target`, whose current
+    semver is `current`: prod gets a final release, staging a release candidate, dev the next patch or
+    prerelease; always greater than `current`. The API answers it (`release-options`); the CLI and the
+    console show it and never compute it."""
+    src, cur = _stored(source), _stored(current)
+    if target == "prod":
+        candidate = src.finalize_version() if src and src.major > 0 else semver.Version(1, 0, 0)
+        if cur and candidate <= cur:
+            candidate = _next_patch(cur)
+    elif target == "staging":
+        final = src.finalize_version() if src and src.major > 0 else semver.Version(1, 0, 0)
+        candidate = final.replace(prerelease="rc.1")
+        if cur and candidate <= cur:
+            candidate = (
+                _bump_prerelease(cur) if cur.prerelease else cur.bump_patch().replace(prerelease="rc.1")
+            )
+    elif cur:
+        candidate = _bump_prerelease(cur) if cur.prerelease else _next_patch(cur)
+    else:
+        candidate = _next_patch(src) if src else semver.Version.parse(INITIAL_SEMVER)
+    return str(candidate)
+
+
+def _stored(text: str | None) -> semver.Version | None:
+    """A stored semver, or None when there is none (or it does not parse: nothing to suggest from)."""
+    if text is None:
+        return None
+    try:
+        return read_semver(text)
+    except InvalidInput:
+        return None
+
+
+def _next_patch(version: semver.Version) -> semver.Version:
+    """1.0.1 -> 1.0.2; a prerelease becomes its final release (1.0.0-rc.2 -> 1.0.0)."""
+    return version.finalize_version() if version.prerelease else version.bump_patch()
+
+
+def _bump_prerelease(version: semver.Version) -> semver.Version:
+    """1.0.0-rc.1 -> 1.0.0-rc.2, and 1.0.0-rc -> 1.0.0-rc.1 (semver's own gives rc.0 there)."""
+    parts = str(version.prerelease).split(".")
+    if parts[-1].isdigit():
+        parts[-1] = str(int(parts[-1]) + 1)
+    else:
+        parts.append("1")
+    return version.replace(prerelease=".".join(parts))

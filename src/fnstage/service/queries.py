@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fnstage.deps.locks import diff_locks
 from fnstage.domain.errors import InvalidInput, NotFound
 from fnstage.domain.names import ENVIRONMENTS, FunctionName, check_base, check_environment, check_gateway_id
+from fnstage.domain.policy import TargetOption, release_options
 from fnstage.domain.versions import read_semver
 from fnstage.service.rollouts import Rollout, current_rollouts, rollout
 from fnstage.store.records import FunctionRecord, HistoryRecord
@@ -203,6 +204,54 @@ class Queries:
             )
             files.append(FileDiff(path, status, old, new))
         return left, right, files
+
+    def release_options(
+        self,
+        gateway: str,
+        base: str,
+        source_env: str | None,
+        source_history_id: int | None,
+        semver: str | None = None,
+    ) -> tuple[str, str | None, list[TargetOption]]:
+        """Where `base`'s code from an environment (its current version) or a history entry may be
+        released, with the reason for each refusal and the semver to suggest: (source env, source
+        semver, one option per environment)."""
+        check_base(base, field="base")
+        with self.store.read() as tx:
+            self._gateway(tx, gateway)
+            record = tx.get_gateway(gateway)
+            assert record is not None  # checked just above
+            if source_history_id is not None:
+                entry = tx.get_history(gateway, source_history_id)
+                if entry is None or entry.name.partition("/")[2] != base:
+                    raise NotFound(
+                        f"no history entry #{source_history_id} of {base} in gateway {gateway!r}",
+                        field="source_history_id",
+                    )
+                source_env, source_semver = entry.env, entry.semver
+            elif source_env is None:
+                raise InvalidInput(
+                    "say where the code comes from: source_env or source_history_id", field="source_env"
+                )
+            else:
+                check_environment(source_env, field="source_env")
+                source = tx.get_function(gateway, source_env, base)
+                if source is None:
+                    raise NotFound(f"no function {source_env}/{base} to release from", field="source_env")
+                source_semver = source.semver
+            currents: dict[str, str | None] = {}
+            for env in ENVIRONMENTS:
+                fn = tx.get_function(gateway, env, base)
+                currents[env] = fn.semver if fn is not None else None
+        options = release_options(
+            source_env,
+            source_semver,
+            source_history_id is not None,
+            currents,
+            record.allow_dev_to_prod,
+            semver,
+        )
+        return source_env, source_semver, options
 
     def overview(self, gateway: str, base: str) -> dict[str, EnvironmentCard | None]:
         """Dev -> staging -> prod of one function: what each environment runs and how it got there."""
