@@ -3,7 +3,6 @@
 // side-by-side diff of source vs target, then progress until the runtimes confirm.
 
 import { api, type ApiError, type Card, type FileDiff, type Gateway, gw, type HistoryEntry, pathOf, type Rollout } from "./api";
-import * as semver from "./semver";
 import { Sheet } from "./sheet";
 import { clear, ENV_LABEL, ENVS, h, icon, keepFocusIn, sleep, timeAgo, uid } from "./util";
 
@@ -17,7 +16,21 @@ export interface ReleaseContext {
   onReleased: (target: string) => void;
 }
 
-const rank = (env: string) => ENVS.indexOf(env as (typeof ENVS)[number]);
+/** One environment as a release target, as the server's release policy answers it
+ * (GET .../release-options/{base}); the sheet shows it and never applies the rules itself. */
+interface TargetOption {
+  env: string;
+  refusal: string | null;
+  is_rollback: boolean;
+  current_semver: string | null;
+  suggested_semver: string | null;
+  semver_problem: string | null;
+}
+
+interface ReleaseOptions {
+  targets: TargetOption[];
+  default_target: string | null;
+}
 
 export function entryLabel(e: HistoryEntry): string {
   return `v${e.semver} (${timeAgo(e.created_at)})${e.changelog ? ` - ${e.changelog}` : ""}`;
@@ -38,6 +51,11 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
   let target = "";
   let entries: HistoryEntry[] = [];
   let semverTouched = false;
+  let options: ReleaseOptions | null = null; // where the current source may go, per the server
+  let optionsToken = 0;
+  let checked: { value: string; problems: Record<string, string | null> } | null = null; // the last semver the server checked
+  let checkTimer = 0;
+  let checkToken = 0;
   let diffToken = 0;
   let destroyDiff: (() => void) | null = null;
 
@@ -46,7 +64,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
   const versionSelect = h("select", { id: ids.version, onchange: () => {
     source = versionSelect.value === "current" ? "current" : Number(versionSelect.value);
     if (target === sourceEnv && source === "current") target = "";
-    renderTargets();
+    void loadOptions();
     loadDiff();
   } });
   const targetGroup = h("div", { class: "targets", role: "radiogroup", "aria-label": "Target environment" });
@@ -58,7 +76,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     "aria-describedby": ids.semverHint,
     oninput: () => {
       semverTouched = true;
-      validate();
+      checkSemver();
     },
   });
   const semverHint = h("p", { class: "hint", id: ids.semverHint });
@@ -119,15 +137,58 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
   );
   sheet.footer.append(status, h("div", { class: "footer-buttons" }, cancelBtn, releaseBtn));
 
-  function targetRefusal(t: string): string | null {
-    if (t === sourceEnv) {
-      return source === "current" ? `${ENV_LABEL[t]} already runs this: pick a history entry to roll back to` : null;
+  function targetOption(env: string): TargetOption | null {
+    return options?.targets.find((o) => o.env === env) ?? null;
+  }
+
+  function targetRefusal(env: string): string | null {
+    if (!options) return "checking where this code may go…";
+    return targetOption(env)?.refusal ?? null;
+  }
+
+  function optionsUrl(semverValue?: string): string {
+    const query = new URLSearchParams(source === "current" ? { source_env: sourceEnv } : { source_history_id: String(source) });
+    if (semverValue) query.set("semver", semverValue);
+    return `${gw(ctx.gateway.id)}/release-options/${pathOf(ctx.base)}?${query}`;
+  }
+
+  /** Ask the server where the chosen source may go, why not elsewhere, and which semver to suggest. */
+  async function loadOptions(): Promise<void> {
+    const token = ++optionsToken;
+    options = null;
+    checked = null;
+    renderTargets();
+    try {
+      const answer = (await api.get(optionsUrl())) as ReleaseOptions;
+      if (token !== optionsToken) return;
+      options = answer;
+    } catch (err) {
+      if (token === optionsToken) status.textContent = `Could not load where this code may go: ${(err as Error).message}`;
+      return;
     }
-    if (rank(t) < rank(sourceEnv)) return `forward only: ${sourceEnv} → ${t} would go back`;
-    if (rank(t) - rank(sourceEnv) > 1 && !ctx.gateway.allow_dev_to_prod) {
-      return "skips staging: release to staging first (this gateway does not allow dev → prod)";
+    renderTargets();
+    loadDiff();
+  }
+
+  /** The server checks the typed semver against every target (debounced); until it answers, Release waits. */
+  function checkSemver(): void {
+    window.clearTimeout(checkTimer);
+    const value = semverInput.value.trim();
+    if (value && checked?.value !== value) {
+      checkTimer = window.setTimeout(async () => {
+        const token = ++checkToken;
+        try {
+          const answer = (await api.get(optionsUrl(value))) as ReleaseOptions;
+          if (token !== checkToken || semverInput.value.trim() !== value) return;
+          checked = { value, problems: Object.fromEntries(answer.targets.map((o) => [o.env, o.semver_problem])) };
+        } catch (err) {
+          if (token === checkToken) status.textContent = `Could not check the semver: ${(err as Error).message}`;
+          return;
+        }
+        validate();
+      }, 150);
     }
-    return null;
+    validate();
   }
 
   function renderSourceEnvs(): void {
@@ -158,6 +219,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
 
   async function loadHistory(): Promise<void> {
     renderSourceEnvs();
+    void loadOptions();
     const card = ctx.cards[sourceEnv];
     clear(versionSelect, h("option", { value: "current" }, card ? `Current: v${card.semver} (version ${card.version})` : "Current"));
     entries = [];
@@ -184,8 +246,8 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
   function renderTargets(): void {
     const hadFocus = targetGroup.contains(document.activeElement);
     const allowed = ENVS.filter((env) => !targetRefusal(env));
-    if (!target || targetRefusal(target)) {
-      target = ctx.target && !targetRefusal(ctx.target) ? ctx.target : allowed.find((e) => rank(e) > rank(sourceEnv)) ?? allowed[0] ?? "";
+    if (options && (!target || targetRefusal(target))) {
+      target = ctx.target && !targetRefusal(ctx.target) ? ctx.target : options.default_target ?? allowed[0] ?? "";
       ctx.target = undefined;
       semverTouched = false;
     }
@@ -217,15 +279,15 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
           h(
             "span",
             { class: "target-text" },
-            h("span", { class: `env-name env-${env}`, id: nameId }, ENV_LABEL[env], env === sourceEnv && !refusal ? " (roll back)" : ""),
+            h("span", { class: `env-name env-${env}`, id: nameId }, ENV_LABEL[env], targetOption(env)?.is_rollback ? " (roll back)" : ""),
             h("span", { class: "reason", id: reasonId }, refusal ?? (current ? `now v${current.semver}` : "nothing deployed yet")),
           ),
         );
       }),
     );
     if (hadFocus) keepFocusIn(targetGroup);
-    if (!semverTouched) semverInput.value = target ? semver.suggest(sourceSemver(), target, ctx.cards[target]?.semver ?? null) : "";
-    validate();
+    if (!semverTouched) semverInput.value = (target && targetOption(target)?.suggested_semver) || "";
+    checkSemver();
   }
 
   function sourceSemver(): string | null {
@@ -233,25 +295,31 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     return entries.find((e) => e.id === source)?.semver ?? null;
   }
 
+  /** What the server said is wrong with the typed semver for the chosen target (null: fine, or not checked yet). */
+  function semverProblem(): string | null {
+    const value = semverInput.value.trim();
+    if (!target) return null;
+    if (!value) return "enter a new semver";
+    return checked?.value === value ? checked.problems[target] ?? null : null;
+  }
+
   function problems(): string[] {
     const out: string[] = [];
     if (!target) out.push("choose a target environment");
-    const value = semverInput.value.trim();
-    const current = target ? ctx.cards[target]?.semver ?? null : null;
-    if (!value) out.push("enter a new semver");
-    else if (!semver.parse(value)) out.push(`${value} is not a semver such as 1.2.3 or 1.2.3-rc.1`);
-    else if (current && !semver.isGreater(value, current)) out.push(`the new semver must be greater than ${target}'s current ${current}`);
+    const problem = semverProblem();
+    if (problem) out.push(problem);
+    else if (target && checked?.value !== semverInput.value.trim()) out.push("wait while the server checks the semver");
     if (!noteInput.value.trim()) out.push("write a release note");
     return out;
   }
 
   function validate(): boolean {
     const list = problems();
-    const current = target ? ctx.cards[target]?.semver : null;
-    const semverProblem = list.find((p) => p.includes("semver"));
-    semverHint.textContent = semverProblem ? semverProblem : current ? `Must be greater than ${current} (${target} now).` : "The first release of this function here.";
-    semverHint.classList.toggle("field-error", Boolean(semverProblem && semverInput.value.trim()));
-    semverInput.setAttribute("aria-invalid", String(Boolean(semverProblem && semverInput.value.trim())));
+    const current = target ? targetOption(target)?.current_semver : null;
+    const problem = semverProblem();
+    semverHint.textContent = problem ? problem : current ? `Must be greater than ${current} (${target} now).` : "The first release of this function here.";
+    semverHint.classList.toggle("field-error", Boolean(problem && semverInput.value.trim()));
+    semverInput.setAttribute("aria-invalid", String(Boolean(problem && semverInput.value.trim())));
     releaseBtn.disabled = inFlight || list.length > 0;
     if (!inFlight && !status.dataset.sticky) status.textContent = list.length ? `To release: ${list.join("; ")}.` : "Ready to release.";
     return list.length === 0;
