@@ -299,6 +299,46 @@ def test_push_updates_with_the_version_it_read(
     assert set(body["files"]) == {"index.py", "utils.py", "extra.py"}
 
 
+@pytest.mark.parametrize("spelling", ["--note", "-m", "--changelog"])
+def test_push_takes_the_note_as_every_release_command_does(
+    cli: Callable[..., Result], api: FakeApi, tmp_path: Path, spelling: str
+) -> None:
+    folder = make_function_dir(tmp_path / "me", FILES)
+    api.on("GET", "gateways/demo/functions/dev/user/me", function(4, FILES))
+    api.on("PUT", "gateways/demo/functions/dev/user/me", {"function": function(5), "changed": True})
+    result = cli("push", str(folder), "dev/user/me", spelling, "faster")
+    assert result.exit_code == 0, result.output
+    assert api.body(method="PUT")["changelog"] == "faster"
+
+
+def test_push_refuses_two_different_notes(cli: Callable[..., Result], api: FakeApi, tmp_path: Path) -> None:
+    folder = make_function_dir(tmp_path / "me", FILES)
+    result = cli("push", str(folder), "dev/user/me", "--note", "a", "--changelog", "b")
+    assert result.exit_code == 1 and "--note and --changelog are one option" in result.stderr
+    assert api.requests == []
+
+
+def test_every_command_s_help_fits_80_columns() -> None:
+    import typer.main
+    from typer.testing import CliRunner
+
+    from fnstage.cli.main import app
+
+    def commands(group: Any, path: list[str]) -> list[list[str]]:
+        found = [path]
+        for name, sub in getattr(group, "commands", {}).items():
+            if not getattr(sub, "hidden", False):
+                found += commands(sub, [*path, name])
+        return found
+
+    runner = CliRunner()
+    for path in commands(typer.main.get_command(app), []):
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80", "NO_COLOR": "1"})
+        assert result.exit_code == 0, (path, result.output)
+        wide = [line for line in result.output.splitlines() if len(line) > 80]
+        assert wide == [], f"fnstage {' '.join(path)} --help: {wide}"
+
+
 def test_push_unchanged_creates_nothing(cli: Callable[..., Result], api: FakeApi, tmp_path: Path) -> None:
     folder = make_function_dir(tmp_path / "me", FILES)
     make_function_dir(folder, {"__pycache__/utils.py": "junk", ".venv/x.py": "junk"})
@@ -807,7 +847,9 @@ def test_logs_lists_invocations(cli: Callable[..., Result], api: FakeApi) -> Non
     )
     result = cli("logs", "dev/user/me")
     assert result.exit_code == 0, result.output
-    assert "200  GET /user/me  3 ms" in result.stdout and "hello from main" in result.stdout
+    assert result.stdout.splitlines()[0].split() == ["WHEN", "STATUS", "DURATION", "VERSION", "REQUEST", "ID"]
+    assert result.stdout.splitlines()[1].split()[3:] == ["200", "3", "ms", "-", "GET", "/user/me"]
+    assert "hello from main" in result.stdout
 
 
 def test_up_calls_serve_up(
@@ -994,3 +1036,18 @@ def test_trigger_ls_and_runs_render_what_the_api_answers(cli: Callable[..., Resu
         "2030-01-02 02:00 UTC  failed 500  12.5 ms  v3  trigger-1  (2 earlier ticks missed"
     )
     assert rest[:2] == ["  starting", "  KeyError at index.py:4: 'day'"]
+
+
+def test_history_limit_and_the_api_agree_on_the_maximum() -> None:
+    import typer.main
+
+    from fnstage.api.app import create_app
+    from fnstage.cli.main import app
+
+    # typed as click.Command; the root is a group, and the option's range is on the TyperOption
+    history = typer.main.get_command(app).commands["history"]  # type: ignore[attr-defined]
+    cli_max = next(p for p in history.params if p.name == "limit").max  # type: ignore[attr-defined]
+    document = create_app(None).openapi()  # type: ignore[arg-type]  # the document needs no services
+    route = document["paths"]["/api/v1/gateways/{gateway}/history/{env}/{base}"]["get"]
+    api_max = next(p for p in route["parameters"] if p["name"] == "limit")["schema"]["maximum"]
+    assert cli_max == api_max == 200

@@ -19,6 +19,7 @@ from fnstage.api.schemas import (
     Save,
 )
 from fnstage.api.version_urls import with_url
+from fnstage.domain.names import MAX_HISTORY_PAGE
 from fnstage.service import Actor, Services
 from fnstage.service.queries import lock_changes
 from fnstage.store.invocation_log import LogFilter
@@ -112,7 +113,7 @@ def history(
     env: EnvironmentName,
     base: FunctionBase,
     request: Request,
-    limit: int = Query(default=30, ge=1, le=200),
+    limit: int = Query(default=30, ge=1, le=MAX_HISTORY_PAGE),
     before: int | None = Query(default=None, ge=1, le=MAX_ID),
     _: Actor = Depends(current_actor),
     svc: Services = Depends(services),

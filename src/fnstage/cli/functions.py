@@ -12,6 +12,7 @@ from fnstage.cli.client import ApiClient, CliError, path_of
 from fnstage.cli.command import command, connect, function_name, function_path, plural
 from fnstage.cli.options import Environment, GatewayOption, JsonOption
 from fnstage.cli.waiting import WaitOption, WaitTimeoutOption, wait_until_live
+from fnstage.domain.names import MAX_HISTORY_PAGE
 
 function_commands = typer.Typer()
 
@@ -42,8 +43,11 @@ def push(
     semver: Annotated[
         str | None, typer.Option(metavar="X.Y.Z", help="Set the semver (dev uses 0.x.y).")
     ] = None,
+    note: Annotated[
+        str | None, typer.Option("--note", "-m", metavar="TEXT", help="What changed, for the history.")
+    ] = None,
     changelog: Annotated[
-        str | None, typer.Option("--changelog", "-m", metavar="TEXT", help="What changed, for the history.")
+        str | None, typer.Option("--changelog", hidden=True, help="The old spelling of --note.")
     ] = None,
     entrypoint: Annotated[
         str | None,
@@ -79,6 +83,11 @@ def push(
     function since it was read, so a teammate's work is never overwritten.
     """
     fn = function_name(name)
+    if note is not None and changelog is not None and note != changelog:
+        raise CliError(
+            "--note and --changelog are one option (the note for the history): give one", field="note"
+        )
+    note = note if note is not None else changelog
     files = sync.read_function_dir(directory)
     gw = config.resolve_gateway(gateway)
     path = function_path(gw, fn)
@@ -93,15 +102,15 @@ def push(
                 hint="pass --entrypoint PATH to name the file that defines main(ctx)",
             )
         changes = sync.compare_hashes(sync.hash_files(files), (current or {}).get("file_hashes") or {})
-        wants_meta = any(x is not None for x in (semver, changelog, method_list, timeout))
+        wants_meta = any(x is not None for x in (semver, note, method_list, timeout))
         if current and not changes.count and entry == current.get("entrypoint") and not wants_meta:
             render.say(f"unchanged: {fn} is already version {current.get('version')}")
             return
         body: dict[str, Any] = {"files": files, "entrypoint": entry}
         if semver is not None:
             body["semver"] = semver
-        if changelog is not None:
-            body["changelog"] = changelog
+        if note is not None:
+            body["changelog"] = note  # the API's name for the note
         if method_list is not None:
             body["methods"] = method_list
         if timeout is not None:
@@ -181,7 +190,10 @@ def list_functions(
 def history(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Function, such as prod/user/me.")],
     limit: Annotated[
-        int, typer.Option(min=1, max=200, help="How many entries to show (the API gives at most 200).")
+        int,
+        typer.Option(
+            min=1, max=MAX_HISTORY_PAGE, help=f"How many entries to show (at most {MAX_HISTORY_PAGE} a page)."
+        ),
     ] = 30,
     before: Annotated[
         int | None, typer.Option(metavar="ID", help="Only entries older than history entry ID (paging).")

@@ -64,7 +64,9 @@ def logs(
         return
     if not invocations:
         render.say(f"no invocations of {fn} recorded yet")
+        return
     out = render.console()
+    out.print(render.logs_header(), soft_wrap=True)
     for line in render.logs_view(invocations):
         out.print(line, soft_wrap=True)
 
@@ -92,6 +94,8 @@ def _follow_logs(
                     out.print(line, soft_wrap=True)
         sys.stdout.flush()
 
+    if not json_lines:
+        out.print(render.logs_header(), soft_wrap=True)
     show(shown)
     try:
         while True:

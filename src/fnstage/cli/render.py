@@ -174,13 +174,18 @@ def gateway_card(gateway: Mapping[str, Any], now: datetime | None = None) -> Pan
 
 
 def functions_table(functions: Sequence[Mapping[str, Any]], now: datetime | None = None) -> Table:
-    from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(box=box.SIMPLE_HEAD)
-    for column in ("function", "version", "semver", "files", "methods", "updated", "by"):
-        table.add_column(column, justify="right" if column in ("version", "files") else "left")
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    # At 80 columns the long cells wrap (the name first gets the room), and none is cut off with "…".
+    table.add_column("function", overflow="fold", min_width=16)
+    table.add_column("version", justify="right", no_wrap=True)
+    table.add_column("semver", no_wrap=True)
+    table.add_column("files", justify="right", no_wrap=True)
+    table.add_column("methods", overflow="fold")
+    table.add_column("updated", no_wrap=True)
+    table.add_column("by", overflow="ellipsis", max_width=12)  # who: a hint; the name is what matters
     for function in functions:
         table.add_row(
             Text(_text(function.get("name")), style="bold"),
@@ -218,7 +223,7 @@ def history_table(entries: Sequence[Mapping[str, Any]], now: datetime | None = N
     table.add_column("when")
     table.add_column("who")
     table.add_column("lock")
-    table.add_column("changelog", overflow="fold")
+    table.add_column("note", overflow="fold")
     with_urls = any(entry.get("url") for entry in entries)
     if with_urls:  # each version's own URL (issue 14), when the control plane knows the runtime's
         table.add_column("url", overflow="fold")
@@ -433,10 +438,22 @@ def _first(item: Mapping[str, Any], keys: Iterable[str]) -> Any:
     return None
 
 
-def logs_view(invocations: Sequence[Mapping[str, Any]], now: datetime | None = None) -> list[Text]:
-    """One header line per invocation (when, status, method path, duration), then its log lines."""
+LOG_COLUMNS = (("WHEN", 11), ("STATUS", 6), ("DURATION", 10), ("VERSION", 7))
+
+
+def logs_header() -> Text:
+    """The column headers over `logs_view`'s lines: fixed-width columns, then the request and its id."""
     from rich.text import Text
 
+    return Text("  ".join(name.ljust(width) for name, width in LOG_COLUMNS) + "  REQUEST  ID", style="bold")
+
+
+def logs_view(invocations: Sequence[Mapping[str, Any]], now: datetime | None = None) -> list[Text]:
+    """One line per invocation under `logs_header` (when, status, duration, version, method path or
+    trigger, request id), then the lines it logged and its error, indented."""
+    from rich.text import Text
+
+    (_, when_w), (_, status_w), (_, duration_w), (_, version_w) = LOG_COLUMNS
     out: list[Text] = []
     for invocation in invocations:
         status = _first(invocation, ("status", "status_code"))
@@ -444,20 +461,27 @@ def logs_view(invocations: Sequence[Mapping[str, Any]], now: datetime | None = N
         if isinstance(status, int) and status < 400:
             status_style = "green"
         duration = _first(invocation, ("duration_ms", "duration"))
-        header = Text.assemble(
-            (relative_time(_first(invocation, ("time", "at", "started_at", "created_at")), now), "dim"),
-            "  ",
-            (_text(status), status_style),
-            "  ",
-            f"{_text(invocation.get('method'), '')} {_text(invocation.get('path'), '')}".strip(),
-        )
-        if invocation.get("trigger"):  # a scheduled run, not an HTTP request
-            header.append(f"trigger {invocation['trigger']}", style="cyan")
-        if isinstance(duration, int | float):
-            header.append(f"  {round(duration, 1):g} ms", style="dim")
+        took = f"{round(duration, 1):g} ms" if isinstance(duration, int | float) else "-"
         version = invocation.get("version")
-        if version is not None:
-            header.append(f"  v{version}", style="dim")
+        request = f"{_text(invocation.get('method'), '')} {_text(invocation.get('path'), '')}".strip()
+        if invocation.get("trigger"):  # a scheduled run, not an HTTP request
+            request = f"{request} trigger {invocation['trigger']}".strip()
+        header = Text.assemble(
+            (
+                relative_time(_first(invocation, ("time", "at", "started_at", "created_at")), now).ljust(
+                    when_w
+                ),
+                "dim",
+            ),
+            "  ",
+            (_text(status).ljust(status_w), status_style),
+            "  ",
+            (took.ljust(duration_w), "dim"),
+            "  ",
+            (("-" if version is None else f"v{version}").ljust(version_w), "dim"),
+            "  ",
+            request or "-",
+        )
         request_id = invocation.get("request_id")
         if request_id:
             header.append(f"  {request_id}", style="dim")

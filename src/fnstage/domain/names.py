@@ -18,6 +18,8 @@ GATEWAY_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 SEGMENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 MAX_SEGMENTS = 8
 MAX_BASE_LENGTH = 200
+# The most history entries one page of `GET .../history` answers (and `fnstage history --limit` asks).
+MAX_HISTORY_PAGE = 200
 
 
 def check_environment(env: str, field: str = "environment") -> str:
