@@ -61,8 +61,10 @@ def promote(
     gateway: GatewayOption = None,
     force: ForceReleaseOption = False,
 ) -> None:
-    """Copy a function's current code and its dependency lock to the next environment, as it is (no
-    rebuild). A version that failed to load on its runtimes is refused unless --force.
+    """Copy a function's current code and its dependency lock to the next environment, as it is.
+
+    No rebuild. Without --to, it goes where the server's release policy names (the next environment).
+    A version that failed to load on its runtimes is refused unless --force.
 
     With --canary, the target serves it to that share of requests first, and the control plane
     promotes it at the end of --bake or rolls it back on a regression (see `fnstage rollout`).
