@@ -2,13 +2,13 @@
 // only; a history entry may also go back into its own environment: a rollback), new semver, note, the
 // side-by-side diff of source vs target, then progress until the runtimes confirm.
 
-import { api, type ApiError, type Card, type FileDiff, type Gateway, gw, type HistoryEntry, pathOf, type Rollout } from "./api";
+import { api, type ApiError, type Card, type FileDiff, type GatewaySettings, gw, type HistoryEntry, pathOf, type Rollout, type Schemas } from "./api";
 import * as semver from "./semver";
 import { Sheet } from "./sheet";
 import { clear, ENV_LABEL, ENVS, h, icon, keepFocusIn, sleep, timeAgo, uid } from "./util";
 
 export interface ReleaseContext {
-  gateway: Gateway;
+  gateway: GatewaySettings;
   base: string;
   cards: Record<string, Card | null>;
   sourceEnv: string;
@@ -164,8 +164,8 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     renderTargets();
     loadDiff();
     try {
-      const data = await api.get(`${gw(ctx.gateway.id)}/history/${sourceEnv}/${pathOf(ctx.base)}?limit=30`);
-      entries = data.entries as HistoryEntry[];
+      const data = await api.get<Schemas["History"]>(`${gw(ctx.gateway.id)}/history/${sourceEnv}/${pathOf(ctx.base)}?limit=30`);
+      entries = data.entries;
     } catch (err) {
       status.textContent = `Could not load ${sourceEnv}'s history: ${(err as Error).message}`;
     }
@@ -263,9 +263,9 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     clear(requiredBox);
     if (!target) return;
     const query = source === "current" ? `source=${encodeURIComponent(sourceEnv)}` : `history_id=${source}`;
-    let data: { config: { key: string; present: boolean }[]; secrets: { key: string; present: boolean }[]; missing: string[] };
+    let data: Schemas["RequiredKeys"];
     try {
-      data = await api.get(`${gw(ctx.gateway.id)}/config/${encodeURIComponent(target)}/required/${pathOf(ctx.base)}?${query}`);
+      data = await api.get<Schemas["RequiredKeys"]>(`${gw(ctx.gateway.id)}/config/${encodeURIComponent(target)}/required/${pathOf(ctx.base)}?${query}`);
     } catch (err) {
       if (token === diffToken) clear(requiredBox, h("p", { class: "error-text", role: "alert" }, (err as Error).message));
       return;
@@ -340,8 +340,8 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     try {
       const result =
         source === "current"
-          ? await api.post(`${gw(ctx.gateway.id)}/promote`, { name: `${sourceEnv}/${ctx.base}`, ...body })
-          : await api.post(`${gw(ctx.gateway.id)}/release`, { base: ctx.base, source_env: sourceEnv, source_history_id: source, ...body });
+          ? await api.post<Schemas["Deployed"]>(`${gw(ctx.gateway.id)}/promote`, { name: `${sourceEnv}/${ctx.base}`, ...body })
+          : await api.post<Schemas["Deployed"]>(`${gw(ctx.gateway.id)}/release`, { base: ctx.base, source_env: sourceEnv, source_history_id: source, ...body });
       const fn = result.function;
       if (result.canary) {
         const c = result.canary;
@@ -397,7 +397,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     let last: Rollout | null = null;
     while (Date.now() - started < 15000) {
       try {
-        last = (await api.get(`${gw(ctx.gateway.id)}/rollout/${env}/${pathOf(ctx.base)}?version=${version}`)) as Rollout;
+        last = await api.get<Rollout>(`${gw(ctx.gateway.id)}/rollout/${env}/${pathOf(ctx.base)}?version=${version}`);
       } catch {
         return last;
       }
