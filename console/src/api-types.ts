@@ -1276,15 +1276,9 @@ export interface components {
       committed_at: string;
       /** Done */
       done: boolean;
-      /**
-       * Errors
-       * @description requests the live version failed since it went live
-       */
+      /** Errors */
       errors: number;
-      /**
-       * Failed
-       * @description runtimes that refused to load the version
-       */
+      /** Failed */
       failed: number;
       /** Latency Ms */
       latency_ms: number | null;

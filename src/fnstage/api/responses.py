@@ -207,14 +207,22 @@ class RuntimeState(Answer):
     last_error: str | None
 
 
-class Rollout(RuntimeSummary):
+class Rollout(Answer):
     """Where a version is live: on the runtimes (cells) that serve its environment."""
 
     name: str
     version: int
     committed_at: Timestamp
+    live: int
+    failed: int
+    pending: int
+    silent: int
+    active: int
     done: bool
     latency_ms: Number | None
+    requests: int
+    errors: int
+    summary: str
     runtimes: list[RuntimeState]
 
 
@@ -226,8 +234,13 @@ class CanaryArm(Answer):
     p95_ms: Number | None
 
 
-class CanaryCandidate(CanaryArm):
+class CanaryCandidate(Answer):
+    version: int
+    semver: str
     history_id: int
+    requests: int
+    errors: int
+    p95_ms: Number | None
 
 
 class CanaryThresholds(Answer):
