@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from fnstage.api import serialize
 from fnstage.api.app import PREFIX, create_app
 from fnstage.api.document import main, openapi_document
 from fnstage.service import Services
 from fnstage.service.identity import bootstrap_admin
+from fnstage.service.rollouts import Rollout
 from fnstage.store.store import Store
 from support.functions import hello_files
 
@@ -98,3 +101,14 @@ def test_bodies_leave_out_what_they_carry_only_sometimes(client: TestClient) -> 
     assert "runtime" not in listed[0]
     listed = client.get(f"{PREFIX}/gateways/demo/functions?runtime=true").json()["functions"]
     assert listed[0]["runtime"]["summary"] == "no runtime"
+
+
+def test_a_rollout_keeps_the_serializers_key_order(client: TestClient) -> None:
+    # the CLI's --json prints a body as it came: the model's field order is the serializer's
+    client.put(
+        f"{PREFIX}/gateways/demo/functions/dev/user/me", json={"files": hello_files()}
+    ).raise_for_status()
+    body = client.get(f"{PREFIX}/gateways/demo/rollout/dev/user/me")
+    assert body.status_code == 200, body.text
+    rollout = serialize.rollout(Rollout("dev/user/me", 1, datetime.now(UTC), []))
+    assert list(body.json()) == list(rollout)
