@@ -33,8 +33,11 @@ def main() -> None:
         this = UpProcess(Path(tmp) / "this")
         with base.start(timeout=120), this.start(timeout=120), base.client() as b, this.client() as t:
             clients = {"base": b, "this": t}
-            for client in clients.values():
+            typed = {}  # which build is which: only a build with response models documents `Saved`
+            for name, client in clients.items():
                 client.post("/api/v1/gateways", json={"id": "bench"}).raise_for_status()
+                schemas = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+                typed[name] = "Saved" in schemas
             for i in range(args.saves):
                 files = {"index.py": INDEX, "utils.py": UTILS.replace("{N}", str(i)), "helpers.py": HELPERS}
                 order = ("base", "this") if i % 2 else ("this", "base")
@@ -54,6 +57,7 @@ def main() -> None:
                 "save_p99_ms": {k: round(percentile(v, 0.99), 2) for k, v in timings.items()},
                 "ratio_p50_this_to_base": round(p50["this"] / p50["base"], 3),
                 "saves_each": args.saves,
+                "typed_responses": typed,
                 "machine": describe(),
             },
             indent=2,
