@@ -2,7 +2,7 @@
 // Everything goes through the same API as `fnstage member` and `fnstage token`; the API decides who may
 // change what (owners manage members) and words every refusal, which is shown as it comes.
 
-import { api, ApiError, gw } from "./api";
+import { api, ApiError, gw, type Member, type Schemas, type Token } from "./api";
 import { clear, h, timeAgo } from "./util";
 
 const ROLES = ["viewer", "developer", "releaser", "owner"] as const;
@@ -12,22 +12,6 @@ const ROLE_HINT: Record<string, string> = {
   releaser: "+ promotes, releases and rolls back",
   owner: "+ manages members and gateway settings",
 };
-
-interface Member {
-  user: string;
-  role: string;
-  added_at: string;
-  added_by: string;
-}
-
-interface Token {
-  id: number;
-  name: string;
-  created_at: string;
-  expires_at: string | null;
-  revoked_at: string | null;
-  last_used_at: string | null;
-}
 
 function errorText(): HTMLParagraphElement {
   return h("p", { class: "error-text", role: "alert" });
@@ -46,7 +30,7 @@ export function renderAccess(container: HTMLElement, gateway: string): void {
   async function loadMembers(): Promise<void> {
     let members: Member[];
     try {
-      members = (await api.get(`${gw(gateway)}/members`)).members;
+      members = (await api.get<Schemas["Members"]>(`${gw(gateway)}/members`)).members;
     } catch (err) {
       fail(membersError, err);
       return;
@@ -107,7 +91,7 @@ export function renderAccess(container: HTMLElement, gateway: string): void {
   async function loadTokens(): Promise<void> {
     let tokens: Token[];
     try {
-      tokens = (await api.get("tokens")).tokens;
+      tokens = (await api.get<Schemas["Tokens"]>("tokens")).tokens;
     } catch (err) {
       fail(tokensError, err);
       return;
@@ -191,7 +175,7 @@ export function renderAccess(container: HTMLElement, gateway: string): void {
         const body: Record<string, unknown> = { name: nameInput.value.trim() };
         if (daysInput.value) body.expires_in_seconds = Number(daysInput.value) * 86400;
         try {
-          const made = await api.post("tokens", body);
+          const made = await api.post<Schemas["NewToken"]>("tokens", body);
           nameInput.value = "";
           daysInput.value = "";
           clear(

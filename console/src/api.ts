@@ -1,5 +1,7 @@
 // The HTTP API client: the same /api/v1 the CLI uses, errors kept exactly as the API words them.
 
+import type { components } from "./api-types";
+
 const TOKEN_KEY = "fnstage.token";
 
 export interface Problem {
@@ -85,95 +87,25 @@ export function gw(gateway: string): string {
   return `gateways/${encodeURIComponent(gateway)}`;
 }
 
-export interface FunctionInfo {
-  gateway: string;
-  name: string;
-  env: string;
-  base: string;
-  version: number;
-  semver: string;
-  entrypoint: string;
-  files?: Record<string, string>;
-  updated_at: string;
-  updated_by: string;
-  history_id: number | null;
-  runtime?: RuntimeSummary; // with `functions?runtime=true`: where the current version is live
-}
-
-/** A rollout's counts without the per-runtime list (the function list's `runtime`). */
-export interface RuntimeSummary {
-  live: number;
-  failed: number; // runtimes that refused to load the version
-  pending: number;
-  silent: number;
-  active: number;
-  requests: number;
-  errors: number; // requests the live version failed since it went live
-  summary: string;
-}
-
-export interface Card extends FunctionInfo {
-  state: string;
-  note: string | null;
-  kind: string | null;
-  deployed_by: string;
-  deployed_at: string;
-  runtime: Rollout;
-  canary?: CanaryStatus | null; // a running canary, or the decision that made the current version
-}
-
-export interface CanaryArm {
-  version: number;
-  semver: string;
-  requests: number;
-  errors: number;
-  p95_ms: number | null;
-}
-
-export interface CanaryStatus {
-  name: string;
-  state: "running" | "completed" | "rolled_back" | "aborted";
-  share: number;
-  steps: number[];
-  time_left_s: number;
-  stable: CanaryArm;
-  canary: CanaryArm;
-  reason: string | null;
-  decided_by: string | null;
-}
-
-export interface Rollout extends RuntimeSummary {
-  version: number;
-  done: boolean;
-  latency_ms: number | null;
-  runtimes: { state: string; error: string | null; last_error: string | null }[];
-}
-
-export interface HistoryEntry {
-  id: number;
-  name: string;
-  env: string;
-  base: string;
-  kind: string;
-  version: number;
-  semver: string;
-  changelog: string | null;
-  actor: string;
-  created_at: string;
-  source_env: string | null;
-  source_version: number | null;
-  url?: string | null; // the version's own URL (issue 14), when the control plane knows the runtime's
-}
-
-export interface FileDiff {
-  path: string;
-  status: "added" | "removed" | "modified" | "unchanged";
-  a: string | null;
-  b: string | null;
-}
-
-export interface Gateway {
-  id: string;
-  allow_dev_to_prod: boolean;
-  history_limit: number;
-}
+// The API's bodies, as the server's OpenAPI document describes them (src/api-types.ts is generated from
+// it by api-types.sh; check.sh fails when it is stale): never written by hand here.
+export type Schemas = components["schemas"];
+export type FunctionInfo = Schemas["ListedFunction"]; // `runtime` with `functions?runtime=true`
+export type RuntimeSummary = Schemas["RuntimeSummary"];
+export type Card = Schemas["Card"];
+export type CanaryArm = Schemas["CanaryArm"];
+export type CanaryStatus = Schemas["CanaryStatus"];
+export type Rollout = Schemas["Rollout"];
+export type HistoryEntry = Schemas["HistoryEntry"];
+export type FileDiff = Schemas["FileDiff"];
+export type Gateway = Schemas["Gateway"];
+/** What a function's page needs of its gateway (before the list of gateways has loaded, a stand-in). */
+export type GatewaySettings = Pick<Gateway, "id" | "allow_dev_to_prod" | "history_limit">;
+export type Member = Schemas["Member"];
+export type Token = Schemas["Token"];
+export type Stats = Schemas["Stats"];
+export type VersionSeries = Schemas["VersionSeries"];
+export type Configuration = Schemas["Configuration"];
+export type ConfigVersion = Schemas["ConfigVersion"];
+export type Invocation = Schemas["Invocation"];
+export type Invocations = Schemas["Invocations"];

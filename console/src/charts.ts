@@ -2,22 +2,8 @@
 // last hour or day, with its releases marked on the time axis. Data: /stats, from the durable log.
 
 import uPlot from "uplot";
-import { api, type Gateway, gw, pathOf } from "./api";
+import { api, type GatewaySettings, gw, pathOf, type Stats, type VersionSeries } from "./api";
 import { clear, h } from "./util";
-
-interface Series {
-  requests: number[];
-  errors: number[];
-  p50_ms: (number | null)[];
-  p95_ms: (number | null)[];
-}
-
-interface Stats {
-  times: number[];
-  bucket_s: number;
-  versions: Record<string, Series>;
-  releases: { time: number; version: number; semver: string; kind: string }[];
-}
 
 const COLORS = ["#2563eb", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be123c"];
 
@@ -46,7 +32,7 @@ function releaseMarks(releases: Stats["releases"]): uPlot.Plugin {
   };
 }
 
-function chart(title: string, stats: Stats, pick: (s: Series) => { label: string; values: (number | null)[]; dash?: number[] }[], width: number): HTMLElement {
+function chart(title: string, stats: Stats, pick: (s: VersionSeries) => { label: string; values: (number | null)[]; dash?: number[] }[], width: number): HTMLElement {
   const box = h("figure", { class: "chart", "data-chart": title });
   const series: uPlot.Series[] = [{}];
   const data: uPlot.AlignedData = [stats.times];
@@ -60,11 +46,11 @@ function chart(title: string, stats: Stats, pick: (s: Series) => { label: string
   return box;
 }
 
-export async function renderCharts(into: HTMLElement, gateway: Gateway, env: string, base: string, window: "hour" | "day"): Promise<void> {
+export async function renderCharts(into: HTMLElement, gateway: GatewaySettings, env: string, base: string, window: "hour" | "day"): Promise<void> {
   clear(into, h("p", { class: "muted" }, "Loading the charts…"));
   let stats: Stats;
   try {
-    stats = await api.get(`${gw(gateway.id)}/stats/${env}/${pathOf(base)}?window=${window}`);
+    stats = await api.get<Stats>(`${gw(gateway.id)}/stats/${env}/${pathOf(base)}?window=${window}`);
   } catch (err) {
     clear(into, h("p", { class: "muted" }, (err as Error).message));
     return;

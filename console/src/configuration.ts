@@ -3,41 +3,8 @@
 // rollback. Everything goes through the same API as `fnstage config` and `fnstage secret`; the API
 // decides who may change what (dev: developers, staging and prod: releasers) and words every refusal.
 
-import { api, ApiError, gw } from "./api";
+import { api, ApiError, type Configuration, type ConfigVersion, gw, type Schemas } from "./api";
 import { clear, ENV_LABEL, ENVS, h, timeAgo } from "./util";
-
-interface ConfigItem {
-  key: string;
-  function: string | null;
-  value?: unknown;
-}
-
-interface SecretItem {
-  key: string;
-  function: string | null;
-  fingerprint: string;
-  set_by: string;
-  set_at: string;
-}
-
-interface View {
-  env: string;
-  version: number;
-  updated_at: string | null;
-  updated_by: string | null;
-  values_shown: boolean;
-  config: ConfigItem[];
-  secrets: SecretItem[];
-}
-
-interface Version {
-  version: number;
-  kind: string;
-  note: string | null;
-  actor: string;
-  created_at: string;
-  changes: { op: string; type: string; key: string; function: string | null }[];
-}
 
 function fail(target: HTMLElement, err: unknown): void {
   target.textContent = err instanceof ApiError || err instanceof Error ? err.message : String(err);
@@ -60,10 +27,10 @@ export function renderConfiguration(container: HTMLElement, gateway: string, env
   const scopeQuery = (fn: string | null) => (fn ? `?function=${encodeURIComponent(fn)}` : "");
 
   async function load(): Promise<void> {
-    let view: View;
-    let versions: Version[];
+    let view: Configuration;
+    let versions: ConfigVersion[];
     try {
-      [view, versions] = await Promise.all([api.get(base), api.get(`${base}/history`).then((d) => d.versions)]);
+      [view, versions] = await Promise.all([api.get<Configuration>(base), api.get<Schemas["ConfigHistory"]>(`${base}/history`).then((d) => d.versions)]);
     } catch (err) {
       fail(configError, err);
       return;

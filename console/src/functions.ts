@@ -12,7 +12,7 @@ export type EnvState = "failing" | "not-live" | "live";
 
 export const STATE_LABEL: Record<EnvState, string> = { failing: "Failing", "not-live": "Not live", live: "Live" };
 
-export function envState(r: RuntimeSummary | undefined): EnvState {
+export function envState(r: RuntimeSummary | null | undefined): EnvState {
   if (!r) return "not-live";
   if (r.failed > 0 || r.errors > 0) return "failing";
   if (r.active === 0 || r.live < r.active) return "not-live";

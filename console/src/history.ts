@@ -1,11 +1,11 @@
 // An environment's history: semver, when, who, kind, note; diff any entry against current; roll back.
 
-import { api, type Card, type Gateway, gw, type HistoryEntry, pathOf } from "./api";
+import { api, type Card, type GatewaySettings, gw, type HistoryEntry, pathOf, type Schemas } from "./api";
 import { Sheet } from "./sheet";
 import { clear, ENV_LABEL, ENVS, formatTime, h, icon, keepFocusIn, timeAgo } from "./util";
 
 export interface HistoryContext {
-  gateway: Gateway;
+  gateway: GatewaySettings;
   base: string;
   env: string;
   cards: Record<string, Card | null>;
@@ -50,7 +50,7 @@ export function openHistorySheet(ctx: HistoryContext): Sheet {
     clear(list, h("p", { class: "muted" }, "Loading…"));
     let entries: HistoryEntry[];
     try {
-      entries = (await api.get(`${gw(ctx.gateway.id)}/history/${env}/${pathOf(ctx.base)}?limit=30`)).entries;
+      entries = (await api.get<Schemas["History"]>(`${gw(ctx.gateway.id)}/history/${env}/${pathOf(ctx.base)}?limit=30`)).entries;
     } catch (err) {
       clear(list, h("p", { class: "muted" }, (err as Error).message));
       return;
@@ -127,7 +127,7 @@ export function openHistorySheet(ctx: HistoryContext): Sheet {
     try {
       const [mod, data] = await Promise.all([
         import("./diff"),
-        api.get(`${gw(ctx.gateway.id)}/diff?a=${encodeURIComponent(`#${e.id}`)}&b=${encodeURIComponent(`${env}/${ctx.base}`)}`),
+        api.get<Schemas["Diff"]>(`${gw(ctx.gateway.id)}/diff?a=${encodeURIComponent(`#${e.id}`)}&b=${encodeURIComponent(`${env}/${ctx.base}`)}`),
       ]);
       destroyDiff = mod.renderDiff(box, data.files, { a, b });
     } catch (err) {

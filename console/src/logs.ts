@@ -1,24 +1,12 @@
 // A function's invocations, live: status, duration, version and request id, newest first; a request id
 // opens its ctx.log lines and traceback. Read from the durable log (/logs, then `after` its cursor).
 
-import { api, type Gateway, gw, pathOf } from "./api";
+import { api, type GatewaySettings, gw, type Invocation, type Invocations, pathOf } from "./api";
 import { Sheet } from "./sheet";
 import { clear, ENV_LABEL, ENVS, formatTime, h, keepFocusIn } from "./util";
 
-export interface Invocation {
-  id?: number;
-  request_id: string;
-  time: number;
-  version: number;
-  status: number;
-  duration_ms: number;
-  lines: string[];
-  error: string | null;
-  trigger: string | null;
-}
-
 export interface LogsContext {
-  gateway: Gateway;
+  gateway: GatewaySettings;
   base: string;
   env: string;
 }
@@ -109,14 +97,14 @@ export function openLogsSheet(ctx: LogsContext): Sheet {
 
   async function poll(mine: number): Promise<void> {
     try {
-      const data = await api.get(`${path()}&after=${cursor}`);
+      const data = await api.get<Invocations>(`${path()}&after=${cursor}`);
       if (mine !== generation) return;
-      const fresh = (data.invocations as Invocation[]).reverse();
+      const fresh = data.invocations.reverse();
       if (fresh.length) {
         shown = [...fresh, ...shown].slice(0, KEEP);
         render();
       }
-      cursor = Math.max(cursor, data.cursor ?? 0);
+      cursor = Math.max(cursor, data.cursor);
     } catch {
       // a poll that fails (the API restarting) is simply tried again
     }
@@ -129,10 +117,10 @@ export function openLogsSheet(ctx: LogsContext): Sheet {
     renderTabs();
     clear(list, h("p", { class: "muted" }, "Loading…"));
     try {
-      const data = await api.get(path());
+      const data = await api.get<Invocations>(path());
       if (mine !== generation) return;
-      shown = data.invocations as Invocation[];
-      cursor = data.cursor ?? 0;
+      shown = data.invocations;
+      cursor = data.cursor;
       render();
       drawCharts();
     } catch (err) {

@@ -3,7 +3,7 @@
 
 import { renderAccess } from "./access";
 import { configHref, renderConfiguration } from "./configuration";
-import { api, ApiError, type CanaryStatus, type Card, type FileDiff, type FunctionInfo, type Gateway, getToken, gw, type HistoryEntry, pathOf, type Problem, request, setToken, setUnauthorizedHandler } from "./api";
+import { api, ApiError, type CanaryStatus, type Card, type FileDiff, type FunctionInfo, type Gateway, type GatewaySettings, getToken, gw, type HistoryEntry, pathOf, type Problem, request, type Rollout, type Schemas, setToken, setUnauthorizedHandler } from "./api";
 import { FileEditor } from "./editor";
 import { renderFunctionList } from "./functions";
 import { openHistorySheet } from "./history";
@@ -120,8 +120,8 @@ async function start(): Promise<void> {
 }
 
 async function loadSession(): Promise<void> {
-  const [me, gateways, health] = await Promise.all([api.get("me"), api.get("gateways"), api.get("health")]);
-  session = { me, gateways: gateways.gateways, runtimeUrl: health.runtime_url ?? null };
+  const [me, gateways, health] = await Promise.all([api.get<Schemas["Me"]>("me"), api.get<Schemas["Gateways"]>("gateways"), api.get<Schemas["Health"]>("health")]);
+  session = { me, gateways: gateways.gateways, runtimeUrl: health.runtime_url };
 }
 
 function skipToContent(e: Event): void {
@@ -264,7 +264,7 @@ function openNewGateway(): void {
           e.preventDefault();
           create.disabled = true;
           try {
-            const g = await api.post("gateways", { id: idInput.value.trim(), allow_dev_to_prod: allow.checked });
+            const g = await api.post<Gateway>("gateways", { id: idInput.value.trim(), allow_dev_to_prod: allow.checked });
             session!.gateways.push(g);
             sheet.close(true);
             location.hash = gatewayHref(g.id);
@@ -333,7 +333,7 @@ async function renderGateway(gateway: string): Promise<void> {
   );
   let functions: FunctionInfo[];
   try {
-    functions = (await api.get(`${gw(gateway)}/functions?runtime=true`)).functions;
+    functions = (await api.get<Schemas["Functions"]>(`${gw(gateway)}/functions?runtime=true`)).functions;
   } catch (err) {
     clear(list, h("p", { class: "error-text", role: "alert" }, (err as Error).message));
     return;
@@ -442,7 +442,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
   const semverInput = h("input", { id: "save-semver", placeholder: "semver", autocomplete: "off", spellcheck: "false", class: "semver-input mono", title: "Dev's semver for this save; empty keeps the current one" });
   const saveBtn = h("button", { class: "btn primary", type: "button", title: "Save to dev (Ctrl+S / ⌘S)" }, "Save", h("kbd", null, navigator.platform.includes("Mac") ? "⌘S" : "Ctrl+S"));
   const basedOn = h("span", { class: "muted small" });
-  let gw0: Gateway = session!.gateways.find((g) => g.id === gateway) ?? { id: gateway, allow_dev_to_prod: false, history_limit: 30 };
+  let gw0: GatewaySettings = session!.gateways.find((g) => g.id === gateway) ?? { id: gateway, allow_dev_to_prod: false, history_limit: 30 };
   let cards: Record<string, Card | null> = { dev: null, staging: null, prod: null };
   let baseVersion = 0;
   let saving = false;
@@ -514,7 +514,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
 
   async function refreshCards(): Promise<void> {
     try {
-      const data = await api.get(`${gw(gateway)}/overview/${pathOf(base)}`);
+      const data = await api.get<Schemas["Overview"]>(`${gw(gateway)}/overview/${pathOf(base)}`);
       cards = data.environments;
     } catch (err) {
       clear(cardsEl, h("p", { class: "error-text", role: "alert" }, (err as Error).message));
@@ -545,7 +545,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
     clear(saveStatus, h("span", { class: "spinner", "aria-hidden": "true" }), "Saving to dev…");
     try {
       const note = noteInput.value.trim();
-      const result = await api.put(`${gw(gateway)}/functions/dev/${pathOf(base)}`, {
+      const result = await api.put<Schemas["Saved"]>(`${gw(gateway)}/functions/dev/${pathOf(base)}`, {
         files,
         entrypoint: editor.entrypoint,
         expected_version: baseVersion,
@@ -592,7 +592,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
     const started = Date.now();
     while (Date.now() - started < 5000 && baseVersion === version) {
       try {
-        const r = await api.get(`${gw(gateway)}/rollout/dev/${pathOf(base)}?version=${version}`);
+        const r = await api.get<Rollout>(`${gw(gateway)}/rollout/dev/${pathOf(base)}?version=${version}`);
         if (baseVersion !== version || editor.dirty()) return;
         if (r.done || (!r.runtimes.length && Date.now() - started > 1500)) {
           saveStatus.textContent = `${saved} · ${r.summary}${r.latency_ms != null ? ` in ${Math.round(r.latency_ms)} ms` : ""}`;
@@ -623,7 +623,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
             class: "btn small danger",
             type: "button",
             onclick: async () => {
-              const fn = (await api.get(`${gw(gateway)}/functions/dev/${pathOf(base)}`)) as FunctionInfo;
+              const fn = await api.get<FunctionInfo>(`${gw(gateway)}/functions/dev/${pathOf(base)}`);
               baseVersion = fn.version;
               save(true);
             },
@@ -649,7 +649,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
 
   async function compareWithTheirs(): Promise<void> {
     const mine = editor.files();
-    const [mod, theirs] = await Promise.all([import("./diff"), api.get(`${gw(gateway)}/functions/dev/${pathOf(base)}?files=true`) as Promise<FunctionInfo>]);
+    const [mod, theirs] = await Promise.all([import("./diff"), api.get<FunctionInfo>(`${gw(gateway)}/functions/dev/${pathOf(base)}?files=true`)]);
     const files: FileDiff[] = [...new Set([...Object.keys(theirs.files!), ...Object.keys(mine)])].sort().map((path) => {
       const a = theirs.files![path] ?? null;
       const b = mine[path] ?? null;
@@ -685,7 +685,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
   async function loadCode(): Promise<void> {
     let fn: FunctionInfo | null = null;
     try {
-      fn = await api.get(`${gw(gateway)}/functions/dev/${pathOf(base)}?files=true`);
+      fn = await api.get<FunctionInfo>(`${gw(gateway)}/functions/dev/${pathOf(base)}?files=true`);
     } catch (err) {
       if (!(err instanceof ApiError && err.status === 404)) throw err;
     }
@@ -694,7 +694,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
       setBase(fn);
     } else {
       const other = ENVS.map((e) => cards[e]).find(Boolean);
-      const source = other ? await api.get(`${gw(gateway)}/functions/${other.env}/${pathOf(base)}?files=true`) : null;
+      const source = other ? await api.get<FunctionInfo>(`${gw(gateway)}/functions/${other.env}/${pathOf(base)}?files=true`) : null;
       editor.load(source?.files ?? { "index.py": TEMPLATE }, source?.entrypoint ?? "index.py");
       baseVersion = 0;
       basedOn.textContent = source ? `not in dev: starting from ${source.env}'s code; Save creates it in dev` : "new function";
@@ -704,7 +704,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
   }
 
   try {
-    const [g] = await Promise.all([api.get(gw(gateway)) as Promise<Gateway>, refreshCards()]);
+    const [g] = await Promise.all([api.get<Gateway>(gw(gateway)), refreshCards()]);
     gw0 = g;
     await loadCode();
   } catch (err) {

@@ -2,12 +2,12 @@
 // only; a history entry may also go back into its own environment: a rollback), new semver, note, the
 // side-by-side diff of source vs target, then progress until the runtimes confirm.
 
-import { api, type ApiError, type Card, type FileDiff, type Gateway, gw, type HistoryEntry, pathOf, type Rollout } from "./api";
+import { api, type ApiError, type Card, type FileDiff, type GatewaySettings, gw, type HistoryEntry, pathOf, type Rollout, type Schemas } from "./api";
 import { Sheet } from "./sheet";
 import { clear, ENV_LABEL, ENVS, h, icon, keepFocusIn, sleep, timeAgo, uid } from "./util";
 
 export interface ReleaseContext {
-  gateway: Gateway;
+  gateway: GatewaySettings;
   base: string;
   cards: Record<string, Card | null>;
   sourceEnv: string;
@@ -16,21 +16,9 @@ export interface ReleaseContext {
   onReleased: (target: string) => void;
 }
 
-/** One environment as a release target, as the server's release policy answers it
+/** Where a source may be released, as the server's release policy answers it
  * (GET .../release-options/{base}); the sheet shows it and never applies the rules itself. */
-interface TargetOption {
-  env: string;
-  refusal: string | null;
-  is_rollback: boolean;
-  current_semver: string | null;
-  suggested_semver: string | null;
-  semver_problem: string | null;
-}
-
-interface ReleaseOptions {
-  targets: TargetOption[];
-  default_target: string | null;
-}
+type ReleaseOptions = Schemas["ReleaseOptions"];
 
 export function entryLabel(e: HistoryEntry): string {
   return `v${e.semver} (${timeAgo(e.created_at)})${e.changelog ? ` - ${e.changelog}` : ""}`;
@@ -137,7 +125,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
   );
   sheet.footer.append(status, h("div", { class: "footer-buttons" }, cancelBtn, releaseBtn));
 
-  function targetOption(env: string): TargetOption | null {
+  function targetOption(env: string): Schemas["TargetOption"] | null {
     return options?.targets.find((o) => o.env === env) ?? null;
   }
 
@@ -159,7 +147,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     checked = null;
     renderTargets();
     try {
-      const answer = (await api.get(optionsUrl())) as ReleaseOptions;
+      const answer = await api.get<ReleaseOptions>(optionsUrl());
       if (token !== optionsToken) return;
       options = answer;
     } catch (err) {
@@ -178,7 +166,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
       checkTimer = window.setTimeout(async () => {
         const token = ++checkToken;
         try {
-          const answer = (await api.get(optionsUrl(value))) as ReleaseOptions;
+          const answer = await api.get<ReleaseOptions>(optionsUrl(value));
           if (token !== checkToken || semverInput.value.trim() !== value) return;
           checked = { value, problems: Object.fromEntries(answer.targets.map((o) => [o.env, o.semver_problem])) };
         } catch (err) {
@@ -226,8 +214,8 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     renderTargets();
     loadDiff();
     try {
-      const data = await api.get(`${gw(ctx.gateway.id)}/history/${sourceEnv}/${pathOf(ctx.base)}?limit=30`);
-      entries = data.entries as HistoryEntry[];
+      const data = await api.get<Schemas["History"]>(`${gw(ctx.gateway.id)}/history/${sourceEnv}/${pathOf(ctx.base)}?limit=30`);
+      entries = data.entries;
     } catch (err) {
       status.textContent = `Could not load ${sourceEnv}'s history: ${(err as Error).message}`;
     }
@@ -331,9 +319,9 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     clear(requiredBox);
     if (!target) return;
     const query = source === "current" ? `source=${encodeURIComponent(sourceEnv)}` : `history_id=${source}`;
-    let data: { config: { key: string; present: boolean }[]; secrets: { key: string; present: boolean }[]; missing: string[] };
+    let data: Schemas["RequiredKeys"];
     try {
-      data = await api.get(`${gw(ctx.gateway.id)}/config/${encodeURIComponent(target)}/required/${pathOf(ctx.base)}?${query}`);
+      data = await api.get<Schemas["RequiredKeys"]>(`${gw(ctx.gateway.id)}/config/${encodeURIComponent(target)}/required/${pathOf(ctx.base)}?${query}`);
     } catch (err) {
       if (token === diffToken) clear(requiredBox, h("p", { class: "error-text", role: "alert" }, (err as Error).message));
       return;
@@ -408,8 +396,8 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     try {
       const result =
         source === "current"
-          ? await api.post(`${gw(ctx.gateway.id)}/promote`, { name: `${sourceEnv}/${ctx.base}`, ...body })
-          : await api.post(`${gw(ctx.gateway.id)}/release`, { base: ctx.base, source_env: sourceEnv, source_history_id: source, ...body });
+          ? await api.post<Schemas["Deployed"]>(`${gw(ctx.gateway.id)}/promote`, { name: `${sourceEnv}/${ctx.base}`, ...body })
+          : await api.post<Schemas["Deployed"]>(`${gw(ctx.gateway.id)}/release`, { base: ctx.base, source_env: sourceEnv, source_history_id: source, ...body });
       const fn = result.function;
       if (result.canary) {
         const c = result.canary;
@@ -465,7 +453,7 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
     let last: Rollout | null = null;
     while (Date.now() - started < 15000) {
       try {
-        last = (await api.get(`${gw(ctx.gateway.id)}/rollout/${env}/${pathOf(ctx.base)}?version=${version}`)) as Rollout;
+        last = await api.get<Rollout>(`${gw(ctx.gateway.id)}/rollout/${env}/${pathOf(ctx.base)}?version=${version}`);
       } catch {
         return last;
       }

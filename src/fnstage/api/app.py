@@ -17,6 +17,7 @@ from starlette.routing import Route, compile_path
 import fnstage
 from fnstage import console
 from fnstage.api import (
+    responses,
     routes_access,
     routes_configuration,
     routes_functions,
@@ -157,7 +158,7 @@ def create_app(
     app.add_exception_handler(db.OperationalError, _on_database_unavailable)
     app.add_exception_handler(db.TimeoutError, _on_database_unavailable)
 
-    @app.get(f"{PREFIX}/health", tags=["health"])
+    @app.get(f"{PREFIX}/health", tags=["health"], response_model=responses.Health)
     def health() -> dict[str, str | None]:
         # runtime_url: where `fnstage up`'s runtime answers (the console's "try it"), None if unknown
         return {"status": "ok", "version": fnstage.__version__, "runtime_url": runtime_url}

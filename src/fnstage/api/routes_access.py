@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from fnstage.api import responses
 from fnstage.api.auth import current_actor
 from fnstage.api.routes_gateways import services
 from fnstage.api.schemas import MAX_ID, GatewayId, MemberSet, TokenCreate, UserCreate, UserName
@@ -49,12 +50,12 @@ def _audit(a: AuditRecord) -> dict[str, Any]:
 
 
 # users ----------------------------------------------------------------------------------------------
-@router.get("/users")
+@router.get("/users", response_model=responses.Users, response_model_exclude_unset=True)
 def list_users(svc: Services = Depends(services)) -> dict[str, Any]:
     return {"users": [_user(u) for u in svc.accounts.users()]}
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, response_model=responses.NewUser, response_model_exclude_unset=True)
 def create_user(
     body: UserCreate, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
@@ -64,12 +65,12 @@ def create_user(
 
 
 # tokens ---------------------------------------------------------------------------------------------
-@router.get("/tokens")
+@router.get("/tokens", response_model=responses.Tokens, response_model_exclude_unset=True)
 def list_tokens(actor: Actor = Depends(current_actor), svc: Services = Depends(services)) -> dict[str, Any]:
     return {"tokens": [_token(t) for t in svc.accounts.tokens(actor)]}
 
 
-@router.post("/tokens", status_code=201)
+@router.post("/tokens", status_code=201, response_model=responses.NewToken, response_model_exclude_unset=True)
 def create_token(
     body: TokenCreate, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def create_token(
     return {**_token(token.record), "secret": token.secret}
 
 
-@router.delete("/tokens/{token_id}")
+@router.delete("/tokens/{token_id}", response_model=responses.Token, response_model_exclude_unset=True)
 def revoke_token(
     token_id: int = Path(ge=1, le=MAX_ID),
     actor: Actor = Depends(current_actor),
@@ -87,7 +88,7 @@ def revoke_token(
     return _token(svc.accounts.revoke_token(actor, token_id))
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=responses.Audit, response_model_exclude_unset=True)
 def global_audit(
     limit: int = Query(default=50, ge=1, le=500),
     before: int | None = Query(default=None, ge=1, le=MAX_ID),
@@ -98,12 +99,16 @@ def global_audit(
 
 
 # members and a gateway's audit ------------------------------------------------------------------------
-@router.get("/gateways/{gateway}/members")
+@router.get(
+    "/gateways/{gateway}/members", response_model=responses.Members, response_model_exclude_unset=True
+)
 def list_members(gateway: GatewayId, svc: Services = Depends(services)) -> dict[str, Any]:
     return {"members": [_member(m) for m in svc.members.list(gateway)]}
 
 
-@router.put("/gateways/{gateway}/members/{user}")
+@router.put(
+    "/gateways/{gateway}/members/{user}", response_model=responses.Member, response_model_exclude_unset=True
+)
 def set_member(
     gateway: GatewayId,
     user: UserName,
@@ -115,7 +120,11 @@ def set_member(
     return _member(svc.members.set(actor, gateway, user, body.role))
 
 
-@router.delete("/gateways/{gateway}/members/{user}")
+@router.delete(
+    "/gateways/{gateway}/members/{user}",
+    response_model=responses.MemberRemoved,
+    response_model_exclude_unset=True,
+)
 def remove_member(
     gateway: GatewayId,
     user: UserName,
@@ -126,7 +135,7 @@ def remove_member(
     return {"removed": user}
 
 
-@router.get("/gateways/{gateway}/audit")
+@router.get("/gateways/{gateway}/audit", response_model=responses.Audit, response_model_exclude_unset=True)
 def gateway_audit(
     gateway: GatewayId,
     limit: int = Query(default=50, ge=1, le=500),

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ConfigDict, Field
 
+from fnstage.api import responses
 from fnstage.api.auth import current_actor
 from fnstage.api.routes_gateways import services
 from fnstage.api.schemas import (
@@ -102,7 +103,7 @@ def _values_shown(request: Request) -> bool:
     return actor.is_admin or allows(getattr(request.state, "role", None), "developer")
 
 
-@router.get(C)
+@router.get(C, response_model=responses.Configuration, response_model_exclude_unset=True)
 def get_config(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -114,7 +115,7 @@ def get_config(
     return public_view(version, gateway, env, values=_values_shown(request))
 
 
-@router.patch(C)
+@router.patch(C, response_model=responses.Configuration, response_model_exclude_unset=True)
 def change_config(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -128,7 +129,7 @@ def change_config(
     return public_view(version, gateway, env, values=True)
 
 
-@router.get(C + "/history")
+@router.get(C + "/history", response_model=responses.ConfigHistory, response_model_exclude_unset=True)
 def config_history(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -139,7 +140,9 @@ def config_history(
     return {"versions": [version_summary(v) for v in svc.configurations.history(gateway, env, limit)]}
 
 
-@router.get(C + "/required/{base:path}")
+@router.get(
+    C + "/required/{base:path}", response_model=responses.RequiredKeys, response_model_exclude_unset=True
+)
 def required_keys(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -158,7 +161,7 @@ def required_keys(
     return svc.configurations.required(gateway, env, base, source, history_id)
 
 
-@router.post(C + "/rollback")
+@router.post(C + "/rollback", response_model=responses.ConfigVersion, response_model_exclude_unset=True)
 def rollback_config(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -170,7 +173,7 @@ def rollback_config(
     return version_summary(version)
 
 
-@router.put(S)
+@router.put(S, response_model=responses.Configuration, response_model_exclude_unset=True)
 def set_secret(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -184,7 +187,7 @@ def set_secret(
     return public_view(version, gateway, env, values=False)
 
 
-@router.delete(S)
+@router.delete(S, response_model=responses.Configuration, response_model_exclude_unset=True)
 def remove_secret(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -208,7 +211,11 @@ def remove_secret(
     return public_view(version, gateway, env, values=False)
 
 
-@router.post("/gateways/{gateway}/secrets/rotate-key")
+@router.post(
+    "/gateways/{gateway}/secrets/rotate-key",
+    response_model=responses.KeyRotated,
+    response_model_exclude_unset=True,
+)
 def rotate_key(
     gateway: GatewayId, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:

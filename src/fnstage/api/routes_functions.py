@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from fnstage.api import serialize
+from fnstage.api import responses, serialize
 from fnstage.api.auth import current_actor
 from fnstage.api.routes_gateways import services
 from fnstage.api.schemas import (
@@ -27,7 +27,9 @@ from fnstage.store.invocation_log import LogFilter
 router = APIRouter(tags=["functions"])
 
 
-@router.get("/gateways/{gateway}/functions")
+@router.get(
+    "/gateways/{gateway}/functions", response_model=responses.Functions, response_model_exclude_unset=True
+)
 def list_functions(
     gateway: GatewayId,
     env: str | None = Query(default=None, max_length=16, json_schema_extra={"enum": [*ENVIRONMENTS, None]}),
@@ -47,7 +49,11 @@ def list_functions(
     }
 
 
-@router.get("/gateways/{gateway}/functions/{env}/{base:path}")
+@router.get(
+    "/gateways/{gateway}/functions/{env}/{base:path}",
+    response_model=responses.Function,
+    response_model_exclude_unset=True,
+)
 def get_function(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -60,7 +66,11 @@ def get_function(
     return serialize.function(fn, texts if files else None)
 
 
-@router.put("/gateways/{gateway}/functions/{env}/{base:path}")
+@router.put(
+    "/gateways/{gateway}/functions/{env}/{base:path}",
+    response_model=responses.Saved,
+    response_model_exclude_unset=True,
+)
 def save_function(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -95,7 +105,11 @@ def save_function(
     }
 
 
-@router.delete("/gateways/{gateway}/functions/{env}/{base:path}")
+@router.delete(
+    "/gateways/{gateway}/functions/{env}/{base:path}",
+    response_model=responses.FunctionDeleted,
+    response_model_exclude_unset=True,
+)
 def delete_function(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -107,7 +121,11 @@ def delete_function(
     return {"deleted": f"{env}/{base}", "history": serialize.entry(record)}
 
 
-@router.get("/gateways/{gateway}/history/{env}/{base:path}")
+@router.get(
+    "/gateways/{gateway}/history/{env}/{base:path}",
+    response_model=responses.History,
+    response_model_exclude_unset=True,
+)
 def history(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -123,7 +141,11 @@ def history(
     return {"entries": [with_url(request, serialize.entry(e)) for e in entries], "next_before": next_before}
 
 
-@router.get("/gateways/{gateway}/history-entries/{history_id}")
+@router.get(
+    "/gateways/{gateway}/history-entries/{history_id}",
+    response_model=responses.HistoryEntry,
+    response_model_exclude_unset=True,
+)
 def history_entry(
     gateway: GatewayId,
     history_id: int = Path(ge=1, le=MAX_ID),
@@ -135,7 +157,7 @@ def history_entry(
     return serialize.entry(entry, texts if files else None)
 
 
-@router.get("/gateways/{gateway}/diff")
+@router.get("/gateways/{gateway}/diff", response_model=responses.Diff, response_model_exclude_unset=True)
 def diff(
     gateway: GatewayId,
     a: str = Query(
@@ -156,7 +178,11 @@ def diff(
     }
 
 
-@router.get("/gateways/{gateway}/rollout/{env}/{base:path}")
+@router.get(
+    "/gateways/{gateway}/rollout/{env}/{base:path}",
+    response_model=responses.Rollout,
+    response_model_exclude_unset=True,
+)
 def rollout(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -169,7 +195,11 @@ def rollout(
     return serialize.rollout(svc.queries.rollout(gateway, f"{env}/{base}", version))
 
 
-@router.get("/gateways/{gateway}/logs/{env}/{base:path}")
+@router.get(
+    "/gateways/{gateway}/logs/{env}/{base:path}",
+    response_model=responses.Invocations,
+    response_model_exclude_unset=True,
+)
 def invocation_logs(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -210,7 +240,11 @@ def invocation_logs(
     }
 
 
-@router.get("/gateways/{gateway}/stats/{env}/{base:path}")
+@router.get(
+    "/gateways/{gateway}/stats/{env}/{base:path}",
+    response_model=responses.Stats,
+    response_model_exclude_unset=True,
+)
 def invocation_stats(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -226,7 +260,11 @@ def invocation_stats(
     return svc.stats.chart(gateway, f"{env}/{base}", window)
 
 
-@router.get("/gateways/{gateway}/overview/{base:path}")
+@router.get(
+    "/gateways/{gateway}/overview/{base:path}",
+    response_model=responses.Overview,
+    response_model_exclude_unset=True,
+)
 def overview(
     gateway: GatewayId,
     base: FunctionBase,

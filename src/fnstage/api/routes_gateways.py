@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from fnstage.api import serialize
+from fnstage.api import responses, serialize
 from fnstage.api.auth import current_actor
 from fnstage.api.schemas import Dependencies, GatewayCreate, GatewayId, GatewayUpdate
 from fnstage.service import Actor, Services
@@ -19,33 +19,35 @@ def services(request: Request) -> Services:
     return svc
 
 
-@router.get("/me")
+@router.get("/me", response_model=responses.Me, response_model_exclude_unset=True)
 def me(actor: Actor = Depends(current_actor)) -> dict[str, Any]:
     return {"name": actor.name, "is_admin": actor.is_admin}
 
 
-@router.post("/gateways", status_code=201)
+@router.post(
+    "/gateways", status_code=201, response_model=responses.Gateway, response_model_exclude_unset=True
+)
 def create_gateway(
     body: GatewayCreate, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     return serialize.gateway(svc.gateways.create(actor, body.id, body.allow_dev_to_prod))
 
 
-@router.get("/gateways")
+@router.get("/gateways", response_model=responses.Gateways, response_model_exclude_unset=True)
 def list_gateways(actor: Actor = Depends(current_actor), svc: Services = Depends(services)) -> dict[str, Any]:
     """The gateways the caller is a member of (every gateway for an admin)."""
     visible = svc.members.visible_gateways(actor)
     return {"gateways": [serialize.gateway(g) for g in svc.gateways.all(only=visible)]}
 
 
-@router.get("/gateways/{gateway}")
+@router.get("/gateways/{gateway}", response_model=responses.Gateway, response_model_exclude_unset=True)
 def get_gateway(
     gateway: GatewayId, _: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     return serialize.gateway(svc.gateways.get(gateway))
 
 
-@router.patch("/gateways/{gateway}")
+@router.patch("/gateways/{gateway}", response_model=responses.Gateway, response_model_exclude_unset=True)
 def update_gateway(
     gateway: GatewayId,
     body: GatewayUpdate,
@@ -58,7 +60,9 @@ def update_gateway(
     return serialize.gateway(updated)
 
 
-@router.delete("/gateways/{gateway}")
+@router.delete(
+    "/gateways/{gateway}", response_model=responses.GatewayDeleted, response_model_exclude_unset=True
+)
 def delete_gateway(
     gateway: GatewayId, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
@@ -67,7 +71,11 @@ def delete_gateway(
     return {"deleted": gateway}
 
 
-@router.get("/gateways/{gateway}/dependencies")
+@router.get(
+    "/gateways/{gateway}/dependencies",
+    response_model=responses.GatewayDependencies,
+    response_model_exclude_unset=True,
+)
 def get_dependencies(
     gateway: GatewayId, _: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
@@ -78,7 +86,11 @@ def get_dependencies(
     }
 
 
-@router.put("/gateways/{gateway}/dependencies")
+@router.put(
+    "/gateways/{gateway}/dependencies",
+    response_model=responses.GatewayWithLock,
+    response_model_exclude_unset=True,
+)
 def set_dependencies(
     gateway: GatewayId,
     body: Dependencies,

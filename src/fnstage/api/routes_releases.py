@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from fnstage.api import serialize
+from fnstage.api import responses, serialize
 from fnstage.api.auth import current_actor
 from fnstage.api.routes_gateways import services
 from fnstage.api.schemas import (
@@ -46,7 +46,11 @@ def _canary(body: Canary | None) -> CanarySpec | None:
     )
 
 
-@router.get("/gateways/{gateway}/release-options/{base:path}")
+@router.get(
+    "/gateways/{gateway}/release-options/{base:path}",
+    response_model=responses.ReleaseOptions,
+    response_model_exclude_unset=True,
+)
 def release_options(
     gateway: GatewayId,
     base: FunctionBase,
@@ -76,7 +80,9 @@ def release_options(
     }
 
 
-@router.post("/gateways/{gateway}/promote")
+@router.post(
+    "/gateways/{gateway}/promote", response_model=responses.Deployed, response_model_exclude_unset=True
+)
 def promote(
     gateway: GatewayId,
     body: Promote,
@@ -96,7 +102,9 @@ def promote(
     return _deployed(deployed, svc)
 
 
-@router.post("/gateways/{gateway}/release")
+@router.post(
+    "/gateways/{gateway}/release", response_model=responses.Deployed, response_model_exclude_unset=True
+)
 def release(
     gateway: GatewayId,
     body: Release,
@@ -118,7 +126,9 @@ def release(
     return _deployed(deployed, svc)
 
 
-@router.post("/gateways/{gateway}/rollback")
+@router.post(
+    "/gateways/{gateway}/rollback", response_model=responses.Deployed, response_model_exclude_unset=True
+)
 def rollback(
     gateway: GatewayId,
     body: Rollback,
@@ -138,14 +148,20 @@ def rollback(
     return _deployed(deployed, svc)
 
 
-@router.post("/gateways/{gateway}/rename")
+@router.post(
+    "/gateways/{gateway}/rename", response_model=responses.Deployed, response_model_exclude_unset=True
+)
 def rename(
     gateway: GatewayId, body: Rename, actor: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     return _deployed(svc.deployments.rename(actor, gateway, body.name, body.new_name))
 
 
-@router.get("/gateways/{gateway}/canary/{env}/{base:path}")
+@router.get(
+    "/gateways/{gateway}/canary/{env}/{base:path}",
+    response_model=responses.CanaryStatus,
+    response_model_exclude_unset=True,
+)
 def canary_status(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -157,7 +173,11 @@ def canary_status(
     return svc.canaries.status(gateway, f"{env}/{base}").as_dict()
 
 
-@router.post("/gateways/{gateway}/canary/{env}/{base:path}/promote")
+@router.post(
+    "/gateways/{gateway}/canary/{env}/{base:path}/promote",
+    response_model=responses.CanaryStatus,
+    response_model_exclude_unset=True,
+)
 def canary_promote(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -169,7 +189,11 @@ def canary_promote(
     return svc.canaries.promote(actor, gateway, f"{env}/{base}").as_dict()
 
 
-@router.post("/gateways/{gateway}/canary/{env}/{base:path}/abort")
+@router.post(
+    "/gateways/{gateway}/canary/{env}/{base:path}/abort",
+    response_model=responses.CanaryStatus,
+    response_model_exclude_unset=True,
+)
 def canary_abort(
     gateway: GatewayId,
     env: EnvironmentName,

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
+from fnstage.api import responses
 from fnstage.api.auth import current_actor
 from fnstage.api.routes_gateways import services
 from fnstage.api.schemas import (
@@ -66,7 +67,7 @@ def run(view: RunView) -> dict[str, Any]:
     }
 
 
-@router.get(T)
+@router.get(T, response_model=responses.Triggers, response_model_exclude_unset=True)
 def list_triggers(
     gateway: GatewayId,
     env: str | None = Query(default=None, max_length=16, json_schema_extra={"enum": ENVIRONMENTS}),
@@ -82,7 +83,7 @@ def list_triggers(
     return {"triggers": [trigger(t) for t in svc.triggers.find(gateway, env, base)]}
 
 
-@router.post(T, status_code=201)
+@router.post(T, status_code=201, response_model=responses.Trigger, response_model_exclude_unset=True)
 def add_trigger(
     gateway: GatewayId,
     body: TriggerCreate,
@@ -95,7 +96,7 @@ def add_trigger(
     return trigger(added)
 
 
-@router.get(T + "/{env}/{name}")
+@router.get(T + "/{env}/{name}", response_model=responses.Trigger, response_model_exclude_unset=True)
 def get_trigger(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -106,7 +107,9 @@ def get_trigger(
     return trigger(svc.triggers.get(gateway, env, name))
 
 
-@router.delete(T + "/{env}/{name}")
+@router.delete(
+    T + "/{env}/{name}", response_model=responses.TriggerRemoved, response_model_exclude_unset=True
+)
 def remove_trigger(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -117,7 +120,7 @@ def remove_trigger(
     return {"removed": trigger(svc.triggers.remove(actor, gateway, env, name))}
 
 
-@router.post(T + "/{env}/{name}/pause")
+@router.post(T + "/{env}/{name}/pause", response_model=responses.Trigger, response_model_exclude_unset=True)
 def pause_trigger(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -128,7 +131,7 @@ def pause_trigger(
     return trigger(svc.triggers.set_paused(actor, gateway, env, name, True))
 
 
-@router.post(T + "/{env}/{name}/resume")
+@router.post(T + "/{env}/{name}/resume", response_model=responses.Trigger, response_model_exclude_unset=True)
 def resume_trigger(
     gateway: GatewayId,
     env: EnvironmentName,
@@ -139,7 +142,7 @@ def resume_trigger(
     return trigger(svc.triggers.set_paused(actor, gateway, env, name, False))
 
 
-@router.get(T + "/{env}/{name}/runs")
+@router.get(T + "/{env}/{name}/runs", response_model=responses.TriggerRuns, response_model_exclude_unset=True)
 def trigger_runs(
     gateway: GatewayId,
     env: EnvironmentName,

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from fnstage.api import responses
 from fnstage.api.auth import current_actor
 from fnstage.api.routes_gateways import services
 from fnstage.api.schemas import MAX_ID, GatewayId, WebhookCreate
@@ -46,14 +47,14 @@ def delivery(d: DeliveryRecord) -> dict[str, Any]:
     }
 
 
-@router.get(W)
+@router.get(W, response_model=responses.Webhooks, response_model_exclude_unset=True)
 def list_webhooks(
     gateway: GatewayId, _: Actor = Depends(current_actor), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     return {"webhooks": [webhook(h) for h in svc.webhooks.find(gateway)]}
 
 
-@router.post(W, status_code=201)
+@router.post(W, status_code=201, response_model=responses.NewWebhook, response_model_exclude_unset=True)
 def add_webhook(
     gateway: GatewayId,
     body: WebhookCreate,
@@ -65,7 +66,9 @@ def add_webhook(
     return {**webhook(added.webhook), "secret": added.secret, "signature_header": SIGNATURE_HEADER}
 
 
-@router.delete(W + "/{webhook_id}")
+@router.delete(
+    W + "/{webhook_id}", response_model=responses.WebhookRemoved, response_model_exclude_unset=True
+)
 def remove_webhook(
     gateway: GatewayId,
     webhook_id: int = Path(ge=1, le=MAX_ID),
@@ -75,7 +78,9 @@ def remove_webhook(
     return {"removed": webhook(svc.webhooks.remove(actor, gateway, webhook_id))}
 
 
-@router.get(W + "/{webhook_id}/deliveries")
+@router.get(
+    W + "/{webhook_id}/deliveries", response_model=responses.Deliveries, response_model_exclude_unset=True
+)
 def list_deliveries(
     gateway: GatewayId,
     webhook_id: int = Path(ge=1, le=MAX_ID),
