@@ -265,6 +265,7 @@ class Supervisor:
             reporter_factory=self._reporter,
             load_rows=self.cells.load,
             on_config=self.configuration.refresh,
+            on_canary=self.splits.wake,
             metrics=self.metrics,
         )
 
