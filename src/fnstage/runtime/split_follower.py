@@ -46,7 +46,6 @@ class SplitFollower:
         self.env = env
         self.tick_s = tick_s
         self.safety_poll_s = safety_poll_s
-        self.reads = 0  # reads of the running canaries (status; tests)
         self._store: Any = None
         self._stop = threading.Event()
         self._wake = threading.Event()  # set: read the running canaries now
@@ -110,7 +109,6 @@ class SplitFollower:
 
         with self._open().read() as tx:
             running = sql.running(tx, self.gateway, self.env)
-        self.reads += 1
         wanted: dict[tuple[str, str], list[SplitRow]] = {}
         arms: dict[tuple[str, str, int], tuple[int, str]] = {}
         for c in running:
