@@ -214,7 +214,18 @@ def test_a_function_with_a_running_canary_is_neither_renamed_nor_deleted(
     write(src, {"utils.py": UTILS.replace("Hello", "Hi")})
     ok(cli("push", str(src), "dev/user/me"))
     ok(
-        cli("promote", "dev/user/me", "--to", "staging", "--semver", "1.1.0", "--note", "try", "--canary", "10%")
+        cli(
+            "promote",
+            "dev/user/me",
+            "--to",
+            "staging",
+            "--semver",
+            "1.1.0",
+            "--note",
+            "try",
+            "--canary",
+            "10%",
+        )
     )
     url, token = server
     with httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}) as api:
