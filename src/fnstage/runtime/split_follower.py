@@ -15,10 +15,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from fnstage.domain.canary import ArmCounts
 from fnstage.runtime.cells import CellSet, Slot
+
+if TYPE_CHECKING:
+    from fnstage.store.canaries import CanaryRecord
 
 logger = logging.getLogger("fnstage.runtime")
 
@@ -26,6 +30,20 @@ TICK_S = 0.5  # counts written, restarted cells given their splits
 SAFETY_POLL_S = 10.0  # canaries read again without a feed event (the feed has its own poll as well)
 
 SplitRow = tuple[str, str, int, int, int]  # (gateway, name, stable, canary, share)
+
+
+@dataclass(frozen=True)
+class CanaryState:
+    """A running canary as this runtime serves it: what /metrics shows (`runtime.metrics`). `stable`
+    and `canary` are this runtime's counts of each side (requests, errors) since its cells split."""
+
+    gateway: str
+    name: str
+    share: int
+    stable_version: int
+    canary_version: int
+    stable: ArmCounts
+    canary: ArmCounts
 
 
 class SplitFollower:
@@ -54,6 +72,8 @@ class SplitFollower:
         self._sent: dict[Slot, tuple[int, list[SplitRow]]] = {}  # cell pid, splits
         self._arms: dict[tuple[str, str, int], tuple[int, str]] = {}  # version -> (canary id, arm)
         self._pending: dict[tuple[int, str], ArmCounts] = {}
+        self._running: list[CanaryRecord] = []
+        self._seen: dict[tuple[int, str], ArmCounts] = {}  # the newest counts per (canary id, arm)
         self._lock = threading.Lock()
         cells.split_sink = self.counts
 
@@ -80,6 +100,24 @@ class SplitFollower:
                 arm = self._arms.get((gateway, name, version))
                 if arm is not None:
                     self._pending[arm] = counts
+                    self._seen[arm] = counts
+
+    def states(self) -> list[CanaryState]:
+        """The running canaries with this runtime's counts (a scrape of /metrics, any thread)."""
+        with self._lock:
+            running, seen = list(self._running), dict(self._seen)
+        return [
+            CanaryState(
+                c.gateway_id,
+                c.name,
+                c.share,
+                c.stable_version,
+                c.canary_version,
+                seen.get((c.id, "stable")) or ArmCounts(),
+                seen.get((c.id, "canary")) or ArmCounts(),
+            )
+            for c in running
+        ]
 
     def _run(self) -> None:
         next_read = 0.0
@@ -109,6 +147,10 @@ class SplitFollower:
 
         with self._open().read() as tx:
             running = sql.running(tx, self.gateway, self.env)
+        self._follow(running)
+
+    def _follow(self, running: list[CanaryRecord]) -> None:
+        """What the running canaries mean here: each pair's splits, and which version is which arm."""
         wanted: dict[tuple[str, str], list[SplitRow]] = {}
         arms: dict[tuple[str, str, int], tuple[int, str]] = {}
         for c in running:
@@ -119,6 +161,8 @@ class SplitFollower:
             arms[(c.gateway_id, c.name, c.canary_version)] = (c.id, "canary")
         with self._lock:
             self._arms = arms
+            self._running = list(running)
+            self._seen = {arm: counts for arm, counts in self._seen.items() if arm in set(arms.values())}
         self._wanted = wanted
 
     def _send(self) -> None:

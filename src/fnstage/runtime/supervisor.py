@@ -253,6 +253,8 @@ class Supervisor:
         self.splits = SplitFollower(
             settings.database_url, self.cells, self._runtime_id, gateway=settings.gateway, env=settings.env
         )
+        if self.metrics is not None:
+            self.metrics.watch_canaries(self.splits.states)
         reader = functools.partial(_feed_reader, settings.database_url, settings.env)
         # configuration and secrets: read and decrypted here, sent to their own environment's cell only
         self.configuration = ConfigDelivery(
