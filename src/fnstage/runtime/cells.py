@@ -354,7 +354,8 @@ class CellSet:
         self._config_seq = itertools.count(1)
         self.metrics: RuntimeMetrics | None = None  # the supervisor's /metrics, when it keeps them
         self.version_source: Any = None  # runtime.version_source.VersionSource: what version URLs run
-        self.split_sink: Callable[[list[tuple[str, str, int, ArmCounts]]], None] | None = None
+        # a cell's canary counts (its pid, then cumulative counts since it began splitting)
+        self.split_sink: Callable[[int, list[tuple[str, str, int, ArmCounts]]], None] | None = None
         self._fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fnstage-versions")
         # held cells (`CellSpec.held`) are told to serve once they hold their functions: after a start's
         # reload, and not before the supervisor's first sync (`serve_after_sync`) when it sets this False
@@ -725,8 +726,8 @@ class CellSet:
                     self._serve(state.cell)
 
     def _split_counts(self, cell: Cell, items: list[tuple[str, str, int, ArmCounts]]) -> None:
-        if items and self.split_sink is not None:
-            self.split_sink(items)
+        if items and self.split_sink is not None and cell.pid is not None:
+            self.split_sink(cell.pid, items)
 
     def cells_of(self, gateway: str, env: str) -> dict[Slot, Cell]:
         """The cells of (gateway, env) that are up, one per dependency lock (a canary's split is sent

@@ -5,9 +5,11 @@ feed announces a canary started, stepped or decided (`store.canaries.announce`: 
 NOTIFY on PostgreSQL; the watcher calls `wake`), after every resync, and every `safety_poll_s` as a
 safety net. It sends each cell the splits of its (gateway, environment) when they changed or the cell
 is new (a restarted cell gets them at the next tick, without a read). The cells' counts per version
-arrive every second; every `tick_s` the follower stores them per (canary, arm) under this runtime's id,
-where the control plane's judge adds up every runtime's. Between a canary's start and the runtime's
-read the environment serves the stable version only: the split begins late, never early.
+arrive every second, cumulative per cell; the follower adds up its cells (a restarted cell counts from
+zero again: what the dead one counted stays in the sum) and every `tick_s` stores the sums per
+(canary, arm) under this runtime's id, where the control plane's judge adds up every runtime's.
+Between a canary's start and the runtime's read the environment serves the stable version only: the
+split begins late, never early.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class SplitFollower:
         self._pending: dict[tuple[int, str], ArmCounts] = {}
         self._running: list[CanaryRecord] = []
         self._seen: dict[tuple[int, str], ArmCounts] = {}  # the newest counts per (canary id, arm)
+        self._by_cell: dict[tuple[int, str], dict[int, ArmCounts]] = {}  # (canary id, arm) -> cell pid
         self._lock = threading.Lock()
         cells.split_sink = self.counts
 
@@ -93,14 +96,22 @@ class SplitFollower:
         """The feed announced a canary change (any thread): read the running canaries now."""
         self._wake.set()
 
-    def counts(self, items: list[tuple[str, str, int, ArmCounts]]) -> None:
-        """A cell's counts (its reader thread): kept until the next tick writes them."""
+    def counts(self, cell: int, items: list[tuple[str, str, int, ArmCounts]]) -> None:
+        """A cell's counts (its reader thread), cumulative since that cell began splitting: kept per
+        cell, so a restarted cell (a new pid, counting from zero) adds to what the dead one counted
+        instead of replacing it; the sum over cells waits for the next tick's write."""
         with self._lock:
             for gateway, name, version, counts in items:
                 arm = self._arms.get((gateway, name, version))
-                if arm is not None:
-                    self._pending[arm] = counts
-                    self._seen[arm] = counts
+                if arm is None:
+                    continue
+                per_cell = self._by_cell.setdefault(arm, {})
+                per_cell[cell] = counts
+                total = ArmCounts()
+                for counted in per_cell.values():
+                    total.add(counted)
+                self._pending[arm] = total
+                self._seen[arm] = total
 
     def states(self) -> list[CanaryState]:
         """The running canaries with this runtime's counts (a scrape of /metrics, any thread)."""
@@ -162,7 +173,9 @@ class SplitFollower:
         with self._lock:
             self._arms = arms
             self._running = list(running)
-            self._seen = {arm: counts for arm, counts in self._seen.items() if arm in set(arms.values())}
+            kept = set(arms.values())
+            self._seen = {arm: counts for arm, counts in self._seen.items() if arm in kept}
+            self._by_cell = {arm: cells for arm, cells in self._by_cell.items() if arm in kept}
         self._wanted = wanted
 
     def _send(self) -> None:
