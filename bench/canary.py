@@ -1,6 +1,7 @@
 """Canary releases (issue 14): what a split costs, and how soon a regression's traffic is back on stable.
 
-    .venv/bin/python bench/canary.py [--rounds 5] [--seconds 5] [--regressions 3]
+    .venv/bin/python bench/canary.py [--rounds 5] [--seconds 5] [--regressions 3] [--starts 10]
+    .venv/bin/python bench/canary.py --only-starts 10 [--postgres URL]
 
 1. **The cost of a split**: wrk -t1 -c64 against one small async function in prod, served by a cell
    directly (`fnstage runtime --gateway bench --env prod`), rounds interleaved, each server started
@@ -10,6 +11,11 @@
    the default), 4 clients sending GETs to prod; a canary whose code raises on every request is released
    at 20% (min 50 requests a side, bake 10 minutes). Measured from the release's answer (the regression
    starts) to the decision (its `decided_at`) and to the last answer from the canary's version.
+3. **Canary start -> split live**: a real `fnstage up` (SQLite, or PostgreSQL with `--postgres`), 4
+   clients sending GETs to prod; a canary of working code released at 50%, then aborted, `--starts`
+   times. Measured from the canary's commit (`started_at`) to the first answer from its version (the
+   runtime heard of the canary and its cell splits; at 50% and hundreds of requests a second the first
+   canary answer follows within a few ms).
 """
 
 from __future__ import annotations
@@ -258,6 +264,83 @@ def regressions(count: int) -> list[tuple[float, float, int, int]]:
     return out
 
 
+def split_starts(count: int, database_url: str | None = None) -> list[float]:
+    """Seconds from a canary's start (its commit) to the first answer from the canary's version."""
+    from fnstage.testing import UpProcess
+
+    out = []
+    with (
+        tempfile.TemporaryDirectory(prefix="fnstage-bench-canary-start-") as folder,
+        UpProcess(Path(folder), database_url=database_url).start(timeout=120) as up,
+    ):
+        env = {**up.cli_env(), "FNSTAGE_GATEWAY": "bench"}
+
+        def cli(*args: str) -> str:
+            done = subprocess.run(
+                [sys.executable, "-m", "fnstage", *args], env=env, capture_output=True, text=True, check=True
+            )
+            return done.stdout
+
+        src = Path(folder) / "fn"
+        src.mkdir()
+        cli("gateway", "create", "bench", "--allow-dev-to-prod")
+        (src / "index.py").write_text(FUNCTION)
+        cli("push", str(src), "dev/hello", "--wait")
+        cli("promote", "dev/hello", "--to", "prod", "--semver", "1.0.0", "--note", "stable", "--wait")
+        answers: list[tuple[float, int]] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(headers={"Host": f"bench.prod.localhost:{up.runtime_port}"}) as client:
+                while not stop.is_set():
+                    r = client.get(f"{up.runtime_url}/hello")
+                    answers.append((time.time(), int(r.headers["x-fnstage-version"])))
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            for i in range(count):
+                (src / "index.py").write_text(FUNCTION + f"\n# {i}\n")
+                cli("push", str(src), "dev/hello", "--wait")
+                semver = f"1.{i + 1}.0"
+                cli(
+                    "promote",
+                    "dev/hello",
+                    "--to",
+                    "prod",
+                    "--semver",
+                    semver,
+                    "--note",
+                    "try",
+                    "--canary",
+                    "50%",
+                )
+                status = json.loads(cli("rollout", "status", "prod/hello", "--json"))
+                canary = status["canary"]["version"]
+                # from the canary's commit (its `started_at`, a few ms before it): the CLI's own exit
+                # comes later than the split, on a loaded machine by seconds
+                began = datetime.fromisoformat(status["started_at"]).timestamp()
+                deadline = time.monotonic() + 30
+                first = None
+                while first is None and time.monotonic() < deadline:
+                    first = next((at for at, version in list(answers) if version == canary), None)
+                    time.sleep(0.05)
+                took = (first - began) if first is not None else float("nan")
+                out.append(took)
+                print(
+                    f"canary start {i + 1}: first canary answer {took * 1000:.0f} ms after the release",
+                    flush=True,
+                )
+                cli("rollout", "abort", "prod/hello")
+                time.sleep(0.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -265,8 +348,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--regressions", type=int, default=3)
+    parser.add_argument("--starts", type=int, default=10)
+    parser.add_argument("--only-starts", type=int, default=0, help="measure only canary start -> split live")
+    parser.add_argument("--postgres", default=None, help="the database of --only-starts (default SQLite)")
     args = parser.parse_args()
     print(describe(), flush=True)
+    if args.only_starts:
+        starts = split_starts(args.only_starts, args.postgres)
+        print(f"median canary start -> split live: {statistics.median(starts) * 1000:.0f} ms", flush=True)
+        return
     cpu = in_process(args.rounds)
     for name, values in cpu.items():
         print(f"in process, median {name}: {statistics.median(values):.1f} us per request", flush=True)
@@ -283,6 +373,8 @@ def main() -> None:
     print(
         f"median regression -> last canary answer: {statistics.median(f[1] for f in found):.2f} s", flush=True
     )
+    starts = split_starts(args.starts)
+    print(f"median canary start -> split live: {statistics.median(starts) * 1000:.0f} ms", flush=True)
     print(describe(), flush=True)
 
 

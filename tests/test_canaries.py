@@ -6,7 +6,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from fnstage.domain.canary import ArmCounts, CanarySpec, judge, parse_duration, parse_steps
 from fnstage.domain.errors import Conflict, InvalidInput
@@ -148,3 +148,65 @@ def test_a_baked_canary_steps_then_completes_as_a_new_version_with_its_code(
     assert services.canaries.tick() == [(f"{gateway}/staging/user/me", "completed")]
     fn, texts = services.queries.function(gateway, "staging/user/me")
     assert fn.semver == "1.1.0" and "Hi" in texts["utils.py"] and fn.version == 3
+
+
+def test_runtimes_learn_of_a_canary_through_the_change_feed_as_fast_as_of_a_publish(
+    services: Services, actor: Actor, gateway: str
+) -> None:
+    """A canary's start and its decision are publish log entries (NOTIFY on PostgreSQL): the watcher
+    wakes the runtime's canary follower at once; it used to find a canary by reading every 0.5 s. An
+    entry in the same batch as the rollback's publish does not hide that publish."""
+    import asyncio
+    import time
+
+    from fnstage.runtime.registry import Registry
+    from fnstage.runtime.watcher import Watcher
+    from fnstage.store.feed import FeedReader
+
+    url = services.store.engine.url.render_as_string(hide_password=False)
+    services.deployments.save(actor, gateway, "dev/user/me", hello_files(), "index.py")
+    services.deployments.promote(actor, gateway, "dev/user/me", "staging", "1.0.0", "ok")
+    woken: list[float] = []
+
+    async def follow() -> None:
+        # the watcher's own safety poll is out of the picture: only the feed can wake it
+        watcher = Watcher(
+            Registry(), lambda: FeedReader(url), gateway=gateway, poll_interval_s=60,
+            on_canary=lambda: woken.append(time.monotonic()),
+        )  # fmt: skip
+        await watcher.start()
+        try:
+            resynced = len(woken)  # a resync wakes the follower too (whatever changed meanwhile)
+            await asyncio.to_thread(_canary_started_again, services, actor, gateway)
+            started = time.monotonic()
+            while len(woken) == resynced:
+                assert time.monotonic() - started < 5, "the canary's start never reached the runtime"
+                await asyncio.sleep(0.01)
+            aborted = await asyncio.to_thread(services.canaries.abort, actor, gateway, "staging/user/me")
+            assert aborted.as_dict()["state"] == "aborted"
+            stable_again = await watcher.wait_for(gateway, "staging/user/me", 3)  # the rollback's version
+            assert stable_again.semver == "1.0.0"
+            while len(woken) == resynced + 1:
+                assert time.monotonic() - started < 5, "the canary's decision never reached the runtime"
+                await asyncio.sleep(0.01)
+        finally:
+            await watcher.stop()
+
+    asyncio.run(follow())
+    with services.store.read() as tx:
+        actions = [
+            r.action
+            for r in tx.conn.execute(
+                select(t.publish_log)
+                .where(t.publish_log.c.gateway_id == gateway)
+                .order_by(t.publish_log.c.seq)
+            )
+        ]
+    assert actions.count("canary") == 2  # started, aborted
+
+
+def _canary_started_again(services: Services, actor: Actor, gateway: str) -> None:
+    services.deployments.save(actor, gateway, "dev/user/me", hello_files("Hi"), "index.py")
+    services.deployments.promote(
+        actor, gateway, "dev/user/me", "staging", "1.1.0", "canary", canary=CanarySpec((10,))
+    )

@@ -197,3 +197,53 @@ def test_build_errors_and_unknown_things(cli: Callable[..., Result], tmp_path: P
     ok(cli("deps", "rm", "native-thing"))
     assert ok(cli("deps", "show")).startswith("fnpkg==1.0\nlock ")
     assert ok(cli("push", str(broken), "dev/user/me")) == "dev/user/me: created version 1 (1 file)\n"
+
+
+def test_a_function_with_a_running_canary_is_neither_renamed_nor_deleted(
+    cli: Callable[..., Result], server: tuple[str, str], tmp_path: Path
+) -> None:
+    """Its runtimes split its traffic between two of its versions: renaming or deleting it would pull
+    the ground from under the canary. Refused (409) on the API and the CLI, naming the canary and how
+    to end it; nothing changes; once aborted, both work."""
+    import httpx
+
+    src = write(tmp_path / "fn", {"index.py": INDEX, "utils.py": UTILS})
+    ok(cli("gateway", "create", "demo"))
+    ok(cli("push", str(src), "dev/user/me"))
+    ok(cli("promote", "dev/user/me", "--to", "staging", "--semver", "1.0.0", "--note", "first"))
+    write(src, {"utils.py": UTILS.replace("Hello", "Hi")})
+    ok(cli("push", str(src), "dev/user/me"))
+    ok(
+        cli(
+            "promote",
+            "dev/user/me",
+            "--to",
+            "staging",
+            "--semver",
+            "1.1.0",
+            "--note",
+            "try",
+            "--canary",
+            "10%",
+        )
+    )
+    url, token = server
+    with httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}) as api:
+        renamed = api.post("/gateways/demo/rename", json={"name": "staging/user/me", "new_name": "staging/x"})
+        deleted = api.delete("/gateways/demo/functions/staging/user/me")
+    for answer, doing in ((renamed, "renamed"), (deleted, "deleted")):
+        assert answer.status_code == 409, answer.text
+        message = answer.json()["error"]["message"]
+        assert f"staging/user/me cannot be {doing} while a canary of staging/user/me (1.1.0" in message
+        assert "10% of requests) is running" in message
+        assert "`fnstage rollout abort staging/user/me`" in message
+    for args in (("rename", "staging/user/me", "staging/x"), ("rm", "staging/user/me", "--yes")):
+        refused = cli(*args)
+        assert refused.exit_code == 1, refused.output
+        assert "while a canary of staging/user/me" in refused.output
+        assert "fnstage rollout abort staging/user/me" in refused.output
+    assert "staging/user/me" in ok(cli("ls", "--env", "staging"))  # nothing changed
+
+    ok(cli("rollout", "abort", "staging/user/me"))
+    ok(cli("rename", "staging/user/me", "staging/x"))
+    ok(cli("rm", "staging/x", "--yes"))

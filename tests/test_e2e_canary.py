@@ -195,12 +195,6 @@ def test_canaries_complete_roll_back_by_themselves_and_obey_a_hand(up: UpProcess
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    reason="known bug, issue 14 left open: in about 1 run of 3 one request fails without a version "
-    "(a runtime's answer, not a function's) while two runtimes switch back to stable; found in the last "
-    "hour of the session, not yet traced",
-    strict=False,
-)
 def test_two_runtimes_split_alike_and_the_canary_is_rolled_back_once(
     postgres_url: str, tmp_path: Path
 ) -> None:
@@ -227,6 +221,7 @@ def test_two_runtimes_split_alike_and_the_canary_is_rolled_back_once(
         ]
         try:
             answers: list[tuple[int, int, int]] = []  # (runtime, version, status)
+            unversioned: list[tuple[int, int, str]] = []  # a runtime's own answers: (runtime, status, body)
             stop = threading.Event()
 
             def load(index: int) -> None:
@@ -236,6 +231,8 @@ def test_two_runtimes_split_alike_and_the_canary_is_rolled_back_once(
                             f"{runtimes[index].url}/user/me", headers={"host": "demo.prod.localhost"}
                         )
                         answers.append((index, int(r.headers.get("x-fnstage-version", 0)), r.status_code))
+                        if "x-fnstage-version" not in r.headers:
+                            unversioned.append((index, r.status_code, r.text))
 
             threads = [threading.Thread(target=load, args=(i % 2,)) for i in range(4)]
             for thread in threads:
@@ -259,6 +256,9 @@ def test_two_runtimes_split_alike_and_the_canary_is_rolled_back_once(
             bad = status["canary"]["version"]  # type: ignore[index]
             on_canary = {index for index, version, _ in answers if version == bad}
             assert on_canary == {0, 1}, "both runtimes split"
+            # a runtime started before its first sync answered 404 "no function is live" (its cell
+            # listened already): held until synced now (tests/test_runtime_cells.py)
+            assert not unversioned, unversioned
             assert {v for _, v, code in answers if code != 200} == {bad}
             store = Store.open(postgres_url, run_migrations=False)
             try:

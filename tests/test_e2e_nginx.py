@@ -61,8 +61,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UpProcess,
         nginx = subprocess.Popen([NGINX, "-p", str(root), "-c", "nginx.conf", "-g", "daemon off;"])
         try:
             for port in ports.values():
+                # health is 200 once the runtime's first sync is done (before, as soon as its cell
+                # listened): three runtimes starting at once on a loaded machine took over 20 s once
                 _wait(
-                    lambda port=port: httpx.get(f"http://127.0.0.1:{port}/_fnstage/health").status_code == 200
+                    lambda port=port: (
+                        httpx.get(f"http://127.0.0.1:{port}/_fnstage/health").status_code == 200
+                    ),
+                    timeout=60,
                 )
             _wait(lambda: httpx.get(f"http://127.0.0.1:{nginx_port}/").status_code > 0)
             yield up, nginx_port

@@ -193,6 +193,9 @@ def test_payloads_stay_far_below_the_notify_limit() -> None:
 def test_only_our_payloads_become_events() -> None:
     good = '{"gateway":"demo","seq":3,"name":"dev/a","version":2,"action":"upsert"}'
     assert parse_event(good) == FeedEvent("demo", 3, "dev/a", 2, "upsert")
+    # a configuration or canary entry wakes a runtime too (it was ignored: a canary waited for a poll)
+    assert parse_event(good.replace("upsert", "canary")) == FeedEvent("demo", 3, "dev/a", 2, "canary")
+    assert parse_event(good.replace("upsert", "config")) == FeedEvent("demo", 3, "dev/a", 2, "config")
     for bad in [
         "",
         "not json",

@@ -284,3 +284,73 @@ def test_a_failed_load_is_timed_in_its_cell_and_the_watcher_counts_its_duration(
     assert value(metrics, "fnstage_load_duration_seconds_count", **slot) == 1
     assert value(metrics, "fnstage_load_duration_seconds_bucket", **slot, le="0.025") == 0
     assert value(metrics, "fnstage_load_duration_seconds_bucket", **slot, le="5.0") == 1
+
+
+def _running_canary(canary_id: int, name: str, stable: int, canary: int, share: int) -> object:
+    from datetime import UTC, datetime
+
+    from fnstage.store.canaries import CanaryRecord
+
+    at = datetime(2026, 11, 30, tzinfo=UTC)
+    env, _, base = name.partition("/")
+    return CanaryRecord(
+        canary_id, "demo", env, base, 1, stable, "1.0.0", canary, "1.1.0", 9, [share, 100], 0, 60.0,
+        5.0, 1.5, 50, "running", None, at, "ada", at, None, None, None,
+    )  # fmt: skip
+
+
+def test_running_canaries_are_exported_per_side_and_drop_out_once_decided() -> None:
+    """Issue 15: a canary's share, each side's requests and errors per version, and a running gauge,
+    parsed by prometheus_client's own parser; only running canaries have series (bounded)."""
+    from typing import Any
+
+    from fnstage.domain.canary import ArmCounts
+    from fnstage.runtime.split_follower import SplitFollower
+
+    class NoCells:
+        split_sink: Any = None
+
+    follower = SplitFollower("sqlite://", NoCells(), lambda: None)  # type: ignore[arg-type]  # no cell needed
+    metrics = RuntimeMetrics(Live())
+    metrics.watch_canaries(follower.states)
+    assert series_of(metrics, "fnstage_canary_running") == []
+    follower._follow([_running_canary(7, "prod/user/me", 4, 5, 20)])  # type: ignore[list-item]
+    follower.counts(
+        101, [("demo", "prod/user/me", 4, ArmCounts(80, 1)), ("demo", "prod/user/me", 5, ArmCounts(20, 6))]
+    )
+    which = {"gateway": "demo", "env": "prod", "function": "user/me"}
+    assert value(metrics, "fnstage_canary_running", **which) == 1
+    assert value(metrics, "fnstage_canary_share_percent", **which) == 20
+    assert value(metrics, "fnstage_canary_requests_total", **which, arm="stable", version="4") == 80
+    assert value(metrics, "fnstage_canary_requests_total", **which, arm="canary", version="5") == 20
+    assert value(metrics, "fnstage_canary_errors_total", **which, arm="stable", version="4") == 1
+    assert value(metrics, "fnstage_canary_errors_total", **which, arm="canary", version="5") == 6
+    # a count for a version that is neither side is not a series
+    follower.counts(101, [("demo", "prod/user/me", 3, ArmCounts(1000, 0))])
+    assert len(series_of(metrics, "fnstage_canary_requests_total")) == 2
+
+    follower._follow([])  # decided: its series are gone
+    for name in ("fnstage_canary_running", "fnstage_canary_share_percent", "fnstage_canary_requests_total"):
+        assert series_of(metrics, name) == []
+
+
+def test_a_restarted_cells_canary_counts_add_to_what_the_dead_one_counted() -> None:
+    """A cell counts a canary's sides from zero when it (re)starts. The follower used to store each
+    report as the runtime's count, so a cell restart sent the runtime's counts back to zero (the judge
+    lost the evidence it had gathered); now each cell's counts are kept by pid and added up."""
+    from typing import Any
+
+    from fnstage.domain.canary import ArmCounts
+    from fnstage.runtime.split_follower import SplitFollower
+
+    class NoCells:
+        split_sink: Any = None
+
+    follower = SplitFollower("sqlite://", NoCells(), lambda: None)  # type: ignore[arg-type]  # no cell needed
+    follower._follow([_running_canary(7, "prod/user/me", 4, 5, 20)])  # type: ignore[list-item]
+    follower.counts(101, [("demo", "prod/user/me", 5, ArmCounts(40, 12))])
+    follower.counts(101, [("demo", "prod/user/me", 5, ArmCounts(50, 15))])  # cumulative: replaces
+    follower.counts(202, [("demo", "prod/user/me", 5, ArmCounts(3, 1))])  # the cell, restarted
+    [state] = follower.states()
+    assert (state.canary.requests, state.canary.errors) == (53, 16)
+    assert follower._pending[(7, "canary")].requests == 53  # what the next tick writes to the store

@@ -10,7 +10,8 @@ Label sets stay bounded: request series exist only for the version of a function
 or the one after it (counted before the supervisor heard it went live). A version that stops serving
 (replaced, removed) drops out; a report for any other name or version is refused, so not even a cell
 whose function code forges its reports can grow them. Load, restart and quarantine series are per
-(gateway, environment).
+(gateway, environment). Canary series (issue 14: share, each side's requests and errors) exist only
+for the canaries running on what this runtime serves, read from the store, and drop out once decided.
 
 `serve_metrics` answers `GET /metrics` on its own address (`--metrics-port`, loopback by default), not
 on the functions' port: the exporter convention, which keeps the public port free of it and leaves
@@ -22,12 +23,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from fnstage.runtime.request_metrics import BUCKETS, STATUS_CLASSES, Key, parse_row
+
+if TYPE_CHECKING:
+    from fnstage.runtime.split_follower import CanaryState
 
 logger = logging.getLogger("fnstage.runtime")
 
@@ -150,6 +154,10 @@ class RuntimeMetrics:
     def quarantined(self, gateway: str, name: str) -> None:
         self.quarantines.labels(gateway, name.split("/", 1)[0]).inc()
 
+    def watch_canaries(self, states: Callable[[], list[CanaryState]]) -> None:
+        """Export the running canaries `states()` gives at each scrape (the split follower's)."""
+        self.registry.register(_CanaryCollector(states))
+
     # exposition -----------------------------------------------------------------------------------
     def render(self) -> bytes:
         """The text format (version 0.0.4) that Prometheus scrapes."""
@@ -233,6 +241,51 @@ class _RequestCollector:
         yield failures
         yield latency
         yield gauge
+
+
+class _CanaryCollector:
+    """Running canaries here: their share, this runtime's requests and errors per side and version."""
+
+    def __init__(self, states: Callable[[], list[CanaryState]]) -> None:
+        self.states = states
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["gateway", "env", "function"]
+        running = GaugeMetricFamily(
+            "fnstage_canary_running", "1 while a canary of the function runs (decided: gone)", labels=labels
+        )
+        share = GaugeMetricFamily(
+            "fnstage_canary_share_percent", "Percent of requests the canary's version is given", labels=labels
+        )
+        arm_labels = [*labels, "arm", "version"]
+        requests = CounterMetricFamily(
+            "fnstage_canary_requests",
+            "Requests of a canary's side (stable or canary) here since its cells began splitting",
+            labels=arm_labels,
+        )
+        errors = CounterMetricFamily(
+            "fnstage_canary_errors",
+            "Failed requests of a canary's side here (what the judge compares)",
+            labels=arm_labels,
+        )
+        for state in sorted(self.states(), key=lambda s: (s.gateway, s.name)):
+            env, _, function = state.name.partition("/")
+            which = [state.gateway, env, function]
+            running.add_metric(which, 1)
+            share.add_metric(which, state.share)
+            for arm, version, counts in (
+                ("stable", state.stable_version, state.stable),
+                ("canary", state.canary_version, state.canary),
+            ):
+                requests.add_metric([*which, arm, str(version)], counts.requests)
+                errors.add_metric([*which, arm, str(version)], counts.errors)
+        yield running
+        yield share
+        yield requests
+        yield errors
 
 
 def _le(bound: float) -> str:

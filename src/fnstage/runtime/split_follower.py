@@ -1,24 +1,51 @@
 """The supervisor's side of canary releases (issue 14): tell cells the splits, store their counts.
 
-Every `poll_s` the follower reads the running canaries of what this runtime serves (one small query)
-and sends each cell the splits of its (gateway, environment) when they changed or the cell is new. The
-cells' counts per version arrive every second; the follower stores them per (canary, arm) under this
-runtime's id, where the control plane's judge adds up every runtime's. Between a canary's start and
-the next poll the environment serves the stable version only: the split begins late, never early.
+The follower reads the running canaries of what this runtime serves (one small query) when the change
+feed announces a canary started, stepped or decided (`store.canaries.announce`: a publish log entry,
+NOTIFY on PostgreSQL; the watcher calls `wake`), after every resync, and every `safety_poll_s` as a
+safety net. It sends each cell the splits of its (gateway, environment) when they changed or the cell
+is new (a restarted cell gets them at the next tick, without a read). The cells' counts per version
+arrive every second, cumulative per cell; the follower adds up its cells (a restarted cell counts from
+zero again: what the dead one counted stays in the sum) and every `tick_s` stores the sums per
+(canary, arm) under this runtime's id, where the control plane's judge adds up every runtime's.
+Between a canary's start and the runtime's read the environment serves the stable version only: the
+split begins late, never early.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from fnstage.domain.canary import ArmCounts
 from fnstage.runtime.cells import CellSet, Slot
 
+if TYPE_CHECKING:
+    from fnstage.store.canaries import CanaryRecord
+
 logger = logging.getLogger("fnstage.runtime")
 
-POLL_S = 0.5
+TICK_S = 0.5  # counts written, restarted cells given their splits
+SAFETY_POLL_S = 10.0  # canaries read again without a feed event (the feed has its own poll as well)
+
+SplitRow = tuple[str, str, int, int, int]  # (gateway, name, stable, canary, share)
+
+
+@dataclass(frozen=True)
+class CanaryState:
+    """A running canary as this runtime serves it: what /metrics shows (`runtime.metrics`). `stable`
+    and `canary` are this runtime's counts of each side (requests, errors) since its cells split."""
+
+    gateway: str
+    name: str
+    share: int
+    stable_version: int
+    canary_version: int
+    stable: ArmCounts
+    canary: ArmCounts
 
 
 class SplitFollower:
@@ -29,20 +56,27 @@ class SplitFollower:
         runtime_id: Any,  # () -> this runtime's id in the store, or None before it registered
         gateway: str | None = None,
         env: str | None = None,
-        poll_s: float = POLL_S,
+        tick_s: float = TICK_S,
+        safety_poll_s: float = SAFETY_POLL_S,
     ) -> None:
         self.database_url = database_url
         self.cells = cells
         self.runtime_id = runtime_id
         self.gateway = gateway
         self.env = env
-        self.poll_s = poll_s
+        self.tick_s = tick_s
+        self.safety_poll_s = safety_poll_s
         self._store: Any = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set: read the running canaries now
         self._thread: threading.Thread | None = None
-        self._sent: dict[Slot, tuple[int, list[tuple[str, str, int, int, int]]]] = {}  # cell pid, splits
+        self._wanted: dict[tuple[str, str], list[SplitRow]] = {}  # (gateway, env) -> its splits
+        self._sent: dict[Slot, tuple[int, list[SplitRow]]] = {}  # cell pid, splits
         self._arms: dict[tuple[str, str, int], tuple[int, str]] = {}  # version -> (canary id, arm)
         self._pending: dict[tuple[int, str], ArmCounts] = {}
+        self._running: list[CanaryRecord] = []
+        self._seen: dict[tuple[int, str], ArmCounts] = {}  # the newest counts per (canary id, arm)
+        self._by_cell: dict[tuple[int, str], dict[int, ArmCounts]] = {}  # (canary id, arm) -> cell pid
         self._lock = threading.Lock()
         cells.split_sink = self.counts
 
@@ -52,36 +86,83 @@ class SplitFollower:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(5)
         if self._store is not None:
             self._store.close()
 
-    def counts(self, items: list[tuple[str, str, int, ArmCounts]]) -> None:
-        """A cell's counts (its reader thread): kept until the next poll writes them."""
+    def wake(self) -> None:
+        """The feed announced a canary change (any thread): read the running canaries now."""
+        self._wake.set()
+
+    def counts(self, cell: int, items: list[tuple[str, str, int, ArmCounts]]) -> None:
+        """A cell's counts (its reader thread), cumulative since that cell began splitting: kept per
+        cell, so a restarted cell (a new pid, counting from zero) adds to what the dead one counted
+        instead of replacing it; the sum over cells waits for the next tick's write."""
         with self._lock:
             for gateway, name, version, counts in items:
                 arm = self._arms.get((gateway, name, version))
-                if arm is not None:
-                    self._pending[arm] = counts
+                if arm is None:
+                    continue
+                per_cell = self._by_cell.setdefault(arm, {})
+                per_cell[cell] = counts
+                total = ArmCounts()
+                for counted in per_cell.values():
+                    total.add(counted)
+                self._pending[arm] = total
+                self._seen[arm] = total
+
+    def states(self) -> list[CanaryState]:
+        """The running canaries with this runtime's counts (a scrape of /metrics, any thread)."""
+        with self._lock:
+            running, seen = list(self._running), dict(self._seen)
+        return [
+            CanaryState(
+                c.gateway_id,
+                c.name,
+                c.share,
+                c.stable_version,
+                c.canary_version,
+                seen.get((c.id, "stable")) or ArmCounts(),
+                seen.get((c.id, "canary")) or ArmCounts(),
+            )
+            for c in running
+        ]
 
     def _run(self) -> None:
+        next_read = 0.0
         while not self._stop.is_set():
             try:
-                self._poll()
+                woken = self._wake.is_set()
+                self._wake.clear()  # before the read: a change committed after it wakes the next one
+                if woken or time.monotonic() >= next_read:
+                    next_read = time.monotonic() + self.safety_poll_s
+                    self._read()
+                self._send()
+                self._write_counts()
             except Exception:
                 logger.warning("runtime: following canaries failed; trying again", exc_info=True)
-            self._stop.wait(self.poll_s)
+                next_read = 0.0
+            self._wake.wait(self.tick_s)
 
-    def _poll(self) -> None:
-        from fnstage.store import canaries as sql
+    def _open(self) -> Any:
         from fnstage.store.store import Store
 
         if self._store is None:
             self._store = Store.open(self.database_url, run_migrations=False)
-        with self._store.read() as tx:
+        return self._store
+
+    def _read(self) -> None:
+        from fnstage.store import canaries as sql
+
+        with self._open().read() as tx:
             running = sql.running(tx, self.gateway, self.env)
-        wanted: dict[tuple[str, str], list[tuple[str, str, int, int, int]]] = {}
+        self._follow(running)
+
+    def _follow(self, running: list[CanaryRecord]) -> None:
+        """What the running canaries mean here: each pair's splits, and which version is which arm."""
+        wanted: dict[tuple[str, str], list[SplitRow]] = {}
         arms: dict[tuple[str, str, int], tuple[int, str]] = {}
         for c in running:
             wanted.setdefault((c.gateway_id, c.env), []).append(
@@ -91,14 +172,27 @@ class SplitFollower:
             arms[(c.gateway_id, c.name, c.canary_version)] = (c.id, "canary")
         with self._lock:
             self._arms = arms
-            pending, self._pending = self._pending, {}
-        for pair in set(wanted) | {(slot[0], slot[1]) for slot in self._sent}:
-            splits = wanted.get(pair, [])
+            self._running = list(running)
+            kept = set(arms.values())
+            self._seen = {arm: counts for arm, counts in self._seen.items() if arm in kept}
+            self._by_cell = {arm: cells for arm, cells in self._by_cell.items() if arm in kept}
+        self._wanted = wanted
+
+    def _send(self) -> None:
+        """Each cell of a pair with (or that had) a canary gets the pair's splits, once per change."""
+        for pair in set(self._wanted) | {(slot[0], slot[1]) for slot in self._sent}:
+            splits = self._wanted.get(pair, [])
             for slot, cell in self.cells.cells_of(*pair).items():  # every lock's cell of the pair
                 if cell.pid is not None and self._sent.get(slot) != (cell.pid, splits):
                     cell.send(("splits", splits))
                     self._sent[slot] = (cell.pid, splits)
+
+    def _write_counts(self) -> None:
+        from fnstage.store import canaries as sql
+
+        with self._lock:
+            pending, self._pending = self._pending, {}
         runtime_id = self.runtime_id()
         if pending and runtime_id is not None:
-            with self._store.write() as tx:
+            with self._open().write() as tx:
                 sql.write_counts(tx, runtime_id, [(cid, arm, c) for (cid, arm), c in pending.items()])

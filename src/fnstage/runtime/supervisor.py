@@ -237,6 +237,9 @@ class Supervisor:
             keep_empty=settings.env is not None,
             prepare=self._install if settings.env is None else None,
         )
+        # a cell alone on the public port answers once the first sync gave it what is published; the
+        # front waits for that sync itself (`front_link`)
+        self.cells.synced = settings.env is None
         self.registry = MirrorRegistry(self.cells)
         self.metrics: RuntimeMetrics | None = None
         if settings.metrics:  # prometheus_client is imported only when metrics are asked for
@@ -250,6 +253,8 @@ class Supervisor:
         self.splits = SplitFollower(
             settings.database_url, self.cells, self._runtime_id, gateway=settings.gateway, env=settings.env
         )
+        if self.metrics is not None:
+            self.metrics.watch_canaries(self.splits.states)
         reader = functools.partial(_feed_reader, settings.database_url, settings.env)
         # configuration and secrets: read and decrypted here, sent to their own environment's cell only
         self.configuration = ConfigDelivery(
@@ -262,8 +267,16 @@ class Supervisor:
             reporter_factory=self._reporter,
             load_rows=self.cells.load,
             on_config=self.configuration.refresh,
+            on_canary=self.splits.wake,
             metrics=self.metrics,
         )
+
+    async def _serve_after_sync(self) -> None:
+        """Tell held cells to answer once the first sync is done (at once, unless the store was down
+        when `watcher.start` gave up waiting)."""
+        while not self.synced:
+            await asyncio.sleep(0.02)
+        await asyncio.get_running_loop().run_in_executor(None, self.cells.serve_after_sync)
 
     def _live_version(self, gateway: str, name: str) -> int | None:
         live = self.registry.get(gateway, name)
@@ -303,8 +316,8 @@ class Supervisor:
             ship_logs=self.reports.log_writer is not None,
             metrics=self.metrics is not None,
         )
-        if self.settings.env is not None:
-            return replace(spec, port=self.settings.port)
+        if self.settings.env is not None:  # alone on the public port: held until it has its functions
+            return replace(spec, port=self.settings.port, held=True)
         return replace(spec, uds=folder / "cell.sock")
 
     def _runtime_id(self) -> str | None:
@@ -383,6 +396,7 @@ class Supervisor:
             if cell is None:
                 raise SystemExit(f"the cell for {slot[0]}/{slot[1]} cannot start")
         await self.watcher.start()
+        serving = asyncio.create_task(self._serve_after_sync())
         self.splits.start()
         where = f"gateway {self.settings.gateway}" if self.settings.gateway else "every gateway"
         logger.info(
@@ -397,6 +411,7 @@ class Supervisor:
         try:
             await stop.wait()
         finally:
+            serving.cancel()
             if front is not None:  # the port first: a runtime started in this one's place can listen
                 with contextlib.suppress(Exception):
                     await front.close()

@@ -124,12 +124,16 @@ class Watcher:
         counts: Callable[[], list[FunctionCounts]] | None = None,
         load_rows: Callable[[list[PublishedFunction]], list[LiveVersion | LoadError]] | None = None,
         on_config: Callable[[list[tuple[str, str]] | None], None] | None = None,
+        on_canary: Callable[[], None] | None = None,
         metrics: LoadMetrics | None = None,
     ) -> None:
         self.registry = registry
         # a supervisor's configuration delivery: called (on the reader's thread) with the (gateway, env)
         # pairs whose configuration the feed announced, or None after a resync (every pair)
         self._on_config = on_config
+        # a supervisor's canary follower (`runtime.split_follower`): called (on the reader's thread) when
+        # the feed announced a canary started, stepped or decided, and after a resync
+        self._on_canary = on_canary
         self.metrics = metrics  # loads, their failures and publish -> live, for /metrics
         # where rows are loaded: here by default; a supervisor hands them to its cells
         self._load_rows = load_rows if load_rows is not None else self._load_here
@@ -295,6 +299,8 @@ class Watcher:
             rows, positions = await self._call(self._reader.snapshot, self.gateway)
             if self._on_config is not None:
                 await self._call(self._on_config, None)
+            if self._on_canary is not None:
+                self._on_canary()
             published = {(r.gateway, r.name): r for r in rows}
             stale = []
             for row in rows:
@@ -402,7 +408,11 @@ class Watcher:
             return None if events is None else ([], [], [], [])
         last: dict[Key, FeedEvent] = {}
         deleted: dict[Key, FeedEvent] = {}
+        canaries = False
         for event in events:
+            if event.action == "canary":  # not the function's own change: its publish still counts
+                canaries = True
+                continue
             key = (event.gateway, event.name)
             last[key] = event
             if event.action == "delete":
@@ -416,6 +426,8 @@ class Watcher:
                 configured.append((gateway, name.split("/", 1)[0]))
         if configured and self._on_config is not None:
             self._on_config(configured)
+        if canaries and self._on_canary is not None:
+            self._on_canary()
         rows = [row for gateway, names in wanted.items() for row in self._reader.fetch(gateway, names)]
         return events, list(deleted.values()), rows, self._load_all(rows)
 

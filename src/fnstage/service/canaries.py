@@ -40,15 +40,27 @@ logger = logging.getLogger("fnstage.canaries")
 FNSTAGE = Actor(0, "fnstage", False)  # who an automatic decision is recorded as
 
 
-def refuse_while_canary_runs(tx: Tx, gateway: str, fname: FunctionName) -> None:
-    """A deployment to an environment whose canary is running would pull the ground from under it."""
+def refuse_while_canary_runs(tx: Tx, gateway: str, fname: FunctionName, doing: str | None = None) -> None:
+    """A deployment, rename or delete of a function whose canary is running would pull the ground
+    from under it (its runtimes split between two versions of it): refused, saying how to end it."""
     canary = sql.latest(tx, gateway, fname.env, fname.base)
-    if canary is not None and canary.state == sql.RUNNING:
+    if canary is None or canary.state != sql.RUNNING:
+        return
+    running = (
+        f"a canary of {fname} ({canary.canary_semver}, version {canary.canary_version}, "
+        f"{canary.share}% of requests) is running"
+    )
+    if doing is not None:
         raise Conflict(
-            f"a canary of {fname} ({canary.canary_semver}, {canary.share}% of requests) is running: "
-            f"finish it first with `fnstage rollout promote {fname}` or `fnstage rollout abort {fname}`",
+            f"{fname} cannot be {doing} while {running}: end it first with "
+            f"`fnstage rollout abort {fname}` (or `fnstage rollout promote {fname}`)",
             field="name",
         )
+    raise Conflict(
+        f"{running}: finish it first with `fnstage rollout promote {fname}` or "
+        f"`fnstage rollout abort {fname}`",
+        field="name",
+    )
 
 
 def start_canary(

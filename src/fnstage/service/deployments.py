@@ -368,6 +368,7 @@ class Deployments:
         with self.store.write() as tx:
             gw = self._lock(tx, gateway)
             current = self._existing(tx, gateway, old)
+            refuse_while_canary_runs(tx, gateway, old, doing="renamed")
             if tx.get_function(gateway, new.env, new.base):
                 raise Conflict(f"{new} exists already", field="new_name")
             code = self._current_code(tx, current, gw)
@@ -391,6 +392,7 @@ class Deployments:
         with self.store.write() as tx:
             gw = self._lock(tx, gateway)
             current = self._existing(tx, gateway, fname)
+            refuse_while_canary_runs(tx, gateway, fname, doing="deleted")
             record = self._history(
                 tx,
                 gw,

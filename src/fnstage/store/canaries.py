@@ -22,6 +22,13 @@ from fnstage.store.records import utc
 from fnstage.store.store import Tx, now
 
 RUNNING = "running"
+FEED_ACTION = "canary"  # the publish log's entry for a canary started, stepped or decided
+
+
+def announce(tx: Tx, canary: CanaryRecord) -> None:
+    """Tell runtimes (the change feed: NOTIFY on PostgreSQL, the publish log on SQLite) that the
+    function's canary changed, in the transaction that changes it: they learn it as fast as a publish."""
+    tx.log_change(canary.gateway_id, canary.name, canary.canary_version, FEED_ACTION)
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,7 @@ def insert_canary(tx: Tx, values: dict[str, Any]) -> CanaryRecord:
     assert result.inserted_primary_key is not None
     found = get(tx, int(result.inserted_primary_key[0]))
     assert found is not None
+    announce(tx, found)
     return found
 
 
@@ -123,7 +131,10 @@ def decide(tx: Tx, canary: CanaryRecord, **values: Any) -> bool:
         .where(and_(c.id == canary.id, c.state == RUNNING, c.step == canary.step))
         .values(**values)
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    announce(tx, canary)
+    return True
 
 
 def counts(tx: Tx, canary_id: int) -> dict[str, ArmCounts]:

@@ -66,6 +66,11 @@ def backoff(attempt: int, cap: float = MAX_RETRY_S, rng: Callable[[], float] = r
     return min(cap, FIRST_RETRY_S * 2.0**attempt) * (0.5 + rng() / 2)
 
 
+# what the publish log holds: a function's publish or delete, an environment's new configuration
+# (`store.configuration`), a change of a function's canary (`store.canaries`)
+FEED_ACTIONS = frozenset({"upsert", "delete", "config", "canary"})
+
+
 def parse_event(payload: str) -> FeedEvent | None:
     """The event a notification names, or None for a payload that is not one of ours."""
     try:
@@ -81,7 +86,7 @@ def parse_event(payload: str) -> FeedEvent | None:
         return None
     fields_ok = isinstance(event.gateway, str) and isinstance(event.name, str)
     numbers_ok = type(event.seq) is int and type(event.version) is int
-    if not (fields_ok and numbers_ok and event.action in ("upsert", "delete")):
+    if not (fields_ok and numbers_ok and event.action in FEED_ACTIONS):
         return None
     return event
 

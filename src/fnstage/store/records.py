@@ -138,7 +138,7 @@ class FeedEvent:
     seq: int
     name: str
     version: int
-    action: str  # "upsert" | "delete"
+    action: str  # "upsert" | "delete" | "config" | "canary" (`notifications.FEED_ACTIONS`)
 
 
 @dataclass(frozen=True)

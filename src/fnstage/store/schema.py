@@ -175,7 +175,7 @@ publish_log = Table(
     Column("seq", BigInteger, primary_key=True),
     Column("name", String(220), nullable=False),
     Column("version", Integer, nullable=False),
-    Column("action", String(8), nullable=False),  # "upsert" | "delete"
+    Column("action", String(8), nullable=False),  # "upsert" | "delete" | "config" | "canary"
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
