@@ -162,6 +162,7 @@ export interface HistoryEntry {
   created_at: string;
   source_env: string | null;
   source_version: number | null;
+  lock_hash?: string | null; // the dependency lock this version runs with (None: no dependencies)
   url?: string | null; // the version's own URL (issue 14), when the control plane knows the runtime's
 }
 

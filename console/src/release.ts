@@ -4,6 +4,7 @@
 
 import { api, type ApiError, type Card, type FileDiff, type Gateway, gw, type HistoryEntry, pathOf, type Rollout } from "./api";
 import * as semver from "./semver";
+import { type LockChange, lockChangesList } from "./dependencies";
 import { Sheet } from "./sheet";
 import { clear, ENV_LABEL, ENVS, h, icon, keepFocusIn, sleep, timeAgo, uid } from "./util";
 
@@ -318,6 +319,9 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
       const files: FileDiff[] = targetCard
         ? (data.files as FileDiff[])
         : Object.entries(data.files as Record<string, string>).map(([path, b]) => ({ path, status: "added" as const, a: null, b }));
+      diffBox.parentElement?.querySelector(".lock-changes")?.remove();
+      const changes = targetCard ? lockChangesList(data.lock as LockChange[]) : null;
+      if (changes) diffBox.before(changes);
       destroyDiff = mod.renderDiff(diffBox, files, { a: targetName, b: sourceName });
     } catch (err) {
       if (token === diffToken) clear(diffBox, h("p", { class: "error-text", role: "alert" }, (err as Error).message));
