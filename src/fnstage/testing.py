@@ -166,7 +166,7 @@ class RuntimeServer:
         self.log_path = log_path
         self.args = [sys.executable, "-m", "fnstage", "runtime", "--database-url", database_url]
         self.args += ["--gateway", gateway, "--port", str(self.port), "--workers", str(workers)]
-        if env is not None:  # one cell: only this environment of the gateway
+        if env is not None:  # only this environment of the gateway (its cell, and one per lock)
             self.args += ["--env", env]
         self.args += ["--log-level", "info"]
         self.env = {**os.environ, **(extra_env or {})}
