@@ -2,12 +2,15 @@
 before cells.
 
     .venv/bin/python bench/cells.py --baseline /tmp/base/src [--rounds 5] [--seconds 5] [--cold 10000]
+    .venv/bin/python bench/cells.py --env-before /tmp/old/src --cells 0   # production layout, then and now
 
 1. **Invocation**, wrk -t1 -c64 against one small async function, rounds interleaved, each server
    started afresh: (a) the runtime before cells (`--baseline SRC`: another checkout's `fnstage runtime
-   --gateway bench`, one granian worker), (b) a cell served directly (`fnstage runtime --gateway bench
-   --env dev`), (c) the same through the front (`fnstage runtime --gateway bench`, as `fnstage up`
-   runs it). Ratios b/a and c/b, in req/s and in requests per CPU-second of the server's whole
+   --gateway bench`, one granian worker), (b) `fnstage runtime --gateway bench --env dev` (a cell served
+   directly until issue 12; since then a cell behind the front, with a cell per lock beside it;
+   `--env-before SRC` adds (b0), a checkout's `--env dev` from before, its one cell on the port), (c)
+   the same through the front (`fnstage runtime --gateway bench`, as `fnstage up` runs it). Ratios
+   b/a and c/b, in req/s and in requests per CPU-second of the server's whole
    process tree (supervisor, zygote and cell; or runtime and worker), which a busy machine disturbs
    far less than req/s.
 2. **An idle cell**: the time from asking for a cell to its first answer (fork from the zygote,
@@ -124,15 +127,17 @@ def free_port() -> int:
 
 
 def invocation(
-    url: str, baseline: str | None, rounds: int, seconds: int
+    url: str, baseline: str | None, rounds: int, seconds: int, env_before: str | None = None
 ) -> dict[str, list[tuple[float, float]]]:
     """Per server, per round: (requests per second, CPU microseconds per request of its whole process
     tree). The second is what a busy machine disturbs least: req/s depends on how much of the two
     cores the other engineers' work leaves the server in those seconds, the CPU a request costs much
     less so."""
     here = str(Path(__file__).resolve().parents[1] / "src")
+    env_dev = ["--database-url", url, "--gateway", "bench", "--env", "dev"]
     servers: dict[str, tuple[list[str], str | None]] = {
-        "(b) cell direct": (["--database-url", url, "--gateway", "bench", "--env", "dev"], here),
+        **({"(b0) --env before issue 12: cell direct": (env_dev, env_before)} if env_before else {}),
+        "(b) --env": (env_dev, here),
         "(c) front -> cell": (["--database-url", url, "--gateway", "bench"], here),
     }
     if baseline:
@@ -265,14 +270,22 @@ def report_invocation(results: dict[str, list[tuple[float, float]]], baseline: b
             f"{cpu[names[0]] / cpu[names[1]]:.3f} in requests per CPU-second"
         )
     print(
-        f"front / cell direct: {medians[names[-1]] / medians[names[-2]]:.3f} in req/s, "
+        f"(c) / (b): {medians[names[-1]] / medians[names[-2]]:.3f} in req/s, "
         f"{cpu[names[-2]] / cpu[names[-1]]:.3f} in requests per CPU-second"
     )
+    before = next((name for name in names if name.startswith("(b0)")), None)
+    if before is not None:
+        now = names[names.index(before) + 1]
+        print(
+            f"--env now / before: {medians[now] / medians[before]:.3f} in req/s, "
+            f"{cpu[before] / cpu[now]:.3f} in requests per CPU-second"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--baseline", help="src folder of the checkout before cells")
+    parser.add_argument("--env-before", help="src folder of a checkout whose --env runtime is one cell")
     parser.add_argument("--rounds", type=int, default=5, help="invocation rounds (0: skip that part)")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--cells", type=int, default=10, help="idle cells to start (0: skip that part)")
@@ -283,7 +296,7 @@ def main() -> None:
     if args.rounds:
         with tempfile.TemporaryDirectory(prefix="fnstage-bench-cells-") as folder:
             url = publish(Path(folder), 1, 1)
-            results = invocation(url, args.baseline, args.rounds, args.seconds)
+            results = invocation(url, args.baseline, args.rounds, args.seconds, args.env_before)
         report_invocation(results, bool(args.baseline))
     if args.cells:
         idle = idle_cells(args.cells)

@@ -145,6 +145,20 @@ def test_every_page_and_sheet_has_no_violations(
     if theme == "light":
         page.screenshot(path=str(SCREENSHOTS / "configuration-page.png"))
 
+    page.goto(f"{console_up.url}/#/g/{audited}/deps")
+    expect(page.get_by_role("heading", name="Dependencies", exact=True)).to_be_visible()
+    requirements = page.locator("section", has=page.get_by_role("heading", name="Requirements"))
+    requirements.get_by_label("Requirement", exact=True).fill("fnpkg==1.0")
+    requirements.get_by_role("button", name="Add").click()
+    expect(page.locator("tr[data-package=fnpkg]")).to_be_visible()
+    requirements.get_by_label("Requirement", exact=True).fill("fnpkg==9.9")  # refused: the resolver's text
+    requirements.get_by_role("button", name="Add").click()
+    expect(requirements.get_by_role("alert")).to_contain_text("cannot be resolved")
+    page.get_by_text("The lock, with hashes").click()
+    audit("dependencies page, with a refusal and the lock open")
+    if theme == "light":
+        page.screenshot(path=str(SCREENSHOTS / "dependencies-page.png"))
+
     failures = {what: v for what, v in found.items() if v}
     assert not failures, "axe-core violations:\n" + "\n".join(
         f"- {what}: {line}" for what, lines in failures.items() for line in lines

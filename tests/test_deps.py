@@ -4,6 +4,7 @@ the internet), every deployment records and carries its lock, environments insta
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from fnstage.domain.dependencies import check_requirements
 from fnstage.domain.errors import BuildFailed, InvalidInput
 from fnstage.service import Actor, Services
 from fnstage.store.store import Store
-from support.wheels import wheelhouse, write_wheel
+from support.wheels import wheelhouse, write_sdist, write_wheel
 
 USES_FNPKG = "import fnpkg\n\n\ndef main(ctx):\n    return {'version': fnpkg.__version__}\n"
 
@@ -72,6 +73,44 @@ def test_an_unresolvable_requirement_is_refused_with_the_resolvers_words(setting
         resolve(["fnpkg==9.9"], settings)
     assert "fnpkg" in caught.value.message and "9.9" in caught.value.message
     assert caught.value.field == "dependencies"
+
+
+@pytest.fixture(scope="module")
+def sdists(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sd-pkg 1.0, offered as a source distribution only (module `sdpkg`)."""
+    folder = tmp_path_factory.mktemp("sdists")
+    write_sdist(folder, "sd-pkg", "1.0", {"sdpkg/__init__.py": "__version__ = '1.0'\n"})
+    return folder
+
+
+def test_a_source_distribution_is_refused_by_default_saying_how_to_allow_it(
+    settings: IndexSettings, sdists: Path
+) -> None:
+    only_wheels = replace(settings, find_links=(*settings.find_links, str(sdists)))
+    with pytest.raises(ResolutionFailed) as caught:
+        resolve(["fnpkg==1.0", "sd-pkg"], only_wheels)
+    message = caught.value.message
+    assert "sd-pkg" in message and "no usable wheels" in message, message
+    assert "FNSTAGE_ALLOW_SDISTS=1" in message and "outside the sandbox" in message
+    assert "--no-build" not in message  # uv's own hint names an option fnstage users cannot pass
+    assert caught.value.field == "dependencies"
+    assert resolve(["fnpkg==1.0"], only_wheels).packages == {"fnpkg": "1.0"}  # wheels still resolve
+
+
+def test_a_source_distribution_builds_when_the_operator_allows_it(
+    settings: IndexSettings, sdists: Path, tmp_path: Path
+) -> None:
+    allowed = replace(settings, find_links=(*settings.find_links, str(sdists)), allow_sdists=True)
+    lock = resolve(["sd-pkg"], allowed)
+    assert lock.packages == {"sd-pkg": "1.0"}
+    environment = Environments(tmp_path / "environments", allowed).ensure(lock.text)
+    assert "sdpkg" in top_level_modules(environment)
+
+
+def test_sdists_are_allowed_only_by_the_setting() -> None:
+    assert "--only-binary" in IndexSettings.from_environment({}).arguments()
+    allowed = IndexSettings.from_environment({"FNSTAGE_ALLOW_SDISTS": "1"})
+    assert allowed.allow_sdists and "--only-binary" not in allowed.arguments()
 
 
 def test_diff_of_two_locks_names_each_package_that_changes(settings: IndexSettings) -> None:

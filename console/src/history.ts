@@ -1,6 +1,7 @@
 // An environment's history: semver, when, who, kind, note; diff any entry against current; roll back.
 
 import { api, type Card, type GatewaySettings, gw, type HistoryEntry, pathOf, type Schemas } from "./api";
+import { type LockChange, lockChangesList } from "./dependencies";
 import { Sheet } from "./sheet";
 import { clear, ENV_LABEL, ENVS, formatTime, h, icon, keepFocusIn, timeAgo } from "./util";
 
@@ -74,6 +75,7 @@ export function openHistorySheet(ctx: HistoryContext): Sheet {
         h("td", null, e.actor),
         h("td", null, h("span", { class: `pill kind kind-${e.kind}` }, e.kind)),
         h("td", { class: "note" }, e.changelog ?? h("span", { class: "muted" }, "—")),
+        h("td", { class: "mono small", title: e.lock_hash ?? "no dependencies" }, e.lock_hash ? e.lock_hash.slice(0, 8) : h("span", { class: "muted" }, "none")),
         h(
           "td",
           { class: "actions" },
@@ -108,7 +110,7 @@ export function openHistorySheet(ctx: HistoryContext): Sheet {
             "table",
             { class: "table" },
             h("caption", { class: "sr-only" }, `History of ${env}/${ctx.base}`),
-            h("thead", null, h("tr", null, ["Semver", "Version", "When", "Who", "Kind", "Note", h("span", { class: "sr-only" }, "Actions")].map((c) => h("th", { scope: "col" }, c)))),
+            h("thead", null, h("tr", null, ["Semver", "Version", "When", "Who", "Kind", "Note", "Lock", h("span", { class: "sr-only" }, "Actions")].map((c) => h("th", { scope: "col" }, c)))),
             h("tbody", null, rows),
           )
         : h("p", { class: "empty" }, `Nothing was ever deployed to ${env}.`),
@@ -129,6 +131,8 @@ export function openHistorySheet(ctx: HistoryContext): Sheet {
         import("./diff"),
         api.get<Schemas["Diff"]>(`${gw(ctx.gateway.id)}/diff?a=${encodeURIComponent(`#${e.id}`)}&b=${encodeURIComponent(`${env}/${ctx.base}`)}`),
       ]);
+      const changes = lockChangesList(data.lock as LockChange[]);
+      if (changes) box.before(changes);
       destroyDiff = mod.renderDiff(box, data.files, { a, b });
     } catch (err) {
       clear(box, h("p", { class: "error-text", role: "alert" }, (err as Error).message));

@@ -3,6 +3,7 @@
 
 import { renderAccess } from "./access";
 import { configHref, renderConfiguration } from "./configuration";
+import { depsHref, renderDependencies } from "./dependencies";
 import { api, ApiError, type CanaryStatus, type Card, type FileDiff, type FunctionInfo, type Gateway, type GatewaySettings, getToken, gw, type HistoryEntry, pathOf, type Problem, request, type Rollout, type Schemas, setToken, setUnauthorizedHandler } from "./api";
 import { FileEditor } from "./editor";
 import { renderFunctionList } from "./functions";
@@ -42,6 +43,7 @@ type Route =
   | { page: "gateway"; gateway: string }
   | { page: "access"; gateway: string }
   | { page: "config"; gateway: string; env: string }
+  | { page: "deps"; gateway: string }
   | { page: "function"; gateway: string; base: string };
 
 function parseRoute(hash: string): Route {
@@ -49,6 +51,7 @@ function parseRoute(hash: string): Route {
   if (parts[0] === "g" && parts[1]) {
     if (parts[2] === "f" && parts.length > 3) return { page: "function", gateway: parts[1], base: parts.slice(3).join("/") };
     if (parts[2] === "access" && parts.length === 3) return { page: "access", gateway: parts[1] };
+    if (parts[2] === "deps" && parts.length === 3) return { page: "deps", gateway: parts[1] };
     if (parts[2] === "config" && parts.length === 4) return { page: "config", gateway: parts[1], env: parts[3] };
     return { page: "gateway", gateway: parts[1] };
   }
@@ -195,6 +198,7 @@ function renderPage(): void {
   if (route.page === "gateway") renderGateway(route.gateway);
   else if (route.page === "access") renderAccessPage(route.gateway);
   else if (route.page === "config") renderConfigPage(route.gateway, route.env);
+  else if (route.page === "deps") renderDepsPage(route.gateway);
   else renderFunction(route.gateway, route.base);
 }
 
@@ -326,7 +330,7 @@ async function renderGateway(gateway: string): Promise<void> {
     h(
       "div",
       { class: "page-head" },
-      h("div", null, h("p", { class: "crumbs" }, "Gateway"), h("h1", null, gateway), h("a", { class: "small", href: accessHref(gateway) }, "Members and tokens"), " · ", h("a", { class: "small", href: configHref(gatewayHref(gateway), "dev") }, "Configuration and secrets")),
+      h("div", null, h("p", { class: "crumbs" }, "Gateway"), h("h1", null, gateway), h("a", { class: "small", href: accessHref(gateway) }, "Members and tokens"), " · ", h("a", { class: "small", href: configHref(gatewayHref(gateway), "dev") }, "Configuration and secrets"), " · ", h("a", { class: "small", href: depsHref(gatewayHref(gateway)) }, "Dependencies")),
       form,
     ),
     list,
@@ -367,6 +371,16 @@ function renderConfigPage(gateway: string, env: string): void {
     body,
   );
   renderConfiguration(body, gateway, env, (e) => configHref(gatewayHref(gateway), e));
+}
+
+function renderDepsPage(gateway: string): void {
+  const body = h("div", { class: "access-page" });
+  shell(
+    gateway,
+    h("div", { class: "page-head" }, h("div", null, h("p", { class: "crumbs" }, h("a", { href: gatewayHref(gateway) }, gateway)), h("h1", null, "Dependencies"))),
+    body,
+  );
+  renderDependencies(body, gateway);
 }
 
 // ---------- the function page ----------

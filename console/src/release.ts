@@ -3,6 +3,7 @@
 // side-by-side diff of source vs target, then progress until the runtimes confirm.
 
 import { api, type ApiError, type Card, type FileDiff, type GatewaySettings, gw, type HistoryEntry, pathOf, type Rollout, type Schemas } from "./api";
+import { type LockChange, lockChangesList } from "./dependencies";
 import { Sheet } from "./sheet";
 import { clear, ENV_LABEL, ENVS, h, icon, keepFocusIn, sleep, timeAgo, uid } from "./util";
 
@@ -374,6 +375,9 @@ export function openReleaseSheet(ctx: ReleaseContext): Sheet {
       const files: FileDiff[] = targetCard
         ? (data.files as FileDiff[])
         : Object.entries(data.files as Record<string, string>).map(([path, b]) => ({ path, status: "added" as const, a: null, b }));
+      diffBox.parentElement?.querySelector(".lock-changes")?.remove();
+      const changes = targetCard ? lockChangesList(data.lock as LockChange[]) : null;
+      if (changes) diffBox.before(changes);
       destroyDiff = mod.renderDiff(diffBox, files, { a: targetName, b: sourceName });
     } catch (err) {
       if (token === diffToken) clear(diffBox, h("p", { class: "error-text", role: "alert" }, (err as Error).message));

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import zipfile
 from collections.abc import Callable
@@ -164,7 +166,7 @@ class RuntimeServer:
         self.log_path = log_path
         self.args = [sys.executable, "-m", "fnstage", "runtime", "--database-url", database_url]
         self.args += ["--gateway", gateway, "--port", str(self.port), "--workers", str(workers)]
-        if env is not None:  # one cell: only this environment of the gateway
+        if env is not None:  # only this environment of the gateway (its cell, and one per lock)
             self.args += ["--env", env]
         self.args += ["--log-level", "info"]
         self.env = {**os.environ, **(extra_env or {})}
@@ -226,6 +228,55 @@ def write_wheel(folder: Path, dist: str, version: str, files: dict[str, str]) ->
             records.append(f"{member},sha256={digest},{len(data)}")
         records.append(f"{info}/RECORD,,")
         archive.writestr(f"{info}/RECORD", "\n".join(records) + "\n")
+    return path
+
+
+_SDIST_BACKEND = """\
+import base64, hashlib, os, zipfile
+
+FILES = %r
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    info = "%s-%s.dist-info"
+    files = dict(FILES)
+    files[info + "/METADATA"] = "Metadata-Version: 2.1\\nName: %s\\nVersion: %s\\n"
+    files[info + "/WHEEL"] = "Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    name = "%s-%s-py3-none-any.whl"
+    records = []
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as archive:
+        for member, text in files.items():
+            data = text.encode()
+            archive.writestr(member, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            records.append(f"{member},sha256={digest},{len(data)}")
+        records.append(info + "/RECORD,,")
+        archive.writestr(info + "/RECORD", "\\n".join(records) + "\\n")
+    return name
+"""
+
+
+def write_sdist(folder: Path, dist: str, version: str, files: dict[str, str]) -> Path:
+    """A source distribution of `dist` only (no wheel): its in-tree build backend, which needs nothing
+    from an index, writes a wheel of `files` when an installer builds it."""
+    name = dist.replace("-", "_")
+    backend = _SDIST_BACKEND % (files, name, version, dist, version, name, version)
+    pyproject = (
+        '[build-system]\nrequires = []\nbuild-backend = "fnstage_test_backend"\nbackend-path = ["."]\n\n'
+        f'[project]\nname = "{dist}"\nversion = "{version}"\n'
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{version}.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        for member, text in {"pyproject.toml": pyproject, "fnstage_test_backend.py": backend}.items():
+            data = text.encode()
+            entry = tarfile.TarInfo(f"{name}-{version}/{member}")
+            entry.size = len(data)
+            archive.addfile(entry, io.BytesIO(data))
     return path
 
 

@@ -136,8 +136,8 @@ def runtime(
         typer.Option(
             "--env",
             metavar="ENV",
-            help="Serve only this environment of --gateway: one cell, on --port itself (production, "
-            "behind a proxy). (default: every environment, behind a front on --port)",
+            help="Serve only this environment of --gateway (production, behind a proxy): its cell "
+            "and one cell per dependency lock, behind a front on --port. (default: every environment)",
         ),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Ignored: every cell is a process.")] = 1,

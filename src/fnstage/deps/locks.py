@@ -70,13 +70,29 @@ def resolve(requirements: list[str], settings: IndexSettings | None = None) -> L
         text = run_uv(args, stdin="\n".join(requirements) + "\n")
     except UvFailed as error:
         # one line: uv's "No solution found" and its "cause:", which names the requirement
-        said = " ".join(line.strip().removeprefix("cause: ") for line in error.message.splitlines())
+        lines = error.message.splitlines()
+        if not settings.allow_sdists and _wanted_a_build(error.message):
+            # uv's hint names its own `--no-build`; say what the server's operator can change instead
+            lines = [line for line in lines if not line.startswith("hint:")] + [SDISTS_REFUSED]
+        said = " ".join(line.strip().removeprefix("cause: ") for line in lines if line.strip())
         raise ResolutionFailed(
             f"the requirements cannot be resolved: {said}",
             field="dependencies",
             details={"resolver": error.message, "requirements": list(requirements)},
         ) from None
     return Lock(tuple(requirements), text)
+
+
+SDISTS_REFUSED = (
+    "(only wheels are installed: a package offered as a source distribution only would be built on "
+    "the server, outside the sandbox; pin a version with a wheel, or the server's operator can set "
+    "FNSTAGE_ALLOW_SDISTS=1, see SECURITY.md)"
+)
+
+
+def _wanted_a_build(message: str) -> bool:
+    """uv refused because only a source distribution fits (its words, as of uv 0.13)."""
+    return "no usable wheels" in message or "building from source is disabled" in message
 
 
 def diff_locks(a: str, b: str) -> list[dict[str, str | None]]:

@@ -3,6 +3,10 @@
 uv does not read pip's configuration, and must not read a user's `uv.toml` either: what a lock
 resolves against is exactly these settings (`FNSTAGE_INDEX_URL`, `FNSTAGE_EXTRA_INDEX_URLS`,
 `FNSTAGE_FIND_LINKS`, `FNSTAGE_NO_INDEX`), so two hosts with the same settings install the same lock.
+
+Wheels only, unless `FNSTAGE_ALLOW_SDISTS=1`: installing a wheel runs no package code, but a source
+distribution is built, by its own build backend, on the API host and every runtime host, outside any
+cell's sandbox (SECURITY.md).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class IndexSettings:
     find_links: tuple[str, ...] = ()
     no_index: bool = False
     cache_dir: str | None = None  # None: uv's own default cache
+    allow_sdists: bool = False  # build source distributions (their code runs on the host, unsandboxed)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> IndexSettings:
@@ -43,6 +48,7 @@ class IndexSettings:
             find_links=_words(env.get("FNSTAGE_FIND_LINKS", "")),
             no_index=env.get("FNSTAGE_NO_INDEX", "").lower() in ("1", "true", "yes"),
             cache_dir=env.get("FNSTAGE_UV_CACHE_DIR") or None,
+            allow_sdists=env.get("FNSTAGE_ALLOW_SDISTS", "").lower() in ("1", "true", "yes"),
         )
 
     def arguments(self) -> list[str]:
@@ -57,6 +63,8 @@ class IndexSettings:
             args += ["--find-links", place]
         if self.cache_dir:
             args += ["--cache-dir", self.cache_dir]
+        if not self.allow_sdists:
+            args += ["--only-binary", ":all:"]
         return args
 
 

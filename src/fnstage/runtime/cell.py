@@ -62,8 +62,8 @@ class CellSpec:
     temp_dir: Path  # private, writable; the Unix socket lives here when `uds` is set
     control_key: str  # guards the cell's /_fnstage/ endpoints (the control plane reads logs with it)
     host: str = "127.0.0.1"
-    port: int | None = None  # serve on host:port (production: one cell behind nginx)
-    uds: Path | None = None  # or on this Unix socket (behind `fnstage up`'s front)
+    port: int | None = None  # serve on host:port (the supervisor uses `uds` for all its cells now)
+    uds: Path | None = None  # or on this Unix socket (behind the supervisor's front)
     domain: str = "localhost"
     bound: bool = True  # routes as a runtime bound to its gateway (`/ENV/PATH`); False: `/GW/ENV/PATH`
     sandbox: bool = True

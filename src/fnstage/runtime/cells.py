@@ -348,7 +348,7 @@ class CellSet:
         self._slots: dict[Slot, _SlotState] = {}
         self._lock = threading.Lock()
         self._stopping = False
-        self.keep_empty = keep_empty  # production's one cell serves (404s) even with nothing published
+        self.keep_empty = keep_empty  # production's env cell stays up (and 404s) with nothing published
         self.quarantined: dict[tuple[str, str, int, str], str] = {}  # (gateway, name, version, hash)
         self.configs: dict[tuple[str, ...], dict[str, Any]] = {}  # (gateway, env) -> newest (decrypted)
         self._config_seq = itertools.count(1)
@@ -471,6 +471,14 @@ class CellSet:
             if not state.names and not (self.keep_empty and not slot[2]):
                 self._stop_slot(slot, state)
         return True
+
+    def locks_in_use(self) -> set[str]:
+        """The locks of the cells this set runs or is starting, and of those being installed: their
+        environments must stay on this host whatever the store says (`runtime.environment_collector`)."""
+        with self._lock:
+            slots = [(slot, state) for slot, state in self._slots.items() if slot[2]]
+        used = {slot[2] for slot, state in slots if state.cell is not None or state.names}
+        return used | set(self.installing)
 
     def live_names(self, slot: Slot) -> list[str]:
         state = self._slots.get(slot)

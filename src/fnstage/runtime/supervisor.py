@@ -4,13 +4,15 @@ It follows the store's change feed with the watcher (resync, catch-up, forward o
 but where a runtime used to load a row into its own memory, the supervisor hands it to the cell of the
 row's (gateway, environment) (`runtime.cells`), and keeps only a mirror of what is live there. It writes
 status to the store for each cell (a cell is a runtime row: "live 1/1" counts the cells of an
-environment), restarts cells that die, and, when it serves several cells on one port, runs the front
-that routes each request to its cell.
+environment), restarts cells that die, runs the front on its port that routes each request to its
+cell, and collects the host's dependency environments nothing needs (`runtime.environment_collector`).
 
-Two layouts:
-- one cell (`--gateway GW --env ENV`, production behind a proxy): the cell itself serves `--port`;
-- many cells (`fnstage up`, or a runtime without `--env`): cells serve Unix sockets in a private folder,
-  and a front on `--port` routes host `{gateway}.{env}.<domain>` and path `/{gateway}/{env}/...`.
+Cells serve Unix sockets in a private folder, and a front on `--port` routes each request to its
+cell: host `{gateway}.{env}.<domain>`, path `/{gateway}/{env}/...` (`fnstage up`, or a runtime without
+`--gateway`), or `/{env}/...` (a runtime bound to its gateway). A runtime narrowed to one environment
+(`--gateway GW --env ENV`, production behind a proxy) has the same cells: its environment's cell, kept
+up even when empty, and one cell per dependency lock its functions run with, so a function pinned to
+`pkg==1.0` and another pinned to `pkg==2.0` are served side by side from one port.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import socket
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,7 @@ from fnstage.deps.environments import Environments
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot, slot_key
 from fnstage.runtime.configuration import ConfigDelivery
+from fnstage.runtime.environment_collector import EnvironmentCollector
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.log_format import configure, fields
 from fnstage.runtime.log_process import LogProcess
@@ -58,7 +61,7 @@ class SupervisorSettings:
     host: str = "127.0.0.1"
     port: int = 8471
     gateway: str | None = None
-    env: str | None = None  # one cell, serving `port` itself
+    env: str | None = None  # only this environment of `gateway` (production, behind a proxy)
     domain: str = "localhost"
     public_url: str | None = None
     log_level: str = "info"
@@ -228,19 +231,19 @@ class Supervisor:
         self.log_settings = LogSettings.from_env()
         if self.log_settings.enabled:
             self.reports.log_writer = LogProcess(settings.database_url, self.log_settings)
-        # one cell per lock behind the front; a runtime alone on its port (--env) has one cell only
+        # one cell per (gateway, env) and per lock behind the front; a runtime narrowed to one
+        # environment (--env) keeps that environment's cell up even with nothing published
         self.environments = Environments()
         self.cells = CellSet(
-            self._spec,
-            self.reports,
-            zygote,
-            keep_empty=settings.env is not None,
-            prepare=self._install if settings.env is None else None,
+            self._spec, self.reports, zygote, keep_empty=settings.env is not None, prepare=self._install
         )
         # a cell alone on the public port answers once the first sync gave it what is published; the
         # front waits for that sync itself (`front_link`)
         self.cells.synced = settings.env is None
         self.registry = MirrorRegistry(self.cells)
+        self.collector = EnvironmentCollector(
+            settings.database_url, self.environments, self.cells.locks_in_use
+        )
         self.metrics: RuntimeMetrics | None = None
         if settings.metrics:  # prometheus_client is imported only when metrics are asked for
             from fnstage.runtime.metrics import RuntimeMetrics
@@ -298,14 +301,13 @@ class Supervisor:
     def _spec(self, slot: Slot) -> CellSpec:
         gateway, env, lock = slot
         folder = self.folder / (f"{gateway}.{env}" + (f".{lock[:16]}" if lock else ""))
-        spec = CellSpec(
+        return CellSpec(
             gateway=gateway,
             env=env,
             lock=lock,
             site_packages=self.environments.path(lock) if lock else None,
             temp_dir=folder,
-            # alone on its port, the cell is what the control plane reaches with the runtime's key
-            control_key=self.control_key if self.settings.env is not None else self.keys[slot],
+            control_key=self.keys[slot],  # the front's key to the cell; the control plane's is its own
             host=self.settings.host,
             domain=self.settings.domain,
             bound=self.settings.gateway is not None,
@@ -315,10 +317,8 @@ class Supervisor:
             watchdog=self._watchdog,
             ship_logs=self.reports.log_writer is not None,
             metrics=self.metrics is not None,
+            uds=folder / "cell.sock",
         )
-        if self.settings.env is not None:  # alone on the public port: held until it has its functions
-            return replace(spec, port=self.settings.port, held=True)
-        return replace(spec, uds=folder / "cell.sock")
 
     def _runtime_id(self) -> str | None:
         reporter = self.reports.reporter
@@ -398,6 +398,7 @@ class Supervisor:
         await self.watcher.start()
         serving = asyncio.create_task(self._serve_after_sync())
         self.splits.start()
+        self.collector.start()
         where = f"gateway {self.settings.gateway}" if self.settings.gateway else "every gateway"
         logger.info(
             "runtime: started (pid %d), supervising cells of %s on port %d",
@@ -417,6 +418,7 @@ class Supervisor:
                     await front.close()
             logger.info("runtime: stopping", extra=fields(event="stopping"))
             await loop.run_in_executor(None, self.splits.stop)
+            await loop.run_in_executor(None, self.collector.stop)
             await self.watcher.stop()
             self.configuration.close()
             await loop.run_in_executor(None, self.cells.stop_all)
@@ -470,9 +472,7 @@ async def _main(settings: SupervisorSettings, zygote: Zygote) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    front = None
-    if settings.env is None:
-        front = await _start_front(supervisor, settings)
+    front = await _start_front(supervisor, settings)
     await supervisor.run(stop, front)
 
 
