@@ -81,6 +81,9 @@ def test_the_server_words_a_refusal_the_client_cannot_foresee(
     page.locator(".env-card[data-env=dev]").get_by_role("button", name="Release from dev").click()
     sheet = page.get_by_role("dialog", name="Release user/me")
     sheet.get_by_label("Release note").fill("QA round 2")
+    # the server has checked the suggested semver against staging's rc.1 (without this wait, a slow
+    # check answered after the teammate's release below, and the sheet rightly kept Release disabled)
+    expect(sheet.locator(".release-status")).to_have_text("Ready to release.")
     # meanwhile a teammate releases 1.0.0-rc.5 to staging: the sheet still believes rc.1 is current
     promote = {"name": "dev/user/me", "target": "staging", "semver": "1.0.0-rc.5", "note": "teammate"}
     assert console_api.post("/gateways/refused/promote", json=promote).status_code == 200
