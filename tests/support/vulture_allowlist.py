@@ -5,7 +5,7 @@ Every entry says why it is used; dead code goes instead of coming here.
 
 # ruff: noqa: B018
 from bench import runtime_servers
-from tests.support import front_cells
+from tests.support import front_cells, scheduling
 
 from fnstage.runtime import cell_server, landlock, server
 from fnstage.testing import UpProcess
@@ -22,3 +22,5 @@ front_cells.echo_app, runtime_servers.runtime_app
 # granian's embedded server calls this hook and reads what it sets (runtime/cell_server.py).
 cell_server.ListeningServer._init_shared_socket
 cell_server.ListeningServer._shd, cell_server.ListeningServer._sfd, cell_server.ListeningServer._ssp
+# pytest-xdist's scheduler calls this override to group the tests (tests/support/scheduling.py).
+scheduling.SharedFixtureScheduling._split_scope
