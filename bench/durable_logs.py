@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from cells import free_port, start
+from cells import free_port, start, wrk
 from machine import describe
 from processes import descendants, stop_tree
 from sqlalchemy import func, select
@@ -58,30 +56,6 @@ def stored_rows(url: str) -> int:
             return int(conn.scalar(select(func.count()).select_from(schema.invocation_logs)) or 0)
     finally:
         engine.dispose()
-
-
-def wrk(port: int, seconds: int) -> tuple[float, int]:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            "-c64",
-            f"-d{seconds}s",
-            "-H",
-            "Host: bench.dev.localhost",
-            f"http://127.0.0.1:{port}/hello",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw failures:\n{out}")
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    total = re.search(r"(\d+) requests in", out)
-    if rate is None or total is None:
-        raise RuntimeError(f"wrk printed no Requests/sec:\n{out}")
-    return float(rate.group(1)), int(total.group(1))
 
 
 def main() -> None:

@@ -24,56 +24,17 @@ CPU time per request (CPU time: a batch preempted by the machine's other work is
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from cells import free_port, publish, start
+from cells import free_port, publish, start, wrk
 from machine import describe
-from processes import descendants, stop_tree
+from processes import cpu_seconds, descendants, stop_tree
 from prometheus_client.parser import text_string_to_metric_families
-
-
-def wrk(port: int, seconds: int) -> tuple[float, int]:
-    """(requests per second, requests) of `wrk -t1 -c64`; any failure stops the benchmark."""
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            "-c64",
-            f"-d{seconds}s",
-            "-H",
-            "Host: bench.dev.localhost",
-            f"http://127.0.0.1:{port}/hello",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw failures:\n{out}")
-    rate, total = re.search(r"Requests/sec:\s+([\d.]+)", out), re.search(r"(\d+) requests in", out)
-    if rate is None or total is None:
-        raise RuntimeError(f"wrk printed no Requests/sec:\n{out}")
-    return float(rate.group(1)), int(total.group(1))
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time the processes have used (the runtime: supervisor, front, cells)."""
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def counted(metrics_port: int) -> float:
