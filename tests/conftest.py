@@ -28,6 +28,10 @@ os.environ.pop("FNSTAGE_INDEX_URL", None)
 os.environ.pop("FNSTAGE_EXTRA_INDEX_URLS", None)
 os.environ["FNSTAGE_FIND_LINKS"] = str(wheelhouse(Path(tempfile.mkdtemp(prefix="fnstage-test-wheels-"))))
 os.environ["FNSTAGE_ENVIRONMENTS_DIR"] = tempfile.mkdtemp(prefix="fnstage-test-environments-")
+# Nor does a test read or write the developer's own CLI credentials and contexts; and under pytest-xdist
+# (./scripts/test runs several workers, each a session of its own) no two workers share them.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="fnstage-test-config-")
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="fnstage-test-data-")
 
 ENGINES = ["sqlite", "postgres"]
 
@@ -53,6 +57,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, absent under `-p no:xdist`
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadgroup` (./scripts/test): a module's tests stay on one worker when they share a
+    fixture it starts once (tests/support/scheduling.py)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from support.scheduling import SharedFixtureScheduling  # imports xdist, present only with it
+
+    return SharedFixtureScheduling(config, log)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[pg.PgServer]:
     with pg.server() as server:
@@ -65,15 +80,15 @@ def postgres_template(postgres: pg.PgServer) -> Iterator[str]:
     name = postgres.create_database()
     Store.open(postgres.database_url(name)).close()
     yield name
-    postgres.drop_database(name)
+    postgres.drop_later(name)
 
 
 @pytest.fixture
 def postgres_url(postgres: pg.PgServer, postgres_template: str) -> Iterator[str]:
     """A fresh database of this test's own, already migrated."""
-    name = postgres.create_database(template=postgres_template)
+    name = postgres.clone(postgres_template)
     yield postgres.database_url(name)
-    postgres.drop_database(name)
+    postgres.drop_later(name)
 
 
 @pytest.fixture(params=ENGINES)

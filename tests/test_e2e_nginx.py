@@ -80,7 +80,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UpProcess,
                 cell.wait(15)
 
 
-def _wait(check: Callable[[], bool], timeout: float = 20) -> None:
+def _wait(check: Callable[[], bool], timeout: float = 60) -> None:
+    """Until `check` holds. 60 s, as `UpProcess.start` allows: three runtimes starting at once beside
+    the suite's other workers on 2 cores took over 20 s here (a timeout, not a wait: a quick start
+    returns at once)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

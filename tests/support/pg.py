@@ -5,7 +5,9 @@ With neither, PostgreSQL tests are skipped with a reason that says what to insta
 CI=true they fail instead, so a CI machine without PostgreSQL cannot pass by skipping half the suite.
 
 Each test gets its own database, cloned from a template migrated once per session: a clone costs about
-100 ms where creating from template0 and migrating costs about 600 ms.
+100 ms where creating from template0 and migrating costs about 600 ms. Clones are made one ahead and
+dropped after the test, both on a background thread, so a test waits for neither (a drop costs about
+130 ms, more under load). Under pytest-xdist each worker is a session of its own, with its own template.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -49,6 +53,11 @@ class PgServer:
 
     def __init__(self, url: str) -> None:
         self.url = url  # of the maintenance database
+        # One thread, first in first out: a template's drop is queued after the clones made from it.
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-test-databases")
+        self._next_clone: dict[str, Future[str]] = {}  # template -> its clone being made ahead
+        self._drops: list[Future[None]] = []
+        self._lock = threading.Lock()
 
     def database_url(self, name: str) -> str:
         return make_url(self.url).set(database=name).render_as_string(hide_password=False)
@@ -66,6 +75,34 @@ class PgServer:
     def drop_database(self, name: str) -> None:
         with self.admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def clone(self, template: str) -> str:
+        """A new database cloned from `template`, made ahead while the previous test ran; the next
+        one is started now."""
+        with self._lock:
+            ready = self._next_clone.pop(template, None)
+            self._next_clone[template] = self._background.submit(self.create_database, template)
+        return ready.result() if ready else self.create_database(template)
+
+    def drop_later(self, name: str) -> None:
+        """Drop `name` on the background thread (after anything queued before); `close` waits for it.
+        A clone made ahead from `name` is dropped first, so dropping a template never races a clone."""
+        with self._lock:
+            ahead = self._next_clone.pop(name, None)
+            if ahead is not None:
+                self._drops.append(self._background.submit(lambda: self.drop_database(ahead.result())))
+            self._drops.append(self._background.submit(self.drop_database, name))
+
+    def close(self) -> None:
+        """Finish the queued drops; fail loudly if one failed (a database left behind on the server)."""
+        with self._lock:
+            for ahead in self._next_clone.values():
+                self._drops.append(self._background.submit(lambda f=ahead: self.drop_database(f.result())))
+            self._next_clone.clear()
+        self._background.shutdown(wait=True)
+        failed = [str(f.exception()) for f in self._drops if f.exception() is not None]
+        if failed:
+            raise RuntimeError(f"{len(failed)} test databases could not be dropped: {failed[:3]}")
 
 
 class PgCluster:
@@ -150,7 +187,10 @@ def server() -> Iterator[PgServer]:
             unavailable(
                 f"{URL_VARIABLE}={url} is set but the server cannot be reached: {str(exc).splitlines()[0]}"
             )
-        yield found
+        try:
+            yield found
+        finally:
+            found.close()
         return
     bindir = find_bindir()
     if bindir is None:
@@ -158,7 +198,11 @@ def server() -> Iterator[PgServer]:
     cluster = PgCluster(bindir)
     try:
         cluster.start()
-        yield PgServer(cluster.url)
+        started = PgServer(cluster.url)
+        try:
+            yield started
+        finally:
+            started.close()
     finally:
         cluster.remove()
 

@@ -5,7 +5,7 @@ Every entry says why it is used; dead code goes instead of coming here.
 
 # ruff: noqa: B018
 from bench import runtime_servers
-from tests.support import front_cells
+from tests.support import front_cells, scheduling
 
 from fnstage.domain import policy
 from fnstage.runtime import cell_server, landlock, server
@@ -25,3 +25,5 @@ cell_server.ListeningServer._init_shared_socket
 cell_server.ListeningServer._shd, cell_server.ListeningServer._sfd, cell_server.ListeningServer._ssp
 # Serialized with dataclasses.asdict by the release-options route (api/routes_releases.py).
 policy.TargetOption.current_semver
+# pytest-xdist's scheduler calls this override to group the tests (tests/support/scheduling.py).
+scheduling.SharedFixtureScheduling._split_scope
