@@ -170,5 +170,7 @@ def test_soak_short_form_sqlite_control_plane_restarts(tmp_path: Path) -> None:
     print(f"\n{result}")
     assert result["restarts"] >= 2
     assert result["requests"]["failed"] == 0 and result["requests"]["sent_during_outages"] > 0, result
-    assert result["deployments"]["found_after_recovery"] == result["deployments"]["acknowledged"] > 20
+    # nothing acknowledged is lost; how many saves fit in 45 s depends on the machine's load (19 at
+    # load 20 in CI, 40 on a quiet machine): ten across two restarts are enough to mean something
+    assert result["deployments"]["found_after_recovery"] == result["deployments"]["acknowledged"] >= 10
     assert result["ok"], result

@@ -44,7 +44,10 @@ export function openHistorySheet(ctx: HistoryContext): Sheet {
     if (hadFocus) keepFocusIn(tabs);
   }
 
+  let loadToken = 0; // answers can arrive out of order: only the last environment asked for is shown
+
   async function load(): Promise<void> {
+    const token = ++loadToken;
     renderTabs();
     destroyDiff?.();
     diffSection.hidden = true;
@@ -53,9 +56,10 @@ export function openHistorySheet(ctx: HistoryContext): Sheet {
     try {
       entries = (await api.get<Schemas["History"]>(`${gw(ctx.gateway.id)}/history/${env}/${pathOf(ctx.base)}?limit=30`)).entries;
     } catch (err) {
-      clear(list, h("p", { class: "muted" }, (err as Error).message));
+      if (token === loadToken) clear(list, h("p", { class: "muted" }, (err as Error).message));
       return;
     }
+    if (token !== loadToken) return;
     const card = ctx.cards[env];
     const rows = entries.map((e) => {
       const isCurrent = card?.history_id === e.id;
