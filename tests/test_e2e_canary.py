@@ -256,8 +256,8 @@ def test_two_runtimes_split_alike_and_the_canary_is_rolled_back_once(
             bad = status["canary"]["version"]  # type: ignore[index]
             on_canary = {index for index, version, _ in answers if version == bad}
             assert on_canary == {0, 1}, "both runtimes split"
-            # a runtime started before its first sync answered 404 "no function is live" (its cell
-            # listened already): held until synced now (tests/test_runtime_cells.py)
+            # a runtime started before its first sync answered 404 "no function is live" (its one cell
+            # listened on the port already); its front now waits for the first sync, as `up`'s does
             assert not unversioned, unversioned
             assert {v for _, v, code in answers if code != 200} == {bad}
             store = Store.open(postgres_url, run_migrations=False)

@@ -48,9 +48,6 @@ logger = logging.getLogger("fnstage.runtime")
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT_S = 30.0
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # all names and values together, as the API's limit
-# how long a request waits for a held app (`RuntimeApp.hold`) to be given its functions, then 503; as
-# long as the front waits for a cell to come up (`front.limits.Limits.miss_timeout_s`)
-DEFAULT_HOLD_S = 10.0
 INTERNAL_PREFIX = "/_fnstage/"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -101,30 +98,6 @@ class RuntimeApp:
         # sync `main`s run here; bounded so a flood of slow functions cannot spawn threads without end
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="fnstage-fn")
         self.deadlines = Deadlines()
-        self.hold_s = DEFAULT_HOLD_S
-        self._held: asyncio.Event | None = None  # set while held: function requests wait for `serve`
-
-    def hold(self) -> None:
-        """Hold function requests until `serve()`: an app that listens before it has its functions
-        (a cell alone on a runtime's public port, before the runtime's first sync or during a restart)
-        would answer 404 for a function that exists. A held request waits up to `hold_s`, then is
-        refused with 503 and Retry-After; health answers 503 ("starting") meanwhile."""
-        if self._held is None:
-            self._held = asyncio.Event()
-
-    def serve(self) -> None:
-        """The app holds what it should serve: let held and new requests through (on the event loop)."""
-        held, self._held = self._held, None
-        if held is not None:
-            held.set()
-
-    async def _wait_until_served(self, held: asyncio.Event) -> bool:
-        try:
-            async with asyncio.timeout(self.hold_s):
-                await held.wait()
-            return True
-        except TimeoutError:
-            return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -181,11 +154,6 @@ class RuntimeApp:
             message = f"the request headers are {header_bytes} bytes: at most {self.max_header_bytes} bytes"
             headers = [*_JSON_HEADERS, (b"connection", b"close")]
             await _send(send, 431, headers, error_body("too_large", message, request_id), request_id)
-            return
-        if self._held is not None and not await self._wait_until_served(self._held):
-            message = f"this runtime is starting: its functions are not loaded yet after {self.hold_s:g} s"
-            headers = [*_JSON_HEADERS, (b"retry-after", b"1")]
-            await _send(send, 503, headers, error_body("starting", message, request_id), request_id)
             return
         route = self.router.route(host, path)
         live = self.registry.get(route.gateway, route.name) if route is not None else None
@@ -333,10 +301,7 @@ class RuntimeApp:
     async def _internal(self, scope: Scope, receive: Receive, send: Send) -> None:
         what = scope["path"][len(INTERNAL_PREFIX) :].rstrip("/")
         request_id = os.urandom(16).hex()
-        if what == "health":  # ready once it holds its functions (`hold`)
-            if self._held is not None:
-                await _send_json(send, 503, {"status": "starting", "live": len(self.registry)}, request_id)
-                return
+        if what == "health":
             await _send_json(send, 200, {"status": "ok", "live": len(self.registry)}, request_id)
             return
         if what == "invoke" and self.internal_token is None:

@@ -76,9 +76,6 @@ class CellSpec:
     log_format: str = "text"  # or "json" (runtime.log_format)
     lock: str = ""  # the dependency lock this cell runs ("": none)
     site_packages: Path | None = None  # that lock's environment: first on sys.path, readable in the sandbox
-    # alone on a runtime's public port: function requests wait until the supervisor says `serve` (it
-    # holds its functions), as the front waits for a cell (`RuntimeApp.hold`); behind a front: False
-    held: bool = False
 
     @property
     def key(self) -> str:
@@ -200,8 +197,6 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
     )
     link.stop_server = server.stop
     link.app = app
-    if spec.held:
-        app.hold()
     await server.serve()
 
 
@@ -209,8 +204,7 @@ class SupervisorLink:
     """The cell's side of the channel, run for the app's lifetime (its lifespan starts and stops it).
 
     A thread reads the supervisor's commands: `load` (rows: load each, swap it in, answer with the
-    results), `config` (this environment's configuration and secrets: a new snapshot), `remove`, `serve`
-    (a held cell now holds its functions: answer requests), `fail`
+    results), `config` (this environment's configuration and secrets: a new snapshot), `remove`, `fail`
     (a load the supervisor saw kill this cell: answer 503 for it) and `stop`. Counts of requests per
     live version go back every few seconds."""
 
@@ -324,9 +318,6 @@ class SupervisorLink:
                         self.logs.forget(gateway, name)
                         if self._loop is not None:
                             self._loop.call_soon_threadsafe(self.versions.forget, gateway, name)
-            elif kind == "serve":  # this cell holds its functions: a held app lets requests through
-                if self._loop is not None and self.app is not None:
-                    self._loop.call_soon_threadsafe(self.app.serve)
             elif kind == "splits":
                 splits = {(g, n): Split(int(st), int(ca), int(sh)) for g, n, st, ca, sh in message[1]}
                 if self._loop is not None and self.app is not None:

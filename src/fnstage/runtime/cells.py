@@ -357,10 +357,6 @@ class CellSet:
         # a cell's canary counts (its pid, then cumulative counts since it began splitting)
         self.split_sink: Callable[[int, list[tuple[str, str, int, ArmCounts]]], None] | None = None
         self._fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fnstage-versions")
-        # held cells (`CellSpec.held`) are told to serve once they hold their functions: after a start's
-        # reload, and not before the supervisor's first sync (`serve_after_sync`) when it sets this False
-        self.synced = True
-        self._serving_lock = threading.Lock()
 
     # what the watcher calls (its reader thread) ---------------------------------------------------
     def slot_of(self, row: PublishedFunction) -> Slot:
@@ -585,7 +581,6 @@ class CellSet:
                 continue
             self._send_config(slot, cell)
             if self._reload(slot, state, cell):
-                self._serve(state.cell)  # `_reload` may have replaced the cell
                 logger.info(
                     "runtime: cell %s started (pid %s) with %d function(s)",
                     slot_key(slot),
@@ -716,22 +711,6 @@ class CellSet:
         cell.on_want = self._want
         cell.on_split_counts = self._split_counts
         return cell
-
-    def _serve(self, cell: Cell | None) -> None:
-        """Let a held cell answer requests: it holds what was live (a start's reload), and the first
-        sync has given the supervisor what is published."""
-        with self._serving_lock:
-            if cell is not None and cell.spec.held and self.synced:
-                cell.send(("serve",))
-
-    def serve_after_sync(self) -> None:
-        """The supervisor's first sync is done: every held cell holds its functions now."""
-        with self._serving_lock:
-            self.synced = True
-        for state in list(self._slots.values()):
-            with state.lock:  # never a cell still starting: its own start tells it, after its reload
-                if state.cell is not None and state.cell.ready.is_set():
-                    self._serve(state.cell)
 
     def _split_counts(self, cell: Cell, items: list[tuple[str, str, int, ArmCounts]]) -> None:
         if items and self.split_sink is not None and cell.pid is not None:

@@ -237,9 +237,6 @@ class Supervisor:
         self.cells = CellSet(
             self._spec, self.reports, zygote, keep_empty=settings.env is not None, prepare=self._install
         )
-        # a cell alone on the public port answers once the first sync gave it what is published; the
-        # front waits for that sync itself (`front_link`)
-        self.cells.synced = settings.env is None
         self.registry = MirrorRegistry(self.cells)
         self.collector = EnvironmentCollector(
             settings.database_url, self.environments, self.cells.locks_in_use
@@ -273,13 +270,6 @@ class Supervisor:
             on_canary=self.splits.wake,
             metrics=self.metrics,
         )
-
-    async def _serve_after_sync(self) -> None:
-        """Tell held cells to answer once the first sync is done (at once, unless the store was down
-        when `watcher.start` gave up waiting)."""
-        while not self.synced:
-            await asyncio.sleep(0.02)
-        await asyncio.get_running_loop().run_in_executor(None, self.cells.serve_after_sync)
 
     def _live_version(self, gateway: str, name: str) -> int | None:
         live = self.registry.get(gateway, name)
@@ -396,7 +386,6 @@ class Supervisor:
             if cell is None:
                 raise SystemExit(f"the cell for {slot[0]}/{slot[1]} cannot start")
         await self.watcher.start()
-        serving = asyncio.create_task(self._serve_after_sync())
         self.splits.start()
         self.collector.start()
         where = f"gateway {self.settings.gateway}" if self.settings.gateway else "every gateway"
@@ -412,7 +401,6 @@ class Supervisor:
         try:
             await stop.wait()
         finally:
-            serving.cancel()
             if front is not None:  # the port first: a runtime started in this one's place can listen
                 with contextlib.suppress(Exception):
                     await front.close()
