@@ -217,9 +217,30 @@ def test_configuration_and_secrets_per_environment(layout: Layout, tmp_path: Pat
     assert [s["key"] for s in listed["secrets"]] == ["STRIPE_KEY"] and "value" not in listed["secrets"][0]
 
     # a change is live without a restart, and is rolled back
-    pid_before = httpx.get(f"{layout.base_url.rsplit('/demo', 1)[0]}/_fnstage/status", timeout=5).json()[
-        "pid"
-    ]
+    def processes() -> tuple[int, list[tuple[str, int, int]]]:
+        """The runtime's pid, and each of its prod cells' (lock, pid, restarts): a restart of either shows.
+        Read with the key the runtime registered with the control plane (cells are not public)."""
+        url = (layout.database_url or "").replace("postgresql://", "postgresql+psycopg://", 1)
+        engine = create_engine(url or f"sqlite:///{layout.up.data_dir / 'fnstage.db'}")
+        try:
+            with engine.connect() as conn:
+                keys = [str(k) for k in conn.scalars(text("select control_key from runtimes"))]
+        finally:
+            engine.dispose()
+        answers = [
+            httpx.get(
+                f"{layout.base_url.rsplit('/demo', 1)[0]}/_fnstage/status",
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=5,
+            )
+            for key in keys
+        ]
+        status = next(a.json() for a in answers if a.status_code == 200 and "cells" in a.json())
+        cells = [(c["lock"] or "", c["pid"], c["restarts"]) for c in status["cells"] if c["env"] == "prod"]
+        return status["pid"], sorted(cells)
+
+    pid_before = processes()
+    assert pid_before[1], "the status lists prod's cell"
     version = cli.json("config", "ls", "prod")["version"]
     cli.run("config", "set", "prod", "DATABASE_URL=postgresql://prod-db-2/app", "-m", "move the database")
     wait_for(layout, "prod", {**prod, "db": "postgresql://prod-db-2/app"})
@@ -227,8 +248,7 @@ def test_configuration_and_secrets_per_environment(layout: Layout, tmp_path: Pat
     wait_for(layout, "prod", {**prod, "db": "postgresql://prod-db-2/app", "stripe": PROD_SECRET + "_rotated"})
     cli.run("config", "rollback", "prod", "--to", str(version), "-m", "the move broke checkout")
     wait_for(layout, "prod", prod)
-    pid_after = httpx.get(f"{layout.base_url.rsplit('/demo', 1)[0]}/_fnstage/status", timeout=5).json()["pid"]
-    assert pid_after == pid_before
+    assert processes() == pid_before  # the same runtime and the same prod cell: nothing restarted
     history = cli.json("config", "history", "prod")["versions"]
     assert [v["kind"] for v in history[:3]] == ["rollback", "set", "set"]
     assert history[0]["source_version"] == version and history[0]["note"] == "the move broke checkout"
