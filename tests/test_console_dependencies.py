@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from fnstage.testing import UpProcess
 
@@ -73,6 +73,37 @@ def test_requirements_are_changed_on_the_page_and_the_lock_is_shown(
         "fnpkg==1.0",
         "native-thing==1.0",
     ]
+
+
+def test_a_requirement_typed_while_the_last_one_installs_is_kept(
+    page: Page, console_up: UpProcess, console_api: httpx.Client
+) -> None:
+    """The first Add's answer is held back (an install that takes a while); the user types the next
+    requirement meanwhile. The answer used to clear the field, so the next Add sent nothing (the a11y
+    test hit it in CI when its gateway already listed the first package)."""
+    ok(console_api.post("/gateways", json={"id": "typing"}))
+    open_console(page, console_up, "#/g/typing/deps")
+    requirements = page.locator("section", has=page.get_by_role("heading", name="Requirements"))
+    expect(requirements).to_contain_text("No requirements.")
+    held: list[Route] = []
+    page.route(
+        "**/gateways/typing/dependencies",
+        lambda route: held.append(route) if route.request.method == "PUT" and not held else route.continue_(),
+    )
+    field = requirements.get_by_label("Requirement", exact=True)
+    field.fill("fnpkg==1.0")
+    requirements.get_by_role("button", name="Add").click()
+    for _ in range(50):  # the PUT is on its way, and held
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "the first Add never sent its PUT"
+    field.fill("fnpkg==9.9")  # typed while the first one installs
+    held[0].continue_()
+    expect(requirements.locator("tr[data-requirement=fnpkg]")).to_contain_text("fnpkg==1.0")
+    expect(field).to_have_value("fnpkg==9.9")
+    requirements.get_by_role("button", name="Add").click()
+    expect(requirements.get_by_role("alert")).to_contain_text("cannot be resolved")
 
 
 def test_history_names_each_entrys_lock_and_the_release_sheet_lists_package_changes(

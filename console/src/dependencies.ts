@@ -162,7 +162,8 @@ export function renderDependencies(container: HTMLElement, gateway: string): voi
         const name = requirementName(added);
         const before = current;
         await change([...current.filter((r) => requirementName(r) !== name), added]);
-        if (current !== before) addInput.value = "";
+        // cleared once added, unless the user has typed the next one meanwhile (the change took a while)
+        if (current !== before && addInput.value.trim() === added) addInput.value = "";
       },
     },
     h("label", { class: "label", for: "deps-add" }, "Requirement"),
