@@ -18,6 +18,7 @@ from fnstage.runtime.loader import LoadError
 from fnstage.runtime.metrics import RuntimeMetrics
 from fnstage.runtime.request_metrics import BUCKETS, RequestMetrics, parse_row
 from fnstage.runtime.zygote import Zygote
+from fnstage.store.canaries import CanaryRecord
 from support.cells import ANSWER, Events, get, row
 
 pytestmark = pytest.mark.timeout(120)
@@ -286,10 +287,8 @@ def test_a_failed_load_is_timed_in_its_cell_and_the_watcher_counts_its_duration(
     assert value(metrics, "fnstage_load_duration_seconds_bucket", **slot, le="5.0") == 1
 
 
-def _running_canary(canary_id: int, name: str, stable: int, canary: int, share: int) -> object:
+def _running_canary(canary_id: int, name: str, stable: int, canary: int, share: int) -> CanaryRecord:
     from datetime import UTC, datetime
-
-    from fnstage.store.canaries import CanaryRecord
 
     at = datetime(2026, 11, 30, tzinfo=UTC)
     env, _, base = name.partition("/")
@@ -314,7 +313,7 @@ def test_running_canaries_are_exported_per_side_and_drop_out_once_decided() -> N
     metrics = RuntimeMetrics(Live())
     metrics.watch_canaries(follower.states)
     assert series_of(metrics, "fnstage_canary_running") == []
-    follower._follow([_running_canary(7, "prod/user/me", 4, 5, 20)])  # type: ignore[list-item]
+    follower._follow([_running_canary(7, "prod/user/me", 4, 5, 20)])
     follower.counts(
         101, [("demo", "prod/user/me", 4, ArmCounts(80, 1)), ("demo", "prod/user/me", 5, ArmCounts(20, 6))]
     )
@@ -347,7 +346,7 @@ def test_a_restarted_cells_canary_counts_add_to_what_the_dead_one_counted() -> N
         split_sink: Any = None
 
     follower = SplitFollower("sqlite://", NoCells(), lambda: None)  # type: ignore[arg-type]  # no cell needed
-    follower._follow([_running_canary(7, "prod/user/me", 4, 5, 20)])  # type: ignore[list-item]
+    follower._follow([_running_canary(7, "prod/user/me", 4, 5, 20)])
     follower.counts(101, [("demo", "prod/user/me", 5, ArmCounts(40, 12))])
     follower.counts(101, [("demo", "prod/user/me", 5, ArmCounts(50, 15))])  # cumulative: replaces
     follower.counts(202, [("demo", "prod/user/me", 5, ArmCounts(3, 1))])  # the cell, restarted

@@ -103,5 +103,5 @@ def _follow_logs(
             data = api.get(path, limit=1000, after=cursor, **filters)
             show(data.get("invocations") or [])
             cursor = max(cursor, int(data.get("cursor") or 0))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C is how one stops following: an end, not an error
         return
