@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from fnstage.cli import log_filters
 from fnstage.cli.client import CliError
@@ -87,6 +87,31 @@ def test_prune_keeps_each_functions_newest_and_drops_the_old(store: Store, demo:
     assert [e["request_id"] for e in kept] == ["req-9", "req-8", "req-7", "req-6"]
     assert len(invocation_log.read(store.engine, "demo", "dev/other", LogFilter())[0]) == 3  # not touched
     assert invocation_log.read(store.engine, "demo", "dev/old", LogFilter())[0] == []
+
+
+def test_prune_deletes_in_short_transactions(store: Store, demo: str) -> None:
+    """A prune of many rows commits every `chunk` rows: on SQLite a save waits on the write lock for
+    one chunk, not for the whole prune (one 100,000-row DELETE held a save 120 ms)."""
+    now = 2_000_000.0
+    invocation_log.write(store.engine, [record(n, at=now - 100 + n) for n in range(50)])
+    invocation_log.write(store.engine, [record(n, name="dev/old", at=now - 10_000) for n in range(25)])
+    deleted_per_statement: list[int] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE"):
+            deleted_per_statement.append(cursor.rowcount)
+
+    event.listen(store.engine, "after_cursor_execute", count)
+    try:
+        dropped = invocation_log.prune(
+            store.engine, [("demo", "dev/user/me")], keep=5, older_than=now - 5_000, chunk=10, pause_s=0
+        )
+    finally:
+        event.remove(store.engine, "after_cursor_execute", count)
+    assert dropped == 45 + 25
+    assert sum(deleted_per_statement) == 70 and max(deleted_per_statement) <= 10
+    kept = invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())[0]
+    assert [e["request_id"] for e in kept] == [f"req-{n}" for n in range(49, 44, -1)]
 
 
 def test_the_writer_writes_batches_and_prunes(store: Store, demo: str) -> None:

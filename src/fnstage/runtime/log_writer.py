@@ -27,7 +27,7 @@ logger = logging.getLogger("fnstage.runtime")
 
 BATCH = 2000  # invocations per transaction
 FLUSH_INTERVAL_S = 0.1
-PRUNE_INTERVAL_S = 30.0
+PRUNE_INTERVAL_S = 5.0  # often enough that a busy function's prune is a few chunks (invocation_log.prune)
 RETRY_AFTER_S = 1.0  # after a failed write, before the next attempt
 REPORT_INTERVAL_S = 10.0  # losses are logged at most this often
 

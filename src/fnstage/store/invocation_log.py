@@ -8,6 +8,7 @@ Both pass their engine; nothing here is on a request's path.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -92,28 +93,55 @@ def write(engine: Engine, records: Sequence[LogRecord], runtime_id: str | None =
                 conn.exec_driver_sql(statement, rows)
 
 
-def prune(engine: Engine, functions: Iterable[tuple[str, str]], keep: int, older_than: float | None) -> int:
+PRUNE_CHUNK = 500  # rows deleted per transaction
+PRUNE_PAUSE_S = 0.03  # between chunks on SQLite, longer than a waiting writer's busy-handler sleep
+
+
+def prune(
+    engine: Engine,
+    functions: Iterable[tuple[str, str]],
+    keep: int,
+    older_than: float | None,
+    *,
+    chunk: int = PRUNE_CHUNK,
+    pause_s: float | None = None,
+) -> int:
     """Drop entries older than `older_than` (seconds since the epoch), then all but the newest `keep`
-    of each of `functions` (the ones written to since the last prune). Returns how many went."""
+    of each of `functions` (the ones written to since the last prune). Returns how many went.
+
+    Rows go `chunk` at a time, each in its own transaction, with a pause between them on SQLite: one
+    DELETE of the 100,000 rows a busy function logs between prunes held SQLite's write lock for
+    120 ms, and a save waiting on it went live that much later. SQLite's busy handler retries a
+    waiting writer every 25 ms or less in its first 100 ms, so a longer pause lets it in."""
+    if pause_s is None:
+        pause_s = 0.0 if engine.dialect.name == "postgresql" else PRUNE_PAUSE_S
     dropped = 0
-    with engine.connect() as conn:
-        conn.execution_options(**write_options(engine))
-        with conn.begin():
-            if older_than is not None:
-                dropped += conn.execute(delete(_LOGS).where(_LOGS.c.started_at < older_than)).rowcount or 0
-            for gateway, name in sorted(set(functions)):
-                of_function = and_(_LOGS.c.gateway_id == gateway, _LOGS.c.name == name)
-                oldest_kept = conn.scalar(
-                    select(_LOGS.c.id)
-                    .where(of_function)
-                    .order_by(_LOGS.c.id.desc())
-                    .offset(keep - 1)
-                    .limit(1)
-                )
-                if oldest_kept is not None:
-                    gone = conn.execute(delete(_LOGS).where(of_function, _LOGS.c.id < oldest_kept))
-                    dropped += gone.rowcount or 0
+    if older_than is not None:
+        dropped += _delete_in_chunks(engine, _LOGS.c.started_at < older_than, chunk, pause_s)
+    for gateway, name in sorted(set(functions)):
+        of_function = and_(_LOGS.c.gateway_id == gateway, _LOGS.c.name == name)
+        with engine.connect() as conn:
+            oldest_kept = conn.scalar(
+                select(_LOGS.c.id).where(of_function).order_by(_LOGS.c.id.desc()).offset(keep - 1).limit(1)
+            )
+        if oldest_kept is not None:
+            dropped += _delete_in_chunks(engine, and_(of_function, _LOGS.c.id < oldest_kept), chunk, pause_s)
     return dropped
+
+
+def _delete_in_chunks(engine: Engine, where: Any, chunk: int, pause_s: float) -> int:
+    dropped = 0
+    while True:
+        with engine.connect() as conn:
+            conn.execution_options(**write_options(engine))
+            with conn.begin():
+                ids = select(_LOGS.c.id).where(where).limit(chunk).scalar_subquery()
+                gone = conn.execute(delete(_LOGS).where(_LOGS.c.id.in_(ids))).rowcount or 0
+        dropped += gone
+        if gone < chunk:
+            return dropped
+        if pause_s:
+            time.sleep(pause_s)
 
 
 def _status_clause(status: int | str) -> Any:
