@@ -178,17 +178,17 @@ def idle_cells(count: int) -> list[tuple[float, float]]:
     root = Path(tempfile.mkdtemp(prefix="fnstage-bench-cells-"))
     os.chmod(root, 0o711)
 
-    def spec(slot: tuple[str, str]) -> CellSpec:
+    def spec(slot: tuple[str, str, str]) -> CellSpec:
         folder = root / f"{slot[0]}.{slot[1]}"
         return CellSpec(slot[0], slot[1], folder, "key", uds=folder / "cell.sock")
 
     cells = CellSet(spec, CellEvents(), zygote)
     out = []
     try:
-        cells.ensure(("warm", "dev"))  # the zygote's first fork pays for its own start
+        cells.ensure(("warm", "dev", ""))  # the zygote's first fork pays for its own start
         for i in range(count):
             started = time.perf_counter()
-            cell: Cell | None = cells.ensure((f"g{i}", "dev"))
+            cell: Cell | None = cells.ensure((f"g{i}", "dev", ""))  # no dependency lock
             assert cell is not None and cell.pid is not None and cell.spec.uds is not None
             health(cell.spec.uds)
             took = (time.perf_counter() - started) * 1000

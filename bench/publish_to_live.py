@@ -199,11 +199,13 @@ def main() -> None:
             ),
             # where the slowest saves lost their time: the save request itself, or after its answer
             "slowest": [
-                {"save_ms": round(save, 1), "served_after_answer_ms": round(client - save, 1)}
-                for client, save in sorted(zip(client_ms, save_ms, strict=True), reverse=True)[:5]
+                {"save": i + 1, "save_ms": round(save, 1), "served_after_answer_ms": round(client - save, 1)}
+                for client, save, i in sorted(
+                    zip(client_ms, save_ms, range(len(save_ms)), strict=True), reverse=True
+                )[:5]
             ],
             "poller": {"requests": poller.requests, "errors": poller.errors, "went_back": poller.went_back},
-            "goal": "p50 <= 10 ms, p99 <= 50 ms",
+            "goal": "p50 <= 10 ms, p99 <= 50 ms, max <= 100 ms",
             "machine_before": machine_before,
             "machine_after": describe(),
         }
