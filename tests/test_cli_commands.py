@@ -942,7 +942,10 @@ def test_cli_limits_agree_with_the_api(
     cli: Callable[..., Result], api: FakeApi, args: tuple[str, ...], api_maximum: int
 ) -> None:
     result = cli(*args, str(api_maximum + 1))
-    assert result.exit_code == 2 and f"less than or equal to {api_maximum}" in result.stderr
+    assert (
+        result.exit_code == 2
+        and f"{api_maximum + 1} is not in the range 1<=x<={api_maximum}." in result.stderr
+    )
     assert api.requests == []
 
 
@@ -1044,9 +1047,9 @@ def test_history_limit_and_the_api_agree_on_the_maximum() -> None:
     from fnstage.api.app import create_app
     from fnstage.cli.main import app
 
-    # typed as click.Command; the root is a group, and the option's range is on the TyperOption
+    # typed as click.Command; the root is a group, and the option's range is its click type (IntRange)
     history = typer.main.get_command(app).commands["history"]  # type: ignore[attr-defined]
-    cli_max = next(p for p in history.params if p.name == "limit").max  # type: ignore[attr-defined]
+    cli_max = next(p for p in history.params if p.name == "limit").type.max
     document = create_app(None).openapi()  # type: ignore[arg-type]  # the document needs no services
     route = document["paths"]["/api/v1/gateways/{gateway}/history/{env}/{base}"]["get"]
     api_max = next(p for p in route["parameters"] if p["name"] == "limit")["schema"]["maximum"]
