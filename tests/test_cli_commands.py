@@ -278,6 +278,24 @@ def test_push_creates_a_new_function(cli: Callable[..., Result], api: FakeApi, t
     assert api.body(method="PUT") == {"files": FILES, "entrypoint": "index.py", "expected_version": 0}
 
 
+def test_push_wait_polls_the_rollout_of_the_version_it_saved(
+    cli: Callable[..., Result], api: FakeApi, tmp_path: Path
+) -> None:
+    # --wait sent `params={'version': 2}` as one query parameter named "params", so the API answered
+    # for whatever version was current: a teammate's later save could end the wait, or fail it.
+    folder = make_function_dir(tmp_path / "me", {**FILES, "utils.py": "x = 2\n"})
+    api.on("GET", "gateways/demo/functions/dev/user/me", function(1, FILES))
+    api.on("PUT", "gateways/demo/functions/dev/user/me", {"function": function(2), "changed": True})
+    rollout = {"done": True, "failed": False, "live": 1, "active": 1, "latency_ms": 7, "runtimes": []}
+    api.on("GET", "gateways/demo/rollout/dev/user/me", rollout)
+    result = cli("push", str(folder), "dev/user/me", "--wait")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == "live on 1/1 runtimes in 7 ms"
+    polled = api.sent("GET")[-1]
+    assert polled.url.path == "/api/v1/gateways/demo/rollout/dev/user/me"
+    assert dict(polled.url.params) == {"version": "2"}
+
+
 def test_push_updates_with_the_version_it_read(
     cli: Callable[..., Result], api: FakeApi, tmp_path: Path
 ) -> None:
