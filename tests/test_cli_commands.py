@@ -1,4 +1,6 @@
-"""Every command through CliRunner against a fake API (httpx.MockTransport): requests sent, output, exit codes."""
+"""Every command through CliRunner against a fake API (the client's transport seam): requests sent, output,
+exit codes. The fake reads each request into an httpx.Request and answers with an httpx.Response, so the
+tests read the bytes the CLI sends through a parser independent of the CLI's own."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
+from fnstage.cli import transport
 from fnstage.cli.client import using_transport
 from fnstage.cli.main import app
 
@@ -47,12 +50,12 @@ class FakeApi:
 
         self.routes[(method, "/api/v1/" + path.lstrip("/"))] = answer
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, sent: transport.Request) -> transport.Response:
+        request = httpx.Request(sent.method, sent.url, headers=dict(sent.headers), content=sent.body)
         self.requests.append(request)
         handler = self.routes.get((request.method, request.url.path))
-        if handler is None:
-            return api_error(404, "not_found", "Not Found")
-        return handler(request)
+        answer = api_error(404, "not_found", "Not Found") if handler is None else handler(request)
+        return transport.Response(answer.status_code, answer.reason_phrase, answer.read())
 
     def sent(self, method: str | None = None) -> list[httpx.Request]:
         return [r for r in self.requests if method is None or r.method == method]
@@ -79,7 +82,7 @@ def cli(api: FakeApi, tmp_path: Path) -> Callable[..., Result]:
             "COLUMNS": "160",
             "NO_COLOR": "1",
         }
-        with using_transport(httpx.MockTransport(api)):
+        with using_transport(api):
             return runner.invoke(app, list(args), env=env, input=input)
 
     return invoke
