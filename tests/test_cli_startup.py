@@ -61,7 +61,8 @@ def _heavy_among(names: set[str]) -> list[str]:
 
 
 def test_building_every_command_imports_nothing_heavy() -> None:
-    imported = _imported("import typer.main\nfrom fnstage.cli.main import app\ntyper.main.get_command(app)")
+    code = "import typer.main\nfrom fnstage.cli.main import app\nlist(typer.main.get_command(app).commands.values())"
+    imported = _imported(code)
     assert "fnstage.cli.main" in imported  # the measurement works
     assert _heavy_among(imported) == []
 
