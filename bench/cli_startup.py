@@ -1,13 +1,15 @@
 """CLI start-up: wall and CPU time of `fnstage --help`, `fnstage status --json` and an unchanged
 `fnstage push`, each run N times as a fresh process (#17 item 2: <= 100 ms each).
 
-    .venv/bin/python bench/cli_startup.py [--runs 15] [--baseline SRC] [--port 41400]
+    .venv/bin/python bench/cli_startup.py [--runs 15] [--baseline SRC[:DIR...]] [--port 41400]
 
 `fnstage up` (SQLite, no runtime) runs on --port with a data folder in /tmp; a function is pushed once,
 then every command is timed against it. `--baseline SRC` compares with another checkout's `src`
-(e.g. `git archive 178af8a src | tar -x -C /tmp/base`): its `fnstage` comes first on PYTHONPATH, and
-the two alternate run by run (baseline, this, baseline, this, ...) so both see the same load. CPU time
-is the child's user + system time (less noisy than wall time on a loaded machine).
+(e.g. `git worktree add /tmp/before main`): its `fnstage` comes first on PYTHONPATH, and the two
+alternate run by run (baseline, this, baseline, this, ...) so both see the same load. More folders
+after a `:` come next on that PYTHONPATH: the packages the baseline pinned where they differ from this
+venv's (e.g. typer 0.29.1 unpacked from its wheel). CPU time is the child's user + system time (less
+noisy than wall time on a loaded machine).
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ def timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--baseline", type=Path, help="another checkout's src folder")
+    parser.add_argument(
+        "--baseline", help="another checkout's src folder, then any folders of its own pins (PATH:PATH)"
+    )
     parser.add_argument("--port", type=int, default=41400, help="the API's port (and +1, unused)")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cli-startup-", dir="/tmp") as tmp:
@@ -67,7 +71,8 @@ def main() -> None:
             )
             sides = {"this": env}
             if options.baseline:
-                sides = {"baseline": {**env, "PYTHONPATH": str(options.baseline.resolve())}, **sides}
+                path = os.pathsep.join(str(Path(p).resolve()) for p in options.baseline.split(os.pathsep))
+                sides = {"baseline": {**env, "PYTHONPATH": path}, **sides}
             results: dict[tuple[str, str], list[tuple[float, float]]] = {}
             for _ in range(options.runs):
                 for label, args in COMMANDS.items():

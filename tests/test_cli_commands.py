@@ -1,4 +1,6 @@
-"""Every command through CliRunner against a fake API (httpx.MockTransport): requests sent, output, exit codes."""
+"""Every command through CliRunner against a fake API (the client's transport seam): requests sent, output,
+exit codes. The fake reads each request into an httpx.Request and answers with an httpx.Response, so the
+tests read the bytes the CLI sends through a parser independent of the CLI's own."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
+from fnstage.cli import transport
 from fnstage.cli.client import using_transport
 from fnstage.cli.main import app
 
@@ -47,12 +50,12 @@ class FakeApi:
 
         self.routes[(method, "/api/v1/" + path.lstrip("/"))] = answer
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, sent: transport.Request) -> transport.Response:
+        request = httpx.Request(sent.method, sent.url, headers=dict(sent.headers), content=sent.body)
         self.requests.append(request)
         handler = self.routes.get((request.method, request.url.path))
-        if handler is None:
-            return api_error(404, "not_found", "Not Found")
-        return handler(request)
+        answer = api_error(404, "not_found", "Not Found") if handler is None else handler(request)
+        return transport.Response(answer.status_code, answer.reason_phrase, answer.read())
 
     def sent(self, method: str | None = None) -> list[httpx.Request]:
         return [r for r in self.requests if method is None or r.method == method]
@@ -79,7 +82,7 @@ def cli(api: FakeApi, tmp_path: Path) -> Callable[..., Result]:
             "COLUMNS": "160",
             "NO_COLOR": "1",
         }
-        with using_transport(httpx.MockTransport(api)):
+        with using_transport(api):
             return runner.invoke(app, list(args), env=env, input=input)
 
     return invoke
@@ -276,6 +279,24 @@ def test_push_creates_a_new_function(cli: Callable[..., Result], api: FakeApi, t
     assert result.exit_code == 0, result.output
     assert result.stdout == "dev/user/me: created version 1 (2 files)\n"
     assert api.body(method="PUT") == {"files": FILES, "entrypoint": "index.py", "expected_version": 0}
+
+
+def test_push_wait_polls_the_rollout_of_the_version_it_saved(
+    cli: Callable[..., Result], api: FakeApi, tmp_path: Path
+) -> None:
+    # --wait sent `params={'version': 2}` as one query parameter named "params", so the API answered
+    # for whatever version was current: a teammate's later save could end the wait, or fail it.
+    folder = make_function_dir(tmp_path / "me", {**FILES, "utils.py": "x = 2\n"})
+    api.on("GET", "gateways/demo/functions/dev/user/me", function(1, FILES))
+    api.on("PUT", "gateways/demo/functions/dev/user/me", {"function": function(2), "changed": True})
+    rollout = {"done": True, "failed": False, "live": 1, "active": 1, "latency_ms": 7, "runtimes": []}
+    api.on("GET", "gateways/demo/rollout/dev/user/me", rollout)
+    result = cli("push", str(folder), "dev/user/me", "--wait")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == "live on 1/1 runtimes in 7 ms"
+    polled = api.sent("GET")[-1]
+    assert polled.url.path == "/api/v1/gateways/demo/rollout/dev/user/me"
+    assert dict(polled.url.params) == {"version": "2"}
 
 
 def test_push_updates_with_the_version_it_read(
@@ -942,7 +963,10 @@ def test_cli_limits_agree_with_the_api(
     cli: Callable[..., Result], api: FakeApi, args: tuple[str, ...], api_maximum: int
 ) -> None:
     result = cli(*args, str(api_maximum + 1))
-    assert result.exit_code == 2 and f"less than or equal to {api_maximum}" in result.stderr
+    assert (
+        result.exit_code == 2
+        and f"{api_maximum + 1} is not in the range 1<=x<={api_maximum}." in result.stderr
+    )
     assert api.requests == []
 
 
@@ -1044,9 +1068,9 @@ def test_history_limit_and_the_api_agree_on_the_maximum() -> None:
     from fnstage.api.app import create_app
     from fnstage.cli.main import app
 
-    # typed as click.Command; the root is a group, and the option's range is on the TyperOption
+    # typed as click.Command; the root is a group, and the option's range is its click type (IntRange)
     history = typer.main.get_command(app).commands["history"]  # type: ignore[attr-defined]
-    cli_max = next(p for p in history.params if p.name == "limit").max  # type: ignore[attr-defined]
+    cli_max = next(p for p in history.params if p.name == "limit").type.max
     document = create_app(None).openapi()  # type: ignore[arg-type]  # the document needs no services
     route = document["paths"]["/api/v1/gateways/{gateway}/history/{env}/{base}"]["get"]
     api_max = next(p for p in route["parameters"] if p["name"] == "limit")["schema"]["maximum"]

@@ -177,6 +177,13 @@ def test_state_styles() -> None:
     assert render.state_style("load failed on 1/2") == "bold red"
 
 
+def test_say_prints_a_long_plain_line_as_it_is(capsys: pytest.CaptureFixture[str]) -> None:
+    # written without rich: brackets are text, not markup, and nothing wraps
+    line = "pushed dev/[bold]user[/bold]/me :smile: " + "x" * 300
+    render.say(line)
+    assert capsys.readouterr().out == line + "\n"
+
+
 def test_print_error_is_one_red_line_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     render.print_error(CliError("semver 1.0.0 is not greater than prod's current 1.0.0 " * 3, field="semver"))
     captured = capsys.readouterr()

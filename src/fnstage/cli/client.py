@@ -2,20 +2,29 @@
 
 Every failure a user can meet (the server refused the request, the server is not running, the answer
 is not what the API promises) becomes one `CliError` carrying the API's own message and field, so the
-commands never handle HTTP details themselves.
+commands never handle HTTP details themselves. The bytes travel through a `transport.Transport`: the
+standard library's HTTP by default, a test's fake API under `using_transport`.
 """
 
 from __future__ import annotations
 
+import json as jsonlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import quote, urlencode
 
-if TYPE_CHECKING:  # httpx is imported when a command first talks to the server, not at start-up
-    import httpx
+from fnstage.cli.transport import (
+    ConnectFailed,
+    HttpTransport,
+    Request,
+    Response,
+    TimedOut,
+    Transport,
+    TransportError,
+)
 
 API_PREFIX = "/api/v1"
 DEFAULT_TIMEOUT = 30.0
@@ -46,12 +55,12 @@ class CliError(Exception):
         return f"{self.message} (field: {self.field})" if self.field else self.message
 
 
-_transport_override: ContextVar[httpx.BaseTransport | None] = ContextVar("fnstage_transport", default=None)
+_transport_override: ContextVar[Transport | None] = ContextVar("fnstage_transport", default=None)
 
 
 @contextmanager
-def using_transport(transport: httpx.BaseTransport) -> Iterator[None]:
-    """Send the CLI's requests through `transport` (an httpx.MockTransport, an in-process app) meanwhile."""
+def using_transport(transport: Transport) -> Iterator[None]:
+    """Send the CLI's requests through `transport` (a test's fake API) meanwhile."""
     reset = _transport_override.set(transport)
     try:
         yield
@@ -65,31 +74,28 @@ def path_of(*segments: str) -> str:
 
 
 class ApiClient:
-    """Talks to one fnstage server; use as a context manager so the connection pool is closed."""
+    """Talks to one fnstage server; use as a context manager so its connection is closed."""
 
     def __init__(
         self,
         url: str,
         token: str | None,
         *,
-        transport: httpx.BaseTransport | None = None,
+        transport: Transport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         url_from: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.url_from = url_from  # "the current context in FILE": named when the server is unreachable
-        headers = {"Accept": "application/json", "User-Agent": "fnstage-cli"}
+        self._headers = {"Accept": "application/json", "User-Agent": "fnstage-cli"}
         if token:
-            headers["Authorization"] = f"Bearer {token}"
+            self._headers["Authorization"] = f"Bearer {token}"
         self.has_token = bool(token)
-        import httpx
-
-        self._http = httpx.Client(
-            base_url=self.url + API_PREFIX,
-            headers=headers,
-            transport=transport or _transport_override.get(),
-            timeout=timeout,
-        )
+        self._own_transport: HttpTransport | None = None  # closed with this client; a given one is not
+        chosen = transport or _transport_override.get()
+        if chosen is None:
+            chosen = self._own_transport = HttpTransport(timeout)
+        self._transport = chosen
 
     def __enter__(self) -> ApiClient:
         return self
@@ -103,7 +109,8 @@ class ApiClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        if self._own_transport is not None:
+            self._own_transport.close()
 
     def request(
         self,
@@ -114,30 +121,34 @@ class ApiClient:
         json: Any = None,
     ) -> Any:
         """Send one request and return the decoded JSON body; raise `CliError` for any failure."""
-        import httpx
-
-        clean_params = {k: v for k, v in (params or {}).items() if v is not None}
+        url = self.url + API_PREFIX + "/" + path.lstrip("/")
+        query = query_string(params or {})
+        headers = dict(self._headers)
+        body = None
+        if json is not None:
+            body = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            headers["Content-Type"] = "application/json"
         try:
-            response = self._http.request(method, "/" + path.lstrip("/"), params=clean_params, json=json)
-        except httpx.ConnectError:
+            response = self._transport(Request(method, url + (f"?{query}" if query else ""), headers, body))
+        except ConnectFailed as error:
+            reason = "is `fnstage up` running?" if error.refused else f"{error}"
             raise CliError(
-                f"cannot reach fnstage at {self.url}: is `fnstage up` running?",
-                hint=self._unreachable_hint(),
+                f"cannot reach fnstage at {self.url}: {reason}", hint=self._unreachable_hint()
             ) from None
-        except httpx.TimeoutException:
-            raise CliError(f"fnstage at {self.url} did not answer in time: try again") from None
-        except httpx.HTTPError as error:
+        except TimedOut as error:
+            raise CliError(f"fnstage at {self.url} did not answer in time ({error}): try again") from None
+        except TransportError as error:
             raise CliError(f"request to fnstage at {self.url} failed: {error}") from None
-        if response.status_code >= 400:
+        if response.status >= 400:
             raise self._error_of(response)
-        if response.status_code == 204 or not response.content:
+        if response.status == 204 or not response.body:
             return None
         try:
-            return response.json()
+            return jsonlib.loads(response.body)
         except ValueError:
             raise CliError(
                 f"fnstage at {self.url} answered {method} {path} with something that is not JSON "
-                f"(HTTP {response.status_code}): is FNSTAGE_URL pointing at an fnstage server?"
+                f"(HTTP {response.status}): is FNSTAGE_URL pointing at an fnstage server?"
             ) from None
 
     def get(self, path: str, **params: Any) -> Any:
@@ -155,10 +166,10 @@ class ApiClient:
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 
-    def _error_of(self, response: httpx.Response) -> CliError:
-        status = response.status_code
+    def _error_of(self, response: Response) -> CliError:
+        status = response.status
         try:
-            body = response.json()
+            body = jsonlib.loads(response.body)
         except ValueError:
             body = None
         error = body.get("error") if isinstance(body, dict) else None
@@ -184,7 +195,7 @@ class ApiClient:
                 status=status,
                 details=detail,
             )
-        message = detail if isinstance(detail, str) else response.reason_phrase or "request failed"
+        message = detail if isinstance(detail, str) else response.reason or "request failed"
         return CliError(
             f"HTTP {status} from {self.url}: {message}",
             code="http_" + str(status),
@@ -208,3 +219,17 @@ class ApiClient:
         if code == "stale_version":
             return "pull the current version, merge your change into it, and push again"
         return None
+
+
+def query_string(params: Mapping[str, Any]) -> str:
+    """`params` as a URL query, leaving out None; booleans read `true`/`false` as the API expects."""
+    pairs = []
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif not isinstance(value, str | int | float):
+            raise TypeError(f"query parameter {key} must be a str, int, float or bool, not {type(value)}")
+        pairs.append((key, str(value)))
+    return urlencode(pairs)

@@ -18,6 +18,7 @@ from fnstage.cli.contexts import context_app
 from fnstage.cli.dependencies import deps_app
 from fnstage.cli.functions import function_commands
 from fnstage.cli.gateways import gateway_app
+from fnstage.cli.lazy import LazyGroup
 from fnstage.cli.logs import log_commands
 from fnstage.cli.releases import release_commands
 from fnstage.cli.rollouts import rollout_app
@@ -43,8 +44,17 @@ The server is $FNSTAGE_URL (default http://127.0.0.1:8470); the token is $FNSTAG
 credentials file `fnstage up` writes ($FNSTAGE_CONFIG_DIR/credentials.json).
 """
 
+# Every command and group, in the order `--help` lists them; `app` builds each only when it is used.
+commands = typer.Typer()
+
+
+class _Commands(LazyGroup):
+    source = commands
+
+
 app = typer.Typer(
     name="fnstage",
+    cls=_Commands,
     help=HELP,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold the token
@@ -70,20 +80,20 @@ def _main(
     pass
 
 
-app.add_typer(server_commands)
-app.add_typer(function_commands)
-app.add_typer(release_commands)
-app.add_typer(log_commands)
-app.add_typer(access_commands)
-app.add_typer(gateway_app, name="gateway")
-app.add_typer(context_app, name="context")
-app.add_typer(deps_app, name="deps")
-app.add_typer(token_app, name="token")
-app.add_typer(user_app, name="user")
-app.add_typer(member_app, name="member")
-app.add_typer(config_app, name="config")
-app.add_typer(secret_app, name="secret")
-app.add_typer(secret_app, name="secrets", hidden=True)  # `fnstage secrets rotate-key` reads well too
-app.add_typer(rollout_app, name="rollout")
-app.add_typer(trigger_app, name="trigger")
-app.add_typer(webhook_app, name="webhook")
+commands.add_typer(server_commands)
+commands.add_typer(function_commands)
+commands.add_typer(release_commands)
+commands.add_typer(log_commands)
+commands.add_typer(access_commands)
+commands.add_typer(gateway_app, name="gateway")
+commands.add_typer(context_app, name="context")
+commands.add_typer(deps_app, name="deps")
+commands.add_typer(token_app, name="token")
+commands.add_typer(user_app, name="user")
+commands.add_typer(member_app, name="member")
+commands.add_typer(config_app, name="config")
+commands.add_typer(secret_app, name="secret")
+commands.add_typer(secret_app, name="secrets", hidden=True)  # `fnstage secrets rotate-key` reads well too
+commands.add_typer(rollout_app, name="rollout")
+commands.add_typer(trigger_app, name="trigger")
+commands.add_typer(webhook_app, name="webhook")

@@ -33,7 +33,12 @@ def console(*, stderr: bool = False) -> Console:
 
 
 def say(message: str | Text, *, style: str | None = None) -> None:
-    """Print one line, never wrapped (so it can be copied and grepped)."""
+    """Print one line, never wrapped (so it can be copied and grepped). A plain line is written as it
+    is, without rich, so a command that only has one thing to say never imports it (issue 17)."""
+    if isinstance(message, str) and style is None:
+        sys.stdout.write(message + "\n")
+        sys.stdout.flush()  # as rich does: in order with what goes to stderr next
+        return
     console().print(message, style=style, soft_wrap=True)
 
 

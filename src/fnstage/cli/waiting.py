@@ -30,7 +30,7 @@ def wait_until_live(api: ApiClient, gateway: str, function: dict[str, Any], time
     deadline = time.monotonic() + timeout_s
     said_installing = False
     while True:
-        rollout = api.get(path, params={"version": version})
+        rollout = api.get(path, version=version)
         if not said_installing and "installing dependencies" in str(rollout.get("summary") or ""):
             render.say(f"{name}: installing dependencies on the runtimes ...", style="dim")
             said_installing = True
