@@ -446,7 +446,7 @@ class _Namespace:
         root = types.ModuleType(self.prefix)
         root.__path__ = []
         root.__package__ = self.prefix
-        root.__loader__ = self
+        root.__dict__["__loader__"] = self  # not an importlib loader: how `_import` finds us
         for name, module in list(self.loaded.items()):
             if name and "." not in name:
                 setattr(root, name, module)
@@ -463,7 +463,7 @@ class _Namespace:
             module.__package__ = self.prefix if "." not in name else module.__name__.rpartition(".")[0]
         if compiled is not None:
             module.__file__ = compiled.path
-        module.__loader__ = self  # how `_import` finds this version's modules
+        module.__dict__["__loader__"] = self  # not an importlib loader: how `_import` finds its version
         module.__dict__["__builtins__"] = _shared_builtins()
         return module
 
