@@ -138,7 +138,8 @@ def load_function(
         config=types.MappingProxyType(dict(config)) if config else _NO_CONFIG,
         main=main,
         is_async=_is_async(main),
-        timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
+        # the default's own float when equal: a float is 24 bytes, and a cell holds thousands of versions
+        timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None or timeout_s == DEFAULT_TIMEOUT_S else timeout_s,
         loaded_at=time.time(),
         bundle_hash=bundle_hash,
         load_ms=(time.perf_counter() - started) * 1000,
