@@ -222,17 +222,34 @@ def uss_mib(pid: int) -> float:
     return (fields["Private_Clean"] + fields["Private_Dirty"]) / 1024
 
 
-def cold_start(count: int, baseline: str | None, rounds: int) -> dict[str, list[float]]:
+def cold_store(folder: Path, count: int) -> str:
+    """The store of `count` functions in 10 gateways in `folder`, published now unless already there
+    (publishing 10,000 through the service layer takes minutes)."""
+    from fnstage.store.engine import sqlite_url
+
+    if (folder / "complete").exists():
+        return sqlite_url(folder)
+    if (folder / "fnstage.db").exists():
+        raise SystemExit(f"{folder} holds an unfinished publish: remove it and run again")
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    url = publish(folder, 10, count // 10)
+    print(f"published {count:,} functions in {time.perf_counter() - started:.0f} s", flush=True)
+    (folder / "complete").write_text(str(count))
+    return url
+
+
+def cold_start(
+    count: int, baseline: str | None, rounds: int, store: Path | None = None
+) -> dict[str, list[float]]:
     """Seconds from starting `fnstage runtime` (no --env) on a store of `count` functions in 10
-    gateways' dev to every gateway answering; with `baseline`, the runtime before cells too, on the same
-    store, rounds interleaved."""
+    gateways' dev to every gateway answering; with `baseline`, the runtime before cells (or any other
+    checkout) too, on the same store, rounds interleaved. `store`: keep and reuse the store there."""
     here = str(Path(__file__).resolve().parents[1] / "src")
-    sources = {"cells": here, **({"before cells": baseline} if baseline else {})}
+    sources = {**({"baseline": baseline} if baseline else {}), "this": here}
     out: dict[str, list[float]] = {name: [] for name in sources}
     with tempfile.TemporaryDirectory(prefix="fnstage-bench-cold-") as folder:
-        started = time.perf_counter()
-        url = publish(Path(folder), 10, count // 10)
-        print(f"published {count:,} functions in {time.perf_counter() - started:.0f} s", flush=True)
+        url = cold_store((store or Path(folder)) / f"cold-{count}", count)
         for round_ in range(rounds):
             for name, src in sources.items():
                 port = free_port()
@@ -291,6 +308,7 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=10, help="idle cells to start (0: skip that part)")
     parser.add_argument("--cold", type=int, default=0, help="functions for the cold start (0: skip)")
     parser.add_argument("--cold-rounds", type=int, default=3)
+    parser.add_argument("--store", type=Path, help="keep and reuse the cold start's store in this folder")
     args = parser.parse_args()
     print(describe(), flush=True)
     if args.rounds:
@@ -307,7 +325,7 @@ def main() -> None:
             f"(load {os.getloadavg()[0]:.1f})"
         )
     if args.cold:
-        for name, seconds in cold_start(args.cold, args.baseline, args.cold_rounds).items():
+        for name, seconds in cold_start(args.cold, args.baseline, args.cold_rounds, args.store).items():
             print(
                 f"cold start, {args.cold:,} functions in 10 gateways, {name}: ready in "
                 f"{statistics.median(seconds):.2f} s median (rounds {', '.join(f'{s:.2f}' for s in seconds)})"

@@ -92,6 +92,40 @@ def test_a_cell_that_dies_serving_is_restarted_with_its_functions(cells: tuple[C
     assert get(cell_set, ("demo", "prod", ""), "/crashy").text == "ok"
 
 
+def test_a_big_load_goes_in_batches_and_each_answer_is_its_rows(
+    cells: tuple[CellSet, Events], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold start's rows go to the cell a batch at a time (the cell loads one while the next is sent);
+    answers still line up with rows across batches, a failure in the middle one included, and the
+    collector, paused for the bulk load, is back on in the cell afterwards."""
+    monkeypatch.setattr("fnstage.runtime.cells.LOAD_BATCH", 4)
+    monkeypatch.setattr("fnstage.runtime.cells.BULK_LOAD", 8)
+    rows = [row(f"dev/fn/{i}", 1, ANSWER % i) for i in range(10)]
+    rows[5] = row("dev/fn/5", 1, "x = 1 / 0\n" + ANSWER % 5)
+    sent: list[int] = []
+    send = SupervisorEnd.send
+
+    def counting(self: SupervisorEnd, message: tuple[object, ...]) -> None:
+        if message[0] == "load":
+            sent.append(len(message[2]))  # type: ignore[arg-type]  # a load message's rows: a list
+        send(self, message)
+
+    monkeypatch.setattr(SupervisorEnd, "send", counting)
+    cell_set = cells[0]
+    results = cell_set.load(rows)
+    assert sent == [4, 4, 2]
+    assert [isinstance(r, LiveVersion) for r in results] == [True] * 5 + [False] + [True] * 4
+    assert isinstance(results[5], LoadError) and "ZeroDivisionError" in results[5].summary
+    for i in (0, 4, 6, 9):
+        assert get(cell_set, ("demo", "dev", ""), f"/fn/{i}").json() == {"version": i}
+    collector = "import gc\ndef main(ctx):\n    return {'collector': gc.isenabled()}\n"
+    more = cell_set.load([row(f"dev/fn/{i}", 2, ANSWER % (100 + i)) for i in range(8)])
+    more += cell_set.load([row("dev/collector", 1, collector)])
+    assert sent[3:] == [4, 4, 1] and all(isinstance(r, LiveVersion) for r in more)
+    assert get(cell_set, ("demo", "dev", ""), "/fn/7").json() == {"version": 107}
+    assert get(cell_set, ("demo", "dev", ""), "/collector").json() == {"collector": True}
+
+
 def test_cells_of_two_environments_do_not_share_a_process(cells: tuple[CellSet, Events]) -> None:
     cell_set, _ = cells
     patch = "import json\njson.dumps = lambda *a, **k: 'patched'\ndef main(ctx):\n    return json.dumps(1)\n"

@@ -221,3 +221,75 @@ def test_a_batch_loads_on_one_thread_each_load_still_limited(monkeypatch: pytest
     assert isinstance(results[21], LoadError) and results[21].summary.startswith("ZeroDivisionError")
     assert all(isinstance(r, LiveVersion) and r.main(None) == "ok" for r in results[22:])
     assert started.count("fnstage-load") == 2  # one thread, and one more after the stuck load
+
+
+def test_an_explicit_dunder_import_finds_the_functions_own_modules() -> None:
+    files = {
+        "index.py": "def main(ctx):\n    return __import__('utils').V, __import__('json').__name__\n",
+        "utils.py": "V = 3\n",
+    }
+    assert load(files).main(None) == (3, "json")
+
+
+def test_the_root_package_made_late_knows_the_modules_loaded_before_it() -> None:
+    files = {
+        "index.py": "import utils\ndef main(ctx):\n    from . import utils as again\n    return again is utils\n",
+        "utils.py": "V = 3\n",
+    }
+    assert load(files).main(None) is True
+
+
+def test_a_module_whose_import_failed_is_tried_again() -> None:
+    files = {
+        "index.py": (
+            "def main(ctx):\n    try:\n        import flaky\n    except ZeroDivisionError:\n"
+            "        return 'failed'\n    return flaky.V\n"
+        ),
+        "flaky.py": "import state\nstate.n += 1\nif state.n == 1:\n    1 / 0\nV = state.n\n",
+        "state.py": "n = 0\n",
+    }
+    live = load(files)
+    assert live.main(None) == "failed"
+    assert live.main(None) == 2
+
+
+@pytest.mark.no_tracer  # coverage's tracer keeps an entry per code file it meets, counted here too
+def test_a_loaded_one_line_function_costs_at_most_3_kib() -> None:
+    """Issue 17 item 3: a cell holds tens of thousands of functions. Counted with tracemalloc: what a
+    thousand one-line functions hold once loaded and live in a registry, as a cell holds them (the
+    rows they came from are dropped, as a cell drops them)."""
+    import tracemalloc
+
+    from fnstage.runtime.loader import load_rows
+    from fnstage.runtime.registry import Registry
+    from fnstage.store.records import PublishedFunction
+
+    def rows(first: int, count: int) -> list[PublishedFunction]:
+        out = []
+        for i in range(first, first + count):
+            text = f"async def main(ctx):\n    return 'Hello, world! #{i}'\n"
+            files = {"index.py": text}
+            out.append(
+                PublishedFunction(
+                    "demo", f"dev/fn/{i}", 1, "0.1.0", "index.py", compile_files(files), files,
+                    f"{i:064x}", ["GET", "POST"], {}, i,
+                )
+            )  # fmt: skip
+        return out
+
+    registry = Registry()
+    for live in load_rows(rows(0, 200)):  # caches, interned names, the shared builtins
+        assert isinstance(live, LiveVersion) and registry.apply(live)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        batch = rows(200, 1000)  # made here: what a version keeps of its row (name, hash, source) counts
+        for live in load_rows(batch):
+            assert isinstance(live, LiveVersion) and registry.apply(live)
+        del batch, live
+        gc.collect()
+        per_function = (tracemalloc.get_traced_memory()[0] - before) / 1000
+    finally:
+        tracemalloc.stop()
+    assert per_function <= 3 * 1024, f"{per_function:.0f} bytes per loaded function"

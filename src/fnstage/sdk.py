@@ -28,7 +28,7 @@ class Response:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slotted: a cell holds one per loaded function
 class FunctionInfo:
     name: str
     version: int

@@ -39,7 +39,6 @@ from fnstage.runtime.router import Router
 from fnstage.runtime.split import Split
 from fnstage.runtime.versions import ExtraVersions, VersionUnavailable
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
-from fnstage.runtime.watcher import BULK_LOAD
 from fnstage.runtime.zygote import passed_to_cells
 from fnstage.store.records import PublishedFunction
 
@@ -310,7 +309,7 @@ class SupervisorLink:
                 os._exit(0)  # the supervisor is gone: so is this cell
             kind = message[0]
             if kind == "load":
-                self._load(message[1], message[2])
+                self._load(message[1], message[2], bulk=message[3])
             elif kind == "remove":
                 self._thaw()
                 for gateway, name, version in message[1]:
@@ -334,13 +333,13 @@ class SupervisorLink:
                 self._stop()
                 return
 
-    def _load(self, batch: int, rows: list[PublishedFunction]) -> None:
-        # As the watcher does for a cold start (watcher.BULK_LOAD): a big first batch loads with the
-        # collector paused, and what it made is frozen, thawed again at the next change (a replaced
-        # version's modules are a cycle only the collector frees); the collections that a thousand
-        # loads trigger otherwise cost about as much as the loads.
-        self._thaw()
-        bulk = len(rows) >= BULK_LOAD and not self.registry
+    def _load(self, batch: int, rows: list[PublishedFunction], *, bulk: bool) -> None:
+        # As the watcher does for a cold start (watcher.BULK_LOAD): a big first load (`bulk`, said by
+        # the supervisor, which sends it in several batches) runs with the collector paused, and what
+        # it made is frozen, thawed again at the next change; the collections that a thousand loads
+        # trigger otherwise cost about as much as the loads.
+        if not bulk:
+            self._thaw()
         paused = bulk and gc.isenabled()
         if paused:
             gc.disable()

@@ -38,6 +38,7 @@ from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError
 from fnstage.runtime.log_format import fields
+from fnstage.runtime.watcher import BULK_LOAD
 from fnstage.runtime.zygote import Zygote
 from fnstage.store.records import FunctionCounts, PublishedFunction
 
@@ -49,6 +50,10 @@ logger = logging.getLogger("fnstage.runtime")
 Slot = tuple[str, str, str]  # (gateway, environment, lock hash; "": no dependencies)
 READY_TIMEOUT_S = 30.0
 LOAD_TIMEOUT_S = 120.0  # a batch; each load in it is limited by the cell (DEFAULT_LOAD_TIMEOUT_S)
+# Rows go to a cell in batches of this many: the cell loads one while the supervisor pickles the next
+# (a cold start's cell no longer waits for one message of every row), and neither side holds all the
+# rows' pickled bytes at once (a cell's memory keeps the high-water mark of what it received).
+LOAD_BATCH = 1000
 RESTART_DELAYS_S = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
 STABLE_AFTER_S = 30.0  # a cell that lived this long starts its restart delays afresh
 MOVE_GRACE_S = 2.0  # a function that moved to another lock's cell leaves its old cell this much later
@@ -112,6 +117,7 @@ class Cell:
         self._lock = threading.Lock()
         self._channel: SupervisorEnd | None = None
         self._exited = threading.Event()
+        self._sent_loads = False  # a fresh cell's first big load is a bulk load (`load`)
         self.stopping = False
         # a version URL's version asked for by the cell: (cell, want id, gateway, name, version)
         self.on_want: Callable[[Cell, int, str, str, int], None] | None = None
@@ -142,29 +148,43 @@ class Cell:
         return True
 
     def load(self, rows: list[PublishedFunction]) -> list[dict[str, Any]]:
-        """Load `rows` in the cell; one answer per row. Raises CellDied if the cell died meanwhile."""
-        pending = _Pending()
-        batch = next(self._batches)
+        """Load `rows` in the cell; one answer per row. Raises CellDied if the cell died meanwhile.
+
+        Sent in batches of LOAD_BATCH rows, all at once (the cell loads a batch while the next is
+        pickled and sent). A fresh cell's first load of at least BULK_LOAD rows is a bulk load: the cell
+        loads it with its collector paused and freezes what it made (`cell.SupervisorLink._load`)."""
+        if not rows:
+            return []
+        bulk = not self._sent_loads and len(rows) >= BULK_LOAD
+        self._sent_loads = True
+        batches: list[tuple[int, _Pending, list[PublishedFunction]]] = []
         with self._lock:
             if self.dead.is_set():
                 raise CellDied(self.exitcode)
-            self._pending[batch] = pending
+            for start in range(0, len(rows), LOAD_BATCH):
+                batch, pending = next(self._batches), _Pending()
+                self._pending[batch] = pending
+                batches.append((batch, pending, rows[start : start + LOAD_BATCH]))
         try:
             assert self._channel is not None
-            self._channel.send(("load", batch, rows))
+            for batch, _, chunk in batches:
+                self._channel.send(("load", batch, chunk, bulk))
         except ChannelClosed:
             self.dead.wait(5.0)
             raise CellDied(self.exitcode) from None
-        if not pending.done.wait(LOAD_TIMEOUT_S):
-            self.kill()
-            self.dead.wait(5.0)
-            raise CellDied(None)
-        if pending.died is not None:
-            raise pending.died
-        assert pending.answer is not None
-        results = pending.answer.get("results")
-        if not isinstance(results, list) or len(results) != len(rows):
-            raise CellDied(None)
+        results: list[dict[str, Any]] = []
+        for _, pending, chunk in batches:
+            if not pending.done.wait(LOAD_TIMEOUT_S):
+                self.kill()
+                self.dead.wait(5.0)
+                raise CellDied(None)
+            if pending.died is not None:
+                raise pending.died
+            assert pending.answer is not None
+            answers = pending.answer.get("results")
+            if not isinstance(answers, list) or len(answers) != len(chunk):
+                raise CellDied(None)
+            results.extend(answers)
         return results
 
     def send(self, message: tuple[Any, ...]) -> None:

@@ -1,11 +1,16 @@
 """Turn a published bundle into a callable `main`, without the file system and without `sys.modules`.
 
 Each loaded function version gets its own synthetic package (`_fnstage.<token>`) of module objects made
-with `types.ModuleType`. Every module of the function shares one `__builtins__` dict whose `__import__`
-resolves the function's own modules first (`import utils`, `from lib import db`, `from . import utils`)
-and hands everything else (the standard library, dependencies, `fnstage`) to the real `__import__`.
-Nothing is registered globally, so two functions that both have `utils.py` never meet, and an old
-version is garbage once no request holds its `LiveVersion`.
+with `types.ModuleType`. Every module's `__loader__` is its version's `_Namespace`, and every function
+module of the process shares one `__builtins__` dict whose `__import__` asks the importing module's
+namespace first: it resolves the function's own modules (`import utils`, `from lib import db`,
+`from . import utils`) and hands everything else (the standard library, dependencies, `fnstage`) to
+the real `__import__`. Nothing is registered globally, so two functions that both have `utils.py`
+never meet, and an old version is garbage once no request holds its `LiveVersion`.
+
+Memory matters here: a cell holds thousands of functions, so a loaded version keeps only what it
+serves with (a copy of the builtins dict per version was 4.7 KiB of the 11 KiB a one-line function
+cost; BENCHMARKS.md, "Many functions in a cell").
 
 Limits worth knowing: `importlib.import_module("utils")` and `pickle` of a function's own classes go
 through `sys.modules` and do not see the function's modules.
@@ -15,14 +20,14 @@ from __future__ import annotations
 
 import builtins
 import functools
-import hashlib
 import importlib.metadata
 import inspect
+import itertools
+import sys
 import threading
 import time
 import traceback
 import types
-import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -48,12 +53,16 @@ class LoadError(Exception):
         self.load_ms = load_ms  # how long the failed load took, when it got as far as being timed
 
 
-@dataclass(frozen=True, eq=False)
+_NO_FILES: Mapping[str, str] = types.MappingProxyType({})  # a supervisor's mirrors keep no files
+
+
+@dataclass(frozen=True, eq=False, slots=True, weakref_slot=True)
 class LiveVersion:
     """One loaded function version, ready to be invoked. Immutable: a deploy swaps in a new one.
 
     Hold it, not just its `main`, while its code runs: when the last holder lets go, the version's
-    modules are emptied (`_Namespace.release`)."""
+    modules are emptied (`_Namespace.release`, from `__del__`: a `weakref.finalize` per version cost
+    about 0.4 KiB). Slotted: a cell holds one per function."""
 
     gateway: str
     name: str  # "dev/user/me"
@@ -67,14 +76,21 @@ class LiveVersion:
     loaded_at: float  # time.time()
     bundle_hash: str = ""
     load_ms: float = 0.0
-    files: Mapping[str, str] = field(default_factory=dict, repr=False)  # for tracebacks with source lines
+    files: Mapping[str, str] = field(default_factory=lambda: _NO_FILES, repr=False)  # for tracebacks
+    namespace: _Namespace | None = field(default=None, repr=False)  # its modules; emptied when it goes
 
     env: str = field(init=False)
     info: FunctionInfo = field(init=False, repr=False)  # what `ctx.function` shows
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "env", self.name.split("/", 1)[0])
+        object.__setattr__(self, "env", sys.intern(self.name.split("/", 1)[0]))
         object.__setattr__(self, "info", FunctionInfo(self.name, self.version, self.semver))
+
+    def __del__(self) -> None:
+        # Once the registry has replaced this version and its last request is done, nothing holds it:
+        # its modules are released now, not whenever the cycle collector runs (`_Namespace.release`).
+        if self.namespace is not None:
+            self.namespace.release()
 
 
 def load_function(
@@ -107,31 +123,44 @@ def load_function(
         entry_module, _ = module_name(entrypoint)
         if entry_module not in modules:
             raise LoadError(f"the entrypoint {entrypoint} is not part of the bundle")
-        token = hashlib.sha1(f"{gateway}\0{name}\0{version}\0{id(modules)}".encode()).hexdigest()[:12]
-        namespace = _Namespace(f"{PACKAGE_ROOT}.f{token}", modules, source)
+        # a number per namespace of this process: unique, and cheaper than a hash (a cell loads thousands)
+        namespace = _Namespace(f"{PACKAGE_ROOT}.f{next(_namespaces):x}", modules, source)
         main = _run_with_limit(lambda: namespace.import_entry(entry_module), load_timeout_s, namespace)
     except LoadError as error:  # timed as a load that succeeds is (the metrics' load duration)
         error.load_ms = (time.perf_counter() - started) * 1000
         raise
-    live = LiveVersion(
-        gateway=gateway,
+    return LiveVersion(
+        gateway=sys.intern(gateway),
         name=name,
         version=version,
-        semver=semver,
-        methods=frozenset(m.upper() for m in (methods or DEFAULT_METHODS)),
-        config=types.MappingProxyType(dict(config or {})),
+        semver=sys.intern(semver),
+        methods=_methods(methods),
+        config=types.MappingProxyType(dict(config)) if config else _NO_CONFIG,
         main=main,
         is_async=_is_async(main),
-        timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
+        # the default's own float when equal: a float is 24 bytes, and a cell holds thousands of versions
+        timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None or timeout_s == DEFAULT_TIMEOUT_S else timeout_s,
         loaded_at=time.time(),
         bundle_hash=bundle_hash,
         load_ms=(time.perf_counter() - started) * 1000,
         files=source,
+        namespace=namespace,
     )
-    # Once the registry has replaced this version and its last request is done, nothing holds `live`:
-    # its modules are released then (see `_Namespace.release`), not whenever the cycle collector runs.
-    weakref.finalize(live, namespace.release).atexit = False
-    return live
+
+
+_NO_CONFIG: Mapping[str, Any] = types.MappingProxyType({})
+_namespaces = itertools.count(1)
+
+
+@functools.lru_cache(maxsize=64)
+def _method_set(methods: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(m.upper() for m in methods)
+
+
+def _methods(methods: Collection[str] | None) -> frozenset[str]:
+    """One frozenset per distinct list of methods, shared by every version that has it (a set is
+    0.2 KiB, and nearly every function has the same two)."""
+    return _method_set(tuple(methods or DEFAULT_METHODS))
 
 
 def _filled(results: list[LiveVersion | LoadError | None]) -> list[LiveVersion | LoadError]:
@@ -287,23 +316,32 @@ def _guarded(load: Callable[[], Callable[..., Any]], namespace: _Namespace) -> C
         ) from None
 
 
+_NOTHING: dict[str, CompiledModule] = {}  # what every namespace with no module left to run holds
+_LATE = threading.RLock()  # guards what is made after every module ran (the root package, a folder's)
+
+
 class _Namespace:
-    """The modules of one function version and the `__import__` that finds them."""
+    """The modules of one function version, and the imports they make (`import_`). Each of its modules
+    has it as `__loader__`, which is how the shared `__import__` (`_import`) finds it."""
+
+    __slots__ = ("files", "loaded", "lock", "names", "pending", "prefix")
 
     def __init__(self, prefix: str, modules: Mapping[str, CompiledModule], files: Mapping[str, str]) -> None:
         self.prefix = prefix
-        self.compiled = modules
-        self.files = files
-        # every importable name, including folders without __init__.py (namespace packages)
-        self.names = {".".join(m.split(".")[: i + 1]) for m in modules for i in range(m.count(".") + 1)}
-        self.loaded: dict[str, types.ModuleType] = {}  # function-relative name ("" is the root package)
-        self.lock = threading.RLock()
-        self.builtins = dict(builtins.__dict__)
-        self.builtins["__import__"] = self.import_
-        root = types.ModuleType(prefix)
-        root.__path__ = []
-        root.__package__ = prefix
-        self.loaded[""] = root
+        # the modules not run yet: each one's code is dropped once it ran (only its functions need it)
+        self.pending: dict[str, CompiledModule] = dict(modules)
+        self.files = files  # for load errors' tracebacks
+        # every importable name, including folders without __init__.py (namespace packages); a short
+        # tuple for the usual few modules (a set costs 0.2 KiB, and a cell holds thousands of these)
+        if not any("." in m for m in modules):
+            names: Collection[str] = tuple(modules)
+        else:
+            names = {".".join(m.split(".")[: i + 1]) for m in modules for i in range(m.count(".") + 1)}
+        self.names: Collection[str] = tuple(names) if len(names) <= 8 else frozenset(names)
+        # function-relative name -> module; the root package ("") is made only when something asks for it
+        self.loaded: dict[str, types.ModuleType] = {}
+        # held while a module runs; None once none is left to run (`_LATE` then guards what is made late)
+        self.lock: threading.RLock | None = threading.RLock()
 
     def release(self) -> None:
         """Empty this version's modules. A module's functions refer to its globals and the globals to
@@ -314,19 +352,19 @@ class _Namespace:
         gives function code: work a request starts ends with that request (serverless platforms
         keep nothing running after the answer); a thread or task left running past a replaced
         version's last request finds its module globals gone."""
-        with self.lock:
+        with self.lock or _LATE:
             modules = list(self.loaded.values())
             self.loaded.clear()
+            self.pending = _NOTHING
         for module in modules:
             module.__dict__.clear()
-        self.builtins.clear()
 
     def import_entry(self, entry: str) -> Callable[..., Any]:
         module = self.load(entry)
         main = getattr(module, "main", None)
         if not callable(main):
-            raise LoadError(f"{self.compiled[entry].path} does not define a callable main(ctx)")
-        return cast(Callable[..., Any], main)
+            raise LoadError(f"{module.__file__} does not define a callable main(ctx)")
+        return cast("Callable[..., Any]", main)  # a string: `Callable[...]` built per load cost 3 us
 
     def is_own(self, name: str) -> bool:
         return name in self.names
@@ -354,7 +392,7 @@ class _Namespace:
             return module
         if level > 0:
             return module
-        return self.loaded[target.partition(".")[0]]
+        return self.load(target.partition(".")[0])
 
     def _resolve_relative(self, name: str, globals: Mapping[str, Any] | None, level: int) -> str:
         package = (globals or {}).get("__package__") or ""
@@ -373,37 +411,95 @@ class _Namespace:
         module = self.loaded.get(name)
         if module is not None:
             return module
-        with self.lock:
+        lock = self.lock or _LATE
+        with lock:
             module = self.loaded.get(name)
             if module is not None:
                 return module
+            if not name:
+                return self._root()
             parent_name, _, child = name.rpartition(".")
-            parent = self.load(parent_name)
-            module = self._create(name)
+            # a top-level module's parent is the root package, made only if something imports it
+            parent = self.load(parent_name) if parent_name else self.loaded.get("")
+            compiled = self.pending.pop(name, None)
+            module = self._create(name, compiled)
             self.loaded[name] = module  # before running: circular imports see the partial module
-            compiled = self.compiled.get(name)
             if compiled is not None:
                 try:
                     exec(compiled.code, module.__dict__)
                 except BaseException:
                     del self.loaded[name]
+                    if self.pending is _NOTHING:  # emptied meanwhile (by an import it made)
+                        self.pending, self.lock = {}, threading.RLock()
+                    self.pending[name] = compiled  # a later import tries again, as Python's does
                     raise
-            setattr(parent, child, module)
+                if not self.pending:
+                    # nothing left to run: no lock and no dict of its own (an emptied dict keeps its
+                    # table): 0.3 KiB less per function, and a cell holds thousands
+                    self.pending, self.lock = _NOTHING, None
+            if parent is not None:
+                setattr(parent, child, module)
             return module
 
-    def _create(self, name: str) -> types.ModuleType:
-        compiled = self.compiled.get(name)
+    def _root(self) -> types.ModuleType:
+        """The function's root package (`from . import utils` in a top-level module), with the
+        top-level modules loaded so far as its attributes."""
+        root = types.ModuleType(self.prefix)
+        root.__path__ = []
+        root.__package__ = self.prefix
+        root.__dict__["__loader__"] = self  # not an importlib loader: how `_import` finds us
+        for name, module in list(self.loaded.items()):
+            if name and "." not in name:
+                setattr(root, name, module)
+        self.loaded[""] = root
+        return root
+
+    def _create(self, name: str, compiled: CompiledModule | None) -> types.ModuleType:
         module = types.ModuleType(f"{self.prefix}.{name}")
         is_package = compiled is None or compiled.is_package  # no file: a namespace package
         if is_package:
             module.__path__ = []
             module.__package__ = module.__name__
-        else:
-            module.__package__ = module.__name__.rpartition(".")[0]
+        else:  # a top-level module's package is the root: its string, not a copy per module
+            module.__package__ = self.prefix if "." not in name else module.__name__.rpartition(".")[0]
         if compiled is not None:
             module.__file__ = compiled.path
-        module.__dict__["__builtins__"] = self.builtins
+        module.__dict__["__loader__"] = self  # not an importlib loader: how `_import` finds its version
+        module.__dict__["__builtins__"] = _shared_builtins()
         return module
+
+
+def _import(
+    name: str,
+    globals: Mapping[str, Any] | None = None,
+    locals: Mapping[str, Any] | None = None,
+    fromlist: Sequence[str] | None = (),
+    level: int = 0,
+) -> types.ModuleType:
+    """The `__import__` of every function module: the importing module's own version resolves it (its
+    `__loader__`), or, for anything else, the real `__import__`. A call without globals
+    (`__import__("utils")`) means the caller's module."""
+    if globals is None:
+        globals = sys._getframe(1).f_globals
+    namespace = globals.get("__loader__")
+    if type(namespace) is _Namespace:
+        return namespace.import_(name, globals, locals, fromlist, level)
+    return builtins.__import__(name, globals, locals, fromlist or (), level)
+
+
+_builtins: dict[str, Any] = {}
+
+
+def _shared_builtins() -> dict[str, Any]:
+    """The `__builtins__` of every function module in this process, made on first use (in a cell,
+    after its fork): the real builtins, with `_import` as `__import__`. One dict for all: a copy per
+    version was 4.7 KiB. A function that writes into it changes it for the functions of its own cell
+    only, which it could already reach (a cell is the boundary between gateways and environments)."""
+    if not _builtins:
+        shared = dict(builtins.__dict__)
+        shared["__import__"] = _import
+        _builtins.update(shared)
+    return _builtins
 
 
 def _own_frames(exc: BaseException, files: Mapping[str, str]) -> list[traceback.FrameSummary]:

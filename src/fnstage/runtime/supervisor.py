@@ -372,8 +372,6 @@ class Supervisor:
     async def run(self, stop: asyncio.Event, front: Any = None) -> None:
         loop = asyncio.get_running_loop()
         writer = self.reports.log_writer
-        if writer is not None:
-            writer.start()
         if self.metrics is not None and self.settings.metrics_port is not None:
             from fnstage.runtime.metrics import serve_metrics
 
@@ -386,6 +384,10 @@ class Supervisor:
             if cell is None:
                 raise SystemExit(f"the cell for {slot[0]}/{slot[1]} cannot start")
         await self.watcher.start()
+        if writer is not None:
+            # after the first sync: the writer is an interpreter of its own (with the store), and on a
+            # busy machine its start slowed a cold start; what cells ship meanwhile waits in its queue
+            writer.start()
         self.splits.start()
         self.collector.start()
         where = f"gateway {self.settings.gateway}" if self.settings.gateway else "every gateway"
