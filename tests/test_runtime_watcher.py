@@ -334,7 +334,7 @@ async def test_a_commit_to_a_real_sqlite_store_wakes_the_watcher_through_the_eve
     await watcher.start()
     try:
         if sys.platform.startswith("linux"):
-            assert isinstance(watcher._folder_watch, FolderWatch)  # no watchfiles thread polling the GIL
+            assert isinstance(watcher.wakes.folder_watch, FolderWatch)  # no watchfiles thread polling the GIL
         for text in ("two", "three"):
             saved = await asyncio.to_thread(
                 deployments.save,
@@ -348,7 +348,7 @@ async def test_a_commit_to_a_real_sqlite_store_wakes_the_watcher_through_the_eve
     finally:
         await watcher.stop()
         store.close()
-    assert watcher._folder_watch is None
+    assert watcher.wakes.folder_watch is None
 
 
 GC_PROBE = "import gc\nENABLED = gc.isenabled()\n\ndef main(ctx):\n    return ENABLED\n"
