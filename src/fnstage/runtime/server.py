@@ -158,6 +158,7 @@ def build_app(
         poll_interval_s=poll_interval_s,
         reporter_factory=reporter_factory,
         counts=logs.take_counts,
+        on_removed=logs.forget,  # a deleted function's invocation logs go with it
     )
     guard = None
     if watchdog is not None:
