@@ -162,7 +162,7 @@ def build_app(
     )
     guard = None
     if watchdog is not None:
-        guard = Watchdog(watchdog, live_versions=registry.live_versions, reporter=lambda: watcher.reporter)
+        guard = Watchdog(watchdog, reporter=lambda: watcher.reporter)
     return RuntimeApp(
         registry,
         Router(domain=domain, gateway=gateway),
