@@ -172,10 +172,6 @@ class Watcher:
         """The control plane's reporter, once made (the watchdog deregisters a recycled worker by it)."""
         return self._reports.reporter if self._reports is not None else None
 
-    @property
-    def feed_state(self) -> str:
-        return self.wakes.feed_state
-
     def poke(self) -> None:
         """Check the feed now (e.g. after a NOTIFY, or in tests)."""
         self.wakes.set()
@@ -291,15 +287,7 @@ class Watcher:
         assert self._reader is not None
         while True:
             woken = await self.wakes.within(self.poll_interval_s)
-            if (
-                self._reports is not None
-                and time.monotonic() - self._last_heartbeat >= self.heartbeat_interval_s
-            ):
-                self._last_heartbeat = time.monotonic()
-                self._report(Heartbeat(self.wakes.feed_state, self.wakes.feed_since))
-                counted = self._counts() if self._counts is not None else []
-                if counted:
-                    self._report(Counted(counted))
+            self._heartbeat()
             if self.wakes.resync_wanted or await self._token_moved():
                 return
             if not woken:
@@ -310,6 +298,16 @@ class Watcher:
                 await self.wakes.within(delay)
                 if await self._token_moved():
                     return
+
+    def _heartbeat(self) -> None:
+        """Every `heartbeat_interval_s`: this runtime is alive, and the counts that changed."""
+        if self.reporter is None or time.monotonic() - self._last_heartbeat < self.heartbeat_interval_s:
+            return
+        self._last_heartbeat = time.monotonic()
+        self._report(Heartbeat(self.wakes.feed_state, self.wakes.feed_since))
+        counted = self._counts() if self._counts is not None else []
+        if counted:
+            self._report(Counted(counted))
 
     async def _token_moved(self) -> bool:
         assert self._reader is not None
