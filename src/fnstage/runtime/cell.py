@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import importlib
 import itertools
 import json
@@ -31,7 +32,6 @@ from fnstage.runtime.channel import CellEnd, ChannelClosed
 from fnstage.runtime.configuration import CellConfiguration
 from fnstage.runtime.invoker import InvocationLogs
 from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_rows
-from fnstage.runtime.loads import BULK_LOAD, Freezer, collector_paused
 from fnstage.runtime.log_format import configure
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.request_metrics import RequestMetrics
@@ -39,6 +39,7 @@ from fnstage.runtime.router import Router
 from fnstage.runtime.split import Split
 from fnstage.runtime.versions import ExtraVersions, VersionUnavailable
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
+from fnstage.runtime.watcher import BULK_LOAD
 from fnstage.runtime.zygote import passed_to_cells
 from fnstage.store.records import PublishedFunction
 
@@ -231,7 +232,7 @@ class SupervisorLink:
         self.versions = ExtraVersions(self.fetch_version)
         self._wanted: dict[int, asyncio.Future[LiveVersion]] = {}
         self._wants = itertools.count(1)
-        self._freezer = Freezer()  # a bulk load's objects are frozen (gc.freeze) until the next change
+        self._frozen = False  # a bulk load's objects are frozen (gc.freeze) until the next change
         self.metrics: RequestMetrics | None = None  # what the cell counts for /metrics, sent with the counts
         self._in_flight_sent = 0
 
@@ -310,7 +311,7 @@ class SupervisorLink:
             if kind == "load":
                 self._load(message[1], message[2])
             elif kind == "remove":
-                self._freezer.thaw()
+                self._thaw()
                 for gateway, name, version in message[1]:
                     if self.registry.remove(gateway, name, version):
                         self.logs.forget(gateway, name)
@@ -333,16 +334,23 @@ class SupervisorLink:
                 return
 
     def _load(self, batch: int, rows: list[PublishedFunction]) -> None:
-        # As the watcher does for a cold start (loads.BULK_LOAD): a big first batch loads with the
+        # As the watcher does for a cold start (watcher.BULK_LOAD): a big first batch loads with the
         # collector paused, and what it made is frozen, thawed again at the next change (a replaced
         # version's modules are a cycle only the collector frees); the collections that a thousand
         # loads trigger otherwise cost about as much as the loads.
-        self._freezer.thaw()
+        self._thaw()
         bulk = len(rows) >= BULK_LOAD and not self.registry
-        with collector_paused(bulk):
+        paused = bulk and gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
             results = load_rows(rows, self.load_timeout_s)
+        finally:
+            if paused:
+                gc.enable()
         if bulk:
-            self._freezer.freeze()
+            gc.freeze()
+            self._frozen = True
         answers: list[dict[str, Any]] = []
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, LiveVersion):
@@ -361,6 +369,11 @@ class SupervisorLink:
                 )
         self.loads += len(rows)
         self.channel.send({"t": "loaded", "batch": batch, "results": answers})
+
+    def _thaw(self) -> None:
+        if self._frozen:
+            self._frozen = False
+            gc.unfreeze()
 
     def _stop(self) -> None:
         if self._loop is not None and self.stop_server is not None:
