@@ -55,7 +55,15 @@ def test_diff_lines_colour_additions_removals_and_hunks() -> None:
     assert styles["-b = 2"] == "red"
     assert styles["+b = 3"] == "green"
     assert styles[" a = 1"] == ""
-    assert any(text.startswith("@@") and style == "cyan" for text, style in styles.items())
+    assert styles["@@ -1,2 +1,2 @@"] == "cyan"
+    assert list(styles) == [
+        "--- a/index.py",
+        "+++ b/index.py",
+        "@@ -1,2 +1,2 @@",
+        " a = 1",
+        "-b = 2",
+        "+b = 3",
+    ]
 
 
 def test_diff_lines_of_added_and_removed_files_use_dev_null() -> None:

@@ -48,8 +48,9 @@ def test_the_core_walk_through_the_cli(up: UpProcess, tmp_path: Path) -> None:
     )
     cli.run("rollback", "prod/user/me", "--to", "1.0.0", "--semver", "1.0.2", "--note", "1.0.1 broke login")
 
-    entries = cli.json("history", "prod/user/me")
-    entries = entries["entries"] if isinstance(entries, dict) else entries
+    history = cli.json("history", "prod/user/me")
+    assert isinstance(history, dict)  # --json prints the API's answer: an object, entries in it
+    entries = history["entries"]
     assert [(e["semver"], e["kind"]) for e in entries] == [
         ("1.0.2", "rollback"),
         ("1.0.1", "promote"),  # a release of staging's current version is a promotion: no rebuild
@@ -71,7 +72,8 @@ def test_the_core_walk_through_the_cli(up: UpProcess, tmp_path: Path) -> None:
     assert (pulled / "utils.py").read_text() == UTILS.replace("Hello", "Hi")  # 1.0.0's code is back
 
     listed = cli.json("ls")
-    listed = listed["functions"] if isinstance(listed, dict) else listed
+    assert isinstance(listed, dict)
+    listed = listed["functions"]
     assert sorted(f["name"] for f in listed) == ["dev/user/me", "prod/user/me", "staging/user/me"]
 
 
@@ -106,14 +108,15 @@ def test_refusals_are_one_clear_line_and_change_nothing(up: UpProcess, tmp_path:
     cli.refused("gateway", "create", "refusals", says="exists already")
     cli.refused("gateway", "create", "Bad_Name", says="gateway")
 
-    entries = cli.json("history", "dev/user/me")
-    entries = entries["entries"] if isinstance(entries, dict) else entries
+    history = cli.json("history", "dev/user/me")
+    assert isinstance(history, dict)
+    entries = history["entries"]
     assert [e["version"] for e in entries] == [1]  # none of the refusals wrote anything
 
     cli.run("rename", "dev/user/me", "dev/user/profile")
     cli.run("rm", "dev/user/profile", "--yes")
     listed = cli.json("ls")
-    assert (listed["functions"] if isinstance(listed, dict) else listed) == []
+    assert isinstance(listed, dict) and listed["functions"] == []
 
 
 def test_a_wrong_token_and_an_unreachable_server_are_clear(up: UpProcess) -> None:

@@ -21,11 +21,11 @@ import pytest
 from fnstage.store.engine import sqlite_url
 from fnstage.testing import RuntimeServer, UpProcess
 from support.cli import Cli, write
-from support.wheels import offline_env, wheelhouse
+from support.waiting import eventually
+from support.wheels import USES_FNPKG, offline_env, wheelhouse
 
 pytestmark = pytest.mark.e2e
 
-USES_FNPKG = "import fnpkg\n\n\ndef main(ctx):\n    return {'version': fnpkg.__version__, 'who': %r}\n"
 CANNOT_IMPORT = "import fnpkg.missing\n\n\ndef main(ctx):\n    return 1\n"
 
 
@@ -76,18 +76,6 @@ def answer(up: UpProcess, name: str) -> str:
     r = httpx.get(f"{up.runtime_url}/{name}", headers={"Host": "demo.dev.localhost"}, timeout=15)
     assert r.status_code == 200, r.text
     return str(r.json()["version"])
-
-
-def eventually(check: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            assert callable(check) and check()
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def test_each_version_runs_with_the_packages_of_its_lock(up: UpProcess, tmp_path: Path) -> None:

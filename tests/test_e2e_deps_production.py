@@ -19,8 +19,8 @@ import pytest
 
 from fnstage.testing import RuntimeServer, UpProcess
 from support.cli import Cli, write
-from support.wheels import offline_env, wheelhouse
-from test_e2e_deps import USES_FNPKG, eventually
+from support.waiting import eventually
+from support.wheels import USES_FNPKG, offline_env, wheelhouse
 
 pytestmark = pytest.mark.e2e
 

@@ -130,6 +130,25 @@ class RecordingRegistry(Registry):
         return super().apply(live, allow_older=allow_older)
 
 
+class CountingReader(FeedReader):
+    """The store's feed reader, counting the watcher's looks (each wake or poll asks `change_token`)."""
+
+    looks = 0
+
+    def change_token(self) -> int:
+        self.looks += 1
+        return super().change_token()
+
+
+async def looked(reader: CountingReader, times: int, timeout: float = 10.0) -> None:
+    """Return once the watcher has looked at the feed `times` more times: what it would have seen
+    by then, it has (rather than sleeping a guess of that long)."""
+    until = reader.looks + times
+    async with asyncio.timeout(timeout):
+        while reader.looks < until:
+            await asyncio.sleep(0.01)
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_a_save_failing_after_its_notify_is_never_seen_by_a_runtime(
@@ -138,7 +157,13 @@ async def test_a_save_failing_after_its_notify_is_never_seen_by_a_runtime(
     store, services, actor = demo
     services.deployments.save(actor, "demo", "dev/user/me", hello_files())
     registry = RecordingRegistry()
-    watcher = Watcher(registry, lambda: FeedReader(database), gateway="demo", poll_interval_s=0.05)
+    readers: list[CountingReader] = []
+
+    def reader() -> CountingReader:
+        readers.append(CountingReader(database))
+        return readers[-1]
+
+    watcher = Watcher(registry, reader, gateway="demo", poll_interval_s=0.05)
     await watcher.start()
 
     notified: list[Any] = []
@@ -161,13 +186,13 @@ async def test_a_save_failing_after_its_notify_is_never_seen_by_a_runtime(
             )
         event.remove(store.engine, "before_cursor_execute", note_notify)
         event.remove(store.engine, "commit", fail_after_notify)
-        await asyncio.sleep(0.5)  # ten polls and any notification: nothing new
+        await looked(readers[-1], 10)  # ten looks at the feed, with any notification: nothing new
         saved = await asyncio.to_thread(
             services.deployments.save, actor, "demo", "dev/user/me", hello_files("Yo")
         )
         live = await watcher.wait_for("demo", "dev/user/me", saved.function.version)
         assert live.bundle_hash == saved.function.bundle_hash
-        await asyncio.sleep(0.3)
+        await looked(readers[-1], 5)  # and nothing after it
     finally:
         await watcher.stop()
     never = build(hello_files("Never"), "index.py").hash

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fnstage.runtime.invoker import RunningCalls
 from fnstage.runtime.loader import load_function
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
 from fnstage.sdk import Context, FunctionInfo, Log
@@ -50,17 +51,18 @@ def test_a_spinning_sync_thread_is_stopped_and_sleeping_ones_recycle_the_worker(
     exits: list[int] = []
     events = tmp_path / "events"
     settings = WatchdogSettings(margin_s=0.1, max_stuck_threads=2, memory_mb=0, events_path=str(events))
-    dog = Watchdog(settings, live_versions=lambda: [spin, sleep], exit_process=exits.append)
+    calls = RunningCalls()  # what the invoker records of the sync calls it runs
+    dog = Watchdog(settings, calls=calls, exit_process=exits.append)
     dog._born -= 60  # an old worker: no wait before its exit
     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fnstage-fn")
     try:
-        spinning = pool.submit(spin.main, ctx("r-spin"))
+        spinning = pool.submit(calls.run, spin, ctx("r-spin"))
         watch_until(dog, spinning.done)  # stopped in place by the exception raised in its thread
         assert type(spinning.exception()).__name__ == "Expired"
         assert [e["kind"] for e in dog.events] == ["thread_interrupted"] and exits == []
-        assert dog.events[0]["function"] == "dev/x" and dog.events[0]["request_id"] == "r-spin"
+        assert dog.events[0]["function"] == "dev/spin" and dog.events[0]["request_id"] == "r-spin"
 
-        sleepers = [pool.submit(sleep.main, ctx(f"r-sleep-{i}")) for i in range(2)]
+        sleepers = [pool.submit(calls.run, sleep, ctx(f"r-sleep-{i}")) for i in range(2)]
         watch_until(dog, lambda: exits != [])  # time.sleep ignores it: 2 stuck threads -> recycle
         assert exits == [75] and dog.stuck_threads == 2
         assert "2 function threads are stuck" in (dog.recycling or "")

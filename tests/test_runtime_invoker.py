@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from fnstage.build import build
-from fnstage.runtime.invoker import InvocationLogs, Outcome, invoke
+from fnstage.runtime.invoker import (
+    InvocationLogs,
+    Outcome,
+    RunningCalls,
+    invoke,
+    make_context,
+    running_calls,
+)
 from fnstage.runtime.loader import LiveVersion, load_function
 
 pytestmark = pytest.mark.anyio
@@ -205,6 +212,28 @@ async def test_sync_timeout_is_504() -> None:
     outcome = await call(fn)
     assert outcome.status == 504
     fn.main.__globals__["stop"].set()
+
+
+async def test_a_sync_call_is_recorded_while_its_thread_runs_it_even_past_its_504() -> None:
+    # the watchdog stops a thread past its limit by this record, not by the thread pool's internals
+    fn = live(
+        "import threading\nstop = threading.Event()\ndef main(ctx):\n    stop.wait(5)\n", timeout_s=0.05
+    )
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        outcome = await invoke(fn, method="GET", path="/", request_id="r-slow", executor=executor)
+        assert outcome.status == 504
+        [(ident, running)] = [(i, c) for i, c in running_calls.now().items() if c.request_id == "r-slow"]
+        assert running.live is fn and ident != threading.get_ident()
+        fn.main.__globals__["stop"].set()
+    assert all(c.request_id != "r-slow" for c in running_calls.now().values())  # returned: not recorded
+
+
+async def test_a_call_that_raises_is_no_longer_recorded() -> None:
+    calls = RunningCalls()
+    fn = live("def main(ctx):\n    raise KeyError('no')\n")
+    with pytest.raises(KeyError):
+        calls.run(fn, make_context(fn, "GET", "/", b"", (), b"", "r-1"))
+    assert calls.now() == {}
 
 
 async def test_a_timeout_error_raised_by_the_function_is_a_500() -> None:

@@ -271,7 +271,7 @@ def test_the_commit_time_of_a_published_row_is_read_from_either_store(
 def test_a_failed_load_is_timed_in_its_cell_and_the_watcher_counts_its_duration(
     metered: tuple[CellSet, RuntimeMetrics],
 ) -> None:
-    from fnstage.runtime.watcher import _measure
+    from fnstage.runtime.loads import measure
 
     cell_set, metrics = metered
     failing = "import time\ntime.sleep(0.05)\nraise KeyError('no')\n" + ANSWER % 1
@@ -279,7 +279,7 @@ def test_a_failed_load_is_timed_in_its_cell_and_the_watcher_counts_its_duration(
     [result] = cell_set.load([published])
     assert isinstance(result, LoadError) and "KeyError" in result.summary
     assert result.load_ms is not None and result.load_ms >= 50  # timed in the cell, sent with the failure
-    _measure(metrics, published, result, just_published=False)
+    measure(metrics, published, result, just_published=False)
     slot = {"gateway": "demo", "env": "dev"}
     assert value(metrics, "fnstage_load_failures_total", **slot) == 1
     assert value(metrics, "fnstage_load_duration_seconds_count", **slot) == 1

@@ -334,7 +334,7 @@ async def test_a_commit_to_a_real_sqlite_store_wakes_the_watcher_through_the_eve
     await watcher.start()
     try:
         if sys.platform.startswith("linux"):
-            assert isinstance(watcher._folder_watch, FolderWatch)  # no watchfiles thread polling the GIL
+            assert isinstance(watcher.wakes.folder_watch, FolderWatch)  # no watchfiles thread polling the GIL
         for text in ("two", "three"):
             saved = await asyncio.to_thread(
                 deployments.save,
@@ -348,7 +348,7 @@ async def test_a_commit_to_a_real_sqlite_store_wakes_the_watcher_through_the_eve
     finally:
         await watcher.stop()
         store.close()
-    assert watcher._folder_watch is None
+    assert watcher.wakes.folder_watch is None
 
 
 GC_PROBE = "import gc\nENABLED = gc.isenabled()\n\ndef main(ctx):\n    return ENABLED\n"
@@ -423,3 +423,27 @@ async def test_a_load_under_way_when_the_watcher_stops_is_still_applied_and_logg
     assert versions(watcher)[("demo", "dev/a")] == 2
     loads = [r.fields for r in caplog.records if getattr(r, "fields", {}).get("event") == "loaded"]
     assert [(x["name"], x["version"]) for x in loads] == [("dev/a", 2)]
+
+
+async def test_a_deleted_functions_invocation_logs_go_with_it(feed: FakeFeed) -> None:
+    # A runtime keeps the last invocations and the counts of each function; a function deleted must
+    # take them along, or every function ever deleted stays in memory (build_app wires the two).
+    import httpx
+
+    from fnstage.runtime.server import build_app
+
+    app = build_app(lambda: feed, gateway="demo", poll_interval_s=30)
+    watcher = app.watcher
+    assert isinstance(watcher, Watcher)
+    await watcher.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+            assert (await client.get("http://demo/dev/a")).json() == {"version": 1}
+        assert [entry.status for entry in app.logs.recent("demo", "dev/a")] == [200]
+        feed.unpublish("demo", "dev/a", 1)
+        watcher.poke()
+        await watcher.wait_for_removal("demo", "dev/a")
+        assert app.logs.recent("demo", "dev/a") == []
+        assert app.logs.take_counts() == []  # its counts went too: none is reported for it
+    finally:
+        await watcher.stop()

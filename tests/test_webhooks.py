@@ -20,8 +20,10 @@ import pytest
 from fnstage.domain.errors import Conflict, InvalidInput, NotFound
 from fnstage.service import Actor, Services
 from fnstage.service.webhook_delivery import SIGNATURE_HEADER, WebhookDeliverer, retry_delay
+from fnstage.store.store import now
 from fnstage.testing import UpProcess, free_port
 from support.cli import Cli, write
+from support.clock import Clock
 from support.functions import hello_files
 
 pytestmark = pytest.mark.timeout(180)
@@ -142,14 +144,18 @@ def test_a_dead_receiver_is_retried_with_back_off_then_recorded_failed(
     dead = f"http://127.0.0.1:{free_port()}/nobody"
     hook = services.webhooks.add(actor, demo, dead).webhook
     services.deployments.save(actor, demo, "dev/user/me", hello_files())
-    deliverer = WebhookDeliverer(services.store, attempts=3, backoff_s=0.2, timeout_s=2)
+    clock = Clock(now())  # after the save: its delivery is due at once
+    deliverer = WebhookDeliverer(services.store, attempts=3, backoff_s=0.2, timeout_s=2, clock=clock)
     assert deliver_all(deliverer) == 1
     (pending,) = services.webhooks.deliveries(demo, hook.id)
     assert (pending.status, pending.attempts) == ("pending", 1) and "ConnectError" in str(pending.last_error)
-    assert deliver_all(deliverer) == 0  # not due yet: its back-off
-    time.sleep(0.25)
+    clock.move(seconds=0.15)
+    assert deliver_all(deliverer) == 0  # not due yet: its back-off, 0.2 s
+    clock.move(seconds=0.1)
     assert deliver_all(deliverer) == 1
-    time.sleep(0.45)  # the back-off doubled
+    clock.move(seconds=0.35)
+    assert deliver_all(deliverer) == 0  # the back-off doubled: 0.4 s
+    clock.move(seconds=0.1)
     assert deliver_all(deliverer) == 1
     (failed,) = services.webhooks.deliveries(demo, hook.id)
     assert (failed.status, failed.attempts) == ("failed", 3) and failed.finished_at is not None
@@ -164,11 +170,12 @@ def test_a_receiver_answering_500_is_retried_and_a_later_200_delivers(
     try:
         hook = services.webhooks.add(actor, demo, flaky.url).webhook
         services.deployments.save(actor, demo, "dev/user/me", hello_files())
-        deliverer = WebhookDeliverer(services.store, attempts=5, backoff_s=0.1)
+        clock = Clock(now())
+        deliverer = WebhookDeliverer(services.store, attempts=5, backoff_s=0.1, clock=clock)
         deliver_all(deliverer)
         assert services.webhooks.deliveries(demo, hook.id)[0].last_error == "the receiver answered HTTP 500"
         flaky.status = 200
-        time.sleep(0.15)
+        clock.move(seconds=0.15)
         deliver_all(deliverer)
         (done,) = services.webhooks.deliveries(demo, hook.id)
         assert (done.status, done.attempts, done.last_status) == ("delivered", 2, 200)

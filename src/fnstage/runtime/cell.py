@@ -164,7 +164,6 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
     # the memory limit is the sandbox's (RLIMIT_DATA, set before the cell dropped its privileges)
     watchdog = Watchdog(
         replace(spec.watchdog, memory_mb=0, events_path=None),
-        live_versions=registry.live_versions,
         on_event=link.event,
         respawn_guard=False,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Iterable, Mapping
@@ -128,6 +129,39 @@ class InvocationLogs:
         self._logs.pop((gateway, name), None)
         self._counts.pop((gateway, name), None)
         self._counted.discard((gateway, name))
+
+
+class RunningCall(NamedTuple):  # a tuple: made on every sync call, so cheap to make
+    """A sync `main` running on a thread now: what the watchdog checks against its time limit."""
+
+    live: LiveVersion
+    request_id: str
+    since: float  # time.monotonic() when it started
+
+
+class RunningCalls:
+    """The sync calls running now, by thread. The invoker records each one for as long as its thread
+    runs it (past its 504 too, until `main` returns), so the watchdog reads this record instead of the
+    thread pool's internals."""
+
+    def __init__(self) -> None:
+        self._by_thread: dict[int, RunningCall] = {}
+
+    def run(self, live: LiveVersion, ctx: Context) -> Any:
+        """Call `live.main(ctx)` on this thread, recorded while it runs."""
+        ident = threading.get_ident()
+        self._by_thread[ident] = RunningCall(live, ctx.request_id, time.monotonic())
+        try:
+            return live.main(ctx)
+        finally:
+            del self._by_thread[ident]
+
+    def now(self) -> dict[int, RunningCall]:
+        """Thread ident -> the call it runs, as of now (a copy: the threads go on meanwhile)."""
+        return self._by_thread.copy()
+
+
+running_calls = RunningCalls()  # the process's: every sync call `invoke` runs is recorded here
 
 
 class Expired(Exception):
@@ -267,7 +301,7 @@ async def invoke(
         if live.is_async:
             call = live.main(ctx)
         else:
-            call = asyncio.get_running_loop().run_in_executor(executor, live.main, ctx)
+            call = asyncio.get_running_loop().run_in_executor(executor, running_calls.run, live, ctx)
         if deadlines is None:
             result = await _with_timeout(call, live.timeout_s)
         else:

@@ -20,9 +20,10 @@ from typing import Any
 from fnstage.runtime.app import DEFAULT_MAX_BODY_BYTES, RuntimeApp
 from fnstage.runtime.invoker import InvocationLogs
 from fnstage.runtime.registry import Registry
+from fnstage.runtime.reports import ReporterLike
 from fnstage.runtime.router import Router
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
-from fnstage.runtime.watcher import FeedReaderLike, ReporterLike, Watcher
+from fnstage.runtime.watcher import FeedReaderLike, Watcher
 
 logger = logging.getLogger("fnstage.runtime")
 
@@ -157,11 +158,11 @@ def build_app(
         poll_interval_s=poll_interval_s,
         reporter_factory=reporter_factory,
         counts=logs.take_counts,
+        on_removed=logs.forget,  # a deleted function's invocation logs go with it
     )
     guard = None
     if watchdog is not None:
-        reporter = lambda: getattr(watcher, "_reporter", None)  # noqa: E731 - the watcher's, once made
-        guard = Watchdog(watchdog, live_versions=registry.live_versions, reporter=reporter)
+        guard = Watchdog(watchdog, reporter=lambda: watcher.reporter)
     return RuntimeApp(
         registry,
         Router(domain=domain, gateway=gateway),

@@ -12,8 +12,9 @@ One thread per worker process, beside the event loop, looks every `tick_s` (0.2 
   worker's `/_fnstage/status` shows it), deregisters the worker from the control plane and exits the
   process; granian respawns the worker (`respawn_failed_workers`), whose watcher resyncs from the store.
   With no `invoke` frame on the stack the limit is `stall_limit_s`.
-- **sync functions' threads** (`fnstage-fn*`): a `def main` past its limit has already answered 504 (the
-  invoker's deadline), but its thread keeps running. The watchdog raises `Expired` in it once (a Python
+- **sync functions' threads** (the invoker's record of its running calls, `invoker.running_calls`): a
+  `def main` past its limit has already answered 504 (the invoker's deadline), but its thread keeps
+  running. The watchdog raises `Expired` in it once (a Python
   loop stops; `time.sleep` or a C call does not) and counts the threads still running past their limit
   as stuck: with `max_stuck_threads` stuck, the worker is recycled as above (its pool would run dry).
 - **memory**: at start, `RLIMIT_AS` is set to the worker's address space plus `memory_mb`, so a function
@@ -42,14 +43,13 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from concurrent.futures.thread import _WorkItem
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fnstage.runtime.invoker import Expired, invoke
+from fnstage.runtime.invoker import Expired, RunningCalls, invoke, running_calls
 from fnstage.runtime.loader import LiveVersion
 
 logger = logging.getLogger("fnstage.runtime")
@@ -146,7 +146,7 @@ class Watchdog:
         self,
         settings: WatchdogSettings | None = None,
         *,
-        live_versions: Callable[[], Iterable[LiveVersion]] = tuple,
+        calls: RunningCalls = running_calls,
         reporter: Callable[[], Any] | None = None,
         exit_process: Callable[[int], None] = os._exit,
         on_event: Callable[[dict[str, Any]], None] | None = None,
@@ -157,7 +157,7 @@ class Watchdog:
         # guard (`respawn_guard`) concerns granian's workers only, not cells
         self._on_event = on_event
         self._respawn_guard = respawn_guard
-        self._live_versions = live_versions
+        self._calls = calls  # the sync calls running on function threads (the invoker records them)
         self._reporter = reporter
         self._exit = exit_process
         self._beat = time.monotonic()
@@ -168,7 +168,6 @@ class Watchdog:
         self._stop = threading.Event()
         self._loop_culprit: _Culprit | None = None
         self._threads: dict[tuple[int, str], _Culprit] = {}
-        self._timeouts: dict[int, float] = {}  # id(main) -> timeout_s
         self.memory_limit: int | None = None
         self.interrupted = 0  # requests stopped in place
         self.stuck_threads = 0
@@ -291,35 +290,22 @@ class Watchdog:
 
     def _check_threads(self, now: float, frames: dict[int, FrameType]) -> None:
         s = self.settings
-        running: dict[tuple[int, str], Any] = {}
-        for thread in threading.enumerate():
-            ident = thread.ident
-            if ident is None or not thread.name.startswith("fnstage-fn"):
-                continue
-            frame = frames.get(ident)
-            item = _work_item(frame) if frame is not None else None
-            if item is None or not item.args:
-                continue
-            request_id = getattr(item.args[0], "request_id", None)
-            if isinstance(request_id, str):
-                running[(ident, request_id)] = item
+        running = {
+            (ident, call.request_id): call
+            for ident, call in self._calls.now().items()
+            if _runs_call(frames.get(ident))  # not a record its thread left behind as it ended
+        }
         for key in list(self._threads):
             if key not in running:
                 del self._threads[key]
         stuck = 0
-        for key, item in running.items():
+        for key, call in running.items():
             culprit = self._threads.get(key)
             if culprit is None:
-                info = getattr(item.args[0], "function", None)
-                self._threads[key] = _Culprit(
-                    key,
-                    now,
-                    getattr(info, "name", "?"),
-                    "",
-                    getattr(info, "version", 0),
-                    self._timeout_of(item.fn),
+                live = call.live
+                culprit = self._threads[key] = _Culprit(
+                    key, call.since, live.name, live.gateway, live.version, live.timeout_s
                 )
-                continue
             held = now - culprit.since
             if held < culprit.timeout_s + s.margin_s:
                 continue
@@ -336,14 +322,6 @@ class Watchdog:
         self.stuck_threads = stuck
         if stuck >= s.max_stuck_threads:
             self.recycle(f"{stuck} function threads are stuck past their time limits")
-
-    def _timeout_of(self, main: Any) -> float:
-        key = id(main)
-        if key not in self._timeouts:
-            self._timeouts.clear()  # ids may be reused after an unload: rebuild
-            for live in self._live_versions():
-                self._timeouts[id(live.main)] = live.timeout_s
-        return self._timeouts.get(key, 30.0)
 
     # events and recycling --------------------------------------------------------------------------
     def _event(self, kind: str, culprit: _Culprit | None, message: str) -> dict[str, Any]:
@@ -417,7 +395,7 @@ def _quietly(call: Callable[[], Any]) -> None:
 
 
 _INVOKE_CODE = invoke.__code__
-_WORK_ITEM_RUN = _WorkItem.run.__code__
+_RUN_CODE = RunningCalls.run.__code__
 
 
 def _invocation(frame: FrameType | None, ident: int) -> _Culprit | None:
@@ -435,9 +413,10 @@ def _invocation(frame: FrameType | None, ident: int) -> _Culprit | None:
     return None
 
 
-def _work_item(frame: FrameType | None) -> Any:
+def _runs_call(frame: FrameType | None) -> bool:
+    """Whether this stack is inside `RunningCalls.run` (a sync call recorded by the invoker)."""
     while frame is not None:
-        if frame.f_code is _WORK_ITEM_RUN:
-            return frame.f_locals.get("self")
+        if frame.f_code is _RUN_CODE:
+            return True
         frame = frame.f_back
-    return None
+    return False

@@ -2,15 +2,10 @@
 
 On start, and after any error, it resyncs from a snapshot of the published table (invariant 3: changes
 made while it was away are never lost). Between resyncs it follows the publish log from the positions
-the snapshot gave it. It wakes on a change in the database folder (inotify read by the event loop,
-`runtime.inotify`, or watchfiles where that is missing; confirmed by the reader's cheap `change_token`),
-on `poke()`, or on a slow poll as a safety net.
-
-On PostgreSQL the reader also offers `notifications()` (LISTEN/NOTIFY, `store.notifications`): an event
-wakes the watcher (the payload is only a hint: it reads the log from its positions); on every
-(re)connect it catches up (the first time, from the log: it has just synced) or resyncs from a snapshot
-(after an outage: whatever happened meanwhile); while disconnected it keeps serving from memory and its
-heartbeat says "feed disconnected since ...".
+the snapshot gave it (`runtime.changes`). It wakes on a change in the database folder or a push feed's
+event (`runtime.feed_wakes`; confirmed by the reader's cheap `change_token`), on `poke()`, or on a slow
+poll as a safety net. What loads is swapped in forward only (`runtime.loads`); what went live, failed
+or went away is reported to the control plane on a thread of its own (`runtime.reports`).
 
 Every call into the reader and every load runs on one dedicated thread: the event loop keeps serving
 while a function loads, and a SQLite connection is only ever used from the thread that made it.
@@ -20,28 +15,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from fnstage.runtime.inotify import FolderWatch
-from fnstage.runtime.loader import (
-    DEFAULT_LOAD_TIMEOUT_S,
-    LiveVersion,
-    LoadError,
-    load_rows,
+from fnstage.runtime.changes import Changes, read_events
+from fnstage.runtime.feed_wakes import FeedWakes
+from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_rows
+from fnstage.runtime.loads import (
+    BULK_LOAD,
+    Freezer,
+    LoadMetrics,
+    LoadRows,
+    apply_loads,
+    collector_paused,
+    load_missing,
 )
 from fnstage.runtime.log_format import fields
 from fnstage.runtime.registry import Registry
-from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction, published_time
+from fnstage.runtime.reports import Counted, Heartbeat, Removed, Report, ReporterLike, Reports
+from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
 
-if TYPE_CHECKING:  # psycopg: imported only where a reader pushes changes (PostgreSQL)
-    from fnstage.store.notifications import Signal
+# BULK_LOAD lives in runtime.loads; the cell and the cells (main's runtime/cells.py) import it from here
+__all__ = ["BULK_LOAD", "RECHECK_DELAYS_S", "FeedReaderLike", "Watcher"]
 
 logger = logging.getLogger("fnstage.runtime")
 
@@ -54,15 +54,6 @@ R = TypeVar("R")
 # index update (a busy machine) once made about 1 save in 800 wait for the poll (issue 11, part 5);
 # a look is a `PRAGMA data_version`, about 3 us.
 RECHECK_DELAYS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.3)
-Key = tuple[str, str]
-# a catch-up's reads and loads: the log entries, the deletes among them, the rows to load, their loads
-Changes = tuple[list[FeedEvent], list[FeedEvent], list[PublishedFunction], list[LiveVersion | LoadError]]
-# A first load at least this large (a cold start) runs with the cyclic garbage collector paused, and what
-# it loaded is then frozen (`gc.freeze`): measured with 10,000 3-file functions, the collections that
-# the load's ~470,000 new objects trigger took longer (0.7 s) than the loads themselves (0.55 s), and
-# re-enabling the collector without freezing only moves that cost onto the first requests. The frozen
-# objects are thawed (`gc.unfreeze`) at the next change, so a replaced version is collected as usual.
-BULK_LOAD = 1000
 
 
 class FeedReaderLike(Protocol):
@@ -83,28 +74,6 @@ class FeedReaderLike(Protocol):
     # optional: `notifications() -> AsyncIterator[Signal] | None`, a push feed (PostgreSQL's NOTIFY)
 
 
-class ReporterLike(Protocol):
-    """Tells the control plane what is live here (`fnstage.store.runtime_status.RuntimeReporter`)."""
-
-    def register(self) -> None: ...
-
-    def heartbeat(self, feed_state: str = "connected", feed_since: datetime | None = None) -> None: ...
-
-    def live(self, gateway: str, name: str, version: int) -> None: ...
-
-    def live_many(self, items: Sequence[tuple[str, str, int, str]]) -> None: ...
-
-    def failed(self, gateway: str, name: str, version: int, error: str) -> None: ...
-
-    def removed(self, gateway: str, name: str) -> None: ...
-
-    def counts(self, items: list[FunctionCounts]) -> None: ...
-
-    def deregister(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
 class Watcher:
     def __init__(
         self,
@@ -122,9 +91,10 @@ class Watcher:
         recheck_delays_s: Sequence[float] = RECHECK_DELAYS_S,
         bulk_load: int = BULK_LOAD,
         counts: Callable[[], list[FunctionCounts]] | None = None,
-        load_rows: Callable[[list[PublishedFunction]], list[LiveVersion | LoadError]] | None = None,
+        load_rows: LoadRows | None = None,
         on_config: Callable[[list[tuple[str, str]] | None], None] | None = None,
         on_canary: Callable[[], None] | None = None,
+        on_removed: Callable[[str, str], None] | None = None,
         metrics: LoadMetrics | None = None,
     ) -> None:
         self.registry = registry
@@ -134,6 +104,8 @@ class Watcher:
         # a supervisor's canary follower (`runtime.split_follower`): called (on the reader's thread) when
         # the feed announced a canary started, stepped or decided, and after a resync
         self._on_canary = on_canary
+        # a function was unloaded (on the event loop): what is kept about it goes too (its invocation logs)
+        self._on_removed = on_removed
         self.metrics = metrics  # loads, their failures and publish -> live, for /metrics
         # where rows are loaded: here by default; a supervisor hands them to its cells
         self._load_rows = load_rows if load_rows is not None else self._load_here
@@ -142,45 +114,40 @@ class Watcher:
         self.poll_interval_s = poll_interval_s
         self.recheck_delays_s = tuple(recheck_delays_s)
         self.bulk_load = bulk_load
-        self._frozen = False  # this watcher froze a cold start's objects (gc.freeze), not thawed yet
+        self._freezer = Freezer()  # a cold start's objects, frozen until the next change
         self.retry_delays_s = tuple(retry_delays_s)
         self.load_timeout_s = load_timeout_s
-        self.watch_files = watch_files
         self.startup_timeout_s = startup_timeout_s
         self._reader_factory = reader_factory
         self._reader: FeedReaderLike | None = None
         self._reporter_factory = reporter_factory
-        self._reporter: ReporterLike | None = None
+        self._reports: Reports | None = None
         self.heartbeat_interval_s = heartbeat_interval_s
         self._last_heartbeat = 0.0
         self._positions: dict[str, int] = {}
         self._token: int | None = None
         self._executor: ThreadPoolExecutor | None = None
-        # reports have a thread of their own: the feed and the loads never wait on the control plane's
-        # bookkeeping (a cold start of 10,000 functions writes 10,000 rows)
-        self._report_executor: ThreadPoolExecutor | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.wakes = FeedWakes(
+            poll_interval_s=poll_interval_s,
+            watch_files=watch_files,
+            on_state=self._feed_state_changed,
+            on_error=self._feed_failed,
+        )
         self._changed = asyncio.Event()
         self._synced = asyncio.Event()
-        self._file_stop: Any = None
-        self._folder_watch: FolderWatch | None = None
         self.resyncs = 0
         self.errors = 0
         self.last_error: str | None = None
         self.last_change_at: float | None = None
-        self.feed_state = "connected"  # "disconnected" while a push feed (NOTIFY) is down
-        self.feed_since = datetime.now(UTC)
-        self._resync_wanted = False
-        self._heard_once = False
-        self._reconnected = asyncio.Event()
 
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         """Start following the feed; returns once the first sync is done (or `startup_timeout_s`)."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnstage-watcher")
-        self._report_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnstage-report")
-        self._tasks.append(asyncio.create_task(self._run(), name="fnstage-watcher"))
+        if self._reporter_factory is not None:
+            self._reports = Reports(self._reporter_factory)
+        self._task = asyncio.create_task(self._run(), name="fnstage-watcher")
         try:
             async with asyncio.timeout(self.startup_timeout_s):
                 await self._synced.wait()
@@ -188,24 +155,14 @@ class Watcher:
             logger.warning("runtime: first sync with the store not done after %g s", self.startup_timeout_s)
 
     async def stop(self) -> None:
-        if self._folder_watch is not None:
-            self._folder_watch.close()
-            self._folder_watch = None
-        if self._file_stop is not None:
-            self._file_stop.set()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
-        if self._report_executor is not None:
-            if self._reporter is not None:
-                self._report("deregister")
-                self._report("close")
-                self._reporter = None
-            # every queued report is written before stop returns
-            await asyncio.get_running_loop().run_in_executor(self._report_executor, lambda: None)
-            self._report_executor.shutdown(wait=False)
-            self._report_executor = None
+        await self.wakes.close()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._reports is not None:  # every queued report is written before stop returns
+            await self._reports.close()
+            self._reports = None
         if self._executor is not None:
             if self._reader is not None:
                 await self._call(self._reader.close)
@@ -213,9 +170,14 @@ class Watcher:
             self._executor = None
         self._reader = None
 
+    @property
+    def reporter(self) -> ReporterLike | None:
+        """The control plane's reporter, once made (the watchdog deregisters a recycled worker by it)."""
+        return self._reports.reporter if self._reports is not None else None
+
     def poke(self) -> None:
         """Check the feed now (e.g. after a NOTIFY, or in tests)."""
-        self._wake.set()
+        self.wakes.set()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -226,8 +188,8 @@ class Watcher:
             "errors": self.errors,
             "last_error": self.last_error,
             "last_change_at": self.last_change_at,
-            "feed_state": self.feed_state,
-            "feed_since": self.feed_since.isoformat(),
+            "feed_state": self.wakes.feed_state,
+            "feed_since": self.wakes.feed_since.isoformat(),
         }
 
     async def wait_for(self, gateway: str, name: str, version: int, timeout: float = 5.0) -> LiveVersion:
@@ -258,19 +220,14 @@ class Watcher:
             try:
                 if self._reader is None:
                     self._reader = await self._call(self._reader_factory)
-                    self._start_file_watch(self._reader.database_dir)
-                    self._start_notifications(self._reader)
-                if self._reporter is None and self._reporter_factory is not None:
-                    assert self._report_executor is not None
-                    self._reporter = await asyncio.get_running_loop().run_in_executor(
-                        self._report_executor, self._reporter_factory
-                    )
-                    self._report("register")
+                    self.wakes.follow(self._reader)
+                if self._reports is not None:
+                    await self._reports.open()
                 await self._resync()
                 attempt = 0
                 while True:
                     await self._wait_for_change()
-                    if self._resync_wanted:
+                    if self.wakes.resync_wanted:
                         await self._resync()
                     else:
                         await self._catch_up()
@@ -285,17 +242,17 @@ class Watcher:
                     "runtime: feed error (%s); resync in %g s", self.last_error, delay, exc_info=True
                 )
                 # a push feed connecting again means the database is back: resync at once
-                self._reconnected.clear()
+                self.wakes.reconnected.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
-                        await self._reconnected.wait()
+                        await self.wakes.reconnected.wait()
 
     async def _resync(self) -> None:
         assert self._reader is not None
-        self._resync_wanted = False
-        # a cold start (nothing loaded): read and load with the collector paused, see BULK_LOAD
+        self.wakes.resync_wanted = False
+        # a cold start (nothing loaded): read and load with the collector paused, see loads.BULK_LOAD
         cold = len(self.registry) == 0
-        with _collector_paused() if cold else contextlib.nullcontext():
+        with collector_paused(cold):
             rows, positions = await self._call(self._reader.snapshot, self.gateway)
             if self._on_config is not None:
                 await self._call(self._on_config, None)
@@ -313,12 +270,10 @@ class Watcher:
                 stale.append(row)
             # Never backwards, even on resync: the store continues a name's numbering after a delete or
             # a rename, so an older snapshot row only means a lagging read (a replica), never newer truth.
-            await self._load(stale, allow_older=False, freeze=cold and len(stale) >= self.bulk_load)
+            await self._load(stale, freeze=cold and len(stale) >= self.bulk_load)
         for gateway, name in self.registry.names(self.gateway) - published.keys():
-            self._thaw()
-            self.registry.remove(gateway, name)
-            self._report("removed", gateway, name)
-            logger.info("runtime: unloaded %s/%s (no longer published)", gateway, name)
+            self._freezer.thaw()
+            self._unload(gateway, name, None)
         self._positions = positions
         self.resyncs += 1
         self._synced.set()
@@ -334,38 +289,28 @@ class Watcher:
     async def _wait_for_change(self) -> None:
         assert self._reader is not None
         while True:
-            woken = await self._woken_within(self.poll_interval_s)
-            if (
-                self._reporter is not None
-                and time.monotonic() - self._last_heartbeat >= self.heartbeat_interval_s
-            ):
-                self._last_heartbeat = time.monotonic()
-                self._report("heartbeat", self.feed_state, self.feed_since)
-                counted = self._counts() if self._counts is not None else []
-                if counted:
-                    self._report("counts", counted)
-            if self._resync_wanted or await self._token_moved():
+            woken = await self.wakes.within(self.poll_interval_s)
+            self._heartbeat()
+            if self.wakes.resync_wanted or await self._token_moved():
                 return
             if not woken:
                 continue
             # A commit's file write can be seen a moment before the commit itself: look again shortly,
             # and at once on the next wake (a sleep here would make the very next commit wait for it).
             for delay in self.recheck_delays_s:
-                await self._woken_within(delay)
+                await self.wakes.within(delay)
                 if await self._token_moved():
                     return
 
-    async def _woken_within(self, timeout_s: float) -> bool:
-        """Wait for a wake (True) or `timeout_s` (False), and clear it: a wake after this returns counts."""
-        try:
-            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation (stop())
-            async with asyncio.timeout(timeout_s):
-                await self._wake.wait()
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            self._wake.clear()
+    def _heartbeat(self) -> None:
+        """Every `heartbeat_interval_s`: this runtime is alive, and the counts that changed."""
+        if self.reporter is None or time.monotonic() - self._last_heartbeat < self.heartbeat_interval_s:
+            return
+        self._last_heartbeat = time.monotonic()
+        self._report(Heartbeat(self.wakes.feed_state, self.wakes.feed_since))
+        counted = self._counts() if self._counts is not None else []
+        if counted:
+            self._report(Counted(counted))
 
     async def _token_moved(self) -> bool:
         assert self._reader is not None
@@ -384,16 +329,15 @@ class Watcher:
         """Apply what `_read_and_load` read and loaded; True: the log no longer reaches back, resync."""
         if changes is None:
             return True
-        events, deleted, rows, results = changes
-        if not events:
+        if not changes.events:
             return False
-        self._thaw()
-        for event in deleted:  # before any later upsert of the name (delete, then create again)
-            if self.registry.remove(event.gateway, event.name, event.version):
-                self._report("removed", event.gateway, event.name)
-                logger.info("runtime: unloaded %s/%s v%d", event.gateway, event.name, event.version)
-        self._apply(rows, results, allow_older=False, just_published=True)
-        for event in events:
+        self._freezer.thaw()
+        for event in changes.deleted:  # before any later upsert of the name (delete, then create again)
+            self._unload(event.gateway, event.name, event.version)
+        apply_loads(
+            self.registry, changes.rows, changes.results, self._report, self.metrics, just_published=True
+        )
+        for event in changes.events:
             self._positions[event.gateway] = max(self._positions.get(event.gateway, 0), event.seq)
         self._notify()
         return False
@@ -405,124 +349,51 @@ class Watcher:
         assert self._reader is not None
         events = self._reader.events_after(positions, self.gateway)
         if not events:
-            return None if events is None else ([], [], [], [])
-        last: dict[Key, FeedEvent] = {}
-        deleted: dict[Key, FeedEvent] = {}
-        canaries = False
-        for event in events:
-            if event.action == "canary":  # not the function's own change: its publish still counts
-                canaries = True
-                continue
-            key = (event.gateway, event.name)
-            last[key] = event
-            if event.action == "delete":
-                deleted[key] = event
-        wanted: dict[str, list[str]] = {}
-        configured: list[tuple[str, str]] = []
-        for (gateway, name), event in last.items():
-            if event.action == "upsert":
-                wanted.setdefault(gateway, []).append(name)
-            elif event.action == "config":  # name "ENV/": that environment has a new configuration
-                configured.append((gateway, name.split("/", 1)[0]))
-        if configured and self._on_config is not None:
-            self._on_config(configured)
-        if canaries and self._on_canary is not None:
+            return None if events is None else Changes([])
+        changes = read_events(events)
+        if changes.configured and self._on_config is not None:
+            self._on_config(changes.configured)
+        if changes.canaries and self._on_canary is not None:
             self._on_canary()
-        rows = [row for gateway, names in wanted.items() for row in self._reader.fetch(gateway, names)]
-        return events, list(deleted.values()), rows, self._load_all(rows)
+        fetch = self._reader.fetch
+        changes.rows = [row for gateway, names in changes.upserted.items() for row in fetch(gateway, names)]
+        changes.results = load_missing(self.registry, changes.rows, self._load_rows)
+        return changes
+
+    def _unload(self, gateway: str, name: str, version: int | None) -> None:
+        """Take a function out of the registry (a delete older than the live version is ignored), and
+        report and forget it."""
+        if not self.registry.remove(gateway, name, version):
+            return
+        self._report(Removed(gateway, name))
+        if self._on_removed is not None:
+            self._on_removed(gateway, name)
+        if version is None:
+            logger.info("runtime: unloaded %s/%s (no longer published)", gateway, name)
+        else:
+            logger.info("runtime: unloaded %s/%s v%d", gateway, name, version)
 
     # loading -------------------------------------------------------------------------------------
-    async def _load(self, rows: list[PublishedFunction], *, allow_older: bool, freeze: bool = False) -> None:
+    async def _load(self, rows: list[PublishedFunction], *, freeze: bool = False) -> None:
         """Load and apply `rows`; `freeze`: a cold start's bulk load (called with the collector paused;
         nothing was loaded before, so no replaced version became garbage meanwhile)."""
         if not rows:
             return
         if not freeze:
-            self._thaw()
+            self._freezer.thaw()
         await self._load_then(
-            lambda results: self._apply(rows, results, allow_older=allow_older), self._load_all, rows
+            lambda results: apply_loads(self.registry, rows, results, self._report, self.metrics),
+            load_missing,
+            self.registry,
+            rows,
+            self._load_rows,
         )
         if freeze:
-            gc.freeze()
-            self._frozen = True
-
-    def _apply(
-        self,
-        rows: list[PublishedFunction],
-        results: list[LiveVersion | LoadError],
-        *,
-        allow_older: bool,
-        just_published: bool = False,
-    ) -> None:
-        """Swap in what loaded, record what failed, and report both (the lives in one write).
-        `just_published`: rows the feed announced now (a catch-up), whose publish -> live is measured;
-        a resync's rows may have been published long before this runtime started."""
-        lives: list[tuple[str, str, int, str]] = []
-        metrics = self.metrics
-        for row, result in zip(rows, results, strict=True):
-            if metrics is not None and self.registry.get(row.gateway, row.name) is not result:
-                _measure(metrics, row, result, just_published)
-            if isinstance(result, LoadError):
-                self.registry.record_failure(row.gateway, row.name, row.version, result)
-                self._report("failed", row.gateway, row.name, row.version, result.summary)
-                logger.warning(
-                    "runtime: %s v%d failed to load (gateway %s): %s",
-                    row.name,
-                    row.version,
-                    row.gateway,
-                    result.summary,
-                    extra=fields(
-                        event="load_failed",
-                        gateway=row.gateway,
-                        name=row.name,
-                        version=row.version,
-                        error=result.summary,
-                    ),
-                )
-            elif self.registry.apply(result, allow_older=allow_older):
-                lives.append((row.gateway, row.name, row.version, row.bundle_hash))
-                logger.info(
-                    "runtime: loaded %s v%d (%s) in %.2f ms (gateway %s)",
-                    row.name,
-                    row.version,
-                    row.semver,
-                    result.load_ms,
-                    row.gateway,
-                    extra=fields(
-                        event="loaded",
-                        gateway=row.gateway,
-                        name=row.name,
-                        version=row.version,
-                        semver=row.semver,
-                        ms=round(result.load_ms, 3),
-                    ),
-                )
-        if lives:
-            self._report("live_many", lives)
-
-    def _load_all(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
-        results: list[LiveVersion | LoadError | None] = []
-        wanted: list[PublishedFunction] = []
-        for row in rows:
-            live = self.registry.get(row.gateway, row.name)
-            if live is not None and live.version == row.version and live.bundle_hash == row.bundle_hash:
-                results.append(live)  # already live (an event we had seen through a snapshot)
-                continue
-            results.append(None)
-            wanted.append(row)
-        loaded = iter(self._load_rows(wanted) if wanted else [])
-        return [result if result is not None else next(loaded) for result in results]
+            self._freezer.freeze()
 
     def _load_here(self, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
         """Load in this process (tests, and the cells' own loads); a supervisor passes `load_rows`."""
         return load_rows(rows, self.load_timeout_s)
-
-    def _thaw(self) -> None:
-        """Before a change after a cold start: let the collector see the frozen objects again (a replaced
-        version's modules are a reference cycle, freed only by the collector)."""
-        if self._frozen:
-            self._frozen = False
-            gc.unfreeze()
 
     # helpers -------------------------------------------------------------------------------------
     async def _load_then(self, then: Callable[[T], R], fn: Callable[..., T], *args: Any) -> R:
@@ -545,142 +416,19 @@ class Watcher:
         assert self._executor is not None
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def _report(self, what: str, *args: Any) -> None:
-        """Tell the control plane, in order, on the report thread, without waiting for it; a failure to
-        report is logged, never a reason to stop serving."""
-        if self._reporter is None or self._report_executor is None:
-            return
-        self._report_executor.submit(self._write_report, self._reporter, what, args)
-
-    @staticmethod
-    def _write_report(reporter: ReporterLike, what: str, args: tuple[Any, ...]) -> None:
-        try:
-            getattr(reporter, what)(*args)
-        except Exception:
-            logger.warning("runtime: could not report %s%s", what, args, exc_info=True)
+    def _report(self, report: Report) -> None:
+        """Tell the control plane, in order, without waiting for it (`runtime.reports`)."""
+        if self._reports is not None:
+            self._reports.send(report)
 
     def _notify(self) -> None:
         self.last_change_at = time.time()
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    def _start_notifications(self, reader: FeedReaderLike) -> None:
-        listen: Callable[[], AsyncIterator[Signal] | None] | None = getattr(reader, "notifications", None)
-        signals = listen() if listen is not None else None
-        if signals is not None:
-            self._tasks.append(asyncio.create_task(self._follow(signals), name="fnstage-notifications"))
-
-    async def _follow(self, signals: AsyncIterator[Signal]) -> None:
-        """Turn the push feed's signals into wakes, resyncs and the feed state the heartbeat reports.
-        Should the feed itself fail, say so: the slow poll keeps the runtime following the log."""
-        try:
-            await self._follow_signals(signals)
-        except Exception as exc:
-            logger.error(
-                "runtime: the change feed failed; polling every %g s", self.poll_interval_s, exc_info=True
-            )
-            self._set_feed_state("disconnected", datetime.now(UTC))
-            self.last_error = f"change feed: {type(exc).__name__}: {exc}"
-
-    async def _follow_signals(self, signals: AsyncIterator[Signal]) -> None:
-        from fnstage.store.notifications import Connected, Disconnected
-
-        async for signal in signals:
-            if isinstance(signal, FeedEvent):
-                self._wake.set()
-            elif isinstance(signal, Connected):
-                logger.info(
-                    "runtime: change feed %s",
-                    "reconnected" if self._heard_once else "connected",
-                    extra=fields(event="feed_reconnected" if self._heard_once else "feed_connected"),
-                )
-                # LISTEN is on: whatever commits from now on arrives as an event; what committed
-                # before is read now. First time: from the log (the start just synced); after an
-                # outage: a snapshot, whatever happened meanwhile (a restore, a pruned log).
-                self._resync_wanted = self._heard_once
-                self._heard_once = True
-                self._set_feed_state("connected", signal.at)
-                self._wake.set()
-                self._reconnected.set()
-            elif isinstance(signal, Disconnected) and self.feed_state != "disconnected":
-                self._set_feed_state("disconnected", signal.since)
-
-    def _set_feed_state(self, state: str, since: datetime) -> None:
-        self.feed_state, self.feed_since = state, since
-        if state == "disconnected":
-            logger.warning(
-                "runtime: feed disconnected since %s; serving from memory",
-                since.isoformat(),
-                extra=fields(event="feed_disconnected"),
-            )
+    def _feed_state_changed(self, state: str, since: datetime) -> None:
         self._last_heartbeat = time.monotonic()
-        self._report("heartbeat", state, since)
+        self._report(Heartbeat(state, since))
 
-    def _start_file_watch(self, folder: Path | None) -> None:
-        if folder is None or not self.watch_files or self._folder_watch is not None:
-            return
-        # inotify on the event loop where there is one (no thread, no polling); watchfiles elsewhere
-        self._folder_watch = FolderWatch.open(folder, self._wake.set)
-        if self._folder_watch is not None:
-            return
-        import anyio
-
-        self._file_stop = anyio.Event()
-        self._tasks.append(asyncio.create_task(self._watch_folder(folder), name="fnstage-watch-files"))
-
-    async def _watch_folder(self, folder: Path) -> None:
-        from watchfiles import awatch
-
-        try:
-            async for _ in awatch(
-                folder,
-                watch_filter=None,
-                debounce=20,
-                step=1,
-                stop_event=self._file_stop,
-                recursive=False,
-                rust_timeout=500,
-            ):
-                self._wake.set()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.warning(
-                "runtime: cannot watch %s; polling every %g s", folder, self.poll_interval_s, exc_info=True
-            )
-
-
-class LoadMetrics(Protocol):
-    """Where the watcher counts loads (`runtime.metrics.RuntimeMetrics`)."""
-
-    def loaded(self, gateway: str, name: str, seconds: float) -> None: ...
-
-    def load_failed(self, gateway: str, name: str, seconds: float | None) -> None: ...
-
-    def live_after_publish(self, gateway: str, name: str, seconds: float) -> None: ...
-
-
-def _measure(  # a load done now (not a version that was already live)
-    metrics: LoadMetrics, row: PublishedFunction, result: LiveVersion | LoadError, just_published: bool
-) -> None:
-    if isinstance(result, LoadError):
-        seconds = result.load_ms / 1000 if result.load_ms is not None else None
-        metrics.load_failed(row.gateway, row.name, seconds)
-        return
-    metrics.loaded(row.gateway, row.name, result.load_ms / 1000)
-    published = published_time(row) if just_published else None
-    if published is not None:
-        metrics.live_after_publish(row.gateway, row.name, time.time() - published)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for a bulk load (process-wide; reference counting still frees
-    everything that is not in a cycle); back on after, unless it was off before."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+    def _feed_failed(self, error: str) -> None:
+        self.last_error = error
