@@ -333,7 +333,7 @@ class SupervisorLink:
                 return
 
     def _load(self, batch: int, rows: list[PublishedFunction], *, bulk: bool) -> None:
-        # As the watcher does for a cold start (watcher.BULK_LOAD): a big first load (`bulk`, said by
+        # As the watcher does for a cold start (loads.BULK_LOAD): a big first load (`bulk`, said by
         # the supervisor, which sends it in several batches) runs with the collector paused, and what
         # it made is frozen, thawed again at the next change; the collections that a thousand loads
         # trigger otherwise cost about as much as the loads.

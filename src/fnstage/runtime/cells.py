@@ -37,8 +37,8 @@ from fnstage.domain.canary import BUCKETS_MS, ArmCounts
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError
+from fnstage.runtime.loads import BULK_LOAD
 from fnstage.runtime.log_format import fields
-from fnstage.runtime.watcher import BULK_LOAD
 from fnstage.runtime.zygote import Zygote
 from fnstage.store.records import FunctionCounts, PublishedFunction
 

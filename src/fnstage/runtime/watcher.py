@@ -40,8 +40,7 @@ from fnstage.runtime.registry import Registry
 from fnstage.runtime.reports import Counted, Heartbeat, Removed, Report, ReporterLike, Reports
 from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
 
-# BULK_LOAD lives in runtime.loads; the cell and the cells (main's runtime/cells.py) import it from here
-__all__ = ["BULK_LOAD", "RECHECK_DELAYS_S", "FeedReaderLike", "Watcher"]
+__all__ = ["RECHECK_DELAYS_S", "FeedReaderLike", "Watcher"]
 
 logger = logging.getLogger("fnstage.runtime")
 
