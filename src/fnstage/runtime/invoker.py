@@ -233,19 +233,21 @@ def make_context(
         secrets: Mapping[str, str] = Settings({}, kind="secret", env=live.env)
     else:
         config, secrets = settings
+    # positional (the fields' order in `fnstage.sdk.Context`): keyword arguments cost the dataclass's
+    # __init__ about 0.3 us more on every request
     return Context(
-        method=method,
-        path=path,
-        query=query,
-        headers=header_map,
-        body=body,
-        env=live.env,
-        function=live.info,
-        config=config,
-        log=Log(),
-        request_id=request_id,
-        trigger=trigger,
-        secrets=secrets,
+        method,
+        path,
+        query,
+        header_map,
+        body,
+        live.env,
+        live.info,
+        config,
+        Log(),
+        request_id,
+        trigger,
+        secrets,
     )
 
 
@@ -361,7 +363,7 @@ def to_response(result: Any) -> tuple[int, Headers, bytes]:
 def _encode(value: Any) -> tuple[str, bytes]:
     if isinstance(value, str):
         return TEXT, value.encode("utf-8")
-    if isinstance(value, bytes | bytearray | memoryview):
+    if isinstance(value, (bytes, bytearray, memoryview)):  # a tuple: faster than a union here
         return BINARY, bytes(value)
     try:
         return JSON, "".join(_c_encode(value, 0)).encode("utf-8")
