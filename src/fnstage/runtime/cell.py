@@ -447,7 +447,7 @@ class SupervisorLink:
             if groups or dropped:
                 self._send_groups(groups, dropped)
 
-    def _send_groups(self, groups: dict[tuple[str, str], list[list[Any]]], dropped: int) -> None:
+    def _send_groups(self, groups: dict[tuple[str, str], list[tuple[Any, ...]]], dropped: int) -> None:
         items = [[gateway, name, rows] for (gateway, name), rows in groups.items()]
         count = sum(len(rows) for rows in groups.values())
         # "t" then "n" first: the supervisor reads only that much and passes the rest to its log writer
