@@ -23,6 +23,8 @@ import argparse
 import json
 import multiprocessing
 import os
+import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -57,10 +59,11 @@ def serve_cell(port: int, canary_share: int | None, logs: bool = True, metrics: 
     """Fork a cell serving 127.0.0.1:`port` and stand in for its supervisor until it ends."""
     from fnstage.runtime.cell import CellSpec, run_cell
 
+    folder = Path(tempfile.mkdtemp(prefix="fnstage-bench-cell-"))
     spec = CellSpec(
         gateway="bench",
         env="prod",
-        temp_dir=Path(tempfile.mkdtemp(prefix="fnstage-bench-cell-")),
+        temp_dir=folder,
         control_key="bench",
         port=port,
         sandbox=False,
@@ -76,6 +79,7 @@ def serve_cell(port: int, canary_share: int | None, logs: bool = True, metrics: 
     cell = multiprocessing.get_context("fork").Process(target=cell_main, daemon=True)
     cell.start()
     theirs.close()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the bench stops it so: clean up first
     stable, canary = _row(1), _row(2)
     try:
         while True:
@@ -90,10 +94,11 @@ def serve_cell(port: int, canary_share: int | None, logs: bool = True, metrics: 
                     ours.send(("splits", [["bench", "prod/hello", 1, 2, canary_share]]))
             elif kind == "want":
                 ours.send(("version", message["id"], canary, None, 200))
-    except (EOFError, OSError, KeyboardInterrupt):
+    except (EOFError, OSError, KeyboardInterrupt, SystemExit):
         pass
     finally:
         cell.kill()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
