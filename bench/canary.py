@@ -1,12 +1,18 @@
 """Canary releases (issue 14): what a split costs, and how soon a regression's traffic is back on stable.
 
     .venv/bin/python bench/canary.py [--rounds 5] [--seconds 5] [--regressions 3] [--starts 10]
+    .venv/bin/python bench/canary.py --only-split [--before SRC] [--in-process-rounds 7] [--rounds 5]
     .venv/bin/python bench/canary.py --only-starts 10 [--postgres URL]
 
-1. **The cost of a split**: wrk -t1 -c64 against one small async function in prod, served by a cell
-   directly (`fnstage runtime --gateway bench --env prod`), rounds interleaved, each server started
-   afresh: (a) no canary; (b) a canary of the same code running at 10% (the split, the choice per
-   request, the canary's version beside the stable one, both sides counted). Goal: (b) >= 95% of (a).
+1. **The cost of a split**: first in process, the runtime app's own CPU time per request, built as a
+   cell builds it (metrics on), each measurement in a fresh process, `--in-process-rounds` rounds with
+   the sides in turn: (a) no canary, (b) a canary at 10%, (c) the same with every request carrying a
+   client key; with `--before SRC` the same three from another checkout's `src`, in the same rounds.
+   Then wrk -t1 -c64 (`cells.wrk`) against one small async function in prod, served by
+   `fnstage runtime --gateway bench --env prod` (supervisor, front and cell), rounds interleaved, each
+   server started afresh: (a) no canary; (b) a canary of the same code running at 10% (the split, the
+   choice per request, the canary's version beside the stable one, both sides counted), req/s and the
+   CPU time of the runtime's whole process tree per request. Goal: (b) >= 95% of (a).
 2. **Regression -> traffic back on stable**: a real `fnstage up` (control plane judging every second,
    the default), 4 clients sending GETs to prod; a canary whose code raises on every request is released
    at 20% (min 50 requests a side, bake 10 minutes). Measured from the release's answer (the regression
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -32,12 +39,13 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-from cells import free_port, start
+from cells import free_port, start, wrk
 from machine import describe
-from processes import descendants, stop_tree
+from processes import cpu_seconds, descendants, stop_tree
 
 FUNCTION = "async def main(ctx):\n    return 'Hello, world!'\n"
 BROKEN = "async def main(ctx):\n    raise RuntimeError('regression')\n"
+HOST = "bench.prod.localhost"
 
 
 def publish(root: Path, with_canary: bool) -> str:
@@ -63,26 +71,6 @@ def publish(root: Path, with_canary: bool) -> str:
     return url
 
 
-def wrk(port: int, seconds: int) -> float:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            "-c64",
-            f"-d{seconds}s",
-            "-H",
-            "Host: bench.prod.localhost",
-            f"http://127.0.0.1:{port}/hello",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw failures:\n{out}")
-    return float(out.split("Requests/sec:")[1].split()[0])
-
-
 def wait_for_split(port: int) -> None:
     """Until the canary's version answers some requests (the runtime has read the canary)."""
     deadline = time.monotonic() + 60
@@ -97,10 +85,12 @@ def wait_for_split(port: int) -> None:
     raise RuntimeError("the canary never answered")
 
 
-def split_cost(rounds: int, seconds: int) -> dict[str, list[float]]:
+def split_cost(rounds: int, seconds: int) -> dict[str, list[tuple[float, float]]]:
+    """Per server, per round: (requests per second, CPU microseconds per request of the runtime's
+    whole process tree: supervisor, front and cell). The second is what a busy machine disturbs least."""
     folders = {name: Path(tempfile.mkdtemp(prefix="fnstage-bench-canary-")) for name in ("a", "b")}
     urls = {"(a) no canary": publish(folders["a"], False), "(b) canary at 10%": publish(folders["b"], True)}
-    results: dict[str, list[float]] = {name: [] for name in urls}
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in urls}
     for round_ in range(rounds):
         for name, url in urls.items():
             port = free_port()
@@ -113,23 +103,43 @@ def split_cost(rounds: int, seconds: int) -> dict[str, list[float]]:
             try:
                 if name.startswith("(b)"):
                     wait_for_split(port)
-                wrk(port, 1)  # warm-up
-                results[name].append(wrk(port, seconds))
+                wrk(port, 1, HOST)  # warm-up
+                tree = descendants(process.pid)
+                cpu_before = cpu_seconds(tree)
+                rate, answered = wrk(port, seconds, HOST)
+                cpu_us = (cpu_seconds(tree) - cpu_before) / answered * 1e6
+                results[name].append((rate, cpu_us))
             finally:
                 stop_tree([process.pid, *descendants(process.pid)])
-            print(f"round {round_ + 1} {name}: {results[name][-1]:,.0f} req/s", flush=True)
+            print(
+                f"round {round_ + 1} {name}: {rate:,.0f} req/s, {cpu_us:.1f} CPU-us/request "
+                f"(load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
     return results
 
 
-def in_process(rounds: int, requests: int = 20000) -> dict[str, list[float]]:
-    """CPU microseconds of the runtime app's own work per request (no network, no server), with and without
-    a 10% split: the split's cost without the noise of a shared machine's scheduler."""
+SIDES = {
+    "(a) no canary": "a",
+    "(b) canary at 10%": "b",
+    "(c) canary at 10%, keyed clients": "c",
+}
+
+
+def in_process_once(side: str, requests: int) -> float:
+    """CPU microseconds of the runtime app's own work per request (no network, no server): side "a" no
+    split, "b" a 10% split, "c" the same split with each request carrying an `x-fnstage-key` (100
+    clients in turn). The app is built as a cell builds it, metrics on."""
     import asyncio
 
     from fnstage.build import build
     from fnstage.runtime.app import RuntimeApp
+    from fnstage.runtime.configuration import CellConfiguration
+    from fnstage.runtime.invoker import InvocationLogs
     from fnstage.runtime.loader import LiveVersion, load_function
     from fnstage.runtime.registry import Registry
+    from fnstage.runtime.request_metrics import RequestMetrics
+    from fnstage.runtime.router import Router
     from fnstage.runtime.split import Split
     from fnstage.runtime.versions import ExtraVersions
 
@@ -144,21 +154,26 @@ def in_process(rounds: int, requests: int = 20000) -> dict[str, list[float]]:
     async def fetch(gateway: str, name: str, version: int) -> LiveVersion:
         return canary
 
-    def app(split: bool) -> RuntimeApp:
-        registry = Registry()
-        registry.apply(live(1))
-        made = RuntimeApp(registry, versions=ExtraVersions(fetch))
-        if split:
-            made.set_splits({("bench", "prod/hello"): Split(1, 2, 10)})
-        return made
+    registry = Registry()
+    registry.apply(live(1))
+    app = RuntimeApp(
+        registry,
+        Router(gateway="bench"),
+        versions=ExtraVersions(fetch),
+        logs=InvocationLogs(outbox=20_000),
+        configuration=CellConfiguration("prod"),
+        metrics=RequestMetrics(),
+    )
+    if side in ("b", "c"):
+        app.set_splits({("bench", "prod/hello"): Split(1, 2, 10)})
 
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/hello",
-        "query_string": b"",
-        "headers": [(b"host", b"bench.prod.localhost"), (b"user-agent", b"bench")],
-    }
+    def scope(n: int) -> dict[str, object]:
+        headers = [(b"host", HOST.encode()), (b"user-agent", b"bench"), (b"accept", b"*/*")]
+        if side == "c":
+            headers.append((b"x-fnstage-key", b"client-%d" % n))
+        return {"type": "http", "method": "GET", "path": "/hello", "query_string": b"", "headers": headers}
+
+    scopes = [scope(n) for n in range(100)]
 
     async def receive() -> dict[str, object]:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -166,19 +181,36 @@ def in_process(rounds: int, requests: int = 20000) -> dict[str, list[float]]:
     async def send(message: object) -> None:
         return None
 
-    async def run(target: RuntimeApp) -> float:
-        for _ in range(200):
-            await target(scope, receive, send)
+    async def run() -> float:
+        for n in range(500):
+            await app(scopes[n % 100], receive, send)
         started = time.process_time()  # CPU time: what other processes on the machine do not change
-        for _ in range(requests):
-            await target(scope, receive, send)
+        for n in range(requests):
+            await app(scopes[n % 100], receive, send)
         return (time.process_time() - started) / requests * 1e6
 
-    results: dict[str, list[float]] = {"(a) no canary": [], "(b) canary at 10%": []}
-    apps = {"(a) no canary": app(False), "(b) canary at 10%": app(True)}
+    return asyncio.run(run())
+
+
+def in_process(rounds: int, before: str | None = None, requests: int = 20000) -> dict[str, list[float]]:
+    """Per side, per round: CPU microseconds per request, each measured in a fresh process (with
+    `before`, the same sides again with that checkout's `src`), the sides in turn in every round."""
+    here = str(Path(__file__).resolve().parents[1] / "src")
+    sources = {"": here, **({" before": before} if before else {})}
+    results: dict[str, list[float]] = {name + suffix: [] for suffix in sources for name in SIDES}
     for _ in range(rounds):
-        for name, target in apps.items():
-            results[name].append(asyncio.run(run(target)))
+        for name, side in SIDES.items():
+            for suffix, src in sources.items():
+                done = subprocess.run(
+                    [sys.executable, str(Path(__file__).resolve()), "in-process-once", side, str(requests)],
+                    env={**os.environ, "PYTHONPATH": src},
+                    cwd=Path(__file__).resolve().parent,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                results[name + suffix].append(float(done.stdout.strip()))
+        print("in process: " + ", ".join(f"{n} {v[-1]:.2f}" for n, v in results.items()), flush=True)
     return results
 
 
@@ -342,6 +374,9 @@ def split_starts(count: int, database_url: str | None = None) -> list[float]:
 
 
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "in-process-once":
+        print(in_process_once(sys.argv[2], int(sys.argv[3])))
+        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -351,23 +386,39 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=10)
     parser.add_argument("--only-starts", type=int, default=0, help="measure only canary start -> split live")
     parser.add_argument("--postgres", default=None, help="the database of --only-starts (default SQLite)")
+    parser.add_argument("--only-split", action="store_true", help="measure only the cost of a split")
+    parser.add_argument("--before", default=None, help="src of a checkout whose split to measure beside")
+    parser.add_argument("--in-process-rounds", type=int, default=7)
     args = parser.parse_args()
     print(describe(), flush=True)
     if args.only_starts:
         starts = split_starts(args.only_starts, args.postgres)
         print(f"median canary start -> split live: {statistics.median(starts) * 1000:.0f} ms", flush=True)
         return
-    cpu = in_process(args.rounds)
+    cpu = in_process(args.in_process_rounds, args.before)
     for name, values in cpu.items():
-        print(f"in process, median {name}: {statistics.median(values):.1f} us per request", flush=True)
-    ratio = statistics.median(cpu["(a) no canary"]) / statistics.median(cpu["(b) canary at 10%"])
-    print(f"in process, split / no split (requests per CPU second): {ratio:.3f}", flush=True)
-    costs = split_cost(args.rounds, args.seconds)
-    medians = {name: statistics.median(values) for name, values in costs.items()}
-    base, split = medians["(a) no canary"], medians["(b) canary at 10%"]
-    for name, value in medians.items():
-        print(f"median {name}: {value:,.0f} req/s", flush=True)
-    print(f"split / no split: {split / base:.3f} (goal >= 0.95)", flush=True)
+        print(f"in process, median {name}: {statistics.median(values):.2f} us per request", flush=True)
+    for suffix in ("", " before") if args.before else ("",):
+        base = statistics.median(cpu["(a) no canary" + suffix])
+        for name in list(SIDES)[1:]:
+            ratio = base / statistics.median(cpu[name + suffix])
+            print(f"in process{suffix}, {name} / no split (requests per CPU second): {ratio:.3f}", flush=True)
+    if args.rounds:
+        costs = split_cost(args.rounds, args.seconds)
+        medians = {name: statistics.median(rate for rate, _ in values) for name, values in costs.items()}
+        cpu_wrk = {name: statistics.median(us for _, us in values) for name, values in costs.items()}
+        base, split = medians["(a) no canary"], medians["(b) canary at 10%"]
+        for name, value in medians.items():
+            print(f"median {name}: {value:,.0f} req/s, {cpu_wrk[name]:.1f} CPU-us/request", flush=True)
+        print(
+            f"split / no split: {split / base:.3f} in req/s, "
+            f"{cpu_wrk['(a) no canary'] / cpu_wrk['(b) canary at 10%']:.3f} in requests per CPU-second "
+            "(goal >= 0.95)",
+            flush=True,
+        )
+    if args.only_split:
+        print(describe(), flush=True)
+        return
     found = regressions(args.regressions)
     print(f"median regression -> decision: {statistics.median(f[0] for f in found):.2f} s", flush=True)
     print(

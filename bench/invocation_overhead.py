@@ -1,17 +1,31 @@
-"""Invocation overhead: a hello function through the fnstage runtime vs a raw Starlette hello on the same
-server (granian, same settings) and vs Google's functions-framework (its default and `--asgi`).
+"""Invocation overhead: a hello function through fnstage against a raw ASGI app returning the same JSON on
+the same server (issue 17 item 4), and against Starlette and Google's functions-framework.
 
-    /work/venv/bin/python bench/invocation_overhead.py --ff-venv /tmp/ffvenv [--rounds 3] [--seconds 5]
+    .venv/bin/python bench/invocation_overhead.py [--before SRC] [--sides raw,cell,...] [--rounds 3]
+        [--seconds 5] [--in-process 7] [--ff-venv /tmp/ffvenv]
 
-functions-framework is never a project dependency: install it into a throwaway venv first,
-`python -m venv /tmp/ffvenv && /tmp/ffvenv/bin/pip install functions-framework`.
+The sides (`--sides`, comma-separated; the default is every side there is):
+- `raw`: a raw ASGI app answering `{"message":"Hello, world!"}` on granian's embedded server in a uvloop
+  loop, exactly as a cell serves its app (`bench/cell_port.py raw`);
+- `cell`: fnstage's cell serving the function that returns the same JSON on its own port, its
+  supervisor stood in for (`bench/cell_port.py cell`): every per-request feature on (metrics, shipped
+  logs, watchdog, time limits, request ids, version headers), no front; `cell-before` is the same with
+  `--before SRC` (another checkout's `src`, e.g. `git worktree add /tmp/hotpath-before main`) first on
+  PYTHONPATH;
+- `runtime`: the real `fnstage runtime --gateway bench` process (supervisor, front and cell);
+- `starlette`: Starlette's JSONResponse on granian configured as the runtime configured it before cells;
+- `ff`, `ff-asgi`: functions-framework's default and `--asgi`, from `--ff-venv` (never a project
+  dependency: `python -m venv /tmp/ffvenv && /tmp/ffvenv/bin/pip install functions-framework`); left
+  out when that venv does not exist.
 
-Every server runs one worker process pinned to CPU 0 (`taskset -c 0`); wrk runs pinned to CPU 1
-(`wrk -t1 -c64 --latency`), so the load generator never competes with the server for a core. The runs
-are interleaved (fnstage, starlette, ff, ff --asgi, then again) `--rounds` times; the table shows the
-median of the rounds. The fnstage server is the real `fnstage runtime` process (granian, its watcher on
-a SQLite store holding the published function); Starlette is served by granian configured exactly as
-`fnstage.runtime.server.serve_runtime` configures it.
+Every server runs pinned to CPU 0 (`taskset -c 0`); wrk runs pinned to CPU 1 (`wrk -t1 -c64
+--latency`), so the load generator never competes with the server for a core. The sides are interleaved
+`--rounds` times, each started afresh; medians. Next to req/s, the CPU time of the server's whole
+process tree per request answered, which a busy machine disturbs far less than req/s.
+
+`--in-process N`: the CPU time per request of the apps alone (no server, no network; `time.process_time`,
+which other processes do not change), N interleaved rounds: the raw app, the app as a cell builds it,
+and with `--before` the same app from that checkout (run in a subprocess with its `src` on PYTHONPATH).
 """
 
 from __future__ import annotations
@@ -29,36 +43,37 @@ import tempfile
 import time
 from pathlib import Path
 
+from cell_port import FUNCTION, RAW_BODY
 from machine import describe
 from processes import cpu_seconds, descendants
 
 HERE = Path(__file__).resolve().parent
-HELLO = "Hello, world!"
-FUNCTION = f"async def main(ctx):\n    return {HELLO!r}\n"
-FF_SOURCE = f"""
+SRC = str(HERE.parent / "src")
+ANSWER = json.loads(RAW_BODY)
+FF_SOURCE = """
 def hello(request):
-    return {HELLO!r}
+    return {"message": "Hello, world!"}
 
 
 async def hello_async(request):
-    return {HELLO!r}
+    return {"message": "Hello, world!"}
 """
 
 
 # the servers ------------------------------------------------------------------------------------------
 def starlette_app():
     from starlette.applications import Starlette
-    from starlette.responses import PlainTextResponse
+    from starlette.responses import JSONResponse
     from starlette.routing import Route
 
     async def hello(request):
-        return PlainTextResponse(HELLO)
+        return JSONResponse(ANSWER)
 
     return Starlette(routes=[Route("/dev/hello", hello)])
 
 
 def serve_starlette(port: int) -> None:
-    """granian with the settings `serve_runtime` uses, serving a raw Starlette hello."""
+    """granian with the settings `serve_runtime` uses, serving a Starlette hello."""
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.log import LogLevels
     from granian.server import Server
@@ -95,33 +110,39 @@ def publish_hello(root: Path) -> str:
     return url
 
 
-def commands(root: Path, ff_venv: Path, database_url: str, port: int) -> dict[str, list[str]]:
+Side = tuple[list[str], str, dict[str, str]]  # command, path, extra environment
+
+
+def sides(root: Path, ff_venv: Path, database_url: str, port: int, before: str | None) -> dict[str, Side]:
     py = sys.executable
+    cell_port = str(HERE / "cell_port.py")
     ff = [str(ff_venv / "bin" / "functions-framework"), "--source", str(root / "ff_hello.py")]
     ff += ["--host", "127.0.0.1", "--port", str(port)]
-    return {
-        "fnstage runtime": [
-            py,
-            "-m",
-            "fnstage",
-            "runtime",
-            "--database-url",
-            database_url,
-            "--gateway",
-            "bench",
-            "--workers",
-            "1",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        "raw Starlette (granian)": [py, str(Path(__file__).resolve()), "serve-starlette", str(port)],
-        "functions-framework": [*ff, "--target", "hello"],
-        "functions-framework --asgi": [*ff, "--target", "hello_async", "--asgi"],
+    runtime = [py, "-m", "fnstage", "runtime", "--database-url", database_url, "--gateway", "bench"]
+    runtime += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    found: dict[str, Side] = {
+        "raw": ([py, cell_port, "raw", str(port)], "/prod/hello", {}),
+        "cell": ([py, cell_port, "cell", str(port)], "/prod/hello", {"PYTHONPATH": SRC}),
     }
+    if before:
+        found["cell-before"] = ([py, cell_port, "cell", str(port)], "/prod/hello", {"PYTHONPATH": before})
+    found["runtime"] = (runtime, "/dev/hello", {})
+    found["starlette"] = ([py, str(Path(__file__).resolve()), "serve-starlette", str(port)], "/dev/hello", {})
+    if (ff_venv / "bin" / "functions-framework").exists():
+        found["ff"] = ([*ff, "--target", "hello"], "/", {})
+        found["ff-asgi"] = ([*ff, "--target", "hello_async", "--asgi"], "/", {})
+    return found
+
+
+LABELS = {
+    "raw": "raw ASGI (granian embedded, as a cell)",
+    "cell": "fnstage cell (its own port)",
+    "cell-before": "fnstage cell, before",
+    "runtime": "fnstage runtime (front -> cell)",
+    "starlette": "Starlette (granian)",
+    "ff": "functions-framework",
+    "ff-asgi": "functions-framework --asgi",
+}
 
 
 # measuring ------------------------------------------------------------------------------------------------
@@ -131,19 +152,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(url: str, timeout: float = 30) -> None:
+def wait_ready(url: str, timeout: float = 60) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             response = httpx.get(url, timeout=1)
-            if response.status_code == 200 and response.text == HELLO:
+            if response.status_code == 200 and response.json() == ANSWER:
                 return
-        except httpx.TransportError:
+        except (httpx.TransportError, ValueError):
             pass
         time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer {HELLO!r}")
+    raise RuntimeError(f"{url} did not answer {ANSWER!r}")
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -173,17 +194,18 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
     }
 
 
-def run_one(command: list[str], seconds: int, connections: int) -> dict[str, float]:
-    port = int(command[command.index("--port") + 1]) if "--port" in command else int(command[-1])
+def run_one(side: Side, port: int, seconds: int, connections: int) -> dict[str, float]:
+    command, path, env = side
     proc = subprocess.Popen(
         ["taskset", "-c", "0", *command],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
         cwd=HERE,
+        env={**os.environ, **env},
     )
     try:
-        url = f"http://127.0.0.1:{port}/dev/hello"
+        url = f"http://127.0.0.1:{port}{path}"
         wait_ready(url)
         wrk(url, 1, 8)  # warm up
         tree = descendants(proc.pid)
@@ -201,69 +223,179 @@ def run_one(command: list[str], seconds: int, connections: int) -> dict[str, flo
             proc.wait()
 
 
+# in process ----------------------------------------------------------------------------------------------
+def cell_app() -> object:
+    """The runtime app with what a cell gives it (`cell._serve`), serving FUNCTION at /prod/hello."""
+    from fnstage.build import build
+    from fnstage.runtime.app import RuntimeApp
+    from fnstage.runtime.configuration import CellConfiguration
+    from fnstage.runtime.invoker import InvocationLogs
+    from fnstage.runtime.loader import load_function
+    from fnstage.runtime.registry import Registry
+    from fnstage.runtime.request_metrics import RequestMetrics
+    from fnstage.runtime.router import Router
+
+    bundle = build({"index.py": FUNCTION}, "index.py")
+    registry = Registry()
+    registry.apply(
+        load_function("prod/hello", 1, "1.0.0", "index.py", bundle.compiled, bundle.files, gateway="bench")
+    )
+    return RuntimeApp(
+        registry,
+        Router(gateway="bench"),
+        logs=InvocationLogs(outbox=20_000),
+        internal_token="bench",
+        configuration=CellConfiguration("prod"),
+        metrics=RequestMetrics(),
+    )
+
+
+def cpu_per_request(app: object, requests: int) -> float:
+    """CPU microseconds per request of `app` called in process (GET /prod/hello, wrk's headers)."""
+    import asyncio
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/prod/hello",
+        "raw_path": b"/prod/hello",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:8080")],
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: object) -> None:
+        return None
+
+    async def run() -> float:
+        for _ in range(500):
+            await app(scope, receive, send)
+        started = time.process_time()
+        for _ in range(requests):
+            await app(scope, receive, send)
+        return (time.process_time() - started) / requests * 1e6
+
+    return asyncio.run(run())
+
+
+def in_process_once(which: str, requests: int) -> float:
+    if which == "raw":
+        from cell_port import raw_app
+
+        return cpu_per_request(raw_app, requests)
+    return cpu_per_request(cell_app(), requests)
+
+
+def in_process(rounds: int, before: str | None, requests: int = 20_000) -> dict[str, list[float]]:
+    """Per app, per round: CPU microseconds per request. Each round runs each app in a fresh process
+    (the before side with its checkout's `src`), in turn."""
+    apps = {"raw": SRC, "cell": SRC, **({"cell-before": before} if before else {})}
+    out: dict[str, list[float]] = {name: [] for name in apps}
+    for _ in range(rounds):
+        for name, src in apps.items():
+            which = "raw" if name == "raw" else "cell"
+            done = subprocess.run(
+                [sys.executable, str(Path(__file__).resolve()), "in-process", which, str(requests)],
+                env={**os.environ, "PYTHONPATH": src},
+                cwd=HERE,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            out[name].append(float(done.stdout.strip()))
+        print("in process: " + ", ".join(f"{n} {v[-1]:.2f} us" for n, v in out.items()), file=sys.stderr)
+    return out
+
+
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "serve-starlette":
         serve_starlette(int(sys.argv[2]))
         return
-    parser = argparse.ArgumentParser()
+    if len(sys.argv) == 4 and sys.argv[1] == "in-process":
+        print(in_process_once(sys.argv[2], int(sys.argv[3])))
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ff-venv", type=Path, default=Path("/tmp/ffvenv"))
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--before", default=None, help="src folder of a checkout to compare the cell with")
+    parser.add_argument("--sides", default=None, help="comma-separated sides to load (default: all)")
+    parser.add_argument("--rounds", type=int, default=3, help="wrk rounds (0: none)")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--in-process", type=int, default=0, help="in-process rounds (0: none)")
     args = parser.parse_args()
+    report: dict[str, object] = {"machine_before": describe()}
+    if args.in_process:
+        cpu = in_process(args.in_process, args.before)
+        medians = {name: statistics.median(values) for name, values in cpu.items()}
+        report["in_process_cpu_us_per_request"] = {
+            name: {"median": round(m, 2), "rounds": [round(v, 2) for v in cpu[name]]}
+            for name, m in medians.items()
+        }
+        report["in_process_app_cost_us"] = {
+            name: round(m - medians["raw"], 2) for name, m in medians.items() if name != "raw"
+        }
     runs: dict[str, list[dict[str, float]]] = {}
     loads: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "ff_hello.py").write_text(FF_SOURCE)
         database_url = publish_hello(root)
+        wanted = args.sides.split(",") if args.sides else None
         for round_ in range(args.rounds):
-            for label, command in commands(root, args.ff_venv, database_url, free_port()).items():
+            port = free_port()
+            found = sides(root, args.ff_venv, database_url, port, args.before)
+            for name, side in found.items():
+                if wanted is not None and name not in wanted:
+                    continue
                 loads.append(describe()["load_average"])
-                result = run_one(command, args.seconds, args.connections)
-                runs.setdefault(label, []).append(result)
+                result = run_one(side, port, args.seconds, args.connections)
+                runs.setdefault(name, []).append(result)
                 print(
-                    f"round {round_ + 1} {label:28} {result['rps']:9.0f} req/s"
-                    f"  p99 {result['p99_ms']:7.2f} ms  (load {loads[-1]})",
+                    f"round {round_ + 1} {LABELS[name]:40} {result['rps']:9.0f} req/s"
+                    f"  {result['cpu_us_per_request']:6.1f} CPU-us/request  p99 {result['p99_ms']:7.2f} ms"
+                    f"  (load {loads[-1]})",
                     file=sys.stderr,
                     flush=True,
                 )
-    medians = {
-        label: {key: statistics.median(r[key] for r in results) for key in results[0]}
-        for label, results in runs.items()
-    }
-    base = medians["raw Starlette (granian)"]
-    table = {
-        label: {
-            "rps": round(m["rps"]),
-            "p50_ms": round(m["p50_ms"], 2),
-            "p99_ms": round(m["p99_ms"], 2),
-            "rps_vs_starlette": round(m["rps"] / base["rps"], 3),
-            "p99_vs_starlette": round(m["p99_ms"] / base["p99_ms"], 3),
-            "server_cpu_us_per_request": round(m["cpu_us_per_request"], 1),
-            "non_2xx": sum(r["non_2xx"] for r in runs[label]),
-            "socket_errors": sum(r["socket_errors"] for r in runs[label]),
-            "rounds_rps": [round(r["rps"]) for r in runs[label]],
+    if runs:
+        medians = {
+            name: {key: statistics.median(r[key] for r in results) for key in results[0]}
+            for name, results in runs.items()
         }
-        for label, m in medians.items()
-    }
-    fn = medians["fnstage runtime"]
-    for label in ("functions-framework", "functions-framework --asgi"):
-        table["fnstage runtime"][f"rps_vs_{label}"] = round(fn["rps"] / medians[label]["rps"], 2)
-    print(
-        json.dumps(
-            {
-                "wrk": f"taskset -c 1 wrk -t1 -c{args.connections} -d{args.seconds}s --latency",
-                "servers": "one worker each, taskset -c 0",
-                "rounds": args.rounds,
-                "medians": table,
-                "goal": "fnstage >= 0.85x raw Starlette req/s, p99 <= 1.2x",
-                "machine": describe(),
-                "load_averages_during": loads,
-            },
-            indent=2,
-        )
-    )
+        base = medians.get("raw")
+        table: dict[str, dict[str, object]] = {}
+        for name, m in medians.items():
+            row: dict[str, object] = {
+                "label": LABELS[name],
+                "rps": round(m["rps"]),
+                "cpu_us_per_request": round(m["cpu_us_per_request"], 1),
+                "p50_ms": round(m["p50_ms"], 2),
+                "p99_ms": round(m["p99_ms"], 2),
+                "non_2xx": sum(r["non_2xx"] for r in runs[name]),
+                "socket_errors": sum(r["socket_errors"] for r in runs[name]),
+                "rounds_rps": [round(r["rps"]) for r in runs[name]],
+                "rounds_cpu_us": [round(r["cpu_us_per_request"], 1) for r in runs[name]],
+            }
+            if base is not None:
+                row["rps_vs_raw"] = round(m["rps"] / base["rps"], 3)
+                row["requests_per_cpu_s_vs_raw"] = round(
+                    base["cpu_us_per_request"] / m["cpu_us_per_request"], 3
+                )
+            table[name] = row
+        report["wrk"] = f"taskset -c 1 wrk -t1 -c{args.connections} -d{args.seconds}s --latency"
+        report["servers"] = "taskset -c 0"
+        report["rounds"] = args.rounds
+        report["medians"] = table
+        report["load_averages_during"] = loads
+    report["goal"] = "fnstage cell >= 0.85x the raw ASGI app (issue 17 item 4)"
+    report["machine_after"] = describe()
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

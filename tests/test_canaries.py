@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from fnstage.domain.canary import ArmCounts, CanarySpec, judge, parse_duration, parse_steps
 from fnstage.domain.errors import Conflict, InvalidInput
-from fnstage.runtime.split import Split, client_key, to_canary
+from fnstage.runtime.split import Split, key_of, to_canary
 from fnstage.service import Actor, Services
 from fnstage.store import canaries as sql
 from fnstage.store import schema as t
@@ -59,9 +59,10 @@ def test_a_client_with_a_key_stays_on_its_side_and_shares_come_out_right() -> No
     sides = [to_canary(split, f"user-{i}".encode()) for i in range(5000)]
     assert 0.17 < sum(sides) / len(sides) < 0.23
     assert all(to_canary(split, f"user-{i}".encode()) == sides[i] for i in range(5000))
-    assert client_key([(b"x-fnstage-key", b"abc")]) == b"abc"
-    assert client_key([(b"cookie", b"a=1; fnstage-key=xyz")]) == b"xyz"
-    assert client_key([(b"cookie", b"a=1")]) is None
+    assert key_of(b"abc", None) == key_of(b"abc", b"fnstage-key=xyz") == b"abc"
+    assert key_of(None, b"a=1; fnstage-key=xyz") == key_of(b"", b"a=1; fnstage-key=xyz") == b"xyz"
+    assert key_of(None, b"a=1") is None and key_of(None, None) is None
+    assert key_of(None, b'fnstage-key="unclosed') is None
 
 
 def _canary_started(services: Services, actor: Actor, gateway: str, **spec: object) -> None:

@@ -188,6 +188,31 @@ async def test_unjsonable_return_is_500() -> None:
     assert outcome.status == 500
 
 
+async def test_a_return_that_refers_to_itself_is_a_500_that_says_so_and_the_next_one_answers() -> None:
+    logs = InvocationLogs()
+    circular = live("def main(ctx):\n    d = {'a': [1]}\n    d['a'].append(d)\n    return d\n")
+    outcome = await call(circular, logs=logs)
+    assert outcome.status == 500
+    error = logs.recent("demo", "dev/user/me")[0].error or ""
+    assert "which is not JSON" in error and "refers to itself" in error
+    not_json = await call(live("def main(ctx):\n    return {'a': [1, {2}]}\n"), logs=logs)
+    assert "Object of type set is not JSON serializable" in (
+        logs.recent("demo", "dev/user/me")[1].error or ""
+    )
+    assert not_json.status == 500
+    nested = await call(live("def main(ctx):\n    return {'a': [{'b': 'é', 'c': 1.5, 'd': None}]}\n"))
+    assert nested.body == '{"a":[{"b":"é","c":1.5,"d":null}]}'.encode()
+
+
+async def test_an_outcome_says_how_long_the_invocation_took() -> None:
+    logs = InvocationLogs()
+    outcome = await call(
+        live("import asyncio\nasync def main(ctx):\n    await asyncio.sleep(0.02)\n"), logs=logs
+    )
+    assert 0.02 <= outcome.seconds < 5
+    assert logs.recent("demo", "dev/user/me")[0].duration_ms == pytest.approx(outcome.seconds * 1000)
+
+
 async def test_sync_main_runs_in_a_worker_thread() -> None:
     fn = live("import threading\ndef main(ctx):\n    return threading.current_thread().name\n")
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fn-worker") as executor:

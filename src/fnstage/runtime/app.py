@@ -2,7 +2,10 @@
 
 Raw ASGI on purpose: this is the hot path, and a framework's routing and request objects cost more than
 everything here. The request looks up its `LiveVersion` once and keeps it, so a deploy that swaps the
-registry mid-request never touches it (invariant 4).
+registry mid-request never touches it (invariant 4). On that path (BENCHMARKS.md, "Invocation
+overhead"): one walk over the headers finds everything the app and a canary split need, metrics and
+splits use the invocation's own duration (no clock read of their own), and the response goes out with
+its headers built once.
 
 Internal endpoints live under `/_fnstage/` (a prefix no function can have: names start with a letter
 or digit): `health`, `status` (live versions, load failures, the watcher's position),
@@ -32,9 +35,10 @@ from fnstage.runtime.configuration import CellConfiguration
 from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invoke
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
+from fnstage.runtime.request_ids import new_request_id
 from fnstage.runtime.request_metrics import RequestMetrics
 from fnstage.runtime.router import Route, Router
-from fnstage.runtime.split import Split, SplitKey, SplitStats, client_key, to_canary
+from fnstage.runtime.split import KEY_HEADER, Split, SplitKey, SplitStats, key_of, to_canary
 from fnstage.runtime.versions import ExtraVersions, VersionUnavailable
 from fnstage.sdk import TriggerInfo
 
@@ -51,6 +55,10 @@ DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # all names and values together, as the AP
 INTERNAL_PREFIX = "/_fnstage/"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+# the request headers the app reads (the split's key among them), found in its one walk over them
+_NOTED_HEADERS = frozenset(
+    {b"host", b"content-length", b"transfer-encoding", b"x-request-id", b"cookie", KEY_HEADER}
+)
 
 
 class BackgroundService(Protocol):
@@ -99,14 +107,17 @@ class RuntimeApp:
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="fnstage-fn")
         self.deadlines = Deadlines()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The ASGI call: returns the coroutine that handles it (the server awaits what an app returns;
+        an `async def` here would add a coroutine of its own to every request)."""
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-        elif kind == "websocket":
-            await send({"type": "websocket.close", "code": 1000})
+            return self._http(scope, receive, send)
+        if kind == "lifespan":
+            return self._lifespan(receive, send)
+        if kind == "websocket":
+            return send({"type": "websocket.close", "code": 1000})
+        return _nothing()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -136,10 +147,12 @@ class RuntimeApp:
         if path.startswith(INTERNAL_PREFIX):
             await self._internal(scope, receive, send)
             return
-        host = content_length = transfer_encoding = request_id = None
+        host = content_length = transfer_encoding = request_id = split_key = cookie = None
         header_bytes = 0
         for key, value in scope["headers"]:
             header_bytes += len(key) + len(value)
+            if key not in _NOTED_HEADERS:  # one set lookup for most of a browser's dozen headers
+                continue
             if key == b"host":
                 host = value.decode("latin-1")
             elif key == b"content-length":
@@ -148,8 +161,12 @@ class RuntimeApp:
                 transfer_encoding = value
             elif key == b"x-request-id":
                 request_id = value.decode("latin-1")
+            elif key == b"cookie":
+                cookie = value  # the split's key may be in it: found here, not by a second walk
+            elif split_key is None and value:  # KEY_HEADER
+                split_key = value
         if request_id is None or not _REQUEST_ID_RE.match(request_id):
-            request_id = os.urandom(16).hex()
+            request_id = new_request_id()
         if header_bytes > self.max_header_bytes:
             message = f"the request headers are {header_bytes} bytes: at most {self.max_header_bytes} bytes"
             headers = [*_JSON_HEADERS, (b"connection", b"close")]
@@ -170,7 +187,7 @@ class RuntimeApp:
                 if live is None:
                     return
         elif split is not None and split.stable == live.version:
-            if to_canary(split, client_key(scope["headers"])):
+            if to_canary(split, key_of(split_key, cookie)):
                 canary = await self._canary(split, live)
                 if canary is not None:
                     live, counted = canary, False
@@ -213,9 +230,11 @@ class RuntimeApp:
             return
         except ClientGone:
             return
+        # this request's configuration: the snapshot current now, whatever arrives meanwhile
+        configuration = self.configuration
+        base = live.name[len(live.env) + 1 :]  # "env/base" -> "base"
+        settings = None if configuration is None else configuration.current.for_function(base)
         metrics = self.metrics
-        timed = metrics is not None or split is not None
-        started = time.perf_counter() if timed else 0.0
         if metrics is not None:
             metrics.in_flight += 1
         try:
@@ -230,24 +249,27 @@ class RuntimeApp:
                 executor=self.executor,
                 logs=self.logs,
                 deadlines=self.deadlines,
-                settings=self._settings(live),
+                settings=settings,
                 count=counted,
             )
         finally:
             if metrics is not None:
                 metrics.in_flight -= 1
-        if timed:
-            seconds = time.perf_counter() - started
-            if metrics is not None:
-                metrics.observe(
-                    live.gateway, live.name, live.version, outcome.status, seconds, outcome.error is not None
-                )
-            if split is not None:
-                failed = outcome.error is not None
-                self.split_stats.record(live.gateway, live.name, live.version, failed, seconds * 1000)
+        # timed by the invocation itself: no clock read of the app's own on any request
+        failed = outcome.error is not None
+        if metrics is not None:
+            metrics.observe(live.gateway, live.name, live.version, outcome.status, outcome.seconds, failed)
+        if split is not None:
+            self.split_stats.record(live.gateway, live.name, live.version, failed, outcome.seconds * 1000)
+        body = outcome.body
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
-        headers.append((b"x-fnstage-version", str(live.version).encode()))
-        await _send(send, outcome.status, headers, outcome.body, request_id, head=head)
+        headers += (
+            (b"x-fnstage-version", b"%d" % live.version),
+            (b"content-length", b"%d" % len(body)),
+            (b"x-request-id", request_id.encode()),
+        )
+        await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if head else body})
 
     async def _canary(self, split: Split, stable: LiveVersion) -> LiveVersion | None:
         """The canary's version for a request the split sent to it; None (the stable version serves,
@@ -300,7 +322,7 @@ class RuntimeApp:
 
     async def _internal(self, scope: Scope, receive: Receive, send: Send) -> None:
         what = scope["path"][len(INTERNAL_PREFIX) :].rstrip("/")
-        request_id = os.urandom(16).hex()
+        request_id = new_request_id()
         if what == "health":
             await _send_json(send, 200, {"status": "ok", "live": len(self.registry)}, request_id)
             return
@@ -440,6 +462,10 @@ async def _send(
     headers = [*headers, (b"content-length", str(len(body)).encode()), (b"x-request-id", request_id.encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def _nothing() -> None:
+    """What the app does with a scope of a type it does not know."""
 
 
 async def _send_json(send: Send, status: int, data: Any, request_id: str) -> None:

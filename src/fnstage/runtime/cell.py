@@ -424,33 +424,28 @@ class SupervisorLink:
         """Grouped by function (the supervisor checks each function once, not each invocation)."""
         if not entries and not dropped:
             return
-        groups: dict[tuple[str, str], list[list[Any]]] = {}
+        groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         size = 0
         with contextlib.suppress(ChannelClosed):
             for gateway, name, e in entries:
                 rows = groups.get((gateway, name))
                 if rows is None:
                     rows = groups[(gateway, name)] = []
-                rows.append(
-                    [
-                        e.request_id,
-                        e.time,
-                        e.version,
-                        e.status,
-                        e.duration_ms,
-                        _lines(e.lines),
-                        e.error,
-                        e.trigger,
-                    ]
-                )
-                size += 200 + sum(len(line) for line in e.lines) + len(e.error or "")
+                lines = e.lines
+                # the entry as it is, its lines as their JSON text: a tuple encodes as a list
+                rows.append((*e[:5], _lines(lines), *e[6:]))
+                size += 200
+                if lines:  # no generator for the many invocations that log nothing (per request)
+                    size += sum(map(len, lines))
+                if e.error is not None:
+                    size += len(e.error)
                 if size >= LOG_MESSAGE_BYTES:
                     self._send_groups(groups, dropped)
                     groups, size, dropped = {}, 0, 0
             if groups or dropped:
                 self._send_groups(groups, dropped)
 
-    def _send_groups(self, groups: dict[tuple[str, str], list[list[Any]]], dropped: int) -> None:
+    def _send_groups(self, groups: dict[tuple[str, str], list[tuple[Any, ...]]], dropped: int) -> None:
         items = [[gateway, name, rows] for (gateway, name), rows in groups.items()]
         count = sum(len(rows) for rows in groups.values())
         # "t" then "n" first: the supervisor reads only that much and passes the rest to its log writer

@@ -1,0 +1,161 @@
+"""One cell on a TCP port, or a raw ASGI app on the same embedded granian: the two sides of the
+invocation overhead (issue 17 item 4), each a process wrk can load on its own.
+
+    python bench/cell_port.py cell PORT [--canary SHARE]   # fnstage's cell, its supervisor stood in for
+    python bench/cell_port.py raw PORT                     # a raw ASGI app, the same JSON, same server
+
+`cell`: the real `runtime.cell.run_cell` (the app, the invoker, request metrics, shipped invocation
+logs, the watchdog, configuration, version URLs: everything a cell runs for a request), forked from
+this process, which plays its supervisor over the real channel: it sends the function to load (and,
+with `--canary`, a split of the same code as version 2 at SHARE percent, answering the cell's request
+for that version), and reads and drops what the cell sends back. Only the sandbox is off (it refuses
+nothing a request does; it costs a cell's start, not a request). The supervisor's front is not in the
+path: wrk talks to the cell's own port, as to the raw app's.
+
+`raw`: `RAW_BODY` with the headers a minimal app sends, served by `cell_server.ListeningServer` in a
+uvloop loop, exactly as a cell serves its app. Run with another checkout's `src` first on PYTHONPATH,
+`cell` serves that checkout's cell (a "before" side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+FUNCTION = "async def main(ctx):\n    return {'message': 'Hello, world!'}\n"
+RAW_BODY = json.dumps({"message": "Hello, world!"}, separators=(",", ":")).encode()
+HOST = "bench.prod.localhost"  # the cell serves gateway `bench`, environment `prod`
+
+
+def _row(version: int) -> Any:
+    from fnstage.build import build
+    from fnstage.store.records import PublishedFunction
+
+    bundle = build({"index.py": FUNCTION + "\n" * version}, "index.py")
+    return PublishedFunction(
+        "bench",
+        "prod/hello",
+        version,
+        f"1.0.{version}",
+        "index.py",
+        bundle.compiled,
+        dict(bundle.files),
+        bundle.hash,
+        ["GET"],
+        {},
+        version,
+    )
+
+
+def serve_cell(port: int, canary_share: int | None, logs: bool = True, metrics: bool = True) -> None:
+    """Fork a cell serving 127.0.0.1:`port` and stand in for its supervisor until it ends."""
+    from fnstage.runtime.cell import CellSpec, run_cell
+
+    folder = Path(tempfile.mkdtemp(prefix="fnstage-bench-cell-"))
+    spec = CellSpec(
+        gateway="bench",
+        env="prod",
+        temp_dir=folder,
+        control_key="bench",
+        port=port,
+        sandbox=False,
+        ship_logs=logs,  # as under `fnstage up` (durable logs on)
+        metrics=metrics,  # as with --metrics-port
+    )
+    ours, theirs = multiprocessing.Pipe()
+
+    def cell_main() -> None:
+        ours.close()  # the cell must see the channel close when this process ends, as a supervisor's
+        run_cell(spec, theirs)
+
+    cell = multiprocessing.get_context("fork").Process(target=cell_main, daemon=True)
+    cell.start()
+    theirs.close()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the bench stops it so: clean up first
+    stable, canary = _row(1), _row(2)
+    try:
+        while True:
+            data = ours.recv_bytes()
+            if not data.startswith((b'{"t":"ready"', b'{"t":"want"')):
+                continue  # counts, metrics, log shipments: a supervisor's work, not the cell's
+            message = json.loads(data)
+            kind = message["t"]
+            if kind == "ready":
+                ours.send(("load", 1, [stable]))
+                if canary_share is not None:
+                    ours.send(("splits", [["bench", "prod/hello", 1, 2, canary_share]]))
+            elif kind == "want":
+                ours.send(("version", message["id"], canary, None, 200))
+    except (EOFError, OSError, KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        cell.kill()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(RAW_BODY))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": RAW_BODY})
+
+
+def serve_raw(port: int) -> None:
+    """`raw_app` on granian's embedded server in a uvloop loop, configured as a cell configures it."""
+    import uvloop
+    from granian.constants import HTTPModes, Interfaces
+    from granian.log import LogLevels
+
+    from fnstage.runtime.cell_server import ListeningServer, listen
+
+    async def serve() -> None:
+        server = ListeningServer(
+            raw_app,
+            listen(uds=None, host="127.0.0.1", port=port),
+            interface=Interfaces.ASGI,
+            http=HTTPModes.http1,
+            websockets=False,
+            log_enabled=False,
+            log_level=LogLevels("warning"),
+            log_access=False,
+        )
+        await server.serve()
+
+    uvloop.run(serve())
+    os._exit(0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("what", choices=("cell", "raw"))
+    parser.add_argument("port", type=int)
+    parser.add_argument("--canary", type=int, default=None, help="split to version 2 at this share (%%)")
+    parser.add_argument("--no-logs", action="store_true", help="the cell ships no invocation logs")
+    parser.add_argument("--no-metrics", action="store_true", help="the cell counts no request metrics")
+    args = parser.parse_args()
+    if args.what == "cell":
+        serve_cell(args.port, args.canary, logs=not args.no_logs, metrics=not args.no_metrics)
+    else:
+        serve_raw(args.port)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
