@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from fnstage.testing import UpProcess
 
 pytest.register_assert_rewrite("support.browser")  # before its import: pytest_plugins loads it too
-from support.browser import open_console, open_function  # noqa: E402
+from support.browser import ok, open_console, open_function  # noqa: E402
 
 pytest_plugins = ["support.browser"]  # the browser fixtures: Chromium, a real fnstage up
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.long]
@@ -32,7 +32,7 @@ def test_settings_and_secrets_are_set_masked_and_rolled_back(
     settings = page.locator("section", has=page.get_by_role("heading", name="Settings"))
     settings.get_by_label("Key", exact=True).fill("DATABASE_URL")
     settings.get_by_label("Value", exact=True).fill("postgresql://prod-db/app")
-    settings.get_by_role("button", name="Set").click()
+    settings.get_by_role("button", name="Set", exact=True).click()
     expect(settings.locator("tr[data-key=DATABASE_URL]")).to_contain_text("postgresql://prod-db/app")
 
     secrets = page.locator("section", has=page.get_by_role("heading", name="Secrets"))
@@ -55,6 +55,44 @@ def test_settings_and_secrets_are_set_masked_and_rolled_back(
     expect(secrets.locator("tr[data-key=STRIPE_KEY]")).to_have_count(0)
     view = console_api.get("/gateways/cfg/config/prod").json()
     assert view["version"] == 3 and view["secrets"] == []
+
+
+def test_a_setting_typed_while_the_last_one_is_set_is_kept(
+    page: Page, console_up: UpProcess, console_api: httpx.Client
+) -> None:
+    """The first Set's answer is held back; the user types the next setting meanwhile. The answer used to
+    empty the form, so what they typed was lost."""
+    ok(console_api.post("/gateways", json={"id": "cfgtyping"}))
+    held: list[Route] = []
+    page.route(
+        "**/gateways/cfgtyping/config/dev",
+        lambda route: (
+            held.append(route) if route.request.method == "PATCH" and not held else route.continue_()
+        ),
+    )
+    open_console(page, console_up, "#/g/cfgtyping/config/dev")
+    settings = page.locator("section", has=page.get_by_role("heading", name="Settings"))
+    expect(settings).to_contain_text("No settings.")
+    key, value = settings.get_by_label("Key", exact=True), settings.get_by_label("Value", exact=True)
+    key.fill("DATABASE_URL")
+    value.fill("postgresql://dev-db/app")
+    settings.get_by_role("button", name="Set", exact=True).click()
+    for _ in range(50):  # the PATCH is on its way, and held
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "Set never sent its PATCH"
+    key.fill("CACHE_URL")  # typed while the first one is set
+    value.fill("redis://dev-cache")
+    held[0].continue_()
+    expect(settings.locator("tr[data-key=DATABASE_URL]")).to_contain_text("postgresql://dev-db/app")
+    expect(key).to_have_value("CACHE_URL")
+    expect(value).to_have_value("redis://dev-cache")
+
+    settings.get_by_role("button", name="Set", exact=True).click()  # unhindered, the form empties once set
+    expect(settings.locator("tr[data-key=CACHE_URL]")).to_contain_text("redis://dev-cache")
+    expect(key).to_have_value("")
+    expect(value).to_have_value("")
 
 
 def test_the_release_sheet_shows_which_required_keys_the_target_has(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Locator, Page, Route, expect
 
 from fnstage.testing import UpProcess
 
@@ -75,35 +75,107 @@ def test_requirements_are_changed_on_the_page_and_the_lock_is_shown(
     ]
 
 
+def _hold_first_change(page: Page, gateway: str) -> list[Route]:
+    """Hold back the page's first PUT of `gateway`'s requirements (an install that takes a while): it
+    waits in the returned list until the test calls its `continue_()`."""
+    held: list[Route] = []
+    page.route(
+        f"**/gateways/{gateway}/dependencies",
+        lambda route: held.append(route) if route.request.method == "PUT" and not held else route.continue_(),
+    )
+    return held
+
+
+def _wait_until_held(page: Page, held: list[Route]) -> Route:
+    for _ in range(50):  # the PUT is on its way
+        if held:
+            return held[0]
+        page.wait_for_timeout(100)
+    raise AssertionError("the page never sent its PUT")
+
+
+def _open_requirements(page: Page, console_up: UpProcess, console_api: httpx.Client, gateway: str) -> Locator:
+    ok(console_api.post("/gateways", json={"id": gateway}))
+    open_console(page, console_up, f"#/g/{gateway}/deps")
+    requirements = page.locator("section", has=page.get_by_role("heading", name="Requirements"))
+    expect(requirements).to_contain_text("No requirements.")
+    return requirements
+
+
 def test_a_requirement_typed_while_the_last_one_installs_is_kept(
     page: Page, console_up: UpProcess, console_api: httpx.Client
 ) -> None:
     """The first Add's answer is held back (an install that takes a while); the user types the next
     requirement meanwhile. The answer used to clear the field, so the next Add sent nothing (the a11y
     test hit it in CI when its gateway already listed the first package)."""
-    ok(console_api.post("/gateways", json={"id": "typing"}))
-    open_console(page, console_up, "#/g/typing/deps")
-    requirements = page.locator("section", has=page.get_by_role("heading", name="Requirements"))
-    expect(requirements).to_contain_text("No requirements.")
-    held: list[Route] = []
-    page.route(
-        "**/gateways/typing/dependencies",
-        lambda route: held.append(route) if route.request.method == "PUT" and not held else route.continue_(),
-    )
+    requirements = _open_requirements(page, console_up, console_api, "typing")
+    held = _hold_first_change(page, "typing")
     field = requirements.get_by_label("Requirement", exact=True)
     field.fill("fnpkg==1.0")
     requirements.get_by_role("button", name="Add").click()
-    for _ in range(50):  # the PUT is on its way, and held
-        if held:
-            break
-        page.wait_for_timeout(100)
-    assert held, "the first Add never sent its PUT"
+    _wait_until_held(page, held)
     field.fill("fnpkg==9.9")  # typed while the first one installs
     held[0].continue_()
     expect(requirements.locator("tr[data-requirement=fnpkg]")).to_contain_text("fnpkg==1.0")
     expect(field).to_have_value("fnpkg==9.9")
     requirements.get_by_role("button", name="Add").click()
     expect(requirements.get_by_role("alert")).to_contain_text("cannot be resolved")
+
+
+def test_text_typed_in_set_all_while_a_change_installs_is_kept(
+    page: Page, console_up: UpProcess, console_api: httpx.Client
+) -> None:
+    """Every answer used to rewrite the "Set all" box with the requirements it listed, so what the user
+    was typing there was lost when another change (an Add, a Remove) answered."""
+    requirements = _open_requirements(page, console_up, console_api, "setall")
+    held = _hold_first_change(page, "setall")
+    all_box = requirements.get_by_label("All requirements, one a line")
+    requirements.get_by_label("Requirement", exact=True).fill("fnpkg==1.0")
+    requirements.get_by_role("button", name="Add").click()
+    _wait_until_held(page, held)
+    all_box.fill("fnpkg==2.0\nnative-thing\n")  # typed while the Add installs
+    held[0].continue_()
+    expect(requirements.locator("tr[data-requirement=fnpkg]")).to_contain_text("fnpkg==1.0")
+    expect(all_box).to_have_value("fnpkg==2.0\nnative-thing\n")
+
+    requirements.get_by_role("button", name="Set all").click()
+    expect(requirements.locator("tr[data-requirement]")).to_have_count(2)
+    expect(requirements.locator("tr[data-requirement=fnpkg]")).to_contain_text("fnpkg==2.0")
+    expect(all_box).to_have_value("fnpkg==2.0\nnative-thing")  # the box, untouched since, is the answer's
+    requirements.get_by_role("button", name="Remove native-thing").click()
+    expect(requirements.locator("tr[data-requirement]")).to_have_count(1)
+    expect(all_box).to_have_value("fnpkg==2.0")
+
+
+def test_a_slow_install_shows_its_progress_until_it_answers(
+    page: Page, console_up: UpProcess, console_api: httpx.Client
+) -> None:
+    """While the server resolves and installs (held back here), the page says so with a progress bar and
+    takes no other change; the answer hides the bar and gives the buttons back."""
+    requirements = _open_requirements(page, console_up, console_api, "slowinstall")
+    bar = requirements.get_by_role("progressbar", name="Resolving and installing")
+    status = requirements.get_by_role("status")
+    add = requirements.get_by_role("button", name="Add")
+    set_all = requirements.get_by_role("button", name="Set all")
+    expect(bar).to_be_hidden()
+    held = _hold_first_change(page, "slowinstall")
+    requirements.get_by_label("Requirement", exact=True).fill("fnpkg==1.0")
+    add.click()
+    route = _wait_until_held(page, held)
+    expect(bar).to_be_visible()
+    expect(status).to_contain_text("Resolving and installing the dependencies")
+    expect(add).to_be_disabled()
+    expect(set_all).to_be_disabled()
+    page.wait_for_timeout(500)  # however long the install takes, the bar stays
+    expect(bar).to_be_visible()
+    assert console_api.get("/gateways/slowinstall/dependencies").json()["dependencies"] == []
+
+    route.continue_()
+    expect(requirements.locator("tr[data-requirement=fnpkg]")).to_contain_text("fnpkg==1.0")
+    expect(bar).to_be_hidden()
+    expect(add).to_be_enabled()
+    expect(set_all).to_be_enabled()
+    expect(requirements.get_by_role("button", name="Remove fnpkg==1.0")).to_be_enabled()
 
 
 def test_history_names_each_entrys_lock_and_the_release_sheet_lists_package_changes(

@@ -89,6 +89,125 @@ def test_a_cards_runtime_error_is_shown_whole_on_hover_and_when_expanded(
     assert box[0] <= box[1], "the expanded error wraps instead of being cut"
 
 
+LONG_ERROR = {
+    # a load failure (the runtime refused the version), request failures, and one unbroken word
+    "dev": "ModuleNotFoundError: No module named 'greetings_service_client_for_the_quota_checking_api' "
+    "(index.py imports it at line 1; add it to the gateway's dependencies, or push the file that defines it)",
+    "staging": FAILING_ERROR,
+    "prod": "ValueError: " + "/var/lib/app/templates/" + "very-long-folder-name-" * 12 + "greeting.txt",
+}
+LONG_NOTE = "QA round 1: " + "the greeting now names the user and the quota, checked by three people; " * 3
+
+
+def _with_long_errors(route: Route) -> None:
+    """The real overview of user/me, every card made to fail with a long error and carry a long note."""
+    data = route.fetch().json()
+    for env, card in data["environments"].items():
+        runtime = card["runtime"]
+        assert runtime["runtimes"], f"{env}: no runtime on the card to fail"
+        error, first = LONG_ERROR[env], runtime["runtimes"][0]
+        if env == "dev":
+            first.update(state="failed", error=error)
+            runtime.update(failed=1, live=runtime["live"] - 1, summary=f"live 0/1, failed on 1: {error}")
+        else:
+            first.update(requests=10, errors=4, last_error=error)
+            runtime.update(requests=10, errors=4, summary=f"live 1/1, 4 of 10 requests failed: {error}")
+        if env == "prod":  # the summary alone carries the error (no runtime's words): it still expands
+            first.update(last_error=None)
+        card["note"] = LONG_NOTE
+    route.fulfill(json=data)
+
+
+def test_every_cards_long_error_and_note_are_shown_whole(
+    page: Page, console_up: UpProcess, console_api: httpx.Client
+) -> None:
+    seed(console_api, "everycard")
+    page.route(re.compile(r".*/api/v1/gateways/everycard/overview/user/me$"), _with_long_errors)
+    open_function(page, console_up, "everycard")
+    for env in ("dev", "staging", "prod"):
+        card = page.locator(f".env-card[data-env={env}]")
+        line = card.locator(".runtime-state")
+        expect(line).to_contain_text("live")
+        assert line.evaluate("(el) => el.scrollWidth > el.clientWidth"), (
+            f"{env}: the error fits; proves nothing"
+        )
+        assert LONG_ERROR[env] in (line.get_attribute("title") or ""), f"{env}: not whole on hover"
+        full = card.get_by_test_id(f"runtime-error-{env}")
+        expect(full).to_be_hidden()
+        card.locator("summary").focus()
+        page.keyboard.press("Enter")  # a <details>: by keyboard as by a click
+        expect(full).to_be_visible()
+        expect(full).to_contain_text(LONG_ERROR[env])
+        box = full.evaluate("(el) => [el.scrollWidth, el.clientWidth]")
+        assert box[0] <= box[1], f"{env}: the expanded error is cut instead of wrapped"
+
+        note = card.locator(".note")
+        assert note.evaluate("(el) => el.scrollWidth > el.clientWidth"), (
+            f"{env}: the note fits; proves nothing"
+        )
+        assert note.get_attribute("title") == LONG_NOTE, f"{env}: the note is not whole on hover"
+
+
+ROW_BOXES = """() => [...document.querySelectorAll('.fn-rows li')].map((li) => {
+  const row = li.querySelector('.fn-row');
+  return {
+    name: row.querySelector('.fn-name').textContent,
+    li: li.getBoundingClientRect().height,
+    row: row.getBoundingClientRect().height,
+    tallest: Math.max(...[...row.querySelectorAll('*')].map((el) => el.getBoundingClientRect().height)),
+  };
+})"""
+
+
+def _listed(
+    base: str, env: str, *, semver: str = "1.0.0", by: str = "admin", error: str = ""
+) -> dict[str, Any]:
+    runtime = {"live": 1, "failed": 0, "pending": 0, "silent": 0, "active": 1, "requests": 10, "errors": 0}
+    runtime["summary"] = f"live 1/1, 4 of 10 requests failed: {error}" if error else "live 1/1"
+    runtime["errors"] = 4 if error else 0
+    return {
+        "gateway": "mixed",
+        "name": f"{env}/{base}",
+        "env": env,
+        "base": base,
+        "version": 1,
+        "semver": semver,
+        "entrypoint": "index.py",
+        "history_id": None,
+        "updated_at": "2026-11-30T10:00:00+00:00",
+        "updated_by": by,
+        "runtime": runtime,
+    }
+
+
+def test_rows_with_and_without_long_text_and_errors_are_of_one_height(
+    page: Page, console_up: UpProcess
+) -> None:
+    """Measured in the DOM: a plain row, and rows with a long name, long versions, a long deployer's
+    name, failing everywhere with long errors, or in one environment only, are all one height, and
+    nothing in a row is taller than the row (wrapped text, hidden by the row's cut)."""
+    long_semver = "1.0.0-rc.1+build.20261201.0123456789abcdef.with-more-metadata"
+    functions = [
+        _listed("plain/fn", "dev"),
+        *(_listed("plain/released", env) for env in ("dev", "staging", "prod")),
+        *(_listed("a-" + "long-name-" * 20 + "end", env) for env in ("dev", "staging")),
+        *(_listed("long/semver", env, semver=long_semver) for env in ("dev", "staging", "prod")),
+        _listed("long/deployer", "dev", by="a.very.long.user.name.from.the.identity.provider@example.com"),
+        *(_listed("failing/everywhere", env, error=LONG_ERROR[env]) for env in ("dev", "staging", "prod")),
+    ]
+    body = json.dumps({"functions": functions})
+    page.route(
+        re.compile(r".*/api/v1/gateways/mixed/functions\?runtime=true$"),
+        lambda route: route.fulfill(status=200, content_type="application/json", body=body),
+    )
+    open_console(page, console_up, "#/g/mixed")
+    expect(page.locator(".fn-count")).to_have_text("6 functions", timeout=SLOW)
+    boxes = page.evaluate(ROW_BOXES)
+    assert len(boxes) == 6, boxes
+    assert len({(b["li"], b["row"]) for b in boxes}) == 1, f"rows of different heights: {boxes}"
+    assert all(b["tallest"] <= b["row"] for b in boxes), f"something in a row is taller than it: {boxes}"
+
+
 def _synthetic_list(n: int) -> list[dict[str, Any]]:
     """n functions as the API lists them (one entry per environment), in every state: some in dev only,
     some released to staging or prod, some failing, some not live; one with a very long name."""

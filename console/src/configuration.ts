@@ -10,6 +10,12 @@ function fail(target: HTMLElement, err: unknown): void {
   target.textContent = err instanceof ApiError || err instanceof Error ? err.message : String(err);
 }
 
+/** Empty the fields of a form whose change has answered, unless the user has typed the next one since it
+ * was sent (the answer can take a while): what they typed is theirs, and stays. */
+function clearIfUnchanged(fields: HTMLInputElement[], sent: readonly string[]): void {
+  if (fields.every((field, i) => field.value === sent[i])) for (const field of fields) field.value = "";
+}
+
 export function configHref(gatewayHref: string, env: string): string {
   return `${gatewayHref}/config/${encodeURIComponent(env)}`;
 }
@@ -164,10 +170,10 @@ export function renderConfiguration(container: HTMLElement, gateway: string, env
       onsubmit: async (e: Event) => {
         e.preventDefault();
         configError.textContent = "";
+        const sent = [keyInput.value, valueInput.value] as const;
         try {
-          await api.patch(base, { set: { [keyInput.value.trim()]: valueInput.value }, function: fnInput.value.trim() || null });
-          keyInput.value = "";
-          valueInput.value = "";
+          await api.patch(base, { set: { [sent[0].trim()]: sent[1] }, function: fnInput.value.trim() || null });
+          clearIfUnchanged([keyInput, valueInput], sent);
         } catch (err) {
           fail(configError, err);
         }
@@ -194,13 +200,14 @@ export function renderConfiguration(container: HTMLElement, gateway: string, env
         e.preventDefault();
         secretsError.textContent = "";
         const value = secretValue.value;
+        const key = secretKey.value;
         secretValue.value = ""; // out of the page at once, whatever the answer
         try {
-          await api.put(`${gw(gateway)}/secrets/${encodeURIComponent(env)}/${encodeURIComponent(secretKey.value.trim())}`, {
+          await api.put(`${gw(gateway)}/secrets/${encodeURIComponent(env)}/${encodeURIComponent(key.trim())}`, {
             value,
             function: secretFn.value.trim() || null,
           });
-          secretKey.value = "";
+          clearIfUnchanged([secretKey, secretValue], [key, ""]); // a value typed since is kept with its key
         } catch (err) {
           fail(secretsError, err);
         }

@@ -61,6 +61,9 @@ export function lockChangesList(changes: LockChange[]): HTMLElement | null {
 export function renderDependencies(container: HTMLElement, gateway: string): void {
   const path = `${gw(gateway)}/dependencies`;
   let current: string[] = [];
+  // What the "Set all" box held when the page last wrote it (or sent it): an answer rewrites the box only
+  // while it still holds that, so text the user is typing survives any change's answer.
+  let allWritten = "";
   const summary = h("p", { class: "muted small", "aria-live": "polite" });
   const requirementsBody = h("tbody");
   const lockBody = h("tbody");
@@ -101,7 +104,10 @@ export function renderDependencies(container: HTMLElement, gateway: string): voi
     );
     lockText.textContent = view.lock?.text ?? "";
     lockDetails.hidden = !view.lock;
-    allInput.value = current.join("\n");
+    if (allInput.value === allWritten) {
+      allWritten = current.join("\n");
+      allInput.value = allWritten;
+    }
   }
 
   function button(attrs: Record<string, unknown>, label: string, onclick: () => void): HTMLButtonElement {
@@ -129,14 +135,16 @@ export function renderDependencies(container: HTMLElement, gateway: string): voi
     }
   }
 
-  async function change(requirements: string[]): Promise<void> {
+  /** Send the whole list; true once the server has set it (false: refused, its words shown). */
+  async function change(requirements: string[]): Promise<boolean> {
     clear(error);
     busy(true);
     try {
       show(await api.put(path, { dependencies: requirements }));
-      return;
+      return true;
     } catch (err) {
       refusal(err);
+      return false;
     } finally {
       busy(false);
     }
@@ -179,12 +187,16 @@ export function renderDependencies(container: HTMLElement, gateway: string): voi
       class: "stack",
       onsubmit: async (e: Event) => {
         e.preventDefault();
-        await change(
-          allInput.value
+        const sent = allInput.value;
+        const before = allWritten;
+        allWritten = sent; // its answer may replace it with the requirements as set
+        const set = await change(
+          sent
             .split("\n")
             .map((line) => line.trim())
             .filter(Boolean),
         );
+        if (!set && allWritten === sent) allWritten = before; // refused: the text stays the user's
       },
     },
     h("label", { class: "label", for: "deps-all" }, "All requirements, one a line"),

@@ -401,7 +401,9 @@ function runtimeState(card: Card): HTMLElement {
   const errors = [...new Set(card.runtime.runtimes.map((r) => r.error ?? r.last_error).filter((e): e is string => Boolean(e)))];
   const full = [summary, ...errors.filter((e) => !summary.includes(e))].join("\n");
   const line = h("span", { class: `runtime-state ${runtimeClass(card)}`, title: full }, h("span", { class: "pulse", "aria-hidden": "true" }), summary);
-  if (!errors.length) return line;
+  // failing without a runtime's words (the summary alone carries them) still expands: a title is no help
+  // to a keyboard or a touch screen
+  if (!errors.length && !card.runtime.failed && !card.runtime.errors) return line;
   return h("details", { class: "runtime-details" }, h("summary", { title: full }, line, icon("chevron")), h("p", { class: "runtime-full", "data-testid": `runtime-error-${card.env}` }, full));
 }
 
@@ -431,7 +433,8 @@ function renderCards(container: HTMLElement, cards: Record<string, Card | null>,
               h("div", { class: "semver-line" }, h("span", { class: "semver mono", "data-testid": `semver-${env}` }, `v${card.semver}`), h("span", { class: "version" }, `version ${card.version}`)),
               runtimeState(card),
               card.canary ? canaryLine(card.canary) : null,
-              h("p", { class: "note" }, card.note ? `“${card.note}”` : h("span", { class: "muted" }, card.kind === "create" ? "created" : "no note")),
+              // one line, cut to the card: the whole note on hover
+              h("p", { class: "note", title: card.note ?? undefined }, card.note ? `“${card.note}”` : h("span", { class: "muted" }, card.kind === "create" ? "created" : "no note")),
               h("p", { class: "meta" }, h("span", { class: "avatar small", "aria-hidden": "true" }, card.deployed_by.slice(0, 1).toUpperCase()), `${card.deployed_by} · `, h("time", { datetime: card.deployed_at, title: formatTime(card.deployed_at) }, timeAgo(card.deployed_at)), card.kind ? ` · ${card.kind}` : ""),
               h(
                 "div",
