@@ -7,8 +7,8 @@ before cells.
 1. **Invocation**, wrk -t1 -c64 against one small async function, rounds interleaved, each server
    started afresh: (a) the runtime before cells (`--baseline SRC`: another checkout's `fnstage runtime
    --gateway bench`, one granian worker), (b) `fnstage runtime --gateway bench --env dev` (a cell served
-   directly until issue 12; since then a cell behind the front, with a cell per lock beside it;
-   `--env-before SRC` adds (b0), a checkout's `--env dev` from before, its one cell on the port), (c)
+   directly; behind the front from issue 12 until the environment's cell served the port again, lock
+   cells reached through it; `--env-before SRC` adds (b0), another checkout's `--env dev`), (c)
    the same through the front (`fnstage runtime --gateway bench`, as `fnstage up` runs it). Ratios
    b/a and c/b, in req/s and in requests per CPU-second of the server's whole
    process tree (supervisor, zygote and cell; or runtime and worker), which a busy machine disturbs
@@ -136,7 +136,7 @@ def invocation(
     here = str(Path(__file__).resolve().parents[1] / "src")
     env_dev = ["--database-url", url, "--gateway", "bench", "--env", "dev"]
     servers: dict[str, tuple[list[str], str | None]] = {
-        **({"(b0) --env before issue 12: cell direct": (env_dev, env_before)} if env_before else {}),
+        **({"(b0) --env of the --env-before checkout": (env_dev, env_before)} if env_before else {}),
         "(b) --env": (env_dev, here),
         "(c) front -> cell": (["--database-url", url, "--gateway", "bench"], here),
     }

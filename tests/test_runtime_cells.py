@@ -271,3 +271,37 @@ def test_a_function_moves_to_its_locks_cell_and_the_cell_it_left_stops(
         assert prepared == [one[2], one[2], two[2], three[2]]
     finally:
         cell_set.stop_all()
+
+
+def test_a_held_cell_answers_only_once_the_first_sync_gave_it_its_functions(
+    zygote: Zygote, tmp_path: Path
+) -> None:
+    """`fnstage runtime --env prod`: its one cell listens on the public port before the first sync. It
+    answered 404 for a function that exists then (seen under load in 1 run of 3); held, a request waits
+    until the cell holds what is published, and health says 503 until then."""
+    import threading
+
+    def spec(slot: Slot) -> CellSpec:
+        folder = tmp_path / f"{slot[0]}.{slot[1]}"
+        return CellSpec(slot[0], slot[1], folder, "key", uds=folder / "cell.sock", held=True)
+
+    cell_set = CellSet(spec, Events(), zygote, keep_empty=True)
+    cell_set.synced = False  # as the supervisor of one environment, before its first sync
+    slot = ("demo", "prod", "")
+    try:
+        assert cell_set.ensure(slot) is not None
+        assert get(cell_set, slot, "/_fnstage/health").status_code == 503
+        answers: list[httpx.Response] = []
+        request = threading.Thread(target=lambda: answers.append(get(cell_set, slot, "/user/me")))
+        request.start()
+        time.sleep(0.5)
+        assert not answers, answers[0].text  # before the fix: 404 "no function prod/user/me is live"
+        cell_set.load([row("prod/user/me", 1, ANSWER % 1)])
+        time.sleep(0.2)
+        assert not answers, answers[0].text  # loaded, but the sync is not done: still held
+        cell_set.serve_after_sync()
+        request.join(10)
+        assert [(a.status_code, a.json()) for a in answers] == [(200, {"version": 1})]
+        assert get(cell_set, slot, "/_fnstage/health").status_code == 200
+    finally:
+        cell_set.stop_all()
