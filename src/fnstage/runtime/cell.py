@@ -358,6 +358,8 @@ class SupervisorLink:
         """Which of this environment's functions run in a lock's cell, and its socket: the app forwards
         their requests there (an --env runtime's environment cell, alone on the public port). Applied
         before the answer, so the supervisor reports a function live there only once it is routed."""
+        if table:  # imported here, off the event loop: the first forwarded request does not wait for it
+            importlib.import_module("fnstage.runtime.forward")
         app = self.app
         if app is not None:
             app.set_forwards({(str(g), str(name)): str(target) for g, name, target in table})
