@@ -194,6 +194,7 @@ def request_head(scope: MutableMapping[str, Any]) -> tuple[bytes, bool, bool]:
     """The request line and headers for the cell (HTTP/1.1), whether the body goes chunked, and whether
     there is a body at all."""
     raw = scope.get("raw_path") or quote(scope["path"], safe="/:@!$&'()*+,;=-._~%").encode("latin-1")
+    raw = raw.partition(b"?")[0]  # the query is `query_string` (some servers leave it in raw_path too)
     query = scope.get("query_string") or b""
     target = raw + b"?" + query if query else raw
     lines = [b"%s %s HTTP/1.1\r\n" % (scope["method"].encode("latin-1"), target)]
