@@ -7,9 +7,11 @@ before cells.
 1. **Invocation**, wrk -t1 -c64 against one small async function, rounds interleaved, each server
    started afresh: (a) the runtime before cells (`--baseline SRC`: another checkout's `fnstage runtime
    --gateway bench`, one granian worker), (b) `fnstage runtime --gateway bench --env dev` (a cell served
-   directly until issue 12; since then a cell behind the front, with a cell per lock beside it;
-   `--env-before SRC` adds (b0), a checkout's `--env dev` from before, its one cell on the port), (c)
-   the same through the front (`fnstage runtime --gateway bench`, as `fnstage up` runs it). Ratios
+   directly; behind the front from issue 12 until the environment's cell served the port again, lock
+   cells reached through it; `--env-before SRC` adds (b0), another checkout's `--env dev`), (c)
+   the same through the front (`fnstage runtime --gateway bench`, as `fnstage up` runs it), and with
+   `--forwarded` (d): `--env dev` again, the same function pinned to a lock (its own cell, reached
+   through the environment's cell). Ratios
    b/a and c/b, in req/s and in requests per CPU-second of the server's whole
    process tree (supervisor, zygote and cell; or runtime and worker), which a busy machine disturbs
    far less than req/s.
@@ -44,7 +46,10 @@ CLIENT = httpx.Client(timeout=10)
 FUNCTION = "async def main(ctx):\n    return 'Hello, world!'\n"
 
 
-def publish(root: Path, gateways: int, per_gateway: int) -> str:
+def publish(root: Path, gateways: int, per_gateway: int, forwarded: bool = False) -> str:
+    """`forwarded`: gateway bench also pins fnpkg==1.0 (small local wheels, installed here and found by
+    the runtimes through the same settings) and saves `dev/pinned`, the same function, with that lock:
+    it runs in the lock's cell."""
     from stores import bench_admin
 
     from fnstage.service import Services
@@ -61,6 +66,13 @@ def publish(root: Path, gateways: int, per_gateway: int) -> str:
         for i in range(per_gateway):
             name = "dev/hello" if i == 0 else f"dev/fn/{i}"
             services.deployments.save(actor, gateway, name, {"index.py": FUNCTION})
+    if forwarded:
+        from fnstage.testing import offline_env, wheelhouse
+
+        os.environ.update(offline_env(wheelhouse(root / "wheels"), root))  # the runtimes inherit them
+        services = Services.create(store)
+        services.gateways.set_dependencies("bench", ["fnpkg==1.0"], actor)
+        services.deployments.save(actor, "bench", "dev/pinned", {"index.py": FUNCTION})
     store.close()
     return url
 
@@ -95,7 +107,9 @@ def start(
     raise RuntimeError(f"fnstage runtime {' '.join(args)} did not answer within 120 s")
 
 
-def wrk(port: int, seconds: int, host: str = "bench.dev.localhost") -> tuple[float, int]:
+def wrk(
+    port: int, seconds: int, host: str = "bench.dev.localhost", path: str = "/hello"
+) -> tuple[float, int]:
     """(requests per second, requests answered) of one wrk run; divide the server's CPU time over the
     run by the second for its CPU per request."""
     out = subprocess.run(
@@ -106,7 +120,7 @@ def wrk(port: int, seconds: int, host: str = "bench.dev.localhost") -> tuple[flo
             f"-d{seconds}s",
             "-H",
             f"Host: {host}",
-            f"http://127.0.0.1:{port}/hello",
+            f"http://127.0.0.1:{port}{path}",
         ],
         capture_output=True,
         text=True,
@@ -128,7 +142,12 @@ def free_port() -> int:
 
 
 def invocation(
-    url: str, baseline: str | None, rounds: int, seconds: int, env_before: str | None = None
+    url: str,
+    baseline: str | None,
+    rounds: int,
+    seconds: int,
+    env_before: str | None = None,
+    forwarded: bool = False,
 ) -> dict[str, list[tuple[float, float]]]:
     """Per server, per round: (requests per second, CPU microseconds per request of its whole process
     tree). The second is what a busy machine disturbs least: req/s depends on how much of the two
@@ -137,7 +156,7 @@ def invocation(
     here = str(Path(__file__).resolve().parents[1] / "src")
     env_dev = ["--database-url", url, "--gateway", "bench", "--env", "dev"]
     servers: dict[str, tuple[list[str], str | None]] = {
-        **({"(b0) --env before issue 12: cell direct": (env_dev, env_before)} if env_before else {}),
+        **({"(b0) --env of the --env-before checkout": (env_dev, env_before)} if env_before else {}),
         "(b) --env": (env_dev, here),
         "(c) front -> cell": (["--database-url", url, "--gateway", "bench"], here),
     }
@@ -146,16 +165,20 @@ def invocation(
             "(a) runtime before cells": (["--database-url", url, "--gateway", "bench"], baseline),
             **servers,
         }
+    paths = {name: "/hello" for name in servers}
+    if forwarded:  # last, after (c): the ratios above compare (b) and (c) as before
+        servers["(d) --env, a lock cell's function, forwarded"] = (env_dev, here)
+        paths["(d) --env, a lock cell's function, forwarded"] = "/pinned"
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
     for round_ in range(rounds):
         for name, (args, src) in servers.items():
             port = free_port()
             process = start(args, port, src)
             try:
-                wrk(port, 1)  # warm-up
+                wrk(port, 1, path=paths[name])  # warm-up
                 tree = descendants(process.pid)
                 cpu_before = cpu_seconds(tree)
-                rate, answered = wrk(port, seconds)
+                rate, answered = wrk(port, seconds, path=paths[name])
                 cpu_us = (cpu_seconds(tree) - cpu_before) / answered * 1e6
                 results[name].append((rate, cpu_us))
             finally:
@@ -281,11 +304,19 @@ def report_invocation(results: dict[str, list[tuple[float, float]]], baseline: b
     for name, value in medians.items():
         rounds = ", ".join(f"{rate:,.0f}" for rate, _ in results[name])
         print(f"{name}: median {value:,.0f} req/s, {cpu[name]:.1f} CPU-us/request  (rounds {rounds})")
-    names = list(medians)
-    if baseline:
+    forwarded = next((name for name in medians if name.startswith("(d)")), None)
+    if forwarded is not None:
+        direct = next(name for name in medians if name.startswith("(b) "))
         print(
-            f"cell direct / before cells: {medians[names[1]] / medians[names[0]]:.3f} in req/s, "
-            f"{cpu[names[0]] / cpu[names[1]]:.3f} in requests per CPU-second"
+            f"(d) forwarded / (b) direct: {medians[forwarded] / medians[direct]:.3f} in req/s, "
+            f"{cpu[direct] / cpu[forwarded]:.3f} in requests per CPU-second"
+        )
+    names = [name for name in medians if not name.startswith("(d)")]
+    if baseline:  # (b), whichever servers stand between it and (a)
+        now = next(name for name in names if name.startswith("(b) "))
+        print(
+            f"(b) --env / (a) before cells: {medians[now] / medians[names[0]]:.3f} in req/s, "
+            f"{cpu[names[0]] / cpu[now]:.3f} in requests per CPU-second"
         )
     print(
         f"(c) / (b): {medians[names[-1]] / medians[names[-2]]:.3f} in req/s, "
@@ -310,12 +341,17 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=0, help="functions for the cold start (0: skip)")
     parser.add_argument("--cold-rounds", type=int, default=3)
     parser.add_argument("--store", type=Path, help="keep and reuse the cold start's store in this folder")
+    parser.add_argument(
+        "--forwarded", action="store_true", help="add (d): a function in a lock's cell, through --env's cell"
+    )
     args = parser.parse_args()
     print(describe(), flush=True)
     if args.rounds:
         with tempfile.TemporaryDirectory(prefix="fnstage-bench-cells-") as folder:
-            url = publish(Path(folder), 1, 1)
-            results = invocation(url, args.baseline, args.rounds, args.seconds, args.env_before)
+            url = publish(Path(folder), 1, 1, args.forwarded)
+            results = invocation(
+                url, args.baseline, args.rounds, args.seconds, args.env_before, args.forwarded
+            )
         report_invocation(results, bool(args.baseline))
     if args.cells:
         idle = idle_cells(args.cells)

@@ -119,3 +119,76 @@ def test_one_prod_runtime_serves_each_lock_from_its_own_cell(
         assert answer(runtime, "two") == "2.0"
         # the 1.0 lock, no longer live anywhere, stays: prod/one's kept history entry names it
         assert {p.name for p in host.iterdir() if not p.name.startswith(".")} == installed
+
+
+PID = "import os\n\n\ndef main(ctx):\n    return {'pid': os.getpid()}\n"
+USES_FNPKG_PID = "import os\n\nimport fnpkg\n\n\ndef main(ctx):\n    return {'version': fnpkg.__version__, 'pid': os.getpid()}\n"
+
+
+def listening_owners(port: int) -> set[int]:
+    """The pids holding the socket that listens on 127.0.0.1:`port` (from /proc: no tool needed)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+            inodes.add(f"socket:[{fields[9]}]")
+    assert inodes, f"nothing listens on 127.0.0.1:{port}"
+    owners = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fds = list((proc / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if str(fd.readlink()) in inodes:
+                    owners.add(int(proc.name))
+                    break
+            except OSError:
+                continue
+    return owners
+
+
+def test_an_env_runtime_serves_its_port_from_its_environment_cell_with_no_front(
+    control_plane: UpProcess, postgres_url: str, tmp_path: Path
+) -> None:
+    """Issue 11's ">= 0.95x of a cell served directly": the environment's cell itself listens on the
+    runtime's port (no front in the supervisor in between), and a function pinned to a lock is forwarded
+    by it to that lock's cell."""
+    cli = Cli(control_plane)
+    cli.run("gateway", "create", "demo")
+    plain = write(tmp_path / "plain", {"index.py": PID})
+    cli.run("push", str(plain), "dev/plain")
+    release(cli, "plain", "1.0.0")
+    cli.run("deps", "set", "fnpkg==1.0")
+    pinned = write(tmp_path / "pinned", {"index.py": USES_FNPKG_PID})
+    cli.run("push", str(pinned), "dev/pinned")
+    release(cli, "pinned", "1.0.0")
+
+    runtime = RuntimeServer(
+        postgres_url,
+        "demo",
+        tmp_path / "prod.log",
+        env="prod",
+        extra_env={**control_plane.env, "FNSTAGE_ENVIRONMENTS_DIR": str(tmp_path / "prod-host")},
+    )
+    with runtime.start(timeout=90):
+        assert runtime.process is not None
+
+        def get(name: str) -> dict[str, object]:
+            r = httpx.get(f"{runtime.url}/{name}", headers={"Host": "demo.prod.localhost"}, timeout=15)
+            assert r.status_code == 200, f"{name}: {r.status_code} {r.text}"
+            body: dict[str, object] = r.json()
+            return body
+
+        eventually(lambda: get("pinned")["version"] == "1.0", 30)
+        owners = listening_owners(runtime.port)
+        assert runtime.process.pid not in owners, "the supervisor holds the port: a front is in between"
+        served_by = get("plain")["pid"]
+        assert owners == {served_by}, (owners, served_by)  # the environment's cell listens and answers
+        public = httpx.get(f"{runtime.url}/_fnstage/status", timeout=10).json()
+        assert public["pid"] == served_by and isinstance(public["sandbox"], dict)
+        forwarded = get("pinned")
+        assert forwarded["version"] == "1.0" and forwarded["pid"] != served_by  # its lock's own cell

@@ -462,3 +462,35 @@ async def test_a_scheduled_run_of_a_function_not_live_here_or_a_bad_order_is_ref
         not_json = await http.post("/_fnstage/invoke", content=b"{", headers=auth)
     assert missing.status_code == 404
     assert bad.status_code == not_json.status_code == 400
+
+
+async def test_a_held_app_answers_no_404_before_it_has_its_functions() -> None:
+    """A cell alone on a runtime's port listens before the runtime's first sync has loaded anything: a
+    request then got 404 "no function is live" for a function that exists (the two-runtime canary test
+    saw it in 1 run of 3). Held, the request waits for `serve` and gets the function."""
+    registry = Registry()
+    app = RuntimeApp(registry)
+    app.hold()
+    async with client(app, host="demo.prod.localhost") as http:
+        waiting = asyncio.ensure_future(http.get("/user/me"))
+        health = await http.get("/_fnstage/health")
+        await asyncio.sleep(0.2)
+        assert not waiting.done(), waiting.result()
+        registry.apply(live(ECHO, name="prod/user/me", version=3))
+        app.serve()
+        answer = await waiting
+        healthy = await http.get("/_fnstage/health")
+    assert (health.status_code, health.json()["status"]) == (503, "starting")
+    assert (answer.status_code, answer.headers["x-fnstage-version"]) == (200, "3")
+    assert (healthy.status_code, healthy.json()["status"]) == (200, "ok")
+
+
+async def test_a_held_app_refuses_with_503_and_retry_after_when_its_functions_never_come() -> None:
+    app = RuntimeApp(Registry())
+    app.hold()
+    app.hold_s = 0.1
+    async with client(app, host="demo.prod.localhost") as http:
+        answer = await http.get("/user/me")
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    assert answer.json()["error"]["code"] == "starting"
+    assert "starting" in answer.json()["error"]["message"]

@@ -305,3 +305,80 @@ def test_a_function_moves_to_its_locks_cell_and_the_cell_it_left_stops(
         assert prepared == [one[2], one[2], two[2], three[2]]
     finally:
         cell_set.stop_all()
+
+
+def test_a_held_cell_answers_only_once_the_first_sync_gave_it_its_functions(
+    zygote: Zygote, tmp_path: Path
+) -> None:
+    """`fnstage runtime --env prod`: its one cell listens on the public port before the first sync. It
+    answered 404 for a function that exists then (seen under load in 1 run of 3); held, a request waits
+    until the cell holds what is published, and health says 503 until then."""
+    import threading
+
+    def spec(slot: Slot) -> CellSpec:
+        folder = tmp_path / f"{slot[0]}.{slot[1]}"
+        return CellSpec(slot[0], slot[1], folder, "key", uds=folder / "cell.sock", held=True)
+
+    cell_set = CellSet(spec, Events(), zygote, keep_empty=True)
+    cell_set.synced = False  # as the supervisor of one environment, before its first sync
+    slot = ("demo", "prod", "")
+    try:
+        assert cell_set.ensure(slot) is not None
+        assert get(cell_set, slot, "/_fnstage/health").status_code == 503
+        answers: list[httpx.Response] = []
+        request = threading.Thread(target=lambda: answers.append(get(cell_set, slot, "/user/me")))
+        request.start()
+        time.sleep(0.5)
+        assert not answers, answers[0].text  # before the fix: 404 "no function prod/user/me is live"
+        cell_set.load([row("prod/user/me", 1, ANSWER % 1)])
+        time.sleep(0.2)
+        assert not answers, answers[0].text  # loaded, but the sync is not done: still held
+        cell_set.serve_after_sync()
+        request.join(10)
+        assert [(a.status_code, a.json()) for a in answers] == [(200, {"version": 1})]
+        assert get(cell_set, slot, "/_fnstage/health").status_code == 200
+    finally:
+        cell_set.stop_all()
+
+
+def test_direct_an_environment_cell_forwards_its_lock_cells_functions_before_they_are_live(
+    zygote: Zygote, tmp_path: Path
+) -> None:
+    """`fnstage runtime --env`: no front; the environment's cell serves every request and forwards a
+    function pinned to a lock to that lock's cell. A load returns (and the watcher reports live) only
+    once the environment's cell routes the function where it now runs, in either direction."""
+    events = MoveEvents()
+
+    def spec(slot: Slot) -> CellSpec:
+        folder = tmp_path / f"{slot[0]}.{slot[1]}.{slot[2][:8] or 'none'}"
+        return CellSpec(
+            slot[0],
+            slot[1],
+            folder,
+            "key",
+            uds=folder / "cell.sock",
+            lock=slot[2],
+            shared_with_env_cell=bool(slot[2]),
+        )
+
+    cell_set = CellSet(spec, events, zygote, keep_empty=True, prepare=lambda r: None, direct=True)
+    env, lock = ("demo", "dev", ""), ("demo", "dev", "a" * 64)
+    try:
+        assert cell_set.ensure(env) is not None
+        pinned = replace(row("dev/f", 1, ANSWER % 1), lock_hash=lock[2], lock="x")
+        assert all(isinstance(r, LiveVersion) for r in cell_set.load([pinned, row("dev/g", 1, ANSWER % 7)]))
+        assert get(cell_set, env, "/f").json() == {"version": 1}  # forwarded at once, no retry
+        assert get(cell_set, env, "/g").json() == {"version": 7}  # its own
+        assert cell_set.forwards("demo", "dev") == [("demo", "dev/f", str(spec(lock).uds))]
+        cell_set.load([row("dev/f", 2, ANSWER % 2)])  # back to the environment's cell
+        assert get(cell_set, env, "/f").json() == {"version": 2} and cell_set.forwards("demo", "dev") == []
+        cell_set.load([replace(row("dev/f", 3, ANSWER % 3), lock_hash=lock[2], lock="x")])
+        assert get(cell_set, env, "/f").json() == {"version": 3}
+        deadline = time.monotonic() + 10
+        while "dev/f" in cell_set.live_names(env) and time.monotonic() < deadline:
+            time.sleep(0.05)  # its version 2 leaves the environment's cell after the move's grace
+        cell_set.remove("demo", "dev/f", 3)
+        assert get(cell_set, env, "/f").status_code == 404  # deleted: no longer forwarded
+        assert cell_set.spec_of(lock) is None  # nothing left in the lock's cell: stopped
+    finally:
+        cell_set.stop_all()

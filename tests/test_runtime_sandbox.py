@@ -415,6 +415,22 @@ def test_a_cell_runs_as_its_own_user_and_cannot_become_root_again(cells: Cells) 
 
 
 @needs_root
+def test_a_lock_cell_shares_its_folder_with_its_environment_cells_group_only(cells: Cells) -> None:
+    """An --env runtime's lock cell: its environment's cell (another dedicated user) connects to the
+    socket in its folder, so the folder is that cell's group's to traverse (never to list), and what is
+    made in it is that group's (setgid); everyone else still has nothing."""
+    group = sandbox.cell_id("sandbox-test/its-environment")
+    answer = cells.run("make_temp_file", overrides={**ONLY_TEMP, "share_gid": group})
+    made = assert_worked(answer)
+    uid = sandbox.cell_id(answer["key"])
+    temp = os.stat(answer["temp"])
+    assert (temp.st_uid, temp.st_gid, stat.S_IMODE(temp.st_mode)) == (uid, group, 0o2710)
+    assert os.stat(made).st_gid == group
+    policy = sandbox.default_policy(answer["temp"], key="gw/prod@abc", share_with="gw/prod")
+    assert policy.share_gid == sandbox.cell_id("gw/prod") and policy.gid == sandbox.cell_id("gw/prod@abc")
+
+
+@needs_root
 def test_a_set_uid_program_gives_a_cell_nothing(cells: Cells, cell_root: Path) -> None:
     programs = cell_root / f"bin-{uuid.uuid4().hex[:8]}"
     programs.mkdir(mode=0o755)

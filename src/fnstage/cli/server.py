@@ -137,7 +137,8 @@ def runtime(
             "--env",
             metavar="ENV",
             help="Serve only this environment of --gateway (production, behind a proxy): its cell "
-            "and one cell per dependency lock, behind a front on --port. (default: every environment)",
+            "serves --port itself and forwards to one cell per dependency lock. (default: every "
+            "environment, behind a front on --port)",
         ),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Ignored: every cell is a process.")] = 1,

@@ -52,6 +52,9 @@ logger = logging.getLogger("fnstage.runtime")
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT_S = 30.0
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # all names and values together, as the API's limit
+# how long a request waits for a held app (`RuntimeApp.hold`) to be given its functions, then 503; as
+# long as the front waits for a cell to come up (`front.limits.Limits.miss_timeout_s`)
+DEFAULT_HOLD_S = 10.0
 INTERNAL_PREFIX = "/_fnstage/"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -106,6 +109,53 @@ class RuntimeApp:
         # sync `main`s run here; bounded so a flood of slow functions cannot spawn threads without end
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="fnstage-fn")
         self.deadlines = Deadlines()
+        self.hold_s = DEFAULT_HOLD_S
+        self._held: asyncio.Event | None = None  # set while held: function requests wait for `serve`
+        # an --env runtime's environment cell: (gateway, name) -> the Unix socket of the lock's cell that
+        # runs it (`runtime.forward`); replaced whole by the supervisor link's thread, read here
+        self.forwards: dict[tuple[str, str], str] = {}
+        self._forwarder: Any = None  # runtime.forward.Forwarder, made at the first forwarded request
+
+    def set_forwards(self, forwards: dict[tuple[str, str], str]) -> None:
+        """Where each function that runs in a lock's cell is forwarded (any thread: one assignment)."""
+        self.forwards = forwards
+
+    def close_unused_pools(self) -> None:
+        """Close the keep-alive pools of lock cells nothing is forwarded to any more (event loop)."""
+        if self._forwarder is not None:
+            self._forwarder.keep_only(set(self.forwards.values()))
+
+    async def _forward(
+        self, target: str, scope: Scope, receive: Receive, send: Send, request_id: str
+    ) -> None:
+        forwarder = self._forwarder
+        if forwarder is None:
+            from fnstage.runtime.forward import Forwarder  # only an environment cell with lock cells
+
+            forwarder = self._forwarder = Forwarder()
+        await forwarder.forward(target, scope, receive, send, request_id)
+
+    def hold(self) -> None:
+        """Hold function requests until `serve()`: an app that listens before it has its functions
+        (a cell alone on a runtime's public port, before the runtime's first sync or during a restart)
+        would answer 404 for a function that exists. A held request waits up to `hold_s`, then is
+        refused with 503 and Retry-After; health answers 503 ("starting") meanwhile."""
+        if self._held is None:
+            self._held = asyncio.Event()
+
+    def serve(self) -> None:
+        """The app holds what it should serve: let held and new requests through (on the event loop)."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.set()
+
+    async def _wait_until_served(self, held: asyncio.Event) -> bool:
+        try:
+            async with asyncio.timeout(self.hold_s):
+                await held.wait()
+            return True
+        except TimeoutError:
+            return False
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """The ASGI call: returns the coroutine that handles it (the server awaits what an app returns;
@@ -172,7 +222,17 @@ class RuntimeApp:
             headers = [*_JSON_HEADERS, (b"connection", b"close")]
             await _send(send, 431, headers, error_body("too_large", message, request_id), request_id)
             return
+        if self._held is not None and not await self._wait_until_served(self._held):
+            message = f"this runtime is starting: its functions are not loaded yet after {self.hold_s:g} s"
+            headers = [*_JSON_HEADERS, (b"retry-after", b"1")]
+            await _send(send, 503, headers, error_body("starting", message, request_id), request_id)
+            return
         route = self.router.route(host, path)
+        if self.forwards and route is not None:
+            target = self.forwards.get((route.gateway, route.name))
+            if target is not None:  # it runs in its lock's cell: the whole request goes there
+                await self._forward(target, scope, receive, send, request_id)
+                return
         live = self.registry.get(route.gateway, route.name) if route is not None else None
         if live is None:
             await self._no_function(send, route, host, path, request_id)
@@ -323,7 +383,10 @@ class RuntimeApp:
     async def _internal(self, scope: Scope, receive: Receive, send: Send) -> None:
         what = scope["path"][len(INTERNAL_PREFIX) :].rstrip("/")
         request_id = new_request_id()
-        if what == "health":
+        if what == "health":  # ready once it holds its functions (`hold`)
+            if self._held is not None:
+                await _send_json(send, 503, {"status": "starting", "live": len(self.registry)}, request_id)
+                return
             await _send_json(send, 200, {"status": "ok", "live": len(self.registry)}, request_id)
             return
         if what == "invoke" and self.internal_token is None:
@@ -344,10 +407,14 @@ class RuntimeApp:
             await _send_json(send, 200, self.status(), request_id)
         elif what == "logs":
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            target = self.forwards.get((query.get("gateway", ""), query.get("name", "")))
+            if target is not None:  # its lock's cell keeps its invocations (same key: same runtime)
+                await self._forward(target, scope, receive, send, request_id)
+                return
             entries = self.logs.recent(query.get("gateway", ""), query.get("name", ""))
             await _send_json(send, 200, {"invocations": [e._asdict() for e in entries]}, request_id)
         elif what == "invoke" and scope["method"] == "POST":
-            await self._invoke_for_trigger(receive, send, request_id)
+            await self._invoke_for_trigger(scope, receive, send, request_id)
         else:
             body = error_body("not_found", f"no internal endpoint {scope['path']}", request_id)
             await _send(send, 404, _JSON_HEADERS, body, request_id)
@@ -358,7 +425,7 @@ class RuntimeApp:
         watcher = self.watcher.status() if self.watcher is not None else {}
         return {"pid": os.getpid(), "gateway": self.router.gateway, "sandbox": watcher.get("sandbox")}
 
-    async def _invoke_for_trigger(self, receive: Receive, send: Send, request_id: str) -> None:
+    async def _invoke_for_trigger(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         """A scheduled run: `{gateway, name, request_id, payload, trigger: {name, schedule, timezone,
         tick}}` in, the outcome out (status, version, duration, the function's log lines and error).
         It runs through `invoke` like a request (time limit, logs, counts), as a POST of the payload."""
@@ -381,6 +448,10 @@ class RuntimeApp:
         except (TimeoutError, BodyTooLarge, ClientGone, ValueError, KeyError, TypeError) as exc:
             message = f"a scheduled run needs JSON with gateway, name and trigger: {type(exc).__name__}"
             await _send(send, 400, _JSON_HEADERS, error_body("bad_request", message, request_id), request_id)
+            return
+        target = self.forwards.get((gateway, name)) if self.forwards else None
+        if target is not None:  # it runs in its lock's cell: so does its scheduled run
+            await self._forward(target, scope, _replay(raw), send, request_id)
             return
         live = self.registry.get(gateway, name)
         if live is None:
@@ -441,6 +512,20 @@ class RuntimeApp:
             "watcher": self.watcher.status() if self.watcher is not None else None,
             "watchdog": self.watchdog.status() if self.watchdog is not None else None,
         }
+
+
+def _replay(body: bytes) -> Receive:
+    """An ASGI `receive` that gives `body` (already read) once, then says the client is gone."""
+    given = False
+
+    async def receive() -> Message:
+        nonlocal given
+        if given:
+            return {"type": "http.disconnect"}
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 def _allow(methods: frozenset[str]) -> bytes:

@@ -75,6 +75,12 @@ class CellSpec:
     log_format: str = "text"  # or "json" (runtime.log_format)
     lock: str = ""  # the dependency lock this cell runs ("": none)
     site_packages: Path | None = None  # that lock's environment: first on sys.path, readable in the sandbox
+    # a lock's cell of an --env runtime: its environment's cell (which forwards its functions' requests)
+    # may connect to its socket (`sandbox.SandboxPolicy.share_gid`); behind a front only the front may
+    shared_with_env_cell: bool = False
+    # alone on a runtime's public port: function requests wait until the supervisor says `serve` (it
+    # holds its functions), as the front waits for a cell (`RuntimeApp.hold`); behind a front: False
+    held: bool = False
 
     @property
     def key(self) -> str:
@@ -125,7 +131,10 @@ def _sandbox(spec: CellSpec, keep_fds: list[int]) -> dict[str, Any]:
     if not spec.sandbox:
         return {"protections": {}, "missing": ["sandbox: turned off for this runtime"]}
     extra = [spec.site_packages] if spec.site_packages is not None else []
-    policy = sandbox.default_policy(spec.temp_dir, key=spec.key, keep_fds=keep_fds, extra_read=extra)
+    share_with = f"{spec.gateway}/{spec.env}" if spec.shared_with_env_cell else None
+    policy = sandbox.default_policy(
+        spec.temp_dir, key=spec.key, keep_fds=keep_fds, extra_read=extra, share_with=share_with
+    )
     if policy.max_data_bytes is not None:
         # the watchdog's headroom (FNSTAGE_WORKER_MEMORY_MB) over what the cell holds now; 0: no limit
         headroom = spec.watchdog.memory_mb
@@ -183,6 +192,8 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
     )
     # listening before the lifespan says ready: the front routes to this cell from then on
     listener = listen(uds=spec.uds, host=spec.host, port=spec.port)
+    if spec.uds is not None and spec.shared_with_env_cell:
+        os.chmod(spec.uds, 0o660)  # its group (the environment cell's, by the folder's setgid) connects
     server = ListeningServer(
         app,
         listener,
@@ -195,6 +206,8 @@ async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> N
     )
     link.stop_server = server.stop
     link.app = app
+    if spec.held:
+        app.hold()
     await server.serve()
 
 
@@ -202,7 +215,9 @@ class SupervisorLink:
     """The cell's side of the channel, run for the app's lifetime (its lifespan starts and stops it).
 
     A thread reads the supervisor's commands: `load` (rows: load each, swap it in, answer with the
-    results), `config` (this environment's configuration and secrets: a new snapshot), `remove`, `fail`
+    results), `config` (this environment's configuration and secrets: a new snapshot), `remove`,
+    `forwards` (functions of this environment that run in a lock's cell: forward them there), `serve`
+    (a held cell now holds its functions: answer requests), `fail`
     (a load the supervisor saw kill this cell: answer 503 for it) and `stop`. Counts of requests per
     live version go back every few seconds."""
 
@@ -316,6 +331,11 @@ class SupervisorLink:
                         self.logs.forget(gateway, name)
                         if self._loop is not None:
                             self._loop.call_soon_threadsafe(self.versions.forget, gateway, name)
+            elif kind == "serve":  # this cell holds its functions: a held app lets requests through
+                if self._loop is not None and self.app is not None:
+                    self._loop.call_soon_threadsafe(self.app.serve)
+            elif kind == "forwards":
+                self._forwards(message[1], message[2])
             elif kind == "splits":
                 splits = {(g, n): Split(int(st), int(ca), int(sh)) for g, n, st, ca, sh in message[1]}
                 if self._loop is not None and self.app is not None:
@@ -331,6 +351,20 @@ class SupervisorLink:
             elif kind == "stop":
                 self._stop()
                 return
+
+    def _forwards(self, batch: int, table: list[tuple[str, str, str]]) -> None:
+        """Which of this environment's functions run in a lock's cell, and its socket: the app forwards
+        their requests there (an --env runtime's environment cell, alone on the public port). Applied
+        before the answer, so the supervisor reports a function live there only once it is routed."""
+        if table:  # imported here, off the event loop: the first forwarded request does not wait for it
+            importlib.import_module("fnstage.runtime.forward")
+        app = self.app
+        if app is not None:
+            app.set_forwards({(str(g), str(name)): str(target) for g, name, target in table})
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(app.close_unused_pools)
+        if batch:
+            self.channel.send({"t": "loaded", "batch": batch, "results": []})
 
     def _load(self, batch: int, rows: list[PublishedFunction], *, bulk: bool) -> None:
         # As the watcher does for a cold start (loads.BULK_LOAD): a big first load (`bulk`, said by

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import Pipe
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,6 +186,29 @@ class Cell:
                 raise CellDied(None)
             results.extend(answers)
         return results
+
+    def call(self, kind: str, payload: Any, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
+        """Send `(kind, batch, payload)` and wait for the cell's answer (`loaded` with that batch).
+        Raises CellDied if the cell died or did not answer in time."""
+        pending = _Pending()
+        batch = next(self._batches)
+        with self._lock:
+            if self.dead.is_set():
+                raise CellDied(self.exitcode)
+            self._pending[batch] = pending
+        try:
+            assert self._channel is not None
+            self._channel.send((kind, batch, payload))
+        except ChannelClosed:
+            raise CellDied(self.exitcode) from None
+        if not pending.done.wait(timeout):
+            with self._lock:
+                self._pending.pop(batch, None)
+            raise CellDied(None)
+        if pending.died is not None:
+            raise pending.died
+        assert pending.answer is not None
+        return pending.answer
 
     def send(self, message: tuple[Any, ...]) -> None:
         if self._channel is not None and not self.dead.is_set():
@@ -357,8 +380,15 @@ class CellSet:
         *,
         keep_empty: bool = False,
         prepare: Callable[[PublishedFunction], None] | None = None,
+        direct: bool = False,
     ) -> None:
         self._make_spec = make_spec
+        # direct (an --env runtime, no front): the environment's cell serves the port, and forwards the
+        # requests of a function that lives in a lock's cell to that cell's socket; `_forwards` is what
+        # it has been told, (gateway, name) -> socket, kept here to give it again when it restarts
+        self.direct = direct
+        self._forwards: dict[tuple[str, str], str] = {}
+        self._forwards_lock = threading.Lock()
         # installs a row's lock on this host before it loads (None: one cell per (gateway, env), no locks)
         self._prepare = prepare
         self._where: dict[tuple[str, str], Slot] = {}  # (gateway, name) -> the slot it is live in
@@ -377,6 +407,10 @@ class CellSet:
         # a cell's canary counts (its pid, then cumulative counts since it began splitting)
         self.split_sink: Callable[[int, list[tuple[str, str, int, ArmCounts]]], None] | None = None
         self._fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fnstage-versions")
+        # held cells (`CellSpec.held`) are told to serve once they hold their functions: after a start's
+        # reload, and not before the supervisor's first sync (`serve_after_sync`) when it sets this False
+        self.synced = True
+        self._serving_lock = threading.Lock()
 
     # what the watcher calls (its reader thread) ---------------------------------------------------
     def slot_of(self, row: PublishedFunction) -> Slot:
@@ -409,14 +443,25 @@ class CellSet:
                     done.result()
         # route each function loaded to its (new) cell, then take it out of the cell it left: after
         # every slot's load, so no slot's lock is held while another's is taken
+        rerouted: set[tuple[str, str]] = set()  # direct: environments whose cell must be told, once
+        left: list[tuple[Slot, str, str]] = []
         for slot, items in by_slot.items():
             for index, row in items:
                 if isinstance(results[index], LiveVersion):
-                    self._settle(slot, row)
+                    if self._settle(slot, row, left):
+                        rerouted.add(slot[:2])
                 elif self._where.get((row.gateway, row.name), slot) != slot:
                     # failed in the cell of its new lock: it keeps serving from its old cell, and the
                     # new one, if it holds nothing else, stops
                     self._forget(slot, row.name)
+        for gateway, env in sorted(rerouted):  # one table per environment cell, and its answer
+            self._push_forwards(gateway, env, wait=True)
+        for old, gateway, name in left:
+            # not at once: a request routed to the old cell just before the route changed is still on
+            # its way there, and must find the function (its old version) when it arrives
+            timer = threading.Timer(MOVE_GRACE_S, self._left, args=(old, gateway, name))
+            timer.daemon = True
+            timer.start()
         return [results[i] for i in range(len(rows))]
 
     def _forget(self, slot: Slot, name: str) -> None:
@@ -444,20 +489,80 @@ class CellSet:
             self.installing.discard(row.lock_hash)
         return None
 
-    def _settle(self, slot: Slot, row: PublishedFunction) -> None:
+    def _settle(self, slot: Slot, row: PublishedFunction, left: list[tuple[Slot, str, str]]) -> bool:
+        """Route `row`'s function to `slot`'s cell; a cell it left goes on `left`. True when the
+        environment's cell must be told (direct: the function moved to or from a lock's cell)."""
         key = (row.gateway, row.name)
         old = self._where.get(key)
         state = self._slots.get(slot)
         cell = state.cell if state is not None else None
+        rerouted = False
         if cell is not None:
+            if self.direct:
+                rerouted = self._route(row.gateway, row.name, slot, cell)
             self.events.moved(row.gateway, row.name, slot, cell)
         self._where[key] = slot
         if old is not None and old != slot:
-            # not at once: a request the front routed to the old cell just before the route changed is
-            # still on its way there, and must find the function (its old version) when it arrives
-            timer = threading.Timer(MOVE_GRACE_S, self._left, args=(old, row.gateway, row.name))
-            timer.daemon = True
-            timer.start()
+            left.append((old, row.gateway, row.name))
+        return rerouted
+
+    def _route(self, gateway: str, name: str, slot: Slot, cell: Cell) -> bool:
+        """Direct: where the environment's cell sends `name` now (a lock's cell: forward there; its own:
+        serve it); True if that changed (the caller tells the cell, and waits for its answer, before
+        "live" is reported)."""
+        target = str(cell.spec.uds) if slot[2] and cell.spec.uds is not None else None
+        with self._forwards_lock:
+            if self._forwards.get((gateway, name)) == target:
+                return False
+            if target is None:
+                self._forwards.pop((gateway, name), None)
+            else:
+                self._forwards[(gateway, name)] = target
+        return True
+
+    def _unroute(self, gateway: str, name: str) -> None:
+        """Direct: the environment's cell stops forwarding `name` (it was removed from its lock's cell)."""
+        with self._forwards_lock:
+            if self._forwards.pop((gateway, name), None) is None:
+                return
+        self._push_forwards(gateway, name.split("/", 1)[0], wait=True)
+
+    def _unroute_cell(self, slot: Slot, uds: Path | None) -> None:
+        """Direct: a lock's cell stopped; nothing is forwarded to its socket any more."""
+        if uds is None:
+            return
+        with self._forwards_lock:
+            gone = [key for key, target in self._forwards.items() if target == str(uds)]
+            for key in gone:
+                del self._forwards[key]
+        if gone:
+            self._push_forwards(slot[0], slot[1], wait=False)
+
+    def forwards(self, gateway: str, env: str) -> list[tuple[str, str, str]]:
+        """Direct: the functions of (gateway, env) its environment's cell forwards, and where."""
+        prefix = f"{env}/"
+        with self._forwards_lock:
+            return sorted(
+                (g, name, target)
+                for (g, name), target in self._forwards.items()
+                if g == gateway and name.startswith(prefix)
+            )
+
+    def _push_forwards(self, gateway: str, env: str, *, wait: bool, cell: Cell | None = None) -> None:
+        """Send the environment's cell its whole forwarding table (small: one entry per function in a
+        lock's cell); with `wait`, until it has applied it (a cell that died meanwhile gets it again
+        when it restarts, before it serves)."""
+        if cell is None:
+            state = self._slots.get((gateway, env, ""))
+            cell = state.cell if state is not None else None
+        if cell is None:
+            return
+        table = self.forwards(gateway, env)
+        if not wait:
+            cell.send(("forwards", 0, table))
+            return
+        with contextlib.suppress(CellDied):
+            cell.call("forwards", table)
 
     def _left(self, old: Slot, gateway: str, name: str) -> None:
         """Take a moved function out of the cell it left, unless it has moved back there since."""
@@ -468,6 +573,11 @@ class CellSet:
         """Unload `name` from its cell; a removal older than the version live there is ignored (the
         function was deleted and created again). A cell left with nothing stops."""
         slot = self._where.get((gateway, name)) or (gateway, name.split("/", 1)[0], "")
+        if self.direct and slot[2]:
+            state = self._slots.get(slot)
+            live_row = state.live.get(name) if state is not None else None
+            if version is None or live_row is None or live_row.version <= version:
+                self._unroute(gateway, name)  # answered 404 by the environment's cell from now on
         live = self._remove_from(slot, gateway, name, version)
         if live and self._where.get((gateway, name)) == slot:
             self._where.pop((gateway, name), None)
@@ -600,7 +710,10 @@ class CellSet:
                 state.last_cause = f"did not start: {describe_exit(cell.exitcode)}"
                 continue
             self._send_config(slot, cell)
+            if self.direct and not slot[2]:  # before it serves: requests for lock cells' functions
+                self._push_forwards(slot[0], slot[1], wait=False, cell=cell)
             if self._reload(slot, state, cell):
+                self._serve(state.cell)  # `_reload` may have replaced the cell
                 logger.info(
                     "runtime: cell %s started (pid %s) with %d function(s)",
                     slot_key(slot),
@@ -625,7 +738,10 @@ class CellSet:
             pass
         # one of them kills the cell: find it, one load at a time, each in a cell of its own
         for row in rows:
-            probe = Cell(self._make_spec(slot), self._zygote, self._counts, lambda cell: None)
+            spec = self._make_spec(slot)
+            # a probe never takes the public port (an --env runtime's environment cell serves it)
+            spec = replace(spec, port=None, uds=spec.temp_dir / "cell.sock", held=False)
+            probe = Cell(spec, self._zygote, self._counts, lambda cell: None)
             probe.start()
             if not probe.wait_ready():
                 return False
@@ -645,6 +761,8 @@ class CellSet:
         if not cell.wait_ready():
             return False
         self._send_config(slot, cell)
+        if self.direct and not slot[2]:
+            self._push_forwards(slot[0], slot[1], wait=False, cell=cell)
         try:
             cell.load(list(state.live.values()))
         except CellDied:
@@ -731,6 +849,22 @@ class CellSet:
         cell.on_want = self._want
         cell.on_split_counts = self._split_counts
         return cell
+
+    def _serve(self, cell: Cell | None) -> None:
+        """Let a held cell answer requests: it holds what was live (a start's reload), and the first
+        sync has given the supervisor what is published."""
+        with self._serving_lock:
+            if cell is not None and cell.spec.held and self.synced:
+                cell.send(("serve",))
+
+    def serve_after_sync(self) -> None:
+        """The supervisor's first sync is done: every held cell holds its functions now."""
+        with self._serving_lock:
+            self.synced = True
+        for state in list(self._slots.values()):
+            with state.lock:  # never a cell still starting: its own start tells it, after its reload
+                if state.cell is not None and state.cell.ready.is_set():
+                    self._serve(state.cell)
 
     def _split_counts(self, cell: Cell, items: list[tuple[str, str, int, ArmCounts]]) -> None:
         if items and self.split_sink is not None and cell.pid is not None:
@@ -825,6 +959,8 @@ class CellSet:
             if self.metrics is not None:
                 self.metrics.forget_cell(slot)
             shutil.rmtree(cell.spec.temp_dir, ignore_errors=True)
+            if self.direct and slot[2]:
+                self._unroute_cell(slot, cell.spec.uds)
             self.events.stopped(slot)
 
 

@@ -152,6 +152,9 @@ class SandboxPolicy:
     write_paths: tuple[str, ...] = ()  # everything beneath: the cell's private temp folder
     uid: int | None = None  # None: do not switch user
     gid: int | None = None
+    # a group that may reach the temp folder (traverse, not list) and what is made in it gets (setgid):
+    # an --env runtime's lock cell lets its environment's cell connect to its socket; None: nobody
+    share_gid: int | None = None
     max_processes: int | None = 256  # RLIMIT_NPROC: processes *and threads* of the cell's user
     max_data_bytes: int | None = 4 << 30  # RLIMIT_DATA
     max_open_files: int | None = 4096  # RLIMIT_NOFILE
@@ -209,11 +212,13 @@ def default_policy(
     keep_fds: Iterable[int] = (1, 2),
     parent_pid: int | None = None,
     environ: Mapping[str, str] | None = None,
+    share_with: str | None = None,
 ) -> SandboxPolicy:
     """The policy of the cell named `key` (e.g. "gateway/env"), with `temp_dir` as its private folder.
 
     `extra_read` adds folders to read (the function's dependency environment: exactly its folder, never
-    the data folder that holds it). As root the cell gets its dedicated user (`cell_id(key)`).
+    the data folder that holds it). As root the cell gets its dedicated user (`cell_id(key)`), and
+    `share_with` names the cell whose group may reach its socket (its temp folder, mode 2710).
     Protections named in FNSTAGE_SANDBOX_DISABLE (from `environ`, default os.environ) are switched off.
     """
     if not isinstance(key, str) or not key.strip():
@@ -238,6 +243,7 @@ def default_policy(
         write_paths=(temp,),
         uid=cell_id(key) if as_root else None,
         gid=cell_id(key) if as_root else None,
+        share_gid=cell_id(share_with) if as_root and share_with else None,
         keep_fds=tuple(sorted(set(keep_fds))),
         parent_pid=parent_pid,
     )
@@ -455,7 +461,12 @@ def _switch_user(policy: SandboxPolicy, steps: _Steps, off: str) -> bool:
     if unreachable:
         steps.missing("dedicated_user", f"uid {policy.uid} could not read what the cell needs: {unreachable}")
         return False
-    os.chown(policy.temp_dir, policy.uid, policy.gid)
+    if policy.share_gid is not None:
+        # the sharing cell's group traverses the folder (never lists it) and owns what is made in it
+        os.chown(policy.temp_dir, policy.uid, policy.share_gid)
+        os.chmod(policy.temp_dir, 0o2710)
+    else:
+        os.chown(policy.temp_dir, policy.uid, policy.gid)
     os.setgroups([])
     os.setresgid(policy.gid, policy.gid, policy.gid)
     os.setresuid(policy.uid, policy.uid, policy.uid)

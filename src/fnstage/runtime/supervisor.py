@@ -5,14 +5,18 @@ but where a runtime used to load a row into its own memory, the supervisor hands
 row's (gateway, environment) (`runtime.cells`), and keeps only a mirror of what is live there. It writes
 status to the store for each cell (a cell is a runtime row: "live 1/1" counts the cells of an
 environment), restarts cells that die, runs the front on its port that routes each request to its
-cell, and collects the host's dependency environments nothing needs (`runtime.environment_collector`).
+cell (not with `--env`: below), and collects the host's dependency environments nothing needs
+(`runtime.environment_collector`).
 
 Cells serve Unix sockets in a private folder, and a front on `--port` routes each request to its
 cell: host `{gateway}.{env}.<domain>`, path `/{gateway}/{env}/...` (`fnstage up`, or a runtime without
 `--gateway`), or `/{env}/...` (a runtime bound to its gateway). A runtime narrowed to one environment
-(`--gateway GW --env ENV`, production behind a proxy) has the same cells: its environment's cell, kept
-up even when empty, and one cell per dependency lock its functions run with, so a function pinned to
-`pkg==1.0` and another pinned to `pkg==2.0` are served side by side from one port.
+(`--gateway GW --env ENV`, production behind a proxy) has no front: its environment's cell, kept up
+even when empty, serves `--port` itself (held until the first sync), and a function pinned to a lock
+runs in that lock's cell, on a Unix socket its environment's cell forwards the function's requests to
+(`runtime.forward`; `CellSet` tells it where, and "live" waits for its answer). So a function pinned to
+`pkg==1.0` and another pinned to `pkg==2.0` are served side by side from one port, and the functions
+without a lock pay no hop at all.
 """
 
 from __future__ import annotations
@@ -235,8 +239,16 @@ class Supervisor:
         # environment (--env) keeps that environment's cell up even with nothing published
         self.environments = Environments()
         self.cells = CellSet(
-            self._spec, self.reports, zygote, keep_empty=settings.env is not None, prepare=self._install
+            self._spec,
+            self.reports,
+            zygote,
+            keep_empty=settings.env is not None,
+            prepare=self._install,
+            direct=settings.env is not None,
         )
+        # the environment's cell on the public port (--env) answers once the first sync gave it what is
+        # published; the front waits for that sync itself (`front_link`)
+        self.cells.synced = settings.env is None
         self.registry = MirrorRegistry(self.cells)
         self.collector = EnvironmentCollector(
             settings.database_url, self.environments, self.cells.locks_in_use
@@ -271,6 +283,13 @@ class Supervisor:
             metrics=self.metrics,
         )
 
+    async def _serve_after_sync(self) -> None:
+        """Tell held cells to answer once the first sync is done (at once, unless the store was down
+        when `watcher.start` gave up waiting)."""
+        while not self.synced:
+            await asyncio.sleep(0.02)
+        await asyncio.get_running_loop().run_in_executor(None, self.cells.serve_after_sync)
+
     def _live_version(self, gateway: str, name: str) -> int | None:
         live = self.registry.get(gateway, name)
         return live.version if live is not None else None
@@ -291,13 +310,17 @@ class Supervisor:
     def _spec(self, slot: Slot) -> CellSpec:
         gateway, env, lock = slot
         folder = self.folder / (f"{gateway}.{env}" + (f".{lock[:16]}" if lock else ""))
+        direct = self.settings.env is not None
         return CellSpec(
             gateway=gateway,
             env=env,
             lock=lock,
             site_packages=self.environments.path(lock) if lock else None,
             temp_dir=folder,
-            control_key=self.keys[slot],  # the front's key to the cell; the control plane's is its own
+            # behind the front, each cell has a key of its own (the front's); an --env runtime's cells
+            # are reached with the runtime's key, which its environment's cell passes on to the lock cell
+            # of a function (one gateway and environment: one trust domain, SECURITY.md)
+            control_key=self.control_key if direct else self.keys[slot],
             host=self.settings.host,
             domain=self.settings.domain,
             bound=self.settings.gateway is not None,
@@ -307,7 +330,12 @@ class Supervisor:
             watchdog=self._watchdog,
             ship_logs=self.reports.log_writer is not None,
             metrics=self.metrics is not None,
-            uds=folder / "cell.sock",
+            # an --env runtime's environment cell serves --port itself (no front), held until the first
+            # sync; its lock cells serve Unix sockets it forwards their functions' requests to
+            port=self.settings.port if direct and not lock else None,
+            uds=None if direct and not lock else folder / "cell.sock",
+            held=direct and not lock,
+            shared_with_env_cell=direct and bool(lock),
         )
 
     def _runtime_id(self) -> str | None:
@@ -388,6 +416,7 @@ class Supervisor:
             # after the first sync: the writer is an interpreter of its own (with the store), and on a
             # busy machine its start slowed a cold start; what cells ship meanwhile waits in its queue
             writer.start()
+        serving = asyncio.create_task(self._serve_after_sync())
         self.splits.start()
         self.collector.start()
         where = f"gateway {self.settings.gateway}" if self.settings.gateway else "every gateway"
@@ -403,6 +432,7 @@ class Supervisor:
         try:
             await stop.wait()
         finally:
+            serving.cancel()
             if front is not None:  # the port first: a runtime started in this one's place can listen
                 with contextlib.suppress(Exception):
                     await front.close()
@@ -462,7 +492,8 @@ async def _main(settings: SupervisorSettings, zygote: Zygote) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    front = await _start_front(supervisor, settings)
+    # an --env runtime has no front: its environment's cell serves the port (`CellSet` direct)
+    front = await _start_front(supervisor, settings) if settings.env is None else None
     await supervisor.run(stop, front)
 
 
