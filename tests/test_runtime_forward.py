@@ -44,7 +44,11 @@ async def lock_cell(socket: Path) -> AsyncIterator[RuntimeApp]:
     registry.apply(live(ECHO, name="prod/pinned", version=4, methods=["GET", "POST", "HEAD"]))
     registry.apply(live(BIG, name="prod/big", version=1))
     app = RuntimeApp(registry, Router(gateway="demo"), internal_token=KEY)
-    config = uvicorn.Config(app, uds=str(socket), log_level="warning", lifespan="off", http="h11")
+    # asgi3 said outright: RuntimeApp.__call__ returns its coroutine rather than being `async def` (one
+    # coroutine less a request), and uvicorn's guess would take it for an ASGI 2 app
+    config = uvicorn.Config(
+        app, uds=str(socket), log_level="warning", lifespan="off", http="h11", interface="asgi3"
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
