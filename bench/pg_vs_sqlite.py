@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import socket
 import statistics
 import tempfile
 import time
@@ -81,7 +82,7 @@ class Target:
         response.raise_for_status()
         version = response.json()["function"]["version"]
         deadline = time.monotonic() + 10
-        while self.served_version() < version:
+        while self.up.with_runtime and self.served_version() < version:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name}: version {version} never served")
         live = time.perf_counter()
@@ -92,6 +93,19 @@ class Target:
     def tree_cpu(self) -> float:
         assert self.up.process is not None
         return cpu_seconds(descendants(self.up.process.pid))
+
+
+def free_in_range(start: int) -> tuple[int, int]:
+    """The first port from `start` nobody listens on (the `up`s already started hold some, and their
+    cells take ports of their own), and where to look for the next one."""
+    for port in range(start, start + 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port, port + 1
+    raise RuntimeError(f"no free port in {start}..{start + 199}")
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -105,6 +119,11 @@ def main() -> None:
     parser.add_argument("--base-src", help="another build's src folder, measured beside this one")
     parser.add_argument("--server", default=DEFAULT_SERVER)
     parser.add_argument("--first-port", type=int, default=43100)
+    parser.add_argument(
+        "--no-runtime",
+        action="store_true",
+        help="the control planes alone: the PUT without a runtime's reaction",
+    )
     args = parser.parse_args()
     builds = {"this": None} if not args.base_src else {"base": args.base_src, "this": None}
     before = describe()
@@ -115,10 +134,16 @@ def main() -> None:
             for engine in ("sqlite", "postgres"):
                 url = stack.enter_context(scratch_database(args.server)) if engine == "postgres" else None
                 env = {"PYTHONPATH": src} if src else None
-                up = UpProcess(Path(tmp) / f"{build}-{engine}", extra_env=env, database_url=url)
-                up.port, up.runtime_port = port, port + 1
-                up.url, up.runtime_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
-                port += 2
+                up = UpProcess(
+                    Path(tmp) / f"{build}-{engine}",
+                    extra_env=env,
+                    database_url=url,
+                    with_runtime=not args.no_runtime,
+                )
+                api_port, port = free_in_range(port)
+                runtime_port, port = free_in_range(port)
+                up.port, up.runtime_port = api_port, runtime_port
+                up.url, up.runtime_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{runtime_port}"
                 stack.enter_context(up.start(timeout=120))
                 stack.callback(up.stop)
                 target = Target(f"{build}/{engine}", up)
@@ -151,7 +176,9 @@ def main() -> None:
         pg, lite = by_name[f"{build}/postgres"], by_name[f"{build}/sqlite"]
         results[f"{build}: postgres / sqlite"] = {
             "put_p50": round(statistics.median(pg.put_ms) / statistics.median(lite.put_ms), 3),
-            "live_p50": round(statistics.median(pg.live_ms) / statistics.median(lite.live_ms), 3),
+            "live_p50": round(statistics.median(pg.live_ms) / statistics.median(lite.live_ms), 3)
+            if not args.no_runtime
+            else None,
         }
     results["saves_each"] = args.saves
     results["goal"] = "postgres / sqlite <= 1.2 for put_p50 and live_p50"
