@@ -195,9 +195,10 @@ def scale(args: argparse.Namespace) -> dict[str, object]:
         timed_saves(services, actor, "small", 20)  # warm up both
         timed_saves(services, actor, "big", 20)
         rounds: dict[str, list[float]] = {"small": [], "big": []}
-        for _ in range(args.rounds):  # interleaved, so a burst of load hits both alike
-            for gateway in ("small", "big"):
-                rounds[gateway].extend(timed_saves(services, actor, gateway, args.saves // args.rounds))
+        per_turn = max(1, args.saves // args.rounds)
+        for turn in range(args.saves // per_turn):  # interleaved, so a burst of load hits both alike
+            for gateway in ("small", "big") if turn % 2 else ("big", "small"):
+                rounds[gateway].extend(timed_saves(services, actor, gateway, per_turn))
         with store.read() as tx:
             counted = {gw: len(tx.list_functions(gw)) for gw in sizes}
         plans = explain_a_save(store, services, actor, "big") if args.engine == "postgres" else []
@@ -258,7 +259,9 @@ def main() -> None:
     parser.add_argument("--saves", type=int, default=200)
     parser.add_argument("--functions", type=int, default=10_000)
     parser.add_argument("--small", type=int, default=10, help="functions in the small gateway")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="turns per size (--saves 200 --rounds 200: one save a turn)"
+    )
     parser.add_argument("--engine", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--fill", choices=["saves", "bulk"], default="saves")
     args = parser.parse_args()

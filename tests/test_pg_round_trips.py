@@ -175,7 +175,7 @@ def test_the_callers_credentials_are_one_statement_outside_a_transaction(
     assert len(found) == 1, found
 
 
-def test_a_save_is_five_round_trips(pg_store: Store, admin: Actor, tmp_path: Path) -> None:
+def test_a_save_is_four_round_trips(pg_store: Store, admin: Actor, tmp_path: Path) -> None:
     services = Services.create(pg_store)
     services.gateways.create(admin, "demo")
     services.gateways.update("demo", history_limit=2)
@@ -185,11 +185,12 @@ def test_a_save_is_five_round_trips(pg_store: Store, admin: Actor, tmp_path: Pat
     sent = statements_of(pg_store)
     services.deployments.save(admin, "demo", "dev/user/me", hello_files("Hi"))
     # BEGIN with a SELECT 1 (the connection's check); the gateway's lock with the read of the gateway,
-    # the function, its latest version, its canary's state and the blobs it has already; the new
-    # blobs with the history entry; the webhooks' outbox and the function with the pruned history;
-    # the references, unreferenced blobs and the publish (log, row, NOTIFY) with COMMIT. It was 15.
+    # the function, its latest version, its canary's state, the blobs it has already and the new
+    # entry's id; the new blobs, the history entry, the webhooks' outbox and the function with the
+    # pruned history; the references, unreferenced blobs and the publish (log, row, NOTIFY) with
+    # COMMIT. It was 14.
     found = waits(traces)
-    assert len(found) == 5, "\n".join(found)
+    assert len(found) == 4, "\n".join(found)
     assert found[0].startswith("BEGIN") and found[-1].endswith("COMMIT"), found
     # its statements through SQLAlchemy, each once, in the order the code runs them: BEGIN, the
     # check, ten (COMMIT, below SQLAlchemy, is not among them)

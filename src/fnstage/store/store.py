@@ -192,7 +192,13 @@ def _deploy_target(dialect: str) -> Select[Any]:
         .scalar_subquery()
         .label("known_blobs")
     )
-    return _DEPLOY_TARGET.add_columns(canary, known)
+    if dialect != "postgresql":
+        return _DEPLOY_TARGET.add_columns(canary, known)
+    # PostgreSQL: the id of the history entry the deployment will write, so that INSERT needs no
+    # RETURNING and goes out with the next statement (`Tx.insert_history`). One a deployment that
+    # writes none (an unchanged save, a refusal) leaves unused: ids stay unique and increasing.
+    sequence = func.pg_get_serial_sequence(literal_column("'history'"), literal_column("'id'"))
+    return _DEPLOY_TARGET.add_columns(canary, known, func.nextval(sequence).label("next_history_id"))
 
 
 _NEXT_SEQ = (
@@ -202,6 +208,7 @@ _NEXT_SEQ = (
     .returning(t.gateways.c.publish_seq)
 )
 _INSERT_HISTORY = insert(t.history)
+_INSERT_HISTORY_WITH_ID = insert(t.history).execution_options(**NO_WAIT)  # the id known: no RETURNING
 _INSERT_LOG = insert(t.publish_log)
 _TOKEN = select(t.tokens).where(t.tokens.c.token_hash == bindparam("token_hash"))
 _USER = select(t.users).where(t.users.c.id == bindparam("user_id"))
@@ -422,6 +429,7 @@ class Tx:
         self.conn = conn
         # per gateway: the blobs `lock_for_deploy` asked about, and those of them that exist
         self._known_blobs: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        self._next_history_id: int | None = None  # taken by `lock_for_deploy` (PostgreSQL)
 
     # users and tokens -----------------------------------------------------------------------------
     def count_users(self) -> int:
@@ -524,6 +532,7 @@ class Tx:
             function = _function(_prefixed(values, "f_", t.functions.c.keys()))
         known = frozenset(values["known_blobs"].split(",")) if values["known_blobs"] else frozenset()
         self._known_blobs[gateway_id] = (asked, known)
+        self._next_history_id = values.get("next_history_id")
         return DeployTarget(gateway, function, int(values["latest_version"] or 0), values["canary_state"])
 
     # blobs ----------------------------------------------------------------------------------------
@@ -603,9 +612,16 @@ class Tx:
 
     # history --------------------------------------------------------------------------------------
     def insert_history(self, values: dict[str, Any]) -> HistoryRecord:
-        result = self.conn.execute(_INSERT_HISTORY, values)
-        assert result.inserted_primary_key is not None
-        record = HistoryRecord(id=int(result.inserted_primary_key[0]), **values)
+        """The entry, with the id `lock_for_deploy` took if it took one (the INSERT then waits for
+        nothing: on PostgreSQL it goes out with the deployment's next statement)."""
+        entry_id, self._next_history_id = self._next_history_id, None
+        if entry_id is not None:
+            self.conn.execute(_INSERT_HISTORY_WITH_ID, {**values, "id": entry_id})
+        else:
+            result = self.conn.execute(_INSERT_HISTORY, values)
+            assert result.inserted_primary_key is not None
+            entry_id = int(result.inserted_primary_key[0])
+        record = HistoryRecord(id=entry_id, **values)
         webhooks.history_event(self.conn, record)  # the deploy webhooks' outbox, in this transaction
         return record
 
