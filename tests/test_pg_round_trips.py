@@ -1,20 +1,26 @@
-"""PostgreSQL's write path in round trips: every statement of a save is a round trip to another
-process, so the store spends as few as it can (BENCHMARKS.md, "PostgreSQL at SQLite's speed").
+"""PostgreSQL's write path in round trips: every round trip to the server is a wait, so the store spends
+as few as it can (BENCHMARKS.md, "PostgreSQL at SQLite's speed").
 
-- No ping per checkout: a pooled connection the server closed is noticed from its socket and replaced.
-- The caller's credentials are one statement, outside BEGIN/COMMIT.
-- A save is a fixed, small number of statements whatever the gateway holds (10; it was 14 and a
-  ping); it reads its target in one statement after the lock, and publishes in one.
+- No ping per checkout for a Store transaction: BEGIN and a SELECT 1 go out together, and a connection
+  the server dropped fails there and is replaced, before the caller ran anything.
+- The caller's credentials are one statement, outside BEGIN/COMMIT, retried once on a fresh connection.
+- A save is a fixed, small number of round trips whatever the gateway holds (counted from libpq's own
+  trace of the protocol: one Sync per wait): its statements run in psycopg's pipeline mode, and those
+  whose answer nobody reads go out with the next one that waits.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from psycopg.pq import Trace
+from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from fnstage.service import Actor, Services
 from fnstage.service.identity import create_token, identify
@@ -40,7 +46,7 @@ def admin(pg_store: Store) -> Actor:
 
 
 def statements_of(store: Store) -> list[str]:
-    """Record every statement the store's engine sends from now on (one round trip each)."""
+    """Record every statement the store's engine sends through SQLAlchemy from now on."""
     sent: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -50,50 +56,172 @@ def statements_of(store: Store) -> list[str]:
     return sent
 
 
-def test_a_pooled_connection_the_server_closed_is_replaced(postgres: pg.PgServer, pg_store: Store) -> None:
-    """A terminated backend is never used again. (Noticing it from its socket instead of a ping per
-    checkout raced with the termination under load, and was taken back: issue 17 keeps the ping.)"""
-    with pg_store.read_one() as tx:
-        first = tx.conn.scalar(select(func.pg_backend_pid()))
-    with postgres.admin() as admin:  # what a server restart or an idle timeout does to it
-        admin.execute("select pg_terminate_backend(%s)", (first,))
+def terminate(postgres: pg.PgServer, pid: int) -> None:
+    """What a server restart or an idle timeout does to a pooled connection's backend."""
+    with postgres.admin() as admin:
+        admin.execute("select pg_terminate_backend(%s)", (pid,))
         deadline = time.monotonic() + 10
-        while admin.execute("select 1 from pg_stat_activity where pid = %s", (first,)).fetchone():
+        while admin.execute("select 1 from pg_stat_activity where pid = %s", (pid,)).fetchone():
             assert time.monotonic() < deadline, "the backend did not end"
             time.sleep(0.02)
+
+
+def backend_pid(store: Store) -> int:
+    pid = store.read_one(lambda tx: tx.conn.scalar(select(func.pg_backend_pid())))
+    assert isinstance(pid, int)
+    return pid
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced(postgres: pg.PgServer, pg_store: Store) -> None:
+    """A terminated backend is never used again: a transaction's first round trip finds it dropped and
+    begins again on a fresh connection; the caller sees nothing."""
+    first = backend_pid(pg_store)
+    terminate(postgres, first)
     with pg_store.read() as tx:  # the same pooled connection would fail here; a fresh one is used
         second = tx.conn.scalar(select(func.pg_backend_pid()))
         assert tx.count_users() == 0
     assert second != first
 
 
+def test_a_write_on_a_dropped_connection_begins_again_on_a_fresh_one(
+    postgres: pg.PgServer, pg_store: Store, admin: Actor
+) -> None:
+    first = backend_pid(pg_store)
+    terminate(postgres, first)
+    with pg_store.write() as tx:  # its first round trip fails on the dropped one: begun again
+        tx.create_user("grace", is_admin=False)
+    assert pg_store.read_one(lambda tx: tx.count_users()) == 2
+    assert backend_pid(pg_store) != first
+    services = Services.create(pg_store)  # and a whole save, after another termination
+    services.gateways.create(admin, "demo")
+    second = backend_pid(pg_store)
+    terminate(postgres, second)
+    saved = services.deployments.save(admin, "demo", "dev/user/me", hello_files())
+    assert saved.function.version == 1 and backend_pid(pg_store) not in (first, second)
+
+
+def test_a_one_statement_read_on_a_dropped_connection_runs_again_on_a_fresh_one(
+    postgres: pg.PgServer, pg_store: Store
+) -> None:
+    first = backend_pid(pg_store)
+    terminate(postgres, first)
+    assert backend_pid(pg_store) != first
+
+
+class Traces:
+    """libpq's own trace of the protocol of every connection a store opens from now on: one line per
+    message. libpq buffers it, so `waits` stops tracing (which flushes) before it reads."""
+
+    def __init__(self, store: Store, folder: Path) -> None:
+        store.engine.dispose()  # every connection from now on is a new one, traced from its first byte
+        self.folder = folder
+        self.traced: list[tuple[Any, Any, Path]] = []
+        event.listen(store.engine, "connect", self.trace)
+
+    def trace(self, dbapi_connection: Any, _record: Any) -> None:
+        path = self.folder / f"trace-{len(self.traced)}.txt"
+        out = path.open("w")  # open while libpq writes to it: its FILE shares the descriptor
+        dbapi_connection.pgconn.trace(out.fileno())
+        dbapi_connection.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
+        self.traced.append((dbapi_connection, out, path))
+
+    def lines(self) -> list[list[str]]:
+        found = []
+        for dbapi_connection, out, path in self.traced:
+            dbapi_connection.pgconn.untrace()
+            out.close()
+            found.append(path.read_text().splitlines())
+        self.traced = []
+        return found
+
+
+def round_trips(store: Store, folder: Path) -> Traces:
+    return Traces(store, folder)
+
+
+def waits(traces: Traces) -> list[str]:
+    """The round trips in these traces: each Sync (extended protocol) or simple Query the client sent
+    ends a batch the client then waits for; named by the statements of the batch. A trace line is
+    `F <tab> length <tab> Message <tab> details`, a Parse's details its name and its text, quoted."""
+    found = []
+    for lines in traces.lines():
+        batch: list[str] = []
+        for line in lines:
+            fields = line.split("\t")
+            if len(fields) < 3 or fields[0] != "F":
+                continue
+            quoted = re.findall(r'"((?:[^"\\]|\\.)*)"', fields[3]) if len(fields) > 3 else []
+            if fields[2] == "Parse" and len(quoted) >= 2:
+                batch.append(" ".join(quoted[1].split())[:40])
+            elif fields[2] == "Query" and quoted:
+                batch.append(" ".join(quoted[0].split())[:40])
+            elif fields[2] == "Bind" and not batch:
+                batch.append("(statement)")
+            if fields[2] in ("Sync", "Query"):
+                found.append(" + ".join(batch) or "(sync)")
+                batch = []
+    return found
+
+
 def test_the_callers_credentials_are_one_statement_outside_a_transaction(
-    pg_store: Store, admin: Actor
+    pg_store: Store, admin: Actor, tmp_path: Path
 ) -> None:
     token = create_token(pg_store, admin, "ci")
     Services.create(pg_store).gateways.create(admin, "demo")
-    sent = statements_of(pg_store)
-    with pg_store.read_one() as tx:
-        actor, record, role = identify(tx, token, "demo")
-        # psycopg's connection, behind SQLAlchemy's untyped DBAPI wrapper
-        assert tx.conn.connection.dbapi_connection.autocommit  # type: ignore[union-attr]
+    traces = round_trips(pg_store, tmp_path)
+    actor, record, role = pg_store.read_one(lambda tx: identify(tx, token, "demo"))
     assert (actor, record.name, role) == (admin, "ci", "owner")
-    assert len(sent) == 1, sent
+    found = waits(traces)
+    assert len(found) == 1, found
 
 
-def test_a_save_is_twelve_statements_and_its_publish_one(pg_store: Store, admin: Actor) -> None:
+def test_a_save_is_four_round_trips(pg_store: Store, admin: Actor, tmp_path: Path) -> None:
     services = Services.create(pg_store)
     services.gateways.create(admin, "demo")
-    for n in range(3):  # an existing function with history; the gateway's pins known
+    services.gateways.update("demo", history_limit=2)
+    for n in range(3):  # an existing function with history to prune; the gateway's pins known
         services.deployments.save(admin, "demo", "dev/user/me", hello_files(f"Hello {n}"))
+    traces = round_trips(pg_store, tmp_path)
     sent = statements_of(pg_store)
     services.deployments.save(admin, "demo", "dev/user/me", hello_files("Hi"))
-    # lock the gateway, then read it with the function and its latest version, the function's running
-    # canary (none: a save to it would be refused), known blobs, new blobs, history, the deploy
-    # webhooks' outbox (one INSERT ... SELECT, receivers or not), the function, pruned history,
-    # references, unreferenced blobs, and publish (log, row, NOTIFY). Ten before canaries and webhooks.
+    # BEGIN with a SELECT 1 (the connection's check); the gateway's lock with the read of the gateway,
+    # the function, its latest version, its canary's state, the blobs it has already and the new
+    # entry's id; the new blobs, the history entry, the webhooks' outbox and the function with the
+    # pruned history; the references, unreferenced blobs and the publish (log, row, NOTIFY) with
+    # COMMIT. It was 14.
+    found = waits(traces)
+    assert len(found) == 4, "\n".join(found)
+    assert found[0].startswith("BEGIN") and found[-1].endswith("COMMIT"), found
+    # its statements through SQLAlchemy, each once, in the order the code runs them: BEGIN, the
+    # check, ten (COMMIT, below SQLAlchemy, is not among them)
     assert len(sent) == 12, sent
-    assert any(s.startswith("SELECT canaries.") for s in sent)
+    assert sent[0].startswith("BEGIN ISOLATION LEVEL") and sent[1] == "SELECT 1"
+    assert sent[2].startswith("SELECT gateways.id") and sent[3] == "SELECT gateways.id AS"
     assert any(s.startswith("INSERT INTO webhook_deliveries") for s in sent)
-    assert sent[0].startswith("SELECT gateways.id") and sent[1] == "SELECT gateways.id AS"
     assert sent[-1].startswith("WITH next_seq AS")
+
+
+def test_an_error_in_a_statement_nobody_waits_for_still_fails_the_transaction(
+    pg_store: Store, admin: Actor
+) -> None:
+    """A NO_WAIT statement's error arrives with the next statement's answer (or COMMIT's): the whole
+    transaction fails, nothing of it is kept, and the pooled connection stays usable."""
+    from fnstage.store import schema as t
+    from fnstage.store.engine import NO_WAIT
+
+    def rename_grace_to_ada() -> Any:  # a unique violation, in a statement nobody waits for
+        return (
+            update(t.users).where(t.users.c.name == "grace").values(name="ada").execution_options(**NO_WAIT)
+        )
+
+    with pytest.raises(IntegrityError) as raised, pg_store.write() as tx:
+        tx.create_user("grace", is_admin=False)
+        tx.conn.execute(rename_grace_to_ada())
+        tx.conn.scalar(select(func.count()).select_from(t.users))  # waits, and meets the error
+    assert "users_name_key" in str(raised.value) or "unique" in str(raised.value).lower()
+    assert pg_store.read_one(lambda tx: tx.get_user_by_name("grace")) is None
+    with pytest.raises(IntegrityError), pg_store.write() as tx:  # and at COMMIT: nothing waits after it
+        tx.create_user("grace", is_admin=False)
+        tx.conn.execute(rename_grace_to_ada())
+    assert pg_store.read_one(lambda tx: tx.get_user_by_name("grace")) is None
+    assert pg_store.read_one(lambda tx: tx.count_users()) == 1  # only `admin`

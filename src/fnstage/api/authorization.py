@@ -252,8 +252,8 @@ def _actor_and_role(services: Services, token: str | None, gateway: object) -> t
     request pays for this, a save included (on PostgreSQL one round trip, see `Store.read_one`). The
     token is checked before the gateway's name, as a caller without a valid token learns nothing."""
     valid_gateway = gateway if isinstance(gateway, str) and _is_gateway_id(gateway) else None
-    with services.store.read_one() as tx:
-        actor, used, role = identify(tx, token, valid_gateway, services.accounts.clock())
+    at = services.accounts.clock()
+    actor, used, role = services.store.read_one(lambda tx: identify(tx, token, valid_gateway, at))
     if isinstance(gateway, str) and valid_gateway is None:
         check_gateway_id(gateway)  # raises, naming the field and what is allowed
     note_use(services.store, used)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fnstage.build import Bundle, build
+from fnstage.build.bundle import sha256_text
 from fnstage.deps.environments import Environments, top_level_modules
 from fnstage.domain.canary import CanarySpec
 from fnstage.domain.canary import check_spec as check_canary_spec
@@ -31,6 +32,7 @@ from fnstage.service.configuration import Configurations
 from fnstage.service.identity import Actor
 from fnstage.service.metadata import Metadata, check_config, merge
 from fnstage.service.rollouts import rollout
+from fnstage.store.canaries import RUNNING as CANARY_RUNNING
 from fnstage.store.records import FunctionRecord, GatewayRecord, HistoryRecord
 from fnstage.store.store import Store, Tx, now
 
@@ -143,9 +145,9 @@ class Deployments:
                 field="config",
             )
         bundle, pins = self._build(gateway, files, entrypoint)
+        shas = [sha256_text(text) for text in bundle.files.values()]
         with self.store.write() as tx:
-            gw, current, latest = self._lock_target(tx, gateway, fname)
-            refuse_while_canary_runs(tx, gateway, fname)
+            gw, current, latest = self._lock_target(tx, gateway, fname, shas=shas, refuse_canary=True)
             self._known_pins[gateway] = (gw.dependencies, gw.lock_hash)
             lock = self._lock_text(tx, gw.lock_hash)
             if (gw.dependencies, gw.lock_hash) != pins:  # changed since: build against the gateway's now
@@ -272,8 +274,7 @@ class Deployments:
         fname = FunctionName(target, base)
         forced = ""
         with self.store.write() as tx:
-            gw, current, latest = self._lock_target(tx, gateway, fname)
-            refuse_while_canary_runs(tx, gateway, fname)
+            gw, current, latest = self._lock_target(tx, gateway, fname, refuse_canary=True)
             check_release_semver(semver, target, current.semver if current else None, required=strict)
             if entry is None:
                 source = tx.get_function(gateway, source_env, base)
@@ -624,13 +625,23 @@ class Deployments:
         return gw
 
     def _lock_target(
-        self, tx: Tx, gateway: str, fname: FunctionName
+        self,
+        tx: Tx,
+        gateway: str,
+        fname: FunctionName,
+        *,
+        shas: Iterable[str] = (),
+        refuse_canary: bool = False,
     ) -> tuple[GatewayRecord, FunctionRecord | None, int]:
-        """Lock the gateway and read what a deployment to `fname` needs, in one statement."""
-        gw, current, latest = tx.lock_for_deploy(gateway, fname.env, fname.base)
-        if gw is None:
+        """Lock the gateway and read what a deployment to `fname` needs, in one statement; with
+        `refuse_canary`, refuse it while the function's canary runs. `shas`: the files it will store,
+        so the same statement says which the gateway holds already."""
+        target = tx.lock_for_deploy(gateway, fname.env, fname.base, shas)
+        if target.gateway is None:
             raise NotFound(f"no gateway {gateway!r}", field="gateway")
-        return gw, current, latest
+        if refuse_canary and target.canary_state == CANARY_RUNNING:
+            refuse_while_canary_runs(tx, gateway, fname)  # reads the canary, to say which one
+        return target.gateway, target.function, target.latest_version
 
     def _lock(self, tx: Tx, gateway: str) -> GatewayRecord:
         gw = tx.lock_gateway(gateway)

@@ -9,23 +9,29 @@ PostgreSQL (psycopg 3): writes run in READ COMMITTED and take the gateway's row 
 what the previous deployment committed; no serialization failure can occur at that level, and since
 every deploying transaction locks the one gateway row before any other row, none can deadlock either.
 Reads run in REPEATABLE READ: several statements see one snapshot, as a SQLite read transaction does.
+A `Store` transaction on PostgreSQL runs in psycopg's pipeline mode (`postgres_transaction`): BEGIN
+goes out with the first statement, and a statement marked `NO_WAIT` with the next one that waits.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, exc, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fnstage.store.records import FeedEvent
 
+T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_FILENAME = "fnstage.db"
 FEED_CHANNEL = "fnstage_feed"  # LISTEN/NOTIFY channel of publish events (PostgreSQL)
@@ -33,14 +39,15 @@ MIGRATION_LOCK = 0x666E7374  # pg_advisory_xact_lock key held while migrating ("
 
 # The control plane's pool (SQLAlchemy's QueuePool over psycopg 3): a handful of kept connections
 # for the API's worker threads plus a bounded overflow for bursts, so one control-plane process
-# holds at most 15 of the server's connections (100 by default). Pre-ping replaces a connection the
-# server dropped (a restart) before it is used; recycling after 30 minutes lets a failover or a
-# pooler rebalance; TCP keepalives notice a dead host within about a minute instead of hanging.
+# holds at most 15 of the server's connections (100 by default). A checkout pings the server first
+# (`_ping_on_checkout`) and replaces a connection the server dropped (a restart), except for a
+# `Store` transaction, whose first round trip (BEGIN and a SELECT 1 together) is that check and is
+# retried on a fresh connection (`postgres_transaction`). Recycling after 30 minutes lets a failover
+# or a pooler rebalance; TCP keepalives notice a dead host within about a minute instead of hanging.
 POSTGRES_POOL: dict[str, Any] = {
     "pool_size": 5,
     "max_overflow": 10,
     "pool_timeout": 30,
-    "pool_pre_ping": True,
     "pool_recycle": 1800,
 }
 POSTGRES_CONNECT_ARGS: dict[str, Any] = {
@@ -82,7 +89,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, connect_args=POSTGRES_CONNECT_ARGS, **{**POSTGRES_POOL, **kwargs})
+    engine = create_engine(url, connect_args=POSTGRES_CONNECT_ARGS, **{**POSTGRES_POOL, **kwargs})
+    _configure_postgres(engine)
+    return engine
 
 
 def write_options(engine: Engine) -> dict[str, Any]:
@@ -130,6 +139,204 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         write = conn.get_execution_options().get("fnstage_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+# PostgreSQL: pipelined transactions and the ping -------------------------------------------------------
+NO_WAIT: dict[str, Any] = {"fnstage_no_wait": True}
+"""Execution options of a statement whose answer nobody reads (no rows, no row count): on PostgreSQL
+it goes out with the next statement that waits for its answer (or with COMMIT) instead of costing a
+round trip of its own. An error it raises still fails the transaction, at that next statement."""
+
+_PING = text("SELECT 1")
+_SKIP_PING: contextvars.ContextVar[bool] = contextvars.ContextVar("fnstage_skip_ping", default=False)
+
+
+def _connect_unpinged(engine: Engine) -> Connection:
+    """Check out without the ping: the caller's first round trip checks the connection instead, and
+    runs again on a fresh one if it fails."""
+    token = _SKIP_PING.set(True)
+    try:
+        return engine.connect()
+    finally:
+        _SKIP_PING.reset(token)
+
+
+def _configure_postgres(engine: Engine) -> None:
+    dialect = engine.dialect
+    # SQLAlchemy has no event in place of the DBAPI commit (as `do_execute` is for execute)
+    dialect.do_commit = functools.partial(_commit, dialect)  # type: ignore[method-assign]  # see above
+    event.listen(engine, "checkout", _ping_on_checkout)
+    event.listen(engine, "do_execute", _execute)
+    event.listen(engine, "do_execute_no_params", _execute_no_params)
+    event.listen(engine, "do_executemany", _executemany)
+
+
+def _ping_on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """What `pool_pre_ping` did, for every checkout but a `Store` transaction's (which checks with its
+    first round trip instead): a connection the server dropped is refused, and the pool opens another."""
+    if _SKIP_PING.get():
+        return
+    try:
+        with dbapi_connection.cursor() as cursor:
+            autocommit = dbapi_connection.autocommit
+            dbapi_connection.autocommit = True
+            cursor.execute("SELECT 1")
+            dbapi_connection.autocommit = autocommit
+    except Exception as error:  # psycopg's OperationalError, or any state that makes it unusable
+        raise exc.DisconnectionError(f"the pooled connection is unusable: {error}") from error
+
+
+def _pipeline(cursor: Any) -> Any:
+    """The psycopg pipeline of the cursor's connection in a pipelined transaction, or None."""
+    pipelined = _OPEN.get(cursor.connection)
+    return pipelined.pipeline if pipelined is not None else None
+
+
+def _wait(context: Any, pipeline: Any) -> None:
+    """Wait for the statement's answer unless it is `NO_WAIT` and SQLAlchemy reads no rows of it
+    (an INSERT of a table whose key the database makes returns that key: it waits)."""
+    compiled = context.compiled
+    returning = compiled is not None and bool(getattr(compiled, "effective_returning", None))
+    if returning or not context.execution_options.get("fnstage_no_wait"):
+        pipeline.sync()  # send what is queued, and read every answer up to this statement's
+
+
+def _execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+    pipeline = _pipeline(cursor)
+    if pipeline is None:
+        return False  # SQLAlchemy executes it as always
+    cursor.execute(statement, parameters)
+    _wait(context, pipeline)
+    return True
+
+
+def _execute_no_params(cursor: Any, statement: str, context: Any) -> bool:
+    pipeline = _pipeline(cursor)
+    if pipeline is None:
+        return False
+    cursor.execute(statement)
+    _wait(context, pipeline)
+    return True
+
+
+def _executemany(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+    pipeline = _pipeline(cursor)
+    if pipeline is None:
+        return False
+    cursor.executemany(statement, parameters)
+    _wait(context, pipeline)
+    return True
+
+
+@contextmanager
+def postgres_transaction(engine: Engine, options: dict[str, Any]) -> Iterator[Connection]:
+    """A transaction on a pooled connection in psycopg's pipeline mode.
+
+    Its first round trip carries BEGIN and a SELECT 1: a connection the server dropped (restart,
+    terminate, idle timeout) fails there, before the caller ran anything, and the transaction begins
+    again on a fresh connection. That one round trip replaces both the ping before every checkout and
+    BEGIN's own. Then every statement waits for its answer (as without a pipeline) except `NO_WAIT`
+    ones, which ride with the next. COMMIT goes out with leaving pipeline mode (`_commit`): one round
+    trip that also brings the answers still owed, so an error in any of them fails the commit."""
+    conn, pipeline = _begin(engine, options)
+    try:
+        yield conn
+        conn.commit()
+    finally:
+        pipeline.abandon()  # out of pipeline mode before the pool has it back (no-op once committed)
+        conn.close()
+
+
+def postgres_one_statement(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """`work(conn)` for a read of ONE statement, which sees one snapshot by itself: no BEGIN, no
+    COMMIT, no ping first, so it is one round trip. Should the pooled connection turn out dropped by
+    the server, `work` runs once more on a fresh one (it only reads)."""
+    for attempt in (1, 2):
+        conn = _connect_unpinged(engine)
+        try:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            return work(conn)
+        except exc.DBAPIError as error:
+            if attempt == 2 or not error.connection_invalidated:
+                raise
+        finally:
+            conn.close()
+    raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+class _Pipeline:
+    """A pipelined transaction's psycopg pipeline, which the statement hooks and `_commit` find by
+    their psycopg connection (`_OPEN`)."""
+
+    def __init__(self, conn: Connection) -> None:
+        raw: Any = conn.connection.dbapi_connection  # psycopg's, behind SQLAlchemy's untyped DBAPI
+        self.raw = raw
+        self._context: AbstractContextManager[Any] | None = raw.pipeline()
+        self.pipeline = self._context.__enter__()
+        _OPEN[self.raw] = self
+
+    def leave(self) -> None:
+        """Send what is queued with a Sync, read every answer (raising the first error among them),
+        and leave pipeline mode."""
+        context, self._context = self._context, None
+        _OPEN.pop(self.raw, None)
+        if context is not None:
+            context.__exit__(None, None, None)
+
+    def abandon(self) -> None:
+        """Leave, whatever state the connection is in, and roll back what the server still holds
+        open (a failed COMMIT leaves an aborted transaction; idle, nothing is sent): the pool then
+        gets the connection back as it lent it. A dropped one is discarded anyway."""
+        with suppress(Exception):
+            self.leave()
+        with suppress(Exception):
+            self.raw.rollback()
+
+
+_OPEN: weakref.WeakKeyDictionary[Any, _Pipeline] = weakref.WeakKeyDictionary()  # by psycopg connection
+
+
+def _commit(dialect: Any, dbapi_connection: Any) -> None:
+    """The dialect's `do_commit` (SQLAlchemy's commit, after its `commit` event): in a pipelined
+    transaction, COMMIT is queued and goes out as pipeline mode ends, in one round trip with every
+    answer still owed; an error among them fails the commit, raised and wrapped by SQLAlchemy as a
+    statement's would be (a dropped connection invalidated)."""
+    raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)  # the pool's proxy, or psycopg's
+    pipeline = _OPEN.get(raw)
+    if pipeline is None:
+        type(dialect).do_commit(dialect, dbapi_connection)
+        return
+    with raw.cursor() as cursor:
+        cursor.execute("COMMIT", prepare=False)
+    pipeline.leave()
+
+
+def _begin(engine: Engine, options: dict[str, Any]) -> tuple[Connection, _Pipeline]:
+    """A connection in a transaction begun by its first round trip, on a fresh connection if the
+    pooled one turns out dropped. psycopg runs in autocommit mode and the transaction's BEGIN is
+    ours: psycopg's own BEGIN would wait for its answer in a round trip of its own."""
+    level = options.get("isolation_level", "READ COMMITTED")
+    begin = f"BEGIN ISOLATION LEVEL {level}"
+    for attempt in (1, 2):
+        conn = _connect_unpinged(engine)
+        pipeline: _Pipeline | None = None
+        try:
+            conn.execution_options(**{**options, "isolation_level": "AUTOCOMMIT"})
+            pipeline = _Pipeline(conn)
+            conn.begin()
+            conn.exec_driver_sql(begin, execution_options=NO_WAIT)  # goes out with the SELECT 1
+            conn.execute(_PING).close()
+            return conn, pipeline
+        except BaseException as error:
+            if pipeline is not None:
+                pipeline.abandon()
+            # SQLAlchemy saw the error: a dropped connection is invalidated, with every pooled one
+            # older than it (a restart drops them all)
+            dropped = isinstance(error, exc.DBAPIError) and error.connection_invalidated
+            conn.close()
+            if attempt == 2 or not dropped:
+                raise
+    raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 def upsert(engine: Engine, table: Table, values: dict[str, Any], keys: list[str]) -> Insert:

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Select, Text, bindparam, cast, select
 
 from fnstage.store import schema as t
-from fnstage.store.engine import is_postgres, is_sqlite, make_engine, read_options
+from fnstage.store.engine import (
+    is_postgres,
+    is_sqlite,
+    make_engine,
+    postgres_one_statement,
+    postgres_transaction,
+    read_options,
+)
 from fnstage.store.records import FeedEvent, PublishedFunction
 
 if TYPE_CHECKING:  # psycopg is imported only where changes are pushed (PostgreSQL)
@@ -109,7 +116,12 @@ class FeedReader:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        """One snapshot for all statements of a read (see `engine.read_options`)."""
+        """One snapshot for all statements of a read (see `engine.read_options`); on PostgreSQL
+        pipelined, its BEGIN the connection's check (`engine.postgres_transaction`)."""
+        if is_postgres(self.engine):
+            with postgres_transaction(self.engine, read_options(self.engine)) as conn:
+                yield conn
+            return
         with self.engine.connect() as conn:
             conn.execution_options(**read_options(self.engine))
             with conn.begin():
@@ -155,8 +167,11 @@ class FeedReader:
     def fetch(self, gateway: str, names: list[str]) -> list[PublishedFunction]:
         if not names:
             return []
+        wanted = {"gateway": gateway, "names": sorted(set(names))}
+        if is_postgres(self.engine):  # one statement: one round trip, no BEGIN and COMMIT
+            return postgres_one_statement(self.engine, lambda conn: _published(conn.execute(_FETCH, wanted)))
         with self._read() as conn:
-            return _published(conn.execute(_FETCH, {"gateway": gateway, "names": sorted(set(names))}))
+            return _published(conn.execute(_FETCH, wanted))
 
     def notifications(self) -> AsyncIterator[Signal] | None:
         """PostgreSQL: the publish events, and every (re)connect and loss of the listening connection

@@ -6,15 +6,16 @@ the published entry commit together or not at all (invariant 1).
 
 from __future__ import annotations
 
+import functools
 import json
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     union,
@@ -41,9 +43,13 @@ from fnstage.store import schema as t
 from fnstage.store import webhooks
 from fnstage.store.engine import (
     FEED_CHANNEL,
+    NO_WAIT,
+    is_postgres,
     make_engine,
     migrate,
     notify_feed,
+    postgres_one_statement,
+    postgres_transaction,
     read_options,
     upsert_many,
     write_options,
@@ -60,6 +66,7 @@ from fnstage.store.records import (
     utc,
 )
 
+T = TypeVar("T")
 PUBLISH_LOG_KEEP = 10_000  # log entries kept per gateway; a reader further behind resyncs
 
 # The statements of the save path, built once. SQLAlchemy then finds each one's compiled form by a
@@ -67,12 +74,23 @@ PUBLISH_LOG_KEEP = 10_000  # log entries kept per gateway; a reader further behi
 # and hashing it every time, which was most of a save's time (profiled: about 18 statements, 5-6 ms).
 _GATEWAY = select(t.gateways).where(t.gateways.c.id == bindparam("gateway_id"))
 _GATEWAY_FOR_UPDATE = _GATEWAY.with_for_update()
+# A deployment's lock: nobody reads its answer (the read after it says whether the gateway exists),
+# so on PostgreSQL it goes out with that read, in one round trip, and still runs before it.
+_LOCK_GATEWAY = (
+    select(t.gateways.c.id)
+    .where(t.gateways.c.id == bindparam("gateway_id"))
+    .with_for_update()
+    .execution_options(**NO_WAIT)
+)
 _FUNCTION = select(t.functions).where(
     t.functions.c.gateway_id == bindparam("gateway_id"),
     t.functions.c.env == bindparam("env"),
     t.functions.c.base == bindparam("base"),
 )
-_UPDATE_FUNCTION = update(t.functions).where(t.functions.c.id == bindparam("function_id"))
+_UPDATE_FUNCTION = (
+    update(t.functions).where(t.functions.c.id == bindparam("function_id")).execution_options(**NO_WAIT)
+)
+_INSERT_BLOBS = insert(t.blobs).execution_options(**NO_WAIT)
 _KNOWN_BLOBS = select(t.blobs.c.sha256).where(
     t.blobs.c.gateway_id == bindparam("gateway_id"), t.blobs.c.sha256.in_(bindparam("shas", expanding=True))
 )
@@ -80,11 +98,16 @@ _CHANGE_REFS = (
     update(t.blobs)
     .where(t.blobs.c.gateway_id == bindparam("g"), t.blobs.c.sha256 == bindparam("s"))
     .values(refs=t.blobs.c.refs + bindparam("d"))
+    .execution_options(**NO_WAIT)
 )
-_DELETE_UNREFERENCED = delete(t.blobs).where(
-    t.blobs.c.gateway_id == bindparam("gateway_id"),
-    t.blobs.c.sha256.in_(bindparam("shas", expanding=True)),
-    t.blobs.c.refs <= 0,
+_DELETE_UNREFERENCED = (
+    delete(t.blobs)
+    .where(
+        t.blobs.c.gateway_id == bindparam("gateway_id"),
+        t.blobs.c.sha256.in_(bindparam("shas", expanding=True)),
+        t.blobs.c.refs <= 0,
+    )
+    .execution_options(**NO_WAIT)
 )
 _LATEST_VERSION = select(func.max(t.history.c.version)).where(
     t.history.c.gateway_id == bindparam("gateway_id"),
@@ -140,6 +163,44 @@ _DEPLOY_TARGET = (
     )
     .where(t.gateways.c.id == bindparam("gateway_id"))
 )
+
+
+@functools.cache
+def _deploy_target(dialect: str) -> Select[Any]:
+    """`_DEPLOY_TARGET` with two more answers, so a save needs no statement of its own for them: the
+    state of the function's latest canary (a running one refuses the deployment), and which of the
+    files it is about to store the gateway holds already (`shas`), comma-separated."""
+    canary = (
+        select(t.canaries.c.state)
+        .where(
+            t.canaries.c.gateway_id == t.gateways.c.id,
+            t.canaries.c.env == bindparam("env"),
+            t.canaries.c.base == bindparam("base"),
+        )
+        .order_by(t.canaries.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+        .label("canary_state")
+    )
+    join = func.string_agg if dialect == "postgresql" else func.group_concat
+    known = (
+        select(join(t.blobs.c.sha256, literal_column("','")))
+        .where(
+            t.blobs.c.gateway_id == t.gateways.c.id,
+            t.blobs.c.sha256.in_(bindparam("shas", expanding=True)),
+        )
+        .scalar_subquery()
+        .label("known_blobs")
+    )
+    if dialect != "postgresql":
+        return _DEPLOY_TARGET.add_columns(canary, known)
+    # PostgreSQL: the id of the history entry the deployment will write, so that INSERT needs no
+    # RETURNING and goes out with the next statement (`Tx.insert_history`). One a deployment that
+    # writes none (an unchanged save, a refusal) leaves unused: ids stay unique and increasing.
+    sequence = func.pg_get_serial_sequence(literal_column("'history'"), literal_column("'id'"))
+    return _DEPLOY_TARGET.add_columns(canary, known, func.nextval(sequence).label("next_history_id"))
+
+
 _NEXT_SEQ = (
     update(t.gateways)
     .where(t.gateways.c.id == bindparam("gateway_id"))
@@ -147,6 +208,7 @@ _NEXT_SEQ = (
     .returning(t.gateways.c.publish_seq)
 )
 _INSERT_HISTORY = insert(t.history)
+_INSERT_HISTORY_WITH_ID = insert(t.history).execution_options(**NO_WAIT)  # the id known: no RETURNING
 _INSERT_LOG = insert(t.publish_log)
 _TOKEN = select(t.tokens).where(t.tokens.c.token_hash == bindparam("token_hash"))
 _USER = select(t.users).where(t.users.c.id == bindparam("user_id"))
@@ -160,8 +222,9 @@ _PUBLISHED_KEYS = ("gateway_id", "name")
 def _publish_in_one_statement() -> Select[Any]:
     """PostgreSQL: a publish as ONE statement (one round trip instead of four): take the gateway's
     next sequence, append it to the log, upsert the published row with it and NOTIFY, as data-modifying
-    CTEs. Each part reads the one before it, so they run in order, in the caller's transaction; the
-    NOTIFY is delivered at commit. SQLite runs the same steps as separate statements (`Tx._log`)."""
+    CTEs, and trim the log. Each part reads the one before it, so they run in order, in the caller's
+    transaction; the NOTIFY is delivered at commit. Nobody reads its answer (`NO_WAIT`): it goes out
+    with COMMIT. SQLite runs the same steps as separate statements (`Tx._log`)."""
     seq = _NEXT_SEQ.cte("next_seq")
     log = (
         insert(t.publish_log)
@@ -201,7 +264,19 @@ def _publish_in_one_statement() -> Select[Any]:
         literal("upsert", t.publish_log.c.action.type),
     )
     notify = func.pg_notify(FEED_CHANNEL, cast(payload, Text))
-    return select(log.c.seq, notify).add_cte(upsert.cte("upserted"))
+    # every 500 entries, the log entries older than the newest PUBLISH_LOG_KEEP go (`Tx._trim_log`)
+    new_seq = select(seq.c.publish_seq).scalar_subquery()
+    trim = (
+        delete(t.publish_log)
+        .where(
+            t.publish_log.c.gateway_id == bindparam("gateway_id"),
+            t.publish_log.c.seq <= new_seq - PUBLISH_LOG_KEEP,
+            new_seq % 500 == 0,
+        )
+        .returning(t.publish_log.c.seq)
+    )
+    statement = select(log.c.seq, notify).add_cte(upsert.cte("upserted")).add_cte(trim.cte("trimmed"))
+    return statement.execution_options(**NO_WAIT)
 
 
 _PUBLISH_POSTGRES = _publish_in_one_statement()
@@ -224,30 +299,34 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
-        with self.engine.connect() as conn:
-            conn.execution_options(**write_options(self.engine))
-            with conn.begin():
-                yield Tx(conn)
+        with self._transaction(write_options(self.engine)) as conn:
+            yield Tx(conn)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
         """A transaction whose statements all see one snapshot (see `engine.read_options`)."""
-        with self.engine.connect() as conn:
-            conn.execution_options(**read_options(self.engine))
-            with conn.begin():
-                yield Tx(conn)
+        with self._transaction(read_options(self.engine)) as conn:
+            yield Tx(conn)
 
     @contextmanager
-    def read_one(self) -> Iterator[Tx]:
-        """For a read of ONE statement, which sees one snapshot by itself: PostgreSQL runs it without
-        BEGIN and COMMIT (two round trips of the three); SQLite as `read()`, where they cost nothing."""
-        if self.engine.dialect.name != "postgresql":
-            with self.read() as tx:
-                yield tx
+    def _transaction(self, options: dict[str, Any]) -> Iterator[Connection]:
+        if is_postgres(self.engine):
+            with postgres_transaction(self.engine, options) as conn:
+                yield conn
             return
         with self.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-            yield Tx(conn)
+            conn.execution_options(**options)
+            with conn.begin():
+                yield conn
+
+    def read_one(self, work: Callable[[Tx], T]) -> T:
+        """`work(tx)` for a read of ONE statement, which sees one snapshot by itself: on PostgreSQL one
+        round trip, run again on a fresh connection should the pooled one turn out dropped (see
+        `engine.postgres_one_statement`). SQLite runs it as `read()`: BEGIN and COMMIT cost nothing."""
+        if not is_postgres(self.engine):
+            with self.read() as tx:
+                return work(tx)
+        return postgres_one_statement(self.engine, lambda conn: work(Tx(conn)))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -334,11 +413,23 @@ def _prefixed(values: Mapping[Any, Any], prefix: str, names: Iterable[str]) -> A
     return SimpleNamespace(**{name: values[prefix + name] for name in names})
 
 
+class DeployTarget(NamedTuple):
+    """What `Tx.lock_for_deploy` read under the gateway's lock (gateway None: no such gateway)."""
+
+    gateway: GatewayRecord | None
+    function: FunctionRecord | None
+    latest_version: int
+    canary_state: str | None  # of the function's latest canary; None: it never had one
+
+
 class Tx:
     """One transaction's operations. Methods take and return records, never SQL."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        # per gateway: the blobs `lock_for_deploy` asked about, and those of them that exist
+        self._known_blobs: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        self._next_history_id: int | None = None  # taken by `lock_for_deploy` (PostgreSQL)
 
     # users and tokens -----------------------------------------------------------------------------
     def count_users(self) -> int:
@@ -415,33 +506,45 @@ class Tx:
         row = self.conn.execute(stmt, {"gateway_id": gateway_id}).first()
         return _gateway(row) if row else None
 
-    def lock_for_deploy(
-        self, gateway_id: str, env: str, base: str
-    ) -> tuple[GatewayRecord | None, FunctionRecord | None, int]:
+    def lock_for_deploy(self, gateway_id: str, env: str, base: str, shas: Iterable[str] = ()) -> DeployTarget:
         """A deployment's first step: take the gateway's row lock, and read the gateway, the function
-        at env/base (None: none) and the highest version that name ever had (0: never) in one statement
-        where it was three. On PostgreSQL the lock is a statement of its own, before the read: a
-        statement that waits for a row lock re-reads only the locked row, so a function a deployment
-        that held the lock created would be missed by a join in the locking statement. SQLite's
-        writer holds the whole database from BEGIN IMMEDIATE, so there the read is all."""
-        if self.conn.dialect.name == "postgresql" and self.lock_gateway(gateway_id) is None:
-            return None, None, 0
-        row = self.conn.execute(_DEPLOY_TARGET, {"gateway_id": gateway_id, "env": env, "base": base}).first()
+        at env/base (None: none), the highest version that name ever had (0: never), the state of its
+        latest canary, and which of `shas` the gateway stores already (`put_files` then needs no query
+        of its own), in one statement where it was five. On PostgreSQL the lock is a statement of its
+        own, before the read: a statement that waits for a row lock re-reads only the locked row, so a
+        function a deployment that held the lock created would be missed by a join in the locking
+        statement. Both go out in one round trip (the lock is `NO_WAIT`: the read answers whether the
+        gateway exists), and run in that order. SQLite's writer holds the whole database from BEGIN
+        IMMEDIATE: the read is all."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(_LOCK_GATEWAY, {"gateway_id": gateway_id})
+        asked = frozenset(shas)
+        row = self.conn.execute(
+            _deploy_target(self.conn.dialect.name),
+            {"gateway_id": gateway_id, "env": env, "base": base, "shas": sorted(asked)},
+        ).first()
         if row is None:
-            return None, None, 0
+            return DeployTarget(None, None, 0, None)
         values = row._mapping
         gateway = _gateway(_prefixed(values, "g_", t.gateways.c.keys()))
         function = None
         if values["f_id"] is not None:
             function = _function(_prefixed(values, "f_", t.functions.c.keys()))
-        return gateway, function, int(values["latest_version"] or 0)
+        known = frozenset(values["known_blobs"].split(",")) if values["known_blobs"] else frozenset()
+        self._known_blobs[gateway_id] = (asked, known)
+        self._next_history_id = values.get("next_history_id")
+        return DeployTarget(gateway, function, int(values["latest_version"] or 0), values["canary_state"])
 
     # blobs ----------------------------------------------------------------------------------------
     def put_files(self, gateway_id: str, files: Mapping[str, str]) -> dict[str, str]:
         """Store file contents once by sha256 (without taking a reference); return {path: sha256}."""
         manifest = {path: sha256_text(text) for path, text in files.items()}
         by_sha = {manifest[path]: text for path, text in files.items()}
-        existing = set(self.conn.scalars(_KNOWN_BLOBS, {"gateway_id": gateway_id, "shas": list(by_sha)}))
+        asked = self._known_blobs.pop(gateway_id, None)  # what `lock_for_deploy` found, if it asked
+        if asked is not None and asked[0] >= by_sha.keys():
+            existing = set(asked[1])
+        else:
+            existing = set(self.conn.scalars(_KNOWN_BLOBS, {"gateway_id": gateway_id, "shas": list(by_sha)}))
         new = [
             dict(
                 gateway_id=gateway_id,
@@ -454,7 +557,7 @@ class Tx:
             if sha not in existing
         ]
         if new:
-            self.conn.execute(insert(t.blobs), new)
+            self.conn.execute(_INSERT_BLOBS, new)
         return manifest
 
     def change_refs(self, gateway_id: str, plus: Iterable[str] = (), minus: Iterable[str] = ()) -> None:
@@ -509,9 +612,16 @@ class Tx:
 
     # history --------------------------------------------------------------------------------------
     def insert_history(self, values: dict[str, Any]) -> HistoryRecord:
-        result = self.conn.execute(_INSERT_HISTORY, values)
-        assert result.inserted_primary_key is not None
-        record = HistoryRecord(id=int(result.inserted_primary_key[0]), **values)
+        """The entry, with the id `lock_for_deploy` took if it took one (the INSERT then waits for
+        nothing: on PostgreSQL it goes out with the deployment's next statement)."""
+        entry_id, self._next_history_id = self._next_history_id, None
+        if entry_id is not None:
+            self.conn.execute(_INSERT_HISTORY_WITH_ID, {**values, "id": entry_id})
+        else:
+            result = self.conn.execute(_INSERT_HISTORY, values)
+            assert result.inserted_primary_key is not None
+            entry_id = int(result.inserted_primary_key[0])
+        record = HistoryRecord(id=entry_id, **values)
         webhooks.history_event(self.conn, record)  # the deploy webhooks' outbox, in this transaction
         return record
 
@@ -632,9 +742,9 @@ class Tx:
         source: Mapping[str, str],
         old_name: str | None = None,
         lock: str | None = None,
-    ) -> int:
+    ) -> None:
         """Write `fn` where runtimes read it, replacing the entry in place; a rename also removes
-        `old_name` in the same transaction. Returns the feed sequence of the upsert."""
+        `old_name` in the same transaction."""
         if old_name and old_name != fn.name:
             self.unpublish(fn.gateway_id, old_name, fn.version)
         values = dict(
@@ -654,15 +764,13 @@ class Tx:
             lock=lock,
         )
         if self.conn.dialect.name == "postgresql":
-            seq = int(self.conn.execute(_PUBLISH_POSTGRES, values).one().seq)
-            self._trim_log(fn.gateway_id, seq)
-            return seq
+            self.conn.execute(_PUBLISH_POSTGRES, values)  # goes out with COMMIT (NO_WAIT)
+            return
         seq = self._log(fn.gateway_id, fn.name, fn.version, "upsert")
         self.conn.execute(
             upsert_many(self.conn.engine, t.published, _PUBLISHED_COLUMNS, _PUBLISHED_KEYS),
             {**values, "seq": seq},
         )
-        return seq
 
     def unpublish(self, gateway_id: str, name: str, version: int) -> int:
         seq = self._log(gateway_id, name, version, "delete")

@@ -14,13 +14,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     Connection,
     DateTime,
+    Insert,
     Integer,
     String,
     Text,
     and_,
+    bindparam,
     cast,
     delete,
     insert,
@@ -31,6 +32,7 @@ from sqlalchemy import (
 )
 
 from fnstage.store import schema as t
+from fnstage.store.engine import NO_WAIT
 
 _HOOKS = t.webhooks
 _DELIVERIES = t.webhook_deliveries
@@ -84,29 +86,46 @@ def _delivery(row: Any) -> DeliveryRecord:
     )
 
 
-def emit(conn: Connection, gateway_id: str, event: str, payload: dict[str, Any], at: datetime) -> int:
-    """Queue `payload` for every receiver of the gateway that wants `event`, in the caller's
-    transaction, with one INSERT ... SELECT (a save is a fixed number of statements, with or without
-    receivers: `tests/test_pg_round_trips.py`). Returns how many deliveries were queued.
-
-    A receiver's `events` is a JSON list of names (empty: all); event names are fixed words, so the
-    quoted name found in its JSON text is that name in the list."""
+def _emit_statement() -> Insert:
+    """The INSERT ... SELECT of `emit`, built once (a statement built per call costs its building and
+    hashing on every save). A receiver's `events` is a JSON list of names (empty: all); event names
+    are fixed words, so the quoted name found in its JSON text is that name in the list."""
     events_text = cast(_HOOKS.c.events, Text)
+    at = bindparam("at", type_=DateTime(timezone=True))
     wanted = select(
         _HOOKS.c.id,
-        literal(event, String()),
-        literal(payload, JSON()),
+        bindparam("event", type_=String()),
+        bindparam("payload", type_=_DELIVERIES.c.payload.type),
         literal("pending", String()),
         literal(0, Integer()),
-        literal(at, DateTime(timezone=True)),
-        literal(at, DateTime(timezone=True)),
+        at,
+        at,
     ).where(
-        _HOOKS.c.gateway_id == gateway_id,
-        or_(events_text == "[]", events_text.like(f'%"{event}"%')),
+        _HOOKS.c.gateway_id == bindparam("gateway_id"),
+        or_(events_text == "[]", events_text.like(bindparam("quoted_event"))),
     )
     columns = ["webhook_id", "event", "payload", "status", "attempts", "next_attempt_at", "created_at"]
-    result = conn.execute(insert(_DELIVERIES).from_select(columns, wanted))
-    return int(result.rowcount or 0)
+    return insert(_DELIVERIES).from_select(columns, wanted).execution_options(**NO_WAIT)
+
+
+_EMIT = _emit_statement()
+
+
+def emit(conn: Connection, gateway_id: str, event: str, payload: dict[str, Any], at: datetime) -> None:
+    """Queue `payload` for every receiver of the gateway that wants `event`, in the caller's
+    transaction, with one INSERT ... SELECT (a save is a fixed number of statements, with or without
+    receivers: `tests/test_pg_round_trips.py`). Nothing waits for its answer (`NO_WAIT`): on
+    PostgreSQL it goes out with the deployment's next statement."""
+    conn.execute(
+        _EMIT,
+        {
+            "gateway_id": gateway_id,
+            "event": event,
+            "payload": payload,
+            "at": at,
+            "quoted_event": f'%"{event}"%',
+        },
+    )
 
 
 def add(
@@ -223,7 +242,7 @@ _DONE = {
 }
 
 
-def history_event(conn: Connection, entry: Any) -> int:
+def history_event(conn: Connection, entry: Any) -> None:
     """The event of a history entry (`Tx.insert_history`): its kind is the event's name, and `text`
     says it in one line, so a Slack incoming webhook shows it as it is."""
     name = f"{entry.env}/{entry.base}"
@@ -249,4 +268,4 @@ def history_event(conn: Connection, entry: Any) -> int:
         "at": entry.created_at.isoformat(),
         "text": text,
     }
-    return emit(conn, entry.gateway_id, entry.kind, payload, entry.created_at)
+    emit(conn, entry.gateway_id, entry.kind, payload, entry.created_at)
