@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -218,6 +219,82 @@ async def test_follows_a_real_sqlite_store_through_inotify(tmp_path: Path) -> No
         assert second.main(None) == "two"
         await asyncio.to_thread(deployments.delete, actor, "demo", "dev/hello")
         await watcher.wait_for_removal("demo", "dev/hello")
+    finally:
+        await watcher.stop()
+        store.close()
+
+
+def test_a_sqlite_publish_rings_the_doorbell_once_its_commit_is_visible(tmp_path: Path) -> None:
+    """SQLite's NOTIFY: the doorbell file is written after the commit, when a reader in another
+    connection already sees the change (the WAL file's own write comes before that), and never for a
+    transaction that rolled back."""
+    import sqlite3
+
+    from fnstage.service.deployments import Deployments
+    from fnstage.service.gateways import Gateways
+    from fnstage.service.identity import Actor
+    from fnstage.store import engine as engine_module
+    from fnstage.store.engine import doorbell_path, sqlite_url
+    from fnstage.store.store import Store
+
+    store = Store.open(sqlite_url(tmp_path))
+    database = Path(str(store.engine.url.database))
+    actor = Actor(1, "ada", True)
+    Gateways(store).create(actor, "demo")
+    seen_at_ring: list[int] = []
+    ring = engine_module.after_commit
+
+    def watching_ring(conn: Any) -> None:
+        if conn.info.get(engine_module._DOORBELL_DUE, False):
+            with sqlite3.connect(database) as reader:  # another connection, as a runtime's
+                seen_at_ring.append(reader.execute("SELECT max(seq) FROM publish_log").fetchone()[0])
+        ring(conn)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr("fnstage.store.store.after_commit", watching_ring)
+    try:
+        Deployments(store).save(actor, "demo", "dev/hello", {"index.py": "def main(ctx):\n    return 1\n"})
+        assert seen_at_ring == [1] and doorbell_path(database).exists()
+        rung_at = doorbell_path(database).stat().st_mtime_ns
+        with pytest.raises(RuntimeError), store.write() as tx:
+            tx.unpublish("demo", "dev/hello", 2)
+            raise RuntimeError("rolled back")
+        assert seen_at_ring == [1] and doorbell_path(database).stat().st_mtime_ns == rung_at
+        Deployments(store).delete(actor, "demo", "dev/hello")
+        assert seen_at_ring == [1, 2]
+    finally:
+        patch.undo()
+        store.close()
+
+
+async def test_the_doorbell_alone_wakes_the_watcher_for_every_change(tmp_path: Path) -> None:
+    """With no second look after a wake and no poll, only a wake that comes after the commit can
+    carry a change: the doorbell's."""
+    from fnstage.service.deployments import Deployments
+    from fnstage.service.gateways import Gateways
+    from fnstage.service.identity import Actor
+    from fnstage.store.engine import sqlite_url
+    from fnstage.store.feed import FeedReader
+    from fnstage.store.store import Store
+
+    url = sqlite_url(tmp_path)
+    store = Store.open(url)
+    actor = Actor(1, "ada", True)
+    Gateways(store).create(actor, "demo")
+    deployments = Deployments(store)
+    deployments.save(actor, "demo", "dev/hello", {"index.py": "def main(ctx):\n    return 0\n"})
+    watcher = Watcher(
+        Registry(), lambda: FeedReader(url), gateway="demo", poll_interval_s=60, recheck_delays_s=()
+    )
+    await watcher.start()
+    try:
+        for n in range(1, 30):
+            source = {"index.py": f"def main(ctx):\n    return {n}\n"}
+            saved = await asyncio.to_thread(deployments.save, actor, "demo", "dev/hello", source)
+            live = await watcher.wait_for("demo", "dev/hello", saved.function.version, timeout=10)
+            assert live.main(None) == n
+        await asyncio.to_thread(deployments.delete, actor, "demo", "dev/hello")
+        await watcher.wait_for_removal("demo", "dev/hello", timeout=10)
     finally:
         await watcher.stop()
         store.close()

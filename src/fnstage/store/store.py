@@ -44,6 +44,8 @@ from fnstage.store import webhooks
 from fnstage.store.engine import (
     FEED_CHANNEL,
     NO_WAIT,
+    after_commit,
+    forget_doorbell,
     is_postgres,
     make_engine,
     migrate,
@@ -316,8 +318,13 @@ class Store:
             return
         with self.engine.connect() as conn:
             conn.execution_options(**options)
-            with conn.begin():
-                yield conn
+            try:
+                with conn.begin():
+                    yield conn
+            except BaseException:
+                forget_doorbell(conn)
+                raise
+            after_commit(conn)
 
     def read_one(self, work: Callable[[Tx], T]) -> T:
         """`work(tx)` for a read of ONE statement, which sees one snapshot by itself: on PostgreSQL one
