@@ -21,8 +21,8 @@ def _summary(command: Any) -> tuple[Any, ...]:
 
 
 def test_the_commands_are_the_ones_typer_would_build() -> None:
-    lazy = typer.main.get_command(main.app).commands  # type: ignore[attr-defined]
-    eager = typer.main.get_command(main.commands).commands  # type: ignore[attr-defined]
+    lazy = typer.main.get_command(main.app).commands  # type: ignore[attr-defined]  # get_command is typed click.Command; the root is a Group
+    eager = typer.main.get_command(main.commands).commands  # type: ignore[attr-defined]  # get_command is typed click.Command; the root is a Group
     assert list(lazy) == list(eager)  # same names, same order in --help
     assert "secrets" in lazy and lazy["secrets"].hidden
     for name in eager:
@@ -45,7 +45,7 @@ def test_running_one_command_builds_only_that_one(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(typer.main, "get_group_from_info", group)
     root = typer.main.get_command(main.app)
     built.clear()  # the root group itself
-    commands = root.commands  # type: ignore[attr-defined]
+    commands = root.commands  # type: ignore[attr-defined]  # get_command is typed click.Command; the root is a Group
     assert len(commands) > 20 and built == []
     assert commands["status"].name == "status"
     assert commands.get("no-such-command") is None
