@@ -95,7 +95,7 @@ def serve_cell(port: int, canary_share: int | None, logs: bool = True, metrics: 
             elif kind == "want":
                 ours.send(("version", message["id"], canary, None, 200))
     except (EOFError, OSError, KeyboardInterrupt, SystemExit):
-        pass
+        pass  # the cell or the bench went away: the stand-in supervisor's job is over
     finally:
         cell.kill()
         shutil.rmtree(folder, ignore_errors=True)

@@ -27,34 +27,18 @@ import socket
 import statistics
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
-import psycopg
 from machine import describe, percentile
+from pg_bench import DEFAULT_SERVER, scratch_database
 from processes import cpu_seconds, descendants
 from publish_to_live import files
-from sqlalchemy.engine import make_url
 
 from fnstage.testing import UpProcess
 
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 SAVE = "/api/v1/gateways/bench/functions/dev/user/me"
 SERVED = "/bench/dev/user/me?name=Ada"
-
-
-@contextmanager
-def scratch_database(server: str) -> Iterator[str]:
-    name = f"pgtask_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Target:
@@ -102,7 +86,7 @@ def free_in_range(start: int) -> tuple[int, int]:
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
-            except OSError:
+            except OSError:  # taken: try the next pair
                 continue
         return port, port + 1
     raise RuntimeError(f"no free port in {start}..{start + 199}")

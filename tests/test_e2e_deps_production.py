@@ -139,14 +139,14 @@ def listening_owners(port: int) -> set[int]:
             continue
         try:
             fds = list((proc / "fd").iterdir())
-        except OSError:
+        except OSError:  # the process ended while we looked
             continue
         for fd in fds:
             try:
                 if str(fd.readlink()) in inodes:
                     owners.add(int(proc.name))
                     break
-            except OSError:
+            except OSError:  # the descriptor closed while we looked
                 continue
     return owners
 

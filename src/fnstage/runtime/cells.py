@@ -561,7 +561,7 @@ class CellSet:
         if not wait:
             cell.send(("forwards", 0, table))
             return
-        with contextlib.suppress(CellDied):
+        with contextlib.suppress(CellDied):  # its restart sends the table again before it serves
             cell.call("forwards", table)
 
     def _left(self, old: Slot, gateway: str, name: str) -> None:

@@ -15,10 +15,8 @@ _ready: list[str] = []
 
 def new_request_id() -> str:
     """A fresh id: 32 hex digits."""
-    try:
+    if _ready:
         return _ready.pop()
-    except IndexError:
-        pass
     batch = os.urandom(16 * _BATCH).hex()
     _ready.extend(batch[i : i + 32] for i in range(32, len(batch), 32))
     return batch[:32]
