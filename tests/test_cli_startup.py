@@ -35,6 +35,9 @@ HEAVY = (
     "fnstage.build",
     "packaging",
     "zoneinfo",
+    "http.client",  # imports email and ssl: plain http:// goes through transport.PlainConnection
+    "email",
+    "ssl",
 )
 
 
