@@ -83,10 +83,16 @@ def main() -> None:
             up.stop()
     print(f"{options.runs} runs each, load {os.getloadavg()[0]:.1f}; medians")
     print(f"{'command':<18} {'side':<9} {'wall ms':>8} {'CPU ms':>7}")
+    medians: dict[tuple[str, str], tuple[float, float]] = {}
     for (label, side), runs in results.items():
         wall = statistics.median(r[0] for r in runs)
         cpu = statistics.median(r[1] for r in runs)
+        medians[label, side] = (wall, cpu)
         print(f"{label:<18} {side:<9} {wall:8.1f} {cpu:7.1f}")
+        if side == "this" and (label, "baseline") in medians:
+            base_wall, base_cpu = medians[label, "baseline"]
+            ratios = f"{wall / base_wall:7.2f}x {cpu / base_cpu:6.2f}x"
+            print(f"{label:<18} {'ratio':<9} {ratios}  (this / baseline)")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,33 @@
-"""The root group builds a command only when it is used, and names and orders them as Typer would."""
+"""The root group imports a command's module and builds the command only when it is used, and names
+and orders them as Typer would; its table of name -> module stays true to what the modules register."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import subprocess
+import sys
 from typing import Any
 
 import pytest
+import typer
 import typer.main
 
+import fnstage.cli
 from fnstage.cli import main
+
+
+def _eager() -> typer.Typer:
+    """The root as Typer would build it from the table's modules, every command up front."""
+    root = typer.Typer()
+    spread: set[tuple[str, str]] = set()
+    for name, source in main.COMMANDS.items():
+        if source.group:
+            root.add_typer(source.registry(), name=name, hidden=source.hidden)
+        elif (source.module, source.attribute) not in spread:
+            spread.add((source.module, source.attribute))
+            root.add_typer(source.registry())
+    return root
 
 
 def _summary(command: Any) -> tuple[Any, ...]:
@@ -22,7 +42,7 @@ def _summary(command: Any) -> tuple[Any, ...]:
 
 def test_the_commands_are_the_ones_typer_would_build() -> None:
     lazy = typer.main.get_command(main.app).commands  # type: ignore[attr-defined]  # get_command is typed click.Command; the root is a Group
-    eager = typer.main.get_command(main.commands).commands  # type: ignore[attr-defined]  # get_command is typed click.Command; the root is a Group
+    eager = typer.main.get_command(_eager()).commands  # type: ignore[attr-defined]  # get_command is typed click.Command; the root is a Group
     assert list(lazy) == list(eager)  # same names, same order in --help
     assert "secrets" in lazy and lazy["secrets"].hidden
     for name in eager:
@@ -52,3 +72,48 @@ def test_running_one_command_builds_only_that_one(monkeypatch: pytest.MonkeyPatc
     assert built == ["status"]
     assert commands["gateway"].name == "gateway"
     assert built[1:2] == ["gateway"]  # the group, then its own commands
+
+
+def _module_typers() -> dict[int, str]:
+    """id -> `module.name` of every module-level Typer in the CLI's modules."""
+    found: dict[int, str] = {}
+    for module in pkgutil.iter_modules(fnstage.cli.__path__):
+        loaded = importlib.import_module(f"fnstage.cli.{module.name}")
+        for attribute, value in vars(loaded).items():
+            if isinstance(value, typer.Typer):
+                found.setdefault(id(value), f"{loaded.__name__}.{attribute}")
+    return found
+
+
+def test_the_table_names_every_command_the_modules_register() -> None:
+    typers = _module_typers()
+    named = {f"{s.module}.{s.attribute}" for s in main.COMMANDS.values()}
+    assert set(typers.values()) - named == {"fnstage.cli.main.app"}  # a new module is in the table
+    for name, source in main.COMMANDS.items():
+        if source.group:
+            assert source.registry().registered_commands or source.registry().registered_groups, name
+            continue
+        registered = [
+            info.name or typer.main.get_command_name(info.callback.__name__)
+            for info in source.registry().registered_commands
+            if info.callback is not None
+        ]
+        assert name in registered, f"{source.module}.{source.attribute} has no command {name}"
+    for source in {s for s in main.COMMANDS.values() if not s.group}:  # and each spread Typer wholly
+        for info in source.registry().registered_commands:
+            assert info.callback is not None
+            name = info.name or typer.main.get_command_name(info.callback.__name__)
+            assert main.COMMANDS.get(name) == source, f"{source.module}.{source.attribute} registers {name}"
+
+
+def test_running_a_command_imports_only_its_module() -> None:
+    code = (
+        "import sys\nfrom fnstage.cli.main import app\n"
+        "import typer.main\ntyper.main.get_command(app).commands['status']\n"
+        "print(' '.join(m for m in sys.modules if m.startswith('fnstage.cli.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(result.stdout.split())
+    assert "fnstage.cli.functions" in loaded
+    others = {"fnstage.cli." + n for n in ("access", "releases", "server", "gateways", "triggers", "logs")}
+    assert loaded & others == set()

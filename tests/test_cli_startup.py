@@ -35,6 +35,9 @@ HEAVY = (
     "fnstage.build",
     "packaging",
     "zoneinfo",
+    "http.client",  # imports email and ssl: plain http:// goes through transport.PlainConnection
+    "email",
+    "ssl",
 )
 
 
@@ -72,6 +75,21 @@ def test_help_imports_only_rich_for_its_own_layout() -> None:
     imported = _imported(code)
     assert "rich" in imported  # typer renders help with rich: the one heavy module it needs
     assert [n for n in _heavy_among(imported) if not n.startswith("rich")] == []
+
+
+@pytest.mark.parametrize(
+    "words", [["--help"], ["status", "--help"], ["gateway", "create", "-h"]], ids=" ".join
+)
+def test_help_from_the_cache_imports_neither_typer_nor_rich(words: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "GITHUB_ACTIONS", "PY_COLORS")}
+    imported = _imported("fnstage", *words, env={**env, "COLUMNS": "80"})
+    assert "fnstage.cli.quick_help" in imported  # the measurement works
+    assert sorted(n for n in imported if n.split(".")[0] in ("typer", "rich", "fnstage")) == [
+        "fnstage",
+        "fnstage.cli",
+        "fnstage.cli.entry",
+        "fnstage.cli.quick_help",
+    ]
 
 
 def test_json_output_needs_no_rich() -> None:

@@ -225,3 +225,66 @@ def test_query_string_refuses_a_nested_value() -> None:
     # what `--wait` once sent: params={"version": 2} under the name "params"
     with pytest.raises(TypeError, match="query parameter params must be a str, int, float or bool"):
         query_string({"params": {"version": 2}})
+
+
+def _answering(raw: bytes) -> tuple[str, list[bytes]]:
+    """A server on loopback that reads one request and writes `raw` back, then closes: (URL, the
+    requests it read)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        with listener, listener.accept()[0] as conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            seen.append(data)
+            conn.sendall(raw)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", seen
+
+
+@pytest.mark.parametrize(
+    ("raw", "body"),
+    [
+        (
+            b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"a"\r\n3;x=y\r\n:1}\r\n0\r\nT: 1\r\n\r\n',
+            b'{"a":1}',
+        ),
+        (
+            b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"to": "the close"}',
+            b'{"to": "the close"}',
+        ),
+        (b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", b""),
+        (b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}", b"{}"),
+    ],
+    ids=["chunked", "to-the-close", "no-content", "content-length"],
+)
+def test_answers_are_read_by_chunks_length_or_close(raw: bytes, body: bytes) -> None:
+    url, seen = _answering(raw)
+    http = HttpTransport(timeout=5)
+    try:
+        answer = http(Request("PUT", url + "/x?y=1", {"Accept": "application/json"}))
+    finally:
+        http.close()
+    assert (answer.status, answer.body) == (int(raw[9:12]), body)
+    host = url.removeprefix("http://")
+    assert seen[0].startswith(f"PUT /x?y=1 HTTP/1.1\r\nHost: {host}\r\n".encode())
+    assert b"\r\nContent-Length: 0\r\n" in seen[0] and b"\r\nAccept: application/json\r\n" in seen[0]
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (b"SSH-2.0-OpenSSH_9.6\r\n", "not an HTTP answer"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}", "ended after 2 of 10 bytes"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "headers end too early"),
+    ],
+)
+def test_an_answer_that_is_not_http_fails_the_request(raw: bytes, says: str) -> None:
+    url, _ = _answering(raw)
+    with pytest.raises(TransportError, match=says):
+        HttpTransport(timeout=5)(get(url + "/"))

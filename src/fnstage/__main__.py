@@ -1,5 +1,5 @@
 """`python -m fnstage ...` is the `fnstage` command."""
 
-from fnstage.cli.main import app
+from fnstage.cli.entry import main
 
-app()
+main()

@@ -7,6 +7,7 @@ Every entry says why it is used; dead code goes instead of coming here.
 from bench import runtime_servers
 from tests.support import front_cells, scheduling
 
+import fnstage
 from fnstage.domain import policy
 from fnstage.runtime import cell_server, landlock, server
 from fnstage.testing import UpProcess
@@ -27,3 +28,5 @@ cell_server.ListeningServer._shd, cell_server.ListeningServer._sfd, cell_server.
 policy.TargetOption.current_semver
 # pytest-xdist's scheduler calls this override to group the tests (tests/support/scheduling.py).
 scheduling.SharedFixtureScheduling._split_scope
+# The module-level __getattr__ Python calls for `from fnstage import Response` (src/fnstage/__init__.py).
+fnstage.__getattr__

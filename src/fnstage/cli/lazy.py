@@ -1,15 +1,18 @@
-"""A root group that builds a command's click object only when something asks for that command.
+"""A root group that imports a command's module and builds its click object only when it is used.
 
 Typer builds every command up front (63 here, about 30 ms of CPU: each one's string annotations are
-evaluated twice), though a run uses one. `LazyGroup.source` holds the registrations instead, and its
-`commands` mapping builds each on first use: `status` builds one command, `--help` still builds all
-of them for their one-line help. Names and order are the ones Typer would give.
+evaluated twice), and importing every command module costs about 16 ms more, though a run uses one
+command. `LazyGroup.table` names, for each command, the module and the Typer that register it; its
+`commands` mapping imports and builds each on first use: `status` imports functions.py and builds one
+command, the root's live `--help` still builds all of them for their one-line help. Names and order
+are the table's, which tests/test_cli_lazy.py keeps equal to what Typer would build from the modules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
-from functools import partial
+import importlib
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import typer
@@ -17,66 +20,86 @@ import typer.main
 from typer.core import TyperGroup
 
 
-class _Commands(MutableMapping[str, Any]):
-    """Command name -> click command, built from its registration the first time it is looked up."""
+@dataclass(frozen=True)
+class Source:
+    """Where a root command is registered: `module.attribute` is the group itself (`gateway`) when
+    `group`, else a Typer whose commands are spread into the root (`status` in function_commands)."""
 
-    def __init__(self, sources: dict[str, Callable[[], Any]]) -> None:
-        self._sources = sources
+    module: str
+    attribute: str
+    group: bool = False
+    hidden: bool = False
+
+    def registry(self) -> typer.Typer:
+        found = getattr(importlib.import_module(self.module), self.attribute)
+        assert isinstance(found, typer.Typer), f"{self.module}.{self.attribute} is not a Typer"
+        return found
+
+
+def _build(name: str, source: Source, settings: typer.Typer) -> Any:
+    """The click command or group `name`, built as Typer builds the root's commands."""
+    short, markup = settings.pretty_exceptions_short, settings.rich_markup_mode
+    registry = source.registry()
+    if source.group:
+        holder = typer.Typer()
+        holder.add_typer(registry, name=name, hidden=source.hidden)  # as the eager root did
+        return typer.main.get_group_from_info(
+            holder.registered_groups[-1],
+            pretty_exceptions_short=short,
+            rich_markup_mode=markup,
+            suggest_commands=settings.suggest_commands,
+        )
+    for info in registry.registered_commands:
+        assert info.callback is not None, "a command always has a callback"
+        if (info.name or typer.main.get_command_name(info.callback.__name__)) == name:
+            return typer.main.get_command_from_info(
+                info, pretty_exceptions_short=short, rich_markup_mode=markup
+            )
+    raise LookupError(f"{source.module}.{source.attribute} registers no command {name}")
+
+
+class _Commands(MutableMapping[str, Any]):
+    """Command name -> click command, built from its source the first time it is looked up."""
+
+    def __init__(self, table: dict[str, Source], settings: typer.Typer) -> None:
+        self._names = list(table)
+        self._table = table
+        self._settings = settings
         self._built: dict[str, Any] = {}
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._built:
-            self._built[name] = self._sources[name]()  # KeyError for an unknown name, as a dict
+            source = self._table[name]  # KeyError for an unknown name, as a dict
+            self._built[name] = _build(name, source, self._settings)
         return self._built[name]
 
     def __setitem__(self, name: str, command: Any) -> None:
-        self._sources[name] = lambda: command
+        if name not in self._names:
+            self._names.append(name)
         self._built[name] = command
 
     def __delitem__(self, name: str) -> None:
-        del self._sources[name]
+        if name not in self._names:
+            raise KeyError(name)
+        self._names.remove(name)
         self._built.pop(name, None)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._sources)
+        return iter(self._names)
 
     def __len__(self) -> int:
-        return len(self._sources)
-
-
-def _sources(source: typer.Typer) -> dict[str, Callable[[], Any]]:
-    """How to build each command `source` registers, by name, in Typer's order (its `add_typer`s:
-    named groups as one command, unnamed ones spread into their commands)."""
-    short, markup = source.pretty_exceptions_short, source.rich_markup_mode
-    sources: dict[str, Callable[[], Any]] = {}
-    for group in source.registered_groups:
-        if group.name:
-            sources[group.name] = partial(
-                typer.main.get_group_from_info,
-                group,
-                pretty_exceptions_short=short,
-                rich_markup_mode=markup,
-                suggest_commands=source.suggest_commands,
-            )
-            continue
-        assert group.typer_instance is not None, "add_typer always gives one"
-        for info in group.typer_instance.registered_commands:
-            assert info.callback is not None, "a command always has a callback"
-            name = info.name or typer.main.get_command_name(info.callback.__name__)
-            sources[name] = partial(
-                typer.main.get_command_from_info, info, pretty_exceptions_short=short, rich_markup_mode=markup
-            )
-    return sources
+        return len(self._names)
 
 
 class LazyGroup(TyperGroup):
-    """A group whose subcommands come from `source` (set by a subclass), built when first used."""
+    """A group whose subcommands come from `table` (set by a subclass), imported and built when used."""
 
-    source: ClassVar[typer.Typer]
+    table: ClassVar[dict[str, Source]]
+    settings: ClassVar[typer.Typer] = typer.Typer()  # pretty_exceptions_short, rich_markup_mode, ...
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.commands = _Commands(_sources(self.source))
+        self.commands = _Commands(self.table, self.settings)
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(self.commands)  # names only: TyperGroup's own would build every command

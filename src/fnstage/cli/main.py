@@ -12,19 +12,7 @@ from typing import Annotated
 import typer
 
 from fnstage import __version__
-from fnstage.cli.access import access_commands, member_app, token_app, user_app
-from fnstage.cli.configuration import config_app, secret_app
-from fnstage.cli.contexts import context_app
-from fnstage.cli.dependencies import deps_app
-from fnstage.cli.functions import function_commands
-from fnstage.cli.gateways import gateway_app
-from fnstage.cli.lazy import LazyGroup
-from fnstage.cli.logs import log_commands
-from fnstage.cli.releases import release_commands
-from fnstage.cli.rollouts import rollout_app
-from fnstage.cli.server import server_commands
-from fnstage.cli.triggers import trigger_app
-from fnstage.cli.webhooks import webhook_app
+from fnstage.cli.lazy import LazyGroup, Source
 
 HELP = """\
 Deploy Python functions to dev, then promote them to staging and prod: every release recorded,
@@ -44,12 +32,48 @@ The server is $FNSTAGE_URL (default http://127.0.0.1:8470); the token is $FNSTAG
 credentials file `fnstage up` writes ($FNSTAGE_CONFIG_DIR/credentials.json).
 """
 
-# Every command and group, in the order `--help` lists them; `app` builds each only when it is used.
-commands = typer.Typer()
+# Every command and group, in the order `--help` lists them, and the module that registers it: `app`
+# imports a module and builds a command only when it is used (tests/test_cli_lazy.py keeps this table
+# equal to the commands the modules register).
+_SERVER = Source("fnstage.cli.server", "server_commands")
+_FUNCTIONS = Source("fnstage.cli.functions", "function_commands")
+_RELEASES = Source("fnstage.cli.releases", "release_commands")
+_ACCESS = Source("fnstage.cli.access", "access_commands")
+COMMANDS: dict[str, Source] = {
+    "up": _SERVER,
+    "runtime": _SERVER,
+    "push": _FUNCTIONS,
+    "pull": _FUNCTIONS,
+    "ls": _FUNCTIONS,
+    "history": _FUNCTIONS,
+    "diff": _FUNCTIONS,
+    "status": _FUNCTIONS,
+    "rename": _FUNCTIONS,
+    "rm": _FUNCTIONS,
+    "promote": _RELEASES,
+    "release": _RELEASES,
+    "rollback": _RELEASES,
+    "logs": Source("fnstage.cli.logs", "log_commands"),
+    "whoami": _ACCESS,
+    "audit": _ACCESS,
+    "gateway": Source("fnstage.cli.gateways", "gateway_app", group=True),
+    "context": Source("fnstage.cli.contexts", "context_app", group=True),
+    "deps": Source("fnstage.cli.dependencies", "deps_app", group=True),
+    "token": Source("fnstage.cli.access", "token_app", group=True),
+    "user": Source("fnstage.cli.access", "user_app", group=True),
+    "member": Source("fnstage.cli.access", "member_app", group=True),
+    "config": Source("fnstage.cli.configuration", "config_app", group=True),
+    "secret": Source("fnstage.cli.configuration", "secret_app", group=True),
+    # `fnstage secrets rotate-key` reads well too
+    "secrets": Source("fnstage.cli.configuration", "secret_app", group=True, hidden=True),
+    "rollout": Source("fnstage.cli.rollouts", "rollout_app", group=True),
+    "trigger": Source("fnstage.cli.triggers", "trigger_app", group=True),
+    "webhook": Source("fnstage.cli.webhooks", "webhook_app", group=True),
+}
 
 
 class _Commands(LazyGroup):
-    source = commands
+    table = COMMANDS
 
 
 app = typer.Typer(
@@ -78,22 +102,3 @@ def _main(
     ] = False,
 ) -> None:
     pass
-
-
-commands.add_typer(server_commands)
-commands.add_typer(function_commands)
-commands.add_typer(release_commands)
-commands.add_typer(log_commands)
-commands.add_typer(access_commands)
-commands.add_typer(gateway_app, name="gateway")
-commands.add_typer(context_app, name="context")
-commands.add_typer(deps_app, name="deps")
-commands.add_typer(token_app, name="token")
-commands.add_typer(user_app, name="user")
-commands.add_typer(member_app, name="member")
-commands.add_typer(config_app, name="config")
-commands.add_typer(secret_app, name="secret")
-commands.add_typer(secret_app, name="secrets", hidden=True)  # `fnstage secrets rotate-key` reads well too
-commands.add_typer(rollout_app, name="rollout")
-commands.add_typer(trigger_app, name="trigger")
-commands.add_typer(webhook_app, name="webhook")

@@ -6,7 +6,6 @@ server, so they are easy to test with a recording console.
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -275,6 +274,8 @@ def lock_change_line(change: Mapping[str, Any]) -> Text:
 
 def diff_lines(path: str, a: str | None, b: str | None, a_label: str = "a", b_label: str = "b") -> list[Text]:
     """One file's unified diff as coloured lines: additions green, removals red, hunks cyan."""
+    import difflib  # here, not at the top: only `diff` and `release` show one (8 ms at start-up)
+
     from rich.text import Text
 
     old = (a or "").splitlines(keepends=True)
