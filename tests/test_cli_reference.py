@@ -34,26 +34,16 @@ def _fenced_lines(text: str) -> Iterator[tuple[str, str]]:
             yield language, line
 
 
-_SEPARATORS = {"|", "||", "&&", ";", "&"}
-
-
 def _code_block_commands(text: str) -> list[str]:
-    """`fnstage ...` commands of the shell blocks: at a line's start, or after `|`, `&&`, `||` or
-    `;` (a trailing `# comment` dropped), as words shlex joins back."""
+    """`fnstage ...` commands of the shell blocks: at a line's start, or after ` | `, ` && `, ` || `
+    or ` ; ` (a trailing `# comment` dropped), as words shlex joins back."""
     found = []
     for language, line in _fenced_lines(text):
-        if language not in ("sh", "bash") or "fnstage " not in line:
-            continue
-        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
-        lexer.whitespace_split = True
-        segment: list[str] = []
-        for word in [*lexer, ";"]:
-            if word not in _SEPARATORS:
-                segment.append(word)
-                continue
-            if segment[:1] == ["fnstage"]:
-                found.append(shlex.join(segment))
-            segment = []
+        if language in ("sh", "bash") and "fnstage " in line:
+            for segment in re.split(r"\s(?:\|\||&&|\||;)\s", line):
+                words = shlex.split(segment, comments=True)
+                if words[:1] == ["fnstage"]:
+                    found.append(shlex.join(words))
     return found
 
 
