@@ -188,6 +188,7 @@ follow() {
   for _ in $(seq 300); do [ -s "$out" ] && break; sleep 0.1; done
   if [ ! -s "$out" ]; then echo "$*: printed nothing in 30 s" >&2; kill $pid; return 1; fi
   id=$(curl --dump-header - --output /dev/null "$url" | tr -d '\r' | sed -n 's/^x-request-id: //Ip')
+  if [ -z "$id" ]; then echo "$url: no x-request-id" >&2; kill $pid; return 1; fi
   for _ in $(seq 150); do grep -q "$id" "$out" && break; sleep 0.1; done
   kill $pid; wait $pid || true
   if ! grep -q "$id" "$out"; then echo "$*: no line for request $id after 15 s" >&2; return 1; fi
