@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from fastapi.testclient import TestClient
 
 from fnstage.api.app import create_app
 from fnstage.service import Services
 from fnstage.service.identity import bootstrap_admin
+from fnstage.service.scheduler import Scheduler
 from fnstage.store.store import Store
 from support.functions import hello_files
 
@@ -35,6 +38,22 @@ def test_health_needs_no_token_and_the_rest_does(store: Store) -> None:
     assert r.status_code == 401 and error(r)["code"] == "unauthorized"
     r = plain.get("/api/v1/gateways", headers={"Authorization": "Bearer fns_wrong"})
     assert r.status_code == 401 and error(r)["message"] == "unknown token"
+
+
+def test_health_reports_the_schedulers_passes(store: Store) -> None:
+    """An operator (and a test waiting for "nothing ran twice") sees that the scheduler is alive."""
+    assert TestClient(create_app(Services.create(store))).get("/api/v1/health").json()["scheduler"] is None
+    scheduler = Scheduler(store)
+    plain = TestClient(create_app(Services.create(store), scheduler=scheduler))
+    assert plain.get("/api/v1/health").json()["scheduler"] == {
+        "passes": 0,
+        "failed_passes": 0,
+        "last_pass_at": None,
+    }
+    scheduler.tick()
+    health = plain.get("/api/v1/health").json()["scheduler"]
+    assert health["passes"] == 1 and health["failed_passes"] == 0
+    assert datetime.fromisoformat(health["last_pass_at"]) == scheduler.health().last_pass_at
 
 
 def test_bootstrap_happens_once(store: Store) -> None:

@@ -873,6 +873,16 @@ def test_logs_lists_invocations(cli: Callable[..., Result], api: FakeApi) -> Non
     assert "hello from main" in result.stdout
 
 
+def test_logs_without_invocations_says_whether_filters_left_none(
+    cli: Callable[..., Result], api: FakeApi
+) -> None:
+    """ "recorded yet" would be untrue of a function whose invocations only the filters left out."""
+    api.on("GET", "gateways/demo/logs/dev/user/me", {"invocations": []})
+    assert cli("logs", "dev/user/me").stdout == "no invocations of dev/user/me recorded yet\n"
+    filtered = cli("logs", "dev/user/me", "--status", "error", "--since", "10m")
+    assert filtered.stdout == "no invocations of dev/user/me match --status error --since 10m\n"
+
+
 def test_up_calls_serve_up(
     cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,36 @@ def test_the_cli_reference_is_what_the_help_says() -> None:
     )
 
 
-def _code_block_commands(text: str) -> list[str]:
-    """`fnstage ...` lines of the fenced code blocks (a trailing `# comment` dropped by shlex)."""
-    found, fenced = [], False
+def _fenced_lines(text: str) -> Iterator[tuple[str, str]]:
+    """(the block's language, the line) of every line in a fenced code block."""
+    language = None
     for line in text.splitlines():
         if line.startswith("```"):
-            fenced = not fenced
-        elif fenced and line.startswith("fnstage "):
-            found.append(line)
+            language = line[3:].strip() if language is None else None
+        elif language is not None:
+            yield language, line
+
+
+def _code_block_commands(text: str) -> list[str]:
+    """`fnstage ...` commands of the shell blocks: at a line's start, or after ` | `, ` && `, ` || `
+    or ` ; ` (a trailing `# comment` dropped), as words shlex joins back."""
+    found = []
+    for language, line in _fenced_lines(text):
+        if language in ("sh", "bash") and "fnstage " in line:
+            for segment in re.split(r"\s(?:\|\||&&|\||;)\s", line):
+                words = shlex.split(segment, comments=True)
+                if words[:1] == ["fnstage"]:
+                    found.append(shlex.join(words))
+    return found
+
+
+def _code_block_mentions(text: str) -> list[str]:
+    """`fnstage COMMAND ...` named in the comments of any code block (shell, Python, YAML)."""
+    found = []
+    for _language, line in _fenced_lines(text):
+        comment = re.search(r"(?:^|\s)#\s(.*)$", line)
+        if comment:
+            found += re.findall(r"\bfnstage(?: [a-z][a-z-]*| --[a-z][a-z-]*)+", comment.group(1))
     return found
 
 
@@ -62,7 +85,9 @@ def test_every_readme_example_parses(line: str) -> None:
     command.make_context(" ".join(["fnstage", *path]), rest)  # raises on an unknown option or a bad value
 
 
-@pytest.mark.parametrize("line", sorted(set(_inline_commands(README.read_text()))))
+@pytest.mark.parametrize(
+    "line", sorted(set(_inline_commands(README.read_text()) + _code_block_mentions(README.read_text())))
+)
 def test_every_command_readme_names_exists(line: str) -> None:
     words = shlex.split(line)
     command, path, rest = _resolve(words)
@@ -73,3 +98,21 @@ def test_every_command_readme_names_exists(line: str) -> None:
 
 def test_the_readme_shows_commands_at_all() -> None:
     assert len(README_COMMANDS) > 30  # the extraction works: the walk-through is full of them
+
+
+def test_commands_anywhere_in_a_block_are_found() -> None:
+    """After a pipe or `&&`, and named in a block's comments (Python's, YAML's), not only first."""
+    text = (
+        "```sh\n"
+        'printf %s "$KEY" | fnstage secret set dev KEY --value-from-stdin\n'
+        "cd x && fnstage push . dev/a   # then fnstage status a\n"
+        "```\n"
+        "```python\n"
+        "from fnstage import Response   # kept: fnstage logs\n"
+        "```\n"
+    )
+    assert _code_block_commands(text) == [
+        "fnstage secret set dev KEY --value-from-stdin",
+        "fnstage push . dev/a",
+    ]
+    assert _code_block_mentions(text) == ["fnstage status a", "fnstage logs"]

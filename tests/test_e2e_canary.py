@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from fnstage.testing import UpProcess
+from support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -150,7 +151,8 @@ def test_canaries_complete_roll_back_by_themselves_and_obey_a_hand(up: UpProcess
         )
         status = _wait_state(up, "rolled_back", timeout=90)
         decided_in = time.monotonic() - started
-        time.sleep(2)  # traffic after the decision: all on stable again
+        after = len(load.answers)  # then 100 more requests after the decision: all on stable again
+        eventually(lambda: len(load.answers) >= after + 100, timeout=60)
     assert status["state"] == "rolled_back" and decided_in < 120, (status, decided_in)
     assert status["decided_by"] == "fnstage" and "error rate" in str(status["reason"])
     bad = status["canary"]["version"]  # type: ignore[index]

@@ -10,7 +10,6 @@ is refused at promotion; a restart reinstalls nothing.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,7 +106,8 @@ def test_each_version_runs_with_the_packages_of_its_lock(up: UpProcess, tmp_path
         assert "lock: fnpkg 1.0 → 2.0" in diff
         cli.run("rollback", "dev/a", "--to", f"#{first['id']}", "--semver", "0.2.0", "-m", "back", "--wait")
         eventually(lambda: answer(up, "a") == "1.0")
-        time.sleep(0.5)
+        after = load.counts.total()  # and 20 more requests on the rolled-back lock, none failing
+        eventually(lambda: load.counts.total() >= after + 20, timeout=60)
     assert load.failures() == {}, load.counts
     assert load.counts[("a", "2.0")] > 0 and load.counts[("b", "1.0")] > 0
 

@@ -5,6 +5,8 @@ Time is injected: every `fnstage up` here reads the scheduler's clock from one f
 What the issue asks, each seen as a user sees it (`fnstage trigger runs`, `fnstage logs`):
 ticks fire once with two `fnstage up` on one PostgreSQL database; a restart across a tick runs it
 once; a paused trigger does not fire; a failing run is recorded and the next tick still fires.
+"Nothing ran twice" is seen after each scheduler has made more passes (`/api/v1/health` counts them),
+never after a sleep.
 """
 
 from __future__ import annotations
@@ -88,6 +90,27 @@ def _wait_for_runs(
         time.sleep(0.1)
 
 
+def _passes(up: UpProcess) -> int:
+    """How many passes `up`'s scheduler has made (`/api/v1/health`, open to all)."""
+    answer = httpx.get(f"{up.url}/api/v1/health", timeout=30)
+    answer.raise_for_status()
+    passes: int = answer.json()["scheduler"]["passes"]
+    return passes
+
+
+def _wait_for_passes(ups: list[UpProcess], more: int, timeout: float = 60) -> None:
+    """Until each of `ups`' schedulers has made `more` passes from now (at least 2: the first may have
+    begun before now), so any tick due now has been read, and claimed if it ever will be."""
+    assert more >= 2
+    targets = [(up, _passes(up) + more) for up in ups]
+    deadline = time.monotonic() + timeout
+    for up, target in targets:
+        while (passes := _passes(up)) < target:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{up.url}'s scheduler made {passes} of {target} passes\n{up.log()}")
+            time.sleep(0.05)
+
+
 def _push(cli: Cli, tmp_path: Path, name: str, code: str) -> None:
     src = write(tmp_path / name.replace("/", "-"), {"index.py": code})
     cli.run("push", str(src), name, "--wait")
@@ -163,7 +186,7 @@ def test_runs_are_recorded_a_paused_trigger_waits_and_a_restart_across_a_tick_ru
         assert runs[0]["tick"] == "2030-01-01T11:02:00+00:00" and runs[0]["status"] == "ok"
         up.stop()  # and once more, at once: 11:02 has run, nothing is due
         up.start(timeout=90)
-        time.sleep(2)  # twenty passes of the scheduler
+        _wait_for_passes([up], 20)
         assert len(_runs(up, "dev/jobs-report")) == 3
         assert _runs(up, "dev/held") == []
 
@@ -194,7 +217,7 @@ def test_two_control_planes_on_one_postgres_database_run_each_tick_once(
         for minute in range(3):
             clock.set(datetime(2030, 1, 1, 11, minute, 0, 200_000, tzinfo=UTC))
             _wait_for_runs(ups[1], "dev/jobs-report", minute + 1, token=ups[0].token)
-        time.sleep(1)  # ten more passes of each scheduler: nothing runs twice
+        _wait_for_passes(ups, 10)  # ten more passes of each scheduler: nothing runs twice
         runs = _runs(ups[1], "dev/jobs-report", ups[0].token)
         assert [r["tick"][11:16] for r in runs] == ["11:02", "11:01", "11:00"]
         assert {r["status"] for r in runs} == {"ok"}

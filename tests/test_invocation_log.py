@@ -157,12 +157,14 @@ def test_a_stopped_store_drops_counts_and_never_blocks_the_caller() -> None:
 
 def test_a_slow_store_fills_the_queue_and_the_rest_is_dropped(store: Store, demo: str) -> None:
     gate = threading.Event()
+    connecting = threading.Event()  # the writer took the first record off its queue and waits on the store
 
     class SlowEngine:
         def __init__(self, engine: Engine) -> None:
             self.engine = engine
 
         def connect(self) -> Any:
+            connecting.set()
             gate.wait(10)
             return self.engine.connect()
 
@@ -175,7 +177,7 @@ def test_a_slow_store_fills_the_queue_and_the_rest_is_dropped(store: Store, demo
     writer = LogWriter(lambda: SlowEngine(store.engine), LogSettings(queue=30))  # type: ignore[arg-type,return-value]
     writer.start()
     writer.offer([record(0)])
-    time.sleep(0.3)  # the writer now waits on the store with that one
+    assert connecting.wait(10)  # the writer now waits on the store with that one
     writer.offer([record(n) for n in range(1, 51)])
     assert writer.stats()["dropped"]["queue_full"] == 20
     gate.set()

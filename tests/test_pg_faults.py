@@ -29,6 +29,7 @@ from fnstage.store.store import Store
 from fnstage.testing import RuntimeServer, UpProcess
 from support import pg
 from support.functions import hello_files
+from support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.long, pytest.mark.timeout(120)]
 
@@ -223,6 +224,11 @@ class SteadyLoad(threading.Thread):
                     self.failures.append(repr(exc))
                 self._halt.wait(0.005)
 
+    def served_more(self, count: int, timeout: float = 30) -> None:
+        """Until `count` more requests were answered 200 than now: traffic over a window, not a sleep."""
+        target = self.ok + count
+        eventually(lambda: self.ok >= target, timeout)
+
     def stop(self) -> None:
         self._halt.set()
         self.join(10)
@@ -241,20 +247,20 @@ def test_a_postgres_restart_under_load_fails_no_request_and_loses_no_deployment(
         load = SteadyLoad(f"{up.runtime_url}{path}")
         load.start()
         try:
-            time.sleep(0.3)
+            load.served_more(20)  # before the outage
             cluster.stop("fast")
-            time.sleep(0.5)
+            load.served_more(50)  # from memory, the store down
             during = api.put(fn, json={"files": {"index.py": VERSIONED % 2}})
             assert during.status_code == 503, during.text
             assert during.json()["error"]["code"] == "unavailable"
-            time.sleep(0.5)
+            load.served_more(50)
             cluster.start()
             after = api.put(fn, json={"files": {"index.py": VERSIONED % 3}})
             assert after.status_code == 200, after.text
             version = after.json()["function"]["version"]
             # the listener retries at most every 2 s (with jitter); its reconnect resyncs at once
             took = wait_until_served(up.runtime_url, path, version, timeout=4)
-            time.sleep(0.3)
+            load.served_more(20)  # after the outage
         finally:
             load.stop()
             with contextlib.suppress(RuntimeError):  # running already, unless the test failed

@@ -25,6 +25,7 @@ import pytest
 from fnstage.store.engine import sqlite_url
 from fnstage.testing import RuntimeServer, UpProcess
 from support.cli import Cli, write
+from support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.long, pytest.mark.timeout(300)]
 
@@ -97,6 +98,11 @@ class Traffic:
                         key = type(exc).__name__
                     self.counts[i][key] += 1
                 time.sleep(0.02)
+
+    def wait_for_rounds(self, rounds: int, timeout: float = 60) -> None:
+        """Until every runtime has been asked `rounds` more times than now."""
+        targets = [c.total() + rounds for c in self.counts]
+        eventually(lambda: all(c.total() >= t for c, t in zip(self.counts, targets, strict=True)), timeout)
 
     def __enter__(self) -> Traffic:
         self._thread.start()
@@ -175,7 +181,7 @@ def test_a_release_failing_at_load_on_one_host_keeps_the_previous_release_there_
         took = time.monotonic() - started
         assert "live on 3/3" in back.stdout, back.stdout
         assert all(served(r) == (200, "1.0.0") for r in runtimes)  # 1.0.0's code, as 1.0.2
-        time.sleep(0.5)
+        traffic.wait_for_rounds(10)  # each runtime asked 10 more times after the rollback
     print(
         f"\nload failure on 1 of 3: traffic {[dict(c) for c in traffic.counts]}, rollback --wait {took:.1f} s"
     )
@@ -217,7 +223,7 @@ def test_a_release_whose_main_raises_on_one_host_answers_500_there_only_and_roll
         assert "live on 3/3" in back.stdout, back.stdout
         assert all(served(r) == (200, "1.0.0") for r in runtimes)
         before = Counter(traffic.counts[0])
-        time.sleep(1)
+        traffic.wait_for_rounds(20)  # each runtime asked 20 more times after the rollback
     print(f"\nraising main on 1 of 3: traffic {[dict(c) for c in traffic.counts]}")
     for counts in traffic.counts[1:]:
         assert set(counts) <= {"200 1.0.0", "200 1.1.0"}, traffic.counts  # the others never failed

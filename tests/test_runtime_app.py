@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from fnstage.build import build
 from fnstage.runtime.app import RuntimeApp
-from fnstage.runtime.loader import LiveVersion, LoadError, load_function
+from fnstage.runtime.loader import LoadError
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
+from support.functions import live
 
 pytestmark = pytest.mark.anyio
 
@@ -21,31 +21,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def live(
-    code: str,
-    *,
-    name: str = "dev/user/me",
-    version: int = 1,
-    gateway: str = "demo",
-    methods: list[str] | None = None,
-    config: Mapping[str, Any] | None = None,
-    timeout_s: float | None = None,
-) -> LiveVersion:
-    bundle = build({"index.py": code}, "index.py")
-    return load_function(
-        name,
-        version,
-        f"0.{version}.0",
-        "index.py",
-        bundle.compiled,
-        bundle.files,
-        config,
-        methods,
-        gateway=gateway,
-        timeout_s=timeout_s,
-    )
 
 
 ECHO = "async def main(ctx):\n    return {'name': ctx.function.name, 'method': ctx.method, 'size': len(ctx.body)}\n"

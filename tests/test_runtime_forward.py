@@ -18,7 +18,7 @@ import uvicorn
 from fnstage.runtime.app import RuntimeApp
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
-from test_runtime_app import live
+from support.functions import live
 
 pytestmark = pytest.mark.anyio
 

@@ -244,22 +244,23 @@ def test_exiting_at_load_takes_nothing_else_down(stage: Stage) -> None:
     with stage.unharmed(settle_s=5.0) as load:
         load.report = "a module-level os._exit(3), saved to dev"
         stage.save_hostile(EXIT_AT_LOAD)
-        time.sleep(3)  # the loads (and any restarts) happen meanwhile
+        # the loads and the restarts are over once status names the quarantine (reported through the
+        # store: give it a few heartbeats); the victims stay under load until then and `settle_s` after
+        deadline = time.monotonic() + 15
+        while True:
+            status = subprocess.run(
+                [sys.executable, "-m", "fnstage", "status", HOSTILE, "-g", OWN],
+                env={**stage.up.cli_env(), "COLUMNS": "200", "NO_COLOR": "1"},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            if "exit code 3" in status.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert "exit code 3" in status.stdout, status.stdout + status.stderr
     r = stage.get(OWN, "dev", HOSTILE, timeout=10)
     assert r.status_code == 200 and r.json()["hostile"] == "idle", (r.status_code, r.text)
-    deadline = time.monotonic() + 15  # status is reported through the store: give it a few heartbeats
-    while True:
-        status = subprocess.run(
-            [sys.executable, "-m", "fnstage", "status", HOSTILE, "-g", OWN],
-            env={**stage.up.cli_env(), "COLUMNS": "200", "NO_COLOR": "1"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if "exit code 3" in status.stdout or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert "exit code 3" in status.stdout, status.stdout + status.stderr
 
 
 def test_killing_its_parent_fails(stage: Stage) -> None:

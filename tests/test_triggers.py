@@ -7,6 +7,7 @@ each tick is claimed once. Running a claimed tick through a runtime is `test_e2e
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from fnstage.domain.errors import Conflict, FnstageError, InvalidInput, NotFound
 from fnstage.domain.schedules import Schedule, check_trigger_name, plan_tick
 from fnstage.service import Actor, Services
-from fnstage.service.scheduler import Scheduler
+from fnstage.service.scheduler import Scheduler, SchedulerHealth
 from fnstage.service.trigger_runs import RunResult, TriggerRunner
 from fnstage.service.triggers import Triggers, default_name
 from fnstage.store import triggers as sql
@@ -336,3 +337,29 @@ def test_deleting_a_gateway_takes_its_triggers_and_runs(
     with store.read() as tx:
         assert sql.get_trigger_by_id(tx, trigger.id) is None
         assert sql.list_runs(tx, trigger.id) == []
+
+
+# the scheduler's own health -----------------------------------------------------------------------------
+def test_a_scheduler_counts_its_passes_and_its_failed_ones(store: Store, clock: Clock) -> None:
+    """What `/api/v1/health` reports and tests wait on: a pass counts once it has claimed what was due,
+    so a count that moved by two began and ended a whole pass after any earlier moment."""
+    scheduler = Scheduler(store, clock)
+    assert scheduler.health() == SchedulerHealth(passes=0, failed_passes=0, last_pass_at=None)
+    scheduler.tick()
+    scheduler.tick()
+    health = scheduler.health()
+    assert health.passes == 2 and health.failed_passes == 0 and health.last_pass_at is not None
+
+    def broken() -> datetime:
+        raise RuntimeError("the clock is broken")
+
+    failing = Scheduler(store, broken, poll_s=0.01)
+    failing.start()
+    try:
+        deadline = time.monotonic() + 30
+        while failing.health().failed_passes < 3:
+            assert time.monotonic() < deadline, failing.health()
+            time.sleep(0.01)
+    finally:
+        failing.stop()
+    assert failing.health().passes == 0 and failing.health().last_pass_at is None

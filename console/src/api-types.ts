@@ -845,6 +845,8 @@ export interface components {
        * @description where `fnstage up`'s runtime answers; null if unknown
        */
       runtime_url: string | null;
+      /** @description this process's trigger scheduler (every `fnstage up` runs one); null if none */
+      scheduler: components["schemas"]["SchedulerHealth"] | null;
       /** Status */
       status: string;
       /** Version */
@@ -1449,6 +1451,24 @@ export interface components {
       function: components["schemas"]["Function"];
       /** @description null when nothing changed */
       history: components["schemas"]["HistoryEntry"] | null;
+    };
+    /** SchedulerHealth */
+    SchedulerHealth: {
+      /**
+       * Failed Passes
+       * @description passes that failed (the store unreachable, say), retried
+       */
+      failed_passes: number;
+      /**
+       * Last Pass At
+       * @description when the last pass ended; null before the first
+       */
+      last_pass_at: string | null;
+      /**
+       * Passes
+       * @description passes so far: each read the due triggers and claimed their ticks
+       */
+      passes: number;
     };
     /** SecretItem */
     SecretItem: {

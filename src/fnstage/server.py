@@ -111,10 +111,11 @@ def serve_up(
         from fnstage.api.metrics import ApiMetrics
 
         api_metrics = ApiMetrics()
-    app = create_app(services, runtime_url=runtime_url, metrics=api_metrics)  # runtime_url: try it
-    api = api_server(app, host, port)  # with limits on slow and oversized clients
     poll_s = float(os.environ.get("FNSTAGE_SCHEDULER_POLL_S") or DEFAULT_POLL_S)
     scheduler = Scheduler(store, clock, catch_up=catch_up, poll_s=poll_s)
+    # runtime_url: the console's "try it"; the scheduler: its passes, in /api/v1/health
+    app = create_app(services, runtime_url=runtime_url, metrics=api_metrics, scheduler=scheduler)
+    api = api_server(app, host, port)  # with limits on slow and oversized clients
     # canary releases are judged here, once per decision whatever the number of control planes
     judge = CanaryJudge(services.canaries, poll_s=float(os.environ.get("FNSTAGE_CANARY_POLL_S") or 1.0))
     webhooks = WebhookDeliverer(store)

@@ -34,6 +34,7 @@ from fnstage.service import Services
 
 if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked for
     from fnstage.api.metrics import ApiMetrics
+    from fnstage.service.scheduler import Scheduler
 
 PREFIX = "/api/v1"
 
@@ -132,6 +133,7 @@ def create_app(
     runtime_url: str | None = None,
     limits: RequestLimits | None = None,
     metrics: ApiMetrics | None = None,
+    scheduler: Scheduler | None = None,
 ) -> FastAPI:
     app = FastAPI(
         # every route is authorised here, by its rule in `authorization.RULES` (fail closed)
@@ -159,9 +161,14 @@ def create_app(
     app.add_exception_handler(db.TimeoutError, _on_database_unavailable)
 
     @app.get(f"{PREFIX}/health", tags=["health"], response_model=responses.Health)
-    def health() -> dict[str, str | None]:
+    def health() -> dict[str, Any]:
         # runtime_url: where `fnstage up`'s runtime answers (the console's "try it"), None if unknown
-        return {"status": "ok", "version": fnstage.__version__, "runtime_url": runtime_url}
+        return {
+            "status": "ok",
+            "version": fnstage.__version__,
+            "runtime_url": runtime_url,
+            "scheduler": None if scheduler is None else _scheduler_health(scheduler),
+        }
 
     modules = (
         routes_gateways,
@@ -181,6 +188,16 @@ def create_app(
     # FastAPI's documented way to change the OpenAPI document is to replace app.openapi
     app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
     return app
+
+
+def _scheduler_health(scheduler: Scheduler) -> dict[str, Any]:
+    health = scheduler.health()
+    last = health.last_pass_at
+    return {
+        "passes": health.passes,
+        "failed_passes": health.failed_passes,
+        "last_pass_at": None if last is None else last.isoformat(),
+    }
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

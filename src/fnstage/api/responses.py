@@ -26,10 +26,19 @@ class Answer(BaseModel):
 
 
 # gateways, dependencies -------------------------------------------------------------------------------
+class SchedulerHealth(Answer):
+    passes: int = Field(description="passes so far: each read the due triggers and claimed their ticks")
+    failed_passes: int = Field(description="passes that failed (the store unreachable, say), retried")
+    last_pass_at: Timestamp | None = Field(description="when the last pass ended; null before the first")
+
+
 class Health(Answer):
     status: str
     version: str
     runtime_url: str | None = Field(description="where `fnstage up`'s runtime answers; null if unknown")
+    scheduler: SchedulerHealth | None = Field(
+        description="this process's trigger scheduler (every `fnstage up` runs one); null if none"
+    )
 
 
 class Me(Answer):

@@ -63,7 +63,9 @@ def logs(
         render.print_json(data)
         return
     if not invocations:
-        render.say(f"no invocations of {fn} recorded yet")
+        given = {"--version": version, "--status": status, "--since": since, "--until": until}
+        chosen = " ".join(f"{flag} {value}" for flag, value in given.items() if value is not None)
+        render.say(f"no invocations of {fn} " + (f"match {chosen}" if chosen else "recorded yet"))
         return
     out = render.console()
     out.print(render.logs_header(), soft_wrap=True)

@@ -7,7 +7,9 @@ trigger, plans with `domain.schedules.plan_tick`: ticks missed while no schedule
 the latest, which runs once if it is within the catch-up window, or is recorded as missed.
 
 Time comes from an injected clock (`service.clock`), so tests move across ticks without waiting;
-`tick()` is one pass, for tests that drive a scheduler by hand.
+`tick()` is one pass, for tests that drive a scheduler by hand. A scheduler counts its passes
+(`health()`, shown by `/api/v1/health`): an operator sees that it is alive, and a test that must see
+nothing run twice waits for passes instead of sleeping.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import socket
 import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from fnstage.domain.schedules import Schedule, plan_tick
@@ -32,6 +35,16 @@ logger = logging.getLogger("fnstage.scheduler")
 DEFAULT_CATCH_UP = timedelta(minutes=15)
 DEFAULT_POLL_S = 1.0
 DEFAULT_PARALLEL_RUNS = 8
+
+
+@dataclass(frozen=True)
+class SchedulerHealth:
+    """How a scheduler fares: its passes so far (each read what was due and claimed it), the passes
+    that failed (the store unreachable, say) and when (wall clock) the last pass ended."""
+
+    passes: int
+    failed_passes: int
+    last_pass_at: datetime | None
 
 
 class Scheduler:
@@ -57,6 +70,10 @@ class Scheduler:
         self._executor: ThreadPoolExecutor | None = None
         self._pending: dict[Future[RunResult], ClaimedRun] = {}
         self._lock = threading.Lock()
+        self._health = SchedulerHealth(0, 0, None)
+
+    def health(self) -> SchedulerHealth:
+        return self._health
 
     # one pass ---------------------------------------------------------------------------------------
     def tick(self) -> list[ClaimedRun]:
@@ -70,6 +87,8 @@ class Scheduler:
             run = self._claim(trigger, moment)
             if run is not None:
                 claimed.append(run)
+        with self._lock:  # a whole pass: every claim it made is in the store now
+            self._health = replace(self._health, passes=self._health.passes + 1, last_pass_at=now())
         return claimed
 
     def run(self, claimed: ClaimedRun) -> RunResult:
@@ -137,6 +156,8 @@ class Scheduler:
                 wait = self._until_next_tick()
             except Exception:  # the store unreachable, say: try again at the next poll
                 logger.exception("the scheduler's pass failed; trying again in %s s", self.poll_s)
+                with self._lock:
+                    self._health = replace(self._health, failed_passes=self._health.failed_passes + 1)
                 wait = self.poll_s
             self._stopping.wait(wait)
 
