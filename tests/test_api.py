@@ -61,6 +61,18 @@ def test_bootstrap_happens_once(store: Store) -> None:
     assert bootstrap_admin(store) is None
 
 
+def test_a_save_takes_its_note_as_note_and_still_as_changelog(client: TestClient) -> None:
+    """Issue 18 item 12: one word for the release note; `changelog` stays accepted as its old name."""
+    url = "/api/v1/gateways/demo/functions/dev/user/me"
+    client.put(url, json={"files": hello_files()})
+    assert client.put(url, json={"files": hello_files("Hi"), "note": "say hi"}).status_code == 200
+    assert client.put(url, json={"files": hello_files("Yo"), "changelog": "say yo"}).status_code == 200
+    r = client.put(url, json={"files": hello_files("Hey"), "note": "a", "changelog": "b"})
+    assert r.status_code == 422 and error(r)["field"] == "note"
+    entries = client.get("/api/v1/gateways/demo/history/dev/user/me").json()["entries"]
+    assert [(e["note"], e["changelog"]) for e in entries[:2]] == [("say yo", "say yo"), ("say hi", "say hi")]
+
+
 def test_walk_over_http(client: TestClient) -> None:
     base = "/api/v1/gateways/demo"
     r = client.put(f"{base}/functions/dev/user/me", json={"files": hello_files()})

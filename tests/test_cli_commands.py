@@ -316,7 +316,7 @@ def test_push_updates_with_the_version_it_read(
     assert result.stdout == "dev/user/me: version 4 -> 5 (3 files, 2 changed)\n"
     body = api.body(method="PUT")
     assert body["expected_version"] == 4
-    assert (body["semver"], body["changelog"], body["methods"]) == ("0.2.0", "faster", ["GET", "POST"])
+    assert (body["semver"], body["note"], body["methods"]) == ("0.2.0", "faster", ["GET", "POST"])
     assert set(body["files"]) == {"index.py", "utils.py", "extra.py"}
 
 
@@ -329,7 +329,7 @@ def test_push_takes_the_note_as_every_release_command_does(
     api.on("PUT", "gateways/demo/functions/dev/user/me", {"function": function(5), "changed": True})
     result = cli("push", str(folder), "dev/user/me", spelling, "faster")
     assert result.exit_code == 0, result.output
-    assert api.body(method="PUT")["changelog"] == "faster"
+    assert api.body(method="PUT")["note"] == "faster"
 
 
 def test_push_refuses_two_different_notes(cli: Callable[..., Result], api: FakeApi, tmp_path: Path) -> None:
@@ -722,7 +722,7 @@ ENTRY = {
     "kind": "rollback",
     "created_at": "2026-11-26T12:00:00+00:00",
     "actor": "ana",
-    "changelog": "1.0.1 breaks login",
+    "note": "1.0.1 breaks login",
 }
 
 

@@ -104,7 +104,7 @@ def test_history_table_lists_entries_with_relative_times() -> None:
             "kind": "rollback",
             "created_at": ago(minutes=3),
             "actor": "ana",
-            "changelog": "1.0.1 breaks login",
+            "note": "1.0.1 breaks login",
         },
         {
             "id": 5,
@@ -113,7 +113,7 @@ def test_history_table_lists_entries_with_relative_times() -> None:
             "kind": "release",
             "created_at": ago(days=2),
             "actor": "bo",
-            "changelog": None,
+            "note": None,
         },
     ]
     text = plain(render.history_table(entries, NOW))

@@ -193,7 +193,7 @@ def test_canaries_complete_roll_back_by_themselves_and_obey_a_hand(up: UpProcess
         ("promote", "1.0.0", "admin"),
     ]
     rolled_back = _history(up)[4]
-    assert "error rate" in str(rolled_back["changelog"])
+    assert "error rate" in str(rolled_back["note"])
 
 
 @pytest.mark.postgres

@@ -56,7 +56,7 @@ def test_the_core_walk_through_the_cli(up: UpProcess, tmp_path: Path) -> None:
         ("1.0.1", "promote"),  # a release of staging's current version is a promotion: no rebuild
         ("1.0.0", "promote"),
     ]
-    assert entries[0]["changelog"] == "1.0.1 broke login" and entries[0]["actor"] == "admin"
+    assert entries[0]["note"] == "1.0.1 broke login" and entries[0]["actor"] == "admin"
     table = cli.run("history", "prod/user/me").stdout
     assert "1.0.2" in table and "rollback" in table and "1.0.1 broke login" in table
 

@@ -121,7 +121,7 @@ def test_each_version_runs_with_the_packages_of_its_lock(up: UpProcess, tmp_path
     assert "ModuleNotFoundError" in refused and "--force" in refused
     cli.run("promote", "dev/c", "--to", "staging", "--semver", "1.0.0", "-m", "qa", "--force")
     entries = cli.json("history", "staging/c")
-    assert isinstance(entries, dict) and "forced past" in entries["entries"][0]["changelog"]
+    assert isinstance(entries, dict) and "forced past" in entries["entries"][0]["note"]
 
     # a restart finds every environment in place: nothing is installed again
     environments = Path(up.env["FNSTAGE_ENVIRONMENTS_DIR"])

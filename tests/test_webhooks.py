@@ -130,6 +130,7 @@ def test_every_deployment_is_delivered_signed_with_a_slack_text(
         rollback["text"] == "ada rolled back prod/user/me v3 (1.0.2) (the code of v1) on gateway demo: broke"
     )
     assert mine[1]["text"] == "ada saved dev/user/me v2 (0.1.0) on gateway demo: say hi"
+    assert (mine[1]["note"], mine[1]["changelog"]) == ("say hi", "say hi")  # changelog: its old name
     # the second receiver got the rollback only, signed under its own secret
     assert [e["event"] for e in receiver.events(only_prod.secret, "/hook?only=rollback")] == ["rollback"]
     with pytest.raises(AssertionError):

@@ -870,7 +870,11 @@ export interface components {
       base: string;
       /** Bundle Hash */
       bundle_hash: string;
-      /** Changelog */
+      /**
+       * Changelog
+       * @deprecated
+       * @description the old name of `note`, the same value
+       */
       changelog: string | null;
       /** Created At */
       created_at: string;
@@ -901,6 +905,8 @@ export interface components {
       lock_hash: string | null;
       /** Name */
       name: string;
+      /** Note */
+      note: string | null;
       /** Semver */
       semver: string;
       /** Source Env */
@@ -1407,7 +1413,11 @@ export interface components {
     };
     /** Save */
     Save: {
-      /** Changelog */
+      /**
+       * Changelog
+       * @deprecated
+       * @description the old name of `note`
+       */
       changelog?: string | null;
       /** Config */
       config?: {
@@ -1434,6 +1444,11 @@ export interface components {
       };
       /** Methods */
       methods?: string[] | null;
+      /**
+       * Note
+       * @description the note for the history, as releases take it
+       */
+      note?: string | null;
       /** Semver */
       semver?: string | null;
       /** Tags */

@@ -78,7 +78,7 @@ export function openHistorySheet(ctx: HistoryContext): Sheet {
         h("td", { title: formatTime(e.created_at) }, timeAgo(e.created_at)),
         h("td", null, e.actor),
         h("td", null, h("span", { class: `pill kind kind-${e.kind}` }, e.kind)),
-        h("td", { class: "note" }, e.changelog ?? h("span", { class: "muted" }, "—")),
+        h("td", { class: "note" }, e.note ?? h("span", { class: "muted" }, "—")),
         h("td", { class: "mono small", title: e.lock_hash ?? "no dependencies" }, e.lock_hash ? e.lock_hash.slice(0, 8) : h("span", { class: "muted" }, "none")),
         h(
           "td",

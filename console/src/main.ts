@@ -566,7 +566,7 @@ async function renderFunction(gateway: string, base: string): Promise<void> {
         files,
         entrypoint: editor.entrypoint,
         expected_version: baseVersion,
-        ...(note ? { changelog: note } : {}),
+        ...(note ? { note } : {}),
         ...(semver ? { semver } : {}),
       });
       saving = false;

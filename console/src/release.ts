@@ -22,7 +22,7 @@ export interface ReleaseContext {
 type ReleaseOptions = Schemas["ReleaseOptions"];
 
 export function entryLabel(e: HistoryEntry): string {
-  return `v${e.semver} (${timeAgo(e.created_at)})${e.changelog ? ` - ${e.changelog}` : ""}`;
+  return `v${e.semver} (${timeAgo(e.created_at)})${e.note ? ` - ${e.note}` : ""}`;
 }
 
 export function openReleaseSheet(ctx: ReleaseContext): Sheet {

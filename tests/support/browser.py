@@ -60,7 +60,7 @@ def seed(api: httpx.Client, gateway: str, *, released: bool = True) -> None:
         promote = {"name": "staging/user/me", "target": "prod", "semver": "1.0.0", "note": "First release"}
         ok(api.post(f"/gateways/{gateway}/promote", json=promote))
     hi = {"index.py": INDEX, "utils.py": UTILS.replace("Hello", "Hi")}
-    body = {"files": hi, "expected_version": 1, "semver": "0.2.0", "changelog": "Say hi"}
+    body = {"files": hi, "expected_version": 1, "semver": "0.2.0", "note": "Say hi"}
     ok(api.put(f"/gateways/{gateway}/functions/dev/user/me", json=body))
 
 

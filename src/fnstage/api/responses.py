@@ -136,7 +136,8 @@ class HistoryEntry(Answer):
     kind: str
     version: int
     semver: str
-    changelog: str | None
+    note: str | None
+    changelog: str | None = Field(deprecated=True, description="the old name of `note`, the same value")
     actor: str
     created_at: Timestamp
     dependencies: list[str]

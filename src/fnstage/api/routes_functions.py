@@ -88,7 +88,7 @@ def save_function(
         body.files,
         body.entrypoint,
         semver=body.semver,
-        changelog=body.changelog,
+        changelog=body.history_note(),
         expected_version=body.expected_version,
         methods=body.methods,
         description=body.description,

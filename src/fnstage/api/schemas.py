@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from fnstage.domain.errors import InvalidInput
 from fnstage.service.roles import ROLES
 
 MAX_FILES = 100
@@ -139,7 +140,12 @@ class Save(Body):
     files: dict[str, str] = Field(min_length=1, max_length=MAX_FILES, description="path -> source text")
     entrypoint: str = Field(default="index.py", max_length=255)
     semver: str | None = Field(default=None, max_length=64, json_schema_extra={"pattern": SEMVER_PATTERN})
-    changelog: str | None = Field(default=None, max_length=2000)
+    note: str | None = Field(
+        default=None, max_length=2000, description="the note for the history, as releases take it"
+    )
+    changelog: str | None = Field(
+        default=None, max_length=2000, deprecated=True, description="the old name of `note`"
+    )
     expected_version: JsonIntOrNone = Field(
         default=None, ge=0, le=MAX_ID, description="refuse (409) unless current"
     )
@@ -148,6 +154,14 @@ class Save(Body):
     tags: list[str] | None = Field(default=None, max_length=20)
     config: dict[str, Any] | None = None
     timeout_s: float | None = Field(default=None, ge=0.1, le=900, description="seconds per invocation")
+
+    def history_note(self) -> str | None:
+        """`note`, the one word releases, the CLI and the console use; `changelog` was its name before."""
+        if self.note is not None and self.changelog is not None and self.note != self.changelog:
+            raise InvalidInput(
+                "note and changelog are one field (changelog is its old name): give one", field="note"
+            )
+        return self.note if self.note is not None else self.changelog
 
 
 class Canary(Body):

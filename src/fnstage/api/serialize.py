@@ -67,6 +67,7 @@ def entry(h: HistoryRecord, files: dict[str, str] | None = None) -> dict[str, An
         "kind": h.kind,
         "version": h.version,
         "semver": h.semver,
+        "note": h.changelog,
         "changelog": h.changelog,
         "actor": h.actor,
         "created_at": h.created_at.isoformat(),

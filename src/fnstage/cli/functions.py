@@ -110,7 +110,7 @@ def push(
         if semver is not None:
             body["semver"] = semver
         if note is not None:
-            body["changelog"] = note  # the API's name for the note
+            body["note"] = note
         if method_list is not None:
             body["methods"] = method_list
         if timeout is not None:

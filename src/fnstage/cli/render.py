@@ -241,7 +241,7 @@ def history_table(entries: Sequence[Mapping[str, Any]], now: datetime | None = N
             relative_time(entry.get("created_at"), now),
             _text(entry.get("actor")),
             str(entry.get("lock_hash") or "none")[:12],
-            _text(entry.get("changelog"), ""),
+            _text(entry.get("note", entry.get("changelog")), ""),  # changelog: a server before `note`
         ]
         if with_urls:
             cells.append(_text(entry.get("url"), ""))

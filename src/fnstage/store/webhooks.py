@@ -261,7 +261,8 @@ def history_event(conn: Connection, entry: Any) -> None:
         "version": entry.version,
         "semver": entry.semver,
         "actor": entry.actor,
-        "changelog": entry.changelog,
+        "note": entry.changelog,
+        "changelog": entry.changelog,  # the old name of "note", kept for receivers written before it
         "source_env": entry.source_env,
         "source_version": entry.source_version,
         "history_id": entry.id,
