@@ -6,9 +6,10 @@ Each run is a fresh process (the supervisor's side, as `runtime.supervisor` does
 set, and N one-line async functions (`dev/fn/I`, each its own bundle and source, as the store would send
 them) in ONE cell (gateway `bench`, dev). Measured: seconds from asking the cell set to load them (the
 cell not yet forked) to every load answered, and the CPU seconds of that start: the supervisor's
-(this process, every thread) and the cell's (/proc, since its fork); the cell's memory once loaded (USS: its private pages,
-and RSS, from psutil), against an empty cell forked beside it; the supervisor's RSS; and the first
-request to a function (over the cell's Unix socket) and a second one.
+(this process, every thread, its collector paused as a cold start's is) and the cell's (/proc, since
+its fork); the cell's memory once loaded (USS: its private pages, and RSS, from psutil), against an
+empty cell forked beside it; the supervisor's RSS; and the first request to a function (over the
+cell's Unix socket) and a second one. With a baseline, the medians' ratios (this/before) end it.
 
 `--baseline SRC` runs another checkout's runtime (`git worktree add /tmp/before main`, then
 `--baseline /tmp/before/src`) in the same rounds, alternately with this one (baseline, this, ...), so
@@ -101,6 +102,7 @@ def child(count: int) -> dict[str, Any]:
 
     from fnstage.runtime.cell import CellSpec
     from fnstage.runtime.cells import CellEvents, CellSet
+    from fnstage.runtime.loads import collector_paused
     from fnstage.runtime.zygote import Zygote
 
     zygote = Zygote()
@@ -119,7 +121,8 @@ def child(count: int) -> dict[str, Any]:
         published = rows(count)
         gc.collect()
         started, supervisor_cpu = time.perf_counter(), time.process_time()
-        results = cells.load(published)
+        with collector_paused():  # as the supervisor's cold start loads (`watcher.Watcher._resync`)
+            results = cells.load(published)
         ready = time.perf_counter() - started
         supervisor_cpu = time.process_time() - supervisor_cpu
         failed = [r for r in results if not hasattr(r, "main")]
@@ -208,7 +211,10 @@ def main() -> None:
             for key in ("ready_s", "supervisor_cpu_s", "cell_cpu_s", "start_cpu_s", "cell_uss_mib"):
                 before, now = sides["before"][key], sides["this"][key]
                 ratio = f"{now / before:.2f}x" if before else "-"
-                print(f"{int(count):,} functions, {key} (median): before {before}, this {now}, this/before {ratio}")
+                print(
+                    f"{int(count):,} functions, {key} (median): "
+                    f"before {before}, this {now}, this/before {ratio}"
+                )
 
 
 if __name__ == "__main__":
