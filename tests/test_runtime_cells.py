@@ -152,6 +152,8 @@ def test_each_batch_is_answered_into_live_versions_while_the_cell_loads_the_next
     results = cells[0].load([row(f"dev/fn/{i}", 1, ANSWER % i) for i in range(8)])
     assert [r.version for r in results if isinstance(r, LiveVersion)] == [1] * 8
     assert all(isinstance(r, LiveVersion) and r.load_ms > 0 for r in results)  # timed in the cell
+    # one set of methods for all the supervisor's versions that have them (100,000 sets: 20 MiB)
+    assert len({id(r.methods) for r in results if isinstance(r, LiveVersion)}) == 1
     sends = [i for i, step in enumerate(order) if step == "sent"]
     assert len(sends) == 4
     assert order.index("mirror dev/fn/1") < sends[2]  # the first answer, handled before the third batch

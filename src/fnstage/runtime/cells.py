@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from fnstage.domain.canary import BUCKETS_MS, ArmCounts
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
-from fnstage.runtime.loader import LiveVersion, LoadError
+from fnstage.runtime.loader import LiveVersion, LoadError, methods_of
 from fnstage.runtime.loads import BULK_LOAD
 from fnstage.runtime.log_format import fields
 from fnstage.runtime.zygote import Zygote
@@ -1013,7 +1013,7 @@ def _mirror(row: PublishedFunction, load_ms: float) -> LiveVersion:
         name=row.name,
         version=row.version,
         semver=row.semver,
-        methods=frozenset(row.methods),
+        methods=methods_of(row.methods),  # one set shared by every version with the same methods
         config={},
         main=_in_cell,
         is_async=False,
