@@ -5,9 +5,11 @@
 Each run is a fresh process (the supervisor's side, as `runtime.supervisor` does it): a zygote, a cell
 set, and N one-line async functions (`dev/fn/I`, each its own bundle and source, as the store would send
 them) in ONE cell (gateway `bench`, dev). Measured: seconds from asking the cell set to load them (the
-cell not yet forked) to every load answered; the cell's memory once loaded (USS: its private pages,
-and RSS, from psutil), against an empty cell forked beside it; the supervisor's RSS; and the first
-request to a function (over the cell's Unix socket) and a second one.
+cell not yet forked) to every load answered, and the CPU seconds of that start: the supervisor's
+(this process, every thread, its collector paused as a cold start's is) and the cell's (/proc, since
+its fork); the cell's memory once loaded (USS: its private pages, and RSS, from psutil), against an
+empty cell forked beside it; the supervisor's RSS; and the first request to a function (over the
+cell's Unix socket) and a second one. With a baseline, the medians' ratios (this/before) end it.
 
 `--baseline SRC` runs another checkout's runtime (`git worktree add /tmp/before main`, then
 `--baseline /tmp/before/src`) in the same rounds, alternately with this one (baseline, this, ...), so
@@ -86,6 +88,12 @@ def memory(pid: int) -> tuple[float, float]:
     return info.uss / 2**20, info.rss / 2**20
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far, all its threads (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child(count: int) -> dict[str, Any]:
     """One run, in this process: the supervisor's side of one cell of `count` functions."""
     import gc
@@ -94,6 +102,7 @@ def child(count: int) -> dict[str, Any]:
 
     from fnstage.runtime.cell import CellSpec
     from fnstage.runtime.cells import CellEvents, CellSet
+    from fnstage.runtime.loads import collector_paused
     from fnstage.runtime.zygote import Zygote
 
     zygote = Zygote()
@@ -111,14 +120,17 @@ def child(count: int) -> dict[str, Any]:
         assert empty is not None and empty.pid is not None
         published = rows(count)
         gc.collect()
-        started = time.perf_counter()
-        results = cells.load(published)
+        started, supervisor_cpu = time.perf_counter(), time.process_time()
+        with collector_paused():  # as the supervisor's cold start loads (`watcher.Watcher._resync`)
+            results = cells.load(published)
         ready = time.perf_counter() - started
+        supervisor_cpu = time.process_time() - supervisor_cpu
         failed = [r for r in results if not hasattr(r, "main")]
         if failed:
             raise RuntimeError(f"{len(failed)} loads failed, the first: {failed[0]}")
         cell = cells.ensure(("bench", "dev", ""))
         assert cell is not None and cell.pid is not None and cell.spec.uds is not None
+        cell_cpu = cpu_seconds(cell.pid)  # all of it: the cell was forked for this load
         time.sleep(0.5)  # the cell's counts thread and granian settle
         uss, rss = memory(cell.pid)
         empty_uss, empty_rss = memory(empty.pid)
@@ -129,6 +141,9 @@ def child(count: int) -> dict[str, Any]:
         other_ms, _ = request(cell.spec.uds, f"/fn/{count // 3}")
         return {
             "ready_s": ready,
+            "supervisor_cpu_s": supervisor_cpu,
+            "cell_cpu_s": cell_cpu,
+            "start_cpu_s": supervisor_cpu + cell_cpu,
             "cell_uss_mib": uss,
             "cell_rss_mib": rss,
             "empty_cell_uss_mib": empty_uss,
@@ -191,6 +206,15 @@ def main() -> None:
             for name, results in runs.items()
         }
     print(json.dumps({"functions": table, "load_after": os.getloadavg()}, indent=2))
+    if "before" in sources:
+        for count, sides in table.items():
+            for key in ("ready_s", "supervisor_cpu_s", "cell_cpu_s", "start_cpu_s", "cell_uss_mib"):
+                before, now = sides["before"][key], sides["this"][key]
+                ratio = f"{now / before:.2f}x" if before else "-"
+                print(
+                    f"{int(count):,} functions, {key} (median): "
+                    f"before {before}, this {now}, this/before {ratio}"
+                )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fnstage.runtime import cells as cells_module
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import Cell, CellSet, Slot, describe_exit
 from fnstage.runtime.channel import CellEnd, SupervisorEnd
@@ -124,6 +125,55 @@ def test_a_big_load_goes_in_batches_and_each_answer_is_its_rows(
     assert sent[3:] == [4, 4, 1] and all(isinstance(r, LiveVersion) for r in more)
     assert get(cell_set, ("demo", "dev", ""), "/fn/7").json() == {"version": 107}
     assert get(cell_set, ("demo", "dev", ""), "/collector").json() == {"collector": True}
+
+
+def test_each_batch_is_answered_into_live_versions_while_the_cell_loads_the_next(
+    cells: tuple[CellSet, Events], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold start of 100,000 functions: the supervisor makes its registry's version of each batch's
+    functions as that batch is answered, while the cell loads the next one, instead of after the last
+    batch (BENCHMARKS.md, "Many functions in a cell"). Only two batches are ahead of the answers."""
+    monkeypatch.setattr("fnstage.runtime.cells.LOAD_BATCH", 2)
+    order: list[str] = []
+    send = SupervisorEnd.send
+    mirror = cells_module._mirror
+
+    def sending(self: SupervisorEnd, message: tuple[object, ...]) -> None:
+        if message[0] == "load":
+            order.append("sent")
+        send(self, message)
+
+    def mirroring(row: PublishedFunction, load_ms: float) -> LiveVersion:
+        order.append(f"mirror {row.name}")
+        return mirror(row, load_ms)
+
+    monkeypatch.setattr(SupervisorEnd, "send", sending)
+    monkeypatch.setattr(cells_module, "_mirror", mirroring)
+    results = cells[0].load([row(f"dev/fn/{i}", 1, ANSWER % i) for i in range(8)])
+    assert [r.version for r in results if isinstance(r, LiveVersion)] == [1] * 8
+    assert all(isinstance(r, LiveVersion) and r.load_ms > 0 for r in results)  # timed in the cell
+    # one set of methods for all the supervisor's versions that have them (100,000 sets: 20 MiB)
+    assert len({id(r.methods) for r in results if isinstance(r, LiveVersion)}) == 1
+    sends = [i for i, step in enumerate(order) if step == "sent"]
+    assert len(sends) == 4
+    assert order.index("mirror dev/fn/1") < sends[2]  # the first answer, handled before the third batch
+    assert order.index("mirror dev/fn/3") < sends[3]
+
+
+def test_a_cell_that_dies_in_the_middle_of_a_big_load_keeps_what_it_answered(
+    cells: tuple[CellSet, Events], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches answered before the death are live (the restarted cell gets them back); the rest load one
+    at a time, and the one that kills the cell again is quarantined."""
+    monkeypatch.setattr("fnstage.runtime.cells.LOAD_BATCH", 2)
+    rows = [row(f"dev/fn/{i}", 1, ANSWER % i) for i in range(6)]
+    rows[4] = row("dev/fn/4", 1, "import os\nos._exit(3)\n" + ANSWER % 4)
+    cell_set = cells[0]
+    results = cell_set.load(rows)
+    assert [isinstance(r, LiveVersion) for r in results] == [True] * 4 + [False, True]
+    assert isinstance(results[4], LoadError) and results[4].summary.startswith("killed its cell at load")
+    for i in (0, 3, 5):
+        assert get(cell_set, ("demo", "dev", ""), f"/fn/{i}").json() == {"version": i}
 
 
 def test_cells_of_two_environments_do_not_share_a_process(cells: tuple[CellSet, Events]) -> None:

@@ -99,3 +99,37 @@ def test_a_runtime_tells_its_start_its_sync_each_load_its_cells_and_its_stop_in_
     assert all(isinstance(x["ms"], float) for x in loads)
     assert "loaded dev/user/me v2" in loads[-1]["message"]
     store.close()
+
+
+def test_a_bulk_load_logs_one_info_line_and_each_function_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    """A cold start of 100,000 functions wrote 100,000 "loaded" lines at the default level: about 1 s
+    of the supervisor's CPU (BENCHMARKS.md, "Many functions in a cell"). A load of BULK_LOAD rows or
+    more says so in one line at info, each function at debug; each failure stays a warning."""
+    from fnstage.runtime.loader import LiveVersion, LoadError
+    from fnstage.runtime.loads import BULK_LOAD, apply_loads
+    from fnstage.runtime.registry import Registry
+    from fnstage.store.records import PublishedFunction
+
+    def row(i: int) -> PublishedFunction:
+        return PublishedFunction("demo", f"dev/fn/{i}", 1, "0.1.0", "index.py", b"", {}, "h", [], {}, i)
+
+    def live(r: PublishedFunction) -> LiveVersion:
+        return LiveVersion(r.gateway, r.name, 1, "0.1.0", frozenset(), {}, len, False, 30.0, 0.0, "h", 0.5)
+
+    def events(level: int) -> list[str]:
+        return [r.fields["event"] for r in caplog.records if r.levelno == level and hasattr(r, "fields")]
+
+    caplog.set_level("DEBUG", logger="fnstage.runtime")
+    rows = [row(i) for i in range(BULK_LOAD + 1)]
+    results: list[LiveVersion | LoadError] = [live(r) for r in rows]
+    results[3] = LoadError("NameError: name 'x' is not defined")
+    reports: list[object] = []
+    apply_loads(Registry(), rows, results, reports.append)
+    assert events(logging.INFO) == ["loaded_many"]
+    many = next(r for r in caplog.records if r.levelno == logging.INFO)
+    assert many.fields["functions"] == BULK_LOAD and many.fields["failed"] == 1  # type: ignore[attr-defined]
+    assert events(logging.DEBUG) == ["loaded"] * BULK_LOAD
+    assert events(logging.WARNING) == ["load_failed"]
+    caplog.clear()
+    apply_loads(Registry(), rows[:2], [live(r) for r in rows[:2]], reports.append)
+    assert events(logging.INFO) == ["loaded", "loaded"]  # a few: a line each, as before

@@ -7,6 +7,7 @@ sees a different magic and rebuilds from `files` instead (see `load_modules`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import marshal
@@ -46,6 +47,7 @@ def source_hash(entrypoint: str, file_hashes: Mapping[str, str]) -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=256)  # a cell loads thousands of functions, nearly all with `index.py`
 def module_name(path: str) -> tuple[str, bool]:
     """`lib/db.py` -> ("lib.db", False); `lib/__init__.py` -> ("lib", True)."""
     parts = path[: -len(".py")].split("/")

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from fnstage.domain.canary import BUCKETS_MS, ArmCounts
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
-from fnstage.runtime.loader import LiveVersion, LoadError
+from fnstage.runtime.loader import LiveVersion, LoadError, methods_of
 from fnstage.runtime.loads import BULK_LOAD
 from fnstage.runtime.log_format import fields
 from fnstage.runtime.zygote import Zygote
@@ -54,6 +54,7 @@ LOAD_TIMEOUT_S = 120.0  # a batch; each load in it is limited by the cell (DEFAU
 # (a cold start's cell no longer waits for one message of every row), and neither side holds all the
 # rows' pickled bytes at once (a cell's memory keeps the high-water mark of what it received).
 LOAD_BATCH = 1000
+LOAD_AHEAD = 2  # batches sent ahead of the answers (`Cell.load`)
 RESTART_DELAYS_S = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
 STABLE_AFTER_S = 30.0  # a cell that lived this long starts its restart delays afresh
 MOVE_GRACE_S = 2.0  # a function that moved to another lock's cell leaves its old cell this much later
@@ -147,12 +148,18 @@ class Cell:
             self.ready.wait(0.05)
         return True
 
-    def load(self, rows: list[PublishedFunction]) -> list[dict[str, Any]]:
-        """Load `rows` in the cell; one answer per row. Raises CellDied if the cell died meanwhile.
+    def load(
+        self, rows: list[PublishedFunction], each: Callable[[int, list[Any]], None] | None = None
+    ) -> list[Any]:
+        """Load `rows` in the cell; one answer per row (`_result` reads them). Raises CellDied if the
+        cell died meanwhile. `each(start, answers)`: called on this thread with each batch's answers
+        as they arrive (the rows from `start` on), while the cell loads the next batch.
 
-        Sent in batches of LOAD_BATCH rows, all at once (the cell loads a batch while the next is
-        pickled and sent). A fresh cell's first load of at least BULK_LOAD rows is a bulk load: the cell
-        loads it with its collector paused and freezes what it made (`cell.SupervisorLink._load`)."""
+        Sent in batches of LOAD_BATCH rows, LOAD_AHEAD of them ahead of the answers: the cell always
+        has the next batch while this thread handles an answer and pickles the batch after (a send
+        blocks until the cell reads it, the batch being larger than the socket's buffer). A fresh
+        cell's first load of at least BULK_LOAD rows is a bulk load: the cell loads it with its
+        collector paused and freezes what it made (`cell.SupervisorLink._load`)."""
         if not rows:
             return []
         bulk = not self._sent_loads and len(rows) >= BULK_LOAD
@@ -165,27 +172,40 @@ class Cell:
                 batch, pending = next(self._batches), _Pending()
                 self._pending[batch] = pending
                 batches.append((batch, pending, rows[start : start + LOAD_BATCH]))
+        results: list[Any] = []
+        try:
+            for batch, _, chunk in batches[:LOAD_AHEAD]:
+                self._send_load(batch, chunk, bulk)
+            for index, (_, pending, chunk) in enumerate(batches):
+                if not pending.done.wait(LOAD_TIMEOUT_S):
+                    self.kill()
+                    self.dead.wait(5.0)
+                    raise CellDied(None)
+                if pending.died is not None:
+                    raise pending.died
+                assert pending.answer is not None
+                answers = pending.answer.get("results")
+                if not isinstance(answers, list) or len(answers) != len(chunk):
+                    raise CellDied(None)
+                if each is not None:
+                    each(len(results), answers)
+                results.extend(answers)
+                if index + LOAD_AHEAD < len(batches):
+                    batch, _, chunk = batches[index + LOAD_AHEAD]
+                    self._send_load(batch, chunk, bulk)
+        finally:  # batches never sent (a death, a time-out) are not waited for by anyone
+            with self._lock:
+                for batch, _, _ in batches:
+                    self._pending.pop(batch, None)
+        return results
+
+    def _send_load(self, batch: int, rows: list[PublishedFunction], bulk: bool) -> None:
         try:
             assert self._channel is not None
-            for batch, _, chunk in batches:
-                self._channel.send(("load", batch, chunk, bulk))
+            self._channel.send(("load", batch, rows, bulk))
         except ChannelClosed:
             self.dead.wait(5.0)
             raise CellDied(self.exitcode) from None
-        results: list[dict[str, Any]] = []
-        for _, pending, chunk in batches:
-            if not pending.done.wait(LOAD_TIMEOUT_S):
-                self.kill()
-                self.dead.wait(5.0)
-                raise CellDied(None)
-            if pending.died is not None:
-                raise pending.died
-            assert pending.answer is not None
-            answers = pending.answer.get("results")
-            if not isinstance(answers, list) or len(answers) != len(chunk):
-                raise CellDied(None)
-            results.extend(answers)
-        return results
 
     def call(self, kind: str, payload: Any, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
         """Send `(kind, batch, payload)` and wait for the cell's answer (`loaded` with that batch).
@@ -786,15 +806,20 @@ class CellSet:
                 for i in todo:
                     out[i] = LoadError(f"its cell cannot start: {state.last_cause or 'unknown cause'}")
                 return [r for r in out if r is not None]
-            try:
-                answers = cell.load([rows[i] for i in todo])
-                for i, answer in zip(todo, answers, strict=True):
+
+            def answered(start: int, answers: list[Any]) -> None:  # while the cell loads the next batch
+                for i, answer in zip(todo[start : start + len(answers)], answers, strict=True):
                     out[i] = self._result(state, rows[i], answer)
+
+            try:
+                cell.load([rows[i] for i in todo], answered)
             except CellDied:
-                # the batch killed the cell: bring it back with what was live, then each load alone;
-                # one that kills it a second time is quarantined
+                # a batch killed the cell: bring it back with what was live (the batches answered
+                # before included), then each load not answered alone; one that kills it a second
+                # time is quarantined
                 for i in todo:
-                    out[i] = self._load_alone(slot, state, rows[i])
+                    if out[i] is None:
+                        out[i] = self._load_alone(slot, state, rows[i])
             return [r if r is not None else LoadError("not loaded") for r in out]
 
     def _load_alone(self, slot: Slot, state: _SlotState, row: PublishedFunction) -> LiveVersion | LoadError:
@@ -827,14 +852,16 @@ class CellSet:
             self.metrics.quarantined(row.gateway, row.name)
 
     def _result(self, state: _SlotState, row: PublishedFunction, answer: Any) -> LiveVersion | LoadError:
-        if not isinstance(answer, dict) or not answer.get("ok"):
-            summary = answer.get("summary") if isinstance(answer, dict) else None
-            trace = answer.get("traceback") if isinstance(answer, dict) else None
-            took = answer.get("load_ms") if isinstance(answer, dict) else None
-            load_ms = float(took) if isinstance(took, int | float) and 0 <= took < 1e9 else None
-            return LoadError(str(summary or "failed to load"), str(trace or ""), load_ms)
-        state.live[row.name] = row
-        return _mirror(row, float(answer.get("load_ms") or 0.0))
+        """A cell's answer for `row`: the microseconds its load took (an integer: it loaded), or why not
+        (`cell.SupervisorLink._load`)."""
+        if type(answer) is int:  # not a bool
+            state.live[row.name] = row
+            return _mirror(row, answer / 1000 if 0 <= answer < 10**12 else 0.0)
+        summary = answer.get("summary") if isinstance(answer, dict) else None
+        trace = answer.get("traceback") if isinstance(answer, dict) else None
+        took = answer.get("load_ms") if isinstance(answer, dict) else None
+        load_ms = float(took) if isinstance(took, int | float) and 0 <= took < 1e9 else None
+        return LoadError(str(summary or "failed to load"), str(trace or ""), load_ms)
 
     def _new_cell(self, slot: Slot) -> Cell:
         cell = Cell(
@@ -986,7 +1013,7 @@ def _mirror(row: PublishedFunction, load_ms: float) -> LiveVersion:
         name=row.name,
         version=row.version,
         semver=row.semver,
-        methods=frozenset(row.methods),
+        methods=methods_of(row.methods),  # one set shared by every version with the same methods
         config={},
         main=_in_cell,
         is_async=False,

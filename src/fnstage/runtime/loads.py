@@ -69,12 +69,19 @@ def apply_loads(
 ) -> None:
     """Swap in what loaded (never backwards), record what failed, and report both (the lives in one
     write). `just_published`: rows the feed announced now (a catch-up), whose publish -> live is
-    measured; a resync's rows may have been published long before this runtime started."""
+    measured; a resync's rows may have been published long before this runtime started.
+
+    A load of BULK_LOAD rows or more (a cold start) logs each function loaded at debug and one line
+    at info: 100,000 lines at info cost a cold start 1.0 s of CPU (0.08 s now). Each failure is a warning."""
     lives: list[tuple[str, str, int, str]] = []
+    many = len(rows) >= BULK_LOAD
+    level = logging.DEBUG if many else logging.INFO
+    failed = 0
     for row, result in zip(rows, results, strict=True):
         if metrics is not None and registry.get(row.gateway, row.name) is not result:
             measure(metrics, row, result, just_published)
         if isinstance(result, LoadError):
+            failed += 1
             registry.record_failure(row.gateway, row.name, row.version, result)
             report(Failed(row.gateway, row.name, row.version, result.summary))
             logger.warning(
@@ -93,22 +100,31 @@ def apply_loads(
             )
         elif registry.apply(result):
             lives.append((row.gateway, row.name, row.version, row.bundle_hash))
-            logger.info(
-                "runtime: loaded %s v%d (%s) in %.2f ms (gateway %s)",
-                row.name,
-                row.version,
-                row.semver,
-                result.load_ms,
-                row.gateway,
-                extra=fields(
-                    event="loaded",
-                    gateway=row.gateway,
-                    name=row.name,
-                    version=row.version,
-                    semver=row.semver,
-                    ms=round(result.load_ms, 3),
-                ),
-            )
+            if logger.isEnabledFor(level):  # not made to be dropped: 0.07 s per 100,000
+                logger.log(
+                    level,
+                    "runtime: loaded %s v%d (%s) in %.2f ms (gateway %s)",
+                    row.name,
+                    row.version,
+                    row.semver,
+                    result.load_ms,
+                    row.gateway,
+                    extra=fields(
+                        event="loaded",
+                        gateway=row.gateway,
+                        name=row.name,
+                        version=row.version,
+                        semver=row.semver,
+                        ms=round(result.load_ms, 3),
+                    ),
+                )
+    if many:
+        logger.info(
+            "runtime: loaded %d function(s), %d failed",
+            len(lives),
+            failed,
+            extra=fields(event="loaded_many", functions=len(lives), failed=failed),
+        )
     if lives:
         report(Live(lives))
 
