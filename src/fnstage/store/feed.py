@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Select, Text, bindparam, cast, select
 
 from fnstage.store import schema as t
 from fnstage.store.engine import (
+    check_connection,
     is_postgres,
     is_sqlite,
     make_engine,
@@ -119,7 +120,7 @@ class FeedReader:
         """One snapshot for all statements of a read (see `engine.read_options`); on PostgreSQL
         pipelined, its BEGIN the connection's check (`engine.postgres_transaction`)."""
         if is_postgres(self.engine):
-            with postgres_transaction(self.engine, read_options(self.engine)) as conn:
+            with postgres_transaction(self.engine, read_options(self.engine), check_connection) as conn:
                 yield conn
             return
         with self.engine.connect() as conn:
