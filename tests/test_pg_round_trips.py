@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fnstage.service import Actor, Services
 from fnstage.service.identity import create_token, identify
+from fnstage.store.feed import FeedReader
 from fnstage.store.store import Store
 from support import pg
 from support.consistency import check_consistent
@@ -113,7 +114,7 @@ class Traces:
     """libpq's own trace of the protocol of every connection a store opens from now on: one line per
     message. libpq buffers it, so `waits` stops tracing (which flushes) before it reads."""
 
-    def __init__(self, store: Store, folder: Path) -> None:
+    def __init__(self, store: Store | FeedReader, folder: Path) -> None:
         store.engine.dispose()  # every connection from now on is a new one, traced from its first byte
         self.folder = folder
         self.traced: list[tuple[Any, Any, Path]] = []
@@ -136,7 +137,7 @@ class Traces:
         return found
 
 
-def round_trips(store: Store, folder: Path) -> Traces:
+def round_trips(store: Store | FeedReader, folder: Path) -> Traces:
     return Traces(store, folder)
 
 
@@ -217,6 +218,27 @@ def test_a_deployment_on_a_dropped_connection_begins_again_with_its_lock(
         saved = services.deployments.save(admin, "demo", "dev/user/me", hello_files(f"Hi {n}"))
         assert saved.function.version == n + 2 and backend_pid(pg_store) != first
     check_consistent(pg_store)
+
+
+def test_a_runtime_reads_what_changed_in_one_round_trip(
+    pg_store: Store, postgres_url: str, admin: Actor, tmp_path: Path
+) -> None:
+    """After a NOTIFY, a runtime reads the log entries after its positions (with every gateway's head)
+    in one statement, outside BEGIN/COMMIT: on the path of every save to live. It was 4."""
+    services = Services.create(pg_store)
+    services.gateways.create(admin, "demo")
+    services.deployments.save(admin, "demo", "dev/user/me", hello_files("Hello"))
+    reader = FeedReader(postgres_url)
+    try:
+        _, positions = reader.snapshot("demo")
+        services.deployments.save(admin, "demo", "dev/user/me", hello_files("Hi"))
+        traces = round_trips(reader, tmp_path)
+        events = reader.events_after(positions, "demo")
+        assert [(e.seq, e.version) for e in events or []] == [(2, 2)]
+        found = waits(traces)
+        assert len(found) == 1, found
+    finally:
+        reader.close()
 
 
 def test_an_error_in_a_statement_nobody_waits_for_still_fails_the_transaction(
