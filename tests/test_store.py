@@ -186,6 +186,39 @@ def test_feed_reader_snapshot_events_and_gaps(
         reader.close()
 
 
+def test_feed_reader_events_of_several_gateways(services: Services, actor: Actor, store: Store) -> None:
+    """Each gateway from its own position, in order, gateway by gateway; a gateway the reader has no
+    position for is read from its start; one filtered to a gateway sees only that one."""
+    for gw in ("b", "a"):
+        services.gateways.create(actor, gw)
+    save = services.deployments.save
+    save(actor, "a", "dev/user/x", hello_files("1"))
+    save(actor, "a", "dev/user/x", hello_files("2"))
+    save(actor, "a", "dev/user/y", hello_files("3"))
+    save(actor, "b", "dev/user/x", hello_files("4"))
+    reader = FeedReader(store.engine.url.render_as_string(hide_password=False))
+    try:
+        events = reader.events_after({"a": 1, "b": 1}, None)
+        assert [(e.gateway, e.seq, e.name) for e in events or []] == [
+            ("a", 2, "dev/user/x"),
+            ("a", 3, "dev/user/y"),
+        ]
+        assert reader.events_after({"a": 3, "b": 1}, None) == []
+        services.gateways.create(actor, "c")
+        save(actor, "c", "dev/user/z", hello_files("5"))
+        save(actor, "b", "dev/user/x", hello_files("6"))
+        events = reader.events_after({"a": 3, "b": 1}, None)  # c is new to this reader
+        assert [(e.gateway, e.seq, e.version) for e in events or []] == [("b", 2, 2), ("c", 1, 1)]
+        assert [(e.gateway, e.seq) for e in reader.events_after({"a": 0}, "a") or []] == [
+            ("a", 1),
+            ("a", 2),
+            ("a", 3),
+        ]
+        assert reader.events_after({}, "b") is not None  # from its start: nothing pruned yet
+    finally:
+        reader.close()
+
+
 def test_a_snapshot_agrees_with_its_positions_while_saves_commit(
     services: Services, actor: Actor, gateway: str, store: Store
 ) -> None:

@@ -34,7 +34,7 @@ from fnstage.service.metadata import Metadata, check_config, merge
 from fnstage.service.rollouts import rollout
 from fnstage.store.canaries import RUNNING as CANARY_RUNNING
 from fnstage.store.records import FunctionRecord, GatewayRecord, HistoryRecord
-from fnstage.store.store import Store, Tx, now
+from fnstage.store.store import DeployTarget, Store, Tx, now
 
 DEFAULT_HISTORY_LIMIT = 30
 
@@ -146,8 +146,8 @@ class Deployments:
             )
         bundle, pins = self._build(gateway, files, entrypoint)
         shas = [sha256_text(text) for text in bundle.files.values()]
-        with self.store.write() as tx:
-            gw, current, latest = self._lock_target(tx, gateway, fname, shas=shas, refuse_canary=True)
+        with self.store.write_for_deploy(gateway, fname.env, fname.base, shas) as (tx, locked):
+            gw, current, latest = self._check_target(tx, gateway, fname, locked, refuse_canary=True)
             self._known_pins[gateway] = (gw.dependencies, gw.lock_hash)
             lock = self._lock_text(tx, gw.lock_hash)
             if (gw.dependencies, gw.lock_hash) != pins:  # changed since: build against the gateway's now
@@ -273,8 +273,8 @@ class Deployments:
         note = check_note(note, required=strict)
         fname = FunctionName(target, base)
         forced = ""
-        with self.store.write() as tx:
-            gw, current, latest = self._lock_target(tx, gateway, fname, refuse_canary=True)
+        with self.store.write_for_deploy(gateway, fname.env, fname.base) as (tx, locked):
+            gw, current, latest = self._check_target(tx, gateway, fname, locked, refuse_canary=True)
             check_release_semver(semver, target, current.semver if current else None, required=strict)
             if entry is None:
                 source = tx.get_function(gateway, source_env, base)
@@ -485,14 +485,15 @@ class Deployments:
             source_version=source_version,
         )
         tx.update_function(function_id, {**values, "history_id": record.id})
-        limit = gw.history_limit or self.history_limit
-        pruned = tx.prune_history(gw.id, function_id, fname.env, limit)
-        # One statement for every reference this deployment changes: the active row and the new history
-        # entry now name the new files; the row no longer names the old ones, nor pruned entries theirs.
-        tx.change_refs(
+        # Every reference this deployment changes: the active row and the new history entry now name
+        # the new files; the row no longer names the old ones, nor pruned entries theirs.
+        tx.prune_history_and_change_refs(
             gw.id,
+            function_id,
+            fname.env,
+            gw.history_limit or self.history_limit,
             plus=[*manifest.values(), *manifest.values()],
-            minus=[*(current.files.values() if current else ()), *pruned],
+            minus=list(current.files.values()) if current else [],
         )
         function = FunctionRecord(
             **{**values, "timeout_s": float(meta.timeout_s)},
@@ -625,18 +626,24 @@ class Deployments:
         return gw
 
     def _lock_target(
+        self, tx: Tx, gateway: str, fname: FunctionName
+    ) -> tuple[GatewayRecord, FunctionRecord | None, int]:
+        """Lock the gateway and read what a deployment to `fname` needs, in one statement, inside a
+        transaction begun already (deployments begin with it instead: `Store.write_for_deploy`)."""
+        target = tx.lock_for_deploy(gateway, fname.env, fname.base)
+        return self._check_target(tx, gateway, fname, target)
+
+    def _check_target(
         self,
         tx: Tx,
         gateway: str,
         fname: FunctionName,
+        target: DeployTarget,
         *,
-        shas: Iterable[str] = (),
         refuse_canary: bool = False,
     ) -> tuple[GatewayRecord, FunctionRecord | None, int]:
-        """Lock the gateway and read what a deployment to `fname` needs, in one statement; with
-        `refuse_canary`, refuse it while the function's canary runs. `shas`: the files it will store,
-        so the same statement says which the gateway holds already."""
-        target = tx.lock_for_deploy(gateway, fname.env, fname.base, shas)
+        """The gateway, function and latest version a deployment read under the gateway's lock; with
+        `refuse_canary`, refuse it while the function's canary runs."""
         if target.gateway is None:
             raise NotFound(f"no gateway {gateway!r}", field="gateway")
         if refuse_canary and target.canary_state == CANARY_RUNNING:

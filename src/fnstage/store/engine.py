@@ -230,22 +230,33 @@ def _executemany(cursor: Any, statement: str, parameters: Any, context: Any) -> 
 
 
 @contextmanager
-def postgres_transaction(engine: Engine, options: dict[str, Any]) -> Iterator[Connection]:
-    """A transaction on a pooled connection in psycopg's pipeline mode.
+def postgres_transaction(
+    engine: Engine, options: dict[str, Any], first: Callable[[Connection], T]
+) -> Iterator[T]:
+    """A transaction on a pooled connection in psycopg's pipeline mode, yielding what `first` answers.
 
-    Its first round trip carries BEGIN and a SELECT 1: a connection the server dropped (restart,
-    terminate, idle timeout) fails there, before the caller ran anything, and the transaction begins
-    again on a fresh connection. That one round trip replaces both the ping before every checkout and
-    BEGIN's own. Then every statement waits for its answer (as without a pipeline) except `NO_WAIT`
-    ones, which ride with the next. COMMIT goes out with leaving pipeline mode (`_commit`): one round
-    trip that also brings the answers still owed, so an error in any of them fails the commit."""
-    conn, pipeline = _begin(engine, options)
+    Its first round trip carries BEGIN and what `first(conn)` sends (at least one statement that waits:
+    `check_connection` when the caller has nothing better): a connection the server dropped (restart,
+    terminate, idle timeout) fails there, before the caller ran anything else, and `first` runs again
+    on a fresh connection (so it must do nothing but send statements). That one round trip replaces
+    both the ping before every checkout and BEGIN's own; a deployment's lock and reads ride in it
+    (`Store.write_for_deploy`). Then every statement waits for its answer (as without a pipeline)
+    except `NO_WAIT` ones, which ride with the next. COMMIT goes out with leaving pipeline mode
+    (`_commit`): one round trip that also brings the answers still owed, so an error in any of them
+    fails the commit."""
+    conn, pipeline, answer = _begin(engine, options, first)
     try:
-        yield conn
+        yield answer
         conn.commit()
     finally:
         pipeline.abandon()  # out of pipeline mode before the pool has it back (no-op once committed)
         conn.close()
+
+
+def check_connection(conn: Connection) -> Connection:
+    """A transaction's first round trip when it has no statement of its own to send in it yet."""
+    conn.execute(_PING).close()
+    return conn
 
 
 def postgres_one_statement(engine: Engine, work: Callable[[Connection], T]) -> T:
@@ -312,10 +323,13 @@ def _commit(dialect: Any, dbapi_connection: Any) -> None:
     pipeline.leave()
 
 
-def _begin(engine: Engine, options: dict[str, Any]) -> tuple[Connection, _Pipeline]:
-    """A connection in a transaction begun by its first round trip, on a fresh connection if the
-    pooled one turns out dropped. psycopg runs in autocommit mode and the transaction's BEGIN is
-    ours: psycopg's own BEGIN would wait for its answer in a round trip of its own."""
+def _begin(
+    engine: Engine, options: dict[str, Any], first: Callable[[Connection], T]
+) -> tuple[Connection, _Pipeline, T]:
+    """A connection in a transaction begun by its first round trip (BEGIN and `first`), on a fresh
+    connection if the pooled one turns out dropped. psycopg runs in autocommit mode and the
+    transaction's BEGIN is ours: psycopg's own BEGIN would wait for its answer in a round trip of its
+    own."""
     level = options.get("isolation_level", "READ COMMITTED")
     begin = f"BEGIN ISOLATION LEVEL {level}"
     for attempt in (1, 2):
@@ -325,9 +339,8 @@ def _begin(engine: Engine, options: dict[str, Any]) -> tuple[Connection, _Pipeli
             conn.execution_options(**{**options, "isolation_level": "AUTOCOMMIT"})
             pipeline = _Pipeline(conn)
             conn.begin()
-            conn.exec_driver_sql(begin, execution_options=NO_WAIT)  # goes out with the SELECT 1
-            conn.execute(_PING).close()
-            return conn, pipeline
+            conn.exec_driver_sql(begin, execution_options=NO_WAIT)  # goes out with `first`'s statements
+            return conn, pipeline, first(conn)
         except BaseException as error:
             if pipeline is not None:
                 pipeline.abandon()

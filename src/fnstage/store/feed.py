@@ -16,10 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Select, Text, bindparam, cast, select
+from sqlalchemy import Connection, Select, Text, bindparam, cast, select, text
 
 from fnstage.store import schema as t
 from fnstage.store.engine import (
+    check_connection,
     is_postgres,
     is_sqlite,
     make_engine,
@@ -100,6 +101,24 @@ _FETCH = _select_published().where(
     t.published.c.name.in_(bindparam("names", expanding=True)),
 )
 
+# PostgreSQL: `events_after` as ONE statement (one round trip, no BEGIN, check or COMMIT: one statement
+# sees one snapshot by itself): each gateway's head, with the log entries after the reader's position
+# for it (`gateways`, `afters`) where the head is beyond it; a gateway with none comes once, its entry
+# columns NULL. On the path of every save to live, where the transaction took four round trips.
+_EVENTS_AFTER_POSTGRES = text(
+    """
+    SELECT heads.id AS head_gateway, heads.publish_seq AS head,
+           log.gateway_id, log.seq, log.name, log.version, log.action
+    FROM gateways AS heads
+    LEFT JOIN unnest(CAST(:gateways AS text[]), CAST(:afters AS bigint[])) AS position(gateway, after)
+        ON position.gateway = heads.id
+    LEFT JOIN publish_log AS log
+        ON log.gateway_id = heads.id AND log.seq > coalesce(position.after, 0)
+        AND heads.publish_seq > coalesce(position.after, 0)
+    WHERE CAST(:gateway AS text) IS NULL OR heads.id = CAST(:gateway AS text)
+    """
+)
+
 
 class FeedReader:
     """Synchronous reads for one runtime worker; call from a thread, not the event loop."""
@@ -119,7 +138,7 @@ class FeedReader:
         """One snapshot for all statements of a read (see `engine.read_options`); on PostgreSQL
         pipelined, its BEGIN the connection's check (`engine.postgres_transaction`)."""
         if is_postgres(self.engine):
-            with postgres_transaction(self.engine, read_options(self.engine)) as conn:
+            with postgres_transaction(self.engine, read_options(self.engine), check_connection) as conn:
                 yield conn
             return
         with self.engine.connect() as conn:
@@ -143,6 +162,12 @@ class FeedReader:
     def events_after(self, positions: dict[str, int], gateway: str | None) -> list[FeedEvent] | None:
         """Log entries after each gateway's position, in order; None when the log no longer reaches
         back to a position (pruned) or a gateway appeared that is not in `positions`: resync then."""
+        if is_postgres(self.engine):
+            heads, rows = postgres_one_statement(
+                self.engine, lambda conn: _heads_and_log(conn, positions, gateway)
+            )
+            behind = {gw: head for gw, head in heads.items() if head > positions.get(gw, 0)}
+            return _checked_events(positions, behind, rows)
         with self._read() as conn:
             heads_rows = (
                 conn.execute(_HEADS) if gateway is None else conn.execute(_HEAD, {"gateway": gateway})
@@ -156,13 +181,7 @@ class FeedReader:
                 for gw in sorted(behind)
                 for row in conn.execute(_LOG_AFTER, {"gateway": gw, "after": positions.get(gw, 0)})
             ]
-        events = [FeedEvent(r.gateway_id, int(r.seq), r.name, r.version, r.action) for r in rows]
-        for gw, head in behind.items():
-            mine = [e.seq for e in events if e.gateway == gw]
-            expected = list(range(positions.get(gw, 0) + 1, head + 1))
-            if mine[: len(expected)] != expected:
-                return None
-        return events
+        return _checked_events(positions, behind, rows)
 
     def fetch(self, gateway: str, names: list[str]) -> list[PublishedFunction]:
         if not names:
@@ -193,3 +212,39 @@ class FeedReader:
         if self._probe is not None:
             self._probe.close()
         self.engine.dispose()
+
+
+def _heads_and_log(
+    conn: Connection, positions: dict[str, int], gateway: str | None
+) -> tuple[dict[str, int], list[Any]]:
+    """PostgreSQL: every gateway's head (or `gateway`'s) and the log entries after `positions` of the
+    gateways beyond them, in one statement (`_EVENTS_AFTER_POSTGRES`)."""
+    known = sorted(positions)
+    result = conn.execute(
+        _EVENTS_AFTER_POSTGRES,
+        {"gateways": known, "afters": [positions[gw] for gw in known], "gateway": gateway},
+    )
+    heads: dict[str, int] = {}
+    rows = []
+    for row in result:
+        heads[row.head_gateway] = int(row.head)
+        if row.seq is not None:
+            rows.append(row)
+    rows.sort(key=lambda row: (row.gateway_id, row.seq))  # by gateway, then in order, as SQLite reads them
+    return heads, rows
+
+
+def _checked_events(
+    positions: dict[str, int], behind: dict[str, int], rows: list[Any]
+) -> list[FeedEvent] | None:
+    """The events of `rows`, or None when the log does not run unbroken from each gateway's position
+    to its head (`behind`): pruned past a position, or a gateway new to the reader."""
+    if not behind:
+        return []
+    events = [FeedEvent(r.gateway_id, int(r.seq), r.name, r.version, r.action) for r in rows]
+    for gw, head in behind.items():
+        mine = [e.seq for e in events if e.gateway == gw]
+        expected = list(range(positions.get(gw, 0) + 1, head + 1))
+        if mine[: len(expected)] != expected:
+            return None
+    return events

@@ -33,6 +33,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     union,
     update,
 )
@@ -45,6 +46,7 @@ from fnstage.store.engine import (
     FEED_CHANNEL,
     NO_WAIT,
     after_commit,
+    check_connection,
     forget_doorbell,
     is_postgres,
     make_engine,
@@ -138,6 +140,49 @@ _PRUNE = (
     )
     .returning(t.history.c.files)
 )
+# PostgreSQL: `_PRUNE` and the reference changes it leads to, with the deployment's own, as ONE
+# statement nobody waits for (it goes out with COMMIT) where SQLite runs three (`Tx.change_refs`).
+# The net change per blob: those given (`shas`, `deltas`) and -1 for every file a pruned entry names.
+# A blob whose count would fall to 0 or below is deleted, the others updated: two parts of one
+# statement see the same snapshot (neither sees the other's change), so they take disjoint rows.
+_PRUNE_AND_CHANGE_REFS = text(
+    """
+    WITH pruned AS (
+        DELETE FROM history
+        WHERE history.id IN (
+            SELECT older.id FROM history AS older
+            WHERE older.gateway_id = :gateway_id AND older.function_id = :function_id
+              AND older.env = :env
+            ORDER BY older.id DESC OFFSET :keep
+        )
+        AND NOT EXISTS (
+            SELECT 1 FROM functions
+            WHERE functions.gateway_id = history.gateway_id AND functions.history_id = history.id
+        )
+        RETURNING history.files
+    ),
+    delta AS (
+        SELECT changes.sha, sum(changes.d) AS d
+        FROM (
+            SELECT given.sha, given.d
+            FROM unnest(CAST(:shas AS text[]), CAST(:deltas AS integer[])) AS given(sha, d)
+            UNION ALL
+            SELECT file.value, -1 FROM pruned, json_each_text(pruned.files) AS file
+        ) AS changes
+        GROUP BY changes.sha
+        HAVING sum(changes.d) <> 0
+    ),
+    released AS (
+        DELETE FROM blobs USING delta
+        WHERE blobs.gateway_id = :gateway_id AND blobs.sha256 = delta.sha AND delta.d < 0
+          AND blobs.refs + delta.d <= 0
+    )
+    UPDATE blobs SET refs = blobs.refs + delta.d
+    FROM delta
+    WHERE blobs.gateway_id = :gateway_id AND blobs.sha256 = delta.sha
+      AND (delta.d > 0 OR blobs.refs + delta.d > 0)
+    """
+).execution_options(**NO_WAIT)
 # What a deployment reads once it holds the gateway's lock: the gateway, the function at the name and
 # the highest version the name ever had, in one round trip (see `Tx.lock_for_deploy`).
 _DEPLOY_TARGET = (
@@ -301,26 +346,44 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
-        with self._transaction(write_options(self.engine)) as conn:
-            yield Tx(conn)
+        with self._transaction(write_options(self.engine), _checked_tx) as tx:
+            yield tx
+
+    @contextmanager
+    def write_for_deploy(
+        self, gateway_id: str, env: str, base: str, shas: Iterable[str] = ()
+    ) -> Iterator[tuple[Tx, DeployTarget]]:
+        """A write transaction that begins with a deployment's lock and reads (`Tx.lock_for_deploy`):
+        on PostgreSQL they ride in the round trip that carries BEGIN and checks the connection, so a
+        deployment spends no round trip on a check of its own."""
+
+        def lock(conn: Connection) -> tuple[Tx, DeployTarget]:
+            tx = Tx(conn)
+            return tx, tx.lock_for_deploy(gateway_id, env, base, shas)
+
+        with self._transaction(write_options(self.engine), lock) as (tx, target):
+            yield tx, target
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
         """A transaction whose statements all see one snapshot (see `engine.read_options`)."""
-        with self._transaction(read_options(self.engine)) as conn:
-            yield Tx(conn)
+        with self._transaction(read_options(self.engine), _checked_tx) as tx:
+            yield tx
 
     @contextmanager
-    def _transaction(self, options: dict[str, Any]) -> Iterator[Connection]:
+    def _transaction(self, options: dict[str, Any], first: Callable[[Connection], T]) -> Iterator[T]:
+        """A transaction that runs `first(conn)` before the caller's work and yields its answer. On
+        PostgreSQL that is the transaction's first round trip (with BEGIN), run again on a fresh
+        connection should the pooled one turn out dropped (`engine.postgres_transaction`)."""
         if is_postgres(self.engine):
-            with postgres_transaction(self.engine, options) as conn:
-                yield conn
+            with postgres_transaction(self.engine, options, first) as answer:
+                yield answer
             return
         with self.engine.connect() as conn:
             conn.execution_options(**options)
             try:
                 with conn.begin():
-                    yield conn
+                    yield first(conn)
             except BaseException:
                 forget_doorbell(conn)
                 raise
@@ -337,6 +400,14 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _checked_tx(conn: Connection) -> Tx:
+    """A transaction's `Tx`, after the connection's check where it costs nothing more (PostgreSQL:
+    it rides with BEGIN)."""
+    if is_postgres(conn.engine):
+        check_connection(conn)
+    return Tx(conn)
 
 
 def _gateway(row: Row[Any]) -> GatewayRecord:
@@ -693,6 +764,37 @@ class Tx:
             _PRUNE, {"gateway_id": gateway_id, "function_id": function_id, "env": env, "keep": keep}
         ).all()
         return [sha for row in deleted for sha in row.files.values()]
+
+    def prune_history_and_change_refs(
+        self,
+        gateway_id: str,
+        function_id: int,
+        env: str,
+        keep: int,
+        plus: Iterable[str] = (),
+        minus: Iterable[str] = (),
+    ) -> None:
+        """`prune_history`, then `change_refs` with `plus`, and `minus` with the files of the pruned
+        entries: a deployment's last bookkeeping. On PostgreSQL one statement that nobody waits for
+        (`_PRUNE_AND_CHANGE_REFS`), where the pruned files had to come back to Python first."""
+        if not is_postgres(self.conn.engine):
+            pruned = self.prune_history(gateway_id, function_id, env, keep)
+            self.change_refs(gateway_id, plus, [*minus, *pruned])
+            return
+        delta: Counter[str] = Counter(plus)
+        delta.subtract(Counter(minus))
+        changes = sorted(delta.items())
+        self.conn.execute(
+            _PRUNE_AND_CHANGE_REFS,
+            {
+                "gateway_id": gateway_id,
+                "function_id": function_id,
+                "env": env,
+                "keep": keep,
+                "shas": [sha for sha, _ in changes],
+                "deltas": [n for _, n in changes],
+            },
+        )
 
     # published and the change feed ----------------------------------------------------------------
     def _next_seq(self, gateway_id: str) -> int:
