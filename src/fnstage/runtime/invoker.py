@@ -12,7 +12,7 @@ import threading
 import time
 from _json import encode_basestring, make_encoder
 from collections import deque
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -29,6 +29,9 @@ TEXT = "text/plain; charset=utf-8"
 BINARY = "application/octet-stream"
 
 Headers = list[tuple[str, str]]
+# what a function returning a dict or list answers with: one tuple, shared by every such request and
+# never changed, so the app knows it by identity and sends its bytes form without encoding it again
+JSON_HEADERS: tuple[tuple[str, str], ...] = (("content-type", JSON),)
 
 
 def _not_json(value: Any) -> Any:
@@ -44,7 +47,7 @@ _c_encode = make_encoder(None, _not_json, encode_basestring, None, ":", ",", Fal
 
 class Outcome(NamedTuple):
     status: int
-    headers: Headers
+    headers: Sequence[tuple[str, str]]  # `JSON_HEADERS` itself, or a list of the function's own
     body: bytes
     lines: list[str]
     error: str | None = None  # the function's failure (summary, then traceback) or time-out
@@ -376,8 +379,14 @@ def _http_error(exc: HTTPError) -> tuple[int, Headers, bytes]:
     return status, headers, error_body("function_error", exc.message)
 
 
-def to_response(result: Any) -> tuple[int, Headers, bytes]:
+def to_response(result: Any) -> tuple[int, Sequence[tuple[str, str]], bytes]:
     """What `main` returned -> (status, headers, body). Raises TypeError for something unanswerable."""
+    kind = type(result)
+    if kind is dict or kind is list:  # what most functions return: encoded here, one call less
+        try:
+            return 200, JSON_HEADERS, "".join(_c_encode(result, 0)).encode("utf-8")
+        except (TypeError, ValueError, RecursionError):
+            pass  # not JSON after all: `_encode` below fails the same way and says why
     if isinstance(result, Response):
         if not isinstance(result.status, int) or not 100 <= result.status <= 599:
             raise TypeError(f"Response.status must be an HTTP status code, not {result.status!r}")
