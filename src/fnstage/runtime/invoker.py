@@ -204,13 +204,13 @@ class Deadlines:
         self._expired: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
-    def start(self, task: asyncio.Task[Any], timeout_s: float) -> None:
-        """`task` must be done within `timeout_s`, else the sweeper cancels it. `invoke` calls these
-        three around its await, inline: a coroutine of their own would cost every request."""
-        loop = task.get_loop()
-        self._deadlines[task] = loop.time() + timeout_s
+    def start(self, task: asyncio.Task[Any], deadline: float) -> None:
+        """`task` must be done by `deadline`, a `time.perf_counter()` time (the clock `invoke` reads
+        anyway to time the call: no clock read of its own), else the sweeper cancels it. `invoke` calls
+        these three around its await, inline: a coroutine of their own would cost every request."""
+        self._deadlines[task] = deadline
         if self._sweeper is None:
-            self._sweeper = loop.create_task(self._sweep())
+            self._sweeper = task.get_loop().create_task(self._sweep())
 
     def expired(self, task: asyncio.Task[Any]) -> bool:
         """Whether the sweeper cancelled `task` (its CancelledError means: out of time)."""
@@ -225,11 +225,10 @@ class Deadlines:
             task.uncancel()
 
     async def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._deadlines:
                 await asyncio.sleep(self.tick_s)
-                now = loop.time()
+                now = time.perf_counter()
                 for task, deadline in list(self._deadlines.items()):
                     if deadline <= now:
                         del self._deadlines[task]
@@ -321,7 +320,7 @@ async def invoke(
         if deadlines is None or task is None:
             result = await _with_timeout(call, live.timeout_s)
         else:  # `Deadlines.run`, inline: one coroutine less on every request
-            deadlines.start(task, live.timeout_s)
+            deadlines.start(task, started + live.timeout_s)
             try:
                 result = await call
             except asyncio.CancelledError:
