@@ -42,6 +42,12 @@ def _not_json(value: Any) -> Any:
 # `JSONEncoder.encode` builds a new C encoder on every call; this one is built once. No circular
 # reference markers: shared between calls, a failed call's would stay behind; a circular value still
 # fails, with a RecursionError instead of a ValueError.
+# loop -> the task it runs now: asyncio's own table, which asyncio.current_task() reads; on the hot path
+# `invoke` reads it itself (in 3.11 current_task is Python: a frame and a loop lookup on every request).
+# On a Python whose tasks no longer fill it, `invoke` finds no task and falls back to a timer per call,
+# still correct; tests/test_runtime_invoker.py fails on such a Python.
+RUNNING_TASKS: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] = vars(asyncio.tasks)["_current_tasks"]
+
 _c_encode = make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, True)
 
 
@@ -316,7 +322,7 @@ async def invoke(
             call = live.main(ctx)
         else:
             call = asyncio.get_running_loop().run_in_executor(executor, running_calls.run, live, ctx)
-        task = asyncio.current_task() if deadlines is not None else None
+        task = RUNNING_TASKS.get(asyncio.get_running_loop()) if deadlines is not None else None
         if deadlines is None or task is None:
             result = await _with_timeout(call, live.timeout_s)
         else:  # `Deadlines.run`, inline: one coroutine less on every request
