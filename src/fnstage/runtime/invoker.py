@@ -184,6 +184,9 @@ class RunningCalls:
 running_calls = RunningCalls()  # the process's: every sync call `invoke` runs is recorded here
 
 
+_new_tuple = tuple.__new__
+
+
 class Expired(Exception):
     """An invocation ran past its function's time limit."""
 
@@ -362,19 +365,16 @@ async def invoke(
         out_headers = [("content-type", JSON)]
     seconds = time.perf_counter() - started
     lines = ctx.log.lines
+    # both made by `tuple.__new__`, every field given: a NamedTuple's own constructor is a Python
+    # function, a frame more for each on every request
     if logs is not None:
-        entry = InvocationLog(
-            request_id,
-            started_at,
-            live.version,
-            status,
-            seconds * 1000,
-            lines,
-            error,
-            trigger.name if trigger is not None else None,
+        trigger_name = trigger.name if trigger is not None else None
+        entry = _new_tuple(
+            InvocationLog,
+            (request_id, started_at, live.version, status, seconds * 1000, lines, error, trigger_name),
         )
         logs.record(live.gateway, live.name, entry, count=count)
-    return Outcome(status, out_headers, out_body, lines, error, seconds)
+    return _new_tuple(Outcome, (status, out_headers, out_body, lines, error, seconds))
 
 
 def _http_error(exc: HTTPError) -> tuple[int, Headers, bytes]:
