@@ -209,42 +209,36 @@ class Deadlines:
 
     def __init__(self, tick_s: float = 0.01) -> None:
         self.tick_s = tick_s
-        self._deadlines: dict[asyncio.Task[Any], float] = {}
-        self._expired: set[asyncio.Task[Any]] = set()
-        self._sweeper: asyncio.Task[None] | None = None
+        # `invoke` reads and writes these two itself, inline around its await (methods were two frames
+        # on every request, a coroutine of their own one more): task -> its deadline, a
+        # `time.perf_counter()` time (the clock `invoke` reads anyway to time the call) ...
+        self.pending: dict[asyncio.Task[Any], float] = {}
+        self.expired: set[asyncio.Task[Any]] = set()  # ... and the tasks the sweeper cancelled for it
+        self.sweeper: asyncio.Task[None] | None = None  # runs while anything is pending
 
-    def start(self, task: asyncio.Task[Any], deadline: float) -> None:
-        """`task` must be done by `deadline`, a `time.perf_counter()` time (the clock `invoke` reads
-        anyway to time the call: no clock read of its own), else the sweeper cancels it. `invoke` calls
-        these three around its await, inline: a coroutine of their own would cost every request."""
-        self._deadlines[task] = deadline
-        if self._sweeper is None:
-            self._sweeper = task.get_loop().create_task(self._sweep())
+    def sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the sweeper on `loop` unless it runs (`invoke`, after adding a pending deadline)."""
+        if self.sweeper is None:
+            self.sweeper = loop.create_task(self._sweep())
 
-    def expired(self, task: asyncio.Task[Any]) -> bool:
-        """Whether the sweeper cancelled `task` (its CancelledError means: out of time)."""
-        return task in self._expired
-
-    def finish(self, task: asyncio.Task[Any]) -> None:
-        """`task` is done waiting (answered, failed or cancelled): forget its deadline, and undo the
-        sweeper's cancellation so that the task can still answer 504."""
-        self._deadlines.pop(task, None)
-        if task in self._expired:
-            self._expired.discard(task)
-            task.uncancel()
+    def forgive(self, task: asyncio.Task[Any]) -> None:
+        """`task`, cancelled for its deadline, is done waiting: undo the sweeper's cancellation so that
+        it can still answer 504 (`invoke`, for an expired task only)."""
+        self.expired.discard(task)
+        task.uncancel()
 
     async def _sweep(self) -> None:
         try:
-            while self._deadlines:
+            while self.pending:
                 await asyncio.sleep(self.tick_s)
                 now = time.perf_counter()
-                for task, deadline in list(self._deadlines.items()):
+                for task, deadline in list(self.pending.items()):
                     if deadline <= now:
-                        del self._deadlines[task]
-                        self._expired.add(task)
+                        del self.pending[task]
+                        self.expired.add(task)
                         task.cancel()
         finally:
-            self._sweeper = None
+            self.sweeper = None
 
 
 def error_body(code: str, message: str, request_id: str | None = None) -> bytes:
@@ -328,16 +322,20 @@ async def invoke(
         task = RUNNING_TASKS.get(asyncio.get_running_loop()) if deadlines is not None else None
         if deadlines is None or task is None:
             result = await _with_timeout(call, live.timeout_s)
-        else:  # `Deadlines.run`, inline: one coroutine less on every request
-            deadlines.start(task, started + live.timeout_s)
+        else:  # the deadline kept inline (see `Deadlines`): no coroutine or method call of its own
+            deadlines.pending[task] = started + live.timeout_s
+            if deadlines.sweeper is None:
+                deadlines.sweep(task.get_loop())
             try:
                 result = await call
             except asyncio.CancelledError:
-                if not deadlines.expired(task):
+                if task not in deadlines.expired:
                     raise
                 raise Expired from None
             finally:
-                deadlines.finish(task)
+                deadlines.pending.pop(task, None)
+                if task in deadlines.expired:
+                    deadlines.forgive(task)
         status, out_headers, out_body = to_response(result)
     except HTTPError as exc:
         status, out_headers, out_body = _http_error(exc)
