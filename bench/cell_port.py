@@ -89,7 +89,7 @@ def serve_cell(port: int, canary_share: int | None, logs: bool = True, metrics: 
             message = json.loads(data)
             kind = message["t"]
             if kind == "ready":
-                ours.send(("load", 1, [stable]))
+                ours.send(("load", 1, [stable], False))  # not a bulk load: no gc.freeze
                 if canary_share is not None:
                     ours.send(("splits", [["bench", "prod/hello", 1, 2, canary_share]]))
             elif kind == "want":

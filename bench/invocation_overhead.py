@@ -23,6 +23,9 @@ Every server runs pinned to CPU 0 (`taskset -c 0`); wrk runs pinned to CPU 1 (`w
 `--rounds` times, each started afresh; medians. Next to req/s, the CPU time of the server's whole
 process tree per request answered, which a busy machine disturbs far less than req/s.
 
+`--instructions`: the same apps' instructions per request, counted by valgrind's callgrind (repeatable
+on a loaded machine, where CPU time is not).
+
 `--in-process N`: the CPU time per request of the apps alone (no server, no network; `time.process_time`,
 which other processes do not change), N interleaved rounds: the raw app, the app as a cell builds it,
 and with `--before` the same app from that checkout (run in a subprocess with its `src` on PYTHONPATH).
@@ -311,6 +314,32 @@ def in_process(rounds: int, before: str | None, requests: int = 20_000) -> dict[
     return out
 
 
+def instructions(before: str | None, few: int = 1000, many: int = 6000) -> dict[str, int]:
+    """Per app, the instructions one request costs in process, counted by callgrind (the same under any
+    load): the difference between runs of `many` and `few` requests, over `many - few`, so that start-up
+    and imports cancel out."""
+    apps = {"raw": SRC, "cell": SRC, **({"cell-before": before} if before else {})}
+    out = {}
+    for name, src in apps.items():
+        counted = []
+        for requests in (few, many):
+            which = "raw" if name == "raw" else "cell"
+            valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+            script = str(Path(__file__).resolve())
+            done = subprocess.run(
+                [*valgrind, sys.executable, script, "in-process", which, str(requests)],
+                env={**os.environ, "PYTHONPATH": src},
+                cwd=HERE,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            counted.append(int(re.search(r"Collected : (\d+)", done.stderr).group(1)))
+        out[name] = round((counted[1] - counted[0]) / (many - few))
+        print(f"instructions per request in process: {name} {out[name]:,}", file=sys.stderr, flush=True)
+    return out
+
+
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "serve-starlette":
         serve_starlette(int(sys.argv[2]))
@@ -328,8 +357,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--in-process", type=int, default=0, help="in-process rounds (0: none)")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count each app's instructions per request (callgrind)"
+    )
     args = parser.parse_args()
     report: dict[str, object] = {"machine_before": describe()}
+    if args.instructions:
+        counted = instructions(args.before)
+        report["in_process_instructions_per_request"] = {
+            name: {"instructions": n, "vs_before": round(n / counted["cell-before"], 3)}
+            if name == "cell" and "cell-before" in counted
+            else {"instructions": n}
+            for name, n in counted.items()
+        }
     if args.in_process:
         cpu = in_process(args.in_process, args.before)
         medians = {name: statistics.median(values) for name, values in cpu.items()}

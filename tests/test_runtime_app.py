@@ -303,7 +303,7 @@ async def test_time_limits_through_the_deadline_sweeper() -> None:
     assert sync_live is not None
     sync_live.main.__globals__["stop"].set()
     async with asyncio.timeout(2):  # the sweeper stops once nothing is in flight
-        while app.deadlines._sweeper is not None:
+        while app.deadlines.sweeper is not None:
             await asyncio.sleep(0.01)
 
 

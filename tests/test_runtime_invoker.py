@@ -279,3 +279,21 @@ async def test_log_lines_are_kept_per_function_in_a_ring() -> None:
     assert recent[-1].lines == ["hello r4", "ERROR bad"]
     assert recent[-1].status == 200 and recent[-1].version == 7 and recent[-1].duration_ms >= 0
     assert logs.recent("demo", "dev/other") == []
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_invoke_finds_its_task_as_asyncio_does(loop_kind: str) -> None:
+    """`invoke` reads the running task from asyncio's own table, without asyncio.current_task's frame;
+    a Python whose tasks no longer fill that table would silently fall back to a timer per call."""
+    import asyncio
+
+    import uvloop
+
+    from fnstage.runtime import invoker
+
+    async def both() -> tuple[object, object]:
+        return invoker.RUNNING_TASKS.get(asyncio.get_running_loop()), asyncio.current_task()
+
+    run = uvloop.run if loop_kind == "uvloop" else asyncio.run
+    found, expected = run(both())
+    assert expected is not None and found is expected

@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl
 
 from fnstage.http_body import BodyTooLarge, ClientGone, read_body
 from fnstage.runtime.configuration import CellConfiguration
-from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invoke
+from fnstage.runtime.invoker import JSON_HEADERS, Deadlines, InvocationLogs, error_body, invoke
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.request_ids import new_request_id
@@ -57,7 +57,8 @@ DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # all names and values together, as the AP
 DEFAULT_HOLD_S = 10.0
 INTERNAL_PREFIX = "/_fnstage/"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+_JSON_HEADER = (b"content-type", b"application/json")
+_JSON_HEADERS = [_JSON_HEADER]
 # the request headers the app reads (the split's key among them), found in its one walk over them
 _NOTED_HEADERS = frozenset(
     {b"host", b"content-length", b"transfer-encoding", b"x-request-id", b"cookie", KEY_HEADER}
@@ -322,12 +323,20 @@ class RuntimeApp:
         if split is not None:
             self.split_stats.record(live.gateway, live.name, live.version, failed, outcome.seconds * 1000)
         body = outcome.body
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
-        headers += (
-            (b"x-fnstage-version", b"%d" % live.version),
-            (b"content-length", b"%d" % len(body)),
-            (b"x-request-id", request_id.encode()),
-        )
+        if outcome.headers is JSON_HEADERS:  # most functions' answer: its one header is known already
+            headers = [
+                _JSON_HEADER,
+                (b"x-fnstage-version", b"%d" % live.version),
+                (b"content-length", b"%d" % len(body)),
+                (b"x-request-id", request_id.encode()),
+            ]
+        else:
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
+            headers += (
+                (b"x-fnstage-version", b"%d" % live.version),
+                (b"content-length", b"%d" % len(body)),
+                (b"x-request-id", request_id.encode()),
+            )
         await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if head else body})
 

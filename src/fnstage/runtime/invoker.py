@@ -12,7 +12,7 @@ import threading
 import time
 from _json import encode_basestring, make_encoder
 from collections import deque
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -29,6 +29,9 @@ TEXT = "text/plain; charset=utf-8"
 BINARY = "application/octet-stream"
 
 Headers = list[tuple[str, str]]
+# what a function returning a dict or list answers with: one tuple, shared by every such request and
+# never changed, so the app knows it by identity and sends its bytes form without encoding it again
+JSON_HEADERS: tuple[tuple[str, str], ...] = (("content-type", JSON),)
 
 
 def _not_json(value: Any) -> Any:
@@ -39,12 +42,18 @@ def _not_json(value: Any) -> Any:
 # `JSONEncoder.encode` builds a new C encoder on every call; this one is built once. No circular
 # reference markers: shared between calls, a failed call's would stay behind; a circular value still
 # fails, with a RecursionError instead of a ValueError.
+# loop -> the task it runs now: asyncio's own table, which asyncio.current_task() reads; on the hot path
+# `invoke` reads it itself (in 3.11 current_task is Python: a frame and a loop lookup on every request).
+# On a Python whose tasks no longer fill it, `invoke` finds no task and falls back to a timer per call,
+# still correct; tests/test_runtime_invoker.py fails on such a Python.
+RUNNING_TASKS: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] = vars(asyncio.tasks)["_current_tasks"]
+
 _c_encode = make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, True)
 
 
 class Outcome(NamedTuple):
     status: int
-    headers: Headers
+    headers: Sequence[tuple[str, str]]  # `JSON_HEADERS` itself, or a list of the function's own
     body: bytes
     lines: list[str]
     error: str | None = None  # the function's failure (summary, then traceback) or time-out
@@ -175,6 +184,9 @@ class RunningCalls:
 running_calls = RunningCalls()  # the process's: every sync call `invoke` runs is recorded here
 
 
+_new_tuple = tuple.__new__
+
+
 class Expired(Exception):
     """An invocation ran past its function's time limit."""
 
@@ -197,43 +209,36 @@ class Deadlines:
 
     def __init__(self, tick_s: float = 0.01) -> None:
         self.tick_s = tick_s
-        self._deadlines: dict[asyncio.Task[Any], float] = {}
-        self._expired: set[asyncio.Task[Any]] = set()
-        self._sweeper: asyncio.Task[None] | None = None
+        # `invoke` reads and writes these two itself, inline around its await (methods were two frames
+        # on every request, a coroutine of their own one more): task -> its deadline, a
+        # `time.perf_counter()` time (the clock `invoke` reads anyway to time the call) ...
+        self.pending: dict[asyncio.Task[Any], float] = {}
+        self.expired: set[asyncio.Task[Any]] = set()  # ... and the tasks the sweeper cancelled for it
+        self.sweeper: asyncio.Task[None] | None = None  # runs while anything is pending
 
-    def start(self, task: asyncio.Task[Any], timeout_s: float) -> None:
-        """`task` must be done within `timeout_s`, else the sweeper cancels it. `invoke` calls these
-        three around its await, inline: a coroutine of their own would cost every request."""
-        loop = task.get_loop()
-        self._deadlines[task] = loop.time() + timeout_s
-        if self._sweeper is None:
-            self._sweeper = loop.create_task(self._sweep())
+    def sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the sweeper on `loop` unless it runs (`invoke`, after adding a pending deadline)."""
+        if self.sweeper is None:
+            self.sweeper = loop.create_task(self._sweep())
 
-    def expired(self, task: asyncio.Task[Any]) -> bool:
-        """Whether the sweeper cancelled `task` (its CancelledError means: out of time)."""
-        return task in self._expired
-
-    def finish(self, task: asyncio.Task[Any]) -> None:
-        """`task` is done waiting (answered, failed or cancelled): forget its deadline, and undo the
-        sweeper's cancellation so that the task can still answer 504."""
-        self._deadlines.pop(task, None)
-        if task in self._expired:
-            self._expired.discard(task)
-            task.uncancel()
+    def forgive(self, task: asyncio.Task[Any]) -> None:
+        """`task`, cancelled for its deadline, is done waiting: undo the sweeper's cancellation so that
+        it can still answer 504 (`invoke`, for an expired task only)."""
+        self.expired.discard(task)
+        task.uncancel()
 
     async def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            while self._deadlines:
+            while self.pending:
                 await asyncio.sleep(self.tick_s)
-                now = loop.time()
-                for task, deadline in list(self._deadlines.items()):
+                now = time.perf_counter()
+                for task, deadline in list(self.pending.items()):
                     if deadline <= now:
-                        del self._deadlines[task]
-                        self._expired.add(task)
+                        del self.pending[task]
+                        self.expired.add(task)
                         task.cancel()
         finally:
-            self._sweeper = None
+            self.sweeper = None
 
 
 def error_body(code: str, message: str, request_id: str | None = None) -> bytes:
@@ -314,19 +319,23 @@ async def invoke(
             call = live.main(ctx)
         else:
             call = asyncio.get_running_loop().run_in_executor(executor, running_calls.run, live, ctx)
-        task = asyncio.current_task() if deadlines is not None else None
+        task = RUNNING_TASKS.get(asyncio.get_running_loop()) if deadlines is not None else None
         if deadlines is None or task is None:
             result = await _with_timeout(call, live.timeout_s)
-        else:  # `Deadlines.run`, inline: one coroutine less on every request
-            deadlines.start(task, live.timeout_s)
+        else:  # the deadline kept inline (see `Deadlines`): no coroutine or method call of its own
+            deadlines.pending[task] = started + live.timeout_s
+            if deadlines.sweeper is None:
+                deadlines.sweep(task.get_loop())
             try:
                 result = await call
             except asyncio.CancelledError:
-                if not deadlines.expired(task):
+                if task not in deadlines.expired:
                     raise
                 raise Expired from None
             finally:
-                deadlines.finish(task)
+                deadlines.pending.pop(task, None)
+                if task in deadlines.expired:
+                    deadlines.forgive(task)
         status, out_headers, out_body = to_response(result)
     except HTTPError as exc:
         status, out_headers, out_body = _http_error(exc)
@@ -354,19 +363,16 @@ async def invoke(
         out_headers = [("content-type", JSON)]
     seconds = time.perf_counter() - started
     lines = ctx.log.lines
+    # both made by `tuple.__new__`, every field given: a NamedTuple's own constructor is a Python
+    # function, a frame more for each on every request
     if logs is not None:
-        entry = InvocationLog(
-            request_id,
-            started_at,
-            live.version,
-            status,
-            seconds * 1000,
-            lines,
-            error,
-            trigger.name if trigger is not None else None,
+        trigger_name = trigger.name if trigger is not None else None
+        entry = _new_tuple(
+            InvocationLog,
+            (request_id, started_at, live.version, status, seconds * 1000, lines, error, trigger_name),
         )
         logs.record(live.gateway, live.name, entry, count=count)
-    return Outcome(status, out_headers, out_body, lines, error, seconds)
+    return _new_tuple(Outcome, (status, out_headers, out_body, lines, error, seconds))
 
 
 def _http_error(exc: HTTPError) -> tuple[int, Headers, bytes]:
@@ -376,8 +382,14 @@ def _http_error(exc: HTTPError) -> tuple[int, Headers, bytes]:
     return status, headers, error_body("function_error", exc.message)
 
 
-def to_response(result: Any) -> tuple[int, Headers, bytes]:
+def to_response(result: Any) -> tuple[int, Sequence[tuple[str, str]], bytes]:
     """What `main` returned -> (status, headers, body). Raises TypeError for something unanswerable."""
+    kind = type(result)
+    if kind is dict or kind is list:  # what most functions return: encoded here, one call less
+        try:
+            return 200, JSON_HEADERS, "".join(_c_encode(result, 0)).encode("utf-8")
+        except (TypeError, ValueError, RecursionError):
+            pass  # not JSON after all: `_encode` below fails the same way and says why
     if isinstance(result, Response):
         if not isinstance(result.status, int) or not 100 <= result.status <= 599:
             raise TypeError(f"Response.status must be an HTTP status code, not {result.status!r}")
