@@ -14,7 +14,7 @@ from fnstage.cli import log_filters
 from fnstage.cli.client import CliError
 from fnstage.domain.errors import InvalidInput
 from fnstage.runtime.invoker import InvocationLog, InvocationLogs
-from fnstage.runtime.log_process import records_of, shipment_size
+from fnstage.runtime.log_process import records_of
 from fnstage.runtime.log_writer import LogSettings, LogSettingsError, LogWriter
 from fnstage.service import Actor, Services
 from fnstage.store import invocation_log
@@ -225,12 +225,6 @@ def test_a_cell_is_believed_only_for_its_own_gateway_and_environment(tmp_path: A
         _log_records([["demo", "dev/a", [row[:5]]]], spec)
     with pytest.raises(ValueError):
         _log_records([["demo", "dev/a", [["r", "soon", *row[2:]]]]], spec)
-
-
-def test_the_supervisor_counts_a_shipment_without_parsing_it() -> None:
-    assert shipment_size(b'{"t":"logs","n":612,"groups":[]}') == 612
-    assert shipment_size(b'{"t":"logs","groups":[]}') == 0
-    assert shipment_size(b'{"t":"counts","n":5}') == 0
 
 
 def test_lines_a_cell_wrote_are_read_defensively() -> None:
