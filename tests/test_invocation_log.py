@@ -213,14 +213,15 @@ def test_a_cell_is_believed_only_for_its_own_gateway_and_environment(tmp_path: A
         return records_of(groups, "demo", "dev")
 
     spec = None
-    row = ["r1", 5.0, 3, 200, 1.0, '["a line"]', None, None]
+    row = ["r1", 5_000_000, 3, 200, 1500, ["a line"], None, None]
     (mine,) = _log_records([["demo", "dev/a", [row]]], spec)
     assert mine.lines == '["a line"]' and mine.version == 3
-    (huge,) = _log_records([["demo", "dev/a", [[*row[:5], "x" * 2_000_000, None, None]]]], spec)
-    assert huge.lines == '["(cut: 2000000 characters of lines)"]'
+    assert mine.started_at == 5.0 and mine.duration_ms == 1.5  # integer microseconds, as cells send them
+    (huge,) = _log_records([["demo", "dev/a", [[*row[:5], ["x" * 2_000_000], None, None]]]], spec)
+    assert huge.lines == '["(cut: 2000004 characters of lines)"]'
     assert _log_records([["other", "dev/a", [row]], ["demo", "prod/a", [row]]], spec) == []
     with pytest.raises(TypeError):
-        _log_records([["demo", "dev/a", [[*row[:5], ["not", "text"], None, None]]]], spec)
+        _log_records([["demo", "dev/a", [[*row[:5], '["text, not a list"]', None, None]]]], spec)
     with pytest.raises(ValueError):
         _log_records([["demo", "dev/a", [row[:5]]]], spec)
     with pytest.raises(ValueError):

@@ -38,7 +38,7 @@ def open_store(tmp_path: Path) -> Store:
 
 
 def shipment(gateway: str, name: str, *request_ids: str) -> bytes:
-    rows = [[rid, time.time(), 1, 200, 1.5, '["a line"]', None, None] for rid in request_ids]
+    rows = [[rid, int(time.time() * 1e6), 1, 200, 1500, ["a line"], None, None] for rid in request_ids]
     return json.dumps({"n": len(rows), "groups": [[gateway, name, rows]], "dropped": 0}).encode()
 
 
@@ -118,7 +118,7 @@ def test_a_cell_socket_that_is_full_drops_and_the_cell_counts_it() -> None:
 
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     sender = LogSender(theirs, timeout_s=0.05)
-    big = [["demo", "dev/a", [["r", 1.0, 1, 200, 1.0, '["' + "x" * 10_000 + '"]', None, None]]]]
+    big = [["demo", "dev/a", [["r", 1_000_000, 1, 200, 1000, ["x" * 10_000], None, None]]]]
     sent = failed = 0
     while failed < 3:  # nobody reads `ours`: the socket fills, and sends give up after their time-out
         if sender.send(big, 1, 0):
@@ -138,3 +138,37 @@ def test_a_cell_socket_that_is_full_drops_and_the_cell_counts_it() -> None:
     assert sender.send(big, 1, 0)
     ours.setblocking(True)
     assert json.loads(ours.recv(1 << 20))["unsent"] == 3 and sender.unsent == 0
+
+
+def test_a_cells_rows_reach_the_writer_as_they_were_served_in_small_messages() -> None:
+    """`SupervisorLink._ship`'s rows (integer microseconds, lines as a list) read back by `records_of`
+    as the invocations were; a shipment is cut into messages of about LOG_MESSAGE_BYTES, and lines too
+    long for a message are cut."""
+    from fnstage.runtime.cell import LOG_MESSAGE_BYTES, LOG_ROW_LINES_CHARS, LogSender, SupervisorLink
+    from fnstage.runtime.invoker import InvocationLog
+    from fnstage.runtime.log_process import records_of
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link = SupervisorLink.__new__(SupervisorLink)  # only its shipping: no channel, no registry
+    link.log_sender = LogSender(theirs)
+    served = [
+        ("demo", "dev/a", InvocationLog(f"r{n}", 1_764_000_000.123456, 3, 200, 12.345, [f"line {n}"]))
+        for n in range(2000)
+    ]
+    long_lines = ["y" * 4000] * (LOG_ROW_LINES_CHARS // 4000 + 1)
+    served.append(("demo", "dev/a", InvocationLog("long", 1.0, 3, 500, 1.0, long_lines, "ValueError: x")))
+    link._ship(served, 7)
+    ours.setblocking(False)
+    messages = []
+    with pytest.raises(BlockingIOError):
+        while True:
+            messages.append(ours.recv(1 << 22))
+    assert len(messages) > 2 and max(map(len, messages)) < 2 * LOG_MESSAGE_BYTES
+    shipped = [json.loads(m) for m in messages]
+    assert sum(m["dropped"] for m in shipped) == 7 and sum(m["n"] for m in shipped) == 2001
+    records = [r for m in shipped for r in records_of(m["groups"], "demo", "dev")]
+    assert [r.request_id for r in records] == [f"r{n}" for n in range(2000)] + ["long"]
+    first = records[0]
+    assert abs(first.started_at - 1_764_000_000.123456) < 2e-6 and abs(first.duration_ms - 12.345) < 2e-3
+    assert first.lines == '["line 0"]' and first.version == 3 and first.error is None
+    assert records[-1].lines.startswith('["(cut: ') and records[-1].error == "ValueError: x"

@@ -49,7 +49,7 @@ COUNTS_INTERVAL_S = 3.0
 SPLIT_COUNTS_INTERVAL_S = 1.0
 LOGS_INTERVAL_S = 0.2  # how often a cell ships its invocations to the log writer (`--follow` < 1 s)
 LOG_OUTBOX = 20_000  # invocations a cell queues between two shipments; past it, dropped and counted
-LOG_MESSAGE_BYTES = 128 * 1024  # one shipment is cut into messages of about this many characters
+LOG_MESSAGE_BYTES = 32 * 1024  # one shipment is cut into messages of about this many characters
 # one invocation's lines in a message, at most (a message must fit the socket's buffer: 416 KB with
 # Linux's default wmem_max); longer ones are cut, as the writer cuts them past 1,000,000
 LOG_ROW_LINES_CHARS = 150_000
@@ -467,28 +467,35 @@ class SupervisorLink:
             self._ship(*self.logs.take_outbox())
 
     def _ship(self, entries: list[Any], dropped: int) -> None:
-        """Grouped by function (the writer checks each function once, not each invocation)."""
+        """Grouped by function (the writer checks each function once, not each invocation), in
+        messages of about LOG_MESSAGE_BYTES: each is encoded in one call that holds the interpreter
+        lock, so small ones leave the event loop its turn. A row is `[request_id, started_us, version,
+        status, duration_us, lines, error, trigger]`: integer microseconds and the lines as a list
+        encode about three times faster than floats and the lines' own JSON text (BENCHMARKS.md)."""
         sender = self.log_sender
         if sender is None or (not entries and not dropped):
             return
         groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         size = 0
         for gateway, name, e in entries:
+            lines, error = e.lines, e.error
+            row_size = 100
+            if lines:  # no generator for the many invocations that log nothing (per request)
+                chars = sum(map(len, lines)) + 4 * len(lines)
+                if chars > LOG_ROW_LINES_CHARS:
+                    lines = [f"(cut: {chars} characters of lines)"]
+                row_size += chars
+            if error is not None:
+                error = error[:LOG_ROW_ERROR_CHARS]
+                row_size += len(error)
+            if row_size > LOG_MESSAGE_BYTES and groups:  # a large row goes alone: too large, it alone is lost
+                sender.send([[g, n, r] for (g, n), r in groups.items()], _count(groups), dropped)
+                groups, size, dropped = {}, 0, 0
             rows = groups.get((gateway, name))
             if rows is None:
                 rows = groups[(gateway, name)] = []
-            lines, error = e.lines, e.error
-            text = _lines(lines) if lines else "[]"
-            if lines:  # no generator for the many invocations that log nothing (per request)
-                if len(text) > LOG_ROW_LINES_CHARS:
-                    text = f'["(cut: {len(text)} characters of lines)"]'
-                size += len(text)
-            if error is not None:
-                error = error[:LOG_ROW_ERROR_CHARS]
-                size += len(error)
-            # the entry as it is, its lines as their JSON text: a tuple encodes as a list
-            rows.append((*e[:5], text, error, e.trigger))
-            size += 200
+            rows.append((e[0], int(e[1] * 1e6), e[2], e[3], int(e[4] * 1000), lines, error, e[7]))
+            size += row_size
             if size >= LOG_MESSAGE_BYTES:
                 sender.send([[g, n, r] for (g, n), r in groups.items()], _count(groups), dropped)
                 groups, size, dropped = {}, 0, 0
@@ -517,7 +524,8 @@ class LogSender:
         try:
             # a lone surrogate a function logged goes as its JSON escape (as the channel sent it)
             self.sock.send(_encode_message(message).encode("utf-8", "backslashreplace"))
-        except (OSError, ValueError):  # full for the time-out, too large, a writer gone: counted
+        # full for the time-out, too large, a writer gone; or lines a function made unencodable: counted
+        except (OSError, ValueError, TypeError, RecursionError):
             self.unsent += count + dropped
             return False
         self.unsent = 0
@@ -525,8 +533,3 @@ class LogSender:
 
 
 _encode_message = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_encode_lines = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # bound at import
-
-
-def _lines(lines: list[str]) -> str:
-    return _encode_lines(lines) if lines else "[]"

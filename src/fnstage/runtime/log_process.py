@@ -44,34 +44,39 @@ RESTART_AFTER_S = 1.0  # between a writer's death and the next start, at least
 def records_of(groups: Any, gateway: str, env: str) -> list[LogRecord]:
     """A cell's invocations, grouped by function: believed only for its own gateway and environment
     (another function's group is dropped), every field converted to its type (a wrong one raises and
-    the shipment is ignored); strings cut to their columns' sizes. `lines` stays the JSON text the cell
-    encoded; readers parse it (`store.invocation_log.read_lines`)."""
+    the shipment is ignored); strings cut to their columns' sizes. A row is `[request_id, started_us,
+    version, status, duration_us, lines, error, trigger]` (`cell.SupervisorLink._ship`); `lines`, a
+    list, is kept as its JSON text, which readers parse (`store.invocation_log.read_lines`)."""
     out: list[LogRecord] = []
     prefix = f"{env}/"
     for group_gateway, name, rows in groups:
         if group_gateway != gateway or not isinstance(name, str) or not name.startswith(prefix):
             continue
         name = name[:220]
-        for request_id, started, version, status, duration_ms, lines, error, trigger in rows:
-            if type(lines) is not str:
+        for request_id, started_us, version, status, duration_us, lines, error, trigger in rows:
+            if type(lines) is not list:
                 raise TypeError("lines")
-            if len(lines) > MAX_LOGGED_CHARS:
-                lines = f'["(cut: {len(lines)} characters of lines)"]'
+            text = _encode_lines(lines) if lines else "[]"
+            if len(text) > MAX_LOGGED_CHARS:
+                text = f'["(cut: {len(text)} characters of lines)"]'
             out.append(
                 LogRecord(
                     gateway,
                     name,
                     int(version),
                     str(request_id)[:64],
-                    float(started),
+                    int(started_us) / 1e6,
                     int(status),
-                    float(duration_ms),
-                    lines,
+                    int(duration_us) / 1000,
+                    text,
                     None if error is None else str(error)[:20_000],
                     None if trigger is None else str(trigger)[:64],
                 )
             )
     return out
+
+
+_encode_lines = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class LogPipe:
@@ -332,7 +337,8 @@ def _read_cell(
         writer.offer(
             records, max(0, int(message.get("dropped") or 0)), max(0, int(message.get("unsent") or 0))
         )
-    except (ValueError, TypeError, KeyError, AttributeError):
+    # RecursionError: nested too deeply; OverflowError: a time or duration out of any range
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, OverflowError):
         logger.warning("runtime: cell %s/%s shipped logs that do not fit; ignored", gateway, env)
     return True
 
