@@ -172,3 +172,16 @@ def test_a_cells_rows_reach_the_writer_as_they_were_served_in_small_messages() -
     assert abs(first.started_at - 1_764_000_000.123456) < 2e-6 and abs(first.duration_ms - 12.345) < 2e-3
     assert first.lines == '["line 0"]' and first.version == 3 and first.error is None
     assert records[-1].lines.startswith('["(cut: ') and records[-1].error == "ValueError: x"
+
+
+def test_the_writer_imports_the_same_fnstage_as_its_runtime(tmp_path: Path, monkeypatch: Any) -> None:
+    """A runtime started with PYTHONPATH (another checkout's src) starts its writer with it too: without
+    it the writer imported whichever fnstage the interpreter had installed (its protocol may differ)."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1] / "src"))
+    writer = LogProcess(sqlite_url(tmp_path), LogSettings())
+    writer.start()
+    try:
+        environ = Path(f"/proc/{_writer_pid(writer)}/environ").read_bytes().split(b"\0")
+        assert f"PYTHONPATH={os.environ['PYTHONPATH']}".encode() in environ
+    finally:
+        writer.stop()

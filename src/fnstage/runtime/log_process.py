@@ -194,7 +194,8 @@ class LogProcess:
             **{
                 k: v
                 for k, v in os.environ.items()
-                if k.startswith("FNSTAGE_LOG") or k in ("PATH", "HOME", "LANG")
+                # PYTHONPATH: the same fnstage as this process's (a runtime run from another checkout)
+                if k.startswith("FNSTAGE_LOG") or k in ("PATH", "HOME", "LANG", "PYTHONPATH")
             },
             URL_VARIABLE: self.database_url,  # in the environment, never in argv
         }
