@@ -47,7 +47,7 @@ def request_ids(store: Store, gateway: str, name: str) -> set[str]:
     return {e["request_id"] for e in entries}
 
 
-def eventually(check: Any, timeout: float = 10.0) -> bool:
+def eventually(check: Any, timeout: float = 30.0) -> bool:  # a writer starts slowly under load
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
