@@ -20,13 +20,16 @@ uvloop loop, exactly as a cell serves its app. Run with another checkout's `src`
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -71,14 +74,24 @@ def serve_cell(port: int, canary_share: int | None, logs: bool = True, metrics: 
         metrics=metrics,  # as with --metrics-port
     )
     ours, theirs = multiprocessing.Pipe()
+    # since cells write their invocations straight to the log writer (`runtime.log_process`), a socket
+    # of their own, read and dropped here; a checkout from before ships them over the channel
+    log_reading, log_cell_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    takes_log_fd = "log_fd" in inspect.signature(run_cell).parameters
 
     def cell_main() -> None:
         ours.close()  # the cell must see the channel close when this process ends, as a supervisor's
-        run_cell(spec, theirs)
+        log_reading.close()
+        if takes_log_fd:
+            run_cell(spec, theirs, log_cell_end.fileno() if logs else None)
+        else:
+            run_cell(spec, theirs)
 
     cell = multiprocessing.get_context("fork").Process(target=cell_main, daemon=True)
     cell.start()
     theirs.close()
+    log_cell_end.close()
+    threading.Thread(target=_drain, args=(log_reading,), daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the bench stops it so: clean up first
     stable, canary = _row(1), _row(2)
     try:
@@ -99,6 +112,12 @@ def serve_cell(port: int, canary_share: int | None, logs: bool = True, metrics: 
     finally:
         cell.kill()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _drain(reading: socket.socket) -> None:
+    """Read and drop the cell's log shipments, as the log writer process reads them."""
+    while reading.recv(1 << 22):
+        pass
 
 
 async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:

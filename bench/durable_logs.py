@@ -1,6 +1,7 @@
 """Durable invocation logs (issue 15): invocation throughput with them on against off, side by side.
 
     .venv/bin/python bench/durable_logs.py [--rounds 5] [--seconds 5] [--database-url URL]
+        [--with-metrics] [--keep N] [--baseline OTHER_CHECKOUT/src] [--layouts cell,front]
 
 wrk -t1 -c64 against one small async function that logs one line with `ctx.log`, in both layouts: a
 cell serving its port directly (`fnstage runtime --gateway bench --env dev`, production behind a
@@ -76,11 +77,24 @@ def main() -> None:
         help="FNSTAGE_LOG_KEEP: the default raises it so that no row is pruned and every one can be "
         "counted; 1000 (fnstage's default) measures what users run, with pruning (rows not counted)",
     )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="SRC",
+        help="another checkout's src (say main's, `git worktree add --detach /tmp/base main`): each round "
+        "runs its on and off too, interleaved with this checkout's, and both ratios are printed",
+    )
+    parser.add_argument("--layouts", default="cell,front", help="cell, front, or both (the default)")
     args = parser.parse_args()
     print(describe(), flush=True)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    layouts = {"cell": ["--env", "dev"], "front": []}
-    results: dict[str, list[float]] = {f"{layout} logs {m}": [] for layout in layouts for m in ("on", "off")}
+    sources = {"this": str(Path(__file__).resolve().parents[1] / "src")}
+    if args.baseline:
+        sources["baseline"] = str(Path(args.baseline).resolve())
+    every_layout = {"cell": ["--env", "dev"], "front": []}
+    layouts = {name: every_layout[name] for name in args.layouts.split(",")}
+    results: dict[str, list[float]] = {
+        f"{side} {layout} logs {m}": [] for side in sources for layout in layouts for m in ("on", "off")
+    }
     per_cpu: dict[str, list[float]] = {name: [] for name in results}
     kept: list[float] = []
     with tempfile.TemporaryDirectory(prefix="fnstage-bench-logs-") as folder:
@@ -89,12 +103,14 @@ def main() -> None:
         os.environ["FNSTAGE_LOG_QUEUE"] = "1000000"
         for round_ in range(args.rounds):
             for name in results:
-                layout, _, mode = name.split()
+                side, layout, _, mode = name.split()
                 os.environ["FNSTAGE_LOGS"] = mode
                 port = free_port()
                 metrics = ["--metrics-port", str(free_port())] if args.with_metrics and mode == "on" else []
                 process = start(
-                    ["--database-url", url, "--gateway", "bench", *layouts[layout], *metrics], port, src
+                    ["--database-url", url, "--gateway", "bench", *layouts[layout], *metrics],
+                    port,
+                    sources[side],
                 )
                 try:
                     wrk(port, 1)  # warm-up
@@ -115,17 +131,21 @@ def main() -> None:
                     f"round {round_ + 1} {name}: {rate:,.0f} req/s, {per_cpu[name][-1]:,.0f} per CPU-second",
                     flush=True,
                 )
-    for layout in layouts:
-        on = statistics.median(results[f"{layout} logs on"])
-        off = statistics.median(results[f"{layout} logs off"])
-        cpu_on = statistics.median(per_cpu[f"{layout} logs on"])
-        cpu_off = statistics.median(per_cpu[f"{layout} logs off"])
-        what = "logs and metrics" if args.with_metrics else "logs"
-        print(
-            f"{layout}: median {what} on {on:,.0f} req/s, off {off:,.0f} req/s, ratio on/off {on / off:.2f}; "
-            f"per CPU-second on {cpu_on:,.0f}, off {cpu_off:,.0f}, ratio {cpu_on / cpu_off:.2f}"
-        )
-    print(f"rows written per request made (logs on, each round): {', '.join(f'{k:.3f}' for k in kept)}")
+    what = "logs and metrics" if args.with_metrics else "logs"
+    for side, src in sources.items():
+        print(f"{side} ({src}):")
+        for layout in layouts:
+            on = statistics.median(results[f"{side} {layout} logs on"])
+            off = statistics.median(results[f"{side} {layout} logs off"])
+            cpu_on = statistics.median(per_cpu[f"{side} {layout} logs on"])
+            cpu_off = statistics.median(per_cpu[f"{side} {layout} logs off"])
+            print(
+                f"  {layout}: median {what} on {on:,.0f} req/s, off {off:,.0f} req/s, ratio on/off "
+                f"{on / off:.2f}; per CPU-second on {cpu_on:,.0f}, off {cpu_off:,.0f}, "
+                f"ratio {cpu_on / cpu_off:.2f}"
+            )
+    if kept:
+        print(f"rows written per request made (logs on, each round): {', '.join(f'{k:.3f}' for k in kept)}")
 
 
 if __name__ == "__main__":

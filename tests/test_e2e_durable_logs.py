@@ -6,6 +6,8 @@ request, its losses counted in the runtime's log."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -184,3 +186,52 @@ def test_a_locked_sqlite_store_costs_no_request_and_the_loss_is_counted(tmp_path
         assert "queue full" in up.log()
         # what the queue held is written once the lock is gone; what it could not hold is not
         assert eventually(lambda: 0 < len(stored(cli, "--limit", "1000")) < 300, timeout=20)
+
+
+def _processes_below(pid: int) -> list[int]:
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:  # the task ended meanwhile: it has no children to find
+            continue
+        for child in children:
+            found.extend(_processes_below(int(child)))
+    return found
+
+
+def _log_writer_of(up: UpProcess) -> int | None:
+    assert up.process is not None
+    for pid in _processes_below(up.process.pid):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # it ended meanwhile
+            continue
+        if b"fnstage.runtime.log_process" in command:
+            return pid
+    return None
+
+
+def test_a_log_writer_killed_mid_run_costs_no_request_and_comes_back(tmp_path: Path) -> None:
+    """Cells write to the log writer process directly: killed while requests run, it is started again
+    and wired to the cells again; every request answers 200 meanwhile."""
+    with UpProcess(tmp_path / "up") as up:
+        cli = Cli(up)
+        cli.run("gateway", "create", "demo")
+        cli.run("push", str(write(tmp_path / "fn", {"index.py": FUNCTION % 1})), "dev/logs/fn", "--wait")
+        assert call(up, "?n=first").status_code == 200
+        assert eventually(lambda: len(stored(cli)) == 1)
+        first = _log_writer_of(up)
+        assert first is not None
+        with ThreadPoolExecutor(8) as pool:
+            answers = pool.map(lambda n: call(up, f"?n={n}").status_code, range(300))
+            os.kill(first, signal.SIGKILL)
+            statuses = list(answers) + list(pool.map(lambda n: call(up, f"?n=b{n}").status_code, range(100)))
+        assert statuses.count(200) == 400  # 0 failed requests while the writer was killed
+        assert eventually(lambda: _log_writer_of(up) not in (None, first), timeout=20), up.log()
+        assert "log writer stopped" in up.log()
+        # the new writer reads the same cell's socket: a new invocation is written
+        rid = call(up, "?n=after").headers["x-request-id"]
+        assert eventually(
+            lambda: rid in [e["request_id"] for e in stored(cli, "--limit", "1000")], timeout=20
+        )

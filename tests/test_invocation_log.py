@@ -14,7 +14,7 @@ from fnstage.cli import log_filters
 from fnstage.cli.client import CliError
 from fnstage.domain.errors import InvalidInput
 from fnstage.runtime.invoker import InvocationLog, InvocationLogs
-from fnstage.runtime.log_process import records_of, shipment_size
+from fnstage.runtime.log_process import records_of
 from fnstage.runtime.log_writer import LogSettings, LogSettingsError, LogWriter
 from fnstage.service import Actor, Services
 from fnstage.store import invocation_log
@@ -215,24 +215,19 @@ def test_a_cell_is_believed_only_for_its_own_gateway_and_environment(tmp_path: A
         return records_of(groups, "demo", "dev")
 
     spec = None
-    row = ["r1", 5.0, 3, 200, 1.0, '["a line"]', None, None]
+    row = ["r1", 5_000_000, 3, 200, 1500, ["a line"], None, None]
     (mine,) = _log_records([["demo", "dev/a", [row]]], spec)
     assert mine.lines == '["a line"]' and mine.version == 3
-    (huge,) = _log_records([["demo", "dev/a", [[*row[:5], "x" * 2_000_000, None, None]]]], spec)
-    assert huge.lines == '["(cut: 2000000 characters of lines)"]'
+    assert mine.started_at == 5.0 and mine.duration_ms == 1.5  # integer microseconds, as cells send them
+    (huge,) = _log_records([["demo", "dev/a", [[*row[:5], ["x" * 2_000_000], None, None]]]], spec)
+    assert huge.lines == '["(cut: 2000004 characters of lines)"]'
     assert _log_records([["other", "dev/a", [row]], ["demo", "prod/a", [row]]], spec) == []
     with pytest.raises(TypeError):
-        _log_records([["demo", "dev/a", [[*row[:5], ["not", "text"], None, None]]]], spec)
+        _log_records([["demo", "dev/a", [[*row[:5], '["text, not a list"]', None, None]]]], spec)
     with pytest.raises(ValueError):
         _log_records([["demo", "dev/a", [row[:5]]]], spec)
     with pytest.raises(ValueError):
         _log_records([["demo", "dev/a", [["r", "soon", *row[2:]]]]], spec)
-
-
-def test_the_supervisor_counts_a_shipment_without_parsing_it() -> None:
-    assert shipment_size(b'{"t":"logs","n":612,"groups":[]}') == 612
-    assert shipment_size(b'{"t":"logs","groups":[]}') == 0
-    assert shipment_size(b'{"t":"counts","n":5}') == 0
 
 
 def test_lines_a_cell_wrote_are_read_defensively() -> None:

@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -46,9 +47,14 @@ logger = logging.getLogger("fnstage.runtime")
 
 COUNTS_INTERVAL_S = 3.0
 SPLIT_COUNTS_INTERVAL_S = 1.0
-LOGS_INTERVAL_S = 0.2  # how often a cell ships its invocations to its supervisor (`--follow` < 1 s)
+LOGS_INTERVAL_S = 0.2  # how often a cell ships its invocations to the log writer (`--follow` < 1 s)
 LOG_OUTBOX = 20_000  # invocations a cell queues between two shipments; past it, dropped and counted
-LOG_MESSAGE_BYTES = 2 * 1024 * 1024  # one shipment is cut into messages of about this many characters
+LOG_MESSAGE_BYTES = 32 * 1024  # one shipment is cut into messages of about this many characters
+# one invocation's lines in a message, at most (a message must fit the socket's buffer: 416 KB with
+# Linux's default wmem_max); longer ones are cut, as the writer cuts them past 1,000,000
+LOG_ROW_LINES_CHARS = 150_000
+LOG_ROW_ERROR_CHARS = 20_000  # the writer keeps as much of a traceback
+LOG_SEND_TIMEOUT_S = 1.0  # a socket full this long (the writer behind, or down): the shipment is dropped
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -102,15 +108,16 @@ def preload() -> None:
     import fnstage.runtime.sandbox  # noqa: F401
 
 
-def run_cell(spec: CellSpec, conn: Connection) -> None:
+def run_cell(spec: CellSpec, conn: Connection, log_fd: int | None = None) -> None:
     """The cell process's target (forked from the forkserver): sandbox, then serve until told to stop
-    or until the supervisor is gone."""
+    or until the supervisor is gone. `log_fd`: the cell's socket to the log writer (`log_process`)."""
     configure(spec.log_level, spec.log_format, cell=os.getpid())
     # orphans of the function's children stay under the cell (not init) while it lives; its zygote kills
     # whatever is left when it ends
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1)
     channel = CellEnd(conn)
-    sandbox = _sandbox(spec, keep_fds=[conn.fileno(), 0, 1, 2])
+    kept = [conn.fileno(), 0, 1, 2] + ([log_fd] if log_fd is not None else [])
+    sandbox = _sandbox(spec, keep_fds=kept)
     if spec.site_packages is not None:
         # the lock's packages come before anything the runtime's own interpreter has installed
         sys.path.insert(0, str(spec.site_packages))
@@ -121,7 +128,8 @@ def run_cell(spec: CellSpec, conn: Connection) -> None:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         runner = asyncio.run
-    runner(_serve(spec, channel, sandbox))
+    sender = LogSender(socket.socket(fileno=log_fd)) if log_fd is not None and spec.ship_logs else None
+    runner(_serve(spec, channel, sandbox, sender))
     os._exit(0)  # granian's threads and the function threads must not hold the exit
 
 
@@ -159,16 +167,19 @@ def _data_bytes() -> int:
     return 0
 
 
-async def _serve(spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any]) -> None:
+async def _serve(
+    spec: CellSpec, channel: CellEnd, sandbox: dict[str, Any], sender: LogSender | None = None
+) -> None:
     from granian.constants import HTTPModes, Interfaces
     from granian.log import LogLevels
 
     from fnstage.runtime.cell_server import ListeningServer, listen
 
     registry = Registry()
-    logs = InvocationLogs(outbox=LOG_OUTBOX if spec.ship_logs else 0)
+    logs = InvocationLogs(outbox=LOG_OUTBOX if sender is not None else 0)
     configuration = CellConfiguration(spec.env)
     link = SupervisorLink(channel, registry, logs, sandbox, spec.load_timeout_s, configuration)
+    link.log_sender = sender
     link.metrics = RequestMetrics() if spec.metrics else None
     # the memory limit is the sandbox's (RLIMIT_DATA, set before the cell dropped its privileges)
     watchdog = Watchdog(
@@ -248,13 +259,14 @@ class SupervisorLink:
         self._wants = itertools.count(1)
         self._frozen = False  # a bulk load's objects are frozen (gc.freeze) until the next change
         self.metrics: RequestMetrics | None = None  # what the cell counts for /metrics, sent with the counts
+        self.log_sender: LogSender | None = None  # where invocations go when durable logs are on
         self._in_flight_sent = 0
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         threading.Thread(target=self._read, name="fnstage-cell-link", daemon=True).start()
         self._counts_task = asyncio.create_task(self._send_counts())
-        if self.logs.outbox_size:  # a thread: a supervisor slow to read never holds the event loop
+        if self.logs.outbox_size:  # a thread: a writer slow to read never holds the event loop
             threading.Thread(target=self._ship_logs, name="fnstage-cell-logs", daemon=True).start()
         self.channel.send({"t": "ready", "pid": os.getpid(), "sandbox": self.sandbox})
 
@@ -457,39 +469,69 @@ class SupervisorLink:
             self._ship(*self.logs.take_outbox())
 
     def _ship(self, entries: list[Any], dropped: int) -> None:
-        """Grouped by function (the supervisor checks each function once, not each invocation)."""
-        if not entries and not dropped:
+        """Grouped by function (the writer checks each function once, not each invocation), in
+        messages of about LOG_MESSAGE_BYTES: each is encoded in one call that holds the interpreter
+        lock, so small ones leave the event loop its turn. A row is `[request_id, started_us, version,
+        status, duration_us, lines, error, trigger]`: integer microseconds and the lines as a list
+        encode about three times faster than floats and the lines' own JSON text (BENCHMARKS.md)."""
+        sender = self.log_sender
+        if sender is None or (not entries and not dropped):
             return
         groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         size = 0
-        with contextlib.suppress(ChannelClosed):
-            for gateway, name, e in entries:
-                rows = groups.get((gateway, name))
-                if rows is None:
-                    rows = groups[(gateway, name)] = []
-                lines = e.lines
-                # the entry as it is, its lines as their JSON text: a tuple encodes as a list
-                rows.append((*e[:5], _lines(lines), *e[6:]))
-                size += 200
-                if lines:  # no generator for the many invocations that log nothing (per request)
-                    size += sum(map(len, lines))
-                if e.error is not None:
-                    size += len(e.error)
-                if size >= LOG_MESSAGE_BYTES:
-                    self._send_groups(groups, dropped)
-                    groups, size, dropped = {}, 0, 0
-            if groups or dropped:
-                self._send_groups(groups, dropped)
-
-    def _send_groups(self, groups: dict[tuple[str, str], list[tuple[Any, ...]]], dropped: int) -> None:
-        items = [[gateway, name, rows] for (gateway, name), rows in groups.items()]
-        count = sum(len(rows) for rows in groups.values())
-        # "t" then "n" first: the supervisor reads only that much and passes the rest to its log writer
-        self.channel.send({"t": "logs", "n": count, "groups": items, "dropped": dropped})
-
-
-_encode_lines = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # bound at import
+        for gateway, name, e in entries:
+            lines, error = e.lines, e.error
+            row_size = 100
+            if lines:  # no generator for the many invocations that log nothing (per request)
+                chars = sum(map(len, lines)) + 4 * len(lines)
+                if chars > LOG_ROW_LINES_CHARS:
+                    lines = [f"(cut: {chars} characters of lines)"]
+                row_size += chars
+            if error is not None:
+                error = error[:LOG_ROW_ERROR_CHARS]
+                row_size += len(error)
+            if row_size > LOG_MESSAGE_BYTES and groups:  # a large row goes alone: too large, it alone is lost
+                sender.send([[g, n, r] for (g, n), r in groups.items()], _count(groups), dropped)
+                groups, size, dropped = {}, 0, 0
+            rows = groups.get((gateway, name))
+            if rows is None:
+                rows = groups[(gateway, name)] = []
+            rows.append((e[0], int(e[1] * 1e6), e[2], e[3], int(e[4] * 1000), lines, error, e[7]))
+            size += row_size
+            if size >= LOG_MESSAGE_BYTES:
+                sender.send([[g, n, r] for (g, n), r in groups.items()], _count(groups), dropped)
+                groups, size, dropped = {}, 0, 0
+        if groups or dropped:
+            sender.send([[g, n, r] for (g, n), r in groups.items()], _count(groups), dropped)
 
 
-def _lines(lines: list[str]) -> str:
-    return _encode_lines(lines) if lines else "[]"
+def _count(groups: dict[tuple[str, str], list[tuple[Any, ...]]]) -> int:
+    return sum(len(rows) for rows in groups.values())
+
+
+class LogSender:
+    """A cell's end of its socket to the log writer process (`runtime.log_process`): one shipment a
+    message. The shipping thread sends; a socket full for `timeout_s` (the writer behind, or down)
+    drops the shipment and counts it, and the next one that goes says how many did not."""
+
+    def __init__(self, sock: socket.socket, timeout_s: float = LOG_SEND_TIMEOUT_S) -> None:
+        with contextlib.suppress(OSError):  # as large as the system allows (Linux doubles, to 2 x wmem_max)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+        sock.settimeout(timeout_s)
+        self.sock = sock
+        self.unsent = 0  # invocations not sent since the last shipment that went
+
+    def send(self, groups: list[Any], count: int, dropped: int) -> bool:
+        message = {"n": count, "groups": groups, "dropped": dropped, "unsent": self.unsent}
+        try:
+            # a lone surrogate a function logged goes as its JSON escape (as the channel sent it)
+            self.sock.send(_encode_message(message).encode("utf-8", "backslashreplace"))
+        # full for the time-out, too large, a writer gone; or lines a function made unencodable: counted
+        except (OSError, ValueError, TypeError, RecursionError):
+            self.unsent += count + dropped
+            return False
+        self.unsent = 0
+        return True
+
+
+_encode_message = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

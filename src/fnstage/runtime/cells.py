@@ -96,12 +96,13 @@ class Cell:
         on_counts: Callable[[Cell, list[FunctionCounts]], None],
         on_exit: Callable[[Cell], None],
         on_event: Callable[[Cell, dict[str, Any]], None] = lambda cell, event: None,
-        on_logs: Callable[[Cell, bytes], None] = lambda cell, data: None,
+        log_pipe: Callable[[Cell], Any] = lambda cell: None,
         *,
         on_metrics: Callable[[Cell, dict[str, Any]], None] = lambda cell, message: None,
     ) -> None:
         self.spec = spec
-        self._on_logs = on_logs
+        self._log_pipe = log_pipe  # the cell's socket to the log writer (`log_process.LogPipe`), or None
+        self._logs_to: Any = None
         self._on_metrics = on_metrics
         self._zygote = zygote
         self._on_counts = on_counts
@@ -128,11 +129,19 @@ class Cell:
     def start(self) -> None:
         _fresh_folder(self.spec.temp_dir)
         ours, theirs = Pipe(duplex=True)
+        self._logs_to = pipe = self._log_pipe(self)
         self.started_at = time.monotonic()
         try:
-            self.pid = self._zygote.fork(self.spec, theirs.fileno(), self._set_exitcode)
+            log_fd = pipe.cell_end.fileno() if pipe is not None else None
+            self.pid = self._zygote.fork(self.spec, theirs.fileno(), self._set_exitcode, log_fd=log_fd)
+        except BaseException:
+            if pipe is not None:
+                pipe.close()
+            raise
         finally:
             theirs.close()
+            if pipe is not None:
+                pipe.cell_end.close()  # the cell has its own: when it ends, the writer reads the end
         self._channel = SupervisorEnd(ours)
         threading.Thread(target=self._read, name=f"fnstage-cell-{self.spec.key}", daemon=True).start()
 
@@ -253,11 +262,7 @@ class Cell:
         assert self._channel is not None
         while True:
             try:
-                data = self._channel.receive_bytes()
-                if data.startswith(LOGS_MESSAGE):  # passed on unparsed: the log writer's process checks it
-                    self._on_logs(self, data)
-                    continue
-                message = self._channel.parse(data)
+                message = self._channel.receive()
             except ChannelClosed:
                 break
             except ValueError:
@@ -278,6 +283,8 @@ class Cell:
             waiting.died = CellDied(self.exitcode)
             waiting.done.set()
         self._channel.close()
+        if self._logs_to is not None:
+            self._logs_to.close()
         self._on_exit(self)
 
     def _handle(self, message: dict[str, Any]) -> None:
@@ -332,9 +339,6 @@ def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
     )
 
 
-LOGS_MESSAGE = b'{"t":"logs",'  # how a cell's log shipment begins (`cell.SupervisorLink._send_groups`)
-
-
 def _split_counts(item: Any, spec: CellSpec) -> tuple[str, str, int, ArmCounts] | None:
     """A cell's canary counts, believed only for its own gateway and environment, and well formed."""
     gateway, name, version, requests, errors, latency = item
@@ -366,7 +370,9 @@ class CellEvents:
 
     def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None: ...
 
-    def cell_logs(self, slot: Slot, data: bytes) -> None: ...
+    def log_pipe(self, slot: Slot) -> Any:
+        """A new cell's socket to the log writer (`log_process.LogPipe`), or None: logs stay in memory."""
+        return None
 
     def moved(self, gateway: str, name: str, slot: Slot, cell: Cell) -> None:
         """`name` is now live in `slot`'s cell (route it there); called before it leaves its old cell."""
@@ -870,7 +876,7 @@ class CellSet:
             self._counts,
             self._exited,
             self._event,
-            self._logs,
+            self._log_pipe,
             on_metrics=self._metrics,
         )
         cell.on_want = self._want
@@ -937,8 +943,8 @@ class CellSet:
     def _slot_of(cell: Cell) -> Slot:
         return (cell.spec.gateway, cell.spec.env, cell.spec.lock)
 
-    def _logs(self, cell: Cell, data: bytes) -> None:
-        self.events.cell_logs(self._slot_of(cell), data)
+    def _log_pipe(self, cell: Cell) -> Any:
+        return self.events.log_pipe(self._slot_of(cell))
 
     def _metrics(self, cell: Cell, message: dict[str, Any]) -> None:
         if self.metrics is not None:

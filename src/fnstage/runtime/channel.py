@@ -42,7 +42,7 @@ class SupervisorEnd:
         return self.parse(self.receive_bytes())
 
     def receive_bytes(self) -> bytes:
-        """The next message from the cell, unparsed (invocation logs are parsed by their writer)."""
+        """The next message from the cell, unparsed."""
         try:
             return self.conn.recv_bytes(MAX_CELL_MESSAGE_BYTES)
         except (OSError, EOFError) as exc:

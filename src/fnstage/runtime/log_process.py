@@ -1,29 +1,33 @@
 """Durable invocation logs, written by a process of their own beside the supervisor.
 
 The supervisor's process also runs the front (every request to `fnstage up`'s cells passes through
-it), so whatever else runs there competes with requests for its interpreter lock: parsing and writing
-every invocation there cost the front a quarter of its throughput (BENCHMARKS.md). So a cell's log
-shipment crosses the supervisor unparsed: the supervisor reads only its first bytes (`{"t":"logs","n":N`)
-and hands it, tagged with the cell's gateway and environment, to this process over a pipe; a thread
-of the supervisor's feeds the pipe from a bounded queue (full: dropped and counted, never waited on).
-This process parses each shipment, believes it only for the cell's own gateway and environment
-(`records_of`), and writes with a `LogWriter` (batches, bounds, counted losses). It reports its counts
-on its stdout every second, and it ends when the supervisor closes the pipe or dies.
+it), so whatever else runs there competes with requests for its interpreter lock: passing every
+shipment on, even unparsed, still cost the front about a fifth of its throughput (BENCHMARKS.md). So
+the supervisor never touches log bytes: for each cell it makes a socket pair (SOCK_SEQPACKET: one
+shipment a message, so a reader that dies mid-read leaves no half message for the next one), gives
+one end to the cell at its fork, and hands the other to this process over a control socket, saying
+which gateway and environment it belongs to. The trust comes from the socket a shipment arrived on,
+never from what the cell wrote: `records_of` keeps only that gateway's and environment's rows.
+
+The supervisor keeps its copy of each cell's reading end while the cell lives, so a writer that dies
+is started again and wired to every cell's socket again (what the cells sent meanwhile waits in the
+sockets; what they could not send is counted by them). This process writes with a `LogWriter`
+(batches, bounds, counted losses), reports its counts on its stdout every second, and ends when the
+supervisor closes the control socket or dies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
-import re
-import struct
+import selectors
+import socket
 import subprocess
 import sys
 import threading
-import time
-from collections import deque
 from typing import IO, Any
 
 from fnstage.runtime.log_writer import LogSettings
@@ -33,37 +37,38 @@ logger = logging.getLogger("fnstage.runtime")
 
 URL_VARIABLE = "FNSTAGE_LOG_DATABASE_URL"
 MAX_LOGGED_CHARS = 1_000_000  # of one invocation's lines as JSON (`sdk.Log` keeps 200 of 4,000)
-PIPE_QUEUE_BYTES = 64 * 1024 * 1024  # shipments waiting for the pipe; past it, dropped and counted
-_COUNT = re.compile(rb'^\{"t":"logs","n":(\d{1,9})')
-_FRAME = struct.Struct(">I")
+MAX_MESSAGE = 1 << 22  # the largest shipment read (a cell's socket buffer is smaller: `cell.LogSender`)
+RESTART_AFTER_S = 1.0  # between a writer's death and the next start, at least
 
 
 def records_of(groups: Any, gateway: str, env: str) -> list[LogRecord]:
     """A cell's invocations, grouped by function: believed only for its own gateway and environment
     (another function's group is dropped), every field converted to its type (a wrong one raises and
-    the shipment is ignored); strings cut to their columns' sizes. `lines` stays the JSON text the cell
-    encoded; readers parse it (`store.invocation_log.read_lines`)."""
+    the shipment is ignored); strings cut to their columns' sizes. A row is `[request_id, started_us,
+    version, status, duration_us, lines, error, trigger]` (`cell.SupervisorLink._ship`); `lines`, a
+    list, is kept as its JSON text, which readers parse (`store.invocation_log.read_lines`)."""
     out: list[LogRecord] = []
     prefix = f"{env}/"
     for group_gateway, name, rows in groups:
         if group_gateway != gateway or not isinstance(name, str) or not name.startswith(prefix):
             continue
         name = name[:220]
-        for request_id, started, version, status, duration_ms, lines, error, trigger in rows:
-            if type(lines) is not str:
+        for request_id, started_us, version, status, duration_us, lines, error, trigger in rows:
+            if type(lines) is not list:
                 raise TypeError("lines")
-            if len(lines) > MAX_LOGGED_CHARS:
-                lines = f'["(cut: {len(lines)} characters of lines)"]'
+            text = _encode_lines(lines) if lines else "[]"
+            if len(text) > MAX_LOGGED_CHARS:
+                text = f'["(cut: {len(text)} characters of lines)"]'
             out.append(
                 LogRecord(
                     gateway,
                     name,
                     int(version),
                     str(request_id)[:64],
-                    float(started),
+                    int(started_us) / 1e6,
                     int(status),
-                    float(duration_ms),
-                    lines,
+                    int(duration_us) / 1000,
+                    text,
                     None if error is None else str(error)[:20_000],
                     None if trigger is None else str(trigger)[:64],
                 )
@@ -71,119 +76,190 @@ def records_of(groups: Any, gateway: str, env: str) -> list[LogRecord]:
     return out
 
 
-def shipment_size(data: bytes) -> int:
-    """How many invocations a shipment says it carries (for counting what is dropped unparsed)."""
-    found = _COUNT.match(data)
-    return int(found.group(1)) if found else 0
+_encode_lines = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+class LogPipe:
+    """One cell's socket to the writer: `cell_end` goes to the cell at its fork (and is closed here
+    right after); `close()` when the cell has ended (the supervisor's copy of the reading end goes)."""
+
+    def __init__(self, owner: LogProcess, key: int, cell_end: socket.socket) -> None:
+        self._owner = owner
+        self.key = key
+        self.cell_end = cell_end
+
+    def close(self) -> None:
+        self.cell_end.close()
+        self._owner._unwire(self.key)
 
 
 class LogProcess:
-    """The supervisor's side: start the writer process, feed it, keep its counts."""
+    """The supervisor's side: start the writer process, wire each cell's socket to it, keep its counts
+    (across its restarts)."""
 
     def __init__(self, database_url: str, settings: LogSettings) -> None:
         self.database_url = database_url
         self.settings = settings
-        self._queue: deque[bytes] = deque()
-        self._queued_bytes = 0
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._stopping = threading.Event()
         self._process: subprocess.Popen[bytes] | None = None
-        self._feeder: threading.Thread | None = None
-        self.runtime_id: str | None = None
-        self.dropped = {"pipe_full": 0, "writer_down": 0}
-        self._written: dict[str, Any] = {}
+        self._control: socket.socket | None = None
+        self._watcher: threading.Thread | None = None
+        self._pipes: dict[int, tuple[socket.socket, str, str]] = {}  # key: reading end, gateway, env
+        self._keys = itertools.count(1)
+        self._runtime_id: str | None = None
+        self._written: dict[str, Any] = {}  # the running writer's last report
+        self._before: dict[str, Any] = {"written": 0, "pruned": 0, "dropped": {}}  # dead writers'
+        self.restarts = 0
 
     def start(self) -> None:
         self._spawn()
-        self._feeder = threading.Thread(target=self._feed, name="fnstage-log-feeder", daemon=True)
-        self._feeder.start()
+        self._watcher = threading.Thread(target=self._watch, name="fnstage-log-process", daemon=True)
+        self._watcher.start()
 
-    def offer(self, gateway: str, env: str, data: bytes) -> None:
-        """Queue a cell's shipment for the writer (never blocks)."""
-        frame = f"{gateway}\0{env}\0{self.runtime_id or ''}\0".encode() + data
+    def pipe(self, gateway: str, env: str) -> LogPipe:
+        """A new socket for a cell of `gateway`/`env`; what arrives on it counts for those only."""
+        reading, cell_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with self._lock:
-            if self._queued_bytes + len(frame) > PIPE_QUEUE_BYTES:
-                self.dropped["pipe_full"] += shipment_size(data)
-                return
-            self._queue.append(frame)
-            self._queued_bytes += len(frame)
-        self._wake.set()
+            key = next(self._keys)
+            self._pipes[key] = (reading, gateway, env)
+            self._wire(key)
+        return LogPipe(self, key, cell_end)
+
+    @property
+    def runtime_id(self) -> str | None:
+        return self._runtime_id
+
+    @runtime_id.setter
+    def runtime_id(self, value: str | None) -> None:
+        with self._lock:
+            self._runtime_id = value
+            self._tell({"runtime": value})
 
     def stats(self) -> dict[str, Any]:
-        child = dict(self._written)
-        dropped = {**child.get("dropped", {}), **self.dropped}
-        return {**child, "dropped": dropped}
+        child, before = dict(self._written), self._before
+        dropped = dict(before["dropped"])
+        for cause, n in (child.get("dropped") or {}).items():
+            dropped[cause] = dropped.get(cause, 0) + n
+        return {
+            **child,
+            "written": before["written"] + int(child.get("written") or 0),
+            "pruned": before["pruned"] + int(child.get("pruned") or 0),
+            "dropped": dropped,
+            "restarts": self.restarts,
+        }
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Hand over what is queued, close the pipe (the writer writes what it holds), wait for it."""
+        """Close the control socket (the writer reads what the cells sent, writes it, and ends)."""
         self._stopping.set()
-        self._wake.set()
-        if self._feeder is not None:
-            self._feeder.join(timeout)
-        process = self._process
+        with self._lock:
+            process, control = self._process, self._control
+            if control is not None:
+                control.close()
+            for reading, _, _ in self._pipes.values():
+                reading.close()
+            self._pipes.clear()
         if process is not None:
-            with contextlib.suppress(OSError):
-                assert process.stdin is not None
-                process.stdin.close()
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
                 process.kill()
+        if self._watcher is not None:
+            self._watcher.join(timeout)
 
     # internals -----------------------------------------------------------------------------------
+    def _unwire(self, key: int) -> None:
+        with self._lock:
+            entry = self._pipes.pop(key, None)
+        if entry is not None:
+            entry[0].close()  # the writer has its own copy: it reads what is left, then the end
+
+    def _wire(self, key: int) -> None:
+        """Hand the writer its copy of a cell's reading end (under the lock). A writer that is down
+        gets it when it is started again."""
+        reading, gateway, env = self._pipes[key]
+        if self._control is None:
+            return
+        message = json.dumps({"wire": key, "gateway": gateway, "env": env}).encode()
+        with contextlib.suppress(OSError):  # the writer is gone: `_watch` starts it again, and rewires
+            socket.send_fds(self._control, [message], [reading.fileno()])
+
+    def _tell(self, message: dict[str, Any]) -> None:
+        if self._control is not None:
+            with contextlib.suppress(OSError):  # as in `_wire`
+                self._control.send(json.dumps(message).encode())
+
     def _spawn(self) -> None:
         env = {
             **{
                 k: v
                 for k, v in os.environ.items()
-                if k.startswith("FNSTAGE_LOG") or k in ("PATH", "HOME", "LANG")
+                # PYTHONPATH: the same fnstage as this process's (a runtime run from another checkout)
+                if k.startswith("FNSTAGE_LOG") or k in ("PATH", "HOME", "LANG", "PYTHONPATH")
             },
             URL_VARIABLE: self.database_url,  # in the environment, never in argv
         }
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", "from fnstage.runtime.log_process import main; main()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        threading.Thread(target=self._read_counts, args=(self._process,), daemon=True).start()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with self._lock:
+            try:
+                self._process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        f"from fnstage.runtime.log_process import main; main({theirs.fileno()})",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    pass_fds=[theirs.fileno()],
+                    env=env,
+                )
+            finally:
+                theirs.close()
+            self._control = ours
+            self._written = {}
+            if self._runtime_id is not None:
+                self._tell({"runtime": self._runtime_id})
+            for key in self._pipes:
+                self._wire(key)
 
-    def _read_counts(self, process: subprocess.Popen[bytes]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            with contextlib.suppress(ValueError):
-                self._written = json.loads(line)
-
-    def _feed(self) -> None:
-        last_spawn = time.monotonic()
+    def _watch(self) -> None:
+        """Read the writer's counts; when it ends unasked, keep its counts and start another."""
         while True:
-            self._wake.wait(0.5)
-            self._wake.clear()
-            while True:
-                with self._lock:
-                    if not self._queue:
-                        break
-                    frame = self._queue.popleft()
-                    self._queued_bytes -= len(frame)
-                process = self._process
-                try:
-                    assert process is not None and process.stdin is not None
-                    process.stdin.write(_FRAME.pack(len(frame)) + frame)
-                    process.stdin.flush()
-                except (OSError, ValueError, AssertionError):
-                    self.dropped["writer_down"] += shipment_size(frame.split(b"\0", 3)[3])
-                    if not self._stopping.is_set() and time.monotonic() - last_spawn > 2.0:
-                        logger.warning("runtime: the invocation log writer stopped; starting it again")
-                        last_spawn = time.monotonic()
-                        with contextlib.suppress(OSError):
-                            self._spawn()
+            process = self._process
+            assert process is not None and process.stdout is not None
+            for line in process.stdout:
+                with contextlib.suppress(ValueError):
+                    self._written = json.loads(line)
+            process.wait()
             if self._stopping.is_set():
+                return
+            last, self._written = self._written, {}
+            lost = int(last.get("waiting") or 0)  # read from the cells, not yet written: gone with it
+            before = self._before
+            before["written"] += int(last.get("written") or 0)
+            before["pruned"] += int(last.get("pruned") or 0)
+            for cause, n in {**(last.get("dropped") or {}), "writer_down": lost}.items():
+                before["dropped"][cause] = before["dropped"].get(cause, 0) + int(n)
+            logger.warning(
+                "runtime: the invocation log writer stopped (%s); starting it again",
+                f"exit code {process.returncode}",
+            )
+            if self._stopping.wait(RESTART_AFTER_S):
+                return
+            with self._lock:
+                if self._control is not None:
+                    self._control.close()
+                    self._control = None
+            self.restarts += 1
+            try:
+                self._spawn()
+            except OSError:
+                logger.warning("runtime: could not start the invocation log writer", exc_info=True)
                 return
 
 
-def main() -> None:
-    """The writer process: `python -c 'from fnstage.runtime.log_process import main; main()'`."""
+def main(control_fd: int) -> None:
+    """The writer process: `python -c 'from fnstage.runtime.log_process import main; main(FD)'`."""
     from fnstage.runtime.log_writer import LogWriter
     from fnstage.store.engine import make_engine
 
@@ -193,25 +269,79 @@ def main() -> None:
     writer.start()
     done = threading.Event()
     threading.Thread(target=_report, args=(writer, sys.stdout, done), daemon=True).start()
-    source = sys.stdin.buffer
-    while True:
-        head = source.read(_FRAME.size)
-        if len(head) < _FRAME.size:
-            break
-        frame = source.read(_FRAME.unpack(head)[0])
-        gateway, env, runtime_id, data = frame.split(b"\0", 3)
-        writer.runtime_id = runtime_id.decode() or None
-        try:
-            message = json.loads(data)
-            records = records_of(message["groups"], gateway.decode(), env.decode())
-            writer.offer(records, max(0, int(message.get("dropped") or 0)))
-        except (ValueError, TypeError, KeyError, AttributeError):
-            logger.warning(
-                "runtime: cell %s/%s shipped logs that do not fit; ignored", gateway.decode(), env.decode()
-            )
+    control = socket.socket(fileno=control_fd)
+    cells: dict[int, tuple[socket.socket, str, str]] = {}  # by file descriptor: the socket, its owner
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    running = True
+    while running:
+        for key, _ in selector.select():
+            if key.fileobj is control:
+                running = _command(control, writer, cells, selector)
+            else:
+                _read_cell(cells[key.fd], writer, cells, selector)
+    for entry in list(cells.values()):  # what the cells sent before the supervisor stopped them
+        entry[0].setblocking(False)
+        while entry[0].fileno() in cells and _read_cell(entry, writer, cells, selector):
+            pass
     writer.stop()
     done.set()
     _write_counts(writer, sys.stdout)
+
+
+def _command(
+    control: socket.socket,
+    writer: Any,
+    cells: dict[int, tuple[socket.socket, str, str]],
+    selector: selectors.BaseSelector,
+) -> bool:
+    """One message of the supervisor's: wire a cell's socket, or this runtime's id. False: it ended."""
+    try:
+        data, fds, _, _ = socket.recv_fds(control, 65536, 1)
+    except OSError:
+        return False
+    if not data:
+        return False
+    message = json.loads(data)
+    if "runtime" in message:
+        writer.runtime_id = message["runtime"]
+    for fd in fds:
+        cell = socket.socket(fileno=fd)
+        cells[fd] = (cell, str(message["gateway"]), str(message["env"]))
+        selector.register(cell, selectors.EVENT_READ)
+    return True
+
+
+def _read_cell(
+    entry: tuple[socket.socket, str, str],
+    writer: Any,
+    cells: dict[int, tuple[socket.socket, str, str]],
+    selector: selectors.BaseSelector,
+) -> bool:
+    """One shipment from a cell's socket, believed for its owner only. False: nothing more to read
+    now (the cell's end closed: the socket is forgotten)."""
+    cell, gateway, env = entry
+    try:
+        data = cell.recv(MAX_MESSAGE)
+    except BlockingIOError:
+        return False
+    except OSError:
+        data = b""
+    if not data:
+        cells.pop(cell.fileno(), None)
+        selector.unregister(cell)
+        cell.close()
+        return False
+    try:
+        message = json.loads(data)
+        records = records_of(message["groups"], gateway, env)
+        writer.offer(
+            records, max(0, int(message.get("dropped") or 0)), max(0, int(message.get("unsent") or 0))
+        )
+    # RecursionError: nested too deeply; OverflowError: a time or duration out of any range
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, OverflowError):
+        logger.warning("runtime: cell %s/%s shipped logs that do not fit; ignored", gateway, env)
+    return True
 
 
 def _report(writer: Any, out: IO[str], done: threading.Event) -> None:

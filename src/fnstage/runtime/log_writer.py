@@ -1,10 +1,11 @@
-"""The supervisor's writer of durable invocation logs: cells ship what they served, this writes it.
+"""The writer of durable invocation logs: cells ship what they served, this writes it.
 
-Cells send their invocations every 0.2 s over the channel (`runtime.cell`); the supervisor's reader
-thread hands them here without waiting: a bounded queue, drained by one thread that writes batches in
-one transaction each and prunes every function it wrote to (count and age bounds). A full queue, a
-slow store (SQLite locked by a long write) or a stopped one (PostgreSQL down) never reaches a
-request: what cannot be kept is dropped, counted by cause, logged, and shown in the runtime's status.
+Cells send their invocations every 0.2 s over a socket of their own to the log writer process
+(`runtime.log_process`), whose reader hands them here without waiting: a bounded queue, drained by
+one thread that writes batches in one transaction each and prunes every function it wrote to (count
+and age bounds). A full queue, a slow store (SQLite locked by a long write) or a stopped one
+(PostgreSQL down) never reaches a request: what cannot be kept is dropped, counted by cause, logged,
+and shown in the runtime's status.
 """
 
 from __future__ import annotations
@@ -100,17 +101,25 @@ class LogWriter:
         self.runtime_id: str | None = None
         self.written = 0
         self.pruned = 0
-        self.dropped = {"queue_full": 0, "store_failed": 0, "cell_outbox_full": 0}
+        # cell_outbox_full: a cell's outbox between two shipments; cell_socket_full: shipments a cell
+        # could not send (the writer behind, or down); writer_down: held by a writer that died
+        self.dropped = {
+            "queue_full": 0,
+            "store_failed": 0,
+            "cell_outbox_full": 0,
+            "cell_socket_full": 0,
+        }
         self.last_error: str | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="fnstage-log-writer", daemon=True)
         self._thread.start()
 
-    def offer(self, records: list[LogRecord], dropped_by_cell: int = 0) -> None:
+    def offer(self, records: list[LogRecord], dropped_by_cell: int = 0, unsent_by_cell: int = 0) -> None:
         """Queue `records` (never blocks): what does not fit is dropped and counted."""
         with self._lock:
             self.dropped["cell_outbox_full"] += dropped_by_cell
+            self.dropped["cell_socket_full"] += unsent_by_cell
             room = self.settings.queue - len(self._queue)
             if room < len(records):
                 self.dropped["queue_full"] += len(records) - max(room, 0)

@@ -44,7 +44,7 @@ from fnstage.runtime.configuration import ConfigDelivery
 from fnstage.runtime.environment_collector import EnvironmentCollector
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.log_format import configure, fields
-from fnstage.runtime.log_process import LogProcess
+from fnstage.runtime.log_process import LogPipe, LogProcess
 from fnstage.runtime.log_writer import LogSettings
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.split_follower import SplitFollower
@@ -189,9 +189,8 @@ class CellReports(CellEvents):
         if self.reporter is not None:
             self._writes.submit(_quietly, self.reporter.counts, items)
 
-    def cell_logs(self, slot: Slot, data: bytes) -> None:
-        if self.log_writer is not None:
-            self.log_writer.offer(slot[0], slot[1], data)
+    def log_pipe(self, slot: Slot) -> LogPipe | None:
+        return self.log_writer.pipe(slot[0], slot[1]) if self.log_writer is not None else None
 
     def installing(self, row: PublishedFunction) -> None:
         """Status and `--wait` say "installing dependencies" for this version meanwhile."""

@@ -10,9 +10,10 @@ child then re-imports the parent's `__main__` (the whole CLI, for `python -m fns
 seconds on a busy machine and runs code a cell has no use for.
 
 Protocol, on a SOCK_SEQPACKET socketpair (one message a packet): the supervisor sends
-`("fork", request_id, CellSpec)` pickled, with the cell's channel as an attached file descriptor; the
-zygote answers `("forked", request_id, pid)` and, when a cell ends, `("exited", pid, code)` (code as
-`multiprocessing` gives it: the exit status, or minus the signal that killed it).
+`("fork", request_id, CellSpec)` pickled, with the cell's channel (and its socket to the log writer,
+when durable logs are on) as attached file descriptors; the zygote answers `("forked", request_id,
+pid)` and, when a cell ends, `("exited", pid, code)` (code as `multiprocessing` gives it: the exit
+status, or minus the signal that killed it).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def main(fd: int) -> None:
         if control.fileno() not in ready:
             continue
         try:
-            data, fds, _, _ = socket.recv_fds(control, MAX_PACKET, 1)
+            data, fds, _, _ = socket.recv_fds(control, MAX_PACKET, 2)  # the channel, the log socket
         except OSError:
             data, fds = b"", []
         if not data:  # the supervisor is gone: so are its cells (their parent-death signal)
@@ -83,7 +84,7 @@ def main(fd: int) -> None:
             os.close(wake_write)
             code = 1
             try:
-                run_cell(spec, Connection(fds[0]))
+                run_cell(spec, Connection(fds[0]), fds[1] if len(fds) > 1 else None)
                 code = 0
             finally:
                 os._exit(code)
@@ -155,8 +156,16 @@ class Zygote:
         self._control = ours
         threading.Thread(target=self._read, name="fnstage-zygote", daemon=True).start()
 
-    def fork(self, spec: Any, channel_fd: int, on_exit: Callable[[int], None], timeout: float = 30.0) -> int:
-        """Fork a cell running `run_cell(spec, channel)`; `on_exit(code)` is called when it ends."""
+    def fork(
+        self,
+        spec: Any,
+        channel_fd: int,
+        on_exit: Callable[[int], None],
+        timeout: float = 30.0,
+        log_fd: int | None = None,
+    ) -> int:
+        """Fork a cell running `run_cell(spec, channel, log socket)`; `on_exit(code)` is called when it
+        ends."""
         assert self._control is not None
         done = threading.Event()
         answer: list[int] = []
@@ -164,7 +173,8 @@ class Zygote:
             self._requests += 1
             request = self._requests
             self._forked[request] = (done, answer)
-        socket.send_fds(self._control, [pickle.dumps(("fork", request, spec))], [channel_fd])
+        fds = [channel_fd] if log_fd is None else [channel_fd, log_fd]
+        socket.send_fds(self._control, [pickle.dumps(("fork", request, spec))], fds)
         if not done.wait(timeout) or not answer:
             raise RuntimeError("the zygote did not fork the cell (is it running? see the runtime log)")
         pid = answer[0]

@@ -1,0 +1,187 @@
+"""Cells write their log shipments straight to the log writer process, each over a socket of its own
+(`runtime.log_process`): the writer believes a shipment only for the gateway and environment the
+supervisor wired that socket to, whatever the shipment says; a writer killed mid-run is started again
+and wired to every cell's socket again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fnstage.runtime.log_process import LogProcess
+from fnstage.runtime.log_writer import LogSettings
+from fnstage.service import Actor, Services
+from fnstage.store import invocation_log
+from fnstage.store.engine import sqlite_url
+from fnstage.store.invocation_log import LogFilter
+from fnstage.store.store import Store
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def open_store(tmp_path: Path) -> Store:
+    """A SQLite store with gateways `demo` and `other` (rows of an unknown gateway are not kept)."""
+    store = Store.open(sqlite_url(tmp_path))
+    with store.write() as tx:
+        user = tx.create_user("ada", is_admin=True)
+    services = Services.create(store)
+    for gateway in ("demo", "other"):
+        services.gateways.create(Actor(user.id, user.name, True), gateway)
+    return store
+
+
+def shipment(gateway: str, name: str, *request_ids: str) -> bytes:
+    rows = [[rid, int(time.time() * 1e6), 1, 200, 1500, ["a line"], None, None] for rid in request_ids]
+    return json.dumps({"n": len(rows), "groups": [[gateway, name, rows]], "dropped": 0}).encode()
+
+
+def request_ids(store: Store, gateway: str, name: str) -> set[str]:
+    entries, _ = invocation_log.read(store.engine, gateway, name, LogFilter())
+    return {e["request_id"] for e in entries}
+
+
+def eventually(check: Any, timeout: float = 30.0) -> bool:  # a writer starts slowly under load
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_shipment_is_believed_only_for_the_socket_it_came_from(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    writer = LogProcess(sqlite_url(tmp_path), LogSettings())
+    writer.start()
+    try:
+        demo, other = writer.pipe("demo", "dev"), writer.pipe("other", "dev")
+        # the demo cell writes rows of another gateway, and of its own gateway's prod, into its socket
+        demo.cell_end.send(shipment("other", "dev/a", "forged-other"))
+        demo.cell_end.send(shipment("demo", "prod/a", "forged-prod"))
+        demo.cell_end.send(shipment("demo", "dev/a", "demo-own"))
+        other.cell_end.send(shipment("other", "dev/a", "other-own"))
+        assert eventually(lambda: writer.stats().get("written") == 2), writer.stats()
+        assert request_ids(store, "demo", "dev/a") == {"demo-own"}
+        assert request_ids(store, "other", "dev/a") == {"other-own"}
+        assert request_ids(store, "demo", "prod/a") == set()
+        # what a socket's owner does not fit is ignored, and the socket is still read after it
+        demo.cell_end.send(b"not json")
+        demo.cell_end.send(shipment("demo", "dev/a", "after"))
+        assert eventually(lambda: "after" in request_ids(store, "demo", "dev/a"))
+    finally:
+        writer.stop()
+        store.close()
+
+
+def _writer_pid(writer: LogProcess) -> int:
+    process = writer._process
+    assert process is not None
+    return process.pid
+
+
+def test_a_killed_writer_is_started_again_and_rewired_to_every_cell(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    writer = LogProcess(sqlite_url(tmp_path), LogSettings())
+    writer.start()
+    try:
+        demo = writer.pipe("demo", "dev")
+        demo.cell_end.send(shipment("demo", "dev/a", "before"))
+        assert eventually(lambda: writer.stats().get("written") == 1)
+        first = _writer_pid(writer)
+        os.kill(first, signal.SIGKILL)
+        # sent while no writer runs: it waits in the socket, which the next writer reads
+        demo.cell_end.send(shipment("demo", "dev/a", "meanwhile"))
+        assert eventually(lambda: _writer_pid(writer) != first)
+        demo.cell_end.send(shipment("demo", "dev/a", "after"))
+        assert eventually(lambda: request_ids(store, "demo", "dev/a") == {"before", "meanwhile", "after"})
+        # the counts go on from the dead writer's: nothing written is forgotten in status
+        assert eventually(lambda: writer.stats().get("written") == 3), writer.stats()
+        assert writer.stats()["restarts"] == 1
+        # a cell that ends: its socket is closed, the writer forgets it
+        demo.close()
+        assert demo.cell_end.fileno() == -1
+    finally:
+        writer.stop()
+        store.close()
+
+
+def test_a_cell_socket_that_is_full_drops_and_the_cell_counts_it() -> None:
+    """The cell's end never blocks a request: its sends time out and what was not sent is counted."""
+    from fnstage.runtime.cell import LogSender
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sender = LogSender(theirs, timeout_s=0.05)
+    big = [["demo", "dev/a", [["r", 1_000_000, 1, 200, 1000, ["x" * 10_000], None, None]]]]
+    sent = failed = 0
+    while failed < 3:  # nobody reads `ours`: the socket fills, and sends give up after their time-out
+        if sender.send(big, 1, 0):
+            sent += 1
+        else:
+            failed += 1
+        assert sent < 10_000
+    assert sender.unsent == 3
+    message = json.loads(ours.recv(1 << 20))
+    assert message["n"] == 1 and message["unsent"] == 0
+    while True:  # room again: the next shipment says how many were not sent
+        try:
+            ours.setblocking(False)
+            ours.recv(1 << 20)
+        except BlockingIOError:
+            break
+    assert sender.send(big, 1, 0)
+    ours.setblocking(True)
+    assert json.loads(ours.recv(1 << 20))["unsent"] == 3 and sender.unsent == 0
+
+
+def test_a_cells_rows_reach_the_writer_as_they_were_served_in_small_messages() -> None:
+    """`SupervisorLink._ship`'s rows (integer microseconds, lines as a list) read back by `records_of`
+    as the invocations were; a shipment is cut into messages of about LOG_MESSAGE_BYTES, and lines too
+    long for a message are cut."""
+    from fnstage.runtime.cell import LOG_MESSAGE_BYTES, LOG_ROW_LINES_CHARS, LogSender, SupervisorLink
+    from fnstage.runtime.invoker import InvocationLog
+    from fnstage.runtime.log_process import records_of
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link = SupervisorLink.__new__(SupervisorLink)  # only its shipping: no channel, no registry
+    link.log_sender = LogSender(theirs)
+    served = [
+        ("demo", "dev/a", InvocationLog(f"r{n}", 1_764_000_000.123456, 3, 200, 12.345, [f"line {n}"]))
+        for n in range(2000)
+    ]
+    long_lines = ["y" * 4000] * (LOG_ROW_LINES_CHARS // 4000 + 1)
+    served.append(("demo", "dev/a", InvocationLog("long", 1.0, 3, 500, 1.0, long_lines, "ValueError: x")))
+    link._ship(served, 7)
+    ours.setblocking(False)
+    messages = []
+    with pytest.raises(BlockingIOError):
+        while True:
+            messages.append(ours.recv(1 << 22))
+    assert len(messages) > 2 and max(map(len, messages)) < 2 * LOG_MESSAGE_BYTES
+    shipped = [json.loads(m) for m in messages]
+    assert sum(m["dropped"] for m in shipped) == 7 and sum(m["n"] for m in shipped) == 2001
+    records = [r for m in shipped for r in records_of(m["groups"], "demo", "dev")]
+    assert [r.request_id for r in records] == [f"r{n}" for n in range(2000)] + ["long"]
+    first = records[0]
+    assert abs(first.started_at - 1_764_000_000.123456) < 2e-6 and abs(first.duration_ms - 12.345) < 2e-3
+    assert first.lines == '["line 0"]' and first.version == 3 and first.error is None
+    assert records[-1].lines.startswith('["(cut: ') and records[-1].error == "ValueError: x"
+
+
+def test_the_writer_imports_the_same_fnstage_as_its_runtime(tmp_path: Path, monkeypatch: Any) -> None:
+    """A runtime started with PYTHONPATH (another checkout's src) starts its writer with it too: without
+    it the writer imported whichever fnstage the interpreter had installed (its protocol may differ)."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1] / "src"))
+    writer = LogProcess(sqlite_url(tmp_path), LogSettings())
+    writer.start()
+    try:
+        environ = Path(f"/proc/{_writer_pid(writer)}/environ").read_bytes().split(b"\0")
+        assert f"PYTHONPATH={os.environ['PYTHONPATH']}".encode() in environ
+    finally:
+        writer.stop()
