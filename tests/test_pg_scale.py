@@ -36,7 +36,8 @@ def test_every_statement_of_a_save_uses_an_index(
     statements: list[tuple[str, Any]] = []
 
     def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
-        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
+        # WITH: on PostgreSQL the history prune and the reference changes it leads to are one statement
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE", "WITH")):
             statements.append((statement, parameters))
 
     event.listen(store.engine, "before_cursor_execute", capture)
@@ -44,7 +45,7 @@ def test_every_statement_of_a_save_uses_an_index(
         services.deployments.save(actor, gateway, "dev/user/me", hello_files("Yo"))
     finally:
         event.remove(store.engine, "before_cursor_execute", capture)
-    assert any("history" in s for s, _ in statements if s.lstrip().upper().startswith("DELETE"))
+    assert any("DELETE FROM history" in s for s, _ in statements)
 
     scans = []
     with store.engine.connect() as conn:

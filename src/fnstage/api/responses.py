@@ -137,7 +137,9 @@ class HistoryEntry(Answer):
     version: int
     semver: str
     note: str | None
-    changelog: str | None = Field(deprecated=True, description="the old name of `note`, the same value")
+    changelog: str | None = Field(
+        description="the old name of `note`, the same value", json_schema_extra={"deprecated": True}
+    )
     actor: str
     created_at: Timestamp
     dependencies: list[str]

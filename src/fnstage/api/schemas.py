@@ -143,8 +143,12 @@ class Save(Body):
     note: str | None = Field(
         default=None, max_length=2000, description="the note for the history, as releases take it"
     )
+    # deprecated in the document only: pydantic's `deprecated=True` would warn at every read of it
     changelog: str | None = Field(
-        default=None, max_length=2000, deprecated=True, description="the old name of `note`"
+        default=None,
+        max_length=2000,
+        description="the old name of `note`",
+        json_schema_extra={"deprecated": True},
     )
     expected_version: JsonIntOrNone = Field(
         default=None, ge=0, le=MAX_ID, description="refuse (409) unless current"
