@@ -86,7 +86,8 @@ def _release_to_prod(up: UpProcess, src: Path, code: str, semver: str, *canary: 
     _cli(up, "promote", "dev/user/me", "--to", "staging", "--semver", f"{semver}-rc.1", "--note", "qa")
     return _cli(
         up, "promote", "staging/user/me", "--to", "prod", "--semver", semver, "--note", f"ship {semver}",
-        *canary,
+        # a plain release waits until prod serves it: the version read right after it must be this one
+        *(canary or ("--wait",)),
     ).stdout  # fmt: skip
 
 
