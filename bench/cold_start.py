@@ -5,9 +5,10 @@ how much memory the runtime takes, with 1,000 and 10,000 published functions.
 
 The functions (a 3-file function each, distinct names `dev/fn/N`, each with its own bundle) are
 published through the service layer (`Services.deployments.save`, the code path of the API) into a
-SQLite store in a temporary folder. Then `fnstage runtime --gateway bench --workers 1` starts; "ready"
-is the first `/_fnstage/health` answer whose `live` equals the number published (polled every 5 ms).
-RSS is that of the runtime's worker process (and of the whole tree: granian's supervisor + worker) once
+SQLite store in a temporary folder. Then `fnstage runtime --gateway bench --workers 1` starts (its
+supervisor, the front, and one cell for dev); "ready" is the first moment `/_fnstage/health` says ok
+(the first sync has given every cell its functions) and the last function published answers 200
+(polled every 5 ms). RSS: the largest process of the runtime's tree (the cell) and the whole tree, once
 ready. Each start is repeated `--repeat` times on the same store; the table shows medians.
 
 `--baseline SRC` compares with another checkout of fnstage (e.g. `git worktree add /tmp/base <commit>`,
@@ -15,6 +16,12 @@ then `--baseline /tmp/base/src`): its runtime starts on the same store, alternat
 (baseline, this, baseline, this, ...), so both see the same machine; that run's `fnstage` comes first
 on PYTHONPATH. `--store DIR` keeps the published stores in DIR/<count> and reuses them on the next run
 (publishing 10,000 functions takes about 90 s).
+
+`--fill bulk` (issue 17 item 3: 100,000 functions in one cell) saves one function and copies it in SQL
+(`stores.bulk_copies`: function rows, history, published rows), then gives every published row its own
+tiny one-file function, built by fnstage's builder (its own source, compiled bundle and hash: nothing
+shared between them), all in the dev environment of one gateway, so one cell loads them all. About
+40 s for 100,000 where saving them one by one would take a quarter of an hour.
 """
 
 from __future__ import annotations
@@ -67,7 +74,60 @@ def publish(root: Path, count: int) -> str:
     return url
 
 
-def published_store(root: Path, count: int) -> str:
+TINY = "async def main(ctx):\n    return 'Hello, world! #{I}'\n"
+
+
+def bulk_publish(root: Path, count: int) -> str:
+    """`count` published tiny functions, each its own bundle (see the module's docstring)."""
+    from sqlalchemy import text
+    from stores import bench_admin, bulk_copies
+
+    from fnstage.build.builder import build
+    from fnstage.service import Services
+    from fnstage.store.engine import sqlite_url
+    from fnstage.store.store import Store
+
+    url = sqlite_url(root)
+    store = Store.open(url)
+    services = Services.create(store)
+    actor = bench_admin(store)
+    services.gateways.create(actor, "bench")
+    started = time.perf_counter()
+    services.deployments.save(actor, "bench", "dev/fn/seed", {"index.py": TINY.replace("{I}", "seed")})
+    with store.write() as tx:
+        bulk_copies(tx.conn, "bench", count - 1)
+        names = tx.conn.execute(
+            text("SELECT name FROM published WHERE gateway_id = 'bench' AND name != 'dev/fn/seed'")
+        ).scalars()
+        rows = []
+        for i, name in enumerate(names):
+            source = TINY.replace("{I}", str(i))
+            bundle = build({"index.py": source})
+            rows.append(
+                {
+                    "name": name,
+                    "compiled": bundle.compiled,
+                    "source": json.dumps({"index.py": source}),
+                    "hash": bundle.hash,
+                }
+            )
+        tx.conn.execute(
+            text(
+                "UPDATE published SET compiled = :compiled, source = :source, bundle_hash = :hash "
+                "WHERE gateway_id = 'bench' AND name = :name"
+            ),
+            rows,
+        )
+    print(
+        f"published {count} functions (bulk) in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    store.close()
+    return url
+
+
+def published_store(root: Path, count: int, fill: str = "saves") -> str:
     """The store with `count` published functions in `root`, published now unless already there."""
     from fnstage.store.engine import sqlite_url
 
@@ -76,21 +136,24 @@ def published_store(root: Path, count: int) -> str:
     if (root / "fnstage.db").exists():
         raise SystemExit(f"{root} holds an unfinished publish: remove it and run again")
     root.mkdir(parents=True, exist_ok=True)
-    url = publish(root, count)
+    url = bulk_publish(root, count) if fill == "bulk" else publish(root, count)
     (root / "complete").write_text(str(count))
     return url
 
 
 def start_once(
-    url: str, port: int, count: int, timeout: float = 300, src: str | None = None
+    url: str, port: int, count: int, probe: str, timeout: float = 300, src: str | None = None
 ) -> dict[str, float]:
-    """One start of `fnstage runtime` (from the checkout `src`, or the installed one); seconds to ready."""
+    """One start of `fnstage runtime` (from the checkout `src`, or the installed one); seconds to ready.
+
+    Ready: `/_fnstage/health` says ok (the first sync has given every cell its functions) and the
+    function at `probe` (a path on host bench.dev.localhost) answers 200."""
     args = [sys.executable, "-m", "fnstage", "runtime", "--database-url", url, "--gateway", "bench"]
     args += ["--workers", "1", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    health = f"http://127.0.0.1:{port}/_fnstage/health"
+    base = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     first_answer = None
@@ -98,23 +161,24 @@ def start_once(
         deadline = started + timeout
         while time.perf_counter() < deadline:
             try:
-                live = httpx.get(health, timeout=5).json()["live"]
+                health = httpx.get(f"{base}/_fnstage/health", timeout=5)
                 if first_answer is None:
                     first_answer = time.perf_counter() - started
-                if live == count:
-                    ready = time.perf_counter() - started
-                    break
+                if health.status_code == 200:
+                    answer = httpx.get(f"{base}{probe}", headers={"Host": "bench.dev.localhost"}, timeout=5)
+                    if answer.status_code == 200:
+                        ready = time.perf_counter() - started
+                        break
             except httpx.TransportError:
                 pass
             time.sleep(0.005)
         else:
             raise RuntimeError(f"not ready with {count} functions within {timeout} s")
         tree = descendants(proc.pid)
-        worker = tree[-1]
         return {
             "ready_s": ready,
             "first_health_answer_s": first_answer or ready,
-            "worker_rss_mib": rss_mib([worker]),
+            "largest_process_rss_mib": max(rss_mib([pid]) for pid in tree),
             "tree_rss_mib": rss_mib(tree),
         }
     finally:
@@ -127,7 +191,9 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "ready_s_median": round(statistics.median(r["ready_s"] for r in runs), 3),
         "ready_s_runs": [round(r["ready_s"], 3) for r in runs],
         "first_health_answer_s_median": round(statistics.median(r["first_health_answer_s"] for r in runs), 3),
-        "worker_rss_mib_median": round(statistics.median(r["worker_rss_mib"] for r in runs), 1),
+        "largest_process_rss_mib_median": round(
+            statistics.median(r["largest_process_rss_mib"] for r in runs), 1
+        ),
         "tree_rss_mib_median": round(statistics.median(r["tree_rss_mib"] for r in runs), 1),
         "load_averages": [r["load"] for r in runs],
     }
@@ -139,13 +205,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline", metavar="SRC", help="the src folder of another fnstage checkout")
     parser.add_argument("--store", metavar="DIR", type=Path, help="keep and reuse the published stores here")
+    parser.add_argument("--fill", choices=["saves", "bulk"], default="saves")
     args = parser.parse_args()
     from fnstage.testing import free_port
 
     table: dict[str, Any] = {}
     for count in [int(c) for c in args.counts.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
-            url = published_store((args.store or Path(tmp)) / str(count), count)
+            probe = f"/bulk/f{count - 1}" if args.fill == "bulk" else f"/fn/{count - 1}"
+            url = published_store((args.store or Path(tmp)) / f"{count}-{args.fill}", count, args.fill)
             runs: dict[str, list[dict[str, Any]]] = (
                 {"baseline": [], "this": []} if args.baseline else {"this": []}
             )
@@ -153,7 +221,7 @@ def main() -> None:
                 for which in runs:
                     load = describe()["load_average"]
                     src = args.baseline if which == "baseline" else None
-                    runs[which].append({**start_once(url, free_port(), count, src=src), "load": load})
+                    runs[which].append({**start_once(url, free_port(), count, probe, src=src), "load": load})
                     print(f"{count} ({which}): {runs[which][-1]}", file=sys.stderr, flush=True)
         if args.baseline:
             table[str(count)] = {which: summary(r) for which, r in runs.items()}
