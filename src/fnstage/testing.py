@@ -57,7 +57,7 @@ def _wait_until_healthy(
             if all(httpx.get(url, timeout=1).status_code == 200 for url in urls):
                 return
         except httpx.TransportError:
-            pass
+            pass  # not listening yet: ask again
         time.sleep(0.05)
     stop()
     raise RuntimeError(f"{what} was not ready within {timeout} s:\n{log()}")

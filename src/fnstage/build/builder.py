@@ -115,7 +115,7 @@ def _compile(path: str, source: str, needs_tree: bool) -> tuple[ast.Module | Non
         try:
             return None, compile(source, path, "exec", dont_inherit=True, optimize=0)
         except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
-            pass
+            pass  # the full parse below finds it again and reports it with its line and column
     try:
         tree = ast.parse(source, path)  # inherits only ast.py's future flags: none
     except SyntaxError as exc:

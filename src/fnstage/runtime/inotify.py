@@ -69,7 +69,7 @@ class FolderWatch:
             while os.read(self.fd, _READ_SIZE):  # drain: one wake for however many events
                 pass
         except BlockingIOError:
-            pass
+            pass  # drained: nothing more to read until the next event
         except OSError:
             return
         self._on_change()
