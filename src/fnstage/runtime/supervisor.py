@@ -89,6 +89,7 @@ class EnvironmentFeed:
         self.reader = reader
         self.prefix = f"{env}/"
         self.database_dir = reader.database_dir
+        self.token_on_loop = getattr(reader, "token_on_loop", False)
         listen = getattr(reader, "notifications", None)
         if listen is not None:
             self.notifications = listen
