@@ -511,7 +511,6 @@ class SupervisorLink:
         if groups or dropped:
             sender.send([[g, n, r] for (g, n), r in groups.items()], _count(groups), dropped)
 
-
     def _newest(self, entries: list[Any], keep: int) -> list[Any]:
         """Each function's newest `keep` of `entries` (oldest first): the store's count bound would
         delete the others within seconds, before anyone could read them, after the writer spent
