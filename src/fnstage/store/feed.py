@@ -221,7 +221,7 @@ class FeedReader:
         invocation log writer commits to the same database ten times a second or more. Only then the
         heads themselves, in one statement: a token that moved at every log commit made the watcher
         catch up at each (a transaction through SQLAlchemy on its thread), 4-6 us of the supervisor's
-        CPU per request served (BENCHMARKS.md, "Durable logs ... logcost")."""
+        CPU per request served (BENCHMARKS.md, "The supervisor's wakes")."""
         if self._probe is None:
             return 0
         version = self._probe.execute("PRAGMA data_version").fetchone()[0]
