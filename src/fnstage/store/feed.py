@@ -128,8 +128,8 @@ class FeedReader:
     """Synchronous reads for one runtime worker; call from a thread, not the event loop (but for
     `change_token`: `token_on_loop`)."""
 
-    # SQLite: `PRAGMA data_version` and, when it moved, one row of the gateways table, on a connection
-    # of its own that only this call uses (WAL: a reader never waits for the writer)
+    # SQLite: `PRAGMA data_version` and, when it moved, the gateways' heads in one statement, on a
+    # connection of its own that only this call uses (WAL: a reader does not wait for the writer)
     token_on_loop = True
 
     def __init__(self, url: str) -> None:
