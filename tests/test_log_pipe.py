@@ -185,3 +185,37 @@ def test_the_writer_imports_the_same_fnstage_as_its_runtime(tmp_path: Path, monk
         assert f"PYTHONPATH={os.environ['PYTHONPATH']}".encode() in environ
     finally:
         writer.stop()
+
+
+def test_a_shipment_carries_only_the_newest_keep_of_each_function_and_counts_the_rest() -> None:
+    """What the count bound would prune before anyone could read it is never encoded nor written: a
+    cell ships the newest `log_keep` invocations of each function of a shipment, and the writer counts
+    the others as pruned."""
+    from fnstage.runtime.cell import LogSender, SupervisorLink
+    from fnstage.runtime.invoker import InvocationLog
+    from fnstage.runtime.log_process import records_of
+    from fnstage.runtime.log_writer import LogWriter
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link = SupervisorLink.__new__(SupervisorLink)  # only its shipping: no channel, no registry
+    link.log_sender = LogSender(theirs)
+    link.log_keep = 1000
+    served = []
+    for n in range(2500):  # oldest first, as the outbox holds them; another function in between
+        served.append(("demo", "dev/a", InvocationLog(f"a{n}", 1.0, 1, 200, 1.0, [])))
+        if n % 250 == 0:
+            served.append(("demo", "dev/b", InvocationLog(f"b{n}", 1.0, 1, 200, 1.0, [])))
+    link._ship(served, 0)
+    ours.setblocking(False)
+    shipped = []
+    with pytest.raises(BlockingIOError):
+        while True:
+            shipped.append(json.loads(ours.recv(1 << 22)))
+    records = [r for m in shipped for r in records_of(m["groups"], "demo", "dev")]
+    assert [r.request_id for r in records if r.name == "dev/a"] == [f"a{n}" for n in range(1500, 2500)]
+    assert [r.request_id for r in records if r.name == "dev/b"] == [f"b{n}" for n in range(0, 2500, 250)]
+    assert sum(m.get("pruned", 0) for m in shipped) == 1500
+    writer = LogWriter(lambda: pytest.fail("never started: no engine"), LogSettings(keep=1000))
+    for message in shipped:
+        writer.offer(records_of(message["groups"], "demo", "dev"), 0, 0, message.get("pruned", 0))
+    assert writer.stats()["pruned"] == 1500 and writer.stats()["waiting"] == 1010

@@ -15,9 +15,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event, text
 
 from fnstage.service import Actor, Services
-from fnstage.store import schema
+from fnstage.store import invocation_log, schema
 from fnstage.store.engine import MIGRATIONS, sqlite_url
 from fnstage.store.feed import FeedReader
+from fnstage.store.invocation_log import LogRecord
 from fnstage.store.store import Store
 from support import pg
 from support.functions import hello_files
@@ -153,6 +154,30 @@ def test_publish_log_sequences_are_contiguous_per_gateway(
         ("one", 4, "dev/y", "upsert"),
         ("two", 1, "dev/x", "upsert"),
     ]
+
+
+def test_feed_reader_token_ignores_invocation_log_writes(
+    services: Services, actor: Actor, gateway: str, store: Store
+) -> None:
+    """The log writer commits to the same SQLite database many times a second: its commits must not
+    move the runtimes' change token (each move made every runtime catch up: BENCHMARKS.md), a
+    publish must."""
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL runtimes learn of changes by LISTEN/NOTIFY; the token is 0")
+    reader = FeedReader(store.engine.url.render_as_string(hide_password=False))
+    try:
+        token = reader.change_token()
+        assert token != 0
+        record = LogRecord(gateway, "dev/user/me", 1, "r1", 1.0, 200, 1.0, "[]")
+        invocation_log.write(store.engine, [record])
+        assert reader.change_token() == token  # a log write is not a publish
+        services.deployments.save(actor, gateway, "dev/user/me", hello_files())
+        moved = reader.change_token()
+        assert moved != token
+        invocation_log.write(store.engine, [record])
+        assert reader.change_token() == moved
+    finally:
+        reader.close()
 
 
 def test_feed_reader_snapshot_events_and_gaps(

@@ -23,6 +23,7 @@ import socket
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -77,6 +78,7 @@ class CellSpec:
     load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S
     watchdog: WatchdogSettings = field(default_factory=WatchdogSettings.from_env)
     ship_logs: bool = False  # send every invocation to the supervisor (it keeps durable logs)
+    log_keep: int = 0  # the log's count bound: a shipment has each function's newest this many (0: all)
     metrics: bool = True  # count requests per version for the supervisor's /metrics (--metrics-port)
     log_format: str = "text"  # or "json" (runtime.log_format)
     lock: str = ""  # the dependency lock this cell runs ("": none)
@@ -180,6 +182,7 @@ async def _serve(
     configuration = CellConfiguration(spec.env)
     link = SupervisorLink(channel, registry, logs, sandbox, spec.load_timeout_s, configuration)
     link.log_sender = sender
+    link.log_keep = spec.log_keep
     link.metrics = RequestMetrics() if spec.metrics else None
     # the memory limit is the sandbox's (RLIMIT_DATA, set before the cell dropped its privileges)
     watchdog = Watchdog(
@@ -231,6 +234,8 @@ class SupervisorLink:
     (a held cell now holds its functions: answer requests), `fail`
     (a load the supervisor saw kill this cell: answer 503 for it) and `stop`. Counts of requests per
     live version go back every few seconds."""
+
+    log_keep = 0  # a shipment's invocations per function, at most (`CellSpec.log_keep`); 0: all
 
     def __init__(
         self,
@@ -477,6 +482,8 @@ class SupervisorLink:
         sender = self.log_sender
         if sender is None or (not entries and not dropped):
             return
+        if self.log_keep and len(entries) > self.log_keep:
+            entries = self._newest(entries, self.log_keep)
         groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         size = 0
         for gateway, name, e in entries:
@@ -504,6 +511,25 @@ class SupervisorLink:
         if groups or dropped:
             sender.send([[g, n, r] for (g, n), r in groups.items()], _count(groups), dropped)
 
+    def _newest(self, entries: list[Any], keep: int) -> list[Any]:
+        """Each function's newest `keep` of `entries` (oldest first): the store's count bound would
+        delete the others within seconds, before anyone could read them, after the writer spent
+        more on each than the request itself (BENCHMARKS.md). They are counted as pruned."""
+        per_function = Counter((gateway, name) for gateway, name, _ in entries)
+        over = {function: n - keep for function, n in per_function.items() if n > keep}
+        if not over:
+            return entries
+        kept = []
+        for entry in entries:
+            skip = over.get((entry[0], entry[1]))
+            if skip:
+                over[(entry[0], entry[1])] = skip - 1
+                continue
+            kept.append(entry)
+        assert self.log_sender is not None
+        self.log_sender.pruned += len(entries) - len(kept)
+        return kept
+
 
 def _count(groups: dict[tuple[str, str], list[tuple[Any, ...]]]) -> int:
     return sum(len(rows) for rows in groups.values())
@@ -520,9 +546,12 @@ class LogSender:
         sock.settimeout(timeout_s)
         self.sock = sock
         self.unsent = 0  # invocations not sent since the last shipment that went
+        self.pruned = 0  # not shipped, past the count bound (`SupervisorLink._newest`), not yet said
 
     def send(self, groups: list[Any], count: int, dropped: int) -> bool:
         message = {"n": count, "groups": groups, "dropped": dropped, "unsent": self.unsent}
+        if self.pruned:
+            message["pruned"] = self.pruned
         try:
             # a lone surrogate a function logged goes as its JSON escape (as the channel sent it)
             self.sock.send(_encode_message(message).encode("utf-8", "backslashreplace"))
@@ -530,7 +559,7 @@ class LogSender:
         except (OSError, ValueError, TypeError, RecursionError):
             self.unsent += count + dropped
             return False
-        self.unsent = 0
+        self.unsent = self.pruned = 0
         return True
 
 

@@ -336,7 +336,10 @@ def _read_cell(
         message = json.loads(data)
         records = records_of(message["groups"], gateway, env)
         writer.offer(
-            records, max(0, int(message.get("dropped") or 0)), max(0, int(message.get("unsent") or 0))
+            records,
+            max(0, int(message.get("dropped") or 0)),
+            max(0, int(message.get("unsent") or 0)),
+            max(0, int(message.get("pruned") or 0)),
         )
     # RecursionError: nested too deeply; OverflowError: a time or duration out of any range
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError, OverflowError):

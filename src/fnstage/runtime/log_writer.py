@@ -115,9 +115,17 @@ class LogWriter:
         self._thread = threading.Thread(target=self._run, name="fnstage-log-writer", daemon=True)
         self._thread.start()
 
-    def offer(self, records: list[LogRecord], dropped_by_cell: int = 0, unsent_by_cell: int = 0) -> None:
-        """Queue `records` (never blocks): what does not fit is dropped and counted."""
+    def offer(
+        self,
+        records: list[LogRecord],
+        dropped_by_cell: int = 0,
+        unsent_by_cell: int = 0,
+        pruned_by_cell: int = 0,
+    ) -> None:
+        """Queue `records` (never blocks): what does not fit is dropped and counted. `pruned_by_cell`:
+        invocations a cell did not ship, older than its function's newest `keep` in that shipment."""
         with self._lock:
+            self.pruned += pruned_by_cell
             self.dropped["cell_outbox_full"] += dropped_by_cell
             self.dropped["cell_socket_full"] += unsent_by_cell
             room = self.settings.queue - len(self._queue)
@@ -192,9 +200,11 @@ class LogWriter:
             return
         touched, self._touched = self._touched, set()
         try:
-            self.pruned += invocation_log.prune(
+            pruned = invocation_log.prune(
                 self._engine, touched, self.settings.keep, now - self.settings.max_age_s
             )
+            with self._lock:  # `offer` adds what cells did not ship
+                self.pruned += pruned
             self._last_prune = now
         except Exception:
             self._touched |= touched  # next time

@@ -89,6 +89,7 @@ class EnvironmentFeed:
         self.reader = reader
         self.prefix = f"{env}/"
         self.database_dir = reader.database_dir
+        self.token_on_loop = getattr(reader, "token_on_loop", False)
         listen = getattr(reader, "notifications", None)
         if listen is not None:
             self.notifications = listen
@@ -328,6 +329,7 @@ class Supervisor:
             log_format=self.settings.log_format,
             watchdog=self._watchdog,
             ship_logs=self.reports.log_writer is not None,
+            log_keep=self.log_settings.keep if self.reports.log_writer is not None else 0,
             metrics=self.metrics is not None,
             # an --env runtime's environment cell serves --port itself (no front), held until the first
             # sync; its lock cells serve Unix sockets it forwards their functions' requests to

@@ -2,7 +2,8 @@
 
 Runtimes never read the control-plane tables: only `published` and `publish_log`. On SQLite, a change
 is noticed through the database folder (inotify) and confirmed with `PRAGMA data_version`, which
-changes whenever another connection commits: about 3 us a call, cheap enough to poll as a safety net.
+changes whenever another connection commits (about 3 us a call, cheap enough to poll as a safety net),
+then with the gateways' publish heads: the invocation log's commits move the first, not the second.
 On PostgreSQL, a change is announced by NOTIFY: `notifications()` yields `notifications.PgNotifications`
 signals (one dedicated listening connection per reader, i.e. per runtime worker); `change_token` is 0.
 """
@@ -101,6 +102,9 @@ _FETCH = _select_published().where(
     t.published.c.name.in_(bindparam("names", expanding=True)),
 )
 
+# Every gateway's head in one value, compared whole: what a catch-up acts on, and nothing else
+_HEADS_PROBE = "SELECT group_concat(id || ':' || publish_seq, ' ') FROM gateways"
+
 # PostgreSQL: `events_after` as ONE statement (one round trip, no BEGIN, check or COMMIT: one statement
 # sees one snapshot by itself): each gateway's head, with the log entries after the reader's position
 # for it (`gateways`, `afters`) where the head is beyond it; a gateway with none comes once, its entry
@@ -121,12 +125,20 @@ _EVENTS_AFTER_POSTGRES = text(
 
 
 class FeedReader:
-    """Synchronous reads for one runtime worker; call from a thread, not the event loop."""
+    """Synchronous reads for one runtime worker; call from a thread, not the event loop (but for
+    `change_token`: `token_on_loop`)."""
+
+    # SQLite: `PRAGMA data_version` and, when it moved, the gateways' heads in one statement, on a
+    # connection of its own that only this call uses (WAL: a reader does not wait for the writer)
+    token_on_loop = True
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self.database_dir: Path | None = None
         self._probe: sqlite3.Connection | None = None
+        self._probed_version: int | None = None
+        self._heads: str | None = ""  # never what the probe reads (None: no gateway), so the first moves
+        self._token = 0  # moves with the heads (`change_token`); never 0 once probed
         if is_sqlite(self.engine):
             database = self.engine.url.database
             assert database
@@ -203,10 +215,23 @@ class FeedReader:
         return PgNotifications(url).signals()
 
     def change_token(self) -> int:
-        """Changes whenever the database changed (SQLite: data_version); 0 where there is no such probe."""
+        """Changes whenever a gateway's publish head moved (SQLite); 0 where there is no such probe.
+
+        `data_version` first (about 3 us): it moves at every commit of another connection, and the
+        invocation log writer commits to the same database ten times a second or more. Only then the
+        heads themselves, in one statement: a token that moved at every log commit made the watcher
+        catch up at each (a transaction through SQLAlchemy on its thread), 4-6 us of the supervisor's
+        CPU per request served (BENCHMARKS.md, "The supervisor's wakes")."""
         if self._probe is None:
             return 0
-        return int(self._probe.execute("PRAGMA data_version").fetchone()[0])
+        version = self._probe.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._probed_version:
+            self._probed_version = version
+            heads = self._probe.execute(_HEADS_PROBE).fetchone()[0]
+            if heads != self._heads:
+                self._heads = heads
+                self._token += 1
+        return self._token
 
     def close(self) -> None:
         if self._probe is not None:
