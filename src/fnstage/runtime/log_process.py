@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -264,6 +265,11 @@ def main(control_fd: int) -> None:
     from fnstage.store.engine import make_engine
 
     logging.basicConfig(level="INFO", format="%(message)s", stream=sys.stderr)
+    # the supervisor stops the writer, after its cells, by closing the control socket (what they
+    # shipped last is written); a signal to the whole group (Ctrl+C, systemd) must not end it first:
+    # the supervisor, still running, started another writer while it was stopping
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     url = os.environ.pop(URL_VARIABLE)
     writer = LogWriter(lambda: make_engine(url), LogSettings.from_env())
     writer.start()
