@@ -207,6 +207,10 @@ class LogProcess:
                     [
                         sys.executable,
                         "-c",
+                        # the stop signals ignored before the imports: a signal to the whole group
+                        # while the writer starts (its imports take a while) must not end it (`main`)
+                        "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                        "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                         f"from fnstage.runtime.log_process import main; main({theirs.fileno()})",
                     ],
                     stdin=subprocess.DEVNULL,
