@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from fnstage.service import Actor, Services
 from fnstage.store import schema as t
-from fnstage.store.records import FunctionCounts
+from fnstage.store.records import FunctionCounts, utc
 from fnstage.store.runtime_status import RuntimeIdentity, RuntimeReporter
 from fnstage.store.store import Store, now
 from support.functions import hello_files
@@ -88,6 +88,36 @@ def test_a_load_batch_is_reported_live_in_one_call(
         assert services.queries.rollout(gateway, "dev/b").summary == "live 1/1"
         r.live_many([(gateway, "dev/a", 2)])  # again: replaced in place, not duplicated
         assert len(services.queries.rollout(gateway, "dev/a").runtimes) == 1
+    finally:
+        r.close()
+
+
+def test_a_batch_writes_the_same_row_as_one_live_report(
+    services: Services, actor: Actor, gateway: str, store: Store
+) -> None:
+    # SQLite's batch goes to the driver as tuples (`_live_many_sqlite`): the row must read back as
+    # `live` writes it: the "installing dependencies" note cleared, its time a time
+    for name in ("dev/one", "dev/many"):
+        services.deployments.save(actor, gateway, name, hello_files())
+    r = reporter(store, gateway)
+    try:
+        r.installing(gateway, "dev/many")
+        before = now()
+        r.live(gateway, "dev/one", 1, "a" * 64)
+        r.live_many([(gateway, "dev/many", 1), (gateway, "dev/hashed", 2, "a" * 64)])
+        with store.read() as tx:
+            rows = {
+                row.name: row
+                for row in tx.conn.execute(
+                    select(t.runtime_functions).where(t.runtime_functions.c.runtime_id == r.identity.id)
+                )
+            }
+        one, many, hashed = rows["dev/one"], rows["dev/many"], rows["dev/hashed"]
+        assert (many.version, many.bundle_hash, many.error) == (1, None, None)
+        assert (hashed.version, hashed.bundle_hash, hashed.error) == (2, "a" * 64, None)
+        assert utc(many.loaded_at) >= before - timedelta(seconds=1)
+        assert type(many.loaded_at) is type(one.loaded_at)
+        assert services.queries.rollout(gateway, "dev/many").summary == "live 1/1"
     finally:
         r.close()
 

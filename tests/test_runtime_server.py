@@ -148,3 +148,79 @@ def test_a_signal_arriving_inside_a_signal_handler_cannot_deadlock_the_server() 
     handler.join(5)
     assert not handler.is_alive(), "the nested signal handler waits for a lock its own thread holds"
     assert event.is_set() and server.interrupt_signal
+
+
+RUNTIME = [sys.executable, "-m", "fnstage", "runtime"]
+
+
+def _ignores_sigterm(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:"))
+    return bool(int(mask, 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.e2e
+def test_a_stop_signal_to_the_whole_group_stops_the_runtime_in_order(
+    deployments: tuple[str, Deployments], tmp_path: Path
+) -> None:
+    """systemd (and a bench) send SIGTERM to every process of the runtime at once. The zygote and the
+    log writer leave the stop to the supervisor: a zygote killed first could no longer say that a cell
+    ended (the supervisor waited 10 s per cell), and a writer killed first was started again."""
+    url, _ = deployments
+    port = free_port()
+    log = tmp_path / "runtime.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                *RUNTIME,
+                "--database-url",
+                url,
+                "--gateway",
+                "demo",
+                "--port",
+                str(port),
+                "--log-level",
+                "info",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        writer: list[int] = []
+        while time.monotonic() < deadline:
+            writer = [
+                pid
+                for pid in _children(proc.pid)
+                if b"log_process" in Path(f"/proc/{pid}/cmdline").read_bytes() and _ignores_sigterm(pid)
+            ]
+            try:
+                healthy = httpx.get(f"http://127.0.0.1:{port}/_fnstage/health").status_code == 200
+            except httpx.TransportError:
+                healthy = False
+            if healthy and writer:
+                break
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = log.read_text()
+    assert "starting it again" not in text
+    assert "runtime: cell demo/dev stopped" in text and "runtime: stopped" in text

@@ -244,6 +244,22 @@ def test_feed_reader_events_of_several_gateways(services: Services, actor: Actor
         reader.close()
 
 
+def test_a_snapshot_decodes_each_list_of_methods_once_and_every_row_owns_its_own(
+    services: Services, actor: Actor, gateway: str, store: Store
+) -> None:
+    # `_published` decodes a distinct methods text once and copies it per row: no row may share its
+    # list (or config) with another, or a change to one would show in every function
+    for name in ("dev/a", "dev/b"):
+        services.deployments.save(actor, gateway, name, hello_files())
+    reader = FeedReader(store.engine.url.render_as_string(hide_password=False))
+    try:
+        a, b = sorted(reader.snapshot(gateway)[0], key=lambda row: row.name)
+        assert a.methods == b.methods and a.methods is not b.methods
+        assert a.config == b.config == {} and a.config is not b.config
+    finally:
+        reader.close()
+
+
 def test_a_snapshot_agrees_with_its_positions_while_saves_commit(
     services: Services, actor: Actor, gateway: str, store: Store
 ) -> None:

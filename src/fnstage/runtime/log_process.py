@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -206,6 +207,10 @@ class LogProcess:
                     [
                         sys.executable,
                         "-c",
+                        # the stop signals ignored before the imports: a signal to the whole group
+                        # while the writer starts (its imports take a while) must not end it (`main`)
+                        "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                        "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                         f"from fnstage.runtime.log_process import main; main({theirs.fileno()})",
                     ],
                     stdin=subprocess.DEVNULL,
@@ -264,6 +269,11 @@ def main(control_fd: int) -> None:
     from fnstage.store.engine import make_engine
 
     logging.basicConfig(level="INFO", format="%(message)s", stream=sys.stderr)
+    # the supervisor stops the writer, after its cells, by closing the control socket (what they
+    # shipped last is written); a signal to the whole group (Ctrl+C, systemd) must not end it first:
+    # the supervisor, still running, started another writer while it was stopping
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     url = os.environ.pop(URL_VARIABLE)
     writer = LogWriter(lambda: make_engine(url), LogSettings.from_env())
     writer.start()

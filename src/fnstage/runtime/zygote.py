@@ -59,7 +59,12 @@ def main(fd: int) -> None:
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd hears of it
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the supervisor, which stops cells
+    # Ctrl+C, or a stop signal sent to the whole group (systemd's default, a bench's), reaches the
+    # supervisor, which stops the cells; the zygote ends when the supervisor closes its socket (or dies
+    # with it). Killed by SIGTERM, it could no longer tell the supervisor that a cell ended, and the
+    # supervisor waited 10 s for each cell before it killed it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     while True:
         ready, _, _ = select.select([control.fileno(), wake_read], [], [])
         if wake_read in ready:
@@ -79,6 +84,7 @@ def main(fd: int) -> None:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             control.close()
             os.close(wake_read)
             os.close(wake_write)

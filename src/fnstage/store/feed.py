@@ -58,10 +58,17 @@ _LOADED = (
 
 def _published(rows: Iterable[Any]) -> list[PublishedFunction]:
     loads = json.loads
+    # methods and config are nearly always one of a few texts ('["GET", "POST"]', '{}'): each distinct
+    # list of methods is decoded once, every row getting its own copy, and an empty config is not
+    # decoded (the two decodes were 0.43 s of a snapshot of 100,000 rows)
+    methods_of: dict[str, list[str]] = {}
     functions = []
     for row in rows:
         (gateway, name, version, semver, entrypoint, compiled) = row[:6]
         (source, bundle_hash, methods, config, seq, timeout_s, updated_at, lock_hash, lock) = row[6:]
+        decoded_methods = methods_of.get(methods)
+        if decoded_methods is None:
+            decoded_methods = methods_of[methods] = loads(methods)
         functions.append(
             PublishedFunction(
                 gateway=gateway,
@@ -72,8 +79,8 @@ def _published(rows: Iterable[Any]) -> list[PublishedFunction]:
                 compiled=bytes(compiled),
                 source=loads(source),
                 bundle_hash=bundle_hash,
-                methods=loads(methods),
-                config=loads(config),
+                methods=list(decoded_methods),
+                config={} if config == "{}" else loads(config),
                 seq=seq,
                 timeout_s=float(timeout_s),
                 published_at=updated_at,

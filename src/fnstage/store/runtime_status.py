@@ -7,6 +7,7 @@ A runtime registers on start, heartbeats, and writes a row per function when a l
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import socket
@@ -17,9 +18,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, insert, update
+from sqlalchemy.dialects import sqlite
 
 from fnstage.store import schema as t
-from fnstage.store.engine import make_engine, upsert, upsert_many
+from fnstage.store.engine import _upsert_statement, make_engine, upsert, upsert_many
 from fnstage.store.records import FunctionCounts
 from fnstage.store.store import now
 
@@ -55,6 +57,26 @@ class RuntimeIdentity:
         control plane uses to read its logs; shared by the worker processes behind one port."""
         key = control_key or secrets.token_urlsafe(32)
         return cls(str(uuid.uuid4()), gateway, socket.gethostname(), pid, url, key, environment)
+
+
+_LIVE_ORDER = ("runtime_id", "gateway_id", "name", "version", "bundle_hash", "loaded_at", "error")
+
+
+@functools.cache
+def _live_upsert_sqlite() -> str:
+    """The SQL of `live_many`'s upsert on SQLite, its parameters in `_LIVE_ORDER` (compiled once)."""
+    dialect = sqlite.dialect()
+    stmt = _upsert_statement("sqlite", t.runtime_functions, _LIVE_ORDER, ("runtime_id", "gateway_id", "name"))
+    compiled = stmt.compile(dialect=dialect, column_keys=list(_LIVE_ORDER))
+    if tuple(compiled.positiontup or ()) != _LIVE_ORDER:
+        raise RuntimeError(f"unexpected parameter order {compiled.positiontup}")
+    return compiled.string
+
+
+def _sqlite_datetime(engine: Engine) -> Any:
+    """How SQLAlchemy writes a DateTime to SQLite (text), applied once per report, not per row."""
+    process = t.runtime_functions.c.loaded_at.type.bind_processor(engine.dialect)
+    return process if process is not None else (lambda value: value)
 
 
 class RuntimeReporter:
@@ -112,6 +134,9 @@ class RuntimeReporter:
         """`live` for a whole load batch in one transaction: a cold start of 10,000 functions is one
         write, not 10,000 (about 1 ms each). Items: (gateway, name, version[, bundle hash])."""
         stamp = now()
+        if self.engine.dialect.name == "sqlite":
+            self._live_many_sqlite(items, stamp)
+            return
         rows = [
             {
                 "runtime_id": self.identity.id,
@@ -131,6 +156,28 @@ class RuntimeReporter:
             conn.execution_options(fnstage_write=True)
             with conn.begin():
                 conn.execute(stmt, rows)
+
+    def _live_many_sqlite(
+        self, items: Sequence[tuple[str, str, int] | tuple[str, str, int, str]], stamp: datetime
+    ) -> None:
+        """`live_many` on SQLite: the upsert compiled once, its rows handed to the driver as tuples.
+        SQLAlchemy's per-row parameter processing was most of a cold start's report of 100,000
+        functions: 1.2-1.5 s of the supervisor's CPU, beside its loads, against 0.5 s this way."""
+        sql = _live_upsert_sqlite()
+        rid, loaded_at = self.identity.id, _sqlite_datetime(self.engine)(stamp)
+        rows = [
+            (rid, item[0], item[1], item[2], item[3] if len(item) > 3 else None, loaded_at, None)
+            for item in items
+        ]
+        with self.engine.connect() as conn:
+            conn.execution_options(fnstage_write=True)
+            with conn.begin():
+                # the driver's own executemany: even `exec_driver_sql` looks at every row (0.7 s)
+                cursor = conn.connection.cursor()
+                try:
+                    cursor.executemany(sql, rows)
+                finally:
+                    cursor.close()
 
     def installing(self, gateway: str, name: str) -> None:
         """This runtime is installing the dependency lock of `name`'s new version before loading it."""
