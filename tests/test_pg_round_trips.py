@@ -241,6 +241,44 @@ def test_a_runtime_reads_what_changed_in_one_round_trip(
         reader.close()
 
 
+def test_a_runtime_reads_what_changed_and_the_rows_to_load_in_one_round_trip(
+    pg_store: Store, postgres_url: str, admin: Actor, tmp_path: Path
+) -> None:
+    """From a NOTIFY to loading, ONE round trip: the log entries after the runtime's positions and the
+    published rows they upserted, in one statement and one snapshot. It was 2 (the log, then `fetch`)."""
+    services = Services.create(pg_store)
+    services.gateways.create(admin, "demo")
+    for name in ("dev/user/me", "dev/user/gone", "dev/user/other"):
+        services.deployments.save(admin, "demo", name, hello_files("Hello"))
+    reader = FeedReader(postgres_url)
+    try:
+        _, positions = reader.snapshot("demo")
+        services.deployments.save(admin, "demo", "dev/user/me", hello_files("Hi"))
+        services.deployments.save(admin, "demo", "dev/user/me", hello_files("Hi again"))
+        services.deployments.delete(admin, "demo", "dev/user/gone")
+        services.deployments.save(admin, "demo", "dev/user/new", hello_files("New"))
+        traces = round_trips(reader, tmp_path)
+        read = reader.changes_after(positions, "demo")
+        found = waits(traces)
+        assert len(found) == 1, found
+        assert read is not None
+        events, rows = read
+        assert [(e.name, e.version, e.action) for e in events] == [
+            ("dev/user/me", 2, "upsert"),
+            ("dev/user/me", 3, "upsert"),
+            ("dev/user/gone", 2, "delete"),
+            ("dev/user/new", 1, "upsert"),
+        ]
+        # each upserted name's row once, as published now (never the deleted one, nor an older version)
+        assert sorted((r.name, r.version, r.seq) for r in rows) == [
+            ("dev/user/me", 3, 5),
+            ("dev/user/new", 1, 7),
+        ]
+        assert sorted(rows, key=lambda r: r.name) == reader.fetch("demo", ["dev/user/me", "dev/user/new"])
+    finally:
+        reader.close()
+
+
 def test_an_error_in_a_statement_nobody_waits_for_still_fails_the_transaction(
     pg_store: Store, admin: Actor
 ) -> None:
