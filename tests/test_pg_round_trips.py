@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from fnstage.service import Actor, Services
 from fnstage.service.identity import create_token, identify
 from fnstage.store.feed import FeedReader
+from fnstage.store.runtime_status import RuntimeReporter
 from fnstage.store.store import Store
 from support import pg
 from support.consistency import check_consistent
@@ -114,7 +115,7 @@ class Traces:
     """libpq's own trace of the protocol of every connection a store opens from now on: one line per
     message. libpq buffers it, so `waits` stops tracing (which flushes) before it reads."""
 
-    def __init__(self, store: Store | FeedReader, folder: Path) -> None:
+    def __init__(self, store: Store | FeedReader | RuntimeReporter, folder: Path) -> None:
         store.engine.dispose()  # every connection from now on is a new one, traced from its first byte
         self.folder = folder
         self.traced: list[tuple[Any, Any, Path]] = []
@@ -277,6 +278,37 @@ def test_a_runtime_reads_what_changed_and_the_rows_to_load_in_one_round_trip(
         assert sorted(rows, key=lambda r: r.name) == reader.fetch("demo", ["dev/user/me", "dev/user/new"])
     finally:
         reader.close()
+
+
+def test_a_runtimes_report_is_one_round_trip(
+    pg_store: Store, postgres_url: str, admin: Actor, tmp_path: Path
+) -> None:
+    """What a runtime writes after every load (live, failed, removed) and with every heartbeat is one
+    autocommit statement: one round trip where the ping, BEGIN, the statement and COMMIT were four."""
+    from fnstage.store.runtime_status import RuntimeIdentity
+
+    Services.create(pg_store).gateways.create(admin, "demo")
+    reporter = RuntimeReporter(postgres_url, RuntimeIdentity.new("demo", "http://127.0.0.1:1", pid=1))
+    try:
+        reporter.register()
+        traces = Traces(reporter, tmp_path)
+        reporter.live("demo", "dev/user/me", 3, "abc")
+        assert len(waits(traces)) == 1
+        for n, report in enumerate(
+            [
+                lambda: reporter.failed("demo", "dev/user/me", 4, "SyntaxError"),
+                reporter.heartbeat,
+                lambda: reporter.removed("demo", "dev/user/me"),
+            ]
+        ):
+            (tmp_path / str(n)).mkdir()
+            traces = Traces(reporter, tmp_path / str(n))
+            report()
+            assert len(waits(traces)) == 1
+    finally:
+        reporter.close()
+    rows = pg_store.read_one(lambda tx: tx.runtime_functions("demo"))
+    assert rows == []  # removed, after live and failed were written
 
 
 def test_an_error_in_a_statement_nobody_waits_for_still_fails_the_transaction(
