@@ -7,6 +7,8 @@ as few as it can (BENCHMARKS.md, "PostgreSQL at SQLite's speed").
 - A save is a fixed, small number of round trips whatever the gateway holds (counted from libpq's own
   trace of the protocol: one Sync per wait): its statements run in psycopg's pipeline mode, and those
   whose answer nobody reads go out with the next one that waits.
+- A runtime woken by a NOTIFY reads the log after its positions and the rows to load in one round trip;
+  what it reports back (live, failed, removed, heartbeat) is one round trip each.
 """
 
 from __future__ import annotations
