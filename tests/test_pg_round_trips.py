@@ -294,11 +294,12 @@ def test_a_runtimes_report_is_one_round_trip(
     try:
         reporter.register()
         traces = Traces(reporter, tmp_path)
-        reporter.live("demo", "dev/user/me", 3, "abc")
+        reporter.live_many([("demo", "dev/user/me", 3, "abc")])  # what the watcher sends after a load
         assert len(waits(traces)) == 1
         for n, report in enumerate(
             [
-                lambda: reporter.failed("demo", "dev/user/me", 4, "SyntaxError"),
+                lambda: reporter.live("demo", "dev/user/me", 4),
+                lambda: reporter.failed("demo", "dev/user/me", 5, "SyntaxError"),
                 reporter.heartbeat,
                 lambda: reporter.removed("demo", "dev/user/me"),
             ]

@@ -11,7 +11,7 @@ import json
 import secrets
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -127,6 +127,9 @@ class RuntimeReporter:
         stmt = upsert_many(
             self.engine, t.runtime_functions, list(rows[0]), ["runtime_id", "gateway_id", "name"]
         )
+        if len(rows) == 1:  # a save's new version: one statement, one round trip on PostgreSQL
+            self._write(stmt, rows[0])
+            return
         with self.engine.connect() as conn:
             conn.execution_options(fnstage_write=True)
             with conn.begin():
@@ -185,7 +188,7 @@ class RuntimeReporter:
         keys = ["runtime_id", "gateway_id", "name"]
         self._write(upsert_many(self.engine, t.runtime_functions, list(row), keys), row)
 
-    def _write(self, statement: Executable, params: dict[str, object] | None = None) -> None:
+    def _write(self, statement: Executable, params: Mapping[str, Any] | None = None) -> None:
         """One statement, its own transaction. PostgreSQL: autocommit, ONE round trip (the pooled
         connection's ping, BEGIN, the statement and COMMIT were four, after every load, on the same
         server as the next save); run again on a fresh connection should the pooled one turn out
