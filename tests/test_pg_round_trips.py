@@ -7,6 +7,8 @@ as few as it can (BENCHMARKS.md, "PostgreSQL at SQLite's speed").
 - A save is a fixed, small number of round trips whatever the gateway holds (counted from libpq's own
   trace of the protocol: one Sync per wait): its statements run in psycopg's pipeline mode, and those
   whose answer nobody reads go out with the next one that waits.
+- A runtime woken by a NOTIFY reads the log after its positions and the rows to load in one round trip;
+  what it reports back (live, failed, removed, heartbeat) is one round trip each.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from fnstage.service import Actor, Services
 from fnstage.service.identity import create_token, identify
 from fnstage.store.feed import FeedReader
+from fnstage.store.runtime_status import RuntimeReporter
 from fnstage.store.store import Store
 from support import pg
 from support.consistency import check_consistent
@@ -114,7 +117,7 @@ class Traces:
     """libpq's own trace of the protocol of every connection a store opens from now on: one line per
     message. libpq buffers it, so `waits` stops tracing (which flushes) before it reads."""
 
-    def __init__(self, store: Store | FeedReader, folder: Path) -> None:
+    def __init__(self, store: Store | FeedReader | RuntimeReporter, folder: Path) -> None:
         store.engine.dispose()  # every connection from now on is a new one, traced from its first byte
         self.folder = folder
         self.traced: list[tuple[Any, Any, Path]] = []
@@ -239,6 +242,76 @@ def test_a_runtime_reads_what_changed_in_one_round_trip(
         assert len(found) == 1, found
     finally:
         reader.close()
+
+
+def test_a_runtime_reads_what_changed_and_the_rows_to_load_in_one_round_trip(
+    pg_store: Store, postgres_url: str, admin: Actor, tmp_path: Path
+) -> None:
+    """From a NOTIFY to loading, ONE round trip: the log entries after the runtime's positions and the
+    published rows they upserted, in one statement and one snapshot. It was 2 (the log, then `fetch`)."""
+    services = Services.create(pg_store)
+    services.gateways.create(admin, "demo")
+    for name in ("dev/user/me", "dev/user/gone", "dev/user/other"):
+        services.deployments.save(admin, "demo", name, hello_files("Hello"))
+    reader = FeedReader(postgres_url)
+    try:
+        _, positions = reader.snapshot("demo")
+        services.deployments.save(admin, "demo", "dev/user/me", hello_files("Hi"))
+        services.deployments.save(admin, "demo", "dev/user/me", hello_files("Hi again"))
+        services.deployments.delete(admin, "demo", "dev/user/gone")
+        services.deployments.save(admin, "demo", "dev/user/new", hello_files("New"))
+        traces = round_trips(reader, tmp_path)
+        read = reader.changes_after(positions, "demo")
+        found = waits(traces)
+        assert len(found) == 1, found
+        assert read is not None
+        events, rows = read
+        assert [(e.name, e.version, e.action) for e in events] == [
+            ("dev/user/me", 2, "upsert"),
+            ("dev/user/me", 3, "upsert"),
+            ("dev/user/gone", 2, "delete"),
+            ("dev/user/new", 1, "upsert"),
+        ]
+        # each upserted name's row once, as published now (never the deleted one, nor an older version)
+        assert sorted((r.name, r.version, r.seq) for r in rows) == [
+            ("dev/user/me", 3, 5),
+            ("dev/user/new", 1, 7),
+        ]
+        assert sorted(rows, key=lambda r: r.name) == reader.fetch("demo", ["dev/user/me", "dev/user/new"])
+    finally:
+        reader.close()
+
+
+def test_a_runtimes_report_is_one_round_trip(
+    pg_store: Store, postgres_url: str, admin: Actor, tmp_path: Path
+) -> None:
+    """What a runtime writes after every load (live, failed, removed) and with every heartbeat is one
+    autocommit statement: one round trip where the ping, BEGIN, the statement and COMMIT were four."""
+    from fnstage.store.runtime_status import RuntimeIdentity
+
+    Services.create(pg_store).gateways.create(admin, "demo")
+    reporter = RuntimeReporter(postgres_url, RuntimeIdentity.new("demo", "http://127.0.0.1:1", pid=1))
+    try:
+        reporter.register()
+        traces = Traces(reporter, tmp_path)
+        reporter.live_many([("demo", "dev/user/me", 3, "abc")])  # what the watcher sends after a load
+        assert len(waits(traces)) == 1
+        for n, report in enumerate(
+            [
+                lambda: reporter.live("demo", "dev/user/me", 4),
+                lambda: reporter.failed("demo", "dev/user/me", 5, "SyntaxError"),
+                reporter.heartbeat,
+                lambda: reporter.removed("demo", "dev/user/me"),
+            ]
+        ):
+            (tmp_path / str(n)).mkdir()
+            traces = Traces(reporter, tmp_path / str(n))
+            report()
+            assert len(waits(traces)) == 1
+    finally:
+        reporter.close()
+    rows = pg_store.read_one(lambda tx: tx.runtime_functions("demo"))
+    assert rows == []  # removed, after live and failed were written
 
 
 def test_an_error_in_a_statement_nobody_waits_for_still_fails_the_transaction(

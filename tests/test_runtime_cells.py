@@ -233,6 +233,11 @@ class _Log:
     def fetch(self, gateway: str, names: list[str]) -> list[PublishedFunction]:
         return [row(n, 1, ANSWER % 1) for n in names]
 
+    def changes_after(
+        self, positions: dict[str, int], gateway: str | None
+    ) -> tuple[list[FeedEvent], list[PublishedFunction]]:
+        return self.events, self.fetch("demo", ["dev/a", "prod/c"])
+
     def change_token(self) -> int:
         return 1
 
@@ -247,6 +252,8 @@ def test_a_runtime_of_one_environment_sees_only_its_rows_and_still_moves_forward
     assert mine == [FeedEvent("demo", 6, "", 0, "skip")]  # nothing of dev, but the position moves on
     assert [r.name for r in feed.snapshot("demo")[0]] == ["prod/b"]
     assert feed.fetch("demo", ["dev/a", "prod/b"])[0].name == "prod/b"
+    # the log read with the rows to load (PostgreSQL's one round trip): the same view, rows included
+    assert feed.changes_after({"demo": 4}, "demo") == (mine, [row("prod/c", 1, ANSWER % 1)])
 
 
 FORKER = """import os, time

@@ -524,3 +524,51 @@ async def test_a_deleted_functions_invocation_logs_go_with_it(feed: FakeFeed) ->
         assert app.logs.take_counts() == []  # its counts went too: none is reported for it
     finally:
         await watcher.stop()
+
+
+class RowsWithTheLog(FakeFeed):
+    """A reader that reads the rows to load with the log (`FeedReader.changes_after`), as PostgreSQL's
+    one round trip does; `held_back` names rows it leaves out, for `fetch` to bring."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held_back: set[str] = set()
+        self.fetched: list[list[str]] = []
+
+    def changes_after(
+        self, positions: dict[str, int], gateway: str | None
+    ) -> tuple[list[FeedEvent], list[Any]] | None:
+        events = self.events_after(positions, gateway)
+        if events is None:
+            return None
+        with self._lock:
+            names = {(e.gateway, e.name) for e in events if e.action == "upsert"}
+            rows = [self.published[k] for k in sorted(names) if k in self.published]
+        return events, [r for r in rows if r.name not in self.held_back]
+
+    def fetch(self, gateway: str, names: list[str]) -> list[Any]:
+        self.fetched.append(names)
+        return super().fetch(gateway, names)
+
+
+async def test_a_reader_that_reads_the_rows_with_the_log_needs_no_fetch() -> None:
+    feed = RowsWithTheLog()
+    feed.publish("demo", "dev/a", 1)
+    watcher = Watcher(Registry(), lambda: feed, poll_interval_s=30, retry_delays_s=[0.001])
+    await watcher.start()
+    try:
+        feed.publish("demo", "dev/a", 2)
+        feed.publish("demo", "dev/b", 1)
+        feed.unpublish("demo", "dev/b", 2)
+        feed.publish("demo", "dev/c", 1)
+        watcher.poke()
+        await watcher.wait_for("demo", "dev/c", 1)
+        assert versions(watcher) == {("demo", "dev/a"): 2, ("demo", "dev/c"): 1}
+        assert feed.fetched == []  # every row came with the log
+        feed.held_back = {"dev/d"}  # a row the read did not bring is fetched, never skipped
+        feed.publish("demo", "dev/d", 4)
+        watcher.poke()
+        await watcher.wait_for("demo", "dev/d", 4)
+        assert feed.fetched == [["dev/d"]]
+    finally:
+        await watcher.stop()

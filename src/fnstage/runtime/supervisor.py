@@ -93,13 +93,29 @@ class EnvironmentFeed:
         listen = getattr(reader, "notifications", None)
         if listen is not None:
             self.notifications = listen
+        read_with_rows = getattr(reader, "changes_after", None)
+        if read_with_rows is not None:  # the watcher then reads the rows with the log
+            self._read_with_rows = read_with_rows
+            self.changes_after = self._changes_after
 
     def snapshot(self, gateway: str | None) -> tuple[list[PublishedFunction], dict[str, int]]:
         rows, positions = self.reader.snapshot(gateway)
         return [r for r in rows if r.name.startswith(self.prefix)], positions
 
     def events_after(self, positions: dict[str, int], gateway: str | None) -> list[FeedEvent] | None:
-        events = self.reader.events_after(positions, gateway)
+        return self._mine(self.reader.events_after(positions, gateway))
+
+    def _changes_after(
+        self, positions: dict[str, int], gateway: str | None
+    ) -> tuple[list[FeedEvent], list[PublishedFunction]] | None:
+        read = self._read_with_rows(positions, gateway)
+        if read is None:
+            return None
+        events, rows = read
+        return self._mine(events) or [], [r for r in rows if r.name.startswith(self.prefix)]
+
+    def _mine(self, events: list[FeedEvent] | None) -> list[FeedEvent] | None:
+        """This environment's entries, and a `skip` at each gateway's last entry (positions move on)."""
         if not events:
             return events
         mine = [e for e in events if e.name.startswith(self.prefix)]

@@ -220,6 +220,7 @@ class Watcher:
             try:
                 if self._reader is None:
                     self._reader = await self._call(self._reader_factory)
+                    self._token = None  # asked again: 0 is this reader's answer for "cannot tell"
                     self.wakes.follow(self._reader)
                 if self._reports is not None:
                     await self._reports.open()
@@ -314,6 +315,8 @@ class Watcher:
 
     async def _token_moved(self) -> bool:
         assert self._reader is not None
+        if self._token == 0:  # a reader that cannot tell (PostgreSQL's: NOTIFY wakes): no hop to ask it
+            return True
         if getattr(self._reader, "token_on_loop", False):
             # a few microseconds, no lock waited for: asked here, not by a hop to the reader's thread.
             # On SQLite every commit of the invocation log writer wakes the watcher (hundreds of
@@ -353,7 +356,15 @@ class Watcher:
         on the path of every save): the log entries after `positions`, the deletes among them, and the
         names whose last entry is an upsert, read and loaded; the loop then applies them. None: resync."""
         assert self._reader is not None
-        events = self._reader.events_after(positions, self.gateway)
+        # a reader that reads the rows with the log (`FeedReader.changes_after`: one round trip on
+        # PostgreSQL where the log and `fetch` took two); any other reads the log, then fetches
+        read_with_rows = getattr(self._reader, "changes_after", None)
+        published: list[PublishedFunction] | None = None
+        if read_with_rows is not None:
+            read = read_with_rows(positions, self.gateway)
+            events, published = (None, None) if read is None else read
+        else:
+            events = self._reader.events_after(positions, self.gateway)
         if not events:
             return None if events is None else Changes([])
         changes = read_events(events)
@@ -361,10 +372,21 @@ class Watcher:
             self._on_config(changes.configured)
         if changes.canaries and self._on_canary is not None:
             self._on_canary()
-        fetch = self._reader.fetch
-        changes.rows = [row for gateway, names in changes.upserted.items() for row in fetch(gateway, names)]
+        changes.rows = self._upserted_rows(changes, published or [])
         changes.results = load_missing(self.registry, changes.rows, self._load_rows)
         return changes
+
+    def _upserted_rows(self, changes: Changes, published: list[PublishedFunction]) -> list[PublishedFunction]:
+        """The published rows of the names whose last entry is an upsert: those read with the log,
+        and `fetch`ed for any it did not bring (every one, from a reader that reads only the log)."""
+        assert self._reader is not None
+        rows = []
+        for gateway, names in changes.upserted.items():
+            wanted = set(names)
+            found = [row for row in published if row.gateway == gateway and row.name in wanted]
+            missing = sorted(wanted - {row.name for row in found})
+            rows += found + (self._reader.fetch(gateway, missing) if missing else [])
+        return rows
 
     def _unload(self, gateway: str, name: str, version: int | None) -> None:
         """Take a function out of the registry (a delete older than the live version is ignored), and

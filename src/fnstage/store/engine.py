@@ -260,9 +260,10 @@ def check_connection(conn: Connection) -> Connection:
 
 
 def postgres_one_statement(engine: Engine, work: Callable[[Connection], T]) -> T:
-    """`work(conn)` for a read of ONE statement, which sees one snapshot by itself: no BEGIN, no
-    COMMIT, no ping first, so it is one round trip. Should the pooled connection turn out dropped by
-    the server, `work` runs once more on a fresh one (it only reads)."""
+    """`work(conn)` for ONE statement, which sees one snapshot and commits by itself (autocommit): no
+    BEGIN, no COMMIT, no ping first, so it is one round trip. Should the pooled connection turn out
+    dropped by the server, `work` runs once more on a fresh one: it must be safe to run twice (a read,
+    or a write of values computed beforehand)."""
     for attempt in (1, 2):
         conn = _connect_unpinged(engine)
         try:
@@ -353,22 +354,10 @@ def _begin(
     raise AssertionError("unreachable: the second attempt returns or raises")
 
 
-def upsert(engine: Engine, table: Table, values: dict[str, Any], keys: list[str]) -> Insert:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE: replaces a row in place, never delete-then-insert."""
-    if engine.dialect.name == "postgresql":
-        pg = postgresql.insert(table).values(**values)
-        return pg.on_conflict_do_update(
-            index_elements=keys, set_={k: pg.excluded[k] for k in values if k not in keys}
-        )
-    lite = sqlite.insert(table).values(**values)
-    return lite.on_conflict_do_update(
-        index_elements=keys, set_={k: lite.excluded[k] for k in values if k not in keys}
-    )
-
-
 def upsert_many(engine: Engine, table: Table, columns: Iterable[str], keys: Iterable[str]) -> Insert:
-    """The same upsert for many rows: execute it with a list of row dicts as parameters. Built once per
-    dialect, table and columns, so SQLAlchemy reuses its compiled form (see `_upsert_statement`)."""
+    """INSERT ... ON CONFLICT (keys) DO UPDATE, which replaces a row in place (never delete-then-insert):
+    execute it with a row dict, or a list of them, as parameters. Built once per dialect, table and
+    columns, so SQLAlchemy reuses its compiled form (see `_upsert_statement`)."""
     return _upsert_statement(engine.dialect.name, table, tuple(columns), tuple(keys))
 
 

@@ -116,19 +116,36 @@ _HEADS_PROBE = "SELECT group_concat(id || ':' || publish_seq, ' ') FROM gateways
 # sees one snapshot by itself): each gateway's head, with the log entries after the reader's position
 # for it (`gateways`, `afters`) where the head is beyond it; a gateway with none comes once, its entry
 # columns NULL. On the path of every save to live, where the transaction took four round trips.
-_EVENTS_AFTER_POSTGRES = text(
-    """
+_HEADS_AND_LOG = """
     SELECT heads.id AS head_gateway, heads.publish_seq AS head,
-           log.gateway_id, log.seq, log.name, log.version, log.action
+           log.gateway_id, log.seq, log.name, log.version, log.action{published}
     FROM gateways AS heads
     LEFT JOIN unnest(CAST(:gateways AS text[]), CAST(:afters AS bigint[])) AS position(gateway, after)
         ON position.gateway = heads.id
     LEFT JOIN publish_log AS log
         ON log.gateway_id = heads.id AND log.seq > coalesce(position.after, 0)
-        AND heads.publish_seq > coalesce(position.after, 0)
+        AND heads.publish_seq > coalesce(position.after, 0){join}
     WHERE CAST(:gateway AS text) IS NULL OR heads.id = CAST(:gateway AS text)
     """
+_EVENTS_AFTER_POSTGRES = text(_HEADS_AND_LOG.format(published="", join=""))
+# `changes_after`: the same, with the published row that each upsert entry wrote when it is still the
+# name's row (`published.seq` is the log entry that wrote it): the rows a catch-up loads, in the same
+# round trip and snapshot as the log, where `fetch` took a round trip of its own after it. Each row
+# comes once (one entry wrote it), as the 15 columns of `_LOADED`, in that order.
+_CHANGES_AFTER_POSTGRES = text(
+    _HEADS_AND_LOG.format(
+        published=""",
+           p.gateway_id AS p_gateway_id, p.name AS p_name, p.version AS p_version, p.semver,
+           p.entrypoint, p.compiled, CAST(p.source AS text) AS p_source, p.bundle_hash,
+           CAST(p.methods AS text) AS p_methods, CAST(p.config AS text) AS p_config, p.seq AS p_seq,
+           p.timeout_s, CAST(p.updated_at AS text) AS p_updated_at, p.lock_hash, p.lock""",
+        join="""
+    LEFT JOIN published AS p
+        ON log.action = 'upsert' AND p.gateway_id = log.gateway_id AND p.name = log.name
+        AND p.seq = log.seq""",
+    )
 )
+_PUBLISHED_AT = 7  # where a `_CHANGES_AFTER_POSTGRES` row's published columns begin
 
 
 class FeedReader:
@@ -202,6 +219,32 @@ class FeedReader:
             ]
         return _checked_events(positions, behind, rows)
 
+    def changes_after(
+        self, positions: dict[str, int], gateway: str | None
+    ) -> tuple[list[FeedEvent], list[PublishedFunction]] | None:
+        """`events_after`, with the published rows of the names those entries upserted (a name whose
+        last entry read is an upsert is among them): what a catch-up loads, read with the log. On
+        PostgreSQL in ONE round trip and one snapshot (`_CHANGES_AFTER_POSTGRES`), where the log and
+        `fetch` took two, on the path of every save to live; SQLite reads the log and `fetch`es."""
+        if not is_postgres(self.engine):
+            events = self.events_after(positions, gateway)
+            if events is None:
+                return None
+            upserted: dict[str, set[str]] = {}
+            for event in events:
+                if event.action == "upsert":
+                    upserted.setdefault(event.gateway, set()).add(event.name)
+            rows = [row for gw, names in sorted(upserted.items()) for row in self.fetch(gw, sorted(names))]
+            return events, rows
+        heads, entries = postgres_one_statement(
+            self.engine, lambda conn: _heads_and_log(conn, positions, gateway, _CHANGES_AFTER_POSTGRES)
+        )
+        behind = {gw: head for gw, head in heads.items() if head > positions.get(gw, 0)}
+        events = _checked_events(positions, behind, entries)
+        if events is None:
+            return None
+        return events, _published(row[_PUBLISHED_AT:] for row in entries if row.p_name is not None)
+
     def fetch(self, gateway: str, names: list[str]) -> list[PublishedFunction]:
         if not names:
             return []
@@ -247,13 +290,13 @@ class FeedReader:
 
 
 def _heads_and_log(
-    conn: Connection, positions: dict[str, int], gateway: str | None
+    conn: Connection, positions: dict[str, int], gateway: str | None, statement: Any = _EVENTS_AFTER_POSTGRES
 ) -> tuple[dict[str, int], list[Any]]:
     """PostgreSQL: every gateway's head (or `gateway`'s) and the log entries after `positions` of the
-    gateways beyond them, in one statement (`_EVENTS_AFTER_POSTGRES`)."""
+    gateways beyond them, in one statement (`_EVENTS_AFTER_POSTGRES`, or `_CHANGES_AFTER_POSTGRES`)."""
     known = sorted(positions)
     result = conn.execute(
-        _EVENTS_AFTER_POSTGRES,
+        statement,
         {"gateways": known, "afters": [positions[gw] for gw in known], "gateway": gateway},
     )
     heads: dict[str, int] = {}

@@ -12,16 +12,22 @@ import json
 import secrets
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, insert, update
+from sqlalchemy import Connection, Engine, Executable, bindparam, delete, insert, update
 from sqlalchemy.dialects import sqlite
 
 from fnstage.store import schema as t
-from fnstage.store.engine import _upsert_statement, make_engine, upsert, upsert_many
+from fnstage.store.engine import (
+    _upsert_statement,
+    is_postgres,
+    make_engine,
+    postgres_one_statement,
+    upsert_many,
+)
 from fnstage.store.records import FunctionCounts
 from fnstage.store.store import now
 
@@ -152,6 +158,9 @@ class RuntimeReporter:
         stmt = upsert_many(
             self.engine, t.runtime_functions, list(rows[0]), ["runtime_id", "gateway_id", "name"]
         )
+        if len(rows) == 1:  # a save's new version: one statement, one round trip on PostgreSQL
+            self._write(stmt, rows[0])
+            return
         with self.engine.connect() as conn:
             conn.execution_options(fnstage_write=True)
             with conn.begin():
@@ -209,37 +218,42 @@ class RuntimeReporter:
                 conn.execute(_WRITE_COUNTS, rows)
 
     def removed(self, gateway: str, name: str) -> None:
-        with self.engine.connect() as conn:
-            conn.execution_options(fnstage_write=True)
-            with conn.begin():
-                conn.execute(
-                    delete(t.runtime_functions).where(
-                        t.runtime_functions.c.runtime_id == self.identity.id,
-                        t.runtime_functions.c.gateway_id == gateway,
-                        t.runtime_functions.c.name == name,
-                    )
-                )
+        self._write(
+            delete(t.runtime_functions).where(
+                t.runtime_functions.c.runtime_id == self.identity.id,
+                t.runtime_functions.c.gateway_id == gateway,
+                t.runtime_functions.c.name == name,
+            )
+        )
 
     def deregister(self) -> None:
-        with self.engine.connect() as conn:
-            conn.execution_options(fnstage_write=True)
-            with conn.begin():
-                conn.execute(delete(t.runtimes).where(t.runtimes.c.id == self.identity.id))
+        self._write(delete(t.runtimes).where(t.runtimes.c.id == self.identity.id))
 
     def close(self) -> None:
         if self._owns_engine:
             self.engine.dispose()
 
     def _write_runtime(self, values: dict[str, object]) -> None:
-        with self.engine.connect() as conn:
-            conn.execution_options(fnstage_write=True)
-            with conn.begin():
-                conn.execute(update(t.runtimes).where(t.runtimes.c.id == self.identity.id).values(**values))
+        self._write(update(t.runtimes).where(t.runtimes.c.id == self.identity.id).values(**values))
 
     def _write_function(self, gateway: str, name: str, values: dict[str, object]) -> None:
         row = {"runtime_id": self.identity.id, "gateway_id": gateway, "name": name, **values}
-        stmt = upsert(self.engine, t.runtime_functions, row, ["runtime_id", "gateway_id", "name"])
+        keys = ["runtime_id", "gateway_id", "name"]
+        self._write(upsert_many(self.engine, t.runtime_functions, list(row), keys), row)
+
+    def _write(self, statement: Executable, params: Mapping[str, Any] | None = None) -> None:
+        """One statement, its own transaction. PostgreSQL: autocommit, ONE round trip (the pooled
+        connection's ping, BEGIN, the statement and COMMIT were four, after every load, on the same
+        server as the next save); run again on a fresh connection should the pooled one turn out
+        dropped, which is safe: each of these writes sets values computed here (idempotent)."""
+
+        def run(conn: Connection) -> None:
+            conn.execute(statement, params)
+
+        if is_postgres(self.engine):
+            postgres_one_statement(self.engine, run)
+            return
         with self.engine.connect() as conn:
             conn.execution_options(fnstage_write=True)
             with conn.begin():
-                conn.execute(stmt)
+                run(conn)

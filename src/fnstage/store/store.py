@@ -24,6 +24,7 @@ from sqlalchemy import (
     Select,
     Text,
     and_,
+    any_,
     bindparam,
     cast,
     delete,
@@ -230,12 +231,17 @@ def _deploy_target(dialect: str) -> Select[Any]:
         .label("canary_state")
     )
     join = func.string_agg if dialect == "postgresql" else func.group_concat
+    # PostgreSQL: the shas as one array parameter, so the statement's text is the same whatever the
+    # number of files (one server-side prepared statement, no re-rendering of an expanding IN by
+    # SQLAlchemy on every save); SQLite has no arrays
+    asked = (
+        t.blobs.c.sha256 == any_(bindparam("shas", type_=postgresql.ARRAY(Text)))
+        if dialect == "postgresql"
+        else t.blobs.c.sha256.in_(bindparam("shas", expanding=True))
+    )
     known = (
         select(join(t.blobs.c.sha256, literal_column("','")))
-        .where(
-            t.blobs.c.gateway_id == t.gateways.c.id,
-            t.blobs.c.sha256.in_(bindparam("shas", expanding=True)),
-        )
+        .where(t.blobs.c.gateway_id == t.gateways.c.id, asked)
         .scalar_subquery()
         .label("known_blobs")
     )
