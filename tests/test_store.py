@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -178,6 +179,34 @@ def test_feed_reader_token_ignores_invocation_log_writes(
         assert reader.change_token() == moved
     finally:
         reader.close()
+
+
+def test_feed_reader_token_moves_when_the_database_is_locked(tmp_path: Path) -> None:
+    """The watcher asks the token on its event loop (in `up`, the front's), so the probe never waits
+    for a lock (a recovery after a crash holds the file exclusively): a locked probe answers "moved",
+    and the watcher looks from its thread, where a read may wait."""
+
+    class Locked:
+        def execute(self, sql: str) -> Any:
+            raise sqlite3.OperationalError("database is locked")
+
+        def close(self) -> None:
+            pass
+
+    store = Store.open(sqlite_url(tmp_path))
+    reader = FeedReader(sqlite_url(tmp_path))
+    probe = reader._probe
+    try:
+        token = reader.change_token()
+        reader._probe = Locked()  # type: ignore[assignment]  # a stand-in that is always locked
+        moved = reader.change_token()
+        assert moved != token
+        reader._probe = probe
+        assert reader.change_token() == moved  # read again once unlocked: nothing was published
+    finally:
+        reader._probe = probe
+        reader.close()
+        store.close()
 
 
 def test_feed_reader_snapshot_events_and_gaps(

@@ -167,7 +167,8 @@ class FeedReader:
             database = self.engine.url.database
             assert database
             self.database_dir = Path(database).parent
-            self._probe = sqlite3.connect(database, check_same_thread=False)
+            # timeout 0: asked on the event loop, the probe never waits for a lock (see change_token)
+            self._probe = sqlite3.connect(database, check_same_thread=False, timeout=0)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -274,13 +275,20 @@ class FeedReader:
         CPU per request served (BENCHMARKS.md, "The supervisor's wakes")."""
         if self._probe is None:
             return 0
-        version = self._probe.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._probed_version:
-            self._probed_version = version
-            heads = self._probe.execute(_HEADS_PROBE).fetchone()[0]
-            if heads != self._heads:
-                self._heads = heads
-                self._token += 1
+        try:
+            version = self._probe.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._probed_version:
+                heads = self._probe.execute(_HEADS_PROBE).fetchone()[0]
+                self._probed_version = version
+                if heads != self._heads:
+                    self._heads = heads
+                    self._token += 1
+        except sqlite3.OperationalError:
+            # locked (a recovery, another process holding the file exclusively): the event loop that
+            # asks must not wait out a busy timeout, so the token moves and the watcher looks from its
+            # thread, where a read may wait; the next probe reads the heads again
+            self._probed_version = None
+            self._token += 1
         return self._token
 
     def close(self) -> None:
