@@ -248,6 +248,62 @@ def error_body(code: str, message: str, request_id: str | None = None) -> bytes:
     return json.dumps({"error": error}).encode()
 
 
+def _header_map(ctx: RequestContext) -> dict[str, str]:
+    """`ctx.headers` from the request's raw headers: names lowercased, a repeated header's values
+    joined as HTTP allows."""
+    header_map: dict[str, str] = {}
+    for raw_key, raw_value in ctx._raw_headers:  # a loop, not a comprehension: in 3.11 that is a call more
+        key, value = raw_key.decode("latin-1").lower(), raw_value.decode("latin-1")
+        header_map[key] = f"{header_map[key]}, {value}" if key in header_map else value
+    return header_map
+
+
+def _query(ctx: RequestContext) -> dict[str, str]:
+    query_string = ctx._query_string
+    return dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)) if query_string else {}
+
+
+def _log(ctx: RequestContext) -> Log:
+    return Log()
+
+
+class _OnFirstRead:
+    """A `ctx` field made the first time the function reads it, then an ordinary attribute (a non-data
+    descriptor: the instance's own value, once set, is found first). Most functions never read their
+    headers or log a line; building them cost every request about a tenth of the app's time."""
+
+    __slots__ = ("make", "name")
+
+    def __init__(self, make: Callable[[RequestContext], Any]) -> None:
+        self.make = make
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, ctx: RequestContext | None, owner: type | None = None) -> Any:
+        if ctx is None:
+            return self
+        value = ctx.__dict__[self.name] = self.make(ctx)
+        return value
+
+
+class RequestContext(Context):
+    """The `ctx` the runtime passes: a `Context` (same fields, same dataclass methods; `replace` and
+    `Context(...)` positional construction still work) whose `headers`, `query` and `log` are made on
+    first read. Made by `invoke` without an `__init__` call: its fields set as one dict."""
+
+    headers = _OnFirstRead(_header_map)  # type: ignore[assignment]  # a field, made when read
+    query = _OnFirstRead(_query)  # type: ignore[assignment]  # a field, made when read
+    log = _OnFirstRead(_log)  # type: ignore[assignment]  # a field, made when read
+    _raw_headers: Iterable[tuple[bytes, bytes]] = ()
+    _query_string: bytes = b""
+
+
+_new_object = object.__new__
+_NO_SECRETS: dict[str, Any] = {}
+
+
 def make_context(
     live: LiveVersion,
     method: str,
@@ -258,36 +314,30 @@ def make_context(
     request_id: str,
     trigger: TriggerInfo | None = None,
     settings: tuple[Mapping[str, Any], Mapping[str, str]] | None = None,
-) -> Context:
+) -> RequestContext:
     """`settings`: (ctx.config, ctx.secrets), this environment's snapshot, taken once per request;
-    None (a runtime without cells, tests): the config the version was loaded with, no secrets."""
-    header_map: dict[str, str] = {}
-    for raw_key, raw_value in headers:  # a loop, not a comprehension: in 3.11 that is a call more
-        key, value = raw_key.decode("latin-1").lower(), raw_value.decode("latin-1")
-        # a repeated header: its values joined, as HTTP allows
-        header_map[key] = f"{header_map[key]}, {value}" if key in header_map else value
-    query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)) if query_string else {}
+    None (a runtime without cells, tests): the config the version was loaded with, no secrets.
+    (`invoke` builds the same inline: a call less on every request.)"""
     if settings is None:
         config: Mapping[str, Any] = live.config
         secrets: Mapping[str, str] = Settings({}, kind="secret", env=live.env)
     else:
         config, secrets = settings
-    # positional (the fields' order in `fnstage.sdk.Context`): keyword arguments cost the dataclass's
-    # __init__ about 0.3 us more on every request
-    return Context(
-        method,
-        path,
-        query,
-        header_map,
-        body,
-        live.env,
-        live.info,
-        config,
-        Log(),
-        request_id,
-        trigger,
-        secrets,
-    )
+    ctx = _new_object(RequestContext)
+    ctx.__dict__ = {
+        "method": method,
+        "path": path,
+        "body": body,
+        "env": live.env,
+        "function": live.info,
+        "config": config,
+        "request_id": request_id,
+        "trigger": trigger,
+        "secrets": secrets,
+        "_raw_headers": headers,
+        "_query_string": query_string,
+    }
+    return ctx
 
 
 async def invoke(
@@ -312,7 +362,26 @@ async def invoke(
     endpoint passes one, so no HTTP client can pose as a schedule."""
     started_at = time.time()
     started = time.perf_counter()
-    ctx = make_context(live, method, path, query_string, headers, body, request_id, trigger, settings)
+    # `make_context`, inline: a call less on every request
+    if settings is None:
+        config: Mapping[str, Any] = live.config
+        secrets: Mapping[str, str] = Settings({}, kind="secret", env=live.env)
+    else:
+        config, secrets = settings
+    ctx = _new_object(RequestContext)
+    ctx.__dict__ = fields = {
+        "method": method,
+        "path": path,
+        "body": body,
+        "env": live.env,
+        "function": live.info,
+        "config": config,
+        "request_id": request_id,
+        "trigger": trigger,
+        "secrets": secrets,
+        "_raw_headers": headers,
+        "_query_string": query_string,
+    }
     error: str | None = None
     try:
         if live.is_async:
@@ -336,7 +405,13 @@ async def invoke(
                 deadlines.pending.pop(task, None)
                 if task in deadlines.expired:
                     deadlines.forgive(task)
-        status, out_headers, out_body = to_response(result)
+        if type(result) is dict:  # what most functions return, encoded here: a call less
+            try:
+                status, out_headers, out_body = 200, JSON_HEADERS, "".join(_c_encode(result, 0)).encode()
+            except (TypeError, ValueError, RecursionError):
+                status, out_headers, out_body = to_response(result)  # not JSON: it says why
+        else:
+            status, out_headers, out_body = to_response(result)
     except HTTPError as exc:
         status, out_headers, out_body = _http_error(exc)
     except asyncio.CancelledError:
@@ -362,7 +437,8 @@ async def invoke(
             )
         out_headers = [("content-type", JSON)]
     seconds = time.perf_counter() - started
-    lines = ctx.log.lines
+    log = fields.get("log")  # made only if the function read `ctx.log`
+    lines = log.lines if log is not None else []
     # both made by `tuple.__new__`, every field given: a NamedTuple's own constructor is a Python
     # function, a frame more for each on every request
     if logs is not None:
