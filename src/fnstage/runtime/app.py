@@ -36,6 +36,7 @@ from fnstage.runtime.invoker import JSON_HEADERS, Deadlines, InvocationLogs, err
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.request_ids import new_request_id
+from fnstage.runtime.request_ids import ready as ready_ids
 from fnstage.runtime.request_metrics import RequestMetrics
 from fnstage.runtime.router import Route, Router
 from fnstage.runtime.split import KEY_HEADER, Split, SplitKey, SplitStats, key_of, to_canary
@@ -56,6 +57,7 @@ DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # all names and values together, as the AP
 # long as the front waits for a cell to come up (`front.limits.Limits.miss_timeout_s`)
 DEFAULT_HOLD_S = 10.0
 INTERNAL_PREFIX = "/_fnstage/"
+_UNROUTED = object()  # not in the router's cache (None there is a path no function has)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _JSON_HEADER = (b"content-type", b"application/json")
 _JSON_HEADERS = [_JSON_HEADER]
@@ -217,7 +219,7 @@ class RuntimeApp:
             elif split_key is None and value:  # KEY_HEADER
                 split_key = value
         if request_id is None or not _REQUEST_ID_RE.match(request_id):
-            request_id = new_request_id()
+            request_id = ready_ids.pop() if ready_ids else new_request_id()  # the call only per batch
         if header_bytes > self.max_header_bytes:
             message = f"the request headers are {header_bytes} bytes: at most {self.max_header_bytes} bytes"
             headers = [*_JSON_HEADERS, (b"connection", b"close")]
@@ -228,13 +230,16 @@ class RuntimeApp:
             headers = [*_JSON_HEADERS, (b"retry-after", b"1")]
             await _send(send, 503, headers, error_body("starting", message, request_id), request_id)
             return
-        route = self.router.route(host, path)
+        # the router's cache, and the registry's dict, read here: two calls less on every request
+        route = self.router.cache.get((host, path), _UNROUTED)
+        if route is _UNROUTED:
+            route = self.router.route(host, path)
         if self.forwards and route is not None:
             target = self.forwards.get((route.gateway, route.name))
             if target is not None:  # it runs in its lock's cell: the whole request goes there
                 await self._forward(target, scope, receive, send, request_id)
                 return
-        live = self.registry.get(route.gateway, route.name) if route is not None else None
+        live = self.registry.by_key.get((route.gateway, route.name)) if route is not None else None
         if live is None:
             await self._no_function(send, route, host, path, request_id)
             return
@@ -293,34 +298,39 @@ class RuntimeApp:
             return
         # this request's configuration: the snapshot current now, whatever arrives meanwhile
         configuration = self.configuration
-        base = live.name[len(live.env) + 1 :]  # "env/base" -> "base"
-        settings = None if configuration is None else configuration.current.for_function(base)
-        metrics = self.metrics
+        if configuration is None:
+            settings = None
+        else:
+            base = live.name[len(live.env) + 1 :]  # "env/base" -> "base"
+            current = configuration.current
+            settings = current.views.get(base) or current.for_function(base)
+        metrics = self.metrics  # counted with the invocation's log record (`InvocationLogs.record`)
         if metrics is not None:
             metrics.in_flight += 1
         try:
+            # positional (`invoke`'s order): a dozen keyword arguments cost a call's matching of each
             outcome = await invoke(
                 live,
-                method=method,
-                path=path,
-                query_string=scope.get("query_string", b""),
-                headers=scope["headers"],
-                body=body,
-                request_id=request_id,
-                executor=self.executor,
-                logs=self.logs,
-                deadlines=self.deadlines,
-                settings=settings,
-                count=counted,
+                method,
+                path,
+                request_id,
+                scope.get("query_string", b""),
+                scope["headers"],
+                body,
+                self.executor,
+                self.logs,
+                self.deadlines,
+                None,
+                settings,
+                counted,
+                metrics,
             )
         finally:
             if metrics is not None:
                 metrics.in_flight -= 1
         # timed by the invocation itself: no clock read of the app's own on any request
-        failed = outcome.error is not None
-        if metrics is not None:
-            metrics.observe(live.gateway, live.name, live.version, outcome.status, outcome.seconds, failed)
         if split is not None:
+            failed = outcome.error is not None
             self.split_stats.record(live.gateway, live.name, live.version, failed, outcome.seconds * 1000)
         body = outcome.body
         if outcome.headers is JSON_HEADERS:  # most functions' answer: its one header is known already

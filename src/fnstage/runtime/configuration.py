@@ -116,7 +116,8 @@ class EnvironmentConfiguration:
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     secrets_error: str | None = None
-    _views: dict[str, tuple[Settings, Settings]] = field(default_factory=dict, compare=False, repr=False)
+    # base -> (config, secrets) made by `for_function`; the app reads it itself first (a call less)
+    views: dict[str, tuple[Settings, Settings]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> EnvironmentConfiguration:
@@ -132,7 +133,7 @@ class EnvironmentConfiguration:
     def for_function(self, base: str) -> tuple[Settings, Settings]:
         """`ctx.config` and `ctx.secrets` of the function `base`: the environment's values, each
         narrowed by the function's own override where it has one."""
-        views = self._views.get(base)
+        views = self.views.get(base)
         if views is None:
             config = {**self.settings.get("", {}), **self.settings.get(base, {})}
             secrets = {**self.secrets.get("", {}), **self.secrets.get(base, {})}
@@ -140,7 +141,7 @@ class EnvironmentConfiguration:
                 Settings(config, kind="config", env=self.env),
                 Settings(secrets, kind="secret", env=self.env, reason=self.secrets_error),
             )
-            self._views[base] = views
+            self.views[base] = views
         return views
 
 
