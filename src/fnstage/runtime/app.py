@@ -239,7 +239,7 @@ class RuntimeApp:
             if target is not None:  # it runs in its lock's cell: the whole request goes there
                 await self._forward(target, scope, receive, send, request_id)
                 return
-        live = self.registry.by_key.get((route.gateway, route.name)) if route is not None else None
+        live = self.registry.by_key.get(route[:2]) if route is not None else None  # (gateway, name)
         if live is None:
             await self._no_function(send, route, host, path, request_id)
             return
@@ -301,9 +301,8 @@ class RuntimeApp:
         if configuration is None:
             settings = None
         else:
-            base = live.name[len(live.env) + 1 :]  # "env/base" -> "base"
             current = configuration.current
-            settings = current.views.get(base) or current.for_function(base)
+            settings = current.by_name.get(live.name) or current.for_name(live.name)
         metrics = self.metrics  # counted with the invocation's log record (`InvocationLogs.record`)
         if metrics is not None:
             metrics.in_flight += 1

@@ -116,8 +116,9 @@ class EnvironmentConfiguration:
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     secrets_error: str | None = None
-    # base -> (config, secrets) made by `for_function`; the app reads it itself first (a call less)
-    views: dict[str, tuple[Settings, Settings]] = field(default_factory=dict, compare=False, repr=False)
+    _views: dict[str, tuple[Settings, Settings]] = field(default_factory=dict, compare=False, repr=False)
+    # "env/base" -> the same, made by `for_name`; the app reads it itself first (a call less a request)
+    by_name: dict[str, tuple[Settings, Settings]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> EnvironmentConfiguration:
@@ -133,7 +134,7 @@ class EnvironmentConfiguration:
     def for_function(self, base: str) -> tuple[Settings, Settings]:
         """`ctx.config` and `ctx.secrets` of the function `base`: the environment's values, each
         narrowed by the function's own override where it has one."""
-        views = self.views.get(base)
+        views = self._views.get(base)
         if views is None:
             config = {**self.settings.get("", {}), **self.settings.get(base, {})}
             secrets = {**self.secrets.get("", {}), **self.secrets.get(base, {})}
@@ -141,7 +142,12 @@ class EnvironmentConfiguration:
                 Settings(config, kind="config", env=self.env),
                 Settings(secrets, kind="secret", env=self.env, reason=self.secrets_error),
             )
-            self.views[base] = views
+            self._views[base] = views
+        return views
+
+    def for_name(self, name: str) -> tuple[Settings, Settings]:
+        """`for_function` of the function named `name` ("env/base"), kept in `by_name`."""
+        views = self.by_name[name] = self.for_function(name.partition("/")[2])
         return views
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 _BATCH = 256
+_SLICES = [slice(i, i + 32) for i in range(32, 32 * _BATCH, 32)]  # each id of a batch, but the first
 # what is in hand; the app pops from it itself (a call less a request), calling `new_request_id` when empty
 ready: list[str] = []
 
@@ -19,7 +20,7 @@ def new_request_id() -> str:
     if ready:
         return ready.pop()
     batch = os.urandom(16 * _BATCH).hex()
-    ready.extend(batch[i : i + 32] for i in range(32, len(batch), 32))
+    ready.extend(map(batch.__getitem__, _SLICES))  # C all along: a generator cost 30 bytecodes an id
     return batch[:32]
 
 
