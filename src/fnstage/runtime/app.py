@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl
 
 from fnstage.http_body import BodyTooLarge, ClientGone, read_body
 from fnstage.runtime.configuration import CellConfiguration
-from fnstage.runtime.invoker import JSON_HEADERS, Deadlines, InvocationLogs, error_body, invoke
+from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invoke, response_headers
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.request_ids import new_request_id
@@ -57,7 +57,7 @@ DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # all names and values together, as the AP
 # long as the front waits for a cell to come up (`front.limits.Limits.miss_timeout_s`)
 DEFAULT_HOLD_S = 10.0
 INTERNAL_PREFIX = "/_fnstage/"
-_UNROUTED = object()  # not in the router's cache (None there is a path no function has)
+_UNROUTED = Route("", "", -1)  # not in the router's cache (None there is a path no function has)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _JSON_HEADER = (b"content-type", b"application/json")
 _JSON_HEADERS = [_JSON_HEADER]
@@ -195,11 +195,13 @@ class RuntimeApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _http(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """A plain function, not a coroutine: the common request (a live version's function, no
+        body, nothing held, split or forwarded) returns `invoke`'s coroutine, which answers it
+        itself; one coroutine per request instead of two. Anything else goes on in `_http_rest`."""
         path: str = scope["path"]
         if path.startswith(INTERNAL_PREFIX):
-            await self._internal(scope, receive, send)
-            return
+            return self._internal(scope, receive, send)
         host = content_length = transfer_encoding = request_id = split_key = cookie = None
         header_bytes = 0
         for key, value in scope["headers"]:
@@ -220,6 +222,78 @@ class RuntimeApp:
                 split_key = value
         if request_id is None or not _REQUEST_ID_RE.match(request_id):
             request_id = ready_ids.pop() if ready_ids else new_request_id()  # the call only per batch
+        if (
+            transfer_encoding is None
+            and (content_length is None or content_length == b"0")
+            and header_bytes <= self.max_header_bytes
+            and self._held is None
+            and not self.forwards
+        ):
+            # the router's cache, and the registry's dict, read here: two calls less on every request
+            route = self.router.cache.get((host, path), _UNROUTED)
+            if route is _UNROUTED:
+                route = self.router.route(host, path)
+            if route is not None and route.version is None:
+                live = self.registry.by_key.get(route[:2])  # (gateway, name)
+                method: str = scope["method"]
+                if (
+                    live is not None
+                    and method in live.methods
+                    and not (self.splits and (live.gateway, live.name) in self.splits)
+                ):
+                    configuration = self.configuration
+                    if configuration is None:
+                        settings = None
+                    else:
+                        current = configuration.current
+                        settings = current.by_name.get(live.name) or current.for_name(live.name)
+                    # positional (`invoke`'s order): a dozen keyword arguments cost a call's matching of each
+                    return invoke(
+                        live,
+                        method,
+                        path,
+                        request_id,
+                        scope["query_string"],
+                        scope["headers"],
+                        b"",
+                        self.executor,
+                        self.logs,
+                        self.deadlines,
+                        None,
+                        settings,
+                        True,
+                        self.metrics,
+                        send,
+                    )
+        return self._http_rest(
+            scope,
+            receive,
+            send,
+            host,
+            content_length,
+            transfer_encoding,
+            request_id,
+            split_key,
+            cookie,
+            header_bytes,
+        )
+
+    async def _http_rest(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        host: str | None,
+        content_length: bytes | None,
+        transfer_encoding: bytes | None,
+        request_id: str,
+        split_key: bytes | None,
+        cookie: bytes | None,
+        header_bytes: int,
+    ) -> None:
+        """A request `_http` did not hand to `invoke` at once: too large, held, forwarded, a version
+        URL, a split, a body to read, a method to refuse or no function at all."""
+        path: str = scope["path"]
         if header_bytes > self.max_header_bytes:
             message = f"the request headers are {header_bytes} bytes: at most {self.max_header_bytes} bytes"
             headers = [*_JSON_HEADERS, (b"connection", b"close")]
@@ -230,16 +304,13 @@ class RuntimeApp:
             headers = [*_JSON_HEADERS, (b"retry-after", b"1")]
             await _send(send, 503, headers, error_body("starting", message, request_id), request_id)
             return
-        # the router's cache, and the registry's dict, read here: two calls less on every request
-        route = self.router.cache.get((host, path), _UNROUTED)
-        if route is _UNROUTED:
-            route = self.router.route(host, path)
+        route = self.router.route(host, path)
         if self.forwards and route is not None:
             target = self.forwards.get((route.gateway, route.name))
             if target is not None:  # it runs in its lock's cell: the whole request goes there
                 await self._forward(target, scope, receive, send, request_id)
                 return
-        live = self.registry.by_key.get(route[:2]) if route is not None else None  # (gateway, name)
+        live = self.registry.get(route.gateway, route.name) if route is not None else None
         if live is None:
             await self._no_function(send, route, host, path, request_id)
             return
@@ -297,18 +368,9 @@ class RuntimeApp:
         except ClientGone:
             return
         # this request's configuration: the snapshot current now, whatever arrives meanwhile
-        configuration = self.configuration
-        if configuration is None:
-            settings = None
-        else:
-            current = configuration.current
-            settings = current.by_name.get(live.name) or current.for_name(live.name)
-        metrics = self.metrics  # counted with the invocation's log record (`InvocationLogs.record`)
-        if metrics is not None:
-            metrics.in_flight += 1
-        try:
-            # positional (`invoke`'s order): a dozen keyword arguments cost a call's matching of each
-            outcome = await invoke(
+        settings = self._settings(live)
+        if split is None and not head:  # `invoke` answers it itself
+            await invoke(
                 live,
                 method,
                 path,
@@ -316,36 +378,37 @@ class RuntimeApp:
                 scope.get("query_string", b""),
                 scope["headers"],
                 body,
-                self.executor,
-                self.logs,
-                self.deadlines,
-                None,
-                settings,
-                counted,
-                metrics,
+                executor=self.executor,
+                logs=self.logs,
+                deadlines=self.deadlines,
+                trigger=None,
+                settings=settings,
+                count=counted,
+                metrics=self.metrics,
+                send=send,
             )
-        finally:
-            if metrics is not None:
-                metrics.in_flight -= 1
+            return
+        outcome = await invoke(
+            live,
+            method,
+            path,
+            request_id,
+            scope.get("query_string", b""),
+            scope["headers"],
+            body,
+            executor=self.executor,
+            logs=self.logs,
+            deadlines=self.deadlines,
+            settings=settings,
+            count=counted,
+            metrics=self.metrics,
+        )
         # timed by the invocation itself: no clock read of the app's own on any request
         if split is not None:
             failed = outcome.error is not None
             self.split_stats.record(live.gateway, live.name, live.version, failed, outcome.seconds * 1000)
         body = outcome.body
-        if outcome.headers is JSON_HEADERS:  # most functions' answer: its one header is known already
-            headers = [
-                _JSON_HEADER,
-                (b"x-fnstage-version", b"%d" % live.version),
-                (b"content-length", b"%d" % len(body)),
-                (b"x-request-id", request_id.encode()),
-            ]
-        else:
-            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
-            headers += (
-                (b"x-fnstage-version", b"%d" % live.version),
-                (b"content-length", b"%d" % len(body)),
-                (b"x-request-id", request_id.encode()),
-            )
+        headers = response_headers(live, outcome.headers, body, request_id)
         await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if head else body})
 

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 from urllib.parse import parse_qsl
 
 from fnstage.runtime.loader import LiveVersion, describe_exception, format_traceback
@@ -324,9 +324,9 @@ class RequestContext(Context):
     `Context(...)` positional construction still work) whose `headers`, `query` and `log` are made on
     first read. Made by `invoke` without an `__init__` call: its fields set as one dict."""
 
-    headers = _OnFirstRead(_header_map)  # type: ignore[assignment]  # a field, made when read
-    query = _OnFirstRead(_query)  # type: ignore[assignment]  # a field, made when read
-    log = _OnFirstRead(_log)  # type: ignore[assignment]  # a field, made when read
+    headers = _OnFirstRead(_header_map)  # a field, made when read
+    query = _OnFirstRead(_query)  # a field, made when read
+    log = _OnFirstRead(_log)  # a field, made when read
     _raw_headers: Iterable[tuple[bytes, bytes]] = ()
     _query_string: bytes = b""
 
@@ -371,6 +371,10 @@ def make_context(
     return ctx
 
 
+Send = Callable[[Any], Awaitable[None]]  # an ASGI send
+
+
+@overload
 async def invoke(
     live: LiveVersion,
     method: str,
@@ -386,13 +390,55 @@ async def invoke(
     settings: tuple[Mapping[str, Any], Mapping[str, str]] | None = None,
     count: bool = True,
     metrics: RequestMetrics | None = None,
-) -> Outcome:
+    send: None = None,
+) -> Outcome: ...
+
+
+@overload
+async def invoke(
+    live: LiveVersion,
+    method: str,
+    path: str,
+    request_id: str,
+    query_string: bytes,
+    headers: Iterable[tuple[bytes, bytes]],
+    body: bytes,
+    executor: Executor | None,
+    logs: InvocationLogs | None,
+    deadlines: Deadlines | None,
+    trigger: TriggerInfo | None,
+    settings: tuple[Mapping[str, Any], Mapping[str, str]] | None,
+    count: bool,
+    metrics: RequestMetrics | None,
+    send: Send,
+) -> None: ...
+
+
+async def invoke(
+    live: LiveVersion,
+    method: str,
+    path: str,
+    request_id: str,
+    query_string: bytes = b"",
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    body: bytes = b"",
+    executor: Executor | None = None,
+    logs: InvocationLogs | None = None,
+    deadlines: Deadlines | None = None,
+    trigger: TriggerInfo | None = None,
+    settings: tuple[Mapping[str, Any], Mapping[str, str]] | None = None,
+    count: bool = True,
+    metrics: RequestMetrics | None = None,
+    send: Send | None = None,
+) -> Outcome | None:
     """Run `live.main` for one request. A sync `main` runs in `executor` (a bounded thread pool).
     `deadlines` enforces the time limit more cheaply than a timer per call (the app has one).
     `trigger`: the schedule that runs it (`ctx.trigger`); only the runtime's guarded internal
     endpoint passes one, so no HTTP client can pose as a schedule. `metrics`: where the request is
-    counted for /metrics (with the invocation log's record, one call). Positional on the app's hot
-    path (a dozen keyword arguments cost a call's matching of each)."""
+    counted for /metrics (with the invocation log's record, one call), and held in its `in_flight`
+    meanwhile. `send`: an ASGI send, to answer the request with the outcome here (the app's common
+    request: its coroutine is this one, no coroutine of the app's own around it). Positional on the
+    app's hot path (a dozen keyword arguments cost a call's matching of each)."""
     started_at = time.time()
     started = time.perf_counter()
     # `make_context`, inline: a call less on every request
@@ -402,6 +448,7 @@ async def invoke(
     else:
         config, secrets = settings
     ctx = _new_object(RequestContext)
+    fields: dict[str, Any]
     ctx.__dict__ = fields = {
         "method": method,
         "path": path,
@@ -416,6 +463,9 @@ async def invoke(
         "_query_string": query_string,
     }
     error: str | None = None
+    out_headers: Sequence[tuple[str, str]]
+    if metrics is not None:
+        metrics.in_flight += 1
     try:
         if live.is_async:
             call = live.main(ctx)
@@ -448,6 +498,8 @@ async def invoke(
     except HTTPError as exc:
         status, out_headers, out_body = _http_error(exc)
     except asyncio.CancelledError:
+        if metrics is not None:
+            metrics.in_flight -= 1
         raise  # the client went away or the server is stopping: nothing to answer
     except BaseException as exc:  # SystemExit too: a function must not stop the runtime
         if isinstance(exc, Expired):
@@ -481,7 +533,43 @@ async def invoke(
             (request_id, started_at, live.version, status, seconds * 1000, lines, error, trigger_name),
         )
         logs.record(live.gateway, live.name, entry, count, metrics, seconds)
+    if metrics is not None:
+        metrics.in_flight -= 1
+    if send is not None:
+        if out_headers is JSON_HEADERS:  # most functions' answer: its one header is known already
+            headers = [
+                _JSON_HEADER,
+                (b"x-fnstage-version", b"%d" % live.version),
+                (b"content-length", b"%d" % len(out_body)),
+                (b"x-request-id", request_id.encode()),
+            ]
+        else:
+            headers = response_headers(live, out_headers, out_body, request_id)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": out_body})
+        return None  # an ASGI app's coroutine returns None (servers say so when it does not)
     return _new_tuple(Outcome, (status, out_headers, out_body, lines, error, seconds))
+
+
+_JSON_HEADER = (b"content-type", JSON.encode())
+
+
+def response_headers(
+    live: LiveVersion, headers: Sequence[tuple[str, str]], body: bytes, request_id: str
+) -> list[tuple[bytes, bytes]]:
+    """An answer's headers as the app sends them: the function's, then the version, the length and
+    the request id. `JSON_HEADERS` (a dict or list answer's) is known by identity: sent as bytes made
+    once."""
+    if headers is JSON_HEADERS:
+        out = [_JSON_HEADER]
+    else:
+        out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    out += (
+        (b"x-fnstage-version", b"%d" % live.version),
+        (b"content-length", b"%d" % len(body)),
+        (b"x-request-id", request_id.encode()),
+    )
+    return out
 
 
 def _http_error(exc: HTTPError) -> tuple[int, Headers, bytes]:
