@@ -160,12 +160,8 @@ class RuntimeApp:
         except TimeoutError:
             return False
 
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        """The ASGI call: returns the coroutine that handles it (the server awaits what an app returns;
-        an `async def` here would add a coroutine of its own to every request)."""
+    def _not_http(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         kind = scope["type"]
-        if kind == "http":
-            return self._http(scope, receive, send)
         if kind == "lifespan":
             return self._lifespan(receive, send)
         if kind == "websocket":
@@ -195,10 +191,13 @@ class RuntimeApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _http(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        """A plain function, not a coroutine: the common request (a live version's function, no
-        body, nothing held, split or forwarded) returns `invoke`'s coroutine, which answers it
-        itself; one coroutine per request instead of two. Anything else goes on in `_http_rest`."""
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The ASGI call: returns the coroutine that handles it (the server awaits what an app
+        returns). A plain function, not a coroutine: the common request (a live version's function,
+        no body, nothing held, split or forwarded) returns `invoke`'s coroutine, which answers it
+        itself; one coroutine and one call per request. Anything else goes on in `_http_rest`."""
+        if scope["type"] != "http":
+            return self._not_http(scope, receive, send)
         path: str = scope["path"]
         if path.startswith(INTERNAL_PREFIX):
             return self._internal(scope, receive, send)
@@ -291,7 +290,7 @@ class RuntimeApp:
         cookie: bytes | None,
         header_bytes: int,
     ) -> None:
-        """A request `_http` did not hand to `invoke` at once: too large, held, forwarded, a version
+        """A request `__call__` did not hand to `invoke` at once: too large, held, forwarded, a version
         URL, a split, a body to read, a method to refuse or no function at all."""
         path: str = scope["path"]
         if header_bytes > self.max_header_bytes:

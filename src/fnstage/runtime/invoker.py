@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 from fnstage.runtime.loader import LiveVersion, describe_exception, format_traceback
 from fnstage.runtime.request_metrics import (
     BUCKETS,
+    CLASS_SLOT,
     FAILURES,
     FIRST_BUCKET,
     SECONDS,
@@ -122,14 +123,15 @@ class InvocationLogs:
         the request there too (what `RequestMetrics.observe` does, inline: one record per request
         instead of two calls; tests/test_runtime_metrics.py checks both count alike); `seconds`: the
         invocation's duration."""
+        # by index: a NamedTuple's field by name is a property's call each
+        version, error = entry[2], entry[6]
         if metrics is not None:
-            metrics_key = (gateway, name, entry.version)
+            metrics_key = (gateway, name, version)
             counted = metrics.counted.get(metrics_key)
             if counted is None:
                 counted = metrics.counted[metrics_key] = new_slots()
-            klass = entry.status // 100 - 1
-            counted[klass if 0 <= klass < FAILURES else FAILURES - 1] += 1
-            if entry.error is not None:
+            counted[CLASS_SLOT.get(entry[3] // 100, FAILURES - 1)] += 1
+            if error is not None:
                 counted[FAILURES] += 1
             counted[SECONDS] += seconds
             counted[FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
@@ -146,14 +148,14 @@ class InvocationLogs:
         if not count:
             return
         counts = self._counts.get(key)
-        if counts is None or entry.version > counts.version:
-            counts = self._counts[key] = Counts(entry.version)
-        elif entry.version < counts.version:
+        if counts is None or version > counts.version:
+            counts = self._counts[key] = Counts(version)
+        elif version < counts.version:
             return  # a request that began on the version before: the new one's counts are not its
         counts.requests += 1
-        if entry.error is not None:
+        if error is not None:
             counts.errors += 1
-            counts.last_error = entry.error.partition("\n")[0][:500]
+            counts.last_error = error.partition("\n")[0][:500]
         self._counted.add(key)
 
     def recent(self, gateway: str, name: str) -> list[InvocationLog]:

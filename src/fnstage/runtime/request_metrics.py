@@ -34,6 +34,8 @@ BUCKETS: tuple[float, ...] = (
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 # one counted version: [requests per status class (5), failures, seconds, per bucket (len(BUCKETS)+1)]
 FAILURES = len(STATUS_CLASSES)
+# status // 100 -> its class's slot; any other (outside 100-599) counts as a 5xx
+CLASS_SLOT = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4}
 SECONDS = FAILURES + 1
 FIRST_BUCKET = SECONDS + 1
 SLOTS = FIRST_BUCKET + len(BUCKETS) + 1
