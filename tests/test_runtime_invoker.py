@@ -87,6 +87,39 @@ async def test_context_fields() -> None:
     }
 
 
+async def test_a_ctx_made_on_first_read_is_still_a_context() -> None:
+    """`ctx.headers`, `ctx.query` and `ctx.log` are made when read (`RequestContext`): the same values,
+    the same dataclass behaviour (`replace`, `fields`, `repr`), and a field the function sets stays."""
+    fn = live(
+        "import dataclasses\n"
+        "from fnstage import sdk\n"
+        "def main(ctx):\n"  # sync: made on a worker thread
+        "    ctx.log('one', 2)\n"
+        "    assert isinstance(ctx, sdk.Context)\n"
+        "    other = dataclasses.replace(ctx, path='/other')\n"
+        "    ctx.headers = {'set': 'by me'}\n"
+        "    return {'other': [other.path, dict(other.headers), dict(other.query), other.log is ctx.log],\n"
+        "            'headers': dict(ctx.headers), 'fields': [f.name for f in dataclasses.fields(ctx)],\n"
+        "            'repr': 'x-thing' in repr(other)}\n"
+    )
+    outcome = await call(fn, query_string=b"a=1", headers=[(b"X-Thing", b"a")], executor=None)
+    assert outcome.status == 200, outcome.error
+    answer = json.loads(outcome.body)
+    assert answer["other"] == ["/other", {"x-thing": "a"}, {"a": "1"}, True]
+    assert answer["headers"] == {"set": "by me"}
+    assert "headers" in answer["fields"] and "log" in answer["fields"] and "query" in answer["fields"]
+    assert answer["repr"] is True
+    assert outcome.lines == ["one 2"]
+    unread = await call(live("async def main(ctx):\n    return {}\n"))
+    assert unread.lines == []  # no `ctx.log` read: no lines, and no Log made for them
+
+
+async def test_a_dict_answer_that_is_not_json_is_a_500_that_says_why() -> None:
+    outcome = await call(live("async def main(ctx):\n    return {'a': object()}\n"))
+    assert outcome.status == 500 and outcome.error is not None
+    assert "main returned dict, which is not JSON" in outcome.error
+
+
 @pytest.mark.parametrize(
     ("returned", "status", "ctype", "body"),
     [
