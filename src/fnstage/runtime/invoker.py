@@ -487,8 +487,8 @@ async def invoke(
                     raise
                 raise Expired from None
             finally:
-                deadlines.pending.pop(task, None)
-                if task in deadlines.expired:
+                # still pending: not expired (the sweeper moves a task from `pending` to `expired`)
+                if deadlines.pending.pop(task, None) is None and task in deadlines.expired:
                     deadlines.forgive(task)
         if type(result) is dict:  # what most functions return, encoded here: a call less
             try:
