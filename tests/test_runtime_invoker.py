@@ -21,6 +21,7 @@ from fnstage.runtime.invoker import (
     running_calls,
 )
 from fnstage.runtime.loader import LiveVersion, load_function
+from fnstage.runtime.request_metrics import SECONDS, RequestMetrics
 
 pytestmark = pytest.mark.anyio
 
@@ -85,6 +86,31 @@ async def test_context_fields() -> None:
         "config": {"greeting": "hello"},
         "request_id": "req-1",
     }
+
+
+async def test_invoke_keeps_and_counts_as_the_logs_record_does() -> None:
+    """`invoke` records inline what `InvocationLogs.record` records (a call less a request): the same
+    ring, outbox, counts and metrics, a failure and an uncounted request (a version URL's) included."""
+    ok = live("async def main(ctx):\n    return {}\n")
+    failing = live("async def main(ctx):\n    raise ValueError('no')\n")
+    inline_logs, inline_metrics = InvocationLogs(outbox=10), RequestMetrics()
+    counted = [True, True, False]
+    for fn, count in zip([ok, failing, ok], counted, strict=True):
+        await invoke(fn, "GET", "/user/me", "r", logs=inline_logs, metrics=inline_metrics, count=count)
+    assert inline_metrics.in_flight == 0
+    logs, metrics = InvocationLogs(outbox=10), RequestMetrics()
+    shipped, _ = inline_logs.take_outbox()
+    for (gateway, name, entry), count in zip(shipped, counted, strict=True):
+        logs.record(gateway, name, entry, count, metrics, entry.duration_ms / 1000)
+    assert logs.recent("demo", "dev/user/me") == inline_logs.recent("demo", "dev/user/me")
+    inline_counts = inline_logs.take_counts()
+    assert logs.take_counts() == inline_counts and [(c.requests, c.errors) for c in inline_counts] == [(2, 1)]
+    assert logs.take_outbox()[0] == shipped
+    [row], [inline_row] = metrics.take(), inline_metrics.take()
+    seconds = 3 + SECONDS
+    assert row[seconds] == pytest.approx(inline_row[seconds])
+    assert row[:seconds] + row[seconds + 1 :] == inline_row[:seconds] + inline_row[seconds + 1 :]
+    assert row[3:8] == [0, 2, 0, 0, 1]  # two 2xx, one 5xx
 
 
 async def test_a_ctx_made_on_first_read_is_still_a_context() -> None:
