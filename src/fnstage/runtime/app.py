@@ -5,7 +5,8 @@ everything here. The request looks up its `LiveVersion` once and keeps it, so a 
 registry mid-request never touches it (invariant 4). On that path (BENCHMARKS.md, "Invocation
 overhead"): one walk over the headers finds everything the app and a canary split need, metrics and
 splits use the invocation's own duration (no clock read of their own), and the response goes out with
-its headers built once.
+its headers built once. The common request is routed by `__call__`, a plain function, which returns
+`invoke`'s coroutine: that coroutine answers it, so a request costs one coroutine of the runtime's.
 
 Internal endpoints live under `/_fnstage/` (a prefix no function can have: names start with a letter
 or digit): `health`, `status` (live versions, load failures, the watcher's position),
