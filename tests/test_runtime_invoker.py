@@ -21,6 +21,7 @@ from fnstage.runtime.invoker import (
     running_calls,
 )
 from fnstage.runtime.loader import LiveVersion, load_function
+from fnstage.runtime.request_metrics import SECONDS, RequestMetrics
 
 pytestmark = pytest.mark.anyio
 
@@ -85,6 +86,64 @@ async def test_context_fields() -> None:
         "config": {"greeting": "hello"},
         "request_id": "req-1",
     }
+
+
+async def test_invoke_keeps_and_counts_as_the_logs_record_does() -> None:
+    """`invoke` records inline what `InvocationLogs.record` records (a call less a request): the same
+    ring, outbox, counts and metrics, a failure and an uncounted request (a version URL's) included."""
+    ok = live("async def main(ctx):\n    return {}\n")
+    failing = live("async def main(ctx):\n    raise ValueError('no')\n")
+    inline_logs, inline_metrics = InvocationLogs(outbox=10), RequestMetrics()
+    counted = [True, True, False]
+    for fn, count in zip([ok, failing, ok], counted, strict=True):
+        await invoke(fn, "GET", "/user/me", "r", logs=inline_logs, metrics=inline_metrics, count=count)
+    assert inline_metrics.in_flight == 0
+    logs, metrics = InvocationLogs(outbox=10), RequestMetrics()
+    shipped, _ = inline_logs.take_outbox()
+    for (gateway, name, entry), count in zip(shipped, counted, strict=True):
+        logs.record(gateway, name, entry, count, metrics, entry.duration_ms / 1000)
+    assert logs.recent("demo", "dev/user/me") == inline_logs.recent("demo", "dev/user/me")
+    inline_counts = inline_logs.take_counts()
+    assert logs.take_counts() == inline_counts and [(c.requests, c.errors) for c in inline_counts] == [(2, 1)]
+    assert logs.take_outbox()[0] == shipped
+    [row], [inline_row] = metrics.take(), inline_metrics.take()
+    seconds = 3 + SECONDS
+    assert row[seconds] == pytest.approx(inline_row[seconds])
+    assert row[:seconds] + row[seconds + 1 :] == inline_row[:seconds] + inline_row[seconds + 1 :]
+    assert row[3:8] == [0, 2, 0, 0, 1]  # two 2xx, one 5xx
+
+
+async def test_a_ctx_made_on_first_read_is_still_a_context() -> None:
+    """`ctx.headers`, `ctx.query` and `ctx.log` are made when read (`RequestContext`): the same values,
+    the same dataclass behaviour (`replace`, `fields`, `repr`), and a field the function sets stays."""
+    fn = live(
+        "import dataclasses\n"
+        "from fnstage import sdk\n"
+        "def main(ctx):\n"  # sync: made on a worker thread
+        "    ctx.log('one', 2)\n"
+        "    assert isinstance(ctx, sdk.Context)\n"
+        "    other = dataclasses.replace(ctx, path='/other')\n"
+        "    ctx.headers = {'set': 'by me'}\n"
+        "    return {'other': [other.path, dict(other.headers), dict(other.query), other.log is ctx.log],\n"
+        "            'headers': dict(ctx.headers), 'fields': [f.name for f in dataclasses.fields(ctx)],\n"
+        "            'repr': 'x-thing' in repr(other)}\n"
+    )
+    outcome = await call(fn, query_string=b"a=1", headers=[(b"X-Thing", b"a")], executor=None)
+    assert outcome.status == 200, outcome.error
+    answer = json.loads(outcome.body)
+    assert answer["other"] == ["/other", {"x-thing": "a"}, {"a": "1"}, True]
+    assert answer["headers"] == {"set": "by me"}
+    assert "headers" in answer["fields"] and "log" in answer["fields"] and "query" in answer["fields"]
+    assert answer["repr"] is True
+    assert outcome.lines == ["one 2"]
+    unread = await call(live("async def main(ctx):\n    return {}\n"))
+    assert unread.lines == []  # no `ctx.log` read: no lines, and no Log made for them
+
+
+async def test_a_dict_answer_that_is_not_json_is_a_500_that_says_why() -> None:
+    outcome = await call(live("async def main(ctx):\n    return {'a': object()}\n"))
+    assert outcome.status == 500 and outcome.error is not None
+    assert "main returned dict, which is not JSON" in outcome.error
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import CellSet, Slot
+from fnstage.runtime.invoker import InvocationLog, InvocationLogs
 from fnstage.runtime.loader import LoadError
 from fnstage.runtime.metrics import RuntimeMetrics
 from fnstage.runtime.request_metrics import BUCKETS, RequestMetrics, parse_row
@@ -71,6 +72,26 @@ def test_a_cell_counts_per_version_and_starts_again_after_each_report() -> None:
     assert one[7] == 1 and one[7 + BUCKETS.index(0.25)] == 1  # 0.3 ms in the first bucket, 0.2 s in 0.25
     assert rows[("demo", "dev/a", 2)][-1] == 1  # 50 s: past the last bound, +Inf
     assert cell.take() == []
+
+
+def test_the_invocation_logs_record_counts_a_request_as_observe_does() -> None:
+    """`InvocationLogs.record` counts the app's requests inline, a copy of `observe`: both must agree,
+    a status out of range, a failure, a version URL's request (not counted in the log) included."""
+    requests = [
+        ("demo", "dev/a", 1, 200, 0.0003, None, True),
+        ("demo", "dev/a", 1, 500, 0.2, "boom", True),
+        ("demo", "dev/a", 2, 404, 50.0, None, False),
+        ("demo", "dev/b", 3, 99, 0.001, None, True),
+        ("demo", "dev/b", 3, 504, 0.0025, "timeout", True),
+    ]
+    observed, recorded = RequestMetrics(), RequestMetrics()
+    logs = InvocationLogs()
+    for gateway, name, version, status, seconds, error, count in requests:
+        observed.observe(gateway, name, version, status, seconds, error is not None)
+        entry = InvocationLog("r", 1.0, version, status, seconds * 1000, [], error)
+        logs.record(gateway, name, entry, count, recorded, seconds)
+    assert recorded.take() == observed.take() != []
+    assert [(c.version, c.requests) for c in logs.take_counts()] == [(1, 2), (3, 2)]  # not dev/a v2
 
 
 def test_rows_that_do_not_fit_are_refused() -> None:

@@ -5,7 +5,8 @@ everything here. The request looks up its `LiveVersion` once and keeps it, so a 
 registry mid-request never touches it (invariant 4). On that path (BENCHMARKS.md, "Invocation
 overhead"): one walk over the headers finds everything the app and a canary split need, metrics and
 splits use the invocation's own duration (no clock read of their own), and the response goes out with
-its headers built once.
+its headers built once. The common request is routed by `__call__`, a plain function, which returns
+`invoke`'s coroutine: that coroutine answers it, so a request costs one coroutine of the runtime's.
 
 Internal endpoints live under `/_fnstage/` (a prefix no function can have: names start with a letter
 or digit): `health`, `status` (live versions, load failures, the watcher's position),
@@ -32,10 +33,11 @@ from urllib.parse import parse_qsl
 
 from fnstage.http_body import BodyTooLarge, ClientGone, read_body
 from fnstage.runtime.configuration import CellConfiguration
-from fnstage.runtime.invoker import JSON_HEADERS, Deadlines, InvocationLogs, error_body, invoke
+from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invoke, response_headers
 from fnstage.runtime.loader import LiveVersion
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.request_ids import new_request_id
+from fnstage.runtime.request_ids import ready as ready_ids
 from fnstage.runtime.request_metrics import RequestMetrics
 from fnstage.runtime.router import Route, Router
 from fnstage.runtime.split import KEY_HEADER, Split, SplitKey, SplitStats, key_of, to_canary
@@ -56,6 +58,7 @@ DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # all names and values together, as the AP
 # long as the front waits for a cell to come up (`front.limits.Limits.miss_timeout_s`)
 DEFAULT_HOLD_S = 10.0
 INTERNAL_PREFIX = "/_fnstage/"
+_UNROUTED = Route("", "", -1)  # not in the router's cache (None there is a path no function has)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _JSON_HEADER = (b"content-type", b"application/json")
 _JSON_HEADERS = [_JSON_HEADER]
@@ -158,12 +161,8 @@ class RuntimeApp:
         except TimeoutError:
             return False
 
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        """The ASGI call: returns the coroutine that handles it (the server awaits what an app returns;
-        an `async def` here would add a coroutine of its own to every request)."""
+    def _not_http(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         kind = scope["type"]
-        if kind == "http":
-            return self._http(scope, receive, send)
         if kind == "lifespan":
             return self._lifespan(receive, send)
         if kind == "websocket":
@@ -193,11 +192,16 @@ class RuntimeApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The ASGI call: returns the coroutine that handles it (the server awaits what an app
+        returns). A plain function, not a coroutine: the common request (a live version's function,
+        no body, nothing held, split or forwarded) returns `invoke`'s coroutine, which answers it
+        itself; one coroutine and one call per request. Anything else goes on in `_http_rest`."""
+        if scope["type"] != "http":
+            return self._not_http(scope, receive, send)
         path: str = scope["path"]
         if path.startswith(INTERNAL_PREFIX):
-            await self._internal(scope, receive, send)
-            return
+            return self._internal(scope, receive, send)
         host = content_length = transfer_encoding = request_id = split_key = cookie = None
         header_bytes = 0
         for key, value in scope["headers"]:
@@ -217,7 +221,79 @@ class RuntimeApp:
             elif split_key is None and value:  # KEY_HEADER
                 split_key = value
         if request_id is None or not _REQUEST_ID_RE.match(request_id):
-            request_id = new_request_id()
+            request_id = ready_ids.pop() if ready_ids else new_request_id()  # the call only per batch
+        if (
+            transfer_encoding is None
+            and (content_length is None or content_length == b"0")
+            and header_bytes <= self.max_header_bytes
+            and self._held is None
+            and not self.forwards
+        ):
+            # the router's cache, and the registry's dict, read here: two calls less on every request
+            route = self.router.cache.get((host, path), _UNROUTED)
+            if route is _UNROUTED:
+                route = self.router.route(host, path)
+            if route is not None and route.version is None:
+                live = self.registry.by_key.get(route[:2])  # (gateway, name)
+                method: str = scope["method"]
+                if (
+                    live is not None
+                    and method in live.methods
+                    and not (self.splits and (live.gateway, live.name) in self.splits)
+                ):
+                    configuration = self.configuration
+                    if configuration is None:
+                        settings = None
+                    else:
+                        current = configuration.current
+                        settings = current.by_name.get(live.name) or current.for_name(live.name)
+                    # positional (`invoke`'s order): a dozen keyword arguments cost a call's matching of each
+                    return invoke(
+                        live,
+                        method,
+                        path,
+                        request_id,
+                        scope["query_string"],
+                        scope["headers"],
+                        b"",
+                        self.executor,
+                        self.logs,
+                        self.deadlines,
+                        None,
+                        settings,
+                        True,
+                        self.metrics,
+                        send,
+                    )
+        return self._http_rest(
+            scope,
+            receive,
+            send,
+            host,
+            content_length,
+            transfer_encoding,
+            request_id,
+            split_key,
+            cookie,
+            header_bytes,
+        )
+
+    async def _http_rest(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        host: str | None,
+        content_length: bytes | None,
+        transfer_encoding: bytes | None,
+        request_id: str,
+        split_key: bytes | None,
+        cookie: bytes | None,
+        header_bytes: int,
+    ) -> None:
+        """A request `__call__` did not hand to `invoke` at once: too large, held, forwarded, a version
+        URL, a split, a body to read, a method to refuse or no function at all."""
+        path: str = scope["path"]
         if header_bytes > self.max_header_bytes:
             message = f"the request headers are {header_bytes} bytes: at most {self.max_header_bytes} bytes"
             headers = [*_JSON_HEADERS, (b"connection", b"close")]
@@ -292,51 +368,47 @@ class RuntimeApp:
         except ClientGone:
             return
         # this request's configuration: the snapshot current now, whatever arrives meanwhile
-        configuration = self.configuration
-        base = live.name[len(live.env) + 1 :]  # "env/base" -> "base"
-        settings = None if configuration is None else configuration.current.for_function(base)
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.in_flight += 1
-        try:
-            outcome = await invoke(
+        settings = self._settings(live)
+        if split is None and not head:  # `invoke` answers it itself
+            await invoke(
                 live,
-                method=method,
-                path=path,
-                query_string=scope.get("query_string", b""),
-                headers=scope["headers"],
-                body=body,
-                request_id=request_id,
+                method,
+                path,
+                request_id,
+                scope.get("query_string", b""),
+                scope["headers"],
+                body,
                 executor=self.executor,
                 logs=self.logs,
                 deadlines=self.deadlines,
+                trigger=None,
                 settings=settings,
                 count=counted,
+                metrics=self.metrics,
+                send=send,
             )
-        finally:
-            if metrics is not None:
-                metrics.in_flight -= 1
+            return
+        outcome = await invoke(
+            live,
+            method,
+            path,
+            request_id,
+            scope.get("query_string", b""),
+            scope["headers"],
+            body,
+            executor=self.executor,
+            logs=self.logs,
+            deadlines=self.deadlines,
+            settings=settings,
+            count=counted,
+            metrics=self.metrics,
+        )
         # timed by the invocation itself: no clock read of the app's own on any request
-        failed = outcome.error is not None
-        if metrics is not None:
-            metrics.observe(live.gateway, live.name, live.version, outcome.status, outcome.seconds, failed)
         if split is not None:
+            failed = outcome.error is not None
             self.split_stats.record(live.gateway, live.name, live.version, failed, outcome.seconds * 1000)
         body = outcome.body
-        if outcome.headers is JSON_HEADERS:  # most functions' answer: its one header is known already
-            headers = [
-                _JSON_HEADER,
-                (b"x-fnstage-version", b"%d" % live.version),
-                (b"content-length", b"%d" % len(body)),
-                (b"x-request-id", request_id.encode()),
-            ]
-        else:
-            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
-            headers += (
-                (b"x-fnstage-version", b"%d" % live.version),
-                (b"content-length", b"%d" % len(body)),
-                (b"x-request-id", request_id.encode()),
-            )
+        headers = response_headers(live, outcome.headers, body, request_id)
         await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if head else body})
 

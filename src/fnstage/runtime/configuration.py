@@ -117,6 +117,8 @@ class EnvironmentConfiguration:
     secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     secrets_error: str | None = None
     _views: dict[str, tuple[Settings, Settings]] = field(default_factory=dict, compare=False, repr=False)
+    # "env/base" -> the same, made by `for_name`; the app reads it itself first (a call less a request)
+    by_name: dict[str, tuple[Settings, Settings]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> EnvironmentConfiguration:
@@ -141,6 +143,11 @@ class EnvironmentConfiguration:
                 Settings(secrets, kind="secret", env=self.env, reason=self.secrets_error),
             )
             self._views[base] = views
+        return views
+
+    def for_name(self, name: str) -> tuple[Settings, Settings]:
+        """`for_function` of the function named `name` ("env/base"), kept in `by_name`."""
+        views = self.by_name[name] = self.for_function(name.partition("/")[2])
         return views
 
 

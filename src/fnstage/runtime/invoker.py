@@ -11,14 +11,24 @@ import logging
 import threading
 import time
 from _json import encode_basestring, make_encoder
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 from urllib.parse import parse_qsl
 
 from fnstage.runtime.loader import LiveVersion, describe_exception, format_traceback
+from fnstage.runtime.request_metrics import (
+    BUCKETS,
+    CLASS_SLOT,
+    FAILURES,
+    FIRST_BUCKET,
+    SECONDS,
+    RequestMetrics,
+    new_slots,
+)
 from fnstage.sdk import Context, HTTPError, Log, Response, Settings, TriggerInfo
 from fnstage.store.records import FunctionCounts
 
@@ -99,9 +109,32 @@ class InvocationLogs:
         self._dropped = 0  # ever, written by the recording thread only
         self._dropped_taken = 0  # ... of which `take_outbox` reported
 
-    def record(self, gateway: str, name: str, entry: InvocationLog, *, count: bool = True) -> None:
+    def record(
+        self,
+        gateway: str,
+        name: str,
+        entry: InvocationLog,
+        count: bool = True,
+        metrics: RequestMetrics | None = None,
+        seconds: float = 0.0,
+    ) -> None:
         """Keep `entry`; count it unless `count` is False (a version URL's or canary's version: the
-        live version's counts are the status of what the environment serves)."""
+        live version's counts are the status of what the environment serves). With `metrics`, count
+        the request there too (what `RequestMetrics.observe` does, inline: one record per request
+        instead of two calls; tests/test_runtime_metrics.py checks both count alike); `seconds`: the
+        invocation's duration. `invoke` does the same inline (tests/test_runtime_invoker.py checks)."""
+        # by index: a NamedTuple's field by name is a property's call each
+        version, error = entry[2], entry[6]
+        if metrics is not None:
+            metrics_key = (gateway, name, version)
+            counted = metrics.counted.get(metrics_key)
+            if counted is None:
+                counted = metrics.counted[metrics_key] = new_slots()
+            counted[CLASS_SLOT.get(entry[3] // 100, FAILURES - 1)] += 1
+            if error is not None:
+                counted[FAILURES] += 1
+            counted[SECONDS] += seconds
+            counted[FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
         key = (gateway, name)
         ring = self._logs.get(key)
         if ring is None:
@@ -115,14 +148,14 @@ class InvocationLogs:
         if not count:
             return
         counts = self._counts.get(key)
-        if counts is None or entry.version > counts.version:
-            counts = self._counts[key] = Counts(entry.version)
-        elif entry.version < counts.version:
+        if counts is None or version > counts.version:
+            counts = self._counts[key] = Counts(version)
+        elif version < counts.version:
             return  # a request that began on the version before: the new one's counts are not its
         counts.requests += 1
-        if entry.error is not None:
+        if error is not None:
             counts.errors += 1
-            counts.last_error = entry.error.partition("\n")[0][:500]
+            counts.last_error = error.partition("\n")[0][:500]
         self._counted.add(key)
 
     def recent(self, gateway: str, name: str) -> list[InvocationLog]:
@@ -248,6 +281,62 @@ def error_body(code: str, message: str, request_id: str | None = None) -> bytes:
     return json.dumps({"error": error}).encode()
 
 
+def _header_map(ctx: RequestContext) -> dict[str, str]:
+    """`ctx.headers` from the request's raw headers: names lowercased, a repeated header's values
+    joined as HTTP allows."""
+    header_map: dict[str, str] = {}
+    for raw_key, raw_value in ctx._raw_headers:  # a loop, not a comprehension: in 3.11 that is a call more
+        key, value = raw_key.decode("latin-1").lower(), raw_value.decode("latin-1")
+        header_map[key] = f"{header_map[key]}, {value}" if key in header_map else value
+    return header_map
+
+
+def _query(ctx: RequestContext) -> dict[str, str]:
+    query_string = ctx._query_string
+    return dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)) if query_string else {}
+
+
+def _log(ctx: RequestContext) -> Log:
+    return Log()
+
+
+class _OnFirstRead:
+    """A `ctx` field made the first time the function reads it, then an ordinary attribute (a non-data
+    descriptor: the instance's own value, once set, is found first). Most functions never read their
+    headers or log a line; building them cost every request about a tenth of the app's time."""
+
+    __slots__ = ("make", "name")
+
+    def __init__(self, make: Callable[[RequestContext], Any]) -> None:
+        self.make = make
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, ctx: RequestContext | None, owner: type | None = None) -> Any:
+        if ctx is None:
+            return self
+        value = ctx.__dict__[self.name] = self.make(ctx)
+        return value
+
+
+class RequestContext(Context):
+    """The `ctx` the runtime passes: a `Context` (same fields, same dataclass methods; `replace` and
+    `Context(...)` positional construction still work) whose `headers`, `query` and `log` are made on
+    first read. Made by `invoke` without an `__init__` call: its fields set as one dict."""
+
+    headers = _OnFirstRead(_header_map)  # a field, made when read
+    query = _OnFirstRead(_query)  # a field, made when read
+    log = _OnFirstRead(_log)  # a field, made when read
+    _raw_headers: Iterable[tuple[bytes, bytes]] = ()
+    _query_string: bytes = b""
+
+
+_new_object = object.__new__
+_NO_SECRETS: dict[str, Any] = {}
+
+
 def make_context(
     live: LiveVersion,
     method: str,
@@ -258,62 +347,127 @@ def make_context(
     request_id: str,
     trigger: TriggerInfo | None = None,
     settings: tuple[Mapping[str, Any], Mapping[str, str]] | None = None,
-) -> Context:
+) -> RequestContext:
     """`settings`: (ctx.config, ctx.secrets), this environment's snapshot, taken once per request;
-    None (a runtime without cells, tests): the config the version was loaded with, no secrets."""
-    header_map: dict[str, str] = {}
-    for raw_key, raw_value in headers:  # a loop, not a comprehension: in 3.11 that is a call more
-        key, value = raw_key.decode("latin-1").lower(), raw_value.decode("latin-1")
-        # a repeated header: its values joined, as HTTP allows
-        header_map[key] = f"{header_map[key]}, {value}" if key in header_map else value
-    query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)) if query_string else {}
+    None (a runtime without cells, tests): the config the version was loaded with, no secrets.
+    (`invoke` builds the same inline: a call less on every request.)"""
     if settings is None:
         config: Mapping[str, Any] = live.config
         secrets: Mapping[str, str] = Settings({}, kind="secret", env=live.env)
     else:
         config, secrets = settings
-    # positional (the fields' order in `fnstage.sdk.Context`): keyword arguments cost the dataclass's
-    # __init__ about 0.3 us more on every request
-    return Context(
-        method,
-        path,
-        query,
-        header_map,
-        body,
-        live.env,
-        live.info,
-        config,
-        Log(),
-        request_id,
-        trigger,
-        secrets,
-    )
+    ctx = _new_object(RequestContext)
+    ctx.__dict__ = {
+        "method": method,
+        "path": path,
+        "body": body,
+        "env": live.env,
+        "function": live.info,
+        "config": config,
+        "request_id": request_id,
+        "trigger": trigger,
+        "secrets": secrets,
+        "_raw_headers": headers,
+        "_query_string": query_string,
+    }
+    return ctx
 
 
+Send = Callable[[Any], Awaitable[None]]  # an ASGI send
+
+
+@overload
 async def invoke(
     live: LiveVersion,
-    *,
     method: str,
     path: str,
+    request_id: str,
     query_string: bytes = b"",
     headers: Iterable[tuple[bytes, bytes]] = (),
     body: bytes = b"",
-    request_id: str,
     executor: Executor | None = None,
     logs: InvocationLogs | None = None,
     deadlines: Deadlines | None = None,
     trigger: TriggerInfo | None = None,
     settings: tuple[Mapping[str, Any], Mapping[str, str]] | None = None,
     count: bool = True,
-) -> Outcome:
+    metrics: RequestMetrics | None = None,
+    send: None = None,
+) -> Outcome: ...
+
+
+@overload
+async def invoke(
+    live: LiveVersion,
+    method: str,
+    path: str,
+    request_id: str,
+    query_string: bytes,
+    headers: Iterable[tuple[bytes, bytes]],
+    body: bytes,
+    executor: Executor | None,
+    logs: InvocationLogs | None,
+    deadlines: Deadlines | None,
+    trigger: TriggerInfo | None,
+    settings: tuple[Mapping[str, Any], Mapping[str, str]] | None,
+    count: bool,
+    metrics: RequestMetrics | None,
+    send: Send,
+) -> None: ...
+
+
+async def invoke(
+    live: LiveVersion,
+    method: str,
+    path: str,
+    request_id: str,
+    query_string: bytes = b"",
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    body: bytes = b"",
+    executor: Executor | None = None,
+    logs: InvocationLogs | None = None,
+    deadlines: Deadlines | None = None,
+    trigger: TriggerInfo | None = None,
+    settings: tuple[Mapping[str, Any], Mapping[str, str]] | None = None,
+    count: bool = True,
+    metrics: RequestMetrics | None = None,
+    send: Send | None = None,
+) -> Outcome | None:
     """Run `live.main` for one request. A sync `main` runs in `executor` (a bounded thread pool).
     `deadlines` enforces the time limit more cheaply than a timer per call (the app has one).
     `trigger`: the schedule that runs it (`ctx.trigger`); only the runtime's guarded internal
-    endpoint passes one, so no HTTP client can pose as a schedule."""
+    endpoint passes one, so no HTTP client can pose as a schedule. `metrics`: where the request is
+    counted for /metrics (with the invocation log's record, one call), and held in its `in_flight`
+    meanwhile. `send`: an ASGI send, to answer the request with the outcome here (the app's common
+    request: its coroutine is this one, no coroutine of the app's own around it). Positional on the
+    app's hot path (a dozen keyword arguments cost a call's matching of each)."""
     started_at = time.time()
     started = time.perf_counter()
-    ctx = make_context(live, method, path, query_string, headers, body, request_id, trigger, settings)
+    # `make_context`, inline: a call less on every request
+    if settings is None:
+        config: Mapping[str, Any] = live.config
+        secrets: Mapping[str, str] = Settings({}, kind="secret", env=live.env)
+    else:
+        config, secrets = settings
+    ctx = _new_object(RequestContext)
+    fields: dict[str, Any]
+    ctx.__dict__ = fields = {
+        "method": method,
+        "path": path,
+        "body": body,
+        "env": live.env,
+        "function": live.info,
+        "config": config,
+        "request_id": request_id,
+        "trigger": trigger,
+        "secrets": secrets,
+        "_raw_headers": headers,
+        "_query_string": query_string,
+    }
     error: str | None = None
+    out_headers: Sequence[tuple[str, str]]
+    if metrics is not None:
+        metrics.in_flight += 1
     try:
         if live.is_async:
             call = live.main(ctx)
@@ -333,13 +487,21 @@ async def invoke(
                     raise
                 raise Expired from None
             finally:
-                deadlines.pending.pop(task, None)
-                if task in deadlines.expired:
+                # still pending: not expired (the sweeper moves a task from `pending` to `expired`)
+                if deadlines.pending.pop(task, None) is None and task in deadlines.expired:
                     deadlines.forgive(task)
-        status, out_headers, out_body = to_response(result)
+        if type(result) is dict:  # what most functions return, encoded here: a call less
+            try:
+                status, out_headers, out_body = 200, JSON_HEADERS, "".join(_c_encode(result, 0)).encode()
+            except (TypeError, ValueError, RecursionError):
+                status, out_headers, out_body = to_response(result)  # not JSON: it says why
+        else:
+            status, out_headers, out_body = to_response(result)
     except HTTPError as exc:
         status, out_headers, out_body = _http_error(exc)
     except asyncio.CancelledError:
+        if metrics is not None:
+            metrics.in_flight -= 1
         raise  # the client went away or the server is stopping: nothing to answer
     except BaseException as exc:  # SystemExit too: a function must not stop the runtime
         if isinstance(exc, Expired):
@@ -362,7 +524,8 @@ async def invoke(
             )
         out_headers = [("content-type", JSON)]
     seconds = time.perf_counter() - started
-    lines = ctx.log.lines
+    log = fields.get("log")  # made only if the function read `ctx.log`
+    lines = log.lines if log is not None else []
     # both made by `tuple.__new__`, every field given: a NamedTuple's own constructor is a Python
     # function, a frame more for each on every request
     if logs is not None:
@@ -371,8 +534,76 @@ async def invoke(
             InvocationLog,
             (request_id, started_at, live.version, status, seconds * 1000, lines, error, trigger_name),
         )
-        logs.record(live.gateway, live.name, entry, count=count)
+        # `logs.record(...)`, inline (a call on every request); tests/test_runtime_invoker.py checks
+        # that both keep and count alike
+        gateway, name, version = live.gateway, live.name, live.version
+        if metrics is not None:
+            metrics_key = (gateway, name, version)
+            counted = metrics.counted.get(metrics_key)
+            if counted is None:
+                counted = metrics.counted[metrics_key] = new_slots()
+            counted[CLASS_SLOT.get(status // 100, 4)] += 1
+            if error is not None:
+                counted[FAILURES] += 1
+            counted[SECONDS] += seconds
+            counted[FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
+        key = (gateway, name)
+        ring = logs._logs.get(key)
+        if ring is None:
+            ring = logs._logs.setdefault(key, deque(maxlen=logs.per_function))
+        ring.append(entry)
+        if logs.outbox_size:
+            if len(logs._outbox) < logs.outbox_size:
+                logs._outbox.append((gateway, name, entry))
+            else:
+                logs._dropped += 1
+        if count:
+            counts = logs._counts.get(key)
+            if counts is None or version > counts.version:
+                counts = logs._counts[key] = Counts(version)
+            if version == counts.version:  # else it began on the version before: not the new one's
+                counts.requests += 1
+                if error is not None:
+                    counts.errors += 1
+                    counts.last_error = error.partition("\n")[0][:500]
+                logs._counted.add(key)
+    if metrics is not None:
+        metrics.in_flight -= 1
+    if send is not None:
+        if out_headers is JSON_HEADERS:  # most functions' answer: its one header is known already
+            headers = [
+                _JSON_HEADER,
+                (b"x-fnstage-version", b"%d" % live.version),
+                (b"content-length", b"%d" % len(out_body)),
+                (b"x-request-id", request_id.encode()),
+            ]
+        else:
+            headers = response_headers(live, out_headers, out_body, request_id)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": out_body})
+        return None  # an ASGI app's coroutine returns None (servers say so when it does not)
     return _new_tuple(Outcome, (status, out_headers, out_body, lines, error, seconds))
+
+
+_JSON_HEADER = (b"content-type", JSON.encode())
+
+
+def response_headers(
+    live: LiveVersion, headers: Sequence[tuple[str, str]], body: bytes, request_id: str
+) -> list[tuple[bytes, bytes]]:
+    """An answer's headers as the app sends them: the function's, then the version, the length and
+    the request id. `JSON_HEADERS` (a dict or list answer's) is known by identity: sent as bytes made
+    once."""
+    if headers is JSON_HEADERS:
+        out = [_JSON_HEADER]
+    else:
+        out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    out += (
+        (b"x-fnstage-version", b"%d" % live.version),
+        (b"content-length", b"%d" % len(body)),
+        (b"x-request-id", request_id.encode()),
+    )
+    return out
 
 
 def _http_error(exc: HTTPError) -> tuple[int, Headers, bytes]:

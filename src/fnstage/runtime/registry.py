@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fnstage.runtime.loader import LiveVersion, LoadError
@@ -29,6 +30,8 @@ class LoadFailure:
 class Registry:
     def __init__(self) -> None:
         self._live: dict[Key, LiveVersion] = {}
+        # the same dict (never replaced), for the app to read itself: `get` without the call
+        self.by_key: Mapping[Key, LiveVersion] = self._live
         self._failures: dict[Key, LoadFailure] = {}
         self._lock = threading.Lock()
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 
 _BATCH = 256
-_ready: list[str] = []
+_SLICES = [slice(i, i + 32) for i in range(32, 32 * _BATCH, 32)]  # each id of a batch, but the first
+# what is in hand; the app pops from it itself (a call less a request), calling `new_request_id` when empty
+ready: list[str] = []
 
 
 def new_request_id() -> str:
     """A fresh id: 32 hex digits."""
-    if _ready:
-        return _ready.pop()
+    if ready:
+        return ready.pop()
     batch = os.urandom(16 * _BATCH).hex()
-    _ready.extend(batch[i : i + 32] for i in range(32, len(batch), 32))
+    ready.extend(map(batch.__getitem__, _SLICES))  # C all along: a generator cost 30 bytecodes an id
     return batch[:32]
 
 
-os.register_at_fork(after_in_child=_ready.clear)
+os.register_at_fork(after_in_child=ready.clear)

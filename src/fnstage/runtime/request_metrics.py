@@ -33,10 +33,19 @@ BUCKETS: tuple[float, ...] = (
 )
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 # one counted version: [requests per status class (5), failures, seconds, per bucket (len(BUCKETS)+1)]
-_FAILURES = len(STATUS_CLASSES)
-_SECONDS = _FAILURES + 1
-_FIRST_BUCKET = _SECONDS + 1
-SLOTS = _FIRST_BUCKET + len(BUCKETS) + 1
+FAILURES = len(STATUS_CLASSES)
+# status // 100 -> its class's slot; any other (outside 100-599) counts as a 5xx
+CLASS_SLOT = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4}
+SECONDS = FAILURES + 1
+FIRST_BUCKET = SECONDS + 1
+SLOTS = FIRST_BUCKET + len(BUCKETS) + 1
+_EMPTY: list[Any] = [0] * SECONDS + [0.0] + [0] * (len(BUCKETS) + 1)
+
+
+def new_slots() -> list[Any]:
+    """One version's counts, all zero."""
+    return _EMPTY.copy()
+
 
 Key = tuple[str, str, int]  # (gateway, name "env/base", version)
 
@@ -45,28 +54,30 @@ class RequestMetrics:
     """What one cell answered since it last reported, and how many requests it holds right now."""
 
     def __init__(self) -> None:
-        self._counted: dict[Key, list[Any]] = {}
+        # key -> its slots; `InvocationLogs.record` counts here itself, on the hot path
+        self.counted: dict[Key, list[Any]] = {}
         self.in_flight = 0
 
     def observe(
         self, gateway: str, name: str, version: int, status: int, seconds: float, failed: bool
     ) -> None:
-        """One answered request; `failed`: the function raised or ran out of time (not an HTTPError)."""
+        """One answered request; `failed`: the function raised or ran out of time (not an HTTPError).
+        The app's requests are counted by `InvocationLogs.record`, which does the same inline."""
         key = (gateway, name, version)
-        counted = self._counted.get(key)
+        counted = self.counted.get(key)
         if counted is None:
-            counted = self._counted[key] = [0] * _SECONDS + [0.0] + [0] * (len(BUCKETS) + 1)
+            counted = self.counted[key] = new_slots()
         klass = status // 100 - 1
-        counted[klass if 0 <= klass < _FAILURES else _FAILURES - 1] += 1
+        counted[klass if 0 <= klass < FAILURES else FAILURES - 1] += 1
         if failed:
-            counted[_FAILURES] += 1
-        counted[_SECONDS] += seconds
-        counted[_FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
+            counted[FAILURES] += 1
+        counted[SECONDS] += seconds
+        counted[FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
 
     def take(self) -> list[list[Any]]:
         """What was counted since the last call, as JSON-ready rows `[gateway, name, version, *slots]`;
         the counts start again from zero."""
-        counted, self._counted = self._counted, {}
+        counted, self.counted = self.counted, {}
         return [[gateway, name, version, *values] for (gateway, name, version), values in counted.items()]
 
 
@@ -79,16 +90,16 @@ def parse_row(row: Any) -> tuple[Key, list[int], int, float, list[int]] | None:
     values = row[3:]
     if not isinstance(gateway, str) or not isinstance(name, str) or type(version) is not int:
         return None
-    counts = [values[i] for i in range(SLOTS) if i != _SECONDS]
+    counts = [values[i] for i in range(SLOTS) if i != SECONDS]
     if any(type(c) is not int or c < 0 for c in counts):
         return None
-    seconds = values[_SECONDS]
+    seconds = values[SECONDS]
     if not isinstance(seconds, int | float) or not seconds >= 0:  # NaN fails too
         return None
     return (
         (gateway, name, version),
-        values[:_FAILURES],
-        values[_FAILURES],
+        values[:FAILURES],
+        values[FAILURES],
         float(seconds),
-        values[_FIRST_BUCKET:],
+        values[FIRST_BUCKET:],
     )

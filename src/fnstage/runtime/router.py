@@ -38,18 +38,19 @@ class Router:
         self.domain = domain.lower().strip(".")
         self.gateway = gateway
         self._suffix = "." + self.domain
-        self._cache: dict[tuple[str | None, str], Route | None] = {}
+        # (host, path) -> its route, None included; the app reads it itself first (a call less a request)
+        self.cache: dict[tuple[str | None, str], Route | None] = {}
 
     def route(self, host: str | None, path: str) -> Route | None:
         key = (host, path)
         try:
-            return self._cache[key]
+            return self.cache[key]
         except KeyError:
             pass
         route = self._route(host, path)
-        if len(self._cache) >= _CACHE_SIZE:
-            self._cache.clear()  # bounded: any client can make up paths
-        self._cache[key] = route
+        if len(self.cache) >= _CACHE_SIZE:
+            self.cache.clear()  # bounded: any client can make up paths
+        self.cache[key] = route
         return route
 
     def _route(self, host: str | None, path: str) -> Route | None:
