@@ -534,39 +534,7 @@ async def invoke(
             InvocationLog,
             (request_id, started_at, live.version, status, seconds * 1000, lines, error, trigger_name),
         )
-        # `logs.record(...)`, inline (a call on every request); tests/test_runtime_invoker.py checks
-        # that both keep and count alike
-        gateway, name, version = live.gateway, live.name, live.version
-        if metrics is not None:
-            metrics_key = (gateway, name, version)
-            counted = metrics.counted.get(metrics_key)
-            if counted is None:
-                counted = metrics.counted[metrics_key] = new_slots()
-            counted[CLASS_SLOT.get(status // 100, 4)] += 1
-            if error is not None:
-                counted[FAILURES] += 1
-            counted[SECONDS] += seconds
-            counted[FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
-        key = (gateway, name)
-        ring = logs._logs.get(key)
-        if ring is None:
-            ring = logs._logs.setdefault(key, deque(maxlen=logs.per_function))
-        ring.append(entry)
-        if logs.outbox_size:
-            if len(logs._outbox) < logs.outbox_size:
-                logs._outbox.append((gateway, name, entry))
-            else:
-                logs._dropped += 1
-        if count:
-            counts = logs._counts.get(key)
-            if counts is None or version > counts.version:
-                counts = logs._counts[key] = Counts(version)
-            if version == counts.version:  # else it began on the version before: not the new one's
-                counts.requests += 1
-                if error is not None:
-                    counts.errors += 1
-                    counts.last_error = error.partition("\n")[0][:500]
-                logs._counted.add(key)
+        logs.record(live.gateway, live.name, entry, count, metrics, seconds)
     if metrics is not None:
         metrics.in_flight -= 1
     if send is not None:
