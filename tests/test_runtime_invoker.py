@@ -89,8 +89,8 @@ async def test_context_fields() -> None:
 
 
 async def test_invoke_keeps_and_counts_as_the_logs_record_does() -> None:
-    """`invoke` records inline what `InvocationLogs.record` records (a call less a request): the same
-    ring, outbox, counts and metrics, a failure and an uncounted request (a version URL's) included."""
+    """What `invoke` records is what `InvocationLogs.record` records: the same ring, outbox, counts
+    and metrics, a failure and an uncounted request (a version URL's) included."""
     ok = live("async def main(ctx):\n    return {}\n")
     failing = live("async def main(ctx):\n    raise ValueError('no')\n")
     inline_logs, inline_metrics = InvocationLogs(outbox=10), RequestMetrics()

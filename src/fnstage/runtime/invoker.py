@@ -122,7 +122,7 @@ class InvocationLogs:
         live version's counts are the status of what the environment serves). With `metrics`, count
         the request there too (what `RequestMetrics.observe` does, inline: one record per request
         instead of two calls; tests/test_runtime_metrics.py checks both count alike); `seconds`: the
-        invocation's duration. `invoke` does the same inline (tests/test_runtime_invoker.py checks)."""
+        invocation's duration."""
         # by index: a NamedTuple's field by name is a property's call each
         version, error = entry[2], entry[6]
         if metrics is not None:
