@@ -39,7 +39,7 @@ from typing import Any
 
 import httpx
 from machine import describe
-from processes import cpu_seconds, descendants, rss_mib, stop_tree
+from processes import cpu_by_role, descendants, rss_mib, stop_tree, uss_mib
 
 INDEX = (
     "from utils import greet\n\n\nasync def main(ctx):\n"
@@ -190,39 +190,6 @@ def start_once(
         stop_tree(descendants(proc.pid))
         proc.wait(10)
         print(f"  stopped in {time.perf_counter() - stopping:.2f} s", file=sys.stderr, flush=True)
-
-
-def cpu_by_role(supervisor: int, tree: list[int]) -> dict[str, float]:
-    """CPU seconds (user + system) so far of each part of the runtime's tree: the supervisor, the zygote,
-    the cells (the zygote's children) and the durable-log writer. On a busy machine a start's wall time
-    says mostly how much of a core it was given; its CPU says what it cost."""
-    roles = {"supervisor": 0.0, "zygote": 0.0, "cells": 0.0, "log_writer": 0.0}
-    for pid in tree:
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        if pid == supervisor:
-            role = "supervisor"
-        elif b"log_process" in command:
-            role = "log_writer"
-        elif b"zygote" in command:
-            role = "zygote" if parent == supervisor else "cells"
-        else:
-            role = "cells"
-        roles[role] += cpu_seconds([pid])
-    return {role: round(seconds, 3) for role, seconds in roles.items()}
-
-
-def uss_mib(pid: int) -> float:
-    """Memory only this process holds (private pages), in MiB; 0 if it cannot be read."""
-    try:
-        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-    except OSError:
-        return 0.0
-    kib = sum(int(line.split()[1]) for line in rollup if line.startswith(("Private_Clean", "Private_Dirty")))
-    return kib / 1024
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:

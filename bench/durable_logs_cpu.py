@@ -20,25 +20,7 @@ from pathlib import Path
 
 from cells import free_port, start, wrk
 from durable_logs import publish
-from processes import descendants, stop_tree
-
-
-def cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def kind(pid: int, supervisor: int) -> str:
-    if pid == supervisor:
-        return "supervisor"
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return "gone"
-    return "writer" if b"log_process" in command else "cells"
+from processes import cpu_seconds, descendants, role_of, stop_tree
 
 
 def main() -> None:
@@ -66,13 +48,13 @@ def main() -> None:
                         wrk(port, 1)
                         time.sleep(1.5)
                         pids = descendants(process.pid)
-                        before = {pid: cpu(pid) for pid in pids}
+                        before = {pid: cpu_seconds([pid]) for pid in pids}
                         rate, total = wrk(port, args.seconds)
                         time.sleep(2)
                         spent: dict[str, float] = {}
                         for pid in pids:
-                            name = kind(pid, process.pid)
-                            spent[name] = spent.get(name, 0.0) + cpu(pid) - before[pid]
+                            name = role_of(pid, process.pid) or "gone"
+                            spent[name] = spent.get(name, 0.0) + cpu_seconds([pid]) - before[pid]
                     finally:
                         stop_tree([process.pid, *descendants(process.pid)])
                     parts = " ".join(f"{k} {v / total * 1e6:.1f}" for k, v in sorted(spent.items()))

@@ -49,6 +49,44 @@ def rss_mib(pids: list[int]) -> float:
     return total * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def role_of(pid: int, supervisor: int) -> str | None:
+    """Which part of a runtime's tree `pid` is: supervisor, zygote, cells (the zygote's children) or
+    log_writer; None once it is gone."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:  # exited since the tree was listed
+        return None
+    if pid == supervisor:
+        return "supervisor"
+    if b"log_process" in command:
+        return "log_writer"
+    if b"zygote" in command and parent == supervisor:
+        return "zygote"
+    return "cells"
+
+
+def cpu_by_role(supervisor: int, tree: list[int]) -> dict[str, float]:
+    """CPU seconds (user + system) so far of each part of the runtime's tree (`role_of`). On a busy
+    machine a start's wall time says mostly how much of a core it was given; its CPU says what it cost."""
+    roles = {"supervisor": 0.0, "zygote": 0.0, "cells": 0.0, "log_writer": 0.0}
+    for pid in tree:
+        role = role_of(pid, supervisor)
+        if role is not None:
+            roles[role] += cpu_seconds([pid])
+    return {role: round(seconds, 3) for role, seconds in roles.items()}
+
+
+def uss_mib(pid: int) -> float:
+    """Memory only this process holds (private pages), in MiB; 0 if it cannot be read."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:  # exited, or not ours to read: counted as nothing, as the docstring says
+        return 0.0
+    kib = sum(int(line.split()[1]) for line in rollup if line.startswith(("Private_Clean", "Private_Dirty")))
+    return kib / 1024
+
+
 def _cmdline(pid: int) -> bytes | None:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -156,7 +156,7 @@ RUNTIME = [sys.executable, "-m", "fnstage", "runtime"]
 def _ignores_sigterm(pid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
+    except OSError:  # gone: it ignores nothing any more
         return False
     mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:"))
     return bool(int(mask, 16) & (1 << (signal.SIGTERM - 1)))
@@ -167,7 +167,7 @@ def _children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
             found += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
+        except OSError:  # the thread ended since the listing: it has no children to read
             continue
     return found
 
