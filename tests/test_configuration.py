@@ -23,7 +23,7 @@ from fnstage.sdk import MissingSetting, Settings
 from fnstage.service import Actor, Services
 from fnstage.service.configuration import Change
 from fnstage.store import schema
-from fnstage.store.credentials import runtime_credentials, runtime_role
+from fnstage.store.credentials import runtime_credentials, runtime_role_of
 from fnstage.store.engine import MIGRATIONS, sqlite_url
 from fnstage.store.store import Store
 from support.functions import hello_files
@@ -304,7 +304,7 @@ def test_a_runtime_role_reads_only_its_own_gateways_configuration(
         assert got[(gw, "prod")]["secrets"] == {"": {"K": gw}}
     finally:
         with store.engine.connect() as conn, conn.begin():
-            role = runtime_role(gw)
+            role = runtime_role_of(conn, gw)
             conn.execute(text(f"DROP OWNED BY {role}"))
             conn.execute(text(f"DROP ROLE {role}"))
 

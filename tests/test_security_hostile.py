@@ -74,9 +74,9 @@ def _drop_runtime_roles(database_url: str) -> None:
     from fnstage.store.credentials import runtime_role
 
     with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn, conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(42)")  # tests running side by side
+        database, schema = conn.execute("SELECT current_database(), current_schema()").fetchone() or ("", "")
         for gw in GATEWAYS:
-            role = runtime_role(gw)
+            role = runtime_role(gw, str(database), str(schema))
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
                 conn.execute(f"DROP OWNED BY {role}")
                 conn.execute(f"DROP ROLE {role}")

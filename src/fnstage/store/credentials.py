@@ -1,7 +1,7 @@
 """Least privilege for runtimes (PostgreSQL): a login role per gateway that reads only that gateway's
 published functions and feed, and writes only its own runtimes' status rows (invariant 7).
 
-    url = runtime_credentials(engine, "shop")   # creates or rotates fnstage_rt_shop
+    url = runtime_credentials(engine, "shop")   # creates or rotates fnstage_rt_shop_<8 hex>
     # fnstage runtime --gateway shop --database-url <url>
 
 Enforced by the server, not by fnstage: table privileges (the role may touch nothing but `published`,
@@ -12,11 +12,16 @@ users and tokens are refused outright) and row-level security policies on those 
 (rows of its own gateway only; an insert or update naming another gateway is refused). Row-level
 security does not apply to the tables' owner, the user that runs the migrations and the control plane.
 
+Roles belong to the whole server while grants belong to one database, so a role's name carries its
+database and schema (a hash of them): two fnstage databases on one server with a gateway of the same
+name get two roles, and issuing credentials in one never changes the other's password or privileges.
+
 SQLite has no such boundary: whoever can read the file reads every gateway.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 from sqlalchemy import Connection, Engine, func, select, text
@@ -45,10 +50,23 @@ RUNTIME_TABLES = {
 }
 
 
-def runtime_role(gateway: str) -> str:
-    """`fnstage_rt_<gateway>` ('-' as '_', which gateway ids never contain): at most 51 characters."""
+def runtime_role(gateway: str, database: str, schema: str) -> str:
+    """`fnstage_rt_<gateway>_<8 hex of database.schema>` ('-' as '_', which gateway ids never contain):
+    at most 60 characters, within PostgreSQL's 63."""
+    scope = hashlib.sha256(f"{database}.{schema}".encode()).hexdigest()[:8]
+    return f"{legacy_runtime_role(gateway)}_{scope}"
+
+
+def legacy_runtime_role(gateway: str) -> str:
+    """The name before roles were scoped to their database: `fnstage_rt_<gateway>`."""
     check_gateway_id(gateway)
     return ROLE_PREFIX + gateway.replace("-", "_")
+
+
+def runtime_role_of(conn: Connection, gateway: str) -> str:
+    """The gateway's runtime role in the database and schema `conn` is in."""
+    database, schema = conn.execute(select(func.current_database(), func.current_schema())).one()
+    return runtime_role(gateway, str(database), str(schema))
 
 
 def runtime_credentials(engine: Engine, gateway: str) -> str:
@@ -56,14 +74,16 @@ def runtime_credentials(engine: Engine, gateway: str) -> str:
     new connections), grant it what a runtime needs and nothing else; return its database URL."""
     if not is_postgres(engine):
         raise ValueError("runtime credentials need PostgreSQL: SQLite has no roles")
-    role = runtime_role(gateway)
+    check_gateway_id(gateway)
     password = secrets.token_urlsafe(24)  # [A-Za-z0-9_-]: safe inside a quoted literal
     with engine.connect() as conn, conn.begin():
         conn.execute(select(func.pg_advisory_xact_lock(CREDENTIALS_LOCK)))
+        role = runtime_role_of(conn, gateway)
         exists = conn.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role})
         verb = "ALTER" if exists else "CREATE"
         conn.execute(text(f"{verb} ROLE {role} LOGIN NOINHERIT PASSWORD '{password}'"))
         _grant(conn, role, gateway)
+        _retire_legacy_role(conn, gateway)
     url = make_url(engine.url.render_as_string(hide_password=False)).set(username=role, password=password)
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -87,6 +107,30 @@ def _grant(conn: Connection, role: str, gateway: str) -> None:
         owned = _owned(table, column, literal)
         check = f" WITH CHECK ({owned})" if command == "ALL" else ""
         conn.execute(text(f"CREATE POLICY {role} ON {table} FOR {command} TO {role} USING ({owned}){check}"))
+
+
+def _retire_legacy_role(conn: Connection, gateway: str) -> None:
+    """Rotating replaces the unscoped role of earlier releases: its policies and privileges here go,
+    so its old password stops reading this database, and the role itself goes once no other database
+    still grants it anything (then it is another installation's, and left to it)."""
+    legacy = legacy_runtime_role(gateway)
+    if not conn.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": legacy}):
+        return
+    database = conn.scalar(select(func.current_database()))
+    schema = conn.scalar(select(func.current_schema()))
+    q = conn.dialect.identifier_preparer.quote
+    for table in RUNTIME_TABLES:
+        conn.execute(text(f"DROP POLICY IF EXISTS {legacy} ON {table}"))
+    conn.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA {q(str(schema))} FROM {legacy}"))
+    conn.execute(text(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {q(str(schema))} FROM {legacy}"))
+    conn.execute(text(f"REVOKE ALL ON SCHEMA {q(str(schema))} FROM {legacy}"))
+    conn.execute(text(f"REVOKE ALL ON DATABASE {q(str(database))} FROM {legacy}"))
+    still_used = conn.scalar(
+        text("SELECT 1 FROM pg_shdepend WHERE refclassid = 'pg_authid'::regclass AND refobjid = :oid LIMIT 1"),
+        {"oid": conn.scalar(text("SELECT oid FROM pg_roles WHERE rolname = :r"), {"r": legacy})},
+    )
+    if not still_used:
+        conn.execute(text(f"DROP ROLE {legacy}"))
 
 
 def _owned(table: str, column: str, literal: str) -> str:
