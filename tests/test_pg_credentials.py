@@ -183,10 +183,15 @@ def test_rotating_retires_the_unscoped_role_of_earlier_releases(
         new_url = runtime_credentials(store.engine, gateway)
         with store.engine.connect() as conn:
             assert conn.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": legacy}) is None
-            assert conn.scalar(text("SELECT count(*) FROM pg_policies WHERE policyname = :r"), {"r": legacy}) == 0
+            assert (
+                conn.scalar(text("SELECT count(*) FROM pg_policies WHERE policyname = :r"), {"r": legacy})
+                == 0
+            )
     finally:
         _drop_role(store.engine.url.render_as_string(hide_password=False), legacy)
-        _drop_role(store.engine.url.render_as_string(hide_password=False), new_url.split("//")[1].split(":")[0])
+        _drop_role(
+            store.engine.url.render_as_string(hide_password=False), new_url.split("//")[1].split(":")[0]
+        )
 
 
 def test_rotating_keeps_an_unscoped_role_another_database_still_grants(
@@ -201,7 +206,9 @@ def test_rotating_keeps_an_unscoped_role_another_database_still_grants(
     other_database = postgres.clone(postgres_template)
     other_store = Store.open(postgres.database_url(other_database))
     new_url = ""
-    other_url = other_store.engine.url.set(username=legacy, password="old").render_as_string(hide_password=False)
+    other_url = other_store.engine.url.set(username=legacy, password="old").render_as_string(
+        hide_password=False
+    )
     try:
         Services.create(other_store).gateways.create(actor, gateway)
         for engine in (store.engine, other_store.engine):
@@ -213,8 +220,13 @@ def test_rotating_keeps_an_unscoped_role_another_database_still_grants(
         new_url = runtime_credentials(store.engine, gateway)
         with store.engine.connect() as conn:
             assert conn.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": legacy}) == 1
-            assert conn.scalar(text("SELECT count(*) FROM pg_policies WHERE policyname = :r"), {"r": legacy}) == 0
-            assert not conn.scalar(text("SELECT has_table_privilege(:r, 'published', 'SELECT')"), {"r": legacy})
+            assert (
+                conn.scalar(text("SELECT count(*) FROM pg_policies WHERE policyname = :r"), {"r": legacy})
+                == 0
+            )
+            assert not conn.scalar(
+                text("SELECT has_table_privilege(:r, 'published', 'SELECT')"), {"r": legacy}
+            )
         with psycopg.connect(other_url.replace("+psycopg", ""), autocommit=True) as conn:
             assert conn.execute("select count(*) from published").fetchone() == (0,)  # still granted there
     finally:

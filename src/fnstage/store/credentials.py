@@ -126,8 +126,11 @@ def _retire_legacy_role(conn: Connection, gateway: str) -> None:
     conn.execute(text(f"REVOKE ALL ON SCHEMA {q(str(schema))} FROM {legacy}"))
     conn.execute(text(f"REVOKE ALL ON DATABASE {q(str(database))} FROM {legacy}"))
     still_used = conn.scalar(
-        text("SELECT 1 FROM pg_shdepend WHERE refclassid = 'pg_authid'::regclass AND refobjid = :oid LIMIT 1"),
-        {"oid": conn.scalar(text("SELECT oid FROM pg_roles WHERE rolname = :r"), {"r": legacy})},
+        text(
+            "SELECT 1 FROM pg_shdepend WHERE refclassid = 'pg_authid'::regclass"
+            " AND refobjid = (SELECT oid FROM pg_roles WHERE rolname = :r) LIMIT 1"
+        ),
+        {"r": legacy},
     )
     if not still_used:
         conn.execute(text(f"DROP ROLE {legacy}"))
