@@ -9,7 +9,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from fnstage.runtime.loader import LiveVersion, LoadError
@@ -28,6 +28,12 @@ logger = logging.getLogger("fnstage.runtime")
 BULK_LOAD = 1000
 
 LoadRows = Callable[[list[PublishedFunction]], list[LiveVersion | LoadError]]
+# rows loaded as they are read (a cold start's snapshot): every row taken, its result, and what reading
+# raised, None if nothing (the rows taken before it are loaded, and applied)
+LoadStream = Callable[
+    [Iterable[list[PublishedFunction]]],
+    tuple[list[PublishedFunction], list[LiveVersion | LoadError], BaseException | None],
+]
 
 
 class LoadMetrics(Protocol):
