@@ -10,7 +10,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from typing import Protocol, cast
 
 from fnstage.runtime.loader import LiveVersion, LoadError
 from fnstage.runtime.log_format import fields
@@ -83,6 +83,10 @@ def apply_loads(
     many = len(rows) >= BULK_LOAD
     level = logging.DEBUG if many else logging.INFO
     failed = 0
+    # a bulk load with no failure (a cold start's 100,000) is swapped in under one taking of the
+    # registry's lock, after the cells' last answer: each `apply` on its own was most of this loop
+    bulk = many and metrics is None and not any(isinstance(r, LoadError) for r in results)
+    applied = iter(registry.apply_many(cast(list[LiveVersion], results)) if bulk else ())
     for row, result in zip(rows, results, strict=True):
         if metrics is not None and registry.get(row.gateway, row.name) is not result:
             measure(metrics, row, result, just_published)
@@ -104,7 +108,7 @@ def apply_loads(
                     error=result.summary,
                 ),
             )
-        elif registry.apply(result):
+        elif next(applied) if bulk else registry.apply(result):
             lives.append((row.gateway, row.name, row.version, row.bundle_hash))
             if logger.isEnabledFor(level):  # not made to be dropped: 0.07 s per 100,000
                 logger.log(
