@@ -300,11 +300,26 @@ class _Log:
     ) -> tuple[list[FeedEvent], list[PublishedFunction]]:
         return self.events, self.fetch("demo", ["dev/a", "prod/c"])
 
+    def snapshot_chunks(
+        self, gateway: str | None, positions: dict[str, int]
+    ) -> Iterator[list[PublishedFunction]]:
+        rows, heads = self.snapshot(gateway)
+        positions.update(heads)
+        yield rows[:1]
+        yield rows[1:]
+
     def change_token(self) -> int:
         return 1
 
     def close(self) -> None:
         pass
+
+
+def test_a_runtime_of_one_environment_streams_only_its_rows_at_a_cold_start() -> None:
+    positions: dict[str, int] = {}
+    chunks = list(EnvironmentFeed(_Log([]), "prod").snapshot_chunks("demo", positions))
+    assert [[r.name for r in chunk] for chunk in chunks] == [["prod/b"]]  # no empty chunk of dev's
+    assert positions == {"demo": 2}
 
 
 def test_a_runtime_of_one_environment_sees_only_its_rows_and_still_moves_forward() -> None:
