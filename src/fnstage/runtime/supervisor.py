@@ -500,12 +500,14 @@ def _feed_reader(database_url: str, env: str | None) -> FeedReaderLike:
     return EnvironmentFeed(reader, env) if env is not None else reader
 
 
-def run_supervisor(settings: SupervisorSettings) -> None:
-    """`fnstage runtime`: supervise cells until SIGTERM or SIGINT (blocking)."""
+def run_supervisor(settings: SupervisorSettings, zygote: Zygote | None = None) -> None:
+    """`fnstage runtime`: supervise cells until SIGTERM or SIGINT (blocking). `zygote`: one started
+    already (`server.run_runtime` starts it before importing this module); stopped here at the end."""
     configure(settings.log_level, settings.log_format)
     # the zygote first: a fresh interpreter, started before this process opens any connection
-    zygote = Zygote()
-    zygote.start()
+    if zygote is None:
+        zygote = Zygote()
+        zygote.start()
     try:
         try:
             import uvloop
