@@ -299,13 +299,14 @@ class Watcher:
                 loaded, results, error = self._load_stream(self._not_failed(chunks, rows))
             return loaded, results
 
-        def apply(loaded: tuple[list[PublishedFunction], list[LiveVersion | LoadError]]) -> None:
+        def apply(loaded: tuple[list[PublishedFunction], list[LiveVersion | LoadError]]) -> int:
             apply_loads(self.registry, loaded[0], loaded[1], self._report, self.metrics)
+            return len(loaded[0])
 
-        await self._load_then(apply, read_and_load)
+        count = await self._load_then(apply, read_and_load)
         if error is not None:  # the read broke off: what it loaded is applied, the resync is retried
             raise error
-        if len(rows) >= self.bulk_load:
+        if count >= self.bulk_load:  # as a resync's: what was loaded, not what had failed before
             self._freezer.freeze()
         if self._on_config is not None:
             await self._call(self._on_config, None)
