@@ -176,6 +176,68 @@ def test_a_cell_that_dies_in_the_middle_of_a_big_load_keeps_what_it_answered(
         assert get(cell_set, ("demo", "dev", ""), f"/fn/{i}").json() == {"version": i}
 
 
+def test_a_streamed_load_reaches_the_cell_before_the_next_chunk_is_read(
+    cells: tuple[CellSet, Events],
+) -> None:
+    """A cold start's snapshot is loaded as it is read (`load_stream`): the cell has loaded (and
+    answered) the first chunk while the supervisor has not read the second yet, where the whole
+    snapshot used to be read before any cell started. Chunks of two environments go to their own
+    cells, and each row's result comes back in the order read."""
+    cell_set, _ = cells
+    dev = ("demo", "dev", "")
+
+    def chunks() -> Iterator[list[PublishedFunction]]:
+        yield [row(f"dev/fn/{i}", 1, ANSWER % i) for i in range(3)]
+        deadline = time.monotonic() + 30
+        while not _serves(cell_set, dev, "/fn/2"):
+            assert time.monotonic() < deadline, "the first chunk was not loaded before the next read"
+            time.sleep(0.01)
+        yield [row("prod/fn/0", 1, ANSWER % 100), row("dev/fn/3", 1, "x = 1 / 0\n" + ANSWER % 3)]
+        yield [row("dev/fn/4", 1, ANSWER % 4)]
+
+    rows, results, error = cell_set.load_stream(chunks())
+    assert error is None
+    assert [r.name for r in rows] == [f"dev/fn/{i}" for i in range(3)] + ["prod/fn/0", "dev/fn/3", "dev/fn/4"]
+    assert [r.name if isinstance(r, LiveVersion) else None for r in results] == [
+        "dev/fn/0",
+        "dev/fn/1",
+        "dev/fn/2",
+        "prod/fn/0",
+        None,
+        "dev/fn/4",
+    ]
+    assert isinstance(results[4], LoadError) and "ZeroDivisionError" in results[4].summary
+    assert get(cell_set, dev, "/fn/4").json() == {"version": 4}
+    assert get(cell_set, ("demo", "prod", ""), "/fn/0").json() == {"version": 100}
+
+
+def _serves(cell_set: CellSet, slot: Slot, path: str) -> bool:
+    if cell_set.spec_of(slot) is None:
+        return False
+    try:
+        return get(cell_set, slot, path).status_code == 200
+    except httpx.TransportError:  # not listening yet
+        return False
+
+
+def test_a_streamed_load_whose_read_breaks_off_still_gives_what_it_loaded(
+    cells: tuple[CellSet, Events],
+) -> None:
+    """The rows read before the read failed are loaded and returned with the error: a cell serves what
+    it loaded, so the supervisor must know it (and report it) before the resync is retried."""
+    cell_set, _ = cells
+
+    def chunks() -> Iterator[list[PublishedFunction]]:
+        yield [row("dev/fn/0", 1, ANSWER % 0)]
+        raise OSError("the store went away")
+
+    rows, results, error = cell_set.load_stream(chunks())
+    assert isinstance(error, OSError)
+    assert [r.name for r in rows] == ["dev/fn/0"]
+    assert [type(r) for r in results] == [LiveVersion]
+    assert get(cell_set, ("demo", "dev", ""), "/fn/0").json() == {"version": 0}
+
+
 def test_cells_of_two_environments_do_not_share_a_process(cells: tuple[CellSet, Events]) -> None:
     cell_set, _ = cells
     patch = "import json\njson.dumps = lambda *a, **k: 'patched'\ndef main(ctx):\n    return json.dumps(1)\n"
@@ -238,11 +300,26 @@ class _Log:
     ) -> tuple[list[FeedEvent], list[PublishedFunction]]:
         return self.events, self.fetch("demo", ["dev/a", "prod/c"])
 
+    def snapshot_chunks(
+        self, gateway: str | None, positions: dict[str, int]
+    ) -> Iterator[list[PublishedFunction]]:
+        rows, heads = self.snapshot(gateway)
+        positions.update(heads)
+        yield rows[:1]
+        yield rows[1:]
+
     def change_token(self) -> int:
         return 1
 
     def close(self) -> None:
         pass
+
+
+def test_a_runtime_of_one_environment_streams_only_its_rows_at_a_cold_start() -> None:
+    positions: dict[str, int] = {}
+    chunks = list(EnvironmentFeed(_Log([]), "prod").snapshot_chunks("demo", positions))
+    assert [[r.name for r in chunk] for chunk in chunks] == [["prod/b"]]  # no empty chunk of dev's
+    assert positions == {"demo": 2}
 
 
 def test_a_runtime_of_one_environment_sees_only_its_rows_and_still_moves_forward() -> None:

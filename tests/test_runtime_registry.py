@@ -107,3 +107,43 @@ def test_the_same_number_with_another_bundle_replaces_the_live_version() -> None
     assert registry.apply(other)
     assert registry.get("demo", "dev/user/me") is other
     assert not registry.apply(replace(live(3), bundle_hash="b" * 64))  # the same code again: nothing
+
+
+def test_apply_many_is_apply_of_each_in_order() -> None:
+    """A cold start swaps its 100,000 versions in at once (`apply_many`): the same answers and the same
+    state as one `apply` after another, forward only unless `allow_older`, and a failure of an older
+    version cleared by the newer one that loaded."""
+    batch = [live(2), live(1), live(2), live(3, "dev/b"), live(1, "dev/c"), live(5, "dev/c")]
+    one_by_one, at_once = Registry(), Registry()
+    for registry in (one_by_one, at_once):
+        registry.record_failure("demo", "dev/b", 2, LoadError("NameError"))
+    expected = [one_by_one.apply(v) for v in batch]
+    assert at_once.apply_many(batch) == expected == [True, False, False, True, True, True]
+    for name in ("dev/user/me", "dev/b", "dev/c"):
+        assert at_once.get("demo", name) is one_by_one.get("demo", name)
+    assert at_once.failure("demo", "dev/b") is None
+    older = Registry()
+    older.apply(live(4))
+    assert older.apply_many([live(3)], allow_older=True) == [True]
+    assert older.get("demo", "dev/user/me").version == 3  # type: ignore[union-attr]
+
+
+def test_a_bulk_apply_reports_what_went_live_once() -> None:
+    """`apply_loads` of a cold start's BULK_LOAD rows or more, none failed: every version live, one
+    report with all of them; the same results again change nothing and report nothing."""
+    from fnstage.runtime.loads import BULK_LOAD, apply_loads
+    from fnstage.runtime.reports import Live
+    from fnstage.store.records import PublishedFunction
+
+    rows = [
+        PublishedFunction("demo", f"dev/fn/{i}", 1, "0.1.0", "index.py", b"", {}, "", [], {}, i)
+        for i in range(BULK_LOAD)
+    ]
+    results: list[LiveVersion | LoadError] = [live(1, row.name) for row in rows]
+    registry, reports = Registry(), []
+    apply_loads(registry, rows, results, reports.append)
+    assert len(registry) == BULK_LOAD and registry.get("demo", "dev/fn/7") is results[7]
+    [report] = reports
+    assert isinstance(report, Live) and len(report.items) == BULK_LOAD
+    apply_loads(registry, rows, [live(1, row.name) for row in rows], reports.append)
+    assert len(reports) == 1

@@ -224,3 +224,23 @@ def test_a_stop_signal_to_the_whole_group_stops_the_runtime_in_order(
     text = log.read_text()
     assert "starting it again" not in text
     assert "runtime: cell demo/dev stopped" in text and "runtime: stopped" in text
+
+
+def test_the_runtime_starts_its_zygote_before_it_imports_the_supervisor(tmp_path: Path) -> None:
+    """`fnstage runtime` spawns the zygote before importing the supervisor (SQLAlchemy, the front: about
+    0.4 s of CPU), so the zygote's own imports run meanwhile on another core and a cold start's first
+    cell does not wait for them."""
+    probe = (
+        "import sys\n"
+        "from fnstage.runtime import zygote\n"
+        "def start(self):\n"
+        "    print('supervisor imported' if 'fnstage.runtime.supervisor' in sys.modules else 'zygote first')\n"
+        "    raise SystemExit(0)\n"
+        "zygote.Zygote.start = start\n"
+        "from fnstage.runtime.server import run_runtime\n"
+        f"run_runtime({'sqlite:///' + str(tmp_path / 'fnstage.db')!r})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "zygote first"

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from fnstage.runtime.loader import LoadError
+from fnstage.runtime.loader import LiveVersion, LoadError, load_rows
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.watcher import Watcher
-from fnstage.store.records import FeedEvent
-from support.watcher_fakes import FakeFeed, FakeReporter
+from fnstage.store.records import FeedEvent, PublishedFunction
+from support.watcher_fakes import ChunkedFeed, FakeFeed, FakeReporter
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
 
@@ -570,5 +570,56 @@ async def test_a_reader_that_reads_the_rows_with_the_log_needs_no_fetch() -> Non
         watcher.poke()
         await watcher.wait_for("demo", "dev/d", 4)
         assert feed.fetched == [["dev/d"]]
+    finally:
+        await watcher.stop()
+
+
+async def test_a_cold_start_loads_the_snapshot_as_it_is_read() -> None:
+    """A reader that reads its snapshot in chunks (`FeedReader.snapshot_chunks`): each chunk is loaded
+    before the next is read (the cells load while the supervisor still reads, where the whole snapshot
+    of 100,000 rows was read first), and the positions and what is live are a snapshot's."""
+    feed = ChunkedFeed()
+    for i in range(3):
+        feed.publish("demo", f"dev/f{i}", 1)
+
+    def loading(rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
+        feed.order.extend(f"load {row.name}" for row in rows)
+        return load_rows(rows)
+
+    reporter = FakeReporter()
+    watcher = Watcher(
+        Registry(), lambda: feed, poll_interval_s=30, load_rows=loading, reporter_factory=lambda: reporter
+    )
+    await watcher.start()
+    try:
+        assert feed.order == [f"{step} dev/f{i}" for i in range(3) for step in ("read", "load")]
+        assert versions(watcher) == {("demo", f"dev/f{i}"): 1 for i in range(3)}
+        assert watcher.status()["positions"] == {"demo": 3}
+        feed.publish("demo", "dev/f0", 2)  # and it follows the log from there
+        watcher.poke()
+        await watcher.wait_for("demo", "dev/f0", 2)
+    finally:
+        await watcher.stop()
+    assert sorted(call[1:] for call in reporter.calls if call[0] == "live") == [
+        ("demo", "dev/f0", 1),
+        ("demo", "dev/f0", 2),
+        ("demo", "dev/f1", 1),
+        ("demo", "dev/f2", 1),
+    ]
+
+
+async def test_a_snapshot_read_that_breaks_off_applies_what_it_loaded_then_resyncs() -> None:
+    """The rows loaded before the read failed are live and reported (a cell serves them); the resync
+    that follows loads the rest."""
+    feed = ChunkedFeed()
+    for i in range(3):
+        feed.publish("demo", f"dev/f{i}", 1)
+    feed.break_after = 2
+    watcher = Watcher(Registry(), lambda: feed, poll_interval_s=30, retry_delays_s=[0.001])
+    await watcher.start()
+    try:
+        assert versions(watcher) == {("demo", f"dev/f{i}"): 1 for i in range(3)}
+        assert watcher.errors == 1 and "middle of the snapshot" in (watcher.last_error or "")
+        assert feed.order[:2] == ["read dev/f0", "read dev/f1"]
     finally:
         await watcher.stop()

@@ -306,6 +306,30 @@ def test_a_snapshot_agrees_with_its_positions_while_saves_commit(
         reader.close()
 
 
+@pytest.mark.parametrize("between", ["publish_seq", "published.bundle_hash"])
+def test_a_snapshot_read_in_chunks_agrees_with_its_positions_while_saves_commit(
+    services: Services, actor: Actor, gateway: str, store: Store, between: str
+) -> None:
+    """A cold start's snapshot read as it is loaded (`snapshot_chunks`): the chunks are every row, and
+    they and the positions are one instant's, whichever of its statements a save commits before."""
+    for i in range(5):
+        services.deployments.save(actor, gateway, f"dev/f{i}", hello_files())
+    reader = FeedReader(store.engine.url.render_as_string(hide_password=False))
+    try:
+        save = lambda: services.deployments.save(actor, gateway, "dev/f0", hello_files("Hi"))  # noqa: E731
+        before_statement(reader.engine, between, save)
+        positions: dict[str, int] = {}
+        chunks = list(reader.snapshot_chunks(gateway, positions, size=2))
+        assert [len(chunk) for chunk in chunks] == [2, 2, 1]
+        rows = {row.name: row for chunk in chunks for row in chunk}
+        assert sorted(rows) == [f"dev/f{i}" for i in range(5)]
+        later = [e.version for e in reader.events_after(positions, gateway) or []]
+        # the save is in both the rows and the positions, or in neither (the log then brings it)
+        assert (rows["dev/f0"].version, positions[gateway], later) in [(1, 5, [2]), (2, 6, [])]
+    finally:
+        reader.close()
+
+
 def test_a_read_sees_one_snapshot_while_a_save_collects_blobs(
     services: Services, actor: Actor, gateway: str, store: Store
 ) -> None:

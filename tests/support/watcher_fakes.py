@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from fnstage.build import build
@@ -92,6 +93,28 @@ class FakeFeed:
     def _maybe_fail(self) -> None:
         if self.fail:
             raise ConnectionError("database went away")
+
+
+class ChunkedFeed(FakeFeed):
+    """A FakeFeed whose snapshot can also be read a row at a time (`FeedReader.snapshot_chunks`), each
+    read noted in `order`; `break_after`: the read fails once after that many rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[str] = []
+        self.break_after: int | None = None
+
+    def snapshot_chunks(
+        self, gateway: str | None, positions: dict[str, int]
+    ) -> Iterator[list[PublishedFunction]]:
+        rows, heads = self.snapshot(gateway)
+        positions.update(heads)
+        for index, row in enumerate(rows):
+            if self.break_after is not None and index == self.break_after:
+                self.break_after = None
+                raise ConnectionError("database went away in the middle of the snapshot")
+            self.order.append(f"read {row.name}")
+            yield [row]
 
 
 class FakeReporter:

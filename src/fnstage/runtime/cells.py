@@ -21,12 +21,13 @@ import contextlib
 import itertools
 import logging
 import os
+import queue
 import shutil
 import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from multiprocessing import Pipe
@@ -172,20 +173,46 @@ class Cell:
         if not rows:
             return []
         bulk = not self._sent_loads and len(rows) >= BULK_LOAD
-        self._sent_loads = True
-        batches: list[tuple[int, _Pending, list[PublishedFunction]]] = []
-        with self._lock:
-            if self.dead.is_set():
-                raise CellDied(self.exitcode)
-            for start in range(0, len(rows), LOAD_BATCH):
-                batch, pending = next(self._batches), _Pending()
-                self._pending[batch] = pending
-                batches.append((batch, pending, rows[start : start + LOAD_BATCH]))
+        batches = (rows[start : start + LOAD_BATCH] for start in range(0, len(rows), LOAD_BATCH))
+        return self.load_stream(batches, each, bulk=bulk)
+
+    def load_stream(
+        self,
+        batches: Iterable[list[PublishedFunction]],
+        each: Callable[[int, list[Any]], None] | None = None,
+        *,
+        bulk: bool | None = None,
+    ) -> list[Any]:
+        """`load` of batches as they come (a cold start's snapshot, as it is read): each is sent when
+        taken, LOAD_AHEAD ahead of the answers. `bulk` None: a fresh cell's first batch of at least
+        BULK_LOAD rows makes it one."""
         results: list[Any] = []
+        sent: deque[tuple[int, _Pending, int]] = deque()  # (batch, pending, rows) awaiting answers
+        source = iter(batches)
+        more = True
         try:
-            for batch, _, chunk in batches[:LOAD_AHEAD]:
-                self._send_load(batch, chunk, bulk)
-            for index, (_, pending, chunk) in enumerate(batches):
+            while True:
+                # an answer already here is handled before the next chunk is waited for
+                while more and len(sent) < LOAD_AHEAD and not (sent and sent[0][1].done.is_set()):
+                    chunk = next(source, None)
+                    if chunk is None:
+                        more = False
+                        break
+                    if not chunk:
+                        continue
+                    if bulk is None:
+                        bulk = not self._sent_loads and len(chunk) >= BULK_LOAD
+                    self._sent_loads = True
+                    batch, pending = next(self._batches), _Pending()
+                    with self._lock:
+                        if self.dead.is_set():
+                            raise CellDied(self.exitcode)
+                        self._pending[batch] = pending
+                    sent.append((batch, pending, len(chunk)))
+                    self._send_load(batch, chunk, bulk)
+                if not sent:
+                    return results
+                _, pending, count = sent[0]
                 if not pending.done.wait(LOAD_TIMEOUT_S):
                     self.kill()
                     self.dead.wait(5.0)
@@ -194,19 +221,16 @@ class Cell:
                     raise pending.died
                 assert pending.answer is not None
                 answers = pending.answer.get("results")
-                if not isinstance(answers, list) or len(answers) != len(chunk):
+                if not isinstance(answers, list) or len(answers) != count:
                     raise CellDied(None)
+                sent.popleft()
                 if each is not None:
                     each(len(results), answers)
                 results.extend(answers)
-                if index + LOAD_AHEAD < len(batches):
-                    batch, _, chunk = batches[index + LOAD_AHEAD]
-                    self._send_load(batch, chunk, bulk)
-        finally:  # batches never sent (a death, a time-out) are not waited for by anyone
+        finally:  # batches never answered (a death, a time-out) are not waited for by anyone
             with self._lock:
-                for batch, _, _ in batches:
+                for batch, _, _ in sent:
                     self._pending.pop(batch, None)
-        return results
 
     def _send_load(self, batch: int, rows: list[PublishedFunction], bulk: bool) -> None:
         try:
@@ -467,6 +491,82 @@ class CellSet:
             with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_SLOTS, len(by_slot))) as pool:
                 for done in [pool.submit(load_slot, slot, items) for slot, items in by_slot.items()]:
                     done.result()
+        self._settle_all(by_slot, results)
+        return [results[i] for i in range(len(rows))]
+
+    def load_stream(
+        self, chunks: Iterable[list[PublishedFunction]]
+    ) -> tuple[list[PublishedFunction], list[LiveVersion | LoadError], BaseException | None]:
+        """`load` of rows as they are read (a cold start's snapshot, `FeedReader.snapshot_chunks`):
+        each chunk goes to its cells at once, a thread per cell, which sends it on while this thread
+        reads the next, so the cells load while the supervisor still reads. Returns every row taken,
+        its result, and what reading the chunks raised (None): the rows taken before the error are
+        loaded all the same, and must be applied (a cell serves what it loaded)."""
+        rows: list[PublishedFunction] = []
+        results: dict[int, LiveVersion | LoadError] = {}
+        by_slot: dict[Slot, list[tuple[int, PublishedFunction]]] = {}
+        feeds: dict[Slot, queue.SimpleQueue[list[PublishedFunction] | None]] = {}
+        answers: dict[Slot, list[LiveVersion | LoadError]] = {}
+        workers: list[threading.Thread] = []
+
+        failures: list[BaseException] = []
+
+        def load_slot(slot: Slot, feed: queue.SimpleQueue[list[PublishedFunction] | None]) -> None:
+            try:
+                answers[slot] = self._load_slot_stream(slot, iter(feed.get, None))
+            except BaseException as exc:  # raised on the caller's thread, as `load`'s pool does
+                failures.append(exc)
+                for _ in iter(feed.get, None):  # the reader never waits on a queue: drained
+                    pass
+
+        error: BaseException | None = None
+        try:
+            for chunk in chunks:
+                parts: dict[Slot, list[PublishedFunction]] = {}
+                for row in chunk:
+                    index = len(rows)
+                    rows.append(row)
+                    failed = self._install(row)
+                    if failed is not None:
+                        results[index] = failed
+                        continue
+                    slot = self.slot_of(row)
+                    by_slot.setdefault(slot, []).append((index, row))
+                    parts.setdefault(slot, []).append(row)
+                for slot, part in parts.items():
+                    feed = feeds.get(slot)
+                    if feed is None:
+                        feeds[slot] = feed = queue.SimpleQueue()
+                        if len(workers) < MAX_PARALLEL_SLOTS:  # beyond: loaded after the others
+                            worker = threading.Thread(
+                                target=load_slot, args=(slot, feed), name="fnstage-cell-load", daemon=True
+                            )
+                            workers.append(worker)
+                            worker.start()
+                    feed.put(part)
+        except Exception as exc:  # the read failed: what was taken is loaded, then the error goes on
+            error = exc
+        finally:
+            for feed in feeds.values():
+                feed.put(None)
+            for worker in workers:
+                worker.join()
+        if failures:
+            raise failures[0]
+        for slot, feed in feeds.items():  # slots beyond MAX_PARALLEL_SLOTS: after the others
+            if slot not in answers:
+                answers[slot] = self._load_slot_stream(slot, iter(feed.get, None))
+        for slot, items in by_slot.items():
+            for (index, _), result in zip(items, answers[slot], strict=True):
+                results[index] = result
+        self._settle_all(by_slot, results)
+        return rows, [results[i] for i in range(len(rows))], error
+
+    def _settle_all(
+        self,
+        by_slot: dict[Slot, list[tuple[int, PublishedFunction]]],
+        results: dict[int, LiveVersion | LoadError],
+    ) -> None:
         # route each function loaded to its (new) cell, then take it out of the cell it left: after
         # every slot's load, so no slot's lock is held while another's is taken
         rerouted: set[tuple[str, str]] = set()  # direct: environments whose cell must be told, once
@@ -488,7 +588,6 @@ class CellSet:
             timer = threading.Timer(MOVE_GRACE_S, self._left, args=(old, gateway, name))
             timer.daemon = True
             timer.start()
-        return [results[i] for i in range(len(rows))]
 
     def _forget(self, slot: Slot, name: str) -> None:
         state = self._slots.get(slot)
@@ -796,33 +895,58 @@ class CellSet:
         return True
 
     def _load_slot(self, slot: Slot, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
+        return self._load_slot_stream(slot, iter([rows]), whole=True)
+
+    def _load_slot_stream(
+        self, slot: Slot, chunks: Iterator[list[PublishedFunction]], *, whole: bool = False
+    ) -> list[LiveVersion | LoadError]:
+        """Load the slot's rows, chunk by chunk as they come, in its cell; a result per row, in order.
+        `whole`: one chunk that is every row (batched here as `Cell.load` does)."""
         state = self._state(slot)
         with state.lock:
-            state.names.update(row.name for row in rows)
-            out: list[LiveVersion | LoadError | None] = [None] * len(rows)
+            rows: list[PublishedFunction] = []
+            out: list[LiveVersion | LoadError | None] = []
             todo: list[int] = []
-            for i, row in enumerate(rows):
-                cause = self.quarantined.get((row.gateway, row.name, row.version, row.bundle_hash))
-                if cause is not None:
-                    out[i] = LoadError(cause)
-                else:
-                    todo.append(i)
+
+            def take(chunk: list[PublishedFunction]) -> list[PublishedFunction]:
+                """The chunk's rows to load (a quarantined version is not loaded again)."""
+                state.names.update(row.name for row in chunk)
+                wanted = []
+                for row in chunk:
+                    rows.append(row)
+                    cause = self.quarantined.get((row.gateway, row.name, row.version, row.bundle_hash))
+                    out.append(LoadError(cause) if cause is not None else None)
+                    if cause is None:
+                        todo.append(len(rows) - 1)
+                        wanted.append(row)
+                return wanted
+
+            first = next(chunks, None)
+            if first is None:
+                return []
+            first_wanted = take(first)
             cell = self._ensure(slot, state)
             if cell is None:
-                for i in todo:
-                    out[i] = LoadError(f"its cell cannot start: {state.last_cause or 'unknown cause'}")
-                return [r for r in out if r is not None]
+                for chunk in chunks:
+                    take(chunk)
+                cause = f"its cell cannot start: {state.last_cause or 'unknown cause'}"
+                return [r if r is not None else LoadError(cause) for r in out]
 
             def answered(start: int, answers: list[Any]) -> None:  # while the cell loads the next batch
                 for i, answer in zip(todo[start : start + len(answers)], answers, strict=True):
                     out[i] = self._result(state, rows[i], answer)
 
             try:
-                cell.load([rows[i] for i in todo], answered)
+                if whole:
+                    cell.load(first_wanted, answered)
+                else:
+                    cell.load_stream(itertools.chain([first_wanted], map(take, chunks)), answered)
             except CellDied:
                 # a batch killed the cell: bring it back with what was live (the batches answered
                 # before included), then each load not answered alone; one that kills it a second
                 # time is quarantined
+                for chunk in chunks:  # what was not sent yet
+                    take(chunk)
                 for i in todo:
                     if out[i] is None:
                         out[i] = self._load_alone(slot, state, rows[i])

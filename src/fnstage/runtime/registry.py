@@ -58,6 +58,29 @@ class Registry:
                 del self._failures[key]
             return True
 
+    def apply_many(self, lives: list[LiveVersion], *, allow_older: bool = False) -> list[bool]:
+        """`apply` of each, in order, under one taking of the lock: a cold start applies 100,000 at
+        once (in the supervisor after its cells answered, and in the cell after each batch)."""
+        applied = []
+        live_of, failures = self._live, self._failures
+        with self._lock:
+            for live in lives:
+                key = (live.gateway, live.name)
+                current = live_of.get(key)
+                if current is not None and (
+                    (live.version == current.version and live.bundle_hash == current.bundle_hash)
+                    or (live.version < current.version and not allow_older)
+                ):
+                    applied.append(False)
+                    continue
+                live_of[key] = live
+                if failures:
+                    failure = failures.get(key)
+                    if failure is not None and failure.version <= live.version:
+                        del failures[key]
+                applied.append(True)
+        return applied
+
     def remove(self, gateway: str, name: str, version: int | None = None) -> bool:
         """Unload a function; a delete older than the live version is ignored (it arrived late)."""
         key = (gateway, name)

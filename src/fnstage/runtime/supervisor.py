@@ -32,6 +32,7 @@ import signal
 import socket
 import tempfile
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,10 +98,23 @@ class EnvironmentFeed:
         if read_with_rows is not None:  # the watcher then reads the rows with the log
             self._read_with_rows = read_with_rows
             self.changes_after = self._changes_after
+        read_chunks = getattr(reader, "snapshot_chunks", None)
+        if read_chunks is not None:  # a cold start loads the snapshot as it is read
+            self._read_chunks = read_chunks
+            self.snapshot_chunks = self._snapshot_chunks
 
     def snapshot(self, gateway: str | None) -> tuple[list[PublishedFunction], dict[str, int]]:
         rows, positions = self.reader.snapshot(gateway)
         return [r for r in rows if r.name.startswith(self.prefix)], positions
+
+    def _snapshot_chunks(
+        self, gateway: str | None, positions: dict[str, int]
+    ) -> Iterator[list[PublishedFunction]]:
+        with contextlib.closing(self._read_chunks(gateway, positions)) as chunks:
+            for chunk in chunks:
+                mine = [r for r in chunk if r.name.startswith(self.prefix)]
+                if mine:
+                    yield mine
 
     def events_after(self, positions: dict[str, int], gateway: str | None) -> list[FeedEvent] | None:
         return self._mine(self.reader.events_after(positions, gateway))
@@ -294,6 +308,7 @@ class Supervisor:
             gateway=settings.gateway,
             reporter_factory=self._reporter,
             load_rows=self.cells.load,
+            load_stream=self.cells.load_stream,
             on_config=self.configuration.refresh,
             on_canary=self.splits.wake,
             metrics=self.metrics,
@@ -485,12 +500,14 @@ def _feed_reader(database_url: str, env: str | None) -> FeedReaderLike:
     return EnvironmentFeed(reader, env) if env is not None else reader
 
 
-def run_supervisor(settings: SupervisorSettings) -> None:
-    """`fnstage runtime`: supervise cells until SIGTERM or SIGINT (blocking)."""
+def run_supervisor(settings: SupervisorSettings, zygote: Zygote | None = None) -> None:
+    """`fnstage runtime`: supervise cells until SIGTERM or SIGINT (blocking). `zygote`: one started
+    already (`server.run_runtime` starts it before importing this module); stopped here at the end."""
     configure(settings.log_level, settings.log_format)
     # the zygote first: a fresh interpreter, started before this process opens any connection
-    zygote = Zygote()
-    zygote.start()
+    if zygote is None:
+        zygote = Zygote()
+        zygote.start()
     try:
         try:
             import uvloop

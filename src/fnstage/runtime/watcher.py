@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +31,7 @@ from fnstage.runtime.loads import (
     Freezer,
     LoadMetrics,
     LoadRows,
+    LoadStream,
     apply_loads,
     collector_paused,
     load_missing,
@@ -92,6 +93,7 @@ class Watcher:
         bulk_load: int = BULK_LOAD,
         counts: Callable[[], list[FunctionCounts]] | None = None,
         load_rows: LoadRows | None = None,
+        load_stream: LoadStream | None = None,
         on_config: Callable[[list[tuple[str, str]] | None], None] | None = None,
         on_canary: Callable[[], None] | None = None,
         on_removed: Callable[[str, str], None] | None = None,
@@ -109,6 +111,9 @@ class Watcher:
         self.metrics = metrics  # loads, their failures and publish -> live, for /metrics
         # where rows are loaded: here by default; a supervisor hands them to its cells
         self._load_rows = load_rows if load_rows is not None else self._load_here
+        # a cold start's snapshot, loaded as it is read (a supervisor's `CellSet.load_stream`); by
+        # default each chunk is loaded with `load_rows` when read
+        self._load_stream = load_stream if load_stream is not None else self._load_chunks
         self._counts = counts  # requests and failures per live version, reported with the heartbeat
         self.gateway = gateway
         self.poll_interval_s = poll_interval_s
@@ -253,26 +258,14 @@ class Watcher:
         self.wakes.resync_wanted = False
         # a cold start (nothing loaded): read and load with the collector paused, see loads.BULK_LOAD
         cold = len(self.registry) == 0
-        with collector_paused(cold):
-            rows, positions = await self._call(self._reader.snapshot, self.gateway)
-            if self._on_config is not None:
-                await self._call(self._on_config, None)
-            if self._on_canary is not None:
-                self._on_canary()
-            published = {(r.gateway, r.name): r for r in rows}
-            stale = []
-            for row in rows:
-                live = self.registry.get(row.gateway, row.name)
-                failure = self.registry.failure(row.gateway, row.name)
-                if live is not None and live.version == row.version and live.bundle_hash == row.bundle_hash:
-                    continue
-                if failure is not None and failure.version == row.version:
-                    continue  # already tried: a load error is reported, not retried on every resync
-                stale.append(row)
-            # Never backwards, even on resync: the store continues a name's numbering after a delete or
-            # a rename, so an older snapshot row only means a lagging read (a replica), never newer truth.
-            await self._load(stale, freeze=cold and len(stale) >= self.bulk_load)
-        for gateway, name in self.registry.names(self.gateway) - published.keys():
+        if cold and hasattr(self._reader, "snapshot_chunks"):
+            with collector_paused():
+                rows, positions = await self._cold_sync()
+        else:
+            with collector_paused(cold):
+                rows, positions = await self._sync()
+        published = {(r.gateway, r.name) for r in rows}
+        for gateway, name in self.registry.names(self.gateway) - published:
             self._freezer.thaw()
             self._unload(gateway, name, None)
         self._positions = positions
@@ -286,6 +279,99 @@ class Watcher:
             positions,
             extra=fields(event="sync" if self.resyncs == 1 else "resync", functions=len(rows)),
         )
+
+    async def _cold_sync(self) -> tuple[list[PublishedFunction], dict[str, int]]:
+        """A cold start: the snapshot loaded as it is read (`snapshot_chunks`, `load_stream`), so the
+        cells load its first rows while the supervisor reads the next. The configuration is delivered
+        before (a cell starts with it) and again after the read (what changed meanwhile)."""
+        assert self._reader is not None
+        if self._on_config is not None:
+            await self._call(self._on_config, None)
+        positions: dict[str, int] = {}
+        rows: list[PublishedFunction] = []  # every row read (those loaded, and earlier failures)
+        error: BaseException | None = None
+
+        def read_and_load() -> tuple[list[PublishedFunction], list[LiveVersion | LoadError]]:
+            nonlocal error
+            assert self._reader is not None
+            chunks = self._reader.snapshot_chunks(self.gateway, positions)  # type: ignore[attr-defined]
+            with contextlib.closing(chunks):
+                loaded, results, error = self._load_stream(self._not_failed(chunks, rows))
+            return loaded, results
+
+        def apply(loaded: tuple[list[PublishedFunction], list[LiveVersion | LoadError]]) -> int:
+            apply_loads(self.registry, loaded[0], loaded[1], self._report, self.metrics)
+            return len(loaded[0])
+
+        count = await self._load_then(apply, read_and_load)
+        if error is not None:  # the read broke off: what it loaded is applied, the resync is retried
+            raise error
+        if count >= self.bulk_load:  # as a resync's: what was loaded, not what had failed before
+            self._freezer.freeze()
+        if self._on_config is not None:
+            await self._call(self._on_config, None)
+        if self._on_canary is not None:
+            self._on_canary()
+        return rows, positions
+
+    def _not_failed(
+        self, chunks: Iterable[list[PublishedFunction]], read: list[PublishedFunction]
+    ) -> Iterator[list[PublishedFunction]]:
+        """The rows to load: all but a version whose load failed already (reported, not retried);
+        every row is added to `read`."""
+        started = time.perf_counter()
+        for chunk in chunks:
+            read += chunk
+            wanted = []
+            for row in chunk:
+                failure = self.registry.failure(row.gateway, row.name)
+                if failure is None or failure.version != row.version:
+                    wanted.append(row)
+            if wanted:
+                yield wanted
+        logger.info(  # the cells go on loading what was read (the sync's own line says when they are done)
+            "runtime: read %d published function(s) in %.2f s, loading them meanwhile",
+            len(read),
+            time.perf_counter() - started,
+            extra=fields(event="snapshot_read", functions=len(read)),
+        )
+
+    def _load_chunks(
+        self, chunks: Iterable[list[PublishedFunction]]
+    ) -> tuple[list[PublishedFunction], list[LiveVersion | LoadError], BaseException | None]:
+        """The default `load_stream`: each chunk loaded by `load_rows` as it is read."""
+        rows: list[PublishedFunction] = []
+        results: list[LiveVersion | LoadError] = []
+        try:
+            for chunk in chunks:
+                rows += chunk
+                results += self._load_rows(chunk)
+        except Exception as exc:
+            return rows, results, exc
+        return rows, results, None
+
+    async def _sync(self) -> tuple[list[PublishedFunction], dict[str, int]]:
+        """A resync: the whole snapshot, then what of it is not live yet."""
+        assert self._reader is not None
+        cold = len(self.registry) == 0
+        rows, positions = await self._call(self._reader.snapshot, self.gateway)
+        if self._on_config is not None:
+            await self._call(self._on_config, None)
+        if self._on_canary is not None:
+            self._on_canary()
+        stale = []
+        for row in rows:
+            live = self.registry.get(row.gateway, row.name)
+            failure = self.registry.failure(row.gateway, row.name)
+            if live is not None and live.version == row.version and live.bundle_hash == row.bundle_hash:
+                continue
+            if failure is not None and failure.version == row.version:
+                continue  # already tried: a load error is reported, not retried on every resync
+            stale.append(row)
+        # Never backwards, even on resync: the store continues a name's numbering after a delete or
+        # a rename, so an older snapshot row only means a lagging read (a replica), never newer truth.
+        await self._load(stale, freeze=cold and len(stale) >= self.bulk_load)
+        return rows, positions
 
     async def _wait_for_change(self) -> None:
         assert self._reader is not None
