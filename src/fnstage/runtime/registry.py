@@ -44,19 +44,7 @@ class Registry:
         hash: a published row with the live number but another hash is what the store now holds (a row
         written behind the control plane's back must not stay live), so it replaces the live one.
         `allow_older` is for a resync only, where the published table is the truth."""
-        key = (live.gateway, live.name)
-        with self._lock:
-            current = self._live.get(key)
-            if current is not None and (
-                (live.version == current.version and live.bundle_hash == current.bundle_hash)
-                or (live.version < current.version and not allow_older)
-            ):
-                return False
-            self._live[key] = live
-            failure = self._failures.get(key)
-            if failure is not None and failure.version <= live.version:
-                del self._failures[key]
-            return True
+        return self.apply_many([live], allow_older=allow_older)[0]
 
     def apply_many(self, lives: list[LiveVersion], *, allow_older: bool = False) -> list[bool]:
         """`apply` of each, in order, under one taking of the lock: a cold start applies 100,000 at
