@@ -487,7 +487,7 @@ class SupervisorLink:
         groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         size = 0
         for gateway, name, e in entries:
-            lines, error = e.lines, e.error
+            lines, error = e[5], e[6]  # by index: a plain tuple (`invoker.LogEntry`)
             row_size = 100
             if lines:  # no generator for the many invocations that log nothing (per request)
                 chars = sum(map(len, lines)) + 4 * len(lines)
