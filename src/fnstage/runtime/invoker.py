@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from itertools import repeat, starmap
 from typing import Any, NamedTuple, overload
 from urllib.parse import parse_qsl
 
@@ -188,7 +189,8 @@ class InvocationLogs:
         """The invocations queued since the last call (`(gateway, name, entry)`, each entry as it was
         recorded: see `LogEntry`), and how many a full outbox dropped meanwhile."""
         outbox = self._outbox
-        entries = [outbox.popleft() for _ in range(len(outbox))]
+        # popped one by one (the event loop appends meanwhile), by `starmap` in C: no bytecode each
+        entries = list(starmap(outbox.popleft, repeat((), len(outbox))))
         dropped_total = self._dropped
         dropped, self._dropped_taken = dropped_total - self._dropped_taken, dropped_total
         return entries, dropped
