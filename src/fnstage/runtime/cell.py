@@ -550,9 +550,8 @@ class SupervisorLink:
                 if error is not None:
                     error = error[:LOG_ROW_ERROR_CHARS]
                     row_size += len(error)
-                if (
-                    row_size > LOG_MESSAGE_BYTES and parts
-                ):  # a large row goes alone (too large: it alone is lost)
+                # a large row goes alone (too large, it alone is lost)
+                if row_size > LOG_MESSAGE_BYTES and parts:
                     send()
                 rows = groups.get(function)
                 if rows is None:
