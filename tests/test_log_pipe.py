@@ -219,3 +219,81 @@ def test_a_shipment_carries_only_the_newest_keep_of_each_function_and_counts_the
     for message in shipped:
         writer.offer(records_of(message["groups"], "demo", "dev"), 0, 0, message.get("pruned", 0))
     assert writer.stats()["pruned"] == 1500 and writer.stats()["waiting"] == 1010
+
+
+def test_quiet_invocations_go_as_columns_in_the_messages_rows_would_make() -> None:
+    """Runs of invocations that logged nothing, failed not and ran for no trigger go as columns
+    (`SupervisorLink._ship`, without a Python step each); the writer reads back the same invocations,
+    in the same messages, as the row-by-row rule makes: in the order served, a message sent once its
+    rows count LOG_MESSAGE_BYTES (LOG_ROW_BYTES a row, plus its lines and error), a large row alone."""
+    from fnstage.runtime.cell import LOG_MESSAGE_BYTES, LOG_ROW_BYTES, LogSender, SupervisorLink
+    from fnstage.runtime.invoker import NO_LINES
+    from fnstage.runtime.log_process import records_of
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link = SupervisorLink.__new__(SupervisorLink)  # only its shipping: no channel, no registry
+    link.log_sender = LogSender(theirs)
+    link.log_keep = 0
+    served: list[tuple[str, str, tuple[Any, ...]]] = []
+    for n in range(1500):
+        name = "dev/a" if (n // 200) % 3 else "dev/b"  # runs of one function, then of another
+        # runs 0-199, 800-1199 and 1400-1499 go (partly) row by row; the others are quiet
+        lines: Any = [f"line {n}"] if n in (5, 1000) else (NO_LINES if n % 2 else [])
+        error = "ValueError: x" if n == 7 else None
+        big = ["z" * 3000] * 12 if n == 900 else None  # a row larger than a message: it goes alone
+        trigger = "nightly" if n == 1450 else None
+        version = 3 if n < 700 else 4  # one message's column has both
+        status = 500 if error else (404 if n % 97 == 0 else 200)
+        row = (f"r{n}", 1_764_000_000 + n / 7, version, status, n / 3, big or lines, error, trigger)
+        served.append(("demo", name, row))
+    link._ship(served, 4)
+    ours.setblocking(False)
+    got = []
+    with pytest.raises(BlockingIOError):
+        while True:
+            got.append(json.loads(ours.recv(1 << 22)))
+    assert any(type(g[2]) is dict for m in got for g in m["groups"])  # columns were sent
+    assert any(type(g[2]) is list for m in got for g in m["groups"])  # and rows
+
+    expected: list[tuple[int, list[str]]] = []  # each message: (count, request ids in order)
+    ids: list[str] = []
+    size, dropped = 0, 4
+    for _, _, e in served:
+        row_size = LOG_ROW_BYTES + sum(len(line) + 4 for line in e[5]) + len(e[6] or "")
+        if row_size > LOG_MESSAGE_BYTES and ids:
+            expected.append((dropped, ids))
+            ids, size, dropped = [], 0, 0
+        ids.append(e[0])
+        size += row_size
+        if size >= LOG_MESSAGE_BYTES:
+            expected.append((dropped, ids))
+            ids, size, dropped = [], 0, 0
+    if ids:
+        expected.append((dropped, ids))
+    assert len(expected) > 5
+    records = [records_of(m["groups"], "demo", "dev") for m in got]
+    assert [(m["dropped"], m["n"]) for m in got] == [(d, len(i)) for d, i in expected]
+    by_function = [(r.name, r.request_id) for message in records for r in message]
+    assert [(name, e[0]) for _, name, e in served] == sorted(by_function, key=lambda f: int(f[1][1:]))
+    for name in ("dev/a", "dev/b"):  # each function's in the order served
+        assert [i for n, i in by_function if n == name] == [e[0] for _, f, e in served if f == name]
+    in_order = sorted((r for message in records for r in message), key=lambda r: int(r.request_id[1:]))
+    for record, (_, name, e) in zip(in_order, served, strict=True):
+        kept = (record.name, record.version, record.status, record.error, record.trigger)
+        assert kept == (name, e[2], e[3], e[6], e[7])
+        assert abs(record.started_at - e[1]) < 2e-6 and abs(record.duration_ms - e[4]) < 2e-3
+        assert record.lines == json.dumps(list(e[5]), separators=(",", ":"))
+
+
+def test_columns_that_do_not_fit_are_ignored_like_a_wrong_row() -> None:
+    from fnstage.runtime.log_process import records_of
+
+    good = {"id": ["a", "b"], "t": [1_000_000, 2_000_000], "d": [1000, 2000], "v": 3, "s": [200, 404]}
+    [a, b] = records_of([["demo", "dev/x", good]], "demo", "dev")
+    assert (a.request_id, a.started_at, a.duration_ms, a.version, a.status) == ("a", 1.0, 1.0, 3, 200)
+    assert a.lines == "[]" and a.error is None and a.trigger is None
+    assert (b.request_id, b.status, b.version) == ("b", 404, 3)
+    for wrong in ({**good, "t": [1]}, {**good, "s": [200]}, {**good, "v": "3"}, {**good, "id": "ab"}):
+        with pytest.raises((TypeError, ValueError)):
+            records_of([["demo", "dev/x", wrong]], "demo", "dev")
+    assert records_of([["other", "dev/x", good]], "demo", "dev") == []  # another gateway's: dropped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -13,6 +14,7 @@ import pytest
 
 from fnstage.build import build
 from fnstage.runtime.invoker import (
+    InvocationLog,
     InvocationLogs,
     Outcome,
     RunningCalls,
@@ -101,7 +103,7 @@ async def test_invoke_keeps_and_counts_as_the_logs_record_does() -> None:
     logs, metrics = InvocationLogs(outbox=10), RequestMetrics()
     shipped, _ = inline_logs.take_outbox()
     for (gateway, name, entry), count in zip(shipped, counted, strict=True):
-        logs.record(gateway, name, entry, count, metrics, entry.duration_ms / 1000)
+        logs.record(gateway, name, entry, count, metrics, InvocationLog(*entry).duration_ms / 1000)
     assert logs.recent("demo", "dev/user/me") == inline_logs.recent("demo", "dev/user/me")
     inline_counts = inline_logs.take_counts()
     assert logs.take_counts() == inline_counts and [(c.requests, c.errors) for c in inline_counts] == [(2, 1)]
@@ -137,7 +139,7 @@ async def test_a_ctx_made_on_first_read_is_still_a_context() -> None:
     assert answer["repr"] is True
     assert outcome.lines == ["one 2"]
     unread = await call(live("async def main(ctx):\n    return {}\n"))
-    assert unread.lines == []  # no `ctx.log` read: no lines, and no Log made for them
+    assert not unread.lines  # no `ctx.log` read: no lines, and no Log made for them
 
 
 async def test_a_dict_answer_that_is_not_json_is_a_500_that_says_why() -> None:
@@ -338,6 +340,20 @@ async def test_log_lines_are_kept_per_function_in_a_ring() -> None:
     assert recent[-1].lines == ["hello r4", "ERROR bad"]
     assert recent[-1].status == 200 and recent[-1].version == 7 and recent[-1].duration_ms >= 0
     assert logs.recent("demo", "dev/other") == []
+
+
+async def test_the_entry_of_an_invocation_that_logged_nothing_is_left_to_reference_counting() -> None:
+    """A cell keeps thousands of entries a second under load (the recent ring, the durable logs'
+    outbox): each one the collector tracks is promoted from generation to generation until a full
+    collection walks them all. An entry of atomic values is untracked at its first collection."""
+    logs = InvocationLogs(outbox=10)
+    await call(live("async def main(ctx):\n    return {'a': 1}\n"), logs=logs, request_id="quiet")
+    await call(live("async def main(ctx):\n    ctx.log('hi')\n    return {}\n"), logs=logs, request_id="loud")
+    gc.collect()
+    (_, _, quiet), (_, _, loud) = logs.take_outbox()[0]
+    assert quiet[0] == "quiet" and not gc.is_tracked(quiet)
+    assert loud[5] == ["hi"] and gc.is_tracked(loud)  # a list of lines: tracked, as it must be
+    assert [e.request_id for e in logs.recent("demo", "dev/user/me")] == ["quiet", "loud"]  # named
 
 
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])

@@ -25,7 +25,9 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from itertools import groupby
 from multiprocessing.connection import Connection
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, cast
 
@@ -56,6 +58,11 @@ LOG_MESSAGE_BYTES = 32 * 1024  # one shipment is cut into messages of about this
 LOG_ROW_LINES_CHARS = 150_000
 LOG_ROW_ERROR_CHARS = 20_000  # the writer keeps as much of a traceback
 LOG_SEND_TIMEOUT_S = 1.0  # a socket full this long (the writer behind, or down): the shipment is dropped
+LOG_ROW_BYTES = 100  # what a row counts towards LOG_MESSAGE_BYTES, besides its lines and error
+_FUNCTION = itemgetter(0, 1)  # an outbox item's (gateway, name) ...
+_ENTRY = itemgetter(2)  # ... and its `invoker.LogEntry`
+_TO_US = (1e6).__mul__  # seconds -> microseconds, as `x * 1e6` (the same float: IEEE products commute)
+_MS_TO_US = (1000.0).__mul__  # milliseconds -> microseconds, as `x * 1000`
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -481,40 +488,87 @@ class SupervisorLink:
     def _ship(self, entries: list[Any], dropped: int) -> None:
         """Grouped by function (the writer checks each function once, not each invocation), in
         messages of about LOG_MESSAGE_BYTES: each is encoded in one call that holds the interpreter
-        lock, so small ones leave the event loop its turn. A row is `[request_id, started_us, version,
-        status, duration_us, lines, error, trigger]`: integer microseconds and the lines as a list
-        encode about three times faster than floats and the lines' own JSON text (BENCHMARKS.md)."""
+        lock, so small ones leave the event loop its turn. A group is `[gateway, name, rows]`, a row
+        `[request_id, started_us, version, status, duration_us, lines, error, trigger]`: integer
+        microseconds and the lines as a list encode about three times faster than floats and the
+        lines' own JSON text (BENCHMARKS.md).
+
+        Most invocations log nothing, fail not and run for no trigger: a run of one function's such
+        invocations goes as columns instead, `[gateway, name, {"id": [...], "t": [started_us...],
+        "d": [duration_us...], "v": version or [...], "s": status or [...]}]` (a column whose values
+        are all one goes as that value), made by `zip` and `map` without a Python step each: under
+        load, encoding eight values a row was most of the shipping thread's time (BENCHMARKS.md,
+        "Where a cell's CPU goes"). Either way a message is sent once its rows count
+        LOG_MESSAGE_BYTES (LOG_ROW_BYTES a row, plus its lines and error), a large row alone, and
+        each function's invocations stay in the order they were served."""
         sender = self.log_sender
         if sender is None or (not entries and not dropped):
             return
         if self.log_keep and len(entries) > self.log_keep:
             entries = self._newest(entries, self.log_keep)
-        groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
-        size = 0
-        for gateway, name, e in entries:
-            lines, error = e.lines, e.error
-            row_size = 100
-            if lines:  # no generator for the many invocations that log nothing (per request)
-                chars = sum(map(len, lines)) + 4 * len(lines)
-                if chars > LOG_ROW_LINES_CHARS:
-                    lines = [f"(cut: {chars} characters of lines)"]
-                row_size += chars
-            if error is not None:
-                error = error[:LOG_ROW_ERROR_CHARS]
-                row_size += len(error)
-            if row_size > LOG_MESSAGE_BYTES and groups:  # a large row goes alone: too large, it alone is lost
-                sender.send([[g, n, r] for (g, n), r in groups.items()], _count(groups), dropped)
-                groups, size, dropped = {}, 0, 0
-            rows = groups.get((gateway, name))
-            if rows is None:
-                rows = groups[(gateway, name)] = []
-            rows.append((e[0], int(e[1] * 1e6), e[2], e[3], int(e[4] * 1000), lines, error, e[7]))
-            size += row_size
-            if size >= LOG_MESSAGE_BYTES:
-                sender.send([[g, n, r] for (g, n), r in groups.items()], _count(groups), dropped)
-                groups, size, dropped = {}, 0, 0
-        if groups or dropped:
-            sender.send([[g, n, r] for (g, n), r in groups.items()], _count(groups), dropped)
+        parts: list[list[Any]] = []  # the message's groups, in order
+        groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}  # a function's rows among them
+        count = size = 0
+
+        def send() -> None:
+            nonlocal parts, groups, count, size, dropped
+            sender.send(parts, count, dropped)
+            parts, groups, count, size, dropped = [], {}, 0, 0, 0
+
+        for function, run in groupby(entries, _FUNCTION):
+            batch = list(map(_ENTRY, run))
+            ids, started, versions, statuses, durations, all_lines, errors, triggers = zip(
+                *batch, strict=True
+            )
+            n = len(batch)
+            if not any(all_lines) and errors.count(None) == n and triggers.count(None) == n:
+                started_us = list(map(int, map(_TO_US, started)))
+                durations_us = list(map(int, map(_MS_TO_US, durations)))
+                at = 0
+                while at < n:
+                    # the rows that fill this message, at least one
+                    room = -(-(LOG_MESSAGE_BYTES - size) // LOG_ROW_BYTES)
+                    end = min(n, at + room)
+                    columns = {
+                        "id": ids[at:end],
+                        "t": started_us[at:end],
+                        "d": durations_us[at:end],
+                        "v": _column(versions, at, end),
+                        "s": _column(statuses, at, end),
+                    }
+                    parts.append([function[0], function[1], columns])
+                    groups.pop(function, None)  # a later row of this function goes after these
+                    count += end - at
+                    size += LOG_ROW_BYTES * (end - at)
+                    at = end
+                    if size >= LOG_MESSAGE_BYTES:
+                        send()
+                continue
+            for e in batch:
+                lines, error = e[5], e[6]  # by index: a plain tuple (`invoker.LogEntry`)
+                row_size = LOG_ROW_BYTES
+                if lines:
+                    chars = sum(map(len, lines)) + 4 * len(lines)
+                    if chars > LOG_ROW_LINES_CHARS:
+                        lines = [f"(cut: {chars} characters of lines)"]
+                    row_size += chars
+                if error is not None:
+                    error = error[:LOG_ROW_ERROR_CHARS]
+                    row_size += len(error)
+                # a large row goes alone (too large, it alone is lost)
+                if row_size > LOG_MESSAGE_BYTES and parts:
+                    send()
+                rows = groups.get(function)
+                if rows is None:
+                    rows = groups[function] = []
+                    parts.append([function[0], function[1], rows])
+                rows.append((e[0], int(e[1] * 1e6), e[2], e[3], int(e[4] * 1000), lines, error, e[7]))
+                count += 1
+                size += row_size
+                if size >= LOG_MESSAGE_BYTES:
+                    send()
+        if parts or dropped:
+            send()
 
     def _newest(self, entries: list[Any], keep: int) -> list[Any]:
         """Each function's newest `keep` of `entries` (oldest first): the store's count bound would
@@ -536,8 +590,11 @@ class SupervisorLink:
         return kept
 
 
-def _count(groups: dict[tuple[str, str], list[tuple[Any, ...]]]) -> int:
-    return sum(len(rows) for rows in groups.values())
+def _column(values: tuple[Any, ...], start: int, end: int) -> Any:
+    """values[start:end] as a shipment's column: the one value when they are all it."""
+    taken = values[start:end]
+    first = taken[0]
+    return first if taken.count(first) == len(taken) else taken
 
 
 class LogSender:

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from itertools import repeat, starmap
 from typing import Any, NamedTuple, overload
 from urllib.parse import parse_qsl
 
@@ -61,11 +62,19 @@ RUNNING_TASKS: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] = vars(asyncio
 _c_encode = make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, True)
 
 
+# The lines of an invocation that logged nothing: one shared empty tuple. A log entry made of strings,
+# numbers, None and this is untracked by the garbage collector at its first collection; with a new empty
+# list in it, it stayed tracked, and the entries a cell keeps (its recent ring, the durable logs'
+# outbox: thousands a second under load) were promoted from generation to generation until a full
+# collection walked them all (BENCHMARKS.md, "Where a cell's CPU goes").
+NO_LINES: tuple[str, ...] = ()
+
+
 class Outcome(NamedTuple):
     status: int
     headers: Sequence[tuple[str, str]]  # `JSON_HEADERS` itself, or a list of the function's own
     body: bytes
-    lines: list[str]
+    lines: Sequence[str]  # `NO_LINES` when the function logged nothing
     error: str | None = None  # the function's failure (summary, then traceback) or time-out
     seconds: float = 0.0  # how long the invocation took (the app's metrics and split time it by this)
 
@@ -76,9 +85,15 @@ class InvocationLog(NamedTuple):
     version: int
     status: int
     duration_ms: float
-    lines: list[str]
+    lines: Sequence[str]  # `NO_LINES` when the function logged nothing
     error: str | None = None  # one-line summary, then the traceback
     trigger: str | None = None  # the trigger's name when a schedule ran it, None for an HTTP request
+
+
+# An invocation as `InvocationLogs` keeps it: `InvocationLog`'s fields in its order, as a plain tuple
+# (what `invoke` records) or an `InvocationLog` (what other callers may pass). `recent` answers the
+# named form; `take_outbox` hands the entries over as they were recorded.
+LogEntry = tuple[str, float, int, int, float, Sequence[str], str | None, str | None]
 
 
 @dataclass
@@ -101,11 +116,11 @@ class InvocationLogs:
 
     def __init__(self, per_function: int = 100, outbox: int = 0) -> None:
         self.per_function = per_function
-        self._logs: dict[tuple[str, str], deque[InvocationLog]] = {}
+        self._logs: dict[tuple[str, str], deque[LogEntry]] = {}
         self._counts: dict[tuple[str, str], Counts] = {}
         self._counted: set[tuple[str, str]] = set()  # counts changed since `take_counts`
         self.outbox_size = outbox
-        self._outbox: deque[tuple[str, str, InvocationLog]] = deque()
+        self._outbox: deque[tuple[str, str, LogEntry]] = deque()
         self._dropped = 0  # ever, written by the recording thread only
         self._dropped_taken = 0  # ... of which `take_outbox` reported
 
@@ -113,7 +128,7 @@ class InvocationLogs:
         self,
         gateway: str,
         name: str,
-        entry: InvocationLog,
+        entry: LogEntry | InvocationLog,
         count: bool = True,
         metrics: RequestMetrics | None = None,
         seconds: float = 0.0,
@@ -159,7 +174,7 @@ class InvocationLogs:
         self._counted.add(key)
 
     def recent(self, gateway: str, name: str) -> list[InvocationLog]:
-        return list(self._logs.get((gateway, name), ()))
+        return list(map(InvocationLog._make, self._logs.get((gateway, name), ())))
 
     def take_counts(self) -> list[FunctionCounts]:
         """The counts that changed since the last call (the watcher reports them with its heartbeat)."""
@@ -170,10 +185,12 @@ class InvocationLogs:
             if (c := self._counts.get((g, n))) is not None
         ]
 
-    def take_outbox(self) -> tuple[list[tuple[str, str, InvocationLog]], int]:
-        """The invocations queued since the last call, and how many a full outbox dropped meanwhile."""
+    def take_outbox(self) -> tuple[list[tuple[str, str, LogEntry]], int]:
+        """The invocations queued since the last call (`(gateway, name, entry)`, each entry as it was
+        recorded: see `LogEntry`), and how many a full outbox dropped meanwhile."""
         outbox = self._outbox
-        entries = [outbox.popleft() for _ in range(len(outbox))]
+        # popped one by one (the event loop appends meanwhile), by `starmap` in C: no bytecode each
+        entries = list(starmap(outbox.popleft, repeat((), len(outbox))))
         dropped_total = self._dropped
         dropped, self._dropped_taken = dropped_total - self._dropped_taken, dropped_total
         return entries, dropped
@@ -525,15 +542,14 @@ async def invoke(
         out_headers = [("content-type", JSON)]
     seconds = time.perf_counter() - started
     log = fields.get("log")  # made only if the function read `ctx.log`
-    lines = log.lines if log is not None else []
-    # both made by `tuple.__new__`, every field given: a NamedTuple's own constructor is a Python
-    # function, a frame more for each on every request
+    # nothing logged: the shared empty tuple, not a new list, so that the log entry holds only atomic
+    # values and the collector stops tracking it (see `NO_LINES`)
+    lines = log.lines if log is not None else NO_LINES
+    # the log entry is a plain tuple in `InvocationLog`'s order (`LogEntry`): the collector untracks an
+    # exact tuple of atomic values, never a NamedTuple's; `recent` makes the named form when read
     if logs is not None:
         trigger_name = trigger.name if trigger is not None else None
-        entry = _new_tuple(
-            InvocationLog,
-            (request_id, started_at, live.version, status, seconds * 1000, lines, error, trigger_name),
-        )
+        entry = (request_id, started_at, live.version, status, seconds * 1000, lines, error, trigger_name)
         logs.record(live.gateway, live.name, entry, count, metrics, seconds)
     if metrics is not None:
         metrics.in_flight -= 1

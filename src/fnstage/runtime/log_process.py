@@ -47,13 +47,17 @@ def records_of(groups: Any, gateway: str, env: str) -> list[LogRecord]:
     (another function's group is dropped), every field converted to its type (a wrong one raises and
     the shipment is ignored); strings cut to their columns' sizes. A row is `[request_id, started_us,
     version, status, duration_us, lines, error, trigger]` (`cell.SupervisorLink._ship`); `lines`, a
-    list, is kept as its JSON text, which readers parse (`store.invocation_log.read_lines`)."""
+    list, is kept as its JSON text, which readers parse (`store.invocation_log.read_lines`). A group
+    of quiet invocations carries columns instead of rows (`_quiet_records`)."""
     out: list[LogRecord] = []
     prefix = f"{env}/"
     for group_gateway, name, rows in groups:
         if group_gateway != gateway or not isinstance(name, str) or not name.startswith(prefix):
             continue
         name = name[:220]
+        if type(rows) is dict:  # quiet invocations as columns (`cell.SupervisorLink._ship`)
+            out += _quiet_records(rows, gateway, name)
+            continue
         for request_id, started_us, version, status, duration_us, lines, error, trigger in rows:
             if type(lines) is not list:
                 raise TypeError("lines")
@@ -78,6 +82,38 @@ def records_of(groups: Any, gateway: str, env: str) -> list[LogRecord]:
 
 
 _encode_lines = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _quiet_records(columns: dict[str, Any], gateway: str, name: str) -> list[LogRecord]:
+    """Invocations that logged nothing, failed not and ran for no trigger, shipped as columns:
+    `{"id": [...], "t": [started_us...], "d": [duration_us...], "v": version or [...], "s": status
+    or [...]}` (one value: every invocation's). Columns of unequal lengths raise, as a wrong row does."""
+    ids, started, durations = columns["id"], columns["t"], columns["d"]
+    if type(ids) is not list or type(started) is not list or type(durations) is not list:
+        raise TypeError("columns")
+    n = len(ids)
+    versions, statuses = columns["v"], columns["s"]
+    versions = [versions] * n if type(versions) is int else versions
+    statuses = [statuses] * n if type(statuses) is int else statuses
+    if type(versions) is not list or type(statuses) is not list:
+        raise TypeError("columns")
+    if not len(started) == len(durations) == len(versions) == len(statuses) == n:
+        raise ValueError("columns of unequal lengths")
+    return [
+        LogRecord(
+            gateway,
+            name,
+            int(version),
+            str(request_id)[:64],
+            int(started_us) / 1e6,
+            int(status),
+            int(duration_us) / 1000,
+            "[]",
+        )
+        for request_id, started_us, version, status, duration_us in zip(
+            ids, started, versions, statuses, durations, strict=True
+        )
+    ]
 
 
 class LogPipe:
