@@ -126,6 +126,53 @@ def test_the_writer_writes_batches_and_prunes(store: Store, demo: str) -> None:
     assert len(invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())[0]) == 5
 
 
+def test_the_writer_writes_the_shipments_of_a_tick_in_one_transaction(
+    store: Store, demo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cell's shipment arrives as several messages (about 270 invocations each): the writer writes
+    what a tick (FLUSH_INTERVAL_S) gathered together, not each message as it comes, since a
+    transaction of a few hundred rows costs about twice as much a row as one of thousands."""
+    from fnstage.runtime import log_writer
+
+    transactions: list[int] = []
+    real_write = invocation_log.write
+
+    def counted(engine: Engine, records: Any, runtime_id: Any = None) -> None:
+        transactions.append(len(records))
+        real_write(engine, records, runtime_id)
+
+    monkeypatch.setattr(log_writer.invocation_log, "write", counted)
+    monkeypatch.setattr(log_writer, "FLUSH_INTERVAL_S", 0.5)
+    writer = LogWriter(lambda: store.engine, LogSettings())
+    writer.start()
+    for message in range(4):  # the messages of one shipment, a few milliseconds apart
+        writer.offer([record(message * 100 + n) for n in range(100)])
+        time.sleep(0.02)
+    deadline = time.monotonic() + 10
+    while writer.stats()["written"] < 400 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    writer.stop()
+    assert writer.stats()["written"] == 400 and transactions == [400]
+
+
+def test_the_writer_does_not_wait_for_its_tick_when_a_batch_is_queued(store: Store, demo: str) -> None:
+    from fnstage.runtime import log_writer
+
+    writer = LogWriter(lambda: store.engine, LogSettings())
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(log_writer, "FLUSH_INTERVAL_S", 30.0)
+    try:
+        writer.start()
+        writer.offer([record(n) for n in range(log_writer.BATCH)])
+        deadline = time.monotonic() + 10
+        while writer.stats()["written"] < log_writer.BATCH and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert writer.stats()["written"] == log_writer.BATCH
+    finally:
+        writer.stop()
+        monkey.undo()
+
+
 class _BrokenEngine:
     """An engine whose every connection fails, as a stopped PostgreSQL does."""
 
