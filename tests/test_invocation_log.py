@@ -76,6 +76,26 @@ def test_entries_of_an_unknown_gateway_are_skipped_not_failed(store: Store, demo
     ] == ["req-1"]
 
 
+def test_a_records_runtime_wins_over_the_batchs_and_records_of_fills_it_in(store: Store, demo: str) -> None:
+    """The writer's records carry its runtime id (`records_of`) and go to the driver as they are;
+    records without one get the batch's."""
+    shipped = records_of(
+        [["demo", "dev/user/me", [["r1", 1_000_000, 1, 200, 1, [], None, None]]]], "demo", "dev", "rt-a"
+    )
+    assert shipped[0].runtime_id == "rt-a"
+    invocation_log.write(store.engine, [*shipped, record(2), record(3)._replace(runtime_id="rt-c")], "rt-b")
+    entries, _ = invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())
+    assert {e["request_id"]: e["runtime"] for e in entries} == {
+        "r1": "rt-a",
+        "req-2": "rt-b",
+        "req-3": "rt-c",
+    }
+    invocation_log.write(store.engine, [record(4)])
+    assert (
+        invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter(limit=1))[0][0]["runtime"] is None
+    )
+
+
 def test_prune_keeps_each_functions_newest_and_drops_the_old(store: Store, demo: str) -> None:
     now = 2_000_000.0
     invocation_log.write(store.engine, [record(n, at=now - 100 + n) for n in range(10)])

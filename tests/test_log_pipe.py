@@ -181,7 +181,7 @@ def test_a_cells_rows_reach_the_writer_as_they_were_served_in_small_messages() -
     st.lists(
         st.one_of(
             st.text(),  # every character, quotes, backslashes, controls and lone surrogates among them
-            st.text(alphabet="ab \"\\\n\x00\x1f\x7f\u00e9\ud800"),
+            st.text(alphabet='ab "\\\n\x00\x1f\x7f\u00e9\ud800'),
             st.integers(),
             st.none(),
             st.lists(st.text(max_size=3), max_size=2),
@@ -189,7 +189,9 @@ def test_a_cells_rows_reach_the_writer_as_they_were_served_in_small_messages() -
         max_size=5,
     )
 )
-def test_the_writers_text_of_a_rows_lines_is_the_json_encoders_whatever_the_cell_sent(lines: list[Any]) -> None:
+def test_the_writers_text_of_a_rows_lines_is_the_json_encoders_whatever_the_cell_sent(
+    lines: list[Any],
+) -> None:
     """`records_of` keeps `lines` as the JSON encoder wrote it (readers parse it back); its shortcut for
     strings that need no escape must give the very same text for anything a cell could send."""
     from fnstage.runtime.log_process import records_of

@@ -43,12 +43,13 @@ MAX_MESSAGE = 1 << 22  # the largest shipment read (a cell's socket buffer is sm
 RESTART_AFTER_S = 1.0  # between a writer's death and the next start, at least
 
 
-def records_of(groups: Any, gateway: str, env: str) -> list[LogRecord]:
+def records_of(groups: Any, gateway: str, env: str, runtime_id: str | None = None) -> list[LogRecord]:
     """A cell's invocations, grouped by function: believed only for its own gateway and environment
     (another function's group is dropped), every field converted to its type (a wrong one raises and
     the shipment is ignored); strings cut to their columns' sizes. A row is `[request_id, started_us,
     version, status, duration_us, lines, error, trigger]` (`cell.SupervisorLink._ship`); `lines`, a
-    list, is kept as its JSON text, which readers parse (`store.invocation_log.read_lines`)."""
+    list, is kept as its JSON text, which readers parse (`store.invocation_log.read_lines`).
+    `runtime_id`: the writing runtime's, in every record (the store writes records as they are)."""
     out: list[LogRecord] = []
     prefix = f"{env}/"
     for group_gateway, name, rows in groups:
@@ -62,22 +63,27 @@ def records_of(groups: Any, gateway: str, env: str) -> list[LogRecord]:
             if len(text) > MAX_LOGGED_CHARS:
                 text = f'["(cut: {len(text)} characters of lines)"]'
             out.append(
-                LogRecord(
-                    gateway,
-                    name,
-                    int(version),
-                    str(request_id)[:64],
-                    int(started_us) / 1e6,
-                    int(status),
-                    int(duration_us) / 1000,
-                    text,
-                    None if error is None else str(error)[:20_000],
-                    None if trigger is None else str(trigger)[:64],
+                _new_tuple(  # a NamedTuple's own constructor is a Python call: four times the cost
+                    LogRecord,
+                    (
+                        gateway,
+                        name,
+                        int(version),
+                        str(request_id)[:64],
+                        int(started_us) / 1e6,
+                        int(status),
+                        int(duration_us) / 1000,
+                        text,
+                        None if error is None else str(error)[:20_000],
+                        None if trigger is None else str(trigger)[:64],
+                        runtime_id,
+                    ),
                 )
             )
     return out
 
 
+_new_tuple = tuple.__new__
 _encode_lines = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # what `_encode_lines` escapes (`json.encoder.ESCAPE`): with none of it, a list of strings is its
 # strings between quotes, joined by commas
@@ -363,7 +369,7 @@ def _read_cell(
         return False
     try:
         message = json.loads(data)
-        records = records_of(message["groups"], gateway, env)
+        records = records_of(message["groups"], gateway, env, writer.runtime_id)
         writer.offer(
             records,
             max(0, int(message.get("dropped") or 0)),
