@@ -76,6 +76,26 @@ def test_entries_of_an_unknown_gateway_are_skipped_not_failed(store: Store, demo
     ] == ["req-1"]
 
 
+def test_a_records_runtime_wins_over_the_batchs_and_records_of_fills_it_in(store: Store, demo: str) -> None:
+    """The writer's records carry its runtime id (`records_of`) and go to the driver as they are;
+    records without one get the batch's."""
+    shipped = records_of(
+        [["demo", "dev/user/me", [["r1", 1_000_000, 1, 200, 1, [], None, None]]]], "demo", "dev", "rt-a"
+    )
+    assert shipped[0].runtime_id == "rt-a"
+    invocation_log.write(store.engine, [*shipped, record(2), record(3)._replace(runtime_id="rt-c")], "rt-b")
+    entries, _ = invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())
+    assert {e["request_id"]: e["runtime"] for e in entries} == {
+        "r1": "rt-a",
+        "req-2": "rt-b",
+        "req-3": "rt-c",
+    }
+    invocation_log.write(store.engine, [record(4)])
+    assert (
+        invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter(limit=1))[0][0]["runtime"] is None
+    )
+
+
 def test_prune_keeps_each_functions_newest_and_drops_the_old(store: Store, demo: str) -> None:
     now = 2_000_000.0
     invocation_log.write(store.engine, [record(n, at=now - 100 + n) for n in range(10)])
@@ -124,6 +144,53 @@ def test_the_writer_writes_batches_and_prunes(store: Store, demo: str) -> None:
     writer.stop()
     assert writer.stats()["written"] == 20 and writer.stats()["pruned"] == 15
     assert len(invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())[0]) == 5
+
+
+def test_the_writer_writes_the_shipments_of_a_tick_in_one_transaction(
+    store: Store, demo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cell's shipment arrives as several messages (about 270 invocations each): the writer writes
+    what a tick (FLUSH_INTERVAL_S) gathered together, not each message as it comes, since a
+    transaction of a few hundred rows costs about twice as much a row as one of thousands."""
+    from fnstage.runtime import log_writer
+
+    transactions: list[int] = []
+    real_write = invocation_log.write
+
+    def counted(engine: Engine, records: Any, runtime_id: Any = None) -> None:
+        transactions.append(len(records))
+        real_write(engine, records, runtime_id)
+
+    monkeypatch.setattr(log_writer.invocation_log, "write", counted)
+    monkeypatch.setattr(log_writer, "FLUSH_INTERVAL_S", 0.5)
+    writer = LogWriter(lambda: store.engine, LogSettings())
+    writer.start()
+    for message in range(4):  # the messages of one shipment, a few milliseconds apart
+        writer.offer([record(message * 100 + n) for n in range(100)])
+        time.sleep(0.02)
+    deadline = time.monotonic() + 10
+    while writer.stats()["written"] < 400 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    writer.stop()
+    assert writer.stats()["written"] == 400 and transactions == [400]
+
+
+def test_the_writer_does_not_wait_for_its_tick_when_a_batch_is_queued(store: Store, demo: str) -> None:
+    from fnstage.runtime import log_writer
+
+    writer = LogWriter(lambda: store.engine, LogSettings())
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(log_writer, "FLUSH_INTERVAL_S", 30.0)
+    try:
+        writer.start()
+        writer.offer([record(n) for n in range(log_writer.BATCH)])
+        deadline = time.monotonic() + 10
+        while writer.stats()["written"] < log_writer.BATCH and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert writer.stats()["written"] == log_writer.BATCH
+    finally:
+        writer.stop()
+        monkey.undo()
 
 
 class _BrokenEngine:

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fnstage.runtime.log_process import LogProcess
 from fnstage.runtime.log_writer import LogSettings
@@ -172,6 +174,32 @@ def test_a_cells_rows_reach_the_writer_as_they_were_served_in_small_messages() -
     assert abs(first.started_at - 1_764_000_000.123456) < 2e-6 and abs(first.duration_ms - 12.345) < 2e-3
     assert first.lines == '["line 0"]' and first.version == 3 and first.error is None
     assert records[-1].lines.startswith('["(cut: ') and records[-1].error == "ValueError: x"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(),  # every character, quotes, backslashes, controls and lone surrogates among them
+            st.text(alphabet='ab "\\\n\x00\x1f\x7f\u00e9\ud800'),
+            st.integers(),
+            st.none(),
+            st.lists(st.text(max_size=3), max_size=2),
+        ),
+        max_size=5,
+    )
+)
+def test_the_writers_text_of_a_rows_lines_is_the_json_encoders_whatever_the_cell_sent(
+    lines: list[Any],
+) -> None:
+    """`records_of` keeps `lines` as the JSON encoder wrote it (readers parse it back); its shortcut for
+    strings that need no escape must give the very same text for anything a cell could send."""
+    from fnstage.runtime.log_process import records_of
+
+    expected = json.dumps(lines, ensure_ascii=False, separators=(",", ":"))
+    (record,) = records_of([["demo", "dev/a", [["r", 1, 1, 200, 1, lines, None, None]]]], "demo", "dev")
+    assert record.lines == expected
+    assert json.loads(record.lines) == lines
 
 
 def test_the_writer_imports_the_same_fnstage_as_its_runtime(tmp_path: Path, monkeypatch: Any) -> None:

@@ -23,6 +23,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import selectors
 import signal
 import socket
@@ -42,13 +43,14 @@ MAX_MESSAGE = 1 << 22  # the largest shipment read (a cell's socket buffer is sm
 RESTART_AFTER_S = 1.0  # between a writer's death and the next start, at least
 
 
-def records_of(groups: Any, gateway: str, env: str) -> list[LogRecord]:
+def records_of(groups: Any, gateway: str, env: str, runtime_id: str | None = None) -> list[LogRecord]:
     """A cell's invocations, grouped by function: believed only for its own gateway and environment
     (another function's group is dropped), every field converted to its type (a wrong one raises and
     the shipment is ignored); strings cut to their columns' sizes. A row is `[request_id, started_us,
     version, status, duration_us, lines, error, trigger]` (`cell.SupervisorLink._ship`); `lines`, a
     list, is kept as its JSON text, which readers parse (`store.invocation_log.read_lines`). A group
-    of quiet invocations carries columns instead of rows (`_quiet_records`)."""
+    of quiet invocations carries columns instead of rows (`_quiet_records`). `runtime_id`: the writing
+    runtime's, in every record (the store writes records as they are)."""
     out: list[LogRecord] = []
     prefix = f"{env}/"
     for group_gateway, name, rows in groups:
@@ -56,35 +58,60 @@ def records_of(groups: Any, gateway: str, env: str) -> list[LogRecord]:
             continue
         name = name[:220]
         if type(rows) is dict:  # quiet invocations as columns (`cell.SupervisorLink._ship`)
-            out += _quiet_records(rows, gateway, name)
+            out += _quiet_records(rows, gateway, name, runtime_id)
             continue
         for request_id, started_us, version, status, duration_us, lines, error, trigger in rows:
             if type(lines) is not list:
                 raise TypeError("lines")
-            text = _encode_lines(lines) if lines else "[]"
+            text = _lines_text(lines)
             if len(text) > MAX_LOGGED_CHARS:
                 text = f'["(cut: {len(text)} characters of lines)"]'
             out.append(
-                LogRecord(
-                    gateway,
-                    name,
-                    int(version),
-                    str(request_id)[:64],
-                    int(started_us) / 1e6,
-                    int(status),
-                    int(duration_us) / 1000,
-                    text,
-                    None if error is None else str(error)[:20_000],
-                    None if trigger is None else str(trigger)[:64],
+                _new_tuple(  # a NamedTuple's own constructor is a Python call: four times the cost
+                    LogRecord,
+                    (
+                        gateway,
+                        name,
+                        int(version),
+                        str(request_id)[:64],
+                        int(started_us) / 1e6,
+                        int(status),
+                        int(duration_us) / 1000,
+                        text,
+                        None if error is None else str(error)[:20_000],
+                        None if trigger is None else str(trigger)[:64],
+                        runtime_id,
+                    ),
                 )
             )
     return out
 
 
+_new_tuple = tuple.__new__
 _encode_lines = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# what `_encode_lines` escapes (`json.encoder.ESCAPE`): with none of it, a list of strings is its
+# strings between quotes, joined by commas
+_ESCAPED = re.compile(r'[\x00-\x1f\\"]')
 
 
-def _quiet_records(columns: dict[str, Any], gateway: str, name: str) -> list[LogRecord]:
+def _lines_text(lines: list[Any]) -> str:
+    """`_encode_lines(lines)`, the same text, without the encoder for the common case (strings that
+    need no escape): the encoder's call was most of `records_of`'s time, 2.4 us of its 3.3 an
+    invocation (BENCHMARKS.md, "Durable invocation logs")."""
+    if not lines:
+        return "[]"
+    try:
+        whole = "".join(lines)  # TypeError: not all strings
+    except TypeError:
+        return _encode_lines(lines)
+    if _ESCAPED.search(whole) is not None:
+        return _encode_lines(lines)
+    return '["' + '","'.join(lines) + '"]'
+
+
+def _quiet_records(
+    columns: dict[str, Any], gateway: str, name: str, runtime_id: str | None = None
+) -> list[LogRecord]:
     """Invocations that logged nothing, failed not and ran for no trigger, shipped as columns:
     `{"id": [...], "t": [started_us...], "d": [duration_us...], "v": version or [...], "s": status
     or [...]}` (one value: every invocation's). Columns of unequal lengths raise, as a wrong row does."""
@@ -100,15 +127,21 @@ def _quiet_records(columns: dict[str, Any], gateway: str, name: str) -> list[Log
     if not len(started) == len(durations) == len(versions) == len(statuses) == n:
         raise ValueError("columns of unequal lengths")
     return [
-        LogRecord(
-            gateway,
-            name,
-            int(version),
-            str(request_id)[:64],
-            int(started_us) / 1e6,
-            int(status),
-            int(duration_us) / 1000,
-            "[]",
+        _new_tuple(  # as `records_of`'s rows
+            LogRecord,
+            (
+                gateway,
+                name,
+                int(version),
+                str(request_id)[:64],
+                int(started_us) / 1e6,
+                int(status),
+                int(duration_us) / 1000,
+                "[]",
+                None,
+                None,
+                runtime_id,
+            ),
         )
         for request_id, started_us, version, status, duration_us in zip(
             ids, started, versions, statuses, durations, strict=True
@@ -380,7 +413,7 @@ def _read_cell(
         return False
     try:
         message = json.loads(data)
-        records = records_of(message["groups"], gateway, env)
+        records = records_of(message["groups"], gateway, env, writer.runtime_id)
         writer.offer(
             records,
             max(0, int(message.get("dropped") or 0)),

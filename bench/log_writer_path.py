@@ -1,0 +1,46 @@
+"""The log writer's path per invocation, in process, for instruction counts (BENCHMARKS.md, "The log
+writer's own cost"): a shipment's bytes -> `json.loads` -> `records_of` -> `invocation_log.write`, on
+SQLite, K batches of 2,000 invocations ("build": only the shipments, the harness's own share).
+
+    PYTHONPATH=SRC valgrind --tool=callgrind ../.venv/bin/python log_writer_path.py K full|build
+
+Run K = 1 and 6 and divide the difference of the instructions by 10,000.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from durable_logs import publish
+
+from fnstage.runtime.log_process import records_of
+from fnstage.store import invocation_log
+from fnstage.store.engine import make_engine
+
+BATCH = 2000
+RUNTIME = "7d1c2b9e-5d4f-4a43-9f4c-0a3b1c2d3e4f"
+
+
+def main() -> None:
+    batches, mode = int(sys.argv[1]), sys.argv[2]
+    engine = make_engine(publish(None, Path(tempfile.mkdtemp(prefix="fnstage-bench-writer-"))))
+    for k in range(batches):
+        base = k * BATCH
+        started_us = 1764590000000000 + base * 100
+        rows = [
+            [f"{(base + i):032x}", started_us + i * 100, 1, 200, 123, ["hello from /"], None, None]
+            for i in range(BATCH)
+        ]
+        groups = [["bench", "dev/hello", rows]]
+        message = json.dumps({"n": BATCH, "groups": groups, "dropped": 0, "unsent": 0})
+        if mode == "build":
+            continue
+        shipped = json.loads(message.encode())
+        invocation_log.write(engine, records_of(shipped["groups"], "bench", "dev", RUNTIME), RUNTIME)
+
+
+if __name__ == "__main__":
+    main()
