@@ -325,3 +325,8 @@ def test_columns_that_do_not_fit_are_ignored_like_a_wrong_row() -> None:
         with pytest.raises((TypeError, ValueError)):
             records_of([["demo", "dev/x", wrong]], "demo", "dev")
     assert records_of([["other", "dev/x", good]], "demo", "dev") == []  # another gateway's: dropped
+    # the writing runtime's id goes into quiet records as into rows (the store writes them as they are)
+    rows = [["r", 1, 3, 200, 1, [], None, None]]
+    both = records_of([["demo", "dev/x", good], ["demo", "dev/y", rows]], "demo", "dev", "rt-1")
+    assert [r.runtime_id for r in both] == ["rt-1", "rt-1", "rt-1"]
+    assert all(type(r) is type(both[-1]) and len(r) == len(both[-1]) for r in both)
