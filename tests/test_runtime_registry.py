@@ -125,7 +125,8 @@ def test_apply_many_is_apply_of_each_in_order() -> None:
     older = Registry()
     older.apply(live(4))
     assert older.apply_many([live(3)], allow_older=True) == [True]
-    assert older.get("demo", "dev/user/me").version == 3  # type: ignore[union-attr]
+    got = older.get("demo", "dev/user/me")
+    assert got is not None and got.version == 3
 
 
 def test_a_bulk_apply_reports_what_went_live_once() -> None:

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +54,10 @@ R = TypeVar("R")
 # index update (a busy machine) once made about 1 save in 800 wait for the poll (issue 11, part 5);
 # a look is a `PRAGMA data_version`, about 3 us.
 RECHECK_DELAYS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.3)
+
+
+# `FeedReader.snapshot_chunks`: the snapshot as it is read, each gateway's position put in the dict
+ReadChunks = Callable[[str | None, dict[str, int]], Generator[list[PublishedFunction], None, None]]
 
 
 class FeedReaderLike(Protocol):
@@ -258,9 +262,11 @@ class Watcher:
         self.wakes.resync_wanted = False
         # a cold start (nothing loaded): read and load with the collector paused, see loads.BULK_LOAD
         cold = len(self.registry) == 0
-        if cold and hasattr(self._reader, "snapshot_chunks"):
+        # a reader that reads in chunks (the store's `FeedReader`; a stand-in may not): streamed
+        read_chunks: ReadChunks | None = getattr(self._reader, "snapshot_chunks", None)
+        if cold and read_chunks is not None:
             with collector_paused():
-                rows, positions = await self._cold_sync()
+                rows, positions = await self._cold_sync(read_chunks)
         else:
             with collector_paused(cold):
                 rows, positions = await self._sync()
@@ -280,7 +286,7 @@ class Watcher:
             extra=fields(event="sync" if self.resyncs == 1 else "resync", functions=len(rows)),
         )
 
-    async def _cold_sync(self) -> tuple[list[PublishedFunction], dict[str, int]]:
+    async def _cold_sync(self, read_chunks: ReadChunks) -> tuple[list[PublishedFunction], dict[str, int]]:
         """A cold start: the snapshot loaded as it is read (`snapshot_chunks`, `load_stream`), so the
         cells load its first rows while the supervisor reads the next. The configuration is delivered
         before (a cell starts with it) and again after the read (what changed meanwhile)."""
@@ -293,8 +299,7 @@ class Watcher:
 
         def read_and_load() -> tuple[list[PublishedFunction], list[LiveVersion | LoadError]]:
             nonlocal error
-            assert self._reader is not None
-            chunks = self._reader.snapshot_chunks(self.gateway, positions)  # type: ignore[attr-defined]
+            chunks = read_chunks(self.gateway, positions)
             with contextlib.closing(chunks):
                 loaded, results, error = self._load_stream(self._not_failed(chunks, rows))
             return loaded, results

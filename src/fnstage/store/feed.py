@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -202,7 +202,7 @@ class FeedReader:
 
     def snapshot_chunks(
         self, gateway: str | None, positions: dict[str, int], size: int = SNAPSHOT_CHUNK
-    ) -> Iterator[list[PublishedFunction]]:
+    ) -> Generator[list[PublishedFunction], None, None]:
         """`snapshot` as it is read: `size` rows at a time, all in one read transaction (held until the
         iterator ends or is closed), each gateway's last sequence put in `positions` before the first
         chunk. A cold start loads each chunk while the next is read (`CellSet.load_stream`), where the
