@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -316,7 +317,7 @@ def test_a_snapshot_read_in_chunks_agrees_with_its_positions_while_saves_commit(
         services.deployments.save(actor, gateway, f"dev/f{i}", hello_files())
     reader = FeedReader(store.engine.url.render_as_string(hide_password=False))
     try:
-        save = lambda: services.deployments.save(actor, gateway, "dev/f0", hello_files("Hi"))  # noqa: E731
+        save = partial(services.deployments.save, actor, gateway, "dev/f0", hello_files("Hi"))
         before_statement(reader.engine, between, save)
         positions: dict[str, int] = {}
         chunks = list(reader.snapshot_chunks(gateway, positions, size=2))

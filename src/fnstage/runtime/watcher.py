@@ -351,7 +351,7 @@ class Watcher:
             for chunk in chunks:
                 rows += chunk
                 results += self._load_rows(chunk)
-        except Exception as exc:
+        except Exception as exc:  # not swallowed: returned, the caller applies what loaded, then resyncs
             return rows, results, exc
         return rows, results, None
 
