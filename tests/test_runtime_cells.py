@@ -6,17 +6,18 @@ import json
 import pickle
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from multiprocessing import Pipe
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from fnstage.runtime import cells as cells_module
 from fnstage.runtime.cell import CellSpec
-from fnstage.runtime.cells import Cell, CellSet, Slot, describe_exit
+from fnstage.runtime.cells import MOVE_GRACE_S, Cell, CellSet, Slot, describe_exit
 from fnstage.runtime.channel import CellEnd, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError
 from fnstage.runtime.supervisor import EnvironmentFeed
@@ -408,6 +409,8 @@ def test_a_function_moves_to_its_locks_cell_and_the_cell_it_left_stops(
         return CellSpec(slot[0], slot[1], folder, "key", uds=folder / "cell.sock", lock=slot[2])
 
     cell_set = CellSet(spec, events, zygote, prepare=lambda r: prepared.append(r.lock_hash or ""))
+    later: list[tuple[float, Callable[..., None], tuple[Any, ...]]] = []
+    cell_set.later = lambda delay_s, call, args: later.append((delay_s, call, args))
     try:
         one, two = ("demo", "dev", "a" * 64), ("demo", "dev", "b" * 64)
         first = replace(row("dev/f", 1, ANSWER % 1), lock_hash=one[2], lock="x")
@@ -422,9 +425,9 @@ def test_a_function_moves_to_its_locks_cell_and_the_cell_it_left_stops(
         assert get(cell_set, one, "/g").json() == {"version": 7}  # still in the 1.0 lock's cell
         # the old cell keeps it a moment, for requests routed there just before the move
         assert "dev/f" in cell_set.live_names(one) and get(cell_set, one, "/f").json() == {"version": 1}
-        deadline = time.monotonic() + 10
-        while "dev/f" in cell_set.live_names(one) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        [(delay_s, leave, args)] = later  # the grace's timer, taken from the cell set: made here
+        assert delay_s == MOVE_GRACE_S
+        leave(*args)
         assert cell_set.live_names(one) == ["dev/g"] and cell_set.live_names(two) == ["dev/f"]
         cells = {c["lock"]: c["pid"] for c in cell_set.status()}
         assert cells[one[2]] == first_pid and cells[two[2]] != first_pid  # two processes

@@ -407,6 +407,12 @@ def slot_key(slot: Slot) -> str:
     return f"{slot[0]}/{slot[1]}" + (f"@{slot[2][:12]}" if slot[2] else "")
 
 
+def _later(delay_s: float, call: Callable[..., None], args: tuple[Any, ...]) -> None:
+    timer = threading.Timer(delay_s, call, args=args)
+    timer.daemon = True
+    timer.start()
+
+
 @dataclass
 class _SlotState:
     cell: Cell | None = None
@@ -461,6 +467,9 @@ class CellSet:
         # reload, and not before the supervisor's first sync (`serve_after_sync`) when it sets this False
         self.synced = True
         self._serving_lock = threading.Lock()
+        # runs `_left` for a function that moved, MOVE_GRACE_S later (a test takes the call and makes it
+        # when it chooses, instead of racing the timer)
+        self.later: Callable[[float, Callable[..., None], tuple[Any, ...]], None] = _later
 
     # what the watcher calls (its reader thread) ---------------------------------------------------
     def slot_of(self, row: PublishedFunction) -> Slot:
@@ -585,9 +594,7 @@ class CellSet:
         for old, gateway, name in left:
             # not at once: a request routed to the old cell just before the route changed is still on
             # its way there, and must find the function (its old version) when it arrives
-            timer = threading.Timer(MOVE_GRACE_S, self._left, args=(old, gateway, name))
-            timer.daemon = True
-            timer.start()
+            self.later(MOVE_GRACE_S, self._left, (old, gateway, name))
 
     def _forget(self, slot: Slot, name: str) -> None:
         state = self._slots.get(slot)
