@@ -102,7 +102,8 @@ class UpProcess:
         self.env.pop("FNSTAGE_URL", None)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60) -> UpProcess:
+    # a deadline to fail a start that hangs, not a speed check: a start took over 60 s at load 17-25
+    def start(self, timeout: float = 120) -> UpProcess:
         args = [sys.executable, "-m", "fnstage", "up", "--data", str(self.data_dir)]
         args += ["--port", str(self.port), "--runtime-port", str(self.runtime_port)]
         if self.database_url:
@@ -172,7 +173,7 @@ class RuntimeServer:
         self.env = {**os.environ, **(extra_env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30) -> RuntimeServer:
+    def start(self, timeout: float = 60) -> RuntimeServer:  # a hang's deadline (see UpProcess.start)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
