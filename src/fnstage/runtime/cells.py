@@ -126,6 +126,9 @@ class Cell:
         self.on_want: Callable[[Cell, int, str, str, int], None] | None = None
         # a canary's counts per version: (cell, [(gateway, name, version, ArmCounts)])
         self.on_split_counts: Callable[[Cell, list[tuple[str, str, int, ArmCounts]]], None] | None = None
+        # versions it held pending (answered as loadable) that failed when it ran them: (cell, items)
+        self.on_failed: Callable[[Cell, list[tuple[str, str, int, LoadError]]], None] | None = None
+        self.pending = 0  # versions it holds without having run them yet, as it last said
 
     def start(self) -> None:
         _fresh_folder(self.spec.temp_dir)
@@ -185,7 +188,8 @@ class Cell:
     ) -> list[Any]:
         """`load` of batches as they come (a cold start's snapshot, as it is read): each is sent when
         taken, LOAD_AHEAD ahead of the answers. `bulk` None: a fresh cell's first batch of at least
-        BULK_LOAD rows makes it one."""
+        BULK_LOAD rows makes it one. A bulk load into a cell that defers it (`CellSpec.defer_cold_start`)
+        is answered at once with its rows pending; the cell's warm-up starts after the last answer."""
         results: list[Any] = []
         sent: deque[tuple[int, _Pending, int]] = deque()  # (batch, pending, rows) awaiting answers
         source = iter(batches)
@@ -211,6 +215,8 @@ class Cell:
                     sent.append((batch, pending, len(chunk)))
                     self._send_load(batch, chunk, bulk)
                 if not sent:
+                    if bulk and self.spec.defer_cold_start:  # its rows are pending: load them now
+                        self.send(("warm",))
                     return results
                 _, pending, count = sent[0]
                 if not pending.done.wait(LOAD_TIMEOUT_S):
@@ -330,6 +336,11 @@ class Cell:
             self._on_counts(self, [c for c in counts if c is not None])
         elif kind == "metrics":
             self._on_metrics(self, message)
+        elif kind == "pending":
+            self.pending = max(0, int(message["n"]))
+        elif kind == "failed" and self.on_failed is not None:
+            failures = [_late_failure(item, self.spec) for item in message["items"]]
+            self.on_failed(self, [f for f in failures if f is not None])
         elif kind == "split_counts" and self.on_split_counts is not None:
             items = [_split_counts(item, self.spec) for item in message["items"]]
             self.on_split_counts(self, [i for i in items if i is not None])
@@ -363,6 +374,15 @@ def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
     )
 
 
+def _late_failure(item: Any, spec: CellSpec) -> tuple[str, str, int, LoadError] | None:
+    """A pending version's failure, as a cell reports it: only its own gateway and environment."""
+    gateway, name, version, summary, trace, took = item
+    if gateway != spec.gateway or not isinstance(name, str) or not name.startswith(f"{spec.env}/"):
+        return None
+    load_ms = float(took) if isinstance(took, int | float) and 0 <= took < 1e9 else None
+    return str(gateway), name, int(version), LoadError(str(summary), str(trace or ""), load_ms)
+
+
 def _split_counts(item: Any, spec: CellSpec) -> tuple[str, str, int, ArmCounts] | None:
     """A cell's canary counts, believed only for its own gateway and environment, and well formed."""
     gateway, name, version, requests, errors, latency = item
@@ -393,6 +413,9 @@ class CellEvents:
     def cell_counts(self, slot: Slot, items: list[FunctionCounts]) -> None: ...
 
     def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None: ...
+
+    def failed_late(self, slot: Slot, gateway: str, name: str, version: int, error: LoadError) -> None:
+        """A version reported loadable (held pending by its cell) failed when the cell ran it."""
 
     def log_pipe(self, slot: Slot) -> Any:
         """A new cell's socket to the log writer (`log_process.LogPipe`), or None: logs stay in memory."""
@@ -461,6 +484,11 @@ class CellSet:
         # reload, and not before the supervisor's first sync (`serve_after_sync`) when it sets this False
         self.synced = True
         self._serving_lock = threading.Lock()
+        # set once the supervisor's first sync applied what its cells answered (a supervisor clears it
+        # until then): a pending version's failure is applied after the answer that made it live
+        self.sync_done = threading.Event()
+        self.sync_done.set()
+        self._late = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnstage-late-failures")
 
     # what the watcher calls (its reader thread) ---------------------------------------------------
     def slot_of(self, row: PublishedFunction) -> Slot:
@@ -779,12 +807,17 @@ class CellSet:
                     "pid": cell.pid if cell else None,
                     "ready": bool(cell and cell.ready.is_set() and not cell.dead.is_set()),
                     "functions": len(state.live),
+                    "pending": cell.pending if cell else 0,  # of those, held but not run yet
                     "restarts": state.restarts,
                     "last_exit": state.last_cause,
                     "sandbox": cell.sandbox if cell else None,
                 }
             )
         return out
+
+    def pending(self) -> int:
+        """Versions the cells hold without having run them yet (a deferred cold start's)."""
+        return sum(state.cell.pending for state in list(self._slots.values()) if state.cell is not None)
 
     def quarantine_list(self) -> list[dict[str, Any]]:
         return [
@@ -795,6 +828,7 @@ class CellSet:
     def stop_all(self) -> None:
         """Stop every cell, all at once (each has a few seconds to finish its requests)."""
         self._stopping = True
+        self.sync_done.set()  # a late failure waiting for a first sync that will not come goes on
         stoppers = [
             threading.Thread(target=self._stop_slot, args=(slot, state), daemon=True)
             for slot, state in list(self._slots.items())
@@ -982,8 +1016,9 @@ class CellSet:
             self.metrics.quarantined(row.gateway, row.name)
 
     def _result(self, state: _SlotState, row: PublishedFunction, answer: Any) -> LiveVersion | LoadError:
-        """A cell's answer for `row`: the microseconds its load took (an integer: it loaded), or why not
-        (`cell.SupervisorLink._load`)."""
+        """A cell's answer for `row`: the microseconds its load took (an integer: it loaded; -1, PENDING:
+        held, loaded on its first request or by the warm-up, whose failure comes later, `_failed`), or
+        why not (`cell.SupervisorLink._load`)."""
         if type(answer) is int:  # not a bool
             state.live[row.name] = row
             return _mirror(row, answer / 1000 if 0 <= answer < 10**12 else 0.0)
@@ -1005,6 +1040,7 @@ class CellSet:
         )
         cell.on_want = self._want
         cell.on_split_counts = self._split_counts
+        cell.on_failed = self._failed
         return cell
 
     def _serve(self, cell: Cell | None) -> None:
@@ -1018,6 +1054,7 @@ class CellSet:
         """The supervisor's first sync is done: every held cell holds its functions now."""
         with self._serving_lock:
             self.synced = True
+        self.sync_done.set()
         for state in list(self._slots.values()):
             with state.lock:  # never a cell still starting: its own start tells it, after its reload
                 if state.cell is not None and state.cell.ready.is_set():
@@ -1049,6 +1086,26 @@ class CellSet:
             cell.send(("version", want, None, "this runtime serves no version URLs", 404))
             return
         self._fetcher.submit(_logged_fetch, source, cell, want, gateway, name, version)
+
+    def _failed(self, cell: Cell, failures: list[tuple[str, str, int, LoadError]]) -> None:
+        """Pending versions that failed when their cell ran them: on a thread of ours (the cell's reader
+        must go on reading; the slot's lock may be held by a load waiting for that reader)."""
+        if failures:
+            self._late.submit(_logged_late, self._apply_failed, cell.spec.slot, failures)
+
+    def _apply_failed(self, slot: Slot, failures: list[tuple[str, str, int, LoadError]]) -> None:
+        self.sync_done.wait()
+        state = self._slots.get(slot)
+        for gateway, name, version, error in failures:
+            if state is not None:
+                with state.lock:
+                    row = state.live.get(name)
+                    if row is not None and row.version == version:
+                        del state.live[name]  # not given back to a restarted cell
+            if self.metrics is not None:
+                seconds = error.load_ms / 1000 if error.load_ms is not None else None
+                self.metrics.load_failed(gateway, name, seconds)
+            self.events.failed_late(slot, gateway, name, version, error)
 
     def _event(self, cell: Cell, event: dict[str, Any]) -> None:
         state = self._slots.get(cell.spec.slot)
@@ -1134,6 +1191,14 @@ def _logged_fetch(source: Any, cell: Cell, want: int, gateway: str, name: str, v
         cell.send(("version", want, None, f"version {version} of {name} could not be read: {exc}", 503))
     else:
         cell.send(("version", want, row, None, 200))
+
+
+def _logged_late(call: Any, *args: Any) -> None:
+    """Run `call` on the late failures' thread, logging what it raises (never lost in a future)."""
+    try:
+        call(*args)
+    except Exception:
+        logger.exception("runtime: applying a pending version's failure failed")
 
 
 def _mirror(row: PublishedFunction, load_ms: float) -> LiveVersion:

@@ -83,9 +83,11 @@ class FrontLink:
     async def _internal(self, request: InternalRequest) -> InternalResponse:
         what = request.path[len("/_fnstage/") :].split("?", 1)[0].rstrip("/")
         if what == "health":  # ready once the first sync has given every cell its functions
+            # pending: versions the cells hold and serve within a load, not run yet (a cold start's)
+            pending = self.supervisor.cells.pending()
             if not self.supervisor.synced:
-                return _json(503, {"status": "starting", "cells": len(self.routes)})
-            return _json(200, {"status": "ok", "cells": len(self.routes)})
+                return _json(503, {"status": "starting", "cells": len(self.routes), "pending": pending})
+            return _json(200, {"status": "ok", "cells": len(self.routes), "pending": pending})
         authorized = _authorized(request, self.supervisor.control_key)
         if what == "status":
             if not authorized:
