@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from fnstage.domain.canary import BUCKETS_MS, ArmCounts
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
-from fnstage.runtime.loader import LiveVersion, LoadError, methods_of
+from fnstage.runtime.loader import LiveVersion, LoadError, methods_of, mirror_version
 from fnstage.runtime.loads import BULK_LOAD
 from fnstage.runtime.log_format import fields
 from fnstage.runtime.zygote import Zygote
@@ -1203,24 +1203,16 @@ def _logged_late(call: Any, *args: Any) -> None:
 
 def _mirror(row: PublishedFunction, load_ms: float) -> LiveVersion:
     """What the supervisor's registry holds for a version live in a cell: its identity, not its code."""
-    return LiveVersion(
-        gateway=row.gateway,
-        name=row.name,
-        version=row.version,
-        semver=row.semver,
-        methods=methods_of(row.methods),  # one set shared by every version with the same methods
-        config={},
-        main=_in_cell,
-        is_async=False,
-        timeout_s=row.timeout_s,
-        loaded_at=time.time(),
-        bundle_hash=row.bundle_hash,
-        load_ms=load_ms,
+    return mirror_version(
+        row.gateway,
+        row.name,
+        row.version,
+        row.semver,
+        methods_of(row.methods),  # one set shared by every version with the same methods
+        row.timeout_s,
+        row.bundle_hash,
+        load_ms,
     )
-
-
-def _in_cell(*_: Any) -> Any:
-    raise RuntimeError("this version runs in its cell, not in the supervisor")
 
 
 def probe_sandbox() -> list[str]:

@@ -70,7 +70,10 @@ class FrontLink:
             self.routes.forget_functions_at(f"unix:{uds}")
 
     def function_moved(self, gateway: str, name: str, slot: Slot, uds: Path) -> None:
-        """`name` loaded in `slot`'s cell: route it there (its env's cell: no route of its own)."""
+        """`name` loaded in `slot`'s cell: route it there (its env's cell: no route of its own, and
+        nothing to do for one that had none: a cold start's 100,000 calls took 0.4 s)."""
+        if not slot[2] and not self.routes.has_function(gateway, name):
+            return
         self.routes.set_function(gateway, name, f"unix:{uds}" if slot[2] else None)
 
     async def _miss(self, gateway: str, env: str) -> None:
