@@ -23,7 +23,7 @@ tiny one-file function, built by fnstage's builder (its own source, compiled bun
 shared between them), all in the dev environment of one gateway, so one cell loads them all. About
 40 s for 100,000 where saving them one by one would take a quarter of an hour.
 
-After ready (issue 17 item 3: a cold start's loads are deferred): the first request to each of five
+After ready (issue 17 item 3: a cold start's loads are deferred): the first request to each of ten
 functions at the end of the published order, then a second request to each (`first_requests`), the
 time until the health counts no version pending (`warm_s`: the warm-up's last load), and the cell's
 USS then (`cell_uss_after_warm_up_mib`; `cell_uss_mib` is the largest USS of the tree at ready).
@@ -203,7 +203,7 @@ def start_once(
         print(f"  stopped in {time.perf_counter() - stopping:.2f} s", file=sys.stderr, flush=True)
 
 
-FIRST_REQUESTS = 5
+FIRST_REQUESTS = 10
 
 
 def first_requests(base: str, count: int, probe: str) -> dict[str, float]:

@@ -65,7 +65,10 @@ _TO_US = (1e6).__mul__  # seconds -> microseconds, as `x * 1e6` (the same float:
 _MS_TO_US = (1000.0).__mul__  # milliseconds -> microseconds, as `x * 1000`
 _PR_SET_CHILD_SUBREAPER = 36
 PENDING = -1  # a deferred load's answer: held, not run yet (`SupervisorLink._defer`)
-WARM_CHUNK = 32  # pending rows a warm-up step loads before it looks for a request waiting on one
+WARM_CHUNK = 16  # pending rows a warm-up step loads (about 0.5 ms) before it looks for a request's
+# while the warm-up runs, a thread waiting for the interpreter lock (the event loop with a request that
+# waits for its load) gets it within this long, not CPython's default 5 ms
+WARM_SWITCH_INTERVAL_S = 0.0005
 WARM_PROGRESS = 5000  # warm-up loads between two "pending" counts sent to the supervisor
 
 
@@ -505,6 +508,8 @@ class SupervisorLink:
             paused = gc.isenabled()
             if paused:
                 gc.disable()
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(interval, WARM_SWITCH_INTERVAL_S))
             warmed = 0
             try:
                 while rows := self._next_pending():
@@ -515,6 +520,7 @@ class SupervisorLink:
                         self._send_pending()
                     time.sleep(0)  # the interpreter lock to the event loop: a request may wait for a load
             finally:
+                sys.setswitchinterval(interval)
                 if paused:
                     gc.freeze()
                     self._frozen = True
