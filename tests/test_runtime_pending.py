@@ -12,19 +12,28 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from fnstage.runtime import cells as cells_module
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import Cell, CellSet, Slot
 from fnstage.runtime.loader import LiveVersion, LoadError
+from fnstage.runtime.loads import BULK_LOAD
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.supervisor import CellReports
 from fnstage.runtime.zygote import Zygote
+from fnstage.service.deployments import Deployments
+from fnstage.service.gateways import Gateways
+from fnstage.service.identity import Actor
+from fnstage.store.engine import sqlite_url
+from fnstage.store.store import Store
+from fnstage.testing import RuntimeServer
 from support.cells import ANSWER, Events, get, row
 
 pytestmark = pytest.mark.timeout(120)
 
 DEV: Slot = ("demo", "dev", "")
+ROOT = Path(__file__).resolve().parents[1]
 FAILS = "x = 1 / 0\n" + ANSWER % 0
 
 
@@ -294,3 +303,62 @@ def _live(published: Any) -> LiveVersion:
         timeout_s=30.0,
         loaded_at=time.time(),
     )
+
+
+# a real `fnstage runtime` on a store of 1,001 functions and a broken one: its cold start defers -------
+
+
+def _bulk_copies() -> Callable[..., None]:
+    """bench/stores.py's `bulk_copies`: copies of a gateway's one function, in SQL (1,000 saves take
+    longer than this test)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fnstage_bench_stores", ROOT / "bench" / "stores.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    copies: Callable[..., None] = module.bulk_copies
+    return copies
+
+
+@pytest.mark.e2e
+def test_a_runtimes_cold_start_serves_at_once_and_reports_a_broken_module_as_failed(tmp_path: Path) -> None:
+    """Health is ok with every version held (pending or loaded), each function answers, and a module
+    that fails at import (found on its first request or by the warm-up) is reported to the store as a
+    failed load, as `fnstage status` shows it, and answered 503 `load_failed`; health ends with none
+    pending."""
+    url = sqlite_url(tmp_path)
+    store = Store.open(url)
+    try:
+        admin = Actor(1, "ada", True)
+        Gateways(store).create(admin, "demo")
+        deployments = Deployments(store)
+        deployments.save(admin, "demo", "dev/seed", {"index.py": ANSWER % 1})
+        with store.write() as tx:
+            _bulk_copies()(tx.conn, "demo", BULK_LOAD)  # dev/bulk/f1 ... (a cold start's bulk load)
+        deployments.save(admin, "demo", "dev/broken", {"index.py": FAILS})
+        with RuntimeServer(url, "demo", tmp_path / "runtime.log") as runtime:
+            health = httpx.get(f"{runtime.url}/_fnstage/health", timeout=10).json()
+            assert health["status"] == "ok" and health["cells"] == 1
+            host = {"Host": "demo.dev.localhost"}
+            assert httpx.get(f"{runtime.url}/bulk/f{BULK_LOAD}", headers=host, timeout=10).json() == {
+                "version": 1
+            }
+            broken = httpx.get(f"{runtime.url}/broken", headers=host, timeout=10)
+            assert broken.status_code == 503 and broken.json()["error"]["code"] == "load_failed"
+
+            def reported() -> bool:
+                with store.read() as tx:
+                    rows = tx.conn.execute(
+                        text("SELECT failed_version, error FROM runtime_functions WHERE name = 'dev/broken'")
+                    ).all()
+                return any(version == 1 and "ZeroDivisionError" in (error or "") for version, error in rows)
+
+            until(reported, "the broken module's failure never reached the store")
+            until(
+                lambda: httpx.get(f"{runtime.url}/_fnstage/health", timeout=10).json()["pending"] == 0,
+                "the warm-up never ended",
+            )
+            assert "dev/broken v1 failed to load" in runtime.log()
+    finally:
+        store.close()
