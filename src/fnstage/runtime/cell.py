@@ -44,7 +44,7 @@ from fnstage.runtime.split import Split
 from fnstage.runtime.versions import ExtraVersions, VersionUnavailable
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
 from fnstage.runtime.zygote import passed_to_cells
-from fnstage.store.records import PublishedFunction
+from fnstage.store.records import PublishedFunction, published_from_fields
 
 logger = logging.getLogger("fnstage.runtime")
 
@@ -371,8 +371,8 @@ class SupervisorLink:
             except ChannelClosed:
                 os._exit(0)  # the supervisor is gone: so is this cell
             kind = message[0]
-            if kind == "load":
-                self._load(message[1], message[2], bulk=message[3])
+            if kind == "load":  # its rows as tuples of their fields (`cells.Cell._send_load`)
+                self._load(message[1], list(map(published_from_fields, message[2])), bulk=message[3])
             elif kind == "remove":
                 self._thaw()
                 for gateway, name, version in message[1]:
