@@ -392,3 +392,34 @@ def test_a_row_sent_to_a_cell_as_its_fields_is_the_same_record_there() -> None:
     published = dataclasses.replace(row("dev/a", 2, ANSWER % 2), lock_hash="f" * 64, published_at="now")
     again = published_from_fields(pickle.loads(pickle.dumps(published_fields(published))))
     assert again == published and vars(again) == vars(published)
+
+
+def test_a_module_that_kills_its_cell_in_the_warm_up_is_quarantined_not_given_back(
+    cells: tuple[CellSet, Events], held: HeldWarmUp
+) -> None:
+    """The warm-up runs a pending module that ends the cell's process: the restarted cell gets the
+    others back pending, tries that one alone, and it kills the cell again: quarantined and reported
+    as failed, never given back (pending again, it would kill every restart in turn)."""
+    cell_set, events = cells
+    killer = "import os\nos._exit(3)\n" + ANSWER % 5
+    cold_start(cell_set, {5: killer})
+    assert get(cell_set, DEV, "/fn/1").json() == {"version": 1}
+    held.release()
+
+    def failed() -> list[Any]:
+        return [what for kind, _, what in events.seen if kind == "failed_late"]
+
+    until(lambda: len(failed()) == 1, "the module that killed its cell was not reported")
+    assert failed()[0] == ("dev/fn/5", 1, "killed its cell at load: exit code 3")
+    assert [q["name"] for q in cell_set.quarantine_list()] == ["dev/fn/5"]
+    assert "dev/fn/5" not in cell_set.live_names(DEV)
+    until(lambda: _serves(cell_set, "/fn/9"), "the restarted cell does not serve the others")
+    assert get(cell_set, DEV, "/fn/0").json() == {"version": 0}
+    assert get(cell_set, DEV, "/fn/5").status_code == 503
+
+
+def _serves(cell_set: CellSet, path: str) -> bool:
+    try:
+        return cell_set.spec_of(DEV) is not None and get(cell_set, DEV, path).status_code == 200
+    except httpx.TransportError:  # restarting
+        return False

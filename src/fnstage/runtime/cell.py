@@ -521,6 +521,7 @@ class SupervisorLink:
                     time.sleep(0)  # the interpreter lock to the event loop: a request may wait for a load
             finally:
                 sys.setswitchinterval(interval)
+                self._send_warming([])
                 if paused:
                     gc.freeze()
                     self._frozen = True
@@ -544,6 +545,8 @@ class SupervisorLink:
         """Load `rows` (those still pending) with the load's time limit, make each live or failed, and
         wake the requests waiting for their functions."""
         todo = [row for row in rows if self.registry.pending(row.gateway, row.name) is row]
+        if todo:  # said first: if one of them kills this cell, the supervisor knows which to try alone
+            self._send_warming(todo)
         results = load_rows(todo, self.load_timeout_s) if todo else []
         failed: list[list[Any]] = []
         woken: list[asyncio.Future[None]] = []
@@ -561,6 +564,11 @@ class SupervisorLink:
                 self.channel.send({"t": "failed", "items": failed})
         if woken and self._loop is not None:
             self._loop.call_soon_threadsafe(_wake, woken)
+
+    def _send_warming(self, rows: list[PublishedFunction]) -> None:
+        """The pending rows being loaded now (none: the warm-up is idle)."""
+        with contextlib.suppress(ChannelClosed):
+            self.channel.send({"t": "warming", "rows": [[r.gateway, r.name, r.version] for r in rows]})
 
     def _send_pending(self) -> None:
         """How many versions this cell holds without having run them, for the supervisor's status."""

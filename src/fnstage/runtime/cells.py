@@ -129,6 +129,9 @@ class Cell:
         # versions it held pending (answered as loadable) that failed when it ran them: (cell, items)
         self.on_failed: Callable[[Cell, list[tuple[str, str, int, LoadError]]], None] | None = None
         self.pending = 0  # versions it holds without having run them yet, as it last said
+        # the pending versions it was running when it last said: (gateway, name, version); if it dies,
+        # one of them may be why (`CellSet._restart` tries each alone)
+        self.warming: list[tuple[str, str, int]] = []
 
     def start(self) -> None:
         _fresh_folder(self.spec.temp_dir)
@@ -339,6 +342,8 @@ class Cell:
             self._on_metrics(self, message)
         elif kind == "pending":
             self.pending = max(0, int(message["n"]))
+        elif kind == "warming":
+            self.warming = [(str(g), str(name), int(v)) for g, name, v in message["rows"]]
         elif kind == "failed" and self.on_failed is not None:
             failures = [_late_failure(item, self.spec) for item in message["items"]]
             self.on_failed(self, [f for f in failures if f is not None])
@@ -1160,7 +1165,20 @@ class CellSet:
                 self.metrics.cell_restarted(slot)
             if time.monotonic() - dead.started_at < STABLE_AFTER_S:
                 time.sleep(min(5.0, 0.1 * 2 ** min(state.deaths, 6)))
+            # pending versions it was loading when it died (its warm-up): each is tried alone in the
+            # restarted cell, and one that kills it again is quarantined, as a load that kills its cell
+            # is; given back pending with the rest, it would kill every restart in turn
+            suspects = []
+            for gateway, name, version in dead.warming:
+                row = state.live.get(name)
+                if gateway == slot[0] and row is not None and row.version == version:
+                    suspects.append(state.live.pop(name))
             self._start(slot, state)
+            for row in suspects:
+                result = self._load_alone(slot, state, row)
+                if isinstance(result, LoadError):  # as a failure the cell reports (after the first sync)
+                    failure = (row.gateway, row.name, row.version, result)
+                    self._late.submit(_logged_late, self._apply_failed, slot, [failure])
 
     def _stop_slot(self, slot: Slot, state: _SlotState) -> None:
         cell, state.cell = state.cell, None
