@@ -423,3 +423,17 @@ def _serves(cell_set: CellSet, path: str) -> bool:
         return cell_set.spec_of(DEV) is not None and get(cell_set, DEV, path).status_code == 200
     except httpx.TransportError:  # restarting
         return False
+
+
+def test_a_bulk_load_that_is_not_a_cold_start_is_loaded_before_it_is_answered(
+    cells: tuple[CellSet, Events], held: HeldWarmUp
+) -> None:
+    """Rows that come as changes or a resync (`CellSet.load`; saves among them, which `--wait` waits
+    for) are run before they are answered, even as a fresh cell's first bulk load: a module that
+    fails at import is in the answer, not found later."""
+    cell_set, _ = cells
+    rows = [row(f"dev/fn/{i}", 1, FAILS if i == 2 else ANSWER % i) for i in range(10)]
+    results = cell_set.load(rows)
+    assert [isinstance(r, LoadError) for r in results] == [i == 2 for i in range(10)]
+    assert not held.cells  # no warm-up: nothing pending
+    assert internal(cell_set, "health") == {"status": "ok", "live": 9, "pending": 0}

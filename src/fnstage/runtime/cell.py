@@ -372,7 +372,8 @@ class SupervisorLink:
                 os._exit(0)  # the supervisor is gone: so is this cell
             kind = message[0]
             if kind == "load":  # its rows as tuples of their fields (`cells.Cell._send_load`)
-                self._load(message[1], list(map(published_from_fields, message[2])), bulk=message[3])
+                rows = list(map(published_from_fields, message[2]))
+                self._load(message[1], rows, bulk=message[3], defer=message[4])
             elif kind == "remove":
                 self._thaw()
                 for gateway, name, version in message[1]:
@@ -419,8 +420,9 @@ class SupervisorLink:
         if batch:
             self.channel.send({"t": "loaded", "batch": batch, "results": []})
 
-    def _load(self, batch: int, rows: list[PublishedFunction], *, bulk: bool) -> None:
-        if bulk and self.defer_cold_start:
+    def _load(self, batch: int, rows: list[PublishedFunction], *, bulk: bool, defer: bool = False) -> None:
+        # `defer`: the supervisor's cold start (or a restart's reload), never a save or a resync
+        if bulk and defer and self.defer_cold_start:
             self._defer(batch, rows)
             return
         # As the watcher does for a cold start (loads.BULK_LOAD): a big first load (`bulk`, said by

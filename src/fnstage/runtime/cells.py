@@ -165,7 +165,11 @@ class Cell:
         return True
 
     def load(
-        self, rows: list[PublishedFunction], each: Callable[[int, list[Any]], None] | None = None
+        self,
+        rows: list[PublishedFunction],
+        each: Callable[[int, list[Any]], None] | None = None,
+        *,
+        defer: bool = False,
     ) -> list[Any]:
         """Load `rows` in the cell; one answer per row (`_result` reads them). Raises CellDied if the
         cell died meanwhile. `each(start, answers)`: called on this thread with each batch's answers
@@ -180,7 +184,7 @@ class Cell:
             return []
         bulk = not self._sent_loads and len(rows) >= BULK_LOAD
         batches = (rows[start : start + LOAD_BATCH] for start in range(0, len(rows), LOAD_BATCH))
-        return self.load_stream(batches, each, bulk=bulk)
+        return self.load_stream(batches, each, bulk=bulk, defer=defer)
 
     def load_stream(
         self,
@@ -188,11 +192,13 @@ class Cell:
         each: Callable[[int, list[Any]], None] | None = None,
         *,
         bulk: bool | None = None,
+        defer: bool = False,
     ) -> list[Any]:
         """`load` of batches as they come (a cold start's snapshot, as it is read): each is sent when
         taken, LOAD_AHEAD ahead of the answers. `bulk` None: a fresh cell's first batch of at least
-        BULK_LOAD rows makes it one. A bulk load into a cell that defers it (`CellSpec.defer_cold_start`)
-        is answered at once with its rows pending; the cell's warm-up starts after the last answer."""
+        BULK_LOAD rows makes it one. A bulk load with `defer` (a cold start's snapshot, a restart's
+        reload: never saves) into a cell that defers (`CellSpec.defer_cold_start`) is answered at once
+        with its rows pending; the cell's warm-up starts after the last answer ("warm")."""
         results: list[Any] = []
         sent: deque[tuple[int, _Pending, int]] = deque()  # (batch, pending, rows) awaiting answers
         source = iter(batches)
@@ -216,9 +222,9 @@ class Cell:
                             raise CellDied(self.exitcode)
                         self._pending[batch] = pending
                     sent.append((batch, pending, len(chunk)))
-                    self._send_load(batch, chunk, bulk)
+                    self._send_load(batch, chunk, bulk, defer)
                 if not sent:
-                    if bulk and self.spec.defer_cold_start:  # its rows are pending: load them now
+                    if bulk and defer and self.spec.defer_cold_start:  # rows pending: load them now
                         self.send(("warm",))
                     return results
                 _, pending, count = sent[0]
@@ -241,11 +247,11 @@ class Cell:
                 for batch, _, _ in sent:
                     self._pending.pop(batch, None)
 
-    def _send_load(self, batch: int, rows: list[PublishedFunction], bulk: bool) -> None:
+    def _send_load(self, batch: int, rows: list[PublishedFunction], bulk: bool, defer: bool) -> None:
         try:
             assert self._channel is not None
             # each row as the tuple of its fields (`records.published_fields`): a third of the pickling
-            self._channel.send(("load", batch, list(map(published_fields, rows)), bulk))
+            self._channel.send(("load", batch, list(map(published_fields, rows)), bulk, defer))
         except ChannelClosed:
             self.dead.wait(5.0)
             raise CellDied(self.exitcode) from None
@@ -897,7 +903,7 @@ class CellSet:
         if not rows:
             return True
         try:
-            cell.load(rows)
+            cell.load(rows, defer=True)  # what was live: a cold start again, as the first sync's
             return True
         except CellDied:
             pass
@@ -929,7 +935,7 @@ class CellSet:
         if self.direct and not slot[2]:
             self._push_forwards(slot[0], slot[1], wait=False, cell=cell)
         try:
-            cell.load(list(state.live.values()))
+            cell.load(list(state.live.values()), defer=True)
         except CellDied:
             return False
         return True
@@ -980,7 +986,10 @@ class CellSet:
                 if whole:
                     cell.load(first_wanted, answered)
                 else:
-                    cell.load_stream(itertools.chain([first_wanted], map(take, chunks)), answered)
+                    # a cold start (the snapshot as it is read): a bulk load of it may be deferred, where a
+                    # resync's or a catch-up's rows (saves among them) are loaded before they are answered
+                    stream = itertools.chain([first_wanted], map(take, chunks))
+                    cell.load_stream(stream, answered, defer=True)
             except CellDied:
                 # a batch killed the cell: bring it back with what was live (the batches answered
                 # before included), then each load not answered alone; one that kills it a second
