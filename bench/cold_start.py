@@ -22,6 +22,11 @@ on PYTHONPATH. `--store DIR` keeps the published stores in DIR/<count> and reuse
 tiny one-file function, built by fnstage's builder (its own source, compiled bundle and hash: nothing
 shared between them), all in the dev environment of one gateway, so one cell loads them all. About
 40 s for 100,000 where saving them one by one would take a quarter of an hour.
+
+After ready (issue 17 item 3: a cold start's loads are deferred): the first request to each of ten
+functions at the end of the published order, then a second request to each (`first_requests`), the
+time until the health counts no version pending (`warm_s`: the warm-up's last load), and the cell's
+USS then (`cell_uss_after_warm_up_mib`; `cell_uss_mib` is the largest USS of the tree at ready).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from typing import Any
 
 import httpx
 from machine import describe
-from processes import cpu_by_role, descendants, rss_mib, stop_tree, uss_mib
+from processes import cpu_by_role, descendants, role_of, rss_mib, stop_tree, uss_mib
 
 INDEX = (
     "from utils import greet\n\n\nasync def main(ctx):\n"
@@ -176,7 +181,13 @@ def start_once(
             raise RuntimeError(f"not ready with {count} functions within {timeout} s")
         tree = descendants(proc.pid)
         cpu = cpu_by_role(proc.pid, tree)
+        first = first_requests(base, count, probe)
+        warm = warmed(base, deadline, started)
+        cells = [pid for pid in tree if role_of(pid, proc.pid) == "cells"]
         return {
+            **first,
+            "warm_s": warm,
+            "cell_uss_after_warm_up_mib": max((uss_mib(pid) for pid in cells), default=0.0),
             "ready_s": ready,
             "first_health_answer_s": first_answer or ready,
             "largest_process_rss_mib": max(rss_mib([pid]) for pid in tree),
@@ -192,6 +203,46 @@ def start_once(
         print(f"  stopped in {time.perf_counter() - stopping:.2f} s", file=sys.stderr, flush=True)
 
 
+FIRST_REQUESTS = 10
+
+
+def first_requests(base: str, count: int, probe: str) -> dict[str, float]:
+    """At ready: the first request to each of FIRST_REQUESTS functions at the end of the published
+    order (on a deferred cold start still pending: the warm-up goes in order and has just begun; the
+    answer waits for its load), then a second request to each (loaded), on one kept-alive connection;
+    milliseconds, medians. `pending_at_first_request`: how many versions the health said were pending
+    just before (0: nothing deferred, as on main)."""
+    prefix = probe.rsplit("f", 1)[0] if "/bulk/" in probe else probe.rsplit("/", 1)[0] + "/"
+    paths = [f"{prefix}{'f' if '/bulk/' in probe else ''}{count - 2 - i}" for i in range(FIRST_REQUESTS)]
+    host = {"Host": "bench.dev.localhost"}
+    with httpx.Client(base_url=base, timeout=10) as client:
+        pending = client.get("/_fnstage/health").json().get("pending", 0)
+        timings: dict[str, list[float]] = {"first": [], "second": []}
+        for path in paths:
+            for which in ("first", "second"):
+                began = time.perf_counter()
+                answer = client.get(path, headers=host)
+                timings[which].append((time.perf_counter() - began) * 1000)
+                if answer.status_code != 200:
+                    raise RuntimeError(f"{path}: {answer.status_code} {answer.text[:200]}")
+    return {
+        "pending_at_first_request": float(pending),
+        "first_request_ms": statistics.median(timings["first"]),
+        "second_request_ms": statistics.median(timings["second"]),
+    }
+
+
+def warmed(base: str, deadline: float, started: float) -> float:
+    """Seconds from exec until the health says nothing is pending (the warm-up's last load); a runtime
+    that says nothing of pending versions (main) loaded everything before ready."""
+    while time.perf_counter() < deadline:
+        health = httpx.get(f"{base}/_fnstage/health", timeout=5).json()
+        if not health.get("pending"):
+            return time.perf_counter() - started
+        time.sleep(0.01)
+    raise RuntimeError("the warm-up did not end in time")
+
+
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "ready_s_median": round(statistics.median(r["ready_s"] for r in runs), 3),
@@ -202,6 +253,16 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         "tree_rss_mib_median": round(statistics.median(r["tree_rss_mib"] for r in runs), 1),
         "cell_uss_mib_median": round(statistics.median(r["cell_uss_mib"] for r in runs), 1),
+        **{
+            f"{key}_median": round(statistics.median(r[key] for r in runs), 3)
+            for key in (
+                "warm_s",
+                "cell_uss_after_warm_up_mib",
+                "first_request_ms",
+                "second_request_ms",
+                "pending_at_first_request",
+            )
+        },
         **{
             f"{key}_median": round(statistics.median(r[key] for r in runs), 3)
             for key in runs[0]
@@ -239,7 +300,13 @@ def main() -> None:
             sides = {which: summary(r) for which, r in runs.items()}
             sides["this/baseline"] = {
                 key: round(sides["this"][key] / sides["baseline"][key], 2)
-                for key in ("ready_s_median", "first_health_answer_s_median", "tree_cpu_s_median")
+                for key in (
+                    "ready_s_median",
+                    "first_health_answer_s_median",
+                    "tree_cpu_s_median",
+                    "cpu_supervisor_s_median",
+                    "warm_s_median",
+                )
                 if sides["baseline"][key]
             }
             table[str(count)] = sides

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from fnstage.store import invocation_log, schema
 from fnstage.store.engine import MIGRATIONS, sqlite_url
 from fnstage.store.feed import FeedReader
 from fnstage.store.invocation_log import LogRecord
+from fnstage.store.records import PublishedFunction
 from fnstage.store.store import Store
 from support import pg
 from support.functions import hello_files
@@ -285,6 +287,21 @@ def test_a_snapshot_decodes_each_list_of_methods_once_and_every_row_owns_its_own
         a, b = sorted(reader.snapshot(gateway)[0], key=lambda row: row.name)
         assert a.methods == b.methods and a.methods is not b.methods
         assert a.config == b.config == {} and a.config is not b.config
+    finally:
+        reader.close()
+
+
+def test_a_snapshot_row_is_the_record_its_constructor_makes(
+    services: Services, actor: Actor, gateway: str, store: Store
+) -> None:
+    # `_published` fills each frozen record's fields in one dict, not through its `__init__` (a cold
+    # start reads 100,000): the record must be the one the constructor makes, every field set
+    services.deployments.save(actor, gateway, "dev/a", hello_files())
+    reader = FeedReader(store.engine.url.render_as_string(hide_password=False))
+    try:
+        [row] = reader.snapshot(gateway)[0]
+        made = PublishedFunction(**{f.name: getattr(row, f.name) for f in dataclasses.fields(row)})
+        assert row == made and vars(row) == vars(made)
     finally:
         reader.close()
 

@@ -8,6 +8,7 @@ import httpx
 
 from fnstage.build import build
 from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot
+from fnstage.runtime.loader import LoadError
 from fnstage.store.records import FunctionCounts, PublishedFunction
 
 
@@ -49,6 +50,9 @@ class Events(CellEvents):
 
     def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None:
         self.seen.append(("lost", slot, cause))
+
+    def failed_late(self, slot: Slot, gateway: str, name: str, version: int, error: LoadError) -> None:
+        self.seen.append(("failed_late", slot, (name, version, error.summary)))
 
 
 def get(cell_set: CellSet, slot: Slot, path: str) -> httpx.Response:

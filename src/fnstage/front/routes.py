@@ -126,6 +126,10 @@ class RouteTable:
                 return own
         return self._routes.get((gateway, env))
 
+    def has_function(self, gateway: str, name: str) -> bool:
+        """Whether `name` has a route of its own (it lives, or lived, in a dependency lock's cell)."""
+        return (gateway, name) in self._functions
+
     def set_function(self, gateway: str, name: str, target: str | Upstream | _Starting | None) -> None:
         """Route one function (`env/base`) to `target` (None: back to its environment's cell)."""
         check_gateway_id(gateway)

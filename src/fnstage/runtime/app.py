@@ -119,6 +119,9 @@ class RuntimeApp:
         # runs it (`runtime.forward`); replaced whole by the supervisor link's thread, read here
         self.forwards: dict[tuple[str, str], str] = {}
         self._forwarder: Any = None  # runtime.forward.Forwarder, made at the first forwarded request
+        # a cell with pending versions (a deferred cold start): (gateway, name) -> a future done once its
+        # loading thread has loaded the function's pending version, or None if it has none
+        self.load_pending: Callable[[str, str], asyncio.Future[None] | None] | None = None
 
     def set_forwards(self, forwards: dict[tuple[str, str], str]) -> None:
         """Where each function that runs in a lock's cell is forwarded (any thread: one assignment)."""
@@ -311,6 +314,8 @@ class RuntimeApp:
                 await self._forward(target, scope, receive, send, request_id)
                 return
         live = self.registry.get(route.gateway, route.name) if route is not None else None
+        if live is None and route is not None and self.load_pending is not None:
+            live = await self._loaded(route.gateway, route.name)
         if live is None:
             await self._no_function(send, route, host, path, request_id)
             return
@@ -445,6 +450,19 @@ class RuntimeApp:
         await _send(send, status, _JSON_HEADERS, error_body(code, message, request_id), request_id)
         return None
 
+    async def _loaded(self, gateway: str, name: str) -> LiveVersion | None:
+        """The function's live version once its pending one (a cold start's, not run yet) is loaded by
+        the cell's loading thread; None if it failed (the registry says why) or it has none."""
+        assert self.load_pending is not None
+        waiting = self.load_pending(gateway, name)
+        while waiting is not None:
+            await waiting
+            live = self.registry.get(gateway, name)
+            if live is not None:
+                return live
+            waiting = self.load_pending(gateway, name)  # a newer pending row came meanwhile
+        return self.registry.get(gateway, name)
+
     async def _no_function(
         self, send: Send, route: Route | tuple[str, str] | None, host: str | None, path: str, request_id: str
     ) -> None:
@@ -466,9 +484,9 @@ class RuntimeApp:
         request_id = new_request_id()
         if what == "health":  # ready once it holds its functions (`hold`)
             if self._held is not None:
-                await _send_json(send, 503, {"status": "starting", "live": len(self.registry)}, request_id)
+                await _send_json(send, 503, self._health("starting"), request_id)
                 return
-            await _send_json(send, 200, {"status": "ok", "live": len(self.registry)}, request_id)
+            await _send_json(send, 200, self._health("ok"), request_id)
             return
         if what == "invoke" and self.internal_token is None:
             # a runtime without a token cannot tell its control plane from anyone else: no trigger runs
@@ -499,6 +517,10 @@ class RuntimeApp:
         else:
             body = error_body("not_found", f"no internal endpoint {scope['path']}", request_id)
             await _send(send, 404, _JSON_HEADERS, body, request_id)
+
+    def _health(self, status: str) -> dict[str, Any]:
+        """`live`: versions loaded; `pending`: held and servable, not run yet (a deferred cold start)."""
+        return {"status": status, "live": len(self.registry), "pending": self.registry.pending_count()}
 
     def public_status(self) -> dict[str, Any]:
         """`/_fnstage/status` without the runtime's token: its sandbox (protections in force and
@@ -535,6 +557,8 @@ class RuntimeApp:
             await self._forward(target, scope, _replay(raw), send, request_id)
             return
         live = self.registry.get(gateway, name)
+        if live is None and self.load_pending is not None:
+            live = await self._loaded(gateway, name)
         if live is None:
             await self._no_function(send, (gateway, name), None, "/", request_id)
             return

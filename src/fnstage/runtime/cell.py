@@ -23,7 +23,7 @@ import socket
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 from multiprocessing.connection import Connection
@@ -44,7 +44,7 @@ from fnstage.runtime.split import Split
 from fnstage.runtime.versions import ExtraVersions, VersionUnavailable
 from fnstage.runtime.watchdog import Watchdog, WatchdogSettings
 from fnstage.runtime.zygote import passed_to_cells
-from fnstage.store.records import PublishedFunction
+from fnstage.store.records import PublishedFunction, published_from_fields
 
 logger = logging.getLogger("fnstage.runtime")
 
@@ -64,6 +64,12 @@ _ENTRY = itemgetter(2)  # ... and its `invoker.LogEntry`
 _TO_US = (1e6).__mul__  # seconds -> microseconds, as `x * 1e6` (the same float: IEEE products commute)
 _MS_TO_US = (1000.0).__mul__  # milliseconds -> microseconds, as `x * 1000`
 _PR_SET_CHILD_SUBREAPER = 36
+PENDING = -1  # a deferred load's answer: held, not run yet (`SupervisorLink._defer`)
+WARM_CHUNK = 16  # pending rows a warm-up step loads (about 0.5 ms) before it looks for a request's
+# while the warm-up runs, a thread waiting for the interpreter lock (the event loop with a request that
+# waits for its load) gets it within this long, not CPython's default 5 ms
+WARM_SWITCH_INTERVAL_S = 0.0005
+WARM_PROGRESS = 5000  # warm-up loads between two "pending" counts sent to the supervisor
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,9 @@ class CellSpec:
     # alone on a runtime's public port: function requests wait until the supervisor says `serve` (it
     # holds its functions), as the front waits for a cell (`RuntimeApp.hold`); behind a front: False
     held: bool = False
+    # a fresh cell's first bulk load (a cold start's published versions) is held pending and answered at
+    # once; they are loaded in the background, a request to one first (`SupervisorLink._defer`)
+    defer_cold_start: bool = False
 
     @property
     def key(self) -> str:
@@ -190,6 +199,7 @@ async def _serve(
     link = SupervisorLink(channel, registry, logs, sandbox, spec.load_timeout_s, configuration)
     link.log_sender = sender
     link.log_keep = spec.log_keep
+    link.defer_cold_start = spec.defer_cold_start
     link.metrics = RequestMetrics() if spec.metrics else None
     # the memory limit is the sandbox's (RLIMIT_DATA, set before the cell dropped its privileges)
     watchdog = Watchdog(
@@ -227,6 +237,7 @@ async def _serve(
     )
     link.stop_server = server.stop
     link.app = app
+    app.load_pending = link.load_pending
     if spec.held:
         app.hold()
     await server.serve()
@@ -243,6 +254,7 @@ class SupervisorLink:
     live version go back every few seconds."""
 
     log_keep = 0  # a shipment's invocations per function, at most (`CellSpec.log_keep`); 0: all
+    defer_cold_start = False  # `CellSpec.defer_cold_start`
 
     def __init__(
         self,
@@ -273,6 +285,15 @@ class SupervisorLink:
         self.metrics: RequestMetrics | None = None  # what the cell counts for /metrics, sent with the counts
         self.log_sender: LogSender | None = None  # where invocations go when durable logs are on
         self._in_flight_sent = 0
+        # a deferred cold start (`_defer`): the pending rows in the order they came, those a request
+        # waits for (loaded first), and the requests' futures per function; all under `_warm_lock`
+        self._warm: deque[PublishedFunction] = deque()
+        self._asked: deque[PublishedFunction] = deque()
+        self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
+        self._warm_lock = threading.Lock()
+        self._warm_wake = threading.Event()
+        self._warmer: threading.Thread | None = None
+        self._warming = False  # the supervisor said its cold start's last batch was answered ("warm")
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -293,7 +314,11 @@ class SupervisorLink:
         self._send_metrics()  # what the last requests counted
 
     def status(self) -> dict[str, Any]:
-        return {"loads": self.loads, "sandbox": {"missing": self.sandbox.get("missing", [])}}
+        return {
+            "loads": self.loads,
+            "pending": self.registry.pending_count(),  # held, not run yet: loaded on first request or soon
+            "sandbox": {"missing": self.sandbox.get("missing", [])},
+        }
 
     def event(self, event: dict[str, Any]) -> None:
         """A watchdog event: the supervisor keeps it, so status shows it after this cell is gone."""
@@ -346,8 +371,9 @@ class SupervisorLink:
             except ChannelClosed:
                 os._exit(0)  # the supervisor is gone: so is this cell
             kind = message[0]
-            if kind == "load":
-                self._load(message[1], message[2], bulk=message[3])
+            if kind == "load":  # its rows as tuples of their fields (`cells.Cell._send_load`)
+                rows = list(map(published_from_fields, message[2]))
+                self._load(message[1], rows, bulk=message[3], defer=message[4])
             elif kind == "remove":
                 self._thaw()
                 for gateway, name, version in message[1]:
@@ -355,6 +381,10 @@ class SupervisorLink:
                         self.logs.forget(gateway, name)
                         if self._loop is not None:
                             self._loop.call_soon_threadsafe(self.versions.forget, gateway, name)
+            elif kind == "warm":  # the cold start's batches are all answered: load what is pending
+                with self._warm_lock:
+                    self._warming = True
+                self._warm_wake.set()
             elif kind == "serve":  # this cell holds its functions: a held app lets requests through
                 if self._loop is not None and self.app is not None:
                     self._loop.call_soon_threadsafe(self.app.serve)
@@ -390,7 +420,11 @@ class SupervisorLink:
         if batch:
             self.channel.send({"t": "loaded", "batch": batch, "results": []})
 
-    def _load(self, batch: int, rows: list[PublishedFunction], *, bulk: bool) -> None:
+    def _load(self, batch: int, rows: list[PublishedFunction], *, bulk: bool, defer: bool = False) -> None:
+        # `defer`: the supervisor's cold start (or a restart's reload), never a save or a resync
+        if bulk and defer and self.defer_cold_start:
+            self._defer(batch, rows)
+            return
         # As the watcher does for a cold start (loads.BULK_LOAD): a big first load (`bulk`, said by
         # the supervisor, which sends it in several batches) runs with the collector paused, and what
         # it made is frozen, thawed again at the next change; the collections that a thousand loads
@@ -433,6 +467,115 @@ class SupervisorLink:
                 )
         self.loads += len(rows)
         self.channel.send({"t": "loaded", "batch": batch, "results": answers})
+
+    def _defer(self, batch: int, rows: list[PublishedFunction]) -> None:
+        """A cold start's batch: hold its rows pending and answer at once (100,000 loads took longer
+        than the rest of a start, BENCHMARKS.md). A request to one loads it first, on the warm-up
+        thread; once the supervisor says its last batch is answered ("warm": the warm-up does not
+        take a core from the supervisor's own part of the start), that thread loads the rest in
+        order. Every row is published and servable within one load, with the load's time limit; a
+        failure shows on its first request or when the warm-up reaches it, and is reported to the
+        supervisor then (`failed`)."""
+        self.registry.add_pending(rows)
+        self.channel.send({"t": "loaded", "batch": batch, "results": [PENDING] * len(rows)})
+        self._send_pending()
+        with self._warm_lock:  # after the answer: a failure is never reported before its row's answer
+            self._warm.extend(rows)
+        if self._warmer is None:
+            self._warmer = threading.Thread(target=self._warm_up, name="fnstage-cell-warm-up", daemon=True)
+            self._warmer.start()
+        self._warm_wake.set()
+
+    def load_pending(self, gateway: str, name: str) -> asyncio.Future[None] | None:
+        """On the event loop: the function is pending? Then a future done once the warm-up thread has
+        loaded it (or found it replaced or removed); the caller reads the registry again. None: not
+        pending. Module code never runs on the event loop."""
+        assert self._loop is not None
+        with self._warm_lock:
+            row = self.registry.pending(gateway, name)
+            if row is None:
+                return None
+            waiting: asyncio.Future[None] = self._loop.create_future()
+            self._waiters.setdefault((gateway, name), []).append(waiting)
+            self._asked.append(row)
+        self._warm_wake.set()
+        return waiting
+
+    def _warm_up(self) -> None:
+        """The warm-up thread: loads pending rows while there are any (a request's first), with the
+        collector paused and what it made frozen after, as an eager cold start's loads were."""
+        while True:
+            self._warm_wake.wait()
+            self._warm_wake.clear()
+            paused = gc.isenabled()
+            if paused:
+                gc.disable()
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(interval, WARM_SWITCH_INTERVAL_S))
+            warmed = 0
+            try:
+                while rows := self._next_pending():
+                    self._run_pending(rows)
+                    warmed += len(rows)
+                    if warmed >= WARM_PROGRESS:
+                        warmed = 0
+                        self._send_pending()
+                    time.sleep(0)  # the interpreter lock to the event loop: a request may wait for a load
+            finally:
+                sys.setswitchinterval(interval)
+                self._send_warming([])
+                if paused:
+                    gc.freeze()
+                    self._frozen = True
+                    gc.enable()
+            self._send_pending()
+
+    def _next_pending(self) -> list[PublishedFunction]:
+        """A row a request waits for, alone; else the next WARM_CHUNK rows still pending, in order."""
+        with self._warm_lock:
+            if self._asked:
+                return [self._asked.popleft()]
+            rows: list[PublishedFunction] = []
+            pending, warm = self.registry.pending, self._warm
+            while self._warming and warm and len(rows) < WARM_CHUNK:
+                row = warm.popleft()
+                if pending(row.gateway, row.name) is row:
+                    rows.append(row)
+            return rows
+
+    def _run_pending(self, rows: list[PublishedFunction]) -> None:
+        """Load `rows` (those still pending) with the load's time limit, make each live or failed, and
+        wake the requests waiting for their functions."""
+        todo = [row for row in rows if self.registry.pending(row.gateway, row.name) is row]
+        if todo:  # said first: if one of them kills this cell, the supervisor knows which to try alone
+            self._send_warming(todo)
+        results = load_rows(todo, self.load_timeout_s) if todo else []
+        failed: list[list[Any]] = []
+        woken: list[asyncio.Future[None]] = []
+        with self._warm_lock:
+            for row, result in zip(todo, results, strict=True):
+                if self.registry.settle(row, result) and isinstance(result, LoadError):
+                    failed.append(
+                        [row.gateway, row.name, row.version, result.summary, result.traceback, result.load_ms]
+                    )
+            for row in rows:
+                woken += self._waiters.pop((row.gateway, row.name), ())
+        self.loads += len(todo)
+        if failed:
+            with contextlib.suppress(ChannelClosed):
+                self.channel.send({"t": "failed", "items": failed})
+        if woken and self._loop is not None:
+            self._loop.call_soon_threadsafe(_wake, woken)
+
+    def _send_warming(self, rows: list[PublishedFunction]) -> None:
+        """The pending rows being loaded now (none: the warm-up is idle)."""
+        with contextlib.suppress(ChannelClosed):
+            self.channel.send({"t": "warming", "rows": [[r.gateway, r.name, r.version] for r in rows]})
+
+    def _send_pending(self) -> None:
+        """How many versions this cell holds without having run them, for the supervisor's status."""
+        with contextlib.suppress(ChannelClosed):
+            self.channel.send({"t": "pending", "n": self.registry.pending_count()})
 
     def _thaw(self) -> None:
         if self._frozen:
@@ -588,6 +731,12 @@ class SupervisorLink:
         assert self.log_sender is not None
         self.log_sender.pruned += len(entries) - len(kept)
         return kept
+
+
+def _wake(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():  # a request gone meanwhile (cancelled) is not woken
+            future.set_result(None)
 
 
 def _column(values: tuple[Any, ...], start: int, end: int) -> Any:

@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any
 from fnstage.domain.canary import BUCKETS_MS, ArmCounts
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
-from fnstage.runtime.loader import LiveVersion, LoadError, methods_of
+from fnstage.runtime.loader import LiveVersion, LoadError, methods_of, mirror_version
 from fnstage.runtime.loads import BULK_LOAD
 from fnstage.runtime.log_format import fields
 from fnstage.runtime.zygote import Zygote
-from fnstage.store.records import FunctionCounts, PublishedFunction
+from fnstage.store.records import FunctionCounts, PublishedFunction, published_fields
 
 if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked for
     from fnstage.runtime.metrics import RuntimeMetrics
@@ -126,6 +126,12 @@ class Cell:
         self.on_want: Callable[[Cell, int, str, str, int], None] | None = None
         # a canary's counts per version: (cell, [(gateway, name, version, ArmCounts)])
         self.on_split_counts: Callable[[Cell, list[tuple[str, str, int, ArmCounts]]], None] | None = None
+        # versions it held pending (answered as loadable) that failed when it ran them: (cell, items)
+        self.on_failed: Callable[[Cell, list[tuple[str, str, int, LoadError]]], None] | None = None
+        self.pending = 0  # versions it holds without having run them yet, as it last said
+        # the pending versions it was running when it last said: (gateway, name, version); if it dies,
+        # one of them may be why (`CellSet._restart` tries each alone)
+        self.warming: list[tuple[str, str, int]] = []
 
     def start(self) -> None:
         _fresh_folder(self.spec.temp_dir)
@@ -159,7 +165,11 @@ class Cell:
         return True
 
     def load(
-        self, rows: list[PublishedFunction], each: Callable[[int, list[Any]], None] | None = None
+        self,
+        rows: list[PublishedFunction],
+        each: Callable[[int, list[Any]], None] | None = None,
+        *,
+        defer: bool = False,
     ) -> list[Any]:
         """Load `rows` in the cell; one answer per row (`_result` reads them). Raises CellDied if the
         cell died meanwhile. `each(start, answers)`: called on this thread with each batch's answers
@@ -174,7 +184,7 @@ class Cell:
             return []
         bulk = not self._sent_loads and len(rows) >= BULK_LOAD
         batches = (rows[start : start + LOAD_BATCH] for start in range(0, len(rows), LOAD_BATCH))
-        return self.load_stream(batches, each, bulk=bulk)
+        return self.load_stream(batches, each, bulk=bulk, defer=defer)
 
     def load_stream(
         self,
@@ -182,10 +192,13 @@ class Cell:
         each: Callable[[int, list[Any]], None] | None = None,
         *,
         bulk: bool | None = None,
+        defer: bool = False,
     ) -> list[Any]:
         """`load` of batches as they come (a cold start's snapshot, as it is read): each is sent when
         taken, LOAD_AHEAD ahead of the answers. `bulk` None: a fresh cell's first batch of at least
-        BULK_LOAD rows makes it one."""
+        BULK_LOAD rows makes it one. A bulk load with `defer` (a cold start's snapshot, a restart's
+        reload: never saves) into a cell that defers (`CellSpec.defer_cold_start`) is answered at once
+        with its rows pending; the cell's warm-up starts after the last answer ("warm")."""
         results: list[Any] = []
         sent: deque[tuple[int, _Pending, int]] = deque()  # (batch, pending, rows) awaiting answers
         source = iter(batches)
@@ -209,8 +222,10 @@ class Cell:
                             raise CellDied(self.exitcode)
                         self._pending[batch] = pending
                     sent.append((batch, pending, len(chunk)))
-                    self._send_load(batch, chunk, bulk)
+                    self._send_load(batch, chunk, bulk, defer)
                 if not sent:
+                    if bulk and defer and self.spec.defer_cold_start:  # rows pending: load them now
+                        self.send(("warm",))
                     return results
                 _, pending, count = sent[0]
                 if not pending.done.wait(LOAD_TIMEOUT_S):
@@ -232,10 +247,11 @@ class Cell:
                 for batch, _, _ in sent:
                     self._pending.pop(batch, None)
 
-    def _send_load(self, batch: int, rows: list[PublishedFunction], bulk: bool) -> None:
+    def _send_load(self, batch: int, rows: list[PublishedFunction], bulk: bool, defer: bool) -> None:
         try:
             assert self._channel is not None
-            self._channel.send(("load", batch, rows, bulk))
+            # each row as the tuple of its fields (`records.published_fields`): a third of the pickling
+            self._channel.send(("load", batch, list(map(published_fields, rows)), bulk, defer))
         except ChannelClosed:
             self.dead.wait(5.0)
             raise CellDied(self.exitcode) from None
@@ -330,6 +346,13 @@ class Cell:
             self._on_counts(self, [c for c in counts if c is not None])
         elif kind == "metrics":
             self._on_metrics(self, message)
+        elif kind == "pending":
+            self.pending = max(0, int(message["n"]))
+        elif kind == "warming":
+            self.warming = [(str(g), str(name), int(v)) for g, name, v in message["rows"]]
+        elif kind == "failed" and self.on_failed is not None:
+            failures = [_late_failure(item, self.spec) for item in message["items"]]
+            self.on_failed(self, [f for f in failures if f is not None])
         elif kind == "split_counts" and self.on_split_counts is not None:
             items = [_split_counts(item, self.spec) for item in message["items"]]
             self.on_split_counts(self, [i for i in items if i is not None])
@@ -363,6 +386,15 @@ def _counts(item: Any, spec: CellSpec) -> FunctionCounts | None:
     )
 
 
+def _late_failure(item: Any, spec: CellSpec) -> tuple[str, str, int, LoadError] | None:
+    """A pending version's failure, as a cell reports it: only its own gateway and environment."""
+    gateway, name, version, summary, trace, took = item
+    if gateway != spec.gateway or not isinstance(name, str) or not name.startswith(f"{spec.env}/"):
+        return None
+    load_ms = float(took) if isinstance(took, int | float) and 0 <= took < 1e9 else None
+    return str(gateway), name, int(version), LoadError(str(summary), str(trace or ""), load_ms)
+
+
 def _split_counts(item: Any, spec: CellSpec) -> tuple[str, str, int, ArmCounts] | None:
     """A cell's canary counts, believed only for its own gateway and environment, and well formed."""
     gateway, name, version, requests, errors, latency = item
@@ -393,6 +425,9 @@ class CellEvents:
     def cell_counts(self, slot: Slot, items: list[FunctionCounts]) -> None: ...
 
     def lost(self, slot: Slot, row: PublishedFunction, cause: str) -> None: ...
+
+    def failed_late(self, slot: Slot, gateway: str, name: str, version: int, error: LoadError) -> None:
+        """A version reported loadable (held pending by its cell) failed when the cell ran it."""
 
     def log_pipe(self, slot: Slot) -> Any:
         """A new cell's socket to the log writer (`log_process.LogPipe`), or None: logs stay in memory."""
@@ -470,6 +505,11 @@ class CellSet:
         # runs `_left` for a function that moved, MOVE_GRACE_S later (a test takes the call and makes it
         # when it chooses, instead of racing the timer)
         self.later: Callable[[float, Callable[..., None], tuple[Any, ...]], None] = _later
+        # set once the supervisor's first sync applied what its cells answered (a supervisor clears it
+        # until then): a pending version's failure is applied after the answer that made it live
+        self.sync_done = threading.Event()
+        self.sync_done.set()
+        self._late = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fnstage-late-failures")
 
     # what the watcher calls (its reader thread) ---------------------------------------------------
     def slot_of(self, row: PublishedFunction) -> Slot:
@@ -786,12 +826,17 @@ class CellSet:
                     "pid": cell.pid if cell else None,
                     "ready": bool(cell and cell.ready.is_set() and not cell.dead.is_set()),
                     "functions": len(state.live),
+                    "pending": cell.pending if cell else 0,  # of those, held but not run yet
                     "restarts": state.restarts,
                     "last_exit": state.last_cause,
                     "sandbox": cell.sandbox if cell else None,
                 }
             )
         return out
+
+    def pending(self) -> int:
+        """Versions the cells hold without having run them yet (a deferred cold start's)."""
+        return sum(state.cell.pending for state in list(self._slots.values()) if state.cell is not None)
 
     def quarantine_list(self) -> list[dict[str, Any]]:
         return [
@@ -802,6 +847,7 @@ class CellSet:
     def stop_all(self) -> None:
         """Stop every cell, all at once (each has a few seconds to finish its requests)."""
         self._stopping = True
+        self.sync_done.set()  # a late failure waiting for a first sync that will not come goes on
         stoppers = [
             threading.Thread(target=self._stop_slot, args=(slot, state), daemon=True)
             for slot, state in list(self._slots.items())
@@ -864,7 +910,7 @@ class CellSet:
         if not rows:
             return True
         try:
-            cell.load(rows)
+            cell.load(rows, defer=True)  # what was live: a cold start again, as the first sync's
             return True
         except CellDied:
             pass
@@ -896,7 +942,7 @@ class CellSet:
         if self.direct and not slot[2]:
             self._push_forwards(slot[0], slot[1], wait=False, cell=cell)
         try:
-            cell.load(list(state.live.values()))
+            cell.load(list(state.live.values()), defer=True)
         except CellDied:
             return False
         return True
@@ -947,7 +993,10 @@ class CellSet:
                 if whole:
                     cell.load(first_wanted, answered)
                 else:
-                    cell.load_stream(itertools.chain([first_wanted], map(take, chunks)), answered)
+                    # a cold start (the snapshot as it is read): a bulk load of it may be deferred, where a
+                    # resync's or a catch-up's rows (saves among them) are loaded before they are answered
+                    stream = itertools.chain([first_wanted], map(take, chunks))
+                    cell.load_stream(stream, answered, defer=True)
             except CellDied:
                 # a batch killed the cell: bring it back with what was live (the batches answered
                 # before included), then each load not answered alone; one that kills it a second
@@ -989,8 +1038,9 @@ class CellSet:
             self.metrics.quarantined(row.gateway, row.name)
 
     def _result(self, state: _SlotState, row: PublishedFunction, answer: Any) -> LiveVersion | LoadError:
-        """A cell's answer for `row`: the microseconds its load took (an integer: it loaded), or why not
-        (`cell.SupervisorLink._load`)."""
+        """A cell's answer for `row`: the microseconds its load took (an integer: it loaded; -1, PENDING:
+        held, loaded on its first request or by the warm-up, whose failure comes later, `_failed`), or
+        why not (`cell.SupervisorLink._load`)."""
         if type(answer) is int:  # not a bool
             state.live[row.name] = row
             return _mirror(row, answer / 1000 if 0 <= answer < 10**12 else 0.0)
@@ -1012,6 +1062,7 @@ class CellSet:
         )
         cell.on_want = self._want
         cell.on_split_counts = self._split_counts
+        cell.on_failed = self._failed
         return cell
 
     def _serve(self, cell: Cell | None) -> None:
@@ -1025,6 +1076,7 @@ class CellSet:
         """The supervisor's first sync is done: every held cell holds its functions now."""
         with self._serving_lock:
             self.synced = True
+        self.sync_done.set()
         for state in list(self._slots.values()):
             with state.lock:  # never a cell still starting: its own start tells it, after its reload
                 if state.cell is not None and state.cell.ready.is_set():
@@ -1056,6 +1108,26 @@ class CellSet:
             cell.send(("version", want, None, "this runtime serves no version URLs", 404))
             return
         self._fetcher.submit(_logged_fetch, source, cell, want, gateway, name, version)
+
+    def _failed(self, cell: Cell, failures: list[tuple[str, str, int, LoadError]]) -> None:
+        """Pending versions that failed when their cell ran them: on a thread of ours (the cell's reader
+        must go on reading; the slot's lock may be held by a load waiting for that reader)."""
+        if failures:
+            self._late.submit(_logged_late, self._apply_failed, cell.spec.slot, failures)
+
+    def _apply_failed(self, slot: Slot, failures: list[tuple[str, str, int, LoadError]]) -> None:
+        self.sync_done.wait()
+        state = self._slots.get(slot)
+        for gateway, name, version, error in failures:
+            if state is not None:
+                with state.lock:
+                    row = state.live.get(name)
+                    if row is not None and row.version == version:
+                        del state.live[name]  # not given back to a restarted cell
+            if self.metrics is not None:
+                seconds = error.load_ms / 1000 if error.load_ms is not None else None
+                self.metrics.load_failed(gateway, name, seconds)
+            self.events.failed_late(slot, gateway, name, version, error)
 
     def _event(self, cell: Cell, event: dict[str, Any]) -> None:
         state = self._slots.get(cell.spec.slot)
@@ -1109,7 +1181,20 @@ class CellSet:
                 self.metrics.cell_restarted(slot)
             if time.monotonic() - dead.started_at < STABLE_AFTER_S:
                 time.sleep(min(5.0, 0.1 * 2 ** min(state.deaths, 6)))
+            # pending versions it was loading when it died (its warm-up): each is tried alone in the
+            # restarted cell, and one that kills it again is quarantined, as a load that kills its cell
+            # is; given back pending with the rest, it would kill every restart in turn
+            suspects = []
+            for gateway, name, version in dead.warming:
+                row = state.live.get(name)
+                if gateway == slot[0] and row is not None and row.version == version:
+                    suspects.append(state.live.pop(name))
             self._start(slot, state)
+            for row in suspects:
+                result = self._load_alone(slot, state, row)
+                if isinstance(result, LoadError):  # as a failure the cell reports (after the first sync)
+                    failure = (row.gateway, row.name, row.version, result)
+                    self._late.submit(_logged_late, self._apply_failed, slot, [failure])
 
     def _stop_slot(self, slot: Slot, state: _SlotState) -> None:
         cell, state.cell = state.cell, None
@@ -1143,26 +1228,26 @@ def _logged_fetch(source: Any, cell: Cell, want: int, gateway: str, name: str, v
         cell.send(("version", want, row, None, 200))
 
 
+def _logged_late(call: Any, *args: Any) -> None:
+    """Run `call` on the late failures' thread, logging what it raises (never lost in a future)."""
+    try:
+        call(*args)
+    except Exception:
+        logger.exception("runtime: applying a pending version's failure failed")
+
+
 def _mirror(row: PublishedFunction, load_ms: float) -> LiveVersion:
     """What the supervisor's registry holds for a version live in a cell: its identity, not its code."""
-    return LiveVersion(
-        gateway=row.gateway,
-        name=row.name,
-        version=row.version,
-        semver=row.semver,
-        methods=methods_of(row.methods),  # one set shared by every version with the same methods
-        config={},
-        main=_in_cell,
-        is_async=False,
-        timeout_s=row.timeout_s,
-        loaded_at=time.time(),
-        bundle_hash=row.bundle_hash,
-        load_ms=load_ms,
+    return mirror_version(
+        row.gateway,
+        row.name,
+        row.version,
+        row.semver,
+        methods_of(row.methods),  # one set shared by every version with the same methods
+        row.timeout_s,
+        row.bundle_hash,
+        load_ms,
     )
-
-
-def _in_cell(*_: Any) -> Any:
-    raise RuntimeError("this version runs in its cell, not in the supervisor")
 
 
 def probe_sandbox() -> list[str]:

@@ -146,6 +146,8 @@ def measure(  # a load done now (not a version that was already live)
         seconds = result.load_ms / 1000 if result.load_ms is not None else None
         metrics.load_failed(row.gateway, row.name, seconds)
         return
+    if result.load_ms == 0.0:  # a cold start's version its cell holds pending (`cells.Cell.load`): not run
+        return
     metrics.loaded(row.gateway, row.name, result.load_ms / 1000)
     published = published_time(row) if just_published else None
     if published is not None:

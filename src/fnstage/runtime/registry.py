@@ -3,6 +3,11 @@
 Reads (`get`) are a plain dict lookup with no lock: a swap replaces one dict item, which is atomic, and
 a request keeps the `LiveVersion` it looked up for its whole life. Writers take a lock so that
 "compare with the live version, then swap" is one step: versions only go forward (invariant 2).
+
+A cell's cold start also holds *pending* versions: published rows it holds but has not run yet (a
+deferred load, `cell.SupervisorLink`). They are kept apart from the live ones, so the request path's
+lookup is unchanged; a live version of the same function (a newer save), a removal or the pending
+row's own load (`settle`) ends one.
 """
 
 from __future__ import annotations
@@ -11,8 +16,12 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fnstage.runtime.loader import LiveVersion, LoadError
+
+if TYPE_CHECKING:  # a store record, held as it came
+    from fnstage.store.records import PublishedFunction
 
 Key = tuple[str, str]  # (gateway, "env/base")
 
@@ -33,6 +42,7 @@ class Registry:
         # the same dict (never replaced), for the app to read itself: `get` without the call
         self.by_key: Mapping[Key, LiveVersion] = self._live
         self._failures: dict[Key, LoadFailure] = {}
+        self._pending: dict[Key, PublishedFunction] = {}  # held, not run yet (a deferred cold start)
         self._lock = threading.Lock()
 
     def get(self, gateway: str, name: str) -> LiveVersion | None:
@@ -50,10 +60,14 @@ class Registry:
         """`apply` of each, in order, under one taking of the lock: a cold start applies 100,000 at
         once (in the supervisor after its cells answered, and in the cell after each batch)."""
         applied = []
-        live_of, failures = self._live, self._failures
+        live_of, failures, pending = self._live, self._failures, self._pending
         with self._lock:
             for live in lives:
                 key = (live.gateway, live.name)
+                if pending:
+                    held = pending.get(key)
+                    if held is not None and (held.version <= live.version or allow_older):
+                        del pending[key]  # a save (or the resync's truth) replaces the version not run
                 current = live_of.get(key)
                 if current is not None and (
                     (live.version == current.version and live.bundle_hash == current.bundle_hash)
@@ -74,10 +88,70 @@ class Registry:
         key = (gateway, name)
         with self._lock:
             current = self._live.get(key)
+            held = self._pending.get(key)
             self._failures.pop(key, None)
+            if held is not None and (version is None or version >= held.version):
+                del self._pending[key]
+                if current is None:
+                    return True
             if current is None or (version is not None and version < current.version):
                 return False
             del self._live[key]
+            return True
+
+    def add_pending(self, rows: list[PublishedFunction]) -> None:
+        """Hold `rows` as pending: published, servable within a load, not run yet. A row whose version
+        (or a newer one) is already live is not held (it is what a resync already serves)."""
+        live_of, pending = self._live, self._pending
+        with self._lock:
+            for row in rows:
+                key = (row.gateway, row.name)
+                current = live_of.get(key)
+                if current is not None and (
+                    (current.version == row.version and current.bundle_hash == row.bundle_hash)
+                    or current.version > row.version
+                ):
+                    continue
+                pending[key] = row
+
+    def pending(self, gateway: str, name: str) -> PublishedFunction | None:
+        """The function's pending row, if it has one (its request loads it first)."""
+        return self._pending.get((gateway, name))
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def settle(self, row: PublishedFunction, result: LiveVersion | LoadError) -> bool:
+        """The pending `row` was loaded: its version goes live, or its failure is recorded. False (and
+        nothing changes) when `row` is no longer pending (replaced by a save, or removed meanwhile)."""
+        key = (row.gateway, row.name)
+        with self._lock:
+            if self._pending.get(key) is not row:
+                return False
+            del self._pending[key]
+            if isinstance(result, LiveVersion):
+                self._live[key] = result
+                failure = self._failures.get(key)
+                if failure is not None and failure.version <= row.version:
+                    del self._failures[key]  # a newer save's failure stays recorded
+            else:
+                self._failures[key] = LoadFailure(
+                    row.gateway, row.name, row.version, result.summary, result.traceback, time.time()
+                )
+            return True
+
+    def fail_live(self, gateway: str, name: str, version: int, error: LoadError) -> bool:
+        """`version`, live (held as loadable), failed when it was run after all (a deferred load in
+        its cell): it stops being live and its failure is recorded. False if another version is live."""
+        key = (gateway, name)
+        with self._lock:
+            current = self._live.get(key)
+            if current is None or current.version != version:
+                return False
+            del self._live[key]
+            self._failures[key] = LoadFailure(
+                gateway, name, version, error.summary, error.traceback, time.time()
+            )
             return True
 
     def record_failure(self, gateway: str, name: str, version: int, error: LoadError) -> None:

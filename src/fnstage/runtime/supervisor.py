@@ -43,7 +43,7 @@ from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot, slot_key
 from fnstage.runtime.configuration import ConfigDelivery
 from fnstage.runtime.environment_collector import EnvironmentCollector
-from fnstage.runtime.loader import LiveVersion
+from fnstage.runtime.loader import LiveVersion, LoadError
 from fnstage.runtime.log_format import configure, fields
 from fnstage.runtime.log_process import LogPipe, LogProcess
 from fnstage.runtime.log_writer import LogSettings
@@ -182,6 +182,7 @@ class CellReports(CellEvents):
         self.reporter: Any = None  # the watcher's, once made
         self.front: Any = None  # set when a front routes to the cells
         self.log_writer: LogProcess | None = None  # durable invocation logs, when they are on
+        self.registry: Registry | None = None  # the supervisor's mirror of what is live in the cells
         self.missing: dict[Slot, list[str]] = {}
         self.sockets: dict[Slot, Path] = {}  # where each ready cell listens (a lock cell's routes go)
         self._lock = threading.Lock()
@@ -232,6 +233,24 @@ class CellReports(CellEvents):
         if self.reporter is not None:
             _quietly(self.reporter.failed, row.gateway, row.name, row.version, cause)
 
+    def failed_late(self, slot: Slot, gateway: str, name: str, version: int, error: LoadError) -> None:
+        """A cold start's pending version failed when its cell ran it (a request, or the warm-up): it is
+        no longer live here, and the failure is logged and reported as a failed load is."""
+        if self.registry is not None:
+            self.registry.fail_live(gateway, name, version, error)
+        logger.warning(
+            "runtime: %s v%d failed to load (gateway %s): %s",
+            name,
+            version,
+            gateway,
+            error.summary,
+            extra=fields(
+                event="load_failed", gateway=gateway, name=name, version=version, error=error.summary
+            ),
+        )
+        if self.reporter is not None:
+            _quietly(self.reporter.failed, gateway, name, version, error.summary)
+
     def sandbox(self) -> dict[str, Any]:
         with self._lock:
             missing = sorted({m for lines in self.missing.values() for m in lines})
@@ -279,7 +298,9 @@ class Supervisor:
         # the environment's cell on the public port (--env) answers once the first sync gave it what is
         # published; the front waits for that sync itself (`front_link`)
         self.cells.synced = settings.env is None
+        self.cells.sync_done.clear()  # set by `serve_after_sync`, once the first sync is applied
         self.registry = MirrorRegistry(self.cells)
+        self.reports.registry = self.registry
         self.collector = EnvironmentCollector(
             settings.database_url, self.environments, self.cells.locks_in_use
         )
@@ -368,6 +389,7 @@ class Supervisor:
             uds=None if direct and not lock else folder / "cell.sock",
             held=direct and not lock,
             shared_with_env_cell=direct and bool(lock),
+            defer_cold_start=True,
         )
 
     def _runtime_id(self) -> str | None:

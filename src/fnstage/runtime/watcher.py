@@ -270,10 +270,13 @@ class Watcher:
         else:
             with collector_paused(cold):
                 rows, positions = await self._sync()
-        published = {(r.gateway, r.name) for r in rows}
-        for gateway, name in self.registry.names(self.gateway) - published:
-            self._freezer.thaw()
-            self._unload(gateway, name, None)
+        # what is live but no longer published goes; on a cold start all that is live came from `rows`
+        # (two sets of 100,000 names cost it 0.1-0.2 s)
+        if not cold:
+            published = {(r.gateway, r.name) for r in rows}
+            for gateway, name in self.registry.names(self.gateway) - published:
+                self._freezer.thaw()
+                self._unload(gateway, name, None)
         self._positions = positions
         self.resyncs += 1
         self._synced.set()

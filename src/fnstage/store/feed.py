@@ -57,7 +57,7 @@ _LOADED = (
 
 
 def _published(rows: Iterable[Any]) -> list[PublishedFunction]:
-    loads = json.loads
+    loads, new = json.loads, object.__new__
     # methods and config are nearly always one of a few texts ('["GET", "POST"]', '{}'): each distinct
     # list of methods is decoded once, every row getting its own copy, and an empty config is not
     # decoded (the two decodes were 0.43 s of a snapshot of 100,000 rows)
@@ -69,25 +69,27 @@ def _published(rows: Iterable[Any]) -> list[PublishedFunction]:
         decoded_methods = methods_of.get(methods)
         if decoded_methods is None:
             decoded_methods = methods_of[methods] = loads(methods)
-        functions.append(
-            PublishedFunction(
-                gateway=gateway,
-                name=name,
-                version=version,
-                semver=semver,
-                entrypoint=entrypoint,
-                compiled=bytes(compiled),
-                source=loads(source),
-                bundle_hash=bundle_hash,
-                methods=list(decoded_methods),
-                config={} if config == "{}" else loads(config),
-                seq=seq,
-                timeout_s=float(timeout_s),
-                published_at=updated_at,
-                lock_hash=lock_hash,
-                lock=lock,
-            )
+        # the frozen dataclass's fields as its `__init__` would set them, in one dict: its 15
+        # `object.__setattr__` calls were 3 us a row (0.8 us now; a cold start reads 100,000)
+        function = new(PublishedFunction)
+        function.__dict__.update(
+            gateway=gateway,
+            name=name,
+            version=version,
+            semver=semver,
+            entrypoint=entrypoint,
+            compiled=bytes(compiled),
+            source=loads(source),
+            bundle_hash=bundle_hash,
+            methods=list(decoded_methods),
+            config={} if config == "{}" else loads(config),
+            seq=seq,
+            timeout_s=float(timeout_s),
+            lock_hash=lock_hash,
+            lock=lock,
+            published_at=updated_at,
         )
+        functions.append(function)
     return functions
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import operator
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -118,6 +119,19 @@ class PublishedFunction:
     lock_hash: str | None = None
     lock: str | None = None
     published_at: str | None = None  # the commit's time as the store's text (`published_time` parses it)
+
+
+# a row's fields as a tuple, in order, and the row again from one: a cold start sends 100,000 rows to a
+# cell, and pickling tuples cost a third of pickling the records (1 us a row against 3)
+published_fields = operator.attrgetter(*(f.name for f in fields(PublishedFunction)))
+_FIELD_NAMES = tuple(f.name for f in fields(PublishedFunction))
+
+
+def published_from_fields(values: tuple[Any, ...]) -> PublishedFunction:
+    """The record `published_fields` took apart (its fields set as its `__init__` sets them)."""
+    row = object.__new__(PublishedFunction)
+    row.__dict__.update(zip(_FIELD_NAMES, values, strict=True))
+    return row
 
 
 def published_time(row: PublishedFunction) -> float | None:
