@@ -248,25 +248,41 @@ def _block_clauses(wanted: LogFilter, dialect: str) -> list[Any]:
     return where
 
 
-READ_PAGE = 16  # blocks a read fetches at a time
-_SUMMARY = (
-    _BLOCKS.c.id,
-    _BLOCKS.c.entries,
-    _BLOCKS.c.request_ids,
-    _BLOCKS.c.started_at,
-    _BLOCKS.c.versions,
-    _BLOCKS.c.statuses,
+READ_PAGE = 32  # blocks a read selects at a time (their ids and sizes only)
+# what each filter decodes of a block, by column name
+_FILTER_COLUMNS = (
+    ("request_id", "request_ids"),
+    ("version", "versions"),
+    ("status", "statuses"),
+    ("since", "started_at"),
+    ("until", "started_at"),
+)
+_ENTRY_COLUMNS = (
+    "request_ids",
+    "started_at",
+    "versions",
+    "statuses",
+    "durations_ms",
+    "lines",
+    "errors",
+    "triggers",
+    "runtime_ids",
+    "runtime_id",  # text, not JSON
 )
 
 
 def read(engine: Engine, gateway: str, name: str, wanted: LogFilter) -> tuple[list[dict[str, Any]], int]:
     """Entries of one function (newest first; oldest first after a cursor) and the newest id the log
-    holds for it (0 if none): the cursor from which to follow."""
+    holds for it (0 if none): the cursor from which to follow.
+
+    Blocks are selected by their columns a page at a time (ids only), then each is read by its id:
+    first the columns `wanted`'s filters need, then, when some entry matches, the rest."""
     b = _BLOCKS.c
     of_function = [b.gateway_id == gateway, b.name == name]
     where = of_function + _block_clauses(wanted, engine.dialect.name)
     following = wanted.after is not None
     order = b.id.asc() if following else b.id.desc()
+    filtering = sorted({column for field, column in _FILTER_COLUMNS if getattr(wanted, field) is not None})
     found: list[dict[str, Any]] = []
     with engine.connect() as conn:
         conn.execution_options(**read_options(engine))
@@ -278,65 +294,66 @@ def read(engine: Engine, gateway: str, name: str, wanted: LogFilter) -> tuple[li
             bound: list[Any] = []
             while len(found) < wanted.limit:
                 page = conn.execute(
-                    select(*_SUMMARY).where(*where, *bound).order_by(order).limit(READ_PAGE)
+                    select(b.id, b.entries).where(*where, *bound).order_by(order).limit(READ_PAGE)
                 ).all()
-                for block in page:
-                    indexes = _matching(block, wanted)[: wanted.limit - len(found)]
+                for block, entries in page:
+                    columns = _columns(conn, block, filtering)
+                    indexes = _matching(block, entries, columns, wanted)[: wanted.limit - len(found)]
                     if indexes:
-                        found += _entries(conn, block, indexes)
+                        columns |= _columns(conn, block, [c for c in _ENTRY_COLUMNS if c not in columns])
+                        found += _entries(block, entries, columns, indexes)
+                    if len(found) >= wanted.limit:
+                        break
                 if len(page) < READ_PAGE:
                     break
                 bound = [b.id > page[-1][0]] if following else [b.id < page[-1][0]]
     return found, cursor
 
 
-def _matching(block: Any, wanted: LogFilter) -> list[int]:
+def _columns(conn: Connection, block: int, names: Sequence[str]) -> dict[str, Any]:
+    """Columns of a block, decoded (a NULL one as None; `runtime_id` is text)."""
+    if not names:
+        return {}
+    values = conn.execute(select(*(_BLOCKS.c[n] for n in names)).where(_BLOCKS.c.id == block)).one()
+    return {
+        n: v if v is None or n == "runtime_id" else json.loads(v) for n, v in zip(names, values, strict=True)
+    }
+
+
+def _matching(block: int, entries: int, columns: dict[str, Any], wanted: LogFilter) -> list[int]:
     """The indexes of a block's entries that `wanted` matches, in reading order."""
-    n = block.entries
     if wanted.after is not None:
-        first = (wanted.after & _INDEX_MASK) + 1 if block.id == wanted.after >> BLOCK_BITS else 0
-        indexes = list(range(first, n))
+        first = (wanted.after & _INDEX_MASK) + 1 if block == wanted.after >> BLOCK_BITS else 0
+        indexes = list(range(first, entries))
     else:
-        indexes = list(range(n - 1, -1, -1))
+        indexes = list(range(entries - 1, -1, -1))
     if wanted.request_id is not None:
-        request_ids = json.loads(block.request_ids)
+        request_ids = columns["request_ids"]
         indexes = [i for i in indexes if request_ids[i] == wanted.request_id]
     if wanted.version is not None:
-        versions = json.loads(block.versions)
+        versions = columns["versions"]
         indexes = [i for i in indexes if versions[i] == wanted.version]
     if wanted.status is not None:
-        statuses, test = json.loads(block.statuses), _status_test(wanted.status)
+        statuses, test = columns["statuses"], _status_test(wanted.status)
         indexes = [i for i in indexes if test(statuses[i])]
     if wanted.since is not None or wanted.until is not None:
-        started = json.loads(block.started_at)
+        started = columns["started_at"]
         since = float("-inf") if wanted.since is None else wanted.since
         until = float("inf") if wanted.until is None else wanted.until
         indexes = [i for i in indexes if since <= started[i] < until]
     return indexes
 
 
-def _entries(conn: Connection, block: Any, indexes: list[int]) -> list[dict[str, Any]]:
-    """A block's entries at `indexes`, as readers see them; its text columns fetched now."""
-    b = _BLOCKS.c
-    durations, lines, errors, triggers, shared, runtimes = conn.execute(
-        select(b.durations_ms, b.lines, b.errors, b.triggers, b.runtime_id, b.runtime_ids).where(
-            b.id == block.id
-        )
-    ).one()
-    n = block.entries
-    request_ids, started = json.loads(block.request_ids), json.loads(block.started_at)
-    versions, statuses, durations = (
-        json.loads(block.versions),
-        json.loads(block.statuses),
-        json.loads(durations),
-    )
-    lines = json.loads(lines)
-    errors = json.loads(errors) if errors is not None else [None] * n
-    triggers = json.loads(triggers) if triggers is not None else [None] * n
-    runtimes = json.loads(runtimes) if runtimes is not None else [shared] * n
+def _entries(block: int, entries: int, columns: dict[str, Any], indexes: list[int]) -> list[dict[str, Any]]:
+    """A block's entries at `indexes`, as readers see them."""
+    request_ids, started, versions = columns["request_ids"], columns["started_at"], columns["versions"]
+    statuses, durations, lines = columns["statuses"], columns["durations_ms"], columns["lines"]
+    errors = columns["errors"] or [None] * entries
+    triggers = columns["triggers"] or [None] * entries
+    runtimes = columns["runtime_ids"] or [columns["runtime_id"]] * entries
     return [
         {
-            "id": entry_id(block.id, i),
+            "id": entry_id(block, i),
             "request_id": request_ids[i],
             "time": float(started[i]),
             "version": int(versions[i]),
