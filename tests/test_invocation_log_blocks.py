@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -59,7 +58,7 @@ def ids_of(store: Store, **wanted: Any) -> list[str]:
 
 
 @pytest.fixture
-def three_blocks(store: Store, demo: str) -> list[LogRecord]:
+def three_blocks(store: Store, demo: str) -> None:
     """Blocks of 4, 3 and 5 entries, another function's block between them; versions, statuses and
     times chosen so that every filter matches entries in more than one block."""
     written = [
@@ -71,10 +70,10 @@ def three_blocks(store: Store, demo: str) -> list[LogRecord]:
         invocation_log.write(store.engine, block)
         invocation_log.write(store.engine, [record(100 + n, name="dev/other")])
     assert blocks(store.engine) == 3
-    return [r for block in written for r in block]
 
 
-def test_filters_match_entries_across_blocks(store: Store, three_blocks: list[LogRecord]) -> None:
+@pytest.mark.usefixtures("three_blocks")
+def test_filters_match_entries_across_blocks(store: Store) -> None:
     assert ids_of(store) == [f"req-{n}" for n in range(12, 0, -1)]
     assert ids_of(store, limit=6) == [f"req-{n}" for n in range(12, 6, -1)]  # the limit inside a block
     assert ids_of(store, version=2) == ["req-11", "req-7", "req-5", "req-3"]
@@ -109,7 +108,8 @@ def test_filters_match_entries_across_blocks(store: Store, three_blocks: list[Lo
     assert failed["error"] == "ValueError: 10\nTraceback ..." and failed["trigger"] is None
 
 
-def test_the_cursor_follows_across_blocks_oldest_first(store: Store, three_blocks: list[LogRecord]) -> None:
+@pytest.mark.usefixtures("three_blocks")
+def test_the_cursor_follows_across_blocks_oldest_first(store: Store) -> None:
     everything, cursor = invocation_log.read(store.engine, "demo", FN, LogFilter(limit=100))
     ids = [e["id"] for e in reversed(everything)]
     assert ids == sorted(ids) and len(set(ids)) == 12 and cursor == ids[-1]
