@@ -135,10 +135,29 @@ def wrk(
     return float(found.group(1)), int(answered.group(1))
 
 
+_next_in_range = 0
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port: one of FNSTAGE_BENCH_PORTS ("LOW-HIGH", a shared machine's range of one's own)
+    when set, taken in turn, else any the kernel gives."""
+    global _next_in_range
+    span = os.environ.get("FNSTAGE_BENCH_PORTS")
+    if not span:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    low, high = (int(part) for part in span.split("-"))
+    for _ in range(high - low + 1):
+        port = low + _next_in_range % (high - low + 1)
+        _next_in_range += 1
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in FNSTAGE_BENCH_PORTS={span}")
 
 
 def invocation(

@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +32,7 @@ from pathlib import Path
 from cells import free_port, start, wrk
 from machine import describe
 from processes import cpu_seconds, descendants, stop_tree
-from sqlalchemy import func, select
+from sqlalchemy import inspect, text
 
 FUNCTION = "async def main(ctx):\n    ctx.log('hello from', ctx.path)\n    return 'Hello, world!'\n"
 
@@ -52,14 +54,34 @@ def publish(url: str | None, root: Path) -> str:
     return url
 
 
+def publish_with(src: str, root: Path) -> str:
+    """`publish` by the code of the checkout `src` (in a process of its own), on a SQLite database of
+    its own: each side of a side-by-side run has the schema its code migrates to (issue 15's blocks
+    replaced main's table of rows, and a runtime does not migrate)."""
+    root.mkdir(parents=True, exist_ok=True)
+    code = (
+        "import sys; from pathlib import Path; from durable_logs import publish; "
+        "print(publish(None, Path(sys.argv[1])))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, str(Path(__file__).resolve().parent)])}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(root)], env=env, check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
 def stored_rows(url: str) -> int:
-    from fnstage.store import schema
+    """Invocations the store holds: entries of its blocks, or its rows (a checkout before blocks)."""
     from fnstage.store.engine import make_engine
 
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return int(conn.scalar(select(func.count()).select_from(schema.invocation_logs)) or 0)
+            if "invocation_log_blocks" in inspect(conn).get_table_names():
+                return int(
+                    conn.scalar(text("SELECT coalesce(sum(entries), 0) FROM invocation_log_blocks")) or 0
+                )
+            return int(conn.scalar(text("SELECT count(*) FROM invocation_logs")) or 0)
     finally:
         engine.dispose()
 
@@ -98,7 +120,12 @@ def main() -> None:
     per_cpu: dict[str, list[float]] = {name: [] for name in results}
     kept: list[float] = []
     with tempfile.TemporaryDirectory(prefix="fnstage-bench-logs-") as folder:
-        url = publish(args.database_url, Path(folder))
+        if args.database_url:
+            if args.baseline:
+                parser.error("--baseline runs on SQLite only: each side needs a database of its own schema")
+            urls = {"this": publish(args.database_url, Path(folder))}
+        else:
+            urls = {side: publish_with(src, Path(folder) / side) for side, src in sources.items()}
         os.environ["FNSTAGE_LOG_KEEP"] = str(args.keep)
         os.environ["FNSTAGE_LOG_QUEUE"] = "1000000"
         for round_ in range(args.rounds):
@@ -108,14 +135,14 @@ def main() -> None:
                 port = free_port()
                 metrics = ["--metrics-port", str(free_port())] if args.with_metrics and mode == "on" else []
                 process = start(
-                    ["--database-url", url, "--gateway", "bench", *layouts[layout], *metrics],
+                    ["--database-url", urls[side], "--gateway", "bench", *layouts[layout], *metrics],
                     port,
                     sources[side],
                 )
                 try:
                     wrk(port, 1)  # warm-up
                     time.sleep(1.5)  # its entries written before counting
-                    before = stored_rows(url)
+                    before = stored_rows(urls[side])
                     tree = [process.pid, *descendants(process.pid)]
                     cpu_before = cpu_seconds(tree)
                     rate, total = wrk(port, args.seconds)
@@ -124,7 +151,7 @@ def main() -> None:
                     per_cpu[name].append(total / cpu if cpu else 0.0)
                     if mode == "on" and total and args.keep >= 1_000_000:
                         time.sleep(3)  # the writer's last batches
-                        kept.append((stored_rows(url) - before) / total)
+                        kept.append((stored_rows(urls[side]) - before) / total)
                 finally:
                     stop_tree([process.pid, *descendants(process.pid)])
                 print(

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from cells import free_port, start, wrk
-from durable_logs import publish
+from durable_logs import publish_with
 from processes import cpu_seconds, descendants, role_of, stop_tree
 
 
@@ -33,16 +33,17 @@ def main() -> None:
     args = parser.parse_args()
     layout = ["--env", "dev"] if args.layout == "cell" else []
     with tempfile.TemporaryDirectory(prefix="fnstage-bench-logcpu-") as folder:
-        url = publish(None, Path(folder))
+        sources = args.sources.split(",")
+        urls = {src: publish_with(src, Path(folder) / str(n)) for n, src in enumerate(sources)}
         os.environ["FNSTAGE_LOG_KEEP"] = str(args.keep)
         os.environ["FNSTAGE_LOG_QUEUE"] = "1000000"
         for _ in range(args.rounds):
-            for src in args.sources.split(","):
+            for src in sources:
                 for mode in ("on", "off"):
                     os.environ["FNSTAGE_LOGS"] = mode
                     port = free_port()
                     metrics = ["--metrics-port", str(free_port())] if mode == "on" else []
-                    args_ = ["--database-url", url, "--gateway", "bench", *layout, *metrics]
+                    args_ = ["--database-url", urls[src], "--gateway", "bench", *layout, *metrics]
                     process = start(args_, port, src)
                     try:
                         wrk(port, 1)

@@ -3,6 +3,7 @@ age), filters and the follow cursor; the supervisor's writer never blocks and co
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -98,7 +99,8 @@ def test_a_records_runtime_wins_over_the_batchs_and_records_of_fills_it_in(store
 
 def test_prune_keeps_each_functions_newest_and_drops_the_old(store: Store, demo: str) -> None:
     now = 2_000_000.0
-    invocation_log.write(store.engine, [record(n, at=now - 100 + n) for n in range(10)])
+    for n in range(10):  # a write each: blocks of one entry, so the bounds are exact
+        invocation_log.write(store.engine, [record(n, at=now - 100 + n)])
     invocation_log.write(store.engine, [record(n, name="dev/other", at=now - 100 + n) for n in range(3)])
     invocation_log.write(store.engine, [record(99, name="dev/old", at=now - 10_000)])
     dropped = invocation_log.prune(store.engine, [("demo", "dev/user/me")], keep=4, older_than=now - 5_000)
@@ -110,11 +112,13 @@ def test_prune_keeps_each_functions_newest_and_drops_the_old(store: Store, demo:
 
 
 def test_prune_deletes_in_short_transactions(store: Store, demo: str) -> None:
-    """A prune of many rows commits every `chunk` rows: on SQLite a save waits on the write lock for
-    one chunk, not for the whole prune (one 100,000-row DELETE held a save 120 ms)."""
+    """A prune of many blocks commits every `chunk` blocks: on SQLite a save waits on the write lock
+    for one chunk, not for the whole prune (one 100,000-row DELETE held a save 120 ms)."""
     now = 2_000_000.0
-    invocation_log.write(store.engine, [record(n, at=now - 100 + n) for n in range(50)])
-    invocation_log.write(store.engine, [record(n, name="dev/old", at=now - 10_000) for n in range(25)])
+    for n in range(50):  # a write each: blocks of one entry
+        invocation_log.write(store.engine, [record(n, at=now - 100 + n)])
+    for n in range(25):
+        invocation_log.write(store.engine, [record(n, name="dev/old", at=now - 10_000)])
     deleted_per_statement: list[int] = []
 
     def count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
@@ -135,12 +139,16 @@ def test_prune_deletes_in_short_transactions(store: Store, demo: str) -> None:
 
 
 def test_the_writer_writes_batches_and_prunes(store: Store, demo: str) -> None:
-    writer = LogWriter(lambda: store.engine, LogSettings(keep=5))
+    """Four batches of five (a block each), a prune after each write (a clock 10 s on at every read)."""
+    ticks = itertools.count()
+    start = time.time()
+    writer = LogWriter(lambda: store.engine, LogSettings(keep=5), clock=lambda: start + 10 * next(ticks))
     writer.start()
-    writer.offer([record(n, at=time.time()) for n in range(20)])
-    deadline = time.monotonic() + 10
-    while writer.stats()["written"] < 20 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    for batch in range(4):
+        writer.offer([record(batch * 5 + n, at=start) for n in range(5)])
+        deadline = time.monotonic() + 10
+        while writer.stats()["written"] < 5 * (batch + 1) and time.monotonic() < deadline:
+            time.sleep(0.05)
     writer.stop()
     assert writer.stats()["written"] == 20 and writer.stats()["pruned"] == 15
     assert len(invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())[0]) == 5

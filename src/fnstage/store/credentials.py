@@ -6,7 +6,7 @@ published functions and feed, and writes only its own runtimes' status rows (inv
 
 Enforced by the server, not by fnstage: table privileges (the role may touch nothing but `published`,
 `publish_log`, `config_versions`, `secret_keys` (wrapped: opening them needs the server key too),
-`gateways(id, publish_seq)`, `canaries` (read), `canary_counts`, `invocation_logs`, `runtimes` and
+`gateways(id, publish_seq)`, `canaries` (read), `canary_counts`, `invocation_log_blocks`, `runtimes` and
 `runtime_functions`; `functions`, `history`, `blobs`,
 users and tokens are refused outright) and row-level security policies on those tables
 (rows of its own gateway only; an insert or update naming another gateway is refused). Row-level
@@ -46,7 +46,7 @@ RUNTIME_TABLES = {
     "canaries": ("gateway_id", "SELECT"),
     "canary_counts": ("canary_id", "ALL"),  # rows of its gateway's canaries (`_owned`)
     # durable invocation logs: the supervisor's writer inserts what its cells served and prunes them
-    "invocation_logs": ("gateway_id", "ALL"),
+    "invocation_log_blocks": ("gateway_id", "ALL"),
 }
 
 
@@ -98,8 +98,10 @@ def _grant(conn: Connection, role: str, gateway: str) -> None:
     conn.execute(text(f"GRANT SELECT (id, publish_seq) ON gateways TO {role}"))
     conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON runtimes, runtime_functions TO {role}"))
     conn.execute(text(f"GRANT SELECT ON canaries TO {role}"))
-    conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON canary_counts, invocation_logs TO {role}"))
-    conn.execute(text(f"GRANT USAGE ON SEQUENCE invocation_logs_id_seq TO {role}"))
+    conn.execute(
+        text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON canary_counts, invocation_log_blocks TO {role}")
+    )
+    conn.execute(text(f"GRANT USAGE ON SEQUENCE invocation_log_blocks_id_seq TO {role}"))
     literal = "'" + gateway + "'"  # validated: [a-z0-9-] only
     for table, (column, command) in RUNTIME_TABLES.items():
         conn.execute(text(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"))

@@ -1,6 +1,13 @@
 """The durable invocation log: write batches of invocations, keep each function's newest within its
 bounds (count and age), and read them back filtered (version, status, time, a follow cursor).
 
+Stored in blocks (`schema.invocation_log_blocks`): one row per function and write, its invocations
+column-wise as JSON arrays, with what the filters and bounds need as columns of the block (first and
+last start, version and status ranges, how many). A row an invocation cost the writer a row in three
+B-trees each (BENCHMARKS.md, "Invocation logs in blocks"); a block costs that once per write. Readers
+select blocks by those columns, then decode them and match each entry exactly. An entry's id, the
+follow cursor, is `block id * 2**BLOCK_BITS + its index`: it only grows.
+
 Runtime supervisors write (`runtime.log_writer`), the control plane reads (`service.invocation_logs`).
 Both pass their engine; nothing here is on a request's path.
 """
@@ -9,16 +16,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, and_, delete, func, select
+from sqlalchemy import Connection, Engine, and_, delete, func, select
 
 from fnstage.store import schema as t
 from fnstage.store.engine import read_options, write_options
 
-_LOGS = t.invocation_logs
+_BLOCKS = t.invocation_log_blocks
+BLOCK_BITS = 12
+BLOCK_MAX = 1 << BLOCK_BITS  # entries a block holds at most: an entry's index fits its id's low bits
+_INDEX_MASK = BLOCK_MAX - 1
+# the block's arrays as compact JSON; ASCII only, so a lone surrogate a cell sent is escaped, not an
+# encoding error that would lose the whole block
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_FUNCTION_OF = itemgetter(0, 1)
 
 
 class LogRecord(NamedTuple):
@@ -52,41 +67,83 @@ class LogFilter:
     limit: int = 50
 
 
+def entry_id(block: int, index: int) -> int:
+    """The id of a block's `index`-th entry: the follow cursor."""
+    return (block << BLOCK_BITS) | index
+
+
 _INSERT = (
-    "INSERT INTO invocation_logs (gateway_id, name, version, request_id, started_at, status, duration_ms, "
-    'lines, error, "trigger", runtime_id) VALUES ({0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0}, {0})'
+    "INSERT INTO invocation_log_blocks (gateway_id, name, entries, first_started, last_started, "
+    "min_version, max_version, min_status, max_status, request_ids, started_at, versions, statuses, "
+    "durations_ms, lines, errors, triggers, runtime_id, runtime_ids) VALUES (" + ", ".join(["{0}"] * 19) + ")"
 )
 
 
 def write(engine: Engine, records: Sequence[LogRecord], runtime_id: str | None = None) -> None:
-    """Insert a batch in one transaction (functions whose gateway was deleted are skipped).
+    """Insert a batch in one transaction: a block per function (of at most BLOCK_MAX entries, in the
+    order given); functions whose gateway was deleted are skipped. A record's `runtime_id`, if it has
+    one, wins over `runtime_id`.
 
-    The records go to the driver as they are (one `executemany`, `lines` as the cell encoded them):
-    SQLAlchemy's per-row processing, and encoding `lines` here, cost more than the rest of the
-    supervisor's work per invocation. A record's `runtime_id`, if it has one, wins over `runtime_id`."""
+    Records are taken by index, not by field name (a NamedTuple's field by name is a property's call
+    each); each column of a block is one call of the C encoder."""
     if not records:
         return
+    groups: dict[tuple[str, str], list[LogRecord]] = {}
+    for function, record in zip(map(_FUNCTION_OF, records), records, strict=True):
+        group = groups.get(function)
+        if group is None:
+            groups[function] = [record]
+        else:
+            group.append(record)
     with engine.connect() as conn:
         statement = _INSERT.format("?" if conn.dialect.name == "sqlite" else "%s")
         conn.execution_options(**write_options(engine))
         with conn.begin():
-            gateways = {r[0] for r in records}
+            gateways = {gateway for gateway, _ in groups}
             known = set(conn.scalars(select(t.gateways.c.id).where(t.gateways.c.id.in_(gateways))))
-            # a record is its row (LogRecord's fields are the columns, in order), by index, not by name
-            # (a NamedTuple's field by name is a property's call each); as an exact tuple: sqlite3 binds
-            # a tuple's subclass through the slower sequence protocol (about 1 us a row more)
-            rows: list[tuple[Any, ...]]
-            if runtime_id is not None and any(r[10] is None for r in records):
-                rows = [(*r[:10], runtime_id) if r[10] is None else tuple(r) for r in records]
-            else:
-                rows = list(map(tuple, records))
-            if len(known) < len(gateways):
-                rows = [r for r in rows if r[0] in known]
-            if rows:
-                conn.exec_driver_sql(statement, rows)
+            blocks = [
+                block_row(group[start : start + BLOCK_MAX], runtime_id)
+                for (gateway, _), group in groups.items()
+                if gateway in known
+                for start in range(0, len(group), BLOCK_MAX)
+            ]
+            if blocks:
+                conn.exec_driver_sql(statement, blocks)
 
 
-PRUNE_CHUNK = 500  # rows deleted per transaction
+def block_row(records: Sequence[Sequence[Any]], runtime_id: str | None) -> tuple[Any, ...]:
+    """One function's records as the values of `_INSERT` (gateway and name are the first record's)."""
+    n = len(records)
+    _, _, versions, request_ids, started, statuses, durations, lines, errors, triggers, runtimes = zip(
+        *records, strict=True
+    )
+    if runtime_id is not None and None in runtimes:
+        runtimes = tuple(runtime_id if r is None else r for r in runtimes)
+    shared = runtimes[0] if runtimes.count(runtimes[0]) == n else None
+    return (
+        records[0][0],
+        records[0][1],
+        n,
+        min(started),
+        max(started),
+        min(versions),
+        max(versions),
+        min(statuses),
+        max(statuses),
+        _encode(request_ids),
+        _encode(started),
+        _encode(versions),
+        _encode(statuses),
+        _encode(durations),
+        _encode(lines),
+        None if errors.count(None) == n else _encode(errors),
+        None if triggers.count(None) == n else _encode(triggers),
+        shared,
+        None if shared is not None or runtimes.count(None) == n else _encode(runtimes),
+    )
+
+
+PRUNE_CHUNK = 16  # blocks deleted per transaction
 PRUNE_PAUSE_S = 0.03  # between chunks on SQLite, longer than a waiting writer's busy-handler sleep
 
 
@@ -99,26 +156,37 @@ def prune(
     chunk: int = PRUNE_CHUNK,
     pause_s: float | None = None,
 ) -> int:
-    """Drop entries older than `older_than` (seconds since the epoch), then all but the newest `keep`
-    of each of `functions` (the ones written to since the last prune). Returns how many went.
+    """Drop the blocks whose every entry is older than `older_than` (seconds since the epoch), then of
+    each of `functions` (the ones written to since the last prune) the blocks older than those holding
+    its newest `keep` entries. Returns how many entries went. Whole blocks go: up to a block more than
+    `keep` (and entries past the age, in a block with a newer one) may stay.
 
-    Rows go `chunk` at a time, each in its own transaction, with a pause between them on SQLite: one
-    DELETE of the 100,000 rows a busy function logs between prunes held SQLite's write lock for
+    Blocks go `chunk` at a time, each in its own transaction, with a pause between them on SQLite: one
+    DELETE of the 100,000 rows a busy function logged between prunes held SQLite's write lock for
     120 ms, and a save waiting on it went live that much later. SQLite's busy handler retries a
     waiting writer every 25 ms or less in its first 100 ms, so a longer pause lets it in."""
     if pause_s is None:
         pause_s = 0.0 if engine.dialect.name == "postgresql" else PRUNE_PAUSE_S
     dropped = 0
     if older_than is not None:
-        dropped += _delete_in_chunks(engine, _LOGS.c.started_at < older_than, chunk, pause_s)
+        dropped += _delete_in_chunks(engine, _BLOCKS.c.last_started < older_than, chunk, pause_s)
     for gateway, name in sorted(set(functions)):
-        of_function = and_(_LOGS.c.gateway_id == gateway, _LOGS.c.name == name)
+        of_function = and_(_BLOCKS.c.gateway_id == gateway, _BLOCKS.c.name == name)
+        oldest_kept = None
+        held = 0
         with engine.connect() as conn:
-            oldest_kept = conn.scalar(
-                select(_LOGS.c.id).where(of_function).order_by(_LOGS.c.id.desc()).offset(keep - 1).limit(1)
+            newest_first = (
+                select(_BLOCKS.c.id, _BLOCKS.c.entries).where(of_function).order_by(_BLOCKS.c.id.desc())
             )
+            for block, entries in conn.execute(newest_first):
+                held += entries
+                if held >= keep:
+                    oldest_kept = block
+                    break
         if oldest_kept is not None:
-            dropped += _delete_in_chunks(engine, and_(of_function, _LOGS.c.id < oldest_kept), chunk, pause_s)
+            dropped += _delete_in_chunks(
+                engine, and_(of_function, _BLOCKS.c.id < oldest_kept), chunk, pause_s
+            )
     return dropped
 
 
@@ -128,69 +196,176 @@ def _delete_in_chunks(engine: Engine, where: Any, chunk: int, pause_s: float) ->
         with engine.connect() as conn:
             conn.execution_options(**write_options(engine))
             with conn.begin():
-                ids = select(_LOGS.c.id).where(where).limit(chunk).scalar_subquery()
-                gone = conn.execute(delete(_LOGS).where(_LOGS.c.id.in_(ids))).rowcount or 0
-        dropped += gone
-        if gone < chunk:
+                doomed = conn.execute(select(_BLOCKS.c.id, _BLOCKS.c.entries).where(where).limit(chunk)).all()
+                if doomed:
+                    conn.execute(delete(_BLOCKS).where(_BLOCKS.c.id.in_([block for block, _ in doomed])))
+        dropped += sum(int(entries) for _, entries in doomed)
+        if len(doomed) < chunk:
             return dropped
         if pause_s:
             time.sleep(pause_s)
 
 
-def _status_clause(status: int | str) -> Any:
-    column = _LOGS.c.status
+_STATUS_CLASSES: dict[str, Callable[[int], bool]] = {
+    "ok": lambda status: status < 400,
+    "error": lambda status: status >= 500,
+    "4xx": lambda status: 400 <= status < 500,
+    "5xx": lambda status: status >= 500,
+}
+
+
+def _status_test(status: int | str) -> Callable[[int], bool]:
     if isinstance(status, int):
-        return column == status
-    return {
-        "ok": column < 400,
-        "error": column >= 500,
-        "4xx": and_(column >= 400, column < 500),
-        "5xx": column >= 500,
-    }[status]
+        return status.__eq__
+    return _STATUS_CLASSES[status]
+
+
+def _block_clauses(wanted: LogFilter, dialect: str) -> list[Any]:
+    """What a block must have to hold an entry `wanted` matches (its entries are then checked)."""
+    b = _BLOCKS.c
+    where: list[Any] = []
+    if wanted.version is not None:
+        where += [b.min_version <= wanted.version, b.max_version >= wanted.version]
+    if isinstance(wanted.status, int):
+        where += [b.min_status <= wanted.status, b.max_status >= wanted.status]
+    elif wanted.status is not None:
+        where += {
+            "ok": [b.min_status < 400],
+            "error": [b.max_status >= 500],
+            "4xx": [b.max_status >= 400, b.min_status < 500],
+            "5xx": [b.max_status >= 500],
+        }[wanted.status]
+    if wanted.since is not None:
+        where.append(b.last_started >= wanted.since)
+    if wanted.until is not None:
+        where.append(b.first_started < wanted.until)
+    if wanted.request_id is not None:
+        # the id as the block's array spells it: a plain text search, not a LIKE (no wildcards to escape)
+        find = func.instr if dialect == "sqlite" else func.strpos
+        where.append(find(b.request_ids, _encode(wanted.request_id)) > 0)
+    if wanted.after is not None:
+        where.append(b.id >= wanted.after >> BLOCK_BITS)
+    return where
+
+
+READ_PAGE = 32  # blocks a read selects at a time (their ids and sizes only)
+# what each filter decodes of a block, by column name
+_FILTER_COLUMNS = (
+    ("request_id", "request_ids"),
+    ("version", "versions"),
+    ("status", "statuses"),
+    ("since", "started_at"),
+    ("until", "started_at"),
+)
+_ENTRY_COLUMNS = (
+    "request_ids",
+    "started_at",
+    "versions",
+    "statuses",
+    "durations_ms",
+    "lines",
+    "errors",
+    "triggers",
+    "runtime_ids",
+    "runtime_id",  # text, not JSON
+)
 
 
 def read(engine: Engine, gateway: str, name: str, wanted: LogFilter) -> tuple[list[dict[str, Any]], int]:
     """Entries of one function (newest first; oldest first after a cursor) and the newest id the log
-    holds for it (0 if none): the cursor from which to follow."""
-    where = [_LOGS.c.gateway_id == gateway, _LOGS.c.name == name]
-    if wanted.version is not None:
-        where.append(_LOGS.c.version == wanted.version)
-    if wanted.status is not None:
-        where.append(_status_clause(wanted.status))
-    if wanted.since is not None:
-        where.append(_LOGS.c.started_at >= wanted.since)
-    if wanted.until is not None:
-        where.append(_LOGS.c.started_at < wanted.until)
-    if wanted.request_id is not None:
-        where.append(_LOGS.c.request_id == wanted.request_id)
-    if wanted.after is not None:
-        where.append(_LOGS.c.id > wanted.after)
-        order = _LOGS.c.id.asc()
-    else:
-        order = _LOGS.c.id.desc()
-    query = select(_LOGS).where(*where).order_by(order).limit(wanted.limit)
-    newest = select(func.max(_LOGS.c.id)).where(_LOGS.c.gateway_id == gateway, _LOGS.c.name == name)
+    holds for it (0 if none): the cursor from which to follow.
+
+    Blocks are selected by their columns a page at a time (ids only), then each is read by its id:
+    first the columns `wanted`'s filters need, then, when some entry matches, the rest."""
+    b = _BLOCKS.c
+    of_function = [b.gateway_id == gateway, b.name == name]
+    where = of_function + _block_clauses(wanted, engine.dialect.name)
+    following = wanted.after is not None
+    order = b.id.asc() if following else b.id.desc()
+    filtering = sorted({column for field, column in _FILTER_COLUMNS if getattr(wanted, field) is not None})
+    found: list[dict[str, Any]] = []
     with engine.connect() as conn:
         conn.execution_options(**read_options(engine))
         with conn.begin():
-            rows = conn.execute(query).all()
-            cursor = conn.scalar(newest) or 0
-    return [_entry(row) for row in rows], int(cursor)
+            newest = conn.execute(
+                select(b.id, b.entries).where(*of_function).order_by(b.id.desc()).limit(1)
+            ).first()
+            cursor = entry_id(newest[0], newest[1] - 1) if newest is not None else 0
+            bound: list[Any] = []
+            while len(found) < wanted.limit:
+                page = conn.execute(
+                    select(b.id, b.entries).where(*where, *bound).order_by(order).limit(READ_PAGE)
+                ).all()
+                for block, entries in page:
+                    columns = _columns(conn, block, filtering)
+                    indexes = _matching(block, entries, columns, wanted)[: wanted.limit - len(found)]
+                    if indexes:
+                        columns |= _columns(conn, block, [c for c in _ENTRY_COLUMNS if c not in columns])
+                        found += _entries(block, entries, columns, indexes)
+                    if len(found) >= wanted.limit:
+                        break
+                if len(page) < READ_PAGE:
+                    break
+                bound = [b.id > page[-1][0]] if following else [b.id < page[-1][0]]
+    return found, cursor
 
 
-def _entry(row: Any) -> dict[str, Any]:
+def _columns(conn: Connection, block: int, names: Sequence[str]) -> dict[str, Any]:
+    """Columns of a block, decoded (a NULL one as None; `runtime_id` is text)."""
+    if not names:
+        return {}
+    values = conn.execute(select(*(_BLOCKS.c[n] for n in names)).where(_BLOCKS.c.id == block)).one()
     return {
-        "id": row.id,
-        "request_id": row.request_id,
-        "time": row.started_at,
-        "version": row.version,
-        "status": row.status,
-        "duration_ms": row.duration_ms,
-        "lines": read_lines(row.lines),
-        "error": row.error,
-        "trigger": row.trigger,
-        "runtime": row.runtime_id,
+        n: v if v is None or n == "runtime_id" else json.loads(v) for n, v in zip(names, values, strict=True)
     }
+
+
+def _matching(block: int, entries: int, columns: dict[str, Any], wanted: LogFilter) -> list[int]:
+    """The indexes of a block's entries that `wanted` matches, in reading order."""
+    if wanted.after is not None:
+        first = (wanted.after & _INDEX_MASK) + 1 if block == wanted.after >> BLOCK_BITS else 0
+        indexes = list(range(first, entries))
+    else:
+        indexes = list(range(entries - 1, -1, -1))
+    if wanted.request_id is not None:
+        request_ids = columns["request_ids"]
+        indexes = [i for i in indexes if request_ids[i] == wanted.request_id]
+    if wanted.version is not None:
+        versions = columns["versions"]
+        indexes = [i for i in indexes if versions[i] == wanted.version]
+    if wanted.status is not None:
+        statuses, test = columns["statuses"], _status_test(wanted.status)
+        indexes = [i for i in indexes if test(statuses[i])]
+    if wanted.since is not None or wanted.until is not None:
+        started = columns["started_at"]
+        since = float("-inf") if wanted.since is None else wanted.since
+        until = float("inf") if wanted.until is None else wanted.until
+        indexes = [i for i in indexes if since <= started[i] < until]
+    return indexes
+
+
+def _entries(block: int, entries: int, columns: dict[str, Any], indexes: list[int]) -> list[dict[str, Any]]:
+    """A block's entries at `indexes`, as readers see them."""
+    request_ids, started, versions = columns["request_ids"], columns["started_at"], columns["versions"]
+    statuses, durations, lines = columns["statuses"], columns["durations_ms"], columns["lines"]
+    errors = columns["errors"] or [None] * entries
+    triggers = columns["triggers"] or [None] * entries
+    runtimes = columns["runtime_ids"] or [columns["runtime_id"]] * entries
+    return [
+        {
+            "id": entry_id(block, i),
+            "request_id": request_ids[i],
+            "time": float(started[i]),
+            "version": int(versions[i]),
+            "status": int(statuses[i]),
+            "duration_ms": float(durations[i]),
+            "lines": read_lines(lines[i]),
+            "error": errors[i],
+            "trigger": triggers[i],
+            "runtime": runtimes[i],
+        }
+        for i in indexes
+    ]
 
 
 def read_lines(text: str | None) -> list[str]:
@@ -207,12 +382,26 @@ def read_lines(text: str | None) -> list[str]:
 def samples(engine: Engine, gateway: str, name: str, since: float) -> list[tuple[float, int, int, float]]:
     """(started_at, version, status, duration_ms) of one function's invocations since `since`, oldest
     first: what its charts are computed from."""
+    b = _BLOCKS.c
     query = (
-        select(_LOGS.c.started_at, _LOGS.c.version, _LOGS.c.status, _LOGS.c.duration_ms)
-        .where(_LOGS.c.gateway_id == gateway, _LOGS.c.name == name, _LOGS.c.started_at >= since)
-        .order_by(_LOGS.c.id)
+        select(b.started_at, b.versions, b.statuses, b.durations_ms)
+        .where(b.gateway_id == gateway, b.name == name, b.last_started >= since)
+        .order_by(b.id)
     )
+    found: list[tuple[float, int, int, float]] = []
     with engine.connect() as conn:
         conn.execution_options(**read_options(engine))
         with conn.begin():
-            return [(float(r[0]), int(r[1]), int(r[2]), float(r[3])) for r in conn.execute(query)]
+            for started, versions, statuses, durations in conn.execute(query):
+                found += [
+                    (float(s), int(v), int(st), float(d))
+                    for s, v, st, d in zip(
+                        json.loads(started),
+                        json.loads(versions),
+                        json.loads(statuses),
+                        json.loads(durations),
+                        strict=True,
+                    )
+                    if s >= since
+                ]
+    return found

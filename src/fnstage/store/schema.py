@@ -369,31 +369,45 @@ secret_keys = Table(
     Column("created_by", String(64), nullable=False),
 )
 # Every invocation a runtime served, written by its supervisor in batches off the request path
-# (`runtime.log_writer`), bounded per function by count and age (`store.invocation_log`).
-invocation_logs = Table(
-    "invocation_logs",
+# (`runtime.log_writer`), bounded per function by count and age (`store.invocation_log`). One row is a
+# block: one function's invocations of one write, column-wise (JSON arrays, index i of each is entry i),
+# with what the readers' filters and the bounds need as columns of their own. An entry's id (the follow
+# cursor) is `id * 2**12 + i`: a block holds at most 4096.
+invocation_log_blocks = Table(
+    "invocation_log_blocks",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),  # the follow cursor: ids only grow
+    Column("id", Id, primary_key=True, autoincrement=True),  # ids only grow
     Column("gateway_id", String(40), ForeignKey("gateways.id", ondelete="CASCADE"), nullable=False),
     Column("name", String(220), nullable=False),  # env/base
-    Column("version", Integer, nullable=False),
-    Column("request_id", String(64), nullable=False),
-    Column("started_at", Float, nullable=False),  # seconds since the epoch, when the request started
-    Column("status", Integer, nullable=False),
-    Column("duration_ms", Float, nullable=False),
-    # what the function logged with ctx.log: a JSON list of strings, encoded by the cell (text, not JSON:
-    # a supervisor passes it on unparsed; readers parse it and show an unreadable one as such)
+    Column("entries", Integer, nullable=False),  # how many invocations the block holds
+    Column("first_started", Float, nullable=False),  # the earliest and latest started_at of its entries
+    Column("last_started", Float, nullable=False),
+    Column("min_version", Integer, nullable=False),
+    Column("max_version", Integer, nullable=False),
+    Column("min_status", Integer, nullable=False),
+    Column("max_status", Integer, nullable=False),
+    Column("request_ids", Text, nullable=False),  # ["...", ...]
+    Column("started_at", Text, nullable=False),  # seconds since the epoch, when each request started
+    Column("versions", Text, nullable=False),
+    Column("statuses", Text, nullable=False),
+    Column("durations_ms", Text, nullable=False),
+    # what each invocation logged with ctx.log: a list of the JSON texts the cells encoded (a supervisor
+    # passes them on unparsed; readers parse each and show an unreadable one as such)
     Column("lines", Text, nullable=False),
-    Column("error", Text),  # one-line summary, then the traceback
-    Column("trigger", String(64)),  # the trigger's name when a schedule ran it
-    Column("runtime_id", String(36)),
+    Column("errors", Text),  # one-line summary, then the traceback, or null; NULL when none has one
+    Column("triggers", Text),  # the trigger's name when a schedule ran it, or null; NULL when none
+    Column("runtime_id", String(36)),  # the runtime every entry has, when they share one
+    Column("runtime_ids", Text),  # each entry's, when they differ (then runtime_id is NULL)
 )
-# a function's page, `--follow` and the count bound: newest ids of one function
+# a function's page, `--follow` and the count bound: newest blocks of one function
 Index(
-    "ix_invocation_logs_function", invocation_logs.c.gateway_id, invocation_logs.c.name, invocation_logs.c.id
+    "ix_invocation_log_blocks_function",
+    invocation_log_blocks.c.gateway_id,
+    invocation_log_blocks.c.name,
+    invocation_log_blocks.c.id,
 )
-# the age bound and the charts' time windows
-Index("ix_invocation_logs_started", invocation_logs.c.started_at)
+# the age bound: blocks whose newest entry is past it
+Index("ix_invocation_log_blocks_last_started", invocation_log_blocks.c.last_started)
 
 # Deploy webhooks: a gateway's receivers, and the outbox of what to POST them. A delivery row is written
 # in the deploying transaction (with the history entry: `store.webhooks.emit`), so the deployment never
