@@ -211,14 +211,15 @@ async def _serve(
         configuration=configuration,
         metrics=link.metrics,
     )
-    # listening before the lifespan says ready: the front routes to this cell from then on
+    # listening before `app.start()` says ready: the front routes to this cell from then on
     listener = listen(uds=spec.uds, host=spec.host, port=spec.port)
     if spec.uds is not None and spec.shared_with_env_cell:
         os.chmod(spec.uds, 0o660)  # its group (the environment cell's, by the folder's setgid) connects
     server = ListeningServer(
         app,
         listener,
-        interface=Interfaces.ASGI,
+        # RSGI: granian's own interface does less work a request than ASGI (`RuntimeApp.__rsgi__`)
+        interface=Interfaces.RSGI,
         http=HTTPModes.http1,
         websockets=False,
         log_enabled=False,
@@ -229,7 +230,13 @@ async def _serve(
     link.app = app
     if spec.held:
         app.hold()
-    await server.serve()
+    # RSGI has no lifespan: the app starts (and the supervisor hears "ready") while the socket
+    # listens, before granian serves; connections meanwhile wait in the kernel's queue, as before
+    await app.start()
+    try:
+        await server.serve()
+    finally:
+        await app.stop()
 
 
 class SupervisorLink:
