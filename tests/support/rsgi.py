@@ -126,4 +126,3 @@ class RSGITransport(httpx.AsyncBaseTransport):
         elif not any(k.lower() == b"content-length" for k, _ in headers):  # granian adds it
             headers.append((b"content-length", b"%d" % len(content)))
         return httpx.Response(proto.status, headers=headers, content=content, request=request)
-

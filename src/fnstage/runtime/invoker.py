@@ -21,7 +21,6 @@ from typing import Any, NamedTuple, overload
 from urllib.parse import parse_qsl
 
 from fnstage.runtime.loader import LiveVersion, describe_exception, format_traceback
-from fnstage.runtime.rsgi import HTTPProtocol
 from fnstage.runtime.request_metrics import (
     BUCKETS,
     CLASS_SLOT,
@@ -31,6 +30,7 @@ from fnstage.runtime.request_metrics import (
     RequestMetrics,
     new_slots,
 )
+from fnstage.runtime.rsgi import HTTPProtocol
 from fnstage.sdk import Context, HTTPError, Log, Response, Settings, TriggerInfo
 from fnstage.store.records import FunctionCounts
 
@@ -305,21 +305,21 @@ def _header_map(ctx: RequestContext) -> dict[str, str]:
     """`ctx.headers` from the request's raw headers: names lowercased, a repeated header's values
     joined as HTTP allows."""
     header_map: dict[str, str] = {}
+    raw_key: bytes | str
+    raw_value: bytes | str
     for raw_key, raw_value in ctx._raw_headers:  # a loop, not a comprehension: in 3.11 that is a call more
-        if type(raw_key) is str:  # RSGI's: text already, names lowercased
-            key, value = raw_key, raw_value
-        else:  # ASGI's
-            key, value = raw_key.decode("latin-1").lower(), raw_value.decode("latin-1")
+        # RSGI's are text already, names lowercased; ASGI's bytes
+        key = raw_key if isinstance(raw_key, str) else raw_key.decode("latin-1").lower()
+        value = raw_value if isinstance(raw_value, str) else raw_value.decode("latin-1")
         header_map[key] = f"{header_map[key]}, {value}" if key in header_map else value
     return header_map
 
 
 def _query(ctx: RequestContext) -> dict[str, str]:
-    query_string = ctx._query_string
-    if not query_string:
+    raw = ctx._query_string
+    if not raw:
         return {}
-    if type(query_string) is bytes:  # ASGI's; RSGI's is text already
-        query_string = query_string.decode("latin-1")
+    query_string = raw if isinstance(raw, str) else raw.decode("latin-1")  # RSGI's is text already
     return dict(parse_qsl(query_string, keep_blank_values=True))
 
 
@@ -596,7 +596,11 @@ async def invoke(
                 ("x-request-id", request_id),
             ]
         else:
-            text_headers = [*out_headers, ("x-fnstage-version", str(live.version)), ("x-request-id", request_id)]
+            text_headers = [
+                *out_headers,
+                ("x-fnstage-version", str(live.version)),
+                ("x-request-id", request_id),
+            ]
         proto.response_bytes(status, text_headers, out_body)
         return None
     if send is not None:
