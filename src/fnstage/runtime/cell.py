@@ -50,6 +50,10 @@ logger = logging.getLogger("fnstage.runtime")
 
 COUNTS_INTERVAL_S = 3.0
 SPLIT_COUNTS_INTERVAL_S = 1.0
+# the collector's first threshold in a cell (Python's default: 700). Under load, every young collection
+# walks the requests in flight (their coroutines, tasks, `ctx`), which a collection cannot free: at 700
+# allocations it ran every few dozen requests (BENCHMARKS.md, "A cell speaks RSGI")
+GC_YOUNG_THRESHOLD = 10_000
 LOGS_INTERVAL_S = 0.2  # how often a cell ships its invocations to the log writer (`--follow` < 1 s)
 LOG_OUTBOX = 20_000  # invocations a cell queues between two shipments; past it, dropped and counted
 LOG_MESSAGE_BYTES = 32 * 1024  # one shipment is cut into messages of about this many characters
@@ -184,6 +188,7 @@ async def _serve(
 
     from fnstage.runtime.cell_server import ListeningServer, listen
 
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     registry = Registry()
     logs = InvocationLogs(outbox=LOG_OUTBOX if sender is not None else 0)
     configuration = CellConfiguration(spec.env)
