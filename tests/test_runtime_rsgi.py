@@ -4,6 +4,7 @@ HEAD, internal routes), and what granian does that the view and tests/support/rs
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -138,8 +139,6 @@ def test_bodies_and_their_limits_through_granian(uds: str) -> None:
         transport = httpx.AsyncHTTPTransport(uds=uds)
         async with httpx.AsyncClient(transport=transport, base_url="http://demo.dev.localhost") as client:
             return await client.post("/echo", content=parts(count))  # chunked
-
-    import asyncio
 
     assert asyncio.run(post(3)).json()["size"] == 300
     assert asyncio.run(post(30)).status_code == 413

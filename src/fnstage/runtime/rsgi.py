@@ -11,7 +11,8 @@ from ASGI in three ways, each handled here or said where it shows:
   `unreadable_headers` tells the app so, which refuses the request (400) rather than hand a function a
   request with a header missing. Response header values are text, which granian sends as UTF-8.
 - the body: an empty chunk marks the body's end, and a broken body (the client left mid-body) gives
-  one more empty chunk before the end; `BodyReceiver` tells the two apart (`http.disconnect`).
+  one more empty chunk before the end; `BodyReceiver` tells the two apart (`http.disconnect`). A
+  chunked body's trailers give an empty chunk too: such a body is taken as broken.
 - no raw path: `raw_path` is the decoded path quoted again, which decodes to the same path.
 """
 
