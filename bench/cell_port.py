@@ -3,6 +3,7 @@ invocation overhead (issue 17 item 4), each a process wrk can load on its own.
 
     python bench/cell_port.py cell PORT [--canary SHARE]   # fnstage's cell, its supervisor stood in for
     python bench/cell_port.py raw PORT                     # a raw ASGI app, the same JSON, same server
+    python bench/cell_port.py raw-rsgi PORT                # the same raw app in RSGI, as cells speak
 
 `cell`: the real `runtime.cell.run_cell` (the app, the invoker, request metrics, shipped invocation
 logs, the watchdog, configuration, version URLs: everything a cell runs for a request), forked from
@@ -134,8 +135,20 @@ async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": RAW_BODY})
 
 
-def serve_raw(port: int) -> None:
-    """`raw_app` on granian's embedded server in a uvloop loop, configured as a cell configures it."""
+RAW_RSGI_HEADERS = [("content-type", "application/json")]  # granian adds content-length itself
+
+
+class RawRSGIApp:
+    """`raw_app`'s answer in granian's own interface (RSGI), as a cell now speaks it: the raw app the
+    cell is measured against under RSGI."""
+
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        proto.response_bytes(200, RAW_RSGI_HEADERS, RAW_BODY)
+
+
+def serve_raw(port: int, rsgi: bool = False) -> None:
+    """`raw_app` (with `rsgi`: `RawRSGIApp`) on granian's embedded server in a uvloop loop, configured
+    as a cell configures it."""
     import uvloop
     from granian.constants import HTTPModes, Interfaces
     from granian.log import LogLevels
@@ -144,9 +157,9 @@ def serve_raw(port: int) -> None:
 
     async def serve() -> None:
         server = ListeningServer(
-            raw_app,
+            RawRSGIApp() if rsgi else raw_app,
             listen(uds=None, host="127.0.0.1", port=port),
-            interface=Interfaces.ASGI,
+            interface=Interfaces.RSGI if rsgi else Interfaces.ASGI,
             http=HTTPModes.http1,
             websockets=False,
             log_enabled=False,
@@ -163,7 +176,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=("cell", "raw"))
+    parser.add_argument("what", choices=("cell", "raw", "raw-rsgi"))
     parser.add_argument("port", type=int)
     parser.add_argument("--canary", type=int, default=None, help="split to version 2 at this share (%%)")
     parser.add_argument("--no-logs", action="store_true", help="the cell ships no invocation logs")
@@ -172,7 +185,7 @@ def main() -> None:
     if args.what == "cell":
         serve_cell(args.port, args.canary, logs=not args.no_logs, metrics=not args.no_metrics)
     else:
-        serve_raw(args.port)
+        serve_raw(args.port, rsgi=args.what == "raw-rsgi")
     sys.exit(0)
 
 

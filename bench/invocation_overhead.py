@@ -7,6 +7,8 @@ the same server (issue 17 item 4), and against Starlette and Google's functions-
 The sides (`--sides`, comma-separated; the default is every side there is):
 - `raw`: a raw ASGI app answering `{"message":"Hello, world!"}` on granian's embedded server in a uvloop
   loop, exactly as a cell serves its app (`bench/cell_port.py raw`);
+- `raw-rsgi`: the same answer from a raw RSGI app (granian's own interface, which cells speak since
+  issue 17 item 4's branch `rsgi`) on the same server (`bench/cell_port.py raw-rsgi`);
 - `cell`: fnstage's cell serving the function that returns the same JSON on its own port, its
   supervisor stood in for (`bench/cell_port.py cell`): every per-request feature on (metrics, shipped
   logs, watchdog, time limits, request ids, version headers), no front; `cell-before` is the same with
@@ -125,6 +127,7 @@ def sides(root: Path, ff_venv: Path, database_url: str, port: int, before: str |
     runtime += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     found: dict[str, Side] = {
         "raw": ([py, cell_port, "raw", str(port)], "/prod/hello", {}),
+        "raw-rsgi": ([py, cell_port, "raw-rsgi", str(port)], "/prod/hello", {}),
         "cell": ([py, cell_port, "cell", str(port)], "/prod/hello", {"PYTHONPATH": SRC}),
     }
     if before:
@@ -139,6 +142,7 @@ def sides(root: Path, ff_venv: Path, database_url: str, port: int, before: str |
 
 LABELS = {
     "raw": "raw ASGI (granian embedded, as a cell)",
+    "raw-rsgi": "raw RSGI (granian embedded, as a cell)",
     "cell": "fnstage cell (its own port)",
     "cell-before": "fnstage cell, before",
     "runtime": "fnstage runtime (front -> cell)",
@@ -253,8 +257,41 @@ def cell_app() -> object:
     )
 
 
+class _Proto:
+    """An RSGI protocol that drops the answer. `response_bytes` is a C callable taking three arguments
+    (`slice`), as granian's is C: a Python method here would count a frame the server does not cost."""
+
+    response_bytes = staticmethod(slice)
+
+
+def rsgi_cpu_per_request(app: object, requests: int) -> float:
+    """CPU microseconds per request of an RSGI `app` called in process (GET /prod/hello, wrk's
+    headers). The scope and its headers are C objects as granian's are (a namespace, a dict: `items`
+    and `len` are what the app calls)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    headers = {"host": "127.0.0.1:8080"}
+    scope = SimpleNamespace(proto="http", method="GET", path="/prod/hello", query_string="", headers=headers)
+    proto = _Proto()
+    call = app.__rsgi__
+
+    async def run() -> float:
+        for _ in range(500):
+            await call(scope, proto)
+        started = time.process_time()
+        for _ in range(requests):
+            await call(scope, proto)
+        return (time.process_time() - started) / requests * 1e6
+
+    return asyncio.run(run())
+
+
 def cpu_per_request(app: object, requests: int) -> float:
-    """CPU microseconds per request of `app` called in process (GET /prod/hello, wrk's headers)."""
+    """CPU microseconds per request of `app` called in process (GET /prod/hello, wrk's headers); by
+    RSGI when the app speaks it (a cell's app since branch `rsgi`), else ASGI."""
+    if hasattr(app, "__rsgi__"):
+        return rsgi_cpu_per_request(app, requests)
     import asyncio
 
     scope = {
@@ -290,17 +327,21 @@ def in_process_once(which: str, requests: int) -> float:
         from cell_port import raw_app
 
         return cpu_per_request(raw_app, requests)
+    if which == "raw-rsgi":
+        from cell_port import RawRSGIApp
+
+        return cpu_per_request(RawRSGIApp(), requests)
     return cpu_per_request(cell_app(), requests)
 
 
 def in_process(rounds: int, before: str | None, requests: int = 20_000) -> dict[str, list[float]]:
     """Per app, per round: CPU microseconds per request. Each round runs each app in a fresh process
     (the before side with its checkout's `src`), in turn."""
-    apps = {"raw": SRC, "cell": SRC, **({"cell-before": before} if before else {})}
+    apps = {"raw": SRC, "raw-rsgi": SRC, "cell": SRC, **({"cell-before": before} if before else {})}
     out: dict[str, list[float]] = {name: [] for name in apps}
     for _ in range(rounds):
         for name, src in apps.items():
-            which = "raw" if name == "raw" else "cell"
+            which = name if name.startswith("raw") else "cell"
             done = subprocess.run(
                 [sys.executable, str(Path(__file__).resolve()), "in-process", which, str(requests)],
                 env={**os.environ, "PYTHONPATH": src},
@@ -318,12 +359,12 @@ def instructions(before: str | None, few: int = 1000, many: int = 6000) -> dict[
     """Per app, the instructions one request costs in process, counted by callgrind (the same under any
     load): the difference between runs of `many` and `few` requests, over `many - few`, so that start-up
     and imports cancel out."""
-    apps = {"raw": SRC, "cell": SRC, **({"cell-before": before} if before else {})}
+    apps = {"raw": SRC, "raw-rsgi": SRC, "cell": SRC, **({"cell-before": before} if before else {})}
     out = {}
     for name, src in apps.items():
         counted = []
         for requests in (few, many):
-            which = "raw" if name == "raw" else "cell"
+            which = name if name.startswith("raw") else "cell"
             valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
             script = str(Path(__file__).resolve())
             done = subprocess.run(
@@ -409,6 +450,7 @@ def main() -> None:
             for name, results in runs.items()
         }
         base = medians.get("raw")
+        base_rsgi = medians.get("raw-rsgi")
         table: dict[str, dict[str, object]] = {}
         for name, m in medians.items():
             row: dict[str, object] = {
@@ -426,6 +468,11 @@ def main() -> None:
                 row["rps_vs_raw"] = round(m["rps"] / base["rps"], 3)
                 row["requests_per_cpu_s_vs_raw"] = round(
                     base["cpu_us_per_request"] / m["cpu_us_per_request"], 3
+                )
+            if base_rsgi is not None:  # the goal is stated against raw ASGI; this one is told too
+                row["rps_vs_raw_rsgi"] = round(m["rps"] / base_rsgi["rps"], 3)
+                row["requests_per_cpu_s_vs_raw_rsgi"] = round(
+                    base_rsgi["cpu_us_per_request"] / m["cpu_us_per_request"], 3
                 )
             table[name] = row
         report["wrk"] = f"taskset -c 1 wrk -t1 -c{args.connections} -d{args.seconds}s --latency"

@@ -1,9 +1,11 @@
-"""The ASGI app, through httpx: routing, 404/405/413, internal endpoints, and hot swap mid-request."""
+"""The runtime app, through httpx: routing, 404/405/413, internal endpoints, and hot swap mid-request.
+Every test that goes through `client` runs twice: by ASGI, and by RSGI as a cell serves the app
+(`support.rsgi` calls `__rsgi__` as granian does)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -14,6 +16,7 @@ from fnstage.runtime.loader import LoadError
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
 from support.functions import live
+from support.rsgi import RSGITransport
 
 pytestmark = pytest.mark.anyio
 
@@ -26,8 +29,19 @@ def anyio_backend() -> str:
 ECHO = "async def main(ctx):\n    return {'name': ctx.function.name, 'method': ctx.method, 'size': len(ctx.body)}\n"
 
 
+INTERFACE = {"now": "asgi"}  # which interface `client` calls the app by (the `interface` fixture)
+
+
+@pytest.fixture(autouse=True, params=["asgi", "rsgi"])
+def interface(request: pytest.FixtureRequest) -> Iterator[str]:
+    INTERFACE["now"] = request.param
+    yield request.param
+    INTERFACE["now"] = "asgi"
+
+
 def client(app: RuntimeApp, host: str = "demo.dev.localhost") -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{host}")
+    transport = RSGITransport(app) if INTERFACE["now"] == "rsgi" else httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url=f"http://{host}")
 
 
 @pytest.fixture

@@ -519,3 +519,19 @@ def test_direct_an_environment_cell_forwards_its_lock_cells_functions_before_the
         assert cell_set.spec_of(lock) is None  # nothing left in the lock's cell: stopped
     finally:
         cell_set.stop_all()
+
+
+def test_a_cell_collects_young_objects_less_often_than_python_does(cells: tuple[CellSet, Events]) -> None:
+    """Every young collection walks the requests in flight, which it cannot free: a cell raises the
+    first threshold (`cell.GC_YOUNG_THRESHOLD`) and keeps the older generations' as they were."""
+    import gc
+
+    from fnstage.runtime.cell import GC_YOUNG_THRESHOLD
+
+    cell_set, _ = cells
+    code = "import gc\n\ndef main(ctx):\n    return {'threshold': list(gc.get_threshold())}\n"
+    [result] = cell_set.load([row("dev/gc", 1, code)])
+    assert isinstance(result, LiveVersion)
+    threshold = get(cell_set, ("demo", "dev", ""), "/gc").json()["threshold"]
+    assert threshold == [GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:]]
+    assert gc.get_threshold()[0] < GC_YOUNG_THRESHOLD

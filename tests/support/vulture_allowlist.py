@@ -5,7 +5,7 @@ Every entry says why it is used; dead code goes instead of coming here.
 
 # ruff: noqa: B018
 from bench import runtime_servers
-from tests.support import front_cells, scheduling
+from tests.support import front_cells, rsgi, scheduling
 
 import fnstage
 from fnstage.domain import policy
@@ -30,3 +30,5 @@ policy.TargetOption.current_semver
 scheduling.SharedFixtureScheduling._split_scope
 # The module-level __getattr__ Python calls for `from fnstage import Response` (src/fnstage/__init__.py).
 fnstage.__getattr__
+# httpx calls this override to send a request (tests/support/rsgi.py: the app's tests by RSGI).
+rsgi.RSGITransport.handle_async_request

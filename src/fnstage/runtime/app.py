@@ -40,6 +40,7 @@ from fnstage.runtime.request_ids import new_request_id
 from fnstage.runtime.request_ids import ready as ready_ids
 from fnstage.runtime.request_metrics import RequestMetrics
 from fnstage.runtime.router import Route, Router
+from fnstage.runtime.rsgi import BodyReceiver, ResponseSender, asgi_scope, unreadable_headers
 from fnstage.runtime.split import KEY_HEADER, Split, SplitKey, SplitStats, key_of, to_canary
 from fnstage.runtime.versions import ExtraVersions, VersionUnavailable
 from fnstage.sdk import TriggerInfo
@@ -66,6 +67,7 @@ _JSON_HEADERS = [_JSON_HEADER]
 _NOTED_HEADERS = frozenset(
     {b"host", b"content-length", b"transfer-encoding", b"x-request-id", b"cookie", KEY_HEADER}
 )
+_NOTED_NAMES = frozenset(name.decode() for name in _NOTED_HEADERS)  # the same, as RSGI's text
 
 
 class BackgroundService(Protocol):
@@ -172,26 +174,36 @@ class RuntimeApp:
             return send({"type": "websocket.close", "code": 1000})
         return _nothing()
 
+    async def start(self) -> None:
+        """Start what runs beside the app (the watcher, which tells a cell's supervisor it is ready,
+        and the watchdog): ASGI's lifespan does it; a cell serving RSGI calls it itself, once it
+        listens and before granian serves (`runtime.cell_server`)."""
+        if self.watcher is not None:
+            await self.watcher.start()
+        if self.watchdog is not None:
+            await self.watchdog.start()
+
+    async def stop(self) -> None:
+        """Stop what `start` started, once the server has stopped serving."""
+        if self.watchdog is not None:
+            await self.watchdog.stop()
+        if self.watcher is not None:
+            await self.watcher.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    if self.watcher is not None:
-                        await self.watcher.start()
-                    if self.watchdog is not None:
-                        await self.watchdog.start()
+                    await self.start()
                 except Exception as exc:
                     logger.exception("runtime failed to start")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self.watchdog is not None:
-                    await self.watchdog.stop()
-                if self.watcher is not None:
-                    await self.watcher.stop()
-                self.executor.shutdown(wait=False, cancel_futures=True)
+                await self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -280,6 +292,131 @@ class RuntimeApp:
             cookie,
             header_bytes,
         )
+
+    def __rsgi__(self, scope: Any, proto: Any) -> Awaitable[None]:
+        """granian's RSGI call (a cell serves RSGI: `runtime.rsgi`), as `__call__` for ASGI: the
+        common request goes to `invoke`, which answers it with `proto.response_bytes` (no ASGI message
+        built); anything else goes on in `_http_rest` or `_internal` through an ASGI view of the request,
+        so every behaviour has one implementation."""
+        if scope.proto != "http":  # a cell's server has websockets off: never here
+            proto.close(1000)
+            return _nothing()
+        path: str = scope.path
+        headers = scope.headers
+        items: list[tuple[str, str]] = headers.items()  # lowercased names, values as text
+        if path.startswith(INTERNAL_PREFIX):
+            return self._rsgi_internal(scope, proto, items)
+        host = content_length = transfer_encoding = request_id = split_key = cookie = None
+        header_bytes = 0
+        for key, value in items:
+            header_bytes += len(key) + len(value)  # bytes: granian gives visible ASCII only
+            if key not in _NOTED_NAMES:  # one set lookup for most of a browser's dozen headers
+                continue
+            if key == "host":
+                host = value
+            elif key == "content-length":
+                content_length = value
+            elif key == "transfer-encoding":
+                transfer_encoding = value
+            elif key == "x-request-id":
+                request_id = value
+            elif key == "cookie":
+                cookie = value  # the split's key may be in it: found here, not by a second walk
+            elif split_key is None and value:  # KEY_HEADER
+                split_key = value
+        if request_id is None or not _REQUEST_ID_RE.match(request_id):
+            request_id = ready_ids.pop() if ready_ids else new_request_id()  # the call only per batch
+        if (
+            transfer_encoding is None
+            and (content_length is None or content_length == "0")
+            and header_bytes <= self.max_header_bytes
+            and self._held is None
+            and not self.forwards
+            and len(dict(items)) == len(headers)  # none left out: `unreadable_headers`, inline
+        ):
+            route = self.router.cache.get((host, path), _UNROUTED)
+            if route is _UNROUTED:
+                route = self.router.route(host, path)
+            if route is not None and route.version is None:
+                live = self.registry.by_key.get(route[:2])  # (gateway, name)
+                method: str = scope.method
+                if (
+                    live is not None
+                    and method in live.methods
+                    and not (self.splits and (live.gateway, live.name) in self.splits)
+                ):
+                    configuration = self.configuration
+                    if configuration is None:
+                        settings = None
+                    else:
+                        current = configuration.current
+                        settings = current.by_name.get(live.name) or current.for_name(live.name)
+                    return invoke(
+                        live,
+                        method,
+                        path,
+                        request_id,
+                        scope.query_string,
+                        items,
+                        b"",
+                        self.executor,
+                        self.logs,
+                        self.deadlines,
+                        None,
+                        settings,
+                        True,
+                        self.metrics,
+                        None,
+                        proto,
+                    )
+        return self._rsgi_rest(
+            scope,
+            proto,
+            items,
+            host,
+            content_length,
+            transfer_encoding,
+            request_id,
+            split_key,
+            cookie,
+            header_bytes,
+        )
+
+    async def _rsgi_rest(
+        self,
+        scope: Any,
+        proto: Any,
+        items: list[tuple[str, str]],
+        host: str | None,
+        content_length: str | None,
+        transfer_encoding: str | None,
+        request_id: str,
+        split_key: str | None,
+        cookie: str | None,
+        header_bytes: int,
+    ) -> None:
+        """An RSGI request `__rsgi__` did not hand to `invoke`: refused if granian left a header out,
+        else `_http_rest` with the request seen as ASGI."""
+        send = ResponseSender(proto)
+        if unreadable_headers(scope.headers, items):
+            message = "a request header's value is not visible ASCII text (RFC 9110): it cannot be read"
+            await _send(send, 400, _JSON_HEADERS, error_body("bad_request", message, request_id), request_id)
+            return
+        await self._http_rest(
+            asgi_scope(scope, items),
+            BodyReceiver(proto),
+            send,
+            host,
+            None if content_length is None else content_length.encode("latin-1"),
+            None if transfer_encoding is None else transfer_encoding.encode("latin-1"),
+            request_id,
+            None if split_key is None else split_key.encode("latin-1"),
+            None if cookie is None else cookie.encode("latin-1"),
+            header_bytes,
+        )
+
+    def _rsgi_internal(self, scope: Any, proto: Any, items: list[tuple[str, str]]) -> Awaitable[None]:
+        return self._internal(asgi_scope(scope, items), BodyReceiver(proto), ResponseSender(proto))
 
     async def _http_rest(
         self,

@@ -50,6 +50,10 @@ logger = logging.getLogger("fnstage.runtime")
 
 COUNTS_INTERVAL_S = 3.0
 SPLIT_COUNTS_INTERVAL_S = 1.0
+# the collector's first threshold in a cell (Python's default: 700). Under load, every young collection
+# walks the requests in flight (their coroutines, tasks, `ctx`), which a collection cannot free: at 700
+# allocations it ran every few dozen requests (BENCHMARKS.md, "A cell speaks RSGI")
+GC_YOUNG_THRESHOLD = 10_000
 LOGS_INTERVAL_S = 0.2  # how often a cell ships its invocations to the log writer (`--follow` < 1 s)
 LOG_OUTBOX = 20_000  # invocations a cell queues between two shipments; past it, dropped and counted
 LOG_MESSAGE_BYTES = 32 * 1024  # one shipment is cut into messages of about this many characters
@@ -193,6 +197,7 @@ async def _serve(
 
     from fnstage.runtime.cell_server import ListeningServer, listen
 
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     registry = Registry()
     logs = InvocationLogs(outbox=LOG_OUTBOX if sender is not None else 0)
     configuration = CellConfiguration(spec.env)
@@ -221,14 +226,15 @@ async def _serve(
         configuration=configuration,
         metrics=link.metrics,
     )
-    # listening before the lifespan says ready: the front routes to this cell from then on
+    # listening before `app.start()` says ready: the front routes to this cell from then on
     listener = listen(uds=spec.uds, host=spec.host, port=spec.port)
     if spec.uds is not None and spec.shared_with_env_cell:
         os.chmod(spec.uds, 0o660)  # its group (the environment cell's, by the folder's setgid) connects
     server = ListeningServer(
         app,
         listener,
-        interface=Interfaces.ASGI,
+        # RSGI: granian's own interface does less work a request than ASGI (`RuntimeApp.__rsgi__`)
+        interface=Interfaces.RSGI,
         http=HTTPModes.http1,
         websockets=False,
         log_enabled=False,
@@ -240,7 +246,13 @@ async def _serve(
     app.load_pending = link.load_pending
     if spec.held:
         app.hold()
-    await server.serve()
+    # RSGI has no lifespan: the app starts (and the supervisor hears "ready") while the socket
+    # listens, before granian serves; connections meanwhile wait in the kernel's queue, as before
+    await app.start()
+    try:
+        await server.serve()
+    finally:
+        await app.stop()
 
 
 class SupervisorLink:

@@ -1,8 +1,9 @@
 """granian's embedded server on a socket the cell already listens on.
 
-A cell tells its supervisor it is ready from its ASGI lifespan, and the front routes requests to it
-from then on. granian's own socket set-up binds a Unix socket at once but listens on it only when its
-worker starts serving, a little after the lifespan (and builds a TCP socket inside the worker), so a
+A cell tells its supervisor it is ready when its app starts (`RuntimeApp.start`, just before granian
+serves; ASGI's lifespan ran at the same point when cells served ASGI), and the front routes requests
+to it from then on. granian's own socket set-up binds a Unix socket at once but listens on it only
+when its worker starts serving, a little after that (and builds a TCP socket inside the worker), so a
 request in that gap was refused: a 503 from the front. Here the cell binds and listens itself before
 the server starts; connections made from then on wait in the kernel's queue until granian accepts
 them, so "ready" always means "accepting".

@@ -30,6 +30,7 @@ from fnstage.runtime.request_metrics import (
     RequestMetrics,
     new_slots,
 )
+from fnstage.runtime.rsgi import HTTPProtocol
 from fnstage.sdk import Context, HTTPError, Log, Response, Settings, TriggerInfo
 from fnstage.store.records import FunctionCounts
 
@@ -40,6 +41,8 @@ TEXT = "text/plain; charset=utf-8"
 BINARY = "application/octet-stream"
 
 Headers = list[tuple[str, str]]
+# a request's headers as its server gave them: ASGI's bytes, or RSGI's text (names lowercased)
+RawHeaders = Iterable[tuple[bytes, bytes]] | Iterable[tuple[str, str]]
 # what a function returning a dict or list answers with: one tuple, shared by every such request and
 # never changed, so the app knows it by identity and sends its bytes form without encoding it again
 JSON_HEADERS: tuple[tuple[str, str], ...] = (("content-type", JSON),)
@@ -302,15 +305,22 @@ def _header_map(ctx: RequestContext) -> dict[str, str]:
     """`ctx.headers` from the request's raw headers: names lowercased, a repeated header's values
     joined as HTTP allows."""
     header_map: dict[str, str] = {}
+    raw_key: bytes | str
+    raw_value: bytes | str
     for raw_key, raw_value in ctx._raw_headers:  # a loop, not a comprehension: in 3.11 that is a call more
-        key, value = raw_key.decode("latin-1").lower(), raw_value.decode("latin-1")
+        # RSGI's are text already, names lowercased; ASGI's bytes
+        key = raw_key if isinstance(raw_key, str) else raw_key.decode("latin-1").lower()
+        value = raw_value if isinstance(raw_value, str) else raw_value.decode("latin-1")
         header_map[key] = f"{header_map[key]}, {value}" if key in header_map else value
     return header_map
 
 
 def _query(ctx: RequestContext) -> dict[str, str]:
-    query_string = ctx._query_string
-    return dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)) if query_string else {}
+    raw = ctx._query_string
+    if not raw:
+        return {}
+    query_string = raw if isinstance(raw, str) else raw.decode("latin-1")  # RSGI's is text already
+    return dict(parse_qsl(query_string, keep_blank_values=True))
 
 
 def _log(ctx: RequestContext) -> Log:
@@ -346,8 +356,8 @@ class RequestContext(Context):
     headers = _OnFirstRead(_header_map)  # a field, made when read
     query = _OnFirstRead(_query)  # a field, made when read
     log = _OnFirstRead(_log)  # a field, made when read
-    _raw_headers: Iterable[tuple[bytes, bytes]] = ()
-    _query_string: bytes = b""
+    _raw_headers: RawHeaders = ()
+    _query_string: bytes | str = b""  # ASGI's or RSGI's
 
 
 _new_object = object.__new__
@@ -358,8 +368,8 @@ def make_context(
     live: LiveVersion,
     method: str,
     path: str,
-    query_string: bytes,
-    headers: Iterable[tuple[bytes, bytes]],
+    query_string: bytes | str,
+    headers: RawHeaders,
     body: bytes,
     request_id: str,
     trigger: TriggerInfo | None = None,
@@ -399,8 +409,8 @@ async def invoke(
     method: str,
     path: str,
     request_id: str,
-    query_string: bytes = b"",
-    headers: Iterable[tuple[bytes, bytes]] = (),
+    query_string: bytes | str = b"",
+    headers: RawHeaders = (),
     body: bytes = b"",
     executor: Executor | None = None,
     logs: InvocationLogs | None = None,
@@ -410,6 +420,7 @@ async def invoke(
     count: bool = True,
     metrics: RequestMetrics | None = None,
     send: None = None,
+    proto: None = None,
 ) -> Outcome: ...
 
 
@@ -419,8 +430,8 @@ async def invoke(
     method: str,
     path: str,
     request_id: str,
-    query_string: bytes,
-    headers: Iterable[tuple[bytes, bytes]],
+    query_string: bytes | str,
+    headers: RawHeaders,
     body: bytes,
     executor: Executor | None,
     logs: InvocationLogs | None,
@@ -430,6 +441,28 @@ async def invoke(
     count: bool,
     metrics: RequestMetrics | None,
     send: Send,
+    proto: None = None,
+) -> None: ...
+
+
+@overload
+async def invoke(
+    live: LiveVersion,
+    method: str,
+    path: str,
+    request_id: str,
+    query_string: bytes | str,
+    headers: RawHeaders,
+    body: bytes,
+    executor: Executor | None,
+    logs: InvocationLogs | None,
+    deadlines: Deadlines | None,
+    trigger: TriggerInfo | None,
+    settings: tuple[Mapping[str, Any], Mapping[str, str]] | None,
+    count: bool,
+    metrics: RequestMetrics | None,
+    send: None,
+    proto: HTTPProtocol,
 ) -> None: ...
 
 
@@ -438,8 +471,8 @@ async def invoke(
     method: str,
     path: str,
     request_id: str,
-    query_string: bytes = b"",
-    headers: Iterable[tuple[bytes, bytes]] = (),
+    query_string: bytes | str = b"",
+    headers: RawHeaders = (),
     body: bytes = b"",
     executor: Executor | None = None,
     logs: InvocationLogs | None = None,
@@ -449,6 +482,7 @@ async def invoke(
     count: bool = True,
     metrics: RequestMetrics | None = None,
     send: Send | None = None,
+    proto: HTTPProtocol | None = None,
 ) -> Outcome | None:
     """Run `live.main` for one request. A sync `main` runs in `executor` (a bounded thread pool).
     `deadlines` enforces the time limit more cheaply than a timer per call (the app has one).
@@ -457,7 +491,8 @@ async def invoke(
     counted for /metrics (with the invocation log's record, one call), and held in its `in_flight`
     meanwhile. `send`: an ASGI send, to answer the request with the outcome here (the app's common
     request: its coroutine is this one, no coroutine of the app's own around it). Positional on the
-    app's hot path (a dozen keyword arguments cost a call's matching of each)."""
+    app's hot path (a dozen keyword arguments cost a call's matching of each). `proto`: an RSGI
+    request's protocol, to answer it here instead (`RuntimeApp.__rsgi__`: no ASGI message is built)."""
     started_at = time.time()
     started = time.perf_counter()
     # `make_context`, inline: a call less on every request
@@ -553,6 +588,21 @@ async def invoke(
         logs.record(live.gateway, live.name, entry, count, metrics, seconds)
     if metrics is not None:
         metrics.in_flight -= 1
+    if proto is not None:  # granian frames the body itself: no content-length to build
+        if out_headers is JSON_HEADERS:  # most functions' answer: its one header is known already
+            text_headers = [
+                _JSON_TEXT_HEADER,
+                ("x-fnstage-version", str(live.version)),
+                ("x-request-id", request_id),
+            ]
+        else:
+            text_headers = [
+                *out_headers,
+                ("x-fnstage-version", str(live.version)),
+                ("x-request-id", request_id),
+            ]
+        proto.response_bytes(status, text_headers, out_body)
+        return None
     if send is not None:
         if out_headers is JSON_HEADERS:  # most functions' answer: its one header is known already
             headers = [
@@ -570,6 +620,7 @@ async def invoke(
 
 
 _JSON_HEADER = (b"content-type", JSON.encode())
+_JSON_TEXT_HEADER = ("content-type", JSON)
 
 
 def response_headers(
