@@ -535,3 +535,56 @@ def test_a_cell_collects_young_objects_less_often_than_python_does(cells: tuple[
     threshold = get(cell_set, ("demo", "dev", ""), "/gc").json()["threshold"]
     assert threshold == [GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:]]
     assert gc.get_threshold()[0] < GC_YOUNG_THRESHOLD
+
+
+RAW_UTF8_COOKIE = b"GET /echo HTTP/1.1\r\nHost: demo.dev.localhost\r\nCookie: city=K\xc3\xb6ln\r\nConnection: close\r\n\r\n"
+ECHO_COOKIE = "def main(ctx):\n    return {'cookie': ctx.headers.get('cookie')}\n"
+
+
+def _send_raw(uds: Path, request: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(uds))
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+
+
+@pytest.mark.parametrize("interface", ["asgi", "rsgi"])
+def test_a_cell_serves_the_interface_it_is_given(zygote: Zygote, tmp_path: Path, interface: str) -> None:
+    """`FNSTAGE_CELL_INTERFACE` reaches the cell as `CellSpec.interface`. ASGI (the default) gives a
+    function a header's raw UTF-8 bytes (as latin-1 text); RSGI cannot, and refuses the request with
+    400 rather than run the function without the header."""
+
+    def spec(slot: Slot) -> CellSpec:
+        folder = tmp_path / f"{slot[0]}.{slot[1]}"
+        return CellSpec(slot[0], slot[1], folder, "key", uds=folder / "cell.sock", interface=interface)
+
+    cell_set = CellSet(spec, Events(), zygote)
+    try:
+        [result] = cell_set.load([row("dev/echo", 1, ECHO_COOKIE)])
+        assert isinstance(result, LiveVersion)
+        slot = ("demo", "dev", "")
+        assert get(cell_set, slot, "/echo").json() == {"cookie": None}  # served either way
+        served = cell_set.spec_of(slot)
+        assert served is not None and served.uds is not None
+        head, _, body = _send_raw(served.uds, RAW_UTF8_COOKIE).partition(b"\r\n\r\n")
+        if interface == "asgi":
+            assert head.startswith(b"HTTP/1.1 200 ")
+            assert json.loads(body) == {"cookie": "city=K\xc3\xb6ln"}  # the bytes, as latin-1
+        else:
+            assert head.startswith(b"HTTP/1.1 400 ")
+            assert json.loads(body)["error"]["code"] == "bad_request"
+    finally:
+        cell_set.stop_all()
+
+
+def test_the_cell_interface_setting() -> None:
+    from fnstage.runtime.server import cell_interface
+
+    assert cell_interface({}) == "asgi"
+    assert cell_interface({"FNSTAGE_CELL_INTERFACE": " RSGI "}) == "rsgi"
+    with pytest.raises(ValueError, match=r"FNSTAGE_CELL_INTERFACE is 'wsgi': it must be one of asgi, rsgi"):
+        cell_interface({"FNSTAGE_CELL_INTERFACE": "wsgi"})

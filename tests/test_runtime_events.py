@@ -133,3 +133,20 @@ def test_a_bulk_load_logs_one_info_line_and_each_function_at_debug(caplog: pytes
     caplog.clear()
     apply_loads(Registry(), rows[:2], [live(r) for r in rows[:2]], reports.append)
     assert events(logging.INFO) == ["loaded", "loaded"]  # a few: a line each, as before
+
+
+@pytest.mark.parametrize("command", ["runtime", "up"])
+def test_the_cli_refuses_an_unknown_cell_interface_before_starting(tmp_path: Path, command: str) -> None:
+    """`FNSTAGE_CELL_INTERFACE` is checked before anything starts: `up` would otherwise start a runtime
+    child that dies of it, again and again."""
+    from typer.testing import CliRunner
+
+    from fnstage.cli.main import app
+
+    Store.open(sqlite_url(tmp_path)).close()
+    result = CliRunner().invoke(
+        app, [command, "--data", str(tmp_path)], env={"FNSTAGE_CELL_INTERFACE": "wsgi"}
+    )
+    assert result.exit_code != 0
+    assert "FNSTAGE_CELL_INTERFACE is 'wsgi': it must be one of asgi, rsgi" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fnstage.db"]  # nothing else made

@@ -97,6 +97,8 @@ def up(
     database_url = database_url_of(ctx, database_url, database_url_file)
     if log_format not in ("text", "json"):
         raise CliError(f"--log-format: {log_format!r} is not a format; use text or json")
+    if with_runtime:
+        _check_cell_interface()  # before the runtime child would die of it, again and again
     try:
         serve_up(
             data_dir=data,
@@ -204,6 +206,7 @@ def runtime(
             )
         if not port_is_free(metrics_host, metrics_port):
             raise CliError(f"--metrics-port: {metrics_host}:{metrics_port} is in use; choose another port")
+    _check_cell_interface()
     from fnstage.secretbox import KeyRing, SecretKeyError
 
     try:
@@ -225,3 +228,13 @@ def runtime(
         log_format=log_format,
         keyring=keyring,
     )
+
+
+def _check_cell_interface() -> None:
+    """`FNSTAGE_CELL_INTERFACE`, checked before anything starts (`runtime.server.cell_interface`)."""
+    from fnstage.runtime.server import cell_interface
+
+    try:
+        cell_interface()
+    except ValueError as error:
+        raise CliError(str(error)) from None

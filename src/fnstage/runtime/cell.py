@@ -109,6 +109,7 @@ class CellSpec:
     # a fresh cell's first bulk load (a cold start's published versions) is held pending and answered at
     # once; they are loaded in the background, a request to one first (`SupervisorLink._defer`)
     defer_cold_start: bool = False
+    interface: str = "asgi"  # what the cell's server speaks: "asgi" or "rsgi" (`server.cell_interface`)
 
     @property
     def key(self) -> str:
@@ -233,8 +234,7 @@ async def _serve(
     server = ListeningServer(
         app,
         listener,
-        # RSGI: granian's own interface does less work a request than ASGI (`RuntimeApp.__rsgi__`)
-        interface=Interfaces.RSGI,
+        interface=Interfaces.RSGI if spec.interface == "rsgi" else Interfaces.ASGI,
         http=HTTPModes.http1,
         websockets=False,
         log_enabled=False,
@@ -246,6 +246,9 @@ async def _serve(
     app.load_pending = link.load_pending
     if spec.held:
         app.hold()
+    if spec.interface != "rsgi":
+        await server.serve()  # ASGI's lifespan starts the app (the supervisor hears "ready") and stops it
+        return
     # RSGI has no lifespan: the app starts (and the supervisor hears "ready") while the socket
     # listens, before granian serves; connections meanwhile wait in the kernel's queue, as before
     await app.start()

@@ -14,7 +14,7 @@ import functools
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fnstage.runtime.app import DEFAULT_MAX_BODY_BYTES, RuntimeApp
@@ -88,6 +88,24 @@ def _make_reporter(
     return RuntimeReporter(database_url, identity)
 
 
+INTERFACES = ("asgi", "rsgi")
+
+
+def cell_interface(env: Mapping[str, str] = os.environ) -> str:
+    """`FNSTAGE_CELL_INTERFACE`: what cells' servers speak. "asgi" (the default) gives a function every
+    request as its client sent it. "rsgi" is granian's own interface: about 15% less CPU a request
+    (BENCHMARKS.md, "A cell speaks RSGI"), but granian cannot give a header value that is not visible
+    ASCII (raw UTF-8 in a cookie that a browser's script set, say), so such a request is refused with
+    400 (`runtime.rsgi`): an operator chooses it where the clients are known."""
+    value = env.get("FNSTAGE_CELL_INTERFACE", "").strip().lower() or "asgi"
+    if value not in INTERFACES:
+        raise ValueError(
+            f"FNSTAGE_CELL_INTERFACE is {env['FNSTAGE_CELL_INTERFACE']!r}: it must be one of "
+            + ", ".join(INTERFACES)
+        )
+    return value
+
+
 def run_runtime(
     database_url: str,
     host: str = "127.0.0.1",
@@ -113,6 +131,7 @@ def run_runtime(
     # is forked from it (it used to start only once those imports were done)
     from fnstage.runtime.zygote import Zygote
 
+    interface = cell_interface()  # a bad FNSTAGE_CELL_INTERFACE stops the start here, with its reason
     zygote = Zygote()
     zygote.start()
     try:
@@ -137,6 +156,7 @@ def run_runtime(
         metrics_host=metrics_host,
         log_format=log_format,
         keyring=keyring,
+        cell_interface=interface,
     )
     run_supervisor(settings, zygote)
 

@@ -75,6 +75,7 @@ class SupervisorSettings:
     metrics_port: int | None = None  # serve /metrics there (runtime.metrics); None: nothing is counted
     metrics_host: str = "127.0.0.1"
     log_format: str = "text"  # or "json" (runtime.log_format)
+    cell_interface: str = "asgi"  # what cells' servers speak (`runtime.server.cell_interface`)
 
     @property
     def metrics(self) -> bool:
@@ -390,6 +391,7 @@ class Supervisor:
             held=direct and not lock,
             shared_with_env_cell=direct and bool(lock),
             defer_cold_start=True,
+            interface=self.settings.cell_interface,
         )
 
     def _runtime_id(self) -> str | None:
