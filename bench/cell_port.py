@@ -3,7 +3,8 @@ invocation overhead (issue 17 item 4), each a process wrk can load on its own.
 
     python bench/cell_port.py cell PORT [--canary SHARE]   # fnstage's cell, its supervisor stood in for
     python bench/cell_port.py raw PORT                     # a raw ASGI app, the same JSON, same server
-    python bench/cell_port.py raw-rsgi PORT                # the same raw app in RSGI, as cells speak
+    python bench/cell_port.py raw-rsgi PORT                # the same raw app in RSGI
+    FNSTAGE_CELL_INTERFACE=rsgi python bench/cell_port.py cell PORT   # the cell serving RSGI
 
 `cell`: the real `runtime.cell.run_cell` (the app, the invoker, request metrics, shipped invocation
 logs, the watchdog, configuration, version URLs: everything a cell runs for a request), forked from
@@ -31,6 +32,7 @@ import socket
 import sys
 import tempfile
 import threading
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,10 @@ def serve_cell(port: int, canary_share: int | None, logs: bool = True, metrics: 
         ship_logs=logs,  # as under `fnstage up` (durable logs on)
         metrics=metrics,  # as with --metrics-port
     )
+    if "interface" in {f.name for f in fields(CellSpec)}:  # FNSTAGE_CELL_INTERFACE, as a runtime reads it
+        from fnstage.runtime.server import cell_interface
+
+        spec = replace(spec, interface=cell_interface())
     ours, theirs = multiprocessing.Pipe()
     # since cells write their invocations straight to the log writer (`runtime.log_process`), a socket
     # of their own, read and dropped here; a checkout from before ships them over the channel
@@ -103,7 +109,7 @@ def serve_cell(port: int, canary_share: int | None, logs: bool = True, metrics: 
             message = json.loads(data)
             kind = message["t"]
             if kind == "ready":
-                ours.send(("load", 1, [stable], False))  # not a bulk load: no gc.freeze
+                ours.send(_load_message(stable))
                 if canary_share is not None:
                     ours.send(("splits", [["bench", "prod/hello", 1, 2, canary_share]]))
             elif kind == "want":
@@ -113,6 +119,16 @@ def serve_cell(port: int, canary_share: int | None, logs: bool = True, metrics: 
     finally:
         cell.kill()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _load_message(row: Any) -> tuple[Any, ...]:
+    """A load of `row`, not a bulk load (no gc.freeze), as this checkout's supervisor sends it: since
+    branch `lazyload` rows go as tuples of their fields, with a `defer` flag (False: a save's load)."""
+    from fnstage.store import records
+
+    if hasattr(records, "published_fields"):
+        return ("load", 1, [records.published_fields(row)], False, False)
+    return ("load", 1, [row], False)
 
 
 def _drain(reading: socket.socket) -> None:

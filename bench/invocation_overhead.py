@@ -129,6 +129,11 @@ def sides(root: Path, ff_venv: Path, database_url: str, port: int, before: str |
         "raw": ([py, cell_port, "raw", str(port)], "/prod/hello", {}),
         "raw-rsgi": ([py, cell_port, "raw-rsgi", str(port)], "/prod/hello", {}),
         "cell": ([py, cell_port, "cell", str(port)], "/prod/hello", {"PYTHONPATH": SRC}),
+        "cell-rsgi": (
+            [py, cell_port, "cell", str(port)],
+            "/prod/hello",
+            {"PYTHONPATH": SRC, "FNSTAGE_CELL_INTERFACE": "rsgi"},
+        ),
     }
     if before:
         found["cell-before"] = ([py, cell_port, "cell", str(port)], "/prod/hello", {"PYTHONPATH": before})
@@ -143,7 +148,8 @@ def sides(root: Path, ff_venv: Path, database_url: str, port: int, before: str |
 LABELS = {
     "raw": "raw ASGI (granian embedded, as a cell)",
     "raw-rsgi": "raw RSGI (granian embedded, as a cell)",
-    "cell": "fnstage cell (its own port)",
+    "cell": "fnstage cell (its own port), ASGI (the default)",
+    "cell-rsgi": "fnstage cell (its own port), FNSTAGE_CELL_INTERFACE=rsgi",
     "cell-before": "fnstage cell, before",
     "runtime": "fnstage runtime (front -> cell)",
     "starlette": "Starlette (granian)",
@@ -287,10 +293,10 @@ def rsgi_cpu_per_request(app: object, requests: int) -> float:
     return asyncio.run(run())
 
 
-def cpu_per_request(app: object, requests: int) -> float:
+def cpu_per_request(app: object, requests: int, rsgi: bool = False) -> float:
     """CPU microseconds per request of `app` called in process (GET /prod/hello, wrk's headers); by
-    RSGI when the app speaks it (a cell's app since branch `rsgi`), else ASGI."""
-    if hasattr(app, "__rsgi__"):
+    RSGI with `rsgi`, else ASGI."""
+    if rsgi:
         return rsgi_cpu_per_request(app, requests)
     import asyncio
 
@@ -330,18 +336,24 @@ def in_process_once(which: str, requests: int) -> float:
     if which == "raw-rsgi":
         from cell_port import RawRSGIApp
 
-        return cpu_per_request(RawRSGIApp(), requests)
-    return cpu_per_request(cell_app(), requests)
+        return cpu_per_request(RawRSGIApp(), requests, rsgi=True)
+    return cpu_per_request(cell_app(), requests, rsgi=which == "cell-rsgi")
 
 
 def in_process(rounds: int, before: str | None, requests: int = 20_000) -> dict[str, list[float]]:
     """Per app, per round: CPU microseconds per request. Each round runs each app in a fresh process
     (the before side with its checkout's `src`), in turn."""
-    apps = {"raw": SRC, "raw-rsgi": SRC, "cell": SRC, **({"cell-before": before} if before else {})}
+    apps = {
+        "raw": SRC,
+        "raw-rsgi": SRC,
+        "cell": SRC,
+        "cell-rsgi": SRC,
+        **({"cell-before": before} if before else {}),
+    }
     out: dict[str, list[float]] = {name: [] for name in apps}
     for _ in range(rounds):
         for name, src in apps.items():
-            which = name if name.startswith("raw") else "cell"
+            which = name if name.startswith(("raw", "cell-rsgi")) else "cell"
             done = subprocess.run(
                 [sys.executable, str(Path(__file__).resolve()), "in-process", which, str(requests)],
                 env={**os.environ, "PYTHONPATH": src},
@@ -359,12 +371,18 @@ def instructions(before: str | None, few: int = 1000, many: int = 6000) -> dict[
     """Per app, the instructions one request costs in process, counted by callgrind (the same under any
     load): the difference between runs of `many` and `few` requests, over `many - few`, so that start-up
     and imports cancel out."""
-    apps = {"raw": SRC, "raw-rsgi": SRC, "cell": SRC, **({"cell-before": before} if before else {})}
+    apps = {
+        "raw": SRC,
+        "raw-rsgi": SRC,
+        "cell": SRC,
+        "cell-rsgi": SRC,
+        **({"cell-before": before} if before else {}),
+    }
     out = {}
     for name, src in apps.items():
         counted = []
         for requests in (few, many):
-            which = name if name.startswith("raw") else "cell"
+            which = name if name.startswith(("raw", "cell-rsgi")) else "cell"
             valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
             script = str(Path(__file__).resolve())
             done = subprocess.run(
