@@ -226,7 +226,8 @@ def test_a_pending_version_goes_live_when_settled_unless_a_save_or_removal_came_
     assert registry.apply(_live(row("dev/b", 2, ANSWER % 2)))  # a save replaces the pending version
     assert registry.pending("demo", "dev/b") is None
     assert not registry.settle(second, _live(second))
-    assert registry.get("demo", "dev/b").version == 2  # type: ignore[union-attr]
+    saved = registry.get("demo", "dev/b")
+    assert saved is not None and saved.version == 2
     assert registry.remove("demo", "dev/c")  # a removal of a function only pending
     assert registry.pending_count() == 0 and registry.get("demo", "dev/c") is None
 
