@@ -18,7 +18,7 @@ from fnstage.runtime import cells as cells_module
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import Cell, CellSet, Slot
 from fnstage.runtime.loader import LiveVersion, LoadError
-from fnstage.runtime.loads import BULK_LOAD, measure
+from fnstage.runtime.loads import BULK_LOAD, PENDING_LOAD_MS, measure
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.supervisor import CellReports
 from fnstage.runtime.zygote import Zygote
@@ -367,7 +367,7 @@ def test_a_runtimes_cold_start_serves_at_once_and_reports_a_broken_module_as_fai
 
 def test_a_pending_version_is_not_counted_as_a_load_of_no_time() -> None:
     """/metrics' load count and durations: a version its cell holds pending has not run (its mirror's
-    load time is 0); one that was loaded is measured as before."""
+    load time is PENDING_LOAD_MS); one that was loaded is measured as before."""
     seen: list[tuple[str, float]] = []
 
     class Metrics:
@@ -379,7 +379,7 @@ def test_a_pending_version_is_not_counted_as_a_load_of_no_time() -> None:
         def live_after_publish(self, gateway: str, name: str, seconds: float) -> None: ...
 
     published = row("dev/a", 1, ANSWER % 1)
-    measure(Metrics(), published, cells_module._mirror(published, 0.0), just_published=False)
+    measure(Metrics(), published, cells_module._mirror(published, PENDING_LOAD_MS), just_published=False)
     measure(Metrics(), published, cells_module._mirror(published, 2.0), just_published=False)
     assert seen == [("dev/a", 0.002)]
 

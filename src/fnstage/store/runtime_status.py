@@ -37,6 +37,14 @@ _WRITE_COUNTS = update(t.runtime_functions).where(
     t.runtime_functions.c.name == bindparam("fn"),
 )
 
+_WARMED = update(t.runtime_functions).where(
+    t.runtime_functions.c.runtime_id == bindparam("rid"),
+    t.runtime_functions.c.gateway_id == bindparam("gw"),
+    t.runtime_functions.c.name == bindparam("fn"),
+    t.runtime_functions.c.version == bindparam("v"),
+    t.runtime_functions.c.pending,
+)
+
 INSTALLING = "installing dependencies"  # a pending version's note while its lock installs
 
 
@@ -65,7 +73,16 @@ class RuntimeIdentity:
         return cls(str(uuid.uuid4()), gateway, socket.gethostname(), pid, url, key, environment)
 
 
-_LIVE_ORDER = ("runtime_id", "gateway_id", "name", "version", "bundle_hash", "loaded_at", "error")
+_LIVE_ORDER = (
+    "runtime_id",
+    "gateway_id",
+    "name",
+    "version",
+    "bundle_hash",
+    "loaded_at",
+    "pending",
+    "error",
+)
 
 
 @functools.cache
@@ -133,15 +150,20 @@ class RuntimeReporter:
             "bundle_hash": bundle_hash,
             "loaded_at": now(),
             "error": None,
+            "pending": False,
         }
         self._write_function(gateway, name, values)
 
-    def live_many(self, items: Sequence[tuple[str, str, int] | tuple[str, str, int, str]]) -> None:
+    def live_many(
+        self, items: Sequence[tuple[str, str, int] | tuple[str, str, int, str]], *, pending: bool = False
+    ) -> None:
         """`live` for a whole load batch in one transaction: a cold start of 10,000 functions is one
-        write, not 10,000 (about 1 ms each). Items: (gateway, name, version[, bundle hash])."""
+        write, not 10,000 (about 1 ms each). Items: (gateway, name, version[, bundle hash]). `pending`:
+        the versions are held by their cells, not run yet (a cold start's); `warmed` says when they
+        are loaded."""
         stamp = now()
         if self.engine.dialect.name == "sqlite":
-            self._live_many_sqlite(items, stamp)
+            self._live_many_sqlite(items, stamp, pending)
             return
         rows = [
             {
@@ -152,6 +174,7 @@ class RuntimeReporter:
                 "bundle_hash": item[3] if len(item) > 3 else None,
                 "loaded_at": stamp,
                 "error": None,
+                "pending": pending,
             }
             for item in items
         ]
@@ -167,7 +190,7 @@ class RuntimeReporter:
                 conn.execute(stmt, rows)
 
     def _live_many_sqlite(
-        self, items: Sequence[tuple[str, str, int] | tuple[str, str, int, str]], stamp: datetime
+        self, items: Sequence[tuple[str, str, int] | tuple[str, str, int, str]], stamp: datetime, pending: bool
     ) -> None:
         """`live_many` on SQLite: the upsert compiled once, its rows handed to the driver as tuples.
         SQLAlchemy's per-row parameter processing was most of a cold start's report of 100,000
@@ -175,7 +198,7 @@ class RuntimeReporter:
         sql = _live_upsert_sqlite()
         rid, loaded_at = self.identity.id, _sqlite_datetime(self.engine)(stamp)
         rows = [
-            (rid, item[0], item[1], item[2], item[3] if len(item) > 3 else None, loaded_at, None)
+            (rid, item[0], item[1], item[2], item[3] if len(item) > 3 else None, loaded_at, pending, None)
             for item in items
         ]
         with self.engine.connect() as conn:
@@ -187,6 +210,19 @@ class RuntimeReporter:
                     cursor.executemany(sql, rows)
                 finally:
                     cursor.close()
+
+    def warmed(self, items: Sequence[tuple[str, str, int]]) -> None:
+        """Versions reported pending (`live_many(..., pending=True)`) that their cells have now loaded:
+        live, in one write per batch (a cold start's warm-up sends thousands at a time). A row whose
+        version changed since, or that failed, is left as it is. Items: (gateway, name, version)."""
+        rid = self.identity.id
+        rows = [{"rid": rid, "gw": gateway, "fn": name, "v": version} for gateway, name, version in items]
+        if not rows:
+            return
+        with self.engine.connect() as conn:
+            conn.execution_options(fnstage_write=True)
+            with conn.begin():
+                conn.execute(_WARMED.values(pending=False), rows)
 
     def installing(self, gateway: str, name: str) -> None:
         """This runtime is installing the dependency lock of `name`'s new version before loading it."""
