@@ -42,7 +42,9 @@ def pending_then_warmed(reporter: RuntimeReporter, items: list[tuple[str, str, i
         reporter.warmed([(g, n, v) for g, n, v, _ in items[start : start + WARM_PROGRESS]])
 
 
-def _timed(url: str, write: Callable[..., None], items: list[tuple[str, str, int, str]]) -> tuple[float, float]:
+def _timed(
+    url: str, write: Callable[..., None], items: list[tuple[str, str, int, str]]
+) -> tuple[float, float]:
     reporter = RuntimeReporter(url, RuntimeIdentity.new("bench", "http://127.0.0.1:1", pid=1))
     try:
         reporter.register()
@@ -81,9 +83,10 @@ def main() -> None:
                 for label, timings in runs.items():
                     cpu = statistics.median(c for c, _ in timings)
                     wall = statistics.median(w for _, w in timings)
+                    rounds = ", ".join(f"{c:.2f}" for c, _ in timings)
                     print(
                         f"{engine:8} {args.count:>7} {label:18} CPU {cpu:6.2f} s  wall {wall:6.2f} s"
-                        f"  CPU x{cpu / base_cpu:.2f}  (CPU rounds: {', '.join(f'{c:.2f}' for c, _ in timings)})"
+                        f"  CPU x{cpu / base_cpu:.2f}  (CPU rounds: {rounds})"
                     )
         finally:
             if admin is not None:

@@ -197,7 +197,10 @@ class RuntimeReporter:
                 conn.execute(stmt, rows)
 
     def _live_many_sqlite(
-        self, items: Sequence[tuple[str, str, int] | tuple[str, str, int, str]], stamp: datetime, pending: bool
+        self,
+        items: Sequence[tuple[str, str, int] | tuple[str, str, int, str]],
+        stamp: datetime,
+        pending: bool,
     ) -> None:
         """`live_many` on SQLite: the upsert compiled once, its rows handed to the driver as tuples.
         SQLAlchemy's per-row parameter processing was most of a cold start's report of 100,000
