@@ -444,6 +444,9 @@ class CellEvents:
     def warmed(self, slot: Slot, items: list[tuple[str, str, int]]) -> None:
         """Versions reported pending that their cell has now loaded (they are live)."""
 
+    def held(self, slot: Slot, rows: list[PublishedFunction]) -> None:
+        """Versions a restarted cell was given back pending (held, not run yet)."""
+
     def log_pipe(self, slot: Slot) -> Any:
         """A new cell's socket to the log writer (`log_process.LogPipe`), or None: logs stay in memory."""
         return None
@@ -925,7 +928,8 @@ class CellSet:
         if not rows:
             return True
         try:
-            cell.load(rows, defer=True)  # what was live: a cold start again, as the first sync's
+            # what was live: a cold start again, as the first sync's (status: pending again)
+            cell.load(rows, self._held(slot, rows), defer=True)
             return True
         except CellDied:
             pass
@@ -957,10 +961,26 @@ class CellSet:
         if self.direct and not slot[2]:
             self._push_forwards(slot[0], slot[1], wait=False, cell=cell)
         try:
-            cell.load(list(state.live.values()), defer=True)
+            survivors = list(state.live.values())
+            cell.load(survivors, self._held(slot, survivors), defer=True)
         except CellDied:
             return False
         return True
+
+    def _held(self, slot: Slot, rows: list[PublishedFunction]) -> Callable[[int, list[Any]], None]:
+        """A reload's answers, as each batch comes (before the cell is told "warm"): the rows given back
+        pending go to `events.held`, so status says pending until the cell says `warmed`."""
+
+        def answered(start: int, answers: list[Any]) -> None:
+            held = [
+                rows[start + i]
+                for i, answer in enumerate(answers)
+                if type(answer) is int and answer == PENDING
+            ]
+            if held:
+                self.events.held(slot, held)
+
+        return answered
 
     def _load_slot(self, slot: Slot, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
         return self._load_slot_stream(slot, iter([rows]), whole=True)

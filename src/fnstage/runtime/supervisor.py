@@ -48,7 +48,7 @@ from fnstage.runtime.log_format import configure, fields
 from fnstage.runtime.log_process import LogPipe, LogProcess
 from fnstage.runtime.log_writer import LogSettings
 from fnstage.runtime.registry import Registry
-from fnstage.runtime.reports import Failed, Report, Warmed
+from fnstage.runtime.reports import Failed, Live, Report, Warmed
 from fnstage.runtime.split_follower import SplitFollower
 from fnstage.runtime.version_source import VersionSource
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
@@ -261,6 +261,12 @@ class CellReports(CellEvents):
         the report that said them pending (the watcher's report thread)."""
         if self.send_report is not None:
             self.send_report(Warmed(items))
+
+    def held(self, slot: Slot, rows: list[PublishedFunction]) -> None:
+        """A restarted cell holds these pending again (not run yet): status says so until `warmed`."""
+        if self.send_report is not None:
+            items = [(r.gateway, r.name, r.version, r.bundle_hash) for r in rows]
+            self.send_report(Live(items, pending=True))
 
     def sandbox(self) -> dict[str, Any]:
         with self._lock:
