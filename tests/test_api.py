@@ -258,6 +258,7 @@ def test_the_function_list_carries_each_functions_runtime_state_when_asked(clien
         "live": 0,
         "failed": 0,
         "pending": 0,
+        "held": 0,
         "silent": 0,
         "active": 0,
         "requests": 0,

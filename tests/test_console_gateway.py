@@ -323,3 +323,33 @@ def test_a_thousand_functions_render_in_rows_of_one_height_and_filter_exactly(
     expect(page.get_by_label("State").locator("option[value=failing]")).to_have_text(
         f"Failing ({_expected(functions, state='failing')})"
     )
+
+
+def test_a_function_held_pending_by_its_cell_is_listed_pending_not_live_nor_failing(
+    page: Page, console_up: UpProcess
+) -> None:
+    """A cold start's versions are held pending (servable within a load, not run yet): the list says so
+    in words, with the runtime's summary on hover, and the State filter finds them."""
+    held = _listed("cold/fn", "dev")
+    held["runtime"].update(live=0, pending=1, held=1, requests=0)
+    held["runtime"]["summary"] = "live 0/1, pending on 1: not run yet, loads on its first request"
+    arriving = _listed("new/fn", "dev")  # pending because it is not loaded yet: not live
+    arriving["runtime"].update(live=0, pending=1, held=0, summary="live 0/1")
+    body = json.dumps({"functions": [held, arriving, _listed("plain/fn", "dev")]})
+    page.route(
+        re.compile(r".*/api/v1/gateways/mixed/functions\?runtime=true$"),
+        lambda route: route.fulfill(status=200, content_type="application/json", body=body),
+    )
+    open_console(page, console_up, "#/g/mixed")
+    expect(page.locator(".fn-count")).to_have_text("3 functions", timeout=SLOW)
+    row = page.locator(".fn-row", has_text="cold/fn")
+    expect(row.locator(".fn-state")).to_have_text("Pending in dev")
+    assert "pending on 1: not run yet" in (row.locator(".fn-state").get_attribute("title") or "")
+    expect(page.locator(".fn-row", has_text="new/fn").locator(".fn-state")).to_have_text("Not live in dev")
+    expect(page.locator(".fn-row", has_text="plain/fn").locator(".fn-state")).to_have_text("Live")
+    state = page.get_by_label("State")
+    expect(state.locator("option[value=pending]")).to_have_text("Pending (1)")
+    state.select_option("pending")
+    rows = page.locator(".fn-rows li:not([hidden])")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("cold/fn")

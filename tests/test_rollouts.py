@@ -184,3 +184,35 @@ def test_a_runtime_installing_a_versions_dependencies_says_so_until_it_is_live(
         assert services.queries.rollout(gateway, "dev/user/me").summary == "live 1/1"
     finally:
         a.close()
+
+
+def test_a_cold_starts_pending_versions_show_pending_until_warmed_or_failed(
+    services: Services, actor: Actor, gateway: str, store: Store
+) -> None:
+    """A cell holds a cold start's versions pending (servable within a load, not run yet): reported
+    so in one write, they are pending ("held"), not live, and `--wait` is not done; `warmed` makes
+    them live in one write; one that failed when run stays failed; a save's version is not touched."""
+    for name in ("dev/a", "dev/b", "dev/c"):
+        services.deployments.save(actor, gateway, name, hello_files())
+    r = reporter(store, gateway)
+    try:
+        r.live_many([(gateway, n, 1) for n in ("dev/a", "dev/b", "dev/c")], pending=True)
+        a = services.queries.rollout(gateway, "dev/a")
+        assert (a.count("live"), a.count("pending"), a.held, a.done) == (0, 1, 1, False)
+        assert a.summary == "live 0/1, pending on 1: not run yet, loads on its first request"
+        assert [(s.state, s.held, s.version) for s in a.runtimes] == [("pending", True, 1)]
+
+        r.failed(gateway, "dev/b", 1, "ZeroDivisionError at index.py:1")  # the warm-up ran it
+        services.deployments.save(actor, gateway, "dev/c", hello_files("Hi"))
+        r.live(gateway, "dev/c", 2)  # a save's load meanwhile
+        r.warmed([(gateway, "dev/a", 1), (gateway, "dev/c", 1)])
+        a = services.queries.rollout(gateway, "dev/a")
+        assert (a.summary, a.held, a.done, a.runtimes[0].held) == ("live 1/1", 0, True, False)
+        b = services.queries.rollout(gateway, "dev/b")
+        assert (b.summary, b.held) == ("live 0/1, failed on 1: ZeroDivisionError at index.py:1", 0)
+        c = services.queries.rollout(gateway, "dev/c")
+        assert (c.summary, c.runtimes[0].version) == ("live 1/1", 2)
+        listed = {f.name: x.summary for f, x in services.queries.functions_with_rollouts(gateway)}
+        assert listed["dev/a"] == "live 1/1" and listed["dev/b"].startswith("live 0/1, failed on 1")
+    finally:
+        r.close()

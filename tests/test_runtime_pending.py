@@ -18,7 +18,7 @@ from fnstage.runtime import cells as cells_module
 from fnstage.runtime.cell import CellSpec
 from fnstage.runtime.cells import Cell, CellSet, Slot
 from fnstage.runtime.loader import LiveVersion, LoadError
-from fnstage.runtime.loads import BULK_LOAD, measure
+from fnstage.runtime.loads import BULK_LOAD, PENDING_LOAD_MS, measure
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.supervisor import CellReports
 from fnstage.runtime.zygote import Zygote
@@ -368,7 +368,7 @@ def test_a_runtimes_cold_start_serves_at_once_and_reports_a_broken_module_as_fai
 
 def test_a_pending_version_is_not_counted_as_a_load_of_no_time() -> None:
     """/metrics' load count and durations: a version its cell holds pending has not run (its mirror's
-    load time is 0); one that was loaded is measured as before."""
+    load time is PENDING_LOAD_MS); one that was loaded is measured as before."""
     seen: list[tuple[str, float]] = []
 
     class Metrics:
@@ -380,7 +380,7 @@ def test_a_pending_version_is_not_counted_as_a_load_of_no_time() -> None:
         def live_after_publish(self, gateway: str, name: str, seconds: float) -> None: ...
 
     published = row("dev/a", 1, ANSWER % 1)
-    measure(Metrics(), published, cells_module._mirror(published, 0.0), just_published=False)
+    measure(Metrics(), published, cells_module._mirror(published, PENDING_LOAD_MS), just_published=False)
     measure(Metrics(), published, cells_module._mirror(published, 2.0), just_published=False)
     assert seen == [("dev/a", 0.002)]
 
@@ -419,6 +419,25 @@ def test_a_module_that_kills_its_cell_in_the_warm_up_is_quarantined_not_given_ba
     assert get(cell_set, DEV, "/fn/5").status_code == 503
 
 
+def test_the_warm_up_tells_the_supervisor_which_pending_versions_it_loaded(
+    cells: tuple[CellSet, Events], held: HeldWarmUp
+) -> None:
+    """Status says live once loaded: the cell sends what its warm-up (or a request) loaded, in batches,
+    never a version that failed, nor before it was loaded."""
+    cell_set, events = cells
+    cold_start(cell_set, {4: FAILS})
+
+    def warmed() -> list[tuple[str, str, int]]:
+        return [item for kind, _, what in events.seen if kind == "warmed" for item in what]
+
+    assert get(cell_set, DEV, "/fn/1").json() == {"version": 1}  # its request loads it first
+    until(lambda: warmed() == [("demo", "dev/fn/1", 1)], "the request's load was not told")
+    held.release()
+    everyone = {("demo", f"dev/fn/{i}", 1) for i in range(10) if i != 4}
+    until(lambda: set(warmed()) == everyone, "the warm-up's loads were not told")
+    assert len(warmed()) == len(everyone)  # each once
+
+
 def _serves(cell_set: CellSet, path: str) -> bool:
     try:
         return cell_set.spec_of(DEV) is not None and get(cell_set, DEV, path).status_code == 200
@@ -438,3 +457,21 @@ def test_a_bulk_load_that_is_not_a_cold_start_is_loaded_before_it_is_answered(
     assert [isinstance(r, LoadError) for r in results] == [i == 2 for i in range(10)]
     assert not held.cells  # no warm-up: nothing pending
     assert internal(cell_set, "health") == {"status": "ok", "live": 9, "pending": 0}
+
+
+def test_a_restarted_cell_given_back_its_versions_pending_says_so(
+    cells: tuple[CellSet, Events], held: HeldWarmUp
+) -> None:
+    """A cell that dies after its warm-up gets what was live back as a cold start's: pending, not run
+    yet. The supervisor is told which (status says pending again, then live when `warmed`)."""
+    cell_set, events = cells
+    cold_start(cell_set)
+    held.release()
+    until(lambda: internal(cell_set, "health")["pending"] == 0, "the warm-up never ended")
+    dead = cell_set.ensure(DEV)
+    assert dead is not None
+    dead.kill()
+    until(lambda: [k for k, _, _ in events.seen].count("ready") == 2, "the cell was not restarted")
+    held_again = [item for kind, _, what in events.seen if kind == "held" for item in what]  # per batch
+    assert sorted(held_again) == sorted((f"dev/fn/{i}", 1) for i in range(10))
+    assert internal(cell_set, "health")["pending"] == 10  # its warm-up kept back by `held`

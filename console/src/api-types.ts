@@ -1319,6 +1319,11 @@ export interface components {
       errors: number;
       /** Failed */
       failed: number;
+      /**
+       * Held
+       * @description of the pending, runtimes whose cells hold the version: servable within a load, not run yet
+       */
+      held: number;
       /** Latency Ms */
       latency_ms: number | null;
       /** Live */
@@ -1352,6 +1357,11 @@ export interface components {
       feed_state: string;
       /** Heartbeat At */
       heartbeat_at: string;
+      /**
+       * Held
+       * @description pending because its cell holds it: published and servable within a load, not run yet (a cold start's, until the warm-up or its first request loads it)
+       */
+      held: boolean;
       /** Host */
       host: string;
       /** Id */
@@ -1393,6 +1403,11 @@ export interface components {
        * @description runtimes that refused to load the version
        */
       failed: number;
+      /**
+       * Held
+       * @description of the pending, runtimes whose cells hold the version: servable within a load, not run yet
+       */
+      held: number;
       /** Live */
       live: number;
       /** Pending */

@@ -7,14 +7,16 @@
 import type { FunctionInfo, RuntimeSummary } from "./api";
 import { clear, ENV_LABEL, ENVS, type Env, h, icon, timeAgo, uid } from "./util";
 
-/** How an environment's current version fares on the runtimes. */
-export type EnvState = "failing" | "not-live" | "live";
+/** How an environment's current version fares on the runtimes. "pending": every runtime has it, some
+ * hold it without having run it yet (a cold start's: servable, loaded on its first request). */
+export type EnvState = "failing" | "not-live" | "pending" | "live";
 
-export const STATE_LABEL: Record<EnvState, string> = { failing: "Failing", "not-live": "Not live", live: "Live" };
+export const STATE_LABEL: Record<EnvState, string> = { failing: "Failing", "not-live": "Not live", pending: "Pending", live: "Live" };
 
 export function envState(r: RuntimeSummary | null | undefined): EnvState {
   if (!r) return "not-live";
   if (r.failed > 0 || r.errors > 0) return "failing";
+  if (r.active > 0 && r.held > 0 && r.live + r.held === r.active) return "pending";
   if (r.active === 0 || r.live < r.active) return "not-live";
   return "live";
 }
@@ -55,11 +57,12 @@ function consideredEnvs(row: FunctionRow, env: Env | ""): Env[] {
   return env ? (row.envs[env] ? [env] : []) : ENVS.filter((e) => row.envs[e]);
 }
 
-/** A row's worst state over the environments considered: failing, then not live, then live. */
+/** A row's worst state over the environments considered: failing, then not live, then pending, then live. */
 export function rowState(row: FunctionRow, env: Env | "" = ""): EnvState | null {
   const states = consideredEnvs(row, env).map((e) => row.states[e]);
   if (!states.length) return null;
-  return states.includes("failing") ? "failing" : states.includes("not-live") ? "not-live" : "live";
+  for (const state of ["failing", "not-live", "pending"] as const) if (states.includes(state)) return state;
+  return "live";
 }
 
 /** A filter as a test of a row: every word of the query is in the name, the row is in the environment,
@@ -97,6 +100,8 @@ function stateText(row: FunctionRow): HTMLElement {
     return h("span", { class: "fn-state failing", title: why }, icon("alert"), `Failing in ${failing.join(", ")}`);
   }
   if (notLive.length) return h("span", { class: "fn-state not-live", title: notLive.map((e) => `${ENV_LABEL[e]}: ${row.envs[e]?.runtime?.summary ?? "unknown"}`).join("\n") }, `Not live in ${notLive.join(", ")}`);
+  const pending = ENVS.filter((e) => row.states[e] === "pending");
+  if (pending.length) return h("span", { class: "fn-state pending", title: pending.map((e) => `${ENV_LABEL[e]}: ${row.envs[e]?.runtime?.summary}`).join("\n") }, `Pending in ${pending.join(", ")}`);
   return h("span", { class: "fn-state live" }, "Live");
 }
 
@@ -217,7 +222,7 @@ export function renderFunctionList(container: HTMLElement, functions: FunctionIn
     h("option", { value: "" }, "All environments"),
     ENVS.map((e) => h("option", { value: e }, `In ${ENV_LABEL[e].toLowerCase()}`)),
   );
-  const stateOptions = (["", "failing", "not-live", "live"] as const).map((s) => h("option", { value: s }, s ? STATE_LABEL[s] : "Any state"));
+  const stateOptions = (["", "failing", "not-live", "pending", "live"] as const).map((s) => h("option", { value: s }, s ? STATE_LABEL[s] : "Any state"));
   const stateSelect = h("select", { id: ids.state }, stateOptions);
   const count = h("p", { class: "fn-count muted small", role: "status" });
   const list = new WindowedList(rows, hrefOf);
@@ -234,7 +239,7 @@ export function renderFunctionList(container: HTMLElement, functions: FunctionIn
     filter.env = envSelect.value as Env | "";
     filter.state = stateSelect.value as EnvState | "";
     const shown: number[] = [];
-    const counts: Record<EnvState, number> = { failing: 0, "not-live": 0, live: 0 };
+    const counts: Record<EnvState, number> = { failing: 0, "not-live": 0, pending: 0, live: 0 };
     const keeps = matcher(filter);
     const keepsNameAndEnv = matcher({ ...filter, state: "" });
     rows.forEach((row, i) => {

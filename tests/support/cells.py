@@ -54,6 +54,12 @@ class Events(CellEvents):
     def failed_late(self, slot: Slot, gateway: str, name: str, version: int, error: LoadError) -> None:
         self.seen.append(("failed_late", slot, (name, version, error.summary)))
 
+    def warmed(self, slot: Slot, items: list[tuple[str, str, int]]) -> None:
+        self.seen.append(("warmed", slot, items))
+
+    def held(self, slot: Slot, rows: list[PublishedFunction]) -> None:
+        self.seen.append(("held", slot, [(r.name, r.version) for r in rows]))
+
 
 def get(cell_set: CellSet, slot: Slot, path: str) -> httpx.Response:
     spec = cell_set.spec_of(slot)

@@ -130,8 +130,15 @@ class FakeReporter:
     def live(self, gateway: str, name: str, version: int) -> None:
         self.calls.append(("live", gateway, name, version))
 
-    def live_many(self, items: list[tuple[str, str, int, str]]) -> None:
+    def live_many(self, items: list[tuple[str, str, int, str]], *, pending: bool = False) -> None:
         for gateway, name, version, _bundle_hash in items:
+            if pending:
+                self.calls.append(("pending", gateway, name, version))
+            else:
+                self.live(gateway, name, version)
+
+    def warmed(self, items: list[tuple[str, str, int]]) -> None:
+        for gateway, name, version in items:
             self.live(gateway, name, version)
 
     def failed(self, gateway: str, name: str, version: int, error: str) -> None:

@@ -106,12 +106,16 @@ class Function(Answer):
     files: dict[str, str] | None = Field(default=None, description="path -> source; with `?files=true`")
 
 
+_HELD = "of the pending, runtimes whose cells hold the version: servable within a load, not run yet"
+
+
 class RuntimeSummary(Answer):
     """A rollout's counts and summary without the per-runtime list (a function list's `runtime`)."""
 
     live: int
     failed: int = Field(description="runtimes that refused to load the version")
     pending: int
+    held: int = Field(description=_HELD)
     silent: int
     active: int
     requests: int
@@ -206,6 +210,10 @@ class RuntimeState(Answer):
     host: str
     pid: int
     state: str = Field(description="live, pending, failed or silent")
+    held: bool = Field(
+        description="pending because its cell holds it: published and servable within a load, not run"
+        " yet (a cold start's, until the warm-up or its first request loads it)"
+    )
     version: int | None
     error: str | None
     loaded_at: Timestamp | None
@@ -228,6 +236,7 @@ class Rollout(Answer):
     live: int
     failed: int
     pending: int
+    held: int = Field(description=_HELD)
     silent: int
     active: int
     done: bool

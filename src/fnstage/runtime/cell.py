@@ -305,6 +305,8 @@ class SupervisorLink:
         self._warm: deque[PublishedFunction] = deque()
         self._asked: deque[PublishedFunction] = deque()
         self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
+        # pending rows the warm-up loaded and made live, not yet told (`_send_warmed`; warm-up thread)
+        self._warmed: list[list[Any]] = []
         self._warm_lock = threading.Lock()
         self._warm_wake = threading.Event()
         self._warmer: threading.Thread | None = None
@@ -534,6 +536,7 @@ class SupervisorLink:
                     warmed += len(rows)
                     if warmed >= WARM_PROGRESS:
                         warmed = 0
+                        self._send_warmed()
                         self._send_pending()
                     time.sleep(0)  # the interpreter lock to the event loop: a request may wait for a load
             finally:
@@ -543,6 +546,7 @@ class SupervisorLink:
                     gc.freeze()
                     self._frozen = True
                     gc.enable()
+            self._send_warmed()
             self._send_pending()
 
     def _next_pending(self) -> list[PublishedFunction]:
@@ -569,10 +573,14 @@ class SupervisorLink:
         woken: list[asyncio.Future[None]] = []
         with self._warm_lock:
             for row, result in zip(todo, results, strict=True):
-                if self.registry.settle(row, result) and isinstance(result, LoadError):
+                if not self.registry.settle(row, result):
+                    continue
+                if isinstance(result, LoadError):
                     failed.append(
                         [row.gateway, row.name, row.version, result.summary, result.traceback, result.load_ms]
                     )
+                else:
+                    self._warmed.append([row.gateway, row.name, row.version])
             for row in rows:
                 woken += self._waiters.pop((row.gateway, row.name), ())
         self.loads += len(todo)
@@ -586,6 +594,14 @@ class SupervisorLink:
         """The pending rows being loaded now (none: the warm-up is idle)."""
         with contextlib.suppress(ChannelClosed):
             self.channel.send({"t": "warming", "rows": [[r.gateway, r.name, r.version] for r in rows]})
+
+    def _send_warmed(self) -> None:
+        """The pending rows loaded since the last time, now live: the supervisor reports them so, in
+        batches (every WARM_PROGRESS loads, and when the warm-up goes idle), not a write per load."""
+        if self._warmed:
+            rows, self._warmed = self._warmed, []
+            with contextlib.suppress(ChannelClosed):
+                self.channel.send({"t": "warmed", "rows": rows})
 
     def _send_pending(self) -> None:
         """How many versions this cell holds without having run them, for the supervisor's status."""

@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fnstage.domain.canary import BUCKETS_MS, ArmCounts
-from fnstage.runtime.cell import CellSpec
+from fnstage.runtime.cell import PENDING, CellSpec
 from fnstage.runtime.channel import ChannelClosed, SupervisorEnd
 from fnstage.runtime.loader import LiveVersion, LoadError, methods_of, mirror_version
-from fnstage.runtime.loads import BULK_LOAD
+from fnstage.runtime.loads import BULK_LOAD, PENDING_LOAD_MS
 from fnstage.runtime.log_format import fields
 from fnstage.runtime.zygote import Zygote
 from fnstage.store.records import FunctionCounts, PublishedFunction, published_fields
@@ -128,6 +128,7 @@ class Cell:
         self.on_split_counts: Callable[[Cell, list[tuple[str, str, int, ArmCounts]]], None] | None = None
         # versions it held pending (answered as loadable) that failed when it ran them: (cell, items)
         self.on_failed: Callable[[Cell, list[tuple[str, str, int, LoadError]]], None] | None = None
+        self.on_warmed: Callable[[Cell, list[tuple[str, str, int]]], None] | None = None
         self.pending = 0  # versions it holds without having run them yet, as it last said
         # the pending versions it was running when it last said: (gateway, name, version); if it dies,
         # one of them may be why (`CellSet._restart` tries each alone)
@@ -353,6 +354,9 @@ class Cell:
         elif kind == "failed" and self.on_failed is not None:
             failures = [_late_failure(item, self.spec) for item in message["items"]]
             self.on_failed(self, [f for f in failures if f is not None])
+        elif kind == "warmed" and self.on_warmed is not None:
+            warmed = [_warmed(item, self.spec) for item in message["rows"]]
+            self.on_warmed(self, [w for w in warmed if w is not None])
         elif kind == "split_counts" and self.on_split_counts is not None:
             items = [_split_counts(item, self.spec) for item in message["items"]]
             self.on_split_counts(self, [i for i in items if i is not None])
@@ -395,6 +399,14 @@ def _late_failure(item: Any, spec: CellSpec) -> tuple[str, str, int, LoadError] 
     return str(gateway), name, int(version), LoadError(str(summary), str(trace or ""), load_ms)
 
 
+def _warmed(item: Any, spec: CellSpec) -> tuple[str, str, int] | None:
+    """A pending version its cell has loaded, as the cell says: only its own gateway and environment."""
+    gateway, name, version = item
+    if gateway != spec.gateway or not isinstance(name, str) or not name.startswith(f"{spec.env}/"):
+        return None
+    return str(gateway), name, int(version)
+
+
 def _split_counts(item: Any, spec: CellSpec) -> tuple[str, str, int, ArmCounts] | None:
     """A cell's canary counts, believed only for its own gateway and environment, and well formed."""
     gateway, name, version, requests, errors, latency = item
@@ -428,6 +440,12 @@ class CellEvents:
 
     def failed_late(self, slot: Slot, gateway: str, name: str, version: int, error: LoadError) -> None:
         """A version reported loadable (held pending by its cell) failed when the cell ran it."""
+
+    def warmed(self, slot: Slot, items: list[tuple[str, str, int]]) -> None:
+        """Versions reported pending that their cell has now loaded (they are live)."""
+
+    def held(self, slot: Slot, rows: list[PublishedFunction]) -> None:
+        """Versions a restarted cell was given back pending (held, not run yet)."""
 
     def log_pipe(self, slot: Slot) -> Any:
         """A new cell's socket to the log writer (`log_process.LogPipe`), or None: logs stay in memory."""
@@ -910,7 +928,8 @@ class CellSet:
         if not rows:
             return True
         try:
-            cell.load(rows, defer=True)  # what was live: a cold start again, as the first sync's
+            # what was live: a cold start again, as the first sync's (status: pending again)
+            cell.load(rows, self._held(slot, rows), defer=True)
             return True
         except CellDied:
             pass
@@ -942,10 +961,26 @@ class CellSet:
         if self.direct and not slot[2]:
             self._push_forwards(slot[0], slot[1], wait=False, cell=cell)
         try:
-            cell.load(list(state.live.values()), defer=True)
+            survivors = list(state.live.values())
+            cell.load(survivors, self._held(slot, survivors), defer=True)
         except CellDied:
             return False
         return True
+
+    def _held(self, slot: Slot, rows: list[PublishedFunction]) -> Callable[[int, list[Any]], None]:
+        """A reload's answers, as each batch comes (before the cell is told "warm"): the rows given back
+        pending go to `events.held`, so status says pending until the cell says `warmed`."""
+
+        def answered(start: int, answers: list[Any]) -> None:
+            held = [
+                rows[start + i]
+                for i, answer in enumerate(answers)
+                if type(answer) is int and answer == PENDING
+            ]
+            if held:
+                self.events.held(slot, held)
+
+        return answered
 
     def _load_slot(self, slot: Slot, rows: list[PublishedFunction]) -> list[LiveVersion | LoadError]:
         return self._load_slot_stream(slot, iter([rows]), whole=True)
@@ -1043,6 +1078,8 @@ class CellSet:
         why not (`cell.SupervisorLink._load`)."""
         if type(answer) is int:  # not a bool
             state.live[row.name] = row
+            if answer == PENDING:
+                return _mirror(row, PENDING_LOAD_MS)  # reported pending until the cell says `warmed`
             return _mirror(row, answer / 1000 if 0 <= answer < 10**12 else 0.0)
         summary = answer.get("summary") if isinstance(answer, dict) else None
         trace = answer.get("traceback") if isinstance(answer, dict) else None
@@ -1063,6 +1100,7 @@ class CellSet:
         cell.on_want = self._want
         cell.on_split_counts = self._split_counts
         cell.on_failed = self._failed
+        cell.on_warmed = self._warmed
         return cell
 
     def _serve(self, cell: Cell | None) -> None:
@@ -1128,6 +1166,16 @@ class CellSet:
                 seconds = error.load_ms / 1000 if error.load_ms is not None else None
                 self.metrics.load_failed(gateway, name, seconds)
             self.events.failed_late(slot, gateway, name, version, error)
+
+    def _warmed(self, cell: Cell, items: list[tuple[str, str, int]]) -> None:
+        """Pending versions their cell has loaded: reported live, on the thread (and in the order) of
+        the late failures, after the first sync (which reported them pending)."""
+        if items:
+            self._late.submit(_logged_late, self._apply_warmed, cell.spec.slot, items)
+
+    def _apply_warmed(self, slot: Slot, items: list[tuple[str, str, int]]) -> None:
+        self.sync_done.wait()
+        self.events.warmed(slot, items)
 
     def _event(self, cell: Cell, event: dict[str, Any]) -> None:
         state = self._slots.get(cell.spec.slot)

@@ -27,6 +27,10 @@ logger = logging.getLogger("fnstage.runtime")
 # objects are thawed (`gc.unfreeze`) at the next change, so a replaced version is collected as usual.
 BULK_LOAD = 1000
 
+# The `load_ms` of a supervisor's mirror of a version its cell holds pending (a cold start's, not run
+# yet: `cells.CellSet._result`): reported pending, not live, and not counted as a load.
+PENDING_LOAD_MS = -1.0
+
 LoadRows = Callable[[list[PublishedFunction]], list[LiveVersion | LoadError]]
 # rows loaded as they are read (a cold start's snapshot): every row taken, its result, and what reading
 # raised, None if nothing (the rows taken before it are loaded, and applied)
@@ -80,6 +84,7 @@ def apply_loads(
     A load of BULK_LOAD rows or more (a cold start) logs each function loaded at debug and one line
     at info: 100,000 lines at info cost a cold start 1.0 s of CPU (0.08 s now). Each failure is a warning."""
     lives: list[tuple[str, str, int, str]] = []
+    held: list[tuple[str, str, int, str]] = []  # pending in their cells: reported so (`Live.pending`)
     many = len(rows) >= BULK_LOAD
     level = logging.DEBUG if many else logging.INFO
     failed = 0
@@ -109,7 +114,9 @@ def apply_loads(
                 ),
             )
         elif next(applied) if bulk else registry.apply(result):
-            lives.append((row.gateway, row.name, row.version, row.bundle_hash))
+            (held if result.load_ms == PENDING_LOAD_MS else lives).append(
+                (row.gateway, row.name, row.version, row.bundle_hash)
+            )
             if logger.isEnabledFor(level):  # not made to be dropped: 0.07 s per 100,000
                 logger.log(
                     level,
@@ -137,6 +144,8 @@ def apply_loads(
         )
     if lives:
         report(Live(lives))
+    if held:
+        report(Live(held, pending=True))
 
 
 def measure(  # a load done now (not a version that was already live)
@@ -146,7 +155,7 @@ def measure(  # a load done now (not a version that was already live)
         seconds = result.load_ms / 1000 if result.load_ms is not None else None
         metrics.load_failed(row.gateway, row.name, seconds)
         return
-    if result.load_ms == 0.0:  # a cold start's version its cell holds pending (`cells.Cell.load`): not run
+    if result.load_ms == PENDING_LOAD_MS:  # a cold start's version its cell holds pending: not run
         return
     metrics.loaded(row.gateway, row.name, result.load_ms / 1000)
     published = published_time(row) if just_published else None

@@ -29,7 +29,9 @@ class ReporterLike(Protocol):
 
     def live(self, gateway: str, name: str, version: int) -> None: ...
 
-    def live_many(self, items: Sequence[tuple[str, str, int, str]]) -> None: ...
+    def live_many(self, items: Sequence[tuple[str, str, int, str]], *, pending: bool = False) -> None: ...
+
+    def warmed(self, items: Sequence[tuple[str, str, int]]) -> None: ...
 
     def failed(self, gateway: str, name: str, version: int, error: str) -> None: ...
 
@@ -56,6 +58,14 @@ class Heartbeat:
 @dataclass(frozen=True)
 class Live:
     items: Sequence[tuple[str, str, int, str]]  # (gateway, name, version, bundle hash), one write
+    pending: bool = False  # held by their cells, not run yet (a cold start's): `Warmed` once loaded
+
+
+@dataclass(frozen=True)
+class Warmed:
+    """Versions reported pending that their cells have loaded now: live (one write per batch)."""
+
+    items: Sequence[tuple[str, str, int]]  # (gateway, name, version)
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,7 @@ class Deregistered:
     """This runtime is stopping: its row goes."""
 
 
-Report = Registered | Heartbeat | Live | Failed | Removed | Counted | Deregistered
+Report = Registered | Heartbeat | Live | Warmed | Failed | Removed | Counted | Deregistered
 
 
 def deliver(reporter: ReporterLike, report: Report) -> None:
@@ -92,8 +102,13 @@ def deliver(reporter: ReporterLike, report: Report) -> None:
             reporter.register()
         case Heartbeat(feed_state, feed_since):
             reporter.heartbeat(feed_state, feed_since)
-        case Live(items):
-            reporter.live_many(items)
+        case Live(items, pending):
+            if pending:
+                reporter.live_many(items, pending=True)
+            else:
+                reporter.live_many(items)
+        case Warmed(items):
+            reporter.warmed(items)
         case Failed(gateway, name, version, error):
             reporter.failed(gateway, name, version, error)
         case Removed(gateway, name):

@@ -32,7 +32,7 @@ import signal
 import socket
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +48,7 @@ from fnstage.runtime.log_format import configure, fields
 from fnstage.runtime.log_process import LogPipe, LogProcess
 from fnstage.runtime.log_writer import LogSettings
 from fnstage.runtime.registry import Registry
+from fnstage.runtime.reports import Failed, Live, Report, Warmed
 from fnstage.runtime.split_follower import SplitFollower
 from fnstage.runtime.version_source import VersionSource
 from fnstage.runtime.watcher import FeedReaderLike, Watcher
@@ -184,6 +185,7 @@ class CellReports(CellEvents):
         self.front: Any = None  # set when a front routes to the cells
         self.log_writer: LogProcess | None = None  # durable invocation logs, when they are on
         self.registry: Registry | None = None  # the supervisor's mirror of what is live in the cells
+        self.send_report: Callable[[Report], None] | None = None  # the watcher's queue of reports
         self.missing: dict[Slot, list[str]] = {}
         self.sockets: dict[Slot, Path] = {}  # where each ready cell listens (a lock cell's routes go)
         self._lock = threading.Lock()
@@ -249,8 +251,22 @@ class CellReports(CellEvents):
                 event="load_failed", gateway=gateway, name=name, version=version, error=error.summary
             ),
         )
-        if self.reporter is not None:
+        if self.send_report is not None:  # behind the report that said it pending, never before
+            self.send_report(Failed(gateway, name, version, error.summary))
+        elif self.reporter is not None:
             _quietly(self.reporter.failed, gateway, name, version, error.summary)
+
+    def warmed(self, slot: Slot, items: list[tuple[str, str, int]]) -> None:
+        """Versions reported pending that their cell has loaded: live now, in one write, queued behind
+        the report that said them pending (the watcher's report thread)."""
+        if self.send_report is not None:
+            self.send_report(Warmed(items))
+
+    def held(self, slot: Slot, rows: list[PublishedFunction]) -> None:
+        """A restarted cell holds these pending again (not run yet): status says so until `warmed`."""
+        if self.send_report is not None:
+            items = [(r.gateway, r.name, r.version, r.bundle_hash) for r in rows]
+            self.send_report(Live(items, pending=True))
 
     def sandbox(self) -> dict[str, Any]:
         with self._lock:
@@ -335,6 +351,7 @@ class Supervisor:
             on_canary=self.splits.wake,
             metrics=self.metrics,
         )
+        self.reports.send_report = self.watcher.report
 
     async def _serve_after_sync(self) -> None:
         """Tell held cells to answer once the first sync is done (at once, unless the store was down

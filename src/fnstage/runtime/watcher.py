@@ -543,6 +543,11 @@ class Watcher:
         if self._reports is not None:
             self._reports.send(report)
 
+    def report(self, report: Report) -> None:
+        """`_report` for the supervisor's cells (a cold start's pending versions loaded since: `Warmed`),
+        queued behind the watcher's own reports."""
+        self._report(report)
+
     def _notify(self) -> None:
         self.last_change_at = time.time()
         changed, self._changed = self._changed, asyncio.Event()

@@ -39,6 +39,9 @@ class RuntimeState:
     requests: int = 0  # answered by the live version here since it went live (heartbeat, <= 3 s old)
     errors: int = 0  # of which failed: an exception or a time-out
     last_error: str | None = None
+    # pending because its cell holds it, published and servable within a load, not run yet (a cold
+    # start's, loaded by the warm-up or by its first request), not because it has not arrived there
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,11 @@ class Rollout:
 
     def count(self, state: str) -> int:
         return sum(1 for r in self.runtimes if r.state == state)
+
+    @property
+    def held(self) -> int:
+        """Runtimes whose cells hold the version pending: servable within a load, not run yet."""
+        return sum(1 for r in self.runtimes if r.state == "pending" and r.held)
 
     @property
     def active(self) -> int:
@@ -82,6 +90,8 @@ class Rollout:
             requests = sum(r.requests for r in live)
             last = next((r.last_error for r in live if r.errors and r.last_error), "see fnstage logs")
             parts.append(f"{errors} of {requests} requests failed: {last}")
+        if self.held:
+            parts.append(f"pending on {self.held}: not run yet, loads on its first request")
         installing = sum(1 for r in self.runtimes if r.state == "pending" and r.error == INSTALLING)
         if installing:
             parts.append(f"installing dependencies on {installing}")
@@ -150,6 +160,7 @@ def _state(
 ) -> RuntimeState:
     live = report.version if report else None
     error = None
+    held = False
     same_code = (
         bundle_hash is None
         or report is None
@@ -159,12 +170,13 @@ def _state(
     )
     if clock - runtime.heartbeat_at > SILENT_AFTER:
         state = "silent"
-    elif live is not None and live >= version and same_code:
+    elif live is not None and live >= version and same_code and not (report and report.pending):
         state = "live"
     elif report is not None and report.failed_version is not None and report.failed_version >= version:
         state, error = "failed", report.error
     else:
         state = "pending"
+        held = report is not None and report.pending and live is not None and live >= version and same_code
         if report is not None and report.error == INSTALLING:
             error = INSTALLING  # the runtime installs the version's dependency lock before loading it
     return RuntimeState(
@@ -180,6 +192,7 @@ def _state(
         feed_since=runtime.feed_since,
         environment=runtime.environment,
         sandbox=runtime.sandbox,
+        held=held,
         **_counts(report, state, live),
     )
 

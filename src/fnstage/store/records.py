@@ -181,6 +181,7 @@ class RuntimeFunctionRecord:
     failed_version: int | None
     error: str | None
     bundle_hash: str | None = None  # of the live version
+    pending: bool = False  # `version` is held by its cell, not run yet (a cold start's)
     counted_version: int | None = None  # the version `requests` and `errors` are for
     requests: int = 0
     errors: int = 0

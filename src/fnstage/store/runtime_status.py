@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, bindparam, delete, insert, update
+from sqlalchemy import Connection, Engine, Executable, bindparam, delete, insert, text, update
 from sqlalchemy.dialects import sqlite
 
 from fnstage.store import schema as t
@@ -35,6 +35,21 @@ _WRITE_COUNTS = update(t.runtime_functions).where(
     t.runtime_functions.c.runtime_id == bindparam("rid"),
     t.runtime_functions.c.gateway_id == bindparam("gw"),
     t.runtime_functions.c.name == bindparam("fn"),
+)
+
+# `warmed`: a batch of (gateway, name, version) made live where still pending. SQLite: one statement per
+# row, run by the driver's own executemany (SQLAlchemy's per-row processing was most of the cost);
+# PostgreSQL: ONE statement per batch, the rows as three arrays.
+_WARMED_SQLITE = (
+    "UPDATE runtime_functions SET pending = 0"
+    " WHERE runtime_id = ? AND gateway_id = ? AND name = ? AND version = ? AND pending"
+)
+_WARMED_POSTGRES = text(
+    "UPDATE runtime_functions AS f SET pending = false"
+    " FROM unnest(CAST(:gateways AS text[]), CAST(:names AS text[]), CAST(:versions AS integer[]))"
+    " AS w(gateway_id, name, version)"
+    " WHERE f.runtime_id = :rid AND f.gateway_id = w.gateway_id AND f.name = w.name"
+    " AND f.version = w.version AND f.pending"
 )
 
 INSTALLING = "installing dependencies"  # a pending version's note while its lock installs
@@ -65,7 +80,16 @@ class RuntimeIdentity:
         return cls(str(uuid.uuid4()), gateway, socket.gethostname(), pid, url, key, environment)
 
 
-_LIVE_ORDER = ("runtime_id", "gateway_id", "name", "version", "bundle_hash", "loaded_at", "error")
+_LIVE_ORDER = (
+    "runtime_id",
+    "gateway_id",
+    "name",
+    "version",
+    "bundle_hash",
+    "loaded_at",
+    "pending",
+    "error",
+)
 
 
 @functools.cache
@@ -133,15 +157,20 @@ class RuntimeReporter:
             "bundle_hash": bundle_hash,
             "loaded_at": now(),
             "error": None,
+            "pending": False,
         }
         self._write_function(gateway, name, values)
 
-    def live_many(self, items: Sequence[tuple[str, str, int] | tuple[str, str, int, str]]) -> None:
+    def live_many(
+        self, items: Sequence[tuple[str, str, int] | tuple[str, str, int, str]], *, pending: bool = False
+    ) -> None:
         """`live` for a whole load batch in one transaction: a cold start of 10,000 functions is one
-        write, not 10,000 (about 1 ms each). Items: (gateway, name, version[, bundle hash])."""
+        write, not 10,000 (about 1 ms each). Items: (gateway, name, version[, bundle hash]). `pending`:
+        the versions are held by their cells, not run yet (a cold start's); `warmed` says when they
+        are loaded."""
         stamp = now()
         if self.engine.dialect.name == "sqlite":
-            self._live_many_sqlite(items, stamp)
+            self._live_many_sqlite(items, stamp, pending)
             return
         rows = [
             {
@@ -152,6 +181,7 @@ class RuntimeReporter:
                 "bundle_hash": item[3] if len(item) > 3 else None,
                 "loaded_at": stamp,
                 "error": None,
+                "pending": pending,
             }
             for item in items
         ]
@@ -167,7 +197,10 @@ class RuntimeReporter:
                 conn.execute(stmt, rows)
 
     def _live_many_sqlite(
-        self, items: Sequence[tuple[str, str, int] | tuple[str, str, int, str]], stamp: datetime
+        self,
+        items: Sequence[tuple[str, str, int] | tuple[str, str, int, str]],
+        stamp: datetime,
+        pending: bool,
     ) -> None:
         """`live_many` on SQLite: the upsert compiled once, its rows handed to the driver as tuples.
         SQLAlchemy's per-row parameter processing was most of a cold start's report of 100,000
@@ -175,7 +208,7 @@ class RuntimeReporter:
         sql = _live_upsert_sqlite()
         rid, loaded_at = self.identity.id, _sqlite_datetime(self.engine)(stamp)
         rows = [
-            (rid, item[0], item[1], item[2], item[3] if len(item) > 3 else None, loaded_at, None)
+            (rid, item[0], item[1], item[2], item[3] if len(item) > 3 else None, loaded_at, pending, None)
             for item in items
         ]
         with self.engine.connect() as conn:
@@ -187,6 +220,28 @@ class RuntimeReporter:
                     cursor.executemany(sql, rows)
                 finally:
                     cursor.close()
+
+    def warmed(self, items: Sequence[tuple[str, str, int]]) -> None:
+        """Versions reported pending (`live_many(..., pending=True)`) that their cells have now loaded:
+        live, in one write per batch (a cold start's warm-up sends thousands at a time). A row whose
+        version changed since, or that failed, is left as it is. Items: (gateway, name, version)."""
+        if not items:
+            return
+        rid = self.identity.id
+        with self.engine.connect() as conn:
+            conn.execution_options(fnstage_write=True)
+            with conn.begin():
+                if self.engine.dialect.name == "sqlite":
+                    cursor = conn.connection.cursor()
+                    try:
+                        cursor.executemany(_WARMED_SQLITE, [(rid, g, n, v) for g, n, v in items])
+                    finally:
+                        cursor.close()
+                    return
+                gateways, names, versions = (list(column) for column in zip(*items, strict=True))
+                conn.execute(
+                    _WARMED_POSTGRES, {"rid": rid, "gateways": gateways, "names": names, "versions": versions}
+                )
 
     def installing(self, gateway: str, name: str) -> None:
         """This runtime is installing the dependency lock of `name`'s new version before loading it."""

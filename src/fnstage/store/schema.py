@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -206,6 +207,8 @@ runtime_functions = Table(
     Column("version", Integer),  # live version; None when nothing is live
     Column("bundle_hash", String(64)),  # ... and its bundle's hash: a version is number and hash
     Column("loaded_at", DateTime(timezone=True)),
+    # `version` is held by its cell, not run yet (a cold start's, loaded by the warm-up or a request)
+    Column("pending", Boolean, nullable=False, default=False, server_default=false()),
     Column("failed_version", Integer),  # the newest version that failed to load here, if any
     Column("error", Text),
     Column("failed_at", DateTime(timezone=True)),

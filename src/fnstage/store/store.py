@@ -937,6 +937,7 @@ class Tx:
                 name=r.name,
                 version=r.version,
                 bundle_hash=r.bundle_hash,
+                pending=bool(r.pending),
                 loaded_at=utc(r.loaded_at) if r.loaded_at else None,
                 failed_version=r.failed_version,
                 error=r.error,
