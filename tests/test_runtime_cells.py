@@ -537,7 +537,9 @@ def test_a_cell_collects_young_objects_less_often_than_python_does(cells: tuple[
     assert gc.get_threshold()[0] < GC_YOUNG_THRESHOLD
 
 
-RAW_UTF8_COOKIE = b"GET /echo HTTP/1.1\r\nHost: demo.dev.localhost\r\nCookie: city=K\xc3\xb6ln\r\nConnection: close\r\n\r\n"
+RAW_UTF8_COOKIE = (
+    b"GET /echo HTTP/1.1\r\nHost: demo.dev.localhost\r\nCookie: city=K\xc3\xb6ln\r\nConnection: close\r\n\r\n"
+)
 ECHO_COOKIE = "def main(ctx):\n    return {'cookie': ctx.headers.get('cookie')}\n"
 
 

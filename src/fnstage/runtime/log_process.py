@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import threading
+from operator import itemgetter
 from typing import IO, Any
 
 from fnstage.runtime.log_writer import LogSettings
@@ -57,34 +58,54 @@ def records_of(groups: Any, gateway: str, env: str, runtime_id: str | None = Non
         if group_gateway != gateway or not isinstance(name, str) or not name.startswith(prefix):
             continue
         name = name[:220]
+        first = len(out)
         if type(rows) is dict:  # quiet invocations as columns (`cell.SupervisorLink._ship`)
             out += _quiet_records(rows, gateway, name, runtime_id)
-            continue
-        for request_id, started_us, version, status, duration_us, lines, error, trigger in rows:
-            if type(lines) is not list:
-                raise TypeError("lines")
-            text = _lines_text(lines)
-            if len(text) > MAX_LOGGED_CHARS:
-                text = f'["(cut: {len(text)} characters of lines)"]'
-            out.append(
-                _new_tuple(  # a NamedTuple's own constructor is a Python call: four times the cost
-                    LogRecord,
-                    (
-                        gateway,
-                        name,
-                        int(version),
-                        str(request_id)[:64],
-                        int(started_us) / 1e6,
-                        int(status),
-                        int(duration_us) / 1000,
-                        text,
-                        None if error is None else str(error)[:20_000],
-                        None if trigger is None else str(trigger)[:64],
-                        runtime_id,
-                    ),
-                )
-            )
+        else:
+            _row_records(out, rows, gateway, name, runtime_id)
+        if len(out) > first:
+            _check_times(out[first:])
     return out
+
+
+_STARTED_AND_DURATION = itemgetter(4, 6)
+
+
+def _check_times(records: list[LogRecord]) -> None:
+    """Raise OverflowError for a start time or duration no float holds, as converting each did when
+    records held floats: stored as integers, it would fail its whole batch's write instead (a block's
+    first and last start are floats)."""
+    started, durations = zip(*map(_STARTED_AND_DURATION, records), strict=True)
+    for extreme in (min(started), max(started), min(durations), max(durations)):
+        float(extreme)
+
+
+def _row_records(out: list[LogRecord], rows: Any, gateway: str, name: str, runtime_id: str | None) -> None:
+    """`records_of`'s work for a group of rows: their records appended to `out`."""
+    for request_id, started_us, version, status, duration_us, lines, error, trigger in rows:
+        if type(lines) is not list:
+            raise TypeError("lines")
+        text = _lines_text(lines)
+        if len(text) > MAX_LOGGED_CHARS:
+            text = f'["(cut: {len(text)} characters of lines)"]'
+        out.append(
+            _new_tuple(  # a NamedTuple's own constructor is a Python call: four times the cost
+                LogRecord,
+                (
+                    gateway,
+                    name,
+                    int(version),
+                    str(request_id)[:64],
+                    int(started_us),
+                    int(status),
+                    int(duration_us),
+                    text,
+                    None if error is None else str(error)[:20_000],
+                    None if trigger is None else str(trigger)[:64],
+                    runtime_id,
+                ),
+            )
+        )
 
 
 _new_tuple = tuple.__new__
@@ -134,9 +155,9 @@ def _quiet_records(
                 name,
                 int(version),
                 str(request_id)[:64],
-                int(started_us) / 1e6,
+                int(started_us),
                 int(status),
-                int(duration_us) / 1000,
+                int(duration_us),
                 "[]",
                 None,
                 None,
