@@ -5,7 +5,6 @@ blocks, request ids that need escaping, and the migration that moves rows into b
 from __future__ import annotations
 
 import json
-
 import secrets
 from collections.abc import Iterator
 from pathlib import Path

@@ -2,12 +2,13 @@
 bounds (count and age), and read them back filtered (version, status, time, a follow cursor).
 
 Stored in blocks (`schema.invocation_log_blocks`): one row per function and write, its invocations
-column-wise as JSON arrays (start times and durations as integer microseconds, as cells measure
-them: a float's text cost the writer more than the rest of its encoding; blocks written before,
-by 0017, hold seconds and milliseconds as floats, and are read as they are), with what the filters and bounds need as columns of the block (first and
+column-wise as JSON arrays, with what the filters and bounds need as columns of the block (first and
 last start, version and status ranges, how many). A row an invocation cost the writer a row in three
 B-trees each (BENCHMARKS.md, "Invocation logs in blocks"); a block costs that once per write. Readers
-select blocks by those columns, then decode them and match each entry exactly. An entry's id, the
+select blocks by those columns, then decode them and match each entry exactly. Start times and
+durations are stored as integer microseconds, as cells measure them (floats' text was 1.0 us of a
+block's 2.4 us encoding an invocation); blocks written before, by 0017, hold seconds and
+milliseconds as floats, and are read as they are. An entry's id, the
 follow cursor, is `block id * 2**BLOCK_BITS + its index`: it only grows.
 
 Runtime supervisors write (`runtime.log_writer`), the control plane reads (`service.invocation_logs`).
