@@ -348,3 +348,74 @@ def test_a_time_no_float_holds_is_ignored_like_a_wrong_row() -> None:
     ):
         with pytest.raises(OverflowError):
             records_of(wrong, "demo", "dev")
+
+
+_FIELD = st.one_of(st.none(), st.integers(-5, 5), st.text(max_size=70))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            _FIELD,
+            st.lists(st.one_of(st.text(max_size=3), st.integers(0, 9)), max_size=3),
+            _FIELD,
+            _FIELD,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_groups_rows_become_the_records_each_row_alone_would(rows: list[Any]) -> None:
+    """`records_of` converts a group column by column, with shortcuts for the common columns; each
+    record must still be what its row alone gives: fields as text cut to their sizes, None kept for
+    an error or trigger, lines as the JSON encoder writes them."""
+    from fnstage.runtime.log_process import records_of
+
+    shipped = [
+        [rid, 10 + i, 2, 200 + i, 5 * i, lines, error, trigger]
+        for i, (rid, lines, error, trigger) in enumerate(rows)
+    ]
+    records = records_of([["demo", "dev/a", shipped]], "demo", "dev", "rt")
+    assert [tuple(r) for r in records] == [
+        (
+            "demo",
+            "dev/a",
+            2,
+            str(rid)[:64],
+            10 + i,
+            200 + i,
+            5 * i,
+            json.dumps(lines, ensure_ascii=False, separators=(",", ":")),
+            None if error is None else str(error)[:20_000],
+            None if trigger is None else str(trigger)[:64],
+            "rt",
+        )
+        for i, (rid, lines, error, trigger) in enumerate(rows)
+    ]
+    assert [r.lines for r in records] == [
+        r.lines for row in shipped for r in records_of([["demo", "dev/a", [row]]], "demo", "dev")
+    ]
+
+
+def test_a_wrong_row_makes_its_shipment_ignored_wherever_it_is_in_its_group() -> None:
+    """Rows are converted column by column: a wrong one among good ones still raises (the reader then
+    ignores the shipment), and an empty group is nothing."""
+    from fnstage.runtime.log_process import records_of
+
+    good = ["r", 1, 1, 200, 1, ["x"], None, None]
+    for wrong in (
+        ["r", 1, 1, 200, 1, ["x"], None],  # another length
+        "rowrowro",  # not a row (eight characters)
+        7,
+        ["r", 1, 1, 200, 1, "x", None, None],  # lines not a list
+        ["r", 1, "one", 200, 1, ["x"], None, None],
+        ["r", 1, 1, None, 1, ["x"], None, None],
+        ["r", 1.5j, 1, 200, 1, ["x"], None, None],
+    ):
+        with pytest.raises((TypeError, ValueError)):
+            records_of([["demo", "dev/x", [good, wrong, good]]], "demo", "dev")
+    assert records_of([["demo", "dev/x", []], ["demo", "dev/y", [good]]], "demo", "dev")[0].name == "dev/y"
+    for not_rows in (7, None):
+        with pytest.raises(TypeError):
+            records_of([["demo", "dev/x", not_rows]], "demo", "dev")
