@@ -419,3 +419,19 @@ def test_a_wrong_row_makes_its_shipment_ignored_wherever_it_is_in_its_group() ->
     for not_rows in (7, None):
         with pytest.raises(TypeError):
             records_of([["demo", "dev/x", not_rows]], "demo", "dev")
+
+
+def test_the_writers_engine_comes_with_everything_before_it_frozen(tmp_path: Path) -> None:
+    """Full collections in the writer process skip what lives as long as it (imports, the engine)."""
+    import gc
+
+    from fnstage.runtime.log_process import frozen_after
+    from fnstage.store.engine import make_engine, sqlite_url
+
+    gc.unfreeze()
+    try:
+        engine = frozen_after(make_engine(sqlite_url(tmp_path)))
+        assert gc.get_freeze_count() > 1000
+        engine.dispose()
+    finally:
+        gc.unfreeze()

@@ -19,6 +19,7 @@ supervisor closes the control socket or dies.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import json
 import logging
@@ -33,10 +34,13 @@ import threading
 from collections.abc import Sequence
 from functools import partial
 from itertools import chain, repeat
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from fnstage.runtime.log_writer import LogSettings
 from fnstage.store.invocation_log import LogRecord
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 logger = logging.getLogger("fnstage.runtime")
 
@@ -375,6 +379,17 @@ class LogProcess:
                 return
 
 
+def frozen_after(engine: Engine) -> Engine:
+    """`engine`, connected once, then every object this process has so far frozen (`gc.freeze`): the
+    imports' (SQLAlchemy, a driver) and the engine's live as long as the process, and full
+    collections, which a writer's allocations trigger every few batches, traversed them all: about
+    half the writer's CPU an invocation (BENCHMARKS.md, "The log writer's columns")."""
+    with engine.connect():
+        pass
+    gc.freeze()
+    return engine
+
+
 def main(control_fd: int) -> None:
     """The writer process: `python -c 'from fnstage.runtime.log_process import main; main(FD)'`."""
     from fnstage.runtime.log_writer import LogWriter
@@ -387,7 +402,7 @@ def main(control_fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     url = os.environ.pop(URL_VARIABLE)
-    writer = LogWriter(lambda: make_engine(url), LogSettings.from_env())
+    writer = LogWriter(lambda: frozen_after(make_engine(url)), LogSettings.from_env())
     writer.start()
     done = threading.Event()
     threading.Thread(target=_report, args=(writer, sys.stdout, done), daemon=True).start()
