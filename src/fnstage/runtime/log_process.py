@@ -60,8 +60,8 @@ def records_of(groups: Any, gateway: str, env: str, runtime_id: str | None = Non
     runtime's, in every record (the store writes records as they are).
 
     A group's rows are turned into columns, each converted by one C call where it can be (`map`),
-    and the columns zipped back into records: a record built by Python code a row was most of this
-    function's time (BENCHMARKS.md, "The log writer's columns")."""
+    and the columns zipped back into records: no Python step a row in the common case (BENCHMARKS.md,
+    "The log writer's columns")."""
     out: list[LogRecord] = []
     prefix = f"{env}/"
     for group_gateway, name, rows in groups:
@@ -383,7 +383,7 @@ def frozen_after(engine: Engine) -> Engine:
     """`engine`, connected once, then every object this process has so far frozen (`gc.freeze`): the
     imports' (SQLAlchemy, a driver) and the engine's live as long as the process, and full
     collections, which a writer's allocations trigger every few batches, traversed them all: about
-    half the writer's CPU an invocation (BENCHMARKS.md, "The log writer's columns")."""
+    a third to a half of the writer's CPU an invocation (BENCHMARKS.md, "The log writer's columns")."""
     with engine.connect():
         pass
     gc.freeze()
