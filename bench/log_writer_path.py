@@ -2,13 +2,16 @@
 writer's own cost"): a shipment's bytes -> `json.loads` -> `records_of` -> `invocation_log.write`, on
 SQLite, K batches of 2,000 invocations ("build": only the shipments, the harness's own share).
 
-    PYTHONPATH=SRC valgrind --tool=callgrind ../.venv/bin/python log_writer_path.py K full|build
+    PYTHONPATH=SRC valgrind --tool=callgrind ../.venv/bin/python log_writer_path.py K full|build [frozen]
 
-Run K = 1 and 6 and divide the difference of the instructions by 10,000.
+Run K = 1 and 6 and divide the difference of the instructions by 10,000. "frozen": the objects made
+before the first batch frozen (`gc.freeze`), as the writer process freezes them since branch
+`logcols` (`log_process.frozen_after`): full collections then skip them.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import tempfile
@@ -27,6 +30,10 @@ RUNTIME = "7d1c2b9e-5d4f-4a43-9f4c-0a3b1c2d3e4f"
 def main() -> None:
     batches, mode = int(sys.argv[1]), sys.argv[2]
     engine = make_engine(publish(None, Path(tempfile.mkdtemp(prefix="fnstage-bench-writer-"))))
+    if sys.argv[3:] == ["frozen"]:
+        with engine.connect():
+            pass
+        gc.freeze()
     for k in range(batches):
         base = k * BATCH
         started_us = 1764590000000000 + base * 100

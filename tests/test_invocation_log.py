@@ -31,9 +31,9 @@ def record(
         name=name,
         version=version,
         request_id=f"req-{n}",
-        started_at=at or 1_000_000.0 + n,
+        started_us=round((at or 1_000_000.0 + n) * 1e6),
         status=status,
-        duration_ms=1.5,
+        duration_us=1500,
         lines=f'["line {n}"]',
         error="ValueError: boom\nTraceback ..." if status == 500 else None,
     )
@@ -70,7 +70,7 @@ def test_written_entries_read_back_newest_first_with_filters(store: Store, demo:
 
 
 def test_entries_of_an_unknown_gateway_are_skipped_not_failed(store: Store, demo: str) -> None:
-    stray = LogRecord("gone", "dev/x", 1, "r", 1.0, 200, 1.0, "[]")
+    stray = LogRecord("gone", "dev/x", 1, "r", 1_000_000, 200, 1000, "[]")
     invocation_log.write(store.engine, [stray, record(1)])
     assert [
         e["request_id"] for e in invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())[0]
@@ -293,7 +293,9 @@ def test_a_cell_is_believed_only_for_its_own_gateway_and_environment(tmp_path: A
     row = ["r1", 5_000_000, 3, 200, 1500, ["a line"], None, None]
     (mine,) = _log_records([["demo", "dev/a", [row]]], spec)
     assert mine.lines == '["a line"]' and mine.version == 3
-    assert mine.started_at == 5.0 and mine.duration_ms == 1.5  # integer microseconds, as cells send them
+    assert (
+        mine.started_us == 5_000_000 and mine.duration_us == 1500
+    )  # integer microseconds, as cells send them
     (huge,) = _log_records([["demo", "dev/a", [[*row[:5], ["x" * 2_000_000], None, None]]]], spec)
     assert huge.lines == '["(cut: 2000004 characters of lines)"]'
     assert _log_records([["other", "dev/a", [row]], ["demo", "prod/a", [row]]], spec) == []
@@ -336,7 +338,7 @@ def test_charts_are_computed_per_version_and_bucket_with_releases(
     now = time.time()
     start = (int(now // 60) + 1) * 60 - 3600  # the hour's first bucket
     records = [record(n, version=1, at=start + 5, status=200) for n in range(1, 11)]
-    records = [r._replace(duration_ms=float(n)) for n, r in enumerate(records, 1)]  # 1..10 ms
+    records = [r._replace(duration_us=1000 * n) for n, r in enumerate(records, 1)]  # 1..10 ms
     records += [record(20, version=2, at=start + 65, status=500), record(21, version=2, at=start + 70)]
     records += [record(30, version=2, at=start - 10)]  # before the window
     invocation_log.write(store.engine, records)

@@ -4,6 +4,7 @@ blocks, request ids that need escaping, and the migration that moves rows into b
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +32,9 @@ def record(n: int, *, name: str = FN, version: int = 1, status: int = 200, at: f
         name=name,
         version=version,
         request_id=f"req-{n}",
-        started_at=at or 1_000_000.0 + n,
+        started_us=round((at or 1_000_000.0 + n) * 1e6),
         status=status,
-        duration_ms=n / 4,
+        duration_us=n * 250,
         lines=f'["line {n}"]',
         error=f"ValueError: {n}\nTraceback ..." if status >= 500 else None,
         trigger="nightly" if n % 7 == 0 else None,
@@ -181,6 +182,58 @@ def test_samples_span_blocks_and_cut_inside_one(store: Store, demo: str) -> None
         (300.0, 2, 200, 0.75),
     ]
     assert invocation_log.samples(store.engine, "demo", FN, 400.0) == []
+
+
+def test_blocks_hold_integer_microseconds_and_read_the_floats_of_0017s_blocks(
+    store: Store, demo: str
+) -> None:
+    """Start times and durations are stored as the cell measured them (encoding a float's text was
+    most of a block's encoding); a block written by 0017's writer, in seconds and milliseconds, reads
+    as it did."""
+    invocation_log.write(store.engine, [record(1, at=1_764_000_000.123456), record(2, at=1_764_000_001.5)])
+    columns = t.invocation_log_blocks.c
+    with store.engine.begin() as conn:
+        started, durations = conn.execute(select(columns.started_at, columns.durations_ms)).one()
+        assert (started, durations) == ("[1764000000123456,1764000001500000]", "[250,500]")
+        old = (1_764_000_000.123456, 1_764_000_001.5)
+        conn.execute(  # the same two, as 0017 wrote them, for another function
+            t.invocation_log_blocks.insert().values(
+                gateway_id="demo",
+                name="dev/old",
+                entries=2,
+                first_started=old[0],
+                last_started=old[1],
+                min_version=1,
+                max_version=1,
+                min_status=200,
+                max_status=200,
+                request_ids='["req-1","req-2"]',
+                started_at=json.dumps(old),
+                versions="[1,1]",
+                statuses="[200,200]",
+                durations_ms="[0.25,0.5]",
+                lines='["[\\"line 1\\"]","[\\"line 2\\"]"]',
+            )
+        )
+    for since, until in ((None, None), (1_764_000_000.2, None), (None, 1_764_000_000.2)):
+        wanted = LogFilter(since=since, until=until)
+        new_entries = invocation_log.read(store.engine, "demo", FN, wanted)[0]
+        old_entries = invocation_log.read(store.engine, "demo", "dev/old", wanted)[0]
+        assert (
+            [e["time"] for e in new_entries]
+            == [e["time"] for e in old_entries]
+            == [t_ for t_ in reversed(old) if (since or 0) <= t_ < (until or 2e9)]
+        )
+        assert [(e["duration_ms"], e["lines"]) for e in new_entries] == [
+            (e["duration_ms"], e["lines"]) for e in old_entries
+        ]
+    assert invocation_log.samples(store.engine, "demo", FN, 0) == [
+        (old[0], 1, 200, 0.25),
+        (old[1], 1, 200, 0.5),
+    ]
+    assert invocation_log.samples(store.engine, "demo", "dev/old", 0) == invocation_log.samples(
+        store.engine, "demo", FN, 0
+    )
 
 
 # the migration ---------------------------------------------------------------------------------------
@@ -336,6 +389,11 @@ def test_the_migration_moves_every_row_into_blocks(empty_url: str) -> None:
         _migrate(engine, "0016", down=True)
         with engine.connect() as conn:
             back = conn.execute(text("SELECT request_id, name, lines FROM invocation_logs ORDER BY id")).all()
+            new = conn.execute(
+                text("SELECT started_at, duration_ms FROM invocation_logs WHERE request_id = 'req-1'")
+            ).all()
+        # a block written since holds integer microseconds: rows get seconds and milliseconds back
+        assert new == [(1_000_001.0, 0.25)]
         assert len(back) == len(rows) + (2 if postgres else 1)
         assert {r[0] for r in back} >= {r["rid"] for r in rows} and ("old-11", FN, "not json") in back
     finally:

@@ -171,7 +171,10 @@ def test_a_cells_rows_reach_the_writer_as_they_were_served_in_small_messages() -
     records = [r for m in shipped for r in records_of(m["groups"], "demo", "dev")]
     assert [r.request_id for r in records] == [f"r{n}" for n in range(2000)] + ["long"]
     first = records[0]
-    assert abs(first.started_at - 1_764_000_000.123456) < 2e-6 and abs(first.duration_ms - 12.345) < 2e-3
+    assert (
+        abs(first.started_us / 1e6 - 1_764_000_000.123456) < 2e-6
+        and abs(first.duration_us / 1000 - 12.345) < 2e-3
+    )
     assert first.lines == '["line 0"]' and first.version == 3 and first.error is None
     assert records[-1].lines.startswith('["(cut: ') and records[-1].error == "ValueError: x"
 
@@ -309,7 +312,7 @@ def test_quiet_invocations_go_as_columns_in_the_messages_rows_would_make() -> No
     for record, (_, name, e) in zip(in_order, served, strict=True):
         kept = (record.name, record.version, record.status, record.error, record.trigger)
         assert kept == (name, e[2], e[3], e[6], e[7])
-        assert abs(record.started_at - e[1]) < 2e-6 and abs(record.duration_ms - e[4]) < 2e-3
+        assert abs(record.started_us / 1e6 - e[1]) < 2e-6 and abs(record.duration_us / 1000 - e[4]) < 2e-3
         assert record.lines == json.dumps(list(e[5]), separators=(",", ":"))
 
 
@@ -318,7 +321,7 @@ def test_columns_that_do_not_fit_are_ignored_like_a_wrong_row() -> None:
 
     good = {"id": ["a", "b"], "t": [1_000_000, 2_000_000], "d": [1000, 2000], "v": 3, "s": [200, 404]}
     [a, b] = records_of([["demo", "dev/x", good]], "demo", "dev")
-    assert (a.request_id, a.started_at, a.duration_ms, a.version, a.status) == ("a", 1.0, 1.0, 3, 200)
+    assert (a.request_id, a.started_us, a.duration_us, a.version, a.status) == ("a", 1_000_000, 1000, 3, 200)
     assert a.lines == "[]" and a.error is None and a.trigger is None
     assert (b.request_id, b.status, b.version) == ("b", 404, 3)
     for wrong in ({**good, "t": [1]}, {**good, "s": [200]}, {**good, "v": "3"}, {**good, "id": "ab"}):
@@ -330,3 +333,105 @@ def test_columns_that_do_not_fit_are_ignored_like_a_wrong_row() -> None:
     both = records_of([["demo", "dev/x", good], ["demo", "dev/y", rows]], "demo", "dev", "rt-1")
     assert [r.runtime_id for r in both] == ["rt-1", "rt-1", "rt-1"]
     assert all(type(r) is type(both[-1]) and len(r) == len(both[-1]) for r in both)
+
+
+def test_a_time_no_float_holds_is_ignored_like_a_wrong_row() -> None:
+    """Records keep a cell's integer microseconds; one past any float would otherwise reach the store
+    and fail the write of the whole batch it is in (a block's first and last start are floats)."""
+    from fnstage.runtime.log_process import records_of
+
+    huge = 10**400
+    for wrong in (
+        [["demo", "dev/x", [["r", huge, 1, 200, 1, [], None, None]]]],
+        [["demo", "dev/x", [["r", 1, 1, 200, -huge, [], None, None]]]],
+        [["demo", "dev/x", {"id": ["a"], "t": [huge], "d": [1], "v": 1, "s": 200}]],
+    ):
+        with pytest.raises(OverflowError):
+            records_of(wrong, "demo", "dev")
+
+
+_FIELD = st.one_of(st.none(), st.integers(-5, 5), st.text(max_size=70))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            _FIELD,
+            st.lists(st.one_of(st.text(max_size=3), st.integers(0, 9)), max_size=3),
+            _FIELD,
+            _FIELD,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_groups_rows_become_the_records_each_row_alone_would(rows: list[Any]) -> None:
+    """`records_of` converts a group column by column, with shortcuts for the common columns; each
+    record must still be what its row alone gives: fields as text cut to their sizes, None kept for
+    an error or trigger, lines as the JSON encoder writes them."""
+    from fnstage.runtime.log_process import records_of
+
+    shipped = [
+        [rid, 10 + i, 2, 200 + i, 5 * i, lines, error, trigger]
+        for i, (rid, lines, error, trigger) in enumerate(rows)
+    ]
+    records = records_of([["demo", "dev/a", shipped]], "demo", "dev", "rt")
+    assert [tuple(r) for r in records] == [
+        (
+            "demo",
+            "dev/a",
+            2,
+            str(rid)[:64],
+            10 + i,
+            200 + i,
+            5 * i,
+            json.dumps(lines, ensure_ascii=False, separators=(",", ":")),
+            None if error is None else str(error)[:20_000],
+            None if trigger is None else str(trigger)[:64],
+            "rt",
+        )
+        for i, (rid, lines, error, trigger) in enumerate(rows)
+    ]
+    assert [r.lines for r in records] == [
+        r.lines for row in shipped for r in records_of([["demo", "dev/a", [row]]], "demo", "dev")
+    ]
+
+
+def test_a_wrong_row_makes_its_shipment_ignored_wherever_it_is_in_its_group() -> None:
+    """Rows are converted column by column: a wrong one among good ones still raises (the reader then
+    ignores the shipment), and an empty group is nothing."""
+    from fnstage.runtime.log_process import records_of
+
+    good = ["r", 1, 1, 200, 1, ["x"], None, None]
+    for wrong in (
+        ["r", 1, 1, 200, 1, ["x"], None],  # another length
+        "rowrowro",  # not a row (eight characters)
+        7,
+        ["r", 1, 1, 200, 1, "x", None, None],  # lines not a list
+        ["r", 1, "one", 200, 1, ["x"], None, None],
+        ["r", 1, 1, None, 1, ["x"], None, None],
+        ["r", 1.5j, 1, 200, 1, ["x"], None, None],
+    ):
+        with pytest.raises((TypeError, ValueError)):
+            records_of([["demo", "dev/x", [good, wrong, good]]], "demo", "dev")
+    assert records_of([["demo", "dev/x", []], ["demo", "dev/y", [good]]], "demo", "dev")[0].name == "dev/y"
+    for not_rows in (7, None):
+        with pytest.raises(TypeError):
+            records_of([["demo", "dev/x", not_rows]], "demo", "dev")
+
+
+def test_the_writers_engine_comes_with_everything_before_it_frozen(tmp_path: Path) -> None:
+    """Full collections in the writer process skip what lives as long as it (imports, the engine)."""
+    import gc
+
+    from fnstage.runtime.log_process import frozen_after
+    from fnstage.store.engine import make_engine, sqlite_url
+
+    gc.unfreeze()
+    try:
+        engine = frozen_after(make_engine(sqlite_url(tmp_path)))
+        assert gc.get_freeze_count() > 1000
+        engine.dispose()
+    finally:
+        gc.unfreeze()

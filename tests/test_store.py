@@ -171,7 +171,7 @@ def test_feed_reader_token_ignores_invocation_log_writes(
     try:
         token = reader.change_token()
         assert token != 0
-        record = LogRecord(gateway, "dev/user/me", 1, "r1", 1.0, 200, 1.0, "[]")
+        record = LogRecord(gateway, "dev/user/me", 1, "r1", 1_000_000, 200, 1000, "[]")
         invocation_log.write(store.engine, [record])
         assert reader.change_token() == token  # a log write is not a publish
         services.deployments.save(actor, gateway, "dev/user/me", hello_files())

@@ -19,6 +19,7 @@ supervisor closes the control socket or dies.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import json
 import logging
@@ -30,10 +31,16 @@ import socket
 import subprocess
 import sys
 import threading
-from typing import IO, Any
+from collections.abc import Sequence
+from functools import partial
+from itertools import chain, repeat
+from typing import IO, TYPE_CHECKING, Any
 
 from fnstage.runtime.log_writer import LogSettings
 from fnstage.store.invocation_log import LogRecord
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 logger = logging.getLogger("fnstage.runtime")
 
@@ -49,45 +56,105 @@ def records_of(groups: Any, gateway: str, env: str, runtime_id: str | None = Non
     the shipment is ignored); strings cut to their columns' sizes. A row is `[request_id, started_us,
     version, status, duration_us, lines, error, trigger]` (`cell.SupervisorLink._ship`); `lines`, a
     list, is kept as its JSON text, which readers parse (`store.invocation_log.read_lines`). A group
-    of quiet invocations carries columns instead of rows (`_quiet_records`). `runtime_id`: the writing
-    runtime's, in every record (the store writes records as they are)."""
+    of quiet invocations carries columns instead of rows (`_quiet_columns`). `runtime_id`: the writing
+    runtime's, in every record (the store writes records as they are).
+
+    A group's rows are turned into columns, each converted by one C call where it can be (`map`),
+    and the columns zipped back into records: no Python step a row in the common case (BENCHMARKS.md,
+    "The log writer's columns")."""
     out: list[LogRecord] = []
     prefix = f"{env}/"
     for group_gateway, name, rows in groups:
         if group_gateway != gateway or not isinstance(name, str) or not name.startswith(prefix):
             continue
-        name = name[:220]
         if type(rows) is dict:  # quiet invocations as columns (`cell.SupervisorLink._ship`)
-            out += _quiet_records(rows, gateway, name, runtime_id)
-            continue
-        for request_id, started_us, version, status, duration_us, lines, error, trigger in rows:
-            if type(lines) is not list:
-                raise TypeError("lines")
-            text = _lines_text(lines)
-            if len(text) > MAX_LOGGED_CHARS:
-                text = f'["(cut: {len(text)} characters of lines)"]'
-            out.append(
-                _new_tuple(  # a NamedTuple's own constructor is a Python call: four times the cost
-                    LogRecord,
-                    (
-                        gateway,
-                        name,
-                        int(version),
-                        str(request_id)[:64],
-                        int(started_us) / 1e6,
-                        int(status),
-                        int(duration_us) / 1000,
-                        text,
-                        None if error is None else str(error)[:20_000],
-                        None if trigger is None else str(trigger)[:64],
-                        runtime_id,
-                    ),
-                )
+            request_ids, started, versions, statuses, durations, lines, errors, triggers = _quiet_columns(
+                rows
             )
+        elif len(rows) == 0:  # TypeError: not rows at all
+            continue
+        else:
+            # ValueError: a row of another length; TypeError: not a row
+            request_ids, started, versions, statuses, durations, lines, errors, triggers = zip(
+                *rows, strict=True
+            )
+            lines = _lines_texts(lines)
+            errors = _cut_texts(errors, 20_000)
+            triggers = _cut_texts(triggers, 64)
+        n = len(request_ids)
+        if n == 0:
+            continue
+        started, durations = list(map(int, started)), list(map(int, durations))
+        _check_times(started, durations)
+        out += map(
+            _as_record,
+            zip(
+                repeat(gateway, n),
+                repeat(name[:220], n),
+                map(int, versions),
+                _cut_strings(request_ids, 64),
+                started,
+                map(int, statuses),
+                durations,
+                lines,
+                errors,
+                triggers,
+                repeat(runtime_id, n),
+                strict=True,
+            ),
+        )
     return out
 
 
-_new_tuple = tuple.__new__
+# a LogRecord from a tuple of its fields, in C (a NamedTuple's own constructor is a Python call)
+_as_record = partial(tuple.__new__, LogRecord)
+
+
+def _check_times(started: list[int], durations: list[int]) -> None:
+    """Raise OverflowError for a start time or duration no float holds, as converting each did when
+    records held floats: stored as integers, it would fail its whole batch's write instead (a block's
+    first and last start are floats)."""
+    for extreme in (min(started), max(started), min(durations), max(durations)):
+        float(extreme)
+
+
+def _cut_strings(values: Sequence[Any], size: int) -> Sequence[str]:
+    """Each value as text cut to `size` characters; strings all short enough (the common column) are
+    given back as they are."""
+    if all(map(str.__instancecheck__, values)) and max(map(len, values)) <= size:
+        return values
+    return [str(value)[:size] for value in values]
+
+
+def _cut_texts(values: Sequence[Any], size: int) -> Sequence[str | None]:
+    """`_cut_strings`, None kept (an error, a trigger)."""
+    if values.count(None) == len(values):
+        return values
+    return [None if value is None else str(value)[:size] for value in values]
+
+
+def _lines_texts(column: Sequence[Any]) -> Sequence[str]:
+    """Each invocation's lines (a list) as `_encode_lines` writes it; too long: a note instead.
+    Lines that are all strings needing no escape, none empty (the common column), are built by C
+    calls: their strings between quotes, joined by commas."""
+    if not all(map(list.__instancecheck__, column)):
+        raise TypeError("lines")
+    try:
+        whole = "".join(chain.from_iterable(column))  # TypeError: not all strings
+    except TypeError:
+        whole = None
+    if whole is not None and [] not in column and _ESCAPED.search(whole) is None:
+        texts: Sequence[str] = list(map('["{}"]'.format, map('","'.join, column)))
+    else:
+        texts = [_lines_text(lines) for lines in column]
+    if max(map(len, texts)) > MAX_LOGGED_CHARS:
+        texts = [
+            text if len(text) <= MAX_LOGGED_CHARS else f'["(cut: {len(text)} characters of lines)"]'
+            for text in texts
+        ]
+    return texts
+
+
 _encode_lines = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # what `_encode_lines` escapes (`json.encoder.ESCAPE`): with none of it, a list of strings is its
 # strings between quotes, joined by commas
@@ -109,12 +176,11 @@ def _lines_text(lines: list[Any]) -> str:
     return '["' + '","'.join(lines) + '"]'
 
 
-def _quiet_records(
-    columns: dict[str, Any], gateway: str, name: str, runtime_id: str | None = None
-) -> list[LogRecord]:
+def _quiet_columns(columns: dict[str, Any]) -> tuple[Sequence[Any], ...]:
     """Invocations that logged nothing, failed not and ran for no trigger, shipped as columns:
     `{"id": [...], "t": [started_us...], "d": [duration_us...], "v": version or [...], "s": status
-    or [...]}` (one value: every invocation's). Columns of unequal lengths raise, as a wrong row does."""
+    or [...]}` (one value: every invocation's), as `records_of`'s eight columns. Columns of unequal
+    lengths raise, as a wrong row does."""
     ids, started, durations = columns["id"], columns["t"], columns["d"]
     if type(ids) is not list or type(started) is not list or type(durations) is not list:
         raise TypeError("columns")
@@ -126,27 +192,8 @@ def _quiet_records(
         raise TypeError("columns")
     if not len(started) == len(durations) == len(versions) == len(statuses) == n:
         raise ValueError("columns of unequal lengths")
-    return [
-        _new_tuple(  # as `records_of`'s rows
-            LogRecord,
-            (
-                gateway,
-                name,
-                int(version),
-                str(request_id)[:64],
-                int(started_us) / 1e6,
-                int(status),
-                int(duration_us) / 1000,
-                "[]",
-                None,
-                None,
-                runtime_id,
-            ),
-        )
-        for request_id, started_us, version, status, duration_us in zip(
-            ids, started, versions, statuses, durations, strict=True
-        )
-    ]
+    nothing = [None] * n
+    return ids, started, versions, statuses, durations, ["[]"] * n, nothing, nothing
 
 
 class LogPipe:
@@ -332,6 +379,17 @@ class LogProcess:
                 return
 
 
+def frozen_after(engine: Engine) -> Engine:
+    """`engine`, connected once, then every object this process has so far frozen (`gc.freeze`): the
+    imports' (SQLAlchemy, a driver) and the engine's live as long as the process, and full
+    collections, which a writer's allocations trigger every few batches, traversed them all: about
+    a third to a half of the writer's CPU an invocation (BENCHMARKS.md, "The log writer's columns")."""
+    with engine.connect():
+        pass
+    gc.freeze()
+    return engine
+
+
 def main(control_fd: int) -> None:
     """The writer process: `python -c 'from fnstage.runtime.log_process import main; main(FD)'`."""
     from fnstage.runtime.log_writer import LogWriter
@@ -344,7 +402,7 @@ def main(control_fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     url = os.environ.pop(URL_VARIABLE)
-    writer = LogWriter(lambda: make_engine(url), LogSettings.from_env())
+    writer = LogWriter(lambda: frozen_after(make_engine(url)), LogSettings.from_env())
     writer.start()
     done = threading.Event()
     threading.Thread(target=_report, args=(writer, sys.stdout, done), daemon=True).start()

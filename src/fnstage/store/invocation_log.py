@@ -5,7 +5,10 @@ Stored in blocks (`schema.invocation_log_blocks`): one row per function and writ
 column-wise as JSON arrays, with what the filters and bounds need as columns of the block (first and
 last start, version and status ranges, how many). A row an invocation cost the writer a row in three
 B-trees each (BENCHMARKS.md, "Invocation logs in blocks"); a block costs that once per write. Readers
-select blocks by those columns, then decode them and match each entry exactly. An entry's id, the
+select blocks by those columns, then decode them and match each entry exactly. Start times and
+durations are stored as integer microseconds, as cells measure them (floats' text was 1.0 us of a
+block's 2.4 us encoding an invocation); blocks written before, by 0017, hold seconds and
+milliseconds as floats, and are read as they are. An entry's id, the
 follow cursor, is `block id * 2**BLOCK_BITS + its index`: it only grows.
 
 Runtime supervisors write (`runtime.log_writer`), the control plane reads (`service.invocation_logs`).
@@ -44,9 +47,9 @@ class LogRecord(NamedTuple):
     name: str
     version: int
     request_id: str
-    started_at: float
+    started_us: int  # microseconds since the epoch
     status: int
-    duration_ms: float
+    duration_us: int
     lines: str  # a JSON list of strings, as the cell encoded it
     error: str | None = None
     trigger: str | None = None
@@ -124,8 +127,8 @@ def block_row(records: Sequence[Sequence[Any]], runtime_id: str | None) -> tuple
         records[0][0],
         records[0][1],
         n,
-        min(started),
-        max(started),
+        min(started) / 1e6,
+        max(started) / 1e6,
         min(versions),
         max(versions),
         min(statuses),
@@ -315,9 +318,28 @@ def _columns(conn: Connection, block: int, names: Sequence[str]) -> dict[str, An
     if not names:
         return {}
     values = conn.execute(select(*(_BLOCKS.c[n] for n in names)).where(_BLOCKS.c.id == block)).one()
-    return {
+    columns = {
         n: v if v is None or n == "runtime_id" else json.loads(v) for n, v in zip(names, values, strict=True)
     }
+    if "started_at" in columns:
+        columns["started_at"] = seconds(columns["started_at"])
+    if "durations_ms" in columns:
+        columns["durations_ms"] = milliseconds(columns["durations_ms"])
+    return columns
+
+
+def seconds(started: list[Any]) -> list[float]:
+    """A block's start times in seconds: it holds integer microseconds, or (written by 0017) seconds."""
+    if started and type(started[0]) is int:
+        return [us / 1e6 for us in started]
+    return started
+
+
+def milliseconds(durations: list[Any]) -> list[float]:
+    """A block's durations in milliseconds: it holds integer microseconds, or (by 0017) milliseconds."""
+    if durations and type(durations[0]) is int:
+        return [us / 1000 for us in durations]
+    return durations
 
 
 def _matching(block: int, entries: int, columns: dict[str, Any], wanted: LogFilter) -> list[int]:
@@ -396,10 +418,10 @@ def samples(engine: Engine, gateway: str, name: str, since: float) -> list[tuple
                 found += [
                     (float(s), int(v), int(st), float(d))
                     for s, v, st, d in zip(
-                        json.loads(started),
+                        seconds(json.loads(started)),
                         json.loads(versions),
                         json.loads(statuses),
-                        json.loads(durations),
+                        milliseconds(json.loads(durations)),
                         strict=True,
                     )
                     if s >= since

@@ -390,7 +390,9 @@ invocation_log_blocks = Table(
     Column("min_status", Integer, nullable=False),
     Column("max_status", Integer, nullable=False),
     Column("request_ids", Text, nullable=False),  # ["...", ...]
-    Column("started_at", Text, nullable=False),  # seconds since the epoch, when each request started
+    # when each request started and how long it ran: integer microseconds (since the epoch), as cells
+    # measure them; blocks written by 0017 hold floats, seconds and milliseconds (read as they are)
+    Column("started_at", Text, nullable=False),
     Column("versions", Text, nullable=False),
     Column("statuses", Text, nullable=False),
     Column("durations_ms", Text, nullable=False),

@@ -212,10 +212,10 @@ def _expand(block: Any) -> Iterator[dict[str, Any]]:
     runtimes = json.loads(block.runtime_ids) if block.runtime_ids is not None else [block.runtime_id] * n
     columns = zip(
         json.loads(block.request_ids),
-        json.loads(block.started_at),
+        _floats(json.loads(block.started_at), 1e6),
         json.loads(block.versions),
         json.loads(block.statuses),
-        json.loads(block.durations_ms),
+        _floats(json.loads(block.durations_ms), 1000),
         json.loads(block.lines),
         errors,
         triggers,
@@ -236,3 +236,11 @@ def _expand(block: Any) -> Iterator[dict[str, Any]]:
             "trigger": trigger,
             "runtime_id": runtime,
         }
+
+
+def _floats(column: list[Any], per_unit: float) -> list[Any]:
+    """A block's times as rows held them (seconds, milliseconds): blocks written since this migration
+    may hold integer microseconds (`store.invocation_log`), which are divided by `per_unit`."""
+    if column and type(column[0]) is int:
+        return [us / per_unit for us in column]
+    return column

@@ -1,0 +1,67 @@
+"""The log writer's path per invocation in process, by CPU time (`time.process_time`, which other
+processes' load moves less than wall time): a shipment's bytes -> `json.loads` -> `records_of` ->
+`invocation_log.write` on SQLite, K batches of 2,000 invocations after a first one, each stage's
+microseconds an invocation (BENCHMARKS.md, "The log writer's columns").
+
+    cd bench && [FREEZE=1 | NOGC=1] K=100 PYTHONPATH=SRC ../.venv/bin/python log_writer_cpu.py LABEL
+
+FREEZE=1: what exists before the first batch is frozen (`gc.freeze`), as the writer process does since
+branch `logcols`; NOGC=1: no collections at all (the code's own cost). Garbage collections are most
+of the difference between runs of a few batches: use K = 100 or more.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from durable_logs import publish
+
+from fnstage.runtime.log_process import records_of
+from fnstage.store import invocation_log
+from fnstage.store.engine import make_engine
+
+BATCH = 2000
+RUNTIME = "7d1c2b9e-5d4f-4a43-9f4c-0a3b1c2d3e4f"
+
+
+def main() -> None:
+    batches = int(os.environ.get("K", "100"))
+    engine = make_engine(publish(None, Path(tempfile.mkdtemp(prefix="fnstage-bench-writer-"))))
+    if os.environ.get("NOGC"):
+        gc.disable()
+    if os.environ.get("FREEZE"):
+        with engine.connect():
+            pass
+        gc.freeze()
+    spent = {"loads": 0.0, "records_of": 0.0, "write": 0.0}
+    for k in range(batches + 1):
+        base = k * BATCH
+        started_us = 1764590000000000 + base * 100
+        rows = [
+            [f"{(base + i):032x}", started_us + i * 100, 1, 200, 123, ["hello from /"], None, None]
+            for i in range(BATCH)
+        ]
+        message = json.dumps({"n": BATCH, "groups": [["bench", "dev/hello", rows]]}).encode()
+        a = time.process_time()
+        shipped = json.loads(message)
+        b = time.process_time()
+        records = records_of(shipped["groups"], "bench", "dev", RUNTIME)
+        c = time.process_time()
+        invocation_log.write(engine, records, RUNTIME)
+        d = time.process_time()
+        if k:  # the first batch: the engine's first statements
+            spent["loads"] += b - a
+            spent["records_of"] += c - b
+            spent["write"] += d - c
+    per = {stage: seconds / (batches * BATCH) * 1e6 for stage, seconds in spent.items()}
+    print(sys.argv[1], " ".join(f"{k} {v:.2f}" for k, v in per.items()), f"total {sum(per.values()):.2f} us")
+
+
+if __name__ == "__main__":
+    main()
