@@ -30,12 +30,11 @@ from fnstage.store.records import published_fields, published_from_fields
 from fnstage.store.store import Store
 from fnstage.testing import RuntimeServer
 from support.cells import ANSWER, Events, get, row
+from support.pending import FAILS, bulk_copies
 
 pytestmark = pytest.mark.timeout(120)
 
 DEV: Slot = ("demo", "dev", "")
-ROOT = Path(__file__).resolve().parents[1]
-FAILS = "x = 1 / 0\n" + ANSWER % 0
 
 
 @pytest.fixture(scope="module")
@@ -310,19 +309,6 @@ def _live(published: Any) -> LiveVersion:
 # a real `fnstage runtime` on a store of 1,001 functions and a broken one: its cold start defers -------
 
 
-def _bulk_copies() -> Callable[..., None]:
-    """bench/stores.py's `bulk_copies`: copies of a gateway's one function, in SQL (1,000 saves take
-    longer than this test)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fnstage_bench_stores", ROOT / "bench" / "stores.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    copies: Callable[..., None] = module.bulk_copies
-    return copies
-
-
 @pytest.mark.e2e
 def test_a_runtimes_cold_start_serves_at_once_and_reports_a_broken_module_as_failed(tmp_path: Path) -> None:
     """Health is ok with every version held (pending or loaded), each function answers, and a module
@@ -337,7 +323,7 @@ def test_a_runtimes_cold_start_serves_at_once_and_reports_a_broken_module_as_fai
         deployments = Deployments(store)
         deployments.save(admin, "demo", "dev/seed", {"index.py": ANSWER % 1})
         with store.write() as tx:
-            _bulk_copies()(tx.conn, "demo", BULK_LOAD)  # dev/bulk/f1 ... (a cold start's bulk load)
+            bulk_copies()(tx.conn, "demo", BULK_LOAD)  # dev/bulk/f1 ... (a cold start's bulk load)
         deployments.save(admin, "demo", "dev/broken", {"index.py": FAILS})
         with RuntimeServer(url, "demo", tmp_path / "runtime.log") as runtime:
             health = httpx.get(f"{runtime.url}/_fnstage/health", timeout=10).json()

@@ -30,7 +30,7 @@ from fnstage.service.identity import Actor, bootstrap_admin
 from fnstage.store.store import Store
 from fnstage.testing import RuntimeServer
 from support.cells import ANSWER
-from test_runtime_pending import FAILS, _bulk_copies
+from support.pending import FAILS, bulk_copies
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.e2e]
 
@@ -78,7 +78,7 @@ def test_status_shows_a_cold_starts_pending_versions_then_live_or_failed(
     deployments = Deployments(store)
     deployments.save(admin, "demo", "dev/seed", {"index.py": ANSWER % 1})
     with store.write() as tx:
-        _bulk_copies()(tx.conn, "demo", BULK_LOAD)  # dev/bulk/f1 ... (a cold start's bulk load)
+        bulk_copies()(tx.conn, "demo", BULK_LOAD)  # dev/bulk/f1 ... (a cold start's bulk load)
     # the warm-up loads in the snapshot's order: these three last, `slow` holding it
     deployments.save(admin, "demo", "dev/slow", {"index.py": SLOW})
     deployments.save(admin, "demo", "dev/after", {"index.py": ANSWER % 2})
