@@ -208,7 +208,9 @@ class Stage:
         state is what it was."""
         before = self.state()
         answers = {(gw, env): self.get(gw, env, KNOWN).json() for gw, env in VICTIMS}
-        assert answers == {v: known_answer(*v) for v in VICTIMS}
+        expected = {v: known_answer(*v) for v in VICTIMS}
+        wrong = {v: answers[v] for v in VICTIMS if answers[v] != expected[v]}
+        assert not wrong, f"before the attack, victims answered {wrong}:\n{self.log()}"
         with VictimLoad(self) as load:
             yield load
             time.sleep(settle_s)
