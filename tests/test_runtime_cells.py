@@ -590,3 +590,39 @@ def test_the_cell_interface_setting() -> None:
     assert cell_interface({"FNSTAGE_CELL_INTERFACE": " RSGI "}) == "rsgi"
     with pytest.raises(ValueError, match=r"FNSTAGE_CELL_INTERFACE is 'wsgi': it must be one of asgi, rsgi"):
         cell_interface({"FNSTAGE_CELL_INTERFACE": "wsgi"})
+
+
+def test_a_cell_that_cannot_start_says_why(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A cell that fails before it serves exits 1, and the reason reaches the runtime's log: it was
+    dropped (the forked child's `os._exit` in a `finally`), so a cell whose socket could not be bound
+    was restarted again and again with "exit code 1" and nothing else to go on."""
+    import threading
+
+    zygote = Zygote()
+    zygote.start()  # its own, started here: its stderr is the one this test captures
+    codes: list[int] = []
+    ended = threading.Event()
+    try:
+        folder = tmp_path / "cell"
+        folder.mkdir()
+        spec = CellSpec("demo", "dev", folder, "key", uds=folder / ("s" * 120))
+        ours, theirs = Pipe(duplex=True)
+        zygote.fork(spec, theirs.fileno(), lambda code: (codes.append(code), ended.set()))
+        theirs.close()
+        assert ended.wait(60)
+        ours.close()
+    finally:
+        zygote.stop()
+    assert codes == [1]
+    err = capfd.readouterr().err
+    assert "cell demo/dev could not run" in err
+    assert f"uds: {folder / ('s' * 120)} is " in err and "a Unix socket's path holds at most 107" in err
+
+
+def test_a_unix_socket_path_too_long_is_refused_by_name(tmp_path: Path) -> None:
+    from fnstage.runtime.cell_server import UDS_PATH_MAX, listen
+
+    fits = tmp_path / ("s" * (UDS_PATH_MAX - len(str(tmp_path)) - 1))
+    listen(uds=fits, host="127.0.0.1", port=None).close()
+    with pytest.raises(ValueError, match=r"is 108 bytes long; a Unix socket's path holds at most 107"):
+        listen(uds=Path(str(fits) + "s"), host="127.0.0.1", port=None)

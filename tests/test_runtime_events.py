@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -150,3 +151,55 @@ def test_the_cli_refuses_an_unknown_cell_interface_before_starting(tmp_path: Pat
     assert result.exit_code != 0
     assert "FNSTAGE_CELL_INTERFACE is 'wsgi': it must be one of asgi, rsgi" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fnstage.db"]  # nothing else made
+
+
+@pytest.mark.parametrize("command", ["runtime", "up"])
+def test_the_cli_refuses_a_temp_folder_too_long_for_cells_sockets(
+    tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cell serves a Unix socket in its folder under TMPDIR, and Linux binds one at a path of at most
+    107 bytes: under a longer TMPDIR a cell of a long gateway name could not start and was restarted
+    again and again, its reason nowhere. The CLI says so before anything starts."""
+    from typer.testing import CliRunner
+
+    from fnstage.cli.main import app
+
+    Store.open(sqlite_url(tmp_path)).close()
+    long = tmp_path / ("t" * 80)
+    long.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long))
+    result = CliRunner().invoke(app, [command, "--data", str(tmp_path)])
+    assert result.exit_code != 0
+    assert f"TMPDIR is {str(long)!r}" in result.output
+    assert "Linux allows 107" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fnstage.db", "t" * 80]  # nothing else made
+    assert list(long.iterdir()) == []
+
+
+def test_a_cells_socket_fits_under_any_temp_folder_the_check_allows(tmp_path: Path) -> None:
+    """A cell's folder is named `{gateway}.{env}.{lock}` while its socket fits in Linux's 107 bytes,
+    else by a hash of that name; `check_temp_dir` allows exactly the TMPDIR under which a hash's fits."""
+    from fnstage.runtime.cell_server import UDS_PATH_MAX
+    from fnstage.runtime.supervisor import (
+        CELL_SOCKET,
+        cell_folder_name,
+        check_temp_dir,
+        longest_cell_socket,
+    )
+
+    longest_slot = ("g" * 40, "staging", "a" * 64)
+    assert cell_folder_name(Path("/tmp/fnstage-cells-12345678"), ("demo", "dev", "")) == "demo.dev"
+    assert (
+        cell_folder_name(Path("/tmp/fnstage-cells-12345678"), ("demo", "dev", "b" * 64))
+        == "demo.dev." + "b" * 16
+    )
+    fits = "/" + "d" * (UDS_PATH_MAX - longest_cell_socket("/") - 1)  # "/" counts as no bytes
+    assert longest_cell_socket(fits) == UDS_PATH_MAX
+    check_temp_dir(fits)
+    cells_folder = Path(fits) / "fnstage-cells-12345678"
+    name = cell_folder_name(cells_folder, longest_slot)
+    assert len(name) == 16 and name != cell_folder_name(cells_folder, ("g" * 40, "prod", "a" * 64))
+    assert len(str(cells_folder / name / CELL_SOCKET)) == UDS_PATH_MAX
+    with pytest.raises(ValueError, match="set TMPDIR to a folder of at most"):
+        check_temp_dir(fits + "d")
+    check_temp_dir("/tmp")

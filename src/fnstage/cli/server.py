@@ -98,7 +98,7 @@ def up(
     if log_format not in ("text", "json"):
         raise CliError(f"--log-format: {log_format!r} is not a format; use text or json")
     if with_runtime:
-        _check_cell_interface()  # before the runtime child would die of it, again and again
+        _check_cell_settings()  # before the runtime child would die of it, again and again
     try:
         serve_up(
             data_dir=data,
@@ -206,7 +206,7 @@ def runtime(
             )
         if not port_is_free(metrics_host, metrics_port):
             raise CliError(f"--metrics-port: {metrics_host}:{metrics_port} is in use; choose another port")
-    _check_cell_interface()
+    _check_cell_settings()
     from fnstage.secretbox import KeyRing, SecretKeyError
 
     try:
@@ -230,11 +230,14 @@ def runtime(
     )
 
 
-def _check_cell_interface() -> None:
-    """`FNSTAGE_CELL_INTERFACE`, checked before anything starts (`runtime.server.cell_interface`)."""
+def _check_cell_settings() -> None:
+    """`FNSTAGE_CELL_INTERFACE` and TMPDIR (where cells' sockets go), checked before anything starts
+    (`runtime.server.cell_interface`, `runtime.supervisor.check_temp_dir`)."""
     from fnstage.runtime.server import cell_interface
+    from fnstage.runtime.supervisor import check_temp_dir
 
     try:
         cell_interface()
+        check_temp_dir()
     except ValueError as error:
         raise CliError(str(error)) from None

@@ -23,6 +23,9 @@ from typing import Any
 from granian._granian import SocketHolder
 from granian.server.embed import Server
 
+UDS_PATH_MAX = 107
+"""The longest path Linux binds a Unix socket at: `sun_path` holds 108 bytes, the last one a NUL."""
+
 BACKLOG = 1024  # the front opens many connections at once under load; they wait here, not refused
 
 
@@ -31,6 +34,12 @@ def listen(*, uds: Path | None, host: str, port: int | None, backlog: int = BACK
     SO_REUSEPORT, as granian's workers bind it, so a restarted cell can listen while the old one
     finishes)."""
     if uds is not None:
+        size = len(os.fsencode(uds))
+        if size > UDS_PATH_MAX:  # the kernel's own word for it is "AF_UNIX path too long"
+            raise ValueError(
+                f"uds: {uds} is {size} bytes long; a Unix socket's path holds at most {UDS_PATH_MAX}"
+                " (a shorter TMPDIR makes a cell's shorter)"
+            )
         with contextlib.suppress(FileNotFoundError):
             os.unlink(uds)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import secrets
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from fnstage.deps.environments import Environments
 from fnstage.runtime.cell import CellSpec
+from fnstage.runtime.cell_server import UDS_PATH_MAX
 from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot, slot_key
 from fnstage.runtime.configuration import ConfigDelivery
 from fnstage.runtime.environment_collector import EnvironmentCollector
@@ -285,6 +287,41 @@ def _quietly(call: Any, *args: Any) -> None:
         logger.warning("runtime: could not report %s", getattr(call, "__name__", call), exc_info=True)
 
 
+CELLS_FOLDER_PREFIX = "fnstage-cells-"
+CELL_SOCKET = "cell.sock"
+SHORT_FOLDER = 16  # hex digits of a slot's hash: its folder's name where the readable one is too long
+
+
+def cell_folder_name(cells_folder: Path, slot: Slot) -> str:
+    """`{gateway}.{env}[.{lock}]`, readable in `ps` and `ls`, unless the cell's socket would then pass
+    Linux's 107 bytes (a long gateway name under a long TMPDIR): a hash of that name instead."""
+    gateway, env, lock = slot
+    name = f"{gateway}.{env}" + (f".{lock[:16]}" if lock else "")
+    if len(os.fsencode(cells_folder / name / CELL_SOCKET)) <= UDS_PATH_MAX:
+        return name
+    return hashlib.sha256(name.encode()).hexdigest()[:SHORT_FOLDER]
+
+
+def longest_cell_socket(temp_root: str) -> int:
+    """Bytes in the longest path `cell_folder_name` can give a cell's Unix socket under `temp_root`:
+    mkdtemp's folder (8 random characters), a hash's folder, the socket."""
+    root = len(os.fsencode(temp_root.rstrip("/")))
+    return root + len(f"/{CELLS_FOLDER_PREFIX}12345678/") + SHORT_FOLDER + len(f"/{CELL_SOCKET}")
+
+
+def check_temp_dir(temp_root: str | None = None) -> None:
+    """TMPDIR short enough for every cell's socket under it, said before anything starts: under a longer
+    one a cell could not bind its socket (Linux allows 107 bytes) and was restarted again and again."""
+    root = tempfile.gettempdir() if temp_root is None else temp_root
+    longest = longest_cell_socket(root)
+    if longest > UDS_PATH_MAX:
+        allowed = len(os.fsencode(root.rstrip("/"))) - (longest - UDS_PATH_MAX)
+        raise ValueError(
+            f"TMPDIR is {root!r}: a cell's Unix socket under it could take {longest} bytes, and Linux "
+            f"allows {UDS_PATH_MAX}; set TMPDIR to a folder of at most {allowed} bytes"
+        )
+
+
 class Supervisor:
     """One `fnstage runtime`: the watcher, the cells, and (with several cells) the front."""
 
@@ -292,7 +329,8 @@ class Supervisor:
         from fnstage.runtime.watchdog import WatchdogSettings
 
         self.settings = settings
-        self.folder = Path(tempfile.mkdtemp(prefix="fnstage-cells-"))
+        check_temp_dir()
+        self.folder = Path(tempfile.mkdtemp(prefix=CELLS_FOLDER_PREFIX))
         os.chmod(self.folder, 0o711)  # cells (their own users) reach their own folders only
         self.keys: dict[Slot, str] = _Keys()
         self.control_key = secrets.token_urlsafe(32)  # the control plane's key to this runtime
@@ -379,7 +417,7 @@ class Supervisor:
 
     def _spec(self, slot: Slot) -> CellSpec:
         gateway, env, lock = slot
-        folder = self.folder / (f"{gateway}.{env}" + (f".{lock[:16]}" if lock else ""))
+        folder = self.folder / cell_folder_name(self.folder, slot)
         direct = self.settings.env is not None
         return CellSpec(
             gateway=gateway,
@@ -404,7 +442,7 @@ class Supervisor:
             # an --env runtime's environment cell serves --port itself (no front), held until the first
             # sync; its lock cells serve Unix sockets it forwards their functions' requests to
             port=self.settings.port if direct and not lock else None,
-            uds=None if direct and not lock else folder / "cell.sock",
+            uds=None if direct and not lock else folder / CELL_SOCKET,
             held=direct and not lock,
             shared_with_env_cell=direct and bool(lock),
             defer_cold_start=True,

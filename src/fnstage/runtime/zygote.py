@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import logging
 import os
 import pickle
 import select
@@ -92,6 +93,13 @@ def main(fd: int) -> None:
             try:
                 run_cell(spec, Connection(fds[0]), fds[1] if len(fds) > 1 else None)
                 code = 0
+            except Exception:
+                # said here, to the runtime's log: `os._exit` below drops a traceback, and a cell that
+                # could not start (its socket's path too long, say) was restarted again and again with
+                # "exit code 1" as all there was to go on
+                logging.getLogger("fnstage.runtime").exception(
+                    "cell %s/%s could not run", spec.gateway, spec.env
+                )
             finally:
                 os._exit(code)
         for descriptor in fds:
