@@ -135,16 +135,18 @@ def _cut_texts(values: Sequence[Any], size: int) -> Sequence[str | None]:
 
 def _lines_texts(column: Sequence[Any]) -> Sequence[str]:
     """Each invocation's lines (a list) as `_encode_lines` writes it; too long: a note instead.
-    Lines that are all strings needing no escape, none empty (the common column), are built by C
-    calls: their strings between quotes, joined by commas."""
+    Lines that are all strings needing no escape (the common column) are built by C calls: their
+    strings between quotes, joined by commas."""
     if not all(map(list.__instancecheck__, column)):
         raise TypeError("lines")
     try:
         whole = "".join(chain.from_iterable(column))  # TypeError: not all strings
     except TypeError:
         whole = None
-    if whole is not None and [] not in column and _ESCAPED.search(whole) is None:
+    if whole is not None and _ESCAPED.search(whole) is None:
         texts: Sequence[str] = list(map('["{}"]'.format, map('","'.join, column)))
+        if [] in column:  # some logged nothing: theirs is "[]", not '[""]'
+            texts = [text if lines else "[]" for text, lines in zip(texts, column, strict=True)]
     else:
         texts = [_lines_text(lines) for lines in column]
     if max(map(len, texts)) > MAX_LOGGED_CHARS:
@@ -177,10 +179,10 @@ def _lines_text(lines: list[Any]) -> str:
 
 
 def _quiet_columns(columns: dict[str, Any]) -> tuple[Sequence[Any], ...]:
-    """Invocations that logged nothing, failed not and ran for no trigger, shipped as columns:
-    `{"id": [...], "t": [started_us...], "d": [duration_us...], "v": version or [...], "s": status
-    or [...]}` (one value: every invocation's), as `records_of`'s eight columns. Columns of unequal
-    lengths raise, as a wrong row does."""
+    """Invocations that failed not and ran for no trigger, shipped as columns: `{"id": [...], "t":
+    [started_us...], "d": [duration_us...], "v": version or [...], "s": status or [...], "l":
+    [lines...]}` (one value: every invocation's; no "l": none logged a line), as `records_of`'s eight
+    columns. Columns of unequal lengths raise, as a wrong row does."""
     ids, started, durations = columns["id"], columns["t"], columns["d"]
     if type(ids) is not list or type(started) is not list or type(durations) is not list:
         raise TypeError("columns")
@@ -192,8 +194,15 @@ def _quiet_columns(columns: dict[str, Any]) -> tuple[Sequence[Any], ...]:
         raise TypeError("columns")
     if not len(started) == len(durations) == len(versions) == len(statuses) == n:
         raise ValueError("columns of unequal lengths")
+    lines = columns.get("l")
+    if lines is None:
+        texts: Sequence[str] = ["[]"] * n
+    elif type(lines) is not list or len(lines) != n:
+        raise ValueError("columns of unequal lengths")
+    else:
+        texts = _lines_texts(lines) if n else []
     nothing = [None] * n
-    return ids, started, versions, statuses, durations, ["[]"] * n, nothing, nothing
+    return ids, started, versions, statuses, durations, texts, nothing, nothing
 
 
 class LogPipe:
