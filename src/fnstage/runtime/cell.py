@@ -23,10 +23,10 @@ import socket
 import sys
 import threading
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field, replace
 from bisect import bisect_left
+from collections import Counter, deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from itertools import accumulate, groupby
 from multiprocessing.connection import Connection
 from operator import add, itemgetter
@@ -675,9 +675,10 @@ class SupervisorLink:
         whose values are all one goes as that value; "l" only when one logged a line), made by `zip`,
         `map` and `accumulate` without a Python step each: under load, encoding eight values a row
         was most of the shipping thread's time, and the loop a row most of what a logged line cost
-        (BENCHMARKS.md, "Where a cell's CPU goes", "Logged lines as columns"). Either way a message is sent once its rows count
-        LOG_MESSAGE_BYTES (LOG_ROW_BYTES a row, plus its lines and error), a large row alone, and
-        each function's invocations stay in the order they were served."""
+        (BENCHMARKS.md, "Where a cell's CPU goes", "Logged lines as columns"). Either way a message
+        is sent once its rows count LOG_MESSAGE_BYTES (LOG_ROW_BYTES a row, plus its lines and
+        error), a large row alone, and each function's invocations stay in the order they were
+        served."""
         sender = self.log_sender
         if sender is None or (not entries and not dropped):
             return
@@ -846,4 +847,6 @@ class LogSender:
         return True
 
 
-_encode_message = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# no check for circular lists (a dict insert and delete for each list: a row's lines are one): lines a
+# function made circular raise RecursionError instead, which `LogSender.send` counts like any unencodable
+_encode_message = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
