@@ -224,7 +224,7 @@ def test_a_shipment_carries_only_the_newest_keep_of_each_function_and_counts_the
     the others as pruned."""
     from fnstage.runtime.cell import LogSender, SupervisorLink
     from fnstage.runtime.invoker import InvocationLog
-    from fnstage.runtime.log_process import records_of
+    from fnstage.runtime.log_process import columns_of, records_of
     from fnstage.runtime.log_writer import LogWriter
 
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -248,7 +248,7 @@ def test_a_shipment_carries_only_the_newest_keep_of_each_function_and_counts_the
     assert sum(m.get("pruned", 0) for m in shipped) == 1500
     writer = LogWriter(lambda: pytest.fail("never started: no engine"), LogSettings(keep=1000))
     for message in shipped:
-        writer.offer(records_of(message["groups"], "demo", "dev"), 0, 0, message.get("pruned", 0))
+        writer.offer(columns_of(message["groups"], "demo", "dev"), 0, 0, message.get("pruned", 0))
     assert writer.stats()["pruned"] == 1500 and writer.stats()["waiting"] == 1010
 
 
@@ -451,7 +451,10 @@ def test_invocations_that_logged_lines_go_as_columns_and_read_back_as_they_were_
     link.log_keep = 0
     logged: list[Any] = [[f"line {n}"] if n % 3 else NO_LINES for n in range(600)]
     logged[4] = ['a "quoted" \\ line', "\u00e9\n"]  # escapes: the writer's slow path, same text
-    served = [("demo", "dev/a", InvocationLog(f"a{n}", 1.0 + n, 1, 200, 1.0, lines)) for n, lines in enumerate(logged)]
+    served = [
+        ("demo", "dev/a", InvocationLog(f"a{n}", 1.0 + n, 1, 200, 1.0, lines))
+        for n, lines in enumerate(logged)
+    ]
     served.append(("demo", "dev/b", InvocationLog("b0", 2.0, 1, 200, 1.0, ["x", 7])))  # not all strings
     served.append(("demo", "dev/c", InvocationLog("c0", 3.0, 1, 200, 1.0, ["y" * LOG_MESSAGE_BYTES])))
     link._ship(served, 0)
@@ -473,6 +476,11 @@ def test_a_lines_column_that_does_not_fit_is_ignored_like_a_wrong_row() -> None:
 
     good = {"id": ["a", "b"], "t": [1, 2], "d": [1, 2], "v": 3, "s": 200, "l": [["x"], []]}
     assert [r.lines for r in records_of([["demo", "dev/x", good]], "demo", "dev")] == ['["x"]', "[]"]
-    for wrong in ({**good, "l": [["x"]]}, {**good, "l": "xy"}, {**good, "l": [["x"], "y"]}, {**good, "l": {}}):
+    for wrong in (
+        {**good, "l": [["x"]]},
+        {**good, "l": "xy"},
+        {**good, "l": [["x"], "y"]},
+        {**good, "l": {}},
+    ):
         with pytest.raises((TypeError, ValueError)):
             records_of([["demo", "dev/x", wrong]], "demo", "dev")
