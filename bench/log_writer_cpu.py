@@ -1,7 +1,8 @@
 """The log writer's path per invocation in process, by CPU time (`time.process_time`, which other
 processes' load moves less than wall time): a shipment's bytes -> `json.loads` -> `records_of` ->
 `invocation_log.write` on SQLite, K batches of 2,000 invocations after a first one, each stage's
-microseconds an invocation (BENCHMARKS.md, "The log writer's columns").
+microseconds an invocation (BENCHMARKS.md, "The log writer's columns"); "records_of" is
+`columns_of` where SRC has it (the writer's path since branch logwire).
 
     cd bench && [FREEZE=1 | NOGC=1] [SHIP=1] K=100 PYTHONPATH=SRC ../.venv/bin/python log_writer_cpu.py LABEL
 
@@ -27,8 +28,8 @@ from typing import Any, cast
 
 from durable_logs import publish
 
+from fnstage.runtime import log_process
 from fnstage.runtime.cell import LogSender, SupervisorLink
-from fnstage.runtime.log_process import records_of
 from fnstage.store import invocation_log
 from fnstage.store.engine import make_engine
 
@@ -94,9 +95,16 @@ def main() -> None:
         a = time.process_time()
         shipped: list[Any] = [json.loads(message) for message in messages]
         b = time.process_time()
-        records = [r for s in shipped for r in records_of(s["groups"], "bench", "dev", RUNTIME)]
-        c = time.process_time()
-        invocation_log.write(engine, records, RUNTIME)
+        if hasattr(log_process, "columns_of"):  # the writer's path since branch logwire: columns
+            batch = [c for s in shipped for c in log_process.columns_of(s["groups"], "bench", "dev", RUNTIME)]
+            c = time.process_time()
+            invocation_log.write_columns(engine, batch, RUNTIME)
+        else:  # a record an invocation
+            records = [
+                r for s in shipped for r in log_process.records_of(s["groups"], "bench", "dev", RUNTIME)
+            ]
+            c = time.process_time()
+            invocation_log.write(engine, records, RUNTIME)
         d = time.process_time()
         if k:  # the first batch: the engine's first statements
             spent["loads"] += b - a
