@@ -1,13 +1,16 @@
 """The log writer's path per invocation in process, by CPU time (`time.process_time`, which other
 processes' load moves less than wall time): a shipment's bytes -> `json.loads` -> `records_of` ->
 `invocation_log.write` on SQLite, K batches of 2,000 invocations after a first one, each stage's
-microseconds an invocation (BENCHMARKS.md, "The log writer's columns").
+microseconds an invocation (BENCHMARKS.md, "The log writer's columns"); "records_of" is
+`columns_of` where SRC has it (the writer's path since branch logwire).
 
-    cd bench && [FREEZE=1 | NOGC=1] K=100 PYTHONPATH=SRC ../.venv/bin/python log_writer_cpu.py LABEL
+    cd bench && [FREEZE=1 | NOGC=1] [SHIP=1] K=100 PYTHONPATH=SRC ../.venv/bin/python log_writer_cpu.py LABEL
 
 FREEZE=1: what exists before the first batch is frozen (`gc.freeze`), as the writer process does since
 branch `logcols`; NOGC=1: no collections at all (the code's own cost). Garbage collections are most
-of the difference between runs of a few batches: use K = 100 or more.
+of the difference between runs of a few batches: use K = 100 or more. SHIP=1: the messages are what
+SRC's own cell sends (`SupervisorLink._ship` over a socket pair, messages of about 32 KB, in the form
+that cell uses), not one message of rows.
 """
 
 from __future__ import annotations
@@ -15,19 +18,57 @@ from __future__ import annotations
 import gc
 import json
 import os
+import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 from durable_logs import publish
 
-from fnstage.runtime.log_process import records_of
+from fnstage.runtime import log_process
+from fnstage.runtime.cell import LogSender, SupervisorLink
 from fnstage.store import invocation_log
 from fnstage.store.engine import make_engine
 
 BATCH = 2000
 RUNTIME = "7d1c2b9e-5d4f-4a43-9f4c-0a3b1c2d3e4f"
+
+
+def shipped_by_cell(base: int) -> list[bytes]:
+    """BATCH invocations of one line each, as this SRC's cell ships them."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    theirs.setblocking(False)
+    link = cast(SupervisorLink, SimpleNamespace(log_sender=LogSender(ours), log_keep=0))
+    entries = [
+        (
+            "bench",
+            "dev/hello",
+            (
+                f"{base + i:032x}",
+                1764590000.0 + (base + i) / 1e4,
+                1,
+                200,
+                0.123,
+                ["hello from /"],
+                None,
+                None,
+            ),
+        )
+        for i in range(BATCH)
+    ]
+    SupervisorLink._ship(link, entries, 0)
+    messages = []
+    while True:
+        try:
+            messages.append(theirs.recv(1 << 22))
+        except BlockingIOError:
+            break
+    ours.close()
+    theirs.close()
+    return messages
 
 
 def main() -> None:
@@ -43,17 +84,27 @@ def main() -> None:
     for k in range(batches + 1):
         base = k * BATCH
         started_us = 1764590000000000 + base * 100
-        rows = [
-            [f"{(base + i):032x}", started_us + i * 100, 1, 200, 123, ["hello from /"], None, None]
-            for i in range(BATCH)
-        ]
-        message = json.dumps({"n": BATCH, "groups": [["bench", "dev/hello", rows]]}).encode()
+        if os.environ.get("SHIP"):
+            messages = shipped_by_cell(base)
+        else:
+            rows = [
+                [f"{(base + i):032x}", started_us + i * 100, 1, 200, 123, ["hello from /"], None, None]
+                for i in range(BATCH)
+            ]
+            messages = [json.dumps({"n": BATCH, "groups": [["bench", "dev/hello", rows]]}).encode()]
         a = time.process_time()
-        shipped = json.loads(message)
+        shipped: list[Any] = [json.loads(message) for message in messages]
         b = time.process_time()
-        records = records_of(shipped["groups"], "bench", "dev", RUNTIME)
-        c = time.process_time()
-        invocation_log.write(engine, records, RUNTIME)
+        if hasattr(log_process, "columns_of"):  # the writer's path since branch logwire: columns
+            batch = [c for s in shipped for c in log_process.columns_of(s["groups"], "bench", "dev", RUNTIME)]
+            c = time.process_time()
+            invocation_log.write_columns(engine, batch, RUNTIME)
+        else:  # a record an invocation
+            records = [
+                r for s in shipped for r in log_process.records_of(s["groups"], "bench", "dev", RUNTIME)
+            ]
+            c = time.process_time()
+            invocation_log.write(engine, records, RUNTIME)
         d = time.process_time()
         if k:  # the first batch: the engine's first statements
             spent["loads"] += b - a

@@ -19,7 +19,7 @@ from fnstage.runtime.log_process import records_of
 from fnstage.runtime.log_writer import LogSettings, LogSettingsError, LogWriter
 from fnstage.service import Actor, Services
 from fnstage.store import invocation_log
-from fnstage.store.invocation_log import LogFilter, LogRecord
+from fnstage.store.invocation_log import LogFilter, LogRecord, columns_of_records
 from fnstage.store.store import Store
 
 
@@ -145,7 +145,7 @@ def test_the_writer_writes_batches_and_prunes(store: Store, demo: str) -> None:
     writer = LogWriter(lambda: store.engine, LogSettings(keep=5), clock=lambda: start + 10 * next(ticks))
     writer.start()
     for batch in range(4):
-        writer.offer([record(batch * 5 + n, at=start) for n in range(5)])
+        writer.offer(columns_of_records([record(batch * 5 + n, at=start) for n in range(5)]))
         deadline = time.monotonic() + 10
         while writer.stats()["written"] < 5 * (batch + 1) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -163,18 +163,18 @@ def test_the_writer_writes_the_shipments_of_a_tick_in_one_transaction(
     from fnstage.runtime import log_writer
 
     transactions: list[int] = []
-    real_write = invocation_log.write
+    real_write = invocation_log.write_columns
 
-    def counted(engine: Engine, records: Any, runtime_id: Any = None) -> None:
-        transactions.append(len(records))
-        real_write(engine, records, runtime_id)
+    def counted(engine: Engine, batch: Any, runtime_id: Any = None) -> None:
+        transactions.append(sum(len(columns.request_ids) for columns in batch))
+        real_write(engine, batch, runtime_id)
 
-    monkeypatch.setattr(log_writer.invocation_log, "write", counted)
+    monkeypatch.setattr(log_writer.invocation_log, "write_columns", counted)
     monkeypatch.setattr(log_writer, "FLUSH_INTERVAL_S", 0.5)
     writer = LogWriter(lambda: store.engine, LogSettings())
     writer.start()
     for message in range(4):  # the messages of one shipment, a few milliseconds apart
-        writer.offer([record(message * 100 + n) for n in range(100)])
+        writer.offer(columns_of_records([record(message * 100 + n) for n in range(100)]))
         time.sleep(0.02)
     deadline = time.monotonic() + 10
     while writer.stats()["written"] < 400 and time.monotonic() < deadline:
@@ -191,7 +191,7 @@ def test_the_writer_does_not_wait_for_its_tick_when_a_batch_is_queued(store: Sto
     monkey.setattr(log_writer, "FLUSH_INTERVAL_S", 30.0)
     try:
         writer.start()
-        writer.offer([record(n) for n in range(log_writer.BATCH)])
+        writer.offer(columns_of_records([record(n) for n in range(log_writer.BATCH)]))
         deadline = time.monotonic() + 10
         while writer.stats()["written"] < log_writer.BATCH and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -216,7 +216,9 @@ def test_a_stopped_store_drops_counts_and_never_blocks_the_caller() -> None:
     writer.start()
     started = time.perf_counter()
     for n in range(50):
-        writer.offer([record(n * 10 + i) for i in range(10)], dropped_by_cell=1 if n == 0 else 0)
+        writer.offer(
+            columns_of_records([record(n * 10 + i) for i in range(10)]), dropped_by_cell=1 if n == 0 else 0
+        )
     offered_in = time.perf_counter() - started
     deadline = time.monotonic() + 10
     while writer.stats()["waiting"] and time.monotonic() < deadline:
@@ -251,9 +253,9 @@ def test_a_slow_store_fills_the_queue_and_the_rest_is_dropped(store: Store, demo
 
     writer = LogWriter(lambda: SlowEngine(store.engine), LogSettings(queue=30))  # type: ignore[arg-type,return-value]
     writer.start()
-    writer.offer([record(0)])
+    writer.offer(columns_of_records([record(0)]))
     assert connecting.wait(10)  # the writer now waits on the store with that one
-    writer.offer([record(n) for n in range(1, 51)])
+    writer.offer(columns_of_records([record(n) for n in range(1, 51)]))
     assert writer.stats()["dropped"]["queue_full"] == 20
     gate.set()
     writer.stop()
@@ -352,3 +354,31 @@ def test_charts_are_computed_per_version_and_bucket_with_releases(
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0 and percentile([7.0], 95) == 7.0
     with pytest.raises(InvalidInput, match="window 'week' is not one of: hour, day"):
         InvocationStats(store, services.queries).chart("demo", "dev/user/me", "week")
+
+
+def test_the_writer_cuts_shipments_into_batches_and_writes_every_invocation_in_order(
+    store: Store, demo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer queues a shipment's columns as they came; a batch takes BATCH invocations, cutting a
+    shipment's columns where it ends (the rest is first in the next), so a transaction stays bounded
+    and every invocation is written once, in order."""
+    from fnstage.runtime import log_writer
+
+    transactions: list[int] = []
+    real_write = invocation_log.write_columns
+
+    def counted(engine: Engine, batch: Any, runtime_id: Any = None) -> None:
+        transactions.append(sum(len(columns.request_ids) for columns in batch))
+        real_write(engine, batch, runtime_id)
+
+    monkeypatch.setattr(log_writer.invocation_log, "write_columns", counted)
+    monkeypatch.setattr(log_writer, "BATCH", 1000)
+    writer = LogWriter(lambda: store.engine, LogSettings(keep=10_000))
+    now = time.time()  # within the age bound, which the writer's prune applies
+    for shipment in range(3):
+        writer.offer(columns_of_records([record(shipment * 700 + n, at=now) for n in range(700)]))
+    writer.start()
+    writer.stop()
+    assert transactions == [1000, 1000, 100] and writer.stats()["written"] == 2100
+    found, _ = invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter(limit=3000))
+    assert [e["request_id"] for e in reversed(found)] == [f"req-{n}" for n in range(2100)]

@@ -224,7 +224,7 @@ def test_a_shipment_carries_only_the_newest_keep_of_each_function_and_counts_the
     the others as pruned."""
     from fnstage.runtime.cell import LogSender, SupervisorLink
     from fnstage.runtime.invoker import InvocationLog
-    from fnstage.runtime.log_process import records_of
+    from fnstage.runtime.log_process import columns_of, records_of
     from fnstage.runtime.log_writer import LogWriter
 
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -248,7 +248,7 @@ def test_a_shipment_carries_only_the_newest_keep_of_each_function_and_counts_the
     assert sum(m.get("pruned", 0) for m in shipped) == 1500
     writer = LogWriter(lambda: pytest.fail("never started: no engine"), LogSettings(keep=1000))
     for message in shipped:
-        writer.offer(records_of(message["groups"], "demo", "dev"), 0, 0, message.get("pruned", 0))
+        writer.offer(columns_of(message["groups"], "demo", "dev"), 0, 0, message.get("pruned", 0))
     assert writer.stats()["pruned"] == 1500 and writer.stats()["waiting"] == 1010
 
 
@@ -435,3 +435,52 @@ def test_the_writers_engine_comes_with_everything_before_it_frozen(tmp_path: Pat
         engine.dispose()
     finally:
         gc.unfreeze()
+
+
+def test_invocations_that_logged_lines_go_as_columns_and_read_back_as_they_were_logged() -> None:
+    """A run that logged lines (and failed not, ran for no trigger) goes as columns too, its lines a
+    column of lists: no Python step a row in the cell. Lines that are not all strings, or a row too
+    large for a message, still go row by row."""
+    from fnstage.runtime.cell import LOG_MESSAGE_BYTES, LogSender, SupervisorLink
+    from fnstage.runtime.invoker import NO_LINES, InvocationLog
+    from fnstage.runtime.log_process import records_of
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link = SupervisorLink.__new__(SupervisorLink)  # only its shipping: no channel, no registry
+    link.log_sender = LogSender(theirs)
+    link.log_keep = 0
+    logged: list[Any] = [[f"line {n}"] if n % 3 else NO_LINES for n in range(600)]
+    logged[4] = ['a "quoted" \\ line', "\u00e9\n"]  # escapes: the writer's slow path, same text
+    served = [
+        ("demo", "dev/a", InvocationLog(f"a{n}", 1.0 + n, 1, 200, 1.0, lines))
+        for n, lines in enumerate(logged)
+    ]
+    served.append(("demo", "dev/b", InvocationLog("b0", 2.0, 1, 200, 1.0, ["x", 7])))  # not all strings
+    served.append(("demo", "dev/c", InvocationLog("c0", 3.0, 1, 200, 1.0, ["y" * LOG_MESSAGE_BYTES])))
+    link._ship(served, 0)
+    ours.setblocking(False)
+    got = []
+    with pytest.raises(BlockingIOError):
+        while True:
+            got.append(json.loads(ours.recv(1 << 22)))
+    forms = {g[1]: type(g[2]) for m in got for g in m["groups"]}
+    assert forms == {"dev/a": dict, "dev/b": list, "dev/c": list}
+    records = [r for m in got for r in records_of(m["groups"], "demo", "dev")]
+    assert [r.request_id for r in records] == [e[2][0] for e in served]
+    for record, (_, _, entry) in zip(records, served, strict=True):
+        assert record.lines == json.dumps(list(entry[5]), ensure_ascii=False, separators=(",", ":"))
+
+
+def test_a_lines_column_that_does_not_fit_is_ignored_like_a_wrong_row() -> None:
+    from fnstage.runtime.log_process import records_of
+
+    good = {"id": ["a", "b"], "t": [1, 2], "d": [1, 2], "v": 3, "s": 200, "l": [["x"], []]}
+    assert [r.lines for r in records_of([["demo", "dev/x", good]], "demo", "dev")] == ['["x"]', "[]"]
+    for wrong in (
+        {**good, "l": [["x"]]},
+        {**good, "l": "xy"},
+        {**good, "l": [["x"], "y"]},
+        {**good, "l": {}},
+    ):
+        with pytest.raises((TypeError, ValueError)):
+            records_of([["demo", "dev/x", wrong]], "demo", "dev")

@@ -23,11 +23,13 @@ import socket
 import sys
 import threading
 import time
+from bisect import bisect_left
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from itertools import groupby
+from itertools import accumulate, groupby
 from multiprocessing.connection import Connection
-from operator import itemgetter
+from operator import add, itemgetter
 from pathlib import Path
 from typing import Any, cast
 
@@ -667,14 +669,16 @@ class SupervisorLink:
         microseconds and the lines as a list encode about three times faster than floats and the
         lines' own JSON text (BENCHMARKS.md).
 
-        Most invocations log nothing, fail not and run for no trigger: a run of one function's such
-        invocations goes as columns instead, `[gateway, name, {"id": [...], "t": [started_us...],
-        "d": [duration_us...], "v": version or [...], "s": status or [...]}]` (a column whose values
-        are all one goes as that value), made by `zip` and `map` without a Python step each: under
-        load, encoding eight values a row was most of the shipping thread's time (BENCHMARKS.md,
-        "Where a cell's CPU goes"). Either way a message is sent once its rows count
-        LOG_MESSAGE_BYTES (LOG_ROW_BYTES a row, plus its lines and error), a large row alone, and
-        each function's invocations stay in the order they were served."""
+        Most invocations fail not and run for no trigger: a run of one function's such invocations
+        goes as columns instead, `[gateway, name, {"id": [...], "t": [started_us...], "d":
+        [duration_us...], "v": version or [...], "s": status or [...], "l": [lines...]}]` (a column
+        whose values are all one goes as that value; "l" only when one logged a line), made by `zip`,
+        `map` and `accumulate` without a Python step each: under load, encoding eight values a row
+        was most of the shipping thread's time, and the loop a row most of what a logged line cost
+        (BENCHMARKS.md, "Where a cell's CPU goes", "Logged lines as columns"). Either way a message
+        is sent once its rows count LOG_MESSAGE_BYTES (LOG_ROW_BYTES a row, plus its lines and
+        error), a large row alone, and each function's invocations stay in the order they were
+        served."""
         sender = self.log_sender
         if sender is None or (not entries and not dropped):
             return
@@ -695,14 +699,18 @@ class SupervisorLink:
                 *batch, strict=True
             )
             n = len(batch)
-            if not any(all_lines) and errors.count(None) == n and triggers.count(None) == n:
+            ends = None
+            if errors.count(None) == n and triggers.count(None) == n:
+                ends = _row_ends(all_lines, n)
+            if ends is not None:
                 started_us = list(map(int, map(_TO_US, started)))
                 durations_us = list(map(int, map(_MS_TO_US, durations)))
+                logged = any(all_lines)
                 at = 0
                 while at < n:
-                    # the rows that fill this message, at least one
-                    room = -(-(LOG_MESSAGE_BYTES - size) // LOG_ROW_BYTES)
-                    end = min(n, at + room)
+                    # the rows that fill this message, at least one: the first whose end reaches it
+                    before = ends[at - 1] if at else 0
+                    end = min(n, bisect_left(ends, before + LOG_MESSAGE_BYTES - size) + 1)
                     columns = {
                         "id": ids[at:end],
                         "t": started_us[at:end],
@@ -710,10 +718,12 @@ class SupervisorLink:
                         "v": _column(versions, at, end),
                         "s": _column(statuses, at, end),
                     }
+                    if logged:
+                        columns["l"] = all_lines[at:end]
                     parts.append([function[0], function[1], columns])
                     groups.pop(function, None)  # a later row of this function goes after these
                     count += end - at
-                    size += LOG_ROW_BYTES * (end - at)
+                    size += ends[end - 1] - before
                     at = end
                     if size >= LOG_MESSAGE_BYTES:
                         send()
@@ -722,7 +732,7 @@ class SupervisorLink:
                 lines, error = e[5], e[6]  # by index: a plain tuple (`invoker.LogEntry`)
                 row_size = LOG_ROW_BYTES
                 if lines:
-                    chars = sum(map(len, lines)) + 4 * len(lines)
+                    chars = _lines_chars(lines)
                     if chars > LOG_ROW_LINES_CHARS:
                         lines = [f"(cut: {chars} characters of lines)"]
                     row_size += chars
@@ -777,6 +787,38 @@ def _column(values: tuple[Any, ...], start: int, end: int) -> Any:
     return first if taken.count(first) == len(taken) else taken
 
 
+def _lines_chars(lines: Any) -> int:
+    """What a row's lines count towards a message: their characters and 4 a line. A function may put
+    other things than strings in `ctx.log.lines` (its own list): they count as their JSON, and lines
+    that have none count past any bound (cut to a note); they must not stop the shipping thread, which
+    ships every function of the cell."""
+    try:
+        return sum(map(len, lines)) + 4 * len(lines)
+    except TypeError:
+        try:
+            return len(_encode_message(lines))
+        except (TypeError, ValueError, RecursionError):
+            return LOG_ROW_LINES_CHARS + 1
+
+
+def _row_ends(all_lines: tuple[Any, ...], n: int) -> Sequence[int] | None:
+    """Where each of a run's rows ends in a message's count (LOG_ROW_BYTES a row plus its lines,
+    summed), made by C calls without a Python step a row; None when a row must go as a row: lines
+    not all strings, or a row larger than a message (it goes alone, or is cut)."""
+    if not any(all_lines):
+        return range(LOG_ROW_BYTES, LOG_ROW_BYTES * (n + 1), LOG_ROW_BYTES)
+    try:
+        texts = list(map(len, map("".join, all_lines)))  # TypeError: not all strings
+    except TypeError:
+        return None
+    # a row: LOG_ROW_BYTES, its lines' characters, 4 a line (`_ship`'s rule for a row)
+    overheads = map(LOG_ROW_BYTES.__add__, map((4).__mul__, map(len, all_lines)))
+    sizes = list(map(add, texts, overheads))
+    if max(sizes) > LOG_MESSAGE_BYTES:
+        return None
+    return list(accumulate(sizes))
+
+
 class LogSender:
     """A cell's end of its socket to the log writer process (`runtime.log_process`): one shipment a
     message. The shipping thread sends; a socket full for `timeout_s` (the writer behind, or down)
@@ -805,4 +847,6 @@ class LogSender:
         return True
 
 
-_encode_message = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# no check for circular lists (a dict insert and delete for each list: a row's lines are one): lines a
+# function made circular raise RecursionError instead, which `LogSender.send` counts like any unencodable
+_encode_message = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode

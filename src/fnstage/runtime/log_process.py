@@ -7,7 +7,7 @@ the supervisor never touches log bytes: for each cell it makes a socket pair (SO
 shipment a message, so a reader that dies mid-read leaves no half message for the next one), gives
 one end to the cell at its fork, and hands the other to this process over a control socket, saying
 which gateway and environment it belongs to. The trust comes from the socket a shipment arrived on,
-never from what the cell wrote: `records_of` keeps only that gateway's and environment's rows.
+never from what the cell wrote: `columns_of` keeps only that gateway's and environment's rows.
 
 The supervisor keeps its copy of each cell's reading end while the cell lives, so a writer that dies
 is started again and wired to every cell's socket again (what the cells sent meanwhile waits in the
@@ -32,12 +32,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from functools import partial
-from itertools import chain, repeat
+from itertools import chain
 from typing import IO, TYPE_CHECKING, Any
 
 from fnstage.runtime.log_writer import LogSettings
-from fnstage.store.invocation_log import LogRecord
+from fnstage.store.invocation_log import LogColumns, LogRecord, records
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -50,25 +49,26 @@ MAX_MESSAGE = 1 << 22  # the largest shipment read (a cell's socket buffer is sm
 RESTART_AFTER_S = 1.0  # between a writer's death and the next start, at least
 
 
-def records_of(groups: Any, gateway: str, env: str, runtime_id: str | None = None) -> list[LogRecord]:
+def columns_of(groups: Any, gateway: str, env: str, runtime_id: str | None = None) -> list[LogColumns]:
     """A cell's invocations, grouped by function: believed only for its own gateway and environment
     (another function's group is dropped), every field converted to its type (a wrong one raises and
     the shipment is ignored); strings cut to their columns' sizes. A row is `[request_id, started_us,
     version, status, duration_us, lines, error, trigger]` (`cell.SupervisorLink._ship`); `lines`, a
     list, is kept as its JSON text, which readers parse (`store.invocation_log.read_lines`). A group
-    of quiet invocations carries columns instead of rows (`_quiet_columns`). `runtime_id`: the writing
-    runtime's, in every record (the store writes records as they are).
+    of invocations that failed not nor ran for a trigger carries columns instead of rows
+    (`_shipped_columns`). `runtime_id`: the writing runtime's, in every entry.
 
-    A group's rows are turned into columns, each converted by one C call where it can be (`map`),
-    and the columns zipped back into records: no Python step a row in the common case (BENCHMARKS.md,
-    "The log writer's columns")."""
-    out: list[LogRecord] = []
+    Each group stays columns (`LogColumns`), as the writer queues them and the store writes them:
+    each column converted by one C call where it can be (`map`), no Python step nor object an
+    invocation in the common case (BENCHMARKS.md, "The log writer's columns", "Logged lines as
+    columns")."""
+    out: list[LogColumns] = []
     prefix = f"{env}/"
     for group_gateway, name, rows in groups:
         if group_gateway != gateway or not isinstance(name, str) or not name.startswith(prefix):
             continue
-        if type(rows) is dict:  # quiet invocations as columns (`cell.SupervisorLink._ship`)
-            request_ids, started, versions, statuses, durations, lines, errors, triggers = _quiet_columns(
+        if type(rows) is dict:  # invocations as columns (`cell.SupervisorLink._ship`)
+            request_ids, started, versions, statuses, durations, lines, errors, triggers = _shipped_columns(
                 rows
             )
         elif len(rows) == 0:  # TypeError: not rows at all
@@ -86,28 +86,27 @@ def records_of(groups: Any, gateway: str, env: str, runtime_id: str | None = Non
             continue
         started, durations = list(map(int, started)), list(map(int, durations))
         _check_times(started, durations)
-        out += map(
-            _as_record,
-            zip(
-                repeat(gateway, n),
-                repeat(name[:220], n),
-                map(int, versions),
+        out.append(
+            LogColumns(
+                gateway,
+                name[:220],
                 _cut_strings(request_ids, 64),
                 started,
-                map(int, statuses),
+                list(map(int, versions)),
+                list(map(int, statuses)),
                 durations,
                 lines,
                 errors,
                 triggers,
-                repeat(runtime_id, n),
-                strict=True,
-            ),
+                [runtime_id] * n,
+            )
         )
     return out
 
 
-# a LogRecord from a tuple of its fields, in C (a NamedTuple's own constructor is a Python call)
-_as_record = partial(tuple.__new__, LogRecord)
+def records_of(groups: Any, gateway: str, env: str, runtime_id: str | None = None) -> list[LogRecord]:
+    """`columns_of`'s invocations one record each (what a reader of one invocation wants: tests)."""
+    return [record for columns in columns_of(groups, gateway, env, runtime_id) for record in records(columns)]
 
 
 def _check_times(started: list[int], durations: list[int]) -> None:
@@ -135,16 +134,18 @@ def _cut_texts(values: Sequence[Any], size: int) -> Sequence[str | None]:
 
 def _lines_texts(column: Sequence[Any]) -> Sequence[str]:
     """Each invocation's lines (a list) as `_encode_lines` writes it; too long: a note instead.
-    Lines that are all strings needing no escape, none empty (the common column), are built by C
-    calls: their strings between quotes, joined by commas."""
+    Lines that are all strings needing no escape (the common column) are built by C calls: their
+    strings between quotes, joined by commas."""
     if not all(map(list.__instancecheck__, column)):
         raise TypeError("lines")
     try:
         whole = "".join(chain.from_iterable(column))  # TypeError: not all strings
     except TypeError:
         whole = None
-    if whole is not None and [] not in column and _ESCAPED.search(whole) is None:
+    if whole is not None and _ESCAPED.search(whole) is None:
         texts: Sequence[str] = list(map('["{}"]'.format, map('","'.join, column)))
+        if [] in column:  # some logged nothing: theirs is "[]", not '[""]'
+            texts = [text if lines else "[]" for text, lines in zip(texts, column, strict=True)]
     else:
         texts = [_lines_text(lines) for lines in column]
     if max(map(len, texts)) > MAX_LOGGED_CHARS:
@@ -163,8 +164,8 @@ _ESCAPED = re.compile(r'[\x00-\x1f\\"]')
 
 def _lines_text(lines: list[Any]) -> str:
     """`_encode_lines(lines)`, the same text, without the encoder for the common case (strings that
-    need no escape): the encoder's call was most of `records_of`'s time, 2.4 us of its 3.3 an
-    invocation (BENCHMARKS.md, "Durable invocation logs")."""
+    need no escape): the encoder's call was most of `records_of`'s time (now `columns_of`), 2.4 us
+    of its 3.3 an invocation (BENCHMARKS.md, "Durable invocation logs")."""
     if not lines:
         return "[]"
     try:
@@ -176,11 +177,11 @@ def _lines_text(lines: list[Any]) -> str:
     return '["' + '","'.join(lines) + '"]'
 
 
-def _quiet_columns(columns: dict[str, Any]) -> tuple[Sequence[Any], ...]:
-    """Invocations that logged nothing, failed not and ran for no trigger, shipped as columns:
-    `{"id": [...], "t": [started_us...], "d": [duration_us...], "v": version or [...], "s": status
-    or [...]}` (one value: every invocation's), as `records_of`'s eight columns. Columns of unequal
-    lengths raise, as a wrong row does."""
+def _shipped_columns(columns: dict[str, Any]) -> tuple[Sequence[Any], ...]:
+    """Invocations that failed not and ran for no trigger, shipped as columns: `{"id": [...], "t":
+    [started_us...], "d": [duration_us...], "v": version or [...], "s": status or [...], "l":
+    [lines...]}` (one value: every invocation's; no "l": none logged a line), as `columns_of`'s eight
+    columns. Columns of unequal lengths raise, as a wrong row does."""
     ids, started, durations = columns["id"], columns["t"], columns["d"]
     if type(ids) is not list or type(started) is not list or type(durations) is not list:
         raise TypeError("columns")
@@ -192,8 +193,15 @@ def _quiet_columns(columns: dict[str, Any]) -> tuple[Sequence[Any], ...]:
         raise TypeError("columns")
     if not len(started) == len(durations) == len(versions) == len(statuses) == n:
         raise ValueError("columns of unequal lengths")
+    lines = columns.get("l")
+    if lines is None:
+        texts: Sequence[str] = ["[]"] * n
+    elif type(lines) is not list or len(lines) != n:
+        raise ValueError("columns of unequal lengths")
+    else:
+        texts = _lines_texts(lines) if n else []
     nothing = [None] * n
-    return ids, started, versions, statuses, durations, ["[]"] * n, nothing, nothing
+    return ids, started, versions, statuses, durations, texts, nothing, nothing
 
 
 class LogPipe:
@@ -471,9 +479,8 @@ def _read_cell(
         return False
     try:
         message = json.loads(data)
-        records = records_of(message["groups"], gateway, env, writer.runtime_id)
         writer.offer(
-            records,
+            columns_of(message["groups"], gateway, env, writer.runtime_id),
             max(0, int(message.get("dropped") or 0)),
             max(0, int(message.get("unsent") or 0)),
             max(0, int(message.get("pruned") or 0)),

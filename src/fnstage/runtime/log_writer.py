@@ -23,10 +23,10 @@ from typing import Any
 from sqlalchemy import Engine
 
 from fnstage.store import invocation_log
-from fnstage.store.invocation_log import LogRecord
+from fnstage.store.invocation_log import LogColumns
 
 logger = logging.getLogger("fnstage.runtime")
-_FUNCTION_OF = itemgetter(0, 1)  # a LogRecord's (gateway, name), in C
+_FUNCTION_OF = itemgetter(0, 1)  # a LogColumns' (gateway, name), in C
 
 BATCH = 2000  # invocations per transaction
 # how often the writer writes what is queued (sooner when a BATCH is waiting): not at every shipment,
@@ -94,7 +94,8 @@ class LogWriter:
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
         self._clock = clock
-        self._queue: deque[LogRecord] = deque()
+        self._queue: deque[LogColumns] = deque()  # shipments' columns, a function each
+        self._waiting = 0  # invocations in the queue
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -122,29 +123,34 @@ class LogWriter:
 
     def offer(
         self,
-        records: list[LogRecord],
+        batch: list[LogColumns],
         dropped_by_cell: int = 0,
         unsent_by_cell: int = 0,
         pruned_by_cell: int = 0,
     ) -> None:
-        """Queue `records` (never blocks): what does not fit is dropped and counted. `pruned_by_cell`:
-        invocations a cell did not ship, older than its function's newest `keep` in that shipment."""
+        """Queue `batch` (never blocks): the invocations that do not fit are dropped and counted.
+        `pruned_by_cell`: invocations a cell did not ship, older than its function's newest `keep` in
+        that shipment."""
         with self._lock:
             self.pruned += pruned_by_cell
             self.dropped["cell_outbox_full"] += dropped_by_cell
             self.dropped["cell_socket_full"] += unsent_by_cell
-            room = self.settings.queue - len(self._queue)
-            if room < len(records):
-                self.dropped["queue_full"] += len(records) - max(room, 0)
-                records = records[: max(room, 0)]
-            self._queue.extend(records)
-            full = len(self._queue) >= BATCH
+            for columns in batch:
+                n, room = len(columns.request_ids), self.settings.queue - self._waiting
+                if n > room:
+                    self.dropped["queue_full"] += n - max(room, 0)
+                    if room <= 0:
+                        continue
+                    columns, n = _head(columns, room), room
+                self._queue.append(columns)
+                self._waiting += n
+            full = self._waiting >= BATCH
         if full:  # else the next tick writes them (FLUSH_INTERVAL_S)
             self._wake.set()
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            waiting = len(self._queue)
+            waiting = self._waiting
         return {
             "written": self.written,
             "waiting": waiting,
@@ -173,21 +179,31 @@ class LogWriter:
             self._maybe_report()
             if self._stopping.is_set():
                 with self._lock:
-                    if not self._queue:
+                    if not self._waiting:
                         return
 
     def _write_batch(self) -> bool:
+        batch: list[LogColumns] = []
         with self._lock:
-            batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+            taken = 0
+            while self._queue and taken < BATCH:
+                columns = self._queue.popleft()
+                n = len(columns.request_ids)
+                if taken + n > BATCH:  # the rest waits, first in the queue
+                    self._queue.appendleft(_tail(columns, BATCH - taken))
+                    columns, n = _head(columns, BATCH - taken), BATCH - taken
+                batch.append(columns)
+                taken += n
+            self._waiting -= taken
         if not batch:
             return False
         try:
             if self._engine is None:
                 self._engine = self._engine_factory()
-            invocation_log.write(self._engine, batch, self.runtime_id)
+            invocation_log.write_columns(self._engine, batch, self.runtime_id)
         except Exception as error:  # any store failure: the batch is lost, counted, and reported
             with self._lock:
-                self.dropped["store_failed"] += len(batch)
+                self.dropped["store_failed"] += taken
             self.last_error = (
                 f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
             )
@@ -195,7 +211,7 @@ class LogWriter:
             if not self._stopping.is_set():
                 self._stopping.wait(RETRY_AFTER_S)
             return False
-        self.written += len(batch)
+        self.written += taken
         self.last_error = None
         self._touched.update(map(_FUNCTION_OF, batch))
         return True
@@ -229,3 +245,13 @@ class LogWriter:
             causes = ", ".join(f"{n} ({cause.replace('_', ' ')})" for cause, n in lost.items())
             suffix = f"; last error: {self.last_error}" if self.last_error else ""
             logger.warning("runtime: invocation log entries dropped: %s%s", causes, suffix)
+
+
+def _head(columns: LogColumns, n: int) -> LogColumns:
+    """The first `n` invocations of `columns`."""
+    return LogColumns._make((*columns[:2], *(column[:n] for column in columns[2:])))
+
+
+def _tail(columns: LogColumns, n: int) -> LogColumns:
+    """`columns` but its first `n` invocations."""
+    return LogColumns._make((*columns[:2], *(column[n:] for column in columns[2:])))

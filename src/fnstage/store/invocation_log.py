@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from itertools import chain, repeat
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, and_, delete, func, select
@@ -36,7 +36,6 @@ _INDEX_MASK = BLOCK_MAX - 1
 # the block's arrays as compact JSON; ASCII only, so a lone surrogate a cell sent is escaped, not an
 # encoding error that would lose the whole block
 _encode = json.JSONEncoder(separators=(",", ":")).encode
-_FUNCTION_OF = itemgetter(0, 1)
 
 
 class LogRecord(NamedTuple):
@@ -54,6 +53,45 @@ class LogRecord(NamedTuple):
     error: str | None = None
     trigger: str | None = None
     runtime_id: str | None = None
+
+
+class LogColumns(NamedTuple):
+    """Invocations of one function column by column, as the log writer gets them from a cell
+    (`runtime.log_process.columns_of`), queues them and writes them: a block's columns are these,
+    joined, so no object is made an invocation on the way (BENCHMARKS.md, "Logged lines as
+    columns"). Every column has one value an invocation, in the order served."""
+
+    gateway: str
+    name: str
+    request_ids: Sequence[str]
+    started_us: Sequence[int]
+    versions: Sequence[int]
+    statuses: Sequence[int]
+    durations_us: Sequence[int]
+    lines: Sequence[str]
+    errors: Sequence[str | None]
+    triggers: Sequence[str | None]
+    runtime_ids: Sequence[str | None]
+
+
+def records(columns: LogColumns) -> list[LogRecord]:
+    """Each invocation of `columns` as a record."""
+    n = len(columns.request_ids)
+    fields = (repeat(columns.gateway, n), repeat(columns.name, n), columns.versions, columns.request_ids)
+    rest = (columns.started_us, columns.statuses, columns.durations_us, columns.lines, columns.errors)
+    return list(map(LogRecord._make, zip(*fields, *rest, columns.triggers, columns.runtime_ids, strict=True)))
+
+
+def columns_of_records(records: Iterable[LogRecord]) -> list[LogColumns]:
+    """Records as columns, one `LogColumns` a function, each function's in the order given."""
+    groups: dict[tuple[str, str], list[LogRecord]] = {}
+    for record in records:
+        groups.setdefault((record[0], record[1]), []).append(record)
+    out = []
+    for (gateway, name), group in groups.items():
+        _, _, versions, request_ids, *rest = zip(*group, strict=True)  # a LogRecord's order
+        out.append(LogColumns(gateway, name, request_ids, rest[0], versions, *rest[1:]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -83,21 +121,26 @@ _INSERT = (
 
 
 def write(engine: Engine, records: Sequence[LogRecord], runtime_id: str | None = None) -> None:
+    """`write_columns` of records (the writer queues columns; tests and benches make records)."""
+    write_columns(engine, columns_of_records(records), runtime_id)
+
+
+def write_columns(engine: Engine, batch: Sequence[LogColumns], runtime_id: str | None = None) -> None:
     """Insert a batch in one transaction: a block per function (of at most BLOCK_MAX entries, in the
-    order given); functions whose gateway was deleted are skipped. A record's `runtime_id`, if it has
+    order given); functions whose gateway was deleted are skipped. An entry's runtime id, if it has
     one, wins over `runtime_id`.
 
-    Records are taken by index, not by field name (a NamedTuple's field by name is a property's call
-    each); each column of a block is one call of the C encoder."""
-    if not records:
+    A function's columns from several shipments are joined column by column and each column of a
+    block is one call of the C encoder: no Python step an invocation."""
+    if not batch:
         return
-    groups: dict[tuple[str, str], list[LogRecord]] = {}
-    for function, record in zip(map(_FUNCTION_OF, records), records, strict=True):
-        group = groups.get(function)
+    groups: dict[tuple[str, str], list[LogColumns]] = {}
+    for columns in batch:
+        group = groups.get((columns[0], columns[1]))
         if group is None:
-            groups[function] = [record]
+            groups[(columns[0], columns[1])] = [columns]
         else:
-            group.append(record)
+            group.append(columns)
     with engine.connect() as conn:
         statement = _INSERT.format("?" if conn.dialect.name == "sqlite" else "%s")
         conn.execution_options(**write_options(engine))
@@ -105,27 +148,45 @@ def write(engine: Engine, records: Sequence[LogRecord], runtime_id: str | None =
             gateways = {gateway for gateway, _ in groups}
             known = set(conn.scalars(select(t.gateways.c.id).where(t.gateways.c.id.in_(gateways))))
             blocks = [
-                block_row(group[start : start + BLOCK_MAX], runtime_id)
-                for (gateway, _), group in groups.items()
+                block_row(gateway, name, joined[0], joined[1:], start, runtime_id)
+                for (gateway, name), group in groups.items()
                 if gateway in known
-                for start in range(0, len(group), BLOCK_MAX)
+                for joined in [_joined(group)]
+                for start in range(0, len(joined[0]), BLOCK_MAX)
             ]
             if blocks:
                 conn.exec_driver_sql(statement, blocks)
 
 
-def block_row(records: Sequence[Sequence[Any]], runtime_id: str | None) -> tuple[Any, ...]:
-    """One function's records as the values of `_INSERT` (gateway and name are the first record's)."""
-    n = len(records)
-    _, _, versions, request_ids, started, statuses, durations, lines, errors, triggers, runtimes = zip(
-        *records, strict=True
+def _joined(group: list[LogColumns]) -> tuple[Sequence[Any], ...]:
+    """The columns of a function's `LogColumns`, each joined into one (request ids first)."""
+    if len(group) == 1:
+        return tuple(group[0][2:])
+    return tuple(list(chain.from_iterable(column)) for column in zip(*(c[2:] for c in group), strict=True))
+
+
+def block_row(
+    gateway: str,
+    name: str,
+    request_ids: Sequence[str],
+    columns: Sequence[Sequence[Any]],
+    start: int,
+    runtime_id: str | None,
+) -> tuple[Any, ...]:
+    """The values of `_INSERT` for a function's entries from `start`, BLOCK_MAX at most: `columns`
+    are `LogColumns`' after the request ids."""
+    end = start + BLOCK_MAX
+    request_ids = request_ids[start:end]
+    started, versions, statuses, durations, lines, errors, triggers, runtimes = (
+        c[start:end] for c in columns
     )
+    n = len(request_ids)
     if runtime_id is not None and None in runtimes:
-        runtimes = tuple(runtime_id if r is None else r for r in runtimes)
+        runtimes = [runtime_id if r is None else r for r in runtimes]
     shared = runtimes[0] if runtimes.count(runtimes[0]) == n else None
     return (
-        records[0][0],
-        records[0][1],
+        gateway,
+        name,
         n,
         min(started) / 1e6,
         max(started) / 1e6,
