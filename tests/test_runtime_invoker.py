@@ -142,6 +142,22 @@ async def test_a_ctx_made_on_first_read_is_still_a_context() -> None:
     assert not unread.lines  # no `ctx.log` read: no lines, and no Log made for them
 
 
+@pytest.mark.parametrize(
+    ("replaced", "kind"), [("5", "int"), ("'one line'", "str"), ("None", "NoneType"), ("('a', 'b')", "tuple")]
+)
+async def test_lines_a_function_replaced_are_kept_as_a_line_that_says_so(replaced: str, kind: str) -> None:
+    """`ctx.log.lines` is the function's own list; one that replaced it with something else made its
+    cell's log writer refuse the whole message it went in, other functions' invocations with it."""
+    logs = InvocationLogs()
+    outcome = await call(
+        live(f"async def main(ctx):\n    ctx.log.lines = {replaced}\n    return 1\n"), logs=logs
+    )
+    assert outcome.status == 200
+    said = [f"(ctx.log.lines was replaced by a {kind}: its lines are not kept)"]
+    assert list(outcome.lines) == said
+    assert list(logs.recent("demo", "dev/user/me")[0].lines) == said
+
+
 async def test_a_dict_answer_that_is_not_json_is_a_500_that_says_why() -> None:
     outcome = await call(live("async def main(ctx):\n    return {'a': object()}\n"))
     assert outcome.status == 500 and outcome.error is not None

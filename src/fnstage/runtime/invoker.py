@@ -579,7 +579,13 @@ async def invoke(
     log = fields.get("log")  # made only if the function read `ctx.log`
     # nothing logged: the shared empty tuple, not a new list, so that the log entry holds only atomic
     # values and the collector stops tracking it (see `NO_LINES`)
-    lines = log.lines if log is not None else NO_LINES
+    lines: Sequence[str]
+    if log is None:
+        lines = NO_LINES
+    else:
+        lines = log.lines
+        if lines.__class__ is not list:  # the function's own list, replaced: a message of it would be refused
+            lines = [f"(ctx.log.lines was replaced by a {type(lines).__name__}: its lines are not kept)"]
     # the log entry is a plain tuple in `InvocationLog`'s order (`LogEntry`): the collector untracks an
     # exact tuple of atomic values, never a NamedTuple's; `recent` makes the named form when read
     if logs is not None:
