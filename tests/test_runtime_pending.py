@@ -461,3 +461,38 @@ def test_a_restarted_cell_given_back_its_versions_pending_says_so(
     held_again = [item for kind, _, what in events.seen if kind == "held" for item in what]  # per batch
     assert sorted(held_again) == sorted((f"dev/fn/{i}", 1) for i in range(10))
     assert internal(cell_set, "health")["pending"] == 10  # its warm-up kept back by `held`
+
+
+def test_deferred_loads_are_counted_in_metrics_as_eager_loads_are(
+    cells: tuple[CellSet, Events], held: HeldWarmUp
+) -> None:
+    """/metrics' loads, load failures and load durations: a cold start's versions count once each when
+    they are loaded (by a request or by the warm-up), failures with their duration, as the same
+    loads done eagerly count; nothing while they are only pending. Read with Prometheus' own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from fnstage.runtime.metrics import RuntimeMetrics
+
+    cell_set, _ = cells
+    metrics = cell_set.metrics = RuntimeMetrics(lambda gateway, name: None)
+    slow = "import time\ntime.sleep(0.03)\n" + ANSWER % 8  # a load the histogram can place
+
+    def scraped() -> dict[str, float]:
+        found: dict[str, float] = {}
+        for family in text_string_to_metric_families(metrics.render().decode()):
+            for sample in family.samples:
+                if sample.labels.get("gateway") == "demo" and sample.labels.get("env") == "dev":
+                    found[sample.name + str(sample.labels.get("le", ""))] = sample.value
+        return found
+
+    cold_start(cell_set, {4: FAILS, 8: slow})
+    assert scraped().get("fnstage_loads_total", 0) == 0  # pending: nothing run
+    assert get(cell_set, DEV, "/fn/1").json() == {"version": 1}  # loaded by its request
+    until(lambda: scraped().get("fnstage_loads_total") == 1, "the request's load was not counted")
+    held.release()
+    until(lambda: scraped().get("fnstage_loads_total") == 9, "the warm-up's loads were not counted")
+    until(lambda: scraped().get("fnstage_load_failures_total") == 1, "the failed load was not counted")
+    seen = scraped()
+    assert seen["fnstage_load_duration_seconds_count"] == 10  # every load timed, the failed one too
+    assert seen["fnstage_load_duration_seconds_bucket0.025"] <= 9  # the slow one took 30 ms or more
+    assert seen["fnstage_load_duration_seconds_bucket+Inf"] == 10

@@ -579,8 +579,8 @@ class SupervisorLink:
                     failed.append(
                         [row.gateway, row.name, row.version, result.summary, result.traceback, result.load_ms]
                     )
-                else:
-                    self._warmed.append([row.gateway, row.name, row.version])
+                else:  # with its microseconds, for /metrics (an eager load's answer carries them)
+                    self._warmed.append([row.gateway, row.name, row.version, int(result.load_ms * 1000)])
             for row in rows:
                 woken += self._waiters.pop((row.gateway, row.name), ())
         self.loads += len(todo)
