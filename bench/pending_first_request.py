@@ -7,15 +7,16 @@ it takes than a request to a loaded one, against the goal "within 5 ms of load t
 Each round is a fresh process playing the supervisor (as `bench/cell_memory.py`): a zygote, a cell set
 whose cells defer a cold start (`CellSpec.defer_cold_start`, as `fnstage runtime` sets it) and `count`
 one-line functions streamed into ONE cell as a cold start's snapshot is (`CellSet.load_stream`, chunks
-of `cells.LOAD_BATCH`: `CellSet.load` is a resync's, never deferred). As soon as the load is answered (every version pending, the
-warm-up just told to start), `--requests` functions from the END of the published order (the warm-up
-goes in order: still pending) each get a first request and then a second one, over the cell's Unix
-socket (no front, no HTTP client library: `cell_memory.request`). `--eager` runs the same with the
-loads not deferred (every function loaded before the answer, as on main) for comparison. Printed per
-round: the medians and the largest of first and second requests, how many versions the cell's health
-said were pending before the first request, and one load's time in this process (the same rows,
-`loader.load_rows`, median of 200); at the end, per side, the percentiles (p50, p90, p99, max) of
-every round's requests pooled. `--baseline SRC` runs each round again with `PYTHONPATH=SRC` (another
+of `cells.LOAD_BATCH`: `CellSet.load` is a resync's, never deferred). As soon as the load is answered
+(every version pending, the warm-up just told to start), `--requests` functions from the END of the
+published order (the warm-up goes in order: still pending) each get a first request and then a second
+one, over the cell's Unix socket (no front, no HTTP client library: `cell_memory.request`). `--eager`
+runs the same with the loads not deferred (every function loaded before the answer, as on main) for
+comparison. Printed per round: the medians and the largest of first and second requests, how many
+versions the cell's health said were pending before the first request, how long after the answer none
+was (the warm-up's end, the requests beside it), and one load's time in this process (the same rows,
+`loader.load_rows`, median of 200); at the end, per side, the percentiles (p50, p90, p99, max) of every
+round's requests pooled. `--baseline SRC` runs each round again with `PYTHONPATH=SRC` (another
 checkout's `src`, e.g. a worktree of main), interleaved, for a side by side.
 """
 
@@ -77,12 +78,16 @@ def child(count: int, requests: int, eager: bool) -> dict[str, Any]:
                 raise RuntimeError(f"{path} answered {body!r}")
             first.append(took)
             second.append(request(cell.spec.uds, path)[0])
+        while json.loads(request(cell.spec.uds, "/_fnstage/health")[1]).get("pending", 0):
+            time.sleep(0.02)
+        warm_up = time.perf_counter() - started - answered  # the requests' time included
         if pending == 0 and not eager:
             raise RuntimeError("nothing was pending at the first request: the cold start was not deferred")
         return {
             "first": first,
             "second": second,
             "answered_s": answered,
+            "none_pending_after_s": warm_up,
             "pending_at_first_request": pending,
             "first_request_ms": statistics.median(first),
             "second_request_ms": statistics.median(second),

@@ -56,6 +56,7 @@ LOAD_TIMEOUT_S = 120.0  # a batch; each load in it is limited by the cell (DEFAU
 # rows' pickled bytes at once (a cell's memory keeps the high-water mark of what it received).
 LOAD_BATCH = 1000
 LOAD_AHEAD = 2  # batches sent ahead of the answers (`Cell.load`)
+MAX_WARMED_PARTS = 20_000  # rows of a `warmed` batch held for its last message, at most
 RESTART_DELAYS_S = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
 STABLE_AFTER_S = 30.0  # a cell that lived this long starts its restart delays afresh
 MOVE_GRACE_S = 2.0  # a function that moved to another lock's cell leaves its old cell this much later
@@ -133,6 +134,7 @@ class Cell:
         # the pending versions it was running when it last said: (gateway, name, version); if it dies,
         # one of them may be why (`CellSet._restart` tries each alone)
         self.warming: list[tuple[str, str, int]] = []
+        self._warmed_parts: list[tuple[str, str, int, float]] = []  # a `warmed` batch's first messages
 
     def start(self) -> None:
         _fresh_folder(self.spec.temp_dir)
@@ -355,8 +357,14 @@ class Cell:
             failures = [_late_failure(item, self.spec) for item in message["items"]]
             self.on_failed(self, [f for f in failures if f is not None])
         elif kind == "warmed" and self.on_warmed is not None:
-            warmed = [_warmed(item, self.spec) for item in message["rows"]]
-            self.on_warmed(self, [w for w in warmed if w is not None])
+            warmed = [w for w in (_warmed(item, self.spec) for item in message["rows"]) if w is not None]
+            # a batch comes in several messages, the rest `more` (`cell.SupervisorLink._send_warmed`):
+            # told once, so reported in one write; bounded, whatever a cell says
+            if message.get("more") is True and len(self._warmed_parts) < MAX_WARMED_PARTS:
+                self._warmed_parts += warmed
+            else:
+                warmed, self._warmed_parts = self._warmed_parts + warmed, []
+                self.on_warmed(self, warmed)
         elif kind == "split_counts" and self.on_split_counts is not None:
             items = [_split_counts(item, self.spec) for item in message["items"]]
             self.on_split_counts(self, [i for i in items if i is not None])
