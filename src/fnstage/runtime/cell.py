@@ -541,7 +541,8 @@ class SupervisorLink:
                 load_each(self._take_pending, self._settle_pending, self.load_timeout_s)
             finally:
                 sys.setswitchinterval(interval)
-                with self._warm_lock:
+                with self._warm_lock:  # (empty unless the loading raised: its rows go back in order)
+                    self._warm.extendleft(reversed(self._chunk))
                     self._chunk.clear()
                 self._send_warming([])
                 if paused:
