@@ -557,6 +557,7 @@ class SupervisorLink:
         The supervisor hears which rows may run before they do (`warming`): if one of them kills the
         cell, it tries each alone after the restart."""
         announce: list[PublishedFunction] | None = None
+        pause = False
         stale: list[asyncio.Future[None]] = []
         row: PublishedFunction | None = None
         with self._warm_lock:
@@ -582,10 +583,13 @@ class SupervisorLink:
                 if chunk:
                     announce = list(chunk)
                     row = chunk.popleft()
+                    pause = True
         if stale and self._loop is not None:
             self._loop.call_soon_threadsafe(_wake, stale)
         if announce is not None:
             self._send_warming(announce)
+        if pause:  # every WARM_CHUNK loads, the interpreter lock (and this core) to whoever waits
+            time.sleep(0)
         return row
 
     def _settle_pending(self, row: PublishedFunction, result: LiveVersion | LoadError) -> None:
