@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -99,6 +100,7 @@ def child(count: int, requests: int, eager: bool) -> dict[str, Any]:
     finally:
         cells.stop_all()
         zygote.stop()
+        shutil.rmtree(root, ignore_errors=True)  # each round's cell folders (a round left them before)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
