@@ -223,6 +223,46 @@ def test_a_batch_loads_on_one_thread_each_load_still_limited(monkeypatch: pytest
     assert started.count("fnstage-load") == 2  # one thread, and one more after the stuck load
 
 
+def test_load_each_asks_for_the_next_row_before_every_load_each_load_still_limited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cell's warm-up: rows come from `take` one at a time (a row a request waits for is given
+    next, whatever the others were), each result goes to `done` at once, on one thread; a stuck load
+    is cut off by the limit and a fresh thread goes on."""
+    import threading
+    from collections import deque
+
+    from fnstage.runtime.loader import load_each
+    from support.cells import ANSWER, row
+
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def counting_start(self: threading.Thread) -> None:
+        started.append(self.name)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    stuck = "import threading\nthreading.Event().wait(5)\n" + ANSWER % 3
+    queue = deque(
+        [row("dev/a", 1, ANSWER % 1), row("dev/b", 2, stuck), row("dev/c", 3, "x = 1 / 0\n" + ANSWER % 5)]
+    )
+    asked = row("dev/asked", 4, ANSWER % 4)
+    results: list[tuple[str, object]] = []
+
+    def done(published: Any, result: LiveVersion | LoadError) -> None:
+        results.append((published.name, result))
+        if published.name == "dev/a":
+            queue.appendleft(asked)  # a request's row, asked while dev/a loaded: goes next
+
+    load_each(lambda: queue.popleft() if queue else None, done, 0.2)
+    assert [name for name, _ in results] == ["dev/a", "dev/asked", "dev/b", "dev/c"]
+    assert isinstance(results[1][1], LiveVersion) and results[1][1].version == 4
+    assert isinstance(results[2][1], LoadError) and "longer than 0.2 s" in results[2][1].summary
+    assert isinstance(results[3][1], LoadError) and results[3][1].summary.startswith("ZeroDivisionError")
+    assert started.count("fnstage-load") == 2  # one thread, and one more after the stuck load
+
+
 def test_an_explicit_dunder_import_finds_the_functions_own_modules() -> None:
     files = {
         "index.py": "def main(ctx):\n    return __import__('utils').V, __import__('json').__name__\n",

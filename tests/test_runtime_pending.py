@@ -8,7 +8,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -461,3 +461,68 @@ def test_a_restarted_cell_given_back_its_versions_pending_says_so(
     held_again = [item for kind, _, what in events.seen if kind == "held" for item in what]  # per batch
     assert sorted(held_again) == sorted((f"dev/fn/{i}", 1) for i in range(10))
     assert internal(cell_set, "health")["pending"] == 10  # its warm-up kept back by `held`
+
+
+def test_deferred_loads_are_counted_in_metrics_as_eager_loads_are(
+    cells: tuple[CellSet, Events], held: HeldWarmUp
+) -> None:
+    """/metrics' loads, load failures and load durations: a cold start's versions count once each when
+    they are loaded (by a request or by the warm-up), failures with their duration, as the same
+    loads done eagerly count; nothing while they are only pending. Read with Prometheus' own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from fnstage.runtime.metrics import RuntimeMetrics
+
+    cell_set, _ = cells
+    metrics = cell_set.metrics = RuntimeMetrics(lambda gateway, name: None)
+    slow = "import time\ntime.sleep(0.03)\n" + ANSWER % 8  # a load the histogram can place
+
+    def scraped() -> dict[str, float]:
+        found: dict[str, float] = {}
+        for family in text_string_to_metric_families(metrics.render().decode()):
+            for sample in family.samples:
+                if sample.labels.get("gateway") == "demo" and sample.labels.get("env") == "dev":
+                    found[sample.name + str(sample.labels.get("le", ""))] = sample.value
+        return found
+
+    cold_start(cell_set, {4: FAILS, 8: slow})
+    assert scraped().get("fnstage_loads_total", 0) == 0  # pending: nothing run
+    assert get(cell_set, DEV, "/fn/1").json() == {"version": 1}  # loaded by its request
+    until(lambda: scraped().get("fnstage_loads_total") == 1, "the request's load was not counted")
+    held.release()
+    until(lambda: scraped().get("fnstage_loads_total") == 9, "the warm-up's loads were not counted")
+    until(lambda: scraped().get("fnstage_load_failures_total") == 1, "the failed load was not counted")
+    seen = scraped()
+    assert seen["fnstage_load_duration_seconds_count"] == 10  # every load timed, the failed one too
+    assert seen["fnstage_load_duration_seconds_bucket0.025"] <= 9  # the slow one took 30 ms or more
+    assert seen["fnstage_load_duration_seconds_bucket+Inf"] == 10
+
+
+def test_a_request_for_a_pending_function_goes_before_the_warm_ups_next_rows(
+    cells: tuple[CellSet, Events], held: HeldWarmUp
+) -> None:
+    """The warm-up runs slow modules in order; a request for the last one is answered after at most
+    the load under way, not behind the rest of the warm-up's rows (it waited for its whole chunk of
+    16 before, and the chunk's thread: the tail of first requests, BENCHMARKS.md)."""
+    cell_set, _ = cells
+    slow = "import time\ntime.sleep(1.0)\n"  # a second each: the request's way in is far shorter
+    cold_start(cell_set, {i: slow + ANSWER % i for i in range(9)})
+    held.release()
+    until(lambda: internal(cell_set, "health")["live"] >= 1, "the warm-up never began")
+    assert get(cell_set, DEV, "/fn/9").json() == {"version": 9}
+    health = internal(cell_set, "health")
+    assert health["pending"] >= 5, f"the request waited behind the warm-up's rows: {health}"
+
+
+def test_a_warmed_batch_sent_in_several_messages_is_told_once(tmp_path: Path) -> None:
+    """A cell sends a batch of loaded versions in messages of a few hundred (encoding thousands at once
+    held its interpreter lock for milliseconds); the supervisor tells them once, in one report."""
+    told: list[list[tuple[str, str, int, float]]] = []
+    spec = CellSpec("demo", "dev", tmp_path, "key")
+    cell = Cell(spec, cast(Zygote, None), lambda cell, items: None, lambda cell: None)
+    cell.on_warmed = lambda _, items: told.append(items)
+    cell._handle({"t": "warmed", "rows": [["demo", "dev/a", 1, 20]], "more": True})
+    cell._handle({"t": "warmed", "rows": [["demo", "dev/b", 2, 30], ["other", "dev/c", 1, 5]], "more": True})
+    assert told == []
+    cell._handle({"t": "warmed", "rows": [["demo", "dev/d", 1, 10]]})
+    assert told == [[("demo", "dev/a", 1, 2e-05), ("demo", "dev/b", 2, 3e-05), ("demo", "dev/d", 1, 1e-05)]]

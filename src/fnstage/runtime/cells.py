@@ -56,6 +56,7 @@ LOAD_TIMEOUT_S = 120.0  # a batch; each load in it is limited by the cell (DEFAU
 # rows' pickled bytes at once (a cell's memory keeps the high-water mark of what it received).
 LOAD_BATCH = 1000
 LOAD_AHEAD = 2  # batches sent ahead of the answers (`Cell.load`)
+MAX_WARMED_PARTS = 20_000  # rows of a `warmed` batch held for its last message, at most
 RESTART_DELAYS_S = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
 STABLE_AFTER_S = 30.0  # a cell that lived this long starts its restart delays afresh
 MOVE_GRACE_S = 2.0  # a function that moved to another lock's cell leaves its old cell this much later
@@ -128,11 +129,12 @@ class Cell:
         self.on_split_counts: Callable[[Cell, list[tuple[str, str, int, ArmCounts]]], None] | None = None
         # versions it held pending (answered as loadable) that failed when it ran them: (cell, items)
         self.on_failed: Callable[[Cell, list[tuple[str, str, int, LoadError]]], None] | None = None
-        self.on_warmed: Callable[[Cell, list[tuple[str, str, int]]], None] | None = None
+        self.on_warmed: Callable[[Cell, list[tuple[str, str, int, float]]], None] | None = None
         self.pending = 0  # versions it holds without having run them yet, as it last said
         # the pending versions it was running when it last said: (gateway, name, version); if it dies,
         # one of them may be why (`CellSet._restart` tries each alone)
         self.warming: list[tuple[str, str, int]] = []
+        self._warmed_parts: list[tuple[str, str, int, float]] = []  # a `warmed` batch's first messages
 
     def start(self) -> None:
         _fresh_folder(self.spec.temp_dir)
@@ -355,8 +357,14 @@ class Cell:
             failures = [_late_failure(item, self.spec) for item in message["items"]]
             self.on_failed(self, [f for f in failures if f is not None])
         elif kind == "warmed" and self.on_warmed is not None:
-            warmed = [_warmed(item, self.spec) for item in message["rows"]]
-            self.on_warmed(self, [w for w in warmed if w is not None])
+            warmed = [w for w in (_warmed(item, self.spec) for item in message["rows"]) if w is not None]
+            # a batch comes in several messages, the rest `more` (`cell.SupervisorLink._send_warmed`):
+            # told once, so reported in one write; bounded, whatever a cell says
+            if message.get("more") is True and len(self._warmed_parts) < MAX_WARMED_PARTS:
+                self._warmed_parts += warmed
+            else:
+                warmed, self._warmed_parts = self._warmed_parts + warmed, []
+                self.on_warmed(self, warmed)
         elif kind == "split_counts" and self.on_split_counts is not None:
             items = [_split_counts(item, self.spec) for item in message["items"]]
             self.on_split_counts(self, [i for i in items if i is not None])
@@ -399,12 +407,14 @@ def _late_failure(item: Any, spec: CellSpec) -> tuple[str, str, int, LoadError] 
     return str(gateway), name, int(version), LoadError(str(summary), str(trace or ""), load_ms)
 
 
-def _warmed(item: Any, spec: CellSpec) -> tuple[str, str, int] | None:
-    """A pending version its cell has loaded, as the cell says: only its own gateway and environment."""
-    gateway, name, version = item
+def _warmed(item: Any, spec: CellSpec) -> tuple[str, str, int, float] | None:
+    """A pending version its cell has loaded, as the cell says, with the seconds its load took: only
+    its own gateway and environment."""
+    gateway, name, version, took_us = item
     if gateway != spec.gateway or not isinstance(name, str) or not name.startswith(f"{spec.env}/"):
         return None
-    return str(gateway), name, int(version)
+    seconds = took_us / 1e6 if type(took_us) is int and 0 <= took_us < 10**12 else 0.0
+    return str(gateway), name, int(version), seconds
 
 
 def _split_counts(item: Any, spec: CellSpec) -> tuple[str, str, int, ArmCounts] | None:
@@ -1167,15 +1177,18 @@ class CellSet:
                 self.metrics.load_failed(gateway, name, seconds)
             self.events.failed_late(slot, gateway, name, version, error)
 
-    def _warmed(self, cell: Cell, items: list[tuple[str, str, int]]) -> None:
-        """Pending versions their cell has loaded: reported live, on the thread (and in the order) of
-        the late failures, after the first sync (which reported them pending)."""
+    def _warmed(self, cell: Cell, items: list[tuple[str, str, int, float]]) -> None:
+        """Pending versions their cell has loaded: counted as loads (with the seconds each took, as an
+        eager load's answer is) and reported live, on the thread (and in the order) of the late
+        failures, after the first sync (which reported them pending)."""
         if items:
             self._late.submit(_logged_late, self._apply_warmed, cell.spec.slot, items)
 
-    def _apply_warmed(self, slot: Slot, items: list[tuple[str, str, int]]) -> None:
+    def _apply_warmed(self, slot: Slot, items: list[tuple[str, str, int, float]]) -> None:
+        if self.metrics is not None:
+            self.metrics.loaded_many([(gateway, name, seconds) for gateway, name, _, seconds in items])
         self.sync_done.wait()
-        self.events.warmed(slot, items)
+        self.events.warmed(slot, [(gateway, name, version) for gateway, name, version, _ in items])
 
     def _event(self, cell: Cell, event: dict[str, Any]) -> None:
         state = self._slots.get(cell.spec.slot)
@@ -1240,6 +1253,8 @@ class CellSet:
             self._start(slot, state)
             for row in suspects:
                 result = self._load_alone(slot, state, row)
+                if isinstance(result, LiveVersion) and self.metrics is not None:
+                    self.metrics.loaded(row.gateway, row.name, result.load_ms / 1000)
                 if isinstance(result, LoadError):  # as a failure the cell reports (after the first sync)
                     failure = (row.gateway, row.name, row.version, result)
                     self._late.submit(_logged_late, self._apply_failed, slot, [failure])

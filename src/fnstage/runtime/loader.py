@@ -41,6 +41,7 @@ DEFAULT_METHODS: tuple[str, ...] = ("GET", "POST")
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_LOAD_TIMEOUT_S = 10.0
 PACKAGE_ROOT = "_fnstage"
+_TOO_LONG = "loading took longer than %g s (module-level code must finish quickly)"  # a batch's load
 
 
 class LoadError(Exception):
@@ -302,9 +303,7 @@ def load_batch(
                 if run.current != current:
                     continue  # it finished that one just now
                 run.abandoned = True
-            results[current] = LoadError(
-                f"loading took longer than {limit_s:g} s (module-level code must finish quickly)"
-            )
+            results[current] = LoadError(_TOO_LONG % limit_s)
             start = current + 1
             break
     return _filled(results)
@@ -336,6 +335,90 @@ class _BatchRun(threading.Thread):
                 self.results[index] = result
                 index += 1
                 self.current, self.began = index, time.monotonic()
+
+
+def load_each(
+    take: Callable[[], PublishedFunction | None],
+    done: Callable[[PublishedFunction, LiveVersion | LoadError], None],
+    limit_s: float | None = DEFAULT_LOAD_TIMEOUT_S,
+) -> None:
+    """Load the rows `take()` gives, one after another on ONE thread, until it gives None, and hand
+    each result to `done` as soon as it is made (on that thread); each load limited to `limit_s` as
+    `load_batch` limits them: an overrun is `done` with a LoadError, its thread abandoned, and a fresh
+    one goes on. A cell's warm-up: `take` is asked before every load, so a row a request waits for
+    goes next, never behind a batch (BENCHMARKS.md, "The tail of first requests"). None: inline."""
+    if limit_s is None:
+        while (row := take()) is not None:
+            done(row, _load_or_error(_load_of(row)))
+        return
+    while True:
+        run = _EachRun(take, done)
+        run.start()
+        while True:
+            with run.lock:
+                current, began = run.current, run.began
+            if current is None:  # between two loads (in `take` or `done`), or finished
+                run.join(limit_s)
+                if not run.is_alive():
+                    return
+                continue
+            left = began + limit_s - time.monotonic()
+            if left > 0:
+                run.join(left)
+                if not run.is_alive():
+                    return
+                continue
+            with run.lock:
+                if run.current is not current or run.began != began:
+                    continue  # it finished that one just now
+                run.abandoned = True
+            done(current, LoadError(_TOO_LONG % limit_s))
+            break
+
+
+class _EachRun(threading.Thread):
+    def __init__(
+        self,
+        take: Callable[[], PublishedFunction | None],
+        done: Callable[[PublishedFunction, LiveVersion | LoadError], None],
+    ) -> None:
+        # A daemon: a load that never finishes cannot be killed, only abandoned.
+        super().__init__(name="fnstage-load", daemon=True)
+        self.take = take
+        self.done = done
+        self.lock = threading.Lock()
+        self.current: PublishedFunction | None = None  # the row being loaded now
+        self.began = 0.0
+        self.abandoned = False
+
+    def run(self) -> None:
+        while (row := self.take()) is not None:
+            with self.lock:
+                self.current, self.began = row, time.monotonic()
+            result = _load_or_error(_load_of(row))
+            with self.lock:
+                if self.abandoned:
+                    return  # too late: that load already counts as timed out
+                self.current = None
+            self.done(row, result)
+
+
+def _load_of(row: PublishedFunction) -> Callable[[], LiveVersion]:
+    return functools.partial(
+        load_function,
+        row.name,
+        row.version,
+        row.semver,
+        row.entrypoint,
+        row.compiled,
+        row.source,
+        row.config,
+        row.methods,
+        gateway=row.gateway,
+        bundle_hash=row.bundle_hash,
+        timeout_s=row.timeout_s,
+        load_timeout_s=None,  # limited by the caller, one thread for many loads
+    )
 
 
 def _load_or_error(load: Callable[[], LiveVersion]) -> LiveVersion | LoadError:
@@ -597,22 +680,4 @@ def load_rows(
     rows: Sequence[PublishedFunction], limit_s: float | None = DEFAULT_LOAD_TIMEOUT_S
 ) -> list[LiveVersion | LoadError]:
     """Load published rows, one after another on one thread, each limited to `limit_s` (`load_batch`)."""
-    loads = [
-        functools.partial(
-            load_function,
-            row.name,
-            row.version,
-            row.semver,
-            row.entrypoint,
-            row.compiled,
-            row.source,
-            row.config,
-            row.methods,
-            gateway=row.gateway,
-            bundle_hash=row.bundle_hash,
-            timeout_s=row.timeout_s,
-            load_timeout_s=None,  # limited by load_batch, one thread for the whole batch
-        )
-        for row in rows
-    ]
-    return load_batch(loads, limit_s)
+    return load_batch([_load_of(row) for row in rows], limit_s)
