@@ -25,6 +25,7 @@ from fnstage.runtime.request_metrics import (
     BUCKETS,
     CLASS_SLOT,
     FAILURES,
+    FIRST_BOUND,
     FIRST_BUCKET,
     SECONDS,
     RequestMetrics,
@@ -110,6 +111,18 @@ class Counts:
     last_error: str | None = None  # the last failure's one-line summary
 
 
+class _Kept:
+    """One function's invocations as `InvocationLogs` keeps them: its ring and its counts, found by
+    one dict lookup a request (three lookups by a new `(gateway, name)` tuple each before)."""
+
+    __slots__ = ("counts", "key", "ring")
+
+    def __init__(self, key: tuple[str, str], per_function: int) -> None:
+        self.key = key
+        self.ring: deque[LogEntry] = deque(maxlen=per_function)
+        self.counts: Counts | None = None  # None until a counted request (not a version URL's)
+
+
 class InvocationLogs:
     """The last `per_function` invocations of each function, newest last, and each function's counts.
 
@@ -119,9 +132,8 @@ class InvocationLogs:
 
     def __init__(self, per_function: int = 100, outbox: int = 0) -> None:
         self.per_function = per_function
-        self._logs: dict[tuple[str, str], deque[LogEntry]] = {}
-        self._counts: dict[tuple[str, str], Counts] = {}
-        self._counted: set[tuple[str, str]] = set()  # counts changed since `take_counts`
+        self._kept: dict[tuple[str, str], _Kept] = {}
+        self._counted: set[_Kept] = set()  # counts changed since `take_counts` (hashed by identity)
         self.outbox_size = outbox
         self._outbox: deque[tuple[str, str, LogEntry]] = deque()
         self._dropped = 0  # ever, written by the recording thread only
@@ -152,12 +164,14 @@ class InvocationLogs:
             if error is not None:
                 counted[FAILURES] += 1
             counted[SECONDS] += seconds
-            counted[FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
+            # most invocations end within the first bucket: one float compare, not a bisect's calls
+            bucket = 0 if seconds <= FIRST_BOUND else bisect_left(BUCKETS, seconds)
+            counted[FIRST_BUCKET + bucket] += 1
         key = (gateway, name)
-        ring = self._logs.get(key)
-        if ring is None:
-            ring = self._logs.setdefault(key, deque(maxlen=self.per_function))
-        ring.append(entry)
+        kept = self._kept.get(key)
+        if kept is None:
+            kept = self._kept[key] = _Kept(key, self.per_function)
+        kept.ring.append(entry)
         if self.outbox_size:
             if len(self._outbox) < self.outbox_size:
                 self._outbox.append((gateway, name, entry))
@@ -165,27 +179,28 @@ class InvocationLogs:
                 self._dropped += 1
         if not count:
             return
-        counts = self._counts.get(key)
+        counts = kept.counts
         if counts is None or version > counts.version:
-            counts = self._counts[key] = Counts(version)
+            counts = kept.counts = Counts(version)
         elif version < counts.version:
             return  # a request that began on the version before: the new one's counts are not its
         counts.requests += 1
         if error is not None:
             counts.errors += 1
             counts.last_error = error.partition("\n")[0][:500]
-        self._counted.add(key)
+        self._counted.add(kept)
 
     def recent(self, gateway: str, name: str) -> list[InvocationLog]:
-        return list(map(InvocationLog._make, self._logs.get((gateway, name), ())))
+        kept = self._kept.get((gateway, name))
+        return [] if kept is None else list(map(InvocationLog._make, kept.ring))
 
     def take_counts(self) -> list[FunctionCounts]:
         """The counts that changed since the last call (the watcher reports them with its heartbeat)."""
-        keys, self._counted = self._counted, set()
+        changed, self._counted = self._counted, set()
         return [
-            FunctionCounts(g, n, c.version, c.requests, c.errors, c.last_error)
-            for g, n in sorted(keys)
-            if (c := self._counts.get((g, n))) is not None
+            FunctionCounts(*kept.key, c.version, c.requests, c.errors, c.last_error)
+            for kept in sorted(changed, key=_by_key)
+            if (c := kept.counts) is not None
         ]
 
     def take_outbox(self) -> tuple[list[tuple[str, str, LogEntry]], int]:
@@ -199,9 +214,13 @@ class InvocationLogs:
         return entries, dropped
 
     def forget(self, gateway: str, name: str) -> None:
-        self._logs.pop((gateway, name), None)
-        self._counts.pop((gateway, name), None)
-        self._counted.discard((gateway, name))
+        kept = self._kept.pop((gateway, name), None)
+        if kept is not None:
+            self._counted.discard(kept)
+
+
+def _by_key(kept: _Kept) -> tuple[str, str]:
+    return kept.key
 
 
 class RunningCall(NamedTuple):  # a tuple: made on every sync call, so cheap to make
