@@ -10,7 +10,6 @@ import json
 import logging
 import threading
 import time
-from _json import encode_basestring, make_encoder
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -20,6 +19,7 @@ from itertools import repeat, starmap
 from typing import Any, NamedTuple, overload
 from urllib.parse import parse_qsl
 
+from fnstage.runtime.answer_json import answer_json
 from fnstage.runtime.loader import LiveVersion, describe_exception, format_traceback
 from fnstage.runtime.request_metrics import (
     BUCKETS,
@@ -49,22 +49,11 @@ RawHeaders = Iterable[tuple[bytes, bytes]] | Iterable[tuple[str, str]]
 JSON_HEADERS: tuple[tuple[str, str], ...] = (("content-type", JSON),)
 
 
-def _not_json(value: Any) -> Any:
-    """What `json.JSONEncoder.default` does: a value JSON has no form for is a TypeError."""
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-# `JSONEncoder.encode` builds a new C encoder on every call; this one is built once. No circular
-# reference markers: shared between calls, a failed call's would stay behind; a circular value still
-# fails, with a RecursionError instead of a ValueError.
 # loop -> the task it runs now: asyncio's own table, which asyncio.current_task() reads; on the hot path
 # `invoke` reads it itself (in 3.11 current_task is Python: a frame and a loop lookup on every request).
 # On a Python whose tasks no longer fill it, `invoke` finds no task and falls back to a timer per call,
 # still correct; tests/test_runtime_invoker.py fails on such a Python.
 RUNNING_TASKS: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] = vars(asyncio.tasks)["_current_tasks"]
-
-_c_encode = make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, True)
-
 
 # The lines of an invocation that logged nothing: one shared empty tuple. A log entry made of strings,
 # numbers, None and this is untracked by the garbage collector at its first collection; with a new empty
@@ -563,7 +552,7 @@ async def invoke(
                     deadlines.forgive(task)
         if type(result) is dict:  # what most functions return, encoded here: a call less
             try:
-                status, out_headers, out_body = 200, JSON_HEADERS, "".join(_c_encode(result, 0)).encode()
+                status, out_headers, out_body = 200, JSON_HEADERS, answer_json(result)
             except (TypeError, ValueError, RecursionError):
                 status, out_headers, out_body = to_response(result)  # not JSON: it says why
         else:
@@ -672,7 +661,7 @@ def to_response(result: Any) -> tuple[int, Sequence[tuple[str, str]], bytes]:
     kind = type(result)
     if kind is dict or kind is list:  # what most functions return: encoded here, one call less
         try:
-            return 200, JSON_HEADERS, "".join(_c_encode(result, 0)).encode("utf-8")
+            return 200, JSON_HEADERS, answer_json(result)
         except (TypeError, ValueError, RecursionError):
             pass  # not JSON after all: `_encode` below fails the same way and says why
     if isinstance(result, Response):
@@ -697,7 +686,7 @@ def _encode(value: Any) -> tuple[str, bytes]:
     if isinstance(value, (bytes, bytearray, memoryview)):  # a tuple: faster than a union here
         return BINARY, bytes(value)
     try:
-        return JSON, "".join(_c_encode(value, 0)).encode("utf-8")
+        return JSON, answer_json(value)
     except (TypeError, ValueError, RecursionError) as exc:
         why = "it refers to itself, or is nested too deeply" if isinstance(exc, RecursionError) else exc
         raise TypeError(
