@@ -2,7 +2,7 @@
 the same server (issue 17 item 4), and against Starlette and Google's functions-framework.
 
     .venv/bin/python bench/invocation_overhead.py [--before SRC] [--sides raw,cell,...] [--rounds 3]
-        [--seconds 5] [--in-process 7] [--ff-venv /tmp/ffvenv]
+        [--seconds 5] [--in-process 7] [--ff-venv /tmp/ffvenv] [--port PORT]
 
 The sides (`--sides`, comma-separated; the default is every side there is):
 - `raw`: a raw ASGI app answering `{"message":"Hello, world!"}` on granian's embedded server in a uvloop
@@ -13,7 +13,7 @@ The sides (`--sides`, comma-separated; the default is every side there is):
   supervisor stood in for (`bench/cell_port.py cell`): every per-request feature on (metrics, shipped
   logs, watchdog, time limits, request ids, version headers), no front; `cell-before` is the same with
   `--before SRC` (another checkout's `src`, e.g. `git worktree add /tmp/hotpath-before main`) first on
-  PYTHONPATH;
+  PYTHONPATH, and `cell-rsgi-before` the same with `FNSTAGE_CELL_INTERFACE=rsgi`;
 - `runtime`: the real `fnstage runtime --gateway bench` process (supervisor, front and cell);
 - `starlette`: Starlette's JSONResponse on granian configured as the runtime configured it before cells;
 - `ff`, `ff-asgi`: functions-framework's default and `--asgi`, from `--ff-venv` (never a project
@@ -137,6 +137,11 @@ def sides(root: Path, ff_venv: Path, database_url: str, port: int, before: str |
     }
     if before:
         found["cell-before"] = ([py, cell_port, "cell", str(port)], "/prod/hello", {"PYTHONPATH": before})
+        found["cell-rsgi-before"] = (
+            [py, cell_port, "cell", str(port)],
+            "/prod/hello",
+            {"PYTHONPATH": before, "FNSTAGE_CELL_INTERFACE": "rsgi"},
+        )
     found["runtime"] = (runtime, "/dev/hello", {})
     found["starlette"] = ([py, str(Path(__file__).resolve()), "serve-starlette", str(port)], "/dev/hello", {})
     if (ff_venv / "bin" / "functions-framework").exists():
@@ -151,6 +156,7 @@ LABELS = {
     "cell": "fnstage cell (its own port), ASGI (the default)",
     "cell-rsgi": "fnstage cell (its own port), FNSTAGE_CELL_INTERFACE=rsgi",
     "cell-before": "fnstage cell, before",
+    "cell-rsgi-before": "fnstage cell, before, FNSTAGE_CELL_INTERFACE=rsgi",
     "runtime": "fnstage runtime (front -> cell)",
     "starlette": "Starlette (granian)",
     "ff": "functions-framework",
@@ -340,6 +346,13 @@ def in_process_once(which: str, requests: int) -> float:
     return cpu_per_request(cell_app(), requests, rsgi=which == "cell-rsgi")
 
 
+def _which(side: str) -> str:
+    """The app a side's in-process run builds: a raw app, or the cell's by ASGI or RSGI."""
+    if side.startswith("raw"):
+        return side
+    return "cell-rsgi" if side.startswith("cell-rsgi") else "cell"
+
+
 def in_process(rounds: int, before: str | None, requests: int = 20_000) -> dict[str, list[float]]:
     """Per app, per round: CPU microseconds per request. Each round runs each app in a fresh process
     (the before side with its checkout's `src`), in turn."""
@@ -348,12 +361,12 @@ def in_process(rounds: int, before: str | None, requests: int = 20_000) -> dict[
         "raw-rsgi": SRC,
         "cell": SRC,
         "cell-rsgi": SRC,
-        **({"cell-before": before} if before else {}),
+        **({"cell-before": before, "cell-rsgi-before": before} if before else {}),
     }
     out: dict[str, list[float]] = {name: [] for name in apps}
     for _ in range(rounds):
         for name, src in apps.items():
-            which = name if name.startswith(("raw", "cell-rsgi")) else "cell"
+            which = _which(name)
             done = subprocess.run(
                 [sys.executable, str(Path(__file__).resolve()), "in-process", which, str(requests)],
                 env={**os.environ, "PYTHONPATH": src},
@@ -376,13 +389,13 @@ def instructions(before: str | None, few: int = 1000, many: int = 6000) -> dict[
         "raw-rsgi": SRC,
         "cell": SRC,
         "cell-rsgi": SRC,
-        **({"cell-before": before} if before else {}),
+        **({"cell-before": before, "cell-rsgi-before": before} if before else {}),
     }
     out = {}
     for name, src in apps.items():
         counted = []
         for requests in (few, many):
-            which = name if name.startswith(("raw", "cell-rsgi")) else "cell"
+            which = _which(name)
             valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
             script = str(Path(__file__).resolve())
             done = subprocess.run(
@@ -415,6 +428,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="wrk rounds (0: none)")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--port", type=int, default=None, help="the servers' port (default: a free one)")
     parser.add_argument("--in-process", type=int, default=0, help="in-process rounds (0: none)")
     parser.add_argument(
         "--instructions", action="store_true", help="count each app's instructions per request (callgrind)"
@@ -424,8 +438,8 @@ def main() -> None:
     if args.instructions:
         counted = instructions(args.before)
         report["in_process_instructions_per_request"] = {
-            name: {"instructions": n, "vs_before": round(n / counted["cell-before"], 3)}
-            if name == "cell" and "cell-before" in counted
+            name: {"instructions": n, "vs_before": round(n / counted[f"{name}-before"], 3)}
+            if f"{name}-before" in counted
             else {"instructions": n}
             for name, n in counted.items()
         }
@@ -447,7 +461,7 @@ def main() -> None:
         database_url = publish_hello(root)
         wanted = args.sides.split(",") if args.sides else None
         for round_ in range(args.rounds):
-            port = free_port()
+            port = args.port or free_port()
             found = sides(root, args.ff_venv, database_url, port, args.before)
             for name, side in found.items():
                 if wanted is not None and name not in wanted:

@@ -94,6 +94,23 @@ def test_the_invocation_logs_record_counts_a_request_as_observe_does() -> None:
     assert [(c.version, c.requests) for c in logs.take_counts()] == [(1, 2), (3, 2)]  # not dev/a v2
 
 
+def test_a_duration_lands_in_the_bucket_of_the_first_bound_it_does_not_exceed() -> None:
+    """Prometheus's `le`: a duration equal to a bound counts in that bound's bucket. The first bucket
+    is found by a compare, the others by a bisect: both, on and around every bound, in `observe` and
+    in `InvocationLogs.record`."""
+    durations = [0.0, 0.0001, *BUCKETS, *(b * 1.0001 for b in BUCKETS), *(b * 0.9999 for b in BUCKETS)]
+    observed, recorded = RequestMetrics(), RequestMetrics()
+    logs = InvocationLogs()
+    for version, seconds in enumerate(durations, start=1):
+        observed.observe("demo", "dev/a", version, 200, seconds, False)
+        entry = InvocationLog("r", 1.0, version, 200, seconds * 1000, [], None)
+        logs.record("demo", "dev/a", entry, True, recorded, seconds)
+    expected = [sum(seconds > bound for bound in BUCKETS) for seconds in durations]
+    for metrics in (observed, recorded):
+        buckets = [row[3 + 7 :].index(1) for row in metrics.take()]
+        assert buckets == expected
+
+
 def test_rows_that_do_not_fit_are_refused() -> None:
     [good] = counted(("demo", "dev/a", 1, 200, 0.001, False))
     assert parse_row(good) is not None

@@ -10,7 +10,6 @@ import json
 import logging
 import threading
 import time
-from _json import encode_basestring, make_encoder
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -20,11 +19,13 @@ from itertools import repeat, starmap
 from typing import Any, NamedTuple, overload
 from urllib.parse import parse_qsl
 
+from fnstage.runtime.answer_json import answer_json
 from fnstage.runtime.loader import LiveVersion, describe_exception, format_traceback
 from fnstage.runtime.request_metrics import (
     BUCKETS,
     CLASS_SLOT,
     FAILURES,
+    FIRST_BOUND,
     FIRST_BUCKET,
     SECONDS,
     RequestMetrics,
@@ -48,22 +49,11 @@ RawHeaders = Iterable[tuple[bytes, bytes]] | Iterable[tuple[str, str]]
 JSON_HEADERS: tuple[tuple[str, str], ...] = (("content-type", JSON),)
 
 
-def _not_json(value: Any) -> Any:
-    """What `json.JSONEncoder.default` does: a value JSON has no form for is a TypeError."""
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-# `JSONEncoder.encode` builds a new C encoder on every call; this one is built once. No circular
-# reference markers: shared between calls, a failed call's would stay behind; a circular value still
-# fails, with a RecursionError instead of a ValueError.
 # loop -> the task it runs now: asyncio's own table, which asyncio.current_task() reads; on the hot path
 # `invoke` reads it itself (in 3.11 current_task is Python: a frame and a loop lookup on every request).
 # On a Python whose tasks no longer fill it, `invoke` finds no task and falls back to a timer per call,
 # still correct; tests/test_runtime_invoker.py fails on such a Python.
 RUNNING_TASKS: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] = vars(asyncio.tasks)["_current_tasks"]
-
-_c_encode = make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, True)
-
 
 # The lines of an invocation that logged nothing: one shared empty tuple. A log entry made of strings,
 # numbers, None and this is untracked by the garbage collector at its first collection; with a new empty
@@ -110,6 +100,18 @@ class Counts:
     last_error: str | None = None  # the last failure's one-line summary
 
 
+class _Kept:
+    """One function's invocations as `InvocationLogs` keeps them: its ring and its counts, found by
+    one dict lookup a request (three lookups by a new `(gateway, name)` tuple each before)."""
+
+    __slots__ = ("counts", "key", "ring")
+
+    def __init__(self, key: tuple[str, str], per_function: int) -> None:
+        self.key = key
+        self.ring: deque[LogEntry] = deque(maxlen=per_function)
+        self.counts: Counts | None = None  # None until a counted request (not a version URL's)
+
+
 class InvocationLogs:
     """The last `per_function` invocations of each function, newest last, and each function's counts.
 
@@ -119,9 +121,8 @@ class InvocationLogs:
 
     def __init__(self, per_function: int = 100, outbox: int = 0) -> None:
         self.per_function = per_function
-        self._logs: dict[tuple[str, str], deque[LogEntry]] = {}
-        self._counts: dict[tuple[str, str], Counts] = {}
-        self._counted: set[tuple[str, str]] = set()  # counts changed since `take_counts`
+        self._kept: dict[tuple[str, str], _Kept] = {}
+        self._counted: set[_Kept] = set()  # counts changed since `take_counts` (hashed by identity)
         self.outbox_size = outbox
         self._outbox: deque[tuple[str, str, LogEntry]] = deque()
         self._dropped = 0  # ever, written by the recording thread only
@@ -152,12 +153,14 @@ class InvocationLogs:
             if error is not None:
                 counted[FAILURES] += 1
             counted[SECONDS] += seconds
-            counted[FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
+            # most invocations end within the first bucket: one float compare, not a bisect's calls
+            bucket = 0 if seconds <= FIRST_BOUND else bisect_left(BUCKETS, seconds)
+            counted[FIRST_BUCKET + bucket] += 1
         key = (gateway, name)
-        ring = self._logs.get(key)
-        if ring is None:
-            ring = self._logs.setdefault(key, deque(maxlen=self.per_function))
-        ring.append(entry)
+        kept = self._kept.get(key)
+        if kept is None:
+            kept = self._kept[key] = _Kept(key, self.per_function)
+        kept.ring.append(entry)
         if self.outbox_size:
             if len(self._outbox) < self.outbox_size:
                 self._outbox.append((gateway, name, entry))
@@ -165,27 +168,28 @@ class InvocationLogs:
                 self._dropped += 1
         if not count:
             return
-        counts = self._counts.get(key)
+        counts = kept.counts
         if counts is None or version > counts.version:
-            counts = self._counts[key] = Counts(version)
+            counts = kept.counts = Counts(version)
         elif version < counts.version:
             return  # a request that began on the version before: the new one's counts are not its
         counts.requests += 1
         if error is not None:
             counts.errors += 1
             counts.last_error = error.partition("\n")[0][:500]
-        self._counted.add(key)
+        self._counted.add(kept)
 
     def recent(self, gateway: str, name: str) -> list[InvocationLog]:
-        return list(map(InvocationLog._make, self._logs.get((gateway, name), ())))
+        kept = self._kept.get((gateway, name))
+        return [] if kept is None else list(map(InvocationLog._make, kept.ring))
 
     def take_counts(self) -> list[FunctionCounts]:
         """The counts that changed since the last call (the watcher reports them with its heartbeat)."""
-        keys, self._counted = self._counted, set()
+        changed, self._counted = self._counted, set()
         return [
-            FunctionCounts(g, n, c.version, c.requests, c.errors, c.last_error)
-            for g, n in sorted(keys)
-            if (c := self._counts.get((g, n))) is not None
+            FunctionCounts(*kept.key, c.version, c.requests, c.errors, c.last_error)
+            for kept in sorted(changed, key=_by_key)
+            if (c := kept.counts) is not None
         ]
 
     def take_outbox(self) -> tuple[list[tuple[str, str, LogEntry]], int]:
@@ -199,9 +203,13 @@ class InvocationLogs:
         return entries, dropped
 
     def forget(self, gateway: str, name: str) -> None:
-        self._logs.pop((gateway, name), None)
-        self._counts.pop((gateway, name), None)
-        self._counted.discard((gateway, name))
+        kept = self._kept.pop((gateway, name), None)
+        if kept is not None:
+            self._counted.discard(kept)
+
+
+def _by_key(kept: _Kept) -> tuple[str, str]:
+    return kept.key
 
 
 class RunningCall(NamedTuple):  # a tuple: made on every sync call, so cheap to make
@@ -544,7 +552,7 @@ async def invoke(
                     deadlines.forgive(task)
         if type(result) is dict:  # what most functions return, encoded here: a call less
             try:
-                status, out_headers, out_body = 200, JSON_HEADERS, "".join(_c_encode(result, 0)).encode()
+                status, out_headers, out_body = 200, JSON_HEADERS, answer_json(result)
             except (TypeError, ValueError, RecursionError):
                 status, out_headers, out_body = to_response(result)  # not JSON: it says why
         else:
@@ -659,7 +667,7 @@ def to_response(result: Any) -> tuple[int, Sequence[tuple[str, str]], bytes]:
     kind = type(result)
     if kind is dict or kind is list:  # what most functions return: encoded here, one call less
         try:
-            return 200, JSON_HEADERS, "".join(_c_encode(result, 0)).encode("utf-8")
+            return 200, JSON_HEADERS, answer_json(result)
         except (TypeError, ValueError, RecursionError):
             pass  # not JSON after all: `_encode` below fails the same way and says why
     if isinstance(result, Response):
@@ -684,7 +692,7 @@ def _encode(value: Any) -> tuple[str, bytes]:
     if isinstance(value, (bytes, bytearray, memoryview)):  # a tuple: faster than a union here
         return BINARY, bytes(value)
     try:
-        return JSON, "".join(_c_encode(value, 0)).encode("utf-8")
+        return JSON, answer_json(value)
     except (TypeError, ValueError, RecursionError) as exc:
         why = "it refers to itself, or is nested too deeply" if isinstance(exc, RecursionError) else exc
         raise TypeError(

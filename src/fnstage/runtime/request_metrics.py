@@ -31,6 +31,7 @@ BUCKETS: tuple[float, ...] = (
     10.0,
     30.0,
 )
+FIRST_BOUND = BUCKETS[0]  # at most this: the first bucket (`le` is "less than or equal")
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 # one counted version: [requests per status class (5), failures, seconds, per bucket (len(BUCKETS)+1)]
 FAILURES = len(STATUS_CLASSES)
@@ -72,7 +73,7 @@ class RequestMetrics:
         if failed:
             counted[FAILURES] += 1
         counted[SECONDS] += seconds
-        counted[FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
+        counted[FIRST_BUCKET if seconds <= FIRST_BOUND else FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
 
     def take(self) -> list[list[Any]]:
         """What was counted since the last call, as JSON-ready rows `[gateway, name, version, *slots]`;
