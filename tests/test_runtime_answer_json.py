@@ -96,7 +96,7 @@ def _outcome(encode: Any, value: Any) -> tuple[str, Any]:
         return "error", (type(exc), str(exc))
 
 
-@pytest.mark.parametrize("name", list(CORPUS))
+@pytest.mark.parametrize("name", [name for name in CORPUS if name not in ("NaN", "infinities")])
 def test_the_same_json_value_or_the_same_error_as_the_standard_library(name: str) -> None:
     value = CORPUS[name]
     new, old = _outcome(answer_json, value), _outcome(stdlib_json, value)
@@ -107,11 +107,12 @@ def test_the_same_json_value_or_the_same_error_as_the_standard_library(name: str
         assert json.loads(new[1]) == json.loads(old[1])
 
 
-@pytest.mark.parametrize("name", ["NaN", "infinities", "bools and None", "null in a string"])
-def test_an_answer_with_null_or_nan_has_the_standard_librarys_bytes(name: str) -> None:
-    # orjson writes NaN and the infinities as null; the standard library writes NaN / Infinity
-    assert answer_json(CORPUS[name]) == stdlib_json(CORPUS[name])
-    assert answer_json({"x": NAN}) == b'{"x":NaN}'
+def test_nan_and_the_infinities_are_null_where_the_standard_library_wrote_what_is_not_json() -> None:
+    # README, "What a function returns": `NaN` made a browser's JSON.parse refuse the whole answer
+    assert stdlib_json(CORPUS["NaN"]) == b'{"x":NaN}'
+    assert answer_json(CORPUS["NaN"]) == b'{"x":null}'
+    assert answer_json(CORPUS["infinities"]) == b"[null,null]"
+    assert json.loads(answer_json({"x": NAN, "y": [1.5, None]})) == {"x": None, "y": [1.5, None]}
 
 
 def test_a_plain_answer_is_encoded_by_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
