@@ -23,6 +23,21 @@ from fnstage.store.invocation_log import LogFilter, LogRecord, columns_of_record
 from fnstage.store.store import Store
 
 
+def _count_transactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The invocations in each transaction the log writer makes from now on, in order."""
+    from fnstage.runtime import log_writer
+
+    transactions: list[int] = []
+    real_write = invocation_log.write_columns
+
+    def counted(engine: Engine, batch: Any, runtime_id: Any = None) -> None:
+        transactions.append(sum(len(columns.request_ids) for columns in batch))
+        real_write(engine, batch, runtime_id)
+
+    monkeypatch.setattr(log_writer.invocation_log, "write_columns", counted)
+    return transactions
+
+
 def record(
     n: int, *, name: str = "dev/user/me", version: int = 1, status: int = 200, at: float = 0.0
 ) -> LogRecord:
@@ -162,14 +177,7 @@ def test_the_writer_writes_the_shipments_of_a_tick_in_one_transaction(
     transaction of a few hundred rows costs about twice as much a row as one of thousands."""
     from fnstage.runtime import log_writer
 
-    transactions: list[int] = []
-    real_write = invocation_log.write_columns
-
-    def counted(engine: Engine, batch: Any, runtime_id: Any = None) -> None:
-        transactions.append(sum(len(columns.request_ids) for columns in batch))
-        real_write(engine, batch, runtime_id)
-
-    monkeypatch.setattr(log_writer.invocation_log, "write_columns", counted)
+    transactions = _count_transactions(monkeypatch)
     monkeypatch.setattr(log_writer, "FLUSH_INTERVAL_S", 0.5)
     writer = LogWriter(lambda: store.engine, LogSettings())
     writer.start()
@@ -364,14 +372,7 @@ def test_the_writer_cuts_shipments_into_batches_and_writes_every_invocation_in_o
     and every invocation is written once, in order."""
     from fnstage.runtime import log_writer
 
-    transactions: list[int] = []
-    real_write = invocation_log.write_columns
-
-    def counted(engine: Engine, batch: Any, runtime_id: Any = None) -> None:
-        transactions.append(sum(len(columns.request_ids) for columns in batch))
-        real_write(engine, batch, runtime_id)
-
-    monkeypatch.setattr(log_writer.invocation_log, "write_columns", counted)
+    transactions = _count_transactions(monkeypatch)
     monkeypatch.setattr(log_writer, "BATCH", 1000)
     writer = LogWriter(lambda: store.engine, LogSettings(keep=10_000))
     now = time.time()  # within the age bound, which the writer's prune applies

@@ -28,6 +28,16 @@ from fnstage.store.store import Store
 pytestmark = pytest.mark.timeout(60)
 
 
+def _messages(sock: socket.socket) -> list[Any]:
+    """Every message waiting on `sock`, decoded (the cell's shipments, as the writer reads them)."""
+    sock.setblocking(False)
+    messages = []
+    with pytest.raises(BlockingIOError):
+        while True:
+            messages.append(json.loads(sock.recv(1 << 22)))
+    return messages
+
+
 def open_store(tmp_path: Path) -> Store:
     """A SQLite store with gateways `demo` and `other` (rows of an unknown gateway are not kept)."""
     store = Store.open(sqlite_url(tmp_path))
@@ -237,11 +247,7 @@ def test_a_shipment_carries_only_the_newest_keep_of_each_function_and_counts_the
         if n % 250 == 0:
             served.append(("demo", "dev/b", InvocationLog(f"b{n}", 1.0, 1, 200, 1.0, [])))
     link._ship(served, 0)
-    ours.setblocking(False)
-    shipped = []
-    with pytest.raises(BlockingIOError):
-        while True:
-            shipped.append(json.loads(ours.recv(1 << 22)))
+    shipped = _messages(ours)
     records = [r for m in shipped for r in records_of(m["groups"], "demo", "dev")]
     assert [r.request_id for r in records if r.name == "dev/a"] == [f"a{n}" for n in range(1500, 2500)]
     assert [r.request_id for r in records if r.name == "dev/b"] == [f"b{n}" for n in range(0, 2500, 250)]
@@ -278,11 +284,7 @@ def test_quiet_invocations_go_as_columns_in_the_messages_rows_would_make() -> No
         row = (f"r{n}", 1_764_000_000 + n / 7, version, status, n / 3, big or lines, error, trigger)
         served.append(("demo", name, row))
     link._ship(served, 4)
-    ours.setblocking(False)
-    got = []
-    with pytest.raises(BlockingIOError):
-        while True:
-            got.append(json.loads(ours.recv(1 << 22)))
+    got = _messages(ours)
     assert any(type(g[2]) is dict for m in got for g in m["groups"])  # columns were sent
     assert any(type(g[2]) is list for m in got for g in m["groups"])  # and rows
 
@@ -458,11 +460,7 @@ def test_invocations_that_logged_lines_go_as_columns_and_read_back_as_they_were_
     served.append(("demo", "dev/b", InvocationLog("b0", 2.0, 1, 200, 1.0, ["x", 7])))  # not all strings
     served.append(("demo", "dev/c", InvocationLog("c0", 3.0, 1, 200, 1.0, ["y" * LOG_MESSAGE_BYTES])))
     link._ship(served, 0)
-    ours.setblocking(False)
-    got = []
-    with pytest.raises(BlockingIOError):
-        while True:
-            got.append(json.loads(ours.recv(1 << 22)))
+    got = _messages(ours)
     forms = {g[1]: type(g[2]) for m in got for g in m["groups"]}
     assert forms == {"dev/a": dict, "dev/b": list, "dev/c": list}
     records = [r for m in got for r in records_of(m["groups"], "demo", "dev")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -193,12 +194,9 @@ def test_loads_a_bundle_from_the_builder() -> None:
     assert live.main(None) == ("db", 2)
 
 
-def test_a_batch_loads_on_one_thread_each_load_still_limited(monkeypatch: pytest.MonkeyPatch) -> None:
-    import functools
-    import threading
-
-    from fnstage.runtime.loader import load_batch
-
+@pytest.fixture
+def thread_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads started while the test runs, in order."""
     started: list[str] = []
     real_start = threading.Thread.start
 
@@ -207,6 +205,15 @@ def test_a_batch_loads_on_one_thread_each_load_still_limited(monkeypatch: pytest
         real_start(self)
 
     monkeypatch.setattr(threading.Thread, "start", counting_start)
+    return started
+
+
+def test_a_batch_loads_on_one_thread_each_load_still_limited(thread_starts: list[str]) -> None:
+    import functools
+
+    from fnstage.runtime.loader import load_batch
+
+    started = thread_starts
     ok = {"index.py": "def main(ctx):\n    return 'ok'\n"}
     stuck = {"index.py": "import threading\nthreading.Event().wait(5)\ndef main(ctx):\n    pass\n"}
     broken = {"index.py": "x = 1 / 0\n"}
@@ -224,25 +231,17 @@ def test_a_batch_loads_on_one_thread_each_load_still_limited(monkeypatch: pytest
 
 
 def test_load_each_asks_for_the_next_row_before_every_load_each_load_still_limited(
-    monkeypatch: pytest.MonkeyPatch,
+    thread_starts: list[str],
 ) -> None:
     """A cell's warm-up: rows come from `take` one at a time (a row a request waits for is given
     next, whatever the others were), each result goes to `done` at once, on one thread; a stuck load
     is cut off by the limit and a fresh thread goes on."""
-    import threading
     from collections import deque
 
     from fnstage.runtime.loader import load_each
     from support.cells import ANSWER, row
 
-    started: list[str] = []
-    real_start = threading.Thread.start
-
-    def counting_start(self: threading.Thread) -> None:
-        started.append(self.name)
-        real_start(self)
-
-    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    started = thread_starts
     stuck = "import threading\nthreading.Event().wait(5)\n" + ANSWER % 3
     queue = deque(
         [row("dev/a", 1, ANSWER % 1), row("dev/b", 2, stuck), row("dev/c", 3, "x = 1 / 0\n" + ANSWER % 5)]
