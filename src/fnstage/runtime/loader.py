@@ -30,7 +30,7 @@ import traceback
 import types
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from fnstage.build.bundle import CompiledModule, load_modules, module_name
 from fnstage.domain.dependencies import parse_requirement
@@ -282,59 +282,14 @@ def load_batch(
     each still limited to `limit_s`: a load that overruns becomes a LoadError, its thread is abandoned
     and a fresh one goes on with the rest. A thread per load costs as much as a 3-file load itself (a
     cold start loads thousands). None: run inline without a limit."""
-    if limit_s is None:
-        return [_load_or_error(load) for load in loads]
     results: list[LiveVersion | LoadError | None] = [None] * len(loads)
-    start = 0
-    while start < len(loads):
-        run = _BatchRun(loads, start, results)
-        run.start()
-        while True:
-            with run.lock:
-                current, began = run.current, run.began
-            if current >= len(loads):
-                run.join()
-                return _filled(results)
-            left = began + limit_s - time.monotonic()
-            if left > 0:
-                run.join(left)
-                continue
-            with run.lock:
-                if run.current != current:
-                    continue  # it finished that one just now
-                run.abandoned = True
-            results[current] = LoadError(_TOO_LONG % limit_s)
-            start = current + 1
-            break
+    indexes = iter(range(len(loads)))
+
+    def done(index: int, result: LiveVersion | LoadError) -> None:
+        results[index] = result
+
+    _run_each(functools.partial(next, indexes, None), loads.__getitem__, done, limit_s)
     return _filled(results)
-
-
-class _BatchRun(threading.Thread):
-    def __init__(
-        self,
-        loads: Sequence[Callable[[], LiveVersion]],
-        start: int,
-        results: list[LiveVersion | LoadError | None],
-    ) -> None:
-        # A daemon: a load that never finishes cannot be killed, only abandoned.
-        super().__init__(name="fnstage-load", daemon=True)
-        self.loads = loads
-        self.results = results
-        self.lock = threading.Lock()
-        self.current = start
-        self.began = time.monotonic()
-        self.abandoned = False
-
-    def run(self) -> None:
-        index = self.current
-        while index < len(self.loads):
-            result = _load_or_error(self.loads[index])
-            with self.lock:
-                if self.abandoned:
-                    return  # too late: that load already counts as timed out
-                self.results[index] = result
-                index += 1
-                self.current, self.began = index, time.monotonic()
 
 
 def load_each(
@@ -344,15 +299,30 @@ def load_each(
 ) -> None:
     """Load the rows `take()` gives, one after another on ONE thread, until it gives None, and hand
     each result to `done` as soon as it is made (on that thread); each load limited to `limit_s` as
-    `load_batch` limits them: an overrun is `done` with a LoadError, its thread abandoned, and a fresh
-    one goes on. A cell's warm-up: `take` is asked before every load, so a row a request waits for
-    goes next, never behind a batch (BENCHMARKS.md, "The tail of first requests"). None: inline."""
+    `load_batch` limits them. A cell's warm-up: `take` is asked before every load, so a row a request
+    waits for goes next, never behind a batch (BENCHMARKS.md, "The tail of first requests")."""
+    _run_each(take, _load_of, done, limit_s)
+
+
+_Item = TypeVar("_Item")
+
+
+def _run_each(
+    take: Callable[[], _Item | None],
+    load_of: Callable[[_Item], Callable[[], LiveVersion]],
+    done: Callable[[_Item, LiveVersion | LoadError], None],
+    limit_s: float | None,
+) -> None:
+    """The one watchdog of `load_batch` and `load_each`: the items `take()` gives (until None) are
+    loaded on one thread and each result is `done` at once; a load that overruns `limit_s` is `done`
+    with a LoadError here, its thread abandoned (a load cannot be killed), and a fresh thread goes on
+    with the next item. None: inline, without a limit."""
     if limit_s is None:
-        while (row := take()) is not None:
-            done(row, _load_or_error(_load_of(row)))
+        while (item := take()) is not None:
+            done(item, _load_or_error(load_of(item)))
         return
     while True:
-        run = _EachRun(take, done)
+        run = _EachRun(take, load_of, done)
         run.start()
         while True:
             with run.lock:
@@ -376,31 +346,33 @@ def load_each(
             break
 
 
-class _EachRun(threading.Thread):
+class _EachRun(threading.Thread, Generic[_Item]):
     def __init__(
         self,
-        take: Callable[[], PublishedFunction | None],
-        done: Callable[[PublishedFunction, LiveVersion | LoadError], None],
+        take: Callable[[], _Item | None],
+        load_of: Callable[[_Item], Callable[[], LiveVersion]],
+        done: Callable[[_Item, LiveVersion | LoadError], None],
     ) -> None:
         # A daemon: a load that never finishes cannot be killed, only abandoned.
         super().__init__(name="fnstage-load", daemon=True)
         self.take = take
+        self.load_of = load_of
         self.done = done
         self.lock = threading.Lock()
-        self.current: PublishedFunction | None = None  # the row being loaded now
+        self.current: _Item | None = None  # the item being loaded now
         self.began = 0.0
         self.abandoned = False
 
     def run(self) -> None:
-        while (row := self.take()) is not None:
+        while (item := self.take()) is not None:
             with self.lock:
-                self.current, self.began = row, time.monotonic()
-            result = _load_or_error(_load_of(row))
+                self.current, self.began = item, time.monotonic()
+            result = _load_or_error(self.load_of(item))
             with self.lock:
                 if self.abandoned:
                     return  # too late: that load already counts as timed out
                 self.current = None
-            self.done(row, result)
+            self.done(item, result)
 
 
 def _load_of(row: PublishedFunction) -> Callable[[], LiveVersion]:
