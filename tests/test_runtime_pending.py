@@ -265,6 +265,20 @@ def test_the_supervisor_takes_a_late_failure_out_of_its_mirror_and_reports_it() 
     assert reported == [("demo", "dev/a", 3, "ZeroDivisionError at index.py:1")]
 
 
+def test_a_warmed_version_shows_its_load_time_in_the_supervisors_status() -> None:
+    """A pending mirror says -1 ms (not run yet); once its cell loaded it, the time the cell measured,
+    as an eager load's mirror does (it stayed -1 for good: `/_fnstage/status` said so). A newer version
+    saved meanwhile keeps its own."""
+    reports = CellReports()
+    reports.registry = registry = Registry()
+    registry.apply(cells_module._mirror(row("dev/a", 3, ANSWER % 3), PENDING_LOAD_MS))
+    registry.apply(cells_module._mirror(row("dev/b", 4, ANSWER % 4), 0.7))  # saved since: v4 is live
+    reports.warmed(DEV, [("demo", "dev/a", 3, 0.0021), ("demo", "dev/b", 3, 0.005)])
+    a, b = registry.get("demo", "dev/a"), registry.get("demo", "dev/b")
+    assert a is not None and a.load_ms == pytest.approx(2.1)
+    assert b is not None and b.version == 4 and b.load_ms == 0.7
+
+
 def test_the_supervisors_mirror_is_the_version_the_constructor_makes() -> None:
     """`mirror_version` sets the fields itself (a cold start makes 100,000): every field as
     `LiveVersion(...)` sets it, the derived ones included."""

@@ -54,8 +54,8 @@ class Events(CellEvents):
     def failed_late(self, slot: Slot, gateway: str, name: str, version: int, error: LoadError) -> None:
         self.seen.append(("failed_late", slot, (name, version, error.summary)))
 
-    def warmed(self, slot: Slot, items: list[tuple[str, str, int]]) -> None:
-        self.seen.append(("warmed", slot, items))
+    def warmed(self, slot: Slot, items: list[tuple[str, str, int, float]]) -> None:
+        self.seen.append(("warmed", slot, [(gateway, name, version) for gateway, name, version, _ in items]))
 
     def held(self, slot: Slot, rows: list[PublishedFunction]) -> None:
         self.seen.append(("held", slot, [(r.name, r.version) for r in rows]))

@@ -451,8 +451,9 @@ class CellEvents:
     def failed_late(self, slot: Slot, gateway: str, name: str, version: int, error: LoadError) -> None:
         """A version reported loadable (held pending by its cell) failed when the cell ran it."""
 
-    def warmed(self, slot: Slot, items: list[tuple[str, str, int]]) -> None:
-        """Versions reported pending that their cell has now loaded (they are live)."""
+    def warmed(self, slot: Slot, items: list[tuple[str, str, int, float]]) -> None:
+        """Versions reported pending that their cell has now loaded (they are live): `(gateway, name,
+        version, seconds the load took)`."""
 
     def held(self, slot: Slot, rows: list[PublishedFunction]) -> None:
         """Versions a restarted cell was given back pending (held, not run yet)."""
@@ -1188,7 +1189,7 @@ class CellSet:
         if self.metrics is not None:
             self.metrics.loaded_many([(gateway, name, seconds) for gateway, name, _, seconds in items])
         self.sync_done.wait()
-        self.events.warmed(slot, [(gateway, name, version) for gateway, name, version, _ in items])
+        self.events.warmed(slot, items)
 
     def _event(self, cell: Cell, event: dict[str, Any]) -> None:
         state = self._slots.get(cell.spec.slot)

@@ -204,6 +204,12 @@ def methods_of(methods: Collection[str] | None) -> frozenset[str]:
     return _method_set(tuple(methods or DEFAULT_METHODS))
 
 
+def loaded_in(mirror: LiveVersion, load_ms: float) -> None:
+    """A supervisor's mirror of a version its cell held pending, loaded since: the time the cell took
+    (the mirror is the supervisor's own, shared with no request)."""
+    _set(mirror, "load_ms", load_ms)
+
+
 def _filled(results: list[LiveVersion | LoadError | None]) -> list[LiveVersion | LoadError]:
     """Every slot is set once the batch is done (a load or its time-out error)."""
     assert all(r is not None for r in results)

@@ -45,7 +45,8 @@ from fnstage.runtime.cell_server import UDS_PATH_MAX
 from fnstage.runtime.cells import Cell, CellEvents, CellSet, Slot, slot_key
 from fnstage.runtime.configuration import ConfigDelivery
 from fnstage.runtime.environment_collector import EnvironmentCollector
-from fnstage.runtime.loader import LiveVersion, LoadError
+from fnstage.runtime.loader import LiveVersion, LoadError, loaded_in
+from fnstage.runtime.loads import PENDING_LOAD_MS
 from fnstage.runtime.log_format import configure, fields
 from fnstage.runtime.log_process import LogPipe, LogProcess
 from fnstage.runtime.log_writer import LogSettings
@@ -258,11 +259,17 @@ class CellReports(CellEvents):
         elif self.reporter is not None:
             _quietly(self.reporter.failed, gateway, name, version, error.summary)
 
-    def warmed(self, slot: Slot, items: list[tuple[str, str, int]]) -> None:
-        """Versions reported pending that their cell has loaded: live now, in one write, queued behind
-        the report that said them pending (the watcher's report thread)."""
+    def warmed(self, slot: Slot, items: list[tuple[str, str, int, float]]) -> None:
+        """Versions reported pending that their cell has loaded: their mirrors take the load's time
+        (status's `load_ms`), and they are reported live in one write, queued behind the report that
+        said them pending (the watcher's report thread)."""
+        if self.registry is not None:
+            for gateway, name, version, seconds in items:
+                live = self.registry.get(gateway, name)
+                if live is not None and live.version == version and live.load_ms == PENDING_LOAD_MS:
+                    loaded_in(live, seconds * 1000)
         if self.send_report is not None:
-            self.send_report(Warmed(items))
+            self.send_report(Warmed([(gateway, name, version) for gateway, name, version, _ in items]))
 
     def held(self, slot: Slot, rows: list[PublishedFunction]) -> None:
         """A restarted cell holds these pending again (not run yet): status says so until `warmed`."""
