@@ -80,18 +80,21 @@ def publish(root: Path, gateways: int, per_gateway: int, forwarded: bool = False
 def start(
     args: list[str], port: int, src: str | None, health_host: str | None = None
 ) -> subprocess.Popen[bytes]:
+    """A `fnstage runtime` answering on `port`. Its stderr (warnings and worse) goes to a temporary file,
+    so a server that exits or never answers is reported with what it said, not only that it failed."""
     env = {**os.environ}
     if src:
         env["PYTHONPATH"] = src
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115 - the child writes to it for as long as it runs
     process = subprocess.Popen(
         [sys.executable, "-m", "fnstage", "runtime", *args, "--port", str(port), "--log-level", "warning"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             r = CLIENT.get(
                 f"http://127.0.0.1:{port}/hello",
@@ -103,8 +106,12 @@ def start(
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
+    exited = process.poll()
     stop_tree([process.pid, *descendants(process.pid)])
-    raise RuntimeError(f"fnstage runtime {' '.join(args)} did not answer within 120 s")
+    stderr.seek(0)
+    said = stderr.read().decode(errors="replace")[-4000:]
+    why = f"exited with code {exited}" if exited is not None else "did not answer within 120 s"
+    raise RuntimeError(f"fnstage runtime {' '.join(args)} {why}; its stderr ended with:\n{said}")
 
 
 def wrk(
