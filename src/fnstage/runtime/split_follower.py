@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fnstage.runtime")
 
 TICK_S = 0.5  # counts written, restarted cells given their splits
+RETRY_DELAYS_S = (0.05, 0.5, 1.0, 5.0)  # the store's work again after failures in a row (as the feed)
 SAFETY_POLL_S = 10.0  # canaries read again without a feed event (the feed has its own poll as well)
 
 SplitRow = tuple[str, str, int, int, int]  # (gateway, name, stable, canary, share)
@@ -132,7 +133,14 @@ class SplitFollower:
 
     def _run(self) -> None:
         next_read = 0.0
+        failures = 0  # in a row: the store's work waits longer after each (`RETRY_DELAYS_S`)
+        retry_at = 0.0
+        last_error = ""
         while not self._stop.is_set():
+            if time.monotonic() < retry_at:  # backing off: restarted cells still get their splits
+                self._send_quietly()
+                self._stop.wait(min(self.tick_s, retry_at - time.monotonic()))
+                continue
             try:
                 woken = self._wake.is_set()
                 self._wake.clear()  # before the read: a change committed after it wakes the next one
@@ -141,10 +149,31 @@ class SplitFollower:
                     self._read()
                 self._send()
                 self._write_counts()
-            except Exception:
-                logger.warning("runtime: following canaries failed; trying again", exc_info=True)
-                next_read = 0.0
+            except Exception as exc:
+                failures += 1
+                delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S)) - 1]
+                retry_at, next_read = time.monotonic() + delay, 0.0
+                error = f"{type(exc).__name__}: {exc}"
+                # the traceback once per error, not once per attempt (a store down for an hour)
+                logger.warning(
+                    "runtime: following canaries failed (%s, %d time(s) in a row); trying again in %g s",
+                    error,
+                    failures,
+                    delay,
+                    exc_info=error != last_error,
+                )
+                last_error = error
+                continue
+            if failures:
+                logger.info("runtime: following canaries again after %d failure(s)", failures)
+                failures, last_error = 0, ""
             self._wake.wait(self.tick_s)
+
+    def _send_quietly(self) -> None:
+        try:
+            self._send()
+        except Exception:  # a cell's channel closing: its restart sends again; the next tick retries
+            logger.debug("runtime: sending a cell its splits failed", exc_info=True)
 
     def _open(self) -> Any:
         from fnstage.store.store import Store
@@ -194,5 +223,10 @@ class SplitFollower:
             pending, self._pending = self._pending, {}
         runtime_id = self.runtime_id()
         if pending and runtime_id is not None:
-            with self._open().write() as tx:
-                sql.write_counts(tx, runtime_id, [(cid, arm, c) for (cid, arm), c in pending.items()])
+            try:
+                with self._open().write() as tx:
+                    sql.write_counts(tx, runtime_id, [(cid, arm, c) for (cid, arm), c in pending.items()])
+            except BaseException:
+                with self._lock:  # written at the next tick, unless newer counts came meanwhile (sums)
+                    self._pending = {**pending, **self._pending}
+                raise
