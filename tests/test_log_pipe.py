@@ -222,8 +222,15 @@ def test_the_writer_imports_the_same_fnstage_as_its_runtime(tmp_path: Path, monk
     writer = LogProcess(sqlite_url(tmp_path), LogSettings())
     writer.start()
     try:
-        environ = Path(f"/proc/{_writer_pid(writer)}/environ").read_bytes().split(b"\0")
-        assert f"PYTHONPATH={os.environ['PYTHONPATH']}".encode() in environ
+        wanted = f"PYTHONPATH={os.environ['PYTHONPATH']}".encode()
+
+        def environ() -> list[bytes]:  # read empty once under load (cause not found): read again
+            try:
+                return Path(f"/proc/{_writer_pid(writer)}/environ").read_bytes().split(b"\0")
+            except OSError:  # that pid ended between the two reads
+                return []
+
+        assert eventually(lambda: wanted in environ(), 10), (environ(), writer.restarts)
     finally:
         writer.stop()
 
