@@ -51,14 +51,15 @@ def admin(pg_store: Store) -> Actor:
     return Actor(user.id, user.name, True)
 
 
-def statements_of(store: Store) -> list[str]:
-    """Record every statement the store's engine sends through SQLAlchemy from now on."""
+def statements_of(store: Store, when: str = "before_cursor_execute") -> list[str]:
+    """Record every statement the store's engine's listeners see from now on (`after_cursor_execute`:
+    those SQLAlchemy executed itself)."""
     sent: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         sent.append(" ".join(statement.split()[:3]))
 
-    event.listen(store.engine, "before_cursor_execute", record)
+    event.listen(store.engine, when, record)
     return sent
 
 
@@ -214,6 +215,7 @@ def test_a_save_is_two_round_trips(pg_store: Store, admin: Actor, tmp_path: Path
         services.deployments.save(admin, "demo", "dev/user/me", hello_files(f"Hello {n}"))
     traces = round_trips(pg_store, tmp_path)
     sent = statements_of(pg_store)
+    executed = statements_of(pg_store, "after_cursor_execute")
     services.deployments.save(admin, "demo", "dev/user/me", hello_files("Hi"))
     # BEGIN with the gateway's lock and the read of the gateway, the function, its latest version, its
     # canary's state, the blobs it has already and the new entry's id (a dropped connection fails
@@ -232,8 +234,11 @@ def test_a_save_is_two_round_trips(pg_store: Store, admin: Actor, tmp_path: Path
     assert second[2].startswith("INSERT INTO webhook_deliveries") and second[3].startswith("UPDATE functions")
     assert second[5].startswith("WITH next_seq AS") and second[6] == "COMMIT", second
     # of them, only the read goes through SQLAlchemy's execution: the others, whose answers nobody
-    # reads, are sent at the driver level (`engine.send_no_wait`)
-    assert sent == ["SELECT gateways.id AS"], sent
+    # reads, are sent at the driver level (`engine.send_no_wait`), where the engine's listeners still
+    # see each (all but BEGIN), in order
+    assert executed == ["SELECT gateways.id AS"], executed
+    assert len(sent) == 8 and sent[1] == "SELECT gateways.id AS", sent
+    assert sent[0].startswith("SELECT gateways.id") and sent[-1].startswith("WITH next_seq AS"), sent
 
 
 def test_a_deployment_on_a_dropped_connection_begins_again_with_its_lock(

@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import event
 
 from fnstage.service import Actor, Services
-from fnstage.store import engine
 from fnstage.store.store import Store
 from support.functions import hello_files
 
@@ -19,7 +18,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.engine("postgres"), pytest.mark.
 
 
 def test_every_statement_of_a_save_uses_an_index(
-    store: Store, services: Services, actor: Actor, gateway: str, monkeypatch: pytest.MonkeyPatch
+    store: Store, services: Services, actor: Actor, gateway: str
 ) -> None:
     services.gateways.update(gateway, history_limit=2)
     for i in range(4):  # past the history limit: the save prunes
@@ -41,14 +40,6 @@ def test_every_statement_of_a_save_uses_an_index(
         if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE", "WITH")):
             statements.append((statement, parameters))
 
-    send_queued = engine._Pipeline.send_queued
-
-    def capture_driver_level(pipelined: Any) -> None:  # statements sent without SQLAlchemy's execution
-        for statement, parameters in pipelined.queued:
-            capture(None, None, statement, parameters)
-        send_queued(pipelined)
-
-    monkeypatch.setattr(engine._Pipeline, "send_queued", capture_driver_level)
     event.listen(store.engine, "before_cursor_execute", capture)
     try:
         services.deployments.save(actor, gateway, "dev/user/me", hello_files("Yo"))

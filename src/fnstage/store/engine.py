@@ -311,6 +311,10 @@ def send_no_wait(conn: Connection, statement: Executable, parameters: Any) -> No
         values = {**form.defaults, **row}
         for name, processor in form.processors:
             values[name] = processor(values[name])
+        # the engine's `before_cursor_execute` listeners (tests that inject a failure before the n-th
+        # statement, or watch for pg_notify) still see every statement, in the order the code runs them
+        for listener in conn.dispatch.before_cursor_execute:
+            listener(conn, pipelined.cursor(), form.sql, values, None, False)
         pipelined.queued.append((form.sql, values))
 
 
@@ -383,10 +387,15 @@ class _Pipeline:
         if not self.queued:
             return
         queued, self.queued = self.queued, []
+        cursor = self.cursor()
+        for sql, values in queued:
+            cursor.execute(sql, values)
+
+    def cursor(self) -> Any:
+        """The psycopg cursor of `send_no_wait`'s statements (nobody reads its results)."""
         if self._cursor is None:
             self._cursor = self.raw.cursor()
-        for sql, values in queued:
-            self._cursor.execute(sql, values)
+        return self._cursor
 
     def leave(self) -> None:
         """Send what is queued with a Sync, read every answer (raising the first error among them),
