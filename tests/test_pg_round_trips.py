@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +51,15 @@ def admin(pg_store: Store) -> Actor:
     return Actor(user.id, user.name, True)
 
 
-def statements_of(store: Store) -> list[str]:
-    """Record every statement the store's engine sends through SQLAlchemy from now on."""
+def statements_of(store: Store, when: str = "before_cursor_execute") -> list[str]:
+    """Record every statement the store's engine's listeners see from now on (`after_cursor_execute`:
+    those SQLAlchemy executed itself)."""
     sent: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         sent.append(" ".join(statement.split()[:3]))
 
-    event.listen(store.engine, "before_cursor_execute", record)
+    event.listen(store.engine, when, record)
     return sent
 
 
@@ -121,6 +123,7 @@ class Traces:
         store.engine.dispose()  # every connection from now on is a new one, traced from its first byte
         self.folder = folder
         self.traced: list[tuple[Any, Any, Path]] = []
+        self.read: list[list[str]] = []
         event.listen(store.engine, "connect", self.trace)
 
     def trace(self, dbapi_connection: Any, _record: Any) -> None:
@@ -131,13 +134,13 @@ class Traces:
         self.traced.append((dbapi_connection, out, path))
 
     def lines(self) -> list[list[str]]:
-        found = []
+        """Every connection's trace (stopped at the first call; later calls answer the same)."""
         for dbapi_connection, out, path in self.traced:
             dbapi_connection.pgconn.untrace()
             out.close()
-            found.append(path.read_text().splitlines())
+            self.read.append(path.read_text().splitlines())
         self.traced = []
-        return found
+        return self.read
 
 
 def round_trips(store: Store | FeedReader, folder: Path) -> Traces:
@@ -168,6 +171,30 @@ def waits(traces: Traces) -> list[str]:
     return found
 
 
+def statements_per_wait(traces: Traces) -> list[list[str]]:
+    """The statements the client sent in each round trip (however they were executed: through
+    SQLAlchemy or at the driver level), each named by the first words of its text; a statement
+    prepared earlier (no Parse) as "(prepared)"."""
+    found: list[list[str]] = []
+    for lines in traces.lines():
+        batch: list[str] = []
+        parsed: str | None = None
+        for line in lines:
+            fields = line.split("\t")
+            if len(fields) < 3 or fields[0] != "F":
+                continue
+            if fields[2] == "Parse":
+                text = fields[3].split('"', 3)[-1].split('"')[0] if len(fields) > 3 else ""
+                parsed = " ".join(text.split()[:3]) or "(multi-line)"
+            elif fields[2] == "Bind":
+                batch.append(parsed or "(prepared)")
+                parsed = None
+            elif fields[2] in ("Sync", "Query"):
+                found.append(batch)
+                batch = []
+    return found
+
+
 def test_the_callers_credentials_are_one_statement_outside_a_transaction(
     pg_store: Store, admin: Actor, tmp_path: Path
 ) -> None:
@@ -188,6 +215,7 @@ def test_a_save_is_two_round_trips(pg_store: Store, admin: Actor, tmp_path: Path
         services.deployments.save(admin, "demo", "dev/user/me", hello_files(f"Hello {n}"))
     traces = round_trips(pg_store, tmp_path)
     sent = statements_of(pg_store)
+    executed = statements_of(pg_store, "after_cursor_execute")
     services.deployments.save(admin, "demo", "dev/user/me", hello_files("Hi"))
     # BEGIN with the gateway's lock and the read of the gateway, the function, its latest version, its
     # canary's state, the blobs it has already and the new entry's id (a dropped connection fails
@@ -197,14 +225,20 @@ def test_a_save_is_two_round_trips(pg_store: Store, admin: Actor, tmp_path: Path
     found = waits(traces)
     assert len(found) == 2, "\n".join(found)
     assert found[0].startswith("BEGIN") and found[-1].endswith("COMMIT"), found
-    # its statements through SQLAlchemy, each once, in the order the code runs them: BEGIN, the lock,
-    # the read, six more (COMMIT, below SQLAlchemy, is not among them)
-    assert len(sent) == 9, sent
-    assert sent[0].startswith("BEGIN ISOLATION LEVEL")
-    assert sent[1].startswith("SELECT gateways.id") and sent[2] == "SELECT gateways.id AS"
-    assert any(s.startswith("INSERT INTO webhook_deliveries") for s in sent)
-    assert any(s.startswith("WITH pruned AS") for s in sent)
-    assert sent[-1].startswith("WITH next_seq AS")
+    # its statements, each once, in the order the code runs them: BEGIN, the lock and the read; then
+    # the blobs, the history entry, the outbox, the function, the pruning, the publish and COMMIT
+    first, second = statements_per_wait(traces)
+    assert len(first) == 3 and len(second) == 7, (first, second)
+    assert first[0].startswith("BEGIN ISOLATION LEVEL"), first
+    assert second[0].startswith("INSERT INTO blobs") and second[1].startswith("INSERT INTO history"), second
+    assert second[2].startswith("INSERT INTO webhook_deliveries") and second[3].startswith("UPDATE functions")
+    assert second[5].startswith("WITH next_seq AS") and second[6] == "COMMIT", second
+    # of them, only the read goes through SQLAlchemy's execution: the others, whose answers nobody
+    # reads, are sent at the driver level (`engine.send_no_wait`), where the engine's listeners still
+    # see each (all but BEGIN), in order
+    assert executed == ["SELECT gateways.id AS"], executed
+    assert len(sent) == 8 and sent[1] == "SELECT gateways.id AS", sent
+    assert sent[0].startswith("SELECT gateways.id") and sent[-1].startswith("WITH next_seq AS"), sent
 
 
 def test_a_deployment_on_a_dropped_connection_begins_again_with_its_lock(
@@ -338,3 +372,41 @@ def test_an_error_in_a_statement_nobody_waits_for_still_fails_the_transaction(
         tx.conn.execute(rename_grace_to_ada())
     assert pg_store.read_one(lambda tx: tx.get_user_by_name("grace")) is None
     assert pg_store.read_one(lambda tx: tx.count_users()) == 1  # only `admin`
+
+
+def test_an_error_in_a_statement_sent_at_the_driver_level_fails_the_transaction_as_before(
+    pg_store: Store, admin: Actor
+) -> None:
+    """`send_no_wait` skips SQLAlchemy's execution of the statement, not its error handling: the error
+    arrives wrapped (IntegrityError) with the next statement or COMMIT, nothing is kept, and the
+    statements queued after the failing one never take effect."""
+    from fnstage.store import schema as t
+    from fnstage.store.engine import NO_WAIT, send_no_wait
+
+    rename = update(t.users).where(t.users.c.name == "grace").values(name="ada").execution_options(**NO_WAIT)
+    with pytest.raises(IntegrityError), pg_store.write() as tx:
+        tx.create_user("grace", is_admin=False)
+        send_no_wait(tx.conn, rename, {})
+        tx.conn.scalar(select(func.count()).select_from(t.users))  # waits, and meets the error
+    with pytest.raises(IntegrityError), pg_store.write() as tx:  # at COMMIT
+        tx.create_user("grace", is_admin=False)
+        send_no_wait(tx.conn, rename, {})
+        send_no_wait(tx.conn, update(t.users).values(is_admin=False).execution_options(**NO_WAIT), {})
+    assert pg_store.read_one(lambda tx: tx.get_user_by_name("grace")) is None
+    assert pg_store.read_one(lambda tx: tx.get_user(admin.user_id)).is_admin  # type: ignore[union-attr]
+    with pg_store.write() as tx:  # the pooled connection is fine, and a good one commits
+        tx.create_user("grace", is_admin=False)
+        send_no_wait(tx.conn, update(t.users).where(t.users.c.name == "grace").values(name="hopper"), {})
+    assert pg_store.read_one(lambda tx: tx.get_user_by_name("hopper")) is not None
+
+
+def test_a_statement_that_needs_more_than_its_sql_is_refused_at_the_driver_level(pg_store: Store) -> None:
+    """What SQLAlchemy computes at execution (a column's Python-side default, here `is_admin`'s) would
+    be lost at the driver level: refused, not sent without it."""
+    from sqlalchemy import insert
+
+    from fnstage.store import schema as t
+    from fnstage.store.engine import send_no_wait
+
+    with pytest.raises(ValueError, match="driver level"), pg_store.write() as tx:
+        send_no_wait(tx.conn, insert(t.users), {"name": "grace", "created_at": datetime.now(UTC)})

@@ -56,6 +56,7 @@ from fnstage.store.engine import (
     postgres_one_statement,
     postgres_transaction,
     read_options,
+    send_no_wait,
     upsert_many,
     write_options,
 )
@@ -601,7 +602,7 @@ class Tx:
         gateway exists), and run in that order. SQLite's writer holds the whole database from BEGIN
         IMMEDIATE: the read is all."""
         if self.conn.dialect.name == "postgresql":
-            self.conn.execute(_LOCK_GATEWAY, {"gateway_id": gateway_id})
+            send_no_wait(self.conn, _LOCK_GATEWAY, {"gateway_id": gateway_id})
         asked = frozenset(shas)
         row = self.conn.execute(
             _deploy_target(self.conn.dialect.name),
@@ -641,7 +642,7 @@ class Tx:
             if sha not in existing
         ]
         if new:
-            self.conn.execute(_INSERT_BLOBS, new)
+            send_no_wait(self.conn, _INSERT_BLOBS, new)
         return manifest
 
     def change_refs(self, gateway_id: str, plus: Iterable[str] = (), minus: Iterable[str] = ()) -> None:
@@ -689,7 +690,7 @@ class Tx:
         return int(result.inserted_primary_key[0])
 
     def update_function(self, function_id: int, values: dict[str, Any]) -> None:
-        self.conn.execute(_UPDATE_FUNCTION, {**values, "function_id": function_id})
+        send_no_wait(self.conn, _UPDATE_FUNCTION, {**values, "function_id": function_id})
 
     def delete_function(self, function_id: int) -> None:
         self.conn.execute(delete(t.functions).where(t.functions.c.id == function_id))
@@ -700,7 +701,7 @@ class Tx:
         nothing: on PostgreSQL it goes out with the deployment's next statement)."""
         entry_id, self._next_history_id = self._next_history_id, None
         if entry_id is not None:
-            self.conn.execute(_INSERT_HISTORY_WITH_ID, {**values, "id": entry_id})
+            send_no_wait(self.conn, _INSERT_HISTORY_WITH_ID, {**values, "id": entry_id})
         else:
             result = self.conn.execute(_INSERT_HISTORY, values)
             assert result.inserted_primary_key is not None
@@ -790,7 +791,8 @@ class Tx:
         delta: Counter[str] = Counter(plus)
         delta.subtract(Counter(minus))
         changes = sorted(delta.items())
-        self.conn.execute(
+        send_no_wait(
+            self.conn,
             _PRUNE_AND_CHANGE_REFS,
             {
                 "gateway_id": gateway_id,
@@ -879,7 +881,7 @@ class Tx:
             lock=lock,
         )
         if self.conn.dialect.name == "postgresql":
-            self.conn.execute(_PUBLISH_POSTGRES, values)  # goes out with COMMIT (NO_WAIT)
+            send_no_wait(self.conn, _PUBLISH_POSTGRES, values)  # goes out with COMMIT
             return
         seq = self._log(fn.gateway_id, fn.name, fn.version, "upsert")
         self.conn.execute(

@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 
 from fnstage.store import schema as t
-from fnstage.store.engine import NO_WAIT
+from fnstage.store.engine import NO_WAIT, send_no_wait
 
 _HOOKS = t.webhooks
 _DELIVERIES = t.webhook_deliveries
@@ -116,7 +116,8 @@ def emit(conn: Connection, gateway_id: str, event: str, payload: dict[str, Any],
     transaction, with one INSERT ... SELECT (a save is a fixed number of statements, with or without
     receivers: `tests/test_pg_round_trips.py`). Nothing waits for its answer (`NO_WAIT`): on
     PostgreSQL it goes out with the deployment's next statement."""
-    conn.execute(
+    send_no_wait(
+        conn,
         _EMIT,
         {
             "gateway_id": gateway_id,
