@@ -83,11 +83,13 @@ def start(
     env = {**os.environ}
     if src:
         env["PYTHONPATH"] = src
+    # its stderr kept (warnings only): said when it does not answer, which happened rarely and unexplained
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115 (open as long as the server runs)
     process = subprocess.Popen(
         [sys.executable, "-m", "fnstage", "runtime", *args, "--port", str(port), "--log-level", "warning"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
@@ -104,7 +106,9 @@ def start(
             pass
         time.sleep(0.05)
     stop_tree([process.pid, *descendants(process.pid)])
-    raise RuntimeError(f"fnstage runtime {' '.join(args)} did not answer within 120 s")
+    stderr.seek(0)
+    said = stderr.read()[-4000:].decode(errors="replace")
+    raise RuntimeError(f"fnstage runtime {' '.join(args)} did not answer within 120 s; its stderr:\n{said}")
 
 
 def wrk(
