@@ -549,3 +549,32 @@ def test_many_long_lines_of_one_shipment_are_cut_as_before() -> None:
     assert texts[0] == '["short"]' and len(texts[1]) <= MAX_LOGGED_CHARS
     assert texts[2].startswith('["(cut: ')
     assert row[14] == _stored_lines_column(column)
+
+
+@pytest.mark.parametrize(
+    ("versions", "statuses"),
+    [
+        (3, 200),
+        ([3, 3, 3], [200, 200, 200]),
+        ([1, 3, 2], [500, 200, 404]),
+        ([2.0, 2, True], [200.0, 200, 200]),
+    ],
+)
+def test_a_shipments_versions_and_statuses_convert_alike_whether_one_value_or_many(
+    versions: Any, statuses: Any
+) -> None:
+    """A column of one version or status is converted once and its block's range is that value; any
+    other column value by value: either way what each invocation's own conversion gives."""
+    from fnstage.runtime.log_process import columns_of
+
+    def each(column: Any) -> list[int]:
+        return [int(v) for v in column] if isinstance(column, list) else [column] * 3
+
+    group = {"id": ["a", "b", "c"], "t": [1, 2, 3], "d": [1, 1, 1], "v": versions, "s": statuses}
+    (columns,) = columns_of([["demo", "dev/x", group]], "demo", "dev")
+    assert list(columns.versions) == each(versions) and list(columns.statuses) == each(statuses)
+    assert all(type(v) is int for v in [*columns.versions, *columns.statuses])
+    row = invocation_log.block_row("demo", "dev/x", columns.request_ids, columns[3:], 0, None)
+    assert row[5:9] == (min(each(versions)), max(each(versions)), min(each(statuses)), max(each(statuses)))
+    with pytest.raises((TypeError, ValueError)):
+        columns_of([["demo", "dev/x", {**group, "v": ["x", "x", "x"]}]], "demo", "dev")

@@ -93,8 +93,8 @@ def columns_of(groups: Any, gateway: str, env: str, runtime_id: str | None = Non
                 name[:220],
                 _cut_strings(request_ids, 64),
                 started,
-                list(map(int, versions)),
-                list(map(int, statuses)),
+                _ints(versions),
+                _ints(statuses),
                 durations,
                 lines,
                 errors,
@@ -108,6 +108,15 @@ def columns_of(groups: Any, gateway: str, env: str, runtime_id: str | None = Non
 def records_of(groups: Any, gateway: str, env: str, runtime_id: str | None = None) -> list[LogRecord]:
     """`columns_of`'s invocations one record each (what a reader of one invocation wants: tests)."""
     return [record for columns in columns_of(groups, gateway, env, runtime_id) for record in records(columns)]
+
+
+def _ints(values: Sequence[Any]) -> Sequence[int]:
+    """Each value as an int (ValueError, TypeError: not a number); a column of one value (a version
+    or status shared by a shipment's invocations: the common case) converted once, not once each."""
+    first = values[0]
+    if values.count(first) == len(values):
+        return [int(first)] * len(values)
+    return list(map(int, values))
 
 
 def _check_times(started: list[int], durations: list[int]) -> None:

@@ -214,10 +214,8 @@ def block_row(
         n,
         min(started) / 1e6,
         max(started) / 1e6,
-        min(versions),
-        max(versions),
-        min(statuses),
-        max(statuses),
+        *_range(versions),
+        *_range(statuses),
         _encode(request_ids),
         _encode(started),
         _encode(versions),
@@ -229,6 +227,15 @@ def block_row(
         shared,
         None if shared is not None or runtimes.count(None) == n else _encode(runtimes),
     )
+
+
+def _range(values: Sequence[int]) -> tuple[int, int]:
+    """The least and the greatest of `values`: of a column of one value (a version, a status), that
+    value, by one C count instead of two comparisons an invocation."""
+    first = values[0]
+    if values.count(first) == len(values):
+        return first, first
+    return min(values), max(values)
 
 
 PRUNE_CHUNK = 16  # blocks deleted per transaction
