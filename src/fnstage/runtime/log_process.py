@@ -147,7 +147,7 @@ def _lines_texts(column: Sequence[Any]) -> Sequence[Lines]:
     instead. When every invocation logged a line, all strings of ASCII needing no escape and short
     enough (the common column), the lists themselves, checked by C calls over the whole column: the
     block's column is then made from them in one join (`invocation_log._lines_column`), not from a
-    text an invocation encoded again (BENCHMARKS.md, "issue 15, branch logship"). Otherwise each
+    text an invocation encoded again (BENCHMARKS.md, "Durable logs at keep 1,000,000"). Otherwise each
     invocation's text, as `_encode_lines` writes it."""
     if not all(map(list.__instancecheck__, column)):
         raise TypeError("lines")

@@ -91,7 +91,7 @@ def _lines_column(lines: Sequence[Lines]) -> str:
     texts writes it. When every invocation's lines are a checked list (the common column), the
     column is made by C joins: each list's strings, quoted as they are inside a JSON string, joined;
     making each text, then escaping its quotes, cost a pass and a string an invocation more
-    (BENCHMARKS.md, "issue 15, branch logship")."""
+    (BENCHMARKS.md, "Durable logs at keep 1,000,000")."""
     if all(map(list.__instancecheck__, lines)):
         return '["[\\"' + '\\"]","[\\"'.join(map('\\",\\"'.join, lines)) + '\\"]"]'
     return _encode(list(map(lines_text, lines)))
