@@ -489,3 +489,99 @@ def test_a_lines_column_that_does_not_fit_is_ignored_like_a_wrong_row() -> None:
     ):
         with pytest.raises((TypeError, ValueError)):
             records_of([["demo", "dev/x", wrong]], "demo", "dev")
+
+
+def _stored_lines_column(column: list[list[str]]) -> str:
+    """The block's lines column as main wrote it: each invocation's lines as compact JSON text (cut
+    to a note past the writer's bound), the texts a compact ASCII JSON list."""
+    from fnstage.runtime.log_process import MAX_LOGGED_CHARS
+
+    texts = [json.dumps(lines, ensure_ascii=False, separators=(",", ":")) for lines in column]
+    texts = [t if len(t) <= MAX_LOGGED_CHARS else f'["(cut: {len(t)} characters of lines)"]' for t in texts]
+    return json.dumps(texts, separators=(",", ":"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.one_of(st.text(max_size=8), st.sampled_from(["plain", "x" * 4000, 'q"', "\\", "é"]))),
+        min_size=1,
+        max_size=8,
+    ),
+    st.integers(min_value=0, max_value=8),
+)
+def test_a_blocks_lines_column_is_the_same_text_whichever_way_the_writer_builds_it(
+    column: list[list[str]], cut: int
+) -> None:
+    """Lines the writer keeps as checked lists (all ASCII, nothing to escape, none empty) are written
+    straight into the block's column, the others as texts: the stored column is the same text either
+    way, also when one block joins shipments of both kinds."""
+    from fnstage.runtime.log_process import columns_of
+
+    cut = min(cut, len(column))
+    shipments = [column[:cut], column[cut:]]
+    groups = [
+        [
+            "demo",
+            "dev/x",
+            {
+                "id": ["r"] * len(part),
+                "t": [1] * len(part),
+                "d": [1] * len(part),
+                "v": 1,
+                "s": 200,
+                "l": part,
+            },
+        ]
+        for part in shipments
+        if part
+    ]
+    batch = [c for group in groups for c in columns_of([group], "demo", "dev")]
+    joined = invocation_log._joined(batch)
+    row = invocation_log.block_row("demo", "dev/x", joined[0], joined[1:], 0, None)
+    assert row[14] == _stored_lines_column(column)
+
+
+def test_many_long_lines_of_one_shipment_are_cut_as_before() -> None:
+    """The checked-lists path holds only when every invocation's text is within the bound: a column
+    whose texts together pass it is checked invocation by invocation (and a long one cut)."""
+    from fnstage.runtime.log_process import MAX_LOGGED_CHARS, columns_of
+
+    long = ["x" * 3990] * 200  # about 800,000 characters of text
+    column = [["short"], long, long + long]
+    group = {"id": ["a", "b", "c"], "t": [1, 2, 3], "d": [1, 1, 1], "v": 1, "s": 200, "l": column}
+    (columns,) = columns_of([["demo", "dev/x", group]], "demo", "dev")
+    row = invocation_log.block_row("demo", "dev/x", columns.request_ids, columns[3:], 0, None)
+    texts = json.loads(row[14])
+    assert texts[0] == '["short"]' and len(texts[1]) <= MAX_LOGGED_CHARS
+    assert texts[2].startswith('["(cut: ')
+    assert row[14] == _stored_lines_column(column)
+
+
+@pytest.mark.parametrize(
+    ("versions", "statuses"),
+    [
+        (3, 200),
+        ([3, 3, 3], [200, 200, 200]),
+        ([1, 3, 2], [500, 200, 404]),
+        ([2.0, 2, True], [200.0, 200, 200]),
+    ],
+)
+def test_a_shipments_versions_and_statuses_convert_alike_whether_one_value_or_many(
+    versions: Any, statuses: Any
+) -> None:
+    """A column of one version or status is converted once and its block's range is that value; any
+    other column value by value: either way what each invocation's own conversion gives."""
+    from fnstage.runtime.log_process import columns_of
+
+    def each(column: Any) -> list[int]:
+        return [int(v) for v in column] if isinstance(column, list) else [column] * 3
+
+    group = {"id": ["a", "b", "c"], "t": [1, 2, 3], "d": [1, 1, 1], "v": versions, "s": statuses}
+    (columns,) = columns_of([["demo", "dev/x", group]], "demo", "dev")
+    assert list(columns.versions) == each(versions) and list(columns.statuses) == each(statuses)
+    assert all(type(v) is int for v in [*columns.versions, *columns.statuses])
+    row = invocation_log.block_row("demo", "dev/x", columns.request_ids, columns[3:], 0, None)
+    assert row[5:9] == (min(each(versions)), max(each(versions)), min(each(statuses)), max(each(statuses)))
+    with pytest.raises((TypeError, ValueError)):
+        columns_of([["demo", "dev/x", {**group, "v": ["x", "x", "x"]}]], "demo", "dev")

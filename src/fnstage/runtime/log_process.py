@@ -36,7 +36,7 @@ from itertools import chain
 from typing import IO, TYPE_CHECKING, Any
 
 from fnstage.runtime.log_writer import LogSettings
-from fnstage.store.invocation_log import LogColumns, LogRecord, records
+from fnstage.store.invocation_log import Lines, LogColumns, LogRecord, records
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -54,7 +54,8 @@ def columns_of(groups: Any, gateway: str, env: str, runtime_id: str | None = Non
     (another function's group is dropped), every field converted to its type (a wrong one raises and
     the shipment is ignored); strings cut to their columns' sizes. A row is `[request_id, started_us,
     version, status, duration_us, lines, error, trigger]` (`cell.SupervisorLink._ship`); `lines`, a
-    list, is kept as its JSON text, which readers parse (`store.invocation_log.read_lines`). A group
+    list, is kept as its JSON text, which readers parse (`store.invocation_log.read_lines`), or as
+    the list itself once checked (`invocation_log.Lines`). A group
     of invocations that failed not nor ran for a trigger carries columns instead of rows
     (`_shipped_columns`). `runtime_id`: the writing runtime's, in every entry.
 
@@ -92,8 +93,8 @@ def columns_of(groups: Any, gateway: str, env: str, runtime_id: str | None = Non
                 name[:220],
                 _cut_strings(request_ids, 64),
                 started,
-                list(map(int, versions)),
-                list(map(int, statuses)),
+                _ints(versions),
+                _ints(statuses),
                 durations,
                 lines,
                 errors,
@@ -107,6 +108,15 @@ def columns_of(groups: Any, gateway: str, env: str, runtime_id: str | None = Non
 def records_of(groups: Any, gateway: str, env: str, runtime_id: str | None = None) -> list[LogRecord]:
     """`columns_of`'s invocations one record each (what a reader of one invocation wants: tests)."""
     return [record for columns in columns_of(groups, gateway, env, runtime_id) for record in records(columns)]
+
+
+def _ints(values: Sequence[Any]) -> Sequence[int]:
+    """Each value as an int (ValueError, TypeError: not a number); a column of one value (a version
+    or status shared by a shipment's invocations: the common case) converted once, not once each."""
+    first = values[0]
+    if values.count(first) == len(values):
+        return [int(first)] * len(values)
+    return list(map(int, values))
 
 
 def _check_times(started: list[int], durations: list[int]) -> None:
@@ -132,10 +142,13 @@ def _cut_texts(values: Sequence[Any], size: int) -> Sequence[str | None]:
     return [None if value is None else str(value)[:size] for value in values]
 
 
-def _lines_texts(column: Sequence[Any]) -> Sequence[str]:
-    """Each invocation's lines (a list) as `_encode_lines` writes it; too long: a note instead.
-    Lines that are all strings needing no escape (the common column) are built by C calls: their
-    strings between quotes, joined by commas."""
+def _lines_texts(column: Sequence[Any]) -> Sequence[Lines]:
+    """Each invocation's lines as the block will hold them (`invocation_log.Lines`): too long, a note
+    instead. When every invocation logged a line, all strings of ASCII needing no escape and short
+    enough (the common column), the lists themselves, checked by C calls over the whole column: the
+    block's column is then made from them in one join (`invocation_log._lines_column`), not from a
+    text an invocation encoded again (BENCHMARKS.md, "Durable logs at keep 1,000,000"). Otherwise each
+    invocation's text, as `_encode_lines` writes it."""
     if not all(map(list.__instancecheck__, column)):
         raise TypeError("lines")
     try:
@@ -143,6 +156,13 @@ def _lines_texts(column: Sequence[Any]) -> Sequence[str]:
     except TypeError:
         whole = None
     if whole is not None and _ESCAPED.search(whole) is None:
+        if (
+            whole.isascii()
+            and [] not in column
+            # every text together (its strings, 3 characters a string, 1 a list) within the bound
+            and len(whole) + 3 * sum(map(len, column)) + len(column) <= MAX_LOGGED_CHARS
+        ):
+            return column
         texts: Sequence[str] = list(map('["{}"]'.format, map('","'.join, column)))
         if [] in column:  # some logged nothing: theirs is "[]", not '[""]'
             texts = [text if lines else "[]" for text, lines in zip(texts, column, strict=True)]
@@ -195,7 +215,7 @@ def _shipped_columns(columns: dict[str, Any]) -> tuple[Sequence[Any], ...]:
         raise ValueError("columns of unequal lengths")
     lines = columns.get("l")
     if lines is None:
-        texts: Sequence[str] = ["[]"] * n
+        texts: Sequence[Lines] = ["[]"] * n
     elif type(lines) is not list or len(lines) != n:
         raise ValueError("columns of unequal lengths")
     else:

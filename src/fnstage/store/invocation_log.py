@@ -55,6 +55,13 @@ class LogRecord(NamedTuple):
     runtime_id: str | None = None
 
 
+# An invocation's lines in `LogColumns.lines`: their JSON text, or, as the log writer checked them
+# (`runtime.log_process.columns_of`), a non-empty list of ASCII strings that need no escape in JSON
+# and whose text is within the writer's bound: written straight into the block's column
+# (`_lines_column`), never made into a text of its own and encoded again.
+Lines = str | list[str]
+
+
 class LogColumns(NamedTuple):
     """Invocations of one function column by column, as the log writer gets them from a cell
     (`runtime.log_process.columns_of`), queues them and writes them: a block's columns are these,
@@ -68,17 +75,34 @@ class LogColumns(NamedTuple):
     versions: Sequence[int]
     statuses: Sequence[int]
     durations_us: Sequence[int]
-    lines: Sequence[str]
+    lines: Sequence[Lines]
     errors: Sequence[str | None]
     triggers: Sequence[str | None]
     runtime_ids: Sequence[str | None]
+
+
+def lines_text(lines: Lines) -> str:
+    """An invocation's lines as stored: their JSON text."""
+    return lines if lines.__class__ is str else '["' + '","'.join(lines) + '"]'
+
+
+def _lines_column(lines: Sequence[Lines]) -> str:
+    """A block's lines column: the JSON list of its invocations' lines texts, as `_encode` of the
+    texts writes it. When every invocation's lines are a checked list (the common column), the
+    column is made by C joins: each list's strings, quoted as they are inside a JSON string, joined;
+    making each text, then escaping its quotes, cost a pass and a string an invocation more
+    (BENCHMARKS.md, "Durable logs at keep 1,000,000")."""
+    if all(map(list.__instancecheck__, lines)):
+        return '["[\\"' + '\\"]","[\\"'.join(map('\\",\\"'.join, lines)) + '\\"]"]'
+    return _encode(list(map(lines_text, lines)))
 
 
 def records(columns: LogColumns) -> list[LogRecord]:
     """Each invocation of `columns` as a record."""
     n = len(columns.request_ids)
     fields = (repeat(columns.gateway, n), repeat(columns.name, n), columns.versions, columns.request_ids)
-    rest = (columns.started_us, columns.statuses, columns.durations_us, columns.lines, columns.errors)
+    lines = list(map(lines_text, columns.lines))
+    rest = (columns.started_us, columns.statuses, columns.durations_us, lines, columns.errors)
     return list(map(LogRecord._make, zip(*fields, *rest, columns.triggers, columns.runtime_ids, strict=True)))
 
 
@@ -190,21 +214,28 @@ def block_row(
         n,
         min(started) / 1e6,
         max(started) / 1e6,
-        min(versions),
-        max(versions),
-        min(statuses),
-        max(statuses),
+        *_range(versions),
+        *_range(statuses),
         _encode(request_ids),
         _encode(started),
         _encode(versions),
         _encode(statuses),
         _encode(durations),
-        _encode(lines),
+        _lines_column(lines),
         None if errors.count(None) == n else _encode(errors),
         None if triggers.count(None) == n else _encode(triggers),
         shared,
         None if shared is not None or runtimes.count(None) == n else _encode(runtimes),
     )
+
+
+def _range(values: Sequence[int]) -> tuple[int, int]:
+    """The least and the greatest of `values`: of a column of one value (a version, a status), that
+    value, by one C count instead of two comparisons an invocation."""
+    first = values[0]
+    if values.count(first) == len(values):
+        return first, first
+    return min(values), max(values)
 
 
 PRUNE_CHUNK = 16  # blocks deleted per transaction
