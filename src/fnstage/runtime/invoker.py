@@ -21,7 +21,9 @@ from operator import add, eq, floordiv, itemgetter
 from typing import Any, NamedTuple, overload
 from urllib.parse import parse_qsl
 
-from fnstage.runtime.answer_json import answer_json
+from orjson import dumps as _orjson_dumps
+
+from fnstage.runtime.answer_json import ORJSON_OPTIONS, answer_json
 from fnstage.runtime.loader import LiveVersion, describe_exception, format_traceback
 from fnstage.runtime.request_metrics import (
     BUCKETS,
@@ -720,11 +722,11 @@ async def invoke(
                 # still pending: not expired (the sweeper moves a task from `pending` to `expired`)
                 if deadlines.pending.pop(task, None) is None and task in deadlines.expired:
                     deadlines.forgive(task)
-        if type(result) is dict:  # what most functions return, encoded here: a call less
+        if type(result) is dict:  # what most functions return, encoded here by orjson: two calls less
             try:
-                status, out_headers, out_body = 200, JSON_HEADERS, answer_json(result)
-            except (TypeError, ValueError, RecursionError):
-                status, out_headers, out_body = to_response(result)  # not JSON: it says why
+                status, out_headers, out_body = 200, JSON_HEADERS, _orjson_dumps(result, None, ORJSON_OPTIONS)
+            except TypeError:  # orjson refused: `answer_json`'s standard library answers, or says why
+                status, out_headers, out_body = to_response(result)
         else:
             status, out_headers, out_body = to_response(result)
     except HTTPError as exc:
