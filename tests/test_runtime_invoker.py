@@ -388,3 +388,21 @@ def test_invoke_finds_its_task_as_asyncio_does(loop_kind: str) -> None:
     run = uvloop.run if loop_kind == "uvloop" else asyncio.run
     found, expected = run(both())
     assert expected is not None and found is expected
+
+
+async def test_a_log_the_function_set_without_reading_ctx_log_is_the_one_kept() -> None:
+    """`ctx.log` is kept in the ctx itself, no dict (`RequestContext`): a log the function set is the
+    one whose lines are kept, as one it read; None or a deleted one keeps none."""
+    setter = live(
+        "from fnstage import sdk\n"
+        "async def main(ctx):\n"
+        "    mine = sdk.Log()\n"
+        "    mine('mine')\n"
+        "    ctx.log = mine\n"
+        "    return [ctx.log is mine, ctx.trigger, ctx.method, ctx.env, ctx.function.version]\n"
+    )
+    outcome = await call(setter)
+    assert json.loads(outcome.body) == [True, None, "GET", "dev", 7] and outcome.lines == ["mine"]
+    for body in ("ctx.log('x')\n    ctx.log = None\n", "ctx.log('x')\n    del ctx.log\n"):
+        outcome = await call(live(f"async def main(ctx):\n    {body}    return 1\n"))
+        assert outcome.status == 200 and not outcome.lines

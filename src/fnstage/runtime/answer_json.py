@@ -20,7 +20,8 @@ from typing import Any
 from orjson import OPT_PASSTHROUGH_DATACLASS, OPT_PASSTHROUGH_DATETIME, OPT_PASSTHROUGH_SUBCLASS
 from orjson import dumps as _dumps
 
-_OPTIONS = OPT_PASSTHROUGH_SUBCLASS | OPT_PASSTHROUGH_DATETIME | OPT_PASSTHROUGH_DATACLASS
+# `invoke` calls orjson with these itself for a dict answer (a call less), then `to_response` if it refuses
+ORJSON_OPTIONS = OPT_PASSTHROUGH_SUBCLASS | OPT_PASSTHROUGH_DATETIME | OPT_PASSTHROUGH_DATACLASS
 
 
 def not_json(value: Any) -> Any:
@@ -46,6 +47,6 @@ def answer_json(value: Any) -> bytes:
     try:
         # no `default`: orjson refuses what it passes through by itself, and a `default` costs ~700
         # instructions a call even when never called (callgrind)
-        return _dumps(value, None, _OPTIONS)
+        return _dumps(value, None, ORJSON_OPTIONS)
     except TypeError:  # orjson's JSONEncodeError: the standard library decides, and says why
         return stdlib_json(value)

@@ -108,6 +108,8 @@ class RuntimeApp:
         self.router = router or Router()
         self.watcher = watcher
         self.logs = logs if logs is not None else InvocationLogs()
+        if metrics is not None and self.logs.metrics is None:
+            self.logs.count_into(metrics)  # `invoke` queues the app's requests, counted when read
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s  # a client trickling its body cannot hold a request forever
         self.max_header_bytes = max_header_bytes  # granian reads a 100 KiB header whole: refuse it here

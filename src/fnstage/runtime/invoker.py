@@ -11,15 +11,19 @@ import logging
 import threading
 import time
 from bisect import bisect_left
-from collections import deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from itertools import repeat, starmap
+from functools import reduce
+from itertools import compress, islice, repeat
+from operator import add, eq, floordiv, itemgetter
 from typing import Any, NamedTuple, overload
 from urllib.parse import parse_qsl
 
-from fnstage.runtime.answer_json import answer_json
+from orjson import dumps as _orjson_dumps
+
+from fnstage.runtime.answer_json import ORJSON_OPTIONS, answer_json
 from fnstage.runtime.loader import LiveVersion, describe_exception, format_traceback
 from fnstage.runtime.request_metrics import (
     BUCKETS,
@@ -102,7 +106,7 @@ class Counts:
 
 class _Kept:
     """One function's invocations as `InvocationLogs` keeps them: its ring and its counts, found by
-    one dict lookup a request (three lookups by a new `(gateway, name)` tuple each before)."""
+    one dict lookup a drained run of its invocations."""
 
     __slots__ = ("counts", "key", "ring")
 
@@ -112,21 +116,55 @@ class _Kept:
         self.counts: Counts | None = None  # None until a counted request (not a version URL's)
 
 
+# A served invocation as `invoke` queues it in `InvocationLogs.pending`: these fields, one after the
+# other in that flat list (the entry's version, status and error again: no pass over the entries to
+# find them), so that each is a strided slice of the list when drained
+PENDING_FIELDS = ("gateway", "name", "entry", "seconds", "version", "status", "error")
+_WIDTH = len(PENDING_FIELDS)
+# `invoke` drains the queue itself once it holds this many (nothing else read it meanwhile: a runtime
+# without a watcher, a cell between two heartbeats under load), so that it stays bounded
+DRAIN_AT = 1024 * _WIDTH  # the list's length: 1,024 invocations
+_PASSES = 8  # up to this many functions in a drain, each found by a pass in C over the names
+
+
 class InvocationLogs:
     """The last `per_function` invocations of each function, newest last, and each function's counts.
 
     With `outbox` > 0 (a cell whose supervisor keeps durable logs), every invocation is also queued to
-    be shipped (`take_outbox`, from another thread: the queue is a deque, appended by the event loop
-    only); a full outbox drops the newest and counts it, never waits."""
+    be shipped (`take_outbox`, from another thread); a full outbox drops the newest and counts it,
+    never waits.
+
+    `invoke` does not record an invocation of the app's (counted, and for the metrics this counts
+    into: `count_into`) one by one: it appends one tuple to `pending` (the event loop only), and the
+    ring, the outbox, the counts and the metrics take the queue in bulk, in C where they can
+    (`itertools`, `map`, `list.count`), whenever any of them is read (`recent`, `take_counts`,
+    `take_outbox`, `RequestMetrics.take`) and every `DRAIN_AT` invocations. So every read sees every
+    invocation that finished before it, exactly as if each had been recorded when it finished; a
+    request no longer pays about a fifth of the app's instructions for it (BENCHMARKS.md, "invfast").
+    Drains and reads hold `lock` (`take_outbox` runs on the shipping thread)."""
 
     def __init__(self, per_function: int = 100, outbox: int = 0) -> None:
         self.per_function = per_function
         self._kept: dict[tuple[str, str], _Kept] = {}
         self._counted: set[_Kept] = set()  # counts changed since `take_counts` (hashed by identity)
         self.outbox_size = outbox
-        self._outbox: deque[tuple[str, str, LogEntry]] = deque()
-        self._dropped = 0  # ever, written by the recording thread only
+        self._outbox: list[tuple[str, str, LogEntry]] = []
+        self._dropped = 0  # ever
         self._dropped_taken = 0  # ... of which `take_outbox` reported
+        # `PENDING_FIELDS` of each invocation `invoke` queued, flat: extended by the event loop only
+        # (one C call a request), taken from the front by slices under `lock` (two C calls, each atomic
+        # under the interpreter lock: what the loop adds meanwhile goes after them and stays)
+        self.pending: list[Any] = []
+        self.metrics: RequestMetrics | None = None  # where `pending`'s invocations are counted too
+        self.lock = threading.Lock()
+
+    def count_into(self, metrics: RequestMetrics) -> None:
+        """Count the invocations `invoke` queues for these logs in `metrics` too (the app's: `invoke`
+        queues a request only when its metrics are these); `metrics.take` drains the queue first."""
+        with self.lock:
+            self._drain()  # what was queued before was not for these metrics
+            self.metrics = metrics
+        metrics.sources.append(self)
 
     def record(
         self,
@@ -139,33 +177,39 @@ class InvocationLogs:
     ) -> None:
         """Keep `entry`; count it unless `count` is False (a version URL's or canary's version: the
         live version's counts are the status of what the environment serves). With `metrics`, count
-        the request there too (what `RequestMetrics.observe` does, inline: one record per request
-        instead of two calls; tests/test_runtime_metrics.py checks both count alike); `seconds`: the
-        invocation's duration."""
+        the request there too (what `RequestMetrics.observe` does; tests/test_runtime_metrics.py checks
+        both count alike); `seconds`: the invocation's duration. After what `invoke` queued before it."""
+        with self.lock:
+            self._drain()
+            if self.outbox_size:
+                if len(self._outbox) < self.outbox_size:
+                    self._outbox.append((gateway, name, entry))
+                else:
+                    self._dropped += 1
+            key = (gateway, name)
+            kept = self._kept.get(key)
+            if kept is None:
+                kept = self._kept[key] = _Kept(key, self.per_function)
+            kept.ring.append(entry)
+            self._record_one(kept, entry, count, metrics, seconds)
+
+    def _record_one(
+        self, kept: _Kept, entry: LogEntry, count: bool, metrics: RequestMetrics | None, seconds: float
+    ) -> None:
+        """One invocation's counts and metrics (its ring and outbox are the caller's)."""
         # by index: a NamedTuple's field by name is a property's call each
         version, error = entry[2], entry[6]
         if metrics is not None:
-            metrics_key = (gateway, name, version)
-            counted = metrics.counted.get(metrics_key)
-            if counted is None:
-                counted = metrics.counted[metrics_key] = new_slots()
-            counted[CLASS_SLOT.get(entry[3] // 100, FAILURES - 1)] += 1
-            if error is not None:
-                counted[FAILURES] += 1
-            counted[SECONDS] += seconds
-            # most invocations end within the first bucket: one float compare, not a bisect's calls
-            bucket = 0 if seconds <= FIRST_BOUND else bisect_left(BUCKETS, seconds)
-            counted[FIRST_BUCKET + bucket] += 1
-        key = (gateway, name)
-        kept = self._kept.get(key)
-        if kept is None:
-            kept = self._kept[key] = _Kept(key, self.per_function)
-        kept.ring.append(entry)
-        if self.outbox_size:
-            if len(self._outbox) < self.outbox_size:
-                self._outbox.append((gateway, name, entry))
-            else:
-                self._dropped += 1
+            with metrics.lock:
+                metrics_key = (kept.key[0], kept.key[1], version)
+                counted = metrics.counted.get(metrics_key)
+                if counted is None:
+                    counted = metrics.counted[metrics_key] = new_slots()
+                counted[CLASS_SLOT.get(entry[3] // 100, FAILURES - 1)] += 1
+                if error is not None:
+                    counted[FAILURES] += 1
+                counted[SECONDS] += seconds
+                counted[FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
         if not count:
             return
         counts = kept.counts
@@ -179,33 +223,141 @@ class InvocationLogs:
             counts.last_error = error.partition("\n")[0][:500]
         self._counted.add(kept)
 
+    def drain(self) -> None:
+        """Take what `invoke` queued into the ring, outbox, counts and metrics."""
+        with self.lock:
+            self._drain()
+
+    def _drain(self) -> None:  # holding `lock`
+        pending = self.pending
+        size = len(pending)
+        if not size:
+            return
+        flat = pending[:size]
+        del pending[:size]
+        gateways, names, entries, seconds = flat[0::_WIDTH], flat[1::_WIDTH], flat[2::_WIDTH], flat[3::_WIDTH]
+        versions, statuses, errors = flat[4::_WIDTH], flat[5::_WIDTH], flat[6::_WIDTH]
+        n = len(entries)
+        if self.outbox_size:
+            room = self.outbox_size - len(self._outbox)
+            shipped = zip(gateways, names, entries, strict=True)  # `take_outbox`'s (gateway, name, entry)
+            if room >= n:
+                self._outbox += shipped
+            else:  # full: the newest are dropped, and counted
+                self._outbox += islice(shipped, max(room, 0))
+                self._dropped += n - max(room, 0)
+        columns = (entries, seconds, versions, statuses, errors)
+        gateway = gateways[0]
+        # a cell serves one gateway: its functions are told apart by name alone
+        one_gateway = gateways.count(gateway) == n
+        if one_gateway and names.count(names[0]) == n:  # one function's (most drains under load)
+            self._take((gateway, names[0]), *columns)
+            return
+        keys: list[Any] = names if one_gateway else list(zip(gateways, names, strict=True))
+        functions = dict.fromkeys(keys)
+        if len(functions) <= _PASSES:  # a few functions': a pass in C each finds its invocations
+            runs = [list(compress(range(n), map(eq, keys, repeat(key)))) for key in functions]
+        else:  # many functions': a step in Python each
+            by_key: defaultdict[Any, list[int]] = defaultdict(list)
+            for index, key in enumerate(keys):
+                by_key[key].append(index)
+            runs = list(by_key.values())
+        for indices in runs:
+            first = indices[0]
+            key = (gateways[first], names[first])
+            if len(indices) == 1:
+                self._take(key, *([column[first]] for column in columns))
+            else:
+                self._take(key, *map(itemgetter(*indices), columns))
+
+    def _take(
+        self,
+        key: tuple[str, str],
+        entries: Sequence[LogEntry],
+        seconds: Sequence[float],
+        versions: Sequence[int],
+        statuses: Sequence[int],
+        errors: Sequence[str | None],
+    ) -> None:
+        """One function's queued invocations, in order: as `record` of each (`count` True, into
+        `self.metrics`), with a pass in C over each field instead of a step in Python each."""
+        kept = self._kept.get(key)
+        if kept is None:
+            kept = self._kept[key] = _Kept(key, self.per_function)
+        n = len(entries)
+        kept.ring.extend(entries[-self.per_function :] if n > self.per_function else entries)
+        metrics = self.metrics
+        version = versions[0]
+        if versions.count(version) != n:  # a new version went live between two drains: one by one
+            for entry, took in zip(entries, seconds, strict=True):
+                self._record_one(kept, entry, True, metrics, took)
+            return
+        failures = n - errors.count(None)
+        counts = kept.counts
+        if counts is None or version > counts.version:
+            counts = kept.counts = Counts(version)
+        if version == counts.version:  # else older than the counted one: not counted, as in `record`
+            counts.requests += n
+            if failures:
+                counts.errors += failures
+                last = next(error for error in reversed(errors) if error is not None)
+                counts.last_error = last.partition("\n")[0][:500]
+            self._counted.add(kept)
+        if metrics is None:
+            return
+        with metrics.lock:
+            metrics_key = (key[0], key[1], version)
+            counted = metrics.counted.get(metrics_key)
+            if counted is None:
+                counted = metrics.counted[metrics_key] = new_slots()
+            status = statuses[0]
+            if statuses.count(status) == n:
+                counted[CLASS_SLOT.get(status // 100, FAILURES - 1)] += n
+            else:
+                for klass, k in Counter(map(floordiv, statuses, repeat(100))).items():
+                    counted[CLASS_SLOT.get(klass, FAILURES - 1)] += k
+            counted[FAILURES] += failures
+            # added one by one in order, as `record` does: the same float sum to the last bit
+            counted[SECONDS] = reduce(add, seconds, counted[SECONDS])
+            if max(seconds) <= FIRST_BOUND:  # most drains: all in the first bucket
+                counted[FIRST_BUCKET] += n
+            else:
+                for bucket, k in Counter(map(bisect_left, repeat(BUCKETS), seconds)).items():
+                    counted[FIRST_BUCKET + bucket] += k
+
     def recent(self, gateway: str, name: str) -> list[InvocationLog]:
-        kept = self._kept.get((gateway, name))
-        return [] if kept is None else list(map(InvocationLog._make, kept.ring))
+        with self.lock:
+            self._drain()
+            kept = self._kept.get((gateway, name))
+            return [] if kept is None else list(map(InvocationLog._make, kept.ring))
 
     def take_counts(self) -> list[FunctionCounts]:
         """The counts that changed since the last call (the watcher reports them with its heartbeat)."""
-        changed, self._counted = self._counted, set()
-        return [
-            FunctionCounts(*kept.key, c.version, c.requests, c.errors, c.last_error)
-            for kept in sorted(changed, key=_by_key)
-            if (c := kept.counts) is not None
-        ]
+        with self.lock:
+            self._drain()
+            changed, self._counted = self._counted, set()
+            return [
+                FunctionCounts(*kept.key, c.version, c.requests, c.errors, c.last_error)
+                for kept in sorted(changed, key=_by_key)
+                if (c := kept.counts) is not None
+            ]
 
     def take_outbox(self) -> tuple[list[tuple[str, str, LogEntry]], int]:
         """The invocations queued since the last call (`(gateway, name, entry)`, each entry as it was
         recorded: see `LogEntry`), and how many a full outbox dropped meanwhile."""
-        outbox = self._outbox
-        # popped one by one (the event loop appends meanwhile), by `starmap` in C: no bytecode each
-        entries = list(starmap(outbox.popleft, repeat((), len(outbox))))
-        dropped_total = self._dropped
-        dropped, self._dropped_taken = dropped_total - self._dropped_taken, dropped_total
+        with self.lock:
+            self._drain()
+            entries, self._outbox = self._outbox, []
+            dropped_total = self._dropped
+            dropped, self._dropped_taken = dropped_total - self._dropped_taken, dropped_total
         return entries, dropped
 
     def forget(self, gateway: str, name: str) -> None:
-        kept = self._kept.pop((gateway, name), None)
-        if kept is not None:
-            self._counted.discard(kept)
+        with self.lock:
+            self._drain()
+            kept = self._kept.pop((gateway, name), None)
+            if kept is not None:
+                self._counted.discard(kept)
 
 
 def _by_key(kept: _Kept) -> tuple[str, str]:
@@ -331,10 +483,6 @@ def _query(ctx: RequestContext) -> dict[str, str]:
     return dict(parse_qsl(query_string, keep_blank_values=True))
 
 
-def _log(ctx: RequestContext) -> Log:
-    return Log()
-
-
 class _OnFirstRead:
     """A `ctx` field made the first time the function reads it, then an ordinary attribute (a non-data
     descriptor: the instance's own value, once set, is found first). Most functions never read their
@@ -352,18 +500,45 @@ class _OnFirstRead:
     def __get__(self, ctx: RequestContext | None, owner: type | None = None) -> Any:
         if ctx is None:
             return self
-        value = ctx.__dict__[self.name] = self.make(ctx)
+        value = self.make(ctx)
+        setattr(ctx, self.name, value)  # the instance's own now (its inline values: no dict made)
         return value
+
+
+_UNSET: Any = object()  # `ctx.log` not read nor set yet
+
+
+def _get_log(ctx: RequestContext) -> Any:
+    log = ctx._log
+    if log is _UNSET:
+        log = ctx._log = Log()
+    return log
+
+
+def _set_log(ctx: RequestContext, log: Any) -> None:
+    ctx._log = log
+
+
+def _del_log(ctx: RequestContext) -> None:
+    if ctx._log is _UNSET:
+        raise AttributeError("log")
+    ctx._log = _UNSET
 
 
 class RequestContext(Context):
     """The `ctx` the runtime passes: a `Context` (same fields, same dataclass methods; `replace` and
     `Context(...)` positional construction still work) whose `headers`, `query` and `log` are made on
-    first read. Made by `invoke` without an `__init__` call: its fields set as one dict."""
+    first read. Made by `invoke` without an `__init__` call, its fields set one by one as attributes
+    (kept in the object itself, where a dict of eleven fields cost about 3,000 instructions a request;
+    BENCHMARKS.md, "invfast"); `trigger` only when a schedule runs it (the class's None otherwise).
+
+    `log` is a property over `_log` so that `invoke` reads what the function logged, or the log it
+    set, without making one for a function that did neither (one attribute read)."""
 
     headers = _OnFirstRead(_header_map)  # a field, made when read
     query = _OnFirstRead(_query)  # a field, made when read
-    log = _OnFirstRead(_log)  # a field, made when read
+    log = property(_get_log, _set_log, _del_log)  # a field, made when read
+    _log: Any = _UNSET
     _raw_headers: RawHeaders = ()
     _query_string: bytes | str = b""  # ASGI's or RSGI's
 
@@ -392,19 +567,18 @@ def make_context(
     else:
         config, secrets = settings
     ctx = _new_object(RequestContext)
-    ctx.__dict__ = {
-        "method": method,
-        "path": path,
-        "body": body,
-        "env": live.env,
-        "function": live.info,
-        "config": config,
-        "request_id": request_id,
-        "trigger": trigger,
-        "secrets": secrets,
-        "_raw_headers": headers,
-        "_query_string": query_string,
-    }
+    ctx.method = method
+    ctx.path = path
+    ctx.body = body
+    ctx.env = live.env
+    ctx.function = live.info
+    ctx.config = config
+    ctx.request_id = request_id
+    if trigger is not None:
+        ctx.trigger = trigger
+    ctx.secrets = secrets
+    ctx._raw_headers = headers
+    ctx._query_string = query_string
     return ctx
 
 
@@ -510,20 +684,18 @@ async def invoke(
     else:
         config, secrets = settings
     ctx = _new_object(RequestContext)
-    fields: dict[str, Any]
-    ctx.__dict__ = fields = {
-        "method": method,
-        "path": path,
-        "body": body,
-        "env": live.env,
-        "function": live.info,
-        "config": config,
-        "request_id": request_id,
-        "trigger": trigger,
-        "secrets": secrets,
-        "_raw_headers": headers,
-        "_query_string": query_string,
-    }
+    ctx.method = method
+    ctx.path = path
+    ctx.body = body
+    ctx.env = live.env
+    ctx.function = live.info
+    ctx.config = config
+    ctx.request_id = request_id
+    if trigger is not None:
+        ctx.trigger = trigger
+    ctx.secrets = secrets
+    ctx._raw_headers = headers
+    ctx._query_string = query_string
     error: str | None = None
     out_headers: Sequence[tuple[str, str]]
     if metrics is not None:
@@ -550,11 +722,11 @@ async def invoke(
                 # still pending: not expired (the sweeper moves a task from `pending` to `expired`)
                 if deadlines.pending.pop(task, None) is None and task in deadlines.expired:
                     deadlines.forgive(task)
-        if type(result) is dict:  # what most functions return, encoded here: a call less
+        if type(result) is dict:  # what most functions return, encoded here by orjson: two calls less
             try:
-                status, out_headers, out_body = 200, JSON_HEADERS, answer_json(result)
-            except (TypeError, ValueError, RecursionError):
-                status, out_headers, out_body = to_response(result)  # not JSON: it says why
+                status, out_headers, out_body = 200, JSON_HEADERS, _orjson_dumps(result, None, ORJSON_OPTIONS)
+            except TypeError:  # orjson refused: `answer_json`'s standard library answers, or says why
+                status, out_headers, out_body = to_response(result)
         else:
             status, out_headers, out_body = to_response(result)
     except HTTPError as exc:
@@ -584,11 +756,11 @@ async def invoke(
             )
         out_headers = [("content-type", JSON)]
     seconds = time.perf_counter() - started
-    log = fields.get("log")  # made only if the function read `ctx.log`
+    log = ctx._log  # made only if the function read `ctx.log` (or set it)
     # nothing logged: the shared empty tuple, not a new list, so that the log entry holds only atomic
     # values and the collector stops tracking it (see `NO_LINES`)
     lines: Sequence[str]
-    if log is None:
+    if log is _UNSET or log is None:
         lines = NO_LINES
     else:
         lines = log.lines
@@ -598,8 +770,15 @@ async def invoke(
     # exact tuple of atomic values, never a NamedTuple's; `recent` makes the named form when read
     if logs is not None:
         trigger_name = trigger.name if trigger is not None else None
-        entry = (request_id, started_at, live.version, status, seconds * 1000, lines, error, trigger_name)
-        logs.record(live.gateway, live.name, entry, count, metrics, seconds)
+        version = live.version
+        entry = (request_id, started_at, version, status, seconds * 1000, lines, error, trigger_name)
+        if count and metrics is logs.metrics:  # the app's request: queued, taken in bulk when read
+            pending = logs.pending
+            pending += (live.gateway, live.name, entry, seconds, version, status, error)  # PENDING_FIELDS
+            if len(pending) >= DRAIN_AT:
+                logs.drain()
+        else:
+            logs.record(live.gateway, live.name, entry, count, metrics, seconds)
     if metrics is not None:
         metrics.in_flight -= 1
     if proto is not None:  # granian frames the body itself: no content-length to build

@@ -4,14 +4,19 @@ A cell cannot be scraped (it has no port of its own behind the front, and nothin
 a monitoring system), so it only counts: per (gateway, name, version), requests by status class,
 function failures, the sum of durations and a count per latency bucket. Every few seconds the cell
 sends what it counted since the last time (`take`) to its supervisor, which adds it to the totals it
-exposes (`runtime.metrics`). Counting costs a dict lookup, a bisect and a few additions per request;
+exposes (`runtime.metrics`). The app's requests are counted by the invocation logs, in bulk when read
+(`InvocationLogs`): a few C-level passes over the queued requests, no lookup per request;
 prometheus_client's labelled metrics cost a lock and a label lookup per metric instead.
 """
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fnstage.runtime.invoker import InvocationLogs
 
 # The latency histogram's upper bounds in seconds (Prometheus `le`), +Inf after the last one.
 BUCKETS: tuple[float, ...] = (
@@ -55,9 +60,13 @@ class RequestMetrics:
     """What one cell answered since it last reported, and how many requests it holds right now."""
 
     def __init__(self) -> None:
-        # key -> its slots; `InvocationLogs.record` counts here itself, on the hot path
+        # key -> its slots; `InvocationLogs` counts here itself (`record`, and in bulk what `invoke` queued)
         self.counted: dict[Key, list[Any]] = {}
         self.in_flight = 0
+        self.lock = threading.Lock()  # held to change `counted` (the logs' drains run on two threads)
+        # the invocation logs counting into these metrics in bulk (`InvocationLogs.count_into`): drained
+        # by `take` first, so that it counts every request answered before it
+        self.sources: list[InvocationLogs] = []
 
     def observe(
         self, gateway: str, name: str, version: int, status: int, seconds: float, failed: bool
@@ -65,20 +74,24 @@ class RequestMetrics:
         """One answered request; `failed`: the function raised or ran out of time (not an HTTPError).
         The app's requests are counted by `InvocationLogs.record`, which does the same inline."""
         key = (gateway, name, version)
-        counted = self.counted.get(key)
-        if counted is None:
-            counted = self.counted[key] = new_slots()
-        klass = status // 100 - 1
-        counted[klass if 0 <= klass < FAILURES else FAILURES - 1] += 1
-        if failed:
-            counted[FAILURES] += 1
-        counted[SECONDS] += seconds
-        counted[FIRST_BUCKET if seconds <= FIRST_BOUND else FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
+        with self.lock:
+            counted = self.counted.get(key)
+            if counted is None:
+                counted = self.counted[key] = new_slots()
+            klass = status // 100 - 1
+            counted[klass if 0 <= klass < FAILURES else FAILURES - 1] += 1
+            if failed:
+                counted[FAILURES] += 1
+            counted[SECONDS] += seconds
+            counted[FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
 
     def take(self) -> list[list[Any]]:
         """What was counted since the last call, as JSON-ready rows `[gateway, name, version, *slots]`;
         the counts start again from zero."""
-        counted, self.counted = self.counted, {}
+        for source in self.sources:
+            source.drain()
+        with self.lock:
+            counted, self.counted = self.counted, {}
         return [[gateway, name, version, *values] for (gateway, name, version), values in counted.items()]
 
 
