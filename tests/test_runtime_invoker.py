@@ -19,11 +19,11 @@ from fnstage.runtime.invoker import (
     Outcome,
     RunningCalls,
     invoke,
-    make_context,
     running_calls,
 )
 from fnstage.runtime.loader import LiveVersion, load_function
 from fnstage.runtime.request_metrics import SECONDS, RequestMetrics
+from fnstage.sdk import Context, Log
 
 pytestmark = pytest.mark.anyio
 
@@ -334,7 +334,7 @@ async def test_a_call_that_raises_is_no_longer_recorded() -> None:
     calls = RunningCalls()
     fn = live("def main(ctx):\n    raise KeyError('no')\n")
     with pytest.raises(KeyError):
-        calls.run(fn, make_context(fn, "GET", "/", b"", (), b"", "r-1"))
+        calls.run(fn, Context("GET", "/", {}, {}, b"", "dev", fn.info, {}, Log(), "r-1"))
     assert calls.now() == {}
 
 
