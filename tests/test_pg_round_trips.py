@@ -393,7 +393,8 @@ def test_an_error_in_a_statement_sent_at_the_driver_level_fails_the_transaction_
         send_no_wait(tx.conn, rename, {})
         send_no_wait(tx.conn, update(t.users).values(is_admin=False).execution_options(**NO_WAIT), {})
     assert pg_store.read_one(lambda tx: tx.get_user_by_name("grace")) is None
-    assert pg_store.read_one(lambda tx: tx.get_user(admin.user_id)).is_admin  # type: ignore[union-attr]
+    kept = pg_store.read_one(lambda tx: tx.get_user(admin.user_id))
+    assert kept is not None and kept.is_admin
     with pg_store.write() as tx:  # the pooled connection is fine, and a good one commits
         tx.create_user("grace", is_admin=False)
         send_no_wait(tx.conn, update(t.users).where(t.users.c.name == "grace").values(name="hopper"), {})

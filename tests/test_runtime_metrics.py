@@ -416,7 +416,7 @@ def test_a_store_the_canary_follower_cannot_reach_is_retried_with_back_off_one_t
         "sqlite:////nonexistent-folder/fnstage.db",
         NoCells(),
         lambda: None,
-        tick_s=0.01,  # type: ignore[arg-type]
+        tick_s=0.01,  # type: ignore[arg-type]  # a stand-in for the CellSet: no cell is needed
     )
     follower.start()
     time.sleep(0.8)
@@ -445,7 +445,7 @@ def test_canary_counts_a_failed_write_took_are_written_at_the_next_tick() -> Non
     def unreachable() -> Any:
         raise OSError("the store is down")
 
-    follower._open = unreachable  # type: ignore[method-assign]
+    follower._open = unreachable  # type: ignore[method-assign]  # the store made unreachable for this test
     with pytest.raises(OSError):
         follower._write_counts()
     assert follower._pending[(7, "canary")].requests == 40

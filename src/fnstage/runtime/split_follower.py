@@ -149,6 +149,7 @@ class SplitFollower:
                     self._read()
                 self._send()
                 self._write_counts()
+            # whatever the store raised: logged, backed off and retried, never the thread's end
             except Exception as exc:
                 failures += 1
                 delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S)) - 1]
@@ -226,7 +227,7 @@ class SplitFollower:
             try:
                 with self._open().write() as tx:
                     sql.write_counts(tx, runtime_id, [(cid, arm, c) for (cid, arm), c in pending.items()])
-            except BaseException:
+            except BaseException:  # not swallowed: the counts go back, and the error goes on
                 with self._lock:  # written at the next tick, unless newer counts came meanwhile (sums)
                     self._pending = {**pending, **self._pending}
                 raise
