@@ -199,17 +199,8 @@ class InvocationLogs:
         """One invocation's counts and metrics (its ring and outbox are the caller's)."""
         # by index: a NamedTuple's field by name is a property's call each
         version, error = entry[2], entry[6]
-        if metrics is not None:
-            with metrics.lock:
-                metrics_key = (kept.key[0], kept.key[1], version)
-                counted = metrics.counted.get(metrics_key)
-                if counted is None:
-                    counted = metrics.counted[metrics_key] = new_slots()
-                counted[CLASS_SLOT.get(entry[3] // 100, FAILURES - 1)] += 1
-                if error is not None:
-                    counted[FAILURES] += 1
-                counted[SECONDS] += seconds
-                counted[FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
+        if metrics is not None:  # off the hot path now (`invoke` queues the app's requests): one call
+            metrics.observe(kept.key[0], kept.key[1], version, entry[3], seconds, error is not None)
         if not count:
             return
         counts = kept.counts

@@ -60,7 +60,7 @@ class RequestMetrics:
     """What one cell answered since it last reported, and how many requests it holds right now."""
 
     def __init__(self) -> None:
-        # key -> its slots; `InvocationLogs` counts here itself (`record`, and in bulk what `invoke` queued)
+        # key -> its slots; `InvocationLogs` counts here in bulk what `invoke` queued (`record`: `observe`)
         self.counted: dict[Key, list[Any]] = {}
         self.in_flight = 0
         self.lock = threading.Lock()  # held to change `counted` (the logs' drains run on two threads)
@@ -72,7 +72,7 @@ class RequestMetrics:
         self, gateway: str, name: str, version: int, status: int, seconds: float, failed: bool
     ) -> None:
         """One answered request; `failed`: the function raised or ran out of time (not an HTTPError).
-        The app's requests are counted by `InvocationLogs.record`, which does the same inline."""
+        The app's requests are counted in bulk by `InvocationLogs` (`_take`); the others come here."""
         key = (gateway, name, version)
         with self.lock:
             counted = self.counted.get(key)
