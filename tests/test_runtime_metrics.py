@@ -453,3 +453,36 @@ def test_canary_counts_a_failed_write_took_are_written_at_the_next_tick() -> Non
     with pytest.raises(OSError):
         follower._write_counts()
     assert follower._pending[(7, "canary")].requests == 50
+
+
+def test_a_decided_canarys_late_counts_are_still_written_for_a_while() -> None:
+    """A cell's counts arrive every second; a canary decided in between (the follower read it gone)
+    dropped them, so a runtime whose first report came after the decision was never counted
+    (tests/test_e2e_canary.py saw one of two runtimes missing). The decided canary's arms are kept
+    for RETIRED_S: late counts add to what each cell counted before, then the arms are forgotten."""
+    from typing import Any
+
+    from fnstage.domain.canary import ArmCounts
+    from fnstage.runtime import split_follower
+    from fnstage.runtime.split_follower import SplitFollower
+
+    class NoCells:
+        split_sink: Any = None
+
+    follower = SplitFollower("sqlite://", NoCells(), lambda: 1)  # type: ignore[arg-type]  # no cell needed
+    follower._follow([_running_canary(7, "prod/user/me", 4, 5, 20)])
+    follower.counts(101, [("demo", "prod/user/me", 5, ArmCounts(40, 12))])
+    follower._pending.clear()  # written
+    follower._follow([])  # decided
+    assert follower.states() == []  # no longer running: no series
+    follower.counts(101, [("demo", "prod/user/me", 5, ArmCounts(41, 13))])  # the cell's last words
+    follower.counts(202, [("demo", "prod/user/me", 4, ArmCounts(9, 0))])  # another cell's first
+    assert follower._pending[(7, "canary")].requests == 41  # cell 101's earlier 40 are in its 41
+    assert follower._pending[(7, "stable")].requests == 9
+
+    follower._retired = {key: (arm, 0.0) for key, (arm, _) in follower._retired.items()}  # time is up
+    follower._follow([])
+    follower._pending.clear()
+    follower.counts(101, [("demo", "prod/user/me", 5, ArmCounts(42, 13))])
+    assert follower._pending == {} and follower._by_cell == {}
+    assert split_follower.RETIRED_S >= 2 * split_follower.TICK_S

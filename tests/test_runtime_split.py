@@ -174,3 +174,18 @@ def _take(app: Any) -> list[list[Any]]:
     """The split's rows (gateway, name, version, requests, errors, latency buckets), typed for reading."""
     rows: list[list[Any]] = app.split_stats.take()
     return rows
+
+
+async def test_counts_not_yet_sent_when_the_canary_is_decided_are_sent_once_after() -> None:
+    """A cell sends its split counts once a second; a canary decided in between (its split removed)
+    dropped what its sides had answered since the last report, so the judge's record of the canary
+    lacked them (and a runtime whose first report came after the decision was never counted)."""
+    app = split_app(BROKEN_CANARY, share=50)
+    async with client(app) as http:
+        answers = [await http.get("/user/me") for _ in range(60)]
+    by_version = Counter(r.headers["x-fnstage-version"] for r in answers)
+    assert by_version["2"] > 0
+    app.set_splits({})  # decided before the cell's next report
+    last = {row[2]: row[3] for row in _take(app)}
+    assert last == {1: by_version["1"], 2: by_version["2"]}
+    assert _take(app) == []  # said once: the decided canary's sides are forgotten after

@@ -63,6 +63,7 @@ class SplitStats:
     def __init__(self) -> None:
         self._counts: dict[tuple[str, str, int], ArmCounts] = {}
         self._taken: dict[tuple[str, str, int], int] = {}  # requests of each side at the last `take`
+        self._last: list[list[object]] = []  # a decided canary's sides, not yet taken when it ended
 
     def record(self, gateway: str, name: str, version: int, failed: bool, ms: float) -> None:
         """On every split request: kept to a few dict and list operations (the hot path); what changed
@@ -79,7 +80,7 @@ class SplitStats:
     def take(self) -> list[list[object]]:
         """The sides that answered since the last call, with their totals (every request is counted in
         `requests`, so a side whose total moved is a side that changed)."""
-        changed = []
+        changed, self._last = self._last, []
         for key in sorted(self._counts):
             counts = self._counts[key]
             if self._taken.get(key) != counts.requests:
@@ -88,8 +89,10 @@ class SplitStats:
         return changed
 
     def keep_only(self, splits: dict[SplitKey, Split]) -> None:
-        """Forget the counts of functions no longer split (a decided canary)."""
+        """Forget the counts of functions no longer split (a decided canary), but what they answered
+        since the last `take` is given by the next one: the canary's record keeps every request."""
         live = {(g, n, v) for (g, n), s in splits.items() for v in (s.stable, s.canary)}
         for key in [k for k in self._counts if k not in live]:
-            del self._counts[key]
-            self._taken.pop(key, None)
+            counts = self._counts.pop(key)
+            if self._taken.pop(key, None) != counts.requests:
+                self._last.append([*key, counts.requests, counts.errors, list(counts.latency)])

@@ -31,6 +31,7 @@ logger = logging.getLogger("fnstage.runtime")
 TICK_S = 0.5  # counts written, restarted cells given their splits
 RETRY_DELAYS_S = (0.05, 0.5, 1.0, 5.0)  # the store's work again after failures in a row (as the feed)
 SAFETY_POLL_S = 10.0  # canaries read again without a feed event (the feed has its own poll as well)
+RETIRED_S = 5.0  # a decided canary's late counts still written (cells report every second)
 
 SplitRow = tuple[str, str, int, int, int]  # (gateway, name, stable, canary, share)
 
@@ -74,6 +75,8 @@ class SplitFollower:
         self._wanted: dict[tuple[str, str], list[SplitRow]] = {}  # (gateway, env) -> its splits
         self._sent: dict[Slot, tuple[int, list[SplitRow]]] = {}  # cell pid, splits
         self._arms: dict[tuple[str, str, int], tuple[int, str]] = {}  # version -> (canary id, arm)
+        # a decided canary's versions -> (canary id, arm), until a monotonic deadline
+        self._retired: dict[tuple[str, str, int], tuple[tuple[int, str], float]] = {}
         self._pending: dict[tuple[int, str], ArmCounts] = {}
         self._running: list[CanaryRecord] = []
         self._seen: dict[tuple[int, str], ArmCounts] = {}  # the newest counts per (canary id, arm)
@@ -105,7 +108,10 @@ class SplitFollower:
             for gateway, name, version, counts in items:
                 arm = self._arms.get((gateway, name, version))
                 if arm is None:
-                    continue
+                    retired = self._retired.get((gateway, name, version))
+                    if retired is None:
+                        continue
+                    arm = retired[0]
                 per_cell = self._by_cell.setdefault(arm, {})
                 per_cell[cell] = counts
                 total = ArmCounts()
@@ -191,7 +197,9 @@ class SplitFollower:
         self._follow(running)
 
     def _follow(self, running: list[CanaryRecord]) -> None:
-        """What the running canaries mean here: each pair's splits, and which version is which arm."""
+        """What the running canaries mean here: each pair's splits, and which version is which arm. A
+        decided canary's arms are kept RETIRED_S more: its cells' last counts, sent after the decision
+        (`SplitStats.keep_only`), are still added up and written (the canary's record misses none)."""
         wanted: dict[tuple[str, str], list[SplitRow]] = {}
         arms: dict[tuple[str, str, int], tuple[int, str]] = {}
         for c in running:
@@ -200,10 +208,15 @@ class SplitFollower:
             )
             arms[(c.gateway_id, c.name, c.stable_version)] = (c.id, "stable")
             arms[(c.gateway_id, c.name, c.canary_version)] = (c.id, "canary")
+        now = time.monotonic()
         with self._lock:
-            self._arms = arms
+            retired = {key: kept for key, kept in self._retired.items() if kept[1] > now and key not in arms}
+            for key, arm in self._arms.items():
+                if key not in arms:
+                    retired[key] = (arm, now + RETIRED_S)
+            self._arms, self._retired = arms, retired
             self._running = list(running)
-            kept = set(arms.values())
+            kept = set(arms.values()) | {arm for arm, _ in retired.values()}
             self._seen = {arm: counts for arm, counts in self._seen.items() if arm in kept}
             self._by_cell = {arm: cells for arm, cells in self._by_cell.items() if arm in kept}
         self._wanted = wanted
