@@ -504,7 +504,7 @@ def _stored_lines_column(column: list[list[str]]) -> str:
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
-        st.lists(st.one_of(st.text(max_size=8), st.sampled_from(["plain", "x" * 4000, 'q"', "\\", "é"]))),
+        st.lists(st.one_of(st.text(max_size=8), st.sampled_from(["plain", "x" * 4000, 'q"', "\\", "é", "\x7f"]))),
         min_size=1,
         max_size=8,
     ),

@@ -158,6 +158,8 @@ def _lines_texts(column: Sequence[Any]) -> Sequence[Lines]:
     if whole is not None and _ESCAPED.search(whole) is None:
         if (
             whole.isascii()
+            # the block's encoder escapes DEL (ASCII, not in `_ESCAPED`): such lines go as texts
+            and "\x7f" not in whole
             and [] not in column
             # every text together (its strings, 3 characters a string, 1 a list) within the bound
             and len(whole) + 3 * sum(map(len, column)) + len(column) <= MAX_LOGGED_CHARS
