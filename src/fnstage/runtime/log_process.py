@@ -36,7 +36,7 @@ from itertools import chain
 from typing import IO, TYPE_CHECKING, Any
 
 from fnstage.runtime.log_writer import LogSettings
-from fnstage.store.invocation_log import Lines, LogColumns, LogRecord, records
+from fnstage.store.invocation_log import Lines, LogColumns, LogRecord, TextedList, records, texted
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -85,13 +85,20 @@ def columns_of(groups: Any, gateway: str, env: str, runtime_id: str | None = Non
         n = len(request_ids)
         if n == 0:
             continue
-        started, durations = list(map(int, started)), list(map(int, durations))
+        started, durations = _integers(started), _integers(durations)
         _check_times(started, durations)
+        request_ids = _cut_strings(request_ids, 64)
+        # a kept text holds the ids only: nothing but their quotes and commas between them
+        if (
+            request_ids.__class__ is TextedList
+            and len(request_ids.text) != sum(map(len, request_ids)) + 3 * n + 1
+        ):
+            request_ids = list(request_ids)
         out.append(
             LogColumns(
                 gateway,
                 name[:220],
-                _cut_strings(request_ids, 64),
+                request_ids,
                 started,
                 _ints(versions),
                 _ints(statuses),
@@ -103,6 +110,53 @@ def columns_of(groups: Any, gateway: str, env: str, runtime_id: str | None = Non
             )
         )
     return out
+
+
+# A message of a cell's (`cell.LogSender.send`): its header, `{"n", "groups", "dropped", "unsent"[,
+# "pruned"]}` as compact JSON, then, for each group shipped as columns (a dict, in order), these of
+# its columns, each its own JSON text: one line each (compact JSON has no raw newline), so the
+# writer can keep a column's text as the block stores it, once it is checked, instead of decoding
+# the message as one and encoding each column again (BENCHMARKS.md, "The cell's text of a column")
+FRAMED = ("id", "t", "d", "l")
+# the bytes a stored JSON text of printable ASCII needs no escape for (`invocation_log._encode`'s
+# ESCAPE_ASCII): a frame with none left after deleting these may be stored as it came
+_PLAIN = bytes(range(0x20, 0x7F)).replace(b"\\", b"")
+_INTEGERS = b"0123456789,-"  # inside the brackets of a JSON list of integers, and nothing else
+
+
+def read_shipment(data: bytes) -> dict[str, Any]:
+    """A cell's message (`FRAMED`) as one dict, every group as `columns_of` reads it; a column that
+    may keep its text (`_candidate`) comes as a `TextedList` whose text is its frame. ValueError: not
+    JSON, or frames missing or left over."""
+    header, *frames = data.split(b"\n")
+    message: dict[str, Any] = json.loads(header)  # not a dict: TypeError below
+    groups = message["groups"]
+    if type(groups) is not list:
+        raise TypeError("groups")
+    at = 0
+    for group in groups:
+        columns = group[2] if type(group) is list and len(group) == 3 else None
+        if type(columns) is not dict:
+            continue
+        if at + len(FRAMED) > len(frames):
+            raise ValueError("frames missing")
+        for key, frame in zip(FRAMED, frames[at : at + len(FRAMED)], strict=True):
+            columns[key] = _candidate(json.loads(frame), frame, key in ("t", "d"))
+        at += len(FRAMED)
+    if at != len(frames):
+        raise ValueError("frames left over")
+    return message
+
+
+def _candidate(values: Any, frame: bytes, integers: bool) -> Any:
+    """`values` with their frame as text when the frame is a list whose text needs no escape in the
+    block (`_PLAIN`), and, of a column of integers, holds only integers in their shortest text (no
+    "-0"): `columns_of` checks the rest (types, sizes, that nothing but commas is between values)."""
+    if values.__class__ is not list or frame.translate(None, _PLAIN):
+        return values
+    if integers and (frame[1:-1].translate(None, _INTEGERS) or b"-0" in frame):
+        return values
+    return texted(values, frame.decode("ascii"))
 
 
 def records_of(groups: Any, gateway: str, env: str, runtime_id: str | None = None) -> list[LogRecord]:
@@ -119,7 +173,12 @@ def _ints(values: Sequence[Any]) -> Sequence[int]:
     return list(map(int, values))
 
 
-def _check_times(started: list[int], durations: list[int]) -> None:
+def _integers(values: Sequence[Any]) -> Sequence[int]:
+    """Each value as an int; a column kept with its text is integers already (`_candidate`)."""
+    return values if values.__class__ is TextedList else list(map(int, values))
+
+
+def _check_times(started: Sequence[int], durations: Sequence[int]) -> None:
     """Raise OverflowError for a start time or duration no float holds, as converting each did when
     records held floats: stored as integers, it would fail its whole batch's write instead (a block's
     first and last start are floats)."""
@@ -151,6 +210,11 @@ def _lines_texts(column: Sequence[Any]) -> Sequence[Lines]:
     invocation's text, as `_encode_lines` writes it."""
     if not all(map(list.__instancecheck__, column)):
         raise TypeError("lines")
+    if column.__class__ is TextedList:
+        stored = _stored_lines(column)
+        if stored is not None:
+            return stored
+        column = list(column)  # its text is the cell's, not the block's: made again below
     try:
         whole = "".join(chain.from_iterable(column))  # TypeError: not all strings
     except TypeError:
@@ -176,6 +240,26 @@ def _lines_texts(column: Sequence[Any]) -> Sequence[Lines]:
             for text in texts
         ]
     return texts
+
+
+def _stored_lines(column: TextedList) -> TextedList | None:
+    """A checked lines column shipped with its text (lists of strings, none empty, the text nothing
+    but them, within the bound) as the block's lines column for these invocations, made from that text
+    by two replaces: each list's text quoted as a JSON string (its quotes escaped; `_candidate` saw no
+    other character that needs it). None: the column goes the other ways (`_lines_texts`)."""
+    text = column.text
+    if len(text) > MAX_LOGGED_CHARS or [] in column:
+        return None
+    try:
+        chars = len("".join(chain.from_iterable(column)))  # TypeError: not all strings
+    except TypeError:
+        return None
+    # each list: its strings with quotes and commas, between brackets; the lists with commas, between brackets
+    if len(text) != chars + 3 * sum(map(len, column)) + 2 * len(column) + 1:
+        return None
+    # a quote is a string's end or start (none is inside one): '"],["' is only ever between two lists
+    inner = text[1:-1].replace('"', '\\"').replace('\\"],[\\"', '\\"]","[\\"')
+    return texted(column, '["' + inner + '"]')
 
 
 _encode_lines = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -205,7 +289,8 @@ def _shipped_columns(columns: dict[str, Any]) -> tuple[Sequence[Any], ...]:
     [lines...]}` (one value: every invocation's; no "l": none logged a line), as `columns_of`'s eight
     columns. Columns of unequal lengths raise, as a wrong row does."""
     ids, started, durations = columns["id"], columns["t"], columns["d"]
-    if type(ids) is not list or type(started) is not list or type(durations) is not list:
+    # a list, or one `read_shipment` kept with its text (`TextedList`)
+    if not (isinstance(ids, list) and isinstance(started, list) and isinstance(durations, list)):
         raise TypeError("columns")
     n = len(ids)
     versions, statuses = columns["v"], columns["s"]
@@ -218,7 +303,7 @@ def _shipped_columns(columns: dict[str, Any]) -> tuple[Sequence[Any], ...]:
     lines = columns.get("l")
     if lines is None:
         texts: Sequence[Lines] = ["[]"] * n
-    elif type(lines) is not list or len(lines) != n:
+    elif not isinstance(lines, list) or len(lines) != n:
         raise ValueError("columns of unequal lengths")
     else:
         texts = _lines_texts(lines) if n else []
@@ -500,7 +585,7 @@ def _read_cell(
         cell.close()
         return False
     try:
-        message = json.loads(data)
+        message = read_shipment(data)
         writer.offer(
             columns_of(message["groups"], gateway, env, writer.runtime_id),
             max(0, int(message.get("dropped") or 0)),
