@@ -116,12 +116,9 @@ def columns_of(groups: Any, gateway: str, env: str, runtime_id: str | None = Non
 # "pruned"]}` as compact JSON, then, for each group shipped as columns (a dict, in order), these of
 # its columns, each its own JSON text: one line each (compact JSON has no raw newline), so the
 # writer can keep a column's text as the block stores it, once it is checked, instead of decoding
-# the message as one and encoding each column again (BENCHMARKS.md, "The cell's text of a column")
+# the message as one and encoding each column again (the writer's path: 17,900 -> about 12,000
+# instructions an invocation, callgrind on bench/log_writer_path.py, branch logtext)
 FRAMED = ("id", "t", "d", "l")
-# the bytes a stored JSON text of printable ASCII needs no escape for (`invocation_log._encode`'s
-# ESCAPE_ASCII): a frame with none left after deleting these may be stored as it came
-_PLAIN = bytes(range(0x20, 0x7F)).replace(b"\\", b"")
-_INTEGERS = b"0123456789,-"  # inside the brackets of a JSON list of integers, and nothing else
 
 
 def read_shipment(data: bytes) -> dict[str, Any]:
@@ -141,22 +138,28 @@ def read_shipment(data: bytes) -> dict[str, Any]:
         if at + len(FRAMED) > len(frames):
             raise ValueError("frames missing")
         for key, frame in zip(FRAMED, frames[at : at + len(FRAMED)], strict=True):
-            columns[key] = _candidate(json.loads(frame), frame, key in ("t", "d"))
+            columns[key] = _candidate(frame, key in ("t", "d"))
         at += len(FRAMED)
     if at != len(frames):
         raise ValueError("frames left over")
     return message
 
 
-def _candidate(values: Any, frame: bytes, integers: bool) -> Any:
-    """`values` with their frame as text when the frame is a list whose text needs no escape in the
-    block (`_PLAIN`), and, of a column of integers, holds only integers in their shortest text (no
-    "-0"): `columns_of` checks the rest (types, sizes, that nothing but commas is between values)."""
-    if values.__class__ is not list or frame.translate(None, _PLAIN):
+def _candidate(frame: bytes, integers: bool) -> Any:
+    """A frame's values, with the frame as their text when it may be the block's own: a column of
+    integers of digits only (so no "-0", no space, no float), or any other of ASCII without a
+    backslash or DEL (nothing the block's encoder escapes: a raw control character is no JSON, and
+    `columns_of` checks the length, which any space would change). Each test is one C pass of a
+    byte or a few (`isascii`, `in`), not one a character in Python."""
+    if integers:
+        plain = frame[1:-1].replace(b",", b"").isdigit()
+    else:
+        plain = frame.isascii() and b"\\" not in frame and b"\x7f" not in frame
+    text = frame.decode("ascii") if plain else frame.decode("utf-8", "surrogatepass")  # as json.loads does
+    values = json.loads(text)
+    if not plain or values.__class__ is not list:
         return values
-    if integers and (frame[1:-1].translate(None, _INTEGERS) or b"-0" in frame):
-        return values
-    return texted(values, frame.decode("ascii"))
+    return texted(values, text)
 
 
 def records_of(groups: Any, gateway: str, env: str, runtime_id: str | None = None) -> list[LogRecord]:
@@ -182,8 +185,10 @@ def _check_times(started: Sequence[int], durations: Sequence[int]) -> None:
     """Raise OverflowError for a start time or duration no float holds, as converting each did when
     records held floats: stored as integers, it would fail its whole batch's write instead (a block's
     first and last start are floats)."""
-    for extreme in (min(started), max(started), min(durations), max(durations)):
-        float(extreme)
+    for column in (started, durations):
+        float(max(column))
+        if column.__class__ is not TextedList:  # of digits only: none is negative (`_candidate`)
+            float(min(column))
 
 
 def _cut_strings(values: Sequence[Any], size: int) -> Sequence[str]:
@@ -248,7 +253,7 @@ def _stored_lines(column: TextedList) -> TextedList | None:
     by two replaces: each list's text quoted as a JSON string (its quotes escaped; `_candidate` saw no
     other character that needs it). None: the column goes the other ways (`_lines_texts`)."""
     text = column.text
-    if len(text) > MAX_LOGGED_CHARS or [] in column:
+    if len(text) > MAX_LOGGED_CHARS or not all(column):  # an empty list: its text is "[]"
         return None
     try:
         chars = len("".join(chain.from_iterable(column)))  # TypeError: not all strings

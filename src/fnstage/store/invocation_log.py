@@ -85,7 +85,7 @@ class TextedList(list[Any]):
     """A column's values with the block's own JSON text of them (`text`), as the log writer checked
     it (`runtime.log_process.read_shipment`): `block_row` stores that text instead of encoding the
     values again (the start times' 16 digits each were most of the encoder's share an invocation,
-    BENCHMARKS.md, "The cell's text of a column"). A slice or a copy is a plain list: cut, a column
+    `runtime.log_process.FRAMED`). A slice or a copy is a plain list: cut, a column
     is encoded again."""
 
     __slots__ = ("text",)
