@@ -677,3 +677,19 @@ def test_a_cells_usual_columns_are_stored_as_the_cell_wrote_them() -> None:
     assert json.loads(row[9]) == [e[2][0] for e in served]
     assert json.loads(row[10]) == [int(e[2][1] * 1e6) for e in served]
     assert row[14] == _stored_lines_column([list(e[2][5]) for e in served])
+
+
+def test_a_message_whose_frames_do_not_match_its_column_groups_is_ignored() -> None:
+    """Each columns group of a message's header takes the next four lines (`log_process.FRAMED`): a
+    message with fewer, or more, does not fit, and the writer ignores it like any wrong shipment."""
+    header = {"n": 1, "groups": [["demo", "dev/x", {"v": 1, "s": 200}]], "dropped": 0, "unsent": 0}
+    frames = [b'["a"]', b"[1]", b"[2]", b'[["x"]]']
+    (group,) = read_shipment(b"\n".join([json.dumps(header).encode(), *frames]))["groups"]
+    assert group[2] == {"v": 1, "s": 200, "id": ["a"], "t": [1], "d": [2], "l": [["x"]]}
+    for wrong in (frames[:3], [*frames, b"[]"], []):
+        with pytest.raises(ValueError):
+            read_shipment(b"\n".join([json.dumps(header).encode(), *wrong]))
+    rows = {**header, "groups": [["demo", "dev/x", [["r", 1, 1, 200, 1, [], None, None]]]]}
+    assert read_shipment(json.dumps(rows).encode())["groups"] == rows["groups"]
+    with pytest.raises(ValueError):
+        read_shipment(json.dumps(rows).encode() + b"\n[1]")

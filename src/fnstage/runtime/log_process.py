@@ -125,22 +125,22 @@ def read_shipment(data: bytes) -> dict[str, Any]:
     """A cell's message (`FRAMED`) as one dict, every group as `columns_of` reads it; a column that
     may keep its text (`_candidate`) comes as a `TextedList` whose text is its frame. ValueError: not
     JSON, or frames missing or left over."""
-    header, *frames = data.split(b"\n")
-    message: dict[str, Any] = json.loads(header)  # not a dict: TypeError below
+    # each line found by `find` (memchr), not `split` (a loop a byte in C: 370 instructions an invocation)
+    end = data.find(b"\n")
+    message: dict[str, Any] = json.loads(data if end < 0 else data[:end])  # not a dict: TypeError below
     groups = message["groups"]
     if type(groups) is not list:
         raise TypeError("groups")
-    at = 0
     for group in groups:
         columns = group[2] if type(group) is list and len(group) == 3 else None
         if type(columns) is not dict:
             continue
-        if at + len(FRAMED) > len(frames):
-            raise ValueError("frames missing")
-        for key, frame in zip(FRAMED, frames[at : at + len(FRAMED)], strict=True):
-            columns[key] = _candidate(frame, key in ("t", "d"))
-        at += len(FRAMED)
-    if at != len(frames):
+        for key in FRAMED:
+            if end < 0:
+                raise ValueError("frames missing")
+            start, end = end + 1, data.find(b"\n", end + 1)
+            columns[key] = _candidate(data[start:] if end < 0 else data[start:end], key in ("t", "d"))
+    if end >= 0:
         raise ValueError("frames left over")
     return message
 

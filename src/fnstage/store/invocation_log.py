@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, and_, delete, func, select
@@ -211,7 +211,9 @@ def _joined(group: list[LogColumns]) -> tuple[Sequence[Any], ...]:
 
 def _join(parts: tuple[Sequence[Any], ...]) -> Sequence[Any]:
     """One column of several shipments: their values, and their texts joined when each has one."""
-    joined = list(chain.from_iterable(parts))
+    joined: list[Any] = []
+    for part in parts:  # `list += list` copies a block of pointers; `chain` was a step an item
+        joined += part
     texts = [part.text for part in parts if part.__class__ is TextedList]
     if len(texts) < len(parts):
         return joined
