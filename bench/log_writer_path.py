@@ -1,6 +1,7 @@
 """The log writer's path per invocation, in process, for instruction counts (BENCHMARKS.md, "The log
-writer's own cost"): a shipment's bytes -> `json.loads` -> `records_of` -> `invocation_log.write`, on
-SQLite, K batches of 2,000 invocations ("build": only the shipments, the harness's own share).
+writer's own cost"): a shipment's bytes -> `json.loads` (`read_shipment` since branch logtext) ->
+`records_of` -> `invocation_log.write`, on SQLite, K batches of 2,000 invocations ("build": only the
+shipments, the harness's own share).
 
     PYTHONPATH=SRC valgrind --tool=callgrind ../.venv/bin/python log_writer_path.py \
         K full|build [frozen] [ship]
@@ -52,7 +53,9 @@ def main() -> None:
             messages = [json.dumps({"n": BATCH, "groups": groups, "dropped": 0, "unsent": 0}).encode()]
         if mode == "build":
             continue
-        shipped = [json.loads(message)["groups"] for message in messages]
+        # the side's own reading of a message (`read_shipment`: its frames, since branch logtext)
+        read = getattr(log_process, "read_shipment", json.loads)
+        shipped = [read(message)["groups"] for message in messages]
         if hasattr(log_process, "columns_of"):  # the writer's path since branch logwire
             batch = [c for groups in shipped for c in log_process.columns_of(groups, "bench", "dev", RUNTIME)]
             invocation_log.write_columns(engine, batch, RUNTIME)

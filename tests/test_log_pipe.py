@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnstage.runtime.log_process import LogProcess
+from fnstage.runtime.log_process import LogProcess, read_shipment
 from fnstage.runtime.log_writer import LogSettings
 from fnstage.service import Actor, Services
 from fnstage.store import invocation_log
@@ -34,7 +34,7 @@ def _messages(sock: socket.socket) -> list[Any]:
     messages = []
     with pytest.raises(BlockingIOError):
         while True:
-            messages.append(json.loads(sock.recv(1 << 22)))
+            messages.append(read_shipment(sock.recv(1 << 22)))
     return messages
 
 
@@ -176,7 +176,7 @@ def test_a_cells_rows_reach_the_writer_as_they_were_served_in_small_messages() -
         while True:
             messages.append(ours.recv(1 << 22))
     assert len(messages) > 2 and max(map(len, messages)) < 2 * LOG_MESSAGE_BYTES
-    shipped = [json.loads(m) for m in messages]
+    shipped = [read_shipment(m) for m in messages]
     assert sum(m["dropped"] for m in shipped) == 7 and sum(m["n"] for m in shipped) == 2001
     records = [r for m in shipped for r in records_of(m["groups"], "demo", "dev")]
     assert [r.request_id for r in records] == [f"r{n}" for n in range(2000)] + ["long"]
@@ -504,7 +504,9 @@ def _stored_lines_column(column: list[list[str]]) -> str:
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
-        st.lists(st.one_of(st.text(max_size=8), st.sampled_from(["plain", "x" * 4000, 'q"', "\\", "é"]))),
+        st.lists(
+            st.one_of(st.text(max_size=8), st.sampled_from(["plain", "x" * 4000, 'q"', "\\", "é", "\x7f"]))
+        ),
         min_size=1,
         max_size=8,
     ),
@@ -585,3 +587,109 @@ def test_a_shipments_versions_and_statuses_convert_alike_whether_one_value_or_ma
     assert row[5:9] == (min(each(versions)), max(each(versions)), min(each(statuses)), max(each(statuses)))
     with pytest.raises((TypeError, ValueError)):
         columns_of([["demo", "dev/x", {**group, "v": ["x", "x", "x"]}]], "demo", "dev")
+
+
+_ID = st.one_of(st.text(max_size=70), st.sampled_from(["0" * 32, 'a"b', "a\\b", "\x7f", "é", " "]))
+_LINE = st.one_of(st.text(max_size=6), st.sampled_from(["plain", 'q"', "\\", "\x7f", "é", "[", '"],["', ""]))
+_PART = st.integers(1, 4).flatmap(
+    lambda n: st.tuples(
+        st.lists(_ID, min_size=n, max_size=n),
+        st.lists(
+            st.integers(-(10**17), 10**17) | st.sampled_from([0, 1764590000000000]), min_size=n, max_size=n
+        ),
+        st.lists(st.integers(0, 10**9), min_size=n, max_size=n),
+        st.one_of(st.none(), st.lists(st.lists(_LINE, max_size=3), min_size=n, max_size=n)),
+    )
+)
+
+
+def _frame(values: Any, spaced: bool, ascii_only: bool) -> bytes:
+    separators = (", ", ": ") if spaced else (",", ":")
+    return json.dumps(values, separators=separators, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PART, min_size=1, max_size=3), st.booleans(), st.booleans(), st.booleans())
+def test_a_block_holds_the_encoders_text_whatever_text_the_cell_framed_its_columns_in(
+    parts: list[Any], spaced: bool, ascii_only: bool, negative_zero: bool
+) -> None:
+    """The writer stores a column's framed text as it came only when it is the very text the block's
+    encoder would write (`read_shipment`, `columns_of`): any other spelling of the same values (spaces,
+    escapes, "-0", characters the block escapes, ids past their size) is encoded again, so a block's
+    bytes are those of main's rule whichever way a cell framed them, also when one block joins several
+    shipments of a function."""
+    from fnstage.runtime.log_process import columns_of
+
+    header = {
+        "n": 0,
+        "groups": [["demo", "dev/x", {"v": 3, "s": 200}] for _ in parts],
+        "dropped": 0,
+        "unsent": 0,
+    }
+    frames = [json.dumps(header).encode()]
+    for ids, started, durations, lines in parts:
+        started_frame = _frame(started, spaced, ascii_only)
+        if negative_zero and 0 in started:
+            started_frame = started_frame.replace(b"[0", b"[-0").replace(b",0", b",-0")
+        frames += [_frame(ids, spaced, ascii_only), started_frame, _frame(durations, spaced, ascii_only)]
+        frames.append(_frame(lines, spaced, ascii_only))
+    batch = columns_of(read_shipment(b"\n".join(frames))["groups"], "demo", "dev")
+    joined = invocation_log._joined(batch)
+    row = invocation_log.block_row("demo", "dev/x", joined[0], joined[1:], 0, None)
+
+    def compact(values: Any) -> str:  # main's `invocation_log._encode`
+        return json.dumps(values, separators=(",", ":"))
+
+    ids = [i[:64] for part in parts for i in part[0]]
+    started = [t for part in parts for t in part[1]]
+    lines = [line for part in parts for line in (part[3] or [[]] * len(part[0]))]
+    assert row[2] == len(ids) and row[3:5] == (min(started) / 1e6, max(started) / 1e6)
+    assert row[9:12] == (compact(ids), compact(started), compact([3] * len(ids)))
+    assert row[12:14] == (compact([200] * len(ids)), compact([d for part in parts for d in part[2]]))
+    assert row[14] == _stored_lines_column(lines)
+
+
+def test_a_cells_usual_columns_are_stored_as_the_cell_wrote_them() -> None:
+    """The common shipment (ids, start times, durations and one logged line each, all plain ASCII) keeps
+    each column's text from the cell to the block: no column of it is encoded again by the writer."""
+    from fnstage.runtime.cell import LogSender, SupervisorLink
+    from fnstage.runtime.invoker import InvocationLog
+    from fnstage.runtime.log_process import columns_of
+    from fnstage.store.invocation_log import TextedList
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link = SupervisorLink.__new__(SupervisorLink)  # only its shipping: no channel, no registry
+    link.log_sender = LogSender(theirs)
+    link.log_keep = 0
+    served = [
+        ("demo", "dev/a", InvocationLog(f"{n:032x}", 1_764_000_000 + n / 1e4, 3, 200, 0.5, [f"line {n}"]))
+        for n in range(1000)
+    ]
+    link._ship(served, 0)
+    batch = [c for m in _messages(ours) for c in columns_of(m["groups"], "demo", "dev")]
+    assert len(batch) > 1
+    for columns in batch:
+        kept = (columns.request_ids, columns.started_us, columns.durations_us, columns.lines)
+        assert all(type(column) is TextedList for column in kept)
+    joined = invocation_log._joined(batch)
+    assert all(type(column) is TextedList for column in joined[:2] + joined[4:6])
+    row = invocation_log.block_row("demo", "dev/a", joined[0], joined[1:], 0, None)
+    assert json.loads(row[9]) == [e[2][0] for e in served]
+    assert json.loads(row[10]) == [int(e[2][1] * 1e6) for e in served]
+    assert row[14] == _stored_lines_column([list(e[2][5]) for e in served])
+
+
+def test_a_message_whose_frames_do_not_match_its_column_groups_is_ignored() -> None:
+    """Each columns group of a message's header takes the next four lines (`log_process.FRAMED`): a
+    message with fewer, or more, does not fit, and the writer ignores it like any wrong shipment."""
+    header = {"n": 1, "groups": [["demo", "dev/x", {"v": 1, "s": 200}]], "dropped": 0, "unsent": 0}
+    frames = [b'["a"]', b"[1]", b"[2]", b'[["x"]]']
+    (group,) = read_shipment(b"\n".join([json.dumps(header).encode(), *frames]))["groups"]
+    assert group[2] == {"v": 1, "s": 200, "id": ["a"], "t": [1], "d": [2], "l": [["x"]]}
+    for wrong in (frames[:3], [*frames, b"[]"], []):
+        with pytest.raises(ValueError):
+            read_shipment(b"\n".join([json.dumps(header).encode(), *wrong]))
+    rows = {**header, "groups": [["demo", "dev/x", [["r", 1, 1, 200, 1, [], None, None]]]]}
+    assert read_shipment(json.dumps(rows).encode())["groups"] == rows["groups"]
+    with pytest.raises(ValueError):
+        read_shipment(json.dumps(rows).encode() + b"\n[1]")

@@ -874,12 +874,24 @@ class LogSender:
         self.pruned = 0  # not shipped, past the count bound (`SupervisorLink._newest`), not yet said
 
     def send(self, groups: list[Any], count: int, dropped: int) -> bool:
-        message = {"n": count, "groups": groups, "dropped": dropped, "unsent": self.unsent}
+        """Send one message (`log_process.FRAMED`): its header, then each columns group's id, start,
+        duration and lines columns as a JSON text of their own, a line each, which the writer can
+        store as they came once checked (no decoding and encoding the start times and ids again)."""
+        frames: list[Any] = []
+        header = []
+        for group in groups:
+            columns = group[2]
+            if columns.__class__ is dict:
+                frames += [columns["id"], columns["t"], columns["d"], columns.get("l")]
+                group = [group[0], group[1], {"v": columns["v"], "s": columns["s"]}]
+            header.append(group)
+        message = {"n": count, "groups": header, "dropped": dropped, "unsent": self.unsent}
         if self.pruned:
             message["pruned"] = self.pruned
         try:
+            text = "\n".join([_encode_message(message), *map(_encode_message, frames)])
             # a lone surrogate a function logged goes as its JSON escape (as the channel sent it)
-            self.sock.send(_encode_message(message).encode("utf-8", "backslashreplace"))
+            self.sock.send(text.encode("utf-8", "backslashreplace"))
         # full for the time-out, too large, a writer gone; or lines a function made unencodable: counted
         except (OSError, ValueError, TypeError, RecursionError):
             self.unsent += count + dropped

@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, and_, delete, func, select
@@ -81,6 +81,24 @@ class LogColumns(NamedTuple):
     runtime_ids: Sequence[str | None]
 
 
+class TextedList(list[Any]):
+    """A column's values with the block's own JSON text of them (`text`), as the log writer checked
+    it (`runtime.log_process.read_shipment`): `block_row` stores that text instead of encoding the
+    values again (the start times' 16 digits each were most of the encoder's share an invocation,
+    `runtime.log_process.FRAMED`). A slice or a copy is a plain list: cut, a column
+    is encoded again."""
+
+    __slots__ = ("text",)
+    text: str
+
+
+def texted(values: list[Any], text: str) -> TextedList:
+    """`values` with `text`, the JSON text the block stores for them (see `TextedList`)."""
+    column = TextedList(values)
+    column.text = text
+    return column
+
+
 def lines_text(lines: Lines) -> str:
     """An invocation's lines as stored: their JSON text."""
     return lines if lines.__class__ is str else '["' + '","'.join(lines) + '"]'
@@ -92,6 +110,8 @@ def _lines_column(lines: Sequence[Lines]) -> str:
     column is made by C joins: each list's strings, quoted as they are inside a JSON string, joined;
     making each text, then escaping its quotes, cost a pass and a string an invocation more
     (BENCHMARKS.md, "Durable logs at keep 1,000,000")."""
+    if lines.__class__ is TextedList:
+        return lines.text
     if all(map(list.__instancecheck__, lines)):
         return '["[\\"' + '\\"]","[\\"'.join(map('\\",\\"'.join, lines)) + '\\"]"]'
     return _encode(list(map(lines_text, lines)))
@@ -186,7 +206,32 @@ def _joined(group: list[LogColumns]) -> tuple[Sequence[Any], ...]:
     """The columns of a function's `LogColumns`, each joined into one (request ids first)."""
     if len(group) == 1:
         return tuple(group[0][2:])
-    return tuple(list(chain.from_iterable(column)) for column in zip(*(c[2:] for c in group), strict=True))
+    return tuple(map(_join, zip(*(c[2:] for c in group), strict=True)))
+
+
+def _join(parts: tuple[Sequence[Any], ...]) -> Sequence[Any]:
+    """One column of several shipments: their values, and their texts joined when each has one."""
+    joined: list[Any] = []
+    for part in parts:  # `list += list` copies a block of pointers; `chain` was a step an item
+        joined += part
+    texts = [part.text for part in parts if part.__class__ is TextedList]
+    if len(texts) < len(parts):
+        return joined
+    return texted(joined, "[" + ",".join([text[1:-1] for text in texts]) + "]")
+
+
+def _text(column: Sequence[Any]) -> str:
+    """A block's column as JSON: its own text when it has one (`TextedList`; a slice has none)."""
+    if column.__class__ is TextedList:
+        return column.text
+    return _encode(column)
+
+
+def _ints_text(values: Sequence[int], low: int, high: int) -> str:
+    """A block's column of integers as JSON; of one value (a version, a status), by one join."""
+    if low == high and low.__class__ is int:
+        return "[" + ",".join([str(low)] * len(values)) + "]"
+    return _encode(values)
 
 
 def block_row(
@@ -200,11 +245,12 @@ def block_row(
     """The values of `_INSERT` for a function's entries from `start`, BLOCK_MAX at most: `columns`
     are `LogColumns`' after the request ids."""
     end = start + BLOCK_MAX
-    request_ids = request_ids[start:end]
+    whole = start == 0 and end >= len(request_ids)  # then a column's own text may be stored (`_text`)
     started, versions, statuses, durations, lines, errors, triggers, runtimes = (
-        c[start:end] for c in columns
+        c if whole else c[start:end] for c in columns
     )
-    n = len(request_ids)
+    n = len(started)
+    version_range, status_range = _range(versions), _range(statuses)
     if runtime_id is not None and None in runtimes:
         runtimes = [runtime_id if r is None else r for r in runtimes]
     shared = runtimes[0] if runtimes.count(runtimes[0]) == n else None
@@ -214,13 +260,13 @@ def block_row(
         n,
         min(started) / 1e6,
         max(started) / 1e6,
-        *_range(versions),
-        *_range(statuses),
-        _encode(request_ids),
-        _encode(started),
-        _encode(versions),
-        _encode(statuses),
-        _encode(durations),
+        *version_range,
+        *status_range,
+        _text(request_ids if whole else request_ids[start:end]),
+        _text(started),
+        _ints_text(versions, *version_range),
+        _ints_text(statuses, *status_range),
+        _text(durations),
         _lines_column(lines),
         None if errors.count(None) == n else _encode(errors),
         None if triggers.count(None) == n else _encode(triggers),
