@@ -27,6 +27,7 @@ from fnstage.build.bundle import (
 from fnstage.build.declared_keys import declared_in
 from fnstage.build.files import BuildLimits, check_files, line_and_column, module_layout, split_lines
 from fnstage.build.imports import ImportResolver
+from fnstage.build.syntax_tree import compile_tree, parse
 from fnstage.domain.dependencies import import_names
 from fnstage.domain.errors import BuildFailed, InvalidInput
 
@@ -117,13 +118,13 @@ def _compile(path: str, source: str, needs_tree: bool) -> tuple[ast.Module | Non
         except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
             pass  # the full parse below finds it again and reports it with its line and column
     try:
-        tree = ast.parse(source, path)  # inherits only ast.py's future flags: none
+        tree = parse(source, path)
     except SyntaxError as exc:
         return _syntax_problem(path, source, exc, offset_in_bytes=False)
     except (ValueError, RecursionError, MemoryError, OverflowError) as exc:
         return _too_complex(path, exc)
     try:
-        return tree, compile(tree, path, "exec", dont_inherit=True, optimize=0)
+        return tree, compile_tree(tree, path)
     except SyntaxError as exc:  # found by the compiler, not the parser: it counts columns in bytes
         return _syntax_problem(path, source, exc, offset_in_bytes=True)
     except (ValueError, RecursionError, MemoryError, OverflowError) as exc:

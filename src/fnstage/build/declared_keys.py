@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from fnstage.build.syntax_tree import parse
 from fnstage.domain.errors import BuildFailed
 from fnstage.domain.keys import check_key
 
@@ -25,7 +26,7 @@ class DeclaredKeys:
 
 def declared_keys(source: str, path: str = "index.py") -> DeclaredKeys:
     try:
-        tree = ast.parse(source, path)
+        tree = parse(source, path)
     except SyntaxError:
         return DeclaredKeys()  # the build reports syntax errors itself
     return declared_in(tree, path)
