@@ -321,6 +321,23 @@ async def test_time_limits_through_the_deadline_sweeper() -> None:
             await asyncio.sleep(0.01)
 
 
+async def test_a_short_limit_is_kept_behind_a_long_one_in_flight() -> None:
+    """The sweeper looks at every deadline, not only the first in flight: a request with a short
+    limit that came after one with a long limit is still cut off at its own."""
+    registry = Registry()
+    patient = "import asyncio\nasync def main(ctx):\n    await asyncio.sleep(0.4)\n    return 'done'\n"
+    registry.apply(live(patient, name="dev/patient", timeout_s=5))
+    registry.apply(live("import asyncio\nasync def main(ctx):\n    await asyncio.sleep(5)\n", timeout_s=0.05))
+    app = RuntimeApp(registry)
+    async with client(app) as http:
+        first = asyncio.ensure_future(http.get("/patient"))
+        await asyncio.sleep(0.05)  # in flight first, its deadline the later one
+        started = asyncio.get_running_loop().time()
+        short = await http.get("/user/me")
+        assert short.status_code == 504 and asyncio.get_running_loop().time() - started < 0.3
+        assert (await first).text == "done"
+
+
 async def test_a_body_that_stops_arriving_is_cut_off_with_408(registry: Registry) -> None:
     app = RuntimeApp(registry, body_timeout_s=0.2)
     sent: list[dict[str, Any]] = []

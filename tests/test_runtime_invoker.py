@@ -406,3 +406,16 @@ async def test_a_log_the_function_set_without_reading_ctx_log_is_the_one_kept() 
     for body in ("ctx.log('x')\n    ctx.log = None\n", "ctx.log('x')\n    del ctx.log\n"):
         outcome = await call(live(f"async def main(ctx):\n    {body}    return 1\n"))
         assert outcome.status == 200 and not outcome.lines
+
+
+def test_the_version_headers_made_once_are_bounded_and_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`x-fnstage-version` as ASGI sends it is made once per version and kept, within a bound."""
+    from fnstage.runtime import invoker
+
+    monkeypatch.setattr(invoker, "_VERSION_HEADERS", {})
+    monkeypatch.setattr(invoker, "_VERSION_HEADERS_SIZE", 3)
+    for version in (1, 2, 3, 4, 12, 2**31 - 1, 4):
+        header = invoker._VERSION_HEADERS.get(version) or invoker._version_header(version)
+        assert header == (b"x-fnstage-version", str(version).encode())
+        assert len(invoker._VERSION_HEADERS) <= 3
+    assert invoker._VERSION_HEADERS.get(4) is header  # kept: the same tuple again

@@ -6,7 +6,9 @@ registry mid-request never touches it (invariant 4). On that path (BENCHMARKS.md
 overhead"): one walk over the headers finds everything the app and a canary split need, metrics and
 splits use the invocation's own duration (no clock read of their own), and the response goes out with
 its headers built once. The common request is routed by `__call__`, a plain function, which returns
-`invoke`'s coroutine: that coroutine answers it, so a request costs one coroutine of the runtime's.
+`invoke`'s coroutine: that coroutine answers it, so a request costs one coroutine of the runtime's. What
+it is routed to (the live version, its settings) is resolved once per (host, path) and kept in `hot`
+until the registry, the configuration, the splits, the forwards or a hold change.
 
 Internal endpoints live under `/_fnstage/` (a prefix no function can have: names start with a letter
 or digit): `health`, `status` (live versions, load failures, the watcher's position),
@@ -43,7 +45,7 @@ from fnstage.runtime.router import Route, Router
 from fnstage.runtime.rsgi import BodyReceiver, ResponseSender, asgi_scope, unreadable_headers
 from fnstage.runtime.split import KEY_HEADER, Split, SplitKey, SplitStats, key_of, to_canary
 from fnstage.runtime.versions import ExtraVersions, VersionUnavailable
-from fnstage.sdk import TriggerInfo
+from fnstage.sdk import Settings, TriggerInfo
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -59,7 +61,8 @@ DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # all names and values together, as the AP
 # long as the front waits for a cell to come up (`front.limits.Limits.miss_timeout_s`)
 DEFAULT_HOLD_S = 10.0
 INTERNAL_PREFIX = "/_fnstage/"
-_UNROUTED = Route("", "", -1)  # not in the router's cache (None there is a path no function has)
+_HOT_SIZE = 4096  # (host, path) pairs `RuntimeApp.hot` keeps resolved
+Resolved = tuple[LiveVersion, tuple[Settings, Settings] | None]  # a live version, its settings
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _JSON_HEADER = (b"content-type", b"application/json")
 _JSON_HEADERS = [_JSON_HEADER]
@@ -126,10 +129,47 @@ class RuntimeApp:
         # a cell with pending versions (a deferred cold start): (gateway, name) -> a future done once its
         # loading thread has loaded the function's pending version, or None if it has none
         self.load_pending: Callable[[str, str], asyncio.Future[None] | None] | None = None
+        # (host as the server gave it, path) -> (live version, settings): the common request's route,
+        # registry, split and configuration look-ups done once (`_resolve`). Replaced whole, never
+        # emptied in place by a writer, after anything those look-ups read changes (`_forget_hot`: the
+        # registry, the configuration, the splits, the forwards, a hold), so an entry resolved before a
+        # change and stored after it lands in a dict no request reads any more
+        self.hot: dict[tuple[bytes | str | None, str], Resolved] = {}
+        registry.on_change.append(self._forget_hot)
+        if configuration is not None:
+            configuration.on_change.append(self._forget_hot)
+
+    def _forget_hot(self) -> None:
+        """What `_resolve` found may have changed (any thread: one assignment)."""
+        self.hot = {}
+
+    def _resolve(self, key: tuple[bytes | str | None, str], host: str | None, path: str) -> Resolved | None:
+        """The live version and settings serving `key`'s requests, kept in `hot`; None for a request
+        the common path does not take (no function, a version URL, a split, held or forwarded)."""
+        hot = self.hot  # read first: see `hot`
+        if self._held is not None or self.forwards:
+            return None
+        route = self.router.route(host, path)
+        if route is None or route.version is not None:
+            return None
+        live = self.registry.by_key.get(route[:2])  # (gateway, name)
+        if live is None or (self.splits and (live.gateway, live.name) in self.splits):
+            return None
+        configuration = self.configuration
+        if configuration is None:
+            settings = None
+        else:
+            current = configuration.current
+            settings = current.by_name.get(live.name) or current.for_name(live.name)
+        if len(hot) >= _HOT_SIZE:
+            hot.clear()  # bounded: any client can make up hosts (the dict read first, never a new one)
+        resolved = hot[key] = (live, settings)
+        return resolved
 
     def set_forwards(self, forwards: dict[tuple[str, str], str]) -> None:
-        """Where each function that runs in a lock's cell is forwarded (any thread: one assignment)."""
+        """Where each function that runs in a lock's cell is forwarded (any thread)."""
         self.forwards = forwards
+        self._forget_hot()
 
     def close_unused_pools(self) -> None:
         """Close the keep-alive pools of lock cells nothing is forwarded to any more (event loop)."""
@@ -153,6 +193,7 @@ class RuntimeApp:
         refused with 503 and Retry-After; health answers 503 ("starting") meanwhile."""
         if self._held is None:
             self._held = asyncio.Event()
+            self._forget_hot()
 
     def serve(self) -> None:
         """The app holds what it should serve: let held and new requests through (on the event loop)."""
@@ -226,7 +267,7 @@ class RuntimeApp:
             if key not in _NOTED_HEADERS:  # one set lookup for most of a browser's dozen headers
                 continue
             if key == b"host":
-                host = value.decode("latin-1")
+                host = value  # as bytes: the key of `hot` (decoded only when routed afresh)
             elif key == b"content-length":
                 content_length = value
             elif key == b"transfer-encoding":
@@ -243,27 +284,15 @@ class RuntimeApp:
             transfer_encoding is None
             and (content_length is None or content_length == b"0")
             and header_bytes <= self.max_header_bytes
-            and self._held is None
-            and not self.forwards
         ):
-            # the router's cache, and the registry's dict, read here: two calls less on every request
-            route = self.router.cache.get((host, path), _UNROUTED)
-            if route is _UNROUTED:
-                route = self.router.route(host, path)
-            if route is not None and route.version is None:
-                live = self.registry.by_key.get(route[:2])  # (gateway, name)
+            # routed, live, not split, held nor forwarded, its settings found: once per (host, path)
+            resolved = self.hot.get((host, path))
+            if resolved is None:
+                resolved = self._resolve((host, path), None if host is None else host.decode("latin-1"), path)
+            if resolved is not None:
+                live, settings = resolved
                 method: str = scope["method"]
-                if (
-                    live is not None
-                    and method in live.methods
-                    and not (self.splits and (live.gateway, live.name) in self.splits)
-                ):
-                    configuration = self.configuration
-                    if configuration is None:
-                        settings = None
-                    else:
-                        current = configuration.current
-                        settings = current.by_name.get(live.name) or current.for_name(live.name)
+                if method in live.methods:
                     # positional (`invoke`'s order): a dozen keyword arguments cost a call's matching of each
                     return invoke(
                         live,
@@ -286,7 +315,7 @@ class RuntimeApp:
             scope,
             receive,
             send,
-            host,
+            None if host is None else host.decode("latin-1"),
             content_length,
             transfer_encoding,
             request_id,
@@ -332,27 +361,16 @@ class RuntimeApp:
             transfer_encoding is None
             and (content_length is None or content_length == "0")
             and header_bytes <= self.max_header_bytes
-            and self._held is None
-            and not self.forwards
             and len(dict(items)) == len(headers)  # none left out: `unreadable_headers`, inline
         ):
-            route = self.router.cache.get((host, path), _UNROUTED)
-            if route is _UNROUTED:
-                route = self.router.route(host, path)
-            if route is not None and route.version is None:
-                live = self.registry.by_key.get(route[:2])  # (gateway, name)
+            # routed, live, not split, held nor forwarded, its settings found: once per (host, path)
+            resolved = self.hot.get((host, path))
+            if resolved is None:
+                resolved = self._resolve((host, path), host, path)
+            if resolved is not None:
+                live, settings = resolved
                 method: str = scope.method
-                if (
-                    live is not None
-                    and method in live.methods
-                    and not (self.splits and (live.gateway, live.name) in self.splits)
-                ):
-                    configuration = self.configuration
-                    if configuration is None:
-                        settings = None
-                    else:
-                        current = configuration.current
-                        settings = current.by_name.get(live.name) or current.for_name(live.name)
+                if method in live.methods:
                     return invoke(
                         live,
                         method,
@@ -573,6 +591,7 @@ class RuntimeApp:
     def set_splits(self, splits: dict[SplitKey, Split]) -> None:
         """The canaries now running here, as the supervisor says (on the event loop)."""
         self.splits = splits
+        self._forget_hot()
         self.split_stats.keep_only(splits)
 
     async def _other_version(self, send: Send, route: Route, request_id: str) -> LiveVersion | None:

@@ -157,6 +157,9 @@ class CellConfiguration:
     def __init__(self, env: str) -> None:
         self.current = EnvironmentConfiguration(env)
         self._lock = threading.Lock()
+        # called (on the applying thread) after `current` was replaced: the app forgets the settings it
+        # resolved from the snapshot before (`RuntimeApp.hot`)
+        self.on_change: list[Callable[[], None]] = []
 
     def apply(self, payload: Mapping[str, Any]) -> bool:
         """Take `payload` unless it was delivered before what is held (a late resend is ignored)."""
@@ -165,4 +168,6 @@ class CellConfiguration:
             if incoming.seq < self.current.seq:
                 return False
             self.current = incoming
+            for forget in self.on_change:
+                forget()
         return True

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,6 +44,13 @@ class Registry:
         self._failures: dict[Key, LoadFailure] = {}
         self._pending: dict[Key, PublishedFunction] = {}  # held, not run yet (a deferred cold start)
         self._lock = threading.Lock()
+        # called (on the writer's thread, holding the lock) after the live versions changed: the app
+        # forgets what it resolved from them (`RuntimeApp.hot`)
+        self.on_change: list[Callable[[], None]] = []
+
+    def _changed(self) -> None:
+        for forget in self.on_change:
+            forget()
 
     def get(self, gateway: str, name: str) -> LiveVersion | None:
         return self._live.get((gateway, name))
@@ -81,6 +88,8 @@ class Registry:
                     if failure is not None and failure.version <= live.version:
                         del failures[key]
                 applied.append(True)
+            if self.on_change and True in applied:
+                self._changed()
         return applied
 
     def remove(self, gateway: str, name: str, version: int | None = None) -> bool:
@@ -93,10 +102,11 @@ class Registry:
             if held is not None and (version is None or version >= held.version):
                 del self._pending[key]
                 if current is None:
-                    return True
+                    return True  # not live: nothing served changed
             if current is None or (version is not None and version < current.version):
                 return False
             del self._live[key]
+            self._changed()
             return True
 
     def add_pending(self, rows: list[PublishedFunction]) -> None:
@@ -131,6 +141,7 @@ class Registry:
             del self._pending[key]
             if isinstance(result, LiveVersion):
                 self._live[key] = result
+                self._changed()
                 failure = self._failures.get(key)
                 if failure is not None and failure.version <= row.version:
                     del self._failures[key]  # a newer save's failure stays recorded
@@ -149,6 +160,7 @@ class Registry:
             if current is None or current.version != version:
                 return False
             del self._live[key]
+            self._changed()
             self._failures[key] = LoadFailure(
                 gateway, name, version, error.summary, error.traceback, time.time()
             )

@@ -38,7 +38,7 @@ class Router:
         self.domain = domain.lower().strip(".")
         self.gateway = gateway
         self._suffix = "." + self.domain
-        # (host, path) -> its route, None included; the app reads it itself first (a call less a request)
+        # (host, path) -> its route, None included
         self.cache: dict[tuple[str | None, str], Route | None] = {}
 
     def route(self, host: str | None, path: str) -> Route | None:
