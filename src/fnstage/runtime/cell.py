@@ -114,7 +114,7 @@ class CellSpec:
     # a fresh cell's first bulk load (a cold start's published versions) is held pending and answered at
     # once; they are loaded in the background, a request to one first (`SupervisorLink._defer`)
     defer_cold_start: bool = False
-    interface: str = "asgi"  # what the cell's server speaks: "asgi" or "rsgi" (`server.cell_interface`)
+    interface: str = "rsgi"  # what the cell's server speaks: "rsgi" or "asgi" (`server.cell_interface`)
 
     @property
     def key(self) -> str:
