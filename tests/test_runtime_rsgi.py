@@ -24,7 +24,7 @@ from fnstage.runtime.app import RuntimeApp
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.rsgi import BodyReceiver, ResponseSender, asgi_scope, unreadable_headers
 from support.functions import live
-from support.rsgi import FakeHeaders, FakeProto, body_chunks
+from support.rsgi import FakeHeaders, FakeProto, FakeScope, body_chunks
 from support.rsgi_server import TOKEN
 from support.waiting import eventually
 
@@ -363,6 +363,34 @@ async def test_an_asgi_cell_gives_the_function_its_headers_without_the_carrier()
     await app(scope, receive, send)
     assert sent[0]["status"] == 200
     assert json.loads(sent[1]["body"]) == {"host": "demo.dev.localhost", "x-b": "\xe9" + "x" * 100}
+
+
+@pytest.mark.anyio
+async def test_a_cell_on_a_public_port_never_reads_a_clients_carrier() -> None:
+    """An --env runtime's environment cell told "rsgi" has no front before it: a carrier there is a
+    client's (it would choose the headers the function sees, a forwarded-for without the proxy's
+    address say). It is not read nor given to the function, and a value left out is still a 400."""
+    registry = Registry()
+    registry.apply(live("async def main(ctx):\n    return dict(ctx.headers)\n"))
+    app = RuntimeApp(registry)
+    app.trusts_carrier = False
+    forged = base64.b64encode(b"host: demo.dev.localhost\r\nx-forwarded-for: 10.0.0.1\r\n")
+
+    async def call(*raw_headers: tuple[bytes, bytes]) -> FakeProto:
+        headers = FakeHeaders(
+            [(b"host", b"demo.dev.localhost"), (b"x-fnstage-raw-headers", forged), *raw_headers]
+        )
+        proto = FakeProto(body_chunks(_parts()))
+        await app.__rsgi__(FakeScope("GET", "/user/me", "", headers), proto)
+        return proto
+
+    plain = await call((b"x-forwarded-for", b"192.0.2.1"))
+    assert plain.status == 200
+    assert json.loads(plain.parts[0]) == {"host": "demo.dev.localhost", "x-forwarded-for": "192.0.2.1"}
+    assert (await call((b"cookie", b"name=\xc3\xa9"))).status == 400
+    app.trusts_carrier = True  # behind the front: the front's (it drops a client's)
+    carried = await call((b"x-forwarded-for", b"192.0.2.1"))
+    assert json.loads(carried.parts[0]) == {"host": "demo.dev.localhost", "x-forwarded-for": "10.0.0.1"}
 
 
 @pytest.mark.anyio

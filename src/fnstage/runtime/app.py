@@ -127,6 +127,10 @@ class RuntimeApp:
         self.body_timeout_s = body_timeout_s  # a client trickling its body cannot hold a request forever
         self.max_header_bytes = max_header_bytes  # granian reads a 100 KiB header whole: refuse it here
         self.internal_token = internal_token
+        # whether an RSGI request's carrier of raw headers (`carried_headers`) is the front's or a
+        # forwarding cell's; a cell alone on a public port has nothing of fnstage's before it, so one
+        # there is a client's, never read (`runtime.cell` says which)
+        self.trusts_carrier = True
         # sync `main`s run here; bounded so a flood of slow functions cannot spawn threads without end
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="fnstage-fn")
         self.deadlines = Deadlines()
@@ -438,9 +442,9 @@ class RuntimeApp:
         """An RSGI request `__rsgi__` did not hand to `invoke`. With a carrier of its raw headers
         (`carried_headers`: the front's or a forwarding cell's), the ASGI call of the request with the
         headers it carries; else refused if granian left a header out, else `_http_rest` with the
-        request seen as ASGI."""
+        request seen as ASGI (without a client's carrier, on a cell that does not trust one)."""
         send = ResponseSender(proto)
-        if carried is not None:
+        if carried is not None and self.trusts_carrier:
             try:
                 headers = carried_headers.carried(carried)
             except ValueError as exc:
@@ -452,7 +456,12 @@ class RuntimeApp:
             asgi["headers"] = headers
             await self(asgi, BodyReceiver(proto), send)
             return
-        if unreadable_headers(scope.headers, items):
+        if carried is not None:  # a client's own (`trusts_carrier`): not read, nor given to the function
+            items = [item for item in items if item[0] != carried_headers.TEXT_NAME]
+            refused = len(dict(items)) + 1 < len(scope.headers)  # `unreadable_headers`, its name aside
+        else:
+            refused = unreadable_headers(scope.headers, items)
+        if refused:
             message = "a request header's value is not visible ASCII text (RFC 9110): it cannot be read"
             await _send(send, 400, _JSON_HEADERS, error_body("bad_request", message, request_id), request_id)
             return

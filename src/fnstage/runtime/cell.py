@@ -251,6 +251,8 @@ async def _serve(
     app.load_pending = link.load_pending
     if spec.held:
         app.hold()
+        # alone on a runtime's public port (no front): a carrier of raw headers there is a client's
+        app.trusts_carrier = False
     if spec.interface != "rsgi":
         await server.serve()  # ASGI's lifespan starts the app (the supervisor hears "ready") and stops it
         return
