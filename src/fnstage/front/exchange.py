@@ -244,20 +244,23 @@ class Exchange:
             connection.pause_reading(True)
 
     def _upstream_head(self) -> bytes:
-        """The request line and header lines for the cell, with the carrier of them all when a value is
-        not visible ASCII (`carried_headers`: an RSGI cell cannot read it otherwise). `isascii` is
-        the whole check: llhttp has refused control characters and DEL in a value already."""
+        """The request line and header lines for the cell, with the carrier of the header lines when
+        a value is not visible ASCII (`carried_headers`: an RSGI cell cannot read it otherwise).
+        `isascii` over the whole head is the common request's only cost: llhttp has refused control
+        characters and DEL in a value already, and only a rare head is looked at again."""
         peer = self.client.peer
-        lines = self.fields.copy()
+        lines = [b"%s %s HTTP/1.1\r\n" % (self.method, self.target), *self.fields]
         if peer or self.forwarded_for:
             lines.append(b"x-forwarded-for: %s%s\r\n" % (self.forwarded_for, peer or b"unknown"))
         lines.append(b"x-forwarded-proto: http\r\n")
         if self.chunked_up:
             lines.append(b"transfer-encoding: chunked\r\n")
-        block = b"".join(lines)
-        if not block.isascii():
-            block += carried_headers.carrier_line(block)
-        return b"%s %s HTTP/1.1\r\n%s\r\n" % (self.method, self.target, block)
+        lines.append(b"\r\n")
+        head = b"".join(lines)
+        if head.isascii():
+            return head
+        carrier = carried_headers.carrier_line(b"".join(lines[1:-1]))  # b"": only the target was not
+        return b"".join([*lines[:-1], carrier, b"\r\n"]) if carrier else head
 
     # the request's body -------------------------------------------------------------------------------
     def request_body(self, chunk: bytes) -> None:
