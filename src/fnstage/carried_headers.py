@@ -18,20 +18,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 
 NAME = b"x-fnstage-raw-headers"
 TEXT_NAME = NAME.decode()
-# what granian cannot give (the http crate's `HeaderValue::to_str`): anything but TAB and 0x20-0x7E,
-# line ends aside (they end each line of a block)
-_UNREADABLE = re.compile(rb"[^\t\r\n\x20-\x7e]")
+# what granian can give (the http crate's `HeaderValue::to_str`): TAB and 0x20-0x7E, and the line
+# ends that end each line of a block; `bytes.translate` deletes them in one C pass (a regex's search
+# took a few times longer)
+_READABLE = b"\t\r\n" + bytes(range(0x20, 0x7F))
 _OWS = b" \t"
 
 
 def carrier_line(block: bytes) -> bytes:
     """The carrier's header line for `block` (header lines, each ending with CRLF), or b"" when every
     value in it is visible ASCII and granian gives them all."""
-    if _UNREADABLE.search(block) is None:
+    if not block.translate(None, _READABLE):
         return b""
     return b"%s: %s\r\n" % (NAME, base64.b64encode(block))
 
