@@ -11,9 +11,12 @@ The sides (`--sides`, comma-separated; the default is every side there is):
   issue 17 item 4's branch `rsgi`) on the same server (`bench/cell_port.py raw-rsgi`);
 - `cell`: fnstage's cell serving the function that returns the same JSON on its own port, its
   supervisor stood in for (`bench/cell_port.py cell`): every per-request feature on (metrics, shipped
-  logs, watchdog, time limits, request ids, version headers), no front; `cell-before` is the same with
-  `--before SRC` (another checkout's `src`, e.g. `git worktree add /tmp/hotpath-before main`) first on
-  PYTHONPATH, and `cell-rsgi-before` the same with `FNSTAGE_CELL_INTERFACE=rsgi`;
+  logs, watchdog, time limits, request ids, version headers), no front. Each cell side says its
+  interface (`FNSTAGE_CELL_INTERFACE`): `cell` is RSGI, the default since branch rsgidefault (it was
+  ASGI before, in the figures BENCHMARKS.md quotes up to then); `cell-rsgi` is the same side, its
+  older name; `cell-asgi` is ASGI. `cell-before`, `cell-rsgi-before` (RSGI) and `cell-asgi-before`
+  (ASGI) are the same with `--before SRC` (another checkout's `src`, e.g. `git worktree add
+  /tmp/hotpath-before main`) first on PYTHONPATH;
 - `runtime`: the real `fnstage runtime --gateway bench` process (supervisor, front and cell);
 - `starlette`: Starlette's JSONResponse on granian configured as the runtime configured it before cells;
 - `ff`, `ff-asgi`: functions-framework's default and `--asgi`, from `--ff-venv` (never a project
@@ -128,20 +131,12 @@ def sides(root: Path, ff_venv: Path, database_url: str, port: int, before: str |
     found: dict[str, Side] = {
         "raw": ([py, cell_port, "raw", str(port)], "/prod/hello", {}),
         "raw-rsgi": ([py, cell_port, "raw-rsgi", str(port)], "/prod/hello", {}),
-        "cell": ([py, cell_port, "cell", str(port)], "/prod/hello", {"PYTHONPATH": SRC}),
-        "cell-rsgi": (
-            [py, cell_port, "cell", str(port)],
-            "/prod/hello",
-            {"PYTHONPATH": SRC, "FNSTAGE_CELL_INTERFACE": "rsgi"},
-        ),
     }
-    if before:
-        found["cell-before"] = ([py, cell_port, "cell", str(port)], "/prod/hello", {"PYTHONPATH": before})
-        found["cell-rsgi-before"] = (
-            [py, cell_port, "cell", str(port)],
-            "/prod/hello",
-            {"PYTHONPATH": before, "FNSTAGE_CELL_INTERFACE": "rsgi"},
-        )
+    for name, src in (("cell", SRC), *((("cell-before", before),) if before else ())):
+        for interface in ("", "-rsgi", "-asgi"):  # "" is the default's name: RSGI
+            side = name.replace("cell", "cell" + interface, 1)
+            env = {"PYTHONPATH": src, "FNSTAGE_CELL_INTERFACE": interface[1:] or "rsgi"}
+            found[side] = ([py, cell_port, "cell", str(port)], "/prod/hello", env)
     found["runtime"] = (runtime, "/dev/hello", {})
     found["starlette"] = ([py, str(Path(__file__).resolve()), "serve-starlette", str(port)], "/dev/hello", {})
     if (ff_venv / "bin" / "functions-framework").exists():
@@ -153,10 +148,12 @@ def sides(root: Path, ff_venv: Path, database_url: str, port: int, before: str |
 LABELS = {
     "raw": "raw ASGI (granian embedded, as a cell)",
     "raw-rsgi": "raw RSGI (granian embedded, as a cell)",
-    "cell": "fnstage cell (its own port), ASGI (the default)",
+    "cell": "fnstage cell (its own port), RSGI (the default)",
     "cell-rsgi": "fnstage cell (its own port), FNSTAGE_CELL_INTERFACE=rsgi",
-    "cell-before": "fnstage cell, before",
+    "cell-asgi": "fnstage cell (its own port), FNSTAGE_CELL_INTERFACE=asgi",
+    "cell-before": "fnstage cell, before, RSGI",
     "cell-rsgi-before": "fnstage cell, before, FNSTAGE_CELL_INTERFACE=rsgi",
+    "cell-asgi-before": "fnstage cell, before, FNSTAGE_CELL_INTERFACE=asgi",
     "runtime": "fnstage runtime (front -> cell)",
     "starlette": "Starlette (granian)",
     "ff": "functions-framework",
@@ -343,14 +340,15 @@ def in_process_once(which: str, requests: int) -> float:
         from cell_port import RawRSGIApp
 
         return cpu_per_request(RawRSGIApp(), requests, rsgi=True)
-    return cpu_per_request(cell_app(), requests, rsgi=which == "cell-rsgi")
+    return cpu_per_request(cell_app(), requests, rsgi=which == "cell-rsgi")  # "cell-asgi": ASGI
 
 
 def _which(side: str) -> str:
-    """The app a side's in-process run builds: a raw app, or the cell's by ASGI or RSGI."""
+    """The app a side's in-process run builds: a raw app, or the cell's by ASGI or RSGI (`cell` and
+    `cell-before` are RSGI, the default)."""
     if side.startswith("raw"):
         return side
-    return "cell-rsgi" if side.startswith("cell-rsgi") else "cell"
+    return "cell-asgi" if side.startswith("cell-asgi") else "cell-rsgi"
 
 
 def in_process(rounds: int, before: str | None, requests: int = 20_000) -> dict[str, list[float]]:
@@ -359,9 +357,9 @@ def in_process(rounds: int, before: str | None, requests: int = 20_000) -> dict[
     apps = {
         "raw": SRC,
         "raw-rsgi": SRC,
-        "cell": SRC,
-        "cell-rsgi": SRC,
-        **({"cell-before": before, "cell-rsgi-before": before} if before else {}),
+        "cell": SRC,  # RSGI: `cell-rsgi` is the same app
+        "cell-asgi": SRC,
+        **({"cell-before": before, "cell-asgi-before": before} if before else {}),
     }
     out: dict[str, list[float]] = {name: [] for name in apps}
     for _ in range(rounds):
@@ -387,9 +385,9 @@ def instructions(before: str | None, few: int = 1000, many: int = 6000) -> dict[
     apps = {
         "raw": SRC,
         "raw-rsgi": SRC,
-        "cell": SRC,
-        "cell-rsgi": SRC,
-        **({"cell-before": before, "cell-rsgi-before": before} if before else {}),
+        "cell": SRC,  # RSGI: `cell-rsgi` is the same app
+        "cell-asgi": SRC,
+        **({"cell-before": before, "cell-asgi-before": before} if before else {}),
     }
     out = {}
     for name, src in apps.items():

@@ -121,8 +121,11 @@ def test_one_prod_runtime_serves_each_lock_from_its_own_cell(
         assert {p.name for p in host.iterdir() if not p.name.startswith(".")} == installed
 
 
-PID = "import os\n\n\ndef main(ctx):\n    return {'pid': os.getpid()}\n"
-USES_FNPKG_PID = "import os\n\nimport fnpkg\n\n\ndef main(ctx):\n    return {'version': fnpkg.__version__, 'pid': os.getpid()}\n"
+PID = "import os\n\n\ndef main(ctx):\n    return {'pid': os.getpid(), 'term': ctx.headers.get('x-term')}\n"
+USES_FNPKG_PID = (
+    "import os\n\nimport fnpkg\n\n\ndef main(ctx):\n"
+    "    return {'version': fnpkg.__version__, 'pid': os.getpid(), 'term': ctx.headers.get('x-term')}\n"
+)
 
 
 def listening_owners(port: int) -> set[int]:
@@ -192,3 +195,13 @@ def test_an_env_runtime_serves_its_port_from_its_environment_cell_with_no_front(
         assert public["pid"] == served_by and isinstance(public["sandbox"], dict)
         forwarded = get("pinned")
         assert forwarded["version"] == "1.0" and forwarded["pid"] != served_by  # its lock's own cell
+        # a header value granian's RSGI cannot give reaches both: the environment's cell, with no front
+        # before it, speaks ASGI unless told "rsgi"; its lock cell (RSGI, the default) reads it from the
+        # carrier the environment's cell sends (`carried_headers`)
+        for name in ("plain", "pinned"):
+            r = httpx.get(
+                f"{runtime.url}/{name}",
+                headers={"Host": "demo.prod.localhost", "x-term": b"lev\xc3\xa9"},
+                timeout=15,
+            )
+            assert r.status_code == 200 and r.json()["term"] == "lev\xc3\xa9", (name, r.status_code, r.text)

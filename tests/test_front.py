@@ -5,6 +5,7 @@ sockets, so every byte on the wire is the test's to check."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import http.client
@@ -24,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from fnstage.carried_headers import carried
 from fnstage.domain.errors import InvalidInput
 from fnstage.front import (
     STARTING,
@@ -257,6 +259,39 @@ def test_hop_by_hop_headers_are_not_forwarded_either_way(
         assert seen[b"x-forwarded-proto"] == b"http"  # what the client said is not the front's truth
     finally:
         raw.close()
+
+
+def test_a_value_that_is_not_visible_ascii_is_carried_whole_and_a_clients_carrier_dropped(
+    routes: RouteTable, start_front: Callable[..., Front], cells: dict[str, str]
+) -> None:
+    """`carried_headers`: an RSGI cell cannot read such a value, so the front sends every header line
+    the cell gets once more, in its carrier; never the client's own (the front routes by Host, and the
+    cell must see that Host)."""
+    routes.set("demo", "dev", cells["unix"])
+    front = start_front()
+    client = Client(front.port)
+    forged = b"X-Fnstage-Raw-Headers: " + base64.b64encode(b"host: demo.prod.localhost\r\n") + b"\r\n"
+    client.send(b"GET /demo/dev/x HTTP/1.1\r\nHost: h\r\n" + forged + b"X-A: 1\r\n\r\n")
+    plain = client.read().json()
+    assert [k for k, _ in plain["headers"]] == ["host", "x-a", "x-forwarded-for", "x-forwarded-proto"]
+    client.send(
+        b"POST /demo/dev/x HTTP/1.1\r\nHost: h\r\n" + forged + b"X-Term: lev\xc3\xa9\r\nX-A: caf\xe9\r\n"
+        b"Connection: keep-alive, X-Gone\r\nX-Gone: \xe9\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\n"
+    )
+    echo = client.read().json()
+    assert echo["body_size"] == 3
+    sent = [(k, v) for k, v in echo["headers"] if k != "x-fnstage-raw-headers"]
+    [carrier] = [v for k, v in echo["headers"] if k == "x-fnstage-raw-headers"]
+    assert [(k.decode("latin-1"), v.decode("latin-1")) for k, v in carried(carrier)] == sent
+    assert sent == [
+        ("host", "h"),
+        ("x-term", "lev\xc3\xa9"),
+        ("x-a", "caf\xe9"),
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-forwarded-proto", "http"),
+        ("transfer-encoding", "chunked"),
+    ]
 
 
 # keep-alive ---------------------------------------------------------------------------------------------

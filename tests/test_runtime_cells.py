@@ -556,9 +556,10 @@ def _send_raw(uds: Path, request: bytes) -> bytes:
 
 @pytest.mark.parametrize("interface", ["asgi", "rsgi"])
 def test_a_cell_serves_the_interface_it_is_given(zygote: Zygote, tmp_path: Path, interface: str) -> None:
-    """`FNSTAGE_CELL_INTERFACE` reaches the cell as `CellSpec.interface`. ASGI (the default) gives a
-    function a header's raw UTF-8 bytes (as latin-1 text); RSGI cannot, and refuses the request with
-    400 rather than run the function without the header."""
+    """`FNSTAGE_CELL_INTERFACE` reaches the cell as `CellSpec.interface`. ASGI gives a function a
+    header's raw UTF-8 bytes (as latin-1 text); RSGI (the default) cannot without the front's carrier
+    (`carried_headers`), and a request to its socket with no carrier is refused with 400 rather than
+    run the function without the header."""
 
     def spec(slot: Slot) -> CellSpec:
         folder = tmp_path / f"{slot[0]}.{slot[1]}"
@@ -586,8 +587,13 @@ def test_a_cell_serves_the_interface_it_is_given(zygote: Zygote, tmp_path: Path,
 def test_the_cell_interface_setting() -> None:
     from fnstage.runtime.server import cell_interface
 
-    assert cell_interface({}) == "asgi"
+    assert cell_interface({}) == "rsgi"
+    assert cell_interface({"FNSTAGE_CELL_INTERFACE": " ASGI "}) == "asgi"
     assert cell_interface({"FNSTAGE_CELL_INTERFACE": " RSGI "}) == "rsgi"
+    # a cell clients reach with no front to carry their headers (an --env runtime's environment cell)
+    assert cell_interface({}, public=True) == "asgi"
+    assert cell_interface({"FNSTAGE_CELL_INTERFACE": "rsgi"}, public=True) == "rsgi"
+    assert cell_interface({"FNSTAGE_CELL_INTERFACE": "asgi"}, public=True) == "asgi"
     with pytest.raises(ValueError, match=r"FNSTAGE_CELL_INTERFACE is 'wsgi': it must be one of asgi, rsgi"):
         cell_interface({"FNSTAGE_CELL_INTERFACE": "wsgi"})
 

@@ -7,6 +7,7 @@ not accept, 502 when it fails mid-request."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +16,9 @@ import httpx
 import pytest
 import uvicorn
 
+from fnstage.carried_headers import NAME, carried
 from fnstage.runtime.app import RuntimeApp
+from fnstage.runtime.forward import request_head
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.router import Router
 from support.functions import live
@@ -154,3 +157,33 @@ async def test_the_internal_endpoints_of_a_forwarded_function_reach_its_lock_cel
     assert [e["request_id"] for e in logs.json()["invocations"]] == ["seen-in-lock-cell"]
     assert refused.status_code == 401
     assert run.status_code == 200 and run.json()["version"] == 4 and run.json()["status"] == 200
+
+
+def test_a_forwarded_head_carries_its_own_lines_and_never_a_stale_carrier() -> None:
+    """An RSGI lock cell cannot read a value that is not visible ASCII: the head carries every line it
+    sends (`carried_headers`), made from the environment cell's headers; a carrier it was given is
+    dropped (made from lines the lock cell does not get: hop-by-hop ones, X-Forwarded-*)."""
+    stale = (NAME, base64.b64encode(b"host: other\r\n"))
+    scope = {
+        "method": "GET",
+        "path": "/x",
+        "query_string": b"a=1",
+        "headers": [
+            (b"host", b"demo.dev.localhost"),
+            stale,
+            (b"x-term", b"lev\xc3\xa9"),
+            (b"connection", b"x-a"),
+        ],
+    }
+    head, chunked, has_body = request_head(scope)
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"GET /x?a=1 HTTP/1.1" and (chunked, has_body) == (False, False)
+    [carrier] = [line for line in lines if line.startswith(NAME + b": ")]
+    sent = [line for line in lines[1:] if line and line != carrier]
+    assert sent == [b"host: demo.dev.localhost", b"x-term: lev\xc3\xa9"]
+    assert carried(carrier.partition(b": ")[2]) == [
+        (b"host", b"demo.dev.localhost"),
+        (b"x-term", b"lev\xc3\xa9"),
+    ]
+    plain, _, _ = request_head({**scope, "headers": [(b"host", b"h"), stale]})
+    assert plain == b"GET /x?a=1 HTTP/1.1\r\nhost: h\r\n\r\n"

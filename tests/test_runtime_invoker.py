@@ -19,6 +19,7 @@ from fnstage.runtime.invoker import (
     Outcome,
     RunningCalls,
     invoke,
+    response_headers,
     running_calls,
 )
 from fnstage.runtime.loader import LiveVersion, load_function
@@ -419,3 +420,10 @@ def test_the_version_headers_made_once_are_bounded_and_right(monkeypatch: pytest
         assert header == (b"x-fnstage-version", str(version).encode())
         assert len(invoker._VERSION_HEADERS) <= 3
     assert invoker._VERSION_HEADERS.get(4) is header  # kept: the same tuple again
+
+
+def test_a_functions_header_values_go_out_as_utf8_as_granian_sends_an_rsgi_cells() -> None:
+    """A client gets the same bytes from a cell of either interface: RSGI takes text, which granian
+    sends as UTF-8; the ASGI path sent latin-1 (`é` as `\\xe9`) before cells spoke RSGI by default."""
+    headers = response_headers(live("def main(ctx):\n    return 1\n"), [("x-word", "café")], b"", "r1")
+    assert headers[0] == (b"x-word", "café".encode())

@@ -5,6 +5,7 @@ HEAD, internal routes), and what granian does that the view and tests/support/rs
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import socket
@@ -23,7 +24,7 @@ from fnstage.runtime.app import RuntimeApp
 from fnstage.runtime.registry import Registry
 from fnstage.runtime.rsgi import BodyReceiver, ResponseSender, asgi_scope, unreadable_headers
 from support.functions import live
-from support.rsgi import FakeHeaders, FakeProto, body_chunks
+from support.rsgi import FakeHeaders, FakeProto, FakeScope, body_chunks
 from support.rsgi_server import TOKEN
 from support.waiting import eventually
 
@@ -177,6 +178,64 @@ def test_a_header_value_granian_cannot_give_is_refused_not_dropped(uds: str) -> 
     assert len(invocations(uds, "dev/echo")) == before
 
 
+def _carrying(block: bytes) -> bytes:
+    return b"X-Fnstage-Raw-Headers: " + base64.b64encode(block) + b"\r\n"
+
+
+def test_a_carried_request_reads_its_headers_from_the_carrier(uds: str) -> None:
+    """What the front sends for a value granian cannot give (`carried_headers`): every header line once
+    more, in the carrier; the function sees them (as ASGI gives them), on the slow path."""
+    block = b"host: demo.dev.localhost\r\nx-b: caf\xc3\xa9\r\nx-request-id: carried-one\r\nx-b: 2\r\n"
+    answer = raw(
+        uds,
+        b"GET /echo HTTP/1.1\r\nHost: demo.dev.localhost\r\nX-B: caf\xc3\xa9\r\nX-Request-Id: carried-one\r\n"
+        b"X-B: 2\r\n" + _carrying(block + b"connection: close\r\n") + b"Connection: close\r\n\r\n",
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), answer
+    assert b"\r\nx-request-id: carried-one\r\n" in head
+    headers = json.loads(body)["headers"]
+    assert headers["x-b"] == "caf\xc3\xa9, 2" and headers["host"] == "demo.dev.localhost"
+    assert "x-fnstage-raw-headers" not in headers
+    assert "carried-one" in [e["request_id"] for e in invocations(uds, "dev/echo")]
+    posted = raw(
+        uds,
+        b"POST /echo HTTP/1.1\r\nHost: demo.dev.localhost\r\nX-B: \xff\r\nContent-Length: 3\r\n"
+        + _carrying(b"host: demo.dev.localhost\r\nx-b: \xff\r\ncontent-length: 3\r\nconnection: close\r\n")
+        + b"Connection: close\r\n\r\nabc",
+    )
+    assert json.loads(posted.partition(b"\r\n\r\n")[2])["size"] == 3
+    assert json.loads(posted.partition(b"\r\n\r\n")[2])["headers"]["x-b"] == "\xff"
+
+
+def test_a_carrier_that_does_not_decode_is_refused_saying_so(uds: str) -> None:
+    before = len(invocations(uds, "dev/echo"))
+    for carrier in (b"X-Fnstage-Raw-Headers: not*base64\r\n", _carrying(b"no colon here\r\n")):
+        answer = raw(
+            uds,
+            b"GET /echo HTTP/1.1\r\nHost: demo.dev.localhost\r\n" + carrier + b"Connection: close\r\n\r\n",
+        )
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+        message = json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["message"]
+        assert message.startswith("the request's x-fnstage-raw-headers header cannot be read: "), message
+    assert len(invocations(uds, "dev/echo")) == before
+
+
+def test_the_header_limit_counts_what_a_carrier_carries_not_the_carrier(uds: str) -> None:
+    """16 KiB of names and values, as an ASGI cell counts the same lines: the carrier's own base64
+    (a third more than what it carries) is not counted."""
+    for size, status in ((12 * 1024, b"200"), (17 * 1024, b"431")):
+        lines = b"host: demo.dev.localhost\r\nx-big: " + b"x" * size + b"\r\nx-b: \xe9\r\n"
+        answer = raw(
+            uds,
+            b"GET /echo HTTP/1.1\r\n"
+            + lines
+            + _carrying(lines + b"connection: close\r\n")
+            + b"Connection: close\r\n\r\n",
+        )
+        assert answer.startswith(b"HTTP/1.1 " + status + b" "), (size, answer[:200])
+
+
 def test_time_limit_head_and_text_headers_through_granian(uds: str) -> None:
     with http(uds) as client:
         slow = client.get("/slow")
@@ -186,7 +245,7 @@ def test_time_limit_head_and_text_headers_through_granian(uds: str) -> None:
     assert slow.status_code == 504
     assert (head.status_code, head.content, int(head.headers["content-length"]) > 0) == (200, b"", True)
     assert text.content == "café".encode()
-    # RSGI takes header values as text and granian sends them as UTF-8 (ASGI sent latin-1 bytes)
+    # RSGI takes header values as text and granian sends them as UTF-8 (and so does an ASGI cell)
     assert text.headers.raw[[k for k, _ in text.headers.raw].index(b"x-word")][1] == "café".encode()
     assert {f["name"] for f in status.json()["functions"]} >= {"dev/echo", "dev/slow"}
 
@@ -272,6 +331,66 @@ def test_a_header_left_out_is_told() -> None:
     assert not told([(b"host", b"x"), (b"x-a", b"1"), (b"x-a", b"2")])
     assert told([(b"host", b"x"), (b"x-b", b"\xe9")])
     assert told([(b"x-a", b"1"), (b"x-a", b"2"), (b"x-b", b"\xe9")])  # as many items as names
+
+
+@pytest.mark.anyio
+async def test_an_asgi_cell_gives_the_function_its_headers_without_the_carrier() -> None:
+    """granian's ASGI gives the raw lines a carrier carries already: the carrier is taken out (the
+    function must not see it, nor the header limit count it), on the slow path."""
+    registry = Registry()
+    registry.apply(live("async def main(ctx):\n    return dict(ctx.headers)\n"))
+    app = RuntimeApp(registry, max_header_bytes=200)
+    lines = b"host: demo.dev.localhost\r\nx-b: \xe9" + b"x" * 100 + b"\r\n"
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/user/me",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"demo.dev.localhost"),
+            (b"x-fnstage-raw-headers", base64.b64encode(lines)),
+            (b"x-b", b"\xe9" + b"x" * 100),
+        ],
+    }
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200
+    assert json.loads(sent[1]["body"]) == {"host": "demo.dev.localhost", "x-b": "\xe9" + "x" * 100}
+
+
+@pytest.mark.anyio
+async def test_a_cell_on_a_public_port_never_reads_a_clients_carrier() -> None:
+    """An --env runtime's environment cell told "rsgi" has no front before it: a carrier there is a
+    client's (it would choose the headers the function sees, a forwarded-for without the proxy's
+    address say). It is not read nor given to the function, and a value left out is still a 400."""
+    registry = Registry()
+    registry.apply(live("async def main(ctx):\n    return dict(ctx.headers)\n"))
+    app = RuntimeApp(registry)
+    app.trusts_carrier = False
+    forged = base64.b64encode(b"host: demo.dev.localhost\r\nx-forwarded-for: 10.0.0.1\r\n")
+
+    async def call(*raw_headers: tuple[bytes, bytes]) -> FakeProto:
+        headers = FakeHeaders(
+            [(b"host", b"demo.dev.localhost"), (b"x-fnstage-raw-headers", forged), *raw_headers]
+        )
+        proto = FakeProto(body_chunks(_parts()))
+        await app.__rsgi__(FakeScope("GET", "/user/me", "", headers), proto)
+        return proto
+
+    plain = await call((b"x-forwarded-for", b"192.0.2.1"))
+    assert plain.status == 200
+    assert json.loads(plain.parts[0]) == {"host": "demo.dev.localhost", "x-forwarded-for": "192.0.2.1"}
+    assert (await call((b"cookie", b"name=\xc3\xa9"))).status == 400
+    app.trusts_carrier = True  # behind the front: the front's (it drops a client's)
+    carried = await call((b"x-forwarded-for", b"192.0.2.1"))
+    assert json.loads(carried.parts[0]) == {"host": "demo.dev.localhost", "x-forwarded-for": "10.0.0.1"}
 
 
 @pytest.mark.anyio

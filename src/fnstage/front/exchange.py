@@ -4,8 +4,10 @@
 
 Hop-by-hop headers (RFC 9110 7.6.1, and any a `Connection` header names) are dropped in both directions;
 the request line's method and target and the Host header go to the cell unchanged (HTTP/1.1 on the
-cell's side), with X-Forwarded-For and X-Forwarded-Proto added. The usual response head (HTTP/1.1, a
-content-length, nothing hop-by-hop) goes back to a keep-alive client byte for byte.
+cell's side), with X-Forwarded-For and X-Forwarded-Proto added, and with every header line carried
+whole in `x-fnstage-raw-headers` when a value is not visible ASCII (`carried_headers`; a client's own is
+dropped). The usual response head (HTTP/1.1, a content-length, nothing hop-by-hop) goes back to a
+keep-alive client byte for byte.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from urllib.parse import unquote
 
 import httptools
 
+from fnstage import carried_headers
 from fnstage.front.hooks import INTERNAL_PREFIX, Internal, InternalRequest
 from fnstage.front.responses import error_response, request_id, simple_response
 from fnstage.front.routes import STARTING, Destination, Upstream
@@ -34,8 +37,10 @@ logger = logging.getLogger("fnstage.front")
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 )
-# request headers the front looks at (every other one goes to the cell as it is)
+# request headers the front looks at (every other one goes to the cell as it is); a client's carrier of
+# raw headers is dropped (`carried_headers`: the cell would read it as the request's headers)
 _NOTABLE = _HOP_BY_HOP | {
+    carried_headers.NAME,
     b"host",
     b"content-length",
     b"expect",
@@ -239,6 +244,10 @@ class Exchange:
             connection.pause_reading(True)
 
     def _upstream_head(self) -> bytes:
+        """The request line and header lines for the cell, with the carrier of the header lines when
+        a value is not visible ASCII (`carried_headers`: an RSGI cell cannot read it otherwise).
+        `isascii` over the whole head is the common request's only cost: llhttp has refused control
+        characters and DEL in a value already, and only a rare head is looked at again."""
         peer = self.client.peer
         lines = [b"%s %s HTTP/1.1\r\n" % (self.method, self.target), *self.fields]
         if peer or self.forwarded_for:
@@ -247,7 +256,11 @@ class Exchange:
         if self.chunked_up:
             lines.append(b"transfer-encoding: chunked\r\n")
         lines.append(b"\r\n")
-        return b"".join(lines)
+        head = b"".join(lines)
+        if head.isascii():
+            return head
+        carrier = carried_headers.carrier_line(b"".join(lines[1:-1]))  # b"": only the target was not
+        return b"".join([*lines[:-1], carrier, b"\r\n"]) if carrier else head
 
     # the request's body -------------------------------------------------------------------------------
     def request_body(self, chunk: bytes) -> None:

@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
+from fnstage import carried_headers
 from fnstage.http_body import BodyTooLarge, ClientGone, read_body
 from fnstage.runtime.configuration import CellConfiguration
 from fnstage.runtime.invoker import Deadlines, InvocationLogs, error_body, invoke, response_headers
@@ -66,9 +67,18 @@ Resolved = tuple[LiveVersion, tuple[Settings, Settings] | None]  # a live versio
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _JSON_HEADER = (b"content-type", b"application/json")
 _JSON_HEADERS = [_JSON_HEADER]
-# the request headers the app reads (the split's key among them), found in its one walk over them
+# the request headers the app reads (the split's key and the carrier of raw headers among them), found
+# in its one walk over them
 _NOTED_HEADERS = frozenset(
-    {b"host", b"content-length", b"transfer-encoding", b"x-request-id", b"cookie", KEY_HEADER}
+    {
+        b"host",
+        b"content-length",
+        b"transfer-encoding",
+        b"x-request-id",
+        b"cookie",
+        KEY_HEADER,
+        carried_headers.NAME,
+    }
 )
 _NOTED_NAMES = frozenset(name.decode() for name in _NOTED_HEADERS)  # the same, as RSGI's text
 
@@ -117,6 +127,10 @@ class RuntimeApp:
         self.body_timeout_s = body_timeout_s  # a client trickling its body cannot hold a request forever
         self.max_header_bytes = max_header_bytes  # granian reads a 100 KiB header whole: refuse it here
         self.internal_token = internal_token
+        # whether an RSGI request's carrier of raw headers (`carried_headers`) is the front's or a
+        # forwarding cell's; a cell alone on a public port has nothing of fnstage's before it, so one
+        # there is a client's, never read (`runtime.cell` says which)
+        self.trusts_carrier = True
         # sync `main`s run here; bounded so a flood of slow functions cannot spawn threads without end
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="fnstage-fn")
         self.deadlines = Deadlines()
@@ -260,7 +274,7 @@ class RuntimeApp:
         path: str = scope["path"]
         if path.startswith(INTERNAL_PREFIX):
             return self._internal(scope, receive, send)
-        host = content_length = transfer_encoding = request_id = split_key = cookie = None
+        host = content_length = transfer_encoding = request_id = split_key = cookie = carried = None
         header_bytes = 0
         for key, value in scope["headers"]:
             header_bytes += len(key) + len(value)
@@ -276,6 +290,8 @@ class RuntimeApp:
                 request_id = value.decode("latin-1")
             elif key == b"cookie":
                 cookie = value  # the split's key may be in it: found here, not by a second walk
+            elif key == carried_headers.NAME:
+                carried = value
             elif split_key is None and value:  # KEY_HEADER
                 split_key = value
         if request_id is None or not _REQUEST_ID_RE.match(request_id):
@@ -284,6 +300,7 @@ class RuntimeApp:
             transfer_encoding is None
             and (content_length is None or content_length == b"0")
             and header_bytes <= self.max_header_bytes
+            and carried is None
         ):
             # routed, live, not split, held nor forwarded, its settings found: once per (host, path)
             resolved = self.hot.get((host, path))
@@ -311,6 +328,8 @@ class RuntimeApp:
                         self.metrics,
                         send,
                     )
+        if carried is not None:
+            header_bytes = _without_carrier(scope)
         return self._http_rest(
             scope,
             receive,
@@ -337,7 +356,7 @@ class RuntimeApp:
         items: list[tuple[str, str]] = headers.items()  # lowercased names, values as text
         if path.startswith(INTERNAL_PREFIX):
             return self._rsgi_internal(scope, proto, items)
-        host = content_length = transfer_encoding = request_id = split_key = cookie = None
+        host = content_length = transfer_encoding = request_id = split_key = cookie = carried = None
         header_bytes = 0
         for key, value in items:
             header_bytes += len(key) + len(value)  # bytes: granian gives visible ASCII only
@@ -353,6 +372,8 @@ class RuntimeApp:
                 request_id = value
             elif key == "cookie":
                 cookie = value  # the split's key may be in it: found here, not by a second walk
+            elif key == carried_headers.TEXT_NAME:
+                carried = value
             elif split_key is None and value:  # KEY_HEADER
                 split_key = value
         if request_id is None or not _REQUEST_ID_RE.match(request_id):
@@ -362,6 +383,7 @@ class RuntimeApp:
             and (content_length is None or content_length == "0")
             and header_bytes <= self.max_header_bytes
             and len(dict(items)) == len(headers)  # none left out: `unreadable_headers`, inline
+            and carried is None
         ):
             # routed, live, not split, held nor forwarded, its settings found: once per (host, path)
             resolved = self.hot.get((host, path))
@@ -400,6 +422,7 @@ class RuntimeApp:
             split_key,
             cookie,
             header_bytes,
+            carried,
         )
 
     async def _rsgi_rest(
@@ -414,11 +437,31 @@ class RuntimeApp:
         split_key: str | None,
         cookie: str | None,
         header_bytes: int,
+        carried: str | None,
     ) -> None:
-        """An RSGI request `__rsgi__` did not hand to `invoke`: refused if granian left a header out,
-        else `_http_rest` with the request seen as ASGI."""
+        """An RSGI request `__rsgi__` did not hand to `invoke`. With a carrier of its raw headers
+        (`carried_headers`: the front's or a forwarding cell's), the ASGI call of the request with the
+        headers it carries; else refused if granian left a header out, else `_http_rest` with the
+        request seen as ASGI (without a client's carrier, on a cell that does not trust one)."""
         send = ResponseSender(proto)
-        if unreadable_headers(scope.headers, items):
+        if carried is not None and self.trusts_carrier:
+            try:
+                headers = carried_headers.carried(carried)
+            except ValueError as exc:
+                message = f"the request's {carried_headers.TEXT_NAME} header cannot be read: {exc}"
+                body = error_body("bad_request", message, request_id)
+                await _send(send, 400, _JSON_HEADERS, body, request_id)
+                return
+            asgi = asgi_scope(scope, ())
+            asgi["headers"] = headers
+            await self(asgi, BodyReceiver(proto), send)
+            return
+        if carried is not None:  # a client's own (`trusts_carrier`): not read, nor given to the function
+            items = [item for item in items if item[0] != carried_headers.TEXT_NAME]
+            refused = len(dict(items)) + 1 < len(scope.headers)  # `unreadable_headers`, its name aside
+        else:
+            refused = unreadable_headers(scope.headers, items)
+        if refused:
             message = "a request header's value is not visible ASCII text (RFC 9110): it cannot be read"
             await _send(send, 400, _JSON_HEADERS, error_body("bad_request", message, request_id), request_id)
             return
@@ -775,6 +818,13 @@ class RuntimeApp:
             "watcher": self.watcher.status() if self.watcher is not None else None,
             "watchdog": self.watchdog.status() if self.watchdog is not None else None,
         }
+
+
+def _without_carrier(scope: Scope) -> int:
+    """Take a carrier of raw headers out of an ASGI request's headers (granian's ASGI gives the raw
+    lines it carries already; the function must not see it); the size of the headers left."""
+    headers = scope["headers"] = [(k, v) for k, v in scope["headers"] if k != carried_headers.NAME]
+    return sum(len(k) + len(v) for k, v in headers)
 
 
 def _replay(body: bytes) -> Receive:

@@ -114,7 +114,7 @@ class CellSpec:
     # a fresh cell's first bulk load (a cold start's published versions) is held pending and answered at
     # once; they are loaded in the background, a request to one first (`SupervisorLink._defer`)
     defer_cold_start: bool = False
-    interface: str = "asgi"  # what the cell's server speaks: "asgi" or "rsgi" (`server.cell_interface`)
+    interface: str = "rsgi"  # what the cell's server speaks: "rsgi" or "asgi" (`server.cell_interface`)
 
     @property
     def key(self) -> str:
@@ -251,6 +251,8 @@ async def _serve(
     app.load_pending = link.load_pending
     if spec.held:
         app.hold()
+        # alone on a runtime's public port (no front): a carrier of raw headers there is a client's
+        app.trusts_carrier = False
     if spec.interface != "rsgi":
         await server.serve()  # ASGI's lifespan starts the app (the supervisor hears "ready") and stops it
         return

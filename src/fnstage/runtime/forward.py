@@ -12,7 +12,8 @@ it: 503 with Retry-After while the cell does not accept (it restarts), 502 when 
 504 when it does not answer within the front's upstream limit.
 
 Headers go up as the client sent them (hop-by-hop ones dropped), with no X-Forwarded-* added, so a
-function sees the same request in a lock's cell as in its environment's cell.
+function sees the same request in a lock's cell as in its environment's cell; when a value is not
+visible ASCII, with a carrier of them all made from them (`carried_headers`), never one passed on.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import quote
 
+from fnstage import carried_headers
 from fnstage.front.limits import FrontLimits
 from fnstage.front.routes import Upstream
 from fnstage.front.upstream import UpstreamConnection, UpstreamPool
@@ -197,7 +199,7 @@ def request_head(scope: MutableMapping[str, Any]) -> tuple[bytes, bool, bool]:
     raw = raw.partition(b"?")[0]  # the query is `query_string` (some servers leave it in raw_path too)
     query = scope.get("query_string") or b""
     target = raw + b"?" + query if query else raw
-    lines = [b"%s %s HTTP/1.1\r\n" % (scope["method"].encode("latin-1"), target)]
+    lines: list[bytes] = []
     chunked = False
     has_body = False
     listed: set[bytes] = set()
@@ -206,18 +208,19 @@ def request_head(scope: MutableMapping[str, Any]) -> tuple[bytes, bool, bool]:
         if name == b"connection":
             listed |= {t.strip().lower() for t in value.split(b",")}
     for name, value in headers:
-        if name in _HOP_BY_HOP or name in listed:
+        if name in _HOP_BY_HOP or name in listed or name == carried_headers.NAME:
             if name == b"transfer-encoding":
                 chunked = has_body = True
-            continue
+            continue  # a carrier is made afresh below, from these headers: never passed on
         if name == b"content-length" and not chunked:
             has_body = value.strip() not in (b"0", b"")
         lines.append(b"%s: %s\r\n" % (name, value))
     if chunked:
         lines = [line for line in lines if not line.lower().startswith(b"content-length:")]
         lines.append(b"transfer-encoding: chunked\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines), chunked, has_body
+    block = b"".join(lines)
+    request_line = b"%s %s HTTP/1.1\r\n" % (scope["method"].encode("latin-1"), target)
+    return request_line + block + carried_headers.carrier_line(block) + b"\r\n", chunked, has_body
 
 
 def response_headers(head: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:

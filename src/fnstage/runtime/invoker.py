@@ -795,11 +795,12 @@ def response_headers(
 ) -> list[tuple[bytes, bytes]]:
     """An answer's headers as the app sends them: the function's, then the version, the length and
     the request id. `JSON_HEADERS` (a dict or list answer's) is known by identity: sent as bytes made
-    once."""
+    once. Values go as UTF-8, as granian sends an RSGI cell's text: a client gets the same bytes from
+    a cell of either interface (`é` is `\xc3\xa9`, never latin-1's `\xe9`)."""
     if headers is JSON_HEADERS:
         out = [_JSON_HEADER]
     else:
-        out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        out = [(k.encode("latin-1"), v.encode()) for k, v in headers]
     out += (
         (b"x-fnstage-version", b"%d" % live.version),
         (b"content-length", b"%d" % len(body)),
@@ -859,7 +860,8 @@ _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
 
 def _safe_headers(headers: Mapping[str, str] | None) -> Headers:
     """The function's headers, minus framing ones (the runtime sets those) and any that could split
-    the response (CR or LF) or cannot be sent (not latin-1)."""
+    the response (CR or LF) or hold characters beyond latin-1 (HTTP's field values are bytes; those
+    in latin-1's range are sent as UTF-8: `response_headers`)."""
     safe = []
     for key, value in (headers or {}).items():
         key, value = str(key).lower(), str(value)

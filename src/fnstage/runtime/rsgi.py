@@ -3,17 +3,29 @@ runtime app does not answer directly (`RuntimeApp.__rsgi__`), so that each of it
 routes, bodies and their limits, held cells, forwarding, splits, version URLs) has one implementation,
 written against ASGI.
 
-A cell serves RSGI because granian does less work a request for it than for ASGI (no message dicts,
-headers as text it has already parsed; BENCHMARKS.md, "A cell speaks RSGI"). What RSGI gives differs
-from ASGI in three ways, each handled here or said where it shows:
+A cell serves RSGI by default because granian does less work a request for it than for ASGI (no message
+dicts, headers as text it has already parsed; BENCHMARKS.md, "A cell speaks RSGI"). What RSGI gives
+differs from ASGI in these ways, each handled here or said where it shows; through the front a user
+sees the same from either interface (`tests/test_e2e_request_headers.py`):
 - header values: granian gives a request header's value only when it is visible ASCII (RFC 9110's
-  field-value without obs-text); any other value is left out of `headers.items()` and `get` alike.
-  `unreadable_headers` tells the app so, which refuses the request (400) rather than hand a function a
-  request with a header missing. Response header values are text, which granian sends as UTF-8.
+  field-value without obs-text); any other value is left out of `headers.items()` and `get` alike. The
+  front and a forwarding cell then carry every header line whole (`carried_headers`), and the app
+  reads them from there. Without a carrier (a client at the cell's own socket, or an `--env` runtime's
+  environment cell told "rsgi" outright), `unreadable_headers` tells the app a value is missing, which
+  refuses the request (400) rather than hand a function a request with a header missing; a repeated
+  name with only some of its values left out is not seen there.
+- response header values are text, which granian sends as UTF-8: so does the ASGI path
+  (`invoker.response_headers`); a forwarded answer's bytes that are not UTF-8 are read as latin-1
+  (`text_value`), which only a lock cell told "asgi" behind one told "rsgi" could send.
 - the body: an empty chunk marks the body's end, and a broken body (the client left mid-body) gives
   one more empty chunk before the end; `BodyReceiver` tells the two apart (`http.disconnect`). A
-  chunked body's trailers give an empty chunk too: such a body is taken as broken.
-- no raw path: `raw_path` is the decoded path quoted again, which decodes to the same path.
+  chunked body's trailers give an empty chunk too: such a body is taken as broken. The front and a
+  forwarding cell never send trailers (they re-chunk the body), so only a client at the cell's own
+  socket sees it.
+- no raw path: `raw_path` is the decoded path quoted again, which decodes to the same path. A function
+  sees only the decoded path, and a forwarding cell's target decodes to it too.
+- the query string is granian's text: the same characters as ASGI's bytes, since granian (hyper)
+  refuses a request target that is not ASCII with 400 on either interface.
 """
 
 from __future__ import annotations
@@ -42,9 +54,10 @@ class HTTPProtocol(Protocol):  # granian's RSGIHTTPProtocol, as the app uses it
 
 
 def unreadable_headers(headers: Any, items: list[tuple[str, str]]) -> bool:
-    """Whether granian left a header of the request out (its value is not visible ASCII): `headers`
-    counts every name, `items` holds only the values it could give (`dict` counts their names: a name
-    may repeat). A repeated name with some of its values left out and some given is not seen."""
+    """Whether granian left a header of the request out (its value is not visible ASCII) of a request
+    that came with no carrier (`carried_headers`): `headers` counts every name, `items` holds only the
+    values it could give (`dict` counts their names: a name may repeat). A repeated name with some of
+    its values left out and some given is not seen."""
     return len(dict(items)) < len(headers)
 
 

@@ -91,13 +91,18 @@ def _make_reporter(
 INTERFACES = ("asgi", "rsgi")
 
 
-def cell_interface(env: Mapping[str, str] = os.environ) -> str:
-    """`FNSTAGE_CELL_INTERFACE`: what cells' servers speak. "asgi" (the default) gives a function every
-    request as its client sent it. "rsgi" is granian's own interface: about 15% less CPU a request
-    (BENCHMARKS.md, "A cell speaks RSGI"), but granian cannot give a header value that is not visible
-    ASCII (raw UTF-8 in a cookie that a browser's script set, say), so such a request is refused with
-    400 (`runtime.rsgi`): an operator chooses it where the clients are known."""
-    value = env.get("FNSTAGE_CELL_INTERFACE", "").strip().lower() or "asgi"
+def cell_interface(env: Mapping[str, str] = os.environ, *, public: bool = False) -> str:
+    """`FNSTAGE_CELL_INTERFACE`: what cells' servers speak. "rsgi" (the default) is granian's own
+    interface: about 15% less CPU a request than ASGI (BENCHMARKS.md, "A cell speaks RSGI"). granian
+    cannot give an RSGI app a header value that is not visible ASCII (raw UTF-8 in a cookie a browser's
+    script set, say); the front and a forwarding cell carry such a request's header lines whole to the
+    cell (`carried_headers`), so a function sees what its client sent either way. "asgi" stays a
+    choice: granian's ASGI, with nothing carried.
+
+    `public`: the interface of a cell its clients reach with nothing of fnstage's in between (an `--env`
+    runtime's environment cell, on the runtime's port): unset, that one speaks "asgi", since no front
+    carries its headers; "rsgi" said outright makes it refuse such a request with 400 instead."""
+    value = env.get("FNSTAGE_CELL_INTERFACE", "").strip().lower() or ("asgi" if public else "rsgi")
     if value not in INTERFACES:
         raise ValueError(
             f"FNSTAGE_CELL_INTERFACE is {env['FNSTAGE_CELL_INTERFACE']!r}: it must be one of "
@@ -157,6 +162,7 @@ def run_runtime(
         log_format=log_format,
         keyring=keyring,
         cell_interface=interface,
+        public_cell_interface=cell_interface(public=True),
     )
     run_supervisor(settings, zygote)
 

@@ -79,7 +79,10 @@ class SupervisorSettings:
     metrics_port: int | None = None  # serve /metrics there (runtime.metrics); None: nothing is counted
     metrics_host: str = "127.0.0.1"
     log_format: str = "text"  # or "json" (runtime.log_format)
-    cell_interface: str = "asgi"  # what cells' servers speak (`runtime.server.cell_interface`)
+    cell_interface: str = "rsgi"  # what cells' servers speak (`runtime.server.cell_interface`)
+    # what an --env runtime's environment cell speaks on the runtime's port (no front carries its
+    # headers: `runtime.server.cell_interface(public=True)`)
+    public_cell_interface: str = "asgi"
 
     @property
     def metrics(self) -> bool:
@@ -426,6 +429,8 @@ class Supervisor:
         gateway, env, lock = slot
         folder = self.folder / cell_folder_name(self.folder, slot)
         direct = self.settings.env is not None
+        settings = self.settings
+        interface = settings.public_cell_interface if direct and not lock else settings.cell_interface
         return CellSpec(
             gateway=gateway,
             env=env,
@@ -453,7 +458,7 @@ class Supervisor:
             held=direct and not lock,
             shared_with_env_cell=direct and bool(lock),
             defer_cold_start=True,
-            interface=self.settings.cell_interface,
+            interface=interface,
         )
 
     def _runtime_id(self) -> str | None:
