@@ -123,9 +123,10 @@ FRAMED = ("id", "t", "d", "l")
 
 
 def read_shipment(data: bytes) -> dict[str, Any]:
-    """A cell's message (`FRAMED`) as one dict, every group as `columns_of` reads it; a column that
-    may keep its text (`_candidate`) comes as a `TextedList` whose text is its frame. ValueError: not
-    JSON, or frames missing or left over."""
+    """A cell's message (`FRAMED`) as one dict, every group as `columns_of` reads it; a frame of the
+    usual kind comes unparsed (`_UNPARSED`: a `ColumnText`), another that may keep its text
+    (`_candidate`) as a `TextedList` whose text is its frame. ValueError: not JSON, or frames missing
+    or left over."""
     # each line found by `find` (memchr), not `split` (a loop a byte in C: 370 instructions an invocation)
     end = data.find(b"\n")
     message: dict[str, Any] = json.loads(data if end < 0 else data[:end])  # not a dict: TypeError below
