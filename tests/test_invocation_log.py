@@ -364,22 +364,25 @@ def test_charts_are_computed_per_version_and_bucket_with_releases(
         InvocationStats(store, services.queries).chart("demo", "dev/user/me", "week")
 
 
-def test_the_writer_cuts_shipments_into_batches_and_writes_every_invocation_in_order(
+def test_the_writer_batches_whole_shipments_and_writes_every_invocation_in_order(
     store: Store, demo: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The writer queues a shipment's columns as they came; a batch takes BATCH invocations, cutting a
-    shipment's columns where it ends (the rest is first in the next), so a transaction stays bounded
-    and every invocation is written once, in order."""
+    """The writer queues a shipment's columns as they came; a batch takes whole shipments until it
+    holds BATCH invocations (a cut shipment's columns lose the texts they came with), cutting only a
+    shipment larger than a batch (the rest is first in the next), so a transaction stays bounded
+    (under 2 * BATCH) and every invocation is written once, in order."""
     from fnstage.runtime import log_writer
 
     transactions = _count_transactions(monkeypatch)
     monkeypatch.setattr(log_writer, "BATCH", 1000)
     writer = LogWriter(lambda: store.engine, LogSettings(keep=10_000))
     now = time.time()  # within the age bound, which the writer's prune applies
-    for shipment in range(3):
-        writer.offer(columns_of_records([record(shipment * 700 + n, at=now) for n in range(700)]))
+    sizes = [700, 700, 700, 2500, 300]
+    for shipment, size in enumerate(sizes):
+        first = sum(sizes[:shipment])
+        writer.offer(columns_of_records([record(first + n, at=now) for n in range(size)]))
     writer.start()
     writer.stop()
-    assert transactions == [1000, 1000, 100] and writer.stats()["written"] == 2100
-    found, _ = invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter(limit=3000))
-    assert [e["request_id"] for e in reversed(found)] == [f"req-{n}" for n in range(2100)]
+    assert transactions == [1400, 1000, 1000, 1000, 500] and writer.stats()["written"] == sum(sizes)
+    found, _ = invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter(limit=6000))
+    assert [e["request_id"] for e in reversed(found)] == [f"req-{n}" for n in range(sum(sizes))]

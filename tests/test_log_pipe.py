@@ -603,6 +603,33 @@ _PART = st.integers(1, 4).flatmap(
 )
 
 
+# shipments as a cell usually frames them, which the writer keeps unparsed (`log_process._UNPARSED`):
+# ids of one width, start times of one, plain lines; mixed with near misses that must be parsed
+_WIDE_ID = st.sampled_from(["0123456789abcdef", '0123456789abcde"', "0123456789abcd\x1f", "0123456789abcdeé"])
+_USUAL_PART = st.tuples(st.integers(1, 5), st.integers(0, 20)).flatmap(
+    lambda nw: st.tuples(
+        st.lists(st.one_of(st.just("f" * nw[1]), _WIDE_ID), min_size=nw[0], max_size=nw[0]),
+        st.lists(
+            st.integers(10**15, 10**16 - 1) | st.sampled_from([1764590000000000, 7, 0]),
+            min_size=nw[0],
+            max_size=nw[0],
+        ),
+        st.lists(
+            st.integers(0, 10**9) | st.sampled_from([0, 10**301, 10**309]), min_size=nw[0], max_size=nw[0]
+        ),
+        st.one_of(
+            st.none(),
+            st.lists(
+                st.lists(st.sampled_from(["hello from /", "a],[b", "", " ", "\t", "é", '"']), max_size=2)
+                | st.just(["x"]),
+                min_size=nw[0],
+                max_size=nw[0],
+            ),
+        ),
+    )
+)
+
+
 def _frame(values: Any, spaced: bool, ascii_only: bool) -> bytes:
     separators = (", ", ": ") if spaced else (",", ":")
     return json.dumps(values, separators=separators, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
@@ -618,6 +645,28 @@ def test_a_block_holds_the_encoders_text_whatever_text_the_cell_framed_its_colum
     escapes, "-0", characters the block escapes, ids past their size) is encoded again, so a block's
     bytes are those of main's rule whichever way a cell framed them, also when one block joins several
     shipments of a function."""
+    _check_block(parts, spaced, ascii_only, negative_zero)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_USUAL_PART, min_size=1, max_size=3), st.booleans())
+def test_a_block_holds_the_encoders_text_when_the_writer_kept_the_frames_unparsed(
+    parts: list[Any], spaced: bool
+) -> None:
+    """The same for columns as cells usually frame them, which the writer checks by C passes and stores
+    unparsed (ids and start times of one width, plain lines), and for their near misses (a start time
+    of another width, a leading zero, an integer no float holds, an id or a line needing an escape, an
+    empty list of lines): either way the block's bytes are main's, or the shipment is refused as before."""
+    import contextlib
+
+    with contextlib.suppress(OverflowError):  # an integer no float holds refuses the shipment, as before
+        _check_block(parts, spaced, False, False)
+        assert all(d < 10**309 for part in parts for d in part[2])
+        return
+    assert any(d >= 10**309 for part in parts for d in part[2])
+
+
+def _check_block(parts: list[Any], spaced: bool, ascii_only: bool, negative_zero: bool) -> None:
     from fnstage.runtime.log_process import columns_of
 
     header = {
@@ -649,13 +698,14 @@ def test_a_block_holds_the_encoders_text_whatever_text_the_cell_framed_its_colum
     assert row[14] == _stored_lines_column(lines)
 
 
-def test_a_cells_usual_columns_are_stored_as_the_cell_wrote_them() -> None:
+def test_a_cells_usual_columns_are_stored_as_the_cell_wrote_them_never_parsed() -> None:
     """The common shipment (ids, start times, durations and one logged line each, all plain ASCII) keeps
-    each column's text from the cell to the block: no column of it is encoded again by the writer."""
+    each column's text from the cell to the block: no column of it is encoded again by the writer, nor
+    even parsed (`invocation_log.ColumnText`), also when a block joins several messages."""
     from fnstage.runtime.cell import LogSender, SupervisorLink
     from fnstage.runtime.invoker import InvocationLog
     from fnstage.runtime.log_process import columns_of
-    from fnstage.store.invocation_log import TextedList
+    from fnstage.store.invocation_log import ColumnText
 
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     link = SupervisorLink.__new__(SupervisorLink)  # only its shipping: no channel, no registry
@@ -670,10 +720,13 @@ def test_a_cells_usual_columns_are_stored_as_the_cell_wrote_them() -> None:
     assert len(batch) > 1
     for columns in batch:
         kept = (columns.request_ids, columns.started_us, columns.durations_us, columns.lines)
-        assert all(type(column) is TextedList for column in kept)
+        assert all(type(column) is ColumnText for column in kept)
     joined = invocation_log._joined(batch)
-    assert all(type(column) is TextedList for column in joined[:2] + joined[4:6])
+    assert all(type(column) is ColumnText for column in joined[:2] + joined[4:6])
     row = invocation_log.block_row("demo", "dev/a", joined[0], joined[1:], 0, None)
+    parsed = [c for columns in batch for c in columns[2:] if type(c) is ColumnText and c._values is not None]
+    assert parsed == [] and all(c._values is None for c in joined if type(c) is ColumnText)
+    assert row[3:5] == (served[0][2][1], served[-1][2][1])  # the first and last start, unparsed
     assert json.loads(row[9]) == [e[2][0] for e in served]
     assert json.loads(row[10]) == [int(e[2][1] * 1e6) for e in served]
     assert row[14] == _stored_lines_column([list(e[2][5]) for e in served])

@@ -31,12 +31,12 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import chain
 from typing import IO, TYPE_CHECKING, Any
 
 from fnstage.runtime.log_writer import LogSettings
-from fnstage.store.invocation_log import Lines, LogColumns, LogRecord, TextedList, records, texted
+from fnstage.store.invocation_log import ColumnText, Lines, LogColumns, LogRecord, TextedList, records, texted
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -87,7 +87,8 @@ def columns_of(groups: Any, gateway: str, env: str, runtime_id: str | None = Non
             continue
         started, durations = _integers(started), _integers(durations)
         _check_times(started, durations)
-        request_ids = _cut_strings(request_ids, 64)
+        if request_ids.__class__ is not ColumnText:  # else checked unparsed: of 64 at most
+            request_ids = _cut_strings(request_ids, 64)
         # a kept text holds the ids only: nothing but their quotes and commas between them
         if (
             request_ids.__class__ is TextedList
@@ -122,9 +123,10 @@ FRAMED = ("id", "t", "d", "l")
 
 
 def read_shipment(data: bytes) -> dict[str, Any]:
-    """A cell's message (`FRAMED`) as one dict, every group as `columns_of` reads it; a column that
-    may keep its text (`_candidate`) comes as a `TextedList` whose text is its frame. ValueError: not
-    JSON, or frames missing or left over."""
+    """A cell's message (`FRAMED`) as one dict, every group as `columns_of` reads it; a frame of the
+    usual kind comes unparsed (`_UNPARSED`: a `ColumnText`), another that may keep its text
+    (`_candidate`) as a `TextedList` whose text is its frame. ValueError: not JSON, or frames missing
+    or left over."""
     # each line found by `find` (memchr), not `split` (a loop a byte in C: 370 instructions an invocation)
     end = data.find(b"\n")
     message: dict[str, Any] = json.loads(data if end < 0 else data[:end])  # not a dict: TypeError below
@@ -139,7 +141,8 @@ def read_shipment(data: bytes) -> dict[str, Any]:
             if end < 0:
                 raise ValueError("frames missing")
             start, end = end + 1, data.find(b"\n", end + 1)
-            columns[key] = _candidate(data[start:] if end < 0 else data[start:end], key in ("t", "d"))
+            frame = data[start:] if end < 0 else data[start:end]
+            columns[key] = _UNPARSED[key](frame) or _candidate(frame, key in ("t", "d"))
     if end >= 0:
         raise ValueError("frames left over")
     return message
@@ -162,6 +165,84 @@ def _candidate(frame: bytes, integers: bool) -> Any:
     return texted(values, text)
 
 
+# A frame kept unparsed (`invocation_log.ColumnText`) only when C passes show it is the block's own
+# text of values that need no cut nor check more: anything else (a space, an escape, an empty list,
+# ids of several widths...) goes the parsing way (`_candidate`), which may still keep its text.
+_INT = rb"(?:0|[1-9][0-9]{0,299}+)"  # as JSON spells a non-negative integer; 300 digits: a float holds it
+_INTS = re.compile(rb"\[" + _INT + rb"(?:," + _INT + rb")*+\]")
+_STRINGS = rb'"[^"\x00-\x1f\\\x7f-\xff]*+"(?:,"[^"\x00-\x1f\\\x7f-\xff]*+")*+'  # ASCII, nothing to escape
+_LINES = re.compile(rb"\[\[" + _STRINGS + rb"\](?:,\[" + _STRINGS + rb"\])*+\]")  # no list empty
+
+
+def _unparsed_ids(frame: bytes) -> ColumnText | None:
+    """Request ids all of one width (a cell's own: 32 hex digits), at most 64, as the block spells
+    them: each quote, comma and bracket at its place (one C pass of a slice each)."""
+    n = frame.count(b'","') + 1
+    width = (len(frame) - 1) // n - 3
+    if not (
+        0 <= width <= 64
+        and len(frame) == n * (width + 3) + 1
+        and frame.count(b'"') == 2 * n
+        and frame[:1] == b"["
+        and frame[1 :: width + 3] == b'"' * n
+        and frame[width + 2 :: width + 3] == b'"' * n
+        and frame[width + 3 :: width + 3] == b"," * (n - 1) + b"]"
+        and frame.isascii()
+        and frame.translate(None, _NOT_IN_IDS) == frame
+    ):
+        return None
+    return ColumnText(frame.decode("ascii"), n)
+
+
+_NOT_IN_IDS = bytes(range(32)) + b"\\\x7f"  # what the block's encoder escapes (a quote: counted above)
+
+
+def _unparsed_starts(frame: bytes) -> ColumnText | None:
+    """Start times all of one width (microseconds since the epoch: 16 digits), so the least and the
+    greatest are found by comparing their digits as bytes, without an int made of each."""
+    inner = frame[1:-1]
+    width = inner.find(b",")
+    if width < 0:
+        width = len(inner)
+    n = inner.count(b",") + 1
+    if not (
+        frame[:1] == b"["
+        and frame[-1:] == b"]"
+        and 0 < width <= 300
+        and len(inner) == n * (width + 1) - 1
+        and inner[width :: width + 1] == b"," * (n - 1)
+        and inner.replace(b",", b"").isdigit()
+        and (width == 1 or b"0" not in inner[:: width + 1])  # no leading zero
+    ):
+        return None
+    digits = inner.split(b",")
+    return ColumnText(frame.decode("ascii"), n, int(min(digits)), int(max(digits)))
+
+
+def _unparsed_durations(frame: bytes) -> ColumnText | None:
+    """Durations: integers as JSON spells them, checked by one pass of a regular expression."""
+    if _INTS.fullmatch(frame) is None:
+        return None
+    return ColumnText(frame.decode("ascii"), frame.count(b",") + 1)
+
+
+def _unparsed_lines(frame: bytes) -> ColumnText | None:
+    """Each invocation's lines, a list of at least one string of ASCII that needs no escape, as the
+    block's lines column (`_stored_lines`'s two replaces), checked by one pass of a regular expression."""
+    if len(frame) > MAX_LOGGED_CHARS or _LINES.fullmatch(frame) is None:
+        return None
+    inner = frame[1:-1].decode("ascii").replace('"', '\\"').replace('\\"],[\\"', '\\"]","[\\"')
+    return ColumnText('["' + inner + '"]', frame.count(b'"],["') + 1, source=frame)
+
+
+_UNPARSED: dict[str, Callable[[bytes], ColumnText | None]] = {
+    "id": _unparsed_ids,
+    "t": _unparsed_starts,
+    "d": _unparsed_durations,
+    "l": _unparsed_lines,
+}
+
+
 def records_of(groups: Any, gateway: str, env: str, runtime_id: str | None = None) -> list[LogRecord]:
     """`columns_of`'s invocations one record each (what a reader of one invocation wants: tests)."""
     return [record for columns in columns_of(groups, gateway, env, runtime_id) for record in records(columns)]
@@ -177,8 +258,11 @@ def _ints(values: Sequence[Any]) -> Sequence[int]:
 
 
 def _integers(values: Sequence[Any]) -> Sequence[int]:
-    """Each value as an int; a column kept with its text is integers already (`_candidate`)."""
-    return values if values.__class__ is TextedList else list(map(int, values))
+    """Each value as an int; a column kept with its text is integers already (`_candidate`), and
+    one kept unparsed was checked to hold JSON integers only (`_UNPARSED`)."""
+    if values.__class__ is TextedList or values.__class__ is ColumnText:
+        return values
+    return list(map(int, values))
 
 
 def _check_times(started: Sequence[int], durations: Sequence[int]) -> None:
@@ -186,6 +270,8 @@ def _check_times(started: Sequence[int], durations: Sequence[int]) -> None:
     records held floats: stored as integers, it would fail its whole batch's write instead (a block's
     first and last start are floats)."""
     for column in (started, durations):
+        if column.__class__ is ColumnText:  # of 300 digits at most (`_INT`, `_unparsed_starts`)
+            continue
         float(max(column))
         if column.__class__ is not TextedList:  # of digits only: none is negative (`_candidate`)
             float(min(column))
@@ -294,8 +380,8 @@ def _shipped_columns(columns: dict[str, Any]) -> tuple[Sequence[Any], ...]:
     [lines...]}` (one value: every invocation's; no "l": none logged a line), as `columns_of`'s eight
     columns. Columns of unequal lengths raise, as a wrong row does."""
     ids, started, durations = columns["id"], columns["t"], columns["d"]
-    # a list, or one `read_shipment` kept with its text (`TextedList`)
-    if not (isinstance(ids, list) and isinstance(started, list) and isinstance(durations, list)):
+    # a list, or one `read_shipment` kept with its text (`TextedList`), or unparsed (`ColumnText`)
+    if not all(isinstance(column, (list, ColumnText)) for column in (ids, started, durations)):
         raise TypeError("columns")
     n = len(ids)
     versions, statuses = columns["v"], columns["s"]
@@ -308,8 +394,10 @@ def _shipped_columns(columns: dict[str, Any]) -> tuple[Sequence[Any], ...]:
     lines = columns.get("l")
     if lines is None:
         texts: Sequence[Lines] = ["[]"] * n
-    elif not isinstance(lines, list) or len(lines) != n:
+    elif not isinstance(lines, (list, ColumnText)) or len(lines) != n:
         raise ValueError("columns of unequal lengths")
+    elif lines.__class__ is ColumnText:  # the block's lines column already (`_unparsed_lines`)
+        texts = lines
     else:
         texts = _lines_texts(lines) if n else []
     nothing = [None] * n

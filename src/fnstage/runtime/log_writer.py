@@ -28,7 +28,7 @@ from fnstage.store.invocation_log import LogColumns
 logger = logging.getLogger("fnstage.runtime")
 _FUNCTION_OF = itemgetter(0, 1)  # a LogColumns' (gateway, name), in C
 
-BATCH = 2000  # invocations per transaction
+BATCH = 2000  # invocations per transaction, at least (whole shipments: fewer than 2 * BATCH)
 # how often the writer writes what is queued (sooner when a BATCH is waiting): not at every shipment,
 # whose messages are about 270 invocations each; a transaction of 250 rows cost about twice as much a
 # row as one of 2000 (BENCHMARKS.md, "Durable invocation logs")
@@ -189,7 +189,10 @@ class LogWriter:
             while self._queue and taken < BATCH:
                 columns = self._queue.popleft()
                 n = len(columns.request_ids)
-                if taken + n > BATCH:  # the rest waits, first in the queue
+                # a shipment goes whole (a cell's message holds a few hundred), so its columns keep
+                # their texts (a cut one is parsed and encoded again: BENCHMARKS.md); only one larger
+                # than a batch is cut, and the rest waits, first in the queue
+                if n > BATCH and taken + n > BATCH:
                     self._queue.appendleft(_tail(columns, BATCH - taken))
                     columns, n = _head(columns, BATCH - taken), BATCH - taken
                 batch.append(columns)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, NamedTuple
@@ -92,6 +92,50 @@ class TextedList(list[Any]):
     text: str
 
 
+class ColumnText(Sequence[Any]):
+    """A column kept as the JSON text the block stores, checked by C passes but never parsed
+    (`runtime.log_process.read_shipment`): its length, and for start times their least and greatest
+    (`low`, `high`), are all a write needs; parsing each value and dropping it again (an int of 16
+    digits, a list of lines, an id) was most of the writer's path an invocation. The values are
+    parsed only when asked for (a slice, a test's records), from `source` (the shipped frame, when the
+    block's text is made of it: lines), else from `text`; a slice is a plain list."""
+
+    __slots__ = ("_source", "_values", "high", "low", "n", "text")
+
+    def __init__(
+        self,
+        text: str,
+        n: int,
+        low: int | None = None,
+        high: int | None = None,
+        source: bytes | None = None,
+    ) -> None:
+        self.text, self.n, self.low, self.high, self._source = text, n, low, high, source
+        self._values: list[Any] | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.values()[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.values())
+
+    def values(self) -> list[Any]:
+        if self._values is None:
+            self._values = json.loads(self.text if self._source is None else self._source)
+        return self._values
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to a list of the same values (or another column of them), as a `TextedList` is."""
+        if isinstance(other, ColumnText):
+            other = other.values()
+        return isinstance(other, list) and self.values() == other
+
+    __hash__ = None  # type: ignore[assignment]  # a column is not hashable, as a list is not
+
+
 def texted(values: list[Any], text: str) -> TextedList:
     """`values` with `text`, the JSON text the block stores for them (see `TextedList`)."""
     column = TextedList(values)
@@ -110,7 +154,7 @@ def _lines_column(lines: Sequence[Lines]) -> str:
     column is made by C joins: each list's strings, quoted as they are inside a JSON string, joined;
     making each text, then escaping its quotes, cost a pass and a string an invocation more
     (BENCHMARKS.md, "Durable logs at keep 1,000,000")."""
-    if lines.__class__ is TextedList:
+    if isinstance(lines, (TextedList, ColumnText)):
         return lines.text
     if all(map(list.__instancecheck__, lines)):
         return '["[\\"' + '\\"]","[\\"'.join(map('\\",\\"'.join, lines)) + '\\"]"]'
@@ -210,19 +254,38 @@ def _joined(group: list[LogColumns]) -> tuple[Sequence[Any], ...]:
 
 
 def _join(parts: tuple[Sequence[Any], ...]) -> Sequence[Any]:
-    """One column of several shipments: their values, and their texts joined when each has one."""
+    """One column of several shipments: their texts joined when each has one (a `ColumnText`, values
+    never parsed, when each is one), else their values."""
+    columns = [part for part in parts if isinstance(part, ColumnText)]
+    if len(columns) == len(parts):
+        return _join_unparsed(columns)
     joined: list[Any] = []
     for part in parts:  # `list += list` copies a block of pointers; `chain` was a step an item
         joined += part
-    texts = [part.text for part in parts if part.__class__ is TextedList]
+    texts = [part.text for part in parts if isinstance(part, (TextedList, ColumnText))]
     if len(texts) < len(parts):
         return joined
     return texted(joined, "[" + ",".join([text[1:-1] for text in texts]) + "]")
 
 
+def _join_unparsed(columns: list[ColumnText]) -> ColumnText:
+    """`ColumnText`s joined: their texts (and sources, start bounds), still unparsed."""
+    text = "[" + ",".join([column.text[1:-1] for column in columns]) + "]"
+    sources = [column._source for column in columns if column._source is not None]
+    source = b"[" + b",".join([s[1:-1] for s in sources]) + b"]" if sources else None
+    if len(sources) not in (0, len(columns)):
+        source = _encode([value for column in columns for value in column]).encode()
+    lows = [column.low for column in columns if column.low is not None]
+    highs = [column.high for column in columns if column.high is not None]
+    n = sum(map(len, columns))
+    if len(lows) < len(columns) or len(highs) < len(columns):
+        return ColumnText(text, n, source=source)
+    return ColumnText(text, n, min(lows), max(highs), source)
+
+
 def _text(column: Sequence[Any]) -> str:
     """A block's column as JSON: its own text when it has one (`TextedList`; a slice has none)."""
-    if column.__class__ is TextedList:
+    if isinstance(column, (TextedList, ColumnText)):
         return column.text
     return _encode(column)
 
@@ -250,6 +313,7 @@ def block_row(
         c if whole else c[start:end] for c in columns
     )
     n = len(started)
+    first, last = _bounds(started)
     version_range, status_range = _range(versions), _range(statuses)
     if runtime_id is not None and None in runtimes:
         runtimes = [runtime_id if r is None else r for r in runtimes]
@@ -258,8 +322,8 @@ def block_row(
         gateway,
         name,
         n,
-        min(started) / 1e6,
-        max(started) / 1e6,
+        first / 1e6,
+        last / 1e6,
         *version_range,
         *status_range,
         _text(request_ids if whole else request_ids[start:end]),
@@ -273,6 +337,13 @@ def block_row(
         shared,
         None if shared is not None or runtimes.count(None) == n else _encode(runtimes),
     )
+
+
+def _bounds(started: Sequence[int]) -> tuple[int, int]:
+    """The first and last start of a block's entries: known unparsed for a `ColumnText`."""
+    if isinstance(started, ColumnText) and started.low is not None and started.high is not None:
+        return started.low, started.high
+    return min(started), max(started)
 
 
 def _range(values: Sequence[int]) -> tuple[int, int]:
