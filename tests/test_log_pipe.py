@@ -693,3 +693,47 @@ def test_a_message_whose_frames_do_not_match_its_column_groups_is_ignored() -> N
     assert read_shipment(json.dumps(rows).encode())["groups"] == rows["groups"]
     with pytest.raises(ValueError):
         read_shipment(json.dumps(rows).encode() + b"\n[1]")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.none(),
+        st.lists(st.text()),  # ids: every character, controls, quotes and lone surrogates among them
+        st.lists(st.integers(-(2**70), 2**70)),  # microseconds; past 64 bits orjson refuses
+        st.lists(
+            st.one_of(st.just(()), st.lists(st.text(alphabet='ab "\\\n\x00\x1f\x7f\u00e9\u2028\ud800')))
+        ),
+    )
+)
+def test_a_frame_is_the_standard_librarys_bytes_whichever_encoder_wrote_it(column: Any) -> None:
+    """A columns group's frames are written by orjson (`cell._encode_frame`), falling back to the
+    standard library where orjson refuses: byte for byte what the standard library's text, lone
+    surrogates as their escapes, was before, so the writer stores the same."""
+    from fnstage.runtime.cell import _encode_frame
+
+    before = json.dumps(column, ensure_ascii=False, separators=(",", ":"))
+    assert _encode_frame(column) == before.encode("utf-8", "backslashreplace")
+
+
+def test_a_frame_orjson_refuses_ships_in_the_standard_librarys_text() -> None:
+    """A lone surrogate a function logged and a start time past 64 bits reach the writer as before."""
+    from fnstage.runtime.cell import LogSender, SupervisorLink
+    from fnstage.runtime.invoker import InvocationLog
+    from fnstage.runtime.log_process import records_of
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link = SupervisorLink.__new__(SupervisorLink)  # only its shipping: no channel, no registry
+    link.log_sender = LogSender(theirs)
+    link.log_keep = 0
+    served = [
+        ("demo", "dev/a", InvocationLog("r1", 1.0, 1, 200, 0.5, ["lone \ud800 here"])),
+        ("demo", "dev/b", InvocationLog("r2", 2.0**70, 1, 200, 0.5, ["late"])),
+    ]
+    link._ship(served, 0)
+    (message,) = _messages(ours)
+    assert message["n"] == 2 and link.log_sender.unsent == 0
+    assert all(type(group[2]) is dict for group in message["groups"])  # columns, framed
+    assert message["groups"][1][2]["t"] == [2**70 * 10**6]  # microseconds
+    (lone,) = records_of(message["groups"][:1], "demo", "dev")
+    assert json.loads(lone.lines) == ["lone \ud800 here"]

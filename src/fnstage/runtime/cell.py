@@ -33,6 +33,9 @@ from operator import add, itemgetter
 from pathlib import Path
 from typing import Any, cast
 
+from orjson import dumps as _orjson_dumps
+
+from fnstage.runtime.answer_json import ORJSON_OPTIONS
 from fnstage.runtime.app import DEFAULT_MAX_BODY_BYTES, RuntimeApp
 from fnstage.runtime.channel import CellEnd, ChannelClosed
 from fnstage.runtime.configuration import CellConfiguration
@@ -889,9 +892,8 @@ class LogSender:
         if self.pruned:
             message["pruned"] = self.pruned
         try:
-            text = "\n".join([_encode_message(message), *map(_encode_message, frames)])
-            # a lone surrogate a function logged goes as its JSON escape (as the channel sent it)
-            self.sock.send(text.encode("utf-8", "backslashreplace"))
+            # bytes joined, not text joined then encoded: one copy of the message less
+            self.sock.send(b"\n".join([_encode_header(message), *map(_encode_frame, frames)]))
         # full for the time-out, too large, a writer gone; or lines a function made unencodable: counted
         except (OSError, ValueError, TypeError, RecursionError):
             self.unsent += count + dropped
@@ -903,3 +905,25 @@ class LogSender:
 # no check for circular lists (a dict insert and delete for each list: a row's lines are one): lines a
 # function made circular raise RecursionError instead, which `LogSender.send` counts like any unencodable
 _encode_message = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
+
+
+def _encode_header(message: Any) -> bytes:
+    """A message's header, by the standard library's encoder: its row groups hold whatever a function
+    put in its lines, which orjson would write otherwise (a float's exponent) or accept where the
+    standard library refuses (a datetime). A lone surrogate a function logged goes as its JSON escape
+    (as the channel sent it)."""
+    return _encode_message(message).encode("utf-8", "backslashreplace")
+
+
+def _encode_frame(column: Any) -> bytes:
+    """A column's frame: ids (strings), integer microseconds, lists of string lines, or None. For
+    these orjson writes the standard library's very bytes (compact, not escaped to ASCII, the same
+    escapes: tests/test_log_pipe.py checks) in a fraction of the instructions: integers' digits and
+    strings' escaping were most of what shipping cost an invocation (BENCHMARKS.md). A lone
+    surrogate or an integer past 64 bits makes orjson refuse: the standard library's text then, as
+    before."""
+    try:
+        # ORJSON_OPTIONS: what orjson would write its own way (subclasses, datetimes) it refuses instead
+        return _orjson_dumps(column, None, ORJSON_OPTIONS)
+    except TypeError:  # orjson's JSONEncodeError: the standard library writes it, or says why not
+        return _encode_header(column)
