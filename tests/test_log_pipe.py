@@ -737,3 +737,38 @@ def test_a_frame_orjson_refuses_ships_in_the_standard_librarys_text() -> None:
     assert message["groups"][1][2]["t"] == [2**70 * 10**6]  # microseconds
     (lone,) = records_of(message["groups"][:1], "demo", "dev")
     assert json.loads(lone.lines) == ["lone \ud800 here"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 3).flatmap(
+        lambda k: st.lists(
+            st.one_of(
+                st.lists(
+                    st.text(max_size=5), min_size=k, max_size=k
+                ),  # rows of as many lines (the fast form)
+                st.lists(st.text(max_size=5), max_size=4),
+                st.lists(st.one_of(st.integers(), st.none()), min_size=1, max_size=2),  # not strings
+                st.just(["x" * 40_000]),  # larger than a message
+            ),
+            min_size=1,
+            max_size=6,
+        )
+    )
+)
+def test_a_runs_row_ends_follow_the_row_rule(all_lines: list[Any]) -> None:
+    """`cell._row_ends` (a pass over all lines when each row logged as many, a join a row otherwise)
+    counts each row as `_ship`'s row rule does (LOG_ROW_BYTES, its characters, 4 a line), or says the
+    run must go row by row: a line that is no string, or a row larger than a message."""
+    from itertools import accumulate
+
+    from fnstage.runtime.cell import LOG_MESSAGE_BYTES, LOG_ROW_BYTES, _row_ends
+
+    ends = _row_ends(tuple(all_lines), len(all_lines))
+    if not all(isinstance(line, str) for lines in all_lines for line in lines):
+        assert ends is None
+        return
+    sizes = [LOG_ROW_BYTES + sum(len(line) + 4 for line in lines) for lines in all_lines]
+    assert (None if ends is None else list(ends)) == (
+        None if max(sizes) > LOG_MESSAGE_BYTES else list(accumulate(sizes))
+    )
