@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnstage.runtime.log_process import LogProcess, read_shipment
+from fnstage.runtime.log_process import LogProcess, read_shipment, records_of
 from fnstage.runtime.log_writer import LogSettings
 from fnstage.service import Actor, Services
 from fnstage.store import invocation_log
@@ -772,3 +772,24 @@ def test_a_runs_row_ends_follow_the_row_rule(all_lines: list[Any]) -> None:
     assert (None if ends is None else list(ends)) == (
         None if max(sizes) > LOG_MESSAGE_BYTES else list(accumulate(sizes))
     )
+
+
+def test_a_shipment_tells_functions_apart_by_gateway_and_name() -> None:
+    """The outbox's columns (`take_outbox`) shipped as they come: one name in two gateways is two
+    functions, each its own runs, its own count bound and its own invocations in order."""
+    from fnstage.runtime.cell import LogSender, SupervisorLink
+    from fnstage.runtime.invoker import NO_LINES
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link = SupervisorLink.__new__(SupervisorLink)  # only its shipping: no channel, no registry
+    link.log_sender = LogSender(theirs)
+    link.log_keep = 30
+    gateways = ["one" if n % 7 < 4 else "two" for n in range(100)]  # runs of four, then three
+    entries = [(f"r{n}", 1.0 + n, 1, 200, 0.5, NO_LINES if n % 2 else ["hi"], None, None) for n in range(100)]
+    link._ship_columns(gateways, ["dev/a"] * 100, entries, 0)
+    shipped = _messages(ours)
+    for gateway in ("one", "two"):
+        served = [e[0] for e, g in zip(entries, gateways, strict=True) if g == gateway]
+        got = [r.request_id for m in shipped for r in records_of(m["groups"], gateway, "dev")]
+        assert got == served[-30:]  # the newest 30 of each
+    assert sum(m.get("pruned", 0) for m in shipped) == 100 - 60

@@ -25,11 +25,11 @@ import threading
 import time
 from bisect import bisect_left
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import accumulate, chain, groupby
+from itertools import accumulate, chain, compress, groupby
 from multiprocessing.connection import Connection
-from operator import add, itemgetter
+from operator import add
 from pathlib import Path
 from typing import Any, cast
 
@@ -68,8 +68,6 @@ LOG_ROW_LINES_CHARS = 150_000
 LOG_ROW_ERROR_CHARS = 20_000  # the writer keeps as much of a traceback
 LOG_SEND_TIMEOUT_S = 1.0  # a socket full this long (the writer behind, or down): the shipment is dropped
 LOG_ROW_BYTES = 100  # what a row counts towards LOG_MESSAGE_BYTES, besides its lines and error
-_FUNCTION = itemgetter(0, 1)  # an outbox item's (gateway, name) ...
-_ENTRY = itemgetter(2)  # ... and its `invoker.LogEntry`
 _TO_US = (1e6).__mul__  # seconds -> microseconds, as `x * 1e6` (the same float: IEEE products commute)
 _MS_TO_US = (1000.0).__mul__  # milliseconds -> microseconds, as `x * 1000`
 # a float's int, as `int(x)` (the same errors for NaN and the infinities): a method's C call, not a
@@ -706,9 +704,14 @@ class SupervisorLink:
     def ship_logs(self) -> None:
         """Send the invocations queued since the last shipment, in messages of bounded size."""
         with self._ship_lock:
-            self._ship(*self.logs.take_outbox())
+            self._ship_columns(*self.logs.take_outbox())
 
     def _ship(self, entries: list[Any], dropped: int) -> None:
+        """`_ship_columns` of `(gateway, name, entry)` triples, oldest first."""
+        gateways, names, rows = map(list, zip(*entries, strict=True)) if entries else ([], [], [])
+        self._ship_columns(gateways, names, rows, dropped)
+
+    def _ship_columns(self, gateways: list[str], names: list[str], entries: list[Any], dropped: int) -> None:
         """Grouped by function (the writer checks each function once, not each invocation), in
         messages of about LOG_MESSAGE_BYTES: each is encoded in one call that holds the interpreter
         lock, so small ones leave the event loop its turn. A group is `[gateway, name, rows]`, a row
@@ -725,12 +728,17 @@ class SupervisorLink:
         (BENCHMARKS.md, "Where a cell's CPU goes", "Logged lines as columns"). Either way a message
         is sent once its rows count LOG_MESSAGE_BYTES (LOG_ROW_BYTES a row, plus its lines and
         error), a large row alone, and each function's invocations stay in the order they were
-        served."""
+        served.
+
+        The invocations come as the outbox holds them (`InvocationLogs.take_outbox`): the gateway,
+        name and entry of each, as three lists. A run of one function is found by a count in C when
+        the shipment is all one function's (the common case under load), else by `groupby` over the
+        names: no key made an invocation."""
         sender = self.log_sender
         if sender is None or (not entries and not dropped):
             return
         if self.log_keep and len(entries) > self.log_keep:
-            entries = self._newest(entries, self.log_keep)
+            gateways, names, entries = self._newest(gateways, names, entries, self.log_keep)
         parts: list[list[Any]] = []  # the message's groups, in order
         groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}  # a function's rows among them
         count = size = 0
@@ -740,8 +748,7 @@ class SupervisorLink:
             sender.send(parts, count, dropped)
             parts, groups, count, size, dropped = [], {}, 0, 0, 0
 
-        for function, run in groupby(entries, _FUNCTION):
-            batch = list(map(_ENTRY, run))
+        for function, batch in _runs(gateways, names, entries):
             ids, started, versions, statuses, durations, all_lines, errors, triggers = zip(
                 *batch, strict=True
             )
@@ -801,30 +808,61 @@ class SupervisorLink:
         if parts or dropped:
             send()
 
-    def _newest(self, entries: list[Any], keep: int) -> list[Any]:
-        """Each function's newest `keep` of `entries` (oldest first): the store's count bound would
-        delete the others within seconds, before anyone could read them, after the writer spent
-        more on each than the request itself (BENCHMARKS.md). They are counted as pruned."""
-        per_function = Counter((gateway, name) for gateway, name, _ in entries)
-        over = {function: n - keep for function, n in per_function.items() if n > keep}
+    def _newest(
+        self, gateways: list[str], names: list[str], entries: list[Any], keep: int
+    ) -> tuple[list[str], list[str], list[Any]]:
+        """Each function's newest `keep` of `entries` (oldest first), with their gateways and names:
+        the store's count bound would delete the others within seconds, before anyone could read
+        them, after the writer spent more on each than the request itself (BENCHMARKS.md). They are
+        counted as pruned."""
+        keys = _function_keys(gateways, names)
+        over = {function: n - keep for function, n in Counter(keys).items() if n > keep}
         if not over:
-            return entries
-        kept = []
-        for entry in entries:
-            skip = over.get((entry[0], entry[1]))
+            return gateways, names, entries
+        wanted = []
+        for key in keys:
+            skip = over.get(key)
             if skip:
-                over[(entry[0], entry[1])] = skip - 1
-                continue
-            kept.append(entry)
+                over[key] = skip - 1
+            wanted.append(not skip)
         assert self.log_sender is not None
-        self.log_sender.pruned += len(entries) - len(kept)
-        return kept
+        self.log_sender.pruned += wanted.count(False)
+        return (
+            list(compress(gateways, wanted)),
+            list(compress(names, wanted)),
+            list(compress(entries, wanted)),
+        )
 
 
 def _wake(futures: list[asyncio.Future[None]]) -> None:
     for future in futures:
         if not future.done():  # a request gone meanwhile (cancelled) is not woken
             future.set_result(None)
+
+
+def _function_keys(gateways: list[str], names: list[str]) -> list[Any]:
+    """What tells a shipment's functions apart: their names when all are one gateway's (a cell's
+    are), else (gateway, name) pairs."""
+    if gateways and gateways.count(gateways[0]) == len(gateways):
+        return names
+    return list(zip(gateways, names, strict=True))
+
+
+def _runs(
+    gateways: list[str], names: list[str], entries: list[Any]
+) -> Iterator[tuple[tuple[str, str], list[Any]]]:
+    """Each run of one function's invocations in `entries`, in order, with its (gateway, name)."""
+    n = len(entries)
+    if not n:
+        return
+    if names.count(names[0]) == n and gateways.count(gateways[0]) == n:  # one function's: most shipments
+        yield (gateways[0], names[0]), entries
+        return
+    at = 0
+    for _, run in groupby(_function_keys(gateways, names)):
+        end = at + len(list(run))
+        yield (gateways[at], names[at]), entries[at:end]
+        at = end
 
 
 def _column(values: tuple[Any, ...], start: int, end: int) -> Any:
