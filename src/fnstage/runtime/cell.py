@@ -27,9 +27,9 @@ from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import accumulate, chain, compress, groupby
+from itertools import accumulate, chain, compress, groupby, repeat
 from multiprocessing.connection import Connection
-from operator import add
+from operator import add, mul
 from pathlib import Path
 from typing import Any, cast
 
@@ -68,8 +68,6 @@ LOG_ROW_LINES_CHARS = 150_000
 LOG_ROW_ERROR_CHARS = 20_000  # the writer keeps as much of a traceback
 LOG_SEND_TIMEOUT_S = 1.0  # a socket full this long (the writer behind, or down): the shipment is dropped
 LOG_ROW_BYTES = 100  # what a row counts towards LOG_MESSAGE_BYTES, besides its lines and error
-_TO_US = (1e6).__mul__  # seconds -> microseconds, as `x * 1e6` (the same float: IEEE products commute)
-_MS_TO_US = (1000.0).__mul__  # milliseconds -> microseconds, as `x * 1000`
 # a float's int, as `int(x)` (the same errors for NaN and the infinities): a method's C call, not a
 # type's (`int` through `type_call`: 2.4x the time a value)
 _TRUNC = float.__trunc__
@@ -757,8 +755,11 @@ class SupervisorLink:
             if errors.count(None) == n and triggers.count(None) == n:
                 ends = _row_ends(all_lines, n)
             if ends is not None:
-                started_us = list(map(_TRUNC, map(_TO_US, started)))
-                durations_us = list(map(_TRUNC, map(_MS_TO_US, durations)))
+                # seconds and milliseconds -> microseconds as `x * 1e6` and `x * 1000` (the same
+                # floats), by `mul`: a builtin's vectorcall, where a bound `(1e6).__mul__` made an
+                # arguments tuple a value
+                started_us = list(map(_TRUNC, map(mul, started, repeat(1e6))))
+                durations_us = list(map(_TRUNC, map(mul, durations, repeat(1000.0))))
                 logged = any(all_lines)
                 at = 0
                 while at < n:
@@ -909,7 +910,7 @@ def _row_ends(all_lines: tuple[Any, ...], n: int) -> Sequence[int] | None:
         overhead = LOG_ROW_BYTES + 4 * first  # `_ship`'s rule for a row, as below
         if max(chars) + overhead > LOG_MESSAGE_BYTES:
             return None
-        return list(accumulate(map(overhead.__add__, chars)))
+        return list(accumulate(map(add, chars, repeat(overhead))))  # `add`: no arguments tuple a row
     try:
         texts = list(map(len, map("".join, all_lines)))  # TypeError: not all strings
     except TypeError:
