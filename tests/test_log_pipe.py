@@ -793,3 +793,31 @@ def test_a_shipment_tells_functions_apart_by_gateway_and_name() -> None:
         got = [r.request_id for m in shipped for r in records_of(m["groups"], gateway, "dev")]
         assert got == served[-30:]  # the newest 30 of each
     assert sum(m.get("pruned", 0) for m in shipped) == 100 - 60
+
+
+def test_lines_a_function_made_circular_are_counted_as_not_sent_and_the_next_shipment_says_so() -> None:
+    """A function's own list in `ctx.log.lines` may refer to itself: its message cannot be encoded by
+    either encoder; it is counted as not sent, never stops the shipping thread, and the next message
+    that goes says how many did not."""
+    from fnstage.runtime.cell import LogSender, SupervisorLink
+    from fnstage.runtime.invoker import InvocationLog
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link = SupervisorLink.__new__(SupervisorLink)  # only its shipping: no channel, no registry
+    link.log_sender = LogSender(theirs)
+    link.log_keep = 0
+    circular: list[Any] = ["a"]
+    circular.append(circular)
+    link._ship([("demo", "dev/a", InvocationLog("r1", 1.0, 1, 200, 0.5, circular))], 2)
+    assert link.log_sender.unsent == 3 and _messages_or_none(ours) == []
+    link._ship([("demo", "dev/a", InvocationLog("r2", 1.0, 1, 200, 0.5, ["fine"]))], 0)
+    (message,) = _messages(ours)
+    assert message["unsent"] == 3 and message["n"] == 1 and link.log_sender.unsent == 0
+
+
+def _messages_or_none(sock: socket.socket) -> list[Any]:
+    sock.setblocking(False)
+    try:
+        return [sock.recv(1 << 22)]
+    except BlockingIOError:
+        return []
