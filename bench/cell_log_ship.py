@@ -1,10 +1,17 @@
 """A cell's side of durable logs, in process, for instruction counts: what shipping costs an
-invocation (`cell.SupervisorLink._ship`: grouping, the message's JSON, the socket's send), K
-shipments of 2,000 invocations of one function, each logging one line as bench/durable_logs.py's
-function does ("lines"), or nothing ("quiet": the columns form). "build": the entries only (the
-harness's own share).
+invocation, K shipments of 2,000 invocations of one function, each logging one line as
+bench/durable_logs.py's function does ("lines"), or nothing ("quiet": the columns form).
 
-    PYTHONPATH=SRC valgrind --tool=callgrind ../.venv/bin/python cell_log_ship.py K lines|quiet [build]
+Two ways in. By default `cell.SupervisorLink._ship` of (gateway, name, entry) triples (grouping, the
+message's JSON, the socket's send), as measured since branch logship. With "outbox", the whole path
+a served invocation takes when durable logs are on: queued as `invoke` queues it
+(`InvocationLogs.pending`, drained every DRAIN_AT), then `SupervisorLink.ship_logs` (the outbox's
+share of the drain, `take_outbox`, the shipment). "build": the harness's own share, to subtract: the
+entries only; with "outbox", the entries queued and drained with durable logs off (the ring and the
+counts a cell keeps either way).
+
+    PYTHONPATH=SRC valgrind --tool=callgrind ../.venv/bin/python cell_log_ship.py \\
+        K lines|quiet [build] [outbox]
 
 Run K = 1 and 6 and divide the difference of the instructions by 10,000.
 """
@@ -13,25 +20,28 @@ from __future__ import annotations
 
 import socket
 import sys
-from types import SimpleNamespace
-from typing import cast
+import threading
+from typing import Any
 
-from fnstage.runtime.cell import LogSender, SupervisorLink
+from fnstage.runtime.cell import LOG_OUTBOX, LogSender, SupervisorLink
+from fnstage.runtime.invoker import DRAIN_AT, InvocationLogs
 
 BATCH = 2000
 
 
 def main() -> None:
     shipments, kind = int(sys.argv[1]), sys.argv[2]
-    build_only = sys.argv[3:] == ["build"]
+    build_only = "build" in sys.argv[3:]
+    via_outbox = "outbox" in sys.argv[3:]
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     theirs.setblocking(False)
-    # a stand-in for the link: `_ship` uses its sender and count bound only (0: every entry shipped)
-    link = cast(SupervisorLink, SimpleNamespace(log_sender=LogSender(ours), log_keep=0))
+    logs = InvocationLogs(outbox=0 if build_only else LOG_OUTBOX)
+    link = SupervisorLink.__new__(SupervisorLink)  # only what shipping uses: no channel, no registry
+    link.log_sender, link.log_keep, link.logs, link._ship_lock = LogSender(ours), 0, logs, threading.Lock()
     lines = ["hello from /"] if kind == "lines" else []
     for k in range(shipments):
         base = k * BATCH
-        entries = [
+        entries: list[Any] = [
             (
                 "bench",
                 "dev/hello",
@@ -39,9 +49,19 @@ def main() -> None:
             )
             for i in range(BATCH)
         ]
-        if build_only:
-            continue
-        SupervisorLink._ship(link, entries, 0)
+        if via_outbox:
+            pending = logs.pending
+            for gateway, name, entry in entries:  # what `invoke` does for the app's request
+                pending += (gateway, name, entry, 0.000123, entry[2], entry[3], entry[6])  # PENDING_FIELDS
+                if len(pending) >= DRAIN_AT:
+                    logs.drain()
+            entries = []
+            if build_only:
+                logs.drain()
+            else:
+                link.ship_logs()
+        elif not build_only:
+            link._ship(entries, 0)
         while True:
             try:
                 theirs.recv(1 << 22)

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnstage.runtime.log_process import LogProcess, read_shipment
+from fnstage.runtime.log_process import LogProcess, read_shipment, records_of
 from fnstage.runtime.log_writer import LogSettings
 from fnstage.service import Actor, Services
 from fnstage.store import invocation_log
@@ -746,3 +746,131 @@ def test_a_message_whose_frames_do_not_match_its_column_groups_is_ignored() -> N
     assert read_shipment(json.dumps(rows).encode())["groups"] == rows["groups"]
     with pytest.raises(ValueError):
         read_shipment(json.dumps(rows).encode() + b"\n[1]")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.none(),
+        st.lists(st.text()),  # ids: every character, controls, quotes and lone surrogates among them
+        st.lists(st.integers(-(2**70), 2**70)),  # microseconds; past 64 bits orjson refuses
+        st.lists(
+            st.one_of(st.just(()), st.lists(st.text(alphabet='ab "\\\n\x00\x1f\x7f\u00e9\u2028\ud800')))
+        ),
+    )
+)
+def test_a_frame_is_the_standard_librarys_bytes_whichever_encoder_wrote_it(column: Any) -> None:
+    """A columns group's frames are written by orjson (`cell._encode_frame`), falling back to the
+    standard library where orjson refuses: byte for byte what the standard library's text, lone
+    surrogates as their escapes, was before, so the writer stores the same."""
+    from fnstage.runtime.cell import _encode_frame
+
+    before = json.dumps(column, ensure_ascii=False, separators=(",", ":"))
+    assert _encode_frame(column) == before.encode("utf-8", "backslashreplace")
+
+
+def test_a_frame_orjson_refuses_ships_in_the_standard_librarys_text() -> None:
+    """A lone surrogate a function logged and a start time past 64 bits reach the writer as before."""
+    from fnstage.runtime.cell import LogSender, SupervisorLink
+    from fnstage.runtime.invoker import InvocationLog
+    from fnstage.runtime.log_process import records_of
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link = SupervisorLink.__new__(SupervisorLink)  # only its shipping: no channel, no registry
+    link.log_sender = LogSender(theirs)
+    link.log_keep = 0
+    served = [
+        ("demo", "dev/a", InvocationLog("r1", 1.0, 1, 200, 0.5, ["lone \ud800 here"])),
+        ("demo", "dev/b", InvocationLog("r2", 2.0**70, 1, 200, 0.5, ["late"])),
+    ]
+    link._ship(served, 0)
+    (message,) = _messages(ours)
+    assert message["n"] == 2 and link.log_sender.unsent == 0
+    assert all(type(group[2]) is dict for group in message["groups"])  # columns, framed
+    assert message["groups"][1][2]["t"] == [2**70 * 10**6]  # microseconds
+    (lone,) = records_of(message["groups"][:1], "demo", "dev")
+    assert json.loads(lone.lines) == ["lone \ud800 here"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 3).flatmap(
+        lambda k: st.lists(
+            st.one_of(
+                st.lists(
+                    st.text(max_size=5), min_size=k, max_size=k
+                ),  # rows of as many lines (the fast form)
+                st.lists(st.text(max_size=5), max_size=4),
+                st.lists(st.one_of(st.integers(), st.none()), min_size=1, max_size=2),  # not strings
+                st.just(["x" * 40_000]),  # larger than a message
+            ),
+            min_size=1,
+            max_size=6,
+        )
+    )
+)
+def test_a_runs_row_ends_follow_the_row_rule(all_lines: list[Any]) -> None:
+    """`cell._row_ends` (a pass over all lines when each row logged as many, a join a row otherwise)
+    counts each row as `_ship`'s row rule does (LOG_ROW_BYTES, its characters, 4 a line), or says the
+    run must go row by row: a line that is no string, or a row larger than a message."""
+    from itertools import accumulate
+
+    from fnstage.runtime.cell import LOG_MESSAGE_BYTES, LOG_ROW_BYTES, _row_ends
+
+    ends = _row_ends(tuple(all_lines), len(all_lines))
+    if not all(isinstance(line, str) for lines in all_lines for line in lines):
+        assert ends is None
+        return
+    sizes = [LOG_ROW_BYTES + sum(len(line) + 4 for line in lines) for lines in all_lines]
+    assert (None if ends is None else list(ends)) == (
+        None if max(sizes) > LOG_MESSAGE_BYTES else list(accumulate(sizes))
+    )
+
+
+def test_a_shipment_tells_functions_apart_by_gateway_and_name() -> None:
+    """The outbox's columns (`take_outbox`) shipped as they come: one name in two gateways is two
+    functions, each its own runs, its own count bound and its own invocations in order."""
+    from fnstage.runtime.cell import LogSender, SupervisorLink
+    from fnstage.runtime.invoker import NO_LINES
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link = SupervisorLink.__new__(SupervisorLink)  # only its shipping: no channel, no registry
+    link.log_sender = LogSender(theirs)
+    link.log_keep = 30
+    gateways = ["one" if n % 7 < 4 else "two" for n in range(100)]  # runs of four, then three
+    entries = [(f"r{n}", 1.0 + n, 1, 200, 0.5, NO_LINES if n % 2 else ["hi"], None, None) for n in range(100)]
+    link._ship_columns(gateways, ["dev/a"] * 100, entries, 0)
+    shipped = _messages(ours)
+    for gateway in ("one", "two"):
+        served = [e[0] for e, g in zip(entries, gateways, strict=True) if g == gateway]
+        got = [r.request_id for m in shipped for r in records_of(m["groups"], gateway, "dev")]
+        assert got == served[-30:]  # the newest 30 of each
+    assert sum(m.get("pruned", 0) for m in shipped) == 100 - 60
+
+
+def test_lines_a_function_made_circular_are_counted_as_not_sent_and_the_next_shipment_says_so() -> None:
+    """A function's own list in `ctx.log.lines` may refer to itself: its message cannot be encoded by
+    either encoder; it is counted as not sent, never stops the shipping thread, and the next message
+    that goes says how many did not."""
+    from fnstage.runtime.cell import LogSender, SupervisorLink
+    from fnstage.runtime.invoker import InvocationLog
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link = SupervisorLink.__new__(SupervisorLink)  # only its shipping: no channel, no registry
+    link.log_sender = LogSender(theirs)
+    link.log_keep = 0
+    circular: list[Any] = ["a"]
+    circular.append(circular)
+    link._ship([("demo", "dev/a", InvocationLog("r1", 1.0, 1, 200, 0.5, circular))], 2)
+    assert link.log_sender.unsent == 3 and _messages_or_none(ours) == []
+    link._ship([("demo", "dev/a", InvocationLog("r2", 1.0, 1, 200, 0.5, ["fine"]))], 0)
+    (message,) = _messages(ours)
+    assert message["unsent"] == 3 and message["n"] == 1 and link.log_sender.unsent == 0
+
+
+def _messages_or_none(sock: socket.socket) -> list[Any]:
+    sock.setblocking(False)
+    try:
+        return [sock.recv(1 << 22)]
+    except BlockingIOError:
+        return []

@@ -25,14 +25,17 @@ import threading
 import time
 from bisect import bisect_left
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import accumulate, groupby
+from itertools import accumulate, chain, compress, groupby, repeat
 from multiprocessing.connection import Connection
-from operator import add, itemgetter
+from operator import add, mul
 from pathlib import Path
 from typing import Any, cast
 
+from orjson import dumps as _orjson_dumps
+
+from fnstage.runtime.answer_json import ORJSON_OPTIONS
 from fnstage.runtime.app import DEFAULT_MAX_BODY_BYTES, RuntimeApp
 from fnstage.runtime.channel import CellEnd, ChannelClosed
 from fnstage.runtime.configuration import CellConfiguration
@@ -65,10 +68,9 @@ LOG_ROW_LINES_CHARS = 150_000
 LOG_ROW_ERROR_CHARS = 20_000  # the writer keeps as much of a traceback
 LOG_SEND_TIMEOUT_S = 1.0  # a socket full this long (the writer behind, or down): the shipment is dropped
 LOG_ROW_BYTES = 100  # what a row counts towards LOG_MESSAGE_BYTES, besides its lines and error
-_FUNCTION = itemgetter(0, 1)  # an outbox item's (gateway, name) ...
-_ENTRY = itemgetter(2)  # ... and its `invoker.LogEntry`
-_TO_US = (1e6).__mul__  # seconds -> microseconds, as `x * 1e6` (the same float: IEEE products commute)
-_MS_TO_US = (1000.0).__mul__  # milliseconds -> microseconds, as `x * 1000`
+# a float's int, as `int(x)` (the same errors for NaN and the infinities): a method's C call, not a
+# type's (`int` through `type_call`: 2.4x the time a value)
+_TRUNC = float.__trunc__
 _PR_SET_CHILD_SUBREAPER = 36
 PENDING = -1  # a deferred load's answer: held, not run yet (`SupervisorLink._defer`)
 # pending rows the warm-up tells the supervisor it may run next (`warming`: if the cell dies, each is
@@ -702,9 +704,14 @@ class SupervisorLink:
     def ship_logs(self) -> None:
         """Send the invocations queued since the last shipment, in messages of bounded size."""
         with self._ship_lock:
-            self._ship(*self.logs.take_outbox())
+            self._ship_columns(*self.logs.take_outbox())
 
     def _ship(self, entries: list[Any], dropped: int) -> None:
+        """`_ship_columns` of `(gateway, name, entry)` triples, oldest first."""
+        gateways, names, rows = map(list, zip(*entries, strict=True)) if entries else ([], [], [])
+        self._ship_columns(gateways, names, rows, dropped)
+
+    def _ship_columns(self, gateways: list[str], names: list[str], entries: list[Any], dropped: int) -> None:
         """Grouped by function (the writer checks each function once, not each invocation), in
         messages of about LOG_MESSAGE_BYTES: each is encoded in one call that holds the interpreter
         lock, so small ones leave the event loop its turn. A group is `[gateway, name, rows]`, a row
@@ -721,12 +728,17 @@ class SupervisorLink:
         (BENCHMARKS.md, "Where a cell's CPU goes", "Logged lines as columns"). Either way a message
         is sent once its rows count LOG_MESSAGE_BYTES (LOG_ROW_BYTES a row, plus its lines and
         error), a large row alone, and each function's invocations stay in the order they were
-        served."""
+        served.
+
+        The invocations come as the outbox holds them (`InvocationLogs.take_outbox`): the gateway,
+        name and entry of each, as three lists. A run of one function is found by a count in C when
+        the shipment is all one function's (the common case under load), else by `groupby` over the
+        names: no key made an invocation."""
         sender = self.log_sender
         if sender is None or (not entries and not dropped):
             return
         if self.log_keep and len(entries) > self.log_keep:
-            entries = self._newest(entries, self.log_keep)
+            gateways, names, entries = self._newest(gateways, names, entries, self.log_keep)
         parts: list[list[Any]] = []  # the message's groups, in order
         groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}  # a function's rows among them
         count = size = 0
@@ -736,8 +748,7 @@ class SupervisorLink:
             sender.send(parts, count, dropped)
             parts, groups, count, size, dropped = [], {}, 0, 0, 0
 
-        for function, run in groupby(entries, _FUNCTION):
-            batch = list(map(_ENTRY, run))
+        for function, batch in _runs(gateways, names, entries):
             ids, started, versions, statuses, durations, all_lines, errors, triggers = zip(
                 *batch, strict=True
             )
@@ -746,8 +757,11 @@ class SupervisorLink:
             if errors.count(None) == n and triggers.count(None) == n:
                 ends = _row_ends(all_lines, n)
             if ends is not None:
-                started_us = list(map(int, map(_TO_US, started)))
-                durations_us = list(map(int, map(_MS_TO_US, durations)))
+                # seconds and milliseconds -> microseconds as `x * 1e6` and `x * 1000` (the same
+                # floats), by `mul`: a builtin's vectorcall, where a bound `(1e6).__mul__` made an
+                # arguments tuple a value
+                started_us = list(map(_TRUNC, map(mul, started, repeat(1e6))))
+                durations_us = list(map(_TRUNC, map(mul, durations, repeat(1000.0))))
                 logged = any(all_lines)
                 at = 0
                 while at < n:
@@ -797,30 +811,61 @@ class SupervisorLink:
         if parts or dropped:
             send()
 
-    def _newest(self, entries: list[Any], keep: int) -> list[Any]:
-        """Each function's newest `keep` of `entries` (oldest first): the store's count bound would
-        delete the others within seconds, before anyone could read them, after the writer spent
-        more on each than the request itself (BENCHMARKS.md). They are counted as pruned."""
-        per_function = Counter((gateway, name) for gateway, name, _ in entries)
-        over = {function: n - keep for function, n in per_function.items() if n > keep}
+    def _newest(
+        self, gateways: list[str], names: list[str], entries: list[Any], keep: int
+    ) -> tuple[list[str], list[str], list[Any]]:
+        """Each function's newest `keep` of `entries` (oldest first), with their gateways and names:
+        the store's count bound would delete the others within seconds, before anyone could read
+        them, after the writer spent more on each than the request itself (BENCHMARKS.md). They are
+        counted as pruned."""
+        keys = _function_keys(gateways, names)
+        over = {function: n - keep for function, n in Counter(keys).items() if n > keep}
         if not over:
-            return entries
-        kept = []
-        for entry in entries:
-            skip = over.get((entry[0], entry[1]))
+            return gateways, names, entries
+        wanted = []
+        for key in keys:
+            skip = over.get(key)
             if skip:
-                over[(entry[0], entry[1])] = skip - 1
-                continue
-            kept.append(entry)
+                over[key] = skip - 1
+            wanted.append(not skip)
         assert self.log_sender is not None
-        self.log_sender.pruned += len(entries) - len(kept)
-        return kept
+        self.log_sender.pruned += wanted.count(False)
+        return (
+            list(compress(gateways, wanted)),
+            list(compress(names, wanted)),
+            list(compress(entries, wanted)),
+        )
 
 
 def _wake(futures: list[asyncio.Future[None]]) -> None:
     for future in futures:
         if not future.done():  # a request gone meanwhile (cancelled) is not woken
             future.set_result(None)
+
+
+def _function_keys(gateways: list[str], names: list[str]) -> list[Any]:
+    """What tells a shipment's functions apart: their names when all are one gateway's (a cell's
+    are), else (gateway, name) pairs."""
+    if gateways and gateways.count(gateways[0]) == len(gateways):
+        return names
+    return list(zip(gateways, names, strict=True))
+
+
+def _runs(
+    gateways: list[str], names: list[str], entries: list[Any]
+) -> Iterator[tuple[tuple[str, str], list[Any]]]:
+    """Each run of one function's invocations in `entries`, in order, with its (gateway, name)."""
+    n = len(entries)
+    if not n:
+        return
+    if names.count(names[0]) == n and gateways.count(gateways[0]) == n:  # one function's: most shipments
+        yield (gateways[0], names[0]), entries
+        return
+    at = 0
+    for _, run in groupby(_function_keys(gateways, names)):
+        end = at + len(list(run))
+        yield (gateways[at], names[at]), entries[at:end]
+        at = end
 
 
 def _column(values: tuple[Any, ...], start: int, end: int) -> Any:
@@ -850,6 +895,24 @@ def _row_ends(all_lines: tuple[Any, ...], n: int) -> Sequence[int] | None:
     not all strings, or a row larger than a message (it goes alone, or is cut)."""
     if not any(all_lines):
         return range(LOG_ROW_BYTES, LOG_ROW_BYTES * (n + 1), LOG_ROW_BYTES)
+    try:
+        counts = list(map(len, all_lines))  # TypeError: lines that are no list
+    except TypeError:
+        return None
+    first = counts[0]
+    if first and counts.count(first) == n:  # every row logged as many lines (most functions: one each)
+        try:
+            # each line's characters, all rows' in one pass; `str.__len__`: TypeError for a line that
+            # is no string (a join each row, as below, made and copied a string a row)
+            chars = list(map(str.__len__, chain.from_iterable(all_lines)))
+        except TypeError:
+            return None
+        if first > 1:
+            chars = list(map(sum, zip(*[iter(chars)] * first, strict=True)))
+        overhead = LOG_ROW_BYTES + 4 * first  # `_ship`'s rule for a row, as below
+        if max(chars) + overhead > LOG_MESSAGE_BYTES:
+            return None
+        return list(accumulate(map(add, chars, repeat(overhead))))  # `add`: no arguments tuple a row
     try:
         texts = list(map(len, map("".join, all_lines)))  # TypeError: not all strings
     except TypeError:
@@ -891,9 +954,8 @@ class LogSender:
         if self.pruned:
             message["pruned"] = self.pruned
         try:
-            text = "\n".join([_encode_message(message), *map(_encode_message, frames)])
-            # a lone surrogate a function logged goes as its JSON escape (as the channel sent it)
-            self.sock.send(text.encode("utf-8", "backslashreplace"))
+            # bytes joined, not text joined then encoded: one copy of the message less
+            self.sock.send(b"\n".join([_encode_header(message), *map(_encode_frame, frames)]))
         # full for the time-out, too large, a writer gone; or lines a function made unencodable: counted
         except (OSError, ValueError, TypeError, RecursionError):
             self.unsent += count + dropped
@@ -905,3 +967,25 @@ class LogSender:
 # no check for circular lists (a dict insert and delete for each list: a row's lines are one): lines a
 # function made circular raise RecursionError instead, which `LogSender.send` counts like any unencodable
 _encode_message = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
+
+
+def _encode_header(message: Any) -> bytes:
+    """A message's header, by the standard library's encoder: its row groups hold whatever a function
+    put in its lines, which orjson would write otherwise (a float's exponent) or accept where the
+    standard library refuses (a datetime). A lone surrogate a function logged goes as its JSON escape
+    (as the channel sent it)."""
+    return _encode_message(message).encode("utf-8", "backslashreplace")
+
+
+def _encode_frame(column: Any) -> bytes:
+    """A column's frame: ids (strings), integer microseconds, lists of string lines, or None. For
+    these orjson writes the standard library's very bytes (compact, not escaped to ASCII, the same
+    escapes: tests/test_log_pipe.py checks) in a fraction of the instructions: integers' digits and
+    strings' escaping were most of what shipping cost an invocation (BENCHMARKS.md). A lone
+    surrogate or an integer past 64 bits makes orjson refuse: the standard library's text then, as
+    before."""
+    try:
+        # ORJSON_OPTIONS: what orjson would write its own way (subclasses, datetimes) it refuses instead
+        return _orjson_dumps(column, None, ORJSON_OPTIONS)
+    except TypeError:  # orjson's JSONEncodeError: the standard library writes it, or says why not
+        return _encode_header(column)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import reduce
-from itertools import compress, islice, repeat
+from itertools import compress, repeat
 from operator import add, eq, floordiv, itemgetter
 from typing import Any, NamedTuple, overload
 from urllib.parse import parse_qsl
@@ -132,7 +132,9 @@ class InvocationLogs:
 
     With `outbox` > 0 (a cell whose supervisor keeps durable logs), every invocation is also queued to
     be shipped (`take_outbox`, from another thread); a full outbox drops the newest and counts it,
-    never waits.
+    never waits. The outbox holds the drained columns as they are (a drain's gateways, names and
+    entries: three lists), not a tuple an invocation: no object made, tracked by the collector and
+    freed for each, and the shipping thread gets columns, which it ships as columns.
 
     `invoke` does not record an invocation of the app's (counted, and for the metrics this counts
     into: `count_into`) one by one: it appends one tuple to `pending` (the event loop only), and the
@@ -148,7 +150,9 @@ class InvocationLogs:
         self._kept: dict[tuple[str, str], _Kept] = {}
         self._counted: set[_Kept] = set()  # counts changed since `take_counts` (hashed by identity)
         self.outbox_size = outbox
-        self._outbox: list[tuple[str, str, LogEntry]] = []
+        # chunks of (gateways, names, entries), in the order queued; `_queued`: their invocations
+        self._outbox: list[tuple[Sequence[str], Sequence[str], Sequence[LogEntry]]] = []
+        self._queued = 0
         self._dropped = 0  # ever
         self._dropped_taken = 0  # ... of which `take_outbox` reported
         # `PENDING_FIELDS` of each invocation `invoke` queued, flat: extended by the event loop only
@@ -182,8 +186,9 @@ class InvocationLogs:
         with self.lock:
             self._drain()
             if self.outbox_size:
-                if len(self._outbox) < self.outbox_size:
-                    self._outbox.append((gateway, name, entry))
+                if self._queued < self.outbox_size:
+                    self._outbox.append(((gateway,), (name,), (entry,)))
+                    self._queued += 1
                 else:
                     self._dropped += 1
             key = (gateway, name)
@@ -230,13 +235,16 @@ class InvocationLogs:
         versions, statuses, errors = flat[4::_WIDTH], flat[5::_WIDTH], flat[6::_WIDTH]
         n = len(entries)
         if self.outbox_size:
-            room = self.outbox_size - len(self._outbox)
-            shipped = zip(gateways, names, entries, strict=True)  # `take_outbox`'s (gateway, name, entry)
+            room = self.outbox_size - self._queued
             if room >= n:
-                self._outbox += shipped
+                self._outbox.append((gateways, names, entries))  # the lists themselves: none changes them
+                self._queued += n
             else:  # full: the newest are dropped, and counted
-                self._outbox += islice(shipped, max(room, 0))
-                self._dropped += n - max(room, 0)
+                room = max(room, 0)
+                if room:
+                    self._outbox.append((gateways[:room], names[:room], entries[:room]))
+                    self._queued += room
+                self._dropped += n - room
         columns = (entries, seconds, versions, statuses, errors)
         gateway = gateways[0]
         # a cell serves one gateway: its functions are told apart by name alone
@@ -333,15 +341,23 @@ class InvocationLogs:
                 if (c := kept.counts) is not None
             ]
 
-    def take_outbox(self) -> tuple[list[tuple[str, str, LogEntry]], int]:
-        """The invocations queued since the last call (`(gateway, name, entry)`, each entry as it was
-        recorded: see `LogEntry`), and how many a full outbox dropped meanwhile."""
+    def take_outbox(self) -> tuple[list[str], list[str], list[LogEntry], int]:
+        """The invocations queued since the last call, as columns in the order queued: their gateways,
+        names and entries (each as it was recorded: see `LogEntry`), and how many a full outbox
+        dropped meanwhile."""
         with self.lock:
             self._drain()
-            entries, self._outbox = self._outbox, []
+            chunks, self._outbox, self._queued = self._outbox, [], 0
             dropped_total = self._dropped
             dropped, self._dropped_taken = dropped_total - self._dropped_taken, dropped_total
-        return entries, dropped
+        gateways: list[str] = []
+        names: list[str] = []
+        entries: list[LogEntry] = []
+        for chunk_gateways, chunk_names, chunk_entries in chunks:  # a drain's each: a copy in C
+            gateways += chunk_gateways
+            names += chunk_names
+            entries += chunk_entries
+        return gateways, names, entries, dropped
 
     def forget(self, gateway: str, name: str) -> None:
         with self.lock:
