@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from fnstage.testing import UpProcess
+from support.cells import send_raw
 from support.cli import Cli, write
 
 pytestmark = pytest.mark.e2e
@@ -175,13 +176,7 @@ def test_the_default_up_serves_rsgi_cells_which_refuse_an_unreadable_header_with
     request = get(b"/echo", b"X-Term: lev\xc3\xa9")
     for interface, up in ups.items():
         [cell_socket] = Path(up.env["TMPDIR"]).glob("*/demo.dev/cell.sock")
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(20)
-            sock.connect(str(cell_socket))
-            sock.sendall(request)
-            answer = b""
-            while chunk := sock.recv(65536):
-                answer += chunk
+        answer = send_raw(cell_socket, request, timeout=20)
         head, _, body = answer.partition(b"\r\n\r\n")
         if interface == "rsgi":
             assert head.startswith(b"HTTP/1.1 400 "), head

@@ -23,7 +23,7 @@ from fnstage.runtime.loader import LiveVersion, LoadError
 from fnstage.runtime.supervisor import EnvironmentFeed
 from fnstage.runtime.zygote import Zygote
 from fnstage.store.records import FeedEvent, FunctionCounts, PublishedFunction
-from support.cells import ANSWER, Events, get, row
+from support.cells import ANSWER, Events, get, row, send_raw
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -543,17 +543,6 @@ RAW_UTF8_COOKIE = (
 ECHO_COOKIE = "def main(ctx):\n    return {'cookie': ctx.headers.get('cookie')}\n"
 
 
-def _send_raw(uds: Path, request: bytes) -> bytes:
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(10)
-        sock.connect(str(uds))
-        sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-        return answer
-
-
 @pytest.mark.parametrize("interface", ["asgi", "rsgi"])
 def test_a_cell_serves_the_interface_it_is_given(zygote: Zygote, tmp_path: Path, interface: str) -> None:
     """`FNSTAGE_CELL_INTERFACE` reaches the cell as `CellSpec.interface`. ASGI gives a function a
@@ -573,7 +562,7 @@ def test_a_cell_serves_the_interface_it_is_given(zygote: Zygote, tmp_path: Path,
         assert get(cell_set, slot, "/echo").json() == {"cookie": None}  # served either way
         served = cell_set.spec_of(slot)
         assert served is not None and served.uds is not None
-        head, _, body = _send_raw(served.uds, RAW_UTF8_COOKIE).partition(b"\r\n\r\n")
+        head, _, body = send_raw(served.uds, RAW_UTF8_COOKIE).partition(b"\r\n\r\n")
         if interface == "asgi":
             assert head.startswith(b"HTTP/1.1 200 ")
             assert json.loads(body) == {"cookie": "city=K\xc3\xb6ln"}  # the bytes, as latin-1

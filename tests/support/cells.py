@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -66,3 +68,16 @@ def get(cell_set: CellSet, slot: Slot, path: str) -> httpx.Response:
     assert spec is not None and spec.uds is not None
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(spec.uds)), timeout=10) as client:
         return client.get(f"http://{slot[0]}.{slot[1]}.localhost{path}")
+
+
+def send_raw(uds: str | Path, request: bytes, timeout: float = 10) -> bytes:
+    """`request`'s bytes as they are, to a Unix socket (a cell's, with no front to tidy them); the
+    answer, up to the server's close."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(uds))
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
