@@ -872,5 +872,6 @@ def _messages_or_none(sock: socket.socket) -> list[Any]:
     sock.setblocking(False)
     try:
         return [sock.recv(1 << 22)]
+    # nothing waiting on the socket: no message was sent, which the callers assert
     except BlockingIOError:
         return []

@@ -897,6 +897,7 @@ def _row_ends(all_lines: tuple[Any, ...], n: int) -> Sequence[int] | None:
         return range(LOG_ROW_BYTES, LOG_ROW_BYTES * (n + 1), LOG_ROW_BYTES)
     try:
         counts = list(map(len, all_lines))  # TypeError: lines that are no list
+    # not swallowed: None sends the run row by row, where such lines are encoded or counted unsent
     except TypeError:
         return None
     first = counts[0]
@@ -905,6 +906,7 @@ def _row_ends(all_lines: tuple[Any, ...], n: int) -> Sequence[int] | None:
             # each line's characters, all rows' in one pass; `str.__len__`: TypeError for a line that
             # is no string (a join each row, as below, made and copied a string a row)
             chars = list(map(str.__len__, chain.from_iterable(all_lines)))
+        # a line that is no string: the general way below (and then row by row), as before this path
         except TypeError:
             return None
         if first > 1:

@@ -272,8 +272,10 @@ def _join_unparsed(columns: list[ColumnText]) -> ColumnText:
     """`ColumnText`s joined: their texts (and sources, start bounds), still unparsed."""
     text = "[" + ",".join([column.text[1:-1] for column in columns]) + "]"
     sources = [column._source for column in columns if column._source is not None]
-    source = b"[" + b",".join([s[1:-1] for s in sources]) + b"]" if sources else None
-    if len(sources) not in (0, len(columns)):
+    source = None
+    if sources and len(sources) == len(columns):
+        source = b"[" + b",".join([s[1:-1] for s in sources]) + b"]"
+    elif sources:  # some parts' values come from their frames, others' from their texts: one source
         source = _encode([value for column in columns for value in column]).encode()
     lows = [column.low for column in columns if column.low is not None]
     highs = [column.high for column in columns if column.high is not None]
