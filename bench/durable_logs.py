@@ -143,7 +143,7 @@ def main() -> None:
                     wrk(port, 1)  # warm-up
                     time.sleep(1.5)  # its entries written before counting
                     before = stored_rows(urls[side])
-                    tree = [process.pid, *descendants(process.pid)]
+                    tree = descendants(process.pid)
                     cpu_before = cpu_seconds(tree)
                     rate, total = wrk(port, args.seconds)
                     cpu = cpu_seconds(tree) - cpu_before

@@ -146,7 +146,7 @@ def main() -> None:
         trees: dict[tuple[str, str], list[int]] = {}
         for key, process in zip(servers, processes, strict=True):
             wrk(servers[key][0], 1)  # warm-up: the cell exists after it
-            trees[key] = [process.pid, *descendants(process.pid)]
+            trees[key] = descendants(process.pid)
         rates: dict[tuple[str, str], list[float]] = {key: [] for key in servers}
         per_cpu: dict[tuple[str, str], list[float]] = {key: [] for key in servers}
         for round_ in range(options.rounds):

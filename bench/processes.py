@@ -27,9 +27,10 @@ def descendants(pid: int) -> list[int]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far."""
+    """User + system CPU time of these processes so far, each counted once however often listed (a tree
+    written `[root, *descendants(root)]` lists its root twice: `descendants` starts with it)."""
     total = 0
-    for pid in pids:
+    for pid in dict.fromkeys(pids):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
