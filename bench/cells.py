@@ -78,16 +78,25 @@ def publish(root: Path, gateways: int, per_gateway: int, forwarded: bool = False
 
 
 def start(
-    args: list[str], port: int, src: str | None, health_host: str | None = None
+    args: list[str],
+    port: int,
+    src: str | None,
+    health_host: str | None = None,
+    cpus: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """A `fnstage runtime` answering on `port`. Its stderr (warnings and worse) goes to a temporary file,
-    so a server that exits or never answers is reported with what it said, not only that it failed."""
+    so a server that exits or never answers is reported with what it said, not only that it failed.
+    `cpus`: run it (and so every process it starts) on these CPUs only (`taskset -c`)."""
     env = {**os.environ}
     if src:
         env["PYTHONPATH"] = src
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 - the child writes to it for as long as it runs
     process = subprocess.Popen(
-        [sys.executable, "-m", "fnstage", "runtime", *args, "--port", str(port), "--log-level", "warning"],
+        [
+            *(["taskset", "-c", cpus] if cpus else []),
+            sys.executable,
+            *["-m", "fnstage", "runtime", *args, "--port", str(port), "--log-level", "warning"],
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=stderr,
@@ -115,12 +124,17 @@ def start(
 
 
 def wrk(
-    port: int, seconds: int, host: str = "bench.dev.localhost", path: str = "/hello"
+    port: int,
+    seconds: int,
+    host: str = "bench.dev.localhost",
+    path: str = "/hello",
+    cpus: str | None = None,
 ) -> tuple[float, int]:
     """(requests per second, requests answered) of one wrk run; divide the server's CPU time over the
-    run by the second for its CPU per request."""
+    run by the second for its CPU per request. `cpus`: wrk runs on these CPUs only (`taskset -c`)."""
     out = subprocess.run(
         [
+            *(["taskset", "-c", cpus] if cpus else []),
             "wrk",
             "-t1",
             "-c64",

@@ -1,7 +1,7 @@
 """Durable invocation logs (issue 15): invocation throughput with them on against off, side by side.
 
     .venv/bin/python bench/durable_logs.py [--rounds 5] [--seconds 5] [--database-url URL]
-        [--with-metrics] [--keep N] [--baseline OTHER_CHECKOUT/src] [--layouts cell,front]
+        [--with-metrics] [--keep N] [--baseline OTHER_CHECKOUT/src] [--layouts cell,front] [--pin]
 
 wrk -t1 -c64 against one small async function that logs one line with `ctx.log`, in both layouts: a
 cell serving its port directly (`fnstage runtime --gateway bench --env dev`, production behind a
@@ -107,7 +107,15 @@ def main() -> None:
         "runs its on and off too, interleaved with this checkout's, and both ratios are printed",
     )
     parser.add_argument("--layouts", default="cell,front", help="cell, front, or both (the default)")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the runtime (every process of it) on CPU 0 and wrk on CPU 1 (`taskset -c`), as "
+        "invocation_overhead.py runs: wrk's share of the cores no longer moves between rounds, and the "
+        "log writer and supervisor take their CPU from the cell's core, as a runtime's own work does",
+    )
     args = parser.parse_args()
+    server_cpus, client_cpus = ("0", "1") if args.pin else (None, None)
     print(describe(), flush=True)
     sources = {"this": str(Path(__file__).resolve().parents[1] / "src")}
     if args.baseline:
@@ -138,14 +146,15 @@ def main() -> None:
                     ["--database-url", urls[side], "--gateway", "bench", *layouts[layout], *metrics],
                     port,
                     sources[side],
+                    cpus=server_cpus,
                 )
                 try:
-                    wrk(port, 1)  # warm-up
+                    wrk(port, 1, cpus=client_cpus)  # warm-up
                     time.sleep(1.5)  # its entries written before counting
                     before = stored_rows(urls[side])
                     tree = descendants(process.pid)
                     cpu_before = cpu_seconds(tree)
-                    rate, total = wrk(port, args.seconds)
+                    rate, total = wrk(port, args.seconds, cpus=client_cpus)
                     cpu = cpu_seconds(tree) - cpu_before
                     results[name].append(rate)
                     per_cpu[name].append(total / cpu if cpu else 0.0)
