@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -90,6 +91,28 @@ def test_entries_of_an_unknown_gateway_are_skipped_not_failed(store: Store, demo
     assert [
         e["request_id"] for e in invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())[0]
     ] == ["req-1"]
+
+
+def test_a_write_that_fails_stores_nothing_and_leaves_no_transaction_open(
+    store: Store, demo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose INSERT fails at its second block is rolled back whole (the first block is not
+    kept), and the connection goes back to the pool usable: the next batch is written (SQLite's is
+    written on the driver's own connection)."""
+    real_block_row = invocation_log.block_row
+
+    def short_row(gateway: str, name: str, *args: Any) -> tuple[Any, ...]:
+        row = real_block_row(gateway, name, *args)
+        return row[:-1] if name == "dev/other" else row  # one value short of the INSERT's
+
+    monkeypatch.setattr(invocation_log, "block_row", short_row)
+    other = LogRecord("demo", "dev/other", 1, "o", 1_000_000, 200, 1000, "[]")
+    with pytest.raises(Exception):  # noqa: B017 - the driver's own error class differs by engine
+        invocation_log.write(store.engine, [record(1), other])
+    monkeypatch.setattr(invocation_log, "block_row", real_block_row)
+    invocation_log.write(store.engine, [record(2)])
+    found, _ = invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter())
+    assert [e["request_id"] for e in found] == ["req-2"]
 
 
 def test_a_records_runtime_wins_over_the_batchs_and_records_of_fills_it_in(store: Store, demo: str) -> None:
@@ -211,6 +234,8 @@ def test_the_writer_does_not_wait_for_its_tick_when_a_batch_is_queued(store: Sto
 
 class _BrokenEngine:
     """An engine whose every connection fails, as a stopped PostgreSQL does."""
+
+    dialect = SimpleNamespace(name="postgresql")  # `write_columns` asks which store it writes to
 
     def connect(self) -> Any:
         raise ConnectionRefusedError("connection refused")

@@ -618,16 +618,21 @@ def main(control_fd: int) -> None:
     cells: dict[int, tuple[socket.socket, str, str]] = {}  # by file descriptor: the socket, its owner
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
+    # where every shipment is received, then copied out: `recv(MAX_MESSAGE)` made a bytes of 4 MiB
+    # each time (a fresh memory map, shrunk to the message, then unmapped: three system calls and the
+    # page faults of new memory a shipment; BENCHMARKS.md, "The log writer process and the
+    # supervisor's wakes")
+    received = memoryview(bytearray(MAX_MESSAGE))
     running = True
     while running:
         for key, _ in selector.select():
             if key.fileobj is control:
                 running = _command(control, writer, cells, selector)
             else:
-                _read_cell(cells[key.fd], writer, cells, selector)
+                _read_cell(cells[key.fd], writer, cells, selector, received)
     for entry in list(cells.values()):  # what the cells sent before the supervisor stopped them
         entry[0].setblocking(False)
-        while entry[0].fileno() in cells and _read_cell(entry, writer, cells, selector):
+        while entry[0].fileno() in cells and _read_cell(entry, writer, cells, selector, received):
             pass
     writer.stop()
     done.set()
@@ -662,16 +667,18 @@ def _read_cell(
     writer: Any,
     cells: dict[int, tuple[socket.socket, str, str]],
     selector: selectors.BaseSelector,
+    received: memoryview,
 ) -> bool:
-    """One shipment from a cell's socket, believed for its owner only. False: nothing more to read
-    now (the cell's end closed: the socket is forgotten)."""
+    """One shipment from a cell's socket (into `received`, then copied out), believed for its owner
+    only. False: nothing more to read now (the cell's end closed: the socket is forgotten)."""
     cell, gateway, env = entry
     try:
-        data = cell.recv(MAX_MESSAGE)
+        size = cell.recv_into(received)
     except BlockingIOError:
         return False
     except OSError:
-        data = b""
+        size = 0
+    data = received[:size].tobytes()
     if not data:
         cells.pop(cell.fileno(), None)
         selector.unregister(cell)

@@ -229,21 +229,64 @@ def write_columns(engine: Engine, batch: Sequence[LogColumns], runtime_id: str |
             groups[(columns[0], columns[1])] = [columns]
         else:
             group.append(columns)
+    if engine.dialect.name == "sqlite":
+        _write_sqlite(engine, groups, runtime_id)
+        return
     with engine.connect() as conn:
-        statement = _INSERT.format("?" if conn.dialect.name == "sqlite" else "%s")
         conn.execution_options(**write_options(engine))
         with conn.begin():
             gateways = {gateway for gateway, _ in groups}
             known = set(conn.scalars(select(t.gateways.c.id).where(t.gateways.c.id.in_(gateways))))
-            blocks = [
-                block_row(gateway, name, joined[0], joined[1:], start, runtime_id)
-                for (gateway, name), group in groups.items()
-                if gateway in known
-                for joined in [_joined(group)]
-                for start in range(0, len(joined[0]), BLOCK_MAX)
-            ]
+            blocks = _blocks(groups, known, runtime_id)
             if blocks:
-                conn.exec_driver_sql(statement, blocks)
+                conn.exec_driver_sql(_INSERT.format("%s"), blocks)
+
+
+def _blocks(
+    groups: dict[tuple[str, str], list[LogColumns]], known: set[str], runtime_id: str | None
+) -> list[tuple[Any, ...]]:
+    """The rows of `_INSERT` for a batch's functions whose gateway is `known`."""
+    return [
+        block_row(gateway, name, joined[0], joined[1:], start, runtime_id)
+        for (gateway, name), group in groups.items()
+        if gateway in known
+        for joined in [_joined(group)]
+        for start in range(0, len(joined[0]), BLOCK_MAX)
+    ]
+
+
+_INSERT_SQLITE = _INSERT.format("?")
+
+
+def _write_sqlite(
+    engine: Engine, groups: dict[tuple[str, str], list[LogColumns]], runtime_id: str | None
+) -> None:
+    """`write_columns`' transaction on SQLite's own connection (the pool's, as `engine.connect`
+    gives it, with its busy timeout and WAL): the same BEGIN IMMEDIATE, gateways' SELECT, INSERT and
+    COMMIT, without SQLAlchemy's connection, transaction, compiled-statement cache and execution
+    events around each. Those were most of a batch's fixed cost, about 0.5 ms of the writer's CPU a
+    transaction, which it pays ten times a second under load (BENCHMARKS.md, "The log writer
+    process and the supervisor's wakes")."""
+    gateways = list({gateway for gateway, _ in groups})
+    dbapi = engine.raw_connection()
+    try:
+        cursor = dbapi.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            known_ids = cursor.execute(
+                "SELECT id FROM gateways WHERE id IN (" + ",".join("?" * len(gateways)) + ")", gateways
+            )
+            blocks = _blocks(groups, {row[0] for row in known_ids}, runtime_id)
+            if blocks:
+                cursor.executemany(_INSERT_SQLITE, blocks)
+            cursor.execute("COMMIT")
+        except BaseException:
+            dbapi.rollback()
+            raise
+        finally:
+            cursor.close()
+    finally:
+        dbapi.close()
 
 
 def _joined(group: list[LogColumns]) -> tuple[Sequence[Any], ...]:
