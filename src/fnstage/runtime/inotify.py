@@ -26,13 +26,6 @@ IN_CREATE = 0x00000100
 IN_DELETE = 0x00000200
 _MASK = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE
 _READ_SIZE = 64 * 1024
-# After a wake, the folder is not read again for this long: what is written meanwhile waits in the
-# kernel's queue and wakes the loop once when it is over. A SQLite commit is a burst of writes (the log
-# writer's, ten a second under load: a hundred frames of the WAL each), which woke the watcher three to
-# five times a commit, each a probe of the database (BENCHMARKS.md, "The log writer process and the
-# supervisor's wakes"). A change seen late by this is seen at most this much later, and the watcher
-# looks again 1, 3 and 8 ms after a wake that found nothing anyway (`watcher.RECHECK_DELAYS_S`).
-HOLD_S = 0.005
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -51,18 +44,10 @@ def _libc() -> ctypes.CDLL | None:
 class FolderWatch:
     """Calls `on_change()` on the event loop whenever something in `folder` (not below) is written."""
 
-    def __init__(
-        self,
-        fd: int,
-        loop: asyncio.AbstractEventLoop,
-        on_change: Callable[[], None],
-        hold_s: float | None = None,
-    ) -> None:
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop, on_change: Callable[[], None]) -> None:
         self.fd = fd
         self._loop = loop
         self._on_change = on_change
-        self._hold_s = HOLD_S if hold_s is None else hold_s
-        self._held: asyncio.TimerHandle | None = None  # the folder is not read until it fires
         loop.add_reader(fd, self._ready)
 
     @classmethod
@@ -88,22 +73,10 @@ class FolderWatch:
         except OSError:
             return
         self._on_change()
-        if self._hold_s > 0:  # the rest of a burst: one wake when the hold is over (`HOLD_S`)
-            self._loop.remove_reader(self.fd)
-            self._held = self._loop.call_later(self._hold_s, self._resume)
-
-    def _resume(self) -> None:
-        self._held = None
-        if self.fd >= 0:
-            self._loop.add_reader(self.fd, self._ready)  # ready at once if anything was written meanwhile
 
     def close(self) -> None:
         if self.fd < 0:
             return
-        if self._held is not None:
-            self._held.cancel()
-            self._held = None
-        else:
-            self._loop.remove_reader(self.fd)
+        self._loop.remove_reader(self.fd)
         os.close(self.fd)
         self.fd = -1
