@@ -280,6 +280,8 @@ def _write_sqlite(
             if blocks:
                 cursor.executemany(_INSERT_SQLITE, blocks)
             cursor.execute("COMMIT")
+        # anything at all (a store error, KeyboardInterrupt in a test) ends the transaction before
+        # the connection goes back to the pool; re-raised, so nothing is hidden
         except BaseException:
             dbapi.rollback()
             raise
