@@ -325,6 +325,41 @@ def test_quiet_invocations_go_as_columns_in_the_messages_rows_would_make() -> No
         assert record.lines == json.dumps(list(e[5]), separators=(",", ":"))
 
 
+@pytest.mark.parametrize("lines_of", [lambda n: [f"line {n} " * (n % 9)], lambda n: ["a", f"{n}" * (n % 5)]])
+def test_rows_that_each_logged_as_many_lines_go_as_columns_in_the_messages_rows_would_make(
+    lines_of: Any,
+) -> None:
+    """A run whose rows each logged one line (`cell._Ends`: the overhead added when asked for), or as
+    many: columns only, cut into the messages the row rule makes (LOG_ROW_BYTES a row, its lines'
+    characters, 4 a line), each row's lines read back as logged."""
+    from fnstage.runtime.cell import LOG_MESSAGE_BYTES, LOG_ROW_BYTES, LogSender, SupervisorLink
+    from fnstage.runtime.log_process import records_of
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    link = SupervisorLink.__new__(SupervisorLink)  # only its shipping: no channel, no registry
+    link.log_sender = LogSender(theirs)
+    link.log_keep = 0
+    served = [
+        ("demo", "dev/a", (f"r{n}", 1_764_000_000 + n / 7, 1, 200, n / 3, lines_of(n), None, None))
+        for n in range(3000)
+    ]
+    link._ship(served, 0)
+    got = _messages(ours)
+    assert all(type(g[2]) is dict for m in got for g in m["groups"])  # columns only
+    expected, size, count = [], 0, 0
+    for _, _, e in served:
+        size += LOG_ROW_BYTES + sum(len(line) + 4 for line in e[5])
+        count += 1
+        if size >= LOG_MESSAGE_BYTES:
+            expected.append(count)
+            size, count = 0, 0
+    expected.append(count)
+    assert len(expected) > 5 and [m["n"] for m in got] == expected
+    records = [r for m in got for r in records_of(m["groups"], "demo", "dev")]
+    assert [r.request_id for r in records] == [e[0] for _, _, e in served]
+    assert [r.lines for r in records] == [json.dumps(e[5], separators=(",", ":")) for _, _, e in served]
+
+
 def test_columns_that_do_not_fit_are_ignored_like_a_wrong_row() -> None:
     from fnstage.runtime.log_process import records_of
 
@@ -839,7 +874,7 @@ def test_a_shipment_tells_functions_apart_by_gateway_and_name() -> None:
     link.log_keep = 30
     gateways = ["one" if n % 7 < 4 else "two" for n in range(100)]  # runs of four, then three
     entries = [(f"r{n}", 1.0 + n, 1, 200, 0.5, NO_LINES if n % 2 else ["hi"], None, None) for n in range(100)]
-    link._ship_columns(gateways, ["dev/a"] * 100, entries, 0)
+    link._ship_columns((gateways, ["dev/a"] * 100, *map(list, zip(*entries, strict=True))), 0)
     shipped = _messages(ours)
     for gateway in ("one", "two"):
         served = [e[0] for e, g in zip(entries, gateways, strict=True) if g == gateway]

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import accumulate, chain, compress, groupby, repeat
 from multiprocessing.connection import Connection
-from operator import add, mul
+from operator import add
 from pathlib import Path
 from typing import Any, cast
 
@@ -39,7 +39,7 @@ from fnstage.runtime.answer_json import ORJSON_OPTIONS
 from fnstage.runtime.app import DEFAULT_MAX_BODY_BYTES, RuntimeApp
 from fnstage.runtime.channel import CellEnd, ChannelClosed
 from fnstage.runtime.configuration import CellConfiguration
-from fnstage.runtime.invoker import InvocationLogs
+from fnstage.runtime.invoker import InvocationLogs, OutboxColumns
 from fnstage.runtime.loader import DEFAULT_LOAD_TIMEOUT_S, LiveVersion, LoadError, load_each, load_rows
 from fnstage.runtime.log_format import configure
 from fnstage.runtime.registry import Registry
@@ -708,10 +708,14 @@ class SupervisorLink:
 
     def _ship(self, entries: list[Any], dropped: int) -> None:
         """`_ship_columns` of `(gateway, name, entry)` triples, oldest first."""
-        gateways, names, rows = map(list, zip(*entries, strict=True)) if entries else ([], [], [])
-        self._ship_columns(gateways, names, rows, dropped)
+        if not entries:
+            self._ship_columns(([], [], [], [], [], [], [], [], [], []), dropped)
+            return
+        gateways, names, rows = zip(*entries, strict=True)
+        columns = (list(gateways), list(names), *map(list, zip(*rows, strict=True)))
+        self._ship_columns(columns, dropped)
 
-    def _ship_columns(self, gateways: list[str], names: list[str], entries: list[Any], dropped: int) -> None:
+    def _ship_columns(self, outbox: OutboxColumns, dropped: int) -> None:
         """Grouped by function (the writer checks each function once, not each invocation), in
         messages of about LOG_MESSAGE_BYTES: each is encoded in one call that holds the interpreter
         lock, so small ones leave the event loop its turn. A group is `[gateway, name, rows]`, a row
@@ -731,14 +735,15 @@ class SupervisorLink:
         served.
 
         The invocations come as the outbox holds them (`InvocationLogs.take_outbox`): the gateway,
-        name and entry of each, as three lists. A run of one function is found by a count in C when
-        the shipment is all one function's (the common case under load), else by `groupby` over the
-        names: no key made an invocation."""
+        name and each field of the entry of each, as lists (`OutboxColumns`), so that a run's columns
+        are these lists or slices of them (no entry transposed, no tuple made an invocation). A run of
+        one function is found by a count in C when the shipment is all one function's (the common
+        case under load), else by `groupby` over the names: no key made an invocation."""
         sender = self.log_sender
-        if sender is None or (not entries and not dropped):
+        if sender is None or (not outbox[0] and not dropped):
             return
-        if self.log_keep and len(entries) > self.log_keep:
-            gateways, names, entries = self._newest(gateways, names, entries, self.log_keep)
+        if self.log_keep and len(outbox[0]) > self.log_keep:
+            outbox = self._newest(outbox, self.log_keep)
         parts: list[list[Any]] = []  # the message's groups, in order
         groups: dict[tuple[str, str], list[tuple[Any, ...]]] = {}  # a function's rows among them
         count = size = 0
@@ -748,20 +753,19 @@ class SupervisorLink:
             sender.send(parts, count, dropped)
             parts, groups, count, size, dropped = [], {}, 0, 0, 0
 
-        for function, batch in _runs(gateways, names, entries):
-            ids, started, versions, statuses, durations, all_lines, errors, triggers = zip(
-                *batch, strict=True
-            )
-            n = len(batch)
+        for function, run in _runs(outbox):
+            ids, started, versions, statuses, durations, all_lines, errors, triggers = run
+            n = len(ids)
             ends = None
             if errors.count(None) == n and triggers.count(None) == n:
                 ends = _row_ends(all_lines, n)
             if ends is not None:
                 # seconds and milliseconds -> microseconds as `x * 1e6` and `x * 1000` (the same
-                # floats), by `mul`: a builtin's vectorcall, where a bound `(1e6).__mul__` made an
-                # arguments tuple a value
-                started_us = list(map(_TRUNC, map(mul, started, repeat(1e6))))
-                durations_us = list(map(_TRUNC, map(mul, durations, repeat(1000.0))))
+                # floats): a comprehension, whose multiplication the interpreter specialises for
+                # floats, costs fewer instructions a value than `map(_TRUNC, map(mul, ...))` (a
+                # builtin's call each), and a bound `(1e6).__mul__` made an arguments tuple a value
+                durations_us = [_TRUNC(d * 1000.0) for d in durations]
+                started_us = [_TRUNC(t * 1e6) for t in started]
                 logged = any(all_lines)
                 at = 0
                 while at < n:
@@ -785,8 +789,8 @@ class SupervisorLink:
                     if size >= LOG_MESSAGE_BYTES:
                         send()
                 continue
-            for e in batch:
-                lines, error = e[5], e[6]  # by index: a plain tuple (`invoker.LogEntry`)
+            for e in zip(*run, strict=True):
+                lines, error = e[5], e[6]  # by index: `invoker.LogEntry`'s order
                 row_size = LOG_ROW_BYTES
                 if lines:
                     chars = _lines_chars(lines)
@@ -811,17 +815,15 @@ class SupervisorLink:
         if parts or dropped:
             send()
 
-    def _newest(
-        self, gateways: list[str], names: list[str], entries: list[Any], keep: int
-    ) -> tuple[list[str], list[str], list[Any]]:
-        """Each function's newest `keep` of `entries` (oldest first), with their gateways and names:
-        the store's count bound would delete the others within seconds, before anyone could read
-        them, after the writer spent more on each than the request itself (BENCHMARKS.md). They are
-        counted as pruned."""
-        keys = _function_keys(gateways, names)
+    def _newest(self, columns: OutboxColumns, keep: int) -> OutboxColumns:
+        """Each function's newest `keep` of the invocations in `columns` (oldest first): the store's
+        count bound would delete the others within seconds, before anyone could read them, after
+        the writer spent more on each than the request itself (BENCHMARKS.md). They are counted as
+        pruned."""
+        keys = _function_keys(columns[0], columns[1])
         over = {function: n - keep for function, n in Counter(keys).items() if n > keep}
         if not over:
-            return gateways, names, entries
+            return columns
         wanted = []
         for key in keys:
             skip = over.get(key)
@@ -830,11 +832,7 @@ class SupervisorLink:
             wanted.append(not skip)
         assert self.log_sender is not None
         self.log_sender.pruned += wanted.count(False)
-        return (
-            list(compress(gateways, wanted)),
-            list(compress(names, wanted)),
-            list(compress(entries, wanted)),
-        )
+        return tuple(list(compress(column, wanted)) for column in columns)
 
 
 def _wake(futures: list[asyncio.Future[None]]) -> None:
@@ -851,24 +849,24 @@ def _function_keys(gateways: list[str], names: list[str]) -> list[Any]:
     return list(zip(gateways, names, strict=True))
 
 
-def _runs(
-    gateways: list[str], names: list[str], entries: list[Any]
-) -> Iterator[tuple[tuple[str, str], list[Any]]]:
-    """Each run of one function's invocations in `entries`, in order, with its (gateway, name)."""
-    n = len(entries)
+def _runs(columns: OutboxColumns) -> Iterator[tuple[tuple[str, str], Sequence[list[Any]]]]:
+    """Each run of one function's invocations in `columns`, in order, with its (gateway, name): its
+    entries' fields, a column each (the lists themselves when all are one function's)."""
+    gateways, names = columns[0], columns[1]
+    n = len(gateways)
     if not n:
         return
     if names.count(names[0]) == n and gateways.count(gateways[0]) == n:  # one function's: most shipments
-        yield (gateways[0], names[0]), entries
+        yield (gateways[0], names[0]), columns[2:]
         return
     at = 0
     for _, run in groupby(_function_keys(gateways, names)):
         end = at + len(list(run))
-        yield (gateways[at], names[at]), entries[at:end]
+        yield (gateways[at], names[at]), [column[at:end] for column in columns[2:]]
         at = end
 
 
-def _column(values: tuple[Any, ...], start: int, end: int) -> Any:
+def _column(values: Sequence[Any], start: int, end: int) -> Any:
     """values[start:end] as a shipment's column: the one value when they are all it."""
     taken = values[start:end]
     first = taken[0]
@@ -889,12 +887,51 @@ def _lines_chars(lines: Any) -> int:
             return LOG_ROW_LINES_CHARS + 1
 
 
-def _row_ends(all_lines: tuple[Any, ...], n: int) -> Sequence[int] | None:
+class _Ends:
+    """A run's row ends when every row logged `lines` lines: the lines' characters summed up to each
+    row (`chars`), plus `overhead` a row, made when asked for (by the bisect of a message's end, and
+    the two ends of its rows: a few a message), not by a pass adding the overhead to each row."""
+
+    __slots__ = ("chars", "overhead")
+
+    def __init__(self, chars: list[int], overhead: int) -> None:
+        self.chars = chars
+        self.overhead = overhead
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def __getitem__(self, row: int) -> int:
+        return self.chars[row] + self.overhead * (row + 1)
+
+
+def _row_ends(all_lines: Sequence[Any], n: int) -> Sequence[int] | _Ends | None:
     """Where each of a run's rows ends in a message's count (LOG_ROW_BYTES a row plus its lines,
     summed), made by C calls without a Python step a row; None when a row must go as a row: lines
     not all strings, or a row larger than a message (it goes alone, or is cut)."""
     if not any(all_lines):
         return range(LOG_ROW_BYTES, LOG_ROW_BYTES * (n + 1), LOG_ROW_BYTES)
+    try:
+        # one line a row (most functions that log): a row of another count raises ValueError, lines
+        # that are no list TypeError (both: the ways below)
+        flat = [line for (line,) in all_lines]
+    # not swallowed: the ways below look at these rows again
+    except (ValueError, TypeError):
+        pass
+    else:
+        try:
+            # TypeError: a line that is no string (a C pass, where `str.__len__` a line was a call
+            # that made an arguments tuple)
+            total = len("".join(flat))
+        # the general way below (and then row by row), as before this path
+        except TypeError:
+            return None
+        chars = list(map(len, flat))
+        overhead = LOG_ROW_BYTES + 4  # `_ship`'s rule for a row, as below
+        # no row larger than a message: surely so when all of them together are not (no pass for `max`)
+        if total + overhead > LOG_MESSAGE_BYTES and max(chars) + overhead > LOG_MESSAGE_BYTES:
+            return None
+        return _Ends(list(accumulate(chars)), overhead)
     try:
         counts = list(map(len, all_lines))  # TypeError: lines that are no list
     # not swallowed: None sends the run row by row, where such lines are encoded or counted unsent

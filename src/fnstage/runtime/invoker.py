@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import threading
 import time
 from bisect import bisect_left
@@ -88,8 +89,9 @@ class InvocationLog(NamedTuple):
 
 
 # An invocation as `InvocationLogs` keeps it: `InvocationLog`'s fields in its order, as a plain tuple
-# (what `invoke` records) or an `InvocationLog` (what other callers may pass). `recent` answers the
-# named form; `take_outbox` hands the entries over as they were recorded.
+# (what `record` gets, and what a drain makes of `invoke`'s fields for a ring) or an `InvocationLog`
+# (what other callers may pass). `recent` answers the named form; `take_outbox` hands the entries'
+# fields over as columns.
 LogEntry = tuple[str, float, int, int, float, Sequence[str], str | None, str | None]
 
 
@@ -117,14 +119,37 @@ class _Kept:
 
 
 # A served invocation as `invoke` queues it in `InvocationLogs.pending`: these fields, one after the
-# other in that flat list (the entry's version, status and error again: no pass over the entries to
-# find them), so that each is a strided slice of the list when drained
-PENDING_FIELDS = ("gateway", "name", "entry", "seconds", "version", "status", "error")
+# other in that flat list, so that each is a strided slice of the list when drained. Its log entry's
+# fields (`LogEntry`, `ENTRY`) lie side by side in it, not as a tuple of their own: the drain makes
+# entries only for the rings' newest (a function's last `per_function` of a drain), and hands the
+# outbox the fields as columns, which the shipping thread ships as columns (a tuple an invocation, then
+# transposed by `zip(*entries)` there, was most of what shipping cost: BENCHMARKS.md, "cellship")
+PENDING_FIELDS = (
+    "gateway",
+    "name",
+    *InvocationLog._fields,  # `LogEntry`: request_id, time, version, status, duration_ms, lines, ...
+    "seconds",
+)
 _WIDTH = len(PENDING_FIELDS)
+ENTRY = slice(2, 2 + len(InvocationLog._fields))  # where an invocation's `LogEntry` lies among its fields
+_SECONDS = PENDING_FIELDS.index("seconds")
+# what the outbox holds of a drain, and `take_outbox` hands over: the gateways, the names, then the
+# entries' fields in `LogEntry`'s order, a list each (columns: the same length, in the order queued)
+OutboxColumns = tuple[list[Any], ...]
 # `invoke` drains the queue itself once it holds this many (nothing else read it meanwhile: a runtime
 # without a watcher, a cell between two heartbeats under load), so that it stays bounded
 DRAIN_AT = 1024 * _WIDTH  # the list's length: 1,024 invocations
 _PASSES = 8  # up to this many functions in a drain, each found by a pass in C over the names
+
+# floats added one by one in order, as `record` adds each (the same sum to the last bit). Up to 3.11
+# `sum` does it in C doubles (about 50 instructions a value against 250 for `reduce(add, ...)`, which
+# calls `add` with an arguments tuple); from 3.12 `sum` compensates the rounding (other bits)
+if sys.version_info < (3, 12):
+    _sum_in_order: Callable[[Iterable[float], float], float] = sum
+else:
+
+    def _sum_in_order(values: Iterable[float], start: float) -> float:
+        return reduce(add, values, start)
 
 
 class InvocationLogs:
@@ -133,12 +158,12 @@ class InvocationLogs:
     With `outbox` > 0 (a cell whose supervisor keeps durable logs), every invocation is also queued to
     be shipped (`take_outbox`, from another thread); a full outbox drops the newest and counts it,
     never waits. The outbox holds the drained columns as they are (a drain's gateways, names and
-    entries: three lists), not a tuple an invocation: no object made, tracked by the collector and
-    freed for each, and the shipping thread gets columns, which it ships as columns.
+    each field of the entries: `OutboxColumns`), not a tuple an invocation: no object made, tracked by
+    the collector and freed for each, and the shipping thread gets columns, which it ships as columns.
 
     `invoke` does not record an invocation of the app's (counted, and for the metrics this counts
-    into: `count_into`) one by one: it appends one tuple to `pending` (the event loop only), and the
-    ring, the outbox, the counts and the metrics take the queue in bulk, in C where they can
+    into: `count_into`) one by one: it appends its `PENDING_FIELDS` to `pending` (the event loop
+    only), and the ring, the outbox, the counts and the metrics take the queue in bulk, in C where they can
     (`itertools`, `map`, `list.count`), whenever any of them is read (`recent`, `take_counts`,
     `take_outbox`, `RequestMetrics.take`) and every `DRAIN_AT` invocations. So every read sees every
     invocation that finished before it, exactly as if each had been recorded when it finished; a
@@ -150,8 +175,8 @@ class InvocationLogs:
         self._kept: dict[tuple[str, str], _Kept] = {}
         self._counted: set[_Kept] = set()  # counts changed since `take_counts` (hashed by identity)
         self.outbox_size = outbox
-        # chunks of (gateways, names, entries), in the order queued; `_queued`: their invocations
-        self._outbox: list[tuple[Sequence[str], Sequence[str], Sequence[LogEntry]]] = []
+        # chunks of `OutboxColumns`, in the order queued; `_queued`: their invocations
+        self._outbox: list[OutboxColumns] = []
         self._queued = 0
         self._dropped = 0  # ever
         self._dropped_taken = 0  # ... of which `take_outbox` reported
@@ -187,7 +212,8 @@ class InvocationLogs:
             self._drain()
             if self.outbox_size:
                 if self._queued < self.outbox_size:
-                    self._outbox.append(((gateway,), (name,), (entry,)))
+                    # one-row columns of the entry's fields (it may be an `InvocationLog`)
+                    self._outbox.append(([gateway], [name], *([field] for field in entry)))
                     self._queued += 1
                 else:
                     self._dropped += 1
@@ -196,16 +222,22 @@ class InvocationLogs:
             if kept is None:
                 kept = self._kept[key] = _Kept(key, self.per_function)
             kept.ring.append(entry)
-            self._record_one(kept, entry, count, metrics, seconds)
+            # by index: a NamedTuple's field by name is a property's call each
+            self._record_one(kept, entry[2], entry[3], entry[6], count, metrics, seconds)
 
     def _record_one(
-        self, kept: _Kept, entry: LogEntry, count: bool, metrics: RequestMetrics | None, seconds: float
+        self,
+        kept: _Kept,
+        version: int,
+        status: int,
+        error: str | None,
+        count: bool,
+        metrics: RequestMetrics | None,
+        seconds: float,
     ) -> None:
         """One invocation's counts and metrics (its ring and outbox are the caller's)."""
-        # by index: a NamedTuple's field by name is a property's call each
-        version, error = entry[2], entry[6]
         if metrics is not None:  # off the hot path now (`invoke` queues the app's requests): one call
-            metrics.observe(kept.key[0], kept.key[1], version, entry[3], seconds, error is not None)
+            metrics.observe(kept.key[0], kept.key[1], version, status, seconds, error is not None)
         if not count:
             return
         counts = kept.counts
@@ -231,26 +263,27 @@ class InvocationLogs:
             return
         flat = pending[:size]
         del pending[:size]
-        gateways, names, entries, seconds = flat[0::_WIDTH], flat[1::_WIDTH], flat[2::_WIDTH], flat[3::_WIDTH]
-        versions, statuses, errors = flat[4::_WIDTH], flat[5::_WIDTH], flat[6::_WIDTH]
-        n = len(entries)
+        gateways, names, seconds = flat[0::_WIDTH], flat[1::_WIDTH], flat[_SECONDS::_WIDTH]
+        # the entries' fields, a column each (`LogEntry`'s order): no entry made here but the rings'
+        fields = [flat[at::_WIDTH] for at in range(ENTRY.start, ENTRY.stop)]
+        n = len(gateways)
         if self.outbox_size:
             room = self.outbox_size - self._queued
             if room >= n:
-                self._outbox.append((gateways, names, entries))  # the lists themselves: none changes them
+                self._outbox.append((gateways, names, *fields))  # the lists themselves: none changes them
                 self._queued += n
             else:  # full: the newest are dropped, and counted
                 room = max(room, 0)
                 if room:
-                    self._outbox.append((gateways[:room], names[:room], entries[:room]))
+                    self._outbox.append((gateways[:room], names[:room], *(f[:room] for f in fields)))
                     self._queued += room
                 self._dropped += n - room
-        columns = (entries, seconds, versions, statuses, errors)
+        columns = (*fields, seconds)
         gateway = gateways[0]
         # a cell serves one gateway: its functions are told apart by name alone
         one_gateway = gateways.count(gateway) == n
         if one_gateway and names.count(names[0]) == n:  # one function's (most drains under load)
-            self._take((gateway, names[0]), *columns)
+            self._take((gateway, names[0]), columns)
             return
         keys: list[Any] = names if one_gateway else list(zip(gateways, names, strict=True))
         functions = dict.fromkeys(keys)
@@ -265,31 +298,30 @@ class InvocationLogs:
             first = indices[0]
             key = (gateways[first], names[first])
             if len(indices) == 1:
-                self._take(key, *([column[first]] for column in columns))
+                self._take(key, [[column[first]] for column in columns])
             else:
-                self._take(key, *map(itemgetter(*indices), columns))
+                self._take(key, list(map(itemgetter(*indices), columns)))
 
-    def _take(
-        self,
-        key: tuple[str, str],
-        entries: Sequence[LogEntry],
-        seconds: Sequence[float],
-        versions: Sequence[int],
-        statuses: Sequence[int],
-        errors: Sequence[str | None],
-    ) -> None:
-        """One function's queued invocations, in order: as `record` of each (`count` True, into
-        `self.metrics`), with a pass in C over each field instead of a step in Python each."""
+    def _take(self, key: tuple[str, str], columns: Sequence[Sequence[Any]]) -> None:
+        """One function's queued invocations, in order, as columns (the entries' fields in
+        `LogEntry`'s order, then their seconds): as `record` of each (`count` True, into
+        `self.metrics`), with a pass in C over each field instead of a step in Python each. Its ring
+        gets entries made of its newest only (a drain's others would be pushed out unread)."""
         kept = self._kept.get(key)
         if kept is None:
             kept = self._kept[key] = _Kept(key, self.per_function)
-        n = len(entries)
-        kept.ring.extend(entries[-self.per_function :] if n > self.per_function else entries)
+        seconds = columns[-1]
+        fields = columns[:-1]
+        n = len(seconds)
+        keep = self.per_function
+        newest = [field[-keep:] for field in fields] if n > keep else fields
+        kept.ring.extend(zip(*newest, strict=True))
+        versions, statuses, errors = fields[2], fields[3], fields[6]
         metrics = self.metrics
         version = versions[0]
         if versions.count(version) != n:  # a new version went live between two drains: one by one
-            for entry, took in zip(entries, seconds, strict=True):
-                self._record_one(kept, entry, True, metrics, took)
+            for one_version, status, error, took in zip(versions, statuses, errors, seconds, strict=True):
+                self._record_one(kept, one_version, status, error, True, metrics, took)
             return
         failures = n - errors.count(None)
         counts = kept.counts
@@ -317,7 +349,7 @@ class InvocationLogs:
                     counted[CLASS_SLOT.get(klass, FAILURES - 1)] += k
             counted[FAILURES] += failures
             # added one by one in order, as `record` does: the same float sum to the last bit
-            counted[SECONDS] = reduce(add, seconds, counted[SECONDS])
+            counted[SECONDS] = _sum_in_order(seconds, counted[SECONDS])
             if max(seconds) <= FIRST_BOUND:  # most drains: all in the first bucket
                 counted[FIRST_BUCKET] += n
             else:
@@ -341,23 +373,22 @@ class InvocationLogs:
                 if (c := kept.counts) is not None
             ]
 
-    def take_outbox(self) -> tuple[list[str], list[str], list[LogEntry], int]:
-        """The invocations queued since the last call, as columns in the order queued: their gateways,
-        names and entries (each as it was recorded: see `LogEntry`), and how many a full outbox
-        dropped meanwhile."""
+    def take_outbox(self) -> tuple[OutboxColumns, int]:
+        """The invocations queued since the last call, as columns in the order queued (their
+        gateways, names, then each field of their entries: `OutboxColumns`), and how many a full
+        outbox dropped meanwhile."""
         with self.lock:
             self._drain()
             chunks, self._outbox, self._queued = self._outbox, [], 0
             dropped_total = self._dropped
             dropped, self._dropped_taken = dropped_total - self._dropped_taken, dropped_total
-        gateways: list[str] = []
-        names: list[str] = []
-        entries: list[LogEntry] = []
-        for chunk_gateways, chunk_names, chunk_entries in chunks:  # a drain's each: a copy in C
-            gateways += chunk_gateways
-            names += chunk_names
-            entries += chunk_entries
-        return gateways, names, entries, dropped
+        if len(chunks) == 1:  # the drain's lists themselves: none else holds them now
+            return chunks[0], dropped
+        columns: list[list[Any]] = [[] for _ in PENDING_FIELDS[:_SECONDS]]
+        for chunk in chunks:  # a drain's each: a copy in C a column
+            for column, part in zip(columns, chunk, strict=True):
+                column += part
+        return tuple(columns), dropped
 
     def forget(self, gateway: str, name: str) -> None:
         with self.lock:
@@ -746,18 +777,31 @@ async def invoke(
         lines = log.lines
         if lines.__class__ is not list:  # the function's own list, replaced: a message of it would be refused
             lines = [f"(ctx.log.lines was replaced by a {type(lines).__name__}: its lines are not kept)"]
-    # the log entry is a plain tuple in `InvocationLog`'s order (`LogEntry`): the collector untracks an
-    # exact tuple of atomic values, never a NamedTuple's; `recent` makes the named form when read
+    # the log entry's fields in `InvocationLog`'s order (`LogEntry`): queued flat, or a plain tuple (the
+    # collector untracks an exact tuple of atomic values, never a NamedTuple's); `recent` makes the
+    # named form when read
     if logs is not None:
         trigger_name = trigger.name if trigger is not None else None
         version = live.version
-        entry = (request_id, started_at, version, status, seconds * 1000, lines, error, trigger_name)
         if count and metrics is logs.metrics:  # the app's request: queued, taken in bulk when read
             pending = logs.pending
-            pending += (live.gateway, live.name, entry, seconds, version, status, error)  # PENDING_FIELDS
+            pending += (  # PENDING_FIELDS: the entry's fields flat, no tuple of its own
+                live.gateway,
+                live.name,
+                request_id,
+                started_at,
+                version,
+                status,
+                seconds * 1000,
+                lines,
+                error,
+                trigger_name,
+                seconds,
+            )
             if len(pending) >= DRAIN_AT:
                 logs.drain()
         else:
+            entry = (request_id, started_at, version, status, seconds * 1000, lines, error, trigger_name)
             logs.record(live.gateway, live.name, entry, count, metrics, seconds)
     if metrics is not None:
         metrics.in_flight -= 1
