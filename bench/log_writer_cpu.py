@@ -44,6 +44,8 @@ def shipped_by_cell(base: int) -> list[bytes]:
     theirs.setblocking(False)
     link = cast(SupervisorLink, SimpleNamespace(log_sender=LogSender(ours), log_keep=0))
     if hasattr(SupervisorLink, "_ship_columns"):  # `_ship` calls it since branch logship
+        # the link is a namespace standing in for a SupervisorLink (cast above): it gets the real
+        # method bound to it, which mypy sees as assigning to a method
         link._ship_columns = partial(SupervisorLink._ship_columns, link)  # type: ignore[method-assign]
     entries = [
         (
