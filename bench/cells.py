@@ -123,6 +123,39 @@ def start(
     raise RuntimeError(f"fnstage runtime {' '.join(args)} {why}; its stderr ended with:\n{said}")
 
 
+def hey_at_rate(
+    port: int,
+    seconds: int,
+    rate: int,
+    host: str = "bench.dev.localhost",
+    path: str = "/hello",
+    cpus: str | None = None,
+    workers: int = 32,
+) -> tuple[float, int]:
+    """(requests per second, requests answered) of `rate` requests a second offered for `seconds` by
+    Debian's `hey` (`workers` keep-alive connections, each at rate / workers): a load below
+    saturation, where the server's CPU a request is its cost, not how its event loop batches when it
+    falls behind (wrk's). Any answer but 200, or any error, raises."""
+    out = subprocess.run(
+        [
+            *(["taskset", "-c", cpus] if cpus else []),
+            "hey",
+            *["-z", f"{seconds}s", "-c", str(workers), "-q", f"{rate / workers:.3f}"],
+            *["-host", host, f"http://127.0.0.1:{port}{path}"],
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    answered = re.findall(r"\[(\d+)\]\s+(\d+) responses", out)
+    if "Error distribution" in out or any(code != "200" for code, _ in answered) or not answered:
+        raise RuntimeError(f"hey saw failures:\n{out}")
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if found is None:
+        raise RuntimeError(f"hey printed no Requests/sec:\n{out}")
+    return float(found.group(1)), sum(int(n) for _, n in answered)
+
+
 def wrk(
     port: int,
     seconds: int,

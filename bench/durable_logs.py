@@ -1,7 +1,7 @@
 """Durable invocation logs (issue 15): invocation throughput with them on against off, side by side.
 
     .venv/bin/python bench/durable_logs.py [--rounds 5] [--seconds 5] [--database-url URL]
-        [--with-metrics] [--keep N] [--baseline OTHER_CHECKOUT/src] [--layouts cell,front] [--pin]
+        [--with-metrics] [--keep N] [--baseline OTHER_CHECKOUT/src] [--layouts cell,front] [--pin] [--rate N]
 
 wrk -t1 -c64 against one small async function that logs one line with `ctx.log`, in both layouts: a
 cell serving its port directly (`fnstage runtime --gateway bench --env dev`, production behind a
@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cells import free_port, start, wrk
+from cells import free_port, hey_at_rate, start, wrk
 from machine import describe
 from processes import cpu_seconds, descendants, stop_tree
 from sqlalchemy import inspect, text
@@ -114,6 +114,15 @@ def main() -> None:
         "invocation_overhead.py runs: wrk's share of the cores no longer moves between rounds, and the "
         "log writer and supervisor take their CPU from the cell's core, as a runtime's own work does",
     )
+    parser.add_argument(
+        "--rate",
+        type=int,
+        default=0,
+        help="offer this many requests a second with `hey` (Debian's package) instead of wrk's "
+        "saturation, and compare the CPU a request: at saturation a runtime started afresh settles "
+        "into batching more or fewer requests a wake, which moved its CPU a request 30-40%% between "
+        "starts (BENCHMARKS.md, the eleventh window)",
+    )
     args = parser.parse_args()
     server_cpus, client_cpus = ("0", "1") if args.pin else (None, None)
     print(describe(), flush=True)
@@ -154,7 +163,11 @@ def main() -> None:
                     before = stored_rows(urls[side])
                     tree = descendants(process.pid)
                     cpu_before = cpu_seconds(tree)
-                    rate, total = wrk(port, args.seconds, cpus=client_cpus)
+                    rate, total = (
+                        hey_at_rate(port, args.seconds, args.rate, cpus=client_cpus)
+                        if args.rate
+                        else wrk(port, args.seconds, cpus=client_cpus)
+                    )
                     cpu = cpu_seconds(tree) - cpu_before
                     results[name].append(rate)
                     per_cpu[name].append(total / cpu if cpu else 0.0)
