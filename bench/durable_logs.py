@@ -16,6 +16,12 @@ hide them), so a writer that falls behind shows as dropped entries, not as a fas
 (`--metrics-port`: every request counted and its latency observed), "off" neither. Next to req/s,
 requests per CPU-second of the runtime's process tree (user + system from /proc, read around wrk),
 which the machine's other work disturbs far less.
+
+`--interleave N` pairs on and off within each round: both servers started together, then N slices of
+`--seconds` each, taken in turn (on, off, off, on, ...) so that the host's drift falls on both alike;
+each round prints its paired ratio of the pooled slices, and the summary their median. Even one
+server's run-to-run speed here moved 25-40% within a minute (a shared host: its steal ticks rose
+with every slow slice), more than logs cost, so rounds started apart cannot resolve it.
 """
 
 from __future__ import annotations
@@ -123,7 +129,21 @@ def main() -> None:
         "into batching more or fewer requests a wake, which moved its CPU a request 30-40%% between "
         "starts (BENCHMARKS.md, the eleventh window)",
     )
+    parser.add_argument(
+        "--interleave",
+        type=int,
+        default=0,
+        metavar="N",
+        help="each round starts on and off together and runs N slices of --seconds on each, in turn "
+        "(on, off, off, on, ...), and its ratio is the pooled slices' (see the docstring)",
+    )
+    parser.add_argument(
+        "--settle", type=float, default=0.6, help="seconds after each slice before its CPU is read"
+    )
     args = parser.parse_args()
+    if args.interleave:
+        interleaved(args)
+        return
     server_cpus, client_cpus = ("0", "1") if args.pin else (None, None)
     print(describe(), flush=True)
     sources = {"this": str(Path(__file__).resolve().parents[1] / "src")}
@@ -195,6 +215,103 @@ def main() -> None:
             )
     if kept:
         print(f"rows written per request made (logs on, each round): {', '.join(f'{k:.3f}' for k in kept)}")
+
+
+def order(slices: int) -> list[int]:
+    """0 (on) and 1 (off) in turn, ABBA by pairs, so a linear drift of the host's speed falls on both
+    alike: on, off, off, on, on, off, ..."""
+    return [(i + i // 2) % 2 for i in range(2 * slices)]
+
+
+def paired_ratios(sides: list[int], rates: list[float]) -> list[float]:
+    """On's rate over off's in each pair of adjacent slices (`order` puts one of each in every pair):
+    a burst of the host's other work spoils one pair, not a round."""
+    pairs = zip(
+        zip(sides[::2], rates[::2], strict=True), zip(sides[1::2], rates[1::2], strict=True), strict=True
+    )
+    return [a / b if side == 0 else b / a for (side, a), (_, b) in pairs]
+
+
+def interleaved(args: argparse.Namespace) -> None:
+    """Rounds of paired slices (`--interleave`): the ratio of a round is on's requests per CPU-second
+    over off's, each pooled over its slices; the summary is the median of the rounds' ratios, and of
+    all adjacent slices' (`paired_ratios`)."""
+    cpus = ("0", "1") if args.pin else (None, None)
+    print(describe(), flush=True)
+    sources = {"this": str(Path(__file__).resolve().parents[1] / "src")}
+    if args.baseline:
+        sources["baseline"] = str(Path(args.baseline).resolve())
+    every_layout = {"cell": ["--env", "dev"], "front": []}
+    pairs = [(side, layout) for side in sources for layout in args.layouts.split(",")]
+    ratios: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
+    paired: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
+    with tempfile.TemporaryDirectory(prefix="fnstage-bench-logs-") as folder:
+        os.environ["FNSTAGE_LOG_KEEP"] = str(args.keep)
+        os.environ["FNSTAGE_LOG_QUEUE"] = "1000000"
+        for round_ in range(args.rounds):
+            for side, layout in pairs:
+                # a database of its own: a round's rows stay under the keep (at most 1,000,000), so
+                # pruning does not hide an entry the writer lost
+                url = publish_with(sources[side], Path(folder) / f"{side}-{layout}-{round_}")
+                servers = []
+                try:
+                    for mode in ("on", "off"):
+                        os.environ["FNSTAGE_LOGS"] = mode
+                        port = free_port()
+                        metrics = (
+                            ["--metrics-port", str(free_port())] if args.with_metrics and mode == "on" else []
+                        )
+                        process = start(
+                            [
+                                "--database-url",
+                                url,
+                                "--gateway",
+                                "bench",
+                                *every_layout[layout],
+                                *metrics,
+                            ],
+                            port,
+                            sources[side],
+                            cpus=cpus[0],
+                        )
+                        servers.append((port, process))
+                        wrk(port, 1, cpus=cpus[1])  # warm-up
+                    time.sleep(args.settle)
+                    trees = [descendants(process.pid) for _, process in servers]
+                    before = stored_rows(url)
+                    served, spent = [0, 0], [0.0, 0.0]
+                    slice_rates: list[float] = []  # each slice's requests per CPU-second, in order
+                    for which in order(args.interleave):
+                        port, _ = servers[which]
+                        cpu_before = cpu_seconds(trees[which])
+                        _, total = wrk(port, args.seconds, cpus=cpus[1])
+                        time.sleep(args.settle)  # the on side's last shipment and batch, inside its slice
+                        cpu = cpu_seconds(trees[which]) - cpu_before
+                        served[which] += total
+                        spent[which] += cpu
+                        slice_rates.append(total / cpu)
+                    time.sleep(3)  # the writer's last batches, if it fell behind
+                    kept = (stored_rows(url) - before) / served[0]
+                finally:
+                    for _, process in servers:
+                        stop_tree([process.pid, *descendants(process.pid)])
+                on, off = (served[i] / spent[i] for i in (0, 1))
+                ratios[(side, layout)].append(on / off)
+                paired[(side, layout)].extend(paired_ratios(order(args.interleave), slice_rates))
+                print(
+                    f"round {round_ + 1} {side} {layout}: per CPU-second on {on:,.0f}, off {off:,.0f}, "
+                    f"ratio {on / off:.3f}; rows written per request (on) {kept:.3f}",
+                    flush=True,
+                )
+    what = "logs and metrics" if args.with_metrics else "logs"
+    for (side, layout), each in ratios.items():
+        slices = paired[(side, layout)]
+        quartiles = ", ".join(f"{q:.3f}" for q in statistics.quantiles(slices, n=4))
+        print(
+            f"{side} {layout}: {what} on/off per CPU-second, median of {len(each)} paired rounds "
+            f"{statistics.median(each):.3f} (rounds {', '.join(f'{r:.3f}' for r in each)}); median of "
+            f"{len(slices)} adjacent slices' ratios {statistics.median(slices):.3f} (quartiles {quartiles})"
+        )
 
 
 if __name__ == "__main__":
