@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/durable_logs.py [--rounds 5] [--seconds 5] [--database-url URL]
         [--with-metrics] [--keep N] [--baseline OTHER_CHECKOUT/src] [--layouts cell,front] [--pin] [--rate N]
+        [--interleave N [--settle S]]
 
 wrk -t1 -c64 against one small async function that logs one line with `ctx.log`, in both layouts: a
 cell serving its port directly (`fnstage runtime --gateway bench --env dev`, production behind a
@@ -40,6 +41,8 @@ from machine import describe
 from processes import cpu_seconds, descendants, stop_tree
 from sqlalchemy import inspect, text
 
+# each layout's runtime arguments: a cell serving its port, or `up`'s front before the cells
+LAYOUTS = {"cell": ["--env", "dev"], "front": []}
 FUNCTION = "async def main(ctx):\n    ctx.log('hello from', ctx.path)\n    return 'Hello, world!'\n"
 
 
@@ -90,6 +93,14 @@ def stored_rows(url: str) -> int:
             return int(conn.scalar(text("SELECT count(*) FROM invocation_logs")) or 0)
     finally:
         engine.dispose()
+
+
+def checkouts(baseline: str | None) -> dict[str, str]:
+    """The sides' src folders: this checkout's, and the baseline's when given."""
+    sources = {"this": str(Path(__file__).resolve().parents[1] / "src")}
+    if baseline:
+        sources["baseline"] = str(Path(baseline).resolve())
+    return sources
 
 
 def main() -> None:
@@ -146,11 +157,8 @@ def main() -> None:
         return
     server_cpus, client_cpus = ("0", "1") if args.pin else (None, None)
     print(describe(), flush=True)
-    sources = {"this": str(Path(__file__).resolve().parents[1] / "src")}
-    if args.baseline:
-        sources["baseline"] = str(Path(args.baseline).resolve())
-    every_layout = {"cell": ["--env", "dev"], "front": []}
-    layouts = {name: every_layout[name] for name in args.layouts.split(",")}
+    sources = checkouts(args.baseline)
+    layouts = {name: LAYOUTS[name] for name in args.layouts.split(",")}
     results: dict[str, list[float]] = {
         f"{side} {layout} logs {m}": [] for side in sources for layout in layouts for m in ("on", "off")
     }
@@ -238,10 +246,7 @@ def interleaved(args: argparse.Namespace) -> None:
     all adjacent slices' (`paired_ratios`)."""
     cpus = ("0", "1") if args.pin else (None, None)
     print(describe(), flush=True)
-    sources = {"this": str(Path(__file__).resolve().parents[1] / "src")}
-    if args.baseline:
-        sources["baseline"] = str(Path(args.baseline).resolve())
-    every_layout = {"cell": ["--env", "dev"], "front": []}
+    sources = checkouts(args.baseline)
     pairs = [(side, layout) for side in sources for layout in args.layouts.split(",")]
     ratios: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
     paired: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
@@ -267,7 +272,7 @@ def interleaved(args: argparse.Namespace) -> None:
                                 url,
                                 "--gateway",
                                 "bench",
-                                *every_layout[layout],
+                                *LAYOUTS[layout],
                                 *metrics,
                             ],
                             port,
