@@ -21,8 +21,8 @@ which the machine's other work disturbs far less.
 `--interleave N` pairs on and off within each round: both servers started together, then N slices of
 `--seconds` each, taken in turn (on, off, off, on, ...) so that the host's drift falls on both alike;
 each round prints its paired ratio of the pooled slices, and the summary their median. Even one
-server's run-to-run speed here moved 25-40% within a minute (a shared host: its steal ticks rose
-with every slow slice), more than logs cost, so rounds started apart cannot resolve it.
+server's run-to-run speed here moved 25-40% within a minute (a shared host: its slowest runs were those
+with the most steal ticks), more than logs cost, so rounds started apart cannot resolve it.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def checkouts(baseline: str | None) -> dict[str, str]:
     return sources
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
@@ -146,12 +146,28 @@ def main() -> None:
         default=0,
         metavar="N",
         help="each round starts on and off together and runs N slices of --seconds on each, in turn "
-        "(on, off, off, on, ...), and its ratio is the pooled slices' (see the docstring)",
+        "(on, off, off, on, ...), and its ratio is the pooled slices' (see the docstring); N even",
     )
     parser.add_argument(
         "--settle", type=float, default=0.6, help="seconds after each slice before its CPU is read"
     )
-    args = parser.parse_args()
+    return parser
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """The arguments, or exit 2 saying which is wrong (before any server starts)."""
+    args = parser.parse_args(argv)
+    if args.interleave and (args.interleave < 2 or args.interleave % 2):
+        # on, off, off, on: a drift cancels only over whole groups of four slices
+        parser.error(
+            f"--interleave must be an even number of slices a side, 2 or more, not {args.interleave}"
+        )
+    return args
+
+
+def main() -> None:
+    parser = build_parser()
+    args = parse_arguments(parser)
     if args.interleave:
         interleaved(args)
         return
