@@ -230,6 +230,29 @@ async def test_exception_is_500_with_request_id_and_logged(caplog: pytest.LogCap
     )
 
 
+async def test_a_failures_traceback_shows_the_functions_frames_only() -> None:
+    """Its author reads it in `fnstage logs`: the runtime's frames that called `main` name where fnstage
+    is installed and nothing of theirs."""
+    fn = live(
+        "import helper\ndef main(ctx):\n    return helper.boom()\n",
+        {"helper.py": "def boom():\n    return 1 / 0\n"},
+    )
+    logs = InvocationLogs()
+    await call(fn, logs=logs, request_id="abc123")
+    (entry,) = logs.recent("demo", "dev/user/me")
+    assert entry.error is not None
+    summary, traceback = entry.error.split("\n", 1)
+    assert summary == "ZeroDivisionError at helper.py:2: division by zero"
+    assert traceback.splitlines() == [
+        "Traceback (most recent call last):",
+        '  File "index.py", line 3, in main',
+        "    return helper.boom()",
+        '  File "helper.py", line 2, in boom',
+        "    return 1 / 0",
+        "ZeroDivisionError: division by zero",
+    ]
+
+
 async def test_each_live_version_counts_its_requests_and_failures() -> None:
     code = (
         "from fnstage import HTTPError\ndef main(ctx):\n    if ctx.query.get('fail'):\n        return 1 / 0\n"

@@ -122,6 +122,34 @@ def test_module_level_error_names_file_and_line() -> None:
     assert "c = x" in info.value.traceback
 
 
+def test_a_load_errors_traceback_leaves_out_the_runtimes_import_frames() -> None:
+    """As Python leaves out importlib's frames: from the function's first file to the failing line."""
+    files = {"index.py": "import utils\ndef main(ctx):\n    pass\n", "utils.py": "a = 1\nb = 2\nc = x\n"}
+    with pytest.raises(LoadError) as info:
+        load(files)
+    assert info.value.traceback.splitlines() == [
+        "Traceback (most recent call last):",
+        '  File "index.py", line 1, in <module>',
+        "    import utils",
+        '  File "utils.py", line 3, in <module>',
+        "    c = x",
+        "NameError: name 'x' is not defined",
+    ]
+
+
+def test_a_failure_with_no_frame_of_the_function_keeps_every_frame() -> None:
+    """Nothing of the function's to start from (a failure in the runtime's own frames): trim nothing."""
+    from fnstage.runtime.loader import format_traceback
+
+    try:
+        int("x")
+    except ValueError as exc:
+        text = format_traceback(exc, {"index.py": ""})
+    assert "test_runtime_loader.py" in text and text.endswith(
+        "ValueError: invalid literal for int() with base 10: 'x'\n"
+    )
+
+
 def test_missing_module_is_a_load_error() -> None:
     with pytest.raises(LoadError, match=r"ModuleNotFoundError at index.py:1: No module named 'nope_xyz'"):
         load({"index.py": "import nope_xyz\ndef main(ctx):\n    pass\n"})

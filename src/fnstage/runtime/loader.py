@@ -633,11 +633,22 @@ def describe_exception(exc: BaseException, files: Mapping[str, str]) -> str:
     return f"{type(exc).__name__}{where}: {message}" if message else f"{type(exc).__name__}{where}"
 
 
+# this module's code, as its frames name it (the import machinery a function's imports run through)
+_THIS_FILE = describe_exception.__code__.co_filename
+
+
 def format_traceback(exc: BaseException, files: Mapping[str, str]) -> str:
     """The traceback, with source lines of the function's own files taken from `files` (there is no
-    file on disk to read them from)."""
+    file on disk to read them from). It starts at the function's first frame, and leaves out this
+    module's import frames between its files, as Python leaves out importlib's: the runtime's frames
+    say nothing to the function's author and would show where fnstage is installed. Where no frame is
+    the function's, every frame is kept."""
+    frames = list(traceback.walk_tb(exc.__traceback__))
+    first = next((i for i, (frame, _) in enumerate(frames) if frame.f_code.co_filename in files), None)
+    if first is not None:
+        frames = [(f, n) for f, n in frames[first:] if f.f_code.co_filename != _THIS_FILE]
     stack = []
-    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+    for frame, lineno in frames:
         filename = frame.f_code.co_filename
         line = _source_line(files[filename], lineno) if filename in files else None
         stack.append(
