@@ -225,25 +225,35 @@ def test_print_error_lists_build_problems_and_hint(capsys: pytest.CaptureFixture
 def test_logs_view_shows_invocations_and_their_lines() -> None:
     invocations = [
         {
-            "at": ago(seconds=30),
+            "time": NOW.timestamp() - 30,
             "status": 500,
-            "method": "GET",
-            "path": "/user/me",
             "duration_ms": 12,
             "version": 3,
             "request_id": "r1",
-            "logs": ["hello"],
+            "lines": ["hello"],
             "error": "Traceback...\nValueError",
-        }
+            "trigger": None,
+        },
+        {
+            "time": NOW.timestamp() - 90,
+            "status": 200,
+            "duration_ms": 1,
+            "version": 3,
+            "request_id": "r0",
+            "lines": [],
+            "error": None,
+            "trigger": "nightly",
+        },
     ]
-    text = "\n".join(line.plain for line in render.logs_view(invocations, NOW))
-    assert text.splitlines()[0] == "30 s ago     500     12 ms       v3       GET /user/me  r1"
+    lines = [line.plain for line in render.logs_view(invocations, NOW)]
+    assert lines[0] == "30 s ago     500     12 ms       v3       r1"
+    assert lines[-1] == "1 min ago    200     1 ms        v3       r0  trigger nightly"
     header = render.logs_header().plain
-    assert header == "WHEN         STATUS  DURATION    VERSION  REQUEST  ID"
-    assert [header.index(c) for c in ("STATUS", "DURATION", "VERSION", "REQUEST")] == [
-        text.index(v) for v in ("500", "12 ms", "v3", "GET")
+    assert header == "WHEN         STATUS  DURATION    VERSION  REQUEST ID"
+    assert [header.index(c) for c in ("STATUS", "DURATION", "VERSION", "REQUEST ID")] == [
+        lines[0].index(v) for v in ("500", "12 ms", "v3", "r1")
     ]
-    assert "  hello" in text and "  ValueError" in text
+    assert "  hello" in lines and "  ValueError" in lines
 
 
 def test_status_card_shows_where_the_version_is_live() -> None:
@@ -273,7 +283,7 @@ def test_logs_view_reads_the_runtimes_invocation_records() -> None:
         "error": None,
     }
     header, line = (plain(t) for t in render.logs_view([record], NOW))
-    assert header.split() == ["2", "min", "ago", "200", "0.1", "ms", "v2", "-", "abc"]
+    assert header.split() == ["2", "min", "ago", "200", "0.1", "ms", "v2", "abc"]
     assert line.strip() == "hello Ada"
 
 

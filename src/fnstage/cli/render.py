@@ -448,15 +448,15 @@ LOG_COLUMNS = (("WHEN", 11), ("STATUS", 6), ("DURATION", 10), ("VERSION", 7))
 
 
 def logs_header() -> Text:
-    """The column headers over `logs_view`'s lines: fixed-width columns, then the request and its id."""
+    """The column headers over `logs_view`'s lines: fixed-width columns, then the request id."""
     from rich.text import Text
 
-    return Text("  ".join(name.ljust(width) for name, width in LOG_COLUMNS) + "  REQUEST  ID", style="bold")
+    return Text("  ".join(name.ljust(width) for name, width in LOG_COLUMNS) + "  REQUEST ID", style="bold")
 
 
 def logs_view(invocations: Sequence[Mapping[str, Any]], now: datetime | None = None) -> list[Text]:
-    """One line per invocation under `logs_header` (when, status, duration, version, method path or
-    trigger, request id), then the lines it logged and its error, indented."""
+    """One line per invocation under `logs_header` (when, status, duration, version, request id, and
+    the trigger of a scheduled run), then the lines it logged and its error, indented."""
     from rich.text import Text
 
     (_, when_w), (_, status_w), (_, duration_w), (_, version_w) = LOG_COLUMNS
@@ -469,9 +469,6 @@ def logs_view(invocations: Sequence[Mapping[str, Any]], now: datetime | None = N
         duration = _first(invocation, ("duration_ms", "duration"))
         took = f"{round(duration, 1):g} ms" if isinstance(duration, int | float) else "-"
         version = invocation.get("version")
-        request = f"{_text(invocation.get('method'), '')} {_text(invocation.get('path'), '')}".strip()
-        if invocation.get("trigger"):  # a scheduled run, not an HTTP request
-            request = f"{request} trigger {invocation['trigger']}".strip()
         header = Text.assemble(
             (
                 relative_time(_first(invocation, ("time", "at", "started_at", "created_at")), now).ljust(
@@ -486,11 +483,10 @@ def logs_view(invocations: Sequence[Mapping[str, Any]], now: datetime | None = N
             "  ",
             (("-" if version is None else f"v{version}").ljust(version_w), "dim"),
             "  ",
-            request or "-",
+            _text(invocation.get("request_id"), "-"),
         )
-        request_id = invocation.get("request_id")
-        if request_id:
-            header.append(f"  {request_id}", style="dim")
+        if invocation.get("trigger"):  # a scheduled run, not an HTTP request
+            header.append(f"  trigger {invocation['trigger']}", style="cyan")
         out.append(header)
         lines = _first(invocation, ("logs", "log", "lines")) or []
         if isinstance(lines, str):
