@@ -97,6 +97,7 @@ def test_logs_survive_a_restart_follow_within_a_second_and_filter(
         assert [e["lines"] for e in stored(cli, "--status", "error")] == [["serving 2"]]
         assert [e["lines"] for e in stored(cli, "--version", "2")] == [["serving 3"]]
         assert [e["lines"] for e in stored(cli, "--status", "ok", "--version", "1")] == [["serving 1"]]
+        assert [e["lines"] for e in stored(cli, "--status", "2xx")] == [["serving 3"], ["serving 1"]]
         assert stored(cli, "--since", "2099-01-01T00:00") == []
         assert len(stored(cli, "--since", "1h")) == 3
         refused = cli.run("logs", "dev/logs/fn", "--status", "teapot", ok=False)

@@ -76,6 +76,7 @@ def test_written_entries_read_back_newest_first_with_filters(store: Store, demo:
     assert ids(version=2) == ["req-4", "req-3"]
     assert ids(status="error") == ["req-2"] and ids(status=500) == ["req-2"]
     assert ids(status="4xx") == ["req-4"] and ids(status="ok") == ["req-3", "req-1"]
+    assert ids(status="2xx") == ["req-3", "req-1"] and ids(status="3xx") == []
     assert ids(since=1_000_002.0, until=1_000_004.0) == ["req-3", "req-2"]
     assert ids(request_id="req-3") == ["req-3"]
     assert ids(limit=2) == ["req-4", "req-3"]
@@ -411,3 +412,21 @@ def test_the_writer_batches_whole_shipments_and_writes_every_invocation_in_order
     assert transactions == [1400, 1000, 1000, 1000, 500] and writer.stats()["written"] == sum(sizes)
     found, _ = invocation_log.read(store.engine, "demo", "dev/user/me", LogFilter(limit=6000))
     assert [e["request_id"] for e in reversed(found)] == [f"req-{n}" for n in range(sum(sizes))]
+
+
+@pytest.mark.parametrize(
+    ("wanted", "matching"),
+    [
+        ("ok", [101, 200, 204, 299, 302, 399]),
+        ("2xx", [200, 204, 299]),
+        ("3xx", [302, 399]),
+        ("4xx", [400, 404, 499]),
+        ("5xx", [500, 503, 599]),
+        ("error", [500, 503, 599]),
+        (404, [404]),
+    ],
+)
+def test_a_status_class_matches_its_statuses_only(wanted: int | str, matching: list[int]) -> None:
+    """The durable log's blocks, its entries and a runtime's memory (`FNSTAGE_LOGS=off`) all use it."""
+    statuses = [101, 200, 204, 299, 302, 399, 400, 404, 499, 500, 503, 599]
+    assert [s for s in statuses if invocation_log.status_test(wanted)(s)] == matching

@@ -83,6 +83,8 @@ def test_filters_match_entries_across_blocks(store: Store) -> None:
     assert ids_of(store, status="error") == ["req-10", "req-5", "req-2"]
     assert ids_of(store, status=500) == ["req-5", "req-2"]
     assert ids_of(store, status="4xx") == ["req-4"]
+    assert ids_of(store, status="2xx", version=2) == ["req-11", "req-7", "req-3"]  # 200 and 201
+    assert ids_of(store, status="3xx") == []
     assert ids_of(store, status="ok", version=2) == ["req-11", "req-7", "req-3"]
     assert ids_of(store, since=1_000_004.0, until=1_000_009.0) == [
         "req-8",

@@ -3947,7 +3947,7 @@ export interface operations {
         request_id?: string | null;
         /** @description only this version's */
         version?: number | null;
-        /** @description an HTTP status (500), or a class: ok (< 400), error or 5xx (>= 500), 4xx */
+        /** @description an HTTP status (500), or a class: ok (< 400), error or 5xx (>= 500), 2xx, 3xx, 4xx */
         status?: string | null;
         /** @description started at or after (seconds since the epoch) */
         since?: number | null;

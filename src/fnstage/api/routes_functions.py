@@ -209,8 +209,8 @@ def invocation_logs(
     version: int | None = Query(default=None, ge=1, le=MAX_ID, description="only this version's"),
     status: str | None = Query(
         default=None,
-        pattern=r"^(ok|error|4xx|5xx|[1-5][0-9][0-9])$",
-        description="an HTTP status (500), or a class: ok (< 400), error or 5xx (>= 500), 4xx",
+        pattern=r"^(ok|error|2xx|3xx|4xx|5xx|[1-5][0-9][0-9])$",
+        description="an HTTP status (500), or a class: ok (< 400), error or 5xx (>= 500), 2xx, 3xx, 4xx",
     ),
     since: float | None = Query(
         default=None, ge=0, description="started at or after (seconds since the epoch)"

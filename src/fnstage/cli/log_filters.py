@@ -10,7 +10,7 @@ from fnstage.cli.client import CliError
 
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-STATUS_CLASSES = ("ok", "error", "4xx", "5xx")
+STATUS_CLASSES = ("ok", "error", "2xx", "3xx", "4xx", "5xx")
 
 
 def moment(option: str, text: str, now: float | None = None) -> float:
@@ -34,7 +34,7 @@ def moment(option: str, text: str, now: float | None = None) -> float:
 
 
 def status(text: str) -> str:
-    """An HTTP status (100-599) or a class: ok, error (or 5xx), 4xx."""
+    """An HTTP status (100-599) or a class: ok, error (or 5xx), 2xx, 3xx, 4xx."""
     value = text.strip().lower()
     if value in STATUS_CLASSES or (value.isdigit() and 100 <= int(value) <= 599):
         return value

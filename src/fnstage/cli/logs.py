@@ -24,7 +24,7 @@ def logs(
     ] = False,
     version: Annotated[int | None, typer.Option("--version", min=1, help="Only this version's.")] = None,
     status: Annotated[
-        str | None, typer.Option("--status", help="An HTTP status (500) or ok, error (5xx), 4xx.")
+        str | None, typer.Option("--status", help="An HTTP status (500) or ok, error (5xx), 2xx, 3xx, 4xx.")
     ] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="Started after: 30s, 10m, 2h, 1d ago, or a time (UTC).")

@@ -111,14 +111,8 @@ def _matches(entry: dict[str, Any], wanted: LogFilter) -> bool:
         wanted.until is None or entry["time"] < wanted.until,
         wanted.request_id is None or entry["request_id"] == wanted.request_id,
     ]
-    if isinstance(wanted.status, int):
-        checks.append(status == wanted.status)
-    elif wanted.status is not None:
-        checks.append(
-            {"ok": status < 400, "error": status >= 500, "4xx": 400 <= status < 500, "5xx": status >= 500}[
-                wanted.status
-            ]
-        )
+    if wanted.status is not None:
+        checks.append(invocation_log.status_test(wanted.status)(status))
     return all(checks)
 
 

@@ -185,7 +185,7 @@ def columns_of_records(records: Iterable[LogRecord]) -> list[LogColumns]:
 @dataclass(frozen=True)
 class LogFilter:
     """What a reader asks for. `status`: an exact code, or a class: "ok" (< 400), "error" (>= 500),
-    "4xx", "5xx". `after`: a follow cursor (entries with a larger id, oldest first)."""
+    "2xx" to "5xx" (`STATUS_CLASSES`). `after`: a follow cursor (entries with a larger id, oldest first)."""
 
     version: int | None = None
     status: int | str | None = None
@@ -465,18 +465,23 @@ def _delete_in_chunks(engine: Engine, where: Any, chunk: int, pause_s: float) ->
             time.sleep(pause_s)
 
 
-_STATUS_CLASSES: dict[str, Callable[[int], bool]] = {
-    "ok": lambda status: status < 400,
-    "error": lambda status: status >= 500,
-    "4xx": lambda status: 400 <= status < 500,
-    "5xx": lambda status: status >= 500,
+# `--status`'s classes, each the statuses from its first bound up to (not including) its second
+STATUS_CLASSES: dict[str, tuple[int, int]] = {
+    "ok": (0, 400),
+    "error": (500, 1000),
+    "2xx": (200, 300),
+    "3xx": (300, 400),
+    "4xx": (400, 500),
+    "5xx": (500, 1000),
 }
 
 
-def _status_test(status: int | str) -> Callable[[int], bool]:
+def status_test(status: int | str) -> Callable[[int], bool]:
+    """Whether an entry's status is `status` (a status, or a class of `STATUS_CLASSES`)."""
     if isinstance(status, int):
         return status.__eq__
-    return _STATUS_CLASSES[status]
+    low, high = STATUS_CLASSES[status]
+    return lambda value: low <= value < high
 
 
 def _block_clauses(wanted: LogFilter, dialect: str) -> list[Any]:
@@ -488,12 +493,8 @@ def _block_clauses(wanted: LogFilter, dialect: str) -> list[Any]:
     if isinstance(wanted.status, int):
         where += [b.min_status <= wanted.status, b.max_status >= wanted.status]
     elif wanted.status is not None:
-        where += {
-            "ok": [b.min_status < 400],
-            "error": [b.max_status >= 500],
-            "4xx": [b.max_status >= 400, b.min_status < 500],
-            "5xx": [b.max_status >= 500],
-        }[wanted.status]
+        low, high = STATUS_CLASSES[wanted.status]
+        where += [b.max_status >= low, b.min_status < high]
     if wanted.since is not None:
         where.append(b.last_started >= wanted.since)
     if wanted.until is not None:
@@ -612,7 +613,7 @@ def _matching(block: int, entries: int, columns: dict[str, Any], wanted: LogFilt
         versions = columns["versions"]
         indexes = [i for i in indexes if versions[i] == wanted.version]
     if wanted.status is not None:
-        statuses, test = columns["statuses"], _status_test(wanted.status)
+        statuses, test = columns["statuses"], status_test(wanted.status)
         indexes = [i for i in indexes if test(statuses[i])]
     if wanted.since is not None or wanted.until is not None:
         started = columns["started_at"]
