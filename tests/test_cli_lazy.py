@@ -15,6 +15,7 @@ import typer.main
 
 import fnstage.cli
 from fnstage.cli import main
+from fnstage.cli.lazy import unwrap
 
 
 def _eager() -> typer.Typer:
@@ -30,10 +31,10 @@ def _eager() -> typer.Typer:
     return root
 
 
-def _summary(command: Any) -> tuple[Any, ...]:
+def _summary(command: Any, help_text: str | None) -> tuple[Any, ...]:
     return (
         command.name,
-        command.help,
+        help_text,
         command.hidden,
         [(p.name, p.opts, p.secondary_opts, p.required) for p in command.params],
         sorted(getattr(command, "commands", {}) or {}),
@@ -46,7 +47,8 @@ def test_the_commands_are_the_ones_typer_would_build() -> None:
     assert list(lazy) == list(eager)  # same names, same order in --help
     assert "secrets" in lazy and lazy["secrets"].hidden
     for name in eager:
-        assert _summary(lazy[name]) == _summary(eager[name]), name
+        # the lazy root unwraps its commands' help (`lazy.unwrap`); Typer keeps it as written
+        assert _summary(lazy[name], lazy[name].help) == _summary(eager[name], unwrap(eager[name].help)), name
 
 
 def test_running_one_command_builds_only_that_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,3 +119,49 @@ def test_running_a_command_imports_only_its_module() -> None:
     assert "fnstage.cli.functions" in loaded
     others = {"fnstage.cli." + n for n in ("access", "releases", "server", "gateways", "triggers", "logs")}
     assert loaded & others == set()
+
+
+def test_help_paragraphs_are_unwrapped_for_rich_and_examples_keep_their_lines() -> None:
+    """Typer keeps a docstring's line breaks after its first paragraph, so text wrapped at 100 columns
+    in the source came out ragged at 80; an example (click's \\b) must keep its lines and lose the marker."""
+    text = "First line\n    goes on.\n\n    A paragraph\n    wrapped in the source.\n\n    \b\n    Example:\n      a\n      b\n"
+    assert unwrap(text) == "First line goes on.\n\nA paragraph wrapped in the source.\n\nExample:\n  a\n  b"
+    assert unwrap(None) is None and unwrap("") == ""
+
+
+def test_a_commands_help_wraps_at_the_terminal_not_where_the_source_did() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "fnstage", "push", "--help"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "80", "TERM": "dumb"},
+        check=True,
+    ).stdout
+    assert "virtual environments are skipped" in " ".join(line.strip() for line in shown.splitlines())
+    assert " environments are \n" not in shown  # the source's line break, kept by Typer, gave this
+    root = subprocess.run(
+        [sys.executable, "-m", "fnstage", "--help"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "80", "TERM": "dumb"},
+        check=True,
+    ).stdout
+    example = root[root.index("A typical day:") : root.index("The server is")]
+    assert '--note "first release"' in example and "\b" not in root
+    assert all(line.startswith(("   ", "A typical")) for line in example.splitlines() if line.strip())
+
+
+def _commands(command: Any) -> Any:
+    yield command
+    for sub in (getattr(command, "commands", None) or {}).values():
+        yield from _commands(sub)
+
+
+def test_every_example_in_help_fits_80_columns() -> None:
+    """An example keeps its lines (click's \\b), so rich cannot wrap it: a line longer than the 78
+    columns inside `--help`'s margins broke mid-word (`--note` on one line, its text on the next)."""
+    root = typer.main.get_command(main.app)
+    for command in [root, *(c for name in root.commands for c in _commands(root.commands[name]))]:  # type: ignore[attr-defined]  # the root is a Group
+        for paragraph in (command.help or "").split("\n\n"):
+            for line in paragraph.splitlines() if "\n" in paragraph else []:
+                assert len(line) <= 78, f"{command.name}: {line!r}"  # inside a margin of 1 on each side

@@ -11,6 +11,7 @@ are the table's, which tests/test_cli_lazy.py keeps equal to what Typer would bu
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -36,24 +37,50 @@ class Source:
         return found
 
 
+def unwrap(help_text: str | None) -> str | None:
+    """Each paragraph of a docstring on one line, for rich to wrap at the terminal's width. Typer keeps
+    a docstring's own line breaks after its first paragraph, so a paragraph wrapped at 100 columns in
+    the source came out ragged at 80 ("... virtual environments are" / "skipped)."). A paragraph that
+    starts with click's \\b keeps its lines (an example), without the marker, which rich would print."""
+    if not help_text:
+        return help_text
+    paragraphs = inspect.cleandoc(help_text).split("\n\n")
+    return "\n\n".join(
+        p.lstrip("\b").lstrip("\n")
+        if p.startswith("\b")
+        else " ".join(line.strip() for line in p.splitlines())
+        for p in paragraphs
+    )
+
+
+def unwrap_all(command: Any) -> Any:
+    """`command`, its help unwrapped (`unwrap`), and its subcommands' if it is a group."""
+    command.help = unwrap(command.help)
+    for sub in (getattr(command, "commands", None) or {}).values():
+        unwrap_all(sub)
+    return command
+
+
 def _build(name: str, source: Source, settings: typer.Typer) -> Any:
-    """The click command or group `name`, built as Typer builds the root's commands."""
+    """The click command or group `name`, built as Typer builds the root's commands, its help unwrapped."""
     short, markup = settings.pretty_exceptions_short, settings.rich_markup_mode
     registry = source.registry()
     if source.group:
         holder = typer.Typer()
         holder.add_typer(registry, name=name, hidden=source.hidden)  # as the eager root did
-        return typer.main.get_group_from_info(
-            holder.registered_groups[-1],
-            pretty_exceptions_short=short,
-            rich_markup_mode=markup,
-            suggest_commands=settings.suggest_commands,
+        return unwrap_all(
+            typer.main.get_group_from_info(
+                holder.registered_groups[-1],
+                pretty_exceptions_short=short,
+                rich_markup_mode=markup,
+                suggest_commands=settings.suggest_commands,
+            )
         )
     for info in registry.registered_commands:
         assert info.callback is not None, "a command always has a callback"
         if (info.name or typer.main.get_command_name(info.callback.__name__)) == name:
-            return typer.main.get_command_from_info(
-                info, pretty_exceptions_short=short, rich_markup_mode=markup
+            return unwrap_all(
+                typer.main.get_command_from_info(info, pretty_exceptions_short=short, rich_markup_mode=markup)
             )
     raise LookupError(f"{source.module}.{source.attribute} registers no command {name}")
 
@@ -99,6 +126,7 @@ class LazyGroup(TyperGroup):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.help = unwrap(self.help)
         self.commands = _Commands(self.table, self.settings)
 
     def list_commands(self, ctx: Any) -> list[str]:

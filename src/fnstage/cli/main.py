@@ -14,18 +14,20 @@ import typer
 from fnstage import __version__
 from fnstage.cli.lazy import LazyGroup, Source
 
+# The example keeps its lines (\b, `lazy.unwrap`): each fits the 80 columns `--help` is cached at
 HELP = """\
 Deploy Python functions to dev, then promote them to staging and prod: every release recorded,
 every rollback one command.
 
 \b
 A typical day:
-  fnstage up                                   # run fnstage locally (API, runtime, SQLite)
+  fnstage up                        # API, console, runtime and SQLite, here
   fnstage gateway create demo
   export FNSTAGE_GATEWAY=demo
-  fnstage push ./me dev/user/me                # save a folder of .py files to dev
-  fnstage promote dev/user/me --to staging --semver 1.0.0-rc.1 --note "QA build"
-  fnstage release user/me --from staging --to prod --semver 1.0.0 --note "first release"
+  fnstage push ./me dev/user/me     # save a folder of .py files to dev
+  fnstage promote dev/user/me --to staging --semver 1.0.0-rc.1 --note "QA"
+  fnstage release user/me --from staging --to prod --semver 1.0.0 \\
+      --note "first release"
   fnstage status user/me
 
 The server is $FNSTAGE_URL (default http://127.0.0.1:8470); the token is $FNSTAGE_TOKEN or the

@@ -214,11 +214,14 @@ def release(
     """Release code into an environment from another environment or from any history entry.
 
     The code is rebuilt with the dependencies recorded when it was deployed. Without --to, list
-    where it may go (the server's release policy) and the semver it suggests. Examples:
+    where it may go (the server's release policy) and the semver it suggests.
 
     \b
-      fnstage release user/me --from staging --to prod --semver 1.0.0 --note "first release"
-      fnstage release user/me --from 42 --to staging --semver 1.1.0-rc.2 --note "retry rc.1's code"
+    Examples:
+      fnstage release user/me --from staging --to prod --semver 1.0.0 \\
+          --note "first release"
+      fnstage release user/me --from 42 --to staging --semver 1.1.0-rc.2 \\
+          --note "retry rc.1's code"
     """
     gw = config.resolve_gateway(gateway)
     target = to.value if to else None
@@ -277,7 +280,9 @@ def rollback(
     The code goes back, the version goes forward: if 1.0.1 is bad, release 1.0.0's code as 1.0.2.
 
     \b
-      fnstage rollback prod/user/me --to 1.0.0 --semver 1.0.2 --note "1.0.1 breaks login"
+    Example:
+      fnstage rollback prod/user/me --to 1.0.0 --semver 1.0.2 \\
+          --note "1.0.1 breaks login"
     """
     fn = function_name(name)
     history_id = _history_id(to)
