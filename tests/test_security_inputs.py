@@ -229,3 +229,13 @@ def test_renaming_to_the_same_name_is_a_conflict_and_a_loose_type_is_refused(api
     r = api.patch(GW, json={"allow_dev_to_prod": "yes"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "allow_dev_to_prod"
     assert api.get(GW).json()["allow_dev_to_prod"] is False
+
+
+# --- a time window that ends before it starts -------------------------------------------------------
+@pytest.mark.parametrize("until", [100.0, 99.0])
+def test_logs_with_until_not_after_since_are_refused_naming_the_field(api: TestClient, until: float) -> None:
+    r = api.get(f"{GW}/logs/dev/user/me", params={"since": 100.0, "until": until})
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["field"] == "until" and "must be later than since" in error["message"]
+    assert api.get(f"{GW}/logs/dev/user/me", params={"since": 100.0, "until": 101.0}).status_code == 200

@@ -19,6 +19,7 @@ from fnstage.api.schemas import (
     Save,
 )
 from fnstage.api.version_urls import with_url
+from fnstage.domain.errors import InvalidInput
 from fnstage.domain.names import MAX_HISTORY_PAGE
 from fnstage.service import Actor, Services
 from fnstage.service.queries import lock_changes
@@ -225,6 +226,12 @@ def invocation_logs(
     """Invocations (newest first) with their `ctx.log` lines: the durable log, plus what the runtimes
     serving it hold in memory. With `after`, only the durable log's newer entries: `cursor` in each
     answer is where to follow from."""
+    if since is not None and until is not None and until <= since:
+        raise InvalidInput(
+            f"until ({until}) must be later than since ({since}): entries started at or after since and "
+            "before until are shown, and none can be both",
+            field="until",
+        )
     wanted = LogFilter(
         version=version,
         status=int(status) if status is not None and status.isdigit() else status,

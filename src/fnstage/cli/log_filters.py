@@ -33,6 +33,15 @@ def moment(option: str, text: str, now: float | None = None) -> float:
     return when.timestamp()
 
 
+def check_window(since: str | None, start: float | None, until: str | None, end: float | None) -> None:
+    """Refuse a window no invocation can be in (`--since 1h --until 2h`: the end before the start)."""
+    if start is not None and end is not None and end <= start:
+        raise CliError(
+            f"--until {until!r} is not later than --since {since!r}: --since is when the window starts "
+            "(30s, 10m, 2h, 1d ago, or a time), --until when it ends, so no invocation can match"
+        )
+
+
 def status(text: str) -> str:
     """An HTTP status (100-599) or a class: ok, error (or 5xx), 2xx, 3xx, 4xx."""
     value = text.strip().lower()

@@ -42,6 +42,7 @@ def logs(
         "since": log_filters.moment("--since", since) if since is not None else None,
         "until": log_filters.moment("--until", until) if until is not None else None,
     }
+    log_filters.check_window(since, filters["since"], until, filters["until"])
     path = path_of("gateways", gw, "logs", fn.env, fn.base)
     with connect() as api:
         try:
