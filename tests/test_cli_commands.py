@@ -855,13 +855,16 @@ def test_logs_lists_invocations(cli: Callable[..., Result], api: FakeApi) -> Non
         "gateways/demo/logs/dev/user/me",
         {
             "invocations": [
-                {
-                    "at": "2026-11-26T12:00:00+00:00",
+                {  # as the API answers (responses.Invocations)
+                    "id": 7,
+                    "request_id": "0f3a",
+                    "time": 1796256000.0,
+                    "version": 2,
                     "status": 200,
-                    "method": "GET",
-                    "path": "/user/me",
                     "duration_ms": 3,
-                    "logs": ["hello from main"],
+                    "lines": ["hello from main"],
+                    "error": None,
+                    "trigger": None,
                 },
             ]
         },
@@ -869,7 +872,7 @@ def test_logs_lists_invocations(cli: Callable[..., Result], api: FakeApi) -> Non
     result = cli("logs", "dev/user/me")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0].split() == ["WHEN", "STATUS", "DURATION", "VERSION", "REQUEST", "ID"]
-    assert result.stdout.splitlines()[1].split()[3:] == ["200", "3", "ms", "-", "GET", "/user/me"]
+    assert result.stdout.splitlines()[1].split()[-5:] == ["200", "3", "ms", "v2", "0f3a"]
     assert "hello from main" in result.stdout
 
 
