@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import typer
 import typer.main
+from typer.core import TyperGroup
 
 import fnstage.cli
 from fnstage.cli import main
@@ -161,7 +162,8 @@ def test_every_example_in_help_fits_80_columns() -> None:
     """An example keeps its lines (click's \\b), so rich cannot wrap it: a line longer than the 78
     columns inside `--help`'s margins broke mid-word (`--note` on one line, its text on the next)."""
     root = typer.main.get_command(main.app)
-    for command in [root, *(c for name in root.commands for c in _commands(root.commands[name]))]:  # type: ignore[attr-defined]  # the root is a Group
+    assert isinstance(root, TyperGroup)
+    for command in [root, *(c for name in root.commands for c in _commands(root.commands[name]))]:
         for paragraph in (command.help or "").split("\n\n"):
             for line in paragraph.splitlines() if "\n" in paragraph else []:
                 assert len(line) <= 78, f"{command.name}: {line!r}"  # inside a margin of 1 on each side

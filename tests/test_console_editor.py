@@ -154,7 +154,10 @@ def test_leaving_with_unsaved_changes_asks_first(
         # stay on a link's confirm; leave on closing the tab, so no dialog is left open for the
         # context's close: a dismissed beforeunload left the page open, and Chromium once exited while
         # the fixture closed it (every later test of the module then found the browser gone)
-        dialog.accept() if dialog.type == "beforeunload" else dialog.dismiss()
+        if dialog.type == "beforeunload":
+            dialog.accept()
+        else:
+            dialog.dismiss()
 
     page.on("dialog", answer)
     page.get_by_role("link", name="leave").click()  # the breadcrumb back to the gateway

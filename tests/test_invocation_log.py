@@ -359,6 +359,9 @@ def test_since_and_status_as_typed() -> None:
     with pytest.raises(CliError, match="neither a duration"):
         log_filters.moment("--since", "yesterday")
     assert log_filters.status("5XX") == "5xx" and log_filters.status("404") == "404"
+    assert (
+        tuple(invocation_log.STATUS_CLASSES) == log_filters.STATUS_CLASSES
+    )  # the CLI keeps a copy of the names
     log_filters.check_window("2h", 100.0, "1h", 200.0)  # a window that ends after it starts
     with pytest.raises(CliError, match="--until '2h' is not later than --since '1h'"):
         log_filters.check_window("1h", 200.0, "2h", 100.0)

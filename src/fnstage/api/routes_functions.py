@@ -23,7 +23,7 @@ from fnstage.domain.errors import InvalidInput
 from fnstage.domain.names import MAX_HISTORY_PAGE
 from fnstage.service import Actor, Services
 from fnstage.service.queries import lock_changes
-from fnstage.store.invocation_log import LogFilter
+from fnstage.store.invocation_log import STATUS_CLASSES, LogFilter
 
 router = APIRouter(tags=["functions"])
 
@@ -210,7 +210,7 @@ def invocation_logs(
     version: int | None = Query(default=None, ge=1, le=MAX_ID, description="only this version's"),
     status: str | None = Query(
         default=None,
-        pattern=r"^(ok|error|2xx|3xx|4xx|5xx|[1-5][0-9][0-9])$",
+        pattern=rf"^({'|'.join(STATUS_CLASSES)}|[1-5][0-9][0-9])$",
         description="an HTTP status (500), or a class: ok (< 400), error or 5xx (>= 500), 2xx, 3xx, 4xx",
     ),
     since: float | None = Query(

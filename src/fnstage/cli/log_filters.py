@@ -10,6 +10,9 @@ from fnstage.cli.client import CliError
 
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# `store.invocation_log.STATUS_CLASSES`' names, which the API checks too; not imported from there, as
+# that module loads SQLAlchemy and every `fnstage` run pays for what the CLI imports
+# (tests/test_invocation_log.py keeps the two equal)
 STATUS_CLASSES = ("ok", "error", "2xx", "3xx", "4xx", "5xx")
 
 
